@@ -1,0 +1,189 @@
+//! Built-in actions: one file per action behind the [`Action`] trait, and a
+//! registry that finds them by name.
+//!
+//! Each action declares its parameters as a typed struct. `ward validate`
+//! renders a step's `with:` templates, deserializes them into that struct
+//! (errors point at the exact key), then runs the action's own semantic
+//! checks; `ward plan` shows [`Action::describe`].
+//!
+//! Running the actions is the next milestone (see docs/design.md): the
+//! trait will gain a `probe` (read-only, for dry runs) and a cancellable
+//! `run`.
+
+mod params;
+mod pg_dumpall;
+mod pg_query;
+mod pg_restore;
+mod rotate;
+mod rsync;
+mod service_start;
+mod service_stop;
+mod snapshot_hardlink;
+mod verify;
+
+use std::any::Any;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::yaml::{DeError, Node, from_node};
+
+pub use params::{Compression, PgConn, StringList};
+pub use pg_dumpall::{PgDumpall, PgDumpallParams};
+pub use pg_query::{PgQuery, PgQueryParams};
+pub use pg_restore::{PgRestore, PgRestoreParams};
+pub use rotate::{Rotate, RotateParams};
+pub use rsync::{Rsync, RsyncMode, RsyncParams, Vanished};
+pub use service_start::{ServiceStart, ServiceStartParams};
+pub use service_stop::{ServiceStop, ServiceStopParams};
+pub use snapshot_hardlink::{SnapshotHardlink, SnapshotHardlinkParams, SnapshotStrategy};
+pub use verify::{Verify, VerifyParams};
+
+/// A problem with an action's parameters that their types do not catch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// The parameter the problem is about (used to point at it), or "" for the whole `with`.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub help: Option<String>,
+}
+
+impl ParamProblem {
+    /// A problem with parameter `key`.
+    pub fn new(key: &'static str, message: impl Into<String>) -> ParamProblem {
+        ParamProblem {
+            key,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Adds advice.
+    pub fn help(mut self, help: impl Into<String>) -> ParamProblem {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// A built-in action.
+pub trait Action: 'static {
+    /// The name used in `action:`.
+    const NAME: &'static str;
+    /// One line for `ward plan` and the docs.
+    const SUMMARY: &'static str;
+    /// The typed `with:` parameters.
+    type Params: DeserializeOwned + Serialize + JsonSchema + fmt::Debug + Send + Sync + 'static;
+
+    /// Checks what the types cannot (e.g. "exactly one of `unit` or `stop`").
+    fn check(params: &Self::Params) -> Vec<ParamProblem>;
+
+    /// What the step will do, in one line, after templating.
+    fn describe(params: &Self::Params) -> String;
+}
+
+/// Parameters of some action, type-erased so steps of different actions can
+/// sit in one list.
+pub trait ActionParams: fmt::Debug + Send + Sync {
+    /// The action's name.
+    fn action(&self) -> &'static str;
+    /// One line for plans.
+    fn describe(&self) -> String;
+    /// The parameters as JSON (for `ward plan --format json`).
+    fn to_json(&self) -> serde_json::Value;
+    /// Access to the typed parameters.
+    fn as_any(&self) -> &dyn Any;
+}
+
+struct Typed<A: Action>(A::Params);
+
+impl<A: Action> fmt::Debug for Typed<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<A: Action> ActionParams for Typed<A> {
+    fn action(&self) -> &'static str {
+        A::NAME
+    }
+    fn describe(&self) -> String {
+        A::describe(&self.0)
+    }
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+}
+
+/// Why an action's parameters were refused.
+#[derive(Debug)]
+pub enum ParamsError {
+    /// The parameters do not fit the typed struct.
+    Shape(DeError),
+    /// The parameters fit but make no sense together.
+    Problems(Vec<ParamProblem>),
+}
+
+/// One entry of the registry.
+pub struct ActionDef {
+    /// The name used in `action:`.
+    pub name: &'static str,
+    /// One line for plans and docs.
+    pub summary: &'static str,
+    /// Reads and checks rendered `with:` parameters.
+    pub parse: fn(&Node) -> Result<Box<dyn ActionParams>, ParamsError>,
+    /// JSON Schema of the parameters.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+fn parse<A: Action>(with: &Node) -> Result<Box<dyn ActionParams>, ParamsError> {
+    let params: A::Params = from_node(with).map_err(ParamsError::Shape)?;
+    let problems = A::check(&params);
+    if problems.is_empty() {
+        Ok(Box::new(Typed::<A>(params)))
+    } else {
+        Err(ParamsError::Problems(problems))
+    }
+}
+
+fn schema<A: Action>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<A::Params>()
+}
+
+const fn def<A: Action>() -> ActionDef {
+    ActionDef {
+        name: A::NAME,
+        summary: A::SUMMARY,
+        parse: parse::<A>,
+        schema: schema::<A>,
+    }
+}
+
+/// Every built-in action, in the order the docs list them.
+pub static REGISTRY: &[ActionDef] = &[
+    def::<ServiceStop>(),
+    def::<ServiceStart>(),
+    def::<PgDumpall>(),
+    def::<PgRestore>(),
+    def::<PgQuery>(),
+    def::<Rsync>(),
+    def::<SnapshotHardlink>(),
+    def::<Rotate>(),
+    def::<Verify>(),
+];
+
+/// Finds a built-in action by name.
+pub fn lookup(name: &str) -> Option<&'static ActionDef> {
+    REGISTRY.iter().find(|d| d.name == name)
+}
+
+/// The names of all built-in actions.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|d| d.name)
+}

@@ -1,0 +1,132 @@
+//! Parameter types shared by several actions.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// One name or a list of names (`wait_gone: fo_scheduler` or `[a, b]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StringList, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(StringList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for StringList {
+    fn schema_name() -> Cow<'static, str> {
+        "StringList".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        })
+    }
+}
+
+/// How to reach PostgreSQL. Passwords never go here: use `passfile`
+/// (a `.pgpass` file) or `PGPASSWORD` in the step's `env`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgConn {
+    /// Host name or socket directory (libpq's `PGHOST`).
+    pub host: Option<String>,
+    /// Port (default 5432).
+    pub port: Option<u16>,
+    /// Role to connect as.
+    pub user: Option<String>,
+    /// Database to connect to first (default `postgres`).
+    pub dbname: Option<String>,
+    /// A `.pgpass` file with the password (mode 0600).
+    pub passfile: Option<String>,
+}
+
+impl PgConn {
+    /// `user@host:port` for plans; libpq defaults shown as such.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}@{}:{}",
+            self.user.as_deref().unwrap_or("$PGUSER"),
+            self.host.as_deref().unwrap_or("local socket"),
+            self.port.unwrap_or(5432)
+        )
+    }
+}
+
+/// Compression of a dump file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, single-threaded (the default; readable by `zcat`).
+    #[default]
+    Gzip,
+    /// gzip members compressed on several threads (still readable by `zcat`).
+    Pgzip,
+    /// zstd.
+    Zstd,
+    /// No compression.
+    None,
+}
+
+impl Compression {
+    /// Valid levels for this compressor.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Compression::Gzip | Compression::Pgzip => 1..=9,
+            Compression::Zstd => 1..=19,
+            Compression::None => 0..=0,
+        }
+    }
+
+    /// The keyword as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Pgzip => "pgzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// Checks that a path parameter is not empty.
+pub fn non_empty(key: &'static str, value: &str) -> Option<super::ParamProblem> {
+    value
+        .trim()
+        .is_empty()
+        .then(|| super::ParamProblem::new(key, format!("`{key}` is empty")))
+}
+
+/// Checks an argv parameter: not empty, no empty program.
+pub fn argv_problem(key: &'static str, argv: &[String]) -> Option<super::ParamProblem> {
+    match argv.first() {
+        None => Some(super::ParamProblem::new(key, format!("`{key}` is an empty command")).help("write e.g. `[/usr/bin/fo_scheduler, --kill]`")),
+        Some(p) if p.trim().is_empty() => Some(super::ParamProblem::new(key, format!("the program in `{key}` is empty"))),
+        _ => None,
+    }
+}

@@ -1,0 +1,77 @@
+//! `service.start`: start a service and check that it came up.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::params::argv_problem;
+use super::{Action, ParamProblem};
+use crate::model::Duration;
+
+/// Starts a service through systemctl or a given command, then checks that
+/// a process is running (`wait_up`) or that a command succeeds (`wait_cmd`).
+pub struct ServiceStart;
+
+/// Parameters of `service.start`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStartParams {
+    /// systemd unit to start with `systemctl start` (give this or `start`).
+    pub unit: Option<String>,
+    /// Command (argv) that starts the service, e.g. `[fo_scheduler, --daemon, --reset]`.
+    pub start: Option<Vec<String>>,
+    /// A process name that must be running before the step succeeds.
+    pub wait_up: Option<String>,
+    /// A command (argv) that must succeed before the step succeeds (tried until `timeout`).
+    pub wait_cmd: Option<Vec<String>>,
+    /// How long to wait for the service to come up (default 60s).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+impl Action for ServiceStart {
+    const NAME: &'static str = "service.start";
+    const SUMMARY: &'static str = "start a service and check that it is up";
+    type Params = ServiceStartParams;
+
+    fn check(p: &ServiceStartParams) -> Vec<ParamProblem> {
+        let mut out = Vec::new();
+        match (&p.unit, &p.start) {
+            (None, None) => out.push(
+                ParamProblem::new("", "`service.start` needs `unit` (systemd) or `start` (a command)")
+                    .help("e.g. `unit: fossology` or `start: [fo_scheduler, --daemon, --reset]`"),
+            ),
+            (Some(_), Some(_)) => out.push(ParamProblem::new(
+                "start",
+                "give either `unit` or `start`, not both",
+            )),
+            (_, Some(argv)) => out.extend(argv_problem("start", argv)),
+            _ => {}
+        }
+        if let Some(argv) = &p.wait_cmd {
+            out.extend(argv_problem("wait_cmd", argv));
+        }
+        if p.wait_up.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            out.push(ParamProblem::new("wait_up", "`wait_up` is an empty process name"));
+        }
+        out
+    }
+
+    fn describe(p: &ServiceStartParams) -> String {
+        let mut s = match (&p.unit, &p.start) {
+            (Some(u), _) => format!("systemctl start {u}"),
+            (_, Some(argv)) => argv.join(" "),
+            _ => String::new(),
+        };
+        if let Some(name) = &p.wait_up {
+            s.push_str(&format!("; wait up to {} for process {name}", p.timeout));
+        }
+        if let Some(argv) = &p.wait_cmd {
+            s.push_str(&format!("; wait up to {} for `{}` to succeed", p.timeout, argv.join(" ")));
+        }
+        s
+    }
+}

@@ -1,0 +1,71 @@
+//! `service.stop`: stop a service and wait until its processes are gone.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::params::{StringList, argv_problem};
+use super::{Action, ParamProblem};
+use crate::model::Duration;
+
+/// Stops a service through systemctl or a given command, then waits until
+/// every process named in `wait_gone` has exited (checked through /proc).
+pub struct ServiceStop;
+
+/// Parameters of `service.stop`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStopParams {
+    /// systemd unit to stop with `systemctl stop` (give this or `stop`).
+    pub unit: Option<String>,
+    /// Command (argv) that stops the service, e.g. `[fo_scheduler, --kill]`.
+    pub stop: Option<Vec<String>>,
+    /// Process names (as in /proc/PID/comm or argv[0]) that must all be gone before the step succeeds.
+    #[serde(default)]
+    pub wait_gone: StringList,
+    /// How long to wait for the processes to go (default 60s).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+impl Action for ServiceStop {
+    const NAME: &'static str = "service.stop";
+    const SUMMARY: &'static str = "stop a service and wait until its processes are gone";
+    type Params = ServiceStopParams;
+
+    fn check(p: &ServiceStopParams) -> Vec<ParamProblem> {
+        let mut out = Vec::new();
+        match (&p.unit, &p.stop) {
+            (None, None) => out.push(
+                ParamProblem::new("", "`service.stop` needs `unit` (systemd) or `stop` (a command)")
+                    .help("e.g. `unit: fossology` or `stop: [fo_scheduler, --kill]`"),
+            ),
+            (Some(_), Some(_)) => out.push(ParamProblem::new(
+                "stop",
+                "give either `unit` or `stop`, not both",
+            )),
+            (_, Some(argv)) => out.extend(argv_problem("stop", argv)),
+            _ => {}
+        }
+        if p.wait_gone.0.iter().any(|n| n.trim().is_empty()) {
+            out.push(ParamProblem::new("wait_gone", "`wait_gone` contains an empty process name"));
+        }
+        out
+    }
+
+    fn describe(p: &ServiceStopParams) -> String {
+        let how = match (&p.unit, &p.stop) {
+            (Some(u), _) => format!("systemctl stop {u}"),
+            (_, Some(argv)) => argv.join(" "),
+            _ => String::new(),
+        };
+        if p.wait_gone.0.is_empty() {
+            how
+        } else {
+            format!("{how}; wait up to {} until gone: {}", p.timeout, p.wait_gone.0.join(", "))
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! `ward plan FILE`
+
+use std::io::Write;
+
+use super::{PlanArgs, PlanFormat};
+use crate::error::{WardError, exit};
+use crate::report::{self, Style, render_human};
+use crate::template::var_overrides;
+
+pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
+    let overrides = var_overrides(&args.vars.vars)?;
+    let checked = crate::check_file(&args.file, &overrides, "plan")?;
+    let shown = args.file.display().to_string();
+    // Warnings (and errors) go to stderr so the plan on stdout stays parseable.
+    let stderr = std::io::stderr();
+    render_human(&mut stderr.lock(), Some(&checked.source), &shown, &checked.diagnostics, Style::stderr())?;
+    let Some(validated) = checked.validated else {
+        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!("{}: {shown}: {count} error(s); nothing to plan", Style::stderr().error("invalid"));
+        return Ok(exit::USAGE);
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        PlanFormat::Text => report::plan_text(&mut out, &validated, Style::stdout())?,
+        PlanFormat::Json => report::plan_json(&mut out, &validated)?,
+        PlanFormat::Dot => report::plan_dot(&mut out, &validated)?,
+        PlanFormat::Mermaid => report::plan_mermaid(&mut out, &validated)?,
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,77 @@
+//! Errors that end a ward command, and the exit code each one maps to.
+//!
+//! Exit codes are part of ward's interface (docs/cli.md): 0 ok, 1 a run
+//! failed, 2 invalid playbook or usage, 3 another run holds the lock.
+
+use std::path::PathBuf;
+
+/// Process exit codes.
+pub mod exit {
+    /// Everything went well.
+    pub const OK: i32 = 0;
+    /// A run (or a verification) failed.
+    pub const FAILED: i32 = 1;
+    /// The playbook is invalid or the command line is wrong.
+    pub const USAGE: i32 = 2;
+    /// Another run holds the lock.
+    pub const LOCKED: i32 = 3;
+}
+
+/// An error that ends a command.
+#[derive(Debug, thiserror::Error)]
+pub enum WardError {
+    /// The playbook file could not be read.
+    #[error("cannot read playbook {}: {source}", path.display())]
+    ReadPlaybook {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The path is a directory.
+    #[error("{} is a directory, not a playbook file", path.display())]
+    PlaybookIsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The playbook file is larger than ward reads.
+    #[error("playbook {} is larger than {limit} bytes; refusing to read it", path.display())]
+    PlaybookTooLarge {
+        /// The path given.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The playbook file is not UTF-8 text.
+    #[error("playbook {} is not UTF-8 text (invalid byte at offset {offset})", path.display())]
+    PlaybookNotUtf8 {
+        /// The path given.
+        path: PathBuf,
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The playbook has errors; they were already reported as diagnostics.
+    #[error("{path}: {count} error(s); nothing was run")]
+    Invalid {
+        /// The playbook path as given.
+        path: String,
+        /// Number of errors.
+        count: usize,
+    },
+    /// A command-line argument is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing output failed (e.g. a closed pipe).
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl WardError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            WardError::Output(_) => exit::FAILED,
+            _ => exit::USAGE,
+        }
+    }
+}

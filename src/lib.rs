@@ -1,0 +1,58 @@
+//! ward runs declarative backup and restore playbooks.
+//!
+//! The pipeline reads off the modules: [`yaml`] and [`parse`] read a file
+//! into the spanned [`model`]; [`validate`] checks it as a whole and renders
+//! templates; [`plan`] builds the DAG; [`report`] prints diagnostics and
+//! plans. Built-in actions live in [`action`], one file each.
+
+pub mod action;
+pub mod cli;
+pub mod clock;
+pub mod diagnostic;
+pub mod error;
+pub mod model;
+pub mod parse;
+pub mod plan;
+pub mod report;
+pub mod schema;
+pub mod source;
+pub mod template;
+pub mod validate;
+pub mod yaml;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use diagnostic::{Diagnostic, Diagnostics};
+use error::WardError;
+use source::SourceFile;
+use template::RunFacts;
+use validate::Validated;
+
+/// The outcome of reading and validating one playbook file.
+pub struct Checked {
+    /// The file's text (for rendering diagnostics).
+    pub source: Arc<SourceFile>,
+    /// Every problem found, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The validated playbook, if there were no errors.
+    pub validated: Option<Validated>,
+}
+
+/// Reads, parses and validates a playbook. `Err` only for files that could
+/// not be read at all; problems inside the file are in `diagnostics`.
+pub fn check_file(path: &Path, overrides: &[(String, String)], run_id: &str) -> Result<Checked, WardError> {
+    let source = parse::read_source(path)?;
+    let now = clock::now()?;
+    let mut diags = Diagnostics::default();
+    let validated = parse::parse(source.clone(), &mut diags).and_then(|playbook| {
+        let facts = RunFacts::new(now, run_id, path);
+        validate::validate(playbook, overrides, facts, &mut diags)
+    });
+    let validated = if diags.has_errors() { None } else { validated };
+    Ok(Checked {
+        source,
+        diagnostics: diags.into_sorted(),
+        validated,
+    })
+}

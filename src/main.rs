@@ -1,0 +1,5 @@
+//! The `ward` binary: parse arguments, run the command, exit with its code.
+
+fn main() {
+    std::process::exit(ward::cli::main());
+}

@@ -1,0 +1,113 @@
+//! The file format as JSON Schema sees it.
+//!
+//! These types exist to generate `schemas/playbook.schema.json` (and the
+//! editor hovers that come from their doc comments); the parser in
+//! `parse/` reads the same keys into the spanned model. A test keeps the two
+//! key lists equal.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Duration, RetryPolicy, When};
+
+/// A ward playbook: ordered, dependent backup or restore steps.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ward playbook", extend("$id" = "https://ward.invalid/schemas/playbook.schema.json"))]
+pub struct PlaybookDoc {
+    /// Format version; this ward reads version 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub ward: u32,
+    /// Playbook name: lower-case letters, digits, `-` and `_`.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
+    pub name: String,
+    /// What the playbook is for.
+    pub description: Option<String>,
+    /// Template variables, overridable with `--var name=value`. String values may use earlier variables.
+    pub vars: Option<BTreeMap<String, serde_json::Value>>,
+    /// Settings applied to every step that does not set its own.
+    pub defaults: Option<DefaultsDoc>,
+    /// How many steps may run at the same time (default 4).
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<u32>,
+    /// Name of the run lock; runs sharing a lock never overlap (default: the playbook name).
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_.-]*$"))]
+    pub lock: Option<String>,
+    /// The steps, in the order they are listed in plans when nothing else decides.
+    #[schemars(length(min = 1))]
+    pub steps: Vec<StepDoc>,
+}
+
+/// Settings applied to every step that does not set its own.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsDoc {
+    /// Time limit for one attempt of a step.
+    pub timeout: Option<Duration>,
+    /// Retry policy for failed steps.
+    pub retry: Option<RetryDoc>,
+}
+
+/// A number of retries (`0` = try once) or a full policy.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RetryDoc {
+    /// Number of retries after the first attempt.
+    Count(u32),
+    /// A full retry policy.
+    Policy(RetryPolicy),
+}
+
+/// A list of step ids, or a single id.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StepRefs {
+    /// One step id.
+    One(String),
+    /// Several step ids.
+    Many(Vec<String>),
+}
+
+/// One step. Exactly one of `action`, `run` or `cmd`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDoc {
+    /// Unique id: lower-case letters, digits, `-` and `_`.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
+    pub id: String,
+    /// Name shown in plans and progress output.
+    pub name: Option<String>,
+    /// A built-in action (parameters under `with`).
+    pub action: Option<String>,
+    /// Parameters of the action.
+    pub with: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A shell line, run by `bash -o errexit -o nounset -o pipefail -c`. Use `{{ value | quote }}` for untrusted values.
+    pub run: Option<String>,
+    /// An argv run directly, without a shell.
+    #[schemars(length(min = 1))]
+    pub cmd: Option<Vec<String>>,
+    /// Steps that must have succeeded before this one runs.
+    pub needs: Option<StepRefs>,
+    /// Steps that must have finished (whatever their result) before this one runs.
+    pub after: Option<StepRefs>,
+    /// When the step runs: `success` (default), `failure` or `always`.
+    pub when: Option<When>,
+    /// A template expression; when false the step is skipped.
+    #[serde(rename = "if")]
+    pub condition: Option<String>,
+    /// Environment variables for the step's process.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Time limit for one attempt.
+    pub timeout: Option<Duration>,
+    /// Retry policy, or a number of retries (`0` = try once).
+    pub retry: Option<RetryDoc>,
+    /// A step to run if this step succeeded but the run later fails.
+    pub compensate: Option<String>,
+    /// A path; if it exists, the step counts as already done and is skipped.
+    pub creates: Option<String>,
+    /// Exit codes that count as success (default `[0]`).
+    #[schemars(length(min = 1))]
+    pub ok_codes: Option<Vec<i32>>,
+}

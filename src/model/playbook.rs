@@ -1,0 +1,57 @@
+use std::sync::Arc;
+
+use super::{Duration, RetryPolicy, Spanned, Step};
+use crate::source::{SourceFile, Span};
+use crate::yaml::Node;
+
+/// A parsed playbook (format version 1).
+#[derive(Debug)]
+pub struct Playbook {
+    /// The file it was read from.
+    pub source: Arc<SourceFile>,
+    /// `name:`, matching `[a-z0-9][a-z0-9_-]*`.
+    pub name: Spanned<String>,
+    /// `description:`.
+    pub description: Option<String>,
+    /// `vars:` in the order written.
+    pub vars: Vec<Var>,
+    /// `defaults:` for every step.
+    pub defaults: Defaults,
+    /// `max_parallel:`, how many steps may run at once.
+    pub max_parallel: usize,
+    /// `lock:`, the name of the run lock (defaults to the playbook name).
+    pub lock: Option<Spanned<String>>,
+    /// `steps:` in the order written.
+    pub steps: Vec<Step>,
+}
+
+impl Playbook {
+    /// The lock name: `lock:` if set, else the playbook name.
+    pub fn lock_name(&self) -> &str {
+        self.lock.as_ref().map_or(&self.name.value, |l| &l.value)
+    }
+}
+
+/// One entry of `vars:`.
+#[derive(Clone, Debug)]
+pub struct Var {
+    /// The variable name.
+    pub name: Spanned<String>,
+    /// The value as written (strings may contain templates over earlier vars).
+    pub value: Node,
+}
+
+/// `defaults:` that apply to every step that does not set its own.
+#[derive(Clone, Debug, Default)]
+pub struct Defaults {
+    /// Default `timeout:`.
+    pub timeout: Option<Spanned<Duration>>,
+    /// Default `retry:`.
+    pub retry: Option<Spanned<RetryPolicy>>,
+}
+
+/// Placeholder span for values that have no place in a file.
+pub const NO_SPAN: Span = Span {
+    start: crate::source::Pos { line: 0, col: 0 },
+    end: crate::source::Pos { line: 0, col: 0 },
+};

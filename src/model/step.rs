@@ -1,0 +1,63 @@
+use super::{Duration, RetryPolicy, Spanned, When};
+use crate::source::Span;
+use crate::yaml::Node;
+
+/// One step of a playbook, as written (templates not yet rendered).
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// `id:`, unique, `[a-z0-9][a-z0-9_-]*`.
+    pub id: Spanned<String>,
+    /// `name:` for display.
+    pub name: Option<String>,
+    /// What the step does: an action, a shell line or an argv.
+    pub body: StepBody,
+    /// `needs:` steps that must have succeeded.
+    pub needs: Vec<Spanned<String>>,
+    /// `after:` steps that must have finished, whatever their result.
+    pub after: Vec<Spanned<String>>,
+    /// `when:` success, failure or always.
+    pub when: Spanned<When>,
+    /// `if:`, a template expression; false means the step is skipped.
+    pub condition: Option<Spanned<String>>,
+    /// `env:` variables for the child process (values may be templates).
+    pub env: Vec<(Spanned<String>, Node)>,
+    /// `timeout:` for one attempt.
+    pub timeout: Option<Spanned<Duration>>,
+    /// `retry:` policy.
+    pub retry: Option<Spanned<RetryPolicy>>,
+    /// `compensate:`, a step to run if this one succeeded but the run fails.
+    pub compensate: Option<Spanned<String>>,
+    /// `creates:`, a path whose existence means the step is already done.
+    pub creates: Option<Node>,
+    /// `ok_codes:`, exit codes that count as success (default `[0]`).
+    pub ok_codes: Option<Spanned<Vec<i32>>>,
+    /// The whole step mapping.
+    pub span: Span,
+}
+
+/// Exactly one of `action:`, `run:` or `cmd:`.
+#[derive(Clone, Debug)]
+pub enum StepBody {
+    /// A built-in action with its `with:` parameters.
+    Action {
+        /// The action name, e.g. `rsync`.
+        name: Spanned<String>,
+        /// The parameters as written (rendered and type-checked later).
+        with: Option<Node>,
+    },
+    /// A shell line run by bash with errexit, nounset and pipefail.
+    Run(Node),
+    /// An argv run directly, without a shell.
+    Cmd(Vec<Node>),
+}
+
+impl StepBody {
+    /// `action`, `run` or `cmd`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepBody::Action { .. } => "action",
+            StepBody::Run(_) => "run",
+            StepBody::Cmd(_) => "cmd",
+        }
+    }
+}

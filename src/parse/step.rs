@@ -1,0 +1,292 @@
+//! Decodes the `steps:` list.
+
+use super::fields::{Ctx, STEP_KEYS, is_identifier, is_name};
+use super::playbook::read_retry;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::model::{Spanned, Step, StepBody, When};
+use crate::yaml::{Node, NodeKind};
+
+/// Decodes every step; broken steps are reported and left out.
+pub(super) fn decode_all(node: &Node, diags: &mut Diagnostics) -> Vec<Step> {
+    let Some(items) = node.as_seq() else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!("`steps` must be a list of steps, found {}", node.kind_name()),
+            )
+            .with_help("write each step as a list item: `- id: my-step`"),
+        );
+        return Vec::new();
+    };
+    if items.is_empty() {
+        diags.push(
+            Diagnostic::error("empty", node.span, "`steps` is empty; a playbook needs at least one step")
+                .with_help("add a step, e.g. `- id: hello` with `cmd: [echo, hello]`"),
+        );
+    }
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| decode(i, item, diags))
+        .collect()
+}
+
+fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
+    let Some(entries) = node.as_map() else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!("step {} must be a mapping, found {}", index + 1, node.kind_name()),
+            )
+            .with_help("a step looks like `- id: name` followed by `run:`, `cmd:` or `action:`"),
+        );
+        return None;
+    };
+
+    // Read the id first so every later message can name the step.
+    let id_node = entries.iter().find(|e| e.key.as_str() == Some("id")).map(|e| &e.value);
+    let anon = format!("step {}", index + 1);
+    let id = id_node.and_then(|n| Ctx { owner: &anon }.value::<String>("id", n, diags));
+    let owner = match &id {
+        Some(id) => format!("step `{}`", id.value),
+        None => anon.clone(),
+    };
+    let ctx = Ctx { owner: &owner };
+    match &id {
+        None if id_node.is_none() => diags.push(
+            Diagnostic::error("missing-key", node.span, format!("{anon} has no `id`"))
+                .with_help("add `id: some-name` (lower-case letters, digits, `-`, `_`)"),
+        ),
+        Some(id) if !is_name(id) => diags.push(
+            Diagnostic::error("invalid-name", id.span, format!("step id `{}` is not allowed", id.value))
+                .with_help("use lower-case letters, digits, `-` and `_`, starting with a letter or digit"),
+        ),
+        _ => {}
+    }
+
+    let mut b = StepBuilder::default();
+    for entry in entries {
+        let key = entry.key.as_str().unwrap_or("");
+        let value = &entry.value;
+        match key {
+            "id" => {}
+            "name" => b.name = ctx.value::<String>("name", value, diags).map(|n| n.value),
+            "action" => {
+                b.bodies.push(("action", entry.key.span));
+                b.action = ctx.value::<String>("action", value, diags);
+            }
+            "with" => b.with = Some((entry.key.span, value.clone())),
+            "run" => {
+                b.bodies.push(("run", entry.key.span));
+                b.run = shell_line(&ctx, value, diags);
+            }
+            "cmd" => {
+                b.bodies.push(("cmd", entry.key.span));
+                b.cmd = argv(&ctx, value, diags);
+            }
+            "needs" => b.needs = ctx.step_refs("needs", value, diags),
+            "after" => b.after = ctx.step_refs("after", value, diags),
+            "when" => b.when = ctx.value::<When>("when", value, diags),
+            "if" => b.condition = ctx.value::<String>("if", value, diags),
+            "env" => b.env = env(&ctx, value, diags),
+            "timeout" => b.timeout = ctx.value("timeout", value, diags),
+            "retry" => b.retry = read_retry(&ctx, value, diags),
+            "compensate" => b.compensate = ctx.value::<String>("compensate", value, diags),
+            "creates" => {
+                if ctx.value::<String>("creates", value, diags).is_some() {
+                    b.creates = Some(value.clone());
+                }
+            }
+            "ok_codes" => b.ok_codes = ok_codes(&ctx, value, diags),
+            _ => ctx.unknown_key(&entry.key, STEP_KEYS, diags),
+        }
+    }
+
+    let body = b.body(&ctx, node, diags);
+    let id = id?;
+    Some(Step {
+        id,
+        name: b.name,
+        body: body?,
+        needs: b.needs,
+        after: b.after,
+        when: b.when.unwrap_or_else(|| Spanned::new(When::Success, node.span)),
+        condition: b.condition,
+        env: b.env,
+        timeout: b.timeout,
+        retry: b.retry,
+        compensate: b.compensate,
+        creates: b.creates,
+        ok_codes: b.ok_codes,
+        span: node.span,
+    })
+}
+
+#[derive(Default)]
+struct StepBuilder {
+    name: Option<String>,
+    bodies: Vec<(&'static str, crate::source::Span)>,
+    action: Option<Spanned<String>>,
+    with: Option<(crate::source::Span, Node)>,
+    run: Option<Node>,
+    cmd: Option<Vec<Node>>,
+    needs: Vec<Spanned<String>>,
+    after: Vec<Spanned<String>>,
+    when: Option<Spanned<When>>,
+    condition: Option<Spanned<String>>,
+    env: Vec<(Spanned<String>, Node)>,
+    timeout: Option<Spanned<crate::model::Duration>>,
+    retry: Option<Spanned<crate::model::RetryPolicy>>,
+    compensate: Option<Spanned<String>>,
+    creates: Option<Node>,
+    ok_codes: Option<Spanned<Vec<i32>>>,
+}
+
+impl StepBuilder {
+    /// Checks that exactly one of action/run/cmd is given and builds the body.
+    fn body(&mut self, ctx: &Ctx<'_>, step: &Node, diags: &mut Diagnostics) -> Option<StepBody> {
+        if let Some((with_span, _)) = &self.with {
+            if !self.bodies.iter().any(|(k, _)| *k == "action") {
+                diags.push(
+                    Diagnostic::error(
+                        "with-without-action",
+                        *with_span,
+                        format!("`with` in {} has no `action` to configure", ctx.owner),
+                    )
+                    .with_help("`with` holds an action's parameters; for `run`/`cmd` use `env` instead"),
+                );
+            }
+        }
+        match self.bodies.as_slice() {
+            [] => {
+                diags.push(
+                    Diagnostic::error(
+                        "missing-body",
+                        step.span,
+                        format!("{} does nothing: it needs one of `action`, `run` or `cmd`", ctx.owner),
+                    )
+                    .with_help("add `run: <shell line>`, `cmd: [program, arg]` or `action: <built-in>`"),
+                );
+                None
+            }
+            [(_, _)] => {
+                if let Some(name) = self.action.take() {
+                    Some(StepBody::Action {
+                        name,
+                        with: self.with.take().map(|(_, n)| n),
+                    })
+                } else if let Some(run) = self.run.take() {
+                    Some(StepBody::Run(run))
+                } else {
+                    self.cmd.take().map(StepBody::Cmd)
+                }
+            }
+            [(first, _), rest @ ..] => {
+                for (kind, span) in rest {
+                    diags.push(
+                        Diagnostic::error(
+                            "conflicting-body",
+                            *span,
+                            format!("{} has both `{first}` and `{kind}`; a step does exactly one thing", ctx.owner),
+                        )
+                        .with_help("split it into two steps and link them with `needs`"),
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+fn shell_line(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Node> {
+    let line = ctx.value::<String>("run", node, diags)?;
+    if line.trim().is_empty() {
+        diags.push(Diagnostic::error(
+            "invalid-value",
+            node.span,
+            format!("`run` in {} is empty", ctx.owner),
+        ));
+        return None;
+    }
+    Some(node.clone())
+}
+
+fn argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<Node>> {
+    let Some(items) = node.as_seq() else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!("invalid `cmd` in {}: expected a list (an argv), found {}", ctx.owner, node.kind_name()),
+            )
+            .with_help("write `cmd: [program, arg1, arg2]`, or use `run:` for a shell line"),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        diags.push(
+            Diagnostic::error("invalid-value", node.span, format!("`cmd` in {} is empty", ctx.owner))
+                .with_help("the first item is the program to run"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    for item in items {
+        if matches!(item.kind, NodeKind::Seq(_) | NodeKind::Map(_)) || item.is_null() {
+            diags.push(Diagnostic::error(
+                "invalid-type",
+                item.span,
+                format!("invalid `cmd` in {}: each argument must be text, found {}", ctx.owner, item.kind_name()),
+            ));
+            ok = false;
+        }
+    }
+    ok.then(|| items.to_vec())
+}
+
+fn env(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Vec<(Spanned<String>, Node)> {
+    let Some(entries) = ctx.mapping("env", node, diags) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let Some(name) = ctx.value::<String>("env", &entry.key, diags) else {
+            continue;
+        };
+        if !is_identifier(&name) {
+            diags.push(Diagnostic::error(
+                "invalid-name",
+                name.span,
+                format!("environment variable name `{}` in {} is not valid", name.value, ctx.owner),
+            ));
+            continue;
+        }
+        if ctx.value::<String>("env", &entry.value, diags).is_some() {
+            out.push((name, entry.value.clone()));
+        }
+    }
+    out
+}
+
+fn ok_codes(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Vec<i32>>> {
+    let codes = ctx.value::<Vec<i32>>("ok_codes", node, diags)?;
+    if codes.is_empty() {
+        diags.push(Diagnostic::error(
+            "invalid-value",
+            node.span,
+            format!("`ok_codes` in {} is empty; no exit code could ever succeed", ctx.owner),
+        ));
+        return None;
+    }
+    if let Some(bad) = codes.iter().find(|c| !(0..=255).contains(*c)) {
+        diags.push(Diagnostic::error(
+            "invalid-value",
+            node.span,
+            format!("exit code {bad} in `ok_codes` of {} is outside 0..=255", ctx.owner),
+        ));
+        return None;
+    }
+    Some(codes)
+}

@@ -1,0 +1,31 @@
+//! Everything ward prints: diagnostics and plans, for people and machines.
+//!
+//! The library never prints on its own; commands hand results to these
+//! renderers, which write to any `io::Write`.
+
+mod diagnostics;
+mod plan_dot;
+mod plan_json;
+mod plan_mermaid;
+mod plan_text;
+mod style;
+
+pub use diagnostics::{render_human, render_json_file};
+pub use plan_dot::render as plan_dot;
+pub use plan_json::{plan_value, render as plan_json};
+pub use plan_mermaid::render as plan_mermaid;
+pub use plan_text::render as plan_text;
+pub use style::Style;
+
+/// True for environment variable names whose values must never be shown.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|s| upper.contains(s))
+}
+
+/// The value to show for an environment variable: masked if it looks secret.
+pub fn shown_env_value<'a>(name: &str, value: &'a str) -> &'a str {
+    if is_secret_name(name) { "********" } else { value }
+}

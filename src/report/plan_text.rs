@@ -1,0 +1,142 @@
+//! `ward plan` for people.
+
+use std::io::{self, Write};
+
+use super::{Style, shown_env_value};
+use crate::model::When;
+use crate::plan::EdgeKind;
+use crate::validate::{ResolvedBody, ResolvedStep, Validated};
+
+/// Writes the plan layer by layer, each step with what it will do.
+pub fn render(out: &mut dyn Write, v: &Validated, style: Style) -> io::Result<()> {
+    let pb = &v.playbook;
+    writeln!(
+        out,
+        "{} {} ({})",
+        style.bold("plan"),
+        style.bold(&pb.name.value),
+        pb.source.path().display()
+    )?;
+    if let Some(d) = &pb.description {
+        writeln!(out, "  {d}")?;
+    }
+    let normal = v.steps.iter().filter(|s| !s.compensation_only).count();
+    let layers = v.graph.layers();
+    writeln!(
+        out,
+        "  {normal} step{} in {} layer{}; at most {} at a time; lock `{}`",
+        plural(normal),
+        layers.len(),
+        plural(layers.len()),
+        pb.max_parallel,
+        pb.lock_name()
+    )?;
+    for (n, layer) in layers.iter().enumerate() {
+        writeln!(out)?;
+        let parallel = if layer.len() > 1 { " (these may run in parallel)" } else { "" };
+        writeln!(out, "{}{parallel}", style.bold(&format!("layer {}", n + 1)))?;
+        for &i in layer {
+            step(out, v, &v.steps[i], style)?;
+        }
+    }
+    let compensation: Vec<&ResolvedStep> = v.steps.iter().filter(|s| s.compensation_only).collect();
+    if !compensation.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} (run only if the run fails, in reverse order, for steps that succeeded)",
+            style.bold("compensation")
+        )?;
+        for s in compensation {
+            step(out, v, s, style)?;
+        }
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> io::Result<()> {
+    let title = match &s.name {
+        Some(name) => format!("{} — {name}", s.id),
+        None => s.id.clone(),
+    };
+    let kind = match &s.body {
+        ResolvedBody::Action(p) => p.action().to_owned(),
+        ResolvedBody::Run(_) => "run".to_owned(),
+        ResolvedBody::Cmd(_) => "cmd".to_owned(),
+    };
+    writeln!(out, "  {} {}  {}", style.dim("●"), style.bold(&title), style.dim(&format!("[{kind}]")))?;
+    let does = match &s.body {
+        ResolvedBody::Action(p) => p.describe(),
+        ResolvedBody::Run(line) => line.trim_end().replace('\n', "\n               "),
+        ResolvedBody::Cmd(argv) => argv
+            .iter()
+            .map(|a| crate::template::shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    field(out, "does", &does)?;
+    let deps = v.graph.dependencies(s.index);
+    let names = |kind: EdgeKind| -> Vec<&str> {
+        deps.iter()
+            .filter(|(_, k)| *k == kind)
+            .map(|(i, _)| v.steps[*i].id.as_str())
+            .collect()
+    };
+    let needs = names(EdgeKind::Needs);
+    if !needs.is_empty() {
+        field(out, "needs", &needs.join(", "))?;
+    }
+    let after = names(EdgeKind::After);
+    if !after.is_empty() {
+        field(out, "after", &format!("{} (whatever their result)", after.join(", ")))?;
+    }
+    if s.when != When::Success {
+        let meaning = match s.when {
+            When::Always => "always (also after a failure)",
+            When::Failure => "failure (only if the run has failed)",
+            When::Success => "success",
+        };
+        field(out, "when", meaning)?;
+    }
+    if let Some(c) = &s.condition {
+        let outcome = if c.value { "true: runs" } else { "false: will be skipped" };
+        field(out, "if", &format!("{} → {outcome}", c.expr))?;
+    }
+    if let Some(path) = &s.creates {
+        field(out, "creates", &format!("{path} (skipped if it exists)"))?;
+    }
+    for (k, val) in &s.env {
+        field(out, "env", &format!("{k}={}", shown_env_value(k, val)))?;
+    }
+    let mut limits = Vec::new();
+    if let Some(t) = s.timeout {
+        limits.push(format!("timeout {t}"));
+    }
+    if s.retry.attempts > 1 {
+        limits.push(format!(
+            "{} attempts (wait {}, ×{}, at most {})",
+            s.retry.attempts, s.retry.delay, s.retry.backoff, s.retry.max_delay
+        ));
+    }
+    if s.ok_codes != [0] {
+        limits.push(format!(
+            "ok exit codes {}",
+            s.ok_codes.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !limits.is_empty() {
+        field(out, "limits", &limits.join("; "))?;
+    }
+    if let Some(c) = &s.compensate {
+        field(out, "undo", &format!("{c} (if the run fails after this step succeeded)"))?;
+    }
+    Ok(())
+}
+
+fn field(out: &mut dyn Write, name: &str, value: &str) -> io::Result<()> {
+    writeln!(out, "      {name:<8} {value}")
+}

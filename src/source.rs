@@ -1,0 +1,99 @@
+//! Source files and positions inside them.
+//!
+//! Every node the user wrote carries a [`Span`]; diagnostics render it as
+//! `file:line:column` with the source line and a caret under the spot.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A position in a source file: 1-based line, 1-based column in characters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    /// 1-based line number.
+    pub line: u32,
+    /// 1-based column, counted in characters (not bytes).
+    pub col: u32,
+}
+
+/// A range in a source file. `end` is exclusive; a span may cover several lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    /// Where the spanned text starts.
+    pub start: Pos,
+    /// Where the spanned text ends (exclusive).
+    pub end: Pos,
+}
+
+impl Span {
+    /// A span from 1-based line and column pairs.
+    pub fn new(start: Pos, end: Pos) -> Span {
+        Span { start, end }
+    }
+
+    /// A zero-width span at a single position.
+    pub fn point(line: u32, col: u32) -> Span {
+        let p = Pos { line, col };
+        Span { start: p, end: p }
+    }
+
+    /// True for the placeholder span of things that have no place in a file
+    /// (for example values given with `--var`).
+    pub fn is_unknown(&self) -> bool {
+        self.start.line == 0
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.start.line, self.start.col)
+    }
+}
+
+/// The text of one playbook file, with an index of where each line starts.
+#[derive(Debug)]
+pub struct SourceFile {
+    path: PathBuf,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    /// Wraps already-read text; `path` is only used for display.
+    pub fn new(path: impl Into<PathBuf>, text: String) -> Arc<SourceFile> {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Arc::new(SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        })
+    }
+
+    /// The path as the user gave it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The text of a 1-based line without its line terminator, if it exists.
+    pub fn line(&self, line: u32) -> Option<&str> {
+        let idx = usize::try_from(line).ok()?.checked_sub(1)?;
+        let start = *self.line_starts.get(idx)?;
+        let end = self
+            .line_starts
+            .get(idx + 1)
+            .map_or(self.text.len(), |next| next - 1);
+        let raw = self.text.get(start..end)?;
+        Some(raw.strip_suffix('\r').unwrap_or(raw))
+    }
+
+    /// Number of lines in the file.
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+}

@@ -1,0 +1,149 @@
+//! The values templates can see: playbook vars (with `--var` overrides) and
+//! the `ward.*` facts of the run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+use minijinja::Value;
+use serde::Serialize;
+
+use super::Templates;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::error::WardError;
+use crate::model::Playbook;
+use crate::model::NO_SPAN;
+use crate::yaml::from_node;
+
+/// Facts about the run that templates see as `ward.*`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunFacts {
+    /// `ward.date`: `YYYY-MM-DD`.
+    pub date: String,
+    /// `ward.time`: `HH:MM:SS`.
+    pub time: String,
+    /// `ward.timestamp`: `YYYY-MM-DDTHH:MM:SS`.
+    pub timestamp: String,
+    /// `ward.weekday`: `Mon` .. `Sun`.
+    pub weekday: String,
+    /// `ward.host`: this machine's host name.
+    pub host: String,
+    /// `ward.run_id`: the run's id (`plan` when only planning).
+    pub run_id: String,
+    /// `ward.playbook_dir`: the folder of the playbook file.
+    pub playbook_dir: String,
+}
+
+impl RunFacts {
+    /// Facts for a run (or plan) starting at `now`.
+    pub fn new(now: NaiveDateTime, run_id: &str, playbook: &Path) -> RunFacts {
+        let dir = playbook
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        RunFacts {
+            date: now.format("%Y-%m-%d").to_string(),
+            time: now.format("%H:%M:%S").to_string(),
+            timestamp: now.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            weekday: now.format("%a").to_string(),
+            host: hostname(),
+            run_id: run_id.to_owned(),
+            playbook_dir: dir.display().to_string(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Parses `--var name=value` arguments.
+pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError> {
+    args.iter()
+        .map(|arg| {
+            let (name, value) = arg.split_once('=').ok_or_else(|| {
+                WardError::Usage(format!("--var {arg}: expected name=value, e.g. --var dest=/backup"))
+            })?;
+            if !crate::parse::is_identifier(name) {
+                return Err(WardError::Usage(format!(
+                    "--var {arg}: `{name}` is not a variable name (letters, digits, `_`)"
+                )));
+            }
+            Ok((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// Everything templates can see, resolved once per run.
+pub struct TemplateContext {
+    /// Resolved variables (for plans and the run record).
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The same plus `ward`, ready for minijinja.
+    pub value: Value,
+}
+
+impl TemplateContext {
+    /// Resolves vars in the order written; each may use earlier ones. An
+    /// override replaces a var's value as given (it is not a template).
+    pub fn build(
+        playbook: &Playbook,
+        overrides: &[(String, String)],
+        facts: &RunFacts,
+        templates: &Templates,
+        diags: &mut Diagnostics,
+    ) -> TemplateContext {
+        let overridden: BTreeMap<&str, &str> = overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut vars: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for (name, value) in overrides {
+            if !playbook.vars.iter().any(|v| v.name.value == *name) {
+                diags.push(
+                    Diagnostic::warning(
+                        "undeclared-var",
+                        NO_SPAN,
+                        format!("--var {name} is not declared under `vars:` in the playbook"),
+                    )
+                    .with_help("check the spelling; undeclared variables are still available to templates"),
+                );
+                vars.insert(name.clone(), serde_json::Value::String(value.clone()));
+            }
+        }
+        for var in &playbook.vars {
+            let name = &var.name.value;
+            if let Some(v) = overridden.get(name.as_str()) {
+                vars.insert(name.clone(), serde_json::Value::String((*v).to_owned()));
+                continue;
+            }
+            let ctx = context_value(&vars, facts);
+            let what = || format!("variable `{name}`");
+            let rendered = match templates.render_node(&var.value, &ctx, &playbook.source, &what) {
+                Ok(n) => n,
+                Err(errors) => {
+                    diags.extend(errors);
+                    continue;
+                }
+            };
+            match from_node::<serde_json::Value>(&rendered) {
+                Ok(v) => {
+                    vars.insert(name.clone(), v);
+                }
+                Err(e) => diags.push(e.into_diagnostic(var.value.span, &format!("in variable `{name}`"))),
+            }
+        }
+        let value = context_value(&vars, facts);
+        TemplateContext { vars, value }
+    }
+}
+
+fn context_value(vars: &BTreeMap<String, serde_json::Value>, facts: &RunFacts) -> Value {
+    let mut map: BTreeMap<String, Value> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v))))
+        .collect();
+    map.insert("ward".to_owned(), Value::from(minijinja::value::Serde(facts)));
+    Value::from(map)
+}

@@ -1,0 +1,78 @@
+//! Checks a parsed playbook as a whole and resolves it for planning:
+//! references between steps, templates, action parameters and the DAG.
+//!
+//! Every check runs even when an earlier one failed, so the user sees all
+//! problems at once; follow-on errors (e.g. "unknown step" for a step that
+//! was itself broken) are avoided where we can tell.
+
+mod references;
+mod resolve;
+
+use std::collections::BTreeMap;
+
+use crate::diagnostic::Diagnostics;
+use crate::model::Playbook;
+use crate::plan::StepGraph;
+use crate::template::{RunFacts, TemplateContext, Templates};
+
+pub use resolve::{Condition, ResolvedBody, ResolvedStep};
+
+/// A playbook that passed validation, with templates rendered.
+#[derive(Debug)]
+pub struct Validated {
+    /// The parsed playbook.
+    pub playbook: Playbook,
+    /// Variables after overrides and templating.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The `ward.*` facts templates saw.
+    pub facts: RunFacts,
+    /// Steps in the order written, templates rendered.
+    pub steps: Vec<ResolvedStep>,
+    /// The DAG over the steps that run normally (not compensation-only ones).
+    pub graph: StepGraph,
+}
+
+/// Validates `playbook`; returns it resolved if there were no errors.
+pub fn validate(
+    playbook: Playbook,
+    overrides: &[(String, String)],
+    facts: RunFacts,
+    diags: &mut Diagnostics,
+) -> Option<Validated> {
+    let compensation_only = references::check(&playbook, diags);
+    let templates = Templates::new();
+    let ctx = TemplateContext::build(&playbook, overrides, &facts, &templates, diags);
+    let steps: Vec<ResolvedStep> = playbook
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| {
+            resolve::step(
+                i,
+                step,
+                &playbook,
+                &ctx,
+                &templates,
+                compensation_only.contains(step.id.value.as_str()),
+                diags,
+            )
+        })
+        .collect();
+    let graph = match StepGraph::build(&playbook.steps, &compensation_only) {
+        Ok(g) => Some(g),
+        Err(cycles) => {
+            diags.extend(cycles);
+            None
+        }
+    };
+    if diags.has_errors() || steps.len() != playbook.steps.len() {
+        return None;
+    }
+    Some(Validated {
+        vars: ctx.vars,
+        facts,
+        steps,
+        graph: graph?,
+        playbook,
+    })
+}

@@ -1,0 +1,249 @@
+//! Renders a step's templates and type-checks its action parameters.
+
+use crate::action::{self, ActionParams, ParamsError};
+use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
+use crate::model::{Duration, Playbook, RetryPolicy, Step, StepBody, When};
+use crate::source::Span;
+use crate::template::{TemplateContext, Templates, template_diagnostic};
+use crate::yaml::{Node, NodeKind};
+
+/// A step with its templates rendered, ready to plan or run.
+#[derive(Debug)]
+pub struct ResolvedStep {
+    /// Position in the playbook's `steps:`.
+    pub index: usize,
+    /// The step id.
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// What it does, rendered.
+    pub body: ResolvedBody,
+    /// Steps that must have succeeded.
+    pub needs: Vec<String>,
+    /// Steps that must have finished.
+    pub after: Vec<String>,
+    /// success / failure / always.
+    pub when: When,
+    /// The `if:` expression and what it evaluated to.
+    pub condition: Option<Condition>,
+    /// Environment for the child process, rendered.
+    pub env: Vec<(String, String)>,
+    /// Time limit for one attempt (step's own, else the default).
+    pub timeout: Option<Duration>,
+    /// Retry policy (step's own, else the default, else one attempt).
+    pub retry: RetryPolicy,
+    /// Step to run if this one succeeded but the run fails.
+    pub compensate: Option<String>,
+    /// Skip the step when this path exists.
+    pub creates: Option<String>,
+    /// Exit codes that count as success.
+    pub ok_codes: Vec<i32>,
+    /// True if this step only runs to compensate another.
+    pub compensation_only: bool,
+    /// Where the step is written.
+    pub span: Span,
+}
+
+/// An `if:` and its value at planning time.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    /// The expression as written.
+    pub expr: String,
+    /// What it evaluated to.
+    pub value: bool,
+}
+
+/// A step's work with templates rendered.
+#[derive(Debug)]
+pub enum ResolvedBody {
+    /// A built-in action with typed, checked parameters.
+    Action(Box<dyn ActionParams>),
+    /// A bash line.
+    Run(String),
+    /// An argv.
+    Cmd(Vec<String>),
+}
+
+impl ResolvedBody {
+    /// `action`, `run` or `cmd`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResolvedBody::Action(_) => "action",
+            ResolvedBody::Run(_) => "run",
+            ResolvedBody::Cmd(_) => "cmd",
+        }
+    }
+}
+
+pub(super) fn step(
+    index: usize,
+    step: &Step,
+    playbook: &Playbook,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    compensation_only: bool,
+    diags: &mut Diagnostics,
+) -> Option<ResolvedStep> {
+    let id = &step.id.value;
+    let source = &playbook.source;
+    let before = diags.error_count();
+
+    let body = match &step.body {
+        StepBody::Run(node) => templates
+            .render_scalar(node, &ctx.value, source, &format!("`run` of step `{id}`"))
+            .map_err(|d| diags.push(d))
+            .ok()
+            .map(ResolvedBody::Run),
+        StepBody::Cmd(items) => {
+            let argv: Vec<Option<String>> = items
+                .iter()
+                .map(|item| {
+                    templates
+                        .render_scalar(item, &ctx.value, source, &format!("`cmd` of step `{id}`"))
+                        .map_err(|d| diags.push(d))
+                        .ok()
+                })
+                .collect();
+            argv.into_iter().collect::<Option<Vec<_>>>().map(ResolvedBody::Cmd)
+        }
+        StepBody::Action { name, with } => action_params(id, name, with.as_ref(), step.span, playbook, ctx, templates, diags)
+            .map(ResolvedBody::Action),
+    };
+
+    let env: Vec<(String, String)> = step
+        .env
+        .iter()
+        .filter_map(|(k, v)| {
+            templates
+                .render_scalar(v, &ctx.value, source, &format!("`env.{}` of step `{id}`", k.value))
+                .map_err(|d| diags.push(d))
+                .ok()
+                .map(|v| (k.value.clone(), v))
+        })
+        .collect();
+
+    let creates = step.creates.as_ref().and_then(|node| {
+        templates
+            .render_scalar(node, &ctx.value, source, &format!("`creates` of step `{id}`"))
+            .map_err(|d| diags.push(d))
+            .ok()
+    });
+
+    let condition = step.condition.as_ref().and_then(|c| {
+        match templates.eval_condition(&c.value, &ctx.value) {
+            Ok(value) => Some(Condition {
+                expr: c.value.clone(),
+                value,
+            }),
+            Err(e) => {
+                let node = Node::plain(c.value.clone(), c.span);
+                diags.push(template_diagnostic(&e, &node, source, &format!("`if` of step `{id}`")));
+                None
+            }
+        }
+    });
+
+    if diags.error_count() > before {
+        return None;
+    }
+    Some(ResolvedStep {
+        index,
+        id: id.clone(),
+        name: step.name.clone(),
+        body: body?,
+        needs: step.needs.iter().map(|n| n.value.clone()).collect(),
+        after: step.after.iter().map(|n| n.value.clone()).collect(),
+        when: step.when.value,
+        condition,
+        env,
+        timeout: step
+            .timeout
+            .as_ref()
+            .or(playbook.defaults.timeout.as_ref())
+            .map(|t| t.value),
+        retry: step
+            .retry
+            .as_ref()
+            .or(playbook.defaults.retry.as_ref())
+            .map(|r| r.value.clone())
+            .unwrap_or_default(),
+        compensate: step.compensate.as_ref().map(|c| c.value.clone()),
+        creates,
+        ok_codes: step.ok_codes.as_ref().map_or_else(|| vec![0], |c| c.value.clone()),
+        compensation_only,
+        span: step.span,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn action_params(
+    id: &str,
+    name: &crate::model::Spanned<String>,
+    with: Option<&Node>,
+    step_span: Span,
+    playbook: &Playbook,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+) -> Option<Box<dyn ActionParams>> {
+    let Some(def) = action::lookup(&name.value) else {
+        let help = suggest(&name.value, action::names()).unwrap_or_else(|| {
+            format!(
+                "built-in actions are {}; for anything else use `run:` or `cmd:`",
+                action::names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            )
+        });
+        diags.push(
+            Diagnostic::error(
+                "unknown-action",
+                name.span,
+                format!("unknown action `{}` in step `{id}`", name.value),
+            )
+            .with_help(help),
+        );
+        return None;
+    };
+    let empty = Node {
+        kind: NodeKind::Map(Vec::new()),
+        span: step_span,
+    };
+    let with = with.unwrap_or(&empty);
+    let what = || format!("`with` of step `{id}`");
+    let rendered = match templates.render_node(with, &ctx.value, &playbook.source, &what) {
+        Ok(n) => n,
+        Err(errors) => {
+            diags.extend(errors);
+            return None;
+        }
+    };
+    match (def.parse)(&rendered) {
+        Ok(params) => Some(params),
+        Err(ParamsError::Shape(e)) => {
+            let message = match e.code {
+                "unknown-key" | "missing-key" => format!("{} in `with` of step `{id}` (action `{}`)", e.message, def.name),
+                _ => format!("invalid parameter in step `{id}` (action `{}`): {}", def.name, e.message),
+            };
+            diags.push(
+                Diagnostic::error(e.code, e.span.unwrap_or(with.span), message).with_help_opt(e.help),
+            );
+            None
+        }
+        Err(ParamsError::Problems(problems)) => {
+            for p in problems {
+                let span = with
+                    .as_map()
+                    .and_then(|m| m.iter().find(|e| e.key.as_str() == Some(p.key)))
+                    .map_or(with.span, |e| e.value.span);
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-parameter",
+                        span,
+                        format!("{} (step `{id}`, action `{}`)", p.message, def.name),
+                    )
+                    .with_help_opt(p.help),
+                );
+            }
+            None
+        }
+    }
+}
