@@ -41,7 +41,11 @@ pub struct Checked {
 
 /// Reads, parses and validates a playbook. `Err` only for files that could
 /// not be read at all; problems inside the file are in `diagnostics`.
-pub fn check_file(path: &Path, overrides: &[(String, String)], run_id: &str) -> Result<Checked, WardError> {
+pub fn check_file(
+    path: &Path,
+    overrides: &[(String, String)],
+    run_id: &str,
+) -> Result<Checked, WardError> {
     let source = parse::read_source(path)?;
     let now = clock::now()?;
     let mut diags = Diagnostics::default();
@@ -55,4 +59,16 @@ pub fn check_file(path: &Path, overrides: &[(String, String)], run_id: &str) -> 
         diagnostics: diags.into_sorted(),
         validated,
     })
+}
+
+/// Reads a YAML file as JSON (YAML 1.2 scalars), e.g. to check a playbook
+/// against the JSON Schema with other tools. Errors are rendered as text.
+pub fn yaml_file_as_json(path: &Path) -> Result<serde_json::Value, String> {
+    let source = parse::read_source(path).map_err(|e| e.to_string())?;
+    let (root, diags) = yaml::load(source.text(), yaml::Limits::default());
+    if let Some(d) = diags.iter().find(|d| d.is_error()) {
+        return Err(format!("{}:{}: {}", path.display(), d.span, d.message));
+    }
+    let root = root.ok_or_else(|| format!("{}: empty document", path.display()))?;
+    yaml::from_node(&root).map_err(|e| e.message)
 }

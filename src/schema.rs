@@ -20,16 +20,10 @@ pub fn playbook_schema() -> Value {
         params.push((def.name, schema));
     }
     let mut root = generator.root_schema_for::<PlaybookDoc>().to_value();
-    let param_defs: Vec<String> = params
-        .iter()
-        .filter_map(|(_, s)| s.get("$ref").and_then(Value::as_str))
-        .filter_map(|r| r.strip_prefix("#/$defs/"))
-        .map(str::to_owned)
-        .chain(["PgConn".to_owned()])
-        .collect();
     if let Some(defs) = root.get_mut("$defs").and_then(Value::as_object_mut) {
-        for name in &param_defs {
-            if let Some(def) = defs.get_mut(name) {
+        for (name, def) in defs.iter_mut() {
+            // Only action parameters are rendered before they are read.
+            if !DOCUMENT_DEFS.contains(&name.as_str()) {
                 allow_templates(def);
             }
         }
@@ -39,6 +33,17 @@ pub fn playbook_schema() -> Value {
     }
     root
 }
+
+/// Definitions of the playbook document itself, whose values are not templated.
+const DOCUMENT_DEFS: &[&str] = &[
+    "StepDoc",
+    "DefaultsDoc",
+    "RetryDoc",
+    "RetryPolicy",
+    "StepRefs",
+    "When",
+    "Duration",
+];
 
 /// Adds `action: enum`, "exactly one of action/run/cmd" and one if/then per action.
 fn tie_actions_to_params(step: &mut Value, params: &[(&str, Value)]) {
@@ -67,48 +72,135 @@ fn tie_actions_to_params(step: &mut Value, params: &[(&str, Value)]) {
 }
 
 /// Action parameters are rendered before they are typed, so `"{{ port }}"`
-/// is a valid port: allow a template string beside every non-string scalar type.
+/// is a valid port: allow a template string beside every number, bool and keyword.
 fn allow_templates(schema: &mut Value) {
-    let Some(obj) = schema.as_object_mut() else { return };
-    for key in ["properties", "$defs"] {
-        if let Some(props) = obj.get_mut(key).and_then(Value::as_object_mut) {
-            for (_, v) in props.iter_mut() {
-                allow_templates(v);
-            }
-        }
-    }
-    for key in ["items", "additionalProperties"] {
-        if let Some(v) = obj.get_mut(key) {
-            allow_templates(v);
-        }
-    }
-    for key in ["anyOf", "oneOf", "allOf"] {
-        if let Some(list) = obj.get_mut(key).and_then(Value::as_array_mut) {
-            for v in list {
-                allow_templates(v);
-            }
-        }
-    }
-    let types: Vec<&str> = match obj.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
+    let Some(obj) = schema.as_object_mut() else {
+        return;
     };
-    let scalar = types.iter().any(|t| matches!(*t, "integer" | "number" | "boolean"));
-    let keyword = obj.contains_key("enum") || obj.contains_key("const");
-    if scalar || keyword {
-        let description = obj.remove("description");
-        let default = obj.remove("default");
-        let original = Value::Object(std::mem::take(obj));
-        obj.insert(
-            "anyOf".into(),
-            json!([original, { "type": "string", "pattern": "\\{\\{" }]),
-        );
-        if let Some(d) = description {
-            obj.insert("description".into(), d);
+    if !is_keyword_or_scalar(obj) {
+        for key in ["properties", "$defs"] {
+            if let Some(props) = obj.get_mut(key).and_then(Value::as_object_mut) {
+                for (_, v) in props.iter_mut() {
+                    allow_templates(v);
+                }
+            }
         }
-        if let Some(d) = default {
-            obj.insert("default".into(), d);
+        for key in ["items", "additionalProperties"] {
+            if let Some(v) = obj.get_mut(key) {
+                allow_templates(v);
+            }
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            if let Some(list) = obj.get_mut(key).and_then(Value::as_array_mut) {
+                for v in list {
+                    allow_templates(v);
+                }
+            }
+        }
+        if !has_type(obj, &["array", "object"]) {
+            return;
+        }
+    }
+    // `"{{ var }}"` may stand for the whole value.
+    let description = obj.remove("description");
+    let default = obj.remove("default");
+    let original = Value::Object(std::mem::take(obj));
+    obj.insert(
+        "anyOf".into(),
+        json!([original, { "type": "string", "pattern": "\\{\\{" }]),
+    );
+    if let Some(d) = description {
+        obj.insert("description".into(), d);
+    }
+    if let Some(d) = default {
+        obj.insert("default".into(), d);
+    }
+}
+
+fn has_type(obj: &serde_json::Map<String, Value>, wanted: &[&str]) -> bool {
+    match obj.get("type") {
+        Some(Value::String(t)) => wanted.contains(&t.as_str()),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|t| wanted.contains(&t)),
+        _ => false,
+    }
+}
+
+/// Numbers, bools and keyword sets (`enum`, `const`, or a oneOf of consts):
+/// the values a template may stand in for as a whole.
+fn is_keyword_or_scalar(obj: &serde_json::Map<String, Value>) -> bool {
+    if has_type(obj, &["integer", "number", "boolean"]) {
+        return true;
+    }
+    if obj.contains_key("enum") || obj.contains_key("const") {
+        return true;
+    }
+    ["oneOf", "anyOf"].iter().any(|key| {
+        obj.get(*key)
+            .and_then(Value::as_array)
+            .is_some_and(|branches| {
+                !branches.is_empty()
+                    && branches
+                        .iter()
+                        .all(|b| b.get("const").is_some() || b.get("enum").is_some())
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{DEFAULTS_KEYS, PLAYBOOK_KEYS, STEP_KEYS};
+
+    fn keys(schema: &Value, pointer: &str) -> Vec<String> {
+        let mut k: Vec<String> = schema
+            .pointer(pointer)
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("no {pointer}"))
+            .keys()
+            .cloned()
+            .collect();
+        k.sort();
+        k
+    }
+
+    fn sorted(list: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn parser_keys_match_the_schema_types() {
+        let schema = playbook_schema();
+        assert_eq!(keys(&schema, "/properties"), sorted(PLAYBOOK_KEYS));
+        assert_eq!(
+            keys(&schema, "/$defs/StepDoc/properties"),
+            sorted(STEP_KEYS)
+        );
+        assert_eq!(
+            keys(&schema, "/$defs/DefaultsDoc/properties"),
+            sorted(DEFAULTS_KEYS)
+        );
+    }
+
+    #[test]
+    fn every_action_has_its_parameters_in_the_schema() {
+        let schema = playbook_schema();
+        let all_of = schema
+            .pointer("/$defs/StepDoc/allOf")
+            .and_then(Value::as_array)
+            .expect("allOf");
+        for def in REGISTRY {
+            assert!(
+                all_of
+                    .iter()
+                    .any(|c| c.pointer("/if/properties/action/const") == Some(&json!(def.name))),
+                "{} missing",
+                def.name
+            );
         }
     }
 }

@@ -125,8 +125,14 @@ pub fn non_empty(key: &'static str, value: &str) -> Option<super::ParamProblem> 
 /// Checks an argv parameter: not empty, no empty program.
 pub fn argv_problem(key: &'static str, argv: &[String]) -> Option<super::ParamProblem> {
     match argv.first() {
-        None => Some(super::ParamProblem::new(key, format!("`{key}` is an empty command")).help("write e.g. `[/usr/bin/fo_scheduler, --kill]`")),
-        Some(p) if p.trim().is_empty() => Some(super::ParamProblem::new(key, format!("the program in `{key}` is empty"))),
+        None => Some(
+            super::ParamProblem::new(key, format!("`{key}` is an empty command"))
+                .help("write e.g. `[/usr/bin/fo_scheduler, --kill]`"),
+        ),
+        Some(p) if p.trim().is_empty() => Some(super::ParamProblem::new(
+            key,
+            format!("the program in `{key}` is empty"),
+        )),
         _ => None,
     }
 }

@@ -42,40 +42,61 @@ fn default_min_bytes() -> u64 {
 /// Arguments that would break the in-process pipeline or leak a password.
 const FORBIDDEN_ARGS: &[(&str, &str)] = &[
     ("-f", "ward writes the file itself (atomically); remove it"),
-    ("--file", "ward writes the file itself (atomically); remove it"),
-    ("-W", "a password prompt would hang an unattended run; use `db.passfile` or PGPASSWORD in `env`"),
-    ("--password", "a password prompt would hang an unattended run; use `db.passfile` or PGPASSWORD in `env`"),
+    (
+        "--file",
+        "ward writes the file itself (atomically); remove it",
+    ),
+    (
+        "-W",
+        "a password prompt would hang an unattended run; use `db.passfile` or PGPASSWORD in `env`",
+    ),
+    (
+        "--password",
+        "a password prompt would hang an unattended run; use `db.passfile` or PGPASSWORD in `env`",
+    ),
 ];
 
 /// Reports arguments from `FORBIDDEN_ARGS` found in `args`.
-pub(super) fn forbidden_args(key: &'static str, args: &[String], forbidden: &[(&str, &str)]) -> Vec<ParamProblem> {
+pub(super) fn forbidden_args(
+    key: &'static str,
+    args: &[String],
+    forbidden: &[(&str, &str)],
+) -> Vec<ParamProblem> {
     args.iter()
         .filter_map(|a| {
             let flag = a.split('=').next().unwrap_or(a);
-            forbidden
-                .iter()
-                .find(|(f, _)| *f == flag)
-                .map(|(f, why)| ParamProblem::new(key, format!("`{f}` is not allowed in `{key}`")).help(*why))
+            forbidden.iter().find(|(f, _)| *f == flag).map(|(f, why)| {
+                ParamProblem::new(key, format!("`{f}` is not allowed in `{key}`")).help(*why)
+            })
         })
         .collect()
 }
 
 impl Action for PgDumpall {
     const NAME: &'static str = "pg.dumpall";
-    const SUMMARY: &'static str = "dump every database of a PostgreSQL cluster into a compressed file";
+    const SUMMARY: &'static str =
+        "dump every database of a PostgreSQL cluster into a compressed file";
     type Params = PgDumpallParams;
 
     fn check(p: &PgDumpallParams) -> Vec<ParamProblem> {
         let mut out: Vec<ParamProblem> = non_empty("dest", &p.dest).into_iter().collect();
         if p.dest.ends_with('/') {
-            out.push(ParamProblem::new("dest", "`dest` must be a file name, not a folder").help("e.g. `/backup/db/dump.sql.gz`"));
+            out.push(
+                ParamProblem::new("dest", "`dest` must be a file name, not a folder")
+                    .help("e.g. `/backup/db/dump.sql.gz`"),
+            );
         }
         if let Some(level) = p.level {
             let range = p.compress.levels();
             if !range.contains(&level) {
                 out.push(ParamProblem::new(
                     "level",
-                    format!("level {level} is not valid for {}: use {}-{}", p.compress.as_str(), range.start(), range.end()),
+                    format!(
+                        "level {level} is not valid for {}: use {}-{}",
+                        p.compress.as_str(),
+                        range.start(),
+                        range.end()
+                    ),
                 ));
             }
         }

@@ -41,6 +41,10 @@ impl Action for PgRestore {
         } else {
             "only into an empty cluster"
         };
-        format!("{} | psql -v ON_ERROR_STOP=1 ({}), {guard}", p.src, p.db.describe())
+        format!(
+            "{} | psql -v ON_ERROR_STOP=1 ({}), {guard}",
+            p.src,
+            p.db.describe()
+        )
     }
 }

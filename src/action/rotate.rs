@@ -63,7 +63,10 @@ impl Action for Rotate {
             );
         }
         if p.min_keep == 0 {
-            out.push(ParamProblem::new("min_keep", "`min_keep` must be at least 1; rotation never deletes the last good snapshot"));
+            out.push(ParamProblem::new(
+                "min_keep",
+                "`min_keep` must be at least 1; rotation never deletes the last good snapshot",
+            ));
         }
         out
     }

@@ -70,9 +70,18 @@ fn yes() -> bool {
 }
 
 const FORBIDDEN_ARGS: &[(&str, &str)] = &[
-    ("--inplace", "it would change files that hard-linked snapshots share"),
-    ("--append", "it would change files that hard-linked snapshots share"),
-    ("--append-verify", "it would change files that hard-linked snapshots share"),
+    (
+        "--inplace",
+        "it would change files that hard-linked snapshots share",
+    ),
+    (
+        "--append",
+        "it would change files that hard-linked snapshots share",
+    ),
+    (
+        "--append-verify",
+        "it would change files that hard-linked snapshots share",
+    ),
     ("--write-devices", "it would write into device files"),
 ];
 
@@ -128,6 +137,10 @@ impl Action for Rsync {
             RsyncMode::GoldOnly => " (gold-only: gold/ and license/)".into(),
             RsyncMode::Filter => format!(" (filters: {})", p.filters.join("; ")),
         };
-        format!("rsync {flags} {}/ -> {}{mode}", p.src.trim_end_matches('/'), p.dest)
+        format!(
+            "rsync {flags} {}/ -> {}{mode}",
+            p.src.trim_end_matches('/'),
+            p.dest
+        )
     }
 }

@@ -41,8 +41,11 @@ impl Action for ServiceStart {
         let mut out = Vec::new();
         match (&p.unit, &p.start) {
             (None, None) => out.push(
-                ParamProblem::new("", "`service.start` needs `unit` (systemd) or `start` (a command)")
-                    .help("e.g. `unit: fossology` or `start: [fo_scheduler, --daemon, --reset]`"),
+                ParamProblem::new(
+                    "",
+                    "`service.start` needs `unit` (systemd) or `start` (a command)",
+                )
+                .help("e.g. `unit: fossology` or `start: [fo_scheduler, --daemon, --reset]`"),
             ),
             (Some(_), Some(_)) => out.push(ParamProblem::new(
                 "start",
@@ -55,7 +58,10 @@ impl Action for ServiceStart {
             out.extend(argv_problem("wait_cmd", argv));
         }
         if p.wait_up.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            out.push(ParamProblem::new("wait_up", "`wait_up` is an empty process name"));
+            out.push(ParamProblem::new(
+                "wait_up",
+                "`wait_up` is an empty process name",
+            ));
         }
         out
     }
@@ -70,7 +76,11 @@ impl Action for ServiceStart {
             s.push_str(&format!("; wait up to {} for process {name}", p.timeout));
         }
         if let Some(argv) = &p.wait_cmd {
-            s.push_str(&format!("; wait up to {} for `{}` to succeed", p.timeout, argv.join(" ")));
+            s.push_str(&format!(
+                "; wait up to {} for `{}` to succeed",
+                p.timeout,
+                argv.join(" ")
+            ));
         }
         s
     }

@@ -40,8 +40,11 @@ impl Action for ServiceStop {
         let mut out = Vec::new();
         match (&p.unit, &p.stop) {
             (None, None) => out.push(
-                ParamProblem::new("", "`service.stop` needs `unit` (systemd) or `stop` (a command)")
-                    .help("e.g. `unit: fossology` or `stop: [fo_scheduler, --kill]`"),
+                ParamProblem::new(
+                    "",
+                    "`service.stop` needs `unit` (systemd) or `stop` (a command)",
+                )
+                .help("e.g. `unit: fossology` or `stop: [fo_scheduler, --kill]`"),
             ),
             (Some(_), Some(_)) => out.push(ParamProblem::new(
                 "stop",
@@ -51,7 +54,10 @@ impl Action for ServiceStop {
             _ => {}
         }
         if p.wait_gone.0.iter().any(|n| n.trim().is_empty()) {
-            out.push(ParamProblem::new("wait_gone", "`wait_gone` contains an empty process name"));
+            out.push(ParamProblem::new(
+                "wait_gone",
+                "`wait_gone` contains an empty process name",
+            ));
         }
         out
     }
@@ -65,7 +71,11 @@ impl Action for ServiceStop {
         if p.wait_gone.0.is_empty() {
             how
         } else {
-            format!("{how}; wait up to {} until gone: {}", p.timeout, p.wait_gone.0.join(", "))
+            format!(
+                "{how}; wait up to {} until gone: {}",
+                p.timeout,
+                p.wait_gone.0.join(", ")
+            )
         }
     }
 }

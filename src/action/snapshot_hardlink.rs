@@ -51,7 +51,10 @@ pub fn default_latest() -> String {
 /// Checks a name that must be one path component.
 pub(super) fn component_problem(key: &'static str, name: &str) -> Option<ParamProblem> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        Some(ParamProblem::new(key, format!("`{key}` must be a plain name inside `dir`, not `{name}`")))
+        Some(ParamProblem::new(
+            key,
+            format!("`{key}` must be a plain name inside `dir`, not `{name}`"),
+        ))
     } else {
         None
     }
@@ -74,20 +77,27 @@ impl Action for SnapshotHardlink {
                 out.push(ParamProblem::new("name", "snapshot names may not end in `.partial` (ward uses it for unfinished snapshots)"));
             }
             if *name == p.latest {
-                out.push(ParamProblem::new("name", "the snapshot name is the same as the `latest` link"));
+                out.push(ParamProblem::new(
+                    "name",
+                    "the snapshot name is the same as the `latest` link",
+                ));
             }
         }
         match (p.strategy, p.cycle) {
             (SnapshotStrategy::BaseIncremental, None) => out.push(
-                ParamProblem::new("cycle", "`strategy: base-incremental` needs `cycle` (days between full bases)")
-                    .help("e.g. `cycle: 7`"),
+                ParamProblem::new(
+                    "strategy",
+                    "`strategy: base-incremental` needs `cycle` (days between full bases)",
+                )
+                .help("e.g. `cycle: 7`"),
             ),
             (SnapshotStrategy::BaseIncremental, Some(0)) => {
                 out.push(ParamProblem::new("cycle", "`cycle` must be at least 1"));
             }
-            (SnapshotStrategy::Full, Some(_)) => out.push(
-                ParamProblem::new("cycle", "`cycle` only applies to `strategy: base-incremental`"),
-            ),
+            (SnapshotStrategy::Full, Some(_)) => out.push(ParamProblem::new(
+                "cycle",
+                "`cycle` only applies to `strategy: base-incremental`",
+            )),
             _ => {}
         }
         if p.threads == Some(0) {

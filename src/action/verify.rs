@@ -37,7 +37,11 @@ impl Action for Verify {
             .manifest
             .clone()
             .unwrap_or_else(|| format!("{}/manifest.json", p.path.trim_end_matches('/')));
-        let depth = if p.full { "every file" } else { "sizes, sampled hashes" };
+        let depth = if p.full {
+            "every file"
+        } else {
+            "sizes, sampled hashes"
+        };
         format!("verify {} against {manifest} ({depth})", p.path)
     }
 }

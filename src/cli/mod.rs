@@ -102,10 +102,10 @@ pub fn main() -> i32 {
         Err(WardError::Invalid { .. }) => exit::USAGE,
         Err(e) => {
             // A closed pipe (e.g. `ward plan x | head`) is not worth a message.
-            if let WardError::Output(io) = &e {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return exit::FAILED;
-                }
+            if let WardError::Output(io) = &e
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return exit::FAILED;
             }
             let style = Style::stderr();
             eprintln!("{}: {e}", style.error("error"));

@@ -13,10 +13,19 @@ pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
     let shown = args.file.display().to_string();
     // Warnings (and errors) go to stderr so the plan on stdout stays parseable.
     let stderr = std::io::stderr();
-    render_human(&mut stderr.lock(), Some(&checked.source), &shown, &checked.diagnostics, Style::stderr())?;
+    render_human(
+        &mut stderr.lock(),
+        Some(&checked.source),
+        &shown,
+        &checked.diagnostics,
+        Style::stderr(),
+    )?;
     let Some(validated) = checked.validated else {
         let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        eprintln!("{}: {shown}: {count} error(s); nothing to plan", Style::stderr().error("invalid"));
+        eprintln!(
+            "{}: {shown}: {count} error(s); nothing to plan",
+            Style::stderr().error("invalid")
+        );
         return Ok(exit::USAGE);
     };
     let stdout = std::io::stdout();

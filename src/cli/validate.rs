@@ -38,10 +38,20 @@ pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
         all_valid &= valid;
         match args.format {
             DiagnosticFormat::Json => {
-                json_files.push(render_json_file(Some(&checked.source), &shown, &checked.diagnostics));
+                json_files.push(render_json_file(
+                    Some(&checked.source),
+                    &shown,
+                    &checked.diagnostics,
+                ));
             }
             DiagnosticFormat::Human => {
-                render_human(&mut err, Some(&checked.source), &shown, &checked.diagnostics, Style::stderr())?;
+                render_human(
+                    &mut err,
+                    Some(&checked.source),
+                    &shown,
+                    &checked.diagnostics,
+                    Style::stderr(),
+                )?;
                 match &checked.validated {
                     Some(v) if !args.quiet => writeln!(
                         out,
@@ -65,8 +75,11 @@ pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
         }
     }
     if args.format == DiagnosticFormat::Json {
-        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "valid": all_valid, "files": json_files }))
-            .map_err(std::io::Error::from)?;
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({ "valid": all_valid, "files": json_files }),
+        )
+        .map_err(std::io::Error::from)?;
         writeln!(out)?;
     }
     Ok(if all_valid { exit::OK } else { exit::USAGE })

@@ -27,13 +27,17 @@ impl Duration {
             return Err("empty duration; write e.g. `30s`, `5m` or `1h30m`".into());
         }
         if t.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!("duration `{t}` has no unit; write e.g. `{t}s` or `{t}m`"));
+            return Err(format!(
+                "duration `{t}` has no unit; write e.g. `{t}s` or `{t}m`"
+            ));
         }
         let mut total_ms: u64 = 0;
         let mut rest = t;
         let mut last_unit = u64::MAX;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(format!(
                     "invalid duration `{t}`; write a number and a unit (ms, s, m, h, d), e.g. `1h30m`"
@@ -43,7 +47,9 @@ impl Duration {
                 .parse()
                 .map_err(|_| format!("number too large in duration `{t}`"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             let Some(&(_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
                 return Err(format!(
@@ -151,9 +157,21 @@ mod tests {
 
     #[test]
     fn refuses_bad_durations_with_advice() {
-        assert!(Duration::parse("30").expect_err("no unit").contains("`30s`"));
-        assert!(Duration::parse("5x").expect_err("unit").contains("unknown unit"));
-        assert!(Duration::parse("30m1h").expect_err("order").contains("larger units first"));
+        assert!(
+            Duration::parse("30")
+                .expect_err("no unit")
+                .contains("`30s`")
+        );
+        assert!(
+            Duration::parse("5x")
+                .expect_err("unit")
+                .contains("unknown unit")
+        );
+        assert!(
+            Duration::parse("30m1h")
+                .expect_err("order")
+                .contains("larger units first")
+        );
         assert!(Duration::parse("m").is_err());
         assert!(Duration::parse("").is_err());
         assert!(Duration::parse("99999999999999999999s").is_err());

@@ -58,7 +58,10 @@ impl RetryPolicy {
             out.push("`attempts` must be at least 1 (1 means: no retry)".to_string());
         }
         if !(self.backoff.is_finite() && self.backoff >= 1.0) {
-            out.push(format!("`backoff` must be a number of at least 1.0, not {}", self.backoff));
+            out.push(format!(
+                "`backoff` must be a number of at least 1.0, not {}",
+                self.backoff
+            ));
         }
         if self.max_delay < self.delay {
             out.push(format!(
@@ -109,7 +112,9 @@ impl<'de> Deserialize<'de> for RetryPolicy {
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<RetryPolicy, E> {
                 match u64::try_from(v) {
                     Ok(u) => self.visit_u64(u),
-                    Err(_) => Err(E::custom(format!("retry count must not be negative, found {v}"))),
+                    Err(_) => Err(E::custom(format!(
+                        "retry count must not be negative, found {v}"
+                    ))),
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RetryPolicy, A::Error> {

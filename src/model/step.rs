@@ -44,6 +44,9 @@ pub enum StepBody {
         name: Spanned<String>,
         /// The parameters as written (rendered and type-checked later).
         with: Option<Node>,
+        /// Where problems with `with` as a whole are shown: the `with` key,
+        /// or the action name when there is no `with`.
+        anchor: Span,
     },
     /// A shell line run by bash with errexit, nounset and pipefail.
     Run(Node),

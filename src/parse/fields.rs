@@ -110,7 +110,12 @@ impl Ctx<'_> {
     }
 
     /// Reads a list of step ids; a single string counts as a list of one.
-    pub fn step_refs(&self, key: &str, node: &Node, diags: &mut Diagnostics) -> Vec<Spanned<String>> {
+    pub fn step_refs(
+        &self,
+        key: &str,
+        node: &Node,
+        diags: &mut Diagnostics,
+    ) -> Vec<Spanned<String>> {
         let items: Vec<&Node> = match &node.kind {
             NodeKind::Seq(items) => items.iter().collect(),
             NodeKind::Scalar(_) if node.is_null() => Vec::new(),
@@ -120,7 +125,10 @@ impl Ctx<'_> {
                     Diagnostic::error(
                         "invalid-type",
                         node.span,
-                        format!("invalid `{key}` in {}: expected a list of step ids, found a mapping", self.owner),
+                        format!(
+                            "invalid `{key}` in {}: expected a list of step ids, found a mapping",
+                            self.owner
+                        ),
                     )
                     .with_help(format!("write `{key}: [step-a, step-b]`")),
                 );
@@ -134,7 +142,12 @@ impl Ctx<'_> {
     }
 
     /// Requires a mapping; reports and returns None otherwise.
-    pub fn mapping<'n>(&self, key: &str, node: &'n Node, diags: &mut Diagnostics) -> Option<&'n [crate::yaml::Entry]> {
+    pub fn mapping<'n>(
+        &self,
+        key: &str,
+        node: &'n Node,
+        diags: &mut Diagnostics,
+    ) -> Option<&'n [crate::yaml::Entry]> {
         if node.is_null() {
             return Some(&[]);
         }
@@ -144,7 +157,11 @@ impl Ctx<'_> {
                 diags.push(Diagnostic::error(
                     "invalid-type",
                     node.span,
-                    format!("invalid `{key}` in {}: expected a mapping, found {}", self.owner, node.kind_name()),
+                    format!(
+                        "invalid `{key}` in {}: expected a mapping, found {}",
+                        self.owner,
+                        node.kind_name()
+                    ),
                 ));
                 None
             }

@@ -18,7 +18,7 @@ use crate::model::Playbook;
 use crate::source::SourceFile;
 use crate::yaml::{self, Limits};
 
-pub use fields::{DEFAULTS_KEYS, is_identifier, PLAYBOOK_KEYS, STEP_KEYS, is_name};
+pub use fields::{DEFAULTS_KEYS, PLAYBOOK_KEYS, STEP_KEYS, is_identifier, is_name};
 
 /// Largest playbook file ward reads. A 5,000-step playbook is about 1 MiB.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;

@@ -18,14 +18,23 @@ pub const DEFAULT_MAX_PARALLEL: usize = 4;
 /// Names that templates provide themselves and variables may not take.
 pub const RESERVED_VARS: &[&str] = &["ward", "steps", "env"];
 
-pub(super) fn decode(source: Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -> Option<Playbook> {
-    let ctx = Ctx { owner: "the playbook" };
+pub(super) fn decode(
+    source: Arc<SourceFile>,
+    root: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Playbook> {
+    let ctx = Ctx {
+        owner: "the playbook",
+    };
     let Some(entries) = root.as_map() else {
         diags.push(
             Diagnostic::error(
                 "invalid-type",
                 root.span,
-                format!("a playbook must be a mapping, but this is {}", root.kind_name()),
+                format!(
+                    "a playbook must be a mapping, but this is {}",
+                    root.kind_name()
+                ),
             )
             .with_help("start with `ward: 1`, then `name:` and a list of `steps:`"),
         );
@@ -47,21 +56,29 @@ pub(super) fn decode(source: Arc<SourceFile>, root: &Node, diags: &mut Diagnosti
             "ward" => version = ctx.value::<u32>("ward", value, diags),
             "name" => {
                 name = ctx.value::<String>("name", value, diags);
-                if let Some(n) = &name {
-                    if !is_name(n) {
-                        diags.push(bad_name("playbook name", n));
-                    }
+                if let Some(n) = &name
+                    && !is_name(n)
+                {
+                    diags.push(bad_name("playbook name", n));
                 }
             }
-            "description" => description = ctx.value::<String>("description", value, diags).map(|d| d.value),
+            "description" => {
+                description = ctx
+                    .value::<String>("description", value, diags)
+                    .map(|d| d.value)
+            }
             "vars" => vars = decode_vars(&ctx, value, diags),
             "defaults" => defaults = decode_defaults(value, diags),
             "max_parallel" => {
                 if let Some(n) = ctx.value::<usize>("max_parallel", value, diags) {
                     if n.value == 0 {
                         diags.push(
-                            Diagnostic::error("invalid-value", n.span, "`max_parallel` must be at least 1")
-                                .with_help("use 1 to run one step at a time"),
+                            Diagnostic::error(
+                                "invalid-value",
+                                n.span,
+                                "`max_parallel` must be at least 1",
+                            )
+                            .with_help("use 1 to run one step at a time"),
                         );
                     } else {
                         max_parallel = n.value;
@@ -106,8 +123,9 @@ pub(super) fn decode(source: Arc<SourceFile>, root: &Node, diags: &mut Diagnosti
     }
     if steps.is_none() && !has_key(entries, "steps") {
         diags.push(
-            Diagnostic::error("missing-key", top, "missing required key `steps`")
-                .with_help("add a list of steps, each with an `id` and one of `action`, `run` or `cmd`"),
+            Diagnostic::error("missing-key", top, "missing required key `steps`").with_help(
+                "add a list of steps, each with an `id` and one of `action`, `run` or `cmd`",
+            ),
         );
     }
 
@@ -152,7 +170,9 @@ fn decode_vars(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Vec<Var> 
                     name.span,
                     format!("variable name `{}` cannot be used in templates", name.value),
                 )
-                .with_help("use letters, digits and `_`, starting with a letter or `_` (e.g. `pg_host`)"),
+                .with_help(
+                    "use letters, digits and `_`, starting with a letter or `_` (e.g. `pg_host`)",
+                ),
             );
             continue;
         }
@@ -176,7 +196,9 @@ fn decode_vars(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Vec<Var> 
 }
 
 fn decode_defaults(node: &Node, diags: &mut Diagnostics) -> Defaults {
-    let ctx = Ctx { owner: "`defaults`" };
+    let ctx = Ctx {
+        owner: "`defaults`",
+    };
     let mut defaults = Defaults::default();
     let Some(entries) = ctx.mapping("defaults", node, diags) else {
         return defaults;
@@ -192,7 +214,11 @@ fn decode_defaults(node: &Node, diags: &mut Diagnostics) -> Defaults {
 }
 
 /// Reads `retry:` and checks the policy's numbers.
-pub(super) fn read_retry(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Spanned<RetryPolicy>> {
+pub(super) fn read_retry(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<RetryPolicy>> {
     let policy = ctx.value::<RetryPolicy>("retry", node, diags)?;
     let problems = policy.problems();
     for p in &problems {

@@ -13,7 +13,10 @@ pub(super) fn decode_all(node: &Node, diags: &mut Diagnostics) -> Vec<Step> {
             Diagnostic::error(
                 "invalid-type",
                 node.span,
-                format!("`steps` must be a list of steps, found {}", node.kind_name()),
+                format!(
+                    "`steps` must be a list of steps, found {}",
+                    node.kind_name()
+                ),
             )
             .with_help("write each step as a list item: `- id: my-step`"),
         );
@@ -21,8 +24,12 @@ pub(super) fn decode_all(node: &Node, diags: &mut Diagnostics) -> Vec<Step> {
     };
     if items.is_empty() {
         diags.push(
-            Diagnostic::error("empty", node.span, "`steps` is empty; a playbook needs at least one step")
-                .with_help("add a step, e.g. `- id: hello` with `cmd: [echo, hello]`"),
+            Diagnostic::error(
+                "empty",
+                node.span,
+                "`steps` is empty; a playbook needs at least one step",
+            )
+            .with_help("add a step, e.g. `- id: hello` with `cmd: [echo, hello]`"),
         );
     }
     items
@@ -38,7 +45,11 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
             Diagnostic::error(
                 "invalid-type",
                 node.span,
-                format!("step {} must be a mapping, found {}", index + 1, node.kind_name()),
+                format!(
+                    "step {} must be a mapping, found {}",
+                    index + 1,
+                    node.kind_name()
+                ),
             )
             .with_help("a step looks like `- id: name` followed by `run:`, `cmd:` or `action:`"),
         );
@@ -46,7 +57,10 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
     };
 
     // Read the id first so every later message can name the step.
-    let id_node = entries.iter().find(|e| e.key.as_str() == Some("id")).map(|e| &e.value);
+    let id_node = entries
+        .iter()
+        .find(|e| e.key.as_str() == Some("id"))
+        .map(|e| &e.value);
     let anon = format!("step {}", index + 1);
     let id = id_node.and_then(|n| Ctx { owner: &anon }.value::<String>("id", n, diags));
     let owner = match &id {
@@ -60,8 +74,14 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
                 .with_help("add `id: some-name` (lower-case letters, digits, `-`, `_`)"),
         ),
         Some(id) if !is_name(id) => diags.push(
-            Diagnostic::error("invalid-name", id.span, format!("step id `{}` is not allowed", id.value))
-                .with_help("use lower-case letters, digits, `-` and `_`, starting with a letter or digit"),
+            Diagnostic::error(
+                "invalid-name",
+                id.span,
+                format!("step id `{}` is not allowed", id.value),
+            )
+            .with_help(
+                "use lower-case letters, digits, `-` and `_`, starting with a letter or digit",
+            ),
         ),
         _ => {}
     }
@@ -112,7 +132,9 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
         body: body?,
         needs: b.needs,
         after: b.after,
-        when: b.when.unwrap_or_else(|| Spanned::new(When::Success, node.span)),
+        when: b
+            .when
+            .unwrap_or_else(|| Spanned::new(When::Success, node.span)),
         condition: b.condition,
         env: b.env,
         timeout: b.timeout,
@@ -147,17 +169,19 @@ struct StepBuilder {
 impl StepBuilder {
     /// Checks that exactly one of action/run/cmd is given and builds the body.
     fn body(&mut self, ctx: &Ctx<'_>, step: &Node, diags: &mut Diagnostics) -> Option<StepBody> {
-        if let Some((with_span, _)) = &self.with {
-            if !self.bodies.iter().any(|(k, _)| *k == "action") {
-                diags.push(
-                    Diagnostic::error(
-                        "with-without-action",
-                        *with_span,
-                        format!("`with` in {} has no `action` to configure", ctx.owner),
-                    )
-                    .with_help("`with` holds an action's parameters; for `run`/`cmd` use `env` instead"),
-                );
-            }
+        if let Some((with_span, _)) = &self.with
+            && !self.bodies.iter().any(|(k, _)| *k == "action")
+        {
+            diags.push(
+                Diagnostic::error(
+                    "with-without-action",
+                    *with_span,
+                    format!("`with` in {} has no `action` to configure", ctx.owner),
+                )
+                .with_help(
+                    "`with` holds an action's parameters; for `run`/`cmd` use `env` instead",
+                ),
+            );
         }
         match self.bodies.as_slice() {
             [] => {
@@ -165,18 +189,24 @@ impl StepBuilder {
                     Diagnostic::error(
                         "missing-body",
                         step.span,
-                        format!("{} does nothing: it needs one of `action`, `run` or `cmd`", ctx.owner),
+                        format!(
+                            "{} does nothing: it needs one of `action`, `run` or `cmd`",
+                            ctx.owner
+                        ),
                     )
-                    .with_help("add `run: <shell line>`, `cmd: [program, arg]` or `action: <built-in>`"),
+                    .with_help(
+                        "add `run: <shell line>`, `cmd: [program, arg]` or `action: <built-in>`",
+                    ),
                 );
                 None
             }
             [(_, _)] => {
                 if let Some(name) = self.action.take() {
-                    Some(StepBody::Action {
-                        name,
-                        with: self.with.take().map(|(_, n)| n),
-                    })
+                    let (anchor, with) = match self.with.take() {
+                        Some((key_span, node)) => (key_span, Some(node)),
+                        None => (name.span, None),
+                    };
+                    Some(StepBody::Action { name, with, anchor })
                 } else if let Some(run) = self.run.take() {
                     Some(StepBody::Run(run))
                 } else {
@@ -189,7 +219,10 @@ impl StepBuilder {
                         Diagnostic::error(
                             "conflicting-body",
                             *span,
-                            format!("{} has both `{first}` and `{kind}`; a step does exactly one thing", ctx.owner),
+                            format!(
+                                "{} has both `{first}` and `{kind}`; a step does exactly one thing",
+                                ctx.owner
+                            ),
                         )
                         .with_help("split it into two steps and link them with `needs`"),
                     );
@@ -219,7 +252,11 @@ fn argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<Node>
             Diagnostic::error(
                 "invalid-type",
                 node.span,
-                format!("invalid `cmd` in {}: expected a list (an argv), found {}", ctx.owner, node.kind_name()),
+                format!(
+                    "invalid `cmd` in {}: expected a list (an argv), found {}",
+                    ctx.owner,
+                    node.kind_name()
+                ),
             )
             .with_help("write `cmd: [program, arg1, arg2]`, or use `run:` for a shell line"),
         );
@@ -227,8 +264,12 @@ fn argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<Node>
     };
     if items.is_empty() {
         diags.push(
-            Diagnostic::error("invalid-value", node.span, format!("`cmd` in {} is empty", ctx.owner))
-                .with_help("the first item is the program to run"),
+            Diagnostic::error(
+                "invalid-value",
+                node.span,
+                format!("`cmd` in {} is empty", ctx.owner),
+            )
+            .with_help("the first item is the program to run"),
         );
         return None;
     }
@@ -238,7 +279,11 @@ fn argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<Node>
             diags.push(Diagnostic::error(
                 "invalid-type",
                 item.span,
-                format!("invalid `cmd` in {}: each argument must be text, found {}", ctx.owner, item.kind_name()),
+                format!(
+                    "invalid `cmd` in {}: each argument must be text, found {}",
+                    ctx.owner,
+                    item.kind_name()
+                ),
             ));
             ok = false;
         }
@@ -259,7 +304,10 @@ fn env(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Vec<(Spanned<Stri
             diags.push(Diagnostic::error(
                 "invalid-name",
                 name.span,
-                format!("environment variable name `{}` in {} is not valid", name.value, ctx.owner),
+                format!(
+                    "environment variable name `{}` in {} is not valid",
+                    name.value, ctx.owner
+                ),
             ));
             continue;
         }
@@ -276,7 +324,10 @@ fn ok_codes(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Spann
         diags.push(Diagnostic::error(
             "invalid-value",
             node.span,
-            format!("`ok_codes` in {} is empty; no exit code could ever succeed", ctx.owner),
+            format!(
+                "`ok_codes` in {} is empty; no exit code could ever succeed",
+                ctx.owner
+            ),
         ));
         return None;
     }
@@ -284,7 +335,10 @@ fn ok_codes(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Spann
         diags.push(Diagnostic::error(
             "invalid-value",
             node.span,
-            format!("exit code {bad} in `ok_codes` of {} is outside 0..=255", ctx.owner),
+            format!(
+                "exit code {bad} in `ok_codes` of {} is outside 0..=255",
+                ctx.owner
+            ),
         ));
         return None;
     }

@@ -33,7 +33,10 @@ pub struct StepGraph {
 impl StepGraph {
     /// Builds the graph; returns one diagnostic per cycle if there are any.
     /// Steps in `compensation_only` are left out (they run only to undo).
-    pub fn build(steps: &[Step], compensation_only: &HashSet<&str>) -> Result<StepGraph, Vec<Diagnostic>> {
+    pub fn build(
+        steps: &[Step],
+        compensation_only: &HashSet<&str>,
+    ) -> Result<StepGraph, Vec<Diagnostic>> {
         let mut graph = DiGraph::new();
         let mut node_of = HashMap::new();
         let mut by_id: HashMap<&str, usize> = HashMap::new();
@@ -57,8 +60,12 @@ impl StepGraph {
                 .map(|r| (r, EdgeKind::Needs))
                 .chain(step.after.iter().map(|r| (r, EdgeKind::After)));
             for (r, kind) in deps {
-                let Some(&dep) = by_id.get(r.value.as_str()) else { continue };
-                let Some(&from) = node_of.get(&dep) else { continue };
+                let Some(&dep) = by_id.get(r.value.as_str()) else {
+                    continue;
+                };
+                let Some(&from) = node_of.get(&dep) else {
+                    continue;
+                };
                 if from == to || graph.contains_edge(from, to) {
                     continue;
                 }
@@ -135,10 +142,7 @@ fn layer(graph: &DiGraph<usize, EdgeKind>) -> Vec<Vec<usize>> {
         .node_indices()
         .map(|n| (n, graph.neighbors_directed(n, Direction::Incoming).count()))
         .collect();
-    let mut current: Vec<NodeIndex> = graph
-        .node_indices()
-        .filter(|n| indegree[n] == 0)
-        .collect();
+    let mut current: Vec<NodeIndex> = graph.node_indices().filter(|n| indegree[n] == 0).collect();
     let mut layers = Vec::new();
     while !current.is_empty() {
         let mut steps: Vec<usize> = current.iter().map(|n| graph[*n]).collect();
@@ -180,7 +184,10 @@ fn find_cycles(
         let Some(path) = cycle_through(graph, start, &members) else {
             continue;
         };
-        let ids: Vec<&str> = path.iter().map(|n| steps[graph[*n]].id.value.as_str()).collect();
+        let ids: Vec<&str> = path
+            .iter()
+            .map(|n| steps[graph[*n]].id.value.as_str())
+            .collect();
         let first = graph[path[0]];
         let second = graph[path[1]];
         let span = edge_span
@@ -193,7 +200,9 @@ fn find_cycles(
                 span,
                 format!("steps wait for each other in a cycle: {}", ids.join(" → ")),
             )
-            .with_help("each arrow reads \"waits for\" (`needs` or `after`); remove one of these links"),
+            .with_help(
+                "each arrow reads \"waits for\" (`needs` or `after`); remove one of these links",
+            ),
         );
     }
     out

@@ -19,7 +19,13 @@ use crate::source::{SourceFile, Span};
 ///    |     ^^^^
 ///    = help: did you mean `needs`?
 /// ```
-pub fn render_human(out: &mut dyn Write, source: Option<&SourceFile>, path: &str, diags: &[Diagnostic], style: Style) -> io::Result<()> {
+pub fn render_human(
+    out: &mut dyn Write,
+    source: Option<&SourceFile>,
+    path: &str,
+    diags: &[Diagnostic],
+    style: Style,
+) -> io::Result<()> {
     for d in diags {
         let label = match d.severity {
             Severity::Error => style.error(&format!("error[{}]", d.code)),
@@ -35,19 +41,43 @@ pub fn render_human(out: &mut dyn Write, source: Option<&SourceFile>, path: &str
             snippet(out, source, path, *span, Some(note), style)?;
         }
         if let Some(help) = &d.help {
-            writeln!(out, "   {} {}", style.dim("="), style.help(&format!("help: {help}")))?;
+            writeln!(
+                out,
+                "   {} {}",
+                style.dim("="),
+                style.help(&format!("help: {help}"))
+            )?;
         }
         writeln!(out)?;
     }
     Ok(())
 }
 
-fn snippet(out: &mut dyn Write, source: Option<&SourceFile>, path: &str, span: Span, note: Option<&str>, style: Style) -> io::Result<()> {
+fn snippet(
+    out: &mut dyn Write,
+    source: Option<&SourceFile>,
+    path: &str,
+    span: Span,
+    note: Option<&str>,
+    style: Style,
+) -> io::Result<()> {
     let line_no = span.start.line;
     let gutter = " ".repeat(line_no.to_string().len());
     match note {
-        None => writeln!(out, "{gutter}{} {path}:{}:{}", style.dim("-->"), line_no, span.start.col)?,
-        Some(n) => writeln!(out, "{gutter}{} {n}: {path}:{}:{}", style.dim("::"), line_no, span.start.col)?,
+        None => writeln!(
+            out,
+            "{gutter}{} {path}:{}:{}",
+            style.dim("-->"),
+            line_no,
+            span.start.col
+        )?,
+        Some(n) => writeln!(
+            out,
+            "{gutter}{} {n}: {path}:{}:{}",
+            style.dim("::"),
+            line_no,
+            span.start.col
+        )?,
     }
     let Some(line) = source.and_then(|s| s.line(line_no)) else {
         return Ok(());
@@ -69,7 +99,11 @@ fn snippet(out: &mut dyn Write, source: Option<&SourceFile>, path: &str, span: S
     }
     .max(1);
     let carets = "^".repeat(width);
-    let carets = if note.is_some() { style.dim(&carets) } else { style.error(&carets) };
+    let carets = if note.is_some() {
+        style.dim(&carets)
+    } else {
+        style.error(&carets)
+    };
     writeln!(out, "{gutter} {} {pad}{carets}", style.dim("|"))
 }
 
@@ -100,7 +134,9 @@ pub fn render_json_file(source: Option<&SourceFile>, path: &str, diags: &[Diagno
                 v["notes"] = d
                     .notes
                     .iter()
-                    .map(|(s, n)| json!({"line": s.start.line, "column": s.start.col, "message": n}))
+                    .map(
+                        |(s, n)| json!({"line": s.start.line, "column": s.start.col, "message": n}),
+                    )
                     .collect();
             }
             v

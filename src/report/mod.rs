@@ -27,5 +27,9 @@ pub fn is_secret_name(name: &str) -> bool {
 
 /// The value to show for an environment variable: masked if it looks secret.
 pub fn shown_env_value<'a>(name: &str, value: &'a str) -> &'a str {
-    if is_secret_name(name) { "********" } else { value }
+    if is_secret_name(name) {
+        "********"
+    } else {
+        value
+    }
 }

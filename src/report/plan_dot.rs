@@ -5,8 +5,12 @@ use std::io::{self, Write};
 use crate::plan::EdgeKind;
 use crate::validate::{ResolvedBody, Validated};
 
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", escape(s))
 }
 
 /// Writes the DAG as a Graphviz digraph: solid edges for `needs`, dashed for
@@ -21,7 +25,7 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
             ResolvedBody::Run(_) => "run",
             ResolvedBody::Cmd(_) => "cmd",
         };
-        let mut attrs = format!("label={}", quote(&format!("{}\n{kind}", s.id)));
+        let mut attrs = format!("label=\"{}\\n{kind}\"", escape(&s.id));
         if s.compensation_only {
             attrs.push_str(", style=dotted");
         } else if s.when != crate::model::When::Success {
@@ -34,7 +38,12 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
             EdgeKind::Needs => "",
             EdgeKind::After => " [style=dashed, label=\"after\"]",
         };
-        writeln!(out, "  {} -> {}{style};", quote(&v.steps[from].id), quote(&v.steps[to].id))?;
+        writeln!(
+            out,
+            "  {} -> {}{style};",
+            quote(&v.steps[from].id),
+            quote(&v.steps[to].id)
+        )?;
     }
     for s in &v.steps {
         if let Some(c) = &s.compensate {

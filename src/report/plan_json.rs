@@ -22,7 +22,11 @@ pub fn plan_value(v: &Validated) -> Value {
         .iter()
         .map(|l| l.iter().map(|i| v.steps[*i].id.as_str()).collect())
         .collect();
-    let steps: Vec<Value> = v.steps.iter().map(|s| step_value(s, layer_of(s.index))).collect();
+    let steps: Vec<Value> = v
+        .steps
+        .iter()
+        .map(|s| step_value(s, layer_of(s.index)))
+        .collect();
     json!({
         "playbook": v.playbook.name.value,
         "file": v.playbook.source.path().display().to_string(),

@@ -6,7 +6,9 @@ use crate::plan::EdgeKind;
 use crate::validate::{ResolvedBody, Validated};
 
 fn label(s: &str) -> String {
-    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    s.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
 }
 
 /// Writes the DAG as a Mermaid flowchart: `-->` for `needs`, `-.->` for
@@ -24,7 +26,11 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
             crate::model::When::Success => String::new(),
             other => format!(" · when {}", other.as_str()),
         };
-        let (open, close) = if s.compensation_only { ("([", "])") } else { ("[", "]") };
+        let (open, close) = if s.compensation_only {
+            ("([", "])")
+        } else {
+            ("[", "]")
+        };
         writeln!(
             out,
             "  s{}{open}\"{}<br/><small>{kind}{when}</small>\"{close}",
@@ -40,10 +46,10 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
         writeln!(out, "  s{from} {arrow} s{to}")?;
     }
     for s in &v.steps {
-        if let Some(c) = &s.compensate {
-            if let Some(target) = v.steps.iter().find(|t| &t.id == c) {
-                writeln!(out, "  s{} -.->|undo| s{}", s.index, target.index)?;
-            }
+        if let Some(c) = &s.compensate
+            && let Some(target) = v.steps.iter().find(|t| &t.id == c)
+        {
+            writeln!(out, "  s{} -.->|undo| s{}", s.index, target.index)?;
         }
     }
     Ok(())

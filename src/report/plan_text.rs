@@ -33,7 +33,11 @@ pub fn render(out: &mut dyn Write, v: &Validated, style: Style) -> io::Result<()
     )?;
     for (n, layer) in layers.iter().enumerate() {
         writeln!(out)?;
-        let parallel = if layer.len() > 1 { " (these may run in parallel)" } else { "" };
+        let parallel = if layer.len() > 1 {
+            " (these may run in parallel)"
+        } else {
+            ""
+        };
         writeln!(out, "{}{parallel}", style.bold(&format!("layer {}", n + 1)))?;
         for &i in layer {
             step(out, v, &v.steps[i], style)?;
@@ -68,7 +72,13 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
         ResolvedBody::Run(_) => "run".to_owned(),
         ResolvedBody::Cmd(_) => "cmd".to_owned(),
     };
-    writeln!(out, "  {} {}  {}", style.dim("●"), style.bold(&title), style.dim(&format!("[{kind}]")))?;
+    writeln!(
+        out,
+        "  {} {}  {}",
+        style.dim("●"),
+        style.bold(&title),
+        style.dim(&format!("[{kind}]"))
+    )?;
     let does = match &s.body {
         ResolvedBody::Action(p) => p.describe(),
         ResolvedBody::Run(line) => line.trim_end().replace('\n', "\n               "),
@@ -92,7 +102,11 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
     }
     let after = names(EdgeKind::After);
     if !after.is_empty() {
-        field(out, "after", &format!("{} (whatever their result)", after.join(", ")))?;
+        field(
+            out,
+            "after",
+            &format!("{} (whatever their result)", after.join(", ")),
+        )?;
     }
     if s.when != When::Success {
         let meaning = match s.when {
@@ -103,7 +117,11 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
         field(out, "when", meaning)?;
     }
     if let Some(c) = &s.condition {
-        let outcome = if c.value { "true: runs" } else { "false: will be skipped" };
+        let outcome = if c.value {
+            "true: runs"
+        } else {
+            "false: will be skipped"
+        };
         field(out, "if", &format!("{} → {outcome}", c.expr))?;
     }
     if let Some(path) = &s.creates {
@@ -125,14 +143,22 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
     if s.ok_codes != [0] {
         limits.push(format!(
             "ok exit codes {}",
-            s.ok_codes.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+            s.ok_codes
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if !limits.is_empty() {
         field(out, "limits", &limits.join("; "))?;
     }
     if let Some(c) = &s.compensate {
-        field(out, "undo", &format!("{c} (if the run fails after this step succeeded)"))?;
+        field(
+            out,
+            "undo",
+            &format!("{c} (if the run fails after this step succeeded)"),
+        )?;
     }
     Ok(())
 }

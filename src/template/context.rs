@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::Templates;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::WardError;
-use crate::model::Playbook;
 use crate::model::NO_SPAN;
+use crate::model::Playbook;
 use crate::yaml::from_node;
 
 /// Facts about the run that templates see as `ward.*`.
@@ -67,7 +67,9 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
     args.iter()
         .map(|arg| {
             let (name, value) = arg.split_once('=').ok_or_else(|| {
-                WardError::Usage(format!("--var {arg}: expected name=value, e.g. --var dest=/backup"))
+                WardError::Usage(format!(
+                    "--var {arg}: expected name=value, e.g. --var dest=/backup"
+                ))
             })?;
             if !crate::parse::is_identifier(name) {
                 return Err(WardError::Usage(format!(
@@ -97,7 +99,10 @@ impl TemplateContext {
         templates: &Templates,
         diags: &mut Diagnostics,
     ) -> TemplateContext {
-        let overridden: BTreeMap<&str, &str> = overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let overridden: BTreeMap<&str, &str> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let mut vars: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         for (name, value) in overrides {
             if !playbook.vars.iter().any(|v| v.name.value == *name) {
@@ -107,7 +112,9 @@ impl TemplateContext {
                         NO_SPAN,
                         format!("--var {name} is not declared under `vars:` in the playbook"),
                     )
-                    .with_help("check the spelling; undeclared variables are still available to templates"),
+                    .with_help(
+                        "check the spelling; undeclared variables are still available to templates",
+                    ),
                 );
                 vars.insert(name.clone(), serde_json::Value::String(value.clone()));
             }
@@ -124,6 +131,10 @@ impl TemplateContext {
                 Ok(n) => n,
                 Err(errors) => {
                     diags.extend(errors);
+                    // Keep the raw text so later templates using this var do
+                    // not report it as undefined too.
+                    let raw = var.value.as_str().unwrap_or_default().to_owned();
+                    vars.insert(name.clone(), serde_json::Value::String(raw));
                     continue;
                 }
             };
@@ -131,7 +142,9 @@ impl TemplateContext {
                 Ok(v) => {
                     vars.insert(name.clone(), v);
                 }
-                Err(e) => diags.push(e.into_diagnostic(var.value.span, &format!("in variable `{name}`"))),
+                Err(e) => {
+                    diags.push(e.into_diagnostic(var.value.span, &format!("in variable `{name}`")))
+                }
             }
         }
         let value = context_value(&vars, facts);
@@ -144,6 +157,9 @@ fn context_value(vars: &BTreeMap<String, serde_json::Value>, facts: &RunFacts) -
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v))))
         .collect();
-    map.insert("ward".to_owned(), Value::from(minijinja::value::Serde(facts)));
+    map.insert(
+        "ward".to_owned(),
+        Value::from(minijinja::value::Serde(facts)),
+    );
     Value::from(map)
 }

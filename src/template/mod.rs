@@ -44,7 +44,10 @@ impl Templates {
         env.set_formatter(|out, _state, value| {
             // Shell lines want `true`, not Python's `True`, and nothing for none.
             out.write_str(&value_text(value)).map_err(|_| {
-                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write template output")
+                minijinja::Error::new(
+                    minijinja::ErrorKind::WriteFailure,
+                    "cannot write template output",
+                )
             })
         });
         Templates { env }
@@ -59,14 +62,24 @@ impl Templates {
     }
 
     /// Evaluates an `if:` expression (with or without `{{ }}`) to a bool.
-    pub fn eval_condition(&self, expr: &str, ctx: &Value) -> Result<bool, minijinja::Error> {
+    /// On error, also returns the template text the error's range refers to.
+    pub fn eval_condition(
+        &self,
+        expr: &str,
+        ctx: &Value,
+    ) -> Result<bool, (minijinja::Error, String)> {
         let trimmed = expr.trim();
         let inner = trimmed
             .strip_prefix("{{")
             .and_then(|s| s.strip_suffix("}}"))
             .unwrap_or(trimmed);
-        let compiled = self.env.compile_expression(inner)?;
-        Ok(compiled.eval(ctx)?.is_true())
+        // Through `{% if %}` so strict mode refuses undefined variables,
+        // which a bare expression evaluation would quietly treat as false.
+        let template = format!("{{% if {inner} %}}1{{% endif %}}");
+        match self.env.render_str(&template, ctx) {
+            Ok(out) => Ok(out == "1"),
+            Err(e) => Err((e, template)),
+        }
     }
 
     /// Renders every template string inside a node; other scalars are kept.
@@ -80,7 +93,11 @@ impl Templates {
     ) -> Result<Node, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let rendered = self.render_node_inner(node, ctx, source, what, &mut errors);
-        if errors.is_empty() { Ok(rendered) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(rendered)
+        } else {
+            Err(errors)
+        }
     }
 
     fn render_node_inner(
@@ -95,11 +112,13 @@ impl Templates {
             NodeKind::Scalar(s) if is_template(&s.text) => {
                 let rendered = match single_expression(&s.text) {
                     // `key: "{{ list_var }}"` keeps the list (or mapping) itself.
-                    Some(expr) => self
-                        .env
-                        .compile_expression(expr)
-                        .and_then(|e| e.eval(ctx))
-                        .map(|v| native_node(&v, node.span)),
+                    // Rendering first gives strict-undefined errors with their place.
+                    Some(expr) => self.env.render_str(&s.text, ctx).and_then(|_| {
+                        self.env
+                            .compile_expression(expr)
+                            .and_then(|e| e.eval(ctx))
+                            .map(|v| native_node(&v, node.span))
+                    }),
                     None => self.env.render_str(&s.text, ctx).map(|text| Node {
                         kind: NodeKind::Scalar(Scalar { text, plain: true }),
                         span: node.span,
@@ -130,7 +149,10 @@ impl Templates {
                     .collect(),
             ),
         };
-        Node { kind, span: node.span }
+        Node {
+            kind,
+            span: node.span,
+        }
     }
 
     /// Renders a scalar node to text, with a diagnostic on failure.
@@ -170,7 +192,10 @@ fn json_node(json: &serde_json::Value, span: Span) -> Node {
             map.iter()
                 .map(|(k, v)| crate::yaml::Entry {
                     key: Node {
-                        kind: NodeKind::Scalar(Scalar { text: k.clone(), plain: false }),
+                        kind: NodeKind::Scalar(Scalar {
+                            text: k.clone(),
+                            plain: false,
+                        }),
                         span,
                     },
                     value: json_node(v, span),
@@ -200,9 +225,17 @@ fn value_text(v: &Value) -> String {
 
 /// A diagnostic for a template error inside `node`, pointing as close to the
 /// offending expression as the file allows.
-pub fn template_diagnostic(e: &minijinja::Error, node: &Node, source: &SourceFile, what: &str) -> Diagnostic {
+pub fn template_diagnostic(
+    e: &minijinja::Error,
+    node: &Node,
+    source: &SourceFile,
+    what: &str,
+) -> Diagnostic {
     let text = node.as_str().unwrap_or("");
-    let detail = e.detail().map(str::to_owned).unwrap_or_else(|| e.kind().to_string());
+    let detail = e
+        .detail()
+        .map(str::to_owned)
+        .unwrap_or_else(|| e.kind().to_string());
     let (code, message, help) = match e.kind() {
         minijinja::ErrorKind::UndefinedError => {
             let name = e
@@ -210,7 +243,11 @@ pub fn template_diagnostic(e: &minijinja::Error, node: &Node, source: &SourceFil
                 .and_then(|r| text.get(r))
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default();
-            let shown = if name.is_empty() { String::from("a variable") } else { format!("`{name}`") };
+            let shown = if name.is_empty() {
+                String::from("a variable")
+            } else {
+                format!("`{name}`")
+            };
             (
                 "undefined-variable",
                 format!("undefined variable {shown} in {what}"),
@@ -244,16 +281,24 @@ fn locate(text: &str, start: usize, end: usize, node: &Node, source: &SourceFile
     let expected = first_line + line_in_template;
     for line_no in expected..=expected + 2 {
         let line = source.line(line_no)?;
-        let min_col = if line_no == first_line { node.span.start.col as usize - 1 } else { 0 };
-        let prefix_chars: usize = line.chars().count();
-        let search_from = line.char_indices().nth(min_col).map_or(line.len(), |(i, _)| i);
+        let min_col = if line_no == first_line {
+            node.span.start.col as usize - 1
+        } else {
+            0
+        };
+        let search_from = line
+            .char_indices()
+            .nth(min_col)
+            .map_or(line.len(), |(i, _)| i);
         if let Some(byte) = line[search_from..].find(snippet) {
             let col = line[..search_from + byte].chars().count() as u32 + 1;
             let len = snippet.chars().count() as u32;
-            let _ = prefix_chars;
             return Some(Span::new(
                 Pos { line: line_no, col },
-                Pos { line: line_no, col: col + len },
+                Pos {
+                    line: line_no,
+                    col: col + len,
+                },
             ));
         }
     }

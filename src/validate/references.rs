@@ -54,9 +54,10 @@ pub(super) fn check<'p>(playbook: &'p Playbook, diags: &mut Diagnostics) -> Hash
                         target.span,
                         format!("`{key}` of step `{id}` names unknown step `{name}`"),
                     )
-                    .with_help_opt(suggest(name, ids.iter().copied()).or_else(|| {
-                        Some("steps are named by their `id`".to_owned())
-                    })),
+                    .with_help_opt(
+                        suggest(name, ids.iter().copied())
+                            .or_else(|| Some("steps are named by their `id`".to_owned())),
+                    ),
                 );
             } else if key != "compensate" && compensation_only.contains(name) {
                 diags.push(

@@ -104,10 +104,21 @@ pub(super) fn step(
                         .ok()
                 })
                 .collect();
-            argv.into_iter().collect::<Option<Vec<_>>>().map(ResolvedBody::Cmd)
+            argv.into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(ResolvedBody::Cmd)
         }
-        StepBody::Action { name, with } => action_params(id, name, with.as_ref(), step.span, playbook, ctx, templates, diags)
-            .map(ResolvedBody::Action),
+        StepBody::Action { name, with, anchor } => action_params(
+            id,
+            name,
+            with.as_ref(),
+            *anchor,
+            playbook,
+            ctx,
+            templates,
+            diags,
+        )
+        .map(ResolvedBody::Action),
     };
 
     let env: Vec<(String, String)> = step
@@ -115,7 +126,12 @@ pub(super) fn step(
         .iter()
         .filter_map(|(k, v)| {
             templates
-                .render_scalar(v, &ctx.value, source, &format!("`env.{}` of step `{id}`", k.value))
+                .render_scalar(
+                    v,
+                    &ctx.value,
+                    source,
+                    &format!("`env.{}` of step `{id}`", k.value),
+                )
                 .map_err(|d| diags.push(d))
                 .ok()
                 .map(|v| (k.value.clone(), v))
@@ -124,7 +140,12 @@ pub(super) fn step(
 
     let creates = step.creates.as_ref().and_then(|node| {
         templates
-            .render_scalar(node, &ctx.value, source, &format!("`creates` of step `{id}`"))
+            .render_scalar(
+                node,
+                &ctx.value,
+                source,
+                &format!("`creates` of step `{id}`"),
+            )
             .map_err(|d| diags.push(d))
             .ok()
     });
@@ -135,9 +156,14 @@ pub(super) fn step(
                 expr: c.value.clone(),
                 value,
             }),
-            Err(e) => {
-                let node = Node::plain(c.value.clone(), c.span);
-                diags.push(template_diagnostic(&e, &node, source, &format!("`if` of step `{id}`")));
+            Err((e, template)) => {
+                let node = Node::plain(template, c.span);
+                diags.push(template_diagnostic(
+                    &e,
+                    &node,
+                    source,
+                    &format!("`if` of step `{id}`"),
+                ));
                 None
             }
         }
@@ -169,7 +195,10 @@ pub(super) fn step(
             .unwrap_or_default(),
         compensate: step.compensate.as_ref().map(|c| c.value.clone()),
         creates,
-        ok_codes: step.ok_codes.as_ref().map_or_else(|| vec![0], |c| c.value.clone()),
+        ok_codes: step
+            .ok_codes
+            .as_ref()
+            .map_or_else(|| vec![0], |c| c.value.clone()),
         compensation_only,
         span: step.span,
     })
@@ -180,7 +209,7 @@ fn action_params(
     id: &str,
     name: &crate::model::Spanned<String>,
     with: Option<&Node>,
-    step_span: Span,
+    anchor: Span,
     playbook: &Playbook,
     ctx: &TemplateContext,
     templates: &Templates,
@@ -190,7 +219,10 @@ fn action_params(
         let help = suggest(&name.value, action::names()).unwrap_or_else(|| {
             format!(
                 "built-in actions are {}; for anything else use `run:` or `cmd:`",
-                action::names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                action::names()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         });
         diags.push(
@@ -205,7 +237,7 @@ fn action_params(
     };
     let empty = Node {
         kind: NodeKind::Map(Vec::new()),
-        span: step_span,
+        span: anchor,
     };
     let with = with.unwrap_or(&empty);
     let what = || format!("`with` of step `{id}`");
@@ -220,12 +252,18 @@ fn action_params(
         Ok(params) => Some(params),
         Err(ParamsError::Shape(e)) => {
             let message = match e.code {
-                "unknown-key" | "missing-key" => format!("{} in `with` of step `{id}` (action `{}`)", e.message, def.name),
-                _ => format!("invalid parameter in step `{id}` (action `{}`): {}", def.name, e.message),
+                "unknown-key" | "missing-key" => format!(
+                    "{} in `with` of step `{id}` (action `{}`)",
+                    e.message, def.name
+                ),
+                _ => format!(
+                    "invalid parameter in step `{id}` (action `{}`): {}",
+                    def.name, e.message
+                ),
             };
-            diags.push(
-                Diagnostic::error(e.code, e.span.unwrap_or(with.span), message).with_help_opt(e.help),
-            );
+            // An error about the mapping as a whole points at `with:` itself.
+            let span = e.span.filter(|s| *s != with.span).unwrap_or(anchor);
+            diags.push(Diagnostic::error(e.code, span, message).with_help_opt(e.help));
             None
         }
         Err(ParamsError::Problems(problems)) => {
@@ -233,7 +271,7 @@ fn action_params(
                 let span = with
                     .as_map()
                     .and_then(|m| m.iter().find(|e| e.key.as_str() == Some(p.key)))
-                    .map_or(with.span, |e| e.value.span);
+                    .map_or(anchor, |e| e.value.span);
                 diags.push(
                     Diagnostic::error(
                         "invalid-parameter",

@@ -51,7 +51,8 @@ impl DeError {
         } else {
             format!("{} {context}", self.message)
         };
-        Diagnostic::error(self.code, self.span.unwrap_or(fallback), message).with_help_opt(self.help)
+        Diagnostic::error(self.code, self.span.unwrap_or(fallback), message)
+            .with_help_opt(self.help)
     }
 }
 
@@ -74,11 +75,17 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::new("invalid-type", format!("expected {exp}, found {}", describe(&unexp)))
+        DeError::new(
+            "invalid-type",
+            format!("expected {exp}, found {}", describe(&unexp)),
+        )
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::new("invalid-value", format!("invalid value {}: expected {exp}", describe(&unexp)))
+        DeError::new(
+            "invalid-value",
+            format!("invalid value {}: expected {exp}", describe(&unexp)),
+        )
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -195,7 +202,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.resolved() {
-            Some(Resolved::Bool(b)) => visitor.visit_bool(b).map_err(|e: DeError| e.or_span(self.span())),
+            Some(Resolved::Bool(b)) => visitor
+                .visit_bool(b)
+                .map_err(|e: DeError| e.or_span(self.span())),
             _ => Err(self.wrong_type(&"`true` or `false`")),
         }
     }
@@ -227,9 +236,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         // Any non-null scalar is text where text is expected: `NO` stays "NO"
         // and `5432` becomes "5432".
         match &self.0.kind {
-            NodeKind::Scalar(s) if !(s.plain && super::resolve::is_null(&s.text)) => {
-                visitor.visit_str(&s.text).map_err(|e: DeError| e.or_span(self.span()))
-            }
+            NodeKind::Scalar(s) if !(s.plain && super::resolve::is_null(&s.text)) => visitor
+                .visit_str(&s.text)
+                .map_err(|e: DeError| e.or_span(self.span())),
             _ => Err(self.wrong_type(&"a string")),
         }
     }
@@ -257,7 +266,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         if self.0.is_null() {
-            visitor.visit_unit().map_err(|e: DeError| e.or_span(self.span()))
+            visitor
+                .visit_unit()
+                .map_err(|e: DeError| e.or_span(self.span()))
         } else {
             Err(self.wrong_type(&"null"))
         }
@@ -290,7 +301,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -367,7 +382,10 @@ struct Seq<'a>(std::slice::Iter<'a, Node>);
 impl<'de> SeqAccess<'de> for Seq<'_> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.0.next() {
             Some(node) => seed
                 .deserialize(NodeDe(node))
@@ -390,7 +408,10 @@ struct Map<'a> {
 impl<'de> MapAccess<'de> for Map<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some(entry) => {
                 self.value = Some(&entry.value);
@@ -407,7 +428,8 @@ impl<'de> MapAccess<'de> for Map<'_> {
             .value
             .take()
             .ok_or_else(|| <DeError as de::Error>::custom("value requested before key"))?;
-        seed.deserialize(NodeDe(node)).map_err(|e: DeError| e.or_span(node.span))
+        seed.deserialize(NodeDe(node))
+            .map_err(|e: DeError| e.or_span(node.span))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -424,7 +446,10 @@ impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
     type Error = DeError;
     type Variant = Variant<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant<'a>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Variant<'a>), DeError> {
         let name = self
             .variant
             .as_str()
@@ -459,7 +484,9 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
         match self.value {
-            Some(v) => seed.deserialize(NodeDe(v)).map_err(|e: DeError| e.or_span(v.span)),
+            Some(v) => seed
+                .deserialize(NodeDe(v))
+                .map_err(|e: DeError| e.or_span(v.span)),
             None => Err(NodeDe(self.at).wrong_type(&"a value")),
         }
     }
@@ -526,7 +553,10 @@ mod tests {
     #[test]
     fn wrong_type_points_at_value() {
         let e = from_node::<Params>(&node("unit: a\nport: 70000\n")).expect_err("err");
-        assert_eq!(e.span.expect("span").start, crate::source::Pos { line: 2, col: 7 });
+        assert_eq!(
+            e.span.expect("span").start,
+            crate::source::Pos { line: 2, col: 7 }
+        );
         let e = from_node::<Params>(&node("unit: a\nforce: yes\n")).expect_err("err");
         assert!(e.message.contains("`true` or `false`"), "{}", e.message);
     }

@@ -48,7 +48,7 @@ pub fn load(text: &str, limits: Limits) -> (Option<Node>, Vec<Diagnostic>) {
     for event in Parser::new_from_str(text) {
         let step = match event {
             Ok((event, span)) => builder.on_event(event, span),
-            Err(e) => Err(syntax_error(e.marker(), e.info())),
+            Err(e) => Err(syntax_error(text, e.marker(), e.info())),
         };
         if let Err(d) = step {
             builder.diagnostics.push(d);
@@ -102,7 +102,12 @@ fn span(s: &YamlSpan) -> Span {
     Span::new(pos(&s.start), pos(&s.end))
 }
 
-fn syntax_error(at: &Marker, info: &str) -> Diagnostic {
+fn syntax_error(text: &str, at: &Marker, info: &str) -> Diagnostic {
+    if info.contains("tab")
+        && let Some(d) = tab_indentation(text, at.line())
+    {
+        return d;
+    }
     let p = pos(at);
     Diagnostic::error(
         "yaml-syntax",
@@ -113,6 +118,33 @@ fn syntax_error(at: &Marker, info: &str) -> Diagnostic {
         "check the indentation and quoting near here; a value that contains `: ` or ` #`, \
          or starts with `{`, `[`, `*`, `&`, `!`, `%`, `@` or a backquote, must be quoted",
     )
+}
+
+/// The scanner reports a tab where the scalar *before* it started; point at
+/// the first tab used as indentation at or after that line instead.
+fn tab_indentation(text: &str, from_line: usize) -> Option<Diagnostic> {
+    text.lines()
+        .enumerate()
+        .skip(from_line.saturating_sub(1))
+        .find_map(|(i, line)| {
+            let indent: &str = &line[..line.len() - line.trim_start().len()];
+            indent.find('\t').map(|col| {
+                let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let col = u32::try_from(col + 1).unwrap_or(u32::MAX);
+                Diagnostic::error(
+                    "yaml-syntax",
+                    Span::new(
+                        Pos { line: line_no, col },
+                        Pos {
+                            line: line_no,
+                            col: col + 1,
+                        },
+                    ),
+                    "YAML syntax error: a tab is used for indentation",
+                )
+                .with_help("YAML allows only spaces for indentation; replace the tab with spaces")
+            })
+        })
 }
 
 impl Builder {
@@ -323,7 +355,10 @@ impl Builder {
                         if std::mem::take(skip_value) {
                             return Ok(());
                         }
-                        entries.push(Entry { key: k, value: node });
+                        entries.push(Entry {
+                            key: k,
+                            value: node,
+                        });
                     }
                 }
                 Ok(())
@@ -339,7 +374,8 @@ fn syntax_error_at(at: Span, info: &str) -> Diagnostic {
 /// Applies YAML merge keys (`<<: *base` or `<<: [*a, *b]`): merged entries
 /// fill in keys the mapping does not set itself; explicit keys always win.
 fn merge_keys(entries: Vec<Entry>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Entry> {
-    let is_merge = |e: &Entry| matches!(&e.key.kind, NodeKind::Scalar(s) if s.plain && s.text == "<<");
+    let is_merge =
+        |e: &Entry| matches!(&e.key.kind, NodeKind::Scalar(s) if s.plain && s.text == "<<");
     if !entries.iter().any(is_merge) {
         return entries;
     }
@@ -368,10 +404,10 @@ fn merge_keys(entries: Vec<Entry>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Ent
             match source.kind {
                 NodeKind::Map(src_entries) => {
                     for e in src_entries {
-                        if let Some(k) = e.key.as_str() {
-                            if present.insert(k.to_owned()) {
-                                own.push(e);
-                            }
+                        if let Some(k) = e.key.as_str()
+                            && present.insert(k.to_owned())
+                        {
+                            own.push(e);
                         }
                     }
                 }
@@ -437,7 +473,10 @@ mod tests {
         let text = "[".repeat(10_000) + &"]".repeat(10_000);
         let (root, diags) = load(&text, Limits::default());
         assert!(root.is_none());
-        assert!(matches!(diags[0].code, "too-deep" | "yaml-syntax"), "{diags:?}");
+        assert!(
+            matches!(diags[0].code, "too-deep" | "yaml-syntax"),
+            "{diags:?}"
+        );
     }
 
     #[test]

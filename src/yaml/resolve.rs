@@ -57,10 +57,10 @@ pub fn resolve_plain(text: &str) -> Resolved<'_> {
     if let Some(i) = parse_int(text) {
         return i;
     }
-    if looks_like_float(text) {
-        if let Ok(f) = text.parse::<f64>() {
-            return Resolved::Float(f);
-        }
+    if looks_like_float(text)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return Resolved::Float(f);
     }
     Resolved::Str(text)
 }
@@ -133,8 +133,14 @@ mod tests {
         assert_eq!(resolve_plain("~"), Resolved::Null);
         assert_eq!(resolve_plain("0x1f"), Resolved::Int(31));
         assert_eq!(resolve_plain("0o17"), Resolved::Int(15));
-        assert_eq!(resolve_plain("-9223372036854775808"), Resolved::Int(i64::MIN));
-        assert_eq!(resolve_plain("18446744073709551615"), Resolved::UInt(u64::MAX));
+        assert_eq!(
+            resolve_plain("-9223372036854775808"),
+            Resolved::Int(i64::MIN)
+        );
+        assert_eq!(
+            resolve_plain("18446744073709551615"),
+            Resolved::UInt(u64::MAX)
+        );
         assert_eq!(resolve_plain("2.5"), Resolved::Float(2.5));
         assert_eq!(resolve_plain("1e3"), Resolved::Float(1000.0));
         // YAML 1.1 sexagesimal and leading-zero octal are strings or decimals in 1.2.

@@ -1,0 +1,8 @@
+//! Integration tests: they drive the real `ward` binary on real files.
+
+mod harness;
+mod hostile;
+mod invalid_fixtures;
+mod plan;
+mod shipped_playbooks;
+mod validate;
