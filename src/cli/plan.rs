@@ -29,7 +29,7 @@ pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
         return Ok(exit::USAGE);
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
         PlanFormat::Text => report::plan_text(&mut out, &validated, Style::stdout())?,
         PlanFormat::Json => report::plan_json(&mut out, &validated)?,

@@ -12,7 +12,7 @@ pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
     let mut all_valid = true;
     let mut json_files = Vec::new();
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     let stderr = std::io::stderr();
     let mut err = stderr.lock();
     for file in &args.files {
@@ -82,5 +82,6 @@ pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
         .map_err(std::io::Error::from)?;
         writeln!(out)?;
     }
+    out.flush()?;
     Ok(if all_valid { exit::OK } else { exit::USAGE })
 }

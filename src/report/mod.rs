@@ -12,7 +12,7 @@ mod style;
 
 pub use diagnostics::{render_human, render_json_file};
 pub use plan_dot::render as plan_dot;
-pub use plan_json::{plan_value, render as plan_json};
+pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
 pub use style::Style;
