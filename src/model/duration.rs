@@ -21,6 +21,12 @@ const UNITS: [(&str, u64); 5] = [
 
 impl Duration {
     /// Parses `1h30m`-style text; the error says what is wrong and what to write.
+    ///
+    /// ```
+    /// use ward::model::Duration;
+    /// assert_eq!(Duration::parse("1h30m").unwrap().std().as_secs(), 5400);
+    /// assert!(Duration::parse("30").unwrap_err().contains("no unit"));
+    /// ```
     pub fn parse(text: &str) -> Result<Duration, String> {
         let t = text.trim();
         if t.is_empty() {

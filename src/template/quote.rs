@@ -2,6 +2,13 @@
 
 /// Quotes `s` for bash: safe words stay as they are, everything else goes in
 /// single quotes with embedded single quotes written as `'\''`.
+///
+/// ```
+/// use ward::template::shell_quote;
+/// assert_eq!(shell_quote("/srv/backup"), "/srv/backup");
+/// assert_eq!(shell_quote("my files"), "'my files'");
+/// assert_eq!(shell_quote("it's"), r"'it'\''s'");
+/// ```
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars()
