@@ -64,13 +64,32 @@ pub enum WardError {
     /// Writing output failed (e.g. a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// Another run holds the lock.
+    #[error("{0}")]
+    Locked(#[from] crate::state::LockError),
+    /// The state database failed.
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+    /// The playbook is valid but cannot be run by this ward.
+    #[error("{0}")]
+    NotRunnable(String),
+    /// No such run in the state database.
+    #[error("{0}")]
+    RunNotFound(String),
+    /// The playbook changed since the run started.
+    #[error("{0}")]
+    PlaybookChanged(String),
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl WardError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            WardError::Output(_) => exit::FAILED,
+            WardError::Output(_) | WardError::State(_) | WardError::Runtime(_) => exit::FAILED,
+            WardError::Locked(_) => exit::LOCKED,
             _ => exit::USAGE,
         }
     }

@@ -10,12 +10,15 @@ pub mod cli;
 pub mod clock;
 pub mod diagnostic;
 pub mod error;
+pub mod execute;
 pub mod model;
 pub mod parse;
 pub mod plan;
 pub mod report;
+pub mod run;
 pub mod schema;
 pub mod source;
+pub mod state;
 pub mod template;
 pub mod validate;
 pub mod yaml;
@@ -46,13 +49,20 @@ pub fn check_file(
     overrides: &[(String, String)],
     run_id: &str,
 ) -> Result<Checked, WardError> {
-    let source = parse::read_source(path)?;
     let now = clock::now()?;
+    check_file_with(path, overrides, RunFacts::new(now, run_id, path))
+}
+
+/// As [`check_file`], with given `ward.*` facts (a resume reuses the run's).
+pub fn check_file_with(
+    path: &Path,
+    overrides: &[(String, String)],
+    facts: RunFacts,
+) -> Result<Checked, WardError> {
+    let source = parse::read_source(path)?;
     let mut diags = Diagnostics::default();
-    let validated = parse::parse(source.clone(), &mut diags).and_then(|playbook| {
-        let facts = RunFacts::new(now, run_id, path);
-        validate::validate(playbook, overrides, facts, &mut diags)
-    });
+    let validated = parse::parse(source.clone(), &mut diags)
+        .and_then(|playbook| validate::validate(playbook, overrides, facts, &mut diags));
     let validated = if diags.has_errors() { None } else { validated };
     Ok(Checked {
         source,

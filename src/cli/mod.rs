@@ -1,7 +1,9 @@
 //! The command line: one file per command, each returning an exit code.
 
 mod actions;
+mod inspect;
 mod plan;
+mod run;
 mod schema;
 mod validate;
 
@@ -26,6 +28,16 @@ enum Command {
     Validate(ValidateArgs),
     /// Show the DAG ward would run, after templating; nothing is executed.
     Plan(PlanArgs),
+    /// Run a playbook: the DAG with a durable checkpoint per step.
+    Run(RunArgs),
+    /// Continue a failed, interrupted or crashed run without redoing finished steps.
+    Resume(ResumeArgs),
+    /// Show a run's steps: state, attempts, duration, exit code, log.
+    Status(StatusArgs),
+    /// List recorded runs, newest first.
+    Runs(RunsArgs),
+    /// Print the output of a run's steps.
+    Log(LogArgs),
     /// Print the JSON Schema of the playbook format.
     Schema,
     /// List the built-in actions.
@@ -73,6 +85,105 @@ struct PlanArgs {
     format: PlanFormat,
 }
 
+/// Where the run state lives.
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// State database (default: $WARD_STATE, else /var/lib/ward/ward.db for root,
+    /// else $XDG_STATE_HOME/ward/ward.db).
+    #[arg(long = "state", value_name = "PATH")]
+    state: Option<PathBuf>,
+}
+
+/// How much a run prints.
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
+    /// Show progress and step output even when not at a terminal.
+    #[arg(long, conflicts_with = "quiet")]
+    progress: bool,
+    /// Print only failures, even at a terminal (the default without one, e.g. under cron).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Playbook file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    vars: VarArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ResumeArgs {
+    /// The run to resume (see `ward runs`).
+    #[arg(
+        value_name = "RUN_ID",
+        required_unless_present = "last",
+        conflicts_with = "last"
+    )]
+    run_id: Option<String>,
+    /// Resume the most recent run.
+    #[arg(long)]
+    last: bool,
+    /// Resume even though the playbook changed since the run started.
+    #[arg(long)]
+    allow_changed: bool,
+    /// Give again a `--var` whose value was a secret (not recorded).
+    #[command(flatten)]
+    vars: VarArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// The run (default: the most recent one).
+    #[arg(value_name = "RUN_ID")]
+    run_id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunsArgs {
+    /// Only runs of this playbook (its `name:`).
+    #[arg(long)]
+    playbook: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct LogArgs {
+    /// The run (`last` for the most recent one).
+    #[arg(value_name = "RUN_ID")]
+    run_id: String,
+    /// Only this step.
+    #[arg(value_name = "STEP")]
+    step: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
     Text,
@@ -94,6 +205,11 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Resume(args) => run::resume(&args),
+        Command::Status(args) => inspect::status(&args),
+        Command::Runs(args) => inspect::runs(&args),
+        Command::Log(args) => inspect::log(&args),
         Command::Schema => schema::run(),
         Command::Actions => actions::run(),
     };

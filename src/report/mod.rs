@@ -8,13 +8,17 @@ mod plan_dot;
 mod plan_json;
 mod plan_mermaid;
 mod plan_text;
+mod progress;
+mod runs;
 mod style;
 
 pub use diagnostics::{render_human, render_json_file};
 pub use plan_dot::render as plan_dot;
-pub use plan_json::render as plan_json;
+pub use plan_json::{render as plan_json, step_definition};
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
+pub use progress::{ProgressReporter, QuietReporter, fmt_duration, log_tail};
+pub use runs::{local_time, render_runs, render_status, status_json};
 pub use style::Style;
 
 /// True for environment variable names whose values must never be shown.

@@ -137,3 +137,9 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &plan)?;
     writeln!(out)
 }
+
+/// A step's rendered definition as compact JSON (secrets masked): stored
+/// with each run so that `ward resume` can tell which steps changed.
+pub fn step_definition(s: &ResolvedStep) -> String {
+    serde_json::to_string(&step_json(s, None)).unwrap_or_default()
+}

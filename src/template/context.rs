@@ -16,7 +16,7 @@ use crate::model::Playbook;
 use crate::yaml::from_node;
 
 /// Facts about the run that templates see as `ward.*`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct RunFacts {
     /// `ward.date`: `YYYY-MM-DD`.
     pub date: String,
@@ -51,6 +51,13 @@ impl RunFacts {
             run_id: run_id.to_owned(),
             playbook_dir: dir.display().to_string(),
         }
+    }
+}
+
+impl RunFacts {
+    /// This machine's host name.
+    pub fn hostname() -> String {
+        hostname()
     }
 }
 

@@ -109,3 +109,134 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write fixture");
     path
 }
+
+/// A scratch folder with its own state database; `ward()` runs in it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state").join("ward.db")
+    }
+
+    /// `ward` with this folder as working directory and state.
+    pub fn ward(&self) -> Ward {
+        ward()
+            .current_dir(self.dir.path())
+            .env("WARD_STATE", &self.state().display().to_string())
+            .env("WARD_KILL_GRACE", "500ms")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        write(self.dir.path(), name, text)
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// `ward status --json` of a run (or the last one).
+    pub fn status(&self, run: Option<&str>) -> serde_json::Value {
+        let mut w = self.ward().args(["status", "--json"]);
+        if let Some(r) = run {
+            w = w.arg(r);
+        }
+        w.run().expect_code(0).json()
+    }
+
+    /// Step id -> state of the last run; empty if no run was recorded.
+    pub fn step_states_if_any(&self) -> std::collections::BTreeMap<String, String> {
+        let run = self.ward().args(["status", "--json"]).run();
+        if run.code != 0 {
+            return Default::default();
+        }
+        run.json()["steps"]
+            .as_array()
+            .map(|steps| {
+                steps
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["id"].as_str().unwrap_or("").to_owned(),
+                            s["state"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Step id -> state of the last run.
+    pub fn step_states(&self) -> std::collections::BTreeMap<String, String> {
+        self.status(None)["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or("").to_owned(),
+                    s["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Ward {
+    /// Starts ward without waiting (for signal tests).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ward starts")
+    }
+
+    /// Runs to completion, allowing death by a signal (code -1).
+    pub fn run_allow_kill(mut self) -> Run {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.cmd.output().expect("ward starts");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+/// Waits until `cond` holds, up to `secs` seconds.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// True if `pid` is a live process (zombies count as gone).
+pub fn alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}

@@ -4,5 +4,7 @@ mod harness;
 mod hostile;
 mod invalid_fixtures;
 mod plan;
+mod resume;
+mod run;
 mod shipped_playbooks;
 mod validate;

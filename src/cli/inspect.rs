@@ -1,0 +1,129 @@
+//! `ward status`, `ward runs` and `ward log`: read-only views of the state.
+
+use std::io::Write;
+
+use super::{LogArgs, RunsArgs, StatusArgs};
+use crate::error::{WardError, exit};
+use crate::report::{Style, render_runs, render_status, status_json};
+use crate::run::StateSession;
+use crate::state::{RunRecord, Store};
+
+fn find_run(session: &StateSession, id: Option<&str>) -> Result<RunRecord, WardError> {
+    match id.filter(|i| *i != "last") {
+        Some(id) => session.store.run(id)?.ok_or_else(|| {
+            WardError::RunNotFound(format!(
+                "no run `{id}` in {}; see `ward runs`",
+                session.paths.db.display()
+            ))
+        }),
+        None => session
+            .store
+            .runs(None, 1)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                WardError::RunNotFound(format!(
+                    "no runs recorded in {}",
+                    session.paths.db.display()
+                ))
+            }),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), WardError> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
+    let session = StateSession::open(args.state.state.as_deref())?;
+    let run = find_run(&session, args.run_id.as_deref())?;
+    let steps = session.store.steps(&run.id)?;
+    if args.json {
+        let attempts = session.store.attempts(&run.id, None)?;
+        print_json(&status_json(&run, &steps, &attempts))?;
+    } else {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        render_status(&mut out, &run, &steps, Style::stdout())?;
+        out.flush()?;
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
+    let session = StateSession::open(args.state.state.as_deref())?;
+    let runs = session.store.runs(args.playbook.as_deref(), args.limit)?;
+    if args.json {
+        print_json(&serde_json::to_value(&runs).unwrap_or_default())?;
+    } else {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        render_runs(&mut out, &runs, Style::stdout())?;
+        out.flush()?;
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
+    let session = StateSession::open(args.state.state.as_deref())?;
+    let run = find_run(&session, Some(&args.run_id))?;
+    if let Some(step) = &args.step
+        && !session.store.steps(&run.id)?.iter().any(|s| &s.id == step)
+    {
+        return Err(WardError::RunNotFound(format!(
+            "run {} has no step `{step}`",
+            run.id
+        )));
+    }
+    let attempts = session.store.attempts(&run.id, args.step.as_deref())?;
+    let read = |path: &str| std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+    if args.json {
+        let items: Vec<serde_json::Value> = attempts
+            .iter()
+            .map(|a| {
+                let mut v = serde_json::to_value(a).unwrap_or_default();
+                v["output"] = match read(&a.log_path) {
+                    Ok(text) => serde_json::Value::String(text),
+                    Err(_) => serde_json::Value::Null,
+                };
+                v
+            })
+            .collect();
+        print_json(&serde_json::json!({ "run_id": run.id, "attempts": items }))?;
+        return Ok(exit::OK);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if attempts.is_empty() {
+        writeln!(out, "run {} has no step output yet", run.id)?;
+    }
+    for a in &attempts {
+        let end = match (a.exit_code, a.signal, a.outcome.as_deref()) {
+            (Some(c), _, Some(o)) => format!("{o}, exit {c}"),
+            (None, Some(sig), Some(o)) => format!("{o}, signal {sig}"),
+            (_, _, Some(o)) => o.to_owned(),
+            _ => "running or crashed".to_owned(),
+        };
+        writeln!(
+            out,
+            "==> {} (attempt {}, {end}) {} <==",
+            a.step_id, a.attempt, a.log_path
+        )?;
+        match read(&a.log_path) {
+            Ok(text) => {
+                out.write_all(text.as_bytes())?;
+                if !text.is_empty() && !text.ends_with('\n') {
+                    writeln!(out)?;
+                }
+            }
+            Err(e) => writeln!(out, "(log unreadable: {e})")?,
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,156 @@
+//! `ward run FILE` and `ward resume RUN_ID`
+
+use std::io::IsTerminal;
+
+use super::{OutputArgs, ResumeArgs, RunArgs};
+use crate::error::{WardError, exit};
+use crate::execute::Reporter;
+use crate::report::{ProgressReporter, QuietReporter, Style, render_human};
+use crate::run::{self, RunSettings, StateSession};
+use crate::state::{RunState, Store};
+use crate::template::{RunFacts, var_overrides};
+
+fn reporter(output: &OutputArgs) -> (Box<dyn Reporter>, RunSettings) {
+    let terminal = std::io::stdout().is_terminal();
+    let progress = output.progress || (terminal && !output.quiet);
+    if progress {
+        let style = Style::stdout();
+        (
+            Box::new(ProgressReporter::new(std::io::stdout(), style)),
+            RunSettings { echo_output: true },
+        )
+    } else {
+        (
+            Box::new(QuietReporter::new(std::io::stderr())),
+            RunSettings { echo_output: false },
+        )
+    }
+}
+
+/// Prints diagnostics; returns the validated playbook or the exit code.
+fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::validate::Validated, i32> {
+    let stderr = std::io::stderr();
+    let _ = render_human(
+        &mut stderr.lock(),
+        Some(&checked.source),
+        shown,
+        &checked.diagnostics,
+        Style::stderr(),
+    );
+    match checked.validated {
+        Some(v) => Ok(v),
+        None => {
+            let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "{}: {shown}: {count} error(s); nothing was run",
+                Style::stderr().error("invalid")
+            );
+            Err(exit::USAGE)
+        }
+    }
+}
+
+pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
+    let overrides = var_overrides(&args.vars.vars)?;
+    let run_id = run::new_run_id();
+    let checked = crate::check_file(&args.file, &overrides, &run_id)?;
+    let v = match report_checked(checked, &args.file.display().to_string()) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    run::check_runnable(&v)?;
+    let mut session = StateSession::open(args.state.state.as_deref())?;
+    let (mut reporter, settings) = reporter(&args.output);
+    let outcome = run::start(
+        &v,
+        &run_id,
+        &overrides,
+        &mut session,
+        &settings,
+        reporter.as_mut(),
+    )?;
+    Ok(outcome.exit_code)
+}
+
+pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
+    let mut session = StateSession::open(args.state.state.as_deref())?;
+    let run = match &args.run_id {
+        Some(id) => session.store.run(id)?.ok_or_else(|| {
+            WardError::RunNotFound(format!(
+                "no run `{id}` in {}; see `ward runs`",
+                session.paths.db.display()
+            ))
+        })?,
+        None => session
+            .store
+            .runs(None, 1)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                WardError::RunNotFound(format!(
+                    "no runs recorded in {}",
+                    session.paths.db.display()
+                ))
+            })?,
+    };
+    if run.state == RunState::Succeeded {
+        println!(
+            "run {} of {} already succeeded; nothing to resume",
+            run.id, run.playbook_name
+        );
+        return Ok(exit::OK);
+    }
+    // Same variables as the run: recorded overrides, secrets given again.
+    let (mut overrides, masked) = run::recorded_overrides(&run);
+    let given = var_overrides(&args.vars.vars)?;
+    let missing: Vec<&String> = masked
+        .iter()
+        .filter(|m| !given.iter().any(|(k, _)| k == *m))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|m| format!("--var {m}=...")).collect();
+        return Err(WardError::Usage(format!(
+            "run {} was started with secret variables that are not recorded; give them again: {}",
+            run.id,
+            names.join(" ")
+        )));
+    }
+    for (k, val) in given {
+        overrides.retain(|(name, _)| *name != k);
+        overrides.push((k, val));
+    }
+    let facts: RunFacts = serde_json::from_str(&run.facts_json).map_err(|e| {
+        WardError::RunNotFound(format!(
+            "run {} has unreadable recorded facts ({e}); start a new run",
+            run.id
+        ))
+    })?;
+    let path = std::path::PathBuf::from(&run.playbook_path);
+    let checked = crate::check_file_with(&path, &overrides, facts)?;
+    let v = match report_checked(checked, &run.playbook_path) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    if run::hash(v.playbook.source.text()) != run.playbook_hash {
+        let records = session.store.steps(&run.id)?;
+        let changed = run::changed_steps(&v, &records);
+        if !changed.is_empty() && !args.allow_changed {
+            return Err(WardError::PlaybookChanged(format!(
+                "{} changed since run {} started: {}. Resuming would mix two versions; \
+                 start a new run, or pass --allow-changed if the change is intended",
+                run.playbook_path,
+                run.id,
+                changed.join(", ")
+            )));
+        }
+        if changed.is_empty() {
+            eprintln!(
+                "note: {} changed since the run started, but no step did",
+                run.playbook_path
+            );
+        }
+    }
+    let (mut reporter, settings) = reporter(&args.output);
+    let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut())?;
+    Ok(outcome.exit_code)
+}

@@ -1,0 +1,92 @@
+//! What the executor tells the outside world while it runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::state::{RunState, StepState};
+
+/// How an attempt or step ended, for reporters.
+#[derive(Clone, Debug)]
+pub struct StepEnd<'a> {
+    /// The step.
+    pub step: &'a str,
+    /// Its new state.
+    pub state: StepState,
+    /// Attempt number.
+    pub attempt: u32,
+    /// How long the attempt took.
+    pub elapsed: Duration,
+    /// Exit code, if the process exited.
+    pub exit_code: Option<i32>,
+    /// What happened, in words (failures, timeouts).
+    pub message: Option<&'a str>,
+    /// The attempt's log.
+    pub log: &'a Path,
+    /// True if another attempt will follow.
+    pub will_retry: bool,
+}
+
+/// One thing that happened during a run.
+#[derive(Clone, Debug)]
+pub enum Event<'a> {
+    /// The run starts (or resumes).
+    RunStarted {
+        /// Run id.
+        run_id: &'a str,
+        /// Playbook name.
+        playbook: &'a str,
+        /// True for `ward resume`.
+        resumed: bool,
+        /// Steps that will not run again (already succeeded).
+        kept: usize,
+        /// Steps in the run.
+        total: usize,
+    },
+    /// An attempt starts.
+    StepStarted {
+        /// The step.
+        step: &'a str,
+        /// Attempt number.
+        attempt: u32,
+        /// Attempts allowed.
+        of: u32,
+    },
+    /// A line of a step's output (only when echoing).
+    Output {
+        /// The step.
+        step: &'a str,
+        /// The line, without its newline.
+        line: &'a str,
+    },
+    /// An attempt ended.
+    StepFinished(StepEnd<'a>),
+    /// A step will not run.
+    StepSkipped {
+        /// The step.
+        step: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// ward got a signal and is stopping.
+    Interrupted {
+        /// The signal's name.
+        signal: &'a str,
+    },
+    /// The run ended.
+    RunFinished {
+        /// Run id.
+        run_id: &'a str,
+        /// Final state.
+        state: RunState,
+        /// Why, if not succeeded.
+        message: Option<&'a str>,
+        /// Wall time.
+        elapsed: Duration,
+    },
+}
+
+/// Receives events; implementations decide what to print.
+pub trait Reporter {
+    /// Handles one event.
+    fn event(&mut self, event: &Event<'_>);
+}

@@ -1,0 +1,41 @@
+//! Runs a validated playbook: the DAG scheduler, child processes with
+//! timeouts and process groups, retries, signals, and a durable checkpoint
+//! for every change (through `state::Store`).
+//!
+//! The executor never prints: it sends [`Event`]s to a [`Reporter`]
+//! (`report::progress` has the terminal and cron ones).
+
+mod events;
+pub mod fault;
+pub mod orphans;
+mod process;
+mod scheduler;
+mod signals;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use events::{Event, Reporter, StepEnd};
+pub use scheduler::{Execution, Outcome, execute};
+
+use crate::state::StepState;
+
+/// How a run is carried out.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// Folder for this run's logs.
+    pub log_dir: PathBuf,
+    /// Working folder of the steps (the playbook's folder).
+    pub work_dir: PathBuf,
+    /// Copy step output to the reporter line by line (at a terminal).
+    pub echo_output: bool,
+    /// Wait after SIGTERM before SIGKILL.
+    pub kill_grace: Duration,
+}
+
+/// Default wait between SIGTERM and SIGKILL; `WARD_KILL_GRACE` overrides it.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The state each step starts from: `Pending` for a fresh run; for a
+/// resume, `Succeeded` for the steps that are kept (see `state::recovery`).
+pub type InitialStates = Vec<StepState>;

@@ -1,0 +1,180 @@
+//! `ward status` and `ward runs` for people and machines.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Style, fmt_duration};
+use crate::state::{AttemptRecord, RunRecord, RunState, StepRecord, StepState};
+
+/// Unix milliseconds as local `YYYY-MM-DD HH:MM:SS`.
+pub fn local_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn span(from: Option<i64>, to: Option<i64>) -> Option<Duration> {
+    match (from, to) {
+        (Some(a), Some(b)) if b >= a => Some(Duration::from_millis((b - a) as u64)),
+        _ => None,
+    }
+}
+
+fn state_word(style: Style, state: &str, good: bool, bad: bool) -> String {
+    if good {
+        style.bold(state)
+    } else if bad {
+        style.error(state)
+    } else {
+        state.to_owned()
+    }
+}
+
+/// One run with its steps, as a table.
+pub fn render_status(
+    out: &mut dyn Write,
+    run: &RunRecord,
+    steps: &[StepRecord],
+    style: Style,
+) -> io::Result<()> {
+    let good = run.state == RunState::Succeeded;
+    let bad = matches!(
+        run.state,
+        RunState::Failed | RunState::Crashed | RunState::Interrupted
+    );
+    writeln!(
+        out,
+        "run {}  {}  {}",
+        style.bold(&run.id),
+        run.playbook_name,
+        state_word(style, run.state.as_str(), good, bad)
+    )?;
+    writeln!(out, "  playbook  {}", run.playbook_path)?;
+    let took = span(Some(run.started_at), run.finished_at)
+        .map(|d| format!(", took {}", fmt_duration(d)))
+        .unwrap_or_default();
+    let resumed = if run.resumes > 0 {
+        format!(", resumed {}×", run.resumes)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "  started   {} on {} (pid {}){took}{resumed}",
+        local_time(run.started_at),
+        run.host,
+        run.pid
+    )?;
+    if let Some(m) = &run.message {
+        writeln!(out, "  message   {m}")?;
+    }
+    writeln!(out)?;
+    let width = steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
+    writeln!(
+        out,
+        "  {:<width$}  {:<11}  {:>8}  {:>9}  {:>4}  LOG",
+        "STEP", "STATE", "ATTEMPTS", "DURATION", "EXIT"
+    )?;
+    for s in steps.iter().filter(|s| !s.compensation || s.attempts > 0) {
+        let good = s.state == StepState::Succeeded;
+        let bad = matches!(s.state, StepState::Failed | StepState::Interrupted);
+        let state = format!("{:<11}", s.state.as_str());
+        let duration = span(s.started_at, s.finished_at)
+            .map(fmt_duration)
+            .unwrap_or_else(|| "-".into());
+        let exit = s
+            .exit_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "  {:<width$}  {}  {:>8}  {:>9}  {:>4}  {}",
+            s.id,
+            state_word(style, &state, good, bad),
+            s.attempts,
+            duration,
+            exit,
+            s.log_path.as_deref().unwrap_or("-")
+        )?;
+        if let Some(reason) = s
+            .reason
+            .as_deref()
+            .filter(|_| s.state != StepState::Succeeded || s.attempts == 0)
+        {
+            writeln!(
+                out,
+                "  {:<width$}  {}",
+                "",
+                style.dim(&format!("↳ {reason}"))
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// One run with its steps and attempts, as JSON.
+pub fn status_json(run: &RunRecord, steps: &[StepRecord], attempts: &[AttemptRecord]) -> Value {
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+            v["duration_ms"] =
+                json!(span(s.started_at, s.finished_at).map(|d| d.as_millis() as u64));
+            v["attempt_list"] = attempts
+                .iter()
+                .filter(|a| a.step_id == s.id)
+                .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
+                .collect();
+            v
+        })
+        .collect();
+    let mut v = serde_json::to_value(run).unwrap_or(Value::Null);
+    v["duration_ms"] =
+        json!(span(Some(run.started_at), run.finished_at).map(|d| d.as_millis() as u64));
+    v["steps"] = Value::Array(steps);
+    v
+}
+
+/// A list of runs, newest first.
+pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io::Result<()> {
+    if runs.is_empty() {
+        return writeln!(out, "no runs recorded yet");
+    }
+    let width = runs
+        .iter()
+        .map(|r| r.playbook_name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    writeln!(
+        out,
+        "{:<20}  {:<width$}  {:<11}  {:<19}  DURATION",
+        "RUN", "PLAYBOOK", "STATE", "STARTED"
+    )?;
+    for r in runs {
+        let good = r.state == RunState::Succeeded;
+        let bad = matches!(
+            r.state,
+            RunState::Failed | RunState::Crashed | RunState::Interrupted
+        );
+        let state = format!("{:<11}", r.state.as_str());
+        let took = span(Some(r.started_at), r.finished_at)
+            .map(fmt_duration)
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:<20}  {:<width$}  {}  {:<19}  {took}",
+            r.id,
+            r.playbook_name,
+            state_word(style, &state, good, bad),
+            local_time(r.started_at)
+        )?;
+    }
+    Ok(())
+}

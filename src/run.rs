@@ -1,0 +1,296 @@
+//! Starting and resuming runs: state, lock, crash reclaim, then the executor.
+//!
+//! The CLI validates and reports; these functions do everything between a
+//! valid playbook and an [`Outcome`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::WardError;
+use crate::execute::{self, ExecOptions, Execution, Reporter};
+use crate::report::{is_secret_name, step_definition};
+use crate::state::{
+    Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StatePaths, StepState,
+    Store, recovery,
+};
+use crate::validate::{ResolvedBody, Validated};
+
+pub use crate::execute::Outcome;
+
+/// An open state database and where it lives.
+pub struct StateSession {
+    /// The store.
+    pub store: SqliteStore,
+    /// Its paths.
+    pub paths: StatePaths,
+}
+
+impl StateSession {
+    /// Opens the state at `--state`, `$WARD_STATE` or the default place.
+    pub fn open(explicit: Option<&Path>) -> Result<StateSession, WardError> {
+        let paths = StatePaths::resolve(explicit);
+        let store = SqliteStore::open(&paths.db)?;
+        Ok(StateSession { store, paths })
+    }
+}
+
+/// Knobs of a run that do not come from the playbook.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    /// Echo step output to the reporter (at a terminal).
+    pub echo_output: bool,
+}
+
+/// A new, unique, sortable run id: local start time plus a random suffix.
+pub fn new_run_id() -> String {
+    let now = chrono::Local::now();
+    format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), fastrand::u16(..))
+}
+
+/// Refuses playbooks this ward cannot run yet (built-in actions).
+pub fn check_runnable(v: &Validated) -> Result<(), WardError> {
+    let actions: Vec<String> = v
+        .steps
+        .iter()
+        .filter_map(|s| match &s.body {
+            ResolvedBody::Action(p) => Some(format!("`{}` (action {})", s.id, p.action())),
+            _ => None,
+        })
+        .collect();
+    if actions.is_empty() {
+        return Ok(());
+    }
+    Err(WardError::NotRunnable(format!(
+        "this ward cannot run built-in actions yet (steps {}); they are validated and planned, and run from the next release. \
+         Nothing was run. Use `run:` or `cmd:` steps for now, or `ward plan` to review the playbook.",
+        actions.join(", ")
+    )))
+}
+
+fn kill_grace() -> Duration {
+    std::env::var("WARD_KILL_GRACE")
+        .ok()
+        .and_then(|t| crate::model::Duration::parse(&t).ok())
+        .map_or(execute::DEFAULT_KILL_GRACE, |d| d.std())
+}
+
+fn work_dir(v: &Validated) -> PathBuf {
+    let path = v.playbook.source.path();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn masked(map: impl IntoIterator<Item = (String, serde_json::Value)>) -> String {
+    let m: BTreeMap<String, serde_json::Value> = map
+        .into_iter()
+        .map(|(k, v)| {
+            if is_secret_name(&k) {
+                (k, serde_json::Value::String("********".into()))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    serde_json::to_string(&m).unwrap_or_else(|_| "{}".into())
+}
+
+fn holder(run_id: &str) -> LockHolder {
+    LockHolder {
+        run_id: run_id.to_owned(),
+        pid: std::process::id(),
+        host: crate::template::RunFacts::hostname(),
+        since: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, WardError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(WardError::Runtime)
+}
+
+/// Starts a new run of a validated playbook. `run_id` must be the one the
+/// playbook was validated with (templates may use it).
+pub fn start(
+    v: &Validated,
+    run_id: &str,
+    overrides: &[(String, String)],
+    session: &mut StateSession,
+    settings: &RunSettings,
+    reporter: &mut dyn Reporter,
+) -> Result<Outcome, WardError> {
+    check_runnable(v)?;
+    let lock = RunLock::acquire(
+        &session.paths.locks(),
+        v.playbook.lock_name(),
+        &holder(run_id),
+    )?;
+    for crashed in
+        recovery::reclaim_crashed(&mut session.store, v.playbook.lock_name(), run_id, now_ms())?
+    {
+        // A dead run's steps may still be running; they must not race this run.
+        execute::orphans::stop(&crashed, kill_grace());
+    }
+    let text = v.playbook.source.text();
+    let run = NewRun {
+        id: run_id.to_owned(),
+        playbook_name: v.playbook.name.value.clone(),
+        playbook_path: std::fs::canonicalize(v.playbook.source.path())
+            .unwrap_or_else(|_| v.playbook.source.path().to_path_buf())
+            .display()
+            .to_string(),
+        playbook_hash: hash(text),
+        playbook_text: text.to_owned(),
+        lock_name: v.playbook.lock_name().to_owned(),
+        vars_json: masked(v.vars.clone()),
+        overrides_json: masked(
+            overrides
+                .iter()
+                .map(|(k, val)| (k.clone(), serde_json::Value::String(val.clone()))),
+        ),
+        facts_json: serde_json::to_string(&v.facts).unwrap_or_default(),
+        host: holder(run_id).host,
+        pid: std::process::id(),
+        ward_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: now_ms(),
+    };
+    let steps: Vec<NewStep> = v
+        .steps
+        .iter()
+        .map(|s| NewStep {
+            id: s.id.clone(),
+            position: s.index,
+            definition_json: step_definition(s),
+            compensation: s.compensation_only,
+        })
+        .collect();
+    session.store.create_run(&run, &steps)?;
+    let exec = Execution {
+        validated: v,
+        run_id,
+        initial: vec![(StepState::Pending, 0); v.steps.len()],
+        resumed: false,
+        options: ExecOptions {
+            log_dir: session.paths.run_logs(run_id),
+            work_dir: work_dir(v),
+            echo_output: settings.echo_output,
+            kill_grace: kill_grace(),
+        },
+    };
+    let outcome = runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?;
+    drop(lock);
+    Ok(outcome)
+}
+
+/// The sha256 of a playbook's text, as hex.
+pub fn hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `--var` overrides a run was started with, and the names whose values
+/// were masked (secrets) and must be given again.
+pub fn recorded_overrides(run: &RunRecord) -> (Vec<(String, String)>, Vec<String>) {
+    let map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(&run.overrides_json).unwrap_or_default();
+    let mut values = Vec::new();
+    let mut masked = Vec::new();
+    for (k, v) in map {
+        if is_secret_name(&k) {
+            masked.push(k);
+        } else {
+            values.push((
+                k,
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
+        }
+    }
+    (values, masked)
+}
+
+/// Steps whose rendered definition differs between the run and `v`.
+pub fn changed_steps(v: &Validated, recorded: &[crate::state::StepRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &v.steps {
+        match recorded.iter().find(|r| r.id == s.id) {
+            None => out.push(format!("`{}` is new", s.id)),
+            Some(r) if r.definition_json != step_definition(s) => {
+                out.push(format!("`{}` changed", s.id))
+            }
+            Some(_) => {}
+        }
+    }
+    for r in recorded {
+        if !v.steps.iter().any(|s| s.id == r.id) {
+            out.push(format!("`{}` was removed", r.id));
+        }
+    }
+    out
+}
+
+/// Resumes a recorded run with a validated playbook (same vars and facts).
+pub fn resume(
+    v: &Validated,
+    run: &RunRecord,
+    session: &mut StateSession,
+    settings: &RunSettings,
+    reporter: &mut dyn Reporter,
+) -> Result<Outcome, WardError> {
+    check_runnable(v)?;
+    let lock = RunLock::acquire(&session.paths.locks(), &run.lock_name, &holder(&run.id))?;
+    // Our own run may be among the "running" ones if its process died.
+    recovery::reclaim_crashed(&mut session.store, &run.lock_name, "", now_ms())?;
+    // Steps of a dead ward may still be running; stop them before their retry starts.
+    let leftovers = execute::orphans::stop(&run.id, kill_grace());
+    if leftovers > 0 {
+        let note = Change::Note {
+            kind: "orphans-stopped",
+            message: format!("stopped {leftovers} process group(s) left running by a dead ward"),
+            at: now_ms(),
+        };
+        session.store.apply(&run.id, &[note])?;
+    }
+    let records = session.store.steps(&run.id)?;
+    let (initial, mut changes) = recovery::resume_states(v, &records, now_ms());
+    changes.insert(
+        0,
+        Change::Resumed {
+            pid: std::process::id(),
+            host: holder(&run.id).host,
+            at: now_ms(),
+        },
+    );
+    session.store.apply(&run.id, &changes)?;
+    let exec = Execution {
+        validated: v,
+        run_id: &run.id,
+        initial,
+        resumed: true,
+        options: ExecOptions {
+            log_dir: session.paths.run_logs(&run.id),
+            work_dir: work_dir(v),
+            echo_output: settings.echo_output,
+            kill_grace: kill_grace(),
+        },
+    };
+    let outcome = runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?;
+    drop(lock);
+    Ok(outcome)
+}

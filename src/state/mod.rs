@@ -1,0 +1,82 @@
+//! Durable run state: runs, steps, attempts and events.
+//!
+//! The executor never writes rows itself: it hands a batch of [`Change`]s to
+//! a [`Store`], which commits them in one transaction (one fsync) before any
+//! child process they announce is started. SQLite is the embedded default
+//! (`sqlite.rs`); a PostgreSQL store shared by many hosts implements the
+//! same trait later. Crash and resume rules live in `recovery.rs`.
+
+mod lock;
+mod paths;
+mod records;
+pub mod recovery;
+mod schema;
+mod sqlite;
+
+pub use lock::{LockError, LockHolder, RunLock};
+pub use paths::StatePaths;
+pub use records::{
+    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
+};
+pub use sqlite::SqliteStore;
+
+use std::path::PathBuf;
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite reported an error.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer ward.
+    #[error(
+        "state database {path} has schema version {found}; this ward knows up to {known}: upgrade ward"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// The folder for the database could not be created.
+    #[error("cannot create state folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("state database {path}: {message}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where runs are recorded. Every method either fully happens or not at all.
+pub trait Store {
+    /// Records a new run and its steps (all `pending`).
+    fn create_run(&mut self, run: &NewRun, steps: &[NewStep]) -> Result<(), StateError>;
+    /// Commits a batch of changes to one run atomically and durably.
+    fn apply(&mut self, run_id: &str, changes: &[Change]) -> Result<(), StateError>;
+    /// One run by id.
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError>;
+    /// Runs, newest first, optionally of one playbook.
+    fn runs(&self, playbook: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError>;
+    /// The steps of a run, in playbook order.
+    fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError>;
+    /// Attempts of a run (optionally of one step), in order.
+    fn attempts(&self, run_id: &str, step: Option<&str>) -> Result<Vec<AttemptRecord>, StateError>;
+    /// Runs still marked `running` that use this lock.
+    fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError>;
+}

@@ -1,0 +1,295 @@
+//! Rows of the state store and the changes that move them.
+
+use serde::Serialize;
+
+/// The state of a whole run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Some ward process is (or was, if it crashed) running it.
+    Running,
+    /// Every step succeeded or was skipped by design.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// Stopped by SIGINT/SIGTERM.
+    Interrupted,
+    /// Its process died without recording an end (found by the next run).
+    Crashed,
+}
+
+/// The state of one step in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    /// Not started (yet).
+    Pending,
+    /// Started; a step found `running` by a later process was interrupted.
+    Running,
+    /// Done; never run again by `resume`.
+    Succeeded,
+    /// Failed after its last attempt.
+    Failed,
+    /// Not run, with a reason (needs failed, `if` false, run failed, ...).
+    Skipped,
+    /// Stopped by a signal to ward.
+    Interrupted,
+    /// Succeeded, then undone by its compensation step.
+    Compensated,
+}
+
+macro_rules! text_enum {
+    ($t:ty { $($v:ident = $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+            /// Reads a stored name.
+            pub fn parse(s: &str) -> Option<$t> {
+                match s { $($s => Some(<$t>::$v),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(RunState {
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Interrupted = "interrupted",
+    Crashed = "crashed",
+});
+
+text_enum!(StepState {
+    Pending = "pending",
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Skipped = "skipped",
+    Interrupted = "interrupted",
+    Compensated = "compensated",
+});
+
+impl StepState {
+    /// True once the step will not change again in this process.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, StepState::Pending | StepState::Running)
+    }
+}
+
+/// A run as first recorded.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// Unique, sortable id.
+    pub id: String,
+    /// The playbook's `name:`.
+    pub playbook_name: String,
+    /// Absolute path of the playbook file.
+    pub playbook_path: String,
+    /// sha256 of the playbook file.
+    pub playbook_hash: String,
+    /// The playbook's text when the run started.
+    pub playbook_text: String,
+    /// The run lock's name.
+    pub lock_name: String,
+    /// Resolved variables, secrets masked (JSON object).
+    pub vars_json: String,
+    /// `--var` overrides, secrets masked (JSON object).
+    pub overrides_json: String,
+    /// The `ward.*` facts (JSON object), reused by resume.
+    pub facts_json: String,
+    /// Host name.
+    pub host: String,
+    /// ward's pid.
+    pub pid: u32,
+    /// ward's version.
+    pub ward_version: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+}
+
+/// A step as first recorded.
+#[derive(Clone, Debug)]
+pub struct NewStep {
+    /// Step id.
+    pub id: String,
+    /// Position in the playbook.
+    pub position: usize,
+    /// The rendered definition (JSON), compared by resume.
+    pub definition_json: String,
+    /// True for compensation-only steps.
+    pub compensation: bool,
+}
+
+/// A recorded run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: String,
+    /// Playbook name.
+    pub playbook_name: String,
+    /// Playbook path.
+    pub playbook_path: String,
+    /// Playbook hash.
+    pub playbook_hash: String,
+    /// Playbook text at start.
+    #[serde(skip)]
+    pub playbook_text: String,
+    /// Lock name.
+    pub lock_name: String,
+    /// Vars (JSON).
+    #[serde(skip)]
+    pub vars_json: String,
+    /// Overrides (JSON).
+    #[serde(skip)]
+    pub overrides_json: String,
+    /// Facts (JSON).
+    #[serde(skip)]
+    pub facts_json: String,
+    /// State.
+    pub state: RunState,
+    /// Host of the process that last ran it.
+    pub host: String,
+    /// Pid of the process that last ran it.
+    pub pid: u32,
+    /// ward version.
+    pub ward_version: String,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms.
+    pub finished_at: Option<i64>,
+    /// How often it was resumed.
+    pub resumes: u32,
+    /// Why it ended as it did.
+    pub message: Option<String>,
+}
+
+/// A recorded step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRecord {
+    /// Step id.
+    pub id: String,
+    /// Position in the playbook.
+    pub position: usize,
+    /// Rendered definition (JSON).
+    #[serde(skip)]
+    pub definition_json: String,
+    /// State.
+    pub state: StepState,
+    /// Why it is skipped/failed.
+    pub reason: Option<String>,
+    /// Attempts so far (across resumes).
+    pub attempts: u32,
+    /// Exit code of the last attempt.
+    pub exit_code: Option<i32>,
+    /// Unix ms of the first start.
+    pub started_at: Option<i64>,
+    /// Unix ms of the end.
+    pub finished_at: Option<i64>,
+    /// Log of the last attempt.
+    pub log_path: Option<String>,
+    /// True for compensation-only steps.
+    pub compensation: bool,
+}
+
+/// A recorded attempt.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptRecord {
+    /// Step id.
+    pub step_id: String,
+    /// 1-based, counted across resumes.
+    pub attempt: u32,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms.
+    pub finished_at: Option<i64>,
+    /// Exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Signal, if it was killed.
+    pub signal: Option<i32>,
+    /// succeeded / failed / interrupted / timed-out.
+    pub outcome: Option<String>,
+    /// What happened, in words.
+    pub message: Option<String>,
+    /// The attempt's output.
+    pub log_path: String,
+}
+
+/// One change to a run, committed with others in one transaction.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// The run changes state (and ends, unless `Running`).
+    Run {
+        /// New state.
+        state: RunState,
+        /// Why.
+        message: Option<String>,
+        /// Unix ms.
+        at: i64,
+    },
+    /// A new process took the run over (resume).
+    Resumed {
+        /// Its pid.
+        pid: u32,
+        /// Its host.
+        host: String,
+        /// Unix ms.
+        at: i64,
+    },
+    /// An attempt starts.
+    AttemptStarted {
+        /// Step id.
+        step: String,
+        /// Attempt number.
+        attempt: u32,
+        /// Its log file.
+        log_path: String,
+        /// Unix ms.
+        at: i64,
+    },
+    /// An attempt ended; the step takes `state` (`Pending` while retries remain).
+    AttemptFinished {
+        /// Step id.
+        step: String,
+        /// Attempt number.
+        attempt: u32,
+        /// The step's new state.
+        state: StepState,
+        /// succeeded / failed / interrupted / timed-out.
+        outcome: &'static str,
+        /// Exit code.
+        exit_code: Option<i32>,
+        /// Signal.
+        signal: Option<i32>,
+        /// Words.
+        message: Option<String>,
+        /// Unix ms.
+        at: i64,
+    },
+    /// Something worth keeping in the run's event log.
+    Note {
+        /// A short kind, e.g. `orphans-stopped`.
+        kind: &'static str,
+        /// What happened.
+        message: String,
+        /// Unix ms.
+        at: i64,
+    },
+    /// A step changes state without an attempt (skipped, reset, compensated).
+    Step {
+        /// Step id.
+        step: String,
+        /// New state.
+        state: StepState,
+        /// Why.
+        reason: Option<String>,
+        /// Unix ms.
+        at: i64,
+    },
+}

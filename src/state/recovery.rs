@@ -1,0 +1,184 @@
+//! Every rule about crashes and resuming, in one place.
+//!
+//! 1. **One live run per lock.** A run holds its lock (an OS file lock) for
+//!    its whole life. Whoever takes the lock and finds another run of that
+//!    lock still recorded `running` knows that run's process is dead (the
+//!    kernel released its lock): that run becomes `crashed` and its
+//!    `running` steps `interrupted`. A crashed run can be resumed.
+//!
+//! 2. **A step is `succeeded` only after it finished** (and, with
+//!    `creates:`, after that path was fsynced); this is committed before any
+//!    step that depends on it starts. `resume` never runs a succeeded step
+//!    again, except under rule 4.
+//!
+//! 3. **Anything else runs again on resume**: failed, skipped, interrupted,
+//!    compensated (its effect was undone), never started, and `running`
+//!    (the process died mid-step, so the step may have half-happened).
+//!    Steps must therefore be safe to repeat; `creates:` lets a step say
+//!    "already done".
+//!
+//! 4. **Finalizers reopen their window.** When a run failed, its
+//!    `when: always`/`when: failure` steps (e.g. "start the scheduler") ran
+//!    and may have undone what earlier steps set up (e.g. "stop the
+//!    scheduler"). If work remains, those finalizers run again at the end,
+//!    and every succeeded step that a finalizer waited for *and* that the
+//!    remaining work depends on runs again too, so the remaining work sees
+//!    the same world it would have seen in one uninterrupted run (the
+//!    service stopped again; a copy consistent with the new dump).
+//!
+//! 5. **Same inputs.** A resume uses the run's recorded variables and
+//!    `ward.*` facts (date, run id), so a snapshot started on Monday is
+//!    still Monday's after midnight. If the playbook file changed, resume
+//!    refuses (exit 2) and lists the changed steps, unless told
+//!    `--allow-changed`.
+
+use std::collections::{HashMap, HashSet};
+
+use super::records::{Change, StepRecord, StepState};
+use super::{StateError, Store};
+use crate::model::When;
+use crate::validate::Validated;
+
+/// Rule 1: marks runs of `lock` still recorded `running` as crashed. Call
+/// only while holding the lock. Returns the ids of the runs it marked.
+pub fn reclaim_crashed(
+    store: &mut dyn Store,
+    lock: &str,
+    found_by: &str,
+    now: i64,
+) -> Result<Vec<String>, StateError> {
+    let mut marked = Vec::new();
+    for run in store.running_with_lock(lock)? {
+        if run.id == found_by {
+            continue;
+        }
+        let mut changes: Vec<Change> = store
+            .steps(&run.id)?
+            .into_iter()
+            .filter(|s| s.state == StepState::Running)
+            .map(|s| Change::Step {
+                step: s.id,
+                state: StepState::Interrupted,
+                reason: Some("ward's process died while this step ran".into()),
+                at: now,
+            })
+            .collect();
+        changes.push(Change::Run {
+            state: super::RunState::Crashed,
+            message: Some(format!(
+                "process {} on {} ended without recording an end (found by run {found_by})",
+                run.pid, run.host
+            )),
+            at: now,
+        });
+        store.apply(&run.id, &changes)?;
+        marked.push(run.id);
+    }
+    Ok(marked)
+}
+
+/// Rules 2-4: where each step starts when `records` are resumed, and the
+/// changes that record the resets. Steps are in `v.steps` order.
+pub fn resume_states(
+    v: &Validated,
+    records: &[StepRecord],
+    now: i64,
+) -> (Vec<(StepState, u32)>, Vec<Change>) {
+    let by_id: HashMap<&str, &StepRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let n = v.steps.len();
+    let record = |i: usize| by_id.get(v.steps[i].id.as_str()).copied();
+    let mut keep: Vec<bool> = (0..n)
+        .map(|i| {
+            !v.steps[i].compensation_only
+                && record(i).is_some_and(|r| r.state == StepState::Succeeded)
+        })
+        .collect();
+    let mut why: HashMap<usize, String> = HashMap::new();
+
+    let is_finalizer = |i: usize| !v.steps[i].compensation_only && v.steps[i].when != When::Success;
+    let finalizers_ran: Vec<usize> = (0..n)
+        .filter(|&i| {
+            is_finalizer(i)
+                && record(i)
+                    .is_some_and(|r| matches!(r.state, StepState::Succeeded | StepState::Failed))
+        })
+        .collect();
+    let work_left = |keep: &[bool]| -> Vec<usize> {
+        (0..n)
+            .filter(|&i| !v.steps[i].compensation_only && !keep[i] && !is_finalizer(i))
+            .collect()
+    };
+    if !work_left(&keep).is_empty() && !finalizers_ran.is_empty() {
+        for &f in &finalizers_ran {
+            if keep[f] {
+                keep[f] = false;
+                why.insert(
+                    f,
+                    "runs again: it ran after the failure and more work follows now".into(),
+                );
+            }
+        }
+        // Rule 4 to a fixed point: reopening a step adds its own ancestors to the work.
+        let finalizer_ancestors: HashMap<usize, HashSet<usize>> = finalizers_ran
+            .iter()
+            .map(|&f| (f, ancestors(v, &[f])))
+            .collect();
+        loop {
+            let needed = ancestors(v, &work_left(&keep));
+            let mut changed = false;
+            for (&f, fa) in &finalizer_ancestors {
+                for &a in fa {
+                    if keep[a] && needed.contains(&a) {
+                        keep[a] = false;
+                        why.insert(
+                            a,
+                            format!(
+                                "runs again: `{}` ran after the failure and may have undone it",
+                                v.steps[f].id
+                            ),
+                        );
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    let mut changes = Vec::new();
+    let states = (0..n)
+        .map(|i| {
+            let attempts = record(i).map_or(0, |r| r.attempts);
+            if keep[i] {
+                return (StepState::Succeeded, attempts);
+            }
+            let was = record(i).map(|r| r.state);
+            if was.is_some_and(|s| s != StepState::Pending) {
+                changes.push(Change::Step {
+                    step: v.steps[i].id.clone(),
+                    state: StepState::Pending,
+                    reason: why.remove(&i),
+                    at: now,
+                });
+            }
+            (StepState::Pending, attempts)
+        })
+        .collect();
+    (states, changes)
+}
+
+/// Every step that one of `from` waits for, directly or not.
+fn ancestors(v: &Validated, from: &[usize]) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<usize> = from.to_vec();
+    while let Some(i) = stack.pop() {
+        for (d, _) in v.graph.dependencies(i) {
+            if seen.insert(d) {
+                stack.push(d);
+            }
+        }
+    }
+    seen
+}

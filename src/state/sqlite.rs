@@ -1,0 +1,464 @@
+//! The embedded SQLite store (the default).
+//!
+//! WAL journal, `synchronous=FULL` (every commit is fsynced before ward
+//! acts on it), foreign keys on, and a busy timeout so `ward status` can
+//! read while a run writes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::records::{
+    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
+};
+use super::schema::MIGRATIONS;
+use super::{StateError, Store};
+
+/// A run-state database in one SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    commits: u64,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let err = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            commits: 0,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(sql)
+                .and_then(|()| tx.pragma_update(None, "user_version", (i + 1) as i64))
+                .and_then(|()| tx.commit())
+                .map_err(|e| StateError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Number of transactions committed by this handle (for fault injection).
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    fn committed(&mut self) {
+        self.commits += 1;
+        crate::execute::fault::after_commit(self.commits);
+    }
+}
+
+const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
+     vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, finished_at, \
+     resumes, message";
+
+fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StateError>> {
+    let state: String = r.get(9)?;
+    let Some(state) = RunState::parse(&state) else {
+        return Ok(Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            message: format!("unknown run state `{state}`"),
+        }));
+    };
+    Ok(Ok(RunRecord {
+        id: r.get(0)?,
+        playbook_name: r.get(1)?,
+        playbook_path: r.get(2)?,
+        playbook_hash: r.get(3)?,
+        playbook_text: r.get(4)?,
+        lock_name: r.get(5)?,
+        vars_json: r.get(6)?,
+        overrides_json: r.get(7)?,
+        facts_json: r.get(8)?,
+        state,
+        host: r.get(10)?,
+        pid: r.get(11)?,
+        ward_version: r.get(12)?,
+        started_at: r.get(13)?,
+        finished_at: r.get(14)?,
+        resumes: r.get(15)?,
+        message: r.get(16)?,
+    }))
+}
+
+impl Store for SqliteStore {
+    fn create_run(&mut self, run: &NewRun, steps: &[NewStep]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO runs (id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
+             vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'running', ?10, ?11, ?12, ?13)",
+            params![
+                run.id,
+                run.playbook_name,
+                run.playbook_path,
+                run.playbook_hash,
+                run.playbook_text,
+                run.lock_name,
+                run.vars_json,
+                run.overrides_json,
+                run.facts_json,
+                run.host,
+                run.pid,
+                run.ward_version,
+                run.started_at
+            ],
+        )
+        .map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO steps (run_id, step_id, position, definition_json, state, compensation) \
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                )
+                .map_err(err)?;
+            for s in steps {
+                insert
+                    .execute(params![
+                        run.id,
+                        s.id,
+                        s.position as i64,
+                        s.definition_json,
+                        s.compensation
+                    ])
+                    .map_err(err)?;
+            }
+            tx.execute(
+                "INSERT INTO events (run_id, at, kind, message) VALUES (?1, ?2, 'run-started', ?3)",
+                params![
+                    run.id,
+                    run.started_at,
+                    format!("pid {} on {}", run.pid, run.host)
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        self.committed();
+        Ok(())
+    }
+
+    fn apply(&mut self, run_id: &str, changes: &[Change]) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        for change in changes {
+            apply_one(&tx, run_id, change).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        self.committed();
+        Ok(())
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1");
+        self.conn
+            .query_row(&sql, [id], |r| run_row(&self.path, r))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .transpose()
+    }
+
+    fn runs(&self, playbook: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR playbook_name = ?1) \
+             ORDER BY started_at DESC, id DESC LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![playbook, limit as i64], |r| run_row(&self.path, r))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(|e| self.err(e))??);
+        }
+        Ok(out)
+    }
+
+    fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT step_id, position, definition_json, state, reason, attempts, exit_code, \
+                 started_at, finished_at, log_path, compensation FROM steps WHERE run_id = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                let state: String = r.get(3)?;
+                Ok((
+                    state,
+                    StepRecord {
+                        id: r.get(0)?,
+                        position: r.get::<_, i64>(1)? as usize,
+                        definition_json: r.get(2)?,
+                        state: StepState::Pending,
+                        reason: r.get(4)?,
+                        attempts: r.get(5)?,
+                        exit_code: r.get(6)?,
+                        started_at: r.get(7)?,
+                        finished_at: r.get(8)?,
+                        log_path: r.get(9)?,
+                        compensation: r.get(10)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, mut rec) = row.map_err(|e| self.err(e))?;
+            rec.state = StepState::parse(&state).ok_or_else(|| StateError::Corrupt {
+                path: self.path.clone(),
+                message: format!("unknown step state `{state}`"),
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    fn attempts(&self, run_id: &str, step: Option<&str>) -> Result<Vec<AttemptRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.step_id, a.attempt, a.started_at, a.finished_at, a.exit_code, a.signal, a.outcome, \
+                 a.message, a.log_path FROM attempts a JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id \
+                 WHERE a.run_id = ?1 AND (?2 IS NULL OR a.step_id = ?2) ORDER BY a.started_at, s.position, a.attempt",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id, step], |r| {
+                Ok(AttemptRecord {
+                    step_id: r.get(0)?,
+                    attempt: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    exit_code: r.get(4)?,
+                    signal: r.get(5)?,
+                    outcome: r.get(6)?,
+                    message: r.get(7)?,
+                    log_path: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state = 'running' AND lock_name = ?1 ORDER BY started_at"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([lock], |r| run_row(&self.path, r))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(|e| self.err(e))??);
+        }
+        Ok(out)
+    }
+}
+
+fn event(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    at: i64,
+    step: Option<&str>,
+    kind: &str,
+    message: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (run_id, at, step_id, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![run_id, at, step, kind, message])?;
+    Ok(())
+}
+
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+    change: &Change,
+) -> rusqlite::Result<()> {
+    match change {
+        Change::Run { state, message, at } => {
+            let finished = (*state != RunState::Running).then_some(*at);
+            tx.prepare_cached(
+                "UPDATE runs SET state = ?2, message = ?3, finished_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![run_id, state.as_str(), message, finished])?;
+            event(
+                tx,
+                run_id,
+                *at,
+                None,
+                &format!("run-{state}"),
+                message.as_deref(),
+            )
+        }
+        Change::Resumed { pid, host, at } => {
+            tx.prepare_cached(
+                "UPDATE runs SET state = 'running', pid = ?2, host = ?3, resumes = resumes + 1, \
+                 finished_at = NULL, message = NULL WHERE id = ?1",
+            )?
+            .execute(params![run_id, pid, host])?;
+            event(
+                tx,
+                run_id,
+                *at,
+                None,
+                "run-resumed",
+                Some(&format!("pid {pid} on {host}")),
+            )
+        }
+        Change::AttemptStarted {
+            step,
+            attempt,
+            log_path,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE steps SET state = 'running', reason = NULL, attempts = ?3, log_path = ?4, \
+                 started_at = COALESCE(started_at, ?5), finished_at = NULL, exit_code = NULL \
+                 WHERE run_id = ?1 AND step_id = ?2",
+            )?
+            .execute(params![run_id, step, attempt, log_path, at])?;
+            tx.prepare_cached(
+                "INSERT INTO attempts (run_id, step_id, attempt, started_at, log_path) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![run_id, step, attempt, at, log_path])?;
+            event(
+                tx,
+                run_id,
+                *at,
+                Some(step),
+                "attempt-started",
+                Some(&format!("attempt {attempt}")),
+            )
+        }
+        Change::AttemptFinished {
+            step,
+            attempt,
+            state,
+            outcome,
+            exit_code,
+            signal,
+            message,
+            at,
+        } => {
+            let finished = state.is_terminal().then_some(*at);
+            tx.prepare_cached(
+                "UPDATE steps SET state = ?3, reason = ?4, exit_code = ?5, finished_at = ?6 \
+                 WHERE run_id = ?1 AND step_id = ?2",
+            )?
+            .execute(params![
+                run_id,
+                step,
+                state.as_str(),
+                message,
+                exit_code,
+                finished
+            ])?;
+            tx.prepare_cached(
+                "UPDATE attempts SET finished_at = ?4, exit_code = ?5, signal = ?6, outcome = ?7, message = ?8 \
+                 WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
+            )?
+            .execute(params![run_id, step, attempt, at, exit_code, signal, outcome, message])?;
+            event(
+                tx,
+                run_id,
+                *at,
+                Some(step),
+                &format!("attempt-{outcome}"),
+                message.as_deref(),
+            )
+        }
+        Change::Note { kind, message, at } => event(tx, run_id, *at, None, kind, Some(message)),
+        Change::Step {
+            step,
+            state,
+            reason,
+            at,
+        } => {
+            let finished = state.is_terminal().then_some(*at);
+            tx.prepare_cached(
+                "UPDATE steps SET state = ?3, reason = ?4, finished_at = ?5 WHERE run_id = ?1 AND step_id = ?2",
+            )?
+            .execute(params![run_id, step, state.as_str(), reason, finished])?;
+            event(
+                tx,
+                run_id,
+                *at,
+                Some(step),
+                &format!("step-{state}"),
+                reason.as_deref(),
+            )
+        }
+    }
+}
