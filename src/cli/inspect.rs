@@ -89,6 +89,9 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
                 let mut v = serde_json::to_value(a).unwrap_or_default();
                 v["output"] = match read(&a.log_path) {
                     Ok(text) => serde_json::Value::String(text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        serde_json::Value::String(String::new())
+                    }
                     Err(_) => serde_json::Value::Null,
                 };
                 v
@@ -121,6 +124,8 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
                     writeln!(out)?;
                 }
             }
+            // Silent steps have no log file at all.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => writeln!(out, "(no output)")?,
             Err(e) => writeln!(out, "(log unreadable: {e})")?,
         }
     }

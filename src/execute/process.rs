@@ -10,11 +10,12 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use std::os::fd::OwnedFd;
+
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
@@ -76,83 +77,150 @@ impl AttemptResult {
     }
 }
 
-/// Runs one attempt to its end (exit, timeout or cancellation).
-pub async fn run_attempt(
-    spec: AttemptSpec,
-    mut cancel: watch::Receiver<Cancel>,
+/// A started attempt (or the reason it could not start).
+pub struct Started {
+    child: Option<Child>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    program: String,
+    started: Instant,
+    spawn_error: Option<String>,
+}
+
+/// Starts one attempt's process now. Synchronous on purpose: the scheduler
+/// starts children first and then writes its checkpoint, so the fsync
+/// overlaps with the child's own start-up.
+///
+/// stdout and stderr share one pipe (so their order is kept) that a task
+/// copies into the log file, which is created only when output arrives:
+/// a silent step costs no inode (creating thousands of empty files is
+/// slow on a busy ext4).
+pub fn spawn_attempt(
+    spec: &AttemptSpec,
     echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
-) -> AttemptResult {
+) -> Started {
     let started = Instant::now();
-    let Some((program, args)) = spec.argv.split_first() else {
-        return AttemptResult::spawn_failed("empty command".into(), started);
+    let failed = |program: &str, message: String| Started {
+        child: None,
+        readers: Vec::new(),
+        program: program.to_owned(),
+        started,
+        spawn_error: Some(message),
     };
-    let log = match File::create(&spec.log_path) {
-        Ok(f) => f,
-        Err(e) => {
-            return AttemptResult::spawn_failed(
-                format!("cannot create log {}: {e}", spec.log_path.display()),
-                started,
-            );
-        }
+    let Some((program, args)) = spec.argv.split_first() else {
+        return failed("", "empty command".into());
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return failed(program, format!("cannot create an output pipe: {e}")),
+    };
+    let writer_copy = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return failed(program, format!("cannot create an output pipe: {e}")),
+    };
+    let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader)) {
+        Ok(r) => r,
+        Err(e) => return failed(program, format!("cannot watch the output pipe: {e}")),
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
+        .stdout(Stdio::from(OwnedFd::from(writer)))
+        .stderr(Stdio::from(OwnedFd::from(writer_copy)))
         .process_group(0)
         .kill_on_drop(false);
-    let shared_log = match &echo {
-        Some(_) => {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            Some(Arc::new(Mutex::new(log)))
-        }
-        None => {
-            match log.try_clone() {
-                Ok(copy) => cmd.stdout(Stdio::from(copy)),
-                Err(e) => {
-                    return AttemptResult::spawn_failed(
-                        format!("cannot share log file: {e}"),
-                        started,
-                    );
-                }
-            };
-            cmd.stderr(Stdio::from(log));
-            None
-        }
-    };
-    let mut child = match cmd.spawn() {
+    let child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return AttemptResult::spawn_failed(format!("cannot start `{program}`: {e}"), started);
-        }
+        Err(e) => return failed(program, format!("cannot start `{program}`: {e}")),
     };
-    let mut readers = Vec::new();
-    if let (Some((step, tx)), Some(log)) = (&echo, &shared_log) {
-        if let Some(out) = child.stdout.take() {
-            readers.push(tokio::spawn(copy_lines(
-                out,
-                log.clone(),
-                *step,
-                tx.clone(),
-            )));
+    // Our copies of the pipe's write end go with `cmd`, so EOF comes when
+    // the step (and whatever it left holding the pipe) is done.
+    drop(cmd);
+    let log = LazyLog {
+        path: spec.log_path.clone(),
+        file: None,
+    };
+    Started {
+        child: Some(child),
+        readers: vec![tokio::spawn(pump(receiver, log, echo))],
+        program: program.clone(),
+        started,
+        spawn_error: None,
+    }
+}
+
+/// A log file created on the first byte written to it.
+struct LazyLog {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl LazyLog {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.file.is_none() {
+            self.file = File::create(&self.path).ok();
         }
-        if let Some(err) = child.stderr.take() {
-            readers.push(tokio::spawn(copy_lines(
-                err,
-                log.clone(),
-                *step,
-                tx.clone(),
-            )));
+        if let Some(f) = &mut self.file {
+            // A full disk must not fail the step; the exit status decides.
+            let _ = f.write_all(bytes);
         }
     }
-    let group = child.id().and_then(|id| Pid::from_raw(id as i32));
+}
 
+/// Copies the step's output into its log and, if echoing, line by line to
+/// the reporter (invalid UTF-8 is kept intact in the log).
+async fn pump(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    mut log: LazyLog,
+    echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        log.write(&buf[..n]);
+        if let Some((step, tx)) = &echo {
+            partial.extend_from_slice(&buf[..n]);
+            while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                let text = String::from_utf8_lossy(&line);
+                let _ = tx.send((*step, text.trim_end_matches(['\n', '\r']).to_owned()));
+            }
+        }
+    }
+    if let Some((step, tx)) = &echo
+        && !partial.is_empty()
+    {
+        let _ = tx.send((*step, String::from_utf8_lossy(&partial).into_owned()));
+    }
+}
+
+/// Waits for a started attempt to end (exit, timeout or cancellation).
+pub async fn wait_attempt(
+    started: Started,
+    spec: AttemptSpec,
+    mut cancel: watch::Receiver<Cancel>,
+) -> AttemptResult {
+    let Started {
+        child,
+        readers,
+        program,
+        started,
+        spawn_error,
+    } = started;
+    let Some(mut child) = child else {
+        return AttemptResult::spawn_failed(spawn_error.unwrap_or_default(), started);
+    };
+    let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     let mut timed_out = false;
     let mut interrupted = false;
     let timeout = async {
         match spec.timeout {
-            Some(t) => tokio::time::sleep(t).await,
+            Some(t) => tokio::time::sleep(t.saturating_sub(started.elapsed())).await,
             None => std::future::pending().await,
         }
     };
@@ -193,6 +261,16 @@ pub async fn run_attempt(
         spawn_error,
         elapsed: started.elapsed(),
     }
+}
+
+/// Starts and waits for one attempt (used where no checkpoint sits between).
+pub async fn run_attempt(
+    spec: AttemptSpec,
+    cancel: watch::Receiver<Cancel>,
+    echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
+) -> AttemptResult {
+    let started = spawn_attempt(&spec, echo);
+    wait_attempt(started, spec, cancel).await
 }
 
 async fn wait_cancel(cancel: &mut watch::Receiver<Cancel>) -> Cancel {
@@ -247,30 +325,6 @@ async fn stop_group(
         () = hurry => {
             signal_group(group, Signal::KILL);
             child.wait().await
-        }
-    }
-}
-
-async fn copy_lines<R: AsyncRead + Unpin>(
-    pipe: R,
-    log: Arc<Mutex<File>>,
-    step: usize,
-    tx: mpsc::UnboundedSender<(usize, String)>,
-) {
-    // Bytes, not `lines()`: output that is not UTF-8 must still reach the log intact.
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if let Ok(mut f) = log.lock() {
-                    let _ = f.write_all(&buf);
-                }
-                let text = String::from_utf8_lossy(&buf);
-                let _ = tx.send((step, text.trim_end_matches(['\n', '\r']).to_owned()));
-            }
         }
     }
 }

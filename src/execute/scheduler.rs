@@ -2,11 +2,12 @@
 //! compensated, and checkpoints every decision before acting on it.
 //!
 //! Each turn of the loop (1) decides everything that can be decided now,
-//! (2) commits those changes in one transaction, and only then (3) starts
-//! the child processes it just recorded as running. A crash at any point
-//! therefore leaves the database describing a state that `ward resume`
-//! handles: a step recorded `running` was at most started, and a step
-//! recorded `succeeded` has finished.
+//! (2) spawns the attempts it decided to start, and (3) commits all those
+//! changes in one transaction (one fsync, overlapping the children's
+//! start-up). A crash at any point leaves the database describing a state
+//! that `ward resume` handles: a step recorded `succeeded` has finished; a
+//! step recorded `running` or `pending` may have started and runs again
+//! (after its leftover processes are stopped, see `orphans.rs`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use tokio::task::JoinSet;
 
 use super::ExecOptions;
 use super::events::{Event, Reporter, StepEnd};
-use super::process::{AttemptResult, AttemptSpec, Cancel, run_attempt};
+use super::process::{
+    AttemptResult, AttemptSpec, Cancel, run_attempt, spawn_attempt, wait_attempt,
+};
 use super::signals::{Received, Signals};
 use crate::model::When;
 use crate::state::{Change, RunState, StateError, StepState, Store};
@@ -62,6 +65,8 @@ enum Done {
 
 struct Scheduler<'a, 'r> {
     steps: &'a [ResolvedStep],
+    /// What each step waits for (from the DAG, computed once).
+    deps: Vec<Vec<(usize, crate::plan::EdgeKind)>>,
     v: &'a Validated,
     run_id: &'a str,
     options: ExecOptions,
@@ -108,6 +113,9 @@ pub async fn execute(
     });
     let mut s = Scheduler {
         steps: &v.steps,
+        deps: (0..v.steps.len())
+            .map(|i| v.graph.dependencies(i))
+            .collect(),
         v,
         run_id: exec.run_id,
         state: exec.initial.iter().map(|(st, _)| *st).collect(),
@@ -143,8 +151,10 @@ pub async fn execute(
 
     loop {
         let launch = s.decide();
-        store.apply(s.run_id, &s.changes)?;
-        s.changes.clear();
+        // Children start first, then the checkpoint is written: the fsync
+        // overlaps with their start-up. Safe because a step that started
+        // while recorded `pending` is simply run again after a crash, like
+        // one recorded `running` (state/recovery.rs, rule 3).
         for (step, attempt, log) in launch {
             s.reporter.event(&Event::StepStarted {
                 step: &s.steps[step].id,
@@ -158,8 +168,9 @@ pub async fn execute(
             } else {
                 cancel_rx.clone()
             };
+            let started = spawn_attempt(&spec, echo);
             tasks.spawn(async move {
-                let result = run_attempt(spec, cancel, echo).await;
+                let result = wait_attempt(started, spec, cancel).await;
                 Done::Attempt {
                     step,
                     attempt,
@@ -168,6 +179,14 @@ pub async fn execute(
                 }
             });
         }
+        if let Err(e) = store.apply(s.run_id, &s.changes) {
+            // Without checkpoints ward must not go on: stop what runs, then report.
+            let _ = cancel_tx.send(Cancel::Kill);
+            let _ = late_tx.send(Cancel::Kill);
+            while tasks.join_next().await.is_some() {}
+            return Err(e);
+        }
+        s.changes.clear();
         if tasks.is_empty() {
             break;
         }
@@ -226,8 +245,10 @@ impl Scheduler<'_, '_> {
                 {
                     continue;
                 }
-                let deps = self.v.graph.dependencies(i);
-                if deps.iter().any(|(d, _)| !self.state[*d].is_terminal()) {
+                if self.deps[i]
+                    .iter()
+                    .any(|(d, _)| !self.state[*d].is_terminal())
+                {
                     continue;
                 }
                 if let Some(reason) = self.skip_reason(i) {
@@ -269,7 +290,7 @@ impl Scheduler<'_, '_> {
                 sig.name()
             ));
         }
-        for (dep, kind) in self.v.graph.dependencies(i) {
+        for &(dep, kind) in &self.deps[i] {
             if kind == crate::plan::EdgeKind::Needs && self.state[dep] != StepState::Succeeded {
                 return Some(format!(
                     "needs `{}`, which {}",

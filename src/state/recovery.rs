@@ -7,9 +7,12 @@
 //!    `running` steps `interrupted`. A crashed run can be resumed.
 //!
 //! 2. **A step is `succeeded` only after it finished** (and, with
-//!    `creates:`, after that path was fsynced); this is committed before any
-//!    step that depends on it starts. `resume` never runs a succeeded step
-//!    again, except under rule 4.
+//!    `creates:`, after that path was fsynced). The record is committed in
+//!    the same scheduler turn in which its dependents are spawned, right
+//!    after spawning them, so the fsync overlaps their start-up; if ward
+//!    dies in between, the step is simply not recorded and runs again.
+//!    `resume` never runs a step recorded succeeded again, except under
+//!    rule 4.
 //!
 //! 3. **Anything else runs again on resume**: failed, skipped, interrupted,
 //!    compensated (its effect was undone), never started, and `running`

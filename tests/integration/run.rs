@@ -35,7 +35,7 @@ fn quickstart_runs_on_the_embedded_default_and_status_shows_it() {
         assert_eq!(step["state"], "succeeded", "{step}");
         assert_eq!(step["attempts"], 1);
         assert_eq!(step["exit_code"], 0);
-        assert!(std::path::Path::new(step["log_path"].as_str().expect("log")).exists());
+        assert!(step["log_path"].as_str().expect("log").ends_with(".1.log"));
     }
     // Second run: the sample data exists, so `creates:` skips that step.
     s.ward()
@@ -200,7 +200,7 @@ fn retries_record_every_attempt_and_back_off() {
     let s = Scratch::new();
     s.write(
         "p.yml",
-        "ward: 1\nname: flaky\nsteps:\n  - id: flaky\n    run: echo try >> tries; date +%s.%N >> times; test $(wc -l < tries) -ge 3\n    retry: { attempts: 4, delay: 200ms, backoff: 2.0 }\n",
+        "ward: 1\nname: flaky\nsteps:\n  - id: flaky\n    run: echo try >> tries; echo attempt $WARD_ATTEMPT; date +%s.%N >> times; test $(wc -l < tries) -ge 3\n    retry: { attempts: 4, delay: 200ms, backoff: 2.0 }\n",
     );
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
     let status = s.status(None);
@@ -221,9 +221,16 @@ fn retries_record_every_attempt_and_back_off() {
     // 200ms then 400ms, each with up to ±20% jitter.
     assert!(times[1] - times[0] >= 0.15, "{times:?}");
     assert!(times[2] - times[1] >= 0.3, "{times:?}");
-    for a in attempts {
-        assert!(std::path::Path::new(a["log_path"].as_str().expect("log")).exists());
+    for (i, a) in attempts.iter().enumerate() {
+        let log =
+            std::fs::read_to_string(a["log_path"].as_str().expect("log")).expect("attempt log");
+        assert_eq!(log, format!("attempt {}\n", i + 1));
     }
+    let all = s.ward().args(["log", "last"]).run().expect_code(0).stdout;
+    assert!(
+        all.contains("==> flaky (attempt 2, failed, exit 1)"),
+        "{all}"
+    );
 }
 
 #[test]
