@@ -100,7 +100,10 @@ pub fn render_status(
             s.attempts,
             duration,
             exit,
-            s.log_path.as_deref().unwrap_or("-")
+            s.log_path
+                .as_deref()
+                .map(|p| if std::path::Path::new(p).exists() { p } else { "(no output)" })
+                .unwrap_or("-")
         )?;
         if let Some(reason) = s
             .reason
