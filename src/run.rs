@@ -50,23 +50,27 @@ pub fn new_run_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), fastrand::u16(..))
 }
 
-/// Refuses playbooks this ward cannot run yet (built-in actions).
+/// Refuses, before anything runs, playbooks that use something this ward
+/// cannot run yet (today: `snapshot.hardlink` with `strategy: base-incremental`).
 pub fn check_runnable(v: &Validated) -> Result<(), WardError> {
-    let actions: Vec<String> = v
+    let unsupported: Vec<String> = v
         .steps
         .iter()
         .filter_map(|s| match &s.body {
-            ResolvedBody::Action(p) => Some(format!("`{}` (action {})", s.id, p.action())),
+            ResolvedBody::Action(p) => p
+                .as_any()
+                .downcast_ref::<crate::action::SnapshotHardlinkParams>()
+                .filter(|sp| sp.strategy == crate::action::SnapshotStrategy::BaseIncremental)
+                .map(|_| format!("`{}`", s.id)),
             _ => None,
         })
         .collect();
-    if actions.is_empty() {
+    if unsupported.is_empty() {
         return Ok(());
     }
     Err(WardError::NotRunnable(format!(
-        "this ward cannot run built-in actions yet (steps {}); they are validated and planned, and run from the next release. \
-         Nothing was run. Use `run:` or `cmd:` steps for now, or `ward plan` to review the playbook.",
-        actions.join(", ")
+        "`strategy: base-incremental` is not built yet (steps {}); use `strategy: full`. Nothing was run.",
+        unsupported.join(", ")
     )))
 }
 

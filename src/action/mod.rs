@@ -6,23 +6,30 @@
 //! (errors point at the exact key), then runs the action's own semantic
 //! checks; `ward plan` shows [`Action::describe`].
 //!
-//! Running the actions is the next milestone (see docs/design.md): the
-//! trait will gain a `probe` (read-only, for dry runs) and a cancellable
-//! `run`.
+//! At run time the executor calls [`Action::run`] on a blocking thread with
+//! an [`ActionCtx`] (log, cancellation, environment, facts); `ward plan`
+//! calls the read-only [`Action::probe`] to show what would happen.
 
+mod compress;
+mod context;
+pub mod manifest;
 mod params;
+mod pg;
 mod pg_dumpall;
 mod pg_query;
 mod pg_restore;
+mod procs;
 mod rotate;
 mod rsync;
 mod service_start;
 mod service_stop;
 mod snapshot_hardlink;
+pub mod tree;
 mod verify;
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
@@ -30,6 +37,10 @@ use serde::de::DeserializeOwned;
 
 use crate::yaml::{DeError, Node, from_node};
 
+pub use context::{
+    ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, CtxParts, Finished, Running,
+    describe_status, sync_dir, write_atomic,
+};
 pub use params::{Compression, PgConn, StringList};
 pub use pg_dumpall::{PgDumpall, PgDumpallParams};
 pub use pg_query::{PgQuery, PgQueryParams};
@@ -83,6 +94,20 @@ pub trait Action: 'static {
 
     /// What the step will do, in one line, after templating.
     fn describe(params: &Self::Params) -> String;
+
+    /// Does the work. Runs on a blocking thread; must return soon after
+    /// `ctx.cancelled()` becomes true.
+    fn run(params: &Self::Params, ctx: &ActionCtx) -> ActionResult;
+
+    /// What would happen now, read-only (for plans and dry runs): lines
+    /// such as "would delete snapshots/2026-10-01". Empty if nothing to add.
+    fn probe(
+        _params: &Self::Params,
+        _work_dir: &std::path::Path,
+        _facts: &crate::template::RunFacts,
+    ) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Parameters of some action, type-erased so steps of different actions can
@@ -96,6 +121,10 @@ pub trait ActionParams: fmt::Debug + Send + Sync {
     fn to_json(&self) -> serde_json::Value;
     /// Access to the typed parameters.
     fn as_any(&self) -> &dyn Any;
+    /// Runs the action (see [`Action::run`]).
+    fn run(&self, ctx: &ActionCtx) -> ActionResult;
+    /// Read-only preview (see [`Action::probe`]).
+    fn probe(&self, work_dir: &std::path::Path, facts: &crate::template::RunFacts) -> Vec<String>;
 }
 
 struct Typed<A: Action>(A::Params);
@@ -119,6 +148,12 @@ impl<A: Action> ActionParams for Typed<A> {
     fn as_any(&self) -> &dyn Any {
         &self.0
     }
+    fn run(&self, ctx: &ActionCtx) -> ActionResult {
+        A::run(&self.0, ctx)
+    }
+    fn probe(&self, work_dir: &std::path::Path, facts: &crate::template::RunFacts) -> Vec<String> {
+        A::probe(&self.0, work_dir, facts)
+    }
 }
 
 /// Why an action's parameters were refused.
@@ -137,16 +172,16 @@ pub struct ActionDef {
     /// One line for plans and docs.
     pub summary: &'static str,
     /// Reads and checks rendered `with:` parameters.
-    pub parse: fn(&Node) -> Result<Box<dyn ActionParams>, ParamsError>,
+    pub parse: fn(&Node) -> Result<Arc<dyn ActionParams>, ParamsError>,
     /// JSON Schema of the parameters.
     pub schema: fn(&mut SchemaGenerator) -> Schema,
 }
 
-fn parse<A: Action>(with: &Node) -> Result<Box<dyn ActionParams>, ParamsError> {
+fn parse<A: Action>(with: &Node) -> Result<Arc<dyn ActionParams>, ParamsError> {
     let params: A::Params = from_node(with).map_err(ParamsError::Shape)?;
     let problems = A::check(&params);
     if problems.is_empty() {
-        Ok(Box::new(Typed::<A>(params)))
+        Ok(Arc::new(Typed::<A>(params)))
     } else {
         Err(ParamsError::Problems(problems))
     }

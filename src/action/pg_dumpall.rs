@@ -3,8 +3,18 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::compress::encoder;
+use super::manifest::SIDECAR_SUFFIX;
 use super::params::{Compression, PgConn, non_empty};
-use super::{Action, ParamProblem};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, ParamProblem,
+    describe_status, pg, write_atomic,
+};
 
 /// Runs `pg_dumpall` and compresses its output in-process into `dest`
 /// (temp name, fsync, rename, mode 0600); both the dump's and the
@@ -104,6 +114,137 @@ impl Action for PgDumpall {
         out
     }
 
+    fn run(p: &PgDumpallParams, ctx: &ActionCtx) -> ActionResult {
+        let dest = ctx.path(&p.dest);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut argv = vec![p.program.clone().unwrap_or_else(|| "pg_dumpall".into())];
+        argv.extend(pg::tool_args(&p.db, "-l"));
+        argv.extend(p.args.iter().cloned());
+        ctx.log(format!(
+            "running: {} | {} > {}",
+            argv.join(" "),
+            p.compress.as_str(),
+            dest.display()
+        ));
+        let mut out = AtomicFile::create(&dest, 0o600)?;
+        let sink = Hashing {
+            file: out.file().try_clone()?,
+            state: Arc::new(Mutex::new((Sha256::new(), 0))),
+        };
+        let state = sink.state.clone();
+        let mut running = ctx.spawn(&argv, &pg::tool_env(&p.db, ctx), true)?;
+        let mut stdout = running
+            .child
+            .stdout
+            .take()
+            .ok_or_else(|| ActionError::new("pg_dumpall has no output pipe"))?;
+        // Compress on this thread while a watchdog stops the dump if the step is cancelled.
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let compressed: Result<(u64, String), ActionError> = std::thread::scope(|scope| {
+            let group = &running;
+            let done = &done;
+            scope.spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if ctx.cancelled() {
+                        group.signal(rustix::process::Signal::TERM);
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            });
+            let result = (|| {
+                let mut enc = encoder(p.compress, p.level, ctx.threads, sink)
+                    .map_err(|e| ActionError::new(format!("cannot start compressor: {e}")))?;
+                let mut buf = vec![0u8; 1 << 20];
+                let mut raw: u64 = 0;
+                let mut head = Vec::new();
+                loop {
+                    let n = stdout.read(&mut buf).map_err(|e| {
+                        ActionError::new(format!("cannot read pg_dumpall's output: {e}"))
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    if head.len() < 65536 {
+                        head.extend_from_slice(&buf[..n.min(65536 - head.len())]);
+                    }
+                    raw += n as u64;
+                    enc.write_all(&buf[..n]).map_err(|e| {
+                        ActionError::new(format!("cannot write {}: {e}", dest.display()))
+                    })?;
+                }
+                enc.finish().map_err(|e| {
+                    ActionError::new(format!("cannot finish {}: {e}", dest.display()))
+                })?;
+                Ok((raw, server_version(&head)))
+            })();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            result
+        });
+        drop(stdout);
+        let status = running.wait(ctx)?;
+        // Both stages are checked: the dump's exit status and the compressor's result.
+        if !status.success() {
+            return Err(ActionError::new(format!(
+                "pg_dumpall failed ({}); nothing was written to {} (see the step's log)",
+                describe_status(&status),
+                dest.display()
+            )));
+        }
+        let (raw, version) = compressed?;
+        ctx.check()?;
+        if raw < p.min_bytes {
+            return Err(ActionError::new(format!(
+                "the dump is only {raw} bytes, less than min_bytes {}; nothing was written to {}",
+                p.min_bytes,
+                dest.display()
+            )));
+        }
+        out.commit()?;
+        let (hash, size) = {
+            let guard = state
+                .lock()
+                .map_err(|_| ActionError::new("hash state poisoned"))?;
+            (guard.0.clone().finalize(), guard.1)
+        };
+        let sha256: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        let file_name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let info = serde_json::json!({
+            "file": file_name,
+            "sha256": sha256,
+            "size": size,
+            "raw_bytes": raw,
+            "compression": p.compress.as_str(),
+            "server_version": if version.is_empty() { None } else { Some(version.clone()) },
+            "created": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+            "host": ctx.facts.host,
+            "run_id": ctx.run_id,
+        });
+        let sidecar = dest.with_file_name(format!("{file_name}{SIDECAR_SUFFIX}"));
+        write_atomic(
+            &sidecar,
+            serde_json::to_string_pretty(&info)
+                .unwrap_or_default()
+                .as_bytes(),
+            0o600,
+        )?;
+        Ok(ActionOutput {
+            summary: Some(format!(
+                "{}: {size} bytes ({raw} bytes of SQL), sha256 {}",
+                dest.display(),
+                &sha256[..16]
+            )),
+            details: info,
+            warning: None,
+        })
+    }
+
     fn describe(p: &PgDumpallParams) -> String {
         let level = p.level.map(|l| format!(" -{l}")).unwrap_or_default();
         format!(
@@ -114,4 +255,33 @@ impl Action for PgDumpall {
             p.min_bytes
         )
     }
+}
+
+/// Counts and hashes what goes into the dump file.
+struct Hashing {
+    file: std::fs::File,
+    state: Arc<Mutex<(Sha256, u64)>>,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Ok(mut s) = self.state.lock() {
+            s.0.update(&buf[..n]);
+            s.1 += n as u64;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The server version from pg_dumpall's header (`-- Dumped from database version 15.18 ...`).
+fn server_version(head: &[u8]) -> String {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| l.strip_prefix("-- Dumped from database version "))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default()
 }

@@ -4,7 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::{PgConn, non_empty};
-use super::{Action, ParamProblem};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg, write_atomic,
+};
 
 /// Runs SQL over a native PostgreSQL connection and saves the rows as JSON.
 pub struct PgQuery;
@@ -34,6 +36,59 @@ impl Action for PgQuery {
             .collect()
     }
 
+    fn run(p: &PgQueryParams, ctx: &ActionCtx) -> ActionResult {
+        let cfg = pg::native_config(&p.db, ctx)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ActionError::new(format!("cannot start a runtime: {e}")))?;
+        let rows = runtime.block_on(async {
+            let (client, connection) = cfg
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| ActionError::new(format!("cannot connect to PostgreSQL: {e}")))?;
+            let conn_task = tokio::spawn(connection);
+            // The simple protocol runs every statement of `sql` in one implicit transaction.
+            let messages = client.simple_query(&p.sql).await.map_err(|e| {
+                ActionError::new(format!("query failed: {}", describe_pg_error(&e)))
+            })?;
+            drop(client);
+            let _ = conn_task.await;
+            let mut rows = Vec::new();
+            for m in messages {
+                if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+                    let mut obj = serde_json::Map::new();
+                    for (i, col) in row.columns().iter().enumerate() {
+                        let v = row.get(i).map_or(serde_json::Value::Null, |s| {
+                            serde_json::Value::String(s.to_owned())
+                        });
+                        obj.insert(col.name().to_owned(), v);
+                    }
+                    rows.push(serde_json::Value::Object(obj));
+                }
+            }
+            Ok::<_, ActionError>(rows)
+        })?;
+        let count = rows.len();
+        if let Some(save) = &p.save {
+            let path = ctx.path(save);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    ActionError::new(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let json = serde_json::to_vec_pretty(&rows)
+                .map_err(|e| ActionError::new(format!("cannot encode rows: {e}")))?;
+            write_atomic(&path, &json, 0o600)?;
+            ctx.log(format!("{count} row(s) saved to {}", path.display()));
+        }
+        Ok(ActionOutput {
+            summary: Some(format!("{count} row(s)")),
+            details: serde_json::json!({ "rows": count }),
+            warning: None,
+        })
+    }
+
     fn describe(p: &PgQueryParams) -> String {
         let sql: String = p.sql.split_whitespace().collect::<Vec<_>>().join(" ");
         let db = p.db.dbname.as_deref().unwrap_or("postgres");
@@ -41,5 +96,12 @@ impl Action for PgQuery {
             Some(path) => format!("query {db} ({}): {sql} -> {path}", p.db.describe()),
             None => format!("query {db} ({}): {sql}", p.db.describe()),
         }
+    }
+}
+
+fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
     }
 }

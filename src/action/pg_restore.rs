@@ -3,8 +3,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::io::{BufRead, BufReader, Write};
+
+use super::compress::decoder;
 use super::params::{PgConn, non_empty};
-use super::{Action, ParamProblem};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status, pg,
+};
 
 /// Streams a dump (decompressed in-process) into `psql -v ON_ERROR_STOP=1`;
 /// refuses a cluster that already holds user databases unless `force`.
@@ -35,6 +40,86 @@ impl Action for PgRestore {
         non_empty("src", &p.src).into_iter().collect()
     }
 
+    fn run(p: &PgRestoreParams, ctx: &ActionCtx) -> ActionResult {
+        let src = ctx.path(&p.src);
+        let file = std::fs::File::open(&src)
+            .map_err(|e| ActionError::new(format!("cannot open dump {}: {e}", src.display())))?;
+        let psql = p.program.clone().unwrap_or_else(|| "psql".into());
+        let mut conn = p.db.clone();
+        conn.dbname.get_or_insert_with(|| "postgres".into());
+        let env = pg::tool_env(&conn, ctx);
+        if !p.force {
+            let existing = user_databases(ctx, &psql, &conn, &env)?;
+            if !existing.is_empty() {
+                return Err(ActionError::new(format!(
+                    "the cluster already has databases {}; restoring over them needs `force: true` \
+                     (the dump drops and re-creates them if it was made with --clean)",
+                    existing.join(", ")
+                )));
+            }
+        }
+        let (input, kind) = decoder(file)
+            .map_err(|e| ActionError::new(format!("cannot read {}: {e}", src.display())))?;
+        let mut argv = vec![
+            psql,
+            "-X".into(),
+            "-q".into(),
+            "-v".into(),
+            "ON_ERROR_STOP=1".into(),
+        ];
+        argv.extend(pg::tool_args(&conn, "-d"));
+        argv.extend(["-f".into(), "-".into()]);
+        ctx.log(format!(
+            "restoring {} ({kind}) with: {}",
+            src.display(),
+            argv.join(" ")
+        ));
+        let mut running = ctx.spawn_with(&argv, &env, true, false)?;
+        let mut stdin = running
+            .child
+            .stdin
+            .take()
+            .ok_or_else(|| ActionError::new("psql has no input pipe"))?;
+        let fed: Result<u64, ActionError> = (|| {
+            let mut reader = BufReader::with_capacity(1 << 20, input);
+            let mut line = Vec::new();
+            let mut total = 0u64;
+            loop {
+                ctx.check()?;
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| ActionError::new(format!("cannot read {}: {e}", src.display())))?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                total += n as u64;
+                let out = tolerate_existing_role(&line);
+                if stdin.write_all(out.as_deref().unwrap_or(&line)).is_err() {
+                    // psql stopped reading (ON_ERROR_STOP); its status says why.
+                    return Ok(total);
+                }
+            }
+        })();
+        drop(stdin);
+        let status = running.wait(ctx)?;
+        let total = fed?;
+        if !status.success() {
+            return Err(ActionError::new(format!(
+                "psql stopped at the first error ({}); see the step's log for the statement",
+                describe_status(&status)
+            )));
+        }
+        Ok(ActionOutput {
+            summary: Some(format!(
+                "restored {} ({kind}, {total} bytes of SQL)",
+                src.display()
+            )),
+            details: serde_json::json!({ "src": src.display().to_string(), "format": kind, "sql_bytes": total }),
+            warning: None,
+        })
+    }
+
     fn describe(p: &PgRestoreParams) -> String {
         let guard = if p.force {
             "even into a non-empty cluster"
@@ -46,5 +131,94 @@ impl Action for PgRestore {
             p.src,
             p.db.describe()
         )
+    }
+}
+
+/// Databases other than postgres and the templates.
+fn user_databases(
+    ctx: &ActionCtx,
+    psql: &str,
+    conn: &PgConn,
+    env: &[(String, String)],
+) -> Result<Vec<String>, ActionError> {
+    let mut argv = vec![psql.to_owned(), "-X".into(), "-A".into(), "-t".into()];
+    argv.extend(pg::tool_args(conn, "-d"));
+    argv.extend([
+        "-c".into(),
+        "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1".into(),
+    ]);
+    let done = ctx.run(&argv, env, true)?;
+    if !done.status.success() {
+        return Err(ActionError::new(format!(
+            "cannot connect to check that the cluster is empty ({}); see the step's log",
+            describe_status(&done.status)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&done.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// pg_dumpall writes `CREATE ROLE name;` for every role, including the
+/// one that runs the restore, which always exists; with `--clean` it also
+/// writes `DROP ROLE IF EXISTS name;`, which fails for the current user.
+/// With ON_ERROR_STOP either would stop every restore, so exactly these two
+/// statements are rewritten: create the role unless it exists, drop it
+/// unless it is the current user. Everything else is fed unchanged.
+fn tolerate_existing_role(line: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let (create, rest) = match (
+        text.strip_prefix("CREATE ROLE "),
+        text.strip_prefix("DROP ROLE IF EXISTS "),
+    ) {
+        (Some(r), _) => (true, r),
+        (_, Some(r)) => (false, r),
+        _ => return None,
+    };
+    let name = rest.trim_end().strip_suffix(';')?;
+    let quoted = name.starts_with('"') && name.ends_with('"') && name.len() >= 2;
+    if name.is_empty() || (!quoted && name.contains(|c: char| c.is_whitespace() || c == ';')) {
+        return None;
+    }
+    let literal = if quoted {
+        name[1..name.len() - 1].replace("\"\"", "\"")
+    } else {
+        name.to_owned()
+    }
+    .replace('\'', "''");
+    let body = if create {
+        format!(
+            "IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{literal}') THEN CREATE ROLE {name}; END IF;"
+        )
+    } else {
+        format!("IF '{literal}' <> current_user THEN DROP ROLE IF EXISTS {name}; END IF;")
+    };
+    Some(format!("DO $ward$BEGIN {body} END$ward$;\n").into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tolerate_existing_role;
+
+    #[test]
+    fn only_bare_create_role_is_rewritten() {
+        let out = tolerate_existing_role(b"CREATE ROLE postgres;\n").expect("rewritten");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("rolname = 'postgres'") && text.contains("CREATE ROLE postgres;"));
+        assert!(tolerate_existing_role(b"CREATE ROLE \"Odd Name\";\n").is_some());
+        assert!(tolerate_existing_role(b"CREATE ROLE x WITH LOGIN;\n").is_none());
+        assert!(tolerate_existing_role(b"ALTER ROLE postgres WITH SUPERUSER;\n").is_none());
+        assert!(tolerate_existing_role(b"INSERT INTO t VALUES ('CREATE ROLE x;');\n").is_none());
+        let drop = String::from_utf8(
+            tolerate_existing_role(b"DROP ROLE IF EXISTS postgres;\n").expect("drop"),
+        )
+        .expect("utf8");
+        assert!(
+            drop.contains("'postgres' <> current_user THEN DROP ROLE IF EXISTS postgres;"),
+            "{drop}"
+        );
     }
 }

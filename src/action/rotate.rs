@@ -3,10 +3,20 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+
 use super::params::non_empty;
 use super::snapshot_hardlink::{component_problem, default_latest};
-use super::{Action, ParamProblem};
+use super::tree::remove_tree;
+use super::verify::marker_path;
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, manifest, sync_dir,
+};
 use crate::model::Duration;
+use crate::template::RunFacts;
 
 /// Keeps snapshots by keep_last / daily / weekly / monthly / within; counts
 /// only complete, verified snapshots, never deletes the `latest` target and
@@ -71,6 +81,93 @@ impl Action for Rotate {
         out
     }
 
+    fn run(p: &RotateParams, ctx: &ActionCtx) -> ActionResult {
+        let dir = ctx.path(&p.dir);
+        let now = facts_now(&ctx.facts);
+        let listing = list(&dir, &p.latest)?;
+        let plan = select(p, &listing, now);
+        for note in &plan.notes {
+            ctx.log(note);
+        }
+        let mut deleted = Vec::new();
+        for name in &plan.delete {
+            ctx.check()?;
+            let path = dir.join(name);
+            // Unmark first, then move aside: a crash mid-delete never
+            // leaves something that looks like a complete, verified snapshot.
+            if let Some(marker) = marker_path(&path) {
+                match std::fs::remove_file(&marker) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(ActionError::new(format!(
+                            "cannot remove {}: {e}",
+                            marker.display()
+                        )));
+                    }
+                }
+            }
+            let doomed = dir.join(format!(".{name}.deleting"));
+            std::fs::rename(&path, &doomed).map_err(|e| {
+                ActionError::new(format!("cannot move {} aside: {e}", path.display()))
+            })?;
+            sync_dir(&dir)?;
+            ctx.log(format!("deleting {}", path.display()));
+            remove_tree(&doomed, ctx.threads, ctx.cancel_flag())?;
+            deleted.push(name.clone());
+        }
+        // Finish deletions a crash interrupted.
+        for leftover in &listing.deleting {
+            ctx.check()?;
+            ctx.log(format!(
+                "finishing the deletion of {}",
+                dir.join(leftover).display()
+            ));
+            remove_tree(&dir.join(leftover), ctx.threads, ctx.cancel_flag())?;
+        }
+        sync_dir(&dir)?;
+        Ok(ActionOutput {
+            summary: Some(format!(
+                "kept {} of {} verified snapshots, deleted {}",
+                plan.keep.len(),
+                plan.keep.len() + deleted.len(),
+                deleted.len()
+            )),
+            details: serde_json::json!({ "kept": plan.keep, "deleted": deleted, "not_counted": plan.not_counted }),
+            warning: (!plan.not_counted.is_empty()).then(|| {
+                format!(
+                    "not counted (incomplete or unverified, kept): {}",
+                    plan.not_counted.join(", ")
+                )
+            }),
+        })
+    }
+
+    fn probe(p: &RotateParams, work_dir: &Path, facts: &RunFacts) -> Vec<String> {
+        let dir = work_dir.join(&p.dir);
+        match list(&dir, &p.latest) {
+            Ok(listing) => {
+                let plan = select(p, &listing, facts_now(facts));
+                let mut lines: Vec<String> = plan
+                    .delete
+                    .iter()
+                    .map(|n| format!("would delete {}", dir.join(n).display()))
+                    .collect();
+                lines.push(format!(
+                    "would keep {} verified snapshot(s)",
+                    plan.keep.len()
+                ));
+                lines.extend(
+                    plan.not_counted
+                        .iter()
+                        .map(|n| format!("not counted (incomplete or unverified): {n}")),
+                );
+                lines
+            }
+            Err(e) => vec![format!("cannot list {}: {e}", dir.display())],
+        }
+    }
+
     fn describe(p: &RotateParams) -> String {
         let mut rules = Vec::new();
         if let Some(n) = p.keep_last {
@@ -96,4 +193,318 @@ impl Action for Rotate {
             p.latest
         )
     }
+}
+
+fn facts_now(facts: &RunFacts) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(&facts.timestamp, "%Y-%m-%dT%H:%M:%S")
+        .unwrap_or_else(|_| chrono::Local::now().naive_local())
+}
+
+/// A snapshot found in the folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// Folder name.
+    pub name: String,
+    /// When it was taken (from its name, else its folder's mtime).
+    pub time: NaiveDateTime,
+    /// It has a manifest (the snapshot completed).
+    pub complete: bool,
+    /// It has a verified marker.
+    pub verified: bool,
+}
+
+/// What is in a snapshot folder.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// Snapshots, any order.
+    pub snapshots: Vec<Snapshot>,
+    /// The name `latest` points at, if any.
+    pub latest_target: Option<String>,
+    /// `.NAME.deleting` folders left by an interrupted rotation.
+    pub deleting: Vec<String>,
+}
+
+/// Reads a snapshot name's date: `2026-11-23`, `2026-11-23T02:00:00`, `2026-11-23_0200`...
+fn time_from_name(name: &str) -> Option<NaiveDateTime> {
+    let date = NaiveDate::parse_from_str(name.get(..10)?, "%Y-%m-%d").ok()?;
+    let rest = name.get(10..).unwrap_or("");
+    let digits: String = rest.chars().filter(char::is_ascii_digit).take(6).collect();
+    let (h, m, s) = match digits.len() {
+        6 => (
+            digits[0..2].parse().ok()?,
+            digits[2..4].parse().ok()?,
+            digits[4..6].parse().ok()?,
+        ),
+        4 => (digits[0..2].parse().ok()?, digits[2..4].parse().ok()?, 0),
+        _ => (0, 0, 0),
+    };
+    date.and_hms_opt(h, m, s)
+}
+
+/// Lists `dir` (read-only); `latest` is the name of the link to protect.
+pub fn list(dir: &Path, latest: &str) -> Result<Listing, ActionError> {
+    let mut listing = Listing::default();
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(e) => {
+            return Err(ActionError::new(format!(
+                "cannot list {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    for item in read.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Ok(ft) = item.file_type() else { continue };
+        if ft.is_symlink() {
+            if name == latest {
+                listing.latest_target = std::fs::read_link(item.path())
+                    .ok()
+                    .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+            }
+            continue;
+        }
+        if !ft.is_dir() {
+            continue;
+        }
+        if let Some(inner) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".deleting"))
+        {
+            let _ = inner;
+            listing.deleting.push(name);
+            continue;
+        }
+        if name.starts_with('.') || name.ends_with(".partial") {
+            continue;
+        }
+        let path: PathBuf = item.path();
+        let time = time_from_name(&name).unwrap_or_else(|| {
+            std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .map(|t| chrono::DateTime::<chrono::Local>::from(t).naive_local())
+                .unwrap_or_default()
+        });
+        listing.snapshots.push(Snapshot {
+            complete: path.join(manifest::FILE_NAME).is_file(),
+            verified: marker_path(&path).is_some_and(|m| m.is_file()),
+            name,
+            time,
+        });
+    }
+    Ok(listing)
+}
+
+/// The outcome of a retention policy over a listing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Selection {
+    /// Verified snapshots kept, newest first.
+    pub keep: Vec<String>,
+    /// Verified snapshots to delete, oldest first.
+    pub delete: Vec<String>,
+    /// Incomplete or unverified snapshots, never counted, never deleted.
+    pub not_counted: Vec<String>,
+    /// Why, for the log.
+    pub notes: Vec<String>,
+}
+
+/// Applies the policy: only complete, verified snapshots count; the
+/// `latest` target is always kept; at least `min_keep` remain.
+pub fn select(p: &RotateParams, listing: &Listing, now: NaiveDateTime) -> Selection {
+    let mut counted: Vec<&Snapshot> = listing
+        .snapshots
+        .iter()
+        .filter(|s| s.complete && s.verified)
+        .collect();
+    counted.sort_by(|a, b| b.time.cmp(&a.time).then(b.name.cmp(&a.name)));
+    let mut not_counted: Vec<String> = listing
+        .snapshots
+        .iter()
+        .filter(|s| !(s.complete && s.verified))
+        .map(|s| s.name.clone())
+        .collect();
+    not_counted.sort();
+    let mut keep: HashSet<&str> = HashSet::new();
+    let mut notes = Vec::new();
+    if let Some(n) = p.keep_last {
+        keep.extend(counted.iter().take(n as usize).map(|s| s.name.as_str()));
+    }
+    let mut by_bucket = |n: Option<u32>, bucket: &dyn Fn(&NaiveDateTime) -> (i32, u32)| {
+        let Some(n) = n else { return };
+        let mut seen = BTreeSet::new();
+        for s in &counted {
+            if seen.len() >= n as usize {
+                break;
+            }
+            if seen.insert(bucket(&s.time)) {
+                keep.insert(s.name.as_str());
+            }
+        }
+    };
+    by_bucket(p.keep_daily, &|t| (t.year(), t.ordinal()));
+    by_bucket(p.keep_weekly, &|t| {
+        (t.iso_week().year(), t.iso_week().week())
+    });
+    by_bucket(p.keep_monthly, &|t| (t.year(), t.month()));
+    if let Some(within) = p.keep_within {
+        let limit = chrono::Duration::from_std(within.std()).unwrap_or(chrono::Duration::MAX);
+        keep.extend(
+            counted
+                .iter()
+                .filter(|s| now.signed_duration_since(s.time) < limit)
+                .map(|s| s.name.as_str()),
+        );
+    }
+    if let Some(target) = &listing.latest_target
+        && counted.iter().any(|s| &s.name == target)
+        && keep.insert(target.as_str())
+    {
+        notes.push(format!("keeping {target}: `{}` points at it", p.latest));
+    }
+    for s in &counted {
+        if keep.len() >= p.min_keep as usize {
+            break;
+        }
+        if keep.insert(s.name.as_str()) {
+            notes.push(format!("keeping {}: min_keep is {}", s.name, p.min_keep));
+        }
+    }
+    let kept: Vec<String> = counted
+        .iter()
+        .filter(|s| keep.contains(s.name.as_str()))
+        .map(|s| s.name.clone())
+        .collect();
+    let delete: Vec<String> = counted
+        .iter()
+        .rev()
+        .filter(|s| !keep.contains(s.name.as_str()))
+        .map(|s| s.name.clone())
+        .collect();
+    Selection {
+        keep: kept,
+        delete,
+        not_counted,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> RotateParams {
+        RotateParams {
+            dir: "x".into(),
+            keep_last: None,
+            keep_daily: Some(7),
+            keep_weekly: Some(4),
+            keep_monthly: Some(6),
+            keep_within: None,
+            min_keep: 3,
+            latest: "latest".into(),
+        }
+    }
+
+    fn snap(day: NaiveDate, verified: bool) -> Snapshot {
+        Snapshot {
+            name: day.format("%Y-%m-%d").to_string(),
+            time: day.and_hms_opt(2, 0, 0).expect("time"),
+            complete: true,
+            verified,
+        }
+    }
+
+    #[test]
+    fn four_hundred_days_with_failures_never_drop_below_min_keep() {
+        let p = params();
+        let start = NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
+        let mut listing = Listing::default();
+        for day in 0..400u64 {
+            let date = start + chrono::Days::new(day);
+            // Every 5th night the backup fails verification; every 11th it never completes.
+            let verified = day % 5 != 0;
+            let complete = day % 11 != 0;
+            let mut s = snap(date, verified);
+            s.complete = complete;
+            listing.snapshots.push(s.clone());
+            if complete && verified {
+                listing.latest_target = Some(s.name.clone());
+            }
+            let sel = select(&p, &listing, date.and_hms_opt(3, 0, 0).expect("t"));
+            let counted = listing
+                .snapshots
+                .iter()
+                .filter(|s| s.complete && s.verified)
+                .count();
+            assert!(
+                sel.keep.len() >= counted.min(3),
+                "day {day}: kept {}",
+                sel.keep.len()
+            );
+            if let Some(t) = &listing.latest_target {
+                assert!(!sel.delete.contains(t), "day {day}: would delete latest");
+            }
+            for d in &sel.delete {
+                let s = listing
+                    .snapshots
+                    .iter()
+                    .find(|s| &s.name == d)
+                    .expect("known");
+                assert!(
+                    s.complete && s.verified,
+                    "only verified snapshots are deleted"
+                );
+            }
+            let doomed: HashSet<String> = sel.delete.iter().cloned().collect();
+            listing.snapshots.retain(|s| !doomed.contains(&s.name));
+        }
+        let left: Vec<&Snapshot> = listing
+            .snapshots
+            .iter()
+            .filter(|s| s.complete && s.verified)
+            .collect();
+        // 7 daily + up to 4 weekly + up to 6 monthly, overlapping.
+        assert!(left.len() >= 7 && left.len() <= 17, "{}", left.len());
+        // Unverified or incomplete snapshots are never deleted.
+        assert_eq!(
+            listing
+                .snapshots
+                .iter()
+                .filter(|s| !s.verified || !s.complete)
+                .count(),
+            80 + 37 - 8
+        );
+    }
+
+    #[test]
+    fn keeps_latest_target_even_when_old() {
+        let mut p = params();
+        p.keep_daily = Some(1);
+        p.keep_weekly = None;
+        p.keep_monthly = None;
+        p.min_keep = 1;
+        let d = |n| NaiveDate::from_ymd_opt(2026, 1, n).expect("date");
+        let listing = Listing {
+            snapshots: vec![snap(d(1), true), snap(d(2), true), snap(d(3), true)],
+            latest_target: Some("2026-01-01".into()),
+            deleting: vec![],
+        };
+        let sel = select(&p, &listing, d(3).and_hms_opt(5, 0, 0).expect("t"));
+        assert_eq!(sel.keep, ["2026-01-03", "2026-01-01"]);
+        assert_eq!(sel.delete, ["2026-01-02"]);
+    }
+
+    #[test]
+    fn names_give_times() {
+        assert_eq!(time_from_name("2026-11-23").map(|t| t.hour()), Some(0));
+        assert_eq!(
+            time_from_name("2026-11-23T02:30:00").map(|t| t.minute()),
+            Some(30)
+        );
+        assert!(time_from_name("weekly").is_none());
+    }
+
+    use chrono::Timelike;
 }

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::params::non_empty;
 use super::pg_dumpall::forbidden_args;
-use super::{Action, ParamProblem};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
+};
 
 /// Runs rsync with an argv (no shell): `-a -H --delete` by default, never
 /// `--inplace`, exit 24 (files vanished) a warning unless told otherwise.
@@ -99,6 +101,98 @@ impl RsyncParams {
     }
 }
 
+impl RsyncParams {
+    /// The full rsync command line (no shell involved).
+    pub fn argv(&self, src: &str, dest: &str) -> Vec<String> {
+        let mut argv = vec![
+            self.program.clone().unwrap_or_else(|| "rsync".into()),
+            "-a".into(),
+        ];
+        if self.hard_links {
+            argv.push("-H".into());
+        }
+        argv.push("--numeric-ids".into());
+        if self.delete {
+            argv.push("--delete".into());
+        }
+        argv.push("--stats".into());
+        for rule in self.filter_rules() {
+            argv.push(format!("--filter={rule}"));
+        }
+        argv.extend(self.args.iter().cloned());
+        // A trailing slash copies the folder's contents, not the folder.
+        argv.push(format!("{}/", src.trim_end_matches('/')));
+        argv.push(dest.to_owned());
+        argv
+    }
+}
+
+fn is_remote(path: &str) -> bool {
+    // `host:path` (rsync's rule: a colon before the first slash).
+    path.split('/')
+        .next()
+        .is_some_and(|first| first.contains(':'))
+}
+
+fn local_or_remote(ctx: &ActionCtx, path: &str) -> String {
+    if is_remote(path) {
+        path.to_owned()
+    } else {
+        ctx.path(path).display().to_string()
+    }
+}
+
+/// What rsync's exit codes mean (rsync(1), EXIT VALUES).
+fn exit_meaning(code: i32) -> Option<&'static str> {
+    Some(match code {
+        1 => "syntax or usage error",
+        2 => "protocol incompatibility",
+        3 => "errors selecting input/output files or folders",
+        5 => "error starting client-server protocol",
+        10 => "error in socket I/O",
+        11 => "error in file I/O",
+        12 => "error in rsync protocol data stream",
+        20 => "received SIGUSR1 or SIGINT",
+        23 => "partial transfer due to error",
+        24 => "partial transfer: source files vanished",
+        25 => "--max-delete limit stopped deletions",
+        30 => "timeout in data send/receive",
+        35 => "timeout waiting for daemon connection",
+        _ => return None,
+    })
+}
+
+/// Reads the numbers of `rsync --stats`.
+fn parse_stats(out: &str) -> serde_json::Map<String, serde_json::Value> {
+    const KEYS: &[(&str, &str)] = &[
+        ("Number of files:", "files"),
+        ("Number of created files:", "files_created"),
+        ("Number of deleted files:", "files_deleted"),
+        ("Number of regular files transferred:", "files_transferred"),
+        ("Total file size:", "total_size"),
+        ("Total transferred file size:", "transferred_size"),
+        ("Total bytes sent:", "bytes_sent"),
+        ("Total bytes received:", "bytes_received"),
+    ];
+    let mut stats = serde_json::Map::new();
+    for line in out.lines() {
+        for (prefix, key) in KEYS {
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                let digits: String = rest
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.')
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                if let Ok(n) = digits.parse::<u64>() {
+                    stats.insert((*key).to_owned(), n.into());
+                }
+            }
+        }
+    }
+    stats
+}
+
 impl Action for Rsync {
     const NAME: &'static str = "rsync";
     const SUMMARY: &'static str = "copy a tree with rsync (hard links kept, never in place)";
@@ -124,6 +218,55 @@ impl Action for Rsync {
         out
     }
 
+    fn run(p: &RsyncParams, ctx: &ActionCtx) -> ActionResult {
+        let src = local_or_remote(ctx, &p.src);
+        let dest = local_or_remote(ctx, &p.dest);
+        if !is_remote(&p.dest) {
+            std::fs::create_dir_all(&dest)
+                .map_err(|e| ActionError::new(format!("cannot create {dest}: {e}")))?;
+        }
+        if !is_remote(&p.src) && !std::path::Path::new(&src).is_dir() {
+            return Err(ActionError::new(format!("source {src} is not a folder")));
+        }
+        let argv = p.argv(&src, &dest);
+        ctx.log(format!("running: {}", argv.join(" ")));
+        let done = ctx.run(&argv, &[], true)?;
+        let stats = parse_stats(&String::from_utf8_lossy(&done.stdout));
+        let code = done.status.code();
+        let warning = match code {
+            Some(0) => None,
+            Some(24) if p.vanished == Vanished::Warn => {
+                Some("some source files vanished during the transfer (rsync exit 24)".to_owned())
+            }
+            _ => {
+                return Err(ActionError::new(format!(
+                    "rsync failed: {}{}",
+                    describe_status(&done.status),
+                    code.and_then(exit_meaning)
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                )));
+            }
+        };
+        let summary = format!(
+            "{} files, {} transferred, {} bytes sent",
+            stats.get("files").and_then(|v| v.as_u64()).unwrap_or(0),
+            stats
+                .get("files_transferred")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+            stats
+                .get("bytes_sent")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+        );
+        Ok(ActionOutput {
+            summary: Some(summary),
+            details: serde_json::Value::Object(stats),
+            warning,
+        })
+    }
+
     fn describe(p: &RsyncParams) -> String {
         let mut flags = String::from("-a");
         if p.hard_links {
@@ -142,5 +285,28 @@ impl Action for Rsync {
             p.src.trim_end_matches('/'),
             p.dest
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rsync_stats() {
+        let out = "\nNumber of files: 1,234 (reg: 1,200, dir: 34)\nNumber of created files: 10\nNumber of deleted files: 2\nNumber of regular files transferred: 12\nTotal file size: 5,678,901 bytes\nTotal transferred file size: 1,024 bytes\nTotal bytes sent: 2,048\nTotal bytes received: 99\n";
+        let s = parse_stats(out);
+        assert_eq!(s["files"], 1234);
+        assert_eq!(s["files_transferred"], 12);
+        assert_eq!(s["total_size"], 5678901);
+        assert_eq!(s["files_deleted"], 2);
+    }
+
+    #[test]
+    fn remote_paths_are_recognised() {
+        assert!(is_remote("backup:/srv/x"));
+        assert!(is_remote("user@host:x"));
+        assert!(!is_remote("/srv/a:b"));
+        assert!(!is_remote("relative/dir"));
     }
 }

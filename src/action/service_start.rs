@@ -4,7 +4,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::argv_problem;
-use super::{Action, ParamProblem};
+use super::service_stop::wait_until;
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
+    procs,
+};
 use crate::model::Duration;
 
 /// Starts a service through systemctl or a given command, then checks that
@@ -64,6 +68,62 @@ impl Action for ServiceStart {
             ));
         }
         out
+    }
+
+    fn run(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
+        let argv = match (&p.unit, &p.start) {
+            (Some(unit), _) => vec!["systemctl".to_owned(), "start".to_owned(), unit.clone()],
+            (_, Some(argv)) => argv.clone(),
+            _ => return Err(ActionError::new("no `unit` and no `start` command")),
+        };
+        ctx.log(format!("running: {}", argv.join(" ")));
+        let done = ctx.run(&argv, &[], false)?;
+        if !done.status.success() {
+            return Err(ActionError::new(format!(
+                "`{}` failed ({})",
+                argv.join(" "),
+                describe_status(&done.status)
+            )));
+        }
+        if let Some(name) = &p.wait_up {
+            let names = vec![name.clone()];
+            if wait_until(ctx, p.timeout.std(), || {
+                (!procs::running(&names).is_empty(), ())
+            })?
+            .is_err()
+            {
+                return Err(ActionError::new(format!(
+                    "process `{name}` is not running {} after `{}`",
+                    p.timeout,
+                    argv.join(" ")
+                )));
+            }
+        }
+        if let Some(check) = &p.wait_cmd {
+            let mut last = String::new();
+            let ok = wait_until(ctx, p.timeout.std(), || match ctx.run(check, &[], false) {
+                Ok(f) if f.status.success() => (true, ()),
+                Ok(f) => {
+                    last = describe_status(&f.status);
+                    (false, ())
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    (false, ())
+                }
+            })?;
+            if ok.is_err() {
+                return Err(ActionError::new(format!(
+                    "`{}` did not succeed within {} (last: {last})",
+                    check.join(" "),
+                    p.timeout
+                )));
+            }
+        }
+        Ok(ActionOutput {
+            summary: Some("started".into()),
+            ..ActionOutput::default()
+        })
     }
 
     fn describe(p: &ServiceStartParams) -> String {

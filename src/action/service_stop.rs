@@ -4,7 +4,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::{StringList, argv_problem};
-use super::{Action, ParamProblem};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
+    procs,
+};
 use crate::model::Duration;
 
 /// Stops a service through systemctl or a given command, then waits until
@@ -62,6 +65,42 @@ impl Action for ServiceStop {
         out
     }
 
+    fn run(p: &ServiceStopParams, ctx: &ActionCtx) -> ActionResult {
+        let argv = match (&p.unit, &p.stop) {
+            (Some(unit), _) => vec!["systemctl".to_owned(), "stop".to_owned(), unit.clone()],
+            (_, Some(argv)) => argv.clone(),
+            _ => return Err(ActionError::new("no `unit` and no `stop` command")),
+        };
+        ctx.log(format!("running: {}", argv.join(" ")));
+        let done = ctx.run(&argv, &[], false)?;
+        if !done.status.success() {
+            return Err(ActionError::new(format!(
+                "`{}` failed ({})",
+                argv.join(" "),
+                describe_status(&done.status)
+            )));
+        }
+        let left = wait_until(ctx, p.timeout.std(), || {
+            let still = procs::running(&p.wait_gone.0);
+            (still.is_empty(), still)
+        })?;
+        match left {
+            Ok(()) => Ok(ActionOutput {
+                summary: Some(if p.wait_gone.0.is_empty() {
+                    "stopped".into()
+                } else {
+                    format!("stopped; none of {} is running", p.wait_gone.0.join(", "))
+                }),
+                ..ActionOutput::default()
+            }),
+            Err(still) => Err(ActionError::new(format!(
+                "still running after {}: {}",
+                p.timeout,
+                procs::describe(&still)
+            ))),
+        }
+    }
+
     fn describe(p: &ServiceStopParams) -> String {
         let how = match (&p.unit, &p.stop) {
             (Some(u), _) => format!("systemctl stop {u}"),
@@ -77,5 +116,26 @@ impl Action for ServiceStop {
                 p.wait_gone.0.join(", ")
             )
         }
+    }
+}
+
+/// Polls `check` every 100 ms until it says done or `limit` passes. Returns
+/// Ok(Ok(())) when done, Ok(Err(last value)) on timeout, Err if cancelled.
+pub(super) fn wait_until<T>(
+    ctx: &ActionCtx,
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> (bool, T),
+) -> Result<Result<(), T>, ActionError> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (done, value) = check();
+        if done {
+            return Ok(Ok(()));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Err(value));
+        }
+        ctx.check()?;
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

@@ -3,8 +3,15 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::path::Path;
+
+use super::manifest::{self, ManifestInfo};
 use super::params::non_empty;
-use super::{Action, ParamProblem};
+use super::tree::{link_tree, remove_tree};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, sync_dir,
+    write_atomic,
+};
 
 /// Links `src` into `<dir>/<name>.partial` in parallel, renames it to
 /// `<dir>/<name>` when complete and switches the `latest` symlink atomically.
@@ -41,6 +48,20 @@ pub struct SnapshotHardlinkParams {
     pub cycle: Option<u32>,
     /// Threads that link in parallel (default: number of CPUs).
     pub threads: Option<u32>,
+    /// Files whose sha256 goes into the manifest: `sample` (1 in 32, the default) or `all`.
+    #[serde(default)]
+    pub hash: HashMode,
+}
+
+/// Which files a manifest records a content hash for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HashMode {
+    /// A fixed 1-in-32 sample by path, plus every dump.
+    #[default]
+    Sample,
+    /// Every regular file.
+    All,
 }
 
 /// Default name of the `latest` symlink.
@@ -106,6 +127,96 @@ impl Action for SnapshotHardlink {
         out
     }
 
+    fn run(p: &SnapshotHardlinkParams, ctx: &ActionCtx) -> ActionResult {
+        if p.strategy == SnapshotStrategy::BaseIncremental {
+            return Err(ActionError::new(
+                "`strategy: base-incremental` is not built yet in this ward; use `strategy: full` (the default)",
+            ));
+        }
+        let dir = ctx.path(&p.dir);
+        let src = ctx.path(&p.src);
+        let name = p.name.clone().unwrap_or_else(|| ctx.facts.date.clone());
+        let threads = p.threads.map_or(ctx.threads, |t| t as usize);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
+        let done = dir.join(&name);
+        let partial = dir.join(format!("{name}.partial"));
+        if done.exists() {
+            // A resume after "renamed, but not yet recorded": finish the job.
+            manifest::read(&done.join(manifest::FILE_NAME)).map_err(|e| {
+                ActionError::new(format!(
+                    "{} exists but is not a complete ward snapshot ({e}); move it away or choose another `name`",
+                    done.display()
+                ))
+            })?;
+            ctx.log(format!(
+                "{} is already complete; switching {} to it",
+                done.display(),
+                p.latest
+            ));
+            switch_latest(&dir, &p.latest, &name)?;
+            return Ok(ActionOutput {
+                summary: Some(format!("{} already complete", done.display())),
+                ..ActionOutput::default()
+            });
+        }
+        if partial.exists() {
+            ctx.log(format!(
+                "removing {} left by an interrupted snapshot",
+                partial.display()
+            ));
+            remove_tree(&partial, threads, ctx.cancel_flag())?;
+        }
+        ctx.log(format!(
+            "linking {} into {}",
+            src.display(),
+            partial.display()
+        ));
+        let entries = link_tree(&src, &partial, threads, ctx.cancel_flag())?;
+        ctx.check()?;
+        let info = ManifestInfo {
+            name: name.clone(),
+            host: ctx.facts.host.clone(),
+            run_id: ctx.run_id.clone(),
+            playbook_hash: ctx.playbook_hash.clone(),
+            hash_all: p.hash == HashMode::All,
+        };
+        let m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
+        let json = serde_json::to_vec_pretty(&m)
+            .map_err(|e| ActionError::new(format!("cannot encode manifest: {e}")))?;
+        write_atomic(&partial.join(manifest::FILE_NAME), &json, 0o644)?;
+        // Everything linked must be on disk before the snapshot gets its final name.
+        let fd = std::fs::File::open(&partial)?;
+        rustix::fs::syncfs(&fd)
+            .map_err(|e| ActionError::new(format!("cannot sync {}: {e}", partial.display())))?;
+        std::fs::rename(&partial, &done).map_err(|e| {
+            ActionError::new(format!(
+                "cannot rename {} to {}: {e}",
+                partial.display(),
+                done.display()
+            ))
+        })?;
+        sync_dir(&dir)?;
+        switch_latest(&dir, &p.latest, &name)?;
+        let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
+        Ok(ActionOutput {
+            summary: Some(format!(
+                "{}: {} files, {} bytes, {hashed} hashed",
+                done.display(),
+                m.files,
+                m.bytes
+            )),
+            details: serde_json::json!({
+                "snapshot": done.display().to_string(),
+                "files": m.files,
+                "bytes": m.bytes,
+                "entries": m.entries.len(),
+                "hashed": hashed,
+            }),
+            warning: None,
+        })
+    }
+
     fn describe(p: &SnapshotHardlinkParams) -> String {
         let name = p.name.as_deref().unwrap_or("<date>");
         let dir = p.dir.trim_end_matches('/');
@@ -118,4 +229,29 @@ impl Action for SnapshotHardlink {
             p.src, p.latest
         )
     }
+}
+
+/// Points `dir/latest` at `name` atomically: a new symlink under a temp
+/// name, renamed over the old one.
+pub(super) fn switch_latest(dir: &Path, latest: &str, name: &str) -> Result<(), ActionError> {
+    let link = dir.join(latest);
+    if let Ok(meta) = std::fs::symlink_metadata(&link)
+        && !meta.file_type().is_symlink()
+    {
+        return Err(ActionError::new(format!(
+            "{} exists and is not a symlink; ward will not replace it",
+            link.display()
+        )));
+    }
+    let tmp = dir.join(format!(".{latest}.ward-tmp-{:08x}", fastrand::u32(..)));
+    std::os::unix::fs::symlink(name, &tmp)
+        .map_err(|e| ActionError::new(format!("cannot create {}: {e}", tmp.display())))?;
+    if let Err(e) = std::fs::rename(&tmp, &link) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ActionError::new(format!(
+            "cannot switch {}: {e}",
+            link.display()
+        )));
+    }
+    sync_dir(dir)
 }

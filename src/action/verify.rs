@@ -3,11 +3,14 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::manifest;
 use super::params::non_empty;
-use super::{Action, ParamProblem};
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, write_atomic,
+};
 
 /// Reads `manifest.json` of a backup set and reports every missing,
-/// changed, truncated or extra file.
+/// changed, truncated or extra file; marks the set verified when clean.
 pub struct Verify;
 
 /// Parameters of `verify`.
@@ -18,9 +21,20 @@ pub struct VerifyParams {
     pub path: String,
     /// The manifest (default `<path>/manifest.json`).
     pub manifest: Option<String>,
-    /// Hash every file, not only those the manifest sampled (default false).
-    #[serde(default)]
-    pub full: bool,
+    /// Re-hash the files whose sha256 the manifest recorded (default true;
+    /// false checks structure, sizes and modes only).
+    #[serde(default = "yes")]
+    pub hashes: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The marker `rotate` looks for: `<dir>/.<name>.verified` next to the set.
+pub fn marker_path(set: &std::path::Path) -> Option<std::path::PathBuf> {
+    let name = set.file_name()?.to_string_lossy().into_owned();
+    Some(set.parent()?.join(format!(".{name}.verified")))
 }
 
 impl Action for Verify {
@@ -32,15 +46,70 @@ impl Action for Verify {
         non_empty("path", &p.path).into_iter().collect()
     }
 
+    fn run(p: &VerifyParams, ctx: &ActionCtx) -> ActionResult {
+        let given = ctx.path(&p.path);
+        let set = std::fs::canonicalize(&given).map_err(|e| {
+            ActionError::new(format!("cannot open backup set {}: {e}", given.display()))
+        })?;
+        let manifest_path = p
+            .manifest
+            .as_deref()
+            .map_or_else(|| set.join(manifest::FILE_NAME), |m| ctx.path(m));
+        let m = manifest::read(&manifest_path)?;
+        ctx.check()?;
+        let mismatches = manifest::compare(&set, &m, p.hashes);
+        for mm in &mismatches {
+            ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
+        }
+        if !mismatches.is_empty() {
+            let first: Vec<String> = mismatches
+                .iter()
+                .take(5)
+                .map(|m| format!("{} {}", m.kind, m.path))
+                .collect();
+            return Err(ActionError::new(format!(
+                "{} does not match its manifest: {} problem(s): {}{}",
+                set.display(),
+                mismatches.len(),
+                first.join(", "),
+                if mismatches.len() > 5 { ", ..." } else { "" }
+            )));
+        }
+        if let Some(marker) = marker_path(&set) {
+            let note = serde_json::json!({
+                "verified_at": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+                "run_id": ctx.run_id,
+                "manifest_checksum": m.checksum,
+                "hashes": p.hashes,
+            });
+            write_atomic(&marker, note.to_string().as_bytes(), 0o644)?;
+        }
+        let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
+        Ok(ActionOutput {
+            summary: Some(format!(
+                "{}: {} entries match{}",
+                set.display(),
+                m.entries.len(),
+                if p.hashes {
+                    format!(", {hashed} hashes checked")
+                } else {
+                    String::new()
+                }
+            )),
+            details: serde_json::json!({ "entries": m.entries.len(), "hashed": hashed }),
+            warning: None,
+        })
+    }
+
     fn describe(p: &VerifyParams) -> String {
         let manifest = p
             .manifest
             .clone()
             .unwrap_or_else(|| format!("{}/manifest.json", p.path.trim_end_matches('/')));
-        let depth = if p.full {
-            "every file"
+        let depth = if p.hashes {
+            "sizes and recorded hashes"
         } else {
-            "sizes, sampled hashes"
+            "sizes only"
         };
         format!("verify {} against {manifest} ({depth})", p.path)
     }

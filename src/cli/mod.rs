@@ -6,6 +6,7 @@ mod plan;
 mod run;
 mod schema;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,8 @@ enum Command {
     Runs(RunsArgs),
     /// Print the output of a run's steps.
     Log(LogArgs),
+    /// Check a backup set against its manifest: missing, changed, truncated, extra files.
+    Verify(VerifyArgs),
     /// Print the JSON Schema of the playbook format.
     Schema,
     /// List the built-in actions.
@@ -184,6 +187,22 @@ struct LogArgs {
     state: StateArgs,
 }
 
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The backup set (a snapshot folder, or the `latest` link).
+    #[arg(value_name = "SET")]
+    set: PathBuf,
+    /// The manifest (default: SET/manifest.json).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Check structure, sizes and modes only; do not re-hash files.
+    #[arg(long)]
+    no_hashes: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
     Text,
@@ -210,6 +229,7 @@ pub fn main() -> i32 {
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Schema => schema::run(),
         Command::Actions => actions::run(),
     };

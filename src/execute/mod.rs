@@ -5,6 +5,7 @@
 //! The executor never prints: it sends [`Event`]s to a [`Reporter`]
 //! (`report::progress` has the terminal and cron ones).
 
+mod action_run;
 mod events;
 pub mod fault;
 pub mod orphans;

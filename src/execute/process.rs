@@ -58,8 +58,12 @@ pub struct AttemptResult {
     pub timed_out: bool,
     /// A signal to ward ended it.
     pub interrupted: bool,
-    /// It could not be started at all.
-    pub spawn_error: Option<String>,
+    /// It could not be started, or (an action) it failed: why.
+    pub error: Option<String>,
+    /// What an action reported (sizes, hashes, statistics).
+    pub details: Option<serde_json::Value>,
+    /// An action's one-line summary or warning, for successful attempts.
+    pub note: Option<String>,
     /// How long it ran.
     pub elapsed: Duration,
 }
@@ -71,7 +75,9 @@ impl AttemptResult {
             signal: None,
             timed_out: false,
             interrupted: false,
-            spawn_error: Some(message),
+            error: Some(message),
+            details: None,
+            note: None,
             elapsed: started.elapsed(),
         }
     }
@@ -245,7 +251,7 @@ pub async fn wait_attempt(
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_millis(200), r).await;
     }
-    let (exit_code, signal, spawn_error) = match status {
+    let (exit_code, signal, error) = match status {
         Ok(s) => (s.code(), s.signal(), None),
         Err(e) => (
             None,
@@ -258,7 +264,9 @@ pub async fn wait_attempt(
         signal,
         timed_out,
         interrupted,
-        spawn_error,
+        error,
+        details: None,
+        note: None,
         elapsed: started.elapsed(),
     }
 }
@@ -273,7 +281,7 @@ pub async fn run_attempt(
     wait_attempt(started, spec, cancel).await
 }
 
-async fn wait_cancel(cancel: &mut watch::Receiver<Cancel>) -> Cancel {
+pub(super) async fn wait_cancel(cancel: &mut watch::Receiver<Cancel>) -> Cancel {
     loop {
         let level = *cancel.borrow_and_update();
         if level != Cancel::No {

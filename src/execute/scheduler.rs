@@ -11,17 +11,21 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::ExecOptions;
+use super::action_run::run_action;
 use super::events::{Event, Reporter, StepEnd};
 use super::process::{
     AttemptResult, AttemptSpec, Cancel, run_attempt, spawn_attempt, wait_attempt,
 };
 use super::signals::{Received, Signals};
+use crate::action::{ActionCtx, CtxParts};
 use crate::model::When;
 use crate::state::{Change, RunState, StateError, StepState, Store};
 use crate::validate::{ResolvedBody, ResolvedStep, Validated};
@@ -76,6 +80,7 @@ struct Scheduler<'a, 'r> {
     /// Attempts in this process (the retry budget restarts on resume).
     tries: Vec<u32>,
     retry_waiting: HashSet<usize>,
+    playbook_hash: String,
     running: usize,
     finished_order: Vec<usize>,
     failure: Option<String>,
@@ -123,6 +128,7 @@ pub async fn execute(
         tries: vec![0; v.steps.len()],
         options: exec.options,
         retry_waiting: HashSet::new(),
+        playbook_hash: crate::run::hash(v.playbook.source.text()),
         running: 0,
         finished_order: Vec::new(),
         failure: None,
@@ -168,6 +174,21 @@ pub async fn execute(
             } else {
                 cancel_rx.clone()
             };
+            if let ResolvedBody::Action(params) = &s.steps[step].body {
+                let (ctx, flag) = s.action_ctx(step, spec, echo);
+                let params = params.clone();
+                let timeout = s.steps[step].timeout.map(|t| t.std());
+                tasks.spawn(async move {
+                    let result = run_action(params, ctx, flag, timeout, cancel).await;
+                    Done::Attempt {
+                        step,
+                        attempt,
+                        log,
+                        result,
+                    }
+                });
+                continue;
+            }
             let started = spawn_attempt(&spec, echo);
             tasks.spawn(async move {
                 let result = wait_attempt(started, spec, cancel).await;
@@ -351,6 +372,30 @@ impl Scheduler<'_, '_> {
         (i, attempt, log)
     }
 
+    /// The context for an action attempt, and its cancellation flag.
+    fn action_ctx(
+        &self,
+        i: usize,
+        spec: AttemptSpec,
+        echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
+    ) -> (ActionCtx, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let ctx = ActionCtx::new(CtxParts {
+            step: self.steps[i].id.clone(),
+            index: i,
+            run_id: self.run_id.to_owned(),
+            work_dir: spec.cwd,
+            env: spec.env,
+            facts: self.v.facts.clone(),
+            playbook_hash: self.playbook_hash.clone(),
+            kill_grace: spec.kill_grace,
+            log_path: spec.log_path,
+            cancelled: flag.clone(),
+            echo: echo.map(|(_, tx)| tx),
+        });
+        (ctx, flag)
+    }
+
     fn attempt_spec(&self, i: usize, attempt: u32, log: &Path) -> AttemptSpec {
         let step = &self.steps[i];
         let argv = match &step.body {
@@ -392,7 +437,7 @@ impl Scheduler<'_, '_> {
         self.running -= 1;
         let steps = self.steps;
         let step = &steps[i];
-        let ok = r.spawn_error.is_none()
+        let ok = r.error.is_none()
             && !r.timed_out
             && !r.interrupted
             && r.exit_code.is_some_and(|c| step.ok_codes.contains(&c));
@@ -400,7 +445,7 @@ impl Scheduler<'_, '_> {
             if let Some(path) = &step.creates {
                 sync_path(&self.resolve(path));
             }
-            (StepState::Succeeded, "succeeded", None, false)
+            (StepState::Succeeded, "succeeded", r.note.clone(), false)
         } else {
             let message = failure_message(r, step);
             if r.interrupted {
@@ -463,6 +508,7 @@ impl Scheduler<'_, '_> {
             exit_code: r.exit_code,
             signal: r.signal,
             message,
+            details: r.details.as_ref().map(|d| d.to_string()),
             at: now_ms(),
         });
     }
@@ -521,7 +567,14 @@ impl Scheduler<'_, '_> {
                 of: self.steps[c].retry.attempts,
             });
             let spec = self.attempt_spec(c, attempt, &log);
-            let result = run_attempt(spec, cancel.clone(), None).await;
+            let result = match &self.steps[c].body {
+                ResolvedBody::Action(params) => {
+                    let timeout = self.steps[c].timeout.map(|t| t.std());
+                    let (ctx, flag) = self.action_ctx(c, spec, None);
+                    run_action(params.clone(), ctx, flag, timeout, cancel.clone()).await
+                }
+                _ => run_attempt(spec, cancel.clone(), None).await,
+            };
             let mut timers = JoinSet::new();
             self.attempt_done(c, attempt, &log, &result, &mut timers, cancel);
             store.apply(self.run_id, &self.changes)?;
@@ -587,7 +640,11 @@ fn past_tense(state: StepState) -> &'static str {
 }
 
 fn failure_message(r: &AttemptResult, step: &ResolvedStep) -> String {
-    if let Some(e) = &r.spawn_error {
+    if r.timed_out {
+        let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
+        return format!("timed out after {limit}; its process group was stopped");
+    }
+    if let Some(e) = &r.error {
         return e.clone();
     }
     if r.timed_out {

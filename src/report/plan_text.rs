@@ -89,6 +89,17 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
             .join(" "),
     };
     field(out, "does", &does)?;
+    if let ResolvedBody::Action(p) = &s.body {
+        let work_dir = v
+            .playbook
+            .source
+            .path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        for line in p.probe(work_dir, &v.facts) {
+            field(out, "now", &line)?;
+        }
+    }
     let deps = v.graph.dependencies(s.index);
     let names = |kind: EdgeKind| -> Vec<&str> {
         deps.iter()

@@ -137,7 +137,11 @@ fn write_end<W: Write>(
     match end.state {
         StepState::Succeeded => {
             if verbose {
-                writeln!(out, "{} {} {}", s.bold("✔"), end.step, s.dim(&took))
+                let note = end.message.map(|m| format!(" {m}")).unwrap_or_default();
+                writeln!(out, "{} {} {}{note}", s.bold("✔"), end.step, s.dim(&took))
+            } else if let Some(w) = end.message.filter(|m| m.contains("warning:")) {
+                // Even cron hears about warnings (e.g. files vanished during rsync).
+                writeln!(out, "ward: {} succeeded with a {w}", end.step)
             } else {
                 Ok(())
             }
@@ -191,7 +195,7 @@ impl<W: Write> Reporter for QuietReporter<W> {
                 self.playbook = playbook.to_string();
                 Ok(())
             }
-            Event::StepFinished(end) if !end.will_retry && end.state != StepState::Succeeded => {
+            Event::StepFinished(end) if !end.will_retry => {
                 write_end(&mut self.out, end, Style::plain(), false)
             }
             Event::Interrupted { signal } => {

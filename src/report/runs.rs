@@ -102,7 +102,11 @@ pub fn render_status(
             exit,
             s.log_path
                 .as_deref()
-                .map(|p| if std::path::Path::new(p).exists() { p } else { "(no output)" })
+                .map(|p| if std::path::Path::new(p).exists() {
+                    p
+                } else {
+                    "(no output)"
+                })
                 .unwrap_or("-")
         )?;
         if let Some(reason) = s

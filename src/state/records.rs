@@ -219,6 +219,8 @@ pub struct AttemptRecord {
     pub message: Option<String>,
     /// The attempt's output.
     pub log_path: String,
+    /// What an action reported (sizes, hashes, transfer statistics).
+    pub details: Option<serde_json::Value>,
 }
 
 /// One change to a run, committed with others in one transaction.
@@ -269,6 +271,8 @@ pub enum Change {
         signal: Option<i32>,
         /// Words.
         message: Option<String>,
+        /// What an action reported (JSON).
+        details: Option<String>,
         /// Unix ms.
         at: i64,
     },

@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[&str] = &[
         signal      INTEGER,
         outcome     TEXT,
         message     TEXT,
+        details     TEXT,
         log_path    TEXT NOT NULL,
         PRIMARY KEY (run_id, step_id, attempt),
         FOREIGN KEY (run_id, step_id) REFERENCES steps (run_id, step_id)

@@ -288,7 +288,7 @@ impl Store for SqliteStore {
             .conn
             .prepare(
                 "SELECT a.step_id, a.attempt, a.started_at, a.finished_at, a.exit_code, a.signal, a.outcome, \
-                 a.message, a.log_path FROM attempts a JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id \
+                 a.message, a.log_path, a.details FROM attempts a JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id \
                  WHERE a.run_id = ?1 AND (?2 IS NULL OR a.step_id = ?2) ORDER BY a.started_at, s.position, a.attempt",
             )
             .map_err(|e| self.err(e))?;
@@ -304,6 +304,9 @@ impl Store for SqliteStore {
                     outcome: r.get(6)?,
                     message: r.get(7)?,
                     log_path: r.get(8)?,
+                    details: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|d| serde_json::from_str(&d).ok()),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -410,6 +413,7 @@ fn apply_one(
             exit_code,
             signal,
             message,
+            details,
             at,
         } => {
             let finished = state.is_terminal().then_some(*at);
@@ -426,10 +430,10 @@ fn apply_one(
                 finished
             ])?;
             tx.prepare_cached(
-                "UPDATE attempts SET finished_at = ?4, exit_code = ?5, signal = ?6, outcome = ?7, message = ?8 \
-                 WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
+                "UPDATE attempts SET finished_at = ?4, exit_code = ?5, signal = ?6, outcome = ?7, message = ?8, \
+                 details = ?9 WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
             )?
-            .execute(params![run_id, step, attempt, at, exit_code, signal, outcome, message])?;
+            .execute(params![run_id, step, attempt, at, exit_code, signal, outcome, message, details])?;
             event(
                 tx,
                 run_id,

@@ -57,7 +57,7 @@ pub struct Condition {
 #[derive(Debug)]
 pub enum ResolvedBody {
     /// A built-in action with typed, checked parameters.
-    Action(Box<dyn ActionParams>),
+    Action(std::sync::Arc<dyn ActionParams>),
     /// A bash line.
     Run(String),
     /// An argv.
@@ -214,7 +214,7 @@ fn action_params(
     ctx: &TemplateContext,
     templates: &Templates,
     diags: &mut Diagnostics,
-) -> Option<Box<dyn ActionParams>> {
+) -> Option<std::sync::Arc<dyn ActionParams>> {
     let Some(def) = action::lookup(&name.value) else {
         let help = suggest(&name.value, action::names()).unwrap_or_else(|| {
             format!(

@@ -1,8 +1,10 @@
 //! Integration tests: they drive the real `ward` binary on real files.
 
+mod fs_actions;
 mod harness;
 mod hostile;
 mod invalid_fixtures;
+mod pg;
 mod plan;
 mod resume;
 mod run;

@@ -327,15 +327,16 @@ fn progress_mode_prefixes_step_output() {
 }
 
 #[test]
-fn playbooks_with_actions_are_refused_before_anything_runs() {
+fn unbuilt_features_are_refused_before_anything_runs() {
     let s = Scratch::new();
     s.write(
         "p.yml",
-        "ward: 1\nname: act\nsteps:\n  - id: first\n    cmd: [touch, first.ran]\n  - id: sync\n    needs: [first]\n    action: rsync\n    with: { src: /a, dest: /b }\n",
+        "ward: 1\nname: act\nsteps:\n  - id: first\n    cmd: [touch, first.ran]\n  - id: snap\n    needs: [first]\n    action: snapshot.hardlink\n    with: { src: a, dir: b, strategy: base-incremental, cycle: 7 }\n",
     );
     let run = s.ward().args(["run", "p.yml"]).run().expect_code(2);
     assert!(
-        run.stderr.contains("cannot run built-in actions yet"),
+        run.stderr
+            .contains("`strategy: base-incremental` is not built yet"),
         "{}",
         run.stderr
     );

@@ -1,0 +1,406 @@
+//! What a running action gets from the executor: its log, cancellation,
+//! the step's environment and folder, the run's facts, and a way to run
+//! programs in their own process group.
+//!
+//! Actions are synchronous code run on a blocking thread: most of their
+//! work is file-system calls and child processes. Cancellation (a timeout
+//! or a signal to ward) sets a flag that actions check between units of
+//! work and that stops their child processes' groups.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::sync::mpsc;
+
+use crate::template::RunFacts;
+
+/// Why an action failed, in words for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionError(pub String);
+
+impl ActionError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> ActionError {
+        ActionError(message.into())
+    }
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<std::io::Error> for ActionError {
+    fn from(e: std::io::Error) -> ActionError {
+        ActionError(e.to_string())
+    }
+}
+
+/// What a successful action reports.
+#[derive(Clone, Debug, Default)]
+pub struct ActionOutput {
+    /// One line for progress and status.
+    pub summary: Option<String>,
+    /// Figures worth keeping (sizes, hashes, transfer statistics), as JSON.
+    pub details: serde_json::Value,
+    /// Something the operator should know although the step succeeded.
+    pub warning: Option<String>,
+}
+
+/// The result of one action attempt.
+pub type ActionResult = Result<ActionOutput, ActionError>;
+
+/// Everything an action may use while it runs.
+pub struct ActionCtx {
+    /// The step's id.
+    pub step: String,
+    /// The run's id.
+    pub run_id: String,
+    /// The playbook's folder; relative paths are resolved against it.
+    pub work_dir: PathBuf,
+    /// Environment added to ward's for child processes (WARD_* and the step's `env`).
+    pub env: Vec<(String, String)>,
+    /// The run's `ward.*` facts (date, host).
+    pub facts: RunFacts,
+    /// sha256 of the playbook file.
+    pub playbook_hash: String,
+    /// Wait between SIGTERM and SIGKILL for child processes.
+    pub kill_grace: Duration,
+    /// Threads an action may use (the machine's CPUs unless told otherwise).
+    pub threads: usize,
+    log: Mutex<Option<File>>,
+    log_path: PathBuf,
+    cancelled: Arc<AtomicBool>,
+    echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
+}
+
+/// The parts of an [`ActionCtx`] the executor fills in.
+pub struct CtxParts {
+    /// Step id.
+    pub step: String,
+    /// Step index (for echoed output).
+    pub index: usize,
+    /// Run id.
+    pub run_id: String,
+    /// Working folder.
+    pub work_dir: PathBuf,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Run facts.
+    pub facts: RunFacts,
+    /// Playbook hash.
+    pub playbook_hash: String,
+    /// Kill grace.
+    pub kill_grace: Duration,
+    /// The attempt's log file.
+    pub log_path: PathBuf,
+    /// Set when the attempt must stop.
+    pub cancelled: Arc<AtomicBool>,
+    /// Where to echo log lines, if anywhere.
+    pub echo: Option<mpsc::UnboundedSender<(usize, String)>>,
+}
+
+impl ActionCtx {
+    /// Builds a context; the log file is created on first use.
+    pub fn new(p: CtxParts) -> ActionCtx {
+        ActionCtx {
+            step: p.step,
+            run_id: p.run_id,
+            work_dir: p.work_dir,
+            env: p.env,
+            facts: p.facts,
+            playbook_hash: p.playbook_hash,
+            kill_grace: p.kill_grace,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            log: Mutex::new(None),
+            log_path: p.log_path,
+            cancelled: p.cancelled,
+            echo: p.echo.map(|tx| (p.index, tx)),
+        }
+    }
+
+    fn log_file(&self) -> Option<File> {
+        let mut guard = self.log.lock().ok()?;
+        if guard.is_none() {
+            *guard = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)
+                .ok();
+        }
+        guard.as_ref().and_then(|f| f.try_clone().ok())
+    }
+
+    /// Writes a line to the attempt's log (and to the terminal when echoing).
+    pub fn log(&self, line: impl AsRef<str>) {
+        let line = line.as_ref();
+        if let Some(mut f) = self.log_file() {
+            let _ = writeln!(f, "{line}");
+        }
+        if let Some((step, tx)) = &self.echo {
+            let _ = tx.send((*step, line.to_owned()));
+        }
+    }
+
+    /// True once the attempt must stop (timeout or a signal to ward).
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// The cancellation flag itself, for loops on worker threads.
+    pub fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancelled
+    }
+
+    /// Err if the attempt must stop; call between units of work.
+    pub fn check(&self) -> Result<(), ActionError> {
+        if self.cancelled() {
+            Err(ActionError::new(
+                "stopped: the step timed out or ward was interrupted",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves a path parameter against the playbook's folder.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.work_dir.join(p)
+    }
+
+    /// Starts a program in its own process group, stdin from /dev/null,
+    /// stderr (and stdout unless `stdout_piped`) appended to the log.
+    pub fn spawn(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+        stdout_piped: bool,
+    ) -> Result<Running, ActionError> {
+        self.spawn_with(argv, extra_env, false, stdout_piped)
+    }
+
+    /// As [`spawn`](Self::spawn), optionally with stdin piped too.
+    pub fn spawn_with(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+        stdin_piped: bool,
+        stdout_piped: bool,
+    ) -> Result<Running, ActionError> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(ActionError::new("empty command"));
+        };
+        let log = self.log_file().ok_or_else(|| {
+            ActionError::new(format!("cannot open log {}", self.log_path.display()))
+        })?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.work_dir)
+            .stdin(if stdin_piped {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .process_group(0);
+        if stdout_piped {
+            cmd.stdout(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::from(log.try_clone()?));
+        }
+        cmd.stderr(Stdio::from(log));
+        let child = cmd
+            .spawn()
+            .map_err(|e| ActionError::new(format!("cannot start `{program}`: {e}")))?;
+        Ok(Running {
+            group: Pid::from_raw(child.id() as i32),
+            child,
+            program: program.clone(),
+        })
+    }
+
+    /// Runs a program to its end; stdout is returned when `capture` (and
+    /// also written to the log), else only logged.
+    pub fn run(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+        capture: bool,
+    ) -> Result<Finished, ActionError> {
+        let mut running = self.spawn(argv, extra_env, capture)?;
+        let reader = running.child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+                buf
+            })
+        });
+        let status = running.wait(self)?;
+        let stdout = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+        if !stdout.is_empty()
+            && let Some(mut f) = self.log_file()
+        {
+            let _ = f.write_all(&stdout);
+        }
+        Ok(Finished { status, stdout })
+    }
+}
+
+/// A program started by an action.
+pub struct Running {
+    /// The child (its stdout is `Some` if it was piped).
+    pub child: Child,
+    group: Option<Pid>,
+    program: String,
+}
+
+/// A program that ended.
+pub struct Finished {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Its stdout, if captured.
+    pub stdout: Vec<u8>,
+}
+
+impl Running {
+    /// The program's name, for messages.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Waits for the program, stopping its group (SIGTERM, then SIGKILL
+    /// after the grace) if the attempt is cancelled meanwhile.
+    pub fn wait(&mut self, ctx: &ActionCtx) -> Result<ExitStatus, ActionError> {
+        let mut stop_sent: Option<Instant> = None;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| ActionError::new(format!("cannot wait for `{}`: {e}", self.program)))?
+            {
+                return Ok(status);
+            }
+            if ctx.cancelled() {
+                match stop_sent {
+                    None => {
+                        self.signal(Signal::TERM);
+                        stop_sent = Some(Instant::now());
+                    }
+                    Some(at) if at.elapsed() >= ctx.kill_grace => self.signal(Signal::KILL),
+                    Some(_) => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends a signal to the program's whole process group.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(g) = self.group {
+            let _ = kill_process_group(g, signal);
+        }
+    }
+}
+
+/// Describes how a program ended, for messages: `exit code 3`, `killed by signal 9`.
+pub fn describe_status(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended without a status".into(),
+    }
+}
+
+/// Writes `bytes` to `dest` atomically: a temp file in the same folder,
+/// fsync, rename, fsync of the folder. `mode` applies to the new file.
+pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), ActionError> {
+    let mut tmp = AtomicFile::create(dest, mode)?;
+    tmp.file().write_all(bytes)?;
+    tmp.commit()
+}
+
+/// A file written under a temporary name and renamed into place on
+/// [`commit`](AtomicFile::commit); dropped without commit, it is removed.
+pub struct AtomicFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates `.<name>.ward-tmp-<random>` next to `dest`.
+    pub fn create(dest: &Path, mode: u32) -> Result<AtomicFile, ActionError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = dest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .ok_or_else(|| ActionError::new(format!("{} is not a file name", dest.display())))?;
+        let tmp = dir.join(format!(
+            ".{}.ward-tmp-{:08x}",
+            name.to_string_lossy(),
+            fastrand::u32(..)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| ActionError::new(format!("cannot create {}: {e}", tmp.display())))?;
+        Ok(AtomicFile {
+            file: Some(file),
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// The open temp file.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("file is open until commit")
+    }
+
+    /// fsync, rename over `dest`, fsync the folder.
+    pub fn commit(mut self) -> Result<(), ActionError> {
+        let file = self.file.take().expect("file is open until commit");
+        file.sync_all()
+            .map_err(|e| ActionError::new(format!("cannot fsync {}: {e}", self.tmp.display())))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| {
+            ActionError::new(format!("cannot rename into {}: {e}", self.dest.display()))
+        })?;
+        sync_dir(self.dest.parent().unwrap_or(Path::new(".")))?;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// fsyncs a folder so that renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), ActionError> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ActionError::new(format!("cannot fsync folder {}: {e}", dir.display())))
+}

@@ -1,0 +1,458 @@
+//! `manifest.json`: what a backup set holds, and checking a set against it.
+//!
+//! Written by `snapshot.hardlink` into each snapshot; read by `verify` and
+//! `ward verify`. The manifest carries a checksum of its own content, so a
+//! damaged manifest is reported as such instead of as a damaged backup.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ActionError;
+use super::tree::{Entry, Kind};
+
+/// The manifest's file name inside a backup set.
+pub const FILE_NAME: &str = "manifest.json";
+/// The format tag.
+pub const FORMAT: &str = "ward-manifest/1";
+/// Side files written next to dumps by `pg.dumpall`, merged into manifests.
+pub const SIDECAR_SUFFIX: &str = ".ward.json";
+
+/// A backup set's manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always `ward-manifest/1`.
+    pub format: String,
+    /// The snapshot's name.
+    pub name: String,
+    /// When the snapshot was completed (local time).
+    pub created: String,
+    /// Host that made it.
+    pub host: String,
+    /// ward's version.
+    pub ward_version: String,
+    /// The run that made it.
+    pub run_id: String,
+    /// sha256 of the playbook file.
+    pub playbook_hash: String,
+    /// PostgreSQL server version, from the dumps in the set.
+    pub postgres_version: Option<String>,
+    /// Number of regular files.
+    pub files: u64,
+    /// Bytes in regular files (hard-linked files counted once).
+    pub bytes: u64,
+    /// `sample` or `all`: which files have a recorded sha256.
+    pub hash: String,
+    /// The dumps in the set (their side files).
+    pub dumps: Vec<serde_json::Value>,
+    /// Every entry, sorted by path.
+    pub entries: Vec<ManifestEntry>,
+    /// sha256 of this manifest with `checksum` empty.
+    pub checksum: String,
+}
+
+/// One entry of a manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// Path relative to the set (lossy if not UTF-8, see `path_hex`).
+    pub path: String,
+    /// The exact path bytes, hex, when the path is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// `file`, `dir`, `symlink` or `special`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size of regular files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Permission bits.
+    pub mode: u32,
+    /// Symlink target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Content hash, for sampled (or all) files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl ManifestEntry {
+    /// The entry's path as bytes.
+    pub fn rel_bytes(&self) -> Vec<u8> {
+        match &self.path_hex {
+            Some(hex) => (0..hex.len())
+                .step_by(2)
+                .filter_map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect(),
+            None => self.path.as_bytes().to_vec(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a file's content, as hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Deterministic 1-in-32 sample by path, so repeated snapshots hash the
+/// same files and a verify can be compared across days.
+fn sampled(rel: &[u8]) -> bool {
+    Sha256::digest(rel)[0] < 8
+}
+
+/// Everything needed to write a manifest besides the entries.
+pub struct ManifestInfo {
+    /// Snapshot name.
+    pub name: String,
+    /// Host.
+    pub host: String,
+    /// Run id.
+    pub run_id: String,
+    /// Playbook hash.
+    pub playbook_hash: String,
+    /// Hash every file (true) or a sample (false).
+    pub hash_all: bool,
+}
+
+/// Builds the manifest of the tree at `root` from its entries, hashing the
+/// sampled (or all) files with `threads` workers.
+pub fn build(
+    root: &Path,
+    entries: &[Entry],
+    info: &ManifestInfo,
+    threads: usize,
+    cancelled: &AtomicBool,
+) -> Result<Manifest, ActionError> {
+    let mut dumps = Vec::new();
+    let mut known: HashMap<Vec<u8>, String> = HashMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.kind == Kind::File && e.rel.ends_with(SIDECAR_SUFFIX.as_bytes()))
+    {
+        let path = root.join(OsStr::from_bytes(&e.rel));
+        if let Ok(v) = std::fs::read(&path)
+            .map_err(|_| ())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|_| ()))
+        {
+            let dump_rel = e.rel[..e.rel.len() - SIDECAR_SUFFIX.len()].to_vec();
+            if let Some(sum) = v.get("sha256").and_then(|s| s.as_str()) {
+                known.insert(dump_rel, sum.to_owned());
+            }
+            dumps.push(v);
+        }
+    }
+    let postgres_version = dumps.iter().find_map(|d| {
+        d.get("server_version")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    });
+
+    // Hash in parallel: each worker takes every n-th file to hash.
+    let to_hash: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            e.kind == Kind::File
+                && !known.contains_key(&e.rel)
+                && (info.hash_all || sampled(&e.rel))
+        })
+        .collect();
+    let threads = threads.max(1);
+    type Hashed = Result<Vec<(Vec<u8>, String)>, ActionError>;
+    let hashed: Vec<Hashed> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let to_hash = &to_hash;
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for e in to_hash.iter().skip(t).step_by(threads) {
+                        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Err(ActionError::new(
+                                "stopped: the step timed out or ward was interrupted",
+                            ));
+                        }
+                        let p = root.join(OsStr::from_bytes(&e.rel));
+                        let sum = sha256_file(&p).map_err(|err| {
+                            ActionError::new(format!("cannot hash {}: {err}", p.display()))
+                        })?;
+                        out.push((e.rel.clone(), sum));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ActionError::new("a hashing thread panicked")))
+            })
+            .collect()
+    });
+    for part in hashed {
+        known.extend(part?);
+    }
+
+    let mut seen_inodes = HashSet::new();
+    let mut files = 0;
+    let mut bytes = 0;
+    let manifest_entries = entries
+        .iter()
+        .map(|e| {
+            let (kind, size, target) = match &e.kind {
+                Kind::File => {
+                    files += 1;
+                    if seen_inodes.insert(e.ino) {
+                        bytes += e.size;
+                    }
+                    ("file", Some(e.size), None)
+                }
+                Kind::Dir => ("dir", None, None),
+                Kind::Symlink(t) => (
+                    "symlink",
+                    None,
+                    Some(String::from_utf8_lossy(t).into_owned()),
+                ),
+                Kind::Special => ("special", None, None),
+            };
+            let utf8 = std::str::from_utf8(&e.rel).ok();
+            ManifestEntry {
+                path: utf8.map_or_else(
+                    || String::from_utf8_lossy(&e.rel).into_owned(),
+                    str::to_owned,
+                ),
+                path_hex: utf8.is_none().then(|| hex(&e.rel)),
+                kind: kind.to_owned(),
+                size,
+                mode: e.mode,
+                target,
+                sha256: known.get(&e.rel).cloned(),
+            }
+        })
+        .collect();
+    let mut m = Manifest {
+        format: FORMAT.to_owned(),
+        name: info.name.clone(),
+        created: chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+        host: info.host.clone(),
+        ward_version: env!("CARGO_PKG_VERSION").to_owned(),
+        run_id: info.run_id.clone(),
+        playbook_hash: info.playbook_hash.clone(),
+        postgres_version,
+        files,
+        bytes,
+        hash: if info.hash_all { "all" } else { "sample" }.to_owned(),
+        dumps,
+        entries: manifest_entries,
+        checksum: String::new(),
+    };
+    m.checksum = checksum(&m);
+    Ok(m)
+}
+
+fn checksum(m: &Manifest) -> String {
+    let mut copy = m.clone();
+    copy.checksum = String::new();
+    hex(&Sha256::digest(
+        serde_json::to_vec(&copy).unwrap_or_default(),
+    ))
+}
+
+/// Reads a manifest and checks its own checksum.
+pub fn read(path: &Path) -> Result<Manifest, ActionError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ActionError::new(format!("cannot read manifest {}: {e}", path.display())))?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| ActionError::new(format!("manifest {} is corrupt: {e}", path.display())))?;
+    if m.format != FORMAT {
+        return Err(ActionError::new(format!(
+            "manifest {} has unknown format `{}`",
+            path.display(),
+            m.format
+        )));
+    }
+    if checksum(&m) != m.checksum {
+        return Err(ActionError::new(format!(
+            "manifest {} is corrupt: its checksum does not match its content",
+            path.display()
+        )));
+    }
+    Ok(m)
+}
+
+/// One difference between a backup set and its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// `missing`, `changed`, `truncated` or `extra`.
+    pub kind: &'static str,
+    /// The path, relative to the set.
+    pub path: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// Compares the set at `root` with `m`: every entry must exist with the
+/// same type, size and (where recorded, if `hashes`) content; nothing else
+/// may exist but the manifest itself.
+pub fn compare(root: &Path, m: &Manifest, hashes: bool) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    let mut expected: HashSet<Vec<u8>> = HashSet::new();
+    for e in &m.entries {
+        let rel = e.rel_bytes();
+        expected.insert(rel.clone());
+        let path = root.join(OsStr::from_bytes(&rel));
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(_) => {
+                out.push(Mismatch {
+                    kind: "missing",
+                    path: e.path.clone(),
+                    detail: format!("{} not found", e.kind),
+                });
+                continue;
+            }
+        };
+        let ft = meta.file_type();
+        let actual = if ft.is_dir() {
+            "dir"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else {
+            "special"
+        };
+        if actual != e.kind {
+            out.push(Mismatch {
+                kind: "changed",
+                path: e.path.clone(),
+                detail: format!("is a {actual}, was a {}", e.kind),
+            });
+            continue;
+        }
+        if let Some(size) = e.size {
+            if meta.len() < size {
+                out.push(Mismatch {
+                    kind: "truncated",
+                    path: e.path.clone(),
+                    detail: format!("{} bytes, was {size}", meta.len()),
+                });
+                continue;
+            }
+            if meta.len() > size {
+                out.push(Mismatch {
+                    kind: "changed",
+                    path: e.path.clone(),
+                    detail: format!("{} bytes, was {size}", meta.len()),
+                });
+                continue;
+            }
+        }
+        if let Some(target) = &e.target {
+            let now = std::fs::read_link(&path)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if &now != target {
+                out.push(Mismatch {
+                    kind: "changed",
+                    path: e.path.clone(),
+                    detail: format!("points to {now}, was {target}"),
+                });
+                continue;
+            }
+        }
+        if meta.permissions().mode() & 0o7777 != e.mode && actual != "symlink" {
+            out.push(Mismatch {
+                kind: "changed",
+                path: e.path.clone(),
+                detail: format!(
+                    "mode {:o}, was {:o}",
+                    meta.permissions().mode() & 0o7777,
+                    e.mode
+                ),
+            });
+            continue;
+        }
+        if let (true, Some(sum)) = (hashes, &e.sha256) {
+            match sha256_file(&path) {
+                Ok(now) if &now == sum => {}
+                Ok(_) => out.push(Mismatch {
+                    kind: "changed",
+                    path: e.path.clone(),
+                    detail: "content differs (sha256)".into(),
+                }),
+                Err(err) => out.push(Mismatch {
+                    kind: "changed",
+                    path: e.path.clone(),
+                    detail: format!("unreadable: {err}"),
+                }),
+            }
+        }
+    }
+    let mut extra = Vec::new();
+    collect_extra(root, &mut Vec::new(), &expected, &mut extra);
+    for rel in extra {
+        out.push(Mismatch {
+            kind: "extra",
+            path: String::from_utf8_lossy(&rel).into_owned(),
+            detail: "not in the manifest".into(),
+        });
+    }
+    out
+}
+
+fn collect_extra(
+    root: &Path,
+    rel: &mut Vec<u8>,
+    expected: &HashSet<Vec<u8>>,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let dir: PathBuf = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    };
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut names: Vec<_> = read.flatten().collect();
+    names.sort_by_key(|e| e.file_name());
+    for item in names {
+        let len = rel.len();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(item.file_name().as_bytes());
+        let is_manifest = len == 0 && item.file_name() == FILE_NAME;
+        if !is_manifest {
+            if !expected.contains(rel.as_slice()) {
+                out.push(rel.clone());
+            } else if item.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_extra(root, rel, expected, out);
+            }
+        }
+        rel.truncate(len);
+    }
+}

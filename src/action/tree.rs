@@ -1,0 +1,387 @@
+//! Native, parallel tree operations: hard-link copies and deletion.
+//!
+//! Workers share a queue of folders: each takes a folder, reads it, queues
+//! its sub-folders and handles everything else at once. Two cores link or
+//! delete a tree of 100,000 files faster than one `cp -al` or `rm -rf`.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use super::ActionError;
+
+/// What a tree entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symbolic link and its target (bytes).
+    Symlink(Vec<u8>),
+    /// A FIFO, socket or device (linked, never opened).
+    Special,
+}
+
+/// One entry of a tree, with the metadata a manifest keeps.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Path relative to the tree's root (bytes; may not be UTF-8).
+    pub rel: Vec<u8>,
+    /// What it is.
+    pub kind: Kind,
+    /// Size in bytes (files).
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_nsec: i64,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Inode number (to count hard links once).
+    pub ino: u64,
+}
+
+struct Queue {
+    state: Mutex<(VecDeque<Vec<u8>>, usize)>,
+    wake: Condvar,
+}
+
+impl Queue {
+    fn new(first: Vec<u8>) -> Queue {
+        Queue {
+            state: Mutex::new((VecDeque::from([first]), 0)),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// The next folder, or None when every folder is done.
+    fn next(&self) -> Option<Vec<u8>> {
+        let mut guard = self.state.lock().ok()?;
+        loop {
+            if let Some(dir) = guard.0.pop_front() {
+                guard.1 += 1;
+                return Some(dir);
+            }
+            if guard.1 == 0 {
+                self.wake.notify_all();
+                return None;
+            }
+            guard = self.wake.wait(guard).ok()?;
+        }
+    }
+
+    fn push(&self, dirs: Vec<Vec<u8>>) {
+        if let Ok(mut guard) = self.state.lock() {
+            guard.0.extend(dirs);
+            self.wake.notify_all();
+        }
+    }
+
+    fn done_one(&self) {
+        if let Ok(mut guard) = self.state.lock() {
+            guard.1 -= 1;
+            self.wake.notify_all();
+        }
+    }
+}
+
+fn join(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(std::ffi::OsStr::from_bytes(rel))
+    }
+}
+
+fn child_rel(parent: &[u8], name: &OsString) -> Vec<u8> {
+    let mut rel = parent.to_vec();
+    if !rel.is_empty() {
+        rel.push(b'/');
+    }
+    rel.extend_from_slice(name.as_bytes());
+    rel
+}
+
+fn entry_of(rel: Vec<u8>, meta: &std::fs::Metadata, kind: Kind) -> Entry {
+    Entry {
+        rel,
+        kind,
+        size: meta.len(),
+        mode: meta.permissions().mode() & 0o7777,
+        mtime: meta.mtime(),
+        mtime_nsec: meta.mtime_nsec(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        ino: meta.ino(),
+    }
+}
+
+/// Runs `work` on every folder of a tree (starting at the root, `""`) with `threads` workers; `work`
+/// returns the sub-folders to visit next. Errors stop all workers.
+fn walk<F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), ActionError>
+where
+    F: Fn(&[u8]) -> Result<Vec<Vec<u8>>, ActionError> + Sync,
+{
+    let queue = Queue::new(Vec::new());
+    let failed: Mutex<Option<ActionError>> = Mutex::new(None);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                while let Some(dir) = queue.next() {
+                    if !stop.load(Ordering::Relaxed) && !cancelled.load(Ordering::Relaxed) {
+                        match work(&dir) {
+                            Ok(subdirs) => queue.push(subdirs),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                if let Ok(mut f) = failed.lock() {
+                                    f.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                    queue.done_one();
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    if cancelled.load(Ordering::Relaxed) {
+        return Err(ActionError::new(
+            "stopped: the step timed out or ward was interrupted",
+        ));
+    }
+    Ok(())
+}
+
+/// Copies the tree `src` to `dest` (which must not exist) as hard links:
+/// folders are created (mode, owner when root; times set afterwards),
+/// everything else is hard-linked, symlinks included (linkat does not
+/// follow them), FIFOs and devices included (never opened). Returns every
+/// entry with its metadata, sorted by path.
+pub fn link_tree(
+    src: &Path,
+    dest: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+) -> Result<Vec<Entry>, ActionError> {
+    let root_meta = std::fs::symlink_metadata(src)
+        .map_err(|e| ActionError::new(format!("cannot read {}: {e}", src.display())))?;
+    if !root_meta.is_dir() {
+        return Err(ActionError::new(format!(
+            "{} is not a folder",
+            src.display()
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .mode(root_meta.permissions().mode() & 0o7777)
+        .create(dest)
+        .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dest.display())))?;
+    let is_root = rustix::process::geteuid().is_root();
+    let entries: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+    walk(threads, cancelled, |rel| {
+        let from_dir = join(src, rel);
+        let read = std::fs::read_dir(&from_dir).map_err(|e| {
+            ActionError::new(format!("cannot read folder {}: {e}", from_dir.display()))
+        })?;
+        let mut subdirs = Vec::new();
+        let mut local = Vec::new();
+        for item in read {
+            let item = item.map_err(|e| {
+                ActionError::new(format!("cannot read folder {}: {e}", from_dir.display()))
+            })?;
+            let rel_child = child_rel(rel, &item.file_name());
+            let from = item.path();
+            let to = join(dest, &rel_child);
+            let meta = std::fs::symlink_metadata(&from)
+                .map_err(|e| ActionError::new(format!("cannot read {}: {e}", from.display())))?;
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                std::fs::DirBuilder::new()
+                    .mode(meta.permissions().mode() & 0o7777)
+                    .create(&to)
+                    .map_err(|e| {
+                        ActionError::new(format!("cannot create {}: {e}", to.display()))
+                    })?;
+                // mkdir applies the umask; set the exact bits.
+                std::fs::set_permissions(&to, meta.permissions()).map_err(|e| {
+                    ActionError::new(format!("cannot set mode of {}: {e}", to.display()))
+                })?;
+                if is_root {
+                    let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
+                }
+                local.push(entry_of(rel_child.clone(), &meta, Kind::Dir));
+                subdirs.push(rel_child);
+                continue;
+            }
+            std::fs::hard_link(&from, &to).map_err(|e| {
+                ActionError::new(format!(
+                    "cannot link {} to {}: {e}",
+                    from.display(),
+                    to.display()
+                ))
+            })?;
+            let kind = if ft.is_file() {
+                Kind::File
+            } else if ft.is_symlink() {
+                Kind::Symlink(
+                    std::fs::read_link(&from)
+                        .map(|t| t.as_os_str().as_bytes().to_vec())
+                        .unwrap_or_default(),
+                )
+            } else {
+                Kind::Special
+            };
+            local.push(entry_of(rel_child, &meta, kind));
+        }
+        if let Ok(mut all) = entries.lock() {
+            all.extend(local);
+        }
+        Ok(subdirs)
+    })?;
+    let mut entries = entries.into_inner().unwrap_or_default();
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    // Folder times last: creating entries inside a folder changes its mtime.
+    for e in entries.iter().filter(|e| e.kind == Kind::Dir).rev() {
+        set_mtime(&join(dest, &e.rel), e.mtime, e.mtime_nsec);
+    }
+    set_mtime(dest, root_meta.mtime(), root_meta.mtime_nsec());
+    Ok(entries)
+}
+
+fn set_mtime(path: &Path, secs: i64, nsec: i64) {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+    let t = Timespec {
+        tv_sec: secs,
+        tv_nsec: nsec as _,
+    };
+    let _ = utimensat(
+        CWD,
+        path,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
+}
+
+/// Deletes a tree with `threads` workers: files in parallel per folder,
+/// then the folders, deepest first. A missing tree is not an error.
+pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Result<(), ActionError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(ActionError::new(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+        Ok(m) if !m.is_dir() => {
+            return std::fs::remove_file(path)
+                .map_err(|e| ActionError::new(format!("cannot delete {}: {e}", path.display())));
+        }
+        Ok(_) => {}
+    }
+    let dirs: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    walk(threads, cancelled, |rel| {
+        let here = join(path, rel);
+        let read = std::fs::read_dir(&here)
+            .map_err(|e| ActionError::new(format!("cannot read folder {}: {e}", here.display())))?;
+        let mut subdirs = Vec::new();
+        for item in read {
+            let item = item.map_err(|e| {
+                ActionError::new(format!("cannot read folder {}: {e}", here.display()))
+            })?;
+            let ft = item.file_type().map_err(|e| {
+                ActionError::new(format!("cannot read {}: {e}", item.path().display()))
+            })?;
+            if ft.is_dir() {
+                subdirs.push(child_rel(rel, &item.file_name()));
+            } else {
+                std::fs::remove_file(item.path()).map_err(|e| {
+                    ActionError::new(format!("cannot delete {}: {e}", item.path().display()))
+                })?;
+            }
+        }
+        if let Ok(mut d) = dirs.lock() {
+            d.extend(subdirs.iter().cloned());
+        }
+        Ok(subdirs)
+    })?;
+    let mut dirs = dirs.into_inner().unwrap_or_default();
+    // Deepest first: a folder's path is longer than its parent's.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    for d in dirs {
+        let p = join(path, &d);
+        std::fs::remove_dir(&p)
+            .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", p.display())))?;
+    }
+    std::fs::remove_dir(path)
+        .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_files_keeps_symlinks_fifos_modes_and_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("a/b")).expect("mkdir");
+        std::fs::write(src.join("a/b/file"), b"data").expect("write");
+        std::fs::write(src.join("odd name \u{e9}\n"), b"x").expect("write");
+        symlink("a/b/file", src.join("link")).expect("symlink");
+        symlink("/nonexistent", src.join("dangling")).expect("symlink");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o750))
+            .expect("chmod");
+        set_mtime(&src.join("a"), 1_000_000, 0);
+        let dest = dir.path().join("snap");
+        let entries = link_tree(&src, &dest, 2, &AtomicBool::new(false)).expect("link");
+        assert_eq!(entries.len(), 7);
+        let a = std::fs::metadata(src.join("a/b/file")).expect("meta");
+        let b = std::fs::metadata(dest.join("a/b/file")).expect("meta");
+        assert_eq!(a.ino(), b.ino(), "hard link");
+        assert_eq!(
+            std::fs::read_link(dest.join("link")).expect("link"),
+            PathBuf::from("a/b/file")
+        );
+        assert!(
+            std::fs::symlink_metadata(dest.join("dangling"))
+                .expect("dangling")
+                .file_type()
+                .is_symlink()
+        );
+        assert!(std::fs::symlink_metadata(dest.join("fifo")).is_ok());
+        let da = std::fs::metadata(dest.join("a")).expect("meta");
+        assert_eq!(da.permissions().mode() & 0o777, 0o750);
+        assert_eq!(da.mtime(), 1_000_000);
+        remove_tree(&dest, 2, &AtomicBool::new(false)).expect("remove");
+        assert!(!dest.exists());
+        assert!(
+            src.join("a/b/file").exists(),
+            "removing the copy keeps the source"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! `ward verify SET`: check a backup set against its manifest (read-only).
+
+use std::io::Write;
+
+use super::VerifyArgs;
+use crate::action::manifest;
+use crate::error::{WardError, exit};
+use crate::report::Style;
+
+pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
+    let set = std::fs::canonicalize(&args.set).unwrap_or_else(|_| args.set.clone());
+    let manifest_path = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| set.join(manifest::FILE_NAME));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let m = match manifest::read(&manifest_path) {
+        Ok(m) => m,
+        Err(e) => {
+            if args.json {
+                serde_json::to_writer_pretty(
+                    &mut out,
+                    &serde_json::json!({"set": set, "ok": false, "error": e.0}),
+                )
+                .map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                eprintln!("{}: {e}", Style::stderr().error("error"));
+            }
+            out.flush()?;
+            return Ok(exit::FAILED);
+        }
+    };
+    let mismatches = manifest::compare(&set, &m, !args.no_hashes);
+    if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "set": set,
+                "ok": mismatches.is_empty(),
+                "entries": m.entries.len(),
+                "hashed": m.entries.iter().filter(|e| e.sha256.is_some()).count(),
+                "mismatches": mismatches,
+            }),
+        )
+        .map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else if mismatches.is_empty() {
+        let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
+        writeln!(
+            out,
+            "ok: {}: {} entries match its manifest{}",
+            set.display(),
+            m.entries.len(),
+            if args.no_hashes {
+                " (sizes only)".to_owned()
+            } else {
+                format!(", {hashed} hashes checked")
+            }
+        )?;
+    } else {
+        for mm in &mismatches {
+            writeln!(out, "{:<9} {}  ({})", mm.kind, mm.path, mm.detail)?;
+        }
+        writeln!(
+            out,
+            "{}: {}: {} problem(s)",
+            Style::stdout().error("failed"),
+            set.display(),
+            mismatches.len()
+        )?;
+    }
+    out.flush()?;
+    Ok(if mismatches.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}

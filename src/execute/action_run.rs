@@ -1,0 +1,79 @@
+//! One attempt of a built-in action: its `run` on a blocking thread, with
+//! the step's timeout and ward's signals turned into the action's
+//! cancellation flag.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::process::{AttemptResult, Cancel, wait_cancel};
+use crate::action::{ActionCtx, ActionParams};
+
+/// Runs the action to its end; a timeout or a signal sets the flag the
+/// action checks, and its child processes are stopped by their own waits.
+pub async fn run_action(
+    params: Arc<dyn ActionParams>,
+    ctx: ActionCtx,
+    flag: Arc<AtomicBool>,
+    timeout: Option<Duration>,
+    mut cancel: watch::Receiver<Cancel>,
+) -> AttemptResult {
+    let started = Instant::now();
+    let mut handle = tokio::task::spawn_blocking(move || params.run(&ctx));
+    let mut timed_out = false;
+    let mut interrupted = false;
+    let limit = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let joined = tokio::select! {
+        r = &mut handle => r,
+        () = limit => {
+            timed_out = true;
+            flag.store(true, Ordering::Relaxed);
+            handle.await
+        }
+        _ = wait_cancel(&mut cancel) => {
+            interrupted = true;
+            flag.store(true, Ordering::Relaxed);
+            handle.await
+        }
+    };
+    let (exit_code, error, details, note) = match joined {
+        Ok(Ok(out)) => {
+            let note = match (&out.summary, &out.warning) {
+                (Some(s), Some(w)) => Some(format!("{s}; warning: {w}")),
+                (None, Some(w)) => Some(format!("warning: {w}")),
+                (Some(s), None) => Some(s.clone()),
+                (None, None) => None,
+            };
+            (
+                Some(0),
+                None,
+                Some(out.details).filter(|d| !d.is_null()),
+                note,
+            )
+        }
+        Ok(Err(e)) => (None, Some(e.0), None, None),
+        Err(e) => (
+            None,
+            Some(format!("the action stopped unexpectedly: {e}")),
+            None,
+            None,
+        ),
+    };
+    AttemptResult {
+        exit_code,
+        signal: None,
+        timed_out,
+        interrupted,
+        error,
+        details,
+        note,
+        elapsed: started.elapsed(),
+    }
+}
