@@ -168,12 +168,19 @@ impl Action for SnapshotHardlink {
             remove_tree(&partial, threads, ctx.cancel_flag())?;
         }
         ctx.log(format!(
-            "linking {} into {}",
+            "linking {} into {} ({threads} threads)",
             src.display(),
             partial.display()
         ));
+        let clock = std::time::Instant::now();
         let entries = link_tree(&src, &partial, threads, ctx.cancel_flag())?;
+        ctx.log(format!(
+            "linked {} entries in {:.2}s",
+            entries.len(),
+            clock.elapsed().as_secs_f64()
+        ));
         ctx.check()?;
+        let clock = std::time::Instant::now();
         let info = ManifestInfo {
             name: name.clone(),
             host: ctx.facts.host.clone(),
@@ -181,14 +188,19 @@ impl Action for SnapshotHardlink {
             playbook_hash: ctx.playbook_hash.clone(),
             hash_all: p.hash == HashMode::All,
         };
-        let m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
-        let json = serde_json::to_vec_pretty(&m)
-            .map_err(|e| ActionError::new(format!("cannot encode manifest: {e}")))?;
+        let mut m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
+        let json = manifest::encode(&mut m)?;
         write_atomic(&partial.join(manifest::FILE_NAME), &json, 0o644)?;
+        ctx.log(format!(
+            "manifest written in {:.2}s",
+            clock.elapsed().as_secs_f64()
+        ));
+        let clock = std::time::Instant::now();
         // Everything linked must be on disk before the snapshot gets its final name.
         let fd = std::fs::File::open(&partial)?;
         rustix::fs::syncfs(&fd)
             .map_err(|e| ActionError::new(format!("cannot sync {}: {e}", partial.display())))?;
+        ctx.log(format!("synced in {:.2}s", clock.elapsed().as_secs_f64()));
         std::fs::rename(&partial, &done).map_err(|e| {
             ActionError::new(format!(
                 "cannot rename {} to {}: {e}",

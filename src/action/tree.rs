@@ -5,7 +5,7 @@
 //! delete a tree of 100,000 files faster than one `cp -al` or `rm -rf`.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -102,27 +102,14 @@ fn join(root: &Path, rel: &[u8]) -> PathBuf {
     }
 }
 
-fn child_rel(parent: &[u8], name: &OsString) -> Vec<u8> {
-    let mut rel = parent.to_vec();
+fn child_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut rel = Vec::with_capacity(parent.len() + 1 + name.len());
+    rel.extend_from_slice(parent);
     if !rel.is_empty() {
         rel.push(b'/');
     }
-    rel.extend_from_slice(name.as_bytes());
+    rel.extend_from_slice(name);
     rel
-}
-
-fn entry_of(rel: Vec<u8>, meta: &std::fs::Metadata, kind: Kind) -> Entry {
-    Entry {
-        rel,
-        kind,
-        size: meta.len(),
-        mode: meta.permissions().mode() & 0o7777,
-        mtime: meta.mtime(),
-        mtime_nsec: meta.mtime_nsec(),
-        uid: meta.uid(),
-        gid: meta.gid(),
-        ino: meta.ino(),
-    }
 }
 
 /// Runs `work` on every folder of a tree (starting at the root, `""`) with `threads` workers; `work`
@@ -165,19 +152,53 @@ where
     Ok(())
 }
 
+fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ActionError {
+    ActionError::new(format!("cannot {what} {}: {e}", path.display()))
+}
+
+fn open_dir(path: &Path) -> Result<rustix::fd::OwnedFd, ActionError> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open folder", path, e))
+}
+
+fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
+    Entry {
+        rel,
+        kind,
+        size: st.st_size as u64,
+        mode: (st.st_mode as u32) & 0o7777,
+        mtime: st.st_mtime as i64,
+        mtime_nsec: st.st_mtime_nsec as i64,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        ino: st.st_ino as u64,
+    }
+}
+
 /// Copies the tree `src` to `dest` (which must not exist) as hard links:
 /// folders are created (mode, owner when root; times set afterwards),
 /// everything else is hard-linked, symlinks included (linkat does not
 /// follow them), FIFOs and devices included (never opened). Returns every
 /// entry with its metadata, sorted by path.
+///
+/// Works relative to open folder descriptors (`statat`, `linkat`,
+/// `mkdirat`), so no path is resolved twice.
 pub fn link_tree(
     src: &Path,
     dest: &Path,
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Vec<Entry>, ActionError> {
-    let root_meta = std::fs::symlink_metadata(src)
-        .map_err(|e| ActionError::new(format!("cannot read {}: {e}", src.display())))?;
+    use rustix::fs::{
+        AtFlags, Dir, FileType, Mode, chmodat, chownat, linkat, mkdirat, readlinkat, statat,
+    };
+    let root_meta = std::fs::symlink_metadata(src).map_err(|e| io_err("read", src, e))?;
     if !root_meta.is_dir() {
         return Err(ActionError::new(format!(
             "{} is not a folder",
@@ -187,63 +208,66 @@ pub fn link_tree(
     std::fs::DirBuilder::new()
         .mode(root_meta.permissions().mode() & 0o7777)
         .create(dest)
-        .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dest.display())))?;
+        .map_err(|e| io_err("create", dest, e))?;
     let is_root = rustix::process::geteuid().is_root();
     let entries: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
     walk(threads, cancelled, |rel| {
         let from_dir = join(src, rel);
-        let read = std::fs::read_dir(&from_dir).map_err(|e| {
-            ActionError::new(format!("cannot read folder {}: {e}", from_dir.display()))
-        })?;
+        let to_dir = join(dest, rel);
+        let from = open_dir(&from_dir)?;
+        let to = open_dir(&to_dir)?;
+        let mut listing = Dir::read_from(&from).map_err(|e| io_err("read folder", &from_dir, e))?;
         let mut subdirs = Vec::new();
         let mut local = Vec::new();
-        for item in read {
-            let item = item.map_err(|e| {
-                ActionError::new(format!("cannot read folder {}: {e}", from_dir.display()))
-            })?;
-            let rel_child = child_rel(rel, &item.file_name());
-            let from = item.path();
-            let to = join(dest, &rel_child);
-            let meta = std::fs::symlink_metadata(&from)
-                .map_err(|e| ActionError::new(format!("cannot read {}: {e}", from.display())))?;
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                std::fs::DirBuilder::new()
-                    .mode(meta.permissions().mode() & 0o7777)
-                    .create(&to)
-                    .map_err(|e| {
-                        ActionError::new(format!("cannot create {}: {e}", to.display()))
-                    })?;
+        while let Some(item) = listing.read() {
+            let item = item.map_err(|e| io_err("read folder", &from_dir, e))?;
+            let name = item.file_name();
+            let bytes = name.to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            let rel_child = child_rel(rel, bytes);
+            let at = || join(src, &rel_child);
+            let st = statat(&from, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_err("read", &at(), e))?;
+            let ft = FileType::from_raw_mode(st.st_mode as _);
+            if ft == FileType::Directory {
+                let mode = Mode::from_raw_mode((st.st_mode as u32 & 0o7777) as _);
+                mkdirat(&to, name, mode)
+                    .map_err(|e| io_err("create", &join(dest, &rel_child), e))?;
                 // mkdir applies the umask; set the exact bits.
-                std::fs::set_permissions(&to, meta.permissions()).map_err(|e| {
-                    ActionError::new(format!("cannot set mode of {}: {e}", to.display()))
-                })?;
+                chmodat(&to, name, mode, AtFlags::empty())
+                    .map_err(|e| io_err("set the mode of", &join(dest, &rel_child), e))?;
                 if is_root {
-                    let _ = std::os::unix::fs::lchown(&to, Some(meta.uid()), Some(meta.gid()));
+                    let _ = chownat(
+                        &to,
+                        name,
+                        Some(rustix::fs::Uid::from_raw(st.st_uid)),
+                        Some(rustix::fs::Gid::from_raw(st.st_gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    );
                 }
-                local.push(entry_of(rel_child.clone(), &meta, Kind::Dir));
+                local.push(entry_from_stat(rel_child.clone(), &st, Kind::Dir));
                 subdirs.push(rel_child);
                 continue;
             }
-            std::fs::hard_link(&from, &to).map_err(|e| {
+            linkat(&from, name, &to, name, AtFlags::empty()).map_err(|e| {
                 ActionError::new(format!(
-                    "cannot link {} to {}: {e}",
-                    from.display(),
-                    to.display()
+                    "cannot link {} into {}: {e}",
+                    at().display(),
+                    to_dir.display()
                 ))
             })?;
-            let kind = if ft.is_file() {
-                Kind::File
-            } else if ft.is_symlink() {
-                Kind::Symlink(
-                    std::fs::read_link(&from)
-                        .map(|t| t.as_os_str().as_bytes().to_vec())
+            let kind = match ft {
+                FileType::RegularFile => Kind::File,
+                FileType::Symlink => Kind::Symlink(
+                    readlinkat(&from, name, Vec::new())
+                        .map(|t| t.into_bytes())
                         .unwrap_or_default(),
-                )
-            } else {
-                Kind::Special
+                ),
+                _ => Kind::Special,
             };
-            local.push(entry_of(rel_child, &meta, kind));
+            local.push(entry_from_stat(rel_child, &st, kind));
         }
         if let Ok(mut all) = entries.lock() {
             all.extend(local);
@@ -296,23 +320,29 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
     }
     let dirs: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     walk(threads, cancelled, |rel| {
+        use rustix::fs::{AtFlags, Dir, FileType, statat, unlinkat};
         let here = join(path, rel);
-        let read = std::fs::read_dir(&here)
-            .map_err(|e| ActionError::new(format!("cannot read folder {}: {e}", here.display())))?;
+        let fd = open_dir(&here)?;
+        let mut listing = Dir::read_from(&fd).map_err(|e| io_err("read folder", &here, e))?;
         let mut subdirs = Vec::new();
-        for item in read {
-            let item = item.map_err(|e| {
-                ActionError::new(format!("cannot read folder {}: {e}", here.display()))
-            })?;
-            let ft = item.file_type().map_err(|e| {
-                ActionError::new(format!("cannot read {}: {e}", item.path().display()))
-            })?;
-            if ft.is_dir() {
-                subdirs.push(child_rel(rel, &item.file_name()));
+        while let Some(item) = listing.read() {
+            let item = item.map_err(|e| io_err("read folder", &here, e))?;
+            let name = item.file_name();
+            let bytes = name.to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            let mut ft = item.file_type();
+            if ft == FileType::Unknown {
+                ft = statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| FileType::from_raw_mode(st.st_mode as _))
+                    .map_err(|e| io_err("read", &here.join(OsStr::from_bytes(bytes)), e))?;
+            }
+            if ft == FileType::Directory {
+                subdirs.push(child_rel(rel, bytes));
             } else {
-                std::fs::remove_file(item.path()).map_err(|e| {
-                    ActionError::new(format!("cannot delete {}: {e}", item.path().display()))
-                })?;
+                unlinkat(&fd, name, AtFlags::empty())
+                    .map_err(|e| io_err("delete", &here.join(OsStr::from_bytes(bytes)), e))?;
             }
         }
         if let Ok(mut d) = dirs.lock() {

@@ -336,7 +336,8 @@ fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
     std::fs::remove_file(set.join("new-file")).expect("rm");
     let manifest = set.join("manifest.json");
     let text = std::fs::read_to_string(&manifest).expect("manifest");
-    std::fs::write(&manifest, text.replacen("\"size\": 5,", "\"size\": 6,", 1)).expect("corrupt");
+    assert!(text.contains("\"size\":5,"), "{text}");
+    std::fs::write(&manifest, text.replacen("\"size\":5,", "\"size\":6,", 1)).expect("corrupt");
     let run = s.ward().args(["verify"]).arg(&set).run().expect_code(1);
     assert!(
         run.stderr

@@ -1,0 +1,230 @@
+//! Benchmarks of the built-in actions against the shell commands they
+//! replace, side by side in one run (rounds interleaved; medians).
+//!
+//! `cargo bench --bench actions` (needs rsync and PostgreSQL, as the tests do).
+//! Figures go into docs/PERFORMANCE.md.
+//!
+//! - snapshot.hardlink of ~100,000 files / ~600 MB vs `cp -al` and `rsync -a --link-dest`
+//! - rotate deleting one such snapshot vs `rm -rf`
+//! - pg.dumpall (gzip, and parallel gzip) vs `pg_dumpall | gzip > f` on a pgbench -s 20 database
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+// Shared with the tests; the benchmark uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/pg_cluster.rs"]
+mod pg_cluster;
+
+const ROUNDS: usize = 3;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn time(cmd: &mut Command) -> Duration {
+    let start = Instant::now();
+    let out = cmd.output().expect("command runs");
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn ward(dir: &Path, playbook: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
+    c.current_dir(dir)
+        .args(["run", "--quiet", playbook])
+        .env("WARD_STATE", dir.join("state/ward.db"));
+    c
+}
+
+/// ~100,000 files in 400 folders, sizes 0-12 KiB (about 600 MB).
+fn make_tree(root: &Path) {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let block = vec![b'w'; 12 * 1024];
+    for d in 0..400 {
+        let dir = root.join(format!("{:02x}/{:02x}", d / 20, d % 20));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..250 {
+            let len = rng.usize(0..12 * 1024);
+            std::fs::write(dir.join(format!("file{f:03}.dat")), &block[..len]).expect("write");
+        }
+    }
+}
+
+fn rm(path: &Path) {
+    let _ = Command::new("rm").arg("-rf").arg(path).status();
+}
+
+fn snapshots(base: &Path) {
+    let tree = base.join("current");
+    println!("generating ~100,000 files (~600 MB) in {}", tree.display());
+    make_tree(&tree);
+    let _ = Command::new("sync").status();
+    std::fs::write(
+        base.join("snap.yml"),
+        "ward: 1\nname: snap\nsteps:\n  - id: snap\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps, name: s, latest: latest }\n",
+    )
+    .expect("write");
+    let (mut cp, mut rs, mut wd) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        rm(&base.join("cp"));
+        cp.push(time(
+            Command::new("cp")
+                .arg("-al")
+                .arg(&tree)
+                .arg(base.join("cp")),
+        ));
+        rm(&base.join("cp"));
+        rm(&base.join("snaps"));
+        rm(&base.join("state"));
+        wd.push(time(&mut ward(base, "snap.yml")));
+        rm(&base.join("rs"));
+        rs.push(time(
+            Command::new("rsync")
+                .arg("-a")
+                .arg(format!("--link-dest={}", tree.display()))
+                .arg(format!("{}/", tree.display()))
+                .arg(base.join("rs")),
+        ));
+        rm(&base.join("rs"));
+    }
+    let (cp, rs, wd) = (median(cp), median(rs), median(wd));
+    println!(
+        "snapshot.hardlink {} | cp -al {} | rsync --link-dest {} | ward/cp {:.2}x | rsync/ward {:.1}x",
+        secs(wd),
+        secs(cp),
+        secs(rs),
+        wd.as_secs_f64() / cp.as_secs_f64(),
+        rs.as_secs_f64() / wd.as_secs_f64()
+    );
+
+    // Rotation: delete one snapshot (complete and verified) vs rm -rf of a copy.
+    std::fs::write(
+        base.join("rotate.yml"),
+        "ward: 1\nname: rot\nsteps:\n  - id: rotate\n    action: rotate\n    with: { dir: snaps, keep_last: 1, min_keep: 1 }\n",
+    )
+    .expect("write");
+    let (mut rmt, mut rot) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let snaps = base.join("snaps");
+        rm(&snaps);
+        std::fs::create_dir_all(&snaps).expect("mkdir");
+        for name in ["2026-01-01", "2026-01-02"] {
+            assert!(
+                Command::new("cp")
+                    .arg("-al")
+                    .arg(&tree)
+                    .arg(snaps.join(name))
+                    .status()
+                    .expect("cp")
+                    .success()
+            );
+            std::fs::write(snaps.join(name).join("manifest.json"), "{}").expect("manifest");
+            std::fs::write(snaps.join(format!(".{name}.verified")), "{}").expect("marker");
+        }
+        assert!(
+            Command::new("cp")
+                .arg("-al")
+                .arg(&tree)
+                .arg(base.join("victim"))
+                .status()
+                .expect("cp")
+                .success()
+        );
+        let _ = Command::new("sync").status();
+        rmt.push(time(Command::new("rm").arg("-rf").arg(base.join("victim"))));
+        rm(&base.join("state"));
+        rot.push(time(&mut ward(base, "rotate.yml")));
+        assert!(!snaps.join("2026-01-01").exists());
+    }
+    let (rmt, rot) = (median(rmt), median(rot));
+    println!(
+        "rotate (delete one snapshot) {} | rm -rf {} | ward/rm {:.2}x",
+        secs(rot),
+        secs(rmt),
+        rot.as_secs_f64() / rmt.as_secs_f64()
+    );
+    rm(&base.join("snaps"));
+}
+
+fn dumps(base: &Path) {
+    let cluster = pg_cluster::Cluster::start();
+    println!("creating a pgbench -s 20 database");
+    let out = Command::new(cluster.bin().join("pgbench"))
+        .args(["-i", "-s", "20", "-q", "-U", "postgres", "-h"])
+        .arg(&cluster.socket)
+        .args(["-p", &cluster.port.to_string(), "postgres"])
+        .output()
+        .expect("pgbench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = format!(
+        "-h {} -p {} -U postgres",
+        cluster.socket.display(),
+        cluster.port
+    );
+    for (name, compress) in [("gz", "gzip"), ("pgz", "pgzip")] {
+        std::fs::write(
+            base.join(format!("dump-{name}.yml")),
+            format!(
+                "ward: 1\nname: dump{name}\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {}, dest: out/ward-{name}.sql.gz, compress: {compress} }}\n",
+                cluster.conn()
+            ),
+        )
+        .expect("write");
+    }
+    let (mut sh, mut gz, mut pgz) = (Vec::new(), Vec::new(), Vec::new());
+    std::fs::create_dir_all(base.join("out")).expect("mkdir");
+    for _ in 0..ROUNDS {
+        sh.push(time(Command::new("bash").arg("-c").arg(format!(
+            "set -o pipefail; pg_dumpall -w {conn} | gzip > {0}/out/shell.sql.gz && sync {0}/out/shell.sql.gz",
+            base.display()
+        ))));
+        rm(&base.join("state"));
+        gz.push(time(&mut ward(base, "dump-gz.yml")));
+        rm(&base.join("state"));
+        pgz.push(time(&mut ward(base, "dump-pgz.yml")));
+    }
+    let size = std::fs::metadata(base.join("out/shell.sql.gz"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let (sh, gz, pgz) = (median(sh), median(gz), median(pgz));
+    println!(
+        "pg.dumpall gzip {} | pgzip {} | pg_dumpall | gzip {} ({:.0} MiB compressed) | gzip {:.2}x, pgzip {:.2}x",
+        secs(gz),
+        secs(pgz),
+        secs(sh),
+        size as f64 / (1 << 20) as f64,
+        gz.as_secs_f64() / sh.as_secs_f64(),
+        pgz.as_secs_f64() / sh.as_secs_f64()
+    );
+}
+
+fn main() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-bench-actions")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir");
+    let base: PathBuf = dir.path().to_path_buf();
+    let only = std::env::args().nth(1).unwrap_or_default();
+    if only.is_empty() || only == "snapshot" {
+        snapshots(&base);
+    }
+    if only.is_empty() || only == "dump" {
+        dumps(&base);
+    }
+}

@@ -1,0 +1,173 @@
+//! A throwaway PostgreSQL cluster for tests and benchmarks: Debian's
+//! `postgresql` package, initdb in a temp folder, a free loopback port and a
+//! private socket folder; stopped on drop. Shared through `#[path]`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A running PostgreSQL cluster, stopped on drop.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    pub socket: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn as_postgres(bin: &Path, tool: &str) -> Command {
+    if rustix_is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let bin = pg_bin();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let socket = dir.path().join("sock");
+        std::fs::create_dir_all(&socket).expect("mkdir");
+        if rustix_is_root() {
+            // initdb refuses to run as root; the cluster belongs to `postgres`.
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(ok.success());
+        }
+        let out = as_postgres(&bin, "initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            socket.display()
+        );
+        let out = as_postgres(&bin, "pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(dir.path().join("server.log"))
+            .arg("start")
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Cluster {
+            _dir: dir,
+            data,
+            socket,
+            port,
+            bin,
+        }
+    }
+
+    /// Runs SQL with psql as the superuser; returns the output (unaligned, tuples only).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-h",
+            ])
+            .arg(&self.socket)
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The `db:` mapping for playbooks.
+    pub fn conn(&self) -> String {
+        format!(
+            "{{ host: \"{}\", port: {}, user: postgres }}",
+            self.socket.display(),
+            self.port
+        )
+    }
+
+    /// Stops the server at once (as a crash would).
+    pub fn stop_immediately(&self) {
+        let _ = as_postgres(&self.bin, "pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin, "pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&self.data)
+            .args(["-m", "fast", "stop"])
+            .output();
+    }
+}
