@@ -220,7 +220,11 @@ fn main() {
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("tempdir");
     let base: PathBuf = dir.path().to_path_buf();
-    let only = std::env::args().nth(1).unwrap_or_default();
+    // `cargo bench` passes `--bench`; a plain word picks one part.
+    let only = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_default();
     if only.is_empty() || only == "snapshot" {
         snapshots(&base);
     }

@@ -83,9 +83,25 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
                     "--var {arg}: `{name}` is not a variable name (letters, digits, `_`)"
                 )));
             }
+            override_value(value).map_err(|e| WardError::Usage(format!("--var {arg}: {e}")))?;
             Ok((name.to_owned(), value.to_owned()))
         })
         .collect()
+}
+
+/// The value of `--var name=VALUE`: a list or mapping when VALUE is written
+/// in YAML flow style (`[a, b]`, `{k: v}`), else the text as given.
+pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
+    let t = raw.trim_start();
+    if !(t.starts_with('[') || t.starts_with('{')) {
+        return Ok(serde_json::Value::String(raw.to_owned()));
+    }
+    let (node, diags) = crate::yaml::load(raw, crate::yaml::Limits::default());
+    if let Some(d) = diags.iter().find(|d| d.is_error()) {
+        return Err(format!("not a valid YAML list or mapping: {}", d.message));
+    }
+    let node = node.ok_or("empty value")?;
+    crate::yaml::from_node(&node).map_err(|e| e.message)
 }
 
 /// Everything templates can see, resolved once per run.
@@ -123,13 +139,19 @@ impl TemplateContext {
                         "check the spelling; undeclared variables are still available to templates",
                     ),
                 );
-                vars.insert(name.clone(), serde_json::Value::String(value.clone()));
+                vars.insert(
+                    name.clone(),
+                    override_value(value)
+                        .unwrap_or_else(|_| serde_json::Value::String(value.clone())),
+                );
             }
         }
         for var in &playbook.vars {
             let name = &var.name.value;
             if let Some(v) = overridden.get(name.as_str()) {
-                vars.insert(name.clone(), serde_json::Value::String((*v).to_owned()));
+                let value = override_value(v)
+                    .unwrap_or_else(|_| serde_json::Value::String((*v).to_owned()));
+                vars.insert(name.clone(), value);
                 continue;
             }
             let ctx = context_value(&vars, facts);
