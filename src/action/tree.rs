@@ -172,12 +172,12 @@ fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
         rel,
         kind,
         size: st.st_size as u64,
-        mode: (st.st_mode as u32) & 0o7777,
-        mtime: st.st_mtime as i64,
+        mode: st.st_mode & 0o7777,
+        mtime: st.st_mtime,
         mtime_nsec: st.st_mtime_nsec as i64,
         uid: st.st_uid,
         gid: st.st_gid,
-        ino: st.st_ino as u64,
+        ino: st.st_ino,
     }
 }
 
