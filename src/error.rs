@@ -70,9 +70,6 @@ pub enum WardError {
     /// The state database failed.
     #[error("{0}")]
     State(#[from] crate::state::StateError),
-    /// The playbook is valid but cannot be run by this ward.
-    #[error("{0}")]
-    NotRunnable(String),
     /// No such run in the state database.
     #[error("{0}")]
     RunNotFound(String),

@@ -16,7 +16,7 @@ use crate::state::{
     Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StatePaths, StepState,
     Store, recovery,
 };
-use crate::validate::{ResolvedBody, Validated};
+use crate::validate::Validated;
 
 pub use crate::execute::Outcome;
 
@@ -48,30 +48,6 @@ pub struct RunSettings {
 pub fn new_run_id() -> String {
     let now = chrono::Local::now();
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), fastrand::u16(..))
-}
-
-/// Refuses, before anything runs, playbooks that use something this ward
-/// cannot run yet (today: `snapshot.hardlink` with `strategy: base-incremental`).
-pub fn check_runnable(v: &Validated) -> Result<(), WardError> {
-    let unsupported: Vec<String> = v
-        .steps
-        .iter()
-        .filter_map(|s| match &s.body {
-            ResolvedBody::Action(p) => p
-                .as_any()
-                .downcast_ref::<crate::action::SnapshotHardlinkParams>()
-                .filter(|sp| sp.strategy == crate::action::SnapshotStrategy::BaseIncremental)
-                .map(|_| format!("`{}`", s.id)),
-            _ => None,
-        })
-        .collect();
-    if unsupported.is_empty() {
-        return Ok(());
-    }
-    Err(WardError::NotRunnable(format!(
-        "`strategy: base-incremental` is not built yet (steps {}); use `strategy: full`. Nothing was run.",
-        unsupported.join(", ")
-    )))
 }
 
 fn kill_grace() -> Duration {
@@ -136,7 +112,6 @@ pub fn start(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
-    check_runnable(v)?;
     let lock = RunLock::acquire(
         &session.paths.locks(),
         v.playbook.lock_name(),
@@ -257,7 +232,6 @@ pub fn resume(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
-    check_runnable(v)?;
     let lock = RunLock::acquire(&session.paths.locks(), &run.lock_name, &holder(&run.id))?;
     // Our own run may be among the "running" ones if its process died.
     recovery::reclaim_crashed(&mut session.store, &run.lock_name, "", now_ms())?;

@@ -52,6 +52,12 @@ pub struct Manifest {
     pub hash: String,
     /// The dumps in the set (their side files).
     pub dumps: Vec<serde_json::Value>,
+    /// `full`, `base` (a full snapshot of a base-incremental series) or `incremental`.
+    #[serde(default = "full_kind")]
+    pub kind: String,
+    /// For incremental snapshots: the base snapshot (a sibling folder) holding the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// Every entry, sorted by path.
     pub entries: Vec<ManifestEntry>,
     /// sha256 of this manifest with `checksum` empty.
@@ -80,6 +86,13 @@ pub struct ManifestEntry {
     /// Content hash, for sampled (or all) files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The content lives in the base snapshot (incremental snapshots only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_base: bool,
+}
+
+fn full_kind() -> String {
+    "full".to_owned()
 }
 
 impl ManifestEntry {
@@ -135,6 +148,10 @@ pub struct ManifestInfo {
     pub playbook_hash: String,
     /// Hash every file (true) or a sample (false).
     pub hash_all: bool,
+    /// `full`, `base` or `incremental`.
+    pub kind: &'static str,
+    /// The base of an incremental snapshot: its name and folder.
+    pub base: Option<(String, PathBuf)>,
 }
 
 /// Builds the manifest of the tree at `root` from its entries, hashing the
@@ -193,7 +210,11 @@ pub fn build(
                                 "stopped: the step timed out or ward was interrupted",
                             ));
                         }
-                        let p = root.join(OsStr::from_bytes(&e.rel));
+                        let from = match (&info.base, e.in_base) {
+                            (Some((_, base)), true) => base.as_path(),
+                            _ => root,
+                        };
+                        let p = from.join(OsStr::from_bytes(&e.rel));
                         let sum = sha256_file(&p).map_err(|err| {
                             ActionError::new(format!("cannot hash {}: {err}", p.display()))
                         })?;
@@ -249,6 +270,7 @@ pub fn build(
                 mode: e.mode,
                 target,
                 sha256: known.get(&e.rel).cloned(),
+                in_base: e.in_base,
             }
         })
         .collect();
@@ -265,6 +287,8 @@ pub fn build(
         bytes,
         hash: if info.hash_all { "all" } else { "sample" }.to_owned(),
         dumps,
+        kind: info.kind.to_owned(),
+        base: info.base.as_ref().map(|(name, _)| name.clone()),
         entries: manifest_entries,
         checksum: String::new(),
     };
@@ -336,10 +360,30 @@ pub struct Mismatch {
 pub fn compare(root: &Path, m: &Manifest, hashes: bool) -> Vec<Mismatch> {
     let mut out = Vec::new();
     let mut expected: HashSet<Vec<u8>> = HashSet::new();
+    let base_root = m
+        .base
+        .as_ref()
+        .and_then(|b| root.parent().map(|p| p.join(b)));
+    if let (Some(name), Some(b)) = (&m.base, &base_root)
+        && !b.join(FILE_NAME).is_file()
+    {
+        out.push(Mismatch {
+            kind: "missing",
+            path: format!("../{name}"),
+            detail: "the base snapshot this incremental snapshot builds on is gone".into(),
+        });
+        return out;
+    }
     for e in &m.entries {
         let rel = e.rel_bytes();
-        expected.insert(rel.clone());
-        let path = root.join(OsStr::from_bytes(&rel));
+        let holder = match (&base_root, e.in_base) {
+            (Some(b), true) => b.as_path(),
+            _ => {
+                expected.insert(rel.clone());
+                root
+            }
+        };
+        let path = holder.join(OsStr::from_bytes(&rel));
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(meta) => meta,
             Err(_) => {
@@ -472,4 +516,55 @@ fn collect_extra(
         }
         rel.truncate(len);
     }
+}
+
+/// Builds, under `view`, the complete tree of `prefix` (a folder of the
+/// set, "" for all of it) of an incremental set: folders created, every
+/// other entry hard-linked from the set or from its base. Used to restore
+/// from an incremental snapshot with the ordinary rsync action.
+pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Result<(), ActionError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = m
+        .base
+        .as_ref()
+        .and_then(|b| set.parent().map(|p| p.join(b)))
+        .ok_or_else(|| {
+            ActionError::new(format!("{} is not an incremental snapshot", set.display()))
+        })?;
+    let prefix = prefix.trim_matches('/');
+    std::fs::create_dir_all(view)
+        .map_err(|e| ActionError::new(format!("cannot create {}: {e}", view.display())))?;
+    for e in &m.entries {
+        let rel = e.rel_bytes();
+        let rel_str = String::from_utf8_lossy(&rel);
+        let inner: &[u8] = if prefix.is_empty() {
+            &rel
+        } else if rel_str.starts_with(prefix) && rel.get(prefix.len()) == Some(&b'/') {
+            &rel[prefix.len() + 1..]
+        } else {
+            continue;
+        };
+        let to = view.join(OsStr::from_bytes(inner));
+        if e.kind == "dir" {
+            std::fs::DirBuilder::new()
+                .mode(e.mode)
+                .create(&to)
+                .and_then(|()| {
+                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(e.mode))
+                })
+                .map_err(|err| {
+                    ActionError::new(format!("cannot create {}: {err}", to.display()))
+                })?;
+            continue;
+        }
+        let from = if e.in_base { &base } else { set }.join(OsStr::from_bytes(&rel));
+        std::fs::hard_link(&from, &to).map_err(|err| {
+            ActionError::new(format!(
+                "cannot link {} to {}: {err}",
+                from.display(),
+                to.display()
+            ))
+        })?;
+    }
+    Ok(())
 }

@@ -195,7 +195,7 @@ impl Action for Rotate {
     }
 }
 
-fn facts_now(facts: &RunFacts) -> NaiveDateTime {
+pub(super) fn facts_now(facts: &RunFacts) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(&facts.timestamp, "%Y-%m-%dT%H:%M:%S")
         .unwrap_or_else(|_| chrono::Local::now().naive_local())
 }
@@ -211,6 +211,8 @@ pub struct Snapshot {
     pub complete: bool,
     /// It has a verified marker.
     pub verified: bool,
+    /// For incremental snapshots: the base it needs.
+    pub base: Option<String>,
 }
 
 /// What is in a snapshot folder.
@@ -290,6 +292,10 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, ActionError> {
         listing.snapshots.push(Snapshot {
             complete: path.join(manifest::FILE_NAME).is_file(),
             verified: marker_path(&path).is_some_and(|m| m.is_file()),
+            base: std::fs::read_to_string(super::snapshot_hardlink::base_marker(dir, &name))
+                .ok()
+                .map(|b| b.trim().to_owned())
+                .filter(|b| !b.is_empty()),
             name,
             time,
         });
@@ -371,6 +377,20 @@ pub fn select(p: &RotateParams, listing: &Listing, now: NaiveDateTime) -> Select
             notes.push(format!("keeping {}: min_keep is {}", s.name, p.min_keep));
         }
     }
+    // An incremental snapshot is only whole with its base.
+    let needed: Vec<(&str, &str)> = listing
+        .snapshots
+        .iter()
+        .filter(|s| keep.contains(s.name.as_str()) || !(s.complete && s.verified))
+        .filter_map(|s| s.base.as_deref().map(|b| (s.name.as_str(), b)))
+        .collect();
+    for (incremental, base) in needed {
+        if counted.iter().any(|s| s.name == base) && keep.insert(base) {
+            notes.push(format!(
+                "keeping {base}: incremental snapshot {incremental} needs it"
+            ));
+        }
+    }
     let kept: Vec<String> = counted
         .iter()
         .filter(|s| keep.contains(s.name.as_str()))
@@ -413,6 +433,7 @@ mod tests {
             time: day.and_hms_opt(2, 0, 0).expect("time"),
             complete: true,
             verified,
+            base: None,
         }
     }
 

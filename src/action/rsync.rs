@@ -127,6 +127,56 @@ impl RsyncParams {
     }
 }
 
+/// If `src` lies in an incremental snapshot (a folder with a manifest of
+/// kind `incremental` at `src` or above it), builds the complete view of
+/// `src` next to the snapshot and returns it.
+fn incremental_view(
+    ctx: &ActionCtx,
+    src: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, ActionError> {
+    let Ok(src) = std::fs::canonicalize(src) else {
+        return Ok(None);
+    };
+    for set in src.ancestors().take(6) {
+        let manifest_path = set.join(super::manifest::FILE_NAME);
+        if !manifest_path.is_file() {
+            continue;
+        }
+        let m = super::manifest::read(&manifest_path)?;
+        if m.kind != "incremental" {
+            return Ok(None);
+        }
+        let prefix = src
+            .strip_prefix(set)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let name = set
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let view = set
+            .parent()
+            .unwrap_or(set)
+            .join(format!(".{name}.view-{:08x}", fastrand::u32(..)));
+        ctx.log(format!(
+            "{} is an incremental snapshot on base {}; building its complete view in {}",
+            set.display(),
+            m.base.as_deref().unwrap_or("?"),
+            view.display()
+        ));
+        if let Err(e) = super::manifest::materialize(&m, set, &prefix, &view) {
+            let _ = super::tree::remove_tree(
+                &view,
+                ctx.threads,
+                &std::sync::atomic::AtomicBool::new(false),
+            );
+            return Err(e);
+        }
+        return Ok(Some(view));
+    }
+    Ok(None)
+}
+
 fn is_remote(path: &str) -> bool {
     // `host:path` (rsync's rule: a colon before the first slash).
     path.split('/')
@@ -228,9 +278,27 @@ impl Action for Rsync {
         if !is_remote(&p.src) && !std::path::Path::new(&src).is_dir() {
             return Err(ActionError::new(format!("source {src} is not a folder")));
         }
-        let argv = p.argv(&src, &dest);
+        // Restoring from an incremental snapshot: build its complete tree
+        // (hard links into it and its base) and copy from that.
+        let view = if is_remote(&p.src) {
+            None
+        } else {
+            incremental_view(ctx, std::path::Path::new(&src))?
+        };
+        let from = view
+            .as_ref()
+            .map_or(src.clone(), |v| v.display().to_string());
+        let argv = p.argv(&from, &dest);
         ctx.log(format!("running: {}", argv.join(" ")));
-        let done = ctx.run(&argv, &[], true)?;
+        let done = ctx.run(&argv, &[], true);
+        if let Some(v) = &view {
+            let _ = super::tree::remove_tree(
+                v,
+                ctx.threads,
+                &std::sync::atomic::AtomicBool::new(false),
+            );
+        }
+        let done = done?;
         let stats = parse_stats(&String::from_utf8_lossy(&done.stdout));
         let code = done.status.code();
         let warning = match code {

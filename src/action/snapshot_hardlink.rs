@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::manifest::{self, ManifestInfo};
 use super::params::non_empty;
-use super::tree::{link_tree, remove_tree};
+use super::tree::{link_tree_since, remove_tree};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, sync_dir,
     write_atomic,
@@ -128,11 +128,6 @@ impl Action for SnapshotHardlink {
     }
 
     fn run(p: &SnapshotHardlinkParams, ctx: &ActionCtx) -> ActionResult {
-        if p.strategy == SnapshotStrategy::BaseIncremental {
-            return Err(ActionError::new(
-                "`strategy: base-incremental` is not built yet in this ward; use `strategy: full` (the default)",
-            ));
-        }
         let dir = ctx.path(&p.dir);
         let src = ctx.path(&p.src);
         let name = p.name.clone().unwrap_or_else(|| ctx.facts.date.clone());
@@ -173,7 +168,29 @@ impl Action for SnapshotHardlink {
             partial.display()
         ));
         let clock = std::time::Instant::now();
-        let entries = link_tree(&src, &partial, threads, ctx.cancel_flag())?;
+        let base = match p.strategy {
+            SnapshotStrategy::Full => None,
+            SnapshotStrategy::BaseIncremental => {
+                choose_base(&dir, &name, &p.latest, p.cycle.unwrap_or(1), &ctx.facts)?
+            }
+        };
+        let kind = match (p.strategy, &base) {
+            (SnapshotStrategy::Full, _) => "full",
+            (SnapshotStrategy::BaseIncremental, None) => "base",
+            (SnapshotStrategy::BaseIncremental, Some(_)) => "incremental",
+        };
+        if let Some((base_name, _)) = &base {
+            ctx.log(format!(
+                "incremental against base {base_name}: only new and changed files are linked"
+            ));
+        }
+        let entries = link_tree_since(
+            &src,
+            base.as_ref().map(|(_, p)| p.as_path()),
+            &partial,
+            threads,
+            ctx.cancel_flag(),
+        )?;
         ctx.log(format!(
             "linked {} entries in {:.2}s",
             entries.len(),
@@ -187,6 +204,8 @@ impl Action for SnapshotHardlink {
             run_id: ctx.run_id.clone(),
             playbook_hash: ctx.playbook_hash.clone(),
             hash_all: p.hash == HashMode::All,
+            kind,
+            base: base.clone(),
         };
         let mut m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
         let json = manifest::encode(&mut m)?;
@@ -201,6 +220,15 @@ impl Action for SnapshotHardlink {
         rustix::fs::syncfs(&fd)
             .map_err(|e| ActionError::new(format!("cannot sync {}: {e}", partial.display())))?;
         ctx.log(format!("synced in {:.2}s", clock.elapsed().as_secs_f64()));
+        // An incremental snapshot is marked before it gets its name, so it is
+        // never mistaken for a complete tree (rotate and restore read this).
+        let marker = base_marker(&dir, &name);
+        match &base {
+            Some((base_name, _)) => write_atomic(&marker, base_name.as_bytes(), 0o644)?,
+            None => {
+                let _ = std::fs::remove_file(&marker);
+            }
+        }
         std::fs::rename(&partial, &done).map_err(|e| {
             ActionError::new(format!(
                 "cannot rename {} to {}: {e}",
@@ -266,4 +294,30 @@ pub(super) fn switch_latest(dir: &Path, latest: &str, name: &str) -> Result<(), 
         )));
     }
     sync_dir(dir)
+}
+
+/// `<dir>/.<name>.base`: present for incremental snapshots, holding the base's name.
+pub(super) fn base_marker(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!(".{name}.base"))
+}
+
+/// The newest complete, non-incremental snapshot in `dir` taken less than
+/// `cycle` days before now; None means: take a new base.
+fn choose_base(
+    dir: &Path,
+    name: &str,
+    latest: &str,
+    cycle: u32,
+    facts: &crate::template::RunFacts,
+) -> Result<Option<(String, std::path::PathBuf)>, ActionError> {
+    let now = super::rotate::facts_now(facts);
+    let listing = super::rotate::list(dir, latest)?;
+    let limit = chrono::Duration::days(i64::from(cycle));
+    Ok(listing
+        .snapshots
+        .iter()
+        .filter(|s| s.complete && s.base.is_none() && s.name != name)
+        .filter(|s| now.signed_duration_since(s.time) < limit)
+        .max_by(|a, b| a.time.cmp(&b.time).then(a.name.cmp(&b.name)))
+        .map(|s| (s.name.clone(), dir.join(&s.name))))
 }

@@ -48,6 +48,8 @@ pub struct Entry {
     pub gid: u32,
     /// Inode number (to count hard links once).
     pub ino: u64,
+    /// The content is the base snapshot's (an incremental snapshot did not link it).
+    pub in_base: bool,
 }
 
 struct Queue {
@@ -178,6 +180,7 @@ fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
         uid: st.st_uid,
         gid: st.st_gid,
         ino: st.st_ino,
+        in_base: false,
     }
 }
 
@@ -191,6 +194,20 @@ fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
 /// `mkdirat`), so no path is resolved twice.
 pub fn link_tree(
     src: &Path,
+    dest: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+) -> Result<Vec<Entry>, ActionError> {
+    link_tree_since(src, None, dest, threads, cancelled)
+}
+
+/// As [`link_tree`], but with a `base` snapshot: entries whose inode is the
+/// one at the same path in `base` (unchanged since the base was taken, as
+/// rsync writes changed files as new inodes) are not linked and come back
+/// with `in_base` set. Folders are always created.
+pub fn link_tree_since(
+    src: &Path,
+    base: Option<&Path>,
     dest: &Path,
     threads: usize,
     cancelled: &AtomicBool,
@@ -216,6 +233,8 @@ pub fn link_tree(
         let to_dir = join(dest, rel);
         let from = open_dir(&from_dir)?;
         let to = open_dir(&to_dir)?;
+        // A folder that is new since the base has no counterpart there.
+        let in_base_dir = base.and_then(|b| open_dir(&join(b, rel)).ok());
         let mut listing = Dir::read_from(&from).map_err(|e| io_err("read folder", &from_dir, e))?;
         let mut subdirs = Vec::new();
         let mut local = Vec::new();
@@ -251,13 +270,6 @@ pub fn link_tree(
                 subdirs.push(rel_child);
                 continue;
             }
-            linkat(&from, name, &to, name, AtFlags::empty()).map_err(|e| {
-                ActionError::new(format!(
-                    "cannot link {} into {}: {e}",
-                    at().display(),
-                    to_dir.display()
-                ))
-            })?;
             let kind = match ft {
                 FileType::RegularFile => Kind::File,
                 FileType::Symlink => Kind::Symlink(
@@ -267,7 +279,22 @@ pub fn link_tree(
                 ),
                 _ => Kind::Special,
             };
-            local.push(entry_from_stat(rel_child, &st, kind));
+            let unchanged = in_base_dir.as_ref().is_some_and(|b| {
+                statat(b, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|bst| bst.st_ino == st.st_ino && bst.st_dev == st.st_dev)
+            });
+            if !unchanged {
+                linkat(&from, name, &to, name, AtFlags::empty()).map_err(|e| {
+                    ActionError::new(format!(
+                        "cannot link {} into {}: {e}",
+                        at().display(),
+                        to_dir.display()
+                    ))
+                })?;
+            }
+            let mut entry = entry_from_stat(rel_child, &st, kind);
+            entry.in_base = unchanged;
+            local.push(entry);
         }
         if let Ok(mut all) = entries.lock() {
             all.extend(local);

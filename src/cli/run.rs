@@ -58,7 +58,6 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    run::check_runnable(&v)?;
     let mut session = StateSession::open(args.state.state.as_deref())?;
     let (mut reporter, settings) = reporter(&args.output);
     let outcome = run::start(

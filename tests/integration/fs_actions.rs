@@ -141,8 +141,11 @@ fn rsync_exit_23_fails_and_24_warns_unless_told_to_fail() {
         "p24.yml",
         &format!("ward: 1\nname: r24\nsteps:\n  - id: sync\n    {body}\n"),
     );
+    // Once the first file arrived, the whole file list exists (--no-inc-recursive):
+    // deleting the last file then makes it vanish mid-transfer.
+    let first_arrived = || wait_for(30, || s.path().join("out/f000").exists());
     let child = s.ward().args(["run", "p24.yml"]).spawn();
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(first_arrived());
     std::fs::remove_file(big.join("f199")).expect("vanish");
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -159,7 +162,7 @@ fn rsync_exit_23_fails_and_24_warns_unless_told_to_fail() {
     );
     std::fs::remove_dir_all(s.path().join("out")).expect("rm");
     let child = s.ward().args(["run", "p24f.yml"]).spawn();
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(first_arrived());
     std::fs::remove_file(big.join("f199")).expect("vanish");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(
@@ -435,5 +438,90 @@ fn service_stop_waits_until_processes_are_gone_and_reports_leftovers() {
             .contains("process `no-such-daemon` is not running 500ms after `true`"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn base_incremental_snapshots_link_only_changes_verify_rotate_and_restore() {
+    let s = Scratch::new();
+    let data = s.path().join("data");
+    std::fs::create_dir_all(data.join("dir")).expect("mkdir");
+    let set_file = |rel: &str, body: &str, day: u64| {
+        s.write(&format!("data/{rel}"), body);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(data.join(rel))
+            .expect("open");
+        f.set_modified(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000 + day * 86_400),
+        )
+        .expect("mtime");
+    };
+    set_file("dir/a", "a on day 1", 1);
+    set_file("dir/b", "b, deleted on day 2", 1);
+    set_file("same", "never changes", 1);
+    s.write(
+        "p.yml",
+        "ward: 1\nname: inc\nsteps:\n  - id: copy\n    action: rsync\n    with: { src: data, dest: current }\n  - id: snapshot\n    needs: [copy]\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps, strategy: base-incremental, cycle: 3, hash: all }\n  - id: verify\n    needs: [snapshot]\n    action: verify\n    with: { path: snaps/latest }\n  - id: rotate\n    needs: [verify]\n    action: rotate\n    with: { dir: snaps, keep_daily: 2, min_keep: 1 }\n",
+    );
+    let night = |day: u64| {
+        let run = s
+            .ward()
+            .args(["run", "p.yml"])
+            .env("WARD_NOW", &format!("2026-11-{day:02}T02:00:00"))
+            .run();
+        assert_eq!(run.code, 0, "day {day}: {}", run.stderr);
+    };
+    night(1);
+    set_file("dir/a", "a changed on day 2", 2);
+    std::fs::remove_file(data.join("dir/b")).expect("rm");
+    set_file("c", "new on day 2", 2);
+    night(2);
+    let snaps = s.path().join("snaps");
+    let day2 = snaps.join("2026-11-02");
+    // Only new and changed files are in the incremental snapshot.
+    let mut linked = files_under(&day2);
+    linked.retain(|f| f != "manifest.json");
+    assert_eq!(linked, ["c", "dir/a"]);
+    assert_eq!(
+        std::fs::read_to_string(snaps.join(".2026-11-02.base")).expect("marker"),
+        "2026-11-01"
+    );
+    s.ward().args(["verify"]).arg(&day2).run().expect_code(0);
+    // Restoring from the incremental snapshot gives the tree of day 2.
+    s.write(
+        "restore.yml",
+        "ward: 1\nname: rest\nsteps:\n  - id: restore\n    action: rsync\n    with: { src: snaps/2026-11-02, dest: restored }\n",
+    );
+    s.ward().args(["run", "restore.yml"]).run().expect_code(0);
+    let mut restored = files_under(&s.path().join("restored"));
+    restored.retain(|f| f != "manifest.json");
+    assert_eq!(restored, ["c", "dir/a", "same"]);
+    assert_eq!(s.read("restored/dir/a"), "a changed on day 2");
+    assert!(
+        !snaps
+            .read_dir()
+            .expect("read")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(".view-"))
+    );
+    // Day 4: the base is 3 days old, so a new base; rotation keeps day 2's base.
+    night(4);
+    assert!(!snaps.join(".2026-11-04.base").exists(), "day 4 is a base");
+    let mut names: Vec<String> = std::fs::read_dir(&snaps)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "latest")
+        .collect();
+    names.sort();
+    assert_eq!(names, ["2026-11-01", "2026-11-02", "2026-11-04"]);
+    // A damaged base makes its incremental snapshot fail verification.
+    std::fs::remove_file(snaps.join("2026-11-01/same")).expect("rm");
+    let run = s.ward().args(["verify"]).arg(&day2).run().expect_code(1);
+    assert!(
+        run.stdout.contains("missing") && run.stdout.contains("same"),
+        "{}",
+        run.stdout
     );
 }

@@ -327,23 +327,6 @@ fn progress_mode_prefixes_step_output() {
 }
 
 #[test]
-fn unbuilt_features_are_refused_before_anything_runs() {
-    let s = Scratch::new();
-    s.write(
-        "p.yml",
-        "ward: 1\nname: act\nsteps:\n  - id: first\n    cmd: [touch, first.ran]\n  - id: snap\n    needs: [first]\n    action: snapshot.hardlink\n    with: { src: a, dir: b, strategy: base-incremental, cycle: 7 }\n",
-    );
-    let run = s.ward().args(["run", "p.yml"]).run().expect_code(2);
-    assert!(
-        run.stderr
-            .contains("`strategy: base-incremental` is not built yet"),
-        "{}",
-        run.stderr
-    );
-    assert!(!s.path().join("first.ran").exists());
-}
-
-#[test]
 fn invalid_playbook_is_not_run() {
     let s = Scratch::new();
     s.write(
