@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::harness::{Scratch, wait_for};
 
 #[path = "../support/pg_cluster.rs"]
-mod pg_cluster;
+pub mod pg_cluster;
 use pg_cluster::Cluster;
 
 fn fill(c: &Cluster) {

@@ -1,0 +1,281 @@
+//! A small FOSSology-like system built for the end-to-end tests: a real
+//! PostgreSQL cluster with the part of FOSSology's schema that backup and
+//! restore touch, a repository laid out like FOSSology's (hashed paths
+//! under gold/, files/, license/, logs/; each upload's archive hard-linked
+//! from gold into files, as wget_agent does), and a scheduler stand-in that
+//! runs an "agent" process and is started and stopped by commands.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::pg::pg_cluster::Cluster;
+
+/// The test system.
+pub struct FoSystem {
+    pub cluster: Cluster,
+    pub root: PathBuf,
+    pub repo: PathBuf,
+    pub scheduler: PathBuf,
+    pub scheduler_name: String,
+    pub agent_name: String,
+}
+
+fn digest(tool: &str, bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("digest tool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("write");
+    let out = child.wait_with_output().expect("digest");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `<type>/<aa>/<bb>/<cc>/<sha1>.<md5>.<size>` (fo_RepMkPath, depth 3, lower case).
+fn repo_path(kind: &str, name: &str) -> String {
+    format!(
+        "{kind}/{}/{}/{}/{name}",
+        &name[0..2],
+        &name[2..4],
+        &name[4..6]
+    )
+}
+
+impl FoSystem {
+    /// Builds the system under `root` and starts its scheduler.
+    pub fn build(root: &Path) -> FoSystem {
+        let cluster = Cluster::start();
+        let repo = root.join("srv/fossology/repository");
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        // Unique names: tests run in parallel and `wait_gone` looks at every process.
+        let tag = format!("{:04x}", fastrand::u16(..));
+        let scheduler_name = format!("fo_sched_{tag}");
+        let agent_name = format!("nomos_{tag}");
+        std::fs::copy("/bin/sleep", bin.join(&agent_name)).expect("agent binary");
+        let scheduler = bin.join(&scheduler_name);
+        std::fs::write(
+            &scheduler,
+            format!(
+                r#"#!/bin/bash
+# Stand-in for fo_scheduler: --daemon starts it with one busy agent,
+# --kill stops the scheduler and its agents at once (like `fo_scheduler --kill`).
+here=$(cd "$(dirname "$0")" && pwd)
+me=$(basename "$0")
+case "${{1:-}}" in
+  --daemon)
+    setsid "$0" --run < /dev/null > /dev/null 2>&1 &
+    exit 0 ;;
+  --run)
+    echo $$ > "$here/$me.pid"
+    "$here/{agent_name}" 3600 &
+    while true; do sleep 0.2; done ;;
+  --kill)
+    [ -f "$here/$me.pid" ] || exit 0
+    kill -KILL -- "-$(cat "$here/$me.pid")" 2> /dev/null
+    rm -f "$here/$me.pid"
+    exit 0 ;;
+esac
+exit 2
+"#
+            ),
+        )
+        .expect("scheduler script");
+        std::fs::set_permissions(&scheduler, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+
+        cluster.psql("postgres", "CREATE DATABASE fossology");
+        let schema = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fossology/schema.sql"),
+        )
+        .expect("schema");
+        cluster.psql("fossology", &schema);
+
+        // Three uploads: each archive in gold/ (hard-linked into files/), two
+        // unpacked files each in files/, licenses, logs. Upload 3's nomos job
+        // was running at the backup point.
+        let mut sql = String::new();
+        for u in 1..=3u32 {
+            let archive = format!("upload {u} archive ")
+                .repeat(200 * u as usize)
+                .into_bytes();
+            let name = format!(
+                "{}.{}.{}",
+                digest("sha1sum", &archive),
+                digest("md5sum", &archive),
+                archive.len()
+            );
+            for kind in ["gold", "files"] {
+                let p = repo.join(repo_path(kind, &name));
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                if kind == "gold" {
+                    std::fs::write(&p, &archive).expect("gold");
+                } else {
+                    std::fs::hard_link(repo.join(repo_path("gold", &name)), &p).expect("link");
+                }
+            }
+            for i in 1..=2 {
+                let item = format!("upload {u} item {i}\n").into_bytes();
+                let item_name = format!(
+                    "{}.{}.{}",
+                    digest("sha1sum", &item),
+                    digest("md5sum", &item),
+                    item.len()
+                );
+                let p = repo.join(repo_path("files", &item_name));
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(p, item).expect("item");
+            }
+            let sha1 = &name[..40];
+            let md5 = &name[41..73];
+            sql.push_str(&format!(
+                "INSERT INTO pfile (pfile_md5, pfile_sha1, pfile_size) VALUES (upper('{md5}'), upper('{sha1}'), {len});\n\
+                 INSERT INTO upload (upload_filename, upload_mode, pfile_fk) VALUES ('upload-{u}.tar.gz', 104, currval('pfile_pfile_pk_seq'));\n\
+                 INSERT INTO ununpack_ars (upload_fk, ars_success) VALUES ({u}, true);\n\
+                 INSERT INTO job (job_queued, job_name, job_upload_fk) VALUES (now(), 'upload-{u}.tar.gz', {u});\n\
+                 INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits) VALUES (currval('job_job_pk_seq'), 'ununpack', '{u}', now(), now(), 1);\n\
+                 INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits) VALUES (currval('job_job_pk_seq'), 'nomos', '{u}', now(), {end}, {bits});\n\
+                 INSERT INTO jobdepends VALUES (currval('jobqueue_jq_pk_seq'), currval('jobqueue_jq_pk_seq') - 1);\n",
+                len = archive.len(),
+                end = if u == 3 { "NULL" } else { "now()" },
+                bits = if u == 3 { 0 } else { 1 },
+            ));
+        }
+        cluster.psql("fossology", &sql);
+        for (kind, name, body) in [
+            ("license", "0a1b2c3d.lic.10", "MIT License"),
+            ("logs", "000001", "agent log"),
+        ] {
+            let p = repo.join(format!("{kind}/00/00/00/{name}"));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, body).expect("write");
+        }
+        let sys = FoSystem {
+            cluster,
+            root: root.to_path_buf(),
+            repo,
+            scheduler,
+            scheduler_name,
+            agent_name,
+        };
+        sys.start_scheduler();
+        sys
+    }
+
+    pub fn start_scheduler(&self) {
+        assert!(
+            Command::new(&self.scheduler)
+                .arg("--daemon")
+                .status()
+                .expect("start")
+                .success()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.scheduler_running() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(self.scheduler_running(), "scheduler did not start");
+    }
+
+    pub fn scheduler_running(&self) -> bool {
+        std::fs::read_to_string(self.scheduler.with_extension("pid"))
+            .ok()
+            .map(|pid| pid.trim().to_owned())
+            .is_some_and(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|st| {
+                        st.rsplit_once(')')
+                            .map(|(_, r)| r.trim_start().chars().next() != Some('Z'))
+                    })
+                    .unwrap_or(false)
+            })
+    }
+
+    /// `--var` arguments pointing the FOSSology playbooks at this system.
+    pub fn vars(&self, backup_root: &Path) -> Vec<String> {
+        let s = self.scheduler.display();
+        [
+            format!("repo={}", self.repo.display()),
+            format!("backup_root={}", backup_root.display()),
+            format!("pg_host={}", self.cluster.socket.display()),
+            format!("pg_port={}", self.cluster.port),
+            "pg_user=postgres".to_owned(),
+            format!("scheduler_stop=[\"{s}\", --kill]"),
+            format!("scheduler_start=[\"{s}\", --daemon]"),
+            format!("scheduler_process={}", self.scheduler_name),
+            format!("agents=[{}, {}]", self.scheduler_name, self.agent_name),
+            format!("report_dir={}", self.root.join("reports").display()),
+        ]
+        .into_iter()
+        .flat_map(|v| ["--var".to_owned(), v])
+        .collect()
+    }
+
+    /// Row counts of every table the procedure touches.
+    pub fn counts(&self) -> BTreeMap<String, String> {
+        [
+            "pfile",
+            "upload",
+            "job",
+            "jobqueue",
+            "jobdepends",
+            "ununpack_ars",
+            "ars_master",
+        ]
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                self.cluster
+                    .psql("fossology", &format!("SELECT count(*) FROM {t}")),
+            )
+        })
+        .collect()
+    }
+
+    /// Every file of the repository with its content and link count.
+    pub fn listing(&self, top: Option<&str>) -> BTreeMap<String, (Vec<u8>, u64)> {
+        let mut out = BTreeMap::new();
+        let start = top.map_or(self.repo.clone(), |t| self.repo.join(t));
+        let mut stack = vec![start];
+        while let Some(d) = stack.pop() {
+            let Ok(read) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in read.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let meta = std::fs::metadata(&p).expect("meta");
+                    let rel = p
+                        .strip_prefix(&self.repo)
+                        .expect("prefix")
+                        .display()
+                        .to_string();
+                    out.insert(rel, (std::fs::read(&p).expect("read"), meta.nlink()));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for FoSystem {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.scheduler).arg("--kill").status();
+    }
+}
