@@ -7,8 +7,8 @@ use std::process::Command;
 use crate::harness::{Scratch, repo_path};
 
 #[path = "../support/fossology.rs"]
-mod fossology;
-use fossology::FoSystem;
+mod system;
+use system::FoSystem;
 
 fn playbook(name: &str) -> String {
     repo_path(&format!("playbooks/fossology/{name}"))

@@ -198,7 +198,7 @@ exit 2
                     .ok()
                     .and_then(|st| {
                         st.rsplit_once(')')
-                            .map(|(_, r)| r.trim_start().chars().next() != Some('Z'))
+                            .map(|(_, r)| !r.trim_start().starts_with('Z'))
                     })
                     .unwrap_or(false)
             })
