@@ -89,9 +89,27 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
         .collect()
 }
 
-/// The value of `--var name=VALUE`: a list or mapping when VALUE is written
-/// in YAML flow style (`[a, b]`, `{k: v}`), else the text as given.
+/// The value of `--var name=VALUE`: a boolean for `true`/`false`, a number
+/// for a plain whole number, a list or mapping when VALUE is written in YAML
+/// flow style (`[a, b]`, `{k: v}`), else the text as given.
 pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
+    // `true`/`false` and plain whole numbers keep their type, so that
+    // `--var full=false` makes `if: "{{ full }}"` false (the text "false"
+    // would be true). Anything else, `010` and `1.10` included, stays text.
+    match raw {
+        "true" => return Ok(serde_json::Value::Bool(true)),
+        "false" => return Ok(serde_json::Value::Bool(false)),
+        _ => {}
+    }
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    if !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+    {
+        if let Ok(n) = raw.parse::<i64>() {
+            return Ok(serde_json::Value::from(n));
+        }
+    }
     let t = raw.trim_start();
     if !(t.starts_with('[') || t.starts_with('{')) {
         return Ok(serde_json::Value::String(raw.to_owned()));

@@ -246,8 +246,8 @@ exit 2
         .collect()
     }
 
-    /// Every file of the repository with its content and link count.
-    pub fn listing(&self, top: Option<&str>) -> BTreeMap<String, (Vec<u8>, u64)> {
+    /// Every file of the repository with the sha256 of its content and its link count.
+    pub fn listing(&self, top: Option<&str>) -> BTreeMap<String, (String, u64)> {
         let mut out = BTreeMap::new();
         let start = top.map_or(self.repo.clone(), |t| self.repo.join(t));
         let mut stack = vec![start];
@@ -266,7 +266,8 @@ exit 2
                         .expect("prefix")
                         .display()
                         .to_string();
-                    out.insert(rel, (std::fs::read(&p).expect("read"), meta.nlink()));
+                    let sum = ward::action::manifest::sha256_file(&p).expect("hash");
+                    out.insert(rel, (sum, meta.nlink()));
                 }
             }
         }
