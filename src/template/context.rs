@@ -105,10 +105,9 @@ pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
     if !digits.is_empty()
         && digits.chars().all(|c| c.is_ascii_digit())
         && (digits == "0" || !digits.starts_with('0'))
+        && let Ok(n) = raw.parse::<i64>()
     {
-        if let Ok(n) = raw.parse::<i64>() {
-            return Ok(serde_json::Value::from(n));
-        }
+        return Ok(serde_json::Value::from(n));
     }
     let t = raw.trim_start();
     if !(t.starts_with('[') || t.starts_with('{')) {
