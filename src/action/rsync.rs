@@ -316,6 +316,19 @@ impl Action for Rsync {
                 )));
             }
         };
+        // The step succeeds only once the copy is on disk: rsync itself does
+        // not fsync, and a later resume trusts a succeeded copy.
+        if !is_remote(&p.dest) {
+            let clock = std::time::Instant::now();
+            let fd = std::fs::File::open(&dest)
+                .map_err(|e| ActionError::new(format!("cannot open {dest}: {e}")))?;
+            rustix::fs::syncfs(&fd)
+                .map_err(|e| ActionError::new(format!("cannot sync {dest}: {e}")))?;
+            ctx.log(format!(
+                "synced {dest} in {:.2}s",
+                clock.elapsed().as_secs_f64()
+            ));
+        }
         let summary = format!(
             "{} files, {} transferred, {} bytes sent",
             stats.get("files").and_then(|v| v.as_u64()).unwrap_or(0),

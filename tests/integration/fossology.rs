@@ -6,9 +6,7 @@ use std::process::Command;
 
 use crate::harness::{Scratch, repo_path};
 
-#[path = "../support/fossology.rs"]
-mod system;
-use system::FoSystem;
+use crate::system::FoSystem;
 
 fn playbook(name: &str) -> String {
     repo_path(&format!("playbooks/fossology/{name}"))
@@ -169,7 +167,7 @@ fn lose_everything_then_restore_into_a_fresh_cluster() {
     assert_eq!(run(&s, &sys, "backup-full.yml", &[]).code, 0);
     let _ = Command::new(&sys.scheduler).arg("--kill").status();
     std::fs::remove_dir_all(&sys.repo).expect("rm repository");
-    let fresh = crate::pg::pg_cluster::Cluster::start();
+    let fresh = crate::pg_cluster::Cluster::start();
     let restore = s
         .ward()
         .arg("run")

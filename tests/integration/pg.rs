@@ -7,9 +7,7 @@ use std::process::Command;
 
 use crate::harness::{Scratch, wait_for};
 
-#[path = "../support/pg_cluster.rs"]
-pub mod pg_cluster;
-use pg_cluster::Cluster;
+use crate::pg_cluster::Cluster;
 
 fn fill(c: &Cluster) {
     c.psql("postgres", "CREATE DATABASE shop");

@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::pg::pg_cluster::Cluster;
+use super::pg_cluster::Cluster;
 
 /// The test system.
 pub struct FoSystem {
@@ -172,6 +172,24 @@ exit 2
         };
         sys.start_scheduler();
         sys
+    }
+
+    /// Makes the system bigger, for benchmarks: `files` more unpacked files
+    /// and `rows` more jobqueue rows.
+    pub fn grow(&self, files: usize, rows: usize) {
+        for i in 0..files {
+            let name = format!("{:040x}.{:032x}.{}", i * 7919 + 1, i, 100 + i % 4000);
+            let p = self.repo.join(repo_path("files", &name));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, vec![b'u'; 100 + i % 4000]).expect("write");
+        }
+        self.cluster.psql(
+            "fossology",
+            &format!(
+                "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits, jq_log) \
+                 SELECT 1, 'nomos', g::text, now(), now(), 1, repeat(md5(g::text), 4) FROM generate_series(1, {rows}) g"
+            ),
+        );
     }
 
     pub fn start_scheduler(&self) {
