@@ -218,18 +218,21 @@ pub fn decoder<R: Read + 'static>(input: R) -> io::Result<(Box<dyn Read>, &'stat
 mod tests {
     use super::*;
 
+    /// Collects what an encoder writes (encoders need `Send + 'static` writers).
+    struct Sink(std::sync::mpsc::Sender<Vec<u8>>);
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let _ = self.0.send(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn round_trip(kind: Compression, data: &[u8]) {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        struct Sink(std::sync::mpsc::Sender<Vec<u8>>);
-        impl Write for Sink {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                let _ = self.0.send(b.to_vec());
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let mut enc = encoder(kind, None, 2, Sink(tx)).expect("encoder");
         for chunk in data.chunks(70_000) {
             enc.write_all(chunk).expect("write");
@@ -264,16 +267,6 @@ mod tests {
         let mut out = Vec::new();
         {
             let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-            struct Sink(std::sync::mpsc::Sender<Vec<u8>>);
-            impl Write for Sink {
-                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                    let _ = self.0.send(b.to_vec());
-                    Ok(b.len())
-                }
-                fn flush(&mut self) -> io::Result<()> {
-                    Ok(())
-                }
-            }
             let mut enc = encoder(Compression::Pgzip, Some(6), 2, Sink(tx)).expect("encoder");
             enc.write_all(data.as_bytes()).expect("write");
             enc.finish().expect("finish");

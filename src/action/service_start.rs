@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::argv_problem;
-use super::service_stop::wait_until;
+use super::service_stop::{run_checked, service_command, wait_until};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
     procs,
@@ -71,20 +71,8 @@ impl Action for ServiceStart {
     }
 
     fn run(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
-        let argv = match (&p.unit, &p.start) {
-            (Some(unit), _) => vec!["systemctl".to_owned(), "start".to_owned(), unit.clone()],
-            (_, Some(argv)) => argv.clone(),
-            _ => return Err(ActionError::new("no `unit` and no `start` command")),
-        };
-        ctx.log(format!("running: {}", argv.join(" ")));
-        let done = ctx.run(&argv, &[], false)?;
-        if !done.status.success() {
-            return Err(ActionError::new(format!(
-                "`{}` failed ({})",
-                argv.join(" "),
-                describe_status(&done.status)
-            )));
-        }
+        let argv = service_command("start", p.unit.as_deref(), p.start.as_deref())?;
+        run_checked(ctx, &argv)?;
         if let Some(name) = &p.wait_up {
             let names = vec![name.clone()];
             if wait_until(ctx, p.timeout.std(), || {

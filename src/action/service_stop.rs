@@ -66,20 +66,8 @@ impl Action for ServiceStop {
     }
 
     fn run(p: &ServiceStopParams, ctx: &ActionCtx) -> ActionResult {
-        let argv = match (&p.unit, &p.stop) {
-            (Some(unit), _) => vec!["systemctl".to_owned(), "stop".to_owned(), unit.clone()],
-            (_, Some(argv)) => argv.clone(),
-            _ => return Err(ActionError::new("no `unit` and no `stop` command")),
-        };
-        ctx.log(format!("running: {}", argv.join(" ")));
-        let done = ctx.run(&argv, &[], false)?;
-        if !done.status.success() {
-            return Err(ActionError::new(format!(
-                "`{}` failed ({})",
-                argv.join(" "),
-                describe_status(&done.status)
-            )));
-        }
+        let argv = service_command("stop", p.unit.as_deref(), p.stop.as_deref())?;
+        run_checked(ctx, &argv)?;
         let left = wait_until(ctx, p.timeout.std(), || {
             let still = procs::running(&p.wait_gone.0);
             (still.is_empty(), still)
@@ -137,5 +125,39 @@ pub(super) fn wait_until<T>(
         }
         ctx.check()?;
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `systemctl VERB UNIT`, or the given command.
+pub(super) fn service_command(
+    verb: &str,
+    unit: Option<&str>,
+    command: Option<&[String]>,
+) -> Result<Vec<String>, ActionError> {
+    match (unit, command) {
+        (Some(unit), _) => Ok(vec![
+            "systemctl".to_owned(),
+            verb.to_owned(),
+            unit.to_owned(),
+        ]),
+        (_, Some(argv)) => Ok(argv.to_vec()),
+        _ => Err(ActionError::new(format!(
+            "no `unit` and no `{verb}` command"
+        ))),
+    }
+}
+
+/// Runs a command (logged), failing the step unless it exits 0.
+pub(super) fn run_checked(ctx: &ActionCtx, argv: &[String]) -> Result<(), ActionError> {
+    ctx.log(format!("running: {}", argv.join(" ")));
+    let done = ctx.run(argv, &[], false)?;
+    if done.status.success() {
+        Ok(())
+    } else {
+        Err(ActionError::new(format!(
+            "`{}` failed ({})",
+            argv.join(" "),
+            describe_status(&done.status)
+        )))
     }
 }

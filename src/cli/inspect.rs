@@ -8,7 +8,8 @@ use crate::report::{Style, render_runs, render_status, status_json};
 use crate::run::StateSession;
 use crate::state::{RunRecord, Store};
 
-fn find_run(session: &StateSession, id: Option<&str>) -> Result<RunRecord, WardError> {
+/// A run by id, or the most recent one for `None` or `last`.
+pub(super) fn find_run(session: &StateSession, id: Option<&str>) -> Result<RunRecord, WardError> {
     match id.filter(|i| *i != "last") {
         Some(id) => session.store.run(id)?.ok_or_else(|| {
             WardError::RunNotFound(format!(

@@ -73,25 +73,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
 
 pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
     let mut session = StateSession::open(args.state.state.as_deref())?;
-    let run = match &args.run_id {
-        Some(id) => session.store.run(id)?.ok_or_else(|| {
-            WardError::RunNotFound(format!(
-                "no run `{id}` in {}; see `ward runs`",
-                session.paths.db.display()
-            ))
-        })?,
-        None => session
-            .store
-            .runs(None, 1)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                WardError::RunNotFound(format!(
-                    "no runs recorded in {}",
-                    session.paths.db.display()
-                ))
-            })?,
-    };
+    let run = super::inspect::find_run(&session, args.run_id.as_deref())?;
     if run.state == RunState::Succeeded {
         println!(
             "run {} of {} already succeeded; nothing to resume",

@@ -346,13 +346,7 @@ fn seven_nightly_backups() {
         assert_eq!(run.code, 0, "night {day}: {}", run.stderr);
     }
     let snaps = s.path().join("backup/snapshots");
-    let mut names: Vec<String> = std::fs::read_dir(&snaps)
-        .expect("read")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && n != "latest")
-        .collect();
-    names.sort();
+    let names = crate::harness::snapshot_names(&snaps);
     assert_eq!(
         names,
         [

@@ -233,13 +233,7 @@ fn snapshot_verify_rotate_over_days_keeps_old_snapshots_isolated() {
         assert_eq!(run.code, 0, "day {day}: {}", run.stderr);
     }
     let snaps = s.path().join("backup/snapshots");
-    let mut names: Vec<String> = std::fs::read_dir(&snaps)
-        .expect("read")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && n != "latest")
-        .collect();
-    names.sort();
+    let names = crate::harness::snapshot_names(&snaps);
     assert_eq!(names, ["2026-11-04", "2026-11-05", "2026-11-06"]);
     assert_eq!(
         std::fs::read_link(snaps.join("latest"))
@@ -508,13 +502,7 @@ fn base_incremental_snapshots_link_only_changes_verify_rotate_and_restore() {
     // Day 4: the base is 3 days old, so a new base; rotation keeps day 2's base.
     night(4);
     assert!(!snaps.join(".2026-11-04.base").exists(), "day 4 is a base");
-    let mut names: Vec<String> = std::fs::read_dir(&snaps)
-        .expect("read")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.') && n != "latest")
-        .collect();
-    names.sort();
+    let names = crate::harness::snapshot_names(&snaps);
     assert_eq!(names, ["2026-11-01", "2026-11-02", "2026-11-04"]);
     // A damaged base makes its incremental snapshot fail verification.
     std::fs::remove_file(snaps.join("2026-11-01/same")).expect("rm");

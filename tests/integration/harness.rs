@@ -240,3 +240,15 @@ pub fn alive(pid: &str) -> bool {
         Err(_) => false,
     }
 }
+
+/// Snapshot folder names in `dir` (no hidden entries, no `latest`), sorted.
+pub fn snapshot_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read snapshots")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "latest")
+        .collect();
+    names.sort();
+    names
+}
