@@ -52,89 +52,68 @@ fn main() {
         ),
     )
     .expect("script");
-    let (mut sw, mut sd, mut ww, mut wd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Each round: a first night (full copy) and a later night (after a day's
+    // work: 500 new unpacked files, 50,000 new jobqueue rows), both timed.
+    let mut first = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut later = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let day = format!("2026-11-{:02}", round + 1);
-        // Shell script, first night (empty backup folder) each round.
-        let b = dir.path().join(format!("sh-{round}"));
-        let start = Instant::now();
-        let ok = Command::new("bash")
-            .arg(&script)
-            .arg(&b)
-            .arg(&day)
-            .status()
-            .expect("script");
-        sw.push(start.elapsed());
-        assert!(ok.success());
-        let read = |f: &str| {
-            std::fs::read_to_string(b.join(f))
-                .expect("stamp")
-                .trim()
-                .parse::<u128>()
-                .expect("ns")
-        };
-        sd.push(Duration::from_nanos(
-            (read("started") - read("stopped")) as u64,
-        ));
+        for night in 0..2 {
+            let day = format!("2026-11-{:02}", round * 2 + night + 1);
+            let b = dir.path().join(format!("sh-{round}"));
+            let start = Instant::now();
+            let ok = Command::new("bash").arg(&script).arg(&b).arg(&day).status().expect("script");
+            let sh_wall = start.elapsed();
+            assert!(ok.success());
+            let read = |f: &str| std::fs::read_to_string(b.join(f)).expect("stamp").trim().parse::<u128>().expect("ns");
+            let sh_down = Duration::from_nanos((read("started") - read("stopped")) as u64);
 
-        // ward, same night.
-        let wb = dir.path().join(format!("ward-{round}"));
-        let state = dir.path().join(format!("state-{round}/ward.db"));
-        let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_ward"))
-            .arg("run")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/playbooks/fossology/backup-full.yml"
-            ))
-            .args(sys.vars(&wb))
-            .env("WARD_STATE", &state)
-            .env("WARD_NOW", format!("{day}T02:00:00"))
-            .output()
-            .expect("ward");
-        ww.push(start.elapsed());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let status = Command::new(env!("CARGO_BIN_EXE_ward"))
-            .args(["status", "--json"])
-            .env("WARD_STATE", &state)
-            .output()
-            .expect("status");
-        let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
-        let step = |id: &str| {
-            v["steps"]
-                .as_array()
-                .and_then(|s| s.iter().find(|x| x["id"] == id).cloned())
-                .expect("step")
-        };
-        let down = ms_of(&step("start-scheduler")["finished_at"])
-            - ms_of(&step("stop-scheduler")["started_at"]);
-        if round == 0 {
-            for st in v["steps"].as_array().expect("steps") {
-                println!(
-                    "  ward step {:<24} {:>6} ms",
-                    st["id"].as_str().unwrap_or(""),
-                    st["duration_ms"]
-                );
+            let wb = dir.path().join(format!("ward-{round}"));
+            let state = dir.path().join(format!("state-{round}/ward.db"));
+            let start = Instant::now();
+            let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+                .arg("run")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/fossology/backup-full.yml"))
+                .args(sys.vars(&wb))
+                .env("WARD_STATE", &state)
+                .env("WARD_NOW", format!("{day}T02:00:00"))
+                .output()
+                .expect("ward");
+            let ward_wall = start.elapsed();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let status = Command::new(env!("CARGO_BIN_EXE_ward"))
+                .args(["status", "--json"])
+                .env("WARD_STATE", &state)
+                .output()
+                .expect("status");
+            let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+            let step = |id: &str| v["steps"].as_array().and_then(|s| s.iter().find(|x| x["id"] == id).cloned()).expect("step");
+            let down = ms_of(&step("start-scheduler")["finished_at"]) - ms_of(&step("stop-scheduler")["started_at"]);
+            if round == 0 {
+                println!("  night {}: ward steps (ms):", night + 1);
+                for st in v["steps"].as_array().expect("steps") {
+                    println!("    {:<24} {:>6}", st["id"].as_str().unwrap_or(""), st["duration_ms"]);
+                }
             }
-            let log = step("snapshot")["log_path"]
-                .as_str()
-                .map(|p| std::fs::read_to_string(p).unwrap_or_default());
-            println!("  snapshot log:\n{}", log.unwrap_or_default());
+            let bucket = if night == 0 { &mut first } else { &mut later };
+            bucket.0.push(sh_wall);
+            bucket.1.push(sh_down);
+            bucket.2.push(ward_wall);
+            bucket.3.push(Duration::from_millis(down.max(0) as u64));
+            if night == 0 {
+                sys.grow(500, 50_000);
+            }
         }
-        wd.push(Duration::from_millis(down.max(0) as u64));
     }
-    let (sw, sd, ww, wd) = (median(sw), median(sd), median(ww), median(wd));
-    println!(
-        "backup-full: ward {:.2} s (scheduler down {:.2} s) | shell script {:.2} s (down {:.2} s) | wall {:.2}x, downtime {:.2}x",
-        ww.as_secs_f64(),
-        wd.as_secs_f64(),
-        sw.as_secs_f64(),
-        sd.as_secs_f64(),
-        ww.as_secs_f64() / sw.as_secs_f64(),
-        wd.as_secs_f64() / sd.as_secs_f64()
-    );
+    for (label, (sw, sd, ww, wd)) in [("first night", first), ("later night", later)] {
+        let (sw, sd, ww, wd) = (median(sw), median(sd), median(ww), median(wd));
+        println!(
+            "backup-full, {label}: ward {:.2} s (scheduler down {:.2} s) | shell script {:.2} s (down {:.2} s) | wall {:.2}x, downtime {:.2}x",
+            ww.as_secs_f64(),
+            wd.as_secs_f64(),
+            sw.as_secs_f64(),
+            sd.as_secs_f64(),
+            ww.as_secs_f64() / sw.as_secs_f64(),
+            wd.as_secs_f64() / sd.as_secs_f64()
+        );
+    }
 }
