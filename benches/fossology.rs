@@ -61,10 +61,21 @@ fn main() {
             let day = format!("2026-11-{:02}", round * 2 + night + 1);
             let b = dir.path().join(format!("sh-{round}"));
             let start = Instant::now();
-            let ok = Command::new("bash").arg(&script).arg(&b).arg(&day).status().expect("script");
+            let ok = Command::new("bash")
+                .arg(&script)
+                .arg(&b)
+                .arg(&day)
+                .status()
+                .expect("script");
             let sh_wall = start.elapsed();
             assert!(ok.success());
-            let read = |f: &str| std::fs::read_to_string(b.join(f)).expect("stamp").trim().parse::<u128>().expect("ns");
+            let read = |f: &str| {
+                std::fs::read_to_string(b.join(f))
+                    .expect("stamp")
+                    .trim()
+                    .parse::<u128>()
+                    .expect("ns")
+            };
             let sh_down = Duration::from_nanos((read("started") - read("stopped")) as u64);
 
             let wb = dir.path().join(format!("ward-{round}"));
@@ -72,26 +83,43 @@ fn main() {
             let start = Instant::now();
             let out = Command::new(env!("CARGO_BIN_EXE_ward"))
                 .arg("run")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/fossology/backup-full.yml"))
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/playbooks/fossology/backup-full.yml"
+                ))
                 .args(sys.vars(&wb))
                 .env("WARD_STATE", &state)
                 .env("WARD_NOW", format!("{day}T02:00:00"))
                 .output()
                 .expect("ward");
             let ward_wall = start.elapsed();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let status = Command::new(env!("CARGO_BIN_EXE_ward"))
                 .args(["status", "--json"])
                 .env("WARD_STATE", &state)
                 .output()
                 .expect("status");
             let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
-            let step = |id: &str| v["steps"].as_array().and_then(|s| s.iter().find(|x| x["id"] == id).cloned()).expect("step");
-            let down = ms_of(&step("start-scheduler")["finished_at"]) - ms_of(&step("stop-scheduler")["started_at"]);
+            let step = |id: &str| {
+                v["steps"]
+                    .as_array()
+                    .and_then(|s| s.iter().find(|x| x["id"] == id).cloned())
+                    .expect("step")
+            };
+            let down = ms_of(&step("start-scheduler")["finished_at"])
+                - ms_of(&step("stop-scheduler")["started_at"]);
             if round == 0 {
                 println!("  night {}: ward steps (ms):", night + 1);
                 for st in v["steps"].as_array().expect("steps") {
-                    println!("    {:<24} {:>6}", st["id"].as_str().unwrap_or(""), st["duration_ms"]);
+                    println!(
+                        "    {:<24} {:>6}",
+                        st["id"].as_str().unwrap_or(""),
+                        st["duration_ms"]
+                    );
                 }
             }
             let bucket = if night == 0 { &mut first } else { &mut later };

@@ -26,10 +26,17 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            // Step logs live beside the database and may show what steps
+            // printed: a new state folder is private to its owner.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StateError::Folder {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
         }
         let err = |source| StateError::Sqlite {
             path: path.to_path_buf(),
