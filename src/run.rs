@@ -246,7 +246,11 @@ pub fn resume(
         session.store.apply(&run.id, &[note])?;
     }
     let records = session.store.steps(&run.id)?;
-    let (initial, mut changes) = recovery::resume_states(v, &records, now_ms());
+    let crashed = session
+        .store
+        .run(&run.id)?
+        .is_some_and(|r| r.state == crate::state::RunState::Crashed);
+    let (initial, mut changes) = recovery::resume_states(v, &records, crashed, now_ms());
     changes.insert(
         0,
         Change::Resumed {

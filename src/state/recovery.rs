@@ -20,14 +20,15 @@
 //!    Steps must therefore be safe to repeat; `creates:` lets a step say
 //!    "already done".
 //!
-//! 4. **Finalizers reopen their window.** When a run failed, its
-//!    `when: always`/`when: failure` steps (e.g. "start the scheduler") ran
-//!    and may have undone what earlier steps set up (e.g. "stop the
-//!    scheduler"). If work remains, those finalizers run again at the end,
-//!    and every succeeded step that a finalizer waited for *and* that the
-//!    remaining work depends on runs again too, so the remaining work sees
-//!    the same world it would have seen in one uninterrupted run (the
-//!    service stopped again; a copy consistent with the new dump).
+//! 4. **Finalizers reopen their window.** A `when: always`/`when: failure`
+//!    step (e.g. "start the scheduler") closes a window opened by the steps
+//!    it waits for (e.g. "stop the scheduler", "dump", "copy"). If it ran
+//!    after a failure, it may have undone what the window set up; if ward
+//!    died, a reboot may have done the same (services start at boot). So
+//!    when any step of such a window must run again, the whole window runs
+//!    again (stop, then dump *and* copy, so that both come from the same
+//!    quiet moment), and the finalizer closes it again. Work after a closed
+//!    window (e.g. a snapshot of the copy) does not reopen it.
 //!
 //! 5. **Same inputs.** A resume uses the run's recorded variables and
 //!    `ward.*` facts (date, run id), so a snapshot started on Monday is
@@ -80,11 +81,13 @@ pub fn reclaim_crashed(
     Ok(marked)
 }
 
-/// Rules 2-4: where each step starts when `records` are resumed, and the
-/// changes that record the resets. Steps are in `v.steps` order.
+/// Rules 2-4: where each step starts when `records` are resumed (of a run
+/// that `crashed` or not), and the changes that record the resets. Steps
+/// are in `v.steps` order.
 pub fn resume_states(
     v: &Validated,
     records: &[StepRecord],
+    crashed: bool,
     now: i64,
 ) -> (Vec<(StepState, u32)>, Vec<Change>) {
     let by_id: HashMap<&str, &StepRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -98,55 +101,47 @@ pub fn resume_states(
         .collect();
     let mut why: HashMap<usize, String> = HashMap::new();
 
-    let is_finalizer = |i: usize| !v.steps[i].compensation_only && v.steps[i].when != When::Success;
-    let finalizers_ran: Vec<usize> = (0..n)
+    // Rule 4: a finalizer that ran (or, after a crash, may have run: a reboot
+    // restarts services too) reopens its window when any step of the window
+    // must run again; then the whole window runs again, and so does it.
+    let finalizers: Vec<(usize, HashSet<usize>)> = (0..n)
+        .filter(|&i| !v.steps[i].compensation_only && v.steps[i].when != When::Success)
         .filter(|&i| {
-            is_finalizer(i)
-                && record(i)
+            crashed
+                || record(i)
                     .is_some_and(|r| matches!(r.state, StepState::Succeeded | StepState::Failed))
         })
+        .map(|f| (f, ancestors(v, &[f])))
         .collect();
-    let work_left = |keep: &[bool]| -> Vec<usize> {
-        (0..n)
-            .filter(|&i| !v.steps[i].compensation_only && !keep[i] && !is_finalizer(i))
-            .collect()
-    };
-    if !work_left(&keep).is_empty() && !finalizers_ran.is_empty() {
-        for &f in &finalizers_ran {
-            if keep[f] {
-                keep[f] = false;
-                why.insert(
-                    f,
-                    "runs again: it ran after the failure and more work follows now".into(),
-                );
+    loop {
+        let mut changed = false;
+        for (f, window) in &finalizers {
+            if !window.iter().any(|&w| !keep[w]) {
+                continue;
             }
-        }
-        // Rule 4 to a fixed point: reopening a step adds its own ancestors to the work.
-        let finalizer_ancestors: HashMap<usize, HashSet<usize>> = finalizers_ran
-            .iter()
-            .map(|&f| (f, ancestors(v, &[f])))
-            .collect();
-        loop {
-            let needed = ancestors(v, &work_left(&keep));
-            let mut changed = false;
-            for (&f, fa) in &finalizer_ancestors {
-                for &a in fa {
-                    if keep[a] && needed.contains(&a) {
-                        keep[a] = false;
-                        why.insert(
-                            a,
-                            format!(
-                                "runs again: `{}` ran after the failure and may have undone it",
-                                v.steps[f].id
-                            ),
-                        );
-                        changed = true;
-                    }
+            for &w in window.iter().chain(std::iter::once(f)) {
+                if keep[w] {
+                    keep[w] = false;
+                    let reason = if w == *f {
+                        "runs again: steps it waits for run again".to_owned()
+                    } else if crashed {
+                        format!(
+                            "runs again: ward died inside the window that `{}` closes",
+                            v.steps[*f].id
+                        )
+                    } else {
+                        format!(
+                            "runs again: `{}` ran after the failure and may have undone it",
+                            v.steps[*f].id
+                        )
+                    };
+                    why.insert(w, reason);
+                    changed = true;
                 }
             }
-            if !changed {
-                break;
-            }
+        }
+        if !changed {
+            break;
         }
     }
 

@@ -232,6 +232,19 @@ fn resume_of_a_failed_run_redoes_only_what_is_needed() {
 }
 
 #[test]
+fn a_failure_after_the_window_closed_does_not_reopen_it() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: after\nsteps:\n  - id: stop\n    run: echo stop >> journal\n  - id: dump\n    needs: [stop]\n    run: echo dump >> journal\n  - id: start\n    after: [stop, dump]\n    when: always\n    run: echo start >> journal\n  - id: snapshot\n    needs: [dump, start]\n    run: echo snapshot >> journal; test -f fixed\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    s.write("fixed", "");
+    s.ward().args(["resume", "--last"]).run().expect_code(0);
+    assert_eq!(s.read("journal"), "stop\ndump\nstart\nsnapshot\nsnapshot\n");
+}
+
+#[test]
 fn resume_refuses_a_changed_playbook_unless_allowed() {
     let s = Scratch::new();
     s.write("p.yml", "ward: 1\nname: chg\nsteps:\n  - id: a\n    cmd: [touch, a]\n  - id: b\n    needs: [a]\n    run: test -f go\n");
