@@ -290,7 +290,30 @@ impl Action for Rsync {
             .map_or(src.clone(), |v| v.display().to_string());
         let argv = p.argv(&from, &dest);
         ctx.log(format!("running: {}", argv.join(" ")));
-        let done = ctx.run(&argv, &[], true);
+        // Flush what rsync has written so far, every half second while it
+        // runs: the disk works while rsync does, and the final flush below
+        // (inside the scheduler's downtime in a backup) has little left.
+        let finished = std::sync::atomic::AtomicBool::new(false);
+        let done = std::thread::scope(|scope| {
+            if !is_remote(&p.dest) {
+                let finished = &finished;
+                let dest = &dest;
+                scope.spawn(move || {
+                    let Ok(fd) = std::fs::File::open(dest) else {
+                        return;
+                    };
+                    while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        if !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                            let _ = rustix::fs::syncfs(&fd);
+                        }
+                    }
+                });
+            }
+            let done = ctx.run(&argv, &[], true);
+            finished.store(true, std::sync::atomic::Ordering::Relaxed);
+            done
+        });
         if let Some(v) = &view {
             let _ = super::tree::remove_tree(
                 v,
