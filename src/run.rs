@@ -157,11 +157,28 @@ pub fn start(
         })
         .collect();
     session.store.create_run(&run, &steps)?;
+    let initial = vec![(StepState::Pending, 0); v.steps.len()];
+    let outcome = execute_recorded(v, run_id, initial, false, session, settings, reporter);
+    drop(lock);
+    outcome
+}
+
+/// Runs the executor for a run already recorded in the store (the caller
+/// holds its lock).
+fn execute_recorded(
+    v: &Validated,
+    run_id: &str,
+    initial: Vec<(StepState, u32)>,
+    resumed: bool,
+    session: &mut StateSession,
+    settings: &RunSettings,
+    reporter: &mut dyn Reporter,
+) -> Result<Outcome, WardError> {
     let exec = Execution {
         validated: v,
         run_id,
-        initial: vec![(StepState::Pending, 0); v.steps.len()],
-        resumed: false,
+        initial,
+        resumed,
         options: ExecOptions {
             log_dir: session.paths.run_logs(run_id),
             work_dir: work_dir(v),
@@ -169,9 +186,7 @@ pub fn start(
             kill_grace: kill_grace(),
         },
     };
-    let outcome = runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?;
-    drop(lock);
-    Ok(outcome)
+    Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?)
 }
 
 /// The sha256 of a playbook's text, as hex.
@@ -260,19 +275,7 @@ pub fn resume(
         },
     );
     session.store.apply(&run.id, &changes)?;
-    let exec = Execution {
-        validated: v,
-        run_id: &run.id,
-        initial,
-        resumed: true,
-        options: ExecOptions {
-            log_dir: session.paths.run_logs(&run.id),
-            work_dir: work_dir(v),
-            echo_output: settings.echo_output,
-            kill_grace: kill_grace(),
-        },
-    };
-    let outcome = runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?;
+    let outcome = execute_recorded(v, &run.id, initial, true, session, settings, reporter);
     drop(lock);
-    Ok(outcome)
+    outcome
 }

@@ -18,7 +18,7 @@ mod pg;
 mod pg_dumpall;
 mod pg_query;
 mod pg_restore;
-mod procs;
+pub(crate) mod procs;
 mod rotate;
 mod rsync;
 mod service_start;

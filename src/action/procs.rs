@@ -17,26 +17,15 @@ const COMM_LEN: usize = 15;
 /// Live processes (not zombies, not ward itself) whose `comm`, or the base
 /// name of whose argv[0], equals one of `names`.
 pub fn running(names: &[String]) -> Vec<Found> {
-    let me = std::process::id() as i32;
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || !alive(&entry.path()) {
+    for (pid, dir) in other_processes() {
+        if !alive(&dir) {
             continue;
         }
-        let comm = std::fs::read_to_string(entry.path().join("comm"))
+        let comm = std::fs::read_to_string(dir.join("comm"))
             .map(|c| c.trim_end_matches('\n').to_owned())
             .unwrap_or_default();
-        let argv0 = std::fs::read(entry.path().join("cmdline"))
+        let argv0 = std::fs::read(dir.join("cmdline"))
             .ok()
             .and_then(|c| {
                 c.split(|b| *b == 0)
@@ -60,6 +49,23 @@ pub fn running(names: &[String]) -> Vec<Found> {
     }
     found.sort_by_key(|f| f.pid);
     found
+}
+
+/// Every process but ward itself: its pid and its /proc folder.
+pub(crate) fn other_processes() -> impl Iterator<Item = (i32, std::path::PathBuf)> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .parse::<i32>()
+                .ok()
+                .map(|pid| (pid, e.path()))
+        })
+        .filter(move |(pid, _)| *pid != me)
 }
 
 /// False for zombies and processes that are gone.

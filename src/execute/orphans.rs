@@ -10,32 +10,18 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, getpgid, getpid, kill_process_group};
+use rustix::process::{Pid, Signal, getpgid, kill_process_group};
 
 /// Process groups whose processes carry `WARD_RUN_ID=run_id`.
 pub fn find(run_id: &str) -> BTreeSet<i32> {
     let needle = format!("WARD_RUN_ID={run_id}");
-    let me = getpid();
     let my_group = getpgid(None).ok();
     let mut groups = BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return groups;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for (pid, dir) in crate::action::procs::other_processes() {
         let Some(pid) = Pid::from_raw(pid) else {
             continue;
         };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+        let Ok(environ) = std::fs::read(dir.join("environ")) else {
             continue;
         };
         if !environ

@@ -647,10 +647,6 @@ fn failure_message(r: &AttemptResult, step: &ResolvedStep) -> String {
     if let Some(e) = &r.error {
         return e.clone();
     }
-    if r.timed_out {
-        let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
-        return format!("timed out after {limit}; its process group was stopped");
-    }
     if r.interrupted {
         return "stopped because ward was interrupted".into();
     }
