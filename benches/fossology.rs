@@ -16,15 +16,22 @@ mod pg_cluster;
 #[path = "../tests/support/fossology.rs"]
 mod system;
 
-const ROUNDS: usize = 3;
+fn rounds() -> usize {
+    std::env::var("WARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-fn ms_of(v: &serde_json::Value) -> i64 {
-    v.as_i64().unwrap_or(0)
+/// Writes back whatever the previous contender left dirty, so that neither
+/// pays for the other's writeback (the script never flushes; ward does).
+fn settle() {
+    assert!(Command::new("sync").status().expect("sync").success());
 }
 
 fn main() {
@@ -43,7 +50,9 @@ fn main() {
             "#!/bin/bash\nset -e -o pipefail\nb=\"$1\"\nday=\"$2\"\nmkdir -p \"$b/current/db\" \"$b/snapshots\"\n\
              date +%s%N > \"$b/stopped\"\n\"{s}\" --kill\n\
              pg_dumpall -w -h {sock} -p {port} -U postgres | gzip > \"$b/current/db/pg_dumpall.sql.gz\"\n\
+             date +%s%N > \"$b/dumped\"\n\
              rsync -a --delete {repo}/ \"$b/current/repository/\"\n\
+             date +%s%N > \"$b/copied\"\n\
              \"{s}\" --daemon\ndate +%s%N > \"$b/started\"\n\
              cp -al \"$b/current\" \"$b/snapshots/$day\"\n",
             sock = sys.cluster.socket.display(),
@@ -56,10 +65,11 @@ fn main() {
     // work: 500 new unpacked files, 50,000 new jobqueue rows), both timed.
     let mut first = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut later = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         for night in 0..2 {
             let day = format!("2026-11-{:02}", round * 2 + night + 1);
             let b = dir.path().join(format!("sh-{round}"));
+            settle();
             let start = Instant::now();
             let ok = Command::new("bash")
                 .arg(&script)
@@ -76,10 +86,22 @@ fn main() {
                     .parse::<u128>()
                     .expect("ns")
             };
-            let sh_down = Duration::from_nanos((read("started") - read("stopped")) as u64);
+            // Downtime as the scheduler stand-in saw it, the same way for both.
+            let sh_down = sys.last_downtime().expect("script downtime");
+            if round == 0 {
+                let ms = |a: &str, b: &str| (read(b) - read(a)) / 1_000_000;
+                println!(
+                    "  night {}: script stages (ms): stop+dump {} | rsync {} | start {}",
+                    night + 1,
+                    ms("stopped", "dumped"),
+                    ms("dumped", "copied"),
+                    ms("copied", "started")
+                );
+            }
 
             let wb = dir.path().join(format!("ward-{round}"));
             let state = dir.path().join(format!("state-{round}/ward.db"));
+            settle();
             let start = Instant::now();
             let out = Command::new(env!("CARGO_BIN_EXE_ward"))
                 .arg("run")
@@ -104,14 +126,7 @@ fn main() {
                 .output()
                 .expect("status");
             let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
-            let step = |id: &str| {
-                v["steps"]
-                    .as_array()
-                    .and_then(|s| s.iter().find(|x| x["id"] == id).cloned())
-                    .expect("step")
-            };
-            let down = ms_of(&step("start-scheduler")["finished_at"])
-                - ms_of(&step("stop-scheduler")["started_at"]);
+            let down = sys.last_downtime().expect("ward downtime");
             if round == 0 {
                 println!("  night {}: ward steps (ms):", night + 1);
                 for st in v["steps"].as_array().expect("steps") {
@@ -120,13 +135,21 @@ fn main() {
                         st["id"].as_str().unwrap_or(""),
                         st["duration_ms"]
                     );
+                    // What the built-in actions say about their own timings.
+                    let log = st["log_path"].as_str().unwrap_or("");
+                    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+                        if line.contains(" in ") && line.contains('s') && !line.contains("running:")
+                        {
+                            println!("      {line}");
+                        }
+                    }
                 }
             }
             let bucket = if night == 0 { &mut first } else { &mut later };
             bucket.0.push(sh_wall);
             bucket.1.push(sh_down);
             bucket.2.push(ward_wall);
-            bucket.3.push(Duration::from_millis(down.max(0) as u64));
+            bucket.3.push(down);
             if night == 0 {
                 sys.grow(500, 50_000);
             }

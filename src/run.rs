@@ -10,7 +10,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::error::WardError;
-use crate::execute::{self, ExecOptions, Execution, Reporter};
+use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::report::{is_secret_name, step_definition};
 use crate::state::{
     Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StatePaths, StepState,
@@ -157,8 +157,12 @@ pub fn start(
         })
         .collect();
     session.store.create_run(&run, &steps)?;
-    let initial = vec![(StepState::Pending, 0); v.steps.len()];
-    let outcome = execute_recorded(v, run_id, initial, false, session, settings, reporter);
+    let start = Start {
+        initial: vec![(StepState::Pending, 0); v.steps.len()],
+        flush_first: Vec::new(),
+        resumed: false,
+    };
+    let outcome = execute_recorded(v, run_id, start, session, settings, reporter);
     drop(lock);
     outcome
 }
@@ -168,8 +172,7 @@ pub fn start(
 fn execute_recorded(
     v: &Validated,
     run_id: &str,
-    initial: Vec<(StepState, u32)>,
-    resumed: bool,
+    start: Start,
     session: &mut StateSession,
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
@@ -177,8 +180,7 @@ fn execute_recorded(
     let exec = Execution {
         validated: v,
         run_id,
-        initial,
-        resumed,
+        start,
         options: ExecOptions {
             log_dir: session.paths.run_logs(run_id),
             work_dir: work_dir(v),
@@ -265,8 +267,14 @@ pub fn resume(
         .store
         .run(&run.id)?
         .is_some_and(|r| r.state == crate::state::RunState::Crashed);
-    let (initial, mut changes) = recovery::resume_states(v, &records, crashed, now_ms());
-    changes.insert(
+    let mut resumption = recovery::resume_states(
+        v,
+        &records,
+        crashed,
+        &crate::state::boot::boot_id(),
+        now_ms(),
+    );
+    resumption.changes.insert(
         0,
         Change::Resumed {
             pid: std::process::id(),
@@ -274,8 +282,13 @@ pub fn resume(
             at: now_ms(),
         },
     );
-    session.store.apply(&run.id, &changes)?;
-    let outcome = execute_recorded(v, &run.id, initial, true, session, settings, reporter);
+    session.store.apply(&run.id, &resumption.changes)?;
+    let start = Start {
+        initial: resumption.initial,
+        flush_first: resumption.flush_first,
+        resumed: true,
+    };
+    let outcome = execute_recorded(v, &run.id, start, session, settings, reporter);
     drop(lock);
     outcome
 }

@@ -53,6 +53,17 @@ pub struct ActionOutput {
     pub details: serde_json::Value,
     /// Something the operator should know although the step succeeded.
     pub warning: Option<String>,
+    /// Paths the action wrote without flushing them to disk. The executor
+    /// flushes their file systems in the background (`syncfs`) while the
+    /// run goes on, and the run ends only after that; until it is recorded,
+    /// a resume after a restart of the machine runs the step again
+    /// (state/recovery.rs, rule 6). Only for output that a rerun recreates.
+    pub unflushed: Vec<PathBuf>,
+}
+
+/// Worker threads for tree operations: one per CPU.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The result of one action attempt.
@@ -119,7 +130,7 @@ impl ActionCtx {
             facts: p.facts,
             playbook_hash: p.playbook_hash,
             kill_grace: p.kill_grace,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads: default_threads(),
             log: Mutex::new(None),
             log_path: p.log_path,
             cancelled: p.cancelled,

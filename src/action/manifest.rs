@@ -356,10 +356,9 @@ pub struct Mismatch {
 
 /// Compares the set at `root` with `m`: every entry must exist with the
 /// same type, size and (where recorded, if `hashes`) content; nothing else
-/// may exist but the manifest itself.
-pub fn compare(root: &Path, m: &Manifest, hashes: bool) -> Vec<Mismatch> {
-    let mut out = Vec::new();
-    let mut expected: HashSet<Vec<u8>> = HashSet::new();
+/// may exist but the manifest itself. `threads` workers share the entries,
+/// while one more looks for entries that are not in the manifest.
+pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<Mismatch> {
     let base_root = m
         .base
         .as_ref()
@@ -367,113 +366,43 @@ pub fn compare(root: &Path, m: &Manifest, hashes: bool) -> Vec<Mismatch> {
     if let (Some(name), Some(b)) = (&m.base, &base_root)
         && !b.join(FILE_NAME).is_file()
     {
-        out.push(Mismatch {
+        return vec![Mismatch {
             kind: "missing",
             path: format!("../{name}"),
             detail: "the base snapshot this incremental snapshot builds on is gone".into(),
-        });
-        return out;
+        }];
     }
-    for e in &m.entries {
-        let rel = e.rel_bytes();
-        let holder = match (&base_root, e.in_base) {
-            (Some(b), true) => b.as_path(),
-            _ => {
-                expected.insert(rel.clone());
-                root
-            }
-        };
-        let path = holder.join(OsStr::from_bytes(&rel));
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(_) => {
-                out.push(Mismatch {
-                    kind: "missing",
-                    path: e.path.clone(),
-                    detail: format!("{} not found", e.kind),
-                });
-                continue;
-            }
-        };
-        let ft = meta.file_type();
-        let actual = if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else {
-            "special"
-        };
-        if actual != e.kind {
-            out.push(Mismatch {
-                kind: "changed",
-                path: e.path.clone(),
-                detail: format!("is a {actual}, was a {}", e.kind),
-            });
-            continue;
-        }
-        if let Some(size) = e.size {
-            if meta.len() < size {
-                out.push(Mismatch {
-                    kind: "truncated",
-                    path: e.path.clone(),
-                    detail: format!("{} bytes, was {size}", meta.len()),
-                });
-                continue;
-            }
-            if meta.len() > size {
-                out.push(Mismatch {
-                    kind: "changed",
-                    path: e.path.clone(),
-                    detail: format!("{} bytes, was {size}", meta.len()),
-                });
-                continue;
-            }
-        }
-        if let Some(target) = &e.target {
-            let now = std::fs::read_link(&path)
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if &now != target {
-                out.push(Mismatch {
-                    kind: "changed",
-                    path: e.path.clone(),
-                    detail: format!("points to {now}, was {target}"),
-                });
-                continue;
-            }
-        }
-        if meta.permissions().mode() & 0o7777 != e.mode && actual != "symlink" {
-            out.push(Mismatch {
-                kind: "changed",
-                path: e.path.clone(),
-                detail: format!(
-                    "mode {:o}, was {:o}",
-                    meta.permissions().mode() & 0o7777,
-                    e.mode
-                ),
-            });
-            continue;
-        }
-        if let (true, Some(sum)) = (hashes, &e.sha256) {
-            match sha256_file(&path) {
-                Ok(now) if &now == sum => {}
-                Ok(_) => out.push(Mismatch {
-                    kind: "changed",
-                    path: e.path.clone(),
-                    detail: "content differs (sha256)".into(),
-                }),
-                Err(err) => out.push(Mismatch {
-                    kind: "changed",
-                    path: e.path.clone(),
-                    detail: format!("unreadable: {err}"),
-                }),
-            }
-        }
-    }
-    let mut extra = Vec::new();
-    collect_extra(root, &mut Vec::new(), &expected, &mut extra);
+    // Entries stored in this set (not in its base): anything else found in
+    // the set is extra.
+    let expected: HashSet<Vec<u8>> = m
+        .entries
+        .iter()
+        .filter(|e| base_root.is_none() || !e.in_base)
+        .map(ManifestEntry::rel_bytes)
+        .collect();
+    let chunk = m.entries.len().div_ceil(threads.max(1)).max(1);
+    let (mut out, extra) = std::thread::scope(|scope| {
+        let extra = scope.spawn(|| collect_extra(root, &expected, threads));
+        let parts: Vec<_> = m
+            .entries
+            .chunks(chunk)
+            .map(|part| {
+                let base_root = base_root.as_deref();
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for e in part {
+                        check_entry(root, base_root, e, hashes, &mut out);
+                    }
+                    out
+                })
+            })
+            .collect();
+        let out: Vec<Mismatch> = parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_default())
+            .collect();
+        (out, extra.join().unwrap_or_default())
+    });
     for rel in extra {
         out.push(Mismatch {
             kind: "extra",
@@ -484,38 +413,140 @@ pub fn compare(root: &Path, m: &Manifest, hashes: bool) -> Vec<Mismatch> {
     out
 }
 
-fn collect_extra(
+/// Checks one manifest entry against the disk, adding what differs to `out`.
+fn check_entry(
     root: &Path,
-    rel: &mut Vec<u8>,
-    expected: &HashSet<Vec<u8>>,
-    out: &mut Vec<Vec<u8>>,
+    base_root: Option<&Path>,
+    e: &ManifestEntry,
+    hashes: bool,
+    out: &mut Vec<Mismatch>,
 ) {
-    let dir: PathBuf = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(OsStr::from_bytes(rel))
+    let rel = e.rel_bytes();
+    let holder = match (base_root, e.in_base) {
+        (Some(b), true) => b,
+        _ => root,
     };
-    let Ok(read) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    let mut names: Vec<_> = read.flatten().collect();
-    names.sort_by_key(|e| e.file_name());
-    for item in names {
-        let len = rel.len();
-        if !rel.is_empty() {
-            rel.push(b'/');
+    let path = holder.join(OsStr::from_bytes(&rel));
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(_) => {
+            out.push(Mismatch {
+                kind: "missing",
+                path: e.path.clone(),
+                detail: format!("{} not found", e.kind),
+            });
+            return;
         }
-        rel.extend_from_slice(item.file_name().as_bytes());
-        let is_manifest = len == 0 && item.file_name() == FILE_NAME;
-        if !is_manifest {
-            if !expected.contains(rel.as_slice()) {
-                out.push(rel.clone());
+    };
+    let ft = meta.file_type();
+    let actual = if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else {
+        "special"
+    };
+    if actual != e.kind {
+        out.push(Mismatch {
+            kind: "changed",
+            path: e.path.clone(),
+            detail: format!("is a {actual}, was a {}", e.kind),
+        });
+        return;
+    }
+    if let Some(size) = e.size {
+        if meta.len() < size {
+            out.push(Mismatch {
+                kind: "truncated",
+                path: e.path.clone(),
+                detail: format!("{} bytes, was {size}", meta.len()),
+            });
+            return;
+        }
+        if meta.len() > size {
+            out.push(Mismatch {
+                kind: "changed",
+                path: e.path.clone(),
+                detail: format!("{} bytes, was {size}", meta.len()),
+            });
+            return;
+        }
+    }
+    if let Some(target) = &e.target {
+        let now = std::fs::read_link(&path)
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if &now != target {
+            out.push(Mismatch {
+                kind: "changed",
+                path: e.path.clone(),
+                detail: format!("points to {now}, was {target}"),
+            });
+            return;
+        }
+    }
+    if meta.permissions().mode() & 0o7777 != e.mode && actual != "symlink" {
+        out.push(Mismatch {
+            kind: "changed",
+            path: e.path.clone(),
+            detail: format!(
+                "mode {:o}, was {:o}",
+                meta.permissions().mode() & 0o7777,
+                e.mode
+            ),
+        });
+        return;
+    }
+    if let (true, Some(sum)) = (hashes, &e.sha256) {
+        match sha256_file(&path) {
+            Ok(now) if &now == sum => {}
+            Ok(_) => out.push(Mismatch {
+                kind: "changed",
+                path: e.path.clone(),
+                detail: "content differs (sha256)".into(),
+            }),
+            Err(err) => out.push(Mismatch {
+                kind: "changed",
+                path: e.path.clone(),
+                detail: format!("unreadable: {err}"),
+            }),
+        }
+    }
+}
+
+/// Every path under `root` that is not in `expected` (the manifest itself
+/// aside), sorted; folders not in `expected` are reported, not entered.
+fn collect_extra(root: &Path, expected: &HashSet<Vec<u8>>, threads: usize) -> Vec<Vec<u8>> {
+    let found: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    let _ = super::tree::walk(threads, &AtomicBool::new(false), |rel| {
+        let Ok(read) = std::fs::read_dir(super::tree::join(root, rel)) else {
+            return Ok(Vec::new());
+        };
+        let mut subdirs = Vec::new();
+        let mut extra = Vec::new();
+        for item in read.flatten() {
+            if rel.is_empty() && item.file_name() == FILE_NAME {
+                continue;
+            }
+            let child = super::tree::child_rel(rel, item.file_name().as_bytes());
+            if !expected.contains(child.as_slice()) {
+                extra.push(child);
             } else if item.file_type().is_ok_and(|t| t.is_dir()) {
-                collect_extra(root, rel, expected, out);
+                subdirs.push(child);
             }
         }
-        rel.truncate(len);
-    }
+        if !extra.is_empty()
+            && let Ok(mut f) = found.lock()
+        {
+            f.extend(extra);
+        }
+        Ok(subdirs)
+    });
+    let mut found = found.into_inner().unwrap_or_default();
+    found.sort();
+    found
 }
 
 /// Builds, under `view`, the complete tree of `prefix` (a folder of the

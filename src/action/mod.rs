@@ -39,7 +39,7 @@ use crate::yaml::{DeError, Node, from_node};
 
 pub use context::{
     ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, CtxParts, Finished, Running,
-    describe_status, sync_dir, write_atomic,
+    default_threads, describe_status, sync_dir, write_atomic,
 };
 pub use params::{Compression, PgConn, StringList};
 pub use pg_dumpall::{PgDumpall, PgDumpallParams};

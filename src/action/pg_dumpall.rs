@@ -241,7 +241,7 @@ impl Action for PgDumpall {
                 &sha256[..16]
             )),
             details: info,
-            warning: None,
+            ..ActionOutput::default()
         })
     }
 

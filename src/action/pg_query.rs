@@ -85,7 +85,7 @@ impl Action for PgQuery {
         Ok(ActionOutput {
             summary: Some(format!("{count} row(s)")),
             details: serde_json::json!({ "rows": count }),
-            warning: None,
+            ..ActionOutput::default()
         })
     }
 

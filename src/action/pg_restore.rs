@@ -116,7 +116,7 @@ impl Action for PgRestore {
                 src.display()
             )),
             details: serde_json::json!({ "src": src.display().to_string(), "format": kind, "sql_bytes": total }),
-            warning: None,
+            ..ActionOutput::default()
         })
     }
 

@@ -140,6 +140,7 @@ impl Action for Rotate {
                     plan.not_counted.join(", ")
                 )
             }),
+            ..ActionOutput::default()
         })
     }
 

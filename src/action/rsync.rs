@@ -290,30 +290,7 @@ impl Action for Rsync {
             .map_or(src.clone(), |v| v.display().to_string());
         let argv = p.argv(&from, &dest);
         ctx.log(format!("running: {}", argv.join(" ")));
-        // Flush what rsync has written so far, every half second while it
-        // runs: the disk works while rsync does, and the final flush below
-        // (inside the scheduler's downtime in a backup) has little left.
-        let finished = std::sync::atomic::AtomicBool::new(false);
-        let done = std::thread::scope(|scope| {
-            if !is_remote(&p.dest) {
-                let finished = &finished;
-                let dest = &dest;
-                scope.spawn(move || {
-                    let Ok(fd) = std::fs::File::open(dest) else {
-                        return;
-                    };
-                    while !finished.load(std::sync::atomic::Ordering::Relaxed) {
-                        std::thread::sleep(std::time::Duration::from_millis(500));
-                        if !finished.load(std::sync::atomic::Ordering::Relaxed) {
-                            let _ = rustix::fs::syncfs(&fd);
-                        }
-                    }
-                });
-            }
-            let done = ctx.run(&argv, &[], true);
-            finished.store(true, std::sync::atomic::Ordering::Relaxed);
-            done
-        });
+        let done = ctx.run(&argv, &[], true);
         if let Some(v) = &view {
             let _ = super::tree::remove_tree(
                 v,
@@ -339,19 +316,6 @@ impl Action for Rsync {
                 )));
             }
         };
-        // The step succeeds only once the copy is on disk: rsync itself does
-        // not fsync, and a later resume trusts a succeeded copy.
-        if !is_remote(&p.dest) {
-            let clock = std::time::Instant::now();
-            let fd = std::fs::File::open(&dest)
-                .map_err(|e| ActionError::new(format!("cannot open {dest}: {e}")))?;
-            rustix::fs::syncfs(&fd)
-                .map_err(|e| ActionError::new(format!("cannot sync {dest}: {e}")))?;
-            ctx.log(format!(
-                "synced {dest} in {:.2}s",
-                clock.elapsed().as_secs_f64()
-            ));
-        }
         let summary = format!(
             "{} files, {} transferred, {} bytes sent",
             stats.get("files").and_then(|v| v.as_u64()).unwrap_or(0),
@@ -368,6 +332,15 @@ impl Action for Rsync {
             summary: Some(summary),
             details: serde_json::Value::Object(stats),
             warning,
+            // rsync does not fsync. The executor flushes the copy in the
+            // background, so a backup can restart its service without
+            // waiting for the disk; a resume after a restart of the machine
+            // copies again (state/recovery.rs, rule 6).
+            unflushed: if is_remote(&p.dest) {
+                Vec::new()
+            } else {
+                vec![std::path::PathBuf::from(&dest)]
+            },
         })
     }
 

@@ -253,7 +253,7 @@ impl Action for SnapshotHardlink {
                 "entries": m.entries.len(),
                 "hashed": hashed,
             }),
-            warning: None,
+            ..ActionOutput::default()
         })
     }
 

@@ -4,12 +4,11 @@
 //! its sub-folders and handles everything else at once. Two cores link or
 //! delete a tree of 100,000 files faster than one `cp -al` or `rm -rf`.
 
-use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use super::ActionError;
@@ -52,51 +51,79 @@ pub struct Entry {
     pub in_base: bool,
 }
 
+/// Folders waiting for a worker. Each worker keeps its own stack of
+/// folders (depth first) and hands half of it over only when another worker
+/// is waiting, so that the shared lock is taken rarely, not once per folder.
 struct Queue {
-    state: Mutex<(VecDeque<Vec<u8>>, usize)>,
+    state: Mutex<Shared>,
     wake: Condvar,
+    /// Workers waiting for folders (read without the lock, as a hint).
+    waiting: AtomicUsize,
+}
+
+struct Shared {
+    dirs: Vec<Vec<u8>>,
+    /// Workers that hold or may produce folders.
+    busy: usize,
 }
 
 impl Queue {
-    fn new(first: Vec<u8>) -> Queue {
+    fn new(first: Vec<u8>, workers: usize) -> Queue {
         Queue {
-            state: Mutex::new((VecDeque::from([first]), 0)),
+            state: Mutex::new(Shared {
+                dirs: vec![first],
+                busy: workers,
+            }),
             wake: Condvar::new(),
+            waiting: AtomicUsize::new(0),
         }
     }
 
-    /// The next folder, or None when every folder is done.
+    /// The next shared folder for a worker whose own stack is empty, or
+    /// None when no worker has anything left.
     fn next(&self) -> Option<Vec<u8>> {
         let mut guard = self.state.lock().ok()?;
+        if let Some(dir) = guard.dirs.pop() {
+            return Some(dir);
+        }
+        guard.busy -= 1;
         loop {
-            if let Some(dir) = guard.0.pop_front() {
-                guard.1 += 1;
+            if let Some(dir) = guard.dirs.pop() {
+                guard.busy += 1;
                 return Some(dir);
             }
-            if guard.1 == 0 {
+            if guard.busy == 0 {
                 self.wake.notify_all();
                 return None;
             }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             guard = self.wake.wait(guard).ok()?;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    fn push(&self, dirs: Vec<Vec<u8>>) {
+    /// Hands half of a worker's stack to waiting workers, if any wait.
+    fn share(&self, local: &mut Vec<Vec<u8>>) {
+        if local.len() < 2 || self.waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         if let Ok(mut guard) = self.state.lock() {
-            guard.0.extend(dirs);
+            let half = local.len() / 2;
+            guard.dirs.extend(local.drain(..half));
             self.wake.notify_all();
         }
     }
 
-    fn done_one(&self) {
+    /// Drops every shared folder (after an error).
+    fn clear(&self) {
         if let Ok(mut guard) = self.state.lock() {
-            guard.1 -= 1;
-            self.wake.notify_all();
+            guard.dirs.clear();
         }
     }
 }
 
-fn join(root: &Path, rel: &[u8]) -> PathBuf {
+/// `root/rel` (`root` itself for the empty `rel`).
+pub(super) fn join(root: &Path, rel: &[u8]) -> PathBuf {
     if rel.is_empty() {
         root.to_path_buf()
     } else {
@@ -104,7 +131,8 @@ fn join(root: &Path, rel: &[u8]) -> PathBuf {
     }
 }
 
-fn child_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+/// `parent/name` as relative path bytes.
+pub(super) fn child_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut rel = Vec::with_capacity(parent.len() + 1 + name.len());
     rel.extend_from_slice(parent);
     if !rel.is_empty() {
@@ -114,31 +142,39 @@ fn child_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     rel
 }
 
-/// Runs `work` on every folder of a tree (starting at the root, `""`) with `threads` workers; `work`
-/// returns the sub-folders to visit next. Errors stop all workers.
-fn walk<F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), ActionError>
+/// Runs `work` on every folder of a tree (starting at the root, `""`) with
+/// `threads` workers; `work` returns the sub-folders to visit next. Errors
+/// stop all workers.
+pub(super) fn walk<F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), ActionError>
 where
     F: Fn(&[u8]) -> Result<Vec<Vec<u8>>, ActionError> + Sync,
 {
-    let queue = Queue::new(Vec::new());
+    let threads = threads.max(1);
+    let queue = Queue::new(Vec::new(), threads);
     let failed: Mutex<Option<ActionError>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
+        for _ in 0..threads {
             scope.spawn(|| {
-                while let Some(dir) = queue.next() {
-                    if !stop.load(Ordering::Relaxed) && !cancelled.load(Ordering::Relaxed) {
-                        match work(&dir) {
-                            Ok(subdirs) => queue.push(subdirs),
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                if let Ok(mut f) = failed.lock() {
-                                    f.get_or_insert(e);
-                                }
+                let mut local: Vec<Vec<u8>> = Vec::new();
+                while let Some(dir) = local.pop().or_else(|| queue.next()) {
+                    if stop.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed) {
+                        local.clear();
+                        queue.clear();
+                        continue;
+                    }
+                    match work(&dir) {
+                        Ok(subdirs) => {
+                            local.extend(subdirs);
+                            queue.share(&mut local);
+                        }
+                        Err(e) => {
+                            stop.store(true, Ordering::Relaxed);
+                            if let Ok(mut f) = failed.lock() {
+                                f.get_or_insert(e);
                             }
                         }
                     }
-                    queue.done_one();
                 }
             });
         }
@@ -152,6 +188,17 @@ where
         ));
     }
     Ok(())
+}
+
+/// Runs `each` on every item with `threads` workers, each taking a chunk.
+fn for_each_parallel<T: Sync>(items: &[T], threads: usize, each: impl Fn(&T) + Sync) {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        for part in items.chunks(chunk) {
+            let each = &each;
+            scope.spawn(move || part.iter().for_each(each));
+        }
+    });
 }
 
 fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ActionError {
@@ -226,38 +273,58 @@ pub fn link_tree_since(
         .mode(root_meta.permissions().mode() & 0o7777)
         .create(dest)
         .map_err(|e| io_err("create", dest, e))?;
-    let is_root = rustix::process::geteuid().is_root();
+    let creator = Creator::current();
     let entries: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
     walk(threads, cancelled, |rel| {
         let from_dir = join(src, rel);
         let to_dir = join(dest, rel);
-        let from = open_dir(&from_dir)?;
-        let to = open_dir(&to_dir)?;
-        // A folder that is new since the base has no counterpart there.
-        let in_base_dir = base.and_then(|b| open_dir(&join(b, rel)).ok());
-        let mut listing = Dir::read_from(&from).map_err(|e| io_err("read folder", &from_dir, e))?;
-        let mut subdirs = Vec::new();
-        let mut local = Vec::new();
+        // The listing owns the folder's descriptor; it is read to the end
+        // first, then used for the *at calls (no second open per folder).
+        let mut listing =
+            Dir::new(open_dir(&from_dir)?).map_err(|e| io_err("read folder", &from_dir, e))?;
+        let mut names = Vec::new();
         while let Some(item) = listing.read() {
             let item = item.map_err(|e| io_err("read folder", &from_dir, e))?;
-            let name = item.file_name();
-            let bytes = name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
+            let bytes = item.file_name().to_bytes();
+            if bytes != b"." && bytes != b".." {
+                names.push(item.file_name().to_owned());
             }
-            let rel_child = child_rel(rel, bytes);
+        }
+        let from = listing
+            .fd()
+            .map_err(|e| io_err("read folder", &from_dir, e))?;
+        let to = open_dir(&to_dir)?;
+        // Mode and group of `to`, read once and only if a sub-folder needs them.
+        let mut to_stat: Option<rustix::fs::Stat> = None;
+        // A folder that is new since the base has no counterpart there.
+        let in_base_dir = base.and_then(|b| open_dir(&join(b, rel)).ok());
+        let mut subdirs = Vec::new();
+        let mut local = Vec::new();
+        for name in &names {
+            let name = name.as_c_str();
+            let rel_child = child_rel(rel, name.to_bytes());
             let at = || join(src, &rel_child);
-            let st = statat(&from, name, AtFlags::SYMLINK_NOFOLLOW)
+            let st = statat(from, name, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| io_err("read", &at(), e))?;
             let ft = FileType::from_raw_mode(st.st_mode as _);
             if ft == FileType::Directory {
-                let mode = Mode::from_raw_mode((st.st_mode as u32 & 0o7777) as _);
+                let bits = st.st_mode & 0o7777;
+                let mode = Mode::from_raw_mode(bits as _);
                 mkdirat(&to, name, mode)
                     .map_err(|e| io_err("create", &join(dest, &rel_child), e))?;
-                // mkdir applies the umask; set the exact bits.
-                chmodat(&to, name, mode, AtFlags::empty())
-                    .map_err(|e| io_err("set the mode of", &join(dest, &rel_child), e))?;
-                if is_root {
+                let parent = match to_stat {
+                    Some(p) => p,
+                    None => {
+                        let p = rustix::fs::fstat(&to).map_err(|e| io_err("read", &to_dir, e))?;
+                        *to_stat.get_or_insert(p)
+                    }
+                };
+                let (fix_mode, fix_owner) = creator.fixups(bits, st.st_uid, st.st_gid, &parent);
+                if fix_mode {
+                    chmodat(&to, name, mode, AtFlags::empty())
+                        .map_err(|e| io_err("set the mode of", &join(dest, &rel_child), e))?;
+                }
+                if fix_owner {
                     let _ = chownat(
                         &to,
                         name,
@@ -273,7 +340,7 @@ pub fn link_tree_since(
             let kind = match ft {
                 FileType::RegularFile => Kind::File,
                 FileType::Symlink => Kind::Symlink(
-                    readlinkat(&from, name, Vec::new())
+                    readlinkat(from, name, Vec::new())
                         .map(|t| t.into_bytes())
                         .unwrap_or_default(),
                 ),
@@ -284,7 +351,7 @@ pub fn link_tree_since(
                     .is_ok_and(|bst| bst.st_ino == st.st_ino && bst.st_dev == st.st_dev)
             });
             if !unchanged {
-                linkat(&from, name, &to, name, AtFlags::empty()).map_err(|e| {
+                linkat(from, name, &to, name, AtFlags::empty()).map_err(|e| {
                     ActionError::new(format!(
                         "cannot link {} into {}: {e}",
                         at().display(),
@@ -303,12 +370,61 @@ pub fn link_tree_since(
     })?;
     let mut entries = entries.into_inner().unwrap_or_default();
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-    // Folder times last: creating entries inside a folder changes its mtime.
-    for e in entries.iter().filter(|e| e.kind == Kind::Dir).rev() {
-        set_mtime(&join(dest, &e.rel), e.mtime, e.mtime_nsec);
-    }
+    // Folder times last: creating entries inside a folder changes its
+    // mtime. Setting one folder's times does not touch its parent's, so
+    // the order does not matter and the folders are shared out.
+    let dirs: Vec<&Entry> = entries.iter().filter(|e| e.kind == Kind::Dir).collect();
+    for_each_parallel(&dirs, threads, |e| {
+        set_mtime(&join(dest, &e.rel), e.mtime, e.mtime_nsec)
+    });
     set_mtime(dest, root_meta.mtime(), root_meta.mtime_nsec());
     Ok(entries)
+}
+
+/// Who creates folders here, to tell when `mkdir` alone already gives a
+/// new folder the source's mode and owner (the common case), so that the
+/// extra chmod and chown per folder are skipped.
+struct Creator {
+    root: bool,
+    uid: u32,
+    gid: u32,
+    /// The process umask; None if unknown (then every mode is set).
+    umask: Option<u32>,
+}
+
+impl Creator {
+    fn current() -> Creator {
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            });
+        Creator {
+            root: rustix::process::geteuid().is_root(),
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            umask,
+        }
+    }
+
+    /// Whether a folder just made by `mkdir(mode)` inside `parent` needs a
+    /// chmod to get exactly `mode`, and (as root) a chown to `uid:gid`.
+    fn fixups(&self, mode: u32, uid: u32, gid: u32, parent: &rustix::fs::Stat) -> (bool, bool) {
+        let setgid_parent = parent.st_mode & 0o2000 != 0;
+        // mkdir keeps only the permission and sticky bits, minus the umask;
+        // below a setgid folder it adds the setgid bit.
+        let fix_mode =
+            self.umask.is_none_or(|u| mode & u != 0) || mode & 0o6000 != 0 || setgid_parent;
+        let new_gid = if setgid_parent {
+            parent.st_gid
+        } else {
+            self.gid
+        };
+        let fix_owner = self.root && (uid != self.uid || gid != new_gid);
+        (fix_mode, fix_owner)
+    }
 }
 
 fn set_mtime(path: &Path, secs: i64, nsec: i64) {
@@ -378,12 +494,26 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
         Ok(subdirs)
     })?;
     let mut dirs = dirs.into_inner().unwrap_or_default();
-    // Deepest first: a folder's path is longer than its parent's.
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
-    for d in dirs {
-        let p = join(path, &d);
-        std::fs::remove_dir(&p)
-            .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", p.display())))?;
+    // Deepest level first; the folders of one level are independent and
+    // are removed in parallel.
+    let depth = |d: &Vec<u8>| d.iter().filter(|&&b| b == b'/').count();
+    dirs.sort_by_key(|d| std::cmp::Reverse(depth(d)));
+    let failed: Mutex<Option<ActionError>> = Mutex::new(None);
+    for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
+        for_each_parallel(level, threads, |d| {
+            let p = join(path, d);
+            if let Err(e) = std::fs::remove_dir(&p)
+                && let Ok(mut f) = failed.lock()
+            {
+                f.get_or_insert(ActionError::new(format!(
+                    "cannot delete folder {}: {e}",
+                    p.display()
+                )));
+            }
+        });
+        if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e);
+        }
     }
     std::fs::remove_dir(path)
         .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", path.display())))

@@ -57,7 +57,7 @@ impl Action for Verify {
             .map_or_else(|| set.join(manifest::FILE_NAME), |m| ctx.path(m));
         let m = manifest::read(&manifest_path)?;
         ctx.check()?;
-        let mismatches = manifest::compare(&set, &m, p.hashes);
+        let mismatches = manifest::compare(&set, &m, p.hashes, ctx.threads);
         for mm in &mismatches {
             ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
         }
@@ -97,7 +97,7 @@ impl Action for Verify {
                 }
             )),
             details: serde_json::json!({ "entries": m.entries.len(), "hashed": hashed }),
-            warning: None,
+            ..ActionOutput::default()
         })
     }
 

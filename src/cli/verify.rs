@@ -32,7 +32,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             return Ok(exit::FAILED);
         }
     };
-    let mismatches = manifest::compare(&set, &m, !args.no_hashes);
+    let mismatches = manifest::compare(&set, &m, !args.no_hashes, crate::action::default_threads());
     if args.json {
         serde_json::to_writer_pretty(
             &mut out,

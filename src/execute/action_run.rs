@@ -9,19 +9,42 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::process::{AttemptResult, Cancel, wait_cancel};
-use crate::action::{ActionCtx, ActionParams};
+use crate::action::{ActionCtx, ActionParams, ActionResult};
 
-/// Runs the action to its end; a timeout or a signal sets the flag the
-/// action checks, and its child processes are stopped by their own waits.
-pub async fn run_action(
+/// An action running on its blocking thread.
+pub struct StartedAction {
+    handle: tokio::task::JoinHandle<ActionResult>,
+    flag: Arc<AtomicBool>,
+    started: Instant,
+}
+
+/// Starts the action on a blocking thread now, not when a task is first
+/// polled: the scheduler writes its checkpoint right after starting
+/// attempts, and on a busy disk that fsync must not delay the action.
+pub fn start_action(
     params: Arc<dyn ActionParams>,
     ctx: ActionCtx,
     flag: Arc<AtomicBool>,
+) -> StartedAction {
+    StartedAction {
+        handle: tokio::task::spawn_blocking(move || params.run(&ctx)),
+        flag,
+        started: Instant::now(),
+    }
+}
+
+/// Runs a started action to its end; a timeout or a signal sets the flag
+/// the action checks, and its child processes are stopped by their own waits.
+pub async fn wait_action(
+    action: StartedAction,
     timeout: Option<Duration>,
     mut cancel: watch::Receiver<Cancel>,
 ) -> AttemptResult {
-    let started = Instant::now();
-    let mut handle = tokio::task::spawn_blocking(move || params.run(&ctx));
+    let StartedAction {
+        mut handle,
+        flag,
+        started,
+    } = action;
     let mut timed_out = false;
     let mut interrupted = false;
     let limit = async {
@@ -43,7 +66,7 @@ pub async fn run_action(
             handle.await
         }
     };
-    let (exit_code, error, details, note) = match joined {
+    let (exit_code, error, details, note, unflushed) = match joined {
         Ok(Ok(out)) => {
             let note = match (&out.summary, &out.warning) {
                 (Some(s), Some(w)) => Some(format!("{s}; warning: {w}")),
@@ -56,14 +79,16 @@ pub async fn run_action(
                 None,
                 Some(out.details).filter(|d| !d.is_null()),
                 note,
+                out.unflushed,
             )
         }
-        Ok(Err(e)) => (None, Some(e.0), None, None),
+        Ok(Err(e)) => (None, Some(e.0), None, None, Vec::new()),
         Err(e) => (
             None,
             Some(format!("the action stopped unexpectedly: {e}")),
             None,
             None,
+            Vec::new(),
         ),
     };
     AttemptResult {
@@ -74,6 +99,7 @@ pub async fn run_action(
         error,
         details,
         note,
+        unflushed,
         elapsed: started.elapsed(),
     }
 }

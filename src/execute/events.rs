@@ -67,6 +67,14 @@ pub enum Event<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// A succeeded step's output could not be flushed to disk: the step
+    /// now counts as failed.
+    FlushFailed {
+        /// The step.
+        step: &'a str,
+        /// Why.
+        message: &'a str,
+    },
     /// ward got a signal and is stopping.
     Interrupted {
         /// The signal's name.

@@ -17,9 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use events::{Event, Reporter, StepEnd};
-pub use scheduler::{Execution, Outcome, execute};
-
-use crate::state::StepState;
+pub use scheduler::{Execution, Outcome, Start, execute};
 
 /// How a run is carried out.
 #[derive(Clone, Debug)]
@@ -36,7 +34,3 @@ pub struct ExecOptions {
 
 /// Default wait between SIGTERM and SIGKILL; `WARD_KILL_GRACE` overrides it.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
-
-/// The state each step starts from: `Pending` for a fresh run; for a
-/// resume, `Succeeded` for the steps that are kept (see `state::recovery`).
-pub type InitialStates = Vec<StepState>;

@@ -64,6 +64,8 @@ pub struct AttemptResult {
     pub details: Option<serde_json::Value>,
     /// An action's one-line summary or warning, for successful attempts.
     pub note: Option<String>,
+    /// Output an action wrote but did not flush: the executor flushes it.
+    pub unflushed: Vec<PathBuf>,
     /// How long it ran.
     pub elapsed: Duration,
 }
@@ -78,6 +80,7 @@ impl AttemptResult {
             error: Some(message),
             details: None,
             note: None,
+            unflushed: Vec::new(),
             elapsed: started.elapsed(),
         }
     }
@@ -267,6 +270,7 @@ pub async fn wait_attempt(
         error,
         details: None,
         note: None,
+        unflushed: Vec::new(),
         elapsed: started.elapsed(),
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::ExecOptions;
-use super::action_run::run_action;
+use super::action_run::{start_action, wait_action};
 use super::events::{Event, Reporter, StepEnd};
 use super::process::{
     AttemptResult, AttemptSpec, Cancel, run_attempt, spawn_attempt, wait_attempt,
@@ -27,7 +27,7 @@ use super::process::{
 use super::signals::{Received, Signals};
 use crate::action::{ActionCtx, CtxParts};
 use crate::model::When;
-use crate::state::{Change, RunState, StateError, StepState, Store};
+use crate::state::{Change, RunState, StateError, StepState, Store, Unflushed};
 use crate::validate::{ResolvedBody, ResolvedStep, Validated};
 
 /// A run to carry out.
@@ -36,12 +36,22 @@ pub struct Execution<'a> {
     pub validated: &'a Validated,
     /// The run's id (already recorded in the store).
     pub run_id: &'a str,
-    /// Each step's starting state and how many attempts it already had.
-    pub initial: Vec<(StepState, u32)>,
-    /// True for `ward resume`.
-    pub resumed: bool,
+    /// Where the steps start.
+    pub start: Start,
     /// Logs, working folder, echo, kill grace.
     pub options: ExecOptions,
+}
+
+/// Where a run's steps start: all pending for a new run; for a resume, what
+/// `state::recovery` decided.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// Each step's starting state and how many attempts it already had.
+    pub initial: Vec<(StepState, u32)>,
+    /// Kept steps whose output must be flushed first (step index, paths).
+    pub flush_first: Vec<(usize, Vec<PathBuf>)>,
+    /// True for `ward resume`.
+    pub resumed: bool,
 }
 
 /// How the run ended.
@@ -65,6 +75,11 @@ enum Done {
     RetryDue {
         step: usize,
     },
+    /// A succeeded step's output was flushed to disk (or could not be).
+    Flushed {
+        step: usize,
+        result: Result<(), String>,
+    },
 }
 
 struct Scheduler<'a, 'r> {
@@ -86,6 +101,8 @@ struct Scheduler<'a, 'r> {
     failure: Option<String>,
     interrupted: Option<Received>,
     changes: Vec<Change>,
+    /// This boot of the machine (recorded with unflushed output).
+    boot_id: String,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -105,6 +122,7 @@ pub async fn execute(
     let started = Instant::now();
     let v = exec.validated;
     let kept = exec
+        .start
         .initial
         .iter()
         .filter(|(s, _)| *s == StepState::Succeeded)
@@ -112,7 +130,7 @@ pub async fn execute(
     reporter.event(&Event::RunStarted {
         run_id: exec.run_id,
         playbook: &v.playbook.name.value,
-        resumed: exec.resumed,
+        resumed: exec.start.resumed,
         kept,
         total: v.steps.iter().filter(|s| !s.compensation_only).count(),
     });
@@ -123,8 +141,8 @@ pub async fn execute(
             .collect(),
         v,
         run_id: exec.run_id,
-        state: exec.initial.iter().map(|(st, _)| *st).collect(),
-        attempts: exec.initial.iter().map(|(_, a)| *a).collect(),
+        state: exec.start.initial.iter().map(|(st, _)| *st).collect(),
+        attempts: exec.start.initial.iter().map(|(_, a)| *a).collect(),
         tries: vec![0; v.steps.len()],
         options: exec.options,
         retry_waiting: HashSet::new(),
@@ -134,6 +152,7 @@ pub async fn execute(
         failure: None,
         interrupted: None,
         changes: Vec::new(),
+        boot_id: crate::state::boot::boot_id(),
         reporter,
     };
     if let Err(e) = std::fs::create_dir_all(&s.options.log_dir) {
@@ -154,6 +173,11 @@ pub async fn execute(
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(usize, String)>();
     let mut signals = Signals::install().ok();
     let mut tasks: JoinSet<Done> = JoinSet::new();
+    // Output kept from before a crash (same boot) is flushed before the run
+    // can end; the steps after it need not wait (rule 6).
+    for (step, paths) in exec.start.flush_first {
+        spawn_flush(&mut tasks, step, paths);
+    }
 
     loop {
         let launch = s.decide();
@@ -176,10 +200,10 @@ pub async fn execute(
             };
             if let ResolvedBody::Action(params) = &s.steps[step].body {
                 let (ctx, flag) = s.action_ctx(step, spec, echo);
-                let params = params.clone();
+                let started = start_action(params.clone(), ctx, flag);
                 let timeout = s.steps[step].timeout.map(|t| t.std());
                 tasks.spawn(async move {
-                    let result = run_action(params, ctx, flag, timeout, cancel).await;
+                    let result = wait_action(started, timeout, cancel).await;
                     Done::Attempt {
                         step,
                         attempt,
@@ -215,6 +239,7 @@ pub async fn execute(
             joined = tasks.join_next() => match joined {
                 Some(Ok(Done::Attempt { step, attempt, log, result })) => s.attempt_done(step, attempt, &log, &result, &mut tasks, &cancel_rx),
                 Some(Ok(Done::RetryDue { step })) => { s.retry_waiting.remove(&step); }
+                Some(Ok(Done::Flushed { step, result })) => s.flushed(step, result),
                 Some(Err(e)) => s.internal_failure(format!("internal error in a step task: {e}")),
                 None => {}
             },
@@ -445,6 +470,22 @@ impl Scheduler<'_, '_> {
             if let Some(path) = &step.creates {
                 sync_path(&self.resolve(path));
             }
+            if !r.unflushed.is_empty() {
+                // Recorded in the same commit as the success, so a resume
+                // never trusts this output without knowing it was unflushed.
+                self.changes.push(Change::Durability {
+                    step: step.id.clone(),
+                    unflushed: Some(Unflushed {
+                        boot_id: self.boot_id.clone(),
+                        paths: r
+                            .unflushed
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect(),
+                    }),
+                });
+                spawn_flush(tasks, i, r.unflushed.clone());
+            }
             (StepState::Succeeded, "succeeded", r.note.clone(), false)
         } else {
             let message = failure_message(r, step);
@@ -513,6 +554,28 @@ impl Scheduler<'_, '_> {
         });
     }
 
+    /// Records that a step's output reached the disk, or fails the step
+    /// (and the run) when it could not: its output is not safe to keep.
+    fn flushed(&mut self, i: usize, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.changes.push(Change::Durability {
+                step: self.steps[i].id.clone(),
+                unflushed: None,
+            }),
+            Err(e) => {
+                let message = format!("its output could not be written to disk: {e}");
+                self.reporter.event(&Event::FlushFailed {
+                    step: &self.steps[i].id,
+                    message: &message,
+                });
+                if self.failure.is_none() {
+                    self.failure = Some(format!("step `{}` failed: {message}", self.steps[i].id));
+                }
+                self.set_state(i, StepState::Failed, Some(message));
+            }
+        }
+    }
+
     fn internal_failure(&mut self, message: String) {
         self.running = self.running.saturating_sub(1);
         if self.failure.is_none() {
@@ -571,7 +634,8 @@ impl Scheduler<'_, '_> {
                 ResolvedBody::Action(params) => {
                     let timeout = self.steps[c].timeout.map(|t| t.std());
                     let (ctx, flag) = self.action_ctx(c, spec, None);
-                    run_action(params.clone(), ctx, flag, timeout, cancel.clone()).await
+                    let started = start_action(params.clone(), ctx, flag);
+                    wait_action(started, timeout, cancel.clone()).await
                 }
                 _ => run_attempt(spec, cancel.clone(), None).await,
             };
@@ -667,6 +731,26 @@ fn failure_message(r: &AttemptResult, step: &ResolvedStep) -> String {
 /// ±20% so that retries of many steps (or hosts) do not fall in step.
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+/// Flushes the file systems holding `paths` on a blocking thread, started
+/// at once (not when the task is first polled, after the next checkpoint).
+fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
+    let flush = tokio::task::spawn_blocking(move || {
+        for path in &paths {
+            let dir = std::fs::File::open(path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            rustix::fs::syncfs(&dir)
+                .map_err(|e| format!("cannot flush {}: {e}", path.display()))?;
+        }
+        Ok(())
+    });
+    tasks.spawn(async move {
+        let result = flush
+            .await
+            .unwrap_or_else(|e| Err(format!("the flush stopped unexpectedly: {e}")));
+        Done::Flushed { step, result }
+    });
 }
 
 /// Makes a `creates` path (file or folder) and its folder entry durable.

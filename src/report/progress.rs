@@ -90,6 +90,9 @@ impl<W: Write> Reporter for ProgressReporter<W> {
             Event::StepSkipped { step, reason } => {
                 writeln!(self.out, "{} {step} skipped: {reason}", s.dim("–"))
             }
+            Event::FlushFailed { step, message } => {
+                writeln!(self.out, "{} {step} failed: {message}", s.error("✘"))
+            }
             Event::Interrupted { signal } => writeln!(
                 self.out,
                 "{} received {signal}: stopping running steps, starting only `when: always` steps (send it again to kill at once)",
@@ -197,6 +200,9 @@ impl<W: Write> Reporter for QuietReporter<W> {
             }
             Event::StepFinished(end) if !end.will_retry => {
                 write_end(&mut self.out, end, Style::plain(), false)
+            }
+            Event::FlushFailed { step, message } => {
+                writeln!(self.out, "ward: {step} failed: {message}")
             }
             Event::Interrupted { signal } => {
                 writeln!(self.out, "ward: received {signal}, stopping")

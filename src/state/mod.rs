@@ -1,8 +1,8 @@
 //! Durable run state: runs, steps, attempts and events.
 //!
 //! The executor never writes rows itself: it hands a batch of [`Change`]s to
-//! a [`Store`], which commits them in one transaction (one fsync) before any
-//! child process they announce is started. SQLite is the embedded default
+//! a [`Store`], which commits them in one transaction (one fsync); see
+//! `execute/scheduler.rs` for why children may start just before that. SQLite is the embedded default
 //! (`sqlite.rs`); a PostgreSQL store shared by many hosts implements the
 //! same trait later. Crash and resume rules live in `recovery.rs`.
 
@@ -13,10 +13,11 @@ pub mod recovery;
 mod schema;
 mod sqlite;
 
+pub mod boot;
 pub use lock::{LockError, LockHolder, RunLock};
 pub use paths::StatePaths;
 pub use records::{
-    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
+    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState, Unflushed,
 };
 pub use sqlite::SqliteStore;
 

@@ -196,6 +196,20 @@ pub struct StepRecord {
     pub log_path: Option<String>,
     /// True for compensation-only steps.
     pub compensation: bool,
+    /// Succeeded, but its output was not yet known to be on disk (see
+    /// `state/recovery.rs`, rule 6).
+    pub unflushed: Option<Unflushed>,
+}
+
+/// Output of a succeeded step that was written but not yet flushed to disk
+/// when it was recorded, and the boot it was written in: after a reboot it
+/// may be lost, within the same boot the page cache still holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Unflushed {
+    /// `/proc/sys/kernel/random/boot_id` when it was written (empty if unknown).
+    pub boot_id: String,
+    /// Paths whose file systems must be flushed (`syncfs`).
+    pub paths: Vec<String>,
 }
 
 /// A recorded attempt.
@@ -284,6 +298,14 @@ pub enum Change {
         message: String,
         /// Unix ms.
         at: i64,
+    },
+    /// A succeeded step's output is waiting for its flush (`Some`) or is
+    /// now on disk (`None`).
+    Durability {
+        /// Step id.
+        step: String,
+        /// What is not yet on disk.
+        unflushed: Option<Unflushed>,
     },
     /// A step changes state without an attempt (skipped, reset, compensated).
     Step {

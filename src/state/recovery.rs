@@ -35,9 +35,23 @@
 //!    still Monday's after midnight. If the playbook file changed, resume
 //!    refuses (exit 2) and lists the changed steps, unless told
 //!    `--allow-changed`.
+//!
+//! 6. **Durable before trusted.** Some actions (a local `rsync`) succeed
+//!    as soon as their output is complete in the page cache; the executor
+//!    then flushes it to disk in the background, so that the scheduler can
+//!    restart without waiting for the disk, and records the flush when it
+//!    is done. A run waits for its flushes before it ends. A step recorded
+//!    succeeded whose flush was not recorded is trusted on resume only in
+//!    the same boot of the machine (ward died, the kernel still holds the
+//!    data, and the resume flushes it first); after a restart of the
+//!    machine its output may be lost, so it runs again (and, by rule 4,
+//!    its whole window with it).
 
 use std::collections::{HashMap, HashSet};
 
+use std::path::PathBuf;
+
+use super::boot::same_boot;
 use super::records::{Change, StepRecord, StepState};
 use super::{StateError, Store};
 use crate::model::When;
@@ -81,15 +95,27 @@ pub fn reclaim_crashed(
     Ok(marked)
 }
 
-/// Rules 2-4: where each step starts when `records` are resumed (of a run
-/// that `crashed` or not), and the changes that record the resets. Steps
-/// are in `v.steps` order.
+/// Where a resumed run starts.
+#[derive(Debug)]
+pub struct Resumption {
+    /// Each step's starting state and its attempts so far, in `v.steps` order.
+    pub initial: Vec<(StepState, u32)>,
+    /// The changes that record the resets.
+    pub changes: Vec<Change>,
+    /// Kept steps whose output must be flushed before it is relied on
+    /// (rule 6, same boot): step index and paths.
+    pub flush_first: Vec<(usize, Vec<PathBuf>)>,
+}
+
+/// Rules 2-4 and 6: where each step starts when `records` are resumed (of
+/// a run that `crashed` or not) in the boot `boot_id`.
 pub fn resume_states(
     v: &Validated,
     records: &[StepRecord],
     crashed: bool,
+    boot_id: &str,
     now: i64,
-) -> (Vec<(StepState, u32)>, Vec<Change>) {
+) -> Resumption {
     let by_id: HashMap<&str, &StepRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
     let n = v.steps.len();
     let record = |i: usize| by_id.get(v.steps[i].id.as_str()).copied();
@@ -100,6 +126,21 @@ pub fn resume_states(
         })
         .collect();
     let mut why: HashMap<usize, String> = HashMap::new();
+
+    // Rule 6: output that never reached the disk before a restart is gone.
+    for (i, kept) in keep.iter_mut().enumerate() {
+        if let Some(u) = record(i).and_then(|r| r.unflushed.as_ref())
+            && *kept
+            && !same_boot(&u.boot_id, boot_id)
+        {
+            *kept = false;
+            why.insert(
+                i,
+                "runs again: the machine restarted before its output was flushed to disk"
+                    .to_owned(),
+            );
+        }
+    }
 
     // Rule 4: a finalizer that ran (or, after a crash, may have run: a reboot
     // restarts services too) reopens its window when any step of the window
@@ -146,7 +187,15 @@ pub fn resume_states(
     }
 
     let mut changes = Vec::new();
-    let states = (0..n)
+    let flush_first = (0..n)
+        .filter(|&i| keep[i])
+        .filter_map(|i| {
+            record(i)
+                .and_then(|r| r.unflushed.as_ref())
+                .map(|u| (i, u.paths.iter().map(PathBuf::from).collect()))
+        })
+        .collect();
+    let initial = (0..n)
         .map(|i| {
             let attempts = record(i).map_or(0, |r| r.attempts);
             if keep[i] {
@@ -164,7 +213,11 @@ pub fn resume_states(
             (StepState::Pending, attempts)
         })
         .collect();
-    (states, changes)
+    Resumption {
+        initial,
+        changes,
+        flush_first,
+    }
 }
 
 /// Every step that one of `from` waits for, directly or not.

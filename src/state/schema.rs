@@ -76,4 +76,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_run ON events (run_id, seq);
     "#,
+    // 2: output of a succeeded step that is not yet flushed to disk (JSON
+    // `{boot_id, paths}`), see state/recovery.rs rule 6.
+    r#"
+    ALTER TABLE steps ADD COLUMN unflushed TEXT;
+    "#,
 ];

@@ -254,7 +254,7 @@ impl Store for SqliteStore {
             .conn
             .prepare(
                 "SELECT step_id, position, definition_json, state, reason, attempts, exit_code, \
-                 started_at, finished_at, log_path, compensation FROM steps WHERE run_id = ?1 ORDER BY position",
+                 started_at, finished_at, log_path, compensation, unflushed FROM steps WHERE run_id = ?1 ORDER BY position",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -274,13 +274,29 @@ impl Store for SqliteStore {
                         finished_at: r.get(8)?,
                         log_path: r.get(9)?,
                         compensation: r.get(10)?,
+                        unflushed: None,
                     },
+                    r.get::<_, Option<String>>(11)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (state, mut rec) = row.map_err(|e| self.err(e))?;
+            let (state, mut rec, unflushed) = row.map_err(|e| self.err(e))?;
+            rec.unflushed = match unflushed {
+                None => None,
+                Some(json) => {
+                    Some(
+                        serde_json::from_str(&json).map_err(|e| StateError::Corrupt {
+                            path: self.path.clone(),
+                            message: format!(
+                                "step `{}`: unreadable `unflushed` record: {e}",
+                                rec.id
+                            ),
+                        })?,
+                    )
+                }
+            };
             rec.state = StepState::parse(&state).ok_or_else(|| StateError::Corrupt {
                 path: self.path.clone(),
                 message: format!("unknown step state `{state}`"),
@@ -395,7 +411,7 @@ fn apply_one(
         } => {
             tx.prepare_cached(
                 "UPDATE steps SET state = 'running', reason = NULL, attempts = ?3, log_path = ?4, \
-                 started_at = COALESCE(started_at, ?5), finished_at = NULL, exit_code = NULL \
+                 started_at = COALESCE(started_at, ?5), finished_at = NULL, exit_code = NULL, unflushed = NULL \
                  WHERE run_id = ?1 AND step_id = ?2",
             )?
             .execute(params![run_id, step, attempt, log_path, at])?;
@@ -451,6 +467,16 @@ fn apply_one(
             )
         }
         Change::Note { kind, message, at } => event(tx, run_id, *at, None, kind, Some(message)),
+        Change::Durability { step, unflushed } => {
+            let json = unflushed
+                .as_ref()
+                .map(|u| serde_json::to_string(u).unwrap_or_default());
+            tx.prepare_cached(
+                "UPDATE steps SET unflushed = ?3 WHERE run_id = ?1 AND step_id = ?2",
+            )?
+            .execute(params![run_id, step, json])?;
+            Ok(())
+        }
         Change::Step {
             step,
             state,
@@ -459,7 +485,8 @@ fn apply_one(
         } => {
             let finished = state.is_terminal().then_some(*at);
             tx.prepare_cached(
-                "UPDATE steps SET state = ?3, reason = ?4, finished_at = ?5 WHERE run_id = ?1 AND step_id = ?2",
+                "UPDATE steps SET state = ?3, reason = ?4, finished_at = ?5, unflushed = NULL \
+                 WHERE run_id = ?1 AND step_id = ?2",
             )?
             .execute(params![run_id, step, state.as_str(), reason, finished])?;
             event(

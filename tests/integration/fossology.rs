@@ -136,12 +136,17 @@ fn plug_pulled_mid_backup_then_resume() {
         .arg(playbook("backup-full.yml"))
         .args(sys.vars(&s.path().join("backup")))
         .env("WARD_FAULT_KILL_AFTER_COMMITS", "3")
+        .env("WARD_BOOT_ID", "before-the-power-cut")
         .run_allow_kill();
     assert_eq!(crashed.code, -1, "{}", crashed.stderr);
     let _ = Command::new(&sys.scheduler).arg("--kill").status();
     // Power comes back: the machine boots and starts the scheduler again.
     sys.start_scheduler();
-    let resumed = s.ward().args(["resume", "--last"]).run();
+    let resumed = s
+        .ward()
+        .args(["resume", "--last"])
+        .env("WARD_BOOT_ID", "after-the-power-cut")
+        .run();
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(
         sys.scheduler_running(),

@@ -106,6 +106,9 @@ impl Run {
 /// Writes `text` to `name` in `dir` and returns the path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("fixture folder");
+    }
     std::fs::write(&path, text).expect("write fixture");
     path
 }

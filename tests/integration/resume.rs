@@ -416,3 +416,103 @@ fn sigterm_stops_children_runs_finalizers_and_exits_143() {
 fn sigint_stops_children_runs_finalizers_and_exits_130() {
     signal_test("INT", 130);
 }
+
+/// A stop/copy/start window whose copy (a local rsync) leaves its output
+/// unflushed: the executor flushes it in the background (recovery rule 6).
+const UNFLUSHED: &str = "\
+ward: 1
+name: unflushed
+steps:
+  - id: stop
+    run: echo stop >> journal
+  - id: copy
+    needs: [stop]
+    action: rsync
+    with: { src: data, dest: backup/current }
+  - id: start
+    after: [stop, copy]
+    when: always
+    run: echo start >> journal
+";
+
+/// Crashes the run at the first commit after which `copy` is recorded
+/// succeeded with its flush still pending, in boot `boot-1`.
+fn crashed_with_unflushed_copy() -> Scratch {
+    for n in 2..12 {
+        let s = Scratch::new();
+        s.write("p.yml", UNFLUSHED);
+        s.write("data/a", "alpha");
+        s.write("data/sub/b", "beta");
+        let crashed = s
+            .ward()
+            .args(["run", "p.yml"])
+            .env("WARD_BOOT_ID", "boot-1")
+            .env("WARD_FAULT_KILL_AFTER_COMMITS", &n.to_string())
+            .run_allow_kill();
+        assert_eq!(crashed.code, -1, "commit {n}: {}", crashed.stderr);
+        let status = s.status(None);
+        let copy = status["steps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == "copy").cloned())
+            .expect("copy");
+        if copy["state"] == "succeeded" {
+            assert_eq!(copy["unflushed"]["boot_id"], "boot-1", "{copy}");
+            return s;
+        }
+    }
+    panic!("no commit left the copy succeeded and unflushed");
+}
+
+fn step(status: &serde_json::Value, id: &str) -> serde_json::Value {
+    status["steps"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
+        .expect("step")
+}
+
+#[test]
+fn unflushed_copy_is_redone_with_its_window_after_a_reboot() {
+    let s = crashed_with_unflushed_copy();
+    let resumed = s
+        .ward()
+        .args(["resume", "--last"])
+        .env("WARD_BOOT_ID", "boot-2")
+        .run()
+        .expect_code(0);
+    let status = s.status(None);
+    assert_eq!(status["state"], "succeeded", "{}", resumed.stderr);
+    let copy = step(&status, "copy");
+    assert_eq!(copy["attempts"], 2, "the copy ran again: {copy}");
+    assert!(copy["unflushed"].is_null(), "flushed at the end: {copy}");
+    // The copy is inside the stop/start window, so the window ran again.
+    assert_eq!(step(&status, "stop")["attempts"], 2);
+    assert!(s.read("journal").ends_with("stop\nstart\n"));
+    assert_eq!(s.read("backup/current/sub/b"), "beta");
+}
+
+#[test]
+fn unflushed_copy_is_kept_and_flushed_when_the_machine_did_not_restart() {
+    let s = crashed_with_unflushed_copy();
+    s.ward()
+        .args(["resume", "--last"])
+        .env("WARD_BOOT_ID", "boot-1")
+        .run()
+        .expect_code(0);
+    let status = s.status(None);
+    assert_eq!(status["state"], "succeeded");
+    let copy = step(&status, "copy");
+    assert_eq!(copy["attempts"], 1, "the copy was kept: {copy}");
+    assert!(copy["unflushed"].is_null(), "the resume flushed it: {copy}");
+    assert_eq!(step(&status, "stop")["attempts"], 1);
+}
+
+#[test]
+fn a_finished_run_leaves_nothing_unflushed() {
+    let s = Scratch::new();
+    s.write("p.yml", UNFLUSHED);
+    s.write("data/a", "alpha");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let status = s.status(None);
+    assert!(step(&status, "copy")["unflushed"].is_null(), "{status}");
+    assert_eq!(s.read("backup/current/a"), "alpha");
+}

@@ -72,6 +72,7 @@ impl FoSystem {
                 r#"#!/bin/bash
 # Stand-in for fo_scheduler: --daemon starts it with one busy agent,
 # --kill stops the scheduler and its agents at once (like `fo_scheduler --kill`).
+# Both append "down|up <unix ns>" to $me.events (the benchmark's downtime).
 here=$(cd "$(dirname "$0")" && pwd)
 me=$(basename "$0")
 case "${{1:-}}" in
@@ -79,11 +80,13 @@ case "${{1:-}}" in
     setsid "$0" --run < /dev/null > /dev/null 2>&1 &
     exit 0 ;;
   --run)
+    echo "up $(date +%s%N)" >> "$here/$me.events"
     echo $$ > "$here/$me.pid"
     "$here/{agent_name}" 3600 &
     while true; do sleep 0.2; done ;;
   --kill)
     [ -f "$here/$me.pid" ] || exit 0
+    echo "down $(date +%s%N)" >> "$here/$me.events"
     kill -KILL -- "-$(cat "$here/$me.pid")" 2> /dev/null
     rm -f "$here/$me.pid"
     exit 0 ;;
@@ -178,10 +181,17 @@ exit 2
     /// and `rows` more jobqueue rows.
     pub fn grow(&self, files: usize, rows: usize) {
         for i in 0..files {
-            let name = format!("{:040x}.{:032x}.{}", i * 7919 + 1, i, 100 + i % 4000);
+            // Named like FOSSology's: sha1.md5.size of the content, so the
+            // files spread over the hashed folders as they do on a real server.
+            let size = 100 + i % 4000;
+            let digest: String = <sha2::Sha256 as sha2::Digest>::digest(format!("grow {i}"))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let name = format!("{}.{}.{size}", &digest[..40], &digest[32..64]);
             let p = self.repo.join(repo_path("files", &name));
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(p, vec![b'u'; 100 + i % 4000]).expect("write");
+            std::fs::write(p, vec![b'u'; size]).expect("write");
         }
         self.cluster.psql(
             "fossology",
@@ -205,6 +215,26 @@ exit 2
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert!(self.scheduler_running(), "scheduler did not start");
+    }
+
+    /// How long the scheduler was last down, as the stand-in itself saw it
+    /// (from its last `--kill` to the start that followed).
+    pub fn last_downtime(&self) -> Option<std::time::Duration> {
+        let events = std::fs::read_to_string(self.scheduler.with_extension("events")).ok()?;
+        let mut down = None;
+        let mut last = None;
+        for line in events.lines() {
+            match line.split_once(' ') {
+                Some(("down", ns)) => down = ns.trim().parse::<u64>().ok(),
+                Some(("up", ns)) => {
+                    if let (Some(d), Ok(u)) = (down, ns.trim().parse::<u64>()) {
+                        last = Some(std::time::Duration::from_nanos(u.saturating_sub(d)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        last
     }
 
     pub fn scheduler_running(&self) -> bool {
