@@ -128,12 +128,20 @@ fn main() {
             let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
             let down = sys.last_downtime().expect("ward downtime");
             if round == 0 {
-                println!("  night {}: ward steps (ms):", night + 1);
+                println!(
+                    "  night {}: ward steps (ms: duration, from..to since the run started; run {} ms, process {} ms):",
+                    night + 1,
+                    v["duration_ms"],
+                    ward_wall.as_millis()
+                );
+                let t0 = v["started_at"].as_i64().unwrap_or(0);
                 for st in v["steps"].as_array().expect("steps") {
                     println!(
-                        "    {:<24} {:>6}",
+                        "    {:<24} {:>6}  {:>6}..{:<6}",
                         st["id"].as_str().unwrap_or(""),
-                        st["duration_ms"]
+                        st["duration_ms"],
+                        st["started_at"].as_i64().unwrap_or(t0) - t0,
+                        st["finished_at"].as_i64().unwrap_or(t0) - t0,
                     );
                     // What the built-in actions say about their own timings.
                     let log = st["log_path"].as_str().unwrap_or("");

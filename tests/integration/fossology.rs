@@ -33,10 +33,37 @@ fn wreck(sys: &FoSystem) {
 fn full_backup_then_disaster_then_full_restore() {
     let s = Scratch::new();
     let sys = FoSystem::build(&s.path().join("fo"));
+    // Files under every hashed prefix, so both halves of the copy have work.
+    sys.grow(64, 0);
     let counts = sys.counts();
     let files = sys.listing(None);
     let backup = run(&s, &sys, "backup-full.yml", &[]);
     assert_eq!(backup.code, 0, "{}", backup.stderr);
+    let status = s.status(None);
+    for half in ["copy-repository", "copy-repository-rest"] {
+        let attempts = s
+            .ward()
+            .args(["log", "last", half])
+            .run()
+            .expect_code(0)
+            .stdout;
+        let transferred = attempts
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Number of regular files transferred: ")
+            })
+            .and_then(|n| n.replace(',', "").parse::<u64>().ok());
+        assert!(
+            transferred.is_some_and(|n| n > 10),
+            "{half} copied its share: {attempts}"
+        );
+        let step = status["steps"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == half).cloned())
+            .expect("step");
+        assert_eq!(step["state"], "succeeded", "{step}");
+    }
     assert!(
         sys.scheduler_running(),
         "the scheduler runs again after the backup"
