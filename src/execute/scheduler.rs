@@ -738,8 +738,13 @@ fn jittered(d: Duration) -> Duration {
 fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
     let flush = tokio::task::spawn_blocking(move || {
         for path in &paths {
-            let dir = std::fs::File::open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            // A later step may already have removed the output (a staging
+            // folder): then its nearest remaining folder is flushed, which
+            // is on the same file system and makes the removal durable.
+            let dir = path
+                .ancestors()
+                .find_map(|p| std::fs::File::open(p).ok())
+                .ok_or_else(|| format!("cannot open {} or any folder above it", path.display()))?;
             rustix::fs::syncfs(&dir)
                 .map_err(|e| format!("cannot flush {}: {e}", path.display()))?;
         }

@@ -121,6 +121,17 @@ pub fn render_status(
                 style.dim(&format!("↳ {reason}"))
             )?;
         }
+        if let Some(u) = &s.unflushed {
+            writeln!(
+                out,
+                "  {:<width$}  {}",
+                "",
+                style.dim(&format!(
+                    "↳ output not yet flushed to disk: {} (a resume after a restart of the machine runs it again)",
+                    u.paths.join(", ")
+                ))
+            )?;
+        }
     }
     Ok(())
 }

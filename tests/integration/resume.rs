@@ -493,6 +493,8 @@ fn unflushed_copy_is_redone_with_its_window_after_a_reboot() {
 #[test]
 fn unflushed_copy_is_kept_and_flushed_when_the_machine_did_not_restart() {
     let s = crashed_with_unflushed_copy();
+    let shown = s.ward().arg("status").run().expect_code(0).stdout;
+    assert!(shown.contains("not yet flushed to disk"), "{shown}");
     s.ward()
         .args(["resume", "--last"])
         .env("WARD_BOOT_ID", "boot-1")
@@ -515,4 +517,17 @@ fn a_finished_run_leaves_nothing_unflushed() {
     let status = s.status(None);
     assert!(step(&status, "copy")["unflushed"].is_null(), "{status}");
     assert_eq!(s.read("backup/current/a"), "alpha");
+}
+
+#[test]
+fn output_removed_by_a_later_step_before_its_flush_is_not_an_error() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: staging\nsteps:\n  - id: copy\n    action: rsync\n    with: { src: data, dest: staging/tree }\n  - id: cleanup\n    needs: [copy]\n    cmd: [rm, -rf, staging]\n",
+    );
+    s.write("data/a", "alpha");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(!s.path().join("staging").exists());
+    assert!(step(&s.status(None), "copy")["unflushed"].is_null());
 }
