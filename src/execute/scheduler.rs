@@ -644,7 +644,17 @@ impl Scheduler<'_, '_> {
             store.apply(self.run_id, &self.changes)?;
             self.changes.clear();
             match self.state[c] {
-                StepState::Succeeded => return Ok(true),
+                StepState::Succeeded => {
+                    // Its output, if unflushed, is on disk before the run ends.
+                    while let Some(done) = timers.join_next().await {
+                        if let Ok(Done::Flushed { step, result }) = done {
+                            self.flushed(step, result);
+                        }
+                    }
+                    store.apply(self.run_id, &self.changes)?;
+                    self.changes.clear();
+                    return Ok(self.state[c] == StepState::Succeeded);
+                }
                 StepState::Pending => {
                     // Wait out the retry delay, then go again.
                     while timers.join_next().await.is_some() {}

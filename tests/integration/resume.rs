@@ -531,3 +531,19 @@ fn output_removed_by_a_later_step_before_its_flush_is_not_an_error() {
     assert!(!s.path().join("staging").exists());
     assert!(step(&s.status(None), "copy")["unflushed"].is_null());
 }
+
+#[test]
+fn a_compensating_copy_is_flushed_before_the_run_ends() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: undo\nsteps:\n  - id: change\n    cmd: [touch, changed]\n    compensate: put-back\n  - id: put-back\n    action: rsync\n    with: { src: saved, dest: restored }\n  - id: fail\n    needs: [change]\n    cmd: [\"false\"]\n",
+    );
+    s.write("saved/a", "alpha");
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let status = s.status(None);
+    let undo = step(&status, "put-back");
+    assert_eq!(undo["state"], "succeeded", "{undo}");
+    assert!(undo["unflushed"].is_null(), "{undo}");
+    assert_eq!(s.read("restored/a"), "alpha");
+}
