@@ -161,16 +161,12 @@ fn snapshots(base: &Path) {
 fn dumps(base: &Path) {
     let cluster = pg_cluster::Cluster::start();
     println!("creating a pgbench -s 20 database");
-    let out = Command::new(cluster.bin().join("pgbench"))
-        .args(["-i", "-s", "20", "-q", "-U", "postgres", "-h"])
-        .arg(&cluster.socket)
-        .args(["-p", &cluster.port.to_string(), "postgres"])
-        .output()
-        .expect("pgbench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    pg_cluster::run_ok(
+        Command::new(cluster.bin().join("pgbench"))
+            .args(["-i", "-s", "20", "-q", "-U", "postgres", "-h"])
+            .arg(&cluster.socket)
+            .args(["-p", &cluster.port.to_string(), "postgres"]),
+        "pgbench -i",
     );
     let conn = format!(
         "-h {} -p {} -U postgres",

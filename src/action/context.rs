@@ -30,6 +30,11 @@ impl ActionError {
     pub fn new(message: impl Into<String>) -> ActionError {
         ActionError(message.into())
     }
+
+    /// The attempt was told to stop (timeout or signal).
+    pub fn stopped() -> ActionError {
+        ActionError::new("stopped: the step timed out or ward was interrupted")
+    }
 }
 
 impl std::fmt::Display for ActionError {
@@ -174,9 +179,7 @@ impl ActionCtx {
     /// Err if the attempt must stop; call between units of work.
     pub fn check(&self) -> Result<(), ActionError> {
         if self.cancelled() {
-            Err(ActionError::new(
-                "stopped: the step timed out or ward was interrupted",
-            ))
+            Err(ActionError::stopped())
         } else {
             Ok(())
         }

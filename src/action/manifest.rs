@@ -206,9 +206,7 @@ pub fn build(
                     let mut out = Vec::new();
                     for e in to_hash.iter().skip(t).step_by(threads) {
                         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
-                            return Err(ActionError::new(
-                                "stopped: the step timed out or ward was interrupted",
-                            ));
+                            return Err(ActionError::stopped());
                         }
                         let from = match (&info.base, e.in_base) {
                             (Some((_, base)), true) => base.as_path(),
@@ -380,27 +378,16 @@ pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<M
         .filter(|e| base_root.is_none() || !e.in_base)
         .map(ManifestEntry::rel_bytes)
         .collect();
-    let chunk = m.entries.len().div_ceil(threads.max(1)).max(1);
     let (mut out, extra) = std::thread::scope(|scope| {
         let extra = scope.spawn(|| collect_extra(root, &expected, threads));
-        let parts: Vec<_> = m
-            .entries
-            .chunks(chunk)
-            .map(|part| {
-                let base_root = base_root.as_deref();
-                scope.spawn(move || {
-                    let mut out = Vec::new();
-                    for e in part {
-                        check_entry(root, base_root, e, hashes, &mut out);
-                    }
-                    out
-                })
-            })
-            .collect();
-        let out: Vec<Mismatch> = parts
-            .into_iter()
-            .flat_map(|p| p.join().unwrap_or_default())
-            .collect();
+        let checked = super::tree::map_chunks(&m.entries, threads, |part| {
+            let mut out = Vec::new();
+            for e in part {
+                check_entry(root, base_root.as_deref(), e, hashes, &mut out);
+            }
+            out
+        });
+        let out: Vec<Mismatch> = checked.into_iter().flatten().collect();
         (out, extra.join().unwrap_or_default())
     });
     for rel in extra {

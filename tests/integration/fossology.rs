@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Scratch, repo_path};
+use crate::harness::{Scratch, repo_path, status_step};
 
 use crate::system::FoSystem;
 
@@ -14,13 +14,16 @@ fn playbook(name: &str) -> String {
         .to_string()
 }
 
-fn run(s: &Scratch, sys: &FoSystem, name: &str, extra: &[&str]) -> crate::harness::Run {
+/// `ward run <playbook>` pointed at the test system and `<scratch>/backup`.
+fn run_cmd(s: &Scratch, sys: &FoSystem, name: &str) -> crate::harness::Ward {
     s.ward()
         .arg("run")
         .arg(playbook(name))
         .args(sys.vars(&s.path().join("backup")))
-        .args(extra)
-        .run()
+}
+
+fn run(s: &Scratch, sys: &FoSystem, name: &str, extra: &[&str]) -> crate::harness::Run {
+    run_cmd(s, sys, name).args(extra).run()
 }
 
 fn wreck(sys: &FoSystem) {
@@ -58,10 +61,7 @@ fn full_backup_then_disaster_then_full_restore() {
             transferred.is_some_and(|n| n > 10),
             "{half} copied its share: {attempts}"
         );
-        let step = status["steps"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == half).cloned())
-            .expect("step");
+        let step = status_step(&status, half);
         assert_eq!(step["state"], "succeeded", "{step}");
     }
     assert!(
@@ -157,11 +157,7 @@ fn plug_pulled_mid_backup_then_resume() {
     let s = Scratch::new();
     let sys = FoSystem::build(&s.path().join("fo"));
     // Commit 3: stop-scheduler recorded succeeded, dump/copy/query started.
-    let crashed = s
-        .ward()
-        .arg("run")
-        .arg(playbook("backup-full.yml"))
-        .args(sys.vars(&s.path().join("backup")))
+    let crashed = run_cmd(&s, &sys, "backup-full.yml")
         .env("WARD_FAULT_KILL_AFTER_COMMITS", "3")
         .env("WARD_BOOT_ID", "before-the-power-cut")
         .run_allow_kill();
@@ -184,10 +180,7 @@ fn plug_pulled_mid_backup_then_resume() {
     assert_eq!(status["resumes"], 1);
     // Ward died inside the stop-start window, so the window ran again: the
     // scheduler was stopped again before the dump and the copy.
-    let stop = status["steps"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == "stop-scheduler").cloned())
-        .expect("stop");
+    let stop = status_step(&status, "stop-scheduler");
     assert_eq!(stop["attempts"], 2, "{stop}");
     s.ward()
         .arg("verify")
@@ -208,18 +201,17 @@ fn lose_everything_then_restore_into_a_fresh_cluster() {
     let _ = Command::new(&sys.scheduler).arg("--kill").status();
     std::fs::remove_dir_all(&sys.repo).expect("rm repository");
     let fresh = crate::pg_cluster::Cluster::start();
-    let restore = s
-        .ward()
-        .arg("run")
-        .arg(playbook("restore-full.yml"))
-        .args(sys.vars(&s.path().join("backup")))
-        .args([
+    let restore = run(
+        &s,
+        &sys,
+        "restore-full.yml",
+        &[
             "--var",
             &format!("pg_host={}", fresh.socket.display()),
             "--var",
             &format!("pg_port={}", fresh.port),
-        ])
-        .run();
+        ],
+    );
     assert_eq!(restore.code, 0, "{}", restore.stderr);
     let fresh_counts: std::collections::BTreeMap<String, String> = counts
         .keys()
@@ -328,10 +320,7 @@ fn failing_dump_keeps_latest_and_restarts_the_scheduler() {
     let s = Scratch::new();
     let sys = FoSystem::build(&s.path().join("fo"));
     let night = |day: u32| {
-        s.ward()
-            .arg("run")
-            .arg(playbook("backup-full.yml"))
-            .args(sys.vars(&s.path().join("backup")))
+        run_cmd(&s, &sys, "backup-full.yml")
             .env("WARD_NOW", &format!("2026-11-{day:02}T02:00:00"))
             .run()
     };
@@ -368,11 +357,7 @@ fn seven_nightly_backups() {
             format!("night {day}"),
         )
         .expect("log");
-        let run = s
-            .ward()
-            .arg("run")
-            .arg(playbook("backup-full.yml"))
-            .args(sys.vars(&s.path().join("backup")))
+        let run = run_cmd(&s, &sys, "backup-full.yml")
             .args([
                 "--var",
                 "keep_daily=5",

@@ -113,6 +113,14 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// One step of a `ward status --json` document, by id.
+pub fn status_step(status: &serde_json::Value, id: &str) -> serde_json::Value {
+    status["steps"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
+        .unwrap_or_else(|| panic!("no step `{id}` in {status}"))
+}
+
 /// A scratch folder with its own state database; `ward()` runs in it.
 pub struct Scratch {
     pub dir: tempfile::TempDir,

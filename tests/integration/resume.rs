@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Scratch, alive, wait_for};
+use crate::harness::{Scratch, alive, status_step, wait_for};
 
 /// Ten steps in a small DAG. Each appends its id to `journal` and writes
 /// `out/<id>` from its inputs, so the final files depend on every step.
@@ -450,24 +450,13 @@ fn crashed_with_unflushed_copy() -> Scratch {
             .env("WARD_FAULT_KILL_AFTER_COMMITS", &n.to_string())
             .run_allow_kill();
         assert_eq!(crashed.code, -1, "commit {n}: {}", crashed.stderr);
-        let status = s.status(None);
-        let copy = status["steps"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == "copy").cloned())
-            .expect("copy");
+        let copy = status_step(&s.status(None), "copy");
         if copy["state"] == "succeeded" {
             assert_eq!(copy["unflushed"]["boot_id"], "boot-1", "{copy}");
             return s;
         }
     }
     panic!("no commit left the copy succeeded and unflushed");
-}
-
-fn step(status: &serde_json::Value, id: &str) -> serde_json::Value {
-    status["steps"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
-        .expect("step")
 }
 
 #[test]
@@ -481,11 +470,11 @@ fn unflushed_copy_is_redone_with_its_window_after_a_reboot() {
         .expect_code(0);
     let status = s.status(None);
     assert_eq!(status["state"], "succeeded", "{}", resumed.stderr);
-    let copy = step(&status, "copy");
+    let copy = status_step(&status, "copy");
     assert_eq!(copy["attempts"], 2, "the copy ran again: {copy}");
     assert!(copy["unflushed"].is_null(), "flushed at the end: {copy}");
     // The copy is inside the stop/start window, so the window ran again.
-    assert_eq!(step(&status, "stop")["attempts"], 2);
+    assert_eq!(status_step(&status, "stop")["attempts"], 2);
     assert!(s.read("journal").ends_with("stop\nstart\n"));
     assert_eq!(s.read("backup/current/sub/b"), "beta");
 }
@@ -502,10 +491,10 @@ fn unflushed_copy_is_kept_and_flushed_when_the_machine_did_not_restart() {
         .expect_code(0);
     let status = s.status(None);
     assert_eq!(status["state"], "succeeded");
-    let copy = step(&status, "copy");
+    let copy = status_step(&status, "copy");
     assert_eq!(copy["attempts"], 1, "the copy was kept: {copy}");
     assert!(copy["unflushed"].is_null(), "the resume flushed it: {copy}");
-    assert_eq!(step(&status, "stop")["attempts"], 1);
+    assert_eq!(status_step(&status, "stop")["attempts"], 1);
 }
 
 #[test]
@@ -515,7 +504,10 @@ fn a_finished_run_leaves_nothing_unflushed() {
     s.write("data/a", "alpha");
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
     let status = s.status(None);
-    assert!(step(&status, "copy")["unflushed"].is_null(), "{status}");
+    assert!(
+        status_step(&status, "copy")["unflushed"].is_null(),
+        "{status}"
+    );
     assert_eq!(s.read("backup/current/a"), "alpha");
 }
 
@@ -529,7 +521,7 @@ fn output_removed_by_a_later_step_before_its_flush_is_not_an_error() {
     s.write("data/a", "alpha");
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
     assert!(!s.path().join("staging").exists());
-    assert!(step(&s.status(None), "copy")["unflushed"].is_null());
+    assert!(status_step(&s.status(None), "copy")["unflushed"].is_null());
 }
 
 #[test]
@@ -542,7 +534,7 @@ fn a_compensating_copy_is_flushed_before_the_run_ends() {
     s.write("saved/a", "alpha");
     s.ward().args(["run", "p.yml"]).run().expect_code(1);
     let status = s.status(None);
-    let undo = step(&status, "put-back");
+    let undo = status_step(&status, "put-back");
     assert_eq!(undo["state"], "succeeded", "{undo}");
     assert!(undo["unflushed"].is_null(), "{undo}");
     assert_eq!(s.read("restored/a"), "alpha");

@@ -1,6 +1,6 @@
 //! `ward run`: order, parallelism, failure handling, retries, timeouts.
 
-use crate::harness::{Scratch, repo_path};
+use crate::harness::{Scratch, repo_path, status_step};
 
 /// A step body that records its start and end times (seconds, float) and sleeps.
 fn timed(id: &str, secs: &str) -> String {
@@ -187,11 +187,7 @@ fn failure_skips_dependents_runs_finalizers_and_compensates() {
     let status = s.status(None);
     assert_eq!(status["state"], "failed");
     assert_eq!(status["message"], "step `broken` failed: exit code 3");
-    let steps = status["steps"].as_array().expect("steps");
-    let chained = steps
-        .iter()
-        .find(|x| x["id"] == "chained")
-        .expect("chained");
+    let chained = status_step(&status, "chained");
     assert_eq!(chained["reason"], "needs `needs-broken`, which was skipped");
 }
 

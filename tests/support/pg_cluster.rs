@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 fn as_postgres(bin: &Path, tool: &str) -> Command {
-    if rustix_is_root() {
+    if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
         c
@@ -46,9 +46,22 @@ fn as_postgres(bin: &Path, tool: &str) -> Command {
     }
 }
 
-fn rustix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs `cmd` to its end and fails the test, with its stderr, unless it
+/// succeeded.
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 impl Cluster {
@@ -58,7 +71,7 @@ impl Cluster {
         let data = dir.path().join("data");
         let socket = dir.path().join("sock");
         std::fs::create_dir_all(&socket).expect("mkdir");
-        if rustix_is_root() {
+        if is_root() {
             // initdb refuses to run as root; the cluster belongs to `postgres`.
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
                 .expect("chmod");
@@ -69,41 +82,33 @@ impl Cluster {
                 .expect("chown");
             assert!(ok.success());
         }
-        let out = as_postgres(&bin, "initdb")
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data)
-            .output()
-            .expect("initdb runs");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            as_postgres(&bin, "initdb")
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(&data),
+            "initdb",
         );
         let port = free_port();
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             socket.display()
         );
-        let out = as_postgres(&bin, "pg_ctl")
-            .args(["-w", "-t", "60", "-D"])
-            .arg(&data)
-            .args(["-o", &opts, "-l"])
-            .arg(dir.path().join("server.log"))
-            .arg("start")
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            as_postgres(&bin, "pg_ctl")
+                .args(["-w", "-t", "60", "-D"])
+                .arg(&data)
+                .args(["-o", &opts, "-l"])
+                .arg(dir.path().join("server.log"))
+                .arg("start"),
+            "pg_ctl start",
         );
         Cluster {
             _dir: dir,
@@ -116,25 +121,21 @@ impl Cluster {
 
     /// Runs SQL with psql as the superuser; returns the output (unaligned, tuples only).
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-h",
-            ])
-            .arg(&self.socket)
-            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new(self.bin.join("psql"))
+                .args([
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    "postgres",
+                    "-h",
+                ])
+                .arg(&self.socket)
+                .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]),
+            &format!("psql {sql}"),
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
