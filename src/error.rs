@@ -1,7 +1,8 @@
 //! Errors that end a ward command, and the exit code each one maps to.
 //!
 //! Exit codes are part of ward's interface (docs/cli.md): 0 ok, 1 a run
-//! failed, 2 invalid playbook or usage, 3 another run holds the lock.
+//! failed, 2 invalid playbook or usage, 3 another run holds the lock, 4 the
+//! state could not be recorded or read, 5 no state database at that path.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,14 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Another run holds the lock.
     pub const LOCKED: i32 = 3;
+    /// The state could not be recorded or read: a full disk, a damaged
+    /// database, or a state folder that others could change (refused). In a
+    /// run, the `when: always` steps still ran; the printed outcome says how far
+    /// it got.
+    pub const STATE: i32 = 4;
+    /// No state database at the given path. Read commands and `resume`
+    /// never create one.
+    pub const NO_STATE: i32 = 5;
 }
 
 /// An error that ends a command.
