@@ -90,20 +90,8 @@ fn errno(op: &'static str, path: &Path, e: Errno) -> StateError {
 /// A folder above the state folder: root's or the user's, and if others
 /// may write it, sticky (they cannot then move what is inside).
 fn check_ancestor(path: &Path, meta: &std::fs::Metadata) -> Result<(), StateError> {
-    let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
-    if uid != 0 && uid != euid() {
-        return Err(refused(
-            path,
-            format!(
-                "this folder on the way to the state folder belongs to {}, who could replace \
-                 everything below it",
-                describe_uid(uid)
-            ),
-            "keep the state under folders that belong to root or to you \
-             (see `--state` in `ward --help`)"
-                .to_owned(),
-        ));
-    }
+    check_owner(path, meta.uid(), "folder")?;
+    let mode = meta.mode() & 0o7777;
     if writable_by_others(mode) && !sticky(mode) {
         return Err(refused(
             path,
@@ -115,6 +103,24 @@ fn check_ancestor(path: &Path, meta: &std::fs::Metadata) -> Result<(), StateErro
                 "`chmod go-w {}`, or keep the state elsewhere",
                 path.display()
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Root's or the user's: nobody else can change it.
+fn check_owner(path: &Path, uid: u32, what: &str) -> Result<(), StateError> {
+    if uid != 0 && uid != euid() {
+        return Err(refused(
+            path,
+            format!(
+                "this {what} on the way to the state folder belongs to {}, who could replace \
+                 everything below it",
+                describe_uid(uid)
+            ),
+            "keep the state under folders that belong to root or to you \
+             (see `--state` in `ward --help`)"
+                .to_owned(),
         ));
     }
     Ok(())
@@ -237,8 +243,10 @@ pub fn trusted_folder(db: &Path, dir: &Path, create: bool) -> Result<(), StateEr
             Err(e) => return Err(io_err("cannot inspect", &next, e)),
         };
         if m.file_type().is_symlink() {
-            // The link's folder was checked; the link itself must be as safe.
-            check_ancestor(&next, &m)?;
+            // The link's folder was checked, but in a sticky folder the
+            // link's owner can still swap it. (A link's own mode means
+            // nothing: always 0777.)
+            check_owner(&next, m.uid(), "symbolic link")?;
             hops += 1;
             if hops > MAX_HOPS {
                 return Err(io_err("cannot resolve", &abs, io::Error::from(Errno::LOOP)));
@@ -422,9 +430,15 @@ pub fn check_file(path: &Path, what: &str, tighten_mode: bool) -> Result<Option<
 }
 
 /// fsyncs a folder, so that a name just linked or removed in it survives a
-/// crash.
+/// crash. (`path` is the checked state folder; it may be reached through a
+/// checked link, so this one follows it.)
 pub fn sync_dir(path: &Path) -> Result<(), StateError> {
-    let fd = open_nofollow(path, OFlags::RDONLY | OFlags::DIRECTORY, "state folder")?;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0),
+    )
+    .map_err(|e| errno("cannot open", path, e))?;
     rustix::fs::fsync(&fd).map_err(|e| errno("cannot sync", path, e))
 }
 

@@ -145,8 +145,11 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// A connection to an existing file; the busy timeout comes first, since
-/// everything after it (even switching to WAL) may find the file busy.
+/// A connection to an existing file (never creating one); the busy
+/// timeout comes first, since everything after it (even switching to WAL)
+/// may find the file busy. (Not SQLITE_OPEN_NOFOLLOW: it refuses a link
+/// anywhere in the path, such as a symlinked /var/lib; `private.rs` has
+/// checked every link on the way and refuses a database that is one.)
 fn connect(path: &Path) -> Result<Connection, StateError> {
     let conn = Connection::open_with_flags(
         path,

@@ -117,6 +117,31 @@ fn a_state_folder_that_is_shared_like_tmp_is_refused_a_private_child_works() {
 }
 
 #[test]
+fn a_symlink_on_the_way_is_followed_only_if_its_owner_is_trusted() {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let shared = s.path().join("shared");
+    let private = s.path().join("private");
+    for (dir, m) in [(&shared, 0o1777), (&private, 0o700)] {
+        std::fs::create_dir(dir).expect("mkdir");
+        chmod(dir, m);
+    }
+    // Root's own link in a sticky folder: only root can swap it.
+    let link = shared.join("state");
+    std::os::unix::fs::symlink(&private, &link).expect("symlink");
+    let db = link.join("ward.db");
+    s.ward()
+        .args(["run", "p.yml", "--state"])
+        .arg(&db)
+        .run()
+        .expect_code(0);
+    // The same link owned by another user: they may point it elsewhere.
+    std::os::unix::fs::lchown(&link, Some(nobody()), None).expect("lchown");
+    let run = s.ward().args(["status", "--state"]).arg(&db).run();
+    assert_refused(&run, &link, "nobody");
+}
+
+#[test]
 fn a_folder_on_the_way_that_belongs_to_another_user_is_refused() {
     let s = Scratch::new();
     s.write("p.yml", PLAYBOOK);
