@@ -118,8 +118,8 @@ fn check_owner(path: &Path, uid: u32, what: &str) -> Result<(), StateError> {
                  everything below it",
                 describe_uid(uid)
             ),
-            "keep the state under folders that belong to root or to you \
-             (see `--state` in `ward --help`)"
+            "pass a `--state` path whose folders all belong to root or to you, such as \
+             a private folder in your home (root's default, /var/lib/ward/ward.db, is one)"
                 .to_owned(),
         ));
     }

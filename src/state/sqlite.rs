@@ -600,3 +600,46 @@ fn apply_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema version 1, as an older ward left it.
+    fn old_database(path: &Path) {
+        let conn = Connection::open(path).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+    }
+
+    #[test]
+    fn two_wards_upgrading_one_database_at_once_both_succeed() {
+        for trial in 0..30 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("ward.db");
+            old_database(&path);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let openers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                let result = o.join().expect("thread");
+                assert!(result.is_ok(), "trial {trial}: {result:?}");
+            }
+            let conn = Connection::open(&path).expect("open");
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .expect("version");
+            assert_eq!(v, MIGRATIONS.len() as i64);
+        }
+    }
+}
