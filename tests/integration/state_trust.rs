@@ -69,6 +69,25 @@ fn planted_lock_symlink_is_refused_and_its_target_untouched() {
 }
 
 #[test]
+fn a_planted_step_log_symlink_is_not_followed() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: logs\nsteps:\n  - id: a\n    run: echo out; test -f go\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let id = s.status(None)["id"].as_str().expect("run id").to_owned();
+    let victim = s.write("victim", "precious\n");
+    // The resume's attempt 2 would write here.
+    let log = state_dir(&s).join("logs").join(&id).join("a.2.log");
+    std::os::unix::fs::symlink(&victim, &log).expect("plant symlink");
+    s.write("go", "");
+    s.ward().args(["resume", "--last"]).run();
+    assert_eq!(s.read("victim"), "precious\n");
+    assert!(std::fs::symlink_metadata(&log).expect("link").is_symlink());
+}
+
+#[test]
 fn state_folder_locks_or_logs_writable_by_others_are_refused() {
     let s = with_state();
     let dir = state_dir(&s);
