@@ -91,16 +91,17 @@ fn a_planted_step_log_symlink_is_not_followed() {
 fn state_folder_locks_or_logs_writable_by_others_are_refused() {
     let s = with_state();
     let dir = state_dir(&s);
-    for (path, fix) in [
-        (dir.clone(), "chmod go-w"),
-        (dir.join("locks"), "chmod go-w"),
-        (dir.join("logs"), "chmod go-w"),
+    for (path, what) in [
+        (dir.clone(), "the state folder (mode 0777)"),
+        (dir.join("locks"), "the locks folder (mode 0777)"),
+        (dir.join("logs"), "the logs folder (mode 0777)"),
     ] {
         chmod(&path, 0o777);
         let run = s.ward().args(["run", "p.yml"]).run();
-        assert_refused(&run, &path, fix);
+        assert_refused(&run, &path, what);
+        assert!(run.stderr.contains("chmod go-w"), "{}", run.stderr);
         // Read commands trust the folder no more than `run` does.
-        assert_refused(&s.ward().args(["status"]).run(), &path, fix);
+        assert_refused(&s.ward().args(["status"]).run(), &path, what);
         chmod(&path, 0o700);
     }
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
