@@ -73,7 +73,7 @@ pub enum WardError {
     /// Writing output failed (e.g. a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
-    /// Another run holds the lock.
+    /// Another run holds the lock, or the lock file could not be used.
     #[error("{0}")]
     Locked(#[from] crate::state::LockError),
     /// The state database failed.
@@ -94,8 +94,13 @@ impl WardError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            WardError::Output(_) | WardError::State(_) | WardError::Runtime(_) => exit::FAILED,
-            WardError::Locked(_) => exit::LOCKED,
+            WardError::State(crate::state::StateError::Missing { .. }) => exit::NO_STATE,
+            WardError::State(_) => exit::STATE,
+            // Only a lock held by another run is "locked"; a lock file that
+            // cannot be used is a state-folder fault.
+            WardError::Locked(crate::state::LockError::Held { .. }) => exit::LOCKED,
+            WardError::Locked(_) => exit::STATE,
+            WardError::Output(_) | WardError::Runtime(_) => exit::FAILED,
             _ => exit::USAGE,
         }
     }

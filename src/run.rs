@@ -13,8 +13,8 @@ use crate::error::WardError;
 use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::report::{is_secret_name, step_definition};
 use crate::state::{
-    Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StatePaths, StepState,
-    Store, recovery,
+    Access, Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StatePaths,
+    StepState, Store, recovery,
 };
 use crate::validate::Validated;
 
@@ -29,10 +29,12 @@ pub struct StateSession {
 }
 
 impl StateSession {
-    /// Opens the state at `--state`, `$WARD_STATE` or the default place.
-    pub fn open(explicit: Option<&Path>) -> Result<StateSession, WardError> {
+    /// Opens the state at `--state`, `$WARD_STATE` or the default place,
+    /// after checking that no other user can change it; only
+    /// [`Access::Create`] (`ward run`) creates a missing database.
+    pub fn open(explicit: Option<&Path>, access: Access) -> Result<StateSession, WardError> {
         let paths = StatePaths::resolve(explicit);
-        let store = SqliteStore::open(&paths.db)?;
+        let store = paths.open(access)?;
         Ok(StateSession { store, paths })
     }
 }

@@ -146,11 +146,7 @@ impl ActionCtx {
     fn log_file(&self) -> Option<File> {
         let mut guard = self.log.lock().ok()?;
         if guard.is_none() {
-            *guard = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.log_path)
-                .ok();
+            *guard = crate::state::private::open_log(&self.log_path).ok();
         }
         guard.as_ref().and_then(|f| f.try_clone().ok())
     }

@@ -6,7 +6,7 @@ use super::{LogArgs, RunsArgs, StatusArgs};
 use crate::error::{WardError, exit};
 use crate::report::{Style, render_runs, render_status, status_json};
 use crate::run::StateSession;
-use crate::state::{RunRecord, Store};
+use crate::state::{Access, RunRecord, Store};
 
 /// A run by id, or the most recent one for `None` or `last`.
 pub(super) fn find_run(session: &StateSession, id: Option<&str>) -> Result<RunRecord, WardError> {
@@ -41,7 +41,7 @@ fn print_json(value: &serde_json::Value) -> Result<(), WardError> {
 }
 
 pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref())?;
+    let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
     let run = find_run(&session, args.run_id.as_deref())?;
     let steps = session.store.steps(&run.id)?;
     if args.json {
@@ -57,7 +57,7 @@ pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
 }
 
 pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref())?;
+    let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
     let runs = session.store.runs(args.playbook.as_deref(), args.limit)?;
     if args.json {
         print_json(&serde_json::to_value(&runs).unwrap_or_default())?;
@@ -71,7 +71,7 @@ pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
 }
 
 pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref())?;
+    let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
     let run = find_run(&session, Some(&args.run_id))?;
     if let Some(step) = &args.step
         && !session.store.steps(&run.id)?.iter().any(|s| &s.id == step)

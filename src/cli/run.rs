@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use super::{OutputArgs, ResumeArgs, RunArgs};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
-use crate::report::{ProgressReporter, QuietReporter, Style, render_human};
+use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::run::{self, RunSettings, StateSession};
-use crate::state::{RunState, Store};
+use crate::state::{Access, RunState, Store};
 use crate::template::{RunFacts, var_overrides};
 
 fn reporter(output: &OutputArgs) -> (Box<dyn Reporter>, RunSettings) {
@@ -58,7 +58,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let mut session = StateSession::open(args.state.state.as_deref())?;
+    let mut session = StateSession::open(args.state.state.as_deref(), Access::Create)?;
     let (mut reporter, settings) = reporter(&args.output);
     let outcome = run::start(
         &v,
@@ -71,14 +71,35 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     Ok(outcome.exit_code)
 }
 
+/// Why resuming `run` did nothing. With `--last` the operator may have
+/// meant a newer run that was killed before ward recorded it (so the
+/// "last" one is an older, finished run): name the run that was found.
+fn already_succeeded(run: &crate::state::RunRecord, last: bool) -> String {
+    let finished = run
+        .finished_at
+        .map_or_else(|| "an unrecorded time".to_owned(), local_time);
+    let which = if last {
+        "the most recent run, "
+    } else {
+        "run "
+    };
+    let mut text = format!(
+        "{which}{} of playbook {} ({}), already succeeded at {finished}; nothing was resumed",
+        run.id, run.playbook_name, run.playbook_path
+    );
+    if last {
+        text.push_str(
+            ". A run killed before ward recorded it cannot be resumed: start it again with `ward run`",
+        );
+    }
+    text
+}
+
 pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
-    let mut session = StateSession::open(args.state.state.as_deref())?;
+    let mut session = StateSession::open(args.state.state.as_deref(), Access::Write)?;
     let run = super::inspect::find_run(&session, args.run_id.as_deref())?;
     if run.state == RunState::Succeeded {
-        println!(
-            "run {} of {} already succeeded; nothing to resume",
-            run.id, run.playbook_name
-        );
+        println!("{}", already_succeeded(&run, args.run_id.is_none()));
         return Ok(exit::OK);
     }
     // Same variables as the run: recorded overrides, secrets given again.

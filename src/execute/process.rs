@@ -168,7 +168,7 @@ struct LazyLog {
 impl LazyLog {
     fn write(&mut self, bytes: &[u8]) {
         if self.file.is_none() {
-            self.file = File::create(&self.path).ok();
+            self.file = crate::state::private::open_log(&self.path).ok();
         }
         if let Some(f) = &mut self.file {
             // A full disk must not fail the step; the exit status decides.

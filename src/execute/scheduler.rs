@@ -155,7 +155,7 @@ pub async fn execute(
         boot_id: crate::state::boot::boot_id(),
         reporter,
     };
-    if let Err(e) = std::fs::create_dir_all(&s.options.log_dir) {
+    if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
         let message = format!(
             "cannot create log folder {}: {e}",
             s.options.log_dir.display()

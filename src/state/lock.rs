@@ -6,9 +6,11 @@
 //! left by a `kill -9` is free again: the next run finds the dead run still
 //! marked `running` and records it as `crashed` (see `recovery.rs`).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use super::private;
 
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,14 +36,19 @@ pub enum LockError {
         /// Who, if the file says.
         holder: Option<LockHolder>,
     },
-    /// The lock file could not be opened.
-    #[error("cannot open lock file {path}: {source}")]
+    /// The lock file could not be taken or written (not because another
+    /// run holds it).
+    #[error("cannot use lock file {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
+    /// The lock file or `locks/` is unsafe or could not be made: a
+    /// symlink, not a regular file, another user's, writable by others.
+    #[error("{0}")]
+    State(#[from] super::StateError),
 }
 
 fn describe(holder: &Option<LockHolder>) -> String {
@@ -69,14 +76,10 @@ impl RunLock {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        // A planted `locks/<name>.lock -> /etc/shadow` must not make root
+        // truncate its target: no symlinks followed, new files O_EXCL.
+        private::ensure_dir(dir, "locks folder")?;
+        let mut file = private::open_file(&path, private::FileUse::ReadWrite, "lock file")?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -152,5 +155,15 @@ mod tests {
         }
         drop(first);
         RunLock::acquire(dir.path(), "x", &holder("r3")).expect("free again");
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_folder_is_an_error_not_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("x.lock")).expect("mkdir");
+        match RunLock::acquire(dir.path(), "x", &holder("r1")) {
+            Err(LockError::State(_)) => {}
+            other => panic!("expected a state error, got {other:?}"),
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 mod lock;
 mod paths;
+pub mod private;
 mod records;
 pub mod recovery;
 mod schema;
@@ -15,7 +16,7 @@ mod sqlite;
 
 pub mod boot;
 pub use lock::{LockError, LockHolder, RunLock};
-pub use paths::StatePaths;
+pub use paths::{Access, StatePaths};
 pub use records::{
     AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState, Unflushed,
 };
@@ -46,13 +47,51 @@ pub enum StateError {
         /// The newest this build knows.
         known: i64,
     },
-    /// The folder for the database could not be created.
-    #[error("cannot create state folder {path}: {source}")]
-    Folder {
-        /// The folder.
+    /// A file system operation in the state folder failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What ward tried, e.g. "cannot create".
+        op: &'static str,
+        /// The file or folder.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// Another user could change the state folder, database, `locks/` or
+    /// `logs/` (or something there is not what ward made): refused, since
+    /// what is recorded there decides what ward runs.
+    #[error("refusing {path}: {problem}\n  fix: {fix}")]
+    Untrusted {
+        /// The offending file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What the operator can do.
+        fix: String,
+    },
+    /// No database at that path; read commands and `resume` never create one.
+    #[error(
+        "no state database at {path}{}; check `--state` and `$WARD_STATE` (only `ward run` creates a database)",
+        missing.as_ref().map(|m| format!(" ({} does not exist)", m.display())).unwrap_or_default()
+    )]
+    Missing {
+        /// The database path.
+        path: PathBuf,
+        /// The first folder on the way that does not exist, if any.
+        missing: Option<PathBuf>,
+    },
+    /// The file is not a usable database (empty, not SQLite, corrupt).
+    /// ward never starts a fresh history over it.
+    #[error(
+        "state database {path} is damaged: {problem}. Nothing was changed. To keep it for \
+         inspection and start a new history: `mv {path} {path}.broken` (and its -wal/-shm files, \
+         if any), then run again"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
     },
     /// A stored value could not be read back.
     #[error("state database {path}: {message}")]

@@ -1,6 +1,23 @@
 //! Where state lives: the database, logs beside it, lock files beside it.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use super::private;
+use super::{SqliteStore, StateError};
+
+/// What a command may do to the state folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `ward run`: create the folder and database if missing.
+    Create,
+    /// `ward resume`: the database must exist; `locks/` and `logs/` are
+    /// made if missing, modes tightened.
+    Write,
+    /// `status`, `runs`, `log`: the database must exist; nothing is created
+    /// or changed (except a schema upgrade of an older database).
+    Read,
+}
 
 /// The state database and the folders next to it.
 #[derive(Clone, Debug)]
@@ -55,4 +72,87 @@ impl StatePaths {
     pub fn locks(&self) -> PathBuf {
         self.dir().join("locks")
     }
+
+    /// All logs: `<dir>/logs/`.
+    pub fn logs(&self) -> PathBuf {
+        self.dir().join("logs")
+    }
+
+    /// Checks that no other user can change the state (see `private.rs`),
+    /// then opens the database, creating it only for [`Access::Create`].
+    ///
+    /// Everything is checked, and modes tightened, before SQLite opens the
+    /// file: closing any other descriptor of the database or its -shm in
+    /// this process would drop SQLite's POSIX locks, and another ward could
+    /// then reset the shared memory under this one (SIGBUS).
+    pub fn open(&self, access: Access) -> Result<SqliteStore, StateError> {
+        let dir = self.dir();
+        private::trusted_folder(&self.db, &dir, access == Access::Create)?;
+        let exists = private::check_file(&self.db, "state database", false)?.is_some();
+        if exists {
+            check_header(&self.db)?;
+        } else if access != Access::Create {
+            return Err(StateError::Missing {
+                path: self.db.clone(),
+                missing: None,
+            });
+        }
+        let sides = ["-wal", "-shm", "-journal"].map(|suffix| {
+            let mut side = self.db.clone().into_os_string();
+            side.push(suffix);
+            PathBuf::from(side)
+        });
+        for side in &sides {
+            private::check_file(side, "state database file", false)?;
+        }
+        let folders = [(self.locks(), "locks folder"), (self.logs(), "logs folder")];
+        for (path, what) in &folders {
+            private::check_dir(path, what)?;
+        }
+        if access != Access::Read {
+            // Older wards made the database 0644 and its folders 0755
+            // (SQLite gives the -wal/-shm files the database's mode).
+            private::check_file(&self.db, "state database", true)?;
+            for side in &sides {
+                private::check_file(side, "state database file", true)?;
+            }
+            for (path, what) in &folders {
+                private::ensure_dir(path, what)?;
+            }
+        }
+        if !exists {
+            SqliteStore::create(&self.db)?;
+        }
+        SqliteStore::open(&self.db)
+    }
+}
+
+/// The first 16 bytes of every SQLite database.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses a file that cannot be a database before SQLite or a mode change
+/// touches it. ward never leaves an empty database behind
+/// (`SqliteStore::create` links a whole one into place), and SQLite would
+/// take an empty file for a new database: the history would be lost
+/// without a word.
+fn check_header(db: &Path) -> Result<(), StateError> {
+    let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+    std::fs::File::open(db)
+        .and_then(|f| f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut head))
+        .map_err(|source| StateError::Io {
+            op: "cannot read",
+            path: db.to_path_buf(),
+            source,
+        })?;
+    let problem = if head.is_empty() {
+        "the file is empty (0 bytes)"
+    } else if head != SQLITE_HEADER {
+        "the file is not an SQLite database (it does not start with the SQLite header)"
+    } else {
+        return Ok(());
+    };
+    Err(StateError::Damaged {
+        path: db.to_path_buf(),
+        problem: problem.to_owned(),
+    })
 }

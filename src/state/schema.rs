@@ -1,8 +1,8 @@
 //! Versioned schema migrations for the SQLite store.
 //!
-//! `PRAGMA user_version` holds the number of migrations applied. Each
-//! migration runs once, in its own transaction, in order. Never edit a
-//! published migration: add a new one.
+//! `PRAGMA user_version` holds the number of migrations applied. The
+//! pending ones run once, in order, in one `BEGIN IMMEDIATE` transaction
+//! (see `sqlite.rs`). Never edit a published migration: add a new one.
 
 /// The migrations, in order; index + 1 is the version they bring the database to.
 pub const MIGRATIONS: &[&str] = &[

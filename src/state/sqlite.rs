@@ -7,13 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
+};
 
 use super::records::{
     AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
 };
 use super::schema::MIGRATIONS;
-use super::{StateError, Store};
+use super::{StateError, Store, private};
 
 /// A run-state database in one SQLite file.
 pub struct SqliteStore {
@@ -23,27 +25,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens and migrates the existing database at `path` (never creates
+    /// one: see [`SqliteStore::create`]). The caller has checked the folder
+    /// and the file (`StatePaths::open`).
     pub fn open(path: &Path) -> Result<SqliteStore, StateError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Step logs live beside the database and may show what steps
-            // printed: a new state folder is private to its owner.
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| StateError::Folder {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-        let err = |source| StateError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        let conn = connect(path)?;
+        let err = |source| damaged_or(path, source);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -55,8 +42,70 @@ impl SqliteStore {
             path: path.to_path_buf(),
             commits: 0,
         };
-        store.migrate()?;
+        migrate(&mut store.conn, path)?;
         Ok(store)
+    }
+
+    /// Creates a new database at `path`, whole or not at all: it is built
+    /// under a temporary name and linked into place, so no process ever
+    /// sees a half-made (say, empty) database there, and an empty file at
+    /// `path` can be refused as damaged. If another ward creates it at the
+    /// same moment, its database is kept and this one dropped.
+    pub fn create(path: &Path) -> Result<(), StateError> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map_or_else(|| "ward.db".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(
+            ".{name}.new-{}-{:04x}",
+            std::process::id(),
+            fastrand::u16(..)
+        ));
+        let guard = RemoveOnDrop(tmp.clone());
+        drop(private::open_file(
+            &tmp,
+            private::FileUse::ReadWrite,
+            "new state database",
+        )?);
+        {
+            let mut conn = connect(&tmp)?;
+            let err = |source| StateError::Sqlite {
+                path: tmp.clone(),
+                source,
+            };
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(err)?;
+            migrate(&mut conn, &tmp)?;
+            // Persistent in the file; the -wal is merged and removed on close.
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(err)?;
+            conn.close().map_err(|(_, source)| err(source))?;
+        }
+        let io = |op, source| StateError::Io {
+            op,
+            path: tmp.clone(),
+            source,
+        };
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("cannot sync", e))?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            // Another ward created it first: use that one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(StateError::Io {
+                    op: "cannot create",
+                    path: path.to_path_buf(),
+                    source: e,
+                });
+            }
+        }
+        drop(guard);
+        private::sync_dir(dir)
     }
 
     /// The database file.
@@ -71,35 +120,6 @@ impl SqliteStore {
         }
     }
 
-    fn migrate(&mut self) -> Result<(), StateError> {
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StateError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
-            tx.execute_batch(sql)
-                .and_then(|()| tx.pragma_update(None, "user_version", (i + 1) as i64))
-                .and_then(|()| tx.commit())
-                .map_err(|e| StateError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-        }
-        Ok(())
-    }
-
     /// Number of transactions committed by this handle (for fault injection).
     pub fn commits(&self) -> u64 {
         self.commits
@@ -109,6 +129,86 @@ impl SqliteStore {
         self.commits += 1;
         crate::execute::fault::after_commit(self.commits);
     }
+}
+
+/// Removes a temporary file when dropped (success or not).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        for suffix in ["-journal", "-wal", "-shm"] {
+            let mut side = self.0.clone().into_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+    }
+}
+
+/// A connection to an existing file (never creating one); the busy
+/// timeout comes first, since everything after it (even switching to WAL)
+/// may find the file busy. (Not SQLITE_OPEN_NOFOLLOW: it refuses a link
+/// anywhere in the path, such as a symlinked /var/lib; `private.rs` has
+/// checked every link on the way and refuses a database that is one.)
+fn connect(path: &Path) -> Result<Connection, StateError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| damaged_or(path, source))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|source| damaged_or(path, source))?;
+    Ok(conn)
+}
+
+/// A file that is not SQLite, or a corrupt one, is [`StateError::Damaged`]
+/// (with the hint to move it aside); anything else stays an SQLite error.
+fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Damaged {
+            path: path.to_path_buf(),
+            problem: source.to_string(),
+        },
+        _ => StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Brings the schema up to date. All pending migrations run in one
+/// `BEGIN IMMEDIATE` transaction that reads `user_version` again once it
+/// holds the write lock, so two wards opening an older database at once
+/// migrate it once, and the second finds it done.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    let err = |source| damaged_or(path, source);
+    let known = MIGRATIONS.len() as i64;
+    let version = |c: &Connection| -> Result<i64, StateError> {
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if v > known {
+            return Err(StateError::TooNew {
+                path: path.to_path_buf(),
+                found: v,
+                known,
+            });
+        }
+        Ok(v)
+    };
+    // Up to date (the usual case): no write lock needed.
+    if version(conn)? == known {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let from = version(&tx)?;
+    for sql in MIGRATIONS.iter().skip(from as usize) {
+        tx.execute_batch(sql).map_err(err)?;
+    }
+    tx.pragma_update(None, "user_version", known).map_err(err)?;
+    tx.commit().map_err(err)
 }
 
 const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
@@ -497,6 +597,49 @@ fn apply_one(
                 &format!("step-{state}"),
                 reason.as_deref(),
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at schema version 1, as an older ward left it.
+    fn old_database(path: &Path) {
+        let conn = Connection::open(path).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+    }
+
+    #[test]
+    fn two_wards_upgrading_one_database_at_once_both_succeed() {
+        for trial in 0..30 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("ward.db");
+            old_database(&path);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let openers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                let result = o.join().expect("thread");
+                assert!(result.is_ok(), "trial {trial}: {result:?}");
+            }
+            let conn = Connection::open(&path).expect("open");
+            let v: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .expect("version");
+            assert_eq!(v, MIGRATIONS.len() as i64);
         }
     }
 }

@@ -259,7 +259,7 @@ fn resume_refuses_a_changed_playbook_unless_allowed() {
         .expect_code(0);
     let run = s.ward().args(["resume", "--last"]).run().expect_code(0);
     assert!(
-        run.stdout.contains("already succeeded; nothing to resume"),
+        run.stdout.contains("already succeeded at") && run.stdout.contains("nothing was resumed"),
         "{}",
         run.stdout
     );

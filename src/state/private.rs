@@ -1,0 +1,478 @@
+//! The state folder is ward's memory: what it finds there decides which
+//! playbook `ward resume` runs (as root, often) and which files it opens for
+//! writing. So nothing there may be changeable by another user, in the
+//! spirit of ssh's StrictModes and sudo's checks:
+//!
+//! - every folder on the way to the state folder belongs to root or to the
+//!   invoking user, and a folder others can write has the sticky bit (as
+//!   /tmp has), so nobody else can rename or replace what lies below it;
+//! - the state folder itself, `locks/` and `logs/` belong to the user and
+//!   no group or other user can write them;
+//! - every file ward makes there is opened without following a symlink
+//!   (`O_NOFOLLOW`), created with `O_EXCL` when new, and is set to 0600
+//!   (folders 0700) whatever the umask and whatever mode it had before.
+//!
+//! Once the chain is trusted, paths below it cannot change under ward, so
+//! opening by path afterwards (as SQLite does) is safe.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::StateError;
+
+/// Mode of every folder ward makes in the state folder.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file ward makes in the state folder.
+pub const FILE_MODE: u32 = 0o600;
+/// Symlinks followed on the way to the state folder before giving up (as
+/// the kernel's own limit).
+const MAX_HOPS: usize = 40;
+
+/// The effective user id ward runs as.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// "alice (uid 1000)" from /etc/passwd, or "uid 1000".
+pub fn describe_uid(uid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut f = line.split(':');
+                let name = f.next()?;
+                let id = f.nth(1)?;
+                (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
+    match name {
+        Some(n) => format!("{n} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+fn writable_by_others(mode: u32) -> bool {
+    mode & 0o022 != 0
+}
+
+fn sticky(mode: u32) -> bool {
+    mode & 0o1000 != 0
+}
+
+fn refused(path: &Path, problem: String, fix: String) -> StateError {
+    StateError::Untrusted {
+        path: path.to_path_buf(),
+        problem,
+        fix,
+    }
+}
+
+fn io_err(op: &'static str, path: &Path, source: io::Error) -> StateError {
+    StateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn errno(op: &'static str, path: &Path, e: Errno) -> StateError {
+    io_err(op, path, io::Error::from(e))
+}
+
+/// A folder above the state folder: root's or the user's, and if others
+/// may write it, sticky (they cannot then move what is inside).
+fn check_ancestor(path: &Path, meta: &std::fs::Metadata) -> Result<(), StateError> {
+    check_owner(path, meta.uid(), "folder")?;
+    let mode = meta.mode() & 0o7777;
+    if writable_by_others(mode) && !sticky(mode) {
+        return Err(refused(
+            path,
+            format!(
+                "other users can write this folder on the way to the state folder (mode {mode:04o}, \
+                 no sticky bit), so they could replace everything below it"
+            ),
+            format!(
+                "`chmod go-w {}`, or keep the state elsewhere",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Root's or the user's: nobody else can change it.
+fn check_owner(path: &Path, uid: u32, what: &str) -> Result<(), StateError> {
+    if uid != 0 && uid != euid() {
+        return Err(refused(
+            path,
+            format!(
+                "this {what} on the way to the state folder belongs to {}, who could replace \
+                 everything below it",
+                describe_uid(uid)
+            ),
+            "pass a `--state` path whose folders all belong to root or to you, such as \
+             a private folder in your home (root's default, /var/lib/ward/ward.db, is one)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// What another user could do with `what` if ward trusted it.
+fn risk(what: &str) -> &'static str {
+    match what {
+        "state database" | "state database file" => {
+            "its recorded runs decide which playbook `ward resume --last` runs, and as whom"
+        }
+        "lock file" | "log file" => "ward would write to a file that another user controls",
+        _ => "whoever can change it could plant the database, lock files or logs ward trusts",
+    }
+}
+
+/// The state folder, `locks/`, `logs/` and ward's files there: the user's,
+/// and nobody else may write them.
+fn check_private(path: &Path, uid: u32, mode: u32, what: &str) -> Result<(), StateError> {
+    let folder = what.ends_with("folder");
+    if uid != euid() {
+        let fix = if folder {
+            format!(
+                "keep the state in a folder of your own, e.g. `mkdir -m 700 /some/private/folder` \
+                 and `--state /some/private/folder/ward.db` (root's default is {})",
+                "/var/lib/ward/ward.db"
+            )
+        } else {
+            format!(
+                "check it, then move it aside (`mv {0} {0}.untrusted`); if it is really yours, \
+                 `chown {1} {0}`",
+                path.display(),
+                euid()
+            )
+        };
+        return Err(refused(
+            path,
+            format!(
+                "the {what} belongs to {}, not to you, {}; {}",
+                describe_uid(uid),
+                describe_uid(euid()),
+                risk(what)
+            ),
+            fix,
+        ));
+    }
+    if writable_by_others(mode) {
+        let fix = if folder && sticky(mode) {
+            format!(
+                "this is a shared folder: make a private one inside it (`mkdir -m 700 {}`) \
+                 and pass `--state {}`",
+                path.join("ward").display(),
+                path.join("ward").join("ward.db").display()
+            )
+        } else {
+            format!(
+                "check what others may have changed, then `chmod go-w {}`",
+                path.display()
+            )
+        };
+        return Err(refused(
+            path,
+            format!(
+                "other users can write the {what} (mode {mode:04o}); {}",
+                risk(what)
+            ),
+            fix,
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the whole way to the state folder `dir` of database `db`, and
+/// the folder itself. With `create`, missing folders are made (0700);
+/// without it a missing one is [`StateError::Missing`].
+///
+/// Symlinks on the way are followed by hand, so that each folder actually
+/// passed through is checked, and so is each link (a link in a sticky
+/// folder can be swapped by its owner).
+pub fn trusted_folder(db: &Path, dir: &Path, create: bool) -> Result<(), StateError> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| io_err("cannot read the current folder for", dir, e))?
+            .join(dir)
+    };
+    let mut pending: VecDeque<OsString> = VecDeque::new();
+    push_front(&mut pending, &abs);
+    let mut real = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == "/" {
+            real = PathBuf::from("/");
+            check_ancestor(&real, &meta(&real)?)?;
+            continue;
+        }
+        if part == ".." {
+            real.pop();
+            continue;
+        }
+        let next = real.join(&part);
+        let m = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                match make_dir(&next) {
+                    Ok(()) => {}
+                    // Another ward made it meanwhile: check it like any other.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("cannot create state folder", &next, e)),
+                }
+                meta(&next)?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::Missing {
+                    path: db.to_path_buf(),
+                    missing: Some(next),
+                });
+            }
+            Err(e) => return Err(io_err("cannot inspect", &next, e)),
+        };
+        if m.file_type().is_symlink() {
+            // The link's folder was checked, but in a sticky folder the
+            // link's owner can still swap it. (A link's own mode means
+            // nothing: always 0777.)
+            check_owner(&next, m.uid(), "symbolic link")?;
+            hops += 1;
+            if hops > MAX_HOPS {
+                return Err(io_err("cannot resolve", &abs, io::Error::from(Errno::LOOP)));
+            }
+            let target =
+                std::fs::read_link(&next).map_err(|e| io_err("cannot read link", &next, e))?;
+            push_front(&mut pending, &target);
+            continue;
+        }
+        if !m.is_dir() {
+            return Err(refused(
+                &next,
+                "this is not a folder".to_owned(),
+                "pass a `--state` path inside a folder".to_owned(),
+            ));
+        }
+        // The last folder is the state folder: checked below, more strictly.
+        if !pending.is_empty() {
+            check_ancestor(&next, &m)?;
+        }
+        real = next;
+    }
+    let m = meta(&real)?;
+    check_private(&real, m.uid(), m.mode() & 0o7777, "state folder")
+}
+
+fn meta(path: &Path) -> Result<std::fs::Metadata, StateError> {
+    std::fs::symlink_metadata(path).map_err(|e| io_err("cannot inspect", path, e))
+}
+
+/// Puts the components of `path` at the front of `pending`, in order.
+fn push_front(pending: &mut VecDeque<OsString>, path: &Path) {
+    for c in path.components().rev() {
+        match c {
+            Component::RootDir => pending.push_front("/".into()),
+            Component::ParentDir => pending.push_front("..".into()),
+            Component::Normal(n) => pending.push_front(n.to_owned()),
+            Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+}
+
+/// A new folder, exactly 0700 whatever the umask.
+fn make_dir(path: &Path) -> io::Result<()> {
+    rustix::fs::mkdir(path, Mode::from_raw_mode(DIR_MODE))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(DIR_MODE))
+}
+
+fn stat_checks(path: &Path, st: &Stat, what: &str, kind: FileType) -> Result<(), StateError> {
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft != kind {
+        let wanted = if kind == FileType::Directory {
+            "a folder"
+        } else {
+            "a regular file"
+        };
+        return Err(refused(
+            path,
+            format!("the {what} is not {wanted}"),
+            format!("move it aside (`mv {0} {0}.broken`)", path.display()),
+        ));
+    }
+    check_private(path, st.st_uid, st.st_mode & 0o7777, what)
+}
+
+fn open_nofollow(path: &Path, flags: OFlags, what: &str) -> Result<OwnedFd, StateError> {
+    rustix::fs::open(
+        path,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0),
+    )
+    .map_err(|e| match e {
+        // O_NOFOLLOW on a symlink: ELOOP (or ENOTDIR with O_DIRECTORY).
+        Errno::LOOP => refused(
+            path,
+            format!(
+                "the {what} is a symbolic link; ward never follows links in its state folder \
+                 (another user could point it at a file ward would overwrite)"
+            ),
+            format!(
+                "check where it points, then remove it (`rm {}`)",
+                path.display()
+            ),
+        ),
+        Errno::NOTDIR => refused(
+            path,
+            format!("the {what} is not a folder"),
+            format!("move it aside (`mv {0} {0}.broken`)", path.display()),
+        ),
+        e => errno("cannot open", path, e),
+    })
+}
+
+/// Makes sure `path` is a private folder of the user: creates it (0700) if
+/// missing, refuses a symlink, another owner, or one that others can write;
+/// tightens the mode of the user's own folder to 0700.
+pub fn ensure_dir(path: &Path, what: &str) -> Result<(), StateError> {
+    match make_dir(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("cannot create", path, e)),
+    }
+    let fd = open_nofollow(path, OFlags::RDONLY | OFlags::DIRECTORY, what)?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| errno("cannot inspect", path, e))?;
+    stat_checks(path, &st, what, FileType::Directory)?;
+    tighten(&fd, path, &st, DIR_MODE)
+}
+
+/// Checks an existing folder (`locks/`, `logs/`) without changing it;
+/// a missing one is fine (nothing in it to trust).
+pub fn check_dir(path: &Path, what: &str) -> Result<(), StateError> {
+    let fd = match open_nofollow(path, OFlags::RDONLY | OFlags::DIRECTORY, what) {
+        Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(());
+        }
+        other => other?,
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| errno("cannot inspect", path, e))?;
+    stat_checks(path, &st, what, FileType::Directory)
+}
+
+fn tighten(fd: &OwnedFd, path: &Path, st: &Stat, mode: u32) -> Result<(), StateError> {
+    if st.st_mode & 0o7777 != mode {
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+            .map_err(|e| errno("cannot set the mode of", path, e))?;
+    }
+    Ok(())
+}
+
+/// How a private file is opened.
+#[derive(Clone, Copy, Debug)]
+pub enum FileUse {
+    /// Read and write in place (lock files).
+    ReadWrite,
+    /// Append only (step logs).
+    Append,
+}
+
+/// Opens or creates a file of ward's in the state folder: new files with
+/// `O_CREAT|O_EXCL`, existing ones without following a symlink; refuses
+/// anything but a regular file of the user's; the mode ends up 0600.
+pub fn open_file(path: &Path, how: FileUse, what: &str) -> Result<File, StateError> {
+    let access = match how {
+        FileUse::ReadWrite => OFlags::RDWR,
+        FileUse::Append => OFlags::WRONLY | OFlags::APPEND,
+    };
+    match rustix::fs::open(
+        path,
+        access | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(FILE_MODE),
+    ) {
+        Ok(fd) => {
+            // The umask may have taken bits the owner needs; set it exactly.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(FILE_MODE))
+                .map_err(|e| errno("cannot set the mode of", path, e))?;
+            return Ok(File::from(fd));
+        }
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(errno("cannot create", path, e)),
+    }
+    let fd = open_nofollow(path, access, what)?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| errno("cannot inspect", path, e))?;
+    stat_checks(path, &st, what, FileType::RegularFile)?;
+    tighten(&fd, path, &st, FILE_MODE)?;
+    Ok(File::from(fd))
+}
+
+/// Checks an existing file of ward's (the database and its -wal/-shm
+/// files): a regular file of the user's that nobody else can write. With
+/// `tighten`, its mode is set to 0600. `None` when it does not exist.
+pub fn check_file(path: &Path, what: &str, tighten_mode: bool) -> Result<Option<Stat>, StateError> {
+    let fd = match open_nofollow(path, OFlags::RDONLY, what) {
+        Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| errno("cannot inspect", path, e))?;
+    stat_checks(path, &st, what, FileType::RegularFile)?;
+    if tighten_mode {
+        tighten(&fd, path, &st, FILE_MODE)?;
+    }
+    Ok(Some(st))
+}
+
+/// fsyncs a folder, so that a name just linked or removed in it survives a
+/// crash. (`path` is the checked state folder; it may be reached through a
+/// checked link, so this one follows it.)
+pub fn sync_dir(path: &Path) -> Result<(), StateError> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0),
+    )
+    .map_err(|e| errno("cannot open", path, e))?;
+    rustix::fs::fsync(&fd).map_err(|e| errno("cannot sync", path, e))
+}
+
+/// Creates (or reopens, on a repeated attempt number) a step's log file:
+/// [`open_file`] for append, with the reason in the `io::Error`.
+pub fn open_log(path: &Path) -> io::Result<File> {
+    open_file(path, FileUse::Append, "log file").map_err(io::Error::other)
+}
+
+/// Creates a run's log folder (0700) under the checked `logs/` folder.
+pub fn ensure_log_dir(path: &Path) -> io::Result<()> {
+    ensure_dir(path, "log folder").map_err(io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_file_is_0600_and_a_planted_symlink_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("a.log");
+        open_file(&f, FileUse::Append, "log file").expect("new file");
+        let mode = std::fs::metadata(&f).expect("meta").mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        let link = dir.path().join("b.log");
+        std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+        let err = open_file(&link, FileUse::ReadWrite, "lock file").expect_err("refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep");
+    }
+}

@@ -1,0 +1,359 @@
+//! The state folder is trusted only when no other user can change it; read
+//! commands never create state; damaged databases and lock faults are state
+//! errors (exit 4), a missing database exit 5; concurrent creation works.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{Run, Scratch};
+
+const PLAYBOOK: &str = "ward: 1\nname: demo\nsteps:\n  - id: hello\n    run: echo hi\n";
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
+}
+
+fn nobody() -> u32 {
+    let out = Command::new("id")
+        .args(["-u", "nobody"])
+        .output()
+        .expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("uid of nobody")
+}
+
+/// A scratch folder with the playbook and a private state folder made by a
+/// first successful run.
+fn with_state() -> Scratch {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    s
+}
+
+fn state_dir(s: &Scratch) -> PathBuf {
+    s.state().parent().expect("state folder").to_path_buf()
+}
+
+fn assert_refused(run: &Run, path: &Path, words: &str) {
+    assert_eq!(
+        run.code, 4,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(&path.display().to_string()) && run.stderr.contains(words),
+        "expected `{}` and `{words}` in:\n{}",
+        path.display(),
+        run.stderr
+    );
+}
+
+#[test]
+fn planted_lock_symlink_is_refused_and_its_target_untouched() {
+    let s = with_state();
+    let victim = s.write("victim", "precious\n");
+    let lock = state_dir(&s).join("locks/demo.lock");
+    std::fs::remove_file(&lock).expect("remove lock");
+    std::os::unix::fs::symlink(&victim, &lock).expect("plant symlink");
+    let run = s.ward().args(["run", "p.yml"]).run();
+    assert_refused(&run, &lock, "symbolic link");
+    assert_eq!(s.read("victim"), "precious\n");
+}
+
+#[test]
+fn a_planted_step_log_symlink_is_not_followed() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: logs\nsteps:\n  - id: a\n    run: echo out; test -f go\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let id = s.status(None)["id"].as_str().expect("run id").to_owned();
+    let victim = s.write("victim", "precious\n");
+    // The resume's attempt 2 would write here.
+    let log = state_dir(&s).join("logs").join(&id).join("a.2.log");
+    std::os::unix::fs::symlink(&victim, &log).expect("plant symlink");
+    s.write("go", "");
+    s.ward().args(["resume", "--last"]).run();
+    assert_eq!(s.read("victim"), "precious\n");
+    assert!(std::fs::symlink_metadata(&log).expect("link").is_symlink());
+}
+
+#[test]
+fn state_folder_locks_or_logs_writable_by_others_are_refused() {
+    let s = with_state();
+    let dir = state_dir(&s);
+    for (path, what) in [
+        (dir.clone(), "the state folder (mode 0777)"),
+        (dir.join("locks"), "the locks folder (mode 0777)"),
+        (dir.join("logs"), "the logs folder (mode 0777)"),
+    ] {
+        chmod(&path, 0o777);
+        let run = s.ward().args(["run", "p.yml"]).run();
+        assert_refused(&run, &path, what);
+        assert!(run.stderr.contains("chmod go-w"), "{}", run.stderr);
+        // Read commands trust the folder no more than `run` does.
+        assert_refused(&s.ward().args(["status"]).run(), &path, what);
+        chmod(&path, 0o700);
+    }
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+}
+
+#[test]
+fn a_state_folder_that_is_shared_like_tmp_is_refused_a_private_child_works() {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let shared = s.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o1777);
+    // `--state shared/ward.db`: the shared folder itself would hold the state.
+    let db = shared.join("ward.db");
+    let run = s.ward().args(["run", "p.yml", "--state"]).arg(&db).run();
+    assert_refused(&run, &shared, "mkdir -m 700");
+    assert!(!db.exists(), "nothing may be created in a refused folder");
+    // A private folder inside the sticky one is fine.
+    let private = shared.join("private");
+    std::fs::create_dir(&private).expect("mkdir");
+    chmod(&private, 0o700);
+    let db = private.join("ward.db");
+    s.ward()
+        .args(["run", "p.yml", "--state"])
+        .arg(&db)
+        .run()
+        .expect_code(0);
+    // Without the sticky bit others could rename `private` away and put
+    // their own in its place.
+    chmod(&shared, 0o777);
+    let run = s.ward().args(["run", "p.yml", "--state"]).arg(&db).run();
+    assert_refused(&run, &shared, "no sticky bit");
+}
+
+#[test]
+fn a_symlink_on_the_way_is_followed_only_if_its_owner_is_trusted() {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let shared = s.path().join("shared");
+    let private = s.path().join("private");
+    for (dir, m) in [(&shared, 0o1777), (&private, 0o700)] {
+        std::fs::create_dir(dir).expect("mkdir");
+        chmod(dir, m);
+    }
+    // Root's own link in a sticky folder: only root can swap it.
+    let link = shared.join("state");
+    std::os::unix::fs::symlink(&private, &link).expect("symlink");
+    let db = link.join("ward.db");
+    s.ward()
+        .args(["run", "p.yml", "--state"])
+        .arg(&db)
+        .run()
+        .expect_code(0);
+    // The same link owned by another user: they may point it elsewhere.
+    std::os::unix::fs::lchown(&link, Some(nobody()), None).expect("lchown");
+    let run = s.ward().args(["status", "--state"]).arg(&db).run();
+    assert_refused(&run, &link, "nobody");
+}
+
+#[test]
+fn a_folder_on_the_way_that_belongs_to_another_user_is_refused() {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let theirs = s.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(nobody()), None).expect("chown");
+    let db = theirs.join("mine/ward.db");
+    let run = s.ward().args(["run", "p.yml", "--state"]).arg(&db).run();
+    assert_refused(&run, &theirs, "nobody");
+    assert!(!theirs.join("mine").exists());
+}
+
+#[test]
+fn a_database_of_another_user_or_a_symlink_is_refused() {
+    let s = with_state();
+    // Another user's database would let them choose the playbook that
+    // root's `ward resume --last` runs.
+    std::os::unix::fs::chown(s.state(), Some(nobody()), None).expect("chown");
+    for args in [
+        &["resume", "--last"][..],
+        &["status"][..],
+        &["run", "p.yml"][..],
+    ] {
+        let run = s.ward().args(args).run();
+        assert_refused(&run, &s.state(), "belongs to nobody");
+    }
+    std::os::unix::fs::chown(s.state(), Some(0), None).expect("chown back");
+    let elsewhere = s.path().join("elsewhere.db");
+    std::fs::rename(s.state(), &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, s.state()).expect("symlink");
+    let run = s.ward().args(["resume", "--last"]).run();
+    assert_refused(&run, &s.state(), "symbolic link");
+}
+
+#[test]
+fn files_are_0600_and_folders_0700_under_umask_000_and_when_they_existed_looser() {
+    let s = with_state();
+    let dir = state_dir(&s);
+    chmod(&dir.join("locks"), 0o755);
+    chmod(&dir.join("logs"), 0o755);
+    chmod(&dir.join("locks/demo.lock"), 0o644);
+    chmod(&s.state(), 0o644);
+    let out = Command::new("sh")
+        .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "p.yml"])
+        .current_dir(s.path())
+        .env("WARD_STATE", s.state())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("ward");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = 0;
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).expect("stat");
+            if m.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+            seen += 1;
+        }
+    }
+    // The database, a lock, two run log folders with a log each, locks/, logs/.
+    assert!(seen >= 8, "only {seen} entries in {}", dir.display());
+}
+
+#[test]
+fn read_commands_and_resume_never_create_state() {
+    let s = Scratch::new();
+    for db in [
+        s.path().join("typo/dir/ward.db"),
+        s.path().join("ward.db"),
+        PathBuf::from("/nonexistent/dir/ward.db"),
+    ] {
+        for args in [
+            &["status"][..],
+            &["runs"][..],
+            &["log", "last"][..],
+            &["resume", "--last"][..],
+        ] {
+            let run = s.ward().args(args).arg("--state").arg(&db).run();
+            assert_eq!(run.code, 5, "{args:?}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(&db.display().to_string())
+                    && run.stderr.contains("no state database"),
+                "{args:?}: {}",
+                run.stderr
+            );
+            assert!(!db.exists(), "{args:?} created {}", db.display());
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(s.path())
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "created: {left:?}");
+}
+
+#[test]
+fn an_empty_or_foreign_database_is_refused_with_a_hint_and_left_alone() {
+    for content in ["", "this is not SQLite, it is a note somebody saved here\n"] {
+        let s = Scratch::new();
+        s.write("p.yml", PLAYBOOK);
+        let dir = state_dir(&s);
+        std::fs::create_dir(&dir).expect("mkdir");
+        chmod(&dir, 0o700);
+        std::fs::write(s.state(), content).expect("write db");
+        chmod(&s.state(), 0o600);
+        for args in [&["run", "p.yml"][..], &["status"][..], &["runs"][..]] {
+            let run = s.ward().args(args).run();
+            assert_refused(&run, &s.state(), "damaged");
+            assert!(run.stderr.contains(".broken"), "{}", run.stderr);
+        }
+        assert_eq!(
+            std::fs::read_to_string(s.state()).expect("db"),
+            content,
+            "the damaged file must not be touched"
+        );
+    }
+}
+
+#[test]
+fn a_lock_file_that_cannot_be_used_is_a_state_error_not_a_held_lock() {
+    let s = with_state();
+    let lock = state_dir(&s).join("locks/demo.lock");
+    std::fs::remove_file(&lock).expect("remove lock");
+    std::fs::create_dir(&lock).expect("a folder where the lock file goes");
+    let run = s.ward().args(["run", "p.yml"]).run();
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&lock.display().to_string()) && !run.stderr.contains("another run"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn two_wards_creating_a_fresh_database_at_once_both_succeed() {
+    for trial in 0..20 {
+        let s = Scratch::new();
+        s.write("a.yml", &PLAYBOOK.replace("demo", "a"));
+        s.write("b.yml", &PLAYBOOK.replace("demo", "b"));
+        let a = s.ward().args(["run", "a.yml"]).spawn();
+        let b = s.ward().args(["run", "b.yml"]).spawn();
+        for child in [a, b] {
+            let out = child.wait_with_output().expect("wait");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "trial {trial}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let runs = s
+            .ward()
+            .args(["runs", "--json"])
+            .run()
+            .expect_code(0)
+            .json();
+        assert_eq!(runs.as_array().map(Vec::len), Some(2), "trial {trial}");
+    }
+}
+
+#[test]
+fn resume_last_of_a_succeeded_run_names_it_and_resumes_nothing() {
+    let s = with_state();
+    let id = s.status(None)["id"].as_str().expect("run id").to_owned();
+    let run = s.ward().args(["resume", "--last"]).run().expect_code(0);
+    for want in [
+        id.as_str(),
+        "playbook demo",
+        "already succeeded at",
+        "nothing was resumed",
+    ] {
+        assert!(run.stdout.contains(want), "`{want}` in:\n{}", run.stdout);
+    }
+    let runs = s
+        .ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(runs[0]["resumes"], 0, "{runs}");
+}
