@@ -1,8 +1,14 @@
-//! `manifest.json`: what a backup set holds, and checking a set against it.
+//! The manifest: what a backup set holds, and checking a set against it.
 //!
-//! Written by `snapshot.hardlink` into each snapshot; read by `verify` and
-//! `ward verify`. The manifest carries a checksum of its own content, so a
-//! damaged manifest is reported as such instead of as a damaged backup.
+//! Written by `snapshot.hardlink` next to each snapshot, as
+//! `<dir>/.<name>.manifest.json`, so that every file of the tree (a user's
+//! own `manifest.json` too) is in the snapshot; read by `verify`, `rotate`,
+//! restores and `ward verify`. Snapshots made before the manifest moved out
+//! of the tree keep it as `<snapshot>/manifest.json`; that one is used only
+//! when no manifest sits next to the snapshot and it is ward's (format tag
+//! and a valid self-checksum). The manifest carries a checksum of its own
+//! content, so a damaged manifest is reported as such instead of as a
+//! damaged backup.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -18,8 +24,10 @@ use sha2::{Digest, Sha256};
 use super::ActionError;
 use super::tree::{Entry, Kind};
 
-/// The manifest's file name inside a backup set.
-pub const FILE_NAME: &str = "manifest.json";
+/// The manifest's name inside snapshots made before it moved next to them.
+pub const LEGACY_FILE_NAME: &str = "manifest.json";
+/// `<dir>/.<name>` + this: the manifest of snapshot `<dir>/<name>`.
+pub const SUFFIX: &str = ".manifest.json";
 /// The format tag.
 pub const FORMAT: &str = "ward-manifest/1";
 /// Side files written next to dumps by `pg.dumpall`, merged into manifests.
@@ -341,6 +349,117 @@ pub fn read(path: &Path) -> Result<Manifest, ActionError> {
     Ok(m)
 }
 
+/// `<dir>/.<name>.manifest.json`, where the manifest of the set `<dir>/<name>` lives.
+pub fn outside_path(set: &Path) -> Option<PathBuf> {
+    let name = set.file_name()?;
+    let mut file = std::ffi::OsString::from(".");
+    file.push(name);
+    file.push(SUFFIX);
+    Some(set.parent()?.join(file))
+}
+
+/// A set's manifest and where it was found.
+#[derive(Debug)]
+pub struct Found {
+    /// The manifest, its checksum checked.
+    pub manifest: Manifest,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// It is the legacy `manifest.json` inside the set (not a set file).
+    pub in_tree: bool,
+}
+
+/// Finds the manifest of `set`: next to it, else a legacy one inside it.
+/// `Ok(Err(why))`: the set has no ward manifest; `Err`: the manifest next
+/// to it exists but cannot be read or is damaged.
+fn lookup(set: &Path) -> Result<Result<Found, String>, ActionError> {
+    let Some(outside) = outside_path(set) else {
+        return Ok(Err(format!(
+            "{} is not a folder with a name",
+            set.display()
+        )));
+    };
+    match std::fs::symlink_metadata(&outside) {
+        Ok(_) => {
+            return Ok(Ok(Found {
+                manifest: read(&outside)?,
+                path: outside,
+                in_tree: false,
+            }));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ActionError::new(format!(
+                "cannot read manifest {}: {e}",
+                outside.display()
+            )));
+        }
+    }
+    let legacy = set.join(LEGACY_FILE_NAME);
+    if !legacy.is_file() {
+        return Ok(Err(format!("{} does not exist", outside.display())));
+    }
+    // A file of the user's tree may carry the legacy name: it counts only
+    // if it is ward's own format with a valid checksum.
+    Ok(match read(&legacy) {
+        Ok(manifest) => Ok(Found {
+            manifest,
+            path: legacy,
+            in_tree: true,
+        }),
+        Err(e) => Err(format!(
+            "{} does not exist and {} is not a ward manifest ({e})",
+            outside.display(),
+            legacy.display()
+        )),
+    })
+}
+
+/// The manifest of `set`, or an error that says where ward looked.
+pub fn load(set: &Path) -> Result<Found, ActionError> {
+    lookup(set)?.map_err(|why| {
+        ActionError::new(format!(
+            "{} has no manifest: {why}; it is not a complete ward snapshot",
+            set.display()
+        ))
+    })
+}
+
+/// The manifest of `set`, None if the set has none at all (for callers
+/// that look for snapshots among ordinary folders).
+pub fn find(set: &Path) -> Result<Option<Found>, ActionError> {
+    Ok(lookup(set)?.ok())
+}
+
+/// The manifest of `set` read from `path` (given by the user): it counts
+/// as the legacy in-tree manifest when it is `set/manifest.json`.
+pub fn load_from(set: &Path, path: &Path) -> Result<Found, ActionError> {
+    let in_tree = std::fs::canonicalize(path).is_ok_and(|real| real == set.join(LEGACY_FILE_NAME));
+    Ok(Found {
+        manifest: read(path)?,
+        path: path.to_path_buf(),
+        in_tree,
+    })
+}
+
+/// True if `set` has a manifest (the snapshot was completed): one next
+/// to it, or a valid legacy one inside it.
+pub fn present(set: &Path) -> bool {
+    outside_path(set).is_some_and(|p| std::fs::symlink_metadata(p).is_ok())
+        || matches!(lookup(set), Ok(Ok(_)))
+}
+
+/// Writes `bytes` to `dest` under a temp name, fsync, rename, folder
+/// fsync; every error names the file and what failed.
+pub fn write_file(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), ActionError> {
+    use std::io::Write;
+    let mut f = super::AtomicFile::create(dest, mode)?;
+    f.file()
+        .write_all(bytes)
+        .map_err(|e| ActionError::new(format!("cannot write {}: {e}", dest.display())))?;
+    f.commit()
+}
+
 /// One difference between a backup set and its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -354,15 +473,22 @@ pub struct Mismatch {
 
 /// Compares the set at `root` with `m`: every entry must exist with the
 /// same type, size and (where recorded, if `hashes`) content; nothing else
-/// may exist but the manifest itself. `threads` workers share the entries,
-/// while one more looks for entries that are not in the manifest.
-pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<Mismatch> {
+/// may exist but, when `in_tree` (a legacy snapshot), the manifest itself.
+/// `threads` workers share the entries, while one more looks for entries
+/// that are not in the manifest.
+pub fn compare(
+    root: &Path,
+    m: &Manifest,
+    in_tree: bool,
+    hashes: bool,
+    threads: usize,
+) -> Vec<Mismatch> {
     let base_root = m
         .base
         .as_ref()
         .and_then(|b| root.parent().map(|p| p.join(b)));
     if let (Some(name), Some(b)) = (&m.base, &base_root)
-        && !b.join(FILE_NAME).is_file()
+        && !present(b)
     {
         return vec![Mismatch {
             kind: "missing",
@@ -379,7 +505,7 @@ pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<M
         .map(ManifestEntry::rel_bytes)
         .collect();
     let (mut out, extra) = std::thread::scope(|scope| {
-        let extra = scope.spawn(|| collect_extra(root, &expected, threads));
+        let extra = scope.spawn(|| collect_extra(root, &expected, in_tree, threads));
         let checked = super::tree::map_chunks(&m.entries, threads, |part| {
             let mut out = Vec::new();
             for e in part {
@@ -503,9 +629,14 @@ fn check_entry(
     }
 }
 
-/// Every path under `root` that is not in `expected` (the manifest itself
-/// aside), sorted; folders not in `expected` are reported, not entered.
-fn collect_extra(root: &Path, expected: &HashSet<Vec<u8>>, threads: usize) -> Vec<Vec<u8>> {
+/// Every path under `root` that is not in `expected` (a legacy in-tree
+/// manifest aside), sorted; folders not in `expected` are reported, not entered.
+fn collect_extra(
+    root: &Path,
+    expected: &HashSet<Vec<u8>>,
+    in_tree: bool,
+    threads: usize,
+) -> Vec<Vec<u8>> {
     let found: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
     let _ = super::tree::walk(threads, &AtomicBool::new(false), |rel| {
         let Ok(read) = std::fs::read_dir(super::tree::join(root, rel)) else {
@@ -514,7 +645,7 @@ fn collect_extra(root: &Path, expected: &HashSet<Vec<u8>>, threads: usize) -> Ve
         let mut subdirs = Vec::new();
         let mut extra = Vec::new();
         for item in read.flatten() {
-            if rel.is_empty() && item.file_name() == FILE_NAME {
+            if in_tree && rel.is_empty() && item.file_name() == LEGACY_FILE_NAME {
                 continue;
             }
             let child = super::tree::child_rel(rel, item.file_name().as_bytes());

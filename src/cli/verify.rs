@@ -9,14 +9,14 @@ use crate::report::Style;
 
 pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
     let set = std::fs::canonicalize(&args.set).unwrap_or_else(|_| args.set.clone());
-    let manifest_path = args
-        .manifest
-        .clone()
-        .unwrap_or_else(|| set.join(manifest::FILE_NAME));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let m = match manifest::read(&manifest_path) {
-        Ok(m) => m,
+    let found = match &args.manifest {
+        Some(path) => manifest::load_from(&set, path),
+        None => manifest::load(&set),
+    };
+    let (m, in_tree) = match found {
+        Ok(found) => (found.manifest, found.in_tree),
         Err(e) => {
             if args.json {
                 serde_json::to_writer_pretty(
@@ -32,7 +32,13 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             return Ok(exit::FAILED);
         }
     };
-    let mismatches = manifest::compare(&set, &m, !args.no_hashes, crate::action::default_threads());
+    let mismatches = manifest::compare(
+        &set,
+        &m,
+        in_tree,
+        !args.no_hashes,
+        crate::action::default_threads(),
+    );
     if args.json {
         serde_json::to_writer_pretty(
             &mut out,

@@ -1,0 +1,249 @@
+//! snapshot.hardlink, verify and rotate at their edges: a second backup on
+//! the same day, a user's own `manifest.json`, reserved names, trees deeper
+//! than PATH_MAX, a full disk and the order of rotate and verify. Real
+//! files, the real binary.
+
+use std::path::Path;
+
+use crate::harness::{Scratch, snapshot_names};
+
+/// snapshot -> verify `latest` -> rotate, as the docs show it.
+const NIGHTLY: &str = "\
+ward: 1
+name: nightly
+steps:
+  - id: snapshot
+    action: snapshot.hardlink
+    with: { src: current, dir: snaps, hash: all }
+  - id: verify
+    needs: [snapshot]
+    action: verify
+    with: { path: snaps/latest }
+  - id: rotate
+    needs: [verify]
+    action: rotate
+    with: { dir: snaps, keep_last: 3 }
+";
+
+fn latest(snaps: &Path) -> String {
+    std::fs::read_link(snaps.join("latest"))
+        .expect("latest")
+        .display()
+        .to_string()
+}
+
+fn runs(s: &Scratch) -> usize {
+    s.ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json()
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn a_second_run_on_the_same_day_makes_a_new_snapshot_and_a_resume_reuses_its_own() {
+    let s = Scratch::new();
+    s.write("current/morning.txt", "made in the morning\n");
+    s.write("p.yml", NIGHTLY);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let snaps = s.path().join("snaps");
+    assert_eq!(latest(&snaps), "2026-11-23");
+
+    // Noon: a file arrives and the operator backs up again, as a new run.
+    s.write("current/noon.txt", "added at noon\n");
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert_eq!(latest(&snaps), "2026-11-23.2", "{}", run.stderr);
+    assert_eq!(s.read("snaps/2026-11-23.2/noon.txt"), "added at noon\n");
+    assert!(!snaps.join("2026-11-23/noon.txt").exists());
+    s.ward()
+        .arg("verify")
+        .arg(snaps.join("2026-11-23.2"))
+        .run()
+        .expect_code(0);
+
+    // A third run whose snapshot completes but whose step then fails
+    // (here: `latest` cannot be switched), as if ward died right after the
+    // rename: its resume must reuse that snapshot, not make a fourth.
+    s.write("current/afternoon.txt", "added in the afternoon\n");
+    std::fs::remove_file(snaps.join("latest")).expect("rm latest");
+    std::fs::create_dir(snaps.join("latest")).expect("block latest");
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains("exists and is not a symlink"),
+        "{}",
+        run.stderr
+    );
+    assert!(snaps.join("2026-11-23.3").is_dir());
+    std::fs::remove_dir(snaps.join("latest")).expect("unblock latest");
+    let runs_before = runs(&s);
+    s.ward().args(["resume", "--last"]).run().expect_code(0);
+    assert_eq!(runs(&s), runs_before, "a resume is not a new run");
+    assert_eq!(latest(&snaps), "2026-11-23.3");
+    assert!(!snaps.join("2026-11-23.4").exists());
+    assert_eq!(
+        s.read("snaps/2026-11-23.3/afternoon.txt"),
+        "added in the afternoon\n"
+    );
+    let log = s.ward().args(["log", "last", "snapshot"]).run().stdout;
+    assert!(log.contains("completed by this run"), "{log}");
+
+    // keep_last 3 counts `.2` and `.3` as the newest.
+    s.write("current/evening.txt", "evening\n");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert_eq!(
+        snapshot_names(&snaps),
+        ["2026-11-23.2", "2026-11-23.3", "2026-11-23.4"]
+    );
+    assert!(
+        !snaps.join(".2026-11-23.manifest.json").exists(),
+        "rotation deletes the manifest with its snapshot"
+    );
+}
+
+#[test]
+fn suffixes_sort_by_number_not_by_text() {
+    let s = Scratch::new();
+    s.write("current/f", "x");
+    s.write("p.yml", &NIGHTLY.replace("keep_last: 3", "keep_last: 2"));
+    for _ in 0..11 {
+        s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    }
+    let snaps = s.path().join("snaps");
+    assert_eq!(latest(&snaps), "2026-11-23.11");
+    assert_eq!(snapshot_names(&snaps), ["2026-11-23.10", "2026-11-23.11"]);
+}
+
+#[test]
+fn a_step_that_names_an_older_snapshot_by_date_fails_clearly() {
+    let s = Scratch::new();
+    s.write("current/f", "x");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: dated\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps }\n  - id: verify\n    needs: [snapshot]\n    action: verify\n    with: { path: \"snaps/{{ ward.date }}\" }\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains("was made by an earlier run")
+            && run.stderr.contains("this run's snapshot is")
+            && run.stderr.contains("2026-11-23.2"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_users_manifest_json_is_kept_and_legacy_snapshots_still_verify() {
+    let s = Scratch::new();
+    let users = "{\"my\": \"own manifest\", \"version\": 3}\n";
+    s.write("current/manifest.json", users);
+    s.write("current/dir/data.txt", "data\n");
+    s.write("p.yml", NIGHTLY);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let snaps = s.path().join("snaps");
+    let set = snaps.join("2026-11-23");
+    assert_eq!(
+        std::fs::read(set.join("manifest.json")).expect("user's file"),
+        users.as_bytes()
+    );
+    assert!(snaps.join(".2026-11-23.manifest.json").is_file());
+    s.ward().arg("verify").arg(&set).run().expect_code(0);
+    // Restoring the snapshot gives the user's file back.
+    s.write(
+        "restore.yml",
+        "ward: 1\nname: restore\nsteps:\n  - id: restore\n    action: rsync\n    with: { src: snaps/latest, dest: restored }\n",
+    );
+    s.ward().args(["run", "restore.yml"]).run().expect_code(0);
+    assert_eq!(s.read("restored/manifest.json"), users);
+
+    // A snapshot in the layout of earlier versions: ward's manifest inside.
+    s.write("legacy-src/a.txt", "legacy\n");
+    s.write(
+        "legacy.yml",
+        "ward: 1\nname: legacy\nvars:\n  day: \"2026-11-01\"\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: legacy-src, dir: old, name: \"{{ day }}\" }\n",
+    );
+    s.ward().args(["run", "legacy.yml"]).run().expect_code(0);
+    let old = s.path().join("old");
+    std::fs::rename(
+        old.join(".2026-11-01.manifest.json"),
+        old.join("2026-11-01/manifest.json"),
+    )
+    .expect("legacy layout");
+    s.ward()
+        .arg("verify")
+        .arg(old.join("2026-11-01"))
+        .run()
+        .expect_code(0);
+    // ... a verify step marks it, and rotation counts it and deletes it
+    // (with its in-tree manifest) once a newer one exists.
+    s.write(
+        "old.yml",
+        "ward: 1\nname: old\nvars:\n  set: \"2026-11-01\"\nsteps:\n  - id: verify\n    action: verify\n    with: { path: \"old/{{ set }}\" }\n  - id: rotate\n    needs: [verify]\n    action: rotate\n    with: { dir: old, keep_last: 1 }\n",
+    );
+    s.ward().args(["run", "old.yml"]).run().expect_code(0);
+    assert!(old.join(".2026-11-01.verified").is_file());
+    s.ward()
+        .args(["run", "legacy.yml", "--var", "day=2026-11-02"])
+        .run()
+        .expect_code(0);
+    s.ward()
+        .args(["run", "old.yml", "--var", "set=2026-11-02"])
+        .run()
+        .expect_code(0);
+    assert_eq!(snapshot_names(&old), ["2026-11-02"]);
+    assert!(!old.join(".2026-11-01.verified").exists());
+    // A user's `manifest.json` in a snapshot whose own manifest is gone is
+    // not taken for ward's.
+    std::fs::remove_file(snaps.join(".2026-11-23.manifest.json")).expect("rm");
+    let run = s.ward().arg("verify").arg(&set).run().expect_code(1);
+    assert!(
+        run.stderr
+            .contains(".2026-11-23.manifest.json does not exist")
+            && run.stderr.contains("is not a ward manifest"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn reserved_snapshot_names_are_refused_at_validate_time_with_their_place() {
+    let s = Scratch::new();
+    for (name, expect) in [
+        (".x.deleting", "reserved for ward's own files"),
+        ("day.partial", "`.partial` are reserved"),
+        ("day.verified", "`.verified` are reserved"),
+        ("day.base", "`.base` are reserved"),
+        ("day.manifest.json", "`.manifest.json` are reserved"),
+        ("latest", "name of the `latest` link"),
+        ("..", "one plain name"),
+        ("a/b", "one plain name"),
+    ] {
+        s.write(
+            "p.yml",
+            &format!(
+                "ward: 1\nname: reserved\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with:\n      src: current\n      dir: snaps\n      name: \"{name}\"\n"
+            ),
+        );
+        let run = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+        assert!(
+            run.stderr.contains(expect) && run.stderr.contains("p.yml:9:13"),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    // The same through a template.
+    s.write(
+        "t.yml",
+        "ward: 1\nname: templated\nvars:\n  day: ok\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps, name: \"{{ day }}\" }\n",
+    );
+    s.ward().args(["validate", "t.yml"]).run().expect_code(0);
+    let run = s
+        .ward()
+        .args(["run", "t.yml", "--var", "day=.x.deleting"])
+        .run()
+        .expect_code(2);
+    assert!(run.stderr.contains("reserved"), "{}", run.stderr);
+    assert!(!s.path().join("snaps").exists(), "nothing was created");
+}
