@@ -247,3 +247,54 @@ fn reserved_snapshot_names_are_refused_at_validate_time_with_their_place() {
     assert!(run.stderr.contains("reserved"), "{}", run.stderr);
     assert!(!s.path().join("snaps").exists(), "nothing was created");
 }
+
+#[test]
+fn rotate_without_a_verify_before_it_is_a_warning_with_its_place_and_a_plain_log() {
+    let s = Scratch::new();
+    s.write("current/f", "x");
+    // The natural order, and the trap: rotate runs before verify.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: trap\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps }\n  - id: rotate\n    needs: [snapshot]\n    action: rotate\n    with: { dir: snaps, keep_last: 3 }\n  - id: verify\n    needs: [rotate]\n    action: verify\n    with: { path: snaps/latest }\n",
+    );
+    let run = s.ward().args(["validate", "p.yml"]).run().expect_code(0);
+    assert!(
+        run.stderr.contains("warning[rotate-before-verify]")
+            && run.stderr.contains("p.yml:9:13")
+            && run.stderr.contains("snapshot -> verify -> rotate"),
+        "{}",
+        run.stderr
+    );
+    for day in 1..=5 {
+        s.ward()
+            .args(["run", "p.yml"])
+            .env("WARD_NOW", &format!("2026-11-{day:02}T02:00:00"))
+            .run()
+            .expect_code(0);
+    }
+    // The trap itself: four kept for `keep_last: 3`, and the log says why.
+    assert_eq!(snapshot_names(&s.path().join("snaps")).len(), 4);
+    let log = s.ward().args(["log", "last", "rotate"]).run().stdout;
+    assert!(
+        log.contains("not counted and kept: 2026-11-05")
+            && log.contains("Run `verify` before `rotate`"),
+        "{log}"
+    );
+    let status = s.status(None);
+    let summary = crate::harness::status_step(&status, "rotate")["reason"].to_string();
+    assert!(
+        summary.contains("1 unverified kept and not counted"),
+        "{status}"
+    );
+
+    // The documented order has no warning and keeps exactly three.
+    s.write("p.yml", NIGHTLY);
+    let run = s.ward().args(["validate", "p.yml"]).run().expect_code(0);
+    assert!(
+        !run.stderr.contains("rotate-before-verify"),
+        "{}",
+        run.stderr
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert_eq!(snapshot_names(&s.path().join("snaps")).len(), 3);
+}
