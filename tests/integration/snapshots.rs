@@ -298,3 +298,120 @@ fn rotate_without_a_verify_before_it_is_a_warning_with_its_place_and_a_plain_log
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
     assert_eq!(snapshot_names(&s.path().join("snaps")).len(), 3);
 }
+
+/// Runs `script` in `bash` inside `dir` (deep trees are built and changed
+/// with relative `cd` steps: their absolute paths are too long for the
+/// system calls a test would use).
+fn sh(dir: &Path, script: &str) {
+    // bash, not sh: dash cannot `cd` once the absolute path passes PATH_MAX.
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .expect("sh");
+    assert!(status.success(), "{script}");
+}
+
+/// 30 folders of 200-byte names: over 6,000 bytes of path, with a file on every level.
+const DEEP: &str = "n=$(printf 'd%.0s' $(seq 200)); for i in $(seq 30); do echo \"level $i\" > f; mkdir $n && cd $n || exit 1; done; echo bottom > file.txt";
+
+#[test]
+fn a_tree_deeper_than_path_max_snapshots_verifies_and_rotates_away() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path().join("current")).expect("mkdir");
+    sh(&s.path().join("current"), DEEP);
+    s.write(
+        "p.yml",
+        "ward: 1\nname: deep\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps, hash: all }\n  - id: verify\n    needs: [snapshot]\n    action: verify\n    with: { path: snaps/latest }\n  - id: rotate\n    needs: [verify]\n    action: rotate\n    with: { dir: snaps, keep_last: 1, min_keep: 1 }\n",
+    );
+    let night = |day: u32| {
+        s.ward()
+            .args(["run", "p.yml"])
+            .env("WARD_NOW", &format!("2026-11-{day:02}T02:00:00"))
+            .run()
+            .expect_code(0)
+    };
+    night(1);
+    let snaps = s.path().join("snaps");
+    let manifest =
+        std::fs::read_to_string(snaps.join(".2026-11-01.manifest.json")).expect("manifest");
+    assert!(
+        manifest.contains("/file.txt\""),
+        "the deepest file is listed"
+    );
+    s.ward()
+        .arg("verify")
+        .arg(snaps.join("2026-11-01"))
+        .run()
+        .expect_code(0);
+    // Damage at the bottom is found (the copy is unlinked first: it is a hard link).
+    let bottom = "n=$(printf 'd%.0s' $(seq 200)); for i in $(seq 30); do cd $n || exit 1; done";
+    sh(
+        &snaps.join("2026-11-01"),
+        &format!("{bottom}; rm file.txt; echo BOTTOM > file.txt"),
+    );
+    let run = s
+        .ward()
+        .arg("verify")
+        .arg(snaps.join("2026-11-01"))
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stdout.contains("changed") && run.stdout.contains("/file.txt"),
+        "{}",
+        run.stdout
+    );
+    sh(
+        &snaps.join("2026-11-01"),
+        &format!("{bottom}; rm file.txt; echo bottom > file.txt"),
+    );
+    // The next night's rotation deletes the whole deep snapshot.
+    night(2);
+    assert_eq!(snapshot_names(&snaps), ["2026-11-02"]);
+    let left: Vec<String> = std::fs::read_dir(&snaps)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("2026-11-01"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_leftover_partial_deeper_than_path_max_is_removed_by_the_next_run() {
+    let s = Scratch::new();
+    s.write("current/f", "x");
+    std::fs::create_dir_all(s.path().join("snaps/2026-11-23.partial")).expect("mkdir");
+    sh(&s.path().join("snaps/2026-11-23.partial"), DEEP);
+    s.write("p.yml", NIGHTLY);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(!s.path().join("snaps/2026-11-23.partial").exists());
+    assert_eq!(latest(&s.path().join("snaps")), "2026-11-23");
+}
+
+#[test]
+fn a_snapshot_folder_inside_its_source_is_refused_before_anything_is_made() {
+    let s = Scratch::new();
+    s.write("data/f", "x");
+    for dir in ["data/snaps", "data", "data/./x/../snaps"] {
+        s.write(
+            "p.yml",
+            &format!(
+                "ward: 1\nname: nested\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: {{ src: data, dir: \"{dir}\" }}\n"
+            ),
+        );
+        let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+        assert!(
+            run.stderr.contains("is inside the tree it snapshots"),
+            "{dir}: {}",
+            run.stderr
+        );
+        let names: Vec<String> = std::fs::read_dir(s.path().join("data"))
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["f"], "{dir}: nothing was created");
+    }
+}
