@@ -415,3 +415,109 @@ fn a_snapshot_folder_inside_its_source_is_refused_before_anything_is_made() {
         assert_eq!(names, ["f"], "{dir}: nothing was created");
     }
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount a tmpfs (the tests run as root)");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `dir` with one file; returns its path.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    // The last partial block too.
+    while f.write(&[0u8; 512]).is_ok_and(|n| n > 0) {}
+    path
+}
+
+#[test]
+fn a_snapshot_on_a_full_disk_names_the_path_and_leaves_nothing_behind() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let s = Scratch::new();
+    let disk = s.path().join("disk");
+    let _mount = Tmpfs::mount(&disk, "size=2m,nr_inodes=200");
+    for i in 0..20 {
+        crate::harness::write(&disk, &format!("current/dir{}/file{i}", i % 4), "data\n");
+    }
+    s.write(
+        "p.yml",
+        "ward: 1\nname: full\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: disk/current, dir: disk/snaps, hash: all }\n",
+    );
+    let filler = fill(&disk);
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let snaps = disk.join("snaps");
+    assert!(
+        run.stderr.contains("No space left on device")
+            && run.stderr.contains(&snaps.display().to_string()),
+        "the message names the path: {}",
+        run.stderr
+    );
+    let left: Vec<String> = std::fs::read_dir(&snaps)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // With space again, the next run makes the snapshot.
+    std::fs::remove_file(filler).expect("rm filler");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert_eq!(latest(&snaps), "2026-11-23");
+    assert_eq!(
+        std::fs::read_to_string(snaps.join("2026-11-23/dir3/file7")).expect("file"),
+        "data\n"
+    );
+
+    // Out of inodes while linking: room for the snapshot folder and its
+    // `.partial`, not for the folders inside.
+    std::fs::remove_dir_all(&snaps).expect("rm snaps");
+    let mut fillers = Vec::new();
+    for i in 0.. {
+        let f = disk.join(format!("inode{i}"));
+        if std::fs::write(&f, "").is_err() {
+            break;
+        }
+        fillers.push(f);
+    }
+    for f in fillers.iter().rev().take(2) {
+        std::fs::remove_file(f).expect("free an inode");
+    }
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains("No space left on device")
+            && run.stderr.contains("cannot create")
+            && run
+                .stderr
+                .contains(&snaps.join("2026-11-23.partial").display().to_string()),
+        "the message names the folder: {}",
+        run.stderr
+    );
+    let left: Vec<String> = std::fs::read_dir(&snaps)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
