@@ -175,6 +175,7 @@ where
     P: Send + Sync,
     F: Fn(&[u8], Option<&Arc<P>>) -> Result<(P, Vec<Vec<u8>>), ActionError> + Sync,
 {
+    allow_deep_trees();
     let threads = threads.max(1);
     let queue: Queue<Pending<P>> = Queue::new((Vec::new(), None), threads);
     let failed: Mutex<Option<ActionError>> = Mutex::new(None);
@@ -218,6 +219,34 @@ where
         return Err(ActionError::stopped());
     }
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit, once. A
+/// removal keeps one descriptor open per level of a chain of folders until
+/// its deepest folder is gone, and the usual soft limit (1024) would cap
+/// the depth there; the hard limit is usually far higher (Go's runtime
+/// raises it the same way). Child processes inherit the raised limit.
+fn allow_deep_trees() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let limit = getrlimit(Resource::Nofile);
+        let raise = match (limit.current, limit.maximum) {
+            (Some(soft), Some(hard)) => soft < hard,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if raise {
+            // Not raising it only limits how deep a tree can be removed.
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: limit.maximum,
+                    maximum: limit.maximum,
+                },
+            );
+        }
+    });
 }
 
 /// Splits `items` into up to `threads` consecutive chunks, runs `work` on

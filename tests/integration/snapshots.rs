@@ -521,3 +521,69 @@ fn a_snapshot_on_a_full_disk_names_the_path_and_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn a_chain_of_two_thousand_folders_snapshots_and_rotates_away_with_a_low_open_file_limit() {
+    use rustix::fs::{CWD, Mode, OFlags, mkdirat, openat};
+    let s = Scratch::new();
+    let current = s.path().join("current");
+    std::fs::create_dir_all(&current).expect("mkdir");
+    // 2,100 levels of `d/`: 4,200 bytes of path, built one level at a time.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut fd = openat(CWD, &current, flags, Mode::empty()).expect("open");
+    for _ in 0..2100 {
+        mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).expect("mkdirat");
+        fd = openat(&fd, "d", flags, Mode::empty()).expect("openat");
+    }
+    let file = openat(
+        &fd,
+        "bottom.txt",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .expect("create");
+    rustix::io::write(&file, b"at the bottom\n").expect("write");
+    drop((file, fd));
+    s.write(
+        "p.yml",
+        "ward: 1\nname: chain\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps, hash: all }\n  - id: verify\n    needs: [snapshot]\n    action: verify\n    with: { path: snaps/latest }\n  - id: rotate\n    needs: [verify]\n    action: rotate\n    with: { dir: snaps, keep_last: 1, min_keep: 1 }\n",
+    );
+    // ward under a soft limit of 256 open files (it raises it to the hard limit).
+    let night = |day: u32| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("ulimit -Sn 256 && exec \"$0\" run p.yml")
+            .arg(env!("CARGO_BIN_EXE_ward"))
+            .current_dir(s.path())
+            .env("WARD_STATE", s.state())
+            .env("WARD_NOW", format!("2026-11-{day:02}T02:00:00"))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("ward");
+        assert!(
+            out.status.success(),
+            "night {day}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    night(1);
+    let manifest = s.read("snaps/.2026-11-01.manifest.json");
+    assert!(
+        manifest.contains("/bottom.txt\""),
+        "the deepest file is listed"
+    );
+    night(2);
+    let snaps = s.path().join("snaps");
+    assert_eq!(snapshot_names(&snaps), ["2026-11-02"]);
+    // The temp folder's own cleanup recurses; GNU rm does not.
+    for tree in ["current", "snaps"] {
+        assert!(
+            std::process::Command::new("rm")
+                .args(["-rf", tree])
+                .current_dir(s.path())
+                .status()
+                .expect("rm")
+                .success()
+        );
+    }
+}
