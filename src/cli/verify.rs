@@ -8,12 +8,23 @@ use crate::error::{WardError, exit};
 use crate::report::Style;
 
 pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
-    let set = std::fs::canonicalize(&args.set).unwrap_or_else(|_| args.set.clone());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let found = match &args.manifest {
-        Some(path) => manifest::load_from(&set, path),
-        None => manifest::load(&set),
+    let (set, found) = match std::fs::canonicalize(&args.set) {
+        Ok(set) => {
+            let found = match &args.manifest {
+                Some(path) => manifest::load_from(&set, path),
+                None => manifest::load(&set),
+            };
+            (set, found)
+        }
+        Err(e) => (
+            args.set.clone(),
+            Err(crate::action::ActionError::new(format!(
+                "cannot open backup set {}: {e}",
+                args.set.display()
+            ))),
+        ),
     };
     let (m, in_tree) = match found {
         Ok(found) => (found.manifest, found.in_tree),
