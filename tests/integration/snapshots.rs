@@ -205,6 +205,16 @@ fn a_users_manifest_json_is_kept_and_legacy_snapshots_still_verify() {
         "{}",
         run.stderr
     );
+    let run = s
+        .ward()
+        .args(["verify", "snaps/no-such"])
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("cannot open backup set snaps/no-such"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
