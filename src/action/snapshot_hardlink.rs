@@ -100,6 +100,18 @@ impl Action for SnapshotHardlink {
                 .help("use a plain name such as `{{ ward.date }}` (the default)"),
             );
         }
+        if lexically_inside(&p.dir, &p.src) {
+            out.push(
+                ParamProblem::new(
+                    "dir",
+                    format!(
+                        "the snapshot folder `{}` is inside the tree it snapshots (`{}`); every snapshot would contain the ones before it",
+                        p.dir, p.src
+                    ),
+                )
+                .help("put `dir` next to `src`, e.g. `src: backup/current`, `dir: backup/snapshots`"),
+            );
+        }
         match (p.strategy, p.cycle) {
             (SnapshotStrategy::BaseIncremental, None) => out.push(
                 ParamProblem::new(
@@ -394,6 +406,23 @@ fn refuse_dir_inside_src(src: &Path, dir: &Path) -> Result<(), ActionError> {
     Ok(())
 }
 
+/// True if the path `dir` is `src` or below it, as written (both relative
+/// or both absolute, no `..`); symlinks are checked at run time.
+fn lexically_inside(dir: &str, src: &str) -> bool {
+    let parts = |p: &str| -> Option<Vec<String>> {
+        let parts: Vec<String> = p
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect();
+        (!parts.iter().any(|c| c == "..")).then_some(parts)
+    };
+    match (parts(dir), parts(src)) {
+        (Some(d), Some(s)) if dir.starts_with('/') == src.starts_with('/') => d.starts_with(&s),
+        _ => false,
+    }
+}
+
 /// `path` with its longest existing prefix resolved (symlinks, `..`), the
 /// rest appended as written.
 fn canonical_prefix(path: &Path) -> std::path::PathBuf {
@@ -585,4 +614,56 @@ fn choose_base(
                 .then_with(|| split_suffix(&a.name).cmp(&split_suffix(&b.name)))
         })
         .map(|s| (s.name.clone(), dir.join(&s.name))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            ".x",
+            ".x.deleting",
+            "x.partial",
+            "x.deleting",
+            "x.verified",
+            "x.base",
+            "x.manifest.json",
+            "latest",
+            "current",
+        ] {
+            assert!(name_problem(bad, "current").is_some(), "{bad:?}");
+        }
+        for good in ["2026-12-01", "2026-12-01.2", "weekly", "v1.5", "x.partials"] {
+            assert_eq!(name_problem(good, "current"), None, "{good:?}");
+        }
+    }
+
+    #[test]
+    fn same_name_suffixes_order_by_number() {
+        assert_eq!(split_suffix("2026-12-01"), ("2026-12-01", 1));
+        assert_eq!(split_suffix("2026-12-01.2"), ("2026-12-01", 2));
+        assert_eq!(split_suffix("2026-12-01.10"), ("2026-12-01", 10));
+        assert_eq!(split_suffix("2026-12-01.02"), ("2026-12-01.02", 1));
+        assert_eq!(split_suffix("x.1"), ("x.1", 1));
+        assert!(split_suffix("d.9") < split_suffix("d.10"));
+        assert_eq!(with_suffix("d", 1), "d");
+        assert_eq!(with_suffix("d", 3), "d.3");
+    }
+
+    #[test]
+    fn folders_inside_the_source_as_written() {
+        assert!(lexically_inside("data/snaps", "data"));
+        assert!(lexically_inside("./data/", "data"));
+        assert!(lexically_inside("/srv/b/current/s", "/srv/b/current"));
+        assert!(!lexically_inside("backup/snapshots", "backup/current"));
+        assert!(!lexically_inside("data2", "data"));
+        assert!(!lexically_inside("data/../x", "data"));
+        assert!(!lexically_inside("/data/s", "data"));
+    }
 }
