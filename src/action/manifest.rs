@@ -1,25 +1,35 @@
-//! `manifest.json`: what a backup set holds, and checking a set against it.
+//! The manifest: what a backup set holds, and checking a set against it.
 //!
-//! Written by `snapshot.hardlink` into each snapshot; read by `verify` and
-//! `ward verify`. The manifest carries a checksum of its own content, so a
-//! damaged manifest is reported as such instead of as a damaged backup.
+//! Written by `snapshot.hardlink` next to each snapshot, as
+//! `<dir>/.<name>.manifest.json`, so that every file of the tree (a user's
+//! own `manifest.json` too) is in the snapshot; read by `verify`, `rotate`,
+//! restores and `ward verify`. Snapshots made before the manifest moved out
+//! of the tree keep it as `<snapshot>/manifest.json`; that one is used only
+//! when no manifest sits next to the snapshot and it is ward's (format tag
+//! and a valid self-checksum). The manifest carries a checksum of its own
+//! content, so a damaged manifest is reported as such instead of as a
+//! damaged backup.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ActionError;
-use super::tree::{Entry, Kind};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// The manifest's file name inside a backup set.
-pub const FILE_NAME: &str = "manifest.json";
+use super::ActionError;
+use super::tree::{
+    Entry, Kind, at, child_rel, is_dir, join, open_dir, open_file_below, open_level, read_names,
+    walk,
+};
+
+/// The manifest's name inside snapshots made before it moved next to them.
+pub const LEGACY_FILE_NAME: &str = "manifest.json";
+/// `<dir>/.<name>` + this: the manifest of snapshot `<dir>/<name>`.
+pub const SUFFIX: &str = ".manifest.json";
 /// The format tag.
 pub const FORMAT: &str = "ward-manifest/1";
 /// Side files written next to dumps by `pg.dumpall`, merged into manifests.
@@ -117,7 +127,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// sha256 of a file's content, as hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+    sha256_of(std::fs::File::open(path)?)
+}
+
+/// sha256 of everything `f` reads, as hex.
+fn sha256_of(mut f: impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -165,14 +179,23 @@ pub fn build(
 ) -> Result<Manifest, ActionError> {
     let mut dumps = Vec::new();
     let mut known: HashMap<Vec<u8>, String> = HashMap::new();
+    // Files are opened relative to the trees' folders: any depth works.
+    let root_fd = open_dir(root)?;
+    let base_fd = match &info.base {
+        Some((_, base)) => Some(open_dir(base)?),
+        None => None,
+    };
     for e in entries
         .iter()
         .filter(|e| e.kind == Kind::File && e.rel.ends_with(SIDECAR_SUFFIX.as_bytes()))
     {
-        let path = root.join(OsStr::from_bytes(&e.rel));
-        if let Ok(v) = std::fs::read(&path)
+        let mut bytes = Vec::new();
+        let read = open_file_below(root_fd.as_fd(), &e.rel)
+            .map_err(std::io::Error::from)
+            .and_then(|mut f| f.read_to_end(&mut bytes));
+        if let Ok(v) = read
             .map_err(|_| ())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|_| ()))
+            .and_then(|_| serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|_| ()))
         {
             let dump_rel = e.rel[..e.rel.len() - SIDECAR_SUFFIX.len()].to_vec();
             if let Some(sum) = v.get("sha256").and_then(|s| s.as_str()) {
@@ -202,20 +225,26 @@ pub fn build(
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let to_hash = &to_hash;
+                let (root_fd, base_fd) = (&root_fd, &base_fd);
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     for e in to_hash.iter().skip(t).step_by(threads) {
                         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
                             return Err(ActionError::stopped());
                         }
-                        let from = match (&info.base, e.in_base) {
-                            (Some((_, base)), true) => base.as_path(),
-                            _ => root,
+                        let (from, from_fd) = match (&info.base, &base_fd, e.in_base) {
+                            (Some((_, base)), Some(fd), true) => (base.as_path(), fd.as_fd()),
+                            _ => (root, root_fd.as_fd()),
                         };
-                        let p = from.join(OsStr::from_bytes(&e.rel));
-                        let sum = sha256_file(&p).map_err(|err| {
-                            ActionError::new(format!("cannot hash {}: {err}", p.display()))
-                        })?;
+                        let sum = open_file_below(from_fd, &e.rel)
+                            .map_err(std::io::Error::from)
+                            .and_then(sha256_of)
+                            .map_err(|err| {
+                                ActionError::new(format!(
+                                    "cannot hash {}: {err}",
+                                    join(from, &e.rel).display()
+                                ))
+                            })?;
                         out.push((e.rel.clone(), sum));
                     }
                     Ok(out)
@@ -341,6 +370,117 @@ pub fn read(path: &Path) -> Result<Manifest, ActionError> {
     Ok(m)
 }
 
+/// `<dir>/.<name>.manifest.json`, where the manifest of the set `<dir>/<name>` lives.
+pub fn outside_path(set: &Path) -> Option<PathBuf> {
+    let name = set.file_name()?;
+    let mut file = std::ffi::OsString::from(".");
+    file.push(name);
+    file.push(SUFFIX);
+    Some(set.parent()?.join(file))
+}
+
+/// A set's manifest and where it was found.
+#[derive(Debug)]
+pub struct Found {
+    /// The manifest, its checksum checked.
+    pub manifest: Manifest,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// It is the legacy `manifest.json` inside the set (not a set file).
+    pub in_tree: bool,
+}
+
+/// Finds the manifest of `set`: next to it, else a legacy one inside it.
+/// `Ok(Err(why))`: the set has no ward manifest; `Err`: the manifest next
+/// to it exists but cannot be read or is damaged.
+fn lookup(set: &Path) -> Result<Result<Found, String>, ActionError> {
+    let Some(outside) = outside_path(set) else {
+        return Ok(Err(format!(
+            "{} is not a folder with a name",
+            set.display()
+        )));
+    };
+    match std::fs::symlink_metadata(&outside) {
+        Ok(_) => {
+            return Ok(Ok(Found {
+                manifest: read(&outside)?,
+                path: outside,
+                in_tree: false,
+            }));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ActionError::new(format!(
+                "cannot read manifest {}: {e}",
+                outside.display()
+            )));
+        }
+    }
+    let legacy = set.join(LEGACY_FILE_NAME);
+    if !legacy.is_file() {
+        return Ok(Err(format!("{} does not exist", outside.display())));
+    }
+    // A file of the user's tree may carry the legacy name: it counts only
+    // if it is ward's own format with a valid checksum.
+    Ok(match read(&legacy) {
+        Ok(manifest) => Ok(Found {
+            manifest,
+            path: legacy,
+            in_tree: true,
+        }),
+        Err(e) => Err(format!(
+            "{} does not exist and {} is not a ward manifest ({e})",
+            outside.display(),
+            legacy.display()
+        )),
+    })
+}
+
+/// The manifest of `set`, or an error that says where ward looked.
+pub fn load(set: &Path) -> Result<Found, ActionError> {
+    lookup(set)?.map_err(|why| {
+        ActionError::new(format!(
+            "{} has no manifest: {why}; it is not a complete ward snapshot",
+            set.display()
+        ))
+    })
+}
+
+/// The manifest of `set`, None if the set has none at all (for callers
+/// that look for snapshots among ordinary folders).
+pub fn find(set: &Path) -> Result<Option<Found>, ActionError> {
+    Ok(lookup(set)?.ok())
+}
+
+/// The manifest of `set` read from `path` (given by the user): it counts
+/// as the legacy in-tree manifest when it is `set/manifest.json`.
+pub fn load_from(set: &Path, path: &Path) -> Result<Found, ActionError> {
+    let in_tree = std::fs::canonicalize(path).is_ok_and(|real| real == set.join(LEGACY_FILE_NAME));
+    Ok(Found {
+        manifest: read(path)?,
+        path: path.to_path_buf(),
+        in_tree,
+    })
+}
+
+/// True if `set` has a manifest (the snapshot was completed): one next
+/// to it, or a valid legacy one inside it.
+pub fn present(set: &Path) -> bool {
+    outside_path(set).is_some_and(|p| std::fs::symlink_metadata(p).is_ok())
+        || matches!(lookup(set), Ok(Ok(_)))
+}
+
+/// Writes `bytes` to `dest` under a temp name, fsync, rename, folder
+/// fsync; every error names the file and what failed.
+pub fn write_file(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), ActionError> {
+    use std::io::Write;
+    let mut f = super::AtomicFile::create(dest, mode)?;
+    f.file()
+        .write_all(bytes)
+        .map_err(|e| ActionError::new(format!("cannot write {}: {e}", dest.display())))?;
+    f.commit()
+}
+
 /// One difference between a backup set and its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -354,15 +494,22 @@ pub struct Mismatch {
 
 /// Compares the set at `root` with `m`: every entry must exist with the
 /// same type, size and (where recorded, if `hashes`) content; nothing else
-/// may exist but the manifest itself. `threads` workers share the entries,
-/// while one more looks for entries that are not in the manifest.
-pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<Mismatch> {
+/// may exist but, when `in_tree` (a legacy snapshot), the manifest itself.
+/// `threads` workers share the entries, while one more looks for entries
+/// that are not in the manifest.
+pub fn compare(
+    root: &Path,
+    m: &Manifest,
+    in_tree: bool,
+    hashes: bool,
+    threads: usize,
+) -> Vec<Mismatch> {
     let base_root = m
         .base
         .as_ref()
         .and_then(|b| root.parent().map(|p| p.join(b)));
     if let (Some(name), Some(b)) = (&m.base, &base_root)
-        && !b.join(FILE_NAME).is_file()
+        && !present(b)
     {
         return vec![Mismatch {
             kind: "missing",
@@ -378,12 +525,29 @@ pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<M
         .filter(|e| base_root.is_none() || !e.in_base)
         .map(ManifestEntry::rel_bytes)
         .collect();
+    let root_fd = match open_dir(root) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return vec![Mismatch {
+                kind: "missing",
+                path: ".".into(),
+                detail: e.0,
+            }];
+        }
+    };
+    let base_fd = base_root.as_deref().and_then(|b| open_dir(b).ok());
     let (mut out, extra) = std::thread::scope(|scope| {
-        let extra = scope.spawn(|| collect_extra(root, &expected, threads));
+        let extra = scope.spawn(|| collect_extra(root, &expected, in_tree, threads));
         let checked = super::tree::map_chunks(&m.entries, threads, |part| {
             let mut out = Vec::new();
             for e in part {
-                check_entry(root, base_root.as_deref(), e, hashes, &mut out);
+                check_entry(
+                    root_fd.as_fd(),
+                    base_fd.as_ref().map(|b| b.as_fd()),
+                    e,
+                    hashes,
+                    &mut out,
+                );
             }
             out
         });
@@ -400,40 +564,37 @@ pub fn compare(root: &Path, m: &Manifest, hashes: bool, threads: usize) -> Vec<M
     out
 }
 
-/// Checks one manifest entry against the disk, adding what differs to `out`.
+/// Checks one manifest entry against the disk, adding what differs to
+/// `out`. `root` and `base` are the set's (and its base's) open folders.
 fn check_entry(
-    root: &Path,
-    base_root: Option<&Path>,
+    root: BorrowedFd<'_>,
+    base: Option<BorrowedFd<'_>>,
     e: &ManifestEntry,
     hashes: bool,
     out: &mut Vec<Mismatch>,
 ) {
+    use rustix::fs::{AtFlags, FileType, readlinkat, statat};
     let rel = e.rel_bytes();
-    let holder = match (base_root, e.in_base) {
+    let holder = match (base, e.in_base) {
         (Some(b), true) => b,
         _ => root,
     };
-    let path = holder.join(OsStr::from_bytes(&rel));
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(meta) => meta,
-        Err(_) => {
-            out.push(Mismatch {
-                kind: "missing",
-                path: e.path.clone(),
-                detail: format!("{} not found", e.kind),
-            });
-            return;
-        }
+    let found = at(holder, &rel).and_then(|place| {
+        statat(place.dir(), place.name(), AtFlags::SYMLINK_NOFOLLOW).map(|st| (place, st))
+    });
+    let Ok((place, st)) = found else {
+        out.push(Mismatch {
+            kind: "missing",
+            path: e.path.clone(),
+            detail: format!("{} not found", e.kind),
+        });
+        return;
     };
-    let ft = meta.file_type();
-    let actual = if ft.is_dir() {
-        "dir"
-    } else if ft.is_file() {
-        "file"
-    } else if ft.is_symlink() {
-        "symlink"
-    } else {
-        "special"
+    let actual = match FileType::from_raw_mode(st.st_mode as _) {
+        FileType::Directory => "dir",
+        FileType::RegularFile => "file",
+        FileType::Symlink => "symlink",
+        _ => "special",
     };
     if actual != e.kind {
         out.push(Mismatch {
@@ -443,27 +604,28 @@ fn check_entry(
         });
         return;
     }
+    let len = st.st_size as u64;
     if let Some(size) = e.size {
-        if meta.len() < size {
+        if len < size {
             out.push(Mismatch {
                 kind: "truncated",
                 path: e.path.clone(),
-                detail: format!("{} bytes, was {size}", meta.len()),
+                detail: format!("{len} bytes, was {size}"),
             });
             return;
         }
-        if meta.len() > size {
+        if len > size {
             out.push(Mismatch {
                 kind: "changed",
                 path: e.path.clone(),
-                detail: format!("{} bytes, was {size}", meta.len()),
+                detail: format!("{len} bytes, was {size}"),
             });
             return;
         }
     }
     if let Some(target) = &e.target {
-        let now = std::fs::read_link(&path)
-            .map(|t| t.to_string_lossy().into_owned())
+        let now = readlinkat(place.dir(), place.name(), Vec::new())
+            .map(|t| String::from_utf8_lossy(t.as_bytes()).into_owned())
             .unwrap_or_default();
         if &now != target {
             out.push(Mismatch {
@@ -474,20 +636,25 @@ fn check_entry(
             return;
         }
     }
-    if meta.permissions().mode() & 0o7777 != e.mode && actual != "symlink" {
+    let mode = st.st_mode & 0o7777;
+    if mode != e.mode && actual != "symlink" {
         out.push(Mismatch {
             kind: "changed",
             path: e.path.clone(),
-            detail: format!(
-                "mode {:o}, was {:o}",
-                meta.permissions().mode() & 0o7777,
-                e.mode
-            ),
+            detail: format!("mode {mode:o}, was {:o}", e.mode),
         });
         return;
     }
     if let (true, Some(sum)) = (hashes, &e.sha256) {
-        match sha256_file(&path) {
+        let now = rustix::fs::openat(
+            place.dir(),
+            place.name(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|fd| sha256_of(std::fs::File::from(fd)));
+        match now {
             Ok(now) if &now == sum => {}
             Ok(_) => out.push(Mismatch {
                 kind: "changed",
@@ -503,34 +670,53 @@ fn check_entry(
     }
 }
 
-/// Every path under `root` that is not in `expected` (the manifest itself
-/// aside), sorted; folders not in `expected` are reported, not entered.
-fn collect_extra(root: &Path, expected: &HashSet<Vec<u8>>, threads: usize) -> Vec<Vec<u8>> {
+/// Every path under `root` that is not in `expected` (a legacy in-tree
+/// manifest aside), sorted; folders not in `expected` are reported, not entered.
+fn collect_extra(
+    root: &Path,
+    expected: &HashSet<Vec<u8>>,
+    in_tree: bool,
+    threads: usize,
+) -> Vec<Vec<u8>> {
     let found: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-    let _ = super::tree::walk(threads, &AtomicBool::new(false), |rel| {
-        let Ok(read) = std::fs::read_dir(super::tree::join(root, rel)) else {
-            return Ok(Vec::new());
-        };
-        let mut subdirs = Vec::new();
-        let mut extra = Vec::new();
-        for item in read.flatten() {
-            if rel.is_empty() && item.file_name() == FILE_NAME {
-                continue;
+    let _ = walk(
+        threads,
+        &AtomicBool::new(false),
+        |rel, parent: Option<&std::sync::Arc<Option<OwnedFd>>>| {
+            // A folder that cannot be read is reported by the entry check.
+            let parent_fd = match parent.map(|p| p.as_ref().as_ref()) {
+                Some(None) => return Ok((None, Vec::new())),
+                Some(Some(fd)) => Some(fd.as_fd()),
+                None => None,
+            };
+            let Ok(fd) = open_level(root, rel, parent_fd) else {
+                return Ok((None, Vec::new()));
+            };
+            let Ok(names) = read_names(&fd, &join(root, rel)) else {
+                return Ok((None, Vec::new()));
+            };
+            let mut subdirs = Vec::new();
+            let mut extra = Vec::new();
+            for (name, ft) in names {
+                let bytes = name.to_bytes();
+                if in_tree && rel.is_empty() && bytes == LEGACY_FILE_NAME.as_bytes() {
+                    continue;
+                }
+                let child = child_rel(rel, bytes);
+                if !expected.contains(child.as_slice()) {
+                    extra.push(child);
+                } else if is_dir(&fd, &name, ft) {
+                    subdirs.push(child);
+                }
             }
-            let child = super::tree::child_rel(rel, item.file_name().as_bytes());
-            if !expected.contains(child.as_slice()) {
-                extra.push(child);
-            } else if item.file_type().is_ok_and(|t| t.is_dir()) {
-                subdirs.push(child);
+            if !extra.is_empty()
+                && let Ok(mut f) = found.lock()
+            {
+                f.extend(extra);
             }
-        }
-        if !extra.is_empty()
-            && let Ok(mut f) = found.lock()
-        {
-            f.extend(extra);
-        }
-        Ok(subdirs)
-    });
+            Ok((Some(fd), subdirs))
+        },
+    );
     let mut found = found.into_inner().unwrap_or_default();
     found.sort();
     found
@@ -541,7 +727,7 @@ fn collect_extra(root: &Path, expected: &HashSet<Vec<u8>>, threads: usize) -> Ve
 /// other entry hard-linked from the set or from its base. Used to restore
 /// from an incremental snapshot with the ordinary rsync action.
 pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Result<(), ActionError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use rustix::fs::{AtFlags, Mode, chmodat, linkat, mkdirat};
     let base = m
         .base
         .as_ref()
@@ -552,6 +738,8 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
     let prefix = prefix.trim_matches('/');
     std::fs::create_dir_all(view)
         .map_err(|e| ActionError::new(format!("cannot create {}: {e}", view.display())))?;
+    // Relative to open folders, so a tree of any depth can be restored.
+    let (view_fd, set_fd, base_fd) = (open_dir(view)?, open_dir(set)?, open_dir(&base)?);
     for e in &m.entries {
         let rel = e.rel_bytes();
         let rel_str = String::from_utf8_lossy(&rel);
@@ -562,25 +750,38 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
         } else {
             continue;
         };
-        let to = view.join(OsStr::from_bytes(inner));
+        let to = || join(view, inner);
+        let place = at(view_fd.as_fd(), inner)
+            .map_err(|err| ActionError::new(format!("cannot open {}: {err}", to().display())))?;
         if e.kind == "dir" {
-            std::fs::DirBuilder::new()
-                .mode(e.mode)
-                .create(&to)
-                .and_then(|()| {
-                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(e.mode))
-                })
+            let mode = Mode::from_raw_mode(e.mode as _);
+            mkdirat(place.dir(), place.name(), mode)
+                .and_then(|()| chmodat(place.dir(), place.name(), mode, AtFlags::empty()))
                 .map_err(|err| {
-                    ActionError::new(format!("cannot create {}: {err}", to.display()))
+                    ActionError::new(format!("cannot create {}: {err}", to().display()))
                 })?;
             continue;
         }
-        let from = if e.in_base { &base } else { set }.join(OsStr::from_bytes(&rel));
-        std::fs::hard_link(&from, &to).map_err(|err| {
+        let (holder, holder_fd) = if e.in_base {
+            (base.as_path(), base_fd.as_fd())
+        } else {
+            (set, set_fd.as_fd())
+        };
+        let from = || join(holder, &rel);
+        let source = at(holder_fd, &rel)
+            .map_err(|err| ActionError::new(format!("cannot open {}: {err}", from().display())))?;
+        linkat(
+            source.dir(),
+            source.name(),
+            place.dir(),
+            place.name(),
+            AtFlags::empty(),
+        )
+        .map_err(|err| {
             ActionError::new(format!(
                 "cannot link {} to {}: {err}",
-                from.display(),
-                to.display()
+                from().display(),
+                to().display()
             ))
         })?;
     }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 
 use super::params::non_empty;
-use super::snapshot_hardlink::{component_problem, default_latest};
+use super::snapshot_hardlink::{
+    component_problem, default_latest, remove_if_present, split_suffix,
+};
 use super::tree::remove_tree;
 use super::verify::marker_path;
 use super::{
@@ -96,21 +98,17 @@ impl Action for Rotate {
             // Unmark first, then move aside: a crash mid-delete never
             // leaves something that looks like a complete, verified snapshot.
             if let Some(marker) = marker_path(&path) {
-                match std::fs::remove_file(&marker) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(ActionError::new(format!(
-                            "cannot remove {}: {e}",
-                            marker.display()
-                        )));
-                    }
-                }
+                remove_if_present(&marker)?;
             }
             let doomed = dir.join(format!(".{name}.deleting"));
             std::fs::rename(&path, &doomed).map_err(|e| {
-                ActionError::new(format!("cannot move {} aside: {e}", path.display()))
+                ActionError::new(format!(
+                    "cannot move {} aside to {}: {e}",
+                    path.display(),
+                    doomed.display()
+                ))
             })?;
+            remove_side_files(&dir, name)?;
             sync_dir(&dir)?;
             ctx.log(format!("deleting {}", path.display()));
             remove_tree(&doomed, ctx.threads, ctx.cancel_flag())?;
@@ -124,15 +122,40 @@ impl Action for Rotate {
                 dir.join(leftover).display()
             ));
             remove_tree(&dir.join(leftover), ctx.threads, ctx.cancel_flag())?;
+            // The side files belong to the deleted snapshot only while no
+            // new snapshot of that name exists.
+            if let Some(name) = leftover
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".deleting"))
+                && std::fs::symlink_metadata(dir.join(name)).is_err()
+            {
+                remove_side_files(&dir, name)?;
+            }
         }
         sync_dir(&dir)?;
+        let unverified = plan.not_counted.len();
+        if unverified > 0 {
+            ctx.log(format!(
+                "not counted and kept: {}. rotate counts only snapshots a `verify` step has \
+                 checked; these have not been verified (yet), so they are kept in addition to \
+                 the {} verified ones. Run `verify` before `rotate` (snapshot -> verify -> rotate).",
+                plan.not_counted.join(", "),
+                plan.keep.len()
+            ));
+        }
+        let mut summary = format!(
+            "kept {} of {} verified snapshots, deleted {}",
+            plan.keep.len(),
+            plan.keep.len() + deleted.len(),
+            deleted.len()
+        );
+        if unverified > 0 {
+            summary.push_str(&format!(
+                "; {unverified} unverified kept and not counted (verify runs before rotate?)"
+            ));
+        }
         Ok(ActionOutput {
-            summary: Some(format!(
-                "kept {} of {} verified snapshots, deleted {}",
-                plan.keep.len(),
-                plan.keep.len() + deleted.len(),
-                deleted.len()
-            )),
+            summary: Some(summary),
             details: serde_json::json!({ "kept": plan.keep, "deleted": deleted, "not_counted": plan.not_counted }),
             warning: (!plan.not_counted.is_empty()).then(|| {
                 format!(
@@ -196,6 +219,16 @@ impl Action for Rotate {
     }
 }
 
+/// Removes the files next to snapshot `name` that belong to it: its
+/// manifest and its base marker.
+fn remove_side_files(dir: &Path, name: &str) -> Result<(), ActionError> {
+    let set = dir.join(name);
+    if let Some(m) = manifest::outside_path(&set) {
+        remove_if_present(&m)?;
+    }
+    remove_if_present(&super::snapshot_hardlink::base_marker(dir, name))
+}
+
 pub(super) fn facts_now(facts: &RunFacts) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(&facts.timestamp, "%Y-%m-%dT%H:%M:%S")
         .unwrap_or_else(|_| chrono::Local::now().naive_local())
@@ -227,8 +260,10 @@ pub struct Listing {
     pub deleting: Vec<String>,
 }
 
-/// Reads a snapshot name's date: `2026-11-23`, `2026-11-23T02:00:00`, `2026-11-23_0200`...
+/// Reads a snapshot name's date: `2026-11-23`, `2026-11-23T02:00:00`,
+/// `2026-11-23_0200`...; a same-name suffix (`2026-11-23.2`) is not part of it.
 fn time_from_name(name: &str) -> Option<NaiveDateTime> {
+    let name = split_suffix(name).0;
     let date = NaiveDate::parse_from_str(name.get(..10)?, "%Y-%m-%d").ok()?;
     let rest = name.get(10..).unwrap_or("");
     let digits: String = rest.chars().filter(char::is_ascii_digit).take(6).collect();
@@ -291,7 +326,7 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, ActionError> {
                 .unwrap_or_default()
         });
         listing.snapshots.push(Snapshot {
-            complete: path.join(manifest::FILE_NAME).is_file(),
+            complete: manifest::present(&path),
             verified: marker_path(&path).is_some_and(|m| m.is_file()),
             base: std::fs::read_to_string(super::snapshot_hardlink::base_marker(dir, &name))
                 .ok()
@@ -325,7 +360,12 @@ pub fn select(p: &RotateParams, listing: &Listing, now: NaiveDateTime) -> Select
         .iter()
         .filter(|s| s.complete && s.verified)
         .collect();
-    counted.sort_by(|a, b| b.time.cmp(&a.time).then(b.name.cmp(&a.name)));
+    // Newest first; `NAME.2` is newer than `NAME` (same time from the name).
+    counted.sort_by(|a, b| {
+        b.time
+            .cmp(&a.time)
+            .then_with(|| split_suffix(&b.name).cmp(&split_suffix(&a.name)))
+    });
     let mut not_counted: Vec<String> = listing
         .snapshots
         .iter()

@@ -138,11 +138,10 @@ fn incremental_view(
         return Ok(None);
     };
     for set in src.ancestors().take(6) {
-        let manifest_path = set.join(super::manifest::FILE_NAME);
-        if !manifest_path.is_file() {
+        let Some(found) = super::manifest::find(set)? else {
             continue;
-        }
-        let m = super::manifest::read(&manifest_path)?;
+        };
+        let m = found.manifest;
         if m.kind != "incremental" {
             return Ok(None);
         }

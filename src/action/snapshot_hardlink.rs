@@ -8,10 +8,7 @@ use std::path::Path;
 use super::manifest::{self, ManifestInfo};
 use super::params::non_empty;
 use super::tree::{link_tree_since, remove_tree};
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, sync_dir,
-    write_atomic,
-};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, sync_dir};
 
 /// Links `src` into `<dir>/<name>.partial` in parallel, renames it to
 /// `<dir>/<name>` when complete and switches the `latest` symlink atomically.
@@ -92,17 +89,28 @@ impl Action for SnapshotHardlink {
             .chain(non_empty("dir", &p.dir))
             .chain(component_problem("latest", &p.latest))
             .collect();
-        if let Some(name) = &p.name {
-            out.extend(component_problem("name", name));
-            if name.ends_with(".partial") {
-                out.push(ParamProblem::new("name", "snapshot names may not end in `.partial` (ward uses it for unfinished snapshots)"));
-            }
-            if *name == p.latest {
-                out.push(ParamProblem::new(
+        if let Some(name) = &p.name
+            && let Some(why) = name_problem(name, &p.latest)
+        {
+            out.push(
+                ParamProblem::new(
                     "name",
-                    "the snapshot name is the same as the `latest` link",
-                ));
-            }
+                    format!("snapshot name `{name}` is not allowed: {why}"),
+                )
+                .help("use a plain name such as `{{ ward.date }}` (the default)"),
+            );
+        }
+        if lexically_inside(&p.dir, &p.src) {
+            out.push(
+                ParamProblem::new(
+                    "dir",
+                    format!(
+                        "the snapshot folder `{}` is inside the tree it snapshots (`{}`); every snapshot would contain the ones before it",
+                        p.dir, p.src
+                    ),
+                )
+                .help("put `dir` next to `src`, e.g. `src: backup/current`, `dir: backup/snapshots`"),
+            );
         }
         match (p.strategy, p.cycle) {
             (SnapshotStrategy::BaseIncremental, None) => out.push(
@@ -128,116 +136,92 @@ impl Action for SnapshotHardlink {
     }
 
     fn run(p: &SnapshotHardlinkParams, ctx: &ActionCtx) -> ActionResult {
+        let name = p.name.clone().unwrap_or_else(|| ctx.facts.date.clone());
+        // Checked at validate time too; here for the default (the date) and
+        // for parameters recorded by an older ward. Nothing is created yet.
+        if let Some(why) = name_problem(&name, &p.latest) {
+            return Err(ActionError::new(format!(
+                "snapshot name `{name}` is not allowed: {why}; nothing was created"
+            )));
+        }
         let dir = ctx.path(&p.dir);
         let src = ctx.path(&p.src);
-        let name = p.name.clone().unwrap_or_else(|| ctx.facts.date.clone());
+        refuse_dir_inside_src(&src, &dir)?;
         let threads = p.threads.map_or(ctx.threads, |t| t as usize);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
-        let done = dir.join(&name);
-        let partial = dir.join(format!("{name}.partial"));
-        if done.exists() {
-            // A resume after "renamed, but not yet recorded": finish the job.
-            manifest::read(&done.join(manifest::FILE_NAME)).map_err(|e| {
-                ActionError::new(format!(
-                    "{} exists but is not a complete ward snapshot ({e}); move it away or choose another `name`",
-                    done.display()
-                ))
-            })?;
+        let (slot, stale) = match choose_slot(&dir, &name, &ctx.run_id)? {
+            Slot::Done(slot) => {
+                // A resume after "renamed, but not yet recorded": the
+                // snapshot is this run's own (its manifest says so).
+                ctx.log(format!(
+                    "{} was completed by this run before it was interrupted; switching {} to it",
+                    dir.join(&slot).display(),
+                    p.latest
+                ));
+                switch_latest(&dir, &p.latest, &slot)?;
+                return Ok(ActionOutput {
+                    summary: Some(format!(
+                        "{} already complete (made by this run)",
+                        dir.join(&slot).display()
+                    )),
+                    details: serde_json::json!({ "snapshot": dir.join(&slot).display().to_string() }),
+                    ..ActionOutput::default()
+                });
+            }
+            Slot::New { slot, stale } => (slot, stale),
+        };
+        if slot != name {
             ctx.log(format!(
-                "{} is already complete; switching {} to it",
-                done.display(),
-                p.latest
+                "{} was made by an earlier run; this run's snapshot is {}",
+                dir.join(&name).display(),
+                dir.join(&slot).display()
             ));
-            switch_latest(&dir, &p.latest, &name)?;
-            return Ok(ActionOutput {
-                summary: Some(format!("{} already complete", done.display())),
-                ..ActionOutput::default()
-            });
         }
-        if partial.exists() {
+        for leftover in &stale {
+            let path = dir.join(leftover);
             ctx.log(format!(
                 "removing {} left by an interrupted snapshot",
-                partial.display()
+                path.display()
             ));
-            remove_tree(&partial, threads, ctx.cancel_flag())?;
+            remove_tree(&path, threads, ctx.cancel_flag())?;
         }
-        ctx.log(format!(
-            "linking {} into {} ({threads} threads)",
-            src.display(),
-            partial.display()
-        ));
-        let clock = std::time::Instant::now();
-        let base = match p.strategy {
-            SnapshotStrategy::Full => None,
-            SnapshotStrategy::BaseIncremental => {
-                choose_base(&dir, &name, &p.latest, p.cycle.unwrap_or(1), &ctx.facts)?
-            }
-        };
-        let kind = match (p.strategy, &base) {
-            (SnapshotStrategy::Full, _) => "full",
-            (SnapshotStrategy::BaseIncremental, None) => "base",
-            (SnapshotStrategy::BaseIncremental, Some(_)) => "incremental",
-        };
-        if let Some((base_name, _)) = &base {
-            ctx.log(format!(
-                "incremental against base {base_name}: only new and changed files are linked"
-            ));
+        let done = dir.join(&slot);
+        // Files an interrupted attempt may have left for this name.
+        for marker in [
+            manifest::outside_path(&done),
+            super::verify::marker_path(&done),
+            Some(base_marker(&dir, &slot)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            remove_if_present(&marker)?;
         }
-        let entries = link_tree_since(
-            &src,
-            base.as_ref().map(|(_, p)| p.as_path()),
-            &partial,
-            threads,
-            ctx.cancel_flag(),
-        )?;
-        ctx.log(format!(
-            "linked {} entries in {:.2}s",
-            entries.len(),
-            clock.elapsed().as_secs_f64()
-        ));
-        ctx.check()?;
-        let clock = std::time::Instant::now();
-        let info = ManifestInfo {
-            name: name.clone(),
-            host: ctx.facts.host.clone(),
-            run_id: ctx.run_id.clone(),
-            playbook_hash: ctx.playbook_hash.clone(),
-            hash_all: p.hash == HashMode::All,
-            kind,
-            base: base.clone(),
-        };
-        let mut m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
-        let json = manifest::encode(&mut m)?;
-        write_atomic(&partial.join(manifest::FILE_NAME), &json, 0o644)?;
-        ctx.log(format!(
-            "manifest written in {:.2}s",
-            clock.elapsed().as_secs_f64()
-        ));
-        let clock = std::time::Instant::now();
-        // Everything linked must be on disk before the snapshot gets its final name.
-        let fd = std::fs::File::open(&partial)?;
-        rustix::fs::syncfs(&fd)
-            .map_err(|e| ActionError::new(format!("cannot sync {}: {e}", partial.display())))?;
-        ctx.log(format!("synced in {:.2}s", clock.elapsed().as_secs_f64()));
-        // An incremental snapshot is marked before it gets its name, so it is
-        // never mistaken for a complete tree (rotate and restore read this).
-        let marker = base_marker(&dir, &name);
-        match &base {
-            Some((base_name, _)) => write_atomic(&marker, base_name.as_bytes(), 0o644)?,
-            None => {
-                let _ = std::fs::remove_file(&marker);
+        let partial = dir.join(format!("{slot}.partial"));
+        let made = make(p, ctx, &src, &dir, &slot, threads);
+        if made.is_err() && !ctx.cancelled() {
+            // Leave nothing behind that only this name's next attempt
+            // would clean; a resume after a stop redoes it anyway.
+            let _ = remove_tree(
+                &partial,
+                threads,
+                &std::sync::atomic::AtomicBool::new(false),
+            );
+            if !done.exists() {
+                for marker in [
+                    manifest::outside_path(&done),
+                    Some(base_marker(&dir, &slot)),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let _ = std::fs::remove_file(marker);
+                }
             }
         }
-        std::fs::rename(&partial, &done).map_err(|e| {
-            ActionError::new(format!(
-                "cannot rename {} to {}: {e}",
-                partial.display(),
-                done.display()
-            ))
-        })?;
-        sync_dir(&dir)?;
-        switch_latest(&dir, &p.latest, &name)?;
+        let m = made?;
+        switch_latest(&dir, &p.latest, &slot)?;
         let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
         Ok(ActionOutput {
             summary: Some(format!(
@@ -265,9 +249,315 @@ impl Action for SnapshotHardlink {
             _ => String::new(),
         };
         format!(
-            "hard-link {} -> {dir}/{name} (via {name}.partial), then {dir}/{} -> {name}{strategy}",
+            "hard-link {} -> {dir}/{name} (via {name}.partial; {name}.2, .3, ... if an earlier run made {name}), then {dir}/{} -> it{strategy}",
             p.src, p.latest
         )
+    }
+}
+
+/// Links `src` into `<dir>/<slot>.partial`, writes the manifest next to
+/// it, syncs, and renames it to `<dir>/<slot>`; the rename is the last
+/// step that can fail, so on an error `<dir>/<slot>` does not exist.
+fn make(
+    p: &SnapshotHardlinkParams,
+    ctx: &ActionCtx,
+    src: &Path,
+    dir: &Path,
+    slot: &str,
+    threads: usize,
+) -> Result<manifest::Manifest, ActionError> {
+    let done = dir.join(slot);
+    let partial = dir.join(format!("{slot}.partial"));
+    ctx.log(format!(
+        "linking {} into {} ({threads} threads)",
+        src.display(),
+        partial.display()
+    ));
+    let clock = std::time::Instant::now();
+    let base = match p.strategy {
+        SnapshotStrategy::Full => None,
+        SnapshotStrategy::BaseIncremental => {
+            choose_base(dir, slot, &p.latest, p.cycle.unwrap_or(1), &ctx.facts)?
+        }
+    };
+    let kind = match (p.strategy, &base) {
+        (SnapshotStrategy::Full, _) => "full",
+        (SnapshotStrategy::BaseIncremental, None) => "base",
+        (SnapshotStrategy::BaseIncremental, Some(_)) => "incremental",
+    };
+    if let Some((base_name, _)) = &base {
+        ctx.log(format!(
+            "incremental against base {base_name}: only new and changed files are linked"
+        ));
+    }
+    let entries = link_tree_since(
+        src,
+        base.as_ref().map(|(_, p)| p.as_path()),
+        &partial,
+        threads,
+        ctx.cancel_flag(),
+    )?;
+    ctx.log(format!(
+        "linked {} entries in {:.2}s",
+        entries.len(),
+        clock.elapsed().as_secs_f64()
+    ));
+    ctx.check()?;
+    let clock = std::time::Instant::now();
+    let info = ManifestInfo {
+        name: slot.to_owned(),
+        host: ctx.facts.host.clone(),
+        run_id: ctx.run_id.clone(),
+        playbook_hash: ctx.playbook_hash.clone(),
+        hash_all: p.hash == HashMode::All,
+        kind,
+        base: base.clone(),
+    };
+    let mut m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
+    let json = manifest::encode(&mut m)?;
+    let manifest_path = manifest::outside_path(&done)
+        .ok_or_else(|| ActionError::new(format!("{} is not a snapshot path", done.display())))?;
+    manifest::write_file(&manifest_path, &json, 0o644)?;
+    ctx.log(format!(
+        "manifest {} written in {:.2}s",
+        manifest_path.display(),
+        clock.elapsed().as_secs_f64()
+    ));
+    let clock = std::time::Instant::now();
+    // Everything linked must be on disk before the snapshot gets its final name.
+    let fd = std::fs::File::open(&partial)
+        .map_err(|e| ActionError::new(format!("cannot open {}: {e}", partial.display())))?;
+    rustix::fs::syncfs(&fd)
+        .map_err(|e| ActionError::new(format!("cannot sync {}: {e}", partial.display())))?;
+    ctx.log(format!("synced in {:.2}s", clock.elapsed().as_secs_f64()));
+    // An incremental snapshot is marked before it gets its name, so it is
+    // never mistaken for a complete tree (rotate and restore read this).
+    if let Some((base_name, _)) = &base {
+        manifest::write_file(&base_marker(dir, slot), base_name.as_bytes(), 0o644)?;
+    }
+    std::fs::rename(&partial, &done).map_err(|e| {
+        ActionError::new(format!(
+            "cannot rename {} to {}: {e}",
+            partial.display(),
+            done.display()
+        ))
+    })?;
+    sync_dir(dir)?;
+    Ok(m)
+}
+
+/// Why `name` cannot name a snapshot in `dir`, if it cannot: it must be
+/// one plain name, and not one of ward's own names there (the `latest`
+/// link, `.partial` folders being linked, and the dot files next to each
+/// snapshot: `.NAME.manifest.json`, `.NAME.verified`, `.NAME.base`,
+/// `.NAME.deleting`), or rotation could delete what `latest` points at.
+pub(super) fn name_problem(name: &str, latest: &str) -> Option<String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Some("it must be one plain name inside `dir` (no `/`, not `.` or `..`)".into());
+    }
+    if name.starts_with('.') {
+        return Some(
+            "names starting with `.` are reserved for ward's own files next to each snapshot \
+             (`.NAME.manifest.json`, `.NAME.verified`, `.NAME.base`, `.NAME.deleting`)"
+                .into(),
+        );
+    }
+    for suffix in RESERVED_SUFFIXES {
+        if name.ends_with(suffix) {
+            return Some(format!(
+                "names ending in `{suffix}` are reserved for ward's own files"
+            ));
+        }
+    }
+    if name == latest || name == "latest" {
+        return Some("it is the name of the `latest` link".into());
+    }
+    None
+}
+
+/// Endings ward gives its own files and folders in a snapshot folder.
+const RESERVED_SUFFIXES: [&str; 5] = [
+    ".partial",
+    ".deleting",
+    ".verified",
+    ".base",
+    manifest::SUFFIX,
+];
+
+/// Refuses a snapshot folder inside (or equal to) the tree it snapshots:
+/// every snapshot would link the earlier ones. Checked before anything
+/// is created.
+fn refuse_dir_inside_src(src: &Path, dir: &Path) -> Result<(), ActionError> {
+    let src_real = std::fs::canonicalize(src).map_err(|e| {
+        ActionError::new(format!(
+            "cannot open the tree to snapshot {}: {e}",
+            src.display()
+        ))
+    })?;
+    let dir_real = canonical_prefix(dir);
+    if dir_real.starts_with(&src_real) {
+        return Err(ActionError::new(format!(
+            "the snapshot folder {} is inside the tree it snapshots ({}); every snapshot would \
+             contain the ones before it. Put `dir` next to `src`, not inside it; nothing was created",
+            dir.display(),
+            src.display()
+        )));
+    }
+    Ok(())
+}
+
+/// True if the path `dir` is `src` or below it, as written (both relative
+/// or both absolute, no `..`); symlinks are checked at run time.
+fn lexically_inside(dir: &str, src: &str) -> bool {
+    let parts = |p: &str| -> Option<Vec<String>> {
+        let parts: Vec<String> = p
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect();
+        (!parts.iter().any(|c| c == "..")).then_some(parts)
+    };
+    match (parts(dir), parts(src)) {
+        (Some(d), Some(s)) if dir.starts_with('/') == src.starts_with('/') => d.starts_with(&s),
+        _ => false,
+    }
+}
+
+/// `path` with its longest existing prefix resolved (symlinks, `..`), the
+/// rest appended as written.
+fn canonical_prefix(path: &Path) -> std::path::PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(cur) {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (cur.file_name(), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_owned());
+                cur = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Where this run's snapshot goes.
+enum Slot {
+    /// This run already completed it (a resume): reuse it.
+    Done(String),
+    /// A new snapshot under this name; `stale` are `.partial` folders of
+    /// the same name left by interrupted attempts.
+    New { slot: String, stale: Vec<String> },
+}
+
+/// `NAME` for the first snapshot of a name, `NAME.2`, `NAME.3`, ... for
+/// the later ones (a second run on the same day).
+pub(super) fn with_suffix(name: &str, k: u32) -> String {
+    if k <= 1 {
+        name.to_owned()
+    } else {
+        format!("{name}.{k}")
+    }
+}
+
+/// `(NAME, k)` for `NAME.k` (k >= 2, no leading zero), else `(name, 1)`:
+/// the order of snapshots that share a name.
+pub(super) fn split_suffix(name: &str) -> (&str, u32) {
+    if let Some((stem, k)) = name.rsplit_once('.')
+        && !stem.is_empty()
+        && let Some(n) = suffix_number(k)
+    {
+        return (stem, n);
+    }
+    (name, 1)
+}
+
+fn suffix_number(k: &str) -> Option<u32> {
+    if k.is_empty() || k.len() > 9 || k.starts_with('0') || !k.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    k.parse().ok().filter(|n| *n >= 2)
+}
+
+/// Picks the snapshot name for this run: the one it already completed
+/// (its manifest records the run id), else the next free one after every
+/// existing `NAME`, `NAME.k`, so that a later snapshot always sorts after
+/// the earlier ones.
+fn choose_slot(dir: &Path, name: &str, run_id: &str) -> Result<Slot, ActionError> {
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| ActionError::new(format!("cannot list {}: {e}", dir.display())))?;
+    let mut taken: Vec<u32> = Vec::new();
+    let mut stale = Vec::new();
+    for item in read {
+        let item =
+            item.map_err(|e| ActionError::new(format!("cannot list {}: {e}", dir.display())))?;
+        let Some(file) = item.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(rest) = file.strip_prefix(name) else {
+            continue;
+        };
+        if rest.is_empty() {
+            taken.push(1);
+        } else if rest == ".partial" {
+            stale.push(file);
+        } else if let Some(k) = rest.strip_prefix('.') {
+            match k.strip_suffix(".partial") {
+                Some(k) if suffix_number(k).is_some() => stale.push(file),
+                Some(_) => {}
+                None => taken.extend(suffix_number(k)),
+            }
+        }
+    }
+    taken.sort_unstable_by(|a, b| b.cmp(a));
+    for &k in &taken {
+        let slot = with_suffix(name, k);
+        if let Ok(Some(found)) = manifest::find(&dir.join(&slot))
+            && found.manifest.run_id == run_id
+        {
+            return Ok(Slot::Done(slot));
+        }
+    }
+    let next = taken.first().map_or(1, |k| k + 1);
+    stale.sort();
+    Ok(Slot::New {
+        slot: with_suffix(name, next),
+        stale,
+    })
+}
+
+/// A snapshot named like `set` with a suffix (`NAME.2`, ...) that the run
+/// `run_id` made, if `set` itself is not that run's: a later step that
+/// names the snapshot by its template would otherwise check an older one.
+pub(super) fn made_later_by(set: &Path, run_id: &str) -> Option<std::path::PathBuf> {
+    let name = set.file_name()?.to_str()?;
+    let dir = set.parent()?;
+    let mut later: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|item| {
+            let file = item.file_name().to_str()?.to_owned();
+            let k = suffix_number(file.strip_prefix(name)?.strip_prefix('.')?)?;
+            Some((k, item.path()))
+        })
+        .collect();
+    later.sort_by_key(|l| std::cmp::Reverse(l.0));
+    later
+        .into_iter()
+        .map(|(_, p)| p)
+        .find(|p| manifest::find(p).is_ok_and(|f| f.is_some_and(|f| f.manifest.run_id == run_id)))
+}
+
+/// Removes a file if it exists; any other error names the file.
+pub(super) fn remove_if_present(path: &Path) -> Result<(), ActionError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ActionError::new(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -318,6 +608,62 @@ fn choose_base(
         .iter()
         .filter(|s| s.complete && s.base.is_none() && s.name != name)
         .filter(|s| now.signed_duration_since(s.time) < limit)
-        .max_by(|a, b| a.time.cmp(&b.time).then(a.name.cmp(&b.name)))
+        .max_by(|a, b| {
+            a.time
+                .cmp(&b.time)
+                .then_with(|| split_suffix(&a.name).cmp(&split_suffix(&b.name)))
+        })
         .map(|s| (s.name.clone(), dir.join(&s.name))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            ".x",
+            ".x.deleting",
+            "x.partial",
+            "x.deleting",
+            "x.verified",
+            "x.base",
+            "x.manifest.json",
+            "latest",
+            "current",
+        ] {
+            assert!(name_problem(bad, "current").is_some(), "{bad:?}");
+        }
+        for good in ["2026-12-01", "2026-12-01.2", "weekly", "v1.5", "x.partials"] {
+            assert_eq!(name_problem(good, "current"), None, "{good:?}");
+        }
+    }
+
+    #[test]
+    fn same_name_suffixes_order_by_number() {
+        assert_eq!(split_suffix("2026-12-01"), ("2026-12-01", 1));
+        assert_eq!(split_suffix("2026-12-01.2"), ("2026-12-01", 2));
+        assert_eq!(split_suffix("2026-12-01.10"), ("2026-12-01", 10));
+        assert_eq!(split_suffix("2026-12-01.02"), ("2026-12-01.02", 1));
+        assert_eq!(split_suffix("x.1"), ("x.1", 1));
+        assert!(split_suffix("d.9") < split_suffix("d.10"));
+        assert_eq!(with_suffix("d", 1), "d");
+        assert_eq!(with_suffix("d", 3), "d.3");
+    }
+
+    #[test]
+    fn folders_inside_the_source_as_written() {
+        assert!(lexically_inside("data/snaps", "data"));
+        assert!(lexically_inside("./data/", "data"));
+        assert!(lexically_inside("/srv/b/current/s", "/srv/b/current"));
+        assert!(!lexically_inside("backup/snapshots", "backup/current"));
+        assert!(!lexically_inside("data2", "data"));
+        assert!(!lexically_inside("data/../x", "data"));
+        assert!(!lexically_inside("/data/s", "data"));
+    }
 }

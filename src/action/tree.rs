@@ -4,13 +4,25 @@
 //! and keeps its sub-folders on its own stack, handing half of them to a
 //! worker that waits. Two cores link or delete a tree of 100,000 files
 //! faster than one `cp -al` or `rm -rf`.
+//!
+//! Everything works relative to open folder descriptors: a folder is
+//! opened from its parent's descriptor (`openat`), and its entries are
+//! linked, read and removed with the `*at` calls. No path is ever longer
+//! than one name, so a tree of any depth works, also one deeper than
+//! PATH_MAX (4096 bytes) that rsync copies happily; and no recursion: the
+//! pending folders are on explicit stacks. A folder's descriptor stays
+//! open while any of its sub-folders waits, which is about one per level
+//! of the path being worked on.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
 use super::ActionError;
 
@@ -55,21 +67,21 @@ pub struct Entry {
 /// Folders waiting for a worker. Each worker keeps its own stack of
 /// folders (depth first) and hands half of it over only when another worker
 /// is waiting, so that the shared lock is taken rarely, not once per folder.
-struct Queue {
-    state: Mutex<Shared>,
+struct Queue<T> {
+    state: Mutex<Shared<T>>,
     wake: Condvar,
     /// Workers waiting for folders (read without the lock, as a hint).
     waiting: AtomicUsize,
 }
 
-struct Shared {
-    dirs: Vec<Vec<u8>>,
+struct Shared<T> {
+    dirs: Vec<T>,
     /// Workers that hold or may produce folders.
     busy: usize,
 }
 
-impl Queue {
-    fn new(first: Vec<u8>, workers: usize) -> Queue {
+impl<T> Queue<T> {
+    fn new(first: T, workers: usize) -> Queue<T> {
         Queue {
             state: Mutex::new(Shared {
                 dirs: vec![first],
@@ -82,7 +94,7 @@ impl Queue {
 
     /// The next shared folder for a worker whose own stack is empty, or
     /// None when no worker has anything left.
-    fn next(&self) -> Option<Vec<u8>> {
+    fn next(&self) -> Option<T> {
         let mut guard = self.state.lock().ok()?;
         if let Some(dir) = guard.dirs.pop() {
             return Some(dir);
@@ -104,7 +116,7 @@ impl Queue {
     }
 
     /// Hands half of a worker's stack to waiting workers, if any wait.
-    fn share(&self, local: &mut Vec<Vec<u8>>) {
+    fn share(&self, local: &mut Vec<T>) {
         if local.len() < 2 || self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -123,7 +135,7 @@ impl Queue {
     }
 }
 
-/// `root/rel` (`root` itself for the empty `rel`).
+/// `root/rel` (`root` itself for the empty `rel`), for messages.
 pub(super) fn join(root: &Path, rel: &[u8]) -> PathBuf {
     if rel.is_empty() {
         root.to_path_buf()
@@ -143,30 +155,50 @@ pub(super) fn child_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     rel
 }
 
+/// The last name of a relative path.
+fn last_name(rel: &[u8]) -> &[u8] {
+    rel.rsplit(|&b| b == b'/').next().unwrap_or(rel)
+}
+
+/// A folder waiting to be visited: its path from the root and its
+/// parent's open descriptors (None for the root).
+type Pending<P> = (Vec<u8>, Option<Arc<P>>);
+
 /// Runs `work` on every folder of a tree (starting at the root, `""`) with
-/// `threads` workers; `work` returns the sub-folders to visit next. Errors
-/// stop all workers.
-pub(super) fn walk<F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), ActionError>
+/// `threads` workers. `work` gets the folder's relative path and its
+/// parent's value (None for the root), opens the folder, and returns its
+/// own value (typically its open descriptors) and the sub-folders to
+/// visit next; the value is shared with those sub-folders and dropped when
+/// the last of them is done. Errors stop all workers.
+pub(super) fn walk<P, F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), ActionError>
 where
-    F: Fn(&[u8]) -> Result<Vec<Vec<u8>>, ActionError> + Sync,
+    P: Send + Sync,
+    F: Fn(&[u8], Option<&Arc<P>>) -> Result<(P, Vec<Vec<u8>>), ActionError> + Sync,
 {
+    allow_deep_trees();
     let threads = threads.max(1);
-    let queue = Queue::new(Vec::new(), threads);
+    let queue: Queue<Pending<P>> = Queue::new((Vec::new(), None), threads);
     let failed: Mutex<Option<ActionError>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let mut local: Vec<Vec<u8>> = Vec::new();
-                while let Some(dir) = local.pop().or_else(|| queue.next()) {
+                let mut local: Vec<Pending<P>> = Vec::new();
+                while let Some((rel, parent)) = local.pop().or_else(|| queue.next()) {
                     if stop.load(Ordering::Relaxed) || cancelled.load(Ordering::Relaxed) {
                         local.clear();
                         queue.clear();
                         continue;
                     }
-                    match work(&dir) {
-                        Ok(subdirs) => {
-                            local.extend(subdirs);
+                    match work(&rel, parent.as_ref()) {
+                        Ok((this, subdirs)) => {
+                            drop(parent);
+                            if !subdirs.is_empty() {
+                                let this = Arc::new(this);
+                                local.extend(
+                                    subdirs.into_iter().map(|r| (r, Some(Arc::clone(&this)))),
+                                );
+                            }
                             queue.share(&mut local);
                         }
                         Err(e) => {
@@ -187,6 +219,34 @@ where
         return Err(ActionError::stopped());
     }
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit, once. A
+/// removal keeps one descriptor open per level of a chain of folders until
+/// its deepest folder is gone, and the usual soft limit (1024) would cap
+/// the depth there; the hard limit is usually far higher (Go's runtime
+/// raises it the same way). Child processes inherit the raised limit.
+fn allow_deep_trees() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let limit = getrlimit(Resource::Nofile);
+        let raise = match (limit.current, limit.maximum) {
+            (Some(soft), Some(hard)) => soft < hard,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if raise {
+            // Not raising it only limits how deep a tree can be removed.
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: limit.maximum,
+                    maximum: limit.maximum,
+                },
+            );
+        }
+    });
 }
 
 /// Splits `items` into up to `threads` consecutive chunks, runs `work` on
@@ -211,24 +271,152 @@ pub(super) fn map_chunks<T: Sync, R: Send>(
     })
 }
 
-/// Runs `each` on every item with `threads` workers, each taking a chunk.
-fn for_each_parallel<T: Sync>(items: &[T], threads: usize, each: impl Fn(&T) + Sync) {
-    map_chunks(items, threads, |part| part.iter().for_each(&each));
-}
-
 fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ActionError {
     ActionError::new(format!("cannot {what} {}: {e}", path.display()))
 }
 
-fn open_dir(path: &Path) -> Result<rustix::fd::OwnedFd, ActionError> {
-    use rustix::fs::{CWD, Mode, OFlags, openat};
-    openat(
-        CWD,
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOFOLLOW);
+
+/// Opens the folder at `path` (a root given by the user or ward).
+pub(super) fn open_dir(path: &Path) -> Result<OwnedFd, ActionError> {
+    rustix::fs::openat(rustix::fs::CWD, path, DIR_FLAGS, Mode::empty())
+        .map_err(|e| io_err("open folder", path, e))
+}
+
+/// Opens the sub-folder `name` of an open folder, not following a symlink.
+fn open_child(parent: impl AsFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty())
+}
+
+/// Opens folder `rel` of the tree at `root` (a root given by path for
+/// the empty `rel`, else from the parent's descriptor).
+pub(super) fn open_level(
+    root: &Path,
+    rel: &[u8],
+    parent: Option<BorrowedFd<'_>>,
+) -> Result<OwnedFd, ActionError> {
+    match parent {
+        None => open_dir(root),
+        Some(p) => {
+            open_child(p, last_name(rel)).map_err(|e| io_err("open folder", &join(root, rel), e))
+        }
+    }
+}
+
+/// The names in an open folder (without `.` and `..`) and their types as
+/// the folder listing gives them.
+pub(super) fn read_names(
+    fd: &OwnedFd,
+    path: &Path,
+) -> Result<Vec<(CString, FileType)>, ActionError> {
+    let mut listing = Dir::read_from(fd).map_err(|e| io_err("read folder", path, e))?;
+    let mut names = Vec::new();
+    while let Some(item) = listing.read() {
+        let item = item.map_err(|e| io_err("read folder", path, e))?;
+        let bytes = item.file_name().to_bytes();
+        if bytes != b"." && bytes != b".." {
+            names.push((item.file_name().to_owned(), item.file_type()));
+        }
+    }
+    Ok(names)
+}
+
+/// True if `name` in the open folder `dir` is a folder (asking the file
+/// system when the listing did not say).
+pub(super) fn is_dir(dir: &OwnedFd, name: &CStr, listed: FileType) -> bool {
+    match listed {
+        FileType::Unknown => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode as _) == FileType::Directory),
+        t => t == FileType::Directory,
+    }
+}
+
+/// Relative paths up to this long are passed to the `*at` calls whole;
+/// longer ones are walked in steps of at most this many bytes.
+const STEP: usize = 2048;
+
+/// An entry `rel` of a tree opened as `root`, however deep: the folder
+/// that holds it (reached from `root` in steps shorter than PATH_MAX when
+/// the path is long) and the rest of the path from there.
+pub(super) struct At<'a> {
+    root: BorrowedFd<'a>,
+    hop: Option<OwnedFd>,
+    name: CString,
+}
+
+impl At<'_> {
+    /// The folder to pass to an `*at` call.
+    pub(super) fn dir(&self) -> BorrowedFd<'_> {
+        self.hop.as_ref().map_or(self.root, |h| h.as_fd())
+    }
+
+    /// The path to pass with it.
+    pub(super) fn name(&self) -> &CStr {
+        &self.name
+    }
+}
+
+/// Reaches `rel` below `root` (see [`At`]).
+pub(super) fn at<'a>(root: BorrowedFd<'a>, rel: &[u8]) -> rustix::io::Result<At<'a>> {
+    let cstring = |b: &[u8]| CString::new(b).map_err(|_| rustix::io::Errno::INVAL);
+    if rel.len() <= STEP {
+        return Ok(At {
+            root,
+            hop: None,
+            name: cstring(rel)?,
+        });
+    }
+    let split = rel.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    let (folders, name) = (&rel[..split], &rel[split + 1..]);
+    let mut hop: Option<OwnedFd> = None;
+    let mut chunk: Vec<u8> = Vec::new();
+    let go = |hop: &mut Option<OwnedFd>, chunk: &mut Vec<u8>| -> rustix::io::Result<()> {
+        let from = hop.as_ref().map_or(root, |h| h.as_fd());
+        let next = rustix::fs::openat(
+            from,
+            chunk.as_slice(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        *hop = Some(next);
+        chunk.clear();
+        Ok(())
+    };
+    for part in folders.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        if !chunk.is_empty() && chunk.len() + 1 + part.len() > STEP {
+            go(&mut hop, &mut chunk)?;
+        }
+        if !chunk.is_empty() {
+            chunk.push(b'/');
+        }
+        chunk.extend_from_slice(part);
+    }
+    if !chunk.is_empty() {
+        go(&mut hop, &mut chunk)?;
+    }
+    Ok(At {
+        root,
+        hop,
+        name: cstring(name)?,
+    })
+}
+
+/// Opens the file `rel` below `root` for reading (not following a final symlink).
+pub(super) fn open_file_below(
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+) -> rustix::io::Result<std::fs::File> {
+    let place = at(root, rel)?;
+    let fd = rustix::fs::openat(
+        place.dir(),
+        place.name(),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
-    )
-    .map_err(|e| io_err("open folder", path, e))
+    )?;
+    Ok(std::fs::File::from(fd))
 }
 
 fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
@@ -251,9 +439,6 @@ fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
 /// everything else is hard-linked, symlinks included (linkat does not
 /// follow them), FIFOs and devices included (never opened). Returns every
 /// entry with its metadata, sorted by path.
-///
-/// Works relative to open folder descriptors (`statat`, `linkat`,
-/// `mkdirat`), so no path is resolved twice.
 pub fn link_tree(
     src: &Path,
     dest: &Path,
@@ -261,6 +446,14 @@ pub fn link_tree(
     cancelled: &AtomicBool,
 ) -> Result<Vec<Entry>, ActionError> {
     link_tree_since(src, None, dest, threads, cancelled)
+}
+
+/// The open folders of one level of a hard-link copy.
+struct LinkLevel {
+    from: OwnedFd,
+    to: OwnedFd,
+    /// The same folder in the base snapshot, if it has it.
+    base: Option<OwnedFd>,
 }
 
 /// As [`link_tree`], but with a `base` snapshot: entries whose inode is the
@@ -274,9 +467,7 @@ pub fn link_tree_since(
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Vec<Entry>, ActionError> {
-    use rustix::fs::{
-        AtFlags, Dir, FileType, Mode, chmodat, chownat, linkat, mkdirat, readlinkat, statat,
-    };
+    use rustix::fs::{chmodat, chownat, fstat, linkat, mkdirat, readlinkat, statat};
     let root_meta = std::fs::symlink_metadata(src).map_err(|e| io_err("read", src, e))?;
     if !root_meta.is_dir() {
         return Err(ActionError::new(format!(
@@ -290,109 +481,111 @@ pub fn link_tree_since(
         .map_err(|e| io_err("create", dest, e))?;
     let creator = Creator::current();
     let entries: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
-    walk(threads, cancelled, |rel| {
-        let from_dir = join(src, rel);
-        let to_dir = join(dest, rel);
-        // The listing owns the folder's descriptor; it is read to the end
-        // first, then used for the *at calls (no second open per folder).
-        let mut listing =
-            Dir::new(open_dir(&from_dir)?).map_err(|e| io_err("read folder", &from_dir, e))?;
-        let mut names = Vec::new();
-        while let Some(item) = listing.read() {
-            let item = item.map_err(|e| io_err("read folder", &from_dir, e))?;
-            let bytes = item.file_name().to_bytes();
-            if bytes != b"." && bytes != b".." {
-                names.push(item.file_name().to_owned());
-            }
-        }
-        let from = listing
-            .fd()
-            .map_err(|e| io_err("read folder", &from_dir, e))?;
-        let to = open_dir(&to_dir)?;
-        // Mode and group of `to`, read once and only if a sub-folder needs them.
-        let mut to_stat: Option<rustix::fs::Stat> = None;
-        // A folder that is new since the base has no counterpart there.
-        let in_base_dir = base.and_then(|b| open_dir(&join(b, rel)).ok());
-        let mut subdirs = Vec::new();
-        let mut local = Vec::new();
-        for name in &names {
-            let name = name.as_c_str();
-            let rel_child = child_rel(rel, name.to_bytes());
-            let at = || join(src, &rel_child);
-            let st = statat(from, name, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_err("read", &at(), e))?;
-            let ft = FileType::from_raw_mode(st.st_mode as _);
-            if ft == FileType::Directory {
-                let bits = st.st_mode & 0o7777;
-                let mode = Mode::from_raw_mode(bits as _);
-                mkdirat(&to, name, mode)
-                    .map_err(|e| io_err("create", &join(dest, &rel_child), e))?;
-                let parent = match to_stat {
-                    Some(p) => p,
-                    None => {
-                        let p = rustix::fs::fstat(&to).map_err(|e| io_err("read", &to_dir, e))?;
-                        *to_stat.get_or_insert(p)
+    walk(
+        threads,
+        cancelled,
+        |rel, parent: Option<&Arc<LinkLevel>>| {
+            let from_dir = join(src, rel);
+            let to_dir = join(dest, rel);
+            let level = match parent {
+                None => LinkLevel {
+                    from: open_dir(src)?,
+                    to: open_dir(dest)?,
+                    base: base.and_then(|b| open_dir(b).ok()),
+                },
+                Some(p) => {
+                    let name = last_name(rel);
+                    LinkLevel {
+                        from: open_child(&p.from, name)
+                            .map_err(|e| io_err("open folder", &from_dir, e))?,
+                        to: open_child(&p.to, name)
+                            .map_err(|e| io_err("open folder", &to_dir, e))?,
+                        // A folder that is new since the base has no counterpart there.
+                        base: p.base.as_ref().and_then(|b| open_child(b, name).ok()),
                     }
-                };
-                let (fix_mode, fix_owner) = creator.fixups(bits, st.st_uid, st.st_gid, &parent);
-                if fix_mode {
-                    chmodat(&to, name, mode, AtFlags::empty())
-                        .map_err(|e| io_err("set the mode of", &join(dest, &rel_child), e))?;
                 }
-                if fix_owner {
-                    let _ = chownat(
-                        &to,
-                        name,
-                        Some(rustix::fs::Uid::from_raw(st.st_uid)),
-                        Some(rustix::fs::Gid::from_raw(st.st_gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    );
-                }
-                local.push(entry_from_stat(rel_child.clone(), &st, Kind::Dir));
-                subdirs.push(rel_child);
-                continue;
-            }
-            let kind = match ft {
-                FileType::RegularFile => Kind::File,
-                FileType::Symlink => Kind::Symlink(
-                    readlinkat(from, name, Vec::new())
-                        .map(|t| t.into_bytes())
-                        .unwrap_or_default(),
-                ),
-                _ => Kind::Special,
             };
-            let unchanged = in_base_dir.as_ref().is_some_and(|b| {
-                statat(b, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|bst| bst.st_ino == st.st_ino && bst.st_dev == st.st_dev)
-            });
-            if !unchanged {
-                linkat(from, name, &to, name, AtFlags::empty()).map_err(|e| {
-                    ActionError::new(format!(
-                        "cannot link {} into {}: {e}",
-                        at().display(),
-                        to_dir.display()
-                    ))
-                })?;
+            let names = read_names(&level.from, &from_dir)?;
+            let (from, to) = (&level.from, &level.to);
+            // Mode and group of `to`, read once and only if a sub-folder needs them.
+            let mut to_stat: Option<rustix::fs::Stat> = None;
+            let mut subdirs = Vec::new();
+            let mut local = Vec::new();
+            for (name, _) in &names {
+                let name = name.as_c_str();
+                let rel_child = child_rel(rel, name.to_bytes());
+                let at = || join(src, &rel_child);
+                let st = statat(from, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io_err("read", &at(), e))?;
+                let ft = FileType::from_raw_mode(st.st_mode as _);
+                if ft == FileType::Directory {
+                    let bits = st.st_mode & 0o7777;
+                    let mode = Mode::from_raw_mode(bits as _);
+                    mkdirat(to, name, mode)
+                        .map_err(|e| io_err("create", &join(dest, &rel_child), e))?;
+                    let parent = match to_stat {
+                        Some(p) => p,
+                        None => {
+                            let p = fstat(to).map_err(|e| io_err("read", &to_dir, e))?;
+                            *to_stat.get_or_insert(p)
+                        }
+                    };
+                    let (fix_mode, fix_owner) = creator.fixups(bits, st.st_uid, st.st_gid, &parent);
+                    if fix_mode {
+                        chmodat(to, name, mode, AtFlags::empty())
+                            .map_err(|e| io_err("set the mode of", &join(dest, &rel_child), e))?;
+                    }
+                    if fix_owner {
+                        let _ = chownat(
+                            to,
+                            name,
+                            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+                            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        );
+                    }
+                    local.push(entry_from_stat(rel_child.clone(), &st, Kind::Dir));
+                    subdirs.push(rel_child);
+                    continue;
+                }
+                let kind = match ft {
+                    FileType::RegularFile => Kind::File,
+                    FileType::Symlink => Kind::Symlink(
+                        readlinkat(from, name, Vec::new())
+                            .map(|t| t.into_bytes())
+                            .unwrap_or_default(),
+                    ),
+                    _ => Kind::Special,
+                };
+                let unchanged = level.base.as_ref().is_some_and(|b| {
+                    statat(b, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|bst| bst.st_ino == st.st_ino && bst.st_dev == st.st_dev)
+                });
+                if !unchanged {
+                    linkat(from, name, to, name, AtFlags::empty()).map_err(|e| {
+                        ActionError::new(format!(
+                            "cannot link {} into {}: {e}",
+                            at().display(),
+                            to_dir.display()
+                        ))
+                    })?;
+                }
+                let mut entry = entry_from_stat(rel_child, &st, kind);
+                entry.in_base = unchanged;
+                local.push(entry);
             }
-            let mut entry = entry_from_stat(rel_child, &st, kind);
-            entry.in_base = unchanged;
-            local.push(entry);
-        }
-        if let Ok(mut all) = entries.lock() {
-            all.extend(local);
-        }
-        Ok(subdirs)
-    })?;
+            // Every entry of this folder exists now, and what happens inside
+            // its sub-folders does not change its times: set them now.
+            let own = fstat(from).map_err(|e| io_err("read", &from_dir, e))?;
+            set_times(to, own.st_mtime, own.st_mtime_nsec as i64);
+            if let Ok(mut all) = entries.lock() {
+                all.extend(local);
+            }
+            Ok((level, subdirs))
+        },
+    )?;
     let mut entries = entries.into_inner().unwrap_or_default();
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-    // Folder times last: creating entries inside a folder changes its
-    // mtime. Setting one folder's times does not touch its parent's, so
-    // the order does not matter and the folders are shared out.
-    let dirs: Vec<&Entry> = entries.iter().filter(|e| e.kind == Kind::Dir).collect();
-    for_each_parallel(&dirs, threads, |e| {
-        set_mtime(&join(dest, &e.rel), e.mtime, e.mtime_nsec)
-    });
-    set_mtime(dest, root_meta.mtime(), root_meta.mtime_nsec());
     Ok(entries)
 }
 
@@ -442,25 +635,83 @@ impl Creator {
     }
 }
 
-fn set_mtime(path: &Path, secs: i64, nsec: i64) {
-    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+fn set_times(fd: &OwnedFd, secs: i64, nsec: i64) {
+    use rustix::fs::{Timespec, Timestamps, futimens};
     let t = Timespec {
         tv_sec: secs,
         tv_nsec: nsec as _,
     };
-    let _ = utimensat(
-        CWD,
-        path,
+    // Times are a nicety of the copy, never a reason to fail it.
+    let _ = futimens(
+        fd,
         &Timestamps {
             last_access: t,
             last_modification: t,
         },
-        AtFlags::SYMLINK_NOFOLLOW,
     );
 }
 
-/// Deletes a tree with `threads` workers: files in parallel per folder,
-/// then the folders, deepest first. A missing tree is not an error.
+/// What the folders of one removal share.
+struct Removal<'a> {
+    root: &'a Path,
+    /// A worker failed or the step was stopped: folders stay.
+    abandoned: AtomicBool,
+    cancelled: &'a AtomicBool,
+    failed: Mutex<Option<ActionError>>,
+}
+
+impl Removal<'_> {
+    fn fail(&self, e: ActionError) {
+        self.abandoned.store(true, Ordering::Relaxed);
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert(e);
+        }
+    }
+
+    fn going_on(&self) -> bool {
+        !self.abandoned.load(Ordering::Relaxed) && !self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// An open folder being emptied. When the last reference goes (its files
+/// are unlinked and every sub-folder is gone), it removes itself from its
+/// parent, and so on upwards: a folder is removed when its last
+/// sub-folder is, deepest first, without a list of all folders.
+struct RmLevel<'a> {
+    fd: OwnedFd,
+    rel: Vec<u8>,
+    parent: Option<Arc<RmLevel<'a>>>,
+    removal: &'a Removal<'a>,
+}
+
+impl Drop for RmLevel<'_> {
+    fn drop(&mut self) {
+        // Iterative, not recursive: a chain of 100,000 folders unwinds in a loop.
+        let mut parent = self.parent.take();
+        let mut rel = std::mem::take(&mut self.rel);
+        while let Some(p) = parent {
+            if !self.removal.going_on() {
+                return;
+            }
+            if let Err(e) = rustix::fs::unlinkat(&p.fd, last_name(&rel), AtFlags::REMOVEDIR) {
+                self.removal
+                    .fail(io_err("delete folder", &join(self.removal.root, &rel), e));
+                return;
+            }
+            match Arc::into_inner(p) {
+                Some(mut level) => {
+                    parent = level.parent.take();
+                    rel = std::mem::take(&mut level.rel);
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+/// Deletes a tree with `threads` workers: the files of each folder as it
+/// is read, each folder as soon as its last sub-folder is gone, the root
+/// last. A missing tree is not an error.
 pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Result<(), ActionError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -476,60 +727,56 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
         }
         Ok(_) => {}
     }
-    let dirs: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-    walk(threads, cancelled, |rel| {
-        use rustix::fs::{AtFlags, Dir, FileType, statat, unlinkat};
-        let here = join(path, rel);
-        let fd = open_dir(&here)?;
-        let mut listing = Dir::read_from(&fd).map_err(|e| io_err("read folder", &here, e))?;
-        let mut subdirs = Vec::new();
-        while let Some(item) = listing.read() {
-            let item = item.map_err(|e| io_err("read folder", &here, e))?;
-            let name = item.file_name();
-            let bytes = name.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
+    let removal = Removal {
+        root: path,
+        abandoned: AtomicBool::new(false),
+        cancelled,
+        failed: Mutex::new(None),
+    };
+    let walked = walk(
+        threads,
+        cancelled,
+        |rel, parent: Option<&Arc<RmLevel<'_>>>| {
+            use rustix::fs::{statat, unlinkat};
+            let here = join(path, rel);
+            let fd = open_level(path, rel, parent.map(|p| p.fd.as_fd()))
+                .inspect_err(|_| removal.abandoned.store(true, Ordering::Relaxed))?;
+            let level = RmLevel {
+                fd,
+                rel: rel.to_vec(),
+                parent: parent.cloned(),
+                removal: &removal,
+            };
+            let mut subdirs = Vec::new();
+            let names = read_names(&level.fd, &here).inspect_err(|_| {
+                removal.abandoned.store(true, Ordering::Relaxed);
+            })?;
+            for (name, mut ft) in names {
+                let bytes = name.to_bytes();
+                if ft == FileType::Unknown {
+                    ft = statat(&level.fd, &name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| FileType::from_raw_mode(st.st_mode as _))
+                        .map_err(|e| {
+                            removal.abandoned.store(true, Ordering::Relaxed);
+                            io_err("read", &here.join(OsStr::from_bytes(bytes)), e)
+                        })?;
+                }
+                if ft == FileType::Directory {
+                    subdirs.push(child_rel(rel, bytes));
+                } else {
+                    unlinkat(&level.fd, &name, AtFlags::empty()).map_err(|e| {
+                        removal.abandoned.store(true, Ordering::Relaxed);
+                        io_err("delete", &here.join(OsStr::from_bytes(bytes)), e)
+                    })?;
+                }
             }
-            let mut ft = item.file_type();
-            if ft == FileType::Unknown {
-                ft = statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .map(|st| FileType::from_raw_mode(st.st_mode as _))
-                    .map_err(|e| io_err("read", &here.join(OsStr::from_bytes(bytes)), e))?;
-            }
-            if ft == FileType::Directory {
-                subdirs.push(child_rel(rel, bytes));
-            } else {
-                unlinkat(&fd, name, AtFlags::empty())
-                    .map_err(|e| io_err("delete", &here.join(OsStr::from_bytes(bytes)), e))?;
-            }
-        }
-        if let Ok(mut d) = dirs.lock() {
-            d.extend(subdirs.iter().cloned());
-        }
-        Ok(subdirs)
-    })?;
-    let mut dirs = dirs.into_inner().unwrap_or_default();
-    // Deepest level first; the folders of one level are independent and
-    // are removed in parallel.
-    let depth = |d: &Vec<u8>| d.iter().filter(|&&b| b == b'/').count();
-    dirs.sort_by_key(|d| std::cmp::Reverse(depth(d)));
-    let failed: Mutex<Option<ActionError>> = Mutex::new(None);
-    for level in dirs.chunk_by(|a, b| depth(a) == depth(b)) {
-        for_each_parallel(level, threads, |d| {
-            let p = join(path, d);
-            if let Err(e) = std::fs::remove_dir(&p)
-                && let Ok(mut f) = failed.lock()
-            {
-                f.get_or_insert(ActionError::new(format!(
-                    "cannot delete folder {}: {e}",
-                    p.display()
-                )));
-            }
-        });
-        if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
-            return Err(e);
-        }
+            Ok((level, subdirs))
+        },
+    );
+    if let Some(e) = removal.failed.into_inner().ok().flatten() {
+        return Err(e);
     }
+    walked?;
     std::fs::remove_dir(path)
         .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", path.display())))
 }
@@ -537,7 +784,7 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
     fn links_files_keeps_symlinks_fifos_modes_and_times() {
@@ -558,7 +805,11 @@ mod tests {
         .expect("fifo");
         std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o750))
             .expect("chmod");
-        set_mtime(&src.join("a"), 1_000_000, 0);
+        std::fs::File::open(src.join("a"))
+            .and_then(|d| {
+                d.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+            })
+            .expect("mtime");
         let dest = dir.path().join("snap");
         let entries = link_tree(&src, &dest, 2, &AtomicBool::new(false)).expect("link");
         assert_eq!(entries.len(), 7);

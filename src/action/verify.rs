@@ -5,12 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest;
 use super::params::non_empty;
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, write_atomic,
-};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 
-/// Reads `manifest.json` of a backup set and reports every missing,
-/// changed, truncated or extra file; marks the set verified when clean.
+/// Reads a backup set's manifest (`<dir>/.<name>.manifest.json`) and
+/// reports every missing, changed, truncated or extra file; marks the set
+/// verified when clean.
 pub struct Verify;
 
 /// Parameters of `verify`.
@@ -19,7 +18,8 @@ pub struct Verify;
 pub struct VerifyParams {
     /// The backup set (a snapshot folder or the `latest` link).
     pub path: String,
-    /// The manifest (default `<path>/manifest.json`).
+    /// The manifest (default `<dir>/.<name>.manifest.json` next to the set,
+    /// or `<path>/manifest.json` for snapshots made before ward 0.2).
     pub manifest: Option<String>,
     /// Re-hash the files whose sha256 the manifest recorded (default true;
     /// false checks structure, sizes and modes only).
@@ -51,13 +51,27 @@ impl Action for Verify {
         let set = std::fs::canonicalize(&given).map_err(|e| {
             ActionError::new(format!("cannot open backup set {}: {e}", given.display()))
         })?;
-        let manifest_path = p
-            .manifest
-            .as_deref()
-            .map_or_else(|| set.join(manifest::FILE_NAME), |m| ctx.path(m));
-        let m = manifest::read(&manifest_path)?;
+        let found = match &p.manifest {
+            Some(given) => manifest::load_from(&set, &ctx.path(given))?,
+            None => manifest::load(&set)?,
+        };
+        let m = &found.manifest;
+        // A second run on the same day made `NAME.2`: a step that names the
+        // snapshot by its template would check (and mark) the older one.
+        if m.run_id != ctx.run_id
+            && let Some(own) = super::snapshot_hardlink::made_later_by(&set, &ctx.run_id)
+        {
+            return Err(ActionError::new(format!(
+                "{} was made by an earlier run (run {}); this run's snapshot is {}. \
+                 Verify `<dir>/latest` (the snapshot step points it at the new snapshot) \
+                 instead of naming the snapshot by its date",
+                set.display(),
+                m.run_id,
+                own.display()
+            )));
+        }
         ctx.check()?;
-        let mismatches = manifest::compare(&set, &m, p.hashes, ctx.threads);
+        let mismatches = manifest::compare(&set, m, found.in_tree, p.hashes, ctx.threads);
         for mm in &mismatches {
             ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
         }
@@ -82,7 +96,7 @@ impl Action for Verify {
                 "manifest_checksum": m.checksum,
                 "hashes": p.hashes,
             });
-            write_atomic(&marker, note.to_string().as_bytes(), 0o644)?;
+            manifest::write_file(&marker, note.to_string().as_bytes(), 0o644)?;
         }
         let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
         Ok(ActionOutput {
@@ -102,10 +116,7 @@ impl Action for Verify {
     }
 
     fn describe(p: &VerifyParams) -> String {
-        let manifest = p
-            .manifest
-            .clone()
-            .unwrap_or_else(|| format!("{}/manifest.json", p.path.trim_end_matches('/')));
+        let manifest = p.manifest.clone().unwrap_or_else(|| "its manifest".into());
         let depth = if p.hashes {
             "sizes and recorded hashes"
         } else {

@@ -192,7 +192,7 @@ struct VerifyArgs {
     /// The backup set (a snapshot folder, or the `latest` link).
     #[arg(value_name = "SET")]
     set: PathBuf,
-    /// The manifest (default: SET/manifest.json).
+    /// The manifest (default: `.NAME.manifest.json` next to SET, else a legacy SET/manifest.json).
     #[arg(long)]
     manifest: Option<PathBuf>,
     /// Check structure, sizes and modes only; do not re-hash files.

@@ -8,15 +8,26 @@ use crate::error::{WardError, exit};
 use crate::report::Style;
 
 pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
-    let set = std::fs::canonicalize(&args.set).unwrap_or_else(|_| args.set.clone());
-    let manifest_path = args
-        .manifest
-        .clone()
-        .unwrap_or_else(|| set.join(manifest::FILE_NAME));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let m = match manifest::read(&manifest_path) {
-        Ok(m) => m,
+    let (set, found) = match std::fs::canonicalize(&args.set) {
+        Ok(set) => {
+            let found = match &args.manifest {
+                Some(path) => manifest::load_from(&set, path),
+                None => manifest::load(&set),
+            };
+            (set, found)
+        }
+        Err(e) => (
+            args.set.clone(),
+            Err(crate::action::ActionError::new(format!(
+                "cannot open backup set {}: {e}",
+                args.set.display()
+            ))),
+        ),
+    };
+    let (m, in_tree) = match found {
+        Ok(found) => (found.manifest, found.in_tree),
         Err(e) => {
             if args.json {
                 serde_json::to_writer_pretty(
@@ -32,7 +43,13 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             return Ok(exit::FAILED);
         }
     };
-    let mismatches = manifest::compare(&set, &m, !args.no_hashes, crate::action::default_threads());
+    let mismatches = manifest::compare(
+        &set,
+        &m,
+        in_tree,
+        !args.no_hashes,
+        crate::action::default_threads(),
+    );
     if args.json {
         serde_json::to_writer_pretty(
             &mut out,

@@ -7,6 +7,7 @@
 
 mod references;
 mod resolve;
+mod rotate_order;
 
 use std::collections::BTreeMap;
 
@@ -58,6 +59,7 @@ pub fn validate(
             )
         })
         .collect();
+    rotate_order::check(&playbook, &steps, diags);
     let graph = match StepGraph::build(&playbook.steps, &compensation_only) {
         Ok(g) => Some(g),
         Err(cycles) => {

@@ -331,7 +331,9 @@ fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
     s.write("backup/snapshots/2026-11-23/new-file", "surprise");
     check("extra new-file");
     std::fs::remove_file(set.join("new-file")).expect("rm");
-    let manifest = set.join("manifest.json");
+    // The manifest lives next to the snapshot, not inside it.
+    assert!(!set.join("manifest.json").exists());
+    let manifest = s.path().join("backup/snapshots/.2026-11-23.manifest.json");
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     assert!(text.contains("\"size\":5,"), "{text}");
     std::fs::write(&manifest, text.replacen("\"size\":5,", "\"size\":6,", 1)).expect("corrupt");
@@ -362,10 +364,11 @@ fn snapshot_redoes_a_leftover_partial_and_is_idempotent_when_done() {
     let snaps = s.path().join("backup/snapshots");
     assert!(!snaps.join("2026-11-23.partial").exists());
     assert!(!snaps.join("2026-11-23/junk").exists());
-    // Same day again (a resume after "renamed but not recorded"): still fine.
+    // Same day again, a new run: a new snapshot under the next suffix.
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(snaps.join("2026-11-23.2").is_dir());
     let plan = s.ward().args(["plan", "p.yml"]).run().expect_code(0).stdout;
-    assert!(plan.contains("would keep 1 verified snapshot(s)"), "{plan}");
+    assert!(plan.contains("would keep 2 verified snapshot(s)"), "{plan}");
 }
 
 #[test]

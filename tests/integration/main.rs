@@ -14,6 +14,7 @@ mod plan;
 mod resume;
 mod run;
 mod shipped_playbooks;
+mod snapshots;
 mod state_trust;
 #[allow(dead_code)]
 #[path = "../support/fossology.rs"]
