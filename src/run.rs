@@ -188,7 +188,7 @@ fn execute_recorded(
             kill_grace: kill_grace(),
         },
     };
-    Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?)
+    Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter)))
 }
 
 /// The sha256 of a playbook's text, as hex.
