@@ -68,6 +68,8 @@ pub struct AttemptResult {
     pub unflushed: Vec<PathBuf>,
     /// How long it ran.
     pub elapsed: Duration,
+    /// Processes it left running that ward stopped after it ended.
+    pub left_behind: Vec<super::orphans::LeftBehind>,
 }
 
 impl AttemptResult {
@@ -82,6 +84,7 @@ impl AttemptResult {
             note: None,
             unflushed: Vec::new(),
             elapsed: started.elapsed(),
+            left_behind: Vec::new(),
         }
     }
 }
@@ -284,6 +287,7 @@ pub async fn wait_attempt(
         note: None,
         unflushed: Vec::new(),
         elapsed: started.elapsed(),
+        left_behind: Vec::new(),
     }
 }
 

@@ -40,7 +40,7 @@ use super::process::{
     AttemptResult, AttemptSpec, Cancel, run_attempt, spawn_attempt, wait_attempt,
 };
 use super::signals::{Received, Signals};
-use crate::action::{ActionCtx, CtxParts};
+use crate::action::{Action, ActionCtx, CtxParts, ServiceStart};
 use crate::model::When;
 use crate::state::{Change, RunState, StepState, Store, Unflushed};
 use crate::validate::{ResolvedBody, ResolvedStep, Validated};
@@ -202,6 +202,9 @@ pub async fn execute(
     };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(usize, String)>();
     let mut signals = Signals::install().ok();
+    // What steps leave running in the background is handed to ward when
+    // their parent ends, so that ward can stop it (and reap it).
+    super::orphans::become_subreaper();
     let mut tasks: JoinSet<Done> = JoinSet::new();
     // Output kept from before a crash (same boot) is flushed before the run
     // can end; the steps after it need not wait (rule 6).
@@ -228,12 +231,14 @@ pub async fn execute(
             } else {
                 cancel_rx.clone()
             };
+            let cleanup = s.cleanup(step, attempt);
             if let ResolvedBody::Action(params) = &s.steps[step].body {
                 let (ctx, flag) = s.action_ctx(step, spec, echo);
                 let started = start_action(params.clone(), ctx, flag);
                 let timeout = s.steps[step].timeout.map(|t| t.std());
                 tasks.spawn(async move {
-                    let result = wait_action(started, timeout, cancel).await;
+                    let result = wait_action(started, timeout, cancel.clone()).await;
+                    let result = after_attempt(result, cleanup, &cancel).await;
                     Done::Attempt {
                         step,
                         attempt,
@@ -245,7 +250,8 @@ pub async fn execute(
             }
             let started = spawn_attempt(&spec, echo);
             tasks.spawn(async move {
-                let result = wait_attempt(started, spec, cancel).await;
+                let result = wait_attempt(started, spec, cancel.clone()).await;
+                let result = after_attempt(result, cleanup, &cancel).await;
                 Done::Attempt {
                     step,
                     attempt,
@@ -291,6 +297,46 @@ pub async fn execute(
     s.finish(store, started, None)
 }
 
+/// What to stop once an attempt's process ended.
+struct Cleanup {
+    /// The attempt's `WARD_ATTEMPT_ID`.
+    attempt_id: String,
+    /// Wait between SIGTERM and SIGKILL.
+    grace: Duration,
+}
+
+/// Stops what the attempt left running (unless its step keeps it), on a
+/// blocking thread since it reads /proc and waits out the grace. Done
+/// before the attempt counts as ended, so no dependent step starts while
+/// a leftover still holds files or ports.
+async fn after_attempt(
+    mut result: AttemptResult,
+    cleanup: Option<Cleanup>,
+    cancel: &watch::Receiver<Cancel>,
+) -> AttemptResult {
+    // When ward abandons the run it does not wait out the grace.
+    let hurry = *cancel.borrow() == Cancel::Kill;
+    let job = move || match cleanup {
+        Some(c) => {
+            let grace = if hurry { Duration::ZERO } else { c.grace };
+            super::orphans::stop_left_behind(&c.attempt_id, grace)
+        }
+        None => {
+            super::orphans::reap_orphans();
+            Vec::new()
+        }
+    };
+    match tokio::task::spawn_blocking(job).await {
+        Ok(left) => result.left_behind = left,
+        Err(e) => {
+            result.error.get_or_insert(format!(
+                "cannot look for processes the step left running: {e}"
+            ));
+        }
+    }
+    result
+}
+
 /// Where cancellation goes: normal steps, and finalizers.
 struct Senders {
     normal: watch::Sender<Cancel>,
@@ -327,6 +373,19 @@ impl Scheduler<'_, '_> {
                 true
             }
         }
+    }
+
+    /// What to stop after attempt `attempt` of step `i`: nothing for steps
+    /// with `keep_children: true`, and nothing for `service.start`, whose
+    /// whole point is to leave the service it started running.
+    fn cleanup(&self, i: usize, attempt: u32) -> Option<Cleanup> {
+        let step = &self.steps[i];
+        let starts_a_service = matches!(&step.body,
+            ResolvedBody::Action(p) if p.action() == <ServiceStart as Action>::NAME);
+        (!step.keep_children && !starts_a_service).then(|| Cleanup {
+            attempt_id: super::orphans::attempt_id(self.run_id, &step.id, attempt),
+            grace: self.options.kill_grace,
+        })
     }
 
     /// Steps that close a window or undo work: they run even when ward is
@@ -527,6 +586,10 @@ impl Scheduler<'_, '_> {
             ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
             ("WARD_STEP".to_owned(), step.id.clone()),
             ("WARD_ATTEMPT".to_owned(), attempt.to_string()),
+            (
+                super::orphans::ATTEMPT_VAR.to_owned(),
+                super::orphans::attempt_id(self.run_id, &step.id, attempt),
+            ),
         ];
         env.extend(step.env.iter().cloned());
         AttemptSpec {
@@ -551,6 +614,9 @@ impl Scheduler<'_, '_> {
         self.running -= 1;
         let steps = self.steps;
         let step = &steps[i];
+        if !r.left_behind.is_empty() {
+            self.report_left_behind(i, log, &r.left_behind);
+        }
         let ok = r.error.is_none()
             && !r.timed_out
             && !r.interrupted
@@ -648,6 +714,36 @@ impl Scheduler<'_, '_> {
         });
     }
 
+    /// Says (terminal, log, state) which processes an attempt left running
+    /// and ward stopped.
+    fn report_left_behind(&mut self, i: usize, log: &Path, left: &[super::orphans::LeftBehind]) {
+        let list = left
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.reporter.event(&Event::ChildrenStopped {
+            step: &self.steps[i].id,
+            processes: &list,
+        });
+        let line = format!(
+            "ward: stopped what this attempt left running (`keep_children: true` keeps it): {list}\n"
+        );
+        // The log is best effort, like the step's own output.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+        }
+        self.changes.push(Change::Note {
+            kind: "children-stopped",
+            message: format!("step `{}`: stopped {list}", self.steps[i].id),
+            at: now_ms(),
+        });
+    }
+
     /// Records that a step's output reached the disk, or fails the step
     /// (and the run) when it could not: its output is not safe to keep.
     fn flushed(&mut self, i: usize, result: Result<(), String>) {
@@ -729,15 +825,22 @@ impl Scheduler<'_, '_> {
                 of: self.steps[c].retry.attempts,
             });
             let spec = self.attempt_spec(c, attempt, &log);
+            let cleanup = self.cleanup(c, attempt);
+            let cancel_attempt = cancel.clone();
             let attempt_run = match &self.steps[c].body {
                 ResolvedBody::Action(params) => {
                     let timeout = self.steps[c].timeout.map(|t| t.std());
                     let (ctx, flag) = self.action_ctx(c, spec, None);
                     let started = start_action(params.clone(), ctx, flag);
-                    let cancel = cancel.clone();
-                    tokio::spawn(async move { wait_action(started, timeout, cancel).await })
+                    tokio::spawn(async move {
+                        let result = wait_action(started, timeout, cancel_attempt.clone()).await;
+                        after_attempt(result, cleanup, &cancel_attempt).await
+                    })
                 }
-                _ => tokio::spawn(run_attempt(spec, cancel.clone(), None)),
+                _ => tokio::spawn(async move {
+                    let result = run_attempt(spec, cancel_attempt.clone(), None).await;
+                    after_attempt(result, cleanup, &cancel_attempt).await
+                }),
             };
             tokio::pin!(attempt_run);
             let result = loop {

@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `ward` binary on real files.
 
+mod children;
 mod finalizers;
 mod fossology;
 mod fs_actions;
