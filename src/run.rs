@@ -257,7 +257,10 @@ pub fn resume(
     if leftovers > 0 {
         let note = Change::Note {
             kind: "orphans-stopped",
-            message: format!("stopped {leftovers} process group(s) left running by a dead ward"),
+            message: format!(
+                "stopped {} left running by a dead ward",
+                crate::report::count(leftovers, "process group")
+            ),
             at: now_ms(),
         };
         session.store.apply(&run.id, &[note])?;

@@ -43,8 +43,9 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::validat
         None => {
             let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
             eprintln!(
-                "{}: {shown}: {count} error(s); nothing was run",
-                Style::stderr().error("invalid")
+                "{}: {shown}: {}; nothing was run",
+                Style::stderr().error("invalid"),
+                crate::report::count(count, "error")
             );
             Err(exit::USAGE)
         }

@@ -13,6 +13,7 @@ mod pg;
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
 mod plan;
+mod reporting;
 mod resume;
 mod run;
 mod shipped_playbooks;
