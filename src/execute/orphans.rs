@@ -19,8 +19,22 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, getpgid, kill_process_group};
 
-/// Process groups whose processes carry `WARD_RUN_ID=run_id`.
-pub fn find(run_id: &str) -> BTreeSet<i32> {
+/// The step id in a process's `WARD_ATTEMPT_ID=<run>/<step>/<n>`, if any.
+fn attempt_step(environ: &[u8]) -> Option<String> {
+    let prefix = format!("{ATTEMPT_VAR}=");
+    let var = environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))?;
+    let text = std::str::from_utf8(var).ok()?;
+    let mut parts = text.split('/');
+    parts.next()?;
+    parts.next().map(str::to_owned)
+}
+
+/// Process groups whose processes carry `WARD_RUN_ID=run_id`, except those
+/// started by a step for which `keep(step_id)` holds (a service that
+/// `service.start` started must survive a resume of its run).
+pub fn find(run_id: &str, keep: &dyn Fn(&str) -> bool) -> BTreeSet<i32> {
     let needle = format!("WARD_RUN_ID={run_id}");
     let my_group = getpgid(None).ok();
     let mut groups = BTreeSet::new();
@@ -34,6 +48,7 @@ pub fn find(run_id: &str) -> BTreeSet<i32> {
         if !environ
             .split(|b| *b == 0)
             .any(|var| var == needle.as_bytes())
+            || attempt_step(&environ).is_some_and(|step| keep(&step))
         {
             continue;
         }
@@ -46,27 +61,28 @@ pub fn find(run_id: &str) -> BTreeSet<i32> {
     groups
 }
 
-/// Stops every leftover process group of `run_id`: SIGTERM, then SIGKILL
-/// after `grace`. Returns how many groups it found.
-pub fn stop(run_id: &str, grace: Duration) -> usize {
-    let groups = find(run_id);
+/// Stops every leftover process group of `run_id` (but what steps for
+/// which `keep` holds started): SIGTERM, then SIGKILL after `grace`.
+/// Returns how many groups it found.
+pub fn stop(run_id: &str, grace: Duration, keep: &dyn Fn(&str) -> bool) -> usize {
+    let groups = find(run_id, keep);
     for g in &groups {
         if let Some(pgid) = Pid::from_raw(*g) {
             let _ = kill_process_group(pgid, Signal::TERM);
         }
     }
     let deadline = Instant::now() + grace;
-    while !find(run_id).is_empty() && Instant::now() < deadline {
+    while !find(run_id, keep).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for g in find(run_id) {
+    for g in find(run_id, keep) {
         if let Some(pgid) = Pid::from_raw(g) {
             let _ = kill_process_group(pgid, Signal::KILL);
         }
     }
     // Give the kernel a moment to reap, so nothing writes after we resume.
     let deadline = Instant::now() + Duration::from_secs(2);
-    while !find(run_id).is_empty() && Instant::now() < deadline {
+    while !find(run_id, keep).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     groups.len()

@@ -297,6 +297,15 @@ pub async fn execute(
     s.finish(store, started, None)
 }
 
+/// True for steps whose background processes ward leaves running: those
+/// with `keep_children: true`, and `service.start`, whose whole point is to
+/// leave the service it started running.
+pub fn keeps_children(step: &ResolvedStep) -> bool {
+    step.keep_children
+        || matches!(&step.body,
+            ResolvedBody::Action(p) if p.action() == <ServiceStart as Action>::NAME)
+}
+
 /// What to stop once an attempt's process ended.
 struct Cleanup {
     /// The attempt's `WARD_ATTEMPT_ID`.
@@ -375,14 +384,11 @@ impl Scheduler<'_, '_> {
         }
     }
 
-    /// What to stop after attempt `attempt` of step `i`: nothing for steps
-    /// with `keep_children: true`, and nothing for `service.start`, whose
-    /// whole point is to leave the service it started running.
+    /// What to stop after attempt `attempt` of step `i` (nothing for a step
+    /// that keeps its children).
     fn cleanup(&self, i: usize, attempt: u32) -> Option<Cleanup> {
         let step = &self.steps[i];
-        let starts_a_service = matches!(&step.body,
-            ResolvedBody::Action(p) if p.action() == <ServiceStart as Action>::NAME);
-        (!step.keep_children && !starts_a_service).then(|| Cleanup {
+        (!keeps_children(step)).then(|| Cleanup {
             attempt_id: super::orphans::attempt_id(self.run_id, &step.id, attempt),
             grace: self.options.kill_grace,
         })

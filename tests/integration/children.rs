@@ -102,3 +102,28 @@ fn a_daemon_started_by_service_start_survives_the_run() {
     assert!(survived, "the service ward started is still running");
     assert!(wait_for(5, || !alive(&daemon)));
 }
+
+#[test]
+fn a_resume_after_a_crash_keeps_the_service_the_run_started() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: crash\nsteps:\n  - id: start\n    action: service.start\n    with:\n      \
+         start: [bash, -c, 'setsid sleep 104 < /dev/null > /dev/null 2>&1 & echo $! > daemon.pid']\n      \
+         wait_cmd: [test, -s, daemon.pid]\n  - id: long\n    needs: [start]\n    \
+         run: echo $$ > long.pid; while [ ! -f release ]; do sleep 0.05; done\n",
+    );
+    let mut first = s.ward().args(["run", "p.yml"]).spawn();
+    assert!(wait_for(10, || !s.read("long.pid").trim().is_empty()));
+    first.kill().expect("kill -9");
+    first.wait().expect("wait");
+    let daemon = s.read("daemon.pid").trim().to_owned();
+    let long = s.read("long.pid").trim().to_owned();
+    s.write("release", "");
+    let resumed = s.ward().args(["resume", "--last"]).run();
+    let survived = alive(&daemon);
+    kill_all(&[daemon.clone(), long.clone()]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(!alive(&long), "the dead run's step was stopped");
+    assert!(survived, "the service the run started was left running");
+}
