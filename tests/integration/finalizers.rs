@@ -23,6 +23,25 @@ steps:
     run: touch start.started; sleep 1; echo start >> journal
 ";
 
+/// WINDOW with its finalizer as a built-in action (the FOSSology
+/// playbooks start the scheduler with `service.start`).
+const WINDOW_ACTION: &str = "\
+ward: 1
+name: window
+steps:
+  - id: stop
+    run: echo stop >> journal
+  - id: work
+    needs: [stop]
+    run: echo work >> journal; touch work.started; while [ ! -f release ]; do sleep 0.05; done
+  - id: start
+    after: [stop, work]
+    when: always
+    action: service.start
+    with:
+      start: [bash, -c, 'touch start.started; sleep 1; echo start >> journal']
+";
+
 fn kill(signal: &str, target: &str) {
     let sent = Command::new("kill")
         .args(["-s", signal, "--", target])
@@ -39,10 +58,17 @@ fn journal(s: &Scratch) -> Vec<String> {
 fn two_sigterms_from_gnu_timeout_still_run_the_finalizer() {
     // The real thing: `timeout` sends SIGTERM to ward, then to its whole
     // process group, so ward sees two. Ten trials: every one must start
-    // the service again.
+    // the service again, with a `run:` finalizer and with an action.
     for trial in 0..10 {
         let s = Scratch::new();
-        s.write("p.yml", WINDOW);
+        s.write(
+            "p.yml",
+            if trial % 2 == 0 {
+                WINDOW
+            } else {
+                WINDOW_ACTION
+            },
+        );
         let out = Command::new("timeout")
             .args(["--preserve-status", "2", env!("CARGO_BIN_EXE_ward"), "run"])
             .arg("p.yml")
