@@ -252,3 +252,32 @@ pub fn reap_orphans() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_is_read_from_the_attempt_marker() {
+        let environ = b"PATH=/bin\0WARD_ATTEMPT_ID=20261201-0000-abcd/start-scheduler/3\0X=1\0";
+        assert_eq!(attempt_step(environ).as_deref(), Some("start-scheduler"));
+        assert_eq!(attempt_step(b"PATH=/bin\0WARD_RUN_ID=r\0"), None);
+    }
+
+    #[test]
+    fn a_background_child_of_this_process_is_found_by_its_marker() {
+        let marker = attempt_id("unit-test", &format!("s{}", std::process::id()), 1);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(ATTEMPT_VAR, &marker)
+            .spawn()
+            .expect("sleep");
+        let found = left_behind(&marker);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].pid, child.id() as i32);
+        assert_eq!(found[0].name, "sleep");
+        assert!(left_behind(&marker).is_empty());
+    }
+}

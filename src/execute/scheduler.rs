@@ -272,7 +272,11 @@ pub async fn execute(
         }
         tokio::select! {
             joined = tasks.join_next() => match joined {
-                Some(Ok(Done::Attempt { step, attempt, log, result })) => s.attempt_done(step, attempt, &log, &result, &mut tasks, &cancel_rx),
+                Some(Ok(Done::Attempt { step, attempt, log, result })) => {
+                    // A finalizer's retry wait is not cut short by the first signal.
+                    let cancel = if s.is_finalizer(step) { &late_rx } else { &cancel_rx };
+                    s.attempt_done(step, attempt, &log, &result, &mut tasks, cancel);
+                }
                 Some(Ok(Done::RetryDue { step })) => { s.retry_waiting.remove(&step); }
                 Some(Ok(Done::Flushed { step, result })) => s.flushed(step, result),
                 Some(Err(e)) => s.internal_failure(format!("internal error in a step task: {e}")),
