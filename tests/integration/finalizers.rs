@@ -115,18 +115,32 @@ fn a_second_sigterm_during_the_finalizer_is_only_noted() {
 /// (a third SIGTERM, or SIGQUIT) once it started; returns ward's output.
 fn abandon(s: &Scratch, last: &[&str], code: i32) -> String {
     s.write("p.yml", WINDOW);
-    let child = s.ward().args(["run", "p.yml"]).spawn();
+    // ward's report goes to a file, so the test can see each signal noted
+    // before it sends the next (signals that arrive together count as one).
+    let report = s.path().join("report.txt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "p.yml"])
+        .current_dir(s.path())
+        .env("WARD_STATE", s.state())
+        .env("WARD_KILL_GRACE", "500ms")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&report).expect("report file"))
+        .spawn()
+        .expect("ward starts");
     let pid = child.id().to_string();
     assert!(wait_for(10, || s.path().join("work.started").exists()));
     kill("TERM", &pid);
     assert!(wait_for(10, || s.path().join("start.started").exists()));
-    for sig in last {
+    for (n, sig) in last.iter().enumerate() {
         kill(sig, &pid);
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        if n + 1 < last.len() {
+            assert!(wait_for(10, || s.read("report.txt").contains("again")));
+        }
     }
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    let status = child.wait().expect("wait");
+    let stderr = s.read("report.txt");
+    assert_eq!(status.code(), Some(code), "{stderr}");
     assert_eq!(journal(s), ["stop", "work"], "the finalizer was abandoned");
     stderr
 }
