@@ -127,3 +127,21 @@ fn a_resume_after_a_crash_keeps_the_service_the_run_started() {
     assert!(!alive(&long), "the dead run's step was stopped");
     assert!(survived, "the service the run started was left running");
 }
+
+#[test]
+fn a_kept_child_that_ends_is_reaped_not_left_a_zombie() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: reap\nsteps:\n  - id: spawn\n    keep_children: true\n    \
+         run: setsid sleep 0.2 & echo $! > z.pid\n  - id: wait\n    needs: [spawn]\n    \
+         run: while [ -d /proc/$(cat z.pid) ] && ! grep -q '^State:.*Z' /proc/$(cat z.pid)/status; do sleep 0.05; done\n  \
+         - id: check\n    needs: [wait]\n    run: test ! -e /proc/$(cat z.pid)\n",
+    );
+    let run = s.ward().args(["run", "p.yml"]).run();
+    assert_eq!(
+        run.code, 0,
+        "the ended child was reaped by ward: {}",
+        run.stderr
+    );
+}
