@@ -97,6 +97,17 @@ fn holder(run_id: &str) -> LockHolder {
     }
 }
 
+/// Which steps' processes a crash reclaim leaves running: a service that
+/// `service.start` (or a `keep_children` step) started outlives the ward
+/// that started it.
+fn keeper(v: &Validated) -> impl Fn(&str) -> bool + '_ {
+    move |id: &str| {
+        v.steps
+            .iter()
+            .any(|s| s.id == id && execute::keeps_children(s))
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, WardError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -123,7 +134,7 @@ pub fn start(
         recovery::reclaim_crashed(&mut session.store, v.playbook.lock_name(), run_id, now_ms())?
     {
         // A dead run's steps may still be running; they must not race this run.
-        execute::orphans::stop(&crashed, kill_grace());
+        execute::orphans::stop(&crashed, kill_grace(), &keeper(v));
     }
     let text = v.playbook.source.text();
     let run = NewRun {
@@ -190,7 +201,7 @@ fn execute_recorded(
             kill_grace: kill_grace(),
         },
     };
-    Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter))?)
+    Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter)))
 }
 
 /// The sha256 of a playbook's text, as hex.
@@ -255,11 +266,14 @@ pub fn resume(
     // Our own run may be among the "running" ones if its process died.
     recovery::reclaim_crashed(&mut session.store, &run.lock_name, "", now_ms())?;
     // Steps of a dead ward may still be running; stop them before their retry starts.
-    let leftovers = execute::orphans::stop(&run.id, kill_grace());
+    let leftovers = execute::orphans::stop(&run.id, kill_grace(), &keeper(v));
     if leftovers > 0 {
         let note = Change::Note {
             kind: "orphans-stopped",
-            message: format!("stopped {leftovers} process group(s) left running by a dead ward"),
+            message: format!(
+                "stopped {} left running by a dead ward",
+                crate::report::count(leftovers, "process group")
+            ),
             at: now_ms(),
         };
         session.store.apply(&run.id, &[note])?;

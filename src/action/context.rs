@@ -222,6 +222,14 @@ impl ActionCtx {
                 Stdio::null()
             })
             .process_group(0);
+        // Fork rather than posix_spawn, so that a signal sent to ward's
+        // process group while the child is still in it (GNU `timeout` sends
+        // SIGTERM to ward, then to its group) cannot kill a `when: always`
+        // action started in answer to the first; see execute/process.rs.
+        // SAFETY: the hook does nothing, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| Ok(()));
+        }
         if stdout_piped {
             cmd.stdout(Stdio::piped());
         } else {

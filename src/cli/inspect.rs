@@ -44,13 +44,13 @@ pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
     let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
     let run = find_run(&session, args.run_id.as_deref())?;
     let steps = session.store.steps(&run.id)?;
+    let attempts = session.store.attempts(&run.id, None)?;
     if args.json {
-        let attempts = session.store.attempts(&run.id, None)?;
         print_json(&status_json(&run, &steps, &attempts))?;
     } else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        render_status(&mut out, &run, &steps, Style::stdout())?;
+        render_status(&mut out, &run, &steps, &attempts, Style::stdout())?;
         out.flush()?;
     }
     Ok(exit::OK)

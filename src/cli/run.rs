@@ -1,6 +1,7 @@
 //! `ward run FILE` and `ward resume RUN_ID`
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use super::{OutputArgs, ResumeArgs, RunArgs};
 use crate::error::{WardError, exit};
@@ -10,18 +11,18 @@ use crate::run::{self, RunSettings, StateSession};
 use crate::state::{Access, RunState, Store};
 use crate::template::{RunFacts, var_overrides};
 
-fn reporter(output: &OutputArgs) -> (Box<dyn Reporter>, RunSettings) {
+fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, RunSettings) {
     let terminal = std::io::stdout().is_terminal();
     let progress = output.progress || (terminal && !output.quiet);
     if progress {
         let style = Style::stdout();
         (
-            Box::new(ProgressReporter::new(std::io::stdout(), style)),
+            Box::new(ProgressReporter::new(std::io::stdout(), style).with_state(state)),
             RunSettings { echo_output: true },
         )
     } else {
         (
-            Box::new(QuietReporter::new(std::io::stderr())),
+            Box::new(QuietReporter::new(std::io::stderr()).with_state(state)),
             RunSettings { echo_output: false },
         )
     }
@@ -42,8 +43,9 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::validat
         None => {
             let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
             eprintln!(
-                "{}: {shown}: {count} error(s); nothing was run",
-                Style::stderr().error("invalid")
+                "{}: {shown}: {}; nothing was run",
+                Style::stderr().error("invalid"),
+                crate::report::count(count, "error")
             );
             Err(exit::USAGE)
         }
@@ -59,7 +61,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Err(code) => return Ok(code),
     };
     let mut session = StateSession::open(args.state.state.as_deref(), Access::Create)?;
-    let (mut reporter, settings) = reporter(&args.output);
+    let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
     let outcome = run::start(
         &v,
         &run_id,
@@ -152,7 +154,7 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
             );
         }
     }
-    let (mut reporter, settings) = reporter(&args.output);
+    let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
     let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut())?;
     Ok(outcome.exit_code)
 }

@@ -101,5 +101,6 @@ pub async fn wait_action(
         note,
         unflushed,
         elapsed: started.elapsed(),
+        left_behind: Vec::new(),
     }
 }

@@ -75,10 +75,38 @@ pub enum Event<'a> {
         /// Why.
         message: &'a str,
     },
-    /// ward got a signal and is stopping.
+    /// ward got a signal and is stopping: running steps are stopped and
+    /// only `when: always` steps still start.
     Interrupted {
         /// The signal's name.
         signal: &'a str,
+    },
+    /// Another SIGINT/SIGTERM arrived while stopping: noted, nothing changes
+    /// (the `when: always` steps still run).
+    SignalNoted {
+        /// The signal's name.
+        signal: &'a str,
+        /// Signals received so far.
+        count: u32,
+    },
+    /// A third signal or SIGQUIT: ward stops everything, `when: always`
+    /// steps included, and leaves them pending for `ward resume`.
+    Abandoned {
+        /// The signal's name.
+        signal: &'a str,
+    },
+    /// The state database could not be written: from now on ward works from
+    /// memory, runs only what must still happen, and exits 4.
+    StateLost {
+        /// Why.
+        message: &'a str,
+    },
+    /// A step's attempt left processes behind, and ward stopped them.
+    ChildrenStopped {
+        /// The step.
+        step: &'a str,
+        /// `name (pid N)` of each one.
+        processes: &'a str,
     },
     /// The run ended.
     RunFinished {

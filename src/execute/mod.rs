@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use events::{Event, Reporter, StepEnd};
-pub use scheduler::{Execution, Outcome, Start, execute};
+pub use scheduler::{Execution, Outcome, Start, execute, keeps_children};
 
 /// How a run is carried out.
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ pub enum Cancel {
     No,
     /// SIGTERM the group, SIGKILL after the grace period.
     Terminate,
-    /// SIGKILL the group now (a second signal to ward).
+    /// SIGKILL the group now (ward abandons the run: a third signal, SIGQUIT).
     Kill,
 }
 
@@ -68,6 +68,8 @@ pub struct AttemptResult {
     pub unflushed: Vec<PathBuf>,
     /// How long it ran.
     pub elapsed: Duration,
+    /// Processes it left running that ward stopped after it ended.
+    pub left_behind: Vec<super::orphans::LeftBehind>,
 }
 
 impl AttemptResult {
@@ -82,6 +84,7 @@ impl AttemptResult {
             note: None,
             unflushed: Vec::new(),
             elapsed: started.elapsed(),
+            left_behind: Vec::new(),
         }
     }
 }
@@ -139,6 +142,18 @@ pub fn spawn_attempt(
         .stderr(Stdio::from(OwnedFd::from(writer_copy)))
         .process_group(0)
         .kill_on_drop(false);
+    // GNU `timeout` sends SIGTERM to ward and then to ward's process group.
+    // A child being started at that moment is still in that group until it
+    // moves to its own, and with posix_spawn (std's choice when there is no
+    // pre-exec hook) a signal caught then is delivered with the default
+    // action once the new program starts: the `when: always` step started
+    // in answer to the first SIGTERM died of the second. With a hook, std
+    // forks instead, and until exec the child keeps ward's handlers, so a
+    // group signal caught before it left the group is harmless.
+    // SAFETY: the hook does nothing, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
+    }
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return failed(program, format!("cannot start `{program}`: {e}")),
@@ -272,6 +287,7 @@ pub async fn wait_attempt(
         note: None,
         unflushed: Vec::new(),
         elapsed: started.elapsed(),
+        left_behind: Vec::new(),
     }
 }
 

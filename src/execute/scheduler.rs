@@ -8,6 +8,21 @@
 //! that `ward resume` handles: a step recorded `succeeded` has finished; a
 //! step recorded `running` or `pending` may have started and runs again
 //! (after its leftover processes are stopped, see `orphans.rs`).
+//!
+//! Finalizers (`when: always`/`when: failure` steps and compensations) are
+//! what brings a service back, so neither signals nor a state database that
+//! can no longer be written skip them:
+//! - the first SIGINT/SIGTERM stops the running normal steps and starts
+//!   nothing but `when: always` steps; finalizers already running go on;
+//! - a second one is only noted (GNU `timeout` sends two);
+//! - a third, or SIGQUIT, abandons everything, finalizers included; the
+//!   run is recorded `interrupted` with those finalizers still pending, so
+//!   that `ward resume` runs them;
+//! - when a commit fails (a full disk), ward goes on from memory: it stops
+//!   the running normal steps, starts only the finalizers that are due,
+//!   writes nothing more, and exits 4. What was committed before stays
+//!   consistent: the run is still recorded `running`, so the next ward finds
+//!   it crashed (recovery rule 1) and a resume redoes whole windows (rule 4).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,9 +40,9 @@ use super::process::{
     AttemptResult, AttemptSpec, Cancel, run_attempt, spawn_attempt, wait_attempt,
 };
 use super::signals::{Received, Signals};
-use crate::action::{ActionCtx, CtxParts};
+use crate::action::{Action, ActionCtx, CtxParts, ServiceStart};
 use crate::model::When;
-use crate::state::{Change, RunState, StateError, StepState, Store, Unflushed};
+use crate::state::{Change, RunState, StepState, Store, Unflushed};
 use crate::validate::{ResolvedBody, ResolvedStep, Validated};
 
 /// A run to carry out.
@@ -59,7 +74,8 @@ pub struct Start {
 pub struct Outcome {
     /// Final state.
     pub state: RunState,
-    /// Process exit code to use (0, 1, 130, 143).
+    /// Process exit code to use (0, 1, 4 the state could not be recorded,
+    /// 130/131/143 signals).
     pub exit_code: i32,
     /// Why, if it did not succeed.
     pub message: Option<String>,
@@ -99,7 +115,14 @@ struct Scheduler<'a, 'r> {
     running: usize,
     finished_order: Vec<usize>,
     failure: Option<String>,
+    /// The first SIGINT/SIGTERM (or SIGQUIT).
     interrupted: Option<Received>,
+    /// Signals received so far.
+    signals_seen: u32,
+    /// The signal that made ward abandon its finalizers.
+    abandoned: Option<Received>,
+    /// Why the state database could not be written, from the first failure on.
+    state_lost: Option<String>,
     changes: Vec<Change>,
     /// This boot of the machine (recorded with unflushed output).
     boot_id: String,
@@ -112,13 +135,14 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Runs the playbook to its end. Store errors abort the run (and are
-/// returned): ward does not go on without its checkpoints.
+/// Runs the playbook to its end. A store error does not end it early: the
+/// finalizers that are due still run (from memory), and the outcome says
+/// that the state could not be recorded (exit 4).
 pub async fn execute(
     exec: Execution<'_>,
     store: &mut dyn Store,
     reporter: &mut dyn Reporter,
-) -> Result<Outcome, StateError> {
+) -> Outcome {
     let started = Instant::now();
     let v = exec.validated;
     let kept = exec
@@ -151,6 +175,9 @@ pub async fn execute(
         finished_order: Vec::new(),
         failure: None,
         interrupted: None,
+        signals_seen: 0,
+        abandoned: None,
+        state_lost: None,
         changes: Vec::new(),
         boot_id: crate::state::boot::boot_id(),
         reporter,
@@ -160,18 +187,24 @@ pub async fn execute(
             "cannot create log folder {}: {e}",
             s.options.log_dir.display()
         );
-        return s.finish(store, started, Some(message)).map(|mut o| {
-            o.state = RunState::Failed;
-            o
-        });
+        let mut outcome = s.finish(store, started, Some(message));
+        outcome.state = RunState::Failed;
+        return outcome;
     }
 
-    // Attempts started before an interruption are stopped by it; the
-    // `when: always` steps started after it only by a second signal.
+    // Normal steps are stopped by the first signal (or a lost state);
+    // finalizers only when ward abandons them (a third signal, SIGQUIT).
     let (cancel_tx, cancel_rx) = watch::channel(Cancel::No);
     let (late_tx, late_rx) = watch::channel(Cancel::No);
+    let senders = Senders {
+        normal: cancel_tx,
+        finalizers: late_tx,
+    };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(usize, String)>();
     let mut signals = Signals::install().ok();
+    // What steps leave running in the background is handed to ward when
+    // their parent ends, so that ward can stop it (and reap it).
+    super::orphans::become_subreaper();
     let mut tasks: JoinSet<Done> = JoinSet::new();
     // Output kept from before a crash (same boot) is flushed before the run
     // can end; the steps after it need not wait (rule 6).
@@ -193,17 +226,19 @@ pub async fn execute(
             });
             let spec = s.attempt_spec(step, attempt, &log);
             let echo = s.options.echo_output.then(|| (step, out_tx.clone()));
-            let cancel = if s.interrupted.is_some() {
+            let cancel = if s.is_finalizer(step) {
                 late_rx.clone()
             } else {
                 cancel_rx.clone()
             };
+            let cleanup = s.cleanup(step, attempt);
             if let ResolvedBody::Action(params) = &s.steps[step].body {
                 let (ctx, flag) = s.action_ctx(step, spec, echo);
                 let started = start_action(params.clone(), ctx, flag);
                 let timeout = s.steps[step].timeout.map(|t| t.std());
                 tasks.spawn(async move {
-                    let result = wait_action(started, timeout, cancel).await;
+                    let result = wait_action(started, timeout, cancel.clone()).await;
+                    let result = after_attempt(result, cleanup, &cancel).await;
                     Done::Attempt {
                         step,
                         attempt,
@@ -215,7 +250,8 @@ pub async fn execute(
             }
             let started = spawn_attempt(&spec, echo);
             tasks.spawn(async move {
-                let result = wait_attempt(started, spec, cancel).await;
+                let result = wait_attempt(started, spec, cancel.clone()).await;
+                let result = after_attempt(result, cleanup, &cancel).await;
                 Done::Attempt {
                     step,
                     attempt,
@@ -224,35 +260,29 @@ pub async fn execute(
                 }
             });
         }
-        if let Err(e) = store.apply(s.run_id, &s.changes) {
-            // Without checkpoints ward must not go on: stop what runs, then report.
-            let _ = cancel_tx.send(Cancel::Kill);
-            let _ = late_tx.send(Cancel::Kill);
-            while tasks.join_next().await.is_some() {}
-            return Err(e);
+        if s.commit(store) {
+            // Without checkpoints no new work may start; the normal steps
+            // that run are stopped so that the finalizers come sooner.
+            let _ = senders.normal.send(Cancel::Terminate);
+            // Steps that became startable meanwhile are skipped now.
+            continue;
         }
-        s.changes.clear();
         if tasks.is_empty() {
             break;
         }
         tokio::select! {
             joined = tasks.join_next() => match joined {
-                Some(Ok(Done::Attempt { step, attempt, log, result })) => s.attempt_done(step, attempt, &log, &result, &mut tasks, &cancel_rx),
+                Some(Ok(Done::Attempt { step, attempt, log, result })) => {
+                    // A finalizer's retry wait is not cut short by the first signal.
+                    let cancel = if s.is_finalizer(step) { &late_rx } else { &cancel_rx };
+                    s.attempt_done(step, attempt, &log, &result, &mut tasks, cancel);
+                }
                 Some(Ok(Done::RetryDue { step })) => { s.retry_waiting.remove(&step); }
                 Some(Ok(Done::Flushed { step, result })) => s.flushed(step, result),
                 Some(Err(e)) => s.internal_failure(format!("internal error in a step task: {e}")),
                 None => {}
             },
-            Some(sig) = next_signal(&mut signals) => {
-                if s.interrupted.is_none() {
-                    s.interrupted = Some(sig);
-                    s.reporter.event(&Event::Interrupted { signal: sig.name() });
-                    let _ = cancel_tx.send(Cancel::Terminate);
-                } else {
-                    let _ = cancel_tx.send(Cancel::Kill);
-                    let _ = late_tx.send(Cancel::Kill);
-                }
-            }
+            Some(sig) = next_signal(&mut signals) => s.on_signal(sig, &senders),
             Some((step, line)) = out_rx.recv() => {
                 s.reporter.event(&Event::Output { step: &s.steps[step].id, line: &line });
             }
@@ -266,9 +296,64 @@ pub async fn execute(
         });
     }
     if s.failure.is_some() && s.interrupted.is_none() {
-        s.compensate(store, &cancel_rx).await?;
+        s.compensate(store, &late_rx, &mut signals, &senders).await;
     }
     s.finish(store, started, None)
+}
+
+/// True for steps whose background processes ward leaves running: those
+/// with `keep_children: true`, and `service.start`, whose whole point is to
+/// leave the service it started running.
+pub fn keeps_children(step: &ResolvedStep) -> bool {
+    step.keep_children
+        || matches!(&step.body,
+            ResolvedBody::Action(p) if p.action() == <ServiceStart as Action>::NAME)
+}
+
+/// What to stop once an attempt's process ended.
+struct Cleanup {
+    /// The attempt's `WARD_ATTEMPT_ID`.
+    attempt_id: String,
+    /// Wait between SIGTERM and SIGKILL.
+    grace: Duration,
+}
+
+/// Stops what the attempt left running (unless its step keeps it), on a
+/// blocking thread since it reads /proc and waits out the grace. Done
+/// before the attempt counts as ended, so no dependent step starts while
+/// a leftover still holds files or ports.
+async fn after_attempt(
+    mut result: AttemptResult,
+    cleanup: Option<Cleanup>,
+    cancel: &watch::Receiver<Cancel>,
+) -> AttemptResult {
+    // When ward abandons the run it does not wait out the grace.
+    let hurry = *cancel.borrow() == Cancel::Kill;
+    let job = move || match cleanup {
+        Some(c) => {
+            let grace = if hurry { Duration::ZERO } else { c.grace };
+            super::orphans::stop_left_behind(&c.attempt_id, grace)
+        }
+        None => {
+            super::orphans::reap_orphans();
+            Vec::new()
+        }
+    };
+    match tokio::task::spawn_blocking(job).await {
+        Ok(left) => result.left_behind = left,
+        Err(e) => {
+            result.error.get_or_insert(format!(
+                "cannot look for processes the step left running: {e}"
+            ));
+        }
+    }
+    result
+}
+
+/// Where cancellation goes: normal steps, and finalizers.
+struct Senders {
+    normal: watch::Sender<Cancel>,
+    finalizers: watch::Sender<Cancel>,
 }
 
 async fn next_signal(signals: &mut Option<Signals>) -> Option<Received> {
@@ -279,9 +364,79 @@ async fn next_signal(signals: &mut Option<Signals>) -> Option<Received> {
 }
 
 impl Scheduler<'_, '_> {
+    /// Commits the pending changes. After the first failure nothing more
+    /// is written (what is recorded stays a consistent earlier picture);
+    /// returns true when this call is that first failure.
+    fn commit(&mut self, store: &mut dyn Store) -> bool {
+        if self.changes.is_empty() {
+            return false;
+        }
+        if self.state_lost.is_some() {
+            self.changes.clear();
+            return false;
+        }
+        let result = store.apply(self.run_id, &self.changes);
+        self.changes.clear();
+        match result {
+            Ok(()) => false,
+            Err(e) => {
+                let message = e.to_string();
+                self.reporter.event(&Event::StateLost { message: &message });
+                self.state_lost = Some(message);
+                true
+            }
+        }
+    }
+
+    /// What to stop after attempt `attempt` of step `i` (nothing for a step
+    /// that keeps its children).
+    fn cleanup(&self, i: usize, attempt: u32) -> Option<Cleanup> {
+        let step = &self.steps[i];
+        (!keeps_children(step)).then(|| Cleanup {
+            attempt_id: super::orphans::attempt_id(self.run_id, &step.id, attempt),
+            grace: self.options.kill_grace,
+        })
+    }
+
+    /// Steps that close a window or undo work: they run even when ward is
+    /// interrupted or cannot record its state.
+    fn is_finalizer(&self, i: usize) -> bool {
+        self.steps[i].when != When::Success || self.steps[i].compensation_only
+    }
+
+    /// The first SIGINT/SIGTERM stops normal steps; a second is noted; a
+    /// third or SIGQUIT abandons the finalizers too.
+    fn on_signal(&mut self, sig: Received, senders: &Senders) {
+        self.signals_seen += 1;
+        if sig == Received::Quit || self.signals_seen >= 3 {
+            if self.abandoned.is_none() {
+                self.abandoned = Some(sig);
+                self.interrupted.get_or_insert(sig);
+                self.reporter
+                    .event(&Event::Abandoned { signal: sig.name() });
+                let _ = senders.normal.send(Cancel::Kill);
+                let _ = senders.finalizers.send(Cancel::Kill);
+            }
+        } else if self.interrupted.is_none() {
+            self.interrupted = Some(sig);
+            self.reporter
+                .event(&Event::Interrupted { signal: sig.name() });
+            let _ = senders.normal.send(Cancel::Terminate);
+        } else {
+            self.reporter.event(&Event::SignalNoted {
+                signal: sig.name(),
+                count: self.signals_seen,
+            });
+        }
+    }
+
     /// Decides every step that can be decided now; returns the attempts to start.
     fn decide(&mut self) -> Vec<(usize, u32, PathBuf)> {
         let mut launch = Vec::new();
+        if self.abandoned.is_some() {
+            // Nothing starts; what did not run stays pending for a resume.
+            return launch;
+        }
         loop {
             let mut progressed = false;
             for i in 0..self.steps.len() {
@@ -335,6 +490,9 @@ impl Scheduler<'_, '_> {
                 "not started: ward was interrupted ({})",
                 sig.name()
             ));
+        }
+        if self.state_lost.is_some() && step.when == When::Success {
+            return Some("not started: the state could not be recorded".into());
         }
         for &(dep, kind) in &self.deps[i] {
             if kind == crate::plan::EdgeKind::Needs && self.state[dep] != StepState::Succeeded {
@@ -438,6 +596,10 @@ impl Scheduler<'_, '_> {
             ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
             ("WARD_STEP".to_owned(), step.id.clone()),
             ("WARD_ATTEMPT".to_owned(), attempt.to_string()),
+            (
+                super::orphans::ATTEMPT_VAR.to_owned(),
+                super::orphans::attempt_id(self.run_id, &step.id, attempt),
+            ),
         ];
         env.extend(step.env.iter().cloned());
         AttemptSpec {
@@ -462,6 +624,9 @@ impl Scheduler<'_, '_> {
         self.running -= 1;
         let steps = self.steps;
         let step = &steps[i];
+        if !r.left_behind.is_empty() {
+            self.report_left_behind(i, log, &r.left_behind);
+        }
         let ok = r.error.is_none()
             && !r.timed_out
             && !r.interrupted
@@ -488,7 +653,12 @@ impl Scheduler<'_, '_> {
             }
             (StepState::Succeeded, "succeeded", r.note.clone(), false)
         } else {
-            let message = failure_message(r, step);
+            let stopped_why = match (self.interrupted, &self.state_lost) {
+                (Some(sig), _) => format!("stopped because ward was interrupted ({})", sig.name()),
+                (None, Some(_)) => "stopped because the state could not be recorded".to_owned(),
+                (None, None) => "stopped".to_owned(),
+            };
+            let message = failure_message(r, step, &stopped_why);
             if r.interrupted {
                 (StepState::Interrupted, "interrupted", Some(message), false)
             } else if self.tries[i] < step.retry.attempts && self.interrupted.is_none() {
@@ -554,6 +724,36 @@ impl Scheduler<'_, '_> {
         });
     }
 
+    /// Says (terminal, log, state) which processes an attempt left running
+    /// and ward stopped.
+    fn report_left_behind(&mut self, i: usize, log: &Path, left: &[super::orphans::LeftBehind]) {
+        let list = left
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.reporter.event(&Event::ChildrenStopped {
+            step: &self.steps[i].id,
+            processes: &list,
+        });
+        let line = format!(
+            "ward: stopped what this attempt left running (`keep_children: true` keeps it): {list}\n"
+        );
+        // The log is best effort, like the step's own output.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+        }
+        self.changes.push(Change::Note {
+            kind: "children-stopped",
+            message: format!("step `{}`: stopped {list}", self.steps[i].id),
+            at: now_ms(),
+        });
+    }
+
     /// Records that a step's output reached the disk, or fails the step
     /// (and the run) when it could not: its output is not safe to keep.
     fn flushed(&mut self, i: usize, result: Result<(), String>) {
@@ -584,14 +784,20 @@ impl Scheduler<'_, '_> {
     }
 
     /// Runs the compensation of every succeeded step that has one, newest
-    /// first, one at a time.
+    /// first, one at a time. Signals are still heard: compensations are
+    /// finalizers, so only ward abandoning them stops them.
     async fn compensate(
         &mut self,
         store: &mut dyn Store,
         cancel: &watch::Receiver<Cancel>,
-    ) -> Result<(), StateError> {
+        signals: &mut Option<Signals>,
+        senders: &Senders,
+    ) {
         let order: Vec<usize> = self.finished_order.iter().rev().copied().collect();
         for i in order {
+            if self.abandoned.is_some() {
+                return;
+            }
             let Some(target) = self.steps[i].compensate.clone() else {
                 continue;
             };
@@ -601,15 +807,13 @@ impl Scheduler<'_, '_> {
             let Some(c) = self.steps.iter().position(|s| s.id == target) else {
                 continue;
             };
-            let succeeded = self.run_alone(c, store, cancel).await?;
+            let succeeded = self.run_alone(c, store, cancel, signals, senders).await;
             if succeeded {
                 let reason = format!("undone by `{target}` because the run failed");
                 self.set_state(i, StepState::Compensated, Some(reason));
-                store.apply(self.run_id, &self.changes)?;
-                self.changes.clear();
+                self.commit(store);
             }
         }
-        Ok(())
     }
 
     /// Runs one step with its retries, outside the DAG (compensation).
@@ -618,31 +822,53 @@ impl Scheduler<'_, '_> {
         c: usize,
         store: &mut dyn Store,
         cancel: &watch::Receiver<Cancel>,
-    ) -> Result<bool, StateError> {
+        signals: &mut Option<Signals>,
+        senders: &Senders,
+    ) -> bool {
         self.tries[c] = 0;
         loop {
             let (_, attempt, log) = self.start_attempt(c);
-            store.apply(self.run_id, &self.changes)?;
-            self.changes.clear();
+            self.commit(store);
             self.reporter.event(&Event::StepStarted {
                 step: &self.steps[c].id,
                 attempt,
                 of: self.steps[c].retry.attempts,
             });
             let spec = self.attempt_spec(c, attempt, &log);
-            let result = match &self.steps[c].body {
+            let cleanup = self.cleanup(c, attempt);
+            let cancel_attempt = cancel.clone();
+            let attempt_run = match &self.steps[c].body {
                 ResolvedBody::Action(params) => {
                     let timeout = self.steps[c].timeout.map(|t| t.std());
                     let (ctx, flag) = self.action_ctx(c, spec, None);
                     let started = start_action(params.clone(), ctx, flag);
-                    wait_action(started, timeout, cancel.clone()).await
+                    tokio::spawn(async move {
+                        let result = wait_action(started, timeout, cancel_attempt.clone()).await;
+                        after_attempt(result, cleanup, &cancel_attempt).await
+                    })
                 }
-                _ => run_attempt(spec, cancel.clone(), None).await,
+                _ => tokio::spawn(async move {
+                    let result = run_attempt(spec, cancel_attempt.clone(), None).await;
+                    after_attempt(result, cleanup, &cancel_attempt).await
+                }),
+            };
+            tokio::pin!(attempt_run);
+            let result = loop {
+                tokio::select! {
+                    joined = &mut attempt_run => break joined,
+                    Some(sig) = next_signal(signals) => self.on_signal(sig, senders),
+                }
+            };
+            let result = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    self.internal_failure(format!("internal error in a step task: {e}"));
+                    return false;
+                }
             };
             let mut timers = JoinSet::new();
             self.attempt_done(c, attempt, &log, &result, &mut timers, cancel);
-            store.apply(self.run_id, &self.changes)?;
-            self.changes.clear();
+            self.commit(store);
             match self.state[c] {
                 StepState::Succeeded => {
                     // Its output, if unflushed, is on disk before the run ends.
@@ -651,54 +877,126 @@ impl Scheduler<'_, '_> {
                             self.flushed(step, result);
                         }
                     }
-                    store.apply(self.run_id, &self.changes)?;
-                    self.changes.clear();
-                    return Ok(self.state[c] == StepState::Succeeded);
+                    self.commit(store);
+                    return self.state[c] == StepState::Succeeded;
                 }
-                StepState::Pending => {
+                StepState::Pending if self.abandoned.is_none() => {
                     // Wait out the retry delay, then go again.
                     while timers.join_next().await.is_some() {}
                     self.retry_waiting.remove(&c);
                 }
-                _ => return Ok(false),
+                _ => return false,
             }
         }
     }
 
+    /// Records the run's end (unless the state is lost) and reports it.
     fn finish(
         &mut self,
         store: &mut dyn Store,
         started: Instant,
         fatal: Option<String>,
-    ) -> Result<Outcome, StateError> {
-        let (state, exit_code, message) =
-            match (self.interrupted, fatal.or_else(|| self.failure.clone())) {
-                (Some(sig), _) => (
-                    RunState::Interrupted,
-                    sig.exit_code(),
-                    Some(format!("interrupted by {}", sig.name())),
-                ),
-                (None, Some(f)) => (RunState::Failed, crate::error::exit::FAILED, Some(f)),
-                (None, None) => (RunState::Succeeded, crate::error::exit::OK, None),
-            };
+    ) -> Outcome {
+        if let Some(sig) = self.abandoned {
+            // Finalizers that did not run stay pending, with the reason, so
+            // that `ward status` shows them and `ward resume` runs them.
+            let reason = format!(
+                "not run: ward abandoned it on {}; `ward resume {}` runs it",
+                sig.name(),
+                self.run_id
+            );
+            for i in 0..self.steps.len() {
+                if self.state[i] == StepState::Pending && self.abandoned_finalizer(i) {
+                    self.set_state(i, StepState::Pending, Some(reason.clone()));
+                }
+            }
+        }
+        let (state, exit_code, message) = self.verdict(fatal.clone());
         self.changes.push(Change::Run {
             state,
             message: message.clone(),
             at: now_ms(),
         });
-        store.apply(self.run_id, &self.changes)?;
-        self.changes.clear();
+        self.commit(store);
+        // The last commit itself may have been the one that failed.
+        let (state, exit_code, message) = if self.state_lost.is_some() {
+            self.verdict(fatal)
+        } else {
+            (state, exit_code, message)
+        };
         self.reporter.event(&Event::RunFinished {
             run_id: self.run_id,
             state,
             message: message.as_deref(),
             elapsed: started.elapsed(),
         });
-        Ok(Outcome {
+        Outcome {
             state,
             exit_code,
             message,
-        })
+        }
+    }
+
+    /// A finalizer that was due but did not finish because ward abandoned it.
+    fn abandoned_finalizer(&self, i: usize) -> bool {
+        let due = match self.steps[i].when {
+            When::Always => true,
+            When::Failure => self.failure.is_some(),
+            When::Success => false,
+        };
+        due && !self.steps[i].compensation_only
+            && matches!(
+                self.state[i],
+                StepState::Pending | StepState::Running | StepState::Interrupted
+            )
+    }
+
+    /// The run's final state, exit code and message.
+    fn verdict(&self, fatal: Option<String>) -> (RunState, i32, Option<String>) {
+        let failure = fatal.or_else(|| self.failure.clone());
+        if let Some(lost) = &self.state_lost {
+            let state = if self.interrupted.is_some() {
+                RunState::Interrupted
+            } else {
+                RunState::Failed
+            };
+            let mut message = format!(
+                "the state could not be recorded ({lost}); the outcomes printed above are not in \
+                 the state database: make room, then run `ward resume {}`",
+                self.run_id
+            );
+            if let Some(f) = failure {
+                message.push_str(&format!("; before that, {f}"));
+            }
+            return (state, crate::error::exit::STATE, Some(message));
+        }
+        if let Some(sig) = self.abandoned {
+            let left: Vec<String> = (0..self.steps.len())
+                .filter(|&i| self.abandoned_finalizer(i))
+                .map(|i| format!("`{}`", self.steps[i].id))
+                .collect();
+            let message = if left.is_empty() {
+                format!("abandoned on {}", sig.name())
+            } else {
+                format!(
+                    "abandoned on {}: {} did not run; `ward resume {}` runs {}",
+                    sig.name(),
+                    left.join(", "),
+                    self.run_id,
+                    if left.len() == 1 { "it" } else { "them" }
+                )
+            };
+            return (RunState::Interrupted, sig.exit_code(), Some(message));
+        }
+        match (self.interrupted, failure) {
+            (Some(sig), _) => (
+                RunState::Interrupted,
+                sig.exit_code(),
+                Some(format!("interrupted by {}", sig.name())),
+            ),
+            (None, Some(f)) => (RunState::Failed, crate::error::exit::FAILED, Some(f)),
+            (None, None) => (RunState::Succeeded, crate::error::exit::OK, None),
+        }
     }
 }
 
@@ -713,7 +1011,7 @@ fn past_tense(state: StepState) -> &'static str {
     }
 }
 
-fn failure_message(r: &AttemptResult, step: &ResolvedStep) -> String {
+fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) -> String {
     if r.timed_out {
         let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
         return format!("timed out after {limit}; its process group was stopped");
@@ -722,7 +1020,7 @@ fn failure_message(r: &AttemptResult, step: &ResolvedStep) -> String {
         return e.clone();
     }
     if r.interrupted {
-        return "stopped because ward was interrupted".into();
+        return stopped_why.to_owned();
     }
     match (r.exit_code, r.signal) {
         (Some(code), _) => {

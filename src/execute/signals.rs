@@ -1,4 +1,10 @@
-//! SIGINT and SIGTERM as a stream the scheduler can select on.
+//! SIGINT, SIGTERM and SIGQUIT as a stream the scheduler can select on.
+//!
+//! What each one means is decided by the scheduler (docs/cli.md, "Signals"):
+//! the first SIGINT/SIGTERM stops the running steps and starts nothing but
+//! the `when: always` steps; a second is only noted, because GNU `timeout`
+//! sends SIGTERM twice (to ward, then to its process group); a third, or
+//! SIGQUIT, abandons the `when: always` steps too.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -6,6 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 pub struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    quit: Signal,
 }
 
 /// Which signal arrived.
@@ -15,6 +22,8 @@ pub enum Received {
     Interrupt,
     /// SIGTERM: exit 143.
     Terminate,
+    /// SIGQUIT (Ctrl-\): abandon at once, exit 131.
+    Quit,
 }
 
 impl Received {
@@ -23,6 +32,7 @@ impl Received {
         match self {
             Received::Interrupt => "SIGINT",
             Received::Terminate => "SIGTERM",
+            Received::Quit => "SIGQUIT",
         }
     }
 
@@ -31,6 +41,7 @@ impl Received {
         match self {
             Received::Interrupt => 130,
             Received::Terminate => 143,
+            Received::Quit => 131,
         }
     }
 }
@@ -41,6 +52,7 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            quit: signal(SignalKind::quit())?,
         })
     }
 
@@ -49,6 +61,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => Received::Interrupt,
             _ = self.terminate.recv() => Received::Terminate,
+            _ = self.quit.recv() => Received::Quit,
         }
     }
 }

@@ -110,4 +110,7 @@ pub struct StepDoc {
     /// Exit codes that count as success (default `[0]`).
     #[schemars(length(min = 1))]
     pub ok_codes: Option<Vec<i32>>,
+    /// Leave running the processes the step started in the background
+    /// (default `false`: ward stops them when the step ends).
+    pub keep_children: Option<bool>,
 }

@@ -31,6 +31,9 @@ pub struct Step {
     pub creates: Option<Node>,
     /// `ok_codes:`, exit codes that count as success (default `[0]`).
     pub ok_codes: Option<Spanned<Vec<i32>>>,
+    /// `keep_children:`, true to leave running what the step started in
+    /// the background (by default ward stops it when the step ends).
+    pub keep_children: Option<Spanned<bool>>,
     /// The whole step mapping.
     pub span: Span,
 }

@@ -39,6 +39,7 @@ pub const STEP_KEYS: &[&str] = &[
     "compensate",
     "creates",
     "ok_codes",
+    "keep_children",
 ];
 
 /// True for names matching `[a-z0-9][a-z0-9_-]*` (playbook names and step ids).

@@ -120,6 +120,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
                 }
             }
             "ok_codes" => b.ok_codes = ok_codes(&ctx, value, diags),
+            "keep_children" => b.keep_children = ctx.value::<bool>("keep_children", value, diags),
             _ => ctx.unknown_key(&entry.key, STEP_KEYS, diags),
         }
     }
@@ -142,6 +143,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
         compensate: b.compensate,
         creates: b.creates,
         ok_codes: b.ok_codes,
+        keep_children: b.keep_children,
         span: node.span,
     })
 }
@@ -164,6 +166,7 @@ struct StepBuilder {
     compensate: Option<Spanned<String>>,
     creates: Option<Node>,
     ok_codes: Option<Spanned<Vec<i32>>>,
+    keep_children: Option<Spanned<bool>>,
 }
 
 impl StepBuilder {

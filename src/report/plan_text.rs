@@ -151,6 +151,9 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
             s.retry.attempts, s.retry.delay, s.retry.backoff, s.retry.max_delay
         ));
     }
+    if s.keep_children {
+        limits.push("keeps what it starts in the background".to_owned());
+    }
     if s.ok_codes != [0] {
         limits.push(format!(
             "ok exit codes {}",

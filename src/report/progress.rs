@@ -24,6 +24,42 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// `1 step`, `2 steps`.
+pub fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// `text` as one shell word: as it is when it holds only characters no
+/// shell treats specially, else in single quotes.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:,+=@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// ` --state PATH` (quoted for the shell) when the run was given one, so the
+/// hints printed after a run can be pasted as they are.
+fn state_flag(state: Option<&Path>) -> String {
+    state
+        .map(|p| format!(" --state {}", shell_word(&p.display().to_string())))
+        .unwrap_or_default()
+}
+
+/// The commands to look at and continue a run that did not succeed.
+fn next_steps(run_id: &str, state: &str) -> String {
+    format!("  details: ward status{state} {run_id}; continue: ward resume{state} {run_id}")
+}
+
 /// The last `n` lines of a log file, for failure reports.
 pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
     let Ok(bytes) = std::fs::read(path) else {
@@ -41,12 +77,23 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
 pub struct ProgressReporter<W: Write> {
     out: W,
     style: Style,
+    state: String,
 }
 
 impl<W: Write> ProgressReporter<W> {
     /// Writes progress to `out`.
     pub fn new(out: W, style: Style) -> ProgressReporter<W> {
-        ProgressReporter { out, style }
+        ProgressReporter {
+            out,
+            style,
+            state: String::new(),
+        }
+    }
+
+    /// Names the `--state` the run was given in the hints it prints.
+    pub fn with_state(mut self, state: Option<&Path>) -> ProgressReporter<W> {
+        self.state = state_flag(state);
+        self
     }
 }
 
@@ -65,14 +112,16 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                 if *resumed {
                     writeln!(
                         self.out,
-                        "{} run {run_id} of {playbook}: {kept} of {total} steps already done",
-                        s.bold("resuming")
+                        "{} run {run_id} of {playbook}: {kept} of {} already done",
+                        s.bold("resuming"),
+                        count(*total, "step")
                     )
                 } else {
                     writeln!(
                         self.out,
-                        "{} run {run_id} of {playbook} ({total} steps)",
-                        s.bold("starting")
+                        "{} run {run_id} of {playbook} ({})",
+                        s.bold("starting"),
+                        count(*total, "step")
                     )
                 }
             }
@@ -95,7 +144,27 @@ impl<W: Write> Reporter for ProgressReporter<W> {
             }
             Event::Interrupted { signal } => writeln!(
                 self.out,
-                "{} received {signal}: stopping running steps, starting only `when: always` steps (send it again to kill at once)",
+                "{} received {signal}: stopping running steps, starting only `when: always` steps (a third signal or SIGQUIT abandons those too)",
+                s.warning("!")
+            ),
+            Event::SignalNoted { signal, count } => writeln!(
+                self.out,
+                "{} received {signal} again (signal {count}): still stopping; the `when: always` steps run (a third signal or SIGQUIT abandons them)",
+                s.warning("!")
+            ),
+            Event::Abandoned { signal } => writeln!(
+                self.out,
+                "{} received {signal}: abandoning everything, `when: always` steps included; they stay pending for `ward resume`",
+                s.error("!")
+            ),
+            Event::StateLost { message } => writeln!(
+                self.out,
+                "{} cannot record the state: {message}\n  going on from memory: running steps are stopped, only `when: always` steps and due compensations still run",
+                s.error("✘")
+            ),
+            Event::ChildrenStopped { step, processes } => writeln!(
+                self.out,
+                "{} {step} left processes behind; stopped: {processes}",
                 s.warning("!")
             ),
             Event::RunFinished {
@@ -116,10 +185,7 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                 )
                 .and_then(|()| {
                     if *state != RunState::Succeeded {
-                        writeln!(
-                            self.out,
-                            "  details: ward status {run_id}; continue: ward resume {run_id}"
-                        )
+                        writeln!(self.out, "{}", next_steps(run_id, &self.state))
                     } else {
                         Ok(())
                     }
@@ -166,9 +232,15 @@ fn write_end<W: Write>(
                 end.state,
                 end.message.unwrap_or("")
             )?;
-            writeln!(out, "  log: {}", end.log.display())?;
-            for line in log_tail(end.log, 10) {
-                writeln!(out, "  | {line}")?;
+            // A step that printed nothing has no log file: say so rather
+            // than name a path that does not exist.
+            if end.log.exists() {
+                writeln!(out, "  log: {}", end.log.display())?;
+                for line in log_tail(end.log, 10) {
+                    writeln!(out, "  | {line}")?;
+                }
+            } else {
+                writeln!(out, "  log: (no output)")?;
             }
             Ok(())
         }
@@ -179,6 +251,10 @@ fn write_end<W: Write>(
 pub struct QuietReporter<W: Write> {
     out: W,
     playbook: String,
+    state: String,
+    /// The state database can no longer be written: every outcome is
+    /// printed, as this output is now the only record of it.
+    unrecorded: bool,
 }
 
 impl<W: Write> QuietReporter<W> {
@@ -187,7 +263,15 @@ impl<W: Write> QuietReporter<W> {
         QuietReporter {
             out,
             playbook: String::new(),
+            state: String::new(),
+            unrecorded: false,
         }
+    }
+
+    /// Names the `--state` the run was given in the hints it prints.
+    pub fn with_state(mut self, state: Option<&Path>) -> QuietReporter<W> {
+        self.state = state_flag(state);
+        self
     }
 }
 
@@ -199,8 +283,36 @@ impl<W: Write> Reporter for QuietReporter<W> {
                 Ok(())
             }
             Event::StepFinished(end) if !end.will_retry => {
-                write_end(&mut self.out, end, Style::plain(), false)
+                if self.unrecorded && end.state == StepState::Succeeded {
+                    writeln!(
+                        self.out,
+                        "ward: {} succeeded after {} (not recorded)",
+                        end.step,
+                        fmt_duration(end.elapsed)
+                    )
+                } else {
+                    write_end(&mut self.out, end, Style::plain(), false)
+                }
             }
+            Event::StateLost { message } => {
+                self.unrecorded = true;
+                writeln!(
+                    self.out,
+                    "ward: cannot record the state: {message}; going on from memory: only `when: always` steps and due compensations still run"
+                )
+            }
+            Event::SignalNoted { signal, count } => writeln!(
+                self.out,
+                "ward: received {signal} again (signal {count}); the `when: always` steps still run"
+            ),
+            Event::Abandoned { signal } => writeln!(
+                self.out,
+                "ward: received {signal}: abandoning the `when: always` steps too"
+            ),
+            Event::ChildrenStopped { step, processes } => writeln!(
+                self.out,
+                "ward: {step} left processes behind; stopped: {processes}"
+            ),
             Event::FlushFailed { step, message } => {
                 writeln!(self.out, "ward: {step} failed: {message}")
             }
@@ -214,13 +326,35 @@ impl<W: Write> Reporter for QuietReporter<W> {
                 elapsed,
             } if *state != RunState::Succeeded => writeln!(
                 self.out,
-                "ward: run {run_id} of {} {state} after {}: {}\n  details: ward status {run_id}; continue: ward resume {run_id}",
+                "ward: run {run_id} of {} {state} after {}: {}\n{}",
                 self.playbook,
                 fmt_duration(*elapsed),
-                message.unwrap_or("")
+                message.unwrap_or(""),
+                next_steps(run_id, &self.state)
             ),
             _ => Ok(()),
         };
         let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1, "step"), "1 step");
+        assert_eq!(count(0, "step"), "0 steps");
+        assert_eq!(count(2, "step"), "2 steps");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("/var/lib/ward/ward.db"), "/var/lib/ward/ward.db");
+        assert_eq!(shell_word("/tmp/my state/w.db"), "'/tmp/my state/w.db'");
+        assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -26,6 +26,19 @@ fn span(from: Option<i64>, to: Option<i64>) -> Option<Duration> {
     }
 }
 
+/// How long a step took: its last attempt's own time. Not the step's
+/// first start to its end: after a resume that span would include the
+/// time between the runs (a 2 ms step shown as minutes).
+fn step_duration(step: &StepRecord, attempts: &[AttemptRecord]) -> Option<Duration> {
+    let last = attempts
+        .iter()
+        .filter(|a| a.step_id == step.id)
+        .max_by_key(|a| a.attempt)?;
+    // Only for a step that ended: a step reset for a resume has no time yet.
+    step.finished_at?;
+    span(Some(last.started_at), last.finished_at)
+}
+
 fn state_word(style: Style, state: &str, good: bool, bad: bool) -> String {
     if good {
         style.bold(state)
@@ -41,6 +54,7 @@ pub fn render_status(
     out: &mut dyn Write,
     run: &RunRecord,
     steps: &[StepRecord],
+    attempts: &[AttemptRecord],
     style: Style,
 ) -> io::Result<()> {
     let good = run.state == RunState::Succeeded;
@@ -85,7 +99,7 @@ pub fn render_status(
         let good = s.state == StepState::Succeeded;
         let bad = matches!(s.state, StepState::Failed | StepState::Interrupted);
         let state = format!("{:<11}", s.state.as_str());
-        let duration = span(s.started_at, s.finished_at)
+        let duration = step_duration(s, attempts)
             .map(fmt_duration)
             .unwrap_or_else(|| "-".into());
         let exit = s
@@ -142,8 +156,7 @@ pub fn status_json(run: &RunRecord, steps: &[StepRecord], attempts: &[AttemptRec
         .iter()
         .map(|s| {
             let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-            v["duration_ms"] =
-                json!(span(s.started_at, s.finished_at).map(|d| d.as_millis() as u64));
+            v["duration_ms"] = json!(step_duration(s, attempts).map(|d| d.as_millis() as u64));
             v["attempt_list"] = attempts
                 .iter()
                 .filter(|a| a.step_id == s.id)

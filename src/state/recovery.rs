@@ -28,7 +28,11 @@
 //!    when any step of such a window must run again, the whole window runs
 //!    again (stop, then dump *and* copy, so that both come from the same
 //!    quiet moment), and the finalizer closes it again. Work after a closed
-//!    window (e.g. a snapshot of the copy) does not reopen it.
+//!    window (e.g. a snapshot of the copy) does not reopen it. A finalizer
+//!    recorded `interrupted` (ward abandoned it mid-way on a third signal
+//!    or SIGQUIT) may have half-run, so it reopens its window too; one left
+//!    `pending` (abandoned before it started) did not touch the window:
+//!    the resume runs what is left of the window, then the finalizer.
 //!
 //! 5. **Same inputs.** A resume uses the run's recorded variables and
 //!    `ward.*` facts (date, run id), so a snapshot started on Monday is
@@ -149,8 +153,12 @@ pub fn resume_states(
         .filter(|&i| !v.steps[i].compensation_only && v.steps[i].when != When::Success)
         .filter(|&i| {
             crashed
-                || record(i)
-                    .is_some_and(|r| matches!(r.state, StepState::Succeeded | StepState::Failed))
+                || record(i).is_some_and(|r| {
+                    matches!(
+                        r.state,
+                        StepState::Succeeded | StepState::Failed | StepState::Interrupted
+                    )
+                })
         })
         .map(|f| (f, ancestors(v, &[f])))
         .collect();

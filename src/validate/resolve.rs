@@ -38,6 +38,8 @@ pub struct ResolvedStep {
     pub creates: Option<String>,
     /// Exit codes that count as success.
     pub ok_codes: Vec<i32>,
+    /// Leave running what the step started in the background.
+    pub keep_children: bool,
     /// True if this step only runs to compensate another.
     pub compensation_only: bool,
     /// Where the step is written.
@@ -199,6 +201,7 @@ pub(super) fn step(
             .ok_codes
             .as_ref()
             .map_or_else(|| vec![0], |c| c.value.clone()),
+        keep_children: step.keep_children.as_ref().is_some_and(|k| k.value),
         compensation_only,
         span: step.span,
     })

@@ -1,5 +1,7 @@
 //! Integration tests: they drive the real `ward` binary on real files.
 
+mod children;
+mod finalizers;
 mod fossology;
 mod fs_actions;
 mod harness;
@@ -11,6 +13,7 @@ mod pg;
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
 mod plan;
+mod reporting;
 mod resume;
 mod run;
 mod shipped_playbooks;

@@ -1,0 +1,103 @@
+//! What `ward run` and `ward status` print about a run: hints that can be
+//! pasted, no paths that do not exist, honest durations, plain English.
+
+use crate::harness::{Scratch, status_step};
+
+#[test]
+fn the_hint_after_a_failure_repeats_the_state_quoted_for_the_shell() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: hint\nsteps:\n  - id: fail\n    run: exit 3\n",
+    );
+    let state = s.path().join("my state").join("ward.db");
+    let state_arg = state.display().to_string();
+    let run = s
+        .ward()
+        .args(["run", "--state", &state_arg, "p.yml"])
+        .run()
+        .expect_code(1);
+    let quoted = format!("'{state_arg}'");
+    let hint = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("continue: ward resume"))
+        .unwrap_or_else(|| panic!("no hint in {}", run.stderr));
+    assert!(
+        hint.contains(&format!("ward status --state {quoted} "))
+            && hint.contains(&format!("ward resume --state {quoted} ")),
+        "{hint}"
+    );
+    // The hint works as printed (run through a shell).
+    let id = hint.rsplit(' ').next().expect("run id");
+    let cmd = format!(
+        "{} status --state {quoted} {id}",
+        env!("CARGO_BIN_EXE_ward")
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{cmd}");
+}
+
+#[test]
+fn a_silent_failed_step_has_no_log_path() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: silent\nsteps:\n  - id: quiet\n    run: exit 3\n",
+    );
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(run.stderr.contains("log: (no output)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("quiet.1.log"), "{}", run.stderr);
+}
+
+#[test]
+fn one_step_is_one_step() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: one\nsteps:\n  - id: only\n    run: 'true'\n",
+    );
+    let run = s
+        .ward()
+        .args(["run", "--progress", "p.yml"])
+        .run()
+        .expect_code(0);
+    assert!(run.stdout.contains("(1 step)"), "{}", run.stdout);
+    assert!(!run.stdout.contains("1 steps"), "{}", run.stdout);
+}
+
+#[test]
+fn after_a_resume_a_step_shows_its_own_time_not_the_time_since_the_first_run() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: later\nsteps:\n  - id: quick\n    run: test -f ok\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    // Time passes between the run and its resume.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    s.write("ok", "");
+    s.ward().args(["resume", "--last"]).run().expect_code(0);
+    let status = s.status(None);
+    let step = status_step(&status, "quick");
+    let attempts = step["attempt_list"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    let own = attempts[1]["finished_at"].as_i64().expect("end")
+        - attempts[1]["started_at"].as_i64().expect("start");
+    assert_eq!(step["duration_ms"].as_i64(), Some(own), "{step}");
+    let since_first = attempts[1]["finished_at"].as_i64().expect("end")
+        - attempts[0]["started_at"].as_i64().expect("start");
+    assert!(since_first >= 1500 && own < since_first, "{step}");
+    let text = s.ward().args(["status"]).run().expect_code(0).stdout;
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("quick"))
+        .expect("row");
+    assert!(
+        row.contains(&format!("{own}ms")) || own >= 1000,
+        "the table shows the attempt's own time: {row}"
+    );
+}
