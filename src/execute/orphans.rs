@@ -272,7 +272,16 @@ mod tests {
             .env(ATTEMPT_VAR, &marker)
             .spawn()
             .expect("sleep");
-        let found = left_behind(&marker);
+        // Until the child's exec is complete, /proc shows the parent's name
+        // or an empty environment; look again for a while (bounded).
+        let mut found = left_behind(&marker);
+        for _ in 0..400 {
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            found = left_behind(&marker);
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found.len(), 1);
