@@ -54,6 +54,14 @@ pub enum StateError {
         /// Why.
         source: std::io::Error,
     },
+    /// The key of the secret fingerprints (beside the database) is unusable.
+    #[error("secret fingerprint key {path}: {message}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A stored value could not be read back.
     #[error("state database {path}: {message}")]
     Corrupt {
