@@ -6,6 +6,7 @@ mod harness;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
 mod invalid_fixtures;
+mod limits;
 mod pg;
 #[allow(dead_code)]
 #[path = "../support/pg_cluster.rs"]
@@ -13,8 +14,10 @@ mod pg_cluster;
 mod plan;
 mod resume;
 mod run;
+mod secrets;
 mod shipped_playbooks;
 #[allow(dead_code)]
 #[path = "../support/fossology.rs"]
 mod system;
 mod validate;
+mod vars;
