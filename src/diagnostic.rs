@@ -87,27 +87,33 @@ impl Diagnostic {
 #[derive(Debug, Default)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    // Counted as they come: validation asks after every step, and a scan
+    // each time would be quadratic in a playbook with thousands of errors.
+    errors: usize,
 }
 
 impl Diagnostics {
     /// Records one diagnostic.
     pub fn push(&mut self, d: Diagnostic) {
+        self.errors += usize::from(d.is_error());
         self.items.push(d);
     }
 
     /// Records several diagnostics.
     pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
-        self.items.extend(ds);
+        for d in ds {
+            self.push(d);
+        }
     }
 
     /// True if any error (not warning) was recorded.
     pub fn has_errors(&self) -> bool {
-        self.items.iter().any(Diagnostic::is_error)
+        self.errors > 0
     }
 
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.is_error()).count()
+        self.errors
     }
 
     /// The diagnostics sorted by position (stable for equal positions).

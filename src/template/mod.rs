@@ -173,7 +173,9 @@ impl Templates {
     ) -> Node {
         let kind = match &node.kind {
             NodeKind::Scalar(s) if is_template(&s.text) => {
-                if let Some(used) = secrets.used_by(&self.names(&s.text)) {
+                if !secrets.is_empty()
+                    && let Some(used) = secrets.used_by(&self.names(&s.text))
+                {
                     tainted.push((node.span, used));
                 }
                 let rendered = match single_expression(&s.text) {
@@ -238,7 +240,8 @@ impl Templates {
             .render(text, ctx)
             .map_err(|e| template_diagnostic(&e, node, source, what))?;
         let secret = match node.as_str() {
-            Some(t) if is_template(t) => secrets.used_by(&self.names(t)),
+            // Without secrets there is nothing to look for (and no second parse).
+            Some(t) if is_template(t) && !secrets.is_empty() => secrets.used_by(&self.names(t)),
             _ => None,
         };
         Ok(Rendered { text, secret })

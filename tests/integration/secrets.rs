@@ -30,6 +30,9 @@ steps:
   - id: later
     needs: [use]
     run: test -e go
+  - id: mark
+    run: "true"
+    creates: "{{ target }}/{{ shout }}.done"
 "#;
 
 /// Every file under `dir` (database, WAL, logs, locks), as bytes.
@@ -99,6 +102,7 @@ fn secrets_and_values_made_from_them_are_never_shown_or_stored() {
     assert_eq!(env["CONN"], "********", "{env}");
     assert_eq!(env["SHOUT"], "********", "{env}");
     assert_eq!(env["TARGET"], "out", "{env}");
+    assert_eq!(plan["steps"][2]["creates"], "********");
 
     // `later` fails, so the run stays resumable (and its records stay).
     let run = s
