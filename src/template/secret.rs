@@ -93,14 +93,14 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// Adds the text of a secret value (each string, number and boolean in it).
+    /// Adds the text of a secret value (each string and number in it; a
+    /// boolean hides nothing, and masking every `true` would garble messages).
     pub fn add_value(&mut self, value: &serde_json::Value) {
         use serde_json::Value as J;
         match value {
             J::String(s) => self.add(s),
             J::Number(n) => self.add(&n.to_string()),
-            J::Bool(b) => self.add(&b.to_string()),
-            J::Null => {}
+            J::Bool(_) | J::Null => {}
             J::Array(items) => items.iter().for_each(|i| self.add_value(i)),
             J::Object(map) => map.values().for_each(|v| self.add_value(v)),
         }
