@@ -176,7 +176,7 @@ impl Templates {
                 if !secrets.is_empty()
                     && let Some(used) = secrets.used_by(&self.names(&s.text))
                 {
-                    tainted.push((node.span, used));
+                    tainted.push((locate_name(node, source, &used.var), used));
                 }
                 let rendered = match single_expression(&s.text) {
                     // `key: "{{ list_var }}"` keeps the list (or mapping) itself.

@@ -272,7 +272,7 @@ steps:
         e.contains("error[secret-in-parameter]: `with` of step `action` (action `rsync`)"),
         "{e}"
     );
-    assert!(e.contains("argv.yml:13:18"), "{e}");
+    assert!(e.contains("argv.yml:13:27"), "points at `conn`:\n{e}");
     assert!(!e.contains("step `fine`"), "env is the right way:\n{e}");
     assert!(!e.contains("xyzzy-token"), "{e}");
     assert!(!s.state().exists(), "nothing was recorded");
