@@ -26,6 +26,8 @@ steps:
     run: |
       test "$CONN" = "host=db password=$PGPASSWORD"
       printf %s "$SHOUT" > "$TARGET/shout.txt"
+      # The write-ahead log while the run is live (it is gone after the run).
+      cp "$WARD_STATE-wal" "$TARGET/wal.copy"
     env: { PGPASSWORD: "{{ db_password }}", CONN: "{{ conn }}", SHOUT: "{{ shout }}", TARGET: "{{ target }}" }
   - id: later
     needs: [use]
@@ -129,6 +131,13 @@ fn secrets_and_values_made_from_them_are_never_shown_or_stored() {
     for (path, bytes) in &files {
         assert_no_secret(path, bytes);
     }
+
+    let wal = std::fs::read(s.path().join("out/wal.copy")).expect("WAL copied by the step");
+    assert!(
+        contains(&wal, r#""target":"out""#),
+        "the WAL copy holds the run record"
+    );
+    assert_no_secret("the live WAL", &wal);
 
     // The definition keeps a keyed fingerprint, not the value nor its hash.
     let (_, def) = &definitions(&s)[0];
