@@ -7,7 +7,7 @@ use crate::source::Span;
 use serde::Serialize;
 
 /// How serious a diagnostic is. Errors make a playbook invalid (exit 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Worth knowing; the playbook is still valid.
@@ -87,27 +87,33 @@ impl Diagnostic {
 #[derive(Debug, Default)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    // Counted as they come: validation asks after every step, and a scan
+    // each time would be quadratic in a playbook with thousands of errors.
+    errors: usize,
 }
 
 impl Diagnostics {
     /// Records one diagnostic.
     pub fn push(&mut self, d: Diagnostic) {
+        self.errors += usize::from(d.is_error());
         self.items.push(d);
     }
 
     /// Records several diagnostics.
     pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
-        self.items.extend(ds);
+        for d in ds {
+            self.push(d);
+        }
     }
 
     /// True if any error (not warning) was recorded.
     pub fn has_errors(&self) -> bool {
-        self.items.iter().any(Diagnostic::is_error)
+        self.errors > 0
     }
 
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.is_error()).count()
+        self.errors
     }
 
     /// The diagnostics sorted by position (stable for equal positions).
@@ -116,11 +122,73 @@ impl Diagnostics {
         self.items
     }
 
+    /// Rewrites the text of every diagnostic (messages may quote a value
+    /// that must not be shown, such as a secret).
+    pub fn redact(&mut self, f: impl Fn(&str) -> String) {
+        for d in &mut self.items {
+            d.message = f(&d.message);
+            if let Some(h) = &d.help {
+                d.help = Some(f(h));
+            }
+            for (_, n) in &mut d.notes {
+                *n = f(n);
+            }
+        }
+    }
+
     /// The diagnostics recorded so far, in recording order.
     pub fn as_slice(&self) -> &[Diagnostic] {
         &self.items
     }
 }
+
+/// How many diagnostics of one code are shown before the rest are counted
+/// instead: 20,000 unknown ids must not print 20,000 messages.
+pub const SHOWN_PER_CODE: usize = 20;
+
+/// Diagnostics of one code (and severity) that were not shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Omitted {
+    /// Their code.
+    pub code: &'static str,
+    /// Errors or warnings.
+    pub severity: Severity,
+    /// How many were left out.
+    pub count: usize,
+}
+
+/// The first [`SHOWN_PER_CODE`] diagnostics of each code, in order, and how
+/// many of each code were left out.
+pub fn capped(diags: &[Diagnostic]) -> (Vec<&Diagnostic>, Vec<Omitted>) {
+    let mut seen: std::collections::HashMap<(&'static str, Severity), usize> =
+        std::collections::HashMap::new();
+    let mut shown = Vec::new();
+    let mut omitted: Vec<Omitted> = Vec::new();
+    for d in diags {
+        let n = seen.entry((d.code, d.severity)).or_insert(0);
+        *n += 1;
+        if *n <= SHOWN_PER_CODE {
+            shown.push(d);
+        } else if let Some(o) = omitted
+            .iter_mut()
+            .find(|o| o.code == d.code && o.severity == d.severity)
+        {
+            o.count += 1;
+        } else {
+            omitted.push(Omitted {
+                code: d.code,
+                severity: d.severity,
+                count: 1,
+            });
+        }
+    }
+    (shown, omitted)
+}
+
+/// Most name comparisons one check spends on "did you mean" suggestions;
+/// past that, a flood of unknown names gets no suggestions (each one costs
+/// a comparison with every candidate).
+pub const SUGGESTION_BUDGET: usize = 200_000;
 
 /// "did you mean `x`?" for a misspelt name, if one of `candidates` is close.
 pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {

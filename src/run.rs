@@ -13,9 +13,11 @@ use crate::error::WardError;
 use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::report::{is_secret_name, step_definition};
 use crate::state::{
-    Access, Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StatePaths,
+    Access, Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StateError,
+    StatePaths,
     StepState, Store, recovery,
 };
+use crate::template::FingerprintKey;
 use crate::validate::Validated;
 
 pub use crate::execute::Outcome;
@@ -159,13 +161,14 @@ pub fn start(
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: now_ms(),
     };
+    let key = key_if_needed(v, &session.paths)?;
     let steps: Vec<NewStep> = v
         .steps
         .iter()
         .map(|s| NewStep {
             id: s.id.clone(),
             position: s.index,
-            definition_json: step_definition(s),
+            definition_json: step_definition(s, key.as_ref()),
             compensation: s.compensation_only,
         })
         .collect();
@@ -234,24 +237,151 @@ pub fn recorded_overrides(run: &RunRecord) -> (Vec<(String, String)>, Vec<String
     (values, masked)
 }
 
-/// Steps whose rendered definition differs between the run and `v`.
-pub fn changed_steps(v: &Validated, recorded: &[crate::state::StepRecord]) -> Vec<String> {
+/// Steps whose rendered definition differs between the run and `v`; a
+/// changed secret counts (through its keyed fingerprint).
+pub fn changed_steps(
+    v: &Validated,
+    recorded: &[crate::state::StepRecord],
+    paths: &StatePaths,
+) -> Result<Vec<String>, WardError> {
+    let key = key_if_needed(v, paths)?;
+    let by_id: std::collections::HashMap<&str, &str> = recorded
+        .iter()
+        .map(|r| (r.id.as_str(), r.definition_json.as_str()))
+        .collect();
     let mut out = Vec::new();
     for s in &v.steps {
-        match recorded.iter().find(|r| r.id == s.id) {
+        match by_id.get(s.id.as_str()) {
             None => out.push(format!("`{}` is new", s.id)),
-            Some(r) if r.definition_json != step_definition(s) => {
+            Some(def) if *def != step_definition(s, key.as_ref()) => {
                 out.push(format!("`{}` changed", s.id))
             }
             Some(_) => {}
         }
     }
+    let now: std::collections::HashSet<&str> = v.steps.iter().map(|s| s.id.as_str()).collect();
     for r in recorded {
-        if !v.steps.iter().any(|s| s.id == r.id) {
+        if !now.contains(r.id.as_str()) {
             out.push(format!("`{}` was removed", r.id));
         }
     }
-    out
+    Ok(out)
+}
+
+/// The file beside the state database that holds the fingerprint key.
+const KEY_FILE: &str = "fingerprint.key";
+
+/// The fingerprint key if some step has secret values (created on first
+/// use, so state folders of playbooks without secrets do not get one).
+fn key_if_needed(v: &Validated, paths: &StatePaths) -> Result<Option<FingerprintKey>, WardError> {
+    if v.steps.iter().all(|s| s.secret_values().is_empty()) {
+        return Ok(None);
+    }
+    fingerprint_key(paths).map(Some)
+}
+
+/// Reads the fingerprint key beside the state database, creating it the
+/// first time: 32 random bytes, mode 0600, owned by the user running ward.
+/// Two first runs at once agree on one key (the file appears by `link`,
+/// which never replaces).
+pub fn fingerprint_key(paths: &StatePaths) -> Result<FingerprintKey, WardError> {
+    let path = paths.dir().join(KEY_FILE);
+    match read_key(&path) {
+        Ok(key) => return Ok(key),
+        Err(KeyProblem::Missing) => {}
+        Err(KeyProblem::Bad(message)) => return Err(key_error(&path, message)),
+    }
+    create_key(&path).map_err(|e| key_error(&path, format!("cannot create it: {e}")))?;
+    read_key(&path).map_err(|p| match p {
+        KeyProblem::Missing => key_error(&path, "it vanished right after it was made".into()),
+        KeyProblem::Bad(message) => key_error(&path, message),
+    })
+}
+
+enum KeyProblem {
+    Missing,
+    Bad(String),
+}
+
+fn key_error(path: &Path, message: String) -> WardError {
+    WardError::State(StateError::Key {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+fn read_key(path: &Path) -> Result<FingerprintKey, KeyProblem> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read;
+    let fix = "move it aside; ward makes a new one (steps with secrets of earlier runs then count as changed on resume)";
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Err(KeyProblem::Missing),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(KeyProblem::Bad(format!("is a symbolic link; {fix}")));
+        }
+        Err(e) => return Err(KeyProblem::Bad(format!("cannot open it: {e}"))),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| KeyProblem::Bad(format!("cannot stat it: {e}")))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(KeyProblem::Bad(format!("is not a regular file; {fix}")));
+    }
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(KeyProblem::Bad(format!(
+            "belongs to uid {}, not to the user running ward; {fix}",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(KeyProblem::Bad(format!(
+            "can be read or written by other users (mode {:o}); {fix}",
+            st.st_mode & 0o777
+        )));
+    }
+    let mut bytes = [0u8; 32];
+    let mut file = std::fs::File::from(fd);
+    let mut rest = Vec::new();
+    file.read_exact(&mut bytes)
+        .and_then(|()| file.read_to_end(&mut rest))
+        .map_err(|e| KeyProblem::Bad(format!("cannot read 32 bytes from it ({e}); {fix}")))?;
+    if !rest.is_empty() {
+        return Err(KeyProblem::Bad(format!("is longer than 32 bytes; {fix}")));
+    }
+    Ok(FingerprintKey::from_bytes(bytes))
+}
+
+fn create_key(path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::{Read, Write};
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = dir.join(format!(
+        ".{KEY_FILE}.{}.{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let fd = rustix::fs::open(
+        &temp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    // The umask can only take bits away; set exactly 0600 anyway.
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
+    let mut file = std::fs::File::from(fd);
+    let written = file.write_all(&bytes).and_then(|()| file.sync_all());
+    // `link` fails if another ward made the key first: then that one counts.
+    let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&temp);
+    linked?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Resumes a recorded run with a validated playbook (same vars and facts).

@@ -135,24 +135,24 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    if run::hash(v.playbook.source.text()) != run.playbook_hash {
-        let records = session.store.steps(&run.id)?;
-        let changed = run::changed_steps(&v, &records);
-        if !changed.is_empty() && !args.allow_changed {
-            return Err(WardError::PlaybookChanged(format!(
-                "{} changed since run {} started: {}. Resuming would mix two versions; \
-                 start a new run, or pass --allow-changed if the change is intended",
-                run.playbook_path,
-                run.id,
-                changed.join(", ")
-            )));
-        }
-        if changed.is_empty() {
-            eprintln!(
-                "note: {} changed since the run started, but no step did",
-                run.playbook_path
-            );
-        }
+    // Compared even when the file is the same: secrets and other `--var`s
+    // given again may differ from the run's.
+    let records = session.store.steps(&run.id)?;
+    let changed = run::changed_steps(&v, &records, &session.paths)?;
+    if !changed.is_empty() && !args.allow_changed {
+        return Err(WardError::PlaybookChanged(format!(
+            "{} or its variables changed since run {} started: {}. Resuming would mix two versions; \
+             start a new run, or pass --allow-changed if the change is intended",
+            run.playbook_path,
+            run.id,
+            changed.join(", ")
+        )));
+    }
+    if changed.is_empty() && run::hash(v.playbook.source.text()) != run.playbook_hash {
+        eprintln!(
+            "note: {} changed since the run started, but no step did",
+            run.playbook_path
+        );
     }
     let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
     let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut())?;

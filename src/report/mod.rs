@@ -21,19 +21,4 @@ pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tai
 pub use runs::{local_time, render_runs, render_status, status_json};
 pub use style::Style;
 
-/// True for environment variable names whose values must never be shown.
-pub fn is_secret_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL"]
-        .iter()
-        .any(|s| upper.contains(s))
-}
-
-/// The value to show for an environment variable: masked if it looks secret.
-pub fn shown_env_value<'a>(name: &str, value: &'a str) -> &'a str {
-    if is_secret_name(name) {
-        "********"
-    } else {
-        value
-    }
-}
+pub use crate::template::is_secret_name;

@@ -8,9 +8,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::shown_env_value;
 use crate::model::RetryPolicy;
-use crate::template::RunFacts;
+use crate::template::{FingerprintKey, RunFacts};
 use crate::validate::{ResolvedBody, ResolvedStep, Validated};
 
 #[derive(Serialize)]
@@ -55,6 +54,9 @@ struct StepJson<'a> {
     creates: Option<&'a str>,
     ok_codes: &'a [i32],
     compensation_only: bool,
+    /// Keyed fingerprint of the secret values (state only, never plans).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secrets: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -92,17 +94,14 @@ fn step_json(s: &ResolvedStep, layer: Option<usize>) -> StepJson<'_> {
             expr: &c.expr,
             value: c.value,
         }),
-        env: s
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), shown_env_value(k, v)))
-            .collect(),
+        env: s.shown_env().collect(),
         timeout: s.timeout.map(|t| t.to_string()),
         retry: &s.retry,
         compensate: s.compensate.as_deref(),
-        creates: s.creates.as_deref(),
+        creates: s.shown_creates(),
         ok_codes: &s.ok_codes,
         compensation_only: s.compensation_only,
+        secrets: None,
     }
 }
 
@@ -138,8 +137,22 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
     writeln!(out)
 }
 
-/// A step's rendered definition as compact JSON (secrets masked): stored
-/// with each run so that `ward resume` can tell which steps changed.
-pub fn step_definition(s: &ResolvedStep) -> String {
-    serde_json::to_string(&step_json(s, None)).unwrap_or_default()
+/// A step's rendered definition as compact JSON: stored with each run so
+/// that `ward resume` can tell which steps changed. Secret values are masked
+/// and stand in only through their HMAC under `key` (which a step with
+/// secrets needs; without one they would count as unchanged).
+pub fn step_definition(s: &ResolvedStep, key: Option<&FingerprintKey>) -> String {
+    let mut json = step_json(s, None);
+    let secrets = s.secret_values();
+    if !secrets.is_empty() {
+        json.secrets = Some(match key {
+            Some(key) => key.fingerprint(
+                secrets
+                    .iter()
+                    .flat_map(|(what, value)| [what.as_str(), *value]),
+            ),
+            None => "no key".to_owned(),
+        });
+    }
+    serde_json::to_string(&json).unwrap_or_default()
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::{Style, shown_env_value};
+use super::Style;
 use crate::model::When;
 use crate::plan::EdgeKind;
 use crate::validate::{ResolvedBody, ResolvedStep, Validated};
@@ -135,11 +135,11 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
         };
         field(out, "if", &format!("{} → {outcome}", c.expr))?;
     }
-    if let Some(path) = &s.creates {
+    if let Some(path) = s.shown_creates() {
         field(out, "creates", &format!("{path} (skipped if it exists)"))?;
     }
-    for (k, val) in &s.env {
-        field(out, "env", &format!("{k}={}", shown_env_value(k, val)))?;
+    for (k, val) in s.shown_env() {
+        field(out, "env", &format!("{k}={val}"))?;
     }
     let mut limits = Vec::new();
     if let Some(t) = s.timeout {

@@ -93,6 +93,14 @@ pub enum StateError {
         /// What is wrong.
         problem: String,
     },
+    /// The key of the secret fingerprints (beside the database) is unusable.
+    #[error("secret fingerprint key {path}: {message}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A stored value could not be read back.
     #[error("state database {path}: {message}")]
     Corrupt {

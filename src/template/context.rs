@@ -1,14 +1,16 @@
 //! The values templates can see: playbook vars (with `--var` overrides) and
 //! the `ward.*` facts of the run.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::NaiveDateTime;
 use minijinja::Value;
 use serde::Serialize;
 
-use super::Templates;
+use super::secret::is_secret_name;
+use super::{Redactor, Secrets, Templates};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::WardError;
 use crate::model::NO_SPAN;
@@ -83,19 +85,30 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
                     "--var {arg}: `{name}` is not a variable name (letters, digits, `_`)"
                 )));
             }
-            override_value(value).map_err(|e| WardError::Usage(format!("--var {arg}: {e}")))?;
+            override_value(value).map_err(|e| {
+                // The value of a secret must not show up in an error either.
+                let shown = if is_secret_name(name) {
+                    format!("{name}={}", super::MASK)
+                } else {
+                    arg.clone()
+                };
+                WardError::Usage(format!("--var {shown}: {e}"))
+            })?;
             Ok((name.to_owned(), value.to_owned()))
         })
         .collect()
 }
 
-/// The value of `--var name=VALUE`: a boolean for `true`/`false`, a number
-/// for a plain whole number, a list or mapping when VALUE is written in YAML
-/// flow style (`[a, b]`, `{k: v}`), else the text as given.
+/// The value of `--var name=VALUE`. Only these whole values are typed:
+/// `true`/`false` (booleans), a decimal whole number without a leading zero
+/// or `+` (`0`, `42`, `-7`; a number), and a list or mapping in YAML flow
+/// style (`[a, b]`, `{k: v}`; read as YAML). Anything else is the text as
+/// given: `010`, `1.10`, `1e3`, `-0`, `~`, `null`, `yes` stay strings.
 pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
     // `true`/`false` and plain whole numbers keep their type, so that
     // `--var full=false` makes `if: "{{ full }}"` false (the text "false"
-    // would be true). Anything else, `010` and `1.10` included, stays text.
+    // would be true). Nothing else is read as YAML: an operator who types
+    // `--var suffix=010` means the text.
     match raw {
         "true" => return Ok(serde_json::Value::Bool(true)),
         "false" => return Ok(serde_json::Value::Bool(false)),
@@ -104,7 +117,7 @@ pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
     let digits = raw.strip_prefix('-').unwrap_or(raw);
     if !digits.is_empty()
         && digits.chars().all(|c| c.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'))
+        && (raw == "0" || !digits.starts_with('0'))
         && let Ok(n) = raw.parse::<i64>()
     {
         return Ok(serde_json::Value::from(n));
@@ -123,15 +136,30 @@ pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
 
 /// Everything templates can see, resolved once per run.
 pub struct TemplateContext {
-    /// Resolved variables (for plans and the run record).
+    /// Resolved variables, secrets in the clear (for rendering only).
     pub vars: BTreeMap<String, serde_json::Value>,
     /// The same plus `ward`, ready for minijinja.
     pub value: Value,
+    /// The secret variables: by name, or made from one.
+    pub secrets: Secrets,
+    /// The text of every secret value, to mask in free text.
+    pub redactor: Redactor,
+}
+
+/// One declared variable on its way to a value.
+struct Pending<'p> {
+    var: &'p crate::model::Var,
+    /// Indices of the declared, not overridden variables it reads.
+    deps: Vec<usize>,
+    /// Every name its templates read.
+    names: HashSet<String>,
 }
 
 impl TemplateContext {
-    /// Resolves vars in the order written; each may use earlier ones. An
-    /// override replaces a var's value as given (it is not a template).
+    /// Resolves vars in the order of their dependencies (a var may use any
+    /// other, above or below it; a cycle is an error). An override replaces
+    /// a var's value as given (it is not a template). Linear in the number
+    /// of vars and references: each template sees only the names it reads.
     pub fn build(
         playbook: &Playbook,
         overrides: &[(String, String)],
@@ -139,13 +167,19 @@ impl TemplateContext {
         templates: &Templates,
         diags: &mut Diagnostics,
     ) -> TemplateContext {
-        let overridden: BTreeMap<&str, &str> = overrides
+        let overridden: HashMap<&str, &str> = overrides
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut vars: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        for (name, value) in overrides {
-            if !playbook.vars.iter().any(|v| v.name.value == *name) {
+        let declared: HashMap<&str, usize> = playbook
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.value.as_str(), i))
+            .collect();
+        let mut resolved = Resolved::new(facts);
+        for (name, _) in overrides {
+            if !declared.contains_key(name.as_str()) {
                 diags.push(
                     Diagnostic::warning(
                         "undeclared-var",
@@ -156,56 +190,243 @@ impl TemplateContext {
                         "check the spelling; undeclared variables are still available to templates",
                     ),
                 );
-                vars.insert(
-                    name.clone(),
-                    override_value(value)
-                        .unwrap_or_else(|_| serde_json::Value::String(value.clone())),
-                );
             }
         }
-        for var in &playbook.vars {
-            let name = &var.name.value;
-            if let Some(v) = overridden.get(name.as_str()) {
-                let value = override_value(v)
-                    .unwrap_or_else(|_| serde_json::Value::String((*v).to_owned()));
-                vars.insert(name.clone(), value);
-                continue;
-            }
-            let ctx = context_value(&vars, facts);
+        // Overrides first (declared or not): they are values, not templates.
+        for (name, value) in &overridden {
+            let v = override_value(value)
+                .unwrap_or_else(|_| serde_json::Value::String((*value).to_owned()));
+            resolved.insert(name, v, is_secret_name(name).then(|| (*name).to_owned()));
+        }
+        let pending: Vec<Option<Pending>> = playbook
+            .vars
+            .iter()
+            .map(|var| {
+                if overridden.contains_key(var.name.value.as_str()) {
+                    return None;
+                }
+                let mut names = HashSet::new();
+                templates.node_names(&var.value, &mut names);
+                let mut deps: Vec<usize> = names
+                    .iter()
+                    .filter(|n| !overridden.contains_key(n.as_str()))
+                    .filter_map(|n| declared.get(n.as_str()).copied())
+                    .collect();
+                deps.sort_unstable();
+                Some(Pending { var, deps, names })
+            })
+            .collect();
+        let (order, stuck) = dependency_order(&pending);
+        report_cycles(&pending, &stuck, &playbook.vars, diags);
+        for &i in &stuck {
+            // Kept as raw text so templates using them do not also fail.
+            let var = &playbook.vars[i];
+            let raw = var.value.as_str().unwrap_or_default().to_owned();
+            resolved.insert(&var.name.value, serde_json::Value::String(raw), None);
+        }
+        for i in order {
+            let Some(p) = &pending[i] else { continue };
+            let name = &p.var.name.value;
+            let secret = if is_secret_name(name) {
+                Some(name.clone())
+            } else {
+                resolved.secrets.used_by(&p.names).map(|u| u.root)
+            };
+            let ctx = resolved.context_for(&p.names);
             let what = || format!("variable `{name}`");
-            let rendered = match templates.render_node(&var.value, &ctx, &playbook.source, &what) {
-                Ok(n) => n,
+            let rendered = match templates.render_node(
+                &p.var.value,
+                &ctx,
+                &resolved.secrets,
+                &playbook.source,
+                &what,
+            ) {
+                Ok((n, _)) => n,
                 Err(errors) => {
                     diags.extend(errors);
                     // Keep the raw text so later templates using this var do
                     // not report it as undefined too.
-                    let raw = var.value.as_str().unwrap_or_default().to_owned();
-                    vars.insert(name.clone(), serde_json::Value::String(raw));
+                    let raw = p.var.value.as_str().unwrap_or_default().to_owned();
+                    resolved.insert(name, serde_json::Value::String(raw), secret);
                     continue;
                 }
             };
             match from_node::<serde_json::Value>(&rendered) {
-                Ok(v) => {
-                    vars.insert(name.clone(), v);
-                }
-                Err(e) => {
-                    diags.push(e.into_diagnostic(var.value.span, &format!("in variable `{name}`")))
-                }
+                Ok(v) => resolved.insert(name, v, secret),
+                Err(e) => diags
+                    .push(e.into_diagnostic(p.var.value.span, &format!("in variable `{name}`"))),
             }
         }
-        let value = context_value(&vars, facts);
-        TemplateContext { vars, value }
+        let value = resolved.full_context();
+        TemplateContext {
+            vars: resolved.json,
+            value,
+            secrets: resolved.secrets,
+            redactor: resolved.redactor,
+        }
+    }
+
+    /// The variables with every secret one shown as [`MASK`](super::MASK).
+    pub fn masked_vars(&self) -> BTreeMap<String, serde_json::Value> {
+        self.vars
+            .iter()
+            .map(|(k, v)| {
+                let v = if self.secrets.contains(k) {
+                    serde_json::Value::String(super::MASK.to_owned())
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
     }
 }
 
-fn context_value(vars: &BTreeMap<String, serde_json::Value>, facts: &RunFacts) -> Value {
-    let mut map: BTreeMap<String, Value> = vars
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v))))
+/// Variables resolved so far, as JSON (to record) and as template values.
+struct Resolved {
+    json: BTreeMap<String, serde_json::Value>,
+    values: HashMap<String, Value>,
+    ward: Value,
+    secrets: Secrets,
+    redactor: Redactor,
+}
+
+impl Resolved {
+    fn new(facts: &RunFacts) -> Resolved {
+        Resolved {
+            json: BTreeMap::new(),
+            values: HashMap::new(),
+            ward: Value::from(minijinja::value::Serde(facts)),
+            secrets: Secrets::default(),
+            redactor: Redactor::default(),
+        }
+    }
+
+    fn insert(&mut self, name: &str, v: serde_json::Value, secret_root: Option<String>) {
+        if let Some(root) = secret_root {
+            self.secrets.insert(name, &root);
+            self.redactor.add_value(&v);
+        }
+        self.values
+            .insert(name.to_owned(), Value::from(minijinja::value::Serde(&v)));
+        self.json.insert(name.to_owned(), v);
+    }
+
+    /// A context with just the names a template reads.
+    fn context_for(&self, names: &HashSet<String>) -> Value {
+        let mut map: BTreeMap<&str, Value> = BTreeMap::new();
+        for n in names {
+            if n == "ward" {
+                map.insert("ward", self.ward.clone());
+            } else if let Some(v) = self.values.get(n) {
+                map.insert(n, v.clone());
+            }
+        }
+        Value::from(map)
+    }
+
+    fn full_context(&self) -> Value {
+        let mut map: BTreeMap<&str, Value> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        map.insert("ward", self.ward.clone());
+        Value::from(map)
+    }
+}
+
+/// The pending vars in an order where each comes after those it reads
+/// (Kahn's algorithm; among ready vars the one written first goes first),
+/// and the vars that never became ready (in or behind a cycle).
+fn dependency_order(pending: &[Option<Pending>]) -> (Vec<usize>, Vec<usize>) {
+    let n = pending.len();
+    let mut waiting_on = vec![0usize; n];
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, p) in pending.iter().enumerate() {
+        if let Some(p) = p {
+            waiting_on[i] = p.deps.len();
+            for &d in &p.deps {
+                readers[d].push(i);
+            }
+        }
+    }
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..n)
+        .filter(|&i| pending[i].is_some() && waiting_on[i] == 0)
+        .map(Reverse)
         .collect();
-    map.insert(
-        "ward".to_owned(),
-        Value::from(minijinja::value::Serde(facts)),
-    );
-    Value::from(map)
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &r in &readers[i] {
+            waiting_on[r] -= 1;
+            if waiting_on[r] == 0 {
+                ready.push(Reverse(r));
+            }
+        }
+    }
+    let stuck = (0..n)
+        .filter(|&i| pending[i].is_some() && waiting_on[i] > 0)
+        .collect();
+    (order, stuck)
+}
+
+/// One diagnostic per cycle among the stuck vars, with the full path.
+/// Vars that only read a var in a cycle get none (follow-on noise).
+fn report_cycles(
+    pending: &[Option<Pending>],
+    stuck: &[usize],
+    vars: &[crate::model::Var],
+    diags: &mut Diagnostics,
+) {
+    let is_stuck: HashSet<usize> = stuck.iter().copied().collect();
+    // 0: not visited, 1: on the current walk, 2: done.
+    let mut mark: HashMap<usize, u8> = HashMap::new();
+    for &start in stuck {
+        if mark.contains_key(&start) {
+            continue;
+        }
+        // Every stuck var reads a stuck var, so this walk ends on a var
+        // already seen: on this walk it closes a cycle.
+        let mut path = vec![start];
+        mark.insert(start, 1);
+        let mut at = start;
+        while let Some(next) = pending[at]
+            .as_ref()
+            .and_then(|p| p.deps.iter().copied().find(|d| is_stuck.contains(d)))
+        {
+            match mark.get(&next) {
+                Some(1) => {
+                    let from = path.iter().position(|&x| x == next).unwrap_or(0);
+                    let cycle = &path[from..];
+                    let names: Vec<String> = cycle
+                        .iter()
+                        .chain(std::iter::once(&next))
+                        .map(|&i| format!("`{}`", vars[i].name.value))
+                        .collect();
+                    let first = &vars[cycle[0]];
+                    let mut d = Diagnostic::error(
+                        "var-cycle",
+                        first.name.span,
+                        format!("variables use each other in a cycle: {}", names.join(" → ")),
+                    )
+                    .with_help("a variable cannot be made from itself, directly or through others");
+                    for &i in &cycle[1..] {
+                        d = d.with_note(vars[i].name.span, "part of the cycle");
+                    }
+                    diags.push(d);
+                    break;
+                }
+                Some(_) => break,
+                None => {
+                    mark.insert(next, 1);
+                    path.push(next);
+                    at = next;
+                }
+            }
+        }
+        for i in path {
+            mark.insert(i, 2);
+        }
+    }
 }

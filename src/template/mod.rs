@@ -6,8 +6,11 @@
 
 mod context;
 mod quote;
+mod secret;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use std::collections::HashSet;
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
 
 use crate::diagnostic::Diagnostic;
 use crate::source::{Pos, SourceFile, Span};
@@ -15,6 +18,29 @@ use crate::yaml::{Node, NodeKind, Scalar};
 
 pub use context::{RunFacts, TemplateContext, var_overrides};
 pub use quote::shell_quote;
+pub use secret::{FingerprintKey, MASK, Redactor, SecretUse, Secrets, is_secret_name};
+
+/// Work one template may do (minijinja fuel: about one unit per instruction
+/// and per 64 bytes allocated). Plenty for building paths and command lines;
+/// it stops `range(100000)` inside `range(100000)` in a fraction of a second,
+/// and bounds what one template may allocate to some 30 MB.
+pub const FUEL: u64 = 500_000;
+
+/// The most text one template may produce. Larger values could not be an
+/// argument or an environment value anyway (Linux caps one at 128 KiB).
+pub const MAX_OUTPUT: usize = 1 << 20;
+
+/// A place in a rendered node whose value was made from a secret.
+pub type Tainted = (Span, SecretUse);
+
+/// A rendered scalar and, if it was made from a secret, which one.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// The text.
+    pub text: String,
+    /// The secret variable it uses, if any.
+    pub secret: Option<SecretUse>,
+}
 
 /// The template engine with ward's settings.
 pub struct Templates {
@@ -40,6 +66,10 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_recursion_limit(64);
+        env.set_fuel(Some(FUEL));
+        // `debug()` prints the whole context, secrets included, without
+        // naming them, which would defeat the taint check below.
+        env.remove_global("debug");
         env.add_filter("quote", |v: Value| shell_quote(&value_text(&v)));
         env.set_formatter(|out, _state, value| {
             // Shell lines want `true`, not Python's `True`, and nothing for none.
@@ -58,7 +88,31 @@ impl Templates {
         if !is_template(text) {
             return Ok(text.to_owned());
         }
-        self.env.render_str(text, ctx)
+        checked_size(self.env.render_str(text, ctx)?)
+    }
+
+    /// The top-level names a template reads (variables, and globals such
+    /// as `range`); empty for plain text or a template that does not parse
+    /// (rendering reports that). A static over-approximation: a name in an
+    /// `{% if %}` branch that does not run still counts, which is what the
+    /// secret taint wants.
+    pub fn names(&self, text: &str) -> HashSet<String> {
+        if !is_template(text) {
+            return HashSet::new();
+        }
+        self.env
+            .template_from_str(text)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default()
+    }
+
+    /// Every name read by the templates inside a node.
+    pub fn node_names(&self, node: &Node, out: &mut HashSet<String>) {
+        match &node.kind {
+            NodeKind::Scalar(s) => out.extend(self.names(&s.text)),
+            NodeKind::Seq(items) => items.iter().for_each(|i| self.node_names(i, out)),
+            NodeKind::Map(entries) => entries.iter().for_each(|e| self.node_names(&e.value, out)),
+        }
     }
 
     /// Evaluates an `if:` expression (with or without `{{ }}`) to a bool.
@@ -83,43 +137,57 @@ impl Templates {
     }
 
     /// Renders every template string inside a node; other scalars are kept.
-    /// Rendered scalars become plain so `"{{ port }}"` can fill a number.
+    /// Text made by a template becomes a plain scalar, so `"{{ base }}2"`
+    /// can fill a number; a scalar that is exactly one `{{ expr }}` keeps
+    /// the value's own type (the string `"010"` stays a string).
+    /// On success, also returns the places whose value uses a secret.
     pub fn render_node(
         &self,
         node: &Node,
         ctx: &Value,
+        secrets: &Secrets,
         source: &SourceFile,
         what: &dyn Fn() -> String,
-    ) -> Result<Node, Vec<Diagnostic>> {
+    ) -> Result<(Node, Vec<Tainted>), Vec<Diagnostic>> {
         let mut errors = Vec::new();
-        let rendered = self.render_node_inner(node, ctx, source, what, &mut errors);
+        let mut tainted = Vec::new();
+        let rendered =
+            self.render_node_inner(node, ctx, secrets, source, what, &mut errors, &mut tainted);
         if errors.is_empty() {
-            Ok(rendered)
+            Ok((rendered, tainted))
         } else {
             Err(errors)
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn render_node_inner(
         &self,
         node: &Node,
         ctx: &Value,
+        secrets: &Secrets,
         source: &SourceFile,
         what: &dyn Fn() -> String,
         errors: &mut Vec<Diagnostic>,
+        tainted: &mut Vec<Tainted>,
     ) -> Node {
         let kind = match &node.kind {
             NodeKind::Scalar(s) if is_template(&s.text) => {
+                if !secrets.is_empty()
+                    && let Some(used) = secrets.used_by(&self.names(&s.text))
+                {
+                    tainted.push((locate_name(node, source, &used.var), used));
+                }
                 let rendered = match single_expression(&s.text) {
                     // `key: "{{ list_var }}"` keeps the list (or mapping) itself.
                     // Rendering first gives strict-undefined errors with their place.
-                    Some(expr) => self.env.render_str(&s.text, ctx).and_then(|_| {
+                    Some(expr) => self.render(&s.text, ctx).and_then(|_| {
                         self.env
                             .compile_expression(expr)
                             .and_then(|e| e.eval(ctx))
                             .map(|v| native_node(&v, node.span))
                     }),
-                    None => self.env.render_str(&s.text, ctx).map(|text| Node {
+                    None => self.render(&s.text, ctx).map(|text| Node {
                         kind: NodeKind::Scalar(Scalar { text, plain: true }),
                         span: node.span,
                     }),
@@ -136,7 +204,7 @@ impl Templates {
             NodeKind::Seq(items) => NodeKind::Seq(
                 items
                     .iter()
-                    .map(|i| self.render_node_inner(i, ctx, source, what, errors))
+                    .map(|i| self.render_node_inner(i, ctx, secrets, source, what, errors, tainted))
                     .collect(),
             ),
             NodeKind::Map(entries) => NodeKind::Map(
@@ -144,7 +212,9 @@ impl Templates {
                     .iter()
                     .map(|e| crate::yaml::Entry {
                         key: e.key.clone(),
-                        value: self.render_node_inner(&e.value, ctx, source, what, errors),
+                        value: self.render_node_inner(
+                            &e.value, ctx, secrets, source, what, errors, tainted,
+                        ),
                     })
                     .collect(),
             ),
@@ -155,18 +225,43 @@ impl Templates {
         }
     }
 
-    /// Renders a scalar node to text, with a diagnostic on failure.
+    /// Renders a scalar node to text, with a diagnostic on failure, and
+    /// says whether the text was made from a secret.
     pub fn render_scalar(
         &self,
         node: &Node,
         ctx: &Value,
+        secrets: &Secrets,
         source: &SourceFile,
         what: &str,
-    ) -> Result<String, Diagnostic> {
+    ) -> Result<Rendered, Diagnostic> {
         let text = node.as_str().unwrap_or("");
-        self.render(text, ctx)
-            .map_err(|e| template_diagnostic(&e, node, source, what))
+        let text = self
+            .render(text, ctx)
+            .map_err(|e| template_diagnostic(&e, node, source, what))?;
+        let secret = match node.as_str() {
+            // Without secrets there is nothing to look for (and no second parse).
+            Some(t) if is_template(t) && !secrets.is_empty() => secrets.used_by(&self.names(t)),
+            _ => None,
+        };
+        Ok(Rendered { text, secret })
     }
+}
+
+/// Refuses output larger than [`MAX_OUTPUT`] (fuel bounds the work; this
+/// bounds what a value may hold).
+fn checked_size(text: String) -> Result<String, minijinja::Error> {
+    if text.len() > MAX_OUTPUT {
+        return Err(minijinja::Error::new(
+            ErrorKind::OutOfFuel,
+            format!(
+                "its output is {} bytes, more than the {} KiB a value may hold",
+                text.len(),
+                MAX_OUTPUT / 1024
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 /// The expression inside a scalar that is exactly one `{{ ... }}`.
@@ -176,8 +271,10 @@ fn single_expression(text: &str) -> Option<&str> {
     simple.then_some(inner)
 }
 
-/// A template value as a node: lists and mappings keep their shape, scalars
-/// become plain text that the parameter's type then reads.
+/// A template value as a node: lists and mappings keep their shape. Strings
+/// become quoted scalars, so their text is never read again as YAML (`"010"`,
+/// `"1.10"` and `"~"` stay strings); numbers, booleans and null become plain
+/// scalars that read as what they are.
 fn native_node(v: &Value, span: Span) -> Node {
     let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
     json_node(&json, span)
@@ -202,7 +299,10 @@ fn json_node(json: &serde_json::Value, span: Span) -> Node {
                 })
                 .collect(),
         ),
-        J::String(s) => scalar(s.clone()),
+        J::String(s) => NodeKind::Scalar(Scalar {
+            text: s.clone(),
+            plain: false,
+        }),
         J::Null => scalar(String::new()),
         J::Bool(b) => scalar(b.to_string()),
         J::Number(n) => scalar(n.to_string()),
@@ -254,6 +354,15 @@ pub fn template_diagnostic(
                 "define it under `vars:` or pass `--var name=value`; built-ins are under `ward.` (date, time, host, run_id)".to_owned(),
             )
         }
+        ErrorKind::OutOfFuel => (
+            "template-budget",
+            format!("template in {what} does too much work: {detail}"),
+            format!(
+                "ward stops a template after about {FUEL} steps of work or {} KiB of output; \
+                 build large values outside the playbook and pass them in",
+                MAX_OUTPUT / 1024
+            ),
+        ),
         _ => (
             "template",
             format!("template error in {what}: {detail}"),
@@ -265,6 +374,33 @@ pub fn template_diagnostic(
         .and_then(|r| locate(text, r.start, r.end, node, source))
         .unwrap_or(node.span);
     Diagnostic::error(code, span, message).with_help(help)
+}
+
+/// The place of variable `name` inside the template scalar `node`: its first
+/// use after a `{{` or `{%`, else the whole node.
+pub fn locate_name(node: &Node, source: &SourceFile, name: &str) -> Span {
+    let text = node.as_str().unwrap_or("");
+    let opening = [text.find("{{"), text.find("{%")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0);
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut from = opening;
+    while let Some(at) = text
+        .get(from..)
+        .and_then(|t| t.find(name))
+        .map(|i| i + from)
+    {
+        let end = at + name.len();
+        let before = text[..at].chars().next_back().is_some_and(is_word);
+        let after = text[end..].chars().next().is_some_and(is_word);
+        if !before && !after {
+            return locate(text, at, end, node, source).unwrap_or(node.span);
+        }
+        from = end;
+    }
+    node.span
 }
 
 /// Maps a byte range inside a template string to a place in the file by

@@ -23,7 +23,8 @@ pub use resolve::{Condition, ResolvedBody, ResolvedStep};
 pub struct Validated {
     /// The parsed playbook.
     pub playbook: Playbook,
-    /// Variables after overrides and templating.
+    /// Variables after overrides and templating, secret ones masked
+    /// (they are only shown and recorded; steps hold the rendered values).
     pub vars: BTreeMap<String, serde_json::Value>,
     /// The `ward.*` facts templates saw.
     pub facts: RunFacts,
@@ -67,11 +68,13 @@ pub fn validate(
             None
         }
     };
+    // Messages may quote a rendered value (a type error, a template error).
+    diags.redact(|text| ctx.redactor.apply(text));
     if diags.has_errors() || steps.len() != playbook.steps.len() {
         return None;
     }
     Some(Validated {
-        vars: ctx.vars,
+        vars: ctx.masked_vars(),
         facts,
         steps,
         graph: graph?,

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
+use crate::diagnostic::{Diagnostic, Diagnostics, SUGGESTION_BUDGET, suggest};
 use crate::model::{Playbook, Spanned};
 
 /// Checks ids and references; returns the ids of compensation-only steps
@@ -31,6 +31,9 @@ pub(super) fn check<'p>(playbook: &'p Playbook, diags: &mut Diagnostics) -> Hash
         .filter_map(|s| s.compensate.as_ref().map(|c| c.value.as_str()))
         .collect();
 
+    // Each suggestion compares with every id: bounded, so that thousands of
+    // unknown names among thousands of steps stay linear.
+    let mut budget = SUGGESTION_BUDGET;
     for step in &playbook.steps {
         let id = step.id.value.as_str();
         let refs = step
@@ -55,7 +58,12 @@ pub(super) fn check<'p>(playbook: &'p Playbook, diags: &mut Diagnostics) -> Hash
                         format!("`{key}` of step `{id}` names unknown step `{name}`"),
                     )
                     .with_help_opt(
-                        suggest(name, ids.iter().copied())
+                        (budget >= ids.len())
+                            .then(|| {
+                                budget -= ids.len();
+                                suggest(name, ids.iter().copied())
+                            })
+                            .flatten()
                             .or_else(|| Some("steps are named by their `id`".to_owned())),
                     ),
                 );

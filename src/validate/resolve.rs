@@ -4,7 +4,9 @@ use crate::action::{self, ActionParams, ParamsError};
 use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
 use crate::model::{Duration, Playbook, RetryPolicy, Step, StepBody, When};
 use crate::source::Span;
-use crate::template::{TemplateContext, Templates, template_diagnostic};
+use crate::template::{
+    MASK, SecretUse, TemplateContext, Templates, is_secret_name, locate_name, template_diagnostic,
+};
 use crate::yaml::{Node, NodeKind};
 
 /// A step with its templates rendered, ready to plan or run.
@@ -28,6 +30,11 @@ pub struct ResolvedStep {
     pub condition: Option<Condition>,
     /// Environment for the child process, rendered.
     pub env: Vec<(String, String)>,
+    /// Names of `env` entries whose values are secret (by their name, or
+    /// made from a secret variable): masked wherever shown or stored.
+    pub secret_env: Vec<String>,
+    /// True if `creates` was made from a secret variable.
+    pub secret_creates: bool,
     /// Time limit for one attempt (step's own, else the default).
     pub timeout: Option<Duration>,
     /// Retry policy (step's own, else the default, else one attempt).
@@ -66,6 +73,44 @@ pub enum ResolvedBody {
     Cmd(Vec<String>),
 }
 
+impl ResolvedStep {
+    /// The environment as it may be shown: secret values masked.
+    pub fn shown_env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| {
+            let shown = if self.secret_env.contains(k) {
+                MASK
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), shown)
+        })
+    }
+
+    /// `creates` as it may be shown.
+    pub fn shown_creates(&self) -> Option<&str> {
+        self.creates
+            .as_deref()
+            .map(|c| if self.secret_creates { MASK } else { c })
+    }
+
+    /// The secret values of the step with what they are (`env.NAME`,
+    /// `creates`), in a stable order: the input of its resume fingerprint.
+    pub fn secret_values(&self) -> Vec<(String, &str)> {
+        let mut out: Vec<(String, &str)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| self.secret_env.contains(k))
+            .map(|(k, v)| (format!("env.{k}"), v.as_str()))
+            .collect();
+        if self.secret_creates
+            && let Some(c) = &self.creates
+        {
+            out.push(("creates".to_owned(), c.as_str()));
+        }
+        out
+    }
+}
+
 impl ResolvedBody {
     /// `action`, `run` or `cmd`.
     pub fn kind(&self) -> &'static str {
@@ -90,20 +135,60 @@ pub(super) fn step(
     let source = &playbook.source;
     let before = diags.error_count();
 
+    let secrets = &ctx.secrets;
+    // A secret on a command line is visible to every user (`ps`, /proc) and
+    // would be recorded with the step: refuse it and point at `env:`.
+    let refuse = |node: &Node, key: &str, used: &SecretUse| {
+        Diagnostic::error(
+            "secret-in-command",
+            locate_name(node, source, &used.var),
+            format!(
+                "`{key}` of step `{id}` uses {}; a command line is visible to every user of the machine",
+                used.describe()
+            ),
+        )
+        .with_help(format!(
+            "pass it through `env:` instead, e.g. `env: {{ SECRET_VALUE: \"{{{{ {} }}}}\" }}`, and read `$SECRET_VALUE` in the command",
+            used.var
+        ))
+    };
     let body = match &step.body {
         StepBody::Run(node) => templates
-            .render_scalar(node, &ctx.value, source, &format!("`run` of step `{id}`"))
+            .render_scalar(
+                node,
+                &ctx.value,
+                secrets,
+                source,
+                &format!("`run` of step `{id}`"),
+            )
             .map_err(|d| diags.push(d))
             .ok()
-            .map(ResolvedBody::Run),
+            .and_then(|r| match &r.secret {
+                Some(used) => {
+                    diags.push(refuse(node, "run", used));
+                    None
+                }
+                None => Some(ResolvedBody::Run(r.text)),
+            }),
         StepBody::Cmd(items) => {
             let argv: Vec<Option<String>> = items
                 .iter()
                 .map(|item| {
-                    templates
-                        .render_scalar(item, &ctx.value, source, &format!("`cmd` of step `{id}`"))
+                    let r = templates
+                        .render_scalar(
+                            item,
+                            &ctx.value,
+                            secrets,
+                            source,
+                            &format!("`cmd` of step `{id}`"),
+                        )
                         .map_err(|d| diags.push(d))
-                        .ok()
+                        .ok()?;
+                    if let Some(used) = &r.secret {
+                        diags.push(refuse(item, "cmd", used));
+                        return None;
+                    }
+                    Some(r.text)
                 })
                 .collect();
             argv.into_iter()
@@ -123,33 +208,44 @@ pub(super) fn step(
         .map(ResolvedBody::Action),
     };
 
+    let mut secret_env = Vec::new();
     let env: Vec<(String, String)> = step
         .env
         .iter()
         .filter_map(|(k, v)| {
-            templates
+            let r = templates
                 .render_scalar(
                     v,
                     &ctx.value,
+                    secrets,
                     source,
                     &format!("`env.{}` of step `{id}`", k.value),
                 )
                 .map_err(|d| diags.push(d))
-                .ok()
-                .map(|v| (k.value.clone(), v))
+                .ok()?;
+            if r.secret.is_some() || is_secret_name(&k.value) {
+                secret_env.push(k.value.clone());
+            }
+            Some((k.value.clone(), r.text))
         })
         .collect();
 
+    let mut secret_creates = false;
     let creates = step.creates.as_ref().and_then(|node| {
         templates
             .render_scalar(
                 node,
                 &ctx.value,
+                secrets,
                 source,
                 &format!("`creates` of step `{id}`"),
             )
             .map_err(|d| diags.push(d))
             .ok()
+            .map(|r| {
+                secret_creates = r.secret.is_some();
+                r.text
+            })
     });
 
     let condition = step.condition.as_ref().and_then(|c| {
@@ -184,6 +280,8 @@ pub(super) fn step(
         when: step.when.value,
         condition,
         env,
+        secret_env,
+        secret_creates,
         timeout: step
             .timeout
             .as_ref()
@@ -244,8 +342,35 @@ fn action_params(
     };
     let with = with.unwrap_or(&empty);
     let what = || format!("`with` of step `{id}`");
-    let rendered = match templates.render_node(with, &ctx.value, &playbook.source, &what) {
-        Ok(n) => n,
+    let rendered = match templates.render_node(
+        with,
+        &ctx.value,
+        &ctx.secrets,
+        &playbook.source,
+        &what,
+    ) {
+        Ok((n, tainted)) if tainted.is_empty() => n,
+        Ok((_, tainted)) => {
+            // Parameters reach programs' command lines (rsync, pg_dumpall,
+            // systemctl) and plans; a secret must come through `env:`.
+            for (span, used) in tainted {
+                diags.push(
+                        Diagnostic::error(
+                            "secret-in-parameter",
+                            span,
+                            format!(
+                                "`with` of step `{id}` (action `{}`) uses {}; action parameters may reach a program's command line",
+                                def.name,
+                                used.describe()
+                            ),
+                        )
+                        .with_help(
+                            "give the secret to the action through the step's `env:` (e.g. PGPASSWORD) or a password file (`db.passfile`)",
+                        ),
+                    );
+            }
+            return None;
+        }
         Err(errors) => {
             diags.extend(errors);
             return None;

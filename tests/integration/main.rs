@@ -8,6 +8,7 @@ mod harness;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
 mod invalid_fixtures;
+mod limits;
 mod pg;
 #[allow(dead_code)]
 #[path = "../support/pg_cluster.rs"]
@@ -16,6 +17,7 @@ mod plan;
 mod reporting;
 mod resume;
 mod run;
+mod secrets;
 mod shipped_playbooks;
 mod snapshots;
 mod state_trust;
@@ -23,3 +25,4 @@ mod state_trust;
 #[path = "../support/fossology.rs"]
 mod system;
 mod validate;
+mod vars;

@@ -1,0 +1,152 @@
+//! Variables: `--var` typing, values that are one template, dependency order.
+
+use crate::harness::Scratch;
+
+fn plan_json(s: &Scratch, args: &[&str]) -> serde_json::Value {
+    let mut w = s.ward().args(["plan", "--format", "json", "vars.yml"]);
+    for a in args {
+        w = w.args(["--var", a]);
+    }
+    w.run().expect_code(0).json()
+}
+
+#[test]
+fn a_var_that_is_one_template_keeps_the_type_of_its_value() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        r#"ward: 1
+name: vars
+vars:
+  zero_lead: "010"
+  version: "1.10"
+  tilde: "~"
+  word: "yes"
+  port: 5432
+  names: ["010", "~", "1.10"]
+  a: "{{ zero_lead }}"
+  b: "{{ version }}"
+  c: "{{ tilde }}"
+  d: "{{ word }}"
+  e: "{{ port }}"
+  f: "{{ names }}"
+steps:
+  - id: stop
+    action: service.stop
+    with:
+      stop: [true]
+      wait_gone: "{{ names }}"
+  - id: show
+    run: echo {{ a }} {{ port + 1 }}
+"#,
+    );
+    let plan = plan_json(&s, &[]);
+    let vars = &plan["vars"];
+    assert_eq!(vars["a"], "010", "{vars}");
+    assert_eq!(vars["b"], "1.10", "{vars}");
+    assert_eq!(vars["c"], "~", "{vars}");
+    assert_eq!(vars["d"], "yes", "{vars}");
+    assert_eq!(vars["e"], 5432, "a number stays a number: {vars}");
+    assert_eq!(vars["f"], serde_json::json!(["010", "~", "1.10"]), "{vars}");
+    // An action parameter filled from a list of strings keeps each string.
+    assert_eq!(
+        plan["steps"][0]["params"]["wait_gone"],
+        serde_json::json!(["010", "~", "1.10"]),
+        "{}",
+        plan["steps"][0]
+    );
+    assert_eq!(plan["steps"][1]["run"], "echo 010 5433");
+}
+
+#[test]
+fn var_overrides_are_text_unless_they_are_a_documented_typed_form() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        r#"ward: 1
+name: vars
+vars:
+  v: default
+  copy: "{{ v }}"
+steps:
+  - id: a
+    run: echo {{ v }}
+"#,
+    );
+    let cases: &[(&str, serde_json::Value)] = &[
+        ("010", "010".into()),
+        ("1.10", "1.10".into()),
+        ("~", "~".into()),
+        ("null", "null".into()),
+        ("yes", "yes".into()),
+        ("1e3", "1e3".into()),
+        ("-0", "-0".into()),
+        ("+5", "+5".into()),
+        ("99999999999999999999", "99999999999999999999".into()),
+        ("", "".into()),
+        ("true", true.into()),
+        ("false", false.into()),
+        ("0", 0.into()),
+        ("42", 42.into()),
+        ("-7", (-7).into()),
+        ("[a, 010]", serde_json::json!(["a", 10])),
+        ("{k: v}", serde_json::json!({"k": "v"})),
+    ];
+    for (given, expected) in cases {
+        let plan = plan_json(&s, &[&format!("v={given}")]);
+        assert_eq!(&plan["vars"]["v"], expected, "--var v={given}");
+        assert_eq!(
+            &plan["vars"]["copy"], expected,
+            "copy: \"{{{{ v }}}}\" with --var v={given}"
+        );
+    }
+}
+
+#[test]
+fn vars_may_use_vars_written_below_them_and_cycles_are_errors() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        r#"ward: 1
+name: vars
+vars:
+  current: "{{ root }}/current"
+  root: "{{ base }}/backup"
+  base: /srv
+steps:
+  - id: a
+    run: echo {{ current }}
+"#,
+    );
+    let plan = plan_json(&s, &[]);
+    assert_eq!(plan["vars"]["current"], "/srv/backup/current");
+    // An override is a value, not a template: it cuts the chain.
+    let plan = plan_json(&s, &["root=/mnt"]);
+    assert_eq!(plan["vars"]["current"], "/mnt/current");
+
+    s.write(
+        "cycle.yml",
+        r#"ward: 1
+name: vars
+vars:
+  a: "{{ b }}"
+  b: "{{ a }}"
+  user: "{{ a }}"
+steps:
+  - id: a
+    run: echo {{ user }}
+"#,
+    );
+    let out = s
+        .ward()
+        .args(["validate", "cycle.yml"])
+        .run()
+        .expect_code(2);
+    assert!(
+        out.stderr
+            .contains("error[var-cycle]: variables use each other in a cycle: `a` → `b` → `a`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.matches("error[").count(), 1, "{}", out.stderr);
+}
