@@ -136,3 +136,33 @@ pub fn argv_problem(key: &'static str, argv: &[String]) -> Option<super::ParamPr
         _ => None,
     }
 }
+
+/// Refuses a value that a program would read as an option. Paths and names
+/// reach rsync, systemctl and libpq tools as arguments; one that starts
+/// with `-` (`--rsh=sh -c ...`, say, from a `--var`) would run a command.
+/// Validation calls this on the rendered value (so a template's result is
+/// refused before any step runs), and actions call it again just before
+/// they start the program.
+pub fn option_like(key: &'static str, value: &str) -> Option<super::ParamProblem> {
+    value.starts_with('-').then(|| {
+        super::ParamProblem::new(
+            key,
+            format!("`{key}` starts with `-`: {value:?} would be read as an option"),
+        )
+        .help(format!(
+            "a path or name cannot start with `-`; for a relative path write `./{value}`"
+        ))
+    })
+}
+
+/// [`option_like`] at run time, as the step's error: the last guard before
+/// a program starts.
+pub fn refuse_option_like(key: &'static str, value: &str) -> Result<(), super::ActionError> {
+    match option_like(key, value) {
+        Some(p) => Err(super::ActionError::new(format!(
+            "{}; nothing was run",
+            p.message
+        ))),
+        None => Ok(()),
+    }
+}

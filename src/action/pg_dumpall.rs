@@ -111,6 +111,7 @@ impl Action for PgDumpall {
             }
         }
         out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS));
+        out.extend(pg::conn_problems(&p.db));
         out
     }
 
@@ -120,8 +121,17 @@ impl Action for PgDumpall {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut argv = vec![p.program.clone().unwrap_or_else(|| "pg_dumpall".into())];
-        argv.extend(pg::tool_args(&p.db, "-l"));
+        // Connection parameters go through the environment (never argv);
+        // only the first database is an option, as pg_dumpall ignores
+        // PGDATABASE. `-w`: never prompt for a password.
+        let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, ctx)?;
+        let mut argv = vec![
+            p.program.clone().unwrap_or_else(|| "pg_dumpall".into()),
+            "-w".into(),
+        ];
+        if let Some(d) = dbname {
+            argv.push(format!("--database={d}"));
+        }
         argv.extend(p.args.iter().cloned());
         ctx.log(format!(
             "running: {} | {} > {}",
@@ -135,7 +145,7 @@ impl Action for PgDumpall {
             state: Arc::new(Mutex::new((Sha256::new(), 0))),
         };
         let state = sink.state.clone();
-        let mut running = ctx.spawn(&argv, &pg::tool_env(&p.db, ctx), true)?;
+        let mut running = ctx.spawn(&argv, &env, true)?;
         let mut stdout = running
             .child
             .stdout

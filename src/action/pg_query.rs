@@ -33,6 +33,7 @@ impl Action for PgQuery {
         non_empty("sql", &p.sql)
             .into_iter()
             .chain(p.save.as_deref().and_then(|s| non_empty("save", s)))
+            .chain(pg::conn_problems(&p.db))
             .collect()
     }
 
@@ -91,7 +92,11 @@ impl Action for PgQuery {
 
     fn describe(p: &PgQueryParams) -> String {
         let sql: String = p.sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        let db = p.db.dbname.as_deref().unwrap_or("postgres");
+        // The database's name only: a connection string may hold a password.
+        let db = pg::keywords(&p.db)
+            .ok()
+            .and_then(|w| w.into_iter().find(|(k, _)| k == "dbname"))
+            .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
         match &p.save {
             Some(path) => format!("query {db} ({}): {sql} -> {path}", p.db.describe()),
             None => format!("query {db} ({}): {sql}", p.db.describe()),

@@ -5,6 +5,7 @@ mod fs_actions;
 mod harness;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
+mod injection;
 mod invalid_fixtures;
 mod pg;
 #[allow(dead_code)]

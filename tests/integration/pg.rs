@@ -208,3 +208,97 @@ fn too_small_dump_fails_and_query_saves_rows() {
         "3"
     );
 }
+
+/// A program that records its argv and PGPASSWORD, then runs the real tool.
+fn recording_wrapper(s: &Scratch, name: &str, real: &std::path::Path) -> String {
+    let path = s.write(
+        name,
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> \"$(dirname \"$0\")/{name}.argv\"\nprintf '%s' \"$PGPASSWORD\" > \"$(dirname \"$0\")/{name}.pw\"\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn connection_string_password_goes_to_the_environment_not_argv() {
+    let c = Cluster::start();
+    let s = Scratch::new();
+    let dumpall = recording_wrapper(&s, "dumpall", &c.bin().join("pg_dumpall"));
+    let psql = recording_wrapper(&s, "psql", &c.bin().join("psql"));
+    let conninfo = format!(
+        "host={} port={} user=postgres dbname=postgres password='se kret'",
+        c.socket.display(),
+        c.port
+    );
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: conninfo\nvars:\n  conn: x\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {{ dbname: \"{{{{ conn }}}}\" }}, dest: all.sql, compress: none, min_bytes: 0, program: {dumpall} }}\n  - id: restore\n    needs: [dump]\n    action: pg.restore\n    with: {{ db: {{ dbname: \"{{{{ conn }}}}\" }}, src: all.sql, force: true, program: {psql} }}\n"
+        ),
+    );
+    s.ward()
+        .args(["run", "p.yml", "--var"])
+        .arg(format!("conn={conninfo}"))
+        .run()
+        .expect_code(0);
+    for tool in ["dumpall", "psql"] {
+        let argv = s.read(&format!("{tool}.argv"));
+        assert!(!argv.is_empty(), "{tool} ran");
+        assert!(!argv.contains("kret"), "{tool} argv: {argv}");
+        assert!(!argv.contains("host="), "{tool} argv: {argv}");
+        assert_eq!(s.read(&format!("{tool}.pw")), "se kret", "{tool}");
+    }
+    let logs = std::fs::read_dir(s.path().join("state/logs"))
+        .expect("logs")
+        .flatten()
+        .flat_map(|run| std::fs::read_dir(run.path()).expect("run logs").flatten())
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(logs.contains("running:"), "{logs}");
+    assert!(!logs.contains("kret"), "the password is not logged: {logs}");
+}
+
+#[test]
+fn connection_values_that_are_options_are_refused() {
+    let s = Scratch::new();
+    for (action, extra) in [
+        ("pg.dumpall", "dest: all.sql.gz"),
+        ("pg.restore", "src: all.sql.gz"),
+        ("pg.query", "sql: SELECT 1"),
+    ] {
+        for key in ["host", "user", "dbname"] {
+            s.write(
+                "p.yml",
+                &format!(
+                    "ward: 1\nname: inj\nvars:\n  v: x\nsteps:\n  - id: s\n    action: {action}\n    with:\n      db: {{ {key}: \"{{{{ v }}}}\" }}\n      {extra}\n"
+                ),
+            );
+            let run = s
+                .ward()
+                .args(["run", "p.yml", "--var", "v=--help"])
+                .run()
+                .expect_code(2);
+            assert!(
+                run.stderr.contains(&format!("`db.{key}` starts with `-`")),
+                "{action} {key}: {}",
+                run.stderr
+            );
+            assert!(run.stderr.contains("p.yml:9:11"), "{}", run.stderr);
+        }
+    }
+    // A connection string that does not parse is refused where it is written.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: inj\nsteps:\n  - id: s\n    action: pg.query\n    with:\n      db: { dbname: \"host=h password='open\" }\n      sql: SELECT 1\n",
+    );
+    let run = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+    assert!(
+        run.stderr
+            .contains("unterminated quoted value of `password`"),
+        "{}",
+        run.stderr
+    );
+}
