@@ -302,3 +302,95 @@ fn connection_values_that_are_options_are_refused() {
         run.stderr
     );
 }
+
+/// A small tmpfs mounted on a folder (a real full disk), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        crate::pg_cluster::run_ok(
+            Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(dir),
+            "mount tmpfs (the tests run as root)",
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn dump_on_a_full_disk_names_the_file_and_the_cause() {
+    let c = Cluster::start();
+    // About 6 MB of SQL that compresses poorly: more than the 1 MB disk holds.
+    c.psql("postgres", "CREATE DATABASE big");
+    c.psql(
+        "big",
+        "CREATE TABLE t AS SELECT md5(g::text) || md5((g * 7)::text) AS a FROM generate_series(1, 90000) g",
+    );
+    let s = Scratch::new();
+    let disk = s.path().join("disk");
+    let _mount = Tmpfs::mount(&disk, "1m");
+    std::fs::write(disk.join("keep.txt"), "already here\n").expect("keep");
+    for (compress, ext) in [
+        ("gzip", "gz"),
+        ("pgzip", "pgz"),
+        ("zstd", "zst"),
+        ("none", "sql"),
+    ] {
+        let dest = disk.join(format!("all.{ext}"));
+        s.write(
+            "dump.yml",
+            &format!(
+                "ward: 1\nname: full-{compress}\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {}, dest: \"{}\", compress: {compress} }}\n",
+                c.conn(),
+                dest.display()
+            ),
+        );
+        let run = s.ward().args(["run", "dump.yml"]).run().expect_code(1);
+        let message = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("dump failed"))
+            .unwrap_or_else(|| panic!("{compress}: no failure line: {}", run.stderr));
+        assert!(
+            message.contains("No space left on device"),
+            "{compress}: {message}"
+        );
+        assert!(
+            message.contains(&dest.display().to_string()),
+            "{compress}: names the file: {message}"
+        );
+        assert!(
+            !message.contains("pg_dumpall failed"),
+            "{compress}: the disk, not the dump's broken pipe: {message}"
+        );
+        assert_eq!(
+            names_in(&disk),
+            ["keep.txt"],
+            "{compress}: nothing left behind"
+        );
+    }
+}
