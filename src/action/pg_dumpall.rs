@@ -64,6 +64,18 @@ const FORBIDDEN_ARGS: &[(&str, &str)] = &[
         "--password",
         "a password prompt would hang an unattended run; use `db.passfile` or PGPASSWORD in `env`",
     ),
+    (
+        "-d",
+        "give the connection in `db` (a connection string in `db.dbname`): it reaches pg_dumpall \
+         through the environment, where a password is not visible to other users",
+    ),
+    (
+        "--dbname",
+        "give the connection in `db` (a connection string in `db.dbname`): it reaches pg_dumpall \
+         through the environment, where a password is not visible to other users",
+    ),
+    ("-l", "give the database in `db.dbname`"),
+    ("--database", "give the database in `db.dbname`"),
 ];
 
 /// Reports arguments from `FORBIDDEN_ARGS` found in `args`.

@@ -301,6 +301,17 @@ fn connection_values_that_are_options_are_refused() {
         "{}",
         run.stderr
     );
+    // A connection string in pg_dumpall's own arguments would put a password on argv.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: inj\nsteps:\n  - id: s\n    action: pg.dumpall\n    with:\n      dest: all.sql.gz\n      args: [\"--dbname=postgresql://u:pw@h/db\"]\n",
+    );
+    let run = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+    assert!(
+        run.stderr.contains("`--dbname` is not allowed in `args`"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// A small tmpfs mounted on a folder (a real full disk), unmounted on drop.
