@@ -68,12 +68,20 @@ pub struct PgConn {
 
 impl PgConn {
     /// `user@host:port` for plans; libpq defaults shown as such.
+    /// A connection string in `dbname` counts; its password is never shown.
     pub fn describe(&self) -> String {
+        let words = super::pg::keywords(self).unwrap_or_default();
+        let word = |k: &str| {
+            words
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         format!(
             "{}@{}:{}",
-            self.user.as_deref().unwrap_or("$PGUSER"),
-            self.host.as_deref().unwrap_or("local socket"),
-            self.port.unwrap_or(5432)
+            word("user").unwrap_or("$PGUSER"),
+            word("host").unwrap_or("local socket"),
+            word("port").unwrap_or("5432")
         )
     }
 }

@@ -2,6 +2,7 @@
 
 mod fossology;
 mod fs_actions;
+mod fuzz;
 mod harness;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
