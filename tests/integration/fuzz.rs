@@ -202,6 +202,23 @@ const ACTIONS: &[&str] = &[
     "nosuch",
 ];
 
+/// Step bodies that are valid with a plain value in `{v}`.
+const BODIES: &[&str] = &[
+    "    run: echo {v}\n",
+    "    cmd: [echo, {v}]\n",
+    "    action: rsync\n    with: { src: {v}, dest: out }\n",
+    "    action: rsync\n    with: { src: in, dest: {v}, mode: filter, filters: [\"+ /a/***\", \"- *\"] }\n",
+    "    action: pg.dumpall\n    with: { dest: {v}, compress: zstd, level: 5 }\n",
+    "    action: pg.restore\n    with: { src: {v}, db: { dbname: \"host=h dbname=d\" } }\n",
+    "    action: pg.query\n    with: { sql: {v}, save: rows.json }\n",
+    "    action: service.stop\n    with: { unit: {v}, wait_gone: [a, b], timeout: 5m }\n",
+    "    action: service.start\n    with: { start: [{v}, --daemon], wait_up: x }\n",
+    "    action: snapshot.hardlink\n    with: { src: current, dir: {v} }\n",
+    "    action: rotate\n    with: { dir: {v}, keep_last: 3 }\n",
+    "    action: verify\n    with: { path: {v} }\n",
+    "    run: |\n      echo {v}\n    when: always\n    timeout: 1m\n    retry: { attempts: 3, delay: 1s }\n",
+];
+
 struct Gen {
     rng: fastrand::Rng,
     seeds: Vec<String>,
@@ -210,6 +227,18 @@ struct Gen {
 impl Gen {
     fn seed(&mut self) -> String {
         self.seeds[self.rng.usize(..self.seeds.len())].clone()
+    }
+
+    /// A parameter value: mostly one that fits, else something odd.
+    fn value(&mut self) -> String {
+        match self.rng.u8(..6) {
+            0 => "\"{{ v0 }}\"".to_owned(),
+            1 => format!("\"{{{{ v{} }}}}/x\"", self.rng.u8(..5)),
+            2 | 3 => ["backup", "/srv/data", "current", "db.sql.gz", "fossology"]
+                [self.rng.usize(..5)]
+            .to_owned(),
+            _ => self.scalar(),
+        }
     }
 
     fn scalar(&mut self) -> String {
@@ -229,36 +258,50 @@ impl Gen {
     /// A random document shaped like a playbook (often nearly valid).
     fn playbook(&mut self) -> String {
         let mut out = String::new();
-        if self.rng.bool() {
+        if self.rng.u8(..8) != 0 {
             out.push_str("ward: 1\n");
         }
-        out.push_str(&format!("name: {}\n", self.scalar()));
-        if self.rng.bool() {
-            out.push_str("vars:\n");
-            for i in 0..self.rng.usize(0..5) {
-                out.push_str(&format!("  v{i}: {}\n", self.scalar()));
+        out.push_str(&format!(
+            "name: {}\n",
+            if self.rng.bool() {
+                "fuzz".to_owned()
+            } else {
+                self.scalar()
             }
+        ));
+        out.push_str("vars:\n  v0: x\n");
+        for i in 1..5 {
+            // Earlier vars only, so templates among them do not loop.
+            let value = match self.rng.u8(..3) {
+                0 => format!("\"{{{{ v{} }}}}/y\"", self.rng.usize(..i)),
+                1 => self.scalar(),
+                _ => "plain".to_owned(),
+            };
+            out.push_str(&format!("  v{i}: {value}\n"));
         }
         out.push_str("steps:\n");
-        let n = self.rng.usize(0..8);
+        let n = self.rng.usize(1..8);
         for i in 0..n {
             out.push_str(&format!("  - id: s{i}\n"));
-            match self.rng.u8(..4) {
-                0 => out.push_str(&format!("    run: echo {}\n", self.scalar())),
-                1 => out.push_str(&format!("    cmd: [echo, {}]\n", self.scalar())),
-                _ => {
-                    let action = ACTIONS[self.rng.usize(..ACTIONS.len())];
-                    out.push_str(&format!("    action: {action}\n    with:\n"));
-                    for _ in 0..self.rng.usize(0..5) {
-                        let key = KEYS[self.rng.usize(..KEYS.len())];
-                        out.push_str(&format!("      {key}: {}\n", self.scalar()));
-                    }
-                }
+            let value = self.value();
+            let body = BODIES[self.rng.usize(..BODIES.len())].replace("{v}", &value);
+            out.push_str(&body);
+            if self.rng.bool() {
+                let extra = [
+                    "    when: always\n",
+                    "    timeout: 30s\n",
+                    "    env: { A: \"{{ v1 }}\" }\n",
+                    "    creates: \"{{ v2 }}\"\n",
+                    "    ok_codes: [0, 1]\n",
+                    "    if: \"v0 == 'x'\"\n",
+                ][self.rng.usize(..6)];
+                out.push_str(extra);
             }
             if i > 0 && self.rng.bool() {
-                out.push_str(&format!("    needs: [s{}]\n", self.rng.usize(0..n)));
+                out.push_str(&format!("    needs: [s{}]\n", self.rng.usize(0..i)));
             }
-            if self.rng.u8(..4) == 0 {
+            if self.rng.u8(..8) == 0 {
+                // A key that may be unknown or repeated, with an odd value.
                 let key = KEYS[self.rng.usize(..KEYS.len())];
                 out.push_str(&format!("    {key}: {}\n", self.scalar()));
             }
@@ -461,12 +504,14 @@ impl Gen {
     }
 
     fn input(&mut self) -> (String, Vec<String>) {
-        let mut text = if self.rng.u8(..4) == 0 {
+        let mut text = if self.rng.bool() {
             self.playbook()
         } else {
             self.seed()
         };
-        for _ in 0..self.rng.usize(1..4) {
+        // Often none or one mutation, so that many inputs get as far as
+        // validation and planning; sometimes several.
+        for _ in 0..[0, 1, 1, 2, 3][self.rng.usize(..5)] {
             text = self.mutate(text);
         }
         let vars = (0..self.rng.usize(0..3))
@@ -476,7 +521,12 @@ impl Gen {
                 } else {
                     format!("v{i}")
                 };
-                format!("{name}={}", self.scalar())
+                let value = if self.rng.bool() {
+                    self.value()
+                } else {
+                    self.scalar()
+                };
+                format!("{name}={value}")
             })
             .collect();
         (text, vars)
@@ -495,9 +545,9 @@ fn exercise(dir: &Path, text: String, vars: &[String], raw: bool) -> usize {
             let _ = ward::yaml::from_node::<serde_json::Value>(root);
         }
     }
-    let Ok(overrides) = ward::template::var_overrides(vars) else {
-        return 0;
-    };
+    // Bad `--var`s are a usage error before reading the file; the file is
+    // still worth reading without them.
+    let overrides = ward::template::var_overrides(vars).unwrap_or_default();
     let mut diags = Diagnostics::default();
     let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
         .and_then(|d| d.and_hms_opt(2, 0, 0))
