@@ -283,9 +283,19 @@ impl Gen {
         let n = self.rng.usize(1..8);
         for i in 0..n {
             out.push_str(&format!("  - id: s{i}\n"));
-            let value = self.value();
-            let body = BODIES[self.rng.usize(..BODIES.len())].replace("{v}", &value);
-            out.push_str(&body);
+            if self.rng.u8(..10) == 0 {
+                // Any action with any key.
+                let action = ACTIONS[self.rng.usize(..ACTIONS.len())];
+                let key = KEYS[self.rng.usize(..KEYS.len())];
+                let value = self.scalar();
+                out.push_str(&format!(
+                    "    action: {action}\n    with: {{ {key}: {value} }}\n"
+                ));
+            } else {
+                let value = self.value();
+                let body = BODIES[self.rng.usize(..BODIES.len())].replace("{v}", &value);
+                out.push_str(&body);
+            }
             if self.rng.bool() {
                 let extra = [
                     "    when: always\n",
