@@ -292,6 +292,17 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
 }
 
+/// Writes a small file atomically (temp name, fsync, rename); every error
+/// names the file and what failed.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
+    use std::io::Write;
+    let mut tmp = super::AtomicFile::create(path, 0o600)?;
+    tmp.file()
+        .write_all(bytes)
+        .map_err(|e| ActionError::new(format!("cannot write {}: {e}", path.display())))?;
+    tmp.commit()
+}
+
 /// A variable from the step's environment, else ward's.
 fn env_var(ctx: &ActionCtx, name: &str) -> Option<String> {
     ctx.env

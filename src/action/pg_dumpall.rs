@@ -271,15 +271,12 @@ impl Action for PgDumpall {
             "run_id": ctx.run_id,
         });
         let sidecar = dest.with_file_name(format!("{file_name}{SIDECAR_SUFFIX}"));
-        let mut side = AtomicFile::create(&sidecar, 0o600)?;
-        side.file()
-            .write_all(
-                serde_json::to_string_pretty(&info)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )
-            .map_err(|e| ActionError::new(format!("cannot write {}: {e}", sidecar.display())))?;
-        side.commit()?;
+        pg::write_file(
+            &sidecar,
+            serde_json::to_string_pretty(&info)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         Ok(ActionOutput {
             summary: Some(format!(
                 "{}: {size} bytes ({raw} bytes of SQL), sha256 {}",

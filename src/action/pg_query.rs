@@ -4,9 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::{PgConn, non_empty};
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg, write_atomic,
-};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
 
 /// Runs SQL over a native PostgreSQL connection and saves the rows as JSON.
 pub struct PgQuery;
@@ -80,7 +78,7 @@ impl Action for PgQuery {
             }
             let json = serde_json::to_vec_pretty(&rows)
                 .map_err(|e| ActionError::new(format!("cannot encode rows: {e}")))?;
-            write_atomic(&path, &json, 0o600)?;
+            pg::write_file(&path, &json)?;
             ctx.log(format!("{count} row(s) saved to {}", path.display()));
         }
         Ok(ActionOutput {

@@ -404,4 +404,28 @@ fn dump_on_a_full_disk_names_the_file_and_the_cause() {
             "{compress}: nothing left behind"
         );
     }
+    // pg.query's result file on a disk with no room left at all.
+    let mut filler = std::fs::File::create(disk.join("filler")).expect("filler");
+    let block = vec![7u8; 64 * 1024];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    let rows = disk.join("rows.json");
+    s.write(
+        "query.yml",
+        &format!(
+            "ward: 1\nname: full-query\nsteps:\n  - id: q\n    action: pg.query\n    with: {{ db: {}, sql: \"SELECT a FROM t LIMIT 500\", save: \"{}\" }}\n",
+            c.conn().replace("user: postgres", "user: postgres, dbname: big"),
+            rows.display()
+        ),
+    );
+    let run = s.ward().args(["run", "query.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot write {}: No space left on device",
+            rows.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(names_in(&disk), ["filler", "keep.txt"]);
 }
