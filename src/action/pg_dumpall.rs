@@ -218,7 +218,8 @@ impl Action for PgDumpall {
         // comes first: the dump's own failure is then only its broken pipe.
         let (raw, version) = match compressed {
             Err(Stage::Out(e)) => {
-                let cause = write_error().unwrap_or_else(|| format!("cannot compress: {e}"));
+                let cause = write_error()
+                    .unwrap_or_else(|| format!("cannot compress into {}: {e}", dest.display()));
                 return Err(ActionError::new(format!(
                     "{cause}; the partial file was removed, an earlier dump there is unchanged"
                 )));
