@@ -163,10 +163,16 @@ pub fn option_like(key: &'static str, value: &str) -> Option<super::ParamProblem
     })
 }
 
-/// [`option_like`] at run time, as the step's error: the last guard before
-/// a program starts.
+/// As [`option_like`], for a name (a systemd unit) rather than a path.
+pub fn name_like_option(key: &'static str, value: &str) -> Option<super::ParamProblem> {
+    option_like(key, value)
+        .map(|p| super::ParamProblem { help: None, ..p }.help("a name cannot start with `-`"))
+}
+
+/// [`name_like_option`] at run time, as the step's error: the last guard
+/// before a program starts.
 pub fn refuse_option_like(key: &'static str, value: &str) -> Result<(), super::ActionError> {
-    match option_like(key, value) {
+    match name_like_option(key, value) {
         Some(p) => Err(super::ActionError::new(format!(
             "{}; nothing was run",
             p.message

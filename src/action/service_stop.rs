@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{StringList, argv_problem, option_like, refuse_option_like};
+use super::params::{StringList, argv_problem, name_like_option, refuse_option_like};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
     procs,
@@ -54,7 +54,7 @@ impl Action for ServiceStop {
                 "give either `unit` or `stop`, not both",
             )),
             (_, Some(argv)) => out.extend(argv_problem("stop", argv)),
-            (Some(unit), None) => out.extend(option_like("unit", unit)),
+            (Some(unit), None) => out.extend(name_like_option("unit", unit)),
         }
         if p.wait_gone.0.iter().any(|n| n.trim().is_empty()) {
             out.push(ParamProblem::new(
