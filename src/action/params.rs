@@ -68,12 +68,20 @@ pub struct PgConn {
 
 impl PgConn {
     /// `user@host:port` for plans; libpq defaults shown as such.
+    /// A connection string in `dbname` counts; its password is never shown.
     pub fn describe(&self) -> String {
+        let words = super::pg::keywords(self).unwrap_or_default();
+        let word = |k: &str| {
+            words
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         format!(
             "{}@{}:{}",
-            self.user.as_deref().unwrap_or("$PGUSER"),
-            self.host.as_deref().unwrap_or("local socket"),
-            self.port.unwrap_or(5432)
+            word("user").unwrap_or("$PGUSER"),
+            word("host").unwrap_or("local socket"),
+            word("port").unwrap_or("5432")
         )
     }
 }
@@ -134,5 +142,41 @@ pub fn argv_problem(key: &'static str, argv: &[String]) -> Option<super::ParamPr
             format!("the program in `{key}` is empty"),
         )),
         _ => None,
+    }
+}
+
+/// Refuses a value that a program would read as an option. Paths and names
+/// reach rsync, systemctl and libpq tools as arguments; one that starts
+/// with `-` (`--rsh=sh -c ...`, say, from a `--var`) would run a command.
+/// Validation calls this on the rendered value (so a template's result is
+/// refused before any step runs), and actions call it again just before
+/// they start the program.
+pub fn option_like(key: &'static str, value: &str) -> Option<super::ParamProblem> {
+    value.starts_with('-').then(|| {
+        super::ParamProblem::new(
+            key,
+            format!("`{key}` starts with `-`: {value:?} would be read as an option"),
+        )
+        .help(format!(
+            "a path or name cannot start with `-`; for a relative path write `./{value}`"
+        ))
+    })
+}
+
+/// As [`option_like`], for a name (a systemd unit) rather than a path.
+pub fn name_like_option(key: &'static str, value: &str) -> Option<super::ParamProblem> {
+    option_like(key, value)
+        .map(|p| super::ParamProblem { help: None, ..p }.help("a name cannot start with `-`"))
+}
+
+/// [`name_like_option`] at run time, as the step's error: the last guard
+/// before a program starts.
+pub fn refuse_option_like(key: &'static str, value: &str) -> Result<(), super::ActionError> {
+    match name_like_option(key, value) {
+        Some(p) => Err(super::ActionError::new(format!(
+            "{}; nothing was run",
+            p.message
+        ))),
+        None => Ok(()),
     }
 }

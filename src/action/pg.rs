@@ -4,33 +4,303 @@
 use std::path::Path;
 
 use super::params::PgConn;
-use super::{ActionCtx, ActionError};
+use super::{ActionCtx, ActionError, ParamProblem};
 
-/// Connection arguments for pg_dumpall/psql. `-w`: never prompt for a
-/// password (a prompt would hang an unattended run).
-pub fn tool_args(conn: &PgConn, database_flag: &str) -> Vec<String> {
-    let mut args = vec!["-w".to_owned()];
-    if let Some(h) = &conn.host {
-        args.extend(["-h".to_owned(), h.clone()]);
-    }
-    if let Some(p) = conn.port {
-        args.extend(["-p".to_owned(), p.to_string()]);
-    }
-    if let Some(u) = &conn.user {
-        args.extend(["-U".to_owned(), u.clone()]);
-    }
-    if let Some(d) = &conn.dbname {
-        args.extend([database_flag.to_owned(), d.clone()]);
-    }
-    args
+/// libpq's connection keywords and the environment variables that set them
+/// (libpq, "Environment Variables"). Connection parameters reach libpq tools
+/// only through these: nothing a playbook or `--var` gives can be read as
+/// an option, and a password never appears on a command line.
+const KEYWORD_ENV: &[(&str, &str)] = &[
+    ("host", "PGHOST"),
+    ("hostaddr", "PGHOSTADDR"),
+    ("port", "PGPORT"),
+    ("dbname", "PGDATABASE"),
+    ("user", "PGUSER"),
+    ("password", "PGPASSWORD"),
+    ("passfile", "PGPASSFILE"),
+    ("service", "PGSERVICE"),
+    ("options", "PGOPTIONS"),
+    ("application_name", "PGAPPNAME"),
+    ("client_encoding", "PGCLIENTENCODING"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+    ("channel_binding", "PGCHANNELBINDING"),
+    ("sslmode", "PGSSLMODE"),
+    ("sslnegotiation", "PGSSLNEGOTIATION"),
+    ("sslcompression", "PGSSLCOMPRESSION"),
+    ("sslcert", "PGSSLCERT"),
+    ("sslkey", "PGSSLKEY"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("sslcrl", "PGSSLCRL"),
+    ("sslcrldir", "PGSSLCRLDIR"),
+    ("sslsni", "PGSSLSNI"),
+    ("requirepeer", "PGREQUIREPEER"),
+    ("require_auth", "PGREQUIREAUTH"),
+    ("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION"),
+    ("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION"),
+    ("gssencmode", "PGGSSENCMODE"),
+    ("krbsrvname", "PGKRBSRVNAME"),
+    ("gsslib", "PGGSSLIB"),
+    ("target_session_attrs", "PGTARGETSESSIONATTRS"),
+    ("load_balance_hosts", "PGLOADBALANCEHOSTS"),
+];
+
+/// True if libpq would read `dbname` as a connection string, not a name.
+fn is_conninfo(dbname: &str) -> bool {
+    dbname.contains('=') || dbname.starts_with("postgresql://") || dbname.starts_with("postgres://")
 }
 
-/// Environment for libpq tools: the password file, never the password.
-pub fn tool_env(conn: &PgConn, ctx: &ActionCtx) -> Vec<(String, String)> {
-    conn.passfile
+/// A connection's parameters as libpq keywords (`host`, `dbname`,
+/// `password`, ...): a connection string in `dbname` taken apart, then the
+/// explicit fields, which win.
+pub fn keywords(conn: &PgConn) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| {
+        out.retain(|(key, _)| key != k);
+        out.push((k.to_owned(), v));
+    };
+    if let Some(d) = &conn.dbname {
+        if is_conninfo(d) {
+            for (k, v) in parse_conninfo(d)? {
+                if !KEYWORD_ENV.iter().any(|(key, _)| *key == k) {
+                    return Err(format!(
+                        "`{k}` in the connection string of `db.dbname` is not supported \
+                         (it has no libpq environment variable)"
+                    ));
+                }
+                set(&k, v);
+            }
+        } else {
+            set("dbname", d.clone());
+        }
+    }
+    if let Some(h) = &conn.host {
+        set("host", h.clone());
+    }
+    if let Some(p) = conn.port {
+        set("port", p.to_string());
+    }
+    if let Some(u) = &conn.user {
+        set("user", u.clone());
+    }
+    if let Some(f) = &conn.passfile {
+        set("passfile", f.clone());
+    }
+    Ok(out)
+}
+
+/// What is wrong with a connection, for validation: a connection string
+/// that does not parse, or a host, user or database that starts with `-`.
+pub fn conn_problems(conn: &PgConn) -> Vec<ParamProblem> {
+    let words = match keywords(conn) {
+        Ok(w) => w,
+        Err(e) => {
+            return vec![ParamProblem::new("db", e).help(
+                "give `dbname` as a name or a connection string such as \
+                 `dbname=app sslmode=require`, and the password in `db.passfile`",
+            )];
+        }
+    };
+    words
         .iter()
-        .map(|f| ("PGPASSFILE".to_owned(), ctx.path(f).display().to_string()))
+        .filter(|(k, v)| {
+            matches!(k.as_str(), "host" | "user" | "dbname" | "service") && v.starts_with('-')
+        })
+        .map(|(k, v)| {
+            ParamProblem::new(
+                "db",
+                format!("`db.{k}` starts with `-`: {v:?} would be read as an option"),
+            )
+            .help("a host, role or database name cannot start with `-`")
+        })
+        .chain(
+            words
+                .iter()
+                .filter(|(k, v)| k == "dbname" && is_conninfo(v))
+                .map(|_| {
+                    ParamProblem::new(
+                        "db",
+                        "the database name in `db.dbname` is itself a connection string",
+                    )
+                }),
+        )
         .collect()
+}
+
+/// How a libpq tool is told where to connect.
+pub struct ToolConn {
+    /// Every connection parameter as its `PG*` variable, for the child.
+    pub env: Vec<(String, String)>,
+    /// The database, also for tools that ignore `PGDATABASE` (pg_dumpall).
+    pub dbname: Option<String>,
+}
+
+/// Environment for libpq tools: every connection parameter as its `PG*`
+/// variable (a relative `passfile` resolved against the playbook's folder).
+pub fn tool_env(conn: &PgConn, ctx: &ActionCtx) -> Result<ToolConn, ActionError> {
+    let words = keywords(conn).map_err(ActionError::new)?;
+    let mut env = Vec::new();
+    let mut dbname = None;
+    for (k, v) in words {
+        if v.starts_with('-') && matches!(k.as_str(), "host" | "user" | "dbname" | "service") {
+            return Err(ActionError::new(format!(
+                "`db.{k}` starts with `-`: {v:?} would be read as an option; nothing was run"
+            )));
+        }
+        if k == "dbname" {
+            dbname = Some(v.clone());
+        }
+        let value = if k == "passfile" {
+            ctx.path(&v).display().to_string()
+        } else {
+            v
+        };
+        if let Some((_, var)) = KEYWORD_ENV.iter().find(|(key, _)| *key == k) {
+            env.push(((*var).to_owned(), value));
+        }
+    }
+    Ok(ToolConn { env, dbname })
+}
+
+/// Splits a libpq connection string, `key=value ...` (values may be
+/// single-quoted; `\` escapes) or a `postgres[ql]://` URI, into keywords.
+pub fn parse_conninfo(text: &str) -> Result<Vec<(String, String)>, String> {
+    if let Some(rest) = text
+        .strip_prefix("postgresql://")
+        .or_else(|| text.strip_prefix("postgres://"))
+    {
+        return parse_uri(rest);
+    }
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!(
+                "missing `=` after `{key}` in the connection string"
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(format!(
+                            "unterminated quoted value of `{key}` in the connection string"
+                        ));
+                    }
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+/// `[user[:password]@][host][:port][,...][/dbname][?key=value&...]`, percent-decoded.
+fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, db) = main.split_once('/').unwrap_or((main, ""));
+    let hosts = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if !user.is_empty() {
+                out.push(("user".to_owned(), percent_decode(user)?));
+            }
+            if let Some(p) = password {
+                out.push(("password".to_owned(), percent_decode(p)?));
+            }
+            hosts
+        }
+        None => authority,
+    };
+    if !hosts.is_empty() {
+        let mut names = Vec::new();
+        let mut ports = Vec::new();
+        for h in hosts.split(',') {
+            // `[::1]:5432`: the port follows the bracket.
+            let (name, port) = match h.strip_prefix('[') {
+                Some(v6) => {
+                    let (name, after) = v6
+                        .split_once(']')
+                        .ok_or_else(|| format!("unclosed `[` in host `{h}`"))?;
+                    (name, after.strip_prefix(':').unwrap_or(""))
+                }
+                None => h.split_once(':').unwrap_or((h, "")),
+            };
+            names.push(percent_decode(name)?);
+            ports.push(port.to_owned());
+        }
+        if names.iter().any(|n| !n.is_empty()) {
+            out.push(("host".to_owned(), names.join(",")));
+        }
+        if ports.iter().any(|p| !p.is_empty()) {
+            out.push(("port".to_owned(), ports.join(",")));
+        }
+    }
+    if !db.is_empty() {
+        out.push(("dbname".to_owned(), percent_decode(db)?));
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("missing `=` in `{pair}` of the connection URI"))?;
+        out.push((percent_decode(k)?, percent_decode(v)?));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent escape in `{s}`"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
+}
+
+/// Writes a small file atomically (temp name, fsync, rename); every error
+/// names the file and what failed.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
+    use std::io::Write;
+    let mut tmp = super::AtomicFile::create(path, 0o600)?;
+    tmp.file()
+        .write_all(bytes)
+        .map_err(|e| ActionError::new(format!("cannot write {}: {e}", path.display())))?;
+    tmp.commit()
 }
 
 /// A variable from the step's environment, else ward's.
@@ -87,24 +357,29 @@ pub fn native_config(
     conn: &PgConn,
     ctx: &ActionCtx,
 ) -> Result<tokio_postgres::Config, ActionError> {
-    let host = conn
-        .host
-        .clone()
+    let words = keywords(conn).map_err(ActionError::new)?;
+    let word = |k: &str| {
+        words
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let host = word("host")
         .or_else(|| env_var(ctx, "PGHOST"))
         .unwrap_or_else(|| "/var/run/postgresql".to_owned());
-    let port = conn
-        .port
-        .or_else(|| env_var(ctx, "PGPORT").and_then(|p| p.parse().ok()))
-        .unwrap_or(5432);
-    let user = conn
-        .user
-        .clone()
+    let port = match word("port") {
+        Some(p) => p
+            .parse()
+            .map_err(|_| ActionError::new(format!("`db.port` {p:?} is not a port number")))?,
+        None => env_var(ctx, "PGPORT")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(5432),
+    };
+    let user = word("user")
         .or_else(|| env_var(ctx, "PGUSER"))
         .or_else(|| env_var(ctx, "USER"))
         .unwrap_or_else(|| "postgres".to_owned());
-    let db = conn
-        .dbname
-        .clone()
+    let db = word("dbname")
         .or_else(|| env_var(ctx, "PGDATABASE"))
         .unwrap_or_else(|| "postgres".to_owned());
     let mut cfg = tokio_postgres::Config::new();
@@ -114,10 +389,11 @@ pub fn native_config(
         .dbname(&db)
         .application_name("ward");
     cfg.connect_timeout(std::time::Duration::from_secs(30));
-    let passfile = conn
-        .passfile
-        .as_deref()
-        .map(|p| ctx.path(p))
+    if let Some(o) = word("options") {
+        cfg.options(&o);
+    }
+    let passfile = word("passfile")
+        .map(|p| ctx.path(&p))
         .or_else(|| env_var(ctx, "PGPASSFILE").map(Into::into))
         .or_else(|| env_var(ctx, "HOME").map(|h| Path::new(&h).join(".pgpass")));
     let from_file = passfile
@@ -131,7 +407,12 @@ pub fn native_config(
             };
             pgpass_lookup(&text, host_key, &port.to_string(), &db, &user)
         });
-    if let Some(pw) = from_file.or_else(|| env_var(ctx, "PGPASSWORD")) {
+    // libpq's order: a password in the connection string, the password
+    // file, then PGPASSWORD.
+    if let Some(pw) = word("password")
+        .or(from_file)
+        .or_else(|| env_var(ctx, "PGPASSWORD"))
+    {
         cfg.password(pw);
     }
     Ok(cfg)
@@ -139,7 +420,55 @@ pub fn native_config(
 
 #[cfg(test)]
 mod tests {
-    use super::pgpass_lookup;
+    use super::{keywords, parse_conninfo, pgpass_lookup};
+    use crate::action::PgConn;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn connection_strings_are_taken_apart() {
+        assert_eq!(
+            parse_conninfo(r"host=db  dbname = 'my app' password='it\'s' user=x\ y").expect("kv"),
+            pairs(&[
+                ("host", "db"),
+                ("dbname", "my app"),
+                ("password", "it's"),
+                ("user", "x y")
+            ])
+        );
+        assert_eq!(
+            parse_conninfo("postgresql://fossy:p%40ss@db1:5433,db2/fossology?sslmode=require")
+                .expect("uri"),
+            pairs(&[
+                ("user", "fossy"),
+                ("password", "p@ss"),
+                ("host", "db1,db2"),
+                ("port", "5433,"),
+                ("dbname", "fossology"),
+                ("sslmode", "require")
+            ])
+        );
+        assert!(parse_conninfo("host").is_err());
+        assert!(parse_conninfo("password='open").is_err());
+        let conn = PgConn {
+            dbname: Some("dbname=a host=h password=s".into()),
+            host: Some("/run/pg".into()),
+            ..PgConn::default()
+        };
+        assert_eq!(
+            keywords(&conn).expect("keywords"),
+            pairs(&[("dbname", "a"), ("password", "s"), ("host", "/run/pg")])
+        );
+        let bad = PgConn {
+            dbname: Some("dbname=a keepalives=1".into()),
+            ..PgConn::default()
+        };
+        assert!(keywords(&bad).is_err());
+    }
 
     #[test]
     fn pgpass_matches_with_wildcards_and_escapes() {

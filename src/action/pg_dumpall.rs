@@ -13,7 +13,7 @@ use super::manifest::SIDECAR_SUFFIX;
 use super::params::{Compression, PgConn, non_empty};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, ParamProblem,
-    describe_status, pg, write_atomic,
+    describe_status, pg,
 };
 
 /// Runs `pg_dumpall` and compresses its output in-process into `dest`
@@ -64,6 +64,18 @@ const FORBIDDEN_ARGS: &[(&str, &str)] = &[
         "--password",
         "a password prompt would hang an unattended run; use `db.passfile` or PGPASSWORD in `env`",
     ),
+    (
+        "-d",
+        "give the connection in `db` (a connection string in `db.dbname`): it reaches pg_dumpall \
+         through the environment, where a password is not visible to other users",
+    ),
+    (
+        "--dbname",
+        "give the connection in `db` (a connection string in `db.dbname`): it reaches pg_dumpall \
+         through the environment, where a password is not visible to other users",
+    ),
+    ("-l", "give the database in `db.dbname`"),
+    ("--database", "give the database in `db.dbname`"),
 ];
 
 /// Reports arguments from `FORBIDDEN_ARGS` found in `args`.
@@ -111,6 +123,7 @@ impl Action for PgDumpall {
             }
         }
         out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS));
+        out.extend(pg::conn_problems(&p.db));
         out
     }
 
@@ -120,8 +133,17 @@ impl Action for PgDumpall {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut argv = vec![p.program.clone().unwrap_or_else(|| "pg_dumpall".into())];
-        argv.extend(pg::tool_args(&p.db, "-l"));
+        // Connection parameters go through the environment (never argv);
+        // only the first database is an option, as pg_dumpall ignores
+        // PGDATABASE. `-w`: never prompt for a password.
+        let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, ctx)?;
+        let mut argv = vec![
+            p.program.clone().unwrap_or_else(|| "pg_dumpall".into()),
+            "-w".into(),
+        ];
+        if let Some(d) = dbname {
+            argv.push(format!("--database={d}"));
+        }
         argv.extend(p.args.iter().cloned());
         ctx.log(format!(
             "running: {} | {} > {}",
@@ -131,11 +153,18 @@ impl Action for PgDumpall {
         ));
         let mut out = AtomicFile::create(&dest, 0o600)?;
         let sink = Hashing {
-            file: out.file().try_clone()?,
-            state: Arc::new(Mutex::new((Sha256::new(), 0))),
+            file: out.file().try_clone().map_err(|e| {
+                ActionError::new(format!("cannot open {} for writing: {e}", dest.display()))
+            })?,
+            dest: dest.clone(),
+            state: Arc::new(Mutex::new(HashState::default())),
         };
         let state = sink.state.clone();
-        let mut running = ctx.spawn(&argv, &pg::tool_env(&p.db, ctx), true)?;
+        // The first error of ward's own write to the file, if any: it names
+        // the real cause (e.g. a full disk) when the compressor or the
+        // pipeline fails after it.
+        let write_error = || state.lock().ok().and_then(|s| s.write_error.clone());
+        let mut running = ctx.spawn(&argv, &env, true)?;
         let mut stdout = running
             .child
             .stdout
@@ -143,7 +172,7 @@ impl Action for PgDumpall {
             .ok_or_else(|| ActionError::new("pg_dumpall has no output pipe"))?;
         // Compress on this thread while a watchdog stops the dump if the step is cancelled.
         let done = std::sync::atomic::AtomicBool::new(false);
-        let compressed: Result<(u64, String), ActionError> = std::thread::scope(|scope| {
+        let compressed: Result<(u64, String), Stage> = std::thread::scope(|scope| {
             let group = &running;
             let done = &done;
             scope.spawn(move || {
@@ -156,15 +185,13 @@ impl Action for PgDumpall {
                 }
             });
             let result = (|| {
-                let mut enc = encoder(p.compress, p.level, ctx.threads, sink)
-                    .map_err(|e| ActionError::new(format!("cannot start compressor: {e}")))?;
+                let mut enc =
+                    encoder(p.compress, p.level, ctx.threads, sink).map_err(Stage::Out)?;
                 let mut buf = vec![0u8; 1 << 20];
                 let mut raw: u64 = 0;
                 let mut head = Vec::new();
                 loop {
-                    let n = stdout.read(&mut buf).map_err(|e| {
-                        ActionError::new(format!("cannot read pg_dumpall's output: {e}"))
-                    })?;
+                    let n = stdout.read(&mut buf).map_err(Stage::In)?;
                     if n == 0 {
                         break;
                     }
@@ -172,30 +199,48 @@ impl Action for PgDumpall {
                         head.extend_from_slice(&buf[..n.min(65536 - head.len())]);
                     }
                     raw += n as u64;
-                    enc.write_all(&buf[..n]).map_err(|e| {
-                        ActionError::new(format!("cannot write {}: {e}", dest.display()))
-                    })?;
+                    enc.write_all(&buf[..n]).map_err(Stage::Out)?;
                 }
-                enc.finish().map_err(|e| {
-                    ActionError::new(format!("cannot finish {}: {e}", dest.display()))
-                })?;
+                enc.finish().map_err(Stage::Out)?;
                 Ok((raw, server_version(&head)))
             })();
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             result
         });
         drop(stdout);
-        let status = running.wait(ctx)?;
-        // Both stages are checked: the dump's exit status and the compressor's result.
-        if !status.success() {
-            return Err(ActionError::new(format!(
-                "pg_dumpall failed ({}); nothing was written to {} (see the step's log)",
-                describe_status(&status),
-                dest.display()
-            )));
+        if let Err(Stage::Out(_)) = &compressed {
+            // ward stopped reading: the dump would die of a broken pipe at
+            // its next write, or go on with work nobody reads. Stop it now.
+            running.signal(rustix::process::Signal::TERM);
         }
-        let (raw, version) = compressed?;
-        ctx.check()?;
+        let status = running.wait(ctx)?;
+        // Both stages are checked. A failure to write or compress the file
+        // comes first: the dump's own failure is then only its broken pipe.
+        let (raw, version) = match compressed {
+            Err(Stage::Out(e)) => {
+                let cause = write_error()
+                    .unwrap_or_else(|| format!("cannot compress into {}: {e}", dest.display()));
+                return Err(ActionError::new(format!(
+                    "{cause}; the partial file was removed, an earlier dump there is unchanged"
+                )));
+            }
+            // Stopped by the watchdog: say so, not "killed by signal 15".
+            _ if ctx.cancelled() => return Err(ActionError::stopped()),
+            _ if !status.success() => {
+                return Err(ActionError::new(format!(
+                    "pg_dumpall failed ({}); nothing was written to {} (see the step's log)",
+                    describe_status(&status),
+                    dest.display()
+                )));
+            }
+            Err(Stage::In(e)) => {
+                return Err(ActionError::new(format!(
+                    "cannot read pg_dumpall's output: {e}; nothing was written to {}",
+                    dest.display()
+                )));
+            }
+            Ok(done) => done,
+        };
         if raw < p.min_bytes {
             return Err(ActionError::new(format!(
                 "the dump is only {raw} bytes, less than min_bytes {}; nothing was written to {}",
@@ -208,7 +253,7 @@ impl Action for PgDumpall {
             let guard = state
                 .lock()
                 .map_err(|_| ActionError::new("hash state poisoned"))?;
-            (guard.0.clone().finalize(), guard.1)
+            (guard.hash.clone().finalize(), guard.size)
         };
         let sha256: String = hash.iter().map(|b| format!("{b:02x}")).collect();
         let file_name = dest
@@ -227,12 +272,11 @@ impl Action for PgDumpall {
             "run_id": ctx.run_id,
         });
         let sidecar = dest.with_file_name(format!("{file_name}{SIDECAR_SUFFIX}"));
-        write_atomic(
+        pg::write_file(
             &sidecar,
             serde_json::to_string_pretty(&info)
                 .unwrap_or_default()
                 .as_bytes(),
-            0o600,
         )?;
         Ok(ActionOutput {
             summary: Some(format!(
@@ -257,23 +301,50 @@ impl Action for PgDumpall {
     }
 }
 
-/// Counts and hashes what goes into the dump file.
+/// Where the pipeline broke: reading the dump, or compressing and writing it.
+enum Stage {
+    In(std::io::Error),
+    Out(std::io::Error),
+}
+
+/// What [`Hashing`] shares with the action.
+#[derive(Default)]
+struct HashState {
+    hash: Sha256,
+    size: u64,
+    /// The first write error, as the message for the operator.
+    write_error: Option<String>,
+}
+
+/// Counts and hashes what goes into the dump file, and keeps its first
+/// write error with the path (`dest`).
 struct Hashing {
     file: std::fs::File,
-    state: Arc<Mutex<(Sha256, u64)>>,
+    dest: std::path::PathBuf,
+    state: Arc<Mutex<HashState>>,
+}
+
+impl Hashing {
+    fn failed(&self, e: std::io::Error) -> std::io::Error {
+        if let Ok(mut s) = self.state.lock() {
+            s.write_error
+                .get_or_insert_with(|| format!("cannot write {}: {e}", self.dest.display()));
+        }
+        e
+    }
 }
 
 impl Write for Hashing {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.file.write(buf).map_err(|e| self.failed(e))?;
         if let Ok(mut s) = self.state.lock() {
-            s.0.update(&buf[..n]);
-            s.1 += n as u64;
+            s.hash.update(&buf[..n]);
+            s.size += n as u64;
         }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        self.file.flush().map_err(|e| self.failed(e))
     }
 }
 

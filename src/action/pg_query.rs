@@ -4,9 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::{PgConn, non_empty};
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg, write_atomic,
-};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
 
 /// Runs SQL over a native PostgreSQL connection and saves the rows as JSON.
 pub struct PgQuery;
@@ -33,6 +31,7 @@ impl Action for PgQuery {
         non_empty("sql", &p.sql)
             .into_iter()
             .chain(p.save.as_deref().and_then(|s| non_empty("save", s)))
+            .chain(pg::conn_problems(&p.db))
             .collect()
     }
 
@@ -79,7 +78,7 @@ impl Action for PgQuery {
             }
             let json = serde_json::to_vec_pretty(&rows)
                 .map_err(|e| ActionError::new(format!("cannot encode rows: {e}")))?;
-            write_atomic(&path, &json, 0o600)?;
+            pg::write_file(&path, &json)?;
             ctx.log(format!("{count} row(s) saved to {}", path.display()));
         }
         Ok(ActionOutput {
@@ -91,7 +90,11 @@ impl Action for PgQuery {
 
     fn describe(p: &PgQueryParams) -> String {
         let sql: String = p.sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        let db = p.db.dbname.as_deref().unwrap_or("postgres");
+        // The database's name only: a connection string may hold a password.
+        let db = pg::keywords(&p.db)
+            .ok()
+            .and_then(|w| w.into_iter().find(|(k, _)| k == "dbname"))
+            .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
         match &p.save {
             Some(path) => format!("query {db} ({}): {sql} -> {path}", p.db.describe()),
             None => format!("query {db} ({}): {sql}", p.db.describe()),

@@ -37,7 +37,10 @@ impl Action for PgRestore {
     type Params = PgRestoreParams;
 
     fn check(p: &PgRestoreParams) -> Vec<ParamProblem> {
-        non_empty("src", &p.src).into_iter().collect()
+        non_empty("src", &p.src)
+            .into_iter()
+            .chain(pg::conn_problems(&p.db))
+            .collect()
     }
 
     fn run(p: &PgRestoreParams, ctx: &ActionCtx) -> ActionResult {
@@ -45,11 +48,13 @@ impl Action for PgRestore {
         let file = std::fs::File::open(&src)
             .map_err(|e| ActionError::new(format!("cannot open dump {}: {e}", src.display())))?;
         let psql = p.program.clone().unwrap_or_else(|| "psql".into());
-        let mut conn = p.db.clone();
-        conn.dbname.get_or_insert_with(|| "postgres".into());
-        let env = pg::tool_env(&conn, ctx);
+        // Connection parameters go through the environment, never argv.
+        let pg::ToolConn { mut env, dbname } = pg::tool_env(&p.db, ctx)?;
+        if dbname.is_none() {
+            env.push(("PGDATABASE".into(), "postgres".into()));
+        }
         if !p.force {
-            let existing = user_databases(ctx, &psql, &conn, &env)?;
+            let existing = user_databases(ctx, &psql, &env)?;
             if !existing.is_empty() {
                 return Err(ActionError::new(format!(
                     "the cluster already has databases {}; restoring over them needs `force: true` \
@@ -60,15 +65,16 @@ impl Action for PgRestore {
         }
         let (input, kind) = decoder(file)
             .map_err(|e| ActionError::new(format!("cannot read {}: {e}", src.display())))?;
-        let mut argv = vec![
+        let argv = vec![
             psql,
             "-X".into(),
+            "-w".into(),
             "-q".into(),
             "-v".into(),
             "ON_ERROR_STOP=1".into(),
+            "-f".into(),
+            "-".into(),
         ];
-        argv.extend(pg::tool_args(&conn, "-d"));
-        argv.extend(["-f".into(), "-".into()]);
         ctx.log(format!(
             "restoring {} ({kind}) with: {}",
             src.display(),
@@ -138,11 +144,15 @@ impl Action for PgRestore {
 fn user_databases(
     ctx: &ActionCtx,
     psql: &str,
-    conn: &PgConn,
     env: &[(String, String)],
 ) -> Result<Vec<String>, ActionError> {
-    let mut argv = vec![psql.to_owned(), "-X".into(), "-A".into(), "-t".into()];
-    argv.extend(pg::tool_args(conn, "-d"));
+    let mut argv = vec![
+        psql.to_owned(),
+        "-X".into(),
+        "-w".into(),
+        "-A".into(),
+        "-t".into(),
+    ];
     argv.extend([
         "-c".into(),
         "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1".into(),

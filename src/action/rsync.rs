@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::non_empty;
+use super::params::{non_empty, option_like};
 use super::pg_dumpall::forbidden_args;
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
@@ -120,6 +120,9 @@ impl RsyncParams {
             argv.push(format!("--filter={rule}"));
         }
         argv.extend(self.args.iter().cloned());
+        // Everything after `--` is a path, never an option (validation also
+        // refuses paths that start with `-`; this holds if one slips by).
+        argv.push("--".into());
         // A trailing slash copies the folder's contents, not the folder.
         argv.push(format!("{}/", src.trim_end_matches('/')));
         argv.push(dest.to_owned());
@@ -174,6 +177,24 @@ fn incremental_view(
         return Ok(Some(view));
     }
     Ok(None)
+}
+
+/// A problem with a `src`/`dest` that rsync or the remote shell would read
+/// as an option: the path itself, or the host of `[user@]host:path`, starts
+/// with `-` (a host is handed to ssh, which reads `-oProxyCommand=...`).
+fn path_problem(key: &'static str, path: &str) -> Option<ParamProblem> {
+    option_like(key, path).or_else(|| {
+        let remote = path.split('/').next().filter(|_| is_remote(path))?;
+        let host = remote.split(':').next().unwrap_or_default();
+        let host = host.rsplit('@').next().unwrap_or(host);
+        host.starts_with('-').then(|| {
+            ParamProblem::new(
+                key,
+                format!("the host in `{key}` starts with `-`: {host:?} would be read as an option"),
+            )
+            .help("give a host name, e.g. `backup.example.org:/srv/backup`")
+        })
+    })
 }
 
 fn is_remote(path: &str) -> bool {
@@ -251,6 +272,8 @@ impl Action for Rsync {
         let mut out: Vec<ParamProblem> = non_empty("src", &p.src)
             .into_iter()
             .chain(non_empty("dest", &p.dest))
+            .chain(path_problem("src", &p.src))
+            .chain(path_problem("dest", &p.dest))
             .collect();
         match (p.mode, p.filters.is_empty()) {
             (RsyncMode::Filter, true) => out.push(
@@ -268,6 +291,16 @@ impl Action for Rsync {
     }
 
     fn run(p: &RsyncParams, ctx: &ActionCtx) -> ActionResult {
+        // Validation refused these already; checked again before anything
+        // is created or started, in case parameters reach here another way.
+        for (key, value) in [("src", &p.src), ("dest", &p.dest)] {
+            if let Some(problem) = path_problem(key, value) {
+                return Err(ActionError::new(format!(
+                    "{}; nothing was run",
+                    problem.message
+                )));
+            }
+        }
         let src = local_or_remote(ctx, &p.src);
         let dest = local_or_remote(ctx, &p.dest);
         if !is_remote(&p.dest) {
@@ -376,6 +409,25 @@ mod tests {
         assert_eq!(s["files_transferred"], 12);
         assert_eq!(s["total_size"], 5678901);
         assert_eq!(s["files_deleted"], 2);
+    }
+
+    #[test]
+    fn paths_come_after_double_dash() {
+        let p: RsyncParams =
+            serde_json::from_value(serde_json::json!({"src": "a", "dest": "b", "args": ["-v"]}))
+                .expect("params");
+        let argv = p.argv("a", "b");
+        assert_eq!(argv[argv.len() - 3..], ["--", "a/", "b"]);
+    }
+
+    #[test]
+    fn option_like_paths_and_hosts_are_refused() {
+        assert!(path_problem("src", "--rsh=sh -c x h:").is_some());
+        assert!(path_problem("src", "u@-oProxyCommand=x:/y").is_some());
+        assert!(path_problem("src", "-oProxyCommand=x:/y").is_some());
+        assert!(path_problem("src", "./-x").is_none());
+        assert!(path_problem("src", "/srv/-x").is_none());
+        assert!(path_problem("src", "u@host:-x").is_none());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::argv_problem;
+use super::params::{argv_problem, name_like_option};
 use super::service_stop::{run_checked, service_command, wait_until};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
@@ -56,7 +56,7 @@ impl Action for ServiceStart {
                 "give either `unit` or `start`, not both",
             )),
             (_, Some(argv)) => out.extend(argv_problem("start", argv)),
-            _ => {}
+            (Some(unit), None) => out.extend(name_like_option("unit", unit)),
         }
         if let Some(argv) = &p.wait_cmd {
             out.extend(argv_problem("wait_cmd", argv));

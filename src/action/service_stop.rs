@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{StringList, argv_problem};
+use super::params::{StringList, argv_problem, name_like_option, refuse_option_like};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
     procs,
@@ -54,7 +54,7 @@ impl Action for ServiceStop {
                 "give either `unit` or `stop`, not both",
             )),
             (_, Some(argv)) => out.extend(argv_problem("stop", argv)),
-            _ => {}
+            (Some(unit), None) => out.extend(name_like_option("unit", unit)),
         }
         if p.wait_gone.0.iter().any(|n| n.trim().is_empty()) {
             out.push(ParamProblem::new(
@@ -128,18 +128,24 @@ pub(super) fn wait_until<T>(
     }
 }
 
-/// `systemctl VERB UNIT`, or the given command.
+/// `systemctl VERB -- UNIT`, or the given command.
 pub(super) fn service_command(
     verb: &str,
     unit: Option<&str>,
     command: Option<&[String]>,
 ) -> Result<Vec<String>, ActionError> {
     match (unit, command) {
-        (Some(unit), _) => Ok(vec![
-            "systemctl".to_owned(),
-            verb.to_owned(),
-            unit.to_owned(),
-        ]),
+        // `--`: the unit is a name, never an option (`-H host` would act on
+        // another machine); validation refuses a leading `-` as well.
+        (Some(unit), _) => {
+            refuse_option_like("unit", unit)?;
+            Ok(vec![
+                "systemctl".to_owned(),
+                verb.to_owned(),
+                "--".to_owned(),
+                unit.to_owned(),
+            ])
+        }
         (_, Some(argv)) => Ok(argv.to_vec()),
         _ => Err(ActionError::new(format!(
             "no `unit` and no `{verb}` command"
@@ -159,5 +165,19 @@ pub(super) fn run_checked(ctx: &ActionCtx, argv: &[String]) -> Result<(), Action
             argv.join(" "),
             describe_status(&done.status)
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_command;
+
+    #[test]
+    fn systemctl_gets_the_unit_after_double_dash() {
+        assert_eq!(
+            service_command("stop", Some("fossology"), None).expect("argv"),
+            ["systemctl", "stop", "--", "fossology"]
+        );
+        assert!(service_command("stop", Some("-Hevil"), None).is_err());
     }
 }

@@ -4,9 +4,11 @@ mod children;
 mod finalizers;
 mod fossology;
 mod fs_actions;
+mod fuzz;
 mod harness;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
+mod injection;
 mod invalid_fixtures;
 mod limits;
 mod pg;

@@ -208,3 +208,224 @@ fn too_small_dump_fails_and_query_saves_rows() {
         "3"
     );
 }
+
+/// A program that records its argv and PGPASSWORD, then runs the real tool.
+fn recording_wrapper(s: &Scratch, name: &str, real: &std::path::Path) -> String {
+    let path = s.write(
+        name,
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> \"$(dirname \"$0\")/{name}.argv\"\nprintf '%s' \"$PGPASSWORD\" > \"$(dirname \"$0\")/{name}.pw\"\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn connection_string_password_goes_to_the_environment_not_argv() {
+    let c = Cluster::start();
+    let s = Scratch::new();
+    let dumpall = recording_wrapper(&s, "dumpall", &c.bin().join("pg_dumpall"));
+    let psql = recording_wrapper(&s, "psql", &c.bin().join("psql"));
+    let conninfo = format!(
+        "host={} port={} user=postgres dbname=postgres password='se kret'",
+        c.socket.display(),
+        c.port
+    );
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: conninfo\nvars:\n  conn: x\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {{ dbname: \"{{{{ conn }}}}\" }}, dest: all.sql, compress: none, min_bytes: 0, program: {dumpall} }}\n  - id: restore\n    needs: [dump]\n    action: pg.restore\n    with: {{ db: {{ dbname: \"{{{{ conn }}}}\" }}, src: all.sql, force: true, program: {psql} }}\n"
+        ),
+    );
+    s.ward()
+        .args(["run", "p.yml", "--var"])
+        .arg(format!("conn={conninfo}"))
+        .run()
+        .expect_code(0);
+    for tool in ["dumpall", "psql"] {
+        let argv = s.read(&format!("{tool}.argv"));
+        assert!(!argv.is_empty(), "{tool} ran");
+        assert!(!argv.contains("kret"), "{tool} argv: {argv}");
+        assert!(!argv.contains("host="), "{tool} argv: {argv}");
+        assert_eq!(s.read(&format!("{tool}.pw")), "se kret", "{tool}");
+    }
+    let logs = std::fs::read_dir(s.path().join("state/logs"))
+        .expect("logs")
+        .flatten()
+        .flat_map(|run| std::fs::read_dir(run.path()).expect("run logs").flatten())
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(logs.contains("running:"), "{logs}");
+    assert!(!logs.contains("kret"), "the password is not logged: {logs}");
+}
+
+#[test]
+fn connection_values_that_are_options_are_refused() {
+    let s = Scratch::new();
+    for (action, extra) in [
+        ("pg.dumpall", "dest: all.sql.gz"),
+        ("pg.restore", "src: all.sql.gz"),
+        ("pg.query", "sql: SELECT 1"),
+    ] {
+        for key in ["host", "user", "dbname"] {
+            s.write(
+                "p.yml",
+                &format!(
+                    "ward: 1\nname: inj\nvars:\n  v: x\nsteps:\n  - id: s\n    action: {action}\n    with:\n      db: {{ {key}: \"{{{{ v }}}}\" }}\n      {extra}\n"
+                ),
+            );
+            let run = s
+                .ward()
+                .args(["run", "p.yml", "--var", "v=--help"])
+                .run()
+                .expect_code(2);
+            assert!(
+                run.stderr.contains(&format!("`db.{key}` starts with `-`")),
+                "{action} {key}: {}",
+                run.stderr
+            );
+            assert!(run.stderr.contains("p.yml:9:11"), "{}", run.stderr);
+        }
+    }
+    // A connection string that does not parse is refused where it is written.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: inj\nsteps:\n  - id: s\n    action: pg.query\n    with:\n      db: { dbname: \"host=h password='open\" }\n      sql: SELECT 1\n",
+    );
+    let run = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+    assert!(
+        run.stderr
+            .contains("unterminated quoted value of `password`"),
+        "{}",
+        run.stderr
+    );
+    // A connection string in pg_dumpall's own arguments would put a password on argv.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: inj\nsteps:\n  - id: s\n    action: pg.dumpall\n    with:\n      dest: all.sql.gz\n      args: [\"--dbname=postgresql://u:pw@h/db\"]\n",
+    );
+    let run = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+    assert!(
+        run.stderr.contains("`--dbname` is not allowed in `args`"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A small tmpfs mounted on a folder (a real full disk), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).expect("mount point");
+        crate::pg_cluster::run_ok(
+            Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0755"),
+                    "tmpfs",
+                ])
+                .arg(dir),
+            "mount tmpfs (the tests run as root)",
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn dump_on_a_full_disk_names_the_file_and_the_cause() {
+    let c = Cluster::start();
+    // About 6 MB of SQL that compresses poorly: more than the 1 MB disk holds.
+    c.psql("postgres", "CREATE DATABASE big");
+    c.psql(
+        "big",
+        "CREATE TABLE t AS SELECT md5(g::text) || md5((g * 7)::text) AS a FROM generate_series(1, 90000) g",
+    );
+    let s = Scratch::new();
+    let disk = s.path().join("disk");
+    let _mount = Tmpfs::mount(&disk, "1m");
+    std::fs::write(disk.join("keep.txt"), "already here\n").expect("keep");
+    for (compress, ext) in [
+        ("gzip", "gz"),
+        ("pgzip", "pgz"),
+        ("zstd", "zst"),
+        ("none", "sql"),
+    ] {
+        let dest = disk.join(format!("all.{ext}"));
+        s.write(
+            "dump.yml",
+            &format!(
+                "ward: 1\nname: full-{compress}\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {}, dest: \"{}\", compress: {compress} }}\n",
+                c.conn(),
+                dest.display()
+            ),
+        );
+        let run = s.ward().args(["run", "dump.yml"]).run().expect_code(1);
+        let message = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("dump failed"))
+            .unwrap_or_else(|| panic!("{compress}: no failure line: {}", run.stderr));
+        assert!(
+            message.contains("No space left on device"),
+            "{compress}: {message}"
+        );
+        assert!(
+            message.contains(&dest.display().to_string()),
+            "{compress}: names the file: {message}"
+        );
+        assert!(
+            !message.contains("pg_dumpall failed"),
+            "{compress}: the disk, not the dump's broken pipe: {message}"
+        );
+        assert_eq!(
+            names_in(&disk),
+            ["keep.txt"],
+            "{compress}: nothing left behind"
+        );
+    }
+    // pg.query's result file on a disk with no room left at all.
+    let mut filler = std::fs::File::create(disk.join("filler")).expect("filler");
+    let block = vec![7u8; 64 * 1024];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    let rows = disk.join("rows.json");
+    s.write(
+        "query.yml",
+        &format!(
+            "ward: 1\nname: full-query\nsteps:\n  - id: q\n    action: pg.query\n    with: {{ db: {}, sql: \"SELECT a FROM t LIMIT 500\", save: \"{}\" }}\n",
+            c.conn().replace("user: postgres", "user: postgres, dbname: big"),
+            rows.display()
+        ),
+    );
+    let run = s.ward().args(["run", "query.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot write {}: No space left on device",
+            rows.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(names_in(&disk), ["filler", "keep.txt"]);
+}
