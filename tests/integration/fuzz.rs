@@ -127,6 +127,10 @@ const ODD_SCALARS: &[&str] = &[
     "\"{{ [1] * 9999999999 }}\"",
     "\"{{ 'abc'[::-1] }}\"",
     "\"{{ range(5) | list }}\"",
+    // Work and memory bombs: the template budget must stop them in time.
+    "\"{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}\"",
+    "\"{{ 'a' * 100000000 }}\"",
+    "\"{{ v1 }}{{ v0 }}\"",
     "\"{{ v0 | quote }}\"",
     "\"{{ ward }}\"",
     "\"{{ v0[0] }}\"",
