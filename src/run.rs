@@ -14,8 +14,7 @@ use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::report::{is_secret_name, step_definition};
 use crate::state::{
     Access, Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StateError,
-    StatePaths,
-    StepState, Store, recovery,
+    StatePaths, StepState, Store, recovery,
 };
 use crate::template::FingerprintKey;
 use crate::validate::Validated;

@@ -1,10 +1,9 @@
 //! Finalizers (`when: always` steps) run whatever happens: repeated
 //! signals (GNU `timeout` sends two), a state database on a full disk.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{Scratch, status_step, wait_for};
+use crate::harness::{Scratch, Tmpfs, status_step, wait_for};
 
 /// stop -> work -> start (always). `start` takes a second and appends to
 /// `journal` only when it completes; `work` waits until `release` exists.
@@ -211,43 +210,10 @@ fn sigquit_before_the_finalizer_leaves_it_pending_and_resume_runs_it() {
     assert_eq!(journal(&s), ["stop", "work", "work", "start"]);
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).expect("mount point");
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "mount tmpfs (the tests run as root)");
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a process still holding a file must not keep the mount.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
 #[test]
 fn a_full_state_disk_still_runs_the_finalizer_and_exits_4() {
     let s = Scratch::new();
-    let disk = Tmpfs::mount(&s.path().join("disk"), "1m");
+    let disk = Tmpfs::mount(&s.path().join("disk"), "size=1m,mode=0700");
     let state = disk.path.join("state").join("ward.db");
     let state_arg = state.display().to_string();
     s.write(

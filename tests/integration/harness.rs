@@ -263,3 +263,38 @@ pub fn snapshot_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A tmpfs mounted for one test (a real small or full disk), unmounted
+/// when dropped. Mounting needs root, as the tests run in CI.
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs at `path` (created if missing) with mount `options`
+    /// such as `size=1m,mode=0700` or `size=2m,nr_inodes=200`.
+    pub fn mount(path: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mount a tmpfs at {} (the tests run as root)",
+            path.display()
+        );
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process still holding a file must not keep the mount.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::harness::{Scratch, wait_for};
+use crate::harness::{Scratch, Tmpfs, wait_for};
 
 use crate::pg_cluster::Cluster;
 
@@ -314,34 +314,6 @@ fn connection_values_that_are_options_are_refused() {
     );
 }
 
-/// A small tmpfs mounted on a folder (a real full disk), unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).expect("mount point");
-        crate::pg_cluster::run_ok(
-            Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size},mode=0755"),
-                    "tmpfs",
-                ])
-                .arg(dir),
-            "mount tmpfs (the tests run as root)",
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn names_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read dir")
@@ -363,7 +335,7 @@ fn dump_on_a_full_disk_names_the_file_and_the_cause() {
     );
     let s = Scratch::new();
     let disk = s.path().join("disk");
-    let _mount = Tmpfs::mount(&disk, "1m");
+    let _mount = Tmpfs::mount(&disk, "size=1m,mode=0755");
     std::fs::write(disk.join("keep.txt"), "already here\n").expect("keep");
     for (compress, ext) in [
         ("gzip", "gz"),

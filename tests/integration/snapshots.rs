@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::harness::{Scratch, snapshot_names};
+use crate::harness::{Scratch, Tmpfs, snapshot_names};
 
 /// snapshot -> verify `latest` -> rotate, as the docs show it.
 const NIGHTLY: &str = "\
@@ -430,28 +430,6 @@ fn a_snapshot_folder_inside_its_source_is_refused_before_anything_is_made() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["f"], "{dir}: nothing was created");
-    }
-}
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, options: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).expect("mount point");
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("mount");
-        assert!(status.success(), "mount a tmpfs (the tests run as root)");
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
 
