@@ -358,8 +358,11 @@ const BASE_DEPENDS: [&str; 3] = [
 
 /// What the restore wrote to report_dir: the uploads it queued a reunpack for.
 fn queued_report(sys: &FoSystem) -> serde_json::Value {
-    let dir = sys.root.join("reports");
-    let file = std::fs::read_dir(&dir)
+    queued_report_in(&sys.root.join("reports"))
+}
+
+fn queued_report_in(dir: &std::path::Path) -> serde_json::Value {
+    let file = std::fs::read_dir(dir)
         .expect("report dir")
         .flatten()
         .map(|e| e.path())
@@ -482,13 +485,70 @@ fn gold_restore_reunpacks_an_upload_that_lost_a_member_file() {
     assert_eq!(rows.depends, depends.join(","));
     assert_eq!(rows.ars, "1:true,2:false,3:false");
 
-    // Run again (as a resume after a crash would): nothing is added twice.
+    let report = queued_report(&sys);
+    assert_eq!(report.as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(report[0]["upload_pk"], 2, "{report}");
+    assert_eq!(report[0]["files_missing"], true, "{report}");
+    assert_eq!(report[0]["unfinished"], false, "{report}");
+    assert_eq!(report[0]["added"], true, "{report}");
+    assert_eq!(report[0]["user_fk"], 102, "{report}");
+    assert_eq!(report[0]["group_fk"], 202, "{report}");
+
+    // Run again (as a resume after a crash would): nothing is added twice,
+    // and the report names the same pending ununpack rows.
     rerun_requeue_step(&s, &sys);
     let again = reunpack_rows(&sys);
     assert_eq!(
         (again.jobs, again.queue, again.depends, again.ars),
         (rows.jobs, rows.queue, rows.depends, rows.ars)
     );
+    let rerun = queued_report(&sys);
+    for i in 0..2 {
+        assert_eq!(rerun[i]["jq_pk"], report[i]["jq_pk"], "{rerun}");
+        assert_eq!(rerun[i]["added"], false, "{rerun}");
+    }
+}
+
+/// The selection and its changes are one transaction: when a statement
+/// fails half-way, no job, jobqueue, jobdepends or ununpack_ars row is
+/// changed, no report is written, the run fails and the scheduler stays
+/// stopped.
+#[test]
+fn gold_restore_requeue_is_all_or_nothing() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    // A trigger that refuses new jobdepends rows: the last insert fails.
+    sys.cluster.psql(
+        "fossology",
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$;\
+         CREATE TRIGGER refuse BEFORE INSERT ON jobdepends FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    assert_eq!(run(&s, &sys, "backup-gold.yml", &[]).code, 0);
+    let before = reunpack_rows(&sys);
+    let counts = sys.counts();
+    wreck(&sys);
+    let restore = run(&s, &sys, "restore-gold.yml", &[]);
+    assert_eq!(restore.code, 1, "{}", restore.stderr);
+    assert_eq!(s.step_states()["requeue-reunpack"], "failed");
+    assert!(
+        restore.stderr.contains("refused by the test"),
+        "{}",
+        restore.stderr
+    );
+    let after = reunpack_rows(&sys);
+    assert_eq!(
+        (after.jobs, after.queue, after.depends, after.ars),
+        (before.jobs, before.queue, before.depends, before.ars)
+    );
+    assert_eq!(sys.counts(), counts);
+    let reports: Vec<_> = std::fs::read_dir(sys.root.join("reports"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        reports.is_empty(),
+        "no report and no temp file: {reports:?}"
+    );
+    assert!(!sys.scheduler_running());
 }
 
 /// Runs restore-gold's `requeue-reunpack` step once more, as ward runs it
@@ -538,11 +598,18 @@ fn gold_restore_adds_no_second_pending_ununpack() {
     for f in sys.unpacked_files(1) {
         std::fs::remove_file(f).expect("lose upload 1's files");
     }
+    // A report folder whose name needs quoting in the shell.
+    let reports = sys.root.join("rep orts'$(x)");
     let restore = run(
         &s,
         &sys,
         "restore-gold.yml",
-        &["--var", "replace_existing_db=true"],
+        &[
+            "--var",
+            "replace_existing_db=true",
+            "--var",
+            &format!("report_dir={}", reports.display()),
+        ],
     );
     assert_eq!(restore.code, 0, "{}", restore.stderr);
     let rows = reunpack_rows(&sys);
@@ -572,9 +639,20 @@ fn gold_restore_adds_no_second_pending_ununpack() {
     });
     assert_eq!(rows.depends, depends.join(","));
     assert_eq!(rows.ars, "1:false,2:true,3:false");
-    let report = queued_report(&sys);
+    let report = queued_report_in(&reports);
     assert_eq!(report[0]["upload_pk"], 1, "{report}");
-    assert!(report[0]["jq_pk"].is_null(), "{report}");
+    assert_eq!(report[0]["added"], false, "{report}");
+    assert_eq!(report[0]["files_missing"], true, "{report}");
+    assert_eq!(report[1]["upload_pk"], 3, "{report}");
+    assert_eq!(report[1]["added"], true, "{report}");
+    assert_eq!(report[1]["unfinished"], true, "{report}");
+    let log = s
+        .ward()
+        .args(["log", "last", "requeue-reunpack"])
+        .run()
+        .expect_code(0)
+        .stdout;
+    assert!(log.contains("uploads to re-unpack: 1,3 ("), "{log}");
 }
 
 /// A failing producer (the database stops during the dump) fails the run,
