@@ -384,7 +384,7 @@ impl FoSystem {
     pub fn add_download_in_progress(&self) -> String {
         self.cluster.psql(
             "fossology",
-            "INSERT INTO upload (upload_pk, upload_filename, user_fk, upload_mode) VALUES (4, 'https://example.org/x.tar.gz', 104, 4);\
+            "INSERT INTO upload (upload_pk, upload_filename, user_fk, upload_mode) VALUES (4, 'x.tar.gz', 104, 4);\
              SELECT setval('upload_upload_pk_seq', 4);\
              INSERT INTO job (job_queued, job_name, job_upload_fk, job_user_fk, job_group_fk) VALUES (now(), 'x.tar.gz', 4, 104, 204);\
              INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext, jq_schedinfo) VALUES (currval('job_job_pk_seq'), 'wget_agent', '4', now(), 'Started', 'localhost.4242');\
