@@ -313,6 +313,348 @@ fn lose_part_of_the_repository() {
     );
 }
 
+/// The rows the reunpack step decides, as text that a test compares whole:
+/// the reunpack jobs (`upload:user:group`), their jobqueue rows
+/// (`upload:type:args:pending|run:end_bits:runonpfile`), every jobdepends row
+/// (`upload/job/type>upload/job/type`, in jq_pk order) and ununpack_ars.
+struct ReunpackRows {
+    jobs: String,
+    queue: String,
+    depends: String,
+    ars: String,
+}
+
+fn reunpack_rows(sys: &FoSystem) -> ReunpackRows {
+    let q = |sql: &str| sys.cluster.psql("fossology", sql);
+    ReunpackRows {
+        jobs: q(
+            "SELECT string_agg(format('%s:%s:%s', job_upload_fk, job_user_fk, job_group_fk), ',' ORDER BY job_upload_fk, job_pk) \
+             FROM job WHERE job_name = 'reunpack'",
+        ),
+        queue: q(
+            "SELECT string_agg(format('%s:%s:%s:%s:%s:%s', j.job_upload_fk, q.jq_type, q.jq_args, \
+             CASE WHEN q.jq_starttime IS NULL AND q.jq_endtime IS NULL THEN 'pending' ELSE 'run' END, q.jq_end_bits, coalesce(q.jq_runonpfile, '-')), ',' \
+             ORDER BY j.job_upload_fk, q.jq_pk) FROM jobqueue q JOIN job j ON j.job_pk = q.jq_job_fk WHERE j.job_name = 'reunpack'",
+        ),
+        depends: q(
+            "SELECT string_agg(format('%s/%s/%s>%s/%s/%s', ja.job_upload_fk, ja.job_name, a.jq_type, \
+             jb.job_upload_fk, jb.job_name, b.jq_type), ',' ORDER BY a.jq_pk, b.jq_pk) \
+             FROM jobdepends d JOIN jobqueue a ON a.jq_pk = d.jdep_jq_fk JOIN job ja ON ja.job_pk = a.jq_job_fk \
+             JOIN jobqueue b ON b.jq_pk = d.jdep_jq_depends_fk JOIN job jb ON jb.job_pk = b.jq_job_fk",
+        ),
+        ars: q(
+            "SELECT string_agg(upload_fk || ':' || ars_success::text, ',' ORDER BY upload_fk, ars_pk) FROM ununpack_ars",
+        ),
+    }
+}
+
+/// The jobdepends rows of the test system before any reunpack: each
+/// upload's nomos waits for its ununpack.
+const BASE_DEPENDS: [&str; 3] = [
+    "1/upload-1.tar.gz/nomos>1/upload-1.tar.gz/ununpack",
+    "2/upload-2.tar.gz/nomos>2/upload-2.tar.gz/ununpack",
+    "3/upload-3.tar.gz/nomos>3/upload-3.tar.gz/ununpack",
+];
+
+/// What the restore wrote to report_dir: the uploads it queued a reunpack for.
+fn queued_report(sys: &FoSystem) -> serde_json::Value {
+    queued_report_in(&sys.root.join("reports"))
+}
+
+fn queued_report_in(dir: &std::path::Path) -> serde_json::Value {
+    let file = std::fs::read_dir(dir)
+        .expect("report dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("reunpack-queued-"))
+        })
+        .expect("reunpack report");
+    serde_json::from_str(&std::fs::read_to_string(file).expect("read report")).expect("json")
+}
+
+/// A URL upload still downloading at the backup point (no gold archive,
+/// wget_agent unfinished) gets no reunpack and its wget row is untouched;
+/// the others, all of whose unpacked files are gone, get one each with the
+/// upload's owner and group.
+#[test]
+fn gold_restore_leaves_a_download_in_progress_alone() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    let wget = sys.add_download_in_progress();
+    let wget_row = |sys: &FoSystem| {
+        sys.cluster.psql(
+            "fossology",
+            &format!("SELECT q::text FROM jobqueue q WHERE jq_pk = {wget}"),
+        )
+    };
+    let before = wget_row(&sys);
+    assert_eq!(run(&s, &sys, "backup-gold.yml", &[]).code, 0);
+    wreck(&sys);
+    let restore = run(&s, &sys, "restore-gold.yml", &[]);
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+
+    let rows = reunpack_rows(&sys);
+    assert_eq!(rows.jobs, "1:101:201,2:102:202,3:103:203");
+    assert_eq!(
+        rows.queue,
+        "1:ununpack:1:pending:0:-,2:ununpack:2:pending:0:-,3:ununpack:3:pending:0:-"
+    );
+    let mut depends = BASE_DEPENDS.to_vec();
+    depends.insert(3, "3/upload-3.tar.gz/nomos>3/reunpack/ununpack");
+    depends.extend([
+        "4/x.tar.gz/ununpack>4/x.tar.gz/wget_agent",
+        "4/x.tar.gz/nomos>4/x.tar.gz/ununpack",
+    ]);
+    assert_eq!(rows.depends, depends.join(","));
+    assert_eq!(rows.ars, "1:false,2:false,3:false");
+    assert_eq!(wget_row(&sys), before, "the wget row is untouched");
+    assert_eq!(
+        sys.cluster.psql(
+            "fossology",
+            &format!(
+                "SELECT count(*) FROM jobdepends WHERE {wget} IN (jdep_jq_fk, jdep_jq_depends_fk)"
+            )
+        ),
+        "1",
+        "only upload 4's own ununpack waits for its download"
+    );
+    let report = queued_report(&sys);
+    let uploads: Vec<_> = report
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["upload_pk"].clone())
+        .collect();
+    assert_eq!(uploads, [1, 2, 3], "{report}");
+    assert!(sys.scheduler_running());
+}
+
+/// An upload that lost one member file (its archive copy in files/ is
+/// still there) is re-unpacked; its unfinished jobs, started or pending,
+/// wait for the reunpack; an intact upload is left alone.
+#[test]
+fn gold_restore_reunpacks_an_upload_that_lost_a_member_file() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    // Upload 2 (its tree in uploadtree_2) has a copyright job still pending.
+    sys.cluster.psql(
+        "fossology",
+        "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) SELECT job_pk, 'copyright', '2' FROM job WHERE job_upload_fk = 2",
+    );
+    assert_eq!(run(&s, &sys, "backup-gold.yml", &[]).code, 0);
+    let files = sys.unpacked_files(2);
+    assert_eq!(files.len(), 3, "archive and two items: {files:?}");
+    std::fs::remove_file(&files[2]).expect("lose a member file");
+    assert!(files[0].exists(), "the archive copy is still in files/");
+
+    let restore = run(
+        &s,
+        &sys,
+        "restore-gold.yml",
+        &["--var", "replace_existing_db=true"],
+    );
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    let rows = reunpack_rows(&sys);
+    assert_eq!(
+        rows.jobs, "2:102:202,3:103:203",
+        "upload 2 lost a file, upload 3 was unfinished, upload 1 is intact"
+    );
+    assert_eq!(
+        rows.queue,
+        "2:ununpack:2:pending:0:-,3:ununpack:3:pending:0:-"
+    );
+    let mut depends = BASE_DEPENDS.to_vec();
+    depends.extend([
+        "3/upload-3.tar.gz/nomos>3/reunpack/ununpack",
+        "2/upload-2.tar.gz/copyright>2/reunpack/ununpack",
+    ]);
+    depends.sort_by_key(|d| {
+        // jq_pk order: upload 1..3's two rows, then the copyright row.
+        [
+            "1/",
+            "2/upload-2.tar.gz/nomos",
+            "3/upload-3.tar.gz/nomos>3/upload",
+            "3/upload-3.tar.gz/nomos>3/reunpack",
+            "2/upload-2.tar.gz/copyright",
+        ]
+        .iter()
+        .position(|p| d.starts_with(p))
+    });
+    assert_eq!(rows.depends, depends.join(","));
+    assert_eq!(rows.ars, "1:true,2:false,3:false");
+
+    let report = queued_report(&sys);
+    assert_eq!(report.as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(report[0]["upload_pk"], 2, "{report}");
+    assert_eq!(report[0]["files_missing"], true, "{report}");
+    assert_eq!(report[0]["unfinished"], false, "{report}");
+    assert_eq!(report[0]["added"], true, "{report}");
+    assert_eq!(report[0]["user_fk"], 102, "{report}");
+    assert_eq!(report[0]["group_fk"], 202, "{report}");
+
+    // Run again (as a resume after a crash would): nothing is added twice,
+    // and the report names the same pending ununpack rows.
+    rerun_requeue_step(&s, &sys);
+    let again = reunpack_rows(&sys);
+    assert_eq!(
+        (again.jobs, again.queue, again.depends, again.ars),
+        (rows.jobs, rows.queue, rows.depends, rows.ars)
+    );
+    let rerun = queued_report(&sys);
+    for i in 0..2 {
+        assert_eq!(rerun[i]["jq_pk"], report[i]["jq_pk"], "{rerun}");
+        assert_eq!(rerun[i]["added"], false, "{rerun}");
+    }
+}
+
+/// The selection and its changes are one transaction: when a statement
+/// fails half-way, no job, jobqueue, jobdepends or ununpack_ars row is
+/// changed, no report is written, the run fails and the scheduler stays
+/// stopped.
+#[test]
+fn gold_restore_requeue_is_all_or_nothing() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    // A trigger that refuses new jobdepends rows: the last insert fails.
+    sys.cluster.psql(
+        "fossology",
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$;\
+         CREATE TRIGGER refuse BEFORE INSERT ON jobdepends FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    assert_eq!(run(&s, &sys, "backup-gold.yml", &[]).code, 0);
+    let before = reunpack_rows(&sys);
+    let counts = sys.counts();
+    wreck(&sys);
+    let restore = run(&s, &sys, "restore-gold.yml", &[]);
+    assert_eq!(restore.code, 1, "{}", restore.stderr);
+    assert_eq!(s.step_states()["requeue-reunpack"], "failed");
+    assert!(
+        restore.stderr.contains("refused by the test"),
+        "{}",
+        restore.stderr
+    );
+    let after = reunpack_rows(&sys);
+    assert_eq!(
+        (after.jobs, after.queue, after.depends, after.ars),
+        (before.jobs, before.queue, before.depends, before.ars)
+    );
+    assert_eq!(sys.counts(), counts);
+    let reports: Vec<_> = std::fs::read_dir(sys.root.join("reports"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        reports.is_empty(),
+        "no report and no temp file: {reports:?}"
+    );
+    assert!(!sys.scheduler_running());
+}
+
+/// Runs restore-gold's `requeue-reunpack` step once more, as ward runs it
+/// (the templated line from `ward plan`, its env, bash with errexit,
+/// nounset, pipefail).
+fn rerun_requeue_step(s: &Scratch, sys: &FoSystem) {
+    let plan = s
+        .ward()
+        .args(["plan", "--format", "json"])
+        .arg(playbook("restore-gold.yml"))
+        .args(sys.vars(&s.path().join("backup")))
+        .run()
+        .expect_code(0)
+        .json();
+    let step = plan["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|st| st["id"] == "requeue-reunpack"))
+        .expect("requeue-reunpack step");
+    let mut cmd = Command::new("bash");
+    cmd.args(["-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c"])
+        .arg(step["run"].as_str().expect("run line"));
+    for (k, v) in step["env"].as_object().expect("env") {
+        cmd.env(k, v.as_str().expect("env value"));
+    }
+    let out = cmd.output().expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An upload that already has a pending ununpack (a reunpack queued before
+/// the backup) gets no second one, though its files are missing; its
+/// unpack state is still reset so that pending ununpack really runs.
+#[test]
+fn gold_restore_adds_no_second_pending_ununpack() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    sys.cluster.psql(
+        "fossology",
+        "INSERT INTO job (job_queued, job_name, job_upload_fk, job_user_fk, job_group_fk) VALUES (now(), 'reunpack', 1, 101, 201);\
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES (currval('job_job_pk_seq'), 'ununpack', '1');\
+         UPDATE ununpack_ars SET ars_success = false WHERE upload_fk = 1;",
+    );
+    assert_eq!(run(&s, &sys, "backup-gold.yml", &[]).code, 0);
+    for f in sys.unpacked_files(1) {
+        std::fs::remove_file(f).expect("lose upload 1's files");
+    }
+    // A report folder whose name needs quoting in the shell.
+    let reports = sys.root.join("rep orts'$(x)");
+    let restore = run(
+        &s,
+        &sys,
+        "restore-gold.yml",
+        &[
+            "--var",
+            "replace_existing_db=true",
+            "--var",
+            &format!("report_dir={}", reports.display()),
+        ],
+    );
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    let rows = reunpack_rows(&sys);
+    assert_eq!(
+        rows.jobs, "1:101:201,3:103:203",
+        "only the one from before the backup for upload 1"
+    );
+    assert_eq!(
+        rows.queue,
+        "1:ununpack:1:pending:0:-,3:ununpack:3:pending:0:-"
+    );
+    assert_eq!(
+        sys.cluster.psql(
+            "fossology",
+            "SELECT count(*) FROM jobqueue q JOIN job j ON j.job_pk = q.jq_job_fk WHERE j.job_upload_fk = 1 AND q.jq_type = 'ununpack' AND q.jq_endtime IS NULL"
+        ),
+        "1"
+    );
+    let mut depends = BASE_DEPENDS.to_vec();
+    depends.push("3/upload-3.tar.gz/nomos>3/reunpack/ununpack");
+    depends.sort_by_key(|d| {
+        if d.starts_with("3/upload-3.tar.gz/nomos>3/r") {
+            1
+        } else {
+            0
+        }
+    });
+    assert_eq!(rows.depends, depends.join(","));
+    assert_eq!(rows.ars, "1:false,2:true,3:false");
+    let report = queued_report_in(&reports);
+    assert_eq!(report[0]["upload_pk"], 1, "{report}");
+    assert_eq!(report[0]["added"], false, "{report}");
+    assert_eq!(report[0]["files_missing"], true, "{report}");
+    assert_eq!(report[1]["upload_pk"], 3, "{report}");
+    assert_eq!(report[1]["added"], true, "{report}");
+    assert_eq!(report[1]["unfinished"], true, "{report}");
+    let log = s
+        .ward()
+        .args(["log", "last", "requeue-reunpack"])
+        .run()
+        .expect_code(0)
+        .stdout;
+    assert!(log.contains("uploads to re-unpack: 1,3 ("), "{log}");
+}
+
 /// A failing producer (the database stops during the dump) fails the run,
 /// leaves `latest` on the last good snapshot and still restarts the scheduler.
 #[test]

@@ -12,6 +12,26 @@ use std::process::Command;
 
 use super::pg_cluster::Cluster;
 
+/// FOSSology's `uploadtree` (core-schema.dat): rows live in `uploadtree_a`
+/// (`INHERITS uploadtree`) or in a per-upload `uploadtree_<upload_pk>`
+/// named by `upload.uploadtree_tablename`. Directories have pfile_fk 0.
+/// `IF NOT EXISTS`: the shared schema fixture may grow these tables too.
+const UPLOADTREE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS uploadtree (
+    uploadtree_pk serial PRIMARY KEY,
+    parent integer,
+    realparent integer,
+    upload_fk integer NOT NULL,
+    pfile_fk integer,
+    ufile_mode integer,
+    lft integer NOT NULL,
+    rgt integer,
+    ufile_name text
+);
+CREATE TABLE IF NOT EXISTS uploadtree_a () INHERITS (uploadtree);
+CREATE TABLE IF NOT EXISTS uploadtree_2 () INHERITS (uploadtree);
+";
+
 /// The test system.
 pub struct FoSystem {
     pub cluster: Cluster,
@@ -105,12 +125,22 @@ exit 2
         )
         .expect("schema");
         cluster.psql("fossology", &schema);
+        cluster.psql("fossology", UPLOADTREE_SCHEMA);
 
         // Three uploads: each archive in gold/ (hard-linked into files/), two
         // unpacked files each in files/, licenses, logs. Upload 3's nomos job
-        // was running at the backup point.
+        // was running at the backup point. Upload `u` belongs to user 100+u
+        // and group 200+u (its upload job carries both, as JobAddUpload
+        // queues it); its tree is in `uploadtree_a`, upload 2's in its own
+        // `uploadtree_2` (as ununpack makes for big archives).
         let mut sql = String::new();
         for u in 1..=3u32 {
+            let tree = if u == 2 {
+                "uploadtree_2"
+            } else {
+                "uploadtree_a"
+            };
+            let mut items = String::new();
             let archive = format!("upload {u} archive ")
                 .repeat(200 * u as usize)
                 .into_bytes();
@@ -139,15 +169,30 @@ exit 2
                 );
                 let p = repo.join(repo_path("files", &item_name));
                 std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-                std::fs::write(p, item).expect("item");
+                std::fs::write(p, &item).expect("item");
+                // Under the upload's one folder; lft/rgt nest as adj2nest numbers them.
+                items.push_str(&format!(
+                    "INSERT INTO pfile (pfile_md5, pfile_sha1, pfile_size) VALUES (upper('{md5}'), upper('{sha1}'), {len});\n\
+                     INSERT INTO {tree} (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) \
+                     SELECT uploadtree_pk, uploadtree_pk, {u}, currval('pfile_pfile_pk_seq'), 33188, {lft}, {lft} + 1, 'item-{i}.txt' \
+                     FROM {tree} WHERE upload_fk = {u} AND ufile_mode = 536888320;\n",
+                    md5 = &item_name[41..73],
+                    sha1 = &item_name[..40],
+                    len = item.len(),
+                    lft = 2 * i + 1,
+                ));
             }
             let sha1 = &name[..40];
             let md5 = &name[41..73];
             sql.push_str(&format!(
                 "INSERT INTO pfile (pfile_md5, pfile_sha1, pfile_size) VALUES (upper('{md5}'), upper('{sha1}'), {len});\n\
-                 INSERT INTO upload (upload_filename, upload_mode, pfile_fk) VALUES ('upload-{u}.tar.gz', 104, currval('pfile_pfile_pk_seq'));\n\
+                 INSERT INTO upload (upload_filename, user_fk, upload_mode, pfile_fk, uploadtree_tablename) VALUES ('upload-{u}.tar.gz', 100 + {u}, 104, currval('pfile_pfile_pk_seq'), '{tree}');\n\
+                 INSERT INTO {tree} (upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) VALUES ({u}, currval('pfile_pfile_pk_seq'), 536904704, 1, 8, 'upload-{u}.tar.gz');\n\
+                 INSERT INTO {tree} (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) \
+                 SELECT uploadtree_pk, uploadtree_pk, {u}, 0, 536888320, 2, 7, 'upload-{u}' FROM {tree} WHERE upload_fk = {u} AND parent IS NULL;\n\
+                 {items}\
                  INSERT INTO ununpack_ars (upload_fk, ars_success) VALUES ({u}, true);\n\
-                 INSERT INTO job (job_queued, job_name, job_upload_fk) VALUES (now(), 'upload-{u}.tar.gz', {u});\n\
+                 INSERT INTO job (job_queued, job_name, job_upload_fk, job_user_fk, job_group_fk) VALUES (now(), 'upload-{u}.tar.gz', {u}, 100 + {u}, 200 + {u});\n\
                  INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits) VALUES (currval('job_job_pk_seq'), 'ununpack', '{u}', now(), now(), 1);\n\
                  INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits) VALUES (currval('job_job_pk_seq'), 'nomos', '{u}', now(), {end}, {bits});\n\
                  INSERT INTO jobdepends VALUES (currval('jobqueue_jq_pk_seq'), currval('jobqueue_jq_pk_seq') - 1);\n",
@@ -326,5 +371,47 @@ exit 2
 impl Drop for FoSystem {
     fn drop(&mut self) {
         let _ = Command::new(&self.scheduler).arg("--kill").status();
+    }
+}
+
+/// For the reunpack tests: helpers that shape the jobs and files of the
+/// test system.
+impl FoSystem {
+    /// Adds upload 4, a URL upload whose download was still running: no
+    /// pfile and no gold archive yet, its wget_agent row started and not
+    /// finished, ununpack and nomos pending behind it (as JobAddUpload and
+    /// the agents' plugins queue them). Returns the wget_agent row's jq_pk.
+    pub fn add_download_in_progress(&self) -> String {
+        self.cluster.psql(
+            "fossology",
+            "INSERT INTO upload (upload_pk, upload_filename, user_fk, upload_mode) VALUES (4, 'x.tar.gz', 104, 4);\
+             SELECT setval('upload_upload_pk_seq', 4);\
+             INSERT INTO job (job_queued, job_name, job_upload_fk, job_user_fk, job_group_fk) VALUES (now(), 'x.tar.gz', 4, 104, 204);\
+             INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext, jq_schedinfo) VALUES (currval('job_job_pk_seq'), 'wget_agent', '4', now(), 'Started', 'localhost.4242');\
+             INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES (currval('job_job_pk_seq'), 'ununpack', '4');\
+             INSERT INTO jobdepends VALUES (currval('jobqueue_jq_pk_seq'), currval('jobqueue_jq_pk_seq') - 1);\
+             INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES (currval('job_job_pk_seq'), 'nomos', '4');\
+             INSERT INTO jobdepends VALUES (currval('jobqueue_jq_pk_seq'), currval('jobqueue_jq_pk_seq') - 1);",
+        );
+        self.cluster.psql(
+            "fossology",
+            "SELECT q.jq_pk FROM jobqueue q JOIN job j ON j.job_pk = q.jq_job_fk WHERE j.job_upload_fk = 4 AND q.jq_type = 'wget_agent'",
+        )
+    }
+
+    /// The path in files/ of every unpacked file of `upload` that has
+    /// content (uploadtree rows with a pfile, the archive included).
+    pub fn unpacked_files(&self, upload: u32) -> Vec<PathBuf> {
+        let names = self.cluster.psql(
+            "fossology",
+            &format!(
+                "SELECT lower(p.pfile_sha1 || '.' || p.pfile_md5 || '.' || p.pfile_size) FROM uploadtree t \
+                 JOIN pfile p ON p.pfile_pk = t.pfile_fk WHERE t.upload_fk = {upload} AND t.pfile_fk <> 0 ORDER BY t.lft"
+            ),
+        );
+        names
+            .lines()
+            .map(|n| self.repo.join(repo_path("files", n.trim())))
+            .collect()
     }
 }
