@@ -141,7 +141,8 @@ check_repository() {
             for (i = 1; i <= depth; i++)
                 if (p[i] != substr(name, 2 * i - 1, 2)) { bad = rel; next }
         }
-        END { print n + 0; print bad }')
+        END { print n + 0; print bad }') ||
+        fail "cannot list $REPO_DIR/gold (the error is above): check the repository's permissions and disk"
     local files bad
     files=$(printf '%s\n' "$verdict" | sed -n 1p)
     bad=$(printf '%s\n' "$verdict" | sed -n 2p)
@@ -156,6 +157,13 @@ point_link() {
     local dir
     dir=$(dirname "$REPO_LINK")
     mkdir -p -- "$dir"
+    # Whoever can write this folder can redirect the link, and with it what
+    # a restore overwrites: it must be ours and closed to others.
+    local owner mode
+    read -r owner mode < <(stat -c '%u %a' -- "$dir")
+    if [ "$owner" != "$(id -u)" ] || [ $((8#$mode & 8#022)) -ne 0 ]; then
+        fail "$dir (work_dir) is owned by uid $owner with mode $mode: it must belong to the user running ward and not be writable by others (chown $(id -un) and chmod go-w it, or pass --var work_dir=<another folder>)"
+    fi
     if [ -e "$REPO_LINK" ] && [ ! -L "$REPO_LINK" ]; then
         fail "$REPO_LINK is not a symbolic link: ward keeps a link to the repository there; move it away or pass --var work_dir=<another folder>"
     fi
@@ -166,6 +174,8 @@ point_link() {
 }
 
 ensure_cluster() {
+    command -v pg_isready > /dev/null ||
+        fail "pg_isready is not installed: install PostgreSQL's client programs (Debian: postgresql-client)"
     local rc=0
     pg_isready -q || rc=$?
     case $rc in
@@ -175,7 +185,9 @@ ensure_cluster() {
             [ "$CREATE_CLUSTER" = none ] &&
                 fail "no PostgreSQL answers at ${PGHOST}:${PGPORT} and create_cluster is none: create and start an empty cluster there (initdb, or pg_createcluster on Debian), or pass --var create_cluster='<command>'"
             if [ "$PG_MAJOR" = auto ]; then
-                PG_MAJOR=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' -printf '%P\n' 2> /dev/null |
+                # No /usr/lib/postgresql at all makes find fail: that is the
+                # "nothing installed" answer below, not an error of its own.
+                PG_MAJOR=$({ find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' -printf '%P\n' 2> /dev/null || true; } |
                     cut -d/ -f1 | sort -V | tail -n 1)
                 [ -n "$PG_MAJOR" ] || fail "no PostgreSQL server is installed under /usr/lib/postgresql (pg_major auto): install one, or pass --var pg_major=<version>"
             fi

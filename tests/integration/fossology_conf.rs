@@ -3,6 +3,7 @@
 //! before stopping anything, and restore after losing everything, the
 //! database cluster included, with ward alone.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -254,5 +255,25 @@ fn a_repository_path_that_is_wrong_refuses_to_back_up() {
         }
     }
     assert_eq!(n, gold_files, "every gold file is in the backup");
+
+    // A work_dir others can write is refused: whoever can replace the link
+    // there chooses what a restore overwrites.
+    let work = sys.root.join("ward-work");
+    std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let starts = scheduler_starts(&sys);
+    let r = run(&s, &sys, &etc, "backup-gold.yml", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("(work_dir) is owned by uid 0 with mode 777"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        scheduler_starts(&sys),
+        starts,
+        "nothing was stopped or started"
+    );
+    assert!(sys.scheduler_running());
     assert!(!contains(&state_bytes(&s), DB_CONF_PASSWORD));
 }
