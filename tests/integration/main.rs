@@ -3,6 +3,7 @@
 mod children;
 mod finalizers;
 mod fossology;
+mod fossology_conf;
 mod fs_actions;
 mod fuzz;
 mod harness;

@@ -415,3 +415,87 @@ impl FoSystem {
             .collect()
     }
 }
+
+/// Db.conf's password in the test system: it must never reach ward's state.
+pub const DB_CONF_PASSWORD: &str = "fossy-db-conf-pw-7f3e";
+
+impl FoSystem {
+    /// Writes FOSSology's own configuration for this system into `etc`:
+    /// fossology.conf (`path` is the repository's parent, the single
+    /// repository host is the repository folder's name, depth `depth`) and
+    /// Db.conf (database `fossology`, with a password).
+    pub fn write_conf(&self, etc: &Path, depth: u32) -> PathBuf {
+        std::fs::create_dir_all(etc).expect("mkdir etc");
+        let path = self.repo.parent().expect("repository parent");
+        let host = self
+            .repo
+            .file_name()
+            .expect("repository name")
+            .to_string_lossy()
+            .into_owned();
+        let conf = etc.join("fossology.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "; FOSSology configuration (as install/defconf/fossology.conf.in)\n\
+                 [FOSSOLOGY]\nport = 24693\naddress = localhost\ndepth = {depth}\n\
+                 path = {}\n\n[HOSTS]\n{host} = localhost {} 10\n\n\
+                 [REPOSITORY]\n{host}[] = * 00 ff\n\n[DIRECTORIES]\nPROJECTUSER=fossy\n",
+                path.display(),
+                etc.display()
+            ),
+        )
+        .expect("fossology.conf");
+        std::fs::write(
+            etc.join("Db.conf"),
+            format!(
+                "dbname=fossology;\nhost=localhost;\nuser=fossy;\npassword={DB_CONF_PASSWORD};\n"
+            ),
+        )
+        .expect("Db.conf");
+        conf
+    }
+
+    /// `--var` arguments for the playbooks that read FOSSology's configuration
+    /// from `etc` (no `repo`): as `vars`, plus `fossology_conf`,
+    /// `fossology_db_conf` and `work_dir`.
+    pub fn conf_vars(&self, backup_root: &Path, etc: &Path) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let given = self.vars(backup_root);
+        for pair in given.chunks(2) {
+            if pair.len() == 2 && !pair[1].starts_with("repo=") {
+                out.extend(pair.iter().cloned());
+            }
+        }
+        for v in [
+            format!("fossology_conf={}", etc.join("fossology.conf").display()),
+            format!("fossology_db_conf={}", etc.join("Db.conf").display()),
+            format!("work_dir={}", self.root.join("ward-work").display()),
+        ] {
+            out.push("--var".to_owned());
+            out.push(v);
+        }
+        out
+    }
+
+    /// A shell command that creates and starts an empty cluster where this
+    /// system's cluster was (same data folder, port and socket), as initdb +
+    /// pg_ctl do on a server without Debian's wrappers.
+    pub fn create_cluster_command(&self) -> String {
+        let bin = self.cluster.bin().display().to_string();
+        let data = self.cluster.data().display().to_string();
+        let log = self
+            .cluster
+            .data()
+            .with_file_name("server-recreated.log")
+            .display()
+            .to_string();
+        format!(
+            "runuser -u postgres -- '{bin}/initdb' -U postgres --auth=trust -E UTF8 --no-sync -D '{data}' && \
+             runuser -u postgres -- '{bin}/pg_ctl' -w -t 60 -D '{data}' -l '{log}' \
+             -o '-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off' start",
+            self.cluster.port,
+            self.cluster.socket.display()
+        )
+    }
+}

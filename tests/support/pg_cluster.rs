@@ -161,6 +161,11 @@ impl Cluster {
     pub fn bin(&self) -> &Path {
         &self.bin
     }
+
+    /// The cluster's data folder (tests remove it to lose the cluster).
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
 }
 
 impl Drop for Cluster {
