@@ -45,6 +45,10 @@ pub struct AttemptSpec {
     pub timeout: Option<Duration>,
     /// Wait between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// Start the child so that a signal sent to ward's process group while
+    /// it is being started cannot kill it (see `spawn_attempt`): for
+    /// finalizers, which must survive the second SIGTERM of GNU `timeout`.
+    pub shield_from_group_signals: bool,
 }
 
 /// How an attempt ended.
@@ -149,10 +153,14 @@ pub fn spawn_attempt(
     // action once the new program starts: the `when: always` step started
     // in answer to the first SIGTERM died of the second. With a hook, std
     // forks instead, and until exec the child keeps ward's handlers, so a
-    // group signal caught before it left the group is harmless.
-    // SAFETY: the hook does nothing, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| Ok(()));
+    // group signal caught before it left the group is harmless. A fork
+    // costs about three times a posix_spawn, so only the steps that must
+    // survive signals pay it; a normal step is being stopped by then anyway.
+    if spec.shield_from_group_signals {
+        // SAFETY: the hook does nothing, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| Ok(()));
+        }
     }
     let child = match cmd.spawn() {
         Ok(c) => c,

@@ -609,6 +609,7 @@ impl Scheduler<'_, '_> {
             log_path: log.to_path_buf(),
             timeout: step.timeout.map(|t| t.std()),
             kill_grace: self.options.kill_grace,
+            shield_from_group_signals: self.is_finalizer(i) || self.interrupted.is_some(),
         }
     }
 
