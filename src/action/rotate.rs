@@ -249,6 +249,14 @@ pub struct Snapshot {
     pub base: Option<String>,
 }
 
+impl Snapshot {
+    /// Orders snapshots from oldest to newest: by the time in the name (or
+    /// the folder's), and `NAME.2` after `NAME` (a later run, same day).
+    pub fn age_order(&self) -> (NaiveDateTime, (&str, u32)) {
+        (self.time, split_suffix(&self.name))
+    }
+}
+
 /// What is in a snapshot folder.
 #[derive(Clone, Debug, Default)]
 pub struct Listing {
@@ -360,12 +368,8 @@ pub fn select(p: &RotateParams, listing: &Listing, now: NaiveDateTime) -> Select
         .iter()
         .filter(|s| s.complete && s.verified)
         .collect();
-    // Newest first; `NAME.2` is newer than `NAME` (same time from the name).
-    counted.sort_by(|a, b| {
-        b.time
-            .cmp(&a.time)
-            .then_with(|| split_suffix(&b.name).cmp(&split_suffix(&a.name)))
-    });
+    // Newest first.
+    counted.sort_by(|a, b| b.age_order().cmp(&a.age_order()));
     let mut not_counted: Vec<String> = listing
         .snapshots
         .iter()

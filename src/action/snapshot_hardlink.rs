@@ -150,16 +150,31 @@ impl Action for SnapshotHardlink {
         let threads = p.threads.map_or(ctx.threads, |t| t as usize);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
+        // Two runs (of different playbooks: one playbook's runs share its
+        // lock) making a snapshot in the same folder would pick the same
+        // name and remove each other's `.partial`; one waits for the other.
+        let _folder_lock = lock_folder(&dir, ctx)?;
         let (slot, stale) = match choose_slot(&dir, &name, &ctx.run_id)? {
             Slot::Done(slot) => {
                 // A resume after "renamed, but not yet recorded": the
                 // snapshot is this run's own (its manifest says so).
-                ctx.log(format!(
-                    "{} was completed by this run before it was interrupted; switching {} to it",
-                    dir.join(&slot).display(),
-                    p.latest
-                ));
-                switch_latest(&dir, &p.latest, &slot)?;
+                // A later run may have made a newer snapshot meanwhile (the
+                // same day's `NAME.2`, or the next night's); `latest` must
+                // not go back to older data.
+                if let Some(newer) = newer_latest(&dir, &p.latest, &slot)? {
+                    ctx.log(format!(
+                        "{} was completed by this run before it was interrupted; {} stays at {newer}, which is newer",
+                        dir.join(&slot).display(),
+                        p.latest
+                    ));
+                } else {
+                    ctx.log(format!(
+                        "{} was completed by this run before it was interrupted; switching {} to it",
+                        dir.join(&slot).display(),
+                        p.latest
+                    ));
+                    switch_latest(&dir, &p.latest, &slot)?;
+                }
                 return Ok(ActionOutput {
                     summary: Some(format!(
                         "{} already complete (made by this run)",
@@ -559,6 +574,64 @@ pub(super) fn remove_if_present(path: &Path) -> Result<(), ActionError> {
             path.display()
         ))),
     }
+}
+
+/// Holds `<dir>/.ward-snapshot.lock` (a `flock`, freed by the kernel if
+/// ward dies) until dropped, waiting while another run holds it.
+fn lock_folder(dir: &Path, ctx: &ActionCtx) -> Result<std::fs::File, ActionError> {
+    use rustix::fs::{FlockOperation, flock};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(".ward-snapshot.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| ActionError::new(format!("cannot open {}: {e}", path.display())))?;
+    let mut told = false;
+    loop {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if !told {
+                    ctx.log(format!(
+                        "another run is making a snapshot in {}; waiting for it",
+                        dir.display()
+                    ));
+                    told = true;
+                }
+                if ctx.cancelled() {
+                    return Err(ActionError::stopped());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(ActionError::new(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
+/// The snapshot `latest` points at when it is complete and newer than
+/// `slot` (see [`super::rotate::Snapshot::age_order`]), else None.
+fn newer_latest(dir: &Path, latest: &str, slot: &str) -> Result<Option<String>, ActionError> {
+    let listing = super::rotate::list(dir, latest)?;
+    let find = |name: &str| listing.snapshots.iter().find(|s| s.name == name);
+    Ok(
+        match (listing.latest_target.as_deref().and_then(find), find(slot)) {
+            (Some(current), Some(ours))
+                if current.complete && current.age_order() > ours.age_order() =>
+            {
+                Some(current.name.clone())
+            }
+            _ => None,
+        },
+    )
 }
 
 /// Points `dir/latest` at `name` atomically: a new symlink under a temp

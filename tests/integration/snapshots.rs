@@ -103,6 +103,75 @@ fn a_second_run_on_the_same_day_makes_a_new_snapshot_and_a_resume_reuses_its_own
 }
 
 #[test]
+fn a_resume_of_an_older_run_never_moves_latest_back() {
+    let s = Scratch::new();
+    s.write("current/morning.txt", "morning\n");
+    s.write("p.yml", NIGHTLY);
+    let snaps = s.path().join("snaps");
+    // A run whose snapshot completes but whose step then fails (`latest`
+    // cannot be switched), as if ward died right after the rename.
+    std::fs::create_dir_all(snaps.join("latest")).expect("block latest");
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(snaps.join("2026-11-23").is_dir());
+    let first = s
+        .ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json()[0]["id"]
+        .as_str()
+        .expect("run id")
+        .to_owned();
+    std::fs::remove_dir(snaps.join("latest")).expect("unblock latest");
+    // Meanwhile a new run backs up a file that arrived at noon.
+    s.write("current/noon.txt", "noon\n");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert_eq!(latest(&snaps), "2026-11-23.2");
+    // Resuming the first run reuses its own snapshot but leaves `latest`
+    // at the newer one, which has the noon file.
+    s.ward().args(["resume", &first]).run().expect_code(0);
+    assert_eq!(latest(&snaps), "2026-11-23.2");
+    assert!(!snaps.join("2026-11-23.3").exists());
+    let log = s.ward().args(["log", &first, "snapshot"]).run().stdout;
+    assert!(
+        log.contains("stays at 2026-11-23.2, which is newer"),
+        "{log}"
+    );
+}
+
+#[test]
+fn two_playbooks_snapshotting_one_folder_at_once_both_succeed() {
+    let s = Scratch::new();
+    for i in 0..3000 {
+        s.write(&format!("current/d{}/f{i}", i % 30), "x");
+    }
+    for name in ["one", "two"] {
+        s.write(
+            &format!("{name}.yml"),
+            &NIGHTLY.replace("name: nightly", &format!("name: {name}")),
+        );
+    }
+    for round in 0..3 {
+        let _ = std::fs::remove_dir_all(s.path().join("snaps"));
+        let start = |p: &str| s.ward().args(["run", p]).spawn();
+        let (a, b) = (start("one.yml"), start("two.yml"));
+        for child in [a, b] {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(
+            snapshot_names(&s.path().join("snaps")),
+            ["2026-11-23", "2026-11-23.2"],
+            "round {round}"
+        );
+    }
+}
+
+#[test]
 fn suffixes_sort_by_number_not_by_text() {
     let s = Scratch::new();
     s.write("current/f", "x");
@@ -474,6 +543,8 @@ fn a_snapshot_on_a_full_disk_names_the_path_and_leaves_nothing_behind() {
         .expect("read")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        // The folder's lock file stays (it is empty and reused).
+        .filter(|n| n != ".ward-snapshot.lock")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // With space again, the next run makes the snapshot.
@@ -513,6 +584,7 @@ fn a_snapshot_on_a_full_disk_names_the_path_and_leaves_nothing_behind() {
         .expect("read")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".ward-snapshot.lock")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
