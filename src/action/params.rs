@@ -180,3 +180,87 @@ pub fn refuse_option_like(key: &'static str, value: &str) -> Result<(), super::A
         None => Ok(()),
     }
 }
+
+/// Reports the arguments in `args` that a program would read as one of the
+/// `forbidden` options (`(flag, why)`), the way getopt reads them: a long
+/// option also by an abbreviation (`--fil=x` is `--file=x`) and a short one
+/// also inside a cluster (`-cf x` holds `-f`). `short_with_value` lists the
+/// short options that take a value, whose rest of the cluster is that value
+/// (`-Ufoo` is the user `foo`, not `-f`).
+pub fn forbidden_args(
+    key: &'static str,
+    args: &[String],
+    forbidden: &[(&str, &str)],
+    short_with_value: &str,
+) -> Vec<super::ParamProblem> {
+    let refused = |f: &str, why: &str| {
+        super::ParamProblem::new(key, format!("`{f}` is not allowed in `{key}`"))
+            .help(why.to_owned())
+    };
+    let mut out = Vec::new();
+    for arg in args {
+        if let Some(long) = arg.strip_prefix("--") {
+            let name = long.split('=').next().unwrap_or(long);
+            if name.is_empty() {
+                continue;
+            }
+            if let Some((f, why)) = forbidden.iter().find(|(f, _)| {
+                f.strip_prefix("--")
+                    .is_some_and(|full| full.starts_with(name))
+            }) {
+                out.push(refused(f, why));
+            }
+        } else if let Some(cluster) = arg.strip_prefix('-') {
+            for c in cluster.chars() {
+                let flag = format!("-{c}");
+                if let Some((f, why)) = forbidden.iter().find(|(f, _)| *f == flag) {
+                    out.push(refused(f, why));
+                    break;
+                }
+                if short_with_value.contains(c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod forbidden_tests {
+    use super::forbidden_args;
+
+    const FORBIDDEN: &[(&str, &str)] = &[("-f", "no"), ("--file", "no"), ("--database", "no")];
+
+    fn refused(args: &[&str]) -> usize {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        forbidden_args("args", &args, FORBIDDEN, "fU").len()
+    }
+
+    #[test]
+    fn options_are_read_as_getopt_reads_them() {
+        for bad in [
+            "-f",
+            "-f/tmp/x",
+            "-cf/tmp/x",
+            "--file=/x",
+            "--fil=/x",
+            "--f",
+            "--datab=x",
+        ] {
+            assert_eq!(refused(&[bad]), 1, "{bad}");
+        }
+        for fine in [
+            "-c",
+            "-Ufoo",
+            "-U",
+            "--clean",
+            "--data-only",
+            "x-f",
+            "--",
+            "-",
+        ] {
+            assert_eq!(refused(&[fine]), 0, "{fine}");
+        }
+    }
+}

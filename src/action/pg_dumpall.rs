@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::compress::encoder;
 use super::manifest::SIDECAR_SUFFIX;
-use super::params::{Compression, PgConn, non_empty};
+use super::params::{Compression, PgConn, forbidden_args, non_empty};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, ParamProblem,
     describe_status, pg,
@@ -49,6 +49,10 @@ fn default_min_bytes() -> u64 {
     1024
 }
 
+/// pg_dumpall's short options that take a value (`-Ufoo`: `foo` is the
+/// value, not more options).
+const SHORT_WITH_VALUE: &str = "fEdShlpU";
+
 /// Arguments that would break the in-process pipeline or leak a password.
 const FORBIDDEN_ARGS: &[(&str, &str)] = &[
     ("-f", "ward writes the file itself (atomically); remove it"),
@@ -78,22 +82,6 @@ const FORBIDDEN_ARGS: &[(&str, &str)] = &[
     ("--database", "give the database in `db.dbname`"),
 ];
 
-/// Reports arguments from `FORBIDDEN_ARGS` found in `args`.
-pub(super) fn forbidden_args(
-    key: &'static str,
-    args: &[String],
-    forbidden: &[(&str, &str)],
-) -> Vec<ParamProblem> {
-    args.iter()
-        .filter_map(|a| {
-            let flag = a.split('=').next().unwrap_or(a);
-            forbidden.iter().find(|(f, _)| *f == flag).map(|(f, why)| {
-                ParamProblem::new(key, format!("`{f}` is not allowed in `{key}`")).help(*why)
-            })
-        })
-        .collect()
-}
-
 impl Action for PgDumpall {
     const NAME: &'static str = "pg.dumpall";
     const SUMMARY: &'static str =
@@ -122,7 +110,12 @@ impl Action for PgDumpall {
                 ));
             }
         }
-        out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS));
+        out.extend(forbidden_args(
+            "args",
+            &p.args,
+            FORBIDDEN_ARGS,
+            SHORT_WITH_VALUE,
+        ));
         out.extend(pg::conn_problems(&p.db));
         out
     }

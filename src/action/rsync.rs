@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::params::forbidden_args;
 use super::params::{non_empty, option_like};
-use super::pg_dumpall::forbidden_args;
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
@@ -286,7 +286,7 @@ impl Action for Rsync {
             ),
             _ => {}
         }
-        out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS));
+        out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS, ""));
         out
     }
 

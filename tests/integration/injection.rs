@@ -126,3 +126,37 @@ fn systemctl_unit_from_a_var_is_never_an_option() {
         );
     }
 }
+
+#[test]
+fn pg_dumpall_args_are_read_as_getopt_reads_them() {
+    let s = Scratch::new();
+    // Abbreviated long options and short-option clusters are the same
+    // options to pg_dumpall: `-cf/tmp/x` writes a file, `--datab` picks a
+    // database; `-Ufoo` is only a user name.
+    for (arg, flag) in [
+        ("-cf/tmp/x", "-f"),
+        ("--fil=/tmp/x", "--file"),
+        ("-cW", "-W"),
+        ("--datab=foo", "--database"),
+        ("-dfoo", "-d"),
+    ] {
+        s.write(
+            "p.yml",
+            &format!(
+                "ward: 1\nname: d\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ dest: out/all.sql.gz, args: [\"{arg}\"] }}\n"
+            ),
+        );
+        let run = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("`{flag}` is not allowed in `args`")),
+            "{arg}: {}",
+            run.stderr
+        );
+    }
+    s.write(
+        "p.yml",
+        "ward: 1\nname: d\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: { dest: out/all.sql.gz, args: [\"-Ufoo\", \"--clean\", \"--data-only\"] }\n",
+    );
+    s.ward().args(["validate", "p.yml"]).run().expect_code(0);
+}
