@@ -3,6 +3,7 @@
 mod children;
 mod finalizers;
 mod fossology;
+mod fossology_repair;
 mod fs_actions;
 mod harness;
 // Shared with the benchmarks; each uses a different part.
