@@ -58,6 +58,7 @@ fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
     // A day of work after the backup: two new uploads and more rows.
     let (u4, _, items4) = sys.add_upload("after-4", &["item a\n", "item b\n"], 7, 3);
     let (u5, archive5, _) = sys.add_upload("after-5", &["item c\n"], 8, 4);
+    let (_, archive6, _) = sys.add_upload("after-6", &["item d\n"], 8, 4);
     sys.cluster.psql(
         "fossology",
         "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits) \
@@ -94,7 +95,10 @@ fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
         rel("gold", &a2),
         rel("files", &a3),
     ]);
-    // After the backup: upload 4 loses an unpacked item, upload 5 its archive.
+    // After the backup: upload 4 loses an unpacked item, upload 5 its
+    // archive, upload 6 its gold file only (its copy in files/ is the same
+    // content, so it is linked back).
+    lost.push(rel("gold", &archive6));
     let gone = [
         rel("files", &items4[0]),
         rel("gold", &archive5),
@@ -137,7 +141,7 @@ fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
         expected.remove(f);
     }
     assert_eq!(sys.listing(None), expected);
-    for a in [&a1, &a2, &a3] {
+    for a in [&a1, &a2, &a3, &archive6] {
         let gold = std::fs::metadata(sys.path_of("gold", a))
             .expect("gold")
             .ino();
