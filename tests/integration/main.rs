@@ -4,6 +4,7 @@ mod children;
 mod finalizers;
 mod fossology;
 mod fossology_conf;
+mod fossology_repair;
 mod fs_actions;
 mod fuzz;
 mod harness;

@@ -499,3 +499,155 @@ impl FoSystem {
         )
     }
 }
+
+// Helpers of the repository repair tests (tests/integration/fossology_repair.rs).
+
+/// FOSSology's repository name of `bytes`: `<sha1>.<md5>.<size>`, lower case.
+pub fn content_name(bytes: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        digest("sha1sum", bytes),
+        digest("md5sum", bytes),
+        bytes.len()
+    )
+}
+
+/// SQL that records the repository file `name` in `pfile` (once).
+fn pfile_sql(name: &str) -> String {
+    let (sha1, rest) = name.split_at(40);
+    let (md5, size) = rest[1..].split_at(32);
+    let size = &size[1..];
+    format!(
+        "INSERT INTO pfile (pfile_md5, pfile_sha1, pfile_size) SELECT upper('{md5}'), upper('{sha1}'), {size} \
+         WHERE NOT EXISTS (SELECT 1 FROM pfile WHERE pfile_md5 = upper('{md5}') AND pfile_sha1 = upper('{sha1}') AND pfile_size = {size});\n"
+    )
+}
+
+/// SQL: the pfile_pk of the repository file `name`.
+fn pfile_pk_sql(name: &str) -> String {
+    format!(
+        "(SELECT pfile_pk FROM pfile WHERE lower(pfile_sha1 || '.' || pfile_md5 || '.' || pfile_size) = '{name}')"
+    )
+}
+
+impl FoSystem {
+    /// Where the repository keeps `name` of `kind` (`gold`, `files`).
+    pub fn path_of(&self, kind: &str, name: &str) -> PathBuf {
+        self.repo.join(repo_path(kind, name))
+    }
+
+    /// The repository name of upload `u`'s archive.
+    pub fn archive_of(&self, u: u32) -> String {
+        self.cluster.psql(
+            "fossology",
+            &format!(
+                "SELECT lower(pfile_sha1 || '.' || pfile_md5 || '.' || pfile_size) FROM pfile JOIN upload ON pfile_fk = pfile_pk WHERE upload_pk = {u}"
+            ),
+        )
+    }
+
+    /// Gives the system FOSSology's `uploadtree` (rows in `uploadtree_a`)
+    /// and records there, with their pfile rows, the archive and unpacked
+    /// items that `build` wrote for uploads 1-3 (skipped for an upload that
+    /// already has rows).
+    pub fn record_unpacked_items(&self) {
+        let mut sql = String::from(
+            "CREATE TABLE IF NOT EXISTS uploadtree (uploadtree_pk serial PRIMARY KEY, parent integer, realparent integer, \
+             upload_fk integer NOT NULL, pfile_fk integer NOT NULL, ufile_mode integer NOT NULL, lft integer NOT NULL, rgt integer, ufile_name text NOT NULL);\n\
+             CREATE TABLE IF NOT EXISTS uploadtree_a () INHERITS (uploadtree);\n",
+        );
+        for u in 1..=3u32 {
+            let items: Vec<String> = (1..=2)
+                .map(|i| content_name(format!("upload {u} item {i}\n").as_bytes()))
+                .collect();
+            sql.push_str(&format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM uploadtree_a WHERE upload_fk = {u}) THEN\n{} END IF; END $$;\n",
+                self.uploadtree_sql(u, &self.archive_of(u), &items)
+            ));
+        }
+        self.cluster.psql("fossology", &sql);
+    }
+
+    /// SQL: pfile rows for `items` and the uploadtree rows of upload `u`
+    /// (archive, a folder, the items).
+    fn uploadtree_sql(&self, u: u32, archive: &str, items: &[String]) -> String {
+        let mut sql = String::new();
+        for item in items {
+            sql.push_str(&pfile_sql(item));
+        }
+        let n = items.len() as i64;
+        sql.push_str(&format!(
+            "INSERT INTO uploadtree_a (upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) VALUES ({u}, {}, 536904704, 1, {}, 'upload-{u}.tar.gz');\n\
+             INSERT INTO uploadtree_a (parent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) VALUES (currval('uploadtree_uploadtree_pk_seq'), {u}, 0, 536888320, 2, {}, 'src');\n",
+            pfile_pk_sql(archive),
+            2 * n + 4,
+            2 * n + 3
+        ));
+        for (i, item) in items.iter().enumerate() {
+            sql.push_str(&format!(
+                "INSERT INTO uploadtree_a (parent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) VALUES \
+                 ((SELECT uploadtree_pk FROM uploadtree_a WHERE upload_fk = {u} AND ufile_name = 'src'), {u}, {}, 32768, {}, {}, 'item{i}');\n",
+                pfile_pk_sql(item),
+                2 * i + 3,
+                2 * i + 4
+            ));
+        }
+        sql
+    }
+
+    /// Adds an upload as wget_agent and ununpack leave it (archive in gold/
+    /// hard-linked into files/, `items` unpacked into files/, its rows), owned
+    /// by user `user` and group `group`, with a nomos job still pending.
+    /// Returns the upload's id and the names of its archive and items.
+    pub fn add_upload(
+        &self,
+        tag: &str,
+        items: &[&str],
+        user: u32,
+        group: u32,
+    ) -> (u32, String, Vec<String>) {
+        let archive = format!("archive {tag} ").repeat(300).into_bytes();
+        let name = content_name(&archive);
+        let gold = self.path_of("gold", &name);
+        std::fs::create_dir_all(gold.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&gold, &archive).expect("gold");
+        let files = self.path_of("files", &name);
+        std::fs::create_dir_all(files.parent().expect("parent")).expect("mkdir");
+        std::fs::hard_link(&gold, &files).expect("link");
+        let item_names: Vec<String> = items
+            .iter()
+            .map(|body| {
+                let item = content_name(body.as_bytes());
+                let p = self.path_of("files", &item);
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(p, body).expect("item");
+                item
+            })
+            .collect();
+        let u: u32 = self
+            .cluster
+            .psql(
+                "fossology",
+                &format!(
+                    "{}INSERT INTO upload (upload_filename, user_fk, upload_mode, pfile_fk) VALUES ('{tag}.tar.gz', {user}, 104, {}) RETURNING upload_pk",
+                    pfile_sql(&name),
+                    pfile_pk_sql(&name)
+                ),
+            )
+            .lines()
+            .find_map(|l| l.trim().parse().ok())
+            .expect("upload_pk");
+        self.cluster.psql(
+            "fossology",
+            &format!(
+                "{}INSERT INTO ununpack_ars (upload_fk, ars_success) VALUES ({u}, true);\n\
+                 INSERT INTO job (job_queued, job_name, job_upload_fk, job_user_fk, job_group_fk) VALUES (now(), '{tag}.tar.gz', {u}, {user}, {group});\n\
+                 INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits) VALUES (currval('job_job_pk_seq'), 'ununpack', '{u}', now(), now(), 1);\n\
+                 INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES (currval('job_job_pk_seq'), 'nomos', '{u}');\n\
+                 INSERT INTO jobdepends VALUES (currval('jobqueue_jq_pk_seq'), currval('jobqueue_jq_pk_seq') - 1);\n",
+                self.uploadtree_sql(u, &name, &item_names)
+            ),
+        );
+        (u, name, item_names)
+    }
+}
