@@ -168,20 +168,26 @@ pub fn left_behind(attempt: &str) -> Vec<LeftBehind> {
     found
 }
 
+/// Cheap first look, a few small /proc reads (the executor makes it on its
+/// own thread, for every attempt): when the attempt's process ended, the
+/// topmost of anything it left running was handed to ward (its reaper). If
+/// no live child of ward carries the attempt's marker, nothing was left,
+/// and the whole of /proc need not be read. True when something may be
+/// left (or the kernel does not list children).
+pub fn maybe_left_behind(attempt: &str) -> bool {
+    let needle = format!("{ATTEMPT_VAR}={attempt}");
+    direct_children().is_none_or(|children| {
+        children
+            .iter()
+            .any(|&pid| live(pid) && carries(&PathBuf::from(format!("/proc/{pid}")), &needle))
+    })
+}
+
 /// Stops what an attempt left running (its step's process has ended):
 /// SIGTERM, then SIGKILL to what is still there after `grace`; reaps those
 /// that were handed to ward. Returns what it found, for the log.
 pub fn stop_left_behind(attempt: &str, grace: Duration) -> Vec<LeftBehind> {
-    // Cheap first look: when the attempt's process ended, the topmost of
-    // anything it left running was handed to ward (its reaper). If no
-    // live child of ward carries the attempt's marker, nothing was left,
-    // and the whole of /proc need not be read (thousands of steps).
-    let needle = format!("{ATTEMPT_VAR}={attempt}");
-    if let Some(children) = direct_children()
-        && !children
-            .iter()
-            .any(|&pid| live(pid) && carries(&PathBuf::from(format!("/proc/{pid}")), &needle))
-    {
+    if !maybe_left_behind(attempt) {
         reap_orphans();
         return Vec::new();
     }

@@ -327,17 +327,20 @@ async fn after_attempt(
     cleanup: Option<Cleanup>,
     cancel: &watch::Receiver<Cancel>,
 ) -> AttemptResult {
+    // Nearly always nothing was left: decide that here rather than pay a
+    // hop to a blocking thread for every step.
+    let cleanup = match cleanup {
+        Some(c) if super::orphans::maybe_left_behind(&c.attempt_id) => c,
+        _ => {
+            super::orphans::reap_orphans();
+            return result;
+        }
+    };
     // When ward abandons the run it does not wait out the grace.
     let hurry = *cancel.borrow() == Cancel::Kill;
-    let job = move || match cleanup {
-        Some(c) => {
-            let grace = if hurry { Duration::ZERO } else { c.grace };
-            super::orphans::stop_left_behind(&c.attempt_id, grace)
-        }
-        None => {
-            super::orphans::reap_orphans();
-            Vec::new()
-        }
+    let job = move || {
+        let grace = if hurry { Duration::ZERO } else { cleanup.grace };
+        super::orphans::stop_left_behind(&cleanup.attempt_id, grace)
     };
     match tokio::task::spawn_blocking(job).await {
         Ok(left) => result.left_behind = left,
