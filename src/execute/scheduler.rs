@@ -12,7 +12,7 @@
 //! Finalizers (`when: always`/`when: failure` steps and compensations) are
 //! what brings a service back, so neither signals nor a state database that
 //! can no longer be written skip them:
-//! - the first SIGINT/SIGTERM stops the running normal steps and starts
+//! - the first SIGINT/SIGTERM/SIGHUP stops the running normal steps and starts
 //!   nothing but `when: always` steps; finalizers already running go on;
 //! - a second one is only noted (GNU `timeout` sends two);
 //! - a third, or SIGQUIT, abandons everything, finalizers included; the
@@ -404,7 +404,7 @@ impl Scheduler<'_, '_> {
         self.steps[i].when != When::Success || self.steps[i].compensation_only
     }
 
-    /// The first SIGINT/SIGTERM stops normal steps; a second is noted; a
+    /// The first SIGINT/SIGTERM/SIGHUP stops normal steps; a second is noted; a
     /// third or SIGQUIT abandons the finalizers too.
     fn on_signal(&mut self, sig: Received, senders: &Senders) {
         self.signals_seen += 1;
