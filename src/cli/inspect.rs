@@ -1,6 +1,7 @@
 //! `ward status`, `ward runs` and `ward log`: read-only views of the state.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::{LogArgs, RunsArgs, StatusArgs};
 use crate::error::{WardError, exit};
@@ -82,7 +83,10 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
         )));
     }
     let attempts = session.store.attempts(&run.id, args.step.as_deref())?;
-    let read = |path: &str| std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+    let read = |path: &str| {
+        crate::state::private::read_log(Path::new(path))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
     if args.json {
         let items: Vec<serde_json::Value> = attempts
             .iter()

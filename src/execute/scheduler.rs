@@ -741,11 +741,7 @@ impl Scheduler<'_, '_> {
             "ward: stopped what this attempt left running (`keep_children: true` keeps it): {list}\n"
         );
         // The log is best effort, like the step's own output.
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
+        if let Ok(mut f) = crate::state::private::open_log(log) {
             let _ = std::io::Write::write_all(&mut f, line.as_bytes());
         }
         self.changes.push(Change::Note {

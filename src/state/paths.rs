@@ -15,7 +15,8 @@ pub enum Access {
     /// made if missing, modes tightened.
     Write,
     /// `status`, `runs`, `log`: the database must exist; nothing is created
-    /// or changed (except a schema upgrade of an older database).
+    /// or changed (a database of an older ward is refused with a hint to
+    /// upgrade it with `ward run` or `ward resume`).
     Read,
 }
 
@@ -91,6 +92,8 @@ impl StatePaths {
         let exists = private::check_file(&self.db, "state database", false)?.is_some();
         if exists {
             check_header(&self.db)?;
+            // Before any mode, journal-mode or schema change.
+            super::sqlite::check_is_wards(&self.db)?;
         } else if access != Access::Create {
             return Err(StateError::Missing {
                 path: self.db.clone(),
@@ -123,7 +126,7 @@ impl StatePaths {
         if !exists {
             SqliteStore::create(&self.db)?;
         }
-        SqliteStore::open(&self.db)
+        SqliteStore::open(&self.db, access != Access::Read)
     }
 }
 
