@@ -898,8 +898,9 @@ impl Scheduler<'_, '_> {
             // Finalizers that did not run stay pending, with the reason, so
             // that `ward status` shows them and `ward resume` runs them.
             let reason = format!(
-                "not run: ward abandoned it on {}; `ward resume {}` runs it",
+                "not run: ward abandoned it on {}; `ward resume{} {}` runs it",
                 sig.name(),
+                self.options.state_flag,
                 self.run_id
             );
             for i in 0..self.steps.len() {
@@ -959,8 +960,8 @@ impl Scheduler<'_, '_> {
             };
             let mut message = format!(
                 "the state could not be recorded ({lost}); the outcomes printed above are not in \
-                 the state database: make room, then run `ward resume {}`",
-                self.run_id
+                 the state database: make room, then run `ward resume{} {}`",
+                self.options.state_flag, self.run_id
             );
             if let Some(f) = failure {
                 message.push_str(&format!("; before that, {f}"));
@@ -976,9 +977,10 @@ impl Scheduler<'_, '_> {
                 format!("abandoned on {}", sig.name())
             } else {
                 format!(
-                    "abandoned on {}: {} did not run; `ward resume {}` runs {}",
+                    "abandoned on {}: {} did not run; `ward resume{} {}` runs {}",
                     sig.name(),
                     left.join(", "),
+                    self.options.state_flag,
                     self.run_id,
                     if left.len() == 1 { "it" } else { "them" }
                 )

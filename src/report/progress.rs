@@ -49,7 +49,7 @@ pub fn shell_word(text: &str) -> String {
 
 /// ` --state PATH` (quoted for the shell) when the run was given one, so the
 /// hints printed after a run can be pasted as they are.
-fn state_flag(state: Option<&Path>) -> String {
+pub fn state_flag(state: Option<&Path>) -> String {
     state
         .map(|p| format!(" --state {}", shell_word(&p.display().to_string())))
         .unwrap_or_default()

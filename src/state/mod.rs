@@ -35,6 +35,17 @@ pub enum StateError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// SQLite failed for a reason ward found out (SQLite's own message
+    /// does not say it).
+    #[error("state database {path}: {source}: {cause}")]
+    SqliteCause {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+        /// Why, e.g. a read-only file system, no free inodes.
+        cause: String,
+    },
     /// The database was written by a newer ward.
     #[error(
         "state database {path} has schema version {found}; this ward knows up to {known}: upgrade ward"

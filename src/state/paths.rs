@@ -25,6 +25,8 @@ pub enum Access {
 pub struct StatePaths {
     /// The SQLite file.
     pub db: PathBuf,
+    /// True when it came from `--state` (hints then repeat it).
+    pub explicit: bool,
 }
 
 impl StatePaths {
@@ -34,16 +36,19 @@ impl StatePaths {
         if let Some(p) = explicit {
             return StatePaths {
                 db: p.to_path_buf(),
+                explicit: true,
             };
         }
         if let Some(p) = std::env::var_os("WARD_STATE").filter(|v| !v.is_empty()) {
             return StatePaths {
                 db: PathBuf::from(p),
+                explicit: false,
             };
         }
         if rustix::process::geteuid().is_root() {
             return StatePaths {
                 db: PathBuf::from("/var/lib/ward/ward.db"),
+                explicit: false,
             };
         }
         let base = std::env::var_os("XDG_STATE_HOME")
@@ -53,7 +58,13 @@ impl StatePaths {
             .unwrap_or_else(|| PathBuf::from("."));
         StatePaths {
             db: base.join("ward").join("ward.db"),
+            explicit: false,
         }
+    }
+
+    /// The `--state` given on the command line, if any.
+    pub fn given(&self) -> Option<&Path> {
+        self.explicit.then_some(self.db.as_path())
     }
 
     /// The folder holding the database.

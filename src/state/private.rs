@@ -502,6 +502,48 @@ pub fn open_log(path: &Path) -> io::Result<File> {
     open_file(path, FileUse::Append, "log file").map_err(io::Error::other)
 }
 
+/// Why files cannot be made or written beside `db` (SQLite's -wal,
+/// -shm and -journal files), if the folder or its file system says so.
+pub fn why_unwritable(db: &Path) -> Option<String> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let shown = dir.display();
+    match rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+        Err(Errno::ROFS) => {
+            return Some(format!(
+                "the state folder {shown} is on a read-only file system \
+                 (SQLite needs to make files beside the database)"
+            ));
+        }
+        Err(Errno::ACCESS) => {
+            return Some(format!(
+                "the state folder {shown} is not writable by this user \
+                 (SQLite needs to make files beside the database)"
+            ));
+        }
+        _ => {}
+    }
+    let fs = rustix::fs::statvfs(dir).ok()?;
+    if fs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        Some(format!(
+            "the state folder {shown} is on a read-only file system"
+        ))
+    } else if fs.f_files > 0 && fs.f_favail == 0 {
+        Some(format!(
+            "the file system of {shown} has no free inodes (see `df -i`): \
+             remove files there, then try again"
+        ))
+    } else if fs.f_bavail == 0 {
+        Some(format!(
+            "the file system of {shown} is full (see `df`): make room, then try again"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Reads a step's log for `ward log`: without following a symlink and
 /// without blocking on a FIFO planted in its place (`refuse_special`).
 pub fn read_log(path: &Path) -> io::Result<Vec<u8>> {

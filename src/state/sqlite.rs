@@ -91,10 +91,7 @@ impl SqliteStore {
         )?);
         {
             let mut conn = connect(&tmp)?;
-            let err = |source| StateError::Sqlite {
-                path: tmp.clone(),
-                source,
-            };
+            let err = |source| sqlite_err(&tmp, source);
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(err)?;
             migrate(&mut conn, &tmp)?;
@@ -133,10 +130,7 @@ impl SqliteStore {
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_err(&self.path, source)
     }
 
     /// Number of transactions committed by this handle (for fault injection).
@@ -268,7 +262,30 @@ fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
             path: path.to_path_buf(),
             problem: source.to_string(),
         },
-        _ => StateError::Sqlite {
+        _ => sqlite_err(path, source),
+    }
+}
+
+/// An SQLite error, with the cause when SQLite gives none: "unable to
+/// open database file" on a read-only or inode-full file system says
+/// nothing about why (SQLite cannot make its -wal/-shm/-journal files).
+fn sqlite_err(path: &Path, source: rusqlite::Error) -> StateError {
+    let vague = matches!(
+        source.sqlite_error_code(),
+        Some(
+            ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+        )
+    );
+    match vague.then(|| private::why_unwritable(path)).flatten() {
+        Some(cause) => StateError::SqliteCause {
+            path: path.to_path_buf(),
+            source,
+            cause,
+        },
+        None => StateError::Sqlite {
             path: path.to_path_buf(),
             source,
         },
@@ -346,10 +363,7 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
 impl Store for SqliteStore {
     fn create_run(&mut self, run: &NewRun, steps: &[NewStep]) -> Result<(), StateError> {
         let path = self.path.clone();
-        let err = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| sqlite_err(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT INTO runs (id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
@@ -410,10 +424,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let path = self.path.clone();
-        let err = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| sqlite_err(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
         for change in changes {
             apply_one(&tx, run_id, change).map_err(err)?;

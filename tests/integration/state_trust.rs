@@ -521,3 +521,40 @@ fn a_hard_linked_lock_or_database_is_refused_and_the_other_file_untouched() {
         assert_refused(&s.ward().args(args).run(), &s.state(), "hard links");
     }
 }
+
+#[test]
+fn a_read_only_or_inode_full_state_file_system_is_named_as_the_cause() {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let disk =
+        crate::harness::Tmpfs::mount(&s.path().join("disk"), "size=1m,mode=0700,nr_inodes=40");
+    let db = disk.path.join("s").join("w.db");
+    let db_arg = db.display().to_string();
+    s.ward()
+        .args(["run", "--state", &db_arg, "p.yml"])
+        .run()
+        .expect_code(0);
+    let remount = |how: &str| {
+        let done = Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&disk.path)
+            .status()
+            .expect("mount");
+        assert!(done.success(), "remount {how}");
+    };
+    remount("ro");
+    for args in [&["runs"][..], &["run", "p.yml"][..]] {
+        let run = s.ward().args(args).args(["--state", &db_arg]).run();
+        assert_refused(&run, &db, "read-only file system");
+    }
+    remount("rw");
+    for n in 0.. {
+        if std::fs::write(disk.path.join(format!("f{n}")), "").is_err() {
+            break;
+        }
+    }
+    for args in [&["runs"][..], &["run", "p.yml"][..]] {
+        let run = s.ward().args(args).args(["--state", &db_arg]).run();
+        assert_refused(&run, &db, "no free inodes");
+    }
+}
