@@ -558,3 +558,57 @@ fn a_read_only_or_inode_full_state_file_system_is_named_as_the_cause() {
         assert_refused(&run, &db, "no free inodes");
     }
 }
+
+#[test]
+fn a_state_path_that_names_a_folder_asks_for_a_file_name() {
+    let s = with_state();
+    let folder = state_dir(&s);
+    for given in [
+        format!("{}/", folder.display()),
+        folder.display().to_string(),
+    ] {
+        for args in [&["runs"][..], &["run", "p.yml"][..]] {
+            let run = s.ward().args(args).args(["--state", &given]).run();
+            assert_refused(&run, Path::new(&given), "must name the database file");
+            assert!(
+                run.stderr
+                    .contains(&format!("--state {}/ward.db", folder.display())),
+                "{}",
+                run.stderr
+            );
+            assert!(!run.stderr.contains(".broken"), "{}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_relative_xdg_state_home_is_ignored() {
+    // Only users other than root use XDG_STATE_HOME (root uses /var/lib/ward).
+    let s = Scratch::new();
+    chmod(s.path(), 0o711);
+    let home = s.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir home");
+    std::fs::write(home.join("p.yml"), PLAYBOOK).expect("playbook");
+    std::os::unix::fs::chown(&home, Some(nobody()), None).expect("chown");
+    std::os::unix::fs::chown(home.join("p.yml"), Some(nobody()), None).expect("chown");
+    chmod(&home, 0o700);
+    let out = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "p.yml"])
+        .current_dir(&home)
+        .env_remove("WARD_STATE")
+        .env("HOME", &home)
+        .env("XDG_STATE_HOME", "relative/state")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("setpriv");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(home.join(".local/state/ward/ward.db").is_file());
+    assert!(!home.join("relative").exists());
+}
