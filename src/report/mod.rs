@@ -20,7 +20,10 @@ pub use plan_text::render as plan_text;
 pub use progress::{
     ProgressReporter, QuietReporter, count, fmt_duration, log_tail, shell_word, state_flag,
 };
-pub use runs::{local_time, render_runs, render_status, status_json};
+pub use runs::{
+    local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
+    status_json,
+};
 pub use style::Style;
 
 pub use crate::template::is_secret_name;

@@ -343,6 +343,29 @@ steps:
         "its outcome is printed: {}",
         run.stderr
     );
+    // `status` and `log` tell the same truth about what was not recorded.
+    let status = s
+        .ward()
+        .args(["status", "--state", &state_arg])
+        .run()
+        .expect_code(0);
+    assert!(
+        status.stdout.contains("is gone") && status.stdout.contains("was not recorded"),
+        "{}",
+        status.stdout
+    );
+    let log = s
+        .ward()
+        .args(["log", "--state", &state_arg, "last"])
+        .run()
+        .expect_code(0);
+    assert!(
+        log.stdout.contains("(attempt 1, end not recorded)")
+            && log.stdout.contains("was not recorded")
+            && !log.stdout.contains("running or crashed"),
+        "{}",
+        log.stdout
+    );
     // Room again: the resume finishes the run from what was recorded.
     std::fs::remove_file(disk.path.join("filler")).expect("free space");
     s.write("release", "");
