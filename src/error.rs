@@ -60,7 +60,7 @@ pub enum WardError {
         offset: usize,
     },
     /// The playbook has errors; they were already reported as diagnostics.
-    #[error("{path}: {count} error(s); nothing was run")]
+    #[error("{path}: {}; nothing was run", crate::report::count(*count, "error"))]
     Invalid {
         /// The playbook path as given.
         path: String,

@@ -201,6 +201,7 @@ fn execute_recorded(
             work_dir: work_dir(v),
             echo_output: settings.echo_output,
             kill_grace: kill_grace(),
+            state_flag: crate::report::state_flag(session.paths.given()),
         },
     };
     Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter)))

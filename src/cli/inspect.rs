@@ -1,6 +1,7 @@
 //! `ward status`, `ward runs` and `ward log`: read-only views of the state.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::{LogArgs, RunsArgs, StatusArgs};
 use crate::error::{WardError, exit};
@@ -82,7 +83,10 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
         )));
     }
     let attempts = session.store.attempts(&run.id, args.step.as_deref())?;
-    let read = |path: &str| std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned());
+    let read = |path: &str| {
+        crate::state::private::read_log(Path::new(path))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
     if args.json {
         let items: Vec<serde_json::Value> = attempts
             .iter()
@@ -106,12 +110,18 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
     if attempts.is_empty() {
         writeln!(out, "run {} has no step output yet", run.id)?;
     }
+    let gone = crate::report::recorded_running_but_gone(&run);
+    if gone && attempts.iter().any(|a| a.outcome.is_none()) {
+        writeln!(out, "note: {}", crate::report::not_recorded_note(&run))?;
+    }
     for a in &attempts {
         let end = match (a.exit_code, a.signal, a.outcome.as_deref()) {
             (Some(c), _, Some(o)) => format!("{o}, exit {c}"),
             (None, Some(sig), Some(o)) => format!("{o}, signal {sig}"),
             (_, _, Some(o)) => o.to_owned(),
-            _ => "running or crashed".to_owned(),
+            // The same words as `ward status` (see `not_recorded_note`).
+            _ if run.state == crate::state::RunState::Running && !gone => "running".to_owned(),
+            _ => "end not recorded".to_owned(),
         };
         writeln!(
             out,

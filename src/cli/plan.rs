@@ -22,9 +22,12 @@ pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
     )?;
     let Some(validated) = checked.validated else {
         let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        eprintln!(
-            "{}: {shown}: {count} error(s); nothing to plan",
-            Style::stderr().error("invalid")
+        // A closed stderr must not panic; the exit code still says it.
+        let _ = writeln!(
+            stderr.lock(),
+            "{}: {shown}: {}; nothing to plan",
+            Style::stderr().error("invalid"),
+            report::count(count, "error")
         );
         return Ok(exit::USAGE);
     };

@@ -30,6 +30,9 @@ pub struct ExecOptions {
     pub echo_output: bool,
     /// Wait after SIGTERM before SIGKILL.
     pub kill_grace: Duration,
+    /// ` --state PATH` when the run was given one (`report::state_flag`),
+    /// for the `ward resume` hints in recorded messages.
+    pub state_flag: String,
 }
 
 /// Default wait between SIGTERM and SIGKILL; `WARD_KILL_GRACE` overrides it.

@@ -12,7 +12,7 @@
 //! Finalizers (`when: always`/`when: failure` steps and compensations) are
 //! what brings a service back, so neither signals nor a state database that
 //! can no longer be written skip them:
-//! - the first SIGINT/SIGTERM stops the running normal steps and starts
+//! - the first SIGINT/SIGTERM/SIGHUP stops the running normal steps and starts
 //!   nothing but `when: always` steps; finalizers already running go on;
 //! - a second one is only noted (GNU `timeout` sends two);
 //! - a third, or SIGQUIT, abandons everything, finalizers included; the
@@ -407,7 +407,7 @@ impl Scheduler<'_, '_> {
         self.steps[i].when != When::Success || self.steps[i].compensation_only
     }
 
-    /// The first SIGINT/SIGTERM stops normal steps; a second is noted; a
+    /// The first SIGINT/SIGTERM/SIGHUP stops normal steps; a second is noted; a
     /// third or SIGQUIT abandons the finalizers too.
     fn on_signal(&mut self, sig: Received, senders: &Senders) {
         self.signals_seen += 1;
@@ -744,11 +744,7 @@ impl Scheduler<'_, '_> {
             "ward: stopped what this attempt left running (`keep_children: true` keeps it): {list}\n"
         );
         // The log is best effort, like the step's own output.
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-        {
+        if let Ok(mut f) = crate::state::private::open_log(log) {
             let _ = std::io::Write::write_all(&mut f, line.as_bytes());
         }
         self.changes.push(Change::Note {
@@ -905,8 +901,9 @@ impl Scheduler<'_, '_> {
             // Finalizers that did not run stay pending, with the reason, so
             // that `ward status` shows them and `ward resume` runs them.
             let reason = format!(
-                "not run: ward abandoned it on {}; `ward resume {}` runs it",
+                "not run: ward abandoned it on {}; `ward resume{} {}` runs it",
                 sig.name(),
+                self.options.state_flag,
                 self.run_id
             );
             for i in 0..self.steps.len() {
@@ -966,8 +963,8 @@ impl Scheduler<'_, '_> {
             };
             let mut message = format!(
                 "the state could not be recorded ({lost}); the outcomes printed above are not in \
-                 the state database: make room, then run `ward resume {}`",
-                self.run_id
+                 the state database: make room, then run `ward resume{} {}`",
+                self.options.state_flag, self.run_id
             );
             if let Some(f) = failure {
                 message.push_str(&format!("; before that, {f}"));
@@ -983,9 +980,10 @@ impl Scheduler<'_, '_> {
                 format!("abandoned on {}", sig.name())
             } else {
                 format!(
-                    "abandoned on {}: {} did not run; `ward resume {}` runs {}",
+                    "abandoned on {}: {} did not run; `ward resume{} {}` runs {}",
                     sig.name(),
                     left.join(", "),
+                    self.options.state_flag,
                     self.run_id,
                     if left.len() == 1 { "it" } else { "them" }
                 )

@@ -49,7 +49,7 @@ pub fn shell_word(text: &str) -> String {
 
 /// ` --state PATH` (quoted for the shell) when the run was given one, so the
 /// hints printed after a run can be pasted as they are.
-fn state_flag(state: Option<&Path>) -> String {
+pub fn state_flag(state: Option<&Path>) -> String {
     state
         .map(|p| format!(" --state {}", shell_word(&p.display().to_string())))
         .unwrap_or_default()
@@ -62,7 +62,8 @@ fn next_steps(run_id: &str, state: &str) -> String {
 
 /// The last `n` lines of a log file, for failure reports.
 pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(path) else {
+    // Not a plain read: a FIFO at the log's place must not hang the report.
+    let Ok(bytes) = crate::state::private::read_log(path) else {
         return Vec::new();
     };
     let text = String::from_utf8_lossy(&bytes);

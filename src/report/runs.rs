@@ -88,6 +88,9 @@ pub fn render_status(
     if let Some(m) = &run.message {
         writeln!(out, "  message   {m}")?;
     }
+    if recorded_running_but_gone(run) {
+        writeln!(out, "  note      {}", not_recorded_note(run))?;
+    }
     writeln!(out)?;
     let width = steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
     writeln!(
@@ -151,6 +154,34 @@ pub fn render_status(
 }
 
 /// One run with its steps and attempts, as JSON.
+/// True when a run recorded `running` has no ward behind it any more: it
+/// was started on this host and its process is gone (or is no longer
+/// ward). Its last recorded steps and attempts then say `running` only
+/// because their end was never recorded (a crash, `kill -9`, or a state
+/// database ward could no longer write). A run on another host is taken
+/// as live: ward cannot tell from here.
+pub fn recorded_running_but_gone(run: &RunRecord) -> bool {
+    if run.state != RunState::Running || run.host != crate::template::RunFacts::hostname() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{}/comm", run.pid)) {
+        Ok(comm) => comm.trim() != "ward",
+        Err(_) => true,
+    }
+}
+
+/// What `status` and `log` say of a run recorded `running` whose ward is
+/// gone, so that both tell the same truth.
+pub fn not_recorded_note(run: &RunRecord) -> String {
+    format!(
+        "recorded `running`, but its ward (pid {}) is gone: the end of the steps and \
+         attempts shown `running` was not recorded (a crash, or a state database that could \
+         not be written); ward's printed output is the only record of it. `ward resume {}` \
+         continues the run",
+        run.pid, run.id
+    )
+}
+
 pub fn status_json(run: &RunRecord, steps: &[StepRecord], attempts: &[AttemptRecord]) -> Value {
     let steps: Vec<Value> = steps
         .iter()
@@ -169,6 +200,9 @@ pub fn status_json(run: &RunRecord, steps: &[StepRecord], attempts: &[AttemptRec
     v["duration_ms"] =
         json!(span(Some(run.started_at), run.finished_at).map(|d| d.as_millis() as u64));
     v["steps"] = Value::Array(steps);
+    if recorded_running_but_gone(run) {
+        v["note"] = json!(not_recorded_note(run));
+    }
     v
 }
 

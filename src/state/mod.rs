@@ -35,6 +35,17 @@ pub enum StateError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// SQLite failed for a reason ward found out (SQLite's own message
+    /// does not say it).
+    #[error("state database {path}: {source}: {cause}")]
+    SqliteCause {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+        /// Why, e.g. a read-only file system, no free inodes.
+        cause: String,
+    },
     /// The database was written by a newer ward.
     #[error(
         "state database {path} has schema version {found}; this ward knows up to {known}: upgrade ward"
@@ -92,6 +103,34 @@ pub enum StateError {
         path: PathBuf,
         /// What is wrong.
         problem: String,
+    },
+    /// An SQLite database that is not ward's (another program's tables,
+    /// or none): refused before anything touches it, so that no command
+    /// adds ward's tables, switches it to WAL or changes its mode.
+    #[error(
+        "refusing {path}: not ward's state database ({problem}); nothing was changed\n  fix: \
+         point `--state` (or `$WARD_STATE`) at ward's own database, or at a new file name \
+         in a private folder for a new history"
+    )]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What was found instead.
+        problem: String,
+    },
+    /// A database of an older ward opened by a read command, which never
+    /// writes (an upgrade is a write).
+    #[error(
+        "state database {path} has schema version {found}, older than this ward's {known}; \
+         read commands never change it: run `ward run` or `ward resume` once to upgrade it"
+    )]
+    NeedsUpgrade {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// This build's version.
+        known: i64,
     },
     /// The key of the secret fingerprints (beside the database) is unusable.
     #[error("secret fingerprint key {path}: {message}")]

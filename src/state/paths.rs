@@ -15,7 +15,8 @@ pub enum Access {
     /// made if missing, modes tightened.
     Write,
     /// `status`, `runs`, `log`: the database must exist; nothing is created
-    /// or changed (except a schema upgrade of an older database).
+    /// or changed (a database of an older ward is refused with a hint to
+    /// upgrade it with `ward run` or `ward resume`).
     Read,
 }
 
@@ -24,6 +25,8 @@ pub enum Access {
 pub struct StatePaths {
     /// The SQLite file.
     pub db: PathBuf,
+    /// True when it came from `--state` (hints then repeat it).
+    pub explicit: bool,
 }
 
 impl StatePaths {
@@ -33,26 +36,58 @@ impl StatePaths {
         if let Some(p) = explicit {
             return StatePaths {
                 db: p.to_path_buf(),
+                explicit: true,
             };
         }
         if let Some(p) = std::env::var_os("WARD_STATE").filter(|v| !v.is_empty()) {
             return StatePaths {
                 db: PathBuf::from(p),
+                explicit: false,
             };
         }
         if rustix::process::geteuid().is_root() {
             return StatePaths {
                 db: PathBuf::from("/var/lib/ward/ward.db"),
+                explicit: false,
             };
         }
+        // The XDG spec: a relative path is invalid and must be ignored
+        // (it would put the state wherever ward happens to be started).
         let base = std::env::var_os("XDG_STATE_HOME")
-            .filter(|v| !v.is_empty())
+            .filter(|v| Path::new(v).is_absolute())
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
             .unwrap_or_else(|| PathBuf::from("."));
         StatePaths {
             db: base.join("ward").join("ward.db"),
+            explicit: false,
         }
+    }
+
+    /// The `--state` given on the command line, if any.
+    pub fn given(&self) -> Option<&Path> {
+        self.explicit.then_some(self.db.as_path())
+    }
+
+    /// Refuses a state path that names a folder (`--state s2/`): moving
+    /// the folder aside, the usual fix for a file that is in the way,
+    /// would not help; the database file must be named.
+    fn names_a_file(&self) -> Result<(), StateError> {
+        let trailing_slash = self.db.as_os_str().as_encoded_bytes().ends_with(b"/");
+        let is_dir = std::fs::symlink_metadata(&self.db).is_ok_and(|m| m.is_dir());
+        if !trailing_slash && !is_dir {
+            return Ok(());
+        }
+        let folder = self.db.display().to_string();
+        let example = Path::new(folder.trim_end_matches('/')).join("ward.db");
+        Err(StateError::Untrusted {
+            path: self.db.clone(),
+            problem: "the state path names a folder; it must name the database file".to_owned(),
+            fix: format!(
+                "name a file in it, e.g. `--state {}` (or the same in `$WARD_STATE`)",
+                crate::report::shell_word(&example.display().to_string())
+            ),
+        })
     }
 
     /// The folder holding the database.
@@ -86,11 +121,14 @@ impl StatePaths {
     /// this process would drop SQLite's POSIX locks, and another ward could
     /// then reset the shared memory under this one (SIGBUS).
     pub fn open(&self, access: Access) -> Result<SqliteStore, StateError> {
+        self.names_a_file()?;
         let dir = self.dir();
         private::trusted_folder(&self.db, &dir, access == Access::Create)?;
         let exists = private::check_file(&self.db, "state database", false)?.is_some();
         if exists {
             check_header(&self.db)?;
+            // Before any mode, journal-mode or schema change.
+            super::sqlite::check_is_wards(&self.db)?;
         } else if access != Access::Create {
             return Err(StateError::Missing {
                 path: self.db.clone(),
@@ -123,7 +161,7 @@ impl StatePaths {
         if !exists {
             SqliteStore::create(&self.db)?;
         }
-        SqliteStore::open(&self.db)
+        SqliteStore::open(&self.db, access != Access::Read)
     }
 }
 

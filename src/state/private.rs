@@ -298,24 +298,73 @@ fn make_dir(path: &Path) -> io::Result<()> {
 fn stat_checks(path: &Path, st: &Stat, what: &str, kind: FileType) -> Result<(), StateError> {
     let ft = FileType::from_raw_mode(st.st_mode);
     if ft != kind {
-        let wanted = if kind == FileType::Directory {
-            "a folder"
+        return Err(not_kind(path, what, kind));
+    }
+    // Another name of the same file may lie anywhere on the file system
+    // (`ln /etc/hostname locks/p.lock`): truncating or chmod'ing it here
+    // would change that file. ward's own files always have one name.
+    if kind == FileType::RegularFile && st.st_nlink > 1 {
+        let fix = if what.starts_with("state database") {
+            format!(
+                "give it a name of its own: `cp -p {0} {0}.own && mv {0}.own {0}` \
+                 (while no ward runs), or check where the other name is",
+                path.display()
+            )
         } else {
-            "a regular file"
+            format!(
+                "remove this name (`rm {}`; ward makes a new file), after checking where the \
+                 other name is",
+                path.display()
+            )
         };
         return Err(refused(
             path,
-            format!("the {what} is not {wanted}"),
-            format!("move it aside (`mv {0} {0}.broken`)", path.display()),
+            format!(
+                "the {what} has {} hard links; ward changes only files with one name \
+                 (another name could be a file elsewhere that ward must not change)",
+                st.st_nlink
+            ),
+            fix,
         ));
     }
     check_private(path, st.st_uid, st.st_mode & 0o7777, what)
 }
 
+fn not_kind(path: &Path, what: &str, kind: FileType) -> StateError {
+    let wanted = if kind == FileType::Directory {
+        "a folder"
+    } else {
+        "a regular file"
+    };
+    refused(
+        path,
+        format!("the {what} is not {wanted}"),
+        format!("move it aside (`mv {0} {0}.broken`)", path.display()),
+    )
+}
+
+/// Refuses a FIFO, socket or device where a file of ward's belongs before
+/// opening it: opening a FIFO blocks until a writer comes (forever), and
+/// opening a device can act on it. A symlink is left to `open_nofollow`
+/// (which names it); a missing file to the caller.
+fn refuse_special(path: &Path, what: &str) -> Result<(), StateError> {
+    match rustix::fs::lstat(path) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile | FileType::Symlink => Ok(()),
+            _ => Err(not_kind(path, what, FileType::RegularFile)),
+        },
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(errno("cannot inspect", path, e)),
+    }
+}
+
 fn open_nofollow(path: &Path, flags: OFlags, what: &str) -> Result<OwnedFd, StateError> {
+    // O_NONBLOCK: should a FIFO replace the checked file in between, the
+    // open fails or returns at once instead of hanging (no effect on
+    // regular files and folders).
     rustix::fs::open(
         path,
-        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::from_raw_mode(0),
     )
     .map_err(|e| match e {
@@ -407,6 +456,7 @@ pub fn open_file(path: &Path, how: FileUse, what: &str) -> Result<File, StateErr
         Err(Errno::EXIST) => {}
         Err(e) => return Err(errno("cannot create", path, e)),
     }
+    refuse_special(path, what)?;
     let fd = open_nofollow(path, access, what)?;
     let st = rustix::fs::fstat(&fd).map_err(|e| errno("cannot inspect", path, e))?;
     stat_checks(path, &st, what, FileType::RegularFile)?;
@@ -418,6 +468,7 @@ pub fn open_file(path: &Path, how: FileUse, what: &str) -> Result<File, StateErr
 /// files): a regular file of the user's that nobody else can write. With
 /// `tighten`, its mode is set to 0600. `None` when it does not exist.
 pub fn check_file(path: &Path, what: &str, tighten_mode: bool) -> Result<Option<Stat>, StateError> {
+    refuse_special(path, what)?;
     let fd = match open_nofollow(path, OFlags::RDONLY, what) {
         Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return Ok(None);
@@ -449,6 +500,68 @@ pub fn sync_dir(path: &Path) -> Result<(), StateError> {
 /// [`open_file`] for append, with the reason in the `io::Error`.
 pub fn open_log(path: &Path) -> io::Result<File> {
     open_file(path, FileUse::Append, "log file").map_err(io::Error::other)
+}
+
+/// Why files cannot be made or written beside `db` (SQLite's -wal,
+/// -shm and -journal files), if the folder or its file system says so.
+pub fn why_unwritable(db: &Path) -> Option<String> {
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let shown = dir.display();
+    match rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
+        Err(Errno::ROFS) => {
+            return Some(format!(
+                "the state folder {shown} is on a read-only file system \
+                 (SQLite needs to make files beside the database)"
+            ));
+        }
+        Err(Errno::ACCESS) => {
+            return Some(format!(
+                "the state folder {shown} is not writable by this user \
+                 (SQLite needs to make files beside the database)"
+            ));
+        }
+        _ => {}
+    }
+    let fs = rustix::fs::statvfs(dir).ok()?;
+    if fs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        Some(format!(
+            "the state folder {shown} is on a read-only file system"
+        ))
+    } else if fs.f_files > 0 && fs.f_favail == 0 {
+        Some(format!(
+            "the file system of {shown} has no free inodes (see `df -i`): \
+             remove files there, then try again"
+        ))
+    } else if fs.f_bavail == 0 {
+        Some(format!(
+            "the file system of {shown} is full (see `df`): make room, then try again"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Reads a step's log for `ward log`: without following a symlink and
+/// without blocking on a FIFO planted in its place (`refuse_special`).
+pub fn read_log(path: &Path) -> io::Result<Vec<u8>> {
+    refuse_special(path, "log file").map_err(io::Error::other)?;
+    let fd = open_nofollow(path, OFlags::RDONLY, "log file").map_err(|e| match e {
+        StateError::Io { source, .. } => source,
+        e => io::Error::other(e),
+    })?;
+    let mut file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// Creates a run's log folder (0700) under the checked `logs/` folder.

@@ -25,14 +25,18 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens and migrates the existing database at `path` (never creates
-    /// one: see [`SqliteStore::create`]). The caller has checked the folder
-    /// and the file (`StatePaths::open`).
-    pub fn open(path: &Path) -> Result<SqliteStore, StateError> {
+    /// Opens the existing database at `path` (never creates one: see
+    /// [`SqliteStore::create`]) and, with `write`, migrates it. Without
+    /// `write` (read commands) nothing is changed: an older database is
+    /// refused with [`StateError::NeedsUpgrade`]. The caller has checked
+    /// the folder and the file (`StatePaths::open`, [`check_is_wards`]).
+    pub fn open(path: &Path, write: bool) -> Result<SqliteStore, StateError> {
         let conn = connect(path)?;
         let err = |source| damaged_or(path, source);
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        if write {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(err)?;
+        }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -42,7 +46,22 @@ impl SqliteStore {
             path: path.to_path_buf(),
             commits: 0,
         };
-        migrate(&mut store.conn, path)?;
+        if write {
+            migrate(&mut store.conn, path)?;
+        } else {
+            let found: i64 = store
+                .conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(err)?;
+            let known = MIGRATIONS.len() as i64;
+            if found < known {
+                return Err(StateError::NeedsUpgrade {
+                    path: path.to_path_buf(),
+                    found,
+                    known,
+                });
+            }
+        }
         Ok(store)
     }
 
@@ -72,10 +91,7 @@ impl SqliteStore {
         )?);
         {
             let mut conn = connect(&tmp)?;
-            let err = |source| StateError::Sqlite {
-                path: tmp.clone(),
-                source,
-            };
+            let err = |source| sqlite_err(&tmp, source);
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(err)?;
             migrate(&mut conn, &tmp)?;
@@ -92,7 +108,7 @@ impl SqliteStore {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| io("cannot sync", e))?;
-        match std::fs::hard_link(&tmp, path) {
+        match link_into_place(&tmp, path) {
             Ok(()) => {}
             // Another ward created it first: use that one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -114,10 +130,7 @@ impl SqliteStore {
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_err(&self.path, source)
     }
 
     /// Number of transactions committed by this handle (for fault injection).
@@ -128,6 +141,29 @@ impl SqliteStore {
     fn committed(&mut self) {
         self.commits += 1;
         crate::execute::fault::after_commit(self.commits);
+    }
+}
+
+/// Puts the finished database at `path` unless something is there. A
+/// rename that refuses to replace keeps the database at one name (a
+/// second name, even for an instant, would make another ward opening it
+/// refuse it as hard-linked); file systems without it get a hard link
+/// (the temporary name is removed right after).
+fn link_into_place(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if [
+                rustix::io::Errno::INVAL,
+                rustix::io::Errno::NOSYS,
+                rustix::io::Errno::OPNOTSUPP,
+            ]
+            .contains(&e) =>
+        {
+            std::fs::hard_link(tmp, path)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -161,6 +197,63 @@ fn connect(path: &Path) -> Result<Connection, StateError> {
     Ok(conn)
 }
 
+/// The tables every version of ward's schema has.
+const WARD_TABLES: [&str; 4] = ["runs", "steps", "attempts", "events"];
+
+/// Refuses an SQLite file that is not ward's database, looking through a
+/// read-only connection before anything may change it (a mode, the
+/// journal mode, a migration): ward always links a whole, migrated
+/// database into place, so one without ward's tables (or with
+/// `user_version` 0) is another program's, or an empty one nobody made
+/// for ward.
+pub fn check_is_wards(path: &Path) -> Result<(), StateError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| damaged_or(path, source))?;
+    let err = |source| damaged_or(path, source);
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut q| {
+            q.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(err)?;
+    drop(conn);
+    let has_wards = WARD_TABLES.iter().all(|t| tables.iter().any(|n| n == t));
+    if has_wards && version > 0 {
+        return Ok(());
+    }
+    let problem = if tables.is_empty() {
+        "it has no tables".to_owned()
+    } else {
+        tables.retain(|t| !WARD_TABLES.contains(&t.as_str()));
+        let shown: Vec<&str> = tables.iter().take(5).map(String::as_str).collect();
+        if shown.is_empty() {
+            format!("it has ward's tables but schema version {version}")
+        } else {
+            format!(
+                "it has other tables: {}{}",
+                shown.join(", "),
+                if tables.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )
+        }
+    };
+    Err(StateError::Foreign {
+        path: path.to_path_buf(),
+        problem,
+    })
+}
+
 /// A file that is not SQLite, or a corrupt one, is [`StateError::Damaged`]
 /// (with the hint to move it aside); anything else stays an SQLite error.
 fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
@@ -169,7 +262,30 @@ fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
             path: path.to_path_buf(),
             problem: source.to_string(),
         },
-        _ => StateError::Sqlite {
+        _ => sqlite_err(path, source),
+    }
+}
+
+/// An SQLite error, with the cause when SQLite gives none: "unable to
+/// open database file" on a read-only or inode-full file system says
+/// nothing about why (SQLite cannot make its -wal/-shm/-journal files).
+fn sqlite_err(path: &Path, source: rusqlite::Error) -> StateError {
+    let vague = matches!(
+        source.sqlite_error_code(),
+        Some(
+            ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+        )
+    );
+    match vague.then(|| private::why_unwritable(path)).flatten() {
+        Some(cause) => StateError::SqliteCause {
+            path: path.to_path_buf(),
+            source,
+            cause,
+        },
+        None => StateError::Sqlite {
             path: path.to_path_buf(),
             source,
         },
@@ -247,10 +363,7 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
 impl Store for SqliteStore {
     fn create_run(&mut self, run: &NewRun, steps: &[NewStep]) -> Result<(), StateError> {
         let path = self.path.clone();
-        let err = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| sqlite_err(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT INTO runs (id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
@@ -311,10 +424,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let path = self.path.clone();
-        let err = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| sqlite_err(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
         for change in changes {
             apply_one(&tx, run_id, change).map_err(err)?;
@@ -627,7 +737,7 @@ mod tests {
                     let (path, start) = (path.clone(), start.clone());
                     std::thread::spawn(move || {
                         start.wait();
-                        SqliteStore::open(&path).map(|_| ())
+                        SqliteStore::open(&path, true).map(|_| ())
                     })
                 })
                 .collect();

@@ -110,6 +110,83 @@ fn a_second_sigterm_during_the_finalizer_is_only_noted() {
     }
 }
 
+/// WINDOW whose `work` step sleeps (in a child of the shell) until stopped.
+const HANGUP_WINDOW: &str = "\
+ward: 1
+name: window
+steps:
+  - id: stop
+    run: echo stop >> journal
+  - id: work
+    needs: [stop]
+    run: echo work >> journal; sleep 30 & echo $! > sleep.pid; touch work.started; wait
+  - id: start
+    after: [stop, work]
+    when: always
+    run: touch start.started; sleep 1; echo start >> journal
+";
+
+#[test]
+fn sighup_from_a_dropped_session_stops_the_steps_and_runs_the_finalizer() {
+    // An ssh session that drops sends SIGHUP: it must not kill ward with
+    // the service stopped, the run recorded `running` and the step alive.
+    let s = Scratch::new();
+    s.write("p.yml", HANGUP_WINDOW);
+    let child = s.ward().args(["run", "p.yml"]).spawn();
+    let pid = child.id().to_string();
+    assert!(wait_for(10, || s.path().join("work.started").exists()));
+    kill("HUP", &pid);
+    // A second hangup (the shell forwards its own) is only noted.
+    assert!(wait_for(10, || s.path().join("start.started").exists()));
+    kill("HUP", &pid);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(129), "{stderr}");
+    assert!(stderr.contains("SIGHUP"), "{stderr}");
+    assert_eq!(journal(&s), ["stop", "work", "start"], "{stderr}");
+    let status = s.status(None);
+    assert_eq!(status["state"], "interrupted", "{status}");
+    assert_eq!(status_step(&status, "start")["state"], "succeeded");
+    let sleeper = s.read("sleep.pid").trim().to_owned();
+    assert!(
+        wait_for(10, || !std::path::Path::new(&format!("/proc/{sleeper}"))
+            .exists()),
+        "the step's `sleep 30` (pid {sleeper}) was stopped"
+    );
+}
+
+#[test]
+fn under_nohup_a_hangup_is_ignored_and_the_run_goes_on() {
+    let s = Scratch::new();
+    s.write("p.yml", WINDOW);
+    let child = Command::new("nohup")
+        .args([env!("CARGO_BIN_EXE_ward"), "run", "p.yml"])
+        .current_dir(s.path())
+        .env("WARD_STATE", s.state())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nohup ward starts");
+    let pid = child.id().to_string();
+    assert!(wait_for(10, || s.path().join("work.started").exists()));
+    kill("HUP", &pid);
+    s.write("release", "");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(journal(&s), ["stop", "work", "start"]);
+}
+
+#[test]
+fn a_third_sighup_abandons_the_finalizer_and_resume_runs_it() {
+    let s = Scratch::new();
+    let stderr = abandon(&s, &["HUP", "HUP"], 129);
+    assert!(stderr.contains("received SIGHUP again"), "{stderr}");
+    assert!(stderr.contains("abandoning"), "{stderr}");
+    resume_finishes(&s);
+}
+
 /// Starts WINDOW, interrupts it, and abandons the finalizer with `last`
 /// (a third SIGTERM, or SIGQUIT) once it started; returns ward's output.
 fn abandon(s: &Scratch, last: &[&str], code: i32) -> String {
@@ -265,6 +342,29 @@ steps:
         run.stderr.contains("start succeeded"),
         "its outcome is printed: {}",
         run.stderr
+    );
+    // `status` and `log` tell the same truth about what was not recorded.
+    let status = s
+        .ward()
+        .args(["status", "--state", &state_arg])
+        .run()
+        .expect_code(0);
+    assert!(
+        status.stdout.contains("is gone") && status.stdout.contains("was not recorded"),
+        "{}",
+        status.stdout
+    );
+    let log = s
+        .ward()
+        .args(["log", "--state", &state_arg, "last"])
+        .run()
+        .expect_code(0);
+    assert!(
+        log.stdout.contains("(attempt 1, end not recorded)")
+            && log.stdout.contains("was not recorded")
+            && !log.stdout.contains("running or crashed"),
+        "{}",
+        log.stdout
     );
     // Room again: the resume finishes the run from what was recorded.
     std::fs::remove_file(disk.path.join("filler")).expect("free space");

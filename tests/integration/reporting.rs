@@ -101,3 +101,66 @@ fn after_a_resume_a_step_shows_its_own_time_not_the_time_since_the_first_run() {
         "the table shows the attempt's own time: {row}"
     );
 }
+
+#[test]
+fn the_abandonment_message_repeats_the_state_quoted_for_the_shell() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: quit\nsteps:\n  - id: work\n    run: touch work.started; sleep 30\n  \
+         - id: start\n    after: [work]\n    when: always\n    run: 'true'\n",
+    );
+    let state = s.path().join("my state").join("ward.db");
+    let state_arg = state.display().to_string();
+    let child = s
+        .ward()
+        .args(["run", "--state", &state_arg, "p.yml"])
+        .spawn();
+    assert!(crate::harness::wait_for(10, || s
+        .path()
+        .join("work.started")
+        .exists()));
+    let sent = std::process::Command::new("kill")
+        .args(["-s", "QUIT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(131), "{stderr}");
+    let resume = format!("`ward resume --state '{state_arg}' ");
+    assert!(
+        stderr.contains(&format!("did not run; {resume}")),
+        "{stderr}"
+    );
+    let status = s
+        .ward()
+        .args(["status", "--json", "--state", &state_arg])
+        .run()
+        .expect_code(0)
+        .json();
+    let reason = status_step(&status, "start")["reason"].to_string();
+    assert!(reason.contains(&resume), "{reason}");
+}
+
+#[test]
+fn plan_of_an_invalid_playbook_counts_its_errors_in_plain_english() {
+    let s = Scratch::new();
+    s.write(
+        "two.yml",
+        "ward: 1\nname: bad\nsteps:\n  - id: a\n    rn: echo\n",
+    );
+    s.write(
+        "one.yml",
+        "ward: 1\nname: bad\nsteps:\n  - id: a\n    run: echo\n    needs: [zz]\n",
+    );
+    for (file, said) in [("one.yml", "1 error;"), ("two.yml", "2 errors;")] {
+        let run = s.ward().args(["plan", file]).run().expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("{file}: {said} nothing to plan")),
+            "{}",
+            run.stderr
+        );
+    }
+}

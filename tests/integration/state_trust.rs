@@ -357,3 +357,258 @@ fn resume_last_of_a_succeeded_run_names_it_and_resumes_nothing() {
         .json();
     assert_eq!(runs[0]["resumes"], 0, "{runs}");
 }
+
+/// Everything a command could change about a database file.
+fn fingerprint(db: &Path) -> (Vec<u8>, u32, bool) {
+    let mut side = db.as_os_str().to_owned();
+    side.push("-wal");
+    (
+        std::fs::read(db).expect("read db"),
+        mode(db),
+        Path::new(&side).exists(),
+    )
+}
+
+#[test]
+fn another_programs_sqlite_database_is_refused_by_every_command_and_left_alone() {
+    // (what the other program made, what ward must say it found)
+    let cases: [(&str, &str); 3] = [
+        ("CREATE TABLE users (x);", "other tables: users"),
+        // ward's names, but not ward's (user_version 0).
+        (
+            "CREATE TABLE runs (x); CREATE TABLE steps (x); CREATE TABLE attempts (x); \
+             CREATE TABLE events (x);",
+            "schema version 0",
+        ),
+        ("CREATE TABLE t (x); DROP TABLE t;", "no tables"),
+    ];
+    for (sql, found) in cases {
+        let s = Scratch::new();
+        s.write("p.yml", PLAYBOOK);
+        let dir = state_dir(&s);
+        std::fs::create_dir(&dir).expect("mkdir");
+        chmod(&dir, 0o700);
+        {
+            let conn = rusqlite::Connection::open(s.state()).expect("sqlite");
+            conn.execute_batch(sql).expect("schema");
+        }
+        chmod(&s.state(), 0o644);
+        let before = fingerprint(&s.state());
+        for args in [
+            &["runs"][..],
+            &["status"][..],
+            &["log", "last"][..],
+            &["run", "p.yml"][..],
+            &["resume", "--last"][..],
+        ] {
+            let run = s.ward().args(args).run();
+            assert_refused(&run, &s.state(), "not ward's state database");
+            assert!(run.stderr.contains(found), "{args:?}: {}", run.stderr);
+            assert!(run.stderr.contains("fix:"), "{}", run.stderr);
+            assert_eq!(
+                fingerprint(&s.state()),
+                before,
+                "{args:?} changed the file, its mode or its journal"
+            );
+        }
+        assert!(!dir.join("locks").exists() && !dir.join("logs").exists());
+    }
+}
+
+#[test]
+fn read_commands_never_upgrade_an_older_database_and_say_how() {
+    let s = with_state();
+    {
+        let conn = rusqlite::Connection::open(s.state()).expect("sqlite");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("downgrade");
+    }
+    let before = std::fs::read(s.state()).expect("read db");
+    for args in [&["runs"][..], &["status"][..], &["log", "last"][..]] {
+        let run = s.ward().args(args).run();
+        assert_refused(&run, &s.state(), "older than this ward's");
+        assert!(run.stderr.contains("ward resume"), "{}", run.stderr);
+        assert_eq!(
+            std::fs::read(s.state()).expect("read db"),
+            before,
+            "{args:?}"
+        );
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// ward with a watchdog: a hang shows as exit 124, not as a stuck test.
+fn ward_within(s: &Scratch, secs: u32, args: &[&str]) -> Run {
+    let out = Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .current_dir(s.path())
+        .env("WARD_STATE", s.state())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("timeout runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_fifo_as_database_lock_or_log_is_refused_without_hanging() {
+    // The database.
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let dir = state_dir(&s);
+    std::fs::create_dir(&dir).expect("mkdir");
+    chmod(&dir, 0o700);
+    mkfifo(&s.state());
+    for args in [
+        &["runs"][..],
+        &["status"][..],
+        &["log", "last"][..],
+        &["resume", "--last"][..],
+        &["run", "p.yml"][..],
+    ] {
+        let run = ward_within(&s, 20, args);
+        assert_refused(&run, &s.state(), "not a regular file");
+    }
+    // The lock file.
+    let s = with_state();
+    let lock = state_dir(&s).join("locks/demo.lock");
+    std::fs::remove_file(&lock).expect("remove lock");
+    mkfifo(&lock);
+    assert_refused(
+        &ward_within(&s, 20, &["run", "p.yml"]),
+        &lock,
+        "not a regular file",
+    );
+    // A step's log, read by `ward log`.
+    let status = s.status(None);
+    let log = crate::harness::status_step(&status, "hello")["log_path"]
+        .as_str()
+        .expect("log path")
+        .to_owned();
+    std::fs::remove_file(&log).expect("remove log");
+    mkfifo(Path::new(&log));
+    let run = ward_within(&s, 20, &["log", "last"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("not a regular file"), "{}", run.stdout);
+}
+
+#[test]
+fn a_hard_linked_lock_or_database_is_refused_and_the_other_file_untouched() {
+    let s = with_state();
+    let victim = s.write("victim", "precious\n");
+    chmod(&victim, 0o644);
+    let lock = state_dir(&s).join("locks/demo.lock");
+    std::fs::remove_file(&lock).expect("remove lock");
+    std::fs::hard_link(&victim, &lock).expect("plant hard link");
+    let run = s.ward().args(["run", "p.yml"]).run();
+    assert_refused(&run, &lock, "hard links");
+    assert_eq!(s.read("victim"), "precious\n");
+    assert_eq!(mode(&victim), 0o644);
+    std::fs::remove_file(&lock).expect("remove the planted name");
+
+    let other = s.path().join("other-name.db");
+    std::fs::hard_link(s.state(), &other).expect("second name of the db");
+    for args in [&["runs"][..], &["run", "p.yml"][..]] {
+        assert_refused(&s.ward().args(args).run(), &s.state(), "hard links");
+    }
+}
+
+#[test]
+fn a_read_only_or_inode_full_state_file_system_is_named_as_the_cause() {
+    let s = Scratch::new();
+    s.write("p.yml", PLAYBOOK);
+    let disk =
+        crate::harness::Tmpfs::mount(&s.path().join("disk"), "size=1m,mode=0700,nr_inodes=40");
+    let db = disk.path.join("s").join("w.db");
+    let db_arg = db.display().to_string();
+    s.ward()
+        .args(["run", "--state", &db_arg, "p.yml"])
+        .run()
+        .expect_code(0);
+    let remount = |how: &str| {
+        let done = Command::new("mount")
+            .args(["-o", &format!("remount,{how}")])
+            .arg(&disk.path)
+            .status()
+            .expect("mount");
+        assert!(done.success(), "remount {how}");
+    };
+    remount("ro");
+    for args in [&["runs"][..], &["run", "p.yml"][..]] {
+        let run = s.ward().args(args).args(["--state", &db_arg]).run();
+        assert_refused(&run, &db, "read-only file system");
+    }
+    remount("rw");
+    for n in 0.. {
+        if std::fs::write(disk.path.join(format!("f{n}")), "").is_err() {
+            break;
+        }
+    }
+    for args in [&["runs"][..], &["run", "p.yml"][..]] {
+        let run = s.ward().args(args).args(["--state", &db_arg]).run();
+        assert_refused(&run, &db, "no free inodes");
+    }
+}
+
+#[test]
+fn a_state_path_that_names_a_folder_asks_for_a_file_name() {
+    let s = with_state();
+    let folder = state_dir(&s);
+    for given in [
+        format!("{}/", folder.display()),
+        folder.display().to_string(),
+    ] {
+        for args in [&["runs"][..], &["run", "p.yml"][..]] {
+            let run = s.ward().args(args).args(["--state", &given]).run();
+            assert_refused(&run, Path::new(&given), "must name the database file");
+            assert!(
+                run.stderr
+                    .contains(&format!("--state {}/ward.db", folder.display())),
+                "{}",
+                run.stderr
+            );
+            assert!(!run.stderr.contains(".broken"), "{}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_relative_xdg_state_home_is_ignored() {
+    // Only users other than root use XDG_STATE_HOME (root uses /var/lib/ward).
+    let s = Scratch::new();
+    chmod(s.path(), 0o711);
+    let home = s.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir home");
+    std::fs::write(home.join("p.yml"), PLAYBOOK).expect("playbook");
+    std::os::unix::fs::chown(&home, Some(nobody()), None).expect("chown");
+    std::os::unix::fs::chown(home.join("p.yml"), Some(nobody()), None).expect("chown");
+    chmod(&home, 0o700);
+    let out = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "p.yml"])
+        .current_dir(&home)
+        .env_remove("WARD_STATE")
+        .env("HOME", &home)
+        .env("XDG_STATE_HOME", "relative/state")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("setpriv");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(home.join(".local/state/ward/ward.db").is_file());
+    assert!(!home.join("relative").exists());
+}
