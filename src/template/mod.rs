@@ -137,9 +137,9 @@ impl Templates {
     }
 
     /// Renders every template string inside a node; other scalars are kept.
-    /// Text made by a template becomes a plain scalar, so `"{{ base }}2"`
-    /// can fill a number; a scalar that is exactly one `{{ expr }}` keeps
-    /// the value's own type (the string `"010"` stays a string).
+    /// A scalar that is exactly one `{{ expr }}` keeps the value's own type
+    /// (the string `"010"` stays a string, the number 5432 a number); any
+    /// other template makes text, which is never read again as YAML.
     /// On success, also returns the places whose value uses a secret.
     pub fn render_node(
         &self,
@@ -187,8 +187,11 @@ impl Templates {
                             .and_then(|e| e.eval(ctx))
                             .map(|v| native_node(&v, node.span))
                     }),
+                    // Anything else is text and stays text: reading it again
+                    // as YAML would turn `"{{ y }}.{{ m }}"` (2026.10) into
+                    // the number 2026.1, or `"0{{ n }}"` into a number.
                     None => self.render(&s.text, ctx).map(|text| Node {
-                        kind: NodeKind::Scalar(Scalar { text, plain: true }),
+                        kind: NodeKind::Scalar(Scalar { text, plain: false }),
                         span: node.span,
                     }),
                 };
@@ -264,10 +267,39 @@ fn checked_size(text: String) -> Result<String, minijinja::Error> {
     Ok(text)
 }
 
-/// The expression inside a scalar that is exactly one `{{ ... }}`.
+/// The expression inside a scalar that is exactly one `{{ ... }}`, with
+/// or without whitespace control (`{{- x -}}`, `{{+ x +}}`): the only
+/// scalars whose value keeps its type. Whitespace around the tag counts
+/// only where the tag itself removes it (and a final newline, which the
+/// engine drops), so the value is exactly what rendering would print.
 fn single_expression(text: &str) -> Option<&str> {
-    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    let simple = !inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%");
+    let start = text.trim_start();
+    let inner = start.strip_prefix("{{")?;
+    let (inner, removes_before) = match inner.as_bytes().first() {
+        Some(b'-') => (&inner[1..], true),
+        Some(b'+') => (&inner[1..], false),
+        _ => (inner, false),
+    };
+    if start.len() != text.len() && !removes_before {
+        return None;
+    }
+    let end = inner.trim_end();
+    let trailing = &inner[end.len()..];
+    let inner = end.strip_suffix("}}")?;
+    let (inner, removes_after) = match inner.as_bytes().last() {
+        Some(b'-') => (&inner[..inner.len() - 1], true),
+        Some(b'+') => (&inner[..inner.len() - 1], false),
+        _ => (inner, false),
+    };
+    if !(trailing.is_empty() || trailing == "\n" || removes_after) {
+        return None;
+    }
+    let simple = !inner.contains("{{")
+        && !inner.contains("}}")
+        && !inner.contains("{%")
+        && !inner.contains("%}")
+        && !inner.contains("{#")
+        && !inner.contains("#}");
     simple.then_some(inner)
 }
 
