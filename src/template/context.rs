@@ -75,14 +75,19 @@ fn hostname() -> String {
 pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError> {
     args.iter()
         .map(|arg| {
+            // A malformed `--var` never shows its value: `db_password hunter2`
+            // or `db-password=hunter2` is a secret whose name is misspelt,
+            // and the name check cannot know that.
             let (name, value) = arg.split_once('=').ok_or_else(|| {
                 WardError::Usage(format!(
-                    "--var {arg}: expected name=value, e.g. --var dest=/backup"
+                    "--var {}: expected name=value, e.g. --var dest=/backup",
+                    shown_malformed(arg, false)
                 ))
             })?;
             if !crate::parse::is_identifier(name) {
                 return Err(WardError::Usage(format!(
-                    "--var {arg}: `{name}` is not a variable name (letters, digits, `_`)"
+                    "--var `{}`: not a variable name (letters, digits, `_`); the value is not shown",
+                    shown_malformed(name, true),
                 )));
             }
             override_value(value).map_err(|e| {
@@ -97,6 +102,24 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
             Ok((name.to_owned(), value.to_owned()))
         })
         .collect()
+}
+
+/// What a usage error may show of a malformed `--var`, or of the name
+/// part of one: its first word, at most 20 characters, so that a value
+/// typed after a space (`db_password hunter2`) or glued to a name
+/// (`db_passwordhunter2`, no `=`) is never echoed.
+fn shown_malformed(text: &str, has_value: bool) -> String {
+    const SHOWN: usize = 20;
+    let trimmed = text.trim_start();
+    let word = trimmed.split_whitespace().next().unwrap_or("");
+    if !has_value && word.len() == trimmed.len() && is_secret_name(word) {
+        return "(not shown: it looks like a secret)".to_owned();
+    }
+    let mut shown: String = word.chars().take(SHOWN).collect();
+    if shown.len() < trimmed.len() {
+        shown.push_str("...");
+    }
+    shown
 }
 
 /// The value of `--var name=VALUE`. Only these whole values are typed:

@@ -308,3 +308,71 @@ fn a_secret_var_value_is_not_echoed_in_a_usage_error() {
     );
     assert_no_secret("usage error", out.stderr.as_bytes());
 }
+
+#[test]
+fn a_short_secret_does_not_garble_messages() {
+    let s = Scratch::new();
+    s.write(
+        "t2.yml",
+        r#"ward: 1
+name: t2
+vars:
+  api_token: changeme
+  long_token: "{{ api_token }}-and-more"
+steps:
+  - id: a
+    run: echo {{ missing_thing }}
+    env: { TOKEN: "{{ long_token }}" }
+"#,
+    );
+    let out = s
+        .ward()
+        .args(["validate", "t2.yml", "--var", "api_token=a"])
+        .run()
+        .expect_code(2);
+    let e = &out.stderr;
+    assert!(
+        e.contains("undefined variable `missing_thing` in `run` of step `a`"),
+        "a one-letter secret is not masked in free text:\n{e}"
+    );
+    assert!(!e.contains("v********"), "{e}");
+    // A longer secret is still masked wherever a message quotes it.
+    let out = s
+        .ward()
+        .args(["validate", "t2.yml", "--var", "api_token=variable"])
+        .run()
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("undefined ******** `missing_thing`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_malformed_var_never_echoes_its_value() {
+    let s = Scratch::new();
+    s.write("app.yml", PLAYBOOK);
+    for arg in [
+        "db_password hunter2",
+        "db-password=hunter2",
+        "api token=hunter2",
+        "x y=hunter2",
+        "9x=hunter2",
+    ] {
+        let out = s
+            .ward()
+            .args(["plan", "app.yml", "--var", arg])
+            .run()
+            .expect_code(2);
+        assert!(out.stderr.contains("--var"), "{arg}: {}", out.stderr);
+        assert!(!out.stderr.contains("hunter2"), "{arg}: {}", out.stderr);
+    }
+    // The name part is shown so the operator knows which one is wrong.
+    let out = s
+        .ward()
+        .args(["plan", "app.yml", "--var", "db-password=hunter2"])
+        .run()
+        .expect_code(2);
+    assert!(out.stderr.contains("`db-password`"), "{}", out.stderr);
+}
