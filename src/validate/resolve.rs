@@ -33,7 +33,9 @@ pub struct ResolvedStep {
     /// Names of `env` entries whose values are secret (by their name, or
     /// made from a secret variable): masked wherever shown or stored.
     pub secret_env: Vec<String>,
-    /// True if `creates` was made from a secret variable.
+    /// True if `creates` was made from a secret variable. Validation
+    /// refuses that (`secret-in-creates`), so a step that passed has false;
+    /// kept so every place that shows `creates` stays safe regardless.
     pub secret_creates: bool,
     /// Time limit for one attempt (step's own, else the default).
     pub timeout: Option<Duration>,
@@ -242,9 +244,30 @@ pub(super) fn step(
             )
             .map_err(|d| diags.push(d))
             .ok()
-            .map(|r| {
-                secret_creates = r.secret.is_some();
-                r.text
+            .and_then(|r| match &r.secret {
+                // `creates` is a path: it is stored with the step's state,
+                // shown in its skip reason, events and `ward status`, and
+                // tested on disk where any user may list it. Masking it in
+                // all those places would hide what the step checks; a
+                // secret has no business in a file name, so refuse it.
+                Some(used) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "secret-in-creates",
+                            locate_name(node, source, &used.var),
+                            format!(
+                                "`creates` of step `{id}` uses {}; the path is stored and shown with the step's state",
+                                used.describe()
+                            ),
+                        )
+                        .with_help(
+                            "name the marker file without the secret (e.g. after the step id or `ward.date`)",
+                        ),
+                    );
+                    secret_creates = true;
+                    None
+                }
+                None => Some(r.text),
             })
     });
 

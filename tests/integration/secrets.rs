@@ -36,7 +36,7 @@ steps:
     env: { SHOUT: "{{ shout }}", TARGET: "{{ target }}" }
   - id: mark
     run: "true"
-    creates: "{{ target }}/{{ shout }}.done"
+    creates: "{{ target }}/mark.done"
 "#;
 
 /// Every file under `dir` (database, WAL, logs, locks), as bytes.
@@ -106,7 +106,7 @@ fn secrets_and_values_made_from_them_are_never_shown_or_stored() {
     assert_eq!(env["CONN"], "********", "{env}");
     assert_eq!(env["SHOUT"], "********", "{env}");
     assert_eq!(env["TARGET"], "out", "{env}");
-    assert_eq!(plan["steps"][2]["creates"], "********");
+    assert_eq!(plan["steps"][2]["creates"], "out/mark.done");
 
     // `later` fails, so the run stays resumable (and its records stay).
     let run = s
@@ -375,4 +375,83 @@ fn a_malformed_var_never_echoes_its_value() {
         .run()
         .expect_code(2);
     assert!(out.stderr.contains("`db-password`"), "{}", out.stderr);
+}
+
+#[test]
+fn a_secret_in_creates_is_refused_and_names_are_never_rendered() {
+    let s = Scratch::new();
+    s.write(
+        "creates.yml",
+        r#"ward: 1
+name: creates
+description: "backs up {{ db_password }}"
+vars:
+  db_password: changeme
+  marker: "/tmp/{{ db_password | upper }}"
+steps:
+  - id: direct
+    run: "true"
+    creates: "/tmp/{{ db_password }}.done"
+  - id: derived
+    name: "{{ db_password }}"
+    run: "true"
+    creates: "{{ marker }}"
+  - id: fine
+    name: "uses {{ db_password }}"
+    if: "{{ db_password != '' }}"
+    run: "true"
+    env: { PGPASSWORD: "{{ db_password }}" }
+"#,
+    );
+    let var = format!("db_password={SECRET}");
+    let out = s
+        .ward()
+        .args(["run", "creates.yml", "--var", &var])
+        .run()
+        .expect_code(2);
+    let e = &out.stderr;
+    assert!(
+        e.contains("error[secret-in-creates]: `creates` of step `direct` uses secret variable `db_password`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("creates.yml:10:23"),
+        "points at `db_password`:\n{e}"
+    );
+    assert!(
+        e.contains("`creates` of step `derived` uses variable `marker`, which is made from secret variable `db_password`"),
+        "{e}"
+    );
+    assert!(e.contains("name the marker file without the secret"), "{e}");
+    assert!(!e.contains("step `fine`"), "{e}");
+    assert_no_secret("run stderr", out.stderr.as_bytes());
+    assert!(!s.state().exists(), "nothing was recorded");
+
+    // `name:` and `description:` are not templates: shown as written, they
+    // cannot hold a secret's value; `if` shows its expression as written.
+    s.write(
+        "names.yml",
+        r#"ward: 1
+name: names
+description: "backs up {{ db_password }}"
+vars:
+  db_password: changeme
+steps:
+  - id: fine
+    name: "uses {{ db_password }}"
+    if: "{{ db_password != '' }}"
+    run: "true"
+    creates: /tmp/ward-names-test-never-exists
+    env: { PGPASSWORD: "{{ db_password }}" }
+"#,
+    );
+    for format in ["text", "json"] {
+        let plan = s
+            .ward()
+            .args(["plan", "names.yml", "--format", format, "--var", &var])
+            .run()
+            .expect_code(0);
+        assert_no_secret("plan", plan.stdout.as_bytes());
+        assert!(plan.stdout.contains("{{ db_password"), "{}", plan.stdout);
+    }
 }
