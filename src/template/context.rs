@@ -167,6 +167,9 @@ pub struct TemplateContext {
     pub secrets: Secrets,
     /// The text of every secret value, to mask in free text.
     pub redactor: Redactor,
+    /// Vars that have no value: their template failed, they are in a
+    /// cycle, or they are made from such a var. Reported once, at the cause.
+    pub unrendered: HashSet<String>,
 }
 
 /// One declared variable on its way to a value.
@@ -241,14 +244,22 @@ impl TemplateContext {
             .collect();
         let (order, stuck) = dependency_order(&pending);
         report_cycles(&pending, &stuck, &playbook.vars, diags);
+        // A var that could not be made (an error, a cycle) has no value, and
+        // neither has any var made from it: they are not rendered at all
+        // (one diagnostic for the cause, none for what follows from it),
+        // and steps that read them are skipped (see `unrendered`). Giving
+        // them a stand-in value instead let a failed doubling chain start
+        // over from the stand-in and do the same work again and again.
+        let mut failed = vec![false; pending.len()];
         for &i in &stuck {
-            // Kept as raw text so templates using them do not also fail.
-            let var = &playbook.vars[i];
-            let raw = var.value.as_str().unwrap_or_default().to_owned();
-            resolved.insert(&var.name.value, serde_json::Value::String(raw), None);
+            failed[i] = true;
         }
         for i in order {
             let Some(p) = &pending[i] else { continue };
+            if p.deps.iter().any(|&d| failed[d]) {
+                failed[i] = true;
+                continue;
+            }
             let name = &p.var.name.value;
             let secret = if is_secret_name(name) {
                 Some(name.clone())
@@ -267,26 +278,41 @@ impl TemplateContext {
                 Ok((n, _)) => n,
                 Err(errors) => {
                     diags.extend(errors);
-                    // Keep the raw text so later templates using this var do
-                    // not report it as undefined too.
-                    let raw = p.var.value.as_str().unwrap_or_default().to_owned();
-                    resolved.insert(name, serde_json::Value::String(raw), secret);
+                    failed[i] = true;
                     continue;
                 }
             };
             match from_node::<serde_json::Value>(&rendered) {
                 Ok(v) => resolved.insert(name, v, secret),
-                Err(e) => diags
-                    .push(e.into_diagnostic(p.var.value.span, &format!("in variable `{name}`"))),
+                Err(e) => {
+                    diags.push(
+                        e.into_diagnostic(p.var.value.span, &format!("in variable `{name}`")),
+                    );
+                    failed[i] = true;
+                }
             }
         }
+        let unrendered = playbook
+            .vars
+            .iter()
+            .zip(&failed)
+            .filter(|(_, f)| **f)
+            .map(|(v, _)| v.name.value.clone())
+            .collect();
         let value = resolved.full_context();
         TemplateContext {
             vars: resolved.json,
             value,
             secrets: resolved.secrets,
             redactor: resolved.redactor,
+            unrendered,
         }
+    }
+
+    /// True if a template reading `names` cannot be rendered because one of
+    /// them is a var that was not made (its error is already reported).
+    pub fn reads_unrendered(&self, names: &HashSet<String>) -> bool {
+        !self.unrendered.is_empty() && names.iter().any(|n| self.unrendered.contains(n))
     }
 
     /// The variables with every secret one shown as [`MASK`](super::MASK).

@@ -122,18 +122,16 @@ impl Templates {
         expr: &str,
         ctx: &Value,
     ) -> Result<bool, (minijinja::Error, String)> {
-        let trimmed = expr.trim();
-        let inner = trimmed
-            .strip_prefix("{{")
-            .and_then(|s| s.strip_suffix("}}"))
-            .unwrap_or(trimmed);
-        // Through `{% if %}` so strict mode refuses undefined variables,
-        // which a bare expression evaluation would quietly treat as false.
-        let template = format!("{{% if {inner} %}}1{{% endif %}}");
+        let template = condition_template(expr);
         match self.env.render_str(&template, ctx) {
             Ok(out) => Ok(out == "1"),
             Err(e) => Err((e, template)),
         }
+    }
+
+    /// The names an `if:` expression reads.
+    pub fn condition_names(&self, expr: &str) -> HashSet<String> {
+        self.names(&condition_template(expr))
     }
 
     /// Renders every template string inside a node; other scalars are kept.
@@ -249,6 +247,19 @@ impl Templates {
         };
         Ok(Rendered { text, secret })
     }
+}
+
+/// An `if:` expression (with or without `{{ }}`) as a template that prints
+/// `1` when it is true: through `{% if %}` so strict mode refuses undefined
+/// variables, which a bare expression evaluation would quietly treat as
+/// false.
+fn condition_template(expr: &str) -> String {
+    let trimmed = expr.trim();
+    let inner = trimmed
+        .strip_prefix("{{")
+        .and_then(|s| s.strip_suffix("}}"))
+        .unwrap_or(trimmed);
+    format!("{{% if {inner} %}}1{{% endif %}}")
 }
 
 /// Refuses output larger than [`MAX_OUTPUT`] (fuel bounds the work; this

@@ -136,6 +136,20 @@ pub(super) fn step(
     let id = &step.id.value;
     let source = &playbook.source;
     let before = diags.error_count();
+    if !ctx.unrendered.is_empty() && reads_unrendered(step, ctx, templates) {
+        // The var's own error says why; rendering with no value would only
+        // add "undefined variable" for every use of it.
+        if before == 0 {
+            // Not expected (the var's failure is an error), but a step must
+            // never pass validation without its values.
+            diags.push(Diagnostic::error(
+                "undefined-variable",
+                step.span,
+                format!("step `{id}` uses a variable that has no value"),
+            ));
+        }
+        return None;
+    }
 
     let secrets = &ctx.secrets;
     // A secret on a command line is visible to every user (`ps`, /proc) and
@@ -326,6 +340,32 @@ pub(super) fn step(
         compensation_only,
         span: step.span,
     })
+}
+
+/// True if any template of `step` reads a var that has no value.
+fn reads_unrendered(step: &Step, ctx: &TemplateContext, templates: &Templates) -> bool {
+    let mut names = std::collections::HashSet::new();
+    match &step.body {
+        StepBody::Run(node) => templates.node_names(node, &mut names),
+        StepBody::Cmd(items) => items
+            .iter()
+            .for_each(|i| templates.node_names(i, &mut names)),
+        StepBody::Action { with, .. } => {
+            if let Some(w) = with {
+                templates.node_names(w, &mut names);
+            }
+        }
+    }
+    step.env
+        .iter()
+        .for_each(|(_, v)| templates.node_names(v, &mut names));
+    if let Some(c) = &step.creates {
+        templates.node_names(c, &mut names);
+    }
+    if let Some(c) = &step.condition {
+        names.extend(templates.condition_names(&c.value));
+    }
+    ctx.reads_unrendered(&names)
 }
 
 #[allow(clippy::too_many_arguments)]

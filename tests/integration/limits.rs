@@ -203,3 +203,34 @@ steps:
     assert!(!e.contains("step `fine`"), "{e}");
     assert_eq!(e.matches("error[").count(), 2, "{e}");
 }
+
+#[test]
+fn a_var_that_failed_stops_the_vars_and_steps_made_from_it() {
+    let s = Scratch::new();
+    // Each var doubles the one before: the 18th is past the output budget.
+    // The ones after it must not start over from some stand-in value.
+    let mut chain = String::from("ward: 1\nname: chain\nvars:\n  v0: xxxxxxxxxxxxxxxx\n");
+    for i in 1..100 {
+        chain.push_str(&format!(
+            "  v{i}: \"{{{{ v{p} }}}}{{{{ v{p} }}}}\"\n",
+            p = i - 1
+        ));
+    }
+    chain.push_str(
+        "  other: \"{{ v99 | length }}\"\nsteps:\n  - id: a\n    run: echo {{ v99 }}\n  - id: b\n    cmd: [echo, \"{{ other }}\"]\n  - id: c\n    run: echo fine\n",
+    );
+    s.write("chain.yml", &chain);
+    let out = ward_within(&s, &["validate", "chain.yml"], LIMIT);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let e = &out.stderr;
+    assert!(
+        e.contains("error[template-budget]: template in variable `v17` does too much work"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("error[").count(),
+        1,
+        "one error, at the cause:\n{}",
+        &e[..e.len().min(4000)]
+    );
+}
