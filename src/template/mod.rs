@@ -8,6 +8,7 @@ mod context;
 mod quote;
 mod secret;
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
@@ -70,10 +71,16 @@ impl Templates {
         // `debug()` prints the whole context, secrets included, without
         // naming them, which would defeat the taint check below.
         env.remove_global("debug");
-        env.add_filter("quote", |v: Value| shell_quote(&value_text(&v)));
+        env.add_filter("quote", |v: Value| -> Result<String, minijinja::Error> {
+            Ok(shell_quote(&value_text(&v, MAX_OUTPUT)?))
+        });
         env.set_formatter(|out, _state, value| {
             // Shell lines want `true`, not Python's `True`, and nothing for none.
-            out.write_str(&value_text(value)).map_err(|_| {
+            // Every value printed draws on the template's output budget.
+            let left = OUTPUT_LEFT.get();
+            let text = value_text(value, left)?;
+            OUTPUT_LEFT.set(left - text.len());
+            out.write_str(&text).map_err(|_| {
                 minijinja::Error::new(
                     minijinja::ErrorKind::WriteFailure,
                     "cannot write template output",
@@ -88,7 +95,7 @@ impl Templates {
         if !is_template(text) {
             return Ok(text.to_owned());
         }
-        checked_size(self.env.render_str(text, ctx)?)
+        checked_size(with_output_budget(|| self.env.render_str(text, ctx))?)
     }
 
     /// The top-level names a template reads (variables, and globals such
@@ -123,7 +130,7 @@ impl Templates {
         ctx: &Value,
     ) -> Result<bool, (minijinja::Error, String)> {
         let template = condition_template(expr);
-        match self.env.render_str(&template, ctx) {
+        match with_output_budget(|| self.env.render_str(&template, ctx)) {
             Ok(out) => Ok(out == "1"),
             Err(e) => Err((e, template)),
         }
@@ -353,16 +360,123 @@ fn json_node(json: &serde_json::Value, span: Span) -> Node {
     Node { kind, span }
 }
 
-/// How a value prints in a template: `true`/`false`, empty for none.
-fn value_text(v: &Value) -> String {
+thread_local! {
+    /// Bytes the template being rendered may still print. Fuel does not
+    /// count what printing a value costs, and a value can be huge without
+    /// work (`['x'] * 100000000` is a lazy repetition): printing draws on
+    /// this budget, so such a value fails at [`MAX_OUTPUT`] bytes instead
+    /// of being built whole first.
+    static OUTPUT_LEFT: Cell<usize> = const { Cell::new(MAX_OUTPUT) };
+}
+
+/// Runs one render with a fresh output budget.
+fn with_output_budget<T>(render: impl FnOnce() -> T) -> T {
+    let before = OUTPUT_LEFT.replace(MAX_OUTPUT);
+    let result = render();
+    OUTPUT_LEFT.set(before);
+    result
+}
+
+fn too_large(len: Option<usize>) -> minijinja::Error {
+    let max = MAX_OUTPUT / 1024;
+    minijinja::Error::new(
+        ErrorKind::OutOfFuel,
+        match len {
+            Some(len) if len > MAX_OUTPUT => {
+                format!("its output is {len} bytes, more than the {max} KiB a value may hold")
+            }
+            _ => format!("its output is more than the {max} KiB a value may hold"),
+        },
+    )
+}
+
+/// How a value prints in a template: `true`/`false`, empty for none; an
+/// error if it would be longer than `limit` bytes, found before it is
+/// built.
+fn value_text(v: &Value, limit: usize) -> Result<String, minijinja::Error> {
     if v.is_none() || v.is_undefined() {
-        String::new()
-    } else if let Some(b) = v.as_str() {
-        b.to_owned()
-    } else if v.kind() == minijinja::value::ValueKind::Bool {
-        if v.is_true() { "true" } else { "false" }.to_owned()
-    } else {
-        v.to_string()
+        return Ok(String::new());
+    }
+    if let Some(s) = v.as_str() {
+        return if s.len() > limit {
+            Err(too_large(Some(s.len())))
+        } else {
+            Ok(s.to_owned())
+        };
+    }
+    if v.kind() == minijinja::value::ValueKind::Bool {
+        return Ok(if v.is_true() { "true" } else { "false" }.to_owned());
+    }
+    // Every item prints at least one byte: count items (and string bytes)
+    // first, which visits at most `limit` of them, then print into a
+    // buffer that refuses to grow past the limit.
+    let mut left = limit;
+    if !fits(v, &mut left) {
+        return Err(too_large(None));
+    }
+    let mut out = Capped {
+        text: String::new(),
+        limit,
+    };
+    use std::fmt::Write as _;
+    write!(out, "{v}").map_err(|_| too_large(None))?;
+    Ok(out.text)
+}
+
+/// Takes a lower bound of the printed size of `v` from `left`; false if
+/// it does not fit.
+fn fits(v: &Value, left: &mut usize) -> bool {
+    use minijinja::value::ValueKind as K;
+    let take = |left: &mut usize, n: usize| match left.checked_sub(n) {
+        Some(rest) => {
+            *left = rest;
+            true
+        }
+        None => false,
+    };
+    match v.kind() {
+        K::String => take(left, v.as_str().map_or(0, str::len).max(1)),
+        K::Seq | K::Iterable | K::Map => {
+            if let Some(n) = v.len()
+                && n > *left
+            {
+                return false;
+            }
+            let Ok(items) = v.try_iter() else {
+                return take(left, 1);
+            };
+            for item in items {
+                if !take(left, 1) {
+                    return false;
+                }
+                let inner = if v.kind() == K::Map {
+                    v.get_item(&item).unwrap_or_default()
+                } else {
+                    item
+                };
+                if !fits(&inner, left) {
+                    return false;
+                }
+            }
+            true
+        }
+        _ => take(left, 1),
+    }
+}
+
+/// A string that refuses to grow past `limit` bytes.
+struct Capped {
+    text: String,
+    limit: usize,
+}
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.text.len() + s.len() > self.limit {
+            return Err(std::fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
     }
 }
 
