@@ -190,7 +190,7 @@ impl Templates {
                         self.env
                             .compile_expression(expr)
                             .and_then(|e| e.eval(ctx))
-                            .map(|v| native_node(&v, node.span))
+                            .and_then(|v| native_node(&v, node.span))
                     }),
                     // Anything else is text and stays text: reading it again
                     // as YAML would turn `"{{ y }}.{{ m }}"` (2026.10) into
@@ -325,9 +325,16 @@ fn single_expression(text: &str) -> Option<&str> {
 /// become quoted scalars, so their text is never read again as YAML (`"010"`,
 /// `"1.10"` and `"~"` stay strings); numbers, booleans and null become plain
 /// scalars that read as what they are.
-fn native_node(v: &Value, span: Span) -> Node {
-    let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-    json_node(&json, span)
+fn native_node(v: &Value, span: Span) -> Result<Node, minijinja::Error> {
+    // A value JSON cannot hold (an integer past 64 bits) is an error, not
+    // a silent null.
+    let json = serde_json::to_value(v).map_err(|e| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("its value cannot be stored (whole numbers must fit in 64 bits): {e}"),
+        )
+    })?;
+    Ok(json_node(&json, span))
 }
 
 fn json_node(json: &serde_json::Value, span: Span) -> Node {

@@ -236,3 +236,21 @@ steps:
     assert!(out.stderr.contains("vars.yml:10:"), "{}", out.stderr);
     assert!(out.stderr.contains("10"), "{}", out.stderr);
 }
+
+#[test]
+fn a_number_too_large_to_store_is_an_error_not_null() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        "ward: 1\nname: big\nvars:\n  n: \"{{ 2 ** 100 }}\"\nsteps:\n  - id: s\n    run: echo {{ n }}\n",
+    );
+    let out = s.ward().args(["validate", "vars.yml"]).run().expect_code(2);
+    assert!(
+        out.stderr
+            .contains("template error in variable `n`: its value cannot be stored"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("vars.yml:4:"), "{}", out.stderr);
+    assert_eq!(out.stderr.matches("error[").count(), 1, "{}", out.stderr);
+}
