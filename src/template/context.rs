@@ -75,14 +75,19 @@ fn hostname() -> String {
 pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError> {
     args.iter()
         .map(|arg| {
+            // A malformed `--var` never shows its value: `db_password hunter2`
+            // or `db-password=hunter2` is a secret whose name is misspelt,
+            // and the name check cannot know that.
             let (name, value) = arg.split_once('=').ok_or_else(|| {
                 WardError::Usage(format!(
-                    "--var {arg}: expected name=value, e.g. --var dest=/backup"
+                    "--var {}: expected name=value, e.g. --var dest=/backup",
+                    shown_malformed(arg, false)
                 ))
             })?;
             if !crate::parse::is_identifier(name) {
                 return Err(WardError::Usage(format!(
-                    "--var {arg}: `{name}` is not a variable name (letters, digits, `_`)"
+                    "--var `{}`: not a variable name (letters, digits, `_`); the value is not shown",
+                    shown_malformed(name, true),
                 )));
             }
             override_value(value).map_err(|e| {
@@ -97,6 +102,24 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
             Ok((name.to_owned(), value.to_owned()))
         })
         .collect()
+}
+
+/// What a usage error may show of a malformed `--var`, or of the name
+/// part of one: its first word, at most 20 characters, so that a value
+/// typed after a space (`db_password hunter2`) or glued to a name
+/// (`db_passwordhunter2`, no `=`) is never echoed.
+fn shown_malformed(text: &str, has_value: bool) -> String {
+    const SHOWN: usize = 20;
+    let trimmed = text.trim_start();
+    let word = trimmed.split_whitespace().next().unwrap_or("");
+    if !has_value && word.len() == trimmed.len() && is_secret_name(word) {
+        return "(not shown: it looks like a secret)".to_owned();
+    }
+    let mut shown: String = word.chars().take(SHOWN).collect();
+    if shown.len() < trimmed.len() {
+        shown.push_str("...");
+    }
+    shown
 }
 
 /// The value of `--var name=VALUE`. Only these whole values are typed:
@@ -144,6 +167,9 @@ pub struct TemplateContext {
     pub secrets: Secrets,
     /// The text of every secret value, to mask in free text.
     pub redactor: Redactor,
+    /// Vars that have no value: their template failed, they are in a
+    /// cycle, or they are made from such a var. Reported once, at the cause.
+    pub unrendered: HashSet<String>,
 }
 
 /// One declared variable on its way to a value.
@@ -218,14 +244,22 @@ impl TemplateContext {
             .collect();
         let (order, stuck) = dependency_order(&pending);
         report_cycles(&pending, &stuck, &playbook.vars, diags);
+        // A var that could not be made (an error, a cycle) has no value, and
+        // neither has any var made from it: they are not rendered at all
+        // (one diagnostic for the cause, none for what follows from it),
+        // and steps that read them are skipped (see `unrendered`). Giving
+        // them a stand-in value instead let a failed doubling chain start
+        // over from the stand-in and do the same work again and again.
+        let mut failed = vec![false; pending.len()];
         for &i in &stuck {
-            // Kept as raw text so templates using them do not also fail.
-            let var = &playbook.vars[i];
-            let raw = var.value.as_str().unwrap_or_default().to_owned();
-            resolved.insert(&var.name.value, serde_json::Value::String(raw), None);
+            failed[i] = true;
         }
         for i in order {
             let Some(p) = &pending[i] else { continue };
+            if p.deps.iter().any(|&d| failed[d]) {
+                failed[i] = true;
+                continue;
+            }
             let name = &p.var.name.value;
             let secret = if is_secret_name(name) {
                 Some(name.clone())
@@ -244,26 +278,41 @@ impl TemplateContext {
                 Ok((n, _)) => n,
                 Err(errors) => {
                     diags.extend(errors);
-                    // Keep the raw text so later templates using this var do
-                    // not report it as undefined too.
-                    let raw = p.var.value.as_str().unwrap_or_default().to_owned();
-                    resolved.insert(name, serde_json::Value::String(raw), secret);
+                    failed[i] = true;
                     continue;
                 }
             };
             match from_node::<serde_json::Value>(&rendered) {
                 Ok(v) => resolved.insert(name, v, secret),
-                Err(e) => diags
-                    .push(e.into_diagnostic(p.var.value.span, &format!("in variable `{name}`"))),
+                Err(e) => {
+                    diags.push(
+                        e.into_diagnostic(p.var.value.span, &format!("in variable `{name}`")),
+                    );
+                    failed[i] = true;
+                }
             }
         }
+        let unrendered = playbook
+            .vars
+            .iter()
+            .zip(&failed)
+            .filter(|(_, f)| **f)
+            .map(|(v, _)| v.name.value.clone())
+            .collect();
         let value = resolved.full_context();
         TemplateContext {
             vars: resolved.json,
             value,
             secrets: resolved.secrets,
             redactor: resolved.redactor,
+            unrendered,
         }
+    }
+
+    /// True if a template reading `names` cannot be rendered because one of
+    /// them is a var that was not made (its error is already reported).
+    pub fn reads_unrendered(&self, names: &HashSet<String>) -> bool {
+        !self.unrendered.is_empty() && names.iter().any(|n| self.unrendered.contains(n))
     }
 
     /// The variables with every secret one shown as [`MASK`](super::MASK).

@@ -8,6 +8,7 @@ mod context;
 mod quote;
 mod secret;
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
@@ -70,10 +71,16 @@ impl Templates {
         // `debug()` prints the whole context, secrets included, without
         // naming them, which would defeat the taint check below.
         env.remove_global("debug");
-        env.add_filter("quote", |v: Value| shell_quote(&value_text(&v)));
+        env.add_filter("quote", |v: Value| -> Result<String, minijinja::Error> {
+            Ok(shell_quote(&value_text(&v, MAX_OUTPUT)?))
+        });
         env.set_formatter(|out, _state, value| {
             // Shell lines want `true`, not Python's `True`, and nothing for none.
-            out.write_str(&value_text(value)).map_err(|_| {
+            // Every value printed draws on the template's output budget.
+            let left = OUTPUT_LEFT.get();
+            let text = value_text(value, left)?;
+            OUTPUT_LEFT.set(left - text.len());
+            out.write_str(&text).map_err(|_| {
                 minijinja::Error::new(
                     minijinja::ErrorKind::WriteFailure,
                     "cannot write template output",
@@ -88,7 +95,7 @@ impl Templates {
         if !is_template(text) {
             return Ok(text.to_owned());
         }
-        checked_size(self.env.render_str(text, ctx)?)
+        checked_size(with_output_budget(|| self.env.render_str(text, ctx))?)
     }
 
     /// The top-level names a template reads (variables, and globals such
@@ -122,24 +129,22 @@ impl Templates {
         expr: &str,
         ctx: &Value,
     ) -> Result<bool, (minijinja::Error, String)> {
-        let trimmed = expr.trim();
-        let inner = trimmed
-            .strip_prefix("{{")
-            .and_then(|s| s.strip_suffix("}}"))
-            .unwrap_or(trimmed);
-        // Through `{% if %}` so strict mode refuses undefined variables,
-        // which a bare expression evaluation would quietly treat as false.
-        let template = format!("{{% if {inner} %}}1{{% endif %}}");
-        match self.env.render_str(&template, ctx) {
+        let template = condition_template(expr);
+        match with_output_budget(|| self.env.render_str(&template, ctx)) {
             Ok(out) => Ok(out == "1"),
             Err(e) => Err((e, template)),
         }
     }
 
+    /// The names an `if:` expression reads.
+    pub fn condition_names(&self, expr: &str) -> HashSet<String> {
+        self.names(&condition_template(expr))
+    }
+
     /// Renders every template string inside a node; other scalars are kept.
-    /// Text made by a template becomes a plain scalar, so `"{{ base }}2"`
-    /// can fill a number; a scalar that is exactly one `{{ expr }}` keeps
-    /// the value's own type (the string `"010"` stays a string).
+    /// A scalar that is exactly one `{{ expr }}` keeps the value's own type
+    /// (the string `"010"` stays a string, the number 5432 a number); any
+    /// other template makes text, which is never read again as YAML.
     /// On success, also returns the places whose value uses a secret.
     pub fn render_node(
         &self,
@@ -185,10 +190,13 @@ impl Templates {
                         self.env
                             .compile_expression(expr)
                             .and_then(|e| e.eval(ctx))
-                            .map(|v| native_node(&v, node.span))
+                            .and_then(|v| native_node(&v, node.span))
                     }),
+                    // Anything else is text and stays text: reading it again
+                    // as YAML would turn `"{{ y }}.{{ m }}"` (2026.10) into
+                    // the number 2026.1, or `"0{{ n }}"` into a number.
                     None => self.render(&s.text, ctx).map(|text| Node {
-                        kind: NodeKind::Scalar(Scalar { text, plain: true }),
+                        kind: NodeKind::Scalar(Scalar { text, plain: false }),
                         span: node.span,
                     }),
                 };
@@ -248,6 +256,19 @@ impl Templates {
     }
 }
 
+/// An `if:` expression (with or without `{{ }}`) as a template that prints
+/// `1` when it is true: through `{% if %}` so strict mode refuses undefined
+/// variables, which a bare expression evaluation would quietly treat as
+/// false.
+fn condition_template(expr: &str) -> String {
+    let trimmed = expr.trim();
+    let inner = trimmed
+        .strip_prefix("{{")
+        .and_then(|s| s.strip_suffix("}}"))
+        .unwrap_or(trimmed);
+    format!("{{% if {inner} %}}1{{% endif %}}")
+}
+
 /// Refuses output larger than [`MAX_OUTPUT`] (fuel bounds the work; this
 /// bounds what a value may hold).
 fn checked_size(text: String) -> Result<String, minijinja::Error> {
@@ -264,10 +285,39 @@ fn checked_size(text: String) -> Result<String, minijinja::Error> {
     Ok(text)
 }
 
-/// The expression inside a scalar that is exactly one `{{ ... }}`.
+/// The expression inside a scalar that is exactly one `{{ ... }}`, with
+/// or without whitespace control (`{{- x -}}`, `{{+ x +}}`): the only
+/// scalars whose value keeps its type. Whitespace around the tag counts
+/// only where the tag itself removes it (and a final newline, which the
+/// engine drops), so the value is exactly what rendering would print.
 fn single_expression(text: &str) -> Option<&str> {
-    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    let simple = !inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%");
+    let start = text.trim_start();
+    let inner = start.strip_prefix("{{")?;
+    let (inner, removes_before) = match inner.as_bytes().first() {
+        Some(b'-') => (&inner[1..], true),
+        Some(b'+') => (&inner[1..], false),
+        _ => (inner, false),
+    };
+    if start.len() != text.len() && !removes_before {
+        return None;
+    }
+    let end = inner.trim_end();
+    let trailing = &inner[end.len()..];
+    let inner = end.strip_suffix("}}")?;
+    let (inner, removes_after) = match inner.as_bytes().last() {
+        Some(b'-') => (&inner[..inner.len() - 1], true),
+        Some(b'+') => (&inner[..inner.len() - 1], false),
+        _ => (inner, false),
+    };
+    if !(trailing.is_empty() || trailing == "\n" || removes_after) {
+        return None;
+    }
+    let simple = !inner.contains("{{")
+        && !inner.contains("}}")
+        && !inner.contains("{%")
+        && !inner.contains("%}")
+        && !inner.contains("{#")
+        && !inner.contains("#}");
     simple.then_some(inner)
 }
 
@@ -275,9 +325,16 @@ fn single_expression(text: &str) -> Option<&str> {
 /// become quoted scalars, so their text is never read again as YAML (`"010"`,
 /// `"1.10"` and `"~"` stay strings); numbers, booleans and null become plain
 /// scalars that read as what they are.
-fn native_node(v: &Value, span: Span) -> Node {
-    let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-    json_node(&json, span)
+fn native_node(v: &Value, span: Span) -> Result<Node, minijinja::Error> {
+    // A value JSON cannot hold (an integer past 64 bits) is an error, not
+    // a silent null.
+    let json = serde_json::to_value(v).map_err(|e| {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("its value cannot be stored (whole numbers must fit in 64 bits): {e}"),
+        )
+    })?;
+    Ok(json_node(&json, span))
 }
 
 fn json_node(json: &serde_json::Value, span: Span) -> Node {
@@ -310,16 +367,123 @@ fn json_node(json: &serde_json::Value, span: Span) -> Node {
     Node { kind, span }
 }
 
-/// How a value prints in a template: `true`/`false`, empty for none.
-fn value_text(v: &Value) -> String {
+thread_local! {
+    /// Bytes the template being rendered may still print. Fuel does not
+    /// count what printing a value costs, and a value can be huge without
+    /// work (`['x'] * 100000000` is a lazy repetition): printing draws on
+    /// this budget, so such a value fails at [`MAX_OUTPUT`] bytes instead
+    /// of being built whole first.
+    static OUTPUT_LEFT: Cell<usize> = const { Cell::new(MAX_OUTPUT) };
+}
+
+/// Runs one render with a fresh output budget.
+fn with_output_budget<T>(render: impl FnOnce() -> T) -> T {
+    let before = OUTPUT_LEFT.replace(MAX_OUTPUT);
+    let result = render();
+    OUTPUT_LEFT.set(before);
+    result
+}
+
+fn too_large(len: Option<usize>) -> minijinja::Error {
+    let max = MAX_OUTPUT / 1024;
+    minijinja::Error::new(
+        ErrorKind::OutOfFuel,
+        match len {
+            Some(len) if len > MAX_OUTPUT => {
+                format!("its output is {len} bytes, more than the {max} KiB a value may hold")
+            }
+            _ => format!("its output is more than the {max} KiB a value may hold"),
+        },
+    )
+}
+
+/// How a value prints in a template: `true`/`false`, empty for none; an
+/// error if it would be longer than `limit` bytes, found before it is
+/// built.
+fn value_text(v: &Value, limit: usize) -> Result<String, minijinja::Error> {
     if v.is_none() || v.is_undefined() {
-        String::new()
-    } else if let Some(b) = v.as_str() {
-        b.to_owned()
-    } else if v.kind() == minijinja::value::ValueKind::Bool {
-        if v.is_true() { "true" } else { "false" }.to_owned()
-    } else {
-        v.to_string()
+        return Ok(String::new());
+    }
+    if let Some(s) = v.as_str() {
+        return if s.len() > limit {
+            Err(too_large(Some(s.len())))
+        } else {
+            Ok(s.to_owned())
+        };
+    }
+    if v.kind() == minijinja::value::ValueKind::Bool {
+        return Ok(if v.is_true() { "true" } else { "false" }.to_owned());
+    }
+    // Every item prints at least one byte: count items (and string bytes)
+    // first, which visits at most `limit` of them, then print into a
+    // buffer that refuses to grow past the limit.
+    let mut left = limit;
+    if !fits(v, &mut left) {
+        return Err(too_large(None));
+    }
+    let mut out = Capped {
+        text: String::new(),
+        limit,
+    };
+    use std::fmt::Write as _;
+    write!(out, "{v}").map_err(|_| too_large(None))?;
+    Ok(out.text)
+}
+
+/// Takes a lower bound of the printed size of `v` from `left`; false if
+/// it does not fit.
+fn fits(v: &Value, left: &mut usize) -> bool {
+    use minijinja::value::ValueKind as K;
+    let take = |left: &mut usize, n: usize| match left.checked_sub(n) {
+        Some(rest) => {
+            *left = rest;
+            true
+        }
+        None => false,
+    };
+    match v.kind() {
+        K::String => take(left, v.as_str().map_or(0, str::len).max(1)),
+        K::Seq | K::Iterable | K::Map => {
+            if let Some(n) = v.len()
+                && n > *left
+            {
+                return false;
+            }
+            let Ok(items) = v.try_iter() else {
+                return take(left, 1);
+            };
+            for item in items {
+                if !take(left, 1) {
+                    return false;
+                }
+                let inner = if v.kind() == K::Map {
+                    v.get_item(&item).unwrap_or_default()
+                } else {
+                    item
+                };
+                if !fits(&inner, left) {
+                    return false;
+                }
+            }
+            true
+        }
+        _ => take(left, 1),
+    }
+}
+
+/// A string that refuses to grow past `limit` bytes.
+struct Capped {
+    text: String,
+    limit: usize,
+}
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.text.len() + s.len() > self.limit {
+            return Err(std::fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
     }
 }
 

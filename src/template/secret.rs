@@ -84,6 +84,13 @@ impl Secrets {
     }
 }
 
+/// The shortest secret text masked in free text. Shorter values match
+/// ordinary words: masking `a` would turn "undefined variable" into
+/// "undefined v********ri********ble", garbling the message and showing the
+/// secret by where the masks are. Values themselves are masked whole at
+/// any length (by taint); this only concerns text that may quote one.
+pub const MIN_REDACTED_LEN: usize = 4;
+
 /// Replaces every occurrence of a secret's text with [`MASK`]: the last line
 /// of defence for free text such as error messages, which may quote a value.
 #[derive(Clone, Debug, Default)]
@@ -106,21 +113,35 @@ impl Redactor {
         }
     }
 
-    /// Adds one secret text.
+    /// Adds one secret text (ignored below [`MIN_REDACTED_LEN`] characters).
     pub fn add(&mut self, text: &str) {
-        if text.is_empty() || self.texts.iter().any(|t| t == text) {
+        if text.chars().count() < MIN_REDACTED_LEN || self.texts.iter().any(|t| t == text) {
             return;
         }
         self.texts.push(text.to_owned());
         self.texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
     }
 
-    /// `text` with every secret replaced by [`MASK`].
+    /// `text` with every secret replaced by [`MASK`], in one pass from the
+    /// left, the longest secret first at each place, so that a mask already
+    /// written is never matched again (a secret `****` must not eat into
+    /// the `********` of another).
     pub fn apply(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for t in &self.texts {
-            if out.contains(t.as_str()) {
-                out = out.replace(t.as_str(), MASK);
+        if !self.texts.iter().any(|t| text.contains(t.as_str())) {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            match self.texts.iter().find(|t| rest.starts_with(t.as_str())) {
+                Some(t) => {
+                    out.push_str(MASK);
+                    rest = &rest[t.len()..];
+                }
+                None => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
             }
         }
         out
@@ -217,9 +238,23 @@ mod tests {
     #[test]
     fn redaction_masks_longest_first() {
         let mut r = Redactor::default();
-        r.add("pw");
-        r.add("host=db pw");
+        r.add("pass");
+        r.add("host=db pass");
         r.add("");
-        assert_eq!(r.apply("conn host=db pw; pw"), "conn ********; ********");
+        assert_eq!(
+            r.apply("conn host=db pass; pass"),
+            "conn ********; ********"
+        );
+    }
+
+    #[test]
+    fn redaction_skips_short_values_and_never_matches_a_mask() {
+        let mut r = Redactor::default();
+        r.add("a");
+        r.add("abc");
+        r.add("****");
+        r.add("wxyz");
+        assert_eq!(r.apply("undefined variable abc"), "undefined variable abc");
+        assert_eq!(r.apply("x wxyz y"), "x ******** y");
     }
 }

@@ -33,7 +33,9 @@ pub struct ResolvedStep {
     /// Names of `env` entries whose values are secret (by their name, or
     /// made from a secret variable): masked wherever shown or stored.
     pub secret_env: Vec<String>,
-    /// True if `creates` was made from a secret variable.
+    /// True if `creates` was made from a secret variable. Validation
+    /// refuses that (`secret-in-creates`), so a step that passed has false;
+    /// kept so every place that shows `creates` stays safe regardless.
     pub secret_creates: bool,
     /// Time limit for one attempt (step's own, else the default).
     pub timeout: Option<Duration>,
@@ -134,6 +136,20 @@ pub(super) fn step(
     let id = &step.id.value;
     let source = &playbook.source;
     let before = diags.error_count();
+    if !ctx.unrendered.is_empty() && reads_unrendered(step, ctx, templates) {
+        // The var's own error says why; rendering with no value would only
+        // add "undefined variable" for every use of it.
+        if before == 0 {
+            // Not expected (the var's failure is an error), but a step must
+            // never pass validation without its values.
+            diags.push(Diagnostic::error(
+                "undefined-variable",
+                step.span,
+                format!("step `{id}` uses a variable that has no value"),
+            ));
+        }
+        return None;
+    }
 
     let secrets = &ctx.secrets;
     // A secret on a command line is visible to every user (`ps`, /proc) and
@@ -242,9 +258,30 @@ pub(super) fn step(
             )
             .map_err(|d| diags.push(d))
             .ok()
-            .map(|r| {
-                secret_creates = r.secret.is_some();
-                r.text
+            .and_then(|r| match &r.secret {
+                // `creates` is a path: it is stored with the step's state,
+                // shown in its skip reason, events and `ward status`, and
+                // tested on disk where any user may list it. Masking it in
+                // all those places would hide what the step checks; a
+                // secret has no business in a file name, so refuse it.
+                Some(used) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "secret-in-creates",
+                            locate_name(node, source, &used.var),
+                            format!(
+                                "`creates` of step `{id}` uses {}; the path is stored and shown with the step's state",
+                                used.describe()
+                            ),
+                        )
+                        .with_help(
+                            "name the marker file without the secret (e.g. after the step id or `ward.date`)",
+                        ),
+                    );
+                    secret_creates = true;
+                    None
+                }
+                None => Some(r.text),
             })
     });
 
@@ -303,6 +340,32 @@ pub(super) fn step(
         compensation_only,
         span: step.span,
     })
+}
+
+/// True if any template of `step` reads a var that has no value.
+fn reads_unrendered(step: &Step, ctx: &TemplateContext, templates: &Templates) -> bool {
+    let mut names = std::collections::HashSet::new();
+    match &step.body {
+        StepBody::Run(node) => templates.node_names(node, &mut names),
+        StepBody::Cmd(items) => items
+            .iter()
+            .for_each(|i| templates.node_names(i, &mut names)),
+        StepBody::Action { with, .. } => {
+            if let Some(w) = with {
+                templates.node_names(w, &mut names);
+            }
+        }
+    }
+    step.env
+        .iter()
+        .for_each(|(_, v)| templates.node_names(v, &mut names));
+    if let Some(c) = &step.creates {
+        templates.node_names(c, &mut names);
+    }
+    if let Some(c) = &step.condition {
+        names.extend(templates.condition_names(&c.value));
+    }
+    ctx.reads_unrendered(&names)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -203,3 +203,82 @@ steps:
     assert!(!e.contains("step `fine`"), "{e}");
     assert_eq!(e.matches("error[").count(), 2, "{e}");
 }
+
+#[test]
+fn a_var_that_failed_stops_the_vars_and_steps_made_from_it() {
+    let s = Scratch::new();
+    // Each var doubles the one before: the 18th is past the output budget.
+    // The ones after it must not start over from some stand-in value.
+    let mut chain = String::from("ward: 1\nname: chain\nvars:\n  v0: xxxxxxxxxxxxxxxx\n");
+    for i in 1..100 {
+        chain.push_str(&format!(
+            "  v{i}: \"{{{{ v{p} }}}}{{{{ v{p} }}}}\"\n",
+            p = i - 1
+        ));
+    }
+    chain.push_str(
+        "  other: \"{{ v99 | length }}\"\nsteps:\n  - id: a\n    run: echo {{ v99 }}\n  - id: b\n    cmd: [echo, \"{{ other }}\"]\n  - id: c\n    run: echo fine\n",
+    );
+    s.write("chain.yml", &chain);
+    let out = ward_within(&s, &["validate", "chain.yml"], LIMIT);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let e = &out.stderr;
+    assert!(
+        e.contains("error[template-budget]: template in variable `v17` does too much work"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("error[").count(),
+        1,
+        "one error, at the cause:\n{}",
+        &e[..e.len().min(4000)]
+    );
+}
+
+#[test]
+fn a_repeated_sequence_is_refused_before_it_is_built() {
+    let s = Scratch::new();
+    s.write(
+        "repeat.yml",
+        r#"ward: 1
+name: repeat
+vars:
+  big: "{{ ['x'] * 100000000 }}"
+  nested: "{{ [['x'] * 100000000] }}"
+  quoted: "{{ (['x'] * 100000000) | quote }}"
+  fine: "{{ [1, 2] * 3 }}"
+steps:
+  - id: ranges
+    run: echo {{ (range(100000)|list) * 1000 }}
+  - id: fine
+    cmd: [echo, "{{ fine }}"]
+"#,
+    );
+    let out = ward_within(&s, &["validate", "repeat.yml"], LIMIT);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let e = &out.stderr;
+    for what in [
+        "variable `big`",
+        "variable `nested`",
+        "variable `quoted`",
+        "`run` of step `ranges`",
+    ] {
+        assert!(
+            e.contains(&format!(
+                "error[template-budget]: template in {what} does too much work"
+            )),
+            "{what}: {e}"
+        );
+    }
+    assert_eq!(e.matches("error[").count(), 4, "{e}");
+    // A small repetition is an ordinary list.
+    s.write(
+        "small.yml",
+        "ward: 1\nname: small\nvars:\n  l: \"{{ [1, 2] * 2 }}\"\nsteps:\n  - id: a\n    cmd: [echo, \"{{ l | join(',') }}\"]\n",
+    );
+    let out = ward_within(&s, &["plan", "--format", "json", "small.yml"], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["vars"]["l"], serde_json::json!([1, 2, 1, 2]));
+    assert_eq!(v["steps"][0]["cmd"], serde_json::json!(["echo", "1,2,1,2"]));
+}

@@ -36,7 +36,7 @@ steps:
     env: { SHOUT: "{{ shout }}", TARGET: "{{ target }}" }
   - id: mark
     run: "true"
-    creates: "{{ target }}/{{ shout }}.done"
+    creates: "{{ target }}/mark.done"
 "#;
 
 /// Every file under `dir` (database, WAL, logs, locks), as bytes.
@@ -106,7 +106,7 @@ fn secrets_and_values_made_from_them_are_never_shown_or_stored() {
     assert_eq!(env["CONN"], "********", "{env}");
     assert_eq!(env["SHOUT"], "********", "{env}");
     assert_eq!(env["TARGET"], "out", "{env}");
-    assert_eq!(plan["steps"][2]["creates"], "********");
+    assert_eq!(plan["steps"][2]["creates"], "out/mark.done");
 
     // `later` fails, so the run stays resumable (and its records stay).
     let run = s
@@ -307,4 +307,151 @@ fn a_secret_var_value_is_not_echoed_in_a_usage_error() {
         out.stderr
     );
     assert_no_secret("usage error", out.stderr.as_bytes());
+}
+
+#[test]
+fn a_short_secret_does_not_garble_messages() {
+    let s = Scratch::new();
+    s.write(
+        "t2.yml",
+        r#"ward: 1
+name: t2
+vars:
+  api_token: changeme
+  long_token: "{{ api_token }}-and-more"
+steps:
+  - id: a
+    run: echo {{ missing_thing }}
+    env: { TOKEN: "{{ long_token }}" }
+"#,
+    );
+    let out = s
+        .ward()
+        .args(["validate", "t2.yml", "--var", "api_token=a"])
+        .run()
+        .expect_code(2);
+    let e = &out.stderr;
+    assert!(
+        e.contains("undefined variable `missing_thing` in `run` of step `a`"),
+        "a one-letter secret is not masked in free text:\n{e}"
+    );
+    assert!(!e.contains("v********"), "{e}");
+    // A longer secret is still masked wherever a message quotes it.
+    let out = s
+        .ward()
+        .args(["validate", "t2.yml", "--var", "api_token=variable"])
+        .run()
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("undefined ******** `missing_thing`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_malformed_var_never_echoes_its_value() {
+    let s = Scratch::new();
+    s.write("app.yml", PLAYBOOK);
+    for arg in [
+        "db_password hunter2",
+        "db-password=hunter2",
+        "api token=hunter2",
+        "x y=hunter2",
+        "9x=hunter2",
+    ] {
+        let out = s
+            .ward()
+            .args(["plan", "app.yml", "--var", arg])
+            .run()
+            .expect_code(2);
+        assert!(out.stderr.contains("--var"), "{arg}: {}", out.stderr);
+        assert!(!out.stderr.contains("hunter2"), "{arg}: {}", out.stderr);
+    }
+    // The name part is shown so the operator knows which one is wrong.
+    let out = s
+        .ward()
+        .args(["plan", "app.yml", "--var", "db-password=hunter2"])
+        .run()
+        .expect_code(2);
+    assert!(out.stderr.contains("`db-password`"), "{}", out.stderr);
+}
+
+#[test]
+fn a_secret_in_creates_is_refused_and_names_are_never_rendered() {
+    let s = Scratch::new();
+    s.write(
+        "creates.yml",
+        r#"ward: 1
+name: creates
+description: "backs up {{ db_password }}"
+vars:
+  db_password: changeme
+  marker: "/tmp/{{ db_password | upper }}"
+steps:
+  - id: direct
+    run: "true"
+    creates: "/tmp/{{ db_password }}.done"
+  - id: derived
+    name: "{{ db_password }}"
+    run: "true"
+    creates: "{{ marker }}"
+  - id: fine
+    name: "uses {{ db_password }}"
+    if: "{{ db_password != '' }}"
+    run: "true"
+    env: { PGPASSWORD: "{{ db_password }}" }
+"#,
+    );
+    let var = format!("db_password={SECRET}");
+    let out = s
+        .ward()
+        .args(["run", "creates.yml", "--var", &var])
+        .run()
+        .expect_code(2);
+    let e = &out.stderr;
+    assert!(
+        e.contains("error[secret-in-creates]: `creates` of step `direct` uses secret variable `db_password`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("creates.yml:10:23"),
+        "points at `db_password`:\n{e}"
+    );
+    assert!(
+        e.contains("`creates` of step `derived` uses variable `marker`, which is made from secret variable `db_password`"),
+        "{e}"
+    );
+    assert!(e.contains("name the marker file without the secret"), "{e}");
+    assert!(!e.contains("step `fine`"), "{e}");
+    assert_no_secret("run stderr", out.stderr.as_bytes());
+    assert!(!s.state().exists(), "nothing was recorded");
+
+    // `name:` and `description:` are not templates: shown as written, they
+    // cannot hold a secret's value; `if` shows its expression as written.
+    s.write(
+        "names.yml",
+        r#"ward: 1
+name: names
+description: "backs up {{ db_password }}"
+vars:
+  db_password: changeme
+steps:
+  - id: fine
+    name: "uses {{ db_password }}"
+    if: "{{ db_password != '' }}"
+    run: "true"
+    creates: /tmp/ward-names-test-never-exists
+    env: { PGPASSWORD: "{{ db_password }}" }
+"#,
+    );
+    for format in ["text", "json"] {
+        let plan = s
+            .ward()
+            .args(["plan", "names.yml", "--format", format, "--var", &var])
+            .run()
+            .expect_code(0);
+        assert_no_secret("plan", plan.stdout.as_bytes());
+        assert!(plan.stdout.contains("{{ db_password"), "{}", plan.stdout);
+    }
 }

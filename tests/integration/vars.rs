@@ -150,3 +150,107 @@ steps:
     );
     assert_eq!(out.stderr.matches("error[").count(), 1, "{}", out.stderr);
 }
+
+#[test]
+fn text_made_by_several_templates_stays_text() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        r#"ward: 1
+name: vars
+vars:
+  major: 1
+  minor: 10
+  y: 2026
+  m: 10
+  a: "010"
+  ver: "{{ major }}.{{ minor }}"
+  zip5: "0{{ 2134 }}"
+  label: "{{ 'n' }}{{ 'ull' }}"
+  empty_join: "{{ a }}{{ '' }}"
+  comment_first: "{# c #}{{ a }}"
+  tilde: "{{ '~' }}{{ '' }}"
+  inf: "{{ '.inf' }}{{ '' }}"
+  hex: "0x{{ 10 }}"
+  word: "{{ 'True' }}{{ '' }}"
+  trimmed: "{{- a -}}"
+  kept_type: "{{- major -}}"
+  spaced: "  {{ major }}"
+steps:
+  - id: snap
+    action: snapshot.hardlink
+    with:
+      src: /srv/data
+      dir: /backup
+      name: "{{ y }}.{{ m }}"
+  - id: rotate
+    action: rotate
+    with:
+      dir: /backup
+      keep_last: "{{ minor }}"
+  - id: show
+    run: echo {{ ver }} {{ zip5 }} {{ label }}
+"#,
+    );
+    let plan = plan_json(&s, &[]);
+    let vars = &plan["vars"];
+    assert_eq!(vars["ver"], "1.10", "{vars}");
+    assert_eq!(vars["zip5"], "02134", "{vars}");
+    assert_eq!(vars["label"], "null", "{vars}");
+    assert_eq!(vars["empty_join"], "010", "{vars}");
+    assert_eq!(vars["comment_first"], "010", "{vars}");
+    assert_eq!(vars["tilde"], "~", "{vars}");
+    assert_eq!(vars["inf"], ".inf", "{vars}");
+    assert_eq!(vars["hex"], "0x10", "{vars}");
+    assert_eq!(vars["word"], "True", "{vars}");
+    // Whitespace control is one template too, and keeps the type.
+    assert_eq!(vars["trimmed"], "010", "{vars}");
+    assert_eq!(vars["kept_type"], 1, "{vars}");
+    // Text around the template is kept as text.
+    assert_eq!(vars["spaced"], "  1", "{vars}");
+    let steps = &plan["steps"];
+    assert_eq!(steps[0]["params"]["name"], "2026.10", "{}", steps[0]);
+    // A typed parameter given as one template of a number still works.
+    assert_eq!(steps[1]["params"]["keep_last"], 10, "{}", steps[1]);
+    assert_eq!(steps[2]["run"], "echo 1.10 02134 null", "{}", steps[2]);
+}
+
+#[test]
+fn a_typed_parameter_made_of_text_around_a_template_is_a_type_error() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        r#"ward: 1
+name: vars
+vars:
+  base: 1
+steps:
+  - id: rotate
+    action: rotate
+    with:
+      dir: /backup
+      keep_last: "{{ base }}0"
+"#,
+    );
+    let out = s.ward().args(["validate", "vars.yml"]).run().expect_code(2);
+    assert!(out.stderr.contains("vars.yml:10:"), "{}", out.stderr);
+    assert!(out.stderr.contains("10"), "{}", out.stderr);
+}
+
+#[test]
+fn a_number_too_large_to_store_is_an_error_not_null() {
+    let s = Scratch::new();
+    s.write(
+        "vars.yml",
+        "ward: 1\nname: big\nvars:\n  n: \"{{ 2 ** 100 }}\"\nsteps:\n  - id: s\n    run: echo {{ n }}\n",
+    );
+    let out = s.ward().args(["validate", "vars.yml"]).run().expect_code(2);
+    assert!(
+        out.stderr
+            .contains("template error in variable `n`: its value cannot be stored"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("vars.yml:4:"), "{}", out.stderr);
+    assert_eq!(out.stderr.matches("error[").count(), 1, "{}", out.stderr);
+}
