@@ -65,7 +65,7 @@ fn full_backup_then_disaster_then_full_restore() {
         assert_eq!(step["state"], "succeeded", "{step}");
     }
     assert!(
-        sys.scheduler_running(),
+        sys.scheduler_up(),
         "the scheduler runs again after the backup"
     );
     let snap = s.path().join("backup/snapshots/latest");
@@ -86,10 +86,7 @@ fn full_backup_then_disaster_then_full_restore() {
         files,
         "every file is back, hard links included"
     );
-    assert!(
-        sys.scheduler_running(),
-        "the scheduler runs after the restore"
-    );
+    assert!(sys.scheduler_up(), "the scheduler runs after the restore");
 }
 
 #[test]
@@ -147,7 +144,7 @@ fn gold_backup_then_disaster_then_gold_restore_requeues_unpack() {
     expected.insert("jobqueue".into(), added("jobqueue", 3));
     expected.insert("jobdepends".into(), added("jobdepends", 1));
     assert_eq!(sys.counts(), expected);
-    assert!(sys.scheduler_running());
+    assert!(sys.scheduler_up());
 }
 
 /// Disaster 1: the plug is pulled in the middle of a backup (ward and the
@@ -172,7 +169,7 @@ fn plug_pulled_mid_backup_then_resume() {
         .run();
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(
-        sys.scheduler_running(),
+        sys.scheduler_up(),
         "the scheduler runs after the resumed backup"
     );
     let status = s.status(None);
@@ -224,7 +221,7 @@ fn lose_everything_then_restore_into_a_fresh_cluster() {
         .collect();
     assert_eq!(fresh_counts, counts);
     assert_eq!(sys.listing(None), files);
-    assert!(sys.scheduler_running());
+    assert!(sys.scheduler_up());
 }
 
 /// Disaster 3: only the database is lost; restore it and leave the
@@ -251,7 +248,7 @@ fn lose_only_the_database() {
     assert_eq!(restore.code, 0, "{}", restore.stderr);
     assert_eq!(sys.counts(), counts);
     assert_eq!(sys.listing(None), files, "the repository is untouched");
-    assert!(sys.scheduler_running());
+    assert!(sys.scheduler_up());
 }
 
 /// Disaster 4: an agent and its storage are lost (part of the repository):
@@ -428,7 +425,7 @@ fn gold_restore_leaves_a_download_in_progress_alone() {
         .map(|r| r["upload_pk"].clone())
         .collect();
     assert_eq!(uploads, [1, 2, 3], "{report}");
-    assert!(sys.scheduler_running());
+    assert!(sys.scheduler_up());
 }
 
 /// An upload that lost one member file (its archive copy in files/ is
@@ -679,7 +676,7 @@ fn failing_dump_keeps_latest_and_restarts_the_scheduler() {
     assert_eq!(latest.display().to_string(), "2026-11-20");
     assert!(!s.path().join("backup/snapshots/2026-11-21").exists());
     assert!(
-        sys.scheduler_running(),
+        sys.scheduler_up(),
         "the scheduler was restarted although the backup failed"
     );
     let states = s.step_states();

@@ -140,10 +140,7 @@ fn lose_everything_restore_with_no_cluster_at_all() {
         files,
         "every file is back, hard links included"
     );
-    assert!(
-        sys.scheduler_running(),
-        "the scheduler runs after the restore"
-    );
+    assert!(sys.scheduler_up(), "the scheduler runs after the restore");
     assert!(
         !contains(&state_bytes(&s), DB_CONF_PASSWORD),
         "Db.conf's password never reaches ward's state or logs"
@@ -175,7 +172,7 @@ fn a_repository_path_that_is_wrong_refuses_to_back_up() {
             !scheduler_was_stopped(&sys),
             "{name} {extra:?}: the scheduler was stopped"
         );
-        assert!(sys.scheduler_running());
+        assert!(sys.scheduler_up());
         assert_eq!(
             scheduler_starts(&sys),
             1,
@@ -274,6 +271,6 @@ fn a_repository_path_that_is_wrong_refuses_to_back_up() {
         starts,
         "nothing was stopped or started"
     );
-    assert!(sys.scheduler_running());
+    assert!(sys.scheduler_up());
     assert!(!contains(&state_bytes(&s), DB_CONF_PASSWORD));
 }

@@ -129,10 +129,7 @@ fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
         assert_eq!(states[step], "succeeded", "{step}: {states:?}");
     }
     assert_eq!(states["check-lost"], "failed");
-    assert!(
-        sys.scheduler_running(),
-        "the scheduler runs after the repair"
-    );
+    assert!(sys.scheduler_up(), "the scheduler runs after the repair");
 
     // Every lost file the snapshot has is back, byte for byte, with the
     // gold<->files hard links the backup had; nothing else changed.
@@ -251,7 +248,7 @@ fn repair_of_files_the_snapshot_has_queues_nothing() {
     assert_eq!(repair.code, 0, "{}", repair.stderr);
     assert_eq!(sys.listing(None), files);
     assert_eq!(sys.counts(), counts, "no row added or removed");
-    assert!(sys.scheduler_running());
+    assert!(sys.scheduler_up());
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -282,6 +282,20 @@ exit 2
         last
     }
 
+    /// True once the scheduler runs, waiting up to 10 s: `--daemon` returns
+    /// before the daemon it starts has written its pid file, and on a busy
+    /// machine ward can end in between.
+    pub fn scheduler_up(&self) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.scheduler_running() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
+
     pub fn scheduler_running(&self) -> bool {
         std::fs::read_to_string(self.scheduler.with_extension("pid"))
             .ok()
