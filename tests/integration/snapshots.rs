@@ -502,6 +502,18 @@ fn a_snapshot_folder_inside_its_source_is_refused_before_anything_is_made() {
     }
 }
 
+/// Asserts that a failed snapshot left nothing in `snaps` but the folder's
+/// lock file (empty, reused by the next run).
+fn assert_nothing_left(snaps: &Path) {
+    let left: Vec<String> = std::fs::read_dir(snaps)
+        .expect("read")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".ward-snapshot.lock")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Fills the file system of `dir` with one file; returns its path.
 fn fill(dir: &Path) -> std::path::PathBuf {
     use std::io::Write;
@@ -539,14 +551,7 @@ fn a_snapshot_on_a_full_disk_names_the_path_and_leaves_nothing_behind() {
         "the message names the path: {}",
         run.stderr
     );
-    let left: Vec<String> = std::fs::read_dir(&snaps)
-        .expect("read")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        // The folder's lock file stays (it is empty and reused).
-        .filter(|n| n != ".ward-snapshot.lock")
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_left(&snaps);
     // With space again, the next run makes the snapshot.
     std::fs::remove_file(filler).expect("rm filler");
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
@@ -580,13 +585,7 @@ fn a_snapshot_on_a_full_disk_names_the_path_and_leaves_nothing_behind() {
         "the message names the folder: {}",
         run.stderr
     );
-    let left: Vec<String> = std::fs::read_dir(&snaps)
-        .expect("read")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".ward-snapshot.lock")
-        .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_nothing_left(&snaps);
 }
 
 #[test]
