@@ -130,7 +130,8 @@ fn snapshots(base: &Path) {
                     .expect("cp")
                     .success()
             );
-            std::fs::write(snaps.join(name).join("manifest.json"), "{}").expect("manifest");
+            // Marks it complete: ward keeps a snapshot's manifest beside it.
+            std::fs::write(snaps.join(format!(".{name}.manifest.json")), "{}").expect("manifest");
             std::fs::write(snaps.join(format!(".{name}.verified")), "{}").expect("marker");
         }
         assert!(
