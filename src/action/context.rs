@@ -96,6 +96,7 @@ pub struct ActionCtx {
     log_path: PathBuf,
     cancelled: Arc<AtomicBool>,
     echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
+    param_vars: Vec<(String, String)>,
 }
 
 /// The parts of an [`ActionCtx`] the executor fills in.
@@ -122,6 +123,8 @@ pub struct CtxParts {
     pub cancelled: Arc<AtomicBool>,
     /// Where to echo log lines, if anywhere.
     pub echo: Option<mpsc::UnboundedSender<(usize, String)>>,
+    /// Parameters given as one playbook variable: `(parameter, variable)`.
+    pub param_vars: Vec<(String, String)>,
 }
 
 impl ActionCtx {
@@ -140,6 +143,17 @@ impl ActionCtx {
             log_path: p.log_path,
             cancelled: p.cancelled,
             echo: p.echo.map(|tx| (p.index, tx)),
+            param_vars: p.param_vars,
+        }
+    }
+
+    /// How the operator sets parameter `key` to `value`, for messages: the
+    /// `--var` when the playbook takes the parameter from a variable (what
+    /// an operator running a shipped playbook can change), else the key.
+    pub fn how_to_set(&self, key: &str, value: &str) -> String {
+        match self.param_vars.iter().find(|(k, _)| k == key) {
+            Some((_, var)) => format!("`--var {var}={value}`"),
+            None => format!("`{key}: {value}` in the step's `with:`"),
         }
     }
 

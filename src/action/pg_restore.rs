@@ -57,9 +57,11 @@ impl Action for PgRestore {
             let existing = user_databases(ctx, &psql, &env)?;
             if !existing.is_empty() {
                 return Err(ActionError::new(format!(
-                    "the cluster already has databases {}; restoring over them needs `force: true` \
-                     (the dump drops and re-creates them if it was made with --clean)",
-                    existing.join(", ")
+                    "the cluster already has databases {}; nothing was changed. To restore over \
+                     them, run again with {} (the dump drops and re-creates them if it was made \
+                     with --clean)",
+                    existing.join(", "),
+                    ctx.how_to_set("force", "true")
                 )));
             }
         }

@@ -578,6 +578,7 @@ impl Scheduler<'_, '_> {
             log_path: spec.log_path,
             cancelled: flag.clone(),
             echo: echo.map(|(_, tx)| tx),
+            param_vars: self.steps[i].param_vars.clone(),
         });
         (ctx, flag)
     }

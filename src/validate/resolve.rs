@@ -49,6 +49,11 @@ pub struct ResolvedStep {
     pub ok_codes: Vec<i32>,
     /// Leave running what the step started in the background.
     pub keep_children: bool,
+    /// Action parameters given as exactly one playbook variable
+    /// (`force: "{{ replace_existing_db }}"`), as `(parameter, variable)`:
+    /// a message about the parameter can then name the `--var` the
+    /// operator can give, not a key inside the playbook.
+    pub param_vars: Vec<(String, String)>,
     /// True if this step only runs to compensate another.
     pub compensation_only: bool,
     /// Where the step is written.
@@ -337,9 +342,37 @@ pub(super) fn step(
             .as_ref()
             .map_or_else(|| vec![0], |c| c.value.clone()),
         keep_children: step.keep_children.as_ref().is_some_and(|k| k.value),
+        param_vars: match &step.body {
+            StepBody::Action {
+                with: Some(with), ..
+            } => params_from_vars(with, playbook),
+            _ => Vec::new(),
+        },
         compensation_only,
         span: step.span,
     })
+}
+
+/// The top-level parameters of `with` that are exactly `{{ var }}` for a
+/// variable of the playbook (see [`ResolvedStep::param_vars`]).
+fn params_from_vars(with: &Node, playbook: &Playbook) -> Vec<(String, String)> {
+    let Some(entries) = with.as_map() else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let key = e.key.as_str()?;
+            let text = e.value.as_str()?.trim();
+            let inner = text.strip_prefix("{{")?.strip_suffix("}}")?;
+            let inner = inner.trim_start_matches('-').trim_end_matches('-').trim();
+            playbook
+                .vars
+                .iter()
+                .any(|v| v.name.value == inner)
+                .then(|| (key.to_owned(), inner.to_owned()))
+        })
+        .collect()
 }
 
 /// True if any template of `step` reads a var that has no value.

@@ -90,7 +90,27 @@ fn dump_and_restore_round_trip_into_a_fresh_cluster() {
     // A second restore finds the databases and refuses without `force`.
     let run = s.ward().args(["run", "restore.yml"]).run().expect_code(1);
     assert!(
-        run.stderr.contains("already has databases shop"),
+        run.stderr.contains("already has databases shop")
+            && run.stderr.contains("`force: true` in the step's `with:`"),
+        "{}",
+        run.stderr
+    );
+    // Taken from a playbook variable, the message names the `--var` to give.
+    s.write(
+        "restore-var.yml",
+        &format!(
+            "ward: 1\nname: restorev\nvars:\n  replace_existing_db: false\nsteps:\n  - id: restore\n    action: pg.restore\n    with: {{ db: {}, src: backup/all.sql.gz, force: \"{{{{ replace_existing_db }}}}\" }}\n",
+            target.conn()
+        ),
+    );
+    let run = s
+        .ward()
+        .args(["run", "restore-var.yml"])
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr
+            .contains("run again with `--var replace_existing_db=true`"),
         "{}",
         run.stderr
     );
@@ -207,6 +227,43 @@ fn too_small_dump_fails_and_query_saves_rows() {
         c.psql("shop", "SELECT count(*) FROM items WHERE country = 'SE'"),
         "3"
     );
+}
+
+/// ward as root against Debian's default local authentication (peer on the
+/// socket): with no map from root to `postgres` it fails with the server's
+/// reason; with `root -> postgres` in pg_ident.conf (docs/fossology.md,
+/// "Running as root with peer authentication") dump, restore and query
+/// work with no password anywhere.
+#[test]
+fn peer_authentication_on_the_local_socket_as_root() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (ward as root, the cluster as postgres)");
+        return;
+    }
+    let c = Cluster::start();
+    fill(&c);
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: peer\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {conn}, dest: all.sql.gz, args: [--clean, --if-exists] }}\n  - id: restore\n    needs: [dump]\n    action: pg.restore\n    with: {{ db: {conn}, src: all.sql.gz, force: true }}\n  - id: count\n    needs: [restore]\n    action: pg.query\n    with:\n      db: {{ host: \"{sock}\", port: {port}, user: postgres, dbname: shop }}\n      sql: \"SELECT count(*) AS n FROM items\"\n      save: out/count.json\n",
+            conn = c.conn(),
+            sock = c.socket.display(),
+            port = c.port
+        ),
+    );
+    c.peer_only(&["postgres"]);
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains("Peer authentication failed"),
+        "{}",
+        run.stderr
+    );
+    c.peer_only(&["postgres", "root"]);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let rows: serde_json::Value =
+        serde_json::from_str(&s.read("out/count.json")).expect("count json");
+    assert_eq!(rows[0]["n"], "5000");
 }
 
 /// A program that records its argv and PGPASSWORD, then runs the real tool.

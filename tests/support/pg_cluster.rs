@@ -149,6 +149,47 @@ impl Cluster {
         )
     }
 
+    /// Switches local (socket) connections to peer authentication, as
+    /// Debian's default `pg_hba.conf` has them, with the user-name map
+    /// `ward` holding `OS-user -> postgres` for each of `os_users`; TCP
+    /// connections are refused. Reloads the server.
+    pub fn peer_only(&self, os_users: &[&str]) {
+        let hba = "local all all peer map=ward\n";
+        std::fs::write(self.data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        let ident: String = os_users
+            .iter()
+            .map(|u| format!("ward {u} postgres\n"))
+            .collect();
+        std::fs::write(self.data.join("pg_ident.conf"), ident).expect("pg_ident.conf");
+        run_ok(
+            as_postgres(&self.bin, "pg_ctl")
+                .args(["-w", "-D"])
+                .arg(&self.data)
+                .arg("reload"),
+            "pg_ctl reload",
+        );
+        // The reload is asynchronous: wait until the new rules answer.
+        for _ in 0..100 {
+            let ok = as_postgres(&self.bin, "psql")
+                .args(["-X", "-A", "-t", "-U", "postgres", "-h"])
+                .arg(&self.socket)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "SELECT 1",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Stops the server at once (as a crash would).
     pub fn stop_immediately(&self) {
         let _ = as_postgres(&self.bin, "pg_ctl")
