@@ -364,9 +364,11 @@ fn uid_of(user: &str) -> Result<u32, String> {
         })
 }
 
-/// The pid in a pid file; None when the file does not exist.
+/// The pid in a pid file; None when the file does not exist or is still
+/// empty (a daemon creates it before it writes its pid).
 fn read_pidfile(path: &str) -> Result<Option<i32>, String> {
     match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => match text.trim().parse::<i32>() {
             Ok(pid) if pid > 0 => Ok(Some(pid)),
             _ => Err(format!(
@@ -571,6 +573,23 @@ mod tests {
         assert!(up(&spec("sleep 31.6")).expect("up").map(|f| f.pid) != Some(pid));
         child.kill().expect("kill");
         child.wait().expect("wait");
+    }
+
+    #[test]
+    fn a_pid_file_is_read_as_a_pid_or_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.pid");
+        let p = path.to_str().expect("utf-8");
+        assert_eq!(read_pidfile(p), Ok(None), "missing");
+        std::fs::write(&path, "").expect("write");
+        assert_eq!(read_pidfile(p), Ok(None), "not written yet");
+        std::fs::write(&path, "4711\n").expect("write");
+        assert_eq!(read_pidfile(p), Ok(Some(4711)));
+        for bad in ["-3\n", "0", "abc"] {
+            std::fs::write(&path, bad).expect("write");
+            let e = read_pidfile(p).expect_err(bad);
+            assert!(e.contains("does not hold a pid"), "{e}");
+        }
     }
 
     #[test]
