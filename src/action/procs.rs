@@ -370,6 +370,10 @@ fn read_pidfile(path: &str) -> Result<Option<i32>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => match text.trim().parse::<i32>() {
+            // init's tree is every process on the host.
+            Ok(1) => Err(format!(
+                "pid file {path} names pid 1 (init), whose descendants are every process"
+            )),
             Ok(pid) if pid > 0 => Ok(Some(pid)),
             _ => Err(format!(
                 "pid file {path} does not hold a pid (it holds {:?})",
@@ -585,6 +589,8 @@ mod tests {
         assert_eq!(read_pidfile(p), Ok(None), "not written yet");
         std::fs::write(&path, "4711\n").expect("write");
         assert_eq!(read_pidfile(p), Ok(Some(4711)));
+        std::fs::write(&path, "1").expect("write");
+        assert!(read_pidfile(p).expect_err("init").contains("pid 1 (init)"));
         for bad in ["-3\n", "0", "abc"] {
             std::fs::write(&path, bad).expect("write");
             let e = read_pidfile(p).expect_err(bad);
