@@ -37,7 +37,29 @@ fn a_second_instance_does_not_hold_the_stop_of_the_first() {
     assert!(sys.scheduler_up(), "own scheduler started again");
 }
 
-/// The same, told the user: the other instance runs as `nobody`.
+/// The FOSSology playbooks told the user: the other instance runs as
+/// `nobody`, this one as ward's own user.
+#[test]
+fn a_fossology_backup_told_its_user_ignores_another_users_instance() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    let other = sys.start_foreign(Some("nobody"));
+    let other_agent = other.agent_pid().expect("foreign agent");
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let run = s
+        .ward()
+        .arg("run")
+        .arg(repo_path("playbooks/fossology/backup-gold.yml"))
+        .args(sys.vars(&s.path().join("backup")))
+        .args(["--var", &format!("agents_user={me}")])
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(alive(&other_agent), "nobody's agent was touched");
+    assert!(sys.scheduler_up(), "own scheduler started again");
+}
+
+/// The same with a step of its own, by uid and by user name.
 #[test]
 fn matching_by_user_leaves_another_users_processes_alone() {
     let s = Scratch::new();
