@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::params::{argv_problem, name_like_option};
+use super::procs::ProcMatch;
 use super::service_stop::{run_checked, service_command, wait_until};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
@@ -23,8 +24,8 @@ pub struct ServiceStartParams {
     pub unit: Option<String>,
     /// Command (argv) that starts the service, e.g. `[fo_scheduler, --daemon, --reset]`.
     pub start: Option<Vec<String>>,
-    /// A process name that must be running before the step succeeds.
-    pub wait_up: Option<String>,
+    /// A process that must be running (not a zombie) before the step succeeds: a name, or a matcher (`{name, cmdline, user, pidfile}`); with `pidfile`, the pid in the file must be alive.
+    pub wait_up: Option<ProcMatch>,
     /// A command (argv) that must succeed before the step succeeds (tried until `timeout`).
     pub wait_cmd: Option<Vec<String>>,
     /// How long to wait for the service to come up (default 60s).
@@ -61,11 +62,8 @@ impl Action for ServiceStart {
         if let Some(argv) = &p.wait_cmd {
             out.extend(argv_problem("wait_cmd", argv));
         }
-        if p.wait_up.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            out.push(ParamProblem::new(
-                "wait_up",
-                "`wait_up` is an empty process name",
-            ));
+        if let Some(m) = &p.wait_up {
+            out.extend(m.problems("wait_up", "`wait_up`"));
         }
         out
     }
@@ -73,15 +71,24 @@ impl Action for ServiceStart {
     fn run(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
         let argv = service_command("start", p.unit.as_deref(), p.start.as_deref())?;
         run_checked(ctx, &argv)?;
-        if let Some(name) = &p.wait_up {
-            let names = vec![name.clone()];
-            if wait_until(ctx, p.timeout.std(), || {
-                (!procs::running(&names).is_empty(), ())
-            })?
-            .is_err()
-            {
+        if let Some(m) = &p.wait_up {
+            let mut problem = None;
+            let waited = wait_until(ctx, p.timeout.std(), || match procs::up(m) {
+                Ok(found) => (found.is_some(), ()),
+                // A user that does not exist or an unreadable pid file
+                // will not mend itself: stop waiting.
+                Err(e) => {
+                    problem = Some(e);
+                    (true, ())
+                }
+            })?;
+            if let Some(e) = problem {
+                return Err(ActionError::new(format!("`wait_up`: {e}")));
+            }
+            if waited.is_err() {
                 return Err(ActionError::new(format!(
-                    "process `{name}` is not running {} after `{}`",
+                    "process `{}` is not running {} after `{}`",
+                    m.describe(),
                     p.timeout,
                     argv.join(" ")
                 )));
@@ -120,8 +127,12 @@ impl Action for ServiceStart {
             (_, Some(argv)) => argv.join(" "),
             _ => String::new(),
         };
-        if let Some(name) = &p.wait_up {
-            s.push_str(&format!("; wait up to {} for process {name}", p.timeout));
+        if let Some(m) = &p.wait_up {
+            s.push_str(&format!(
+                "; wait up to {} for process {}",
+                p.timeout,
+                m.describe()
+            ));
         }
         if let Some(argv) = &p.wait_cmd {
             s.push_str(&format!(

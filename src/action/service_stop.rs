@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{StringList, argv_problem, name_like_option, refuse_option_like};
+use super::params::{argv_problem, name_like_option, refuse_option_like};
+use super::procs::ProcMatchList;
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
     procs,
@@ -11,7 +12,7 @@ use super::{
 use crate::model::Duration;
 
 /// Stops a service through systemctl or a given command, then waits until
-/// every process named in `wait_gone` has exited (checked through /proc).
+/// every process `wait_gone` matches has exited (checked through /proc).
 pub struct ServiceStop;
 
 /// Parameters of `service.stop`.
@@ -22,9 +23,9 @@ pub struct ServiceStopParams {
     pub unit: Option<String>,
     /// Command (argv) that stops the service, e.g. `[fo_scheduler, --kill]`.
     pub stop: Option<Vec<String>>,
-    /// Process names (as in /proc/PID/comm or argv[0]) that must all be gone before the step succeeds.
+    /// Processes that must all be gone before the step succeeds: names (as in /proc/PID/comm or argv[0]) and/or matchers (`{name, cmdline, user, pidfile}`) that pick one instance's processes.
     #[serde(default)]
-    pub wait_gone: StringList,
+    pub wait_gone: ProcMatchList,
     /// How long to wait for the processes to go (default 60s).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -56,20 +57,22 @@ impl Action for ServiceStop {
             (_, Some(argv)) => out.extend(argv_problem("stop", argv)),
             (Some(unit), None) => out.extend(name_like_option("unit", unit)),
         }
-        if p.wait_gone.0.iter().any(|n| n.trim().is_empty()) {
-            out.push(ParamProblem::new(
-                "wait_gone",
-                "`wait_gone` contains an empty process name",
-            ));
-        }
+        out.extend(procs::list_problems("wait_gone", &p.wait_gone));
         out
     }
 
     fn run(p: &ServiceStopParams, ctx: &ActionCtx) -> ActionResult {
         let argv = service_command("stop", p.unit.as_deref(), p.stop.as_deref())?;
+        // Before the stop: a pid file's tree must be known while its root
+        // still runs, since agents are reparented once the scheduler exits.
+        let mut watch = procs::GoneWatch::record(&p.wait_gone)
+            .map_err(|e| ActionError::new(format!("`wait_gone`: {e}")))?;
+        for note in &watch.notes {
+            ctx.log(note.clone());
+        }
         run_checked(ctx, &argv)?;
         let left = wait_until(ctx, p.timeout.std(), || {
-            let still = procs::running(&p.wait_gone.0);
+            let still = watch.still();
             (still.is_empty(), still)
         })?;
         match left {
@@ -77,7 +80,10 @@ impl Action for ServiceStop {
                 summary: Some(if p.wait_gone.0.is_empty() {
                     "stopped".into()
                 } else {
-                    format!("stopped; none of {} is running", p.wait_gone.0.join(", "))
+                    format!(
+                        "stopped; none of {} is running",
+                        procs::describe_list(&p.wait_gone)
+                    )
                 }),
                 ..ActionOutput::default()
             }),
@@ -101,7 +107,7 @@ impl Action for ServiceStop {
             format!(
                 "{how}; wait up to {} until gone: {}",
                 p.timeout,
-                p.wait_gone.0.join(", ")
+                procs::describe_list(&p.wait_gone)
             )
         }
     }

@@ -18,6 +18,7 @@ mod pg;
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
 mod plan;
+mod procs;
 mod reporting;
 mod resume;
 mod run;

@@ -665,3 +665,82 @@ impl FoSystem {
         (u, name, item_names)
     }
 }
+
+/// A second FOSSology instance's scheduler and agent on the same host:
+/// the same process names as the first one's, from another folder (so
+/// another command line), optionally as another user.
+pub struct Foreign {
+    pub dir: PathBuf,
+    pub scheduler: PathBuf,
+}
+
+impl FoSystem {
+    /// Starts the foreign instance (as `user` through `runuser` when given)
+    /// and waits until its scheduler and agent run. Its folder is outside
+    /// the test's scratch folder so that another user can run its files.
+    pub fn start_foreign(&self, user: Option<&str>) -> Foreign {
+        let dir = std::env::temp_dir().join(format!(
+            "ward-foreign-{}-{:04x}",
+            std::process::id(),
+            fastrand::u16(..)
+        ));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir foreign");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // The scheduler writes its pid and events beside itself.
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let scheduler = bin.join(&self.scheduler_name);
+        std::fs::copy(&self.scheduler, &scheduler).expect("foreign scheduler");
+        std::fs::copy("/bin/sleep", bin.join(&self.agent_name)).expect("foreign agent");
+        let mut start = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(&scheduler);
+                c
+            }
+            None => Command::new(&scheduler),
+        };
+        assert!(
+            start
+                .arg("--daemon")
+                .status()
+                .expect("start foreign")
+                .success()
+        );
+        let foreign = Foreign { dir, scheduler };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while foreign.agent_pid().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(foreign.agent_pid().is_some(), "foreign agent did not start");
+        foreign
+    }
+}
+
+impl Foreign {
+    /// The scheduler's pid, from its pid file.
+    pub fn scheduler_pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.scheduler.with_extension("pid"))
+            .ok()
+            .map(|p| p.trim().to_owned())
+    }
+
+    /// The agent's pid: the live process whose argv[0] is this instance's agent.
+    pub fn agent_pid(&self) -> Option<String> {
+        let agent_prefix = format!("{}/", self.dir.join("bin").display());
+        let scheduler = self.scheduler.display().to_string();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let argv0 = String::from_utf8_lossy(cmd.split(|b| *b == 0).next()?).into_owned();
+            (argv0.starts_with(&agent_prefix) && argv0 != scheduler).then(|| pid.to_string())
+        })
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.scheduler).arg("--kill").status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
