@@ -2,7 +2,10 @@
 //! replace, side by side in one run (rounds interleaved; medians).
 //!
 //! `cargo bench --bench actions` (needs rsync and PostgreSQL, as the tests do).
-//! Figures go into docs/PERFORMANCE.md.
+//! Figures go into docs/PERFORMANCE.md. `WARD_BENCH_ROTATE_ONLY=1 cargo
+//! bench --bench actions snapshot` times only the rotation;
+//! `WARD_BENCH_SMALL_FOLDERS=1` makes the tree 2,000 folders of 50 files
+//! instead of 400 of 250.
 //!
 //! - snapshot.hardlink of ~100,000 files / ~600 MB vs `cp -al` and `rsync -a --link-dest`
 //! - rotate deleting one such snapshot vs `rm -rf`
@@ -48,14 +51,21 @@ fn ward(dir: &Path, playbook: &str) -> Command {
     c
 }
 
-/// ~100,000 files in 400 folders, sizes 0-12 KiB (about 600 MB).
+/// ~100,000 files in 400 folders (20 of 20), sizes 0-12 KiB (about 600 MB);
+/// with `WARD_BENCH_SMALL_FOLDERS` set, 2,000 folders (40 of 50) of 50 files.
 fn make_tree(root: &Path) {
+    let small = std::env::var_os("WARD_BENCH_SMALL_FOLDERS").is_some();
+    let (folders, per, files) = if small {
+        (2000, 50, 50)
+    } else {
+        (400, 20, 250)
+    };
     let mut rng = fastrand::Rng::with_seed(7);
     let block = vec![b'w'; 12 * 1024];
-    for d in 0..400 {
-        let dir = root.join(format!("{:02x}/{:02x}", d / 20, d % 20));
+    for d in 0..folders {
+        let dir = root.join(format!("{:02x}/{:02x}", d / per, d % per));
         std::fs::create_dir_all(&dir).expect("mkdir");
-        for f in 0..250 {
+        for f in 0..files {
             let len = rng.usize(0..12 * 1024);
             std::fs::write(dir.join(format!("file{f:03}.dat")), &block[..len]).expect("write");
         }
@@ -76,14 +86,19 @@ fn snapshots(base: &Path) {
         "ward: 1\nname: snap\nsteps:\n  - id: snap\n    action: snapshot.hardlink\n    with: { src: current, dir: snaps, name: s, latest: latest }\n",
     )
     .expect("write");
+    if std::env::var_os("WARD_BENCH_ROTATE_ONLY").is_none() {
+        link_copies(base, &tree);
+    }
+    rotation(base, &tree);
+}
+
+/// snapshot.hardlink vs `cp -al` and `rsync --link-dest`.
+fn link_copies(base: &Path, tree: &Path) {
     let (mut cp, mut rs, mut wd) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         rm(&base.join("cp"));
         cp.push(time(
-            Command::new("cp")
-                .arg("-al")
-                .arg(&tree)
-                .arg(base.join("cp")),
+            Command::new("cp").arg("-al").arg(tree).arg(base.join("cp")),
         ));
         rm(&base.join("cp"));
         rm(&base.join("snaps"));
@@ -108,8 +123,10 @@ fn snapshots(base: &Path) {
         wd.as_secs_f64() / cp.as_secs_f64(),
         rs.as_secs_f64() / wd.as_secs_f64()
     );
+}
 
-    // Rotation: delete one snapshot (complete and verified) vs rm -rf of a copy.
+/// Rotation: delete one snapshot (complete and verified) vs rm -rf of a copy.
+fn rotation(base: &Path, tree: &Path) {
     std::fs::write(
         base.join("rotate.yml"),
         "ward: 1\nname: rot\nsteps:\n  - id: rotate\n    action: rotate\n    with: { dir: snaps, keep_last: 1, min_keep: 1 }\n",
@@ -124,7 +141,7 @@ fn snapshots(base: &Path) {
             assert!(
                 Command::new("cp")
                     .arg("-al")
-                    .arg(&tree)
+                    .arg(tree)
                     .arg(snaps.join(name))
                     .status()
                     .expect("cp")
@@ -137,7 +154,7 @@ fn snapshots(base: &Path) {
         assert!(
             Command::new("cp")
                 .arg("-al")
-                .arg(&tree)
+                .arg(tree)
                 .arg(base.join("victim"))
                 .status()
                 .expect("cp")

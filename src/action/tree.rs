@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
@@ -651,6 +651,15 @@ fn set_times(fd: &OwnedFd, secs: i64, nsec: i64) {
     );
 }
 
+/// Threads that close the descriptors of removed folders. Closing the
+/// last descriptor of a removed folder frees its blocks, and on a file
+/// system mounted with `discard` (without a journal to batch it) that
+/// waits for the disk to trim them: about 3 ms per folder, measured, more
+/// than the CPU time of unlinking its 250 files. Workers hand those
+/// descriptors over instead of waiting, and these threads (mostly
+/// waiting, not computing) keep several trims in flight at once.
+const CLOSERS: usize = 4;
+
 /// What the folders of one removal share.
 struct Removal<'a> {
     root: &'a Path,
@@ -658,6 +667,8 @@ struct Removal<'a> {
     abandoned: AtomicBool,
     cancelled: &'a AtomicBool,
     failed: Mutex<Option<ActionError>>,
+    /// Descriptors of removed folders, for the closers.
+    closer: mpsc::Sender<OwnedFd>,
 }
 
 impl Removal<'_> {
@@ -671,6 +682,13 @@ impl Removal<'_> {
     fn going_on(&self) -> bool {
         !self.abandoned.load(Ordering::Relaxed) && !self.cancelled.load(Ordering::Relaxed)
     }
+
+    /// Closes the descriptor of a removed folder on a closer thread (here
+    /// if none runs any more).
+    fn close_later(&self, fd: OwnedFd) {
+        // A failed send hands the descriptor back inside the error, which closes it.
+        let _ = self.closer.send(fd);
+    }
 }
 
 /// An open folder being emptied. When the last reference goes (its files
@@ -678,7 +696,8 @@ impl Removal<'_> {
 /// parent, and so on upwards: a folder is removed when its last
 /// sub-folder is, deepest first, without a list of all folders.
 struct RmLevel<'a> {
-    fd: OwnedFd,
+    /// Taken only when the level goes, to be closed after the folder is removed.
+    fd: Option<OwnedFd>,
     rel: Vec<u8>,
     parent: Option<Arc<RmLevel<'a>>>,
     removal: &'a Removal<'a>,
@@ -689,19 +708,30 @@ impl Drop for RmLevel<'_> {
         // Iterative, not recursive: a chain of 100,000 folders unwinds in a loop.
         let mut parent = self.parent.take();
         let mut rel = std::mem::take(&mut self.rel);
+        // A folder's own descriptor stays open until it is removed, so
+        // that the removal (not this thread) is what frees its blocks, on
+        // a closer thread.
+        let mut fd = self.fd.take();
         while let Some(p) = parent {
             if !self.removal.going_on() {
                 return;
             }
-            if let Err(e) = rustix::fs::unlinkat(&p.fd, last_name(&rel), AtFlags::REMOVEDIR) {
+            let Some(parent_fd) = p.fd.as_ref() else {
+                return;
+            };
+            if let Err(e) = rustix::fs::unlinkat(parent_fd, last_name(&rel), AtFlags::REMOVEDIR) {
                 self.removal
                     .fail(io_err("delete folder", &join(self.removal.root, &rel), e));
                 return;
+            }
+            if let Some(gone) = fd.take() {
+                self.removal.close_later(gone);
             }
             match Arc::into_inner(p) {
                 Some(mut level) => {
                     parent = level.parent.take();
                     rel = std::mem::take(&mut level.rel);
+                    fd = level.fd.take();
                 }
                 None => return,
             }
@@ -727,34 +757,88 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
         }
         Ok(_) => {}
     }
-    let removal = Removal {
-        root: path,
-        abandoned: AtomicBool::new(false),
-        cancelled,
-        failed: Mutex::new(None),
-    };
-    let walked = walk(
+    let (closer, closing) = mpsc::channel::<OwnedFd>();
+    let closing = Mutex::new(closing);
+    let (walked, failed) = std::thread::scope(|scope| {
+        for _ in 0..CLOSERS {
+            // Each ends when every sender is gone (the removal below).
+            scope.spawn(|| {
+                loop {
+                    let next = match closing.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match next {
+                        Ok(fd) => drop(fd),
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+        let removal = Removal {
+            root: path,
+            abandoned: AtomicBool::new(false),
+            cancelled,
+            failed: Mutex::new(None),
+            closer,
+        };
+        let walked = remove_walk(path, threads, cancelled, &removal);
+        // Consuming the removal drops the sender: the closers finish what
+        // is queued and end before the scope does.
+        (walked, removal.failed.into_inner().ok().flatten())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    walked?;
+    std::fs::remove_dir(path)
+        .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", path.display())))
+}
+
+/// The walk of [`remove_tree`]: unlinks the files of each folder and
+/// leaves the folders to [`RmLevel`].
+fn remove_walk(
+    path: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+    removal: &Removal<'_>,
+) -> Result<(), ActionError> {
+    walk(
         threads,
         cancelled,
         |rel, parent: Option<&Arc<RmLevel<'_>>>| {
             use rustix::fs::{statat, unlinkat};
             let here = join(path, rel);
-            let fd = open_level(path, rel, parent.map(|p| p.fd.as_fd()))
-                .inspect_err(|_| removal.abandoned.store(true, Ordering::Relaxed))?;
-            let level = RmLevel {
-                fd,
-                rel: rel.to_vec(),
-                parent: parent.cloned(),
-                removal: &removal,
+            let parent_fd = match parent {
+                None => None,
+                Some(p) => match p.fd.as_ref() {
+                    Some(fd) => Some(fd.as_fd()),
+                    // Not reached: a level gives up its descriptor only when it goes.
+                    None => {
+                        removal.abandoned.store(true, Ordering::Relaxed);
+                        return Err(io_err("open folder", &here, "its parent is closed"));
+                    }
+                },
             };
-            let mut subdirs = Vec::new();
-            let names = read_names(&level.fd, &here).inspect_err(|_| {
+            let fd = open_level(path, rel, parent_fd)
+                .inspect_err(|_| removal.abandoned.store(true, Ordering::Relaxed))?;
+            let names = read_names(&fd, &here).inspect_err(|_| {
                 removal.abandoned.store(true, Ordering::Relaxed);
             })?;
+            let level = RmLevel {
+                fd: Some(fd),
+                rel: rel.to_vec(),
+                parent: parent.cloned(),
+                removal,
+            };
+            let Some(dir) = level.fd.as_ref() else {
+                return Ok((level, Vec::new()));
+            };
+            let mut subdirs = Vec::new();
             for (name, mut ft) in names {
                 let bytes = name.to_bytes();
                 if ft == FileType::Unknown {
-                    ft = statat(&level.fd, &name, AtFlags::SYMLINK_NOFOLLOW)
+                    ft = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
                         .map(|st| FileType::from_raw_mode(st.st_mode as _))
                         .map_err(|e| {
                             removal.abandoned.store(true, Ordering::Relaxed);
@@ -764,7 +848,7 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
                 if ft == FileType::Directory {
                     subdirs.push(child_rel(rel, bytes));
                 } else {
-                    unlinkat(&level.fd, &name, AtFlags::empty()).map_err(|e| {
+                    unlinkat(dir, &name, AtFlags::empty()).map_err(|e| {
                         removal.abandoned.store(true, Ordering::Relaxed);
                         io_err("delete", &here.join(OsStr::from_bytes(bytes)), e)
                     })?;
@@ -772,13 +856,7 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
             }
             Ok((level, subdirs))
         },
-    );
-    if let Some(e) = removal.failed.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    walked?;
-    std::fs::remove_dir(path)
-        .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", path.display())))
+    )
 }
 
 #[cfg(test)]
@@ -835,6 +913,34 @@ mod tests {
         assert!(
             src.join("a/b/file").exists(),
             "removing the copy keeps the source"
+        );
+    }
+
+    fn open_descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn removal_of_a_wide_and_deep_tree_leaves_nothing_and_closes_every_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("doomed");
+        for d in 0..60 {
+            let folder = root.join(format!("{:02}/{:02}/deep/er", d / 6, d % 6));
+            std::fs::create_dir_all(&folder).expect("mkdir");
+            for f in 0..5 {
+                std::fs::write(folder.join(format!("f{f}")), b"x").expect("write");
+            }
+            symlink("f0", folder.join("link")).expect("symlink");
+        }
+        let before = open_descriptors();
+        remove_tree(&root, 2, &AtomicBool::new(false)).expect("remove");
+        assert!(!root.exists());
+        // The closer threads have closed every removed folder's descriptor
+        // by the time remove_tree returns (other tests may open files
+        // meanwhile, so only a leak of one per folder is looked for).
+        assert!(
+            open_descriptors() < before + 60,
+            "folder descriptors leaked"
         );
     }
 }
