@@ -185,14 +185,13 @@ pub fn maybe_left_behind(attempt: &str) -> bool {
 
 /// Stops what an attempt left running (its step's process has ended):
 /// SIGTERM, then SIGKILL to what is still there after `grace`; reaps those
-/// that were handed to ward. Returns what it found, for the log.
+/// that were handed to ward. Returns what it found, for the log. The
+/// executor calls it only after [`maybe_left_behind`] said yes, so it goes
+/// straight to the full look.
 pub fn stop_left_behind(attempt: &str, grace: Duration) -> Vec<LeftBehind> {
-    if !maybe_left_behind(attempt) {
-        reap_orphans();
-        return Vec::new();
-    }
     let found = left_behind(attempt);
     if found.is_empty() {
+        reap_orphans();
         return found;
     }
     let signal = |sig: Signal| {
