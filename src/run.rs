@@ -374,11 +374,13 @@ fn create_key(path: &Path) -> std::io::Result<()> {
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
     let mut file = std::fs::File::from(fd);
     let written = file.write_all(&bytes).and_then(|()| file.sync_all());
-    // `link` fails if another ward made the key first: then that one counts.
-    let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    });
+    // Fails if another ward made the key first: then that one counts.
+    let linked = written.and_then(
+        |()| match crate::state::private::link_into_place(&temp, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        },
+    );
     let _ = std::fs::remove_file(&temp);
     linked?;
     std::fs::File::open(dir)?.sync_all()

@@ -569,6 +569,30 @@ pub fn ensure_log_dir(path: &Path) -> io::Result<()> {
     ensure_dir(path, "log folder").map_err(io::Error::other)
 }
 
+/// Puts a finished file (written under the temporary name `tmp`) at `path`
+/// unless something is there already (then `AlreadyExists`). A rename that
+/// refuses to replace keeps the file at one name (a second name, even for
+/// an instant, would make another ward opening it refuse it as
+/// hard-linked); file systems without it get a hard link (the caller
+/// removes the temporary name right after).
+pub fn link_into_place(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if [
+                rustix::io::Errno::INVAL,
+                rustix::io::Errno::NOSYS,
+                rustix::io::Errno::OPNOTSUPP,
+            ]
+            .contains(&e) =>
+        {
+            std::fs::hard_link(tmp, path)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

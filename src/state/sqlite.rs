@@ -108,7 +108,7 @@ impl SqliteStore {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| io("cannot sync", e))?;
-        match link_into_place(&tmp, path) {
+        match super::private::link_into_place(&tmp, path) {
             Ok(()) => {}
             // Another ward created it first: use that one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -141,29 +141,6 @@ impl SqliteStore {
     fn committed(&mut self) {
         self.commits += 1;
         crate::execute::fault::after_commit(self.commits);
-    }
-}
-
-/// Puts the finished database at `path` unless something is there. A
-/// rename that refuses to replace keeps the database at one name (a
-/// second name, even for an instant, would make another ward opening it
-/// refuse it as hard-linked); file systems without it get a hard link
-/// (the temporary name is removed right after).
-fn link_into_place(tmp: &Path, path: &Path) -> std::io::Result<()> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
-        Ok(()) => Ok(()),
-        Err(e)
-            if [
-                rustix::io::Errno::INVAL,
-                rustix::io::Errno::NOSYS,
-                rustix::io::Errno::OPNOTSUPP,
-            ]
-            .contains(&e) =>
-        {
-            std::fs::hard_link(tmp, path)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
