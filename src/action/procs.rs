@@ -549,7 +549,15 @@ mod tests {
             .spawn()
             .expect("sleep");
         let list = ProcMatchList(vec![ProcMatch::Name("sleep".to_owned())]);
+        // Until the exec is complete the child still has the test's name.
         let mut w = GoneWatch::record(&list).expect("record");
+        for _ in 0..400 {
+            if w.still().iter().any(|f| f.pid == child.id() as i32) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            w = GoneWatch::record(&list).expect("record");
+        }
         assert!(w.still().iter().any(|f| f.pid == child.id() as i32));
         child.kill().expect("kill");
         child.wait().expect("wait");
@@ -570,10 +578,17 @@ mod tests {
             })
         };
         let pid = child.id() as i32;
-        assert_eq!(
-            up(&spec("sleep 31.5")).expect("up").map(|f| f.pid),
-            Some(pid)
-        );
+        // spawn() returns once the exec has begun, a moment before the
+        // kernel sets the new name and arguments: look again (bounded).
+        let mut seen = None;
+        for _ in 0..400 {
+            seen = up(&spec("sleep 31.5")).expect("up").map(|f| f.pid);
+            if seen.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(seen, Some(pid));
         assert!(up(&spec("sleep 31.6")).expect("up").map(|f| f.pid) != Some(pid));
         child.kill().expect("kill");
         child.wait().expect("wait");

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, getpgid, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process_group};
 
 /// The step id in a process's `WARD_ATTEMPT_ID=<run>/<step>/<n>`, if any.
 fn attempt_step(environ: &[u8]) -> Option<String> {
@@ -36,12 +36,9 @@ fn attempt_step(environ: &[u8]) -> Option<String> {
 /// `service.start` started must survive a resume of its run).
 pub fn find(run_id: &str, keep: &dyn Fn(&str) -> bool) -> BTreeSet<i32> {
     let needle = format!("WARD_RUN_ID={run_id}");
-    let my_group = getpgid(None).ok();
+    let my_group = group_and_session(std::process::id() as i32).map(|(group, _)| group);
     let mut groups = BTreeSet::new();
     for (pid, dir) in crate::action::procs::other_processes() {
-        let Some(pid) = Pid::from_raw(pid) else {
-            continue;
-        };
         let Ok(environ) = std::fs::read(dir.join("environ")) else {
             continue;
         };
@@ -52,10 +49,14 @@ pub fn find(run_id: &str, keep: &dyn Fn(&str) -> bool) -> BTreeSet<i32> {
         {
             continue;
         }
-        if let Ok(group) = getpgid(Some(pid))
+        // A group id of 0 is a group led from outside ward's PID
+        // namespace: it cannot be signalled from here (0 would mean ward's
+        // own group), so it is never collected.
+        if let Some((group, _)) = group_and_session(pid)
+            && group > 0
             && Some(group) != my_group
         {
-            groups.insert(group.as_raw_nonzero().get());
+            groups.insert(group);
         }
     }
     groups
@@ -123,6 +124,14 @@ fn stat(pid: i32) -> Option<(char, i32, i32, i32)> {
     let state = fields.next()?.chars().next()?;
     let mut num = || fields.next()?.parse::<i32>().ok();
     Some((state, num()?, num()?, num()?))
+}
+
+/// The process group and session of `pid`, read from /proc rather than
+/// asked with getpgid/getsid: in a container whose session or group is led
+/// from outside its PID namespace the kernel reports them as 0, which
+/// rustix's wrappers treat as impossible (they assert a positive id).
+fn group_and_session(pid: i32) -> Option<(i32, i32)> {
+    stat(pid).map(|(_, _, group, session)| (group, session))
 }
 
 fn live(pid: i32) -> bool {
@@ -237,9 +246,7 @@ pub fn become_subreaper() {
 /// is in another group (`(cmd &)`) or another session (`setsid`).
 pub fn reap_orphans() {
     let me = rustix::process::getpid().as_raw_nonzero().get();
-    let my_session = rustix::process::getsid(None)
-        .map(|s| s.as_raw_nonzero().get())
-        .unwrap_or(0);
+    let my_session = group_and_session(me).map_or(0, |(_, session)| session);
     let candidates = direct_children().unwrap_or_else(|| {
         crate::action::procs::other_processes()
             .map(|(pid, _)| pid)
