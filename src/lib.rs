@@ -5,6 +5,8 @@
 //! templates; [`plan`] builds the DAG; [`report`] prints diagnostics and
 //! plans. Built-in actions live in [`action`], one file each.
 
+#![forbid(unsafe_code)]
+
 pub mod action;
 pub mod cli;
 pub mod clock;

@@ -240,10 +240,7 @@ impl ActionCtx {
         // process group while the child is still in it (GNU `timeout` sends
         // SIGTERM to ward, then to its group) cannot kill a `when: always`
         // action started in answer to the first; see execute/process.rs.
-        // SAFETY: the hook does nothing, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| Ok(()));
-        }
+        ward_fork::start_by_fork(&mut cmd);
         if stdout_piped {
             cmd.stdout(Stdio::piped());
         } else {

@@ -148,19 +148,17 @@ pub fn spawn_attempt(
         .kill_on_drop(false);
     // GNU `timeout` sends SIGTERM to ward and then to ward's process group.
     // A child being started at that moment is still in that group until it
-    // moves to its own, and with posix_spawn (std's choice when there is no
-    // pre-exec hook) a signal caught then is delivered with the default
-    // action once the new program starts: the `when: always` step started
-    // in answer to the first SIGTERM died of the second. With a hook, std
-    // forks instead, and until exec the child keeps ward's handlers, so a
-    // group signal caught before it left the group is harmless. A fork
-    // costs about three times a posix_spawn, so only the steps that must
-    // survive signals pay it; a normal step is being stopped by then anyway.
+    // moves to its own, and with posix_spawn (std's choice when it can) a
+    // signal caught then is delivered with the default action once the new
+    // program starts: the `when: always` step started in answer to the
+    // first SIGTERM died of the second. Started by fork, the child keeps
+    // ward's handlers until exec, so a group signal caught before it left
+    // the group is harmless (the `ward-fork` crate says why this is the
+    // way to get a fork, and holds its one `unsafe` line). A fork costs
+    // about three times a posix_spawn, so only the steps that must survive
+    // signals pay it; a normal step is being stopped by then anyway.
     if spec.shield_from_group_signals {
-        // SAFETY: the hook does nothing, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| Ok(()));
-        }
+        ward_fork::start_by_fork(cmd.as_std_mut());
     }
     let child = match cmd.spawn() {
         Ok(c) => c,
