@@ -26,6 +26,7 @@ mod secrets;
 mod shipped_playbooks;
 mod snapshots;
 mod state_trust;
+mod state_upgrade;
 #[allow(dead_code)]
 #[path = "../support/fossology.rs"]
 mod system;
