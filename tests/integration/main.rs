@@ -13,6 +13,7 @@ mod hostile;
 mod injection;
 mod invalid_fixtures;
 mod limits;
+mod output_snapshots;
 mod pg;
 #[allow(dead_code)]
 #[path = "../support/pg_cluster.rs"]
