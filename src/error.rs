@@ -1,29 +1,56 @@
-//! Errors that end a ward command, and the exit code each one maps to.
+//! Errors that end a ward command, and the one table of exit codes.
 //!
-//! Exit codes are part of ward's interface (docs/cli.md): 0 ok, 1 a run
-//! failed, 2 invalid playbook or usage, 3 another run holds the lock, 4 the
-//! state could not be recorded or read, 5 no state database at that path.
+//! Exit codes are part of ward's interface: [`exit`] names every code ward
+//! uses and docs/cli.md shows the same table (a unit test keeps the two
+//! together). Every error kind maps onto it explicitly in
+//! [`WardError::exit_code`]; the end of a run maps onto it in the CLI.
 
 use std::path::PathBuf;
 
-/// Process exit codes.
+/// Process exit codes: the only place they are chosen.
 pub mod exit {
-    /// Everything went well.
+    /// Everything went well (warnings may have been printed); also resuming
+    /// a run that already succeeded.
     pub const OK: i32 = 0;
-    /// A run (or a verification) failed.
+    /// A run (or a verification) failed; also a failed output and any
+    /// internal failure that fits no other code.
     pub const FAILED: i32 = 1;
-    /// The playbook is invalid or the command line is wrong.
+    /// The playbook is invalid, the command line is wrong, the run is
+    /// unknown, or the playbook changed since the run started; nothing was
+    /// run.
     pub const USAGE: i32 = 2;
-    /// Another run holds the lock.
+    /// Another run holds the lock (any other lock problem is [`STATE`]).
     pub const LOCKED: i32 = 3;
     /// The state could not be recorded or read: a full disk, a damaged
-    /// database, or a state folder that others could change (refused). In a
-    /// run, the `when: always` steps still ran; the printed outcome says how far
-    /// it got.
+    /// database or damaged records of a run, or a state folder that others
+    /// could change (refused). In a run, the `when: always` steps still
+    /// ran; the printed outcome says how far it got.
     pub const STATE: i32 = 4;
     /// No state database at the given path. Read commands and `resume`
     /// never create one.
     pub const NO_STATE: i32 = 5;
+    /// The run was stopped by SIGHUP (128 + 1).
+    pub const HANGUP: i32 = 129;
+    /// The run was stopped by SIGINT, Ctrl-C (128 + 2).
+    pub const INTERRUPT: i32 = 130;
+    /// The run was abandoned on SIGQUIT, `Ctrl-\` (128 + 3).
+    pub const QUIT: i32 = 131;
+    /// The run was stopped by SIGTERM (128 + 15).
+    pub const TERMINATE: i32 = 143;
+
+    /// Every code above with words its row in docs/cli.md must contain.
+    pub const ALL: &[(i32, &str)] = &[
+        (OK, "everything went well"),
+        (FAILED, "a run failed"),
+        (USAGE, "the playbook is invalid"),
+        (LOCKED, "another run holds the lock"),
+        (STATE, "the state could not be recorded or read"),
+        (NO_STATE, "no state database at that path"),
+        (HANGUP, "SIGHUP"),
+        (INTERRUPT, "SIGINT"),
+        (QUIT, "SIGQUIT"),
+        (TERMINATE, "SIGTERM"),
+    ];
 }
 
 /// An error that ends a command.
@@ -59,14 +86,6 @@ pub enum WardError {
         /// Byte offset of the first invalid byte.
         offset: usize,
     },
-    /// The playbook has errors; they were already reported as diagnostics.
-    #[error("{path}: {}; nothing was run", crate::report::count(*count, "error"))]
-    Invalid {
-        /// The playbook path as given.
-        path: String,
-        /// Number of errors.
-        count: usize,
-    },
     /// A command-line argument is wrong.
     #[error("{0}")]
     Usage(String),
@@ -85,23 +104,120 @@ pub enum WardError {
     /// The playbook changed since the run started.
     #[error("{0}")]
     PlaybookChanged(String),
+    /// What the state database recorded about a run cannot be read back
+    /// (its `--var` overrides or its `ward.*` facts): a state problem, never
+    /// read as "nothing recorded".
+    #[error(
+        "run {run}: its recorded {what} cannot be read ({problem}); the state database is \
+         damaged there, so the run cannot be resumed as it was started: start a new run with \
+         `ward run`"
+    )]
+    RunRecordDamaged {
+        /// The run id.
+        run: String,
+        /// What is damaged, e.g. "`--var` overrides".
+        what: &'static str,
+        /// Why it cannot be read.
+        problem: String,
+    },
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// A failure inside ward that no other kind describes.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl WardError {
-    /// The process exit code for this error.
+    /// The process exit code for this error. No arm is a catch-all: a new
+    /// kind of error must be given its code here.
     pub fn exit_code(&self) -> i32 {
         match self {
-            WardError::State(crate::state::StateError::Missing { .. }) => exit::NO_STATE,
-            WardError::State(_) => exit::STATE,
+            WardError::ReadPlaybook { .. }
+            | WardError::PlaybookIsDirectory { .. }
+            | WardError::PlaybookTooLarge { .. }
+            | WardError::PlaybookNotUtf8 { .. }
+            | WardError::Usage(_)
+            | WardError::RunNotFound(_)
+            | WardError::PlaybookChanged(_) => exit::USAGE,
+            WardError::Output(_) | WardError::Runtime(_) | WardError::Internal(_) => exit::FAILED,
             // Only a lock held by another run is "locked"; a lock file that
             // cannot be used is a state-folder fault.
             WardError::Locked(crate::state::LockError::Held { .. }) => exit::LOCKED,
-            WardError::Locked(_) => exit::STATE,
-            WardError::Output(_) | WardError::Runtime(_) => exit::FAILED,
-            _ => exit::USAGE,
+            WardError::Locked(crate::state::LockError::Io { .. })
+            | WardError::Locked(crate::state::LockError::State(_)) => exit::STATE,
+            WardError::State(e) => state_code(e),
+            WardError::RunRecordDamaged { .. } => exit::STATE,
         }
+    }
+}
+
+/// The exit code of a state failure: only a database that is not there is
+/// [`exit::NO_STATE`]; everything else is [`exit::STATE`].
+fn state_code(e: &crate::state::StateError) -> i32 {
+    use crate::state::StateError;
+    match e {
+        StateError::Missing { .. } => exit::NO_STATE,
+        StateError::Sqlite { .. }
+        | StateError::SqliteCause { .. }
+        | StateError::TooNew { .. }
+        | StateError::Io { .. }
+        | StateError::Untrusted { .. }
+        | StateError::Damaged { .. }
+        | StateError::Foreign { .. }
+        | StateError::NeedsUpgrade { .. }
+        | StateError::Key { .. }
+        | StateError::Corrupt { .. } => exit::STATE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit;
+
+    /// The rows of the exit code table in docs/cli.md: (code, meaning).
+    fn documented() -> Vec<(i32, String)> {
+        let text = include_str!("../docs/cli.md");
+        let table = text
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/cli.md has an `## Exit codes` section");
+        table
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+                let code = cells.first()?.trim().parse().ok()?;
+                Some((code, cells.get(1)?.trim().to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_exit_code_table_and_docs_cli_md_agree() {
+        let docs = documented();
+        let documented_codes: Vec<i32> = docs.iter().map(|(c, _)| *c).collect();
+        let known: Vec<i32> = exit::ALL.iter().map(|(c, _)| *c).collect();
+        assert_eq!(
+            documented_codes, known,
+            "docs/cli.md's exit codes differ from error::exit::ALL"
+        );
+        for ((code, words), (_, row)) in exit::ALL.iter().zip(&docs) {
+            assert!(
+                row.contains(words),
+                "docs/cli.md says of exit {code}: `{row}`; expected it to mention `{words}`"
+            );
+        }
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let mut codes: Vec<i32> = exit::ALL.iter().map(|(c, _)| *c).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), exit::ALL.len());
+        assert!(
+            codes.windows(2).all(|w| w[0] < w[1]),
+            "sorted as in the docs"
+        );
     }
 }

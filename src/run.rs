@@ -75,6 +75,9 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The variables as a JSON object, secret values masked. Sorted by name;
+/// printing a JSON value cannot fail (unlike serializing any value), so
+/// nothing is ever recorded as "no variables" by mistake.
 fn masked(map: impl IntoIterator<Item = (String, serde_json::Value)>) -> String {
     let m: BTreeMap<String, serde_json::Value> = map
         .into_iter()
@@ -86,7 +89,7 @@ fn masked(map: impl IntoIterator<Item = (String, serde_json::Value)>) -> String 
             }
         })
         .collect();
-    serde_json::to_string(&m).unwrap_or_else(|_| "{}".into())
+    serde_json::Value::Object(m.into_iter().collect()).to_string()
 }
 
 fn holder(run_id: &str) -> LockHolder {
@@ -154,7 +157,11 @@ pub fn start(
                 .iter()
                 .map(|(k, val)| (k.clone(), serde_json::Value::String(val.clone()))),
         ),
-        facts_json: serde_json::to_string(&v.facts).unwrap_or_default(),
+        facts_json: serde_json::to_string(&v.facts).map_err(|e| {
+            WardError::Internal(format!(
+                "cannot record the `ward.*` facts of run {run_id}: {e}; nothing was run"
+            ))
+        })?,
         host: holder(run_id).host,
         pid: std::process::id(),
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -215,17 +222,33 @@ pub fn hash(text: &str) -> String {
         .collect()
 }
 
-/// The `--var` overrides a run was started with, and the names whose values
-/// were masked (secrets) and must be given again.
-pub fn recorded_overrides(run: &RunRecord) -> (Vec<(String, String)>, Vec<String>) {
-    let map: BTreeMap<String, serde_json::Value> =
-        serde_json::from_str(&run.overrides_json).unwrap_or_default();
+/// The `--var` overrides a run recorded.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedOverrides {
+    /// Names and values, as given.
+    pub values: Vec<(String, String)>,
+    /// Names whose values were masked (secrets): they must be given again.
+    pub masked: Vec<String>,
+}
+
+/// The `--var` overrides a run was started with. Overrides that cannot be
+/// read are an error: resuming without them would run another backup than
+/// the one started (another target, another database).
+pub fn recorded_overrides(run: &RunRecord) -> Result<RecordedOverrides, WardError> {
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.overrides_json)
+        .map_err(|e| WardError::RunRecordDamaged {
+            run: run.id.clone(),
+            what: "`--var` overrides",
+            problem: e.to_string(),
+        })?;
     let mut values = Vec::new();
     let mut masked = Vec::new();
     for (k, v) in map {
         if is_secret_name(&k) {
             masked.push(k);
         } else {
+            // ward records every value as text; anything else is kept
+            // as its JSON text rather than dropped.
             values.push((
                 k,
                 v.as_str()
@@ -234,7 +257,7 @@ pub fn recorded_overrides(run: &RunRecord) -> (Vec<(String, String)>, Vec<String
             ));
         }
     }
-    (values, masked)
+    Ok(RecordedOverrides { values, masked })
 }
 
 /// Steps whose rendered definition differs between the run and `v`; a

@@ -22,8 +22,8 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::ActionError;
 use super::tree::{
-    Entry, Kind, at, child_rel, is_dir, join, open_dir, open_file_below, open_level, read_names,
-    walk,
+    Entry, Kind, at, child_rel, is_dir, join, open_dir, open_file_below, open_level_errno,
+    poisoned, read_names, walk,
 };
 
 /// The manifest's name inside snapshots made before it moved next to them.
@@ -503,7 +503,7 @@ pub fn compare(
     in_tree: bool,
     hashes: bool,
     threads: usize,
-) -> Vec<Mismatch> {
+) -> Result<Vec<Mismatch>, ActionError> {
     let base_root = m
         .base
         .as_ref()
@@ -511,11 +511,11 @@ pub fn compare(
     if let (Some(name), Some(b)) = (&m.base, &base_root)
         && !present(b)
     {
-        return vec![Mismatch {
+        return Ok(vec![Mismatch {
             kind: "missing",
             path: format!("../{name}"),
             detail: "the base snapshot this incremental snapshot builds on is gone".into(),
-        }];
+        }]);
     }
     // Entries stored in this set (not in its base): anything else found in
     // the set is extra.
@@ -528,13 +528,15 @@ pub fn compare(
     let root_fd = match open_dir(root) {
         Ok(fd) => fd,
         Err(e) => {
-            return vec![Mismatch {
+            return Ok(vec![Mismatch {
                 kind: "missing",
                 path: ".".into(),
                 detail: e.0,
-            }];
+            }]);
         }
     };
+    // A base that cannot be opened: its entries are checked in the set
+    // itself and reported missing there, so this hides nothing.
     let base_fd = base_root.as_deref().and_then(|b| open_dir(b).ok());
     let (mut out, extra) = std::thread::scope(|scope| {
         let extra = scope.spawn(|| collect_extra(root, &expected, in_tree, threads));
@@ -552,16 +554,16 @@ pub fn compare(
             out
         });
         let out: Vec<Mismatch> = checked.into_iter().flatten().collect();
-        (out, extra.join().unwrap_or_default())
+        (out, extra.join())
     });
-    for rel in extra {
+    for rel in scanned(root, extra)? {
         out.push(Mismatch {
             kind: "extra",
             path: String::from_utf8_lossy(&rel).into_owned(),
             detail: "not in the manifest".into(),
         });
     }
-    out
+    Ok(out)
 }
 
 /// Checks one manifest entry against the disk, adding what differs to
@@ -670,31 +672,64 @@ fn check_entry(
     }
 }
 
+/// The files the scan for extras found, from its joined thread. A scan
+/// that failed or panicked proves nothing: the set is not verified (it
+/// never reads as "no extra files").
+fn scanned(
+    root: &Path,
+    joined: std::thread::Result<Result<Vec<Vec<u8>>, ActionError>>,
+) -> Result<Vec<Vec<u8>>, ActionError> {
+    joined.unwrap_or_else(|_| {
+        Err(ActionError::new(format!(
+            "the scan of {} for files not in its manifest panicked (a bug in ward); \
+             the set is not verified",
+            root.display()
+        )))
+    })
+}
+
 /// Every path under `root` that is not in `expected` (a legacy in-tree
-/// manifest aside), sorted; folders not in `expected` are reported, not entered.
+/// manifest aside), sorted; folders not in `expected` are reported, not
+/// entered. A folder that is gone or no longer a folder is left to the
+/// entry check (it reports it); one that cannot be read is an error, as
+/// files in it could not be ruled out.
 fn collect_extra(
     root: &Path,
     expected: &HashSet<Vec<u8>>,
     in_tree: bool,
     threads: usize,
-) -> Vec<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>, ActionError> {
+    use rustix::io::Errno;
     let found: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-    let _ = walk(
+    let unscanned = |e: &dyn std::fmt::Display| {
+        ActionError::new(format!(
+            "{e}; files not in the manifest cannot be ruled out there, so the set is not verified"
+        ))
+    };
+    walk(
         threads,
         &AtomicBool::new(false),
         |rel, parent: Option<&std::sync::Arc<Option<OwnedFd>>>| {
-            // A folder that cannot be read is reported by the entry check.
             let parent_fd = match parent.map(|p| p.as_ref().as_ref()) {
                 Some(None) => return Ok((None, Vec::new())),
                 Some(Some(fd)) => Some(fd.as_fd()),
                 None => None,
             };
-            let Ok(fd) = open_level(root, rel, parent_fd) else {
-                return Ok((None, Vec::new()));
+            let fd = match open_level_errno(root, rel, parent_fd) {
+                Ok(fd) => fd,
+                // Gone, or replaced by a file or a symlink: the entry check
+                // reports it missing or changed.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) if !rel.is_empty() => {
+                    return Ok((None, Vec::new()));
+                }
+                Err(e) => {
+                    return Err(unscanned(&format_args!(
+                        "cannot open folder {}: {e}",
+                        join(root, rel).display()
+                    )));
+                }
             };
-            let Ok(names) = read_names(&fd, &join(root, rel)) else {
-                return Ok((None, Vec::new()));
-            };
+            let names = read_names(&fd, &join(root, rel)).map_err(|e| unscanned(&e))?;
             let mut subdirs = Vec::new();
             let mut extra = Vec::new();
             for (name, ft) in names {
@@ -709,17 +744,20 @@ fn collect_extra(
                     subdirs.push(child);
                 }
             }
-            if !extra.is_empty()
-                && let Ok(mut f) = found.lock()
-            {
-                f.extend(extra);
+            if !extra.is_empty() {
+                found
+                    .lock()
+                    .map_err(|_| poisoned("the files found that are not in the manifest"))?
+                    .extend(extra);
             }
             Ok((Some(fd), subdirs))
         },
-    );
-    let mut found = found.into_inner().unwrap_or_default();
+    )?;
+    let mut found = found
+        .into_inner()
+        .map_err(|_| poisoned("the files found that are not in the manifest"))?;
     found.sort();
-    found
+    Ok(found)
 }
 
 /// Builds, under `view`, the complete tree of `prefix` (a folder of the
@@ -786,4 +824,27 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_for_extra_files_that_panicked_is_an_error_not_an_empty_list() {
+        let root = Path::new("/backups/2026-11-23");
+        let joined = std::thread::spawn(|| -> Result<Vec<Vec<u8>>, ActionError> {
+            panic!("a scan that broke")
+        })
+        .join();
+        let err = scanned(root, joined).expect_err("a panicked scan must not pass");
+        assert!(
+            err.0.contains("/backups/2026-11-23") && err.0.contains("not verified"),
+            "{err}"
+        );
+        let failed = scanned(root, Ok(Err(ActionError::new("cannot open folder x"))));
+        assert!(failed.is_err());
+        let found = scanned(root, Ok(Ok(vec![b"extra".to_vec()]))).expect("found");
+        assert_eq!(found, vec![b"extra".to_vec()]);
+    }
 }

@@ -300,14 +300,21 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, ActionError> {
             )));
         }
     };
-    for item in read.flatten() {
+    // What cannot be read is an error, never left out: a `latest` link or a
+    // base marker that is missed would let rotate delete what it protects.
+    let unreadable = |path: &Path, e: std::io::Error| {
+        ActionError::new(format!("cannot read {}: {e}", path.display()))
+    };
+    for item in read {
+        let item = item.map_err(|e| unreadable(dir, e))?;
         let name = item.file_name().to_string_lossy().into_owned();
-        let Ok(ft) = item.file_type() else { continue };
+        let ft = item.file_type().map_err(|e| unreadable(&item.path(), e))?;
         if ft.is_symlink() {
             if name == latest {
-                listing.latest_target = std::fs::read_link(item.path())
-                    .ok()
-                    .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+                let target =
+                    std::fs::read_link(item.path()).map_err(|e| unreadable(&item.path(), e))?;
+                listing.latest_target =
+                    target.file_name().map(|n| n.to_string_lossy().into_owned());
             }
             continue;
         }
@@ -326,20 +333,28 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, ActionError> {
             continue;
         }
         let path: PathBuf = item.path();
-        let time = time_from_name(&name).unwrap_or_else(|| {
-            std::fs::metadata(&path)
-                .ok()
-                .and_then(|m| m.modified().ok())
+        // A time that cannot be read is not the epoch: that would make the
+        // snapshot the oldest, the first to go.
+        let time = match time_from_name(&name) {
+            Some(t) => t,
+            None => std::fs::metadata(&path)
+                .and_then(|m| m.modified())
                 .map(|t| chrono::DateTime::<chrono::Local>::from(t).naive_local())
-                .unwrap_or_default()
-        });
+                .map_err(|e| unreadable(&path, e))?,
+        };
+        let marker = super::snapshot_hardlink::base_marker(dir, &name);
+        let base = match std::fs::read_to_string(&marker) {
+            Ok(b) => Some(b.trim().to_owned()).filter(|b| !b.is_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(unreadable(&marker, e)),
+        };
         listing.snapshots.push(Snapshot {
+            // Both only ever make a snapshot count less (an incomplete or
+            // unverified snapshot is never deleted), so an unreadable
+            // manifest or marker cannot cost a backup.
             complete: manifest::present(&path),
             verified: marker_path(&path).is_some_and(|m| m.is_file()),
-            base: std::fs::read_to_string(super::snapshot_hardlink::base_marker(dir, &name))
-                .ok()
-                .map(|b| b.trim().to_owned())
-                .filter(|b| !b.is_empty()),
+            base,
             name,
             time,
         });
@@ -542,6 +557,17 @@ mod tests {
                 .count(),
             80 + 37 - 8
         );
+    }
+
+    #[test]
+    fn a_base_marker_that_cannot_be_read_is_an_error() {
+        // Read as "no base", rotate could delete the base an incremental
+        // snapshot needs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("2026-01-02")).expect("snapshot");
+        std::fs::create_dir(dir.path().join(".2026-01-02.base")).expect("a folder, not a file");
+        let err = list(dir.path(), "latest").expect_err("must not list");
+        assert!(err.0.contains(".2026-01-02.base"), "{err}");
     }
 
     #[test]

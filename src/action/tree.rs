@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
@@ -95,7 +95,7 @@ impl<T> Queue<T> {
     /// The next shared folder for a worker whose own stack is empty, or
     /// None when no worker has anything left.
     fn next(&self) -> Option<T> {
-        let mut guard = self.state.lock().ok()?;
+        let mut guard = relock(&self.state);
         if let Some(dir) = guard.dirs.pop() {
             return Some(dir);
         }
@@ -110,7 +110,10 @@ impl<T> Queue<T> {
                 return None;
             }
             self.waiting.fetch_add(1, Ordering::Relaxed);
-            guard = self.wake.wait(guard).ok()?;
+            guard = self
+                .wake
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -120,19 +123,36 @@ impl<T> Queue<T> {
         if local.len() < 2 || self.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        if let Ok(mut guard) = self.state.lock() {
-            let half = local.len() / 2;
-            guard.dirs.extend(local.drain(..half));
-            self.wake.notify_all();
-        }
+        let mut guard = relock(&self.state);
+        let half = local.len() / 2;
+        guard.dirs.extend(local.drain(..half));
+        self.wake.notify_all();
     }
 
     /// Drops every shared folder (after an error).
     fn clear(&self) {
-        if let Ok(mut guard) = self.state.lock() {
-            guard.dirs.clear();
-        }
+        relock(&self.state).dirs.clear();
     }
+}
+
+/// Locks the queue or the first error of a walk even if a worker panicked
+/// while holding it. Neither can be left half-changed (a pop, a push, a
+/// counter, an `Option` set once), and a worker's panic reaches the caller
+/// anyway when the thread scope ends; what must not happen is that the
+/// panic makes the other workers stop early or drop an error, so that the
+/// walk looks complete. Collected results are different: a poisoned list
+/// is an error ([`poisoned`]).
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The error for a list of results whose lock a panicking thread held: it
+/// may be incomplete, so it is never used as if it were whole.
+pub(super) fn poisoned(what: &str) -> ActionError {
+    ActionError::new(format!(
+        "{what}: a worker thread panicked while adding to it, so it may be incomplete; \
+         nothing was concluded from it (this is a bug in ward)"
+    ))
 }
 
 /// `root/rel` (`root` itself for the empty `rel`), for messages.
@@ -203,16 +223,14 @@ where
                         }
                         Err(e) => {
                             stop.store(true, Ordering::Relaxed);
-                            if let Ok(mut f) = failed.lock() {
-                                f.get_or_insert(e);
-                            }
+                            relock(&failed).get_or_insert(e);
                         }
                     }
                 }
             });
         }
     });
-    if let Some(e) = failed.into_inner().ok().flatten() {
+    if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
         return Err(e);
     }
     if cancelled.load(Ordering::Relaxed) {
@@ -298,11 +316,19 @@ pub(super) fn open_level(
     rel: &[u8],
     parent: Option<BorrowedFd<'_>>,
 ) -> Result<OwnedFd, ActionError> {
+    open_level_errno(root, rel, parent).map_err(|e| io_err("open folder", &join(root, rel), e))
+}
+
+/// [`open_level`] with the bare error number, for callers that tell a
+/// folder that is gone from one that cannot be read.
+pub(super) fn open_level_errno(
+    root: &Path,
+    rel: &[u8],
+    parent: Option<BorrowedFd<'_>>,
+) -> rustix::io::Result<OwnedFd> {
     match parent {
-        None => open_dir(root),
-        Some(p) => {
-            open_child(p, last_name(rel)).map_err(|e| io_err("open folder", &join(root, rel), e))
-        }
+        None => rustix::fs::openat(rustix::fs::CWD, root, DIR_FLAGS, Mode::empty()),
+        Some(p) => open_child(p, last_name(rel)),
     }
 }
 
@@ -491,6 +517,8 @@ pub fn link_tree_since(
                 None => LinkLevel {
                     from: open_dir(src)?,
                     to: open_dir(dest)?,
+                    // A base that cannot be opened makes this a full copy
+                    // (every file linked, none marked `in_base`): bigger, never wrong.
                     base: base.and_then(|b| open_dir(b).ok()),
                 },
                 Some(p) => {
@@ -550,10 +578,12 @@ pub fn link_tree_since(
                 }
                 let kind = match ft {
                     FileType::RegularFile => Kind::File,
+                    // The manifest records the target: an unreadable one is
+                    // an error, never an empty target.
                     FileType::Symlink => Kind::Symlink(
                         readlinkat(from, name, Vec::new())
                             .map(|t| t.into_bytes())
-                            .unwrap_or_default(),
+                            .map_err(|e| io_err("read the symbolic link", &at(), e))?,
                     ),
                     _ => Kind::Special,
                 };
@@ -578,13 +608,16 @@ pub fn link_tree_since(
             // its sub-folders does not change its times: set them now.
             let own = fstat(from).map_err(|e| io_err("read", &from_dir, e))?;
             set_times(to, own.st_mtime, own.st_mtime_nsec as i64);
-            if let Ok(mut all) = entries.lock() {
-                all.extend(local);
-            }
+            entries
+                .lock()
+                .map_err(|_| poisoned(&format!("the entries copied to {}", dest.display())))?
+                .extend(local);
             Ok((level, subdirs))
         },
     )?;
-    let mut entries = entries.into_inner().unwrap_or_default();
+    let mut entries = entries
+        .into_inner()
+        .map_err(|_| poisoned(&format!("the entries copied to {}", dest.display())))?;
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(entries)
 }
@@ -674,9 +707,7 @@ struct Removal<'a> {
 impl Removal<'_> {
     fn fail(&self, e: ActionError) {
         self.abandoned.store(true, Ordering::Relaxed);
-        if let Ok(mut f) = self.failed.lock() {
-            f.get_or_insert(e);
-        }
+        relock(&self.failed).get_or_insert(e);
     }
 
     fn going_on(&self) -> bool {
@@ -785,7 +816,13 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
         let walked = remove_walk(path, threads, cancelled, &removal);
         // Consuming the removal drops the sender: the closers finish what
         // is queued and end before the scope does.
-        (walked, removal.failed.into_inner().ok().flatten())
+        (
+            walked,
+            removal
+                .failed
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     });
     if let Some(e) = failed {
         return Err(e);

@@ -32,6 +32,12 @@ pub(super) fn find_run(session: &StateSession, id: Option<&str>) -> Result<RunRe
     }
 }
 
+/// A record as JSON; a failure is an error, never an empty document.
+fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, WardError> {
+    serde_json::to_value(value)
+        .map_err(|e| WardError::Internal(format!("cannot print the record as JSON: {e}")))
+}
+
 fn print_json(value: &serde_json::Value) -> Result<(), WardError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -61,7 +67,7 @@ pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
     let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
     let runs = session.store.runs(args.playbook.as_deref(), args.limit)?;
     if args.json {
-        print_json(&serde_json::to_value(&runs).unwrap_or_default())?;
+        print_json(&to_json(&runs)?)?;
     } else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
@@ -88,20 +94,21 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     };
     if args.json {
-        let items: Vec<serde_json::Value> = attempts
+        let items = attempts
             .iter()
             .map(|a| {
-                let mut v = serde_json::to_value(a).unwrap_or_default();
+                let mut v = to_json(a)?;
                 v["output"] = match read(&a.log_path) {
                     Ok(text) => serde_json::Value::String(text),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         serde_json::Value::String(String::new())
                     }
+                    // Not printed as empty output: null says it could not be read.
                     Err(_) => serde_json::Value::Null,
                 };
-                v
+                Ok(v)
             })
-            .collect();
+            .collect::<Result<Vec<serde_json::Value>, WardError>>()?;
         print_json(&serde_json::json!({ "run_id": run.id, "attempts": items }))?;
         return Ok(exit::OK);
     }

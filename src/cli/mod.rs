@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{WardError, exit};
+use crate::execute::{Ending, StopSignal};
 use crate::report::Style;
 
 /// Runs declarative backup and restore playbooks.
@@ -216,9 +217,14 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // clap exits 2 for usage errors and 0 for --help/--version.
+            // A closed stderr or stdout must not hide the code.
             let _ = e.print();
-            return e.exit_code();
+            // --help and --version "fail" to parse, on stdout.
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
     let result = match cli.command {
@@ -235,7 +241,6 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(WardError::Invalid { .. }) => exit::USAGE,
         Err(e) => {
             // A closed pipe (e.g. `ward plan x | head`) is not worth a message.
             if let WardError::Output(io) = &e
@@ -246,6 +251,43 @@ pub fn main() -> i32 {
             let style = Style::stderr();
             eprintln!("{}: {e}", style.error("error"));
             e.exit_code()
+        }
+    }
+}
+
+/// The exit code of a run that ran to its end (docs/cli.md, "Exit codes").
+fn ending_code(ending: Ending) -> i32 {
+    match ending {
+        Ending::Succeeded => exit::OK,
+        Ending::Failed => exit::FAILED,
+        Ending::StateLost => exit::STATE,
+        Ending::Interrupted(signal) | Ending::Abandoned(signal) => signal_code(signal),
+    }
+}
+
+/// 128 plus the number of the signal that stopped the run.
+fn signal_code(signal: StopSignal) -> i32 {
+    match signal {
+        StopSignal::Hangup => exit::HANGUP,
+        StopSignal::Interrupt => exit::INTERRUPT,
+        StopSignal::Quit => exit::QUIT,
+        StopSignal::Terminate => exit::TERMINATE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_codes_are_128_plus_the_signal_number() {
+        for (signal, number) in [
+            (StopSignal::Hangup, rustix::process::Signal::HUP),
+            (StopSignal::Interrupt, rustix::process::Signal::INT),
+            (StopSignal::Quit, rustix::process::Signal::QUIT),
+            (StopSignal::Terminate, rustix::process::Signal::TERM),
+        ] {
+            assert_eq!(signal_code(signal), 128 + number.as_raw(), "{signal:?}");
         }
     }
 }

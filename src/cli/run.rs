@@ -70,7 +70,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         &settings,
         reporter.as_mut(),
     )?;
-    Ok(outcome.exit_code)
+    Ok(super::ending_code(outcome.ending))
 }
 
 /// Why resuming `run` did nothing. With `--last` the operator may have
@@ -105,7 +105,10 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
         return Ok(exit::OK);
     }
     // Same variables as the run: recorded overrides, secrets given again.
-    let (mut overrides, masked) = run::recorded_overrides(&run);
+    let run::RecordedOverrides {
+        values: mut overrides,
+        masked,
+    } = run::recorded_overrides(&run)?;
     let given = var_overrides(&args.vars.vars)?;
     let missing: Vec<&String> = masked
         .iter()
@@ -123,12 +126,12 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
         overrides.retain(|(name, _)| *name != k);
         overrides.push((k, val));
     }
-    let facts: RunFacts = serde_json::from_str(&run.facts_json).map_err(|e| {
-        WardError::RunNotFound(format!(
-            "run {} has unreadable recorded facts ({e}); start a new run",
-            run.id
-        ))
-    })?;
+    let facts: RunFacts =
+        serde_json::from_str(&run.facts_json).map_err(|e| WardError::RunRecordDamaged {
+            run: run.id.clone(),
+            what: "`ward.*` facts",
+            problem: e.to_string(),
+        })?;
     let path = std::path::PathBuf::from(&run.playbook_path);
     let checked = crate::check_file_with(&path, &overrides, facts)?;
     let v = match report_checked(checked, &run.playbook_path) {
@@ -156,5 +159,5 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
     }
     let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
     let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut())?;
-    Ok(outcome.exit_code)
+    Ok(super::ending_code(outcome.ending))
 }

@@ -26,8 +26,20 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             ))),
         ),
     };
-    let (m, in_tree) = match found {
-        Ok(found) => (found.manifest, found.in_tree),
+    let compared = found.and_then(|found| {
+        let mismatches = manifest::compare(
+            &set,
+            &found.manifest,
+            found.in_tree,
+            !args.no_hashes,
+            crate::action::default_threads(),
+        )?;
+        Ok((found.manifest, mismatches))
+    });
+    // No manifest, a damaged one, or a check that could not be completed:
+    // the set is not verified.
+    let (m, mismatches) = match compared {
+        Ok(compared) => compared,
         Err(e) => {
             if args.json {
                 serde_json::to_writer_pretty(
@@ -43,13 +55,6 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             return Ok(exit::FAILED);
         }
     };
-    let mismatches = manifest::compare(
-        &set,
-        &m,
-        in_tree,
-        !args.no_hashes,
-        crate::action::default_threads(),
-    );
     if args.json {
         serde_json::to_writer_pretty(
             &mut out,

@@ -18,6 +18,25 @@ use std::time::Duration;
 
 pub use events::{Event, Reporter, StepEnd};
 pub use scheduler::{Execution, Outcome, Start, execute, keeps_children};
+pub use signals::Received as StopSignal;
+
+/// How a run ended, for the CLI to map onto its exit codes
+/// (`crate::error::exit`); the engine chooses no exit code itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Every step that was due succeeded.
+    Succeeded,
+    /// A step failed (after its retries).
+    Failed,
+    /// A checkpoint could not be written: the run went on from memory for
+    /// its finalizers, and what is recorded is an earlier picture.
+    StateLost,
+    /// The first stop signal: running steps were stopped, finalizers ran.
+    Interrupted(StopSignal),
+    /// SIGQUIT or a third stop signal: finalizers were abandoned too. The
+    /// signal is the one that made ward abandon them.
+    Abandoned(StopSignal),
+}
 
 /// How a run is carried out.
 #[derive(Clone, Debug)]

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::Ending;
 use super::ExecOptions;
 use super::action_run::{start_action, wait_action};
 use super::events::{Event, Reporter, StepEnd};
@@ -74,9 +75,8 @@ pub struct Start {
 pub struct Outcome {
     /// Final state.
     pub state: RunState,
-    /// Process exit code to use (0, 1, 4 the state could not be recorded,
-    /// 130/131/143 signals).
-    pub exit_code: i32,
+    /// How it ended (the CLI maps this onto an exit code).
+    pub ending: Ending,
     /// Why, if it did not succeed.
     pub message: Option<String>,
 }
@@ -913,7 +913,7 @@ impl Scheduler<'_, '_> {
                 }
             }
         }
-        let (state, exit_code, message) = self.verdict(fatal.clone());
+        let (state, ending, message) = self.verdict(fatal.clone());
         self.changes.push(Change::Run {
             state,
             message: message.clone(),
@@ -921,10 +921,10 @@ impl Scheduler<'_, '_> {
         });
         self.commit(store);
         // The last commit itself may have been the one that failed.
-        let (state, exit_code, message) = if self.state_lost.is_some() {
+        let (state, ending, message) = if self.state_lost.is_some() {
             self.verdict(fatal)
         } else {
-            (state, exit_code, message)
+            (state, ending, message)
         };
         self.reporter.event(&Event::RunFinished {
             run_id: self.run_id,
@@ -934,7 +934,7 @@ impl Scheduler<'_, '_> {
         });
         Outcome {
             state,
-            exit_code,
+            ending,
             message,
         }
     }
@@ -953,8 +953,8 @@ impl Scheduler<'_, '_> {
             )
     }
 
-    /// The run's final state, exit code and message.
-    fn verdict(&self, fatal: Option<String>) -> (RunState, i32, Option<String>) {
+    /// The run's final state, how it ended and the message.
+    fn verdict(&self, fatal: Option<String>) -> (RunState, Ending, Option<String>) {
         let failure = fatal.or_else(|| self.failure.clone());
         if let Some(lost) = &self.state_lost {
             let state = if self.interrupted.is_some() {
@@ -970,7 +970,7 @@ impl Scheduler<'_, '_> {
             if let Some(f) = failure {
                 message.push_str(&format!("; before that, {f}"));
             }
-            return (state, crate::error::exit::STATE, Some(message));
+            return (state, Ending::StateLost, Some(message));
         }
         if let Some(sig) = self.abandoned {
             let left: Vec<String> = (0..self.steps.len())
@@ -989,16 +989,16 @@ impl Scheduler<'_, '_> {
                     if left.len() == 1 { "it" } else { "them" }
                 )
             };
-            return (RunState::Interrupted, sig.exit_code(), Some(message));
+            return (RunState::Interrupted, Ending::Abandoned(sig), Some(message));
         }
         match (self.interrupted, failure) {
             (Some(sig), _) => (
                 RunState::Interrupted,
-                sig.exit_code(),
+                Ending::Interrupted(sig),
                 Some(format!("interrupted by {}", sig.name())),
             ),
-            (None, Some(f)) => (RunState::Failed, crate::error::exit::FAILED, Some(f)),
-            (None, None) => (RunState::Succeeded, crate::error::exit::OK, None),
+            (None, Some(f)) => (RunState::Failed, Ending::Failed, Some(f)),
+            (None, None) => (RunState::Succeeded, Ending::Succeeded, None),
         }
     }
 }

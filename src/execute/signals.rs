@@ -20,16 +20,17 @@ pub struct Signals {
     quit: Signal,
 }
 
-/// Which signal arrived.
+/// Which signal arrived (exported as `execute::StopSignal`; the CLI maps
+/// it onto an exit code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
-    /// SIGINT (Ctrl-C): exit 130.
+    /// SIGINT (Ctrl-C).
     Interrupt,
-    /// SIGTERM: exit 143.
+    /// SIGTERM.
     Terminate,
-    /// SIGHUP (the terminal or ssh session went away): exit 129.
+    /// SIGHUP (the terminal or ssh session went away).
     Hangup,
-    /// SIGQUIT (Ctrl-\): abandon at once, exit 131.
+    /// SIGQUIT (Ctrl-\): abandon at once.
     Quit,
 }
 
@@ -41,16 +42,6 @@ impl Received {
             Received::Terminate => "SIGTERM",
             Received::Hangup => "SIGHUP",
             Received::Quit => "SIGQUIT",
-        }
-    }
-
-    /// The conventional exit code (128 + signal number).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Received::Interrupt => 130,
-            Received::Terminate => 143,
-            Received::Hangup => 129,
-            Received::Quit => 131,
         }
     }
 }

@@ -655,9 +655,13 @@ fn apply_one(
         }
         Change::Note { kind, message, at } => event(tx, run_id, *at, None, kind, Some(message)),
         Change::Durability { step, unflushed } => {
+            // Never recorded as "": which output still needs a flush is what
+            // a resume after a power cut relies on; a failure fails the commit.
             let json = unflushed
                 .as_ref()
-                .map(|u| serde_json::to_string(u).unwrap_or_default());
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             tx.prepare_cached(
                 "UPDATE steps SET unflushed = ?3 WHERE run_id = ?1 AND step_id = ?2",
             )?

@@ -1,6 +1,7 @@
 //! Integration tests: they drive the real `ward` binary on real files.
 
 mod children;
+mod exit_codes;
 mod finalizers;
 mod fossology;
 mod fossology_conf;
