@@ -349,3 +349,81 @@ fn kill_while_the_point_is_held_then_resume_runs_the_window_again() {
             .psql("fossology", "SELECT count(*) FROM jobqueue")
     );
 }
+
+/// The shipped backup playbook killed (`kill -9` at a state commit) once
+/// the scheduler is back and the dump has not finished: the resume stops
+/// the scheduler again, takes the point and copies again, and ends with the
+/// scheduler up and a verified snapshot whose dump restores.
+#[test]
+fn shipped_backup_killed_after_the_window_reruns_it_on_resume() {
+    let root = Scratch::new();
+    let sys = FoSystem::build(&root.path().join("fo"));
+    let playbook = crate::harness::repo_path("playbooks/fossology/backup-full.yml");
+    let counts = sys.counts();
+    // The first commit after which start-scheduler is recorded succeeded
+    // and dump-db is not: found by trying, so that a change in how many
+    // commits a run makes does not silently test something else.
+    let mut found = None;
+    // (Fewer commits cannot have start-scheduler recorded.)
+    for n in 9..40 {
+        let s = Scratch::new();
+        let crashed = s
+            .ward()
+            .arg("run")
+            .arg(&playbook)
+            .args(sys.vars(&s.path().join("backup")))
+            .env("WARD_FAULT_KILL_AFTER_COMMITS", &n.to_string())
+            .run_allow_kill();
+        if crashed.code != -1 {
+            break;
+        }
+        let states = s.step_states();
+        if states["start-scheduler"] == "succeeded" && states["dump-db"] != "succeeded" {
+            found = Some(s);
+            break;
+        }
+        // Killed with the scheduler stopped: start it for the next try. If
+        // start-scheduler had begun, its daemon may still be on its way up.
+        let starting = states["start-scheduler"] != "pending";
+        if !(sys.scheduler_running() || starting && sys.scheduler_up()) {
+            sys.start_scheduler();
+        }
+    }
+    let s = found.expect("a commit after start-scheduler and before the dump's end");
+    assert!(
+        sys.scheduler_up(),
+        "the scheduler was started before the kill"
+    );
+    let resumed = s.ward().args(["resume", "--last"]).run();
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert!(
+        resumed.stderr.contains(
+            "the consistent point of `db-point` was held by a ward that is gone: the window is run again"
+        ),
+        "{}",
+        resumed.stderr
+    );
+    let status = s.status(None);
+    assert_eq!(status["state"], "succeeded", "{status}");
+    for step in ["stop-scheduler", "db-point", "start-scheduler"] {
+        let st = status_step(&status, step);
+        assert_eq!(st["attempts"], 2, "{step} ran again: {st}");
+    }
+    assert!(sys.scheduler_up(), "the scheduler runs after the resume");
+    let latest = s.path().join("backup/snapshots/latest");
+    s.ward().arg("verify").arg(&latest).run().expect_code(0);
+    let target = Cluster::start();
+    restore(
+        &s,
+        "restore",
+        &target,
+        &latest.join("db/pg_dumpall.sql.gz").display().to_string(),
+    );
+    for (table, n) in &counts {
+        assert_eq!(
+            &target.psql("fossology", &format!("SELECT count(*) FROM {table}")),
+            n,
+            "{table}"
+        );
+    }
+}
