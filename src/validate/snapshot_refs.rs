@@ -84,8 +84,8 @@ pub(super) fn check(playbook: &Playbook, steps: &[ResolvedStep], diags: &mut Dia
                     step.id
                 ),
             )),
-            Some(_) => match dumped_by.insert(target, step.id.as_str()) {
-                Some(first) => Some((
+            Some(_) => dumped_by.insert(target, step.id.as_str()).map(|first| {
+                (
                     format!(
                         "steps `{first}` and `{}` both dump the point of `{target}`; the first \
                          dump to succeed releases it",
@@ -94,9 +94,8 @@ pub(super) fn check(playbook: &Playbook, steps: &[ResolvedStep], diags: &mut Dia
                     "a point serves one `pg.dump`: give the second dump a `pg.snapshot` step of \
                      its own"
                         .to_owned(),
-                )),
-                None => None,
-            },
+                )
+            }),
         };
         if let Some((message, help)) = problem {
             diags.push(Diagnostic::error("snapshot-reference", span, message).with_help(help));
