@@ -427,3 +427,81 @@ fn shipped_backup_killed_after_the_window_reruns_it_on_resume() {
         );
     }
 }
+
+/// The shipped backup-full.yml turned back into its earlier shape: the
+/// dump (`pg.dumpall`) inside the window, start-scheduler waiting for it.
+fn dump_in_the_window(shipped: &str) -> String {
+    let point = "    action: pg.snapshot\n    with:\n      db: { host: \"{{ pg_host }}\", port: \"{{ pg_port }}\", user: \"{{ pg_user }}\" }\n";
+    let dumpall = "    action: pg.dumpall\n    with:\n      db: { host: \"{{ pg_host }}\", port: \"{{ pg_port }}\", user: \"{{ pg_user }}\" }\n      dest: \"{{ current }}/db/pg_dumpall.sql.gz\"\n      args: [--clean, --if-exists]\n      min_bytes: 4096\n      level: 2\n";
+    assert!(shipped.contains(point));
+    let mut text = shipped.replace(point, dumpall);
+    let from = text.find("  - id: dump-db\n").expect("dump-db");
+    let to = text.find("  - id: snapshot\n").expect("snapshot");
+    text.replace_range(from..to, "");
+    let needs = "needs: [record-unfinished-jobs, dump-db,";
+    assert!(text.contains(needs));
+    text.replace(needs, "needs: [record-unfinished-jobs, db-point,")
+}
+
+/// How long the scheduler is down with the dump inside the window (as
+/// before) and with only the point inside it (now), on the same system,
+/// nights alternating. Prints the figures.
+/// `cargo test --test integration window_downtime -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check"]
+fn window_downtime_with_and_without_the_dump() {
+    let root = Scratch::new();
+    let sys = FoSystem::build(&root.path().join("fo"));
+    let files: usize = std::env::var("FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rows: usize = std::env::var("ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    sys.grow(files, rows);
+    let size = sys.cluster.psql(
+        "postgres",
+        "SELECT pg_size_pretty(pg_database_size('fossology'))",
+    );
+    let shipped = std::fs::read_to_string(crate::harness::repo_path(
+        "playbooks/fossology/backup-full.yml",
+    ))
+    .expect("playbook");
+    let dir = root.path().join("playbooks");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(
+        crate::harness::repo_path("playbooks/fossology/fossology-check.sh"),
+        dir.join("fossology-check.sh"),
+    )
+    .expect("check script");
+    std::fs::write(dir.join("before.yml"), dump_in_the_window(&shipped)).expect("before");
+    std::fs::write(dir.join("now.yml"), &shipped).expect("now");
+    let mut figures: Vec<(String, Vec<u128>, Vec<u128>)> = Vec::new();
+    for name in ["before.yml", "now.yml"] {
+        figures.push((name.to_owned(), Vec::new(), Vec::new()));
+    }
+    for night in 1..=6u32 {
+        let which = (night as usize + 1) % 2;
+        let name = figures[which].0.clone();
+        let s = Scratch::new();
+        let started = std::time::Instant::now();
+        let run = s
+            .ward()
+            .arg("run")
+            .arg(dir.join(&name))
+            .args(sys.vars(&root.path().join(format!("backup-{name}"))))
+            .env("WARD_NOW", &format!("2026-11-{night:02}T02:00:00"))
+            .run();
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let total = started.elapsed().as_millis();
+        let down = sys.last_downtime().expect("downtime").as_millis();
+        figures[which].1.push(down);
+        figures[which].2.push(total);
+    }
+    eprintln!("fossology db {size}, {files} extra files, {rows} extra jobqueue rows");
+    for (name, down, total) in &figures {
+        eprintln!("{name}: scheduler down (ms) {down:?}; whole run (ms) {total:?}");
+    }
+}
