@@ -357,3 +357,152 @@ fn ancestors(v: &Validated, from: &[usize]) -> HashSet<usize> {
     }
     seen
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service window with a held point: stop, point and copy inside it,
+    /// start closing it, the dump of the point and a snapshot after it.
+    const WINDOW: &str = "ward: 1\nname: w\nsteps:\n  \
+        - id: stop\n    run: \"true\"\n  \
+        - id: point\n    needs: [stop]\n    action: pg.snapshot\n  \
+        - id: copy\n    needs: [stop]\n    run: \"true\"\n  \
+        - id: start\n    after: [stop, point, copy]\n    when: always\n    run: \"true\"\n  \
+        - id: dump\n    needs: [point]\n    after: [start]\n    action: pg.dump\n    with: { dest: d.gz, snapshot: point }\n  \
+        - id: snap\n    needs: [dump, copy]\n    run: \"true\"\n";
+
+    fn validated() -> Validated {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.yml");
+        std::fs::write(&path, WINDOW).expect("write");
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+            .and_then(|d| d.and_hms_opt(2, 0, 0))
+            .expect("date");
+        let facts = crate::template::RunFacts::new(now, "r", &path);
+        crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .validated
+            .expect("valid")
+    }
+
+    fn records(states: &[(&str, StepState)], unflushed: &[&str]) -> Vec<StepRecord> {
+        states
+            .iter()
+            .enumerate()
+            .map(|(i, (id, state))| StepRecord {
+                id: (*id).to_owned(),
+                position: i,
+                definition_json: String::new(),
+                state: *state,
+                reason: None,
+                attempts: 1,
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+                log_path: None,
+                compensation: false,
+                unflushed: unflushed.contains(id).then(|| super::super::Unflushed {
+                    boot_id: "before".into(),
+                    paths: vec!["/x".into()],
+                }),
+            })
+            .collect()
+    }
+
+    fn pending(v: &Validated, r: &Resumption) -> Vec<String> {
+        v.steps
+            .iter()
+            .zip(&r.initial)
+            .filter(|(_, (s, _))| *s == StepState::Pending)
+            .map(|(step, _)| step.id.clone())
+            .collect()
+    }
+
+    use StepState::{Failed, Skipped, Succeeded};
+
+    #[test]
+    fn a_point_lost_with_its_ward_reruns_its_window() {
+        let v = validated();
+        let r = resume_states(
+            &v,
+            &records(
+                &[
+                    ("stop", Succeeded),
+                    ("point", Succeeded),
+                    ("copy", Succeeded),
+                    ("start", Succeeded),
+                    ("dump", Failed),
+                    ("snap", Skipped),
+                ],
+                &[],
+            ),
+            false,
+            "now",
+            0,
+        );
+        assert_eq!(
+            pending(&v, &r),
+            ["stop", "point", "copy", "start", "dump", "snap"]
+        );
+        assert_eq!(
+            r.notices,
+            [
+                "the consistent point of `point` was held by a ward that is gone: the window is \
+              run again: stop, point, copy, start"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dumped_point_is_not_taken_again() {
+        let v = validated();
+        let r = resume_states(
+            &v,
+            &records(
+                &[
+                    ("stop", Succeeded),
+                    ("point", Succeeded),
+                    ("copy", Succeeded),
+                    ("start", Succeeded),
+                    ("dump", Succeeded),
+                    ("snap", Failed),
+                ],
+                &[],
+            ),
+            false,
+            "now",
+            0,
+        );
+        assert_eq!(pending(&v, &r), ["snap"]);
+        assert!(r.notices.is_empty());
+    }
+
+    #[test]
+    fn a_point_taken_again_is_dumped_again() {
+        // The copy was not flushed before a restart (rule 6): the window
+        // runs again (rule 4), the point with it, so its dump too.
+        let v = validated();
+        let r = resume_states(
+            &v,
+            &records(
+                &[
+                    ("stop", Succeeded),
+                    ("point", Succeeded),
+                    ("copy", Succeeded),
+                    ("start", Succeeded),
+                    ("dump", Succeeded),
+                    ("snap", Failed),
+                ],
+                &["copy"],
+            ),
+            true,
+            "after",
+            0,
+        );
+        assert_eq!(
+            pending(&v, &r),
+            ["stop", "point", "copy", "start", "dump", "snap"]
+        );
+    }
+}
