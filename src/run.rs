@@ -454,6 +454,9 @@ pub fn resume(
         },
     );
     session.store.apply(&run.id, &resumption.changes)?;
+    for notice in &resumption.notices {
+        eprintln!("note: {notice}");
+    }
     let start = Start {
         initial: resumption.initial,
         flush_first: resumption.flush_first,

@@ -15,9 +15,11 @@ mod context;
 pub mod manifest;
 mod params;
 mod pg;
+mod pg_dump;
 mod pg_dumpall;
 mod pg_query;
 mod pg_restore;
+mod pg_snapshot;
 pub(crate) mod procs;
 mod rotate;
 mod rsync;
@@ -42,9 +44,11 @@ pub use context::{
     default_threads, describe_status, sync_dir, write_atomic,
 };
 pub use params::{Compression, PgConn, StringList};
+pub use pg_dump::{PgDump, PgDumpParams};
 pub use pg_dumpall::{PgDumpall, PgDumpallParams};
 pub use pg_query::{PgQuery, PgQueryParams};
 pub use pg_restore::{PgRestore, PgRestoreParams};
+pub use pg_snapshot::{PgSnapshot, PgSnapshotParams};
 pub use rotate::{Rotate, RotateParams};
 pub use rsync::{Rsync, RsyncMode, RsyncParams, Vanished};
 pub use service_start::{ServiceStart, ServiceStartParams};
@@ -205,6 +209,8 @@ pub static REGISTRY: &[ActionDef] = &[
     def::<ServiceStop>(),
     def::<ServiceStart>(),
     def::<PgDumpall>(),
+    def::<PgSnapshot>(),
+    def::<PgDump>(),
     def::<PgRestore>(),
     def::<PgQuery>(),
     def::<Rsync>(),

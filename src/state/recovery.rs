@@ -50,6 +50,21 @@
 //!    data, and the resume flushes it first); after a restart of the
 //!    machine its output may be lost, so it runs again (and, by rule 4,
 //!    its whole window with it).
+//!
+//! 7. **A held point dies with its ward.** A `pg.snapshot` step holds a
+//!    consistent point of the databases (open transactions) in ward's
+//!    process until the `pg.dump` that uses it has dumped it; no later
+//!    process can use it. So when a resumed run has a `pg.snapshot` step
+//!    recorded succeeded but a `pg.dump` of its point that must still run,
+//!    the point is lost and is taken again in a window of its own: the
+//!    snapshot step, every step it waits for (e.g. "stop the scheduler")
+//!    and every recorded-succeeded step that follows from those (the
+//!    copies of the window, its finalizer "start the scheduler", ...) run
+//!    again, so that the point and the copies come from the same quiet
+//!    moment again. Conversely, whenever a snapshot step runs again (also
+//!    by rule 4 or 6), the dumps of its point run again with it: a dump of
+//!    the old point would not match what the window copies again. The
+//!    resume says so on stderr and in the run's events (`point-lost`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -58,8 +73,9 @@ use std::path::PathBuf;
 use super::boot::same_boot;
 use super::records::{Change, StepRecord, StepState};
 use super::{StateError, Store};
+use crate::action::{Action, PgDumpParams, PgSnapshot};
 use crate::model::When;
-use crate::validate::Validated;
+use crate::validate::{ResolvedBody, Validated};
 
 /// Rule 1: marks runs of `lock` still recorded `running` as crashed. Call
 /// only while holding the lock. Returns the ids of the runs it marked.
@@ -109,9 +125,11 @@ pub struct Resumption {
     /// Kept steps whose output must be flushed before it is relied on
     /// (rule 6, same boot): step index and paths.
     pub flush_first: Vec<(usize, Vec<PathBuf>)>,
+    /// Lines for the operator about what runs again and why (rule 7).
+    pub notices: Vec<String>,
 }
 
-/// Rules 2-4 and 6: where each step starts when `records` are resumed (of
+/// Rules 2-4, 6 and 7: where each step starts when `records` are resumed (of
 /// a run that `crashed` or not) in the boot `boot_id`.
 pub fn resume_states(
     v: &Validated,
@@ -162,8 +180,61 @@ pub fn resume_states(
         })
         .map(|f| (f, ancestors(v, &[f])))
         .collect();
+    // Rule 7: the pg.snapshot steps and the pg.dump steps that use their points.
+    let points = held_points(v);
+    let mut lost: HashSet<usize> = HashSet::new();
+    let mut notices = Vec::new();
     loop {
         let mut changed = false;
+        for (point, dumps) in &points {
+            let taken_before = record(*point).is_some_and(|r| r.state == StepState::Succeeded);
+            if taken_before && !lost.contains(point) && dumps.iter().any(|&d| !keep[d]) {
+                // The point died with the ward that held it: take it again,
+                // in a window of its own (stop again, copy again).
+                lost.insert(*point);
+                let mut again: HashSet<usize> = ancestors(v, &[*point]);
+                again.insert(*point);
+                let from: Vec<usize> = again.iter().copied().collect();
+                again.extend(descendants(v, &from));
+                let mut rerun: Vec<usize> = again.into_iter().filter(|&i| keep[i]).collect();
+                rerun.sort_unstable();
+                let id = &v.steps[*point].id;
+                for &i in &rerun {
+                    keep[i] = false;
+                    why.insert(
+                        i,
+                        format!(
+                            "runs again: the consistent point of `{id}` was held by a ward \
+                             that is gone"
+                        ),
+                    );
+                }
+                let names: Vec<&str> = rerun.iter().map(|&i| v.steps[i].id.as_str()).collect();
+                notices.push(format!(
+                    "the consistent point of `{id}` was held by a ward that is gone: the window \
+                     is run again: {}",
+                    names.join(", ")
+                ));
+                changed |= !rerun.is_empty();
+            }
+            if !keep[*point] {
+                // A new point means a new dump: one kept from the old point
+                // would not match what the window copies again.
+                for &d in dumps {
+                    if keep[d] {
+                        keep[d] = false;
+                        why.insert(
+                            d,
+                            format!(
+                                "runs again: the point of `{}` is taken again",
+                                v.steps[*point].id
+                            ),
+                        );
+                        changed = true;
+                    }
+                }
+            }
+        }
         for (f, window) in &finalizers {
             if !window.iter().any(|&w| !keep[w]) {
                 continue;
@@ -194,7 +265,14 @@ pub fn resume_states(
         }
     }
 
-    let mut changes = Vec::new();
+    let mut changes: Vec<Change> = notices
+        .iter()
+        .map(|n| Change::Note {
+            kind: "point-lost",
+            message: n.clone(),
+            at: now,
+        })
+        .collect();
     let flush_first = (0..n)
         .filter(|&i| keep[i])
         .filter_map(|i| {
@@ -225,7 +303,45 @@ pub fn resume_states(
         initial,
         changes,
         flush_first,
+        notices,
     }
+}
+
+/// Each `pg.snapshot` step with the `pg.dump` steps that dump its point.
+fn held_points(v: &Validated) -> Vec<(usize, Vec<usize>)> {
+    let dump_of = |i: usize| match &v.steps[i].body {
+        ResolvedBody::Action(p) => p
+            .as_any()
+            .downcast_ref::<PgDumpParams>()
+            .map(|d| d.snapshot.as_str()),
+        _ => None,
+    };
+    (0..v.steps.len())
+        .filter(|&i| !v.steps[i].compensation_only)
+        .filter(|&i| {
+            matches!(&v.steps[i].body, ResolvedBody::Action(p) if p.action() == PgSnapshot::NAME)
+        })
+        .map(|i| {
+            let dumps = (0..v.steps.len())
+                .filter(|&d| dump_of(d) == Some(v.steps[i].id.as_str()))
+                .collect();
+            (i, dumps)
+        })
+        .collect()
+}
+
+/// Every step that waits for one of `from`, directly or not.
+fn descendants(v: &Validated, from: &[usize]) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<usize> = from.to_vec();
+    while let Some(i) = stack.pop() {
+        for d in v.graph.dependents(i) {
+            if seen.insert(d) {
+                stack.push(d);
+            }
+        }
+    }
+    seen
 }
 
 /// Every step that one of `from` waits for, directly or not.
@@ -240,4 +356,153 @@ fn ancestors(v: &Validated, from: &[usize]) -> HashSet<usize> {
         }
     }
     seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service window with a held point: stop, point and copy inside it,
+    /// start closing it, the dump of the point and a snapshot after it.
+    const WINDOW: &str = "ward: 1\nname: w\nsteps:\n  \
+        - id: stop\n    run: \"true\"\n  \
+        - id: point\n    needs: [stop]\n    action: pg.snapshot\n  \
+        - id: copy\n    needs: [stop]\n    run: \"true\"\n  \
+        - id: start\n    after: [stop, point, copy]\n    when: always\n    run: \"true\"\n  \
+        - id: dump\n    needs: [point]\n    after: [start]\n    action: pg.dump\n    with: { dest: d.gz, snapshot: point }\n  \
+        - id: snap\n    needs: [dump, copy]\n    run: \"true\"\n";
+
+    fn validated() -> Validated {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.yml");
+        std::fs::write(&path, WINDOW).expect("write");
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
+            .and_then(|d| d.and_hms_opt(2, 0, 0))
+            .expect("date");
+        let facts = crate::template::RunFacts::new(now, "r", &path);
+        crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .validated
+            .expect("valid")
+    }
+
+    fn records(states: &[(&str, StepState)], unflushed: &[&str]) -> Vec<StepRecord> {
+        states
+            .iter()
+            .enumerate()
+            .map(|(i, (id, state))| StepRecord {
+                id: (*id).to_owned(),
+                position: i,
+                definition_json: String::new(),
+                state: *state,
+                reason: None,
+                attempts: 1,
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+                log_path: None,
+                compensation: false,
+                unflushed: unflushed.contains(id).then(|| super::super::Unflushed {
+                    boot_id: "before".into(),
+                    paths: vec!["/x".into()],
+                }),
+            })
+            .collect()
+    }
+
+    fn pending(v: &Validated, r: &Resumption) -> Vec<String> {
+        v.steps
+            .iter()
+            .zip(&r.initial)
+            .filter(|(_, (s, _))| *s == StepState::Pending)
+            .map(|(step, _)| step.id.clone())
+            .collect()
+    }
+
+    use StepState::{Failed, Skipped, Succeeded};
+
+    #[test]
+    fn a_point_lost_with_its_ward_reruns_its_window() {
+        let v = validated();
+        let r = resume_states(
+            &v,
+            &records(
+                &[
+                    ("stop", Succeeded),
+                    ("point", Succeeded),
+                    ("copy", Succeeded),
+                    ("start", Succeeded),
+                    ("dump", Failed),
+                    ("snap", Skipped),
+                ],
+                &[],
+            ),
+            false,
+            "now",
+            0,
+        );
+        assert_eq!(
+            pending(&v, &r),
+            ["stop", "point", "copy", "start", "dump", "snap"]
+        );
+        assert_eq!(
+            r.notices,
+            [
+                "the consistent point of `point` was held by a ward that is gone: the window is \
+              run again: stop, point, copy, start"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dumped_point_is_not_taken_again() {
+        let v = validated();
+        let r = resume_states(
+            &v,
+            &records(
+                &[
+                    ("stop", Succeeded),
+                    ("point", Succeeded),
+                    ("copy", Succeeded),
+                    ("start", Succeeded),
+                    ("dump", Succeeded),
+                    ("snap", Failed),
+                ],
+                &[],
+            ),
+            false,
+            "now",
+            0,
+        );
+        assert_eq!(pending(&v, &r), ["snap"]);
+        assert!(r.notices.is_empty());
+    }
+
+    #[test]
+    fn a_point_taken_again_is_dumped_again() {
+        // The copy was not flushed before a restart (rule 6): the window
+        // runs again (rule 4), the point with it, so its dump too.
+        let v = validated();
+        let r = resume_states(
+            &v,
+            &records(
+                &[
+                    ("stop", Succeeded),
+                    ("point", Succeeded),
+                    ("copy", Succeeded),
+                    ("start", Succeeded),
+                    ("dump", Succeeded),
+                    ("snap", Failed),
+                ],
+                &["copy"],
+            ),
+            true,
+            "after",
+            0,
+        );
+        assert_eq!(
+            pending(&v, &r),
+            ["stop", "point", "copy", "start", "dump", "snap"]
+        );
+    }
 }

@@ -8,6 +8,7 @@
 mod references;
 mod resolve;
 mod rotate_order;
+mod snapshot_refs;
 
 use std::collections::BTreeMap;
 
@@ -61,6 +62,7 @@ pub fn validate(
         })
         .collect();
     rotate_order::check(&playbook, &steps, diags);
+    snapshot_refs::check(&playbook, &steps, diags);
     let graph = match StepGraph::build(&playbook.steps, &compensation_only) {
         Ok(g) => Some(g),
         Err(cycles) => {

@@ -680,7 +680,7 @@ fn failing_dump_keeps_latest_and_restarts_the_scheduler() {
     let failed = night(21);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert!(
-        failed.stderr.contains("pg_dumpall failed"),
+        failed.stderr.contains("db-point failed"),
         "{}",
         failed.stderr
     );

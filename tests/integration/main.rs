@@ -19,6 +19,7 @@ mod pg;
 #[allow(dead_code)]
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
+mod pg_snapshot;
 mod plan;
 mod procs;
 mod reporting;
