@@ -1,9 +1,9 @@
 #!/bin/bash
 # Copies back, from a snapshot, the files a FOSSology repository lost: the
 # `copy-missing` step of repair-repository.yml. Its work grows with what was
-# lost, not with the repository: both trees are listed by name once (no
-# file is read or stat'ed), and only the files missing from the repository
-# are read, checked and copied.
+# lost, not with the repository: the snapshot's names come from its
+# manifest, each is looked up in the repository (one stat, no read), and
+# only the files missing from the repository are read, checked and copied.
 #
 # Environment: FROM (the snapshot folder, or a link to it such as
 # `latest`), REPO (the repository host folder), REPORT_DIR (where the lists
@@ -69,16 +69,11 @@ else
   fi
 fi
 
-# 1. What is missing: the names in the repository (one walk, readdir only,
-# no file read or stat'ed) against the names in the snapshot. Those come
-# from its manifest (one file read) when it can be trusted and every
-# repository path in it is plain text, else from a walk of the snapshot.
-: > "$work/live"
-live_pid=""
-if [ -d "$live" ]; then
-  (cd -- "$live" && find . -mindepth 1 -type f -printf '%P\0' | sort -z) > "$work/live" &
-  live_pid=$!
-fi
+# 1. What is missing: the snapshot's file names, from its manifest (one
+# file read) when it can be trusted and every repository path in it is
+# plain text, else from a walk of the snapshot (names only); then each name
+# is looked up in the repository (a stat, no read): cheaper than a walk of
+# the repository, which opens every one of its hashed folders.
 if [ -z "$manifest_why" ] && ! grep -q -e '"path":"repository/[^"]*\\' -e '"path_hex"' -- "$manifest"; then
   grep -o '"path":"repository/[^"]*","type":"file"' -- "$manifest" |
     sed 's/^"path":"repository\///; s/","type":"file"$//' | tr '\n' '\0' | sort -z > "$work/snap"
@@ -87,15 +82,24 @@ else
   (cd -- "$snap" && find . -mindepth 1 -type f -printf '%P\0' | sort -z) > "$work/snap"
   echo "snapshot listed by a walk${manifest_why:+ ($manifest_why)}"
 fi
-[ -z "$live_pid" ] || wait "$live_pid"
-comm -z -23 "$work/snap" "$work/live" > "$work/missing0"
 # The lists below are one path a line: names with other characters than
-# these (never FOSSology's) are refused rather than risked.
+# these (never FOSSology's) are looked up one by one, and refused if missing.
 safe='^[[:alnum:] ._,+=@%~/:-]*$'
-{ grep -z -v -e "$safe" "$work/missing0" || true; } | tr '\0' '\n' |
-  sed 's/$/: name has characters this repair does not handle; copy it by hand/' > "$work/refused"
-{ grep -z -e "$safe" "$work/missing0" || true; } | tr '\0' '\n' > "$work/missing"
-echo "files the snapshot has that the repository lacks: $(tr -cd '\0' < "$work/missing0" | wc -c)"
+{ grep -z -e "$safe" "$work/snap" || true; } | tr '\0' '\n' > "$work/names"
+: > "$work/present"
+if [ -d "$live" ]; then
+  # stat prints the names it finds (lstat: a link counts as present).
+  (cd -- "$live" && xargs -r -d '\n' stat --printf='%n\n' -- < "$work/names" 2> /dev/null | sort) > "$work/present" || true
+fi
+comm -23 "$work/names" "$work/present" > "$work/missing"
+: > "$work/refused"
+n_odd=0
+while IFS= read -r -d '' p; do
+  [ ! -e "$live/$p" ] && [ ! -L "$live/$p" ] || continue
+  n_odd=$((n_odd + 1))
+  printf '%s: name has characters this repair does not handle; copy it by hand\n' "$p" >> "$work/refused"
+done < <(grep -z -v -e "$safe" "$work/snap" || true)
+echo "files the snapshot has that the repository lacks: $(($(wc -l < "$work/missing") + n_odd))"
 
 # 2. Archive pairs: a lost half of a gold/files pair the snapshot has linked
 # is linked to the surviving half (no copy); when both are lost, gold/ is
