@@ -76,10 +76,10 @@ fi
 # the repository, which opens every one of its hashed folders.
 if [ -z "$manifest_why" ] && ! grep -q -e '"path":"repository/[^"]*\\' -e '"path_hex"' -- "$manifest"; then
   grep -o '"path":"repository/[^"]*","type":"file"' -- "$manifest" |
-    sed 's/^"path":"repository\///; s/","type":"file"$//' | tr '\n' '\0' | sort -z > "$work/snap"
+    sed 's/^"path":"repository\///; s/","type":"file"$//' | tr '\n' '\0' > "$work/snap"
   echo "snapshot listed from its manifest"
 else
-  (cd -- "$snap" && find . -mindepth 1 -type f -printf '%P\0' | sort -z) > "$work/snap"
+  (cd -- "$snap" && find . -mindepth 1 -type f -printf '%P\0') > "$work/snap"
   echo "snapshot listed by a walk${manifest_why:+ ($manifest_why)}"
 fi
 # The lists below are one path a line: names with other characters than
@@ -89,9 +89,9 @@ safe='^[[:alnum:] ._,+=@%~/:-]*$'
 : > "$work/present"
 if [ -d "$live" ]; then
   # stat prints the names it finds (lstat: a link counts as present).
-  (cd -- "$live" && xargs -r -d '\n' stat --printf='%n\n' -- < "$work/names" 2> /dev/null | sort) > "$work/present" || true
+  (cd -- "$live" && xargs -r -d '\n' stat --printf='%n\n' -- < "$work/names" 2> /dev/null) > "$work/present" || true
 fi
-comm -23 "$work/names" "$work/present" > "$work/missing"
+awk 'FILENAME == ARGV[1] { have[$0]; next } !($0 in have)' "$work/present" "$work/names" > "$work/missing"
 : > "$work/refused"
 n_odd=0
 while IFS= read -r -d '' p; do
