@@ -34,7 +34,7 @@ if [ -z "$set_dir" ] || [ ! -d "$set_dir/repository" ]; then
 fi
 snap=$set_dir/repository
 live=$REPO
-manifest=$(dirname -- "$set_dir")/.$(basename -- "$set_dir").manifest.json
+manifest=${set_dir%/*}/.${set_dir##*/}.manifest.json
 [ -f "$manifest" ] || manifest=$set_dir/manifest.json
 
 mkdir -p -- "$REPORT_DIR"
@@ -59,22 +59,31 @@ manifest_why=""
 if [ ! -f "$manifest" ]; then
   manifest_why="no manifest for snapshot $set_dir"
 else
-  recorded=$(tail -c 66 -- "$manifest" | head -c 64)
-  actual=$({ head -c -78 -- "$manifest"; printf '"checksum":""}'; } | sha256sum | cut -c1-64)
-  if [ "$recorded" != "$actual" ]; then
+  recorded=$(tail -c 66 -- "$manifest")
+  actual=$({ head -c -78 -- "$manifest"; printf '"checksum":""}'; } | sha256sum)
+  if [ "${recorded:0:64}" != "${actual:0:64}" ]; then
     manifest_why="manifest $manifest is damaged (its checksum does not match its content)"
-  elif grep -q '"kind":"incremental"' -- "$manifest"; then
-    echo "snapshot $set_dir is incremental: repair from a full snapshot (backup-full.yml makes them)" >&2
-    exit 1
   fi
 fi
+# One pass over the manifest for what rules it out as a list of names: an
+# incremental snapshot (refused), a repository path that is not plain text.
+odd=""
+if [ -z "$manifest_why" ]; then
+  odd=$(grep -o -e '"kind":"incremental","\(base\|entries\)"' -e '"path":"repository/[^"]*\\' -e '"path_hex"' -- "$manifest" |
+        head -n 1 || true)
+fi
+case $odd in
+  '"kind":"incremental"'*)
+    echo "snapshot $set_dir is incremental: repair from a full snapshot (backup-full.yml makes them)" >&2
+    exit 1 ;;
+esac
 
 # 1. What is missing: the snapshot's file names, from its manifest (one
 # file read) when it can be trusted and every repository path in it is
 # plain text, else from a walk of the snapshot (names only); then each name
 # is looked up in the repository (a stat, no read): cheaper than a walk of
 # the repository, which opens every one of its hashed folders.
-if [ -z "$manifest_why" ] && ! grep -q -e '"path":"repository/[^"]*\\' -e '"path_hex"' -- "$manifest"; then
+if [ -z "$manifest_why" ] && [ -z "$odd" ]; then
   grep -o '"path":"repository/[^"]*","type":"file"' -- "$manifest" |
     sed 's/^"path":"repository\///; s/","type":"file"$//' | tr '\n' '\0' > "$work/snap"
   echo "snapshot listed from its manifest"
