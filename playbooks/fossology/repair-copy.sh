@@ -65,49 +65,66 @@ else
     manifest_why="manifest $manifest is damaged (its checksum does not match its content)"
   fi
 fi
-# One pass over the manifest for what rules it out as a list of names: an
-# incremental snapshot (refused), a repository path that is not plain text.
-odd=""
-if [ -z "$manifest_why" ]; then
-  odd=$(grep -o -e '"kind":"incremental","\(base\|entries\)"' -e '"path":"repository/[^"]*\\' -e '"path_hex"' -- "$manifest" |
-        head -n 1 || true)
-fi
-case $odd in
-  '"kind":"incremental"'*)
-    echo "snapshot $set_dir is incremental: repair from a full snapshot (backup-full.yml makes them)" >&2
-    exit 1 ;;
-esac
-
 # 1. What is missing: the snapshot's file names, from its manifest (one
-# file read) when it can be trusted and every repository path in it is
-# plain text, else from a walk of the snapshot (names only); then each name
-# is looked up in the repository (a stat, no read): cheaper than a walk of
-# the repository, which opens every one of its hashed folders.
-if [ -z "$manifest_why" ] && [ -z "$odd" ]; then
-  grep -o '"path":"repository/[^"]*","type":"file"' -- "$manifest" |
-    sed 's/^"path":"repository\///; s/","type":"file"$//' | tr '\n' '\0' > "$work/snap"
+# file read) when it can be trusted, else from a walk of the snapshot
+# (names only); then each name is looked up in the repository (a stat, no
+# read): cheaper than a walk of the repository, which opens every one of
+# its hashed folders. The lists are one name a line: a name with a newline,
+# a backslash or a carriage return (never FOSSology's) is looked up alone
+# and refused if missing.
+: > "$work/odd"
+listed=""
+if [ -z "$manifest_why" ]; then
+  # One pass, an entry a line (the manifest is one line of JSON; each entry
+  # starts with `{`): the repository's files, and what rules the manifest
+  # out as a list of names: a path JSON had to escape (a backslash), a path
+  # with a `{` (split here), one that is not UTF-8 (`path_hex`), an
+  # incremental snapshot.
+  tr '{' '\n' < "$manifest" |
+    awk -F'"' '$2 == "path" && substr($4, 1, 11) == "repository/" {
+                 if ($5 != "," || index($4, "\\") || $6 == "path_hex") exit 4
+                 if ($6 == "type" && $8 == "file") print substr($4, 12)
+                 next
+               }
+               /"kind":"incremental","(base|entries)"/ { exit 3 }' > "$work/names" && listed=manifest ||
+    case $? in
+      3) echo "snapshot $set_dir is incremental: repair from a full snapshot (backup-full.yml makes them)" >&2
+         exit 1 ;;
+      4) manifest_why="a path in manifest $manifest is not plain text" ;;
+      *) echo "cannot read manifest $manifest" >&2; exit 1 ;;
+    esac
+fi
+if [ -n "$listed" ]; then
+  # The manifest lists its entries sorted by path (bytes), as comm wants
+  # them; sorted again only if it does not.
+  sort -c "$work/names" 2> /dev/null || sort -o "$work/names" "$work/names"
   echo "snapshot listed from its manifest"
 else
-  (cd -- "$snap" && find . -mindepth 1 -type f -printf '%P\0') > "$work/snap"
+  odd_name=$'*[\\\\\n\r]*'
+  (cd -- "$snap" && find . -mindepth 1 -type f \( -name "$odd_name" -fprintf "$work/odd" '%P\0' \
+     -o -printf '%P\n' \)) | sort > "$work/names"
   echo "snapshot listed by a walk${manifest_why:+ ($manifest_why)}"
 fi
-# The lists below are one path a line: names with other characters than
-# these (never FOSSology's) are looked up one by one, and refused if missing.
-safe='^[[:alnum:] ._,+=@%~/:-]*$'
-{ grep -z -e "$safe" "$work/snap" || true; } | tr '\0' '\n' > "$work/names"
 : > "$work/present"
 if [ -d "$live" ]; then
-  # stat prints the names it finds (lstat: a link counts as present).
-  (cd -- "$live" && xargs -r -d '\n' stat --printf='%n\n' -- < "$work/names" 2> /dev/null) > "$work/present" || true
+  # stat prints the names it finds, in the order given (lstat: a link
+  # counts as present); two at once, one per half of the list.
+  split -n l/2 -d "$work/names" "$work/half."
+  for half in "$work"/half.*; do
+    (cd -- "$live" && xargs -r -d '\n' stat --printf='%n\n' -- < "$half" > "$half.found" 2> /dev/null) || true &
+  done
+  wait
+  cat "$work"/half.*.found > "$work/present"
 fi
-awk 'FILENAME == ARGV[1] { have[$0]; next } !($0 in have)' "$work/present" "$work/names" > "$work/missing"
+comm -23 "$work/names" "$work/present" > "$work/missing"
 : > "$work/refused"
 n_odd=0
 while IFS= read -r -d '' p; do
   [ ! -e "$live/$p" ] && [ ! -L "$live/$p" ] || continue
   n_odd=$((n_odd + 1))
-  printf '%s: name has characters this repair does not handle; copy it by hand\n' "$p" >> "$work/refused"
-done < <(grep -z -v -e "$safe" "$work/snap" || true)
+  shown=${p//$'\n'/\\n}
+  printf '%s: name has a newline, backslash or carriage return; copy it by hand\n' "${shown//$'\r'/\\r}" >> "$work/refused"
+done < "$work/odd"
 echo "files the snapshot has that the repository lacks: $(($(wc -l < "$work/missing") + n_odd))"
 
 # 2. Archive pairs: a lost half of a gold/files pair the snapshot has linked
