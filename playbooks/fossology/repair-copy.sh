@@ -171,8 +171,11 @@ manifest_entries() {
     : > "$work/entries"
     return 0
   fi
-  grep -o '{"path":"repository/[^"\\]*","type":"file","size":[0-9]*,"mode":[0-9]*\(,"sha256":"[0-9a-f]*"\)\{0,1\}' -- "$manifest" |
-    awk -F'"' '{ size = $11; gsub(/[^0-9]/, "", size); print substr($4, 12) "\t" size "\t" ($14 == "sha256" ? $16 : "-") }' > "$work/entries"
+  tr '{' '\n' < "$manifest" |
+    awk -F'"' '$2 == "path" && substr($4, 1, 11) == "repository/" && $6 == "type" && $8 == "file" {
+                 size = $11; gsub(/[^0-9]/, "", size)
+                 print substr($4, 12) "\t" size "\t" ($14 == "sha256" ? $16 : "-")
+               }' > "$work/entries"
 }
 
 check() {
