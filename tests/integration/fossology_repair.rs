@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Scratch, repo_path};
-use crate::system::FoSystem;
+use crate::system::{FoSystem, content_name};
 
 fn playbook(name: &str) -> String {
     repo_path(&format!("playbooks/fossology/{name}"))
@@ -50,7 +50,7 @@ fn some_unpacked_files(sys: &FoSystem, n: usize) -> Vec<String> {
 fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
     let s = Scratch::new();
     let sys = FoSystem::build(&s.path().join("fo"));
-    sys.grow(400, 0);
+    sys.grow_named(400, 0);
     sys.record_unpacked_items();
     let backup = run(&s, &sys, "backup-full.yml", &[]);
     assert_eq!(backup.code, 0, "{}", backup.stderr);
@@ -120,11 +120,10 @@ fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
     );
     let states = s.step_states();
     for step in [
-        "verify-snapshot",
-        "relink-archives",
         "copy-missing",
         "requeue-missing",
         "start-scheduler",
+        "check-refused",
     ] {
         assert_eq!(states[step], "succeeded", "{step}: {states:?}");
     }
@@ -236,7 +235,7 @@ fn repair_copies_back_lost_files_keeps_the_database_and_requeues_the_rest() {
 fn repair_of_files_the_snapshot_has_queues_nothing() {
     let s = Scratch::new();
     let sys = FoSystem::build(&s.path().join("fo"));
-    sys.grow(100, 0);
+    sys.grow_named(100, 0);
     sys.record_unpacked_items();
     assert_eq!(run(&s, &sys, "backup-full.yml", &[]).code, 0);
     let files = sys.listing(None);
@@ -248,7 +247,213 @@ fn repair_of_files_the_snapshot_has_queues_nothing() {
     assert_eq!(repair.code, 0, "{}", repair.stderr);
     assert_eq!(sys.listing(None), files);
     assert_eq!(sys.counts(), counts, "no row added or removed");
+    // The snapshot's names came from its manifest (its checksum holds), not
+    // from a walk; only the 10 lost files were copied.
+    let log = step_log(&s, "copy-missing");
+    assert!(log.contains("snapshot listed from its manifest"), "{log}");
+    assert!(log.contains("copied back: 10 file(s)"), "{log}");
     assert!(sys.scheduler_up());
+}
+
+/// What the last run's step `step` printed.
+fn step_log(s: &Scratch, step: &str) -> String {
+    s.ward()
+        .args(["log", "last", step])
+        .run()
+        .expect_code(0)
+        .stdout
+}
+
+/// The snapshot the repair copies from (`latest`), resolved.
+fn snapshot_repo(s: &Scratch) -> std::path::PathBuf {
+    std::fs::canonicalize(s.path().join("backup/snapshots/latest"))
+        .expect("snapshot")
+        .join("repository")
+}
+
+/// The repair checks each file before it copies it back: a snapshot file
+/// whose content no longer matches its content-addressed name, or a file
+/// that is not content-addressed and no longer matches the snapshot's
+/// manifest, stays out of the repository; the run names it, copies back
+/// everything else, re-queues the upload that needed it and fails at its
+/// end.
+#[test]
+fn repair_refuses_snapshot_files_that_fail_their_check() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    sys.grow_named(100, 0);
+    sys.record_unpacked_items();
+    assert_eq!(run(&s, &sys, "backup-full.yml", &[]).code, 0);
+    let files = sys.listing(None);
+    let max_job = sys.cluster.psql("fossology", "SELECT max(job_pk) FROM job");
+    let snap = snapshot_repo(&s);
+
+    // Lost: 5 grown files, an unpacked item of upload 1, the license and
+    // the log file (neither is content-addressed).
+    let mut lost = some_unpacked_files(&sys, 5);
+    let item = content_name(b"upload 1 item 1\n");
+    let item_rel = sys
+        .path_of("files", &item)
+        .strip_prefix(&sys.repo)
+        .expect("in repo")
+        .display()
+        .to_string();
+    let license = "license/00/00/00/0a1b2c3d.lic.10".to_owned();
+    let log = "logs/00/00/00/000001".to_owned();
+    lost.extend([item_rel.clone(), license.clone(), log.clone()]);
+    for f in &lost {
+        std::fs::remove_file(sys.repo.join(f)).expect("lose");
+    }
+    // Damaged in the snapshot (a new file each time, so that `current/`,
+    // which shares the snapshot's inodes, is the only other copy changed):
+    // a grown file keeps its size but not its content, upload 1's item is
+    // cut short, the license grows a byte.
+    let damage = |rel: &str, body: &[u8]| {
+        let p = snap.join(rel);
+        std::fs::remove_file(&p).expect("unlink");
+        std::fs::write(&p, body).expect("damage");
+    };
+    let grown = lost[2].clone();
+    let len = std::fs::metadata(snap.join(&grown)).expect("meta").len() as usize;
+    damage(&grown, &vec![b'x'; len]);
+    damage(&item_rel, b"upload 1");
+    damage(&license, b"MIT License!");
+
+    let repair = run(&s, &sys, "repair-repository.yml", &[]);
+    assert_eq!(repair.code, 1, "{}", repair.stderr);
+    let states = s.step_states();
+    for step in [
+        "copy-missing",
+        "requeue-missing",
+        "start-scheduler",
+        "check-lost",
+    ] {
+        assert_eq!(states[step], "succeeded", "{step}: {states:?}");
+    }
+    assert_eq!(states["check-refused"], "failed");
+    assert!(sys.scheduler_up());
+    // The run names each refused file and why.
+    for (f, why) in [
+        (&grown, "sha1 "),
+        (&item_rel, "size 8 does not match its name"),
+        (&license, "size 12 does not match the manifest (11)"),
+    ] {
+        assert!(
+            repair.stderr.contains(&format!("{f}: {why}")),
+            "{f}: {}",
+            repair.stderr
+        );
+    }
+    assert!(
+        repair.stderr.contains("3 file(s) of snapshot"),
+        "{}",
+        repair.stderr
+    );
+
+    // Every other lost file is back as it was; the refused ones stay out.
+    let mut expected = files.clone();
+    for f in [&grown, &item_rel, &license] {
+        expected.remove(f);
+    }
+    assert_eq!(sys.listing(None), expected);
+    // Upload 1's item is re-created by a reunpack job, as for a file no
+    // snapshot has.
+    assert_eq!(
+        sys.cluster.psql(
+            "fossology",
+            &format!(
+                "SELECT string_agg(job_upload_fk::text, ',') FROM job WHERE job_pk > {max_job}"
+            )
+        ),
+        "1"
+    );
+}
+
+/// A snapshot whose manifest is damaged: its names come from a walk, its
+/// content-addressed files are still checked against their names and
+/// copied back, and the files only the manifest could vouch for are
+/// refused.
+#[test]
+fn repair_with_a_damaged_manifest_copies_only_what_names_vouch_for() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    sys.grow_named(50, 0);
+    sys.record_unpacked_items();
+    assert_eq!(run(&s, &sys, "backup-full.yml", &[]).code, 0);
+    let files = sys.listing(None);
+    let set = snapshot_repo(&s).parent().expect("set").to_path_buf();
+    let manifest = set.parent().expect("snapshots").join(format!(
+        ".{}.manifest.json",
+        set.file_name().expect("name").to_string_lossy()
+    ));
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::remove_file(&manifest).expect("unlink");
+    std::fs::write(&manifest, text.replacen("\"size\":11,", "\"size\":12,", 1)).expect("damage");
+    let mut lost = some_unpacked_files(&sys, 3);
+    let license = "license/00/00/00/0a1b2c3d.lic.10".to_owned();
+    lost.push(license.clone());
+    for f in &lost {
+        std::fs::remove_file(sys.repo.join(f)).expect("lose");
+    }
+
+    let repair = run(&s, &sys, "repair-repository.yml", &[]);
+    assert_eq!(repair.code, 1, "{}", repair.stderr);
+    assert!(
+        repair.stderr.contains(&format!(
+            "{license}: not content-addressed and manifest {} is damaged",
+            manifest.display()
+        )),
+        "{}",
+        repair.stderr
+    );
+    let log = step_log(&s, "copy-missing");
+    assert!(log.contains("snapshot listed by a walk"), "{log}");
+    let mut expected = files.clone();
+    expected.remove(&license);
+    assert_eq!(sys.listing(None), expected);
+}
+
+/// The repair only adds: a file that exists in the repository is left as
+/// it is, even when the snapshot holds other content under its name, and
+/// files the snapshot does not have stay.
+#[test]
+fn repair_never_overwrites_or_deletes_what_the_repository_has() {
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    sys.grow_named(100, 0);
+    sys.record_unpacked_items();
+    assert_eq!(run(&s, &sys, "backup-full.yml", &[]).code, 0);
+    let picked = some_unpacked_files(&sys, 6);
+    let (lost, kept) = picked.split_at(3);
+    for f in lost {
+        std::fs::remove_file(sys.repo.join(f)).expect("lose");
+    }
+    // In the repository since the backup: other content under a snapshot
+    // file's name (a new inode, so the snapshot keeps its own), a
+    // log rewritten, and a file the snapshot does not have.
+    for f in kept {
+        let p = sys.repo.join(f);
+        std::fs::remove_file(&p).expect("unlink");
+        std::fs::write(&p, b"changed in the repository").expect("write");
+    }
+    let log = sys.repo.join("logs/00/00/00/000001");
+    std::fs::remove_file(&log).expect("unlink");
+    std::fs::write(&log, b"agent log, longer now").expect("write");
+    let extra = sys.repo.join("files/ff/ff/ff/made-after-the-backup");
+    std::fs::create_dir_all(extra.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&extra, b"new").expect("write");
+    let before = sys.listing(None);
+
+    let repair = run(&s, &sys, "repair-repository.yml", &[]);
+    assert_eq!(repair.code, 0, "{}", repair.stderr);
+    let after = sys.listing(None);
+    for (f, entry) in &before {
+        assert_eq!(after.get(f), Some(entry), "{f} was changed or deleted");
+    }
+    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    let mut lost_sorted: Vec<&String> = lost.iter().collect();
+    lost_sorted.sort();
+    assert_eq!(added, lost_sorted, "only the lost files were added");
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -268,7 +473,7 @@ fn repair_time_against_full_restore() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4000);
-    sys.grow(total, 20_000);
+    sys.grow_named(total, 20_000);
     sys.record_unpacked_items();
     assert_eq!(run(&s, &sys, "backup-full.yml", &[]).code, 0);
     let files = sys.listing(None);

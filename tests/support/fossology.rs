@@ -744,3 +744,48 @@ impl Drop for Foreign {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// For the repair tests: a system whose grown files carry their true names.
+impl FoSystem {
+    /// Like `grow`, but each of the `files` unpacked files is named by its
+    /// content as FOSSology names it (`<sha1>.<md5>.<size>`, which `grow`
+    /// only imitates), so the repair can check it against its name. Sizes
+    /// as `grow`'s (100 to 4,099 bytes); `rows` more jobqueue rows.
+    pub fn grow_named(&self, files: usize, rows: usize) {
+        let tmp = self.root.join("grow-named");
+        std::fs::create_dir_all(&tmp).expect("mkdir");
+        for i in 0..files {
+            let size = 100 + i % 4000;
+            let mut body = format!("grown file {i}\n")
+                .repeat(size / 12 + 1)
+                .into_bytes();
+            body.truncate(size);
+            std::fs::write(tmp.join(i.to_string()), body).expect("write");
+        }
+        // Two processes for every file: sha1sum and md5sum over all of them.
+        let sums = |tool: &str| -> BTreeMap<String, String> {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("ls | xargs {tool}"))
+                .current_dir(&tmp)
+                .output()
+                .expect("digest");
+            assert!(out.status.success(), "{tool} failed");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once("  "))
+                .map(|(sum, name)| (name.to_owned(), sum.to_owned()))
+                .collect()
+        };
+        let (sha1, md5) = (sums("sha1sum"), sums("md5sum"));
+        for i in 0..files {
+            let key = i.to_string();
+            let name = format!("{}.{}.{}", sha1[&key], md5[&key], 100 + i % 4000);
+            let p = self.repo.join(repo_path("files", &name));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::rename(tmp.join(&key), p).expect("rename");
+        }
+        std::fs::remove_dir(&tmp).expect("rmdir");
+        self.grow(0, rows);
+    }
+}
