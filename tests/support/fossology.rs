@@ -789,3 +789,147 @@ impl FoSystem {
         self.grow(0, rows);
     }
 }
+
+/// For the backup benchmark: agents that take their time to exit, as
+/// FOSSology's agents finish their current item after the init script's
+/// stop. Opt-in ([`FoSystem::linger_agents`]); without it the stand-in's
+/// agents die at once on `--kill`.
+impl FoSystem {
+    /// Replaces the scheduler stand-in with one that runs `agents` agents and
+    /// whose `--kill` works like FOSSology's init script stop: it sends
+    /// SIGTERM to the scheduler and its agents and returns at once. Agent
+    /// `i` exits the number of seconds in field `i` of the `.linger` file
+    /// after the signal (see [`FoSystem::set_agent_exit`]; 0 until then).
+    /// The scheduler is restarted; it keeps its name, pid and events files.
+    pub fn linger_agents(&self, agents: usize) {
+        let _ = Command::new(&self.scheduler).arg("--kill").status();
+        let bin = self.scheduler.parent().expect("bin folder");
+        // The agents are copies of bash, so that their name is still the
+        // agent's name (comm and argv[0]) while they run their exit trap.
+        let agent = bin.join(&self.agent_name);
+        std::fs::remove_file(&agent).expect("remove the old agent binary");
+        std::fs::copy("/bin/bash", &agent).expect("agent binary");
+        std::fs::write(
+            bin.join("agent-body.sh"),
+            "# One agent (run by the agent's bash copy): busy until SIGTERM, then\n\
+             # it finishes its current item (field $1 of the file $2, in seconds).\n\
+             i=\"$1\"\nlinger=\"$2\"\n\
+             trap 'sleep \"$(cut -d \" \" -f \"$i\" \"$linger\")\"; exit 0' TERM\n\
+             sleep 3600 &\nwait $!\n",
+        )
+        .expect("agent body");
+        std::fs::write(
+            &self.scheduler,
+            format!(
+                r#"#!/bin/bash
+# Stand-in for fo_scheduler with {agents} agents that take their time to exit:
+# --kill sends SIGTERM to the scheduler and its agents and returns at once
+# (like FOSSology's init script stop); the agents linger (see agent-body.sh).
+# Both --run and --kill append "up|down <unix ns>" to $me.events.
+here=$(cd "$(dirname "$0")" && pwd)
+me=$(basename "$0")
+case "${{1:-}}" in
+  --daemon)
+    setsid "$0" --run < /dev/null > /dev/null 2>&1 &
+    exit 0 ;;
+  --run)
+    echo "up $(date +%s%N)" >> "$here/$me.events"
+    echo $$ > "$here/$me.pid"
+    for i in $(seq 1 {agents}); do
+      "$here/{agent}" "$here/agent-body.sh" "$i" "$here/$me.linger" &
+    done
+    while true; do sleep 0.2; done ;;
+  --kill)
+    [ -f "$here/$me.pid" ] || exit 0
+    echo "down $(date +%s%N)" >> "$here/$me.events"
+    kill -TERM -- "-$(cat "$here/$me.pid")" 2> /dev/null
+    rm -f "$here/$me.pid"
+    exit 0 ;;
+esac
+exit 2
+"#,
+                agent = self.agent_name,
+            ),
+        )
+        .expect("scheduler script");
+        self.set_agent_exit(&vec![std::time::Duration::ZERO; agents]);
+        self.start_scheduler();
+        self.wait_agents(agents);
+    }
+
+    /// How long each agent takes to exit after the next stop.
+    pub fn set_agent_exit(&self, delays: &[std::time::Duration]) {
+        let fields: Vec<String> = delays
+            .iter()
+            .map(|d| format!("{:.3}", d.as_secs_f64()))
+            .collect();
+        std::fs::write(
+            self.scheduler.with_extension("linger"),
+            fields.join(" ") + "\n",
+        )
+        .expect("linger file");
+    }
+
+    /// How many live processes are named like the scheduler or the agent:
+    /// zombies do not count (the agents outlive the scheduler, their parent,
+    /// and this machine's init reaps orphans only every second or so).
+    pub fn count_running(&self) -> (usize, usize) {
+        let mut n = (0, 0);
+        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ...`; comm may hold spaces and parentheses.
+            let (Some((head, rest)), Some(open)) = (stat.rsplit_once(')'), stat.find('(')) else {
+                continue;
+            };
+            if rest.trim_start().starts_with(['Z', 'X']) {
+                continue;
+            }
+            let comm = &head[open + 1..];
+            if comm == self.scheduler_name {
+                n.0 += 1;
+            } else if comm == self.agent_name {
+                n.1 += 1;
+            }
+        }
+        n
+    }
+
+    /// Waits (up to 10 s) until the scheduler runs with `agents` agents.
+    pub fn wait_agents(&self, agents: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(self.scheduler_running() && self.count_running().1 == agents) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the scheduler did not start its {agents} agents"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// A day's work for the benchmark: `files` new unpacked files (named
+    /// after `day`, so every day adds different ones) and `rows` new
+    /// jobqueue rows.
+    pub fn day_of_work(&self, day: &str, files: usize, rows: usize) {
+        for i in 0..files {
+            // Named as in `grow` (a digest spread over the hashed folders).
+            let size = 100 + i % 4000;
+            let digest: String = <sha2::Sha256 as sha2::Digest>::digest(format!("{day} {i}"))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let name = format!("{}.{}.{size}", &digest[..40], &digest[32..64]);
+            let p = self.path_of("files", &name);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, vec![b'd'; size]).expect("write");
+        }
+        self.cluster.psql(
+            "fossology",
+            &format!(
+                "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits, jq_log) \
+                 SELECT 1, 'nomos', g::text, now(), now(), 1, repeat(md5('{day}' || g), 4) FROM generate_series(1, {rows}) g"
+            ),
+        );
+    }
+}
