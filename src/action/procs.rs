@@ -479,6 +479,21 @@ fn grow(tree: &mut BTreeSet<(i32, u64)>, snap: &BTreeMap<i32, Proc>) {
     }
 }
 
+/// True while any of `found` still runs (a zombie has ended): one read of
+/// `/proc/<pid>/stat` each, cheap enough to repeat every few milliseconds
+/// between the full looks of [`GoneWatch::still`], which read four files
+/// of every process on the host. A pid reused meanwhile only delays the
+/// answer until the next full look.
+pub fn any_running(found: &[Found]) -> bool {
+    found.iter().any(|f| {
+        std::fs::read_to_string(format!("/proc/{}/stat", f.pid)).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    })
+}
+
 /// A live, non-zombie process that `m` matches; for a `pidfile` matcher,
 /// the process whose pid is in the file (and only when the other criteria
 /// hold for it), so a launcher that shares the daemon's name does not count.

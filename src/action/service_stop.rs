@@ -71,10 +71,7 @@ impl Action for ServiceStop {
             ctx.log(note.clone());
         }
         run_checked(ctx, &argv)?;
-        let left = wait_until(ctx, p.timeout.std(), || {
-            let still = watch.still();
-            (still.is_empty(), still)
-        })?;
+        let left = wait_gone(ctx, p.timeout.std(), &mut watch)?;
         match left {
             Ok(()) => Ok(ActionOutput {
                 summary: Some(if p.wait_gone.0.is_empty() {
@@ -110,6 +107,36 @@ impl Action for ServiceStop {
                 procs::describe_list(&p.wait_gone)
             )
         }
+    }
+}
+
+/// Waits until none of `watch`'s processes runs, or `limit` passes (then
+/// returns those still running). The scheduler's downtime starts with this
+/// wait, so the end of the last agent is noticed within ~10 ms: between
+/// full looks at every process (every 100 ms, which also catch processes
+/// that appeared since), only the pids last seen are checked.
+fn wait_gone(
+    ctx: &ActionCtx,
+    limit: std::time::Duration,
+    watch: &mut procs::GoneWatch,
+) -> Result<Result<(), Vec<procs::Found>>, ActionError> {
+    let step = std::time::Duration::from_millis(10);
+    let full_look = std::time::Duration::from_millis(100);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let still = watch.still();
+        if still.is_empty() {
+            return Ok(Ok(()));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Err(still));
+        }
+        let next_look = (std::time::Instant::now() + full_look).min(deadline);
+        while std::time::Instant::now() < next_look && procs::any_running(&still) {
+            ctx.check()?;
+            std::thread::sleep(step);
+        }
+        ctx.check()?;
     }
 }
 
