@@ -12,6 +12,7 @@
 
 mod compress;
 mod context;
+mod dump_file;
 pub mod manifest;
 mod params;
 mod pg;

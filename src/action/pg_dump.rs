@@ -8,22 +8,12 @@
 //! asked), except for `template1` and `postgres`, which exist in every
 //! cluster and get a `\connect` line instead, as `pg_dumpall` does.
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use super::compress::{Finish, encoder};
-use super::manifest::SIDECAR_SUFFIX;
+use super::dump_file::{DumpFile, Written};
 use super::params::{Compression, PgConn, forbidden_args, non_empty};
 use super::pg_snapshot::{self, DbPoint};
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, ParamProblem,
-    describe_status, pg,
-};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Dumps the databases of a held point (see the module docs).
 pub struct PgDump;
@@ -150,10 +140,6 @@ impl Action for PgDump {
             )));
         };
         let dest = ctx.path(&p.dest);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
-        }
         let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, ctx)?;
         let program = |name: &str| match &p.bin_dir {
             Some(dir) => ctx.path(dir).join(name).display().to_string(),
@@ -166,21 +152,7 @@ impl Action for PgDump {
             SHORT_WITH_VALUE,
         )
         .is_empty();
-        let mut out = AtomicFile::create(&dest, 0o600)?;
-        let sink = Sink {
-            file: out
-                .file()
-                .try_clone()
-                .map_err(|e| ActionError::new(format!("cannot open {}: {e}", dest.display())))?,
-            dest: dest.clone(),
-            state: Arc::new(Mutex::new(SinkState::default())),
-        };
-        let state = sink.state.clone();
-        let write_error = || state.lock().ok().and_then(|s| s.write_error.clone());
-        let mut enc = encoder(p.compress, p.level, ctx.threads, sink)
-            .map_err(|e| ActionError::new(format!("cannot start the compressor: {e}")))?;
-        let mut raw: u64 = 0;
-        let mut version = String::new();
+        let mut file = DumpFile::create(ctx, &dest, p.compress, p.level)?;
         ctx.log(format!(
             "dumping {} at the point of step `{}` | {} > {}",
             points
@@ -192,22 +164,6 @@ impl Action for PgDump {
             p.compress.as_str(),
             dest.display()
         ));
-        let fail = |e: Stage, what: &str| -> ActionError {
-            match e {
-                Stage::Out(e) => {
-                    let cause = write_error()
-                        .unwrap_or_else(|| format!("cannot compress into {}: {e}", dest.display()));
-                    ActionError::new(format!(
-                        "{cause}; the partial file was removed, an earlier dump there is unchanged"
-                    ))
-                }
-                Stage::Stopped => ActionError::stopped(),
-                Stage::Failed(m) => ActionError::new(format!(
-                    "{what}: {m}; nothing was written to {} (see the step's log)",
-                    dest.display()
-                )),
-            }
-        };
 
         // Globals: roles and tablespaces, read live (no snapshot covers them).
         let mut argv = vec![program("pg_dumpall"), "-w".into(), "--globals-only".into()];
@@ -215,8 +171,10 @@ impl Action for PgDump {
             argv.push(format!("--database={d}"));
         }
         argv.extend(p.args.iter().cloned());
-        raw += stream(ctx, &argv, &env, &mut enc, None)
-            .map_err(|e| fail(e, "pg_dumpall --globals-only failed"))?;
+        ctx.log(format!("running: {}", argv.join(" ")));
+        if let Err(e) = file.stream(ctx, &argv, &env) {
+            return Err(file.error(e, "pg_dumpall --globals-only failed"));
+        }
 
         for DbPoint { db, snapshot } in &points {
             ctx.check()?;
@@ -225,9 +183,9 @@ impl Action for PgDump {
             if template && !clean {
                 head.push_str(&format!("\\connect {db}\n\n"));
             }
-            enc.write_all(head.as_bytes())
-                .map_err(|e| fail(Stage::Out(e), ""))?;
-            raw += head.len() as u64;
+            if let Err(e) = file.write_text(&head) {
+                return Err(file.error(e, ""));
+            }
             // The database reaches pg_dump through PGDATABASE (never read as
             // a connection string or an option).
             let mut db_env = env.clone();
@@ -245,62 +203,32 @@ impl Action for PgDump {
                 argv.push("--create".into());
             }
             argv.extend(p.args.iter().cloned());
-            let mut header = Vec::new();
-            raw += stream(ctx, &argv, &db_env, &mut enc, Some(&mut header))
-                .map_err(|e| fail(e, &format!("pg_dump of database {db:?} failed")))?;
-            if version.is_empty() {
-                version = server_version(&header);
+            ctx.log(format!("running: {}", argv.join(" ")));
+            if let Err(e) = file.stream(ctx, &argv, &db_env) {
+                return Err(file.error(e, &format!("pg_dump of database {db:?} failed")));
             }
         }
         let tail = "--\n-- PostgreSQL database cluster dump complete (ward pg.dump)\n--\n\n";
-        enc.write_all(tail.as_bytes())
-            .map_err(|e| fail(Stage::Out(e), ""))?;
-        raw += tail.len() as u64;
-        enc.finish().map_err(|e| fail(Stage::Out(e), ""))?;
-        if raw < p.min_bytes {
-            return Err(ActionError::new(format!(
-                "the dump is only {raw} bytes, less than min_bytes {}; nothing was written to {}",
-                p.min_bytes,
-                dest.display()
-            )));
+        if let Err(e) = file.write_text(tail) {
+            return Err(file.error(e, ""));
         }
-        out.commit()?;
-        let (hash, size) = {
-            let guard = state
-                .lock()
-                .map_err(|_| ActionError::new("hash state poisoned"))?;
-            (guard.hash.clone().finalize(), guard.size)
-        };
-        let sha256: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        let file_name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let info = serde_json::json!({
-            "file": file_name,
-            "sha256": sha256,
-            "size": size,
-            "raw_bytes": raw,
-            "compression": p.compress.as_str(),
-            "server_version": if version.is_empty() { None } else { Some(version.clone()) },
-            "created": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-            "host": ctx.facts.host,
-            "run_id": ctx.run_id,
-            "point": {
+        let mut point = serde_json::Map::new();
+        point.insert(
+            "point".into(),
+            serde_json::json!({
                 "step": p.snapshot,
                 "databases": points
                     .iter()
                     .map(|pt| serde_json::json!({ "db": pt.db, "snapshot": pt.snapshot }))
                     .collect::<Vec<_>>(),
-            },
-        });
-        let sidecar = dest.with_file_name(format!("{file_name}{SIDECAR_SUFFIX}"));
-        pg::write_file(
-            &sidecar,
-            serde_json::to_string_pretty(&info)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
+            }),
+        );
+        let Written {
+            info,
+            sha256,
+            size,
+            raw,
+        } = file.finish(ctx, p.min_bytes, point)?;
         // The point has served: end its transactions now rather than at exit.
         let warning = match pg_snapshot::release(&ctx.run_id, &p.snapshot) {
             Ok(_) => None,
@@ -341,137 +269,11 @@ impl Action for PgDump {
     }
 }
 
-/// Why one program's part of the file failed.
-enum Stage {
-    /// Compressing or writing the file.
-    Out(std::io::Error),
-    /// The step was told to stop.
-    Stopped,
-    /// The program failed or its output could not be read.
-    Failed(String),
-}
-
-/// Runs `argv` and copies its stdout into `enc`; returns the bytes copied.
-/// The first 64 KiB go to `head` if given. The program's status is checked;
-/// a failure to write stops it.
-fn stream(
-    ctx: &ActionCtx,
-    argv: &[String],
-    env: &[(String, String)],
-    enc: &mut Box<dyn Finish>,
-    mut head: Option<&mut Vec<u8>>,
-) -> Result<u64, Stage> {
-    ctx.log(format!("running: {}", argv.join(" ")));
-    let mut running = ctx.spawn(argv, env, true).map_err(|e| Stage::Failed(e.0))?;
-    let mut stdout = running
-        .child
-        .stdout
-        .take()
-        .ok_or_else(|| Stage::Failed(format!("{} has no output pipe", argv[0])))?;
-    let done = AtomicBool::new(false);
-    let copied: Result<u64, Stage> = std::thread::scope(|scope| {
-        let group = &running;
-        let done = &done;
-        scope.spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if ctx.cancelled() {
-                    group.signal(rustix::process::Signal::TERM);
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        });
-        let result = (|| {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n_total = 0u64;
-            loop {
-                let n = stdout.read(&mut buf).map_err(|e| {
-                    Stage::Failed(format!("cannot read the output of {}: {e}", argv[0]))
-                })?;
-                if n == 0 {
-                    return Ok(n_total);
-                }
-                if let Some(h) = head.as_deref_mut()
-                    && h.len() < 65536
-                {
-                    h.extend_from_slice(&buf[..n.min(65536 - h.len())]);
-                }
-                n_total += n as u64;
-                enc.write_all(&buf[..n]).map_err(Stage::Out)?;
-            }
-        })();
-        done.store(true, Ordering::Relaxed);
-        result
-    });
-    drop(stdout);
-    if let Err(Stage::Out(_)) = &copied {
-        running.signal(rustix::process::Signal::TERM);
-    }
-    let status = running.wait(ctx).map_err(|e| Stage::Failed(e.0))?;
-    match copied {
-        Err(Stage::Out(e)) => Err(Stage::Out(e)),
-        _ if ctx.cancelled() => Err(Stage::Stopped),
-        _ if !status.success() => Err(Stage::Failed(describe_status(&status))),
-        other => other,
-    }
-}
-
 /// A database name as it may stand in an SQL comment line.
 fn comment_safe(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
-}
-
-/// The server version from pg_dump's header.
-fn server_version(head: &[u8]) -> String {
-    String::from_utf8_lossy(head)
-        .lines()
-        .find_map(|l| l.strip_prefix("-- Dumped from database version "))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// What [`Sink`] shares with the action.
-#[derive(Default)]
-struct SinkState {
-    hash: Sha256,
-    size: u64,
-    /// The first write error, as the message for the operator.
-    write_error: Option<String>,
-}
-
-/// Counts and hashes what goes into the dump file, and keeps its first
-/// write error with the path.
-struct Sink {
-    file: std::fs::File,
-    dest: std::path::PathBuf,
-    state: Arc<Mutex<SinkState>>,
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.file.write(buf) {
-            Ok(n) => {
-                if let Ok(mut s) = self.state.lock() {
-                    s.hash.update(&buf[..n]);
-                    s.size += n as u64;
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                if let Ok(mut s) = self.state.lock() {
-                    s.write_error.get_or_insert_with(|| {
-                        format!("cannot write {}: {e}", self.dest.display())
-                    });
-                }
-                Err(e)
-            }
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
 }
 
 #[cfg(test)]

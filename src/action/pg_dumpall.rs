@@ -3,18 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
-
-use sha2::{Digest, Sha256};
-
-use super::compress::encoder;
-use super::manifest::SIDECAR_SUFFIX;
+use super::dump_file::{DumpFile, Written};
 use super::params::{Compression, PgConn, forbidden_args, non_empty};
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, ParamProblem,
-    describe_status, pg,
-};
+use super::{Action, ActionCtx, ActionOutput, ActionResult, ParamProblem, pg};
 
 /// Runs `pg_dumpall` and compresses its output in-process into `dest`
 /// (temp name, fsync, rename, mode 0600); both the dump's and the
@@ -122,10 +113,6 @@ impl Action for PgDumpall {
 
     fn run(p: &PgDumpallParams, ctx: &ActionCtx) -> ActionResult {
         let dest = ctx.path(&p.dest);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
-        }
         // Connection parameters go through the environment (never argv);
         // only the first database is an option, as pg_dumpall ignores
         // PGDATABASE. `-w`: never prompt for a password.
@@ -144,133 +131,16 @@ impl Action for PgDumpall {
             p.compress.as_str(),
             dest.display()
         ));
-        let mut out = AtomicFile::create(&dest, 0o600)?;
-        let sink = Hashing {
-            file: out.file().try_clone().map_err(|e| {
-                ActionError::new(format!("cannot open {} for writing: {e}", dest.display()))
-            })?,
-            dest: dest.clone(),
-            state: Arc::new(Mutex::new(HashState::default())),
-        };
-        let state = sink.state.clone();
-        // The first error of ward's own write to the file, if any: it names
-        // the real cause (e.g. a full disk) when the compressor or the
-        // pipeline fails after it.
-        let write_error = || state.lock().ok().and_then(|s| s.write_error.clone());
-        let mut running = ctx.spawn(&argv, &env, true)?;
-        let mut stdout = running
-            .child
-            .stdout
-            .take()
-            .ok_or_else(|| ActionError::new("pg_dumpall has no output pipe"))?;
-        // Compress on this thread while a watchdog stops the dump if the step is cancelled.
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let compressed: Result<(u64, String), Stage> = std::thread::scope(|scope| {
-            let group = &running;
-            let done = &done;
-            scope.spawn(move || {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    if ctx.cancelled() {
-                        group.signal(rustix::process::Signal::TERM);
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-            });
-            let result = (|| {
-                let mut enc =
-                    encoder(p.compress, p.level, ctx.threads, sink).map_err(Stage::Out)?;
-                let mut buf = vec![0u8; 1 << 20];
-                let mut raw: u64 = 0;
-                let mut head = Vec::new();
-                loop {
-                    let n = stdout.read(&mut buf).map_err(Stage::In)?;
-                    if n == 0 {
-                        break;
-                    }
-                    if head.len() < 65536 {
-                        head.extend_from_slice(&buf[..n.min(65536 - head.len())]);
-                    }
-                    raw += n as u64;
-                    enc.write_all(&buf[..n]).map_err(Stage::Out)?;
-                }
-                enc.finish().map_err(Stage::Out)?;
-                Ok((raw, server_version(&head)))
-            })();
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            result
-        });
-        drop(stdout);
-        if let Err(Stage::Out(_)) = &compressed {
-            // ward stopped reading: the dump would die of a broken pipe at
-            // its next write, or go on with work nobody reads. Stop it now.
-            running.signal(rustix::process::Signal::TERM);
+        let mut file = DumpFile::create(ctx, &dest, p.compress, p.level)?;
+        if let Err(e) = file.stream(ctx, &argv, &env) {
+            return Err(file.error(e, "pg_dumpall failed"));
         }
-        let status = running.wait(ctx)?;
-        // Both stages are checked. A failure to write or compress the file
-        // comes first: the dump's own failure is then only its broken pipe.
-        let (raw, version) = match compressed {
-            Err(Stage::Out(e)) => {
-                let cause = write_error()
-                    .unwrap_or_else(|| format!("cannot compress into {}: {e}", dest.display()));
-                return Err(ActionError::new(format!(
-                    "{cause}; the partial file was removed, an earlier dump there is unchanged"
-                )));
-            }
-            // Stopped by the watchdog: say so, not "killed by signal 15".
-            _ if ctx.cancelled() => return Err(ActionError::stopped()),
-            _ if !status.success() => {
-                return Err(ActionError::new(format!(
-                    "pg_dumpall failed ({}); nothing was written to {} (see the step's log)",
-                    describe_status(&status),
-                    dest.display()
-                )));
-            }
-            Err(Stage::In(e)) => {
-                return Err(ActionError::new(format!(
-                    "cannot read pg_dumpall's output: {e}; nothing was written to {}",
-                    dest.display()
-                )));
-            }
-            Ok(done) => done,
-        };
-        if raw < p.min_bytes {
-            return Err(ActionError::new(format!(
-                "the dump is only {raw} bytes, less than min_bytes {}; nothing was written to {}",
-                p.min_bytes,
-                dest.display()
-            )));
-        }
-        out.commit()?;
-        let (hash, size) = {
-            let guard = state
-                .lock()
-                .map_err(|_| ActionError::new("hash state poisoned"))?;
-            (guard.hash.clone().finalize(), guard.size)
-        };
-        let sha256: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        let file_name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let info = serde_json::json!({
-            "file": file_name,
-            "sha256": sha256,
-            "size": size,
-            "raw_bytes": raw,
-            "compression": p.compress.as_str(),
-            "server_version": if version.is_empty() { None } else { Some(version.clone()) },
-            "created": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-            "host": ctx.facts.host,
-            "run_id": ctx.run_id,
-        });
-        let sidecar = dest.with_file_name(format!("{file_name}{SIDECAR_SUFFIX}"));
-        pg::write_file(
-            &sidecar,
-            serde_json::to_string_pretty(&info)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
+        let Written {
+            info,
+            sha256,
+            size,
+            raw,
+        } = file.finish(ctx, p.min_bytes, serde_json::Map::new())?;
         Ok(ActionOutput {
             summary: Some(format!(
                 "{}: {size} bytes ({raw} bytes of SQL), sha256 {}",
@@ -292,60 +162,4 @@ impl Action for PgDumpall {
             p.min_bytes
         )
     }
-}
-
-/// Where the pipeline broke: reading the dump, or compressing and writing it.
-enum Stage {
-    In(std::io::Error),
-    Out(std::io::Error),
-}
-
-/// What [`Hashing`] shares with the action.
-#[derive(Default)]
-struct HashState {
-    hash: Sha256,
-    size: u64,
-    /// The first write error, as the message for the operator.
-    write_error: Option<String>,
-}
-
-/// Counts and hashes what goes into the dump file, and keeps its first
-/// write error with the path (`dest`).
-struct Hashing {
-    file: std::fs::File,
-    dest: std::path::PathBuf,
-    state: Arc<Mutex<HashState>>,
-}
-
-impl Hashing {
-    fn failed(&self, e: std::io::Error) -> std::io::Error {
-        if let Ok(mut s) = self.state.lock() {
-            s.write_error
-                .get_or_insert_with(|| format!("cannot write {}: {e}", self.dest.display()));
-        }
-        e
-    }
-}
-
-impl Write for Hashing {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf).map_err(|e| self.failed(e))?;
-        if let Ok(mut s) = self.state.lock() {
-            s.hash.update(&buf[..n]);
-            s.size += n as u64;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush().map_err(|e| self.failed(e))
-    }
-}
-
-/// The server version from pg_dumpall's header (`-- Dumped from database version 15.18 ...`).
-fn server_version(head: &[u8]) -> String {
-    String::from_utf8_lossy(head)
-        .lines()
-        .find_map(|l| l.strip_prefix("-- Dumped from database version "))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_default()
 }
