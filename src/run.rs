@@ -53,11 +53,25 @@ pub fn new_run_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), fastrand::u16(..))
 }
 
+/// `WARD_KILL_GRACE`, checked before anything runs: a mistyped value must
+/// not silently become the default (a service given 10 s instead of the
+/// 2 min it needs to flush would be killed mid-write).
+fn kill_grace_checked() -> Result<Duration, WardError> {
+    match std::env::var("WARD_KILL_GRACE") {
+        Err(_) => Ok(execute::DEFAULT_KILL_GRACE),
+        Ok(t) => crate::model::Duration::parse(&t)
+            .map(|d| d.std())
+            .map_err(|e| {
+                WardError::Usage(format!(
+                    "WARD_KILL_GRACE={t:?} is not a duration ({e}); use e.g. `30s` or `2m`, or unset it for the default 10s"
+                ))
+            }),
+    }
+}
+
 fn kill_grace() -> Duration {
-    std::env::var("WARD_KILL_GRACE")
-        .ok()
-        .and_then(|t| crate::model::Duration::parse(&t).ok())
-        .map_or(execute::DEFAULT_KILL_GRACE, |d| d.std())
+    // Checked by `start` and `resume` before anything runs.
+    kill_grace_checked().unwrap_or(execute::DEFAULT_KILL_GRACE)
 }
 
 fn work_dir(v: &Validated) -> PathBuf {
@@ -129,6 +143,7 @@ pub fn start(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
+    kill_grace_checked()?;
     let lock = RunLock::acquire(
         &session.paths.locks(),
         v.playbook.lock_name(),
@@ -417,6 +432,7 @@ pub fn resume(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
+    kill_grace_checked()?;
     let lock = RunLock::acquire(&session.paths.locks(), &run.lock_name, &holder(&run.id))?;
     // Our own run may be among the "running" ones if its process died.
     recovery::reclaim_crashed(&mut session.store, &run.lock_name, "", now_ms())?;

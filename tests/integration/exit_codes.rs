@@ -316,3 +316,28 @@ fn exit_1_when_verify_cannot_scan_a_folder_for_extra_files() {
         .expect_code(1);
     assert!(root.stdout.contains("locked/planted"), "{}", root.stdout);
 }
+
+/// A mistyped `WARD_KILL_GRACE` is refused before anything runs (it used
+/// to become the default 10 s silently).
+#[test]
+fn a_kill_grace_that_is_not_a_duration_is_refused_before_anything_runs() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: grace\nsteps:\n  - id: a\n    run: touch ran\n",
+    );
+    let run = s
+        .ward()
+        .env("WARD_KILL_GRACE", "2 minutes")
+        .args(["run", "p.yml"])
+        .run()
+        .expect_code(2);
+    assert!(run.stderr.contains("WARD_KILL_GRACE"), "{}", run.stderr);
+    assert!(!s.path().join("ran").exists(), "nothing ran");
+    s.ward()
+        .env("WARD_KILL_GRACE", "2m")
+        .args(["run", "p.yml"])
+        .run()
+        .expect_code(0);
+    assert!(s.path().join("ran").exists());
+}
