@@ -81,6 +81,12 @@ pub enum Event<'a> {
         /// The signal's name.
         signal: &'a str,
     },
+    /// ward could not install its signal handlers: a signal will end it at
+    /// once, without the `when: always` steps. Said before the run starts.
+    SignalsUnavailable {
+        /// Why.
+        message: &'a str,
+    },
     /// Another SIGINT/SIGTERM arrived while stopping: noted, nothing changes
     /// (the `when: always` steps still run).
     SignalNoted {

@@ -201,7 +201,17 @@ pub async fn execute(
         finalizers: late_tx,
     };
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(usize, String)>();
-    let mut signals = Signals::install().ok();
+    let mut signals = match Signals::install() {
+        Ok(signals) => Some(signals),
+        Err(e) => {
+            // The run still goes on (a backup that cannot be interrupted
+            // cleanly is better than none), but the operator is told.
+            s.reporter.event(&Event::SignalsUnavailable {
+                message: &e.to_string(),
+            });
+            None
+        }
+    };
     // What steps leave running in the background is handed to ward when
     // their parent ends, so that ward can stop it (and reap it).
     super::orphans::become_subreaper();

@@ -148,6 +148,11 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                 "{} received {signal}: stopping running steps, starting only `when: always` steps (a third signal or SIGQUIT abandons those too)",
                 s.warning("!")
             ),
+            Event::SignalsUnavailable { message } => writeln!(
+                self.out,
+                "{} cannot catch signals ({message}): a signal will end ward at once, without running the `when: always` steps",
+                s.warning("!")
+            ),
             Event::SignalNoted { signal, count } => writeln!(
                 self.out,
                 "{} received {signal} again (signal {count}): still stopping; the `when: always` steps run (a third signal or SIGQUIT abandons them)",
@@ -302,6 +307,10 @@ impl<W: Write> Reporter for QuietReporter<W> {
                     "ward: cannot record the state: {message}; going on from memory: only `when: always` steps and due compensations still run"
                 )
             }
+            Event::SignalsUnavailable { message } => writeln!(
+                self.out,
+                "ward: cannot catch signals ({message}): a signal will end ward at once, without running the `when: always` steps"
+            ),
             Event::SignalNoted { signal, count } => writeln!(
                 self.out,
                 "ward: received {signal} again (signal {count}); the `when: always` steps still run"
