@@ -14,8 +14,39 @@ use sha2::{Digest, Sha256};
 
 use super::compress::{Finish, encoder};
 use super::manifest::SIDECAR_SUFFIX;
-use super::params::Compression;
-use super::{ActionCtx, ActionError, AtomicFile, describe_status, pg};
+use super::params::{Compression, non_empty};
+use super::{ActionCtx, ActionError, AtomicFile, ParamProblem, describe_status, pg};
+
+/// What the dump actions check alike: `dest` names a file, `level` suits
+/// the compression.
+pub(super) fn file_problems(
+    dest: &str,
+    compress: Compression,
+    level: Option<u32>,
+) -> Vec<ParamProblem> {
+    let mut out: Vec<ParamProblem> = non_empty("dest", dest).into_iter().collect();
+    if dest.ends_with('/') {
+        out.push(
+            ParamProblem::new("dest", "`dest` must be a file name, not a folder")
+                .help("e.g. `/backup/db/dump.sql.gz`"),
+        );
+    }
+    if let Some(level) = level {
+        let range = compress.levels();
+        if !range.contains(&level) {
+            out.push(ParamProblem::new(
+                "level",
+                format!(
+                    "level {level} is not valid for {}: use {}-{}",
+                    compress.as_str(),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+    }
+    out
+}
 
 /// Why a part of the file failed.
 pub(super) enum Stage {

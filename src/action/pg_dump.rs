@@ -8,7 +8,7 @@
 //! asked), except for `template1` and `postgres`, which exist in every
 //! cluster and get a `\connect` line instead, as `pg_dumpall` does.
 
-use super::dump_file::{DumpFile, Written};
+use super::dump_file::{DumpFile, Written, file_problems};
 use super::params::{Compression, PgConn, forbidden_args, non_empty};
 use super::pg_snapshot::{self, DbPoint};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
@@ -97,29 +97,9 @@ impl Action for PgDump {
     type Params = PgDumpParams;
 
     fn check(p: &PgDumpParams) -> Vec<ParamProblem> {
-        let mut out: Vec<ParamProblem> = non_empty("dest", &p.dest).into_iter().collect();
-        if p.dest.ends_with('/') {
-            out.push(
-                ParamProblem::new("dest", "`dest` must be a file name, not a folder")
-                    .help("e.g. `/backup/db/dump.sql.gz`"),
-            );
-        }
+        let mut out = file_problems(&p.dest, p.compress, p.level);
         out.extend(non_empty("snapshot", &p.snapshot));
         out.extend(p.bin_dir.as_deref().and_then(|d| non_empty("bin_dir", d)));
-        if let Some(level) = p.level {
-            let range = p.compress.levels();
-            if !range.contains(&level) {
-                out.push(ParamProblem::new(
-                    "level",
-                    format!(
-                        "level {level} is not valid for {}: use {}-{}",
-                        p.compress.as_str(),
-                        range.start(),
-                        range.end()
-                    ),
-                ));
-            }
-        }
         out.extend(forbidden_args(
             "args",
             &p.args,

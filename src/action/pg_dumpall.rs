@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dump_file::{DumpFile, Written};
-use super::params::{Compression, PgConn, forbidden_args, non_empty};
+use super::dump_file::{DumpFile, Written, file_problems};
+use super::params::{Compression, PgConn, forbidden_args};
 use super::{Action, ActionCtx, ActionOutput, ActionResult, ParamProblem, pg};
 
 /// Runs `pg_dumpall` and compresses its output in-process into `dest`
@@ -80,27 +80,7 @@ impl Action for PgDumpall {
     type Params = PgDumpallParams;
 
     fn check(p: &PgDumpallParams) -> Vec<ParamProblem> {
-        let mut out: Vec<ParamProblem> = non_empty("dest", &p.dest).into_iter().collect();
-        if p.dest.ends_with('/') {
-            out.push(
-                ParamProblem::new("dest", "`dest` must be a file name, not a folder")
-                    .help("e.g. `/backup/db/dump.sql.gz`"),
-            );
-        }
-        if let Some(level) = p.level {
-            let range = p.compress.levels();
-            if !range.contains(&level) {
-                out.push(ParamProblem::new(
-                    "level",
-                    format!(
-                        "level {level} is not valid for {}: use {}-{}",
-                        p.compress.as_str(),
-                        range.start(),
-                        range.end()
-                    ),
-                ));
-            }
-        }
+        let mut out = file_problems(&p.dest, p.compress, p.level);
         out.extend(forbidden_args(
             "args",
             &p.args,
