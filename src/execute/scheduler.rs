@@ -646,10 +646,15 @@ impl Scheduler<'_, '_> {
             && !r.timed_out
             && !r.interrupted
             && r.exit_code.is_some_and(|c| step.ok_codes.contains(&c));
-        let (state, outcome, message, will_retry) = if ok {
-            if let Some(path) = &step.creates {
-                sync_path(&self.resolve(path));
-            }
+        // What the step says it made must be on disk before its success is
+        // recorded: a resume skips a step whose `creates` path exists.
+        let unsynced = match (&step.creates, ok) {
+            (Some(path), true) => sync_path(&self.resolve(path)).err(),
+            _ => None,
+        };
+        let (state, outcome, message, will_retry) = if let Some(why) = unsynced {
+            (StepState::Failed, "failed", Some(why), false)
+        } else if ok {
             if !r.unflushed.is_empty() {
                 // Recorded in the same commit as the success, so a resume
                 // never trusts this output without knowing it was unflushed.
@@ -1080,13 +1085,22 @@ fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
 }
 
 /// Makes a `creates` path (file or folder) and its folder entry durable.
-fn sync_path(path: &Path) {
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.sync_all();
-    }
-    if let Some(parent) = path.parent()
-        && let Ok(d) = std::fs::File::open(parent)
-    {
-        let _ = d.sync_all();
+/// A path the step did not make is no error (the next run does the step
+/// again), nor is one ward cannot open to flush (e.g. a write-only file of
+/// another user's step); a flush that fails (EIO, a full or lost disk) is.
+fn sync_path(path: &Path) -> Result<(), String> {
+    let flush = |p: &Path| match std::fs::File::open(p) {
+        Ok(f) => f.sync_all().map_err(|e| {
+            format!(
+                "its `creates` path {} could not be flushed to disk: {e}",
+                p.display()
+            )
+        }),
+        Err(_) => Ok(()),
+    };
+    flush(path)?;
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => flush(parent),
+        _ => Ok(()),
     }
 }
