@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::WardError;
 use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::report::{is_secret_name, step_definition};
@@ -163,7 +161,7 @@ pub fn start(
             .unwrap_or_else(|_| v.playbook.source.path().to_path_buf())
             .display()
             .to_string(),
-        playbook_hash: hash(text),
+        playbook_hash: v.playbook.source.sha256(),
         playbook_text: text.to_owned(),
         lock_name: v.playbook.lock_name().to_owned(),
         vars_json: masked(v.vars.clone()),
@@ -227,14 +225,6 @@ fn execute_recorded(
         },
     };
     Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter)))
-}
-
-/// The sha256 of a playbook's text, as hex.
-pub fn hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The `--var` overrides a run recorded.

@@ -80,6 +80,16 @@ impl SourceFile {
         &self.text
     }
 
+    /// The sha256 of the whole text, as hex: what a run records to tell
+    /// later whether its playbook file changed.
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The text of a 1-based line without its line terminator, if it exists.
     pub fn line(&self, line: u32) -> Option<&str> {
         let idx = usize::try_from(line).ok()?.checked_sub(1)?;

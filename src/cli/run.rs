@@ -151,7 +151,7 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
             changed.join(", ")
         )));
     }
-    if changed.is_empty() && run::hash(v.playbook.source.text()) != run.playbook_hash {
+    if changed.is_empty() && v.playbook.source.sha256() != run.playbook_hash {
         eprintln!(
             "note: {} changed since the run started, but no step did",
             run.playbook_path

@@ -7,7 +7,6 @@
 
 mod action_run;
 mod events;
-pub mod fault;
 pub mod orphans;
 mod process;
 mod scheduler;

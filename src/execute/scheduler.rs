@@ -170,7 +170,7 @@ pub async fn execute(
         tries: vec![0; v.steps.len()],
         options: exec.options,
         retry_waiting: HashSet::new(),
-        playbook_hash: crate::run::hash(v.playbook.source.text()),
+        playbook_hash: v.playbook.source.sha256(),
         running: 0,
         finished_order: Vec::new(),
         failure: None,

@@ -18,3 +18,14 @@ pub use retry::RetryPolicy;
 pub use spanned::Spanned;
 pub use step::{Step, StepBody};
 pub use when::When;
+
+/// True for names usable as template variables: `[A-Za-z_][A-Za-z0-9_]*`.
+/// Here, below both the parser that checks var names and the templates that
+/// check names in `--var`, so neither imports the other.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -15,6 +15,7 @@ mod schema;
 mod sqlite;
 
 pub mod boot;
+mod fault;
 pub use lock::{LockError, LockHolder, RunLock};
 pub use paths::{Access, StatePaths};
 pub use records::{

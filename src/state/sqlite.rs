@@ -140,7 +140,7 @@ impl SqliteStore {
 
     fn committed(&mut self) {
         self.commits += 1;
-        crate::execute::fault::after_commit(self.commits);
+        super::fault::after_commit(self.commits);
     }
 }
 

@@ -84,7 +84,7 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
                     shown_malformed(arg, false)
                 ))
             })?;
-            if !crate::parse::is_identifier(name) {
+            if !crate::model::is_identifier(name) {
                 return Err(WardError::Usage(format!(
                     "--var `{}`: not a variable name (letters, digits, `_`); the value is not shown",
                     shown_malformed(name, true),
