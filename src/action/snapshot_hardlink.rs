@@ -545,12 +545,27 @@ fn choose_slot(dir: &Path, name: &str, run_id: &str) -> Result<Slot, ActionError
 /// A snapshot named like `set` with a suffix (`NAME.2`, ...) that the run
 /// `run_id` made, if `set` itself is not that run's: a later step that
 /// names the snapshot by its template would otherwise check an older one.
-pub(super) fn made_later_by(set: &Path, run_id: &str) -> Option<std::path::PathBuf> {
-    let name = set.file_name()?.to_str()?;
-    let dir = set.parent()?;
-    let mut later: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
+/// A folder that cannot be listed is an error: the guard must not pass
+/// silently and let the older snapshot be checked and marked.
+pub(super) fn made_later_by(
+    set: &Path,
+    run_id: &str,
+) -> Result<Option<std::path::PathBuf>, ActionError> {
+    let (Some(name), Some(dir)) = (set.file_name().and_then(|n| n.to_str()), set.parent()) else {
+        return Ok(None);
+    };
+    let cannot = |e: std::io::Error| {
+        ActionError::new(format!(
+            "cannot list {} to look for this run's snapshot: {e}",
+            dir.display()
+        ))
+    };
+    let mut items = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(cannot)? {
+        items.push(item.map_err(cannot)?);
+    }
+    let mut later: Vec<(u32, std::path::PathBuf)> = items
+        .into_iter()
         .filter_map(|item| {
             let file = item.file_name().to_str()?.to_owned();
             let k = suffix_number(file.strip_prefix(name)?.strip_prefix('.')?)?;
@@ -558,10 +573,10 @@ pub(super) fn made_later_by(set: &Path, run_id: &str) -> Option<std::path::PathB
         })
         .collect();
     later.sort_by_key(|l| std::cmp::Reverse(l.0));
-    later
+    Ok(later
         .into_iter()
         .map(|(_, p)| p)
-        .find(|p| manifest::find(p).is_ok_and(|f| f.is_some_and(|f| f.manifest.run_id == run_id)))
+        .find(|p| manifest::find(p).is_ok_and(|f| f.is_some_and(|f| f.manifest.run_id == run_id))))
 }
 
 /// Removes a file if it exists; any other error names the file.

@@ -59,7 +59,7 @@ impl Action for Verify {
         // A second run on the same day made `NAME.2`: a step that names the
         // snapshot by its template would check (and mark) the older one.
         if m.run_id != ctx.run_id
-            && let Some(own) = super::snapshot_hardlink::made_later_by(&set, &ctx.run_id)
+            && let Some(own) = super::snapshot_hardlink::made_later_by(&set, &ctx.run_id)?
         {
             return Err(ActionError::new(format!(
                 "{} was made by an earlier run (run {}); this run's snapshot is {}. \

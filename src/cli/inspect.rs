@@ -53,7 +53,9 @@ pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
     let steps = session.store.steps(&run.id)?;
     let attempts = session.store.attempts(&run.id, None)?;
     if args.json {
-        print_json(&status_json(&run, &steps, &attempts))?;
+        let json = status_json(&run, &steps, &attempts)
+            .map_err(|e| WardError::Internal(format!("cannot print the run as JSON: {e}")))?;
+        print_json(&json)?;
     } else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());

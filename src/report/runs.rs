@@ -182,28 +182,34 @@ pub fn not_recorded_note(run: &RunRecord) -> String {
     )
 }
 
-pub fn status_json(run: &RunRecord, steps: &[StepRecord], attempts: &[AttemptRecord]) -> Value {
-    let steps: Vec<Value> = steps
+/// `ward status --json`. A record that cannot be turned into JSON is an
+/// error, never a `null` in its place.
+pub fn status_json(
+    run: &RunRecord,
+    steps: &[StepRecord],
+    attempts: &[AttemptRecord],
+) -> serde_json::Result<Value> {
+    let steps = steps
         .iter()
         .map(|s| {
-            let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+            let mut v = serde_json::to_value(s)?;
             v["duration_ms"] = json!(step_duration(s, attempts).map(|d| d.as_millis() as u64));
             v["attempt_list"] = attempts
                 .iter()
                 .filter(|a| a.step_id == s.id)
-                .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
-                .collect();
-            v
+                .map(serde_json::to_value)
+                .collect::<serde_json::Result<Value>>()?;
+            Ok(v)
         })
-        .collect();
-    let mut v = serde_json::to_value(run).unwrap_or(Value::Null);
+        .collect::<serde_json::Result<Vec<Value>>>()?;
+    let mut v = serde_json::to_value(run)?;
     v["duration_ms"] =
         json!(span(Some(run.started_at), run.finished_at).map(|d| d.as_millis() as u64));
     v["steps"] = Value::Array(steps);
     if recorded_running_but_gone(run) {
         v["note"] = json!(not_recorded_note(run));
     }
-    v
+    Ok(v)
 }
 
 /// A list of runs, newest first.
