@@ -51,10 +51,11 @@ pub fn new_run_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), fastrand::u16(..))
 }
 
-/// `WARD_KILL_GRACE`, checked before anything runs: a mistyped value must
-/// not silently become the default (a service given 10 s instead of the
-/// 2 min it needs to flush would be killed mid-write).
-fn kill_grace_checked() -> Result<Duration, WardError> {
+/// `WARD_KILL_GRACE`, read once by `start` and `resume` before anything
+/// runs: a mistyped value must not silently become the default (a service
+/// given 10 s instead of the 2 min it needs to flush would be killed
+/// mid-write).
+fn kill_grace() -> Result<Duration, WardError> {
     match std::env::var("WARD_KILL_GRACE") {
         Err(_) => Ok(execute::DEFAULT_KILL_GRACE),
         Ok(t) => crate::model::Duration::parse(&t)
@@ -65,11 +66,6 @@ fn kill_grace_checked() -> Result<Duration, WardError> {
                 ))
             }),
     }
-}
-
-fn kill_grace() -> Duration {
-    // Checked by `start` and `resume` before anything runs.
-    kill_grace_checked().unwrap_or(execute::DEFAULT_KILL_GRACE)
 }
 
 fn work_dir(v: &Validated) -> PathBuf {
@@ -141,7 +137,7 @@ pub fn start(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
-    kill_grace_checked()?;
+    let grace = kill_grace()?;
     let lock = RunLock::acquire(
         &session.paths.locks(),
         v.playbook.lock_name(),
@@ -151,7 +147,7 @@ pub fn start(
         recovery::reclaim_crashed(&mut session.store, v.playbook.lock_name(), run_id, now_ms())?
     {
         // A dead run's steps may still be running; they must not race this run.
-        execute::orphans::stop(&crashed, kill_grace(), &keeper(v));
+        execute::orphans::stop(&crashed, grace, &keeper(v));
     }
     let text = v.playbook.source.text();
     let run = NewRun {
@@ -197,7 +193,7 @@ pub fn start(
         flush_first: Vec::new(),
         resumed: false,
     };
-    let outcome = execute_recorded(v, run_id, start, session, settings, reporter);
+    let outcome = execute_recorded(v, run_id, start, session, settings, grace, reporter);
     drop(lock);
     outcome
 }
@@ -210,6 +206,7 @@ fn execute_recorded(
     start: Start,
     session: &mut StateSession,
     settings: &RunSettings,
+    kill_grace: Duration,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
     let exec = Execution {
@@ -220,7 +217,7 @@ fn execute_recorded(
             log_dir: session.paths.run_logs(run_id),
             work_dir: work_dir(v),
             echo_output: settings.echo_output,
-            kill_grace: kill_grace(),
+            kill_grace,
             state_flag: crate::report::state_flag(session.paths.given()),
         },
     };
@@ -422,12 +419,12 @@ pub fn resume(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
-    kill_grace_checked()?;
+    let grace = kill_grace()?;
     let lock = RunLock::acquire(&session.paths.locks(), &run.lock_name, &holder(&run.id))?;
     // Our own run may be among the "running" ones if its process died.
     recovery::reclaim_crashed(&mut session.store, &run.lock_name, "", now_ms())?;
     // Steps of a dead ward may still be running; stop them before their retry starts.
-    let leftovers = execute::orphans::stop(&run.id, kill_grace(), &keeper(v));
+    let leftovers = execute::orphans::stop(&run.id, grace, &keeper(v));
     if leftovers > 0 {
         let note = Change::Note {
             kind: "orphans-stopped",
@@ -468,7 +465,7 @@ pub fn resume(
         flush_first: resumption.flush_first,
         resumed: true,
     };
-    let outcome = execute_recorded(v, &run.id, start, session, settings, reporter);
+    let outcome = execute_recorded(v, &run.id, start, session, settings, grace, reporter);
     drop(lock);
     outcome
 }

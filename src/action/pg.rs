@@ -418,6 +418,19 @@ pub fn native_config(
     Ok(cfg)
 }
 
+/// A native connection's error for the operator: the server's severity and
+/// message, or the client's error with its cause ("error connecting to
+/// server" alone does not say why).
+pub fn native_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{keywords, parse_conninfo, pgpass_lookup};

@@ -197,10 +197,7 @@ impl Action for PgDump {
             "point".into(),
             serde_json::json!({
                 "step": p.snapshot,
-                "databases": points
-                    .iter()
-                    .map(|pt| serde_json::json!({ "db": pt.db, "snapshot": pt.snapshot }))
-                    .collect::<Vec<_>>(),
+                "databases": DbPoint::json(&points),
             }),
         );
         let Written {
@@ -222,10 +219,7 @@ impl Action for PgDump {
             summary: Some(format!(
                 "{}: {size} bytes ({raw} bytes of SQL, {} at the point of `{}`), sha256 {}",
                 dest.display(),
-                match points.len() {
-                    1 => "1 database".to_owned(),
-                    n => format!("{n} databases"),
-                },
+                pg_snapshot::count(points.len()),
                 p.snapshot,
                 &sha256[..16]
             )),

@@ -48,9 +48,10 @@ impl Action for PgQuery {
                 .map_err(|e| ActionError::new(format!("cannot connect to PostgreSQL: {e}")))?;
             let conn_task = tokio::spawn(connection);
             // The simple protocol runs every statement of `sql` in one implicit transaction.
-            let messages = client.simple_query(&p.sql).await.map_err(|e| {
-                ActionError::new(format!("query failed: {}", describe_pg_error(&e)))
-            })?;
+            let messages = client
+                .simple_query(&p.sql)
+                .await
+                .map_err(|e| ActionError::new(format!("query failed: {}", pg::native_error(&e))))?;
             drop(client);
             let _ = conn_task.await;
             let mut rows = Vec::new();
@@ -99,12 +100,5 @@ impl Action for PgQuery {
             Some(path) => format!("query {db} ({}): {sql} -> {path}", p.db.describe()),
             None => format!("query {db} ({}): {sql}", p.db.describe()),
         }
-    }
-}
-
-fn describe_pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
     }
 }

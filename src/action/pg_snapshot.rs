@@ -47,6 +47,17 @@ pub struct DbPoint {
     pub snapshot: String,
 }
 
+impl DbPoint {
+    /// `[{"db": ..., "snapshot": ...}]`, as the step details and the dump's
+    /// side file record a point.
+    pub fn json(points: &[DbPoint]) -> serde_json::Value {
+        points
+            .iter()
+            .map(|pt| serde_json::json!({ "db": pt.db, "snapshot": pt.snapshot }))
+            .collect()
+    }
+}
+
 /// A point held by this process: the snapshots, and the thread that keeps
 /// their transactions open until it is told to end them.
 struct Held {
@@ -202,10 +213,7 @@ impl Action for PgSnapshot {
                 names.join(", ")
             )),
             details: serde_json::json!({
-                "databases": points
-                    .iter()
-                    .map(|pt| serde_json::json!({ "db": pt.db, "snapshot": pt.snapshot }))
-                    .collect::<Vec<_>>(),
+                "databases": DbPoint::json(&points),
                 "taken": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
             }),
             ..ActionOutput::default()
@@ -224,7 +232,8 @@ impl Action for PgSnapshot {
     }
 }
 
-fn count(n: usize) -> String {
+/// `1 database`, `3 databases`.
+pub(super) fn count(n: usize) -> String {
     if n == 1 {
         "1 database".to_owned()
     } else {
@@ -280,10 +289,12 @@ type Client = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
 async fn connect(cfg: &tokio_postgres::Config, db: &str) -> Result<Client, String> {
     let mut cfg = cfg.clone();
     cfg.dbname(db);
-    let (client, connection) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to database {db:?}: {}", pg_error(&e)))?;
+    let (client, connection) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        format!(
+            "cannot connect to database {db:?}: {}",
+            pg::native_error(&e)
+        )
+    })?;
     let task = tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -302,7 +313,7 @@ async fn open_all(
             let rows = client
                 .simple_query(LIST_DATABASES)
                 .await
-                .map_err(|e| format!("cannot list the databases: {}", pg_error(&e)))?;
+                .map_err(|e| format!("cannot list the databases: {}", pg::native_error(&e)))?;
             drop(client);
             let _ = task.await;
             rows.iter()
@@ -332,7 +343,7 @@ async fn open_all(
                 Ok(id) => Ok(((client, task), id)),
                 Err(e) => Err(format!(
                     "cannot export a snapshot of database {db:?}: {}",
-                    pg_error(&e)
+                    pg::native_error(&e)
                 )),
             }
         }
@@ -363,15 +374,4 @@ async fn end_all(clients: Vec<Client>) -> Result<(), String> {
         let _ = task.await;
     }
     first_error.map_or(Ok(()), Err)
-}
-
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        // "error connecting to server" alone does not say why.
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
-    }
 }

@@ -485,12 +485,16 @@ fn grow(tree: &mut BTreeSet<(i32, u64)>, snap: &BTreeMap<i32, Proc>) {
 /// of every process on the host. A pid reused meanwhile only delays the
 /// answer until the next full look.
 pub fn any_running(found: &[Found]) -> bool {
-    found.iter().any(|f| {
-        std::fs::read_to_string(format!("/proc/{}/stat", f.pid)).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X")
-        })
+    found.iter().any(|f| running(f.pid))
+}
+
+/// True while `pid` exists and has not ended (a zombie has): one read of
+/// its `/proc/<pid>/stat`.
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
     })
 }
 

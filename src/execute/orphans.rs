@@ -134,10 +134,6 @@ fn group_and_session(pid: i32) -> Option<(i32, i32)> {
     stat(pid).map(|(_, _, group, session)| (group, session))
 }
 
-fn live(pid: i32) -> bool {
-    stat(pid).is_some_and(|(state, ..)| state != 'Z' && state != 'X')
-}
-
 fn carries(dir: &Path, needle: &str) -> bool {
     std::fs::read(dir.join("environ")).is_ok_and(|environ| {
         environ
@@ -165,7 +161,7 @@ pub fn left_behind(attempt: &str) -> Vec<LeftBehind> {
     let needle = format!("{ATTEMPT_VAR}={attempt}");
     let mut found = Vec::new();
     for (pid, dir) in crate::action::procs::other_processes() {
-        if !carries(&dir, &needle) || !live(pid) {
+        if !carries(&dir, &needle) || !crate::action::procs::running(pid) {
             continue;
         }
         let name = std::fs::read_to_string(dir.join("comm"))
@@ -186,9 +182,10 @@ pub fn left_behind(attempt: &str) -> Vec<LeftBehind> {
 pub fn maybe_left_behind(attempt: &str) -> bool {
     let needle = format!("{ATTEMPT_VAR}={attempt}");
     direct_children().is_none_or(|children| {
-        children
-            .iter()
-            .any(|&pid| live(pid) && carries(&PathBuf::from(format!("/proc/{pid}")), &needle))
+        children.iter().any(|&pid| {
+            crate::action::procs::running(pid)
+                && carries(&PathBuf::from(format!("/proc/{pid}")), &needle)
+        })
     })
 }
 
