@@ -24,6 +24,7 @@ mod pg_snapshot;
 pub(crate) mod procs;
 mod rotate;
 mod rsync;
+mod rsync_since;
 mod service_start;
 mod service_stop;
 mod snapshot_hardlink;

@@ -3,8 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::time::{Instant, SystemTime};
+
 use super::params::forbidden_args;
 use super::params::{non_empty, option_like};
+use super::rsync_since::{self, Changes, CopyKey, Stamp};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
@@ -65,6 +68,16 @@ pub struct RsyncParams {
     pub args: Vec<String>,
     /// The rsync program (default: `rsync` on PATH).
     pub program: Option<String>,
+    /// An earlier `rsync` step of this run that copied the same `src` to
+    /// the same `dest` (a warm pass while a service still runs): copy only
+    /// what changed since it started (by change time; folders that changed
+    /// are copied whole), or everything when that cannot be trusted (it
+    /// did not succeed in this ward process, a network file system, the
+    /// clock stepped back). Both must be local.
+    // Left out when unset, so runs recorded before this key existed keep
+    // their step definitions (and resume as unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_since: Option<String>,
 }
 
 fn yes() -> bool {
@@ -102,6 +115,19 @@ impl RsyncParams {
 }
 
 impl RsyncParams {
+    /// The command line of a pass over the paths rsync reads from stdin
+    /// (NUL-separated, relative to `src`): listed folders are copied
+    /// recursively, and with `--delete` cleaned of what is gone.
+    pub fn argv_listed(&self, src: &str, dest: &str) -> Vec<String> {
+        let mut argv = self.argv(src, dest);
+        let at = argv.iter().rposition(|a| a == "--").unwrap_or(argv.len());
+        argv.splice(
+            at..at,
+            ["-r", "--from0", "--files-from=-"].map(String::from),
+        );
+        argv
+    }
+
     /// The full rsync command line (no shell involved).
     pub fn argv(&self, src: &str, dest: &str) -> Vec<String> {
         let mut argv = vec![
@@ -128,6 +154,66 @@ impl RsyncParams {
         argv.push(dest.to_owned());
         argv
     }
+}
+
+/// What an rsync step copies this time.
+enum Pass {
+    /// What changed since an earlier copy (the list rsync reads).
+    Changed(Changes),
+    /// Everything, and why not only the changes (when they were asked for).
+    Full(Option<String>),
+}
+
+/// Lists what changed since the copy of step `since`, or says why
+/// everything must be copied.
+fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) -> Pass {
+    let src = std::path::Path::new(&key.src);
+    let dest = std::path::Path::new(&key.dest);
+    let from = match rsync_since::threshold(&ctx.run_id, since, key, src, dest) {
+        Ok(from) => from,
+        Err(why) => return Pass::Full(Some(why)),
+    };
+    // gold-only copies two top-level folders: the rest need not be read.
+    let top: Option<&[&str]> = match p.mode {
+        RsyncMode::GoldOnly => Some(&["gold", "license"]),
+        RsyncMode::Full | RsyncMode::Filter => None,
+    };
+    match rsync_since::list(src, from, top, ctx.threads, ctx.cancel_flag()) {
+        Ok(changes) => Pass::Changed(changes),
+        Err(e) => Pass::Full(Some(format!("the changes could not be listed: {}", e.0))),
+    }
+}
+
+/// Runs rsync with `input` on its stdin (the list of paths), stdout captured.
+fn run_with_input(
+    ctx: &ActionCtx,
+    argv: &[String],
+    input: Vec<u8>,
+) -> Result<super::Finished, ActionError> {
+    use std::io::{Read, Write};
+    let mut running = ctx.spawn_with(argv, &[], true, true)?;
+    let stdin = running.child.stdin.take();
+    // rsync reads the list while it sends, so the list is written on a
+    // thread of its own; a write error means rsync ended early, which its
+    // exit status reports.
+    let writer = std::thread::spawn(move || {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&input);
+        }
+    });
+    let reader = running.child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let status = running.wait(ctx);
+    let _ = writer.join();
+    let stdout = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    let status = status?;
+    ctx.log(String::from_utf8_lossy(&stdout));
+    Ok(super::Finished { status, stdout })
 }
 
 /// If `src` lies in an incremental snapshot (a folder with a manifest of
@@ -177,6 +263,48 @@ fn incremental_view(
         return Ok(Some(view));
     }
     Ok(None)
+}
+
+/// Why `changed_since` cannot serve these parameters: ward walks `src`
+/// and hands rsync the changed paths, so both ends must be local, and
+/// per-folder filter files would be read only in the folders listed.
+fn changed_since_problems(p: &RsyncParams) -> Vec<ParamProblem> {
+    let mut out = Vec::new();
+    for (key, path) in [("src", &p.src), ("dest", &p.dest)] {
+        if is_remote(path) {
+            out.push(
+                ParamProblem::new(
+                    "changed_since",
+                    format!("`changed_since` needs a local `{key}`; {path:?} is remote"),
+                )
+                .help("remove `changed_since` (every pass then lists the whole tree)"),
+            );
+        }
+    }
+    let merge_rule = |r: &str| {
+        let r = r.trim_start();
+        r.starts_with(':')
+            || r.starts_with('.')
+            || r.starts_with("dir-merge")
+            || r.starts_with("merge")
+    };
+    let in_args = p
+        .args
+        .iter()
+        .filter(|a| *a == "-F" || a.strip_prefix("--filter=").is_some_and(merge_rule));
+    for rule in p.filters.iter().filter(|r| merge_rule(r)).chain(in_args) {
+        out.push(
+            ParamProblem::new(
+                "changed_since",
+                format!("`changed_since` cannot be combined with the merge-file rule {rule:?}"),
+            )
+            .help(
+                "such rules are read from the folders rsync visits, and a pass over the changes \
+                 visits only some: write the rules into `filters`, or remove `changed_since`",
+            ),
+        );
+    }
+    out
 }
 
 /// A problem with a `src`/`dest` that rsync or the remote shell would read
@@ -287,6 +415,9 @@ impl Action for Rsync {
             _ => {}
         }
         out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS, ""));
+        if p.changed_since.is_some() {
+            out.extend(changed_since_problems(p));
+        }
         out
     }
 
@@ -320,9 +451,53 @@ impl Action for Rsync {
         let from = view
             .as_ref()
             .map_or(src.clone(), |v| v.display().to_string());
-        let argv = p.argv(&from, &dest);
-        ctx.log(format!("running: {}", argv.join(" ")));
-        let done = ctx.run(&argv, &[], true);
+        let local = !is_remote(&p.src) && !is_remote(&p.dest);
+        let key = CopyKey {
+            src: src.clone(),
+            dest: dest.clone(),
+            filters: p.filter_rules(),
+            hard_links: p.hard_links,
+            delete: p.delete,
+        };
+        // Taken before rsync starts: whatever changes after this moment
+        // carries a later change time, which a later pass looks for.
+        let started = (SystemTime::now(), Instant::now());
+        let ids = local
+            .then(|| {
+                rsync_since::folder_id(std::path::Path::new(&src))
+                    .zip(rsync_since::folder_id(std::path::Path::new(&dest)))
+            })
+            .flatten();
+        let pass = match (&p.changed_since, &view) {
+            (Some(since), None) => changed_pass(ctx, p, since, &key),
+            (Some(_), Some(_)) => Pass::Full(Some(
+                "the source is an incremental snapshot's view".to_owned(),
+            )),
+            (None, _) => Pass::Full(None),
+        };
+        if let Pass::Full(Some(why)) = &pass {
+            ctx.log(format!("copying everything: {why}"));
+        }
+        let done = match &pass {
+            Pass::Changed(c) if c.listed == 0 => {
+                ctx.log("nothing changed since the earlier copy; rsync not run");
+                Ok(None)
+            }
+            Pass::Changed(c) => {
+                let argv = p.argv_listed(&from, &dest);
+                ctx.log(format!(
+                    "running: {} (with {} changed paths on stdin)",
+                    argv.join(" "),
+                    c.listed
+                ));
+                run_with_input(ctx, &argv, c.list.clone()).map(Some)
+            }
+            Pass::Full(_) => {
+                let argv = p.argv(&from, &dest);
+                ctx.log(format!("running: {}", argv.join(" ")));
+                ctx.run(&argv, &[], true).map(Some)
+            }
+        };
         if let Some(v) = &view {
             let _ = super::tree::remove_tree(
                 v,
@@ -331,35 +506,72 @@ impl Action for Rsync {
             );
         }
         let done = done?;
-        let stats = parse_stats(&String::from_utf8_lossy(&done.stdout));
-        let code = done.status.code();
-        let warning = match code {
-            Some(0) => None,
-            Some(24) if p.vanished == Vanished::Warn => {
-                Some("some source files vanished during the transfer (rsync exit 24)".to_owned())
+        let mut stats = serde_json::Map::new();
+        let mut warning = None;
+        if let Some(done) = &done {
+            stats = parse_stats(&String::from_utf8_lossy(&done.stdout));
+            let code = done.status.code();
+            match code {
+                Some(0) => {}
+                Some(24) if p.vanished == Vanished::Warn => {
+                    warning = Some(
+                        "some source files vanished during the transfer (rsync exit 24)".to_owned(),
+                    );
+                }
+                _ => {
+                    return Err(ActionError::new(format!(
+                        "rsync failed: {}{}",
+                        describe_status(&done.status),
+                        code.and_then(exit_meaning)
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    )));
+                }
             }
-            _ => {
-                return Err(ActionError::new(format!(
-                    "rsync failed: {}{}",
-                    describe_status(&done.status),
-                    code.and_then(exit_meaning)
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                )));
-            }
-        };
-        let summary = format!(
+        }
+        // This copy succeeded: a later pass of the same copy may start from it.
+        if let Some((src_id, dest_id)) = ids {
+            rsync_since::record(
+                &ctx.run_id,
+                &ctx.step,
+                Stamp {
+                    copy: key,
+                    src_id,
+                    dest_id,
+                    wall: started.0,
+                    mono: started.1,
+                },
+            );
+        }
+        let count = |k: &str| stats.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let mut summary = format!(
             "{} files, {} transferred, {} bytes sent",
-            stats.get("files").and_then(|v| v.as_u64()).unwrap_or(0),
-            stats
-                .get("files_transferred")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0),
-            stats
-                .get("bytes_sent")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0)
+            count("files"),
+            count("files_transferred"),
+            count("bytes_sent")
         );
+        if let Some(since) = &p.changed_since {
+            match &pass {
+                Pass::Changed(c) => {
+                    summary = format!(
+                        "changed since `{since}`: {} paths ({} folders whole) from {} folders read; {summary}",
+                        c.listed, c.whole_folders, c.folders_read
+                    );
+                    stats.insert("pass".into(), "changed".into());
+                    stats.insert("listed".into(), c.listed.into());
+                    stats.insert("whole_folders".into(), c.whole_folders.into());
+                    stats.insert("folders_read".into(), c.folders_read.into());
+                }
+                Pass::Full(why) => {
+                    summary =
+                        format!("everything (not only what changed since `{since}`): {summary}");
+                    stats.insert("pass".into(), "full".into());
+                    if let Some(why) = why {
+                        stats.insert("why_full".into(), why.clone().into());
+                    }
+                }
+            }
+        }
         Ok(ActionOutput {
             summary: Some(summary),
             details: serde_json::Value::Object(stats),

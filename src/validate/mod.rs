@@ -5,6 +5,7 @@
 //! problems at once; follow-on errors (e.g. "unknown step" for a step that
 //! was itself broken) are avoided where we can tell.
 
+mod copy_refs;
 mod references;
 mod resolve;
 mod rotate_order;
@@ -63,6 +64,7 @@ pub fn validate(
         .collect();
     rotate_order::check(&playbook, &steps, diags);
     snapshot_refs::check(&playbook, &steps, diags);
+    copy_refs::check(&playbook, &steps, diags);
     let graph = match StepGraph::build(&playbook.steps, &compensation_only) {
         Ok(g) => Some(g),
         Err(cycles) => {

@@ -24,6 +24,7 @@ mod plan;
 mod procs;
 mod reporting;
 mod resume;
+mod rsync_changed;
 mod run;
 mod secrets;
 mod shipped_playbooks;

@@ -1,0 +1,264 @@
+//! `rsync` with `changed_since`: a pass over what changed since an earlier
+//! copy leaves the destination exactly as a full pass would, for every
+//! kind of change; and copies everything when the earlier copy failed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::harness::{Scratch, status_step};
+
+/// Everything a full `rsync -aH --delete` pass makes equal: per path its
+/// kind, content or link target, mode, mtime (not for folders, whose time
+/// rsync sets after their contents), and which paths share an inode.
+fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
+    let mut out = BTreeMap::new();
+    let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = e.expect("entry").path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("below")
+                .display()
+                .to_string();
+            let meta = std::fs::symlink_metadata(&path).expect("meta");
+            let what = if meta.is_dir() {
+                stack.push(path.clone());
+                format!("dir {:o}", meta.mode() & 0o7777)
+            } else if meta.file_type().is_symlink() {
+                format!(
+                    "symlink -> {}",
+                    std::fs::read_link(&path).expect("link").display()
+                )
+            } else {
+                if meta.nlink() > 1 {
+                    groups.entry(meta.ino()).or_default().push(rel.clone());
+                }
+                format!(
+                    "file {:o} {} {:?}",
+                    meta.mode() & 0o7777,
+                    meta.mtime(),
+                    std::fs::read(&path).expect("read")
+                )
+            };
+            out.insert(rel, what);
+        }
+    }
+    let links = groups
+        .into_values()
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
+    (out, links)
+}
+
+fn write(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, body).expect("write");
+}
+
+/// A tree with a folder per kind of change, a deep one, hard links.
+fn make_tree(src: &Path, outside: &Path) {
+    for (rel, body) in [
+        ("a/same.txt", "abcd"),
+        ("a/keep.txt", "kept"),
+        ("b/gone.txt", "to be deleted"),
+        ("b/stays.txt", "stays"),
+        ("c/sub/x/y.txt", "a folder to be deleted"),
+        ("e/old/inner/z.txt", "renamed with its folder"),
+        ("f/orig", "linked later"),
+        ("h/x", "a file that becomes a folder"),
+        ("j/perm.txt", "mode changes"),
+        ("k/l/m/n/deep.txt", "appended"),
+        ("quiet/p/q/r.txt", "never changes"),
+    ] {
+        write(&src.join(rel), body);
+    }
+    std::fs::create_dir_all(src.join("g")).expect("g");
+    std::fs::create_dir_all(src.join("i")).expect("i");
+    std::os::unix::fs::symlink("target-one", src.join("i/sym")).expect("symlink");
+    std::fs::hard_link(src.join("quiet/p/q/r.txt"), src.join("quiet/p/twin")).expect("link");
+    write(
+        &outside.join("moved/deep/old.txt"),
+        "moved in with old times",
+    );
+}
+
+/// Every kind of change, none of them at the top level.
+const CHANGES: &str = r#"set -eu
+cd "$SRC"
+echo new > a/new.txt
+printf 'WXYZ' > a/same.txt
+touch -d '2001-01-01 00:00:00' a/same.txt
+rm b/gone.txt
+rm -r c/sub
+mv "$OUTSIDE/moved" a/moved
+mv e/old e/renamed
+ln f/orig g/link
+rm h/x
+mkdir h/x
+echo inside > h/x/in
+ln -sfn target-two i/sym
+chmod 600 j/perm.txt
+echo more >> k/l/m/n/deep.txt
+"#;
+
+/// The steps after the warm pass run also when it failed (`when: always`).
+fn playbook(s: &Scratch, warm_program: &str) -> String {
+    let root = s.path().display();
+    s.write("changes.sh", CHANGES);
+    format!(
+        r#"ward: 1
+name: changed-since
+steps:
+  - id: warm
+    action: rsync
+    with: {{ src: {root}/src, dest: {root}/dest, program: {warm_program} }}
+  - id: change
+    after: [warm]
+    when: always
+    env: {{ SRC: {root}/src, OUTSIDE: {root}/outside }}
+    cmd: [bash, {root}/changes.sh]
+  - id: window
+    needs: [change]
+    when: always
+    action: rsync
+    with: {{ src: {root}/src, dest: {root}/dest, changed_since: warm }}
+  - id: reference
+    needs: [window]
+    when: always
+    action: rsync
+    with: {{ src: {root}/src, dest: {root}/reference }}
+"#
+    )
+}
+
+fn details(s: &Scratch, step: &str) -> serde_json::Value {
+    let status = s.status(None);
+    let step = status_step(&status, step);
+    assert_eq!(step["state"], "succeeded", "{step}");
+    step["attempt_list"][0]["details"].clone()
+}
+
+#[test]
+fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
+    let s = Scratch::new();
+    make_tree(&s.path().join("src"), &s.path().join("outside"));
+    // The tree's folders are older than the margin before the warm pass.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    s.write("p.yml", &playbook(&s, "rsync"));
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let d = details(&s, "window");
+    assert_eq!(d["pass"], "changed", "{d}");
+    // Folders with a change are listed whole; the quiet ones are not.
+    let listed = d["listed"].as_u64().expect("listed");
+    assert!((4..=20).contains(&listed), "{d}");
+    assert!(d["folders_read"].as_u64().is_some_and(|n| n >= 10), "{d}");
+    let (dest, dest_links) = picture(&s.path().join("dest"));
+    let (reference, reference_links) = picture(&s.path().join("reference"));
+    assert_eq!(dest, reference);
+    assert_eq!(dest_links, reference_links);
+    assert!(dest_links.contains(&vec!["f/orig".to_owned(), "g/link".to_owned()]));
+    assert!(!dest.contains_key("b/gone.txt") && !dest.contains_key("c/sub"));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("dest/a/moved/deep/old.txt")).expect("moved"),
+        "moved in with old times"
+    );
+}
+
+#[test]
+fn a_failed_warm_pass_makes_the_pass_copy_everything() {
+    let s = Scratch::new();
+    make_tree(&s.path().join("src"), &s.path().join("outside"));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    s.write("p.yml", &playbook(&s, "/bin/false"));
+    let run = s.ward().args(["run", "p.yml"]).run();
+    assert_eq!(run.code, 1, "the warm pass failed: {}", run.stderr);
+    let d = details(&s, "window");
+    assert_eq!(d["pass"], "full", "{d}");
+    assert!(
+        d["why_full"]
+            .as_str()
+            .is_some_and(|w| w.contains("`warm` did not complete a copy")),
+        "{d}"
+    );
+    assert_eq!(
+        picture(&s.path().join("dest")),
+        picture(&s.path().join("reference"))
+    );
+}
+
+fn validate_errors(s: &Scratch, steps: &str) -> String {
+    s.write(
+        "v.yml",
+        &format!(
+            "ward: 1\nname: v\nsteps:\n  - id: warm\n    action: rsync\n    with: {{ src: /s, dest: /d }}\n  - id: other\n    run: \"true\"\n{steps}"
+        ),
+    );
+    s.ward()
+        .args(["validate", "v.yml"])
+        .run()
+        .expect_code(2)
+        .stderr
+}
+
+#[test]
+fn changed_since_must_name_an_earlier_copy_of_the_same_tree() {
+    let s = Scratch::new();
+    // Line 12 is the pass's `with:`; the value of `changed_since:` starts at column 47.
+    let missing = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /d, changed_since: wrm }\n",
+    );
+    assert!(
+        missing.contains("`changed_since: wrm` in step `pass` names no step"),
+        "{missing}"
+    );
+    assert!(missing.contains("v.yml:12:47"), "{missing}");
+    assert!(missing.contains("did you mean `warm`?"), "{missing}");
+
+    let not_rsync = validate_errors(
+        &s,
+        "  - id: pass\n    after: [other]\n    action: rsync\n    with: { src: /s, dest: /d, changed_since: other }\n",
+    );
+    assert!(not_rsync.contains("is not an `rsync` step"), "{not_rsync}");
+
+    let other_tree = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /e, changed_since: warm }\n",
+    );
+    assert!(
+        other_tree
+            .contains("names a copy of another tree: `warm` copies /s -> /d, this step /s -> /e"),
+        "{other_tree}"
+    );
+
+    let not_after = validate_errors(
+        &s,
+        "  - id: pass\n    action: rsync\n    with: { src: /s, dest: /d, changed_since: warm }\n",
+    );
+    assert!(
+        not_after.contains("copies what changed since `warm` but does not run after it"),
+        "{not_after}"
+    );
+
+    let remote = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: \"host:/d\", changed_since: warm }\n",
+    );
+    assert!(
+        remote.contains("`changed_since` needs a local `dest`"),
+        "{remote}"
+    );
+
+    // After through another step is enough.
+    s.write(
+        "ok.yml",
+        "ward: 1\nname: ok\nsteps:\n  - id: warm\n    action: rsync\n    with: { src: /s, dest: /d/ }\n  - id: stop\n    after: [warm]\n    run: \"true\"\n  - id: pass\n    needs: [stop]\n    action: rsync\n    with: { src: /s/, dest: /d, changed_since: warm }\n",
+    );
+    s.ward().args(["validate", "ok.yml"]).run().expect_code(0);
+}
