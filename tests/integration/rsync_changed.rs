@@ -9,8 +9,8 @@ use std::path::Path;
 use crate::harness::{Scratch, status_step};
 
 /// Everything a full `rsync -aH --delete` pass makes equal: per path its
-/// kind, content or link target, mode, mtime (not for folders, whose time
-/// rsync sets after their contents), and which paths share an inode.
+/// kind, content or link target, mode, mtime, and which paths share an
+/// inode.
 fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
     let mut out = BTreeMap::new();
     let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
@@ -26,7 +26,7 @@ fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
             let meta = std::fs::symlink_metadata(&path).expect("meta");
             let what = if meta.is_dir() {
                 stack.push(path.clone());
-                format!("dir {:o}", meta.mode() & 0o7777)
+                format!("dir {:o} {}", meta.mode() & 0o7777, meta.mtime())
             } else if meta.file_type().is_symlink() {
                 format!(
                     "symlink -> {}",
