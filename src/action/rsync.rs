@@ -178,8 +178,18 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
         RsyncMode::GoldOnly => Some(&["gold", "license"]),
         RsyncMode::Full | RsyncMode::Filter => None,
     };
+    let began = Instant::now();
     match rsync_since::list(src, from, top, ctx.threads, ctx.cancel_flag()) {
-        Ok(changes) => Pass::Changed(changes),
+        Ok(changes) => {
+            ctx.log(format!(
+                "listed {} changed paths ({} folders whole) from {} folders in {:.2}s",
+                changes.listed,
+                changes.whole_folders,
+                changes.folders_read,
+                began.elapsed().as_secs_f64()
+            ));
+            Pass::Changed(changes)
+        }
         Err(e) => Pass::Full(Some(format!("the changes could not be listed: {}", e.0))),
     }
 }
