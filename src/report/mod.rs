@@ -14,7 +14,7 @@ mod style;
 
 pub use diagnostics::{render_human, render_json_file};
 pub use plan_dot::render as plan_dot;
-pub use plan_json::{render as plan_json, step_definition};
+pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
 pub use progress::{
@@ -25,5 +25,3 @@ pub use runs::{
     status_json,
 };
 pub use style::Style;
-
-pub use crate::template::is_secret_name;
