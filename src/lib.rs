@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod shell;
 pub mod source;
 pub mod state;
 pub mod template;

@@ -17,9 +17,7 @@ pub use plan_dot::render as plan_dot;
 pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
-pub use progress::{
-    ProgressReporter, QuietReporter, count, fmt_duration, log_tail, shell_word, state_flag,
-};
+pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tail, state_flag};
 pub use runs::{
     local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
     status_json,

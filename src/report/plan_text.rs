@@ -83,7 +83,7 @@ fn step(out: &mut dyn Write, v: &Plan, s: &ResolvedStep, style: Style) -> io::Re
         ResolvedBody::Run(line) => line.trim_end().replace('\n', "\n               "),
         ResolvedBody::Cmd(argv) => argv
             .iter()
-            .map(|a| crate::template::shell_quote(a))
+            .map(|a| crate::shell::quote(a))
             .collect::<Vec<_>>()
             .join(" "),
     };
