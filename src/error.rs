@@ -5,8 +5,6 @@
 //! together). Every error kind maps onto it explicitly in
 //! [`WardError::exit_code`]; the end of a run maps onto it in the CLI.
 
-use std::path::PathBuf;
-
 /// Process exit codes: the only place they are chosen.
 pub mod exit {
     /// Everything went well (warnings may have been printed); also resuming
@@ -56,36 +54,12 @@ pub mod exit {
 /// An error that ends a command.
 #[derive(Debug, thiserror::Error)]
 pub enum WardError {
-    /// The playbook file could not be read.
-    #[error("cannot read playbook {}: {source}", path.display())]
-    ReadPlaybook {
-        /// The path given.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The path is a directory.
-    #[error("{} is a directory, not a playbook file", path.display())]
-    PlaybookIsDirectory {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// The playbook file is larger than ward reads.
-    #[error("playbook {} is larger than {limit} bytes; refusing to read it", path.display())]
-    PlaybookTooLarge {
-        /// The path given.
-        path: PathBuf,
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The playbook file is not UTF-8 text.
-    #[error("playbook {} is not UTF-8 text (invalid byte at offset {offset})", path.display())]
-    PlaybookNotUtf8 {
-        /// The path given.
-        path: PathBuf,
-        /// Byte offset of the first invalid byte.
-        offset: usize,
-    },
+    /// The playbook file could not be read at all.
+    #[error(transparent)]
+    ReadPlaybook(#[from] crate::parse::ReadError),
+    /// A `--var` argument is wrong.
+    #[error(transparent)]
+    BadVar(#[from] crate::template::VarError),
     /// A command-line argument is wrong.
     #[error("{0}")]
     Usage(String),
@@ -133,10 +107,8 @@ impl WardError {
     /// kind of error must be given its code here.
     pub fn exit_code(&self) -> i32 {
         match self {
-            WardError::ReadPlaybook { .. }
-            | WardError::PlaybookIsDirectory { .. }
-            | WardError::PlaybookTooLarge { .. }
-            | WardError::PlaybookNotUtf8 { .. }
+            WardError::ReadPlaybook(_)
+            | WardError::BadVar(_)
             | WardError::Usage(_)
             | WardError::RunNotFound(_)
             | WardError::PlaybookChanged(_) => exit::USAGE,

@@ -2,8 +2,11 @@
 //!
 //! The pipeline reads off the modules: [`yaml`] and [`parse`] read a file
 //! into the spanned [`model`]; [`validate`] checks it as a whole and renders
-//! templates; [`plan`] builds the DAG; [`report`] prints diagnostics and
-//! plans. Built-in actions live in [`action`], one file each.
+//! templates; [`plan`] builds the [`plan::Plan`] (DAG, layers, resolved
+//! steps, resume fingerprint); [`execute`] runs a plan, checkpointing every
+//! step in [`state`]; [`report`] prints diagnostics, plans and runs. Built-in
+//! actions live in [`action`], one file each; [`cli`] and [`run`] are the
+//! top, where the stages meet.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod shell;
 pub mod source;
 pub mod state;
 pub mod template;
@@ -30,21 +34,21 @@ use std::sync::Arc;
 
 use diagnostic::{Diagnostic, Diagnostics};
 use error::WardError;
+use plan::Plan;
 use source::SourceFile;
 use template::RunFacts;
-use validate::Validated;
 
-/// The outcome of reading and validating one playbook file.
+/// The outcome of reading, validating and planning one playbook file.
 pub struct Checked {
     /// The file's text (for rendering diagnostics).
     pub source: Arc<SourceFile>,
     /// Every problem found, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
-    /// The validated playbook, if there were no errors.
-    pub validated: Option<Validated>,
+    /// The plan, if there were no errors.
+    pub plan: Option<Plan>,
 }
 
-/// Reads, parses and validates a playbook. `Err` only for files that could
+/// Reads, parses, validates and plans a playbook. `Err` only for files that could
 /// not be read at all; problems inside the file are in `diagnostics`.
 pub fn check_file(
     path: &Path,
@@ -63,13 +67,14 @@ pub fn check_file_with(
 ) -> Result<Checked, WardError> {
     let source = parse::read_source(path)?;
     let mut diags = Diagnostics::default();
-    let validated = parse::parse(source.clone(), &mut diags)
-        .and_then(|playbook| validate::validate(playbook, overrides, facts, &mut diags));
-    let validated = if diags.has_errors() { None } else { validated };
+    let plan = parse::parse(source.clone(), &mut diags)
+        .map(|playbook| validate::validate(playbook, overrides, facts, &mut diags))
+        .and_then(|validated| plan::build(validated, &mut diags));
+    let plan = if diags.has_errors() { None } else { plan };
     Ok(Checked {
         source,
         diagnostics: diags.into_sorted(),
-        validated,
+        plan,
     })
 }
 

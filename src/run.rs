@@ -1,7 +1,7 @@
 //! Starting and resuming runs: state, lock, crash reclaim, then the executor.
 //!
-//! The CLI validates and reports; these functions do everything between a
-//! valid playbook and an [`Outcome`].
+//! The CLI checks and plans; these functions do everything between a
+//! [`Plan`] and an [`Outcome`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use crate::error::WardError;
 use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
-use crate::report::{is_secret_name, step_definition};
+use crate::plan::Plan;
+use crate::plan::fingerprint::{self, Fingerprint};
 use crate::state::{
     Access, Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StateError,
     StatePaths, StepState, Store, recovery,
 };
-use crate::template::FingerprintKey;
-use crate::validate::Validated;
+use crate::template::{FingerprintKey, is_secret_name};
 
 pub use crate::execute::Outcome;
 
@@ -68,7 +68,7 @@ fn kill_grace() -> Result<Duration, WardError> {
     }
 }
 
-fn work_dir(v: &Validated) -> PathBuf {
+fn work_dir(v: &Plan) -> PathBuf {
     let path = v.playbook.source.path();
     let dir = path
         .parent()
@@ -112,7 +112,7 @@ fn holder(run_id: &str) -> LockHolder {
 /// Which steps' processes a crash reclaim leaves running: a service that
 /// `service.start` (or a `keep_children` step) started outlives the ward
 /// that started it.
-fn keeper(v: &Validated) -> impl Fn(&str) -> bool + '_ {
+fn keeper(v: &Plan) -> impl Fn(&str) -> bool + '_ {
     move |id: &str| {
         v.steps
             .iter()
@@ -127,10 +127,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, WardError> {
         .map_err(WardError::Runtime)
 }
 
-/// Starts a new run of a validated playbook. `run_id` must be the one the
-/// playbook was validated with (templates may use it).
+/// Starts a new run of a plan. `run_id` must be the one the playbook was
+/// checked with (templates may use it).
 pub fn start(
-    v: &Validated,
+    v: &Plan,
     run_id: &str,
     overrides: &[(String, String)],
     session: &mut StateSession,
@@ -180,10 +180,11 @@ pub fn start(
     let steps: Vec<NewStep> = v
         .steps
         .iter()
-        .map(|s| NewStep {
+        .zip(v.fingerprint(key.as_ref()).steps)
+        .map(|(s, (_, definition))| NewStep {
             id: s.id.clone(),
             position: s.index,
-            definition_json: step_definition(s, key.as_ref()),
+            definition_json: definition,
             compensation: s.compensation_only,
         })
         .collect();
@@ -201,7 +202,7 @@ pub fn start(
 /// Runs the executor for a run already recorded in the store (the caller
 /// holds its lock).
 fn execute_recorded(
-    v: &Validated,
+    v: &Plan,
     run_id: &str,
     start: Start,
     session: &mut StateSession,
@@ -210,7 +211,7 @@ fn execute_recorded(
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
     let exec = Execution {
-        validated: v,
+        plan: v,
         run_id,
         start,
         options: ExecOptions {
@@ -262,35 +263,31 @@ pub fn recorded_overrides(run: &RunRecord) -> Result<RecordedOverrides, WardErro
     Ok(RecordedOverrides { values, masked })
 }
 
-/// Steps whose rendered definition differs between the run and `v`; a
-/// changed secret counts (through its keyed fingerprint).
+/// Steps whose definition differs between the run and `v`, said in words;
+/// a changed secret counts (through its keyed fingerprint). The plan's
+/// fingerprint is taken in the version the run recorded, so that runs of
+/// an older ward still resume.
 pub fn changed_steps(
-    v: &Validated,
+    v: &Plan,
     recorded: &[crate::state::StepRecord],
     paths: &StatePaths,
 ) -> Result<Vec<String>, WardError> {
     let key = key_if_needed(v, paths)?;
-    let by_id: std::collections::HashMap<&str, &str> = recorded
+    // One ward records every step of a run, so one version for all of them;
+    // a record in no known form compares in the current version (and so
+    // counts as changed).
+    let version = recorded
         .iter()
-        .map(|r| (r.id.as_str(), r.definition_json.as_str()))
-        .collect();
-    let mut out = Vec::new();
-    for s in &v.steps {
-        match by_id.get(s.id.as_str()) {
-            None => out.push(format!("`{}` is new", s.id)),
-            Some(def) if *def != step_definition(s, key.as_ref()) => {
-                out.push(format!("`{}` changed", s.id))
-            }
-            Some(_) => {}
-        }
-    }
-    let now: std::collections::HashSet<&str> = v.steps.iter().map(|s| s.id.as_str()).collect();
-    for r in recorded {
-        if !now.contains(r.id.as_str()) {
-            out.push(format!("`{}` was removed", r.id));
-        }
-    }
-    Ok(out)
+        .find_map(|r| fingerprint::recorded_version(&r.definition_json))
+        .unwrap_or(fingerprint::VERSION);
+    let Some(planned) = Fingerprint::in_version(v, key.as_ref(), version) else {
+        return Ok(vec![format!(
+            "its steps were recorded by a newer ward (step fingerprint version {version}; this \
+             ward knows up to {})",
+            fingerprint::VERSION
+        )]);
+    };
+    Ok(recovery::changed_steps(&planned.steps, recorded))
 }
 
 /// The file beside the state database that holds the fingerprint key.
@@ -298,8 +295,8 @@ const KEY_FILE: &str = "fingerprint.key";
 
 /// The fingerprint key if some step has secret values (created on first
 /// use, so state folders of playbooks without secrets do not get one).
-fn key_if_needed(v: &Validated, paths: &StatePaths) -> Result<Option<FingerprintKey>, WardError> {
-    if v.steps.iter().all(|s| s.secret_values().is_empty()) {
+fn key_if_needed(v: &Plan, paths: &StatePaths) -> Result<Option<FingerprintKey>, WardError> {
+    if !v.needs_fingerprint_key() {
         return Ok(None);
     }
     fingerprint_key(paths).map(Some)
@@ -411,9 +408,9 @@ fn create_key(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Resumes a recorded run with a validated playbook (same vars and facts).
+/// Resumes a recorded run with the plan of its playbook (same vars and facts).
 pub fn resume(
-    v: &Validated,
+    v: &Plan,
     run: &RunRecord,
     session: &mut StateSession,
     settings: &RunSettings,
@@ -442,7 +439,7 @@ pub fn resume(
         .run(&run.id)?
         .is_some_and(|r| r.state == crate::state::RunState::Crashed);
     let mut resumption = recovery::resume_states(
-        v,
+        &v.recovery_shape(),
         &records,
         crashed,
         &crate::state::boot::boot_id(),

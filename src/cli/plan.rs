@@ -20,7 +20,7 @@ pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
         &checked.diagnostics,
         Style::stderr(),
     )?;
-    let Some(validated) = checked.validated else {
+    let Some(plan) = checked.plan else {
         let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         // A closed stderr must not panic; the exit code still says it.
         let _ = writeln!(
@@ -34,10 +34,10 @@ pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
-        PlanFormat::Text => report::plan_text(&mut out, &validated, Style::stdout())?,
-        PlanFormat::Json => report::plan_json(&mut out, &validated)?,
-        PlanFormat::Dot => report::plan_dot(&mut out, &validated)?,
-        PlanFormat::Mermaid => report::plan_mermaid(&mut out, &validated)?,
+        PlanFormat::Text => report::plan_text(&mut out, &plan, Style::stdout())?,
+        PlanFormat::Json => report::plan_json(&mut out, &plan)?,
+        PlanFormat::Dot => report::plan_dot(&mut out, &plan)?,
+        PlanFormat::Mermaid => report::plan_mermaid(&mut out, &plan)?,
     }
     out.flush()?;
     Ok(exit::OK)

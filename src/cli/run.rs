@@ -28,8 +28,8 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
     }
 }
 
-/// Prints diagnostics; returns the validated playbook or the exit code.
-fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::validate::Validated, i32> {
+/// Prints diagnostics; returns the plan or the exit code.
+fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::Plan, i32> {
     let stderr = std::io::stderr();
     let _ = render_human(
         &mut stderr.lock(),
@@ -38,7 +38,7 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::validat
         &checked.diagnostics,
         Style::stderr(),
     );
-    match checked.validated {
+    match checked.plan {
         Some(v) => Ok(v),
         None => {
             let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();

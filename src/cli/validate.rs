@@ -34,7 +34,7 @@ pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
                 continue;
             }
         };
-        let valid = checked.validated.is_some();
+        let valid = checked.plan.is_some();
         all_valid &= valid;
         match args.format {
             DiagnosticFormat::Json => {
@@ -52,7 +52,7 @@ pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
                     &checked.diagnostics,
                     Style::stderr(),
                 )?;
-                match &checked.validated {
+                match &checked.plan {
                     Some(v) if !args.quiet => writeln!(
                         out,
                         "ok: {shown}: playbook `{}`, {} step{}",

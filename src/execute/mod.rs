@@ -1,4 +1,4 @@
-//! Runs a validated playbook: the DAG scheduler, child processes with
+//! Runs a [`Plan`](crate::plan::Plan): the DAG scheduler, child processes with
 //! timeouts and process groups, retries, signals, and a durable checkpoint
 //! for every change (through `state::Store`).
 //!

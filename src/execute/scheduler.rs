@@ -43,13 +43,13 @@ use super::process::{
 use super::signals::{Received, Signals};
 use crate::action::{Action, ActionCtx, CtxParts, ServiceStart};
 use crate::model::When;
+use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 use crate::state::{Change, RunState, StepState, Store, Unflushed};
-use crate::validate::{ResolvedBody, ResolvedStep, Validated};
 
 /// A run to carry out.
 pub struct Execution<'a> {
-    /// The validated playbook.
-    pub validated: &'a Validated,
+    /// What to run.
+    pub plan: &'a Plan,
     /// The run's id (already recorded in the store).
     pub run_id: &'a str,
     /// Where the steps start.
@@ -101,8 +101,8 @@ enum Done {
 struct Scheduler<'a, 'r> {
     steps: &'a [ResolvedStep],
     /// What each step waits for (from the DAG, computed once).
-    deps: Vec<Vec<(usize, crate::plan::EdgeKind)>>,
-    v: &'a Validated,
+    deps: Vec<Vec<(usize, EdgeKind)>>,
+    v: &'a Plan,
     run_id: &'a str,
     options: ExecOptions,
     state: Vec<StepState>,
@@ -144,7 +144,7 @@ pub async fn execute(
     reporter: &mut dyn Reporter,
 ) -> Outcome {
     let started = Instant::now();
-    let v = exec.validated;
+    let v = exec.plan;
     let kept = exec
         .start
         .initial
@@ -508,7 +508,7 @@ impl Scheduler<'_, '_> {
             return Some("not started: the state could not be recorded".into());
         }
         for &(dep, kind) in &self.deps[i] {
-            if kind == crate::plan::EdgeKind::Needs && self.state[dep] != StepState::Succeeded {
+            if kind == EdgeKind::Needs && self.state[dep] != StepState::Succeeded {
                 return Some(format!(
                     "needs `{}`, which {}",
                     self.steps[dep].id,

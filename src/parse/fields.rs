@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
-use crate::model::Spanned;
+use crate::model::{RetryPolicy, Spanned};
 use crate::yaml::{Node, NodeKind, from_node};
 
 /// Keys allowed at the top of a playbook.
@@ -161,6 +161,24 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// Reads `retry:` and checks the policy's numbers.
+pub(super) fn read_retry(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<RetryPolicy>> {
+    let policy = ctx.value::<RetryPolicy>("retry", node, diags)?;
+    let problems = policy.problems();
+    for p in &problems {
+        diags.push(Diagnostic::error(
+            "invalid-value",
+            node.span,
+            format!("invalid `retry` in {}: {p}", ctx.owner),
+        ));
+    }
+    problems.is_empty().then_some(policy)
 }
 
 #[cfg(test)]

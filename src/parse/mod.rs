@@ -9,11 +9,10 @@ mod step;
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::diagnostic::Diagnostics;
-use crate::error::WardError;
 use crate::model::Playbook;
 use crate::source::SourceFile;
 use crate::yaml::{self, Limits};
@@ -23,16 +22,52 @@ pub use fields::{DEFAULTS_KEYS, PLAYBOOK_KEYS, STEP_KEYS, is_identifier, is_name
 /// Largest playbook file ward reads. A 5,000-step playbook is about 1 MiB.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Why a playbook file could not be read at all (problems inside a file
+/// that was read are diagnostics).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read playbook {}: {source}", path.display())]
+    Io {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The path is a directory.
+    #[error("{} is a directory, not a playbook file", path.display())]
+    IsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file is larger than ward reads.
+    #[error("playbook {} is larger than {limit} bytes; refusing to read it", path.display())]
+    TooLarge {
+        /// The path given.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("playbook {} is not UTF-8 text (invalid byte at offset {offset})", path.display())]
+    NotUtf8 {
+        /// The path given.
+        path: PathBuf,
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+}
+
 /// Reads a playbook file, refusing files that are too large or not UTF-8.
-pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, WardError> {
-    let io_err = |source| WardError::ReadPlaybook {
+pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, ReadError> {
+    let io_err = |source| ReadError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if meta.is_dir() {
-        return Err(WardError::PlaybookIsDirectory {
+        return Err(ReadError::IsDirectory {
             path: path.to_path_buf(),
         });
     }
@@ -42,12 +77,12 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, WardError> {
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(WardError::PlaybookTooLarge {
+        return Err(ReadError::TooLarge {
             path: path.to_path_buf(),
             limit: MAX_FILE_BYTES,
         });
     }
-    let text = String::from_utf8(bytes).map_err(|e| WardError::PlaybookNotUtf8 {
+    let text = String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
         path: path.to_path_buf(),
         offset: e.utf8_error().valid_up_to(),
     })?;

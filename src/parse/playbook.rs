@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use super::fields::{Ctx, DEFAULTS_KEYS, PLAYBOOK_KEYS, is_identifier, is_name};
+use super::fields::{Ctx, DEFAULTS_KEYS, PLAYBOOK_KEYS, is_identifier, is_name, read_retry};
 use super::step;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::model::{Defaults, Playbook, RetryPolicy, Spanned, Var};
+use crate::model::{Defaults, Playbook, Spanned, Var};
 use crate::source::{SourceFile, Span};
 use crate::yaml::Node;
 
@@ -211,22 +211,4 @@ fn decode_defaults(node: &Node, diags: &mut Diagnostics) -> Defaults {
         }
     }
     defaults
-}
-
-/// Reads `retry:` and checks the policy's numbers.
-pub(super) fn read_retry(
-    ctx: &Ctx<'_>,
-    node: &Node,
-    diags: &mut Diagnostics,
-) -> Option<Spanned<RetryPolicy>> {
-    let policy = ctx.value::<RetryPolicy>("retry", node, diags)?;
-    let problems = policy.problems();
-    for p in &problems {
-        diags.push(Diagnostic::error(
-            "invalid-value",
-            node.span,
-            format!("invalid `retry` in {}: {p}", ctx.owner),
-        ));
-    }
-    problems.is_empty().then_some(policy)
 }

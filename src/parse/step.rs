@@ -1,7 +1,6 @@
 //! Decodes the `steps:` list.
 
-use super::fields::{Ctx, STEP_KEYS, is_identifier, is_name};
-use super::playbook::read_retry;
+use super::fields::{Ctx, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{Spanned, Step, StepBody, When};
 use crate::yaml::{Node, NodeKind};

@@ -35,7 +35,7 @@ impl StepGraph {
     /// Steps in `compensation_only` are left out (they run only to undo).
     pub fn build(
         steps: &[Step],
-        compensation_only: &HashSet<&str>,
+        compensation_only: &HashSet<String>,
     ) -> Result<StepGraph, Vec<Diagnostic>> {
         let mut graph = DiGraph::new();
         let mut node_of = HashMap::new();

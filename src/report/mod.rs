@@ -14,16 +14,12 @@ mod style;
 
 pub use diagnostics::{render_human, render_json_file};
 pub use plan_dot::render as plan_dot;
-pub use plan_json::{render as plan_json, step_definition};
+pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
-pub use progress::{
-    ProgressReporter, QuietReporter, count, fmt_duration, log_tail, shell_word, state_flag,
-};
+pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tail, state_flag};
 pub use runs::{
     local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
     status_json,
 };
 pub use style::Style;
-
-pub use crate::template::is_secret_name;

@@ -2,8 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::plan::EdgeKind;
-use crate::validate::{ResolvedBody, Validated};
+use crate::plan::{EdgeKind, Plan, ResolvedBody};
 
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
@@ -15,7 +14,7 @@ fn quote(s: &str) -> String {
 
 /// Writes the DAG as a Graphviz digraph: solid edges for `needs`, dashed for
 /// `after`, dotted boxes for compensation steps.
-pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
+pub fn render(out: &mut dyn Write, v: &Plan) -> io::Result<()> {
     writeln!(out, "digraph {} {{", quote(&v.playbook.name.value))?;
     writeln!(out, "  rankdir=TB;")?;
     writeln!(out, "  node [shape=box, fontname=\"monospace\"];")?;

@@ -9,8 +9,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::model::RetryPolicy;
-use crate::template::{FingerprintKey, RunFacts};
-use crate::validate::{ResolvedBody, ResolvedStep, Validated};
+use crate::plan::{Plan, ResolvedBody, ResolvedStep};
+use crate::template::RunFacts;
 
 #[derive(Serialize)]
 struct PlanJson<'a> {
@@ -54,9 +54,6 @@ struct StepJson<'a> {
     creates: Option<&'a str>,
     ok_codes: &'a [i32],
     compensation_only: bool,
-    /// Keyed fingerprint of the secret values (state only, never plans).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    secrets: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -101,18 +98,12 @@ fn step_json(s: &ResolvedStep, layer: Option<usize>) -> StepJson<'_> {
         creates: s.shown_creates(),
         ok_codes: &s.ok_codes,
         compensation_only: s.compensation_only,
-        secrets: None,
     }
 }
 
 /// Writes the plan as pretty JSON.
-pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
-    let mut layer_of = vec![None; v.steps.len()];
-    for (n, layer) in v.graph.layers().iter().enumerate() {
-        for &i in layer {
-            layer_of[i] = Some(n + 1);
-        }
-    }
+pub fn render(out: &mut dyn Write, v: &Plan) -> io::Result<()> {
+    let layer_of = v.layer_of();
     let plan = PlanJson {
         playbook: &v.playbook.name.value,
         file: v.playbook.source.path().display().to_string(),
@@ -135,24 +126,4 @@ pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
     };
     serde_json::to_writer_pretty(&mut *out, &plan)?;
     writeln!(out)
-}
-
-/// A step's rendered definition as compact JSON: stored with each run so
-/// that `ward resume` can tell which steps changed. Secret values are masked
-/// and stand in only through their HMAC under `key` (which a step with
-/// secrets needs; without one they would count as unchanged).
-pub fn step_definition(s: &ResolvedStep, key: Option<&FingerprintKey>) -> String {
-    let mut json = step_json(s, None);
-    let secrets = s.secret_values();
-    if !secrets.is_empty() {
-        json.secrets = Some(match key {
-            Some(key) => key.fingerprint(
-                secrets
-                    .iter()
-                    .flat_map(|(what, value)| [what.as_str(), *value]),
-            ),
-            None => "no key".to_owned(),
-        });
-    }
-    serde_json::to_string(&json).unwrap_or_default()
 }

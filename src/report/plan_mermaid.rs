@@ -2,8 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::plan::EdgeKind;
-use crate::validate::{ResolvedBody, Validated};
+use crate::plan::{EdgeKind, Plan, ResolvedBody};
 
 fn label(s: &str) -> String {
     s.replace('"', "#quot;")
@@ -13,7 +12,7 @@ fn label(s: &str) -> String {
 
 /// Writes the DAG as a Mermaid flowchart: `-->` for `needs`, `-.->` for
 /// `after`, and `undo` links to compensation steps.
-pub fn render(out: &mut dyn Write, v: &Validated) -> io::Result<()> {
+pub fn render(out: &mut dyn Write, v: &Plan) -> io::Result<()> {
     writeln!(out, "flowchart TD")?;
     // Node ids are `s<index>`: step ids may be Mermaid keywords such as `end`.
     for s in &v.steps {

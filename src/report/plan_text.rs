@@ -4,11 +4,10 @@ use std::io::{self, Write};
 
 use super::Style;
 use crate::model::When;
-use crate::plan::EdgeKind;
-use crate::validate::{ResolvedBody, ResolvedStep, Validated};
+use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 
 /// Writes the plan layer by layer, each step with what it will do.
-pub fn render(out: &mut dyn Write, v: &Validated, style: Style) -> io::Result<()> {
+pub fn render(out: &mut dyn Write, v: &Plan, style: Style) -> io::Result<()> {
     let pb = &v.playbook;
     writeln!(
         out,
@@ -62,7 +61,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> io::Result<()> {
+fn step(out: &mut dyn Write, v: &Plan, s: &ResolvedStep, style: Style) -> io::Result<()> {
     let title = match &s.name {
         Some(name) => format!("{} — {name}", s.id),
         None => s.id.clone(),
@@ -84,7 +83,7 @@ fn step(out: &mut dyn Write, v: &Validated, s: &ResolvedStep, style: Style) -> i
         ResolvedBody::Run(line) => line.trim_end().replace('\n', "\n               "),
         ResolvedBody::Cmd(argv) => argv
             .iter()
-            .map(|a| crate::template::shell_quote(a))
+            .map(|a| crate::shell::quote(a))
             .collect::<Vec<_>>()
             .join(" "),
     };

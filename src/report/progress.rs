@@ -33,25 +33,11 @@ pub fn count(n: usize, word: &str) -> String {
     }
 }
 
-/// `text` as one shell word: as it is when it holds only characters no
-/// shell treats specially, else in single quotes.
-pub fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:,+=@%".contains(c));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
-}
-
 /// ` --state PATH` (quoted for the shell) when the run was given one, so the
 /// hints printed after a run can be pasted as they are.
 pub fn state_flag(state: Option<&Path>) -> String {
     state
-        .map(|p| format!(" --state {}", shell_word(&p.display().to_string())))
+        .map(|p| format!(" --state {}", crate::shell::quote(&p.display().to_string())))
         .unwrap_or_default()
 }
 
@@ -357,14 +343,5 @@ mod tests {
         assert_eq!(count(1, "step"), "1 step");
         assert_eq!(count(0, "step"), "0 steps");
         assert_eq!(count(2, "step"), "2 steps");
-    }
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("/var/lib/ward/ward.db"), "/var/lib/ward/ward.db");
-        assert_eq!(shell_word("/tmp/my state/w.db"), "'/tmp/my state/w.db'");
-        assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
-        assert_eq!(shell_word("$HOME"), "'$HOME'");
-        assert_eq!(shell_word(""), "''");
     }
 }

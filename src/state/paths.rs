@@ -85,7 +85,7 @@ impl StatePaths {
             problem: "the state path names a folder; it must name the database file".to_owned(),
             fix: format!(
                 "name a file in it, e.g. `--state {}` (or the same in `$WARD_STATE`)",
-                crate::report::shell_word(&example.display().to_string())
+                crate::shell::quote(&example.display().to_string())
             ),
         })
     }

@@ -73,9 +73,37 @@ use std::path::PathBuf;
 use super::boot::same_boot;
 use super::records::{Change, StepRecord, StepState};
 use super::{StateError, Store};
-use crate::action::{Action, PgDumpParams, PgSnapshot};
-use crate::model::When;
-use crate::validate::{ResolvedBody, Validated};
+
+/// What the crash rules need to know of one planned step. Plain data, so
+/// that state/ imports nothing above it: the plan computes it
+/// (`plan::Plan::recovery_shape`).
+#[derive(Clone, Debug)]
+pub struct StepShape {
+    /// The step id.
+    pub id: String,
+    /// True if the step only runs to compensate another (outside the DAG).
+    pub compensation_only: bool,
+    /// True for a `when: always`/`when: failure` step (rule 4).
+    pub finalizer: bool,
+    /// The steps it waits for (indexes), directly.
+    pub waits_for: Vec<usize>,
+    /// The steps that wait for it (indexes), directly.
+    pub waited_by: Vec<usize>,
+    /// Its part in a held consistent point (rule 7).
+    pub point: PointRole,
+}
+
+/// A step's part in a consistent point that lives only as long as the ward
+/// holding it (rule 7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PointRole {
+    /// None.
+    None,
+    /// It takes and holds a point (`pg.snapshot`).
+    Holds,
+    /// It dumps the point held by the step with this id (`pg.dump`).
+    Dumps(String),
+}
 
 /// Rule 1: marks runs of `lock` still recorded `running` as crashed. Call
 /// only while holding the lock. Returns the ids of the runs it marked.
@@ -118,7 +146,7 @@ pub fn reclaim_crashed(
 /// Where a resumed run starts.
 #[derive(Debug)]
 pub struct Resumption {
-    /// Each step's starting state and its attempts so far, in `v.steps` order.
+    /// Each step's starting state and its attempts so far, in plan order.
     pub initial: Vec<(StepState, u32)>,
     /// The changes that record the resets.
     pub changes: Vec<Change>,
@@ -129,21 +157,22 @@ pub struct Resumption {
     pub notices: Vec<String>,
 }
 
-/// Rules 2-4, 6 and 7: where each step starts when `records` are resumed (of
-/// a run that `crashed` or not) in the boot `boot_id`.
+/// Rules 2-4, 6 and 7: where each step of the plan (`steps`) starts when
+/// `records` are resumed (of a run that `crashed` or not) in the boot
+/// `boot_id`.
 pub fn resume_states(
-    v: &Validated,
+    steps: &[StepShape],
     records: &[StepRecord],
     crashed: bool,
     boot_id: &str,
     now: i64,
 ) -> Resumption {
     let by_id: HashMap<&str, &StepRecord> = records.iter().map(|r| (r.id.as_str(), r)).collect();
-    let n = v.steps.len();
-    let record = |i: usize| by_id.get(v.steps[i].id.as_str()).copied();
+    let n = steps.len();
+    let record = |i: usize| by_id.get(steps[i].id.as_str()).copied();
     let mut keep: Vec<bool> = (0..n)
         .map(|i| {
-            !v.steps[i].compensation_only
+            !steps[i].compensation_only
                 && record(i).is_some_and(|r| r.state == StepState::Succeeded)
         })
         .collect();
@@ -168,7 +197,7 @@ pub fn resume_states(
     // restarts services too) reopens its window when any step of the window
     // must run again; then the whole window runs again, and so does it.
     let finalizers: Vec<(usize, HashSet<usize>)> = (0..n)
-        .filter(|&i| !v.steps[i].compensation_only && v.steps[i].when != When::Success)
+        .filter(|&i| !steps[i].compensation_only && steps[i].finalizer)
         .filter(|&i| {
             crashed
                 || record(i).is_some_and(|r| {
@@ -178,10 +207,10 @@ pub fn resume_states(
                     )
                 })
         })
-        .map(|f| (f, ancestors(v, &[f])))
+        .map(|f| (f, ancestors(steps, &[f])))
         .collect();
     // Rule 7: the pg.snapshot steps and the pg.dump steps that use their points.
-    let points = held_points(v);
+    let points = held_points(steps);
     let mut lost: HashSet<usize> = HashSet::new();
     let mut notices = Vec::new();
     loop {
@@ -192,13 +221,13 @@ pub fn resume_states(
                 // The point died with the ward that held it: take it again,
                 // in a window of its own (stop again, copy again).
                 lost.insert(*point);
-                let mut again: HashSet<usize> = ancestors(v, &[*point]);
+                let mut again: HashSet<usize> = ancestors(steps, &[*point]);
                 again.insert(*point);
                 let from: Vec<usize> = again.iter().copied().collect();
-                again.extend(descendants(v, &from));
+                again.extend(descendants(steps, &from));
                 let mut rerun: Vec<usize> = again.into_iter().filter(|&i| keep[i]).collect();
                 rerun.sort_unstable();
-                let id = &v.steps[*point].id;
+                let id = &steps[*point].id;
                 for &i in &rerun {
                     keep[i] = false;
                     why.insert(
@@ -209,7 +238,7 @@ pub fn resume_states(
                         ),
                     );
                 }
-                let names: Vec<&str> = rerun.iter().map(|&i| v.steps[i].id.as_str()).collect();
+                let names: Vec<&str> = rerun.iter().map(|&i| steps[i].id.as_str()).collect();
                 notices.push(format!(
                     "the consistent point of `{id}` was held by a ward that is gone: the window \
                      is run again: {}",
@@ -227,7 +256,7 @@ pub fn resume_states(
                             d,
                             format!(
                                 "runs again: the point of `{}` is taken again",
-                                v.steps[*point].id
+                                steps[*point].id
                             ),
                         );
                         changed = true;
@@ -247,12 +276,12 @@ pub fn resume_states(
                     } else if crashed {
                         format!(
                             "runs again: ward died inside the window that `{}` closes",
-                            v.steps[*f].id
+                            steps[*f].id
                         )
                     } else {
                         format!(
                             "runs again: `{}` ran after the failure and may have undone it",
-                            v.steps[*f].id
+                            steps[*f].id
                         )
                     };
                     why.insert(w, reason);
@@ -290,7 +319,7 @@ pub fn resume_states(
             let was = record(i).map(|r| r.state);
             if was.is_some_and(|s| s != StepState::Pending) {
                 changes.push(Change::Step {
-                    step: v.steps[i].id.clone(),
+                    step: steps[i].id.clone(),
                     state: StepState::Pending,
                     reason: why.remove(&i),
                     at: now,
@@ -307,23 +336,13 @@ pub fn resume_states(
     }
 }
 
-/// Each `pg.snapshot` step with the `pg.dump` steps that dump its point.
-fn held_points(v: &Validated) -> Vec<(usize, Vec<usize>)> {
-    let dump_of = |i: usize| match &v.steps[i].body {
-        ResolvedBody::Action(p) => p
-            .as_any()
-            .downcast_ref::<PgDumpParams>()
-            .map(|d| d.snapshot.as_str()),
-        _ => None,
-    };
-    (0..v.steps.len())
-        .filter(|&i| !v.steps[i].compensation_only)
-        .filter(|&i| {
-            matches!(&v.steps[i].body, ResolvedBody::Action(p) if p.action() == PgSnapshot::NAME)
-        })
+/// Each step holding a point with the steps that dump it.
+fn held_points(steps: &[StepShape]) -> Vec<(usize, Vec<usize>)> {
+    (0..steps.len())
+        .filter(|&i| !steps[i].compensation_only && steps[i].point == PointRole::Holds)
         .map(|i| {
-            let dumps = (0..v.steps.len())
-                .filter(|&d| dump_of(d) == Some(v.steps[i].id.as_str()))
+            let dumps = (0..steps.len())
+                .filter(|&d| matches!(&steps[d].point, PointRole::Dumps(holder) if *holder == steps[i].id))
                 .collect();
             (i, dumps)
         })
@@ -331,11 +350,11 @@ fn held_points(v: &Validated) -> Vec<(usize, Vec<usize>)> {
 }
 
 /// Every step that waits for one of `from`, directly or not.
-fn descendants(v: &Validated, from: &[usize]) -> HashSet<usize> {
+fn descendants(steps: &[StepShape], from: &[usize]) -> HashSet<usize> {
     let mut seen = HashSet::new();
     let mut stack: Vec<usize> = from.to_vec();
     while let Some(i) = stack.pop() {
-        for d in v.graph.dependents(i) {
+        for &d in &steps[i].waited_by {
             if seen.insert(d) {
                 stack.push(d);
             }
@@ -345,11 +364,11 @@ fn descendants(v: &Validated, from: &[usize]) -> HashSet<usize> {
 }
 
 /// Every step that one of `from` waits for, directly or not.
-fn ancestors(v: &Validated, from: &[usize]) -> HashSet<usize> {
+fn ancestors(steps: &[StepShape], from: &[usize]) -> HashSet<usize> {
     let mut seen = HashSet::new();
     let mut stack: Vec<usize> = from.to_vec();
     while let Some(i) = stack.pop() {
-        for (d, _) in v.graph.dependencies(i) {
+        for &d in &steps[i].waits_for {
             if seen.insert(d) {
                 stack.push(d);
             }
@@ -358,32 +377,75 @@ fn ancestors(v: &Validated, from: &[usize]) -> HashSet<usize> {
     seen
 }
 
+/// Rule 5: the steps whose definition differs between `planned` (the
+/// plan's fingerprint, `(id, definition)` in the version the run recorded)
+/// and `recorded`, each said in words; empty if the run may be resumed as
+/// it is. A changed secret counts (through its keyed fingerprint).
+pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> Vec<String> {
+    let by_id: HashMap<&str, &str> = recorded
+        .iter()
+        .map(|r| (r.id.as_str(), r.definition_json.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (id, definition) in planned {
+        match by_id.get(id.as_str()) {
+            None => out.push(format!("`{id}` is new")),
+            Some(def) if *def != definition => out.push(format!("`{id}` changed")),
+            Some(_) => {}
+        }
+    }
+    let now: HashSet<&str> = planned.iter().map(|(id, _)| id.as_str()).collect();
+    for r in recorded {
+        if !now.contains(r.id.as_str()) {
+            out.push(format!("`{}` was removed", r.id));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A service window with a held point: stop, point and copy inside it,
-    /// start closing it, the dump of the point and a snapshot after it.
-    const WINDOW: &str = "ward: 1\nname: w\nsteps:\n  \
-        - id: stop\n    run: \"true\"\n  \
-        - id: point\n    needs: [stop]\n    action: pg.snapshot\n  \
-        - id: copy\n    needs: [stop]\n    run: \"true\"\n  \
-        - id: start\n    after: [stop, point, copy]\n    when: always\n    run: \"true\"\n  \
-        - id: dump\n    needs: [point]\n    after: [start]\n    action: pg.dump\n    with: { dest: d.gz, snapshot: point }\n  \
-        - id: snap\n    needs: [dump, copy]\n    run: \"true\"\n";
-
-    fn validated() -> Validated {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("w.yml");
-        std::fs::write(&path, WINDOW).expect("write");
-        let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
-            .and_then(|d| d.and_hms_opt(2, 0, 0))
-            .expect("date");
-        let facts = crate::template::RunFacts::new(now, "r", &path);
-        crate::check_file_with(&path, &[], facts)
-            .expect("read")
-            .validated
-            .expect("valid")
+    /// start closing it (`when: always`), the dump of the point and a
+    /// snapshot after it. As a playbook:
+    ///
+    /// ```yaml
+    /// - { id: stop, run: "true" }
+    /// - { id: point, needs: [stop], action: pg.snapshot }
+    /// - { id: copy, needs: [stop], run: "true" }
+    /// - { id: start, after: [stop, point, copy], when: always, run: "true" }
+    /// - { id: dump, needs: [point], after: [start], action: pg.dump,
+    ///     with: { dest: d.gz, snapshot: point } }
+    /// - { id: snap, needs: [dump, copy], run: "true" }
+    /// ```
+    fn window() -> Vec<StepShape> {
+        let steps: [(&str, &[usize], bool, PointRole); 6] = [
+            ("stop", &[], false, PointRole::None),
+            ("point", &[0], false, PointRole::Holds),
+            ("copy", &[0], false, PointRole::None),
+            ("start", &[0, 1, 2], true, PointRole::None),
+            ("dump", &[1, 3], false, PointRole::Dumps("point".into())),
+            ("snap", &[4, 2], false, PointRole::None),
+        ];
+        let mut shape: Vec<StepShape> = steps
+            .iter()
+            .map(|(id, waits_for, finalizer, point)| StepShape {
+                id: (*id).to_owned(),
+                compensation_only: false,
+                finalizer: *finalizer,
+                waits_for: waits_for.to_vec(),
+                waited_by: Vec::new(),
+                point: point.clone(),
+            })
+            .collect();
+        for i in 0..shape.len() {
+            for d in shape[i].waits_for.clone() {
+                shape[d].waited_by.push(i);
+            }
+        }
+        shape
     }
 
     fn records(states: &[(&str, StepState)], unflushed: &[&str]) -> Vec<StepRecord> {
@@ -393,7 +455,7 @@ mod tests {
             .map(|(i, (id, state))| StepRecord {
                 id: (*id).to_owned(),
                 position: i,
-                definition_json: String::new(),
+                definition_json: format!("def of {id}"),
                 state: *state,
                 reason: None,
                 attempts: 1,
@@ -410,8 +472,8 @@ mod tests {
             .collect()
     }
 
-    fn pending(v: &Validated, r: &Resumption) -> Vec<String> {
-        v.steps
+    fn pending(steps: &[StepShape], r: &Resumption) -> Vec<String> {
+        steps
             .iter()
             .zip(&r.initial)
             .filter(|(_, (s, _))| *s == StepState::Pending)
@@ -423,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_point_lost_with_its_ward_reruns_its_window() {
-        let v = validated();
+        let v = window();
         let r = resume_states(
             &v,
             &records(
@@ -456,7 +518,7 @@ mod tests {
 
     #[test]
     fn a_dumped_point_is_not_taken_again() {
-        let v = validated();
+        let v = window();
         let r = resume_states(
             &v,
             &records(
@@ -482,7 +544,7 @@ mod tests {
     fn a_point_taken_again_is_dumped_again() {
         // The copy was not flushed before a restart (rule 6): the window
         // runs again (rule 4), the point with it, so its dump too.
-        let v = validated();
+        let v = window();
         let r = resume_states(
             &v,
             &records(
@@ -504,5 +566,19 @@ mod tests {
             pending(&v, &r),
             ["stop", "point", "copy", "start", "dump", "snap"]
         );
+    }
+
+    #[test]
+    fn changed_new_and_removed_steps_are_named() {
+        let recorded = records(&[("a", Succeeded), ("b", Failed), ("gone", Failed)], &[]);
+        let planned: Vec<(String, String)> = [("a", "def of a"), ("b", "other"), ("c", "def of c")]
+            .iter()
+            .map(|(id, d)| ((*id).to_owned(), (*d).to_owned()))
+            .collect();
+        assert_eq!(
+            changed_steps(&planned, &recorded),
+            ["`b` changed", "`c` is new", "`gone` was removed"]
+        );
+        assert!(changed_steps(&planned[..1], &recorded[..1]).is_empty());
     }
 }

@@ -12,7 +12,6 @@ use serde::Serialize;
 use super::secret::is_secret_name;
 use super::{Redactor, Secrets, Templates};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::error::WardError;
 use crate::model::NO_SPAN;
 use crate::model::Playbook;
 use crate::yaml::from_node;
@@ -71,21 +70,27 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// A `--var` argument that is not `name=value` with a valid name and
+/// value; the message never shows a secret value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct VarError(String);
+
 /// Parses `--var name=value` arguments.
-pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError> {
+pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, VarError> {
     args.iter()
         .map(|arg| {
             // A malformed `--var` never shows its value: `db_password hunter2`
             // or `db-password=hunter2` is a secret whose name is misspelt,
             // and the name check cannot know that.
             let (name, value) = arg.split_once('=').ok_or_else(|| {
-                WardError::Usage(format!(
+                VarError(format!(
                     "--var {}: expected name=value, e.g. --var dest=/backup",
                     shown_malformed(arg, false)
                 ))
             })?;
             if !crate::model::is_identifier(name) {
-                return Err(WardError::Usage(format!(
+                return Err(VarError(format!(
                     "--var `{}`: not a variable name (letters, digits, `_`); the value is not shown",
                     shown_malformed(name, true),
                 )));
@@ -97,7 +102,7 @@ pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, WardError
                 } else {
                     arg.clone()
                 };
-                WardError::Usage(format!("--var {shown}: {e}"))
+                VarError(format!("--var {shown}: {e}"))
             })?;
             Ok((name.to_owned(), value.to_owned()))
         })

@@ -5,7 +5,6 @@
 //! mapped back to the line and column in the playbook file.
 
 mod context;
-mod quote;
 mod secret;
 
 use std::cell::Cell;
@@ -17,8 +16,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::{Pos, SourceFile, Span};
 use crate::yaml::{Node, NodeKind, Scalar};
 
-pub use context::{RunFacts, TemplateContext, var_overrides};
-pub use quote::shell_quote;
+pub use context::{RunFacts, TemplateContext, VarError, var_overrides};
 pub use secret::{FingerprintKey, MASK, Redactor, SecretUse, Secrets, is_secret_name};
 
 /// Work one template may do (minijinja fuel: about one unit per instruction
@@ -72,7 +70,7 @@ impl Templates {
         // naming them, which would defeat the taint check below.
         env.remove_global("debug");
         env.add_filter("quote", |v: Value| -> Result<String, minijinja::Error> {
-            Ok(shell_quote(&value_text(&v, MAX_OUTPUT)?))
+            Ok(crate::shell::quote(&value_text(&v, MAX_OUTPUT)?))
         });
         env.set_formatter(|out, _state, value| {
             // Shell lines want `true`, not Python's `True`, and nothing for none.

@@ -1,9 +1,12 @@
 //! Checks a parsed playbook as a whole and resolves it for planning:
-//! references between steps, templates, action parameters and the DAG.
+//! references between steps, templates and action parameters. The DAG
+//! (and its cycles) is the plan stage's (`plan::build`).
 //!
 //! Every check runs even when an earlier one failed, so the user sees all
 //! problems at once; follow-on errors (e.g. "unknown step" for a step that
-//! was itself broken) are avoided where we can tell.
+//! was itself broken) are avoided where we can tell. For the same reason
+//! [`validate`] always returns what it checked: the plan stage still looks
+//! for cycles when a step failed here, and builds no plan.
 
 mod copy_refs;
 mod references;
@@ -11,16 +14,17 @@ mod resolve;
 mod rotate_order;
 mod snapshot_refs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::diagnostic::Diagnostics;
 use crate::model::Playbook;
-use crate::plan::StepGraph;
 use crate::template::{RunFacts, TemplateContext, Templates};
 
 pub use resolve::{Condition, ResolvedBody, ResolvedStep};
 
-/// A playbook that passed validation, with templates rendered.
+/// What validation checked: the playbook with templates rendered. Steps
+/// that failed a check are missing from `steps` (the diagnostics say why);
+/// [`Validated::is_complete`] tells whether every step passed.
 #[derive(Debug)]
 pub struct Validated {
     /// The parsed playbook.
@@ -30,19 +34,29 @@ pub struct Validated {
     pub vars: BTreeMap<String, serde_json::Value>,
     /// The `ward.*` facts templates saw.
     pub facts: RunFacts,
-    /// Steps in the order written, templates rendered.
+    /// Steps in the order written, templates rendered (those that passed).
     pub steps: Vec<ResolvedStep>,
-    /// The DAG over the steps that run normally (not compensation-only ones).
-    pub graph: StepGraph,
+    /// Ids of the steps that only run to compensate another; they stay out
+    /// of the DAG.
+    pub compensation_only: HashSet<String>,
 }
 
-/// Validates `playbook`; returns it resolved if there were no errors.
+impl Validated {
+    /// True if every step of the playbook passed (its errors, if any, are
+    /// about the playbook as a whole and are in the diagnostics).
+    pub fn is_complete(&self) -> bool {
+        self.steps.len() == self.playbook.steps.len()
+    }
+}
+
+/// Validates `playbook` and returns what it checked; the problems found are
+/// in `diags`.
 pub fn validate(
     playbook: Playbook,
     overrides: &[(String, String)],
     facts: RunFacts,
     diags: &mut Diagnostics,
-) -> Option<Validated> {
+) -> Validated {
     let compensation_only = references::check(&playbook, diags);
     let templates = Templates::new();
     let ctx = TemplateContext::build(&playbook, overrides, &facts, &templates, diags);
@@ -65,23 +79,14 @@ pub fn validate(
     rotate_order::check(&playbook, &steps, diags);
     snapshot_refs::check(&playbook, &steps, diags);
     copy_refs::check(&playbook, &steps, diags);
-    let graph = match StepGraph::build(&playbook.steps, &compensation_only) {
-        Ok(g) => Some(g),
-        Err(cycles) => {
-            diags.extend(cycles);
-            None
-        }
-    };
     // Messages may quote a rendered value (a type error, a template error).
     diags.redact(|text| ctx.redactor.apply(text));
-    if diags.has_errors() || steps.len() != playbook.steps.len() {
-        return None;
-    }
-    Some(Validated {
+    let compensation_only = compensation_only.into_iter().map(str::to_owned).collect();
+    Validated {
         vars: ctx.masked_vars(),
         facts,
         steps,
-        graph: graph?,
+        compensation_only,
         playbook,
-    })
+    }
 }

@@ -583,19 +583,21 @@ fn exercise(dir: &Path, text: String, vars: &[String], raw: bool) -> usize {
         .expect("date");
     let parsed = ward::parse::parse(source.clone(), &mut diags);
     let mut reached = usize::from(parsed.is_some());
-    let validated = parsed.and_then(|playbook| {
-        ward::validate::validate(
-            playbook,
-            &overrides,
-            RunFacts::new(now, "fuzz", &path),
-            &mut diags,
-        )
-    });
+    let plan = parsed
+        .map(|playbook| {
+            ward::validate::validate(
+                playbook,
+                &overrides,
+                RunFacts::new(now, "fuzz", &path),
+                &mut diags,
+            )
+        })
+        .and_then(|validated| ward::plan::build(validated, &mut diags));
     let diags = diags.into_sorted();
     let mut sink = std::io::sink();
     render_human(&mut sink, Some(&source), "fuzz.yml", &diags, Style::plain()).expect("render");
     let _ = render_json_file(Some(&source), "fuzz.yml", &diags);
-    if let Some(v) = validated {
+    if let Some(v) = plan {
         ward::report::plan_text(&mut sink, &v, Style::plain()).expect("plan text");
         ward::report::plan_json(&mut sink, &v).expect("plan json");
         ward::report::plan_dot(&mut sink, &v).expect("plan dot");

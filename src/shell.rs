@@ -1,15 +1,17 @@
-//! The `quote` filter: make a value safe to paste into a bash line.
+//! Quoting for bash: the templates' `quote` filter, and every command or
+//! path ward prints for an operator to paste (`--state PATH` in hints).
+//! At the bottom of the crate, so that any layer may quote.
 
 /// Quotes `s` for bash: safe words stay as they are, everything else goes in
 /// single quotes with embedded single quotes written as `'\''`.
 ///
 /// ```
-/// use ward::template::shell_quote;
-/// assert_eq!(shell_quote("/srv/backup"), "/srv/backup");
-/// assert_eq!(shell_quote("my files"), "'my files'");
-/// assert_eq!(shell_quote("it's"), r"'it'\''s'");
+/// use ward::shell::quote;
+/// assert_eq!(quote("/srv/backup"), "/srv/backup");
+/// assert_eq!(quote("my files"), "'my files'");
+/// assert_eq!(quote("it's"), r"'it'\''s'");
 /// ```
-pub fn shell_quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
@@ -31,15 +33,18 @@ pub fn shell_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::quote;
 
     #[test]
     fn quotes_only_what_needs_it() {
-        assert_eq!(shell_quote("/srv/fossology"), "/srv/fossology");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(quote("/srv/fossology"), "/srv/fossology");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(quote("/var/lib/ward/ward.db"), "/var/lib/ward/ward.db");
+        assert_eq!(quote("/tmp/my state/w.db"), "'/tmp/my state/w.db'");
+        assert_eq!(quote("$HOME"), "'$HOME'");
     }
 
     #[test]
@@ -47,7 +52,7 @@ mod tests {
         let nasty = "a 'b' \"c\" $d `e` \\f\n; g";
         let out = std::process::Command::new("bash")
             .arg("-c")
-            .arg(format!("printf %s {}", shell_quote(nasty)))
+            .arg(format!("printf %s {}", quote(nasty)))
             .output()
             .expect("bash runs");
         assert_eq!(String::from_utf8_lossy(&out.stdout), nasty);
