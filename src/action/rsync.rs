@@ -167,8 +167,15 @@ enum Pass {
 /// Lists what changed since the copy of step `since`, or says why
 /// everything must be copied.
 fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) -> Pass {
-    let src = std::path::Path::new(&key.src);
     let dest = std::path::Path::new(&key.dest);
+    // rsync copies the contents of `src/`, following `src` itself when it
+    // is a symlink (the FOSSology playbooks link to the repository): so
+    // does the walk.
+    let src = match std::fs::canonicalize(&key.src) {
+        Ok(src) => src,
+        Err(e) => return Pass::Full(Some(format!("cannot resolve {}: {e}", key.src))),
+    };
+    let src = src.as_path();
     let from = match rsync_since::threshold(&ctx.run_id, since, key, src, dest) {
         Ok(from) => from,
         Err(why) => return Pass::Full(Some(why)),

@@ -81,10 +81,11 @@ pub fn record(run_id: &str, step: &str, stamp: Stamp) {
     }
 }
 
-/// The (device, inode) of a folder, if it can be read.
+/// The (device, inode) of a folder (following a symlink to it, as rsync
+/// does for `src/` and `dest`), if it can be read.
 pub fn folder_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).ok()?;
+    let meta = std::fs::metadata(path).ok()?;
     meta.is_dir().then(|| (meta.dev(), meta.ino()))
 }
 

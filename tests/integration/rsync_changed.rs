@@ -108,8 +108,13 @@ echo more >> k/l/m/n/deep.txt
 "#;
 
 /// The steps after the warm pass run also when it failed (`when: always`).
+/// Both copies read `src` through a symlink to it, as the FOSSology
+/// playbooks read the repository.
 fn playbook(s: &Scratch, warm_program: &str) -> String {
     let root = s.path().display();
+    let src = s.path().join("src-link");
+    std::os::unix::fs::symlink(s.path().join("src"), &src).expect("link to src");
+    let src = src.display();
     s.write("changes.sh", CHANGES);
     format!(
         r#"ward: 1
@@ -117,7 +122,7 @@ name: changed-since
 steps:
   - id: warm
     action: rsync
-    with: {{ src: {root}/src, dest: {root}/dest, program: {warm_program} }}
+    with: {{ src: {src}, dest: {root}/dest, program: {warm_program} }}
   - id: change
     after: [warm]
     when: always
@@ -127,7 +132,7 @@ steps:
     needs: [change]
     when: always
     action: rsync
-    with: {{ src: {root}/src, dest: {root}/dest, changed_since: warm }}
+    with: {{ src: {src}, dest: {root}/dest, changed_since: warm }}
   - id: reference
     needs: [window]
     when: always
