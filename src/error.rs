@@ -130,8 +130,7 @@ fn state_code(e: &crate::state::StateError) -> i32 {
     use crate::state::StateError;
     match e {
         StateError::Missing { .. } => exit::NO_STATE,
-        StateError::Sqlite { .. }
-        | StateError::SqliteCause { .. }
+        StateError::Backend { .. }
         | StateError::TooNew { .. }
         | StateError::Io { .. }
         | StateError::Untrusted { .. }

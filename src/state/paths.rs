@@ -131,7 +131,7 @@ impl StatePaths {
             super::sqlite::check_is_wards(&self.db)?;
         } else if access != Access::Create {
             return Err(StateError::Missing {
-                path: self.db.clone(),
+                db: self.db.display().to_string(),
                 missing: None,
             });
         }
@@ -189,8 +189,5 @@ fn check_header(db: &Path) -> Result<(), StateError> {
     } else {
         return Ok(());
     };
-    Err(StateError::Damaged {
-        path: db.to_path_buf(),
-        problem: problem.to_owned(),
-    })
+    Err(super::sqlite::damaged(db, problem.to_owned()))
 }

@@ -56,9 +56,9 @@ impl SqliteStore {
             let known = MIGRATIONS.len() as i64;
             if found < known {
                 return Err(StateError::NeedsUpgrade {
-                    path: path.to_path_buf(),
+                    db: shown(path),
                     found,
-                    known,
+                    supported: known,
                 });
             }
         }
@@ -226,19 +226,37 @@ pub fn check_is_wards(path: &Path) -> Result<(), StateError> {
         }
     };
     Err(StateError::Foreign {
-        path: path.to_path_buf(),
+        db: shown(path),
         problem,
     })
+}
+
+/// The database as the operator names it.
+pub(super) fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A file that is not a usable SQLite database, with how to move it aside
+/// (its -wal/-shm files belong to it).
+pub(super) fn damaged(path: &Path, problem: String) -> StateError {
+    let p = path.display();
+    StateError::Damaged {
+        db: shown(path),
+        problem,
+        fix: format!(
+            "To keep it for inspection and start a new history: `mv {p} {p}.broken` (and its \
+             -wal/-shm files, if any), then run again"
+        ),
+    }
 }
 
 /// A file that is not SQLite, or a corrupt one, is [`StateError::Damaged`]
 /// (with the hint to move it aside); anything else stays an SQLite error.
 fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
     match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Damaged {
-            path: path.to_path_buf(),
-            problem: source.to_string(),
-        },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            damaged(path, source.to_string())
+        }
         _ => sqlite_err(path, source),
     }
 }
@@ -256,16 +274,13 @@ fn sqlite_err(path: &Path, source: rusqlite::Error) -> StateError {
                 | ErrorCode::SystemIoFailure
         )
     );
-    match vague.then(|| private::why_unwritable(path)).flatten() {
-        Some(cause) => StateError::SqliteCause {
-            path: path.to_path_buf(),
-            source,
-            cause,
-        },
-        None => StateError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        },
+    let detail = match vague.then(|| private::why_unwritable(path)).flatten() {
+        Some(cause) => format!("{source}: {cause}"),
+        None => source.to_string(),
+    };
+    StateError::Backend {
+        db: shown(path),
+        detail,
     }
 }
 
@@ -282,9 +297,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
             .map_err(err)?;
         if v > known {
             return Err(StateError::TooNew {
-                path: path.to_path_buf(),
+                db: shown(path),
                 found: v,
-                known,
+                supported: known,
             });
         }
         Ok(v)
@@ -312,7 +327,7 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
     let state: String = r.get(9)?;
     let Some(state) = RunState::parse(&state) else {
         return Ok(Err(StateError::Corrupt {
-            path: path.to_path_buf(),
+            db: shown(path),
             message: format!("unknown run state `{state}`"),
         }));
     };
@@ -475,7 +490,7 @@ impl Store for SqliteStore {
                 Some(json) => {
                     Some(
                         serde_json::from_str(&json).map_err(|e| StateError::Corrupt {
-                            path: self.path.clone(),
+                            db: shown(&self.path),
                             message: format!(
                                 "step `{}`: unreadable `unflushed` record: {e}",
                                 rec.id
@@ -485,7 +500,7 @@ impl Store for SqliteStore {
                 }
             };
             rec.state = StepState::parse(&state).ok_or_else(|| StateError::Corrupt {
-                path: self.path.clone(),
+                db: shown(&self.path),
                 message: format!("unknown step state `{state}`"),
             })?;
             out.push(rec);
