@@ -119,4 +119,14 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
+    /// `--state` (or `$WARD_STATE`) names a kind of store this ward does
+    /// not have (e.g. a `postgres://` address before PostgreSQL state is
+    /// built). Nothing was opened or created.
+    #[error("state `{value}`: {why}")]
+    Unsupported {
+        /// The value as given (a password in it masked).
+        value: String,
+        /// Why, and what to pass instead.
+        why: String,
+    },
 }
