@@ -66,9 +66,9 @@ pub enum WardError {
     /// Writing output failed (e.g. a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
-    /// Another run holds the lock, or the lock file could not be used.
+    /// Another run holds the lock, or the lock (lease) could not be taken.
     #[error("{0}")]
-    Locked(#[from] crate::state::LockError),
+    Locked(#[from] crate::state::LeaseError),
     /// The state database failed.
     #[error("{0}")]
     State(#[from] crate::state::StateError),
@@ -115,23 +115,24 @@ impl WardError {
             WardError::Output(_) | WardError::Runtime(_) | WardError::Internal(_) => exit::FAILED,
             // Only a lock held by another run is "locked"; a lock file that
             // cannot be used is a state-folder fault.
-            WardError::Locked(crate::state::LockError::Held { .. }) => exit::LOCKED,
-            WardError::Locked(crate::state::LockError::Io { .. })
-            | WardError::Locked(crate::state::LockError::State(_)) => exit::STATE,
+            WardError::Locked(crate::state::LeaseError::Held { .. }) => exit::LOCKED,
+            WardError::Locked(crate::state::LeaseError::State(_)) => exit::STATE,
             WardError::State(e) => state_code(e),
             WardError::RunRecordDamaged { .. } => exit::STATE,
         }
     }
 }
 
-/// The exit code of a state failure: only a database that is not there is
-/// [`exit::NO_STATE`]; everything else is [`exit::STATE`].
+/// The exit code of a state failure: a database that is not there is
+/// [`exit::NO_STATE`], a `--state` naming a kind of store this ward does
+/// not have is [`exit::USAGE`] (the command line is wrong); everything
+/// else is [`exit::STATE`].
 fn state_code(e: &crate::state::StateError) -> i32 {
     use crate::state::StateError;
     match e {
         StateError::Missing { .. } => exit::NO_STATE,
-        StateError::Sqlite { .. }
-        | StateError::SqliteCause { .. }
+        StateError::Unsupported { .. } => exit::USAGE,
+        StateError::Backend { .. }
         | StateError::TooNew { .. }
         | StateError::Io { .. }
         | StateError::Untrusted { .. }

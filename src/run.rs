@@ -1,7 +1,8 @@
-//! Starting and resuming runs: state, lock, crash reclaim, then the executor.
+//! Starting and resuming runs: state, lease, crash reclaim, then the executor.
 //!
 //! The CLI checks and plans; these functions do everything between a
-//! [`Plan`] and an [`Outcome`].
+//! [`Plan`] and an [`Outcome`]. They are async (the store is); the CLI
+//! runs each command on one current-thread runtime ([`block_on`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,30 +13,37 @@ use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::plan::Plan;
 use crate::plan::fingerprint::{self, Fingerprint};
 use crate::state::{
-    Access, Change, LockHolder, NewRun, NewStep, RunLock, RunRecord, SqliteStore, StateError,
-    StatePaths, StepState, Store, recovery,
+    Access, Change, LeaseHolder, NewRun, NewStep, RunRecord, StateError, StepState, Store, recovery,
 };
 use crate::template::{FingerprintKey, is_secret_name};
 
 pub use crate::execute::Outcome;
 
-/// An open state database and where it lives.
+/// An open state store, and the `--state` it was named by.
 pub struct StateSession {
     /// The store.
-    pub store: SqliteStore,
-    /// Its paths.
-    pub paths: StatePaths,
+    pub store: Box<dyn Store>,
+    /// The `--state` given on the command line, if any (hints repeat it).
+    pub given: Option<PathBuf>,
 }
 
 impl StateSession {
-    /// Opens the state at `--state`, `$WARD_STATE` or the default place,
-    /// after checking that no other user can change it; only
+    /// Opens the state at `--state`, `$WARD_STATE` or the default place
+    /// (`state::open`: whatever its backend checks first); only
     /// [`Access::Create`] (`ward run`) creates a missing database.
-    pub fn open(explicit: Option<&Path>, access: Access) -> Result<StateSession, WardError> {
-        let paths = StatePaths::resolve(explicit);
-        let store = paths.open(access)?;
-        Ok(StateSession { store, paths })
+    pub async fn open(given: Option<&Path>, access: Access) -> Result<StateSession, WardError> {
+        let store = crate::state::open(given, access).await?;
+        Ok(StateSession {
+            store,
+            given: given.map(Path::to_path_buf),
+        })
     }
+}
+
+/// Runs `work` to its end on a new current-thread runtime: how the CLI,
+/// which is synchronous, calls the store and the executor.
+pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, WardError> {
+    Ok(runtime()?.block_on(work))
 }
 
 /// Knobs of a run that do not come from the playbook.
@@ -100,11 +108,11 @@ fn masked(map: impl IntoIterator<Item = (String, serde_json::Value)>) -> String 
     serde_json::Value::Object(m.into_iter().collect()).to_string()
 }
 
-fn holder(run_id: &str) -> LockHolder {
-    LockHolder {
+fn holder(run_id: &str, store: &dyn Store) -> LeaseHolder {
+    LeaseHolder {
         run_id: run_id.to_owned(),
         pid: std::process::id(),
-        host: crate::template::RunFacts::hostname(),
+        host: store.host().hostname.clone(),
         since: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
     }
 }
@@ -129,7 +137,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, WardError> {
 
 /// Starts a new run of a plan. `run_id` must be the one the playbook was
 /// checked with (templates may use it).
-pub fn start(
+pub async fn start(
     v: &Plan,
     run_id: &str,
     overrides: &[(String, String)],
@@ -138,13 +146,18 @@ pub fn start(
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
     let grace = kill_grace()?;
-    let lock = RunLock::acquire(
-        &session.paths.locks(),
+    let holder = holder(run_id, session.store.as_ref());
+    let lease = session
+        .store
+        .acquire_lease(v.playbook.lock_name(), &holder)
+        .await?;
+    for crashed in recovery::reclaim_crashed(
+        session.store.as_mut(),
         v.playbook.lock_name(),
-        &holder(run_id),
-    )?;
-    for crashed in
-        recovery::reclaim_crashed(&mut session.store, v.playbook.lock_name(), run_id, now_ms())?
+        run_id,
+        now_ms(),
+    )
+    .await?
     {
         // A dead run's steps may still be running; they must not race this run.
         execute::orphans::stop(&crashed, grace, &keeper(v));
@@ -171,12 +184,12 @@ pub fn start(
                 "cannot record the `ward.*` facts of run {run_id}: {e}; nothing was run"
             ))
         })?,
-        host: holder(run_id).host,
+        host: holder.host.clone(),
         pid: std::process::id(),
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: now_ms(),
     };
-    let key = key_if_needed(v, &session.paths)?;
+    let key = key_if_needed(v, session.store.folder())?;
     let steps: Vec<NewStep> = v
         .steps
         .iter()
@@ -188,20 +201,21 @@ pub fn start(
             compensation: s.compensation_only,
         })
         .collect();
-    session.store.create_run(&run, &steps)?;
+    session.store.create_run(run, steps).await?;
     let start = Start {
         initial: vec![(StepState::Pending, 0); v.steps.len()],
         flush_first: Vec::new(),
         resumed: false,
     };
-    let outcome = execute_recorded(v, run_id, start, session, settings, grace, reporter);
-    drop(lock);
-    outcome
+    let outcome = execute_recorded(v, run_id, start, session, settings, grace, reporter).await;
+    // Only after the run's end is recorded.
+    lease.release().await?;
+    Ok(outcome)
 }
 
 /// Runs the executor for a run already recorded in the store (the caller
-/// holds its lock).
-fn execute_recorded(
+/// holds its lease).
+async fn execute_recorded(
     v: &Plan,
     run_id: &str,
     start: Start,
@@ -209,20 +223,20 @@ fn execute_recorded(
     settings: &RunSettings,
     kill_grace: Duration,
     reporter: &mut dyn Reporter,
-) -> Result<Outcome, WardError> {
+) -> Outcome {
     let exec = Execution {
         plan: v,
         run_id,
         start,
         options: ExecOptions {
-            log_dir: session.paths.run_logs(run_id),
+            log_dir: session.store.run_logs(run_id),
             work_dir: work_dir(v),
             echo_output: settings.echo_output,
             kill_grace,
-            state_flag: crate::report::state_flag(session.paths.given()),
+            state_flag: crate::report::state_flag(session.given.as_deref()),
         },
     };
-    Ok(runtime()?.block_on(execute::execute(exec, &mut session.store, reporter)))
+    execute::execute(exec, session.store.as_mut(), reporter).await
 }
 
 /// The `--var` overrides a run recorded.
@@ -270,9 +284,9 @@ pub fn recorded_overrides(run: &RunRecord) -> Result<RecordedOverrides, WardErro
 pub fn changed_steps(
     v: &Plan,
     recorded: &[crate::state::StepRecord],
-    paths: &StatePaths,
+    store: &dyn Store,
 ) -> Result<Vec<String>, WardError> {
-    let key = key_if_needed(v, paths)?;
+    let key = key_if_needed(v, store.folder())?;
     // One ward records every step of a run, so one version for all of them;
     // a record in no known form compares in the current version (and so
     // counts as changed).
@@ -290,24 +304,25 @@ pub fn changed_steps(
     Ok(recovery::changed_steps(&planned.steps, recorded))
 }
 
-/// The file beside the state database that holds the fingerprint key.
+/// The file in the state's private folder (`Store::folder`, beside an
+/// SQLite database) that holds the fingerprint key.
 const KEY_FILE: &str = "fingerprint.key";
 
 /// The fingerprint key if some step has secret values (created on first
 /// use, so state folders of playbooks without secrets do not get one).
-fn key_if_needed(v: &Plan, paths: &StatePaths) -> Result<Option<FingerprintKey>, WardError> {
+fn key_if_needed(v: &Plan, folder: &Path) -> Result<Option<FingerprintKey>, WardError> {
     if !v.needs_fingerprint_key() {
         return Ok(None);
     }
-    fingerprint_key(paths).map(Some)
+    fingerprint_key(folder).map(Some)
 }
 
-/// Reads the fingerprint key beside the state database, creating it the
+/// Reads the fingerprint key in the state's private folder, creating it the
 /// first time: 32 random bytes, mode 0600, owned by the user running ward.
 /// Two first runs at once agree on one key (the file appears by `link`,
 /// which never replaces).
-pub fn fingerprint_key(paths: &StatePaths) -> Result<FingerprintKey, WardError> {
-    let path = paths.dir().join(KEY_FILE);
+pub fn fingerprint_key(folder: &Path) -> Result<FingerprintKey, WardError> {
+    let path = folder.join(KEY_FILE);
     match read_key(&path) {
         Ok(key) => return Ok(key),
         Err(KeyProblem::Missing) => {}
@@ -409,7 +424,7 @@ fn create_key(path: &Path) -> std::io::Result<()> {
 }
 
 /// Resumes a recorded run with the plan of its playbook (same vars and facts).
-pub fn resume(
+pub async fn resume(
     v: &Plan,
     run: &RunRecord,
     session: &mut StateSession,
@@ -417,9 +432,10 @@ pub fn resume(
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
     let grace = kill_grace()?;
-    let lock = RunLock::acquire(&session.paths.locks(), &run.lock_name, &holder(&run.id))?;
+    let holder = holder(&run.id, session.store.as_ref());
+    let lease = session.store.acquire_lease(&run.lock_name, &holder).await?;
     // Our own run may be among the "running" ones if its process died.
-    recovery::reclaim_crashed(&mut session.store, &run.lock_name, "", now_ms())?;
+    recovery::reclaim_crashed(session.store.as_mut(), &run.lock_name, "", now_ms()).await?;
     // Steps of a dead ward may still be running; stop them before their retry starts.
     let leftovers = execute::orphans::stop(&run.id, grace, &keeper(v));
     if leftovers > 0 {
@@ -431,29 +447,33 @@ pub fn resume(
             ),
             at: now_ms(),
         };
-        session.store.apply(&run.id, &[note])?;
+        session.store.apply(&run.id, vec![note]).await?;
     }
-    let records = session.store.steps(&run.id)?;
+    let records = session.store.steps(&run.id).await?;
     let crashed = session
         .store
-        .run(&run.id)?
+        .run(&run.id)
+        .await?
         .is_some_and(|r| r.state == crate::state::RunState::Crashed);
     let mut resumption = recovery::resume_states(
         &v.recovery_shape(),
         &records,
         crashed,
-        &crate::state::boot::boot_id(),
+        &session.store.host().boot_id,
         now_ms(),
     );
     resumption.changes.insert(
         0,
         Change::Resumed {
             pid: std::process::id(),
-            host: holder(&run.id).host,
+            host: holder.host.clone(),
             at: now_ms(),
         },
     );
-    session.store.apply(&run.id, &resumption.changes)?;
+    session
+        .store
+        .apply(&run.id, std::mem::take(&mut resumption.changes))
+        .await?;
     for notice in &resumption.notices {
         eprintln!("note: {notice}");
     }
@@ -462,7 +482,8 @@ pub fn resume(
         flush_first: resumption.flush_first,
         resumed: true,
     };
-    let outcome = execute_recorded(v, &run.id, start, session, settings, grace, reporter);
-    drop(lock);
-    outcome
+    let outcome = execute_recorded(v, &run.id, start, session, settings, grace, reporter).await;
+    // Only after the run's end is recorded.
+    lease.release().await?;
+    Ok(outcome)
 }

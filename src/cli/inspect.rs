@@ -1,4 +1,7 @@
 //! `ward status`, `ward runs` and `ward log`: read-only views of the state.
+//!
+//! The store is async; each command runs on a small current-thread runtime
+//! (`run::block_on`), opened read-only.
 
 use std::io::Write;
 use std::path::Path;
@@ -6,28 +9,29 @@ use std::path::Path;
 use super::{LogArgs, RunsArgs, StatusArgs};
 use crate::error::{WardError, exit};
 use crate::report::{Style, render_runs, render_status, status_json};
-use crate::run::StateSession;
-use crate::state::{Access, RunRecord, Store};
+use crate::run::{StateSession, block_on};
+use crate::state::{Access, RunRecord};
 
 /// A run by id, or the most recent one for `None` or `last`.
-pub(super) fn find_run(session: &StateSession, id: Option<&str>) -> Result<RunRecord, WardError> {
+pub(super) async fn find_run(
+    session: &StateSession,
+    id: Option<&str>,
+) -> Result<RunRecord, WardError> {
     match id.filter(|i| *i != "last") {
-        Some(id) => session.store.run(id)?.ok_or_else(|| {
+        Some(id) => session.store.run(id).await?.ok_or_else(|| {
             WardError::RunNotFound(format!(
                 "no run `{id}` in {}; see `ward runs`",
-                session.paths.db.display()
+                session.store.describe()
             ))
         }),
         None => session
             .store
-            .runs(None, 1)?
+            .runs(None, 1)
+            .await?
             .into_iter()
             .next()
             .ok_or_else(|| {
-                WardError::RunNotFound(format!(
-                    "no runs recorded in {}",
-                    session.paths.db.display()
-                ))
+                WardError::RunNotFound(format!("no runs recorded in {}", session.store.describe()))
             }),
     }
 }
@@ -48,10 +52,13 @@ fn print_json(value: &serde_json::Value) -> Result<(), WardError> {
 }
 
 pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
-    let run = find_run(&session, args.run_id.as_deref())?;
-    let steps = session.store.steps(&run.id)?;
-    let attempts = session.store.attempts(&run.id, None)?;
+    let (run, steps, attempts) = block_on(async {
+        let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
+        let run = find_run(&session, args.run_id.as_deref()).await?;
+        let steps = session.store.steps(&run.id).await?;
+        let attempts = session.store.attempts(&run.id, None).await?;
+        Ok::<_, WardError>((run, steps, attempts))
+    })??;
     if args.json {
         let json = status_json(&run, &steps, &attempts)
             .map_err(|e| WardError::Internal(format!("cannot print the run as JSON: {e}")))?;
@@ -66,8 +73,14 @@ pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
 }
 
 pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
-    let runs = session.store.runs(args.playbook.as_deref(), args.limit)?;
+    let runs = block_on(async {
+        let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
+        let runs = session
+            .store
+            .runs(args.playbook.as_deref(), args.limit)
+            .await?;
+        Ok::<_, WardError>(runs)
+    })??;
     if args.json {
         print_json(&to_json(&runs)?)?;
     } else {
@@ -80,17 +93,28 @@ pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
 }
 
 pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref(), Access::Read)?;
-    let run = find_run(&session, Some(&args.run_id))?;
-    if let Some(step) = &args.step
-        && !session.store.steps(&run.id)?.iter().any(|s| &s.id == step)
-    {
-        return Err(WardError::RunNotFound(format!(
-            "run {} has no step `{step}`",
-            run.id
-        )));
-    }
-    let attempts = session.store.attempts(&run.id, args.step.as_deref())?;
+    let (run, attempts) = block_on(async {
+        let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
+        let run = find_run(&session, Some(&args.run_id)).await?;
+        if let Some(step) = &args.step
+            && !session
+                .store
+                .steps(&run.id)
+                .await?
+                .iter()
+                .any(|s| &s.id == step)
+        {
+            return Err(WardError::RunNotFound(format!(
+                "run {} has no step `{step}`",
+                run.id
+            )));
+        }
+        let attempts = session
+            .store
+            .attempts(&run.id, args.step.as_deref())
+            .await?;
+        Ok((run, attempts))
+    })??;
     let read = |path: &str| {
         crate::state::private::read_log(Path::new(path))
             .map(|b| String::from_utf8_lossy(&b).into_owned())

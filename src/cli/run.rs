@@ -8,7 +8,7 @@ use crate::error::{WardError, exit};
 use crate::execute::Reporter;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::run::{self, RunSettings, StateSession};
-use crate::state::{Access, RunState, Store};
+use crate::state::{Access, RunState};
 use crate::template::{RunFacts, var_overrides};
 
 fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, RunSettings) {
@@ -60,16 +60,20 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let mut session = StateSession::open(args.state.state.as_deref(), Access::Create)?;
-    let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
-    let outcome = run::start(
-        &v,
-        &run_id,
-        &overrides,
-        &mut session,
-        &settings,
-        reporter.as_mut(),
-    )?;
+    let given = args.state.state.as_deref();
+    let (mut reporter, settings) = reporter(&args.output, given);
+    let outcome = run::block_on(async {
+        let mut session = StateSession::open(given, Access::Create).await?;
+        run::start(
+            &v,
+            &run_id,
+            &overrides,
+            &mut session,
+            &settings,
+            reporter.as_mut(),
+        )
+        .await
+    })??;
     Ok(super::ending_code(outcome.ending))
 }
 
@@ -98,8 +102,12 @@ fn already_succeeded(run: &crate::state::RunRecord, last: bool) -> String {
 }
 
 pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
-    let mut session = StateSession::open(args.state.state.as_deref(), Access::Write)?;
-    let run = super::inspect::find_run(&session, args.run_id.as_deref())?;
+    run::block_on(resume_recorded(args))?
+}
+
+async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
+    let mut session = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
+    let run = super::inspect::find_run(&session, args.run_id.as_deref()).await?;
     if run.state == RunState::Succeeded {
         println!("{}", already_succeeded(&run, args.run_id.is_none()));
         return Ok(exit::OK);
@@ -140,8 +148,8 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
     };
     // Compared even when the file is the same: secrets and other `--var`s
     // given again may differ from the run's.
-    let records = session.store.steps(&run.id)?;
-    let changed = run::changed_steps(&v, &records, &session.paths)?;
+    let records = session.store.steps(&run.id).await?;
+    let changed = run::changed_steps(&v, &records, session.store.as_ref())?;
     if !changed.is_empty() && !args.allow_changed {
         return Err(WardError::PlaybookChanged(format!(
             "{} or its variables changed since run {} started: {}. Resuming would mix two versions; \
@@ -158,6 +166,6 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
         );
     }
     let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
-    let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut())?;
+    let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut()).await?;
     Ok(super::ending_code(outcome.ending))
 }

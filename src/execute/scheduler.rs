@@ -179,7 +179,7 @@ pub async fn execute(
         abandoned: None,
         state_lost: None,
         changes: Vec::new(),
-        boot_id: crate::state::boot::boot_id(),
+        boot_id: store.host().boot_id.clone(),
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -187,7 +187,7 @@ pub async fn execute(
             "cannot create log folder {}: {e}",
             s.options.log_dir.display()
         );
-        let mut outcome = s.finish(store, started, Some(message));
+        let mut outcome = s.finish(store, started, Some(message)).await;
         outcome.state = RunState::Failed;
         return outcome;
     }
@@ -270,7 +270,7 @@ pub async fn execute(
                 }
             });
         }
-        if s.commit(store) {
+        if s.commit(store).await {
             // Without checkpoints no new work may start; the normal steps
             // that run are stopped so that the finalizers come sooner.
             let _ = senders.normal.send(Cancel::Terminate);
@@ -308,7 +308,7 @@ pub async fn execute(
     if s.failure.is_some() && s.interrupted.is_none() {
         s.compensate(store, &late_rx, &mut signals, &senders).await;
     }
-    s.finish(store, started, None)
+    s.finish(store, started, None).await
 }
 
 /// True for steps whose background processes ward leaves running: those
@@ -380,7 +380,11 @@ impl Scheduler<'_, '_> {
     /// Commits the pending changes. After the first failure nothing more
     /// is written (what is recorded stays a consistent earlier picture);
     /// returns true when this call is that first failure.
-    fn commit(&mut self, store: &mut dyn Store) -> bool {
+    ///
+    /// The store commits off the runtime's thread: while it fsyncs, the
+    /// tasks of running attempts go on (reading output, noticing exits), but
+    /// the scheduler decides nothing until the checkpoint is durable.
+    async fn commit(&mut self, store: &mut dyn Store) -> bool {
         if self.changes.is_empty() {
             return false;
         }
@@ -388,8 +392,8 @@ impl Scheduler<'_, '_> {
             self.changes.clear();
             return false;
         }
-        let result = store.apply(self.run_id, &self.changes);
-        self.changes.clear();
+        let changes = std::mem::take(&mut self.changes);
+        let result = store.apply(self.run_id, changes).await;
         match result {
             Ok(()) => false,
             Err(e) => {
@@ -827,7 +831,7 @@ impl Scheduler<'_, '_> {
             if succeeded {
                 let reason = format!("undone by `{target}` because the run failed");
                 self.set_state(i, StepState::Compensated, Some(reason));
-                self.commit(store);
+                self.commit(store).await;
             }
         }
     }
@@ -844,7 +848,7 @@ impl Scheduler<'_, '_> {
         self.tries[c] = 0;
         loop {
             let (_, attempt, log) = self.start_attempt(c);
-            self.commit(store);
+            self.commit(store).await;
             self.reporter.event(&Event::StepStarted {
                 step: &self.steps[c].id,
                 attempt,
@@ -884,7 +888,7 @@ impl Scheduler<'_, '_> {
             };
             let mut timers = JoinSet::new();
             self.attempt_done(c, attempt, &log, &result, &mut timers, cancel);
-            self.commit(store);
+            self.commit(store).await;
             match self.state[c] {
                 StepState::Succeeded => {
                     // Its output, if unflushed, is on disk before the run ends.
@@ -893,7 +897,7 @@ impl Scheduler<'_, '_> {
                             self.flushed(step, result);
                         }
                     }
-                    self.commit(store);
+                    self.commit(store).await;
                     return self.state[c] == StepState::Succeeded;
                 }
                 StepState::Pending if self.abandoned.is_none() => {
@@ -907,7 +911,7 @@ impl Scheduler<'_, '_> {
     }
 
     /// Records the run's end (unless the state is lost) and reports it.
-    fn finish(
+    async fn finish(
         &mut self,
         store: &mut dyn Store,
         started: Instant,
@@ -934,7 +938,7 @@ impl Scheduler<'_, '_> {
             message: message.clone(),
             at: now_ms(),
         });
-        self.commit(store);
+        self.commit(store).await;
         // The last commit itself may have been the one that failed.
         let (state, ending, message) = if self.state_lost.is_some() {
             self.verdict(fatal)

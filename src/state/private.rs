@@ -236,7 +236,7 @@ pub fn trusted_folder(db: &Path, dir: &Path, create: bool) -> Result<(), StateEr
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StateError::Missing {
-                    path: db.to_path_buf(),
+                    db: db.display().to_string(),
                     missing: Some(next),
                 });
             }

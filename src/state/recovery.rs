@@ -1,9 +1,10 @@
 //! Every rule about crashes and resuming, in one place.
 //!
-//! 1. **One live run per lock.** A run holds its lock (an OS file lock) for
-//!    its whole life. Whoever takes the lock and finds another run of that
-//!    lock still recorded `running` knows that run's process is dead (the
-//!    kernel released its lock): that run becomes `crashed` and its
+//! 1. **One live run per lock.** A run holds its lock (a lease from the
+//!    store: with SQLite an OS file lock) for its whole life. Whoever takes
+//!    the lease and finds another run of that lock still recorded
+//!    `running` knows that run's process is dead (its lease was freed: the
+//!    kernel released the file lock): that run becomes `crashed` and its
 //!    `running` steps `interrupted`. A crashed run can be resumed.
 //!
 //! 2. **A step is `succeeded` only after it finished** (and, with
@@ -70,7 +71,7 @@ use std::collections::{HashMap, HashSet};
 
 use std::path::PathBuf;
 
-use super::boot::same_boot;
+use super::host::same_boot;
 use super::records::{Change, StepRecord, StepState};
 use super::{StateError, Store};
 
@@ -106,20 +107,21 @@ pub enum PointRole {
 }
 
 /// Rule 1: marks runs of `lock` still recorded `running` as crashed. Call
-/// only while holding the lock. Returns the ids of the runs it marked.
-pub fn reclaim_crashed(
+/// only while holding the lock's lease. Returns the ids of the runs it marked.
+pub async fn reclaim_crashed(
     store: &mut dyn Store,
     lock: &str,
     found_by: &str,
     now: i64,
 ) -> Result<Vec<String>, StateError> {
     let mut marked = Vec::new();
-    for run in store.running_with_lock(lock)? {
+    for run in store.running_with_lock(lock).await? {
         if run.id == found_by {
             continue;
         }
         let mut changes: Vec<Change> = store
-            .steps(&run.id)?
+            .steps(&run.id)
+            .await?
             .into_iter()
             .filter(|s| s.state == StepState::Running)
             .map(|s| Change::Step {
@@ -137,7 +139,7 @@ pub fn reclaim_crashed(
             )),
             at: now,
         });
-        store.apply(&run.id, &changes)?;
+        store.apply(&run.id, changes).await?;
         marked.push(run.id);
     }
     Ok(marked)

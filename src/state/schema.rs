@@ -1,84 +1,72 @@
-//! Versioned schema migrations for the SQLite store.
+//! The logical schema, whatever the backend: its versions, and the one rule
+//! for what opening a database of some version does.
 //!
-//! `PRAGMA user_version` holds the number of migrations applied. The
-//! pending ones run once, in order, in one `BEGIN IMMEDIATE` transaction
-//! (see `sqlite.rs`). Never edit a published migration: add a new one.
+//! Every backend keeps its own migrations (SQLite's are in
+//! `sqlite/migrations.rs`), exactly one per version below, and records how
+//! many it applied (SQLite in `PRAGMA user_version`). Never edit a
+//! published version: add a new one, to every backend, with a fixture
+//! database of the old version in tests/fixtures/state/.
 
-/// The migrations, in order; index + 1 is the version they bring the database to.
-pub const MIGRATIONS: &[&str] = &[
-    // 1: runs, steps, attempts, events. Steps and attempts are clustered on
-    // their keys (WITHOUT ROWID): a checkpoint touches one page per table.
-    r#"
-    CREATE TABLE runs (
-        id              TEXT PRIMARY KEY,
-        playbook_name   TEXT NOT NULL,
-        playbook_path   TEXT NOT NULL,
-        playbook_hash   TEXT NOT NULL,
-        playbook_text   TEXT NOT NULL,
-        lock_name       TEXT NOT NULL,
-        vars_json       TEXT NOT NULL,
-        overrides_json  TEXT NOT NULL,
-        facts_json      TEXT NOT NULL,
-        state           TEXT NOT NULL,
-        host            TEXT NOT NULL,
-        pid             INTEGER NOT NULL,
-        ward_version    TEXT NOT NULL,
-        started_at      INTEGER NOT NULL,
-        finished_at     INTEGER,
-        resumes         INTEGER NOT NULL DEFAULT 0,
-        message         TEXT
-    );
-    CREATE INDEX runs_by_playbook ON runs (playbook_name, started_at);
-    CREATE INDEX runs_by_state ON runs (state, lock_name);
+use super::StateError;
 
-    CREATE TABLE steps (
-        run_id          TEXT NOT NULL REFERENCES runs (id),
-        step_id         TEXT NOT NULL,
-        position        INTEGER NOT NULL,
-        definition_json TEXT NOT NULL,
-        state           TEXT NOT NULL,
-        reason          TEXT,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        exit_code       INTEGER,
-        started_at      INTEGER,
-        finished_at     INTEGER,
-        log_path        TEXT,
-        compensation    INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (run_id, step_id)
-    ) WITHOUT ROWID;
-
-    CREATE TABLE attempts (
-        run_id      TEXT NOT NULL,
-        step_id     TEXT NOT NULL,
-        attempt     INTEGER NOT NULL,
-        started_at  INTEGER NOT NULL,
-        finished_at INTEGER,
-        exit_code   INTEGER,
-        signal      INTEGER,
-        outcome     TEXT,
-        message     TEXT,
-        details     TEXT,
-        log_path    TEXT NOT NULL,
-        PRIMARY KEY (run_id, step_id, attempt),
-        FOREIGN KEY (run_id, step_id) REFERENCES steps (run_id, step_id)
-    ) WITHOUT ROWID;
-
-    -- Run-level happenings (start, resume, end, crash reclaim, notes). Step
-    -- transitions live in `steps` and `attempts`; repeating them here would
-    -- cost pages in every commit of the hot path.
-    CREATE TABLE events (
-        seq     INTEGER PRIMARY KEY,
-        run_id  TEXT NOT NULL REFERENCES runs (id),
-        at      INTEGER NOT NULL,
-        step_id TEXT,
-        kind    TEXT NOT NULL,
-        message TEXT
-    );
-    CREATE INDEX events_by_run ON events (run_id, seq);
-    "#,
-    // 2: output of a succeeded step that is not yet flushed to disk (JSON
-    // `{boot_id, paths}`), see state/recovery.rs rule 6.
-    r#"
-    ALTER TABLE steps ADD COLUMN unflushed TEXT;
-    "#,
+/// What each schema version brings, in order; version N is `VERSIONS[N-1]`.
+pub const VERSIONS: &[&str] = &[
+    "runs, steps, attempts and events",
+    "steps.unflushed: output of a succeeded step not yet flushed to disk (recovery rule 6)",
 ];
+
+/// The version this ward writes.
+pub const CURRENT: i64 = VERSIONS.len() as i64;
+
+/// What to do with a database found at schema version `found`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    /// It is up to date.
+    None,
+    /// Apply the migrations after `from` (a write).
+    From(i64),
+}
+
+/// The rule for a database at version `found` opened by a command that may
+/// (`write`) or may not change it: a newer one is refused (upgrade ward),
+/// an older one is upgraded by writers and refused by readers (an upgrade
+/// is a write, and read commands never write).
+pub fn upgrade(db: &str, found: i64, write: bool) -> Result<Upgrade, StateError> {
+    if found > CURRENT {
+        return Err(StateError::TooNew {
+            db: db.to_owned(),
+            found,
+            supported: CURRENT,
+        });
+    }
+    if found == CURRENT {
+        return Ok(Upgrade::None);
+    }
+    if !write {
+        return Err(StateError::NeedsUpgrade {
+            db: db.to_owned(),
+            found,
+            supported: CURRENT,
+        });
+    }
+    Ok(Upgrade::From(found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_is_refused_older_is_upgraded_only_by_writers() {
+        assert!(matches!(
+            upgrade("d", CURRENT + 1, true),
+            Err(StateError::TooNew { .. })
+        ));
+        assert_eq!(upgrade("d", CURRENT, false).ok(), Some(Upgrade::None));
+        assert!(matches!(
+            upgrade("d", 1, false),
+            Err(StateError::NeedsUpgrade { .. })
+        ));
+        assert_eq!(upgrade("d", 1, true).ok(), Some(Upgrade::From(1)));
+    }
+}

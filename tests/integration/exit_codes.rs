@@ -98,6 +98,45 @@ fn exit_2_for_an_unknown_step_or_command() {
     assert!(unknown.stderr.contains("frobnicate"), "{}", unknown.stderr);
 }
 
+/// A `postgres://` state (issue 17) is refused as a wrong command line,
+/// by every command and from `$WARD_STATE` too, before anything is opened
+/// or created: never a file `ward` in a folder `postgres:`, never the
+/// password in the message.
+#[test]
+fn exit_2_for_a_postgres_state_that_is_not_built_yet() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: p\nsteps:\n  - id: a\n    run: touch ran\n",
+    );
+    let url = "postgres://ward:hunter22@db.example/ward";
+    let runs = [
+        s.ward().args(["run", "p.yml", "--state", url]).run(),
+        s.ward().args(["runs", "--state", url]).run(),
+        s.ward().args(["status", "--state", url]).run(),
+        s.ward().args(["resume", "--last", "--state", url]).run(),
+        s.ward().args(["run", "p.yml"]).env("WARD_STATE", url).run(),
+        s.ward()
+            .args(["log", "last"])
+            .env("WARD_STATE", "postgresql://db.example/ward")
+            .run(),
+    ];
+    for run in runs {
+        let run = run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains("PostgreSQL state is not built yet (issue 17)"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("hunter22"), "{}", run.stderr);
+    }
+    assert!(!s.path().join("postgres:").exists());
+    assert!(!s.path().join("postgresql:").exists());
+    assert!(!s.path().join("ran").exists());
+    assert!(!s.state().exists());
+}
+
 #[test]
 fn exit_3_when_another_process_holds_the_lock_file() {
     let (s, id) = failed_run();

@@ -1,80 +1,34 @@
-//! One run per lock name at a time, across processes.
-//!
-//! An OS file lock (flock) on `<state>/locks/<name>.lock` decides; the file
-//! also holds who took it (pid, host, run id, since) so the loser can say
-//! who holds it. The kernel drops the lock when its process dies, so a lock
-//! left by a `kill -9` is free again: the next run finds the dead run still
-//! marked `running` and records it as `crashed` (see `recovery.rs`).
+//! The SQLite store's lease: an OS file lock (flock) on
+//! `<state folder>/locks/<name>.lock`. The file also holds who took it
+//! (pid, host, run id, since) so the loser can say who holds it. The kernel
+//! drops the lock when its process dies, so a lock left by a `kill -9` is
+//! free again.
 
 use std::fs::{File, TryLockError};
+use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::pin::Pin;
 
-use super::private;
-
-/// Who holds a lock, as written in the lock file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LockHolder {
-    /// The run.
-    pub run_id: String,
-    /// Its process.
-    pub pid: u32,
-    /// Its host.
-    pub host: String,
-    /// When it took the lock (local time, text).
-    pub since: String,
-}
-
-/// Why a lock could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    /// Someone else holds it.
-    #[error("another run holds the lock `{name}`: {}", describe(.holder))]
-    Held {
-        /// Lock name.
-        name: String,
-        /// Who, if the file says.
-        holder: Option<LockHolder>,
-    },
-    /// The lock file could not be taken or written (not because another
-    /// run holds it).
-    #[error("cannot use lock file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The lock file or `locks/` is unsafe or could not be made: a
-    /// symlink, not a regular file, another user's, writable by others.
-    #[error("{0}")]
-    State(#[from] super::StateError),
-}
-
-fn describe(holder: &Option<LockHolder>) -> String {
-    match holder {
-        Some(h) => format!(
-            "run {} (pid {} on {}) since {}",
-            h.run_id, h.pid, h.host, h.since
-        ),
-        None => "a process that did not record itself".to_owned(),
-    }
-}
+use super::super::lease::{LeaseError, LeaseGuard, LeaseHolder};
+use super::super::{StateError, private};
 
 /// A held run lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
-    path: PathBuf,
 }
 
 impl RunLock {
     /// Takes the lock without waiting, or says who holds it.
-    pub fn acquire(dir: &Path, name: &str, holder: &LockHolder) -> Result<RunLock, LockError> {
+    pub fn acquire(dir: &Path, name: &str, holder: &LeaseHolder) -> Result<RunLock, LeaseError> {
         let path = dir.join(format!("{name}.lock"));
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
+        let io = |source| {
+            LeaseError::State(StateError::Io {
+                op: "cannot use lock file",
+                path: path.clone(),
+                source,
+            })
         };
         // A planted `locks/<name>.lock -> /etc/shadow` must not make root
         // truncate its target: no symlinks followed, new files O_EXCL.
@@ -85,7 +39,7 @@ impl RunLock {
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                return Err(LockError::Held {
+                return Err(LeaseError::Held {
                     name: name.to_owned(),
                     holder: parse_holder(&text),
                 });
@@ -100,12 +54,15 @@ impl RunLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_data().map_err(io)?;
-        Ok(RunLock { file, path })
+        Ok(RunLock { file })
     }
+}
 
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+impl LeaseGuard for RunLock {
+    fn release(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), StateError>> + Send>> {
+        // Unlocking a file does not wait for anything.
+        drop(self);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -116,8 +73,8 @@ impl Drop for RunLock {
     }
 }
 
-fn parse_holder(text: &str) -> Option<LockHolder> {
-    let mut h = LockHolder::default();
+fn parse_holder(text: &str) -> Option<LeaseHolder> {
+    let mut h = LeaseHolder::default();
     for line in text.lines() {
         match line.split_once('=')? {
             ("run_id", v) => h.run_id = v.to_owned(),
@@ -134,8 +91,8 @@ fn parse_holder(text: &str) -> Option<LockHolder> {
 mod tests {
     use super::*;
 
-    fn holder(run: &str) -> LockHolder {
-        LockHolder {
+    fn holder(run: &str) -> LeaseHolder {
+        LeaseHolder {
             run_id: run.into(),
             pid: 42,
             host: "h".into(),
@@ -148,7 +105,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = RunLock::acquire(dir.path(), "x", &holder("r1")).expect("first");
         match RunLock::acquire(dir.path(), "x", &holder("r2")) {
-            Err(LockError::Held {
+            Err(LeaseError::Held {
                 holder: Some(h), ..
             }) => assert_eq!(h.run_id, "r1"),
             other => panic!("expected Held, got {other:?}"),
@@ -162,7 +119,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("x.lock")).expect("mkdir");
         match RunLock::acquire(dir.path(), "x", &holder("r1")) {
-            Err(LockError::State(_)) => {}
+            Err(LeaseError::State(_)) => {}
             other => panic!("expected a state error, got {other:?}"),
         }
     }

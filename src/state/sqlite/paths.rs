@@ -1,74 +1,20 @@
-//! Where state lives: the database, logs beside it, lock files beside it.
+//! Where an SQLite state lives: the database, and beside it (in the state
+//! folder) the logs, the lock files and the fingerprint key.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::private;
-use super::{SqliteStore, StateError};
-
-/// What a command may do to the state folder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// `ward run`: create the folder and database if missing.
-    Create,
-    /// `ward resume`: the database must exist; `locks/` and `logs/` are
-    /// made if missing, modes tightened.
-    Write,
-    /// `status`, `runs`, `log`: the database must exist; nothing is created
-    /// or changed (a database of an older ward is refused with a hint to
-    /// upgrade it with `ward run` or `ward resume`).
-    Read,
-}
+use super::super::{Access, StateError, private};
+use super::db::{self, Db};
 
 /// The state database and the folders next to it.
 #[derive(Clone, Debug)]
 pub struct StatePaths {
     /// The SQLite file.
     pub db: PathBuf,
-    /// True when it came from `--state` (hints then repeat it).
-    pub explicit: bool,
 }
 
 impl StatePaths {
-    /// `--state`, else `$WARD_STATE`, else `/var/lib/ward/ward.db` for root,
-    /// else `$XDG_STATE_HOME/ward/ward.db` (default `~/.local/state`).
-    pub fn resolve(explicit: Option<&Path>) -> StatePaths {
-        if let Some(p) = explicit {
-            return StatePaths {
-                db: p.to_path_buf(),
-                explicit: true,
-            };
-        }
-        if let Some(p) = std::env::var_os("WARD_STATE").filter(|v| !v.is_empty()) {
-            return StatePaths {
-                db: PathBuf::from(p),
-                explicit: false,
-            };
-        }
-        if rustix::process::geteuid().is_root() {
-            return StatePaths {
-                db: PathBuf::from("/var/lib/ward/ward.db"),
-                explicit: false,
-            };
-        }
-        // The XDG spec: a relative path is invalid and must be ignored
-        // (it would put the state wherever ward happens to be started).
-        let base = std::env::var_os("XDG_STATE_HOME")
-            .filter(|v| Path::new(v).is_absolute())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .unwrap_or_else(|| PathBuf::from("."));
-        StatePaths {
-            db: base.join("ward").join("ward.db"),
-            explicit: false,
-        }
-    }
-
-    /// The `--state` given on the command line, if any.
-    pub fn given(&self) -> Option<&Path> {
-        self.explicit.then_some(self.db.as_path())
-    }
-
     /// Refuses a state path that names a folder (`--state s2/`): moving
     /// the folder aside, the usual fix for a file that is in the way,
     /// would not help; the database file must be named.
@@ -98,11 +44,6 @@ impl StatePaths {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     }
 
-    /// Logs of one run: `<dir>/logs/<run id>/`.
-    pub fn run_logs(&self, run_id: &str) -> PathBuf {
-        self.dir().join("logs").join(run_id)
-    }
-
     /// Lock files: `<dir>/locks/`.
     pub fn locks(&self) -> PathBuf {
         self.dir().join("locks")
@@ -120,7 +61,7 @@ impl StatePaths {
     /// file: closing any other descriptor of the database or its -shm in
     /// this process would drop SQLite's POSIX locks, and another ward could
     /// then reset the shared memory under this one (SIGBUS).
-    pub fn open(&self, access: Access) -> Result<SqliteStore, StateError> {
+    pub fn open(&self, access: Access) -> Result<Db, StateError> {
         self.names_a_file()?;
         let dir = self.dir();
         private::trusted_folder(&self.db, &dir, access == Access::Create)?;
@@ -128,10 +69,10 @@ impl StatePaths {
         if exists {
             check_header(&self.db)?;
             // Before any mode, journal-mode or schema change.
-            super::sqlite::check_is_wards(&self.db)?;
+            db::check_is_wards(&self.db)?;
         } else if access != Access::Create {
             return Err(StateError::Missing {
-                path: self.db.clone(),
+                db: self.db.display().to_string(),
                 missing: None,
             });
         }
@@ -159,9 +100,9 @@ impl StatePaths {
             }
         }
         if !exists {
-            SqliteStore::create(&self.db)?;
+            Db::create(&self.db)?;
         }
-        SqliteStore::open(&self.db, access != Access::Read)
+        Db::open(&self.db, access != Access::Read)
     }
 }
 
@@ -170,7 +111,7 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// Refuses a file that cannot be a database before SQLite or a mode change
 /// touches it. ward never leaves an empty database behind
-/// (`SqliteStore::create` links a whole one into place), and SQLite would
+/// (`Db::create` links a whole one into place), and SQLite would
 /// take an empty file for a new database: the history would be lost
 /// without a word.
 fn check_header(db: &Path) -> Result<(), StateError> {
@@ -189,8 +130,5 @@ fn check_header(db: &Path) -> Result<(), StateError> {
     } else {
         return Ok(());
     };
-    Err(StateError::Damaged {
-        path: db.to_path_buf(),
-        problem: problem.to_owned(),
-    })
+    Err(db::damaged(db, problem.to_owned()))
 }

@@ -1,4 +1,5 @@
-//! The embedded SQLite store (the default).
+//! The SQLite database itself: opening, creating, migrating, reading and
+//! committing, all synchronous; `mod.rs` runs it on the store's thread.
 //!
 //! WAL journal, `synchronous=FULL` (every commit is fsynced before ward
 //! acts on it), foreign keys on, and a busy timeout so `ward status` can
@@ -11,26 +12,26 @@ use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
 };
 
-use super::records::{
+use super::super::records::{
     AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
 };
-use super::schema::MIGRATIONS;
-use super::{StateError, Store, private};
+use super::super::schema::{self, Upgrade};
+use super::super::{StateError, private};
+use super::migrations::MIGRATIONS;
 
-/// A run-state database in one SQLite file.
-pub struct SqliteStore {
+/// A run-state database in one SQLite file, used from one thread.
+pub struct Db {
     conn: Connection,
     path: PathBuf,
-    commits: u64,
 }
 
-impl SqliteStore {
+impl Db {
     /// Opens the existing database at `path` (never creates one: see
-    /// [`SqliteStore::create`]) and, with `write`, migrates it. Without
+    /// [`Db::create`]) and, with `write`, migrates it. Without
     /// `write` (read commands) nothing is changed: an older database is
     /// refused with [`StateError::NeedsUpgrade`]. The caller has checked
     /// the folder and the file (`StatePaths::open`, [`check_is_wards`]).
-    pub fn open(path: &Path, write: bool) -> Result<SqliteStore, StateError> {
+    pub fn open(path: &Path, write: bool) -> Result<Db, StateError> {
         let conn = connect(path)?;
         let err = |source| damaged_or(path, source);
         if write {
@@ -41,28 +42,12 @@ impl SqliteStore {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        let mut store = SqliteStore {
+        let mut db = Db {
             conn,
             path: path.to_path_buf(),
-            commits: 0,
         };
-        if write {
-            migrate(&mut store.conn, path)?;
-        } else {
-            let found: i64 = store
-                .conn
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(err)?;
-            let known = MIGRATIONS.len() as i64;
-            if found < known {
-                return Err(StateError::NeedsUpgrade {
-                    path: path.to_path_buf(),
-                    found,
-                    known,
-                });
-            }
-        }
-        Ok(store)
+        migrate(&mut db.conn, path, write)?;
+        Ok(db)
     }
 
     /// Creates a new database at `path`, whole or not at all: it is built
@@ -94,7 +79,7 @@ impl SqliteStore {
             let err = |source| sqlite_err(&tmp, source);
             conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(err)?;
-            migrate(&mut conn, &tmp)?;
+            migrate(&mut conn, &tmp, true)?;
             // Persistent in the file; the -wal is merged and removed on close.
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(err)?;
@@ -108,7 +93,7 @@ impl SqliteStore {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| io("cannot sync", e))?;
-        match super::private::link_into_place(&tmp, path) {
+        match private::link_into_place(&tmp, path) {
             Ok(()) => {}
             // Another ward created it first: use that one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -124,23 +109,8 @@ impl SqliteStore {
         private::sync_dir(dir)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn err(&self, source: rusqlite::Error) -> StateError {
         sqlite_err(&self.path, source)
-    }
-
-    /// Number of transactions committed by this handle (for fault injection).
-    pub fn commits(&self) -> u64 {
-        self.commits
-    }
-
-    fn committed(&mut self) {
-        self.commits += 1;
-        super::fault::after_commit(self.commits);
     }
 }
 
@@ -226,19 +196,37 @@ pub fn check_is_wards(path: &Path) -> Result<(), StateError> {
         }
     };
     Err(StateError::Foreign {
-        path: path.to_path_buf(),
+        db: shown(path),
         problem,
     })
+}
+
+/// The database as the operator names it.
+pub(super) fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A file that is not a usable SQLite database, with how to move it aside
+/// (its -wal/-shm files belong to it).
+pub(super) fn damaged(path: &Path, problem: String) -> StateError {
+    let p = path.display();
+    StateError::Damaged {
+        db: shown(path),
+        problem,
+        fix: format!(
+            "To keep it for inspection and start a new history: `mv {p} {p}.broken` (and its \
+             -wal/-shm files, if any), then run again"
+        ),
+    }
 }
 
 /// A file that is not SQLite, or a corrupt one, is [`StateError::Damaged`]
 /// (with the hint to move it aside); anything else stays an SQLite error.
 fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
     match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StateError::Damaged {
-            path: path.to_path_buf(),
-            problem: source.to_string(),
-        },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            damaged(path, source.to_string())
+        }
         _ => sqlite_err(path, source),
     }
 }
@@ -256,51 +244,45 @@ fn sqlite_err(path: &Path, source: rusqlite::Error) -> StateError {
                 | ErrorCode::SystemIoFailure
         )
     );
-    match vague.then(|| private::why_unwritable(path)).flatten() {
-        Some(cause) => StateError::SqliteCause {
-            path: path.to_path_buf(),
-            source,
-            cause,
-        },
-        None => StateError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        },
+    let detail = match vague.then(|| private::why_unwritable(path)).flatten() {
+        Some(cause) => format!("{source}: {cause}"),
+        None => source.to_string(),
+    };
+    StateError::Backend {
+        db: shown(path),
+        detail,
     }
 }
 
-/// Brings the schema up to date. All pending migrations run in one
-/// `BEGIN IMMEDIATE` transaction that reads `user_version` again once it
-/// holds the write lock, so two wards opening an older database at once
-/// migrate it once, and the second finds it done.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+/// Brings the schema up to date (with `write`; without it an older
+/// database is refused), by the neutral rule of `state/schema.rs`. All
+/// pending migrations run in one `BEGIN IMMEDIATE` transaction that reads
+/// `user_version` again once it holds the write lock, so two wards opening
+/// an older database at once migrate it once, and the second finds it done.
+fn migrate(conn: &mut Connection, path: &Path, write: bool) -> Result<(), StateError> {
     let err = |source| damaged_or(path, source);
-    let known = MIGRATIONS.len() as i64;
-    let version = |c: &Connection| -> Result<i64, StateError> {
+    let db = shown(path);
+    let version = |c: &Connection| -> Result<Upgrade, StateError> {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
-        if v > known {
-            return Err(StateError::TooNew {
-                path: path.to_path_buf(),
-                found: v,
-                known,
-            });
-        }
-        Ok(v)
+        schema::upgrade(&db, v, write)
     };
     // Up to date (the usual case): no write lock needed.
-    if version(conn)? == known {
+    if version(conn)? == Upgrade::None {
         return Ok(());
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
-    let from = version(&tx)?;
+    let Upgrade::From(from) = version(&tx)? else {
+        return Ok(());
+    };
     for sql in MIGRATIONS.iter().skip(from as usize) {
         tx.execute_batch(sql).map_err(err)?;
     }
-    tx.pragma_update(None, "user_version", known).map_err(err)?;
+    tx.pragma_update(None, "user_version", schema::CURRENT)
+        .map_err(err)?;
     tx.commit().map_err(err)
 }
 
@@ -312,7 +294,7 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
     let state: String = r.get(9)?;
     let Some(state) = RunState::parse(&state) else {
         return Ok(Err(StateError::Corrupt {
-            path: path.to_path_buf(),
+            db: shown(path),
             message: format!("unknown run state `{state}`"),
         }));
     };
@@ -337,8 +319,9 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
     }))
 }
 
-impl Store for SqliteStore {
-    fn create_run(&mut self, run: &NewRun, steps: &[NewStep]) -> Result<(), StateError> {
+/// The store's operations, one transaction each (see `state::Store`).
+impl Db {
+    pub(super) fn create_run(&mut self, run: &NewRun, steps: &[NewStep]) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = |source| sqlite_err(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
@@ -391,12 +374,10 @@ impl Store for SqliteStore {
             )
             .map_err(err)?;
         }
-        tx.commit().map_err(err)?;
-        self.committed();
-        Ok(())
+        tx.commit().map_err(err)
     }
 
-    fn apply(&mut self, run_id: &str, changes: &[Change]) -> Result<(), StateError> {
+    pub(super) fn apply(&mut self, run_id: &str, changes: &[Change]) -> Result<(), StateError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -406,12 +387,10 @@ impl Store for SqliteStore {
         for change in changes {
             apply_one(&tx, run_id, change).map_err(err)?;
         }
-        tx.commit().map_err(err)?;
-        self.committed();
-        Ok(())
+        tx.commit().map_err(err)
     }
 
-    fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+    pub(super) fn run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1");
         self.conn
             .query_row(&sql, [id], |r| run_row(&self.path, r))
@@ -420,7 +399,11 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    fn runs(&self, playbook: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+    pub(super) fn runs(
+        &self,
+        playbook: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StateError> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR playbook_name = ?1) \
              ORDER BY started_at DESC, id DESC LIMIT ?2"
@@ -436,7 +419,7 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
+    pub(super) fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -475,7 +458,7 @@ impl Store for SqliteStore {
                 Some(json) => {
                     Some(
                         serde_json::from_str(&json).map_err(|e| StateError::Corrupt {
-                            path: self.path.clone(),
+                            db: shown(&self.path),
                             message: format!(
                                 "step `{}`: unreadable `unflushed` record: {e}",
                                 rec.id
@@ -485,7 +468,7 @@ impl Store for SqliteStore {
                 }
             };
             rec.state = StepState::parse(&state).ok_or_else(|| StateError::Corrupt {
-                path: self.path.clone(),
+                db: shown(&self.path),
                 message: format!("unknown step state `{state}`"),
             })?;
             out.push(rec);
@@ -493,7 +476,11 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn attempts(&self, run_id: &str, step: Option<&str>) -> Result<Vec<AttemptRecord>, StateError> {
+    pub(super) fn attempts(
+        &self,
+        run_id: &str,
+        step: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>, StateError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -523,7 +510,7 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError> {
+    pub(super) fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE state = 'running' AND lock_name = ?1 ORDER BY started_at"
         );
@@ -718,7 +705,7 @@ mod tests {
                     let (path, start) = (path.clone(), start.clone());
                     std::thread::spawn(move || {
                         start.wait();
-                        SqliteStore::open(&path, true).map(|_| ())
+                        Db::open(&path, true).map(|_| ())
                     })
                 })
                 .collect();

@@ -1,0 +1,88 @@
+//! How the SQLite store migrates: one SQL batch per version of the logical
+//! schema (`state/schema.rs`).
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. The
+//! pending ones run once, in order, in one `BEGIN IMMEDIATE` transaction
+//! (see `db.rs`). Never edit a published migration: add a new one.
+
+/// The migrations, in order; index + 1 is the version they bring the database to.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: runs, steps, attempts, events. Steps and attempts are clustered on
+    // their keys (WITHOUT ROWID): a checkpoint touches one page per table.
+    r#"
+    CREATE TABLE runs (
+        id              TEXT PRIMARY KEY,
+        playbook_name   TEXT NOT NULL,
+        playbook_path   TEXT NOT NULL,
+        playbook_hash   TEXT NOT NULL,
+        playbook_text   TEXT NOT NULL,
+        lock_name       TEXT NOT NULL,
+        vars_json       TEXT NOT NULL,
+        overrides_json  TEXT NOT NULL,
+        facts_json      TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        host            TEXT NOT NULL,
+        pid             INTEGER NOT NULL,
+        ward_version    TEXT NOT NULL,
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER,
+        resumes         INTEGER NOT NULL DEFAULT 0,
+        message         TEXT
+    );
+    CREATE INDEX runs_by_playbook ON runs (playbook_name, started_at);
+    CREATE INDEX runs_by_state ON runs (state, lock_name);
+
+    CREATE TABLE steps (
+        run_id          TEXT NOT NULL REFERENCES runs (id),
+        step_id         TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        definition_json TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        reason          TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        exit_code       INTEGER,
+        started_at      INTEGER,
+        finished_at     INTEGER,
+        log_path        TEXT,
+        compensation    INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, step_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attempts (
+        run_id      TEXT NOT NULL,
+        step_id     TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        exit_code   INTEGER,
+        signal      INTEGER,
+        outcome     TEXT,
+        message     TEXT,
+        details     TEXT,
+        log_path    TEXT NOT NULL,
+        PRIMARY KEY (run_id, step_id, attempt),
+        FOREIGN KEY (run_id, step_id) REFERENCES steps (run_id, step_id)
+    ) WITHOUT ROWID;
+
+    -- Run-level happenings (start, resume, end, crash reclaim, notes). Step
+    -- transitions live in `steps` and `attempts`; repeating them here would
+    -- cost pages in every commit of the hot path.
+    CREATE TABLE events (
+        seq     INTEGER PRIMARY KEY,
+        run_id  TEXT NOT NULL REFERENCES runs (id),
+        at      INTEGER NOT NULL,
+        step_id TEXT,
+        kind    TEXT NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX events_by_run ON events (run_id, seq);
+    "#,
+    // 2: output of a succeeded step that is not yet flushed to disk (JSON
+    // `{boot_id, paths}`), see state/recovery.rs rule 6.
+    r#"
+    ALTER TABLE steps ADD COLUMN unflushed TEXT;
+    "#,
+];
+
+// One migration per version of the logical schema, no more, no less.
+const _: () = assert!(MIGRATIONS.len() as i64 == super::super::schema::CURRENT);

@@ -1,0 +1,286 @@
+//! The embedded SQLite store (the default): one database file in a private
+//! state folder, with the logs, lock files and fingerprint key beside it.
+//!
+//! The connection lives on one thread of its own for the store's whole
+//! life; every call is a job sent to it, answered through a oneshot channel.
+//! So the scheduler's `await` never blocks the runtime on an fsync, and no
+//! call pays for starting a thread (`spawn_blocking` would hand each call
+//! to whichever pool thread is free, and an SQLite connection is best kept
+//! on one). A job is two thread wake-ups, a few microseconds against the
+//! fsync of every commit.
+
+mod db;
+mod lock;
+mod migrations;
+mod paths;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::host::HostIdentity;
+use super::lease::{Lease, LeaseFuture, LeaseHolder};
+use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord};
+use super::{Access, StateError, Store, StoreFuture};
+use db::Db;
+use lock::RunLock;
+pub use paths::StatePaths;
+
+/// A piece of work for the store's thread.
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// A run-state database in one SQLite file, kept by a thread of its own.
+pub struct SqliteStore {
+    /// Jobs for the thread; `None` once dropped (the thread then ends).
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    paths: StatePaths,
+    /// The database as the operator names it.
+    shown: Arc<str>,
+    folder: PathBuf,
+    host: HostIdentity,
+}
+
+impl SqliteStore {
+    /// Checks the state folder and opens the database at `paths` on a new
+    /// thread that keeps it (creating it only for [`Access::Create`]; see
+    /// `StatePaths::open`).
+    pub async fn open(
+        paths: StatePaths,
+        access: Access,
+        host: HostIdentity,
+    ) -> Result<SqliteStore, StateError> {
+        let shown: Arc<str> = db::shown(&paths.db).into();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready, opened) = oneshot::channel();
+        let at = paths.clone();
+        let thread = std::thread::Builder::new()
+            .name("ward-state".into())
+            .spawn(move || {
+                let mut db = match at.open(access) {
+                    Ok(db) => {
+                        let _ = ready.send(Ok(()));
+                        db
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                // Ends when the store is dropped (the sender with it).
+                while let Ok(job) = queue.recv() {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| StateError::Backend {
+                db: shown.to_string(),
+                detail: format!("cannot start the thread that keeps it: {e}"),
+            })?;
+        let store = SqliteStore {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            folder: paths.dir(),
+            paths,
+            shown: shown.clone(),
+            host,
+        };
+        match opened.await {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(thread_ended(&shown)),
+        }
+    }
+
+    /// Runs `job` on the store's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Db) -> Result<T, StateError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let (answer, answered) = oneshot::channel();
+        let sent = self.jobs.as_ref().is_some_and(|jobs| {
+            jobs.send(Box::new(move |db: &mut Db| {
+                let _ = answer.send(job(db));
+            }))
+            .is_ok()
+        });
+        let shown = self.shown.clone();
+        Box::pin(async move {
+            if !sent {
+                return Err(thread_ended(&shown));
+            }
+            answered.await.map_err(|_| thread_ended(&shown))?
+        })
+    }
+}
+
+/// The store's thread is gone (it panicked): no more state can be written.
+fn thread_ended(shown: &str) -> StateError {
+    StateError::Backend {
+        db: shown.to_owned(),
+        detail: "the thread that keeps the database ended unexpectedly".to_owned(),
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the sender ends the thread after its last job; waiting
+        // for it closes the connection (and merges the -wal) before ward
+        // exits.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> &str {
+        &self.shown
+    }
+
+    fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    fn host(&self) -> &HostIdentity {
+        &self.host
+    }
+
+    fn acquire_lease<'a>(&'a self, name: &'a str, holder: &'a LeaseHolder) -> LeaseFuture<'a> {
+        let (dir, lock, holder) = (self.paths.locks(), name.to_owned(), holder.clone());
+        // On the store's thread: taking the lock writes and fsyncs its file.
+        let taken = self.call(move |_| Ok(RunLock::acquire(&dir, &lock, &holder)));
+        Box::pin(async move {
+            let lock = taken.await??;
+            Ok(Lease::new(name, Box::new(lock)))
+        })
+    }
+
+    fn create_run(&mut self, run: NewRun, steps: Vec<NewStep>) -> StoreFuture<'_, ()> {
+        self.call(move |db| db.create_run(&run, &steps))
+    }
+
+    fn apply(&mut self, run_id: &str, changes: Vec<Change>) -> StoreFuture<'_, ()> {
+        if changes.is_empty() {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let run_id = run_id.to_owned();
+        self.call(move |db| db.apply(&run_id, &changes))
+    }
+
+    fn run(&self, id: &str) -> StoreFuture<'_, Option<RunRecord>> {
+        let id = id.to_owned();
+        self.call(move |db| db.run(&id))
+    }
+
+    fn runs(&self, playbook: Option<&str>, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
+        let playbook = playbook.map(str::to_owned);
+        self.call(move |db| db.runs(playbook.as_deref(), limit))
+    }
+
+    fn steps(&self, run_id: &str) -> StoreFuture<'_, Vec<StepRecord>> {
+        let run_id = run_id.to_owned();
+        self.call(move |db| db.steps(&run_id))
+    }
+
+    fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>> {
+        let (run_id, step) = (run_id.to_owned(), step.map(str::to_owned));
+        self.call(move |db| db.attempts(&run_id, step.as_deref()))
+    }
+
+    fn running_with_lock(&self, lock: &str) -> StoreFuture<'_, Vec<RunRecord>> {
+        let lock = lock.to_owned();
+        self.call(move |db| db.running_with_lock(&lock))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{LeaseError, RunState, StepState};
+
+    fn holder(run: &str) -> LeaseHolder {
+        LeaseHolder {
+            run_id: run.into(),
+            pid: 42,
+            host: "h".into(),
+            since: "2026-12-02 04:00:00".into(),
+        }
+    }
+
+    fn new_run(id: &str) -> NewRun {
+        NewRun {
+            id: id.into(),
+            playbook_name: "p".into(),
+            playbook_path: "/p.yml".into(),
+            playbook_hash: "hash".into(),
+            playbook_text: "text".into(),
+            lock_name: "p".into(),
+            vars_json: "{}".into(),
+            overrides_json: "{}".into(),
+            facts_json: "{}".into(),
+            host: "h".into(),
+            pid: 42,
+            ward_version: "0".into(),
+            started_at: 1,
+        }
+    }
+
+    #[test]
+    fn the_store_thread_records_reads_back_and_leases() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = StatePaths {
+            db: dir.path().join("ward.db"),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut store = SqliteStore::open(paths, Access::Create, HostIdentity::current())
+                .await
+                .expect("open");
+            let lease = store
+                .acquire_lease("p", &holder("r1"))
+                .await
+                .expect("lease");
+            match store.acquire_lease("p", &holder("r2")).await {
+                Err(LeaseError::Held {
+                    holder: Some(h), ..
+                }) => assert_eq!(h.run_id, "r1"),
+                other => panic!("expected Held, got {other:?}"),
+            }
+            let step = NewStep {
+                id: "a".into(),
+                position: 0,
+                definition_json: "{}".into(),
+                compensation: false,
+            };
+            store
+                .create_run(new_run("r1"), vec![step])
+                .await
+                .expect("create");
+            let done = Change::Step {
+                step: "a".into(),
+                state: StepState::Skipped,
+                reason: Some("why".into()),
+                at: 2,
+            };
+            store.apply("r1", vec![done]).await.expect("apply");
+            let steps = store.steps("r1").await.expect("steps");
+            assert_eq!(steps[0].state, StepState::Skipped);
+            let run = store.run("r1").await.expect("run").expect("recorded");
+            assert_eq!(run.state, RunState::Running);
+            assert_eq!(
+                store.running_with_lock("p").await.expect("running").len(),
+                1
+            );
+            lease.release().await.expect("release");
+            store
+                .acquire_lease("p", &holder("r3"))
+                .await
+                .expect("free again");
+        });
+    }
+}
