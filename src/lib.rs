@@ -10,12 +10,15 @@
 pub mod action;
 pub mod cli;
 pub mod clock;
+pub mod compress;
 pub mod diagnostic;
 pub mod error;
 pub mod execute;
+pub mod fs;
 pub mod model;
 pub mod parse;
 pub mod plan;
+pub mod procs;
 pub mod report;
 pub mod run;
 pub mod schema;

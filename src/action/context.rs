@@ -7,10 +7,10 @@
 //! or a signal to ward) sets a flag that actions check between units of
 //! work and that stops their child processes' groups.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,15 @@ impl std::fmt::Display for ActionError {
     }
 }
 
+impl From<crate::fs::FsError> for ActionError {
+    fn from(e: crate::fs::FsError) -> ActionError {
+        match e {
+            crate::fs::FsError::Stopped => ActionError::stopped(),
+            crate::fs::FsError::Failed(m) => ActionError(m),
+        }
+    }
+}
+
 impl From<std::io::Error> for ActionError {
     fn from(e: std::io::Error) -> ActionError {
         ActionError(e.to_string())
@@ -64,11 +73,6 @@ pub struct ActionOutput {
     /// a resume after a restart of the machine runs the step again
     /// (state/recovery.rs, rule 6). Only for output that a rerun recreates.
     pub unflushed: Vec<PathBuf>,
-}
-
-/// Worker threads for tree operations: one per CPU.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The result of one action attempt.
@@ -138,7 +142,7 @@ impl ActionCtx {
             facts: p.facts,
             playbook_hash: p.playbook_hash,
             kill_grace: p.kill_grace,
-            threads: default_threads(),
+            threads: crate::fs::default_threads(),
             log: Mutex::new(None),
             log_path: p.log_path,
             cancelled: p.cancelled,
@@ -348,88 +352,4 @@ pub fn describe_status(status: &ExitStatus) -> String {
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "ended without a status".into(),
     }
-}
-
-/// Writes `bytes` to `dest` atomically: a temp file in the same folder,
-/// fsync, rename, fsync of the folder. `mode` applies to the new file.
-pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), ActionError> {
-    let mut tmp = AtomicFile::create(dest, mode)?;
-    tmp.file().write_all(bytes)?;
-    tmp.commit()
-}
-
-/// A file written under a temporary name and renamed into place on
-/// [`commit`](AtomicFile::commit); dropped without commit, it is removed.
-pub struct AtomicFile {
-    file: Option<File>,
-    tmp: PathBuf,
-    dest: PathBuf,
-}
-
-impl AtomicFile {
-    /// Creates `.<name>.ward-tmp-<random>` next to `dest`.
-    pub fn create(dest: &Path, mode: u32) -> Result<AtomicFile, ActionError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = dest
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = dest
-            .file_name()
-            .ok_or_else(|| ActionError::new(format!("{} is not a file name", dest.display())))?;
-        let tmp = dir.join(format!(
-            ".{}.ward-tmp-{:08x}",
-            name.to_string_lossy(),
-            fastrand::u32(..)
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| ActionError::new(format!("cannot create {}: {e}", tmp.display())))?;
-        Ok(AtomicFile {
-            file: Some(file),
-            tmp,
-            dest: dest.to_path_buf(),
-        })
-    }
-
-    /// The open temp file.
-    pub fn file(&mut self) -> &mut File {
-        self.file.as_mut().expect("file is open until commit")
-    }
-
-    /// fsync, rename over `dest`, fsync the folder.
-    pub fn commit(mut self) -> Result<(), ActionError> {
-        let file = self.file.take().expect("file is open until commit");
-        file.sync_all()
-            .map_err(|e| ActionError::new(format!("cannot fsync {}: {e}", self.tmp.display())))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| {
-            ActionError::new(format!("cannot rename into {}: {e}", self.dest.display()))
-        })?;
-        sync_dir(self.dest.parent().unwrap_or(Path::new(".")))?;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// fsyncs a folder so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<(), ActionError> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ActionError::new(format!("cannot fsync folder {}: {e}", dir.display())))
 }

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::compress::{Finish, encoder};
-use super::manifest::SIDECAR_SUFFIX;
-use super::params::{Compression, non_empty};
-use super::{ActionCtx, ActionError, AtomicFile, ParamProblem, describe_status, pg};
+use super::params::non_empty;
+use super::{ActionCtx, ActionError, ParamProblem, describe_status, pg};
+use crate::compress::{Compression, Finish, encoder};
+use crate::fs::AtomicFile;
+use crate::fs::manifest::SIDECAR_SUFFIX;
 
 /// What the dump actions check alike: `dest` names a file, `level` suits
 /// the compression.

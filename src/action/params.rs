@@ -1,53 +1,7 @@
 //! Parameter types shared by several actions.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-/// One name or a list of names (`wait_gone: fo_scheduler` or `[a, b]`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct StringList(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for StringList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StringList, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StringList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a name or a list of names")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_owned()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
-                let mut out = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
-                    out.push(s);
-                }
-                Ok(StringList(out))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for StringList {
-    fn schema_name() -> Cow<'static, str> {
-        "StringList".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "anyOf": [
-                { "type": "string" },
-                { "type": "array", "items": { "type": "string" } }
-            ]
-        })
-    }
-}
 
 /// How to reach PostgreSQL. Passwords never go here: use `passfile`
 /// (a `.pgpass` file) or `PGPASSWORD` in the step's `env`.
@@ -86,40 +40,16 @@ impl PgConn {
     }
 }
 
-/// Compression of a dump file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// gzip, single-threaded (the default; readable by `zcat`).
-    #[default]
-    Gzip,
-    /// gzip members compressed on several threads (still readable by `zcat`).
-    Pgzip,
-    /// zstd.
-    Zstd,
-    /// No compression.
-    None,
-}
-
-impl Compression {
-    /// Valid levels for this compressor.
-    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
-        match self {
-            Compression::Gzip | Compression::Pgzip => 1..=9,
-            Compression::Zstd => 1..=19,
-            Compression::None => 0..=0,
-        }
-    }
-
-    /// The keyword as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Pgzip => "pgzip",
-            Compression::Zstd => "zstd",
-            Compression::None => "none",
-        }
-    }
+/// A process-match parameter's problems (from [`crate::procs`]) as
+/// problems with parameter `key`.
+pub fn proc_problems(
+    key: &'static str,
+    problems: Vec<crate::procs::SpecProblem>,
+) -> Vec<super::ParamProblem> {
+    problems
+        .into_iter()
+        .map(|p| super::ParamProblem::new(key, p.message).help(p.help))
+        .collect()
 }
 
 /// Checks that a path parameter is not empty.

@@ -296,11 +296,11 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// names the file and what failed.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
     use std::io::Write;
-    let mut tmp = super::AtomicFile::create(path, 0o600)?;
+    let mut tmp = crate::fs::AtomicFile::create(path, 0o600)?;
     tmp.file()
         .write_all(bytes)
         .map_err(|e| ActionError::new(format!("cannot write {}: {e}", path.display())))?;
-    tmp.commit()
+    Ok(tmp.commit()?)
 }
 
 /// A variable from the step's environment, else ward's.

@@ -9,9 +9,10 @@
 //! cluster and get a `\connect` line instead, as `pg_dumpall` does.
 
 use super::dump_file::{DumpFile, Written, file_problems};
-use super::params::{Compression, PgConn, forbidden_args, non_empty};
+use super::params::{PgConn, forbidden_args, non_empty};
 use super::pg_snapshot::{self, DbPoint};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
+use crate::compress::Compression;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -4,8 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::dump_file::{DumpFile, Written, file_problems};
-use super::params::{Compression, PgConn, forbidden_args};
+use super::params::{PgConn, forbidden_args};
 use super::{Action, ActionCtx, ActionOutput, ActionResult, ParamProblem, pg};
+use crate::compress::Compression;
 
 /// Runs `pg_dumpall` and compresses its output in-process into `dest`
 /// (temp name, fsync, rename, mode 0600); both the dump's and the

@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use std::io::{BufRead, BufReader, Write};
 
-use super::compress::decoder;
 use super::params::{PgConn, non_empty};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status, pg,
 };
+use crate::compress::decoder;
 
 /// Streams a dump (decompressed in-process) into `psql -v ON_ERROR_STOP=1`;
 /// refuses a cluster that already holds user databases unless `force`.

@@ -12,11 +12,10 @@ use super::params::non_empty;
 use super::snapshot_hardlink::{
     component_problem, default_latest, remove_if_present, split_suffix,
 };
-use super::tree::remove_tree;
 use super::verify::marker_path;
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, manifest, sync_dir,
-};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::fs::tree::remove_tree;
+use crate::fs::{manifest, sync_dir};
 use crate::model::Duration;
 use crate::template::RunFacts;
 

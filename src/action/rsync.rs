@@ -141,7 +141,7 @@ fn incremental_view(
         return Ok(None);
     };
     for set in src.ancestors().take(6) {
-        let Some(found) = super::manifest::find(set)? else {
+        let Some(found) = crate::fs::manifest::find(set)? else {
             continue;
         };
         let m = found.manifest;
@@ -166,13 +166,13 @@ fn incremental_view(
             m.base.as_deref().unwrap_or("?"),
             view.display()
         ));
-        if let Err(e) = super::manifest::materialize(&m, set, &prefix, &view) {
-            let _ = super::tree::remove_tree(
+        if let Err(e) = crate::fs::manifest::materialize(&m, set, &prefix, &view) {
+            let _ = crate::fs::tree::remove_tree(
                 &view,
                 ctx.threads,
                 &std::sync::atomic::AtomicBool::new(false),
             );
-            return Err(e);
+            return Err(e.into());
         }
         return Ok(Some(view));
     }
@@ -324,7 +324,7 @@ impl Action for Rsync {
         ctx.log(format!("running: {}", argv.join(" ")));
         let done = ctx.run(&argv, &[], true);
         if let Some(v) = &view {
-            let _ = super::tree::remove_tree(
+            let _ = crate::fs::tree::remove_tree(
                 v,
                 ctx.threads,
                 &std::sync::atomic::AtomicBool::new(false),

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
-use super::manifest::{self, ManifestInfo};
 use super::params::non_empty;
-use super::tree::{link_tree_since, remove_tree};
-use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, sync_dir};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::fs::manifest::{self, ManifestInfo};
+use crate::fs::sync_dir;
+use crate::fs::tree::{link_tree_since, remove_tree};
 
 /// Links `src` into `<dir>/<name>.partial` in parallel, renames it to
 /// `<dir>/<name>` when complete and switches the `latest` symlink atomically.
@@ -671,7 +672,7 @@ pub(super) fn switch_latest(dir: &Path, latest: &str, name: &str) -> Result<(), 
             link.display()
         )));
     }
-    sync_dir(dir)
+    Ok(sync_dir(dir)?)
 }
 
 /// `<dir>/.<name>.base`: present for incremental snapshots, holding the base's name.

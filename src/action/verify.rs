@@ -3,9 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::manifest;
 use super::params::non_empty;
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::fs::manifest;
 
 /// Reads a backup set's manifest (`<dir>/.<name>.manifest.json`) and
 /// reports every missing, changed, truncated or extra file; marks the set
