@@ -18,6 +18,7 @@ pub mod fs;
 pub mod model;
 pub mod parse;
 pub mod plan;
+pub mod process;
 pub mod procs;
 pub mod report;
 pub mod run;

@@ -180,7 +180,7 @@ impl DumpFile {
         if let Err(Stage::Out(_)) = &copied {
             running.signal(rustix::process::Signal::TERM);
         }
-        let status = running.wait(ctx).map_err(|e| Stage::Failed(e.0))?;
+        let status = ctx.wait(&mut running).map_err(|e| Stage::Failed(e.0))?;
         // A failure to write the file comes first: the program's own
         // failure is then only its broken pipe.
         let (n, head) = match copied {
@@ -278,7 +278,7 @@ impl DumpFile {
             "server_version": if version.is_empty() { None } else { Some(version) },
             "created": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
             "host": ctx.facts.host,
-            "run_id": ctx.run_id,
+            "run_id": ctx.attempt.run_id,
         });
         if let Some(fields) = info.as_object_mut() {
             fields.extend(extra);

@@ -36,10 +36,8 @@ use serde::de::DeserializeOwned;
 
 use crate::yaml::{DeError, Node, from_node};
 
-pub use context::{
-    ActionCtx, ActionError, ActionOutput, ActionResult, CtxParts, Finished, Running,
-    describe_status,
-};
+pub use crate::process::{Finished, Running, describe_status};
+pub use context::{ActionCtx, ActionError, ActionOutput, ActionResult};
 pub use params::PgConn;
 pub use pg_dump::{PgDump, PgDumpParams};
 pub use pg_dumpall::{PgDumpall, PgDumpallParams};

@@ -305,7 +305,8 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
 
 /// A variable from the step's environment, else ward's.
 fn env_var(ctx: &ActionCtx, name: &str) -> Option<String> {
-    ctx.env
+    ctx.attempt
+        .env
         .iter()
         .rev()
         .find(|(k, _)| k == name)

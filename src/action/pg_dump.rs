@@ -112,7 +112,7 @@ impl Action for PgDump {
     }
 
     fn run(p: &PgDumpParams, ctx: &ActionCtx) -> ActionResult {
-        let Some(points) = pg_snapshot::held(&ctx.run_id, &p.snapshot) else {
+        let Some(points) = pg_snapshot::held(&ctx.attempt.run_id, &p.snapshot) else {
             return Err(ActionError::new(format!(
                 "the consistent point of step `{}` is not held by this ward (it ends with the \
                  process that took it); nothing was dumped. Run the playbook again (or resume \
@@ -208,7 +208,7 @@ impl Action for PgDump {
             raw,
         } = file.finish(ctx, p.min_bytes, point)?;
         // The point has served: end its transactions now rather than at exit.
-        let warning = match pg_snapshot::release(&ctx.run_id, &p.snapshot) {
+        let warning = match pg_snapshot::release(&ctx.attempt.run_id, &p.snapshot) {
             Ok(_) => None,
             Err(e) => Some(format!(
                 "the point of `{}` was not ended cleanly: {e}",

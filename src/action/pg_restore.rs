@@ -110,7 +110,7 @@ impl Action for PgRestore {
             }
         })();
         drop(stdin);
-        let status = running.wait(ctx)?;
+        let status = ctx.wait(&mut running)?;
         let total = fed?;
         if !status.success() {
             return Err(ActionError::new(format!(

@@ -155,7 +155,7 @@ impl Action for PgSnapshot {
 
     fn run(p: &PgSnapshotParams, ctx: &ActionCtx) -> ActionResult {
         // A retry of this step in the same process replaces its point.
-        if let Some(old) = take_held(&ctx.run_id, &ctx.step) {
+        if let Some(old) = take_held(&ctx.attempt.run_id, &ctx.attempt.step) {
             let _ = old.end();
         }
         let cfg = pg::native_config(&p.db, ctx)?;
@@ -163,7 +163,7 @@ impl Action for PgSnapshot {
         let (release_tx, release_rx) = tokio::sync::oneshot::channel();
         let databases = p.databases.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("ward-point-{}", ctx.step))
+            .name(format!("ward-point-{}", ctx.attempt.step))
             .spawn(move || hold(cfg, databases, ready_tx, release_rx))
             .map_err(|e| ActionError::new(format!("cannot start a thread: {e}")))?;
         let mut held = Held {
@@ -203,7 +203,7 @@ impl Action for PgSnapshot {
         let mut registry = HELD
             .lock()
             .map_err(|_| ActionError::new("the registry of held points is poisoned"))?;
-        registry.insert((ctx.run_id.clone(), ctx.step.clone()), held);
+        registry.insert((ctx.attempt.run_id.clone(), ctx.attempt.step.clone()), held);
         drop(registry);
         let names: Vec<&str> = points.iter().map(|pt| pt.db.as_str()).collect();
         Ok(ActionOutput {

@@ -155,7 +155,7 @@ impl Action for SnapshotHardlink {
         // lock) making a snapshot in the same folder would pick the same
         // name and remove each other's `.partial`; one waits for the other.
         let _folder_lock = lock_folder(&dir, ctx)?;
-        let (slot, stale) = match choose_slot(&dir, &name, &ctx.run_id)? {
+        let (slot, stale) = match choose_slot(&dir, &name, &ctx.attempt.run_id)? {
             Slot::Done(slot) => {
                 // A resume after "renamed, but not yet recorded": the
                 // snapshot is this run's own (its manifest says so).
@@ -323,7 +323,7 @@ fn make(
     let info = ManifestInfo {
         name: slot.to_owned(),
         host: ctx.facts.host.clone(),
-        run_id: ctx.run_id.clone(),
+        run_id: ctx.attempt.run_id.clone(),
         playbook_hash: ctx.playbook_hash.clone(),
         hash_all: p.hash == HashMode::All,
         kind,

@@ -58,8 +58,8 @@ impl Action for Verify {
         let m = &found.manifest;
         // A second run on the same day made `NAME.2`: a step that names the
         // snapshot by its template would check (and mark) the older one.
-        if m.run_id != ctx.run_id
-            && let Some(own) = super::snapshot_hardlink::made_later_by(&set, &ctx.run_id)?
+        if m.run_id != ctx.attempt.run_id
+            && let Some(own) = super::snapshot_hardlink::made_later_by(&set, &ctx.attempt.run_id)?
         {
             return Err(ActionError::new(format!(
                 "{} was made by an earlier run (run {}); this run's snapshot is {}. \
@@ -92,7 +92,7 @@ impl Action for Verify {
         if let Some(marker) = marker_path(&set) {
             let note = serde_json::json!({
                 "verified_at": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-                "run_id": ctx.run_id,
+                "run_id": ctx.attempt.run_id,
                 "manifest_checksum": m.checksum,
                 "hashes": p.hashes,
             });
