@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod artifact;
 pub mod cli;
 pub mod clock;
 pub mod compress;
@@ -17,6 +18,7 @@ pub mod execute;
 pub mod fs;
 pub mod model;
 pub mod parse;
+pub mod pg;
 pub mod plan;
 pub mod process;
 pub mod procs;

@@ -49,6 +49,12 @@ impl From<crate::fs::FsError> for ActionError {
     }
 }
 
+impl From<crate::pg::ConnError> for ActionError {
+    fn from(e: crate::pg::ConnError) -> ActionError {
+        ActionError(e.to_string())
+    }
+}
+
 impl From<std::io::Error> for ActionError {
     fn from(e: std::io::Error) -> ActionError {
         ActionError(e.to_string())
@@ -145,6 +151,11 @@ impl ActionCtx {
     /// True once the attempt must stop (timeout or a signal to ward).
     pub fn cancelled(&self) -> bool {
         self.cancel.level() != Cancel::No
+    }
+
+    /// The attempt's cancel level, for library code that stops programs.
+    pub fn cancel_cell(&self) -> &CancelCell {
+        &self.cancel
     }
 
     /// The cancellation flag itself, for loops on worker threads.

@@ -11,9 +11,7 @@
 //! calls the read-only [`Action::probe`] to show what would happen.
 
 mod context;
-mod dump_file;
 mod params;
-mod pg;
 mod pg_dump;
 mod pg_dumpall;
 mod pg_query;

@@ -1,43 +1,73 @@
-//! Parameter types shared by several actions.
+//! Parameter checks shared by several actions.
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use super::ParamProblem;
+use crate::compress::Compression;
+pub use crate::pg::PgConn;
 
-/// How to reach PostgreSQL. Passwords never go here: use `passfile`
-/// (a `.pgpass` file) or `PGPASSWORD` in the step's `env`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PgConn {
-    /// Host name or socket directory (libpq's `PGHOST`).
-    pub host: Option<String>,
-    /// Port (default 5432).
-    pub port: Option<u16>,
-    /// Role to connect as.
-    pub user: Option<String>,
-    /// Database to connect to first (default `postgres`).
-    pub dbname: Option<String>,
-    /// A `.pgpass` file with the password (mode 0600).
-    pub passfile: Option<String>,
-}
-
-impl PgConn {
-    /// `user@host:port` for plans; libpq defaults shown as such.
-    /// A connection string in `dbname` counts; its password is never shown.
-    pub fn describe(&self) -> String {
-        let words = super::pg::keywords(self).unwrap_or_default();
-        let word = |k: &str| {
+/// What is wrong with a connection, for validation: a connection string
+/// that does not parse, or a host, user or database that starts with `-`.
+pub fn conn_problems(conn: &PgConn) -> Vec<ParamProblem> {
+    use crate::pg::{is_conninfo, keywords};
+    let words = match keywords(conn) {
+        Ok(w) => w,
+        Err(e) => {
+            return vec![ParamProblem::new("db", e.to_string()).help(
+                "give `dbname` as a name or a connection string such as \
+                 `dbname=app sslmode=require`, and the password in `db.passfile`",
+            )];
+        }
+    };
+    words
+        .iter()
+        .filter(|(k, v)| {
+            matches!(k.as_str(), "host" | "user" | "dbname" | "service") && v.starts_with('-')
+        })
+        .map(|(k, v)| {
+            ParamProblem::new(
+                "db",
+                format!("`db.{k}` starts with `-`: {v:?} would be read as an option"),
+            )
+            .help("a host, role or database name cannot start with `-`")
+        })
+        .chain(
             words
                 .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        format!(
-            "{}@{}:{}",
-            word("user").unwrap_or("$PGUSER"),
-            word("host").unwrap_or("local socket"),
-            word("port").unwrap_or("5432")
+                .filter(|(k, v)| k == "dbname" && is_conninfo(v))
+                .map(|_| {
+                    ParamProblem::new(
+                        "db",
+                        "the database name in `db.dbname` is itself a connection string",
+                    )
+                }),
         )
+        .collect()
+}
+
+/// What the dump actions check alike: `dest` names a file, `level` suits
+/// the compression.
+pub fn file_problems(dest: &str, compress: Compression, level: Option<u32>) -> Vec<ParamProblem> {
+    let mut out: Vec<ParamProblem> = non_empty("dest", dest).into_iter().collect();
+    if dest.ends_with('/') {
+        out.push(
+            ParamProblem::new("dest", "`dest` must be a file name, not a folder")
+                .help("e.g. `/backup/db/dump.sql.gz`"),
+        );
     }
+    if let Some(level) = level {
+        let range = compress.levels();
+        if !range.contains(&level) {
+            out.push(ParamProblem::new(
+                "level",
+                format!(
+                    "level {level} is not valid for {}: use {}-{}",
+                    compress.as_str(),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// A process-match parameter's problems (from [`crate::procs`]) as

@@ -20,8 +20,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{PgConn, name_like_option};
-use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
+use super::params::{PgConn, conn_problems, name_like_option};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::pg;
 
 /// Takes and holds an exported snapshot of each database.
 pub struct PgSnapshot;
@@ -119,7 +120,7 @@ impl Action for PgSnapshot {
     type Params = PgSnapshotParams;
 
     fn check(p: &PgSnapshotParams) -> Vec<ParamProblem> {
-        let mut out = pg::conn_problems(&p.db);
+        let mut out = conn_problems(&p.db);
         if let Some(dbs) = &p.databases {
             if dbs.is_empty() {
                 out.push(
@@ -158,7 +159,7 @@ impl Action for PgSnapshot {
         if let Some(old) = take_held(&ctx.attempt.run_id, &ctx.attempt.step) {
             let _ = old.end();
         }
-        let cfg = pg::native_config(&p.db, ctx)?;
+        let cfg = pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (release_tx, release_rx) = tokio::sync::oneshot::channel();
         let databases = p.databases.clone();

@@ -11,7 +11,9 @@ use super::FsError;
 /// fsync, rename, fsync of the folder. `mode` applies to the new file.
 pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     let mut tmp = AtomicFile::create(dest, mode)?;
-    tmp.file().write_all(bytes)?;
+    tmp.file()
+        .write_all(bytes)
+        .map_err(|e| FsError::new(format!("cannot write {}: {e}", dest.display())))?;
     tmp.commit()
 }
 
