@@ -172,6 +172,17 @@ impl ActionCtx {
         }
     }
 
+    /// `extra` with the fields that say where an action's output came from
+    /// (the host and the run), e.g. for a dump's side file.
+    pub fn origin(
+        &self,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        extra.insert("host".into(), self.facts.host.clone().into());
+        extra.insert("run_id".into(), self.attempt.run_id.clone().into());
+        extra
+    }
+
     /// Resolves a path parameter against the playbook's folder.
     pub fn path(&self, p: &str) -> PathBuf {
         self.attempt.cwd.join(p)

@@ -1,4 +1,5 @@
-//! Parameter checks shared by several actions.
+//! What several actions share: parameter checks and defaults, and the
+//! run's time.
 
 use super::ParamProblem;
 use crate::compress::Compression;
@@ -68,6 +69,29 @@ pub fn file_problems(dest: &str, compress: Compression, level: Option<u32>) -> V
         }
     }
     out
+}
+
+/// Default name of the `latest` symlink.
+pub fn default_latest() -> String {
+    "latest".into()
+}
+
+/// Checks a name that must be one path component.
+pub fn component_problem(key: &'static str, name: &str) -> Option<super::ParamProblem> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        Some(super::ParamProblem::new(
+            key,
+            format!("`{key}` must be a plain name inside `dir`, not `{name}`"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// The run's time (`ward.timestamp`), now if it cannot be read.
+pub fn facts_now(facts: &crate::template::RunFacts) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(&facts.timestamp, "%Y-%m-%dT%H:%M:%S")
+        .unwrap_or_else(|_| chrono::Local::now().naive_local())
 }
 
 /// A process-match parameter's problems (from [`crate::procs`]) as

@@ -9,7 +9,6 @@
 //! cluster and get a `\connect` line instead, as `pg_dumpall` does.
 
 use super::params::{PgConn, conn_problems, file_problems, forbidden_args, non_empty};
-use super::pg_dumpall::origin;
 use super::pg_snapshot::{self, DbPoint};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::artifact::{DumpFile, Written};
@@ -218,7 +217,7 @@ impl Action for PgDump {
             sha256,
             size,
             raw,
-        } = file.finish(p.min_bytes, origin(ctx, point))?;
+        } = file.finish(p.min_bytes, ctx.origin(point))?;
         // The point has served: end its transactions now rather than at exit.
         let warning = match pg_snapshot::release(&ctx.attempt.run_id, &p.snapshot) {
             Ok(_) => None,

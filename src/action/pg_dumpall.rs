@@ -126,7 +126,7 @@ impl Action for PgDumpall {
             sha256,
             size,
             raw,
-        } = file.finish(p.min_bytes, origin(ctx, serde_json::Map::new()))?;
+        } = file.finish(p.min_bytes, ctx.origin(serde_json::Map::new()))?;
         Ok(ActionOutput {
             summary: Some(format!(
                 "{}: {size} bytes ({raw} bytes of SQL), sha256 {}",
@@ -148,15 +148,4 @@ impl Action for PgDumpall {
             p.min_bytes
         )
     }
-}
-
-/// The side file's fields that say where a dump came from (the host and
-/// the run), with the action's `extra` ones.
-pub(super) fn origin(
-    ctx: &ActionCtx,
-    mut extra: serde_json::Map<String, serde_json::Value>,
-) -> serde_json::Map<String, serde_json::Value> {
-    extra.insert("host".into(), ctx.facts.host.clone().into());
-    extra.insert("run_id".into(), ctx.attempt.run_id.clone().into());
-    extra
 }

@@ -1,6 +1,6 @@
 //! File-system work the actions share: parallel tree operations
-//! ([`tree`]), snapshot manifests ([`manifest`]) and durable file writes
-//! ([`AtomicFile`], [`sync_dir`]).
+//! ([`tree`]), snapshot manifests ([`manifest`]), snapshots folders
+//! ([`snapshots`]) and durable file writes ([`AtomicFile`], [`sync_dir`]).
 //!
 //! This is a library below the actions: it imports nothing from
 //! `crate::action` and reports its own [`FsError`], which the actions turn
@@ -8,6 +8,7 @@
 
 mod atomic;
 pub mod manifest;
+pub mod snapshots;
 pub mod tree;
 
 pub use atomic::{AtomicFile, sync_dir, write_atomic};
