@@ -594,7 +594,7 @@ impl Scheduler<'_, '_> {
             .map(|s| s.to_string())
             .collect(),
             ResolvedBody::Cmd(argv) => argv.clone(),
-            // `ward run` refuses playbooks with actions before anything starts.
+            // An action starts its own programs (`ActionCtx::spawn`).
             ResolvedBody::Action(_) => Vec::new(),
         };
         let mut env = vec![
