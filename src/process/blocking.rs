@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use super::{Cancel, CancelCell, signal_group};
+use super::{CancelCell, Stop, signal_group};
 
 /// A running program (its own process group).
 pub struct Running {
@@ -49,35 +49,19 @@ impl Running {
         signal_group(self.group, signal);
     }
 
-    /// Waits for the program, stopping its group when `cancel` is raised
-    /// meanwhile (SIGTERM, SIGKILL after `grace` or at once for
-    /// [`Cancel::Kill`], SIGKILL once it ended after a stop began).
+    /// Waits for the program, stopping its group as the module docs say
+    /// when `cancel` is raised meanwhile (`grace`: the kill grace).
     pub fn wait(&mut self, cancel: &CancelCell, grace: Duration) -> std::io::Result<ExitStatus> {
-        let mut term_sent: Option<Instant> = None;
-        let mut stopping = false;
+        let mut stop = Stop::default();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                if stopping {
-                    // The leader is gone; make sure nothing it started lingers.
-                    self.signal(Signal::KILL);
+                if let Some(signal) = stop.after_exit() {
+                    self.signal(signal);
                 }
                 return Ok(status);
             }
-            match (cancel.level(), term_sent) {
-                (Cancel::No, _) => {}
-                (Cancel::Kill, _) => {
-                    stopping = true;
-                    self.signal(Signal::KILL);
-                }
-                (Cancel::Terminate, None) => {
-                    stopping = true;
-                    self.signal(Signal::TERM);
-                    term_sent = Some(Instant::now());
-                }
-                (Cancel::Terminate, Some(at)) if at.elapsed() >= grace => {
-                    self.signal(Signal::KILL);
-                }
-                (Cancel::Terminate, Some(_)) => {}
+            if let Some(signal) = stop.due(cancel.level(), grace, Instant::now()) {
+                self.signal(signal);
             }
             std::thread::sleep(POLL);
         }
@@ -90,7 +74,7 @@ mod tests {
     use std::process::Stdio;
 
     use super::*;
-    use crate::process::command;
+    use crate::process::{Cancel, command};
 
     fn start(script: &str) -> Running {
         let argv = ["-c".to_owned(), script.to_owned()];

@@ -32,7 +32,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::sync::mpsc;
@@ -158,6 +158,50 @@ pub fn command<'a>(
     cmd
 }
 
+/// Where the stop of one program stands: the stop policy of the module
+/// docs, followed by both ways of waiting ([`wait`], [`Running::wait`]).
+#[derive(Debug, Default)]
+struct Stop {
+    /// When SIGTERM was sent.
+    term_at: Option<Instant>,
+    /// SIGKILL was sent.
+    killed: bool,
+}
+
+impl Stop {
+    /// The signal due now for the attempt's `level` (None: nothing new).
+    fn due(&mut self, level: Cancel, grace: Duration, now: Instant) -> Option<Signal> {
+        if self.killed {
+            return None;
+        }
+        let kill = match (level, self.term_at) {
+            (Cancel::No, _) => false,
+            (Cancel::Kill, _) => true,
+            (Cancel::Terminate, None) => {
+                self.term_at = Some(now);
+                return Some(Signal::TERM);
+            }
+            (Cancel::Terminate, Some(at)) => now.saturating_duration_since(at) >= grace,
+        };
+        self.killed = kill;
+        kill.then_some(Signal::KILL)
+    }
+
+    /// When a signal falls due next without a change of level.
+    fn deadline(&self, grace: Duration) -> Option<Instant> {
+        match (self.killed, self.term_at) {
+            (false, Some(at)) => Some(at + grace),
+            _ => None,
+        }
+    }
+
+    /// The signal for the group once its leader ended: SIGKILL if a stop
+    /// had begun, so that nothing it started lingers.
+    fn after_exit(&self) -> Option<Signal> {
+        (self.killed || self.term_at.is_some()).then_some(Signal::KILL)
+    }
+}
+
 /// Sends a signal to a whole process group; ESRCH (the group is already
 /// gone) is fine.
 fn signal_group(group: Option<Pid>, signal: Signal) {
@@ -173,5 +217,51 @@ pub fn describe_status(status: &ExitStatus) -> String {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(s)) => format!("killed by signal {s}"),
         _ => "ended without a status".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_is_term_then_kill_after_the_grace() {
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut stop = Stop::default();
+        assert_eq!(stop.due(Cancel::No, grace, t0), None);
+        assert_eq!(stop.after_exit(), None, "no stop, no signal after exit");
+        assert_eq!(stop.due(Cancel::Terminate, grace, t0), Some(Signal::TERM));
+        assert_eq!(stop.deadline(grace), Some(t0 + grace));
+        assert_eq!(stop.due(Cancel::Terminate, grace, t0 + grace / 2), None);
+        assert_eq!(
+            stop.due(Cancel::Terminate, grace, t0 + grace),
+            Some(Signal::KILL)
+        );
+        assert_eq!(stop.deadline(grace), None);
+        assert_eq!(stop.due(Cancel::Terminate, grace, t0 + grace * 2), None);
+        assert_eq!(stop.after_exit(), Some(Signal::KILL));
+    }
+
+    #[test]
+    fn a_hurry_kills_at_once_even_during_the_grace() {
+        let grace = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut stop = Stop::default();
+        assert_eq!(stop.due(Cancel::Terminate, grace, t0), Some(Signal::TERM));
+        assert_eq!(stop.due(Cancel::Kill, grace, t0), Some(Signal::KILL));
+        let mut at_once = Stop::default();
+        assert_eq!(at_once.due(Cancel::Kill, grace, t0), Some(Signal::KILL));
+        assert_eq!(at_once.after_exit(), Some(Signal::KILL));
+    }
+
+    #[test]
+    fn the_cancel_cell_only_goes_up() {
+        let cell = CancelCell::default();
+        assert_eq!(cell.level(), Cancel::No);
+        cell.raise(Cancel::Kill);
+        cell.raise(Cancel::Terminate);
+        assert_eq!(cell.level(), Cancel::Kill);
+        assert!(cell.stop_flag().load(Ordering::Relaxed));
     }
 }

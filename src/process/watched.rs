@@ -1,6 +1,6 @@
 //! A command step's program, waited for on the scheduler's thread: its
 //! output is copied into the attempt's log (and echoed), its time limit
-//! and ward's signals stop it (see the module docs for how).
+//! and ward's signals stop it (the module docs' stop policy, [`Stop`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::{Attempt, Cancel, Echo, command, signal_group};
+use super::{Attempt, Cancel, Echo, Stop, command, signal_group};
 
 /// A started program (or the reason it could not start).
 pub struct Started {
@@ -175,29 +175,42 @@ pub async fn wait(
         };
     };
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let limit = timeout.map(|t| tokio::time::Instant::from_std(started + t));
     let mut timed_out = false;
     let mut interrupted = false;
-    let limit = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t.saturating_sub(started.elapsed())).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(limit);
-    let status = tokio::select! {
-        s = child.wait() => s,
-        () = &mut limit => {
-            timed_out = true;
-            stop_group(&mut child, group, kill_grace, &mut cancel).await
-        }
-        level = wait_cancel(&mut cancel) => {
+    let mut scheduler_alive = true;
+    let mut stop = Stop::default();
+    let status = loop {
+        // The time limit counts as a stop; whichever came first names the
+        // ending, and a later hurry from ward still applies.
+        let asked = *cancel.borrow_and_update();
+        if asked != Cancel::No && !timed_out {
             interrupted = true;
-            if level == Cancel::Kill {
-                signal_group(group, Signal::KILL);
-                child.wait().await
-            } else {
-                stop_group(&mut child, group, kill_grace, &mut cancel).await
+        }
+        let level = if timed_out {
+            asked.max(Cancel::Terminate)
+        } else {
+            asked
+        };
+        if let Some(signal) = stop.due(level, kill_grace, Instant::now()) {
+            signal_group(group, signal);
+        }
+        let next_signal = stop
+            .deadline(kill_grace)
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            s = child.wait() => {
+                if let Some(signal) = stop.after_exit() {
+                    signal_group(group, signal);
+                }
+                break s;
             }
+            () = sleep_until(limit), if !timed_out && !interrupted => timed_out = true,
+            changed = cancel.changed(), if scheduler_alive => {
+                // The scheduler is gone: nothing will ever cancel us.
+                scheduler_alive = changed.is_ok();
+            }
+            () = sleep_until(next_signal), if next_signal.is_some() => {}
         }
     };
     // A background process may keep the pipes open; do not wait for it.
@@ -226,38 +239,10 @@ pub async fn wait_cancel(cancel: &mut watch::Receiver<Cancel>) -> Cancel {
     }
 }
 
-/// SIGTERM to the whole group, SIGKILL after the grace period (or at once
-/// if ward is told to hurry), then reap the child.
-async fn stop_group(
-    child: &mut Child,
-    group: Option<Pid>,
-    grace: Duration,
-    cancel: &mut watch::Receiver<Cancel>,
-) -> std::io::Result<ExitStatus> {
-    signal_group(group, Signal::TERM);
-    let hurry = async {
-        loop {
-            if *cancel.borrow_and_update() == Cancel::Kill {
-                return;
-            }
-            if cancel.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        s = child.wait() => {
-            // The leader is gone; make sure nothing it started lingers.
-            signal_group(group, Signal::KILL);
-            s
-        }
-        () = tokio::time::sleep(grace) => {
-            signal_group(group, Signal::KILL);
-            child.wait().await
-        }
-        () = hurry => {
-            signal_group(group, Signal::KILL);
-            child.wait().await
-        }
+/// Sleeps until `at`; never wakes for None.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
