@@ -11,14 +11,20 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod artifact;
 pub mod cli;
 pub mod clock;
+pub mod compress;
 pub mod diagnostic;
 pub mod error;
 pub mod execute;
+pub mod fs;
 pub mod model;
 pub mod parse;
+pub mod pg;
 pub mod plan;
+pub mod process;
+pub mod procs;
 pub mod report;
 pub mod run;
 pub mod schema;

@@ -1,24 +1,21 @@
 //! What a running action gets from the executor: its log, cancellation,
 //! the step's environment and folder, the run's facts, and a way to run
-//! programs in their own process group.
+//! programs in their own process group (through [`crate::process`]).
 //!
 //! Actions are synchronous code run on a blocking thread: most of their
 //! work is file-system calls and child processes. Cancellation (a timeout
-//! or a signal to ward) sets a flag that actions check between units of
-//! work and that stops their child processes' groups.
+//! or a signal to ward) raises a level that actions check between units of
+//! work and that stops their child processes' groups the way
+//! [`crate::process`] documents.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process_group};
-use tokio::sync::mpsc;
-
+use crate::process::{Attempt, Cancel, CancelCell, Finished, Running};
 use crate::template::RunFacts;
 
 /// Why an action failed, in words for the operator.
@@ -40,6 +37,21 @@ impl ActionError {
 impl std::fmt::Display for ActionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl From<crate::fs::FsError> for ActionError {
+    fn from(e: crate::fs::FsError) -> ActionError {
+        match e {
+            crate::fs::FsError::Stopped => ActionError::stopped(),
+            crate::fs::FsError::Failed(m) => ActionError(m),
+        }
+    }
+}
+
+impl From<crate::pg::ConnError> for ActionError {
+    fn from(e: crate::pg::ConnError) -> ActionError {
+        ActionError(e.to_string())
     }
 }
 
@@ -66,85 +78,45 @@ pub struct ActionOutput {
     pub unflushed: Vec<PathBuf>,
 }
 
-/// Worker threads for tree operations: one per CPU.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
 /// The result of one action attempt.
 pub type ActionResult = Result<ActionOutput, ActionError>;
 
 /// Everything an action may use while it runs.
 pub struct ActionCtx {
-    /// The step's id.
-    pub step: String,
-    /// The run's id.
-    pub run_id: String,
-    /// The playbook's folder; relative paths are resolved against it.
-    pub work_dir: PathBuf,
-    /// Environment added to ward's for child processes (WARD_* and the step's `env`).
-    pub env: Vec<(String, String)>,
+    /// The attempt (step, run, environment, folder, log, kill grace).
+    pub attempt: Attempt,
     /// The run's `ward.*` facts (date, host).
     pub facts: RunFacts,
     /// sha256 of the playbook file.
     pub playbook_hash: String,
-    /// Wait between SIGTERM and SIGKILL for child processes.
-    pub kill_grace: Duration,
     /// Threads an action may use (the machine's CPUs unless told otherwise).
     pub threads: usize,
     log: Mutex<Option<File>>,
-    log_path: PathBuf,
-    cancelled: Arc<AtomicBool>,
-    echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
+    cancel: Arc<CancelCell>,
     param_vars: Vec<(String, String)>,
 }
 
-/// The parts of an [`ActionCtx`] the executor fills in.
-pub struct CtxParts {
-    /// Step id.
-    pub step: String,
-    /// Step index (for echoed output).
-    pub index: usize,
-    /// Run id.
-    pub run_id: String,
-    /// Working folder.
-    pub work_dir: PathBuf,
-    /// Extra environment.
-    pub env: Vec<(String, String)>,
-    /// Run facts.
-    pub facts: RunFacts,
-    /// Playbook hash.
-    pub playbook_hash: String,
-    /// Kill grace.
-    pub kill_grace: Duration,
-    /// The attempt's log file.
-    pub log_path: PathBuf,
-    /// Set when the attempt must stop.
-    pub cancelled: Arc<AtomicBool>,
-    /// Where to echo log lines, if anywhere.
-    pub echo: Option<mpsc::UnboundedSender<(usize, String)>>,
-    /// Parameters given as one playbook variable: `(parameter, variable)`.
-    pub param_vars: Vec<(String, String)>,
-}
-
 impl ActionCtx {
-    /// Builds a context; the log file is created on first use.
-    pub fn new(p: CtxParts) -> ActionCtx {
-        ActionCtx {
-            step: p.step,
-            run_id: p.run_id,
-            work_dir: p.work_dir,
-            env: p.env,
-            facts: p.facts,
-            playbook_hash: p.playbook_hash,
-            kill_grace: p.kill_grace,
-            threads: default_threads(),
+    /// A context for `attempt`; `param_vars` are the parameters given as
+    /// one playbook variable, `(parameter, variable)`. The log file is
+    /// created on first use. The returned cell stops the action when raised.
+    pub fn new(
+        attempt: Attempt,
+        facts: RunFacts,
+        playbook_hash: String,
+        param_vars: Vec<(String, String)>,
+    ) -> (ActionCtx, Arc<CancelCell>) {
+        let cancel = Arc::new(CancelCell::default());
+        let ctx = ActionCtx {
+            attempt,
+            facts,
+            playbook_hash,
+            threads: crate::fs::default_threads(),
             log: Mutex::new(None),
-            log_path: p.log_path,
-            cancelled: p.cancelled,
-            echo: p.echo.map(|tx| (p.index, tx)),
-            param_vars: p.param_vars,
-        }
+            cancel: cancel.clone(),
+            param_vars,
+        };
+        (ctx, cancel)
     }
 
     /// How the operator sets parameter `key` to `value`, for messages: the
@@ -160,7 +132,7 @@ impl ActionCtx {
     fn log_file(&self) -> Option<File> {
         let mut guard = self.log.lock().ok()?;
         if guard.is_none() {
-            *guard = crate::state::private::open_log(&self.log_path).ok();
+            *guard = crate::state::private::open_log(&self.attempt.log_path).ok();
         }
         guard.as_ref().and_then(|f| f.try_clone().ok())
     }
@@ -171,19 +143,24 @@ impl ActionCtx {
         if let Some(mut f) = self.log_file() {
             let _ = writeln!(f, "{line}");
         }
-        if let Some((step, tx)) = &self.echo {
-            let _ = tx.send((*step, line.to_owned()));
+        if let Some(tx) = &self.attempt.echo {
+            let _ = tx.send((self.attempt.index, line.to_owned()));
         }
     }
 
     /// True once the attempt must stop (timeout or a signal to ward).
     pub fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.cancel.level() != Cancel::No
+    }
+
+    /// The attempt's cancel level, for library code that stops programs.
+    pub fn cancel_cell(&self) -> &CancelCell {
+        &self.cancel
     }
 
     /// The cancellation flag itself, for loops on worker threads.
     pub fn cancel_flag(&self) -> &AtomicBool {
-        &self.cancelled
+        self.cancel.stop_flag()
     }
 
     /// Err if the attempt must stop; call between units of work.
@@ -195,9 +172,20 @@ impl ActionCtx {
         }
     }
 
+    /// `extra` with the fields that say where an action's output came from
+    /// (the host and the run), e.g. for a dump's side file.
+    pub fn origin(
+        &self,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        extra.insert("host".into(), self.facts.host.clone().into());
+        extra.insert("run_id".into(), self.attempt.run_id.clone().into());
+        extra
+    }
+
     /// Resolves a path parameter against the playbook's folder.
     pub fn path(&self, p: &str) -> PathBuf {
-        self.work_dir.join(p)
+        self.attempt.cwd.join(p)
     }
 
     /// Starts a program in its own process group, stdin from /dev/null,
@@ -223,38 +211,40 @@ impl ActionCtx {
             return Err(ActionError::new("empty command"));
         };
         let log = self.log_file().ok_or_else(|| {
-            ActionError::new(format!("cannot open log {}", self.log_path.display()))
+            ActionError::new(format!(
+                "cannot open log {}",
+                self.attempt.log_path.display()
+            ))
         })?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.work_dir)
-            .stdin(if stdin_piped {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .process_group(0);
-        // Fork rather than posix_spawn, so that a signal sent to ward's
-        // process group while the child is still in it (GNU `timeout` sends
-        // SIGTERM to ward, then to its group) cannot kill a `when: always`
-        // action started in answer to the first; see execute/process.rs.
-        ward_fork::start_by_fork(&mut cmd);
+        // Always started by fork: a `when: always` action may be started in
+        // answer to GNU `timeout`'s first SIGTERM, and the second (to ward's
+        // group) must not kill its programs (see `process::command`).
+        let mut cmd = crate::process::command(
+            program,
+            args,
+            self.attempt.env.iter().chain(extra_env),
+            &self.attempt.cwd,
+            true,
+        );
+        if stdin_piped {
+            cmd.stdin(Stdio::piped());
+        }
         if stdout_piped {
             cmd.stdout(Stdio::piped());
         } else {
             cmd.stdout(Stdio::from(log.try_clone()?));
         }
         cmd.stderr(Stdio::from(log));
-        let child = cmd
-            .spawn()
-            .map_err(|e| ActionError::new(format!("cannot start `{program}`: {e}")))?;
-        Ok(Running {
-            group: Pid::from_raw(child.id() as i32),
-            child,
-            program: program.clone(),
-        })
+        Running::start(&mut cmd, program)
+            .map_err(|e| ActionError::new(format!("cannot start `{program}`: {e}")))
+    }
+
+    /// Waits for a program this action started; a cancellation meanwhile
+    /// stops its group (see [`crate::process`]).
+    pub fn wait(&self, running: &mut Running) -> Result<ExitStatus, ActionError> {
+        running
+            .wait(&self.cancel, self.attempt.kill_grace)
+            .map_err(|e| ActionError::new(format!("cannot wait for `{}`: {e}", running.program())))
     }
 
     /// Runs a program to its end; stdout is returned when `capture` (and
@@ -265,7 +255,35 @@ impl ActionCtx {
         extra_env: &[(String, String)],
         capture: bool,
     ) -> Result<Finished, ActionError> {
-        let mut running = self.spawn(argv, extra_env, capture)?;
+        self.run_with(argv, extra_env, None, capture)
+    }
+
+    /// Runs a program to its end with `input` on its stdin (written on a
+    /// thread of its own while the program reads it); stdout is captured
+    /// and logged as [`run`](Self::run) does.
+    pub fn run_fed(&self, argv: &[String], input: Vec<u8>) -> Result<Finished, ActionError> {
+        self.run_with(argv, &[], Some(input), true)
+    }
+
+    fn run_with(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+        input: Option<Vec<u8>>,
+        capture: bool,
+    ) -> Result<Finished, ActionError> {
+        let mut running = self.spawn_with(argv, extra_env, input.is_some(), capture)?;
+        // A write error means the program ended early; its exit status says why.
+        let writer = running
+            .child
+            .stdin
+            .take()
+            .zip(input)
+            .map(|(mut stdin, input)| {
+                std::thread::spawn(move || {
+                    let _ = stdin.write_all(&input);
+                })
+            });
         let reader = running.child.stdout.take().map(|mut out| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
@@ -273,7 +291,11 @@ impl ActionCtx {
                 buf
             })
         });
-        let status = running.wait(self)?;
+        // Once the program has ended, neither pipe can block its thread.
+        let status = self.wait(&mut running)?;
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
         let stdout = reader.and_then(|r| r.join().ok()).unwrap_or_default();
         if !stdout.is_empty()
             && let Some(mut f) = self.log_file()
@@ -282,154 +304,4 @@ impl ActionCtx {
         }
         Ok(Finished { status, stdout })
     }
-}
-
-/// A program started by an action.
-pub struct Running {
-    /// The child (its stdout is `Some` if it was piped).
-    pub child: Child,
-    group: Option<Pid>,
-    program: String,
-}
-
-/// A program that ended.
-pub struct Finished {
-    /// How it ended.
-    pub status: ExitStatus,
-    /// Its stdout, if captured.
-    pub stdout: Vec<u8>,
-}
-
-impl Running {
-    /// The program's name, for messages.
-    pub fn program(&self) -> &str {
-        &self.program
-    }
-
-    /// Waits for the program, stopping its group (SIGTERM, then SIGKILL
-    /// after the grace) if the attempt is cancelled meanwhile.
-    pub fn wait(&mut self, ctx: &ActionCtx) -> Result<ExitStatus, ActionError> {
-        let mut stop_sent: Option<Instant> = None;
-        loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .map_err(|e| ActionError::new(format!("cannot wait for `{}`: {e}", self.program)))?
-            {
-                return Ok(status);
-            }
-            if ctx.cancelled() {
-                match stop_sent {
-                    None => {
-                        self.signal(Signal::TERM);
-                        stop_sent = Some(Instant::now());
-                    }
-                    Some(at) if at.elapsed() >= ctx.kill_grace => self.signal(Signal::KILL),
-                    Some(_) => {}
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Sends a signal to the program's whole process group.
-    pub fn signal(&self, signal: Signal) {
-        if let Some(g) = self.group {
-            let _ = kill_process_group(g, signal);
-        }
-    }
-}
-
-/// Describes how a program ended, for messages: `exit code 3`, `killed by signal 9`.
-pub fn describe_status(status: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit code {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => "ended without a status".into(),
-    }
-}
-
-/// Writes `bytes` to `dest` atomically: a temp file in the same folder,
-/// fsync, rename, fsync of the folder. `mode` applies to the new file.
-pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), ActionError> {
-    let mut tmp = AtomicFile::create(dest, mode)?;
-    tmp.file().write_all(bytes)?;
-    tmp.commit()
-}
-
-/// A file written under a temporary name and renamed into place on
-/// [`commit`](AtomicFile::commit); dropped without commit, it is removed.
-pub struct AtomicFile {
-    file: Option<File>,
-    tmp: PathBuf,
-    dest: PathBuf,
-}
-
-impl AtomicFile {
-    /// Creates `.<name>.ward-tmp-<random>` next to `dest`.
-    pub fn create(dest: &Path, mode: u32) -> Result<AtomicFile, ActionError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = dest
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = dest
-            .file_name()
-            .ok_or_else(|| ActionError::new(format!("{} is not a file name", dest.display())))?;
-        let tmp = dir.join(format!(
-            ".{}.ward-tmp-{:08x}",
-            name.to_string_lossy(),
-            fastrand::u32(..)
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| ActionError::new(format!("cannot create {}: {e}", tmp.display())))?;
-        Ok(AtomicFile {
-            file: Some(file),
-            tmp,
-            dest: dest.to_path_buf(),
-        })
-    }
-
-    /// The open temp file.
-    pub fn file(&mut self) -> &mut File {
-        self.file.as_mut().expect("file is open until commit")
-    }
-
-    /// fsync, rename over `dest`, fsync the folder.
-    pub fn commit(mut self) -> Result<(), ActionError> {
-        let file = self.file.take().expect("file is open until commit");
-        file.sync_all()
-            .map_err(|e| ActionError::new(format!("cannot fsync {}: {e}", self.tmp.display())))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| {
-            ActionError::new(format!("cannot rename into {}: {e}", self.dest.display()))
-        })?;
-        sync_dir(self.dest.parent().unwrap_or(Path::new(".")))?;
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// fsyncs a folder so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<(), ActionError> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ActionError::new(format!("cannot fsync folder {}: {e}", dir.display())))
 }

@@ -10,25 +10,19 @@
 //! an [`ActionCtx`] (log, cancellation, environment, facts); `ward plan`
 //! calls the read-only [`Action::probe`] to show what would happen.
 
-mod compress;
 mod context;
-mod dump_file;
-pub mod manifest;
 mod params;
-mod pg;
 mod pg_dump;
 mod pg_dumpall;
 mod pg_query;
 mod pg_restore;
 mod pg_snapshot;
-pub(crate) mod procs;
 mod rotate;
 mod rsync;
 mod rsync_since;
 mod service_start;
 mod service_stop;
 mod snapshot_hardlink;
-pub mod tree;
 mod verify;
 
 use std::any::Any;
@@ -41,11 +35,9 @@ use serde::de::DeserializeOwned;
 
 use crate::yaml::{DeError, Node, from_node};
 
-pub use context::{
-    ActionCtx, ActionError, ActionOutput, ActionResult, AtomicFile, CtxParts, Finished, Running,
-    default_threads, describe_status, sync_dir, write_atomic,
-};
-pub use params::{Compression, PgConn, StringList};
+pub use crate::process::{Finished, Running, describe_status};
+pub use context::{ActionCtx, ActionError, ActionOutput, ActionResult};
+pub use params::PgConn;
 pub use pg_dump::{PgDump, PgDumpParams};
 pub use pg_dumpall::{PgDumpall, PgDumpallParams};
 pub use pg_query::{PgQuery, PgQueryParams};

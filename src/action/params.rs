@@ -1,125 +1,109 @@
-//! Parameter types shared by several actions.
+//! What several actions share: parameter checks and defaults, and the
+//! run's time.
 
-use std::borrow::Cow;
-use std::fmt;
+use super::ParamProblem;
+use crate::compress::Compression;
+pub use crate::pg::PgConn;
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
-
-/// One name or a list of names (`wait_gone: fo_scheduler` or `[a, b]`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct StringList(pub Vec<String>);
-
-impl<'de> Deserialize<'de> for StringList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StringList, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StringList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a name or a list of names")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_owned()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
-                let mut out = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
-                    out.push(s);
-                }
-                Ok(StringList(out))
-            }
+/// What is wrong with a connection, for validation: a connection string
+/// that does not parse, or a host, user or database that starts with `-`.
+pub fn conn_problems(conn: &PgConn) -> Vec<ParamProblem> {
+    use crate::pg::{is_conninfo, keywords};
+    let words = match keywords(conn) {
+        Ok(w) => w,
+        Err(e) => {
+            return vec![ParamProblem::new("db", e.to_string()).help(
+                "give `dbname` as a name or a connection string such as \
+                 `dbname=app sslmode=require`, and the password in `db.passfile`",
+            )];
         }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for StringList {
-    fn schema_name() -> Cow<'static, str> {
-        "StringList".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "anyOf": [
-                { "type": "string" },
-                { "type": "array", "items": { "type": "string" } }
-            ]
+    };
+    words
+        .iter()
+        .filter(|(k, v)| {
+            matches!(k.as_str(), "host" | "user" | "dbname" | "service") && v.starts_with('-')
         })
-    }
-}
-
-/// How to reach PostgreSQL. Passwords never go here: use `passfile`
-/// (a `.pgpass` file) or `PGPASSWORD` in the step's `env`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PgConn {
-    /// Host name or socket directory (libpq's `PGHOST`).
-    pub host: Option<String>,
-    /// Port (default 5432).
-    pub port: Option<u16>,
-    /// Role to connect as.
-    pub user: Option<String>,
-    /// Database to connect to first (default `postgres`).
-    pub dbname: Option<String>,
-    /// A `.pgpass` file with the password (mode 0600).
-    pub passfile: Option<String>,
-}
-
-impl PgConn {
-    /// `user@host:port` for plans; libpq defaults shown as such.
-    /// A connection string in `dbname` counts; its password is never shown.
-    pub fn describe(&self) -> String {
-        let words = super::pg::keywords(self).unwrap_or_default();
-        let word = |k: &str| {
+        .map(|(k, v)| {
+            ParamProblem::new(
+                "db",
+                format!("`db.{k}` starts with `-`: {v:?} would be read as an option"),
+            )
+            .help("a host, role or database name cannot start with `-`")
+        })
+        .chain(
             words
                 .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        format!(
-            "{}@{}:{}",
-            word("user").unwrap_or("$PGUSER"),
-            word("host").unwrap_or("local socket"),
-            word("port").unwrap_or("5432")
+                .filter(|(k, v)| k == "dbname" && is_conninfo(v))
+                .map(|_| {
+                    ParamProblem::new(
+                        "db",
+                        "the database name in `db.dbname` is itself a connection string",
+                    )
+                }),
         )
+        .collect()
+}
+
+/// What the dump actions check alike: `dest` names a file, `level` suits
+/// the compression.
+pub fn file_problems(dest: &str, compress: Compression, level: Option<u32>) -> Vec<ParamProblem> {
+    let mut out: Vec<ParamProblem> = non_empty("dest", dest).into_iter().collect();
+    if dest.ends_with('/') {
+        out.push(
+            ParamProblem::new("dest", "`dest` must be a file name, not a folder")
+                .help("e.g. `/backup/db/dump.sql.gz`"),
+        );
+    }
+    if let Some(level) = level {
+        let range = compress.levels();
+        if !range.contains(&level) {
+            out.push(ParamProblem::new(
+                "level",
+                format!(
+                    "level {level} is not valid for {}: use {}-{}",
+                    compress.as_str(),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Default name of the `latest` symlink.
+pub fn default_latest() -> String {
+    "latest".into()
+}
+
+/// Checks a name that must be one path component.
+pub fn component_problem(key: &'static str, name: &str) -> Option<super::ParamProblem> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        Some(super::ParamProblem::new(
+            key,
+            format!("`{key}` must be a plain name inside `dir`, not `{name}`"),
+        ))
+    } else {
+        None
     }
 }
 
-/// Compression of a dump file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// gzip, single-threaded (the default; readable by `zcat`).
-    #[default]
-    Gzip,
-    /// gzip members compressed on several threads (still readable by `zcat`).
-    Pgzip,
-    /// zstd.
-    Zstd,
-    /// No compression.
-    None,
+/// The run's time (`ward.timestamp`), now if it cannot be read.
+pub fn facts_now(facts: &crate::template::RunFacts) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(&facts.timestamp, "%Y-%m-%dT%H:%M:%S")
+        .unwrap_or_else(|_| chrono::Local::now().naive_local())
 }
 
-impl Compression {
-    /// Valid levels for this compressor.
-    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
-        match self {
-            Compression::Gzip | Compression::Pgzip => 1..=9,
-            Compression::Zstd => 1..=19,
-            Compression::None => 0..=0,
-        }
-    }
-
-    /// The keyword as written.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Pgzip => "pgzip",
-            Compression::Zstd => "zstd",
-            Compression::None => "none",
-        }
-    }
+/// A process-match parameter's problems (from [`crate::procs`]) as
+/// problems with parameter `key`.
+pub fn proc_problems(
+    key: &'static str,
+    problems: Vec<crate::procs::SpecProblem>,
+) -> Vec<super::ParamProblem> {
+    problems
+        .into_iter()
+        .map(|p| super::ParamProblem::new(key, p.message).help(p.help))
+        .collect()
 }
 
 /// Checks that a path parameter is not empty.

@@ -8,10 +8,12 @@
 //! asked), except for `template1` and `postgres`, which exist in every
 //! cluster and get a `\connect` line instead, as `pg_dumpall` does.
 
-use super::dump_file::{DumpFile, Written, file_problems};
-use super::params::{Compression, PgConn, forbidden_args, non_empty};
+use super::params::{PgConn, conn_problems, file_problems, forbidden_args, non_empty};
 use super::pg_snapshot::{self, DbPoint};
-use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::artifact::{DumpFile, Written};
+use crate::compress::Compression;
+use crate::pg;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -106,12 +108,12 @@ impl Action for PgDump {
             FORBIDDEN_ARGS,
             SHORT_WITH_VALUE,
         ));
-        out.extend(pg::conn_problems(&p.db));
+        out.extend(conn_problems(&p.db));
         out
     }
 
     fn run(p: &PgDumpParams, ctx: &ActionCtx) -> ActionResult {
-        let Some(points) = pg_snapshot::held(&ctx.run_id, &p.snapshot) else {
+        let Some(points) = pg_snapshot::held(&ctx.attempt.run_id, &p.snapshot) else {
             return Err(ActionError::new(format!(
                 "the consistent point of step `{}` is not held by this ward (it ends with the \
                  process that took it); nothing was dumped. Run the playbook again (or resume \
@@ -120,7 +122,7 @@ impl Action for PgDump {
             )));
         };
         let dest = ctx.path(&p.dest);
-        let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, ctx)?;
+        let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, &ctx.attempt.cwd)?;
         let program = |name: &str| match &p.bin_dir {
             Some(dir) => ctx.path(dir).join(name).display().to_string(),
             None => name.to_owned(),
@@ -132,7 +134,7 @@ impl Action for PgDump {
             SHORT_WITH_VALUE,
         )
         .is_empty();
-        let mut file = DumpFile::create(ctx, &dest, p.compress, p.level)?;
+        let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?;
         ctx.log(format!(
             "dumping {} at the point of step `{}` | {} > {}",
             points
@@ -152,8 +154,12 @@ impl Action for PgDump {
         }
         argv.extend(p.args.iter().cloned());
         ctx.log(format!("running: {}", argv.join(" ")));
-        if let Err(e) = file.stream(ctx, &argv, &env) {
-            return Err(file.error(e, "pg_dumpall --globals-only failed"));
+        if let Err(e) = file.stream(
+            || ctx.spawn(&argv, &env, true).map_err(|e| e.0),
+            ctx.cancel_cell(),
+            ctx.attempt.kill_grace,
+        ) {
+            return Err(file.error(e, "pg_dumpall --globals-only failed").into());
         }
 
         for DbPoint { db, snapshot } in &points {
@@ -164,7 +170,7 @@ impl Action for PgDump {
                 head.push_str(&format!("\\connect {db}\n\n"));
             }
             if let Err(e) = file.write_text(&head) {
-                return Err(file.error(e, ""));
+                return Err(file.error(e, "").into());
             }
             // The database reaches pg_dump through PGDATABASE (never read as
             // a connection string or an option).
@@ -184,13 +190,19 @@ impl Action for PgDump {
             }
             argv.extend(p.args.iter().cloned());
             ctx.log(format!("running: {}", argv.join(" ")));
-            if let Err(e) = file.stream(ctx, &argv, &db_env) {
-                return Err(file.error(e, &format!("pg_dump of database {db:?} failed")));
+            if let Err(e) = file.stream(
+                || ctx.spawn(&argv, &db_env, true).map_err(|e| e.0),
+                ctx.cancel_cell(),
+                ctx.attempt.kill_grace,
+            ) {
+                return Err(file
+                    .error(e, &format!("pg_dump of database {db:?} failed"))
+                    .into());
             }
         }
         let tail = "--\n-- PostgreSQL database cluster dump complete (ward pg.dump)\n--\n\n";
         if let Err(e) = file.write_text(tail) {
-            return Err(file.error(e, ""));
+            return Err(file.error(e, "").into());
         }
         let mut point = serde_json::Map::new();
         point.insert(
@@ -205,9 +217,9 @@ impl Action for PgDump {
             sha256,
             size,
             raw,
-        } = file.finish(ctx, p.min_bytes, point)?;
+        } = file.finish(p.min_bytes, ctx.origin(point))?;
         // The point has served: end its transactions now rather than at exit.
-        let warning = match pg_snapshot::release(&ctx.run_id, &p.snapshot) {
+        let warning = match pg_snapshot::release(&ctx.attempt.run_id, &p.snapshot) {
             Ok(_) => None,
             Err(e) => Some(format!(
                 "the point of `{}` was not ended cleanly: {e}",

@@ -3,9 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::dump_file::{DumpFile, Written, file_problems};
-use super::params::{Compression, PgConn, forbidden_args};
-use super::{Action, ActionCtx, ActionOutput, ActionResult, ParamProblem, pg};
+use super::params::{PgConn, conn_problems, file_problems, forbidden_args};
+use super::{Action, ActionCtx, ActionOutput, ActionResult, ParamProblem};
+use crate::artifact::{DumpFile, Written};
+use crate::compress::Compression;
+use crate::pg;
 
 /// Runs `pg_dumpall` and compresses its output in-process into `dest`
 /// (temp name, fsync, rename, mode 0600); both the dump's and the
@@ -87,7 +89,7 @@ impl Action for PgDumpall {
             FORBIDDEN_ARGS,
             SHORT_WITH_VALUE,
         ));
-        out.extend(pg::conn_problems(&p.db));
+        out.extend(conn_problems(&p.db));
         out
     }
 
@@ -96,7 +98,7 @@ impl Action for PgDumpall {
         // Connection parameters go through the environment (never argv);
         // only the first database is an option, as pg_dumpall ignores
         // PGDATABASE. `-w`: never prompt for a password.
-        let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, ctx)?;
+        let pg::ToolConn { env, dbname } = pg::tool_env(&p.db, &ctx.attempt.cwd)?;
         let mut argv = vec![
             p.program.clone().unwrap_or_else(|| "pg_dumpall".into()),
             "-w".into(),
@@ -111,16 +113,20 @@ impl Action for PgDumpall {
             p.compress.as_str(),
             dest.display()
         ));
-        let mut file = DumpFile::create(ctx, &dest, p.compress, p.level)?;
-        if let Err(e) = file.stream(ctx, &argv, &env) {
-            return Err(file.error(e, "pg_dumpall failed"));
+        let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?;
+        if let Err(e) = file.stream(
+            || ctx.spawn(&argv, &env, true).map_err(|e| e.0),
+            ctx.cancel_cell(),
+            ctx.attempt.kill_grace,
+        ) {
+            return Err(file.error(e, "pg_dumpall failed").into());
         }
         let Written {
             info,
             sha256,
             size,
             raw,
-        } = file.finish(ctx, p.min_bytes, serde_json::Map::new())?;
+        } = file.finish(p.min_bytes, ctx.origin(serde_json::Map::new()))?;
         Ok(ActionOutput {
             summary: Some(format!(
                 "{}: {size} bytes ({raw} bytes of SQL), sha256 {}",

@@ -3,8 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{PgConn, non_empty};
-use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
+use super::params::{PgConn, conn_problems, non_empty};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::pg;
 
 /// Runs SQL over a native PostgreSQL connection and saves the rows as JSON.
 pub struct PgQuery;
@@ -31,12 +32,12 @@ impl Action for PgQuery {
         non_empty("sql", &p.sql)
             .into_iter()
             .chain(p.save.as_deref().and_then(|s| non_empty("save", s)))
-            .chain(pg::conn_problems(&p.db))
+            .chain(conn_problems(&p.db))
             .collect()
     }
 
     fn run(p: &PgQueryParams, ctx: &ActionCtx) -> ActionResult {
-        let cfg = pg::native_config(&p.db, ctx)?;
+        let cfg = pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -79,7 +80,7 @@ impl Action for PgQuery {
             }
             let json = serde_json::to_vec_pretty(&rows)
                 .map_err(|e| ActionError::new(format!("cannot encode rows: {e}")))?;
-            pg::write_file(&path, &json)?;
+            crate::fs::write_atomic(&path, &json, 0o600)?;
             ctx.log(format!("{count} row(s) saved to {}", path.display()));
         }
         Ok(ActionOutput {

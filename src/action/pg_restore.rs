@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use std::io::{BufRead, BufReader, Write};
 
-use super::compress::decoder;
-use super::params::{PgConn, non_empty};
+use super::params::{PgConn, conn_problems, non_empty};
 use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status, pg,
+    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
+use crate::compress::decoder;
+use crate::pg;
 
 /// Streams a dump (decompressed in-process) into `psql -v ON_ERROR_STOP=1`;
 /// refuses a cluster that already holds user databases unless `force`.
@@ -39,7 +40,7 @@ impl Action for PgRestore {
     fn check(p: &PgRestoreParams) -> Vec<ParamProblem> {
         non_empty("src", &p.src)
             .into_iter()
-            .chain(pg::conn_problems(&p.db))
+            .chain(conn_problems(&p.db))
             .collect()
     }
 
@@ -49,7 +50,7 @@ impl Action for PgRestore {
             .map_err(|e| ActionError::new(format!("cannot open dump {}: {e}", src.display())))?;
         let psql = p.program.clone().unwrap_or_else(|| "psql".into());
         // Connection parameters go through the environment, never argv.
-        let pg::ToolConn { mut env, dbname } = pg::tool_env(&p.db, ctx)?;
+        let pg::ToolConn { mut env, dbname } = pg::tool_env(&p.db, &ctx.attempt.cwd)?;
         if dbname.is_none() {
             env.push(("PGDATABASE".into(), "postgres".into()));
         }
@@ -110,7 +111,7 @@ impl Action for PgRestore {
             }
         })();
         drop(stdin);
-        let status = running.wait(ctx)?;
+        let status = ctx.wait(&mut running)?;
         let total = fed?;
         if !status.success() {
             return Err(ActionError::new(format!(

@@ -20,8 +20,9 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{PgConn, name_like_option};
-use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, pg};
+use super::params::{PgConn, conn_problems, name_like_option};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::pg;
 
 /// Takes and holds an exported snapshot of each database.
 pub struct PgSnapshot;
@@ -119,7 +120,7 @@ impl Action for PgSnapshot {
     type Params = PgSnapshotParams;
 
     fn check(p: &PgSnapshotParams) -> Vec<ParamProblem> {
-        let mut out = pg::conn_problems(&p.db);
+        let mut out = conn_problems(&p.db);
         if let Some(dbs) = &p.databases {
             if dbs.is_empty() {
                 out.push(
@@ -155,15 +156,15 @@ impl Action for PgSnapshot {
 
     fn run(p: &PgSnapshotParams, ctx: &ActionCtx) -> ActionResult {
         // A retry of this step in the same process replaces its point.
-        if let Some(old) = take_held(&ctx.run_id, &ctx.step) {
+        if let Some(old) = take_held(&ctx.attempt.run_id, &ctx.attempt.step) {
             let _ = old.end();
         }
-        let cfg = pg::native_config(&p.db, ctx)?;
+        let cfg = pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (release_tx, release_rx) = tokio::sync::oneshot::channel();
         let databases = p.databases.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("ward-point-{}", ctx.step))
+            .name(format!("ward-point-{}", ctx.attempt.step))
             .spawn(move || hold(cfg, databases, ready_tx, release_rx))
             .map_err(|e| ActionError::new(format!("cannot start a thread: {e}")))?;
         let mut held = Held {
@@ -203,7 +204,7 @@ impl Action for PgSnapshot {
         let mut registry = HELD
             .lock()
             .map_err(|_| ActionError::new("the registry of held points is poisoned"))?;
-        registry.insert((ctx.run_id.clone(), ctx.step.clone()), held);
+        registry.insert((ctx.attempt.run_id.clone(), ctx.attempt.step.clone()), held);
         drop(registry);
         let names: Vec<&str> = points.iter().map(|pt| pt.db.as_str()).collect();
         Ok(ActionOutput {

@@ -4,19 +4,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDateTime};
 
-use super::params::non_empty;
-use super::snapshot_hardlink::{
-    component_problem, default_latest, remove_if_present, split_suffix,
-};
-use super::tree::remove_tree;
-use super::verify::marker_path;
-use super::{
-    Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, manifest, sync_dir,
-};
+use super::params::{component_problem, default_latest, facts_now, non_empty};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::fs::snapshots::{Listing, Snapshot, base_marker, list, marker_path, remove_if_present};
+use crate::fs::tree::remove_tree;
+use crate::fs::{manifest, sync_dir};
 use crate::model::Duration;
 use crate::template::RunFacts;
 
@@ -226,140 +222,7 @@ fn remove_side_files(dir: &Path, name: &str) -> Result<(), ActionError> {
     if let Some(m) = manifest::outside_path(&set) {
         remove_if_present(&m)?;
     }
-    remove_if_present(&super::snapshot_hardlink::base_marker(dir, name))
-}
-
-pub(super) fn facts_now(facts: &RunFacts) -> NaiveDateTime {
-    NaiveDateTime::parse_from_str(&facts.timestamp, "%Y-%m-%dT%H:%M:%S")
-        .unwrap_or_else(|_| chrono::Local::now().naive_local())
-}
-
-/// A snapshot found in the folder.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    /// Folder name.
-    pub name: String,
-    /// When it was taken (from its name, else its folder's mtime).
-    pub time: NaiveDateTime,
-    /// It has a manifest (the snapshot completed).
-    pub complete: bool,
-    /// It has a verified marker.
-    pub verified: bool,
-    /// For incremental snapshots: the base it needs.
-    pub base: Option<String>,
-}
-
-impl Snapshot {
-    /// Orders snapshots from oldest to newest: by the time in the name (or
-    /// the folder's), and `NAME.2` after `NAME` (a later run, same day).
-    pub fn age_order(&self) -> (NaiveDateTime, (&str, u32)) {
-        (self.time, split_suffix(&self.name))
-    }
-}
-
-/// What is in a snapshot folder.
-#[derive(Clone, Debug, Default)]
-pub struct Listing {
-    /// Snapshots, any order.
-    pub snapshots: Vec<Snapshot>,
-    /// The name `latest` points at, if any.
-    pub latest_target: Option<String>,
-    /// `.NAME.deleting` folders left by an interrupted rotation.
-    pub deleting: Vec<String>,
-}
-
-/// Reads a snapshot name's date: `2026-11-23`, `2026-11-23T02:00:00`,
-/// `2026-11-23_0200`...; a same-name suffix (`2026-11-23.2`) is not part of it.
-fn time_from_name(name: &str) -> Option<NaiveDateTime> {
-    let name = split_suffix(name).0;
-    let date = NaiveDate::parse_from_str(name.get(..10)?, "%Y-%m-%d").ok()?;
-    let rest = name.get(10..).unwrap_or("");
-    let digits: String = rest.chars().filter(char::is_ascii_digit).take(6).collect();
-    let (h, m, s) = match digits.len() {
-        6 => (
-            digits[0..2].parse().ok()?,
-            digits[2..4].parse().ok()?,
-            digits[4..6].parse().ok()?,
-        ),
-        4 => (digits[0..2].parse().ok()?, digits[2..4].parse().ok()?, 0),
-        _ => (0, 0, 0),
-    };
-    date.and_hms_opt(h, m, s)
-}
-
-/// Lists `dir` (read-only); `latest` is the name of the link to protect.
-pub fn list(dir: &Path, latest: &str) -> Result<Listing, ActionError> {
-    let mut listing = Listing::default();
-    let read = match std::fs::read_dir(dir) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
-        Err(e) => {
-            return Err(ActionError::new(format!(
-                "cannot list {}: {e}",
-                dir.display()
-            )));
-        }
-    };
-    // What cannot be read is an error, never left out: a `latest` link or a
-    // base marker that is missed would let rotate delete what it protects.
-    let unreadable = |path: &Path, e: std::io::Error| {
-        ActionError::new(format!("cannot read {}: {e}", path.display()))
-    };
-    for item in read {
-        let item = item.map_err(|e| unreadable(dir, e))?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        let ft = item.file_type().map_err(|e| unreadable(&item.path(), e))?;
-        if ft.is_symlink() {
-            if name == latest {
-                let target =
-                    std::fs::read_link(item.path()).map_err(|e| unreadable(&item.path(), e))?;
-                listing.latest_target =
-                    target.file_name().map(|n| n.to_string_lossy().into_owned());
-            }
-            continue;
-        }
-        if !ft.is_dir() {
-            continue;
-        }
-        if let Some(inner) = name
-            .strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".deleting"))
-        {
-            let _ = inner;
-            listing.deleting.push(name);
-            continue;
-        }
-        if name.starts_with('.') || name.ends_with(".partial") {
-            continue;
-        }
-        let path: PathBuf = item.path();
-        // A time that cannot be read is not the epoch: that would make the
-        // snapshot the oldest, the first to go.
-        let time = match time_from_name(&name) {
-            Some(t) => t,
-            None => std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .map(|t| chrono::DateTime::<chrono::Local>::from(t).naive_local())
-                .map_err(|e| unreadable(&path, e))?,
-        };
-        let marker = super::snapshot_hardlink::base_marker(dir, &name);
-        let base = match std::fs::read_to_string(&marker) {
-            Ok(b) => Some(b.trim().to_owned()).filter(|b| !b.is_empty()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(unreadable(&marker, e)),
-        };
-        listing.snapshots.push(Snapshot {
-            // Both only ever make a snapshot count less (an incomplete or
-            // unverified snapshot is never deleted), so an unreadable
-            // manifest or marker cannot cost a backup.
-            complete: manifest::present(&path),
-            verified: marker_path(&path).is_some_and(|m| m.is_file()),
-            base,
-            name,
-            time,
-        });
-    }
-    Ok(listing)
+    Ok(remove_if_present(&base_marker(dir, name))?)
 }
 
 /// The outcome of a retention policy over a listing.
@@ -473,6 +336,8 @@ pub fn select(p: &RotateParams, listing: &Listing, now: NaiveDateTime) -> Select
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::snapshots::time_from_name;
+    use chrono::NaiveDate;
 
     fn params() -> RotateParams {
         RotateParams {
@@ -567,7 +432,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("2026-01-02")).expect("snapshot");
         std::fs::create_dir(dir.path().join(".2026-01-02.base")).expect("a folder, not a file");
         let err = list(dir.path(), "latest").expect_err("must not list");
-        assert!(err.0.contains(".2026-01-02.base"), "{err}");
+        assert!(err.to_string().contains(".2026-01-02.base"), "{err}");
     }
 
     #[test]

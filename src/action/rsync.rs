@@ -7,10 +7,11 @@ use std::time::{Instant, SystemTime};
 
 use super::params::forbidden_args;
 use super::params::{non_empty, option_like};
-use super::rsync_since::{self, Changes, CopyKey, Stamp};
+use super::rsync_since::{self, CopyKey, Stamp};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
+use crate::fs::changed::{self, Changes};
 
 /// Runs rsync with an argv (no shell): `-a -H --delete` by default, never
 /// `--inplace`, exit 24 (files vanished) a warning unless told otherwise.
@@ -176,7 +177,7 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
         Err(e) => return Pass::Full(Some(format!("cannot resolve {}: {e}", key.src))),
     };
     let src = src.as_path();
-    let from = match rsync_since::threshold(&ctx.run_id, since, key, src, dest) {
+    let from = match rsync_since::threshold(&ctx.attempt.run_id, since, key, src, dest) {
         Ok(from) => from,
         Err(why) => return Pass::Full(Some(why)),
     };
@@ -186,7 +187,7 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
         RsyncMode::Full | RsyncMode::Filter => None,
     };
     let began = Instant::now();
-    match rsync_since::list(src, from, top, ctx.threads, ctx.cancel_flag()) {
+    match changed::list(src, from, top, ctx.threads, ctx.cancel_flag()) {
         Ok(changes) => {
             ctx.log(format!(
                 "listed {} changed paths ({} folders whole) from {} folders in {:.2}s",
@@ -197,40 +198,8 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
             ));
             Pass::Changed(changes)
         }
-        Err(e) => Pass::Full(Some(format!("the changes could not be listed: {}", e.0))),
+        Err(e) => Pass::Full(Some(format!("the changes could not be listed: {e}"))),
     }
-}
-
-/// Runs rsync with `input` on its stdin (the list of paths), stdout captured.
-fn run_with_input(
-    ctx: &ActionCtx,
-    argv: &[String],
-    input: Vec<u8>,
-) -> Result<super::Finished, ActionError> {
-    use std::io::{Read, Write};
-    let mut running = ctx.spawn_with(argv, &[], true, true)?;
-    let stdin = running.child.stdin.take();
-    // rsync reads the list while it sends, so the list is written on a
-    // thread of its own; a write error means rsync ended early, which its
-    // exit status reports.
-    let writer = std::thread::spawn(move || {
-        if let Some(mut stdin) = stdin {
-            let _ = stdin.write_all(&input);
-        }
-    });
-    let reader = running.child.stdout.take().map(|mut out| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            buf
-        })
-    });
-    let status = running.wait(ctx);
-    let _ = writer.join();
-    let stdout = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-    let status = status?;
-    ctx.log(String::from_utf8_lossy(&stdout));
-    Ok(super::Finished { status, stdout })
 }
 
 /// If `src` lies in an incremental snapshot (a folder with a manifest of
@@ -244,7 +213,7 @@ fn incremental_view(
         return Ok(None);
     };
     for set in src.ancestors().take(6) {
-        let Some(found) = super::manifest::find(set)? else {
+        let Some(found) = crate::fs::manifest::find(set)? else {
             continue;
         };
         let m = found.manifest;
@@ -269,13 +238,13 @@ fn incremental_view(
             m.base.as_deref().unwrap_or("?"),
             view.display()
         ));
-        if let Err(e) = super::manifest::materialize(&m, set, &prefix, &view) {
-            let _ = super::tree::remove_tree(
+        if let Err(e) = crate::fs::manifest::materialize(&m, set, &prefix, &view) {
+            let _ = crate::fs::tree::remove_tree(
                 &view,
                 ctx.threads,
                 &std::sync::atomic::AtomicBool::new(false),
             );
-            return Err(e);
+            return Err(e.into());
         }
         return Ok(Some(view));
     }
@@ -507,7 +476,7 @@ impl Action for Rsync {
                     argv.join(" "),
                     c.listed
                 ));
-                run_with_input(ctx, &argv, c.list.clone()).map(Some)
+                ctx.run_fed(&argv, c.list.clone()).map(Some)
             }
             Pass::Full(_) => {
                 let argv = p.argv(&from, &dest);
@@ -516,7 +485,7 @@ impl Action for Rsync {
             }
         };
         if let Some(v) = &view {
-            let _ = super::tree::remove_tree(
+            let _ = crate::fs::tree::remove_tree(
                 v,
                 ctx.threads,
                 &std::sync::atomic::AtomicBool::new(false),
@@ -549,8 +518,8 @@ impl Action for Rsync {
         // This copy succeeded: a later pass of the same copy may start from it.
         if let Some((src_id, dest_id)) = ids {
             rsync_since::record(
-                &ctx.run_id,
-                &ctx.step,
+                &ctx.attempt.run_id,
+                &ctx.attempt.step,
                 Stamp {
                     copy: key,
                     src_id,

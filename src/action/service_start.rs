@@ -3,14 +3,14 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{argv_problem, name_like_option};
-use super::procs::ProcMatch;
+use super::params::{argv_problem, name_like_option, proc_problems};
 use super::service_stop::{run_checked, service_command, wait_until};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
-    procs,
 };
 use crate::model::Duration;
+use crate::procs;
+use crate::procs::ProcMatch;
 
 /// Starts a service through systemctl or a given command, then checks that
 /// a process is running (`wait_up`) or that a command succeeds (`wait_cmd`).
@@ -63,7 +63,7 @@ impl Action for ServiceStart {
             out.extend(argv_problem("wait_cmd", argv));
         }
         if let Some(m) = &p.wait_up {
-            out.extend(m.problems("wait_up", "`wait_up`"));
+            out.extend(proc_problems("wait_up", m.problems("`wait_up`")));
         }
         out
     }

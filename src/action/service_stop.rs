@@ -3,13 +3,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::{argv_problem, name_like_option, refuse_option_like};
-use super::procs::ProcMatchList;
+use super::params::{argv_problem, name_like_option, proc_problems, refuse_option_like};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
-    procs,
 };
 use crate::model::Duration;
+use crate::procs;
+use crate::procs::ProcMatchList;
 
 /// Stops a service through systemctl or a given command, then waits until
 /// every process `wait_gone` matches has exited (checked through /proc).
@@ -57,7 +57,10 @@ impl Action for ServiceStop {
             (_, Some(argv)) => out.extend(argv_problem("stop", argv)),
             (Some(unit), None) => out.extend(name_like_option("unit", unit)),
         }
-        out.extend(procs::list_problems("wait_gone", &p.wait_gone));
+        out.extend(proc_problems(
+            "wait_gone",
+            procs::list_problems("wait_gone", &p.wait_gone),
+        ));
         out
     }
 

@@ -5,10 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
-use super::manifest::{self, ManifestInfo};
-use super::params::non_empty;
-use super::tree::{link_tree_since, remove_tree};
-use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, sync_dir};
+use super::params::{component_problem, default_latest, facts_now, non_empty};
+use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::fs::manifest::{self, ManifestInfo};
+use crate::fs::snapshots::{
+    base_marker, list, marker_path, remove_if_present, split_suffix, suffix_number, with_suffix,
+};
+use crate::fs::sync_dir;
+use crate::fs::tree::{link_tree_since, remove_tree};
 
 /// Links `src` into `<dir>/<name>.partial` in parallel, renames it to
 /// `<dir>/<name>` when complete and switches the `latest` symlink atomically.
@@ -59,23 +63,6 @@ pub enum HashMode {
     Sample,
     /// Every regular file.
     All,
-}
-
-/// Default name of the `latest` symlink.
-pub fn default_latest() -> String {
-    "latest".into()
-}
-
-/// Checks a name that must be one path component.
-pub(super) fn component_problem(key: &'static str, name: &str) -> Option<ParamProblem> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        Some(ParamProblem::new(
-            key,
-            format!("`{key}` must be a plain name inside `dir`, not `{name}`"),
-        ))
-    } else {
-        None
-    }
 }
 
 impl Action for SnapshotHardlink {
@@ -154,7 +141,7 @@ impl Action for SnapshotHardlink {
         // lock) making a snapshot in the same folder would pick the same
         // name and remove each other's `.partial`; one waits for the other.
         let _folder_lock = lock_folder(&dir, ctx)?;
-        let (slot, stale) = match choose_slot(&dir, &name, &ctx.run_id)? {
+        let (slot, stale) = match choose_slot(&dir, &name, &ctx.attempt.run_id)? {
             Slot::Done(slot) => {
                 // A resume after "renamed, but not yet recorded": the
                 // snapshot is this run's own (its manifest says so).
@@ -205,7 +192,7 @@ impl Action for SnapshotHardlink {
         // Files an interrupted attempt may have left for this name.
         for marker in [
             manifest::outside_path(&done),
-            super::verify::marker_path(&done),
+            marker_path(&done),
             Some(base_marker(&dir, &slot)),
         ]
         .into_iter()
@@ -322,7 +309,7 @@ fn make(
     let info = ManifestInfo {
         name: slot.to_owned(),
         host: ctx.facts.host.clone(),
-        run_id: ctx.run_id.clone(),
+        run_id: ctx.attempt.run_id.clone(),
         playbook_hash: ctx.playbook_hash.clone(),
         hash_all: p.hash == HashMode::All,
         kind,
@@ -466,35 +453,6 @@ enum Slot {
     New { slot: String, stale: Vec<String> },
 }
 
-/// `NAME` for the first snapshot of a name, `NAME.2`, `NAME.3`, ... for
-/// the later ones (a second run on the same day).
-pub(super) fn with_suffix(name: &str, k: u32) -> String {
-    if k <= 1 {
-        name.to_owned()
-    } else {
-        format!("{name}.{k}")
-    }
-}
-
-/// `(NAME, k)` for `NAME.k` (k >= 2, no leading zero), else `(name, 1)`:
-/// the order of snapshots that share a name.
-pub(super) fn split_suffix(name: &str) -> (&str, u32) {
-    if let Some((stem, k)) = name.rsplit_once('.')
-        && !stem.is_empty()
-        && let Some(n) = suffix_number(k)
-    {
-        return (stem, n);
-    }
-    (name, 1)
-}
-
-fn suffix_number(k: &str) -> Option<u32> {
-    if k.is_empty() || k.len() > 9 || k.starts_with('0') || !k.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    k.parse().ok().filter(|n| *n >= 2)
-}
-
 /// Picks the snapshot name for this run: the one it already completed
 /// (its manifest records the run id), else the next free one after every
 /// existing `NAME`, `NAME.k`, so that a later snapshot always sorts after
@@ -542,55 +500,6 @@ fn choose_slot(dir: &Path, name: &str, run_id: &str) -> Result<Slot, ActionError
     })
 }
 
-/// A snapshot named like `set` with a suffix (`NAME.2`, ...) that the run
-/// `run_id` made, if `set` itself is not that run's: a later step that
-/// names the snapshot by its template would otherwise check an older one.
-/// A folder that cannot be listed is an error: the guard must not pass
-/// silently and let the older snapshot be checked and marked.
-pub(super) fn made_later_by(
-    set: &Path,
-    run_id: &str,
-) -> Result<Option<std::path::PathBuf>, ActionError> {
-    let (Some(name), Some(dir)) = (set.file_name().and_then(|n| n.to_str()), set.parent()) else {
-        return Ok(None);
-    };
-    let cannot = |e: std::io::Error| {
-        ActionError::new(format!(
-            "cannot list {} to look for this run's snapshot: {e}",
-            dir.display()
-        ))
-    };
-    let mut items = Vec::new();
-    for item in std::fs::read_dir(dir).map_err(cannot)? {
-        items.push(item.map_err(cannot)?);
-    }
-    let mut later: Vec<(u32, std::path::PathBuf)> = items
-        .into_iter()
-        .filter_map(|item| {
-            let file = item.file_name().to_str()?.to_owned();
-            let k = suffix_number(file.strip_prefix(name)?.strip_prefix('.')?)?;
-            Some((k, item.path()))
-        })
-        .collect();
-    later.sort_by_key(|l| std::cmp::Reverse(l.0));
-    Ok(later
-        .into_iter()
-        .map(|(_, p)| p)
-        .find(|p| manifest::find(p).is_ok_and(|f| f.is_some_and(|f| f.manifest.run_id == run_id))))
-}
-
-/// Removes a file if it exists; any other error names the file.
-pub(super) fn remove_if_present(path: &Path) -> Result<(), ActionError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ActionError::new(format!(
-            "cannot remove {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// Holds `<dir>/.ward-snapshot.lock` (a `flock`, freed by the kernel if
 /// ward dies) until dropped, waiting while another run holds it.
 fn lock_folder(dir: &Path, ctx: &ActionCtx) -> Result<std::fs::File, ActionError> {
@@ -633,9 +542,9 @@ fn lock_folder(dir: &Path, ctx: &ActionCtx) -> Result<std::fs::File, ActionError
 }
 
 /// The snapshot `latest` points at when it is complete and newer than
-/// `slot` (see [`super::rotate::Snapshot::age_order`]), else None.
+/// `slot` (see [`crate::fs::snapshots::Snapshot::age_order`]), else None.
 fn newer_latest(dir: &Path, latest: &str, slot: &str) -> Result<Option<String>, ActionError> {
-    let listing = super::rotate::list(dir, latest)?;
+    let listing = list(dir, latest)?;
     let find = |name: &str| listing.snapshots.iter().find(|s| s.name == name);
     Ok(
         match (listing.latest_target.as_deref().and_then(find), find(slot)) {
@@ -671,12 +580,7 @@ pub(super) fn switch_latest(dir: &Path, latest: &str, name: &str) -> Result<(), 
             link.display()
         )));
     }
-    sync_dir(dir)
-}
-
-/// `<dir>/.<name>.base`: present for incremental snapshots, holding the base's name.
-pub(super) fn base_marker(dir: &Path, name: &str) -> std::path::PathBuf {
-    dir.join(format!(".{name}.base"))
+    Ok(sync_dir(dir)?)
 }
 
 /// The newest complete, non-incremental snapshot in `dir` taken less than
@@ -688,8 +592,8 @@ fn choose_base(
     cycle: u32,
     facts: &crate::template::RunFacts,
 ) -> Result<Option<(String, std::path::PathBuf)>, ActionError> {
-    let now = super::rotate::facts_now(facts);
-    let listing = super::rotate::list(dir, latest)?;
+    let now = facts_now(facts);
+    let listing = list(dir, latest)?;
     let limit = chrono::Duration::days(i64::from(cycle));
     Ok(listing
         .snapshots

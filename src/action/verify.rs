@@ -3,9 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::manifest;
 use super::params::non_empty;
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
+use crate::fs::manifest;
+use crate::fs::snapshots::marker_path;
 
 /// Reads a backup set's manifest (`<dir>/.<name>.manifest.json`) and
 /// reports every missing, changed, truncated or extra file; marks the set
@@ -31,12 +32,6 @@ fn yes() -> bool {
     true
 }
 
-/// The marker `rotate` looks for: `<dir>/.<name>.verified` next to the set.
-pub fn marker_path(set: &std::path::Path) -> Option<std::path::PathBuf> {
-    let name = set.file_name()?.to_string_lossy().into_owned();
-    Some(set.parent()?.join(format!(".{name}.verified")))
-}
-
 impl Action for Verify {
     const NAME: &'static str = "verify";
     const SUMMARY: &'static str = "check a backup set against its manifest";
@@ -58,8 +53,8 @@ impl Action for Verify {
         let m = &found.manifest;
         // A second run on the same day made `NAME.2`: a step that names the
         // snapshot by its template would check (and mark) the older one.
-        if m.run_id != ctx.run_id
-            && let Some(own) = super::snapshot_hardlink::made_later_by(&set, &ctx.run_id)?
+        if m.run_id != ctx.attempt.run_id
+            && let Some(own) = crate::fs::snapshots::made_later_by(&set, &ctx.attempt.run_id)?
         {
             return Err(ActionError::new(format!(
                 "{} was made by an earlier run (run {}); this run's snapshot is {}. \
@@ -92,7 +87,7 @@ impl Action for Verify {
         if let Some(marker) = marker_path(&set) {
             let note = serde_json::json!({
                 "verified_at": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-                "run_id": ctx.run_id,
+                "run_id": ctx.attempt.run_id,
                 "manifest_checksum": m.checksum,
                 "hashes": p.hashes,
             });

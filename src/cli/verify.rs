@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use super::VerifyArgs;
-use crate::action::manifest;
 use crate::error::{WardError, exit};
+use crate::fs::manifest;
 use crate::report::Style;
 
 pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
@@ -20,7 +20,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
         }
         Err(e) => (
             args.set.clone(),
-            Err(crate::action::ActionError::new(format!(
+            Err(crate::fs::FsError::new(format!(
                 "cannot open backup set {}: {e}",
                 args.set.display()
             ))),
@@ -32,7 +32,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             &found.manifest,
             found.in_tree,
             !args.no_hashes,
-            crate::action::default_threads(),
+            crate::fs::default_threads(),
         )?;
         Ok((found.manifest, mismatches))
     });
@@ -44,7 +44,7 @@ pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
             if args.json {
                 serde_json::to_writer_pretty(
                     &mut out,
-                    &serde_json::json!({"set": set, "ok": false, "error": e.0}),
+                    &serde_json::json!({"set": set, "ok": false, "error": e.to_string()}),
                 )
                 .map_err(std::io::Error::from)?;
                 writeln!(out)?;

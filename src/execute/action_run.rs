@@ -1,20 +1,20 @@
 //! One attempt of a built-in action: its `run` on a blocking thread, with
-//! the step's timeout and ward's signals turned into the action's
-//! cancellation flag.
+//! the step's timeout and ward's signals raised on the action's
+//! [`CancelCell`] (which also stops its programs, see [`crate::process`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::process::{AttemptResult, Cancel, wait_cancel};
+use super::process::{AttemptResult, Cancel};
 use crate::action::{ActionCtx, ActionParams, ActionResult};
+use crate::process::{CancelCell, wait_cancel};
 
 /// An action running on its blocking thread.
 pub struct StartedAction {
     handle: tokio::task::JoinHandle<ActionResult>,
-    flag: Arc<AtomicBool>,
+    cancel: Arc<CancelCell>,
     started: Instant,
 }
 
@@ -24,17 +24,18 @@ pub struct StartedAction {
 pub fn start_action(
     params: Arc<dyn ActionParams>,
     ctx: ActionCtx,
-    flag: Arc<AtomicBool>,
+    cancel: Arc<CancelCell>,
 ) -> StartedAction {
     StartedAction {
         handle: tokio::task::spawn_blocking(move || params.run(&ctx)),
-        flag,
+        cancel,
         started: Instant::now(),
     }
 }
 
-/// Runs a started action to its end; a timeout or a signal sets the flag
-/// the action checks, and its child processes are stopped by their own waits.
+/// Runs a started action to its end; a timeout or a signal raises the
+/// level the action checks, and its child processes are stopped by their
+/// own waits. A later [`Cancel::Kill`] is passed on too (SIGKILL now).
 pub async fn wait_action(
     action: StartedAction,
     timeout: Option<Duration>,
@@ -42,7 +43,7 @@ pub async fn wait_action(
 ) -> AttemptResult {
     let StartedAction {
         mut handle,
-        flag,
+        cancel: cell,
         started,
     } = action;
     let mut timed_out = false;
@@ -57,13 +58,13 @@ pub async fn wait_action(
         r = &mut handle => r,
         () = limit => {
             timed_out = true;
-            flag.store(true, Ordering::Relaxed);
-            handle.await
+            cell.raise(Cancel::Terminate);
+            finish(handle, &cell, &mut cancel).await
         }
-        _ = wait_cancel(&mut cancel) => {
+        level = wait_cancel(&mut cancel) => {
             interrupted = true;
-            flag.store(true, Ordering::Relaxed);
-            handle.await
+            cell.raise(level);
+            finish(handle, &cell, &mut cancel).await
         }
     };
     let (exit_code, error, details, note, unflushed) = match joined {
@@ -102,5 +103,31 @@ pub async fn wait_action(
         unflushed,
         elapsed: started.elapsed(),
         left_behind: Vec::new(),
+    }
+}
+
+/// Waits for a stopping action, raising its level to [`Cancel::Kill`] if
+/// ward is told to hurry meanwhile.
+async fn finish(
+    mut handle: tokio::task::JoinHandle<ActionResult>,
+    cell: &CancelCell,
+    cancel: &mut watch::Receiver<Cancel>,
+) -> Result<ActionResult, tokio::task::JoinError> {
+    let hurry = async {
+        loop {
+            if *cancel.borrow_and_update() == Cancel::Kill {
+                return;
+            }
+            if cancel.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        r = &mut handle => r,
+        () = hurry => {
+            cell.raise(Cancel::Kill);
+            handle.await
+        }
     }
 }

@@ -38,7 +38,7 @@ pub fn find(run_id: &str, keep: &dyn Fn(&str) -> bool) -> BTreeSet<i32> {
     let needle = format!("WARD_RUN_ID={run_id}");
     let my_group = group_and_session(std::process::id() as i32).map(|(group, _)| group);
     let mut groups = BTreeSet::new();
-    for (pid, dir) in crate::action::procs::other_processes() {
+    for (pid, dir) in crate::procs::other_processes() {
         let Ok(environ) = std::fs::read(dir.join("environ")) else {
             continue;
         };
@@ -160,8 +160,8 @@ fn direct_children() -> Option<Vec<i32>> {
 pub fn left_behind(attempt: &str) -> Vec<LeftBehind> {
     let needle = format!("{ATTEMPT_VAR}={attempt}");
     let mut found = Vec::new();
-    for (pid, dir) in crate::action::procs::other_processes() {
-        if !carries(&dir, &needle) || !crate::action::procs::running(pid) {
+    for (pid, dir) in crate::procs::other_processes() {
+        if !carries(&dir, &needle) || !crate::procs::running(pid) {
             continue;
         }
         let name = std::fs::read_to_string(dir.join("comm"))
@@ -183,8 +183,7 @@ pub fn maybe_left_behind(attempt: &str) -> bool {
     let needle = format!("{ATTEMPT_VAR}={attempt}");
     direct_children().is_none_or(|children| {
         children.iter().any(|&pid| {
-            crate::action::procs::running(pid)
-                && carries(&PathBuf::from(format!("/proc/{pid}")), &needle)
+            crate::procs::running(pid) && carries(&PathBuf::from(format!("/proc/{pid}")), &needle)
         })
     })
 }
@@ -245,7 +244,7 @@ pub fn reap_orphans() {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let my_session = group_and_session(me).map_or(0, |(_, session)| session);
     let candidates = direct_children().unwrap_or_else(|| {
-        crate::action::procs::other_processes()
+        crate::procs::other_processes()
             .map(|(pid, _)| pid)
             .collect()
     });

@@ -27,7 +27,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -37,13 +36,12 @@ use super::Ending;
 use super::ExecOptions;
 use super::action_run::{start_action, wait_action};
 use super::events::{Event, Reporter, StepEnd};
-use super::process::{
-    AttemptResult, AttemptSpec, Cancel, run_attempt, spawn_attempt, wait_attempt,
-};
+use super::process::{Attempt, AttemptResult, Cancel, run_attempt, spawn_attempt, wait_attempt};
 use super::signals::{Received, Signals};
-use crate::action::{Action, ActionCtx, CtxParts, ServiceStart};
+use crate::action::{Action, ActionCtx, ServiceStart};
 use crate::model::When;
 use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
+use crate::process::CancelCell;
 use crate::state::{Change, RunState, StepState, Store, Unflushed};
 
 /// A run to carry out.
@@ -234,8 +232,8 @@ pub async fn execute(
                 attempt,
                 of: s.steps[step].retry.attempts.max(s.tries[step]),
             });
-            let spec = s.attempt_spec(step, attempt, &log);
-            let echo = s.options.echo_output.then(|| (step, out_tx.clone()));
+            let echo = s.options.echo_output.then(|| out_tx.clone());
+            let spec = s.attempt_spec(step, attempt, &log, echo);
             let cancel = if s.is_finalizer(step) {
                 late_rx.clone()
             } else {
@@ -243,8 +241,8 @@ pub async fn execute(
             };
             let cleanup = s.cleanup(step, attempt);
             if let ResolvedBody::Action(params) = &s.steps[step].body {
-                let (ctx, flag) = s.action_ctx(step, spec, echo);
-                let started = start_action(params.clone(), ctx, flag);
+                let (ctx, cell) = s.action_ctx(step, spec);
+                let started = start_action(params.clone(), ctx, cell);
                 let timeout = s.steps[step].timeout.map(|t| t.std());
                 tasks.spawn(async move {
                     let result = wait_action(started, timeout, cancel.clone()).await;
@@ -258,7 +256,7 @@ pub async fn execute(
                 });
                 continue;
             }
-            let started = spawn_attempt(&spec, echo);
+            let started = spawn_attempt(&spec);
             tasks.spawn(async move {
                 let result = wait_attempt(started, spec, cancel.clone()).await;
                 let result = after_attempt(result, cleanup, &cancel).await;
@@ -572,32 +570,25 @@ impl Scheduler<'_, '_> {
         (i, attempt, log)
     }
 
-    /// The context for an action attempt, and its cancellation flag.
-    fn action_ctx(
-        &self,
-        i: usize,
-        spec: AttemptSpec,
-        echo: Option<(usize, mpsc::UnboundedSender<(usize, String)>)>,
-    ) -> (ActionCtx, Arc<AtomicBool>) {
-        let flag = Arc::new(AtomicBool::new(false));
-        let ctx = ActionCtx::new(CtxParts {
-            step: self.steps[i].id.clone(),
-            index: i,
-            run_id: self.run_id.to_owned(),
-            work_dir: spec.cwd,
-            env: spec.env,
-            facts: self.v.facts.clone(),
-            playbook_hash: self.playbook_hash.clone(),
-            kill_grace: spec.kill_grace,
-            log_path: spec.log_path,
-            cancelled: flag.clone(),
-            echo: echo.map(|(_, tx)| tx),
-            param_vars: self.steps[i].param_vars.clone(),
-        });
-        (ctx, flag)
+    /// The context for an action attempt, and the cell that cancels it.
+    fn action_ctx(&self, i: usize, attempt: Attempt) -> (ActionCtx, Arc<CancelCell>) {
+        ActionCtx::new(
+            attempt,
+            self.v.facts.clone(),
+            self.playbook_hash.clone(),
+            self.steps[i].param_vars.clone(),
+        )
     }
 
-    fn attempt_spec(&self, i: usize, attempt: u32, log: &Path) -> AttemptSpec {
+    /// The one value an attempt of step `i` is run from (a command step's
+    /// program, an action's context).
+    fn attempt_spec(
+        &self,
+        i: usize,
+        attempt: u32,
+        log: &Path,
+        echo: Option<mpsc::UnboundedSender<(usize, String)>>,
+    ) -> Attempt {
         let step = &self.steps[i];
         let argv = match &step.body {
             ResolvedBody::Run(line) => [
@@ -607,7 +598,7 @@ impl Scheduler<'_, '_> {
             .map(|s| s.to_string())
             .collect(),
             ResolvedBody::Cmd(argv) => argv.clone(),
-            // `ward run` refuses playbooks with actions before anything starts.
+            // An action starts its own programs (`ActionCtx::spawn`).
             ResolvedBody::Action(_) => Vec::new(),
         };
         let mut env = vec![
@@ -620,7 +611,10 @@ impl Scheduler<'_, '_> {
             ),
         ];
         env.extend(step.env.iter().cloned());
-        AttemptSpec {
+        Attempt {
+            step: step.id.clone(),
+            index: i,
+            run_id: self.run_id.to_owned(),
             argv,
             env,
             cwd: self.options.work_dir.clone(),
@@ -628,6 +622,7 @@ impl Scheduler<'_, '_> {
             timeout: step.timeout.map(|t| t.std()),
             kill_grace: self.options.kill_grace,
             shield_from_group_signals: self.is_finalizer(i) || self.interrupted.is_some(),
+            echo,
         }
     }
 
@@ -854,21 +849,21 @@ impl Scheduler<'_, '_> {
                 attempt,
                 of: self.steps[c].retry.attempts,
             });
-            let spec = self.attempt_spec(c, attempt, &log);
+            let spec = self.attempt_spec(c, attempt, &log, None);
             let cleanup = self.cleanup(c, attempt);
             let cancel_attempt = cancel.clone();
             let attempt_run = match &self.steps[c].body {
                 ResolvedBody::Action(params) => {
                     let timeout = self.steps[c].timeout.map(|t| t.std());
-                    let (ctx, flag) = self.action_ctx(c, spec, None);
-                    let started = start_action(params.clone(), ctx, flag);
+                    let (ctx, cell) = self.action_ctx(c, spec);
+                    let started = start_action(params.clone(), ctx, cell);
                     tokio::spawn(async move {
                         let result = wait_action(started, timeout, cancel_attempt.clone()).await;
                         after_attempt(result, cleanup, &cancel_attempt).await
                     })
                 }
                 _ => tokio::spawn(async move {
-                    let result = run_attempt(spec, cancel_attempt.clone(), None).await;
+                    let result = run_attempt(spec, cancel_attempt.clone()).await;
                     after_attempt(result, cleanup, &cancel_attempt).await
                 }),
             };

@@ -373,7 +373,7 @@ exit 2
                         .expect("prefix")
                         .display()
                         .to_string();
-                    let sum = ward::action::manifest::sha256_file(&p).expect("hash");
+                    let sum = ward::fs::manifest::sha256_file(&p).expect("hash");
                     out.insert(rel, (sum, meta.nlink()));
                 }
             }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
-use super::ActionError;
+use super::FsError;
 
 /// What a tree entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,8 +148,8 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The error for a list of results whose lock a panicking thread held: it
 /// may be incomplete, so it is never used as if it were whole.
-pub(super) fn poisoned(what: &str) -> ActionError {
-    ActionError::new(format!(
+pub(super) fn poisoned(what: &str) -> FsError {
+    FsError::new(format!(
         "{what}: a worker thread panicked while adding to it, so it may be incomplete; \
          nothing was concluded from it (this is a bug in ward)"
     ))
@@ -190,15 +190,15 @@ type Pending<P> = (Vec<u8>, Option<Arc<P>>);
 /// own value (typically its open descriptors) and the sub-folders to
 /// visit next; the value is shared with those sub-folders and dropped when
 /// the last of them is done. Errors stop all workers.
-pub(super) fn walk<P, F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), ActionError>
+pub(super) fn walk<P, F>(threads: usize, cancelled: &AtomicBool, work: F) -> Result<(), FsError>
 where
     P: Send + Sync,
-    F: Fn(&[u8], Option<&Arc<P>>) -> Result<(P, Vec<Vec<u8>>), ActionError> + Sync,
+    F: Fn(&[u8], Option<&Arc<P>>) -> Result<(P, Vec<Vec<u8>>), FsError> + Sync,
 {
     allow_deep_trees();
     let threads = threads.max(1);
     let queue: Queue<Pending<P>> = Queue::new((Vec::new(), None), threads);
-    let failed: Mutex<Option<ActionError>> = Mutex::new(None);
+    let failed: Mutex<Option<FsError>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -234,7 +234,7 @@ where
         return Err(e);
     }
     if cancelled.load(Ordering::Relaxed) {
-        return Err(ActionError::stopped());
+        return Err(FsError::Stopped);
     }
     Ok(())
 }
@@ -289,8 +289,8 @@ pub(super) fn map_chunks<T: Sync, R: Send>(
     })
 }
 
-fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> ActionError {
-    ActionError::new(format!("cannot {what} {}: {e}", path.display()))
+fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> FsError {
+    FsError::new(format!("cannot {what} {}: {e}", path.display()))
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -299,7 +299,7 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW);
 
 /// Opens the folder at `path` (a root given by the user or ward).
-pub(super) fn open_dir(path: &Path) -> Result<OwnedFd, ActionError> {
+pub(super) fn open_dir(path: &Path) -> Result<OwnedFd, FsError> {
     rustix::fs::openat(rustix::fs::CWD, path, DIR_FLAGS, Mode::empty())
         .map_err(|e| io_err("open folder", path, e))
 }
@@ -315,7 +315,7 @@ pub(super) fn open_level(
     root: &Path,
     rel: &[u8],
     parent: Option<BorrowedFd<'_>>,
-) -> Result<OwnedFd, ActionError> {
+) -> Result<OwnedFd, FsError> {
     open_level_errno(root, rel, parent).map_err(|e| io_err("open folder", &join(root, rel), e))
 }
 
@@ -334,10 +334,7 @@ pub(super) fn open_level_errno(
 
 /// The names in an open folder (without `.` and `..`) and their types as
 /// the folder listing gives them.
-pub(super) fn read_names(
-    fd: &OwnedFd,
-    path: &Path,
-) -> Result<Vec<(CString, FileType)>, ActionError> {
+pub(super) fn read_names(fd: &OwnedFd, path: &Path) -> Result<Vec<(CString, FileType)>, FsError> {
     let mut listing = Dir::read_from(fd).map_err(|e| io_err("read folder", path, e))?;
     let mut names = Vec::new();
     while let Some(item) = listing.read() {
@@ -470,7 +467,7 @@ pub fn link_tree(
     dest: &Path,
     threads: usize,
     cancelled: &AtomicBool,
-) -> Result<Vec<Entry>, ActionError> {
+) -> Result<Vec<Entry>, FsError> {
     link_tree_since(src, None, dest, threads, cancelled)
 }
 
@@ -492,14 +489,11 @@ pub fn link_tree_since(
     dest: &Path,
     threads: usize,
     cancelled: &AtomicBool,
-) -> Result<Vec<Entry>, ActionError> {
+) -> Result<Vec<Entry>, FsError> {
     use rustix::fs::{chmodat, chownat, fstat, linkat, mkdirat, readlinkat, statat};
     let root_meta = std::fs::symlink_metadata(src).map_err(|e| io_err("read", src, e))?;
     if !root_meta.is_dir() {
-        return Err(ActionError::new(format!(
-            "{} is not a folder",
-            src.display()
-        )));
+        return Err(FsError::new(format!("{} is not a folder", src.display())));
     }
     std::fs::DirBuilder::new()
         .mode(root_meta.permissions().mode() & 0o7777)
@@ -593,7 +587,7 @@ pub fn link_tree_since(
                 });
                 if !unchanged {
                     linkat(from, name, to, name, AtFlags::empty()).map_err(|e| {
-                        ActionError::new(format!(
+                        FsError::new(format!(
                             "cannot link {} into {}: {e}",
                             at().display(),
                             to_dir.display()
@@ -699,13 +693,13 @@ struct Removal<'a> {
     /// A worker failed or the step was stopped: folders stay.
     abandoned: AtomicBool,
     cancelled: &'a AtomicBool,
-    failed: Mutex<Option<ActionError>>,
+    failed: Mutex<Option<FsError>>,
     /// Descriptors of removed folders, for the closers.
     closer: mpsc::Sender<OwnedFd>,
 }
 
 impl Removal<'_> {
-    fn fail(&self, e: ActionError) {
+    fn fail(&self, e: FsError) {
         self.abandoned.store(true, Ordering::Relaxed);
         relock(&self.failed).get_or_insert(e);
     }
@@ -773,18 +767,15 @@ impl Drop for RmLevel<'_> {
 /// Deletes a tree with `threads` workers: the files of each folder as it
 /// is read, each folder as soon as its last sub-folder is gone, the root
 /// last. A missing tree is not an error.
-pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Result<(), ActionError> {
+pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Result<(), FsError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
-            return Err(ActionError::new(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
+            return Err(FsError::new(format!("cannot read {}: {e}", path.display())));
         }
         Ok(m) if !m.is_dir() => {
             return std::fs::remove_file(path)
-                .map_err(|e| ActionError::new(format!("cannot delete {}: {e}", path.display())));
+                .map_err(|e| FsError::new(format!("cannot delete {}: {e}", path.display())));
         }
         Ok(_) => {}
     }
@@ -829,7 +820,7 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
     }
     walked?;
     std::fs::remove_dir(path)
-        .map_err(|e| ActionError::new(format!("cannot delete folder {}: {e}", path.display())))
+        .map_err(|e| FsError::new(format!("cannot delete folder {}: {e}", path.display())))
 }
 
 /// The walk of [`remove_tree`]: unlinks the files of each folder and
@@ -839,7 +830,7 @@ fn remove_walk(
     threads: usize,
     cancelled: &AtomicBool,
     removal: &Removal<'_>,
-) -> Result<(), ActionError> {
+) -> Result<(), FsError> {
     walk(
         threads,
         cancelled,

@@ -1,6 +1,10 @@
 //! Finding processes through /proc (no `ps`, no shell): by name, command
 //! line, user and process tree.
+//!
+//! A library below the actions (it imports nothing from `crate::action`):
+//! `service.stop`/`service.start` and the orphan search use it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
@@ -9,8 +13,47 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::ParamProblem;
-use super::params::StringList;
+/// One name or a list of names (`wait_gone: fo_scheduler` or `[a, b]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StringList, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(StringList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for StringList {
+    fn schema_name() -> Cow<'static, str> {
+        "StringList".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        })
+    }
+}
 
 /// Which processes a `wait_gone`/`wait_up` entry means. A plain string is
 /// a name (as before); a mapping narrows the match so that another
@@ -149,11 +192,14 @@ impl ProcMatch {
 
     /// What is wrong with this entry; `at` names it in messages
     /// (`wait_gone` item 2, `wait_up`).
-    pub fn problems(&self, key: &'static str, at: &str) -> Vec<ParamProblem> {
+    pub fn problems(&self, at: &str) -> Vec<SpecProblem> {
         let s = self.spec();
         let mut out = Vec::new();
-        let mut bad = |msg: String, help: &str| {
-            out.push(ParamProblem::new(key, format!("{at}: {msg}")).help(help));
+        let mut bad = |msg: String, help: &'static str| {
+            out.push(SpecProblem {
+                message: format!("{at}: {msg}"),
+                help,
+            });
         };
         if s == ProcSpec::default() {
             bad(
@@ -201,8 +247,18 @@ impl ProcMatch {
     }
 }
 
-/// Problems of every entry of a list parameter (`wait_gone`).
-pub fn list_problems(key: &'static str, list: &ProcMatchList) -> Vec<ParamProblem> {
+/// Something wrong with a [`ProcMatch`]: what, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// What is wrong, naming the entry.
+    pub message: String,
+    /// What to do.
+    pub help: &'static str,
+}
+
+/// Problems of every entry of a list parameter (`wait_gone`); `key` names
+/// the parameter in messages.
+pub fn list_problems(key: &str, list: &ProcMatchList) -> Vec<SpecProblem> {
     list.0
         .iter()
         .enumerate()
@@ -212,7 +268,7 @@ pub fn list_problems(key: &'static str, list: &ProcMatchList) -> Vec<ParamProble
             } else {
                 format!("`{key}` item {} ({})", i + 1, m.describe())
             };
-            m.problems(key, &at)
+            m.problems(&at)
         })
         .collect()
 }
@@ -639,7 +695,7 @@ mod tests {
             pidfile: Some("run/x.pid".into()),
             ..ProcSpec::default()
         });
-        let p = m.problems("wait_up", "`wait_up`");
+        let p = m.problems("`wait_up`");
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].message.contains("`cmdline` is empty"));
         assert!(p[1].message.contains("not an absolute path"));

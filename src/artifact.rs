@@ -4,6 +4,10 @@
 //! into place (mode 0600), with a `.ward.json` side file beside it that
 //! `verify` and `pg.restore` read. Every program's exit status is checked;
 //! nothing reaches `dest` unless all of them and the compressor succeeded.
+//!
+//! A library below the actions (it imports nothing from `crate::action`);
+//! it builds on [`crate::compress`], [`crate::fs`] and [`crate::process`],
+//! and its errors are [`FsError`]s.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,44 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::compress::{Finish, encoder};
-use super::manifest::SIDECAR_SUFFIX;
-use super::params::{Compression, non_empty};
-use super::{ActionCtx, ActionError, AtomicFile, ParamProblem, describe_status, pg};
-
-/// What the dump actions check alike: `dest` names a file, `level` suits
-/// the compression.
-pub(super) fn file_problems(
-    dest: &str,
-    compress: Compression,
-    level: Option<u32>,
-) -> Vec<ParamProblem> {
-    let mut out: Vec<ParamProblem> = non_empty("dest", dest).into_iter().collect();
-    if dest.ends_with('/') {
-        out.push(
-            ParamProblem::new("dest", "`dest` must be a file name, not a folder")
-                .help("e.g. `/backup/db/dump.sql.gz`"),
-        );
-    }
-    if let Some(level) = level {
-        let range = compress.levels();
-        if !range.contains(&level) {
-            out.push(ParamProblem::new(
-                "level",
-                format!(
-                    "level {level} is not valid for {}: use {}-{}",
-                    compress.as_str(),
-                    range.start(),
-                    range.end()
-                ),
-            ));
-        }
-    }
-    out
-}
+use crate::compress::{Compression, Finish, encoder};
+use crate::fs::manifest::SIDECAR_SUFFIX;
+use crate::fs::{AtomicFile, FsError};
+use crate::process::{Cancel, CancelCell, Running, describe_status};
 
 /// Why a part of the file failed.
-pub(super) enum Stage {
+pub enum Stage {
     /// Compressing or writing the file.
     Out(std::io::Error),
     /// The step was told to stop.
@@ -59,7 +32,7 @@ pub(super) enum Stage {
 }
 
 /// A dump file being written (see the module docs).
-pub(super) struct DumpFile {
+pub struct DumpFile {
     dest: PathBuf,
     compress: Compression,
     out: AtomicFile,
@@ -72,9 +45,10 @@ pub(super) struct DumpFile {
 }
 
 /// What was written, once it is in place.
-pub(super) struct Written {
+pub struct Written {
     /// The side file's content (also the step's details).
     pub info: serde_json::Value,
+    /// sha256 of the file, hex.
     pub sha256: String,
     /// Bytes in the file.
     pub size: u64,
@@ -83,28 +57,29 @@ pub(super) struct Written {
 }
 
 impl DumpFile {
-    /// Starts `dest` under a temp name beside it (its folder is created).
+    /// Starts `dest` under a temp name beside it (its folder is created);
+    /// a parallel compressor may use `threads`.
     pub fn create(
-        ctx: &ActionCtx,
         dest: &Path,
         compress: Compression,
         level: Option<u32>,
-    ) -> Result<DumpFile, ActionError> {
+        threads: usize,
+    ) -> Result<DumpFile, FsError> {
         if let Some(dir) = dest.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| ActionError::new(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| FsError::new(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut out = AtomicFile::create(dest, 0o600)?;
         let sink = Hashing {
             file: out.file().try_clone().map_err(|e| {
-                ActionError::new(format!("cannot open {} for writing: {e}", dest.display()))
+                FsError::new(format!("cannot open {} for writing: {e}", dest.display()))
             })?,
             dest: dest.to_path_buf(),
             state: Arc::new(Mutex::new(HashState::default())),
         };
         let state = sink.state.clone();
-        let enc = encoder(compress, level, ctx.threads, sink)
-            .map_err(|e| ActionError::new(format!("cannot start the compressor: {e}")))?;
+        let enc = encoder(compress, level, threads, sink)
+            .map_err(|e| FsError::new(format!("cannot start the compressor: {e}")))?;
         Ok(DumpFile {
             dest: dest.to_path_buf(),
             compress,
@@ -123,22 +98,24 @@ impl DumpFile {
         Ok(())
     }
 
-    /// Runs `argv` and adds its standard output. The program's status is
-    /// checked; a failure to write the file stops it (it would otherwise
-    /// die of a broken pipe at its next write, or go on with work nobody
-    /// reads), and so does the step being cancelled (a watchdog thread).
+    /// Adds the standard output of the program `start` starts (with its
+    /// stdout piped), or fails with the reason it could not start. The
+    /// program's status is checked; a failure to write the file stops it
+    /// (it would otherwise die of a broken pipe at its next write, or go on
+    /// with work nobody reads), and so does `cancel` being raised (a
+    /// watchdog thread); it is waited for as [`Running::wait`] says.
     pub fn stream(
         &mut self,
-        ctx: &ActionCtx,
-        argv: &[String],
-        env: &[(String, String)],
+        start: impl FnOnce() -> Result<Running, String>,
+        cancel: &CancelCell,
+        kill_grace: std::time::Duration,
     ) -> Result<(), Stage> {
-        let mut running = ctx.spawn(argv, env, true).map_err(|e| Stage::Failed(e.0))?;
-        let mut stdout = running
-            .child
-            .stdout
-            .take()
-            .ok_or_else(|| Stage::Failed(format!("{} has no output pipe", argv[0])))?;
+        let mut running = start().map_err(Stage::Failed)?;
+        let mut stdout =
+            running.child.stdout.take().ok_or_else(|| {
+                Stage::Failed(format!("{} has no output pipe", running.program()))
+            })?;
+        let cancelled = || cancel.level() != Cancel::No;
         let done = AtomicBool::new(false);
         let want_head = self.version.is_empty();
         let enc = &mut self.enc;
@@ -147,7 +124,7 @@ impl DumpFile {
             let done = &done;
             scope.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    if ctx.cancelled() {
+                    if cancelled() {
                         group.signal(rustix::process::Signal::TERM);
                         return;
                     }
@@ -179,13 +156,15 @@ impl DumpFile {
         if let Err(Stage::Out(_)) = &copied {
             running.signal(rustix::process::Signal::TERM);
         }
-        let status = running.wait(ctx).map_err(|e| Stage::Failed(e.0))?;
+        let status = running
+            .wait(cancel, kill_grace)
+            .map_err(|e| Stage::Failed(format!("cannot wait for `{}`: {e}", running.program())))?;
         // A failure to write the file comes first: the program's own
         // failure is then only its broken pipe.
         let (n, head) = match copied {
             Err(Stage::Out(e)) => return Err(Stage::Out(e)),
             // Stopped by the watchdog: say so, not "killed by signal 15".
-            _ if ctx.cancelled() => return Err(Stage::Stopped),
+            _ if cancelled() => return Err(Stage::Stopped),
             _ if !status.success() => return Err(Stage::Failed(describe_status(&status))),
             other => other?,
         };
@@ -198,7 +177,7 @@ impl DumpFile {
 
     /// The step's error for a part that failed; `what` names the part
     /// (`pg_dumpall failed`).
-    pub fn error(&self, stage: Stage, what: &str) -> ActionError {
+    pub fn error(&self, stage: Stage, what: &str) -> FsError {
         match stage {
             Stage::Out(e) => {
                 // ward's own first write error names the real cause (e.g. a
@@ -211,12 +190,12 @@ impl DumpFile {
                     .unwrap_or_else(|| {
                         format!("cannot compress into {}: {e}", self.dest.display())
                     });
-                ActionError::new(format!(
+                FsError::new(format!(
                     "{cause}; the partial file was removed, an earlier dump there is unchanged"
                 ))
             }
-            Stage::Stopped => ActionError::stopped(),
-            Stage::Failed(m) => ActionError::new(format!(
+            Stage::Stopped => FsError::Stopped,
+            Stage::Failed(m) => FsError::new(format!(
                 "{what} ({m}); nothing was written to {} (see the step's log)",
                 self.dest.display()
             )),
@@ -224,13 +203,13 @@ impl DumpFile {
     }
 
     /// Ends the compression, checks `min_bytes`, puts the file in place and
-    /// writes its side file, with `extra` fields added to it.
+    /// writes its side file, with `extra` fields added to it (the action's:
+    /// host, run id, ...).
     pub fn finish(
         self,
-        ctx: &ActionCtx,
         min_bytes: u64,
         extra: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Written, ActionError> {
+    ) -> Result<Written, FsError> {
         let DumpFile {
             dest,
             compress,
@@ -246,12 +225,12 @@ impl DumpFile {
                 .ok()
                 .and_then(|s| s.write_error.clone())
                 .unwrap_or_else(|| format!("cannot compress into {}: {e}", dest.display()));
-            return Err(ActionError::new(format!(
+            return Err(FsError::new(format!(
                 "{cause}; the partial file was removed, an earlier dump there is unchanged"
             )));
         }
         if raw < min_bytes {
-            return Err(ActionError::new(format!(
+            return Err(FsError::new(format!(
                 "the dump is only {raw} bytes, less than min_bytes {min_bytes}; nothing was written to {}",
                 dest.display()
             )));
@@ -260,7 +239,7 @@ impl DumpFile {
         let (hash, size) = {
             let guard = state
                 .lock()
-                .map_err(|_| ActionError::new("hash state poisoned"))?;
+                .map_err(|_| FsError::new("hash state poisoned"))?;
             (guard.hash.clone().finalize(), guard.size)
         };
         let sha256: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -276,16 +255,14 @@ impl DumpFile {
             "compression": compress.as_str(),
             "server_version": if version.is_empty() { None } else { Some(version) },
             "created": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-            "host": ctx.facts.host,
-            "run_id": ctx.run_id,
         });
         if let Some(fields) = info.as_object_mut() {
             fields.extend(extra);
         }
         let text = serde_json::to_string_pretty(&info)
-            .map_err(|e| ActionError::new(format!("cannot describe the dump: {e}")))?;
+            .map_err(|e| FsError::new(format!("cannot describe the dump: {e}")))?;
         let sidecar = dest.with_file_name(format!("{file_name}{SIDECAR_SUFFIX}"));
-        pg::write_file(&sidecar, text.as_bytes())?;
+        crate::fs::write_atomic(&sidecar, text.as_bytes(), 0o600)?;
         Ok(Written {
             info,
             sha256,

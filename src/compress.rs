@@ -4,7 +4,44 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 
-use super::params::Compression;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Compression of a dump file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, single-threaded (the default; readable by `zcat`).
+    #[default]
+    Gzip,
+    /// gzip members compressed on several threads (still readable by `zcat`).
+    Pgzip,
+    /// zstd.
+    Zstd,
+    /// No compression.
+    None,
+}
+
+impl Compression {
+    /// Valid levels for this compressor.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Compression::Gzip | Compression::Pgzip => 1..=9,
+            Compression::Zstd => 1..=19,
+            Compression::None => 0..=0,
+        }
+    }
+
+    /// The keyword as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Pgzip => "pgzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+}
 
 /// A writer that compresses into `W` and can be finished explicitly (so
 /// that errors in the final flush are not lost in a drop).

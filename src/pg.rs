@@ -1,10 +1,82 @@
-//! What the PostgreSQL actions share: libpq tool arguments, password files,
-//! and native connections (tokio-postgres) for `pg.query`.
+//! Reaching PostgreSQL: connection parameters ([`PgConn`]), libpq tool
+//! environments, password files, native connections (tokio-postgres) and
+//! their errors in words.
+//!
+//! A library below the actions (it imports nothing from `crate::action`):
+//! the `pg.*` actions use it and turn its [`ConnError`] into theirs.
 
 use std::path::Path;
 
-use super::params::PgConn;
-use super::{ActionCtx, ActionError, ParamProblem};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How to reach PostgreSQL. Passwords never go here: use `passfile`
+/// (a `.pgpass` file) or `PGPASSWORD` in the step's `env`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgConn {
+    /// Host name or socket directory (libpq's `PGHOST`).
+    pub host: Option<String>,
+    /// Port (default 5432).
+    pub port: Option<u16>,
+    /// Role to connect as.
+    pub user: Option<String>,
+    /// Database to connect to first (default `postgres`).
+    pub dbname: Option<String>,
+    /// A `.pgpass` file with the password (mode 0600).
+    pub passfile: Option<String>,
+}
+
+impl PgConn {
+    /// `user@host:port` for plans; libpq defaults shown as such.
+    /// A connection string in `dbname` counts; its password is never shown.
+    pub fn describe(&self) -> String {
+        let words = keywords(self).unwrap_or_default();
+        let word = |k: &str| {
+            words
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        format!(
+            "{}@{}:{}",
+            word("user").unwrap_or("$PGUSER"),
+            word("host").unwrap_or("local socket"),
+            word("port").unwrap_or("5432")
+        )
+    }
+}
+
+/// Why connection parameters cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnError {
+    /// The connection string in `db.dbname`: why it does not parse or is not supported.
+    ConnString(String),
+    /// A host, role, database or service name that would be read as an option.
+    OptionLike {
+        /// The libpq keyword (`host`, `user`, `dbname`, `service`).
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// `db.port` is not a port number.
+    Port(String),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::ConnString(m) => f.write_str(m),
+            ConnError::OptionLike { key, value } => write!(
+                f,
+                "`db.{key}` starts with `-`: {value:?} would be read as an option; nothing was run"
+            ),
+            ConnError::Port(p) => write!(f, "`db.port` {p:?} is not a port number"),
+        }
+    }
+}
+
+impl std::error::Error for ConnError {}
 
 /// libpq's connection keywords and the environment variables that set them
 /// (libpq, "Environment Variables"). Connection parameters reach libpq tools
@@ -45,14 +117,14 @@ const KEYWORD_ENV: &[(&str, &str)] = &[
 ];
 
 /// True if libpq would read `dbname` as a connection string, not a name.
-fn is_conninfo(dbname: &str) -> bool {
+pub fn is_conninfo(dbname: &str) -> bool {
     dbname.contains('=') || dbname.starts_with("postgresql://") || dbname.starts_with("postgres://")
 }
 
 /// A connection's parameters as libpq keywords (`host`, `dbname`,
 /// `password`, ...): a connection string in `dbname` taken apart, then the
 /// explicit fields, which win.
-pub fn keywords(conn: &PgConn) -> Result<Vec<(String, String)>, String> {
+pub fn keywords(conn: &PgConn) -> Result<Vec<(String, String)>, ConnError> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| {
         out.retain(|(key, _)| key != k);
@@ -60,12 +132,12 @@ pub fn keywords(conn: &PgConn) -> Result<Vec<(String, String)>, String> {
     };
     if let Some(d) = &conn.dbname {
         if is_conninfo(d) {
-            for (k, v) in parse_conninfo(d)? {
+            for (k, v) in parse_conninfo(d).map_err(ConnError::ConnString)? {
                 if !KEYWORD_ENV.iter().any(|(key, _)| *key == k) {
-                    return Err(format!(
+                    return Err(ConnError::ConnString(format!(
                         "`{k}` in the connection string of `db.dbname` is not supported \
                          (it has no libpq environment variable)"
-                    ));
+                    )));
                 }
                 set(&k, v);
             }
@@ -88,44 +160,6 @@ pub fn keywords(conn: &PgConn) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// What is wrong with a connection, for validation: a connection string
-/// that does not parse, or a host, user or database that starts with `-`.
-pub fn conn_problems(conn: &PgConn) -> Vec<ParamProblem> {
-    let words = match keywords(conn) {
-        Ok(w) => w,
-        Err(e) => {
-            return vec![ParamProblem::new("db", e).help(
-                "give `dbname` as a name or a connection string such as \
-                 `dbname=app sslmode=require`, and the password in `db.passfile`",
-            )];
-        }
-    };
-    words
-        .iter()
-        .filter(|(k, v)| {
-            matches!(k.as_str(), "host" | "user" | "dbname" | "service") && v.starts_with('-')
-        })
-        .map(|(k, v)| {
-            ParamProblem::new(
-                "db",
-                format!("`db.{k}` starts with `-`: {v:?} would be read as an option"),
-            )
-            .help("a host, role or database name cannot start with `-`")
-        })
-        .chain(
-            words
-                .iter()
-                .filter(|(k, v)| k == "dbname" && is_conninfo(v))
-                .map(|_| {
-                    ParamProblem::new(
-                        "db",
-                        "the database name in `db.dbname` is itself a connection string",
-                    )
-                }),
-        )
-        .collect()
-}
-
 /// How a libpq tool is told where to connect.
 pub struct ToolConn {
     /// Every connection parameter as its `PG*` variable, for the child.
@@ -135,22 +169,21 @@ pub struct ToolConn {
 }
 
 /// Environment for libpq tools: every connection parameter as its `PG*`
-/// variable (a relative `passfile` resolved against the playbook's folder).
-pub fn tool_env(conn: &PgConn, ctx: &ActionCtx) -> Result<ToolConn, ActionError> {
-    let words = keywords(conn).map_err(ActionError::new)?;
+/// variable (a relative `passfile` resolved against `work_dir`, the
+/// playbook's folder).
+pub fn tool_env(conn: &PgConn, work_dir: &Path) -> Result<ToolConn, ConnError> {
+    let words = keywords(conn)?;
     let mut env = Vec::new();
     let mut dbname = None;
     for (k, v) in words {
         if v.starts_with('-') && matches!(k.as_str(), "host" | "user" | "dbname" | "service") {
-            return Err(ActionError::new(format!(
-                "`db.{k}` starts with `-`: {v:?} would be read as an option; nothing was run"
-            )));
+            return Err(ConnError::OptionLike { key: k, value: v });
         }
         if k == "dbname" {
             dbname = Some(v.clone());
         }
         let value = if k == "passfile" {
-            ctx.path(&v).display().to_string()
+            work_dir.join(&v).display().to_string()
         } else {
             v
         };
@@ -292,21 +325,9 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
 }
 
-/// Writes a small file atomically (temp name, fsync, rename); every error
-/// names the file and what failed.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
-    use std::io::Write;
-    let mut tmp = super::AtomicFile::create(path, 0o600)?;
-    tmp.file()
-        .write_all(bytes)
-        .map_err(|e| ActionError::new(format!("cannot write {}: {e}", path.display())))?;
-    tmp.commit()
-}
-
-/// A variable from the step's environment, else ward's.
-fn env_var(ctx: &ActionCtx, name: &str) -> Option<String> {
-    ctx.env
-        .iter()
+/// A variable from the step's environment `env`, else ward's.
+fn env_var(env: &[(String, String)], name: &str) -> Option<String> {
+    env.iter()
         .rev()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.clone())
@@ -352,12 +373,14 @@ pub fn pgpass_lookup(text: &str, host: &str, port: &str, db: &str, user: &str) -
 
 /// A tokio-postgres configuration from the parameters, libpq's environment
 /// variables and defaults, with the password from `passfile`, `PGPASSFILE`,
-/// `~/.pgpass` or `PGPASSWORD`.
+/// `~/.pgpass` or `PGPASSWORD`. `env` is the step's environment (it wins
+/// over ward's); a relative `passfile` is resolved against `work_dir`.
 pub fn native_config(
     conn: &PgConn,
-    ctx: &ActionCtx,
-) -> Result<tokio_postgres::Config, ActionError> {
-    let words = keywords(conn).map_err(ActionError::new)?;
+    env: &[(String, String)],
+    work_dir: &Path,
+) -> Result<tokio_postgres::Config, ConnError> {
+    let words = keywords(conn)?;
     let word = |k: &str| {
         words
             .iter()
@@ -365,22 +388,20 @@ pub fn native_config(
             .map(|(_, v)| v.clone())
     };
     let host = word("host")
-        .or_else(|| env_var(ctx, "PGHOST"))
+        .or_else(|| env_var(env, "PGHOST"))
         .unwrap_or_else(|| "/var/run/postgresql".to_owned());
     let port = match word("port") {
-        Some(p) => p
-            .parse()
-            .map_err(|_| ActionError::new(format!("`db.port` {p:?} is not a port number")))?,
-        None => env_var(ctx, "PGPORT")
+        Some(p) => p.parse().map_err(|_| ConnError::Port(p))?,
+        None => env_var(env, "PGPORT")
             .and_then(|p| p.parse().ok())
             .unwrap_or(5432),
     };
     let user = word("user")
-        .or_else(|| env_var(ctx, "PGUSER"))
-        .or_else(|| env_var(ctx, "USER"))
+        .or_else(|| env_var(env, "PGUSER"))
+        .or_else(|| env_var(env, "USER"))
         .unwrap_or_else(|| "postgres".to_owned());
     let db = word("dbname")
-        .or_else(|| env_var(ctx, "PGDATABASE"))
+        .or_else(|| env_var(env, "PGDATABASE"))
         .unwrap_or_else(|| "postgres".to_owned());
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&host)
@@ -393,9 +414,9 @@ pub fn native_config(
         cfg.options(&o);
     }
     let passfile = word("passfile")
-        .map(|p| ctx.path(&p))
-        .or_else(|| env_var(ctx, "PGPASSFILE").map(Into::into))
-        .or_else(|| env_var(ctx, "HOME").map(|h| Path::new(&h).join(".pgpass")));
+        .map(|p| work_dir.join(p))
+        .or_else(|| env_var(env, "PGPASSFILE").map(Into::into))
+        .or_else(|| env_var(env, "HOME").map(|h| Path::new(&h).join(".pgpass")));
     let from_file = passfile
         .and_then(|p| std::fs::read_to_string(p).ok())
         .and_then(|text| {
@@ -411,7 +432,7 @@ pub fn native_config(
     // file, then PGPASSWORD.
     if let Some(pw) = word("password")
         .or(from_file)
-        .or_else(|| env_var(ctx, "PGPASSWORD"))
+        .or_else(|| env_var(env, "PGPASSWORD"))
     {
         cfg.password(pw);
     }
@@ -433,8 +454,7 @@ pub fn native_error(e: &tokio_postgres::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{keywords, parse_conninfo, pgpass_lookup};
-    use crate::action::PgConn;
+    use super::{PgConn, keywords, parse_conninfo, pgpass_lookup};
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
         v.iter()

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::ActionError;
+use super::FsError;
 use super::tree::{
     Entry, Kind, at, child_rel, is_dir, join, open_dir, open_file_below, open_level_errno,
     poisoned, read_names, walk,
@@ -176,7 +176,7 @@ pub fn build(
     info: &ManifestInfo,
     threads: usize,
     cancelled: &AtomicBool,
-) -> Result<Manifest, ActionError> {
+) -> Result<Manifest, FsError> {
     let mut dumps = Vec::new();
     let mut known: HashMap<Vec<u8>, String> = HashMap::new();
     // Files are opened relative to the trees' folders: any depth works.
@@ -220,7 +220,7 @@ pub fn build(
         })
         .collect();
     let threads = threads.max(1);
-    type Hashed = Result<Vec<(Vec<u8>, String)>, ActionError>;
+    type Hashed = Result<Vec<(Vec<u8>, String)>, FsError>;
     let hashed: Vec<Hashed> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -230,7 +230,7 @@ pub fn build(
                     let mut out = Vec::new();
                     for e in to_hash.iter().skip(t).step_by(threads) {
                         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
-                            return Err(ActionError::stopped());
+                            return Err(FsError::Stopped);
                         }
                         let (from, from_fd) = match (&info.base, &base_fd, e.in_base) {
                             (Some((_, base)), Some(fd), true) => (base.as_path(), fd.as_fd()),
@@ -240,7 +240,7 @@ pub fn build(
                             .map_err(std::io::Error::from)
                             .and_then(sha256_of)
                             .map_err(|err| {
-                                ActionError::new(format!(
+                                FsError::new(format!(
                                     "cannot hash {}: {err}",
                                     join(from, &e.rel).display()
                                 ))
@@ -255,7 +255,7 @@ pub fn build(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(ActionError::new("a hashing thread panicked")))
+                    .unwrap_or_else(|_| Err(FsError::new("a hashing thread panicked")))
             })
             .collect()
     });
@@ -325,14 +325,14 @@ pub fn build(
 /// The manifest as compact JSON with its checksum filled in: the sha256 of
 /// the same JSON with an empty checksum (the last field). One serialization
 /// of a 100,000-entry manifest, no copy.
-pub fn encode(m: &mut Manifest) -> Result<Vec<u8>, ActionError> {
+pub fn encode(m: &mut Manifest) -> Result<Vec<u8>, FsError> {
     m.checksum.clear();
-    let mut bytes = serde_json::to_vec(m)
-        .map_err(|e| ActionError::new(format!("cannot encode manifest: {e}")))?;
+    let mut bytes =
+        serde_json::to_vec(m).map_err(|e| FsError::new(format!("cannot encode manifest: {e}")))?;
     let sum = hex(&Sha256::digest(&bytes));
     let tail = br#""checksum":""}"#;
     if !bytes.ends_with(tail) {
-        return Err(ActionError::new(
+        return Err(FsError::new(
             "manifest encoding changed: checksum is not the last field",
         ));
     }
@@ -343,13 +343,13 @@ pub fn encode(m: &mut Manifest) -> Result<Vec<u8>, ActionError> {
 }
 
 /// Reads a manifest and checks its own checksum.
-pub fn read(path: &Path) -> Result<Manifest, ActionError> {
+pub fn read(path: &Path) -> Result<Manifest, FsError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| ActionError::new(format!("cannot read manifest {}: {e}", path.display())))?;
+        .map_err(|e| FsError::new(format!("cannot read manifest {}: {e}", path.display())))?;
     let mut m: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| ActionError::new(format!("manifest {} is corrupt: {e}", path.display())))?;
+        .map_err(|e| FsError::new(format!("manifest {} is corrupt: {e}", path.display())))?;
     if m.format != FORMAT {
-        return Err(ActionError::new(format!(
+        return Err(FsError::new(format!(
             "manifest {} has unknown format `{}`",
             path.display(),
             m.format
@@ -358,10 +358,10 @@ pub fn read(path: &Path) -> Result<Manifest, ActionError> {
     let recorded = std::mem::take(&mut m.checksum);
     let actual =
         hex(&Sha256::digest(serde_json::to_vec(&m).map_err(|e| {
-            ActionError::new(format!("cannot encode manifest: {e}"))
+            FsError::new(format!("cannot encode manifest: {e}"))
         })?));
     if actual != recorded {
-        return Err(ActionError::new(format!(
+        return Err(FsError::new(format!(
             "manifest {} is corrupt: its checksum does not match its content",
             path.display()
         )));
@@ -393,7 +393,7 @@ pub struct Found {
 /// Finds the manifest of `set`: next to it, else a legacy one inside it.
 /// `Ok(Err(why))`: the set has no ward manifest; `Err`: the manifest next
 /// to it exists but cannot be read or is damaged.
-fn lookup(set: &Path) -> Result<Result<Found, String>, ActionError> {
+fn lookup(set: &Path) -> Result<Result<Found, String>, FsError> {
     let Some(outside) = outside_path(set) else {
         return Ok(Err(format!(
             "{} is not a folder with a name",
@@ -410,7 +410,7 @@ fn lookup(set: &Path) -> Result<Result<Found, String>, ActionError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(ActionError::new(format!(
+            return Err(FsError::new(format!(
                 "cannot read manifest {}: {e}",
                 outside.display()
             )));
@@ -437,9 +437,9 @@ fn lookup(set: &Path) -> Result<Result<Found, String>, ActionError> {
 }
 
 /// The manifest of `set`, or an error that says where ward looked.
-pub fn load(set: &Path) -> Result<Found, ActionError> {
+pub fn load(set: &Path) -> Result<Found, FsError> {
     lookup(set)?.map_err(|why| {
-        ActionError::new(format!(
+        FsError::new(format!(
             "{} has no manifest: {why}; it is not a complete ward snapshot",
             set.display()
         ))
@@ -448,13 +448,13 @@ pub fn load(set: &Path) -> Result<Found, ActionError> {
 
 /// The manifest of `set`, None if the set has none at all (for callers
 /// that look for snapshots among ordinary folders).
-pub fn find(set: &Path) -> Result<Option<Found>, ActionError> {
+pub fn find(set: &Path) -> Result<Option<Found>, FsError> {
     Ok(lookup(set)?.ok())
 }
 
 /// The manifest of `set` read from `path` (given by the user): it counts
 /// as the legacy in-tree manifest when it is `set/manifest.json`.
-pub fn load_from(set: &Path, path: &Path) -> Result<Found, ActionError> {
+pub fn load_from(set: &Path, path: &Path) -> Result<Found, FsError> {
     let in_tree = std::fs::canonicalize(path).is_ok_and(|real| real == set.join(LEGACY_FILE_NAME));
     Ok(Found {
         manifest: read(path)?,
@@ -472,12 +472,12 @@ pub fn present(set: &Path) -> bool {
 
 /// Writes `bytes` to `dest` under a temp name, fsync, rename, folder
 /// fsync; every error names the file and what failed.
-pub fn write_file(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), ActionError> {
+pub fn write_file(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     use std::io::Write;
     let mut f = super::AtomicFile::create(dest, mode)?;
     f.file()
         .write_all(bytes)
-        .map_err(|e| ActionError::new(format!("cannot write {}: {e}", dest.display())))?;
+        .map_err(|e| FsError::new(format!("cannot write {}: {e}", dest.display())))?;
     f.commit()
 }
 
@@ -503,7 +503,7 @@ pub fn compare(
     in_tree: bool,
     hashes: bool,
     threads: usize,
-) -> Result<Vec<Mismatch>, ActionError> {
+) -> Result<Vec<Mismatch>, FsError> {
     let base_root = m
         .base
         .as_ref()
@@ -531,7 +531,7 @@ pub fn compare(
             return Ok(vec![Mismatch {
                 kind: "missing",
                 path: ".".into(),
-                detail: e.0,
+                detail: e.to_string(),
             }]);
         }
     };
@@ -677,10 +677,10 @@ fn check_entry(
 /// never reads as "no extra files").
 fn scanned(
     root: &Path,
-    joined: std::thread::Result<Result<Vec<Vec<u8>>, ActionError>>,
-) -> Result<Vec<Vec<u8>>, ActionError> {
+    joined: std::thread::Result<Result<Vec<Vec<u8>>, FsError>>,
+) -> Result<Vec<Vec<u8>>, FsError> {
     joined.unwrap_or_else(|_| {
-        Err(ActionError::new(format!(
+        Err(FsError::new(format!(
             "the scan of {} for files not in its manifest panicked (a bug in ward); \
              the set is not verified",
             root.display()
@@ -698,11 +698,11 @@ fn collect_extra(
     expected: &HashSet<Vec<u8>>,
     in_tree: bool,
     threads: usize,
-) -> Result<Vec<Vec<u8>>, ActionError> {
+) -> Result<Vec<Vec<u8>>, FsError> {
     use rustix::io::Errno;
     let found: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
     let unscanned = |e: &dyn std::fmt::Display| {
-        ActionError::new(format!(
+        FsError::new(format!(
             "{e}; files not in the manifest cannot be ruled out there, so the set is not verified"
         ))
     };
@@ -764,18 +764,16 @@ fn collect_extra(
 /// set, "" for all of it) of an incremental set: folders created, every
 /// other entry hard-linked from the set or from its base. Used to restore
 /// from an incremental snapshot with the ordinary rsync action.
-pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Result<(), ActionError> {
+pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Result<(), FsError> {
     use rustix::fs::{AtFlags, Mode, chmodat, linkat, mkdirat};
     let base = m
         .base
         .as_ref()
         .and_then(|b| set.parent().map(|p| p.join(b)))
-        .ok_or_else(|| {
-            ActionError::new(format!("{} is not an incremental snapshot", set.display()))
-        })?;
+        .ok_or_else(|| FsError::new(format!("{} is not an incremental snapshot", set.display())))?;
     let prefix = prefix.trim_matches('/');
     std::fs::create_dir_all(view)
-        .map_err(|e| ActionError::new(format!("cannot create {}: {e}", view.display())))?;
+        .map_err(|e| FsError::new(format!("cannot create {}: {e}", view.display())))?;
     // Relative to open folders, so a tree of any depth can be restored.
     let (view_fd, set_fd, base_fd) = (open_dir(view)?, open_dir(set)?, open_dir(&base)?);
     for e in &m.entries {
@@ -790,14 +788,12 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
         };
         let to = || join(view, inner);
         let place = at(view_fd.as_fd(), inner)
-            .map_err(|err| ActionError::new(format!("cannot open {}: {err}", to().display())))?;
+            .map_err(|err| FsError::new(format!("cannot open {}: {err}", to().display())))?;
         if e.kind == "dir" {
             let mode = Mode::from_raw_mode(e.mode as _);
             mkdirat(place.dir(), place.name(), mode)
                 .and_then(|()| chmodat(place.dir(), place.name(), mode, AtFlags::empty()))
-                .map_err(|err| {
-                    ActionError::new(format!("cannot create {}: {err}", to().display()))
-                })?;
+                .map_err(|err| FsError::new(format!("cannot create {}: {err}", to().display())))?;
             continue;
         }
         let (holder, holder_fd) = if e.in_base {
@@ -807,7 +803,7 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
         };
         let from = || join(holder, &rel);
         let source = at(holder_fd, &rel)
-            .map_err(|err| ActionError::new(format!("cannot open {}: {err}", from().display())))?;
+            .map_err(|err| FsError::new(format!("cannot open {}: {err}", from().display())))?;
         linkat(
             source.dir(),
             source.name(),
@@ -816,7 +812,7 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
             AtFlags::empty(),
         )
         .map_err(|err| {
-            ActionError::new(format!(
+            FsError::new(format!(
                 "cannot link {} to {}: {err}",
                 from().display(),
                 to().display()
@@ -833,16 +829,16 @@ mod tests {
     #[test]
     fn a_scan_for_extra_files_that_panicked_is_an_error_not_an_empty_list() {
         let root = Path::new("/backups/2026-11-23");
-        let joined = std::thread::spawn(|| -> Result<Vec<Vec<u8>>, ActionError> {
-            panic!("a scan that broke")
-        })
-        .join();
+        let joined =
+            std::thread::spawn(|| -> Result<Vec<Vec<u8>>, FsError> { panic!("a scan that broke") })
+                .join();
         let err = scanned(root, joined).expect_err("a panicked scan must not pass");
         assert!(
-            err.0.contains("/backups/2026-11-23") && err.0.contains("not verified"),
+            err.to_string().contains("/backups/2026-11-23")
+                && err.to_string().contains("not verified"),
             "{err}"
         );
-        let failed = scanned(root, Ok(Err(ActionError::new("cannot open folder x"))));
+        let failed = scanned(root, Ok(Err(FsError::new("cannot open folder x"))));
         assert!(failed.is_err());
         let found = scanned(root, Ok(Ok(vec![b"extra".to_vec()]))).expect("found");
         assert_eq!(found, vec![b"extra".to_vec()]);
