@@ -22,7 +22,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::FsError;
 use super::tree::{
-    Entry, Kind, at, child_rel, is_dir, join, open_dir, open_file_below, open_level_errno,
+    Entry, Kind, at, child_rel, join, map_chunks, open_dir, open_file_below, open_level_errno,
     poisoned, read_names, walk,
 };
 
@@ -481,22 +481,70 @@ pub fn write_file(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     f.commit()
 }
 
+/// What kind of difference a [`Mismatch`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MismatchKind {
+    /// In the manifest, not on disk.
+    Missing,
+    /// On disk with another type, size, target, mode or content.
+    Changed,
+    /// A file shorter than recorded.
+    Truncated,
+    /// On disk, not in the manifest.
+    Extra,
+}
+
+impl MismatchKind {
+    /// The word shown to the operator and written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchKind::Missing => "missing",
+            MismatchKind::Changed => "changed",
+            MismatchKind::Truncated => "truncated",
+            MismatchKind::Extra => "extra",
+        }
+    }
+}
+
+impl std::fmt::Display for MismatchKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that `{:<9}` lines up the verify report's columns.
+        f.pad(self.as_str())
+    }
+}
+
 /// One difference between a backup set and its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
-    /// `missing`, `changed`, `truncated` or `extra`.
-    pub kind: &'static str,
+    /// What differs.
+    pub kind: MismatchKind,
     /// The path, relative to the set.
     pub path: String,
     /// Details.
     pub detail: String,
 }
 
+impl Mismatch {
+    fn new(kind: MismatchKind, path: &str, detail: impl Into<String>) -> Mismatch {
+        Mismatch {
+            kind,
+            path: path.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
 /// Compares the set at `root` with `m`: every entry must exist with the
 /// same type, size and (where recorded, if `hashes`) content; nothing else
 /// may exist but, when `in_tree` (a legacy snapshot), the manifest itself.
-/// `threads` workers share the entries, while one more looks for entries
-/// that are not in the manifest.
+///
+/// One walk over the set with `threads` workers: each name a folder lists
+/// is looked up in the manifest, checked from its folder's descriptor
+/// (one name, no path to resolve) and entered if it is an expected folder,
+/// or reported extra. Entries the walk never met are missing. Entries of
+/// an incremental set that live in its base are checked there by path.
+/// Mismatches come in manifest order, extras last (sorted).
 pub fn compare(
     root: &Path,
     m: &Manifest,
@@ -511,196 +559,115 @@ pub fn compare(
     if let (Some(name), Some(b)) = (&m.base, &base_root)
         && !present(b)
     {
-        return Ok(vec![Mismatch {
-            kind: "missing",
-            path: format!("../{name}"),
-            detail: "the base snapshot this incremental snapshot builds on is gone".into(),
-        }]);
+        return Ok(vec![Mismatch::new(
+            MismatchKind::Missing,
+            &format!("../{name}"),
+            "the base snapshot this incremental snapshot builds on is gone",
+        )]);
     }
-    // Entries stored in this set (not in its base): anything else found in
-    // the set is extra.
-    let expected: HashSet<Vec<u8>> = m
+    let in_base = |e: &ManifestEntry| base_root.is_some() && e.in_base;
+    // Entries stored in this set (not in its base), by path: anything else
+    // found in the set is extra.
+    let stored: HashMap<Vec<u8>, usize> = m
         .entries
         .iter()
-        .filter(|e| base_root.is_none() || !e.in_base)
-        .map(ManifestEntry::rel_bytes)
+        .enumerate()
+        .filter(|(_, e)| !in_base(e))
+        .map(|(i, e)| (e.rel_bytes(), i))
         .collect();
-    let root_fd = match open_dir(root) {
-        Ok(fd) => fd,
-        Err(e) => {
-            return Ok(vec![Mismatch {
-                kind: "missing",
-                path: ".".into(),
-                detail: e.to_string(),
-            }]);
-        }
-    };
-    // A base that cannot be opened: its entries are checked in the set
-    // itself and reported missing there, so this hides nothing.
+    if let Err(e) = open_dir(root) {
+        return Ok(vec![Mismatch::new(
+            MismatchKind::Missing,
+            ".",
+            e.to_string(),
+        )]);
+    }
+    // A base that cannot be opened: its entries are reported missing.
     let base_fd = base_root.as_deref().and_then(|b| open_dir(b).ok());
-    let (mut out, extra) = std::thread::scope(|scope| {
-        let extra = scope.spawn(|| collect_extra(root, &expected, in_tree, threads));
-        let checked = super::tree::map_chunks(&m.entries, threads, |part| {
+    let from_base: Vec<(usize, &ManifestEntry)> = m
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| in_base(e))
+        .collect();
+    let (walked, based) = std::thread::scope(|scope| {
+        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads));
+        let based = map_chunks(&from_base, threads, |part| {
             let mut out = Vec::new();
-            for e in part {
-                check_entry(
-                    root_fd.as_fd(),
-                    base_fd.as_ref().map(|b| b.as_fd()),
-                    e,
-                    hashes,
-                    &mut out,
-                );
+            for (i, e) in part {
+                let mut found = Vec::new();
+                match &base_fd {
+                    Some(b) => check_entry(b.as_fd(), e, hashes, &mut found),
+                    None => found.push(Mismatch::new(
+                        MismatchKind::Missing,
+                        &e.path,
+                        format!("{} not found", e.kind),
+                    )),
+                }
+                out.extend(found.into_iter().map(|mm| (*i, mm)));
             }
             out
         });
-        let out: Vec<Mismatch> = checked.into_iter().flatten().collect();
-        (out, extra.join())
+        (walked.join(), based)
     });
-    for rel in scanned(root, extra)? {
-        out.push(Mismatch {
-            kind: "extra",
-            path: String::from_utf8_lossy(&rel).into_owned(),
-            detail: "not in the manifest".into(),
-        });
+    let Walked {
+        mut found,
+        seen,
+        mut extra,
+    } = walked_or_error(root, walked)?;
+    found.extend(based.into_iter().flatten());
+    for (i, e) in m.entries.iter().enumerate() {
+        if !in_base(e) && !seen[i] {
+            found.push((
+                i,
+                Mismatch::new(
+                    MismatchKind::Missing,
+                    &e.path,
+                    format!("{} not found", e.kind),
+                ),
+            ));
+        }
     }
+    found.sort_by_key(|(i, _)| *i);
+    extra.sort();
+    let mut out: Vec<Mismatch> = found.into_iter().map(|(_, mm)| mm).collect();
+    out.extend(extra.into_iter().map(|rel| {
+        Mismatch::new(
+            MismatchKind::Extra,
+            &String::from_utf8_lossy(&rel),
+            "not in the manifest",
+        )
+    }));
     Ok(out)
 }
 
-/// Checks one manifest entry against the disk, adding what differs to
-/// `out`. `root` and `base` are the set's (and its base's) open folders.
-fn check_entry(
-    root: BorrowedFd<'_>,
-    base: Option<BorrowedFd<'_>>,
-    e: &ManifestEntry,
-    hashes: bool,
-    out: &mut Vec<Mismatch>,
-) {
-    use rustix::fs::{AtFlags, FileType, readlinkat, statat};
-    let rel = e.rel_bytes();
-    let holder = match (base, e.in_base) {
-        (Some(b), true) => b,
-        _ => root,
-    };
-    let found = at(holder, &rel).and_then(|place| {
-        statat(place.dir(), place.name(), AtFlags::SYMLINK_NOFOLLOW).map(|st| (place, st))
-    });
-    let Ok((place, st)) = found else {
-        out.push(Mismatch {
-            kind: "missing",
-            path: e.path.clone(),
-            detail: format!("{} not found", e.kind),
-        });
-        return;
-    };
-    let actual = match FileType::from_raw_mode(st.st_mode as _) {
-        FileType::Directory => "dir",
-        FileType::RegularFile => "file",
-        FileType::Symlink => "symlink",
-        _ => "special",
-    };
-    if actual != e.kind {
-        out.push(Mismatch {
-            kind: "changed",
-            path: e.path.clone(),
-            detail: format!("is a {actual}, was a {}", e.kind),
-        });
-        return;
-    }
-    let len = st.st_size as u64;
-    if let Some(size) = e.size {
-        if len < size {
-            out.push(Mismatch {
-                kind: "truncated",
-                path: e.path.clone(),
-                detail: format!("{len} bytes, was {size}"),
-            });
-            return;
-        }
-        if len > size {
-            out.push(Mismatch {
-                kind: "changed",
-                path: e.path.clone(),
-                detail: format!("{len} bytes, was {size}"),
-            });
-            return;
-        }
-    }
-    if let Some(target) = &e.target {
-        let now = readlinkat(place.dir(), place.name(), Vec::new())
-            .map(|t| String::from_utf8_lossy(t.as_bytes()).into_owned())
-            .unwrap_or_default();
-        if &now != target {
-            out.push(Mismatch {
-                kind: "changed",
-                path: e.path.clone(),
-                detail: format!("points to {now}, was {target}"),
-            });
-            return;
-        }
-    }
-    let mode = st.st_mode & 0o7777;
-    if mode != e.mode && actual != "symlink" {
-        out.push(Mismatch {
-            kind: "changed",
-            path: e.path.clone(),
-            detail: format!("mode {mode:o}, was {:o}", e.mode),
-        });
-        return;
-    }
-    if let (true, Some(sum)) = (hashes, &e.sha256) {
-        let now = rustix::fs::openat(
-            place.dir(),
-            place.name(),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(std::io::Error::from)
-        .and_then(|fd| sha256_of(std::fs::File::from(fd)));
-        match now {
-            Ok(now) if &now == sum => {}
-            Ok(_) => out.push(Mismatch {
-                kind: "changed",
-                path: e.path.clone(),
-                detail: "content differs (sha256)".into(),
-            }),
-            Err(err) => out.push(Mismatch {
-                kind: "changed",
-                path: e.path.clone(),
-                detail: format!("unreadable: {err}"),
-            }),
-        }
-    }
+/// What one walk over a set found.
+struct Walked {
+    /// Mismatches of manifest entries, with the entry's index.
+    found: Vec<(usize, Mismatch)>,
+    /// Which entries the walk met.
+    seen: Vec<bool>,
+    /// Paths not in the manifest.
+    extra: Vec<Vec<u8>>,
 }
 
-/// The files the scan for extras found, from its joined thread. A scan
-/// that failed or panicked proves nothing: the set is not verified (it
-/// never reads as "no extra files").
-fn scanned(
+/// Walks the set once (see [`compare`]).
+fn walk_set(
     root: &Path,
-    joined: std::thread::Result<Result<Vec<Vec<u8>>, FsError>>,
-) -> Result<Vec<Vec<u8>>, FsError> {
-    joined.unwrap_or_else(|_| {
-        Err(FsError::new(format!(
-            "the scan of {} for files not in its manifest panicked (a bug in ward); \
-             the set is not verified",
-            root.display()
-        )))
-    })
-}
-
-/// Every path under `root` that is not in `expected` (a legacy in-tree
-/// manifest aside), sorted; folders not in `expected` are reported, not
-/// entered. A folder that is gone or no longer a folder is left to the
-/// entry check (it reports it); one that cannot be read is an error, as
-/// files in it could not be ruled out.
-fn collect_extra(
-    root: &Path,
-    expected: &HashSet<Vec<u8>>,
+    m: &Manifest,
+    stored: &HashMap<Vec<u8>, usize>,
     in_tree: bool,
+    hashes: bool,
     threads: usize,
-) -> Result<Vec<Vec<u8>>, FsError> {
+) -> Result<Walked, FsError> {
+    use rustix::fs::{AtFlags, FileType, statat};
     use rustix::io::Errno;
-    let found: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    use std::sync::Mutex;
+    let walked = Mutex::new(Walked {
+        found: Vec::new(),
+        seen: vec![false; m.entries.len()],
+        extra: Vec::new(),
+    });
     let unscanned = |e: &dyn std::fmt::Display| {
         FsError::new(format!(
             "{e}; files not in the manifest cannot be ruled out there, so the set is not verified"
@@ -717,8 +684,8 @@ fn collect_extra(
             };
             let fd = match open_level_errno(root, rel, parent_fd) {
                 Ok(fd) => fd,
-                // Gone, or replaced by a file or a symlink: the entry check
-                // reports it missing or changed.
+                // Gone or replaced since its folder was read: its entries
+                // were not met, so they are reported missing.
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) if !rel.is_empty() => {
                     return Ok((None, Vec::new()));
                 }
@@ -731,33 +698,160 @@ fn collect_extra(
             };
             let names = read_names(&fd, &join(root, rel)).map_err(|e| unscanned(&e))?;
             let mut subdirs = Vec::new();
+            let mut found = Vec::new();
+            let mut met = Vec::new();
             let mut extra = Vec::new();
-            for (name, ft) in names {
+            for (name, _) in names {
                 let bytes = name.to_bytes();
                 if in_tree && rel.is_empty() && bytes == LEGACY_FILE_NAME.as_bytes() {
                     continue;
                 }
                 let child = child_rel(rel, bytes);
-                if !expected.contains(child.as_slice()) {
+                let Some(&i) = stored.get(child.as_slice()) else {
                     extra.push(child);
-                } else if is_dir(&fd, &name, ft) {
+                    continue;
+                };
+                met.push(i);
+                let e = &m.entries[i];
+                let st = match statat(&fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    Err(err) => {
+                        found.push((
+                            i,
+                            Mismatch::new(
+                                MismatchKind::Missing,
+                                &e.path,
+                                format!("{} not found: {err}", e.kind),
+                            ),
+                        ));
+                        continue;
+                    }
+                };
+                let mut out = Vec::new();
+                compare_found(e, &st, fd.as_fd(), &name, hashes, &mut out);
+                found.extend(out.into_iter().map(|mm| (i, mm)));
+                // A folder is entered even where it differs (its mode, or a
+                // folder where a file was): what is in it is checked too.
+                if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory {
                     subdirs.push(child);
                 }
             }
-            if !extra.is_empty() {
-                found
-                    .lock()
-                    .map_err(|_| poisoned("the files found that are not in the manifest"))?
-                    .extend(extra);
+            let mut all = walked
+                .lock()
+                .map_err(|_| poisoned("the result of the check"))?;
+            all.found.extend(found);
+            all.extra.extend(extra);
+            for i in met {
+                all.seen[i] = true;
             }
+            drop(all);
             Ok((Some(fd), subdirs))
         },
     )?;
-    let mut found = found
+    walked
         .into_inner()
-        .map_err(|_| poisoned("the files found that are not in the manifest"))?;
-    found.sort();
-    Ok(found)
+        .map_err(|_| poisoned("the result of the check"))
+}
+
+/// Checks one manifest entry, found by path below `holder` (the base of
+/// an incremental set), adding what differs to `out`.
+fn check_entry(holder: BorrowedFd<'_>, e: &ManifestEntry, hashes: bool, out: &mut Vec<Mismatch>) {
+    use rustix::fs::{AtFlags, statat};
+    let rel = e.rel_bytes();
+    let found = at(holder, &rel).and_then(|place| {
+        statat(place.dir(), place.name(), AtFlags::SYMLINK_NOFOLLOW).map(|st| (place, st))
+    });
+    match found {
+        Ok((place, st)) => compare_found(e, &st, place.dir(), place.name(), hashes, out),
+        Err(_) => out.push(Mismatch::new(
+            MismatchKind::Missing,
+            &e.path,
+            format!("{} not found", e.kind),
+        )),
+    }
+}
+
+/// Compares what was found at `name` in the folder `dir` (its metadata
+/// `st`) with the manifest entry `e`; the first difference goes to `out`.
+fn compare_found(
+    e: &ManifestEntry,
+    st: &rustix::fs::Stat,
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    hashes: bool,
+    out: &mut Vec<Mismatch>,
+) {
+    use rustix::fs::{FileType, readlinkat};
+    let changed = |detail: String| Mismatch::new(MismatchKind::Changed, &e.path, detail);
+    let actual = match FileType::from_raw_mode(st.st_mode as _) {
+        FileType::Directory => "dir",
+        FileType::RegularFile => "file",
+        FileType::Symlink => "symlink",
+        _ => "special",
+    };
+    if actual != e.kind {
+        out.push(changed(format!("is a {actual}, was a {}", e.kind)));
+        return;
+    }
+    let len = st.st_size as u64;
+    if let Some(size) = e.size {
+        if len < size {
+            out.push(Mismatch::new(
+                MismatchKind::Truncated,
+                &e.path,
+                format!("{len} bytes, was {size}"),
+            ));
+            return;
+        }
+        if len > size {
+            out.push(changed(format!("{len} bytes, was {size}")));
+            return;
+        }
+    }
+    if let Some(target) = &e.target {
+        let now = readlinkat(dir, name, Vec::new())
+            .map(|t| String::from_utf8_lossy(t.as_bytes()).into_owned())
+            .unwrap_or_default();
+        if &now != target {
+            out.push(changed(format!("points to {now}, was {target}")));
+            return;
+        }
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode != e.mode && actual != "symlink" {
+        out.push(changed(format!("mode {mode:o}, was {:o}", e.mode)));
+        return;
+    }
+    if let (true, Some(sum)) = (hashes, &e.sha256) {
+        let now = rustix::fs::openat(
+            dir,
+            name,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|fd| sha256_of(std::fs::File::from(fd)));
+        match now {
+            Ok(now) if &now == sum => {}
+            Ok(_) => out.push(changed("content differs (sha256)".into())),
+            Err(err) => out.push(changed(format!("unreadable: {err}"))),
+        }
+    }
+}
+
+/// The result of the walk, from its joined thread. A walk that failed or
+/// panicked proves nothing: the set is not verified (it never reads as
+/// "no differences").
+fn walked_or_error<T>(
+    root: &Path,
+    joined: std::thread::Result<Result<T, FsError>>,
+) -> Result<T, FsError> {
+    joined.unwrap_or_else(|_| {
+        Err(FsError::new(format!(
+            "the check of {} panicked (a bug in ward); the set is not verified",
+            root.display()
+        )))
+    })
 }
 
 /// Builds, under `view`, the complete tree of `prefix` (a folder of the
@@ -827,20 +921,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_scan_for_extra_files_that_panicked_is_an_error_not_an_empty_list() {
+    fn a_check_that_panicked_is_an_error_not_an_empty_list() {
         let root = Path::new("/backups/2026-11-23");
-        let joined =
-            std::thread::spawn(|| -> Result<Vec<Vec<u8>>, FsError> { panic!("a scan that broke") })
-                .join();
-        let err = scanned(root, joined).expect_err("a panicked scan must not pass");
+        let joined = std::thread::spawn(|| -> Result<Vec<Vec<u8>>, FsError> {
+            panic!("a check that broke")
+        })
+        .join();
+        let err = walked_or_error(root, joined).expect_err("a panicked check must not pass");
         assert!(
             err.to_string().contains("/backups/2026-11-23")
                 && err.to_string().contains("not verified"),
             "{err}"
         );
-        let failed = scanned(root, Ok(Err(FsError::new("cannot open folder x"))));
+        let failed =
+            walked_or_error::<Vec<u8>>(root, Ok(Err(FsError::new("cannot open folder x"))));
         assert!(failed.is_err());
-        let found = scanned(root, Ok(Ok(vec![b"extra".to_vec()]))).expect("found");
+        let found = walked_or_error(root, Ok(Ok(vec![b"extra".to_vec()]))).expect("found");
         assert_eq!(found, vec![b"extra".to_vec()]);
     }
 }

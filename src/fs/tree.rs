@@ -347,16 +347,6 @@ pub(super) fn read_names(fd: &OwnedFd, path: &Path) -> Result<Vec<(CString, File
     Ok(names)
 }
 
-/// True if `name` in the open folder `dir` is a folder (asking the file
-/// system when the listing did not say).
-pub(super) fn is_dir(dir: &OwnedFd, name: &CStr, listed: FileType) -> bool {
-    match listed {
-        FileType::Unknown => rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode as _) == FileType::Directory),
-        t => t == FileType::Directory,
-    }
-}
-
 /// Relative paths up to this long are passed to the `*at` calls whole;
 /// longer ones are walked in steps of at most this many bytes.
 const STEP: usize = 2048;

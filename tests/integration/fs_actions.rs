@@ -516,3 +516,69 @@ fn base_incremental_snapshots_link_only_changes_verify_rotate_and_restore() {
         run.stdout
     );
 }
+
+#[test]
+fn verify_reports_every_kind_of_difference_in_manifest_order_then_extras() {
+    let s = Scratch::new();
+    make_data(&s.path().join("data"));
+    std::fs::create_dir_all(s.path().join("data/gone/inner")).expect("mkdir");
+    std::fs::write(s.path().join("data/gone/inner/a.txt"), "a").expect("write");
+    std::fs::write(s.path().join("data/becomes-dir"), "file").expect("write");
+    std::fs::write(s.path().join("data/mode.txt"), "mode").expect("write");
+    s.write("p.yml", SNAPSHOT);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let set = s.path().join("backup/snapshots/2026-11-23");
+    // Snapshots share inodes with `current`: replace, never write in place.
+    std::fs::remove_dir_all(set.join("gone")).expect("rm gone");
+    std::fs::remove_file(set.join("becomes-dir")).expect("rm file");
+    std::fs::create_dir(set.join("becomes-dir")).expect("mkdir");
+    std::fs::write(set.join("becomes-dir/inside"), "x").expect("write");
+    std::fs::remove_file(set.join("link")).expect("rm link");
+    std::os::unix::fs::symlink("elsewhere", set.join("link")).expect("symlink");
+    std::fs::remove_file(set.join("mode.txt")).expect("rm");
+    std::fs::write(set.join("mode.txt"), "mode").expect("write");
+    std::fs::set_permissions(
+        set.join("mode.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    std::fs::create_dir_all(set.join("new dir/deep")).expect("mkdir");
+    std::fs::write(set.join("new dir/deep/x"), "x").expect("write");
+    std::fs::write(set.join("sub dir/extra.txt"), "x").expect("write");
+    let run = s
+        .ward()
+        .args(["verify", "--json"])
+        .arg(&set)
+        .run()
+        .expect_code(1);
+    let v = run.json();
+    let found: Vec<String> = v["mismatches"]
+        .as_array()
+        .expect("mismatches")
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["kind"].as_str().unwrap_or(""),
+                m["path"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    // Manifest order is path order; what is inside a folder found where a
+    // file was is extra; a new folder is reported, not entered.
+    assert_eq!(
+        found,
+        [
+            "changed becomes-dir",
+            "missing gone",
+            "missing gone/inner",
+            "missing gone/inner/a.txt",
+            "changed link",
+            "changed mode.txt",
+            "extra becomes-dir/inside",
+            "extra new dir",
+            "extra sub dir/extra.txt",
+        ],
+        "{v}"
+    );
+}
