@@ -19,6 +19,7 @@ pub mod diagnostic;
 pub mod error;
 pub mod execute;
 pub mod fs;
+pub mod host;
 pub mod model;
 pub mod parse;
 pub mod pg;

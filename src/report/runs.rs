@@ -161,7 +161,7 @@ pub fn render_status(
 /// database ward could no longer write). A run on another host is taken
 /// as live: ward cannot tell from here.
 pub fn recorded_running_but_gone(run: &RunRecord) -> bool {
-    if run.state != RunState::Running || run.host != crate::template::RunFacts::hostname() {
+    if run.state != RunState::Running || run.host != crate::host::hostname() {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{}/comm", run.pid)) {

@@ -26,7 +26,7 @@ impl HostIdentity {
     pub fn current() -> HostIdentity {
         static THIS: OnceLock<HostIdentity> = OnceLock::new();
         THIS.get_or_init(|| HostIdentity {
-            hostname: hostname(),
+            hostname: crate::host::hostname(),
             boot_id: boot_id(),
         })
         .clone()
@@ -37,14 +37,6 @@ impl HostIdentity {
     pub fn same_boot(&self, then: &str) -> bool {
         same_boot(then, &self.boot_id)
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 fn boot_id() -> String {

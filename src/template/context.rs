@@ -48,26 +48,11 @@ impl RunFacts {
             time: now.format("%H:%M:%S").to_string(),
             timestamp: now.format("%Y-%m-%dT%H:%M:%S").to_string(),
             weekday: now.format("%a").to_string(),
-            host: hostname(),
+            host: crate::host::hostname(),
             run_id: run_id.to_owned(),
             playbook_dir: dir.display().to_string(),
         }
     }
-}
-
-impl RunFacts {
-    /// This machine's host name.
-    pub fn hostname() -> String {
-        hostname()
-    }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// A `--var` argument that is not `name=value` with a valid name and

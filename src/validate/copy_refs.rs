@@ -8,8 +8,7 @@ use std::collections::{HashMap, HashSet};
 use super::resolve::{ResolvedBody, ResolvedStep};
 use crate::action::{Action, Rsync, RsyncParams};
 use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
-use crate::model::{Playbook, StepBody};
-use crate::source::Span;
+use crate::model::Playbook;
 
 /// Adds an error for every `changed_since` that does not name an earlier
 /// copy of the same tree.
@@ -87,7 +86,7 @@ pub(super) fn check(playbook: &Playbook, steps: &[ResolvedStep], diags: &mut Dia
             },
         };
         if let Some((message, help)) = problem {
-            let span = with_value_span(playbook, step, "changed_since");
+            let span = super::with_value_span(playbook, step, "changed_since");
             diags.push(Diagnostic::error("copy-reference", span, message).with_help(help));
         }
     }
@@ -146,22 +145,4 @@ fn runs_before(target: &str, step: &ResolvedStep, by_id: &HashMap<&str, &Resolve
         }
     }
     false
-}
-
-/// The span of `key`'s value in a step's `with:` as written (the step's
-/// action name when it cannot be found).
-fn with_value_span(playbook: &Playbook, step: &ResolvedStep, key: &str) -> Span {
-    playbook
-        .steps
-        .get(step.index)
-        .and_then(|s| match &s.body {
-            StepBody::Action { with, anchor, .. } => Some(
-                with.as_ref()
-                    .and_then(|w| w.as_map())
-                    .and_then(|m| m.iter().find(|e| e.key.as_str() == Some(key)))
-                    .map_or(*anchor, |e| e.value.span),
-            ),
-            _ => None,
-        })
-        .unwrap_or(step.span)
 }

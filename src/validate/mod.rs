@@ -90,3 +90,22 @@ pub fn validate(
         playbook,
     }
 }
+
+/// The span of `key`'s value in an action step's `with:` as written (the
+/// step's `action:` when the key is not there), for errors about a
+/// reference from one step to another.
+fn with_value_span(playbook: &Playbook, step: &ResolvedStep, key: &str) -> crate::source::Span {
+    playbook
+        .steps
+        .get(step.index)
+        .and_then(|s| match &s.body {
+            crate::model::StepBody::Action { with, anchor, .. } => Some(
+                with.as_ref()
+                    .and_then(|w| w.as_map())
+                    .and_then(|m| m.iter().find(|e| e.key.as_str() == Some(key)))
+                    .map_or(*anchor, |e| e.value.span),
+            ),
+            _ => None,
+        })
+        .unwrap_or(step.span)
+}

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use super::resolve::{ResolvedBody, ResolvedStep};
 use crate::action::{PgDumpParams, PgSnapshot};
 use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
-use crate::model::{Playbook, StepBody};
+use crate::model::Playbook;
 
 /// Adds an error for every `pg.dump` whose `snapshot:` is not a
 /// `pg.snapshot` step among its (transitive) `needs`.
@@ -30,19 +30,7 @@ pub(super) fn check(playbook: &Playbook, steps: &[ResolvedStep], diags: &mut Dia
         };
         let target = dump.snapshot.as_str();
         // Point at the `snapshot:` value as written.
-        let span = playbook
-            .steps
-            .get(step.index)
-            .and_then(|s| match &s.body {
-                StepBody::Action { with, anchor, .. } => Some(
-                    with.as_ref()
-                        .and_then(|w| w.as_map())
-                        .and_then(|m| m.iter().find(|e| e.key.as_str() == Some("snapshot")))
-                        .map_or(*anchor, |e| e.value.span),
-                ),
-                _ => None,
-            })
-            .unwrap_or(step.span);
+        let span = super::with_value_span(playbook, step, "snapshot");
         let written = playbook.steps.iter().any(|s| s.id.value == target);
         let problem = match by_id.get(target) {
             // A step that is there but failed to resolve has its own error.

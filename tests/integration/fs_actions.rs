@@ -276,6 +276,24 @@ impl FifoLike for std::fs::FileType {
     }
 }
 
+/// `ward verify --json`'s mismatches as "kind path" lines, in its order.
+fn mismatches(v: &serde_json::Value) -> Vec<String> {
+    v["mismatches"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    format!(
+                        "{} {}",
+                        m["kind"].as_str().unwrap_or(""),
+                        m["path"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
     let s = Scratch::new();
@@ -294,20 +312,7 @@ fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
             .expect_code(1);
         let v = run.json();
         assert_eq!(v["ok"], false);
-        let found: Vec<String> = v["mismatches"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|m| {
-                        format!(
-                            "{} {}",
-                            m["kind"].as_str().unwrap_or(""),
-                            m["path"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let found = mismatches(&v);
         assert!(
             found.iter().any(|f| f == expect),
             "expected {expect:?} in {found:?} / {v}"
@@ -552,18 +557,7 @@ fn verify_reports_every_kind_of_difference_in_manifest_order_then_extras() {
         .run()
         .expect_code(1);
     let v = run.json();
-    let found: Vec<String> = v["mismatches"]
-        .as_array()
-        .expect("mismatches")
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {}",
-                m["kind"].as_str().unwrap_or(""),
-                m["path"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let found = mismatches(&v);
     // Manifest order is path order; what is inside a folder found where a
     // file was is extra; a new folder is reported, not entered.
     assert_eq!(

@@ -142,6 +142,15 @@ steps:
     )
 }
 
+/// Makes the tree, waits until its folders are older than the margin
+/// before the warm pass (as on any real night), and runs the playbook.
+fn run_changes(s: &Scratch, warm_program: &str) -> crate::harness::Run {
+    make_tree(&s.path().join("src"), &s.path().join("outside"));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    s.write("p.yml", &playbook(s, warm_program));
+    s.ward().args(["run", "p.yml"]).run()
+}
+
 fn details(s: &Scratch, step: &str) -> serde_json::Value {
     let status = s.status(None);
     let step = status_step(&status, step);
@@ -152,11 +161,7 @@ fn details(s: &Scratch, step: &str) -> serde_json::Value {
 #[test]
 fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
     let s = Scratch::new();
-    make_tree(&s.path().join("src"), &s.path().join("outside"));
-    // The tree's folders are older than the margin before the warm pass.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    s.write("p.yml", &playbook(&s, "rsync"));
-    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    run_changes(&s, "rsync").expect_code(0);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "changed", "{d}");
     // Folders with a change are listed whole; the quiet ones are not.
@@ -178,10 +183,7 @@ fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
 #[test]
 fn a_failed_warm_pass_makes_the_pass_copy_everything() {
     let s = Scratch::new();
-    make_tree(&s.path().join("src"), &s.path().join("outside"));
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    s.write("p.yml", &playbook(&s, "/bin/false"));
-    let run = s.ward().args(["run", "p.yml"]).run();
+    let run = run_changes(&s, "/bin/false");
     assert_eq!(run.code, 1, "the warm pass failed: {}", run.stderr);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "full", "{d}");
