@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::params::forbidden_args;
 use super::params::{non_empty, option_like};
@@ -177,8 +177,8 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
         Err(e) => return Pass::Full(Some(format!("cannot resolve {}: {e}", key.src))),
     };
     let src = src.as_path();
-    let from = match rsync_since::threshold(&ctx.attempt.run_id, since, key, src, dest) {
-        Ok(from) => from,
+    let since = match rsync_since::threshold(&ctx.attempt.run_id, since, key, src, dest) {
+        Ok(since) => since,
         Err(why) => return Pass::Full(Some(why)),
     };
     // gold-only copies two top-level folders: the rest need not be read.
@@ -187,7 +187,14 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
         RsyncMode::Full | RsyncMode::Filter => None,
     };
     let began = Instant::now();
-    match changed::list(src, from, top, ctx.threads, ctx.cancel_flag()) {
+    match changed::list(
+        src,
+        since.from,
+        top,
+        &since.mount_points,
+        ctx.threads,
+        ctx.cancel_flag(),
+    ) {
         Ok(changes) => {
             ctx.log(format!(
                 "listed {} changed paths ({} folders whole) from {} folders in {:.2}s",
@@ -251,9 +258,13 @@ fn incremental_view(
     Ok(None)
 }
 
-/// Why `changed_since` cannot serve these parameters: ward walks `src`
-/// and hands rsync the changed paths, so both ends must be local, and
-/// per-folder filter files would be read only in the folders listed.
+/// Why `changed_since` cannot serve these parameters. Ward walks `src`
+/// and hands rsync the changed paths, and rsync applies a rule that
+/// excludes a folder to that folder, not to a path listed inside it, and
+/// copies a listed folder on another file system despite `-x`: so both
+/// ends must be local, `mode: filter` is refused (`full` and `gold-only`,
+/// whose rules include whole trees, are safe), and so are `args` that
+/// filter, list or change how rsync recurses.
 fn changed_since_problems(p: &RsyncParams) -> Vec<ParamProblem> {
     let mut out = Vec::new();
     for (key, path) in [("src", &p.src), ("dest", &p.dest)] {
@@ -267,30 +278,67 @@ fn changed_since_problems(p: &RsyncParams) -> Vec<ParamProblem> {
             );
         }
     }
-    let merge_rule = |r: &str| {
-        let r = r.trim_start();
-        r.starts_with(':')
-            || r.starts_with('.')
-            || r.starts_with("dir-merge")
-            || r.starts_with("merge")
-    };
-    let in_args = p
-        .args
-        .iter()
-        .filter(|a| *a == "-F" || a.strip_prefix("--filter=").is_some_and(merge_rule));
-    for rule in p.filters.iter().filter(|r| merge_rule(r)).chain(in_args) {
+    if p.mode == RsyncMode::Filter {
         out.push(
             ParamProblem::new(
                 "changed_since",
-                format!("`changed_since` cannot be combined with the merge-file rule {rule:?}"),
+                "`changed_since` works with `mode: full` or `gold-only`, not `mode: filter`",
             )
             .help(
-                "such rules are read from the folders rsync visits, and a pass over the changes \
-                 visits only some: write the rules into `filters`, or remove `changed_since`",
+                "rsync applies a rule that excludes a folder to the folder, not to a changed \
+                 path listed inside it; remove `changed_since`, or copy with `mode: full`",
+            ),
+        );
+    }
+    for arg in p.args.iter().filter(|a| unsafe_with_list(a)) {
+        out.push(
+            ParamProblem::new(
+                "changed_since",
+                format!("`changed_since` cannot be combined with the rsync argument {arg:?}"),
+            )
+            .help(
+                "arguments that filter (--exclude, --include, --filter, -F, -C), list \
+                 (--files-from) or change recursion or file systems (-r, -d, -x) would \
+                 act differently on a list of changed paths; remove the argument or \
+                 `changed_since`",
             ),
         );
     }
     out
+}
+
+/// True for an rsync argument that acts differently on a list of paths
+/// than on a whole tree.
+fn unsafe_with_list(arg: &str) -> bool {
+    const LONG: &[&str] = &[
+        "--exclude",
+        "--include",
+        "--filter",
+        "--cvs-exclude",
+        "--files-from",
+        "--from0",
+        "--one-file-system",
+        "--recursive",
+        "--no-recursive",
+        "--no-r",
+        "--dirs",
+        "--no-dirs",
+        "--relative",
+        "--no-relative",
+        "--delete-excluded",
+    ];
+    match arg.strip_prefix("--") {
+        Some(_) => LONG.iter().any(|l| {
+            arg == *l
+                || arg
+                    .strip_prefix(l)
+                    .is_some_and(|r| r.starts_with(['=', '-']))
+        }),
+        // A cluster of short options: any of them.
+        None => arg
+            .strip_prefix('-')
+            .is_some_and(|cluster| cluster.chars().any(|c| "fFCxrdR".contains(c))),
+    }
 }
 
 /// A problem with a `src`/`dest` that rsync or the remote shell would read
@@ -444,16 +492,16 @@ impl Action for Rsync {
             filters: p.filter_rules(),
             hard_links: p.hard_links,
             delete: p.delete,
+            args: p.args.clone(),
+            program: p.program.clone(),
         };
         // Taken before rsync starts: whatever changes after this moment
-        // carries a later change time, which a later pass looks for.
-        let started = (SystemTime::now(), Instant::now());
-        let ids = local
-            .then(|| {
-                rsync_since::folder_id(std::path::Path::new(&src))
-                    .zip(rsync_since::folder_id(std::path::Path::new(&dest)))
-            })
-            .flatten();
+        // carries a later change time, which a later pass looks for. The
+        // walk follows a symlinked `src` as rsync does.
+        let stamp = local
+            .then(|| std::fs::canonicalize(&src).ok())
+            .flatten()
+            .and_then(|real| Stamp::take(key.clone(), &real, std::path::Path::new(&dest)));
         let pass = match (&p.changed_since, &view) {
             (Some(since), None) => changed_pass(ctx, p, since, &key),
             (Some(_), Some(_)) => Pass::Full(Some(
@@ -516,18 +564,8 @@ impl Action for Rsync {
             }
         }
         // This copy succeeded: a later pass of the same copy may start from it.
-        if let Some((src_id, dest_id)) = ids {
-            rsync_since::record(
-                &ctx.attempt.run_id,
-                &ctx.attempt.step,
-                Stamp {
-                    copy: key,
-                    src_id,
-                    dest_id,
-                    wall: started.0,
-                    mono: started.1,
-                },
-            );
+        if let Some(stamp) = stamp {
+            rsync_since::record(&ctx.attempt.run_id, &ctx.attempt.step, stamp);
         }
         let count = |k: &str| stats.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         let mut summary = format!(

@@ -1,41 +1,47 @@
 //! When an `rsync` step with `changed_since:` may copy only what changed
 //! since an earlier copy of the same tree (the walk itself is
 //! `fs::changed`): the earlier copy succeeded in this ward process with the
-//! same settings, the source and destination folders are the same ones,
-//! and the wall clock did not go back since it started. Otherwise the step
-//! copies everything.
+//! same settings; the source and destination folders are the same ones;
+//! no file system was mounted, unmounted or remounted at or below the
+//! source (a rollback remounts; a mount hides a folder's old contents
+//! without changing its times); and the wall clock was not set since the
+//! earlier copy started (a timer that the kernel cancels on any clock set
+//! tells, also for a step back and forth again). Otherwise the step copies
+//! everything.
 //!
 //! Times are compared with a margin (two seconds before the earlier copy
 //! started), which covers the coarse clock the kernel stamps files with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fd::OwnedFd;
 
 /// How long before the earlier copy's start a change still counts.
 const MARGIN: Duration = Duration::from_secs(2);
 
-/// The clock may step back by this much between the stamp and the pass
-/// before the stamp is not trusted (less than [`MARGIN`]).
-const CLOCK_SLACK: Duration = Duration::from_secs(1);
-
 /// What an earlier copy was and when it started, kept in this process.
 #[derive(Clone, Debug)]
 pub struct Stamp {
-    /// The copy's identity: source, destination, filter rules, `-H`,
-    /// `--delete` (resolved), so a pass trusts only the same copy.
-    pub copy: CopyKey,
+    /// The copy's identity, so a pass trusts only the same copy.
+    copy: CopyKey,
     /// Source and destination folders' (device, inode) when it started.
-    pub src_id: (u64, u64),
-    pub dest_id: (u64, u64),
+    src_id: (u64, u64),
+    dest_id: (u64, u64),
+    /// The mounts at, above and below the source when it started.
+    mounts: Vec<(u64, Vec<u8>)>,
     /// Wall-clock start (what files' change times compare with).
-    pub wall: SystemTime,
-    /// Monotonic start (to notice the wall clock stepping back).
-    pub mono: Instant,
+    wall: SystemTime,
+    /// A timer on the wall clock that reads `ECANCELED` once the clock
+    /// was set (stepped either way) after the start.
+    clock: Arc<OwnedFd>,
 }
 
-/// What makes two rsync copies the same copy.
+/// What makes two rsync copies the same copy: everything that decides
+/// which entries reach `dest` and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyKey {
     pub src: String,
@@ -43,6 +49,25 @@ pub struct CopyKey {
     pub filters: Vec<String>,
     pub hard_links: bool,
     pub delete: bool,
+    pub args: Vec<String>,
+    pub program: Option<String>,
+}
+
+impl Stamp {
+    /// Takes the stamp of a copy about to start from `src` (resolved) to
+    /// `dest`; None if one of them cannot be read (no later pass will
+    /// trust this copy then).
+    pub fn take(copy: CopyKey, src: &Path, dest: &Path) -> Option<Stamp> {
+        let clock = clock_watch().ok()?;
+        Some(Stamp {
+            src_id: folder_id(src)?,
+            dest_id: folder_id(dest)?,
+            mounts: mounts_around(src)?,
+            wall: SystemTime::now(),
+            clock: Arc::new(clock),
+            copy,
+        })
+    }
 }
 
 /// Stamps of copies that succeeded in this process, by (run id, step id).
@@ -66,18 +91,124 @@ pub fn folder_id(path: &Path) -> Option<(u64, u64)> {
     meta.is_dir().then(|| (meta.dev(), meta.ino()))
 }
 
+/// A timer on the wall clock, set far in the future, that the kernel
+/// cancels when the clock is set (`TFD_TIMER_CANCEL_ON_SET`).
+fn clock_watch() -> rustix::io::Result<OwnedFd> {
+    use rustix::time::{
+        Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_create,
+        timerfd_settime,
+    };
+    let fd = timerfd_create(
+        TimerfdClockId::Realtime,
+        TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+    )?;
+    let far = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        + 100 * 365 * 86_400;
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    timerfd_settime(
+        &fd,
+        TimerfdTimerFlags::ABSTIME | TimerfdTimerFlags::CANCEL_ON_SET,
+        &Itimerspec {
+            it_interval: zero,
+            it_value: Timespec {
+                tv_sec: far,
+                tv_nsec: 0,
+            },
+        },
+    )?;
+    Ok(fd)
+}
+
+/// True if the wall clock was set since the watch began.
+fn clock_was_set(watch: &OwnedFd) -> bool {
+    let mut buf = [0u8; 8];
+    // Not expired (EAGAIN) is the expected answer; anything else (the
+    // cancellation, or a timer that cannot be read) is not trusted.
+    !matches!(
+        rustix::io::read(watch, &mut buf),
+        Err(rustix::io::Errno::AGAIN)
+    )
+}
+
+/// The mounts whose mount point is `src`, below it or above it (by path),
+/// with their mount ids, from /proc/self/mountinfo: None if it cannot be
+/// read.
+fn mounts_around(src: &Path) -> Option<Vec<(u64, Vec<u8>)>> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let src = src.as_os_str().as_bytes();
+    let related = |point: &[u8]| {
+        let (short, long) = if point.len() <= src.len() {
+            (point, src)
+        } else {
+            (src, point)
+        };
+        long.starts_with(short)
+            && (short == b"/" || long.len() == short.len() || long[short.len()] == b'/')
+    };
+    Some(
+        info.split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let mut fields = line.split(|&b| b == b' ');
+                let id = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+                let point = unescape(fields.nth(3)?);
+                related(&point).then_some((id, point))
+            })
+            .collect(),
+    )
+}
+
+/// A mountinfo field with its `\ooo` escapes (space, tab, newline,
+/// backslash) decoded.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (field[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Why a pass must copy everything instead of the changes.
 pub type WhyFull = String;
 
-/// The earliest change time that counts for a pass of `copy` after step
-/// `since`, or why there is none.
+/// What a pass may trust: changes count from this moment (seconds,
+/// nanoseconds), and these folders below the source (relative paths) are
+/// mount points, copied whole.
+#[derive(Debug)]
+pub struct Since {
+    pub from: (i64, i64),
+    pub mount_points: HashSet<Vec<u8>>,
+}
+
+/// From when changes count for a pass of `copy` after step `since`, and
+/// the folders below `src` that are mount points (each copied whole), or
+/// why everything must be copied. `src` is resolved.
 pub fn threshold(
     run_id: &str,
     since: &str,
     copy: &CopyKey,
     src: &Path,
     dest: &Path,
-) -> Result<(i64, i64), WhyFull> {
+) -> Result<Since, WhyFull> {
     let stamp = STAMPS
         .lock()
         .ok()
@@ -99,27 +230,40 @@ pub fn threshold(
             "the source or destination folder was replaced since `{since}`"
         ));
     }
-    // Elapsed by the wall clock (negative if it went back) and by the
-    // monotonic one: a wall clock stepped back would let a change after
-    // the stamp carry an earlier time.
-    let wall = match SystemTime::now().duration_since(stamp.wall) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => -e.duration().as_secs_f64(),
-    };
-    let mono = stamp.mono.elapsed().as_secs_f64();
-    if wall + CLOCK_SLACK.as_secs_f64() < mono {
+    if clock_was_set(&stamp.clock) {
         return Err(format!(
-            "the wall clock went back by {:.1} s since `{since}` started, so change times \
-             cannot be compared with it",
-            mono - wall
+            "the wall clock was set since `{since}` started, so change times cannot be \
+             compared with its start"
         ));
     }
+    let mounts = mounts_around(src);
+    if mounts.as_ref() != Some(&stamp.mounts) {
+        return Err(format!(
+            "a file system was mounted, unmounted or remounted at or below {} since `{since}`",
+            src.display()
+        ));
+    }
+    let src_bytes = src.as_os_str().as_bytes();
+    let below: HashSet<Vec<u8>> = stamp
+        .mounts
+        .iter()
+        .filter_map(|(_, point)| {
+            point
+                .strip_prefix(src_bytes)
+                .and_then(|rest| rest.strip_prefix(b"/"))
+                .filter(|rel| !rel.is_empty())
+                .map(<[u8]>::to_vec)
+        })
+        .collect();
     let from = stamp
         .wall
         .checked_sub(MARGIN)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .ok_or_else(|| "the clock reads before 1970".to_owned())?;
-    Ok((from.as_secs() as i64, i64::from(from.subsec_nanos())))
+    Ok(Since {
+        from: (from.as_secs() as i64, i64::from(from.subsec_nanos())),
+        mount_points: below,
+    })
 }
 
 #[cfg(test)]
@@ -133,6 +277,8 @@ mod tests {
             filters: Vec::new(),
             hard_links: true,
             delete: true,
+            args: Vec::new(),
+            program: None,
         }
     }
 
@@ -142,16 +288,14 @@ mod tests {
         let (src, dest) = (dir.path().join("s"), dir.path().join("d"));
         std::fs::create_dir(&src).expect("src");
         std::fs::create_dir(&dest).expect("dest");
-        let stamp = Stamp {
-            copy: key("/s"),
-            src_id: folder_id(&src).expect("src id"),
-            dest_id: folder_id(&dest).expect("dest id"),
-            wall: SystemTime::now(),
-            mono: Instant::now(),
-        };
+        let stamp = Stamp::take(key("/s"), &src, &dest).expect("stamp");
         record("run-a", "warm", stamp);
         assert!(threshold("run-a", "warm", &key("/s"), &src, &dest).is_ok());
         let why = threshold("run-a", "warm", &key("/other"), &src, &dest).expect_err("other");
+        assert!(why.contains("other settings"), "{why}");
+        let mut with_args = key("/s");
+        with_args.args = vec!["--exclude=/cache/".into()];
+        let why = threshold("run-a", "warm", &with_args, &src, &dest).expect_err("args");
         assert!(why.contains("other settings"), "{why}");
         let why = threshold("run-b", "warm", &key("/s"), &src, &dest).expect_err("run");
         assert!(why.contains("did not complete"), "{why}");
@@ -162,20 +306,17 @@ mod tests {
     }
 
     #[test]
-    fn a_wall_clock_stepped_back_is_not_trusted() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let id = folder_id(dir.path()).expect("id");
-        let stamp = Stamp {
-            copy: key("/s"),
-            src_id: id,
-            dest_id: id,
-            // As if the clock read an hour later at the stamp than now.
-            wall: SystemTime::now() + Duration::from_secs(3600),
-            mono: Instant::now(),
-        };
-        record("run-c", "warm", stamp);
-        let why = threshold("run-c", "warm", &key("/s"), dir.path(), dir.path())
-            .expect_err("stepped back");
-        assert!(why.contains("went back"), "{why}");
+    fn mount_points_are_read_with_their_escapes() {
+        assert_eq!(unescape(b"/srv/with\\040space"), b"/srv/with space");
+        assert_eq!(unescape(b"/plain"), b"/plain");
+        assert_eq!(unescape(b"/trailing\\"), b"/trailing\\");
+        let around = mounts_around(Path::new("/")).expect("mountinfo");
+        assert!(around.iter().any(|(_, p)| p == b"/"), "{around:?}");
+    }
+
+    #[test]
+    fn an_untouched_clock_watch_reads_as_not_set() {
+        let watch = clock_watch().expect("timerfd");
+        assert!(!clock_was_set(&watch));
     }
 }

@@ -19,6 +19,7 @@
 //!   (network, FUSE and cluster file systems: the server's clock sets
 //!   them) is refused, so the caller copies everything.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -63,12 +64,14 @@ pub struct Changes {
 
 /// Lists what changed in the tree `src` at or after `from` (seconds,
 /// nanoseconds). `only_top` restricts the walk to those top-level folders
-/// (the rest is filtered out of the copy anyway). Errors say why the
+/// (the rest is filtered out of the copy anyway); the folders in
+/// `mount_points` (relative paths) are listed whole. Errors say why the
 /// changes could not be listed; the caller then copies everything.
 pub fn list(
     src: &Path,
     from: (i64, i64),
     only_top: Option<&[&str]>,
+    mount_points: &HashSet<Vec<u8>>,
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Changes, FsError> {
@@ -96,7 +99,9 @@ pub fn list(
         (st.st_ctime, st.st_ctime_nsec as i64) >= from
             || (st.st_mtime, st.st_mtime_nsec as i64) >= from
     };
-    if changed(&root_st) && only_top.is_none() {
+    // A name added to or removed from the root: only a pass over
+    // everything (with the filters) sees a top-level folder that is gone.
+    if changed(&root_st) {
         return Ok(Changes {
             list: b".\0".to_vec(),
             listed: 1,
@@ -134,11 +139,16 @@ pub fn list(
                 }
             };
             let is_dir = FileType::from_raw_mode(st.st_mode as _) == FileType::Directory;
-            if is_dir && !changed(&st) && st.st_dev == root_dev {
-                subdirs.push(child_rel(rel, bytes));
+            let child = child_rel(rel, bytes);
+            // Another file system, or a mount of the same one (a bind
+            // mount has the root's device): its times are not this tree's
+            // story, so it is copied whole.
+            let mounted = st.st_dev != root_dev || mount_points.contains(&child);
+            if is_dir && !changed(&st) && !mounted {
+                subdirs.push(child);
             } else if is_dir || changed(&st) {
                 whole += u64::from(is_dir);
-                here.push(child_rel(rel, bytes));
+                here.push(child);
             }
         }
         if !here.is_empty() {

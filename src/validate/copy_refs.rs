@@ -67,8 +67,9 @@ pub(super) fn check(playbook: &Playbook, steps: &[ResolvedStep], diags: &mut Dia
                         params.dest,
                         how(params)
                     ),
-                    "give both steps the same `src`, `dest`, `mode`, `filters`, `delete` and \
-                     `hard_links`: what changed since a copy completes only that copy"
+                    "give both steps the same `src`, `dest`, `mode`, `filters`, `delete`, \
+                     `hard_links`, `args` and `program`: what changed since a copy completes \
+                     only that copy"
                         .to_owned(),
                 )),
                 Some(_) if !runs_before(target, step, &by_id) => Some((
@@ -108,6 +109,8 @@ fn same_copy(a: &RsyncParams, b: &RsyncParams) -> bool {
         && a.filter_rules() == b.filter_rules()
         && a.delete == b.delete
         && a.hard_links == b.hard_links
+        && a.args == b.args
+        && a.program == b.program
 }
 
 /// How a copy differs beyond its ends, for the message.
@@ -122,6 +125,12 @@ fn how(p: &RsyncParams) -> String {
     }
     if !p.hard_links {
         out.push_str(" (no hard links)");
+    }
+    if !p.args.is_empty() {
+        out.push_str(&format!(" (args {})", p.args.join(" ")));
+    }
+    if let Some(program) = &p.program {
+        out.push_str(&format!(" (program {program})"));
     }
     out
 }

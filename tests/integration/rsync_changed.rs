@@ -109,9 +109,20 @@ echo more >> k/l/m/n/deep.txt
 
 /// The steps after the warm pass run also when it failed (`when: always`).
 /// Both copies read `src` through a symlink to it, as the FOSSology
-/// playbooks read the repository.
-fn playbook(s: &Scratch, warm_program: &str) -> String {
+/// playbooks read the repository, and run rsync through a wrapper that
+/// fails once when `fail-once` exists (the same `program` for both, as
+/// validation requires).
+fn playbook(s: &Scratch) -> String {
     let root = s.path().display();
+    s.write(
+        "rsync-once",
+        "#!/bin/sh\nif [ -e \"$0.fail\" ]; then rm \"$0.fail\"; exit 12; fi\nexec rsync \"$@\"\n",
+    );
+    std::fs::set_permissions(
+        s.path().join("rsync-once"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     let src = s.path().join("src-link");
     std::os::unix::fs::symlink(s.path().join("src"), &src).expect("link to src");
     let src = src.display();
@@ -122,7 +133,7 @@ name: changed-since
 steps:
   - id: warm
     action: rsync
-    with: {{ src: {src}, dest: {root}/dest, program: {warm_program} }}
+    with: {{ src: {src}, dest: {root}/dest, program: {root}/rsync-once }}
   - id: change
     after: [warm]
     when: always
@@ -132,7 +143,7 @@ steps:
     needs: [change]
     when: always
     action: rsync
-    with: {{ src: {src}, dest: {root}/dest, changed_since: warm }}
+    with: {{ src: {src}, dest: {root}/dest, program: {root}/rsync-once, changed_since: warm }}
   - id: reference
     needs: [window]
     when: always
@@ -144,10 +155,13 @@ steps:
 
 /// Makes the tree, waits until its folders are older than the margin
 /// before the warm pass (as on any real night), and runs the playbook.
-fn run_changes(s: &Scratch, warm_program: &str) -> crate::harness::Run {
+fn run_changes(s: &Scratch, fail_warm: bool) -> crate::harness::Run {
     make_tree(&s.path().join("src"), &s.path().join("outside"));
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    s.write("p.yml", &playbook(s, warm_program));
+    s.write("p.yml", &playbook(s));
+    if fail_warm {
+        s.write("rsync-once.fail", "");
+    }
     s.ward().args(["run", "p.yml"]).run()
 }
 
@@ -161,7 +175,7 @@ fn details(s: &Scratch, step: &str) -> serde_json::Value {
 #[test]
 fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
     let s = Scratch::new();
-    run_changes(&s, "rsync").expect_code(0);
+    run_changes(&s, false).expect_code(0);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "changed", "{d}");
     // Folders with a change are listed whole; the quiet ones are not.
@@ -183,7 +197,7 @@ fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
 #[test]
 fn a_failed_warm_pass_makes_the_pass_copy_everything() {
     let s = Scratch::new();
-    let run = run_changes(&s, "/bin/false");
+    let run = run_changes(&s, true);
     assert_eq!(run.code, 1, "the warm pass failed: {}", run.stderr);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "full", "{d}");
@@ -196,6 +210,75 @@ fn a_failed_warm_pass_makes_the_pass_copy_everything() {
     assert_eq!(
         picture(&s.path().join("dest")),
         picture(&s.path().join("reference"))
+    );
+}
+
+/// A bind mount over a folder of the source between the warm pass and the
+/// pass hides the folder's contents without changing any time in the
+/// tree; the pass must notice the mount and copy everything. Runs ward in
+/// a private mount namespace (needs `unshare`, root), so the mount goes
+/// with it.
+#[test]
+fn a_mount_below_the_source_since_the_warm_pass_makes_the_pass_copy_everything() {
+    let s = Scratch::new();
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !probe.is_ok_and(|st| st.success()) {
+        eprintln!("skipped: unshare --mount is not available here");
+        return;
+    }
+    let root = s.path().display().to_string();
+    write(&s.path().join("src/m/under"), "under the mount");
+    write(&s.path().join("src/n/kept"), "kept");
+    write(&s.path().join("elsewhere/bound"), "on the mount");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    s.write(
+        "p.yml",
+        &format!(
+            r#"ward: 1
+name: mounted
+steps:
+  - id: warm
+    action: rsync
+    with: {{ src: {root}/src, dest: {root}/dest }}
+  - id: mount
+    after: [warm]
+    cmd: [mount, --bind, {root}/elsewhere, {root}/src/m]
+  - id: window
+    needs: [mount]
+    action: rsync
+    with: {{ src: {root}/src, dest: {root}/dest, changed_since: warm }}
+"#
+        ),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "p.yml"])
+        .current_dir(s.path())
+        .env("WARD_STATE", s.state())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare starts");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let d = details(&s, "window");
+    assert_eq!(d["pass"], "full", "{d}");
+    assert!(
+        d["why_full"]
+            .as_str()
+            .is_some_and(|w| w.contains("was mounted, unmounted or remounted")),
+        "{d}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("dest/m/bound")).expect("the mount's file"),
+        "on the mount"
+    );
+    assert!(
+        !s.path().join("dest/m/under").exists(),
+        "as a full pass: the hidden file goes"
     );
 }
 
@@ -260,6 +343,35 @@ fn changed_since_must_name_an_earlier_copy_of_the_same_tree() {
     assert!(
         remote.contains("`changed_since` needs a local `dest`"),
         "{remote}"
+    );
+
+    let filtered = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /d, mode: filter, filters: [\"- /data/\"], changed_since: warm }\n",
+    );
+    assert!(
+        filtered
+            .contains("`changed_since` works with `mode: full` or `gold-only`, not `mode: filter`"),
+        "{filtered}"
+    );
+
+    let excluding = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /d, args: [--exclude=/cache/, -avx], changed_since: warm }\n",
+    );
+    assert!(
+        excluding.contains("cannot be combined with the rsync argument \"--exclude=/cache/\"")
+            && excluding.contains("cannot be combined with the rsync argument \"-avx\""),
+        "{excluding}"
+    );
+
+    let other_args = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /d, args: [--bwlimit=10m], changed_since: warm }\n",
+    );
+    assert!(
+        other_args.contains("this step /s -> /d (args --bwlimit=10m)"),
+        "{other_args}"
     );
 
     // After through another step is enough.
