@@ -163,6 +163,8 @@ enum Pass {
     Changed(Changes),
     /// Everything, and why not only the changes (when they were asked for).
     Full(Option<String>),
+    /// Nothing: the step was stopped while the changes were listed.
+    Stopped,
 }
 
 /// Lists what changed since the copy of step `since`, or says why
@@ -205,6 +207,8 @@ fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) ->
             ));
             Pass::Changed(changes)
         }
+        // Stopped (a timeout or a signal): no rsync is started.
+        Err(crate::fs::FsError::Stopped) => Pass::Stopped,
         Err(e) => Pass::Full(Some(format!("the changes could not be listed: {e}"))),
     }
 }
@@ -513,6 +517,7 @@ impl Action for Rsync {
             ctx.log(format!("copying everything: {why}"));
         }
         let done = match &pass {
+            Pass::Stopped => Err(ActionError::stopped()),
             Pass::Changed(c) if c.listed == 0 => {
                 ctx.log("nothing changed since the earlier copy; rsync not run");
                 Ok(None)
@@ -594,6 +599,8 @@ impl Action for Rsync {
                         stats.insert("why_full".into(), why.clone().into());
                     }
                 }
+                // Returned as an error above.
+                Pass::Stopped => {}
             }
         }
         Ok(ActionOutput {
