@@ -36,13 +36,15 @@ use super::Ending;
 use super::ExecOptions;
 use super::action_run::{start_action, wait_action};
 use super::events::{Event, Reporter, StepEnd};
-use super::process::{Attempt, AttemptResult, Cancel, run_attempt, spawn_attempt, wait_attempt};
+use super::process::{
+    Attempt, AttemptEnd, AttemptResult, Cancel, Exit, run_attempt, spawn_attempt, wait_attempt,
+};
 use super::signals::{Received, Signals};
 use crate::action::{Action, ActionCtx, ServiceStart};
 use crate::model::When;
 use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 use crate::process::CancelCell;
-use crate::state::{Change, RunState, StepState, Store, Unflushed};
+use crate::state::{AttemptOutcome, Change, RunState, StepState, Store, Unflushed};
 
 /// A run to carry out.
 pub struct Execution<'a> {
@@ -353,7 +355,7 @@ async fn after_attempt(
     match tokio::task::spawn_blocking(job).await {
         Ok(left) => result.left_behind = left,
         Err(e) => {
-            result.error.get_or_insert(format!(
+            result.end = result.end.failed_after(format!(
                 "cannot look for processes the step left running: {e}"
             ));
         }
@@ -641,10 +643,7 @@ impl Scheduler<'_, '_> {
         if !r.left_behind.is_empty() {
             self.report_left_behind(i, log, &r.left_behind);
         }
-        let ok = r.error.is_none()
-            && !r.timed_out
-            && !r.interrupted
-            && r.exit_code.is_some_and(|c| step.ok_codes.contains(&c));
+        let ok = matches!(r.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
         // What the step says it made must be on disk before its success is
         // recorded: a resume skips a step whose `creates` path exists.
         let unsynced = match (&step.creates, ok) {
@@ -652,7 +651,7 @@ impl Scheduler<'_, '_> {
             _ => None,
         };
         let (state, outcome, message, will_retry) = if let Some(why) = unsynced {
-            (StepState::Failed, "failed", Some(why), false)
+            (StepState::Failed, AttemptOutcome::Failed, Some(why), false)
         } else if ok {
             if !r.unflushed.is_empty() {
                 // Recorded in the same commit as the success, so a resume
@@ -670,7 +669,12 @@ impl Scheduler<'_, '_> {
                 });
                 spawn_flush(tasks, i, r.unflushed.clone());
             }
-            (StepState::Succeeded, "succeeded", r.note.clone(), false)
+            (
+                StepState::Succeeded,
+                AttemptOutcome::Succeeded,
+                r.note.clone(),
+                false,
+            )
         } else {
             let stopped_why = match (self.interrupted, &self.state_lost) {
                 (Some(sig), _) => format!("stopped because ward was interrupted ({})", sig.name()),
@@ -678,22 +682,21 @@ impl Scheduler<'_, '_> {
                 (None, None) => "stopped".to_owned(),
             };
             let message = failure_message(r, step, &stopped_why);
-            if r.interrupted {
-                (StepState::Interrupted, "interrupted", Some(message), false)
-            } else if self.tries[i] < step.retry.attempts && self.interrupted.is_none() {
+            let outcome = match r.end {
+                AttemptEnd::TimedOut(_) => AttemptOutcome::TimedOut,
+                _ => AttemptOutcome::Failed,
+            };
+            if matches!(r.end, AttemptEnd::Stopped { .. }) {
                 (
-                    StepState::Pending,
-                    if r.timed_out { "timed-out" } else { "failed" },
-                    Some(message),
-                    true,
-                )
-            } else {
-                (
-                    StepState::Failed,
-                    if r.timed_out { "timed-out" } else { "failed" },
+                    StepState::Interrupted,
+                    AttemptOutcome::Interrupted,
                     Some(message),
                     false,
                 )
+            } else if self.tries[i] < step.retry.attempts && self.interrupted.is_none() {
+                (StepState::Pending, outcome, Some(message), true)
+            } else {
+                (StepState::Failed, outcome, Some(message), false)
             }
         };
         self.reporter.event(&Event::StepFinished(StepEnd {
@@ -701,7 +704,7 @@ impl Scheduler<'_, '_> {
             state,
             attempt,
             elapsed: r.elapsed,
-            exit_code: r.exit_code,
+            exit_code: r.end.exit_code(),
             message: message.as_deref(),
             log,
             will_retry,
@@ -735,8 +738,8 @@ impl Scheduler<'_, '_> {
             attempt,
             state,
             outcome,
-            exit_code: r.exit_code,
-            signal: r.signal,
+            exit_code: r.end.exit_code(),
+            signal: r.end.signal(),
             message,
             details: r.details.as_ref().map(|d| d.to_string()),
             at: now_ms(),
@@ -1029,18 +1032,17 @@ fn past_tense(state: StepState) -> &'static str {
 }
 
 fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) -> String {
-    if r.timed_out {
-        let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
-        return format!("timed out after {limit}; its process group was stopped");
-    }
-    if let Some(e) = &r.error {
-        return e.clone();
-    }
-    if r.interrupted {
-        return stopped_why.to_owned();
-    }
-    match (r.exit_code, r.signal) {
-        (Some(code), _) => {
+    match &r.end {
+        AttemptEnd::TimedOut(_) => {
+            let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
+            format!("timed out after {limit}; its process group was stopped")
+        }
+        AttemptEnd::Failed { error, .. }
+        | AttemptEnd::Stopped {
+            error: Some(error), ..
+        } => error.clone(),
+        AttemptEnd::Stopped { error: None, .. } => stopped_why.to_owned(),
+        AttemptEnd::Exited(Exit::Code(code)) => {
             if step.ok_codes == [0] {
                 format!("exit code {code}")
             } else {
@@ -1048,8 +1050,7 @@ fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) ->
                 format!("exit code {code} (ok: {})", ok.join(", "))
             }
         }
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => "ended without a status".into(),
+        AttemptEnd::Exited(Exit::Signal(sig)) => format!("killed by signal {sig}"),
     }
 }
 

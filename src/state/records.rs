@@ -76,6 +76,27 @@ text_enum!(StepState {
     Compensated = "compensated",
 });
 
+/// How one attempt ended, as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptOutcome {
+    /// It did what the step asks (an ok exit code, an action that returned).
+    Succeeded,
+    /// It failed (a bad exit code, a signal, an error, an unflushed `creates`).
+    Failed,
+    /// A signal to ward stopped it.
+    Interrupted,
+    /// Its time limit stopped it.
+    TimedOut,
+}
+
+text_enum!(AttemptOutcome {
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Interrupted = "interrupted",
+    TimedOut = "timed-out",
+});
+
 impl StepState {
     /// True once the step will not change again in this process.
     pub fn is_terminal(self) -> bool {
@@ -227,8 +248,8 @@ pub struct AttemptRecord {
     pub exit_code: Option<i32>,
     /// Signal, if it was killed.
     pub signal: Option<i32>,
-    /// succeeded / failed / interrupted / timed-out.
-    pub outcome: Option<String>,
+    /// How it ended; `None` while running (or if its end was never recorded).
+    pub outcome: Option<AttemptOutcome>,
     /// What happened, in words.
     pub message: Option<String>,
     /// The attempt's output.
@@ -277,8 +298,8 @@ pub enum Change {
         attempt: u32,
         /// The step's new state.
         state: StepState,
-        /// succeeded / failed / interrupted / timed-out.
-        outcome: &'static str,
+        /// How the attempt ended.
+        outcome: AttemptOutcome,
         /// Exit code.
         exit_code: Option<i32>,
         /// Signal.

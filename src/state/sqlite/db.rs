@@ -13,7 +13,8 @@ use rusqlite::{
 };
 
 use super::super::records::{
-    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
+    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord,
+    StepState,
 };
 use super::super::schema::{self, Upgrade};
 use super::super::{StateError, private};
@@ -489,25 +490,41 @@ impl Db {
                  WHERE a.run_id = ?1 AND (?2 IS NULL OR a.step_id = ?2) ORDER BY a.started_at, s.position, a.attempt",
             )
             .map_err(|e| self.err(e))?;
+        let path = self.path.clone();
         let rows = stmt
             .query_map(params![run_id, step], |r| {
-                Ok(AttemptRecord {
+                let outcome = match r.get::<_, Option<String>>(6)? {
+                    None => None,
+                    Some(text) => match AttemptOutcome::parse(&text) {
+                        Some(o) => Some(o),
+                        None => {
+                            return Ok(Err(StateError::Corrupt {
+                                db: shown(&path),
+                                message: format!("unknown attempt outcome `{text}`"),
+                            }));
+                        }
+                    },
+                };
+                Ok(Ok(AttemptRecord {
                     step_id: r.get(0)?,
                     attempt: r.get(1)?,
                     started_at: r.get(2)?,
                     finished_at: r.get(3)?,
                     exit_code: r.get(4)?,
                     signal: r.get(5)?,
-                    outcome: r.get(6)?,
+                    outcome,
                     message: r.get(7)?,
                     log_path: r.get(8)?,
                     details: r
                         .get::<_, Option<String>>(9)?
                         .and_then(|d| serde_json::from_str(&d).ok()),
-                })
+                }))
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .collect()
     }
 
     pub(super) fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError> {
@@ -630,7 +647,17 @@ fn apply_one(
                 "UPDATE attempts SET finished_at = ?4, exit_code = ?5, signal = ?6, outcome = ?7, message = ?8, \
                  details = ?9 WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
             )?
-            .execute(params![run_id, step, attempt, at, exit_code, signal, outcome, message, details])?;
+            .execute(params![
+                run_id,
+                step,
+                attempt,
+                at,
+                exit_code,
+                signal,
+                outcome.as_str(),
+                message,
+                details
+            ])?;
             event(
                 tx,
                 run_id,
