@@ -44,7 +44,7 @@ use crate::action::{Action, ActionCtx, ServiceStart};
 use crate::model::When;
 use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 use crate::process::CancelCell;
-use crate::state::{AttemptOutcome, Change, RunState, StepState, Store, Unflushed};
+use crate::state::{AttemptOutcome, Change, NoteKind, RunState, StepState, Store, Unflushed};
 
 /// A run to carry out.
 pub struct Execution<'a> {
@@ -741,7 +741,7 @@ impl Scheduler<'_, '_> {
             exit_code: r.end.exit_code(),
             signal: r.end.signal(),
             message,
-            details: r.details.as_ref().map(|d| d.to_string()),
+            details: r.details.clone(),
             at: now_ms(),
         });
     }
@@ -766,7 +766,7 @@ impl Scheduler<'_, '_> {
             let _ = std::io::Write::write_all(&mut f, line.as_bytes());
         }
         self.changes.push(Change::Note {
-            kind: "children-stopped",
+            kind: NoteKind::ChildrenStopped,
             message: format!("step `{}`: stopped {list}", self.steps[i].id),
             at: now_ms(),
         });

@@ -1,5 +1,7 @@
 //! Rows of the state store and the changes that move them.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// The state of a whole run.
@@ -104,6 +106,40 @@ impl StepState {
     }
 }
 
+/// A value the store keeps as text and decodes when it reads a run. One
+/// that cannot be decoded is kept as why, so that only what needs it fails
+/// (a resume), not every listing of runs.
+pub type Recorded<T> = Result<T, Unreadable>;
+
+/// Why a recorded value cannot be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+/// The `ward.*` facts of a run as the state keeps them: the state's own
+/// type, so the recorded form is the state's (the same fields, in the same
+/// order, as `template::RunFacts`, which converts to and from it where
+/// a run is started and resumed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+// The name a damaged record's error message says, as before this type.
+#[serde(expecting = "struct RunFacts")]
+pub struct RecordedFacts {
+    /// `ward.date`.
+    pub date: String,
+    /// `ward.time`.
+    pub time: String,
+    /// `ward.timestamp`.
+    pub timestamp: String,
+    /// `ward.weekday`.
+    pub weekday: String,
+    /// `ward.host`.
+    pub host: String,
+    /// `ward.run_id`.
+    pub run_id: String,
+    /// `ward.playbook_dir`.
+    pub playbook_dir: String,
+}
+
 /// A run as first recorded.
 #[derive(Clone, Debug)]
 pub struct NewRun {
@@ -119,12 +155,12 @@ pub struct NewRun {
     pub playbook_text: String,
     /// The run lock's name.
     pub lock_name: String,
-    /// Resolved variables, secrets masked (JSON object).
-    pub vars_json: String,
-    /// `--var` overrides, secrets masked (JSON object).
-    pub overrides_json: String,
-    /// The `ward.*` facts (JSON object), reused by resume.
-    pub facts_json: String,
+    /// Resolved variables, secrets masked.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// `--var` overrides, secrets masked.
+    pub overrides: BTreeMap<String, serde_json::Value>,
+    /// The `ward.*` facts, reused by resume.
+    pub facts: RecordedFacts,
     /// Host name.
     pub host: String,
     /// ward's pid.
@@ -142,8 +178,9 @@ pub struct NewStep {
     pub id: String,
     /// Position in the playbook.
     pub position: usize,
-    /// The rendered definition (JSON), compared by resume.
-    pub definition_json: String,
+    /// The step's resume fingerprint (`plan::fingerprint`), compared by
+    /// resume byte for byte; opaque to the store.
+    pub definition: String,
     /// True for compensation-only steps.
     pub compensation: bool,
 }
@@ -164,15 +201,15 @@ pub struct RunRecord {
     pub playbook_text: String,
     /// Lock name.
     pub lock_name: String,
-    /// Vars (JSON).
+    /// Vars, secrets masked.
     #[serde(skip)]
-    pub vars_json: String,
-    /// Overrides (JSON).
+    pub vars: Recorded<BTreeMap<String, serde_json::Value>>,
+    /// `--var` overrides, secrets masked.
     #[serde(skip)]
-    pub overrides_json: String,
-    /// Facts (JSON).
+    pub overrides: Recorded<BTreeMap<String, serde_json::Value>>,
+    /// The `ward.*` facts.
     #[serde(skip)]
-    pub facts_json: String,
+    pub facts: Recorded<RecordedFacts>,
     /// State.
     pub state: RunState,
     /// Host of the process that last ran it.
@@ -198,9 +235,9 @@ pub struct StepRecord {
     pub id: String,
     /// Position in the playbook.
     pub position: usize,
-    /// Rendered definition (JSON).
+    /// The step's resume fingerprint, as recorded (see [`NewStep::definition`]).
     #[serde(skip)]
-    pub definition_json: String,
+    pub definition: String,
     /// State.
     pub state: StepState,
     /// Why it is skipped/failed.
@@ -258,6 +295,17 @@ pub struct AttemptRecord {
     pub details: Option<serde_json::Value>,
 }
 
+/// What a [`Change::Note`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// A resume stopped processes a dead ward left running.
+    OrphansStopped,
+    /// ward stopped processes an attempt left running after it ended.
+    ChildrenStopped,
+    /// A crash lost a succeeded step's unflushed output: it runs again.
+    PointLost,
+}
+
 /// One change to a run, committed with others in one transaction.
 #[derive(Clone, Debug)]
 pub enum Change {
@@ -306,15 +354,15 @@ pub enum Change {
         signal: Option<i32>,
         /// Words.
         message: Option<String>,
-        /// What an action reported (JSON).
-        details: Option<String>,
+        /// What an action reported.
+        details: Option<serde_json::Value>,
         /// Unix ms.
         at: i64,
     },
     /// Something worth keeping in the run's event log.
     Note {
-        /// A short kind, e.g. `orphans-stopped`.
-        kind: &'static str,
+        /// What kind of thing happened.
+        kind: NoteKind,
         /// What happened.
         message: String,
         /// Unix ms.

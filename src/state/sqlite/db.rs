@@ -13,8 +13,8 @@ use rusqlite::{
 };
 
 use super::super::records::{
-    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord,
-    StepState,
+    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RunRecord,
+    RunState, StepRecord, StepState, Unreadable,
 };
 use super::super::schema::{self, Upgrade};
 use super::super::{StateError, private};
@@ -306,9 +306,9 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
         playbook_hash: r.get(3)?,
         playbook_text: r.get(4)?,
         lock_name: r.get(5)?,
-        vars_json: r.get(6)?,
-        overrides_json: r.get(7)?,
-        facts_json: r.get(8)?,
+        vars: decode(r.get(6)?),
+        overrides: decode(r.get(7)?),
+        facts: decode(r.get(8)?),
         state,
         host: r.get(10)?,
         pid: r.get(11)?,
@@ -337,9 +337,9 @@ impl Db {
                 run.playbook_hash,
                 run.playbook_text,
                 run.lock_name,
-                run.vars_json,
-                run.overrides_json,
-                run.facts_json,
+                json(&run.vars).map_err(err)?,
+                json(&run.overrides).map_err(err)?,
+                json(&run.facts).map_err(err)?,
                 run.host,
                 run.pid,
                 run.ward_version,
@@ -360,7 +360,7 @@ impl Db {
                         run.id,
                         s.id,
                         s.position as i64,
-                        s.definition_json,
+                        s.definition,
                         s.compensation
                     ])
                     .map_err(err)?;
@@ -436,7 +436,7 @@ impl Db {
                     StepRecord {
                         id: r.get(0)?,
                         position: r.get::<_, i64>(1)? as usize,
-                        definition_json: r.get(2)?,
+                        definition: r.get(2)?,
                         state: StepState::Pending,
                         reason: r.get(4)?,
                         attempts: r.get(5)?,
@@ -558,6 +558,26 @@ fn event(
     Ok(())
 }
 
+/// A note's kind as the events table names it.
+fn note_kind(kind: NoteKind) -> &'static str {
+    match kind {
+        NoteKind::OrphansStopped => "orphans-stopped",
+        NoteKind::ChildrenStopped => "children-stopped",
+        NoteKind::PointLost => "point-lost",
+    }
+}
+
+/// A value as the JSON text its column holds.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// A column's JSON text as a value; text that is no such value is kept as
+/// why, for what needs the value to say (see [`Recorded`]).
+fn decode<T: serde::de::DeserializeOwned>(text: String) -> Recorded<T> {
+    serde_json::from_str(&text).map_err(|e| Unreadable(e.to_string()))
+}
+
 fn apply_one(
     tx: &rusqlite::Transaction<'_>,
     run_id: &str,
@@ -656,7 +676,7 @@ fn apply_one(
                 signal,
                 outcome.as_str(),
                 message,
-                details
+                details.as_ref().map(json).transpose()?
             ])?;
             event(
                 tx,
@@ -667,19 +687,17 @@ fn apply_one(
                 message.as_deref(),
             )
         }
-        Change::Note { kind, message, at } => event(tx, run_id, *at, None, kind, Some(message)),
+        Change::Note { kind, message, at } => {
+            event(tx, run_id, *at, None, note_kind(*kind), Some(message))
+        }
         Change::Durability { step, unflushed } => {
             // Never recorded as "": which output still needs a flush is what
             // a resume after a power cut relies on; a failure fails the commit.
-            let json = unflushed
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let text = unflushed.as_ref().map(json).transpose()?;
             tx.prepare_cached(
                 "UPDATE steps SET unflushed = ?3 WHERE run_id = ?1 AND step_id = ?2",
             )?
-            .execute(params![run_id, step, json])?;
+            .execute(params![run_id, step, text])?;
             Ok(())
         }
         Change::Step {
