@@ -175,3 +175,86 @@ pub async fn run_attempt(attempt: Attempt, cancel: watch::Receiver<Cancel>) -> A
     let started = spawn_attempt(&attempt);
     wait_attempt(started, attempt, cancel).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(status: Result<ExitStatus, String>, timed_out: bool, interrupted: bool) -> AttemptEnd {
+        AttemptResult::from(Ended {
+            status,
+            timed_out,
+            interrupted,
+            elapsed: Duration::ZERO,
+        })
+        .end
+    }
+
+    /// Raw wait statuses: exit code `c` is `c << 8`, a signal is itself.
+    fn exited(code: i32) -> Result<ExitStatus, String> {
+        Ok(ExitStatus::from_raw(code << 8))
+    }
+
+    #[test]
+    fn a_program_that_ended_by_itself_exited_or_was_killed() {
+        assert_eq!(
+            ended(exited(3), false, false),
+            AttemptEnd::Exited(Exit::Code(3))
+        );
+        assert_eq!(
+            ended(Ok(ExitStatus::from_raw(9)), false, false),
+            AttemptEnd::Exited(Exit::Signal(9))
+        );
+        let failed = ended(Err("no such program".into()), false, false);
+        assert_eq!(
+            failed,
+            AttemptEnd::Failed {
+                exit: None,
+                error: "no such program".into()
+            }
+        );
+        assert_eq!((failed.exit_code(), failed.signal()), (None, None));
+    }
+
+    #[test]
+    fn a_stop_names_the_ending_and_keeps_how_the_process_ended() {
+        let timed_out = ended(Ok(ExitStatus::from_raw(15)), true, false);
+        assert_eq!(timed_out, AttemptEnd::TimedOut(Some(Exit::Signal(15))));
+        assert_eq!(timed_out.signal(), Some(15));
+        assert_eq!(
+            ended(exited(1), false, true),
+            AttemptEnd::Stopped {
+                exit: Some(Exit::Code(1)),
+                error: None
+            }
+        );
+        assert_eq!(
+            ended(Err("cannot wait".into()), false, true),
+            AttemptEnd::Stopped {
+                exit: None,
+                error: Some("cannot wait".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_failure_after_the_attempt_fails_only_what_had_not_failed() {
+        let why = || "cannot look".to_owned();
+        assert_eq!(
+            AttemptEnd::Exited(Exit::Code(0)).failed_after(why()),
+            AttemptEnd::Failed {
+                exit: Some(Exit::Code(0)),
+                error: why()
+            }
+        );
+        assert_eq!(
+            AttemptEnd::TimedOut(None).failed_after(why()),
+            AttemptEnd::TimedOut(None)
+        );
+        let stopped = AttemptEnd::Stopped {
+            exit: None,
+            error: Some("first".into()),
+        };
+        assert_eq!(stopped.clone().failed_after(why()), stopped);
+    }
+}

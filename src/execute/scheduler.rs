@@ -94,7 +94,30 @@ enum Done {
     /// A succeeded step's output was flushed to disk (or could not be).
     Flushed {
         step: usize,
-        result: Result<(), String>,
+        result: Result<(), FlushError>,
+    },
+}
+
+/// Why output could not be made durable; said as the step's failure.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    /// Neither the output nor any folder above it could be opened.
+    #[error("cannot open {} or any folder above it", .0.display())]
+    NoFolder(PathBuf),
+    /// `syncfs` of the output's file system failed.
+    #[error("cannot flush {}: {error}", path.display())]
+    FileSystem {
+        path: PathBuf,
+        error: rustix::io::Errno,
+    },
+    /// The blocking task that flushed ended abnormally.
+    #[error("the flush stopped unexpectedly: {0}")]
+    Stopped(tokio::task::JoinError),
+    /// A `creates` path (or its folder) could not be flushed.
+    #[error("its `creates` path {} could not be flushed to disk: {error}", path.display())]
+    Creates {
+        path: PathBuf,
+        error: std::io::Error,
     },
 }
 
@@ -429,19 +452,17 @@ impl Scheduler<'_, '_> {
             if self.abandoned.is_none() {
                 self.abandoned = Some(sig);
                 self.interrupted.get_or_insert(sig);
-                self.reporter
-                    .event(&Event::Abandoned { signal: sig.name() });
+                self.reporter.event(&Event::Abandoned { signal: sig });
                 let _ = senders.normal.send(Cancel::Kill);
                 let _ = senders.finalizers.send(Cancel::Kill);
             }
         } else if self.interrupted.is_none() {
             self.interrupted = Some(sig);
-            self.reporter
-                .event(&Event::Interrupted { signal: sig.name() });
+            self.reporter.event(&Event::Interrupted { signal: sig });
             let _ = senders.normal.send(Cancel::Terminate);
         } else {
             self.reporter.event(&Event::SignalNoted {
-                signal: sig.name(),
+                signal: sig,
                 count: self.signals_seen,
             });
         }
@@ -647,7 +668,7 @@ impl Scheduler<'_, '_> {
         // What the step says it made must be on disk before its success is
         // recorded: a resume skips a step whose `creates` path exists.
         let unsynced = match (&step.creates, ok) {
-            (Some(path), true) => sync_path(&self.resolve(path)).err(),
+            (Some(path), true) => sync_path(&self.resolve(path)).err().map(|e| e.to_string()),
             _ => None,
         };
         let (state, outcome, message, will_retry) = if let Some(why) = unsynced {
@@ -774,7 +795,7 @@ impl Scheduler<'_, '_> {
 
     /// Records that a step's output reached the disk, or fails the step
     /// (and the run) when it could not: its output is not safe to keep.
-    fn flushed(&mut self, i: usize, result: Result<(), String>) {
+    fn flushed(&mut self, i: usize, result: Result<(), FlushError>) {
         match result {
             Ok(()) => self.changes.push(Change::Durability {
                 step: self.steps[i].id.clone(),
@@ -1070,16 +1091,16 @@ fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
             let dir = path
                 .ancestors()
                 .find_map(|p| std::fs::File::open(p).ok())
-                .ok_or_else(|| format!("cannot open {} or any folder above it", path.display()))?;
-            rustix::fs::syncfs(&dir)
-                .map_err(|e| format!("cannot flush {}: {e}", path.display()))?;
+                .ok_or_else(|| FlushError::NoFolder(path.clone()))?;
+            rustix::fs::syncfs(&dir).map_err(|error| FlushError::FileSystem {
+                path: path.clone(),
+                error,
+            })?;
         }
         Ok(())
     });
     tasks.spawn(async move {
-        let result = flush
-            .await
-            .unwrap_or_else(|e| Err(format!("the flush stopped unexpectedly: {e}")));
+        let result = flush.await.unwrap_or_else(|e| Err(FlushError::Stopped(e)));
         Done::Flushed { step, result }
     });
 }
@@ -1088,13 +1109,11 @@ fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
 /// A path the step did not make is no error (the next run does the step
 /// again), nor is one ward cannot open to flush (e.g. a write-only file of
 /// another user's step); a flush that fails (EIO, a full or lost disk) is.
-fn sync_path(path: &Path) -> Result<(), String> {
+fn sync_path(path: &Path) -> Result<(), FlushError> {
     let flush = |p: &Path| match std::fs::File::open(p) {
-        Ok(f) => f.sync_all().map_err(|e| {
-            format!(
-                "its `creates` path {} could not be flushed to disk: {e}",
-                p.display()
-            )
+        Ok(f) => f.sync_all().map_err(|error| FlushError::Creates {
+            path: p.to_path_buf(),
+            error,
         }),
         Err(_) => Ok(()),
     };
