@@ -13,9 +13,10 @@ use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::plan::Plan;
 use crate::plan::fingerprint::{self, Fingerprint};
 use crate::state::{
-    Access, Change, LeaseHolder, NewRun, NewStep, RunRecord, StateError, StepState, Store, recovery,
+    Access, Change, LeaseHolder, NewRun, NewStep, NoteKind, RecordedFacts, RunRecord, StateError,
+    StepState, Store, recovery,
 };
-use crate::template::{FingerprintKey, is_secret_name};
+use crate::template::{FingerprintKey, RunFacts, is_secret_name};
 
 pub use crate::execute::Outcome;
 
@@ -91,12 +92,11 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The variables as a JSON object, secret values masked. Sorted by name;
-/// printing a JSON value cannot fail (unlike serializing any value), so
-/// nothing is ever recorded as "no variables" by mistake.
-fn masked(map: impl IntoIterator<Item = (String, serde_json::Value)>) -> String {
-    let m: BTreeMap<String, serde_json::Value> = map
-        .into_iter()
+/// The variables, secret values masked, sorted by name.
+fn masked(
+    map: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> BTreeMap<String, serde_json::Value> {
+    map.into_iter()
         .map(|(k, v)| {
             if is_secret_name(&k) {
                 (k, serde_json::Value::String("********".into()))
@@ -104,8 +104,40 @@ fn masked(map: impl IntoIterator<Item = (String, serde_json::Value)>) -> String 
                 (k, v)
             }
         })
-        .collect();
-    serde_json::Value::Object(m.into_iter().collect()).to_string()
+        .collect()
+}
+
+/// The `ward.*` facts as the state records them.
+fn recorded_facts(f: &RunFacts) -> RecordedFacts {
+    RecordedFacts {
+        date: f.date.clone(),
+        time: f.time.clone(),
+        timestamp: f.timestamp.clone(),
+        weekday: f.weekday.clone(),
+        host: f.host.clone(),
+        run_id: f.run_id.clone(),
+        playbook_dir: f.playbook_dir.clone(),
+    }
+}
+
+/// The `ward.*` facts a run recorded, to resume it with. Facts that cannot
+/// be read are an error: a resume must not render its steps with other
+/// dates or another run id than the run was started with.
+pub fn recorded_facts_of(run: &RunRecord) -> Result<RunFacts, WardError> {
+    let f = run.facts.clone().map_err(|e| WardError::RunRecordDamaged {
+        run: run.id.clone(),
+        what: "`ward.*` facts",
+        problem: e.0,
+    })?;
+    Ok(RunFacts {
+        date: f.date,
+        time: f.time,
+        timestamp: f.timestamp,
+        weekday: f.weekday,
+        host: f.host,
+        run_id: f.run_id,
+        playbook_dir: f.playbook_dir,
+    })
 }
 
 fn holder(run_id: &str, store: &dyn Store) -> LeaseHolder {
@@ -173,17 +205,13 @@ pub async fn start(
         playbook_hash: v.playbook.source.sha256(),
         playbook_text: text.to_owned(),
         lock_name: v.playbook.lock_name().to_owned(),
-        vars_json: masked(v.vars.clone()),
-        overrides_json: masked(
+        vars: masked(v.vars.clone()),
+        overrides: masked(
             overrides
                 .iter()
                 .map(|(k, val)| (k.clone(), serde_json::Value::String(val.clone()))),
         ),
-        facts_json: serde_json::to_string(&v.facts).map_err(|e| {
-            WardError::Internal(format!(
-                "cannot record the `ward.*` facts of run {run_id}: {e}; nothing was run"
-            ))
-        })?,
+        facts: recorded_facts(&v.facts),
         host: holder.host.clone(),
         pid: std::process::id(),
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -197,7 +225,7 @@ pub async fn start(
         .map(|(s, (_, definition))| NewStep {
             id: s.id.clone(),
             position: s.index,
-            definition_json: definition,
+            definition,
             compensation: s.compensation_only,
         })
         .collect();
@@ -252,11 +280,13 @@ pub struct RecordedOverrides {
 /// read are an error: resuming without them would run another backup than
 /// the one started (another target, another database).
 pub fn recorded_overrides(run: &RunRecord) -> Result<RecordedOverrides, WardError> {
-    let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.overrides_json)
+    let map = run
+        .overrides
+        .clone()
         .map_err(|e| WardError::RunRecordDamaged {
             run: run.id.clone(),
             what: "`--var` overrides",
-            problem: e.to_string(),
+            problem: e.0,
         })?;
     let mut values = Vec::new();
     let mut masked = Vec::new();
@@ -292,7 +322,7 @@ pub fn changed_steps(
     // counts as changed).
     let version = recorded
         .iter()
-        .find_map(|r| fingerprint::recorded_version(&r.definition_json))
+        .find_map(|r| fingerprint::recorded_version(&r.definition))
         .unwrap_or(fingerprint::VERSION);
     let Some(planned) = Fingerprint::in_version(v, key.as_ref(), version) else {
         return Ok(vec![format!(
@@ -440,7 +470,7 @@ pub async fn resume(
     let leftovers = execute::orphans::stop(&run.id, grace, &keeper(v));
     if leftovers > 0 {
         let note = Change::Note {
-            kind: "orphans-stopped",
+            kind: NoteKind::OrphansStopped,
             message: format!(
                 "stopped {} left running by a dead ward",
                 crate::report::count(leftovers, "process group")
@@ -486,4 +516,31 @@ pub async fn resume(
     // Only after the run's end is recorded.
     lease.release().await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state records the facts in its own type: its text must stay the
+    /// text `RunFacts` has always been recorded as, and read back as it.
+    #[test]
+    fn recorded_facts_are_written_as_run_facts_and_read_back() {
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 12, 2)
+            .and_then(|d| d.and_hms_opt(4, 30, 0))
+            .expect("date");
+        let facts = RunFacts::new(now, "r1", std::path::Path::new("/srv/p.yml"));
+        let recorded = recorded_facts(&facts);
+        assert_eq!(
+            serde_json::to_string(&recorded).expect("recorded"),
+            serde_json::to_string(&facts).expect("facts")
+        );
+        let text = serde_json::to_string(&facts).expect("facts");
+        let back: RecordedFacts = serde_json::from_str(&text).expect("back");
+        assert_eq!(back, recorded);
+        // A damaged record says what it always said.
+        let damaged = serde_json::from_str::<RecordedFacts>("1").expect_err("damaged");
+        let before = serde_json::from_str::<RunFacts>("1").expect_err("damaged");
+        assert_eq!(damaged.to_string(), before.to_string());
+    }
 }

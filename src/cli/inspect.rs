@@ -148,10 +148,10 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
         writeln!(out, "note: {}", crate::report::not_recorded_note(&run))?;
     }
     for a in &attempts {
-        let end = match (a.exit_code, a.signal, a.outcome.as_deref()) {
+        let end = match (a.exit_code, a.signal, a.outcome) {
             (Some(c), _, Some(o)) => format!("{o}, exit {c}"),
             (None, Some(sig), Some(o)) => format!("{o}, signal {sig}"),
-            (_, _, Some(o)) => o.to_owned(),
+            (_, _, Some(o)) => o.to_string(),
             // The same words as `ward status` (see `not_recorded_note`).
             _ if run.state == crate::state::RunState::Running && !gone => "running".to_owned(),
             _ => "end not recorded".to_owned(),

@@ -9,7 +9,7 @@ use crate::execute::Reporter;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::run::{self, RunSettings, StateSession};
 use crate::state::{Access, RunState};
-use crate::template::{RunFacts, var_overrides};
+use crate::template::var_overrides;
 
 fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, RunSettings) {
     let terminal = std::io::stdout().is_terminal();
@@ -134,12 +134,7 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
         overrides.retain(|(name, _)| *name != k);
         overrides.push((k, val));
     }
-    let facts: RunFacts =
-        serde_json::from_str(&run.facts_json).map_err(|e| WardError::RunRecordDamaged {
-            run: run.id.clone(),
-            what: "`ward.*` facts",
-            problem: e.to_string(),
-        })?;
+    let facts = run::recorded_facts_of(&run)?;
     let path = std::path::PathBuf::from(&run.playbook_path);
     let checked = crate::check_file_with(&path, &overrides, facts)?;
     let v = match report_checked(checked, &run.playbook_path) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::process::{AttemptResult, Cancel};
+use super::process::{AttemptEnd, AttemptResult, Cancel, Exit};
 use crate::action::{ActionCtx, ActionParams, ActionResult};
 use crate::process::{CancelCell, wait_cancel};
 
@@ -67,7 +67,7 @@ pub async fn wait_action(
             finish(handle, &cell, &mut cancel).await
         }
     };
-    let (exit_code, error, details, note, unflushed) = match joined {
+    let (exit, error, details, note, unflushed) = match joined {
         Ok(Ok(out)) => {
             let note = match (&out.summary, &out.warning) {
                 (Some(s), Some(w)) => Some(format!("{s}; warning: {w}")),
@@ -76,7 +76,8 @@ pub async fn wait_action(
                 (None, None) => None,
             };
             (
-                Some(0),
+                // An action that returned counts as a program that exited 0.
+                Some(Exit::Code(0)),
                 None,
                 Some(out.details).filter(|d| !d.is_null()),
                 note,
@@ -92,12 +93,15 @@ pub async fn wait_action(
             Vec::new(),
         ),
     };
+    let ending = match (timed_out, interrupted, error) {
+        (true, _, _) => AttemptEnd::TimedOut(exit),
+        (false, true, error) => AttemptEnd::Stopped { exit, error },
+        (false, false, Some(error)) => AttemptEnd::Failed { exit, error },
+        // No error: the action returned.
+        (false, false, None) => AttemptEnd::Exited(Exit::Code(0)),
+    };
     AttemptResult {
-        exit_code,
-        signal: None,
-        timed_out,
-        interrupted,
-        error,
+        end: ending,
         details,
         note,
         unflushed,

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::StopSignal;
 use crate::state::{RunState, StepState};
 
 /// How an attempt or step ended, for reporters.
@@ -78,8 +79,8 @@ pub enum Event<'a> {
     /// ward got a signal and is stopping: running steps are stopped and
     /// only `when: always` steps still start.
     Interrupted {
-        /// The signal's name.
-        signal: &'a str,
+        /// The signal.
+        signal: StopSignal,
     },
     /// ward could not install its signal handlers: a signal will end it at
     /// once, without the `when: always` steps. Said before the run starts.
@@ -90,16 +91,16 @@ pub enum Event<'a> {
     /// Another SIGINT/SIGTERM arrived while stopping: noted, nothing changes
     /// (the `when: always` steps still run).
     SignalNoted {
-        /// The signal's name.
-        signal: &'a str,
+        /// The signal.
+        signal: StopSignal,
         /// Signals received so far.
         count: u32,
     },
     /// A third signal or SIGQUIT: ward stops everything, `when: always`
     /// steps included, and leaves them pending for `ward resume`.
     Abandoned {
-        /// The signal's name.
-        signal: &'a str,
+        /// The signal.
+        signal: StopSignal,
     },
     /// The state database could not be written: from now on ward works from
     /// memory, runs only what must still happen, and exits 4.

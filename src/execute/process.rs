@@ -2,6 +2,7 @@
 //! [`crate::process`], and what the executor records of it.
 
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use std::os::unix::process::ExitStatusExt;
@@ -11,19 +12,105 @@ use tokio::sync::watch;
 pub use crate::process::{Attempt, Cancel};
 use crate::process::{Ended, Started};
 
-/// How an attempt ended.
+/// How a program's process ended by itself (for an action that returned,
+/// exit code 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The exit of a waited-for status; `None` for a status that says
+    /// neither (a stopped or continued process, which `wait` never gives).
+    pub fn of(status: ExitStatus) -> Option<Exit> {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Some(Exit::Code(code)),
+            (None, Some(signal)) => Some(Exit::Signal(signal)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How an attempt ended: which of these decides the step's state, its
+/// recorded outcome and the words said about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// It ended by itself; whether it succeeded is up to the step's
+    /// `ok_codes`.
+    Exited(Exit),
+    /// Its time limit stopped it (with how its process then ended, if known).
+    TimedOut(Option<Exit>),
+    /// A signal to ward stopped it (with how its process then ended, if
+    /// known, and what an action or the clean-up after it said went wrong).
+    Stopped {
+        /// How its process ended.
+        exit: Option<Exit>,
+        /// What went wrong, said instead of the plain "stopped".
+        error: Option<String>,
+    },
+    /// It could not be started or waited for, the action failed, or the
+    /// clean-up after it failed: why (with how its process ended, if it ran).
+    Failed {
+        /// How its process ended.
+        exit: Option<Exit>,
+        /// Why it failed.
+        error: String,
+    },
+}
+
+impl AttemptEnd {
+    /// How its process ended, if it is known.
+    pub fn exit(&self) -> Option<Exit> {
+        match self {
+            AttemptEnd::Exited(exit) => Some(*exit),
+            AttemptEnd::TimedOut(exit)
+            | AttemptEnd::Stopped { exit, .. }
+            | AttemptEnd::Failed { exit, .. } => *exit,
+        }
+    }
+
+    /// Its exit code, if its process exited.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.exit() {
+            Some(Exit::Code(code)) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The signal that killed its process, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.exit() {
+            Some(Exit::Signal(signal)) => Some(signal),
+            _ => None,
+        }
+    }
+
+    /// The ending once something after the attempt went wrong (`error`):
+    /// an attempt that ended by itself fails, a stopped one says the error
+    /// unless it already has one, a timed-out or failed one stays as it is.
+    pub fn failed_after(self, error: String) -> AttemptEnd {
+        match self {
+            AttemptEnd::Exited(exit) => AttemptEnd::Failed {
+                exit: Some(exit),
+                error,
+            },
+            AttemptEnd::Stopped { exit, error: None } => AttemptEnd::Stopped {
+                exit,
+                error: Some(error),
+            },
+            other => other,
+        }
+    }
+}
+
+/// An ended attempt: how it ended and what it left.
 #[derive(Clone, Debug)]
 pub struct AttemptResult {
-    /// Exit code, if the process exited.
-    pub exit_code: Option<i32>,
-    /// Signal, if the process was killed.
-    pub signal: Option<i32>,
-    /// The time limit ended it.
-    pub timed_out: bool,
-    /// A signal to ward ended it.
-    pub interrupted: bool,
-    /// It could not be started, or (an action) it failed: why.
-    pub error: Option<String>,
+    /// How it ended.
+    pub end: AttemptEnd,
     /// What an action reported (sizes, hashes, statistics).
     pub details: Option<serde_json::Value>,
     /// An action's one-line summary or warning, for successful attempts.
@@ -38,16 +125,26 @@ pub struct AttemptResult {
 
 impl From<Ended> for AttemptResult {
     fn from(ended: Ended) -> AttemptResult {
-        let (exit_code, signal, error) = match ended.status {
-            Ok(s) => (s.code(), s.signal(), None),
-            Err(e) => (None, None, Some(e)),
+        let exit = ended.status.as_ref().ok().and_then(|s| Exit::of(*s));
+        let ending = if ended.timed_out {
+            AttemptEnd::TimedOut(exit)
+        } else if ended.interrupted {
+            AttemptEnd::Stopped {
+                exit,
+                error: ended.status.err(),
+            }
+        } else {
+            match (ended.status, exit) {
+                (Err(error), _) => AttemptEnd::Failed { exit: None, error },
+                (Ok(_), Some(exit)) => AttemptEnd::Exited(exit),
+                (Ok(_), None) => AttemptEnd::Failed {
+                    exit: None,
+                    error: "ended without a status".into(),
+                },
+            }
         };
         AttemptResult {
-            exit_code,
-            signal,
-            timed_out: ended.timed_out,
-            interrupted: ended.interrupted,
-            error,
+            end: ending,
             details: None,
             note: None,
             unflushed: Vec::new(),
@@ -77,4 +174,87 @@ pub async fn wait_attempt(
 pub async fn run_attempt(attempt: Attempt, cancel: watch::Receiver<Cancel>) -> AttemptResult {
     let started = spawn_attempt(&attempt);
     wait_attempt(started, attempt, cancel).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(status: Result<ExitStatus, String>, timed_out: bool, interrupted: bool) -> AttemptEnd {
+        AttemptResult::from(Ended {
+            status,
+            timed_out,
+            interrupted,
+            elapsed: Duration::ZERO,
+        })
+        .end
+    }
+
+    /// Raw wait statuses: exit code `c` is `c << 8`, a signal is itself.
+    fn exited(code: i32) -> Result<ExitStatus, String> {
+        Ok(ExitStatus::from_raw(code << 8))
+    }
+
+    #[test]
+    fn a_program_that_ended_by_itself_exited_or_was_killed() {
+        assert_eq!(
+            ended(exited(3), false, false),
+            AttemptEnd::Exited(Exit::Code(3))
+        );
+        assert_eq!(
+            ended(Ok(ExitStatus::from_raw(9)), false, false),
+            AttemptEnd::Exited(Exit::Signal(9))
+        );
+        let failed = ended(Err("no such program".into()), false, false);
+        assert_eq!(
+            failed,
+            AttemptEnd::Failed {
+                exit: None,
+                error: "no such program".into()
+            }
+        );
+        assert_eq!((failed.exit_code(), failed.signal()), (None, None));
+    }
+
+    #[test]
+    fn a_stop_names_the_ending_and_keeps_how_the_process_ended() {
+        let timed_out = ended(Ok(ExitStatus::from_raw(15)), true, false);
+        assert_eq!(timed_out, AttemptEnd::TimedOut(Some(Exit::Signal(15))));
+        assert_eq!(timed_out.signal(), Some(15));
+        assert_eq!(
+            ended(exited(1), false, true),
+            AttemptEnd::Stopped {
+                exit: Some(Exit::Code(1)),
+                error: None
+            }
+        );
+        assert_eq!(
+            ended(Err("cannot wait".into()), false, true),
+            AttemptEnd::Stopped {
+                exit: None,
+                error: Some("cannot wait".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_failure_after_the_attempt_fails_only_what_had_not_failed() {
+        let why = || "cannot look".to_owned();
+        assert_eq!(
+            AttemptEnd::Exited(Exit::Code(0)).failed_after(why()),
+            AttemptEnd::Failed {
+                exit: Some(Exit::Code(0)),
+                error: why()
+            }
+        );
+        assert_eq!(
+            AttemptEnd::TimedOut(None).failed_after(why()),
+            AttemptEnd::TimedOut(None)
+        );
+        let stopped = AttemptEnd::Stopped {
+            exit: None,
+            error: Some("first".into()),
+        };
+        assert_eq!(stopped.clone().failed_after(why()), stopped);
+    }
 }

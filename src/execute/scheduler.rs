@@ -36,13 +36,15 @@ use super::Ending;
 use super::ExecOptions;
 use super::action_run::{start_action, wait_action};
 use super::events::{Event, Reporter, StepEnd};
-use super::process::{Attempt, AttemptResult, Cancel, run_attempt, spawn_attempt, wait_attempt};
+use super::process::{
+    Attempt, AttemptEnd, AttemptResult, Cancel, Exit, run_attempt, spawn_attempt, wait_attempt,
+};
 use super::signals::{Received, Signals};
 use crate::action::{Action, ActionCtx, ServiceStart};
 use crate::model::When;
 use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 use crate::process::CancelCell;
-use crate::state::{Change, RunState, StepState, Store, Unflushed};
+use crate::state::{AttemptOutcome, Change, NoteKind, RunState, StepState, Store, Unflushed};
 
 /// A run to carry out.
 pub struct Execution<'a> {
@@ -92,7 +94,30 @@ enum Done {
     /// A succeeded step's output was flushed to disk (or could not be).
     Flushed {
         step: usize,
-        result: Result<(), String>,
+        result: Result<(), FlushError>,
+    },
+}
+
+/// Why output could not be made durable; said as the step's failure.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    /// Neither the output nor any folder above it could be opened.
+    #[error("cannot open {} or any folder above it", .0.display())]
+    NoFolder(PathBuf),
+    /// `syncfs` of the output's file system failed.
+    #[error("cannot flush {}: {error}", path.display())]
+    FileSystem {
+        path: PathBuf,
+        error: rustix::io::Errno,
+    },
+    /// The blocking task that flushed ended abnormally.
+    #[error("the flush stopped unexpectedly: {0}")]
+    Stopped(tokio::task::JoinError),
+    /// A `creates` path (or its folder) could not be flushed.
+    #[error("its `creates` path {} could not be flushed to disk: {error}", path.display())]
+    Creates {
+        path: PathBuf,
+        error: std::io::Error,
     },
 }
 
@@ -353,7 +378,7 @@ async fn after_attempt(
     match tokio::task::spawn_blocking(job).await {
         Ok(left) => result.left_behind = left,
         Err(e) => {
-            result.error.get_or_insert(format!(
+            result.end = result.end.failed_after(format!(
                 "cannot look for processes the step left running: {e}"
             ));
         }
@@ -427,19 +452,17 @@ impl Scheduler<'_, '_> {
             if self.abandoned.is_none() {
                 self.abandoned = Some(sig);
                 self.interrupted.get_or_insert(sig);
-                self.reporter
-                    .event(&Event::Abandoned { signal: sig.name() });
+                self.reporter.event(&Event::Abandoned { signal: sig });
                 let _ = senders.normal.send(Cancel::Kill);
                 let _ = senders.finalizers.send(Cancel::Kill);
             }
         } else if self.interrupted.is_none() {
             self.interrupted = Some(sig);
-            self.reporter
-                .event(&Event::Interrupted { signal: sig.name() });
+            self.reporter.event(&Event::Interrupted { signal: sig });
             let _ = senders.normal.send(Cancel::Terminate);
         } else {
             self.reporter.event(&Event::SignalNoted {
-                signal: sig.name(),
+                signal: sig,
                 count: self.signals_seen,
             });
         }
@@ -641,18 +664,15 @@ impl Scheduler<'_, '_> {
         if !r.left_behind.is_empty() {
             self.report_left_behind(i, log, &r.left_behind);
         }
-        let ok = r.error.is_none()
-            && !r.timed_out
-            && !r.interrupted
-            && r.exit_code.is_some_and(|c| step.ok_codes.contains(&c));
+        let ok = matches!(r.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
         // What the step says it made must be on disk before its success is
         // recorded: a resume skips a step whose `creates` path exists.
         let unsynced = match (&step.creates, ok) {
-            (Some(path), true) => sync_path(&self.resolve(path)).err(),
+            (Some(path), true) => sync_path(&self.resolve(path)).err().map(|e| e.to_string()),
             _ => None,
         };
         let (state, outcome, message, will_retry) = if let Some(why) = unsynced {
-            (StepState::Failed, "failed", Some(why), false)
+            (StepState::Failed, AttemptOutcome::Failed, Some(why), false)
         } else if ok {
             if !r.unflushed.is_empty() {
                 // Recorded in the same commit as the success, so a resume
@@ -670,7 +690,12 @@ impl Scheduler<'_, '_> {
                 });
                 spawn_flush(tasks, i, r.unflushed.clone());
             }
-            (StepState::Succeeded, "succeeded", r.note.clone(), false)
+            (
+                StepState::Succeeded,
+                AttemptOutcome::Succeeded,
+                r.note.clone(),
+                false,
+            )
         } else {
             let stopped_why = match (self.interrupted, &self.state_lost) {
                 (Some(sig), _) => format!("stopped because ward was interrupted ({})", sig.name()),
@@ -678,22 +703,21 @@ impl Scheduler<'_, '_> {
                 (None, None) => "stopped".to_owned(),
             };
             let message = failure_message(r, step, &stopped_why);
-            if r.interrupted {
-                (StepState::Interrupted, "interrupted", Some(message), false)
-            } else if self.tries[i] < step.retry.attempts && self.interrupted.is_none() {
+            let outcome = match r.end {
+                AttemptEnd::TimedOut(_) => AttemptOutcome::TimedOut,
+                _ => AttemptOutcome::Failed,
+            };
+            if matches!(r.end, AttemptEnd::Stopped { .. }) {
                 (
-                    StepState::Pending,
-                    if r.timed_out { "timed-out" } else { "failed" },
-                    Some(message),
-                    true,
-                )
-            } else {
-                (
-                    StepState::Failed,
-                    if r.timed_out { "timed-out" } else { "failed" },
+                    StepState::Interrupted,
+                    AttemptOutcome::Interrupted,
                     Some(message),
                     false,
                 )
+            } else if self.tries[i] < step.retry.attempts && self.interrupted.is_none() {
+                (StepState::Pending, outcome, Some(message), true)
+            } else {
+                (StepState::Failed, outcome, Some(message), false)
             }
         };
         self.reporter.event(&Event::StepFinished(StepEnd {
@@ -701,7 +725,7 @@ impl Scheduler<'_, '_> {
             state,
             attempt,
             elapsed: r.elapsed,
-            exit_code: r.exit_code,
+            exit_code: r.end.exit_code(),
             message: message.as_deref(),
             log,
             will_retry,
@@ -735,10 +759,10 @@ impl Scheduler<'_, '_> {
             attempt,
             state,
             outcome,
-            exit_code: r.exit_code,
-            signal: r.signal,
+            exit_code: r.end.exit_code(),
+            signal: r.end.signal(),
             message,
-            details: r.details.as_ref().map(|d| d.to_string()),
+            details: r.details.clone(),
             at: now_ms(),
         });
     }
@@ -763,7 +787,7 @@ impl Scheduler<'_, '_> {
             let _ = std::io::Write::write_all(&mut f, line.as_bytes());
         }
         self.changes.push(Change::Note {
-            kind: "children-stopped",
+            kind: NoteKind::ChildrenStopped,
             message: format!("step `{}`: stopped {list}", self.steps[i].id),
             at: now_ms(),
         });
@@ -771,7 +795,7 @@ impl Scheduler<'_, '_> {
 
     /// Records that a step's output reached the disk, or fails the step
     /// (and the run) when it could not: its output is not safe to keep.
-    fn flushed(&mut self, i: usize, result: Result<(), String>) {
+    fn flushed(&mut self, i: usize, result: Result<(), FlushError>) {
         match result {
             Ok(()) => self.changes.push(Change::Durability {
                 step: self.steps[i].id.clone(),
@@ -1029,18 +1053,17 @@ fn past_tense(state: StepState) -> &'static str {
 }
 
 fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) -> String {
-    if r.timed_out {
-        let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
-        return format!("timed out after {limit}; its process group was stopped");
-    }
-    if let Some(e) = &r.error {
-        return e.clone();
-    }
-    if r.interrupted {
-        return stopped_why.to_owned();
-    }
-    match (r.exit_code, r.signal) {
-        (Some(code), _) => {
+    match &r.end {
+        AttemptEnd::TimedOut(_) => {
+            let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
+            format!("timed out after {limit}; its process group was stopped")
+        }
+        AttemptEnd::Failed { error, .. }
+        | AttemptEnd::Stopped {
+            error: Some(error), ..
+        } => error.clone(),
+        AttemptEnd::Stopped { error: None, .. } => stopped_why.to_owned(),
+        AttemptEnd::Exited(Exit::Code(code)) => {
             if step.ok_codes == [0] {
                 format!("exit code {code}")
             } else {
@@ -1048,8 +1071,7 @@ fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) ->
                 format!("exit code {code} (ok: {})", ok.join(", "))
             }
         }
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => "ended without a status".into(),
+        AttemptEnd::Exited(Exit::Signal(sig)) => format!("killed by signal {sig}"),
     }
 }
 
@@ -1069,16 +1091,16 @@ fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
             let dir = path
                 .ancestors()
                 .find_map(|p| std::fs::File::open(p).ok())
-                .ok_or_else(|| format!("cannot open {} or any folder above it", path.display()))?;
-            rustix::fs::syncfs(&dir)
-                .map_err(|e| format!("cannot flush {}: {e}", path.display()))?;
+                .ok_or_else(|| FlushError::NoFolder(path.clone()))?;
+            rustix::fs::syncfs(&dir).map_err(|error| FlushError::FileSystem {
+                path: path.clone(),
+                error,
+            })?;
         }
         Ok(())
     });
     tasks.spawn(async move {
-        let result = flush
-            .await
-            .unwrap_or_else(|e| Err(format!("the flush stopped unexpectedly: {e}")));
+        let result = flush.await.unwrap_or_else(|e| Err(FlushError::Stopped(e)));
         Done::Flushed { step, result }
     });
 }
@@ -1087,13 +1109,11 @@ fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
 /// A path the step did not make is no error (the next run does the step
 /// again), nor is one ward cannot open to flush (e.g. a write-only file of
 /// another user's step); a flush that fails (EIO, a full or lost disk) is.
-fn sync_path(path: &Path) -> Result<(), String> {
+fn sync_path(path: &Path) -> Result<(), FlushError> {
     let flush = |p: &Path| match std::fs::File::open(p) {
-        Ok(f) => f.sync_all().map_err(|e| {
-            format!(
-                "its `creates` path {} could not be flushed to disk: {e}",
-                p.display()
-            )
+        Ok(f) => f.sync_all().map_err(|error| FlushError::Creates {
+            path: p.to_path_buf(),
+            error,
         }),
         Err(_) => Ok(()),
     };

@@ -34,6 +34,13 @@ pub enum Received {
     Quit,
 }
 
+/// Said by its name (`SIGINT`), as ward's messages print it.
+impl std::fmt::Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Received {
     /// The signal's name.
     pub fn name(self) -> &'static str {

@@ -33,7 +33,8 @@ pub use host::HostIdentity;
 pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
 pub use location::open;
 pub use records::{
-    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState, Unflushed,
+    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RecordedFacts,
+    RunRecord, RunState, StepRecord, StepState, Unflushed, Unreadable,
 };
 
 /// What a command may do to the state.

@@ -1,5 +1,7 @@
 //! Rows of the state store and the changes that move them.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// The state of a whole run.
@@ -76,11 +78,66 @@ text_enum!(StepState {
     Compensated = "compensated",
 });
 
+/// How one attempt ended, as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptOutcome {
+    /// It did what the step asks (an ok exit code, an action that returned).
+    Succeeded,
+    /// It failed (a bad exit code, a signal, an error, an unflushed `creates`).
+    Failed,
+    /// A signal to ward stopped it.
+    Interrupted,
+    /// Its time limit stopped it.
+    TimedOut,
+}
+
+text_enum!(AttemptOutcome {
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Interrupted = "interrupted",
+    TimedOut = "timed-out",
+});
+
 impl StepState {
     /// True once the step will not change again in this process.
     pub fn is_terminal(self) -> bool {
         !matches!(self, StepState::Pending | StepState::Running)
     }
+}
+
+/// A value the store keeps as text and decodes when it reads a run. One
+/// that cannot be decoded is kept as why, so that only what needs it fails
+/// (a resume), not every listing of runs.
+pub type Recorded<T> = Result<T, Unreadable>;
+
+/// Why a recorded value cannot be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+/// The `ward.*` facts of a run as the state keeps them: the state's own
+/// type, so the recorded form is the state's (the same fields, in the same
+/// order, as `template::RunFacts`, which converts to and from it where
+/// a run is started and resumed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+// The name a damaged record's error message says, as before this type.
+#[serde(expecting = "struct RunFacts")]
+pub struct RecordedFacts {
+    /// `ward.date`.
+    pub date: String,
+    /// `ward.time`.
+    pub time: String,
+    /// `ward.timestamp`.
+    pub timestamp: String,
+    /// `ward.weekday`.
+    pub weekday: String,
+    /// `ward.host`.
+    pub host: String,
+    /// `ward.run_id`.
+    pub run_id: String,
+    /// `ward.playbook_dir`.
+    pub playbook_dir: String,
 }
 
 /// A run as first recorded.
@@ -98,12 +155,12 @@ pub struct NewRun {
     pub playbook_text: String,
     /// The run lock's name.
     pub lock_name: String,
-    /// Resolved variables, secrets masked (JSON object).
-    pub vars_json: String,
-    /// `--var` overrides, secrets masked (JSON object).
-    pub overrides_json: String,
-    /// The `ward.*` facts (JSON object), reused by resume.
-    pub facts_json: String,
+    /// Resolved variables, secrets masked.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// `--var` overrides, secrets masked.
+    pub overrides: BTreeMap<String, serde_json::Value>,
+    /// The `ward.*` facts, reused by resume.
+    pub facts: RecordedFacts,
     /// Host name.
     pub host: String,
     /// ward's pid.
@@ -121,8 +178,9 @@ pub struct NewStep {
     pub id: String,
     /// Position in the playbook.
     pub position: usize,
-    /// The rendered definition (JSON), compared by resume.
-    pub definition_json: String,
+    /// The step's resume fingerprint (`plan::fingerprint`), compared by
+    /// resume byte for byte; opaque to the store.
+    pub definition: String,
     /// True for compensation-only steps.
     pub compensation: bool,
 }
@@ -143,15 +201,15 @@ pub struct RunRecord {
     pub playbook_text: String,
     /// Lock name.
     pub lock_name: String,
-    /// Vars (JSON).
+    /// Vars, secrets masked.
     #[serde(skip)]
-    pub vars_json: String,
-    /// Overrides (JSON).
+    pub vars: Recorded<BTreeMap<String, serde_json::Value>>,
+    /// `--var` overrides, secrets masked.
     #[serde(skip)]
-    pub overrides_json: String,
-    /// Facts (JSON).
+    pub overrides: Recorded<BTreeMap<String, serde_json::Value>>,
+    /// The `ward.*` facts.
     #[serde(skip)]
-    pub facts_json: String,
+    pub facts: Recorded<RecordedFacts>,
     /// State.
     pub state: RunState,
     /// Host of the process that last ran it.
@@ -177,9 +235,9 @@ pub struct StepRecord {
     pub id: String,
     /// Position in the playbook.
     pub position: usize,
-    /// Rendered definition (JSON).
+    /// The step's resume fingerprint, as recorded (see [`NewStep::definition`]).
     #[serde(skip)]
-    pub definition_json: String,
+    pub definition: String,
     /// State.
     pub state: StepState,
     /// Why it is skipped/failed.
@@ -227,14 +285,25 @@ pub struct AttemptRecord {
     pub exit_code: Option<i32>,
     /// Signal, if it was killed.
     pub signal: Option<i32>,
-    /// succeeded / failed / interrupted / timed-out.
-    pub outcome: Option<String>,
+    /// How it ended; `None` while running (or if its end was never recorded).
+    pub outcome: Option<AttemptOutcome>,
     /// What happened, in words.
     pub message: Option<String>,
     /// The attempt's output.
     pub log_path: String,
     /// What an action reported (sizes, hashes, transfer statistics).
     pub details: Option<serde_json::Value>,
+}
+
+/// What a [`Change::Note`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// A resume stopped processes a dead ward left running.
+    OrphansStopped,
+    /// ward stopped processes an attempt left running after it ended.
+    ChildrenStopped,
+    /// A crash lost a succeeded step's unflushed output: it runs again.
+    PointLost,
 }
 
 /// One change to a run, committed with others in one transaction.
@@ -277,23 +346,23 @@ pub enum Change {
         attempt: u32,
         /// The step's new state.
         state: StepState,
-        /// succeeded / failed / interrupted / timed-out.
-        outcome: &'static str,
+        /// How the attempt ended.
+        outcome: AttemptOutcome,
         /// Exit code.
         exit_code: Option<i32>,
         /// Signal.
         signal: Option<i32>,
         /// Words.
         message: Option<String>,
-        /// What an action reported (JSON).
-        details: Option<String>,
+        /// What an action reported.
+        details: Option<serde_json::Value>,
         /// Unix ms.
         at: i64,
     },
     /// Something worth keeping in the run's event log.
     Note {
-        /// A short kind, e.g. `orphans-stopped`.
-        kind: &'static str,
+        /// What kind of thing happened.
+        kind: NoteKind,
         /// What happened.
         message: String,
         /// Unix ms.

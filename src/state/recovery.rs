@@ -72,7 +72,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::host::same_boot;
-use super::records::{Change, StepRecord, StepState};
+use super::records::{Change, NoteKind, StepRecord, StepState};
 use super::{StateError, Store};
 
 /// What the crash rules need to know of one planned step. Plain data, so
@@ -299,7 +299,7 @@ pub fn resume_states(
     let mut changes: Vec<Change> = notices
         .iter()
         .map(|n| Change::Note {
-            kind: "point-lost",
+            kind: NoteKind::PointLost,
             message: n.clone(),
             at: now,
         })
@@ -386,7 +386,7 @@ fn ancestors(steps: &[StepShape], from: &[usize]) -> HashSet<usize> {
 pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> Vec<String> {
     let by_id: HashMap<&str, &str> = recorded
         .iter()
-        .map(|r| (r.id.as_str(), r.definition_json.as_str()))
+        .map(|r| (r.id.as_str(), r.definition.as_str()))
         .collect();
     let mut out = Vec::new();
     for (id, definition) in planned {
@@ -457,7 +457,7 @@ mod tests {
             .map(|(i, (id, state))| StepRecord {
                 id: (*id).to_owned(),
                 position: i,
-                definition_json: format!("def of {id}"),
+                definition: format!("def of {id}"),
                 state: *state,
                 reason: None,
                 attempts: 1,

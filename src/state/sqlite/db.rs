@@ -13,7 +13,8 @@ use rusqlite::{
 };
 
 use super::super::records::{
-    AttemptRecord, Change, NewRun, NewStep, RunRecord, RunState, StepRecord, StepState,
+    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RunRecord,
+    RunState, StepRecord, StepState, Unreadable,
 };
 use super::super::schema::{self, Upgrade};
 use super::super::{StateError, private};
@@ -305,9 +306,9 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
         playbook_hash: r.get(3)?,
         playbook_text: r.get(4)?,
         lock_name: r.get(5)?,
-        vars_json: r.get(6)?,
-        overrides_json: r.get(7)?,
-        facts_json: r.get(8)?,
+        vars: decode(r.get(6)?),
+        overrides: decode(r.get(7)?),
+        facts: decode(r.get(8)?),
         state,
         host: r.get(10)?,
         pid: r.get(11)?,
@@ -336,9 +337,9 @@ impl Db {
                 run.playbook_hash,
                 run.playbook_text,
                 run.lock_name,
-                run.vars_json,
-                run.overrides_json,
-                run.facts_json,
+                json(&run.vars).map_err(err)?,
+                json(&run.overrides).map_err(err)?,
+                json(&run.facts).map_err(err)?,
                 run.host,
                 run.pid,
                 run.ward_version,
@@ -359,7 +360,7 @@ impl Db {
                         run.id,
                         s.id,
                         s.position as i64,
-                        s.definition_json,
+                        s.definition,
                         s.compensation
                     ])
                     .map_err(err)?;
@@ -435,7 +436,7 @@ impl Db {
                     StepRecord {
                         id: r.get(0)?,
                         position: r.get::<_, i64>(1)? as usize,
-                        definition_json: r.get(2)?,
+                        definition: r.get(2)?,
                         state: StepState::Pending,
                         reason: r.get(4)?,
                         attempts: r.get(5)?,
@@ -489,25 +490,41 @@ impl Db {
                  WHERE a.run_id = ?1 AND (?2 IS NULL OR a.step_id = ?2) ORDER BY a.started_at, s.position, a.attempt",
             )
             .map_err(|e| self.err(e))?;
+        let path = self.path.clone();
         let rows = stmt
             .query_map(params![run_id, step], |r| {
-                Ok(AttemptRecord {
+                let outcome = match r.get::<_, Option<String>>(6)? {
+                    None => None,
+                    Some(text) => match AttemptOutcome::parse(&text) {
+                        Some(o) => Some(o),
+                        None => {
+                            return Ok(Err(StateError::Corrupt {
+                                db: shown(&path),
+                                message: format!("unknown attempt outcome `{text}`"),
+                            }));
+                        }
+                    },
+                };
+                Ok(Ok(AttemptRecord {
                     step_id: r.get(0)?,
                     attempt: r.get(1)?,
                     started_at: r.get(2)?,
                     finished_at: r.get(3)?,
                     exit_code: r.get(4)?,
                     signal: r.get(5)?,
-                    outcome: r.get(6)?,
+                    outcome,
                     message: r.get(7)?,
                     log_path: r.get(8)?,
                     details: r
                         .get::<_, Option<String>>(9)?
                         .and_then(|d| serde_json::from_str(&d).ok()),
-                })
+                }))
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .collect()
     }
 
     pub(super) fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError> {
@@ -539,6 +556,26 @@ fn event(
     )?
     .execute(params![run_id, at, step, kind, message])?;
     Ok(())
+}
+
+/// A note's kind as the events table names it.
+fn note_kind(kind: NoteKind) -> &'static str {
+    match kind {
+        NoteKind::OrphansStopped => "orphans-stopped",
+        NoteKind::ChildrenStopped => "children-stopped",
+        NoteKind::PointLost => "point-lost",
+    }
+}
+
+/// A value as the JSON text its column holds.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// A column's JSON text as a value; text that is no such value is kept as
+/// why, for what needs the value to say (see [`Recorded`]).
+fn decode<T: serde::de::DeserializeOwned>(text: String) -> Recorded<T> {
+    serde_json::from_str(&text).map_err(|e| Unreadable(e.to_string()))
 }
 
 fn apply_one(
@@ -630,7 +667,17 @@ fn apply_one(
                 "UPDATE attempts SET finished_at = ?4, exit_code = ?5, signal = ?6, outcome = ?7, message = ?8, \
                  details = ?9 WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3",
             )?
-            .execute(params![run_id, step, attempt, at, exit_code, signal, outcome, message, details])?;
+            .execute(params![
+                run_id,
+                step,
+                attempt,
+                at,
+                exit_code,
+                signal,
+                outcome.as_str(),
+                message,
+                details.as_ref().map(json).transpose()?
+            ])?;
             event(
                 tx,
                 run_id,
@@ -640,19 +687,17 @@ fn apply_one(
                 message.as_deref(),
             )
         }
-        Change::Note { kind, message, at } => event(tx, run_id, *at, None, kind, Some(message)),
+        Change::Note { kind, message, at } => {
+            event(tx, run_id, *at, None, note_kind(*kind), Some(message))
+        }
         Change::Durability { step, unflushed } => {
             // Never recorded as "": which output still needs a flush is what
             // a resume after a power cut relies on; a failure fails the commit.
-            let json = unflushed
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let text = unflushed.as_ref().map(json).transpose()?;
             tx.prepare_cached(
                 "UPDATE steps SET unflushed = ?3 WHERE run_id = ?1 AND step_id = ?2",
             )?
-            .execute(params![run_id, step, json])?;
+            .execute(params![run_id, step, text])?;
             Ok(())
         }
         Change::Step {

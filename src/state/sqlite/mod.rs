@@ -199,7 +199,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{LeaseError, RunState, StepState};
+    use crate::state::{LeaseError, RecordedFacts, RunState, StepState};
 
     fn holder(run: &str) -> LeaseHolder {
         LeaseHolder {
@@ -218,9 +218,17 @@ mod tests {
             playbook_hash: "hash".into(),
             playbook_text: "text".into(),
             lock_name: "p".into(),
-            vars_json: "{}".into(),
-            overrides_json: "{}".into(),
-            facts_json: "{}".into(),
+            vars: Default::default(),
+            overrides: Default::default(),
+            facts: RecordedFacts {
+                date: "2026-12-02".into(),
+                time: "04:00:00".into(),
+                timestamp: "2026-12-02T04:00:00".into(),
+                weekday: "Wed".into(),
+                host: "h".into(),
+                run_id: id.into(),
+                playbook_dir: "/".into(),
+            },
             host: "h".into(),
             pid: 42,
             ward_version: "0".into(),
@@ -254,7 +262,7 @@ mod tests {
             let step = NewStep {
                 id: "a".into(),
                 position: 0,
-                definition_json: "{}".into(),
+                definition: "{}".into(),
                 compensation: false,
             };
             store
