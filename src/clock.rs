@@ -5,19 +5,18 @@
 
 use chrono::{Local, NaiveDate, NaiveDateTime};
 
-use crate::error::WardError;
-
 /// The environment variable that overrides the clock.
 pub const WARD_NOW: &str = "WARD_NOW";
 
+/// `WARD_NOW` holds text that is not a local time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{WARD_NOW}={0} is not a local time; write e.g. 2026-11-23T02:00:00 or 2026-11-23")]
+pub struct BadNow(pub String);
+
 /// The current local time, or `WARD_NOW` if set.
-pub fn now() -> Result<NaiveDateTime, WardError> {
+pub fn now() -> Result<NaiveDateTime, BadNow> {
     match std::env::var(WARD_NOW) {
-        Ok(text) if !text.trim().is_empty() => parse(&text).ok_or_else(|| {
-            WardError::Usage(format!(
-                "{WARD_NOW}={text} is not a local time; write e.g. 2026-11-23T02:00:00 or 2026-11-23"
-            ))
-        }),
+        Ok(text) if !text.trim().is_empty() => parse(&text).ok_or(BadNow(text)),
         _ => Ok(Local::now().naive_local()),
     }
 }

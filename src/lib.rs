@@ -62,7 +62,7 @@ pub fn check_file(
     overrides: &[(String, String)],
     run_id: &str,
 ) -> Result<Checked, WardError> {
-    let now = clock::now()?;
+    let now = clock::now().map_err(|e| error::WardError::Usage(e.to_string()))?;
     check_file_with(path, overrides, RunFacts::new(now, run_id, path))
 }
 

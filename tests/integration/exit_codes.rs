@@ -98,6 +98,29 @@ fn exit_2_for_an_unknown_step_or_command() {
     assert!(unknown.stderr.contains("frobnicate"), "{}", unknown.stderr);
 }
 
+/// A `WARD_NOW` that is not a time is a wrong command line (exit 2) that
+/// says which forms are meant, before anything runs.
+#[test]
+fn exit_2_for_a_ward_now_that_is_not_a_time() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: t\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let run = s
+        .ward()
+        .args(["run", "p.yml"])
+        .env("WARD_NOW", "23.11.2026")
+        .run()
+        .expect_code(2);
+    assert!(
+        run.stderr
+            .contains("WARD_NOW=23.11.2026 is not a local time; write e.g. 2026-11-23T02:00:00"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A `postgres://` state (issue 17) is refused as a wrong command line,
 /// by every command and from `$WARD_STATE` too, before anything is opened
 /// or created: never a file `ward` in a folder `postgres:`, never the
