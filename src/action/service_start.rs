@@ -68,7 +68,7 @@ impl Action for ServiceStart {
         out
     }
 
-    fn run(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
         let argv = service_command("start", p.unit.as_deref(), p.start.as_deref())?;
         run_checked(ctx, &argv)?;
         if let Some(m) = &p.wait_up {
@@ -96,7 +96,7 @@ impl Action for ServiceStart {
         }
         if let Some(check) = &p.wait_cmd {
             let mut last = String::new();
-            let ok = wait_until(ctx, p.timeout.std(), || match ctx.run(check, &[], false) {
+            let ok = wait_until(ctx, p.timeout.std(), || match ctx.run_program(check, &[], false) {
                 Ok(f) if f.status.success() => (true, ()),
                 Ok(f) => {
                     last = describe_status(&f.status);
