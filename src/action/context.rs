@@ -261,7 +261,11 @@ impl ActionCtx {
     /// Runs a program to its end with `input` on its stdin (written on a
     /// thread of its own while the program reads it); stdout is captured
     /// and logged as [`run_program`](Self::run_program) does.
-    pub fn run_program_fed(&self, argv: &[String], input: Vec<u8>) -> Result<Finished, ActionError> {
+    pub fn run_program_fed(
+        &self,
+        argv: &[String],
+        input: Vec<u8>,
+    ) -> Result<Finished, ActionError> {
         self.run_program_with(argv, &[], Some(input), true)
     }
 

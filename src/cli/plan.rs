@@ -7,7 +7,7 @@ use crate::error::{WardError, exit};
 use crate::report::{self, Style, render_human};
 use crate::template::var_overrides;
 
-pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
+pub(super) fn plan(args: &PlanArgs) -> Result<i32, WardError> {
     let overrides = var_overrides(&args.vars.vars)?;
     let checked = crate::check_file(&args.file, &overrides, "plan")?;
     let shown = args.file.display().to_string();

@@ -846,7 +846,9 @@ impl Scheduler<'_, '_> {
             let Some(c) = self.steps.iter().position(|s| s.id == target) else {
                 continue;
             };
-            let succeeded = self.attempt_compensation(c, store, cancel, signals, senders).await;
+            let succeeded = self
+                .attempt_compensation(c, store, cancel, signals, senders)
+                .await;
             if succeeded {
                 let reason = format!("undone by `{target}` because the run failed");
                 self.set_state(i, StepState::Compensated, Some(reason));
