@@ -78,12 +78,7 @@ fn kill_grace() -> Result<Duration, WardError> {
 }
 
 fn work_dir(v: &Plan) -> PathBuf {
-    let path = v.playbook.source.path();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+    crate::source::playbook_dir(v.playbook.source.path())
 }
 
 fn now_ms() -> i64 {

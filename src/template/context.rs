@@ -38,11 +38,7 @@ pub struct RunFacts {
 impl RunFacts {
     /// Facts for a run (or plan) starting at `now`.
     pub fn new(now: NaiveDateTime, run_id: &str, playbook: &Path) -> RunFacts {
-        let dir = playbook
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let dir = crate::source::playbook_dir(playbook);
         RunFacts {
             date: now.format("%Y-%m-%d").to_string(),
             time: now.format("%H:%M:%S").to_string(),
