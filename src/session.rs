@@ -262,46 +262,6 @@ async fn execute_recorded(
     execute::execute(exec, session.store.as_mut(), reporter).await
 }
 
-/// The `--var` overrides a run recorded.
-#[derive(Clone, Debug, Default)]
-pub struct RecordedOverrides {
-    /// Names and values, as given.
-    pub values: Vec<(String, String)>,
-    /// Names whose values were masked (secrets): they must be given again.
-    pub masked: Vec<String>,
-}
-
-/// The `--var` overrides a run was started with. Overrides that cannot be
-/// read are an error: resuming without them would run another backup than
-/// the one started (another target, another database).
-pub fn recorded_overrides(run: &RunRecord) -> Result<RecordedOverrides, WardError> {
-    let map = run
-        .overrides
-        .clone()
-        .map_err(|e| WardError::RunRecordDamaged {
-            run: run.id.clone(),
-            what: "`--var` overrides",
-            problem: e.0,
-        })?;
-    let mut values = Vec::new();
-    let mut masked = Vec::new();
-    for (k, v) in map {
-        if is_secret_name(&k) {
-            masked.push(k);
-        } else {
-            // ward records every value as text; anything else is kept
-            // as its JSON text rather than dropped.
-            values.push((
-                k,
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string()),
-            ));
-        }
-    }
-    Ok(RecordedOverrides { values, masked })
-}
-
 /// Steps whose definition differs between the run and `v`, said in words;
 /// a changed secret counts (through its keyed fingerprint). The plan's
 /// fingerprint is taken in the version the run recorded, so that runs of

@@ -6,6 +6,7 @@ mod plan;
 mod run;
 mod schema;
 mod validate;
+pub mod vars;
 mod verify;
 
 use std::path::PathBuf;

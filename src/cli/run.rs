@@ -3,13 +3,13 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use super::vars;
 use super::{OutputArgs, ResumeArgs, RunArgs};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::session::{self, RunSettings, StateSession};
 use crate::state::{Access, RunState};
-use crate::template::var_overrides;
 
 fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, RunSettings) {
     let terminal = std::io::stdout().is_terminal();
@@ -53,7 +53,7 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::P
 }
 
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
-    let overrides = var_overrides(&args.vars.vars)?;
+    let overrides = vars::parse(&args.vars.vars)?;
     let run_id = session::new_run_id();
     let checked = crate::check_file(&args.file, &overrides, &run_id)?;
     let v = match report_checked(checked, &args.file.display().to_string()) {
@@ -113,27 +113,7 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
         return Ok(exit::OK);
     }
     // Same variables as the run: recorded overrides, secrets given again.
-    let session::RecordedOverrides {
-        values: mut overrides,
-        masked,
-    } = session::recorded_overrides(&run)?;
-    let given = var_overrides(&args.vars.vars)?;
-    let missing: Vec<&String> = masked
-        .iter()
-        .filter(|m| !given.iter().any(|(k, _)| k == *m))
-        .collect();
-    if !missing.is_empty() {
-        let names: Vec<String> = missing.iter().map(|m| format!("--var {m}=...")).collect();
-        return Err(WardError::Usage(format!(
-            "run {} was started with secret variables that are not recorded; give them again: {}",
-            run.id,
-            names.join(" ")
-        )));
-    }
-    for (k, val) in given {
-        overrides.retain(|(name, _)| *name != k);
-        overrides.push((k, val));
-    }
+    let overrides = vars::for_resume(&run, &args.vars.vars)?;
     let facts = session::recorded_facts_of(&run)?;
     let path = std::path::PathBuf::from(&run.playbook_path);
     let checked = crate::check_file_with(&path, &overrides, facts)?;
