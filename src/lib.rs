@@ -62,6 +62,7 @@ pub struct Checked {
 
 /// Reads, parses, validates and plans a playbook. `Err` only for files that could
 /// not be read at all; problems inside the file are in `diagnostics`.
+/// `overrides` are `--var` pairs as [`cli::vars`] reads them.
 pub fn check_file(
     path: &Path,
     overrides: &[(String, String)],
