@@ -59,7 +59,7 @@ pub enum WardError {
     ReadPlaybook(#[from] crate::parse::ReadError),
     /// A `--var` argument is wrong.
     #[error(transparent)]
-    BadVar(#[from] crate::template::VarError),
+    BadVar(#[from] crate::cli::vars::VarError),
     /// A command-line argument is wrong.
     #[error("{0}")]
     Usage(String),

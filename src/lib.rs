@@ -1,12 +1,17 @@
 //! ward runs declarative backup and restore playbooks.
 //!
-//! The pipeline reads off the modules: [`yaml`] and [`parse`] read a file
-//! into the spanned [`model`]; [`validate`] checks it as a whole and renders
-//! templates; [`plan`] builds the [`plan::Plan`] (DAG, layers, resolved
-//! steps, resume fingerprint); [`execute`] runs a plan, checkpointing every
-//! step in [`state`]; [`report`] prints diagnostics, plans and runs. Built-in
-//! actions live in [`action`], one file each; [`cli`] and [`run`] are the
-//! top, where the stages meet.
+//! The pipeline reads off the modules, parse -> validate -> plan ->
+//! execute -> state, with report beside them: [`yaml`] and [`parse`] read
+//! a file into the spanned [`model`]; [`validate`] checks it as a whole and
+//! renders templates ([`template`]); [`plan`] builds the [`plan::Plan`]
+//! (DAG, layers, resolved steps, resume fingerprint); [`execute`] runs a
+//! plan, checkpointing every step in the [`state`] store; [`report`] prints
+//! diagnostics, plans and runs. Built-in actions live in [`action`], one
+//! file each, over the libraries in [`fs`], [`compress`], [`artifact`],
+//! [`procs`], [`pg`] and [`process`]. The top is where the stages meet:
+//! [`check_file`] (read -> parse -> validate -> plan), [`session`] (from a
+//! plan to an outcome: store, lease, crash reclaim, executor) and [`cli`].
+//! docs/design.md has the module map and the order of imports.
 
 #![forbid(unsafe_code)]
 
@@ -27,8 +32,8 @@ pub mod plan;
 pub mod process;
 pub mod procs;
 pub mod report;
-pub mod run;
 pub mod schema;
+pub mod session;
 pub mod shell;
 pub mod source;
 pub mod state;
@@ -57,6 +62,7 @@ pub struct Checked {
 
 /// Reads, parses, validates and plans a playbook. `Err` only for files that could
 /// not be read at all; problems inside the file are in `diagnostics`.
+/// `overrides` are `--var` pairs as [`cli::vars`] reads them.
 pub fn check_file(
     path: &Path,
     overrides: &[(String, String)],

@@ -50,6 +50,26 @@ impl fmt::Display for Span {
     }
 }
 
+/// The folder of a playbook file as its path names it: empty for a bare
+/// file name, so that paths joined onto it stay as the user wrote them
+/// (plans show them so); `.` for a path with no parent.
+pub fn playbook_folder(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// The folder of a playbook file, absolute where it exists: the working
+/// directory of its steps and `ward.playbook_dir`. Worked out here only,
+/// so that templates and steps never disagree about where "here" is.
+pub fn playbook_dir(path: &Path) -> PathBuf {
+    let dir = playbook_folder(path);
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
 /// The text of one playbook file, with an index of where each line starts.
 #[derive(Debug)]
 pub struct SourceFile {
@@ -105,5 +125,24 @@ impl SourceFile {
     /// Number of lines in the file.
     pub fn line_count(&self) -> usize {
         self.line_starts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_file_name_has_an_empty_folder_and_the_current_dir() {
+        assert_eq!(playbook_folder(Path::new("p.yml")), Path::new(""));
+        assert_eq!(playbook_folder(Path::new("a/p.yml")), Path::new("a"));
+        let here = std::fs::canonicalize(".").expect("cwd");
+        assert_eq!(playbook_dir(Path::new("p.yml")), here);
+    }
+
+    #[test]
+    fn a_missing_folder_is_kept_as_given() {
+        let dir = playbook_dir(Path::new("no/such/folder/p.yml"));
+        assert_eq!(dir, Path::new("no/such/folder"));
     }
 }

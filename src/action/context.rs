@@ -249,23 +249,27 @@ impl ActionCtx {
 
     /// Runs a program to its end; stdout is returned when `capture` (and
     /// also written to the log), else only logged.
-    pub fn run(
+    pub fn run_program(
         &self,
         argv: &[String],
         extra_env: &[(String, String)],
         capture: bool,
     ) -> Result<Finished, ActionError> {
-        self.run_with(argv, extra_env, None, capture)
+        self.run_program_with(argv, extra_env, None, capture)
     }
 
     /// Runs a program to its end with `input` on its stdin (written on a
     /// thread of its own while the program reads it); stdout is captured
-    /// and logged as [`run`](Self::run) does.
-    pub fn run_fed(&self, argv: &[String], input: Vec<u8>) -> Result<Finished, ActionError> {
-        self.run_with(argv, &[], Some(input), true)
+    /// and logged as [`run_program`](Self::run_program) does.
+    pub fn run_program_fed(
+        &self,
+        argv: &[String],
+        input: Vec<u8>,
+    ) -> Result<Finished, ActionError> {
+        self.run_program_with(argv, &[], Some(input), true)
     }
 
-    fn run_with(
+    fn run_program_with(
         &self,
         argv: &[String],
         extra_env: &[(String, String)],

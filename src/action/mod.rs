@@ -6,7 +6,7 @@
 //! (errors point at the exact key), then runs the action's own semantic
 //! checks; `ward plan` shows [`Action::describe`].
 //!
-//! At run time the executor calls [`Action::run`] on a blocking thread with
+//! At run time the executor calls [`Action::perform`] on a blocking thread with
 //! an [`ActionCtx`] (log, cancellation, environment, facts); `ward plan`
 //! calls the read-only [`Action::probe`] to show what would happen.
 
@@ -95,7 +95,7 @@ pub trait Action: 'static {
 
     /// Does the work. Runs on a blocking thread; must return soon after
     /// `ctx.cancelled()` becomes true.
-    fn run(params: &Self::Params, ctx: &ActionCtx) -> ActionResult;
+    fn perform(params: &Self::Params, ctx: &ActionCtx) -> ActionResult;
 
     /// What would happen now, read-only (for plans and dry runs): lines
     /// such as "would delete snapshots/2026-10-01". Empty if nothing to add.
@@ -119,8 +119,8 @@ pub trait ActionParams: fmt::Debug + Send + Sync {
     fn to_json(&self) -> serde_json::Value;
     /// Access to the typed parameters.
     fn as_any(&self) -> &dyn Any;
-    /// Runs the action (see [`Action::run`]).
-    fn run(&self, ctx: &ActionCtx) -> ActionResult;
+    /// Carries out the action (see [`Action::perform`]).
+    fn perform(&self, ctx: &ActionCtx) -> ActionResult;
     /// Read-only preview (see [`Action::probe`]).
     fn probe(&self, work_dir: &std::path::Path, facts: &crate::template::RunFacts) -> Vec<String>;
 }
@@ -146,8 +146,8 @@ impl<A: Action> ActionParams for Typed<A> {
     fn as_any(&self) -> &dyn Any {
         &self.0
     }
-    fn run(&self, ctx: &ActionCtx) -> ActionResult {
-        A::run(&self.0, ctx)
+    fn perform(&self, ctx: &ActionCtx) -> ActionResult {
+        A::perform(&self.0, ctx)
     }
     fn probe(&self, work_dir: &std::path::Path, facts: &crate::template::RunFacts) -> Vec<String> {
         A::probe(&self.0, work_dir, facts)

@@ -112,7 +112,7 @@ impl Action for PgDump {
         out
     }
 
-    fn run(p: &PgDumpParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &PgDumpParams, ctx: &ActionCtx) -> ActionResult {
         let Some(points) = pg_snapshot::held(&ctx.attempt.run_id, &p.snapshot) else {
             return Err(ActionError::new(format!(
                 "the consistent point of step `{}` is not held by this ward (it ends with the \

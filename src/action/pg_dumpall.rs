@@ -93,7 +93,7 @@ impl Action for PgDumpall {
         out
     }
 
-    fn run(p: &PgDumpallParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &PgDumpallParams, ctx: &ActionCtx) -> ActionResult {
         let dest = ctx.path(&p.dest);
         // Connection parameters go through the environment (never argv);
         // only the first database is an option, as pg_dumpall ignores

@@ -36,7 +36,7 @@ impl Action for PgQuery {
             .collect()
     }
 
-    fn run(p: &PgQueryParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &PgQueryParams, ctx: &ActionCtx) -> ActionResult {
         let cfg = pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

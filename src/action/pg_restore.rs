@@ -44,7 +44,7 @@ impl Action for PgRestore {
             .collect()
     }
 
-    fn run(p: &PgRestoreParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &PgRestoreParams, ctx: &ActionCtx) -> ActionResult {
         let src = ctx.path(&p.src);
         let file = std::fs::File::open(&src)
             .map_err(|e| ActionError::new(format!("cannot open dump {}: {e}", src.display())))?;
@@ -160,7 +160,7 @@ fn user_databases(
         "-c".into(),
         "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1".into(),
     ]);
-    let done = ctx.run(&argv, env, true)?;
+    let done = ctx.run_program(&argv, env, true)?;
     if !done.status.success() {
         return Err(ActionError::new(format!(
             "cannot connect to check that the cluster is empty ({}); see the step's log",

@@ -154,7 +154,7 @@ impl Action for PgSnapshot {
         out
     }
 
-    fn run(p: &PgSnapshotParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &PgSnapshotParams, ctx: &ActionCtx) -> ActionResult {
         // A retry of this step in the same process replaces its point.
         if let Some(old) = take_held(&ctx.attempt.run_id, &ctx.attempt.step) {
             let _ = old.end();

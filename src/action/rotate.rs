@@ -79,7 +79,7 @@ impl Action for Rotate {
         out
     }
 
-    fn run(p: &RotateParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &RotateParams, ctx: &ActionCtx) -> ActionResult {
         let dir = ctx.path(&p.dir);
         let now = facts_now(&ctx.facts);
         let listing = list(&dir, &p.latest)?;

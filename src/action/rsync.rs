@@ -459,7 +459,7 @@ impl Action for Rsync {
         out
     }
 
-    fn run(p: &RsyncParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &RsyncParams, ctx: &ActionCtx) -> ActionResult {
         // Validation refused these already; checked again before anything
         // is created or started, in case parameters reach here another way.
         for (key, value) in [("src", &p.src), ("dest", &p.dest)] {
@@ -529,12 +529,12 @@ impl Action for Rsync {
                     argv.join(" "),
                     c.listed
                 ));
-                ctx.run_fed(&argv, c.list.clone()).map(Some)
+                ctx.run_program_fed(&argv, c.list.clone()).map(Some)
             }
             Pass::Full(_) => {
                 let argv = p.argv(&from, &dest);
                 ctx.log(format!("running: {}", argv.join(" ")));
-                ctx.run(&argv, &[], true).map(Some)
+                ctx.run_program(&argv, &[], true).map(Some)
             }
         };
         if let Some(v) = &view {

@@ -68,7 +68,7 @@ impl Action for ServiceStart {
         out
     }
 
-    fn run(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
         let argv = service_command("start", p.unit.as_deref(), p.start.as_deref())?;
         run_checked(ctx, &argv)?;
         if let Some(m) = &p.wait_up {
@@ -96,15 +96,17 @@ impl Action for ServiceStart {
         }
         if let Some(check) = &p.wait_cmd {
             let mut last = String::new();
-            let ok = wait_until(ctx, p.timeout.std(), || match ctx.run(check, &[], false) {
-                Ok(f) if f.status.success() => (true, ()),
-                Ok(f) => {
-                    last = describe_status(&f.status);
-                    (false, ())
-                }
-                Err(e) => {
-                    last = e.to_string();
-                    (false, ())
+            let ok = wait_until(ctx, p.timeout.std(), || {
+                match ctx.run_program(check, &[], false) {
+                    Ok(f) if f.status.success() => (true, ()),
+                    Ok(f) => {
+                        last = describe_status(&f.status);
+                        (false, ())
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        (false, ())
+                    }
                 }
             })?;
             if ok.is_err() {

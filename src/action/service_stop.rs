@@ -64,7 +64,7 @@ impl Action for ServiceStop {
         out
     }
 
-    fn run(p: &ServiceStopParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &ServiceStopParams, ctx: &ActionCtx) -> ActionResult {
         let argv = service_command("stop", p.unit.as_deref(), p.stop.as_deref())?;
         // Before the stop: a pid file's tree must be known while its root
         // still runs, since agents are reparented once the scheduler exits.
@@ -192,7 +192,7 @@ pub(super) fn service_command(
 /// Runs a command (logged), failing the step unless it exits 0.
 pub(super) fn run_checked(ctx: &ActionCtx, argv: &[String]) -> Result<(), ActionError> {
     ctx.log(format!("running: {}", argv.join(" ")));
-    let done = ctx.run(argv, &[], false)?;
+    let done = ctx.run_program(argv, &[], false)?;
     if done.status.success() {
         Ok(())
     } else {

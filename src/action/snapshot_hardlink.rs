@@ -122,7 +122,7 @@ impl Action for SnapshotHardlink {
         out
     }
 
-    fn run(p: &SnapshotHardlinkParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &SnapshotHardlinkParams, ctx: &ActionCtx) -> ActionResult {
         let name = p.name.clone().unwrap_or_else(|| ctx.facts.date.clone());
         // Checked at validate time too; here for the default (the date) and
         // for parameters recorded by an older ward. Nothing is created yet.

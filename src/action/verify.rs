@@ -41,7 +41,7 @@ impl Action for Verify {
         non_empty("path", &p.path).into_iter().collect()
     }
 
-    fn run(p: &VerifyParams, ctx: &ActionCtx) -> ActionResult {
+    fn perform(p: &VerifyParams, ctx: &ActionCtx) -> ActionResult {
         let given = ctx.path(&p.path);
         let set = std::fs::canonicalize(&given).map_err(|e| {
             ActionError::new(format!("cannot open backup set {}: {e}", given.display()))

@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::action::REGISTRY;
 use crate::error::{WardError, exit};
 
-pub(super) fn run() -> Result<i32, WardError> {
+pub(super) fn actions() -> Result<i32, WardError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let width = REGISTRY.iter().map(|d| d.name.len()).max().unwrap_or(0);

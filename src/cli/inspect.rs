@@ -1,7 +1,7 @@
 //! `ward status`, `ward runs` and `ward log`: read-only views of the state.
 //!
 //! The store is async; each command runs on a small current-thread runtime
-//! (`run::block_on`), opened read-only.
+//! (`session::block_on`), opened read-only.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 use super::{LogArgs, RunsArgs, StatusArgs};
 use crate::error::{WardError, exit};
 use crate::report::{Style, render_runs, render_status, status_json};
-use crate::run::{StateSession, block_on};
+use crate::session::{StateSession, block_on};
 use crate::state::{Access, RunRecord};
 
 /// A run by id, or the most recent one for `None` or `last`.

@@ -6,6 +6,7 @@ mod plan;
 mod run;
 mod schema;
 mod validate;
+pub mod vars;
 mod verify;
 
 use std::path::PathBuf;
@@ -228,16 +229,16 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Validate(args) => validate::run(&args),
-        Command::Plan(args) => plan::run(&args),
+        Command::Validate(args) => validate::validate(&args),
+        Command::Plan(args) => plan::plan(&args),
         Command::Run(args) => run::run(&args),
         Command::Resume(args) => run::resume(&args),
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
-        Command::Verify(args) => verify::run(&args),
-        Command::Schema => schema::run(),
-        Command::Actions => actions::run(),
+        Command::Verify(args) => verify::verify(&args),
+        Command::Schema => schema::schema(),
+        Command::Actions => actions::actions(),
     };
     match result {
         Ok(code) => code,

@@ -2,13 +2,13 @@
 
 use std::io::Write;
 
+use super::vars;
 use super::{PlanArgs, PlanFormat};
 use crate::error::{WardError, exit};
 use crate::report::{self, Style, render_human};
-use crate::template::var_overrides;
 
-pub(super) fn run(args: &PlanArgs) -> Result<i32, WardError> {
-    let overrides = var_overrides(&args.vars.vars)?;
+pub(super) fn plan(args: &PlanArgs) -> Result<i32, WardError> {
+    let overrides = vars::parse(&args.vars.vars)?;
     let checked = crate::check_file(&args.file, &overrides, "plan")?;
     let shown = args.file.display().to_string();
     // Warnings (and errors) go to stderr so the plan on stdout stays parseable.

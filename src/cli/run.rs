@@ -3,13 +3,13 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use super::vars;
 use super::{OutputArgs, ResumeArgs, RunArgs};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
-use crate::run::{self, RunSettings, StateSession};
+use crate::session::{self, RunSettings, StateSession};
 use crate::state::{Access, RunState};
-use crate::template::var_overrides;
 
 fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, RunSettings) {
     let terminal = std::io::stdout().is_terminal();
@@ -53,8 +53,8 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::P
 }
 
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
-    let overrides = var_overrides(&args.vars.vars)?;
-    let run_id = run::new_run_id();
+    let overrides = vars::parse(&args.vars.vars)?;
+    let run_id = session::new_run_id();
     let checked = crate::check_file(&args.file, &overrides, &run_id)?;
     let v = match report_checked(checked, &args.file.display().to_string()) {
         Ok(v) => v,
@@ -62,13 +62,13 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     };
     let given = args.state.state.as_deref();
     let (mut reporter, settings) = reporter(&args.output, given);
-    let outcome = run::block_on(async {
-        let mut session = StateSession::open(given, Access::Create).await?;
-        run::start(
+    let outcome = session::block_on(async {
+        let mut state = StateSession::open(given, Access::Create).await?;
+        session::start(
             &v,
             &run_id,
             &overrides,
-            &mut session,
+            &mut state,
             &settings,
             reporter.as_mut(),
         )
@@ -102,39 +102,19 @@ fn already_succeeded(run: &crate::state::RunRecord, last: bool) -> String {
 }
 
 pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
-    run::block_on(resume_recorded(args))?
+    session::block_on(resume_recorded(args))?
 }
 
 async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
-    let mut session = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
-    let run = super::inspect::find_run(&session, args.run_id.as_deref()).await?;
+    let mut state = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
+    let run = super::inspect::find_run(&state, args.run_id.as_deref()).await?;
     if run.state == RunState::Succeeded {
         println!("{}", already_succeeded(&run, args.run_id.is_none()));
         return Ok(exit::OK);
     }
     // Same variables as the run: recorded overrides, secrets given again.
-    let run::RecordedOverrides {
-        values: mut overrides,
-        masked,
-    } = run::recorded_overrides(&run)?;
-    let given = var_overrides(&args.vars.vars)?;
-    let missing: Vec<&String> = masked
-        .iter()
-        .filter(|m| !given.iter().any(|(k, _)| k == *m))
-        .collect();
-    if !missing.is_empty() {
-        let names: Vec<String> = missing.iter().map(|m| format!("--var {m}=...")).collect();
-        return Err(WardError::Usage(format!(
-            "run {} was started with secret variables that are not recorded; give them again: {}",
-            run.id,
-            names.join(" ")
-        )));
-    }
-    for (k, val) in given {
-        overrides.retain(|(name, _)| *name != k);
-        overrides.push((k, val));
-    }
-    let facts = run::recorded_facts_of(&run)?;
+    let overrides = vars::for_resume(&run, &args.vars.vars)?;
+    let facts = session::recorded_facts_of(&run)?;
     let path = std::path::PathBuf::from(&run.playbook_path);
     let checked = crate::check_file_with(&path, &overrides, facts)?;
     let v = match report_checked(checked, &run.playbook_path) {
@@ -143,8 +123,8 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     };
     // Compared even when the file is the same: secrets and other `--var`s
     // given again may differ from the run's.
-    let records = session.store.steps(&run.id).await?;
-    let changed = run::changed_steps(&v, &records, session.store.as_ref())?;
+    let records = state.store.steps(&run.id).await?;
+    let changed = session::changed_steps(&v, &records, state.store.as_ref())?;
     if !changed.is_empty() && !args.allow_changed {
         return Err(WardError::PlaybookChanged(format!(
             "{} or its variables changed since run {} started: {}. Resuming would mix two versions; \
@@ -161,6 +141,6 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
         );
     }
     let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
-    let outcome = run::resume(&v, &run, &mut session, &settings, reporter.as_mut()).await?;
+    let outcome = session::resume(&v, &run, &mut state, &settings, reporter.as_mut()).await?;
     Ok(super::ending_code(outcome.ending))
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::error::{WardError, exit};
 
-pub(super) fn run() -> Result<i32, WardError> {
+pub(super) fn schema() -> Result<i32, WardError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     serde_json::to_writer_pretty(&mut out, &crate::schema::playbook_schema())

@@ -2,13 +2,13 @@
 
 use std::io::Write;
 
+use super::vars;
 use super::{DiagnosticFormat, ValidateArgs};
 use crate::error::{WardError, exit};
 use crate::report::{Style, render_human, render_json_file};
-use crate::template::var_overrides;
 
-pub(super) fn run(args: &ValidateArgs) -> Result<i32, WardError> {
-    let overrides = var_overrides(&args.vars.vars)?;
+pub(super) fn validate(args: &ValidateArgs) -> Result<i32, WardError> {
+    let overrides = vars::parse(&args.vars.vars)?;
     let mut all_valid = true;
     let mut json_files = Vec::new();
     let stdout = std::io::stdout();

@@ -7,7 +7,7 @@ use crate::error::{WardError, exit};
 use crate::fs::manifest;
 use crate::report::Style;
 
-pub(super) fn run(args: &VerifyArgs) -> Result<i32, WardError> {
+pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (set, found) = match std::fs::canonicalize(&args.set) {

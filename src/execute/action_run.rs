@@ -1,4 +1,4 @@
-//! One attempt of a built-in action: its `run` on a blocking thread, with
+//! One attempt of a built-in action: its `perform` on a blocking thread, with
 //! the step's timeout and ward's signals raised on the action's
 //! [`CancelCell`] (which also stops its programs, see [`crate::process`]).
 
@@ -27,7 +27,7 @@ pub fn start_action(
     cancel: Arc<CancelCell>,
 ) -> StartedAction {
     StartedAction {
-        handle: tokio::task::spawn_blocking(move || params.run(&ctx)),
+        handle: tokio::task::spawn_blocking(move || params.perform(&ctx)),
         cancel,
         started: Instant::now(),
     }

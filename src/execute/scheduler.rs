@@ -846,7 +846,9 @@ impl Scheduler<'_, '_> {
             let Some(c) = self.steps.iter().position(|s| s.id == target) else {
                 continue;
             };
-            let succeeded = self.run_alone(c, store, cancel, signals, senders).await;
+            let succeeded = self
+                .attempt_compensation(c, store, cancel, signals, senders)
+                .await;
             if succeeded {
                 let reason = format!("undone by `{target}` because the run failed");
                 self.set_state(i, StepState::Compensated, Some(reason));
@@ -855,8 +857,9 @@ impl Scheduler<'_, '_> {
         }
     }
 
-    /// Runs one step with its retries, outside the DAG (compensation).
-    async fn run_alone(
+    /// Attempts compensating step `c`, with its retries, outside the DAG;
+    /// true if it succeeded.
+    async fn attempt_compensation(
         &mut self,
         c: usize,
         store: &mut dyn Store,

@@ -89,12 +89,7 @@ fn step(out: &mut dyn Write, v: &Plan, s: &ResolvedStep, style: Style) -> io::Re
     };
     field(out, "does", &does)?;
     if let ResolvedBody::Action(p) = &s.body {
-        let work_dir = v
-            .playbook
-            .source
-            .path()
-            .parent()
-            .unwrap_or(std::path::Path::new("."));
+        let work_dir = crate::source::playbook_folder(v.playbook.source.path());
         for line in p.probe(work_dir, &v.facts) {
             field(out, "now", &line)?;
         }

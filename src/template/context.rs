@@ -38,11 +38,7 @@ pub struct RunFacts {
 impl RunFacts {
     /// Facts for a run (or plan) starting at `now`.
     pub fn new(now: NaiveDateTime, run_id: &str, playbook: &Path) -> RunFacts {
-        let dir = playbook
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let dir = crate::source::playbook_dir(playbook);
         RunFacts {
             date: now.format("%Y-%m-%d").to_string(),
             time: now.format("%H:%M:%S").to_string(),
@@ -53,63 +49,6 @@ impl RunFacts {
             playbook_dir: dir.display().to_string(),
         }
     }
-}
-
-/// A `--var` argument that is not `name=value` with a valid name and
-/// value; the message never shows a secret value.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct VarError(String);
-
-/// Parses `--var name=value` arguments.
-pub fn var_overrides(args: &[String]) -> Result<Vec<(String, String)>, VarError> {
-    args.iter()
-        .map(|arg| {
-            // A malformed `--var` never shows its value: `db_password hunter2`
-            // or `db-password=hunter2` is a secret whose name is misspelt,
-            // and the name check cannot know that.
-            let (name, value) = arg.split_once('=').ok_or_else(|| {
-                VarError(format!(
-                    "--var {}: expected name=value, e.g. --var dest=/backup",
-                    shown_malformed(arg, false)
-                ))
-            })?;
-            if !crate::model::is_identifier(name) {
-                return Err(VarError(format!(
-                    "--var `{}`: not a variable name (letters, digits, `_`); the value is not shown",
-                    shown_malformed(name, true),
-                )));
-            }
-            override_value(value).map_err(|e| {
-                // The value of a secret must not show up in an error either.
-                let shown = if is_secret_name(name) {
-                    format!("{name}={}", super::MASK)
-                } else {
-                    arg.clone()
-                };
-                VarError(format!("--var {shown}: {e}"))
-            })?;
-            Ok((name.to_owned(), value.to_owned()))
-        })
-        .collect()
-}
-
-/// What a usage error may show of a malformed `--var`, or of the name
-/// part of one: its first word, at most 20 characters, so that a value
-/// typed after a space (`db_password hunter2`) or glued to a name
-/// (`db_passwordhunter2`, no `=`) is never echoed.
-fn shown_malformed(text: &str, has_value: bool) -> String {
-    const SHOWN: usize = 20;
-    let trimmed = text.trim_start();
-    let word = trimmed.split_whitespace().next().unwrap_or("");
-    if !has_value && word.len() == trimmed.len() && is_secret_name(word) {
-        return "(not shown: it looks like a secret)".to_owned();
-    }
-    let mut shown: String = word.chars().take(SHOWN).collect();
-    if shown.len() < trimmed.len() {
-        shown.push_str("...");
-    }
-    shown
 }
 
 /// The value of `--var name=VALUE`. Only these whole values are typed:

@@ -576,7 +576,7 @@ fn exercise(dir: &Path, text: String, vars: &[String], raw: bool) -> usize {
     }
     // Bad `--var`s are a usage error before reading the file; the file is
     // still worth reading without them.
-    let overrides = ward::template::var_overrides(vars).unwrap_or_default();
+    let overrides = ward::cli::vars::parse(vars).unwrap_or_default();
     let mut diags = Diagnostics::default();
     let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 23)
         .and_then(|d| d.and_hms_opt(2, 0, 0))

@@ -78,12 +78,7 @@ fn kill_grace() -> Result<Duration, WardError> {
 }
 
 fn work_dir(v: &Plan) -> PathBuf {
-    let path = v.playbook.source.path();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+    crate::source::playbook_dir(v.playbook.source.path())
 }
 
 fn now_ms() -> i64 {
@@ -265,46 +260,6 @@ async fn execute_recorded(
         },
     };
     execute::execute(exec, session.store.as_mut(), reporter).await
-}
-
-/// The `--var` overrides a run recorded.
-#[derive(Clone, Debug, Default)]
-pub struct RecordedOverrides {
-    /// Names and values, as given.
-    pub values: Vec<(String, String)>,
-    /// Names whose values were masked (secrets): they must be given again.
-    pub masked: Vec<String>,
-}
-
-/// The `--var` overrides a run was started with. Overrides that cannot be
-/// read are an error: resuming without them would run another backup than
-/// the one started (another target, another database).
-pub fn recorded_overrides(run: &RunRecord) -> Result<RecordedOverrides, WardError> {
-    let map = run
-        .overrides
-        .clone()
-        .map_err(|e| WardError::RunRecordDamaged {
-            run: run.id.clone(),
-            what: "`--var` overrides",
-            problem: e.0,
-        })?;
-    let mut values = Vec::new();
-    let mut masked = Vec::new();
-    for (k, v) in map {
-        if is_secret_name(&k) {
-            masked.push(k);
-        } else {
-            // ward records every value as text; anything else is kept
-            // as its JSON text rather than dropped.
-            values.push((
-                k,
-                v.as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string()),
-            ));
-        }
-    }
-    Ok(RecordedOverrides { values, masked })
 }
 
 /// Steps whose definition differs between the run and `v`, said in words;
