@@ -222,7 +222,40 @@ pub fn stop_left_behind(attempt: &str, grace: Duration) -> Vec<LeftBehind> {
         std::thread::sleep(Duration::from_millis(10));
     }
     reap_orphans();
+    reap_these(&found);
     found
+}
+
+/// Waits for each of `stopped` that was handed to ward to be reaped, so
+/// that the next step cannot see it (a zombie still answers `kill -0`).
+/// [`reap_orphans`] finds them through /proc/*/task/*/children, which the
+/// kernel documents as unreliable while children change, and a process
+/// just reparented to ward can be missing from it: these pids are known,
+/// so they are waited for by pid. One that is not ward's child is left to
+/// its parent; each gets at most a second.
+fn reap_these(stopped: &[LeftBehind]) {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for p in stopped {
+        while Instant::now() < deadline {
+            match stat(p.pid) {
+                // Gone entirely.
+                None => break,
+                Some(('Z', ppid, _, _)) if ppid == me => {
+                    if let Some(pid) = Pid::from_raw(p.pid) {
+                        let _ = rustix::process::waitpid(
+                            Some(pid),
+                            rustix::process::WaitOptions::NOHANG,
+                        );
+                    }
+                }
+                // Someone else's zombie, or still ending.
+                Some(('Z', _, _, _)) => break,
+                Some(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// Makes ward the reaper of its orphaned descendants: a process a step
