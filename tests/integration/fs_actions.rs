@@ -276,6 +276,16 @@ impl FifoLike for std::fs::FileType {
     }
 }
 
+/// `ward verify --json SET`, which must find differences (exit 1).
+fn verify_failing(s: &Scratch, set: &Path) -> serde_json::Value {
+    s.ward()
+        .args(["verify", "--json"])
+        .arg(set)
+        .run()
+        .expect_code(1)
+        .json()
+}
+
 /// `ward verify --json`'s mismatches as "kind path" lines, in its order.
 fn mismatches(v: &serde_json::Value) -> Vec<String> {
     v["mismatches"]
@@ -304,13 +314,7 @@ fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
     let set = s.path().join("backup/snapshots/2026-11-23");
     let check = |expect: &str| {
-        let run = s
-            .ward()
-            .args(["verify", "--json"])
-            .arg(&set)
-            .run()
-            .expect_code(1);
-        let v = run.json();
+        let v = verify_failing(&s, &set);
         assert_eq!(v["ok"], false);
         let found = mismatches(&v);
         assert!(
@@ -550,13 +554,7 @@ fn verify_reports_every_kind_of_difference_in_manifest_order_then_extras() {
     std::fs::create_dir_all(set.join("new dir/deep")).expect("mkdir");
     std::fs::write(set.join("new dir/deep/x"), "x").expect("write");
     std::fs::write(set.join("sub dir/extra.txt"), "x").expect("write");
-    let run = s
-        .ward()
-        .args(["verify", "--json"])
-        .arg(&set)
-        .run()
-        .expect_code(1);
-    let v = run.json();
+    let v = verify_failing(&s, &set);
     let found = mismatches(&v);
     // Manifest order is path order; what is inside a folder found where a
     // file was is extra; a new folder is reported, not entered.
