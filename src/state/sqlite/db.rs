@@ -1,5 +1,5 @@
 //! The SQLite database itself: opening, creating, migrating, reading and
-//! committing, all synchronous; `mod.rs` runs it on the store's thread.
+//! committing, all synchronous; `mod.rs` calls it under a mutex.
 //!
 //! WAL journal, `synchronous=FULL` (every commit is fsynced before ward
 //! acts on it), foreign keys on, and a busy timeout so `ward status` can
