@@ -167,18 +167,16 @@ enum Pass {
     Stopped,
 }
 
-/// Lists what changed since the copy of step `since`, or says why
-/// everything must be copied.
-fn changed_pass(ctx: &ActionCtx, p: &RsyncParams, since: &str, key: &CopyKey) -> Pass {
+/// Lists what changed in `src` (resolved) since the copy of step
+/// `since`, or says why everything must be copied.
+fn changed_pass(
+    ctx: &ActionCtx,
+    p: &RsyncParams,
+    since: &str,
+    key: &CopyKey,
+    src: &std::path::Path,
+) -> Pass {
     let dest = std::path::Path::new(&key.dest);
-    // rsync copies the contents of `src/`, following `src` itself when it
-    // is a symlink (the FOSSology playbooks link to the repository): so
-    // does the walk.
-    let src = match std::fs::canonicalize(&key.src) {
-        Ok(src) => src,
-        Err(e) => return Pass::Full(Some(format!("cannot resolve {}: {e}", key.src))),
-    };
-    let src = src.as_path();
     let since = match rsync_since::threshold(&ctx.attempt.run_id, since, key, src, dest) {
         Ok(since) => since,
         Err(why) => return Pass::Full(Some(why)),
@@ -499,19 +497,27 @@ impl Action for Rsync {
             args: p.args.clone(),
             program: p.program.clone(),
         };
+        // rsync copies the contents of `src/`, following `src` itself when
+        // it is a symlink (the FOSSology playbooks link to the repository):
+        // so do the stamp and the walk.
+        let real_src = if local {
+            std::fs::canonicalize(&src).map_err(|e| format!("cannot resolve {src}: {e}"))
+        } else {
+            Err("the source or destination is remote".to_owned())
+        };
         // Taken before rsync starts: whatever changes after this moment
-        // carries a later change time, which a later pass looks for. The
-        // walk follows a symlinked `src` as rsync does.
-        let stamp = local
-            .then(|| std::fs::canonicalize(&src).ok())
-            .flatten()
-            .and_then(|real| Stamp::take(key.clone(), &real, std::path::Path::new(&dest)));
-        let pass = match (&p.changed_since, &view) {
-            (Some(since), None) => changed_pass(ctx, p, since, &key),
-            (Some(_), Some(_)) => Pass::Full(Some(
+        // carries a later change time, which a later pass looks for.
+        let stamp = real_src
+            .as_ref()
+            .ok()
+            .and_then(|real| Stamp::take(key.clone(), real, std::path::Path::new(&dest)));
+        let pass = match (&p.changed_since, &view, &real_src) {
+            (Some(since), None, Ok(real)) => changed_pass(ctx, p, since, &key, real),
+            (Some(_), None, Err(why)) => Pass::Full(Some(why.clone())),
+            (Some(_), Some(_), _) => Pass::Full(Some(
                 "the source is an incremental snapshot's view".to_owned(),
             )),
-            (None, _) => Pass::Full(None),
+            (None, _, _) => Pass::Full(None),
         };
         if let Pass::Full(Some(why)) = &pass {
             ctx.log(format!("copying everything: {why}"));
