@@ -21,7 +21,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fd::{AsFd, OwnedFd};
@@ -111,6 +111,8 @@ pub fn list(
     }
     let root_dev = root_st.st_dev;
     let found: Mutex<Changes> = Mutex::new(Changes::default());
+    // Counted apart, so that a folder with nothing listed takes no lock.
+    let folders_read = AtomicU64::new(0);
     drop(root);
     walk(threads, cancelled, |rel, parent: Option<&Arc<OwnedFd>>| {
         let dir = open_level(src, rel, parent.map(|p| p.as_fd()))?;
@@ -142,11 +144,11 @@ pub fn list(
             let child = child_rel(rel, bytes);
             // Another file system, or a mount of the same one (a bind
             // mount has the root's device): its times are not this tree's
-            // story, so it is copied whole.
+            // story, so it is copied whole (a mounted file too).
             let mounted = st.st_dev != root_dev || mount_points.contains(&child);
             if is_dir && !changed(&st) && !mounted {
                 subdirs.push(child);
-            } else if is_dir || changed(&st) {
+            } else if is_dir || mounted || changed(&st) {
                 whole += u64::from(is_dir);
                 here.push(child);
             }
@@ -161,12 +163,12 @@ pub fn list(
                 found.list.push(0);
             }
         }
-        if let Ok(mut found) = found.lock() {
-            found.folders_read += 1;
-        }
+        folders_read.fetch_add(1, Ordering::Relaxed);
         Ok((dir, subdirs))
     })?;
-    found
+    let mut found = found
         .into_inner()
-        .map_err(|_| poisoned("the list of changes"))
+        .map_err(|_| poisoned("the list of changes"))?;
+    found.folders_read = folders_read.into_inner();
+    Ok(found)
 }
