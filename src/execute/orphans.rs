@@ -249,8 +249,9 @@ fn reap_these(stopped: &[LeftBehind]) {
                         );
                     }
                 }
-                // Someone else's zombie, or still ending.
+                // Someone else's zombie: its parent reaps it.
                 Some(('Z', _, _, _)) => break,
+                // Still ending.
                 Some(_) => {}
             }
             std::thread::sleep(Duration::from_millis(2));

@@ -88,10 +88,11 @@ fn parse_holder(text: &str) -> Option<LeaseHolder> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn holder(run: &str) -> LeaseHolder {
+    /// A holder for tests of the lock and of the store's lease.
+    pub(in crate::state::sqlite) fn holder(run: &str) -> LeaseHolder {
         LeaseHolder {
             run_id: run.into(),
             pid: 42,

@@ -139,17 +139,9 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::lock::tests::holder;
     use super::*;
     use crate::state::{LeaseError, RecordedFacts, RunState, StepState};
-
-    fn holder(run: &str) -> LeaseHolder {
-        LeaseHolder {
-            run_id: run.into(),
-            pid: 42,
-            host: "h".into(),
-            since: "2026-12-02 04:00:00".into(),
-        }
-    }
 
     fn new_run(id: &str) -> NewRun {
         NewRun {
