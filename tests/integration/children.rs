@@ -168,19 +168,12 @@ fn a_run_in_a_pid_namespace_led_from_outside_works_and_stops_leftovers() {
         eprintln!("skipped: unshare --pid is not available here");
         return;
     }
-    let out = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--"])
-        .arg(env!("CARGO_BIN_EXE_ward"))
+    let run = s
+        .ward_via(&["unshare", "--pid", "--fork", "--mount-proc", "--"])
         .args(["run", "p.yml"])
-        .current_dir(s.path())
-        .env("WARD_STATE", s.state())
-        .env("WARD_KILL_GRACE", "500ms")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("unshare starts");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+        .run()
+        .expect_code(0);
+    let stderr = run.stderr;
     // The pids were written inside the namespace, which is gone with its
     // init; what matters is that the next step saw nothing left.
     assert!(

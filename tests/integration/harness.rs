@@ -20,7 +20,20 @@ pub struct Ward {
 
 /// Starts building a `ward` invocation with a fixed clock and no colours.
 pub fn ward() -> Ward {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
+    ward_via(&[])
+}
+
+/// As [`ward`], run through `wrapper` (a program and its arguments that
+/// end with ward's path, e.g. `unshare --mount --`).
+pub fn ward_via(wrapper: &[&str]) -> Ward {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(env!("CARGO_BIN_EXE_ward"));
+            cmd
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_ward")),
+    };
     cmd.env("WARD_NOW", "2026-11-23T02:00:00")
         .env("NO_COLOR", "1")
         .current_dir(repo_root());
@@ -143,7 +156,12 @@ impl Scratch {
 
     /// `ward` with this folder as working directory and state.
     pub fn ward(&self) -> Ward {
-        ward()
+        self.ward_via(&[])
+    }
+
+    /// [`Scratch::ward`] run through `wrapper` (see [`ward_via`]).
+    pub fn ward_via(&self, wrapper: &[&str]) -> Ward {
+        ward_via(wrapper)
             .current_dir(self.dir.path())
             .env("WARD_STATE", &self.state().display().to_string())
             .env("WARD_KILL_GRACE", "500ms")

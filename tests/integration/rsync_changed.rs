@@ -253,17 +253,10 @@ steps:
 "#
         ),
     );
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(env!("CARGO_BIN_EXE_ward"))
+    s.ward_via(&["unshare", "--mount", "--propagation", "private", "--"])
         .args(["run", "p.yml"])
-        .current_dir(s.path())
-        .env("WARD_STATE", s.state())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("unshare starts");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+        .run()
+        .expect_code(0);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "full", "{d}");
     assert!(
