@@ -533,6 +533,15 @@ impl Mismatch {
             detail: detail.into(),
         }
     }
+
+    /// The entry `e` is not where the manifest says.
+    fn missing(e: &ManifestEntry) -> Mismatch {
+        Mismatch::new(
+            MismatchKind::Missing,
+            &e.path,
+            format!("{} not found", e.kind),
+        )
+    }
 }
 
 /// Compares the set at `root` with `m`: every entry must exist with the
@@ -598,11 +607,7 @@ pub fn compare(
                 let mut found = Vec::new();
                 match &base_fd {
                     Some(b) => check_entry(b.as_fd(), e, hashes, &mut found),
-                    None => found.push(Mismatch::new(
-                        MismatchKind::Missing,
-                        &e.path,
-                        format!("{} not found", e.kind),
-                    )),
+                    None => found.push(Mismatch::missing(e)),
                 }
                 out.extend(found.into_iter().map(|mm| (*i, mm)));
             }
@@ -618,14 +623,7 @@ pub fn compare(
     found.extend(based.into_iter().flatten());
     for (i, e) in m.entries.iter().enumerate() {
         if !in_base(e) && !seen[i] {
-            found.push((
-                i,
-                Mismatch::new(
-                    MismatchKind::Missing,
-                    &e.path,
-                    format!("{} not found", e.kind),
-                ),
-            ));
+            found.push((i, Mismatch::missing(e)));
         }
     }
     found.sort_by_key(|(i, _)| *i);
@@ -763,11 +761,7 @@ fn check_entry(holder: BorrowedFd<'_>, e: &ManifestEntry, hashes: bool, out: &mu
     });
     match found {
         Ok((place, st)) => compare_found(e, &st, place.dir(), place.name(), hashes, out),
-        Err(_) => out.push(Mismatch::new(
-            MismatchKind::Missing,
-            &e.path,
-            format!("{} not found", e.kind),
-        )),
+        Err(_) => out.push(Mismatch::missing(e)),
     }
 }
 
