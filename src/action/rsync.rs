@@ -192,14 +192,17 @@ fn changed_pass(
         since.from,
         top,
         &since.mount_points,
+        since.list_linked,
         ctx.threads,
         ctx.cancel_flag(),
     ) {
         Ok(changes) => {
             ctx.log(format!(
-                "listed {} changed paths ({} folders whole) from {} folders in {:.2}s",
+                "listed {} changed paths ({} folders whole, {} unchanged files with more than \
+                 one name) from {} folders in {:.2}s",
                 changes.listed,
                 changes.whole_folders,
+                changes.linked,
                 changes.folders_read,
                 began.elapsed().as_secs_f64()
             ));
@@ -595,6 +598,7 @@ impl Action for Rsync {
                     stats.insert("pass".into(), "changed".into());
                     stats.insert("listed".into(), c.listed.into());
                     stats.insert("whole_folders".into(), c.whole_folders.into());
+                    stats.insert("linked".into(), c.linked.into());
                     stats.insert("folders_read".into(), c.folders_read.into());
                 }
                 Pass::Full(why) => {

@@ -219,6 +219,11 @@ pub type WhyFull = String;
 pub struct Since {
     pub from: (i64, i64),
     pub mount_points: HashSet<Vec<u8>>,
+    /// The earlier copy ran without `-H` and this one keeps hard links:
+    /// every file with more than one name is listed too, whatever its
+    /// times, so that this pass links in `dest` what the earlier one
+    /// copied apart.
+    pub list_linked: bool,
 }
 
 /// From when changes count for a pass of `copy` after step `since`, and
@@ -241,7 +246,14 @@ pub fn threshold(
                  skipped, or ran before a resume)"
             )
         })?;
-    if stamp.copy != *copy {
+    // A warm pass without `-H` is the same copy but for the hard links,
+    // which this pass then makes (see `Since::list_linked`).
+    let list_linked = !stamp.copy.hard_links && copy.hard_links;
+    let as_this = CopyKey {
+        hard_links: copy.hard_links,
+        ..stamp.copy.clone()
+    };
+    if as_this != *copy || (stamp.copy.hard_links && !copy.hard_links) {
         return Err(format!(
             "`{since}` copied {} -> {} with other settings",
             stamp.copy.src, stamp.copy.dest
@@ -285,6 +297,7 @@ pub fn threshold(
     Ok(Since {
         from: (from.as_secs() as i64, i64::from(from.subsec_nanos())),
         mount_points: below,
+        list_linked,
     })
 }
 
@@ -318,6 +331,24 @@ mod tests {
         let mut with_args = key("/s");
         with_args.args = vec!["--exclude=/cache/".into()];
         let why = threshold("run-a", "warm", &with_args, &src, &dest).expect_err("args");
+        assert!(why.contains("other settings"), "{why}");
+        // A warm pass without hard links: this pass lists linked files;
+        // a warm pass with them and a pass without is another copy.
+        let mut unlinked = key("/s");
+        unlinked.hard_links = false;
+        record(
+            "run-a",
+            "warm-unlinked",
+            Stamp::take(unlinked.clone(), &src, &dest).expect("stamp"),
+        );
+        let since = threshold("run-a", "warm-unlinked", &key("/s"), &src, &dest).expect("same");
+        assert!(since.list_linked);
+        assert!(
+            !threshold("run-a", "warm", &key("/s"), &src, &dest)
+                .expect("same")
+                .list_linked
+        );
+        let why = threshold("run-a", "warm", &unlinked, &src, &dest).expect_err("no -H");
         assert!(why.contains("other settings"), "{why}");
         let why = threshold("run-b", "warm", &key("/s"), &src, &dest).expect_err("run");
         assert!(why.contains("did not complete"), "{why}");

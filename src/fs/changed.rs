@@ -15,6 +15,9 @@
 //! - a folder on another file system than the tree's root is listed whole
 //!   (its clock may not be ours);
 //! - the root's own change time new: everything (`.`);
+//! - asked to (`list_linked`), every file with more than one name is
+//!   listed whatever its times, so that a copy with `-H` links in the
+//!   destination what an earlier copy without it wrote apart;
 //! - a tree on a file system whose times this machine's clock does not set
 //!   (network, FUSE and cluster file systems: the server's clock sets
 //!   them) is refused, so the caller copies everything.
@@ -58,6 +61,9 @@ pub struct Changes {
     pub listed: u64,
     /// How many of them are folders copied whole.
     pub whole_folders: u64,
+    /// How many of them are unchanged files listed because they have more
+    /// than one name (`list_linked`).
+    pub linked: u64,
     /// Folders read to find them.
     pub folders_read: u64,
 }
@@ -65,13 +71,15 @@ pub struct Changes {
 /// Lists what changed in the tree `src` at or after `from` (seconds,
 /// nanoseconds). `only_top` restricts the walk to those top-level folders
 /// (the rest is filtered out of the copy anyway); the folders in
-/// `mount_points` (relative paths) are listed whole. Errors say why the
+/// `mount_points` (relative paths) are listed whole; with `list_linked`,
+/// every file with more than one name is listed too. Errors say why the
 /// changes could not be listed; the caller then copies everything.
 pub fn list(
     src: &Path,
     from: (i64, i64),
     only_top: Option<&[&str]>,
     mount_points: &HashSet<Vec<u8>>,
+    list_linked: bool,
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Changes, FsError> {
@@ -106,6 +114,7 @@ pub fn list(
             list: b".\0".to_vec(),
             listed: 1,
             whole_folders: 1,
+            linked: 0,
             folders_read: 0,
         });
     }
@@ -120,6 +129,7 @@ pub fn list(
         let mut subdirs = Vec::new();
         let mut here: Vec<Vec<u8>> = Vec::new();
         let mut whole = 0;
+        let mut linked = 0;
         for (name, _) in &names {
             let bytes = name.to_bytes();
             if rel.is_empty()
@@ -151,6 +161,9 @@ pub fn list(
             } else if is_dir || mounted || changed(&st) {
                 whole += u64::from(is_dir);
                 here.push(child);
+            } else if list_linked && st.st_nlink > 1 {
+                linked += 1;
+                here.push(child);
             }
         }
         if !here.is_empty() {
@@ -158,6 +171,7 @@ pub fn list(
             let mut found = found.lock().map_err(|_| poisoned("the list of changes"))?;
             found.listed += here.len() as u64;
             found.whole_folders += whole;
+            found.linked += linked;
             for path in here {
                 found.list.extend_from_slice(&path);
                 found.list.push(0);

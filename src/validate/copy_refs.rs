@@ -68,8 +68,8 @@ pub(super) fn check(playbook: &Playbook, steps: &[ResolvedStep], diags: &mut Dia
                         how(params)
                     ),
                     "give both steps the same `src`, `dest`, `mode`, `filters`, `delete`, \
-                     `hard_links`, `args` and `program`: what changed since a copy completes \
-                     only that copy"
+                     `hard_links` (the earlier one may have `hard_links: false`), `args` and \
+                     `program`: what changed since a copy completes only that copy"
                         .to_owned(),
                 )),
                 Some(_) if !runs_before(target, step, &by_id) => Some((
@@ -108,7 +108,9 @@ fn same_copy(a: &RsyncParams, b: &RsyncParams) -> bool {
         && trim(&a.dest) == trim(&b.dest)
         && a.filter_rules() == b.filter_rules()
         && a.delete == b.delete
-        && a.hard_links == b.hard_links
+        // A warm pass without hard links is the same copy: the later pass
+        // lists every file with more than one name and links them.
+        && (a.hard_links == b.hard_links || (a.hard_links && !b.hard_links))
         && a.args == b.args
         && a.program == b.program
 }

@@ -112,7 +112,7 @@ echo more >> k/l/m/n/deep.txt
 /// playbooks read the repository, and run rsync through a wrapper that
 /// fails once when `fail-once` exists (the same `program` for both, as
 /// validation requires).
-fn playbook(s: &Scratch) -> String {
+fn playbook(s: &Scratch, warm_hard_links: bool) -> String {
     let root = s.path().display();
     s.write(
         "rsync-once",
@@ -127,13 +127,18 @@ fn playbook(s: &Scratch) -> String {
     std::os::unix::fs::symlink(s.path().join("src"), &src).expect("link to src");
     let src = src.display();
     s.write("changes.sh", CHANGES);
+    let warm_links = if warm_hard_links {
+        ""
+    } else {
+        ", hard_links: false"
+    };
     format!(
         r#"ward: 1
 name: changed-since
 steps:
   - id: warm
     action: rsync
-    with: {{ src: {src}, dest: {root}/dest, program: {root}/rsync-once }}
+    with: {{ src: {src}, dest: {root}/dest, program: {root}/rsync-once{warm_links} }}
   - id: change
     after: [warm]
     when: always
@@ -155,10 +160,10 @@ steps:
 
 /// Makes the tree, waits until its folders are older than the margin
 /// before the warm pass (as on any real night), and runs the playbook.
-fn run_changes(s: &Scratch, fail_warm: bool) -> crate::harness::Run {
+fn run_changes(s: &Scratch, fail_warm: bool, warm_hard_links: bool) -> crate::harness::Run {
     make_tree(&s.path().join("src"), &s.path().join("outside"));
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    s.write("p.yml", &playbook(s));
+    s.write("p.yml", &playbook(s, warm_hard_links));
     if fail_warm {
         s.write("rsync-once.fail", "");
     }
@@ -175,7 +180,7 @@ fn details(s: &Scratch, step: &str) -> serde_json::Value {
 #[test]
 fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
     let s = Scratch::new();
-    run_changes(&s, false).expect_code(0);
+    run_changes(&s, false, true).expect_code(0);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "changed", "{d}");
     // Folders with a change are listed whole; the quiet ones are not.
@@ -194,10 +199,34 @@ fn a_pass_over_the_changes_ends_where_a_full_pass_does() {
     );
 }
 
+/// The warm pass without `-H` writes the two names of a file apart; the
+/// pass lists every file with more than one name (the unchanged
+/// `quiet/p/q/r.txt` and `quiet/p/twin` too) and links them again.
+#[test]
+fn a_warm_pass_without_hard_links_is_linked_by_the_pass() {
+    let s = Scratch::new();
+    run_changes(&s, false, false).expect_code(0);
+    let d = details(&s, "window");
+    assert_eq!(d["pass"], "changed", "{d}");
+    assert_eq!(
+        d["linked"], 2,
+        "the unchanged pair, listed for its links: {d}"
+    );
+    let (dest, dest_links) = picture(&s.path().join("dest"));
+    let (reference, reference_links) = picture(&s.path().join("reference"));
+    assert_eq!(dest, reference);
+    assert_eq!(dest_links, reference_links);
+    assert!(dest_links.contains(&vec![
+        "quiet/p/q/r.txt".to_owned(),
+        "quiet/p/twin".to_owned()
+    ]));
+    assert!(dest_links.contains(&vec!["f/orig".to_owned(), "g/link".to_owned()]));
+}
+
 #[test]
 fn a_failed_warm_pass_makes_the_pass_copy_everything() {
     let s = Scratch::new();
-    let run = run_changes(&s, true);
+    let run = run_changes(&s, true, true);
     assert_eq!(run.code, 1, "the warm pass failed: {}", run.stderr);
     let d = details(&s, "window");
     assert_eq!(d["pass"], "full", "{d}");
@@ -365,6 +394,24 @@ fn changed_since_must_name_an_earlier_copy_of_the_same_tree() {
     assert!(
         other_args.contains("this step /s -> /d (args --bwlimit=10m)"),
         "{other_args}"
+    );
+
+    // A warm pass without hard links is the same copy; the other way round is not.
+    s.write(
+        "links.yml",
+        "ward: 1\nname: ok\nsteps:\n  - id: warm\n    action: rsync\n    with: { src: /s, dest: /d, hard_links: false }\n  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /d, changed_since: warm }\n",
+    );
+    s.ward()
+        .args(["validate", "links.yml"])
+        .run()
+        .expect_code(0);
+    let unlinked = validate_errors(
+        &s,
+        "  - id: pass\n    after: [warm]\n    action: rsync\n    with: { src: /s, dest: /d, hard_links: false, changed_since: warm }\n",
+    );
+    assert!(
+        unlinked.contains("this step /s -> /d (no hard links)"),
+        "{unlinked}"
     );
 
     // After through another step is enough.
