@@ -515,7 +515,10 @@ mod tests {
             why("password='open"),
             "unterminated quoted value of `password` in the connection string"
         );
-        assert_eq!(why("postgres://[::1:5432"), "unclosed `[` in host `[::1:5432`");
+        assert_eq!(
+            why("postgres://[::1:5432"),
+            "unclosed `[` in host `[::1:5432`"
+        );
         assert_eq!(
             why("postgres://h/db?sslmode"),
             "missing `=` in `sslmode` of the connection URI"

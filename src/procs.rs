@@ -407,11 +407,10 @@ fn name_matches(name: &str, comm: &str, argv0_base: &str) -> bool {
 /// The uid of a user name from /etc/passwd (users only in LDAP and the like
 /// are given by uid instead).
 fn uid_of(user: &str) -> Result<u32, ProcError> {
-    let passwd =
-        std::fs::read_to_string("/etc/passwd").map_err(|source| ProcError::Passwd {
-            user: user.to_owned(),
-            source,
-        })?;
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|source| ProcError::Passwd {
+        user: user.to_owned(),
+        source,
+    })?;
     passwd
         .lines()
         .find_map(|l| {

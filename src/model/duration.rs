@@ -90,9 +90,7 @@ pub enum DurationError {
     #[error("duration `{0}` has no unit; write e.g. `{0}s` or `{0}m`")]
     NoUnit(String),
     /// A unit where a number belongs.
-    #[error(
-        "invalid duration `{0}`; write a number and a unit (ms, s, m, h, d), e.g. `1h30m`"
-    )]
+    #[error("invalid duration `{0}`; write a number and a unit (ms, s, m, h, d), e.g. `1h30m`")]
     Invalid(String),
     /// A number that does not fit.
     #[error("number too large in duration `{0}`")]

@@ -113,10 +113,7 @@ pub fn spawn(attempt: &Attempt) -> Started {
 }
 
 fn start(attempt: &Attempt) -> Result<Run, StartError> {
-    let (program, args) = attempt
-        .argv
-        .split_first()
-        .ok_or(StartError::EmptyCommand)?;
+    let (program, args) = attempt.argv.split_first().ok_or(StartError::EmptyCommand)?;
     let (reader, writer) = std::io::pipe().map_err(StartError::Pipe)?;
     let writer_copy = writer.try_clone().map_err(StartError::Pipe)?;
     let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))

@@ -442,7 +442,9 @@ mod tests {
             "{broken}"
         );
         assert_eq!(
-            override_value("{[a]: b}").expect_err("a list as a key").to_string(),
+            override_value("{[a]: b}")
+                .expect_err("a list as a key")
+                .to_string(),
             "not a valid YAML list or mapping: mapping keys must be plain text, not lists or mappings"
         );
     }
