@@ -28,7 +28,32 @@ pub enum Stage {
     /// The step was told to stop.
     Stopped,
     /// The program failed or its output could not be read.
-    Failed(String),
+    Failed(ProgramError),
+}
+
+/// Why a program's output could not be added to the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// It could not be started: the caller's reason.
+    #[error("{0}")]
+    NotStarted(Box<dyn std::error::Error + Send + Sync>),
+    /// It was started without a pipe for its standard output.
+    #[error("{0} has no output pipe")]
+    NoOutputPipe(String),
+    /// Its output could not be read.
+    #[error("cannot read its output: {0}")]
+    Read(std::io::Error),
+    /// It could not be waited for.
+    #[error("cannot wait for `{program}`: {source}")]
+    Wait {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It ended with a failure.
+    #[error("{}", describe_status(.0))]
+    Status(std::process::ExitStatus),
 }
 
 /// A dump file being written (see the module docs).
@@ -104,17 +129,16 @@ impl DumpFile {
     /// (it would otherwise die of a broken pipe at its next write, or go on
     /// with work nobody reads), and so does `cancel` being raised (a
     /// watchdog thread); it is waited for as [`Running::wait`] says.
-    pub fn stream(
+    pub fn stream<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
         &mut self,
-        start: impl FnOnce() -> Result<Running, String>,
+        start: impl FnOnce() -> Result<Running, E>,
         cancel: &CancelCell,
         kill_grace: std::time::Duration,
     ) -> Result<(), Stage> {
-        let mut running = start().map_err(Stage::Failed)?;
-        let mut stdout =
-            running.child.stdout.take().ok_or_else(|| {
-                Stage::Failed(format!("{} has no output pipe", running.program()))
-            })?;
+        let mut running = start().map_err(|e| Stage::Failed(ProgramError::NotStarted(e.into())))?;
+        let mut stdout = running.child.stdout.take().ok_or_else(|| {
+            Stage::Failed(ProgramError::NoOutputPipe(running.program().to_owned()))
+        })?;
         let cancelled = || cancel.level() != Cancel::No;
         let done = AtomicBool::new(false);
         let want_head = self.version.is_empty();
@@ -138,7 +162,7 @@ impl DumpFile {
                 loop {
                     let n = stdout
                         .read(&mut buf)
-                        .map_err(|e| Stage::Failed(format!("cannot read its output: {e}")))?;
+                        .map_err(|e| Stage::Failed(ProgramError::Read(e)))?;
                     if n == 0 {
                         return Ok((total, head));
                     }
@@ -156,16 +180,19 @@ impl DumpFile {
         if let Err(Stage::Out(_)) = &copied {
             running.signal(rustix::process::Signal::TERM);
         }
-        let status = running
-            .wait(cancel, kill_grace)
-            .map_err(|e| Stage::Failed(format!("cannot wait for `{}`: {e}", running.program())))?;
+        let status = running.wait(cancel, kill_grace).map_err(|source| {
+            Stage::Failed(ProgramError::Wait {
+                program: running.program().to_owned(),
+                source,
+            })
+        })?;
         // A failure to write the file comes first: the program's own
         // failure is then only its broken pipe.
         let (n, head) = match copied {
             Err(Stage::Out(e)) => return Err(Stage::Out(e)),
             // Stopped by the watchdog: say so, not "killed by signal 15".
             _ if cancelled() => return Err(Stage::Stopped),
-            _ if !status.success() => return Err(Stage::Failed(describe_status(&status))),
+            _ if !status.success() => return Err(Stage::Failed(ProgramError::Status(status))),
             other => other?,
         };
         self.raw += n;
@@ -321,4 +348,56 @@ fn server_version(head: &[u8]) -> String {
         .find_map(|l| l.strip_prefix("-- Dumped from database version "))
         .map(|v| v.trim().to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::process::command;
+
+    fn sh(script: &str, stdout: Stdio) -> std::io::Result<Running> {
+        let argv = ["-c".to_owned(), script.to_owned()];
+        let mut cmd = command("sh", &argv, &[], Path::new("/"), false);
+        cmd.stdout(stdout);
+        Running::start(&mut cmd, "sh")
+    }
+
+    #[test]
+    fn a_program_that_fails_or_cannot_start_says_why_and_nothing_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("all.sql.gz");
+        let mut file = DumpFile::create(&dest, Compression::Gzip, None, 1).expect("create");
+        let cancel = CancelCell::default();
+        let grace = Duration::from_secs(1);
+        let said = |file: &DumpFile, r: Result<(), Stage>| {
+            let stage = r.expect_err("the part fails");
+            file.error(stage, "pg_dumpall failed").to_string()
+        };
+        let nothing = format!(
+            "; nothing was written to {} (see the step's log)",
+            dest.display()
+        );
+        let r = file.stream(|| Err("cannot start `pg_dumpall`: gone"), &cancel, grace);
+        assert_eq!(
+            said(&file, r),
+            format!("pg_dumpall failed (cannot start `pg_dumpall`: gone){nothing}")
+        );
+        let r = file.stream(|| sh("exit 3", Stdio::piped()), &cancel, grace);
+        assert_eq!(
+            said(&file, r),
+            format!("pg_dumpall failed (exit code 3){nothing}")
+        );
+        let r = file.stream(|| sh("true", Stdio::null()), &cancel, grace);
+        assert_eq!(
+            said(&file, r),
+            format!("pg_dumpall failed (sh has no output pipe){nothing}")
+        );
+        let r = file.stream(|| sh("echo select 1", Stdio::piped()), &cancel, grace);
+        assert!(r.is_ok(), "a program that succeeds adds its output");
+        drop(file);
+        assert!(!dest.exists(), "nothing reaches dest unless finished");
+    }
 }

@@ -41,7 +41,7 @@ pub mod template;
 pub mod validate;
 pub mod yaml;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use diagnostic::{Diagnostic, Diagnostics};
@@ -92,13 +92,46 @@ pub fn check_file_with(
 }
 
 /// Reads a YAML file as JSON (YAML 1.2 scalars), e.g. to check a playbook
-/// against the JSON Schema with other tools. Errors are rendered as text.
-pub fn yaml_file_as_json(path: &Path) -> Result<serde_json::Value, String> {
-    let source = parse::read_source(path).map_err(|e| e.to_string())?;
+/// against the JSON Schema with other tools.
+pub fn yaml_file_as_json(path: &Path) -> Result<serde_json::Value, YamlJsonError> {
+    let source = parse::read_source(path)?;
     let (root, diags) = yaml::load(source.text(), yaml::Limits::default());
     if let Some(d) = diags.iter().find(|d| d.is_error()) {
-        return Err(format!("{}:{}: {}", path.display(), d.span, d.message));
+        return Err(YamlJsonError::Yaml {
+            path: path.to_path_buf(),
+            span: d.span,
+            message: d.message.clone(),
+        });
     }
-    let root = root.ok_or_else(|| format!("{}: empty document", path.display()))?;
-    yaml::from_node(&root).map_err(|e| e.message)
+    let root = root.ok_or_else(|| YamlJsonError::Empty {
+        path: path.to_path_buf(),
+    })?;
+    Ok(yaml::from_node(&root)?)
+}
+
+/// Why [`yaml_file_as_json`] cannot read a file.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlJsonError {
+    /// The file cannot be read.
+    #[error(transparent)]
+    Read(#[from] parse::ReadError),
+    /// The YAML does not load: its first error.
+    #[error("{}:{span}: {message}", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        span: source::Span,
+        /// What.
+        message: String,
+    },
+    /// The file holds no document.
+    #[error("{}: empty document", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The document cannot be a JSON value.
+    #[error(transparent)]
+    Value(#[from] yaml::DeError),
 }

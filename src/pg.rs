@@ -51,7 +51,7 @@ impl PgConn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnError {
     /// The connection string in `db.dbname`: why it does not parse or is not supported.
-    ConnString(String),
+    ConnString(ConnStringError),
     /// A host, role, database or service name that would be read as an option.
     OptionLike {
         /// The libpq keyword (`host`, `user`, `dbname`, `service`).
@@ -66,7 +66,7 @@ pub enum ConnError {
 impl std::fmt::Display for ConnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnError::ConnString(m) => f.write_str(m),
+            ConnError::ConnString(e) => write!(f, "{e}"),
             ConnError::OptionLike { key, value } => write!(
                 f,
                 "`db.{key}` starts with `-`: {value:?} would be read as an option; nothing was run"
@@ -77,6 +77,36 @@ impl std::fmt::Display for ConnError {
 }
 
 impl std::error::Error for ConnError {}
+
+/// Why a connection string (`key=value ...` or a `postgres://` URI) cannot
+/// be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnStringError {
+    /// A key without `=` and a value.
+    #[error("missing `=` after `{0}` in the connection string")]
+    MissingEquals(String),
+    /// A quoted value without its closing quote.
+    #[error("unterminated quoted value of `{0}` in the connection string")]
+    Unterminated(String),
+    /// A URI host `[...` without its `]`.
+    #[error("unclosed `[` in host `{0}`")]
+    UnclosedBracket(String),
+    /// A URI parameter without `=`.
+    #[error("missing `=` in `{0}` of the connection URI")]
+    UriMissingEquals(String),
+    /// A `%` not followed by two hex digits.
+    #[error("bad percent escape in `{0}`")]
+    BadEscape(String),
+    /// Percent escapes that decode to invalid UTF-8.
+    #[error("`{0}` is not UTF-8 once decoded")]
+    NotUtf8(String),
+    /// A keyword with no libpq environment variable.
+    #[error(
+        "`{0}` in the connection string of `db.dbname` is not supported \
+         (it has no libpq environment variable)"
+    )]
+    Unsupported(String),
+}
 
 /// libpq's connection keywords and the environment variables that set them
 /// (libpq, "Environment Variables"). Connection parameters reach libpq tools
@@ -134,10 +164,7 @@ pub fn keywords(conn: &PgConn) -> Result<Vec<(String, String)>, ConnError> {
         if is_conninfo(d) {
             for (k, v) in parse_conninfo(d).map_err(ConnError::ConnString)? {
                 if !KEYWORD_ENV.iter().any(|(key, _)| *key == k) {
-                    return Err(ConnError::ConnString(format!(
-                        "`{k}` in the connection string of `db.dbname` is not supported \
-                         (it has no libpq environment variable)"
-                    )));
+                    return Err(ConnError::ConnString(ConnStringError::Unsupported(k)));
                 }
                 set(&k, v);
             }
@@ -196,7 +223,7 @@ pub fn tool_env(conn: &PgConn, work_dir: &Path) -> Result<ToolConn, ConnError> {
 
 /// Splits a libpq connection string, `key=value ...` (values may be
 /// single-quoted; `\` escapes) or a `postgres[ql]://` URI, into keywords.
-pub fn parse_conninfo(text: &str) -> Result<Vec<(String, String)>, String> {
+pub fn parse_conninfo(text: &str) -> Result<Vec<(String, String)>, ConnStringError> {
     if let Some(rest) = text
         .strip_prefix("postgresql://")
         .or_else(|| text.strip_prefix("postgres://"))
@@ -216,20 +243,14 @@ pub fn parse_conninfo(text: &str) -> Result<Vec<(String, String)>, String> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
-            return Err(format!(
-                "missing `=` after `{key}` in the connection string"
-            ));
+            return Err(ConnStringError::MissingEquals(key));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
         if chars.next_if_eq(&'\'').is_some() {
             loop {
                 match chars.next() {
-                    None => {
-                        return Err(format!(
-                            "unterminated quoted value of `{key}` in the connection string"
-                        ));
-                    }
+                    None => return Err(ConnStringError::Unterminated(key)),
                     Some('\'') => break,
                     Some('\\') => value.extend(chars.next()),
                     Some(c) => value.push(c),
@@ -249,7 +270,7 @@ pub fn parse_conninfo(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// `[user[:password]@][host][:port][,...][/dbname][?key=value&...]`, percent-decoded.
-fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, String> {
+fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, ConnStringError> {
     let mut out = Vec::new();
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, db) = main.split_once('/').unwrap_or((main, ""));
@@ -278,7 +299,7 @@ fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, String> {
                 Some(v6) => {
                     let (name, after) = v6
                         .split_once(']')
-                        .ok_or_else(|| format!("unclosed `[` in host `{h}`"))?;
+                        .ok_or_else(|| ConnStringError::UnclosedBracket(h.to_owned()))?;
                     (name, after.strip_prefix(':').unwrap_or(""))
                 }
                 None => h.split_once(':').unwrap_or((h, "")),
@@ -299,13 +320,13 @@ fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair
             .split_once('=')
-            .ok_or_else(|| format!("missing `=` in `{pair}` of the connection URI"))?;
+            .ok_or_else(|| ConnStringError::UriMissingEquals(pair.to_owned()))?;
         out.push((percent_decode(k)?, percent_decode(v)?));
     }
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+fn percent_decode(s: &str) -> Result<String, ConnStringError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -314,7 +335,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
             let hex = s
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in `{s}`"))?;
+                .ok_or_else(|| ConnStringError::BadEscape(s.to_owned()))?;
             out.push(hex);
             i += 3;
         } else {
@@ -322,7 +343,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
+    String::from_utf8(out).map_err(|_| ConnStringError::NotUtf8(s.to_owned()))
 }
 
 /// A variable from the step's environment `env`, else ward's.
@@ -485,8 +506,25 @@ mod tests {
                 ("sslmode", "require")
             ])
         );
-        assert!(parse_conninfo("host").is_err());
-        assert!(parse_conninfo("password='open").is_err());
+        let why = |text: &str| parse_conninfo(text).expect_err(text).to_string();
+        assert_eq!(
+            why("host"),
+            "missing `=` after `host` in the connection string"
+        );
+        assert_eq!(
+            why("password='open"),
+            "unterminated quoted value of `password` in the connection string"
+        );
+        assert_eq!(
+            why("postgres://[::1:5432"),
+            "unclosed `[` in host `[::1:5432`"
+        );
+        assert_eq!(
+            why("postgres://h/db?sslmode"),
+            "missing `=` in `sslmode` of the connection URI"
+        );
+        assert_eq!(why("postgres://u%4@h"), "bad percent escape in `u%4`");
+        assert_eq!(why("postgres://h/%ff"), "`%ff` is not UTF-8 once decoded");
         let conn = PgConn {
             dbname: Some("dbname=a host=h password=s".into()),
             host: Some("/run/pg".into()),
@@ -500,7 +538,11 @@ mod tests {
             dbname: Some("dbname=a keepalives=1".into()),
             ..PgConn::default()
         };
-        assert!(keywords(&bad).is_err());
+        assert_eq!(
+            keywords(&bad).expect_err("keepalives").to_string(),
+            "`keepalives` in the connection string of `db.dbname` is not supported \
+             (it has no libpq environment variable)"
+        );
     }
 
     #[test]

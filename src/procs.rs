@@ -358,7 +358,7 @@ struct Resolved {
 }
 
 impl Resolved {
-    fn new(m: &ProcMatch) -> Result<Resolved, String> {
+    fn new(m: &ProcMatch) -> Result<Resolved, ProcError> {
         let s = m.spec();
         let uid = match &s.user {
             None => None,
@@ -406,39 +406,76 @@ fn name_matches(name: &str, comm: &str, argv0_base: &str) -> bool {
 
 /// The uid of a user name from /etc/passwd (users only in LDAP and the like
 /// are given by uid instead).
-fn uid_of(user: &str) -> Result<u32, String> {
-    let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(|e| format!("cannot read /etc/passwd to find user `{user}`: {e}"))?;
+fn uid_of(user: &str) -> Result<u32, ProcError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|source| ProcError::Passwd {
+        user: user.to_owned(),
+        source,
+    })?;
     passwd
         .lines()
         .find_map(|l| {
             let mut f = l.split(':');
             (f.next() == Some(user)).then(|| f.nth(1).and_then(|u| u.parse().ok()))?
         })
-        .ok_or_else(|| {
-            format!("user `{user}` is not in /etc/passwd; give the user's numeric uid instead")
-        })
+        .ok_or_else(|| ProcError::UnknownUser(user.to_owned()))
 }
 
 /// The pid in a pid file; None when the file does not exist or is still
 /// empty (a daemon creates it before it writes its pid).
-fn read_pidfile(path: &str) -> Result<Option<i32>, String> {
+fn read_pidfile(path: &str) -> Result<Option<i32>, ProcError> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => Ok(None),
         Ok(text) => match text.trim().parse::<i32>() {
             // init's tree is every process on the host.
-            Ok(1) => Err(format!(
-                "pid file {path} names pid 1 (init), whose descendants are every process"
-            )),
+            Ok(1) => Err(ProcError::PidfileInit(path.to_owned())),
             Ok(pid) if pid > 0 => Ok(Some(pid)),
-            _ => Err(format!(
-                "pid file {path} does not hold a pid (it holds {:?})",
-                text.chars().take(40).collect::<String>()
-            )),
+            _ => Err(ProcError::PidfileNotPid {
+                path: path.to_owned(),
+                holds: text.chars().take(40).collect(),
+            }),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read pid file {path}: {e}")),
+        Err(source) => Err(ProcError::PidfileUnreadable {
+            path: path.to_owned(),
+            source,
+        }),
     }
+}
+
+/// Why a matcher cannot be looked for: its user or its pid file. Neither
+/// mends itself, so a caller that waits stops waiting.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// /etc/passwd could not be read to find a user name.
+    #[error("cannot read /etc/passwd to find user `{user}`: {source}")]
+    Passwd {
+        /// The user name.
+        user: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The user name is not in /etc/passwd.
+    #[error("user `{0}` is not in /etc/passwd; give the user's numeric uid instead")]
+    UnknownUser(String),
+    /// The pid file names init, whose tree is every process on the host.
+    #[error("pid file {0} names pid 1 (init), whose descendants are every process")]
+    PidfileInit(String),
+    /// The pid file holds something else than a pid.
+    #[error("pid file {path} does not hold a pid (it holds {holds:?})")]
+    PidfileNotPid {
+        /// The pid file.
+        path: String,
+        /// Its first 40 characters.
+        holds: String,
+    },
+    /// The pid file exists but cannot be read.
+    #[error("cannot read pid file {path}: {source}")]
+    PidfileUnreadable {
+        /// The pid file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// What `wait_gone` waits for: processes matched afresh at each look, and
@@ -453,7 +490,7 @@ impl GoneWatch {
     /// Resolves users and records each pid file's process tree. Call it
     /// before the stop command runs: afterwards the scheduler may be gone
     /// and its agents reparented, out of reach of the tree.
-    pub fn record(list: &ProcMatchList) -> Result<GoneWatch, String> {
+    pub fn record(list: &ProcMatchList) -> Result<GoneWatch, ProcError> {
         let snap = snapshot();
         let mut items = Vec::new();
         let mut notes = Vec::new();
@@ -557,7 +594,7 @@ pub fn running(pid: i32) -> bool {
 /// A live, non-zombie process that `m` matches; for a `pidfile` matcher,
 /// the process whose pid is in the file (and only when the other criteria
 /// hold for it), so a launcher that shares the daemon's name does not count.
-pub fn up(m: &ProcMatch) -> Result<Option<Found>, String> {
+pub fn up(m: &ProcMatch) -> Result<Option<Found>, ProcError> {
     let r = Resolved::new(m)?;
     let snap = snapshot();
     let hit = match &r.pidfile {
@@ -674,17 +711,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.pid");
         let p = path.to_str().expect("utf-8");
-        assert_eq!(read_pidfile(p), Ok(None), "missing");
+        assert_eq!(read_pidfile(p).expect("missing"), None);
         std::fs::write(&path, "").expect("write");
-        assert_eq!(read_pidfile(p), Ok(None), "not written yet");
+        assert_eq!(read_pidfile(p).expect("not written yet"), None);
         std::fs::write(&path, "4711\n").expect("write");
-        assert_eq!(read_pidfile(p), Ok(Some(4711)));
+        assert_eq!(read_pidfile(p).expect("a pid"), Some(4711));
         std::fs::write(&path, "1").expect("write");
-        assert!(read_pidfile(p).expect_err("init").contains("pid 1 (init)"));
+        assert_eq!(
+            read_pidfile(p).expect_err("init").to_string(),
+            format!("pid file {p} names pid 1 (init), whose descendants are every process")
+        );
         for bad in ["-3\n", "0", "abc"] {
             std::fs::write(&path, bad).expect("write");
             let e = read_pidfile(p).expect_err(bad);
-            assert!(e.contains("does not hold a pid"), "{e}");
+            assert_eq!(
+                e.to_string(),
+                format!("pid file {p} does not hold a pid (it holds {bad:?})")
+            );
         }
     }
 

@@ -14,7 +14,7 @@
 //! `state/recovery.rs` (rule 7) runs its window again on resume.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -65,21 +65,58 @@ struct Held {
     points: Vec<DbPoint>,
     /// Dropping or sending ends the transactions.
     release: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), PointError>>>,
 }
 
 impl Held {
     /// Ends the transactions and waits for the thread that held them.
-    fn end(mut self) -> Result<(), String> {
+    fn end(mut self) -> Result<(), PointError> {
         if let Some(tx) = self.release.take() {
             let _ = tx.send(());
         }
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err("the thread holding the point stopped unexpectedly".into()),
+            Some(Err(_)) => Err(PointError::ThreadPanicked),
             None => Ok(()),
         }
     }
+}
+
+/// Why a point could not be taken or ended. Clone: the thread that holds
+/// the point both reports it to the step and returns it.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum PointError {
+    /// The thread's runtime could not be started.
+    #[error("cannot start a runtime: {0}")]
+    Runtime(Arc<std::io::Error>),
+    /// A database could not be connected to.
+    #[error("cannot connect to database {db:?}: {}", pg::native_error(error))]
+    Connect {
+        /// The database.
+        db: String,
+        /// Why.
+        error: Arc<tokio_postgres::Error>,
+    },
+    /// The list of databases could not be read.
+    #[error("cannot list the databases: {}", pg::native_error(.0))]
+    List(Arc<tokio_postgres::Error>),
+    /// A database's snapshot could not be exported.
+    #[error(
+        "cannot export a snapshot of database {db:?}: {}",
+        pg::native_error(error)
+    )]
+    Export {
+        /// The database.
+        db: String,
+        /// Why.
+        error: Arc<tokio_postgres::Error>,
+    },
+    /// A held transaction could not be committed (the first such error).
+    #[error("cannot end a held transaction: {0}")]
+    End(Arc<tokio_postgres::Error>),
+    /// The thread holding the point panicked.
+    #[error("the thread holding the point stopped unexpectedly")]
+    ThreadPanicked,
 }
 
 /// Held points of this process, by (run id, step id).
@@ -101,7 +138,7 @@ pub fn held(run_id: &str, step: &str) -> Option<Vec<DbPoint>> {
 
 /// Ends the transactions of a held point (after its dump). `Ok(false)` if
 /// none was held.
-pub fn release(run_id: &str, step: &str) -> Result<bool, String> {
+pub fn release(run_id: &str, step: &str) -> Result<bool, PointError> {
     match take_held(run_id, step) {
         Some(h) => h.end().map(|()| true),
         None => Ok(false),
@@ -189,10 +226,10 @@ impl Action for PgSnapshot {
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let e = held
-                        .end()
-                        .err()
-                        .unwrap_or_else(|| "the thread holding the point ended".into());
+                    let e = match held.end() {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "the thread holding the point ended".to_owned(),
+                    };
                     return Err(ActionError::new(format!("{e}; no point was taken")));
                 }
             }
@@ -242,7 +279,7 @@ pub(super) fn count(n: usize) -> String {
     }
 }
 
-type Ready = std::sync::mpsc::Sender<Result<Vec<DbPoint>, String>>;
+type Ready = std::sync::mpsc::Sender<Result<Vec<DbPoint>, PointError>>;
 
 /// The body of the thread that holds a point: lists the databases (unless
 /// given), opens one transaction per database and exports its snapshot,
@@ -253,14 +290,14 @@ fn hold(
     databases: Option<Vec<String>>,
     ready: Ready,
     release: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(), String> {
+) -> Result<(), PointError> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            let e = format!("cannot start a runtime: {e}");
+            let e = PointError::Runtime(Arc::new(e));
             let _ = ready.send(Err(e.clone()));
             return Err(e);
         }
@@ -287,15 +324,16 @@ fn hold(
 
 type Client = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
 
-async fn connect(cfg: &tokio_postgres::Config, db: &str) -> Result<Client, String> {
+async fn connect(cfg: &tokio_postgres::Config, db: &str) -> Result<Client, PointError> {
     let mut cfg = cfg.clone();
     cfg.dbname(db);
-    let (client, connection) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
-        format!(
-            "cannot connect to database {db:?}: {}",
-            pg::native_error(&e)
-        )
-    })?;
+    let (client, connection) =
+        cfg.connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| PointError::Connect {
+                db: db.to_owned(),
+                error: Arc::new(e),
+            })?;
     let task = tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -305,7 +343,7 @@ async fn connect(cfg: &tokio_postgres::Config, db: &str) -> Result<Client, Strin
 async fn open_all(
     cfg: &tokio_postgres::Config,
     databases: Option<Vec<String>>,
-) -> Result<(Vec<Client>, Vec<DbPoint>), String> {
+) -> Result<(Vec<Client>, Vec<DbPoint>), PointError> {
     let databases = match databases {
         Some(d) => d,
         None => {
@@ -314,7 +352,7 @@ async fn open_all(
             let rows = client
                 .simple_query(LIST_DATABASES)
                 .await
-                .map_err(|e| format!("cannot list the databases: {}", pg::native_error(&e)))?;
+                .map_err(|e| PointError::List(Arc::new(e)))?;
             drop(client);
             let _ = task.await;
             rows.iter()
@@ -342,10 +380,10 @@ async fn open_all(
             .await;
             match export {
                 Ok(id) => Ok(((client, task), id)),
-                Err(e) => Err(format!(
-                    "cannot export a snapshot of database {db:?}: {}",
-                    pg::native_error(&e)
-                )),
+                Err(e) => Err(PointError::Export {
+                    db: db.clone(),
+                    error: Arc::new(e),
+                }),
             }
         }
         .await;
@@ -365,11 +403,11 @@ async fn open_all(
 
 /// Commits every held transaction (read only: nothing to keep) and closes
 /// the connections.
-async fn end_all(clients: Vec<Client>) -> Result<(), String> {
+async fn end_all(clients: Vec<Client>) -> Result<(), PointError> {
     let mut first_error = None;
     for (client, task) in clients {
         if let Err(e) = client.batch_execute("COMMIT").await {
-            first_error.get_or_insert_with(|| format!("cannot end a held transaction: {e}"));
+            first_error.get_or_insert_with(|| PointError::End(Arc::new(e)));
         }
         drop(client);
         let _ = task.await;

@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use tokio::sync::watch;
 
 pub use crate::process::{Attempt, Cancel};
-use crate::process::{Ended, Started};
+use crate::process::{Ended, Outcome, Started};
 
 /// How a program's process ended by itself (for an action that returned,
 /// exit code 0).
@@ -125,23 +125,31 @@ pub struct AttemptResult {
 
 impl From<Ended> for AttemptResult {
     fn from(ended: Ended) -> AttemptResult {
-        let exit = ended.status.as_ref().ok().and_then(|s| Exit::of(*s));
-        let ending = if ended.timed_out {
-            AttemptEnd::TimedOut(exit)
-        } else if ended.interrupted {
-            AttemptEnd::Stopped {
-                exit,
-                error: ended.status.err(),
-            }
-        } else {
-            match (ended.status, exit) {
-                (Err(error), _) => AttemptEnd::Failed { exit: None, error },
-                (Ok(_), Some(exit)) => AttemptEnd::Exited(exit),
-                (Ok(_), None) => AttemptEnd::Failed {
+        let ending = match ended.outcome {
+            Outcome::NotStarted(e) => AttemptEnd::Failed {
+                exit: None,
+                error: e.to_string(),
+            },
+            Outcome::Unwaited(e) => AttemptEnd::Failed {
+                exit: None,
+                error: e.to_string(),
+            },
+            Outcome::Exited(status) => match Exit::of(status) {
+                Some(exit) => AttemptEnd::Exited(exit),
+                None => AttemptEnd::Failed {
                     exit: None,
                     error: "ended without a status".into(),
                 },
-            }
+            },
+            Outcome::TimedOut(status) => AttemptEnd::TimedOut(status.ok().and_then(Exit::of)),
+            Outcome::Stopped(Ok(status)) => AttemptEnd::Stopped {
+                exit: Exit::of(status),
+                error: None,
+            },
+            Outcome::Stopped(Err(e)) => AttemptEnd::Stopped {
+                exit: None,
+                error: Some(e.to_string()),
+            },
         };
         AttemptResult {
             end: ending,
@@ -180,59 +188,77 @@ pub async fn run_attempt(attempt: Attempt, cancel: watch::Receiver<Cancel>) -> A
 mod tests {
     use super::*;
 
-    fn ended(status: Result<ExitStatus, String>, timed_out: bool, interrupted: bool) -> AttemptEnd {
+    use crate::process::{StartError, WaitError};
+
+    fn ended(outcome: Outcome) -> AttemptEnd {
         AttemptResult::from(Ended {
-            status,
-            timed_out,
-            interrupted,
+            outcome,
             elapsed: Duration::ZERO,
         })
         .end
     }
 
     /// Raw wait statuses: exit code `c` is `c << 8`, a signal is itself.
-    fn exited(code: i32) -> Result<ExitStatus, String> {
-        Ok(ExitStatus::from_raw(code << 8))
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    fn cannot_wait() -> WaitError {
+        WaitError {
+            program: "sleep".into(),
+            source: std::io::Error::from_raw_os_error(10),
+        }
     }
 
     #[test]
     fn a_program_that_ended_by_itself_exited_or_was_killed() {
         assert_eq!(
-            ended(exited(3), false, false),
+            ended(Outcome::Exited(exited(3))),
             AttemptEnd::Exited(Exit::Code(3))
         );
         assert_eq!(
-            ended(Ok(ExitStatus::from_raw(9)), false, false),
+            ended(Outcome::Exited(ExitStatus::from_raw(9))),
             AttemptEnd::Exited(Exit::Signal(9))
         );
-        let failed = ended(Err("no such program".into()), false, false);
+        let failed = ended(Outcome::NotStarted(StartError::EmptyCommand));
         assert_eq!(
             failed,
             AttemptEnd::Failed {
                 exit: None,
-                error: "no such program".into()
+                error: "empty command".into()
             }
         );
         assert_eq!((failed.exit_code(), failed.signal()), (None, None));
+        assert_eq!(
+            ended(Outcome::Unwaited(cannot_wait())),
+            AttemptEnd::Failed {
+                exit: None,
+                error: "cannot wait for `sleep`: No child processes (os error 10)".into()
+            }
+        );
     }
 
     #[test]
     fn a_stop_names_the_ending_and_keeps_how_the_process_ended() {
-        let timed_out = ended(Ok(ExitStatus::from_raw(15)), true, false);
+        let timed_out = ended(Outcome::TimedOut(Ok(ExitStatus::from_raw(15))));
         assert_eq!(timed_out, AttemptEnd::TimedOut(Some(Exit::Signal(15))));
         assert_eq!(timed_out.signal(), Some(15));
         assert_eq!(
-            ended(exited(1), false, true),
+            ended(Outcome::TimedOut(Err(cannot_wait()))),
+            AttemptEnd::TimedOut(None)
+        );
+        assert_eq!(
+            ended(Outcome::Stopped(Ok(exited(1)))),
             AttemptEnd::Stopped {
                 exit: Some(Exit::Code(1)),
                 error: None
             }
         );
         assert_eq!(
-            ended(Err("cannot wait".into()), false, true),
+            ended(Outcome::Stopped(Err(cannot_wait()))),
             AttemptEnd::Stopped {
                 exit: None,
-                error: Some("cannot wait".into())
+                error: Some("cannot wait for `sleep`: No child processes (os error 10)".into())
             }
         );
     }

@@ -393,12 +393,9 @@ pub struct Found {
 /// Finds the manifest of `set`: next to it, else a legacy one inside it.
 /// `Ok(Err(why))`: the set has no ward manifest; `Err`: the manifest next
 /// to it exists but cannot be read or is damaged.
-fn lookup(set: &Path) -> Result<Result<Found, String>, FsError> {
+fn lookup(set: &Path) -> Result<Result<Found, Absent>, FsError> {
     let Some(outside) = outside_path(set) else {
-        return Ok(Err(format!(
-            "{} is not a folder with a name",
-            set.display()
-        )));
+        return Ok(Err(Absent::NoName(set.to_path_buf())));
     };
     match std::fs::symlink_metadata(&outside) {
         Ok(_) => {
@@ -418,7 +415,7 @@ fn lookup(set: &Path) -> Result<Result<Found, String>, FsError> {
     }
     let legacy = set.join(LEGACY_FILE_NAME);
     if !legacy.is_file() {
-        return Ok(Err(format!("{} does not exist", outside.display())));
+        return Ok(Err(Absent::Missing(outside)));
     }
     // A file of the user's tree may carry the legacy name: it counts only
     // if it is ward's own format with a valid checksum.
@@ -428,12 +425,34 @@ fn lookup(set: &Path) -> Result<Result<Found, String>, FsError> {
             path: legacy,
             in_tree: true,
         }),
-        Err(e) => Err(format!(
-            "{} does not exist and {} is not a ward manifest ({e})",
-            outside.display(),
-            legacy.display()
-        )),
+        Err(error) => Err(Absent::NotWard {
+            outside,
+            legacy,
+            error,
+        }),
     })
+}
+
+/// Why a set has no ward manifest (where ward looked).
+#[derive(Debug, thiserror::Error)]
+enum Absent {
+    /// The set's path has no last component to name a manifest after.
+    #[error("{} is not a folder with a name", .0.display())]
+    NoName(PathBuf),
+    /// No manifest next to the set, nor one inside it.
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// No manifest next to the set, and the file inside it with the
+    /// legacy name is not ward's.
+    #[error("{} does not exist and {} is not a ward manifest ({error})", outside.display(), legacy.display())]
+    NotWard {
+        /// Where the manifest would be next to the set.
+        outside: PathBuf,
+        /// The file inside the set.
+        legacy: PathBuf,
+        /// Why it is not a ward manifest.
+        error: FsError,
+    },
 }
 
 /// The manifest of `set`, or an error that says where ward looked.
@@ -932,5 +951,43 @@ mod tests {
         assert!(failed.is_err());
         let found = walked_or_error(root, Ok(Ok(vec![b"extra".to_vec()]))).expect("found");
         assert_eq!(found, vec![b"extra".to_vec()]);
+    }
+
+    #[test]
+    fn a_set_without_a_manifest_says_where_ward_looked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = dir.path().join("2026-11-23");
+        std::fs::create_dir(&set).expect("set");
+        let outside = dir.path().join(".2026-11-23.manifest.json");
+        let why = |set: &Path| {
+            load(set)
+                .expect_err("no manifest")
+                .to_string()
+                .replace(&dir.path().display().to_string(), "D")
+        };
+        let tail = "; it is not a complete ward snapshot";
+        assert_eq!(
+            why(&set),
+            format!(
+                "D/2026-11-23 has no manifest: D/.2026-11-23.manifest.json does not exist{tail}"
+            )
+        );
+        assert!(find(&set).expect("find").is_none());
+        std::fs::write(set.join(LEGACY_FILE_NAME), "{}").expect("user file");
+        let not_ward = why(&set);
+        assert!(
+            not_ward.starts_with(
+                "D/2026-11-23 has no manifest: D/.2026-11-23.manifest.json does not exist \
+                 and D/2026-11-23/manifest.json is not a ward manifest ("
+            ) && not_ward.ends_with(&format!("){tail}")),
+            "{not_ward}"
+        );
+        assert!(find(&set).expect("find").is_none());
+        assert_eq!(
+            why(Path::new("/")),
+            format!("/ has no manifest: / is not a folder with a name{tail}")
+        );
+        std::fs::write(&outside, "{}").expect("damaged");
+        assert!(find(&set).is_err(), "a damaged manifest next to the set");
     }
 }

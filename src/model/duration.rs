@@ -25,17 +25,16 @@ impl Duration {
     /// ```
     /// use ward::model::Duration;
     /// assert_eq!(Duration::parse("1h30m").unwrap().std().as_secs(), 5400);
-    /// assert!(Duration::parse("30").unwrap_err().contains("no unit"));
+    /// assert!(Duration::parse("30").unwrap_err().to_string().contains("no unit"));
     /// ```
-    pub fn parse(text: &str) -> Result<Duration, String> {
+    pub fn parse(text: &str) -> Result<Duration, DurationError> {
         let t = text.trim();
+        let text = || t.to_owned();
         if t.is_empty() {
-            return Err("empty duration; write e.g. `30s`, `5m` or `1h30m`".into());
+            return Err(DurationError::Empty);
         }
         if t.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!(
-                "duration `{t}` has no unit; write e.g. `{t}s` or `{t}m`"
-            ));
+            return Err(DurationError::NoUnit(text()));
         }
         let mut total_ms: u64 = 0;
         let mut rest = t;
@@ -45,33 +44,30 @@ impl Duration {
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!(
-                    "invalid duration `{t}`; write a number and a unit (ms, s, m, h, d), e.g. `1h30m`"
-                ));
+                return Err(DurationError::Invalid(text()));
             }
             let n: u64 = rest[..digits]
                 .parse()
-                .map_err(|_| format!("number too large in duration `{t}`"))?;
+                .map_err(|_| DurationError::NumberTooLarge(text()))?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit())
                 .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             let Some(&(_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
-                return Err(format!(
-                    "unknown unit `{unit}` in duration `{t}`; use ms, s, m, h or d"
-                ));
+                return Err(DurationError::UnknownUnit {
+                    unit: unit.to_owned(),
+                    text: text(),
+                });
             };
             if factor >= last_unit {
-                return Err(format!(
-                    "duration `{t}` repeats a unit or has them out of order; write larger units first, e.g. `1h30m`"
-                ));
+                return Err(DurationError::OutOfOrder(text()));
             }
             last_unit = factor;
             total_ms = n
                 .checked_mul(factor)
                 .and_then(|v| total_ms.checked_add(v))
-                .ok_or_else(|| format!("duration `{t}` is too long"))?;
+                .ok_or_else(|| DurationError::TooLong(text()))?;
             rest = &rest[unit_len..];
         }
         Ok(Duration(std::time::Duration::from_millis(total_ms)))
@@ -81,6 +77,40 @@ impl Duration {
     pub fn std(self) -> std::time::Duration {
         self.0
     }
+}
+
+/// Why a text is not a duration (each case says what to write instead);
+/// the texts are the duration as written, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing was written.
+    #[error("empty duration; write e.g. `30s`, `5m` or `1h30m`")]
+    Empty,
+    /// A bare number.
+    #[error("duration `{0}` has no unit; write e.g. `{0}s` or `{0}m`")]
+    NoUnit(String),
+    /// A unit where a number belongs.
+    #[error("invalid duration `{0}`; write a number and a unit (ms, s, m, h, d), e.g. `1h30m`")]
+    Invalid(String),
+    /// A number that does not fit.
+    #[error("number too large in duration `{0}`")]
+    NumberTooLarge(String),
+    /// A unit ward does not know.
+    #[error("unknown unit `{unit}` in duration `{text}`; use ms, s, m, h or d")]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+        /// The duration.
+        text: String,
+    },
+    /// Units repeated or smaller before larger.
+    #[error(
+        "duration `{0}` repeats a unit or has them out of order; write larger units first, e.g. `1h30m`"
+    )]
+    OutOfOrder(String),
+    /// The total does not fit.
+    #[error("duration `{0}` is too long")]
+    TooLong(String),
 }
 
 impl fmt::Display for Duration {
@@ -163,24 +193,32 @@ mod tests {
 
     #[test]
     fn refuses_bad_durations_with_advice() {
-        assert!(
-            Duration::parse("30")
-                .expect_err("no unit")
-                .contains("`30s`")
+        let why = |text: &str| Duration::parse(text).expect_err(text).to_string();
+        assert_eq!(
+            why(" 30 "),
+            "duration `30` has no unit; write e.g. `30s` or `30m`"
         );
-        assert!(
-            Duration::parse("5x")
-                .expect_err("unit")
-                .contains("unknown unit")
+        assert_eq!(
+            why("5x"),
+            "unknown unit `x` in duration `5x`; use ms, s, m, h or d"
         );
-        assert!(
-            Duration::parse("30m1h")
-                .expect_err("order")
-                .contains("larger units first")
+        assert_eq!(
+            why("30m1h"),
+            "duration `30m1h` repeats a unit or has them out of order; write larger units first, e.g. `1h30m`"
         );
-        assert!(Duration::parse("m").is_err());
-        assert!(Duration::parse("").is_err());
-        assert!(Duration::parse("99999999999999999999s").is_err());
+        assert_eq!(
+            why("m"),
+            "invalid duration `m`; write a number and a unit (ms, s, m, h, d), e.g. `1h30m`"
+        );
+        assert_eq!(why(""), "empty duration; write e.g. `30s`, `5m` or `1h30m`");
+        assert_eq!(
+            why("99999999999999999999s"),
+            "number too large in duration `99999999999999999999s`"
+        );
+        assert_eq!(
+            why("99999999999999999d"),
+            "duration `99999999999999999d` is too long"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod step;
 mod when;
 
 pub use document::{DefaultsDoc, PlaybookDoc, StepDoc};
-pub use duration::Duration;
+pub use duration::{Duration, DurationError};
 pub use playbook::{Defaults, NO_SPAN, Playbook, Var};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;

@@ -38,7 +38,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::sync::mpsc;
 
 pub use blocking::{Finished, Running};
-pub use watched::{Ended, Started, spawn, wait, wait_cancel};
+pub use watched::{Ended, Outcome, StartError, Started, WaitError, spawn, wait, wait_cancel};
 
 /// How hard the scheduler wants running attempts to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -18,24 +18,82 @@ use super::{Attempt, Cancel, Echo, Stop, command, signal_group};
 
 /// A started program (or the reason it could not start).
 pub struct Started {
-    child: Option<Child>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
-    program: String,
     started: Instant,
-    spawn_error: Option<String>,
+    run: Result<Run, StartError>,
 }
 
-/// How a program ended.
+/// A program that did start: its process and the task copying its output.
+struct Run {
+    child: Child,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    program: String,
+}
+
+/// Why a program could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The step's command has no program.
+    #[error("empty command")]
+    EmptyCommand,
+    /// The pipe for its output could not be made.
+    #[error("cannot create an output pipe: {0}")]
+    Pipe(std::io::Error),
+    /// The pipe for its output could not be watched.
+    #[error("cannot watch the output pipe: {0}")]
+    WatchPipe(std::io::Error),
+    /// The program itself could not be started.
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started program could not be waited for.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot wait for `{program}`: {source}")]
+pub struct WaitError {
+    /// The program.
+    pub program: String,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// How a program ended, and how long it ran.
 #[derive(Debug)]
 pub struct Ended {
-    /// Its status, or why it could not be started or waited for.
-    pub status: Result<ExitStatus, String>,
-    /// The time limit ended it.
-    pub timed_out: bool,
-    /// A signal to ward ended it.
-    pub interrupted: bool,
+    /// How it ended.
+    pub outcome: Outcome,
     /// How long it ran.
     pub elapsed: Duration,
+}
+
+/// How a program ended: by itself, or stopped by its time limit or a
+/// signal to ward (the first stop names the ending), or not at all as far
+/// as ward can tell.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It could not be started.
+    NotStarted(StartError),
+    /// It ended by itself with this status.
+    Exited(ExitStatus),
+    /// Nothing stopped it, but it could not be waited for.
+    Unwaited(WaitError),
+    /// Its time limit stopped it: how it then ended.
+    TimedOut(Result<ExitStatus, WaitError>),
+    /// A signal to ward stopped it: how it then ended.
+    Stopped(Result<ExitStatus, WaitError>),
+}
+
+/// What began stopping a program (the first of them names its ending).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StoppedBy {
+    /// Its time limit.
+    TimeLimit,
+    /// A signal to ward (a [`Cancel`] from the scheduler).
+    Ward,
 }
 
 /// Starts an attempt's program now. Synchronous on purpose: the scheduler
@@ -48,28 +106,18 @@ pub struct Ended {
 /// slow on a busy ext4).
 pub fn spawn(attempt: &Attempt) -> Started {
     let started = Instant::now();
-    let failed = |program: &str, message: String| Started {
-        child: None,
-        readers: Vec::new(),
-        program: program.to_owned(),
+    Started {
         started,
-        spawn_error: Some(message),
-    };
-    let Some((program, args)) = attempt.argv.split_first() else {
-        return failed("", "empty command".into());
-    };
-    let (reader, writer) = match std::io::pipe() {
-        Ok(p) => p,
-        Err(e) => return failed(program, format!("cannot create an output pipe: {e}")),
-    };
-    let writer_copy = match writer.try_clone() {
-        Ok(w) => w,
-        Err(e) => return failed(program, format!("cannot create an output pipe: {e}")),
-    };
-    let receiver = match tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader)) {
-        Ok(r) => r,
-        Err(e) => return failed(program, format!("cannot watch the output pipe: {e}")),
-    };
+        run: start(attempt),
+    }
+}
+
+fn start(attempt: &Attempt) -> Result<Run, StartError> {
+    let (program, args) = attempt.argv.split_first().ok_or(StartError::EmptyCommand)?;
+    let (reader, writer) = std::io::pipe().map_err(StartError::Pipe)?;
+    let writer_copy = writer.try_clone().map_err(StartError::Pipe)?;
+    let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
+        .map_err(StartError::WatchPipe)?;
     let mut std_cmd = command(
         program,
         args,
@@ -82,10 +130,10 @@ pub fn spawn(attempt: &Attempt) -> Started {
         .stderr(Stdio::from(OwnedFd::from(writer_copy)));
     let mut cmd = Command::from(std_cmd);
     cmd.kill_on_drop(false);
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return failed(program, format!("cannot start `{program}`: {e}")),
-    };
+    let child = cmd.spawn().map_err(|source| StartError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     // Our copies of the pipe's write end go with `cmd`, so EOF comes when
     // the step (and whatever it left holding the pipe) is done.
     drop(cmd);
@@ -94,13 +142,11 @@ pub fn spawn(attempt: &Attempt) -> Started {
         file: None,
     };
     let echo = attempt.echo.clone().map(|tx| (attempt.index, tx));
-    Started {
-        child: Some(child),
+    Ok(Run {
+        child,
         readers: vec![tokio::spawn(pump(receiver, log, echo))],
         program: program.clone(),
-        started,
-        spawn_error: None,
-    }
+    })
 }
 
 /// A log file created on the first byte written to it.
@@ -159,35 +205,33 @@ pub async fn wait(
     kill_grace: Duration,
     mut cancel: watch::Receiver<Cancel>,
 ) -> Ended {
-    let Started {
-        child,
+    let Started { started, run } = started;
+    let Run {
+        mut child,
         readers,
         program,
-        started,
-        spawn_error,
-    } = started;
-    let Some(mut child) = child else {
-        return Ended {
-            status: Err(spawn_error.unwrap_or_default()),
-            timed_out: false,
-            interrupted: false,
-            elapsed: started.elapsed(),
-        };
+    } = match run {
+        Ok(run) => run,
+        Err(e) => {
+            return Ended {
+                outcome: Outcome::NotStarted(e),
+                elapsed: started.elapsed(),
+            };
+        }
     };
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     let limit = timeout.map(|t| tokio::time::Instant::from_std(started + t));
-    let mut timed_out = false;
-    let mut interrupted = false;
+    let mut stopped_by = None;
     let mut scheduler_alive = true;
     let mut stop = Stop::default();
     let status = loop {
         // The time limit counts as a stop; whichever came first names the
         // ending, and a later hurry from ward still applies.
         let asked = *cancel.borrow_and_update();
-        if asked != Cancel::No && !timed_out {
-            interrupted = true;
+        if asked != Cancel::No && stopped_by.is_none() {
+            stopped_by = Some(StoppedBy::Ward);
         }
-        let level = if timed_out {
+        let level = if stopped_by == Some(StoppedBy::TimeLimit) {
             asked.max(Cancel::Terminate)
         } else {
             asked
@@ -205,7 +249,9 @@ pub async fn wait(
                 }
                 break s;
             }
-            () = sleep_until(limit), if !timed_out && !interrupted => timed_out = true,
+            () = sleep_until(limit), if stopped_by.is_none() => {
+                stopped_by = Some(StoppedBy::TimeLimit);
+            }
             changed = cancel.changed(), if scheduler_alive => {
                 // The scheduler is gone: nothing will ever cancel us.
                 scheduler_alive = changed.is_ok();
@@ -217,10 +263,15 @@ pub async fn wait(
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_millis(200), r).await;
     }
+    let status = status.map_err(|source| WaitError { program, source });
+    let outcome = match (stopped_by, status) {
+        (None, Ok(status)) => Outcome::Exited(status),
+        (None, Err(e)) => Outcome::Unwaited(e),
+        (Some(StoppedBy::TimeLimit), status) => Outcome::TimedOut(status),
+        (Some(StoppedBy::Ward), status) => Outcome::Stopped(status),
+    };
     Ended {
-        status: status.map_err(|e| format!("cannot wait for `{program}`: {e}")),
-        timed_out,
-        interrupted,
+        outcome,
         elapsed: started.elapsed(),
     }
 }

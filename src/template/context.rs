@@ -56,7 +56,7 @@ impl RunFacts {
 /// or `+` (`0`, `42`, `-7`; a number), and a list or mapping in YAML flow
 /// style (`[a, b]`, `{k: v}`; read as YAML). Anything else is the text as
 /// given: `010`, `1.10`, `1e3`, `-0`, `~`, `null`, `yes` stay strings.
-pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
+pub fn override_value(raw: &str) -> Result<serde_json::Value, OverrideError> {
     // `true`/`false` and plain whole numbers keep their type, so that
     // `--var full=false` makes `if: "{{ full }}"` false (the text "false"
     // would be true). Nothing else is read as YAML: an operator who types
@@ -80,10 +80,24 @@ pub fn override_value(raw: &str) -> Result<serde_json::Value, String> {
     }
     let (node, diags) = crate::yaml::load(raw, crate::yaml::Limits::default());
     if let Some(d) = diags.iter().find(|d| d.is_error()) {
-        return Err(format!("not a valid YAML list or mapping: {}", d.message));
+        return Err(OverrideError::Yaml(d.message.clone()));
     }
-    let node = node.ok_or("empty value")?;
-    crate::yaml::from_node(&node).map_err(|e| e.message)
+    let node = node.ok_or(OverrideError::Empty)?;
+    Ok(crate::yaml::from_node(&node)?)
+}
+
+/// Why a `--var` value that looks like a YAML list or mapping is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    /// The YAML does not parse: the parser's message.
+    #[error("not a valid YAML list or mapping: {0}")]
+    Yaml(String),
+    /// No document at all.
+    #[error("empty value")]
+    Empty,
+    /// It parses but cannot be a value.
+    #[error(transparent)]
+    Value(#[from] crate::yaml::DeError),
 }
 
 /// Everything templates can see, resolved once per run.
@@ -406,5 +420,32 @@ fn report_cycles(
         for i in path {
             mark.insert(i, 2);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OverrideError, override_value};
+
+    #[test]
+    fn a_var_that_looks_like_yaml_but_is_not_says_why() {
+        assert_eq!(
+            override_value("[a, {k: v}]").expect("a list"),
+            serde_json::json!(["a", {"k": "v"}])
+        );
+        let broken = override_value("[a, b").expect_err("unclosed");
+        assert!(matches!(broken, OverrideError::Yaml(_)), "{broken:?}");
+        assert!(
+            broken
+                .to_string()
+                .starts_with("not a valid YAML list or mapping: "),
+            "{broken}"
+        );
+        assert_eq!(
+            override_value("{[a]: b}")
+                .expect_err("a list as a key")
+                .to_string(),
+            "not a valid YAML list or mapping: mapping keys must be plain text, not lists or mappings"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::{Pos, SourceFile, Span};
 use crate::yaml::{Node, NodeKind, Scalar};
 
-pub use context::{RunFacts, TemplateContext, override_value};
+pub use context::{OverrideError, RunFacts, TemplateContext, override_value};
 pub use secret::{FingerprintKey, MASK, Redactor, SecretUse, Secrets, is_secret_name};
 
 /// Work one template may do (minijinja fuel: about one unit per instruction
