@@ -163,8 +163,24 @@ impl TemplateContext {
         }
         // Overrides first (declared or not): they are values, not templates.
         for (name, value) in &overridden {
-            let v = override_value(value)
-                .unwrap_or_else(|_| serde_json::Value::String((*value).to_owned()));
+            // The CLI refuses these before a run; a value that still does
+            // not read (a recorded override, an embedder) is an error, not
+            // text: a list typed wrong must not become a string.
+            let v = match override_value(value) {
+                Ok(v) => v,
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        "bad-var",
+                        NO_SPAN,
+                        if is_secret_name(name) {
+                            format!("--var {name}: not a valid list or mapping")
+                        } else {
+                            format!("--var {name}: {e}")
+                        },
+                    ));
+                    continue;
+                }
+            };
             resolved.insert(name, v, is_secret_name(name).then(|| (*name).to_owned()));
         }
         let pending: Vec<Option<Pending>> = playbook
@@ -425,7 +441,53 @@ fn report_cycles(
 
 #[cfg(test)]
 mod tests {
-    use super::{OverrideError, override_value};
+    use super::{OverrideError, RunFacts, TemplateContext, override_value};
+    use crate::diagnostic::Diagnostics;
+    use crate::template::Templates;
+
+    /// A `--var` that reaches the context without the CLI's check (a
+    /// recorded override, an embedder) is an error, never quietly text;
+    /// a secret one does not show the parser's words.
+    #[test]
+    fn an_override_that_does_not_read_is_an_error_not_text() {
+        let source = crate::source::SourceFile::new(
+            "p.yml",
+            "ward: 1\nname: p\nvars:\n  agents: [a]\n  token: x\nsteps:\n  - id: s\n    run: \"true\"\n"
+                .to_owned(),
+        );
+        let mut diags = Diagnostics::default();
+        let playbook = crate::parse::parse(source, &mut diags).expect("parses");
+        let facts = RunFacts::new(
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 2)
+                .and_then(|d| d.and_hms_opt(2, 0, 0))
+                .expect("date"),
+            "run",
+            std::path::Path::new("p.yml"),
+        );
+        let overrides = [
+            ("agents".to_owned(), "[a, b".to_owned()),
+            ("token".to_owned(), "{s3cr3t".to_owned()),
+        ];
+        TemplateContext::build(&playbook, &overrides, &facts, &Templates::new(), &mut diags);
+        let errors: Vec<String> = diags
+            .into_sorted()
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message)
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|m| m.starts_with("--var agents: not a valid YAML list or mapping")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.contains(&"--var token: not a valid list or mapping".to_owned()),
+            "{errors:?}"
+        );
+        assert!(!errors.iter().any(|m| m.contains("s3cr3t")), "{errors:?}");
+    }
 
     #[test]
     fn a_var_that_looks_like_yaml_but_is_not_says_why() {
