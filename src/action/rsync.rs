@@ -192,14 +192,14 @@ fn changed_pass(
         since.from,
         top,
         &since.mount_points,
-        since.list_linked,
+        since.list_linked.then_some(dest),
         ctx.threads,
         ctx.cancel_flag(),
     ) {
         Ok(changes) => {
             ctx.log(format!(
-                "listed {} changed paths ({} folders whole, {} unchanged files with more than \
-                 one name) from {} folders in {:.2}s",
+                "listed {} changed paths ({} folders whole, {} names of unchanged files to \
+                 be linked) from {} folders in {:.2}s",
                 changes.listed,
                 changes.whole_folders,
                 changes.linked,

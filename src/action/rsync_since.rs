@@ -220,9 +220,9 @@ pub struct Since {
     pub from: (i64, i64),
     pub mount_points: HashSet<Vec<u8>>,
     /// The earlier copy ran without `-H` and this one keeps hard links:
-    /// every file with more than one name is listed too, whatever its
-    /// times, so that this pass links in `dest` what the earlier one
-    /// copied apart.
+    /// the names of a file with more than one name are listed too,
+    /// whatever its times, when their copies in `dest` are not one file,
+    /// so that this pass links what the earlier one wrote apart.
     pub list_linked: bool,
 }
 

@@ -15,14 +15,15 @@
 //! - a folder on another file system than the tree's root is listed whole
 //!   (its clock may not be ours);
 //! - the root's own change time new: everything (`.`);
-//! - asked to (`list_linked`), every file with more than one name is
-//!   listed whatever its times, so that a copy with `-H` links in the
-//!   destination what an earlier copy without it wrote apart;
+//! - asked to (`links_in`, the destination), the names of an unchanged
+//!   file with more than one name are listed when their copies in the
+//!   destination are not one file, so that a copy with `-H` links what an
+//!   earlier copy without it wrote apart;
 //! - a tree on a file system whose times this machine's clock does not set
 //!   (network, FUSE and cluster file systems: the server's clock sets
 //!   them) is refused, so the caller copies everything.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,8 +62,8 @@ pub struct Changes {
     pub listed: u64,
     /// How many of them are folders copied whole.
     pub whole_folders: u64,
-    /// How many of them are unchanged files listed because they have more
-    /// than one name (`list_linked`).
+    /// How many of them are names of unchanged files listed because their
+    /// copies in the destination are not linked as they are (`links_in`).
     pub linked: u64,
     /// Folders read to find them.
     pub folders_read: u64,
@@ -71,15 +72,17 @@ pub struct Changes {
 /// Lists what changed in the tree `src` at or after `from` (seconds,
 /// nanoseconds). `only_top` restricts the walk to those top-level folders
 /// (the rest is filtered out of the copy anyway); the folders in
-/// `mount_points` (relative paths) are listed whole; with `list_linked`,
-/// every file with more than one name is listed too. Errors say why the
-/// changes could not be listed; the caller then copies everything.
+/// `mount_points` (relative paths) are listed whole. With `links_in` (the
+/// destination), the names of every unchanged file with more than one
+/// name in the tree are listed too unless their copies there are already
+/// one file. Errors say why the changes could not be listed; the caller
+/// then copies everything.
 pub fn list(
     src: &Path,
     from: (i64, i64),
     only_top: Option<&[&str]>,
     mount_points: &HashSet<Vec<u8>>,
-    list_linked: bool,
+    links_in: Option<&Path>,
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Changes, FsError> {
@@ -120,6 +123,8 @@ pub fn list(
     }
     let root_dev = root_st.st_dev;
     let found: Mutex<Changes> = Mutex::new(Changes::default());
+    // Unchanged files with more than one name: their names, by inode.
+    let linked: Mutex<HashMap<(u64, u64), Vec<Vec<u8>>>> = Mutex::new(HashMap::new());
     // Counted apart, so that a folder with nothing listed takes no lock.
     let folders_read = AtomicU64::new(0);
     drop(root);
@@ -129,7 +134,7 @@ pub fn list(
         let mut subdirs = Vec::new();
         let mut here: Vec<Vec<u8>> = Vec::new();
         let mut whole = 0;
-        let mut linked = 0;
+        let mut names_of_linked: Vec<((u64, u64), Vec<u8>)> = Vec::new();
         for (name, _) in &names {
             let bytes = name.to_bytes();
             if rel.is_empty()
@@ -161,9 +166,8 @@ pub fn list(
             } else if is_dir || mounted || changed(&st) {
                 whole += u64::from(is_dir);
                 here.push(child);
-            } else if list_linked && st.st_nlink > 1 {
-                linked += 1;
-                here.push(child);
+            } else if links_in.is_some() && st.st_nlink > 1 {
+                names_of_linked.push(((st.st_dev, st.st_ino), child));
             }
         }
         if !here.is_empty() {
@@ -171,10 +175,15 @@ pub fn list(
             let mut found = found.lock().map_err(|_| poisoned("the list of changes"))?;
             found.listed += here.len() as u64;
             found.whole_folders += whole;
-            found.linked += linked;
             for path in here {
                 found.list.extend_from_slice(&path);
                 found.list.push(0);
+            }
+        }
+        if !names_of_linked.is_empty() {
+            let mut linked = linked.lock().map_err(|_| poisoned("the linked files"))?;
+            for (id, child) in names_of_linked {
+                linked.entry(id).or_default().push(child);
             }
         }
         folders_read.fetch_add(1, Ordering::Relaxed);
@@ -184,5 +193,51 @@ pub fn list(
         .into_inner()
         .map_err(|_| poisoned("the list of changes"))?;
     found.folders_read = folders_read.into_inner();
+    if let Some(dest) = links_in {
+        let linked = linked
+            .into_inner()
+            .map_err(|_| poisoned("the linked files"))?;
+        list_unlinked(dest, linked, &mut found)?;
+    }
     Ok(found)
+}
+
+/// Lists every name of each group (the names one file has in the tree)
+/// whose copies in `dest` are not all one file: missing, or written apart
+/// by a copy without `-H`. A name that is the file's only one in the tree
+/// has nothing to be linked with.
+fn list_unlinked(
+    dest: &Path,
+    groups: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    found: &mut Changes,
+) -> Result<(), FsError> {
+    let root = open_dir(dest)?;
+    for names in groups.into_values().filter(|names| names.len() > 1) {
+        let mut copies = names.iter().map(|rel| {
+            match statat(&root, rel.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile => {
+                    Ok(Some((st.st_dev, st.st_ino)))
+                }
+                Ok(_) | Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+                Err(e) => Err(FsError::new(format!(
+                    "cannot read {}: {e}",
+                    join(dest, rel).display()
+                ))),
+            }
+        });
+        let first = copies.next().transpose()?.flatten();
+        let mut one_file = first.is_some();
+        for copy in copies {
+            one_file &= copy? == first;
+        }
+        if !one_file {
+            found.listed += names.len() as u64;
+            found.linked += names.len() as u64;
+            for rel in names {
+                found.list.extend_from_slice(&rel);
+                found.list.push(0);
+            }
+        }
+    }
+    Ok(())
 }

@@ -223,6 +223,53 @@ fn a_warm_pass_without_hard_links_is_linked_by_the_pass() {
     assert!(dest_links.contains(&vec!["f/orig".to_owned(), "g/link".to_owned()]));
 }
 
+/// Once the pass has linked them, a later night with nothing changed
+/// lists nothing and starts no rsync; a name written apart in `dest` (as
+/// by a copy without `-H`) is listed again with its twin.
+#[test]
+fn names_linked_in_the_destination_are_not_listed_again() {
+    let s = Scratch::new();
+    let root = s.path().display().to_string();
+    write(&s.path().join("src/a/one"), "twin");
+    std::fs::create_dir_all(s.path().join("src/b")).expect("mkdir");
+    std::fs::hard_link(s.path().join("src/a/one"), s.path().join("src/b/two")).expect("link");
+    write(&s.path().join("src/c/single"), "alone");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: links\nsteps:\n  - id: warm\n    action: rsync\n    with: {{ src: {root}/src, dest: {root}/dest, hard_links: false }}\n  - id: window\n    after: [warm]\n    action: rsync\n    with: {{ src: {root}/src, dest: {root}/dest, changed_since: warm }}\n"
+        ),
+    );
+    let same_file = |a: &str, b: &str| {
+        let ino = |p: &str| {
+            std::fs::metadata(s.path().join("dest").join(p))
+                .expect(p)
+                .ino()
+        };
+        ino(a) == ino(b)
+    };
+    let night = || {
+        s.ward().args(["run", "p.yml"]).run().expect_code(0);
+        details(&s, "window")
+    };
+    let first = night();
+    assert_eq!(first["linked"], 2, "{first}");
+    assert!(same_file("a/one", "b/two"));
+    let second = night();
+    assert_eq!(
+        (second["listed"].as_u64(), second["linked"].as_u64()),
+        (Some(0), Some(0)),
+        "{second}"
+    );
+    // Written apart again behind ward's back: both names are listed.
+    std::fs::remove_file(s.path().join("dest/b/two")).expect("rm");
+    std::fs::write(s.path().join("dest/b/two"), "twin").expect("write");
+    let third = night();
+    assert_eq!(third["linked"], 2, "{third}");
+    assert!(same_file("a/one", "b/two"));
+}
+
 #[test]
 fn a_failed_warm_pass_makes_the_pass_copy_everything() {
     let s = Scratch::new();
