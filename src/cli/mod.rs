@@ -121,6 +121,9 @@ struct RunArgs {
     state: StateArgs,
     #[command(flatten)]
     output: OutputArgs,
+    /// Run without checking the playbook's `preconditions:` (recorded with the run).
+    #[arg(long)]
+    skip_preconditions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -262,6 +265,7 @@ fn ending_code(ending: Ending) -> i32 {
         Ending::Succeeded => exit::OK,
         Ending::Failed => exit::FAILED,
         Ending::StateLost => exit::STATE,
+        Ending::Skipped => exit::SKIPPED,
         Ending::Interrupted(signal) | Ending::Abandoned(signal) => signal_code(signal),
     }
 }
