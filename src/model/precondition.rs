@@ -119,10 +119,7 @@ impl ByteSize {
             .strip_suffix("IB")
             .or_else(|| upper.strip_suffix('B').filter(|u| !u.is_empty()))
             .unwrap_or(&upper);
-        let Some(&(_, factor)) = SIZE_UNITS
-            .iter()
-            .find(|(u, _)| *u == letter)
-        else {
+        let Some(&(_, factor)) = SIZE_UNITS.iter().find(|(u, _)| *u == letter) else {
             return Err(format!(
                 "unknown unit `{unit}` in size `{t}`; use B, K, M, G or T (powers of 1024)"
             ));
