@@ -372,7 +372,11 @@ fn problems(check: &Check, node: &Node) -> Vec<(Span, String, String)> {
                 ));
             }
             for p in procs::list_problems("not_running", list) {
-                out.push((node.span, p.message, p.help.to_owned()));
+                let message = p
+                    .message
+                    .strip_prefix("`not_running`: ")
+                    .map_or_else(|| p.message.clone(), str::to_owned);
+                out.push((node.span, message, p.help.to_owned()));
             }
         }
         _ => {}
