@@ -447,3 +447,28 @@ fn a_skipped_run_is_not_a_success_for_check() {
     let run = s.ward().args(["check"]).run().expect_code(7);
     assert!(run.stdout.starts_with("never  guarded"), "{}", run.stdout);
 }
+
+#[test]
+fn plan_lists_the_preconditions_without_checking_them() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: planned\nmax_age: 26h\nvars:\n  disk: /nonexistent-disk\npreconditions:\n  - path_exists: \"{{ disk }}\"\n  - free_space: {path: /, min: 1.5x last}\nsteps:\n  - id: a\n    run: echo ran > journal\n",
+    );
+    let text = s.ward().args(["plan", "p.yml"]).run().expect_code(0);
+    assert!(
+        text.stdout
+            .contains("  - path_exists /nonexistent-disk\n  - free_space / >= 1.5x last\n"),
+        "{}",
+        text.stdout
+    );
+    let json = s
+        .ward()
+        .args(["plan", "p.yml", "--format", "json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(json["preconditions"][0], "path_exists /nonexistent-disk");
+    assert_eq!(json["max_age"], "1d2h");
+    assert!(!s.path().join("journal").exists());
+}
