@@ -85,7 +85,7 @@ pub enum WardError {
         /// The playbook or run that did not start, in words.
         what: String,
         /// Why.
-        lease: crate::state::LeaseError,
+        lease: Box<crate::state::LeaseError>,
     },
     /// The state database failed.
     #[error("{0}")]
@@ -135,7 +135,7 @@ impl WardError {
             // cannot be used is a state-folder fault.
             WardError::Locked(crate::state::LeaseError::Held { .. }) => exit::LOCKED,
             WardError::Locked(crate::state::LeaseError::State(_)) => exit::STATE,
-            WardError::NotStarted { lease, .. } => match lease {
+            WardError::NotStarted { lease, .. } => match lease.as_ref() {
                 crate::state::LeaseError::Held { .. } => exit::LOCKED,
                 crate::state::LeaseError::State(_) => exit::STATE,
             },

@@ -187,7 +187,7 @@ pub async fn start(
                 v.playbook.name.value,
                 v.playbook.source.path().display()
             ),
-            lease,
+            lease: Box::new(lease),
         })?;
     for crashed in recovery::reclaim_crashed(
         session.store.as_mut(),
@@ -527,7 +527,7 @@ pub async fn resume(
                 "run {} of playbook `{}` not resumed",
                 run.id, run.playbook_name
             ),
-            lease,
+            lease: Box::new(lease),
         })?;
     // Our own run may be among the "running" ones if its process died.
     recovery::reclaim_crashed(session.store.as_mut(), &run.lock_name, "", now_ms()).await?;

@@ -258,10 +258,7 @@ impl CommandLog {
                 writeln!(f, "== precondition: command {}", argv.join(" "))?;
                 Ok(f)
             })
-            .map(|f| {
-                self.written = true;
-                f
-            })
+            .inspect(|_| self.written = true)
             .map_err(|e| format!("cannot write its log {}: {e}", self.path.display()))
     }
 }
