@@ -242,8 +242,8 @@ impl JsonSchema for MinFree {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": r"^\s*([0-9]+(\.[0-9]+)?\s*([BKMGTbkmgt]|[KMGTkmgt][iI]?[Bb])|[0-9]+(\.[0-9]+)?\s*[xX*]\s*last)\s*$",
-            "description": "A size with a unit (powers of 1024): `500M`, `10G`, `1.5T`; or a multiple of the size of the playbook's last successful run: `1.5x last`.",
+            "pattern": r"^\s*([0-9]+(\.[0-9]+)?\s*([BKMGTbkmgt]|[KMGTkmgt][iI]?[Bb])|[0-9]+(\.[0-9]+)?\s*[xX*]\s*last)\s*$|\{\{",
+            "description": "A size with a unit (powers of 1024): `500M`, `10G`, `1.5T`; or a multiple of the size of the playbook's last successful run: `1.5x last`; or a template that renders to one.",
             "examples": ["10G", "500M", "1.5x last"]
         })
     }

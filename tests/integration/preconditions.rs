@@ -472,3 +472,38 @@ fn plan_lists_the_preconditions_without_checking_them() {
     assert_eq!(json["max_age"], "1d2h");
     assert!(!s.path().join("journal").exists());
 }
+
+#[test]
+fn the_schema_knows_every_precondition_and_refuses_an_unknown_one() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::harness::repo_path("schemas/playbook.schema.json"))
+            .expect("schema file"),
+    )
+    .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let s = Scratch::new();
+    let good = s.write("p.yml", ALL_KINDS);
+    let more = s.write(
+        "q.yml",
+        "ward: 1\nname: q\nmax_age: 26h\npreconditions:\n  - free_space: {path: /, min: 1.5x last}\n  - command: {argv: [true], timeout: 5s}\n  - tcp: {address: \"[::1]:22\", timeout: 2s}\n  - not_running: [rsync, {name: [a, b], user: backup}]\nsteps:\n  - id: a\n    run: 'true'\n",
+    );
+    for path in [good, more] {
+        let instance = ward::yaml_file_as_json(&path).expect("reads as JSON");
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("{e} at {}", e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        s.ward()
+            .arg("validate")
+            .arg(&path)
+            .run()
+            .expect_code(0);
+    }
+    let bad = s.write(
+        "bad.yml",
+        "ward: 1\nname: b\npreconditions:\n  - free_sapce: {path: /, min: 1G}\nsteps:\n  - id: a\n    run: 'true'\n",
+    );
+    let instance = ward::yaml_file_as_json(&bad).expect("reads as JSON");
+    assert!(!validator.is_valid(&instance));
+}
