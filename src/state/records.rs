@@ -234,10 +234,13 @@ pub struct RunRecord {
     pub resumes: u32,
     /// Why it ended as it did.
     pub message: Option<String>,
-    /// The playbook's `max_age:` in milliseconds, as the run recorded it.
+    /// The playbook's `max_age:` in milliseconds, as the run recorded it
+    /// (left out of JSON when not set).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_age_ms: Option<i64>,
     /// What the preconditions found (`None`: the playbook had none, or
-    /// the run was recorded by a ward without them).
+    /// the run was recorded by a ward without them; left out of JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preconditions: Option<super::PreconditionsRecord>,
 }
 

@@ -485,7 +485,7 @@ fn the_schema_knows_every_precondition_and_refuses_an_unknown_one() {
     let good = s.write("p.yml", ALL_KINDS);
     let more = s.write(
         "q.yml",
-        "ward: 1\nname: q\nmax_age: 26h\npreconditions:\n  - free_space: {path: /, min: 1.5x last}\n  - command: {argv: [true], timeout: 5s}\n  - tcp: {address: \"[::1]:22\", timeout: 2s}\n  - not_running: [rsync, {name: [a, b], user: backup}]\nsteps:\n  - id: a\n    run: 'true'\n",
+        "ward: 1\nname: q\nmax_age: 26h\npreconditions:\n  - free_space: {path: /, min: 1.5x last}\n  - command: {argv: ['true'], timeout: 5s}\n  - tcp: {address: \"[::1]:22\", timeout: 2s}\n  - not_running: [rsync, {name: [a, b], user: backup}]\nsteps:\n  - id: a\n    run: 'true'\n",
     );
     for path in [good, more] {
         let instance = ward::yaml_file_as_json(&path).expect("reads as JSON");
