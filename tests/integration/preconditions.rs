@@ -494,11 +494,7 @@ fn the_schema_knows_every_precondition_and_refuses_an_unknown_one() {
             .map(|e| format!("{e} at {}", e.instance_path))
             .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
-        s.ward()
-            .arg("validate")
-            .arg(&path)
-            .run()
-            .expect_code(0);
+        s.ward().arg("validate").arg(&path).run().expect_code(0);
     }
     let bad = s.write(
         "bad.yml",
