@@ -267,30 +267,29 @@ pub async fn start(
 
 /// Checks the playbook's preconditions (the caller holds the lease) and
 /// prints what they found: every check at a terminal, the failed ones
-/// otherwise. `None` when the playbook has none and none were skipped.
+/// otherwise. `None` when the playbook has none (then
+/// `--skip-preconditions` has nothing to skip and is not recorded).
 async fn preconditions(
     v: &Plan,
     run_id: &str,
     session: &StateSession,
     settings: &RunSettings,
 ) -> Result<Option<PreconditionsRecord>, WardError> {
+    if v.preconditions.is_empty() {
+        return Ok(None);
+    }
     if settings.skip_preconditions {
         let record = PreconditionsRecord {
             skipped_by_operator: true,
             ..PreconditionsRecord::default()
         };
-        if !v.preconditions.is_empty() {
-            let _ = crate::report::render_preconditions(
-                &mut std::io::stderr(),
-                &record,
-                false,
-                crate::report::Style::stderr(),
-            );
-        }
+        let _ = crate::report::render_preconditions(
+            &mut std::io::stderr(),
+            &record,
+            false,
+            crate::report::Style::stderr(),
+        );
         return Ok(Some(record));
-    }
-    if v.preconditions.is_empty() {
-        return Ok(None);
     }
     let last = if preflight::needs_last_run(&v.preconditions) {
         match session.store.last_succeeded(&v.playbook.name.value).await? {
