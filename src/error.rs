@@ -27,6 +27,12 @@ pub mod exit {
     /// No state database at the given path. Read commands and `resume`
     /// never create one.
     pub const NO_STATE: i32 = 5;
+    /// A precondition failed: the run was recorded `skipped` and no step
+    /// ran (so cron can tell "skipped" from "failed").
+    pub const SKIPPED: i32 = 6;
+    /// `ward check`: a playbook's last successful run is older than its
+    /// `max_age`, or it never succeeded.
+    pub const STALE: i32 = 7;
     /// The run was stopped by SIGHUP (128 + 1).
     pub const HANGUP: i32 = 129;
     /// The run was stopped by SIGINT, Ctrl-C (128 + 2).
@@ -44,6 +50,8 @@ pub mod exit {
         (LOCKED, "another run holds the lock"),
         (STATE, "the state could not be recorded or read"),
         (NO_STATE, "no state database at that path"),
+        (SKIPPED, "a precondition failed"),
+        (STALE, "older than its `max_age`"),
         (HANGUP, "SIGHUP"),
         (INTERRUPT, "SIGINT"),
         (QUIT, "SIGQUIT"),
@@ -69,6 +77,16 @@ pub enum WardError {
     /// Another run holds the lock, or the lock (lease) could not be taken.
     #[error("{0}")]
     Locked(#[from] crate::state::LeaseError),
+    /// A run could not start or resume for its lock: `what` names the
+    /// playbook or run ("playbook `x` not run"), `lease` says why (another
+    /// run holds it, or the lock file cannot be used).
+    #[error("{what}: {lease}")]
+    NotStarted {
+        /// The playbook or run that did not start, in words.
+        what: String,
+        /// Why.
+        lease: Box<crate::state::LeaseError>,
+    },
     /// The state database failed.
     #[error("{0}")]
     State(#[from] crate::state::StateError),
@@ -117,6 +135,10 @@ impl WardError {
             // cannot be used is a state-folder fault.
             WardError::Locked(crate::state::LeaseError::Held { .. }) => exit::LOCKED,
             WardError::Locked(crate::state::LeaseError::State(_)) => exit::STATE,
+            WardError::NotStarted { lease, .. } => match lease.as_ref() {
+                crate::state::LeaseError::Held { .. } => exit::LOCKED,
+                crate::state::LeaseError::State(_) => exit::STATE,
+            },
             WardError::State(e) => state_code(e),
             WardError::RunRecordDamaged { .. } => exit::STATE,
         }

@@ -29,6 +29,7 @@ pub mod model;
 pub mod parse;
 pub mod pg;
 pub mod plan;
+pub mod preflight;
 pub mod process;
 pub mod procs;
 pub mod report;

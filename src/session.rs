@@ -12,9 +12,10 @@ use crate::error::WardError;
 use crate::execute::{self, ExecOptions, Execution, Reporter, Start};
 use crate::plan::Plan;
 use crate::plan::fingerprint::{self, Fingerprint};
+use crate::preflight;
 use crate::state::{
-    Access, Change, LeaseHolder, NewRun, NewStep, NoteKind, RecordedFacts, RunRecord, StateError,
-    StepState, Store, recovery,
+    Access, Change, LeaseHolder, NewRun, NewStep, NoteKind, PreconditionsRecord, RecordedFacts,
+    RunRecord, StateError, StepState, Store, recovery,
 };
 use crate::template::{FingerprintKey, RunFacts, is_secret_name};
 
@@ -52,6 +53,8 @@ pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, Ward
 pub struct RunSettings {
     /// Echo step output to the reporter (at a terminal).
     pub echo_output: bool,
+    /// `--skip-preconditions`: run without checking them (recorded).
+    pub skip_preconditions: bool,
 }
 
 /// A new, unique, sortable run id: local start time plus a random suffix.
@@ -177,7 +180,15 @@ pub async fn start(
     let lease = session
         .store
         .acquire_lease(v.playbook.lock_name(), &holder)
-        .await?;
+        .await
+        .map_err(|lease| WardError::NotStarted {
+            what: format!(
+                "playbook `{}` ({}) not run",
+                v.playbook.name.value,
+                v.playbook.source.path().display()
+            ),
+            lease: Box::new(lease),
+        })?;
     for crashed in recovery::reclaim_crashed(
         session.store.as_mut(),
         v.playbook.lock_name(),
@@ -189,6 +200,7 @@ pub async fn start(
         // A dead run's steps may still be running; they must not race this run.
         execute::orphans::stop(&crashed, grace, &keeper(v));
     }
+    let preconditions = preconditions(v, run_id, session, settings).await?;
     let text = v.playbook.source.text();
     let run = NewRun {
         id: run_id.to_owned(),
@@ -211,7 +223,14 @@ pub async fn start(
         pid: std::process::id(),
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at: now_ms(),
+        max_age_ms: v
+            .playbook
+            .max_age
+            .as_ref()
+            .map(|d| i64::try_from(d.value.std().as_millis()).unwrap_or(i64::MAX)),
+        preconditions,
     };
+    let skipped = run.preconditions.as_ref().and_then(|p| p.skip_reason());
     let key = key_if_needed(v, session.store.folder())?;
     let steps: Vec<NewStep> = v
         .steps
@@ -225,6 +244,16 @@ pub async fn start(
         })
         .collect();
     session.store.create_run(run, steps).await?;
+    if let Some(message) = skipped {
+        // Recorded `skipped` with its steps by `create_run`; nothing ran,
+        // so nothing (not even a `when: always` step) has to be closed.
+        lease.release().await?;
+        return Ok(Outcome {
+            state: crate::state::RunState::Skipped,
+            ending: execute::Ending::Skipped,
+            message: Some(message),
+        });
+    }
     let start = Start {
         initial: vec![(StepState::Pending, 0); v.steps.len()],
         flush_first: Vec::new(),
@@ -234,6 +263,76 @@ pub async fn start(
     // Only after the run's end is recorded.
     lease.release().await?;
     Ok(outcome)
+}
+
+/// Checks the playbook's preconditions (the caller holds the lease) and
+/// prints what they found: every check at a terminal, the failed ones
+/// otherwise. `None` when the playbook has none (then
+/// `--skip-preconditions` has nothing to skip and is not recorded).
+async fn preconditions(
+    v: &Plan,
+    run_id: &str,
+    session: &StateSession,
+    settings: &RunSettings,
+) -> Result<Option<PreconditionsRecord>, WardError> {
+    if v.preconditions.is_empty() {
+        return Ok(None);
+    }
+    if settings.skip_preconditions {
+        let record = PreconditionsRecord {
+            skipped_by_operator: true,
+            ..PreconditionsRecord::default()
+        };
+        let _ = crate::report::render_preconditions(
+            &mut std::io::stderr(),
+            &record,
+            false,
+            crate::report::Style::stderr(),
+        );
+        return Ok(Some(record));
+    }
+    let last = if preflight::needs_last_run(&v.preconditions) {
+        match session.store.last_succeeded(&v.playbook.name.value).await? {
+            None => preflight::LastRun::Never,
+            Some(run) => {
+                let attempts = session.store.attempts(&run.id, None).await?;
+                preflight::LastRun::Found {
+                    bytes: preflight::run_size(&attempts),
+                    run_id: run.id,
+                }
+            }
+        }
+    } else {
+        preflight::LastRun::NotNeeded
+    };
+    let log_dir = session.store.run_logs(run_id);
+    let work_dir = work_dir(v);
+    let ctx = preflight::Preflight {
+        work_dir: &work_dir,
+        log_dir: &log_dir,
+        run_id,
+        last,
+    };
+    // Blocking (a command, a connect), on the runtime's thread: nothing
+    // else runs yet.
+    let record = preflight::check_all(&v.preconditions, &ctx);
+    let failed = record.skip_reason().is_some();
+    if settings.echo_output {
+        let _ = crate::report::render_preconditions(
+            &mut std::io::stdout(),
+            &record,
+            false,
+            crate::report::Style::stdout(),
+        );
+    } else if failed {
+        let _ = crate::report::render_preconditions(
+            &mut std::io::stderr(),
+            &record,
+            true,
+            crate::report::Style::stderr(),
+        );
+    }
+    Ok(Some(record))
 }
 
 /// Runs the executor for a run already recorded in the store (the caller
@@ -418,7 +517,17 @@ pub async fn resume(
 ) -> Result<Outcome, WardError> {
     let grace = kill_grace()?;
     let holder = holder(&run.id, session.store.as_ref());
-    let lease = session.store.acquire_lease(&run.lock_name, &holder).await?;
+    let lease = session
+        .store
+        .acquire_lease(&run.lock_name, &holder)
+        .await
+        .map_err(|lease| WardError::NotStarted {
+            what: format!(
+                "run {} of playbook `{}` not resumed",
+                run.id, run.playbook_name
+            ),
+            lease: Box::new(lease),
+        })?;
     // Our own run may be among the "running" ones if its process died.
     recovery::reclaim_crashed(session.store.as_mut(), &run.lock_name, "", now_ms()).await?;
     // Steps of a dead ward may still be running; stop them before their retry starts.

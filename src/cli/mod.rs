@@ -1,6 +1,7 @@
 //! The command line: one file per command, each returning an exit code.
 
 mod actions;
+mod check;
 mod inspect;
 mod plan;
 mod run;
@@ -43,6 +44,8 @@ enum Command {
     Log(LogArgs),
     /// Check a backup set against its manifest: missing, changed, truncated, extra files.
     Verify(VerifyArgs),
+    /// Alarm for stale backups: exit 7 if a playbook's last success is older than its `max_age`.
+    Check(CheckArgs),
     /// Print the JSON Schema of the playbook format.
     Schema,
     /// List the built-in actions.
@@ -121,6 +124,9 @@ struct RunArgs {
     state: StateArgs,
     #[command(flatten)]
     output: OutputArgs,
+    /// Run without checking the playbook's `preconditions:` (recorded with the run).
+    #[arg(long)]
+    skip_preconditions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -205,6 +211,18 @@ struct VerifyArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Playbook names or files (default: every playbook whose newest run recorded a `max_age`).
+    #[arg(value_name = "PLAYBOOK")]
+    playbooks: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
     Text,
@@ -237,6 +255,7 @@ pub fn main() -> i32 {
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
         Command::Verify(args) => verify::verify(&args),
+        Command::Check(args) => check::check(&args),
         Command::Schema => schema::schema(),
         Command::Actions => actions::actions(),
     };
@@ -262,6 +281,7 @@ fn ending_code(ending: Ending) -> i32 {
         Ending::Succeeded => exit::OK,
         Ending::Failed => exit::FAILED,
         Ending::StateLost => exit::STATE,
+        Ending::Skipped => exit::SKIPPED,
         Ending::Interrupted(signal) | Ending::Abandoned(signal) => signal_code(signal),
     }
 }

@@ -18,12 +18,18 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
         let style = Style::stdout();
         (
             Box::new(ProgressReporter::new(std::io::stdout(), style).with_state(state)),
-            RunSettings { echo_output: true },
+            RunSettings {
+                echo_output: true,
+                skip_preconditions: false,
+            },
         )
     } else {
         (
             Box::new(QuietReporter::new(std::io::stderr()).with_state(state)),
-            RunSettings { echo_output: false },
+            RunSettings {
+                echo_output: false,
+                skip_preconditions: false,
+            },
         )
     }
 }
@@ -61,7 +67,8 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Err(code) => return Ok(code),
     };
     let given = args.state.state.as_deref();
-    let (mut reporter, settings) = reporter(&args.output, given);
+    let (mut reporter, mut settings) = reporter(&args.output, given);
+    settings.skip_preconditions = args.skip_preconditions;
     let outcome = session::block_on(async {
         let mut state = StateSession::open(given, Access::Create).await?;
         session::start(
@@ -74,6 +81,16 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         )
         .await
     })??;
+    if outcome.ending == crate::execute::Ending::Skipped {
+        // The failed checks were printed above; one line to end with.
+        eprintln!(
+            "{}: run {run_id} of playbook `{}`: a precondition was not met, no step was run \
+             (details: ward status{} {run_id})",
+            Style::stderr().error("skipped"),
+            v.playbook.name.value,
+            crate::report::state_flag(given)
+        );
+    }
     Ok(super::ending_code(outcome.ending))
 }
 
@@ -111,6 +128,17 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     if run.state == RunState::Succeeded {
         println!("{}", already_succeeded(&run, args.run_id.is_none()));
         return Ok(exit::OK);
+    }
+    if run.state == RunState::Skipped {
+        return Err(WardError::Usage(format!(
+            "run {} of playbook {} was skipped: its preconditions were not met (`ward status {}` \
+             says which), so no step ran and there is nothing to resume; start a new run with \
+             `ward run {}`",
+            run.id,
+            run.playbook_name,
+            run.id,
+            crate::shell::quote(&run.playbook_path)
+        )));
     }
     // Same variables as the run: recorded overrides, secrets given again.
     let overrides = vars::for_resume(&run, &args.vars.vars)?;

@@ -35,6 +35,9 @@ pub enum Ending {
     /// SIGQUIT or a third stop signal: finalizers were abandoned too. The
     /// signal is the one that made ward abandon them.
     Abandoned(StopSignal),
+    /// A precondition failed: the run was recorded `skipped` and no step
+    /// ran (decided before the executor, in `session::start`).
+    Skipped,
 }
 
 /// How a run is carried out.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Duration, RetryPolicy, When};
+use super::{Duration, MinFree, RetryPolicy, When};
 
 /// A ward playbook: ordered, dependent backup or restore steps.
 #[derive(Deserialize, JsonSchema)]
@@ -38,6 +38,96 @@ pub struct PlaybookDoc {
     /// The steps, in the order they are listed in plans when nothing else decides.
     #[schemars(length(min = 1))]
     pub steps: Vec<StepDoc>,
+    /// Checks made in order before any step runs, without side effects. If
+    /// one fails, no step runs and the run is recorded `skipped` (exit 6).
+    pub preconditions: Option<Vec<PreconditionDoc>>,
+    /// How old the last successful run may be before `ward check` calls the
+    /// playbook stale, e.g. `26h` for a nightly backup.
+    pub max_age: Option<Duration>,
+}
+
+/// One precondition: a mapping with exactly one of these keys.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PreconditionDoc {
+    /// Free space on the file system holding `path` (for an unprivileged user).
+    FreeSpace(FreeSpaceDoc),
+    /// A path that must exist (symlinks followed); relative to the playbook's folder.
+    PathExists(String),
+    /// A program that must exit 0 (stdout and stderr go to the run's `preconditions.log`).
+    Command(CommandDoc),
+    /// `host:port` that must accept a TCP connection.
+    Tcp(TcpDoc),
+    /// Processes that must not be running: a name, a matcher `{name, cmdline, user, pidfile}` or a list (as `service.stop`'s `wait_gone`).
+    NotRunning(NotRunningDoc),
+    /// `true`: the machine must be on mains power (a machine without battery always is).
+    OnAcPower(bool),
+}
+
+/// `free_space: {path, min}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreeSpaceDoc {
+    /// A path on the file system to check.
+    pub path: String,
+    /// A size (`10G`, `500M`) or a multiple of the last successful run's size (`1.5x last`).
+    pub min: MinFree,
+}
+
+/// An argv, or `{argv, timeout}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CommandDoc {
+    /// The program and its arguments (time limit 60s).
+    Argv(Vec<String>),
+    /// With a time limit.
+    Full {
+        /// The program and its arguments.
+        argv: Vec<String>,
+        /// Time limit (default 60s).
+        timeout: Option<Duration>,
+    },
+}
+
+/// `host:port`, or `{address, timeout}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TcpDoc {
+    /// `host:port` or `[v6]:port` (connect time limit 5s).
+    Address(String),
+    /// With a connect time limit.
+    Full {
+        /// `host:port`.
+        address: String,
+        /// Connect time limit (default 5s).
+        timeout: Option<Duration>,
+    },
+}
+
+/// A process name, a matcher, or a list of them.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NotRunningDoc {
+    /// A process name (as in /proc/PID/comm or argv[0]).
+    Name(String),
+    /// A matcher; every criterion given must hold.
+    Matcher(ProcMatcherDoc),
+    /// Several names or matchers.
+    List(Vec<NotRunningDoc>),
+}
+
+/// Which processes: every criterion given must hold.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcMatcherDoc {
+    /// Process name(s).
+    pub name: Option<StepRefs>,
+    /// Text the command line must contain.
+    pub cmdline: Option<String>,
+    /// User name or uid.
+    pub user: Option<String>,
+    /// A pid file: its process and descendants.
+    pub pidfile: Option<String>,
 }
 
 /// Settings applied to every step that does not set its own.

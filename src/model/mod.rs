@@ -6,6 +6,7 @@
 mod document;
 mod duration;
 mod playbook;
+mod precondition;
 mod retry;
 mod spanned;
 mod step;
@@ -14,6 +15,7 @@ mod when;
 pub use document::{DefaultsDoc, PlaybookDoc, StepDoc};
 pub use duration::{Duration, DurationError};
 pub use playbook::{Defaults, NO_SPAN, Playbook, Var};
+pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;
 pub use step::{Step, StepBody};

@@ -16,6 +16,8 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "max_parallel",
     "lock",
     "steps",
+    "preconditions",
+    "max_age",
 ];
 
 /// Keys allowed in `defaults:`.

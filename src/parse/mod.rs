@@ -5,6 +5,7 @@
 
 mod fields;
 mod playbook;
+mod precondition;
 mod step;
 
 use std::fs::File;
@@ -18,6 +19,7 @@ use crate::source::SourceFile;
 use crate::yaml::{self, Limits};
 
 pub use fields::{DEFAULTS_KEYS, PLAYBOOK_KEYS, STEP_KEYS, is_identifier, is_name};
+pub(crate) use precondition::example as precondition_example;
 
 /// Largest playbook file ward reads. A 5,000-step playbook is about 1 MiB.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;

@@ -49,6 +49,8 @@ pub(super) fn decode(
     let mut max_parallel = DEFAULT_MAX_PARALLEL;
     let mut lock = None;
     let mut steps = None;
+    let mut preconditions = Vec::new();
+    let mut max_age = None;
 
     for entry in entries {
         let value = &entry.value;
@@ -95,6 +97,8 @@ pub(super) fn decode(
                 }
             }
             "steps" => steps = Some(step::decode_all(value, diags)),
+            "preconditions" => preconditions = super::precondition::decode_all(value, diags),
+            "max_age" => max_age = ctx.value("max_age", value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -138,6 +142,8 @@ pub(super) fn decode(
         max_parallel,
         lock,
         steps: steps.unwrap_or_default(),
+        preconditions,
+        max_age,
     })
 }
 

@@ -18,7 +18,7 @@ use crate::state::recovery::{PointRole, StepShape};
 use crate::template::{FingerprintKey, RunFacts};
 use crate::validate::Validated;
 
-pub use crate::validate::{Condition, ResolvedBody, ResolvedStep};
+pub use crate::validate::{Check, Condition, ResolvedBody, ResolvedPrecondition, ResolvedStep};
 pub use graph::{EdgeKind, StepGraph};
 
 /// A playbook ready to run: its steps resolved and ordered.
@@ -37,6 +37,8 @@ pub struct Plan {
     pub graph: StepGraph,
     /// Each step's part in a held consistent point, in `steps` order.
     points: Vec<PointRole>,
+    /// `preconditions:`, checked in order before a run starts.
+    pub preconditions: Vec<ResolvedPrecondition>,
 }
 
 /// Builds the plan of what `validated` checked: the DAG (each cycle is
@@ -62,6 +64,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         facts,
         steps,
         compensation_only: _,
+        preconditions,
     } = validated;
     let points = steps.iter().map(point_role).collect();
     Some(Plan {
@@ -71,6 +74,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         steps,
         graph: graph?,
         points,
+        preconditions,
     })
 }
 

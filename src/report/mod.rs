@@ -8,6 +8,7 @@ mod plan_dot;
 mod plan_json;
 mod plan_mermaid;
 mod plan_text;
+mod preconditions;
 mod progress;
 mod runs;
 mod style;
@@ -17,6 +18,7 @@ pub use plan_dot::render as plan_dot;
 pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
+pub use preconditions::render_preconditions;
 pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tail, state_flag};
 pub use runs::{
     local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,

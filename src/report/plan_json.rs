@@ -23,6 +23,12 @@ struct PlanJson<'a> {
     ward: &'a RunFacts,
     layers: Vec<Vec<&'a str>>,
     steps: Vec<StepJson<'a>>,
+    /// Each precondition in one line (left out when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    preconditions: Vec<String>,
+    /// `max_age` (left out when not set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +129,8 @@ pub fn render(out: &mut dyn Write, v: &Plan) -> io::Result<()> {
             .iter()
             .map(|s| step_json(s, layer_of[s.index]))
             .collect(),
+        preconditions: v.preconditions.iter().map(|p| p.check.describe()).collect(),
+        max_age: v.playbook.max_age.as_ref().map(|d| d.value.to_string()),
     };
     serde_json::to_writer_pretty(&mut *out, &plan)?;
     writeln!(out)

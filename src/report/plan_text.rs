@@ -30,6 +30,20 @@ pub fn render(out: &mut dyn Write, v: &Plan, style: Style) -> io::Result<()> {
         pb.max_parallel,
         pb.lock_name()
     )?;
+    if let Some(max_age) = &pb.max_age {
+        writeln!(out, "  max_age {} (`ward check`)", max_age.value)?;
+    }
+    if !v.preconditions.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} (checked in order before any step; one failed: the run is skipped, exit 6)",
+            style.bold("preconditions")
+        )?;
+        for p in &v.preconditions {
+            writeln!(out, "  - {}", p.check.describe())?;
+        }
+    }
     for (n, layer) in layers.iter().enumerate() {
         writeln!(out)?;
         let parallel = if layer.len() > 1 {

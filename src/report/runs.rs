@@ -91,6 +91,9 @@ pub fn render_status(
     if recorded_running_but_gone(run) {
         writeln!(out, "  note      {}", not_recorded_note(run))?;
     }
+    if let Some(p) = &run.preconditions {
+        super::preconditions::render_status_lines(out, p, style)?;
+    }
     writeln!(out)?;
     let width = steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
     writeln!(
@@ -246,6 +249,11 @@ pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io:
             state_word(style, &state, good, bad),
             local_time(r.started_at)
         )?;
+        if r.state == RunState::Skipped
+            && let Some(m) = &r.message
+        {
+            writeln!(out, "{:<20}  {}", "", style.dim(&format!("↳ {m}")))?;
+        }
     }
     Ok(())
 }

@@ -111,4 +111,12 @@ impl Store for KillAfter {
     fn running_with_lock(&self, lock: &str) -> StoreFuture<'_, Vec<RunRecord>> {
         self.inner.running_with_lock(lock)
     }
+
+    fn last_succeeded(&self, playbook: &str) -> StoreFuture<'_, Option<RunRecord>> {
+        self.inner.last_succeeded(playbook)
+    }
+
+    fn playbook_names(&self) -> StoreFuture<'_, Vec<String>> {
+        self.inner.playbook_names()
+    }
 }

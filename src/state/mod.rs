@@ -18,6 +18,7 @@ mod fault;
 pub mod host;
 mod lease;
 mod location;
+mod preflight;
 pub mod private;
 mod records;
 pub mod recovery;
@@ -32,6 +33,7 @@ pub use error::StateError;
 pub use host::HostIdentity;
 pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
 pub use location::open;
+pub use preflight::{CheckRecord, PreconditionsRecord};
 pub use records::{
     AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RecordedFacts,
     RunRecord, RunState, StepRecord, StepState, Unflushed, Unreadable,
@@ -81,6 +83,10 @@ pub trait Store: Send + Sync {
     fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>>;
     /// Runs still marked `running` that use this lock.
     fn running_with_lock(&self, lock: &str) -> StoreFuture<'_, Vec<RunRecord>>;
+    /// The most recent succeeded run of a playbook (by its `name:`).
+    fn last_succeeded(&self, playbook: &str) -> StoreFuture<'_, Option<RunRecord>>;
+    /// Every playbook name with a recorded run, sorted.
+    fn playbook_names(&self) -> StoreFuture<'_, Vec<String>>;
 
     /// Logs of one run: `<folder>/logs/<run id>/`.
     fn run_logs(&self, run_id: &str) -> PathBuf {

@@ -18,6 +18,8 @@ pub enum RunState {
     Interrupted,
     /// Its process died without recording an end (found by the next run).
     Crashed,
+    /// A precondition failed: no step ran (the message names the checks).
+    Skipped,
 }
 
 /// The state of one step in a run.
@@ -66,6 +68,7 @@ text_enum!(RunState {
     Failed = "failed",
     Interrupted = "interrupted",
     Crashed = "crashed",
+    Skipped = "skipped",
 });
 
 text_enum!(StepState {
@@ -169,6 +172,11 @@ pub struct NewRun {
     pub ward_version: String,
     /// Unix milliseconds.
     pub started_at: i64,
+    /// The playbook's `max_age:` in milliseconds (for `ward check`).
+    pub max_age_ms: Option<i64>,
+    /// What the preconditions found; a failed one makes the run `skipped`
+    /// as it is recorded, its steps `skipped`, nothing run.
+    pub preconditions: Option<super::PreconditionsRecord>,
 }
 
 /// A step as first recorded.
@@ -226,6 +234,14 @@ pub struct RunRecord {
     pub resumes: u32,
     /// Why it ended as it did.
     pub message: Option<String>,
+    /// The playbook's `max_age:` in milliseconds, as the run recorded it
+    /// (left out of JSON when not set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_ms: Option<i64>,
+    /// What the preconditions found (`None`: the playbook had none, or
+    /// the run was recorded by a ward without them; left out of JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preconditions: Option<super::PreconditionsRecord>,
 }
 
 /// A recorded step.

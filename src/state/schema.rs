@@ -13,6 +13,8 @@ use super::StateError;
 pub const VERSIONS: &[&str] = &[
     "runs, steps, attempts and events",
     "steps.unflushed: output of a succeeded step not yet flushed to disk (recovery rule 6)",
+    "runs.max_age_ms and runs.preconditions_json: `max_age` for `ward check`, what the \
+     preconditions found (run state `skipped`)",
 ];
 
 /// The version this ward writes.

@@ -9,6 +9,7 @@
 //! for cycles when a step failed here, and builds no plan.
 
 mod copy_refs;
+mod preconditions;
 mod references;
 mod resolve;
 mod rotate_order;
@@ -20,6 +21,7 @@ use crate::diagnostic::Diagnostics;
 use crate::model::Playbook;
 use crate::template::{RunFacts, TemplateContext, Templates};
 
+pub use preconditions::{Check, ResolvedPrecondition};
 pub use resolve::{Condition, ResolvedBody, ResolvedStep};
 
 /// What validation checked: the playbook with templates rendered. Steps
@@ -39,6 +41,8 @@ pub struct Validated {
     /// Ids of the steps that only run to compensate another; they stay out
     /// of the DAG.
     pub compensation_only: HashSet<String>,
+    /// `preconditions:`, templates rendered (those that passed).
+    pub preconditions: Vec<ResolvedPrecondition>,
 }
 
 impl Validated {
@@ -76,6 +80,7 @@ pub fn validate(
             )
         })
         .collect();
+    let preconditions = preconditions::resolve_all(&playbook, &ctx, &templates, diags);
     rotate_order::check(&playbook, &steps, diags);
     snapshot_refs::check(&playbook, &steps, diags);
     copy_refs::check(&playbook, &steps, diags);
@@ -87,6 +92,7 @@ pub fn validate(
         facts,
         steps,
         compensation_only,
+        preconditions,
         playbook,
     }
 }

@@ -21,6 +21,7 @@ mod pg;
 mod pg_cluster;
 mod pg_snapshot;
 mod plan;
+mod preconditions;
 mod procs;
 mod reporting;
 mod resume;

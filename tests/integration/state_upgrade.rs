@@ -31,6 +31,12 @@ const FIXTURES: &[Fixture] = &[
         succeeded: "20261202-011252-3548",
         failed: "20261202-011252-ae3b",
     },
+    Fixture {
+        file: "v3.db",
+        version: 3,
+        succeeded: "20261202-063844-9f8f",
+        failed: "20261202-063844-63cc",
+    },
 ];
 
 fn user_version(db: &Path) -> i64 {

@@ -289,7 +289,7 @@ fn migrate(conn: &mut Connection, path: &Path, write: bool) -> Result<(), StateE
 
 const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
      vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, finished_at, \
-     resumes, message";
+     resumes, message, max_age_ms, preconditions_json";
 
 fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StateError>> {
     let state: String = r.get(9)?;
@@ -298,6 +298,21 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
             db: shown(path),
             message: format!("unknown run state `{state}`"),
         }));
+    };
+    let preconditions = match r.get::<_, Option<String>>(18)? {
+        None => None,
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                return Ok(Err(StateError::Corrupt {
+                    db: shown(path),
+                    message: format!(
+                        "run {}: unreadable preconditions record: {e}",
+                        r.get::<_, String>(0)?
+                    ),
+                }));
+            }
+        },
     };
     Ok(Ok(RunRecord {
         id: r.get(0)?,
@@ -317,6 +332,8 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
         finished_at: r.get(14)?,
         resumes: r.get(15)?,
         message: r.get(16)?,
+        max_age_ms: r.get(17)?,
+        preconditions,
     }))
 }
 
@@ -326,10 +343,20 @@ impl Db {
         let path = self.path.clone();
         let err = |source| sqlite_err(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
+        // A failed precondition: the run is recorded skipped, in this same
+        // transaction, so no ward ever finds it `running` (or resumable).
+        let skipped = run.preconditions.as_ref().and_then(|p| p.skip_reason());
+        let state = if skipped.is_some() {
+            RunState::Skipped
+        } else {
+            RunState::Running
+        };
+        let finished = skipped.as_ref().map(|_| run.started_at);
         tx.execute(
             "INSERT INTO runs (id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
-             vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'running', ?10, ?11, ?12, ?13)",
+             vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, \
+             max_age_ms, preconditions_json, finished_at, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 run.id,
                 run.playbook_name,
@@ -340,20 +367,32 @@ impl Db {
                 json(&run.vars).map_err(err)?,
                 json(&run.overrides).map_err(err)?,
                 json(&run.facts).map_err(err)?,
+                state.as_str(),
                 run.host,
                 run.pid,
                 run.ward_version,
-                run.started_at
+                run.started_at,
+                run.max_age_ms,
+                run.preconditions.as_ref().map(json).transpose().map_err(err)?,
+                finished,
+                skipped
             ],
         )
         .map_err(err)?;
         {
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO steps (run_id, step_id, position, definition_json, state, compensation) \
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+                    "INSERT INTO steps (run_id, step_id, position, definition_json, state, compensation, \
+                     reason, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
+            let (step_state, reason) = match &skipped {
+                Some(_) => (
+                    StepState::Skipped,
+                    Some("not run: the run's preconditions were not met"),
+                ),
+                None => (StepState::Pending, None),
+            };
             for s in steps {
                 insert
                     .execute(params![
@@ -361,7 +400,10 @@ impl Db {
                         s.id,
                         s.position as i64,
                         s.definition,
-                        s.compensation
+                        step_state.as_str(),
+                        s.compensation,
+                        reason,
+                        finished
                     ])
                     .map_err(err)?;
             }
@@ -374,6 +416,26 @@ impl Db {
                 ],
             )
             .map_err(err)?;
+            if let Some(p) = &run.preconditions {
+                let message = if p.skipped_by_operator {
+                    "not checked: --skip-preconditions".to_owned()
+                } else {
+                    let passed = p.checks.iter().filter(|c| c.passed).count();
+                    format!("{passed} of {} held", p.checks.len())
+                };
+                tx.execute(
+                    "INSERT INTO events (run_id, at, kind, message) VALUES (?1, ?2, 'preconditions', ?3)",
+                    params![run.id, run.started_at, message],
+                )
+                .map_err(err)?;
+            }
+            if let Some(reason) = &skipped {
+                tx.execute(
+                    "INSERT INTO events (run_id, at, kind, message) VALUES (?1, ?2, 'run-skipped', ?3)",
+                    params![run.id, run.started_at, reason],
+                )
+                .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
     }
@@ -525,6 +587,30 @@ impl Db {
             .map_err(|e| self.err(e))?
             .into_iter()
             .collect()
+    }
+
+    pub(super) fn last_succeeded(&self, playbook: &str) -> Result<Option<RunRecord>, StateError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE playbook_name = ?1 AND state = 'succeeded' \
+             ORDER BY finished_at DESC, id DESC LIMIT 1"
+        );
+        self.conn
+            .query_row(&sql, [playbook], |r| run_row(&self.path, r))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .transpose()
+    }
+
+    pub(super) fn playbook_names(&mut self) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT playbook_name FROM runs ORDER BY playbook_name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
     }
 
     pub(super) fn running_with_lock(&self, lock: &str) -> Result<Vec<RunRecord>, StateError> {

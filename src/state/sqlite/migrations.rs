@@ -82,6 +82,15 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE steps ADD COLUMN unflushed TEXT;
     "#,
+    // 3: the playbook's `max_age` (ms) with each run, so `ward check` works
+    // without the playbook file; what the preconditions found (JSON
+    // `{skipped_by_operator, checks: [{check, passed, detail}], log_path}`).
+    // A run whose preconditions failed has state `skipped`.
+    r#"
+    ALTER TABLE runs ADD COLUMN max_age_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN preconditions_json TEXT;
+    CREATE INDEX runs_by_playbook_state ON runs (playbook_name, state, finished_at);
+    "#,
 ];
 
 // One migration per version of the logical schema, no more, no less.

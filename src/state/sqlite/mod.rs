@@ -135,6 +135,15 @@ impl Store for SqliteStore {
         let lock = lock.to_owned();
         self.call(move |db| db.running_with_lock(&lock))
     }
+
+    fn last_succeeded(&self, playbook: &str) -> StoreFuture<'_, Option<RunRecord>> {
+        let playbook = playbook.to_owned();
+        self.call(move |db| db.last_succeeded(&playbook))
+    }
+
+    fn playbook_names(&self) -> StoreFuture<'_, Vec<String>> {
+        self.call(Db::playbook_names)
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +175,8 @@ mod tests {
             pid: 42,
             ward_version: "0".into(),
             started_at: 1,
+            max_age_ms: None,
+            preconditions: None,
         }
     }
 
