@@ -74,9 +74,6 @@ pub enum WardError {
     /// Writing output failed (e.g. a closed pipe).
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
-    /// Another run holds the lock, or the lock (lease) could not be taken.
-    #[error("{0}")]
-    Locked(#[from] crate::state::LeaseError),
     /// A run could not start or resume for its lock: `what` names the
     /// playbook or run ("playbook `x` not run"), `lease` says why (another
     /// run holds it, or the lock file cannot be used).
@@ -133,8 +130,6 @@ impl WardError {
             WardError::Output(_) | WardError::Runtime(_) | WardError::Internal(_) => exit::FAILED,
             // Only a lock held by another run is "locked"; a lock file that
             // cannot be used is a state-folder fault.
-            WardError::Locked(crate::state::LeaseError::Held { .. }) => exit::LOCKED,
-            WardError::Locked(crate::state::LeaseError::State(_)) => exit::STATE,
             WardError::NotStarted { lease, .. } => match lease.as_ref() {
                 crate::state::LeaseError::Held { .. } => exit::LOCKED,
                 crate::state::LeaseError::State(_) => exit::STATE,

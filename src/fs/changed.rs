@@ -52,6 +52,9 @@ const LOCAL_FILE_SYSTEMS: &[(u64, &str)] = &[
     (0x3434, "nilfs2"),
 ];
 
+/// Names (relative paths) of files with more than one, by (device, inode).
+type NamesByFile = HashMap<(u64, u64), Vec<Vec<u8>>>;
+
 /// What [`list`] found.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -124,7 +127,7 @@ pub fn list(
     let root_dev = root_st.st_dev;
     let found: Mutex<Changes> = Mutex::new(Changes::default());
     // Unchanged files with more than one name: their names, by inode.
-    let linked: Mutex<HashMap<(u64, u64), Vec<Vec<u8>>>> = Mutex::new(HashMap::new());
+    let linked: Mutex<NamesByFile> = Mutex::new(HashMap::new());
     // Counted apart, so that a folder with nothing listed takes no lock.
     let folders_read = AtomicU64::new(0);
     drop(root);
@@ -208,7 +211,7 @@ pub fn list(
 /// has nothing to be linked with.
 fn list_unlinked(
     dest: &Path,
-    groups: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    groups: NamesByFile,
     found: &mut Changes,
 ) -> Result<(), FsError> {
     let root = open_dir(dest)?;

@@ -155,7 +155,7 @@ fn check(check: &Check, ctx: &Preflight<'_>, log: &mut CommandLog) -> Result<Str
             timeout,
         } => tcp(host, *port, timeout.std()),
         Check::NotRunning(list) => {
-            let mut watch = procs::GoneWatch::record(list)?;
+            let mut watch = procs::GoneWatch::record(list).map_err(|e| e.to_string())?;
             let found = watch.still();
             if found.is_empty() {
                 Ok("none running".into())
