@@ -38,6 +38,10 @@ pub struct PlaybookDoc {
     /// The steps, in the order they are listed in plans when nothing else decides.
     #[schemars(length(min = 1))]
     pub steps: Vec<StepDoc>,
+    /// Who hears about a run: `email`, `command`, `ping` (docs/notify.md).
+    pub notify: Option<super::notify::NotifyDoc>,
+    /// A Prometheus text file written after each run (node_exporter's textfile collector).
+    pub metrics: Option<String>,
 }
 
 /// Settings applied to every step that does not set its own.

@@ -5,6 +5,7 @@
 
 mod document;
 mod duration;
+pub mod notify;
 mod playbook;
 mod retry;
 mod spanned;
@@ -13,6 +14,7 @@ mod when;
 
 pub use document::{DefaultsDoc, PlaybookDoc, StepDoc};
 pub use duration::Duration;
+pub use notify::Notify;
 pub use playbook::{Defaults, NO_SPAN, Playbook, Var};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;

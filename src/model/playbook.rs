@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::{Duration, RetryPolicy, Spanned, Step};
+use super::{Duration, Notify, RetryPolicy, Spanned, Step};
 use crate::source::{SourceFile, Span};
 use crate::yaml::Node;
 
@@ -23,6 +23,10 @@ pub struct Playbook {
     pub lock: Option<Spanned<String>>,
     /// `steps:` in the order written.
     pub steps: Vec<Step>,
+    /// `notify:` (model/notify.rs).
+    pub notify: Notify,
+    /// `metrics:`, a Prometheus text file written after each run.
+    pub metrics: Option<Spanned<std::path::PathBuf>>,
 }
 
 impl Playbook {

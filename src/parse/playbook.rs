@@ -49,6 +49,7 @@ pub(super) fn decode(
     let mut max_parallel = DEFAULT_MAX_PARALLEL;
     let mut lock = None;
     let mut steps = None;
+    let (mut notify, mut metrics) = Default::default();
 
     for entry in entries {
         let value = &entry.value;
@@ -95,6 +96,8 @@ pub(super) fn decode(
                 }
             }
             "steps" => steps = Some(step::decode_all(value, diags)),
+            "notify" => notify = super::notify::decode(value, diags),
+            "metrics" => metrics = super::notify::decode_metrics(value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -138,6 +141,8 @@ pub(super) fn decode(
         max_parallel,
         lock,
         steps: steps.unwrap_or_default(),
+        notify,
+        metrics,
     })
 }
 
