@@ -31,6 +31,7 @@ pub fn message(email: &Email, summary: &Summary) -> Result<Message, String> {
     let mut builder = Message::builder()
         .from(mailbox(&email.from)?)
         .subject(summary.subject())
+        .message_id(None)
         .header(ContentType::TEXT_PLAIN);
     for to in &email.to {
         builder = builder.to(mailbox(to)?);

@@ -519,7 +519,9 @@ impl Summary {
                 {
                     row.push_str(&format!("  exit {c}"));
                 }
-                if let Some(r) = &s.reason {
+                if let Some(r) = &s.reason
+                    && s.exit_code.is_none_or(|c| *r != format!("exit code {c}"))
+                {
                     row.push_str(&format!("  ({r})"));
                 }
                 line(&mut t, row);

@@ -47,8 +47,8 @@ pub(super) fn decode(node: &Node, diags: &mut Diagnostics) -> Notify {
     };
     for entry in entries {
         match entry.key.as_str().unwrap_or("") {
-            "email" => notify.email = decode_email(&entry.value, diags),
-            "command" => notify.command = decode_command(&entry.value, diags),
+            "email" => notify.email = decode_email(entry, diags),
+            "command" => notify.command = decode_command(entry, diags),
             "ping" => notify.ping = decode_ping(&entry.value, diags),
             _ => ctx.unknown_key(&entry.key, NOTIFY_KEYS, diags),
         }
@@ -87,7 +87,8 @@ pub(super) fn decode_metrics(node: &Node, diags: &mut Diagnostics) -> Option<Spa
     Some(Spanned::new(PathBuf::from(&path.value), path.span))
 }
 
-fn decode_email(node: &Node, diags: &mut Diagnostics) -> Option<Email> {
+fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
+    let node = &at.value;
     let ctx = Ctx {
         owner: "`notify.email`",
     };
@@ -103,6 +104,16 @@ fn decode_email(node: &Node, diags: &mut Diagnostics) -> Option<Email> {
     let mut ca_file = None;
     let mut on = None;
     let mut timeout = None;
+    let given = |keys: &[&str]| {
+        entries
+            .iter()
+            .any(|e| e.key.as_str().is_some_and(|k| keys.contains(&k)))
+    };
+    let mut password_keys = vec!["password_env", "password_file"];
+    password_keys.extend(LITERAL_SECRETS);
+    // A key given but refused already has its error: no "missing" on top.
+    let user_given = given(&["user", "user_env"]);
+    let password_given = given(&password_keys);
     for entry in entries {
         let value = &entry.value;
         let key = entry.key.as_str().unwrap_or("");
@@ -213,7 +224,7 @@ fn decode_email(node: &Node, diags: &mut Diagnostics) -> Option<Email> {
             _ => ctx.unknown_key(&entry.key, EMAIL_KEYS, diags),
         }
     }
-    let span = node.span;
+    let span = at.key.span;
     for (key, missing, example) in [
         ("to", to.is_none(), "`to: ops@example.org`"),
         ("from", from.is_none(), "`from: ward@backup1.example.org`"),
@@ -249,7 +260,7 @@ fn decode_email(node: &Node, diags: &mut Diagnostics) -> Option<Email> {
         ok = false;
     }
     match (&user, &password) {
-        (Some(u), None) => {
+        (Some(u), None) if !password_given => {
             diags.push(
                 Diagnostic::error(
                     "missing-key",
@@ -259,7 +270,7 @@ fn decode_email(node: &Node, diags: &mut Diagnostics) -> Option<Email> {
             );
             ok = false;
         }
-        (None, Some(p)) => {
+        (None, Some(p)) if !user_given => {
             diags.push(Diagnostic::error(
                 "missing-key",
                 p.span,
@@ -286,7 +297,8 @@ fn decode_email(node: &Node, diags: &mut Diagnostics) -> Option<Email> {
     })
 }
 
-fn decode_command(node: &Node, diags: &mut Diagnostics) -> Option<CommandHook> {
+fn decode_command(at: &Entry, diags: &mut Diagnostics) -> Option<CommandHook> {
+    let node = &at.value;
     let ctx = Ctx {
         owner: "`notify.command`",
     };
@@ -321,7 +333,7 @@ fn decode_command(node: &Node, diags: &mut Diagnostics) -> Option<CommandHook> {
         diags.push(
             Diagnostic::error(
                 "missing-key",
-                node.span,
+                at.key.span,
                 "missing required key `cmd` in `notify.command`",
             )
             .with_help("add `cmd: [/usr/local/bin/notify-chat, --channel, ops]`"),
