@@ -567,3 +567,227 @@ impl Summary {
             .unwrap_or_else(|_| "?".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::AttemptOutcome;
+
+    fn run(id: &str, state: RunState, started: i64) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            playbook_name: "nightly".into(),
+            playbook_path: "/etc/ward/nightly.yml".into(),
+            playbook_hash: String::new(),
+            playbook_text: String::new(),
+            lock_name: "nightly".into(),
+            vars: Ok(Default::default()),
+            overrides: Ok(Default::default()),
+            facts: Err(crate::state::Unreadable("unused".into())),
+            state,
+            host: "backup1".into(),
+            pid: 1,
+            ward_version: "0".into(),
+            started_at: started,
+            finished_at: Some(started + 5_000),
+            resumes: 0,
+            message: None,
+        }
+    }
+
+    fn step(id: &str, state: StepState) -> StepRecord {
+        StepRecord {
+            id: id.into(),
+            position: 0,
+            definition: String::new(),
+            state,
+            reason: None,
+            attempts: 1,
+            exit_code: Some(0),
+            started_at: Some(1_000),
+            finished_at: Some(3_000),
+            log_path: None,
+            compensation: false,
+            unflushed: None,
+        }
+    }
+
+    fn attempt(step: &str, message: Option<&str>, details: serde_json::Value) -> AttemptRecord {
+        AttemptRecord {
+            step_id: step.into(),
+            attempt: 1,
+            started_at: 1_000,
+            finished_at: Some(2_500),
+            exit_code: Some(0),
+            signal: None,
+            outcome: Some(AttemptOutcome::Succeeded),
+            message: message.map(str::to_owned),
+            log_path: "/nonexistent".into(),
+            details: Some(details),
+        }
+    }
+
+    fn end(ending: Ending, resumed: bool) -> RunEnd<'static> {
+        RunEnd {
+            run_id: "r3",
+            ending,
+            message: None,
+            resumed,
+            state: None,
+        }
+    }
+
+    fn summary(previous: Option<RunState>, ending: Ending, resumed: bool) -> Summary {
+        let this = run("r3", RunState::Succeeded, 30_000);
+        let mut earlier = vec![this.clone()];
+        if let Some(p) = previous {
+            earlier.push(run("r2", p, 20_000));
+        }
+        earlier.push(run("r1", RunState::Succeeded, 10_000));
+        from_records(&this, &[], &[], &earlier, &end(ending, resumed))
+    }
+
+    #[test]
+    fn recovered_means_the_previous_finished_run_did_not_succeed() {
+        use NotifyOn::*;
+        let s = summary(Some(RunState::Failed), Ending::Succeeded, false);
+        assert_eq!(s.events, vec![Success, Recovered]);
+        assert_eq!(s.headline(), "RECOVERED");
+        assert_eq!(s.previous.as_ref().map(|p| p.run_id.as_str()), Some("r2"));
+        assert_eq!(
+            summary(Some(RunState::Crashed), Ending::Succeeded, false).events,
+            vec![Success, Recovered]
+        );
+        assert_eq!(
+            summary(Some(RunState::Succeeded), Ending::Succeeded, false).events,
+            vec![Success]
+        );
+        // A run still running elsewhere is not "finished": r1 counts.
+        assert_eq!(
+            summary(Some(RunState::Running), Ending::Succeeded, false).events,
+            vec![Success]
+        );
+        // A resume that succeeds continued a run that had not.
+        assert_eq!(
+            summary(Some(RunState::Succeeded), Ending::Succeeded, true).events,
+            vec![Success, Recovered]
+        );
+        let failed = summary(Some(RunState::Failed), Ending::Failed, false);
+        assert_eq!(failed.events, vec![Failure]);
+        assert!(failed.matches(crate::model::notify::DEFAULT_ON));
+        assert!(!summary(None, Ending::Succeeded, false).matches(crate::model::notify::DEFAULT_ON));
+        // The last success of a failed run is the newest earlier success.
+        assert_eq!(failed.last_success_unix, Some(15.0));
+        assert_eq!(failed.commands.resume.as_deref(), Some("ward resume r3"));
+    }
+
+    #[test]
+    fn warnings_are_apart_from_failures_and_figures_are_added_up() {
+        let this = run("r3", RunState::Succeeded, 30_000);
+        let steps = vec![
+            step("copy", StepState::Succeeded),
+            step("copy-again", StepState::Succeeded),
+            step("rotate", StepState::Succeeded),
+        ];
+        let attempts = vec![
+            attempt(
+                "copy",
+                Some(
+                    "3 files; warning: some source files vanished during the transfer (rsync exit 24)",
+                ),
+                serde_json::json!({ "transferred_size": 1000 }),
+            ),
+            attempt(
+                "copy-again",
+                None,
+                serde_json::json!({ "transferred_size": 24 }),
+            ),
+            attempt(
+                "rotate",
+                Some("kept 2"),
+                serde_json::json!({ "kept": ["a", "b"], "not_counted": ["c"] }),
+            ),
+        ];
+        let s = from_records(
+            &this,
+            &steps,
+            &attempts,
+            &[],
+            &end(Ending::Succeeded, false),
+        );
+        assert_eq!(s.result, RunResult::Succeeded);
+        assert_eq!(s.events, vec![NotifyOn::Success]);
+        assert!(s.failures.is_empty());
+        assert_eq!(s.warnings.len(), 1);
+        assert_eq!(s.warnings[0].step, "copy");
+        assert_eq!(
+            s.warnings[0].message,
+            "some source files vanished during the transfer (rsync exit 24)"
+        );
+        assert_eq!(s.headline(), "succeeded with warnings");
+        assert_eq!(s.bytes_copied, Some(1024));
+        assert_eq!(s.snapshots, Some(3));
+        assert_eq!(s.steps[0].duration_ms, Some(1_500));
+        assert!(s.commands.resume.is_none());
+        let text = s.text();
+        assert!(
+            text.contains(
+                "Warnings (the run still succeeded):\n  copy: some source files vanished"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_warning_still_pings_success() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).expect("read");
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").expect("write");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let this = run("r3", RunState::Succeeded, 30_000);
+        let steps = vec![step("copy", StepState::Succeeded)];
+        let attempts = vec![attempt(
+            "copy",
+            Some("warning: files vanished"),
+            serde_json::Value::Null,
+        )];
+        let s = from_records(
+            &this,
+            &steps,
+            &attempts,
+            &[],
+            &end(Ending::Succeeded, false),
+        );
+        assert_eq!(s.warnings.len(), 1);
+        let url = |p: &str| {
+            Some(
+                crate::model::notify::HttpUrl::parse(&format!("http://127.0.0.1:{port}/{p}"))
+                    .expect("url"),
+            )
+        };
+        let setup = crate::notify::Setup {
+            notify: crate::model::Notify {
+                ping: Some(crate::model::notify::Ping {
+                    start: None,
+                    success: url("ok"),
+                    failure: url("fail"),
+                    timeout: crate::model::notify::DEFAULT_PING_TIMEOUT,
+                }),
+                ..Default::default()
+            },
+            metrics: None,
+            playbook_dir: std::env::temp_dir(),
+            playbook: "nightly".into(),
+            playbook_path: String::new(),
+        };
+        assert_eq!(crate::notify::deliver(&setup, &s), vec![]);
+        let request = server.join().expect("server");
+        assert!(request.starts_with("GET /ok HTTP/1.1\r\n"), "{request}");
+    }
+}

@@ -545,3 +545,88 @@ fn read_argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<
     }
     Some(argv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_keys(def: &str) -> Vec<String> {
+        let schema = crate::schema::playbook_schema();
+        let mut keys: Vec<String> = schema
+            .pointer(&format!("/$defs/{def}/properties"))
+            .and_then(serde_json::Value::as_object)
+            .unwrap_or_else(|| panic!("no {def}"))
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(list: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn parser_keys_match_the_schema_types() {
+        assert_eq!(schema_keys("NotifyDoc"), sorted(NOTIFY_KEYS));
+        assert_eq!(schema_keys("EmailDoc"), sorted(EMAIL_KEYS));
+        assert_eq!(schema_keys("CommandDoc"), sorted(COMMAND_KEYS));
+        assert_eq!(schema_keys("PingDoc"), sorted(PING_KEYS));
+    }
+
+    fn parse(
+        text: &str,
+    ) -> (
+        Option<crate::model::Playbook>,
+        Vec<crate::diagnostic::Diagnostic>,
+    ) {
+        let source =
+            crate::source::SourceFile::new(std::path::Path::new("/srv/p.yml"), text.into());
+        let mut diags = Diagnostics::default();
+        let p = crate::parse::parse(source, &mut diags);
+        (p, diags.into_sorted())
+    }
+
+    #[test]
+    fn defaults_fill_in_what_is_not_said() {
+        let (p, diags) = parse(
+            "ward: 1\nname: n\nmetrics: m.prom\nnotify:\n  email: { to: a@example.org, from: b@example.org, host: smtp.example.org, user: u, password_file: pw }\n  command: { cmd: [hook] }\n  ping: { success: 'https://hc.example.org/x' }\nsteps:\n  - id: a\n    run: 'true'\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let p = p.expect("playbook");
+        let email = p.notify.email.expect("email");
+        assert_eq!(email.tls, SmtpTls::Starttls);
+        assert_eq!(email.port, 587);
+        assert_eq!(email.on, DEFAULT_ON);
+        assert_eq!(email.to, vec!["a@example.org".to_owned()]);
+        assert_eq!(email.password, Some(PasswordSource::File("pw".into())));
+        assert_eq!(email.timeout, DEFAULT_HOOK_TIMEOUT);
+        let command = p.notify.command.expect("command");
+        assert_eq!(command.argv, vec!["hook".to_owned()]);
+        assert_eq!(command.on, DEFAULT_ON);
+        let ping = p.notify.ping.expect("ping");
+        assert!(ping.start.is_none());
+        assert_eq!(ping.success.expect("success").port, 443);
+        assert_eq!(ping.timeout, DEFAULT_PING_TIMEOUT);
+        assert_eq!(p.metrics.expect("metrics").value, PathBuf::from("m.prom"));
+    }
+
+    #[test]
+    fn a_literal_password_is_refused_at_its_key_and_not_repeated() {
+        let (_, diags) = parse(
+            "ward: 1\nname: n\nnotify:\n  email:\n    to: a@example.org\n    from: b@example.org\n    host: h.example.org\n    user: u\n    password: Tr0ub4dor-and-3\nsteps:\n  - id: a\n    run: 'true'\n",
+        );
+        let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].code, "secret-in-playbook");
+        assert_eq!(
+            (errors[0].span.start.line, errors[0].span.start.col),
+            (9, 5)
+        );
+        let text = format!("{} {:?}", errors[0].message, errors[0].help);
+        assert!(!text.contains("Tr0ub4dor"), "{text}");
+    }
+}

@@ -744,3 +744,53 @@ fn metrics_are_written_atomically_per_playbook_into_one_file() {
     let mode = std::fs::metadata(&prom).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o644, "readable by the collector");
 }
+
+#[test]
+fn a_run_stopped_by_a_signal_still_notifies_after_its_finalizers() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: stopped\nnotify:\n  command:\n    cmd: [sh, -c, 'cat > hook.json']\nsteps:\n  - id: work\n    run: touch work.started; sleep 30\n  - id: cleanup\n    after: work\n    when: always\n    run: echo cleaned\n",
+    );
+    let mut child = s.ward().args(["run", "p.yml"]).spawn();
+    let started = Instant::now();
+    while !s.path().join("work.started").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "work never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "exit code of SIGTERM, unchanged");
+    let hook: serde_json::Value = serde_json::from_str(&s.read("hook.json")).expect("json");
+    assert_eq!(hook["result"], "interrupted", "{hook}");
+    assert_eq!(hook["events"], serde_json::json!(["failure"]));
+    let states: Vec<(&str, &str)> = hook["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().expect("id"),
+                s["state"].as_str().expect("state"),
+            )
+        })
+        .collect();
+    assert_eq!(states, [("work", "interrupted"), ("cleanup", "succeeded")]);
+    assert!(
+        hook["commands"]["resume"]
+            .as_str()
+            .expect("resume")
+            .starts_with("ward resume --state "),
+        "{hook}"
+    );
+}
