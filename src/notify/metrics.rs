@@ -173,8 +173,16 @@ pub fn write(path: &Path, summary: &Summary) -> Result<(), String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let text = render(summary, &old);
-    // Readable by the collector, which usually runs as another user.
-    crate::fs::write_atomic(path, text.as_bytes(), 0o644).map_err(|e| e.to_string())
+    let mut file = crate::fs::AtomicFile::create(path, 0o644).map_err(|e| e.to_string())?;
+    // Readable by the collector, which usually runs as another user,
+    // whatever ward's umask (cron's may be 077).
+    use std::os::unix::fs::PermissionsExt;
+    let written = file
+        .file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| std::io::Write::write_all(file.file(), text.as_bytes()));
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.commit().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

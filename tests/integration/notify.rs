@@ -680,7 +680,14 @@ fn metrics_are_written_atomically_per_playbook_into_one_file() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    s.ward().args(["run", "alpha.yml"]).run().expect_code(0);
+    // Under cron's strict umask the collector must still read the file.
+    s.ward_via(&["sh", "-c", "umask 077 && exec \"$0\" \"$@\""])
+        .args(["run", "alpha.yml"])
+        .run()
+        .expect_code(0);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&prom).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o644, "readable by the collector");
     s.write("fail-flag", "");
     s.ward().args(["run", "beta.yml"]).run().expect_code(1);
 
@@ -740,7 +747,6 @@ fn metrics_are_written_atomically_per_playbook_into_one_file() {
         .collect();
     names.sort();
     assert_eq!(names, vec![".ward.prom.lock", "ward.prom"]);
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&prom).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o644, "readable by the collector");
 }
