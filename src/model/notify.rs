@@ -150,6 +150,9 @@ pub struct Ping {
     pub success: Option<HttpUrl>,
     /// Hit when the run did not succeed.
     pub failure: Option<HttpUrl>,
+    /// `ca_file:`, PEM certificates to trust instead of the Mozilla roots
+    /// for `https://` (a self-hosted service with a private CA).
+    pub ca_file: Option<PathBuf>,
     /// `timeout:` for one request (default 10s).
     pub timeout: Duration,
 }
@@ -339,6 +342,8 @@ pub struct PingDoc {
     pub success: Option<String>,
     /// URL hit when the run did not succeed.
     pub failure: Option<String>,
+    /// PEM file of the certificates to trust for `https://` instead of the public roots (private CA).
+    pub ca_file: Option<String>,
     /// Time limit of one request (default 10s).
     pub timeout: Option<Duration>,
 }

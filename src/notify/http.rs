@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// Sends `GET url` and returns the status code; an error is one line
 /// that names the host, never the path (ping URLs carry their token there).
-pub fn get(url: &HttpUrl, timeout: Duration) -> Result<u16, String> {
+/// `ca`: PEM certificates to trust instead of the Mozilla roots.
+pub fn get(url: &HttpUrl, timeout: Duration, ca: Option<&Path>) -> Result<u16, String> {
     let deadline = Instant::now() + timeout;
     let stream = connect(url, deadline)?;
     let authority = if url.host.contains(':') {
@@ -36,7 +38,7 @@ pub fn get(url: &HttpUrl, timeout: Duration) -> Result<u16, String> {
         env!("CARGO_PKG_VERSION")
     );
     let head = if url.https {
-        let config = tls_config()?;
+        let config = tls_config(ca)?;
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|e| format!("`{}` is not a TLS server name: {e}", url.host))?;
         let conn = rustls::ClientConnection::new(config, name)
@@ -122,9 +124,29 @@ fn status_code(head: &[u8]) -> Option<u16> {
     (code.len() == 3).then(|| code.parse().ok()).flatten()
 }
 
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+fn tls_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    match ca {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                format!(
+                    "`ca_file` {} holds no usable certificate: {e}",
+                    path.display()
+                )
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(&e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(&e))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(bad(&"none found"));
+            }
+        }
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -166,7 +188,7 @@ mod tests {
             String::from_utf8(got).expect("utf8")
         });
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}/ping/abc?rid=1")).expect("url");
-        assert_eq!(get(&url, Duration::from_secs(5)), Ok(201));
+        assert_eq!(get(&url, Duration::from_secs(5), None), Ok(201));
         let request = server.join().expect("server");
         assert!(
             request.starts_with("GET /ping/abc?rid=1 HTTP/1.1\r\n"),
@@ -184,7 +206,7 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
         let started = Instant::now();
-        let err = get(&url, Duration::from_millis(300)).expect_err("timeout");
+        let err = get(&url, Duration::from_millis(300), None).expect_err("timeout");
         assert!(err.contains("did not answer in time"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(3));
         drop(listener);

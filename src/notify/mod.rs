@@ -64,10 +64,26 @@ impl Setup {
     }
 
     /// The ping at the start, if there is one.
-    fn start_url(&self) -> Option<(HttpUrl, Duration)> {
+    fn start_url(&self) -> Option<StartUrl> {
         let ping = self.notify.ping.as_ref()?;
-        Some((ping.start.clone()?, ping.timeout.std()))
+        Some(StartUrl {
+            url: ping.start.clone()?,
+            timeout: ping.timeout.std(),
+            ca: self.ping_ca(),
+        })
     }
+
+    /// `notify.ping.ca_file`, resolved.
+    fn ping_ca(&self) -> Option<PathBuf> {
+        let ca = self.notify.ping.as_ref()?.ca_file.as_ref()?;
+        Some(resolve(&self.playbook_dir, ca))
+    }
+}
+
+struct StartUrl {
+    url: HttpUrl,
+    timeout: Duration,
+    ca: Option<PathBuf>,
 }
 
 /// A notification that could not be sent.
@@ -88,8 +104,8 @@ fn undelivered(channel: impl Into<String>, message: String) -> Undelivered {
 }
 
 /// One GET to a ping URL; anything but 2xx is an error.
-fn ping(url: &HttpUrl, timeout: Duration) -> Result<(), String> {
-    match http::get(url, timeout)? {
+fn ping(url: &HttpUrl, timeout: Duration, ca: Option<&Path>) -> Result<(), String> {
+    match http::get(url, timeout, ca)? {
         200..=299 => Ok(()),
         code => Err(format!("{} answered HTTP {code}", url.host)),
     }
@@ -101,7 +117,7 @@ fn ping(url: &HttpUrl, timeout: Duration) -> Result<(), String> {
 /// ping always comes after the start ping.
 pub struct PingStart<'r> {
     inner: &'r mut dyn Reporter,
-    url: Option<(HttpUrl, Duration)>,
+    url: Option<StartUrl>,
     sent: Option<JoinHandle<Result<(), String>>>,
 }
 
@@ -128,9 +144,11 @@ impl<'r> PingStart<'r> {
 impl Reporter for PingStart<'_> {
     fn event(&mut self, event: &Event<'_>) {
         if let Event::RunStarted { .. } = event
-            && let Some((url, timeout)) = self.url.take()
+            && let Some(start) = self.url.take()
         {
-            self.sent = Some(std::thread::spawn(move || ping(&url, timeout)));
+            self.sent = Some(std::thread::spawn(move || {
+                ping(&start.url, start.timeout, start.ca.as_deref())
+            }));
         }
         self.inner.event(event);
     }
@@ -213,9 +231,10 @@ pub fn deliver(setup: &Setup, summary: &Summary) -> Vec<Undelivered> {
             };
             if let Some(url) = url {
                 let timeout = p.timeout.std();
+                let ca = setup.ping_ca();
                 jobs.push((
                     format!("ping {word}"),
-                    scope.spawn(move || ping(url, timeout)),
+                    scope.spawn(move || ping(url, timeout, ca.as_deref())),
                 ));
             }
         }

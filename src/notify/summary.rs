@@ -777,6 +777,7 @@ mod tests {
                     start: None,
                     success: url("ok"),
                     failure: url("fail"),
+                    ca_file: None,
                     timeout: crate::model::notify::DEFAULT_PING_TIMEOUT,
                 }),
                 ..Default::default()

@@ -33,7 +33,7 @@ pub const EMAIL_KEYS: &[&str] = &[
 /// Keys of `notify.command`.
 pub const COMMAND_KEYS: &[&str] = &["cmd", "on", "timeout"];
 /// Keys of `notify.ping`.
-pub const PING_KEYS: &[&str] = &["start", "success", "failure", "timeout"];
+pub const PING_KEYS: &[&str] = &["start", "success", "failure", "ca_file", "timeout"];
 
 /// Keys that would put a secret into the playbook's text.
 const LITERAL_SECRETS: &[&str] = &["password", "pass", "passwd", "secret", "token"];
@@ -355,6 +355,7 @@ fn decode_ping(node: &Node, diags: &mut Diagnostics) -> Option<Ping> {
         start: None,
         success: None,
         failure: None,
+        ca_file: None,
         timeout: DEFAULT_PING_TIMEOUT,
     };
     for entry in entries {
@@ -368,6 +369,12 @@ fn decode_ping(node: &Node, diags: &mut Diagnostics) -> Option<Ping> {
                 if let Some(t) = read_timeout(&ctx, value, diags) {
                     ping.timeout = t;
                 }
+                continue;
+            }
+            "ca_file" => {
+                ping.ca_file = ctx
+                    .value::<String>("ca_file", value, diags)
+                    .map(|c| PathBuf::from(c.value));
                 continue;
             }
             _ => {

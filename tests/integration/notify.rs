@@ -77,17 +77,18 @@ fn smtp_server(out: &Path, extra: &[&str]) -> Option<Server> {
     Some(start(python, "tests/support/smtp_server.py", &args))
 }
 
-/// The HTTP server, logging requests to `log`.
-fn http_server(log: &Path) -> Option<Server> {
+/// The HTTP server, logging requests to `log`; HTTPS with `tls` (cert, key).
+fn http_server(log: &Path, tls: Option<(&Path, &Path)>) -> Option<Server> {
     let Some(python) = python_with("http.server") else {
         eprintln!("skipped: no python3");
         return None;
     };
-    Some(start(
-        python,
-        "tests/support/http_server.py",
-        &[log.to_str().expect("utf-8 path")],
-    ))
+    let mut args = vec![log.to_str().expect("utf-8 path")];
+    if let Some((cert, key)) = tls {
+        args.push(cert.to_str().expect("utf-8 path"));
+        args.push(key.to_str().expect("utf-8 path"));
+    }
+    Some(start(python, "tests/support/http_server.py", &args))
 }
 
 /// The mails received so far, in order, as the server recorded them.
@@ -529,7 +530,7 @@ fn an_unreachable_or_silent_mail_server_leaves_the_result_and_exit_code_alone() 
 fn pings_arrive_in_order_and_a_warning_still_pings_success() {
     let s = Scratch::new();
     let log = s.path().join("requests.log");
-    let Some(server) = http_server(&log) else {
+    let Some(server) = http_server(&log, None) else {
         return;
     };
     let port = server.port;
@@ -799,4 +800,49 @@ fn a_run_stopped_by_a_signal_still_notifies_after_its_finalizers() {
             .starts_with("ward resume --state "),
         "{hook}"
     );
+}
+
+#[test]
+fn https_pings_trust_the_public_roots_or_the_given_ca_only() {
+    let s = Scratch::new();
+    if !certificates(s.path()) {
+        return;
+    }
+    let log = s.path().join("requests.log");
+    let (cert, key) = (s.path().join("server.pem"), s.path().join("server.key"));
+    let Some(server) = http_server(&log, Some((&cert, &key))) else {
+        return;
+    };
+    let base = format!("https://localhost:{}", server.port);
+    let playbook = |ca: &str| {
+        format!(
+            "ward: 1\nname: pinged\nnotify:\n  ping:\n    start: {base}/start\n    success: {base}/ok\n{ca}steps:\n  - id: a\n    run: \"true\"\n"
+        )
+    };
+    s.write("p.yml", &playbook("    ca_file: ca.pem\n"));
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(!run.stderr.contains("not sent"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "GET /start\nGET /ok\n"
+    );
+    // The test CA is not among the public roots: both pings fail, are
+    // noted, and the run still succeeds.
+    s.write("p.yml", &playbook(""));
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("notification not sent (ping "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr);
+    let id = run_ids(&s)[0].clone();
+    assert_eq!(events(&s, &id, "notify-failed").len(), 2);
+    assert_eq!(s.status(Some(&id))["state"], "succeeded");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "GET /start\nGET /ok\n",
+        "nothing got through"
+    );
+    drop(server);
 }

@@ -1,14 +1,15 @@
 """A real HTTP server on loopback for ward's ping tests.
 
-Usage: http_server.py LOG
+Usage: http_server.py LOG [CERT KEY]
 
 Prints `READY <port>` once it listens on 127.0.0.1; appends the method
 and path of every request to LOG, one line each, as it arrives. Paths
 under /status/NNN answer with that status, /slow/ answers after 5 s,
-everything else 200.
+everything else 200. With CERT and KEY it speaks HTTPS.
 """
 
 import http.server
+import ssl
 import sys
 import threading
 import time
@@ -37,6 +38,10 @@ def main():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if len(sys.argv) > 3:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print("READY %d" % server.server_address[1], flush=True)
     server.serve_forever()
 
