@@ -26,6 +26,7 @@ pub mod execute;
 pub mod fs;
 pub mod host;
 pub mod model;
+pub mod notify;
 pub mod parse;
 pub mod pg;
 pub mod plan;

@@ -43,6 +43,13 @@ const DOCUMENT_DEFS: &[&str] = &[
     "StepRefs",
     "When",
     "Duration",
+    "NotifyDoc",
+    "EmailDoc",
+    "MailboxesDoc",
+    "CommandDoc",
+    "PingDoc",
+    "NotifyOn",
+    "SmtpTls",
 ];
 
 /// Adds `action: enum`, "exactly one of action/run/cmd" and one if/then per action.

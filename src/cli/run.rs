@@ -7,6 +7,7 @@ use super::vars;
 use super::{OutputArgs, ResumeArgs, RunArgs};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
+use crate::notify;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::session::{self, RunSettings, StateSession};
 use crate::state::{Access, RunState};
@@ -69,17 +70,15 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let given = args.state.state.as_deref();
     let (mut reporter, mut settings) = reporter(&args.output, given);
     settings.skip_preconditions = args.skip_preconditions;
+    let setup = notify::Setup::of(&v.playbook);
     let outcome = session::block_on(async {
         let mut state = StateSession::open(given, Access::Create).await?;
-        session::start(
-            &v,
-            &run_id,
-            &overrides,
-            &mut state,
-            &settings,
-            reporter.as_mut(),
-        )
-        .await
+        let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
+        let outcome =
+            session::start(&v, &run_id, &overrides, &mut state, &settings, &mut pinging).await?;
+        let start_ping = pinging.finish();
+        after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
+        Ok::<_, WardError>(outcome)
     })??;
     if outcome.ending == crate::execute::Ending::Skipped {
         // The failed checks were printed above; one line to end with.
@@ -92,6 +91,27 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         );
     }
     Ok(super::ending_code(outcome.ending))
+}
+
+/// Notifications and metrics once the run ended, however it ended; they
+/// never change its result or exit code.
+async fn after_run(
+    state: &mut StateSession,
+    setup: &notify::Setup,
+    run_id: &str,
+    outcome: &session::Outcome,
+    resumed: bool,
+    start_ping: Option<notify::Undelivered>,
+) {
+    let shown_state = notify::state_for_commands(state.given.as_deref());
+    let end = notify::RunEnd {
+        run_id,
+        ending: outcome.ending,
+        message: outcome.message.as_deref(),
+        resumed,
+        state: shown_state.as_deref(),
+    };
+    notify::after_run(state.store.as_mut(), setup, &end, start_ping).await;
 }
 
 /// Why resuming `run` did nothing. With `--last` the operator may have
@@ -169,6 +189,10 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
         );
     }
     let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
-    let outcome = session::resume(&v, &run, &mut state, &settings, reporter.as_mut()).await?;
+    let setup = notify::Setup::of(&v.playbook);
+    let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
+    let outcome = session::resume(&v, &run, &mut state, &settings, &mut pinging).await?;
+    let start_ping = pinging.finish();
+    after_run(&mut state, &setup, &run.id, &outcome, true, start_ping).await;
     Ok(super::ending_code(outcome.ending))
 }

@@ -209,11 +209,7 @@ pub fn list(
 /// whose copies in `dest` are not all one file: missing, or written apart
 /// by a copy without `-H`. A name that is the file's only one in the tree
 /// has nothing to be linked with.
-fn list_unlinked(
-    dest: &Path,
-    groups: NamesByFile,
-    found: &mut Changes,
-) -> Result<(), FsError> {
+fn list_unlinked(dest: &Path, groups: NamesByFile, found: &mut Changes) -> Result<(), FsError> {
     let root = open_dir(dest)?;
     for names in groups.into_values().filter(|names| names.len() > 1) {
         let mut copies = names.iter().map(|rel| {

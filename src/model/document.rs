@@ -38,6 +38,10 @@ pub struct PlaybookDoc {
     /// The steps, in the order they are listed in plans when nothing else decides.
     #[schemars(length(min = 1))]
     pub steps: Vec<StepDoc>,
+    /// Who hears about a run: `email`, `command`, `ping` (docs/notify.md).
+    pub notify: Option<super::notify::NotifyDoc>,
+    /// A Prometheus text file written after each run (node_exporter's textfile collector).
+    pub metrics: Option<String>,
     /// Checks made in order before any step runs, without side effects. If
     /// one fails, no step runs and the run is recorded `skipped` (exit 6).
     pub preconditions: Option<Vec<PreconditionDoc>>,

@@ -5,6 +5,7 @@
 
 mod document;
 mod duration;
+pub mod notify;
 mod playbook;
 mod precondition;
 mod retry;
@@ -14,6 +15,7 @@ mod when;
 
 pub use document::{DefaultsDoc, PlaybookDoc, StepDoc};
 pub use duration::{Duration, DurationError};
+pub use notify::Notify;
 pub use playbook::{Defaults, NO_SPAN, Playbook, Var};
 pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};
 pub use retry::RetryPolicy;

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::{Duration, Precondition, RetryPolicy, Spanned, Step};
+use super::{Duration, Notify, Precondition, RetryPolicy, Spanned, Step};
 use crate::source::{SourceFile, Span};
 use crate::yaml::Node;
 
@@ -23,6 +23,10 @@ pub struct Playbook {
     pub lock: Option<Spanned<String>>,
     /// `steps:` in the order written.
     pub steps: Vec<Step>,
+    /// `notify:` (model/notify.rs).
+    pub notify: Notify,
+    /// `metrics:`, a Prometheus text file written after each run.
+    pub metrics: Option<Spanned<std::path::PathBuf>>,
     /// `preconditions:`, checked in order before any step runs.
     pub preconditions: Vec<Precondition>,
     /// `max_age:`, how old the last successful run may be (`ward check`).

@@ -16,6 +16,8 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "max_parallel",
     "lock",
     "steps",
+    "notify",
+    "metrics",
     "preconditions",
     "max_age",
 ];

@@ -4,6 +4,7 @@
 //! error, so one `ward validate` reports every mistake at once.
 
 mod fields;
+mod notify;
 mod playbook;
 mod precondition;
 mod step;

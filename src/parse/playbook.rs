@@ -49,6 +49,7 @@ pub(super) fn decode(
     let mut max_parallel = DEFAULT_MAX_PARALLEL;
     let mut lock = None;
     let mut steps = None;
+    let (mut notify, mut metrics) = Default::default();
     let mut preconditions = Vec::new();
     let mut max_age = None;
 
@@ -97,6 +98,8 @@ pub(super) fn decode(
                 }
             }
             "steps" => steps = Some(step::decode_all(value, diags)),
+            "notify" => notify = super::notify::decode(value, diags),
+            "metrics" => metrics = super::notify::decode_metrics(value, diags),
             "preconditions" => preconditions = super::precondition::decode_all(value, diags),
             "max_age" => max_age = ctx.value("max_age", value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
@@ -142,6 +145,8 @@ pub(super) fn decode(
         max_parallel,
         lock,
         steps: steps.unwrap_or_default(),
+        notify,
+        metrics,
         preconditions,
         max_age,
     })

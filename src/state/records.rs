@@ -320,6 +320,8 @@ pub enum NoteKind {
     ChildrenStopped,
     /// A crash lost a succeeded step's unflushed output: it runs again.
     PointLost,
+    /// A notification about the run could not be sent (`notify/`).
+    NotifyFailed,
 }
 
 /// One change to a run, committed with others in one transaction.

@@ -14,6 +14,7 @@ mod hostile;
 mod injection;
 mod invalid_fixtures;
 mod limits;
+mod notify;
 mod output_snapshots;
 mod pg;
 #[allow(dead_code)]

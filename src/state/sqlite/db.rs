@@ -650,6 +650,7 @@ fn note_kind(kind: NoteKind) -> &'static str {
         NoteKind::OrphansStopped => "orphans-stopped",
         NoteKind::ChildrenStopped => "children-stopped",
         NoteKind::PointLost => "point-lost",
+        NoteKind::NotifyFailed => "notify-failed",
     }
 }
 
