@@ -601,6 +601,8 @@ mod tests {
             finished_at: Some(started + 5_000),
             resumes: 0,
             message: None,
+            max_age_ms: None,
+            preconditions: None,
         }
     }
 
