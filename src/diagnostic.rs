@@ -34,6 +34,10 @@ pub struct Diagnostic {
     /// Further places that explain the problem (e.g. the first definition of a duplicate).
     #[serde(skip)]
     pub notes: Vec<(Span, String)>,
+    /// The source line is not shown (it holds a secret written where none
+    /// may be): only its place.
+    #[serde(skip)]
+    pub hide_source: bool,
 }
 
 impl Diagnostic {
@@ -46,6 +50,7 @@ impl Diagnostic {
             span,
             help: None,
             notes: Vec::new(),
+            hide_source: false,
         }
     }
 
@@ -60,6 +65,12 @@ impl Diagnostic {
     /// Adds advice on what to do.
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Shows the place but not the source line, which holds a secret.
+    pub fn hiding_source(mut self) -> Diagnostic {
+        self.hide_source = true;
         self
     }
 

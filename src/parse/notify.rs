@@ -214,6 +214,8 @@ fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
                         entry.key.span,
                         format!("`{k}` in `notify.email`: the SMTP password cannot be written in the playbook"),
                     )
+                    // Its line holds the password: the place is enough.
+                    .hiding_source()
                     .with_help(
                         "remove it, and give `password_env: NAME` (an environment variable of ward's) \
                          or `password_file: PATH` (a file only ward's user can read)",

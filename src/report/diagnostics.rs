@@ -36,6 +36,7 @@ pub fn render_human(
         if d.span.is_unknown() {
             writeln!(out, "  {} {path}", style.dim("-->"))?;
         } else {
+            let source = source.filter(|_| !d.hide_source);
             snippet(out, source, path, d.span, None, style)?;
         }
         for (span, note) in &d.notes {
@@ -170,7 +171,10 @@ pub fn render_json_file(source: Option<&SourceFile>, path: &str, diags: &[Diagno
                 v["column"] = json!(d.span.start.col);
                 v["end_line"] = json!(d.span.end.line);
                 v["end_column"] = json!(d.span.end.col);
-                if let Some(line) = source.and_then(|s| s.line(d.span.start.line)) {
+                let line = source
+                    .filter(|_| !d.hide_source)
+                    .and_then(|s| s.line(d.span.start.line));
+                if let Some(line) = line {
                     let col = d.span.start.col.saturating_sub(1) as usize;
                     let (shown, _, _) = excerpt(line, col, 1);
                     if shown != line {

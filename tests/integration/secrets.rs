@@ -455,3 +455,35 @@ steps:
         assert!(plan.stdout.contains("{{ db_password"), "{}", plan.stdout);
     }
 }
+
+/// A password written into the playbook where none may be is refused
+/// with its place, and neither the human nor the JSON report shows the
+/// line that holds it.
+#[test]
+fn a_literal_password_is_refused_without_showing_its_line() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: p\nnotify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    password: hunter2-literal\nsteps:\n  - id: s\n    run: \"true\"\n",
+    );
+    let human = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+    assert!(human.stderr.contains("p.yml:8:5"), "{}", human.stderr);
+    assert!(
+        human.stderr.contains("secret-in-playbook"),
+        "{}",
+        human.stderr
+    );
+    let json = s
+        .ward()
+        .args(["validate", "p.yml", "--format", "json"])
+        .run()
+        .expect_code(2);
+    assert!(
+        json.stdout.contains("secret-in-playbook"),
+        "{}",
+        json.stdout
+    );
+    for out in [&human.stdout, &human.stderr, &json.stdout, &json.stderr] {
+        assert!(!out.contains("hunter2"), "{out}");
+    }
+}
