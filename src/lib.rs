@@ -32,6 +32,7 @@ pub mod plan;
 pub mod process;
 pub mod procs;
 pub mod report;
+pub mod schedule;
 pub mod schema;
 pub mod session;
 pub mod shell;

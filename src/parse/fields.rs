@@ -16,6 +16,9 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "max_parallel",
     "lock",
     "steps",
+    "schedule",
+    "jitter",
+    "timezone",
 ];
 
 /// Keys allowed in `defaults:`.

@@ -49,6 +49,9 @@ pub(super) fn decode(
     let mut max_parallel = DEFAULT_MAX_PARALLEL;
     let mut lock = None;
     let mut steps = None;
+    let mut schedule = None;
+    let mut jitter = None;
+    let mut timezone = None;
 
     for entry in entries {
         let value = &entry.value;
@@ -95,6 +98,9 @@ pub(super) fn decode(
                 }
             }
             "steps" => steps = Some(step::decode_all(value, diags)),
+            "schedule" => schedule = ctx.value::<String>("schedule", value, diags),
+            "jitter" => jitter = ctx.value("jitter", value, diags),
+            "timezone" => timezone = ctx.value::<String>("timezone", value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -138,6 +144,9 @@ pub(super) fn decode(
         max_parallel,
         lock,
         steps: steps.unwrap_or_default(),
+        schedule,
+        jitter,
+        timezone,
     })
 }
 
