@@ -49,8 +49,8 @@ impl Zone {
     pub fn named(name: &str) -> Result<Zone, UnknownZone> {
         match TimeZone::get(name) {
             Ok(tz) => Ok(Zone {
+                name: tz.iana_name().unwrap_or(name).to_owned(),
                 tz,
-                name: name.to_owned(),
                 explicit: true,
             }),
             Err(_) => {
@@ -90,6 +90,24 @@ impl Zone {
     /// True when the playbook named it (`timezone:`); false for the system's.
     pub fn is_explicit(&self) -> bool {
         self.explicit
+    }
+
+    /// True when both zones have the same offsets from `from` on, over
+    /// the next 30 years (`UTC` and `Etc/UTC`, or a zone and its alias).
+    pub fn same_rules_as(&self, other: &Zone, from: Timestamp) -> bool {
+        let changes = |tz: &TimeZone| -> Vec<(i64, i32)> {
+            let until = from.as_second() + 30 * 366 * 86_400;
+            tz.following(from)
+                .map(|t| (t.timestamp().as_second(), t.offset().seconds()))
+                .take_while(|(at, _)| *at <= until)
+                .filter({
+                    let mut last = tz.to_offset(from).seconds();
+                    move |(_, off)| std::mem::replace(&mut last, *off) != *off
+                })
+                .collect()
+        };
+        self.tz.to_offset(from) == other.tz.to_offset(from)
+            && changes(&self.tz) == changes(&other.tz)
     }
 
     /// The jiff zone.

@@ -406,3 +406,14 @@ fn unknown_zones_get_a_suggestion() {
     assert_eq!(e.suggestion.as_deref(), Some("Europe/Berlin"));
     assert!(Zone::named("Mars/Olympus").is_err());
 }
+
+#[test]
+fn zones_with_the_same_rules_are_the_same() {
+    let now = instant("2026-12-02T00:00", "UTC");
+    let utc = Zone::named("UTC").expect("UTC");
+    assert!(utc.same_rules_as(&Zone::named("Etc/UTC").expect("Etc/UTC"), now));
+    let berlin = Zone::named("Europe/Berlin").expect("Berlin");
+    assert!(berlin.same_rules_as(&Zone::named("Europe/Berlin").expect("Berlin"), now));
+    assert!(!berlin.same_rules_as(&utc, now));
+    assert!(!berlin.same_rules_as(&Zone::named("Africa/Lagos").expect("Lagos"), now));
+}
