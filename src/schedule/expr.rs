@@ -154,7 +154,7 @@ impl CronExpr {
     /// use ward::schedule::CronExpr;
     /// assert!(CronExpr::parse("30 2 * * mon-fri").is_ok());
     /// let e = CronExpr::parse("0 30 2 * * *").unwrap_err();
-    /// assert!(e.message.contains("5 fields"));
+    /// assert!(e.message.contains("5 time fields"));
     /// ```
     pub fn parse(text: &str) -> Result<CronExpr, ExprError> {
         let tokens = tokens(text);
