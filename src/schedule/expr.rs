@@ -425,10 +425,13 @@ fn parse_element(elem: &str, at: usize, field: Field) -> Result<(u64, String), E
         end: at + len.max(1),
     };
     if elem.is_empty() {
-        return Err(whole(
-            format!("empty item in the {} field", field.name()),
-            "remove the extra `,`".into(),
-        ));
+        // Point at the comma next to the missing item.
+        return Err(ExprError {
+            message: format!("empty item in the {} field", field.name()),
+            help: Some("remove the extra `,`".into()),
+            start: at.saturating_sub(1),
+            end: at.max(1),
+        });
     }
     let (range, step) = match elem.split_once('/') {
         Some((r, s)) => (r, Some(s)),
@@ -439,6 +442,10 @@ fn parse_element(elem: &str, at: usize, field: Field) -> Result<(u64, String), E
         (field.low(), field.high(), "*".to_owned())
     } else if let Some((a, b)) = range.split_once('-') {
         let a_len = a.chars().count();
+        if b.is_empty() {
+            // Point at the `-` that has no value after it.
+            return Err(missing_value(at + a_len, field));
+        }
         let lo = value(a, at, field)?;
         let hi = value(b, at + a_len + 1, field)?;
         if lo > hi {
@@ -489,7 +496,18 @@ fn parse_element(elem: &str, at: usize, field: Field) -> Result<(u64, String), E
                 start: s_at,
                 end: s_at + s.chars().count().max(1),
             };
-            if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+            if s.is_empty() {
+                // Point at the `/` that has no step after it.
+                return Err(ExprError {
+                    start: s_at - 1,
+                    end: s_at,
+                    ..span(format!(
+                        "a step is missing after `/` in the {} field",
+                        field.name()
+                    ))
+                });
+            }
+            if !s.chars().all(|c| c.is_ascii_digit()) {
                 return Err(span(format!(
                     "step `{s}` in the {} field is not a number",
                     field.name()
@@ -516,6 +534,20 @@ fn parse_element(elem: &str, at: usize, field: Field) -> Result<(u64, String), E
     Ok((bits, text))
 }
 
+/// A value missing before the `-` or `/` at character `at`, which is where it points.
+fn missing_value(at: usize, field: Field) -> ExprError {
+    ExprError {
+        message: format!("a value is missing in the {} field", field.name()),
+        help: Some(format!(
+            "the {} field takes {}, `*`, ranges `a-b`, lists `a,b` and steps `*/n`",
+            field.name(),
+            field.takes()
+        )),
+        start: at,
+        end: at + 1,
+    }
+}
+
 /// A number or a name in `field`, starting at character `at`.
 fn value(text: &str, at: usize, field: Field) -> Result<u32, ExprError> {
     let err = |message: String| ExprError {
@@ -529,10 +561,7 @@ fn value(text: &str, at: usize, field: Field) -> Result<u32, ExprError> {
         end: at + text.chars().count().max(1),
     };
     if text.is_empty() {
-        return Err(err(format!(
-            "a value is missing in the {} field",
-            field.name()
-        )));
+        return Err(missing_value(at, field));
     }
     if text.chars().all(|c| c.is_ascii_digit()) {
         let n: u32 = text.parse().unwrap_or(u32::MAX);
@@ -640,6 +669,11 @@ mod tests {
         assert!(e.message.contains("Quartz"), "{e:?}");
         assert!(err("0 0 1,,2 * *").message.contains("empty item"));
         assert!(err("").message.contains("empty"));
+        // A missing value points at the `,`, `/` or `-` next to it.
+        assert_eq!((err("0 0 1, * *").start, err("0 0 1, * *").end), (5, 6));
+        assert_eq!((err("*/ * * * *").start, err("*/ * * * *").end), (1, 2));
+        assert_eq!((err("1- * * * *").start, err("1- * * * *").end), (1, 2));
+        assert_eq!((err("-1 * * * *").start, err("-1 * * * *").end), (0, 1));
         assert!(err("* * *").message.contains("this has 3"));
     }
 }

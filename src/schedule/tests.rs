@@ -417,3 +417,36 @@ fn zones_with_the_same_rules_are_the_same() {
     assert!(!berlin.same_rules_as(&utc, now));
     assert!(!berlin.same_rules_as(&Zone::named("Africa/Lagos").expect("Lagos"), now));
 }
+
+/// Random text from crontab's alphabet never panics the parser, errors
+/// point inside the text, and what parses reads back the same from the
+/// fields ward writes into a crontab line.
+#[test]
+fn random_expressions_parse_or_fail_with_a_place() {
+    let mut rng = fastrand::Rng::with_seed(13);
+    let pieces = [
+        "0", "1", "5", "7", "12", "29", "31", "59", "60", "99", "*", "/", ",", "-", " ", " ", " ",
+        "\t", "@", "daily", "reboot", "mon", "FRI", "jan", "Dec", "sun", "L", "?", "#",
+    ];
+    for _ in 0..20_000 {
+        let len = rng.usize(0..14);
+        let text: String = (0..len)
+            .map(|_| pieces[rng.usize(..pieces.len())])
+            .collect();
+        match CronExpr::parse(&text) {
+            Ok(e) => {
+                let again = CronExpr::parse(&e.crontab_fields()).expect("its own fields parse");
+                assert_eq!(again.values(), e.values(), "{text:?}");
+                assert_eq!(again.days_ored(), e.days_ored(), "{text:?}");
+                assert_eq!(again.is_wildcard(), e.is_wildcard(), "{text:?}");
+            }
+            Err(err) => {
+                let chars = text.chars().count();
+                assert!(
+                    err.start <= err.end && err.end <= chars.max(1),
+                    "{text:?}: {err:?}"
+                );
+            }
+        }
+    }
+}
