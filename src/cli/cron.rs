@@ -204,16 +204,28 @@ pub(super) fn absolute_state(state: Option<&Path>) -> Result<Option<PathBuf>, Wa
 /// The crontab entry of a scheduled playbook.
 fn entry(s: &Scheduled, state: Option<&Path>) -> Result<Entry, WardError> {
     let zone = s.schedule.zone();
-    let system = crate::schedule::Zone::system();
-    if zone.is_explicit() && !zone.same_rules_as(&system, jiff::Timestamp::now()) {
-        return Err(WardError::Usage(format!(
-            "{}: `timezone: {}` differs from the system's zone ({}), and cron reads crontab \
-             lines in the system's zone: the line would not fire when `ward next` says. Use \
-             `ward systemd print` (a timer takes a zone), or remove `timezone:`",
-            s.path.display(),
+    let cron_zone = crate::schedule::Zone::of_cron_daemon();
+    if !zone.same_rules_as(&cron_zone, jiff::Timestamp::now()) {
+        if zone.is_explicit() {
+            return Err(WardError::Usage(format!(
+                "{}: `timezone: {}` differs from the zone cron runs in ({}, /etc/localtime), \
+                 and cron reads crontab lines in that zone: the line would not fire when \
+                 `ward next` says. Use `ward systemd print` (a timer takes a zone), or remove \
+                 `timezone:`",
+                s.path.display(),
+                zone.name(),
+                cron_zone.name()
+            )));
+        }
+        // No `timezone:`: under cron, ward reads the schedule in cron's
+        // zone too, so the line is right; only this shell's view differs.
+        eprintln!(
+            "note: this shell's zone ({}, from TZ) is not the one cron runs in ({}); \
+             `ward next` shows cron's times with TZ={}",
             zone.name(),
-            system.name()
-        )));
+            cron_zone.name(),
+            cron_zone.name()
+        );
     }
     let ward = ward_binary()?;
     let ward = one_line("the ward binary's path", &ward.to_string_lossy())?.to_owned();

@@ -82,6 +82,29 @@ impl Zone {
         }
     }
 
+    /// The zone cron reads crontab lines in: /etc/localtime, whatever `TZ`
+    /// says in this shell (the daemon does not see it). Without the file,
+    /// UTC, as the C library does.
+    pub fn of_cron_daemon() -> Zone {
+        let path = std::path::Path::new("/etc/localtime");
+        let named = std::fs::read_link(path).ok().and_then(|target| {
+            let target = target.to_string_lossy().into_owned();
+            let (_, name) = target.split_once("zoneinfo/")?;
+            Zone::named(name).ok()
+        });
+        named.unwrap_or_else(|| {
+            let tz = std::fs::read(path)
+                .ok()
+                .and_then(|data| TimeZone::tzif("/etc/localtime", &data).ok())
+                .unwrap_or(TimeZone::UTC);
+            Zone {
+                name: tz.iana_name().unwrap_or("/etc/localtime").to_owned(),
+                tz,
+                explicit: false,
+            }
+        })
+    }
+
     /// The zone's name (IANA where known).
     pub fn name(&self) -> &str {
         &self.name

@@ -343,10 +343,11 @@ fn cron_install_list_reinstall_remove_keeps_foreign_lines() {
 fn cron_refuses_what_cron_would_run_at_other_times_and_broken_blocks() {
     let Some(spool) = Spool::new() else { return };
     let s = Scratch::new();
+    // cron reads lines in /etc/localtime's zone (whatever TZ says here).
     let p = playbook(
         &s,
-        "ny",
-        "schedule: \"30 2 * * *\"\ntimezone: America/New_York",
+        "far",
+        "schedule: \"30 2 * * *\"\ntimezone: Pacific/Chatham",
     );
     let run = spool
         .ward(&s)
@@ -356,8 +357,20 @@ fn cron_refuses_what_cron_would_run_at_other_times_and_broken_blocks() {
         .expect_code(2);
     assert!(run.stderr.contains("ward systemd print"), "{}", run.stderr);
     assert_eq!(spool.list(), "");
-    // The same rules under another name are fine (TZ is UTC here).
-    let p = playbook(&s, "utc", "schedule: \"30 2 * * *\"\ntimezone: Etc/UTC");
+    // The cron daemon's own zone is fine, also under another name of it.
+    let local = std::fs::read_link("/etc/localtime").ok().and_then(|t| {
+        let t = t.to_string_lossy().into_owned();
+        t.split_once("zoneinfo/").map(|(_, name)| name.to_owned())
+    });
+    let p = match local.as_deref() {
+        Some("Etc/UTC") => playbook(&s, "utc", "schedule: \"30 2 * * *\"\ntimezone: UTC"),
+        Some(name) => playbook(
+            &s,
+            "here",
+            &format!("schedule: \"30 2 * * *\"\ntimezone: {name}"),
+        ),
+        None => playbook(&s, "here", "schedule: \"30 2 * * *\""),
+    };
     spool
         .ward(&s)
         .args(["cron", "install"])
@@ -501,4 +514,31 @@ fn systemd_fires_when_ward_next_says() {
         theirs.truncate(6);
         assert_eq!(ours, theirs, "`{expr}`: ward next vs systemd-analyze");
     }
+}
+
+/// Without `timezone:`, a shell whose TZ is not cron's zone gets a note:
+/// the line is right (ward under cron reads cron's zone), `ward next` here is not.
+#[test]
+fn cron_print_notes_a_shell_zone_that_is_not_crons() {
+    let s = Scratch::new();
+    let p = playbook(&s, "plain", "schedule: \"30 2 * * *\"");
+    let here = std::fs::read_link("/etc/localtime").unwrap_or_default();
+    let shell_zone = if here.ends_with("Pacific/Chatham") {
+        "Europe/Berlin"
+    } else {
+        "Pacific/Chatham"
+    };
+    let run = s
+        .ward()
+        .env("TZ", shell_zone)
+        .args(["cron", "print"])
+        .arg(&p)
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stderr.contains("note: this shell's zone"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("\n30 2 * * * "), "{}", run.stdout);
 }
