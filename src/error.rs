@@ -109,6 +109,9 @@ pub enum WardError {
         /// Why it cannot be read.
         problem: String,
     },
+    /// `crontab` failed, or the crontab's ward block cannot be read back.
+    #[error("{0}")]
+    Crontab(String),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -127,7 +130,10 @@ impl WardError {
             | WardError::Usage(_)
             | WardError::RunNotFound(_)
             | WardError::PlaybookChanged(_) => exit::USAGE,
-            WardError::Output(_) | WardError::Runtime(_) | WardError::Internal(_) => exit::FAILED,
+            WardError::Output(_)
+            | WardError::Runtime(_)
+            | WardError::Internal(_)
+            | WardError::Crontab(_) => exit::FAILED,
             // Only a lock held by another run is "locked"; a lock file that
             // cannot be used is a state-folder fault.
             WardError::NotStarted { lease, .. } => match lease.as_ref() {

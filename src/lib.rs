@@ -34,6 +34,7 @@ pub mod preflight;
 pub mod process;
 pub mod procs;
 pub mod report;
+pub mod schedule;
 pub mod schema;
 pub mod session;
 pub mod shell;

@@ -2,10 +2,13 @@
 
 mod actions;
 mod check;
+mod cron;
 mod inspect;
+mod next;
 mod plan;
 mod run;
 mod schema;
+mod systemd;
 mod validate;
 pub mod vars;
 mod verify;
@@ -46,6 +49,12 @@ enum Command {
     Verify(VerifyArgs),
     /// Alarm for stale backups: exit 7 if a playbook's last success is older than its `max_age`.
     Check(CheckArgs),
+    /// Show when a playbook's `schedule:` fires next.
+    Next(NextArgs),
+    /// Manage ward's block in your crontab: install, list, remove or print lines.
+    Cron(CronArgs),
+    /// Print a systemd .service and .timer for a playbook's schedule.
+    Systemd(SystemdArgs),
     /// Print the JSON Schema of the playbook format.
     Schema,
     /// List the built-in actions.
@@ -223,6 +232,75 @@ struct CheckArgs {
     state: StateArgs,
 }
 
+#[derive(Debug, clap::Args)]
+struct NextArgs {
+    /// Playbook file.
+    #[arg(value_name = "PLAYBOOK")]
+    file: PathBuf,
+    /// How many fire times to show.
+    #[arg(short = 'n', long = "count", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    count: u16,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CronArgs {
+    /// What to do with ward's block in this user's crontab.
+    #[arg(value_enum)]
+    action: CronAction,
+    /// Playbook files (`list` and `remove` without any: every playbook in the block).
+    #[arg(value_name = "PLAYBOOK")]
+    playbooks: Vec<PathBuf>,
+    /// State database to write into each line (`--state PATH`; cron jobs do not see $WARD_STATE).
+    #[arg(long = "state", value_name = "PATH")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CronAction {
+    /// Add or replace each playbook's line (other lines are kept).
+    Install,
+    /// Show the lines ward installed.
+    List,
+    /// Remove the playbooks' lines (all of ward's without a playbook).
+    Remove,
+    /// Print the block for these playbooks; changes nothing.
+    Print,
+}
+
+impl CronAction {
+    fn name(self) -> &'static str {
+        match self {
+            CronAction::Install => "install",
+            CronAction::List => "list",
+            CronAction::Remove => "remove",
+            CronAction::Print => "print",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct SystemdArgs {
+    /// Only `print` (to stdout; ward installs no unit files).
+    #[arg(value_enum)]
+    action: SystemdAction,
+    /// Playbook file.
+    #[arg(value_name = "PLAYBOOK")]
+    file: PathBuf,
+    /// State database to write into `ExecStart=`.
+    #[arg(long = "state", value_name = "PATH")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SystemdAction {
+    /// Print the .service and the .timer.
+    Print,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
     Text,
@@ -256,6 +334,9 @@ pub fn main() -> i32 {
         Command::Log(args) => inspect::log(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Check(args) => check::check(&args),
+        Command::Next(args) => next::next(&args),
+        Command::Cron(args) => cron::cron(&args),
+        Command::Systemd(args) => systemd::systemd(&args),
         Command::Schema => schema::schema(),
         Command::Actions => actions::actions(),
     };

@@ -38,6 +38,24 @@ pub struct PlaybookDoc {
     /// The steps, in the order they are listed in plans when nothing else decides.
     #[schemars(length(min = 1))]
     pub steps: Vec<StepDoc>,
+    /// When to run, as a crontab time: five fields (minute hour day-of-month
+    /// month day-of-week) with names, ranges, lists and steps, or a macro
+    /// (`@daily`, `@hourly`, ...), e.g. `30 2 * * *`. Read in `timezone`.
+    /// `ward next` shows the next times, `ward cron install` installs it.
+    #[schemars(
+        regex(
+            pattern = r"^\s*(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*,/-]+(\s+[0-9A-Za-z*,/-]+){4})\s*$"
+        ),
+        example = "30 2 * * *"
+    )]
+    pub schedule: Option<String>,
+    /// At most this long a scheduled run waits at random before it starts,
+    /// to spread load (e.g. `20m`).
+    pub jitter: Option<Duration>,
+    /// The IANA time zone `schedule` is read in, e.g. `Europe/Berlin`
+    /// (default: the system's).
+    #[schemars(length(min = 1), example = "Europe/Berlin")]
+    pub timezone: Option<String>,
     /// Who hears about a run: `email`, `command`, `ping` (docs/notify.md).
     pub notify: Option<super::notify::NotifyDoc>,
     /// A Prometheus text file written after each run (node_exporter's textfile collector).

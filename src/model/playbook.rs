@@ -23,6 +23,13 @@ pub struct Playbook {
     pub lock: Option<Spanned<String>>,
     /// `steps:` in the order written.
     pub steps: Vec<Step>,
+    /// `schedule:`, a crontab time expression as written (checked by
+    /// validate, which reads it with `schedule::CronExpr`).
+    pub schedule: Option<Spanned<String>>,
+    /// `jitter:`, the most a scheduled run waits at random before it starts.
+    pub jitter: Option<Spanned<Duration>>,
+    /// `timezone:`, the IANA zone `schedule:` is read in (default: the system's).
+    pub timezone: Option<Spanned<String>>,
     /// `notify:` (model/notify.rs).
     pub notify: Notify,
     /// `metrics:`, a Prometheus text file written after each run.

@@ -49,6 +49,9 @@ pub(super) fn decode(
     let mut max_parallel = DEFAULT_MAX_PARALLEL;
     let mut lock = None;
     let mut steps = None;
+    let mut schedule = None;
+    let mut jitter = None;
+    let mut timezone = None;
     let (mut notify, mut metrics) = Default::default();
     let mut preconditions = Vec::new();
     let mut max_age = None;
@@ -98,6 +101,9 @@ pub(super) fn decode(
                 }
             }
             "steps" => steps = Some(step::decode_all(value, diags)),
+            "schedule" => schedule = ctx.value::<String>("schedule", value, diags),
+            "jitter" => jitter = ctx.value("jitter", value, diags),
+            "timezone" => timezone = ctx.value::<String>("timezone", value, diags),
             "notify" => notify = super::notify::decode(value, diags),
             "metrics" => metrics = super::notify::decode_metrics(value, diags),
             "preconditions" => preconditions = super::precondition::decode_all(value, diags),
@@ -145,6 +151,9 @@ pub(super) fn decode(
         max_parallel,
         lock,
         steps: steps.unwrap_or_default(),
+        schedule,
+        jitter,
+        timezone,
         notify,
         metrics,
         preconditions,

@@ -13,6 +13,7 @@ mod preconditions;
 mod references;
 mod resolve;
 mod rotate_order;
+pub mod schedule;
 mod snapshot_refs;
 
 use std::collections::{BTreeMap, HashSet};
@@ -84,6 +85,9 @@ pub fn validate(
     rotate_order::check(&playbook, &steps, diags);
     snapshot_refs::check(&playbook, &steps, diags);
     copy_refs::check(&playbook, &steps, diags);
+    // The commands that need the schedule (`ward next`, `ward cron`) read
+    // it again from the planned playbook with `schedule::schedule`.
+    let _ = schedule::schedule(&playbook, diags);
     // Messages may quote a rendered value (a type error, a template error).
     diags.redact(|text| ctx.redactor.apply(text));
     let compensation_only = compensation_only.into_iter().map(str::to_owned).collect();

@@ -28,6 +28,7 @@ mod reporting;
 mod resume;
 mod rsync_changed;
 mod run;
+mod schedule;
 mod secrets;
 mod shipped_playbooks;
 mod snapshots;
