@@ -2,6 +2,7 @@
 
 mod actions;
 mod check;
+mod checked;
 mod cron;
 mod inspect;
 mod next;

@@ -11,7 +11,7 @@ use super::NextArgs;
 use crate::diagnostic::Diagnostics;
 use crate::error::{WardError, exit};
 use crate::model::Duration;
-use crate::report::{self, Style, render_human};
+use crate::report::Style;
 use crate::schedule::Schedule;
 
 /// A valid playbook that has a `schedule:`.
@@ -32,24 +32,11 @@ pub(super) struct Scheduled {
 pub(super) fn load(file: &Path, command: &str) -> Result<Result<Scheduled, i32>, WardError> {
     let checked = crate::check_file(file, &[], command)?;
     let shown = file.display().to_string();
-    let stderr = std::io::stderr();
-    render_human(
-        &mut stderr.lock(),
-        Some(&checked.source),
-        &shown,
-        &checked.diagnostics,
-        Style::stderr(),
-    )?;
-    let Some(plan) = checked.plan else {
-        let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-        let _ = writeln!(
-            stderr.lock(),
-            "{}: {shown}: {}",
-            Style::stderr().error("invalid"),
-            report::count(count, "error")
-        );
-        return Ok(Err(exit::USAGE));
+    let plan = match super::checked::plan_or_exit(checked, &shown, "") {
+        Ok(plan) => plan,
+        Err(code) => return Ok(Err(code)),
     };
+    let stderr = std::io::stderr();
     let playbook = plan.playbook;
     // Validation passed, so reading it again cannot fail; no schedule is `None`.
     let Some(schedule) =
