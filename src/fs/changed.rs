@@ -52,8 +52,9 @@ const LOCAL_FILE_SYSTEMS: &[(u64, &str)] = &[
     (0x3434, "nilfs2"),
 ];
 
-/// Names (relative paths) of files with more than one, by (device, inode).
-type NamesByFile = HashMap<(u64, u64), Vec<Vec<u8>>>;
+/// Names (relative paths) of files with more than one, by (device, inode),
+/// with the file's link count.
+type NamesByFile = HashMap<(u64, u64), (u64, Vec<Vec<u8>>)>;
 
 /// What [`list`] found.
 #[derive(Debug, Default)]
@@ -137,7 +138,7 @@ pub fn list(
         let mut subdirs = Vec::new();
         let mut here: Vec<Vec<u8>> = Vec::new();
         let mut whole = 0;
-        let mut names_of_linked: Vec<((u64, u64), Vec<u8>)> = Vec::new();
+        let mut names_of_linked: Vec<((u64, u64), u64, Vec<u8>)> = Vec::new();
         for (name, _) in &names {
             let bytes = name.to_bytes();
             if rel.is_empty()
@@ -170,7 +171,7 @@ pub fn list(
                 whole += u64::from(is_dir);
                 here.push(child);
             } else if links_in.is_some() && st.st_nlink > 1 {
-                names_of_linked.push(((st.st_dev, st.st_ino), child));
+                names_of_linked.push(((st.st_dev, st.st_ino), st.st_nlink as u64, child));
             }
         }
         if !here.is_empty() {
@@ -185,8 +186,10 @@ pub fn list(
         }
         if !names_of_linked.is_empty() {
             let mut linked = linked.lock().map_err(|_| poisoned("the linked files"))?;
-            for (id, child) in names_of_linked {
-                linked.entry(id).or_default().push(child);
+            for (id, nlink, child) in names_of_linked {
+                let (links, names) = linked.entry(id).or_default();
+                *links = (*links).max(nlink);
+                names.push(child);
             }
         }
         folders_read.fetch_add(1, Ordering::Relaxed);
@@ -205,13 +208,23 @@ pub fn list(
     Ok(found)
 }
 
-/// Lists every name of each group (the names one file has in the tree)
-/// whose copies in `dest` are not all one file: missing, or written apart
-/// by a copy without `-H`. A name that is the file's only one in the tree
-/// has nothing to be linked with.
+/// Lists every name of each group (the names one file has in the
+/// unchanged folders) whose copies in `dest` may not be one file:
+///
+/// - the file has names that the walk did not see (in a changed folder
+///   listed whole, outside the tree, or left out of a gold-only copy):
+///   its names are listed whatever `dest` holds, so that rsync sees them
+///   beside those of the listed folders and links them (outside the tree
+///   nothing is copied; the cost is a few looks per night);
+/// - all its names are here: listed when their copies in `dest` are
+///   missing or not one file (written apart by a copy without `-H`).
 fn list_unlinked(dest: &Path, groups: NamesByFile, found: &mut Changes) -> Result<(), FsError> {
     let root = open_dir(dest)?;
-    for names in groups.into_values().filter(|names| names.len() > 1) {
+    for (links, names) in groups.into_values() {
+        if (names.len() as u64) < links {
+            list_names(names, found);
+            continue;
+        }
         let mut copies = names.iter().map(|rel| {
             match statat(&root, rel.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile => {
@@ -230,13 +243,17 @@ fn list_unlinked(dest: &Path, groups: NamesByFile, found: &mut Changes) -> Resul
             one_file &= copy? == first;
         }
         if !one_file {
-            found.listed += names.len() as u64;
-            found.linked += names.len() as u64;
-            for rel in names {
-                found.list.extend_from_slice(&rel);
-                found.list.push(0);
-            }
+            list_names(names, found);
         }
     }
     Ok(())
+}
+
+fn list_names(names: Vec<Vec<u8>>, found: &mut Changes) {
+    found.listed += names.len() as u64;
+    found.linked += names.len() as u64;
+    for rel in names {
+        found.list.extend_from_slice(&rel);
+        found.list.push(0);
+    }
 }

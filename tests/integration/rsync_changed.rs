@@ -270,6 +270,44 @@ fn names_linked_in_the_destination_are_not_listed_again() {
     assert!(same_file("a/one", "b/two"));
 }
 
+/// A pair written apart by the warm pass, one of whose names sits in a
+/// folder that changes between the passes (listed whole, not read): the
+/// unchanged name is listed too, since the walk did not see all the
+/// file's names, and rsync links the two (found by a red-team review).
+#[test]
+fn a_pair_with_a_name_in_a_changed_folder_is_linked() {
+    let s = Scratch::new();
+    let root = s.path().display().to_string();
+    write(&s.path().join("src/gold/ab/upload"), "archive");
+    std::fs::create_dir_all(s.path().join("src/files/ab")).expect("mkdir");
+    std::fs::hard_link(
+        s.path().join("src/gold/ab/upload"),
+        s.path().join("src/files/ab/upload"),
+    )
+    .expect("link");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: pair\nsteps:\n  - id: warm\n    action: rsync\n    with: {{ src: {root}/src, dest: {root}/dest, hard_links: false }}\n  - id: change\n    after: [warm]\n    run: echo new > {root}/src/files/ab/other\n  - id: window\n    needs: [change]\n    action: rsync\n    with: {{ src: {root}/src, dest: {root}/dest, changed_since: warm }}\n"
+        ),
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let d = details(&s, "window");
+    assert_eq!(d["pass"], "changed", "{d}");
+    assert_eq!(
+        d["linked"], 1,
+        "the unchanged name, its twin in a folder listed whole: {d}"
+    );
+    let ino = |p: &str| {
+        std::fs::metadata(s.path().join("dest").join(p))
+            .expect(p)
+            .ino()
+    };
+    assert_eq!(ino("gold/ab/upload"), ino("files/ab/upload"));
+    assert_eq!(s.read("dest/files/ab/other"), "new\n");
+}
+
 #[test]
 fn a_failed_warm_pass_makes_the_pass_copy_everything() {
     let s = Scratch::new();
