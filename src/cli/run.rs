@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use super::vars;
 use super::{OutputArgs, ResumeArgs, RunArgs};
+use super::{due, vars};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
 use crate::notify;
@@ -59,6 +59,19 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::P
     }
 }
 
+/// How `ward run` ended before a run was started.
+enum NotRun {
+    /// `--if-due` found the playbook not due (exit 0).
+    NotDue,
+    /// A signal ended the jitter wait (its exit code).
+    Stopped(i32),
+}
+
+/// True when the run shows progress (a terminal, or `--progress`).
+fn shows_progress(output: &OutputArgs) -> bool {
+    output.progress || (std::io::stdout().is_terminal() && !output.quiet)
+}
+
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let overrides = vars::parse(&args.vars.vars)?;
     let run_id = session::new_run_id();
@@ -67,19 +80,71 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
+    let schedule = due::schedule_of(&v.playbook);
+    if args.if_due && schedule.is_none() {
+        return Err(WardError::Usage(format!(
+            "{}: playbook `{}` has no `schedule:`, so --if-due cannot tell whether it is due; \
+             add one such as `schedule: \"30 2 * * *\"` (docs/playbook.md, \"Schedule\"), or \
+             run it without --if-due",
+            args.file.display(),
+            v.playbook.name.value
+        )));
+    }
+    let now = super::next::now()?;
+    let progress = shows_progress(&args.output);
+    let jitter = v
+        .playbook
+        .jitter
+        .as_ref()
+        .map(|j| (j.value.std(), j.value.to_string()))
+        .filter(|(j, _)| !args.no_jitter && !j.is_zero());
     let given = args.state.state.as_deref();
     let (mut reporter, mut settings) = reporter(&args.output, given);
     settings.skip_preconditions = args.skip_preconditions;
     let setup = notify::Setup::of(&v.playbook);
+    let name = v.playbook.name.value.clone();
     let outcome = session::block_on(async {
         let mut state = StateSession::open(given, Access::Create).await?;
+        if let (true, Some(schedule)) = (args.if_due, &schedule)
+            && let due::Due::No(line) =
+                due::check(state.store.as_ref(), &name, schedule, now).await?
+        {
+            if progress {
+                println!("{line}");
+            }
+            return Ok(Err(NotRun::NotDue));
+        }
+        if let Some((most, written)) = &jitter {
+            let delay = due::draw(*most);
+            if progress {
+                println!(
+                    "waiting {} before starting (jitter: up to {}); --no-jitter starts at once",
+                    crate::report::fmt_duration(delay),
+                    written
+                );
+            }
+            if let Some(code) = due::wait(delay).await? {
+                return Ok(Err(NotRun::Stopped(code)));
+            }
+        }
         let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
         let outcome =
             session::start(&v, &run_id, &overrides, &mut state, &settings, &mut pinging).await?;
         let start_ping = pinging.finish();
         after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
-        Ok::<_, WardError>(outcome)
+        Ok::<_, WardError>(Ok(outcome))
     })??;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(NotRun::NotDue) => return Ok(exit::OK),
+        Err(NotRun::Stopped(code)) => {
+            eprintln!(
+                "{}: playbook `{name}` not run: a signal ended the jitter wait; nothing was recorded",
+                Style::stderr().error("stopped")
+            );
+            return Ok(code);
+        }
+    };
     if outcome.ending == crate::execute::Ending::Skipped {
         // The failed checks were printed above; one line to end with.
         eprintln!(
