@@ -110,32 +110,35 @@ fn if_due_without_a_schedule_is_a_usage_error() {
 fn jitter_waits_within_its_bounds_and_no_jitter_does_not_wait() {
     let s = Scratch::new();
     nightly(&s, "jitter: 400ms\n");
-    let mut waited = Vec::new();
-    for _ in 0..4 {
+    let mut drawn = Vec::new();
+    for _ in 0..5 {
         let t = Instant::now();
-        s.ward().args(["run", "p.yml"]).run().expect_code(0);
-        waited.push(t.elapsed());
+        let r = s
+            .ward()
+            .args(["run", "--progress", "p.yml"])
+            .run()
+            .expect_code(0);
+        let elapsed = t.elapsed();
+        let first = r.stdout.lines().next().unwrap_or("");
+        let ms: u64 = first
+            .strip_prefix("waiting ")
+            .and_then(|rest| rest.split_once("ms before starting (jitter: up to 400ms)"))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("no wait said: {}", r.stdout));
+        assert!(ms <= 400, "{first}");
+        // It really waited that long.
+        assert!(elapsed >= Duration::from_millis(ms), "{elapsed:?} < {ms}ms");
+        drawn.push(ms);
     }
-    let t = Instant::now();
-    s.ward()
-        .args(["run", "--no-jitter", "p.yml"])
+    // Uniform in [0, 400ms]: five draws all under 20ms is a 1 in 3.2 million chance.
+    assert!(drawn.iter().any(|ms| *ms > 20), "{drawn:?}");
+    let bare = s
+        .ward()
+        .args(["run", "--progress", "--no-jitter", "p.yml"])
         .run()
         .expect_code(0);
-    let bare = t.elapsed();
-    // Never more than the jitter (plus the run itself), and on average
-    // more than a run without it: four draws all under 20ms would be
-    // a (1/20)^4 chance.
-    for w in &waited {
-        assert!(
-            *w < bare + Duration::from_millis(400) + Duration::from_millis(300),
-            "{waited:?} vs {bare:?}"
-        );
-    }
-    assert!(
-        waited.iter().any(|w| *w > bare + Duration::from_millis(20)),
-        "{waited:?} vs {bare:?}"
-    );
-    assert_eq!(count(&s), 5);
+    assert!(!bare.stdout.contains("waiting"), "{}", bare.stdout);
+    assert_eq!(count(&s), 6);
 }
 
 #[test]
