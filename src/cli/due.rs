@@ -10,8 +10,9 @@ use jiff::Timestamp;
 use crate::diagnostic::Diagnostics;
 use crate::error::WardError;
 use crate::model::Playbook;
+use crate::plan::Plan;
 use crate::schedule::{Fire, Schedule};
-use crate::state::Store;
+use crate::state::{RunState, Store, UnrunRun};
 
 /// The playbook's schedule in its zone (`None` without `schedule:`;
 /// validation already refused a wrong one).
@@ -85,4 +86,88 @@ pub(super) async fn wait(delay: Duration) -> Result<Option<i32>, WardError> {
         () = tokio::time::sleep(delay) => None,
         received = signals.recv() => Some(super::signal_code(received)),
     })
+}
+
+/// The most slots one run start looks through (a year of a schedule that
+/// fires every five minutes); older ones are left unrecorded, with a warning.
+const MAX_SLOTS: usize = 110_000;
+
+/// Records, as runs in state `missed`, every slot of the schedule that
+/// passed without a run: the fires after the playbook's newest recorded
+/// run (any state) up to `now`, but the newest, which belongs to the run
+/// starting now (a run late for its slot is late, not missed). Each slot
+/// is recorded once (the store keys it by playbook name and slot), so two
+/// wards starting at once, or a later run, never record one twice.
+/// Returns the ids of the runs recorded now, oldest first.
+pub(super) async fn record_missed(
+    store: &mut dyn Store,
+    plan: &Plan,
+    schedule: &Schedule,
+    now: Timestamp,
+) -> Result<Vec<String>, WardError> {
+    let name = &plan.playbook.name.value;
+    let Some(previous) = store.runs(Some(name), 1).await?.into_iter().next() else {
+        // Never run: nothing was missed yet.
+        return Ok(Vec::new());
+    };
+    let Ok(after) = Timestamp::from_millisecond(previous.started_at) else {
+        return Ok(Vec::new());
+    };
+    let mut fires: Vec<Fire> = schedule
+        .fires_between(after, now)
+        .take(MAX_SLOTS + 1)
+        .collect();
+    if fires.len() > MAX_SLOTS {
+        eprintln!(
+            "warning: playbook `{name}`: more than {MAX_SLOTS} slots of `{}` passed since run {}; \
+             the first {MAX_SLOTS} are recorded as missed",
+            schedule.expr().written(),
+            previous.id
+        );
+    } else {
+        fires.pop();
+    }
+    let path = std::fs::canonicalize(plan.playbook.source.path())
+        .unwrap_or_else(|_| plan.playbook.source.path().to_path_buf())
+        .display()
+        .to_string();
+    let mut recorded = Vec::new();
+    for fire in fires {
+        let slot_at = ms(fire.at.timestamp());
+        let run = UnrunRun {
+            id: format!(
+                "{}-{:04x}",
+                fire.at.strftime("%Y%m%d-%H%M%S"),
+                fastrand::u16(..)
+            ),
+            state: RunState::Missed,
+            playbook_name: name.clone(),
+            playbook_path: path.clone(),
+            playbook_hash: plan.playbook.source.sha256(),
+            playbook_text: plan.playbook.source.text().to_owned(),
+            lock_name: plan.playbook.lock_name().to_owned(),
+            host: store.host().hostname.clone(),
+            pid: std::process::id(),
+            ward_version: env!("CARGO_PKG_VERSION").to_owned(),
+            at: slot_at,
+            message: format!(
+                "the slot of {} passed without a run (the run before it, {}, started {}): \
+                 the machine was off or asleep, or its clock jumped",
+                shown(&fire),
+                previous.id,
+                shown_ms(previous.started_at)
+            ),
+            slot_at: Some(slot_at),
+            max_age_ms: plan
+                .playbook
+                .max_age
+                .as_ref()
+                .map(|d| i64::try_from(d.value.std().as_millis()).unwrap_or(i64::MAX)),
+        };
+        let id = run.id.clone();
+        if store.record_unrun(run).await? {
+            recorded.push(id);
+        }
+    }
+    Ok(recorded)
 }

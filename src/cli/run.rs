@@ -127,6 +127,10 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
                 return Ok(Err(NotRun::Stopped(code)));
             }
         }
+        if let Some(schedule) = &schedule {
+            let missed = due::record_missed(state.store.as_mut(), &v, schedule, now).await?;
+            notify_missed(&mut state, &setup, &missed, progress).await;
+        }
         let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
         let outcome =
             session::start(&v, &run_id, &overrides, &mut state, &settings, &mut pinging).await?;
@@ -156,6 +160,40 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         );
     }
     Ok(super::ending_code(outcome.ending))
+}
+
+/// Says (at a terminal) and notifies (`on: [missed]`) each missed slot
+/// just recorded, once: a slot recorded by an earlier ward is not in
+/// `missed`. No metrics: the run that follows writes them.
+async fn notify_missed(
+    state: &mut StateSession,
+    setup: &notify::Setup,
+    missed: &[String],
+    progress: bool,
+) {
+    let quiet = notify::Setup {
+        metrics: None,
+        ..setup.clone()
+    };
+    let shown_state = notify::state_for_commands(state.given.as_deref());
+    for id in missed {
+        if progress && let Ok(Some(run)) = state.store.run(id).await {
+            println!(
+                "missed: {}; recorded as run {id}",
+                run.message
+                    .as_deref()
+                    .unwrap_or("a slot passed without a run")
+            );
+        }
+        let end = notify::RunEnd {
+            run_id: id,
+            ending: crate::execute::Ending::Skipped,
+            message: None,
+            resumed: false,
+            state: shown_state.as_deref(),
+        };
+        notify::after_run(state.store.as_mut(), &quiet, &end, None).await;
+    }
 }
 
 /// Notifications and metrics once the run ended, however it ended; they
@@ -222,6 +260,15 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
             run.id,
             run.playbook_name,
             run.id,
+            crate::shell::quote(&run.playbook_path)
+        )));
+    }
+    if run.state == RunState::Missed {
+        return Err(WardError::Usage(format!(
+            "run {} of playbook {} is a missed slot of its schedule: no step was meant to run \
+             in it, so there is nothing to resume; start a new run with `ward run {}`",
+            run.id,
+            run.playbook_name,
             crate::shell::quote(&run.playbook_path)
         )));
     }

@@ -33,6 +33,8 @@ pub enum RunResult {
     StateLost,
     /// A precondition failed: no step ran.
     Skipped,
+    /// A slot of the schedule passed without a run (a `missed` run).
+    Missed,
 }
 
 impl RunResult {
@@ -55,16 +57,18 @@ impl RunResult {
             RunResult::Interrupted => "interrupted",
             RunResult::StateLost => "state-lost",
             RunResult::Skipped => "skipped",
+            RunResult::Missed => "missed",
         }
     }
 
     /// Every value, for metrics that list them all.
-    pub const ALL: [RunResult; 5] = [
+    pub const ALL: [RunResult; 6] = [
         RunResult::Succeeded,
         RunResult::Failed,
         RunResult::Interrupted,
         RunResult::StateLost,
         RunResult::Skipped,
+        RunResult::Missed,
     ];
 }
 
@@ -245,7 +249,12 @@ pub fn from_records(
     earlier: &[RunRecord],
     end: &RunEnd<'_>,
 ) -> Summary {
-    let result = RunResult::of(end.ending);
+    // A missed slot is a record, not an ending of the executor.
+    let result = if run.state == RunState::Missed {
+        RunResult::Missed
+    } else {
+        RunResult::of(end.ending)
+    };
     let previous = earlier
         .iter()
         .find(|r| r.id != run.id && r.state != RunState::Running && r.started_at <= run.started_at)
@@ -262,6 +271,7 @@ pub fn from_records(
         RunResult::Succeeded if recovered => vec![NotifyOn::Success, NotifyOn::Recovered],
         RunResult::Succeeded => vec![NotifyOn::Success],
         RunResult::Skipped => vec![NotifyOn::Skipped],
+        RunResult::Missed => vec![NotifyOn::Missed],
         RunResult::Failed | RunResult::Interrupted | RunResult::StateLost => {
             vec![NotifyOn::Failure]
         }
@@ -383,7 +393,12 @@ pub fn from_records(
         warnings,
         bytes_copied,
         snapshots,
-        commands: next_commands(&run.id, end.state, result == RunResult::Succeeded),
+        commands: next_commands(
+            &run.id,
+            end.state,
+            // Nothing to resume: no step of a missed run was meant to run.
+            matches!(result, RunResult::Succeeded | RunResult::Missed),
+        ),
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }
@@ -448,6 +463,7 @@ impl Summary {
             RunResult::Interrupted => "INTERRUPTED",
             RunResult::StateLost => "FAILED (state not recorded)",
             RunResult::Skipped => "SKIPPED (a precondition was not met)",
+            RunResult::Missed => "MISSED (a scheduled slot passed without a run)",
         }
     }
 
@@ -603,6 +619,7 @@ mod tests {
             message: None,
             max_age_ms: None,
             preconditions: None,
+            slot_at: None,
         }
     }
 

@@ -171,3 +171,92 @@ fn a_signal_during_the_jitter_wait_ends_the_run_unrecorded() {
         assert_eq!(r.json().as_array().map(Vec::len), Some(0));
     }
 }
+
+/// `ward runs --json` of the playbook, newest first.
+fn missed_slots(s: &Scratch) -> Vec<i64> {
+    let mut slots: Vec<i64> = runs(s)
+        .iter()
+        .filter(|r| r["state"] == "missed")
+        .map(|r| r["slot_at"].as_i64().expect("slot_at"))
+        .collect();
+    slots.sort_unstable();
+    slots
+}
+
+#[test]
+fn a_downtime_window_records_each_missed_slot_once_and_notifies_it_once() {
+    let s = Scratch::new();
+    nightly(
+        &s,
+        "notify:\n  command:\n    cmd: [sh, -c, 'cat >> notes; echo >> notes']\n    on: [missed]\n",
+    );
+    // The last run before the machine went down.
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(missed_slots(&s).is_empty());
+    // Three days later: three 03:00 slots passed; the newest is this
+    // run's own (late, not missed), the two before it were missed.
+    let later = now_plus(72);
+    let r = s
+        .ward()
+        .args(["run", "--progress", "p.yml"])
+        .env("WARD_NOW", &later)
+        .run()
+        .expect_code(0);
+    let slots = missed_slots(&s);
+    assert_eq!(slots.len(), 2, "{}", r.stdout);
+    assert_eq!(slots[1] - slots[0], 86_400_000, "a day apart: {slots:?}");
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.starts_with("missed: "))
+            .count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    // Each missed run: no steps, its slot as its start, notified once.
+    let missed: Vec<serde_json::Value> = runs(&s)
+        .into_iter()
+        .filter(|r| r["state"] == "missed")
+        .collect();
+    for m in &missed {
+        assert_eq!(m["started_at"], m["slot_at"]);
+        let id = m["id"].as_str().expect("id");
+        let status = s.status(Some(id));
+        assert_eq!(status["state"], "missed");
+        assert_eq!(status["steps"].as_array().map(Vec::len), Some(0));
+    }
+    let notes = s.read("notes");
+    let sent: Vec<serde_json::Value> = notes
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("summary JSON"))
+        .collect();
+    assert_eq!(sent.len(), 2, "{notes}");
+    for n in &sent {
+        assert_eq!(n["result"], "missed");
+        assert_eq!(n["events"], serde_json::json!(["missed"]));
+    }
+    // The same moment again (a second run, the hourly line): nothing new.
+    s.ward()
+        .args(["run", "p.yml"])
+        .env("WARD_NOW", &later)
+        .run()
+        .expect_code(0);
+    assert_eq!(missed_slots(&s), slots);
+    assert_eq!(
+        s.read("notes")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        2
+    );
+    assert_eq!(count(&s), 3);
+    // `ward runs` shows them.
+    let text = s.ward().args(["runs"]).run().expect_code(0);
+    assert_eq!(text.stdout.matches("missed").count(), 2, "{}", text.stdout);
+    // A missed run is nothing to resume.
+    let id = missed[0]["id"].as_str().expect("id");
+    let resumed = s.ward().args(["resume", id]).run().expect_code(2);
+    assert!(resumed.stderr.contains("missed"), "{}", resumed.stderr);
+}
