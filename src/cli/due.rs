@@ -3,6 +3,7 @@
 //! run?), the `jitter:` wait, and the slots missed since the previous run
 //! (recorded as `missed` runs).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -12,7 +13,7 @@ use crate::error::WardError;
 use crate::model::Playbook;
 use crate::plan::Plan;
 use crate::schedule::{Fire, Schedule};
-use crate::state::{RunState, Store, UnrunRun};
+use crate::state::{Lease, LeaseError, LeaseHolder, RunState, Store, UnrunRun};
 
 /// The playbook's schedule in its zone (`None` without `schedule:`;
 /// validation already refused a wrong one).
@@ -47,6 +48,7 @@ pub(super) enum Due {
 pub(super) async fn check(
     store: &dyn Store,
     name: &str,
+    lock: &str,
     schedule: &Schedule,
     now: Timestamp,
 ) -> Result<Due, WardError> {
@@ -67,7 +69,25 @@ pub(super) async fn check(
             shown_ms(run.started_at),
             shown(&slot)
         ))),
-        _ => Ok(Due::Yes),
+        _ => {
+            // A run that started after the slot and is still going covers it:
+            // an hourly line must not pile up `skipped` runs behind a long one.
+            let running = store.running_with_lock(lock).await?;
+            let covering = running.iter().find(|r| {
+                r.playbook_name == name
+                    && r.started_at >= ms(slot.at.timestamp())
+                    && !crate::report::recorded_running_but_gone(r)
+            });
+            Ok(match covering {
+                Some(r) => Due::No(format!(
+                    "not due: playbook `{name}`: run {} (started {}, after its slot of {}) is still running{next}",
+                    r.id,
+                    shown_ms(r.started_at),
+                    shown(&slot)
+                )),
+                None => Due::Yes,
+            })
+        }
     }
 }
 
@@ -170,4 +190,111 @@ pub(super) async fn record_missed(
         }
     }
     Ok(recorded)
+}
+
+/// How often a waiting scheduled run tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// What waiting for the lock (`overlap: queue | latest`) came to.
+pub(super) enum Waited {
+    /// The lock, taken: the run starts.
+    Got(Lease),
+    /// A newer scheduled run is waiting (`latest`): this one gives way.
+    Superseded,
+    /// The schedule's next fire time came first: that slot's run takes over.
+    TimedOut,
+    /// A signal ended the wait (its exit code).
+    Stopped(i32),
+}
+
+/// The file under the state's `locks/` naming the newest run waiting for
+/// `lock` under `overlap: latest`.
+fn ticket(store: &dyn Store, lock: &str) -> PathBuf {
+    store.folder().join("locks").join(format!("{lock}.latest"))
+}
+
+/// Writes `run_id` into the ticket (a new file renamed over the old one,
+/// so a reader sees one whole id).
+fn take_ticket(path: &Path, run_id: &str) -> Result<(), WardError> {
+    let temp = path.with_extension(format!("latest.{}.tmp", std::process::id()));
+    std::fs::write(&temp, run_id)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            WardError::Usage(format!("cannot write {}: {e}", path.display()))
+        })
+}
+
+/// Waits for the run lock: tries it every 200 ms until it is free, the
+/// schedule's next fire time after `now` comes (`deadline`, measured on the
+/// monotonic clock), a signal arrives, or (`latest`) a newer run waits.
+pub(super) async fn wait_for_lock(
+    store: &dyn Store,
+    lock: &str,
+    holder: &LeaseHolder,
+    deadline: Option<Duration>,
+    latest: bool,
+) -> Result<Waited, WardError> {
+    let started = std::time::Instant::now();
+    let path = ticket(store, lock);
+    let mut signals = crate::execute::Signals::install().map_err(WardError::Runtime)?;
+    let mut waiting = false;
+    loop {
+        let mine = || std::fs::read_to_string(&path).is_ok_and(|t| t.trim() == holder.run_id);
+        if waiting && latest && !mine() {
+            return Ok(Waited::Superseded);
+        }
+        match store.acquire_lease(lock, holder).await {
+            Ok(lease) => {
+                if waiting && latest {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return Ok(Waited::Got(lease));
+            }
+            Err(LeaseError::Held { .. }) => {}
+            Err(LeaseError::State(e)) => return Err(e.into()),
+        }
+        if !waiting && latest {
+            take_ticket(&path, &holder.run_id)?;
+        }
+        waiting = true;
+        if deadline.is_some_and(|d| started.elapsed() >= d) {
+            return Ok(Waited::TimedOut);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LOCK_POLL) => {}
+            received = signals.recv() => return Ok(Waited::Stopped(super::signal_code(received))),
+        }
+    }
+}
+
+/// Records a scheduled run that did not start because of the previous
+/// one (`overlap:`), as a run in state `skipped` with no steps.
+pub(super) async fn record_overlap_skip(
+    store: &mut dyn Store,
+    plan: &Plan,
+    run_id: &str,
+    message: String,
+) -> Result<(), WardError> {
+    let run = UnrunRun {
+        id: run_id.to_owned(),
+        state: RunState::Skipped,
+        playbook_name: plan.playbook.name.value.clone(),
+        playbook_path: std::fs::canonicalize(plan.playbook.source.path())
+            .unwrap_or_else(|_| plan.playbook.source.path().to_path_buf())
+            .display()
+            .to_string(),
+        playbook_hash: plan.playbook.source.sha256(),
+        playbook_text: plan.playbook.source.text().to_owned(),
+        lock_name: plan.playbook.lock_name().to_owned(),
+        host: store.host().hostname.clone(),
+        pid: std::process::id(),
+        ward_version: env!("CARGO_PKG_VERSION").to_owned(),
+        at: Timestamp::now().as_millisecond(),
+        message,
+        slot_at: None,
+        max_age_ms: None,
+    };
+    store.record_unrun(run).await?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ use super::{OutputArgs, ResumeArgs, RunArgs};
 use super::{due, vars};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
+use crate::model::Overlap;
 use crate::notify;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::session::{self, RunSettings, StateSession};
@@ -63,8 +64,11 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::P
 enum NotRun {
     /// `--if-due` found the playbook not due (exit 0).
     NotDue,
-    /// A signal ended the jitter wait (its exit code).
+    /// A signal ended the jitter wait or the wait for the lock (its exit code).
     Stopped(i32),
+    /// `overlap: queue | latest` gave up waiting for the lock (recorded
+    /// `skipped`; exit 3 with this line).
+    GaveWay(String),
 }
 
 /// True when the run shows progress (a terminal, or `--progress`).
@@ -103,11 +107,13 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     settings.skip_preconditions = args.skip_preconditions;
     let setup = notify::Setup::of(&v.playbook);
     let name = v.playbook.name.value.clone();
+    let lock = v.playbook.lock_name().to_owned();
+    let overlap = v.playbook.overlap;
     let outcome = session::block_on(async {
         let mut state = StateSession::open(given, Access::Create).await?;
         if let (true, Some(schedule)) = (args.if_due, &schedule)
             && let due::Due::No(line) =
-                due::check(state.store.as_ref(), &name, schedule, now).await?
+                due::check(state.store.as_ref(), &name, &lock, schedule, now).await?
         {
             if progress {
                 println!("{line}");
@@ -131,9 +137,69 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
             let missed = due::record_missed(state.store.as_mut(), &v, schedule, now).await?;
             notify_missed(&mut state, &setup, &missed, progress).await;
         }
+        let mut lease = None;
+        if let (true, Some(schedule)) = (args.if_due && overlap != Overlap::Skip, &schedule) {
+            let holder = session::holder(&run_id, state.store.as_ref());
+            // At most until the next slot: its own run takes over from there.
+            let deadline = schedule.next_after(now).map(|f| {
+                std::time::Duration::from_millis(
+                    u64::try_from(due::ms(f.at.timestamp()) - due::ms(now)).unwrap_or(0),
+                )
+            });
+            let latest = overlap == Overlap::Latest;
+            let why = match due::wait_for_lock(
+                state.store.as_ref(),
+                &lock,
+                &holder,
+                deadline,
+                latest,
+            )
+            .await?
+            {
+                due::Waited::Got(l) => {
+                    lease = Some(l);
+                    None
+                }
+                due::Waited::Stopped(code) => return Ok(Err(NotRun::Stopped(code))),
+                due::Waited::Superseded => Some(format!(
+                    "not run: a newer scheduled run of playbook `{name}` is waiting for the lock \
+                     `{lock}` (overlap: latest); only the newest runs"
+                )),
+                due::Waited::TimedOut => Some(format!(
+                    "not run: the previous run held the lock `{lock}` until the schedule's next \
+                     slot (overlap: queue), whose run takes over"
+                )),
+            };
+            if let Some(why) = why {
+                due::record_overlap_skip(state.store.as_mut(), &v, &run_id, why.clone()).await?;
+                return Ok(Err(NotRun::GaveWay(why)));
+            }
+        }
         let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
-        let outcome =
-            session::start(&v, &run_id, &overrides, &mut state, &settings, &mut pinging).await?;
+        let started = session::start(
+            &v,
+            &run_id,
+            &overrides,
+            &mut state,
+            &settings,
+            &mut pinging,
+            lease,
+        )
+        .await;
+        let outcome = match started {
+            Err(WardError::NotStarted { what, lease })
+                if args.if_due && matches!(*lease, crate::state::LeaseError::Held { .. }) =>
+            {
+                // overlap: skip. The slot came while the previous run still
+                // ran: recorded, so the night shows why it has no backup.
+                let why = format!(
+                    "not run: the previous run still holds the lock (overlap: skip): {lease}"
+                );
+                due::record_overlap_skip(state.store.as_mut(), &v, &run_id, why).await?;
+                return Err(WardError::NotStarted { what, lease });
+            }
+            other => other?,
+        };
         let start_ping = pinging.finish();
         after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
         Ok::<_, WardError>(Ok(outcome))
@@ -143,10 +209,17 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Err(NotRun::NotDue) => return Ok(exit::OK),
         Err(NotRun::Stopped(code)) => {
             eprintln!(
-                "{}: playbook `{name}` not run: a signal ended the jitter wait; nothing was recorded",
+                "{}: playbook `{name}` not run: a signal ended the wait before it; nothing was recorded",
                 Style::stderr().error("stopped")
             );
             return Ok(code);
+        }
+        Err(NotRun::GaveWay(why)) => {
+            eprintln!(
+                "{}: run {run_id} of playbook `{name}` {why} (recorded `skipped`)",
+                Style::stderr().error("skipped")
+            );
+            return Ok(exit::LOCKED);
         }
     };
     if outcome.ending == crate::execute::Ending::Skipped {

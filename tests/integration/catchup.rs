@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Scratch;
+use crate::harness::{Scratch, wait_for};
 
 /// Local time `hours` from now, as WARD_NOW takes it.
 fn now_plus(hours: i64) -> String {
@@ -259,4 +259,151 @@ fn a_downtime_window_records_each_missed_slot_once_and_notifies_it_once() {
     let id = missed[0]["id"].as_str().expect("id");
     let resumed = s.ward().args(["resume", id]).run().expect_code(2);
     assert!(resumed.stderr.contains("missed"), "{}", resumed.stderr);
+}
+
+/// Another playbook holding the lock `shared` until `release` exists, as a
+/// real ward process; returns it once it holds the lock.
+fn hold_shared_lock(s: &Scratch) -> std::process::Child {
+    s.write(
+        "holder.yml",
+        "ward: 1\nname: holder\nlock: shared\nsteps:\n  - id: hold\n    run: touch held; while [ ! -f release ]; do sleep 0.02; done\n",
+    );
+    let child = s.ward().args(["run", "holder.yml"]).spawn();
+    assert!(wait_for(10, || s.path().join("held").exists()));
+    child
+}
+
+fn scheduled(s: &Scratch, overlap: &str, schedule: &str) {
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: nightly\nlock: shared\nschedule: \"{schedule}\"\n{overlap}steps:\n  - id: a\n    run: echo x >> count\n"
+        ),
+    );
+}
+
+fn nightly_runs(s: &Scratch) -> Vec<serde_json::Value> {
+    runs(s)
+        .into_iter()
+        .filter(|r| r["playbook_name"] == "nightly")
+        .collect()
+}
+
+#[test]
+fn overlap_skip_exits_3_with_one_line_and_records_the_slot_skipped() {
+    let s = Scratch::new();
+    scheduled(&s, "", "0 3 * * *");
+    let mut holder = hold_shared_lock(&s);
+    let r = s
+        .ward()
+        .args(["run", "--if-due", "p.yml"])
+        .run()
+        .expect_code(3);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("lock `shared`"), "{}", r.stderr);
+    s.write("release", "");
+    assert!(holder.wait().expect("wait").success());
+    assert_eq!(count(&s), 0);
+    let ours = nightly_runs(&s);
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0]["state"], "skipped");
+    let message = ours[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains("previous run still holds the lock (overlap: skip)"),
+        "{message}"
+    );
+    // A run by hand keeps today's rule: exit 3, nothing recorded.
+    let mut holder = hold_shared_lock(&s);
+    s.ward().args(["run", "p.yml"]).run().expect_code(3);
+    std::fs::remove_file(s.path().join("release")).ok();
+    s.write("release", "");
+    assert!(holder.wait().expect("wait").success());
+    assert_eq!(nightly_runs(&s).len(), 1);
+}
+
+#[test]
+fn overlap_queue_waits_for_the_lock_then_runs() {
+    let s = Scratch::new();
+    scheduled(&s, "overlap: queue\n", "0 3 * * *");
+    let mut holder = hold_shared_lock(&s);
+    let queued = s.ward().args(["run", "--if-due", "p.yml"]).spawn();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(count(&s), 0, "it ran while the lock was held");
+    s.write("release", "");
+    assert!(holder.wait().expect("wait").success());
+    let out = queued.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&s), 1);
+    assert_eq!(nightly_runs(&s)[0]["state"], "succeeded");
+}
+
+#[test]
+fn overlap_queue_gives_up_at_the_next_slot() {
+    let s = Scratch::new();
+    scheduled(&s, "overlap: queue\n", "* * * * *");
+    let mut holder = hold_shared_lock(&s);
+    let t = Instant::now();
+    // One second before the next minute's slot.
+    let r = s
+        .ward()
+        .args(["run", "--if-due", "p.yml"])
+        .env("WARD_NOW", "2026-11-23T02:00:59")
+        .run()
+        .expect_code(3);
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert!(
+        r.stderr.contains("until the schedule's next slot"),
+        "{}",
+        r.stderr
+    );
+    s.write("release", "");
+    assert!(holder.wait().expect("wait").success());
+    let ours = nightly_runs(&s);
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0]["state"], "skipped");
+    assert_eq!(count(&s), 0);
+}
+
+#[test]
+fn overlap_latest_runs_only_the_newest_waiting_run() {
+    let s = Scratch::new();
+    scheduled(&s, "overlap: latest\n", "0 3 * * *");
+    let mut holder = hold_shared_lock(&s);
+    let older = s.ward().args(["run", "--if-due", "p.yml"]).spawn();
+    let ticket = s
+        .state()
+        .parent()
+        .expect("folder")
+        .join("locks/shared.latest");
+    assert!(wait_for(10, || ticket.exists()));
+    let newer = s.ward().args(["run", "--if-due", "p.yml"]).spawn();
+    // The older one gives way as soon as the newer one waits.
+    let out = older.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("a newer scheduled run"), "{stderr}");
+    assert_eq!(count(&s), 0);
+    s.write("release", "");
+    assert!(holder.wait().expect("wait").success());
+    let out = newer.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&s), 1);
+    let mut states: Vec<String> = nightly_runs(&s)
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or("").to_owned())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["skipped", "succeeded"]);
 }
