@@ -132,6 +132,16 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
             if let Some(code) = due::wait(delay).await? {
                 return Ok(Err(NotRun::Stopped(code)));
             }
+            // Another ward may have covered the slot while this one waited.
+            if let (true, Some(schedule)) = (args.if_due, &schedule)
+                && let due::Due::No(line) =
+                    due::check(state.store.as_ref(), &name, &lock, schedule, now).await?
+            {
+                if progress {
+                    println!("{line}");
+                }
+                return Ok(Err(NotRun::NotDue));
+            }
         }
         if let Some(schedule) = &schedule {
             let missed = due::record_missed(state.store.as_mut(), &v, schedule, now).await?;
