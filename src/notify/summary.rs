@@ -62,13 +62,13 @@ impl RunResult {
     }
 
     /// Every value, for metrics that list them all.
-    pub const ALL: [RunResult; 6] = [
+    /// (Not `Missed`: a missed run writes no metrics, the run after it does.)
+    pub const ALL: [RunResult; 5] = [
         RunResult::Succeeded,
         RunResult::Failed,
         RunResult::Interrupted,
         RunResult::StateLost,
         RunResult::Skipped,
-        RunResult::Missed,
     ];
 }
 
@@ -707,6 +707,41 @@ mod tests {
         // The last success of a failed run is the newest earlier success.
         assert_eq!(failed.last_success_unix, Some(15.0));
         assert_eq!(failed.commands.resume.as_deref(), Some("ward resume r3"));
+    }
+
+    #[test]
+    fn a_missed_slot_is_its_own_result_with_nothing_to_resume_and_the_next_success_recovers() {
+        let mut missed = run("m1", RunState::Missed, 20_000);
+        missed.slot_at = Some(20_000);
+        let s = from_records(
+            &missed,
+            &[],
+            &[],
+            std::slice::from_ref(&missed),
+            &end(Ending::Skipped, false),
+        );
+        assert_eq!(s.result, RunResult::Missed);
+        assert_eq!(s.events, vec![NotifyOn::Missed]);
+        assert_eq!(
+            s.headline(),
+            "MISSED (a scheduled slot passed without a run)"
+        );
+        assert!(s.matches(crate::model::notify::DEFAULT_ON));
+        assert!(!s.matches(&[NotifyOn::Failure, NotifyOn::Skipped]));
+        assert_eq!(s.commands.resume, None);
+        assert!(s.steps.is_empty());
+        // Metrics are not written for a missed run: no series for it.
+        assert!(!RunResult::ALL.contains(&RunResult::Missed));
+        // The run after a missed slot: its previous finished run did not succeed.
+        let this = run("r3", RunState::Succeeded, 30_000);
+        let after = from_records(
+            &this,
+            &[],
+            &[],
+            &[this.clone(), missed, run("r1", RunState::Succeeded, 10_000)],
+            &end(Ending::Succeeded, false),
+        );
+        assert_eq!(after.events, vec![NotifyOn::Success, NotifyOn::Recovered]);
     }
 
     #[test]
