@@ -252,6 +252,14 @@ fn a_downtime_window_records_each_missed_slot_once_and_notifies_it_once() {
         2
     );
     assert_eq!(count(&s), 3);
+    // The clock jumped back two days: nothing passed, nothing is missed.
+    s.ward()
+        .args(["run", "p.yml"])
+        .env("WARD_NOW", &now_plus(-48))
+        .run()
+        .expect_code(0);
+    assert_eq!(missed_slots(&s), slots);
+    assert_eq!(count(&s), 4);
     // `ward runs` shows them.
     let text = s.ward().args(["runs"]).run().expect_code(0);
     assert_eq!(text.stdout.matches("missed").count(), 2, "{}", text.stdout);
