@@ -42,13 +42,19 @@ pub(super) enum Due {
     No(String),
 }
 
-/// `--if-due`: due when the schedule has fired at or before `now` and the
-/// playbook's last successful run (by `name:`) started before that fire.
-/// A run that started after the slot (even a late, jittered one) covers it.
+/// The most recent runs `--if-due` looks through for one that covers the
+/// slot (all started at or after it; a slot is never run that often).
+const COVERING_RUNS: usize = 100;
+
+/// `--if-due`: due when the schedule has fired at or before `now` and no
+/// run of the playbook (by `name:`) that started at or after that fire
+/// succeeded or is still running (on this host, its ward alive). A run
+/// that started after the slot, even a late, jittered one, covers it; one
+/// still running covers it too, so an hourly line does not pile up
+/// `skipped` runs behind a long backup.
 pub(super) async fn check(
     store: &dyn Store,
     name: &str,
-    lock: &str,
     schedule: &Schedule,
     now: Timestamp,
 ) -> Result<Due, WardError> {
@@ -62,33 +68,24 @@ pub(super) async fn check(
             schedule.expr().written()
         )));
     };
-    match store.last_succeeded(name).await? {
-        Some(run) if run.started_at >= ms(slot.at.timestamp()) => Ok(Due::No(format!(
-            "not due: playbook `{name}` last succeeded in run {} (started {}), after its slot of {}{next}",
-            run.id,
-            shown_ms(run.started_at),
+    let since = ms(slot.at.timestamp());
+    let recent = store.runs(Some(name), COVERING_RUNS).await?;
+    // Newest first: the runs that started at or after the slot.
+    let after_slot = recent.iter().take_while(|r| r.started_at >= since);
+    for r in after_slot {
+        let word = match r.state {
+            RunState::Succeeded => "succeeded",
+            RunState::Running if !crate::report::recorded_running_but_gone(r) => "is still running",
+            _ => continue,
+        };
+        return Ok(Due::No(format!(
+            "not due: playbook `{name}`: run {} (started {}, after its slot of {}) {word}{next}",
+            r.id,
+            shown_ms(r.started_at),
             shown(&slot)
-        ))),
-        _ => {
-            // A run that started after the slot and is still going covers it:
-            // an hourly line must not pile up `skipped` runs behind a long one.
-            let running = store.running_with_lock(lock).await?;
-            let covering = running.iter().find(|r| {
-                r.playbook_name == name
-                    && r.started_at >= ms(slot.at.timestamp())
-                    && !crate::report::recorded_running_but_gone(r)
-            });
-            Ok(match covering {
-                Some(r) => Due::No(format!(
-                    "not due: playbook `{name}`: run {} (started {}, after its slot of {}) is still running{next}",
-                    r.id,
-                    shown_ms(r.started_at),
-                    shown(&slot)
-                )),
-                None => Due::Yes,
-            })
-        }
+        )));
     }
+    Ok(Due::Yes)
 }
 
 /// A delay drawn uniformly from `[0, most]`, in milliseconds.

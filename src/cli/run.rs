@@ -113,7 +113,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         let mut state = StateSession::open(given, Access::Create).await?;
         if let (true, Some(schedule)) = (args.if_due, &schedule)
             && let due::Due::No(line) =
-                due::check(state.store.as_ref(), &name, &lock, schedule, now).await?
+                due::check(state.store.as_ref(), &name, schedule, now).await?
         {
             if progress {
                 println!("{line}");
@@ -135,7 +135,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
             // Another ward may have covered the slot while this one waited.
             if let (true, Some(schedule)) = (args.if_due, &schedule)
                 && let due::Due::No(line) =
-                    due::check(state.store.as_ref(), &name, &lock, schedule, now).await?
+                    due::check(state.store.as_ref(), &name, schedule, now).await?
             {
                 if progress {
                     println!("{line}");

@@ -70,8 +70,8 @@ fn if_due_runs_after_a_missed_night_and_not_when_fresh() {
         .expect_code(0);
     assert_eq!(said.stdout.lines().count(), 1, "{}", said.stdout);
     assert!(
-        said.stdout
-            .starts_with("not due: playbook `nightly` last succeeded in run "),
+        said.stdout.starts_with("not due: playbook `nightly`: run ")
+            && said.stdout.contains(") succeeded; next slot "),
         "{}",
         said.stdout
     );
@@ -321,9 +321,11 @@ fn overlap_skip_exits_3_with_one_line_and_records_the_slot_skipped() {
         "{message}"
     );
     // A run by hand keeps today's rule: exit 3, nothing recorded.
+    for f in ["held", "release"] {
+        std::fs::remove_file(s.path().join(f)).expect("remove");
+    }
     let mut holder = hold_shared_lock(&s);
     s.ward().args(["run", "p.yml"]).run().expect_code(3);
-    std::fs::remove_file(s.path().join("release")).ok();
     s.write("release", "");
     assert!(holder.wait().expect("wait").success());
     assert_eq!(nightly_runs(&s).len(), 1);
@@ -414,4 +416,37 @@ fn overlap_latest_runs_only_the_newest_waiting_run() {
         .collect();
     states.sort();
     assert_eq!(states, ["skipped", "succeeded"]);
+}
+
+#[test]
+fn a_run_still_going_after_its_slot_makes_if_due_quiet_not_skipped() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: nightly\nschedule: \"0 3 * * *\"\nsteps:\n  - id: a\n    run: touch started; while [ ! -f release ]; do sleep 0.02; done\n",
+    );
+    let now = now_plus(0);
+    let mut first = s
+        .ward()
+        .args(["run", "--if-due", "p.yml"])
+        .env("WARD_NOW", &now)
+        .spawn();
+    assert!(wait_for(10, || s.path().join("started").exists()));
+    // The hourly line an hour later: the slot's run is still going.
+    let r = s
+        .ward()
+        .args(["run", "--if-due", "--progress", "p.yml"])
+        .env("WARD_NOW", &now)
+        .run()
+        .expect_code(0);
+    assert!(
+        r.stdout.contains(") is still running; next slot "),
+        "{}",
+        r.stdout
+    );
+    s.write("release", "");
+    assert!(first.wait().expect("wait").success());
+    let ours = runs(&s);
+    assert_eq!(ours.len(), 1, "no skipped run recorded: {ours:?}");
+    assert_eq!(ours[0]["state"], "succeeded");
 }
