@@ -97,8 +97,14 @@ pub(super) fn draw(most: Duration) -> Duration {
 /// Waits `delay` (the jitter), or until SIGINT, SIGTERM, SIGHUP (unless
 /// ignored, as under `nohup`) or SIGQUIT: then the exit code for that
 /// signal. Nothing was recorded yet and nothing started, so nothing is.
-pub(super) async fn wait(delay: Duration) -> Result<Option<i32>, WardError> {
+/// `announce` runs once the signals are caught (so a signal sent on
+/// seeing its line is never the default, fatal one).
+pub(super) async fn wait(
+    delay: Duration,
+    announce: impl FnOnce(),
+) -> Result<Option<i32>, WardError> {
     let mut signals = crate::execute::Signals::install().map_err(WardError::Runtime)?;
+    announce();
     Ok(tokio::select! {
         () = tokio::time::sleep(delay) => None,
         received = signals.recv() => Some(super::signal_code(received)),

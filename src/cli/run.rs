@@ -122,14 +122,15 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         }
         if let Some((most, written)) = &jitter {
             let delay = due::draw(*most);
-            if progress {
-                println!(
-                    "waiting {} before starting (jitter: up to {}); --no-jitter starts at once",
-                    crate::report::fmt_duration(delay),
-                    written
-                );
-            }
-            if let Some(code) = due::wait(delay).await? {
+            let announce = || {
+                if progress {
+                    println!(
+                        "waiting {} before starting (jitter: up to {written}); --no-jitter starts at once",
+                        crate::report::fmt_duration(delay)
+                    );
+                }
+            };
+            if let Some(code) = due::wait(delay, announce).await? {
                 return Ok(Err(NotRun::Stopped(code)));
             }
             // Another ward may have covered the slot while this one waited.
