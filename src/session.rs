@@ -138,7 +138,8 @@ pub fn recorded_facts_of(run: &RunRecord) -> Result<RunFacts, WardError> {
     })
 }
 
-fn holder(run_id: &str, store: &dyn Store) -> LeaseHolder {
+/// Who a run's lease names: the run, this process, the store's host, now.
+pub fn holder(run_id: &str, store: &dyn Store) -> LeaseHolder {
     LeaseHolder {
         run_id: run_id.to_owned(),
         pid: std::process::id(),
@@ -166,7 +167,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, WardError> {
 }
 
 /// Starts a new run of a plan. `run_id` must be the one the playbook was
-/// checked with (templates may use it).
+/// checked with (templates may use it). `lease`: the run lock if the
+/// caller already took it (a scheduled run that waited for it, see
+/// `overlap:`); otherwise it is taken here, without waiting.
 pub async fn start(
     v: &Plan,
     run_id: &str,
@@ -174,21 +177,25 @@ pub async fn start(
     session: &mut StateSession,
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
+    lease: Option<crate::state::Lease>,
 ) -> Result<Outcome, WardError> {
     let grace = kill_grace()?;
     let holder = holder(run_id, session.store.as_ref());
-    let lease = session
-        .store
-        .acquire_lease(v.playbook.lock_name(), &holder)
-        .await
-        .map_err(|lease| WardError::NotStarted {
-            what: format!(
-                "playbook `{}` ({}) not run",
-                v.playbook.name.value,
-                v.playbook.source.path().display()
-            ),
-            lease: Box::new(lease),
-        })?;
+    let lease = match lease {
+        Some(lease) => lease,
+        None => session
+            .store
+            .acquire_lease(v.playbook.lock_name(), &holder)
+            .await
+            .map_err(|lease| WardError::NotStarted {
+                what: format!(
+                    "playbook `{}` ({}) not run",
+                    v.playbook.name.value,
+                    v.playbook.source.path().display()
+                ),
+                lease: Box::new(lease),
+            })?,
+    };
     for crashed in recovery::reclaim_crashed(
         session.store.as_mut(),
         v.playbook.lock_name(),

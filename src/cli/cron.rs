@@ -8,7 +8,7 @@
 //! ```text
 //! # BEGIN ward (managed by `ward cron`; edit with ward cron install/remove)
 //! # ward playbook: /srv/backup/nightly.yml
-//! 30 2 * * * /usr/local/bin/ward run /srv/backup/nightly.yml
+//! 30 2 * * * /usr/local/bin/ward run --if-due /srv/backup/nightly.yml
 //! # END ward
 //! ```
 
@@ -230,10 +230,11 @@ fn entry(s: &Scheduled, state: Option<&Path>) -> Result<Entry, WardError> {
     let ward = ward_binary()?;
     let ward = one_line("the ward binary's path", &ward.to_string_lossy())?.to_owned();
     let playbook = one_line("the playbook's path", &s.path.to_string_lossy())?.to_owned();
-    // `run --if-due` goes here once it is built (issue 13): the line will
-    // then run more often than the schedule and catch up missed slots.
+    // `--if-due`: a second ward started by the same line (a slot while
+    // the first still runs, a copy of the line that fires more often)
+    // runs only if the slot has no successful run yet.
     let mut line = format!(
-        "{} {} run {}",
+        "{} {} run --if-due {}",
         s.schedule.expr().crontab_fields(),
         cron_word(&ward),
         cron_word(&playbook)

@@ -4,6 +4,7 @@ mod actions;
 mod check;
 mod checked;
 mod cron;
+mod due;
 mod inspect;
 mod next;
 mod plan;
@@ -137,6 +138,13 @@ struct RunArgs {
     /// Run without checking the playbook's `preconditions:` (recorded with the run).
     #[arg(long)]
     skip_preconditions: bool,
+    /// Run only if the schedule's last slot has no successful run yet
+    /// (catch-up from cron; needs `schedule:`); otherwise exit 0.
+    #[arg(long)]
+    if_due: bool,
+    /// Start at once, without the playbook's `jitter:` delay.
+    #[arg(long)]
+    no_jitter: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -63,7 +63,7 @@ pub(super) fn load(file: &Path, command: &str) -> Result<Result<Scheduled, i32>,
 
 /// Now: `WARD_NOW` (a local time in the system's zone; in a repeated hour
 /// the first of the two, in a gap the time after it) or the clock.
-fn now() -> Result<Timestamp, WardError> {
+pub(super) fn now() -> Result<Timestamp, WardError> {
     let set = std::env::var_os(crate::clock::WARD_NOW).is_some_and(|v| !v.is_empty());
     if !set {
         return Ok(Timestamp::now());

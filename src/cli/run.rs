@@ -3,10 +3,11 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use super::vars;
 use super::{OutputArgs, ResumeArgs, RunArgs};
+use super::{due, vars};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
+use crate::model::Overlap;
 use crate::notify;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
 use crate::session::{self, RunSettings, StateSession};
@@ -59,6 +60,22 @@ fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::P
     }
 }
 
+/// How `ward run` ended before a run was started.
+enum NotRun {
+    /// `--if-due` found the playbook not due (exit 0).
+    NotDue,
+    /// A signal ended the jitter wait or the wait for the lock (its exit code).
+    Stopped(i32),
+    /// `overlap: queue | latest` gave up waiting for the lock (recorded
+    /// `skipped`; exit 3 with this line).
+    GaveWay(String),
+}
+
+/// True when the run shows progress (a terminal, or `--progress`).
+fn shows_progress(output: &OutputArgs) -> bool {
+    output.progress || (std::io::stdout().is_terminal() && !output.quiet)
+}
+
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let overrides = vars::parse(&args.vars.vars)?;
     let run_id = session::new_run_id();
@@ -67,19 +84,155 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
+    let schedule = due::schedule_of(&v.playbook);
+    if args.if_due && schedule.is_none() {
+        return Err(WardError::Usage(format!(
+            "{}: playbook `{}` has no `schedule:`, so --if-due cannot tell whether it is due; \
+             add one such as `schedule: \"30 2 * * *\"` (docs/playbook.md, \"Schedule\"), or \
+             run it without --if-due",
+            args.file.display(),
+            v.playbook.name.value
+        )));
+    }
+    let now = super::next::now()?;
+    let progress = shows_progress(&args.output);
+    let jitter = v
+        .playbook
+        .jitter
+        .as_ref()
+        .map(|j| (j.value.std(), j.value.to_string()))
+        .filter(|(j, _)| !args.no_jitter && !j.is_zero());
     let given = args.state.state.as_deref();
     let (mut reporter, mut settings) = reporter(&args.output, given);
     settings.skip_preconditions = args.skip_preconditions;
     let setup = notify::Setup::of(&v.playbook);
+    let name = v.playbook.name.value.clone();
+    let lock = v.playbook.lock_name().to_owned();
+    let overlap = v.playbook.overlap;
     let outcome = session::block_on(async {
         let mut state = StateSession::open(given, Access::Create).await?;
+        if let (true, Some(schedule)) = (args.if_due, &schedule)
+            && let due::Due::No(line) =
+                due::check(state.store.as_ref(), &name, schedule, now).await?
+        {
+            if progress {
+                println!("{line}");
+            }
+            return Ok(Err(NotRun::NotDue));
+        }
+        if let Some((most, written)) = &jitter {
+            let delay = due::draw(*most);
+            let announce = || {
+                if progress {
+                    println!(
+                        "waiting {} before starting (jitter: up to {written}); --no-jitter starts at once",
+                        crate::report::fmt_duration(delay)
+                    );
+                }
+            };
+            if let Some(code) = due::wait(delay, announce).await? {
+                return Ok(Err(NotRun::Stopped(code)));
+            }
+            // Another ward may have covered the slot while this one waited.
+            if let (true, Some(schedule)) = (args.if_due, &schedule)
+                && let due::Due::No(line) =
+                    due::check(state.store.as_ref(), &name, schedule, now).await?
+            {
+                if progress {
+                    println!("{line}");
+                }
+                return Ok(Err(NotRun::NotDue));
+            }
+        }
+        if let Some(schedule) = &schedule {
+            let missed = due::record_missed(state.store.as_mut(), &v, schedule, now).await?;
+            notify_missed(&mut state, &setup, &missed, progress).await;
+        }
+        let mut lease = None;
+        if let (true, Some(schedule)) = (args.if_due && overlap != Overlap::Skip, &schedule) {
+            let holder = session::holder(&run_id, state.store.as_ref());
+            // At most until the next slot: its own run takes over from there.
+            let deadline = schedule.next_after(now).map(|f| {
+                std::time::Duration::from_millis(
+                    u64::try_from(due::ms(f.at.timestamp()) - due::ms(now)).unwrap_or(0),
+                )
+            });
+            let latest = overlap == Overlap::Latest;
+            let why = match due::wait_for_lock(
+                state.store.as_ref(),
+                &lock,
+                &holder,
+                deadline,
+                latest,
+            )
+            .await?
+            {
+                due::Waited::Got(l) => {
+                    lease = Some(l);
+                    None
+                }
+                due::Waited::Stopped(code) => return Ok(Err(NotRun::Stopped(code))),
+                due::Waited::Superseded => Some(format!(
+                    "not run: a newer scheduled run of playbook `{name}` is waiting for the lock \
+                     `{lock}` (overlap: latest); only the newest runs"
+                )),
+                due::Waited::TimedOut => Some(format!(
+                    "not run: the previous run held the lock `{lock}` until the schedule's next \
+                     slot (overlap: queue), whose run takes over"
+                )),
+            };
+            if let Some(why) = why {
+                due::record_overlap_skip(state.store.as_mut(), &v, &run_id, why.clone()).await?;
+                return Ok(Err(NotRun::GaveWay(why)));
+            }
+        }
         let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
-        let outcome =
-            session::start(&v, &run_id, &overrides, &mut state, &settings, &mut pinging).await?;
+        let started = session::start(
+            &v,
+            &run_id,
+            &overrides,
+            &mut state,
+            &settings,
+            &mut pinging,
+            lease,
+        )
+        .await;
+        let outcome = match started {
+            Err(WardError::NotStarted { what, lease })
+                if args.if_due && matches!(*lease, crate::state::LeaseError::Held { .. }) =>
+            {
+                // overlap: skip. The slot came while the previous run still
+                // ran: recorded, so the night shows why it has no backup.
+                let why = format!(
+                    "not run: the previous run still holds the lock (overlap: skip): {lease}"
+                );
+                due::record_overlap_skip(state.store.as_mut(), &v, &run_id, why).await?;
+                return Err(WardError::NotStarted { what, lease });
+            }
+            other => other?,
+        };
         let start_ping = pinging.finish();
         after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
-        Ok::<_, WardError>(outcome)
+        Ok::<_, WardError>(Ok(outcome))
     })??;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(NotRun::NotDue) => return Ok(exit::OK),
+        Err(NotRun::Stopped(code)) => {
+            eprintln!(
+                "{}: playbook `{name}` not run: a signal ended the wait before it; nothing was recorded",
+                Style::stderr().error("stopped")
+            );
+            return Ok(code);
+        }
+        Err(NotRun::GaveWay(why)) => {
+            eprintln!(
+                "{}: run {run_id} of playbook `{name}` {why} (recorded `skipped`)",
+                Style::stderr().error("skipped")
+            );
+            return Ok(exit::LOCKED);
+        }
+    };
     if outcome.ending == crate::execute::Ending::Skipped {
         // The failed checks were printed above; one line to end with.
         eprintln!(
@@ -91,6 +244,40 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         );
     }
     Ok(super::ending_code(outcome.ending))
+}
+
+/// Says (at a terminal) and notifies (`on: [missed]`) each missed slot
+/// just recorded, once: a slot recorded by an earlier ward is not in
+/// `missed`. No metrics: the run that follows writes them.
+async fn notify_missed(
+    state: &mut StateSession,
+    setup: &notify::Setup,
+    missed: &[String],
+    progress: bool,
+) {
+    let quiet = notify::Setup {
+        metrics: None,
+        ..setup.clone()
+    };
+    let shown_state = notify::state_for_commands(state.given.as_deref());
+    for id in missed {
+        if progress && let Ok(Some(run)) = state.store.run(id).await {
+            println!(
+                "missed: {}; recorded as run {id}",
+                run.message
+                    .as_deref()
+                    .unwrap_or("a slot passed without a run")
+            );
+        }
+        let end = notify::RunEnd {
+            run_id: id,
+            ending: crate::execute::Ending::Skipped,
+            message: None,
+            resumed: false,
+            state: shown_state.as_deref(),
+        };
+        notify::after_run(state.store.as_mut(), &quiet, &end, None).await;
+    }
 }
 
 /// Notifications and metrics once the run ended, however it ended; they
@@ -157,6 +344,15 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
             run.id,
             run.playbook_name,
             run.id,
+            crate::shell::quote(&run.playbook_path)
+        )));
+    }
+    if run.state == RunState::Missed {
+        return Err(WardError::Usage(format!(
+            "run {} of playbook {} is a missed slot of its schedule: no step was meant to run \
+             in it, so there is nothing to resume; start a new run with `ward run {}`",
+            run.id,
+            run.playbook_name,
             crate::shell::quote(&run.playbook_path)
         )));
     }

@@ -29,13 +29,18 @@ pub(super) fn systemd(args: &SystemdArgs) -> Result<i32, WardError> {
     let ward = ward_binary()?;
     let ward = one_line("the ward binary's path", &ward.to_string_lossy())?.to_owned();
     let playbook = one_line("the playbook's path", &s.path.to_string_lossy())?.to_owned();
-    let mut exec = format!("{} run {}", exec_word(&ward), exec_word(&playbook));
+    // The timer applies the jitter (RandomizedDelaySec=), so ward must not
+    // wait again (`--no-jitter`); `--if-due` lets a `Persistent=true` catch-up
+    // after downtime run only when the last slot has no successful run.
+    let mut exec = format!(
+        "{} run --if-due --no-jitter {}",
+        exec_word(&ward),
+        exec_word(&playbook)
+    );
     if let Some(state) = &state {
         let state = one_line("the --state path", &state.to_string_lossy())?.to_owned();
         exec.push_str(&format!(" --state {}", exec_word(&state)));
     }
-    // The timer applies the jitter (RandomizedDelaySec=); once `ward run`
-    // applies `jitter:` itself (issue 13), this line gets `--no-jitter`.
     let zone = s.schedule.zone();
     let calendars = on_calendar(s.schedule.expr(), zone.is_explicit().then(|| zone.name()));
     let unit = format!("ward-{}", s.name);

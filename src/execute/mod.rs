@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use events::{Event, Reporter, StepEnd};
 pub use scheduler::{Execution, Outcome, Start, execute, keeps_children};
-pub use signals::Received as StopSignal;
+pub use signals::{Received as StopSignal, Signals};
 
 /// How a run ended, for the CLI to map onto its exit codes
 /// (`crate::error::exit`); the engine chooses no exit code itself.

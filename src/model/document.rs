@@ -52,6 +52,12 @@ pub struct PlaybookDoc {
     /// At most this long a scheduled run waits at random before it starts,
     /// to spread load (e.g. `20m`).
     pub jitter: Option<Duration>,
+    /// What a scheduled run (`ward run --if-due`) does while the previous
+    /// run still holds the lock: `skip` (default: exit 3, recorded
+    /// `skipped`), `queue` (wait, at most until the next fire time, then
+    /// run) or `latest` (wait like `queue`; of several waiting, only the
+    /// newest runs).
+    pub overlap: Option<super::Overlap>,
     /// The IANA time zone `schedule` is read in, e.g. `Europe/Berlin`
     /// (default: the system's).
     #[schemars(length(min = 1), example = "Europe/Berlin")]

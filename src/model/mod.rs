@@ -16,7 +16,7 @@ mod when;
 pub use document::{DefaultsDoc, PlaybookDoc, StepDoc};
 pub use duration::{Duration, DurationError};
 pub use notify::Notify;
-pub use playbook::{Defaults, NO_SPAN, Playbook, Var};
+pub use playbook::{Defaults, NO_SPAN, Overlap, Playbook, Var};
 pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;

@@ -28,6 +28,9 @@ pub enum NotifyOn {
     Recovered,
     /// The run was skipped (a precondition did not hold).
     Skipped,
+    /// A slot of the schedule passed without a run (machine off, suspended,
+    /// clock jumped); sent once per slot, by the next run.
+    Missed,
 }
 
 impl NotifyOn {
@@ -38,12 +41,13 @@ impl NotifyOn {
             NotifyOn::Success => "success",
             NotifyOn::Recovered => "recovered",
             NotifyOn::Skipped => "skipped",
+            NotifyOn::Missed => "missed",
         }
     }
 }
 
 /// `on:` when a notifier does not say: only what needs a person.
-pub const DEFAULT_ON: &[NotifyOn] = &[NotifyOn::Failure, NotifyOn::Recovered];
+pub const DEFAULT_ON: &[NotifyOn] = &[NotifyOn::Failure, NotifyOn::Recovered, NotifyOn::Missed];
 
 /// `notify:` of a playbook.
 #[derive(Clone, Debug, Default)]

@@ -28,6 +28,9 @@ pub struct Playbook {
     pub schedule: Option<Spanned<String>>,
     /// `jitter:`, the most a scheduled run waits at random before it starts.
     pub jitter: Option<Spanned<Duration>>,
+    /// `overlap:`, what a scheduled run (`--if-due`) does while the previous
+    /// run still holds the lock.
+    pub overlap: Overlap,
     /// `timezone:`, the IANA zone `schedule:` is read in (default: the system's).
     pub timezone: Option<Spanned<String>>,
     /// `notify:` (model/notify.rs).
@@ -44,6 +47,32 @@ impl Playbook {
     /// The lock name: `lock:` if set, else the playbook name.
     pub fn lock_name(&self) -> &str {
         self.lock.as_ref().map_or(&self.name.value, |l| &l.value)
+    }
+}
+
+/// `overlap:`: what a scheduled run (`ward run --if-due`) does when the
+/// previous run still holds the lock (docs/playbook.md, "Overlap").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// Do not run: exit 3 and record the run `skipped` (the default).
+    #[default]
+    Skip,
+    /// Wait for the lock (at most until the schedule's next fire time), then run.
+    Queue,
+    /// Wait like `queue`, but when several wait only the newest runs; the
+    /// others are recorded `skipped`.
+    Latest,
+}
+
+impl Overlap {
+    /// The word `overlap:` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Latest => "latest",
+        }
     }
 }
 

@@ -230,6 +230,8 @@ pub fn deliver(setup: &Setup, summary: &Summary) -> Vec<Undelivered> {
             let (word, url) = match summary.result {
                 RunResult::Succeeded => ("success", &p.success),
                 RunResult::Skipped => ("skipped", &None),
+                // The service saw no ping at the slot and alarms by itself.
+                RunResult::Missed => ("missed", &None),
                 RunResult::Failed | RunResult::Interrupted | RunResult::StateLost => {
                     ("failure", &p.failure)
                 }

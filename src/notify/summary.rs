@@ -33,6 +33,8 @@ pub enum RunResult {
     StateLost,
     /// A precondition failed: no step ran.
     Skipped,
+    /// A slot of the schedule passed without a run (a `missed` run).
+    Missed,
 }
 
 impl RunResult {
@@ -55,10 +57,12 @@ impl RunResult {
             RunResult::Interrupted => "interrupted",
             RunResult::StateLost => "state-lost",
             RunResult::Skipped => "skipped",
+            RunResult::Missed => "missed",
         }
     }
 
     /// Every value, for metrics that list them all.
+    /// (Not `Missed`: a missed run writes no metrics, the run after it does.)
     pub const ALL: [RunResult; 5] = [
         RunResult::Succeeded,
         RunResult::Failed,
@@ -245,7 +249,12 @@ pub fn from_records(
     earlier: &[RunRecord],
     end: &RunEnd<'_>,
 ) -> Summary {
-    let result = RunResult::of(end.ending);
+    // A missed slot is a record, not an ending of the executor.
+    let result = if run.state == RunState::Missed {
+        RunResult::Missed
+    } else {
+        RunResult::of(end.ending)
+    };
     let previous = earlier
         .iter()
         .find(|r| r.id != run.id && r.state != RunState::Running && r.started_at <= run.started_at)
@@ -262,6 +271,7 @@ pub fn from_records(
         RunResult::Succeeded if recovered => vec![NotifyOn::Success, NotifyOn::Recovered],
         RunResult::Succeeded => vec![NotifyOn::Success],
         RunResult::Skipped => vec![NotifyOn::Skipped],
+        RunResult::Missed => vec![NotifyOn::Missed],
         RunResult::Failed | RunResult::Interrupted | RunResult::StateLost => {
             vec![NotifyOn::Failure]
         }
@@ -383,7 +393,12 @@ pub fn from_records(
         warnings,
         bytes_copied,
         snapshots,
-        commands: next_commands(&run.id, end.state, result == RunResult::Succeeded),
+        commands: next_commands(
+            &run.id,
+            end.state,
+            // Nothing to resume: no step of a missed run was meant to run.
+            matches!(result, RunResult::Succeeded | RunResult::Missed),
+        ),
         ward_version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }
@@ -448,6 +463,7 @@ impl Summary {
             RunResult::Interrupted => "INTERRUPTED",
             RunResult::StateLost => "FAILED (state not recorded)",
             RunResult::Skipped => "SKIPPED (a precondition was not met)",
+            RunResult::Missed => "MISSED (a scheduled slot passed without a run)",
         }
     }
 
@@ -603,6 +619,7 @@ mod tests {
             message: None,
             max_age_ms: None,
             preconditions: None,
+            slot_at: None,
         }
     }
 
@@ -690,6 +707,41 @@ mod tests {
         // The last success of a failed run is the newest earlier success.
         assert_eq!(failed.last_success_unix, Some(15.0));
         assert_eq!(failed.commands.resume.as_deref(), Some("ward resume r3"));
+    }
+
+    #[test]
+    fn a_missed_slot_is_its_own_result_with_nothing_to_resume_and_the_next_success_recovers() {
+        let mut missed = run("m1", RunState::Missed, 20_000);
+        missed.slot_at = Some(20_000);
+        let s = from_records(
+            &missed,
+            &[],
+            &[],
+            std::slice::from_ref(&missed),
+            &end(Ending::Skipped, false),
+        );
+        assert_eq!(s.result, RunResult::Missed);
+        assert_eq!(s.events, vec![NotifyOn::Missed]);
+        assert_eq!(
+            s.headline(),
+            "MISSED (a scheduled slot passed without a run)"
+        );
+        assert!(s.matches(crate::model::notify::DEFAULT_ON));
+        assert!(!s.matches(&[NotifyOn::Failure, NotifyOn::Skipped]));
+        assert_eq!(s.commands.resume, None);
+        assert!(s.steps.is_empty());
+        // Metrics are not written for a missed run: no series for it.
+        assert!(!RunResult::ALL.contains(&RunResult::Missed));
+        // The run after a missed slot: its previous finished run did not succeed.
+        let this = run("r3", RunState::Succeeded, 30_000);
+        let after = from_records(
+            &this,
+            &[],
+            &[],
+            &[this.clone(), missed, run("r1", RunState::Succeeded, 10_000)],
+            &end(Ending::Succeeded, false),
+        );
+        assert_eq!(after.events, vec![NotifyOn::Success, NotifyOn::Recovered]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "steps",
     "schedule",
     "jitter",
+    "overlap",
     "timezone",
     "notify",
     "metrics",

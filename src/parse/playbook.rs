@@ -51,6 +51,7 @@ pub(super) fn decode(
     let mut steps = None;
     let mut schedule = None;
     let mut jitter = None;
+    let mut overlap = crate::model::Overlap::default();
     let mut timezone = None;
     let (mut notify, mut metrics) = Default::default();
     let mut preconditions = Vec::new();
@@ -103,6 +104,11 @@ pub(super) fn decode(
             "steps" => steps = Some(step::decode_all(value, diags)),
             "schedule" => schedule = ctx.value::<String>("schedule", value, diags),
             "jitter" => jitter = ctx.value("jitter", value, diags),
+            "overlap" => {
+                if let Some(o) = ctx.value::<crate::model::Overlap>("overlap", value, diags) {
+                    overlap = o.value;
+                }
+            }
             "timezone" => timezone = ctx.value::<String>("timezone", value, diags),
             "notify" => notify = super::notify::decode(value, diags),
             "metrics" => metrics = super::notify::decode_metrics(value, diags),
@@ -153,6 +159,7 @@ pub(super) fn decode(
         steps: steps.unwrap_or_default(),
         schedule,
         jitter,
+        overlap,
         timezone,
         notify,
         metrics,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::host::HostIdentity;
 use super::lease::{LeaseFuture, LeaseHolder};
-use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord};
+use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
 use super::{Store, StoreFuture};
 
 /// The environment variable that arms the fault.
@@ -76,6 +76,17 @@ impl Store for KillAfter {
             done.await?;
             KillAfter::committed(commits, at);
             Ok(())
+        })
+    }
+
+    fn record_unrun(&mut self, run: UnrunRun) -> StoreFuture<'_, bool> {
+        let at = self.at;
+        let commits = &mut self.commits;
+        let done = self.inner.record_unrun(run);
+        Box::pin(async move {
+            let new = done.await?;
+            KillAfter::committed(commits, at);
+            Ok(new)
         })
     }
 

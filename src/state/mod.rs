@@ -36,7 +36,7 @@ pub use location::open;
 pub use preflight::{CheckRecord, PreconditionsRecord};
 pub use records::{
     AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RecordedFacts,
-    RunRecord, RunState, StepRecord, StepState, Unflushed, Unreadable,
+    RunRecord, RunState, StepRecord, StepState, Unflushed, Unreadable, UnrunRun,
 };
 
 /// What a command may do to the state.
@@ -71,6 +71,10 @@ pub trait Store: Send + Sync {
     fn acquire_lease<'a>(&'a self, name: &'a str, holder: &'a LeaseHolder) -> LeaseFuture<'a>;
     /// Records a new run and its steps (all `pending`).
     fn create_run(&mut self, run: NewRun, steps: Vec<NewStep>) -> StoreFuture<'_, ()>;
+    /// Records a run that ended without running a step (a missed slot, a
+    /// skipped overlap). False when it is a missed slot already recorded
+    /// (same playbook name and `slot_at`): then nothing was written.
+    fn record_unrun(&mut self, run: UnrunRun) -> StoreFuture<'_, bool>;
     /// Commits a batch of changes to one run atomically and durably.
     fn apply(&mut self, run_id: &str, changes: Vec<Change>) -> StoreFuture<'_, ()>;
     /// One run by id.

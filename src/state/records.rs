@@ -18,8 +18,14 @@ pub enum RunState {
     Interrupted,
     /// Its process died without recording an end (found by the next run).
     Crashed,
-    /// A precondition failed: no step ran (the message names the checks).
+    /// No step ran: a precondition failed, or (a scheduled run) the
+    /// previous run still held the lock under `overlap: skip` or was
+    /// superseded under `overlap: latest`; the message says which.
     Skipped,
+    /// A slot of the playbook's schedule passed without a run (the machine
+    /// was off, suspended, or its clock jumped); recorded, with no steps,
+    /// by the next run, at the slot's time (`slot_at`).
+    Missed,
 }
 
 /// The state of one step in a run.
@@ -69,6 +75,7 @@ text_enum!(RunState {
     Interrupted = "interrupted",
     Crashed = "crashed",
     Skipped = "skipped",
+    Missed = "missed",
 });
 
 text_enum!(StepState {
@@ -242,6 +249,46 @@ pub struct RunRecord {
     /// the run was recorded by a ward without them; left out of JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preconditions: Option<super::PreconditionsRecord>,
+    /// A `missed` run: the schedule's fire time it stands for, Unix ms
+    /// (left out of JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_at: Option<i64>,
+}
+
+/// A run recorded as already ended with no step run: a `missed` slot, or a
+/// scheduled run `skipped` because the previous one still held the lock.
+#[derive(Clone, Debug)]
+pub struct UnrunRun {
+    /// Unique, sortable id.
+    pub id: String,
+    /// `Missed` or `Skipped`.
+    pub state: RunState,
+    /// The playbook's `name:`.
+    pub playbook_name: String,
+    /// Absolute path of the playbook file.
+    pub playbook_path: String,
+    /// sha256 of the playbook file.
+    pub playbook_hash: String,
+    /// The playbook's text.
+    pub playbook_text: String,
+    /// The run lock's name.
+    pub lock_name: String,
+    /// Host name.
+    pub host: String,
+    /// The recording ward's pid.
+    pub pid: u32,
+    /// ward's version.
+    pub ward_version: String,
+    /// Unix ms: the slot for a missed run, now for a skipped one; it is
+    /// both the start and the end.
+    pub at: i64,
+    /// Why, in words.
+    pub message: String,
+    /// A missed run's slot (Unix ms): the store records each (playbook
+    /// name, slot) at most once.
+    pub slot_at: Option<i64>,
+    /// The playbook's `max_age:` in milliseconds.
+    pub max_age_ms: Option<i64>,
 }
 
 /// A recorded step.

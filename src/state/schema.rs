@@ -15,6 +15,8 @@ pub const VERSIONS: &[&str] = &[
     "steps.unflushed: output of a succeeded step not yet flushed to disk (recovery rule 6)",
     "runs.max_age_ms and runs.preconditions_json: `max_age` for `ward check`, what the \
      preconditions found (run state `skipped`)",
+    "runs.slot_at: the schedule slot a `missed` run stands for, each (playbook name, slot) \
+     recorded once (run state `missed`)",
 ];
 
 /// The version this ward writes.

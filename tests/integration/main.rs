@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `ward` binary on real files.
 
+mod catchup;
 mod children;
 mod exit_codes;
 mod finalizers;

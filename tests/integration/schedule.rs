@@ -253,7 +253,7 @@ fn cron_install_list_reinstall_remove_keeps_foreign_lines() {
         .arg(&a)
         .run()
         .expect_code(0);
-    let a_line = format!("30 2 * * 1-5 {ward_bin} run {a_path}");
+    let a_line = format!("30 2 * * 1-5 {ward_bin} run --if-due {a_path}");
     assert_eq!(
         run.stdout,
         format!(
@@ -270,7 +270,7 @@ fn cron_install_list_reinstall_remove_keeps_foreign_lines() {
         .arg(&b)
         .run()
         .expect_code(0);
-    let b_line = format!("0 * * * * {ward_bin} run {b_path}");
+    let b_line = format!("0 * * * * {ward_bin} run --if-due {b_path}");
     let installed = spool.list();
     assert_eq!(
         installed,
@@ -303,7 +303,7 @@ fn cron_install_list_reinstall_remove_keeps_foreign_lines() {
         .expect_code(0);
     assert!(run.stdout.starts_with("replaced: "), "{}", run.stdout);
     let a_line2 = format!(
-        "15 3 * * * {ward_bin} run {a_path} --state {}",
+        "15 3 * * * {ward_bin} run --if-due {a_path} --state {}",
         state.display()
     );
     let listed = spool.list();
@@ -408,7 +408,7 @@ fn systemd_print_writes_a_service_and_a_timer() {
         run.stdout,
         format!(
             "# ward-nightly.service\n[Unit]\nDescription=ward playbook nightly\n\n\
-             [Service]\nType=oneshot\nExecStart={} run {path}\n\n\
+             [Service]\nType=oneshot\nExecStart={} run --if-due --no-jitter {path}\n\n\
              # ward-nightly.timer\n[Unit]\n\
              Description=Run ward playbook nightly on its schedule (30 2 1,15 * fri)\n\n\
              [Timer]\nOnCalendar=Fri *-*-* 02:30:00 Europe/Berlin\n\

@@ -37,6 +37,12 @@ const FIXTURES: &[Fixture] = &[
         succeeded: "20261202-063844-9f8f",
         failed: "20261202-063844-63cc",
     },
+    Fixture {
+        file: "v4.db",
+        version: 4,
+        succeeded: "20261202-074934-99ca",
+        failed: "20261202-074935-4ecb",
+    },
 ];
 
 fn user_version(db: &Path) -> i64 {

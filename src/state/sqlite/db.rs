@@ -14,7 +14,7 @@ use rusqlite::{
 
 use super::super::records::{
     AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RunRecord,
-    RunState, StepRecord, StepState, Unreadable,
+    RunState, StepRecord, StepState, Unreadable, UnrunRun,
 };
 use super::super::schema::{self, Upgrade};
 use super::super::{StateError, private};
@@ -289,7 +289,7 @@ fn migrate(conn: &mut Connection, path: &Path, write: bool) -> Result<(), StateE
 
 const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
      vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, finished_at, \
-     resumes, message, max_age_ms, preconditions_json";
+     resumes, message, max_age_ms, preconditions_json, slot_at";
 
 fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StateError>> {
     let state: String = r.get(9)?;
@@ -334,6 +334,7 @@ fn run_row(path: &Path, r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, State
         message: r.get(16)?,
         max_age_ms: r.get(17)?,
         preconditions,
+        slot_at: r.get(19)?,
     }))
 }
 
@@ -438,6 +439,49 @@ impl Db {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    pub(super) fn record_unrun(&mut self, run: &UnrunRun) -> Result<bool, StateError> {
+        let path = self.path.clone();
+        let err = |source| sqlite_err(&path, source);
+        let tx = self.conn.transaction().map_err(err)?;
+        // A missed slot already recorded (the unique index on playbook
+        // name and slot) is left as it is.
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO runs (id, playbook_name, playbook_path, playbook_hash, \
+                 playbook_text, lock_name, vars_json, overrides_json, facts_json, state, host, pid, \
+                 ward_version, started_at, finished_at, message, max_age_ms, slot_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, '{}', '{}', 'null', ?7, ?8, ?9, ?10, ?11, ?11, ?12, \
+                 ?13, ?14)",
+                params![
+                    run.id,
+                    run.playbook_name,
+                    run.playbook_path,
+                    run.playbook_hash,
+                    run.playbook_text,
+                    run.lock_name,
+                    run.state.as_str(),
+                    run.host,
+                    run.pid,
+                    run.ward_version,
+                    run.at,
+                    run.message,
+                    run.max_age_ms,
+                    run.slot_at
+                ],
+            )
+            .map_err(err)?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO events (run_id, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
+            params![run.id, run.at, format!("run-{}", run.state), run.message],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(true)
     }
 
     pub(super) fn apply(&mut self, run_id: &str, changes: &[Change]) -> Result<(), StateError> {

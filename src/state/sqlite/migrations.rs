@@ -91,6 +91,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN preconditions_json TEXT;
     CREATE INDEX runs_by_playbook_state ON runs (playbook_name, state, finished_at);
     "#,
+    // 4: a slot of the schedule that passed without a run is recorded as a
+    // run in state `missed` (no steps) with the slot's instant (Unix ms);
+    // the unique index makes "each missed slot once" the database's rule.
+    r#"
+    ALTER TABLE runs ADD COLUMN slot_at INTEGER;
+    CREATE UNIQUE INDEX runs_by_slot ON runs (playbook_name, slot_at) WHERE slot_at IS NOT NULL;
+    "#,
 ];
 
 // One migration per version of the logical schema, no more, no less.

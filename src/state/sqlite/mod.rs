@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
-use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord};
+use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
 use super::{Access, StateError, Store, StoreFuture};
 use db::Db;
 use lock::RunLock;
@@ -101,6 +101,10 @@ impl Store for SqliteStore {
 
     fn create_run(&mut self, run: NewRun, steps: Vec<NewStep>) -> StoreFuture<'_, ()> {
         self.call(move |db| db.create_run(&run, &steps))
+    }
+
+    fn record_unrun(&mut self, run: UnrunRun) -> StoreFuture<'_, bool> {
+        self.call(move |db| db.record_unrun(&run))
     }
 
     fn apply(&mut self, run_id: &str, changes: Vec<Change>) -> StoreFuture<'_, ()> {
