@@ -9,7 +9,7 @@ use crate::error::{WardError, exit};
 use crate::execute::Reporter;
 use crate::model::Overlap;
 use crate::notify;
-use crate::report::{ProgressReporter, QuietReporter, Style, local_time, render_human};
+use crate::report::{ProgressReporter, QuietReporter, Style, local_time};
 use crate::session::{self, RunSettings, StateSession};
 use crate::state::{Access, RunState};
 
@@ -36,30 +36,6 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
     }
 }
 
-/// Prints diagnostics; returns the plan or the exit code.
-fn report_checked(checked: crate::Checked, shown: &str) -> Result<crate::plan::Plan, i32> {
-    let stderr = std::io::stderr();
-    let _ = render_human(
-        &mut stderr.lock(),
-        Some(&checked.source),
-        shown,
-        &checked.diagnostics,
-        Style::stderr(),
-    );
-    match checked.plan {
-        Some(v) => Ok(v),
-        None => {
-            let count = checked.diagnostics.iter().filter(|d| d.is_error()).count();
-            eprintln!(
-                "{}: {shown}: {}; nothing was run",
-                Style::stderr().error("invalid"),
-                crate::report::count(count, "error")
-            );
-            Err(exit::USAGE)
-        }
-    }
-}
-
 /// How `ward run` ended before a run was started.
 enum NotRun {
     /// `--if-due` found the playbook not due (exit 0).
@@ -76,11 +52,18 @@ fn shows_progress(output: &OutputArgs) -> bool {
     output.progress || (std::io::stdout().is_terminal() && !output.quiet)
 }
 
+/// How the closing line of an invalid playbook ends, for run and resume.
+const NOTHING_RUN: &str = "; nothing was run";
+
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let overrides = vars::parse(&args.vars.vars)?;
     let run_id = session::new_run_id();
     let checked = crate::check_file(&args.file, &overrides, &run_id)?;
-    let v = match report_checked(checked, &args.file.display().to_string()) {
+    let v = match super::checked::plan_or_exit(
+        checked,
+        &args.file.display().to_string(),
+        NOTHING_RUN,
+    ) {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
@@ -361,7 +344,7 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     let facts = session::recorded_facts_of(&run)?;
     let path = std::path::PathBuf::from(&run.playbook_path);
     let checked = crate::check_file_with(&path, &overrides, facts)?;
-    let v = match report_checked(checked, &run.playbook_path) {
+    let v = match super::checked::plan_or_exit(checked, &run.playbook_path, NOTHING_RUN) {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
