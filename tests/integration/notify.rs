@@ -872,3 +872,153 @@ fn https_pings_trust_the_public_roots_or_the_given_ca_only() {
     );
     drop(server);
 }
+
+/// A hostile server from tests/support/slow_server.py.
+fn slow_server(mode: &str) -> Option<Server> {
+    let Some(python) = python_with("socket") else {
+        eprintln!("skipped: no python3");
+        return None;
+    };
+    Some(start(python, "tests/support/slow_server.py", &[mode]))
+}
+
+/// Every file in the state's folder, as bytes (the database and its
+/// journal files).
+fn state_bytes(s: &Scratch) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::read_dir(s.state().parent().expect("state folder"))
+        .expect("state folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn holds(bytes: &[u8], text: &str) -> bool {
+    bytes.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+#[test]
+fn a_password_pasted_as_the_variable_name_is_not_repeated_at_send_time() {
+    let s = Scratch::new();
+    let secret = "Xk9vQ2pLm7Rt";
+    s.write(
+        "p.yml",
+        &flaky(&format!(
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: 127.0.0.1\n    port: 9\n    tls: none\n    user: ward\n    password_env: {secret}\n    on: [success]\n"
+        )),
+    );
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(
+        run.stderr
+            .contains("the variable named by `password_env` is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(secret), "{}", run.stderr);
+    assert!(!run.stdout.contains(secret), "{}", run.stdout);
+    let id = run_ids(&s)[0].clone();
+    let notes = events(&s, &id, "notify-failed");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(!notes[0].contains(secret), "{notes:?}");
+    // `ward log`/`ward status` read the same records.
+    let status = s.ward().args(["status", "--json"]).run();
+    assert!(!status.stdout.contains(secret), "{}", status.stdout);
+}
+
+#[test]
+fn validate_never_shows_a_line_that_may_hold_a_secret() {
+    let s = Scratch::new();
+    let cases = [
+        (
+            "Hunter3Secret",
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    user: ward\n    password_env: \"not a name Hunter3Secret\"\n",
+        ),
+        (
+            "TOKEN9fj3",
+            "notify:\n  ping:\n    success: http://user:TOKEN9fj3@127.0.0.1/x\n",
+        ),
+        (
+            "TOKEN4kq8",
+            "notify:\n  ping:\n    failure: \"ftp://hc-ping.example/TOKEN4kq8\"\n",
+        ),
+        (
+            "Pw7hidden",
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    user: ward\n    pasword: Pw7hidden\n    password_env: SMTP_PW\n",
+        ),
+        (
+            "Pw8hidden",
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    password_env: [Pw8hidden]\n    user: ward\n",
+        ),
+    ];
+    for (secret, notify) in cases {
+        s.write(
+            "p.yml",
+            &format!("ward: 1\nname: p\n{notify}steps:\n  - id: s\n    run: \"true\"\n"),
+        );
+        let human = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+        assert!(human.stderr.contains("p.yml:"), "{}", human.stderr);
+        let json = s
+            .ward()
+            .args(["validate", "p.yml", "--format", "json"])
+            .run()
+            .expect_code(2);
+        assert!(json.stdout.contains("\"line\""), "{}", json.stdout);
+        for out in [&human.stdout, &human.stderr, &json.stdout, &json.stderr] {
+            assert!(!out.contains(secret), "{secret}: {out}");
+        }
+    }
+}
+
+#[test]
+fn an_smtp_server_echoing_the_login_does_not_leak_the_password() {
+    let s = Scratch::new();
+    let Some(server) = slow_server("smtp-echo") else {
+        return;
+    };
+    let password = "Echo-pw-55120";
+    // PLAIN (lettre's first choice) and the plain password: both forms
+    // the server repeats must be hidden.
+    let b64 = |t: &str| {
+        let out = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(t.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("base64");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let plain = b64(&format!("\0ward\0{password}"));
+    s.write(
+        "p.yml",
+        &flaky(&format!(
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    user: ward\n    password_env: WARD_TEST_ECHO_PW\n    timeout: 5s\n    on: [success]\n",
+            server.port
+        )),
+    );
+    let run = s
+        .ward()
+        .args(["run", "p.yml"])
+        .env("WARD_TEST_ECHO_PW", password)
+        .run()
+        .expect_code(0);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("notification not sent (email"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(line.contains("refused: AUTH PLAIN ********"), "{line}");
+    for form in [password, plain.as_str(), plain.trim_end_matches('=')] {
+        assert!(!run.stderr.contains(form), "{form}: {}", run.stderr);
+        for (path, bytes) in state_bytes(&s) {
+            assert!(!holds(&bytes, form), "{form} in {}", path.display());
+        }
+    }
+}
