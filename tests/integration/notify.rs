@@ -1022,3 +1022,49 @@ fn an_smtp_server_echoing_the_login_does_not_leak_the_password() {
         }
     }
 }
+
+#[test]
+fn a_server_answering_one_byte_at_a_time_cannot_hold_a_ping_or_a_mail_past_its_timeout() {
+    let s = Scratch::new();
+    let Some(server) = slow_server("trickle") else {
+        return;
+    };
+    let port = server.port;
+    for (channel, notify) in [
+        (
+            "ping success",
+            format!(
+                "notify:\n  ping:\n    success: http://127.0.0.1:{port}/ping/tok\n    timeout: 1s\n"
+            ),
+        ),
+        (
+            "email via 127.0.0.1",
+            format!(
+                "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    timeout: 1s\n    on: [success]\n"
+            ),
+        ),
+    ] {
+        s.write("p.yml", &flaky(&notify));
+        let started = Instant::now();
+        // `timeout` ends a ward that would wait for ever (exit 124).
+        let run = s
+            .ward_via(&["timeout", "-k", "5", "30"])
+            .args(["run", "p.yml"])
+            .run()
+            .expect_code(0);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "{channel}: the run took {took:?}"
+        );
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("notification not sent ({channel}")))
+            .unwrap_or_else(|| panic!("{channel}: {}", run.stderr));
+        assert!(
+            line.contains("in time") || line.contains("within the timeout"),
+            "{line}"
+        );
+    }
+}
