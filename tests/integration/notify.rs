@@ -1068,3 +1068,87 @@ fn a_server_answering_one_byte_at_a_time_cannot_hold_a_ping_or_a_mail_past_its_t
         );
     }
 }
+
+#[test]
+fn a_held_lock_a_fifo_or_a_symlink_at_the_metrics_path_never_hangs_a_run() {
+    let s = Scratch::new();
+    let Some(python) = python_with("fcntl") else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    let dir = s.path().join("textfile");
+    std::fs::create_dir_all(&dir).expect("folder");
+    let prom = dir.join("ward.prom");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: alpha\nmetrics: textfile/ward.prom\nsteps:\n  - id: s\n    run: \"true\"\n",
+    );
+    let run = || {
+        let started = Instant::now();
+        // `timeout` ends a ward that would wait for ever (exit 124).
+        let run = s
+            .ward_via(&["timeout", "-k", "5", "40"])
+            .args(["run", "p.yml"])
+            .run()
+            .expect_code(0);
+        (run, started.elapsed())
+    };
+
+    // A FIFO: not read, replaced.
+    let made = Command::new(python)
+        .args(["-c", "import os,sys; os.mkfifo(sys.argv[1])"])
+        .arg(&prom)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (out, took) = run();
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(
+        out.stderr.contains("is not a regular file"),
+        "{}",
+        out.stderr
+    );
+    assert!(std::fs::symlink_metadata(&prom).expect("prom").is_file());
+    assert!(
+        s.read("textfile/ward.prom")
+            .contains("ward_last_run_success{playbook=\"alpha\"} 1")
+    );
+
+    // A symlink to /dev/zero: not followed, replaced; /dev/zero untouched.
+    std::fs::remove_file(&prom).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &prom).expect("symlink");
+    let (out, took) = run();
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(out.stderr.contains("is a symbolic link"), "{}", out.stderr);
+    assert!(std::fs::symlink_metadata(&prom).expect("prom").is_file());
+
+    // A shared lock held by another user's process: ward gives up after
+    // its bound, notes it, and the run's result stands.
+    let lock = dir.join(".ward.prom.lock");
+    let mut holder = Command::new(python)
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)",
+        ])
+        .arg(&lock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("held");
+    assert_eq!(line.trim(), "held");
+    let (out, took) = run();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert!(
+        out.stderr
+            .contains("warning: notification not sent (metrics): another process has held"),
+        "{}",
+        out.stderr
+    );
+    let id = run_ids(&s)[0].clone();
+    assert_eq!(events(&s, &id, "notify-failed").len(), 1);
+}
