@@ -1152,3 +1152,34 @@ fn a_held_lock_a_fifo_or_a_symlink_at_the_metrics_path_never_hangs_a_run() {
     let id = run_ids(&s)[0].clone();
     assert_eq!(events(&s, &id, "notify-failed").len(), 1);
 }
+
+#[test]
+fn a_step_printing_one_huge_line_gives_a_small_summary_and_ward_log_keeps_it_whole() {
+    let s = Scratch::new();
+    // 3 MB on one line, then 20 short lines.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: noisy\nnotify:\n  command:\n    cmd: [sh, -c, 'cat > hook.json']\n    on: [failure]\nsteps:\n  - id: dump\n    run: head -c 3000000 /dev/zero | tr '\\0' a; echo; for i in $(seq 1 20); do echo \"line $i\"; done; exit 1\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let json = s.read("hook.json");
+    assert!(json.len() < 70 * 1024, "summary is {} bytes", json.len());
+    let hook: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let tail: Vec<&str> = hook["failures"][0]["log_tail"]
+        .as_array()
+        .expect("log_tail")
+        .iter()
+        .map(|l| l.as_str().expect("line"))
+        .collect();
+    assert_eq!(tail.len(), 21, "{tail:.200?}");
+    let huge = tail[0];
+    assert!(
+        huge.starts_with("[start of line cut] aaaa") && huge.ends_with("a [rest of line cut]"),
+        "{huge:.80}"
+    );
+    assert!(huge.len() < 600, "{}", huge.len());
+    assert_eq!(tail[20], "line 20");
+    // `ward log` still shows the whole log.
+    let log = s.ward().args(["log", "last", "dump"]).run().expect_code(0);
+    assert!(log.stdout.len() > 3_000_000, "{}", log.stdout.len());
+}
