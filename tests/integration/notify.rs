@@ -1183,3 +1183,53 @@ fn a_step_printing_one_huge_line_gives_a_small_summary_and_ward_log_keeps_it_who
     let log = s.ward().args(["log", "last", "dump"]).run().expect_code(0);
     assert!(log.stdout.len() > 3_000_000, "{}", log.stdout.len());
 }
+
+#[test]
+fn a_skipped_night_between_two_successes_is_no_recovery() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: guarded\npreconditions:\n  - path_exists: disk\nnotify:\n  command:\n    cmd: [sh, -c, 'cat >> hook.jsonl; echo >> hook.jsonl']\nsteps:\n  - id: s\n    run: \"true\"\n",
+    );
+    s.write("disk", "");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    std::fs::remove_file(s.path().join("disk")).expect("rm");
+    s.ward().args(["run", "p.yml"]).run().expect_code(6);
+    s.write("disk", "");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    // The default `on: [failure, recovered]`: nothing happened to tell.
+    assert!(
+        !s.path().join("hook.jsonl").exists(),
+        "{}",
+        s.read("hook.jsonl")
+    );
+    // A failure, a skipped night, then a success: that recovers.
+    s.write(
+        "p.yml",
+        &s.read("p.yml")
+            .replace("run: \"true\"", "run: test ! -e fail-flag"),
+    );
+    s.write("fail-flag", "");
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    std::fs::remove_file(s.path().join("disk")).expect("rm");
+    s.ward().args(["run", "p.yml"]).run().expect_code(6);
+    s.write("disk", "");
+    std::fs::remove_file(s.path().join("fail-flag")).expect("rm");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let results: Vec<String> = s
+        .read("hook.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            format!("{} {}", v["result"], v["events"])
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            "\"failed\" [\"failure\"]".to_owned(),
+            "\"succeeded\" [\"success\",\"recovered\"]".to_owned()
+        ]
+    );
+}
