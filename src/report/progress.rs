@@ -78,13 +78,17 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
     // Enough for `n` full lines of the longest kind (4 bytes a character).
     let window = (n as u64) * (TAIL_LINE_CHARS as u64 * 4 + 1) + 1;
     let start = meta.len().saturating_sub(window);
+    // One byte before the window tells whether it begins a line.
+    let before = u64::from(start > 0);
     let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(start)).is_err()
-        || file.take(window).read_to_end(&mut bytes).is_err()
+    if file.seek(SeekFrom::Start(start - before)).is_err()
+        || file.take(window + before).read_to_end(&mut bytes).is_err()
     {
         return Vec::new();
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let mid_line = before == 1 && bytes.first() != Some(&b'\n');
+    // (`get`: the file may have shrunk since it was measured.)
+    let text = String::from_utf8_lossy(bytes.get(before as usize..).unwrap_or(&[]));
     let all: Vec<&str> = text.lines().collect();
     let first = all.len().saturating_sub(n);
     let mut lines: Vec<String> = all[first..]
@@ -92,7 +96,7 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
         .enumerate()
         .map(|(i, l)| {
             // The window may begin inside a line: its start is not shown.
-            let partial = start > 0 && first == 0 && i == 0;
+            let partial = mid_line && first == 0 && i == 0;
             let cut = l.chars().count() > TAIL_LINE_CHARS;
             let mut line: String = l.chars().take(TAIL_LINE_CHARS).collect();
             if partial {
