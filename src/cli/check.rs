@@ -30,6 +30,9 @@ enum Freshness {
     Stale,
     /// It never succeeded (or has no run recorded at all).
     Never,
+    /// Its last success started after "now": the clock was wrong then or
+    /// is now (or `WARD_NOW` is in the past). Its age cannot be told.
+    Future,
 }
 
 impl Freshness {
@@ -38,6 +41,7 @@ impl Freshness {
             Freshness::Fresh => "fresh",
             Freshness::Stale => "stale",
             Freshness::Never => "never",
+            Freshness::Future => "future",
         }
     }
 }
@@ -47,7 +51,8 @@ struct Verdict {
     playbook: String,
     max_age_ms: i64,
     freshness: Freshness,
-    /// The last successful run: its id and when it finished (Unix ms).
+    /// The last successful run: its id and when it (first) started (Unix
+    /// ms): what the backup holds is from then, even if it was resumed.
     last: Option<(String, i64)>,
     age_ms: Option<i64>,
 }
@@ -117,10 +122,11 @@ async fn verdict(
     let last = store
         .last_succeeded(name)
         .await?
-        .map(|r| (r.id, r.finished_at.unwrap_or(r.started_at)));
-    let age_ms = last.as_ref().map(|(_, at)| (now - at).max(0));
+        .map(|r| (r.id, r.started_at));
+    let age_ms = last.as_ref().map(|(_, at)| now - at);
     let freshness = match age_ms {
         None => Freshness::Never,
+        Some(age) if age < 0 => Freshness::Future,
         Some(age) if age > max_age_ms => Freshness::Stale,
         Some(_) => Freshness::Fresh,
     };
@@ -213,8 +219,14 @@ fn print_human(verdicts: &[Verdict]) -> Result<(), WardError> {
         )?;
     }
     let width = verdicts.iter().map(|v| v.playbook.len()).max().unwrap_or(0);
+    let words = verdicts
+        .iter()
+        .map(|v| v.freshness.word().len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
     for v in verdicts {
-        let word = format!("{:<5}", v.freshness.word());
+        let word = format!("{:<words$}", v.freshness.word());
         let word = if v.freshness == Freshness::Fresh {
             style.bold(&word)
         } else {
@@ -222,6 +234,11 @@ fn print_human(verdicts: &[Verdict]) -> Result<(), WardError> {
         };
         let max_age = age_text(v.max_age_ms);
         let tail = match (&v.last, v.age_ms) {
+            (Some((run, at)), Some(_)) if v.freshness == Freshness::Future => format!(
+                "last success started {} (run {run}), which is after now: the clock was wrong \
+                 then or is now (or WARD_NOW is in the past); its age cannot be told, max_age {max_age}",
+                local_time(*at)
+            ),
             (Some((run, at)), Some(age)) => format!(
                 "age {}, last success {} (run {run}), max_age {max_age}",
                 age_text(age),
@@ -244,7 +261,7 @@ fn print_json(verdicts: &[Verdict], bad: bool) -> Result<(), WardError> {
                 "status": v.freshness.word(),
                 "max_age": age_text(v.max_age_ms),
                 "max_age_ms": v.max_age_ms,
-                "age_ms": v.age_ms,
+                "age_ms": v.age_ms.filter(|a| *a >= 0),
                 "last_success_run": v.last.as_ref().map(|(id, _)| id),
                 "last_success_ms": v.last.as_ref().map(|(_, at)| at),
                 "last_success": v.last.as_ref().map(|(_, at)| local_time(*at)),

@@ -5,7 +5,7 @@
 //! lettre already brings (docs/design.md, "Notifications").
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +18,16 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Sends `GET url` and returns the status code; an error is one line
 /// that names the host, never the path (ping URLs carry their token there).
 /// `ca`: PEM certificates to trust instead of the Mozilla roots.
+///
+/// `timeout` is one deadline for the whole request: name resolution,
+/// connecting, sending and reading all share it, so a server that answers
+/// one byte at a time cannot hold the ping longer.
 pub fn get(url: &HttpUrl, timeout: Duration, ca: Option<&Path>) -> Result<u16, String> {
     let deadline = Instant::now() + timeout;
-    let stream = connect(url, deadline)?;
+    let stream = Deadlined {
+        stream: connect(url, deadline)?,
+        deadline,
+    };
     let authority = if url.host.contains(':') {
         format!("[{}]", url.host)
     } else {
@@ -56,11 +63,62 @@ pub fn get(url: &HttpUrl, timeout: Duration, ca: Option<&Path>) -> Result<u16, S
     })
 }
 
+/// A socket whose every read and write may take only the time left
+/// before the deadline; past it, they fail with `TimedOut`.
+struct Deadlined {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Deadlined {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// The host's addresses, looked up on a helper thread: the system's
+/// resolver has no timeout of its own, so ward stops waiting at the
+/// deadline (the thread ends by itself when the lookup does).
+fn resolve(url: &HttpUrl, deadline: Instant) -> Result<Vec<SocketAddr>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = (url.host.clone(), url.port);
+    std::thread::spawn(move || {
+        let found = (target.0.as_str(), target.1)
+            .to_socket_addrs()
+            .map(Iterator::collect::<Vec<_>>);
+        let _ = tx.send(found);
+    });
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(found) => found.map_err(|e| format!("cannot resolve {}: {e}", url.host)),
+        Err(_) => Err(format!("timed out resolving {}", url.host)),
+    }
+}
+
 fn connect(url: &HttpUrl, deadline: Instant) -> Result<TcpStream, String> {
-    let addrs: Vec<_> = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
-        .collect();
+    let addrs = resolve(url, deadline)?;
     let mut last = format!("{} has no address", url.host);
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -68,12 +126,7 @@ fn connect(url: &HttpUrl, deadline: Instant) -> Result<TcpStream, String> {
             return Err(format!("timed out connecting to {}:{}", url.host, url.port));
         }
         match TcpStream::connect_timeout(&addr, left) {
-            Ok(s) => {
-                s.set_read_timeout(Some(left))
-                    .and_then(|()| s.set_write_timeout(Some(left)))
-                    .map_err(|e| format!("cannot set a timeout: {e}"))?;
-                return Ok(s);
-            }
+            Ok(s) => return Ok(s),
             Err(e) => last = format!("cannot connect to {}:{}: {e}", url.host, url.port),
         }
     }

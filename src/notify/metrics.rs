@@ -145,11 +145,85 @@ pub fn render(summary: &Summary, old: &str) -> String {
     out
 }
 
+/// How long ward waits for another holder of the metrics lock (another
+/// ward, or any local user: the lock file is readable, and a shared lock
+/// needs no more) before it gives up on the metrics of this run.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The old file is read up to this size; a larger one is not ward's.
+const MAX_OLD: u64 = 16 * 1024 * 1024;
+
+/// Takes the lock, retrying without blocking until `wait` has passed.
+fn lock_within(
+    lock: &rustix::fd::OwnedFd,
+    lock_path: &Path,
+    wait: std::time::Duration,
+) -> Result<(), String> {
+    use rustix::fs::FlockOperation;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match rustix::fs::flock(lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {
+                if std::time::Instant::now() >= until {
+                    return Err(format!(
+                        "another process has held {} for {} s; this run's metrics are not written",
+                        lock_path.display(),
+                        wait.as_secs()
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("cannot lock {}: {e}", lock_path.display())),
+        }
+    }
+}
+
+/// The old file's text, to keep the other playbooks' series: only a
+/// regular file (never through a symlink, never a FIFO or a device) and
+/// at most [`MAX_OLD`] bytes; anything else is noted and ignored, and
+/// the new file replaces it.
+fn read_old(path: &Path) -> Result<String, String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    let ignored = |why: &str| {
+        eprintln!(
+            "warning: metrics: {} {why}; its old content is ignored and the file is replaced",
+            path.display()
+        );
+        Ok(String::new())
+    };
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(String::new()),
+        Err(rustix::io::Errno::LOOP) => return ignored("is a symbolic link"),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let stat =
+        rustix::fs::fstat(&fd).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return ignored("is not a regular file");
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_OLD + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_OLD {
+        return ignored(&format!("is larger than {} MiB", MAX_OLD >> 20));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Writes the file atomically, keeping other playbooks' series. Two wards
 /// writing the same file take turns (a `flock` on a hidden file beside
 /// it, which the collector ignores: it reads only `*.prom`).
 pub fn write(path: &Path, summary: &Summary) -> Result<(), String> {
-    use rustix::fs::{FlockOperation, Mode, OFlags};
+    use rustix::fs::{Mode, OFlags};
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -165,13 +239,8 @@ pub fn write(path: &Path, summary: &Summary) -> Result<(), String> {
         Mode::from_raw_mode(0o644),
     )
     .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-    rustix::fs::flock(&lock, FlockOperation::LockExclusive)
-        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-    let old = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
+    lock_within(&lock, &lock_path, LOCK_WAIT)?;
+    let old = read_old(path)?;
     let text = render(summary, &old);
     let mut file = crate::fs::AtomicFile::create(path, 0o644).map_err(|e| e.to_string())?;
     // Readable by the collector, which usually runs as another user,

@@ -257,7 +257,16 @@ pub fn from_records(
     };
     let previous = earlier
         .iter()
-        .find(|r| r.id != run.id && r.state != RunState::Running && r.started_at <= run.started_at)
+        // The previous run that actually ran: a skipped night (no step
+        // ran) says nothing about whether the backup worked.
+        .find(|r| {
+            r.id != run.id
+                && !matches!(
+                    r.state,
+                    RunState::Running | RunState::Skipped | RunState::Missed
+                )
+                && r.started_at <= run.started_at
+        })
         .map(|r| PreviousRun {
             run_id: r.id.clone(),
             state: r.state,

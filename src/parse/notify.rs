@@ -156,10 +156,15 @@ fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
             }
             "tls" => tls = ctx.value::<SmtpTls>("tls", value, diags),
             "user" | "user_env" => {
-                let read = ctx.value::<String>(key, value, diags);
+                // `user_env`'s value may be a secret pasted in by mistake.
+                let read = if key == "user_env" {
+                    hidden(diags, |d| ctx.value::<String>(key, value, d))
+                } else {
+                    ctx.value::<String>(key, value, diags)
+                };
                 if let Some(u) = read {
                     if user.is_some() {
-                        diags.push(both(entry, "user", "user_env"));
+                        diags.push(both(entry, "user", "user_env").hiding_source());
                         ok = false;
                     } else if key == "user_env" {
                         if env_name_ok("user_env", &u, diags) {
@@ -173,10 +178,12 @@ fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
                 }
             }
             "password_env" | "password_file" => {
-                let read = ctx.value::<String>(key, value, diags);
+                // Its line may hold the password itself (pasted in as the
+                // variable's name): no diagnostic here shows it.
+                let read = hidden(diags, |d| ctx.value::<String>(key, value, d));
                 if let Some(p) = read {
                     if password.is_some() {
-                        diags.push(both(entry, "password_env", "password_file"));
+                        diags.push(both(entry, "password_env", "password_file").hiding_source());
                         ok = false;
                     } else if key == "password_env" {
                         if env_name_ok("password_env", &p, diags) {
@@ -223,7 +230,8 @@ fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
                 );
                 ok = false;
             }
-            _ => ctx.unknown_key(&entry.key, EMAIL_KEYS, diags),
+            // A misspelt `password:` holds the password: the place is enough.
+            _ => hidden(diags, |d| ctx.unknown_key(&entry.key, EMAIL_KEYS, d)),
         }
     }
     let span = at.key.span;
@@ -257,6 +265,7 @@ fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
                     tls.as_ref().map_or(p.span, |t| t.span),
                     "`tls: none` would send the SMTP password in clear over the network",
                 )
+                .hiding_source()
                 .with_help("use `tls: starttls` or `tls: tls` (a relay on this machine, `host: localhost`, may use `none`)"),
             );
         ok = false;
@@ -273,11 +282,14 @@ fn decode_email(at: &Entry, diags: &mut Diagnostics) -> Option<Email> {
             ok = false;
         }
         (None, Some(p)) if !user_given => {
-            diags.push(Diagnostic::error(
-                "missing-key",
-                p.span,
-                "an SMTP password needs a user: add `user` or `user_env` to `notify.email`",
-            ));
+            diags.push(
+                Diagnostic::error(
+                    "missing-key",
+                    p.span,
+                    "an SMTP password needs a user: add `user` or `user_env` to `notify.email`",
+                )
+                .hiding_source(),
+            );
             ok = false;
         }
         _ => {}
@@ -380,11 +392,13 @@ fn decode_ping(node: &Node, diags: &mut Diagnostics) -> Option<Ping> {
                 continue;
             }
             _ => {
-                ctx.unknown_key(&entry.key, PING_KEYS, diags);
+                hidden(diags, |d| ctx.unknown_key(&entry.key, PING_KEYS, d));
                 continue;
             }
         };
-        let Some(text) = ctx.value::<String>(key, value, diags) else {
+        // A ping URL carries its token (or, refused below, a password):
+        // no diagnostic about it shows its line.
+        let Some(text) = hidden(diags, |d| ctx.value::<String>(key, value, d)) else {
             continue;
         };
         match HttpUrl::parse(&text.value) {
@@ -395,11 +409,23 @@ fn decode_ping(node: &Node, diags: &mut Diagnostics) -> Option<Ping> {
                     text.span,
                     format!("invalid `{key}` in `notify.ping`: {e}"),
                 )
+                .hiding_source()
                 .with_help("write e.g. `https://hc-ping.com/<uuid>`"),
             ),
         }
     }
     Some(ping)
+}
+
+/// Runs `f` with its diagnostics marked to hide their source line (which
+/// may hold a secret); the place is still given.
+fn hidden<T>(diags: &mut Diagnostics, f: impl FnOnce(&mut Diagnostics) -> T) -> T {
+    let mut local = Diagnostics::default();
+    let out = f(&mut local);
+    for d in local.into_sorted() {
+        diags.push(d.hiding_source());
+    }
+    out
 }
 
 fn both(entry: &Entry, a: &str, b: &str) -> Diagnostic {
@@ -423,6 +449,8 @@ fn env_name_ok(key: &str, name: &Spanned<String>, diags: &mut Diagnostics) -> bo
             name.span,
             format!("`{key}` in `notify.email` must name an environment variable"),
         )
+        // Its line holds the value, which may be the secret itself.
+        .hiding_source()
         .with_help(format!(
             "write the variable's name, e.g. `{key}: SMTP_PASSWORD` (letters, digits and `_`), \
              and set it in ward's environment; never the secret itself"

@@ -46,18 +46,73 @@ fn next_steps(run_id: &str, state: &str) -> String {
     format!("  details: ward status{state} {run_id}; continue: ward resume{state} {run_id}")
 }
 
-/// The last `n` lines of a log file, for failure reports.
+/// The longest line a log tail shows, in characters; the rest is cut.
+pub const TAIL_LINE_CHARS: usize = 500;
+/// The most a log tail holds in all, in bytes (oldest lines go first).
+pub const TAIL_BYTES: usize = 64 * 1024;
+
+/// The last `n` lines of a log file, for failure reports and the
+/// notification summary: each line cut at [`TAIL_LINE_CHARS`] (marked),
+/// all of them at most [`TAIL_BYTES`]. Only the file's end is read, so a
+/// step that printed gigabytes on one line costs no more than a short log
+/// (`ward log` shows the whole file, from elsewhere).
 pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
-    // Not a plain read: a FIFO at the log's place must not hang the report.
-    let Ok(bytes) = crate::state::private::read_log(path) else {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::{Read, Seek, SeekFrom};
+    // Not a plain read: a FIFO or a symlink at the log's place must not
+    // hang the report or lead elsewhere.
+    let Ok(fd) = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
         return Vec::new();
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
+    let mut file = std::fs::File::from(fd);
+    let Ok(meta) = file.metadata() else {
+        return Vec::new();
+    };
+    if !meta.is_file() {
+        return Vec::new();
+    }
+    // Enough for `n` full lines of the longest kind (4 bytes a character).
+    let window = (n as u64) * (TAIL_LINE_CHARS as u64 * 4 + 1) + 1;
+    let start = meta.len().saturating_sub(window);
+    // One byte before the window tells whether it begins a line.
+    let before = u64::from(start > 0);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start - before)).is_err()
+        || file.take(window + before).read_to_end(&mut bytes).is_err()
+    {
+        return Vec::new();
+    }
+    let mid_line = before == 1 && bytes.first() != Some(&b'\n');
+    // (`get`: the file may have shrunk since it was measured.)
+    let text = String::from_utf8_lossy(bytes.get(before as usize..).unwrap_or(&[]));
+    let all: Vec<&str> = text.lines().collect();
+    let first = all.len().saturating_sub(n);
+    let mut lines: Vec<String> = all[first..]
         .iter()
-        .map(|l| l.to_string())
-        .collect()
+        .enumerate()
+        .map(|(i, l)| {
+            // The window may begin inside a line: its start is not shown.
+            let partial = mid_line && first == 0 && i == 0;
+            let cut = l.chars().count() > TAIL_LINE_CHARS;
+            let mut line: String = l.chars().take(TAIL_LINE_CHARS).collect();
+            if partial {
+                line.insert_str(0, "[start of line cut] ");
+            }
+            if cut {
+                line.push_str(" [rest of line cut]");
+            }
+            line
+        })
+        .collect();
+    let mut total: usize = lines.iter().map(|l| l.len() + 1).sum();
+    while total > TAIL_BYTES && !lines.is_empty() {
+        total -= lines.remove(0).len() + 1;
+    }
+    lines
 }
 
 /// Live progress: every start, end, skip and (optionally) output line.

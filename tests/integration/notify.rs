@@ -872,3 +872,364 @@ fn https_pings_trust_the_public_roots_or_the_given_ca_only() {
     );
     drop(server);
 }
+
+/// A hostile server from tests/support/slow_server.py.
+fn slow_server(mode: &str) -> Option<Server> {
+    let Some(python) = python_with("socket") else {
+        eprintln!("skipped: no python3");
+        return None;
+    };
+    Some(start(python, "tests/support/slow_server.py", &[mode]))
+}
+
+/// Every file in the state's folder, as bytes (the database and its
+/// journal files).
+fn state_bytes(s: &Scratch) -> Vec<(PathBuf, Vec<u8>)> {
+    std::fs::read_dir(s.state().parent().expect("state folder"))
+        .expect("state folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("read");
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn holds(bytes: &[u8], text: &str) -> bool {
+    bytes.windows(text.len()).any(|w| w == text.as_bytes())
+}
+
+#[test]
+fn a_password_pasted_as_the_variable_name_is_not_repeated_at_send_time() {
+    let s = Scratch::new();
+    let secret = "Xk9vQ2pLm7Rt";
+    s.write(
+        "p.yml",
+        &flaky(&format!(
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: 127.0.0.1\n    port: 9\n    tls: none\n    user: ward\n    password_env: {secret}\n    on: [success]\n"
+        )),
+    );
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(
+        run.stderr
+            .contains("the variable named by `password_env` is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(secret), "{}", run.stderr);
+    assert!(!run.stdout.contains(secret), "{}", run.stdout);
+    let id = run_ids(&s)[0].clone();
+    let notes = events(&s, &id, "notify-failed");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(!notes[0].contains(secret), "{notes:?}");
+    // `ward log`/`ward status` read the same records.
+    let status = s.ward().args(["status", "--json"]).run();
+    assert!(!status.stdout.contains(secret), "{}", status.stdout);
+}
+
+#[test]
+fn validate_never_shows_a_line_that_may_hold_a_secret() {
+    let s = Scratch::new();
+    let cases = [
+        (
+            "Hunter3Secret",
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    user: ward\n    password_env: \"not a name Hunter3Secret\"\n",
+        ),
+        (
+            "TOKEN9fj3",
+            "notify:\n  ping:\n    success: http://user:TOKEN9fj3@127.0.0.1/x\n",
+        ),
+        (
+            "TOKEN4kq8",
+            "notify:\n  ping:\n    failure: \"ftp://hc-ping.example/TOKEN4kq8\"\n",
+        ),
+        (
+            "Pw7hidden",
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    user: ward\n    pasword: Pw7hidden\n    password_env: SMTP_PW\n",
+        ),
+        (
+            "Pw8hidden",
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: localhost\n    password_env: [Pw8hidden]\n    user: ward\n",
+        ),
+    ];
+    for (secret, notify) in cases {
+        s.write(
+            "p.yml",
+            &format!("ward: 1\nname: p\n{notify}steps:\n  - id: s\n    run: \"true\"\n"),
+        );
+        let human = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+        assert!(human.stderr.contains("p.yml:"), "{}", human.stderr);
+        let json = s
+            .ward()
+            .args(["validate", "p.yml", "--format", "json"])
+            .run()
+            .expect_code(2);
+        assert!(json.stdout.contains("\"line\""), "{}", json.stdout);
+        for out in [&human.stdout, &human.stderr, &json.stdout, &json.stderr] {
+            assert!(!out.contains(secret), "{secret}: {out}");
+        }
+    }
+}
+
+#[test]
+fn an_smtp_server_echoing_the_login_does_not_leak_the_password() {
+    let s = Scratch::new();
+    let Some(server) = slow_server("smtp-echo") else {
+        return;
+    };
+    let password = "Echo-pw-55120";
+    // PLAIN (lettre's first choice) and the plain password: both forms
+    // the server repeats must be hidden.
+    let b64 = |t: &str| {
+        let out = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().expect("stdin").write_all(t.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("base64");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let plain = b64(&format!("\0ward\0{password}"));
+    s.write(
+        "p.yml",
+        &flaky(&format!(
+            "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    user: ward\n    password_env: WARD_TEST_ECHO_PW\n    timeout: 5s\n    on: [success]\n",
+            server.port
+        )),
+    );
+    let run = s
+        .ward()
+        .args(["run", "p.yml"])
+        .env("WARD_TEST_ECHO_PW", password)
+        .run()
+        .expect_code(0);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("notification not sent (email"))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(line.contains("refused: AUTH PLAIN ********"), "{line}");
+    for form in [password, plain.as_str(), plain.trim_end_matches('=')] {
+        assert!(!run.stderr.contains(form), "{form}: {}", run.stderr);
+        for (path, bytes) in state_bytes(&s) {
+            assert!(!holds(&bytes, form), "{form} in {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_server_answering_one_byte_at_a_time_cannot_hold_a_ping_or_a_mail_past_its_timeout() {
+    let s = Scratch::new();
+    let Some(server) = slow_server("trickle") else {
+        return;
+    };
+    let port = server.port;
+    for (channel, notify) in [
+        (
+            "ping success",
+            format!(
+                "notify:\n  ping:\n    success: http://127.0.0.1:{port}/ping/tok\n    timeout: 1s\n"
+            ),
+        ),
+        (
+            "email via 127.0.0.1",
+            format!(
+                "notify:\n  email:\n    to: ops@example.org\n    from: ward@example.org\n    host: 127.0.0.1\n    port: {port}\n    tls: none\n    timeout: 1s\n    on: [success]\n"
+            ),
+        ),
+    ] {
+        s.write("p.yml", &flaky(&notify));
+        let started = Instant::now();
+        // `timeout` ends a ward that would wait for ever (exit 124).
+        let run = s
+            .ward_via(&["timeout", "-k", "5", "30"])
+            .args(["run", "p.yml"])
+            .run()
+            .expect_code(0);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "{channel}: the run took {took:?}"
+        );
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("notification not sent ({channel}")))
+            .unwrap_or_else(|| panic!("{channel}: {}", run.stderr));
+        assert!(
+            line.contains("in time") || line.contains("within the timeout"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_held_lock_a_fifo_or_a_symlink_at_the_metrics_path_never_hangs_a_run() {
+    let s = Scratch::new();
+    let Some(python) = python_with("fcntl") else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    let dir = s.path().join("textfile");
+    std::fs::create_dir_all(&dir).expect("folder");
+    let prom = dir.join("ward.prom");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: alpha\nmetrics: textfile/ward.prom\nsteps:\n  - id: s\n    run: \"true\"\n",
+    );
+    let run = || {
+        let started = Instant::now();
+        // `timeout` ends a ward that would wait for ever (exit 124).
+        let run = s
+            .ward_via(&["timeout", "-k", "5", "40"])
+            .args(["run", "p.yml"])
+            .run()
+            .expect_code(0);
+        (run, started.elapsed())
+    };
+
+    // A FIFO: not read, replaced.
+    let made = Command::new(python)
+        .args(["-c", "import os,sys; os.mkfifo(sys.argv[1])"])
+        .arg(&prom)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (out, took) = run();
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(
+        out.stderr.contains("is not a regular file"),
+        "{}",
+        out.stderr
+    );
+    assert!(std::fs::symlink_metadata(&prom).expect("prom").is_file());
+    assert!(
+        s.read("textfile/ward.prom")
+            .contains("ward_last_run_success{playbook=\"alpha\"} 1")
+    );
+
+    // A symlink to /dev/zero: not followed, replaced; /dev/zero untouched.
+    std::fs::remove_file(&prom).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &prom).expect("symlink");
+    let (out, took) = run();
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert!(out.stderr.contains("is a symbolic link"), "{}", out.stderr);
+    assert!(std::fs::symlink_metadata(&prom).expect("prom").is_file());
+
+    // A shared lock held by another user's process: ward gives up after
+    // its bound, notes it, and the run's result stands.
+    let lock = dir.join(".ward.prom.lock");
+    let mut holder = Command::new(python)
+        .args([
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)",
+        ])
+        .arg(&lock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("holder");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("held");
+    assert_eq!(line.trim(), "held");
+    let (out, took) = run();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert!(
+        out.stderr
+            .contains("warning: notification not sent (metrics): another process has held"),
+        "{}",
+        out.stderr
+    );
+    let id = run_ids(&s)[0].clone();
+    assert_eq!(events(&s, &id, "notify-failed").len(), 1);
+}
+
+#[test]
+fn a_step_printing_one_huge_line_gives_a_small_summary_and_ward_log_keeps_it_whole() {
+    let s = Scratch::new();
+    // 3 MB on one line, then 20 short lines.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: noisy\nnotify:\n  command:\n    cmd: [sh, -c, 'cat > hook.json']\n    on: [failure]\nsteps:\n  - id: dump\n    run: head -c 3000000 /dev/zero | tr '\\0' a; echo; for i in $(seq 1 20); do echo \"line $i\"; done; exit 1\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let json = s.read("hook.json");
+    assert!(json.len() < 70 * 1024, "summary is {} bytes", json.len());
+    let hook: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let tail: Vec<&str> = hook["failures"][0]["log_tail"]
+        .as_array()
+        .expect("log_tail")
+        .iter()
+        .map(|l| l.as_str().expect("line"))
+        .collect();
+    assert_eq!(tail.len(), 21, "{tail:.200?}");
+    let huge = tail[0];
+    assert!(
+        huge.starts_with("[start of line cut] aaaa") && huge.ends_with("a [rest of line cut]"),
+        "{huge:.80}"
+    );
+    assert!(huge.len() < 600, "{}", huge.len());
+    assert_eq!(tail[20], "line 20");
+    // `ward log` still shows the whole log.
+    let log = s.ward().args(["log", "last", "dump"]).run().expect_code(0);
+    assert!(log.stdout.len() > 3_000_000, "{}", log.stdout.len());
+}
+
+#[test]
+fn a_skipped_night_between_two_successes_is_no_recovery() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: guarded\npreconditions:\n  - path_exists: disk\nnotify:\n  command:\n    cmd: [sh, -c, 'cat >> hook.jsonl; echo >> hook.jsonl']\nsteps:\n  - id: s\n    run: \"true\"\n",
+    );
+    s.write("disk", "");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    std::fs::remove_file(s.path().join("disk")).expect("rm");
+    s.ward().args(["run", "p.yml"]).run().expect_code(6);
+    s.write("disk", "");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    // The default `on: [failure, recovered]`: nothing happened to tell.
+    assert!(
+        !s.path().join("hook.jsonl").exists(),
+        "{}",
+        s.read("hook.jsonl")
+    );
+    // A failure, a skipped night, then a success: that recovers.
+    s.write(
+        "p.yml",
+        &s.read("p.yml")
+            .replace("run: \"true\"", "run: test ! -e fail-flag"),
+    );
+    s.write("fail-flag", "");
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    std::fs::remove_file(s.path().join("disk")).expect("rm");
+    s.ward().args(["run", "p.yml"]).run().expect_code(6);
+    s.write("disk", "");
+    std::fs::remove_file(s.path().join("fail-flag")).expect("rm");
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let results: Vec<String> = s
+        .read("hook.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            format!("{} {}", v["result"], v["events"])
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            "\"failed\" [\"failure\"]".to_owned(),
+            "\"succeeded\" [\"success\",\"recovered\"]".to_owned()
+        ]
+    );
+}

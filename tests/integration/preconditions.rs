@@ -503,3 +503,69 @@ fn the_schema_knows_every_precondition_and_refuses_an_unknown_one() {
     let instance = ward::yaml_file_as_json(&bad).expect("reads as JSON");
     assert!(!validator.is_valid(&instance));
 }
+
+#[test]
+fn check_counts_a_resumed_run_from_its_first_start() {
+    let s = Scratch::new();
+    // The copy takes 3 s, then the run fails; its resume only redoes the
+    // last step, moments later.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: resumed\nmax_age: 2h\nsteps:\n  - id: copy\n    run: sleep 3\n  - id: verify\n    needs: copy\n    run: test -f go\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    s.write("go", "");
+    s.ward().args(["resume", "--last"]).run().expect_code(0);
+    let runs = s
+        .ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    let started = runs[0]["started_at"].as_i64().expect("started_at");
+    let doc = s
+        .ward()
+        .args(["check", "--json"])
+        .env("WARD_NOW", &now_plus(1))
+        .run()
+        .expect_code(0)
+        .json();
+    let v = &doc["playbooks"][0];
+    assert_eq!(v["last_success_ms"].as_i64(), Some(started), "{v} {runs}");
+    // An hour and the 3 s before the failure (WARD_NOW has whole seconds).
+    assert!(
+        v["age_ms"].as_i64().expect("age") >= 3600 * 1000 + 1500,
+        "{v}"
+    );
+}
+
+#[test]
+fn check_reports_a_last_success_in_the_future_apart_and_exits_7() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: nightly\nmax_age: 26h\nsteps:\n  - id: a\n    run: 'true'\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let human = s
+        .ward()
+        .args(["check"])
+        .env("WARD_NOW", &now_plus(-5))
+        .run()
+        .expect_code(7);
+    assert!(
+        human.stdout.starts_with("future  nightly") && human.stdout.contains("which is after now"),
+        "{}",
+        human.stdout
+    );
+    let doc = s
+        .ward()
+        .args(["check", "--json"])
+        .env("WARD_NOW", &now_plus(-5))
+        .run()
+        .expect_code(7)
+        .json();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["playbooks"][0]["status"], "future");
+    assert!(doc["playbooks"][0]["age_ms"].is_null(), "{doc}");
+}
