@@ -181,7 +181,57 @@ pub async fn after_run(
             )
         }
     };
-    failed.extend(deliver(setup, &summary));
+    // The run is over: a signal now ends the waiting at once (the run's
+    // result and exit code stand), rather than being swallowed by the
+    // run's listeners until every channel has timed out.
+    // A thread of its own, not the runtime's blocking pool: the runtime
+    // waits for its blocking tasks when it is dropped, this one is left
+    // behind when ward exits.
+    let (sent, sending) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("notify".into()).spawn({
+        let (setup, summary) = (setup.clone(), summary.clone());
+        move || {
+            let _ = sent.send(deliver(&setup, &summary));
+        }
+    });
+    if let Err(e) = spawned {
+        failed.push(Undelivered {
+            channel: "notifications".into(),
+            message: format!("cannot start the sending thread: {e}"),
+        });
+    }
+    let stopped = match crate::execute::Signals::install() {
+        Ok(mut signals) => tokio::select! {
+            sent = sending => {
+                match sent {
+                    Ok(undelivered) => failed.extend(undelivered),
+                    Err(e) => failed.push(Undelivered {
+                        channel: "notifications".into(),
+                        message: format!("the sending thread ended without an answer: {e}"),
+                    }),
+                }
+                None
+            }
+            got = signals.recv() => Some(got),
+        },
+        // No listener: wait as before (the timeouts bound it).
+        Err(_) => {
+            match sending.await {
+                Ok(undelivered) => failed.extend(undelivered),
+                Err(e) => failed.push(Undelivered {
+                    channel: "notifications".into(),
+                    message: format!("the sending thread failed: {e}"),
+                }),
+            }
+            None
+        }
+    };
+    if let Some(signal) = stopped {
+        failed.push(Undelivered {
+            channel: "notifications".into(),
+            message: format!("stopped by {signal} before every one was sent"),
+        });
+    }
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

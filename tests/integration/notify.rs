@@ -1233,3 +1233,42 @@ fn a_skipped_night_between_two_successes_is_no_recovery() {
         ]
     );
 }
+
+/// Once the run is over, a SIGTERM ends the wait for a slow notification
+/// at once: ward exits with the run's own code and says what was not sent
+/// (found by a red-team review: the run's listeners swallowed it).
+#[test]
+fn a_signal_while_notifying_ends_the_wait_and_keeps_the_runs_code() {
+    let s = Scratch::new();
+    let Some(server) = slow_server("trickle") else {
+        return;
+    };
+    s.write(
+        "p.yml",
+        &flaky(&format!(
+            "notify:\n  ping:\n    success: http://127.0.0.1:{}/ping/tok\n    timeout: 60s\n",
+            server.port
+        )),
+    );
+    let child = s.ward().args(["run", "p.yml"]).spawn();
+    // The run itself takes well under a second; then the ping trickles.
+    std::thread::sleep(Duration::from_millis(2500));
+    let sent_at = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        sent_at.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        sent_at.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM before every one was sent"),
+        "{stderr}"
+    );
+    drop(server);
+}
