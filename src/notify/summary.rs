@@ -261,10 +261,10 @@ pub fn from_records(
         // ran) says nothing about whether the backup worked.
         .find(|r| {
             r.id != run.id
-                && !matches!(
-                    r.state,
-                    RunState::Running | RunState::Skipped | RunState::Missed
-                )
+                // A missed slot counts (it was mailed as `missed`, so the
+                // next success says it recovered); a skipped night does not
+                // (by default nobody heard of it).
+                && !matches!(r.state, RunState::Running | RunState::Skipped)
                 && r.started_at <= run.started_at
         })
         .map(|r| PreviousRun {
