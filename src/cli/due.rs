@@ -216,29 +216,11 @@ fn ticket(store: &dyn Store, lock: &str) -> PathBuf {
     store.folder().join("locks").join(format!("{lock}.latest"))
 }
 
-/// Writes `run_id` into the ticket: a new private file (0600, never
-/// through a symlink, as every file ward makes in the state folder)
-/// renamed over the old one, so a reader sees one whole id.
+/// Writes `run_id` into the ticket: a new private file (0600, created
+/// exclusively, so never through a planted symlink) fsynced and renamed
+/// over the old one, so a reader sees one whole id.
 fn take_ticket(path: &Path, run_id: &str) -> Result<(), WardError> {
-    use rustix::fs::{Mode, OFlags};
-    use std::io::Write;
-    let temp = path.with_extension(format!(
-        "latest.{}.{:04x}.tmp",
-        std::process::id(),
-        fastrand::u16(..)
-    ));
-    let write = || -> std::io::Result<()> {
-        let fd = rustix::fs::open(
-            &temp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
-        std::fs::File::from(fd).write_all(run_id.as_bytes())?;
-        std::fs::rename(&temp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
+    crate::fs::write_atomic(path, run_id.as_bytes(), 0o600).map_err(|e| {
         WardError::State(crate::state::StateError::Backend {
             db: path.display().to_string(),
             detail: format!("cannot write the `overlap: latest` ticket: {e}"),
