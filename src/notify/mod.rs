@@ -194,43 +194,30 @@ pub async fn after_run(
             let _ = sent.send(deliver(&setup, &summary));
         }
     });
-    if let Err(e) = spawned {
-        failed.push(Undelivered {
-            channel: "notifications".into(),
-            message: format!("cannot start the sending thread: {e}"),
-        });
-    }
-    let stopped = match crate::execute::Signals::install() {
-        Ok(mut signals) => tokio::select! {
-            sent = sending => {
-                match sent {
-                    Ok(undelivered) => failed.extend(undelivered),
-                    Err(e) => failed.push(Undelivered {
-                        channel: "notifications".into(),
-                        message: format!("the sending thread ended without an answer: {e}"),
-                    }),
-                }
-                None
-            }
-            got = signals.recv() => Some(got),
-        },
-        // No listener: wait as before (the timeouts bound it).
-        Err(_) => {
-            match sending.await {
-                Ok(undelivered) => failed.extend(undelivered),
-                Err(e) => failed.push(Undelivered {
-                    channel: "notifications".into(),
-                    message: format!("the sending thread failed: {e}"),
-                }),
-            }
-            None
-        }
+    let lost = |e: tokio::sync::oneshot::error::RecvError| {
+        format!("the sending thread ended without an answer: {e}")
     };
-    if let Some(signal) = stopped {
-        failed.push(Undelivered {
+    let answer = match spawned {
+        Err(e) => Ok(Err(format!("cannot start the sending thread: {e}"))),
+        Ok(_) => match crate::execute::Signals::install() {
+            Ok(mut signals) => tokio::select! {
+                sent = sending => Ok(sent.map_err(lost)),
+                got = signals.recv() => Err(got),
+            },
+            // No listener: wait as before (the timeouts bound it).
+            Err(_) => Ok(sending.await.map_err(lost)),
+        },
+    };
+    match answer {
+        Ok(Ok(undelivered)) => failed.extend(undelivered),
+        Ok(Err(message)) => failed.push(Undelivered {
+            channel: "notifications".into(),
+            message,
+        }),
+        Err(signal) => failed.push(Undelivered {
             channel: "notifications".into(),
             message: format!("stopped by {signal} before every one was sent"),
-        });
+        }),
     }
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
