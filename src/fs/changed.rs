@@ -165,9 +165,10 @@ pub fn list(
             // mount has the root's device): its times are not this tree's
             // story, so it is copied whole (a mounted file too).
             let mounted = st.st_dev != root_dev || mount_points.contains(&child);
-            if is_dir && !changed(&st) && !mounted {
+            let new = changed(&st);
+            if is_dir && !new && !mounted {
                 subdirs.push(child);
-            } else if is_dir || mounted || changed(&st) {
+            } else if is_dir || mounted || new {
                 whole += u64::from(is_dir);
                 here.push(child);
             } else if links_in.is_some() && st.st_nlink > 1 {
