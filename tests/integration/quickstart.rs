@@ -292,4 +292,32 @@ fn quickstart_refuses_a_work_folder_others_could_change() {
         run.stderr
     );
     assert_eq!(std::fs::read_dir(&elsewhere).expect("read").count(), 0);
+
+    // A private folder inside one that others can change (not sticky, as
+    // /tmp is): they could rename it away and put their own in its place.
+    let inside = open.join("qs");
+    let run = s
+        .ward()
+        .args(["run", "examples/quickstart.yml", "--var"])
+        .arg(format!("work={}", inside.display()))
+        .run()
+        .expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{}, a folder above it, is not yours or root's, or others can change it",
+            open.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!inside.join("app").exists(), "the sample was made");
+
+    // The same folder, sticky: what is yours in it stays yours.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    s.ward()
+        .args(["run", "examples/quickstart.yml", "--var"])
+        .arg(format!("work={}", inside.display()))
+        .run()
+        .expect_code(0);
+    assert!(inside.join("backup/snapshots/latest").exists());
 }
