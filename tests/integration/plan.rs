@@ -199,19 +199,14 @@ fn ward_facts_follow_the_clock_override() {
         .json();
     assert_eq!(v["ward"]["date"], "2027-01-31");
     assert_eq!(v["ward"]["weekday"], "Sun");
-    let archive = v["steps"]
+    let snapshot = v["steps"]
         .as_array()
         .expect("steps")
         .iter()
-        .find(|s| s["id"] == "archive")
-        .expect("archive")
+        .find(|s| s["id"] == "snapshot")
+        .expect("snapshot")
         .clone();
-    assert!(
-        archive["run"]
-            .as_str()
-            .expect("run")
-            .contains("data-2027-01-31.tar.gz")
-    );
+    assert_eq!(snapshot["params"]["name"], "2027-01-31");
 }
 
 #[test]

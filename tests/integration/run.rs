@@ -27,7 +27,10 @@ fn quickstart_runs_on_the_embedded_default_and_status_shows_it() {
         .expect_code(0);
     assert_eq!(run.stdout, "", "quiet without a terminal");
     assert_eq!(run.stderr, "");
-    assert!(work.join("archives/data-2026-11-23.tar.gz").exists());
+    assert!(
+        work.join("backup/snapshots/2026-11-23/documents/numbers.txt")
+            .exists()
+    );
     let status = s.status(None);
     assert_eq!(status["state"], "succeeded");
     assert_eq!(status["playbook_name"], "quickstart");
@@ -45,7 +48,7 @@ fn quickstart_runs_on_the_embedded_default_and_status_shows_it() {
         .run()
         .expect_code(0);
     let status = s.status(None);
-    let make = &status["steps"][0];
+    let make = status_step(&status, "make-sample-app");
     assert_eq!(make["state"], "succeeded");
     assert_eq!(make["attempts"], 0);
     assert!(

@@ -60,7 +60,7 @@ fn valid_file_prints_ok_and_exits_0() {
         .expect_code(0);
     assert_eq!(
         run.stdout,
-        "ok: examples/quickstart.yml: playbook `quickstart`, 5 steps\n"
+        "ok: examples/quickstart.yml: playbook `quickstart`, 7 steps\n"
     );
     let run = ward()
         .args(["validate", "-q", "examples/quickstart.yml"])
