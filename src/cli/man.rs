@@ -27,7 +27,10 @@ pub fn man(out: Option<&Path>) -> Result<i32, WardError> {
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create the folder {}: {e}", dir.display()),
+                )
             })?;
             write_pages(cmd, dir)?;
         }

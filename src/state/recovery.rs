@@ -316,9 +316,24 @@ pub fn resume_states(
         .map(|i| {
             let attempts = record(i).map_or(0, |r| r.attempts);
             if keep[i] {
+                tracing::info!(
+                    "resume: step `{}` is not run again: recorded succeeded",
+                    steps[i].id
+                );
                 return (StepState::Succeeded, attempts);
             }
             let was = record(i).map(|r| r.state);
+            // Compensation steps run only if the resumed run fails again.
+            if !steps[i].compensation_only {
+                tracing::info!(
+                    "resume: step `{}` will run: {}",
+                    steps[i].id,
+                    why.get(&i).map_or_else(
+                        || format!("recorded {}", was.map_or("not started", StepState::as_str)),
+                        |w| w.trim_start_matches("runs again: ").to_owned()
+                    )
+                );
+            }
             if was.is_some_and(|s| s != StepState::Pending) {
                 changes.push(Change::Step {
                     step: steps[i].id.clone(),
@@ -393,7 +408,7 @@ pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> V
         match by_id.get(id.as_str()) {
             None => out.push(format!("`{id}` is new")),
             Some(def) if *def != definition => out.push(format!("`{id}` changed")),
-            Some(_) => {}
+            Some(_) => tracing::debug!("resume: step `{id}` has the fingerprint the run recorded"),
         }
     }
     let now: HashSet<&str> = planned.iter().map(|(id, _)| id.as_str()).collect();
