@@ -28,15 +28,21 @@ fn main() {
     }
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let long = match info {
-        Some(info) => format!("{version} ({})", info.describe),
+        Some(info) => {
+            // The manual pages' date: the commit's, so a rebuild gives the same page.
+            println!("cargo:rustc-env=WARD_COMMIT_DATE={}", info.date);
+            format!("{version} ({} {})", info.describe, info.date)
+        }
         None => version,
     };
     println!("cargo:rustc-env=WARD_LONG_VERSION={long}");
 }
 
 struct Commit {
-    /// `f30c645 2026-12-02` or `f30c645-dirty 2026-12-02`.
+    /// `f30c645` or `f30c645-dirty`.
     describe: String,
+    /// The commit's date, `2026-12-02`.
+    date: String,
     /// Files whose change means another commit is checked out.
     watch: Vec<PathBuf>,
 }
@@ -85,7 +91,8 @@ fn commit(dir: &Path) -> Option<Commit> {
         }
     }
     Some(Commit {
-        describe: format!("{hash}{dirty} {date}"),
+        describe: format!("{hash}{dirty}"),
+        date,
         watch,
     })
 }

@@ -41,7 +41,11 @@ pub fn man(out: Option<&Path>) -> Result<i32, WardError> {
 /// The page of one command, in roff.
 fn render(cmd: clap::Command) -> Result<Vec<u8>, WardError> {
     let mut page = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut page)?;
+    let mut man = clap_mangen::Man::new(cmd);
+    if let Some(date) = option_env!("WARD_COMMIT_DATE") {
+        man = man.date(date);
+    }
+    man.render(&mut page)?;
     Ok(page)
 }
 

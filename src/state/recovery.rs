@@ -140,6 +140,12 @@ pub async fn reclaim_crashed(
             at: now,
         });
         store.apply(&run.id, changes).await?;
+        tracing::info!(
+            "run {} recorded crashed: its ward (process {} on {}) is gone, its lock is free",
+            run.id,
+            run.pid,
+            run.host
+        );
         marked.push(run.id);
     }
     Ok(marked)
@@ -310,6 +316,12 @@ pub fn resume_states(
             record(i)
                 .and_then(|r| r.unflushed.as_ref())
                 .map(|u| (i, u.paths.iter().map(PathBuf::from).collect()))
+        })
+        .inspect(|(i, _): &(usize, Vec<PathBuf>)| {
+            tracing::debug!(
+                "resume: step `{}` is kept; its unflushed output is flushed before it is relied on",
+                steps[*i].id
+            )
         })
         .collect();
     let initial = (0..n)
