@@ -324,3 +324,42 @@ fn very_verbose_shows_the_fingerprint_checks() {
     );
     assert!(resumed.stderr.contains("DEBUG"), "{}", resumed.stderr);
 }
+
+#[test]
+fn verbose_says_whether_a_scheduled_run_is_due_and_what_preconditions_found() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: nightly\nschedule: \"0 2 * * *\"\npreconditions:\n  - path_exists: .\n  \
+         - command: [sh, -c, \"test -n sekrit-token\"]\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let first = s
+        .ward()
+        .args(["-v", "run", "--if-due", "--no-jitter", "p.yml"])
+        .run()
+        .expect_code(0);
+    let err = &first.stderr;
+    assert!(err.contains("--if-due: due:"), "{err}");
+    assert!(err.contains("precondition path_exists: passed"), "{err}");
+    assert!(err.contains("precondition command: passed"), "{err}");
+    // The command line of a check is not repeated: it may carry a value.
+    assert!(!err.contains("sekrit"), "{err}");
+    let second = s
+        .ward()
+        .args(["-v", "run", "--if-due", "--no-jitter", "p.yml"])
+        .run()
+        .expect_code(0);
+    assert!(
+        second
+            .stderr
+            .contains("--if-due: not due: playbook `nightly`")
+            && second.stderr.contains("succeeded"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stderr.contains("lock `nightly` taken"),
+        "{}",
+        second.stderr
+    );
+}
