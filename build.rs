@@ -14,8 +14,12 @@ fn main() {
     // Listing anything turns off cargo's default (rerun when any file of the
     // package changes), so the sources are listed too: the dirty flag must
     // follow them, and the crate recompiles when they change anyway.
+    // A missing path would rerun the script on every build (a published
+    // crate has no Cargo.lock, say), so only those that exist are listed.
     for path in ["build.rs", "Cargo.toml", "Cargo.lock", "src", "crates"] {
-        println!("cargo:rerun-if-changed={path}");
+        if manifest_dir.join(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
     let info = commit(&manifest_dir);
     if let Some(info) = &info {
