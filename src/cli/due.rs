@@ -85,6 +85,10 @@ pub(super) async fn check(
             shown(&slot)
         )));
     }
+    tracing::info!(
+        "--if-due: due: no run since the slot of {} succeeded or is running",
+        shown(&slot)
+    );
     Ok(Due::Yes)
 }
 
@@ -189,6 +193,10 @@ pub(super) async fn record_missed(
         };
         let id = run.id.clone();
         if store.record_unrun(run).await? {
+            tracing::info!(
+                "schedule: slot of {} passed without a run: recorded missed as {id}",
+                shown(&fire)
+            );
             recorded.push(id);
         }
     }

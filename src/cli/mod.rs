@@ -3,9 +3,12 @@
 mod actions;
 mod check;
 mod checked;
+mod completions;
 mod cron;
 mod due;
+mod help;
 mod inspect;
+mod man;
 mod next;
 mod plan;
 mod run;
@@ -13,6 +16,7 @@ mod schema;
 mod systemd;
 mod validate;
 pub mod vars;
+mod verbosity;
 mod verify;
 
 use std::path::PathBuf;
@@ -25,10 +29,15 @@ use crate::report::Style;
 
 /// Runs declarative backup and restore playbooks.
 #[derive(Debug, Parser)]
-#[command(name = "ward", version, about, long_about = None, propagate_version = true)]
+#[command(name = "ward", version = help::LONG_VERSION, about, long_about = None, propagate_version = true)]
+#[command(after_long_help = help::top_level())]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print ward's decisions to stderr: -v why steps are skipped or not redone,
+    /// the state and lock used, preconditions, schedule; -vv more detail.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,10 +45,13 @@ enum Command {
     /// Check playbooks and report every problem with file:line:column.
     Validate(ValidateArgs),
     /// Show the DAG ward would run, after templating; nothing is executed.
+    #[command(after_long_help = help::PLAN)]
     Plan(PlanArgs),
     /// Run a playbook: the DAG with a durable checkpoint per step.
+    #[command(after_long_help = help::RUN)]
     Run(RunArgs),
     /// Continue a failed, interrupted or crashed run without redoing finished steps.
+    #[command(after_long_help = help::RESUME)]
     Resume(ResumeArgs),
     /// Show a run's steps: state, attempts, duration, exit code, log.
     Status(StatusArgs),
@@ -61,6 +73,25 @@ enum Command {
     Schema,
     /// List the built-in actions.
     Actions,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print ward's manual page (roff), or write one page per command into a folder.
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+struct ManArgs {
+    /// Write ward.1 and ward-COMMAND.1 into this folder (created if missing)
+    /// instead of printing ward.1.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// `--var name=value`, repeatable.
@@ -333,6 +364,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    verbosity::init(cli.verbose);
     let result = match cli.command {
         Command::Validate(args) => validate::validate(&args),
         Command::Plan(args) => plan::plan(&args),
@@ -348,6 +380,8 @@ pub fn main() -> i32 {
         Command::Systemd(args) => systemd::systemd(&args),
         Command::Schema => schema::schema(),
         Command::Actions => actions::actions(),
+        Command::Completions(args) => completions::completions(args.shell),
+        Command::Man(args) => man::man(args.out.as_deref()),
     };
     match result {
         Ok(code) => code,

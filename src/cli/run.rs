@@ -98,6 +98,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
             && let due::Due::No(line) =
                 due::check(state.store.as_ref(), &name, schedule, now).await?
         {
+            tracing::info!("--if-due: {line}");
             if progress {
                 println!("{line}");
             }
@@ -121,6 +122,7 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
                 && let due::Due::No(line) =
                     due::check(state.store.as_ref(), &name, schedule, now).await?
             {
+                tracing::info!("--if-due, after the jitter: {line}");
                 if progress {
                     println!("{line}");
                 }
@@ -315,6 +317,17 @@ pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
 async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     let mut state = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
     let run = super::inspect::find_run(&state, args.run_id.as_deref()).await?;
+    tracing::info!(
+        "resume: run {} of playbook `{}`, recorded {} ({})",
+        run.id,
+        run.playbook_name,
+        run.state.as_str(),
+        if args.run_id.is_some() {
+            "as given"
+        } else {
+            "the most recent, --last"
+        }
+    );
     if run.state == RunState::Succeeded {
         println!("{}", already_succeeded(&run, args.run_id.is_none()));
         return Ok(exit::OK);
@@ -352,6 +365,16 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     // given again may differ from the run's.
     let records = state.store.steps(&run.id).await?;
     let changed = session::changed_steps(&v, &records, state.store.as_ref())?;
+    tracing::info!(
+        "resume: {} of {} steps differ from the fingerprints the run recorded{}",
+        changed.len(),
+        records.len(),
+        if args.allow_changed {
+            " (--allow-changed)"
+        } else {
+            ""
+        }
+    );
     if !changed.is_empty() && !args.allow_changed {
         return Err(WardError::PlaybookChanged(format!(
             "{} or its variables changed since run {} started: {}. Resuming would mix two versions; \

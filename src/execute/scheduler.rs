@@ -491,6 +491,7 @@ impl Scheduler<'_, '_> {
                     continue;
                 }
                 if let Some(reason) = self.skip_reason(i) {
+                    tracing::info!("step `{}` skipped: {reason}", self.steps[i].id);
                     self.set_state(i, StepState::Skipped, Some(reason));
                     progressed = true;
                     continue;
@@ -504,6 +505,7 @@ impl Scheduler<'_, '_> {
                     .filter(|p| self.resolve(p).exists())
                 {
                     let reason = format!("`creates` path {path} exists: already done");
+                    tracing::info!("step `{}` not run: {reason}", self.steps[i].id);
                     self.set_state(i, StepState::Succeeded, Some(reason));
                     self.finished_order.push(i);
                     progressed = true;

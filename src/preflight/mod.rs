@@ -119,6 +119,15 @@ pub fn check_all(
                 Ok(found) => (true, found),
                 Err(why) => (false, why),
             };
+            tracing::info!(
+                "precondition {}: {}",
+                p.check.kind().name(),
+                if passed {
+                    "passed"
+                } else {
+                    "failed (the run will be recorded skipped)"
+                }
+            );
             CheckRecord {
                 check: p.check.describe(),
                 passed,

@@ -26,7 +26,10 @@ pub enum Location {
 pub async fn open(given: Option<&Path>, access: Access) -> Result<Box<dyn Store>, StateError> {
     let host = HostIdentity::current();
     let store: Box<dyn Store> = match locate(given)? {
-        Location::Sqlite(db) => Box::new(SqliteStore::open(StatePaths { db }, access, host).await?),
+        Location::Sqlite(db) => {
+            tracing::info!("state: opening {} ({access:?})", db.display());
+            Box::new(SqliteStore::open(StatePaths { db }, access, host).await?)
+        }
     };
     Ok(super::fault::wrap(store))
 }
@@ -35,12 +38,15 @@ pub async fn open(given: Option<&Path>, access: Access) -> Result<Box<dyn Store>
 /// else `$XDG_STATE_HOME/ward/ward.db` (default `~/.local/state`).
 pub fn locate(given: Option<&Path>) -> Result<Location, StateError> {
     if let Some(value) = given {
+        tracing::info!("state: the database given by --state");
         return parse(value.as_os_str());
     }
     if let Some(value) = std::env::var_os("WARD_STATE").filter(|v| !v.is_empty()) {
+        tracing::info!("state: the database named by $WARD_STATE (no --state given)");
         return parse(&value);
     }
     if rustix::process::geteuid().is_root() {
+        tracing::info!("state: root's default database (no --state, no $WARD_STATE)");
         return Ok(Location::Sqlite(PathBuf::from("/var/lib/ward/ward.db")));
     }
     // The XDG spec: a relative path is invalid and must be ignored
@@ -50,6 +56,9 @@ pub fn locate(given: Option<&Path>) -> Result<Location, StateError> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
+    tracing::info!(
+        "state: the default database under $XDG_STATE_HOME or ~/.local/state (no --state, no $WARD_STATE)"
+    );
     Ok(Location::Sqlite(base.join("ward").join("ward.db")))
 }
 

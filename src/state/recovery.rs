@@ -140,6 +140,12 @@ pub async fn reclaim_crashed(
             at: now,
         });
         store.apply(&run.id, changes).await?;
+        tracing::info!(
+            "run {} recorded crashed: its ward (process {} on {}) is gone, its lock is free",
+            run.id,
+            run.pid,
+            run.host
+        );
         marked.push(run.id);
     }
     Ok(marked)
@@ -311,14 +317,35 @@ pub fn resume_states(
                 .and_then(|r| r.unflushed.as_ref())
                 .map(|u| (i, u.paths.iter().map(PathBuf::from).collect()))
         })
+        .inspect(|(i, _): &(usize, Vec<PathBuf>)| {
+            tracing::debug!(
+                "resume: step `{}` is kept; its unflushed output is flushed before it is relied on",
+                steps[*i].id
+            )
+        })
         .collect();
     let initial = (0..n)
         .map(|i| {
             let attempts = record(i).map_or(0, |r| r.attempts);
             if keep[i] {
+                tracing::info!(
+                    "resume: step `{}` is not run again: recorded succeeded",
+                    steps[i].id
+                );
                 return (StepState::Succeeded, attempts);
             }
             let was = record(i).map(|r| r.state);
+            // Compensation steps run only if the resumed run fails again.
+            if !steps[i].compensation_only {
+                tracing::info!(
+                    "resume: step `{}` will run: {}",
+                    steps[i].id,
+                    why.get(&i).map_or_else(
+                        || format!("recorded {}", was.map_or("not started", StepState::as_str)),
+                        |w| w.trim_start_matches("runs again: ").to_owned()
+                    )
+                );
+            }
             if was.is_some_and(|s| s != StepState::Pending) {
                 changes.push(Change::Step {
                     step: steps[i].id.clone(),
@@ -393,7 +420,7 @@ pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> V
         match by_id.get(id.as_str()) {
             None => out.push(format!("`{id}` is new")),
             Some(def) if *def != definition => out.push(format!("`{id}` changed")),
-            Some(_) => {}
+            Some(_) => tracing::debug!("resume: step `{id}` has the fingerprint the run recorded"),
         }
     }
     let now: HashSet<&str> = planned.iter().map(|(id, _)| id.as_str()).collect();

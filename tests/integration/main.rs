@@ -2,6 +2,7 @@
 
 mod catchup;
 mod children;
+mod cli_surface;
 mod exit_codes;
 mod finalizers;
 mod fossology;

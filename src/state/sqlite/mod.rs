@@ -95,6 +95,7 @@ impl Store for SqliteStore {
         let taken = self.call(move |_| Ok(RunLock::acquire(&dir, &lock, &holder)));
         Box::pin(async move {
             let lock = taken.await??;
+            tracing::info!("lock `{name}` taken");
             Ok(Lease::new(name, Box::new(lock)))
         })
     }
