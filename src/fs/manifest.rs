@@ -169,13 +169,15 @@ pub struct ManifestInfo {
 }
 
 /// Builds the manifest of the tree at `root` from its entries, hashing the
-/// sampled (or all) files with `threads` workers.
+/// sampled (or all) files with `threads` workers. `progress` gets the
+/// phase "hashing", its totals, and each file hashed.
 pub fn build(
     root: &Path,
     entries: &[Entry],
     info: &ManifestInfo,
     threads: usize,
     cancelled: &AtomicBool,
+    progress: &crate::progress::Progress,
 ) -> Result<Manifest, FsError> {
     let mut dumps = Vec::new();
     let mut known: HashMap<Vec<u8>, String> = HashMap::new();
@@ -219,6 +221,11 @@ pub fn build(
                 && (info.hash_all || sampled(&e.rel))
         })
         .collect();
+    progress.restart(
+        "hashing",
+        Some(to_hash.len() as u64),
+        Some(to_hash.iter().map(|e| e.size).sum()),
+    );
     let threads = threads.max(1);
     type Hashed = Result<Vec<(Vec<u8>, String)>, FsError>;
     let hashed: Vec<Hashed> = std::thread::scope(|scope| {
@@ -246,6 +253,8 @@ pub fn build(
                                 ))
                             })?;
                         out.push((e.rel.clone(), sum));
+                        progress.add_files(1);
+                        progress.add_bytes(e.size);
                     }
                     Ok(out)
                 })
@@ -573,12 +582,16 @@ impl Mismatch {
 /// or reported extra. Entries the walk never met are missing. Entries of
 /// an incremental set that live in its base are checked there by path.
 /// Mismatches come in manifest order, extras last (sorted).
+///
+/// `progress` counts the entries checked and the bytes hashed, of totals
+/// that the manifest gives.
 pub fn compare(
     root: &Path,
     m: &Manifest,
     in_tree: bool,
     hashes: bool,
     threads: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Vec<Mismatch>, FsError> {
     let base_root = m
         .base
@@ -594,6 +607,15 @@ pub fn compare(
         )]);
     }
     let in_base = |e: &ManifestEntry| base_root.is_some() && e.in_base;
+    let hashed = |e: &ManifestEntry| match (hashes, &e.sha256) {
+        (true, Some(_)) => e.size.unwrap_or(0),
+        _ => 0,
+    };
+    progress.restart(
+        "checking",
+        Some(m.entries.len() as u64),
+        hashes.then(|| m.entries.iter().map(hashed).sum()),
+    );
     // Entries stored in this set (not in its base), by path: anything else
     // found in the set is extra.
     let stored: HashMap<Vec<u8>, usize> = m
@@ -619,7 +641,8 @@ pub fn compare(
         .filter(|(_, e)| in_base(e))
         .collect();
     let (walked, based) = std::thread::scope(|scope| {
-        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads));
+        let walked =
+            scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads, progress));
         let based = map_chunks(&from_base, threads, |part| {
             let mut out = Vec::new();
             for (i, e) in part {
@@ -628,6 +651,8 @@ pub fn compare(
                     Some(b) => check_entry(b.as_fd(), e, hashes, &mut found),
                     None => found.push(Mismatch::missing(e)),
                 }
+                progress.add_files(1);
+                progress.add_bytes(hashed(e));
                 out.extend(found.into_iter().map(|mm| (*i, mm)));
             }
             out
@@ -676,6 +701,7 @@ fn walk_set(
     in_tree: bool,
     hashes: bool,
     threads: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Walked, FsError> {
     use rustix::fs::{AtFlags, FileType, statat};
     use rustix::io::Errno;
@@ -746,6 +772,9 @@ fn walk_set(
                 };
                 let mut out = Vec::new();
                 compare_found(e, &st, fd.as_fd(), &name, hashes, &mut out);
+                if let (true, Some(_), Some(size)) = (hashes, &e.sha256, e.size) {
+                    progress.add_bytes(size);
+                }
                 found.extend(out.into_iter().map(|mm| (i, mm)));
                 // A folder is entered even where it differs (its mode, or a
                 // folder where a file was): what is in it is checked too.
@@ -756,6 +785,7 @@ fn walk_set(
             let mut all = walked
                 .lock()
                 .map_err(|_| poisoned("the result of the check"))?;
+            progress.add_files(met.len() as u64);
             all.found.extend(found);
             all.extra.extend(extra);
             for i in met {
