@@ -131,7 +131,10 @@ mod tests {
         p.add_files(3);
         p.add_bytes(10);
         let s = p.sample();
-        assert_eq!((s.files, s.bytes, s.files_total, s.bytes_total), (3, 10, None, None));
+        assert_eq!(
+            (s.files, s.bytes, s.files_total, s.bytes_total),
+            (3, 10, None, None)
+        );
         p.restart("hashing", None, Some(100));
         let s = p.sample();
         assert_eq!((s.files, s.bytes, s.bytes_total), (0, 0, Some(100)));

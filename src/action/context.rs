@@ -15,8 +15,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use crate::progress::Progress;
 use crate::process::{Attempt, Cancel, CancelCell, Finished, Running};
+use crate::progress::Progress;
 use crate::template::RunFacts;
 
 /// Why an action failed, in words for the operator.

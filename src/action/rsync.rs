@@ -454,8 +454,7 @@ impl Progress2 {
         }
         if let Some((left, all, complete)) = u.check {
             self.progress.set_files(all.saturating_sub(left));
-            self.progress
-                .set_totals(complete.then_some(all), None);
+            self.progress.set_totals(complete.then_some(all), None);
         }
     }
 }
@@ -770,11 +769,17 @@ mod tests {
         }
         p.feed(b"tail", &mut kept);
         p.feed(&[], &mut kept);
-        assert_eq!(String::from_utf8_lossy(&kept), "\nNumber of files: 31\ntail");
+        assert_eq!(
+            String::from_utf8_lossy(&kept),
+            "\nNumber of files: 31\ntail"
+        );
         let s = progress.sample();
         assert_eq!((s.bytes, s.files, s.files_total), (400_000, 3, Some(31)));
         // Incremental recursion: a count so far, no total.
-        p.feed(b"\r 1  1%  1MB/s 0:00:00 (xfr#2, ir-chk=10/40)\r", &mut kept);
+        p.feed(
+            b"\r 1  1%  1MB/s 0:00:00 (xfr#2, ir-chk=10/40)\r",
+            &mut kept,
+        );
         assert_eq!(progress.sample().files_total, None);
         assert_eq!(parse_progress2("Number of files: 31"), None);
     }

@@ -641,8 +641,7 @@ pub fn compare(
         .filter(|(_, e)| in_base(e))
         .collect();
     let (walked, based) = std::thread::scope(|scope| {
-        let walked =
-            scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads, progress));
+        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads, progress));
         let based = map_chunks(&from_base, threads, |part| {
             let mut out = Vec::new();
             for (i, e) in part {
@@ -962,6 +961,47 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linking_hashing_and_checking_count_up_to_their_totals() {
+        use crate::progress::Progress;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        for (i, sub) in ["a", "a/b", "c"].iter().enumerate() {
+            std::fs::create_dir_all(src.join(sub)).expect("mkdir");
+            std::fs::write(src.join(sub).join("f"), vec![b'x'; 1000 * (i + 1)]).expect("write");
+        }
+        let set = dir.path().join("set");
+        let progress = Progress::default();
+        let stop = AtomicBool::new(false);
+        let entries =
+            crate::fs::tree::link_tree_since(&src, None, &set, 2, &stop, &progress).expect("link");
+        // 3 folders and 3 files, counted folder by folder.
+        assert_eq!(progress.sample().files, 6);
+        let info = ManifestInfo {
+            name: "set".into(),
+            host: "h".into(),
+            run_id: "r".into(),
+            playbook_hash: "p".into(),
+            hash_all: true,
+            kind: "full",
+            base: None,
+        };
+        let m = build(&set, &entries, &info, 2, &stop, &progress).expect("build");
+        let s = progress.sample();
+        assert_eq!(s.phase, Some("hashing"));
+        assert_eq!((s.files, s.files_total), (3, Some(3)));
+        assert_eq!((s.bytes, s.bytes_total), (6000, Some(6000)));
+        let found = compare(&set, &m, false, true, 2, &progress).expect("compare");
+        assert!(found.is_empty(), "{found:?}");
+        let s = progress.sample();
+        assert_eq!(s.phase, Some("checking"));
+        assert_eq!((s.files, s.files_total), (6, Some(6)));
+        assert_eq!((s.bytes, s.bytes_total), (6000, Some(6000)));
+        // Without hashes the bytes have no total (nothing is read).
+        compare(&set, &m, false, false, 2, &progress).expect("compare");
+        assert_eq!(progress.sample().bytes_total, None);
+    }
 
     #[test]
     fn a_check_that_panicked_is_an_error_not_an_empty_list() {

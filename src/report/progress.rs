@@ -376,7 +376,8 @@ impl RunningStep {
             return None;
         }
         let left = (total - done) as f64 * took / moved as f64;
-        Some(Duration::from_secs_f64(left.min(1e7)))
+        // Rounded up: "ETA 0s" while work remains would be wrong.
+        Some(Duration::from_secs(left.ceil().min(1e7) as u64))
     }
 }
 
@@ -398,7 +399,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -439,7 +440,9 @@ impl<W: Write> Reporter for ProgressReporter<W> {
             Live::Redraw => Some(LIVE_EVERY),
             // A few checks per period, so that a step's line comes close
             // to its due time; at most once a second.
-            Live::Every(every) => Some((every / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))),
+            Live::Every(every) => {
+                Some((every / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+            }
         }
     }
 
@@ -711,6 +714,97 @@ impl<W: Write> Reporter for QuietReporter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_counts_read_as_people_write_them() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(12_345), "12,345");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(fmt_bytes(999), "999 B");
+        assert_eq!(fmt_bytes(1_234), "1.2 kB");
+        assert_eq!(fmt_bytes(1_200_000_000), "1.2 GB");
+        assert_eq!(fmt_elapsed(Duration::from_millis(80_900)), "1m20s");
+        assert_eq!(cut("abcdef", 4), "abc…");
+    }
+
+    fn step(progress: Option<Arc<Progress>>, started: Instant) -> RunningStep {
+        RunningStep {
+            step: "copy".into(),
+            started,
+            progress,
+            printed: started,
+            rate_from: None,
+        }
+    }
+
+    #[test]
+    fn an_eta_needs_a_total_and_a_measured_rate() {
+        let t0 = Instant::now();
+        let p = Arc::new(Progress::default());
+        let mut r = step(Some(p.clone()), t0);
+        p.add_files(10);
+        p.add_bytes(1_000);
+        // No total: counts, never an ETA.
+        assert_eq!(r.describe(t0, true), "running 0s, 10 files, 1.0 kB");
+        assert_eq!(
+            r.describe(t0 + Duration::from_secs(5), true),
+            "running 5s, 10 files, 1.0 kB"
+        );
+        // A total: the rate is measured from the first sample that has it.
+        p.restart("hashing", None, Some(10_000));
+        p.add_bytes(1_000);
+        let at = t0 + Duration::from_secs(6);
+        assert!(!r.describe(at, true).contains("ETA"));
+        p.add_bytes(2_000);
+        // 2,000 bytes in 2 s, 7,000 left: 7 s.
+        assert_eq!(
+            r.describe(at + Duration::from_secs(2), true),
+            "running 8s, hashing, 3.0 kB of 10.0 kB (30%), ETA 7s"
+        );
+        // A command step: elapsed time only.
+        assert_eq!(
+            step(None, t0).describe(t0 + Duration::from_secs(61), false),
+            "1m01s"
+        );
+    }
+
+    #[test]
+    fn live_lines_are_erased_before_anything_is_printed_and_skipped_when_unchanged() {
+        let mut out = Vec::new();
+        {
+            let mut r = ProgressReporter::new(&mut out, Style::plain()).redrawing(40, 24);
+            r.event(&Event::RunStarted {
+                run_id: "r1",
+                playbook: "p",
+                resumed: false,
+                kept: 0,
+                total: 2,
+            });
+            r.event(&Event::StepStarted {
+                step: "a-step-with-a-rather-long-name-indeed",
+                attempt: 1,
+                of: 1,
+                progress: None,
+            });
+            r.tick();
+            r.tick();
+            r.event(&Event::Output {
+                step: "a-step-with-a-rather-long-name-indeed",
+                line: "hello",
+            });
+        }
+        let text = String::from_utf8(out).expect("utf-8");
+        // Cut to the width (39 columns) so that it cannot wrap; drawn once
+        // although ticked twice; erased before the output line.
+        assert_eq!(
+            text,
+            "starting run r1 of p (2 steps)\n\
+             ▶ a-step-with-a-rather-long-name-indeed\n\
+             [0/2] a-step-with-a-rather-long-name-i…\n\
+             \x1b[1A\x1b[Ja-step-with-a-rather-long-name-indeed │ hello\n"
+        );
+    }
 
     #[test]
     fn counts_are_singular_for_one() {
