@@ -259,3 +259,81 @@ fn cron_hears_nothing_of_a_slow_run_that_succeeds() {
     assert_eq!(run.stdout, "");
     assert_eq!(run.stderr, "");
 }
+
+/// A wrapper around `real` that waits `before` seconds, runs it, then
+/// waits `after` seconds (keeping its output open): a slow dump or restore.
+fn slow_wrapper(
+    s: &Scratch,
+    name: &str,
+    real: &std::path::Path,
+    before: &str,
+    after: &str,
+) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = s.write(
+        name,
+        &format!(
+            "#!/bin/sh\nsleep {before}\n{} \"$@\"\nstatus=$?\nsleep {after}\nexit $status\n",
+            real.display()
+        ),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn dump_and_restore_show_the_bytes_they_move() {
+    let c = crate::pg_cluster::Cluster::start();
+    c.psql("postgres", "CREATE DATABASE shop");
+    c.psql(
+        "shop",
+        "CREATE TABLE items AS SELECT g AS id, repeat('x', 20) AS name FROM generate_series(1, 100000) g",
+    );
+    let s = Scratch::new();
+    let dumpall = slow_wrapper(&s, "dumpall", &c.bin().join("pg_dumpall"), "0", "1.5");
+    // psql starts reading late: ward has read only part of the file meanwhile.
+    let psql = slow_wrapper(&s, "psql", &c.bin().join("psql"), "1.5", "0");
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: pgp\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {conn}, dest: all.sql, compress: none, args: [--clean, --if-exists], program: {dumpall} }}\n  - id: restore\n    needs: [dump]\n    action: pg.restore\n    with: {{ db: {conn}, src: all.sql, force: true, program: {psql} }}\n",
+            conn = c.conn()
+        ),
+    );
+    let run = s
+        .ward()
+        .env("WARD_PROGRESS_INTERVAL_MS", "500")
+        .args(["run", "--progress", "p.yml"])
+        .run()
+        .expect_code(0);
+    let size = std::fs::metadata(s.path().join("all.sql"))
+        .expect("dump")
+        .len();
+    assert!(size > 2_000_000, "{size}");
+    // The dump: bytes so far, no total (and so no ETA).
+    let dumping: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("[0/2] dump running "))
+        .collect();
+    assert!(
+        dumping
+            .iter()
+            .any(|l| l.contains(", dumping, ") && l.ends_with(" MB")),
+        "{}",
+        run.stdout
+    );
+    // The restore: bytes read of the file's size, part of it.
+    let restoring = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("[1/2] restore running 1s, restoring, "))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    let pct: u64 = restoring
+        .rsplit_once('(')
+        .and_then(|(_, p)| p.split_once('%'))
+        .and_then(|(p, _)| p.parse().ok())
+        .unwrap_or_else(|| panic!("{restoring}"));
+    assert!(pct < 100, "{restoring}");
+    assert_eq!(c.psql("shop", "SELECT count(*) FROM items"), "100000");
+}
