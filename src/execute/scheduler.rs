@@ -238,11 +238,7 @@ pub async fn execute(
     // What steps leave running in the background is handed to ward when
     // their parent ends, so that ward can stop it (and reap it).
     super::orphans::become_subreaper();
-    let mut ticker = s.reporter.tick_interval().map(|every| {
-        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        t
-    });
+    let mut ticker = ticker(s.reporter.tick_interval());
     let mut tasks: JoinSet<Done> = JoinSet::new();
     // Output kept from before a crash (same boot) is flushed before the run
     // can end; the steps after it need not wait (rule 6).
@@ -349,6 +345,16 @@ pub async fn execute(
         s.compensate(store, &late_rx, &mut signals, &senders).await;
     }
     s.finish(store, started, None).await
+}
+
+/// The reporter's timer, if it wants one (a tick missed while the
+/// scheduler was busy is skipped, not caught up).
+fn ticker(every: Option<Duration>) -> Option<tokio::time::Interval> {
+    every.map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    })
 }
 
 /// The reporter's next tick; never, without a timer.
@@ -898,35 +904,46 @@ impl Scheduler<'_, '_> {
         loop {
             let (_, attempt, log) = self.start_attempt(c);
             self.commit(store).await;
-            self.reporter.event(&Event::StepStarted {
-                step: &self.steps[c].id,
-                attempt,
-                of: self.steps[c].retry.attempts,
-                progress: None,
-            });
             let spec = self.attempt_spec(c, attempt, &log, None);
             let cleanup = self.cleanup(c, attempt);
             let cancel_attempt = cancel.clone();
+            let of = self.steps[c].retry.attempts;
             let attempt_run = match &self.steps[c].body {
                 ResolvedBody::Action(params) => {
                     let timeout = self.steps[c].timeout.map(|t| t.std());
                     let (ctx, cell) = self.action_ctx(c, spec);
+                    self.reporter.event(&Event::StepStarted {
+                        step: &self.steps[c].id,
+                        attempt,
+                        of,
+                        progress: Some(&ctx.progress_handle()),
+                    });
                     let started = start_action(params.clone(), ctx, cell);
                     tokio::spawn(async move {
                         let result = wait_action(started, timeout, cancel_attempt.clone()).await;
                         after_attempt(result, cleanup, &cancel_attempt).await
                     })
                 }
-                _ => tokio::spawn(async move {
-                    let result = run_attempt(spec, cancel_attempt.clone()).await;
-                    after_attempt(result, cleanup, &cancel_attempt).await
-                }),
+                _ => {
+                    self.reporter.event(&Event::StepStarted {
+                        step: &self.steps[c].id,
+                        attempt,
+                        of,
+                        progress: None,
+                    });
+                    tokio::spawn(async move {
+                        let result = run_attempt(spec, cancel_attempt.clone()).await;
+                        after_attempt(result, cleanup, &cancel_attempt).await
+                    })
+                }
             };
             tokio::pin!(attempt_run);
+            let mut ticker = ticker(self.reporter.tick_interval());
             let result = loop {
                 tokio::select! {
                     joined = &mut attempt_run => break joined,
                     Some(sig) = next_signal(signals) => self.on_signal(sig, senders),
+                    () = tick(&mut ticker) => self.reporter.tick(),
                 }
             };
             let result = match result {
