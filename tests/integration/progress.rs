@@ -337,3 +337,25 @@ fn dump_and_restore_show_the_bytes_they_move() {
     assert!(pct < 100, "{restoring}");
     assert_eq!(c.psql("shop", "SELECT count(*) FROM items"), "100000");
 }
+
+#[test]
+fn a_compensation_after_a_failure_has_its_live_line_too() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: undo\nsteps:\n  - id: a\n    run: \"true\"\n    compensate: undo\n  - id: b\n    needs: [a]\n    run: \"false\"\n  - id: undo\n    run: \"sleep 1.5\"\n",
+    );
+    let (code, out) = run_at_terminal(
+        s.ward()
+            .env("TERM", "xterm")
+            .args(["run", "p.yml"])
+            .command(),
+    );
+    assert_eq!(code, 1, "{out}");
+    // Done: `a` and `b`; the compensation is counted on top of the run's steps.
+    assert!(
+        out.contains("[2/3] undo 1s"),
+        "no live line for the compensation:\n{out:?}"
+    );
+    assert!(out.contains(" failed"), "{out:?}");
+}
