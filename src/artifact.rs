@@ -117,6 +117,15 @@ impl DumpFile {
     }
 
     /// Adds text of ward's own (a `\connect` line, a comment).
+    /// Adds every byte written from now on (before compression) to
+    /// `progress`, for the step's progress line.
+    pub fn counted(self, progress: Arc<crate::progress::Progress>) -> DumpFile {
+        DumpFile {
+            enc: Box::new(crate::compress::Counted::new(self.enc, progress)),
+            ..self
+        }
+    }
+
     pub fn write_text(&mut self, text: &str) -> Result<(), Stage> {
         self.enc.write_all(text.as_bytes()).map_err(Stage::Out)?;
         self.raw += text.len() as u64;

@@ -213,6 +213,47 @@ impl<W: Write> Finish for ParallelGzip<W> {
     }
 }
 
+/// A reader or writer that adds the bytes passing through it to a step's
+/// progress (one relaxed add per buffer): a dump's output on its way to
+/// the compressor, a restore's file on its way to the decompressor.
+pub struct Counted<T> {
+    inner: T,
+    progress: std::sync::Arc<crate::progress::Progress>,
+}
+
+impl<T> Counted<T> {
+    /// Counts what passes through `inner` into `progress`.
+    pub fn new(inner: T, progress: std::sync::Arc<crate::progress::Progress>) -> Counted<T> {
+        Counted { inner, progress }
+    }
+}
+
+impl<T: Read> Read for Counted<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add_bytes(n as u64);
+        Ok(n)
+    }
+}
+
+impl<T: Write> Write for Counted<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.add_bytes(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Finish for Counted<Box<dyn Finish>> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.inner.finish()
+    }
+}
+
 /// A compressing writer of the chosen kind around `out`.
 pub fn encoder<W: Write + Send + 'static>(
     kind: Compression,

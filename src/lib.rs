@@ -33,6 +33,7 @@ pub mod plan;
 pub mod preflight;
 pub mod process;
 pub mod procs;
+pub mod progress;
 pub mod report;
 pub mod schedule;
 pub mod schema;

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::process::{Attempt, Cancel, CancelCell, Finished, Running};
+use crate::progress::Progress;
 use crate::template::RunFacts;
 
 /// Why an action failed, in words for the operator.
@@ -78,6 +79,10 @@ pub struct ActionOutput {
     pub unflushed: Vec<PathBuf>,
 }
 
+/// Reads a program's stdout chunk by chunk (see
+/// [`ActionCtx::run_program_filtered`]); an empty chunk means the end.
+pub type StdoutFilter = Box<dyn FnMut(&[u8], &mut Vec<u8>) + Send>;
+
 /// The result of one action attempt.
 pub type ActionResult = Result<ActionOutput, ActionError>;
 
@@ -94,6 +99,7 @@ pub struct ActionCtx {
     log: Mutex<Option<File>>,
     cancel: Arc<CancelCell>,
     param_vars: Vec<(String, String)>,
+    progress: Arc<Progress>,
 }
 
 impl ActionCtx {
@@ -115,6 +121,7 @@ impl ActionCtx {
             log: Mutex::new(None),
             cancel: cancel.clone(),
             param_vars,
+            progress: Arc::default(),
         };
         (ctx, cancel)
     }
@@ -146,6 +153,19 @@ impl ActionCtx {
         if let Some(tx) = &self.attempt.echo {
             let _ = tx.send((self.attempt.index, line.to_owned()));
         }
+    }
+
+    /// The attempt's progress counters: an action adds the files and bytes
+    /// it has done (per folder or buffer, never per byte) and sets totals
+    /// when it knows them; a reporter samples them on a timer.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// A shared handle on [`progress`](Self::progress), for the executor
+    /// to give the reporter, and for an action's worker threads.
+    pub fn progress_handle(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     /// True once the attempt must stop (timeout or a signal to ward).
@@ -255,7 +275,7 @@ impl ActionCtx {
         extra_env: &[(String, String)],
         capture: bool,
     ) -> Result<Finished, ActionError> {
-        self.run_program_with(argv, extra_env, None, capture)
+        self.run_program_with(argv, extra_env, None, capture, None)
     }
 
     /// Runs a program to its end with `input` on its stdin (written on a
@@ -266,7 +286,22 @@ impl ActionCtx {
         argv: &[String],
         input: Vec<u8>,
     ) -> Result<Finished, ActionError> {
-        self.run_program_with(argv, &[], Some(input), true)
+        self.run_program_with(argv, &[], Some(input), true, None)
+    }
+
+    /// Runs a program to its end (with `input` on its stdin, if any),
+    /// passing its stdout through `filter` as it comes: the filter gets each
+    /// chunk read and appends what is kept (captured and logged) to its
+    /// second argument. For programs that report progress on stdout
+    /// (`rsync --info=progress2`): the filter counts it into
+    /// [`progress`](Self::progress) and keeps it out of the log.
+    pub fn run_program_filtered(
+        &self,
+        argv: &[String],
+        input: Option<Vec<u8>>,
+        filter: StdoutFilter,
+    ) -> Result<Finished, ActionError> {
+        self.run_program_with(argv, &[], input, true, Some(filter))
     }
 
     fn run_program_with(
@@ -275,6 +310,7 @@ impl ActionCtx {
         extra_env: &[(String, String)],
         input: Option<Vec<u8>>,
         capture: bool,
+        filter: Option<StdoutFilter>,
     ) -> Result<Finished, ActionError> {
         let mut running = self.spawn_with(argv, extra_env, input.is_some(), capture)?;
         // A write error means the program ended early; its exit status says why.
@@ -291,7 +327,24 @@ impl ActionCtx {
         let reader = running.child.stdout.take().map(|mut out| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+                match filter {
+                    None => {
+                        let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+                    }
+                    Some(mut filter) => {
+                        let mut chunk = vec![0u8; 64 * 1024];
+                        loop {
+                            match std::io::Read::read(&mut out, &mut chunk) {
+                                Ok(0) => break,
+                                Ok(n) => filter(&chunk[..n], &mut buf),
+                                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                                Err(_) => break,
+                            }
+                        }
+                        // End of output: whatever the filter held back.
+                        filter(&[], &mut buf);
+                    }
+                }
                 buf
             })
         });

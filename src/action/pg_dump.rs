@@ -134,7 +134,10 @@ impl Action for PgDump {
             SHORT_WITH_VALUE,
         )
         .is_empty();
-        let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?;
+        // No total: how big a dump comes out is known when it is done.
+        ctx.progress().restart("dumping", None, None);
+        let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?
+            .counted(ctx.progress_handle());
         ctx.log(format!(
             "dumping {} at the point of step `{}` | {} > {}",
             points

@@ -113,7 +113,10 @@ impl Action for PgDumpall {
             p.compress.as_str(),
             dest.display()
         ));
-        let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?;
+        // No total: how big a dump comes out is known when it is done.
+        ctx.progress().restart("dumping", None, None);
+        let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?
+            .counted(ctx.progress_handle());
         if let Err(e) = file.stream(
             || ctx.spawn(&argv, &env, true).map_err(|e| e.0),
             ctx.cancel_cell(),

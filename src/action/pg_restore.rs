@@ -66,6 +66,11 @@ impl Action for PgRestore {
                 )));
             }
         }
+        // The file's size is the total: what is read of it (compressed) is
+        // what is done, so the ETA is a real one.
+        let size = file.metadata().map(|m| m.len()).ok();
+        ctx.progress().restart("restoring", None, size);
+        let file = crate::compress::Counted::new(file, ctx.progress_handle());
         let (input, kind) = decoder(file)
             .map_err(|e| ActionError::new(format!("cannot read {}: {e}", src.display())))?;
         let argv = vec![

@@ -143,6 +143,10 @@ impl RsyncParams {
             argv.push("--delete".into());
         }
         argv.push("--stats".into());
+        // Totals on stdout as rsync goes (files checked of the list, bytes
+        // so far): read from the pipe for the progress line and kept out
+        // of the log (see `Progress2`).
+        argv.push("--info=progress2".into());
         for rule in self.filter_rules() {
             argv.push(format!("--filter={rule}"));
         }
@@ -399,6 +403,98 @@ fn exit_meaning(code: i32) -> Option<&'static str> {
     })
 }
 
+/// Follows `rsync --info=progress2` on rsync's stdout. rsync writes each
+/// update as `\r` and one line, e.g.
+/// `      1,234,567  45%   10.00MB/s    0:00:05 (xfr#12, to-chk=100/200)`,
+/// and the last one ends with `\n`. Updates set the step's bytes (so far)
+/// and files (checked of the list: `to-chk=LEFT/ALL`); the list's length is
+/// a total only once rsync has the whole list (`to-chk`, not `ir-chk`, its
+/// incremental recursion's count so far), so only then is there an ETA.
+/// The updates are dropped from what is logged; everything else (the
+/// `--stats` block, `-v` file names) is kept byte for byte.
+struct Progress2 {
+    /// The start of a record whose `\r` or `\n` has not come yet.
+    pending: Vec<u8>,
+    progress: std::sync::Arc<crate::progress::Progress>,
+}
+
+impl Progress2 {
+    fn filter(ctx: &ActionCtx) -> crate::action::context::StdoutFilter {
+        let mut p = Progress2 {
+            pending: Vec::new(),
+            progress: ctx.progress_handle(),
+        };
+        Box::new(move |chunk, keep| p.feed(chunk, keep))
+    }
+
+    fn feed(&mut self, chunk: &[u8], keep: &mut Vec<u8>) {
+        if chunk.is_empty() {
+            keep.append(&mut self.pending);
+            return;
+        }
+        let mut rest = chunk;
+        while let Some(i) = rest.iter().position(|b| *b == b'\r' || *b == b'\n') {
+            self.pending.extend_from_slice(&rest[..=i]);
+            rest = &rest[i + 1..];
+            let record = std::mem::take(&mut self.pending);
+            let (body, end) = record.split_at(record.len() - 1);
+            match parse_progress2(&String::from_utf8_lossy(body)) {
+                Some(update) => self.apply(update),
+                // A bare `\r` (before each update) means nothing in a log.
+                None if body.is_empty() && end == b"\r" => {}
+                None => keep.extend_from_slice(&record),
+            }
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    fn apply(&self, u: Update2) {
+        if let Some(bytes) = u.bytes {
+            self.progress.set_bytes(bytes);
+        }
+        if let Some((left, all, complete)) = u.check {
+            self.progress.set_files(all.saturating_sub(left));
+            self.progress.set_totals(complete.then_some(all), None);
+        }
+    }
+}
+
+/// One `--info=progress2` update.
+#[derive(Debug, PartialEq, Eq)]
+struct Update2 {
+    /// Bytes so far (None if rsync printed them another way, e.g. `-h`).
+    bytes: Option<u64>,
+    /// Files left to check, files in the list so far, and whether the list
+    /// is complete.
+    check: Option<(u64, u64, bool)>,
+}
+
+/// Reads one update line, or None if `line` is not one.
+fn parse_progress2(line: &str) -> Option<Update2> {
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    let pct = words.next()?;
+    let pct_ok = pct
+        .strip_suffix('%')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if !pct_ok {
+        return None;
+    }
+    let bytes = first.replace(',', "").parse::<u64>().ok();
+    let check = ["to-chk=", "ir-chk="].iter().find_map(|key| {
+        let at = line.find(key)? + key.len();
+        let rest = &line[at..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        let (left, all) = rest[..end].split_once('/')?;
+        Some((
+            left.trim().parse().ok()?,
+            all.trim().parse().ok()?,
+            *key == "to-chk=",
+        ))
+    });
+    Some(Update2 { bytes, check })
+}
+
 /// Reads the numbers of `rsync --stats`.
 fn parse_stats(out: &str) -> serde_json::Map<String, serde_json::Value> {
     const KEYS: &[(&str, &str)] = &[
@@ -538,12 +634,16 @@ impl Action for Rsync {
                     argv.join(" "),
                     c.listed
                 ));
-                ctx.run_program_fed(&argv, c.list.clone()).map(Some)
+                ctx.progress().restart("copying", None, None);
+                ctx.run_program_filtered(&argv, Some(c.list.clone()), Progress2::filter(ctx))
+                    .map(Some)
             }
             Pass::Full(_) => {
                 let argv = p.argv(&from, &dest);
                 ctx.log(format!("running: {}", argv.join(" ")));
-                ctx.run_program(&argv, &[], true).map(Some)
+                ctx.progress().restart("copying", None, None);
+                ctx.run_program_filtered(&argv, None, Progress2::filter(ctx))
+                    .map(Some)
             }
         };
         if let Some(v) = &view {
@@ -653,6 +753,36 @@ impl Action for Rsync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress2_updates_are_counted_and_kept_out_of_the_log() {
+        let progress = std::sync::Arc::new(crate::progress::Progress::default());
+        let mut p = Progress2 {
+            pending: Vec::new(),
+            progress: progress.clone(),
+        };
+        let mut kept = Vec::new();
+        let out = "\r         32,768   0%    0.00kB/s    0:00:00  \r        200,000   3%  159.48MB/s    0:00:00 (xfr#1, ir-chk=29/31)\r   400,000   6%  1MB/s  0:00:00 (xfr#2, to-chk=28/31)\n\nNumber of files: 31\n";
+        // Cut anywhere: records may span chunks.
+        for piece in out.as_bytes().chunks(7) {
+            p.feed(piece, &mut kept);
+        }
+        p.feed(b"tail", &mut kept);
+        p.feed(&[], &mut kept);
+        assert_eq!(
+            String::from_utf8_lossy(&kept),
+            "\nNumber of files: 31\ntail"
+        );
+        let s = progress.sample();
+        assert_eq!((s.bytes, s.files, s.files_total), (400_000, 3, Some(31)));
+        // Incremental recursion: a count so far, no total.
+        p.feed(
+            b"\r 1  1%  1MB/s 0:00:00 (xfr#2, ir-chk=10/40)\r",
+            &mut kept,
+        );
+        assert_eq!(progress.sample().files_total, None);
+        assert_eq!(parse_progress2("Number of files: 31"), None);
+    }
 
     #[test]
     fn reads_rsync_stats() {

@@ -292,12 +292,16 @@ fn make(
             "incremental against base {base_name}: only new and changed files are linked"
         ));
     }
+    // No total while linking: the tree is counted by linking it (last
+    // night's manifest would only be a guess, and reading it costs).
+    ctx.progress().restart("linking", None, None);
     let entries = link_tree_since(
         src,
         base.as_ref().map(|(_, p)| p.as_path()),
         &partial,
         threads,
         ctx.cancel_flag(),
+        ctx.progress(),
     )?;
     ctx.log(format!(
         "linked {} entries in {:.2}s",
@@ -315,7 +319,14 @@ fn make(
         kind,
         base: base.clone(),
     };
-    let mut m = manifest::build(&partial, &entries, &info, threads, ctx.cancel_flag())?;
+    let mut m = manifest::build(
+        &partial,
+        &entries,
+        &info,
+        threads,
+        ctx.cancel_flag(),
+        ctx.progress(),
+    )?;
     let json = manifest::encode(&mut m)?;
     let manifest_path = manifest::outside_path(&done)
         .ok_or_else(|| ActionError::new(format!("{} is not a snapshot path", done.display())))?;

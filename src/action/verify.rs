@@ -66,7 +66,14 @@ impl Action for Verify {
             )));
         }
         ctx.check()?;
-        let mismatches = manifest::compare(&set, m, found.in_tree, p.hashes, ctx.threads)?;
+        let mismatches = manifest::compare(
+            &set,
+            m,
+            found.in_tree,
+            p.hashes,
+            ctx.threads,
+            ctx.progress(),
+        )?;
         for mm in &mismatches {
             ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
         }

@@ -70,6 +70,11 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "XDG_STATE_HOME",
         "where the default state database lives (not for root)",
     ),
+    ("TERM", "`dumb`: plain progress lines, no colours"),
+    (
+        "WARD_PROGRESS_INTERVAL_MS",
+        "test hook: period of --progress lines without a terminal",
+    ),
 ];
 
 /// `ward --help`'s closing text.

@@ -18,8 +18,15 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
     let progress = output.progress || (terminal && !output.quiet);
     if progress {
         let style = Style::stdout();
+        let shown = ProgressReporter::new(std::io::stdout(), style).with_state(state);
+        // At a terminal, live lines redrawn in place; else (no terminal,
+        // or `TERM=dumb`) a plain line per running step now and then.
+        let shown = match crate::report::live_stdout() {
+            Some((width, height)) => shown.redrawing(width, height),
+            None => shown.periodic(crate::report::plain_every()),
+        };
         (
-            Box::new(ProgressReporter::new(std::io::stdout(), style).with_state(state)),
+            Box::new(shown),
             RunSettings {
                 echo_output: true,
                 skip_preconditions: false,

@@ -33,6 +33,7 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
             found.in_tree,
             !args.no_hashes,
             crate::fs::default_threads(),
+            &crate::progress::Progress::default(),
         )?;
         Ok((found.manifest, mismatches))
     });

@@ -1,9 +1,11 @@
 //! What the executor tells the outside world while it runs.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::StopSignal;
+use crate::progress::Progress;
 use crate::state::{RunState, StepState};
 
 /// How an attempt or step ended, for reporters.
@@ -51,6 +53,9 @@ pub enum Event<'a> {
         attempt: u32,
         /// Attempts allowed.
         of: u32,
+        /// The attempt's counters, for actions (a command step has none:
+        /// its progress is its elapsed time).
+        progress: Option<&'a Arc<Progress>>,
     },
     /// A line of a step's output (only when echoing).
     Output {
@@ -132,4 +137,14 @@ pub enum Event<'a> {
 pub trait Reporter {
     /// Handles one event.
     fn event(&mut self, event: &Event<'_>);
+
+    /// How often the executor should call [`tick`](Self::tick) while steps
+    /// run; None (the default) for reporters that only react to events, so
+    /// that a quiet run has no timer at all.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Time has passed: redraw or print what is due.
+    fn tick(&mut self) {}
 }

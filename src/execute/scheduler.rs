@@ -238,6 +238,7 @@ pub async fn execute(
     // What steps leave running in the background is handed to ward when
     // their parent ends, so that ward can stop it (and reap it).
     super::orphans::become_subreaper();
+    let mut ticker = ticker(s.reporter.tick_interval());
     let mut tasks: JoinSet<Done> = JoinSet::new();
     // Output kept from before a crash (same boot) is flushed before the run
     // can end; the steps after it need not wait (rule 6).
@@ -252,11 +253,6 @@ pub async fn execute(
         // while recorded `pending` is simply run again after a crash, like
         // one recorded `running` (state/recovery.rs, rule 3).
         for (step, attempt, log) in launch {
-            s.reporter.event(&Event::StepStarted {
-                step: &s.steps[step].id,
-                attempt,
-                of: s.steps[step].retry.attempts.max(s.tries[step]),
-            });
             let echo = s.options.echo_output.then(|| out_tx.clone());
             let spec = s.attempt_spec(step, attempt, &log, echo);
             let cancel = if s.is_finalizer(step) {
@@ -265,8 +261,16 @@ pub async fn execute(
                 cancel_rx.clone()
             };
             let cleanup = s.cleanup(step, attempt);
+            let of = s.steps[step].retry.attempts.max(s.tries[step]);
             if let ResolvedBody::Action(params) = &s.steps[step].body {
                 let (ctx, cell) = s.action_ctx(step, spec);
+                let progress = ctx.progress_handle();
+                s.reporter.event(&Event::StepStarted {
+                    step: &s.steps[step].id,
+                    attempt,
+                    of,
+                    progress: Some(&progress),
+                });
                 let started = start_action(params.clone(), ctx, cell);
                 let timeout = s.steps[step].timeout.map(|t| t.std());
                 tasks.spawn(async move {
@@ -281,6 +285,12 @@ pub async fn execute(
                 });
                 continue;
             }
+            s.reporter.event(&Event::StepStarted {
+                step: &s.steps[step].id,
+                attempt,
+                of,
+                progress: None,
+            });
             let started = spawn_attempt(&spec);
             tasks.spawn(async move {
                 let result = wait_attempt(started, spec, cancel.clone()).await;
@@ -304,6 +314,9 @@ pub async fn execute(
             break;
         }
         tokio::select! {
+            // Only a reporter that draws progress asks for a timer; it
+            // samples counters, so a tick costs the steps nothing.
+            () = tick(&mut ticker) => s.reporter.tick(),
             joined = tasks.join_next() => match joined {
                 Some(Ok(Done::Attempt { step, attempt, log, result })) => {
                     // A finalizer's retry wait is not cut short by the first signal.
@@ -332,6 +345,26 @@ pub async fn execute(
         s.compensate(store, &late_rx, &mut signals, &senders).await;
     }
     s.finish(store, started, None).await
+}
+
+/// The reporter's timer, if it wants one (a tick missed while the
+/// scheduler was busy is skipped, not caught up).
+fn ticker(every: Option<Duration>) -> Option<tokio::time::Interval> {
+    every.map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    })
+}
+
+/// The reporter's next tick; never, without a timer.
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// True for steps whose background processes ward leaves running: those
@@ -873,34 +906,46 @@ impl Scheduler<'_, '_> {
         loop {
             let (_, attempt, log) = self.start_attempt(c);
             self.commit(store).await;
-            self.reporter.event(&Event::StepStarted {
-                step: &self.steps[c].id,
-                attempt,
-                of: self.steps[c].retry.attempts,
-            });
             let spec = self.attempt_spec(c, attempt, &log, None);
             let cleanup = self.cleanup(c, attempt);
             let cancel_attempt = cancel.clone();
+            let of = self.steps[c].retry.attempts;
             let attempt_run = match &self.steps[c].body {
                 ResolvedBody::Action(params) => {
                     let timeout = self.steps[c].timeout.map(|t| t.std());
                     let (ctx, cell) = self.action_ctx(c, spec);
+                    self.reporter.event(&Event::StepStarted {
+                        step: &self.steps[c].id,
+                        attempt,
+                        of,
+                        progress: Some(&ctx.progress_handle()),
+                    });
                     let started = start_action(params.clone(), ctx, cell);
                     tokio::spawn(async move {
                         let result = wait_action(started, timeout, cancel_attempt.clone()).await;
                         after_attempt(result, cleanup, &cancel_attempt).await
                     })
                 }
-                _ => tokio::spawn(async move {
-                    let result = run_attempt(spec, cancel_attempt.clone()).await;
-                    after_attempt(result, cleanup, &cancel_attempt).await
-                }),
+                _ => {
+                    self.reporter.event(&Event::StepStarted {
+                        step: &self.steps[c].id,
+                        attempt,
+                        of,
+                        progress: None,
+                    });
+                    tokio::spawn(async move {
+                        let result = run_attempt(spec, cancel_attempt.clone()).await;
+                        after_attempt(result, cleanup, &cancel_attempt).await
+                    })
+                }
             };
             tokio::pin!(attempt_run);
+            let mut ticker = ticker(self.reporter.tick_interval());
             let result = loop {
                 tokio::select! {
                     joined = &mut attempt_run => break joined,
                     Some(sig) = next_signal(signals) => self.on_signal(sig, senders),
+                    () = tick(&mut ticker) => self.reporter.tick(),
                 }
             };
             let result = match result {

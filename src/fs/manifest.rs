@@ -169,13 +169,15 @@ pub struct ManifestInfo {
 }
 
 /// Builds the manifest of the tree at `root` from its entries, hashing the
-/// sampled (or all) files with `threads` workers.
+/// sampled (or all) files with `threads` workers. `progress` gets the
+/// phase "hashing", its totals, and each file hashed.
 pub fn build(
     root: &Path,
     entries: &[Entry],
     info: &ManifestInfo,
     threads: usize,
     cancelled: &AtomicBool,
+    progress: &crate::progress::Progress,
 ) -> Result<Manifest, FsError> {
     let mut dumps = Vec::new();
     let mut known: HashMap<Vec<u8>, String> = HashMap::new();
@@ -219,6 +221,11 @@ pub fn build(
                 && (info.hash_all || sampled(&e.rel))
         })
         .collect();
+    progress.restart(
+        "hashing",
+        Some(to_hash.len() as u64),
+        Some(to_hash.iter().map(|e| e.size).sum()),
+    );
     let threads = threads.max(1);
     type Hashed = Result<Vec<(Vec<u8>, String)>, FsError>;
     let hashed: Vec<Hashed> = std::thread::scope(|scope| {
@@ -246,6 +253,8 @@ pub fn build(
                                 ))
                             })?;
                         out.push((e.rel.clone(), sum));
+                        progress.add_files(1);
+                        progress.add_bytes(e.size);
                     }
                     Ok(out)
                 })
@@ -573,12 +582,16 @@ impl Mismatch {
 /// or reported extra. Entries the walk never met are missing. Entries of
 /// an incremental set that live in its base are checked there by path.
 /// Mismatches come in manifest order, extras last (sorted).
+///
+/// `progress` counts the entries checked and the bytes hashed, of totals
+/// that the manifest gives.
 pub fn compare(
     root: &Path,
     m: &Manifest,
     in_tree: bool,
     hashes: bool,
     threads: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Vec<Mismatch>, FsError> {
     let base_root = m
         .base
@@ -594,6 +607,15 @@ pub fn compare(
         )]);
     }
     let in_base = |e: &ManifestEntry| base_root.is_some() && e.in_base;
+    let hashed = |e: &ManifestEntry| match (hashes, &e.sha256) {
+        (true, Some(_)) => e.size.unwrap_or(0),
+        _ => 0,
+    };
+    progress.restart(
+        "checking",
+        Some(m.entries.len() as u64),
+        hashes.then(|| m.entries.iter().map(hashed).sum()),
+    );
     // Entries stored in this set (not in its base), by path: anything else
     // found in the set is extra.
     let stored: HashMap<Vec<u8>, usize> = m
@@ -619,7 +641,7 @@ pub fn compare(
         .filter(|(_, e)| in_base(e))
         .collect();
     let (walked, based) = std::thread::scope(|scope| {
-        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads));
+        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads, progress));
         let based = map_chunks(&from_base, threads, |part| {
             let mut out = Vec::new();
             for (i, e) in part {
@@ -628,6 +650,8 @@ pub fn compare(
                     Some(b) => check_entry(b.as_fd(), e, hashes, &mut found),
                     None => found.push(Mismatch::missing(e)),
                 }
+                progress.add_files(1);
+                progress.add_bytes(hashed(e));
                 out.extend(found.into_iter().map(|mm| (*i, mm)));
             }
             out
@@ -676,6 +700,7 @@ fn walk_set(
     in_tree: bool,
     hashes: bool,
     threads: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Walked, FsError> {
     use rustix::fs::{AtFlags, FileType, statat};
     use rustix::io::Errno;
@@ -746,6 +771,9 @@ fn walk_set(
                 };
                 let mut out = Vec::new();
                 compare_found(e, &st, fd.as_fd(), &name, hashes, &mut out);
+                if let (true, Some(_), Some(size)) = (hashes, &e.sha256, e.size) {
+                    progress.add_bytes(size);
+                }
                 found.extend(out.into_iter().map(|mm| (i, mm)));
                 // A folder is entered even where it differs (its mode, or a
                 // folder where a file was): what is in it is checked too.
@@ -756,6 +784,7 @@ fn walk_set(
             let mut all = walked
                 .lock()
                 .map_err(|_| poisoned("the result of the check"))?;
+            progress.add_files(met.len() as u64);
             all.found.extend(found);
             all.extra.extend(extra);
             for i in met {
@@ -932,6 +961,47 @@ pub fn materialize(m: &Manifest, set: &Path, prefix: &str, view: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linking_hashing_and_checking_count_up_to_their_totals() {
+        use crate::progress::Progress;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        for (i, sub) in ["a", "a/b", "c"].iter().enumerate() {
+            std::fs::create_dir_all(src.join(sub)).expect("mkdir");
+            std::fs::write(src.join(sub).join("f"), vec![b'x'; 1000 * (i + 1)]).expect("write");
+        }
+        let set = dir.path().join("set");
+        let progress = Progress::default();
+        let stop = AtomicBool::new(false);
+        let entries =
+            crate::fs::tree::link_tree_since(&src, None, &set, 2, &stop, &progress).expect("link");
+        // 3 folders and 3 files, counted folder by folder.
+        assert_eq!(progress.sample().files, 6);
+        let info = ManifestInfo {
+            name: "set".into(),
+            host: "h".into(),
+            run_id: "r".into(),
+            playbook_hash: "p".into(),
+            hash_all: true,
+            kind: "full",
+            base: None,
+        };
+        let m = build(&set, &entries, &info, 2, &stop, &progress).expect("build");
+        let s = progress.sample();
+        assert_eq!(s.phase, Some("hashing"));
+        assert_eq!((s.files, s.files_total), (3, Some(3)));
+        assert_eq!((s.bytes, s.bytes_total), (6000, Some(6000)));
+        let found = compare(&set, &m, false, true, 2, &progress).expect("compare");
+        assert!(found.is_empty(), "{found:?}");
+        let s = progress.sample();
+        assert_eq!(s.phase, Some("checking"));
+        assert_eq!((s.files, s.files_total), (6, Some(6)));
+        assert_eq!((s.bytes, s.bytes_total), (6000, Some(6000)));
+        // Without hashes the bytes have no total (nothing is read).
+        compare(&set, &m, false, false, 2, &progress).expect("compare");
+        assert_eq!(progress.sample().bytes_total, None);
+    }
 
     #[test]
     fn a_check_that_panicked_is_an_error_not_an_empty_list() {

@@ -469,7 +469,8 @@ pub fn link_tree(
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Vec<Entry>, FsError> {
-    link_tree_since(src, None, dest, threads, cancelled)
+    let uncounted = crate::progress::Progress::default();
+    link_tree_since(src, None, dest, threads, cancelled, &uncounted)
 }
 
 /// The open folders of one level of a hard-link copy.
@@ -483,13 +484,15 @@ struct LinkLevel {
 /// As [`link_tree`], but with a `base` snapshot: entries whose inode is the
 /// one at the same path in `base` (unchanged since the base was taken, as
 /// rsync writes changed files as new inodes) are not linked and come back
-/// with `in_base` set. Folders are always created.
+/// with `in_base` set. Folders are always created. Each folder's entries
+/// are added to `progress`'s files when it is done.
 pub fn link_tree_since(
     src: &Path,
     base: Option<&Path>,
     dest: &Path,
     threads: usize,
     cancelled: &AtomicBool,
+    progress: &crate::progress::Progress,
 ) -> Result<Vec<Entry>, FsError> {
     use rustix::fs::{chmodat, chownat, fstat, linkat, mkdirat, readlinkat, statat};
     let root_meta = std::fs::symlink_metadata(src).map_err(|e| io_err("read", src, e))?;
@@ -603,6 +606,7 @@ pub fn link_tree_since(
             // its sub-folders does not change its times: set them now.
             let own = fstat(from).map_err(|e| io_err("read", &from_dir, e))?;
             set_times(to, own.st_mtime, own.st_mtime_nsec as i64);
+            progress.add_files(local.len() as u64);
             entries
                 .lock()
                 .map_err(|_| poisoned(&format!("the entries copied to {}", dest.display())))?

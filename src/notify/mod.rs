@@ -152,6 +152,14 @@ impl Reporter for PingStart<'_> {
         }
         self.inner.event(event);
     }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.inner.tick_interval()
+    }
+
+    fn tick(&mut self) {
+        self.inner.tick();
+    }
 }
 
 /// Everything after a run: builds the summary from the store, writes the

@@ -19,9 +19,11 @@ pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
 pub use preconditions::render_preconditions;
-pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tail, state_flag};
+pub use progress::{
+    ProgressReporter, QuietReporter, count, fmt_duration, log_tail, plain_every, state_flag,
+};
 pub use runs::{
     local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
     status_json,
 };
-pub use style::Style;
+pub use style::{Style, dumb_terminal, live_stdout};

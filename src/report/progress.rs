@@ -4,10 +4,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Style;
 use crate::execute::{Event, Reporter, StepEnd};
+use crate::progress::{Progress, Sample};
 use crate::state::{RunState, StepState};
 
 /// Human-friendly duration: `850ms`, `4.2s`, `3m12s`, `1h02m`.
@@ -115,20 +117,86 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
     lines
 }
 
-/// Live progress: every start, end, skip and (optionally) output line.
+/// How often a terminal's live lines are redrawn (5 Hz): fast enough for
+/// elapsed time to look alive, slow enough to cost nothing.
+pub const LIVE_EVERY: Duration = Duration::from_millis(200);
+
+/// How often `--progress` without a terminal prints a line per running step.
+pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// The period of the plain progress lines: [`PLAIN_EVERY`], or
+/// `WARD_PROGRESS_INTERVAL_MS` when set to a positive number of
+/// milliseconds. The variable is for ward's own tests (which cannot wait
+/// ten seconds per case); anything else in it is ignored.
+pub fn plain_every() -> Duration {
+    std::env::var("WARD_PROGRESS_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(PLAIN_EVERY, Duration::from_millis)
+}
+
+/// How running steps are shown between events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Live {
+    /// Not at all: only events are printed.
+    Off,
+    /// Lines at the bottom of a terminal, redrawn in place.
+    Redraw,
+    /// A plain line per running step every so often (no terminal, or
+    /// `TERM=dumb`): nothing is ever overwritten.
+    Every(Duration),
+}
+
+/// One running step, as the reporter follows it.
+struct RunningStep {
+    step: String,
+    started: Instant,
+    progress: Option<Arc<Progress>>,
+    /// When the last plain line for it was printed (or the step started).
+    printed: Instant,
+    /// Where the rate for the ETA is measured from: the counters'
+    /// generation, when it was first seen, and the amount done then.
+    rate_from: Option<(u64, Instant, u64)>,
+}
+
+/// Live progress: every start, end, skip and (optionally) output line; and
+/// between them, what the running steps are doing (see [`Live`]).
 pub struct ProgressReporter<W: Write> {
     out: W,
     style: Style,
     state: String,
+    live: Live,
+    running: Vec<RunningStep>,
+    /// Steps finished (or skipped, or kept from an earlier attempt of the run).
+    done: usize,
+    total: usize,
+    /// Live lines now on the screen, below the cursor's line's start.
+    drawn: usize,
+    /// Columns of the terminal (lines are cut to fit, as a wrapped line
+    /// would break the redraw).
+    width: usize,
+    /// Most live lines drawn at once.
+    rows: usize,
+    /// The live lines as drawn (a tick that would draw the same skips).
+    on_screen: Vec<String>,
 }
 
 impl<W: Write> ProgressReporter<W> {
-    /// Writes progress to `out`.
+    /// Writes progress to `out`, events only.
     pub fn new(out: W, style: Style) -> ProgressReporter<W> {
         ProgressReporter {
             out,
             style,
             state: String::new(),
+            live: Live::Off,
+            running: Vec::new(),
+            done: 0,
+            total: 0,
+            drawn: 0,
+            width: 80,
+            rows: 10,
+            on_screen: Vec::new(),
         }
     }
 
@@ -137,11 +205,263 @@ impl<W: Write> ProgressReporter<W> {
         self.state = state_flag(state);
         self
     }
+
+    /// Draws a line per running step at the bottom of a terminal of
+    /// `width` x `height`, redrawn in place.
+    pub fn redrawing(mut self, width: usize, height: usize) -> ProgressReporter<W> {
+        self.live = Live::Redraw;
+        self.width = width.max(20);
+        // Leave room for the lines printed above.
+        self.rows = (height / 2).clamp(1, 10);
+        self
+    }
+
+    /// Prints a plain line per running step every `every`.
+    pub fn periodic(mut self, every: Duration) -> ProgressReporter<W> {
+        self.live = Live::Every(every);
+        self
+    }
+
+    /// `[3/11]`: steps done of the run's steps.
+    fn counter(&self) -> String {
+        // Compensations are not in the total; never show more done than in all.
+        let total = self.total.max(self.done + self.running.len());
+        format!("[{}/{}]", self.done, total)
+    }
+
+    /// Erases the live lines (the cursor is at the start of the line below them).
+    fn clear(&mut self) {
+        if self.drawn > 0 {
+            let _ = write!(self.out, "\x1b[{}A\x1b[J", self.drawn);
+            self.drawn = 0;
+        }
+    }
+
+    /// Redraws the live lines, unless they read as they are on the screen.
+    fn redraw(&mut self) {
+        let lines = self.live_lines();
+        if self.drawn == lines.len() && lines == self.on_screen {
+            return;
+        }
+        self.clear();
+        for line in &lines {
+            let _ = writeln!(self.out, "{}", self.style.dim(line));
+        }
+        self.drawn = lines.len();
+        self.on_screen = lines;
+    }
+
+    /// The live lines: one per running step, cut to the terminal's width.
+    fn live_lines(&mut self) -> Vec<String> {
+        let now = Instant::now();
+        let counter = self.counter();
+        let mut lines = Vec::new();
+        let shown = if self.running.len() > self.rows {
+            self.rows - 1
+        } else {
+            self.running.len()
+        };
+        for r in &mut self.running[..shown] {
+            let what = r.describe(now, false);
+            let line = format!("{counter} {} {what}", r.step);
+            lines.push(cut(&line, self.width - 1));
+        }
+        if shown < self.running.len() {
+            lines.push(format!("… and {} more running", self.running.len() - shown));
+        }
+        lines
+    }
+
+    /// Prints the plain lines that are due.
+    fn print_due(&mut self, every: Duration) {
+        let now = Instant::now();
+        let counter = self.counter();
+        for r in &mut self.running {
+            if now.duration_since(r.printed) >= every {
+                r.printed = now;
+                let what = r.describe(now, true);
+                let line = format!("{counter} {} {what}", r.step);
+                let _ = writeln!(self.out, "{line}");
+            }
+        }
+    }
+
+    /// Keeps count of the running steps and of those done.
+    fn follow(&mut self, e: &Event<'_>) {
+        match e {
+            Event::RunStarted { kept, total, .. } => {
+                self.done = *kept;
+                self.total = *total;
+            }
+            Event::StepStarted { step, progress, .. } => {
+                let now = Instant::now();
+                self.running.retain(|r| r.step != *step);
+                self.running.push(RunningStep {
+                    step: (*step).to_owned(),
+                    started: now,
+                    progress: progress.cloned(),
+                    printed: now,
+                    rate_from: None,
+                });
+            }
+            Event::StepFinished(end) => {
+                self.running.retain(|r| r.step != end.step);
+                if !end.will_retry {
+                    self.done += 1;
+                }
+            }
+            Event::StepSkipped { .. } => self.done += 1,
+            _ => {}
+        }
+    }
+}
+
+impl RunningStep {
+    /// `running 1m20s, 12,345 files, 1.2 GB of 4.0 GB (30%), ETA 2m10s`
+    /// (plain) or the same with `·` between the parts (live).
+    fn describe(&mut self, now: Instant, plain: bool) -> String {
+        let mut parts = vec![fmt_elapsed(now.duration_since(self.started))];
+        if let Some(p) = &self.progress {
+            let s = p.sample();
+            if let Some(phase) = s.phase {
+                parts.push(phase.to_owned());
+            }
+            if s.files > 0 || s.files_total.is_some() {
+                parts.push(match s.files_total {
+                    Some(t) => format!("{} of {} files", thousands(s.files), thousands(t)),
+                    None => format!("{} files", thousands(s.files)),
+                });
+            }
+            if s.bytes > 0 || s.bytes_total.is_some() {
+                parts.push(match s.bytes_total {
+                    Some(t) if t > 0 => format!(
+                        "{} of {} ({}%)",
+                        fmt_bytes(s.bytes),
+                        fmt_bytes(t),
+                        (s.bytes.min(t) * 100) / t
+                    ),
+                    _ => fmt_bytes(s.bytes),
+                });
+            }
+            if let Some(eta) = self.eta(&s, now) {
+                parts.push(format!("ETA {}", fmt_elapsed(eta)));
+            }
+        }
+        if plain {
+            format!("running {}", parts.join(", "))
+        } else {
+            parts.join(" · ")
+        }
+    }
+
+    /// Time left, from the rate since the phase began: only with a known
+    /// total and a second of measurement, never a guess from nothing.
+    fn eta(&mut self, s: &Sample, now: Instant) -> Option<Duration> {
+        // Bytes when their total is known, else files.
+        let (done, total) = match (s.bytes_total, s.files_total) {
+            (Some(t), _) => (s.bytes, t),
+            (None, Some(t)) => (s.files, t),
+            (None, None) => return None,
+        };
+        let (since, from) = match self.rate_from {
+            Some((generation, since, from)) if generation == s.generation => (since, from),
+            _ => {
+                self.rate_from = Some((s.generation, now, done));
+                return None;
+            }
+        };
+        let took = now.duration_since(since).as_secs_f64();
+        let moved = done.saturating_sub(from);
+        if took < 1.0 || moved == 0 || done > total {
+            return None;
+        }
+        let left = (total - done) as f64 * took / moved as f64;
+        // Rounded up: "ETA 0s" while work remains would be wrong.
+        Some(Duration::from_secs(left.ceil().min(1e7) as u64))
+    }
+}
+
+/// Elapsed or remaining time for progress lines: whole seconds (`4s`,
+/// `1m20s`, `2h05m`), so that the line does not flicker.
+fn fmt_elapsed(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs / 60) % 60)
+    }
+}
+
+/// `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `1.2 GB` (decimal units, as `df -H` and rsync's `--human-readable`).
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `line` cut to `width` characters (a live line must not wrap).
+fn cut(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        line.to_owned()
+    } else {
+        let mut s: String = line.chars().take(width.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
 }
 
 impl<W: Write> Reporter for ProgressReporter<W> {
+    fn tick_interval(&self) -> Option<Duration> {
+        match self.live {
+            Live::Off => None,
+            Live::Redraw => Some(LIVE_EVERY),
+            // A few checks per period, so that a step's line comes close
+            // to its due time; at most once a second.
+            Live::Every(every) => {
+                Some((every / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        match self.live {
+            Live::Off => {}
+            Live::Redraw => self.redraw(),
+            Live::Every(every) => self.print_due(every),
+        }
+        let _ = self.out.flush();
+    }
+
     fn event(&mut self, e: &Event<'_>) {
         let s = self.style;
+        self.follow(e);
+        // What an event prints goes above the live lines: they are erased
+        // first and drawn again at the next tick (at most 200 ms later), so
+        // a burst of output lines costs one erase, not a redraw per line.
+        self.clear();
         // A closed terminal must not stop the run: ignore write errors.
         let _ = match e {
             Event::RunStarted {
@@ -167,7 +487,9 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                     )
                 }
             }
-            Event::StepStarted { step, attempt, of } => {
+            Event::StepStarted {
+                step, attempt, of, ..
+            } => {
                 if *attempt > 1 || *of > 1 {
                     writeln!(self.out, "{} {step} (attempt {attempt})", s.dim("▶"))
                 } else {
@@ -392,6 +714,97 @@ impl<W: Write> Reporter for QuietReporter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_counts_read_as_people_write_them() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(12_345), "12,345");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(fmt_bytes(999), "999 B");
+        assert_eq!(fmt_bytes(1_234), "1.2 kB");
+        assert_eq!(fmt_bytes(1_200_000_000), "1.2 GB");
+        assert_eq!(fmt_elapsed(Duration::from_millis(80_900)), "1m20s");
+        assert_eq!(cut("abcdef", 4), "abc…");
+    }
+
+    fn step(progress: Option<Arc<Progress>>, started: Instant) -> RunningStep {
+        RunningStep {
+            step: "copy".into(),
+            started,
+            progress,
+            printed: started,
+            rate_from: None,
+        }
+    }
+
+    #[test]
+    fn an_eta_needs_a_total_and_a_measured_rate() {
+        let t0 = Instant::now();
+        let p = Arc::new(Progress::default());
+        let mut r = step(Some(p.clone()), t0);
+        p.add_files(10);
+        p.add_bytes(1_000);
+        // No total: counts, never an ETA.
+        assert_eq!(r.describe(t0, true), "running 0s, 10 files, 1.0 kB");
+        assert_eq!(
+            r.describe(t0 + Duration::from_secs(5), true),
+            "running 5s, 10 files, 1.0 kB"
+        );
+        // A total: the rate is measured from the first sample that has it.
+        p.restart("hashing", None, Some(10_000));
+        p.add_bytes(1_000);
+        let at = t0 + Duration::from_secs(6);
+        assert!(!r.describe(at, true).contains("ETA"));
+        p.add_bytes(2_000);
+        // 2,000 bytes in 2 s, 7,000 left: 7 s.
+        assert_eq!(
+            r.describe(at + Duration::from_secs(2), true),
+            "running 8s, hashing, 3.0 kB of 10.0 kB (30%), ETA 7s"
+        );
+        // A command step: elapsed time only.
+        assert_eq!(
+            step(None, t0).describe(t0 + Duration::from_secs(61), false),
+            "1m01s"
+        );
+    }
+
+    #[test]
+    fn live_lines_are_erased_before_anything_is_printed_and_skipped_when_unchanged() {
+        let mut out = Vec::new();
+        {
+            let mut r = ProgressReporter::new(&mut out, Style::plain()).redrawing(40, 24);
+            r.event(&Event::RunStarted {
+                run_id: "r1",
+                playbook: "p",
+                resumed: false,
+                kept: 0,
+                total: 2,
+            });
+            r.event(&Event::StepStarted {
+                step: "a-step-with-a-rather-long-name-indeed",
+                attempt: 1,
+                of: 1,
+                progress: None,
+            });
+            r.tick();
+            r.tick();
+            r.event(&Event::Output {
+                step: "a-step-with-a-rather-long-name-indeed",
+                line: "hello",
+            });
+        }
+        let text = String::from_utf8(out).expect("utf-8");
+        // Cut to the width (39 columns) so that it cannot wrap; drawn once
+        // although ticked twice; erased before the output line.
+        assert_eq!(
+            text,
+            "starting run r1 of p (2 steps)\n\
+             ▶ a-step-with-a-rather-long-name-indeed\n\
+             [0/2] a-step-with-a-rather-long-name-i…\n\
+             \x1b[1A\x1b[Ja-step-with-a-rather-long-name-indeed │ hello\n"
+        );
+    }
 
     #[test]
     fn counts_are_singular_for_one() {

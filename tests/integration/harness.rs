@@ -223,6 +223,12 @@ impl Scratch {
 }
 
 impl Ward {
+    /// The command as built, for a test that wires its output itself
+    /// (e.g. to a pseudo-terminal).
+    pub fn command(self) -> Command {
+        self.cmd
+    }
+
     /// Starts ward without waiting (for signal tests).
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd

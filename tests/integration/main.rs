@@ -27,6 +27,7 @@ mod plan;
 mod preconditions;
 mod procs;
 mod quickstart;
+mod progress;
 mod reporting;
 mod resume;
 mod rsync_changed;
