@@ -436,12 +436,21 @@ fn clear_run_logs(
         out.left.push(id.to_owned());
         return Ok(out);
     }
-    for entry in std::fs::read_dir(&dir).map_err(err("cannot list", &dir))? {
+    // Another prune may be removing the same folder (its runs' logs after
+    // its commit, or the same orphans): what is gone is not an error.
+    let entries = match std::fs::read_dir(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        other => other.map_err(err("cannot list", &dir))?,
+    };
+    for entry in entries {
         let entry = entry.map_err(err("cannot list", &dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         // Of the entry itself: `DirEntry::metadata` never follows a link.
-        let m = entry.metadata().map_err(err("cannot read", &path))?;
+        let m = match entry.metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            other => other.map_err(err("cannot read", &path))?,
+        };
         let wards = m.file_type().is_file()
             && m.uid() == me
             && name.ends_with(".log")
