@@ -438,3 +438,40 @@ fn prune_of_an_unknown_playbook_says_so() {
         .expect_code(0);
     assert_eq!(out.stdout.trim(), "nothing removed");
 }
+
+#[test]
+fn a_prune_that_fails_after_a_run_is_a_warning_and_the_exit_code_stands() {
+    let s = Scratch::new();
+    let p = gated(&s, "p.yml", "p", "");
+    run_once(&s, &p, true);
+    // A FIFO where a lock file of another lock belongs: ward refuses to
+    // read it, so it cannot tell which runs are starting, and prunes nothing.
+    let fifo = s
+        .state()
+        .parent()
+        .expect("state folder")
+        .join("locks/other.lock");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    assert!(
+        run.stderr
+            .contains("warning: the history of playbook `p` was not pruned"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(s.path().join("ok")).expect("rm ok");
+    let failed = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(
+        failed.stderr.contains("was not pruned"),
+        "{}",
+        failed.stderr
+    );
+    // `ward prune` itself says so and fails (the state cannot be read).
+    s.ward().args(["prune"]).run().expect_code(4);
+    std::fs::remove_file(&fifo).expect("rm fifo");
+    s.ward().args(["prune"]).run().expect_code(0);
+}

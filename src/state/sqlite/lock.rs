@@ -145,6 +145,23 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn holders_are_the_last_takers_held_or_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(
+            holders(&dir.path().join("missing"))
+                .expect("none")
+                .is_empty()
+        );
+        let held = RunLock::acquire(dir.path(), "a", &holder("r1")).expect("a");
+        drop(RunLock::acquire(dir.path(), "b", &holder("r2")).expect("b"));
+        std::fs::write(dir.path().join("c.latest"), "run_id=r3\n").expect("ticket");
+        let mut found = holders(dir.path()).expect("holders");
+        found.sort();
+        assert_eq!(found, ["r1", "r2"]);
+        drop(held);
+    }
+
+    #[test]
     fn a_lock_file_that_is_a_folder_is_an_error_not_held() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("x.lock")).expect("mkdir");
