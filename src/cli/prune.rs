@@ -68,7 +68,7 @@ pub(super) async fn after_run(
         }
     };
     warn_left(&report);
-    if progress && (!report.runs.is_empty() || !report.orphan_logs.is_empty()) {
+    if progress && (!report.runs.is_empty() || report.orphans_removed().next().is_some()) {
         println!("history: {}", totals(&report));
     }
 }
@@ -154,7 +154,7 @@ fn render(out: &mut dyn Write, report: &PruneReport) -> std::io::Result<()> {
             bytes(r.logs.bytes)
         )?;
     }
-    for o in &report.orphan_logs {
+    for o in report.orphans_removed() {
         writeln!(
             out,
             "{verb} logs/{} (no such run recorded): {}, {}",
@@ -173,7 +173,7 @@ fn totals(report: &PruneReport) -> String {
     } else {
         ("removed", "freed")
     };
-    if report.runs.is_empty() && report.orphan_logs.is_empty() {
+    if report.runs.is_empty() && report.orphans_removed().next().is_none() {
         return if report.dry_run {
             "nothing to remove".to_owned()
         } else {

@@ -282,6 +282,14 @@ impl PruneReport {
         self.runs.iter().map(|r| &r.logs).chain(&self.orphan_logs)
     }
 
+    /// Orphan folders where something was (or would be) removed: not
+    /// those where everything was left alone (they are warned about).
+    pub fn orphans_removed(&self) -> impl Iterator<Item = &LogsRemoved> {
+        self.orphan_logs
+            .iter()
+            .filter(|o| o.files > 0 || o.left.is_empty())
+    }
+
     /// Folders where something ward did not write was left alone.
     pub fn left(&self) -> impl Iterator<Item = &LogsRemoved> {
         self.all_logs().filter(|l| !l.left.is_empty())

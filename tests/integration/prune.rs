@@ -414,6 +414,10 @@ fn symlinks_and_foreign_names_in_the_logs_folder_are_never_followed_or_removed()
     assert!(orphan.join("evil.log").is_symlink(), "the link stays");
     assert!(!orphan.join("gate.1.log").exists(), "the orphan's log goes");
     assert!(foreign.join("a.log").exists());
+    // What is left alone is warned about again, but not listed as removed.
+    let again = s.ward().args(["prune"]).run().expect_code(0);
+    assert_eq!(again.stdout.trim(), "nothing removed");
+    assert!(again.stderr.contains("evil.log"), "{}", again.stderr);
 }
 
 #[test]
