@@ -11,6 +11,7 @@ mod inspect;
 mod man;
 mod next;
 mod plan;
+mod prune;
 mod run;
 mod schema;
 mod systemd;
@@ -69,6 +70,8 @@ enum Command {
     Cron(CronArgs),
     /// Print a systemd .service and .timer for a playbook's schedule.
     Systemd(SystemdArgs),
+    /// Remove old runs and their logs by each playbook's `history:` policy.
+    Prune(PruneArgs),
     /// Print the JSON Schema of the playbook format.
     Schema,
     /// List the built-in actions.
@@ -341,6 +344,22 @@ enum SystemdAction {
     Print,
 }
 
+#[derive(Debug, clap::Args)]
+struct PruneArgs {
+    /// Remove nothing; print what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only runs of this playbook (its `name:`); logs of runs no longer
+    /// recorded are then left for a `ward prune` without it.
+    #[arg(long)]
+    playbook: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PlanFormat {
     Text,
@@ -378,6 +397,7 @@ pub fn main() -> i32 {
         Command::Next(args) => next::next(&args),
         Command::Cron(args) => cron::cron(&args),
         Command::Systemd(args) => systemd::systemd(&args),
+        Command::Prune(args) => prune::prune(&args),
         Command::Schema => schema::schema(),
         Command::Actions => actions::actions(),
         Command::Completions(args) => completions::completions(args.shell),

@@ -205,6 +205,9 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         };
         let start_ping = pinging.finish();
         after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
+        if outcome.ending != crate::execute::Ending::StateLost {
+            super::prune::after_run(&mut state, &v.playbook, &run_id, progress).await;
+        }
         Ok::<_, WardError>(Ok(outcome))
     })??;
     let outcome = match outcome {
@@ -403,5 +406,9 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     let outcome = session::resume(&v, &run, &mut state, &settings, &mut pinging).await?;
     let start_ping = pinging.finish();
     after_run(&mut state, &setup, &run.id, &outcome, true, start_ping).await;
+    let progress = shows_progress(&args.output);
+    if outcome.ending != crate::execute::Ending::StateLost {
+        super::prune::after_run(&mut state, &v.playbook, &run.id, progress).await;
+    }
     Ok(super::ending_code(outcome.ending))
 }

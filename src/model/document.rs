@@ -72,6 +72,11 @@ pub struct PlaybookDoc {
     /// How old the last successful run may be before `ward check` calls the
     /// playbook stale, e.g. `26h` for a nightly backup.
     pub max_age: Option<Duration>,
+    /// How long runs and their logs are kept in the state: a run is removed
+    /// (by `ward prune`, and after each run) only when it is older than
+    /// `keep_days` and not among the newest `keep_runs` runs of the
+    /// playbook. Default: 90 days, 50 runs.
+    pub history: Option<super::History>,
 }
 
 /// One precondition: a mapping with exactly one of these keys.

@@ -5,6 +5,7 @@
 
 mod document;
 mod duration;
+mod history;
 pub mod notify;
 mod playbook;
 mod precondition;
@@ -15,6 +16,7 @@ mod when;
 
 pub use document::{DefaultsDoc, PlaybookDoc, StepDoc};
 pub use duration::{Duration, DurationError};
+pub use history::History;
 pub use notify::Notify;
 pub use playbook::{Defaults, NO_SPAN, Overlap, Playbook, Var};
 pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};

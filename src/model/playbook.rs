@@ -41,6 +41,9 @@ pub struct Playbook {
     pub preconditions: Vec<Precondition>,
     /// `max_age:`, how old the last successful run may be (`ward check`).
     pub max_age: Option<Spanned<Duration>>,
+    /// `history:`, how long runs and their logs are kept (`None`: the
+    /// default policy, [`History::default`](super::History)).
+    pub history: Option<Spanned<super::History>>,
 }
 
 impl Playbook {

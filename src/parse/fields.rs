@@ -24,6 +24,7 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "metrics",
     "preconditions",
     "max_age",
+    "history",
 ];
 
 /// Keys allowed in `defaults:`.

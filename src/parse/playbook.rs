@@ -56,6 +56,7 @@ pub(super) fn decode(
     let (mut notify, mut metrics) = Default::default();
     let mut preconditions = Vec::new();
     let mut max_age = None;
+    let mut history = None;
 
     for entry in entries {
         let value = &entry.value;
@@ -114,6 +115,7 @@ pub(super) fn decode(
             "metrics" => metrics = super::notify::decode_metrics(value, diags),
             "preconditions" => preconditions = super::precondition::decode_all(value, diags),
             "max_age" => max_age = ctx.value("max_age", value, diags),
+            "history" => history = read_history(&ctx, value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -165,7 +167,35 @@ pub(super) fn decode(
         metrics,
         preconditions,
         max_age,
+        history,
     })
+}
+
+/// Reads `history:` and checks its numbers (a negative or fractional one
+/// is refused by the type already, at its own line and column).
+fn read_history(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<crate::model::History>> {
+    let history = ctx.value::<crate::model::History>("history", node, diags)?;
+    let problems = history.problems();
+    for (key, p) in &problems {
+        // At the number itself when it is written in the mapping.
+        let span = node
+            .as_map()
+            .and_then(|m| m.iter().find(|e| e.key.as_str() == Some(key)))
+            .map_or(node.span, |e| e.value.span);
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                span,
+                format!("invalid `history` in {}: {p}", ctx.owner),
+            )
+            .with_help("e.g. `history: { keep_days: 90, keep_runs: 50 }`"),
+        );
+    }
+    problems.is_empty().then_some(history)
 }
 
 fn has_key(entries: &[crate::yaml::Entry], key: &str) -> bool {

@@ -130,4 +130,20 @@ impl Store for KillAfter {
     fn playbook_names(&self) -> StoreFuture<'_, Vec<String>> {
         self.inner.playbook_names()
     }
+
+    // Not a commit of the run: pruning comes after its end.
+    fn prune_runs(
+        &mut self,
+        request: &super::retention::PruneRequest,
+    ) -> StoreFuture<'_, Vec<super::retention::PrunedRun>> {
+        self.inner.prune_runs(request)
+    }
+
+    fn run_ids(&self) -> StoreFuture<'_, Vec<String>> {
+        self.inner.run_ids()
+    }
+
+    fn lease_holders(&self) -> StoreFuture<'_, Vec<String>> {
+        self.inner.lease_holders()
+    }
 }

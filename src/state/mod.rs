@@ -22,6 +22,7 @@ mod preflight;
 pub mod private;
 mod records;
 pub mod recovery;
+pub mod retention;
 mod schema;
 mod sqlite;
 
@@ -91,6 +92,20 @@ pub trait Store: Send + Sync {
     fn last_succeeded(&self, playbook: &str) -> StoreFuture<'_, Option<RunRecord>>;
     /// Every playbook name with a recorded run, sorted.
     fn playbook_names(&self) -> StoreFuture<'_, Vec<String>>;
+    /// Records `request.record` (if any), then chooses by
+    /// `retention::select`, over the runs as they are at that moment, the
+    /// runs the policies let go and (with `request.apply`) deletes them
+    /// with every row that refers to them; all in one transaction. Returns
+    /// them, oldest first. Logs are the caller's (`retention::prune`).
+    fn prune_runs(
+        &mut self,
+        request: &retention::PruneRequest,
+    ) -> StoreFuture<'_, Vec<retention::PrunedRun>>;
+    /// The id of every recorded run.
+    fn run_ids(&self) -> StoreFuture<'_, Vec<String>>;
+    /// The run ids the leases name: the current or last holder of each
+    /// lock (read without taking any lock).
+    fn lease_holders(&self) -> StoreFuture<'_, Vec<String>>;
 
     /// Logs of one run: `<folder>/logs/<run id>/`.
     fn run_logs(&self, run_id: &str) -> PathBuf {

@@ -17,6 +17,8 @@ pub const VERSIONS: &[&str] = &[
      preconditions found (run state `skipped`)",
     "runs.slot_at: the schedule slot a `missed` run stands for, each (playbook name, slot) \
      recorded once (run state `missed`)",
+    "history_policies: each playbook's `history:` policy as its latest run recorded it \
+     (`ward prune`)",
 ];
 
 /// The version this ward writes.

@@ -43,6 +43,12 @@ const FIXTURES: &[Fixture] = &[
         succeeded: "20261202-074934-99ca",
         failed: "20261202-074935-4ecb",
     },
+    Fixture {
+        file: "v5.db",
+        version: 5,
+        succeeded: "20261202-123333-dcfc",
+        failed: "20261202-123333-50b9",
+    },
 ];
 
 fn user_version(db: &Path) -> i64 {

@@ -22,8 +22,8 @@ use super::migrations::MIGRATIONS;
 
 /// A run-state database in one SQLite file, used from one thread.
 pub struct Db {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 impl Db {
@@ -235,7 +235,7 @@ fn damaged_or(path: &Path, source: rusqlite::Error) -> StateError {
 /// An SQLite error, with the cause when SQLite gives none: "unable to
 /// open database file" on a read-only or inode-full file system says
 /// nothing about why (SQLite cannot make its -wal/-shm/-journal files).
-fn sqlite_err(path: &Path, source: rusqlite::Error) -> StateError {
+pub(super) fn sqlite_err(path: &Path, source: rusqlite::Error) -> StateError {
     let vague = matches!(
         source.sqlite_error_code(),
         Some(

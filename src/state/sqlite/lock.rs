@@ -73,6 +73,35 @@ impl Drop for RunLock {
     }
 }
 
+/// The run ids the lock files under `dir` name: each lock's current or
+/// last holder (a released lock keeps naming its last one). Read without
+/// taking any lock, so a ward starting now never finds its lock busy.
+pub fn holders(dir: &Path) -> Result<Vec<String>, StateError> {
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { op, path, source }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other.map_err(io("cannot list", dir))?,
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io("cannot list", dir))?.path();
+        if path.extension().is_none_or(|e| e != "lock") {
+            continue;
+        }
+        // Not followed if a link, never blocked on a FIFO.
+        let text = match private::read_log(&path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        out.extend(parse_holder(&text).map(|h| h.run_id));
+    }
+    Ok(out)
+}
+
 fn parse_holder(text: &str) -> Option<LeaseHolder> {
     let mut h = LeaseHolder::default();
     for line in text.lines() {
@@ -113,6 +142,23 @@ pub(super) mod tests {
         }
         drop(first);
         RunLock::acquire(dir.path(), "x", &holder("r3")).expect("free again");
+    }
+
+    #[test]
+    fn holders_are_the_last_takers_held_or_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(
+            holders(&dir.path().join("missing"))
+                .expect("none")
+                .is_empty()
+        );
+        let held = RunLock::acquire(dir.path(), "a", &holder("r1")).expect("a");
+        drop(RunLock::acquire(dir.path(), "b", &holder("r2")).expect("b"));
+        std::fs::write(dir.path().join("c.latest"), "run_id=r3\n").expect("ticket");
+        let mut found = holders(dir.path()).expect("holders");
+        found.sort();
+        assert_eq!(found, ["r1", "r2"]);
+        drop(held);
     }
 
     #[test]

@@ -98,6 +98,19 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN slot_at INTEGER;
     CREATE UNIQUE INDEX runs_by_slot ON runs (playbook_name, slot_at) WHERE slot_at IS NOT NULL;
     "#,
+    // 5: each playbook's `history:` policy as its latest run recorded it
+    // (NULL numbers: the default), so `ward prune` applies it without the
+    // playbook file; `run_id` and `recorded_at` say which run last changed
+    // it. See state/retention.rs.
+    r#"
+    CREATE TABLE history_policies (
+        playbook_name TEXT PRIMARY KEY,
+        keep_days     INTEGER,
+        keep_runs     INTEGER,
+        run_id        TEXT NOT NULL,
+        recorded_at   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 // One migration per version of the logical schema, no more, no less.

@@ -17,6 +17,7 @@ mod db;
 mod lock;
 mod migrations;
 mod paths;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
 use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
+use super::retention::{PruneRequest, PrunedRun};
 use super::{Access, StateError, Store, StoreFuture};
 use db::Db;
 use lock::RunLock;
@@ -149,15 +151,29 @@ impl Store for SqliteStore {
     fn playbook_names(&self) -> StoreFuture<'_, Vec<String>> {
         self.call(Db::playbook_names)
     }
+
+    fn prune_runs(&mut self, request: &PruneRequest) -> StoreFuture<'_, Vec<PrunedRun>> {
+        let request = request.clone();
+        self.call(move |db| db.prune_runs(&request))
+    }
+
+    fn run_ids(&self) -> StoreFuture<'_, Vec<String>> {
+        self.call(Db::run_ids)
+    }
+
+    fn lease_holders(&self) -> StoreFuture<'_, Vec<String>> {
+        let dir = self.paths.locks();
+        Box::pin(std::future::ready(lock::holders(&dir)))
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::lock::tests::holder;
     use super::*;
     use crate::state::{LeaseError, RecordedFacts, RunState, StepState};
 
-    fn new_run(id: &str) -> NewRun {
+    pub(in crate::state::sqlite) fn new_run(id: &str) -> NewRun {
         NewRun {
             id: id.into(),
             playbook_name: "p".into(),

@@ -1,0 +1,234 @@
+//! `ward prune`, and the prune at the end of `ward run` and `ward resume`:
+//! each playbook's `history:` policy applied to the runs in the state and
+//! their logs (the rules are in `state/retention.rs`).
+
+use std::io::Write;
+
+use super::PruneArgs;
+use crate::error::{WardError, exit};
+use crate::model::{History, Playbook};
+use crate::report::{Style, count, local_time};
+use crate::session::{StateSession, block_on};
+use crate::state::Access;
+use crate::state::retention::{self, PolicyRecord, PruneOptions, PruneReport, Retention};
+
+/// The policy a playbook records (`None`: no `history:`, the default).
+pub(super) fn policy_of(playbook: &Playbook) -> Option<Retention> {
+    playbook.history.as_ref().map(|h| retention_of(h.value))
+}
+
+fn retention_of(h: History) -> Retention {
+    Retention {
+        keep_days: h.keep_days,
+        keep_runs: h.keep_runs,
+    }
+}
+
+/// Unix ms now, by the real clock: `WARD_NOW` dates snapshots in
+/// rehearsals, and a rehearsal of next year must not empty the history.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// After a run (`ward run`, `ward resume`), once its notifications are
+/// out: records the playbook's policy and applies it to the playbook's
+/// runs, then removes logs no run owns. Never changes the run's exit code:
+/// a failure is one warning line on stderr. At a terminal (`progress`),
+/// one line says what went, if anything did.
+pub(super) async fn after_run(
+    state: &mut StateSession,
+    playbook: &Playbook,
+    run_id: &str,
+    progress: bool,
+) {
+    let name = playbook.name.value.clone();
+    let opts = PruneOptions {
+        playbook: Some(name.clone()),
+        dry_run: false,
+        sweep: true,
+        now_ms: now_ms(),
+        record: Some(PolicyRecord {
+            playbook: name.clone(),
+            policy: policy_of(playbook),
+            run_id: run_id.to_owned(),
+            at: now_ms(),
+        }),
+    };
+    let report = match retention::prune(state.store.as_mut(), &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "{}: the history of playbook `{name}` was not pruned: {e}; the run's result \
+                 stands (try `ward prune` later)",
+                Style::stderr().warning("warning")
+            );
+            return;
+        }
+    };
+    warn_left(&report);
+    if progress && (!report.runs.is_empty() || report.orphans_removed().next().is_some()) {
+        println!("history: {}", totals(&report));
+    }
+}
+
+pub(super) fn prune(args: &PruneArgs) -> Result<i32, WardError> {
+    let opts = PruneOptions {
+        playbook: args.playbook.clone(),
+        dry_run: args.dry_run,
+        sweep: args.playbook.is_none(),
+        now_ms: now_ms(),
+        record: None,
+    };
+    let report = block_on(async {
+        let mut state = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
+        if let Some(name) = &args.playbook
+            && !state.store.playbook_names().await?.contains(name)
+        {
+            return Err(WardError::Usage(format!(
+                "no run of playbook `{name}` is recorded in {}: check the name (`ward runs` \
+                 lists them) and `--state`",
+                state.store.describe()
+            )));
+        }
+        Ok(retention::prune(state.store.as_mut(), &opts).await?)
+    })??;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &Json::of(&report))
+            .map_err(|e| WardError::Output(e.into()))?;
+        writeln!(out)?;
+    } else {
+        render(&mut out, &report)?;
+    }
+    warn_left(&report);
+    Ok(exit::OK)
+}
+
+/// `ward prune --json`: the report, with its totals.
+#[derive(serde::Serialize)]
+struct Json<'a> {
+    #[serde(flatten)]
+    report: &'a PruneReport,
+    totals: Totals,
+}
+
+#[derive(serde::Serialize)]
+struct Totals {
+    runs: usize,
+    log_files: u64,
+    bytes: u64,
+}
+
+impl<'a> Json<'a> {
+    fn of(report: &'a PruneReport) -> Json<'a> {
+        Json {
+            report,
+            totals: Totals {
+                runs: report.runs.len(),
+                log_files: report.files(),
+                bytes: report.bytes(),
+            },
+        }
+    }
+}
+
+fn render(out: &mut dyn Write, report: &PruneReport) -> std::io::Result<()> {
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for r in &report.runs {
+        writeln!(
+            out,
+            "{verb} run {} of `{}` ({}, started {}; keep_days {}, keep_runs {}): {}, {}",
+            r.run.id,
+            r.run.playbook,
+            r.run.state,
+            local_time(r.run.started_at),
+            r.run.policy.keep_days,
+            r.run.policy.keep_runs,
+            count(r.logs.files as usize, "log file"),
+            bytes(r.logs.bytes)
+        )?;
+    }
+    for o in report.orphans_removed() {
+        writeln!(
+            out,
+            "{verb} logs/{} (no such run recorded): {}, {}",
+            o.run_id,
+            count(o.files as usize, "log file"),
+            bytes(o.bytes)
+        )?;
+    }
+    writeln!(out, "{}", totals(report))
+}
+
+/// The closing line: what went, in all.
+fn totals(report: &PruneReport) -> String {
+    let (verb, freed) = if report.dry_run {
+        ("would remove", "would be freed")
+    } else {
+        ("removed", "freed")
+    };
+    if report.runs.is_empty() && report.orphans_removed().next().is_none() {
+        return if report.dry_run {
+            "nothing to remove".to_owned()
+        } else {
+            "nothing removed".to_owned()
+        };
+    }
+    format!(
+        "{verb} {} and {}; {} {freed}",
+        count(report.runs.len(), "run"),
+        count(report.files() as usize, "log file"),
+        bytes(report.bytes())
+    )
+}
+
+/// Warns once per folder where something ward did not write was left.
+fn warn_left(report: &PruneReport) {
+    for l in report.left() {
+        eprintln!(
+            "{}: left alone in the logs folder, not written by ward: {}; remove it by hand if \
+             it is not needed",
+            Style::stderr().warning("warning"),
+            l.left.join(", ")
+        );
+    }
+}
+
+/// `512 bytes`, `1.5 KiB`, `3.2 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return count(n as usize, "byte");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_of_the_key_and_of_the_state_agree() {
+        assert_eq!(retention_of(History::default()), Retention::DEFAULT);
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(bytes(1), "1 byte");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
