@@ -29,7 +29,6 @@ mod procs;
 mod progress;
 mod prune;
 mod quickstart;
-mod prune;
 mod reporting;
 mod resume;
 mod rsync_changed;
