@@ -22,6 +22,6 @@ pub use preconditions::render_preconditions;
 pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tail, state_flag};
 pub use runs::{
     local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
-    status_json,
+    attempt_json, json_time, rfc3339, run_json, runs_json, status_json,
 };
 pub use style::Style;
