@@ -347,7 +347,7 @@ fn follow(args: &LogArgs, step: &str) -> Result<i32, WardError> {
             }
             if crate::report::recorded_running_but_gone(&run) {
                 eprintln!(
-                    "{}: {}",
+                    "{}: stopped following step `{step}`: the run {}",
                     Style::stderr().error("error"),
                     crate::report::not_recorded_note(&run)
                 );

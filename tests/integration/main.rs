@@ -25,6 +25,7 @@ mod pg_snapshot;
 mod plan;
 mod preconditions;
 mod procs;
+mod read_commands;
 mod reporting;
 mod resume;
 mod rsync_changed;
