@@ -23,7 +23,10 @@ pub(super) fn actions(args: &ActionsArgs) -> Result<i32, WardError> {
         writeln!(out, "{:<width$}  {}", def.name, def.summary)?;
     }
     writeln!(out)?;
-    writeln!(out, "Parameters: `ward actions --json`, `ward schema` or docs/actions.md.")?;
+    writeln!(
+        out,
+        "Parameters: `ward actions --json`, `ward schema` or docs/actions.md."
+    )?;
     out.flush()?;
     Ok(exit::OK)
 }

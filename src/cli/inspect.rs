@@ -109,7 +109,11 @@ fn parse_when(flag: &str, text: &str, now_ms: i64) -> Result<i64, WardError> {
     if t.contains('T') || t.contains(' ') && t.contains(':') {
         return chrono::DateTime::parse_from_rfc3339(t)
             .map(|d| d.timestamp_millis())
-            .map_err(|e| bad(&format!("not an RFC 3339 time ({e}; it needs an offset such as Z or +01:00)")));
+            .map_err(|e| {
+                bad(&format!(
+                    "not an RFC 3339 time ({e}; it needs an offset such as Z or +01:00)"
+                ))
+            });
     }
     match crate::model::Duration::parse(t) {
         Ok(age) => {
@@ -309,7 +313,11 @@ fn follow(args: &LogArgs, step: &str) -> Result<i32, WardError> {
             let done_before = finished;
             for a in attempts.iter().filter(|a| a.attempt > done_before) {
                 if header_for != a.attempt {
-                    writeln!(out, "==> {} (attempt {}) {} <==", a.step_id, a.attempt, a.log_path)?;
+                    writeln!(
+                        out,
+                        "==> {} (attempt {}) {} <==",
+                        a.step_id, a.attempt, a.log_path
+                    )?;
                     header_for = a.attempt;
                     offset = 0;
                 }
@@ -341,7 +349,11 @@ fn follow(args: &LogArgs, step: &str) -> Result<i32, WardError> {
                 eprintln!(
                     "run {run_id} ended ({}) with step `{step}` {}",
                     run.state,
-                    if state == StepState::Pending { "not run" } else { state.as_str() }
+                    if state == StepState::Pending {
+                        "not run"
+                    } else {
+                        state.as_str()
+                    }
                 );
                 return Ok(exit::OK);
             }
@@ -366,7 +378,10 @@ mod tests {
 
     #[test]
     fn since_takes_a_date_a_time_or_an_age() {
-        assert_eq!(parse_when("--since", "7d", NOW).unwrap(), NOW - 7 * 86_400_000);
+        assert_eq!(
+            parse_when("--since", "7d", NOW).unwrap(),
+            NOW - 7 * 86_400_000
+        );
         assert_eq!(parse_when("--since", "24h", NOW).unwrap(), NOW - 86_400_000);
         assert_eq!(
             parse_when("--since", "2026-12-01T08:00:00Z", NOW).unwrap(),
@@ -384,7 +399,14 @@ mod tests {
 
     #[test]
     fn bad_times_are_usage_errors_that_say_what_to_write() {
-        for bad in ["yesterday", "2026-13-01", "7", "7x", "2026-12-01T08:00:00", ""] {
+        for bad in [
+            "yesterday",
+            "2026-13-01",
+            "7",
+            "7x",
+            "2026-12-01T08:00:00",
+            "",
+        ] {
             let e = parse_when("--since", bad, NOW).unwrap_err();
             assert_eq!(e.exit_code(), exit::USAGE, "{bad}");
             assert!(e.to_string().contains("7d, 24h"), "{bad}: {e}");

@@ -21,7 +21,7 @@ pub use plan_text::render as plan_text;
 pub use preconditions::render_preconditions;
 pub use progress::{ProgressReporter, QuietReporter, count, fmt_duration, log_tail, state_flag};
 pub use runs::{
-    local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
-    attempt_json, json_time, rfc3339, run_json, runs_json, status_json,
+    attempt_json, json_time, local_time, not_recorded_note, recorded_running_but_gone, render_runs,
+    render_status, rfc3339, run_json, runs_json, status_json,
 };
 pub use style::Style;

@@ -367,7 +367,10 @@ fn json_of_the_other_read_commands() {
         "invalid.yml",
         "ward: 1\nname: invalid\nsteps:\n  - id: a\n    run: echo a\n    need: [b]\n",
     );
-    assert_snapshot!("validate_json", json(&["validate", "--json", "invalid.yml"], 2));
+    assert_snapshot!(
+        "validate_json",
+        json(&["validate", "--json", "invalid.yml"], 2)
+    );
 
     std::fs::create_dir_all(s.path().join("data/sub")).expect("data");
     s.write("data/a.txt", "alpha\n");
@@ -378,10 +381,16 @@ fn json_of_the_other_read_commands() {
          with: { src: data, dir: backup, hash: all }\n",
     );
     s.ward().args(["run", "snap.yml"]).run().expect_code(0);
-    assert_snapshot!("verify_ok_json", json(&["verify", "--json", "backup/latest"], 0));
+    assert_snapshot!(
+        "verify_ok_json",
+        json(&["verify", "--json", "backup/latest"], 0)
+    );
     // A file of the set changes after the manifest was written.
     s.write("backup/latest/a.txt", "ALPHA, changed\n");
-    assert_snapshot!("verify_failed_json", json(&["verify", "--json", "backup/latest"], 1));
+    assert_snapshot!(
+        "verify_failed_json",
+        json(&["verify", "--json", "backup/latest"], 1)
+    );
 
     // `snap` succeeded just now; `status-demo` never did.
     s.write(
@@ -393,7 +402,11 @@ fn json_of_the_other_read_commands() {
         "ward: 1\nname: status-demo\nmax_age: 1d\nsteps:\n  - id: a\n    run: \"true\"\n",
     );
     let now = chrono::Local::now() + chrono::TimeDelta::minutes(1);
-    let snap_run = s.ward().args(["runs", "--json", "--playbook", "snap"]).run().json()[0]["id"]
+    let snap_run = s
+        .ward()
+        .args(["runs", "--json", "--playbook", "snap"])
+        .run()
+        .json()[0]["id"]
         .as_str()
         .expect("snap run")
         .to_owned();

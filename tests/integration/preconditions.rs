@@ -531,7 +531,11 @@ fn check_counts_a_resumed_run_from_its_first_start() {
         .expect_code(0)
         .json();
     let v = &doc["playbooks"][0];
-    assert_eq!(crate::harness::json_ms(&v["last_success"]), started, "{v} {runs}");
+    assert_eq!(
+        crate::harness::json_ms(&v["last_success"]),
+        started,
+        "{v} {runs}"
+    );
     // An hour and the 3 s before the failure (WARD_NOW has whole seconds).
     assert!(
         v["age_ms"].as_i64().expect("age") >= 3600 * 1000 + 1500,

@@ -69,7 +69,12 @@ fn every_read_command_takes_json() {
 #[test]
 fn json_and_format_are_the_same_and_may_not_disagree() {
     let file = repo_path("examples/quickstart.yml");
-    let by_flag = ward().arg("plan").arg("--json").arg(&file).run().expect_code(0);
+    let by_flag = ward()
+        .arg("plan")
+        .arg("--json")
+        .arg(&file)
+        .run()
+        .expect_code(0);
     let by_format = ward()
         .args(["plan", "--format", "json"])
         .arg(&file)
@@ -89,7 +94,8 @@ fn json_and_format_are_the_same_and_may_not_disagree() {
             .run()
             .expect_code(2);
         assert!(
-            r.stderr.contains(&format!("`--json` and `--format {format}`")),
+            r.stderr
+                .contains(&format!("`--json` and `--format {format}`")),
             "{}",
             r.stderr
         );
@@ -107,10 +113,17 @@ fn json_and_format_are_the_same_and_may_not_disagree() {
 #[test]
 fn actions_json_lists_the_registry_with_parameters() {
     let text = ward().arg("actions").run().expect_code(0).stdout;
-    let json = ward().args(["actions", "--json"]).run().expect_code(0).json();
+    let json = ward()
+        .args(["actions", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
     let list = json.as_array().expect("a list");
     // The same actions, in the same order, as the text listing.
-    let names: Vec<&str> = list.iter().map(|a| a["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = list
+        .iter()
+        .map(|a| a["name"].as_str().expect("name"))
+        .collect();
     let text_names: Vec<&str> = text
         .lines()
         .take_while(|l| !l.is_empty())
@@ -138,10 +151,18 @@ fn json_times_are_rfc3339_with_an_offset() {
     assert!(is_rfc3339(&status["finished_at"]), "{status}");
     let step = status_step(&status, "hello");
     assert!(is_rfc3339(&step["started_at"]), "{step}");
-    assert!(is_rfc3339(&step["attempt_list"][0]["finished_at"]), "{step}");
+    assert!(
+        is_rfc3339(&step["attempt_list"][0]["finished_at"]),
+        "{step}"
+    );
     // Milliseconds are kept: the order of start and end survives.
     assert!(json_ms(&status["started_at"]) <= json_ms(&step["started_at"]));
-    let runs = s.ward().args(["runs", "--json"]).run().expect_code(0).json();
+    let runs = s
+        .ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
     assert_eq!(runs[0]["started_at"], status["started_at"]);
     let log = s
         .ward()
@@ -175,15 +196,27 @@ fn runs_filters_by_status_and_time() {
         v.as_array()
             .expect("list")
             .iter()
-            .map(|r| format!("{}:{}", r["playbook_name"].as_str().expect("name"), r["state"].as_str().expect("state")))
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r["playbook_name"].as_str().expect("name"),
+                    r["state"].as_str().expect("state")
+                )
+            })
             .collect()
     };
     assert_eq!(list(&["--status", "failed"]), ["bad:failed"]);
     assert_eq!(list(&["--status", "succeeded"]), ["quick:succeeded"]);
     assert_eq!(list(&["--status", "failed,succeeded"]).len(), 2);
-    assert_eq!(list(&["--status", "failed", "--status", "succeeded"]).len(), 2);
+    assert_eq!(
+        list(&["--status", "failed", "--status", "succeeded"]).len(),
+        2
+    );
     assert!(list(&["--status", "running"]).is_empty());
-    assert_eq!(list(&["--playbook", "bad", "--status", "succeeded"]), Vec::<String>::new());
+    assert_eq!(
+        list(&["--playbook", "bad", "--status", "succeeded"]),
+        Vec::<String>::new()
+    );
     // Relative ages and dates: both runs are from the last hour and today.
     assert_eq!(list(&["--since", "1h"]).len(), 2);
     assert!(list(&["--until", "1h"]).is_empty());
@@ -193,7 +226,12 @@ fn runs_filters_by_status_and_time() {
     assert!(list(&["--since", &tomorrow.to_string()]).is_empty());
     assert_eq!(list(&["--until", &tomorrow.to_string()]).len(), 2);
     // An RFC 3339 time between the two runs splits them.
-    let runs = s.ward().args(["runs", "--json"]).run().expect_code(0).json();
+    let runs = s
+        .ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
     let first_start = runs[1]["started_at"].as_str().expect("time").to_owned();
     assert_eq!(list(&["--since", &first_start]).len(), 2);
     assert_eq!(list(&["--until", &first_start]).len(), 0);
@@ -204,7 +242,10 @@ fn runs_filters_by_status_and_time() {
         .run()
         .expect_code(0)
         .stdout;
-    assert!(text.contains(" bad ") && !text.contains(" quick "), "{text}");
+    assert!(
+        text.contains(" bad ") && !text.contains(" quick "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -213,8 +254,14 @@ fn runs_filters_refuse_bad_input_with_exit_2() {
     s.write("p.yml", QUICK);
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
     for (args, says) in [
-        (&["--status", "broken"][..], "not a run state; use one of running"),
-        (&["--since", "yesterday"], "--since yesterday: not a date, a time or an age"),
+        (
+            &["--status", "broken"][..],
+            "not a run state; use one of running",
+        ),
+        (
+            &["--since", "yesterday"],
+            "--since yesterday: not a date, a time or an age",
+        ),
         (&["--since", "7"], "--since 7:"),
         (&["--until", "2026-02-30"], "--until 2026-02-30:"),
         (&["--since", "2026-12-01T08:00:00"], "needs an offset"),
@@ -231,7 +278,10 @@ fn start_gated(s: &Scratch) -> std::process::Child {
     s.write("p.yml", GATED);
     let child = s.ward().args(["run", "p.yml"]).spawn();
     assert!(
-        wait_for(20, || s.step_states_if_any().get("wait").map(String::as_str)
+        wait_for(20, || s
+            .step_states_if_any()
+            .get("wait")
+            .map(String::as_str)
             == Some("running")),
         "step `wait` never ran: {:?}",
         s.step_states_if_any()
@@ -249,14 +299,28 @@ fn status_of_a_live_run_shows_running_steps_with_their_time_so_far() {
     let started = Instant::now();
     let status = s.status(None);
     let text = s.ward().arg("status").run().expect_code(0).stdout;
-    let runs = s.ward().args(["runs", "--json"]).run().expect_code(0).json();
-    assert!(started.elapsed() < Duration::from_secs(10), "readers were blocked");
+    let runs = s
+        .ward()
+        .args(["runs", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "readers were blocked"
+    );
     assert_eq!(status["state"], "running", "{status}");
-    assert!(status["running_ms"].as_u64().expect("running_ms") >= 300, "{status}");
+    assert!(
+        status["running_ms"].as_u64().expect("running_ms") >= 300,
+        "{status}"
+    );
     assert!(status["note"].is_null(), "a live run has no note: {status}");
     let step = status_step(&status, "wait");
     assert_eq!(step["state"], "running");
-    assert!(step["running_ms"].as_u64().expect("running_ms") >= 300, "{step}");
+    assert!(
+        step["running_ms"].as_u64().expect("running_ms") >= 300,
+        "{step}"
+    );
     assert!(step["duration_ms"].is_null(), "{step}");
     assert!(status_step(&status, "first").get("running_ms").is_none());
     assert!(runs[0]["running_ms"].is_u64(), "{runs}");
@@ -267,7 +331,10 @@ fn status_of_a_live_run_shows_running_steps_with_their_time_so_far() {
         .expect("row of `wait`");
     let columns: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(columns[1], "running", "{row}");
-    assert_ne!(columns[3], "-", "a running step shows its time so far: {row}");
+    assert_ne!(
+        columns[3], "-",
+        "a running step shows its time so far: {row}"
+    );
     // The run goes on and ends as usual while it was being read.
     s.write("go", "");
     let status = run.wait().expect("ward ends");
@@ -310,7 +377,10 @@ fn log_follow_prints_what_arrives_and_ends_with_the_step() {
     );
     // It keeps following while the step runs.
     std::thread::sleep(Duration::from_millis(1000));
-    assert!(follow.try_wait().expect("try_wait").is_none(), "follow ended early");
+    assert!(
+        follow.try_wait().expect("try_wait").is_none(),
+        "follow ended early"
+    );
     s.write("go", "");
     assert!(run.wait().expect("run ends").success());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -318,12 +388,18 @@ fn log_follow_prints_what_arrives_and_ends_with_the_step() {
         if let Some(status) = follow.try_wait().expect("try_wait") {
             break status.code();
         }
-        assert!(Instant::now() < deadline, "follow did not end with the step");
+        assert!(
+            Instant::now() < deadline,
+            "follow did not end with the step"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(code, Some(0));
     // Give the reader thread the last bytes.
-    assert!(wait_for(5, || seen.lock().expect("lock").contains("after\n")));
+    assert!(wait_for(5, || seen
+        .lock()
+        .expect("lock")
+        .contains("after\n")));
     let text = seen.lock().expect("lock").clone();
     assert!(text.starts_with("==> wait (attempt 1) "), "{text}");
     assert_eq!(text.matches("before").count(), 1, "{text}");
@@ -342,7 +418,10 @@ fn log_follow_ends_when_the_run_dies() {
     let mut run = start_gated(&s);
     let mut follow = s.ward().args(["log", "last", "wait", "--follow"]).spawn();
     let seen = collect_stdout(&mut follow);
-    assert!(wait_for(20, || seen.lock().expect("lock").contains("before\n")));
+    assert!(wait_for(20, || seen
+        .lock()
+        .expect("lock")
+        .contains("before\n")));
     run.kill().expect("kill -9 ward");
     run.wait().expect("reaped");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -350,7 +429,10 @@ fn log_follow_ends_when_the_run_dies() {
         if let Some(status) = follow.try_wait().expect("try_wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "follow did not notice the dead run");
+        assert!(
+            Instant::now() < deadline,
+            "follow did not notice the dead run"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1));
@@ -372,15 +454,15 @@ fn log_follow_needs_a_step_and_is_not_json() {
     let s = Scratch::new();
     s.write("p.yml", QUICK);
     s.ward().args(["run", "p.yml"]).run().expect_code(0);
-    s.ward().args(["log", "last", "--follow"]).run().expect_code(2);
+    s.ward()
+        .args(["log", "last", "--follow"])
+        .run()
+        .expect_code(2);
     s.ward()
         .args(["log", "last", "hello", "--follow", "--json"])
         .run()
         .expect_code(2);
-    let r = s
-        .ward()
-        .args(["log", "last", "nope", "--follow"])
-        .run();
+    let r = s.ward().args(["log", "last", "nope", "--follow"]).run();
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("no step `nope`"), "{}", r.stderr);
 }
