@@ -327,8 +327,15 @@ pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io:
             RunState::Failed | RunState::Crashed | RunState::Interrupted
         );
         let state = format!("{:<11}", r.state.as_str());
+        // A live run: its time so far, marked as not over.
         let took = span(Some(r.started_at), r.finished_at)
             .map(fmt_duration)
+            .or_else(|| {
+                (r.state == RunState::Running && !recorded_running_but_gone(r)).then(|| {
+                    let d = Duration::from_millis((now_ms() - r.started_at).max(0) as u64);
+                    format!("{} so far", fmt_duration(d))
+                })
+            })
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
@@ -345,4 +352,35 @@ pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_times_are_rfc3339_with_offset_and_milliseconds() {
+        let ms = 1_796_173_689_123; // 2026-12-02T01:08:09.123Z
+        let text = rfc3339(ms).expect("a time");
+        let back = chrono::DateTime::parse_from_rfc3339(&text).expect("RFC 3339");
+        assert_eq!(back.timestamp_millis(), ms, "{text}");
+        assert!(text.contains(".123"), "{text}");
+        // An offset, never a bare time: `+01:00`, `-05:00` or `+00:00`.
+        let offset = &text[text.len() - 6..];
+        assert!(
+            offset.starts_with(['+', '-']) && offset.as_bytes()[3] == b':',
+            "{text}"
+        );
+        assert_eq!(json_time(None), Value::Null);
+    }
+
+    #[test]
+    fn only_the_named_number_fields_are_converted() {
+        let mut v = json!({"started_at": 0, "finished_at": null, "attempts": 3});
+        times_to_rfc3339(&mut v, &["started_at", "finished_at", "slot_at"]);
+        assert!(v["started_at"].is_string(), "{v}");
+        assert!(v["finished_at"].is_null(), "{v}");
+        assert_eq!(v["attempts"], 3);
+        assert!(v.get("slot_at").is_none(), "{v}");
+    }
 }

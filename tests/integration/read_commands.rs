@@ -324,6 +324,8 @@ fn status_of_a_live_run_shows_running_steps_with_their_time_so_far() {
     assert!(step["duration_ms"].is_null(), "{step}");
     assert!(status_step(&status, "first").get("running_ms").is_none());
     assert!(runs[0]["running_ms"].is_u64(), "{runs}");
+    let table = s.ward().arg("runs").run().expect_code(0).stdout;
+    assert!(table.contains(" so far"), "{table}");
     assert!(text.contains(", running for "), "{text}");
     let row = text
         .lines()
