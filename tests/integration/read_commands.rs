@@ -468,3 +468,50 @@ fn log_follow_needs_a_step_and_is_not_json() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("no step `nope`"), "{}", r.stderr);
 }
+
+/// Readers polling while a run commits step after step: each read answers
+/// at once with a consistent document, and the run is not held up.
+#[test]
+fn readers_and_a_run_do_not_block_each_other() {
+    let s = Scratch::new();
+    let mut playbook = String::from("ward: 1\nname: many\nsteps:\n");
+    for i in 0..40 {
+        playbook.push_str(&format!("  - id: s{i}\n    run: echo {i}\n"));
+        if i > 0 {
+            playbook.push_str(&format!("    needs: [s{}]\n", i - 1));
+        }
+    }
+    s.write("p.yml", &playbook);
+    let mut run = s.ward().args(["run", "p.yml"]).spawn();
+    // From the moment the run is recorded, every read must answer.
+    assert!(wait_for(20, || s.ward().arg("status").run().code == 0));
+    let mut reads = 0;
+    let mut slowest = Duration::ZERO;
+    let ended = loop {
+        let started = Instant::now();
+        let r = s.ward().args(["status", "--json"]).run();
+        slowest = slowest.max(started.elapsed());
+        {
+            let v = r.expect_code(0).json();
+            let states: Vec<&str> = v["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .map(|st| st["state"].as_str().expect("state"))
+                .collect();
+            // Steps run in order: never a pending step before a finished one.
+            let first_pending = states.iter().position(|st| *st == "pending");
+            if let Some(p) = first_pending {
+                assert!(states[p..].iter().all(|st| *st == "pending"), "{states:?}");
+            }
+            reads += 1;
+        }
+        if let Some(status) = run.try_wait().expect("try_wait") {
+            break status;
+        }
+    };
+    assert!(ended.success());
+    assert!(reads >= 1);
+    assert!(slowest < Duration::from_secs(5), "a read took {slowest:?}");
+    assert_eq!(s.status(None)["state"], "succeeded");
+}
