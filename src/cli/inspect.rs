@@ -106,7 +106,9 @@ fn parse_when(flag: &str, text: &str, now_ms: i64) -> Result<i64, WardError> {
             .map(|d| d.timestamp_millis())
             .ok_or_else(|| bad("that midnight does not exist in the local time zone"));
     }
-    if t.contains('T') || t.contains(' ') && t.contains(':') {
+    // A date with a time of day after it: `2026-12-01T08:00:00+01:00`.
+    let b = t.as_bytes();
+    if b.len() > 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' {
         return chrono::DateTime::parse_from_rfc3339(t)
             .map(|d| d.timestamp_millis())
             .map_err(|e| {
@@ -401,6 +403,8 @@ mod tests {
     fn bad_times_are_usage_errors_that_say_what_to_write() {
         for bad in [
             "yesterday",
+            "Today",
+            "2026-12-01 08:00",
             "2026-13-01",
             "7",
             "7x",
