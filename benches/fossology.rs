@@ -192,14 +192,20 @@ fn run_ward(
             v["duration_ms"],
             wall.as_millis()
         );
-        let t0 = v["started_at"].as_i64().unwrap_or(0);
+        // Times are RFC 3339 in ward's JSON.
+        let ms = |t: &serde_json::Value| {
+            t.as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp_millis())
+        };
+        let t0 = ms(&v["started_at"]).unwrap_or(0);
         for st in v["steps"].as_array().expect("steps") {
             println!(
                 "      {:<24} {:>6}  {:>6}..{:<6}",
                 st["id"].as_str().unwrap_or(""),
                 st["duration_ms"],
-                st["started_at"].as_i64().unwrap_or(t0) - t0,
-                st["finished_at"].as_i64().unwrap_or(t0) - t0,
+                ms(&st["started_at"]).unwrap_or(t0) - t0,
+                ms(&st["finished_at"]).unwrap_or(t0) - t0,
             );
             // What the built-in actions say about their own timings.
             let log = st["log_path"].as_str().unwrap_or("");

@@ -17,7 +17,7 @@ use super::CheckArgs;
 use crate::diagnostic::Diagnostics;
 use crate::error::{WardError, exit};
 use crate::model::Duration;
-use crate::report::{Style, local_time};
+use crate::report::{Style, json_time, local_time};
 use crate::session::{StateSession, block_on};
 use crate::state::{Access, Store};
 
@@ -263,8 +263,7 @@ fn print_json(verdicts: &[Verdict], bad: bool) -> Result<(), WardError> {
                 "max_age_ms": v.max_age_ms,
                 "age_ms": v.age_ms.filter(|a| *a >= 0),
                 "last_success_run": v.last.as_ref().map(|(id, _)| id),
-                "last_success_ms": v.last.as_ref().map(|(_, at)| at),
-                "last_success": v.last.as_ref().map(|(_, at)| local_time(*at)),
+                "last_success": json_time(v.last.as_ref().map(|(_, at)| *at)),
             })
         })
         .collect();

@@ -75,7 +75,7 @@ enum Command {
     /// Print the JSON Schema of the playbook format.
     Schema,
     /// List the built-in actions.
-    Actions,
+    Actions(ActionsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print ward's manual page (roff), or write one page per command into a folder.
@@ -112,9 +112,12 @@ struct ValidateArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     vars: VarArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
-    format: DiagnosticFormat,
+    /// Output format (default: human).
+    #[arg(long, value_enum)]
+    format: Option<DiagnosticFormat>,
+    /// Print JSON: the same as `--format json`.
+    #[arg(long)]
+    json: bool,
     /// Print nothing for valid files.
     #[arg(long, short)]
     quiet: bool,
@@ -133,9 +136,12 @@ struct PlanArgs {
     file: PathBuf,
     #[command(flatten)]
     vars: VarArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    format: PlanFormat,
+    /// Output format (default: text).
+    #[arg(long, value_enum)]
+    format: Option<PlanFormat>,
+    /// Print JSON: the same as `--format json`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the run state lives.
@@ -222,6 +228,18 @@ struct RunsArgs {
     /// Only runs of this playbook (its `name:`).
     #[arg(long)]
     playbook: Option<String>,
+    /// Only runs in this state (repeatable, or comma-separated): running,
+    /// succeeded, failed, interrupted, crashed, skipped, missed.
+    #[arg(long = "status", value_name = "STATE", value_delimiter = ',')]
+    status: Vec<String>,
+    /// Only runs started at or after this: a date (`2026-12-01`, local
+    /// midnight), an RFC 3339 time, or an age (`7d`, `24h`, `30m`).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Only runs started before this (same forms as `--since`; a date means
+    /// its local midnight, so `--until 2026-12-02` ends with Dec 1).
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
     /// At most this many runs.
     #[arg(long, default_value_t = 20)]
     limit: usize,
@@ -241,8 +259,12 @@ struct LogArgs {
     #[arg(value_name = "STEP")]
     step: Option<String>,
     /// Print JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "follow")]
     json: bool,
+    /// Keep printing the step's output as it grows, until the step ends
+    /// (like `tail -f`; needs STEP).
+    #[arg(long, short = 'f', requires = "step")]
+    follow: bool,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -285,6 +307,13 @@ struct NextArgs {
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     count: u16,
     /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ActionsArgs {
+    /// Print JSON: each action with its parameters.
     #[arg(long)]
     json: bool,
 }
@@ -399,7 +428,7 @@ pub fn main() -> i32 {
         Command::Systemd(args) => systemd::systemd(&args),
         Command::Prune(args) => prune::prune(&args),
         Command::Schema => schema::schema(),
-        Command::Actions => actions::actions(),
+        Command::Actions(args) => actions::actions(&args),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man(args) => man::man(args.out.as_deref()),
     };

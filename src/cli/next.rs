@@ -94,7 +94,6 @@ pub(super) fn next(args: &NextArgs) -> Result<i32, WardError> {
             .map(|f| {
                 serde_json::json!({
                     "at": f.at.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-                    "unix": f.at.timestamp().as_second(),
                     "local": f.at.datetime().to_string(),
                     "offset": f.at.strftime("%:z").to_string(),
                     "slot": f.slot.to_string(),

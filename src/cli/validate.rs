@@ -8,6 +8,12 @@ use crate::error::{WardError, exit};
 use crate::report::{Style, render_human, render_json_file};
 
 pub(super) fn validate(args: &ValidateArgs) -> Result<i32, WardError> {
+    let format = super::plan::chosen_format(
+        args.format,
+        args.json,
+        DiagnosticFormat::Json,
+        DiagnosticFormat::Human,
+    )?;
     let overrides = vars::parse(&args.vars.vars)?;
     let mut all_valid = true;
     let mut json_files = Vec::new();
@@ -21,7 +27,7 @@ pub(super) fn validate(args: &ValidateArgs) -> Result<i32, WardError> {
             Ok(c) => c,
             Err(e) => {
                 all_valid = false;
-                match args.format {
+                match format {
                     DiagnosticFormat::Human => writeln!(err, "{}: {e}", Style::stderr().error("error"))?,
                     DiagnosticFormat::Json => json_files.push(serde_json::json!({
                         "file": shown,
@@ -36,7 +42,7 @@ pub(super) fn validate(args: &ValidateArgs) -> Result<i32, WardError> {
         };
         let valid = checked.plan.is_some();
         all_valid &= valid;
-        match args.format {
+        match format {
             DiagnosticFormat::Json => {
                 json_files.push(render_json_file(
                     Some(&checked.source),
@@ -74,7 +80,7 @@ pub(super) fn validate(args: &ValidateArgs) -> Result<i32, WardError> {
             }
         }
     }
-    if args.format == DiagnosticFormat::Json {
+    if format == DiagnosticFormat::Json {
         serde_json::to_writer_pretty(
             &mut out,
             &serde_json::json!({ "valid": all_valid, "files": json_files }),

@@ -23,7 +23,7 @@ pub use progress::{
     ProgressReporter, QuietReporter, count, fmt_duration, log_tail, plain_every, state_flag,
 };
 pub use runs::{
-    local_time, not_recorded_note, recorded_running_but_gone, render_runs, render_status,
-    status_json,
+    attempt_json, json_time, local_time, not_recorded_note, recorded_running_but_gone, render_runs,
+    render_status, rfc3339, run_json, runs_json, status_json,
 };
 pub use style::{Style, dumb_terminal, live_stdout};

@@ -19,6 +19,58 @@ pub fn local_time(ms: i64) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Unix milliseconds as RFC 3339 with the local offset and milliseconds
+/// (`2026-12-02T01:14:49.123+01:00`): how every time in ward's JSON is
+/// written. The state keeps Unix ms; this is the output edge.
+pub fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| {
+        t.with_timezone(&chrono::Local)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+    })
+}
+
+/// [`rfc3339`] as a JSON value: `null` for no time.
+pub fn json_time(ms: Option<i64>) -> Value {
+    ms.and_then(rfc3339).map_or(Value::Null, Value::String)
+}
+
+/// Rewrites the Unix-ms fields `keys` of a serialized record as RFC 3339
+/// strings (a missing or `null` field stays as it is).
+fn times_to_rfc3339(v: &mut Value, keys: &[&str]) {
+    for key in keys {
+        if let Some(field) = v.get_mut(*key)
+            && let Some(ms) = field.as_i64()
+        {
+            *field = json_time(Some(ms));
+        }
+    }
+}
+
+/// Now in Unix ms, from the system clock (not `WARD_NOW`, which stands for
+/// a run's idea of the date, not for how long a live step has run).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How long a step that is running now has run: since its current
+/// attempt started. `None` unless the run is live (a run whose ward is
+/// gone has no step running, only an end not recorded).
+fn running_for(run: &RunRecord, step: &StepRecord, attempts: &[AttemptRecord]) -> Option<Duration> {
+    if step.state != StepState::Running
+        || run.state != RunState::Running
+        || recorded_running_but_gone(run)
+    {
+        return None;
+    }
+    let current = attempts
+        .iter()
+        .filter(|a| a.step_id == step.id && a.outcome.is_none())
+        .max_by_key(|a| a.attempt)?;
+    Some(Duration::from_millis(
+        (now_ms() - current.started_at).max(0) as u64,
+    ))
+}
+
 fn span(from: Option<i64>, to: Option<i64>) -> Option<Duration> {
     match (from, to) {
         (Some(a), Some(b)) if b >= a => Some(Duration::from_millis((b - a) as u64)),
@@ -70,8 +122,15 @@ pub fn render_status(
         state_word(style, run.state.as_str(), good, bad)
     )?;
     writeln!(out, "  playbook  {}", run.playbook_path)?;
+    let live = run.state == RunState::Running && !recorded_running_but_gone(run);
     let took = span(Some(run.started_at), run.finished_at)
         .map(|d| format!(", took {}", fmt_duration(d)))
+        .or_else(|| {
+            live.then(|| {
+                let d = Duration::from_millis((now_ms() - run.started_at).max(0) as u64);
+                format!(", running for {}", fmt_duration(d))
+            })
+        })
         .unwrap_or_default();
     let resumed = if run.resumes > 0 {
         format!(", resumed {}×", run.resumes)
@@ -105,7 +164,9 @@ pub fn render_status(
         let good = s.state == StepState::Succeeded;
         let bad = matches!(s.state, StepState::Failed | StepState::Interrupted);
         let state = format!("{:<11}", s.state.as_str());
+        // A running step shows how long it has run so far.
         let duration = step_duration(s, attempts)
+            .or_else(|| running_for(run, s, attempts))
             .map(fmt_duration)
             .unwrap_or_else(|| "-".into());
         let exit = s
@@ -185,8 +246,34 @@ pub fn not_recorded_note(run: &RunRecord) -> String {
     )
 }
 
+/// A run as JSON: its record with times as RFC 3339, `duration_ms`
+/// (`null` until it ends) and, for a live run, `running_ms` so far.
+pub fn run_json(run: &RunRecord) -> serde_json::Result<Value> {
+    let mut v = serde_json::to_value(run)?;
+    times_to_rfc3339(&mut v, &["started_at", "finished_at", "slot_at"]);
+    v["duration_ms"] =
+        json!(span(Some(run.started_at), run.finished_at).map(|d| d.as_millis() as u64));
+    if run.state == RunState::Running && !recorded_running_but_gone(run) {
+        v["running_ms"] = json!((now_ms() - run.started_at).max(0));
+    }
+    Ok(v)
+}
+
+/// An attempt as JSON, times as RFC 3339.
+pub fn attempt_json(a: &AttemptRecord) -> serde_json::Result<Value> {
+    let mut v = serde_json::to_value(a)?;
+    times_to_rfc3339(&mut v, &["started_at", "finished_at"]);
+    Ok(v)
+}
+
+/// `ward runs --json`: a list of [`run_json`], newest first.
+pub fn runs_json(runs: &[RunRecord]) -> serde_json::Result<Value> {
+    runs.iter().map(run_json).collect()
+}
+
 /// `ward status --json`. A record that cannot be turned into JSON is an
-/// error, never a `null` in its place.
+/// error, never a `null` in its place. A live run's running steps have
+/// `running_ms`: how long their current attempt has run so far.
 pub fn status_json(
     run: &RunRecord,
     steps: &[StepRecord],
@@ -196,18 +283,20 @@ pub fn status_json(
         .iter()
         .map(|s| {
             let mut v = serde_json::to_value(s)?;
+            times_to_rfc3339(&mut v, &["started_at", "finished_at"]);
             v["duration_ms"] = json!(step_duration(s, attempts).map(|d| d.as_millis() as u64));
+            if let Some(d) = running_for(run, s, attempts) {
+                v["running_ms"] = json!(d.as_millis() as u64);
+            }
             v["attempt_list"] = attempts
                 .iter()
                 .filter(|a| a.step_id == s.id)
-                .map(serde_json::to_value)
+                .map(attempt_json)
                 .collect::<serde_json::Result<Value>>()?;
             Ok(v)
         })
         .collect::<serde_json::Result<Vec<Value>>>()?;
-    let mut v = serde_json::to_value(run)?;
-    v["duration_ms"] =
-        json!(span(Some(run.started_at), run.finished_at).map(|d| d.as_millis() as u64));
+    let mut v = run_json(run)?;
     v["steps"] = Value::Array(steps);
     if recorded_running_but_gone(run) {
         v["note"] = json!(not_recorded_note(run));
@@ -238,8 +327,15 @@ pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io:
             RunState::Failed | RunState::Crashed | RunState::Interrupted
         );
         let state = format!("{:<11}", r.state.as_str());
+        // A live run: its time so far, marked as not over.
         let took = span(Some(r.started_at), r.finished_at)
             .map(fmt_duration)
+            .or_else(|| {
+                (r.state == RunState::Running && !recorded_running_but_gone(r)).then(|| {
+                    let d = Duration::from_millis((now_ms() - r.started_at).max(0) as u64);
+                    format!("{} so far", fmt_duration(d))
+                })
+            })
             .unwrap_or_else(|| "-".into());
         writeln!(
             out,
@@ -256,4 +352,35 @@ pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io:
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_times_are_rfc3339_with_offset_and_milliseconds() {
+        let ms = 1_796_173_689_123; // 2026-12-02T01:08:09.123Z
+        let text = rfc3339(ms).expect("a time");
+        let back = chrono::DateTime::parse_from_rfc3339(&text).expect("RFC 3339");
+        assert_eq!(back.timestamp_millis(), ms, "{text}");
+        assert!(text.contains(".123"), "{text}");
+        // An offset, never a bare time: `+01:00`, `-05:00` or `+00:00`.
+        let offset = &text[text.len() - 6..];
+        assert!(
+            offset.starts_with(['+', '-']) && offset.as_bytes()[3] == b':',
+            "{text}"
+        );
+        assert_eq!(json_time(None), Value::Null);
+    }
+
+    #[test]
+    fn only_the_named_number_fields_are_converted() {
+        let mut v = json!({"started_at": 0, "finished_at": null, "attempts": 3});
+        times_to_rfc3339(&mut v, &["started_at", "finished_at", "slot_at"]);
+        assert!(v["started_at"].is_string(), "{v}");
+        assert!(v["finished_at"].is_null(), "{v}");
+        assert_eq!(v["attempts"], 3);
+        assert!(v.get("slot_at").is_none(), "{v}");
+    }
 }

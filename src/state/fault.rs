@@ -12,7 +12,7 @@ use std::path::Path;
 use super::host::HostIdentity;
 use super::lease::{LeaseFuture, LeaseHolder};
 use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
-use super::{Store, StoreFuture};
+use super::{RunFilter, Store, StoreFuture};
 
 /// The environment variable that arms the fault.
 pub const KILL_AFTER_COMMITS: &str = "WARD_FAULT_KILL_AFTER_COMMITS";
@@ -109,6 +109,10 @@ impl Store for KillAfter {
 
     fn runs(&self, playbook: Option<&str>, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
         self.inner.runs(playbook, limit)
+    }
+
+    fn runs_matching(&self, filter: &RunFilter) -> StoreFuture<'_, Vec<RunRecord>> {
+        self.inner.runs_matching(filter)
     }
 
     fn steps(&self, run_id: &str) -> StoreFuture<'_, Vec<StepRecord>> {

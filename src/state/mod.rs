@@ -40,6 +40,22 @@ pub use records::{
     RunRecord, RunState, StepRecord, StepState, Unflushed, Unreadable, UnrunRun,
 };
 
+/// Which runs [`Store::runs_matching`] lists; every part that is set must
+/// hold.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs of this playbook `name:`.
+    pub playbook: Option<String>,
+    /// Only runs in one of these states (none: any state).
+    pub states: Vec<RunState>,
+    /// Only runs started at or after this (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only runs started before this (Unix ms).
+    pub until_ms: Option<i64>,
+    /// At most this many, the newest.
+    pub limit: usize,
+}
+
 /// What a command may do to the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -82,6 +98,8 @@ pub trait Store: Send + Sync {
     fn run(&self, id: &str) -> StoreFuture<'_, Option<RunRecord>>;
     /// Runs, newest first, optionally of one playbook.
     fn runs(&self, playbook: Option<&str>, limit: usize) -> StoreFuture<'_, Vec<RunRecord>>;
+    /// Runs that match `filter`, newest first (`ward runs`).
+    fn runs_matching(&self, filter: &RunFilter) -> StoreFuture<'_, Vec<RunRecord>>;
     /// The steps of a run, in playbook order.
     fn steps(&self, run_id: &str) -> StoreFuture<'_, Vec<StepRecord>>;
     /// Attempts of a run (optionally of one step), in order.

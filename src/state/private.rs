@@ -547,6 +547,12 @@ pub fn why_unwritable(db: &Path) -> Option<String> {
 /// Reads a step's log for `ward log`: without following a symlink and
 /// without blocking on a FIFO planted in its place (`refuse_special`).
 pub fn read_log(path: &Path) -> io::Result<Vec<u8>> {
+    read_log_from(path, 0)
+}
+
+/// As [`read_log`], from byte `offset` on (`ward log --follow` reads what
+/// a running step added since its last look).
+pub fn read_log_from(path: &Path, offset: u64) -> io::Result<Vec<u8>> {
     refuse_special(path, "log file").map_err(io::Error::other)?;
     let fd = open_nofollow(path, OFlags::RDONLY, "log file").map_err(|e| match e {
         StateError::Io { source, .. } => source,
@@ -559,6 +565,7 @@ pub fn read_log(path: &Path) -> io::Result<Vec<u8>> {
             path.display()
         )));
     }
+    io::Seek::seek(&mut file, io::SeekFrom::Start(offset))?;
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut file, &mut bytes)?;
     Ok(bytes)

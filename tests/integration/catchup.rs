@@ -177,7 +177,7 @@ fn missed_slots(s: &Scratch) -> Vec<i64> {
     let mut slots: Vec<i64> = runs(s)
         .iter()
         .filter(|r| r["state"] == "missed")
-        .map(|r| r["slot_at"].as_i64().expect("slot_at"))
+        .map(|r| crate::harness::json_ms(&r["slot_at"]))
         .collect();
     slots.sort_unstable();
     slots

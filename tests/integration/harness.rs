@@ -322,3 +322,14 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// A time of ward's JSON (RFC 3339 with offset) as Unix ms; panics (fails
+/// the test) on anything else, a bare number included.
+pub fn json_ms(v: &serde_json::Value) -> i64 {
+    let text = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not an RFC 3339 string: {v}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .timestamp_millis()
+}

@@ -29,6 +29,7 @@ mod procs;
 mod progress;
 mod prune;
 mod quickstart;
+mod read_commands;
 mod reporting;
 mod resume;
 mod rsync_changed;

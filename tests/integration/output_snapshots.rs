@@ -1,6 +1,8 @@
 //! Snapshots of what operators read: `ward plan` of shipped and example
-//! playbooks (text, JSON, dot, mermaid) and `ward status`/`ward runs` of a
-//! finished run (text and JSON). The snapshots are in `snapshots/` beside
+//! playbooks (text, JSON, dot, mermaid), `ward status`/`ward runs` of a
+//! finished run (text and JSON), and the JSON of every other read command
+//! (`validate`, `log`, `verify`, `check`, `next`, `actions`): the shapes
+//! docs/cli.md, "JSON output", documents. The snapshots are in `snapshots/` beside
 //! this file; a change in the output fails the test (under `CI` insta writes
 //! nothing and fails). After an intended change, review it with
 //! `cargo insta review`, or rerun with `INSTA_UPDATE=always` and read the diff.
@@ -261,7 +263,13 @@ fn replace_pid(line: &str) -> String {
 /// JSON output: keys whose values differ from run to run get a placeholder
 /// (nulls stay null: they mean something).
 fn normalize_json(text: &str, known: &Known) -> String {
-    serde_json::from_str::<serde_json::Value>(text).expect("status is JSON");
+    let v = serde_json::from_str::<serde_json::Value>(text).expect("output is JSON");
+    // Times are RFC 3339 (they are replaced below, so checked here).
+    for key in ["started_at", "finished_at"] {
+        if let Some(t) = v.get(key).and_then(serde_json::Value::as_str) {
+            chrono::DateTime::parse_from_rfc3339(t).expect("an RFC 3339 time");
+        }
+    }
     let text = known.replace(text);
     let mut out = String::new();
     for line in text.lines() {
@@ -269,9 +277,11 @@ fn normalize_json(text: &str, known: &Known) -> String {
         let indent = &line[..line.len() - trimmed.len()];
         let mut replaced = None;
         for (key, placeholder) in [
-            ("started_at", "[ms]"),
-            ("finished_at", "[ms]"),
+            ("started_at", "[time]"),
+            ("finished_at", "[time]"),
+            ("last_success", "[time]"),
             ("duration_ms", DURATION),
+            ("age_ms", DURATION),
             ("pid", "[pid]"),
             ("host", "[host]"),
             ("ward_version", "[version]"),
@@ -347,4 +357,100 @@ fn the_normalizer_keeps_what_matters() {
     ]
     .join("\n");
     assert_eq!(normalize_text(&text, &known), expected);
+}
+
+/// The JSON of the read commands that have no text snapshot: `log` of the
+/// status demo, `validate` of a playbook with an error and a warning,
+/// `verify` of a snapshot with a changed file, `check` of a fresh and a
+/// never-successful playbook, `next` in a fixed zone, and `actions`.
+#[test]
+fn json_of_the_other_read_commands() {
+    let s = Scratch::new();
+    s.write("p.yml", STATUS_DEMO);
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let status = s.status(None);
+    let known = Known {
+        scratch: scratch_names(s.path()),
+        run_id: status["id"].as_str().expect("run id").to_owned(),
+        host: host_name(),
+    };
+    let json = |args: &[&str], code: i32| {
+        let out = s.ward().args(args).run().expect_code(code).stdout;
+        normalize_json(&out, &known)
+    };
+    assert_snapshot!("log_json", json(&["log", "last", "--json"], 0));
+
+    s.write(
+        "invalid.yml",
+        "ward: 1\nname: invalid\nsteps:\n  - id: a\n    run: echo a\n    need: [b]\n",
+    );
+    assert_snapshot!(
+        "validate_json",
+        json(&["validate", "--json", "invalid.yml"], 2)
+    );
+
+    std::fs::create_dir_all(s.path().join("data/sub")).expect("data");
+    s.write("data/a.txt", "alpha\n");
+    s.write("data/sub/b.txt", "beta\n");
+    s.write(
+        "snap.yml",
+        "ward: 1\nname: snap\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    \
+         with: { src: data, dir: backup, hash: all }\n",
+    );
+    s.ward().args(["run", "snap.yml"]).run().expect_code(0);
+    assert_snapshot!(
+        "verify_ok_json",
+        json(&["verify", "--json", "backup/latest"], 0)
+    );
+    // A file of the set changes after the manifest was written.
+    s.write("backup/latest/a.txt", "ALPHA, changed\n");
+    assert_snapshot!(
+        "verify_failed_json",
+        json(&["verify", "--json", "backup/latest"], 1)
+    );
+
+    // `snap` succeeded just now; `status-demo` never did.
+    s.write(
+        "fresh.yml",
+        "ward: 1\nname: snap\nmax_age: 1d\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    s.write(
+        "never.yml",
+        "ward: 1\nname: status-demo\nmax_age: 1d\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let now = chrono::Local::now() + chrono::TimeDelta::minutes(1);
+    let snap_run = s
+        .ward()
+        .args(["runs", "--json", "--playbook", "snap"])
+        .run()
+        .json()[0]["id"]
+        .as_str()
+        .expect("snap run")
+        .to_owned();
+    let out = s
+        .ward()
+        .args(["check", "--json", "fresh.yml", "never.yml"])
+        .env("WARD_NOW", &now.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .run()
+        .expect_code(7)
+        .stdout
+        .replace(&snap_run, RUN_ID);
+    assert_snapshot!("check_json", normalize_json(&out, &known));
+
+    s.write(
+        "sched.yml",
+        "ward: 1\nname: nightly\nschedule: \"30 2 * * *\"\ntimezone: Europe/Berlin\njitter: 10m\n\
+         steps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let out = s
+        .ward()
+        .args(["next", "--json", "-n", "3", "sched.yml"])
+        .env("WARD_NOW", "2026-03-28T12:00:00")
+        .env("TZ", "Europe/Berlin")
+        .run()
+        .expect_code(0)
+        .stdout;
+    assert_snapshot!("next_json", normalize_json(&out, &known));
+
+    assert_snapshot!("actions_json", json(&["actions", "--json"], 0));
 }

@@ -85,11 +85,10 @@ fn after_a_resume_a_step_shows_its_own_time_not_the_time_since_the_first_run() {
     let step = status_step(&status, "quick");
     let attempts = step["attempt_list"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 2);
-    let own = attempts[1]["finished_at"].as_i64().expect("end")
-        - attempts[1]["started_at"].as_i64().expect("start");
+    let ms = crate::harness::json_ms;
+    let own = ms(&attempts[1]["finished_at"]) - ms(&attempts[1]["started_at"]);
     assert_eq!(step["duration_ms"].as_i64(), Some(own), "{step}");
-    let since_first = attempts[1]["finished_at"].as_i64().expect("end")
-        - attempts[0]["started_at"].as_i64().expect("start");
+    let since_first = ms(&attempts[1]["finished_at"]) - ms(&attempts[0]["started_at"]);
     assert!(since_first >= 1500 && own < since_first, "{step}");
     let text = s.ward().args(["status"]).run().expect_code(0).stdout;
     let row = text

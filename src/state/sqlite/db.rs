@@ -17,7 +17,7 @@ use super::super::records::{
     RunState, StepRecord, StepState, Unreadable, UnrunRun,
 };
 use super::super::schema::{self, Upgrade};
-use super::super::{StateError, private};
+use super::super::{RunFilter, StateError, private};
 use super::migrations::MIGRATIONS;
 
 /// A run-state database in one SQLite file, used from one thread.
@@ -511,13 +511,38 @@ impl Db {
         playbook: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StateError> {
+        self.runs_matching(&RunFilter {
+            playbook: playbook.map(str::to_owned),
+            limit,
+            ..RunFilter::default()
+        })
+    }
+
+    pub(super) fn runs_matching(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StateError> {
+        // The states are ward's own fixed words, not the operator's text,
+        // so they can be written into the query.
+        let states = if filter.states.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = filter
+                .states
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            format!(" AND state IN ({})", list.join(", "))
+        };
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR playbook_name = ?1) \
-             ORDER BY started_at DESC, id DESC LIMIT ?2"
+             AND (?2 IS NULL OR started_at >= ?2) AND (?3 IS NULL OR started_at < ?3){states} \
+             ORDER BY started_at DESC, id DESC LIMIT ?4"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![playbook, limit as i64], |r| run_row(&self.path, r))
+            .query_map(
+                params![filter.playbook, filter.since_ms, filter.until_ms, limit],
+                |r| run_row(&self.path, r),
+            )
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {

@@ -26,7 +26,7 @@ use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
 use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
 use super::retention::{PruneRequest, PrunedRun};
-use super::{Access, StateError, Store, StoreFuture};
+use super::{Access, RunFilter, StateError, Store, StoreFuture};
 use db::Db;
 use lock::RunLock;
 pub use paths::StatePaths;
@@ -126,6 +126,11 @@ impl Store for SqliteStore {
     fn runs(&self, playbook: Option<&str>, limit: usize) -> StoreFuture<'_, Vec<RunRecord>> {
         let playbook = playbook.map(str::to_owned);
         self.call(move |db| db.runs(playbook.as_deref(), limit))
+    }
+
+    fn runs_matching(&self, filter: &RunFilter) -> StoreFuture<'_, Vec<RunRecord>> {
+        let filter = filter.clone();
+        self.call(move |db| db.runs_matching(&filter))
     }
 
     fn steps(&self, run_id: &str) -> StoreFuture<'_, Vec<StepRecord>> {
