@@ -96,8 +96,18 @@ pub(super) fn prune(args: &PruneArgs) -> Result<i32, WardError> {
     })??;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &Json::of(&report))
-            .map_err(|e| WardError::Output(e.into()))?;
+        // Times as every read command gives them (docs/cli.md, "JSON output").
+        let mut json =
+            serde_json::to_value(Json::of(&report)).map_err(|e| WardError::Output(e.into()))?;
+        if let Some(runs) = json
+            .get_mut("runs")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for run in runs {
+                crate::report::times_to_rfc3339(run, &["started_at"]);
+            }
+        }
+        serde_json::to_writer_pretty(&mut out, &json).map_err(|e| WardError::Output(e.into()))?;
         writeln!(out)?;
     } else {
         render(&mut out, &report)?;

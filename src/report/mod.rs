@@ -24,6 +24,6 @@ pub use progress::{
 };
 pub use runs::{
     attempt_json, json_time, local_time, not_recorded_note, recorded_running_but_gone, render_runs,
-    render_status, rfc3339, run_json, runs_json, status_json,
+    render_status, rfc3339, run_json, runs_json, status_json, times_to_rfc3339,
 };
 pub use style::{Style, dumb_terminal, live_stdout};

@@ -36,7 +36,7 @@ pub fn json_time(ms: Option<i64>) -> Value {
 
 /// Rewrites the Unix-ms fields `keys` of a serialized record as RFC 3339
 /// strings (a missing or `null` field stays as it is).
-fn times_to_rfc3339(v: &mut Value, keys: &[&str]) {
+pub fn times_to_rfc3339(v: &mut Value, keys: &[&str]) {
     for key in keys {
         if let Some(field) = v.get_mut(*key)
             && let Some(ms) = field.as_i64()

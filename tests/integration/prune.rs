@@ -190,6 +190,11 @@ fn prune_keeps_what_it_promises_and_dry_run_removes_nothing() {
         .expect_code(0)
         .json();
     assert_eq!(dry["dry_run"], true);
+    // Times as every read command gives them: RFC 3339 with an offset.
+    for run in dry["runs"].as_array().expect("runs") {
+        let at = run["started_at"].as_str().expect("started_at is text");
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+    }
     let (dry_runs, dry_orphans) = listed(&dry);
     assert_eq!(dry_runs, gone);
     assert_eq!(dry_orphans, set(&[&"20250101-000000-abcd".to_owned()]));
