@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Scratch, repo_path, status_step};
+use crate::harness::{Scratch, json_ms, repo_path, status_step};
 
 /// The `sh` code blocks of README.md, in order.
 fn readme_sh_blocks() -> Vec<String> {
@@ -136,7 +136,7 @@ fn readme_quickstart_then_failure_and_resume() {
     // The two branches ran side by side: each started before the other ended.
     let copy = status_step(&status, "copy-documents");
     let export = status_step(&status, "export-settings");
-    let at = |step: &serde_json::Value, key: &str| step[key].as_i64().expect(key);
+    let at = |step: &serde_json::Value, key: &str| json_ms(&step[key]);
     assert!(
         at(&copy, "started_at") <= at(&export, "finished_at")
             && at(&export, "started_at") <= at(&copy, "finished_at"),
