@@ -447,8 +447,22 @@ fn log_follow_ends_when_the_run_dies() {
         .expect("stderr");
     assert!(err.contains("stopped following step `wait`"), "{err}");
     assert!(err.contains("is gone"), "{err}");
-    // Let the orphaned step end.
+    // Let the orphaned step end, and wait until no process works in the
+    // scratch folder: once it is removed, the step could never see `go`
+    // and would loop for ever. (Its output went through the dead ward,
+    // so its log cannot tell.)
     s.write("go", "");
+    let works_here = || {
+        std::fs::read_dir("/proc").is_ok_and(|procs| {
+            procs.flatten().any(|p| {
+                std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(s.path()))
+            })
+        })
+    };
+    assert!(
+        wait_for(20, || !works_here()),
+        "the orphaned step did not end"
+    );
 }
 
 #[test]
