@@ -7,7 +7,7 @@ use std::io::Write;
 use super::PruneArgs;
 use crate::error::{WardError, exit};
 use crate::model::{History, Playbook};
-use crate::report::{Style, count, local_time};
+use crate::report::{Style, count, fmt_bytes as bytes, local_time};
 use crate::session::{StateSession, block_on};
 use crate::state::Access;
 use crate::state::retention::{self, PolicyRecord, PruneOptions, PruneReport, Retention};
@@ -210,21 +210,6 @@ fn warn_left(report: &PruneReport) {
     }
 }
 
-/// `512 bytes`, `1.5 KiB`, `3.2 MiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return count(n as usize, "byte");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,13 +217,5 @@ mod tests {
     #[test]
     fn the_defaults_of_the_key_and_of_the_state_agree() {
         assert_eq!(retention_of(History::default()), Retention::DEFAULT);
-    }
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(bytes(1), "1 byte");
-        assert_eq!(bytes(1023), "1023 bytes");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
     }
 }

@@ -20,7 +20,8 @@ pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
 pub use preconditions::render_preconditions;
 pub use progress::{
-    ProgressReporter, QuietReporter, count, fmt_duration, log_tail, plain_every, state_flag,
+    ProgressReporter, QuietReporter, count, fmt_bytes, fmt_duration, log_tail, plain_every,
+    state_flag,
 };
 pub use runs::{
     attempt_json, json_time, local_time, not_recorded_note, recorded_running_but_gone, render_runs,
