@@ -336,6 +336,19 @@ fn entries(args: &CronArgs) -> Result<Result<Vec<Entry>, i32>, WardError> {
     Ok(failed.map_or(Ok(out), Err))
 }
 
+/// `[{"playbook", "line"}]`, one object per line of ward's block.
+fn write_json<'a>(
+    out: &mut impl Write,
+    entries: impl Iterator<Item = &'a Entry>,
+) -> Result<(), WardError> {
+    let list: Vec<serde_json::Value> = entries
+        .map(|e| serde_json::json!({ "playbook": e.playbook, "line": e.line }))
+        .collect();
+    serde_json::to_writer_pretty(&mut *out, &list).map_err(|e| WardError::Output(e.into()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
 pub(super) fn cron(args: &CronArgs) -> Result<i32, WardError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -346,13 +359,23 @@ pub(super) fn cron(args: &CronArgs) -> Result<i32, WardError> {
             args.action.name()
         )));
     }
+    if args.json && !matches!(args.action, CronAction::List | CronAction::Print) {
+        return Err(WardError::Usage(format!(
+            "`ward cron {}` changes the crontab and prints no JSON; `--json` is for `list` and `print`",
+            args.action.name()
+        )));
+    }
     match args.action {
         CronAction::Print => {
             let made = match entries(args)? {
                 Ok(e) => e,
                 Err(code) => return Ok(code),
             };
-            out.write_all(block(&made).as_bytes())?;
+            if args.json {
+                write_json(&mut out, made.iter())?;
+            } else {
+                out.write_all(block(&made).as_bytes())?;
+            }
         }
         CronAction::Install => {
             let made = match entries(args)? {
@@ -378,8 +401,14 @@ pub(super) fn cron(args: &CronArgs) -> Result<i32, WardError> {
         CronAction::List => {
             let (_, crontab) = current()?;
             let wanted: Vec<String> = args.playbooks.iter().map(|p| entry_path(p)).collect();
-            for e in &crontab.entries {
-                if wanted.is_empty() || wanted.contains(&e.playbook) {
+            let listed = crontab
+                .entries
+                .iter()
+                .filter(|e| wanted.is_empty() || wanted.contains(&e.playbook));
+            if args.json {
+                write_json(&mut out, listed)?;
+            } else {
+                for e in listed {
                     writeln!(out, "{}\n  {}", e.playbook, e.line)?;
                 }
             }

@@ -329,6 +329,9 @@ struct CronArgs {
     /// State database to write into each line (`--state PATH`; cron jobs do not see $WARD_STATE).
     #[arg(long = "state", value_name = "PATH")]
     state: Option<PathBuf>,
+    /// Print JSON (`list` and `print`): `[{"playbook", "line"}]`.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

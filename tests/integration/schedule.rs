@@ -280,6 +280,40 @@ fn cron_install_list_reinstall_remove_keeps_foreign_lines() {
         )
     );
 
+    // `list --json` and `print --json`: one object per line; `install
+    // --json` is a usage error that changes nothing.
+    let listed = spool
+        .ward(&s)
+        .args(["cron", "list", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(
+        listed,
+        serde_json::json!([
+            { "playbook": a_path, "line": a_line },
+            { "playbook": b_path, "line": b_line },
+        ])
+    );
+    let printed = spool
+        .ward(&s)
+        .args(["cron", "print", "--json"])
+        .arg(&b)
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(
+        printed,
+        serde_json::json!([{ "playbook": b_path, "line": b_line }])
+    );
+    spool
+        .ward(&s)
+        .args(["cron", "install", "--json"])
+        .arg(&a)
+        .run()
+        .expect_code(2);
+    assert_eq!(spool.list(), installed);
+
     // Installing again changes nothing.
     let run = spool
         .ward(&s)
