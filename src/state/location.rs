@@ -97,27 +97,82 @@ fn scheme(bytes: &[u8]) -> Option<&str> {
     valid.then(|| std::str::from_utf8(scheme).ok()).flatten()
 }
 
-/// An address as it may be shown: a password in it (`user:secret@host`)
-/// becomes `********`.
+/// An address as it may be shown: a password in it (`user:secret@host`,
+/// or a `password=` / `sslpassword=` parameter) becomes `********`.
+///
+/// The user part ends at the *last* `@`: a password typed without
+/// percent-encoding may hold `/`, `?`, `#` or `@`, and cutting at the first
+/// of those would show it. Masking too much is harmless here.
 fn redacted(address: &str) -> String {
     let Some((scheme, rest)) = address.split_once("://") else {
         return address.to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else {
-        return address.to_owned();
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
     };
-    let (userinfo, host) = authority.split_at(at);
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:********{host}{tail}"),
-        None => address.to_owned(),
+    let mut shown = format!("{scheme}://");
+    match userinfo {
+        Some(info) => match info.split_once(':') {
+            Some((user, _)) => {
+                shown.push_str(user);
+                shown.push_str(":********");
+            }
+            None => shown.push_str(info),
+        },
+        None => {}
     }
+    // Parameters whose name says password keep their name only.
+    match after.split_once('?') {
+        Some((before, query)) => {
+            shown.push_str(before);
+            shown.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("pass") => {
+                        format!("{key}=********")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            shown.push_str(&params.join("&"));
+        }
+        None => shown.push_str(after),
+    }
+    shown
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_masked_wherever_they_stand() {
+        for (address, secret) in [
+            ("postgres://u:pa/ss2SECRET@h/db", "SECRET"),
+            ("postgres://u:p#6SECRET@h/db", "SECRET"),
+            ("postgres://u:p?q@SECRET@h/db", "SECRET"),
+            ("postgres://u@h/db?password=qs3SECRET", "SECRET"),
+            (
+                "postgres://h/db?sslmode=require&sslpassword=SECRET",
+                "SECRET",
+            ),
+            ("postgres://u:SECRET@h:5432/db?sslmode=require", "SECRET"),
+        ] {
+            let shown = redacted(address);
+            assert!(!shown.contains(secret), "{address} -> {shown}");
+            assert!(shown.contains("********"), "{address} -> {shown}");
+        }
+        assert_eq!(
+            redacted("postgres://u:x@db.example:5432/ward?sslmode=require"),
+            "postgres://u:********@db.example:5432/ward?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgres://db.example/ward"),
+            "postgres://db.example/ward"
+        );
+    }
 
     #[test]
     fn paths_are_sqlite_and_addresses_are_refused_without_their_password() {
