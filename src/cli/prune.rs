@@ -36,7 +36,7 @@ fn now_ms() -> i64 {
 /// out: records the playbook's policy and applies it to the playbook's
 /// runs, then removes logs no run owns. Never changes the run's exit code:
 /// a failure is one warning line on stderr. At a terminal (`progress`),
-/// one line says what went, if anything did.
+/// one line says what went, if anything did, and what was left alone.
 pub(super) async fn after_run(
     state: &mut StateSession,
     playbook: &Playbook,
@@ -67,7 +67,11 @@ pub(super) async fn after_run(
             return;
         }
     };
-    warn_left(&report);
+    // What was left alone is for `ward prune` and a watching operator: under
+    // cron the same foreign file would mail a warning after every night.
+    if progress {
+        warn_left(&report);
+    }
     if progress && (!report.runs.is_empty() || report.orphans_removed().next().is_some()) {
         println!("history: {}", totals(&report));
     }
@@ -173,6 +177,9 @@ fn render(out: &mut dyn Write, report: &PruneReport) -> std::io::Result<()> {
             bytes(o.bytes)
         )?;
     }
+    if let Some(why) = &report.sweep_skipped {
+        writeln!(out, "note: {why}")?;
+    }
     writeln!(out, "{}", totals(report))
 }
 
@@ -205,7 +212,13 @@ fn warn_left(report: &PruneReport) {
             "{}: left alone in the logs folder, not written by ward: {}; remove it by hand if \
              it is not needed",
             Style::stderr().warning("warning"),
-            l.left.join(", ")
+            // Names as written by whoever put them there: escaped, so a
+            // newline or a terminal control sequence shows as text.
+            l.left
+                .iter()
+                .map(|n| n.escape_debug().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 }

@@ -255,6 +255,11 @@ pub struct PruneReport {
     /// between a prune's commit and its log removal, or by a ward killed
     /// before it recorded its run).
     pub orphan_logs: Vec<LogsRemoved>,
+    /// Why log folders of runs the state does not hold were left alone,
+    /// when they were: other state databases share this folder's `logs/`,
+    /// so a run this one does not hold may be theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep_skipped: Option<String>,
 }
 
 /// A removed run and its logs.
@@ -344,9 +349,50 @@ pub async fn prune(store: &mut dyn Store, opts: &PruneOptions) -> Result<PruneRe
         report.runs.push(PrunedRunWithLogs { run, logs: removed });
     }
     if opts.sweep {
-        report.orphan_logs = sweep_orphans(store, &logs, &report, !opts.dry_run).await?;
+        let others = other_databases(store);
+        if others.is_empty() {
+            report.orphan_logs = sweep_orphans(store, &logs, &report, !opts.dry_run).await?;
+        } else {
+            report.sweep_skipped = Some(format!(
+                "log folders of runs not recorded in {} were left alone: {} in {} also \
+                 keep{} logs there, and their runs are not known here; give each state \
+                 database a folder of its own",
+                store.describe(),
+                others.join(", "),
+                store.folder().display(),
+                if others.len() == 1 { "s its" } else { " their" },
+            ));
+        }
     }
     Ok(report)
+}
+
+/// The other SQLite state databases in this state's folder (by file name).
+/// Every database in a folder writes its logs to the same `logs/`, so a
+/// log folder whose run this database does not hold may be one of theirs,
+/// not an orphan. Anything that cannot be read counts as no database.
+fn other_databases(store: &dyn Store) -> Vec<String> {
+    const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+    let own = Path::new(store.describe())
+        .file_name()
+        .map(|n| n.to_owned());
+    let Ok(entries) = std::fs::read_dir(store.folder()) else {
+        return Vec::new();
+    };
+    let mut others: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| own.as_deref() != Some(e.file_name().as_os_str()))
+        .filter(|e| {
+            let mut head = [0u8; 16];
+            std::fs::File::open(e.path())
+                .and_then(|mut f| io::Read::read_exact(&mut f, &mut head))
+                .is_ok_and(|()| &head == MAGIC)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    others.sort();
+    others
 }
 
 /// `<state folder>/logs`, if it is the private folder ward made (checked

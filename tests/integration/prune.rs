@@ -484,3 +484,49 @@ fn a_prune_that_fails_after_a_run_is_a_warning_and_the_exit_code_stands() {
     std::fs::remove_file(&fifo).expect("rm fifo");
     s.ward().args(["prune"]).run().expect_code(0);
 }
+
+#[test]
+fn a_second_database_in_the_folder_keeps_its_logs_and_a_night_prints_nothing() {
+    let s = Scratch::new();
+    let p = gated(&s, "p.yml", "p", "");
+    // Runs recorded in the harness's database (its logs in the shared logs/).
+    let mine = run_once(&s, &p, true);
+    let other_db = s.state().parent().expect("state folder").join("other.db");
+    s.ward()
+        .arg("run")
+        .arg("--state")
+        .arg(&other_db)
+        .arg(&p)
+        .run()
+        .expect_code(0);
+    // A file someone left in a run folder of the logs.
+    let foreign = logs(&s).join(&mine).join("notes.txt");
+    std::fs::write(&foreign, "mine\n").expect("notes");
+
+    // A plain run (no terminal, as under cron) prunes and sweeps: it says
+    // nothing, and removes none of the other database's logs.
+    let night = s.ward().arg("run").arg(&p).run().expect_code(0);
+    assert_eq!(night.stdout, "", "{}", night.stdout);
+    assert_eq!(night.stderr, "", "{}", night.stderr);
+    let all_logs = log_folders(&s);
+    assert!(all_logs.contains(&mine), "{all_logs:?}");
+    assert_eq!(all_logs.len(), 3, "each run's logs stay: {all_logs:?}");
+
+    // `ward prune` of either database says why it sweeps nothing.
+    for db in [s.state(), other_db.clone()] {
+        let out = s
+            .ward()
+            .arg("prune")
+            .arg("--state")
+            .arg(&db)
+            .run()
+            .expect_code(0);
+        assert!(
+            out.stdout
+                .contains("note: log folders of runs not recorded in"),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(log_folders(&s), all_logs);
+    }
+}
