@@ -51,12 +51,20 @@ pub const STEP_KEYS: &[&str] = &[
     "keep_children",
 ];
 
-/// True for names matching `[a-z0-9][a-z0-9_-]*` (playbook names and step ids).
+/// The longest playbook name or step id. They name files (a step's log is
+/// `<id>.<attempt>.log`, a run lock is named after the playbook), and a
+/// file name has at most 255 bytes: a longer id would lose the step's
+/// output at run time instead of being refused here.
+pub const MAX_NAME: usize = 128;
+
+/// True for names matching `[a-z0-9][a-z0-9_-]*` of at most [`MAX_NAME`]
+/// characters (playbook names and step ids).
 pub fn is_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    s.len() <= MAX_NAME
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
@@ -200,6 +208,8 @@ mod tests {
         assert!(!is_name("Dump"));
         assert!(!is_name("-x"));
         assert!(!is_name(""));
+        assert!(is_name(&"y".repeat(MAX_NAME)));
+        assert!(!is_name(&"y".repeat(MAX_NAME + 1)));
         assert!(is_identifier("pg_host"));
         assert!(!is_identifier("pg-host"));
         assert!(!is_identifier("1x"));

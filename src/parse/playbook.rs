@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::fields::{Ctx, DEFAULTS_KEYS, PLAYBOOK_KEYS, is_identifier, is_name, read_retry};
+use super::fields::{
+    Ctx, DEFAULTS_KEYS, MAX_NAME, PLAYBOOK_KEYS, is_identifier, is_name, read_retry,
+};
 use super::step;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{Defaults, Playbook, Spanned, Var};
@@ -208,7 +210,10 @@ fn bad_name(what: &str, name: &Spanned<String>) -> Diagnostic {
         name.span,
         format!("{what} `{}` is not allowed", name.value),
     )
-    .with_help("use lower-case letters, digits, `-` and `_`, starting with a letter or digit")
+    .with_help(format!(
+        "use lower-case letters, digits, `-` and `_`, starting with a letter or digit, \
+                 at most {MAX_NAME} of them"
+    ))
 }
 
 fn decode_vars(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Vec<Var> {

@@ -1,6 +1,6 @@
 //! Decodes the `steps:` list.
 
-use super::fields::{Ctx, STEP_KEYS, is_identifier, is_name, read_retry};
+use super::fields::{Ctx, MAX_NAME, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::model::{Spanned, Step, StepBody, When};
 use crate::yaml::{Node, NodeKind};
@@ -78,9 +78,10 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
                 id.span,
                 format!("step id `{}` is not allowed", id.value),
             )
-            .with_help(
-                "use lower-case letters, digits, `-` and `_`, starting with a letter or digit",
-            ),
+            .with_help(format!(
+                "use lower-case letters, digits, `-` and `_`, starting with a letter or digit, \
+                 at most {MAX_NAME} of them"
+            )),
         ),
         _ => {}
     }

@@ -133,3 +133,21 @@ fn yaml_1_1_booleans_stay_strings_where_strings_are_expected() {
         serde_json::json!(["echo", "NO", "yes", "NO"])
     );
 }
+
+#[test]
+fn a_step_id_too_long_to_name_its_log_file_is_refused_where_it_stands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "y".repeat(300);
+    write(
+        dir.path(),
+        "long.yml",
+        &format!("ward: 1\nname: long\nsteps:\n  - id: {long}\n    run: echo hi\n"),
+    );
+    let run = ward()
+        .current_dir(dir.path())
+        .args(["validate", "long.yml"])
+        .run()
+        .expect_code(2);
+    assert!(run.stderr.contains(" --> long.yml:4:9\n"), "{}", run.stderr);
+    assert!(run.stderr.contains("at most 128"), "{}", run.stderr);
+}
