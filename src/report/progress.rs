@@ -53,6 +53,25 @@ pub const TAIL_LINE_CHARS: usize = 500;
 /// The most a log tail holds in all, in bytes (oldest lines go first).
 pub const TAIL_BYTES: usize = 64 * 1024;
 
+/// A line of a step's output as text to show: control characters other
+/// than a tab are written out (`\u{1b}`), so that what a step prints cannot
+/// clear the operator's screen, set its title or break the live lines
+/// (the log keeps the bytes as they were).
+pub fn visible(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The last `n` lines of a log file, for failure reports and the
 /// notification summary: each line cut at [`TAIL_LINE_CHARS`] (marked),
 /// all of them at most [`TAIL_BYTES`]. Only the file's end is read, so a
@@ -100,7 +119,8 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
             // The window may begin inside a line: its start is not shown.
             let partial = mid_line && first == 0 && i == 0;
             let cut = l.chars().count() > TAIL_LINE_CHARS;
-            let mut line: String = l.chars().take(TAIL_LINE_CHARS).collect();
+            let mut line =
+                visible(&l.chars().take(TAIL_LINE_CHARS).collect::<String>()).into_owned();
             if partial {
                 line.insert_str(0, "[start of line cut] ");
             }
@@ -497,7 +517,12 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                 }
             }
             Event::Output { step, line } => {
-                writeln!(self.out, "{} {line}", s.dim(&format!("{step} │")))
+                writeln!(
+                    self.out,
+                    "{} {}",
+                    s.dim(&format!("{step} │")),
+                    visible(line)
+                )
             }
             Event::StepFinished(end) => write_end(&mut self.out, end, s, true),
             Event::StepSkipped { step, reason } => {
@@ -811,5 +836,15 @@ mod tests {
         assert_eq!(count(1, "step"), "1 step");
         assert_eq!(count(0, "step"), "0 steps");
         assert_eq!(count(2, "step"), "2 steps");
+    }
+
+    #[test]
+    fn control_characters_in_step_output_are_shown_not_obeyed() {
+        assert_eq!(visible("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            visible("\u{1b}[2J\u{1b}]0;title\u{7}ok"),
+            "\\u{1b}[2J\\u{1b}]0;title\\u{7}ok"
+        );
+        assert!(!visible("a\rb").contains('\r'));
     }
 }

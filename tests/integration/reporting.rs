@@ -163,3 +163,26 @@ fn plan_of_an_invalid_playbook_counts_its_errors_in_plain_english() {
         );
     }
 }
+
+#[test]
+fn control_characters_a_step_prints_are_shown_as_text_not_sent_to_the_terminal() {
+    let s = Scratch::new();
+    // Clear the screen, set the window title, ring the bell; then fail, so
+    // the failure report's tail shows the same line again.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: esc\nsteps:\n  - id: loud\n    run: printf 'a\\033[2J\\033]0;owned\\007b\\n'; exit 3\n",
+    );
+    let run = s
+        .ward()
+        .args(["run", "--progress", "p.yml"])
+        .run()
+        .expect_code(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(!all.contains('\u{1b}') && !all.contains('\u{7}'), "{all:?}");
+    assert!(run.stdout.contains("a\\u{1b}[2J"), "{}", run.stdout);
+    assert!(all.contains("| a\\u{1b}[2J"), "{all}");
+    // The log keeps the bytes as the step wrote them.
+    let log = s.ward().args(["log", "last", "loud"]).run().expect_code(0);
+    assert!(log.stdout.contains("a\u{1b}[2J"), "{:?}", log.stdout);
+}
