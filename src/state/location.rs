@@ -112,15 +112,14 @@ fn redacted(address: &str) -> String {
         None => (None, rest),
     };
     let mut shown = format!("{scheme}://");
-    match userinfo {
-        Some(info) => match info.split_once(':') {
+    if let Some(info) = userinfo {
+        match info.split_once(':') {
             Some((user, _)) => {
                 shown.push_str(user);
                 shown.push_str(":********");
             }
             None => shown.push_str(info),
-        },
-        None => {}
+        }
     }
     // Parameters whose name says password keep their name only.
     match after.split_once('?') {
