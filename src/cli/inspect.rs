@@ -344,6 +344,10 @@ fn follow(args: &LogArgs, step: &str) -> Result<i32, WardError> {
             out.flush()?;
             drop(out);
             if state.is_terminal() {
+                if attempts.is_empty() {
+                    // Skipped (a `when:`, a failed need): nothing will come.
+                    eprintln!("step `{step}` of run {run_id} did not run: it is {state}");
+                }
                 return Ok(exit::OK);
             }
             if run.state != RunState::Running {

@@ -529,3 +529,24 @@ fn readers_and_a_run_do_not_block_each_other() {
     assert!(slowest < Duration::from_secs(5), "a read took {slowest:?}");
     assert_eq!(s.status(None)["state"], "succeeded");
 }
+
+#[test]
+fn log_follow_of_a_step_that_never_ran_says_so() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: p\nsteps:\n  - id: a\n    run: exit 1\n  - id: b\n    needs: [a]\n    run: echo never\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    let r = s
+        .ward()
+        .args(["log", "last", "b", "--follow"])
+        .run()
+        .expect_code(0);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("step `b`") && r.stderr.contains("did not run"),
+        "{}",
+        r.stderr
+    );
+}
