@@ -182,7 +182,15 @@ pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
     } else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        render_runs(&mut out, &runs, Style::stdout())?;
+        let filtered = args.playbook.is_some()
+            || !args.status.is_empty()
+            || args.since.is_some()
+            || args.until.is_some();
+        if runs.is_empty() && filtered {
+            writeln!(out, "no recorded run matches these filters")?;
+        } else {
+            render_runs(&mut out, &runs, Style::stdout())?;
+        }
         out.flush()?;
     }
     Ok(exit::OK)

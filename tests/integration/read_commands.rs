@@ -224,6 +224,12 @@ fn runs_filters_by_status_and_time() {
     let tomorrow = today.succ_opt().expect("tomorrow");
     assert_eq!(list(&["--since", &today.to_string()]).len(), 2);
     assert!(list(&["--since", &tomorrow.to_string()]).is_empty());
+    let none = s
+        .ward()
+        .args(["runs", "--since", &tomorrow.to_string()])
+        .run()
+        .expect_code(0);
+    assert_eq!(none.stdout, "no recorded run matches these filters\n");
     assert_eq!(list(&["--until", &tomorrow.to_string()]).len(), 2);
     // An RFC 3339 time between the two runs splits them.
     let runs = s
