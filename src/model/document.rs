@@ -20,8 +20,8 @@ pub struct PlaybookDoc {
     /// Format version; this ward reads version 1.
     #[schemars(range(min = 1, max = 1))]
     pub ward: u32,
-    /// Playbook name: lower-case letters, digits, `-` and `_`.
-    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
+    /// Playbook name: lower-case letters, digits, `-` and `_`; at most 128.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"), length(max = 128))]
     pub name: String,
     /// What the playbook is for.
     pub description: Option<String>,
@@ -197,8 +197,8 @@ pub enum StepRefs {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepDoc {
-    /// Unique id: lower-case letters, digits, `-` and `_`.
-    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
+    /// Unique id: lower-case letters, digits, `-` and `_`; at most 128.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"), length(max = 128))]
     pub id: String,
     /// Name shown in plans and progress output.
     pub name: Option<String>,
