@@ -59,8 +59,18 @@ pub struct RunSettings {
 
 /// A new, unique, sortable run id: local start time plus a random suffix.
 pub fn new_run_id() -> String {
-    let now = chrono::Local::now();
-    format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), fastrand::u16(..))
+    run_id_at(chrono::Local::now().format("%Y%m%d-%H%M%S"))
+}
+
+/// A run id for a run of `stamp` (`YYYYMMDD-HHMMSS`): the stamp and 32
+/// random bits. Run ids must not repeat across the host, not only within
+/// one state database: a run's leftover processes are found by the run id
+/// in their environment, and cron starts many playbooks in the same
+/// second. (Until 2026-12 the suffix had 16 bits: runs started in the same
+/// second met once in a few thousand pairs, and one run's clean-up then
+/// stopped the other's steps.)
+pub fn run_id_at(stamp: impl std::fmt::Display) -> String {
+    format!("{stamp}-{:08x}", fastrand::u32(..))
 }
 
 /// `WARD_KILL_GRACE`, read once by `start` and `resume` before anything
@@ -592,6 +602,20 @@ pub async fn resume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ids of runs started in the same second must not meet: 32 random
+    /// bits (with 16, two of a hundred runs met about one time in 14).
+    #[test]
+    fn run_ids_carry_32_random_bits_and_are_wards_names() {
+        let ids: std::collections::BTreeSet<String> =
+            (0..100).map(|_| run_id_at("20261202-020000")).collect();
+        assert_eq!(ids.len(), 100);
+        for id in &ids {
+            assert!(crate::state::retention::is_run_id(id), "{id}");
+            let suffix = id.rsplit('-').next().expect("suffix");
+            assert_eq!(suffix.len(), 8, "{id}");
+        }
+    }
 
     /// The state records the facts in its own type: its text must stay the
     /// text `RunFacts` has always been recorded as, and read back as it.

@@ -162,11 +162,7 @@ pub(super) async fn record_missed(
     for fire in fires {
         let slot_at = ms(fire.at.timestamp());
         let run = UnrunRun {
-            id: format!(
-                "{}-{:04x}",
-                fire.at.strftime("%Y%m%d-%H%M%S"),
-                fastrand::u16(..)
-            ),
+            id: crate::session::run_id_at(fire.at.strftime("%Y%m%d-%H%M%S")),
             state: RunState::Missed,
             playbook_name: name.clone(),
             playbook_path: path.clone(),

@@ -213,12 +213,14 @@ fn kept_of(
     kept
 }
 
-/// True for a name ward gives a run (`YYYYMMDD-HHMMSS-xxxx`, local start
-/// time and four hex digits; see `session::new_run_id`): only folders so
+/// True for a name ward gives a run (`YYYYMMDD-HHMMSS-xxxxxxxx`, local start
+/// time and eight hex digits, four before 2026-12; see
+/// `session::run_id_at`): only folders so
 /// named under `logs/` are ever removed.
 pub fn is_run_id(name: &str) -> bool {
     let b = name.as_bytes();
-    b.len() == 20
+    // 4 hex digits before 2026-12, 8 since.
+    (b.len() == 20 || b.len() == 24)
         && b[..8].iter().all(u8::is_ascii_digit)
         && b[8] == b'-'
         && b[9..15].iter().all(u8::is_ascii_digit)
@@ -617,6 +619,8 @@ mod tests {
     #[test]
     fn run_ids_are_wards_names_only() {
         assert!(is_run_id("20261202-040000-00af"));
+        assert!(is_run_id("20261202-040000-00af12cd"));
+        assert!(!is_run_id("20261202-040000-00af1"));
         assert!(!is_run_id("20261202-040000-00AF"));
         assert!(!is_run_id("../20261202-040000"));
         assert!(!is_run_id("20261202-040000-00af/.."));
