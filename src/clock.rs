@@ -5,6 +5,16 @@
 
 use chrono::{Local, NaiveDate, NaiveDateTime};
 
+/// Unix milliseconds by the real clock, never `WARD_NOW`: what the state
+/// records (run and step times) and what ages of records are measured
+/// against; a rehearsal dated next year must neither misdate its records
+/// nor make this year's look old. 0 if the clock is before 1970.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The environment variable that overrides the clock.
 pub const WARD_NOW: &str = "WARD_NOW";
 

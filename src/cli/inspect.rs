@@ -169,7 +169,7 @@ fn run_filter(args: &RunsArgs, now_ms: i64) -> Result<RunFilter, WardError> {
 pub(super) fn runs(args: &RunsArgs) -> Result<i32, WardError> {
     // Runs record the clock's time, so ages count back from the clock
     // (not `WARD_NOW`, which only sets the date a run believes it is).
-    let filter = run_filter(args, chrono::Utc::now().timestamp_millis())?;
+    let filter = run_filter(args, crate::clock::wall_ms())?;
     let runs = block_on(async {
         let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
         let runs = session.store.runs_matching(&filter).await?;

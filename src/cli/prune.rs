@@ -24,14 +24,6 @@ fn retention_of(h: History) -> Retention {
     }
 }
 
-/// Unix ms now, by the real clock: `WARD_NOW` dates snapshots in
-/// rehearsals, and a rehearsal of next year must not empty the history.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// After a run (`ward run`, `ward resume`), once its notifications are
 /// out: records the playbook's policy and applies it to the playbook's
 /// runs, then removes logs no run owns. Never changes the run's exit code:
@@ -44,16 +36,19 @@ pub(super) async fn after_run(
     progress: bool,
 ) {
     let name = playbook.name.value.clone();
+    // The real clock, not `WARD_NOW`: a rehearsal dated next year must not
+    // empty this year's history.
+    let now = crate::clock::wall_ms();
     let opts = PruneOptions {
         playbook: Some(name.clone()),
         dry_run: false,
         sweep: true,
-        now_ms: now_ms(),
+        now_ms: now,
         record: Some(PolicyRecord {
             playbook: name.clone(),
             policy: policy_of(playbook),
             run_id: run_id.to_owned(),
-            at: now_ms(),
+            at: now,
         }),
     };
     let report = match retention::prune(state.store.as_mut(), &opts).await {
@@ -82,7 +77,7 @@ pub(super) fn prune(args: &PruneArgs) -> Result<i32, WardError> {
         playbook: args.playbook.clone(),
         dry_run: args.dry_run,
         sweep: args.playbook.is_none(),
-        now_ms: now_ms(),
+        now_ms: crate::clock::wall_ms(),
         record: None,
     };
     let report = block_on(async {

@@ -152,12 +152,6 @@ struct Scheduler<'a, 'r> {
     reporter: &'r mut dyn Reporter,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs the playbook to its end. A store error does not end it early: the
 /// finalizers that are due still run (from memory), and the outcome says
 /// that the state could not be recorded (exit 4).
@@ -605,7 +599,7 @@ impl Scheduler<'_, '_> {
             step: self.steps[i].id.clone(),
             state,
             reason,
-            at: now_ms(),
+            at: crate::clock::wall_ms(),
         });
     }
 
@@ -623,7 +617,7 @@ impl Scheduler<'_, '_> {
             step: self.steps[i].id.clone(),
             attempt,
             log_path: log.display().to_string(),
-            at: now_ms(),
+            at: crate::clock::wall_ms(),
         });
         (i, attempt, log)
     }
@@ -798,7 +792,7 @@ impl Scheduler<'_, '_> {
             signal: r.end.signal(),
             message,
             details: r.details.clone(),
-            at: now_ms(),
+            at: crate::clock::wall_ms(),
         });
     }
 
@@ -824,7 +818,7 @@ impl Scheduler<'_, '_> {
         self.changes.push(Change::Note {
             kind: NoteKind::ChildrenStopped,
             message: format!("step `{}`: stopped {list}", self.steps[i].id),
-            at: now_ms(),
+            at: crate::clock::wall_ms(),
         });
     }
 
@@ -1005,7 +999,7 @@ impl Scheduler<'_, '_> {
         self.changes.push(Change::Run {
             state,
             message: message.clone(),
-            at: now_ms(),
+            at: crate::clock::wall_ms(),
         });
         self.commit(store).await;
         // The last commit itself may have been the one that failed.

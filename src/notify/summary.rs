@@ -204,12 +204,6 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The commands to look at and continue a run, with `--state` when one
 /// was given (absolute: the mail is read elsewhere than where ward ran).
 pub fn next_commands(run_id: &str, state: Option<&Path>, succeeded: bool) -> NextCommands {
@@ -367,7 +361,7 @@ pub fn from_records(
             _ => {}
         }
     }
-    let finished = run.finished_at.unwrap_or_else(now_ms);
+    let finished = run.finished_at.unwrap_or_else(crate::clock::wall_ms);
     Summary {
         version: SUMMARY_VERSION,
         playbook: run.playbook_name.clone(),
@@ -423,7 +417,7 @@ impl Summary {
         why: &str,
     ) -> Summary {
         let result = RunResult::of(end.ending);
-        let now = now_ms();
+        let now = crate::clock::wall_ms();
         Summary {
             version: SUMMARY_VERSION,
             playbook: playbook.to_owned(),

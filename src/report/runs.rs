@@ -46,12 +46,6 @@ pub fn times_to_rfc3339(v: &mut Value, keys: &[&str]) {
     }
 }
 
-/// Now in Unix ms, from the system clock (not `WARD_NOW`, which stands for
-/// a run's idea of the date, not for how long a live step has run).
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// How long a step that is running now has run: since its current
 /// attempt started. `None` unless the run is live (a run whose ward is
 /// gone has no step running, only an end not recorded).
@@ -67,7 +61,7 @@ fn running_for(run: &RunRecord, step: &StepRecord, attempts: &[AttemptRecord]) -
         .filter(|a| a.step_id == step.id && a.outcome.is_none())
         .max_by_key(|a| a.attempt)?;
     Some(Duration::from_millis(
-        (now_ms() - current.started_at).max(0) as u64,
+        (crate::clock::wall_ms() - current.started_at).max(0) as u64,
     ))
 }
 
@@ -127,7 +121,8 @@ pub fn render_status(
         .map(|d| format!(", took {}", fmt_duration(d)))
         .or_else(|| {
             live.then(|| {
-                let d = Duration::from_millis((now_ms() - run.started_at).max(0) as u64);
+                let d =
+                    Duration::from_millis((crate::clock::wall_ms() - run.started_at).max(0) as u64);
                 format!(", running for {}", fmt_duration(d))
             })
         })
@@ -254,7 +249,7 @@ pub fn run_json(run: &RunRecord) -> serde_json::Result<Value> {
     v["duration_ms"] =
         json!(span(Some(run.started_at), run.finished_at).map(|d| d.as_millis() as u64));
     if run.state == RunState::Running && !recorded_running_but_gone(run) {
-        v["running_ms"] = json!((now_ms() - run.started_at).max(0));
+        v["running_ms"] = json!((crate::clock::wall_ms() - run.started_at).max(0));
     }
     Ok(v)
 }
@@ -332,7 +327,9 @@ pub fn render_runs(out: &mut dyn Write, runs: &[RunRecord], style: Style) -> io:
             .map(fmt_duration)
             .or_else(|| {
                 (r.state == RunState::Running && !recorded_running_but_gone(r)).then(|| {
-                    let d = Duration::from_millis((now_ms() - r.started_at).max(0) as u64);
+                    let d = Duration::from_millis(
+                        (crate::clock::wall_ms() - r.started_at).max(0) as u64
+                    );
                     format!("{} so far", fmt_duration(d))
                 })
             })
