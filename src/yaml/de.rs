@@ -77,14 +77,22 @@ impl de::Error for DeError {
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         DeError::new(
             "invalid-type",
-            format!("expected {exp}, found {}", describe(&unexp)),
+            format!(
+                "expected {}, found {}",
+                plain_expected(&exp.to_string()),
+                describe(&unexp)
+            ),
         )
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn de::Expected) -> Self {
         DeError::new(
             "invalid-value",
-            format!("invalid value {}: expected {exp}", describe(&unexp)),
+            format!(
+                "invalid value {}: expected {}",
+                describe(&unexp),
+                plain_expected(&exp.to_string())
+            ),
         )
     }
 
@@ -109,6 +117,24 @@ impl de::Error for DeError {
 
     fn duplicate_field(field: &'static str) -> Self {
         DeError::new("duplicate-key", format!("duplicate key `{field}`"))
+    }
+}
+
+/// What serde expected, in the playbook's words: its derived types say
+/// `u32` or `struct History`, which mean nothing to an operator.
+fn plain_expected(exp: &str) -> String {
+    match exp {
+        "u8" => "a whole number from 0 to 255".into(),
+        "u16" => "a whole number from 0 to 65535".into(),
+        "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "`true` or `false`".into(),
+        "char" => "a single character".into(),
+        _ if exp.starts_with("struct ") || exp.starts_with("a map") => "a mapping".into(),
+        _ if exp.starts_with("a sequence") || exp.starts_with("a tuple") => "a list".into(),
+        _ if exp.starts_with("enum ") => "one of the listed values".into(),
+        other => other.into(),
     }
 }
 
@@ -559,6 +585,34 @@ mod tests {
         );
         let e = from_node::<Params>(&node("unit: a\nforce: yes\n")).expect_err("err");
         assert!(e.message.contains("`true` or `false`"), "{}", e.message);
+    }
+
+    #[test]
+    fn expected_types_are_named_in_the_playbooks_words() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u32,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            port: Option<u16>,
+            inner: Option<Inner>,
+            count: Option<usize>,
+        }
+        let message = |text: &str| from_node::<Outer>(&node(text)).expect_err("err").message;
+        let m = message("port: 70000\n");
+        assert!(
+            m.ends_with("expected a whole number from 0 to 65535"),
+            "{m}"
+        );
+        let m = message("count: -1\n");
+        assert!(m.ends_with("expected a whole number, 0 or more"), "{m}");
+        let m = message("inner: 5\n");
+        assert!(m.starts_with("expected a mapping, found"), "{m}");
+        let m = message("inner: {n: x}\n");
+        assert!(!m.contains("u32") && m.contains("whole number"), "{m}");
     }
 
     #[test]
