@@ -60,13 +60,20 @@ pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
         Ok::<_, WardError>((run, steps, attempts))
     })??;
     if args.json {
-        let json = status_json(&run, &steps, &attempts)
+        let json = status_json(&run, &steps, &attempts, args.state.state.as_deref())
             .map_err(|e| WardError::Internal(format!("cannot print the run as JSON: {e}")))?;
         print_json(&json)?;
     } else {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
-        render_status(&mut out, &run, &steps, &attempts, Style::stdout())?;
+        render_status(
+            &mut out,
+            &run,
+            &steps,
+            &attempts,
+            Style::stdout(),
+            args.state.state.as_deref(),
+        )?;
         out.flush()?;
     }
     Ok(exit::OK)
@@ -256,7 +263,11 @@ pub(super) fn log(args: &LogArgs) -> Result<i32, WardError> {
     }
     let gone = crate::report::recorded_running_but_gone(&run);
     if gone && attempts.iter().any(|a| a.outcome.is_none()) {
-        writeln!(out, "note: {}", crate::report::not_recorded_note(&run))?;
+        writeln!(
+            out,
+            "note: {}",
+            crate::report::not_recorded_note(&run, args.state.state.as_deref())
+        )?;
     }
     for a in &attempts {
         let end = match (a.exit_code, a.signal, a.outcome) {
@@ -375,7 +386,7 @@ fn follow(args: &LogArgs, step: &str) -> Result<i32, WardError> {
                 eprintln!(
                     "{}: stopped following step `{step}`: the run {}",
                     Style::stderr().error("error"),
-                    crate::report::not_recorded_note(&run)
+                    crate::report::not_recorded_note(&run, args.state.state.as_deref())
                 );
                 return Ok(exit::FAILED);
             }

@@ -39,7 +39,12 @@ pub fn count(n: usize, word: &str) -> String {
 /// hints printed after a run can be pasted as they are.
 pub fn state_flag(state: Option<&Path>) -> String {
     state
-        .map(|p| format!(" --state {}", crate::shell::quote(&p.display().to_string())))
+        .map(|p| {
+            format!(
+                " --state {}",
+                crate::shell::quote(&crate::state::shown_location(p))
+            )
+        })
         .unwrap_or_default()
 }
 

@@ -102,6 +102,7 @@ pub fn render_status(
     steps: &[StepRecord],
     attempts: &[AttemptRecord],
     style: Style,
+    state: Option<&std::path::Path>,
 ) -> io::Result<()> {
     let good = run.state == RunState::Succeeded;
     let bad = matches!(
@@ -143,7 +144,7 @@ pub fn render_status(
         writeln!(out, "  message   {m}")?;
     }
     if recorded_running_but_gone(run) {
-        writeln!(out, "  note      {}", not_recorded_note(run))?;
+        writeln!(out, "  note      {}", not_recorded_note(run, state))?;
     }
     if let Some(p) = &run.preconditions {
         super::preconditions::render_status_lines(out, p, style)?;
@@ -231,13 +232,15 @@ pub fn recorded_running_but_gone(run: &RunRecord) -> bool {
 
 /// What `status` and `log` say of a run recorded `running` whose ward is
 /// gone, so that both tell the same truth.
-pub fn not_recorded_note(run: &RunRecord) -> String {
+pub fn not_recorded_note(run: &RunRecord, state: Option<&std::path::Path>) -> String {
     format!(
         "recorded `running`, but its ward (pid {}) is gone: the end of the steps and \
          attempts shown `running` was not recorded (a crash, or a state database that could \
-         not be written); ward's printed output is the only record of it. `ward resume {}` \
+         not be written); ward's printed output is the only record of it. `ward resume{} {}` \
          continues the run",
-        run.pid, run.id
+        run.pid,
+        super::state_flag(state),
+        run.id
     )
 }
 
@@ -273,6 +276,7 @@ pub fn status_json(
     run: &RunRecord,
     steps: &[StepRecord],
     attempts: &[AttemptRecord],
+    state: Option<&std::path::Path>,
 ) -> serde_json::Result<Value> {
     let steps = steps
         .iter()
@@ -294,7 +298,7 @@ pub fn status_json(
     let mut v = run_json(run)?;
     v["steps"] = Value::Array(steps);
     if recorded_running_but_gone(run) {
-        v["note"] = json!(not_recorded_note(run));
+        v["note"] = json!(not_recorded_note(run, state));
     }
     Ok(v)
 }

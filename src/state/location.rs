@@ -84,6 +84,16 @@ pub fn parse(value: &OsStr) -> Result<Location, StateError> {
     })
 }
 
+/// A `--state` value as hints may repeat it: a path as it is, an address
+/// with its password masked ([`redacted`]).
+pub fn shown(value: &Path) -> String {
+    let text = value.to_string_lossy();
+    match scheme(value.as_os_str().as_encoded_bytes()) {
+        Some(_) => redacted(&text),
+        None => text.into_owned(),
+    }
+}
+
 /// The scheme of `scheme://...` (RFC 3986: a letter, then letters, digits,
 /// `+`, `-`, `.`), or `None` for a path.
 fn scheme(bytes: &[u8]) -> Option<&str> {
@@ -145,6 +155,20 @@ fn redacted(address: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_repeat_paths_as_they_are_and_addresses_masked() {
+        assert_eq!(
+            shown(Path::new("/var/lib/ward/ward.db")),
+            "/var/lib/ward/ward.db"
+        );
+        assert_eq!(shown(Path::new("a://b")), "a://b");
+        let address = shown(Path::new("postgres://ward:s3cret@db/ward"));
+        assert!(
+            !address.contains("s3cret") && address.contains("db/ward"),
+            "{address}"
+        );
+    }
 
     #[test]
     fn passwords_are_masked_wherever_they_stand() {

@@ -33,7 +33,7 @@ use std::pin::Pin;
 pub use error::StateError;
 pub use host::HostIdentity;
 pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
-pub use location::open;
+pub use location::{open, shown as shown_location};
 pub use preflight::{CheckRecord, PreconditionsRecord};
 pub use records::{
     AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RecordedFacts,

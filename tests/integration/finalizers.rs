@@ -354,6 +354,14 @@ steps:
         "{}",
         status.stdout
     );
+    // Its hint works as printed: it names the same state.
+    assert!(
+        status
+            .stdout
+            .contains(&format!("ward resume --state {state_arg} ")),
+        "{}",
+        status.stdout
+    );
     let log = s
         .ward()
         .args(["log", "--state", &state_arg, "last"])
