@@ -319,7 +319,8 @@ fn replaced_databases(
 /// The databases other than postgres and the templates.
 const USER_DATABASES: &str = "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1";
 
-/// The databases a dump creates (its `CREATE DATABASE` lines), read
+/// The user databases a dump creates (its `CREATE DATABASE` lines; not
+/// `postgres` and the templates, which a `--clean` dump also names), read
 /// through its compression.
 fn dump_databases(src: &std::path::Path) -> Result<Vec<String>, String> {
     let file =
@@ -346,7 +347,9 @@ fn dump_databases(src: &std::path::Path) -> Result<Vec<String>, String> {
                     .unwrap_or_default()
                     .to_owned()
             };
-            if !name.is_empty() && !names.contains(&name) {
+            // Every cluster has these: only user databases are named.
+            let always = ["postgres", "template0", "template1"].contains(&name.as_str());
+            if !name.is_empty() && !always && !names.contains(&name) {
                 names.push(name);
             }
         }
