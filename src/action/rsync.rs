@@ -845,7 +845,7 @@ fn inspect_copy(p: &RsyncParams, ctx: &ProbeCtx<'_>) -> Vec<Check> {
         return out;
     }
     let argv = p.argv_dry_run(&src, &dest);
-    match dry_run(&argv, &dest, !is_remote(&p.dest)) {
+    match dry_run(&argv, ctx.env, &dest, !is_remote(&p.dest)) {
         Ok(tree) => {
             let need = tree.restored.bytes.saturating_add(tree.replaced.bytes);
             let summary = tree.summary();
@@ -878,13 +878,20 @@ fn incremental_source(src: &Path) -> bool {
         .is_some_and(|found| found.manifest.kind == "incremental")
 }
 
-/// Runs rsync's dry run and counts what it would change in `dest`.
-fn dry_run(argv: &[String], dest: &str, local_dest: bool) -> Result<TreeDiff, String> {
+/// Runs rsync's dry run (with the step's environment, as the copy would
+/// run) and counts what it would change in `dest`.
+fn dry_run(
+    argv: &[String],
+    env: &[(String, String)],
+    dest: &str,
+    local_dest: bool,
+) -> Result<TreeDiff, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
     let out = std::process::Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;

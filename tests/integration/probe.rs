@@ -597,3 +597,38 @@ fn the_shipped_full_restore_probes_against_a_test_system() {
     let runs_after = s.ward().args(["runs", "--json"]).run().json();
     assert_eq!(runs_after, runs_before);
 }
+
+#[test]
+fn preconditions_are_checked_as_a_run_checks_them() {
+    let s = Scratch::new();
+    write_file(&s.path().join("src/a.txt"), b"alpha");
+    s.write(
+        "pre.yml",
+        "ward: 1\nname: pre\npreconditions:\n  - path_exists: src\n  - path_exists: no-such-disk\n  - free_space: {path: src, min: 1.5x last}\n  - command: {argv: [sh, -c, 'echo checked; exit 0']}\nsteps:\n  - id: copy\n    action: rsync\n    with: { src: src, dest: dest }\n",
+    );
+    let before = fingerprint(s.path());
+    let (code, json) = probe_json(&s, "pre.yml", &[]);
+    assert_eq!(code, 1, "{json:#}");
+    let pre: Vec<(String, String)> = json["preconditions"]
+        .as_array()
+        .expect("preconditions")
+        .iter()
+        .map(|c| {
+            (
+                c["verdict"].as_str().unwrap_or("").to_owned(),
+                c["detail"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(pre.len(), 4, "{pre:?}");
+    assert_eq!(pre[0].0, "pass");
+    assert_eq!(pre[1].0, "fail");
+    assert!(pre[1].1.contains("no-such-disk"), "{pre:?}");
+    assert_eq!(pre[2].0, "unknown");
+    assert!(pre[2].1.contains("last run's size"), "{pre:?}");
+    assert_eq!(pre[3], ("pass".to_owned(), "exit 0".to_owned()));
+    let text = s.ward().args(["probe", "pre.yml"]).run().expect_code(1);
+    assert!(text.stdout.contains("(preconditions)"), "{}", text.stdout);
+    assert_eq!(fingerprint(s.path()), before, "the probe changed files");
+    assert!(!s.state().exists(), "the probe made a state database");
+}
