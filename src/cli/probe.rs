@@ -78,12 +78,39 @@ fn preconditions(plan: &Plan) -> Result<Vec<Check>, WardError> {
         last: crate::preflight::LastRun::Never,
     };
     let record = crate::preflight::check_all(&plan.preconditions, &ctx);
+    // What the `command` checks printed, told in the detail instead of a
+    // path to a log that is removed.
+    let log_path = log_dir.join(crate::preflight::LOG_NAME);
+    let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&log_dir);
+    let shown_log = format!("output in {}", log_path.display());
+    // The log holds a header line per `command` check, in order, then its output.
+    let mut sections: Vec<Vec<&str>> = Vec::new();
+    for l in printed.lines() {
+        if l.starts_with("== precondition: command ") {
+            sections.push(Vec::new());
+        } else if let Some(last) = sections.last_mut() {
+            last.push(l);
+        }
+    }
+    let mut commands = 0usize;
     Ok(plan
         .preconditions
         .iter()
         .zip(record.checks)
         .map(|(p, r)| {
+            let output = if matches!(p.check, Precondition::Command { .. }) {
+                commands += 1;
+                let lines = sections.get(commands - 1).map(Vec::as_slice).unwrap_or(&[]);
+                let last = &lines[lines.len().saturating_sub(3)..];
+                if last.is_empty() {
+                    "no output".to_owned()
+                } else {
+                    format!("output: {}", last.join(" / "))
+                }
+            } else {
+                String::new()
+            };
             let times_last = matches!(
                 p.check,
                 Precondition::FreeSpace {
@@ -99,7 +126,7 @@ fn preconditions(plan: &Plan) -> Result<Vec<Check>, WardError> {
                 ),
                 (false, true) => (Verdict::Pass, r.detail),
                 // A `command` check's output was in the removed folder.
-                (false, false) => (Verdict::Fail, r.detail),
+                (false, false) => (Verdict::Fail, r.detail.replace(&shown_log, &output)),
             };
             Check::new(r.check, verdict, detail)
         })

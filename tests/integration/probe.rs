@@ -604,7 +604,7 @@ fn preconditions_are_checked_as_a_run_checks_them() {
     write_file(&s.path().join("src/a.txt"), b"alpha");
     s.write(
         "pre.yml",
-        "ward: 1\nname: pre\npreconditions:\n  - path_exists: src\n  - path_exists: no-such-disk\n  - free_space: {path: src, min: 1.5x last}\n  - command: {argv: [sh, -c, 'echo checked; exit 0']}\nsteps:\n  - id: copy\n    action: rsync\n    with: { src: src, dest: dest }\n",
+        "ward: 1\nname: pre\npreconditions:\n  - path_exists: src\n  - path_exists: no-such-disk\n  - free_space: {path: src, min: 1.5x last}\n  - command: {argv: [sh, -c, 'echo checked; exit 0']}\n  - command: {argv: [sh, -c, 'echo not mounted >&2; exit 3']}\nsteps:\n  - id: copy\n    action: rsync\n    with: { src: src, dest: dest }\n",
     );
     let before = fingerprint(s.path());
     let (code, json) = probe_json(&s, "pre.yml", &[]);
@@ -620,13 +620,18 @@ fn preconditions_are_checked_as_a_run_checks_them() {
             )
         })
         .collect();
-    assert_eq!(pre.len(), 4, "{pre:?}");
+    assert_eq!(pre.len(), 5, "{pre:?}");
     assert_eq!(pre[0].0, "pass");
     assert_eq!(pre[1].0, "fail");
     assert!(pre[1].1.contains("no-such-disk"), "{pre:?}");
     assert_eq!(pre[2].0, "unknown");
     assert!(pre[2].1.contains("last run's size"), "{pre:?}");
     assert_eq!(pre[3], ("pass".to_owned(), "exit 0".to_owned()));
+    // The output is told, as the log it went to is gone.
+    assert_eq!(
+        pre[4],
+        ("fail".to_owned(), "exit 3, output: not mounted".to_owned())
+    );
     let text = s.ward().args(["probe", "pre.yml"]).run().expect_code(1);
     assert!(text.stdout.contains("(preconditions)"), "{}", text.stdout);
     assert_eq!(fingerprint(s.path()), before, "the probe changed files");
