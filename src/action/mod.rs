@@ -8,9 +8,13 @@
 //!
 //! At run time the executor calls [`Action::perform`] on a blocking thread with
 //! an [`ActionCtx`] (log, cancellation, environment, facts); `ward plan`
-//! calls the read-only [`Action::probe`] to show what would happen.
+//! calls the read-only [`Action::probe`] to show what would happen, and
+//! `ward probe` the read-only [`Action::inspect`] to check a step against
+//! the real system without doing it (dry run as one more backend of each
+//! action, see [`inspect`]).
 
 mod context;
+pub mod inspect;
 mod params;
 mod pg_dump;
 mod pg_dumpall;
@@ -106,6 +110,20 @@ pub trait Action: 'static {
     ) -> Vec<String> {
         Vec::new()
     }
+
+    /// Checks, read-only, what the step needs of the real system (for
+    /// `ward probe`): programs, folders, free space, servers, the data it
+    /// would read, and what it would change. Must write nothing and start
+    /// no program but well-known tools' `--version` or their own dry run.
+    fn inspect(_params: &Self::Params, _ctx: &inspect::ProbeCtx<'_>) -> Vec<inspect::Check> {
+        Vec::new()
+    }
+
+    /// The paths the step writes (as given, relative to the playbook's
+    /// folder): a later step's probe of them waits for the run.
+    fn writes(_params: &Self::Params) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Parameters of some action, type-erased so steps of different actions can
@@ -123,6 +141,10 @@ pub trait ActionParams: fmt::Debug + Send + Sync {
     fn perform(&self, ctx: &ActionCtx) -> ActionResult;
     /// Read-only preview (see [`Action::probe`]).
     fn probe(&self, work_dir: &std::path::Path, facts: &crate::template::RunFacts) -> Vec<String>;
+    /// Read-only checks against the real system (see [`Action::inspect`]).
+    fn inspect(&self, ctx: &inspect::ProbeCtx<'_>) -> Vec<inspect::Check>;
+    /// The paths the step writes (see [`Action::writes`]).
+    fn writes(&self) -> Vec<String>;
 }
 
 struct Typed<A: Action>(A::Params);
@@ -151,6 +173,12 @@ impl<A: Action> ActionParams for Typed<A> {
     }
     fn probe(&self, work_dir: &std::path::Path, facts: &crate::template::RunFacts) -> Vec<String> {
         A::probe(&self.0, work_dir, facts)
+    }
+    fn inspect(&self, ctx: &inspect::ProbeCtx<'_>) -> Vec<inspect::Check> {
+        A::inspect(&self.0, ctx)
+    }
+    fn writes(&self) -> Vec<String> {
+        A::writes(&self.0)
     }
 }
 

@@ -244,6 +244,40 @@ impl Action for PgDump {
         })
     }
 
+    fn inspect(p: &PgDumpParams, ctx: &super::inspect::ProbeCtx<'_>) -> Vec<super::inspect::Check> {
+        use super::inspect::{self, Check};
+        let tool = |name: &str| match &p.bin_dir {
+            Some(dir) => std::path::Path::new(dir).join(name).display().to_string(),
+            None => name.to_owned(),
+        };
+        let dest = ctx.path(&p.dest);
+        let folder = dest.parent().unwrap_or(&dest).to_path_buf();
+        let need = std::fs::metadata(&dest).ok().map(|m| {
+            (
+                m.len(),
+                format!("the size of the dump now at {}", dest.display()),
+            )
+        });
+        vec![
+            inspect::program(&tool("pg_dump"), true, ctx),
+            inspect::program(&tool("pg_dumpall"), true, ctx),
+            inspect::pg_server(&p.db, ctx),
+            Check::unknown(
+                "snapshot",
+                format!(
+                    "the consistent point is taken by step `{}` during the run",
+                    p.snapshot
+                ),
+            ),
+            inspect::writable_folder("dest", &folder, ctx),
+            inspect::free_space(&folder, need),
+        ]
+    }
+
+    fn writes(p: &PgDumpParams) -> Vec<String> {
+        vec![p.dest.clone()]
+    }
+
     fn describe(p: &PgDumpParams) -> String {
         let level = p.level.map(|l| format!(" -{l}")).unwrap_or_default();
         format!(

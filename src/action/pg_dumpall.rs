@@ -141,6 +141,33 @@ impl Action for PgDumpall {
         })
     }
 
+    fn inspect(
+        p: &PgDumpallParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        use super::inspect;
+        let program = p.program.clone().unwrap_or_else(|| "pg_dumpall".into());
+        let dest = ctx.path(&p.dest);
+        let folder = dest.parent().unwrap_or(&dest).to_path_buf();
+        // The last dump at `dest` is the best guess of the next one's size.
+        let need = std::fs::metadata(&dest).ok().map(|m| {
+            (
+                m.len(),
+                format!("the size of the dump now at {}", dest.display()),
+            )
+        });
+        vec![
+            inspect::program(&program, true, ctx),
+            inspect::pg_server(&p.db, ctx),
+            inspect::writable_folder("dest", &folder, ctx),
+            inspect::free_space(&folder, need),
+        ]
+    }
+
+    fn writes(p: &PgDumpallParams) -> Vec<String> {
+        vec![p.dest.clone()]
+    }
+
     fn describe(p: &PgDumpallParams) -> String {
         let level = p.level.map(|l| format!(" -{l}")).unwrap_or_default();
         format!(

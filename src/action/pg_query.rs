@@ -90,6 +90,24 @@ impl Action for PgQuery {
         })
     }
 
+    fn inspect(
+        p: &PgQueryParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        use super::inspect;
+        let mut out = vec![inspect::pg_server(&p.db, ctx)];
+        if let Some(save) = &p.save {
+            let file = ctx.path(save);
+            let folder = file.parent().unwrap_or(&file).to_path_buf();
+            out.push(inspect::writable_folder("save", &folder, ctx));
+        }
+        out
+    }
+
+    fn writes(p: &PgQueryParams) -> Vec<String> {
+        p.save.iter().cloned().collect()
+    }
+
     fn describe(p: &PgQueryParams) -> String {
         let sql: String = p.sql.split_whitespace().collect::<Vec<_>>().join(" ");
         // The database's name only: a connection string may hold a password.

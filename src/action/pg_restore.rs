@@ -134,6 +134,13 @@ impl Action for PgRestore {
         })
     }
 
+    fn inspect(
+        p: &PgRestoreParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        inspect_restore(p, ctx)
+    }
+
     fn describe(p: &PgRestoreParams) -> String {
         let guard = if p.force {
             "even into a non-empty cluster"
@@ -215,6 +222,138 @@ fn tolerate_existing_role(line: &[u8]) -> Option<Vec<u8>> {
         format!("IF '{literal}' <> current_user THEN DROP ROLE IF EXISTS {name}; END IF;")
     };
     Some(format!("DO $ward$BEGIN {body} END$ward$;\n").into_bytes())
+}
+
+/// The probe of a restore: the dump (and the databases it creates), psql,
+/// the server, and which of its databases the restore would replace.
+fn inspect_restore(
+    p: &PgRestoreParams,
+    ctx: &super::inspect::ProbeCtx<'_>,
+) -> Vec<super::inspect::Check> {
+    use super::inspect::{self, Check, Verdict};
+    let src = ctx.path(&p.src);
+    let mut dump = inspect::readable_file("dump", &src, ctx);
+    let in_dump = if dump.verdict == Verdict::Pass {
+        match dump_databases(&src) {
+            Ok(names) => {
+                dump.detail = format!(
+                    "{}; creates {}",
+                    dump.detail,
+                    if names.is_empty() {
+                        "no database".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                Some(names)
+            }
+            Err(why) => {
+                dump = Check::fail("dump", why);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut out = vec![dump];
+    let psql = p.program.clone().unwrap_or_else(|| "psql".into());
+    out.push(inspect::program(&psql, true, ctx));
+    let mut conn = p.db.clone();
+    // psql is started with PGDATABASE=postgres when `db` names none.
+    if conn.dbname.is_none() {
+        conn.dbname = Some("postgres".into());
+    }
+    match inspect::pg_read(&conn, &[USER_DATABASES], ctx) {
+        Err(why) => out.push(Check::fail("postgres", why)),
+        Ok(found) => {
+            out.push(Check::pass(
+                "postgres",
+                format!("{}: PostgreSQL {}", conn.describe(), found.version),
+            ));
+            let existing = found.rows.into_iter().next().unwrap_or_default();
+            out.push(replaced_databases(&existing, in_dump.as_deref(), p.force));
+        }
+    }
+    out
+}
+
+/// What the restore would do to the cluster's databases.
+fn replaced_databases(
+    existing: &[String],
+    in_dump: Option<&[String]>,
+    force: bool,
+) -> super::inspect::Check {
+    use super::inspect::{Check, Verdict};
+    if existing.is_empty() {
+        return Check::pass(
+            "databases",
+            "the cluster has no user databases: nothing is replaced",
+        );
+    }
+    if !force {
+        return Check::fail(
+            "databases",
+            format!(
+                "the cluster already has databases {}: the restore refuses a non-empty cluster unless `force` is set",
+                existing.join(", ")
+            ),
+        );
+    }
+    let (replaced, kept): (Vec<&String>, Vec<&String>) = existing
+        .iter()
+        .partition(|d| in_dump.is_none_or(|names| names.contains(d)));
+    let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let mut detail = format!("would replace {}", list(&replaced));
+    if in_dump.is_none() {
+        detail = format!(
+            "may replace {} (the dump's databases are not known)",
+            list(&replaced)
+        );
+    }
+    if !kept.is_empty() {
+        detail.push_str(&format!("; left as they are: {}", list(&kept)));
+    }
+    Check::new("databases", Verdict::Warn, detail)
+}
+
+/// The databases other than postgres and the templates.
+const USER_DATABASES: &str = "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1";
+
+/// The user databases a dump creates (its `CREATE DATABASE` lines; not
+/// `postgres` and the templates, which a `--clean` dump also names), read
+/// through its compression.
+fn dump_databases(src: &std::path::Path) -> Result<Vec<String>, String> {
+    let file =
+        std::fs::File::open(src).map_err(|e| format!("cannot open {}: {e}", src.display()))?;
+    let (input, _) = decoder(file).map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut names = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read {}: {e}", src.display()))?;
+        if n == 0 {
+            return Ok(names);
+        }
+        if let Some(rest) = line.strip_prefix(b"CREATE DATABASE ") {
+            let rest = String::from_utf8_lossy(rest);
+            let name = if let Some(q) = rest.strip_prefix('"') {
+                q.split('"').next().unwrap_or_default().to_owned()
+            } else {
+                rest.split([' ', ';', '\n'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            // Every cluster has these: only user databases are named.
+            let always = ["postgres", "template0", "template1"].contains(&name.as_str());
+            if !name.is_empty() && !always && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -258,6 +258,13 @@ impl Action for PgSnapshot {
         })
     }
 
+    fn inspect(
+        p: &PgSnapshotParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        vec![super::inspect::pg_server(&p.db, ctx)]
+    }
+
     fn describe(p: &PgSnapshotParams) -> String {
         let which = match &p.databases {
             Some(d) => d.join(", "),

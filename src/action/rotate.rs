@@ -188,6 +188,34 @@ impl Action for Rotate {
         }
     }
 
+    fn inspect(p: &RotateParams, ctx: &super::inspect::ProbeCtx<'_>) -> Vec<super::inspect::Check> {
+        use super::inspect::{self, Check, Verdict};
+        let dir = ctx.path(&p.dir);
+        let mut out = vec![inspect::writable_folder("dir", &dir, ctx)];
+        if out[0].verdict != Verdict::Pass || !dir.is_dir() {
+            return out;
+        }
+        let lines = Self::probe(p, ctx.work_dir, ctx.facts);
+        let deleting = lines
+            .iter()
+            .filter(|l| l.starts_with("would delete"))
+            .count();
+        let mut detail = lines.join("; ");
+        if ctx.made_by(&dir).is_some() {
+            detail = format!("as the folder is now (an earlier step adds to it): {detail}");
+        }
+        out.push(Check::new(
+            "rotation",
+            if deleting > 0 {
+                Verdict::Warn
+            } else {
+                Verdict::Pass
+            },
+            detail,
+        ));
+        out
+    }
+
     fn describe(p: &RotateParams) -> String {
         let mut rules = Vec::new();
         if let Some(n) = p.keep_last {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Instant;
 
+use super::inspect::{self, Change, Check, ProbeCtx, Tally, TreeDiff, Verdict};
 use super::params::forbidden_args;
 use super::params::{non_empty, option_like};
 use super::rsync_since::{self, CopyKey, Stamp};
@@ -12,6 +13,7 @@ use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
 use crate::fs::changed::{self, Changes};
+use std::path::Path;
 
 /// Runs rsync with an argv (no shell): `-a -H --delete` by default, never
 /// `--inplace`, exit 24 (files vanished) a warning unless told otherwise.
@@ -729,6 +731,18 @@ impl Action for Rsync {
         })
     }
 
+    fn inspect(p: &RsyncParams, ctx: &ProbeCtx<'_>) -> Vec<Check> {
+        inspect_copy(p, ctx)
+    }
+
+    fn writes(p: &RsyncParams) -> Vec<String> {
+        if is_remote(&p.dest) {
+            Vec::new()
+        } else {
+            vec![p.dest.clone()]
+        }
+    }
+
     fn describe(p: &RsyncParams) -> String {
         let mut flags = String::from("-a");
         if p.hard_links {
@@ -750,9 +764,272 @@ impl Action for Rsync {
     }
 }
 
+/// Marks the lines of a dry run's `--out-format` among rsync's others.
+const ITEM: &str = "ward-item ";
+
+impl RsyncParams {
+    /// The command line of this copy's dry run: the same as
+    /// [`argv`](Self::argv), without the progress updates, with
+    /// `--dry-run` and one line per entry that would change (its
+    /// itemized change, its size and its name).
+    pub fn argv_dry_run(&self, src: &str, dest: &str) -> Vec<String> {
+        let mut argv = self.argv(src, dest);
+        argv.retain(|a| a != "--info=progress2");
+        let at = argv.iter().rposition(|a| a == "--").unwrap_or(argv.len());
+        argv.splice(
+            at..at,
+            [
+                "--dry-run".to_owned(),
+                "--no-human-readable".to_owned(),
+                format!("--out-format={ITEM}%i %l %n"),
+            ],
+        );
+        argv
+    }
+}
+
+/// The probe of a copy: rsync there, the source, the destination, and
+/// what rsync's own dry run says it would change.
+fn inspect_copy(p: &RsyncParams, ctx: &ProbeCtx<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (key, value) in [("src", &p.src), ("dest", &p.dest)] {
+        if let Some(problem) = path_problem(key, value) {
+            out.push(Check::fail(key, problem.message));
+            return out;
+        }
+    }
+    let program = p.program.clone().unwrap_or_else(|| "rsync".into());
+    let found = inspect::program(&program, true, ctx);
+    let have_rsync = found.verdict != Verdict::Fail;
+    out.push(found);
+    let src = if is_remote(&p.src) {
+        p.src.clone()
+    } else {
+        ctx.path(&p.src).display().to_string()
+    };
+    let dest = if is_remote(&p.dest) {
+        p.dest.clone()
+    } else {
+        ctx.path(&p.dest).display().to_string()
+    };
+    let src_ok = if is_remote(&p.src) {
+        out.push(Check::pass("src", format!("{src} (remote: read by rsync)")));
+        true
+    } else {
+        let c = inspect::existing_folder("src", Path::new(&src), ctx);
+        let ok = c.verdict == Verdict::Pass;
+        out.push(c);
+        ok
+    };
+    let dest_ok = if is_remote(&p.dest) {
+        out.push(Check::pass(
+            "dest",
+            format!("{dest} (remote: written by rsync)"),
+        ));
+        true
+    } else {
+        let c = inspect::writable_folder("dest", Path::new(&dest), ctx);
+        let ok = c.verdict != Verdict::Fail;
+        out.push(c);
+        ok
+    };
+    if !have_rsync || !src_ok || !dest_ok {
+        out.push(Check::unknown("tree", "not compared: see the checks above"));
+        return out;
+    }
+    if !is_remote(&p.src) && incremental_source(Path::new(&src)) {
+        out.push(Check::unknown(
+            "tree",
+            format!("{src} is an incremental snapshot: its complete view is built at run time, so it is not compared"),
+        ));
+        return out;
+    }
+    let argv = p.argv_dry_run(&src, &dest);
+    match dry_run(&argv, ctx.env, &dest, !is_remote(&p.dest)) {
+        Ok(tree) => {
+            let need = tree.restored.bytes.saturating_add(tree.replaced.bytes);
+            let summary = tree.summary();
+            out.push(Check {
+                subject: "tree".into(),
+                verdict: Verdict::Pass,
+                detail: format!("{summary} (rsync --dry-run)"),
+                tree: Some(tree),
+            });
+            if !is_remote(&p.dest) {
+                out.push(inspect::free_space(
+                    Path::new(&dest),
+                    Some((need, "what the dry run would write".into())),
+                ));
+            }
+        }
+        Err(why) => out.push(Check::fail("tree", why)),
+    }
+    out
+}
+
+/// True if `src` lies in an incremental snapshot (as [`incremental_view`] looks).
+fn incremental_source(src: &Path) -> bool {
+    let Ok(src) = std::fs::canonicalize(src) else {
+        return false;
+    };
+    src.ancestors()
+        .take(6)
+        .find_map(|set| crate::fs::manifest::find(set).ok().flatten())
+        .is_some_and(|found| found.manifest.kind == "incremental")
+}
+
+/// Runs rsync's dry run (with the step's environment, as the copy would
+/// run) and counts what it would change in `dest`.
+fn dry_run(
+    argv: &[String],
+    env: &[(String, String)],
+    dest: &str,
+    local_dest: bool,
+) -> Result<TreeDiff, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let out = std::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let code = out.status.code();
+    if !matches!(code, Some(0 | 24)) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(format!(
+            "rsync --dry-run failed: {}{}{}",
+            describe_status(&out.status),
+            code.and_then(exit_meaning)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default(),
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {first}")
+            }
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(classify(&text, dest, local_dest))
+}
+
+/// Reads a dry run's output (see [`RsyncParams::argv_dry_run`]): each
+/// itemized line is an entry created (`+++++++++`), deleted
+/// (`*deleting`) or changed (anything else); every source entry rsync
+/// counted (`Number of files`, `Total file size` of `--stats`) and did not
+/// itemize is unchanged. A deleted entry's bytes are looked up in `dest`
+/// (rsync does not know them) when it is local.
+fn classify(text: &str, dest: &str, local_dest: bool) -> TreeDiff {
+    let mut tree = TreeDiff {
+        dest: dest.to_owned(),
+        ..TreeDiff::default()
+    };
+    let mut itemized = 0u64;
+    let mut itemized_bytes = 0u64;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(ITEM) else {
+            continue;
+        };
+        let (item, rest) = rest.split_at(rest.len().min(11));
+        let Some((size, name)) = rest.trim_start().split_once(' ') else {
+            continue;
+        };
+        let size: u64 = size.parse().unwrap_or(0);
+        let kind = item.as_bytes().get(1).copied().unwrap_or(b' ');
+        if item.starts_with("*deleting") {
+            let bytes = if local_dest {
+                deleted_size(&Path::new(dest).join(unescape(name.trim_end_matches('/'))))
+            } else {
+                0
+            };
+            tree.record(Change::Deleted, name.to_owned(), bytes);
+            continue;
+        }
+        // A folder's size is its block, not data.
+        let bytes = if kind == b'd' { 0 } else { size };
+        itemized += 1;
+        itemized_bytes = itemized_bytes.saturating_add(bytes);
+        let change = if item.len() == 11 && item[2..].bytes().all(|b| b == b'+') {
+            Change::Restored
+        } else {
+            Change::Replaced
+        };
+        tree.record(change, name.to_owned(), bytes);
+    }
+    let stats = parse_stats(text);
+    let count = |k: &str| {
+        stats
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    tree.unchanged = Tally {
+        count: count("files").saturating_sub(itemized),
+        bytes: count("total_size").saturating_sub(itemized_bytes),
+    };
+    tree
+}
+
+/// The bytes of an entry about to be deleted: a file's size, a link's
+/// target length, nothing for a folder.
+fn deleted_size(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => 0,
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// rsync prints unusual bytes of a name as `\#ooo` (octal).
+fn unescape(name: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = name.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'#')
+            && let Some(oct) = b.get(i + 2..i + 5)
+            && oct.iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(oct.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+            i += 5;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dry_run_is_classified() {
+        let out = "created directory x\nward-item *deleting   0 gone.txt\nward-item .d..t...... 4096 ./\nward-item >f.s....... 6 changed.txt\nward-item >f+++++++++ 4 new.txt\nward-item hf+++++++++ 4 hl.txt\nward-item cL+++++++++ 7 sym\nward-item cd+++++++++ 4096 sub\\#012x/\n\nNumber of files: 9 (reg: 5, dir: 3, link: 1)\nTotal file size: 26 bytes\n";
+        let t = classify(out, "/nonexistent", true);
+        assert_eq!((t.restored.count, t.restored.bytes), (4, 15));
+        assert_eq!((t.replaced.count, t.replaced.bytes), (2, 6));
+        assert_eq!((t.deleted.count, t.deleted.bytes), (1, 0));
+        assert_eq!((t.unchanged.count, t.unchanged.bytes), (3, 5));
+        assert_eq!(unescape("sub\\#012x"), std::ffi::OsString::from("sub\nx"));
+    }
+
+    #[test]
+    fn the_dry_run_is_the_copy_with_dry_run_flags() {
+        let p: RsyncParams =
+            serde_json::from_value(serde_json::json!({"src": "a", "dest": "b"})).expect("params");
+        let argv = p.argv_dry_run("a", "b");
+        assert!(argv.contains(&"--dry-run".to_owned()), "{argv:?}");
+        assert!(!argv.contains(&"--info=progress2".to_owned()), "{argv:?}");
+        assert!(argv.contains(&"--delete".to_owned()) && argv.contains(&"-H".to_owned()));
+        assert_eq!(argv[argv.len() - 3..], ["--", "a/", "b"]);
+    }
 
     #[test]
     fn progress2_updates_are_counted_and_kept_out_of_the_log() {

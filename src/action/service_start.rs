@@ -123,6 +123,25 @@ impl Action for ServiceStart {
         })
     }
 
+    fn inspect(
+        p: &ServiceStartParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        use super::inspect::{self, Check};
+        let mut out = vec![inspect::service(p.unit.as_deref(), p.start.as_deref(), ctx)];
+        if let Some(m) = &p.wait_up {
+            out.push(match procs::up(m) {
+                Ok(Some(_)) => Check::pass("wait_up", format!("{} is running now", m.describe())),
+                Ok(None) => Check::pass("wait_up", format!("{} is not running now", m.describe())),
+                Err(e) => Check::fail("wait_up", e.to_string()),
+            });
+        }
+        if let Some(argv) = &p.wait_cmd {
+            out.extend(inspect::command(argv, ctx));
+        }
+        out
+    }
+
     fn describe(p: &ServiceStartParams) -> String {
         let mut s = match (&p.unit, &p.start) {
             (Some(u), _) => format!("systemctl start {u}"),

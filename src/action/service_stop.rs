@@ -95,6 +95,35 @@ impl Action for ServiceStop {
         }
     }
 
+    fn inspect(
+        p: &ServiceStopParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        use super::inspect::{self, Check};
+        let mut out = vec![inspect::service(p.unit.as_deref(), p.stop.as_deref(), ctx)];
+        if !p.wait_gone.0.is_empty() {
+            // Read from /proc (and pid files) only, as the step does before its stop.
+            out.push(match procs::GoneWatch::record(&p.wait_gone) {
+                Ok(mut watch) => {
+                    let found = watch.still();
+                    Check::pass(
+                        "wait_gone",
+                        if found.is_empty() {
+                            "none running now".to_owned()
+                        } else {
+                            format!(
+                                "running now (the step stops them): {}",
+                                procs::describe(&found)
+                            )
+                        },
+                    )
+                }
+                Err(e) => Check::fail("wait_gone", e.to_string()),
+            });
+        }
+        out
+    }
+
     fn describe(p: &ServiceStopParams) -> String {
         let how = match (&p.unit, &p.stop) {
             (Some(u), _) => format!("systemctl stop {u}"),

@@ -243,6 +243,33 @@ impl Action for SnapshotHardlink {
         })
     }
 
+    fn inspect(
+        p: &SnapshotHardlinkParams,
+        ctx: &super::inspect::ProbeCtx<'_>,
+    ) -> Vec<super::inspect::Check> {
+        use super::inspect::{self, Check};
+        let src = ctx.path(&p.src);
+        let dir = ctx.path(&p.dir);
+        let name = p.name.clone().unwrap_or_else(|| ctx.facts.date.clone());
+        let mut out = vec![
+            inspect::existing_folder("src", &src, ctx),
+            inspect::writable_folder("dir", &dir, ctx),
+        ];
+        if dir.join(&name).exists() {
+            out.push(Check::pass(
+                "name",
+                format!("{name} exists in {}: the new snapshot gets the next free suffix (`{name}.2`, ...)", dir.display()),
+            ));
+        } else {
+            out.push(Check::pass("name", format!("{name} (new)")));
+        }
+        out
+    }
+
+    fn writes(p: &SnapshotHardlinkParams) -> Vec<String> {
+        vec![p.dir.clone()]
+    }
+
     fn describe(p: &SnapshotHardlinkParams) -> String {
         let name = p.name.as_deref().unwrap_or("<date>");
         let dir = p.dir.trim_end_matches('/');

@@ -117,6 +117,92 @@ impl Action for Verify {
         })
     }
 
+    fn inspect(p: &VerifyParams, ctx: &super::inspect::ProbeCtx<'_>) -> Vec<super::inspect::Check> {
+        use super::inspect::Check;
+        let given = ctx.path(&p.path);
+        if let Some(step) = ctx.made_by(&given) {
+            return vec![Check::unknown(
+                "set",
+                format!(
+                    "{} is made by step `{step}` during the run",
+                    given.display()
+                ),
+            )];
+        }
+        let set = match std::fs::canonicalize(&given) {
+            Ok(s) => s,
+            Err(e) => {
+                return vec![Check::fail(
+                    "set",
+                    format!("backup set {} does not exist: {e}", given.display()),
+                )];
+            }
+        };
+        let found = match &p.manifest {
+            Some(m) => manifest::load_from(&set, &ctx.path(m)),
+            None => manifest::load(&set),
+        };
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => return vec![Check::fail("set", e.to_string())],
+        };
+        let m = &found.manifest;
+        let mut out = vec![Check::pass(
+            "set",
+            format!(
+                "{} ({} files, {}, made {} by run {})",
+                set.display(),
+                m.files,
+                crate::model::ByteSize(m.bytes),
+                m.created,
+                m.run_id
+            ),
+        )];
+        // The check the step makes, without marking the set verified.
+        let progress = crate::progress::Progress::default();
+        out.push(
+            match manifest::compare(
+                &set,
+                m,
+                found.in_tree,
+                p.hashes,
+                crate::fs::default_threads(),
+                &progress,
+            ) {
+                Ok(mm) if mm.is_empty() => Check::pass(
+                    "manifest",
+                    format!(
+                        "{} entries match{}",
+                        m.entries.len(),
+                        if p.hashes {
+                            " (recorded hashes checked)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ),
+                Ok(mm) => {
+                    let first: Vec<String> = mm
+                        .iter()
+                        .take(5)
+                        .map(|x| format!("{} {}", x.kind, x.path))
+                        .collect();
+                    Check::fail(
+                        "manifest",
+                        format!(
+                            "{} problem(s): {}{}",
+                            mm.len(),
+                            first.join(", "),
+                            if mm.len() > 5 { ", ..." } else { "" }
+                        ),
+                    )
+                }
+                Err(e) => Check::fail("manifest", e.to_string()),
+            },
+        );
+        out
+    }
+
     fn describe(p: &VerifyParams) -> String {
         let manifest = p.manifest.clone().unwrap_or_else(|| "its manifest".into());
         let depth = if p.hashes {

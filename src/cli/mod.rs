@@ -11,6 +11,7 @@ mod inspect;
 mod man;
 mod next;
 mod plan;
+mod probe;
 mod prune;
 mod run;
 mod schema;
@@ -48,6 +49,10 @@ enum Command {
     /// Show the DAG ward would run, after templating; nothing is executed.
     #[command(after_long_help = help::PLAN)]
     Plan(PlanArgs),
+    /// Check every step against the real system, read-only: programs, folders,
+    /// free space, PostgreSQL, snapshots, what each copy would change (a dry run).
+    #[command(after_long_help = probe::HELP)]
+    Probe(ProbeArgs),
     /// Run a playbook: the DAG with a durable checkpoint per step.
     #[command(after_long_help = help::RUN)]
     Run(RunArgs),
@@ -142,6 +147,21 @@ struct PlanArgs {
     /// Print JSON: the same as `--format json`.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProbeArgs {
+    /// Playbook file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    vars: VarArgs,
+    /// Print JSON: every check, and for each copy every path it would change.
+    #[arg(long)]
+    json: bool,
+    /// After the table, list every path each copy would restore (+), replace (~) or delete (-).
+    #[arg(long, conflicts_with = "json")]
+    list: bool,
 }
 
 /// Where the run state lives.
@@ -419,6 +439,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Validate(args) => validate::validate(&args),
         Command::Plan(args) => plan::plan(&args),
+        Command::Probe(args) => probe::probe(&args),
         Command::Run(args) => run::run(&args),
         Command::Resume(args) => run::resume(&args),
         Command::Status(args) => inspect::status(&args),

@@ -9,6 +9,7 @@ mod plan_json;
 mod plan_mermaid;
 mod plan_text;
 mod preconditions;
+mod probe;
 mod progress;
 mod runs;
 mod style;
@@ -19,6 +20,9 @@ pub use plan_json::render as plan_json;
 pub use plan_mermaid::render as plan_mermaid;
 pub use plan_text::render as plan_text;
 pub use preconditions::render_preconditions;
+pub use probe::{
+    Counts as ProbeCounts, Probe, StepProbe, render_json as probe_json, render_text as probe_text,
+};
 pub use progress::{
     ProgressReporter, QuietReporter, count, fmt_bytes, fmt_duration, log_tail, plain_every,
     state_flag,

@@ -25,6 +25,7 @@ mod pg_cluster;
 mod pg_snapshot;
 mod plan;
 mod preconditions;
+mod probe;
 mod procs;
 mod progress;
 mod prune;
