@@ -31,6 +31,7 @@ ul.attempts { margin: 0.2em 0 0.8em 0; }
 ul.details { color: #444444; font-size: 0.9em; }
 figure { margin: 0.5em 0; overflow-x: auto; }
 figcaption { color: #555555; font-size: 0.9em; }
+pre { white-space: pre-wrap; background: #f5f5f5; padding: 0.5em; font-size: 0.9em; }
 footer { margin-top: 2em; color: #666666; font-size: 0.85em; }
 ";
 
@@ -270,7 +271,7 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
         rec.state
     )?;
     writeln!(out, r#"<ul class="attempts">"#)?;
-    if let Some(reason) = &rec.reason {
+    if let Some(reason) = s.reason() {
         writeln!(out, "<li>reason: {}</li>", xml(reason))?;
     }
     if rec.compensation {
@@ -309,6 +310,17 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
         }
         write!(out, "<li>log: {}</li>", code(&a.log_path))?;
         writeln!(out, "</ul></li>")?;
+    }
+    if !s.failure_tail.is_empty() {
+        writeln!(
+            out,
+            "<li>last lines of its output:<pre>{}</pre></li>",
+            s.failure_tail
+                .iter()
+                .map(|l| xml(l))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )?;
     }
     writeln!(out, "</ul>")
 }

@@ -18,6 +18,7 @@ pub fn render(r: &RunReport) -> serde_json::Result<Value> {
             step["name"] = json!(s.definition.name);
             step["action"] = json!(s.definition.action);
             step["summary"] = json!(s.definition.what);
+            step["output_tail"] = json!(s.failure_tail);
         }
     }
     v["vars"] = match &r.vars {

@@ -211,7 +211,7 @@ fn what(s: &StepReport) -> String {
 fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Result {
     let rec = &s.record;
     writeln!(out, "### {} ({})\n", md_code(&rec.id), rec.state)?;
-    if let Some(reason) = &rec.reason {
+    if let Some(reason) = s.reason() {
         writeln!(out, "- reason: {}", md(reason))?;
     }
     if rec.compensation {
@@ -248,5 +248,30 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
         }
         writeln!(out, "  - log: {}", md_code(&a.log_path))?;
     }
+    if !s.failure_tail.is_empty() {
+        writeln!(out, "- last lines of its output:\n")?;
+        let longest = s
+            .failure_tail
+            .iter()
+            .map(|l| longest_run(l, '`'))
+            .max()
+            .unwrap_or(0);
+        let fence = "`".repeat((longest + 1).max(3));
+        writeln!(out, "  {fence}text")?;
+        for line in &s.failure_tail {
+            writeln!(out, "  {line}")?;
+        }
+        writeln!(out, "  {fence}")?;
+    }
     writeln!(out)
+}
+
+/// The longest run of `c` in `text`.
+fn longest_run(text: &str, c: char) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for x in text.chars() {
+        run = if x == c { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
 }

@@ -109,6 +109,25 @@ pub struct StepReport {
     pub attempts: Vec<AttemptRecord>,
     /// Its last attempt's own time, once the step ended (as `ward status`).
     pub duration_ms: Option<i64>,
+    /// The last lines of its last attempt's output when that attempt did
+    /// not succeed (control characters written out; empty when there was
+    /// no output, or the log is gone).
+    pub failure_tail: Vec<String>,
+}
+
+/// How many lines of a failed attempt's output a report shows.
+const TAIL_LINES: usize = 10;
+
+impl StepReport {
+    /// Why the step is in its state, when that says more than its last
+    /// attempt's message: as in `ward status`, a succeeded step that ran
+    /// has none (its recorded reason is the action's summary).
+    pub fn reason(&self) -> Option<&str> {
+        let rec = &self.record;
+        let shown = rec.state != StepState::Succeeded || rec.attempts == 0;
+        let last = self.attempts.last().and_then(|a| a.message.as_deref());
+        rec.reason.as_deref().filter(|r| shown && Some(*r) != last)
+    }
 }
 
 /// What a step's recorded definition says it is (all `None` for a
@@ -231,11 +250,17 @@ impl RunReport {
                     .and(mine.last())
                     .and_then(|a| Some(a.finished_at? - a.started_at))
                     .filter(|d| *d >= 0);
+                let failure_tail = mine
+                    .last()
+                    .filter(|a| a.outcome.is_some_and(|o| o != AttemptOutcome::Succeeded))
+                    .map(|a| super::log_tail(Path::new(&a.log_path), TAIL_LINES))
+                    .unwrap_or_default();
                 StepReport {
                     definition: StepDefinition::read(&record.definition),
                     record,
                     attempts: mine,
                     duration_ms,
+                    failure_tail,
                 }
             })
             .collect();
