@@ -31,7 +31,7 @@ steps:
     run: touch right.up; while [ ! -e left.up ]; do sleep 0.05; done
   - id: broken
     needs: [left, right]
-    run: echo 'no space </td>' >&2; exit 3
+    run: printf 'no space </td>\\033[2J & \"q\"\\n' >&2; exit 3
   - id: after
     needs: [broken]
     run: echo never
@@ -222,6 +222,15 @@ fn a_run_with_parallel_steps_and_a_failure_reports_in_every_format() {
     assert!(
         html.contains("Prepare &lt;&amp;&gt; &quot;x&quot;"),
         "{html}"
+    );
+    // The failed step's last output, escaped, its escape sequence written out.
+    assert!(
+        html.contains("no space &lt;/td&gt;\\u{1b}[2J &amp; &quot;q&quot;"),
+        "{html}"
+    );
+    assert_eq!(
+        steps[3]["output_tail"][0],
+        "no space </td>\\u{1b}[2J & \"q\""
     );
     assert!(!html.contains("hunter2"));
 }
@@ -571,6 +580,10 @@ fn headless(dir: &Path) -> Command {
             "--no-first-run",
             "--disable-extensions",
             "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-pings",
+            "--no-default-browser-check",
             "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()));
