@@ -74,7 +74,7 @@ pub struct RunReport {
     /// The run as recorded.
     pub run: RunRecord,
     /// Its variables (`vars:` as resolved, then the `--var`s), secrets
-    /// masked; `None` when the record cannot be read (said so).
+    /// masked; why not, when the record cannot be read (the report says so).
     pub vars: Result<Vec<ShownVar>, String>,
     /// Each step, in playbook order (compensation-only steps that never
     /// ran are left out, as in `ward status`).
@@ -329,16 +329,19 @@ impl Timeline {
         let origin = run.started_at;
         // Where an attempt without a recorded end stops on the picture.
         let live = run.state == RunState::Running && !super::recorded_running_but_gone(run);
+        // (A run whose ward is gone has no recorded end: its unfinished
+        // attempts stop at the last recorded moment, not at today.)
         let open_end = if live {
             now
         } else {
-            run.finished_at.unwrap_or(now)
+            run.finished_at.unwrap_or(i64::MIN)
         };
         let known_end = steps
             .iter()
             .flat_map(|s| &s.attempts)
             .map(|a| a.finished_at.unwrap_or(a.started_at))
             .chain(run.finished_at)
+            .chain(events.iter().map(|e| e.at))
             .max()
             .unwrap_or(origin);
         let open_end = open_end.max(known_end);

@@ -202,6 +202,27 @@ fn a_stop_without_a_start_after_it_is_open_to_the_end_and_no_stop_no_window() {
 }
 
 #[test]
+fn an_attempt_whose_end_was_not_recorded_ends_at_the_last_recorded_moment() {
+    let mut r = run(RunState::Crashed);
+    r.finished_at = None;
+    let steps = vec![
+        step("a", 0, None, StepState::Succeeded),
+        step("b", 1, None, StepState::Running),
+    ];
+    let mut b = attempt("b", 1, 1_000, 0, AttemptOutcome::Failed);
+    (b.finished_at, b.outcome, b.exit_code) = (None, None, None);
+    let attempts = vec![attempt("a", 1, 0, 1_000, AttemptOutcome::Succeeded), b];
+    let events = vec![event(1, 2_500, "orphans-stopped", "stopped 1 process")];
+    // Made a day later: the picture still ends where the records do.
+    let report = RunReport::build(r, steps, attempts, events, T0 + 86_400_000);
+    let t = &report.timeline;
+    assert_eq!(t.span_ms, 2_500);
+    let bar = t.bars.iter().find(|x| x.step_id == "b").expect("b");
+    assert_eq!((bar.end_ms, bar.outcome), (2_500, None));
+    assert!(render_markdown(&report).contains("- attempt 1: end not recorded at +1.0s"));
+}
+
+#[test]
 fn secrets_stay_masked_and_overrides_win() {
     let r = sample();
     let vars = r.vars.as_ref().expect("vars");
