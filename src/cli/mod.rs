@@ -13,6 +13,7 @@ mod next;
 mod plan;
 mod probe;
 mod prune;
+mod report;
 mod run;
 mod schema;
 mod systemd;
@@ -65,6 +66,9 @@ enum Command {
     Runs(RunsArgs),
     /// Print the output of a run's steps.
     Log(LogArgs),
+    /// Write a run's report (steps, timings, checks, notes) as Markdown, HTML with a timeline, or JSON.
+    #[command(after_long_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Check a backup set against its manifest: missing, changed, truncated, extra files.
     Verify(VerifyArgs),
     /// Alarm for stale backups: exit 7 if a playbook's last success is older than its `max_age`.
@@ -205,7 +209,74 @@ struct RunArgs {
     /// Start at once, without the playbook's `jitter:` delay.
     #[arg(long)]
     no_jitter: bool,
+    #[command(flatten)]
+    report: ReportFileArgs,
 }
+
+/// `--report FILE` of `ward run` and `ward resume`.
+#[derive(Debug, clap::Args)]
+struct ReportFileArgs {
+    /// When the run ends, however it ends, write its report to FILE (format from
+    /// the extension: .md, .html, .json). A report that cannot be written is a
+    /// warning; the exit code stays the run's.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// The report's format, whatever FILE's extension.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "report")]
+    report_format: Option<ReportFormatArg>,
+}
+
+/// The forms of a run report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormatArg {
+    /// Markdown.
+    Md,
+    /// One self-contained HTML file with a timeline picture.
+    Html,
+    /// JSON (docs/cli.md, "JSON output").
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The run (`last` for the most recent one; see `ward runs`).
+    #[arg(
+        value_name = "RUN_ID",
+        required_unless_present = "last",
+        conflicts_with = "last"
+    )]
+    run_id: Option<String>,
+    /// The most recent run.
+    #[arg(long)]
+    last: bool,
+    /// Output format (default: md, or from --output's extension).
+    #[arg(long, value_enum)]
+    format: Option<ReportFormatArg>,
+    /// Write the report to FILE (temp name, fsync, rename) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+const REPORT_HELP: &str = "\
+A report is read from the state database alone: any recorded run has one,
+also when the playbook has changed since. It holds the playbook, host, run
+id, state, times, variables (secrets masked), preconditions, every step with
+its attempts, exit codes, durations, reasons and the action's details
+(snapshot names, transfer counts), and the run's events under \"Guards,
+confirmations and notes\".
+
+The HTML report is one self-contained file (inline CSS and SVG, no script,
+nothing loaded from elsewhere) with a timeline picture: a bar per attempt on
+a time axis from the run's start, attempts that ran at once side by side,
+and the services' downtime shaded (from the first service.stop step to the
+end of the service.start step after it).
+
+Examples:
+  ward report last
+  ward report 20261202-040000-1a2b3c4d --format html -o evidence.html
+  ward run restore.yml --report restore-report.html";
 
 #[derive(Debug, clap::Args)]
 struct ResumeArgs {
@@ -229,6 +300,8 @@ struct ResumeArgs {
     state: StateArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    report: ReportFileArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -445,6 +518,7 @@ pub fn main() -> i32 {
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
+        Command::Report(args) => report::report(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Check(args) => check::check(&args),
         Command::Next(args) => next::next(&args),

@@ -64,6 +64,7 @@ const NOTHING_RUN: &str = "; nothing was run";
 
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let overrides = vars::parse(&args.vars.vars)?;
+    let report = super::report::ReportTarget::from_args(&args.report)?;
     let run_id = session::new_run_id();
     let checked = crate::check_file(&args.file, &overrides, &run_id)?;
     let v = match super::checked::plan_or_exit(
@@ -175,6 +176,9 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
             };
             if let Some(why) = why {
                 due::record_overlap_skip(state.store.as_mut(), &v, &run_id, why.clone()).await?;
+                if let Some(target) = &report {
+                    super::report::write_after_run(state.store.as_ref(), &run_id, target).await;
+                }
                 return Ok(Err(NotRun::GaveWay(why)));
             }
         }
@@ -205,6 +209,9 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         };
         let start_ping = pinging.finish();
         after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
+        if let Some(target) = &report {
+            super::report::write_after_run(state.store.as_ref(), &run_id, target).await;
+        }
         if outcome.ending != crate::execute::Ending::StateLost {
             super::prune::after_run(&mut state, &v.playbook, &run_id, progress).await;
         }
@@ -321,10 +328,14 @@ fn already_succeeded(run: &crate::state::RunRecord, last: bool) -> String {
 }
 
 pub(super) fn resume(args: &ResumeArgs) -> Result<i32, WardError> {
-    session::block_on(resume_recorded(args))?
+    let report = super::report::ReportTarget::from_args(&args.report)?;
+    session::block_on(resume_recorded(args, report))?
 }
 
-async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
+async fn resume_recorded(
+    args: &ResumeArgs,
+    report: Option<super::report::ReportTarget>,
+) -> Result<i32, WardError> {
     let mut state = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
     let run = super::inspect::find_run(&state, args.run_id.as_deref()).await?;
     tracing::info!(
@@ -406,6 +417,9 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
     let outcome = session::resume(&v, &run, &mut state, &settings, &mut pinging).await?;
     let start_ping = pinging.finish();
     after_run(&mut state, &setup, &run.id, &outcome, true, start_ping).await;
+    if let Some(target) = &report {
+        super::report::write_after_run(state.store.as_ref(), &run.id, target).await;
+    }
     let progress = shows_progress(&args.output);
     if outcome.ending != crate::execute::Ending::StateLost {
         super::prune::after_run(&mut state, &v.playbook, &run.id, progress).await;

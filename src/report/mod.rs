@@ -11,6 +11,7 @@ mod plan_text;
 mod preconditions;
 mod probe;
 mod progress;
+mod run_report;
 mod runs;
 mod style;
 
@@ -27,6 +28,7 @@ pub use progress::{
     ProgressReporter, QuietReporter, count, fmt_bytes, fmt_duration, log_tail, plain_every,
     state_flag,
 };
+pub use run_report::{ReportFormat, RunReport};
 pub use runs::{
     attempt_json, json_time, local_time, not_recorded_note, recorded_running_but_gone, render_runs,
     render_status, rfc3339, run_json, runs_json, status_json, times_to_rfc3339,

@@ -12,7 +12,7 @@ use std::path::Path;
 use super::host::HostIdentity;
 use super::lease::{LeaseFuture, LeaseHolder};
 use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
-use super::{RunFilter, Store, StoreFuture};
+use super::{EventRecord, RunFilter, Store, StoreFuture};
 
 /// The environment variable that arms the fault.
 pub const KILL_AFTER_COMMITS: &str = "WARD_FAULT_KILL_AFTER_COMMITS";
@@ -121,6 +121,10 @@ impl Store for KillAfter {
 
     fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>> {
         self.inner.attempts(run_id, step)
+    }
+
+    fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>> {
+        self.inner.events(run_id)
     }
 
     fn running_with_lock(&self, lock: &str) -> StoreFuture<'_, Vec<RunRecord>> {

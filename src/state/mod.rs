@@ -14,6 +14,7 @@
 //! `host.rs`.
 
 mod error;
+mod events;
 mod fault;
 pub mod host;
 mod lease;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 pub use error::StateError;
+pub use events::{EventKind, EventRecord};
 pub use host::HostIdentity;
 pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
 pub use location::{open, shown as shown_location};
@@ -104,6 +106,8 @@ pub trait Store: Send + Sync {
     fn steps(&self, run_id: &str) -> StoreFuture<'_, Vec<StepRecord>>;
     /// Attempts of a run (optionally of one step), in order.
     fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>>;
+    /// The run's event log, in the order it was recorded.
+    fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>>;
     /// Runs still marked `running` that use this lock.
     fn running_with_lock(&self, lock: &str) -> StoreFuture<'_, Vec<RunRecord>>;
     /// The most recent succeeded run of a playbook (by its `name:`).

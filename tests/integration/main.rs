@@ -31,6 +31,7 @@ mod progress;
 mod prune;
 mod quickstart;
 mod read_commands;
+mod report;
 mod reporting;
 mod resume;
 mod rsync_changed;

@@ -17,7 +17,7 @@ use super::super::records::{
     RunState, StepRecord, StepState, Unreadable, UnrunRun,
 };
 use super::super::schema::{self, Upgrade};
-use super::super::{RunFilter, StateError, private};
+use super::super::{EventKind, EventRecord, RunFilter, StateError, private};
 use super::migrations::MIGRATIONS;
 
 /// A run-state database in one SQLite file, used from one thread.
@@ -658,6 +658,28 @@ impl Db {
             .collect()
     }
 
+    pub(super) fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, at, step_id, kind, message FROM events WHERE run_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(EventRecord {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    step_id: r.get(2)?,
+                    kind: EventKind::parse(&r.get::<_, String>(3)?),
+                    message: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
     pub(super) fn last_succeeded(&self, playbook: &str) -> Result<Option<RunRecord>, StateError> {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE playbook_name = ?1 AND state = 'succeeded' \
@@ -715,12 +737,7 @@ fn event(
 
 /// A note's kind as the events table names it.
 fn note_kind(kind: NoteKind) -> &'static str {
-    match kind {
-        NoteKind::OrphansStopped => "orphans-stopped",
-        NoteKind::ChildrenStopped => "children-stopped",
-        NoteKind::PointLost => "point-lost",
-        NoteKind::NotifyFailed => "notify-failed",
-    }
+    kind.as_str()
 }
 
 /// A value as the JSON text its column holds.

@@ -26,7 +26,7 @@ use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
 use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
 use super::retention::{PruneRequest, PrunedRun};
-use super::{Access, RunFilter, StateError, Store, StoreFuture};
+use super::{Access, EventRecord, RunFilter, StateError, Store, StoreFuture};
 use db::Db;
 use lock::RunLock;
 pub use paths::StatePaths;
@@ -143,6 +143,11 @@ impl Store for SqliteStore {
         self.call(move |db| db.attempts(&run_id, step.as_deref()))
     }
 
+    fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>> {
+        let run_id = run_id.to_owned();
+        self.call(move |db| db.events(&run_id))
+    }
+
     fn running_with_lock(&self, lock: &str) -> StoreFuture<'_, Vec<RunRecord>> {
         let lock = lock.to_owned();
         self.call(move |db| db.running_with_lock(&lock))
@@ -248,6 +253,22 @@ pub(super) mod tests {
             store.apply("r1", vec![done]).await.expect("apply");
             let steps = store.steps("r1").await.expect("steps");
             assert_eq!(steps[0].state, StepState::Skipped);
+            let note = Change::Note {
+                kind: crate::state::NoteKind::NotifyFailed,
+                message: "mail: refused".into(),
+                at: 3,
+            };
+            store.apply("r1", vec![note]).await.expect("note");
+            let events = store.events("r1").await.expect("events");
+            let kinds: Vec<_> = events
+                .iter()
+                .map(|e| e.kind.as_text().into_owned())
+                .collect();
+            assert_eq!(kinds, ["run-started", "step-skipped", "notify-failed"]);
+            assert_eq!(events[1].step_id.as_deref(), Some("a"));
+            assert_eq!(events[1].message.as_deref(), Some("why"));
+            assert_eq!(events[2].at, 3);
+            assert!(store.events("other").await.expect("none").is_empty());
             let run = store.run("r1").await.expect("run").expect("recorded");
             assert_eq!(run.state, RunState::Running);
             assert_eq!(
