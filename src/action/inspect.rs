@@ -189,6 +189,9 @@ pub struct ProbeCtx<'a> {
     /// paths, with the step's id): a check of such a path cannot be
     /// decided before the run.
     pub earlier: &'a [(PathBuf, String)],
+    /// The `run:`/`cmd:` steps this one waits for: what they write cannot
+    /// be known, so a path missing now may be theirs to make.
+    pub commands: &'a [String],
 }
 
 impl ProbeCtx<'_> {
@@ -203,6 +206,26 @@ impl ProbeCtx<'_> {
             .iter()
             .find(|(w, _)| path.starts_with(w) || w.starts_with(path))
             .map(|(_, step)| step.as_str())
+    }
+
+    /// Why a path that does not exist now is not (yet) a failure: the
+    /// earlier step that makes it, or the earlier commands that may.
+    pub fn missing_but(&self, path: &Path) -> Option<String> {
+        if let Some(step) = self.made_by(path) {
+            return Some(format!("step `{step}` makes it during the run"));
+        }
+        let names: Vec<String> = self.commands.iter().map(|c| format!("`{c}`")).collect();
+        match names.len() {
+            0 => None,
+            1 => Some(format!(
+                "command step {} runs before and may make it (probe cannot tell what commands write)",
+                names[0]
+            )),
+            _ => Some(format!(
+                "command steps {} run before and may make it (probe cannot tell what commands write)",
+                names.join(", ")
+            )),
+        }
     }
 
     /// The `PATH` the step's programs are looked up in.
@@ -332,6 +355,21 @@ pub fn writable_folder(subject: &str, dir: &Path, ctx: &ProbeCtx<'_>) -> Check {
             format!("{shown} does not exist yet; step `{step}` makes it during the run"),
         );
     }
+    let now = creatable_folder(subject, dir);
+    match ctx.missing_but(dir) {
+        // Not creatable now, but an earlier command may make it (or what is above it).
+        Some(why) if now.verdict == Verdict::Fail => Check::unknown(
+            subject,
+            format!("{shown} does not exist yet; {why} (now: {})", now.detail),
+        ),
+        _ => now,
+    }
+}
+
+/// A folder that does not exist: whether it can be created now.
+fn creatable_folder(subject: &str, dir: &Path) -> Check {
+    use rustix::fs::Access;
+    let shown = dir.display();
     let Some(parent) = existing_ancestor(dir) else {
         return Check::fail(subject, format!("no folder above {shown} exists"));
     };
@@ -416,12 +454,12 @@ pub fn readable_file(subject: &str, file: &Path, ctx: &ProbeCtx<'_>) -> Check {
             Err(e) => Check::fail(subject, format!("{} cannot be read: {e}", file.display())),
         },
         Ok(_) => Check::fail(subject, format!("{} is not a file", file.display())),
-        Err(_) if ctx.made_by(file).is_some() => Check::unknown(
+        Err(_) if ctx.missing_but(file).is_some() => Check::unknown(
             subject,
             format!(
-                "{} does not exist yet; step `{}` makes it during the run",
+                "{} does not exist yet; {}",
                 file.display(),
-                ctx.made_by(file).unwrap_or_default()
+                ctx.missing_but(file).unwrap_or_default()
             ),
         ),
         Err(e) => Check::fail(subject, format!("{}: {e}", file.display())),
@@ -433,12 +471,12 @@ pub fn existing_folder(subject: &str, dir: &Path, ctx: &ProbeCtx<'_>) -> Check {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Check::pass(subject, format!("{} exists", dir.display())),
         Ok(_) => Check::fail(subject, format!("{} is not a folder", dir.display())),
-        Err(_) if ctx.made_by(dir).is_some() => Check::unknown(
+        Err(_) if ctx.missing_but(dir).is_some() => Check::unknown(
             subject,
             format!(
-                "{} does not exist yet; step `{}` makes it during the run",
+                "{} does not exist yet; {}",
                 dir.display(),
-                ctx.made_by(dir).unwrap_or_default()
+                ctx.missing_but(dir).unwrap_or_default()
             ),
         ),
         Err(e) => Check::fail(subject, format!("{}: {e}", dir.display())),
@@ -592,6 +630,7 @@ mod tests {
             facts,
             env: &[],
             earlier,
+            commands: &[],
         }
     }
 
@@ -627,6 +666,20 @@ mod tests {
         let none = program("surely-not-a-program-ward", true, &c);
         assert_eq!(none.verdict, Verdict::Fail);
         assert!(none.detail.contains("not on PATH"), "{}", none.detail);
+        // After a command step, a missing folder may be the command's to
+        // make: unknown, naming it; one that exists is still judged.
+        let commands = ["fill".to_owned()];
+        let c = ProbeCtx {
+            commands: &commands,
+            ..ctx(dir.path(), &facts, &earlier)
+        };
+        let maybe = existing_folder("src", &dir.path().join("filled"), &c);
+        assert_eq!(maybe.verdict, Verdict::Unknown, "{}", maybe.detail);
+        assert!(maybe.detail.contains("`fill`"), "{}", maybe.detail);
+        assert_eq!(
+            existing_folder("src", dir.path(), &c).verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]

@@ -140,13 +140,14 @@ fn steps(plan: &Plan) -> Vec<StepProbe> {
         .iter()
         .enumerate()
         .map(|(i, step)| {
-            let earlier = earlier_writes(plan, i, &work_dir);
+            let (earlier, commands) = earlier_writes(plan, i, &work_dir);
             let ctx = ProbeCtx {
                 step: &step.id,
                 work_dir: &work_dir,
                 facts: &plan.facts,
                 env: &step.env,
                 earlier: &earlier,
+                commands: &commands,
             };
             let (kind, action) = match &step.body {
                 ResolvedBody::Action(p) => ("action", Some(p.action())),
@@ -193,11 +194,13 @@ fn step_checks(step: &crate::plan::ResolvedStep, ctx: &ProbeCtx<'_>) -> Vec<Chec
 }
 
 /// What the steps step `i` waits for (directly or not) write, resolved:
-/// a probe of those paths waits for the run.
-fn earlier_writes(plan: &Plan, i: usize, work_dir: &Path) -> Vec<(PathBuf, String)> {
+/// a probe of those paths waits for the run; and the `run:`/`cmd:` steps
+/// among them, whose writes cannot be known.
+fn earlier_writes(plan: &Plan, i: usize, work_dir: &Path) -> (Vec<(PathBuf, String)>, Vec<String>) {
     let mut seen = vec![false; plan.steps.len()];
     let mut stack = vec![i];
     let mut out = Vec::new();
+    let mut commands = Vec::new();
     while let Some(j) = stack.pop() {
         if !plan.graph.contains(j) {
             continue;
@@ -213,8 +216,11 @@ fn earlier_writes(plan: &Plan, i: usize, work_dir: &Path) -> Vec<(PathBuf, Strin
                         .into_iter()
                         .map(|w| (work_dir.join(w), plan.steps[dep].id.clone())),
                 );
+            } else {
+                commands.push(plan.steps[dep].id.clone());
             }
         }
     }
-    out
+    commands.sort();
+    (out, commands)
 }
