@@ -30,6 +30,7 @@ mod progress;
 mod prune;
 mod quickstart;
 mod read_commands;
+mod rehearse;
 mod reporting;
 mod resume;
 mod rsync_changed;
