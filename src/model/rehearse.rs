@@ -14,7 +14,7 @@ use super::Spanned;
 use crate::source::Span;
 
 /// A playbook's `rehearse:` section, as parsed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Rehearse {
     /// Where `rehearse:` is written.
     pub span: Span,
@@ -30,6 +30,9 @@ pub struct Rehearse {
     pub vars: Vec<(Spanned<String>, String)>,
     /// Checks made after the run, besides the built-in ones.
     pub checks: Vec<RehearseCheck>,
+    /// Compare each restored table's row count with its dump (default
+    /// true; false for playbooks whose later steps add rows by design).
+    pub row_counts: bool,
 }
 
 /// `rehearse.postgres`: the names of the variables that say where the
@@ -95,6 +98,10 @@ pub struct RehearseDoc {
     /// Checks made after the rehearsal's run, besides verifying the
     /// restored folders and counting the restored tables' rows.
     pub checks: Option<Vec<RehearseCheckDoc>>,
+    /// Compare each table's row count in the sandbox with the rows its
+    /// dump holds, after the run (default true; false when later steps of
+    /// the playbook add rows by design, e.g. re-queued jobs).
+    pub row_counts: Option<bool>,
 }
 
 /// `rehearse.postgres` as JSON Schema sees it.
@@ -129,4 +136,11 @@ pub struct RehearseCheckDoc {
 }
 
 /// Keys allowed in `rehearse:`.
-pub const REHEARSE_KEYS: &[&str] = &["targets", "postgres", "fence", "vars", "checks"];
+pub const REHEARSE_KEYS: &[&str] = &[
+    "targets",
+    "postgres",
+    "fence",
+    "vars",
+    "checks",
+    "row_counts",
+];

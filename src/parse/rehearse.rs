@@ -19,7 +19,12 @@ pub(super) fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Rehearse> {
     let entries = ctx.mapping("rehearse", node, diags)?;
     let mut r = Rehearse {
         span: node.span,
-        ..Rehearse::default()
+        targets: Vec::new(),
+        postgres: None,
+        fence: Vec::new(),
+        vars: Vec::new(),
+        checks: Vec::new(),
+        row_counts: true,
     };
     for entry in entries {
         let value = &entry.value;
@@ -38,6 +43,11 @@ pub(super) fn decode(node: &Node, diags: &mut Diagnostics) -> Option<Rehearse> {
                 }
             }
             "checks" => r.checks = decode_checks(&ctx, value, diags),
+            "row_counts" => {
+                if let Some(b) = ctx.value::<bool>("row_counts", value, diags) {
+                    r.row_counts = b.value;
+                }
+            }
             _ => ctx.unknown_key(&entry.key, REHEARSE_KEYS, diags),
         }
     }

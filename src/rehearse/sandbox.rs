@@ -346,10 +346,10 @@ impl Sandbox {
             if let Err(e) = stop_cluster(c) {
                 problems.push(e.0);
             }
-            if !self.keep {
-                if let Err(e) = remove_cluster_dir(c) {
-                    problems.push(e.0);
-                }
+            if !self.keep
+                && let Err(e) = remove_cluster_dir(c)
+            {
+                problems.push(e.0);
             }
         }
         if !self.keep

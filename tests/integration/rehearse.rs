@@ -356,6 +356,9 @@ fn a_truncated_dump_fails_the_rehearsal_with_the_reason() {
     let step = crate::harness::status_step(&status, "restore-db");
     assert_eq!(step["state"], "failed", "{step}");
     assert!(!sandbox_parent(&t.s).read_dir().expect("dir").any(|_| true));
+    // Its sandbox is gone and its steps would not be fenced: not resumed.
+    let out = t.s.ward().args(["resume", "--last"]).run().expect_code(2);
+    assert!(out.stderr.contains("was a rehearsal"), "{}", out.stderr);
 }
 
 #[test]
@@ -438,4 +441,69 @@ fn a_playbook_without_rehearse_is_refused() {
         out.stderr
     );
     let _ = repo_path("");
+}
+
+/// The shipped playbooks: a full FOSSology backup of the test system,
+/// then `restore-full.yml` rehearsed while FOSSology keeps running.
+#[test]
+fn fossology_full_restore_rehearsed_end_to_end() {
+    use crate::system::FoSystem;
+    let s = Scratch::new();
+    let sys = FoSystem::build(&s.path().join("fo"));
+    sys.grow(16, 0);
+    let playbook = |name: &str| repo_path(&format!("playbooks/fossology/{name}"));
+    let vars = sys.vars(&s.path().join("backup"));
+    s.ward()
+        .arg("run")
+        .arg(playbook("backup-full.yml"))
+        .args(&vars)
+        .run()
+        .expect_code(0);
+    let (counts, files) = (sys.counts(), sys.listing(None));
+    // The sandbox sets these itself (and refuses them on the command line).
+    let sandboxed = ["repo=", "pg_host=", "pg_port=", "pg_user=", "report_dir="];
+    let kept: Vec<String> = vars
+        .chunks(2)
+        .filter(|pair| !sandboxed.iter().any(|p| pair[1].starts_with(p)))
+        .flatten()
+        .cloned()
+        .collect();
+    let out = s
+        .ward()
+        .arg("rehearse")
+        .arg(playbook("restore-full.yml"))
+        .args(&kept)
+        .arg("--json")
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    let verdicts: Vec<(String, String)> = j["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or("").to_owned(),
+                c["verdict"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 3, "{j}");
+    assert!(verdicts.iter().all(|(_, v)| v == "passed"), "{j}");
+    let fenced: Vec<&str> = j["fenced"]
+        .as_array()
+        .expect("fenced")
+        .iter()
+        .filter_map(|f| f["step"].as_str())
+        .collect();
+    assert_eq!(
+        fenced,
+        ["verify-snapshot", "stop-scheduler", "start-scheduler"],
+        "{j}"
+    );
+    // Production went on as if nothing happened: never stopped, same data.
+    assert!(sys.scheduler_up(), "the scheduler was stopped");
+    assert_eq!(sys.counts(), counts);
+    assert_eq!(sys.listing(None), files);
+    assert!(!Path::new(j["sandbox"].as_str().expect("sandbox")).exists());
 }
