@@ -30,8 +30,10 @@ playbook's `rehearse.checks` are made. The sandbox is then removed (also
 on SIGINT/SIGTERM), unless --keep.
 
 Exit status: 0 when the run succeeded and every check passed; 1 otherwise
-(the failed check or step says why); 2 for a playbook without `rehearse:`
-or a --var that names a sandbox variable; 128+N after signal N.
+(the failed check or step says why); 2 for a playbook without `rehearse:`,
+a --var that names a sandbox variable, or a sandbox that cannot be made;
+3 when another rehearsal holds the lock; 6 when a precondition failed;
+128+N after signal N (the sandbox is torn down first).
 
 Examples:
   ward rehearse playbooks/fossology/restore-full.yml --var snapshot=latest
@@ -234,6 +236,7 @@ fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
         (Some(s), _) => super::signal_code(s),
         (None, Some(Ending::Succeeded)) if failed_checks == 0 => exit::OK,
         (None, Some(Ending::StateLost)) => exit::STATE,
+        (None, Some(Ending::Skipped)) => exit::SKIPPED,
         _ => exit::FAILED,
     };
     let reason = match (e.stopped, e.ending) {
