@@ -71,6 +71,8 @@ struct Ended {
     checks: Vec<CheckResult>,
     stopped: Option<StopSignal>,
     sandbox: PathBuf,
+    /// The cluster's folder when it is apart from the sandbox (as root).
+    cluster_dir: Option<PathBuf>,
     kept: bool,
     fenced: Vec<rehearse::Fenced>,
     teardown: Vec<String>,
@@ -109,7 +111,15 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
             Some(dir) => dir.clone(),
             None => state.store.folder().join("rehearse"),
         };
-        crate::state::private::ensure_dir(&parent, "rehearsal folder")?;
+        // A --sandbox folder is the operator's choice (exit 2 when others
+        // could change it); the state folder's own is a state problem.
+        crate::state::private::ensure_dir(&parent, "rehearsal folder").map_err(|e| {
+            if args.sandbox.is_some() {
+                WardError::Usage(format!("--sandbox: {e}"))
+            } else {
+                WardError::from(e)
+            }
+        })?;
         let name = format!("{}-{run_id}", r_name(&args.file));
         let targets: Vec<String> = r.targets.iter().map(|t| t.value.clone()).collect();
         let mut sandbox =
@@ -122,6 +132,11 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
             checks: Vec::new(),
             stopped: pending(&mut signals).await,
             sandbox: sandbox.root.clone(),
+            cluster_dir: sandbox
+                .cluster
+                .as_ref()
+                .filter(|c| !c.dir.starts_with(&sandbox.root))
+                .map(|c| c.dir.clone()),
             kept: args.keep,
             fenced: Vec::new(),
             teardown: Vec::new(),
@@ -270,6 +285,7 @@ fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
             "fenced": e.fenced.iter().map(|f| serde_json::json!({"step": f.id, "instead": f.instead})).collect::<Vec<_>>(),
             "checks": e.checks,
             "sandbox": e.sandbox,
+            "cluster_dir": e.cluster_dir,
             "kept": e.kept,
             "teardown_problems": e.teardown,
         });

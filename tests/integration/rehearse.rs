@@ -507,3 +507,30 @@ fn fossology_full_restore_rehearsed_end_to_end() {
     assert_eq!(sys.listing(None), files);
     assert!(!Path::new(j["sandbox"].as_str().expect("sandbox")).exists());
 }
+
+#[test]
+fn keep_leaves_the_sandbox_with_its_cluster_stopped() {
+    let t = setup();
+    t.write_restore("");
+    let parent = t.s.path().join("box");
+    let out =
+        t.s.ward()
+            .args(["rehearse", "restore.yml", "--keep", "--json", "--sandbox"])
+            .arg(&parent)
+            .run()
+            .expect_code(0);
+    let j = out.json();
+    assert_eq!(j["kept"], true, "{j}");
+    let sandbox = PathBuf::from(j["sandbox"].as_str().expect("sandbox"));
+    assert!(sandbox.starts_with(&parent), "{j}");
+    assert!(sandbox.join("targets/dest/sub/b.txt").is_file(), "{j}");
+    let cluster = j["cluster_dir"]
+        .as_str()
+        .map_or_else(|| sandbox.join("pg"), PathBuf::from);
+    assert!(cluster.join("data/PG_VERSION").is_file(), "{j}");
+    assert!(
+        processes_mentioning(&cluster.display().to_string()).is_empty(),
+        "the kept cluster still runs"
+    );
+    std::fs::remove_dir_all(&cluster).expect("clean up");
+}
