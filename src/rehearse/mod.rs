@@ -204,3 +204,74 @@ fn fence_script(id: &str, program: Option<&str>, what: &str) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(text: &str) -> (tempfile::TempDir, Plan) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.yml");
+        std::fs::write(&path, text).expect("write");
+        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
+        let plan = crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .plan
+            .expect("valid");
+        (dir, plan)
+    }
+
+    const PLAYBOOK: &str = "ward: 1\nname: r\nlock: shared\nvars: { dest: /srv/x, other: y }\nsteps:\n  \
+        - id: check\n    action: verify\n    with: { path: snaps/latest, hashes: false }\n  \
+        - id: stop\n    needs: [check]\n    action: service.stop\n    with: { stop: [/etc/init.d/app, stop], wait_gone: app }\n  \
+        - id: mail\n    needs: [stop]\n    cmd: [sendmail, ops]\n  \
+        - id: copy\n    needs: [stop]\n    run: cp -a a \"{{ dest }}\"\n  \
+        - id: start\n    needs: [copy]\n    action: service.start\n    with: { unit: app.service }\n\
+        rehearse:\n  targets: [dest]\n  fence: [mail]\n";
+
+    #[test]
+    fn fencing_replaces_service_steps_listed_steps_and_verify_and_takes_its_own_lock() {
+        let (_dir, mut plan) = plan_of(PLAYBOOK);
+        let r = plan.playbook.rehearse.clone().expect("rehearse");
+        let fenced = fence(&mut plan, &r, Path::new("/usr/bin/ward"));
+        let ids: Vec<&str> = fenced.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["check", "stop", "mail", "start"]);
+        assert_eq!(plan.playbook.lock_name(), "shared.rehearse");
+        let body = |id: &str| &plan.steps.iter().find(|s| s.id == id).expect("step").body;
+        match body("check") {
+            ResolvedBody::Cmd(argv) => {
+                assert_eq!(
+                    argv,
+                    &["/usr/bin/ward", "verify", "snaps/latest", "--no-hashes"]
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        for (id, program) in [
+            ("stop", "/etc/init.d/app"),
+            ("mail", "sendmail"),
+            ("start", "systemctl"),
+        ] {
+            match body(id) {
+                ResolvedBody::Run(script) => {
+                    assert!(
+                        script.contains(&format!("command -v -- {program}")),
+                        "{script}"
+                    )
+                }
+                other => panic!("{id}: {other:?}"),
+            }
+        }
+        assert!(matches!(body("copy"), ResolvedBody::Run(s) if s.starts_with("cp -a")));
+    }
+
+    #[test]
+    fn the_sandbox_sets_targets_and_the_operator_cannot() {
+        let (_dir, plan) = plan_of(PLAYBOOK);
+        let r = plan.playbook.rehearse.clone().expect("rehearse");
+        let given = [("dest".to_owned(), "/srv/prod".to_owned())];
+        let e = refuse_sandbox_vars(&r, &given).expect_err("refused");
+        assert!(e.0.contains("--var dest"), "{e}");
+        assert!(refuse_sandbox_vars(&r, &[("other".into(), "z".into())]).is_ok());
+    }
+}
