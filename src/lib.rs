@@ -34,6 +34,7 @@ pub mod preflight;
 pub mod process;
 pub mod procs;
 pub mod progress;
+pub mod rehearse;
 pub mod report;
 pub mod schedule;
 pub mod schema;

@@ -13,6 +13,7 @@ mod next;
 mod plan;
 mod probe;
 mod prune;
+mod rehearse;
 mod report;
 mod run;
 mod schema;
@@ -60,6 +61,9 @@ enum Command {
     /// Continue a failed, interrupted or crashed run without redoing finished steps.
     #[command(after_long_help = help::RESUME)]
     Resume(ResumeArgs),
+    /// Restore for real into a sandbox (own PostgreSQL, temporary folders), check, tear down.
+    #[command(after_long_help = rehearse::HELP)]
+    Rehearse(rehearse::RehearseArgs),
     /// Show a run's steps: state, attempts, duration, exit code, log.
     Status(StatusArgs),
     /// List recorded runs, newest first.
@@ -515,6 +519,7 @@ pub fn main() -> i32 {
         Command::Probe(args) => probe::probe(&args),
         Command::Run(args) => run::run(&args),
         Command::Resume(args) => run::resume(&args),
+        Command::Rehearse(args) => rehearse::rehearse(&args),
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),

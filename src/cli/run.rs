@@ -349,6 +349,16 @@ async fn resume_recorded(
             "the most recent, --last"
         }
     );
+    if run.lock_name.ends_with(crate::rehearse::LOCK_SUFFIX) {
+        // Its sandbox is gone; resumed, its steps would not be fenced.
+        return Err(WardError::Usage(format!(
+            "run {} of playbook {} was a rehearsal (`ward rehearse`), whose sandbox was torn \
+             down; it is not resumed: rehearse again with `ward rehearse {}`",
+            run.id,
+            run.playbook_name,
+            crate::shell::quote(&run.playbook_path)
+        )));
+    }
     if run.state == RunState::Succeeded {
         println!("{}", already_succeeded(&run, args.run_id.is_none()));
         return Ok(exit::OK);

@@ -77,6 +77,10 @@ pub struct PlaybookDoc {
     /// `keep_days` and not among the newest `keep_runs` runs of the
     /// playbook. Default: 90 days, 50 runs.
     pub history: Option<super::History>,
+    /// How `ward rehearse` restores into a sandbox: which variables are
+    /// restore targets and PostgreSQL settings, which steps are fenced,
+    /// extra checks (docs/playbook.md, "Rehearse").
+    pub rehearse: Option<super::rehearse::RehearseDoc>,
 }
 
 /// One precondition: a mapping with exactly one of these keys.

@@ -9,6 +9,7 @@ mod history;
 pub mod notify;
 mod playbook;
 mod precondition;
+pub mod rehearse;
 mod retry;
 mod spanned;
 mod step;

@@ -44,6 +44,8 @@ pub struct Playbook {
     /// `history:`, how long runs and their logs are kept (`None`: the
     /// default policy, [`History::default`](super::History)).
     pub history: Option<Spanned<super::History>>,
+    /// `rehearse:`, how `ward rehearse` runs the playbook in a sandbox.
+    pub rehearse: Option<super::rehearse::Rehearse>,
 }
 
 impl Playbook {

@@ -25,6 +25,7 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "preconditions",
     "max_age",
     "history",
+    "rehearse",
 ];
 
 /// Keys allowed in `defaults:`.

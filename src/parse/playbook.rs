@@ -59,6 +59,7 @@ pub(super) fn decode(
     let mut preconditions = Vec::new();
     let mut max_age = None;
     let mut history = None;
+    let mut rehearse = None;
 
     for entry in entries {
         let value = &entry.value;
@@ -118,6 +119,7 @@ pub(super) fn decode(
             "preconditions" => preconditions = super::precondition::decode_all(value, diags),
             "max_age" => max_age = ctx.value("max_age", value, diags),
             "history" => history = read_history(&ctx, value, diags),
+            "rehearse" => rehearse = super::rehearse::decode(value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -152,6 +154,10 @@ pub(super) fn decode(
         );
     }
 
+    let steps = steps.unwrap_or_default();
+    if let Some(r) = &rehearse {
+        super::rehearse::check_names(r, &vars, &steps, diags);
+    }
     Some(Playbook {
         source,
         name: name.unwrap_or_else(|| Spanned::new(String::new(), top)),
@@ -160,7 +166,7 @@ pub(super) fn decode(
         defaults,
         max_parallel,
         lock,
-        steps: steps.unwrap_or_default(),
+        steps,
         schedule,
         jitter,
         overlap,
@@ -170,6 +176,7 @@ pub(super) fn decode(
         preconditions,
         max_age,
         history,
+        rehearse,
     })
 }
 

@@ -31,6 +31,7 @@ mod progress;
 mod prune;
 mod quickstart;
 mod read_commands;
+mod rehearse;
 mod report;
 mod reporting;
 mod resume;

@@ -1,0 +1,326 @@
+//! `ward rehearse FILE`: the restore for real into a sandbox, checked,
+//! then the sandbox torn down (`crate::rehearse` has the parts).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::{OutputArgs, StateArgs, VarArgs, vars};
+use crate::error::{WardError, exit};
+use crate::execute::{Ending, Signals, StopSignal};
+use crate::rehearse::{self, CheckResult, Sandbox, Verdict};
+use crate::report::Style;
+use crate::session::{self, RunSettings, StateSession};
+use crate::state::Access;
+
+/// Long help of `ward rehearse`.
+pub(super) const HELP: &str = "\
+A rehearsal restores for real into a sandbox: a private folder (under the
+state folder's rehearse/, or --sandbox DIR) with a fresh folder for each
+variable the playbook's `rehearse: { targets: [...] }` names, and a
+PostgreSQL cluster of its own (listening on 127.0.0.1 only, trust only over
+its socket inside the sandbox) for the variables of `rehearse.postgres`.
+Every service.stop/service.start step, and each step in `rehearse.fence`,
+is replaced by a check that its program exists; `verify` steps run the
+read-only `ward verify`. The run is recorded like any other, under the lock
+`<lock>.rehearse`, so it never holds off a backup.
+
+After the run: the restored folders are compared with the snapshot's
+manifest, each restored table's row count with its dump, and the
+playbook's `rehearse.checks` are made. The sandbox is then removed (also
+on SIGINT/SIGTERM), unless --keep.
+
+Exit status: 0 when the run succeeded and every check passed; 1 otherwise
+(the failed check or step says why); 2 for a playbook without `rehearse:`,
+a --var that names a sandbox variable, or a sandbox that cannot be made;
+3 when another rehearsal holds the lock; 6 when a precondition failed;
+128+N after signal N (the sandbox is torn down first).
+
+Examples:
+  ward rehearse playbooks/fossology/restore-full.yml --var snapshot=latest
+  ward rehearse restore.yml --json > rehearsal.json";
+
+/// `ward rehearse` arguments.
+#[derive(Debug, clap::Args)]
+pub(super) struct RehearseArgs {
+    /// Playbook file (a restore playbook with a `rehearse:` section).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    vars: VarArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    /// Make the sandbox in this folder (created 0700 if missing; it must be
+    /// yours and closed to others) instead of the state folder's rehearse/.
+    #[arg(long, value_name = "DIR")]
+    sandbox: Option<PathBuf>,
+    /// Leave the sandbox's folders in place (the cluster is stopped) and
+    /// print where they are.
+    #[arg(long)]
+    keep: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How the rehearsal ended.
+struct Ended {
+    run_id: String,
+    ending: Option<Ending>,
+    checks: Vec<CheckResult>,
+    stopped: Option<StopSignal>,
+    sandbox: PathBuf,
+    /// The cluster's folder when it is apart from the sandbox (as root).
+    cluster_dir: Option<PathBuf>,
+    kept: bool,
+    fenced: Vec<rehearse::Fenced>,
+    teardown: Vec<String>,
+}
+
+pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
+    let given = vars::parse(&args.vars.vars)?;
+    let run_id = session::new_run_id();
+    let shown = args.file.display().to_string();
+    let checked = crate::check_file(&args.file, &given, &run_id)?;
+    let first = match super::checked::plan_or_exit(checked, &shown, "; nothing was rehearsed") {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
+    let Some(r) = first.playbook.rehearse.clone() else {
+        return Err(WardError::Usage(format!(
+            "{shown}: playbook `{}` has no `rehearse:` section, so ward cannot tell which \
+             variables are restore targets; add one such as `rehearse: {{ targets: [dest_dir], \
+             postgres: {{ host: pg_host, port: pg_port }} }}` (docs/playbook.md, \"Rehearse\")",
+            first.playbook.name.value
+        )));
+    };
+    drop(first);
+    rehearse::refuse_sandbox_vars(&r, &given).map_err(|e| WardError::Usage(e.to_string()))?;
+    let ward = std::env::current_exe().map_err(|e| {
+        WardError::Usage(format!(
+            "cannot find this ward program for `ward verify`: {e}"
+        ))
+    })?;
+    let ended = session::block_on(async {
+        // From here on SIGINT/SIGTERM no longer kill ward: they are seen
+        // between the phases, and the sandbox is torn down in any case.
+        let mut signals = Signals::install().map_err(WardError::Output)?;
+        let mut state = StateSession::open(args.state.state.as_deref(), Access::Create).await?;
+        let parent = match &args.sandbox {
+            Some(dir) => dir.clone(),
+            None => state.store.folder().join("rehearse"),
+        };
+        // A --sandbox folder is the operator's choice (exit 2 when others
+        // could change it); the state folder's own is a state problem.
+        crate::state::private::ensure_dir(&parent, "rehearsal folder").map_err(|e| {
+            if args.sandbox.is_some() {
+                WardError::Usage(format!("--sandbox: {e}"))
+            } else {
+                WardError::from(e)
+            }
+        })?;
+        let name = format!("{}-{run_id}", r_name(&args.file));
+        let targets: Vec<String> = r.targets.iter().map(|t| t.value.clone()).collect();
+        let mut sandbox =
+            Sandbox::create(&parent, &name, &targets, r.postgres.is_some(), args.keep).map_err(
+                |e| WardError::Usage(format!("cannot make the rehearsal's sandbox: {e}")),
+            )?;
+        let mut ended = Ended {
+            run_id: run_id.clone(),
+            ending: None,
+            checks: Vec::new(),
+            stopped: pending(&mut signals).await,
+            sandbox: sandbox.root.clone(),
+            cluster_dir: sandbox
+                .cluster
+                .as_ref()
+                .filter(|c| !c.dir.starts_with(&sandbox.root))
+                .map(|c| c.dir.clone()),
+            kept: args.keep,
+            fenced: Vec::new(),
+            teardown: Vec::new(),
+        };
+        if ended.stopped.is_none() {
+            let all = rehearse::overrides(&r, &sandbox, &given)
+                .map_err(|e| WardError::Usage(e.to_string()))?;
+            let checked = crate::check_file(&args.file, &all, &run_id)?;
+            let mut plan =
+                match super::checked::plan_or_exit(checked, &shown, "; nothing was rehearsed") {
+                    Ok(v) => v,
+                    Err(code) => return Ok(Err(code)),
+                };
+            ended.fenced = rehearse::fence(&mut plan, &r, &ward);
+            if !args.json && !args.output.quiet {
+                println!("rehearsal of {shown} in {}", sandbox.root.display());
+                for f in &ended.fenced {
+                    println!("  fenced: step `{}` runs {} instead", f.id, f.instead);
+                }
+            }
+            let (mut reporter, settings) = reporter(&args.output, args.json, &args.state);
+            let outcome = session::start(
+                &plan,
+                &run_id,
+                &all,
+                &mut state,
+                &settings,
+                reporter.as_mut(),
+                None,
+            )
+            .await?;
+            ended.ending = Some(outcome.ending);
+            match outcome.ending {
+                Ending::Interrupted(s) | Ending::Abandoned(s) => ended.stopped = Some(s),
+                _ => {
+                    let ran = outcome.ending == Ending::Succeeded;
+                    ended.checks = rehearse::checks::run_all(&plan, &r, &sandbox, ran);
+                    ended.stopped = pending(&mut signals).await;
+                }
+            }
+        }
+        ended.teardown = sandbox.tear_down();
+        Ok::<_, WardError>(Ok(ended))
+    })??;
+    let ended = match ended {
+        Ok(e) => e,
+        Err(code) => return Ok(code),
+    };
+    report(args, &ended)
+}
+
+/// The playbook's file name without extension, for the sandbox's name.
+fn r_name(file: &std::path::Path) -> String {
+    file.file_stem()
+        .map(|s| {
+            s.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(64)
+                .collect()
+        })
+        .unwrap_or_else(|| "playbook".into())
+}
+
+/// A signal that arrived while ward was busy with something blocking.
+async fn pending(signals: &mut Signals) -> Option<StopSignal> {
+    tokio::select! {
+        biased;
+        s = signals.recv() => Some(s),
+        () = std::future::ready(()) => None,
+    }
+}
+
+fn reporter(
+    output: &OutputArgs,
+    json: bool,
+    state: &StateArgs,
+) -> (Box<dyn crate::execute::Reporter>, RunSettings) {
+    let settings = RunSettings {
+        echo_output: output.progress && !json,
+        skip_preconditions: false,
+    };
+    if output.progress && !json {
+        let shown = crate::report::ProgressReporter::new(std::io::stdout(), Style::stdout())
+            .with_state(state.state.as_deref())
+            .periodic(crate::report::plain_every());
+        (Box::new(shown), settings)
+    } else {
+        (
+            Box::new(
+                crate::report::QuietReporter::new(std::io::stderr())
+                    .with_state(state.state.as_deref()),
+            ),
+            settings,
+        )
+    }
+}
+
+fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
+    let failed_checks = e
+        .checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Passed)
+        .count();
+    let code = match (e.stopped, e.ending) {
+        (Some(s), _) => super::signal_code(s),
+        (None, Some(Ending::Succeeded)) if failed_checks == 0 => exit::OK,
+        (None, Some(Ending::StateLost)) => exit::STATE,
+        (None, Some(Ending::Skipped)) => exit::SKIPPED,
+        _ => exit::FAILED,
+    };
+    let reason = match (e.stopped, e.ending) {
+        (Some(s), _) => format!("stopped by {s}"),
+        (None, Some(Ending::Succeeded)) if failed_checks == 0 => "the restore works".into(),
+        (None, Some(Ending::Succeeded)) => {
+            format!("{failed_checks} check(s) failed")
+        }
+        (None, Some(Ending::Skipped)) => "a precondition was not met; nothing ran".into(),
+        (None, Some(_)) => format!(
+            "the restore failed (see `ward status{} {}`)",
+            crate::report::state_flag(args.state.state.as_deref()),
+            e.run_id
+        ),
+        (None, None) => "not run".into(),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let value = serde_json::json!({
+            "run_id": e.run_id,
+            "ok": code == exit::OK,
+            "run": match e.ending {
+                Some(Ending::Succeeded) => "succeeded",
+                Some(Ending::Failed) => "failed",
+                Some(Ending::StateLost) => "state-lost",
+                Some(Ending::Skipped) => "skipped",
+                Some(Ending::Interrupted(_) | Ending::Abandoned(_)) => "interrupted",
+                None => "not-run",
+            },
+            "reason": reason,
+            "fenced": e.fenced.iter().map(|f| serde_json::json!({"step": f.id, "instead": f.instead})).collect::<Vec<_>>(),
+            "checks": e.checks,
+            "sandbox": e.sandbox,
+            "cluster_dir": e.cluster_dir,
+            "kept": e.kept,
+            "teardown_problems": e.teardown,
+        });
+        serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        let style = Style::stdout();
+        if !e.checks.is_empty() {
+            writeln!(out, "checks:")?;
+            let width = e.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+            for c in &e.checks {
+                let padded = format!("{:<8}", c.verdict.as_str());
+                let verdict = match c.verdict {
+                    Verdict::Passed => style.bold(&padded),
+                    _ => style.error(&padded),
+                };
+                writeln!(out, "  {verdict} {:<width$}  {}", c.name, c.detail)?;
+            }
+        }
+        if e.kept {
+            writeln!(
+                out,
+                "sandbox kept in {} (its cluster is stopped)",
+                e.sandbox.display()
+            )?;
+        }
+        let word = if code == exit::OK {
+            style.bold("rehearsal passed")
+        } else {
+            style.error("rehearsal failed")
+        };
+        writeln!(out, "{word}: run {}: {reason}", e.run_id)?;
+    }
+    for p in &e.teardown {
+        eprintln!("{}: {p}", Style::stderr().error("warning"));
+    }
+    Ok(code)
+}
