@@ -55,6 +55,41 @@ pub struct RunSettings {
     pub echo_output: bool,
     /// `--skip-preconditions`: run without checking them (recorded).
     pub skip_preconditions: bool,
+    /// How `confirm:` steps are confirmed (`--yes`, a terminal, nobody).
+    pub confirm: execute::confirm::ConfirmSetup,
+}
+
+/// Refuses a run (before anything is recorded or changed) that would
+/// reach a `confirm:` step nobody can confirm: no terminal and no `--yes`.
+/// `done(i)`: step `i` needs no question (it succeeded, or was confirmed,
+/// before a resume). Steps whose `if:` is false are never reached.
+pub fn check_confirmable(
+    v: &Plan,
+    settings: &RunSettings,
+    done: impl Fn(usize) -> bool,
+) -> Result<(), WardError> {
+    if settings.confirm.by != execute::confirm::ConfirmBy::Nobody {
+        return Ok(());
+    }
+    let waiting: Vec<String> = v
+        .steps
+        .iter()
+        .filter(|s| s.confirm.is_some())
+        .filter(|s| s.condition.as_ref().is_none_or(|c| c.value))
+        .filter(|s| !done(s.index))
+        .map(|s| format!("`{}`", s.id))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    Err(WardError::NotConfirmed(format!(
+        "playbook `{}` not run: step{} {} must be confirmed by the operator (`confirm:`), and \
+         there is no terminal to ask at; run it at a terminal, or pass --yes to confirm \
+         (recorded with who gave it); nothing was run",
+        v.playbook.name.value,
+        if waiting.len() == 1 { "" } else { "s" },
+        waiting.join(", ")
+    )))
 }
 
 /// A new, unique, sortable run id: local start time plus a random suffix.
@@ -373,6 +408,7 @@ async fn execute_recorded(
             echo_output: settings.echo_output,
             kill_grace,
             state_flag: crate::report::state_flag(session.given.as_deref()),
+            confirm: settings.confirm.clone(),
         },
     };
     execute::execute(exec, session.store.as_mut(), reporter).await

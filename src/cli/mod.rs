@@ -142,6 +142,8 @@ struct PlanArgs {
     /// Print JSON: the same as `--format json`.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    snapshot: SnapshotArgs,
 }
 
 /// Where the run state lives.
@@ -185,6 +187,33 @@ struct RunArgs {
     /// Start at once, without the playbook's `jitter:` delay.
     #[arg(long)]
     no_jitter: bool,
+    #[command(flatten)]
+    confirm: ConfirmArgs,
+    #[command(flatten)]
+    snapshot: SnapshotArgs,
+    /// Go on although this restore guard refuses the snapshot (`host`,
+    /// `postgres`, `playbook`, `scope`, `format`); repeatable; recorded.
+    #[arg(long = "override", value_name = "GUARD")]
+    overrides: Vec<String>,
+}
+
+/// `confirm:` steps.
+#[derive(Debug, clap::Args)]
+struct ConfirmArgs {
+    /// Answer every `confirm:` question with yes, without a terminal
+    /// (recorded with the run, with who gave it).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// A restore's snapshot (`restore:` playbooks).
+#[derive(Debug, clap::Args)]
+struct SnapshotArgs {
+    /// The snapshot to restore: `latest`, a date (`2026-12-01`), a
+    /// snapshot's folder name, or a path to a snapshot folder. At a
+    /// terminal without it, ward lists the snapshots to pick from.
+    #[arg(long, value_name = "latest|DATE|NAME|PATH")]
+    snapshot: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +238,8 @@ struct ResumeArgs {
     state: StateArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    confirm: ConfirmArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -458,6 +489,7 @@ fn ending_code(ending: Ending) -> i32 {
         Ending::Failed => exit::FAILED,
         Ending::StateLost => exit::STATE,
         Ending::Skipped => exit::SKIPPED,
+        Ending::NotConfirmed => exit::NOT_CONFIRMED,
         Ending::Interrupted(signal) | Ending::Abandoned(signal) => signal_code(signal),
     }
 }

@@ -7,6 +7,7 @@ use super::{OutputArgs, ResumeArgs, RunArgs};
 use super::{due, vars};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
+use crate::execute::confirm::ConfirmSetup;
 use crate::model::Overlap;
 use crate::notify;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time};
@@ -30,6 +31,7 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
             RunSettings {
                 echo_output: true,
                 skip_preconditions: false,
+                confirm: ConfirmSetup::new(false, Vec::new()),
             },
         )
     } else {
@@ -38,6 +40,7 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
             RunSettings {
                 echo_output: false,
                 skip_preconditions: false,
+                confirm: ConfirmSetup::new(false, Vec::new()),
             },
         )
     }
@@ -95,6 +98,8 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let given = args.state.state.as_deref();
     let (mut reporter, mut settings) = reporter(&args.output, given);
     settings.skip_preconditions = args.skip_preconditions;
+    settings.confirm = ConfirmSetup::new(args.confirm.yes, Vec::new());
+    session::check_confirmable(&v, &settings, |_| false)?;
     let setup = notify::Setup::of(&v.playbook);
     let name = v.playbook.name.value.clone();
     let lock = v.playbook.lock_name().to_owned();
@@ -400,7 +405,16 @@ async fn resume_recorded(args: &ResumeArgs) -> Result<i32, WardError> {
             run.playbook_path
         );
     }
-    let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
+    let (mut reporter, mut settings) = reporter(&args.output, args.state.state.as_deref());
+    settings.confirm = ConfirmSetup::new(args.confirm.yes, Vec::new());
+    // A step that succeeded, or had an attempt (so was confirmed), is not asked again.
+    session::check_confirmable(&v, &settings, |i| {
+        v.steps.get(i).is_some_and(|s| {
+            records.iter().any(|r| {
+                r.id == s.id && (r.state == crate::state::StepState::Succeeded || r.attempts > 0)
+            })
+        })
+    })?;
     let setup = notify::Setup::of(&v.playbook);
     let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
     let outcome = session::resume(&v, &run, &mut state, &settings, &mut pinging).await?;

@@ -236,4 +236,23 @@ pub struct StepDoc {
     /// Leave running the processes the step started in the background
     /// (default `false`: ward stops them when the step ends).
     pub keep_children: Option<bool>,
+    /// Ask the operator before the step starts: the question, or
+    /// `{prompt, word}`; the operator types `word` (default: the playbook's
+    /// name). Without a terminal the run needs `--yes` (else exit 8).
+    pub confirm: Option<ConfirmDoc>,
+}
+
+/// `confirm:`: a question, or a question and the word to type.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ConfirmDoc {
+    /// The question; the word to type is the playbook's name.
+    Prompt(String),
+    /// The question and the word.
+    Full {
+        /// The question.
+        prompt: String,
+        /// The word the operator types to go on.
+        word: Option<String>,
+    },
 }

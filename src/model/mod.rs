@@ -22,7 +22,7 @@ pub use playbook::{Defaults, NO_SPAN, Overlap, Playbook, Var};
 pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;
-pub use step::{Step, StepBody};
+pub use step::{Confirm, Step, StepBody};
 pub use when::When;
 
 /// True for names usable as template variables: `[A-Za-z_][A-Za-z0-9_]*`.

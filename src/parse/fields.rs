@@ -49,6 +49,7 @@ pub const STEP_KEYS: &[&str] = &[
     "creates",
     "ok_codes",
     "keep_children",
+    "confirm",
 ];
 
 /// The longest playbook name or step id. They name files (a step's log is

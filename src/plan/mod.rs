@@ -18,7 +18,9 @@ use crate::state::recovery::{PointRole, StepShape};
 use crate::template::{FingerprintKey, RunFacts};
 use crate::validate::Validated;
 
-pub use crate::validate::{Check, Condition, ResolvedBody, ResolvedPrecondition, ResolvedStep};
+pub use crate::validate::{
+    Check, Condition, ResolvedBody, ResolvedConfirm, ResolvedPrecondition, ResolvedStep,
+};
 pub use graph::{EdgeKind, StepGraph};
 
 /// A playbook ready to run: its steps resolved and ordered.

@@ -23,7 +23,7 @@ use crate::model::Playbook;
 use crate::template::{RunFacts, TemplateContext, Templates};
 
 pub use preconditions::{Check, ResolvedPrecondition};
-pub use resolve::{Condition, ResolvedBody, ResolvedStep};
+pub use resolve::{Condition, ResolvedBody, ResolvedConfirm, ResolvedStep};
 
 /// What validation checked: the playbook with templates rendered. Steps
 /// that failed a check are missing from `steps` (the diagnostics say why);

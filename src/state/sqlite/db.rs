@@ -720,6 +720,10 @@ fn note_kind(kind: NoteKind) -> &'static str {
         NoteKind::ChildrenStopped => "children-stopped",
         NoteKind::PointLost => "point-lost",
         NoteKind::NotifyFailed => "notify-failed",
+        NoteKind::Confirmed => "confirmed",
+        NoteKind::NotConfirmed => "not-confirmed",
+        NoteKind::SnapshotChosen => "snapshot-chosen",
+        NoteKind::GuardOverridden => "guard-overridden",
     }
 }
 
