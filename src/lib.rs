@@ -35,6 +35,7 @@ pub mod process;
 pub mod procs;
 pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod schedule;
 pub mod schema;
 pub mod session;

@@ -77,6 +77,10 @@ pub struct PlaybookDoc {
     /// `keep_days` and not among the newest `keep_runs` runs of the
     /// playbook. Default: 90 days, 50 runs.
     pub history: Option<super::History>,
+    /// A restore playbook: the snapshots folder, the variable `--snapshot`
+    /// sets, the guards checked against the snapshot's manifest before any
+    /// step runs, and the marker left while a restore is unfinished.
+    pub restore: Option<super::RestoreSpec>,
 }
 
 /// One precondition: a mapping with exactly one of these keys.
@@ -87,6 +91,8 @@ pub enum PreconditionDoc {
     FreeSpace(FreeSpaceDoc),
     /// A path that must exist (symlinks followed); relative to the playbook's folder.
     PathExists(String),
+    /// A path that must not exist (e.g. a restore's marker), in a folder only root or ward's user can write.
+    PathAbsent(String),
     /// A program that must exit 0 (stdout and stderr go to the run's `preconditions.log`).
     Command(CommandDoc),
     /// `host:port` that must accept a TCP connection.

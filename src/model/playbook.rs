@@ -44,6 +44,8 @@ pub struct Playbook {
     /// `history:`, how long runs and their logs are kept (`None`: the
     /// default policy, [`History::default`](super::History)).
     pub history: Option<Spanned<super::History>>,
+    /// `restore:` (model/restore.rs).
+    pub restore: Option<super::Restore>,
 }
 
 impl Playbook {

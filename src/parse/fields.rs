@@ -25,6 +25,7 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "preconditions",
     "max_age",
     "history",
+    "restore",
 ];
 
 /// Keys allowed in `defaults:`.

@@ -7,6 +7,7 @@ mod fields;
 mod notify;
 mod playbook;
 mod precondition;
+mod restore;
 mod step;
 
 use std::fs::File;

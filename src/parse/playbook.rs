@@ -59,6 +59,7 @@ pub(super) fn decode(
     let mut preconditions = Vec::new();
     let mut max_age = None;
     let mut history = None;
+    let mut restore = None;
 
     for entry in entries {
         let value = &entry.value;
@@ -118,6 +119,7 @@ pub(super) fn decode(
             "preconditions" => preconditions = super::precondition::decode_all(value, diags),
             "max_age" => max_age = ctx.value("max_age", value, diags),
             "history" => history = read_history(&ctx, value, diags),
+            "restore" => restore = super::restore::decode(value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -170,6 +172,7 @@ pub(super) fn decode(
         preconditions,
         max_age,
         history,
+        restore,
     })
 }
 

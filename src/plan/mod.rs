@@ -41,6 +41,8 @@ pub struct Plan {
     points: Vec<PointRole>,
     /// `preconditions:`, checked in order before a run starts.
     pub preconditions: Vec<ResolvedPrecondition>,
+    /// `restore:`, templates rendered.
+    pub restore: Option<crate::validate::ResolvedRestore>,
 }
 
 /// Builds the plan of what `validated` checked: the DAG (each cycle is
@@ -67,6 +69,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         steps,
         compensation_only: _,
         preconditions,
+        restore,
     } = validated;
     let points = steps.iter().map(point_role).collect();
     Some(Plan {
@@ -77,6 +80,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         graph: graph?,
         points,
         preconditions,
+        restore,
     })
 }
 

@@ -210,3 +210,368 @@ fn confirm_is_checked_like_every_key() {
     assert!(r.stderr.contains("unknown key `wrod`"), "{}", r.stderr);
     assert!(r.stderr.contains("nope"), "{}", r.stderr);
 }
+
+/// A backup of a small "system": its data file goes into a snapshot
+/// (`scope: full`), then its "service" is started unless a restore is
+/// unfinished. It shares the lock `sys` with the restore.
+const BACKUP: &str = "\
+ward: 1
+name: nightly
+lock: sys
+vars:
+  snap_name: \"{{ ward.date }}\"
+  marker: work/restore-in-progress
+preconditions:
+  - path_absent: \"{{ marker }}\"
+steps:
+  - id: data
+    run: \"mkdir -p current && rm -f current/data && echo {{ snap_name }} > current/data\"
+  - id: snap
+    needs: data
+    action: snapshot.hardlink
+    with: { src: current, dir: snaps, name: \"{{ snap_name }}\", scope: full }
+  - id: verify
+    needs: snap
+    action: verify
+    with: { path: \"snaps/{{ snap_name }}\" }
+";
+
+/// Restores the data file from the chosen snapshot; the `put-back` step
+/// asks first; `finish` fails while `fail-finish` exists; `wait` waits
+/// for a file `go` when `hold` exists.
+const RESTORE: &str = "\
+ward: 1
+name: restore-sys
+lock: sys
+vars:
+  snaps: snaps
+  from: \"{{ snaps }}/latest\"
+  marker: work/restore-in-progress
+restore:
+  snapshots: \"{{ snaps }}\"
+  snapshot_var: from
+  marker: \"{{ marker }}\"
+  guards: { host: true, playbook: [nightly], scope: full }
+steps:
+  - id: wait
+    run: \"if [ -e hold ]; then touch waiting; while [ ! -e go ]; do sleep 0.05; done; fi\"
+  - id: put-back
+    needs: wait
+    confirm: \"Replace the data with {{ from }}?\"
+    run: \"cp '{{ from }}/data' restored && echo '{{ from }}' > restored-from\"
+  - id: finish
+    needs: put-back
+    run: \"test ! -e fail-finish\"
+  - id: start
+    needs: finish
+    action: service.start
+    with: { start: [bash, -c, \"echo started >> started\"], blocked_by: \"{{ marker }}\" }
+";
+
+/// Two snapshots, `2026-11-20` (older) and `2026-11-21`.
+fn system() -> (Scratch, std::path::PathBuf, std::path::PathBuf) {
+    let s = Scratch::new();
+    let backup = s.write("backup.yml", BACKUP);
+    let restore = s.write("restore.yml", RESTORE);
+    for day in ["2026-11-20", "2026-11-21"] {
+        s.ward()
+            .args(["run", "--var", &format!("snap_name={day}")])
+            .arg(&backup)
+            .run()
+            .expect_code(0);
+    }
+    (s, backup, restore)
+}
+
+fn restored(s: &Scratch) -> String {
+    s.read("restored").trim().to_owned()
+}
+
+#[test]
+fn snapshot_forms_choose_what_is_restored_and_the_choice_is_recorded() {
+    let (s, _, restore) = system();
+    let run = |snapshot: &str| {
+        let _ = std::fs::remove_file(s.path().join("restored"));
+        s.ward()
+            .args(["run", "--yes", "--snapshot", snapshot])
+            .arg(&restore)
+            .run()
+    };
+    run("latest").expect_code(0);
+    assert_eq!(restored(&s), "2026-11-21");
+    run("2026-11-20").expect_code(0);
+    assert_eq!(restored(&s), "2026-11-20");
+    run("2026-11-21").expect_code(0);
+    assert_eq!(restored(&s), "2026-11-21");
+    let path = s.path().join("snaps/2026-11-20");
+    run(&path.display().to_string()).expect_code(0);
+    assert_eq!(restored(&s), "2026-11-20");
+    let id = last_run_id(&s);
+    let chosen = events(&s, &id, "snapshot-chosen");
+    assert!(chosen[0].contains("2026-11-20"), "{chosen:?}");
+    assert!(chosen[0].contains("verified"), "{chosen:?}");
+    assert!(chosen[0].contains("scope full"), "{chosen:?}");
+    // Without --snapshot and without a terminal: the var's default (latest).
+    s.ward()
+        .args(["run", "--yes"])
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert_eq!(restored(&s), "2026-11-21");
+    // Nothing matches: a usage error, nothing run.
+    let _ = std::fs::remove_file(s.path().join("restored"));
+    let r = run("2025-01-01").expect_code(2);
+    assert!(r.stderr.contains("no snapshot matches"), "{}", r.stderr);
+    assert!(r.stderr.contains("2026-11-20"), "{}", r.stderr);
+    let r = run(&s.path().join("current").display().to_string()).expect_code(2);
+    assert!(r.stderr.contains("no ward manifest"), "{}", r.stderr);
+    assert!(!s.path().join("restored").exists());
+}
+
+#[test]
+fn at_a_terminal_the_operator_picks_the_snapshot_from_a_list() {
+    let (s, _, restore) = system();
+    let cmd = s.ward().arg("run").arg(&restore).command();
+    let (code, out) = run_answering(
+        cmd,
+        &[
+            ("restore which one? [1-2]: ", "2"),
+            ("to go on", "restore-sys"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    // Newest first, each with its date, size, files, verification and scope.
+    let first = out.find("1) 2026-11-21").expect("listed first");
+    let second = out.find("2) 2026-11-20").expect("listed second");
+    assert!(first < second, "{out}");
+    assert!(out.contains("verified  scope full"), "{out}");
+    assert!(out.contains("files"), "{out}");
+    // The question shows what will be restored.
+    assert!(out.contains("snapshot:  "), "{out}");
+    assert!(out.contains("by playbook nightly"), "{out}");
+    assert_eq!(restored(&s), "2026-11-20");
+}
+
+/// Runs `ward` in a UTS namespace of its own whose host name is `name`.
+fn as_host(s: &Scratch, name: &str) -> crate::harness::Ward {
+    let script = format!("hostname {name} && exec \"$0\" \"$@\"");
+    s.ward_via(&["unshare", "--uts", "--", "sh", "-c", &script])
+}
+
+#[test]
+fn each_guard_refuses_a_mismatch_unless_overridden_and_the_override_is_recorded() {
+    let (s, backup, _) = system();
+    // A snapshot made on another host.
+    as_host(&s, "elsewhere")
+        .args(["run", "--var", "snap_name=2026-11-22"])
+        .arg(&backup)
+        .run()
+        .expect_code(0);
+    let restore = |text: &str| s.write("restore.yml", text);
+    let run = |extra: &[&str]| {
+        let _ = std::fs::remove_file(s.path().join("restored"));
+        s.ward()
+            .args(["run", "--yes"])
+            .args(extra)
+            .arg(s.path().join("restore.yml"))
+            .run()
+    };
+    restore(RESTORE);
+    let r = run(&["--snapshot", "2026-11-22"]).expect_code(9);
+    assert!(r.stderr.contains("guard `host`"), "{}", r.stderr);
+    assert!(r.stderr.contains("host `elsewhere`"), "{}", r.stderr);
+    assert!(r.stderr.contains("--override host"), "{}", r.stderr);
+    assert!(!s.path().join("restored").exists());
+    run(&["--snapshot", "2026-11-22", "--override", "host"]).expect_code(0);
+    assert_eq!(restored(&s), "2026-11-22");
+    let notes = events(&s, &last_run_id(&s), "guard-overridden");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("guard `host`"), "{notes:?}");
+    assert!(notes[0].contains("uid"), "{notes:?}");
+
+    restore(&RESTORE.replace("playbook: [nightly]", "playbook: [weekly]"));
+    let r = run(&["--snapshot", "2026-11-21"]).expect_code(9);
+    assert!(r.stderr.contains("guard `playbook`"), "{}", r.stderr);
+    assert!(r.stderr.contains("playbook `nightly`"), "{}", r.stderr);
+    run(&["--snapshot", "2026-11-21", "--override", "playbook"]).expect_code(0);
+    assert_eq!(events(&s, &last_run_id(&s), "guard-overridden").len(), 1);
+
+    restore(&RESTORE.replace("scope: full", "scope: gold-only"));
+    let r = run(&["--snapshot", "2026-11-21"]).expect_code(9);
+    assert!(r.stderr.contains("guard `scope`"), "{}", r.stderr);
+    assert!(r.stderr.contains("scope `full`"), "{}", r.stderr);
+    run(&["--snapshot", "2026-11-21", "--override", "scope"]).expect_code(0);
+
+    // `format`: the default snapshot is no ward snapshot at all.
+    restore(RESTORE);
+    let r = run(&["--var", "from=current"]).expect_code(9);
+    assert!(r.stderr.contains("guard `format`"), "{}", r.stderr);
+    assert!(!s.path().join("restored").exists());
+    run(&["--var", "from=current", "--override", "format"]).expect_code(0);
+    assert_eq!(restored(&s), "2026-11-22");
+
+    // Not a guard: a usage error.
+    let r = run(&["--override", "colour"]).expect_code(2);
+    assert!(r.stderr.contains("no such guard"), "{}", r.stderr);
+}
+
+#[test]
+fn the_postgres_guard_compares_the_servers_major_version() {
+    let c = crate::pg_cluster::Cluster::start();
+    let s = Scratch::new();
+    s.write(
+        "backup.yml",
+        &format!(
+            "ward: 1\nname: nightly\nsteps:\n  - id: dump\n    action: pg.dumpall\n    with: {{ db: {}, dest: current/all.sql.gz }}\n  - id: snap\n    needs: dump\n    action: snapshot.hardlink\n    with: {{ src: current, dir: snaps, scope: full }}\n",
+            c.conn()
+        ),
+    );
+    s.ward().args(["run", "backup.yml"]).run().expect_code(0);
+    let restore = |db: &str, no_server: &str| {
+        s.write(
+            "restore.yml",
+            &format!(
+                "ward: 1\nname: r\nvars:\n  from: snaps/latest\nrestore:\n  snapshots: snaps\n  snapshot_var: from\n  guards:\n    postgres: {{ db: {db}, no_server: {no_server} }}\nsteps:\n  - id: put-back\n    run: \"echo done > done\"\n"
+            ),
+        );
+        s.ward().args(["run", "restore.yml"]).run()
+    };
+    restore(&c.conn(), "refuse").expect_code(0);
+    // No server at that port: refused (its creation is not this playbook's)...
+    let gone = format!(
+        "{{ host: \"{}\", port: 1, user: postgres }}",
+        c.socket.display()
+    );
+    std::fs::remove_file(s.path().join("done")).expect("done");
+    let r = restore(&gone, "refuse").expect_code(9);
+    assert!(r.stderr.contains("guard `postgres`"), "{}", r.stderr);
+    assert!(r.stderr.contains("no server answering"), "{}", r.stderr);
+    assert!(r.stderr.contains("PostgreSQL "), "{}", r.stderr);
+    assert!(!s.path().join("done").exists());
+    // ...unless the playbook says it creates one.
+    restore(&gone, "pass").expect_code(0);
+    // The plan shows the guards and, with --snapshot, what they say.
+    let plan = s
+        .ward()
+        .args(["plan", "restore.yml", "--snapshot", "latest"])
+        .run()
+        .expect_code(0);
+    assert!(
+        plan.stdout.contains("guards: format; postgres major"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("every guard passes"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn an_unfinished_restore_leaves_its_marker_and_backups_and_starts_wait_for_it() {
+    let (s, backup, restore) = system();
+    s.write("fail-finish", "");
+    s.ward()
+        .args(["run", "--yes"])
+        .arg(&restore)
+        .run()
+        .expect_code(1);
+    let id = last_run_id(&s);
+    let marker = s.read("work/restore-in-progress");
+    assert!(marker.contains(&id), "{marker}");
+    assert!(marker.contains("snaps/2026-11-21"), "{marker}");
+    // A backup of the system refuses to start (recorded skipped).
+    let r = s
+        .ward()
+        .args(["run", "--var", "snap_name=2026-11-23"])
+        .arg(&backup)
+        .run()
+        .expect_code(6);
+    assert!(
+        r.stderr.contains(&format!("restore run {id}")),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path().join("snaps/2026-11-23").exists());
+    // Another run's start of the service refuses while the marker is there.
+    let start = s.write(
+        "start.yml",
+        "ward: 1\nname: start\nsteps:\n  - id: start\n    action: service.start\n    with: { start: [bash, -c, \"echo started >> started\"], blocked_by: work/restore-in-progress }\n",
+    );
+    let r = s.ward().arg("run").arg(&start).run().expect_code(1);
+    assert!(r.stderr.contains("a restore is unfinished"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("ward resume {id}")),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path().join("started").exists());
+    // The resume finishes the restore: its own start is allowed, and the
+    // marker goes as the very last thing.
+    std::fs::remove_file(s.path().join("fail-finish")).expect("rm");
+    s.ward().args(["resume", "--yes", &id]).run().expect_code(0);
+    assert_eq!(s.read("started").trim(), "started");
+    assert!(!s.path().join("work/restore-in-progress").exists());
+    s.ward()
+        .args(["run", "--var", "snap_name=2026-11-23"])
+        .arg(&backup)
+        .run()
+        .expect_code(0);
+}
+
+#[test]
+fn a_restore_killed_mid_run_leaves_its_marker() {
+    let (s, _, restore) = system();
+    s.write("hold", "");
+    let mut child = s.ward().args(["run", "--yes"]).arg(&restore).spawn();
+    assert!(crate::harness::wait_for(30, || s
+        .path()
+        .join("waiting")
+        .exists()));
+    assert!(s.path().join("work/restore-in-progress").exists());
+    // SIGKILL: nothing can clean up.
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert!(s.path().join("work/restore-in-progress").exists());
+}
+
+#[test]
+fn a_backup_and_a_restore_of_the_same_system_share_one_lock() {
+    let (s, backup, restore) = system();
+    s.write("hold", "");
+    let mut child = s.ward().args(["run", "--yes"]).arg(&restore).spawn();
+    assert!(crate::harness::wait_for(30, || s
+        .path()
+        .join("waiting")
+        .exists()));
+    let r = s
+        .ward()
+        .args(["run", "--var", "snap_name=2026-11-23"])
+        .arg(&backup)
+        .run()
+        .expect_code(3);
+    assert!(r.stderr.contains("sys"), "{}", r.stderr);
+    s.write("go", "");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn restore_is_checked_like_every_key() {
+    let s = Scratch::new();
+    let book = s.write(
+        "bad.yml",
+        "ward: 1\nname: b\nvars: { x: 1 }\nrestore:\n  snapshots: snaps\n  snapshot_var: nope\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let r = s.ward().arg("validate").arg(&book).run().expect_code(2);
+    assert!(r.stderr.contains("bad.yml:6:17"), "{}", r.stderr);
+    assert!(r.stderr.contains("not one of `vars:`"), "{}", r.stderr);
+    let book = s.write(
+        "bad.yml",
+        "ward: 1\nname: b\nvars: { x: 1 }\nrestore:\n  snapshots: snaps\n  snapshot_var: x\n  guards: { hots: true }\n  colour: red\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let r = s.ward().arg("validate").arg(&book).run().expect_code(2);
+    assert!(r.stderr.contains("unknown key `colour`"), "{}", r.stderr);
+    assert!(r.stderr.contains("bad.yml:8:3"), "{}", r.stderr);
+}
