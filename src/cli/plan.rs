@@ -45,6 +45,13 @@ pub(super) fn plan(args: &PlanArgs) -> Result<i32, WardError> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    if plan.restore.is_none() && args.snapshot.snapshot.is_some() {
+        return Err(WardError::Usage(format!(
+            "{}: --snapshot is for playbooks with `restore:`, and playbook `{}` has none",
+            args.file.display(),
+            plan.playbook.name.value
+        )));
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     match format {

@@ -320,6 +320,18 @@ pub(super) fn step(
         }
     });
 
+    if let Some(c) = step.confirm.as_ref().filter(|_| compensation_only) {
+        // Compensations run after a failure, often unattended, to undo
+        // work: a question there could only leave the undo half done.
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                c.span,
+                format!("step `{id}` is a compensation step and cannot have `confirm`"),
+            )
+            .with_help("put `confirm` on the step whose work it undoes"),
+        );
+    }
     let confirm = step.confirm.as_ref().and_then(|c| {
         // Shown at a terminal and recorded with the run: no secrets.
         let mut text = |node: &Node, key: &str| {

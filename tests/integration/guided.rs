@@ -209,6 +209,32 @@ fn confirm_is_checked_like_every_key() {
     assert!(r.stderr.contains("has no `prompt`"), "{}", r.stderr);
     assert!(r.stderr.contains("unknown key `wrod`"), "{}", r.stderr);
     assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    let book = s.write(
+        "bad.yml",
+        "ward: 1\nname: b\nsteps:\n  - id: a\n    compensate: undo\n    run: \"true\"\n  - id: undo\n    confirm: Undo?\n    run: \"true\"\n",
+    );
+    let r = s.ward().arg("validate").arg(&book).run().expect_code(2);
+    assert!(r.stderr.contains("bad.yml:8:14"), "{}", r.stderr);
+    assert!(r.stderr.contains("compensation step"), "{}", r.stderr);
+    // `--snapshot` and `--override` are for restore playbooks only.
+    let plain = s.write(
+        "plain.yml",
+        "ward: 1\nname: p\nsteps:\n  - id: a\n    run: \"true\"\n",
+    );
+    let r = s
+        .ward()
+        .args(["plan", "--snapshot", "latest"])
+        .arg(&plain)
+        .run()
+        .expect_code(2);
+    assert!(r.stderr.contains("`restore:`"), "{}", r.stderr);
+    let r = s
+        .ward()
+        .args(["run", "--override", "host"])
+        .arg(&plain)
+        .run()
+        .expect_code(2);
+    assert!(r.stderr.contains("`restore:`"), "{}", r.stderr);
 }
 
 /// A backup of a small "system": its data file goes into a snapshot
