@@ -601,3 +601,25 @@ fn restore_is_checked_like_every_key() {
     assert!(r.stderr.contains("unknown key `colour`"), "{}", r.stderr);
     assert!(r.stderr.contains("bad.yml:8:3"), "{}", r.stderr);
 }
+
+#[test]
+fn while_a_question_is_on_the_screen_other_steps_run_but_print_after_the_answer() {
+    let s = Scratch::new();
+    let book = s.write(
+        "chatty.yml",
+        "ward: 1\nname: chatty\nsteps:\n  - id: chatty\n    run: \"touch chatting; while [ ! -e wiped ]; do echo tick; sleep 0.05; done; echo chatty-done\"\n  - id: wipe\n    confirm: Wipe it?\n    run: \"while [ ! -e chatting ]; do sleep 0.05; done; touch wiped\"\n",
+    );
+    let cmd = s.ward().arg("run").arg(&book).command();
+    let (code, out) = run_answering(cmd, &[("to go on", "chatty")]);
+    assert_eq!(code, 0, "{out}");
+    let asked = out.find("to go on").expect("asked");
+    let answered = asked
+        + out[asked..]
+            .find("chatty\r\n")
+            .expect("the typed answer echoed");
+    // Nothing of the running step came between the question and the answer...
+    assert!(!out[asked..answered].contains("tick"), "{out}");
+    // ...but it went on: what it printed meanwhile came after the answer.
+    assert!(out[answered..].contains("chatty │ tick"), "{out}");
+    assert!(out[answered..].contains("chatty-done"), "{out}");
+}
