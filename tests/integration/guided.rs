@@ -559,7 +559,15 @@ fn a_restore_killed_mid_run_leaves_its_marker() {
     // SIGKILL: nothing can clean up.
     child.kill().expect("kill");
     let _ = child.wait();
-    assert!(s.path().join("work/restore-in-progress").exists());
+    let marker = s.read("work/restore-in-progress");
+    let id = last_run_id(&s);
+    assert!(marker.contains(&id), "{marker}");
+    // Its resume finishes the restore, and only then the marker goes.
+    std::fs::remove_file(s.path().join("hold")).expect("rm hold");
+    s.write("go", "");
+    s.ward().args(["resume", "--yes", &id]).run().expect_code(0);
+    assert_eq!(restored(&s), "2026-11-21");
+    assert!(!s.path().join("work/restore-in-progress").exists());
 }
 
 #[test]
