@@ -33,6 +33,14 @@ pub mod exit {
     /// `ward check`: a playbook's last successful run is older than its
     /// `max_age`, or it never succeeded.
     pub const STALE: i32 = 7;
+    /// A `confirm:` step was not confirmed: a wrong word was typed (the
+    /// step failed, nothing after it ran), or there was no terminal to ask
+    /// at and no `--yes` (refused before anything ran).
+    pub const NOT_CONFIRMED: i32 = 8;
+    /// A restore guard refused the chosen snapshot (its manifest does not
+    /// match this system) and was not overridden with `--override`; no
+    /// step ran.
+    pub const GUARD: i32 = 9;
     /// The run was stopped by SIGHUP (128 + 1).
     pub const HANGUP: i32 = 129;
     /// The run was stopped by SIGINT, Ctrl-C (128 + 2).
@@ -52,6 +60,8 @@ pub mod exit {
         (NO_STATE, "no state database at that path"),
         (SKIPPED, "a precondition failed"),
         (STALE, "older than its `max_age`"),
+        (NOT_CONFIRMED, "not confirmed"),
+        (GUARD, "a restore guard refused"),
         (HANGUP, "SIGHUP"),
         (INTERRUPT, "SIGINT"),
         (QUIT, "SIGQUIT"),
@@ -115,6 +125,12 @@ pub enum WardError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// A run needs a confirmation nobody can give (no terminal, no `--yes`).
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// A restore guard refused the snapshot.
+    #[error("{0}")]
+    Guard(String),
     /// A failure inside ward that no other kind describes.
     #[error("{0}")]
     Internal(String),
@@ -142,6 +158,8 @@ impl WardError {
             },
             WardError::State(e) => state_code(e),
             WardError::RunRecordDamaged { .. } => exit::STATE,
+            WardError::NotConfirmed(_) => exit::NOT_CONFIRMED,
+            WardError::Guard(_) => exit::GUARD,
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod procs;
 pub mod progress;
 pub mod rehearse;
 pub mod report;
+pub mod restore;
 pub mod schedule;
 pub mod schema;
 pub mod session;

@@ -55,6 +55,47 @@ pub struct RunSettings {
     pub echo_output: bool,
     /// `--skip-preconditions`: run without checking them (recorded).
     pub skip_preconditions: bool,
+    /// How `confirm:` steps are confirmed (`--yes`, a terminal, nobody).
+    pub confirm: execute::confirm::ConfirmSetup,
+    /// Events recorded with the run as it starts (the snapshot chosen, the
+    /// guards overridden).
+    pub notes: Vec<(NoteKind, String)>,
+    /// `restore.marker`: written before the first step, removed when every
+    /// step succeeded.
+    pub marker: Option<(PathBuf, crate::restore::Marker)>,
+}
+
+/// Refuses a run (before anything is recorded or changed) that would
+/// reach a `confirm:` step nobody can confirm: no terminal and no `--yes`.
+/// `done(i)`: step `i` needs no question (it succeeded, or was confirmed,
+/// before a resume). Steps whose `if:` is false are never reached.
+pub fn check_confirmable(
+    v: &Plan,
+    settings: &RunSettings,
+    done: impl Fn(usize) -> bool,
+) -> Result<(), WardError> {
+    if settings.confirm.by != execute::confirm::ConfirmBy::Nobody {
+        return Ok(());
+    }
+    let waiting: Vec<String> = v
+        .steps
+        .iter()
+        .filter(|s| s.confirm.is_some())
+        .filter(|s| s.condition.as_ref().is_none_or(|c| c.value))
+        .filter(|s| !done(s.index))
+        .map(|s| format!("`{}`", s.id))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    Err(WardError::NotConfirmed(format!(
+        "playbook `{}` not run: step{} {} must be confirmed by the operator (`confirm:`), and \
+         there is no terminal to ask at; run it at a terminal, or pass --yes to confirm \
+         (recorded with who gave it); nothing was run",
+        v.playbook.name.value,
+        if waiting.len() == 1 { "" } else { "s" },
+        waiting.join(", ")
+    )))
 }
 
 /// A new, unique, sortable run id: local start time plus a random suffix.
@@ -260,7 +301,23 @@ pub async fn start(
             compensation: s.compensation_only,
         })
         .collect();
+    if skipped.is_none() {
+        write_marker(settings)?;
+    }
     session.store.create_run(run, steps).await?;
+    if !settings.notes.is_empty() {
+        let at = now_ms();
+        let notes = settings
+            .notes
+            .iter()
+            .map(|(kind, message)| Change::Note {
+                kind: *kind,
+                message: message.clone(),
+                at,
+            })
+            .collect();
+        session.store.apply(run_id, notes).await?;
+    }
     if let Some(message) = skipped {
         // Recorded `skipped` with its steps by `create_run`; nothing ran,
         // so nothing (not even a `when: always` step) has to be closed.
@@ -277,9 +334,35 @@ pub async fn start(
         resumed: false,
     };
     let outcome = execute_recorded(v, run_id, start, session, settings, grace, reporter).await;
+    remove_marker(settings, &outcome);
     // Only after the run's end is recorded.
     lease.release().await?;
     Ok(outcome)
+}
+
+/// Writes `restore.marker` (nothing has changed yet: refusing is safe).
+fn write_marker(settings: &RunSettings) -> Result<(), WardError> {
+    if let Some((path, marker)) = &settings.marker {
+        crate::restore::write_marker(path, marker).map_err(|why| {
+            WardError::Usage(format!(
+                "cannot write the restore marker {}: {why}; nothing was run",
+                path.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes `restore.marker` once every step succeeded: a restore that
+/// failed or was interrupted leaves it, so the system is not taken for
+/// healthy.
+fn remove_marker(settings: &RunSettings, outcome: &Outcome) {
+    if let Some((path, _)) = &settings.marker
+        && outcome.ending == execute::Ending::Succeeded
+        && let Err(why) = crate::restore::remove_marker(path)
+    {
+        eprintln!("warning: the restore succeeded, but its marker stays: {why}; remove it by hand");
+    }
 }
 
 /// Checks the playbook's preconditions (the caller holds the lease) and
@@ -373,6 +456,7 @@ async fn execute_recorded(
             echo_output: settings.echo_output,
             kill_grace,
             state_flag: crate::report::state_flag(session.given.as_deref()),
+            confirm: settings.confirm.clone(),
         },
     };
     execute::execute(exec, session.store.as_mut(), reporter).await
@@ -593,7 +677,10 @@ pub async fn resume(
         flush_first: resumption.flush_first,
         resumed: true,
     };
+    // A resumed restore is still one: its marker stays (or comes back).
+    write_marker(settings)?;
     let outcome = execute_recorded(v, &run.id, start, session, settings, grace, reporter).await;
+    remove_marker(settings, &outcome);
     // Only after the run's end is recorded.
     lease.release().await?;
     Ok(outcome)

@@ -31,6 +31,10 @@ pub struct ServiceStartParams {
     /// How long to wait for the service to come up (default 60s).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// A restore's marker (`restore.marker`): while this file exists the
+    /// service is not started (the step fails), unless the marker names
+    /// this run (the restore starting it itself).
+    pub blocked_by: Option<String>,
 }
 
 fn default_timeout() -> Duration {
@@ -69,6 +73,21 @@ impl Action for ServiceStart {
     }
 
     fn perform(p: &ServiceStartParams, ctx: &ActionCtx) -> ActionResult {
+        if let Some(marker) = &p.blocked_by {
+            let path = ctx.path(marker);
+            let found = crate::fs::restore_marker::blocking(&path)
+                .map_err(|why| ActionError::new(format!("`blocked_by`: {why}")))?;
+            if let Some((said, run)) = found
+                && run.as_deref() != Some(ctx.attempt.run_id.as_str())
+            {
+                return Err(ActionError::new(format!(
+                    "not started: a restore is unfinished ({said}); the system may be half \
+                     restored. Finish it (`ward resume {}`), or remove the marker once the \
+                     system is known to be whole",
+                    run.as_deref().unwrap_or("RUN_ID")
+                )));
+            }
+        }
         let argv = service_command("start", p.unit.as_deref(), p.start.as_deref())?;
         run_checked(ctx, &argv)?;
         if let Some(m) = &p.wait_up {

@@ -52,6 +52,9 @@ pub struct SnapshotHardlinkParams {
     /// Files whose sha256 goes into the manifest: `sample` (1 in 32, the default) or `all`.
     #[serde(default)]
     pub hash: HashMode,
+    /// What the backup holds, in the playbook's words (`full`, `gold-only`):
+    /// recorded in the manifest, where a restore's `scope` guard reads it.
+    pub scope: Option<String>,
 }
 
 /// Which files a manifest records a content hash for.
@@ -345,6 +348,14 @@ fn make(
         hash_all: p.hash == HashMode::All,
         kind,
         base: base.clone(),
+        // Set by the executor for every step (docs/playbook.md, "How steps run").
+        playbook: ctx
+            .attempt
+            .env
+            .iter()
+            .find(|(k, _)| k == "WARD_PLAYBOOK")
+            .map(|(_, v)| v.clone()),
+        scope: p.scope.clone(),
     };
     let mut m = manifest::build(
         &partial,

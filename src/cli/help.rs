@@ -37,6 +37,14 @@ const EXIT_CODES: &[(i32, &str)] = &[
         exit::STALE,
         "ward check: a backup is older than its `max_age`",
     ),
+    (
+        exit::NOT_CONFIRMED,
+        "a `confirm:` step was not confirmed (wrong word, or no terminal and no --yes)",
+    ),
+    (
+        exit::GUARD,
+        "a restore guard refused the snapshot (see --override); nothing ran",
+    ),
     (exit::HANGUP, "stopped by SIGHUP"),
     (exit::INTERRUPT, "stopped by SIGINT (Ctrl-C)"),
     (exit::QUIT, "abandoned on SIGQUIT"),

@@ -155,6 +155,8 @@ struct PlanArgs {
     /// Print JSON: the same as `--format json`.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    snapshot: SnapshotArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,6 +217,33 @@ struct RunArgs {
     no_jitter: bool,
     #[command(flatten)]
     report: ReportFileArgs,
+    #[command(flatten)]
+    confirm: ConfirmArgs,
+    #[command(flatten)]
+    snapshot: SnapshotArgs,
+    /// Go on although this restore guard refuses the snapshot (`host`,
+    /// `postgres`, `playbook`, `scope`, `format`); repeatable; recorded.
+    #[arg(long = "override", value_name = "GUARD")]
+    overrides: Vec<String>,
+}
+
+/// `confirm:` steps.
+#[derive(Debug, clap::Args)]
+struct ConfirmArgs {
+    /// Answer every `confirm:` question with yes, without a terminal
+    /// (recorded with the run, with who gave it).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// A restore's snapshot (`restore:` playbooks).
+#[derive(Debug, clap::Args)]
+struct SnapshotArgs {
+    /// The snapshot to restore: `latest`, a date (`2026-12-01`), a
+    /// snapshot's folder name, or a path to a snapshot folder. At a
+    /// terminal without it, ward lists the snapshots to pick from.
+    #[arg(long, value_name = "latest|DATE|NAME|PATH")]
+    snapshot: Option<String>,
 }
 
 /// `--report FILE` of `ward run` and `ward resume`.
@@ -306,6 +335,8 @@ struct ResumeArgs {
     output: OutputArgs,
     #[command(flatten)]
     report: ReportFileArgs,
+    #[command(flatten)]
+    confirm: ConfirmArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -558,6 +589,7 @@ fn ending_code(ending: Ending) -> i32 {
         Ending::Failed => exit::FAILED,
         Ending::StateLost => exit::STATE,
         Ending::Skipped => exit::SKIPPED,
+        Ending::NotConfirmed => exit::NOT_CONFIRMED,
         Ending::Interrupted(signal) | Ending::Abandoned(signal) => signal_code(signal),
     }
 }

@@ -224,6 +224,16 @@ fn reporter(
     let settings = RunSettings {
         echo_output: output.progress && !json,
         skip_preconditions: false,
+        // A rehearsal touches only its sandbox: its `confirm:` questions
+        // are answered yes (recorded so), nobody is asked.
+        confirm: crate::execute::confirm::ConfirmSetup::new(
+            true,
+            vec!["a rehearsal, in its sandbox".to_owned()],
+        ),
+        notes: Vec::new(),
+        // Never the production marker: a rehearsal leaves the real system
+        // as it found it.
+        marker: None,
     };
     if output.progress && !json {
         let shown = crate::report::ProgressReporter::new(std::io::stdout(), Style::stdout())
@@ -278,6 +288,7 @@ fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
                 Some(Ending::Failed) => "failed",
                 Some(Ending::StateLost) => "state-lost",
                 Some(Ending::Skipped) => "skipped",
+                Some(Ending::NotConfirmed) => "not-confirmed",
                 Some(Ending::Interrupted(_) | Ending::Abandoned(_)) => "interrupted",
                 None => "not-run",
             },

@@ -7,6 +7,7 @@ use super::{OutputArgs, ResumeArgs, RunArgs};
 use super::{due, vars};
 use crate::error::{WardError, exit};
 use crate::execute::Reporter;
+use crate::execute::confirm::ConfirmSetup;
 use crate::model::Overlap;
 use crate::notify;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time};
@@ -30,6 +31,9 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
             RunSettings {
                 echo_output: true,
                 skip_preconditions: false,
+                confirm: ConfirmSetup::new(false, Vec::new()),
+                notes: Vec::new(),
+                marker: None,
             },
         )
     } else {
@@ -38,6 +42,9 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
             RunSettings {
                 echo_output: false,
                 skip_preconditions: false,
+                confirm: ConfirmSetup::new(false, Vec::new()),
+                notes: Vec::new(),
+                marker: None,
             },
         )
     }
@@ -63,11 +70,12 @@ fn shows_progress(output: &OutputArgs) -> bool {
 const NOTHING_RUN: &str = "; nothing was run";
 
 pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
-    let overrides = vars::parse(&args.vars.vars)?;
+    let mut overrides = vars::parse(&args.vars.vars)?;
     let report = super::report::ReportTarget::from_args(&args.report)?;
     let run_id = session::new_run_id();
+    crate::restore::check_override_names(&args.overrides)?;
     let checked = crate::check_file(&args.file, &overrides, &run_id)?;
-    let v = match super::checked::plan_or_exit(
+    let mut v = match super::checked::plan_or_exit(
         checked,
         &args.file.display().to_string(),
         NOTHING_RUN,
@@ -75,6 +83,32 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
+    let mut guided = Guided::default();
+    if v.restore.is_some() {
+        let (chosen, set) = choose_snapshot(&v, args.snapshot.snapshot.as_deref())?;
+        if let Some((var, path)) = set {
+            // As a `--var`: recorded with the run, so a resume restores it too.
+            overrides.retain(|(k, _)| *k != var);
+            overrides.push((var, path));
+            let checked = crate::check_file(&args.file, &overrides, &run_id)?;
+            v = match super::checked::plan_or_exit(
+                checked,
+                &args.file.display().to_string(),
+                NOTHING_RUN,
+            ) {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
+        }
+        guided = guide(&v, &run_id, &chosen, &args.overrides)?;
+    } else if !args.overrides.is_empty() || args.snapshot.snapshot.is_some() {
+        return Err(WardError::Usage(format!(
+            "{}: --snapshot and --override are for playbooks with `restore:`, and playbook `{}` \
+             has none",
+            args.file.display(),
+            v.playbook.name.value
+        )));
+    }
     let schedule = due::schedule_of(&v.playbook);
     if args.if_due && schedule.is_none() {
         return Err(WardError::Usage(format!(
@@ -96,6 +130,10 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     let given = args.state.state.as_deref();
     let (mut reporter, mut settings) = reporter(&args.output, given);
     settings.skip_preconditions = args.skip_preconditions;
+    settings.confirm = ConfirmSetup::new(args.confirm.yes, guided.context);
+    settings.notes = guided.notes;
+    settings.marker = guided.marker;
+    session::check_confirmable(&v, &settings, |_| false)?;
     let setup = notify::Setup::of(&v.playbook);
     let name = v.playbook.name.value.clone();
     let lock = v.playbook.lock_name().to_owned();
@@ -246,6 +284,155 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         );
     }
     Ok(super::ending_code(outcome.ending))
+}
+
+/// What a guided restore adds to a run.
+#[derive(Default)]
+struct Guided {
+    /// Shown above `confirm:` questions.
+    context: Vec<String>,
+    /// Recorded with the run.
+    notes: Vec<(crate::state::NoteKind, String)>,
+    /// `restore.marker`.
+    marker: Option<(std::path::PathBuf, crate::restore::Marker)>,
+}
+
+fn work_dir_of(v: &crate::plan::Plan) -> std::path::PathBuf {
+    crate::source::playbook_dir(v.playbook.source.path())
+}
+
+/// The snapshot at `value` (a path, relative to the playbook's folder;
+/// links such as `latest` followed), if it is one with a manifest.
+fn snapshot_at(work_dir: &Path, value: &str) -> Option<crate::restore::Candidate> {
+    let path = std::fs::canonicalize(work_dir.join(value)).ok()?;
+    crate::restore::choose(path.parent()?, &path.display().to_string()).ok()
+}
+
+/// The snapshot to restore: `--snapshot`, else a pick from the list at a
+/// terminal, else the `snapshot_var`'s value. Returns it and, when it was
+/// chosen here, the `--var` that sets it.
+#[allow(clippy::type_complexity)]
+fn choose_snapshot(
+    v: &crate::plan::Plan,
+    wanted: Option<&str>,
+) -> Result<(Option<crate::restore::Candidate>, Option<(String, String)>), WardError> {
+    let Some(r) = &v.restore else {
+        return Ok((None, None));
+    };
+    let work_dir = work_dir_of(v);
+    let dir = work_dir.join(&r.spec.snapshots);
+    let chosen = match wanted {
+        Some(w) => {
+            let w = if w.contains('/') {
+                // A relative PATH is the operator's, not the playbook's.
+                std::fs::canonicalize(w)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| w.to_owned())
+            } else {
+                w.to_owned()
+            };
+            crate::restore::choose(&dir, &w)?
+        }
+        None if crate::execute::confirm::terminal() => crate::restore::pick(&dir)?,
+        None => {
+            let value = v
+                .vars
+                .get(&r.spec.snapshot_var)
+                .and_then(|s| s.as_str())
+                .unwrap_or("");
+            return Ok((snapshot_at(&work_dir, value), None));
+        }
+    };
+    let path = chosen.path.display().to_string();
+    Ok((Some(chosen), Some((r.spec.snapshot_var.clone(), path))))
+}
+
+/// The marker of a restore of `snapshot` by run `run_id`.
+fn marker_of(
+    v: &crate::plan::Plan,
+    run_id: &str,
+    snapshot: Option<&crate::restore::Candidate>,
+) -> Option<(std::path::PathBuf, crate::restore::Marker)> {
+    let r = v.restore.as_ref()?;
+    let path = work_dir_of(v).join(r.spec.marker.as_deref()?);
+    let marker = crate::restore::Marker {
+        run_id: run_id.to_owned(),
+        playbook: v.playbook.name.value.clone(),
+        snapshot: snapshot.map_or_else(
+            || {
+                v.vars
+                    .get(&r.spec.snapshot_var)
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            },
+            |c| c.path.display().to_string(),
+        ),
+        started: chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+    };
+    Some((path, marker))
+}
+
+/// Checks the guards against the chosen snapshot (before anything is
+/// recorded or changed) and gathers what the run records and shows.
+fn guide(
+    v: &crate::plan::Plan,
+    run_id: &str,
+    chosen: &Option<crate::restore::Candidate>,
+    overrides: &[String],
+) -> Result<Guided, WardError> {
+    use crate::state::NoteKind;
+    let Some(r) = &v.restore else {
+        return Ok(Guided::default());
+    };
+    let name = &v.playbook.name.value;
+    let work_dir = work_dir_of(v);
+    let Some(c) = chosen else {
+        let value = v
+            .vars
+            .get(&r.spec.snapshot_var)
+            .and_then(|s| s.as_str())
+            .unwrap_or("");
+        if overrides.iter().any(|o| o == "format") {
+            return Ok(Guided {
+                context: Vec::new(),
+                notes: vec![(
+                    NoteKind::GuardOverridden,
+                    format!(
+                        "guard `format`: {value} has no ward manifest; overridden with --override format by {}",
+                        crate::execute::confirm::operator()
+                    ),
+                )],
+                marker: marker_of(v, run_id, None),
+            });
+        }
+        return Err(WardError::Guard(format!(
+            "playbook `{name}` not run: guard `format`: the snapshot `{value}` (`{}`) is not a \
+             folder with a ward manifest, so nothing can be checked against it; nothing was run; \
+             choose one with --snapshot, or pass --override format",
+            r.spec.snapshot_var
+        )));
+    };
+    let here = crate::restore::Here {
+        host: &v.facts.host,
+        work_dir: &work_dir,
+    };
+    let refusals = session::block_on(crate::restore::check_guards(&r.spec, c, &here))?;
+    let overridden = crate::restore::verdict(name, c, &refusals, overrides)?;
+    let mut notes = vec![(NoteKind::SnapshotChosen, format!("restoring {}", c.line()))];
+    notes.extend(
+        overridden
+            .into_iter()
+            .map(|o| (NoteKind::GuardOverridden, o)),
+    );
+    for (_, o) in notes.iter().skip(1) {
+        eprintln!("{}: {o}", Style::stderr().warning("override"));
+    }
+    Ok(Guided {
+        context: c.context(),
+        notes,
+        marker: marker_of(v, run_id, Some(c)),
+    })
 }
 
 /// Says (at a terminal) and notifies (`on: [missed]`) each missed slot
@@ -421,7 +608,26 @@ async fn resume_recorded(
             run.playbook_path
         );
     }
-    let (mut reporter, settings) = reporter(&args.output, args.state.state.as_deref());
+    let (mut reporter, mut settings) = reporter(&args.output, args.state.state.as_deref());
+    let snapshot = v
+        .restore
+        .as_ref()
+        .and_then(|r| v.vars.get(&r.spec.snapshot_var))
+        .and_then(|s| s.as_str())
+        .and_then(|s| snapshot_at(&work_dir_of(&v), s));
+    settings.confirm = ConfirmSetup::new(
+        args.confirm.yes,
+        snapshot.as_ref().map(|c| c.context()).unwrap_or_default(),
+    );
+    settings.marker = marker_of(&v, &run.id, snapshot.as_ref());
+    // A step that succeeded, or had an attempt (so was confirmed), is not asked again.
+    session::check_confirmable(&v, &settings, |i| {
+        v.steps.get(i).is_some_and(|s| {
+            records.iter().any(|r| {
+                r.id == s.id && (r.state == crate::state::StepState::Succeeded || r.attempts > 0)
+            })
+        })
+    })?;
     let setup = notify::Setup::of(&v.playbook);
     let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
     let outcome = session::resume(&v, &run, &mut state, &settings, &mut pinging).await?;

@@ -120,6 +120,20 @@ pub enum Event<'a> {
         /// `name (pid N)` of each one.
         processes: &'a str,
     },
+    /// A step waits for the operator to confirm it (`confirm:`): the
+    /// question is being asked on the terminal, so nothing else is drawn
+    /// until [`Event::ConfirmAnswered`].
+    ConfirmAsked {
+        /// The step.
+        step: &'a str,
+    },
+    /// The operator answered (or could not).
+    ConfirmAnswered {
+        /// The step.
+        step: &'a str,
+        /// True when the word was typed.
+        confirmed: bool,
+    },
     /// The run ended.
     RunFinished {
         /// Run id.

@@ -6,6 +6,7 @@
 //! (`report::progress` has the terminal and cron ones).
 
 mod action_run;
+pub mod confirm;
 mod events;
 pub mod orphans;
 mod process;
@@ -38,6 +39,9 @@ pub enum Ending {
     /// A precondition failed: the run was recorded `skipped` and no step
     /// ran (decided before the executor, in `session::start`).
     Skipped,
+    /// A `confirm:` step was not confirmed (a wrong word, a closed
+    /// terminal): it failed and nothing after it ran.
+    NotConfirmed,
 }
 
 /// How a run is carried out.
@@ -54,6 +58,8 @@ pub struct ExecOptions {
     /// ` --state PATH` when the run was given one (`report::state_flag`),
     /// for the `ward resume` hints in recorded messages.
     pub state_flag: String,
+    /// How `confirm:` steps are confirmed.
+    pub confirm: confirm::ConfirmSetup,
 }
 
 /// Default wait between SIGTERM and SIGKILL; `WARD_KILL_GRACE` overrides it.

@@ -91,6 +91,11 @@ enum Done {
     RetryDue {
         step: usize,
     },
+    /// The operator answered a step's `confirm:`.
+    Confirmed {
+        step: usize,
+        answer: super::confirm::Answer,
+    },
     /// A succeeded step's output was flushed to disk (or could not be).
     Flushed {
         step: usize,
@@ -149,6 +154,18 @@ struct Scheduler<'a, 'r> {
     changes: Vec<Change>,
     /// This boot of the machine (recorded with unflushed output).
     boot_id: String,
+    /// Steps whose `confirm:` was answered (in this run or, for a step
+    /// that had an attempt, before a resume).
+    confirmed: Vec<bool>,
+    /// The step whose question is on the screen (one at a time).
+    asking: Option<usize>,
+    /// Questions to put now (decided by `decide`).
+    to_ask: Vec<usize>,
+    /// The task waiting for the answer on the screen: a signal ends it (the
+    /// step is then skipped like every step not yet started).
+    ask_task: Option<tokio::task::AbortHandle>,
+    /// Why a step was not confirmed (the run then ends `NotConfirmed`).
+    not_confirmed: Option<String>,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -197,6 +214,20 @@ pub async fn execute(
         state_lost: None,
         changes: Vec::new(),
         boot_id: store.host().boot_id.clone(),
+        // An attempt starts only after its confirmation: a step that had
+        // one was confirmed (docs/playbook.md, "Confirm": not asked again
+        // on resume).
+        confirmed: exec
+            .start
+            .initial
+            .iter()
+            .zip(&v.steps)
+            .map(|((_, attempts), st)| st.confirm.is_none() || *attempts > 0)
+            .collect(),
+        asking: None,
+        to_ask: Vec::new(),
+        ask_task: None,
+        not_confirmed: None,
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -242,6 +273,15 @@ pub async fn execute(
 
     loop {
         let launch = s.decide();
+        for step in std::mem::take(&mut s.to_ask) {
+            let answer = s.ask(step);
+            s.ask_task = Some(tasks.spawn(async move {
+                let answer = answer.await.unwrap_or(super::confirm::Answer::Failed(
+                    "the question's thread ended without an answer".into(),
+                ));
+                Done::Confirmed { step, answer }
+            }));
+        }
         // Children start first, then the checkpoint is written: the fsync
         // overlaps with their start-up. Safe because a step that started
         // while recorded `pending` is simply run again after a crash, like
@@ -318,7 +358,9 @@ pub async fn execute(
                     s.attempt_done(step, attempt, &log, &result, &mut tasks, cancel);
                 }
                 Some(Ok(Done::RetryDue { step })) => { s.retry_waiting.remove(&step); }
+                Some(Ok(Done::Confirmed { step, answer })) => s.answered(step, answer),
                 Some(Ok(Done::Flushed { step, result })) => s.flushed(step, result),
+                Some(Err(e)) if e.is_cancelled() => {}
                 Some(Err(e)) => s.internal_failure(format!("internal error in a step task: {e}")),
                 None => {}
             },
@@ -475,6 +517,14 @@ impl Scheduler<'_, '_> {
     /// third or SIGQUIT abandons the finalizers too.
     fn on_signal(&mut self, sig: Received, senders: &Senders) {
         self.signals_seen += 1;
+        if let (Some(task), Some(i)) = (self.ask_task.take(), self.asking.take()) {
+            // Nobody needs the answer any more; the step is skipped.
+            task.abort();
+            self.reporter.event(&Event::ConfirmAnswered {
+                step: &self.steps[i].id,
+                confirmed: false,
+            });
+        }
         if sig == Received::Quit || self.signals_seen >= 3 {
             if self.abandoned.is_none() {
                 self.abandoned = Some(sig);
@@ -538,6 +588,16 @@ impl Scheduler<'_, '_> {
                     progressed = true;
                     continue;
                 }
+                if !self.confirmed[i] {
+                    if self.confirm_now(i) {
+                        progressed = true;
+                    } else {
+                        continue;
+                    }
+                    if !self.confirmed[i] {
+                        continue;
+                    }
+                }
                 launch.push(self.start_attempt(i));
                 progressed = true;
             }
@@ -545,6 +605,118 @@ impl Scheduler<'_, '_> {
                 return launch;
             }
         }
+    }
+
+    /// Step `i` is ready and not yet confirmed: with `--yes` it is
+    /// confirmed now (recorded); at a terminal its question is put unless
+    /// another one is on the screen. True when something was decided.
+    fn confirm_now(&mut self, i: usize) -> bool {
+        use super::confirm::ConfirmBy;
+        let step = &self.steps[i];
+        match self.options.confirm.by {
+            ConfirmBy::Yes => {
+                self.confirmed[i] = true;
+                let message = format!(
+                    "step `{}` confirmed with --yes by {} (`{}`)",
+                    step.id,
+                    self.options.confirm.who,
+                    step.confirm.as_ref().map_or("", |c| c.prompt.as_str())
+                );
+                tracing::info!("{message}");
+                self.note(NoteKind::Confirmed, message);
+                true
+            }
+            ConfirmBy::Terminal => {
+                if self.asking.is_some() {
+                    return false;
+                }
+                self.asking = Some(i);
+                self.to_ask.push(i);
+                false
+            }
+            ConfirmBy::Nobody => {
+                // Refused before the run started (session::check_confirmable);
+                // reached only if that check missed a step.
+                let why = format!(
+                    "step `{}` was not confirmed: no terminal to ask at and no --yes",
+                    step.id
+                );
+                self.refuse_unconfirmed(i, why);
+                true
+            }
+        }
+    }
+
+    /// Puts step `i`'s question on the terminal; the answer comes later.
+    fn ask(&mut self, i: usize) -> tokio::sync::oneshot::Receiver<super::confirm::Answer> {
+        let step = &self.steps[i];
+        self.reporter.event(&Event::ConfirmAsked { step: &step.id });
+        let (prompt, word) = step
+            .confirm
+            .as_ref()
+            .map_or(("", ""), |c| (c.prompt.as_str(), c.word.as_str()));
+        let text = super::confirm::question(&self.options.confirm, &step.id, prompt, word);
+        super::confirm::ask(text)
+    }
+
+    /// The operator answered step `i`'s question.
+    fn answered(&mut self, i: usize, answer: super::confirm::Answer) {
+        use super::confirm::Answer;
+        self.asking = None;
+        self.ask_task = None;
+        let step = &self.steps[i];
+        let word = step.confirm.as_ref().map_or("", |c| c.word.as_str());
+        let who = &self.options.confirm.who;
+        let refused = match answer {
+            Answer::Typed(t) if t.trim() == word => None,
+            Answer::Typed(t) => Some(format!(
+                "`{}` was typed, not `{word}`",
+                super::confirm::plain(t.trim())
+            )),
+            Answer::Closed => Some("the terminal closed before an answer".to_owned()),
+            Answer::Failed(e) => Some(format!("the answer could not be read: {e}")),
+        };
+        let confirmed = refused.is_none();
+        self.reporter.event(&Event::ConfirmAnswered {
+            step: &step.id,
+            confirmed,
+        });
+        match refused {
+            None => {
+                self.confirmed[i] = true;
+                let message = format!(
+                    "step `{}` confirmed at the terminal by {who}: typed `{word}` (`{}`)",
+                    step.id,
+                    step.confirm.as_ref().map_or("", |c| c.prompt.as_str())
+                );
+                self.note(NoteKind::Confirmed, message);
+            }
+            Some(why) => {
+                let why = format!("step `{}` was not confirmed by {who}: {why}", step.id);
+                self.refuse_unconfirmed(i, why);
+            }
+        }
+    }
+
+    /// Step `i` fails as not confirmed; the run stops there.
+    fn refuse_unconfirmed(&mut self, i: usize, why: String) {
+        if self.interrupted.is_some() {
+            // The signal's own skip reason says it.
+            return;
+        }
+        self.note(NoteKind::NotConfirmed, why.clone());
+        self.set_state(i, StepState::Failed, Some(why.clone()));
+        self.finished_order.push(i);
+        self.failure.get_or_insert_with(|| why.clone());
+        self.not_confirmed.get_or_insert(why);
+    }
+
+    fn note(&mut self, kind: NoteKind, message: String) {
+        self.changes.push(Change::Note {
+            kind,
+            message,
+            at: crate::clock::wall_ms(),
+        });
     }
 
     fn skip_reason(&self, i: usize) -> Option<String> {
@@ -656,6 +828,10 @@ impl Scheduler<'_, '_> {
         let mut env = vec![
             ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
             ("WARD_STEP".to_owned(), step.id.clone()),
+            (
+                "WARD_PLAYBOOK".to_owned(),
+                self.v.playbook.name.value.clone(),
+            ),
             ("WARD_ATTEMPT".to_owned(), attempt.to_string()),
             (
                 super::orphans::ATTEMPT_VAR.to_owned(),
@@ -1079,6 +1255,9 @@ impl Scheduler<'_, '_> {
                 Ending::Interrupted(sig),
                 Some(format!("interrupted by {}", sig.name())),
             ),
+            (None, Some(f)) if self.not_confirmed.is_some() => {
+                (RunState::Failed, Ending::NotConfirmed, Some(f))
+            }
             (None, Some(f)) => (RunState::Failed, Ending::Failed, Some(f)),
             (None, None) => (RunState::Succeeded, Ending::Succeeded, None),
         }

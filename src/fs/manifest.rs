@@ -68,6 +68,14 @@ pub struct Manifest {
     /// For incremental snapshots: the base snapshot (a sibling folder) holding the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// The name of the playbook that made it (absent in manifests written
+    /// before ward recorded it; restore guards then say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<String>,
+    /// What the backup holds, in the playbook's words (`snapshot.hardlink`'s
+    /// `scope`, e.g. `full`, `gold-only`); absent when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Every entry, sorted by path.
     pub entries: Vec<ManifestEntry>,
     /// sha256 of this manifest with `checksum` empty.
@@ -166,6 +174,10 @@ pub struct ManifestInfo {
     pub kind: &'static str,
     /// The base of an incremental snapshot: its name and folder.
     pub base: Option<(String, PathBuf)>,
+    /// The playbook's name.
+    pub playbook: Option<String>,
+    /// `scope`, as given.
+    pub scope: Option<String>,
 }
 
 /// Builds the manifest of the tree at `root` from its entries, hashing the
@@ -325,6 +337,8 @@ pub fn build(
         dumps,
         kind: info.kind.to_owned(),
         base: info.base.as_ref().map(|(name, _)| name.clone()),
+        playbook: info.playbook.clone(),
+        scope: info.scope.clone(),
         entries: manifest_entries,
         checksum: String::new(),
     };
@@ -986,6 +1000,8 @@ mod tests {
             hash_all: true,
             kind: "full",
             base: None,
+            playbook: None,
+            scope: None,
         };
         let m = build(&set, &entries, &info, 2, &stop, &progress).expect("build");
         let s = progress.sample();

@@ -81,6 +81,10 @@ pub struct PlaybookDoc {
     /// restore targets and PostgreSQL settings, which steps are fenced,
     /// extra checks (docs/playbook.md, "Rehearse").
     pub rehearse: Option<super::rehearse::RehearseDoc>,
+    /// A restore playbook: the snapshots folder, the variable `--snapshot`
+    /// sets, the guards checked against the snapshot's manifest before any
+    /// step runs, and the marker left while a restore is unfinished.
+    pub restore: Option<super::RestoreSpec>,
 }
 
 /// One precondition: a mapping with exactly one of these keys.
@@ -91,6 +95,8 @@ pub enum PreconditionDoc {
     FreeSpace(FreeSpaceDoc),
     /// A path that must exist (symlinks followed); relative to the playbook's folder.
     PathExists(String),
+    /// A path that must not exist (e.g. a restore's marker), in a folder only root or ward's user can write.
+    PathAbsent(String),
     /// A program that must exit 0 (stdout and stderr go to the run's `preconditions.log`).
     Command(CommandDoc),
     /// `host:port` that must accept a TCP connection.
@@ -240,4 +246,23 @@ pub struct StepDoc {
     /// Leave running the processes the step started in the background
     /// (default `false`: ward stops them when the step ends).
     pub keep_children: Option<bool>,
+    /// Ask the operator before the step starts: the question, or
+    /// `{prompt, word}`; the operator types `word` (default: the playbook's
+    /// name). Without a terminal the run needs `--yes` (else exit 8).
+    pub confirm: Option<ConfirmDoc>,
+}
+
+/// `confirm:`: a question, or a question and the word to type.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ConfirmDoc {
+    /// The question; the word to type is the playbook's name.
+    Prompt(String),
+    /// The question and the word.
+    Full {
+        /// The question.
+        prompt: String,
+        /// The word the operator types to go on.
+        word: Option<String>,
+    },
 }

@@ -10,6 +10,7 @@ pub mod notify;
 mod playbook;
 mod precondition;
 pub mod rehearse;
+mod restore;
 mod retry;
 mod spanned;
 mod step;
@@ -21,9 +22,10 @@ pub use history::History;
 pub use notify::Notify;
 pub use playbook::{Defaults, NO_SPAN, Overlap, Playbook, Var};
 pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};
+pub use restore::{GUARD_NAMES, Guards, NoServer, PostgresGuard, Restore, RestoreSpec};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;
-pub use step::{Step, StepBody};
+pub use step::{Confirm, Step, StepBody};
 pub use when::When;
 
 /// True for names usable as template variables: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -46,6 +46,8 @@ pub struct Playbook {
     pub history: Option<Spanned<super::History>>,
     /// `rehearse:`, how `ward rehearse` runs the playbook in a sandbox.
     pub rehearse: Option<super::rehearse::Rehearse>,
+    /// `restore:` (model/restore.rs).
+    pub restore: Option<super::Restore>,
 }
 
 impl Playbook {

@@ -34,6 +34,8 @@ pub enum PreconditionKind {
     FreeSpace,
     /// `path_exists: PATH`.
     PathExists,
+    /// `path_absent: PATH` (e.g. a restore's marker).
+    PathAbsent,
     /// `command: [argv]` or `{argv, timeout}`.
     Command,
     /// `tcp: host:port` or `{address, timeout}`.
@@ -46,9 +48,10 @@ pub enum PreconditionKind {
 
 impl PreconditionKind {
     /// Every kind, by the key that names it.
-    pub const ALL: [(&'static str, PreconditionKind); 6] = [
+    pub const ALL: [(&'static str, PreconditionKind); 7] = [
         ("free_space", PreconditionKind::FreeSpace),
         ("path_exists", PreconditionKind::PathExists),
+        ("path_absent", PreconditionKind::PathAbsent),
         ("command", PreconditionKind::Command),
         ("tcp", PreconditionKind::Tcp),
         ("not_running", PreconditionKind::NotRunning),

@@ -34,6 +34,9 @@ pub struct Step {
     /// `keep_children:`, true to leave running what the step started in
     /// the background (by default ward stops it when the step ends).
     pub keep_children: Option<Spanned<bool>>,
+    /// `confirm:`, a question the operator answers by typing a word before
+    /// the step starts (docs/playbook.md, "Confirm").
+    pub confirm: Option<Confirm>,
     /// The whole step mapping.
     pub span: Span,
 }
@@ -66,4 +69,16 @@ impl StepBody {
             StepBody::Cmd(_) => "cmd",
         }
     }
+}
+
+/// `confirm:` as written: the question (a template) and the word to type
+/// (a template; `None`: the playbook's name).
+#[derive(Clone, Debug)]
+pub struct Confirm {
+    /// The question shown before the step starts.
+    pub prompt: Node,
+    /// The word the operator types to go on.
+    pub word: Option<Node>,
+    /// The `confirm` value.
+    pub span: Span,
 }

@@ -46,6 +46,7 @@ impl RunResult {
             Ending::StateLost => RunResult::StateLost,
             Ending::Interrupted(_) | Ending::Abandoned(_) => RunResult::Interrupted,
             Ending::Skipped => RunResult::Skipped,
+            Ending::NotConfirmed => RunResult::Failed,
         }
     }
 

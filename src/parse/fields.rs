@@ -26,6 +26,7 @@ pub const PLAYBOOK_KEYS: &[&str] = &[
     "max_age",
     "history",
     "rehearse",
+    "restore",
 ];
 
 /// Keys allowed in `defaults:`.
@@ -50,6 +51,7 @@ pub const STEP_KEYS: &[&str] = &[
     "creates",
     "ok_codes",
     "keep_children",
+    "confirm",
 ];
 
 /// The longest playbook name or step id. They name files (a step's log is

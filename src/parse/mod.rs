@@ -8,6 +8,7 @@ mod notify;
 mod playbook;
 mod precondition;
 mod rehearse;
+mod restore;
 mod step;
 
 use std::fs::File;

@@ -60,6 +60,7 @@ pub(super) fn decode(
     let mut max_age = None;
     let mut history = None;
     let mut rehearse = None;
+    let mut restore = None;
 
     for entry in entries {
         let value = &entry.value;
@@ -120,6 +121,7 @@ pub(super) fn decode(
             "max_age" => max_age = ctx.value("max_age", value, diags),
             "history" => history = read_history(&ctx, value, diags),
             "rehearse" => rehearse = super::rehearse::decode(value, diags),
+            "restore" => restore = super::restore::decode(value, diags),
             _ => ctx.unknown_key(&entry.key, PLAYBOOK_KEYS, diags),
         }
     }
@@ -177,6 +179,7 @@ pub(super) fn decode(
         max_age,
         history,
         rehearse,
+        restore,
     })
 }
 

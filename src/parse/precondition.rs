@@ -114,6 +114,7 @@ pub(crate) fn example(kind: PreconditionKind) -> &'static str {
     match kind {
         PreconditionKind::FreeSpace => "e.g. `free_space: {path: /srv/backup, min: 10G}`",
         PreconditionKind::PathExists => "e.g. `path_exists: /mnt/usb/backup`",
+        PreconditionKind::PathAbsent => "e.g. `path_absent: /var/lib/ward/restore-in-progress`",
         PreconditionKind::Command => {
             "e.g. `command: [pg_isready, -h, db]` or `command: {argv: [...], timeout: 30s}`"
         }

@@ -2,7 +2,7 @@
 
 use super::fields::{Ctx, MAX_NAME, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::model::{Spanned, Step, StepBody, When};
+use crate::model::{Confirm, Spanned, Step, StepBody, When};
 use crate::yaml::{Node, NodeKind};
 
 /// Decodes every step; broken steps are reported and left out.
@@ -121,6 +121,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
             }
             "ok_codes" => b.ok_codes = ok_codes(&ctx, value, diags),
             "keep_children" => b.keep_children = ctx.value::<bool>("keep_children", value, diags),
+            "confirm" => b.confirm = confirm(&ctx, value, diags),
             _ => ctx.unknown_key(&entry.key, STEP_KEYS, diags),
         }
     }
@@ -144,6 +145,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
         creates: b.creates,
         ok_codes: b.ok_codes,
         keep_children: b.keep_children,
+        confirm: b.confirm,
         span: node.span,
     })
 }
@@ -167,6 +169,7 @@ struct StepBuilder {
     creates: Option<Node>,
     ok_codes: Option<Spanned<Vec<i32>>>,
     keep_children: Option<Spanned<bool>>,
+    confirm: Option<Confirm>,
 }
 
 impl StepBuilder {
@@ -346,4 +349,55 @@ fn ok_codes(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Spann
         return None;
     }
     Some(codes)
+}
+
+/// `confirm: "question"` or `confirm: { prompt: "question", word: yes-wipe }`.
+fn confirm(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Confirm> {
+    let text = |key: &str, n: &Node, diags: &mut Diagnostics| {
+        let t = ctx.value::<String>(key, n, diags)?;
+        if t.value.trim().is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    n.span,
+                    format!("`{key}` in {} is empty", ctx.owner),
+                )
+                .with_help("say what the step will overwrite, e.g. `Replace the database?`"),
+            );
+            return None;
+        }
+        Some(n.clone())
+    };
+    if node.as_map().is_none() {
+        let prompt = text("confirm", node, diags)?;
+        return Some(Confirm {
+            prompt,
+            word: None,
+            span: node.span,
+        });
+    }
+    let entries = ctx.mapping("confirm", node, diags)?;
+    let (mut prompt, mut word) = (None, None);
+    for entry in entries {
+        match entry.key.as_str().unwrap_or("") {
+            "prompt" => prompt = text("prompt", &entry.value, diags),
+            "word" => word = text("word", &entry.value, diags),
+            _ => ctx.unknown_key(&entry.key, &["prompt", "word"], diags),
+        }
+    }
+    if prompt.is_none() && !entries.iter().any(|e| e.key.as_str() == Some("prompt")) {
+        diags.push(
+            Diagnostic::error(
+                "missing-key",
+                node.span,
+                format!("`confirm` in {} has no `prompt`", ctx.owner),
+            )
+            .with_help("e.g. `confirm: { prompt: \"Replace every database?\", word: restore }`"),
+        );
+    }
+    Some(Confirm {
+        prompt: prompt?,
+        word,
+        span: node.span,
+    })
 }

@@ -18,7 +18,9 @@ use crate::state::recovery::{PointRole, StepShape};
 use crate::template::{FingerprintKey, RunFacts};
 use crate::validate::Validated;
 
-pub use crate::validate::{Check, Condition, ResolvedBody, ResolvedPrecondition, ResolvedStep};
+pub use crate::validate::{
+    Check, Condition, ResolvedBody, ResolvedConfirm, ResolvedPrecondition, ResolvedStep,
+};
 pub use graph::{EdgeKind, StepGraph};
 
 /// A playbook ready to run: its steps resolved and ordered.
@@ -39,6 +41,8 @@ pub struct Plan {
     points: Vec<PointRole>,
     /// `preconditions:`, checked in order before a run starts.
     pub preconditions: Vec<ResolvedPrecondition>,
+    /// `restore:`, templates rendered.
+    pub restore: Option<crate::validate::ResolvedRestore>,
 }
 
 /// Builds the plan of what `validated` checked: the DAG (each cycle is
@@ -65,6 +69,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         steps,
         compensation_only: _,
         preconditions,
+        restore,
     } = validated;
     let points = steps.iter().map(point_role).collect();
     Some(Plan {
@@ -75,6 +80,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         graph: graph?,
         points,
         preconditions,
+        restore,
     })
 }
 

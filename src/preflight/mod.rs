@@ -157,6 +157,15 @@ fn check(check: &Check, ctx: &Preflight<'_>, log: &mut CommandLog) -> Result<Str
                 Err(e) => Err(format!("cannot look at {}: {e}", full.display())),
             }
         }
+        Check::PathAbsent(path) => {
+            let full = resolve(ctx.work_dir, path);
+            // Another user must not be able to block (or unblock) the run:
+            // a folder they could write is refused.
+            match crate::fs::restore_marker::blocking(&full)? {
+                None => Ok("absent".into()),
+                Some((said, _)) => Err(said),
+            }
+        }
         Check::Command { argv, timeout } => command(argv, timeout.std(), ctx, log),
         Check::Tcp {
             host,

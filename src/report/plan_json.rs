@@ -60,6 +60,15 @@ struct StepJson<'a> {
     creates: Option<&'a str>,
     ok_codes: &'a [i32],
     compensation_only: bool,
+    /// `confirm:`, when the step has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirm: Option<ConfirmJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ConfirmJson<'a> {
+    prompt: &'a str,
+    word: &'a str,
 }
 
 #[derive(Serialize)]
@@ -104,6 +113,10 @@ fn step_json(s: &ResolvedStep, layer: Option<usize>) -> StepJson<'_> {
         creates: s.shown_creates(),
         ok_codes: &s.ok_codes,
         compensation_only: s.compensation_only,
+        confirm: s.confirm.as_ref().map(|c| ConfirmJson {
+            prompt: &c.prompt,
+            word: &c.word,
+        }),
     }
 }
 

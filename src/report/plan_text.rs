@@ -143,6 +143,13 @@ fn step(out: &mut dyn Write, v: &Plan, s: &ResolvedStep, style: Style) -> io::Re
         };
         field(out, "if", &format!("{} → {outcome}", c.expr))?;
     }
+    if let Some(c) = &s.confirm {
+        field(
+            out,
+            "confirm",
+            &format!("{} (type `{}`; --yes without a terminal)", c.prompt, c.word),
+        )?;
+    }
     if let Some(path) = s.shown_creates() {
         field(out, "creates", &format!("{path} (skipped if it exists)"))?;
     }

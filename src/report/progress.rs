@@ -205,6 +205,10 @@ pub struct ProgressReporter<W: Write> {
     rows: usize,
     /// The live lines as drawn (a tick that would draw the same skips).
     on_screen: Vec<String>,
+    /// A `confirm:` question is on the screen: nothing is drawn, and what
+    /// events print is held until it is answered.
+    paused: bool,
+    held: Vec<u8>,
 }
 
 impl<W: Write> ProgressReporter<W> {
@@ -222,6 +226,8 @@ impl<W: Write> ProgressReporter<W> {
             width: 80,
             rows: 10,
             on_screen: Vec::new(),
+            paused: false,
+            held: Vec::new(),
         }
     }
 
@@ -472,6 +478,9 @@ impl<W: Write> Reporter for ProgressReporter<W> {
     }
 
     fn tick(&mut self) {
+        if self.paused {
+            return;
+        }
         match self.live {
             Live::Off => {}
             Live::Redraw => self.redraw(),
@@ -483,12 +492,32 @@ impl<W: Write> Reporter for ProgressReporter<W> {
     fn event(&mut self, e: &Event<'_>) {
         let s = self.style;
         self.follow(e);
+        match e {
+            // The question is written by the executor; nothing is drawn
+            // or printed until it is answered, so it stays readable.
+            Event::ConfirmAsked { .. } => {
+                self.clear();
+                self.paused = true;
+                let _ = self.out.flush();
+                return;
+            }
+            Event::ConfirmAnswered { .. } => {
+                self.paused = false;
+                let held = std::mem::take(&mut self.held);
+                let _ = self.out.write_all(&held);
+                let _ = self.out.flush();
+                return;
+            }
+            _ => {}
+        }
         // What an event prints goes above the live lines: they are erased
         // first and drawn again at the next tick (at most 200 ms later), so
         // a burst of output lines costs one erase, not a redraw per line.
         self.clear();
+        let mut out: Vec<u8> = Vec::new();
         // A closed terminal must not stop the run: ignore write errors.
         let _ = match e {
+            Event::ConfirmAsked { .. } | Event::ConfirmAnswered { .. } => Ok(()),
             Event::RunStarted {
                 run_id,
                 playbook,
@@ -498,14 +527,14 @@ impl<W: Write> Reporter for ProgressReporter<W> {
             } => {
                 if *resumed {
                     writeln!(
-                        self.out,
+                        out,
                         "{} run {run_id} of {playbook}: {kept} of {} already done",
                         s.bold("resuming"),
                         count(*total, "step")
                     )
                 } else {
                     writeln!(
-                        self.out,
+                        out,
                         "{} run {run_id} of {playbook} ({})",
                         s.bold("starting"),
                         count(*total, "step")
@@ -516,53 +545,48 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                 step, attempt, of, ..
             } => {
                 if *attempt > 1 || *of > 1 {
-                    writeln!(self.out, "{} {step} (attempt {attempt})", s.dim("▶"))
+                    writeln!(out, "{} {step} (attempt {attempt})", s.dim("▶"))
                 } else {
-                    writeln!(self.out, "{} {step}", s.dim("▶"))
+                    writeln!(out, "{} {step}", s.dim("▶"))
                 }
             }
             Event::Output { step, line } => {
-                writeln!(
-                    self.out,
-                    "{} {}",
-                    s.dim(&format!("{step} │")),
-                    visible(line)
-                )
+                writeln!(out, "{} {}", s.dim(&format!("{step} │")), visible(line))
             }
-            Event::StepFinished(end) => write_end(&mut self.out, end, s, true),
+            Event::StepFinished(end) => write_end(&mut out, end, s, true),
             Event::StepSkipped { step, reason } => {
-                writeln!(self.out, "{} {step} skipped: {reason}", s.dim("–"))
+                writeln!(out, "{} {step} skipped: {reason}", s.dim("–"))
             }
             Event::FlushFailed { step, message } => {
-                writeln!(self.out, "{} {step} failed: {message}", s.error("✘"))
+                writeln!(out, "{} {step} failed: {message}", s.error("✘"))
             }
             Event::Interrupted { signal } => writeln!(
-                self.out,
+                out,
                 "{} received {signal}: stopping running steps, starting only `when: always` steps (a third signal or SIGQUIT abandons those too)",
                 s.warning("!")
             ),
             Event::SignalsUnavailable { message } => writeln!(
-                self.out,
+                out,
                 "{} cannot catch signals ({message}): a signal will end ward at once, without running the `when: always` steps",
                 s.warning("!")
             ),
             Event::SignalNoted { signal, count } => writeln!(
-                self.out,
+                out,
                 "{} received {signal} again (signal {count}): still stopping; the `when: always` steps run (a third signal or SIGQUIT abandons them)",
                 s.warning("!")
             ),
             Event::Abandoned { signal } => writeln!(
-                self.out,
+                out,
                 "{} received {signal}: abandoning everything, `when: always` steps included; they stay pending for `ward resume`",
                 s.error("!")
             ),
             Event::StateLost { message } => writeln!(
-                self.out,
+                out,
                 "{} cannot record the state: {message}\n  going on from memory: running steps are stopped, only `when: always` steps and due compensations still run",
                 s.error("✘")
             ),
             Event::ChildrenStopped { step, processes } => writeln!(
-                self.out,
+                out,
                 "{} {step} left processes behind; stopped: {processes}",
                 s.warning("!")
             ),
@@ -578,20 +602,25 @@ impl<W: Write> Reporter for ProgressReporter<W> {
                 };
                 let why = message.map(|m| format!(": {m}")).unwrap_or_default();
                 writeln!(
-                    self.out,
+                    out,
                     "run {run_id} {word} in {}{why}",
                     fmt_duration(*elapsed)
                 )
                 .and_then(|()| {
                     if *state != RunState::Succeeded {
-                        writeln!(self.out, "{}", next_steps(run_id, &self.state))
+                        writeln!(out, "{}", next_steps(run_id, &self.state))
                     } else {
                         Ok(())
                     }
                 })
             }
         };
-        let _ = self.out.flush();
+        if self.paused {
+            self.held.extend(out);
+        } else {
+            let _ = self.out.write_all(&out);
+            let _ = self.out.flush();
+        }
     }
 }
 

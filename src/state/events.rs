@@ -43,15 +43,23 @@ impl NoteKind {
             NoteKind::ChildrenStopped => "children-stopped",
             NoteKind::PointLost => "point-lost",
             NoteKind::NotifyFailed => "notify-failed",
+            NoteKind::Confirmed => "confirmed",
+            NoteKind::NotConfirmed => "not-confirmed",
+            NoteKind::SnapshotChosen => "snapshot-chosen",
+            NoteKind::GuardOverridden => "guard-overridden",
         }
     }
 
     /// Every note kind (to read a stored name back).
-    const ALL: [NoteKind; 4] = [
+    const ALL: [NoteKind; 8] = [
         NoteKind::OrphansStopped,
         NoteKind::ChildrenStopped,
         NoteKind::PointLost,
         NoteKind::NotifyFailed,
+        NoteKind::Confirmed,
+        NoteKind::NotConfirmed,
+        NoteKind::SnapshotChosen,
+        NoteKind::GuardOverridden,
     ];
 }
 

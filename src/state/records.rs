@@ -369,6 +369,14 @@ pub enum NoteKind {
     PointLost,
     /// A notification about the run could not be sent (`notify/`).
     NotifyFailed,
+    /// A `confirm:` step was confirmed: by whom, how, which step.
+    Confirmed,
+    /// A `confirm:` step was not confirmed.
+    NotConfirmed,
+    /// A restore's snapshot was chosen (`restore:`, `--snapshot`).
+    SnapshotChosen,
+    /// A restore guard was overridden (`--override NAME`).
+    GuardOverridden,
 }
 
 /// One change to a run, committed with others in one transaction.

@@ -12,6 +12,7 @@ mod copy_refs;
 mod preconditions;
 mod references;
 mod resolve;
+mod restore;
 mod rotate_order;
 pub mod schedule;
 mod snapshot_refs;
@@ -23,7 +24,8 @@ use crate::model::Playbook;
 use crate::template::{RunFacts, TemplateContext, Templates};
 
 pub use preconditions::{Check, ResolvedPrecondition};
-pub use resolve::{Condition, ResolvedBody, ResolvedStep};
+pub use resolve::{Condition, ResolvedBody, ResolvedConfirm, ResolvedStep};
+pub use restore::ResolvedRestore;
 
 /// What validation checked: the playbook with templates rendered. Steps
 /// that failed a check are missing from `steps` (the diagnostics say why);
@@ -44,6 +46,8 @@ pub struct Validated {
     pub compensation_only: HashSet<String>,
     /// `preconditions:`, templates rendered (those that passed).
     pub preconditions: Vec<ResolvedPrecondition>,
+    /// `restore:`, templates rendered.
+    pub restore: Option<ResolvedRestore>,
 }
 
 impl Validated {
@@ -82,6 +86,7 @@ pub fn validate(
         })
         .collect();
     let preconditions = preconditions::resolve_all(&playbook, &ctx, &templates, diags);
+    let restore = restore::resolve(&playbook, &ctx, &templates, diags);
     rotate_order::check(&playbook, &steps, diags);
     snapshot_refs::check(&playbook, &steps, diags);
     copy_refs::check(&playbook, &steps, diags);
@@ -97,6 +102,7 @@ pub fn validate(
         steps,
         compensation_only,
         preconditions,
+        restore,
         playbook,
     }
 }

@@ -37,6 +37,8 @@ pub enum Check {
     },
     /// `path` exists (symlinks followed).
     PathExists(String),
+    /// `path` does not exist, in a folder only root or ward's user can write.
+    PathAbsent(String),
     /// `argv` exits 0 within `timeout`.
     Command {
         /// The program and its arguments.
@@ -65,6 +67,7 @@ impl Check {
         match self {
             Check::FreeSpace { .. } => PreconditionKind::FreeSpace,
             Check::PathExists(_) => PreconditionKind::PathExists,
+            Check::PathAbsent(_) => PreconditionKind::PathAbsent,
             Check::Command { .. } => PreconditionKind::Command,
             Check::Tcp { .. } => PreconditionKind::Tcp,
             Check::NotRunning(_) => PreconditionKind::NotRunning,
@@ -78,7 +81,7 @@ impl Check {
         let name = self.kind().name();
         match self {
             Check::FreeSpace { path, min } => format!("{name} {path} >= {min}"),
-            Check::PathExists(path) => format!("{name} {path}"),
+            Check::PathExists(path) | Check::PathAbsent(path) => format!("{name} {path}"),
             Check::Command { argv, .. } => format!(
                 "{name} {}",
                 argv.iter()
@@ -234,6 +237,7 @@ fn typed(kind: PreconditionKind, node: &Node, diags: &mut Diagnostics) -> Option
             }
         }
         PreconditionKind::PathExists => Check::PathExists(read(kind, node, diags)?),
+        PreconditionKind::PathAbsent => Check::PathAbsent(read(kind, node, diags)?),
         PreconditionKind::Command if is_map => {
             let d: CommandDoc = read(kind, node, diags)?;
             Check::Command {
@@ -331,6 +335,11 @@ fn problems(check: &Check, node: &Node) -> Vec<(Span, String, String)> {
             at("path"),
             "`path` is empty".into(),
             "give a path on the file system to check, e.g. the backup folder".into(),
+        )),
+        Check::PathAbsent(path) if path.trim().is_empty() => out.push((
+            node.span,
+            "the path is empty".into(),
+            "give the path that must not exist, e.g. a restore's marker".into(),
         )),
         Check::PathExists(path) if path.trim().is_empty() => out.push((
             node.span,

@@ -56,8 +56,19 @@ pub struct ResolvedStep {
     pub param_vars: Vec<(String, String)>,
     /// True if this step only runs to compensate another.
     pub compensation_only: bool,
+    /// `confirm:`, rendered: asked before the step starts.
+    pub confirm: Option<ResolvedConfirm>,
     /// Where the step is written.
     pub span: Span,
+}
+
+/// A step's `confirm:` with its templates rendered.
+#[derive(Clone, Debug)]
+pub struct ResolvedConfirm {
+    /// The question.
+    pub prompt: String,
+    /// The word the operator types to go on (default: the playbook name).
+    pub word: String,
 }
 
 /// An `if:` and its value at planning time.
@@ -309,6 +320,61 @@ pub(super) fn step(
         }
     });
 
+    if let Some(c) = step.confirm.as_ref().filter(|_| compensation_only) {
+        // Compensations run after a failure, often unattended, to undo
+        // work: a question there could only leave the undo half done.
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                c.span,
+                format!("step `{id}` is a compensation step and cannot have `confirm`"),
+            )
+            .with_help("put `confirm` on the step whose work it undoes"),
+        );
+    }
+    let confirm = step.confirm.as_ref().and_then(|c| {
+        // Shown at a terminal and recorded with the run: no secrets.
+        let mut text = |node: &Node, key: &str| {
+            let r = templates
+                .render_scalar(node, &ctx.value, secrets, source, &format!("`{key}` of step `{id}`"))
+                .map_err(|d| diags.push(d))
+                .ok()?;
+            if let Some(used) = &r.secret {
+                diags.push(
+                    Diagnostic::error(
+                        "secret-in-confirm",
+                        locate_name(node, source, &used.var),
+                        format!(
+                            "`{key}` of step `{id}` uses {}; the question is shown and recorded",
+                            used.describe()
+                        ),
+                    )
+                    .with_help("ask without the secret"),
+                );
+                return None;
+            }
+            Some(r.text)
+        };
+        let prompt = text(&c.prompt, "confirm");
+        let word = match &c.word {
+            Some(w) => text(w, "confirm.word"),
+            None => Some(playbook.name.value.clone()),
+        };
+        let word = word?;
+        if word.trim().is_empty() || word.chars().any(char::is_whitespace) {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    c.word.as_ref().map_or(c.span, |w| w.span),
+                    format!("the word to type for `confirm` of step `{id}` is `{word}`; it must be one word"),
+                )
+                .with_help("e.g. `word: restore`"),
+            );
+            return None;
+        }
+        Some(ResolvedConfirm { prompt: prompt?, word })
+    });
+
     if diags.error_count() > before {
         return None;
     }
@@ -349,6 +415,7 @@ pub(super) fn step(
             _ => Vec::new(),
         },
         compensation_only,
+        confirm,
         span: step.span,
     })
 }

@@ -19,6 +19,12 @@ fn run_cmd(s: &Scratch, sys: &FoSystem, name: &str) -> crate::harness::Ward {
     s.ward()
         .arg("run")
         .arg(playbook(name))
+        // Restores ask before they overwrite (`confirm:`); no terminal here.
+        .args(if name.starts_with("restore") {
+            &["--yes"][..]
+        } else {
+            &[]
+        })
         .args(sys.vars(&s.path().join("backup")))
 }
 

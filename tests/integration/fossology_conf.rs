@@ -22,6 +22,12 @@ fn run(s: &Scratch, sys: &FoSystem, etc: &Path, name: &str, extra: &[&str]) -> c
     s.ward()
         .arg("run")
         .arg(playbook(name))
+        // Restores ask before they overwrite (`confirm:`); no terminal here.
+        .args(if name.starts_with("restore") {
+            &["--yes"][..]
+        } else {
+            &[]
+        })
         .args(sys.conf_vars(&s.path().join("backup"), etc))
         .args(extra)
         .run()

@@ -20,6 +20,12 @@ fn run(s: &Scratch, sys: &FoSystem, name: &str, extra: &[&str]) -> crate::harnes
     s.ward()
         .arg("run")
         .arg(playbook(name))
+        // Restores ask before they overwrite (`confirm:`); no terminal here.
+        .args(if name.starts_with("restore") {
+            &["--yes"][..]
+        } else {
+            &[]
+        })
         .args(sys.vars(&s.path().join("backup")))
         .args(extra)
         .run()

@@ -10,6 +10,7 @@ mod fossology_conf;
 mod fossology_repair;
 mod fs_actions;
 mod fuzz;
+mod guided;
 mod harness;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;

@@ -13,7 +13,7 @@ use crate::harness::Scratch;
 
 /// A pseudo-terminal of 120x30: the master (read by the test) and the
 /// slave (ward's stdout and stderr).
-fn open_pty() -> (File, File) {
+pub(crate) fn open_pty() -> (File, File) {
     // SAFETY: plain libc calls on a descriptor this function owns; every
     // result is checked.
     unsafe {

@@ -325,6 +325,15 @@ exit 2
             format!("scheduler_process={}", self.scheduler_name),
             format!("agents=[{}, {}]", self.scheduler_name, self.agent_name),
             format!("report_dir={}", self.root.join("reports").display()),
+            // A restore's marker, this system's own (not /var/lib/ward's);
+            // not in `ward-work`, whose trust tests change.
+            format!(
+                "restore_marker={}",
+                self.root
+                    .join("ward-marker")
+                    .join("restore-in-progress")
+                    .display()
+            ),
         ]
         .into_iter()
         .flat_map(|v| ["--var".to_owned(), v])

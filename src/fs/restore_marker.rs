@@ -1,0 +1,123 @@
+//! The marker a restore leaves while it is unfinished (`restore.marker`,
+//! docs/playbook.md "Restore"): written before its first step, removed
+//! only when every step succeeded. Backups refuse to start while it is
+//! there (`path_absent`), and `service.start` with `blocked_by` refuses to
+//! start a service (unless the restore itself starts it).
+
+use std::path::Path;
+
+/// What the marker holds.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    /// The restore's run.
+    pub run_id: String,
+    /// Its playbook.
+    pub playbook: String,
+    /// The snapshot it restores.
+    pub snapshot: String,
+    /// When the restore started (local time).
+    pub started: String,
+}
+
+/// Refuses a marker path in a folder another user could write (they could
+/// plant or remove it): the folder must belong to root or to the user
+/// running ward, and not be writable by group or others.
+pub fn trusted_marker_folder(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "the marker's folder {} belongs to {}, not to root or the user running ward; \
+             another user could put or remove the marker there: put it in a folder of ward's user",
+            dir.display(),
+            crate::state::private::describe_uid(meta.uid())
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "the marker's folder {} can be written by other users (mode {:o}): they could put or \
+             remove the marker; use a folder only ward's user can write (chmod go-w)",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the marker (atomically) before the restore's first step.
+pub fn write_marker(path: &Path, marker: &Marker) -> Result<(), String> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    trusted_marker_folder(path)?;
+    let text = serde_json::to_vec_pretty(marker).map_err(|e| e.to_string())?;
+    super::write_atomic(path, &text, 0o644).map_err(|e| e.to_string())
+}
+
+/// Removes the marker once every step succeeded.
+pub fn remove_marker(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    super::sync_dir(dir).map_err(|e| e.to_string())
+}
+
+/// The marker at `path`, if there is one: what it says in words, and the
+/// run it names (`None` when it cannot be read as ward's).
+pub fn read_marker(path: &Path) -> Option<(String, Option<String>)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some((format!("{} (unreadable: {e})", path.display()), None)),
+    };
+    match serde_json::from_str::<Marker>(&text) {
+        Ok(m) => Some((
+            format!(
+                "{}: restore run {} of playbook `{}` from {} started {} and has not finished",
+                path.display(),
+                m.run_id,
+                m.playbook,
+                m.snapshot,
+                m.started
+            ),
+            Some(m.run_id),
+        )),
+        Err(_) => Some((
+            format!("{} exists (not a ward marker)", path.display()),
+            None,
+        )),
+    }
+}
+
+/// What blocks a start or a backup: `Ok(None)` when there is no marker
+/// (its folder missing counts: nothing was ever written there),
+/// `Ok(Some((what it says, its run)))` when there is one, `Err` when the
+/// folder could be written by another user (refused).
+pub fn blocking(path: &Path) -> Result<Option<(String, Option<String>)>, String> {
+    if path
+        .parent()
+        .is_some_and(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        return Ok(None);
+    }
+    trusted_marker_folder(path)?;
+    Ok(read_marker(path))
+}
