@@ -164,6 +164,7 @@ mod tests {
             "notify-failed",
             "confirmed",
             "guard-overridden",
+            "rehearsal-step-x",
             "run-",
             "attempt-nonsense",
         ] {
@@ -175,7 +176,11 @@ mod tests {
         );
         assert_eq!(
             EventKind::parse("confirmed"),
-            EventKind::Other("confirmed".into())
+            EventKind::Note(NoteKind::Confirmed)
+        );
+        assert_eq!(
+            EventKind::parse("rehearsal-step-x"),
+            EventKind::Other("rehearsal-step-x".into())
         );
         assert_eq!(
             EventKind::parse("point-lost"),
