@@ -248,7 +248,7 @@ struct SnapshotArgs {
 
 /// `--report FILE` of `ward run` and `ward resume`.
 #[derive(Debug, clap::Args)]
-struct ReportFileArgs {
+pub(super) struct ReportFileArgs {
     /// When the run ends, however it ends, write its report to FILE (format from
     /// the extension: .md, .html, .json). A report that cannot be written is a
     /// warning; the exit code stays the run's.

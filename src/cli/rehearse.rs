@@ -10,7 +10,7 @@ use crate::execute::{Ending, Signals, StopSignal};
 use crate::rehearse::{self, CheckResult, Sandbox, Verdict};
 use crate::report::Style;
 use crate::session::{self, RunSettings, StateSession};
-use crate::state::Access;
+use crate::state::{Access, Change, NoteKind};
 
 /// Long help of `ward rehearse`.
 pub(super) const HELP: &str = "\
@@ -62,6 +62,8 @@ pub(super) struct RehearseArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    report: super::ReportFileArgs,
 }
 
 /// How the rehearsal ended.
@@ -96,6 +98,7 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
         )));
     };
     drop(first);
+    let report_to = super::report::ReportTarget::from_args(&args.report)?;
     rehearse::refuse_sandbox_vars(&r, &given).map_err(|e| WardError::Usage(e.to_string()))?;
     let ward = std::env::current_exe().map_err(|e| {
         WardError::Usage(format!(
@@ -157,7 +160,11 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                     println!("  fenced: step `{}` runs {} instead", f.id, f.instead);
                 }
             }
-            let (mut reporter, settings) = reporter(&args.output, args.json, &args.state);
+            let (mut reporter, mut settings) = reporter(&args.output, args.json, &args.state);
+            settings.notes.push((
+                NoteKind::Rehearsal,
+                rehearsal_note(&sandbox.root, &ended.fenced),
+            ));
             let outcome = session::start(
                 &plan,
                 &run_id,
@@ -177,6 +184,17 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                     ended.stopped = pending(&mut signals).await;
                 }
             }
+            // The checks go with the run, so that `ward report` of a
+            // rehearsal is its evidence; a failure to record them is said
+            // and does not change the verdict printed below.
+            if let Err(e) = record_checks(&mut state, &run_id, &ended.checks).await {
+                eprintln!(
+                    "warning: the rehearsal's checks could not be recorded with run {run_id}: {e}"
+                );
+            }
+            if let Some(target) = &report_to {
+                super::report::write_after_run(state.store.as_ref(), &run_id, target).await;
+            }
         }
         ended.teardown = sandbox.tear_down();
         Ok::<_, WardError>(Ok(ended))
@@ -186,6 +204,40 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
         Err(code) => return Ok(code),
     };
     report(args, &ended)
+}
+
+/// The `rehearsal` note recorded as the run starts.
+fn rehearsal_note(sandbox: &std::path::Path, fenced: &[rehearse::Fenced]) -> String {
+    let mut note = format!("rehearsal in sandbox {}", sandbox.display());
+    if !fenced.is_empty() {
+        let list: Vec<String> = fenced.iter().map(|f| format!("`{}`", f.id)).collect();
+        note.push_str(&format!(
+            "; fenced steps (a check ran instead): {}",
+            list.join(", ")
+        ));
+    }
+    note
+}
+
+/// Records each check's verdict with the run (one transaction).
+async fn record_checks(
+    state: &mut StateSession,
+    run_id: &str,
+    checks: &[CheckResult],
+) -> Result<(), crate::state::StateError> {
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let at = crate::clock::wall_ms();
+    let changes = checks
+        .iter()
+        .map(|c| Change::Note {
+            kind: NoteKind::RehearsalCheck,
+            message: format!("{} {}: {}", c.verdict.as_str(), c.name, c.detail),
+            at,
+        })
+        .collect();
+    state.store.apply(run_id, changes).await
 }
 
 /// The playbook's file name without extension, for the sandbox's name.

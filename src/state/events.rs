@@ -47,11 +47,13 @@ impl NoteKind {
             NoteKind::NotConfirmed => "not-confirmed",
             NoteKind::SnapshotChosen => "snapshot-chosen",
             NoteKind::GuardOverridden => "guard-overridden",
+            NoteKind::Rehearsal => "rehearsal",
+            NoteKind::RehearsalCheck => "rehearsal-check",
         }
     }
 
     /// Every note kind (to read a stored name back).
-    const ALL: [NoteKind; 8] = [
+    const ALL: [NoteKind; 10] = [
         NoteKind::OrphansStopped,
         NoteKind::ChildrenStopped,
         NoteKind::PointLost,
@@ -60,6 +62,8 @@ impl NoteKind {
         NoteKind::NotConfirmed,
         NoteKind::SnapshotChosen,
         NoteKind::GuardOverridden,
+        NoteKind::Rehearsal,
+        NoteKind::RehearsalCheck,
     ];
 }
 
@@ -164,6 +168,7 @@ mod tests {
             "notify-failed",
             "confirmed",
             "guard-overridden",
+            "rehearsal-check",
             "rehearsal-step-x",
             "run-",
             "attempt-nonsense",

@@ -377,6 +377,11 @@ pub enum NoteKind {
     SnapshotChosen,
     /// A restore guard was overridden (`--override NAME`).
     GuardOverridden,
+    /// The run is a rehearsal (`ward rehearse`): its sandbox and the steps
+    /// it fenced.
+    Rehearsal,
+    /// One of a rehearsal's checks after its run, with its verdict.
+    RehearsalCheck,
 }
 
 /// One change to a run, committed with others in one transaction.

@@ -326,15 +326,34 @@ fn a_corrupted_snapshot_file_fails_the_rehearsal_naming_it() {
         out.stdout
     );
     assert!(out.stdout.contains("1 check(s) failed"), "{}", out.stdout);
-    // With it, the run stops at the snapshot's verify, which names it too.
+    // The checks are recorded with the run: its report is the evidence.
+    let report =
+        t.s.ward()
+            .args(["report", "last", "--format", "md"])
+            .run()
+            .expect_code(0);
+    assert!(
+        report.stdout.contains("rehearsal in sandbox")
+            && report.stdout.contains("rehearsal-check")
+            && report.stdout.contains("sub/b.txt"),
+        "{}",
+        report.stdout
+    );
+    // With it, the run stops at the snapshot's verify, which names it too;
+    // `--report` writes the report of the failed rehearsal.
     let out =
         t.s.ward()
-            .args(["rehearse", "restore.yml"])
+            .args(["rehearse", "restore.yml", "--report", "failed.html"])
             .run()
             .expect_code(1);
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("sub/b.txt"), "{all}");
     assert!(all.contains("the restore failed"), "{all}");
+    let html = t.s.read("failed.html");
+    assert!(
+        html.contains("rehearsal in sandbox") && html.contains("sub/b.txt"),
+        "{html}"
+    );
 }
 
 #[test]
