@@ -75,6 +75,8 @@ struct Ended {
     cluster_dir: Option<PathBuf>,
     kept: bool,
     fenced: Vec<rehearse::Fenced>,
+    /// `run:`/`cmd:` steps that ran as written (their writes are unknown).
+    unfenced: Vec<String>,
     teardown: Vec<String>,
 }
 
@@ -108,7 +110,10 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
         let mut signals = Signals::install().map_err(WardError::Output)?;
         let mut state = StateSession::open(args.state.state.as_deref(), Access::Create).await?;
         let parent = match &args.sandbox {
-            Some(dir) => dir.clone(),
+            // Absolute: the steps resolve relative paths against the
+            // playbook's folder, not against where ward was started.
+            Some(dir) => std::path::absolute(dir)
+                .map_err(|e| WardError::Usage(format!("--sandbox {}: {e}", dir.display())))?,
             None => state.store.folder().join("rehearse"),
         };
         // A --sandbox folder is the operator's choice (exit 2 when others
@@ -139,6 +144,7 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                 .map(|c| c.dir.clone()),
             kept: args.keep,
             fenced: Vec::new(),
+            unfenced: Vec::new(),
             teardown: Vec::new(),
         };
         if ended.stopped.is_none() {
@@ -151,6 +157,30 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                     Err(code) => return Ok(Err(code)),
                 };
             ended.fenced = rehearse::fence(&mut plan, &r, &ward);
+            let guarded = rehearse::guard::check(&plan, &sandbox, &ended.fenced);
+            ended.unfenced = guarded.unfenced.clone();
+            // Said on stderr even with --quiet/--json: these steps run as
+            // written and ward cannot know what they write.
+            for id in &ended.unfenced {
+                eprintln!(
+                    "{}: rehearsal: step `{id}` is a run:/cmd: step and is NOT fenced: it runs \
+                     as written and may touch production (list it in `rehearse.fence` to \
+                     replace it by a check)",
+                    Style::stderr().error("warning")
+                );
+            }
+            // Nothing has run yet: a step that would write outside the
+            // sandbox refuses the whole rehearsal here.
+            if !guarded.escapes.is_empty() {
+                let mut msg = format!(
+                    "{shown}: the rehearsal would reach outside its sandbox, so nothing was run:"
+                );
+                for e in &guarded.escapes {
+                    msg.push_str(&format!("\n  step `{}`: {}", e.step, e.why));
+                }
+                msg.push_str("\n(docs/playbook.md, \"Rehearse\")");
+                return Err(WardError::Usage(msg));
+            }
             if !args.json && !args.output.quiet {
                 println!("rehearsal of {shown} in {}", sandbox.root.display());
                 for f in &ended.fenced {
@@ -283,6 +313,7 @@ fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
             },
             "reason": reason,
             "fenced": e.fenced.iter().map(|f| serde_json::json!({"step": f.id, "instead": f.instead})).collect::<Vec<_>>(),
+            "not_fenced": e.unfenced,
             "checks": e.checks,
             "sandbox": e.sandbox,
             "cluster_dir": e.cluster_dir,

@@ -566,3 +566,61 @@ fn keep_leaves_the_sandbox_with_its_cluster_stopped() {
     );
     std::fs::remove_dir_all(&cluster).expect("clean up");
 }
+
+#[test]
+fn a_step_that_would_write_outside_the_sandbox_refuses_the_rehearsal_before_anything_runs() {
+    let t = setup();
+    // A var the playbook forgot in `rehearse.targets`, a literal path, a
+    // query on the production cluster and an unfenced shell step.
+    let extra = format!(
+        "  - id: copy-other\n    needs: [stop-app]\n    action: rsync\n    \
+         with: {{ src: \"{{{{ from }}}}/files\", dest: \"{{{{ other_dest }}}}/x\" }}\n  \
+         - id: copy-literal\n    needs: [stop-app]\n    action: rsync\n    \
+         with: {{ src: \"{{{{ from }}}}/files\", dest: prod/literal }}\n  \
+         - id: prod-query\n    needs: [stop-app]\n    action: pg.query\n    \
+         with: {{ sql: \"DELETE FROM items\", db: {{ host: \"{}\", port: {}, user: postgres, dbname: app }} }}\n  \
+         - id: shell\n    needs: [stop-app]\n    run: \"touch prod/shell-ran\"\n",
+        t.prod.socket.display(),
+        t.prod.port
+    );
+    t.write_restore(&extra);
+    let text = std::fs::read_to_string(t.s.path().join("restore.yml")).expect("read");
+    t.s.write(
+        "restore.yml",
+        &text.replace(
+            "  check_first: true\n",
+            "  check_first: true\n  other_dest: prod/other\n",
+        ),
+    );
+    let before = (t.checksum(), t.prod_dump());
+    let out =
+        t.s.ward()
+            .args(["rehearse", "restore.yml"])
+            .run()
+            .expect_code(2);
+    for want in [
+        "nothing was run",
+        "step `copy-other`",
+        "add `other_dest` to `rehearse.targets`",
+        "step `copy-literal`",
+        "prod/literal, which is outside the sandbox",
+        "step `prod-query`",
+        "not to the sandbox's cluster",
+        "step `shell` is a run:/cmd: step and is NOT fenced",
+    ] {
+        assert!(out.stderr.contains(want), "{want}\n{}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("step `restore-files`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("step `restore-db`"), "{}", out.stderr);
+    assert_eq!((t.checksum(), t.prod_dump()), before, "production changed");
+    // The sandbox was made and is gone again.
+    let left: Vec<_> = std::fs::read_dir(sandbox_parent(&t.s))
+        .expect("rehearse/")
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
