@@ -125,6 +125,11 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                 WardError::from(e)
             }
         })?;
+        // Sandboxes of rehearsals whose ward was killed (no teardown ran):
+        // their cluster would otherwise run on forever.
+        for line in rehearse::sandbox::sweep(&parent) {
+            eprintln!("{}: {line}", Style::stderr().error("note"));
+        }
         let name = format!("{}-{run_id}", r_name(&args.file));
         let targets: Vec<String> = r.targets.iter().map(|t| t.value.clone()).collect();
         let mut sandbox =

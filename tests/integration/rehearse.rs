@@ -624,3 +624,65 @@ fn a_step_that_would_write_outside_the_sandbox_refuses_the_rehearsal_before_anyt
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_sandbox_left_by_a_killed_ward_is_cleaned_by_the_next_rehearsal() {
+    let t = setup();
+    t.write_restore(
+        "  - id: linger\n    needs: [restore-db]\n    run: echo \"{{ pg_host }}\" > \"{{ dest }}/../host.txt\"; sleep 20\n",
+    );
+    let parent = t.s.path().join("box");
+    let child =
+        t.s.ward()
+            .args(["rehearse", "restore.yml", "--sandbox"])
+            .arg(&parent)
+            .spawn();
+    let host_file = || -> Option<PathBuf> {
+        let dir = std::fs::read_dir(&parent).ok()?.flatten().next()?.path();
+        let f = dir.join("targets/host.txt");
+        std::fs::read_to_string(&f)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+            .map(|_| f)
+    };
+    assert!(
+        wait_for(120, || host_file().is_some()),
+        "the rehearsal never got to `linger`"
+    );
+    let socket = std::fs::read_to_string(host_file().expect("host")).expect("read");
+    let pg_dir = Path::new(socket.trim())
+        .parent()
+        .expect("pg dir")
+        .to_owned();
+    let servers = || -> Vec<String> {
+        processes_mentioning(&pg_dir.display().to_string())
+            .into_iter()
+            .filter(|c| c.contains("bin/postgres"))
+            .collect()
+    };
+    assert!(!servers().is_empty());
+    // SIGKILL: no teardown can run; the server and the folders stay.
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let _ = child.wait_with_output().expect("wait");
+    assert!(!servers().is_empty(), "the server should outlive a SIGKILL");
+    assert_eq!(std::fs::read_dir(&parent).expect("box").count(), 1);
+    // The next rehearsal in the same folder finds the owner gone and cleans.
+    t.write_restore("");
+    let out =
+        t.s.ward()
+            .args(["rehearse", "restore.yml", "--sandbox"])
+            .arg(&parent)
+            .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("left by a rehearsal whose ward (pid"),
+        "{}",
+        out.stderr
+    );
+    assert!(servers().is_empty(), "the leftover server still runs");
+    assert!(!pg_dir.exists(), "{} left behind", pg_dir.display());
+    assert_eq!(std::fs::read_dir(&parent).expect("box").count(), 0);
+}
