@@ -97,6 +97,16 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
             first.playbook.name.value
         )));
     };
+    // Where the targets are in production, to keep the sandbox out of them.
+    let production: Vec<(String, PathBuf)> = r
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let v = first.vars.get(&t.value)?.as_str()?;
+            let dir = PathBuf::from(&first.facts.playbook_dir).join(v);
+            Some((t.value.clone(), rehearse::guard::lexical(&dir)))
+        })
+        .collect();
     drop(first);
     rehearse::refuse_sandbox_vars(&r, &given).map_err(|e| WardError::Usage(e.to_string()))?;
     let ward = std::env::current_exe().map_err(|e| {
@@ -116,9 +126,38 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                 .map_err(|e| WardError::Usage(format!("--sandbox {}: {e}", dir.display())))?,
             None => state.store.folder().join("rehearse"),
         };
+        // A sandbox inside a production target would put the rehearsal's
+        // folders (and its teardown) into the data it must not touch.
+        if let Some((var, dir)) = production
+            .iter()
+            .find(|(_, dir)| canon(&parent).starts_with(canon(dir)))
+        {
+            return Err(WardError::Usage(format!(
+                "the sandbox folder {} is inside the production folder {} of target `{var}`; \
+                 give --sandbox a folder outside it",
+                parent.display(),
+                dir.display()
+            )));
+        }
         // A --sandbox folder is the operator's choice (exit 2 when others
         // could change it); the state folder's own is a state problem.
-        crate::state::private::ensure_dir(&parent, "rehearsal folder").map_err(|e| {
+        // An existing --sandbox folder is checked, never changed (it may be
+        // a folder in use: making it 0700 would change it); a missing one
+        // is made 0700. Its ancestors must be safe too: a folder another
+        // user can write could have the sandbox swapped for a link.
+        if args.sandbox.is_some()
+            && let Some(why) = unsafe_ancestor(&parent)
+        {
+            return Err(WardError::Usage(format!(
+                "--sandbox {}: {why}",
+                parent.display()
+            )));
+        }
+        let made = match (&args.sandbox, std::fs::symlink_metadata(&parent)) {
+            (Some(_), Ok(_)) => crate::state::private::check_dir(&parent, "rehearsal folder"),
+            _ => crate::state::private::ensure_dir(&parent, "rehearsal folder"),
+        };
+        made.map_err(|e| {
             if args.sandbox.is_some() {
                 WardError::Usage(format!("--sandbox: {e}"))
             } else {
@@ -221,6 +260,50 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
         Err(code) => return Ok(code),
     };
     report(args, &ended)
+}
+
+/// `path` with links resolved in its longest part that exists (the rest,
+/// to be made, taken lexically).
+fn canon(path: &std::path::Path) -> PathBuf {
+    let path = rehearse::guard::lexical(path);
+    for a in path.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(a) {
+            let rest = path.strip_prefix(a).unwrap_or(std::path::Path::new(""));
+            return real.join(rest);
+        }
+    }
+    path
+}
+
+/// Why a folder above `dir` is not safe to make a sandbox under: another
+/// user (not root) owns it, or others may write it without the sticky
+/// bit, so they could replace what lies below with a link.
+fn unsafe_ancestor(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    dir.ancestors().skip(1).find_map(|a| {
+        let m = std::fs::symlink_metadata(a).ok()?;
+        let mode = m.mode();
+        let others_write = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
+            Some(format!("{} is a link of another user", a.display()))
+        } else if m.is_dir() && m.uid() != 0 && m.uid() != me {
+            Some(format!(
+                "{} belongs to another user (uid {}), who could swap the sandbox for a link; \
+                 choose a folder of your own",
+                a.display(),
+                m.uid()
+            ))
+        } else if m.is_dir() && others_write {
+            Some(format!(
+                "{} is writable by others (and not sticky), who could swap the sandbox for a \
+                 link; choose a folder of your own",
+                a.display()
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// The playbook's file name without extension, for the sandbox's name.

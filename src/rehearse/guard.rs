@@ -43,7 +43,7 @@ pub struct Guarded {
 /// `path` with `.` and `..` taken out, without asking the file system (the
 /// path may not exist yet; the sandbox's folders are fresh and hold no
 /// symlinks before the run).
-fn lexical(path: &Path) -> PathBuf {
+pub fn lexical(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -686,3 +686,59 @@ fn a_sandbox_left_by_a_killed_ward_is_cleaned_by_the_next_rehearsal() {
     assert!(!pg_dir.exists(), "{} left behind", pg_dir.display());
     assert_eq!(std::fs::read_dir(&parent).expect("box").count(), 0);
 }
+
+#[test]
+fn a_sandbox_folder_in_production_or_under_another_users_folder_is_refused_and_an_existing_one_left_as_it_was()
+ {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    s.write("restore.yml", &restore(""));
+    s.write("prod/files/a.txt", "alpha\n");
+    // Inside the production folder of target `dest`, also through a link.
+    std::os::unix::fs::symlink(s.path().join("prod"), s.path().join("via-link")).expect("link");
+    for dir in ["prod/files/box", "via-link/files/box"] {
+        let out = s
+            .ward()
+            .args(["rehearse", "restore.yml", "--sandbox", dir])
+            .run()
+            .expect_code(2);
+        assert!(
+            out.stderr.contains("inside the production folder") && out.stderr.contains("`dest`"),
+            "{dir}: {}",
+            out.stderr
+        );
+    }
+    assert!(!s.path().join("prod/files/box").exists());
+    // Under a folder another user owns: it could swap the sandbox for a link.
+    let theirs = s.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    Command::new("chown")
+        .args(["nobody"])
+        .arg(&theirs)
+        .status()
+        .expect("chown");
+    let out = s
+        .ward()
+        .args(["rehearse", "restore.yml", "--sandbox"])
+        .arg(theirs.join("box"))
+        .run()
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("belongs to another user"),
+        "{}",
+        out.stderr
+    );
+    assert!(!theirs.join("box").exists());
+    // An existing folder of one's own (0755) is used, never chmod'ed.
+    let mine = s.path().join("shared-box");
+    std::fs::create_dir(&mine).expect("mkdir");
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _ = s
+        .ward()
+        .args(["rehearse", "restore.yml", "--sandbox"])
+        .arg(&mine)
+        .run();
+    let mode = std::fs::metadata(&mine).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    assert_eq!(std::fs::read_dir(&mine).expect("list").count(), 0);
+}
