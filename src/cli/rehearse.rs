@@ -21,7 +21,11 @@ PostgreSQL cluster of its own (listening on 127.0.0.1 only, trust only over
 its socket inside the sandbox) for the variables of `rehearse.postgres`.
 Every service.stop/service.start step, and each step in `rehearse.fence`,
 is replaced by a check that its program exists; `verify` steps run the
-read-only `ward verify`. The run is recorded like any other, under the lock
+read-only `ward verify`. Before anything runs, every other action step
+must write only inside the sandbox and connect only to its cluster (else
+the rehearsal is refused, naming the step); run:/cmd: steps run as written
+and are named on stderr as NOT fenced. Sandboxes left by a killed ward in
+the same folder are cleaned first. The run is recorded like any other, under the lock
 `<lock>.rehearse`, so it never holds off a backup.
 
 After the run: the restored folders are compared with the snapshot's
@@ -31,7 +35,9 @@ on SIGINT/SIGTERM), unless --keep.
 
 Exit status: 0 when the run succeeded and every check passed; 1 otherwise
 (the failed check or step says why); 2 for a playbook without `rehearse:`,
-a --var that names a sandbox variable, or a sandbox that cannot be made;
+a --var that names a sandbox variable, a step that would reach outside the
+sandbox, a --sandbox inside production or under another user's folder, or
+a sandbox that cannot be made;
 3 when another rehearsal holds the lock; 6 when a precondition failed;
 128+N after signal N (the sandbox is torn down first).
 
