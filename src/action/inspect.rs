@@ -501,7 +501,10 @@ pub fn pg_read(conn: &PgConn, queries: &[&str], ctx: &ProbeCtx<'_>) -> Result<Pg
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    runtime.block_on(async {
+    // The connect timeout covers the socket only: a server that accepts
+    // and then never answers (overloaded, a proxy, a wrong port on
+    // something else), or a query held by a lock, would hang the probe.
+    let work = async {
         let (client, connection) = cfg.connect(tokio_postgres::NoTls).await.map_err(|e| {
             format!(
                 "cannot connect to {}: {}",
@@ -540,8 +543,21 @@ pub fn pg_read(conn: &PgConn, queries: &[&str], ctx: &ProbeCtx<'_>) -> Result<Pg
         drop(client);
         let _ = task.await;
         Ok(PgFound { version, rows })
+    };
+    // (The timer is made inside the runtime: it needs its clock.)
+    let whole = runtime.block_on(async { tokio::time::timeout(PG_PROBE_TIMEOUT, work).await });
+    whole.unwrap_or_else(|_| {
+        Err(format!(
+            "{} did not answer within {}s (the server is overloaded, or what listens there \
+             is not PostgreSQL); nothing was changed",
+            conn.describe(),
+            PG_PROBE_TIMEOUT.as_secs()
+        ))
     })
 }
+
+/// How long a probe waits for a server, connecting and querying together.
+const PG_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The server a step connects to: reachable with its credentials, and its version.
 pub fn pg_server(conn: &PgConn, ctx: &ProbeCtx<'_>) -> Check {

@@ -21,7 +21,11 @@ PostgreSQL cluster of its own (listening on 127.0.0.1 only, trust only over
 its socket inside the sandbox) for the variables of `rehearse.postgres`.
 Every service.stop/service.start step, and each step in `rehearse.fence`,
 is replaced by a check that its program exists; `verify` steps run the
-read-only `ward verify`. The run is recorded like any other, under the lock
+read-only `ward verify`. Before anything runs, every other action step
+must write only inside the sandbox and connect only to its cluster (else
+the rehearsal is refused, naming the step); run:/cmd: steps run as written
+and are named on stderr as NOT fenced. Sandboxes left by a killed ward in
+the same folder are cleaned first. The run is recorded like any other, under the lock
 `<lock>.rehearse`, so it never holds off a backup.
 
 After the run: the restored folders are compared with the snapshot's
@@ -31,7 +35,9 @@ on SIGINT/SIGTERM), unless --keep.
 
 Exit status: 0 when the run succeeded and every check passed; 1 otherwise
 (the failed check or step says why); 2 for a playbook without `rehearse:`,
-a --var that names a sandbox variable, or a sandbox that cannot be made;
+a --var that names a sandbox variable, a step that would reach outside the
+sandbox, a --sandbox inside production or under another user's folder, or
+a sandbox that cannot be made;
 3 when another rehearsal holds the lock; 6 when a precondition failed;
 128+N after signal N (the sandbox is torn down first).
 
@@ -77,6 +83,8 @@ struct Ended {
     cluster_dir: Option<PathBuf>,
     kept: bool,
     fenced: Vec<rehearse::Fenced>,
+    /// `run:`/`cmd:` steps that ran as written (their writes are unknown).
+    unfenced: Vec<String>,
     teardown: Vec<String>,
 }
 
@@ -97,6 +105,16 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
             first.playbook.name.value
         )));
     };
+    // Where the targets are in production, to keep the sandbox out of them.
+    let production: Vec<(String, PathBuf)> = r
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let v = first.vars.get(&t.value)?.as_str()?;
+            let dir = PathBuf::from(&first.facts.playbook_dir).join(v);
+            Some((t.value.clone(), rehearse::guard::lexical(&dir)))
+        })
+        .collect();
     drop(first);
     let report_to = super::report::ReportTarget::from_args(&args.report)?;
     rehearse::refuse_sandbox_vars(&r, &given).map_err(|e| WardError::Usage(e.to_string()))?;
@@ -111,18 +129,55 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
         let mut signals = Signals::install().map_err(WardError::Output)?;
         let mut state = StateSession::open(args.state.state.as_deref(), Access::Create).await?;
         let parent = match &args.sandbox {
-            Some(dir) => dir.clone(),
+            // Absolute: the steps resolve relative paths against the
+            // playbook's folder, not against where ward was started.
+            Some(dir) => std::path::absolute(dir)
+                .map_err(|e| WardError::Usage(format!("--sandbox {}: {e}", dir.display())))?,
             None => state.store.folder().join("rehearse"),
         };
+        // A sandbox inside a production target would put the rehearsal's
+        // folders (and its teardown) into the data it must not touch.
+        if let Some((var, dir)) = production
+            .iter()
+            .find(|(_, dir)| canon(&parent).starts_with(canon(dir)))
+        {
+            return Err(WardError::Usage(format!(
+                "the sandbox folder {} is inside the production folder {} of target `{var}`; \
+                 give --sandbox a folder outside it",
+                parent.display(),
+                dir.display()
+            )));
+        }
         // A --sandbox folder is the operator's choice (exit 2 when others
         // could change it); the state folder's own is a state problem.
-        crate::state::private::ensure_dir(&parent, "rehearsal folder").map_err(|e| {
+        // An existing --sandbox folder is checked, never changed (it may be
+        // a folder in use: making it 0700 would change it); a missing one
+        // is made 0700. Its ancestors must be safe too: a folder another
+        // user can write could have the sandbox swapped for a link.
+        if args.sandbox.is_some()
+            && let Some(why) = unsafe_ancestor(&parent)
+        {
+            return Err(WardError::Usage(format!(
+                "--sandbox {}: {why}",
+                parent.display()
+            )));
+        }
+        let made = match (&args.sandbox, std::fs::symlink_metadata(&parent)) {
+            (Some(_), Ok(_)) => crate::state::private::check_dir(&parent, "rehearsal folder"),
+            _ => crate::state::private::ensure_dir(&parent, "rehearsal folder"),
+        };
+        made.map_err(|e| {
             if args.sandbox.is_some() {
                 WardError::Usage(format!("--sandbox: {e}"))
             } else {
                 WardError::from(e)
             }
         })?;
+        // Sandboxes of rehearsals whose ward was killed (no teardown ran):
+        // their cluster would otherwise run on forever.
+        for line in rehearse::sandbox::sweep(&parent) {
+            eprintln!("{}: {line}", Style::stderr().error("note"));
+        }
         let name = format!("{}-{run_id}", r_name(&args.file));
         let targets: Vec<String> = r.targets.iter().map(|t| t.value.clone()).collect();
         let mut sandbox =
@@ -142,6 +197,7 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                 .map(|c| c.dir.clone()),
             kept: args.keep,
             fenced: Vec::new(),
+            unfenced: Vec::new(),
             teardown: Vec::new(),
         };
         if ended.stopped.is_none() {
@@ -154,6 +210,30 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                     Err(code) => return Ok(Err(code)),
                 };
             ended.fenced = rehearse::fence(&mut plan, &r, &ward);
+            let guarded = rehearse::guard::check(&plan, &sandbox, &ended.fenced);
+            ended.unfenced = guarded.unfenced.clone();
+            // Said on stderr even with --quiet/--json: these steps run as
+            // written and ward cannot know what they write.
+            for id in &ended.unfenced {
+                eprintln!(
+                    "{}: rehearsal: step `{id}` is a run:/cmd: step and is NOT fenced: it runs \
+                     as written and may touch production (list it in `rehearse.fence` to \
+                     replace it by a check)",
+                    Style::stderr().error("warning")
+                );
+            }
+            // Nothing has run yet: a step that would write outside the
+            // sandbox refuses the whole rehearsal here.
+            if !guarded.escapes.is_empty() {
+                let mut msg = format!(
+                    "{shown}: the rehearsal would reach outside its sandbox, so nothing was run:"
+                );
+                for e in &guarded.escapes {
+                    msg.push_str(&format!("\n  step `{}`: {}", e.step, e.why));
+                }
+                msg.push_str("\n(docs/playbook.md, \"Rehearse\")");
+                return Err(WardError::Usage(msg));
+            }
             if !args.json && !args.output.quiet {
                 println!("rehearsal of {shown} in {}", sandbox.root.display());
                 for f in &ended.fenced {
@@ -238,6 +318,50 @@ async fn record_checks(
         })
         .collect();
     state.store.apply(run_id, changes).await
+}
+
+/// `path` with links resolved in its longest part that exists (the rest,
+/// to be made, taken lexically).
+fn canon(path: &std::path::Path) -> PathBuf {
+    let path = rehearse::guard::lexical(path);
+    for a in path.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(a) {
+            let rest = path.strip_prefix(a).unwrap_or(std::path::Path::new(""));
+            return real.join(rest);
+        }
+    }
+    path
+}
+
+/// Why a folder above `dir` is not safe to make a sandbox under: another
+/// user (not root) owns it, or others may write it without the sticky
+/// bit, so they could replace what lies below with a link.
+fn unsafe_ancestor(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    dir.ancestors().skip(1).find_map(|a| {
+        let m = std::fs::symlink_metadata(a).ok()?;
+        let mode = m.mode();
+        let others_write = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
+            Some(format!("{} is a link of another user", a.display()))
+        } else if m.is_dir() && m.uid() != 0 && m.uid() != me {
+            Some(format!(
+                "{} belongs to another user (uid {}), who could swap the sandbox for a link; \
+                 choose a folder of your own",
+                a.display(),
+                m.uid()
+            ))
+        } else if m.is_dir() && others_write {
+            Some(format!(
+                "{} is writable by others (and not sticky), who could swap the sandbox for a \
+                 link; choose a folder of your own",
+                a.display()
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// The playbook's file name without extension, for the sandbox's name.
@@ -346,6 +470,7 @@ fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
             },
             "reason": reason,
             "fenced": e.fenced.iter().map(|f| serde_json::json!({"step": f.id, "instead": f.instead})).collect::<Vec<_>>(),
+            "not_fenced": e.unfenced,
             "checks": e.checks,
             "sandbox": e.sandbox,
             "cluster_dir": e.cluster_dir,

@@ -19,6 +19,7 @@
 
 pub mod checks;
 pub mod dump;
+pub mod guard;
 pub mod sandbox;
 
 use std::path::Path;

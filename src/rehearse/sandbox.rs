@@ -204,10 +204,25 @@ impl Sandbox {
             make_new_dir(&dir, 0o700)?;
             sandbox.targets.push((t.clone(), dir));
         }
+        sandbox.write_owner(None)?;
         if postgres {
             sandbox.cluster = Some(sandbox.start_cluster(name)?);
         }
         Ok(sandbox)
+    }
+
+    /// Records who owns the sandbox (this process: pid and start time) and
+    /// where its cluster is, so that a later rehearsal can tell a sandbox
+    /// left by a ward that was killed (SIGKILL, a crash, a power cut) from
+    /// one in use, and clean it ([`sweep`]).
+    fn write_owner(&self, cluster: Option<&Path>) -> Result<(), SandboxError> {
+        let me = std::process::id();
+        let mut text = format!("pid {me}\nstart {}\n", start_time(me).unwrap_or_default());
+        if let Some(c) = cluster {
+            text.push_str(&format!("cluster {}\n", c.display()));
+        }
+        crate::fs::write_atomic(&self.root.join(OWNER), text.as_bytes(), 0o600)
+            .map_err(|e| err(format!("cannot write the sandbox's owner file: {e}")))
     }
 
     fn start_cluster(&self, name: &str) -> Result<Cluster, SandboxError> {
@@ -246,7 +261,7 @@ impl Sandbox {
         };
         // From here on, teardown knows the cluster's folder (a failure
         // below still removes it).
-        let result = (|| {
+        let result = |cluster: &mut Cluster| {
             // `mkdir` is not a server program: use the system one.
             let mut mk = if as_postgres {
                 let mut c = Command::new("runuser");
@@ -315,7 +330,12 @@ impl Sandbox {
                 last.map(|e| e.0).unwrap_or_default(),
                 log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
             )))
-        })();
+        };
+        // Recorded before the server is started, so that a ward killed
+        // while it starts still leaves a sweepable trail.
+        let result = self
+            .write_owner(Some(&cluster.dir))
+            .and_then(|()| result(&mut cluster));
         match result {
             Ok(()) => Ok(cluster),
             Err(e) => {
@@ -352,6 +372,10 @@ impl Sandbox {
                 problems.push(e.0);
             }
         }
+        if self.keep {
+            // Kept on purpose: not a leftover for [`sweep`].
+            let _ = std::fs::remove_file(self.root.join(OWNER));
+        }
         if !self.keep
             && let Err(e) = std::fs::remove_dir_all(&self.root)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -386,6 +410,111 @@ fn remove_cluster_dir(c: &Cluster) -> Result<(), SandboxError> {
         }
         _ => Ok(()),
     }
+}
+
+/// The file in a sandbox naming the ward that owns it.
+const OWNER: &str = "ward-owner";
+
+/// A process's start time (field 22 of `/proc/<pid>/stat`), which tells
+/// a live owner from another process that got its pid later.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Cleans the sandboxes in `parent` that a rehearsal left behind when its
+/// ward was killed before it could tear down (SIGKILL, a crash): their
+/// owner file names a process that is gone. Their cluster is stopped
+/// (`pg_ctl stop -m immediate`) and their folders removed. Sandboxes in
+/// use and kept ones (`--keep`, no owner file) are left alone. Returns
+/// one line per sandbox cleaned or that could not be.
+pub fn sweep(parent: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let root = e.path();
+        // Only real folders: a symlink planted here is not followed.
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(root.join(OWNER)) else {
+            continue;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+                .map(str::to_owned)
+        };
+        let Some(pid) = field("pid").and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let start = field("start").and_then(|s| s.parse::<u64>().ok());
+        let alive = match start_time(pid) {
+            Some(now) => start.is_none_or(|s| s == now),
+            None => false,
+        };
+        if alive {
+            continue;
+        }
+        let mut problems = Vec::new();
+        if let Some(dir) = field("cluster").map(PathBuf::from) {
+            let apart = !dir.starts_with(&root);
+            // The cluster's folder apart (as root) sits in the temp folder:
+            // only a real folder named as ward names them is touched.
+            let plausible = !apart
+                || (dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("ward-") && n.contains("-pg-"))
+                    && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()));
+            if plausible {
+                let as_postgres = is_root() && apart;
+                if dir.join("data/postmaster.pid").exists()
+                    && let Ok(bin) = server_bin()
+                {
+                    let stopped = run(
+                        tool(&bin, "pg_ctl", as_postgres)
+                            .args(["-w", "-t", "60", "-m", "immediate", "-D"])
+                            .arg(dir.join("data"))
+                            .arg("stop"),
+                        "pg_ctl stop",
+                    );
+                    if let Err(e) = stopped {
+                        problems.push(e.0);
+                    }
+                }
+                if apart
+                    && let Err(e) = std::fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    problems.push(format!("cannot remove {}: {e}", dir.display()));
+                }
+            }
+        }
+        if problems.is_empty()
+            && let Err(e) = std::fs::remove_dir_all(&root)
+        {
+            problems.push(format!("cannot remove {}: {e}", root.display()));
+        }
+        out.push(if problems.is_empty() {
+            format!(
+                "removed the sandbox {} left by a rehearsal whose ward (pid {pid}) is gone",
+                root.display()
+            )
+        } else {
+            format!(
+                "the sandbox {} left by a rehearsal whose ward (pid {pid}) is gone could not \
+                 be cleaned: {}",
+                root.display(),
+                problems.join("; ")
+            )
+        });
+    }
+    out
 }
 
 impl Drop for Sandbox {

@@ -637,3 +637,34 @@ fn preconditions_are_checked_as_a_run_checks_them() {
     assert_eq!(fingerprint(s.path()), before, "the probe changed files");
     assert!(!s.state().exists(), "the probe made a state database");
 }
+
+/// A server that accepts the connection and then never answers (an
+/// overloaded one, or something else on that port): the probe gives up
+/// with a clear failure instead of hanging.
+#[test]
+fn a_server_that_never_answers_fails_the_probe_instead_of_hanging_it() {
+    let s = Scratch::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        // Hold the one connection open, silent, until the probe gives up.
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 512];
+        while matches!(std::io::Read::read(&mut stream, &mut buf), Ok(n) if n > 0) {}
+    });
+    s.write(
+        "q.yml",
+        &format!(
+            "ward: 1\nname: q\nsteps:\n  - id: ask\n    action: pg.query\n    \
+             with: {{ sql: \"SELECT 1\", db: {{ host: 127.0.0.1, port: {port}, user: postgres }} }}\n"
+        ),
+    );
+    let (code, json) = probe_json(&s, "q.yml", &[]);
+    assert_ne!(code, 0, "{json:#}");
+    assert_eq!(verdict(&json, "ask", "postgres"), "fail", "{json:#}");
+    assert!(
+        detail(&json, "ask", "postgres").contains("did not answer within"),
+        "{json:#}"
+    );
+    held.join().expect("listener");
+}

@@ -585,3 +585,179 @@ fn keep_leaves_the_sandbox_with_its_cluster_stopped() {
     );
     std::fs::remove_dir_all(&cluster).expect("clean up");
 }
+
+#[test]
+fn a_step_that_would_write_outside_the_sandbox_refuses_the_rehearsal_before_anything_runs() {
+    let t = setup();
+    // A var the playbook forgot in `rehearse.targets`, a literal path, a
+    // query on the production cluster and an unfenced shell step.
+    let extra = format!(
+        "  - id: copy-other\n    needs: [stop-app]\n    action: rsync\n    \
+         with: {{ src: \"{{{{ from }}}}/files\", dest: \"{{{{ other_dest }}}}/x\" }}\n  \
+         - id: copy-literal\n    needs: [stop-app]\n    action: rsync\n    \
+         with: {{ src: \"{{{{ from }}}}/files\", dest: prod/literal }}\n  \
+         - id: prod-query\n    needs: [stop-app]\n    action: pg.query\n    \
+         with: {{ sql: \"DELETE FROM items\", db: {{ host: \"{}\", port: {}, user: postgres, dbname: app }} }}\n  \
+         - id: shell\n    needs: [stop-app]\n    run: \"touch prod/shell-ran\"\n",
+        t.prod.socket.display(),
+        t.prod.port
+    );
+    t.write_restore(&extra);
+    let text = std::fs::read_to_string(t.s.path().join("restore.yml")).expect("read");
+    t.s.write(
+        "restore.yml",
+        &text.replace(
+            "  check_first: true\n",
+            "  check_first: true\n  other_dest: prod/other\n",
+        ),
+    );
+    let before = (t.checksum(), t.prod_dump());
+    let out =
+        t.s.ward()
+            .args(["rehearse", "restore.yml"])
+            .run()
+            .expect_code(2);
+    for want in [
+        "nothing was run",
+        "step `copy-other`",
+        "add `other_dest` to `rehearse.targets`",
+        "step `copy-literal`",
+        "prod/literal, which is outside the sandbox",
+        "step `prod-query`",
+        "not to the sandbox's cluster",
+        "step `shell` is a run:/cmd: step and is NOT fenced",
+    ] {
+        assert!(out.stderr.contains(want), "{want}\n{}", out.stderr);
+    }
+    assert!(
+        !out.stderr.contains("step `restore-files`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("step `restore-db`"), "{}", out.stderr);
+    assert_eq!((t.checksum(), t.prod_dump()), before, "production changed");
+    // The sandbox was made and is gone again.
+    let left: Vec<_> = std::fs::read_dir(sandbox_parent(&t.s))
+        .expect("rehearse/")
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_sandbox_left_by_a_killed_ward_is_cleaned_by_the_next_rehearsal() {
+    let t = setup();
+    t.write_restore(
+        "  - id: linger\n    needs: [restore-db]\n    run: echo \"{{ pg_host }}\" > \"{{ dest }}/../host.txt\"; sleep 20\n",
+    );
+    let parent = t.s.path().join("box");
+    let child =
+        t.s.ward()
+            .args(["rehearse", "restore.yml", "--sandbox"])
+            .arg(&parent)
+            .spawn();
+    let host_file = || -> Option<PathBuf> {
+        let dir = std::fs::read_dir(&parent).ok()?.flatten().next()?.path();
+        let f = dir.join("targets/host.txt");
+        std::fs::read_to_string(&f)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+            .map(|_| f)
+    };
+    assert!(
+        wait_for(120, || host_file().is_some()),
+        "the rehearsal never got to `linger`"
+    );
+    let socket = std::fs::read_to_string(host_file().expect("host")).expect("read");
+    let pg_dir = Path::new(socket.trim())
+        .parent()
+        .expect("pg dir")
+        .to_owned();
+    let servers = || -> Vec<String> {
+        processes_mentioning(&pg_dir.display().to_string())
+            .into_iter()
+            .filter(|c| c.contains("bin/postgres"))
+            .collect()
+    };
+    assert!(!servers().is_empty());
+    // SIGKILL: no teardown can run; the server and the folders stay.
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let _ = child.wait_with_output().expect("wait");
+    assert!(!servers().is_empty(), "the server should outlive a SIGKILL");
+    assert_eq!(std::fs::read_dir(&parent).expect("box").count(), 1);
+    // The next rehearsal in the same folder finds the owner gone and cleans.
+    t.write_restore("");
+    let out =
+        t.s.ward()
+            .args(["rehearse", "restore.yml", "--sandbox"])
+            .arg(&parent)
+            .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("left by a rehearsal whose ward (pid"),
+        "{}",
+        out.stderr
+    );
+    assert!(servers().is_empty(), "the leftover server still runs");
+    assert!(!pg_dir.exists(), "{} left behind", pg_dir.display());
+    assert_eq!(std::fs::read_dir(&parent).expect("box").count(), 0);
+}
+
+#[test]
+fn a_sandbox_folder_in_production_or_under_another_users_folder_is_refused_and_an_existing_one_left_as_it_was()
+ {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    s.write("restore.yml", &restore(""));
+    s.write("prod/files/a.txt", "alpha\n");
+    // Inside the production folder of target `dest`, also through a link.
+    std::os::unix::fs::symlink(s.path().join("prod"), s.path().join("via-link")).expect("link");
+    for dir in ["prod/files/box", "via-link/files/box"] {
+        let out = s
+            .ward()
+            .args(["rehearse", "restore.yml", "--sandbox", dir])
+            .run()
+            .expect_code(2);
+        assert!(
+            out.stderr.contains("inside the production folder") && out.stderr.contains("`dest`"),
+            "{dir}: {}",
+            out.stderr
+        );
+    }
+    assert!(!s.path().join("prod/files/box").exists());
+    // Under a folder another user owns: it could swap the sandbox for a link.
+    let theirs = s.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    Command::new("chown")
+        .args(["nobody"])
+        .arg(&theirs)
+        .status()
+        .expect("chown");
+    let out = s
+        .ward()
+        .args(["rehearse", "restore.yml", "--sandbox"])
+        .arg(theirs.join("box"))
+        .run()
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("belongs to another user"),
+        "{}",
+        out.stderr
+    );
+    assert!(!theirs.join("box").exists());
+    // An existing folder of one's own (0755) is used, never chmod'ed.
+    let mine = s.path().join("shared-box");
+    std::fs::create_dir(&mine).expect("mkdir");
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _ = s
+        .ward()
+        .args(["rehearse", "restore.yml", "--sandbox"])
+        .arg(&mine)
+        .run();
+    let mode = std::fs::metadata(&mine).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    assert_eq!(std::fs::read_dir(&mine).expect("list").count(), 0);
+}

@@ -652,3 +652,82 @@ fn a_headless_browser_renders_the_html_report_with_its_timeline() {
     assert!(count([0xc6, 0x28, 0x28]) > 20, "no red bar drawn");
     assert!(count([0x2e, 0x7d, 0x32]) > 200, "no green bars drawn");
 }
+
+/// A hostile run: names that try to end the SVG, a CDATA section or a
+/// comment, a bidi override, a name of 5000 characters, and a step that
+/// prints secrets before failing.
+#[test]
+fn hostile_names_and_printed_secrets_do_not_get_through_the_report() {
+    let s = Scratch::new();
+    let long = "n".repeat(5000);
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: hostile\nvars:\n  api_token: tok-abc123\nsteps:\n  \
+             - id: a\n    name: \"</svg><script>x()</script> ]]> <!-- \u{202e}dedeecus\"\n    run: \"true\"\n  \
+             - id: b\n    name: {long}\n    needs: [a]\n    \
+             run: |\n      echo PGPASSWORD=hunter2\n      echo 'url postgres://app:pw-in-url@db/app'\n      \
+             echo '{{\"secret_key\": \"sk-999\"}}'\n      exit 1\n"
+        ),
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    for format in ["html", "md", "json"] {
+        let out = s
+            .ward()
+            .args(["report", "--last", "--format", format])
+            .run()
+            .expect_code(0);
+        for secret in ["hunter2", "pw-in-url", "sk-999", "tok-abc123"] {
+            assert!(
+                !out.stdout.contains(secret),
+                "{format}: {secret}\n{}",
+                out.stdout
+            );
+        }
+        // JSON is data (serde escapes what JSON must); the pages are read.
+        if format != "json" {
+            assert!(!out.stdout.contains('\u{202e}'), "{format}");
+        }
+        assert!(
+            out.stdout.contains("PGPASSWORD=********"),
+            "{format}\n{}",
+            out.stdout
+        );
+        if format == "html" {
+            let elements = xml_elements(&out.stdout);
+            assert!(
+                !elements.iter().any(|(n, _)| n == "script"),
+                "{}",
+                out.stdout
+            );
+            assert_eq!(elements.iter().filter(|(n, _)| n == "svg").count(), 1);
+            assert!(!out.stdout.contains("<!--"), "a comment opened");
+            assert!(!out.stdout.contains("]]>"), "a CDATA end got through");
+        }
+    }
+}
+
+/// 500 steps: the report stays a sane size, every step is in it, and the
+/// timeline has a bar for each.
+#[test]
+fn a_run_of_500_steps_reports_with_a_bar_each_at_a_sane_size() {
+    let s = Scratch::new();
+    let mut text = String::from("ward: 1\nname: many\nsteps:\n");
+    for i in 0..500 {
+        text.push_str(&format!("  - id: s{i}\n    run: \"true\"\n"));
+    }
+    s.write("p.yml", &text);
+    s.ward().args(["run", "p.yml"]).run().expect_code(0);
+    let out = s
+        .ward()
+        .args(["report", "--last", "--format", "html"])
+        .run()
+        .expect_code(0);
+    let elements = xml_elements(&out.stdout);
+    let bars = elements
+        .iter()
+        .filter(|(n, a)| n == "rect" && a.get("class").is_some_and(|c| c.starts_with("bar ")))
+        .count();
+    assert_eq!(bars, 500);
+    assert!(out.stdout.len() < 2_000_000, "{} bytes", out.stdout.len());
+}

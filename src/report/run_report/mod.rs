@@ -164,7 +164,14 @@ impl StepDefinition {
         StepDefinition {
             name: text("name"),
             action: text("action"),
-            what: text("summary").or_else(|| text("run")).or(cmd),
+            // A literal `PGPASSWORD=...` written in a `run:` line is masked
+            // as in the output (a secret variable's value is masked already).
+            what: text("summary").or_else(|| text("run")).or(cmd).map(|w| {
+                w.lines()
+                    .map(mask_secret_words)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
         }
     }
 }
@@ -254,7 +261,10 @@ impl RunReport {
                     .last()
                     .filter(|a| a.outcome.is_some_and(|o| o != AttemptOutcome::Succeeded))
                     .map(|a| super::log_tail(Path::new(&a.log_path), TAIL_LINES))
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|l| text::visible(&mask_secret_words(l)))
+                    .collect();
                 StepReport {
                     definition: StepDefinition::read(&record.definition),
                     record,
@@ -291,6 +301,80 @@ impl RunReport {
     pub fn step(&self, id: &str) -> Option<&StepReport> {
         self.steps.iter().find(|s| s.record.id == id)
     }
+}
+
+/// A line of a step's output with the values of secret-named settings
+/// masked: `DB_PASSWORD=x`, `api_token: x`, `"secret_key": "x"`, and the
+/// password in a URL (`postgres://u:x@h`). The state holds no secret
+/// values (they are recorded masked) so the report cannot look for them
+/// as the validation's redactor does; what a step prints in the common
+/// `name=value` shapes is caught here, by the same names that make a
+/// variable secret (`template::is_secret_name`). The log file itself
+/// keeps what the step printed (`ward log`).
+pub(crate) fn mask_secret_words(line: &str) -> String {
+    let mask = crate::template::MASK;
+    let b = line.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
+    let ends = |c: u8| c.is_ascii_whitespace() || b"\"',;&)]}".contains(&c);
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        let c = b[i];
+        let mut value_at = None;
+        if c == b'=' || c == b':' {
+            // The key before the separator, past a closing quote.
+            let mut k_end = i;
+            if k_end > 0 && (b[k_end - 1] == b'"' || b[k_end - 1] == b'\'') {
+                k_end -= 1;
+            }
+            let mut k_start = k_end;
+            while k_start > 0 && word(b[k_start - 1]) {
+                k_start -= 1;
+            }
+            let url = c == b':' && b.get(i + 1) == Some(&b'/') && b.get(i + 2) == Some(&b'/');
+            if !url && k_start < k_end && crate::template::is_secret_name(&line[k_start..k_end]) {
+                let mut v = i + 1;
+                while v < b.len() && (b[v] == b' ' || b[v] == b'"' || b[v] == b'\'') {
+                    v += 1;
+                }
+                value_at = Some(v);
+            } else if url {
+                // `scheme://user:password@host`: the password.
+                let rest = &line[i + 3..];
+                let auth_end = rest.find(['/', ' ', '"', '\'']).unwrap_or(rest.len());
+                if let Some(at) = rest[..auth_end].rfind('@')
+                    && let Some(colon) = rest[..at].find(':')
+                {
+                    let from = i + 3 + colon + 1;
+                    let to = i + 3 + at;
+                    if from < to {
+                        out.push_str(&line[copied..from]);
+                        out.push_str(mask);
+                        copied = to;
+                        i = to;
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Some(v) = value_at {
+            let mut end = v;
+            while end < b.len() && !ends(b[end]) {
+                end += 1;
+            }
+            if end > v && &line[v..end] != mask {
+                out.push_str(&line[copied..v]);
+                out.push_str(mask);
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&line[copied..]);
+    out
 }
 
 /// The run's variables, secrets masked (again: the record has them masked

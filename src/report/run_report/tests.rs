@@ -376,3 +376,37 @@ fn json_has_the_steps_events_and_timeline() {
     assert_eq!(v["timeline"]["downtime"]["end_ms"], 5000);
     assert!(v["generated_at"].is_string());
 }
+
+#[test]
+fn secret_settings_printed_by_a_step_are_masked_in_the_output_tail() {
+    use super::mask_secret_words as m;
+    assert_eq!(m("PGPASSWORD=hunter2 psql"), "PGPASSWORD=******** psql");
+    assert_eq!(m("api_token: abc.def, next"), "api_token: ********, next");
+    assert_eq!(
+        m(r#"{"secret_key": "s3cr3t", "user": "bob"}"#),
+        r#"{"secret_key": "********", "user": "bob"}"#
+    );
+    assert_eq!(
+        m("connecting to postgres://app:pw1@db:5432/app"),
+        "connecting to postgres://app:********@db:5432/app"
+    );
+    assert_eq!(
+        m("user=bob host=db port=5432"),
+        "user=bob host=db port=5432"
+    );
+    assert_eq!(m("ERROR: no such table"), "ERROR: no such table");
+    assert_eq!(m("password=********"), "password=********");
+    assert_eq!(m("token=\u{e9}t\u{e9} x"), "token=******** x");
+}
+
+#[test]
+fn bidirectional_controls_are_written_out_in_every_rendering() {
+    let mut r = sample();
+    r.steps[0].definition.name = Some("evil\u{202e}dedeecus".into());
+    let html = render_html(&r);
+    let md = crate::report::run_report::render_markdown(&r);
+    for text in [&html, &md] {
+        assert!(!text.contains('\u{202e}'), "{text}");
+        assert!(text.contains("\\u{202e}"), "{text}");
+    }
+}

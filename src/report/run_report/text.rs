@@ -5,8 +5,28 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::report::fmt_duration;
-use crate::report::progress::visible;
 use crate::state::AttemptRecord;
+
+/// Recorded text with control characters written out
+/// (`report::progress::visible`) and the Unicode bidirectional controls
+/// too (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F, U+061C): those are
+/// no control characters to Rust, but a step name or output holding one
+/// would reorder what the reader of the report sees (a "succeeded"
+/// spelled backwards, a path that reads as another), so they are shown as
+/// `\u{202e}` like any other invisible character.
+pub(super) fn visible(text: &str) -> String {
+    let shown = crate::report::progress::visible(text);
+    let mut out = String::with_capacity(shown.len());
+    for c in shown.chars() {
+        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+        {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Text for XML/HTML content and attribute values: control characters
 /// written out first (`report::visible`; XML 1.0 allows none but tab,
