@@ -86,13 +86,15 @@ pub enum Answer {
     Failed(String),
 }
 
-/// The whole text of a question: context, the step, the question, and
-/// what to type.
-pub fn question(setup: &ConfirmSetup, step: &str, prompt: &str, word: &str) -> String {
+/// The whole text of a question: context, what the step does, the
+/// question, and what to type.
+pub fn question(setup: &ConfirmSetup, step: &str, does: &str, prompt: &str, word: &str) -> String {
     let mut text = String::from("\n");
     for line in &setup.context {
         text.push_str(&format!("  {line}\n"));
     }
+    // What the step will overwrite, in the words `ward plan` uses.
+    text.push_str(&format!("  step `{step}` does: {}\n", plain(does)));
     text.push_str(&format!("  step `{step}`: {}\n", plain(prompt)));
     text.push_str(&format!(
         "  type `{word}` to go on (anything else stops the run): "

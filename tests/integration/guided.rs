@@ -102,6 +102,11 @@ fn the_right_word_at_a_terminal_lets_the_step_run() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Replace the database with the dump?"), "{out}");
     assert!(out.contains("type `wipe-all`"), "{out}");
+    // What the step will do is shown with the question.
+    assert!(
+        out.contains("step `wipe` does: echo wiped > wiped"),
+        "{out}"
+    );
     // The question came after the step before it: that one had run.
     assert_eq!(s.read("checked").trim(), "checked");
     assert_eq!(s.read("wiped").trim(), "wiped");
