@@ -146,7 +146,15 @@ impl ActionCtx {
 
     /// Writes a line to the attempt's log (and to the terminal when echoing).
     pub fn log(&self, line: impl AsRef<str>) {
-        let line = line.as_ref();
+        let masked;
+        let line = match &self.attempt.mask {
+            Some(mask) => {
+                masked =
+                    String::from_utf8_lossy(&mask.apply(line.as_ref().as_bytes())).into_owned();
+                masked.as_str()
+            }
+            None => line.as_ref(),
+        };
         if let Some(mut f) = self.log_file() {
             let _ = writeln!(f, "{line}");
         }

@@ -166,6 +166,8 @@ struct Scheduler<'a, 'r> {
     ask_task: Option<tokio::task::AbortHandle>,
     /// Why a step was not confirmed (the run then ends `NotConfirmed`).
     not_confirmed: Option<String>,
+    /// The run's secrets, masked in what steps print (built once).
+    mask: Option<std::sync::Arc<crate::process::Mask>>,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -228,6 +230,7 @@ pub async fn execute(
         to_ask: Vec::new(),
         ask_task: None,
         not_confirmed: None,
+        mask: v.output_mask(),
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -860,6 +863,7 @@ impl Scheduler<'_, '_> {
             kill_grace: self.options.kill_grace,
             shield_from_group_signals: self.is_finalizer(i) || self.interrupted.is_some(),
             echo,
+            mask: self.mask.clone(),
         }
     }
 

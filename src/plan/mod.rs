@@ -43,6 +43,30 @@ pub struct Plan {
     pub preconditions: Vec<ResolvedPrecondition>,
     /// `restore:`, templates rendered.
     pub restore: Option<crate::validate::ResolvedRestore>,
+    /// The text of every secret value (in memory only: never shown or
+    /// stored), masked in what steps print (`process::Mask`).
+    pub secret_texts: Vec<String>,
+}
+
+impl Plan {
+    /// What steps' output is masked with: every secret value and each
+    /// step's secret environment values (`None`: there are none).
+    pub fn output_mask(&self) -> Option<std::sync::Arc<crate::process::Mask>> {
+        let env = self.steps.iter().flat_map(|s| {
+            s.env
+                .iter()
+                .filter(|(k, _)| s.secret_env.contains(k))
+                .map(|(_, v)| v.clone())
+        });
+        // As the redactor: too short a text would garble the output.
+        let texts = self
+            .secret_texts
+            .iter()
+            .cloned()
+            .chain(env)
+            .filter(|t| t.chars().count() >= crate::template::MIN_REDACTED_LEN);
+        crate::process::Mask::of(texts)
+    }
 }
 
 /// Builds the plan of what `validated` checked: the DAG (each cycle is
@@ -70,6 +94,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         compensation_only: _,
         preconditions,
         restore,
+        secret_texts,
     } = validated;
     let points = steps.iter().map(point_role).collect();
     Some(Plan {
@@ -81,6 +106,7 @@ pub fn build(validated: Validated, diags: &mut Diagnostics) -> Option<Plan> {
         points,
         preconditions,
         restore,
+        secret_texts,
     })
 }
 

@@ -26,6 +26,7 @@
 //! its environment (`execute::orphans`), not here.
 
 mod blocking;
+mod mask;
 mod watched;
 
 use std::os::unix::process::CommandExt;
@@ -38,6 +39,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::sync::mpsc;
 
 pub use blocking::{Finished, Running};
+pub use mask::{Mask, MaskStream};
 pub use watched::{Ended, Outcome, StartError, Started, WaitError, spawn, wait, wait_cancel};
 
 /// How hard the scheduler wants running attempts to stop.
@@ -123,6 +125,9 @@ pub struct Attempt {
     pub shield_from_group_signals: bool,
     /// Where to echo output lines, if anywhere.
     pub echo: Option<Echo>,
+    /// The run's secret texts, masked in the output before it is logged
+    /// or echoed (`None`: the run has no secrets).
+    pub mask: Option<std::sync::Arc<Mask>>,
 }
 
 /// A program to start in its own process group, stdin from /dev/null, with

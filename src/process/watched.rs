@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::{Attempt, Cancel, Echo, Stop, command, signal_group};
+use super::{Attempt, Cancel, Echo, MaskStream, Stop, command, signal_group};
 
 /// A started program (or the reason it could not start).
 pub struct Started {
@@ -142,9 +142,10 @@ fn start(attempt: &Attempt) -> Result<Run, StartError> {
         file: None,
     };
     let echo = attempt.echo.clone().map(|tx| (attempt.index, tx));
+    let mask = attempt.mask.clone().map(MaskStream::new);
     Ok(Run {
         child,
-        readers: vec![tokio::spawn(pump(receiver, log, echo))],
+        readers: vec![tokio::spawn(pump(receiver, log, echo, mask))],
         program: program.clone(),
     })
 }
@@ -168,28 +169,42 @@ impl LazyLog {
 }
 
 /// Copies the step's output into its log and, if echoing, line by line to
-/// the reporter (invalid UTF-8 is kept intact in the log).
+/// the reporter (invalid UTF-8 is kept intact in the log), with the run's
+/// secrets masked first.
 async fn pump(
     mut pipe: tokio::net::unix::pipe::Receiver,
     mut log: LazyLog,
     echo: Option<(usize, Echo)>,
+    mut mask: Option<MaskStream>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut partial: Vec<u8> = Vec::new();
-    loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        log.write(&buf[..n]);
+    let take = |bytes: &[u8], log: &mut LazyLog, partial: &mut Vec<u8>| {
+        if bytes.is_empty() {
+            return;
+        }
+        log.write(bytes);
         if let Some((step, tx)) = &echo {
-            partial.extend_from_slice(&buf[..n]);
+            partial.extend_from_slice(bytes);
             while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = partial.drain(..=pos).collect();
                 let text = String::from_utf8_lossy(&line);
                 let _ = tx.send((*step, text.trim_end_matches(['\n', '\r']).to_owned()));
             }
         }
+    };
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        match &mut mask {
+            Some(m) => take(&m.push(&buf[..n]), &mut log, &mut partial),
+            None => take(&buf[..n], &mut log, &mut partial),
+        }
+    }
+    if let Some(m) = &mut mask {
+        take(&m.finish(), &mut log, &mut partial);
     }
     if let Some((step, tx)) = &echo
         && !partial.is_empty()

@@ -17,7 +17,9 @@ use crate::source::{Pos, SourceFile, Span};
 use crate::yaml::{Node, NodeKind, Scalar};
 
 pub use context::{OverrideError, RunFacts, TemplateContext, override_value};
-pub use secret::{FingerprintKey, MASK, Redactor, SecretUse, Secrets, is_secret_name};
+pub use secret::{
+    FingerprintKey, MASK, MIN_REDACTED_LEN, Redactor, SecretUse, Secrets, is_secret_name,
+};
 
 /// Work one template may do (minijinja fuel: about one unit per instruction
 /// and per 64 bytes allocated). Plenty for building paths and command lines;

@@ -122,6 +122,12 @@ impl Redactor {
         self.texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
     }
 
+    /// The secret texts, longest first (for masking bytes elsewhere:
+    /// `process::Mask`).
+    pub fn texts(&self) -> &[String] {
+        &self.texts
+    }
+
     /// `text` with every secret replaced by [`MASK`], in one pass from the
     /// left, the longest secret first at each place, so that a mask already
     /// written is never matched again (a secret `****` must not eat into

@@ -48,6 +48,9 @@ pub struct Validated {
     pub preconditions: Vec<ResolvedPrecondition>,
     /// `restore:`, templates rendered.
     pub restore: Option<ResolvedRestore>,
+    /// The text of every secret value (in memory only: never shown or
+    /// stored), masked in what steps print.
+    pub secret_texts: Vec<String>,
 }
 
 impl Validated {
@@ -103,6 +106,7 @@ pub fn validate(
         compensation_only,
         preconditions,
         restore,
+        secret_texts: ctx.redactor.texts().to_vec(),
         playbook,
     }
 }

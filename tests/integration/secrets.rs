@@ -487,3 +487,54 @@ fn a_literal_password_is_refused_without_showing_its_line() {
         assert!(!out.contains("hunter2"), "{out}");
     }
 }
+
+#[test]
+fn a_secret_a_step_prints_is_masked_in_its_log_and_status() {
+    let s = Scratch::new();
+    s.write(
+        "print.yml",
+        r#"ward: 1
+name: print
+vars:
+  db_password: changeme
+steps:
+  - id: loud
+    # `set -x` and a program echoing its connection string: the common
+    # ways a secret reaches a step's output. Printed in pieces too, so a
+    # read may split it.
+    run: |
+      echo "connecting with password $PGPASSWORD"
+      printf '%s' "${PGPASSWORD:0:5}"; sleep 0.2; printf '%s\n' "${PGPASSWORD:5}"
+      set -x
+      : "$PGPASSWORD"
+    env: { PGPASSWORD: "{{ db_password }}" }
+"#,
+    );
+    let out = s
+        .ward()
+        .args([
+            "run",
+            "print.yml",
+            "--var",
+            &format!("db_password={SECRET}"),
+        ])
+        .run()
+        .expect_code(0);
+    assert_no_secret("run output", out.stdout.as_bytes());
+    assert_no_secret("run errors", out.stderr.as_bytes());
+    let log = s.ward().args(["log", "last", "loud"]).run().expect_code(0);
+    assert!(
+        log.stdout.contains("connecting with password ********"),
+        "{}",
+        log.stdout
+    );
+    // Split across two writes, still masked whole.
+    assert_eq!(log.stdout.matches("********").count(), 3, "{}", log.stdout);
+    let mut files = Vec::new();
+    all_files(s.state().parent().expect("state folder"), &mut files);
+    for (path, bytes) in &files {
+        assert_no_secret(path, bytes);
+    }
+    let status = s.ward().args(["status", "--json"]).run().expect_code(0);
+    assert_no_secret("status", status.stdout.as_bytes());
+}
