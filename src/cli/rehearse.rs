@@ -42,7 +42,7 @@ a sandbox that cannot be made;
 128+N after signal N (the sandbox is torn down first).
 
 Examples:
-  ward rehearse playbooks/fossology/restore-full.yml --var snapshot=latest
+  ward rehearse playbooks/fossology/restore-full.yml --snapshot latest
   ward rehearse restore.yml --json > rehearsal.json";
 
 /// `ward rehearse` arguments.
@@ -68,6 +68,10 @@ pub(super) struct RehearseArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// The snapshot to rehearse: `latest`, a date, a snapshot's folder
+    /// name or a path (playbooks with `restore:`; as `ward run --snapshot`).
+    #[arg(long, value_name = "latest|DATE|NAME|PATH")]
+    snapshot: Option<String>,
     #[command(flatten)]
     report: super::ReportFileArgs,
 }
@@ -89,7 +93,7 @@ struct Ended {
 }
 
 pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
-    let given = vars::parse(&args.vars.vars)?;
+    let mut given = vars::parse(&args.vars.vars)?;
     let run_id = session::new_run_id();
     let shown = args.file.display().to_string();
     let checked = crate::check_file(&args.file, &given, &run_id)?;
@@ -105,6 +109,31 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
             first.playbook.name.value
         )));
     };
+    // `--snapshot`, as `ward run` reads it (no pick from a list: a
+    // rehearsal runs from cron); it sets the restore's snapshot variable.
+    let mut chosen = None;
+    if let Some(wanted) = &args.snapshot {
+        let Some(restore) = &first.restore else {
+            return Err(WardError::Usage(format!(
+                "{shown}: --snapshot is for playbooks with `restore:`, and playbook `{}` has \
+                 none; set the snapshot with --var",
+                first.playbook.name.value
+            )));
+        };
+        let dir = PathBuf::from(&first.facts.playbook_dir).join(&restore.spec.snapshots);
+        // A PATH is the operator's (relative to where ward runs).
+        let wanted = match wanted.contains('/') {
+            true => std::fs::canonicalize(wanted)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| wanted.clone()),
+            false => wanted.clone(),
+        };
+        let c = crate::restore::choose(&dir, &wanted)?;
+        let var = restore.spec.snapshot_var.clone();
+        given.retain(|(k, _)| *k != var);
+        given.push((var, c.path.display().to_string()));
+        chosen = Some(format!("restoring {}", c.line()));
+    }
     // Where the targets are in production, to keep the sandbox out of them.
     let production: Vec<(String, PathBuf)> = r
         .targets
@@ -241,6 +270,9 @@ pub(super) fn rehearse(args: &RehearseArgs) -> Result<i32, WardError> {
                 }
             }
             let (mut reporter, mut settings) = reporter(&args.output, args.json, &args.state);
+            if let Some(c) = &chosen {
+                settings.notes.push((NoteKind::SnapshotChosen, c.clone()));
+            }
             settings.notes.push((
                 NoteKind::Rehearsal,
                 rehearsal_note(&sandbox.root, &ended.fenced),

@@ -492,10 +492,17 @@ fn rehearse_fossology(backup: &str, restore: &str) -> serde_json::Value {
         .arg("rehearse")
         .arg(playbook(restore))
         .args(&kept)
-        .arg("--json")
+        .args(["--snapshot", "latest", "--json"])
         .run();
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let j = out.json();
+    // `--snapshot` chose the snapshot, as for `ward run`, and it is recorded.
+    let run_id = j["run_id"].as_str().expect("run id");
+    let chosen = crate::guided::events(&s, run_id, "snapshot-chosen");
+    assert!(
+        chosen.len() == 1 && chosen[0].starts_with("restoring "),
+        "{chosen:?}"
+    );
     let checks = j["checks"].as_array().expect("checks");
     assert!(checks.iter().all(|c| c["verdict"] == "passed"), "{j}");
     let fenced: Vec<&str> = j["fenced"]
