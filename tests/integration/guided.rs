@@ -636,3 +636,31 @@ fn while_a_question_is_on_the_screen_other_steps_run_but_print_after_the_answer(
     assert!(out[answered..].contains("chatty │ tick"), "{out}");
     assert!(out[answered..].contains("chatty-done"), "{out}");
 }
+
+#[test]
+fn a_resume_restores_the_snapshot_the_run_chose_even_if_latest_moved() {
+    let (s, _, restore) = system();
+    s.write("hold", "");
+    // No --snapshot, no terminal: the var's default, `snaps/latest`.
+    let mut child = s.ward().args(["run", "--yes"]).arg(&restore).spawn();
+    assert!(crate::harness::wait_for(30, || s
+        .path()
+        .join("waiting")
+        .exists()));
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let id = last_run_id(&s);
+    // `latest` now points at the older snapshot (e.g. moved by hand).
+    let latest = s.path().join("snaps/latest");
+    std::fs::remove_file(&latest).expect("rm latest");
+    std::os::unix::fs::symlink("2026-11-20", &latest).expect("link");
+    std::fs::remove_file(s.path().join("hold")).expect("rm hold");
+    s.ward().args(["resume", "--yes", &id]).run().expect_code(0);
+    // The one the guards checked and the marker named, not the new `latest`.
+    assert_eq!(restored(&s), "2026-11-21");
+    assert!(
+        s.read("restored-from").contains("snaps/2026-11-21"),
+        "{}",
+        s.read("restored-from")
+    );
+}
