@@ -142,19 +142,42 @@ pub fn choose(dir: &Path, wanted: &str) -> Result<Candidate, WardError> {
     let all = candidates(dir)?;
     let pick = if wanted == "latest" {
         all.first()
-    } else if let Some(c) = all.iter().find(|c| c.name == wanted) {
-        Some(c)
     } else if chrono::NaiveDate::parse_from_str(wanted, "%Y-%m-%d").is_ok() {
-        // The newest snapshot of that day (`NAME.2` after `NAME`).
-        all.iter().find(|c| {
-            snapshots::time_from_name(&c.name)
-                .map(|t| t.date().format("%Y-%m-%d").to_string())
-                .or_else(|| c.manifest.created.get(..10).map(str::to_owned))
-                .as_deref()
-                == Some(wanted)
-        })
+        // The newest snapshot of that day (`NAME.2` after `NAME`), before
+        // a folder named like the date: that is the older one of the day.
+        let that_day: Vec<&Candidate> = all
+            .iter()
+            .filter(|c| {
+                snapshots::time_from_name(&c.name)
+                    .map(|t| t.date().format("%Y-%m-%d").to_string())
+                    .or_else(|| c.manifest.created.get(..10).map(str::to_owned))
+                    .as_deref()
+                    == Some(wanted)
+            })
+            .collect();
+        if let [newest, others @ ..] = that_day.as_slice()
+            && !others.is_empty()
+        {
+            // At 3 a.m. "the snapshot of that day" may mean another one.
+            eprintln!(
+                "note: --snapshot {wanted}: {} snapshots were made that day; restoring the newest, {}; the other{} ({}) can be given by path, e.g. --snapshot {}",
+                that_day.len(),
+                newest.name,
+                if others.len() == 1 { "" } else { "s" },
+                others
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                others[0].path.display()
+            );
+        }
+        that_day
+            .first()
+            .copied()
+            .or_else(|| all.iter().find(|c| c.name == wanted))
     } else {
-        None
+        all.iter().find(|c| c.name == wanted)
     };
     pick.cloned().ok_or_else(|| {
         if all.is_empty() {

@@ -664,3 +664,49 @@ fn a_resume_restores_the_snapshot_the_run_chose_even_if_latest_moved() {
         s.read("restored-from")
     );
 }
+
+#[test]
+fn a_date_with_two_snapshots_that_day_says_which_it_restores() {
+    let (s, backup, restore) = system();
+    // A second snapshot of 2026-11-21: named `2026-11-21.2` (its verify
+    // step, naming the first, fails; the snapshot is complete).
+    s.ward()
+        .args(["run", "--var", "snap_name=2026-11-21"])
+        .arg(&backup)
+        .run()
+        .expect_code(1);
+    assert!(s.path().join("snaps/2026-11-21.2").is_dir());
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "2026-11-21"])
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert!(
+        s.read("restored-from").contains("snaps/2026-11-21.2"),
+        "{}",
+        s.read("restored-from")
+    );
+    // The operator is told the day had more than one, and how to get the other.
+    assert!(
+        r.stderr.contains("2 snapshots were made that day"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.trim_end().ends_with("snaps/2026-11-21"),
+        "{}",
+        r.stderr
+    );
+    s.ward()
+        .args(["run", "--yes", "--snapshot"])
+        .arg(s.path().join("snaps/2026-11-21"))
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert!(
+        s.read("restored-from").ends_with("snaps/2026-11-21\n"),
+        "{}",
+        s.read("restored-from")
+    );
+}
