@@ -125,7 +125,7 @@ pub fn read_marker(path: &Path) -> Option<(String, Option<String>)> {
     let mut text = String::new();
     let read = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(path)
         // It may have grown since.
         .and_then(|f| f.take(MAX_MARKER).read_to_string(&mut text));
