@@ -107,16 +107,35 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The complete snapshots in `dir`, newest first.
-pub fn candidates(dir: &Path) -> Result<Vec<Candidate>, WardError> {
+/// A complete snapshot whose manifest cannot be read: its name and why.
+type Damaged = (String, String);
+
+/// The complete snapshots in `dir`, newest first, each read or damaged.
+fn listed(dir: &Path) -> Result<Vec<Result<Candidate, Damaged>>, WardError> {
     let listing = snapshots::list(dir, "latest").map_err(|e| WardError::Usage(e.to_string()))?;
     let mut found: Vec<&snapshots::Snapshot> =
         listing.snapshots.iter().filter(|s| s.complete).collect();
     found.sort_by(|a, b| b.age_order().cmp(&a.age_order()));
     let mut out = Vec::new();
     for s in found {
-        if let Some(c) = Candidate::of(&dir.join(&s.name))? {
-            out.push(c);
+        // One damaged manifest must not hide every other snapshot.
+        match Candidate::of(&dir.join(&s.name)) {
+            Ok(Some(c)) => out.push(Ok(c)),
+            Ok(None) => {}
+            Err(e) => out.push(Err((s.name.clone(), e.to_string()))),
+        }
+    }
+    Ok(out)
+}
+
+/// The complete snapshots in `dir` whose manifest reads, newest first;
+/// each one left out is named on stderr.
+pub fn candidates(dir: &Path) -> Result<Vec<Candidate>, WardError> {
+    let mut out = Vec::new();
+    for c in listed(dir)? {
+        match c {
+            Ok(c) => out.push(c),
+            Err((name, why)) => eprintln!("note: snapshot {name} left out: {why}"),
         }
     }
     Ok(out)
@@ -138,6 +157,17 @@ pub fn choose(dir: &Path, wanted: &str) -> Result<Candidate, WardError> {
         return Candidate::of(path)?.ok_or_else(|| {
             fail("that folder has no ward manifest: it is not a complete ward snapshot".into())
         });
+    }
+    let listed = listed(dir)?;
+    if let Some(Err((name, why))) = listed
+        .iter()
+        .find(|c| wanted == "latest" || c.as_ref().is_err_and(|(n, _)| n == wanted))
+        .filter(|c| c.is_err())
+    {
+        // Not silently the next one: the operator asked for this one.
+        return Err(fail(format!(
+            "the snapshot {name} cannot be restored: {why}; name another one (`ward plan` lists              them)"
+        )));
     }
     let all = candidates(dir)?;
     let pick = if wanted == "latest" {

@@ -710,3 +710,59 @@ fn a_date_with_two_snapshots_that_day_says_which_it_restores() {
         s.read("restored-from")
     );
 }
+
+#[test]
+fn a_damaged_manifest_leaves_that_snapshot_out_and_never_stands_in_for_latest() {
+    let (s, _, restore) = system();
+    let snaps = s.path().join("snaps");
+    let manifest_of = |name: &str| {
+        let p = snaps.join(format!(".{name}.manifest.json"));
+        assert!(
+            p.is_file(),
+            "manifest next to the snapshot: {}",
+            p.display()
+        );
+        p
+    };
+    // The older snapshot's manifest edited (its checksum no longer matches):
+    // the newest is still restored, and the damaged one is named.
+    let older = manifest_of("2026-11-20");
+    let text = std::fs::read_to_string(&older).expect("read");
+    std::fs::write(&older, text.replacen("full", "fulL", 1)).expect("forge");
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "latest"])
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert_eq!(restored(&s), "2026-11-21");
+    assert!(
+        r.stderr.contains("snapshot 2026-11-20 left out"),
+        "{}",
+        r.stderr
+    );
+    // Asked for by name: refused with why, nothing run.
+    let _ = std::fs::remove_file(s.path().join("restored"));
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "2026-11-20"])
+        .arg(&restore)
+        .run()
+        .expect_code(2);
+    assert!(r.stderr.contains("checksum"), "{}", r.stderr);
+    // The newest damaged: `latest` refuses rather than restore an older one.
+    let newest = manifest_of("2026-11-21");
+    std::fs::write(&newest, "{ not json").expect("damage");
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "latest"])
+        .arg(&restore)
+        .run()
+        .expect_code(2);
+    assert!(
+        r.stderr.contains("2026-11-21 cannot be restored"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path().join("restored").exists());
+}
