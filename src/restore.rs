@@ -107,16 +107,35 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The complete snapshots in `dir`, newest first.
-pub fn candidates(dir: &Path) -> Result<Vec<Candidate>, WardError> {
+/// A complete snapshot whose manifest cannot be read: its name and why.
+type Damaged = (String, String);
+
+/// The complete snapshots in `dir`, newest first, each read or damaged.
+fn listed(dir: &Path) -> Result<Vec<Result<Candidate, Damaged>>, WardError> {
     let listing = snapshots::list(dir, "latest").map_err(|e| WardError::Usage(e.to_string()))?;
     let mut found: Vec<&snapshots::Snapshot> =
         listing.snapshots.iter().filter(|s| s.complete).collect();
     found.sort_by(|a, b| b.age_order().cmp(&a.age_order()));
     let mut out = Vec::new();
     for s in found {
-        if let Some(c) = Candidate::of(&dir.join(&s.name))? {
-            out.push(c);
+        // One damaged manifest must not hide every other snapshot.
+        match Candidate::of(&dir.join(&s.name)) {
+            Ok(Some(c)) => out.push(Ok(c)),
+            Ok(None) => {}
+            Err(e) => out.push(Err((s.name.clone(), e.to_string()))),
+        }
+    }
+    Ok(out)
+}
+
+/// The complete snapshots in `dir` whose manifest reads, newest first;
+/// each one left out is named on stderr.
+pub fn candidates(dir: &Path) -> Result<Vec<Candidate>, WardError> {
+    let mut out = Vec::new();
+    for c in listed(dir)? {
+        match c {
+            Ok(c) => out.push(c),
+            Err((name, why)) => eprintln!("note: snapshot {name} left out: {why}"),
         }
     }
     Ok(out)
@@ -139,22 +158,56 @@ pub fn choose(dir: &Path, wanted: &str) -> Result<Candidate, WardError> {
             fail("that folder has no ward manifest: it is not a complete ward snapshot".into())
         });
     }
+    let listed = listed(dir)?;
+    if let Some(Err((name, why))) = listed
+        .iter()
+        .find(|c| wanted == "latest" || c.as_ref().is_err_and(|(n, _)| n == wanted))
+        .filter(|c| c.is_err())
+    {
+        // Not silently the next one: the operator asked for this one.
+        return Err(fail(format!(
+            "the snapshot {name} cannot be restored: {why}; name another one (`ward plan` lists              them)"
+        )));
+    }
     let all = candidates(dir)?;
     let pick = if wanted == "latest" {
         all.first()
-    } else if let Some(c) = all.iter().find(|c| c.name == wanted) {
-        Some(c)
     } else if chrono::NaiveDate::parse_from_str(wanted, "%Y-%m-%d").is_ok() {
-        // The newest snapshot of that day (`NAME.2` after `NAME`).
-        all.iter().find(|c| {
-            snapshots::time_from_name(&c.name)
-                .map(|t| t.date().format("%Y-%m-%d").to_string())
-                .or_else(|| c.manifest.created.get(..10).map(str::to_owned))
-                .as_deref()
-                == Some(wanted)
-        })
+        // The newest snapshot of that day (`NAME.2` after `NAME`), before
+        // a folder named like the date: that is the older one of the day.
+        let that_day: Vec<&Candidate> = all
+            .iter()
+            .filter(|c| {
+                snapshots::time_from_name(&c.name)
+                    .map(|t| t.date().format("%Y-%m-%d").to_string())
+                    .or_else(|| c.manifest.created.get(..10).map(str::to_owned))
+                    .as_deref()
+                    == Some(wanted)
+            })
+            .collect();
+        if let [newest, others @ ..] = that_day.as_slice()
+            && !others.is_empty()
+        {
+            // At 3 a.m. "the snapshot of that day" may mean another one.
+            eprintln!(
+                "note: --snapshot {wanted}: {} snapshots were made that day; restoring the newest, {}; the other{} ({}) can be given by path, e.g. --snapshot {}",
+                that_day.len(),
+                newest.name,
+                if others.len() == 1 { "" } else { "s" },
+                others
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                others[0].path.display()
+            );
+        }
+        that_day
+            .first()
+            .copied()
+            .or_else(|| all.iter().find(|c| c.name == wanted))
     } else {
-        None
+        all.iter().find(|c| c.name == wanted)
     };
     pick.cloned().ok_or_else(|| {
         if all.is_empty() {

@@ -340,7 +340,13 @@ fn choose_snapshot(
                 .get(&r.spec.snapshot_var)
                 .and_then(|s| s.as_str())
                 .unwrap_or("");
-            return Ok((snapshot_at(&work_dir, value), None));
+            // Pinned as a `--var` like a chosen one: a value such as
+            // `snaps/latest` may point elsewhere by the time of a resume,
+            // which must restore the snapshot the guards checked.
+            let Some(c) = snapshot_at(&work_dir, value) else {
+                return Ok((None, None));
+            };
+            c
         }
     };
     let path = chosen.path.display().to_string();

@@ -80,14 +80,60 @@ pub fn remove_marker(path: &Path) -> Result<(), String> {
     super::sync_dir(dir).map_err(|e| e.to_string())
 }
 
+/// More than any marker ward writes.
+const MAX_MARKER: u64 = 64 * 1024;
+
 /// The marker at `path`, if there is one: what it says in words, and the
 /// run it names (`None` when it cannot be read as ward's).
 pub fn read_marker(path: &Path) -> Option<(String, Option<String>)> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Not followed: a link (even a dangling one) or a fifo at the path is
+    // something there, and reading through it could hang or read a device.
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => return Some((format!("{} (unreadable: {e})", path.display()), None)),
     };
+    if !meta.is_file() {
+        return Some((
+            format!(
+                "{} exists ({}, not a ward marker)",
+                path.display(),
+                if meta.is_symlink() {
+                    "a symbolic link"
+                } else if meta.is_dir() {
+                    "a folder"
+                } else {
+                    "not a regular file"
+                }
+            ),
+            None,
+        ));
+    }
+    if meta.len() > MAX_MARKER {
+        // A marker is a few hundred bytes; a bigger file is not ward's.
+        return Some((
+            format!(
+                "{} exists ({} bytes, not a ward marker)",
+                path.display(),
+                meta.len()
+            ),
+            None,
+        ));
+    }
+    let mut text = String::new();
+    let read = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        // It may have grown since.
+        .and_then(|f| f.take(MAX_MARKER).read_to_string(&mut text));
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some((format!("{} (unreadable: {e})", path.display()), None)),
+    }
     match serde_json::from_str::<Marker>(&text) {
         Ok(m) => Some((
             format!(
@@ -120,4 +166,48 @@ pub fn blocking(path: &Path) -> Result<Option<(String, Option<String>)>, String>
     }
     trusted_marker_folder(path)?;
     Ok(read_marker(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anything_at_the_marker_path_blocks_without_being_followed_or_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("restore.marker");
+        assert!(blocking(&path).expect("trusted").is_none());
+        // A dangling link is something there, not an absent marker.
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &path).expect("link");
+        let (said, run) = blocking(&path).expect("trusted").expect("blocks");
+        assert!(said.contains("symbolic link"), "{said}");
+        assert!(run.is_none());
+        std::fs::remove_file(&path).expect("rm");
+        // A fifo is not opened (that would wait for a writer forever).
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let (said, _) = blocking(&path).expect("trusted").expect("blocks");
+        assert!(said.contains("not a regular file"), "{said}");
+        std::fs::remove_file(&path).expect("rm");
+        // A huge file whose start looks like a marker is not read whole.
+        let marker = Marker {
+            run_id: "r1".into(),
+            playbook: "p".into(),
+            snapshot: "s".into(),
+            started: "t".into(),
+        };
+        let mut text = serde_json::to_vec(&marker).expect("json");
+        text.resize(MAX_MARKER as usize + 10, b' ');
+        std::fs::write(&path, &text).expect("write");
+        let (said, run) = blocking(&path).expect("trusted").expect("blocks");
+        assert!(said.contains("not a ward marker"), "{said}");
+        assert!(run.is_none());
+        // A real one names its run.
+        write_marker(&path, &marker).expect("write marker");
+        let (_, run) = blocking(&path).expect("trusted").expect("blocks");
+        assert_eq!(run.as_deref(), Some("r1"));
+    }
 }

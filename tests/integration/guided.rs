@@ -636,3 +636,133 @@ fn while_a_question_is_on_the_screen_other_steps_run_but_print_after_the_answer(
     assert!(out[answered..].contains("chatty │ tick"), "{out}");
     assert!(out[answered..].contains("chatty-done"), "{out}");
 }
+
+#[test]
+fn a_resume_restores_the_snapshot_the_run_chose_even_if_latest_moved() {
+    let (s, _, restore) = system();
+    s.write("hold", "");
+    // No --snapshot, no terminal: the var's default, `snaps/latest`.
+    let mut child = s.ward().args(["run", "--yes"]).arg(&restore).spawn();
+    assert!(crate::harness::wait_for(30, || s
+        .path()
+        .join("waiting")
+        .exists()));
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let id = last_run_id(&s);
+    // `latest` now points at the older snapshot (e.g. moved by hand).
+    let latest = s.path().join("snaps/latest");
+    std::fs::remove_file(&latest).expect("rm latest");
+    std::os::unix::fs::symlink("2026-11-20", &latest).expect("link");
+    std::fs::remove_file(s.path().join("hold")).expect("rm hold");
+    s.ward().args(["resume", "--yes", &id]).run().expect_code(0);
+    // The one the guards checked and the marker named, not the new `latest`.
+    assert_eq!(restored(&s), "2026-11-21");
+    assert!(
+        s.read("restored-from").contains("snaps/2026-11-21"),
+        "{}",
+        s.read("restored-from")
+    );
+}
+
+#[test]
+fn a_date_with_two_snapshots_that_day_says_which_it_restores() {
+    let (s, backup, restore) = system();
+    // A second snapshot of 2026-11-21: named `2026-11-21.2` (its verify
+    // step, naming the first, fails; the snapshot is complete).
+    s.ward()
+        .args(["run", "--var", "snap_name=2026-11-21"])
+        .arg(&backup)
+        .run()
+        .expect_code(1);
+    assert!(s.path().join("snaps/2026-11-21.2").is_dir());
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "2026-11-21"])
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert!(
+        s.read("restored-from").contains("snaps/2026-11-21.2"),
+        "{}",
+        s.read("restored-from")
+    );
+    // The operator is told the day had more than one, and how to get the other.
+    assert!(
+        r.stderr.contains("2 snapshots were made that day"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.trim_end().ends_with("snaps/2026-11-21"),
+        "{}",
+        r.stderr
+    );
+    s.ward()
+        .args(["run", "--yes", "--snapshot"])
+        .arg(s.path().join("snaps/2026-11-21"))
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert!(
+        s.read("restored-from").ends_with("snaps/2026-11-21\n"),
+        "{}",
+        s.read("restored-from")
+    );
+}
+
+#[test]
+fn a_damaged_manifest_leaves_that_snapshot_out_and_never_stands_in_for_latest() {
+    let (s, _, restore) = system();
+    let snaps = s.path().join("snaps");
+    let manifest_of = |name: &str| {
+        let p = snaps.join(format!(".{name}.manifest.json"));
+        assert!(
+            p.is_file(),
+            "manifest next to the snapshot: {}",
+            p.display()
+        );
+        p
+    };
+    // The older snapshot's manifest edited (its checksum no longer matches):
+    // the newest is still restored, and the damaged one is named.
+    let older = manifest_of("2026-11-20");
+    let text = std::fs::read_to_string(&older).expect("read");
+    std::fs::write(&older, text.replacen("full", "fulL", 1)).expect("forge");
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "latest"])
+        .arg(&restore)
+        .run()
+        .expect_code(0);
+    assert_eq!(restored(&s), "2026-11-21");
+    assert!(
+        r.stderr.contains("snapshot 2026-11-20 left out"),
+        "{}",
+        r.stderr
+    );
+    // Asked for by name: refused with why, nothing run.
+    let _ = std::fs::remove_file(s.path().join("restored"));
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "2026-11-20"])
+        .arg(&restore)
+        .run()
+        .expect_code(2);
+    assert!(r.stderr.contains("checksum"), "{}", r.stderr);
+    // The newest damaged: `latest` refuses rather than restore an older one.
+    let newest = manifest_of("2026-11-21");
+    std::fs::write(&newest, "{ not json").expect("damage");
+    let r = s
+        .ward()
+        .args(["run", "--yes", "--snapshot", "latest"])
+        .arg(&restore)
+        .run()
+        .expect_code(2);
+    assert!(
+        r.stderr.contains("2026-11-21 cannot be restored"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path().join("restored").exists());
+}
