@@ -380,12 +380,13 @@ fn a_truncated_dump_fails_the_rehearsal_with_the_reason() {
     assert!(out.stderr.contains("was a rehearsal"), "{}", out.stderr);
 }
 
-#[test]
-fn sigterm_mid_rehearsal_tears_the_sandbox_down() {
-    let t = setup();
-    t.write_restore(
-        "  - id: linger\n    needs: [restore-db]\n    run: echo \"{{ pg_host }}\" > \"{{ dest }}/../host.txt\"; sleep 60\n",
-    );
+/// Starts a rehearsal (sandbox under `box/`) whose last step sleeps
+/// `secs` once the restore is done, and waits until it sleeps: the child,
+/// the sandbox parent and the sandbox cluster's folder.
+fn lingering_rehearsal(t: &Setup, secs: u32) -> (std::process::Child, PathBuf, PathBuf) {
+    t.write_restore(&format!(
+        "  - id: linger\n    needs: [restore-db]\n    run: echo \"{{{{ pg_host }}}}\" > \"{{{{ dest }}}}/../host.txt\"; sleep {secs}\n"
+    ));
     let parent = t.s.path().join("box");
     let child =
         t.s.ward()
@@ -409,6 +410,13 @@ fn sigterm_mid_rehearsal_tears_the_sandbox_down() {
         .parent()
         .expect("pg dir")
         .to_owned();
+    (child, parent, pg_dir)
+}
+
+#[test]
+fn sigterm_mid_rehearsal_tears_the_sandbox_down() {
+    let t = setup();
+    let (child, parent, pg_dir) = lingering_rehearsal(&t, 60);
     assert!(!processes_mentioning(&pg_dir.display().to_string()).is_empty());
     let pid = child.id().to_string();
     Command::new("kill")
@@ -654,32 +662,7 @@ fn a_step_that_would_write_outside_the_sandbox_refuses_the_rehearsal_before_anyt
 #[test]
 fn a_sandbox_left_by_a_killed_ward_is_cleaned_by_the_next_rehearsal() {
     let t = setup();
-    t.write_restore(
-        "  - id: linger\n    needs: [restore-db]\n    run: echo \"{{ pg_host }}\" > \"{{ dest }}/../host.txt\"; sleep 20\n",
-    );
-    let parent = t.s.path().join("box");
-    let child =
-        t.s.ward()
-            .args(["rehearse", "restore.yml", "--sandbox"])
-            .arg(&parent)
-            .spawn();
-    let host_file = || -> Option<PathBuf> {
-        let dir = std::fs::read_dir(&parent).ok()?.flatten().next()?.path();
-        let f = dir.join("targets/host.txt");
-        std::fs::read_to_string(&f)
-            .ok()
-            .filter(|t| t.ends_with('\n'))
-            .map(|_| f)
-    };
-    assert!(
-        wait_for(120, || host_file().is_some()),
-        "the rehearsal never got to `linger`"
-    );
-    let socket = std::fs::read_to_string(host_file().expect("host")).expect("read");
-    let pg_dir = Path::new(socket.trim())
-        .parent()
-        .expect("pg dir")
-        .to_owned();
+    let (child, parent, pg_dir) = lingering_rehearsal(&t, 20);
     let servers = || -> Vec<String> {
         processes_mentioning(&pg_dir.display().to_string())
             .into_iter()
