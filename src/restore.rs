@@ -47,7 +47,7 @@ impl Candidate {
             "{}  created {}  {}  {} files  {}  scope {}",
             self.name,
             m.created,
-            human_bytes(m.bytes),
+            crate::report::fmt_bytes(m.bytes),
             m.files,
             if self.verified {
                 "verified"
@@ -72,7 +72,7 @@ impl Candidate {
             ),
             format!(
                 "holds:     {} in {} files, scope {}{}",
-                human_bytes(m.bytes),
+                crate::report::fmt_bytes(m.bytes),
                 m.files,
                 m.scope.as_deref().unwrap_or("(not recorded)"),
                 m.postgres_version
@@ -89,21 +89,6 @@ impl Candidate {
                 }
             ),
         ]
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: &[&str] = &["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
     }
 }
 

@@ -658,16 +658,13 @@ impl Scheduler<'_, '_> {
             .confirm
             .as_ref()
             .map_or(("", ""), |c| (c.prompt.as_str(), c.word.as_str()));
-        let does = match &step.body {
-            ResolvedBody::Action(p) => p.describe(),
-            ResolvedBody::Run(line) => line.trim_end().to_owned(),
-            ResolvedBody::Cmd(argv) => argv
-                .iter()
-                .map(|a| crate::shell::quote(a))
-                .collect::<Vec<_>>()
-                .join(" "),
-        };
-        let text = super::confirm::question(&self.options.confirm, &step.id, &does, prompt, word);
+        let text = super::confirm::question(
+            &self.options.confirm,
+            &step.id,
+            &step.body.shown(),
+            prompt,
+            word,
+        );
         super::confirm::ask(text)
     }
 

@@ -92,15 +92,8 @@ fn step(out: &mut dyn Write, v: &Plan, s: &ResolvedStep, style: Style) -> io::Re
         style.bold(&title),
         style.dim(&format!("[{kind}]"))
     )?;
-    let does = match &s.body {
-        ResolvedBody::Action(p) => p.describe(),
-        ResolvedBody::Run(line) => line.trim_end().replace('\n', "\n               "),
-        ResolvedBody::Cmd(argv) => argv
-            .iter()
-            .map(|a| crate::shell::quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-    };
+    // A multi-line `run:` keeps its lines under the field's column.
+    let does = s.body.shown().replace('\n', "\n               ");
     field(out, "does", &does)?;
     if let ResolvedBody::Action(p) = &s.body {
         let work_dir = crate::source::playbook_folder(v.playbook.source.path());

@@ -91,6 +91,23 @@ pub enum ResolvedBody {
     Cmd(Vec<String>),
 }
 
+impl ResolvedBody {
+    /// What the step does, in one text: an action's plan line, the `run:`
+    /// line, or the `cmd:` argv quoted for a shell (what `ward plan` and a
+    /// `confirm:` question show).
+    pub fn shown(&self) -> String {
+        match self {
+            ResolvedBody::Action(p) => p.describe(),
+            ResolvedBody::Run(line) => line.trim_end().to_owned(),
+            ResolvedBody::Cmd(argv) => argv
+                .iter()
+                .map(|a| crate::shell::quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
 impl ResolvedStep {
     /// The environment as it may be shown: secret values masked.
     pub fn shown_env(&self) -> impl Iterator<Item = (&str, &str)> {

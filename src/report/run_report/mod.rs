@@ -309,8 +309,9 @@ impl RunReport {
 /// values (they are recorded masked) so the report cannot look for them
 /// as the validation's redactor does; what a step prints in the common
 /// `name=value` shapes is caught here, by the same names that make a
-/// variable secret (`template::is_secret_name`). The log file itself
-/// keeps what the step printed (`ward log`).
+/// variable secret (`template::is_secret_name`). The run's own secret
+/// values are masked before the log is written (`process::Mask`); this
+/// catches secrets that were not the run's values.
 pub(crate) fn mask_secret_words(line: &str) -> String {
     let mask = crate::template::MASK;
     let b = line.as_bytes();
