@@ -107,6 +107,28 @@ pub struct ManifestEntry {
     /// The content lives in the base snapshot (incremental snapshots only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_base: bool,
+    /// Owner (absent in manifests written before ward recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Group (absent in manifests written before ward recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Modification time, nanoseconds since the epoch (files and symlinks;
+    /// absent in manifests written before ward recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i64>,
+    /// Identity of the file's inode when the manifest was written
+    /// (`dev`, `ino`, `ctime_ns`): a later snapshot whose file still has
+    /// this identity (and size and mtime) takes its hash from here
+    /// instead of reading it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<u64>,
+    /// See `dev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ino: Option<u64>,
+    /// See `dev`: the inode's change time, nanoseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<i64>,
 }
 
 fn full_kind() -> String {
@@ -319,6 +341,12 @@ pub fn build(
                 target,
                 sha256: known.get(&e.rel).cloned(),
                 in_base: e.in_base,
+                uid: None,
+                gid: None,
+                mtime_ns: None,
+                dev: None,
+                ino: None,
+                ctime_ns: None,
             }
         })
         .collect();
