@@ -365,35 +365,30 @@ fn canon(path: &std::path::Path) -> PathBuf {
     path
 }
 
-/// Why a folder above `dir` is not safe to make a sandbox under: another
-/// user (not root) owns it, or others may write it without the sticky
-/// bit, so they could replace what lies below with a link.
+/// Why the way to `dir` is not safe to make a sandbox under: a folder on
+/// it belongs to another user (not root), or others may write it without
+/// the sticky bit, so they could replace what lies below with a link.
+/// A way that is still to be made (missing folders) is not a refusal here.
 fn unsafe_ancestor(dir: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let me = rustix::process::geteuid().as_raw();
-    dir.ancestors().skip(1).find_map(|a| {
-        let m = std::fs::symlink_metadata(a).ok()?;
-        let mode = m.mode();
-        let others_write = mode & 0o022 != 0 && mode & 0o1000 == 0;
-        if m.file_type().is_symlink() && m.uid() != 0 && m.uid() != me {
-            Some(format!("{} is a link of another user", a.display()))
-        } else if m.is_dir() && m.uid() != 0 && m.uid() != me {
-            Some(format!(
-                "{} belongs to another user (uid {}), who could swap the sandbox for a link; \
-                 choose a folder of your own",
-                a.display(),
-                m.uid()
-            ))
-        } else if m.is_dir() && others_write {
-            Some(format!(
-                "{} is writable by others (and not sticky), who could swap the sandbox for a \
-                 link; choose a folder of your own",
-                a.display()
-            ))
-        } else {
-            None
-        }
-    })
+    use crate::fs::trust::Untrusted;
+    match crate::fs::trust::resolve(dir, false) {
+        Ok(_) | Err(Untrusted::Missing { .. }) => None,
+        Err(Untrusted::Owner {
+            path, link: true, ..
+        }) => Some(format!("{} is a link of another user", path.display())),
+        Err(Untrusted::Owner { path, uid, .. }) => Some(format!(
+            "{} belongs to another user ({}), who could swap the sandbox for a link; \
+             choose a folder of your own",
+            path.display(),
+            crate::state::private::describe_uid(uid)
+        )),
+        Err(Untrusted::OpenToOthers { path, .. }) => Some(format!(
+            "{} is writable by others (and not sticky), who could swap the sandbox for a \
+             link; choose a folder of your own",
+            path.display()
+        )),
+        Err(other) => Some(other.to_string()),
+    }
 }
 
 /// The playbook's file name without extension, for the sandbox's name.

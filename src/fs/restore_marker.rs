@@ -19,20 +19,47 @@ pub struct Marker {
     pub started: String,
 }
 
+/// The folder a marker path is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Refuses a marker path in a folder another user could write (they could
-/// plant or remove it): the folder must belong to root or to the user
-/// running ward, and not be writable by group or others.
+/// plant or remove it): every folder on the way must be safe by
+/// [`crate::fs::trust::resolve`]'s rule, and the marker's folder itself
+/// must belong to root or to the user running ward and not be writable by
+/// group or others (a sticky shared folder is not enough: others could
+/// plant a marker in it).
 pub fn trusted_marker_folder(path: &Path) -> Result<(), String> {
+    use crate::fs::trust::{Untrusted, owned_by_us, resolve, writable_by_others};
     use std::os::unix::fs::MetadataExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let meta = std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
+    let dir = folder_of(path);
+    let real = resolve(dir, false).map_err(|why| match why {
+        Untrusted::Owner { path, uid, link } => format!(
+            "the {} {} on the way to the marker's folder {} belongs to {}, who could put or \
+             remove the marker: put it in a folder whose every parent belongs to root or \
+             ward's user",
+            if link { "link" } else { "folder" },
+            path.display(),
+            dir.display(),
+            crate::state::private::describe_uid(uid)
+        ),
+        Untrusted::OpenToOthers { path, mode } => format!(
+            "the folder {} on the way to the marker's folder {} can be written by other users \
+             (mode {mode:o}, not sticky): they could replace the marker's folder; `chmod go-w {}` \
+             or put the marker elsewhere",
+            path.display(),
+            dir.display(),
+            path.display()
+        ),
+        other => format!("cannot read the marker's folder {}: {other}", dir.display()),
+    })?;
+    let meta =
+        std::fs::metadata(&real).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    if !owned_by_us(meta.uid()) {
         return Err(format!(
             "the marker's folder {} belongs to {}, not to root or the user running ward; \
              another user could put or remove the marker there: put it in a folder of ward's user",
@@ -40,7 +67,7 @@ pub fn trusted_marker_folder(path: &Path) -> Result<(), String> {
             crate::state::private::describe_uid(meta.uid())
         ));
     }
-    if meta.mode() & 0o022 != 0 {
+    if writable_by_others(meta.mode()) {
         return Err(format!(
             "the marker's folder {} can be written by other users (mode {:o}): they could put or \
              remove the marker; use a folder only ward's user can write (chmod go-w)",
@@ -158,9 +185,10 @@ pub fn read_marker(path: &Path) -> Option<(String, Option<String>)> {
 /// `Ok(Some((what it says, its run)))` when there is one, `Err` when the
 /// folder could be written by another user (refused).
 pub fn blocking(path: &Path) -> Result<Option<(String, Option<String>)>, String> {
-    if path
-        .parent()
-        .is_some_and(|d| !d.as_os_str().is_empty() && !d.exists())
+    // Missing only counts as absent when nobody else could have removed
+    // it: the way to it is checked first.
+    if let Err(crate::fs::trust::Untrusted::Missing { .. }) =
+        crate::fs::trust::resolve(folder_of(path), false)
     {
         return Ok(None);
     }
@@ -209,5 +237,26 @@ mod tests {
         write_marker(&path, &marker).expect("write marker");
         let (_, run) = blocking(&path).expect("trusted").expect("blocks");
         assert_eq!(run.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn a_marker_folder_below_a_folder_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        let own = open.join("ward");
+        std::fs::create_dir_all(&own).expect("mkdir");
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let path = own.join("restore.marker");
+        assert!(blocking(&path).expect("trusted").is_none());
+        // Anyone could now rename `ward` away and put their own folder,
+        // holding a marker (or none), in its place.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let why = blocking(&path).expect_err("refused");
+        assert!(why.contains("on the way to the marker's folder"), "{why}");
+        assert!(why.contains(&open.display().to_string()), "{why}");
+        // Sticky, as /tmp: others cannot move `ward`.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        assert!(blocking(&path).expect("trusted").is_none());
     }
 }

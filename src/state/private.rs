@@ -15,26 +15,22 @@
 //! Once the chain is trusted, paths below it cannot change under ward, so
 //! opening by path afterwards (as SQLite does) is safe.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::StateError;
+use crate::fs::trust::{Untrusted, sticky, writable_by_others};
 
 /// Mode of every folder ward makes in the state folder.
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of every file ward makes in the state folder.
 pub const FILE_MODE: u32 = 0o600;
-/// Symlinks followed on the way to the state folder before giving up (as
-/// the kernel's own limit).
-const MAX_HOPS: usize = 40;
 
 /// The effective user id ward runs as.
 pub fn euid() -> u32 {
@@ -59,14 +55,6 @@ pub fn describe_uid(uid: u32) -> String {
     }
 }
 
-fn writable_by_others(mode: u32) -> bool {
-    mode & 0o022 != 0
-}
-
-fn sticky(mode: u32) -> bool {
-    mode & 0o1000 != 0
-}
-
 fn refused(path: &Path, problem: String, fix: String) -> StateError {
     StateError::Untrusted {
         path: path.to_path_buf(),
@@ -87,14 +75,24 @@ fn errno(op: &'static str, path: &Path, e: Errno) -> StateError {
     io_err(op, path, io::Error::from(e))
 }
 
-/// A folder above the state folder: root's or the user's, and if others
-/// may write it, sticky (they cannot then move what is inside).
-fn check_ancestor(path: &Path, meta: &std::fs::Metadata) -> Result<(), StateError> {
-    check_owner(path, meta.uid(), "folder")?;
-    let mode = meta.mode() & 0o7777;
-    if writable_by_others(mode) && !sticky(mode) {
-        return Err(refused(
-            path,
+/// Why the way to the state folder cannot be trusted, in the state
+/// folder's words.
+fn way_refused(db: &Path, why: Untrusted) -> StateError {
+    match why {
+        Untrusted::Owner { path, uid, link } => refused(
+            &path,
+            format!(
+                "this {} on the way to the state folder belongs to {}, who could replace \
+                 everything below it",
+                if link { "symbolic link" } else { "folder" },
+                describe_uid(uid)
+            ),
+            "pass a `--state` path whose folders all belong to root or to you, such as \
+             a private folder in your home (root's default, /var/lib/ward/ward.db, is one)"
+                .to_owned(),
+        ),
+        Untrusted::OpenToOthers { path, mode } => refused(
+            &path,
             format!(
                 "other users can write this folder on the way to the state folder (mode {mode:04o}, \
                  no sticky bit), so they could replace everything below it"
@@ -103,27 +101,19 @@ fn check_ancestor(path: &Path, meta: &std::fs::Metadata) -> Result<(), StateErro
                 "`chmod go-w {}`, or keep the state elsewhere",
                 path.display()
             ),
-        ));
+        ),
+        Untrusted::NotFolder { path } => refused(
+            &path,
+            "this is not a folder".to_owned(),
+            "pass a `--state` path inside a folder".to_owned(),
+        ),
+        Untrusted::Missing { path } => StateError::Missing {
+            db: db.display().to_string(),
+            missing: Some(path),
+        },
+        Untrusted::Create { path, source } => io_err("cannot create state folder", &path, source),
+        Untrusted::Io { path, source } => io_err("cannot inspect", &path, source),
     }
-    Ok(())
-}
-
-/// Root's or the user's: nobody else can change it.
-fn check_owner(path: &Path, uid: u32, what: &str) -> Result<(), StateError> {
-    if uid != 0 && uid != euid() {
-        return Err(refused(
-            path,
-            format!(
-                "this {what} on the way to the state folder belongs to {}, who could replace \
-                 everything below it",
-                describe_uid(uid)
-            ),
-            "pass a `--state` path whose folders all belong to root or to you, such as \
-             a private folder in your home (root's default, /var/lib/ward/ward.db, is one)"
-                .to_owned(),
-        ));
-    }
-    Ok(())
 }
 
 /// What another user could do with `what` if ward trusted it.
@@ -195,98 +185,12 @@ fn check_private(path: &Path, uid: u32, mode: u32, what: &str) -> Result<(), Sta
 
 /// Checks the whole way to the state folder `dir` of database `db`, and
 /// the folder itself. With `create`, missing folders are made (0700);
-/// without it a missing one is [`StateError::Missing`].
-///
-/// Symlinks on the way are followed by hand, so that each folder actually
-/// passed through is checked, and so is each link (a link in a sticky
-/// folder can be swapped by its owner).
+/// without it a missing one is [`StateError::Missing`]. The way is
+/// checked by [`crate::fs::trust::resolve`] (links followed by hand).
 pub fn trusted_folder(db: &Path, dir: &Path, create: bool) -> Result<(), StateError> {
-    let abs = if dir.is_absolute() {
-        dir.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| io_err("cannot read the current folder for", dir, e))?
-            .join(dir)
-    };
-    let mut pending: VecDeque<OsString> = VecDeque::new();
-    push_front(&mut pending, &abs);
-    let mut real = PathBuf::from("/");
-    let mut hops = 0;
-    while let Some(part) = pending.pop_front() {
-        if part == "/" {
-            real = PathBuf::from("/");
-            check_ancestor(&real, &meta(&real)?)?;
-            continue;
-        }
-        if part == ".." {
-            real.pop();
-            continue;
-        }
-        let next = real.join(&part);
-        let m = match std::fs::symlink_metadata(&next) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                match make_dir(&next) {
-                    Ok(()) => {}
-                    // Another ward made it meanwhile: check it like any other.
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_err("cannot create state folder", &next, e)),
-                }
-                meta(&next)?
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StateError::Missing {
-                    db: db.display().to_string(),
-                    missing: Some(next),
-                });
-            }
-            Err(e) => return Err(io_err("cannot inspect", &next, e)),
-        };
-        if m.file_type().is_symlink() {
-            // The link's folder was checked, but in a sticky folder the
-            // link's owner can still swap it. (A link's own mode means
-            // nothing: always 0777.)
-            check_owner(&next, m.uid(), "symbolic link")?;
-            hops += 1;
-            if hops > MAX_HOPS {
-                return Err(io_err("cannot resolve", &abs, io::Error::from(Errno::LOOP)));
-            }
-            let target =
-                std::fs::read_link(&next).map_err(|e| io_err("cannot read link", &next, e))?;
-            push_front(&mut pending, &target);
-            continue;
-        }
-        if !m.is_dir() {
-            return Err(refused(
-                &next,
-                "this is not a folder".to_owned(),
-                "pass a `--state` path inside a folder".to_owned(),
-            ));
-        }
-        // The last folder is the state folder: checked below, more strictly.
-        if !pending.is_empty() {
-            check_ancestor(&next, &m)?;
-        }
-        real = next;
-    }
-    let m = meta(&real)?;
+    let real = crate::fs::trust::resolve(dir, create).map_err(|why| way_refused(db, why))?;
+    let m = std::fs::symlink_metadata(&real).map_err(|e| io_err("cannot inspect", &real, e))?;
     check_private(&real, m.uid(), m.mode() & 0o7777, "state folder")
-}
-
-fn meta(path: &Path) -> Result<std::fs::Metadata, StateError> {
-    std::fs::symlink_metadata(path).map_err(|e| io_err("cannot inspect", path, e))
-}
-
-/// Puts the components of `path` at the front of `pending`, in order.
-fn push_front(pending: &mut VecDeque<OsString>, path: &Path) {
-    for c in path.components().rev() {
-        match c {
-            Component::RootDir => pending.push_front("/".into()),
-            Component::ParentDir => pending.push_front("..".into()),
-            Component::Normal(n) => pending.push_front(n.to_owned()),
-            Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
 }
 
 /// A new folder, exactly 0700 whatever the umask.
