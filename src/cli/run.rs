@@ -83,9 +83,9 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let mut guided = Guided::default();
+    let mut guided = crate::restore::Guided::default();
     if v.restore.is_some() {
-        let (chosen, set) = choose_snapshot(&v, args.snapshot.snapshot.as_deref())?;
+        let (chosen, set) = crate::restore::choose_snapshot(&v, args.snapshot.snapshot.as_deref())?;
         if let Some((var, path)) = set {
             // As a `--var`: recorded with the run, so a resume restores it too.
             overrides.retain(|(k, _)| *k != var);
@@ -100,7 +100,10 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
                 Err(code) => return Ok(code),
             };
         }
-        guided = guide(&v, &run_id, &chosen, &args.overrides)?;
+        guided = session::block_on(crate::restore::guide(&v, &run_id, &chosen, &args.overrides))??;
+        for (_, o) in guided.notes.iter().skip(1) {
+            eprintln!("{}: {o}", Style::stderr().warning("override"));
+        }
     } else if !args.overrides.is_empty() || args.snapshot.snapshot.is_some() {
         return Err(WardError::Usage(format!(
             "{}: --snapshot and --override are for playbooks with `restore:`, and playbook `{}` \
@@ -286,161 +289,6 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     Ok(super::ending_code(outcome.ending))
 }
 
-/// What a guided restore adds to a run.
-#[derive(Default)]
-struct Guided {
-    /// Shown above `confirm:` questions.
-    context: Vec<String>,
-    /// Recorded with the run.
-    notes: Vec<(crate::state::NoteKind, String)>,
-    /// `restore.marker`.
-    marker: Option<(std::path::PathBuf, crate::restore::Marker)>,
-}
-
-fn work_dir_of(v: &crate::plan::Plan) -> std::path::PathBuf {
-    crate::source::playbook_dir(v.playbook.source.path())
-}
-
-/// The snapshot at `value` (a path, relative to the playbook's folder;
-/// links such as `latest` followed), if it is one with a manifest.
-fn snapshot_at(work_dir: &Path, value: &str) -> Option<crate::restore::Candidate> {
-    let path = std::fs::canonicalize(work_dir.join(value)).ok()?;
-    crate::restore::choose(path.parent()?, &path.display().to_string()).ok()
-}
-
-/// The snapshot to restore: `--snapshot`, else a pick from the list at a
-/// terminal, else the `snapshot_var`'s value. Returns it and, when it was
-/// chosen here, the `--var` that sets it.
-#[allow(clippy::type_complexity)]
-fn choose_snapshot(
-    v: &crate::plan::Plan,
-    wanted: Option<&str>,
-) -> Result<(Option<crate::restore::Candidate>, Option<(String, String)>), WardError> {
-    let Some(r) = &v.restore else {
-        return Ok((None, None));
-    };
-    let work_dir = work_dir_of(v);
-    let dir = work_dir.join(&r.spec.snapshots);
-    let chosen = match wanted {
-        Some(w) => {
-            let w = if w.contains('/') {
-                // A relative PATH is the operator's, not the playbook's.
-                std::fs::canonicalize(w)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| w.to_owned())
-            } else {
-                w.to_owned()
-            };
-            crate::restore::choose(&dir, &w)?
-        }
-        None if crate::execute::confirm::terminal() => crate::restore::pick(&dir)?,
-        None => {
-            let value = v
-                .vars
-                .get(&r.spec.snapshot_var)
-                .and_then(|s| s.as_str())
-                .unwrap_or("");
-            // Pinned as a `--var` like a chosen one: a value such as
-            // `snaps/latest` may point elsewhere by the time of a resume,
-            // which must restore the snapshot the guards checked.
-            let Some(c) = snapshot_at(&work_dir, value) else {
-                return Ok((None, None));
-            };
-            c
-        }
-    };
-    let path = chosen.path.display().to_string();
-    Ok((Some(chosen), Some((r.spec.snapshot_var.clone(), path))))
-}
-
-/// The marker of a restore of `snapshot` by run `run_id`.
-fn marker_of(
-    v: &crate::plan::Plan,
-    run_id: &str,
-    snapshot: Option<&crate::restore::Candidate>,
-) -> Option<(std::path::PathBuf, crate::restore::Marker)> {
-    let r = v.restore.as_ref()?;
-    let path = work_dir_of(v).join(r.spec.marker.as_deref()?);
-    let marker = crate::restore::Marker {
-        run_id: run_id.to_owned(),
-        playbook: v.playbook.name.value.clone(),
-        snapshot: snapshot.map_or_else(
-            || {
-                v.vars
-                    .get(&r.spec.snapshot_var)
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("")
-                    .to_owned()
-            },
-            |c| c.path.display().to_string(),
-        ),
-        started: chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-    };
-    Some((path, marker))
-}
-
-/// Checks the guards against the chosen snapshot (before anything is
-/// recorded or changed) and gathers what the run records and shows.
-fn guide(
-    v: &crate::plan::Plan,
-    run_id: &str,
-    chosen: &Option<crate::restore::Candidate>,
-    overrides: &[String],
-) -> Result<Guided, WardError> {
-    use crate::state::NoteKind;
-    let Some(r) = &v.restore else {
-        return Ok(Guided::default());
-    };
-    let name = &v.playbook.name.value;
-    let work_dir = work_dir_of(v);
-    let Some(c) = chosen else {
-        let value = v
-            .vars
-            .get(&r.spec.snapshot_var)
-            .and_then(|s| s.as_str())
-            .unwrap_or("");
-        if overrides.iter().any(|o| o == "format") {
-            return Ok(Guided {
-                context: Vec::new(),
-                notes: vec![(
-                    NoteKind::GuardOverridden,
-                    format!(
-                        "guard `format`: {value} has no ward manifest; overridden with --override format by {}",
-                        crate::execute::confirm::operator()
-                    ),
-                )],
-                marker: marker_of(v, run_id, None),
-            });
-        }
-        return Err(WardError::Guard(format!(
-            "playbook `{name}` not run: guard `format`: the snapshot `{value}` (`{}`) is not a \
-             folder with a ward manifest, so nothing can be checked against it; nothing was run; \
-             choose one with --snapshot, or pass --override format",
-            r.spec.snapshot_var
-        )));
-    };
-    let here = crate::restore::Here {
-        host: &v.facts.host,
-        work_dir: &work_dir,
-    };
-    let refusals = session::block_on(crate::restore::check_guards(&r.spec, c, &here))?;
-    let overridden = crate::restore::verdict(name, c, &refusals, overrides)?;
-    let mut notes = vec![(NoteKind::SnapshotChosen, format!("restoring {}", c.line()))];
-    notes.extend(
-        overridden
-            .into_iter()
-            .map(|o| (NoteKind::GuardOverridden, o)),
-    );
-    for (_, o) in notes.iter().skip(1) {
-        eprintln!("{}: {o}", Style::stderr().warning("override"));
-    }
-    Ok(Guided {
-        context: c.context(),
-        notes,
-        marker: marker_of(v, run_id, Some(c)),
-    })
-}
-
 /// Says (at a terminal) and notifies (`on: [missed]`) each missed slot
 /// just recorded, once: a slot recorded by an earlier ward is not in
 /// `missed`. No metrics: the run that follows writes them.
@@ -615,17 +463,9 @@ async fn resume_recorded(
         );
     }
     let (mut reporter, mut settings) = reporter(&args.output, args.state.state.as_deref());
-    let snapshot = v
-        .restore
-        .as_ref()
-        .and_then(|r| v.vars.get(&r.spec.snapshot_var))
-        .and_then(|s| s.as_str())
-        .and_then(|s| snapshot_at(&work_dir_of(&v), s));
-    settings.confirm = ConfirmSetup::new(
-        args.confirm.yes,
-        snapshot.as_ref().map(|c| c.context()).unwrap_or_default(),
-    );
-    settings.marker = marker_of(&v, &run.id, snapshot.as_ref());
+    let guided = crate::restore::resumed(&v, &run.id);
+    settings.confirm = ConfirmSetup::new(args.confirm.yes, guided.context);
+    settings.marker = guided.marker;
     // A step that succeeded, or had an attempt (so was confirmed), is not asked again.
     session::check_confirmable(&v, &settings, |i| {
         v.steps.get(i).is_some_and(|s| {

@@ -6,6 +6,10 @@
 //! snapshot becomes a `--var` (so a resume restores the same one), and
 //! what was chosen and overridden is recorded as run events.
 
+mod guide;
+
+pub use guide::{Guided, choose_snapshot, guide, resumed};
+
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
