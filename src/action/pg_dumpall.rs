@@ -131,8 +131,14 @@ impl Action for PgDumpall {
         // the dump (cheap: catalogs only), for a rehearsal to compare
         // restored row counts with. Not the dump's business to fail on.
         let whole = forbidden_args("args", &p.args, PARTIAL, SHORT_WITH_VALUE).is_empty();
+        // Another `program` (a wrapper, `ssh ...`) may reach another server
+        // than `db` says: its estimates would describe the wrong cluster.
+        let direct = p.program.as_deref().is_none_or(|prog| {
+            std::path::Path::new(prog).file_name() == Some("pg_dumpall".as_ref())
+        });
         let estimates = match pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd) {
-            Ok(cfg) if whole => pg::cluster_row_estimates(&cfg),
+            Ok(cfg) if whole && direct => pg::cluster_row_estimates(&cfg),
+            Ok(_) if !direct => Err("`program` is not pg_dumpall itself".to_owned()),
             Ok(_) => Err("the dump is not of every database's data".to_owned()),
             Err(e) => Err(e.to_string()),
         };
