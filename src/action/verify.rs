@@ -222,10 +222,7 @@ impl Action for Verify {
             out.extend(dumps.ok().filter(|d| !d.is_empty()).map(|d| {
                 match crate::fs::dumpcheck::failure(&set, &d) {
                     Some(msg) => Check::fail("dumps", msg),
-                    None => Check::pass(
-                        "dumps",
-                        format!("{} dump(s) whole to their last line", d.len()),
-                    ),
+                    None => Check::pass("dumps", crate::fs::dumpcheck::summary(&d)),
                 }
             }));
         }

@@ -97,7 +97,7 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
             }
         )?;
         if !dumps.is_empty() {
-            writeln!(out, "ok: {} dump(s) whole to their last line", dumps.len())?;
+            writeln!(out, "ok: {}", crate::fs::dumpcheck::summary(&dumps))?;
         }
     } else {
         for mm in &mismatches {

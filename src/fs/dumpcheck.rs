@@ -775,6 +775,23 @@ pub fn check_set(
     Ok(out)
 }
 
+/// One line for the dumps that are not damaged: how many are whole, and
+/// each one not checked with its reason.
+pub fn summary(checks: &[DumpCheck]) -> String {
+    let whole = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Complete(_)))
+        .count();
+    let mut out = format!("{whole} dump(s) whole to their last line");
+    for c in checks
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Unchecked { .. }))
+    {
+        out.push_str(&format!("; {c}"));
+    }
+    out
+}
+
 /// The damaged dumps of `checks` as one message for a failed step, or
 /// `None` if none is damaged.
 pub fn failure(set: &Path, checks: &[DumpCheck]) -> Option<String> {
@@ -1003,6 +1020,26 @@ mod tests {
         assert!(matches!(check(b"PGDMP\x01\x0e"), Outcome::Unchecked { .. }));
         let e = check_reader(&b"x\n"[..], &Expected::default(), &|| true, &mut |_| {});
         assert_eq!(e, Err(FsError::Stopped));
+    }
+
+    #[test]
+    fn the_summary_counts_whole_dumps_and_names_unchecked_ones() {
+        let checks = [
+            DumpCheck {
+                path: "a.sql.gz".into(),
+                outcome: check(&gzip(dumpall(1).as_bytes())),
+            },
+            DumpCheck {
+                path: "b.dump".into(),
+                outcome: check(b"PGDMP"),
+            },
+        ];
+        let text = summary(&checks);
+        assert!(
+            text.starts_with("1 dump(s) whole to their last line; b.dump: not checked: a pg_dump custom-format archive"),
+            "{text}"
+        );
+        assert_eq!(failure(Path::new("/s"), &checks), None);
     }
 
     #[test]
