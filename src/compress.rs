@@ -268,20 +268,34 @@ pub fn encoder<W: Write + Send + 'static>(
             flate2::Compression::new(level.unwrap_or(6)),
         )),
         Compression::Pgzip => Box::new(ParallelGzip::new(out, level.unwrap_or(6), threads)),
-        Compression::Zstd => Box::new(zstd::stream::write::Encoder::new(
-            out,
-            level.unwrap_or(3) as i32,
-        )?),
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(out, level.unwrap_or(3) as i32)?;
+            // A frame checksum (xxhash, cheap): damage inside a zstd dump
+            // is found when it is read back, as gzip's CRC finds it.
+            enc.include_checksum(true)?;
+            Box::new(enc)
+        }
     })
 }
 
 /// A reader that decompresses `input`, recognising gzip (also multi-member)
 /// and zstd by their magic bytes; anything else is read as is.
 pub fn decoder<R: Read + 'static>(input: R) -> io::Result<(Box<dyn Read>, &'static str)> {
-    let mut input = BufReader::with_capacity(256 * 1024, input);
+    decoder_buffered(BufReader::with_capacity(256 * 1024, input))
+}
+
+/// As [`decoder`], on a buffered reader the decompressor reads from
+/// directly (so that what it consumed of the file can be counted: the
+/// compressed offset of a damaged dump).
+pub fn decoder_buffered<'a, R: BufRead + 'a>(
+    mut input: R,
+) -> io::Result<(Box<dyn Read + 'a>, &'static str)> {
     let head = input.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        (Box::new(flate2::read::MultiGzDecoder::new(input)), "gzip")
+        (
+            Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            "gzip",
+        )
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         (
             Box::new(zstd::stream::read::Decoder::with_buffer(input)?),

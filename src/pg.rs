@@ -473,6 +473,110 @@ pub fn native_error(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The databases `pg_dumpall` dumps, in its order: template1 first.
+pub const LIST_DATABASES: &str = "SELECT datname FROM pg_database \
+     WHERE datallowconn AND datconnlimit <> -2 AND datname <> 'template0' \
+     ORDER BY datname <> 'template1', datname";
+
+/// Each ordinary table of the connected database, named as pg_dump's COPY
+/// line names it, with the planner's row estimate (`pg_class.reltuples`;
+/// -1 for a table never vacuumed or analyzed). A catalog read: cheap,
+/// no table is scanned.
+const TABLE_ESTIMATES: &str = "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+     c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' \
+     AND n.nspname !~ '^pg_(catalog|toast|temp_)' ORDER BY 1";
+
+/// The row estimates of one database, as a dump's side file records them
+/// (for a rehearsal to compare restored row counts with).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowEstimates {
+    /// The database.
+    pub name: String,
+    /// Table (`schema.table`, quoted as pg_dump quotes it) to its
+    /// estimated rows; `None` where the server has no estimate yet.
+    pub row_estimates: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+/// The row estimates of the database `client` is connected to (named
+/// `db` in the result).
+pub async fn row_estimates(
+    client: &tokio_postgres::Client,
+    db: &str,
+) -> Result<RowEstimates, tokio_postgres::Error> {
+    let rows = client.simple_query(TABLE_ESTIMATES).await?;
+    let row_estimates = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                let table = r.get(0)?.to_owned();
+                let n = r
+                    .get(1)
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .filter(|n| *n >= 0);
+                Some((table, n))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(RowEstimates {
+        name: db.to_owned(),
+        row_estimates,
+    })
+}
+
+/// The row estimates of every database `pg_dumpall` dumps (one short
+/// connection each), read just before a dump. Blocking (its own runtime).
+pub fn cluster_row_estimates(cfg: &tokio_postgres::Config) -> Result<Vec<RowEstimates>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let connect = |db: String| async move {
+            let mut cfg = cfg.clone();
+            if !db.is_empty() {
+                cfg.dbname(&db);
+            }
+            let (client, conn) = cfg
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("cannot connect to database {db:?}: {}", native_error(&e)))?;
+            let task = tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, String>((client, task))
+        };
+        let (client, task) = connect(String::new()).await?;
+        let dbs: Vec<String> = client
+            .simple_query(LIST_DATABASES)
+            .await
+            .map_err(|e| format!("cannot list the databases: {}", native_error(&e)))?
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+        drop(client);
+        let _ = task.await;
+        let mut out = Vec::new();
+        for db in dbs {
+            let (client, task) = connect(db.clone()).await?;
+            let got = row_estimates(&client, &db).await.map_err(|e| {
+                format!(
+                    "cannot read the row estimates of {db:?}: {}",
+                    native_error(&e)
+                )
+            });
+            drop(client);
+            let _ = task.await;
+            out.push(got?);
+        }
+        Ok(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{PgConn, keywords, parse_conninfo, pgpass_lookup};

@@ -165,7 +165,7 @@ impl Action for PgDump {
             return Err(file.error(e, "pg_dumpall --globals-only failed").into());
         }
 
-        for DbPoint { db, snapshot } in &points {
+        for DbPoint { db, snapshot, .. } in &points {
             ctx.check()?;
             let template = db == "template1" || db == "postgres";
             let mut head = format!("--\n-- Database \"{}\" dump\n--\n\n", comment_safe(db));
@@ -215,6 +215,19 @@ impl Action for PgDump {
                 "databases": DbPoint::json(&points),
             }),
         );
+        // The databases and their tables' row estimates, read at the
+        // point (for a rehearsal to compare restored counts with).
+        let estimates: Vec<_> = points
+            .iter()
+            .filter_map(|pt| pt.estimates.clone())
+            .collect();
+        if estimates.len() == points.len() {
+            point.insert("databases".into(), serde_json::json!(estimates));
+        } else {
+            ctx.log(
+                "the row estimates of some databases could not be read; the side file has none",
+            );
+        }
         let Written {
             info,
             sha256,

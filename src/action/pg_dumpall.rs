@@ -75,6 +75,20 @@ const FORBIDDEN_ARGS: &[(&str, &str)] = &[
     ("--database", "give the database in `db.dbname`"),
 ];
 
+/// Arguments that leave databases' data out of the dump (its row
+/// estimates would not describe it).
+const PARTIAL: &[(&str, &str)] = &[
+    ("-g", ""),
+    ("--globals-only", ""),
+    ("-r", ""),
+    ("--roles-only", ""),
+    ("-t", ""),
+    ("--tablespaces-only", ""),
+    ("-s", ""),
+    ("--schema-only", ""),
+    ("--exclude-database", ""),
+];
+
 impl Action for PgDumpall {
     const NAME: &'static str = "pg.dumpall";
     const SUMMARY: &'static str =
@@ -113,6 +127,28 @@ impl Action for PgDumpall {
             p.compress.as_str(),
             dest.display()
         ));
+        // The databases and their tables' row estimates, read just before
+        // the dump (cheap: catalogs only), for a rehearsal to compare
+        // restored row counts with. Not the dump's business to fail on.
+        let whole = forbidden_args("args", &p.args, PARTIAL, SHORT_WITH_VALUE).is_empty();
+        // Another `program` (a wrapper, `ssh ...`) may reach another server
+        // than `db` says: its estimates would describe the wrong cluster.
+        let direct = p.program.as_deref().is_none_or(|prog| {
+            std::path::Path::new(prog).file_name() == Some("pg_dumpall".as_ref())
+        });
+        let estimates = match pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd) {
+            Ok(cfg) if whole && direct => pg::cluster_row_estimates(&cfg),
+            Ok(_) if !direct => Err("`program` is not pg_dumpall itself".to_owned()),
+            Ok(_) => Err("the dump is not of every database's data".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut extra = serde_json::Map::new();
+        match estimates {
+            Ok(e) => {
+                extra.insert("databases".into(), serde_json::json!(e));
+            }
+            Err(e) => ctx.log(format!("no row estimates in the side file: {e}")),
+        }
         // No total: how big a dump comes out is known when it is done.
         ctx.progress().restart("dumping", None, None);
         let mut file = DumpFile::create(&dest, p.compress, p.level, ctx.threads)?
@@ -129,7 +165,7 @@ impl Action for PgDumpall {
             sha256,
             size,
             raw,
-        } = file.finish(p.min_bytes, ctx.origin(serde_json::Map::new()))?;
+        } = file.finish(p.min_bytes, ctx.origin(extra))?;
         Ok(ActionOutput {
             summary: Some(format!(
                 "{}: {size} bytes ({raw} bytes of SQL), sha256 {}",

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::params::{PgConn, conn_problems, name_like_option};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::pg;
+use crate::pg::LIST_DATABASES;
 
 /// Takes and holds an exported snapshot of each database.
 pub struct PgSnapshot;
@@ -46,6 +47,10 @@ pub struct DbPoint {
     pub db: String,
     /// What `pg_export_snapshot()` returned (for `pg_dump --snapshot`).
     pub snapshot: String,
+    /// Its tables' row estimates, read on the same connection just before
+    /// the point (`None` if they could not be read: the point does not
+    /// depend on them).
+    pub estimates: Option<pg::RowEstimates>,
 }
 
 impl DbPoint {
@@ -144,11 +149,6 @@ pub fn release(run_id: &str, step: &str) -> Result<bool, PointError> {
         None => Ok(false),
     }
 }
-
-/// The databases `pg_dumpall` dumps, in its order: template1 first.
-const LIST_DATABASES: &str = "SELECT datname FROM pg_database \
-     WHERE datallowconn AND datconnlimit <> -2 AND datname <> 'template0' \
-     ORDER BY datname <> 'template1', datname";
 
 impl Action for PgSnapshot {
     const NAME: &'static str = "pg.snapshot";
@@ -375,6 +375,9 @@ async fn open_all(
     for db in databases {
         let taken = async {
             let (client, task) = connect(cfg, &db).await?;
+            // Before the transaction: an error here must not abort the
+            // one whose snapshot pg_dump imports.
+            let estimates = pg::row_estimates(&client, &db).await.ok();
             let export = async {
                 client
                     .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -386,7 +389,7 @@ async fn open_all(
             }
             .await;
             match export {
-                Ok(id) => Ok(((client, task), id)),
+                Ok(id) => Ok(((client, task), id, estimates)),
                 Err(e) => Err(PointError::Export {
                     db: db.clone(),
                     error: Arc::new(e),
@@ -395,9 +398,13 @@ async fn open_all(
         }
         .await;
         match taken {
-            Ok((client, snapshot)) => {
+            Ok((client, snapshot, estimates)) => {
                 clients.push(client);
-                points.push(DbPoint { db, snapshot });
+                points.push(DbPoint {
+                    db,
+                    snapshot,
+                    estimates,
+                });
             }
             Err(e) => {
                 let _ = end_all(clients).await;

@@ -77,19 +77,35 @@ impl Action for Verify {
         for mm in &mismatches {
             ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
         }
+        // Issue 16: every dump decompressed to its last line (not when
+        // the step checks structure only), whatever the manifest found:
+        // where a dump breaks says more than its changed hash.
+        let damaged = if p.hashes {
+            let dumps =
+                crate::fs::dumpcheck::check_set(&set, m, &|| ctx.cancelled(), ctx.progress())?;
+            dumps.iter().for_each(|d| ctx.log(d.to_string()));
+            crate::fs::dumpcheck::failure(&set, &dumps)
+        } else {
+            None
+        };
         if !mismatches.is_empty() {
             let first: Vec<String> = mismatches
                 .iter()
                 .take(5)
                 .map(|m| format!("{} {}", m.kind, m.path))
                 .collect();
-            return Err(ActionError::new(format!(
-                "{} does not match its manifest: {} problem(s): {}{}",
-                set.display(),
-                mismatches.len(),
-                first.join(", "),
-                if mismatches.len() > 5 { ", ..." } else { "" }
-            )));
+            return Err(ActionError::new(
+                format!(
+                    "{} does not match its manifest: {} problem(s): {}{}",
+                    set.display(),
+                    mismatches.len(),
+                    first.join(", "),
+                    if mismatches.len() > 5 { ", ..." } else { "" }
+                ) + &damaged.map(|d| format!("; {d}")).unwrap_or_default(),
+            ));
+        }
+        if let Some(msg) = damaged {
+            return Err(ActionError::new(msg));
         }
         if let Some(marker) = marker_path(&set) {
             let note = serde_json::json!({
@@ -200,6 +216,16 @@ impl Action for Verify {
                 Err(e) => Check::fail("manifest", e.to_string()),
             },
         );
+        // Issue 16: the dumps read to their last line, as the step does.
+        if p.hashes {
+            let dumps = crate::fs::dumpcheck::check_set(&set, m, &|| false, &progress);
+            out.extend(dumps.ok().filter(|d| !d.is_empty()).map(|d| {
+                match crate::fs::dumpcheck::failure(&set, &d) {
+                    Some(msg) => Check::fail("dumps", msg),
+                    None => Check::pass("dumps", crate::fs::dumpcheck::summary(&d)),
+                }
+            }));
+        }
         out
     }
 

@@ -35,11 +35,22 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
             crate::fs::default_threads(),
             &crate::progress::Progress::default(),
         )?;
-        Ok((found.manifest, mismatches))
+        // Issue 16: every dump read to its last line (not with --no-hashes).
+        let dumps = if args.no_hashes {
+            Vec::new()
+        } else {
+            crate::fs::dumpcheck::check_set(
+                &set,
+                &found.manifest,
+                &|| false,
+                &crate::progress::Progress::default(),
+            )?
+        };
+        Ok((found.manifest, mismatches, dumps))
     });
     // No manifest, a damaged one, or a check that could not be completed:
     // the set is not verified.
-    let (m, mismatches) = match compared {
+    let (m, mismatches, dumps) = match compared {
         Ok(compared) => compared,
         Err(e) => {
             if args.json {
@@ -56,12 +67,15 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
             return Ok(exit::FAILED);
         }
     };
+    let damaged = crate::fs::dumpcheck::failure(&set, &dumps);
+    let ok = mismatches.is_empty() && damaged.is_none();
     if args.json {
         serde_json::to_writer_pretty(
             &mut out,
             &serde_json::json!({
                 "set": set,
-                "ok": mismatches.is_empty(),
+                "ok": ok,
+                "dumps": dumps,
                 "entries": m.entries.len(),
                 "hashed": m.entries.iter().filter(|e| e.sha256.is_some()).count(),
                 "mismatches": mismatches,
@@ -69,7 +83,7 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
         )
         .map_err(std::io::Error::from)?;
         writeln!(out)?;
-    } else if mismatches.is_empty() {
+    } else if ok {
         let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
         writeln!(
             out,
@@ -82,22 +96,24 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
                 format!(", {hashed} hashes checked")
             }
         )?;
+        if !dumps.is_empty() {
+            writeln!(out, "ok: {}", crate::fs::dumpcheck::summary(&dumps))?;
+        }
     } else {
         for mm in &mismatches {
             writeln!(out, "{:<9} {}  ({})", mm.kind, mm.path, mm.detail)?;
+        }
+        if let Some(msg) = &damaged {
+            writeln!(out, "{}: {msg}", Style::stdout().error("damaged"))?;
         }
         writeln!(
             out,
             "{}: {}: {} problem(s)",
             Style::stdout().error("failed"),
             set.display(),
-            mismatches.len()
+            mismatches.len() + dumps.iter().filter(|d| !d.ok()).count()
         )?;
     }
     out.flush()?;
-    Ok(if mismatches.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(if ok { exit::OK } else { exit::FAILED })
 }

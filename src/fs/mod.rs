@@ -10,6 +10,7 @@
 
 mod atomic;
 pub mod changed;
+pub mod dumpcheck;
 pub mod manifest;
 pub mod restore_marker;
 pub mod snapshots;
