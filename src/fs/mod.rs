@@ -12,7 +12,9 @@ pub mod changed;
 pub mod manifest;
 pub mod restore_marker;
 pub mod snapshots;
+pub mod spot;
 pub mod tree;
+pub mod verified;
 
 pub use atomic::{AtomicFile, sync_dir, write_atomic};
 

@@ -49,3 +49,4 @@ mod state_upgrade;
 mod system;
 mod validate;
 mod vars;
+mod verify_read;
