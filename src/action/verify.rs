@@ -32,23 +32,30 @@ pub struct VerifyParams {
     /// file is read back within N verifies), or `none` (structure, sizes,
     /// modes only). Structure, sizes, modes, owner and mtime are checked in
     /// full at every level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<String>,
     /// Old form of `read`: true is `read: all`, false is `read: none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashes: Option<bool>,
     /// Spot-check the set against this live source folder: file count,
     /// and size and content of a sample of its files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against: Option<String>,
     /// The share of the source's files sampled (`1/N`, default `1/100`;
     /// at least 100 files, at most 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<String>,
     /// Percent of sampled source files that may be missing from the set
     /// (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_missing: Option<f64>,
     /// Percent of sampled source files that may differ from the set,
     /// though not modified since the snapshot (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_changed: Option<f64>,
     /// Percent by which the set's file count may differ from the
     /// source's (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_count_diff: Option<f64>,
 }
 

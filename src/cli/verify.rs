@@ -185,13 +185,13 @@ fn found_text(r: &Read1) -> String {
 
 /// `ward verify --status DIR`.
 fn status(args: &VerifyArgs) -> Result<i32, WardError> {
-    let dir: &Path = &args.set;
-    if !dir.is_dir() {
-        return Err(WardError::Usage(format!(
-            "{} is not a snapshots folder",
-            dir.display()
-        )));
-    }
+    let dir = std::fs::canonicalize(&args.set)
+        .ok()
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| {
+            WardError::Usage(format!("{} is not a snapshots folder", args.set.display()))
+        })?;
+    let dir: &Path = &dir;
     let listing =
         crate::fs::snapshots::list(dir, "latest").map_err(|e| WardError::Usage(e.to_string()))?;
     let mut snaps = listing.snapshots;

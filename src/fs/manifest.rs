@@ -961,6 +961,8 @@ fn compare_found(
         return;
     }
     if let Some(mtime) = e.mtime_ns {
+        // `time_t` is narrower than i64 on some targets: the cast is for them.
+        #[allow(clippy::unnecessary_cast)]
         let now = (st.st_mtime as i64)
             .saturating_mul(1_000_000_000)
             .saturating_add(st.st_mtime_nsec as i64);
