@@ -159,12 +159,15 @@ impl Action for Verify {
         let depth = depth_for(share, &set, now.date());
         // Every outcome below that is about the set (not about the run)
         // is recorded: a failure replaces a good marker.
-        let record = |checksum: &str, problems: u64, error: Option<String>| {
+        // `read`: the content was read at `depth` (not when the manifest
+        // could not be read): only then is a slice or full read recorded.
+        let record = |checksum: &str, read: bool, problems: u64, error: Option<String>| {
             let ok = problems == 0 && error.is_none();
-            let read = |slice| Read1 {
+            let read_of = |slice| Read1 {
                 slice,
                 at: at.clone(),
-                ok,
+                // What the read found (a failed spot check is not the slice's).
+                ok: problems == 0,
                 problems,
                 set: set_name.clone(),
             };
@@ -185,17 +188,17 @@ impl Action for Verify {
                 problems,
                 error,
                 slices: match depth {
-                    Depth::Slice { k, n } => {
+                    Depth::Slice { k, n } if read => {
                         let history = set
                             .parent()
                             .map(|dir| verified::history(dir, n))
                             .unwrap_or_default();
-                        Some(verified::record(n, history, read(Some(k))))
+                        Some(verified::record(n, history, read_of(Some(k))))
                     }
                     _ => same.and_then(|m| m.slices.clone()),
                 },
                 full: match depth {
-                    Depth::Full => Some(read(None)),
+                    Depth::Full if read => Some(read_of(None)),
                     _ => same.and_then(|m| m.full.clone()),
                 },
             };
@@ -209,7 +212,7 @@ impl Action for Verify {
             Ok(found) => found,
             Err(e) => {
                 // No manifest or a damaged one: the set is not verified.
-                record("", 0, Some(e.to_string()))?;
+                record("", false, 0, Some(e.to_string()))?;
                 return Err(ActionError::new(e.to_string()));
             }
         };
@@ -231,7 +234,15 @@ impl Action for Verify {
         ctx.check()?;
         ctx.log(format!("reading back: {depth}"));
         let mismatches =
-            manifest::compare(&set, m, found.in_tree, &depth, ctx.threads, ctx.progress())?;
+            match manifest::compare(&set, m, found.in_tree, &depth, ctx.threads, ctx.progress()) {
+                Ok(mismatches) => mismatches,
+                // A check that could not be completed (a folder that cannot
+                // be listed) proves nothing: recorded as failed.
+                Err(e) => {
+                    record(&m.checksum, false, 0, Some(e.to_string()))?;
+                    return Err(e.into());
+                }
+            };
         for mm in &mismatches {
             ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
         }
@@ -298,6 +309,7 @@ impl Action for Verify {
         let spot_failed = failures.len() > usize::from(!mismatches.is_empty());
         record(
             &m.checksum,
+            true,
             mismatches.len() as u64,
             spot_failed.then(|| failures.join("; ")),
         )?;

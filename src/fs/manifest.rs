@@ -1124,6 +1124,57 @@ mod tests {
     }
 
     #[test]
+    fn owner_group_and_mtime_are_checked_where_recorded_and_skipped_where_not() {
+        use crate::progress::Progress;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        for name in ["a", "b", "c", "d"] {
+            std::fs::write(src.join(name), name).expect("write");
+        }
+        let set = dir.path().join("set");
+        let progress = Progress::default();
+        let stop = AtomicBool::new(false);
+        let entries =
+            crate::fs::tree::link_tree_since(&src, None, &set, 1, &stop, &progress).expect("link");
+        let info = ManifestInfo {
+            name: "set".into(),
+            host: "h".into(),
+            run_id: "r".into(),
+            playbook_hash: "p".into(),
+            hash_all: true,
+            kind: "full",
+            base: None,
+            playbook: None,
+            scope: None,
+        };
+        let mut m = build(&set, &entries, &info, 1, &stop, &progress).expect("build");
+        let meta = |name: &str| std::fs::symlink_metadata(set.join(name)).expect("stat");
+        let mtime = |name: &str| meta(name).mtime() * 1_000_000_000 + meta(name).mtime_nsec();
+        for e in &mut m.entries {
+            match e.path.as_str() {
+                // Recorded and right.
+                "a" => {
+                    e.uid = Some(meta("a").uid());
+                    e.gid = Some(meta("a").gid());
+                    e.mtime_ns = Some(mtime("a"));
+                }
+                "b" => e.uid = Some(meta("b").uid() + 1),
+                "c" => e.mtime_ns = Some(mtime("c") - 1),
+                "d" => e.gid = Some(meta("d").gid() + 1),
+                _ => {}
+            }
+        }
+        let found = compare(&set, &m, false, &Depth::Structure, 1, &progress).expect("compare");
+        let shown: Vec<String> = found
+            .iter()
+            .map(|mm| format!("{} {}", mm.path, mm.detail.split(' ').next().unwrap_or("")))
+            .collect();
+        assert_eq!(shown, ["b owner", "c mtime", "d group"], "{found:?}");
+    }
+
+    #[test]
     fn a_check_that_panicked_is_an_error_not_an_empty_list() {
         let root = Path::new("/backups/2026-11-23");
         let joined = std::thread::spawn(|| -> Result<Vec<Vec<u8>>, FsError> {
