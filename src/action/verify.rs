@@ -306,12 +306,14 @@ impl Action for Verify {
         // Further checks of the set's content (dumps) go here: each adds
         // its failures to `failures`, before the marker is written.
 
-        let spot_failed = failures.len() > usize::from(!mismatches.is_empty());
+        // Failures besides the manifest's mismatches (the spot check, ...)
+        // are the marker's `error`.
+        let others_failed = failures.len() > usize::from(!mismatches.is_empty());
         record(
             &m.checksum,
             true,
             mismatches.len() as u64,
-            spot_failed.then(|| failures.join("; ")),
+            others_failed.then(|| failures.join("; ")),
         )?;
         if !failures.is_empty() {
             return Err(ActionError::new(failures.join("; ")));
@@ -332,9 +334,10 @@ impl Action for Verify {
                     format!(", {hashed} hashes checked")
                 },
                 spot.as_ref().map_or(String::new(), |s| format!(
-                    "; spot check: {} of {} sampled source files match",
-                    s.sampled - s.changed_since,
-                    s.sampled
+                    "; spot check: {} of {} sampled source files match, {} changed since",
+                    s.sampled - s.missing.len() - s.changed.len() - s.changed_since,
+                    s.sampled,
+                    s.changed_since
                 ))
             )),
             details: serde_json::json!({
