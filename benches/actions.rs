@@ -149,7 +149,12 @@ fn rotation(base: &Path, tree: &Path) {
             );
             // Marks it complete: ward keeps a snapshot's manifest beside it.
             std::fs::write(snaps.join(format!(".{name}.manifest.json")), "{}").expect("manifest");
-            std::fs::write(snaps.join(format!(".{name}.verified")), "{}").expect("marker");
+            // A verify that passed (the old marker form, still read as passed).
+            std::fs::write(
+                snaps.join(format!(".{name}.verified")),
+                r#"{"verified_at":"2026-01-01T00:00:00","run_id":"bench","manifest_checksum":"","hashes":false}"#,
+            )
+            .expect("marker");
         }
         assert!(
             Command::new("cp")

@@ -1,16 +1,20 @@
-//! `verify`: check a backup set against its manifest.
+//! `verify`: check a backup set against its manifest, read back all or a
+//! rolling slice of its content, optionally spot-check it against the live
+//! source, and record the result in the set's verified marker.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::params::non_empty;
+use super::params::{facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
-use crate::fs::manifest;
-use crate::fs::snapshots::marker_path;
+use crate::fs::manifest::{self, Mismatch};
+use crate::fs::spot::{SpotPolicy, SpotReport};
+use crate::fs::verified::{self, Depth, Marker, Read1, ReadShare, SHARED_NOTE, depth_for};
 
 /// Reads a backup set's manifest (`<dir>/.<name>.manifest.json`) and
-/// reports every missing, changed, truncated or extra file; marks the set
-/// verified when clean.
+/// reports every missing, changed, truncated or extra file; records in the
+/// set's verified marker whether it passed (a failure replaces a good
+/// marker: the set stops counting for `rotate`).
 pub struct Verify;
 
 /// Parameters of `verify`.
@@ -22,14 +26,88 @@ pub struct VerifyParams {
     /// The manifest (default `<dir>/.<name>.manifest.json` next to the set,
     /// or `<path>/manifest.json` for snapshots made before ward 0.2).
     pub manifest: Option<String>,
-    /// Re-hash the files whose sha256 the manifest recorded (default true;
-    /// false checks structure, sizes and modes only).
-    #[serde(default = "yes")]
-    pub hashes: bool,
+    /// How much content to read back: `all` (re-hash every file whose
+    /// sha256 the manifest recorded; the default), `1/N` (one slice of N
+    /// by a stable hash of the path, a different slice each night, so every
+    /// file is read back within N verifies), or `none` (structure, sizes,
+    /// modes only). Structure, sizes, modes, owner and mtime are checked in
+    /// full at every level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    /// Old form of `read`: true is `read: all`, false is `read: none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<bool>,
+    /// Spot-check the set against this live source folder: file count,
+    /// and size and content of a sample of its files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<String>,
+    /// The share of the source's files sampled (`1/N`, default `1/100`;
+    /// at least 100 files, at most 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<String>,
+    /// Percent of sampled source files that may be missing from the set
+    /// (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_missing: Option<f64>,
+    /// Percent of sampled source files that may differ from the set,
+    /// though not modified since the snapshot (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_changed: Option<f64>,
+    /// Percent by which the set's file count may differ from the
+    /// source's (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count_diff: Option<f64>,
 }
 
-fn yes() -> bool {
-    true
+impl VerifyParams {
+    /// What `read` (or the old `hashes`) asks for; checked by `check`.
+    fn share(&self) -> Result<ReadShare, String> {
+        match (&self.read, self.hashes) {
+            (Some(_), Some(_)) => Err("give `read` or the old `hashes`, not both".to_owned()),
+            (Some(r), None) => ReadShare::parse(r),
+            (None, Some(false)) => Ok(ReadShare::None),
+            (None, Some(true) | None) => Ok(ReadShare::All),
+        }
+    }
+
+    /// The spot check's sample and tolerances.
+    fn policy(&self) -> Result<SpotPolicy, String> {
+        let mut p = SpotPolicy::default();
+        if let Some(s) = &self.sample {
+            p.share = match ReadShare::parse(s)? {
+                ReadShare::Share(n) => n,
+                ReadShare::All => 1,
+                ReadShare::None => return Err("`sample: none` samples nothing".to_owned()),
+            };
+        }
+        for (value, slot) in [
+            (self.max_missing, &mut p.max_missing),
+            (self.max_changed, &mut p.max_changed),
+            (self.max_count_diff, &mut p.max_count_diff),
+        ] {
+            if let Some(v) = value {
+                if !(0.0..=100.0).contains(&v) {
+                    return Err(format!("{v} is not a percentage (0 to 100)"));
+                }
+                *slot = v;
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The first few mismatches, for a one-line message.
+fn first_of(mismatches: &[Mismatch]) -> String {
+    let first: Vec<String> = mismatches
+        .iter()
+        .take(5)
+        .map(|m| format!("{} {}", m.kind, m.path))
+        .collect();
+    format!(
+        "{}{}",
+        first.join(", "),
+        if mismatches.len() > 5 { ", ..." } else { "" }
+    )
 }
 
 impl Action for Verify {
@@ -38,17 +116,105 @@ impl Action for Verify {
     type Params = VerifyParams;
 
     fn check(p: &VerifyParams) -> Vec<ParamProblem> {
-        non_empty("path", &p.path).into_iter().collect()
+        let mut out: Vec<ParamProblem> = non_empty("path", &p.path).into_iter().collect();
+        if let Err(e) = p.share() {
+            let key = if p.read.is_some() { "read" } else { "hashes" };
+            out.push(ParamProblem::new(key, e).help("`read: all`, `read: 1/7` or `read: none`"));
+        }
+        if let Err(e) = p.policy() {
+            out.push(ParamProblem::new("sample", e));
+        }
+        if p.against.is_none()
+            && (p.sample.is_some()
+                || p.max_missing.is_some()
+                || p.max_changed.is_some()
+                || p.max_count_diff.is_some())
+        {
+            out.push(
+                ParamProblem::new("sample", "the spot check's settings without `against`")
+                    .help("name the live source with `against: SRC`, or drop them"),
+            );
+        }
+        if let Some(a) = &p.against {
+            out.extend(non_empty("against", a));
+        }
+        out
     }
 
     fn perform(p: &VerifyParams, ctx: &ActionCtx) -> ActionResult {
+        let share = p.share().map_err(ActionError::new)?;
+        let policy = p.policy().map_err(ActionError::new)?;
+        let now = facts_now(&ctx.facts);
+        let at = now.format("%Y-%m-%dT%H:%M:%S").to_string();
         let given = ctx.path(&p.path);
         let set = std::fs::canonicalize(&given).map_err(|e| {
             ActionError::new(format!("cannot open backup set {}: {e}", given.display()))
         })?;
+        let previous =
+            verified::path(&set).and_then(|marker| verified::read(&marker).ok().flatten());
+        let set_name = set
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let depth = depth_for(share, &set, now.date());
+        // Every outcome below that is about the set (not about the run)
+        // is recorded: a failure replaces a good marker.
+        // `read`: the content was read at `depth` (not when the manifest
+        // could not be read): only then is a slice or full read recorded.
+        let record = |checksum: &str, read: bool, problems: u64, error: Option<String>| {
+            let ok = problems == 0 && error.is_none();
+            let read_of = |slice| Read1 {
+                slice,
+                at: at.clone(),
+                // What the read found (a failed spot check is not the slice's).
+                ok: problems == 0,
+                problems,
+                set: set_name.clone(),
+            };
+            let same = previous
+                .as_ref()
+                .filter(|m| m.manifest_checksum == checksum);
+            let marker = Marker {
+                format: verified::FORMAT.to_owned(),
+                at: at.clone(),
+                run_id: ctx.attempt.run_id.clone(),
+                manifest_checksum: checksum.to_owned(),
+                level: depth.level().to_owned(),
+                slice: match depth {
+                    Depth::Slice { k, n } => Some(format!("{k}/{n}")),
+                    _ => None,
+                },
+                ok,
+                problems,
+                error,
+                slices: match depth {
+                    Depth::Slice { k, n } if read => {
+                        let history = set
+                            .parent()
+                            .map(|dir| verified::history(dir, n))
+                            .unwrap_or_default();
+                        Some(verified::record(n, history, read_of(Some(k))))
+                    }
+                    _ => same.and_then(|m| m.slices.clone()),
+                },
+                full: match depth {
+                    Depth::Full if read => Some(read_of(None)),
+                    _ => same.and_then(|m| m.full.clone()),
+                },
+            };
+            verified::write(&set, &marker).map_err(|e| ActionError::new(e.to_string()))
+        };
         let found = match &p.manifest {
-            Some(given) => manifest::load_from(&set, &ctx.path(given))?,
-            None => manifest::load(&set)?,
+            Some(given) => manifest::load_from(&set, &ctx.path(given)),
+            None => manifest::load(&set),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                // No manifest or a damaged one: the set is not verified.
+                record("", false, 0, Some(e.to_string()))?;
+                return Err(ActionError::new(e.to_string()));
+            }
         };
         let m = &found.manifest;
         // A second run on the same day made `NAME.2`: a step that names the
@@ -66,69 +232,127 @@ impl Action for Verify {
             )));
         }
         ctx.check()?;
-        let mismatches = manifest::compare(
-            &set,
-            m,
-            found.in_tree,
-            p.hashes,
-            ctx.threads,
-            ctx.progress(),
-        )?;
+        ctx.log(format!("reading back: {depth}"));
+        let mismatches =
+            match manifest::compare(&set, m, found.in_tree, &depth, ctx.threads, ctx.progress()) {
+                Ok(mismatches) => mismatches,
+                // A check that could not be completed (a folder that cannot
+                // be listed) proves nothing: recorded as failed.
+                Err(e) => {
+                    record(&m.checksum, false, 0, Some(e.to_string()))?;
+                    return Err(e.into());
+                }
+            };
         for mm in &mismatches {
             ctx.log(format!("{}: {} ({})", mm.kind, mm.path, mm.detail));
         }
-        // Issue 16: every dump decompressed to its last line (not when
-        // the step checks structure only), whatever the manifest found:
-        // where a dump breaks says more than its changed hash.
-        let damaged = if p.hashes {
-            let dumps =
-                crate::fs::dumpcheck::check_set(&set, m, &|| ctx.cancelled(), ctx.progress())?;
-            dumps.iter().for_each(|d| ctx.log(d.to_string()));
-            crate::fs::dumpcheck::failure(&set, &dumps)
-        } else {
-            None
-        };
+        let mut failures = Vec::new();
         if !mismatches.is_empty() {
-            let first: Vec<String> = mismatches
-                .iter()
-                .take(5)
-                .map(|m| format!("{} {}", m.kind, m.path))
-                .collect();
-            return Err(ActionError::new(
-                format!(
-                    "{} does not match its manifest: {} problem(s): {}{}",
-                    set.display(),
-                    mismatches.len(),
-                    first.join(", "),
-                    if mismatches.len() > 5 { ", ..." } else { "" }
-                ) + &damaged.map(|d| format!("; {d}")).unwrap_or_default(),
-            ));
-        }
-        if let Some(msg) = damaged {
-            return Err(ActionError::new(msg));
-        }
-        if let Some(marker) = marker_path(&set) {
-            let note = serde_json::json!({
-                "verified_at": chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
-                "run_id": ctx.attempt.run_id,
-                "manifest_checksum": m.checksum,
-                "hashes": p.hashes,
-            });
-            manifest::write_file(&marker, note.to_string().as_bytes(), 0o644)?;
-        }
-        let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
-        Ok(ActionOutput {
-            summary: Some(format!(
-                "{}: {} entries match{}",
+            failures.push(format!(
+                "{} does not match its manifest: {} problem(s): {}{}",
                 set.display(),
-                m.entries.len(),
-                if p.hashes {
-                    format!(", {hashed} hashes checked")
+                mismatches.len(),
+                first_of(&mismatches),
+                if mismatches.iter().any(|m| m.shared) {
+                    format!(". {SHARED_NOTE}")
                 } else {
                     String::new()
                 }
+            ));
+        }
+
+        // The spot check against the live source.
+        let mut spot: Option<SpotReport> = None;
+        if let Some(src) = &p.against {
+            ctx.check()?;
+            let src = ctx.path(src);
+            let made = chrono::NaiveDateTime::parse_from_str(&m.created, "%Y-%m-%dT%H:%M:%S")
+                .ok()
+                .and_then(|t| t.and_local_timezone(chrono::Local).earliest())
+                .map(std::time::SystemTime::from)
+                // An unreadable creation time: no source change is excused.
+                .unwrap_or_else(std::time::SystemTime::now);
+            match crate::fs::spot::check(&src, &set, m, made, &ctx.facts.date, &policy) {
+                Ok(report) => {
+                    ctx.log(format!(
+                        "spot check against {}: {} files in the source, {} in the set; \
+                         {} sampled: {} missing, {} differ, {} changed since the snapshot",
+                        src.display(),
+                        report.source_files,
+                        report.set_files,
+                        report.sampled,
+                        report.missing.len(),
+                        report.changed.len(),
+                        report.changed_since
+                    ));
+                    for path in &report.missing {
+                        ctx.log(format!("spot check: missing from the set: {path}"));
+                    }
+                    for (path, how) in &report.changed {
+                        ctx.log(format!("spot check: differs: {path} ({how})"));
+                    }
+                    failures.extend(
+                        report
+                            .failures
+                            .iter()
+                            .map(|f| format!("spot check against {}: {f}", src.display())),
+                    );
+                    spot = Some(report);
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+
+        // Every dump decompressed to its last line (not when the step
+        // checks structure only), whatever the manifest found: where a
+        // dump breaks says more than its changed hash.
+        if depth != Depth::Structure {
+            let dumps =
+                crate::fs::dumpcheck::check_set(&set, m, &|| ctx.cancelled(), ctx.progress())?;
+            dumps.iter().for_each(|d| ctx.log(d.to_string()));
+            failures.extend(crate::fs::dumpcheck::failure(&set, &dumps));
+        }
+
+        // Failures besides the manifest's mismatches (the spot check, ...)
+        // are the marker's `error`.
+        let others_failed = failures.len() > usize::from(!mismatches.is_empty());
+        record(
+            &m.checksum,
+            true,
+            mismatches.len() as u64,
+            others_failed.then(|| failures.join("; ")),
+        )?;
+        if !failures.is_empty() {
+            return Err(ActionError::new(failures.join("; ")));
+        }
+        let hashed = m
+            .entries
+            .iter()
+            .filter(|e| e.sha256.is_some() && depth.reads(&e.rel_bytes()))
+            .count();
+        Ok(ActionOutput {
+            summary: Some(format!(
+                "{}: {} entries match ({depth}{}){}",
+                set.display(),
+                m.entries.len(),
+                if depth == Depth::Structure {
+                    String::new()
+                } else {
+                    format!(", {hashed} hashes checked")
+                },
+                spot.as_ref().map_or(String::new(), |s| format!(
+                    "; spot check: {} of {} sampled source files match, {} changed since",
+                    s.sampled - s.missing.len() - s.changed.len() - s.changed_since,
+                    s.sampled,
+                    s.changed_since
+                ))
             )),
-            details: serde_json::json!({ "entries": m.entries.len(), "hashed": hashed }),
+            details: serde_json::json!({
+                "entries": m.entries.len(),
+                "hashed": hashed,
+                "level": depth.level(),
+                "slice": match depth { Depth::Slice { k, n } => Some(format!("{k}/{n}")), _ => None },
+            }),
             ..ActionOutput::default()
         })
     }
@@ -175,49 +399,34 @@ impl Action for Verify {
             ),
         )];
         // The check the step makes, without marking the set verified.
+        let share = p.share().unwrap_or(ReadShare::All);
+        let today = crate::clock::now()
+            .map(|t| t.date())
+            .unwrap_or_else(|_| chrono::Local::now().date_naive());
+        let depth = depth_for(share, &set, today);
         let progress = crate::progress::Progress::default();
         out.push(
             match manifest::compare(
                 &set,
                 m,
                 found.in_tree,
-                p.hashes,
+                &depth,
                 crate::fs::default_threads(),
                 &progress,
             ) {
                 Ok(mm) if mm.is_empty() => Check::pass(
                     "manifest",
-                    format!(
-                        "{} entries match{}",
-                        m.entries.len(),
-                        if p.hashes {
-                            " (recorded hashes checked)"
-                        } else {
-                            ""
-                        }
-                    ),
+                    format!("{} entries match (read back: {depth})", m.entries.len()),
                 ),
-                Ok(mm) => {
-                    let first: Vec<String> = mm
-                        .iter()
-                        .take(5)
-                        .map(|x| format!("{} {}", x.kind, x.path))
-                        .collect();
-                    Check::fail(
-                        "manifest",
-                        format!(
-                            "{} problem(s): {}{}",
-                            mm.len(),
-                            first.join(", "),
-                            if mm.len() > 5 { ", ..." } else { "" }
-                        ),
-                    )
-                }
+                Ok(mm) => Check::fail(
+                    "manifest",
+                    format!("{} problem(s): {}", mm.len(), first_of(&mm)),
+                ),
                 Err(e) => Check::fail("manifest", e.to_string()),
             },
         );
-        // Issue 16: the dumps read to their last line, as the step does.
-        if p.hashes {
+        // The dumps read to their last line, as the step does.
+        if depth != Depth::Structure {
             let dumps = crate::fs::dumpcheck::check_set(&set, m, &|| false, &progress);
             out.extend(dumps.ok().filter(|d| !d.is_empty()).map(|d| {
                 match crate::fs::dumpcheck::failure(&set, &d) {
@@ -231,11 +440,18 @@ impl Action for Verify {
 
     fn describe(p: &VerifyParams) -> String {
         let manifest = p.manifest.clone().unwrap_or_else(|| "its manifest".into());
-        let depth = if p.hashes {
-            "sizes and recorded hashes"
-        } else {
-            "sizes only"
+        let depth = match p.share() {
+            Ok(ReadShare::All) => "sizes and recorded hashes".to_owned(),
+            Ok(ReadShare::None) => "sizes only".to_owned(),
+            Ok(ReadShare::Share(n)) => {
+                format!("sizes, and recorded hashes of one slice of {n} a night")
+            }
+            Err(e) => e,
         };
-        format!("verify {} against {manifest} ({depth})", p.path)
+        let spot = p
+            .against
+            .as_ref()
+            .map_or(String::new(), |a| format!("; spot check against {a}"));
+        format!("verify {} against {manifest} ({depth}){spot}", p.path)
     }
 }

@@ -399,15 +399,24 @@ struct LogArgs {
 
 #[derive(Debug, clap::Args)]
 struct VerifyArgs {
-    /// The backup set (a snapshot folder, or the `latest` link).
+    /// The backup set (a snapshot folder, or the `latest` link); with
+    /// `--status`, the snapshots folder.
     #[arg(value_name = "SET")]
     set: PathBuf,
     /// The manifest (default: `.NAME.manifest.json` next to SET, else a legacy SET/manifest.json).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "status")]
     manifest: Option<PathBuf>,
-    /// Check structure, sizes and modes only; do not re-hash files.
-    #[arg(long)]
+    /// How much content to re-hash: `all` (default), `1/N` (one slice of N,
+    /// the one the folder's verify history, else the date, points at), or `none`.
+    #[arg(long, value_name = "all|1/N|none", conflicts_with_all = ["no_hashes", "status"])]
+    read: Option<String>,
+    /// Same as `--read none`: structure, sizes and modes only.
+    #[arg(long, conflicts_with = "status")]
     no_hashes: bool,
+    /// Show what the last verify of each snapshot in the folder SET found
+    /// (level, when, passed or not, and per slice when it was last read).
+    #[arg(long)]
+    status: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,

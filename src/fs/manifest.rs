@@ -25,6 +25,7 @@ use super::tree::{
     Entry, Kind, at, child_rel, join, map_chunks, open_dir, open_file_below, open_level_errno,
     poisoned, read_names, walk,
 };
+use super::verified::Depth;
 
 /// The manifest's name inside snapshots made before it moved next to them.
 pub const LEGACY_FILE_NAME: &str = "manifest.json";
@@ -540,6 +541,34 @@ pub fn present(set: &Path) -> bool {
         || matches!(lookup(set), Ok(Ok(_)))
 }
 
+/// The checksum a manifest file records, read from its last bytes (the
+/// checksum is its last field) without reading or checking the rest: cheap
+/// enough to tell, for every snapshot of a folder, whether its verified
+/// marker is of the manifest beside it. None if the tail is not a checksum.
+pub fn recorded_checksum(path: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let tail = 96.min(len);
+    f.seek(SeekFrom::Start(len - tail)).ok()?;
+    let mut bytes = Vec::new();
+    f.take(tail).read_to_end(&mut bytes).ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?.trim_end();
+    let (_, sum) = text.strip_suffix("\"}")?.rsplit_once(r#""checksum":""#)?;
+    (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sum.to_owned())
+}
+
+/// Where the manifest of `set` is (next to it, else a legacy one inside),
+/// without reading it.
+pub fn located(set: &Path) -> Option<PathBuf> {
+    let outside = outside_path(set)?;
+    if std::fs::symlink_metadata(&outside).is_ok() {
+        return Some(outside);
+    }
+    let legacy = set.join(LEGACY_FILE_NAME);
+    legacy.is_file().then_some(legacy)
+}
+
 /// Writes `bytes` to `dest` under a temp name, fsync, rename, folder
 /// fsync; every error names the file and what failed.
 pub fn write_file(dest: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
@@ -593,6 +622,11 @@ pub struct Mismatch {
     pub path: String,
     /// Details.
     pub detail: String,
+    /// The content changed and the file has other names (hard links): the
+    /// one physical copy is shared, so every snapshot (and `current`)
+    /// holding the file has the same damage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl Mismatch {
@@ -601,6 +635,7 @@ impl Mismatch {
             kind,
             path: path.to_owned(),
             detail: detail.into(),
+            shared: false,
         }
     }
 
@@ -615,7 +650,9 @@ impl Mismatch {
 }
 
 /// Compares the set at `root` with `m`: every entry must exist with the
-/// same type, size and (where recorded, if `hashes`) content; nothing else
+/// same type, size, mode (owner, group and mtime where the manifest
+/// records them) and, where a sha256 is recorded and `depth` reads the
+/// file, content; nothing else
 /// may exist but, when `in_tree` (a legacy snapshot), the manifest itself.
 ///
 /// One walk over the set with `threads` workers: each name a folder lists
@@ -631,7 +668,7 @@ pub fn compare(
     root: &Path,
     m: &Manifest,
     in_tree: bool,
-    hashes: bool,
+    depth: &Depth,
     threads: usize,
     progress: &crate::progress::Progress,
 ) -> Result<Vec<Mismatch>, FsError> {
@@ -649,14 +686,14 @@ pub fn compare(
         )]);
     }
     let in_base = |e: &ManifestEntry| base_root.is_some() && e.in_base;
-    let hashed = |e: &ManifestEntry| match (hashes, &e.sha256) {
-        (true, Some(_)) => e.size.unwrap_or(0),
+    let hashed = |e: &ManifestEntry| match &e.sha256 {
+        Some(_) if depth.reads(&e.rel_bytes()) => e.size.unwrap_or(0),
         _ => 0,
     };
     progress.restart(
         "checking",
         Some(m.entries.len() as u64),
-        hashes.then(|| m.entries.iter().map(hashed).sum()),
+        (*depth != Depth::Structure).then(|| m.entries.iter().map(hashed).sum()),
     );
     // Entries stored in this set (not in its base), by path: anything else
     // found in the set is extra.
@@ -683,13 +720,13 @@ pub fn compare(
         .filter(|(_, e)| in_base(e))
         .collect();
     let (walked, based) = std::thread::scope(|scope| {
-        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, hashes, threads, progress));
+        let walked = scope.spawn(|| walk_set(root, m, &stored, in_tree, depth, threads, progress));
         let based = map_chunks(&from_base, threads, |part| {
             let mut out = Vec::new();
             for (i, e) in part {
                 let mut found = Vec::new();
                 match &base_fd {
-                    Some(b) => check_entry(b.as_fd(), e, hashes, &mut found),
+                    Some(b) => check_entry(b.as_fd(), e, depth, &mut found),
                     None => found.push(Mismatch::missing(e)),
                 }
                 progress.add_files(1);
@@ -740,7 +777,7 @@ fn walk_set(
     m: &Manifest,
     stored: &HashMap<Vec<u8>, usize>,
     in_tree: bool,
-    hashes: bool,
+    depth: &Depth,
     threads: usize,
     progress: &crate::progress::Progress,
 ) -> Result<Walked, FsError> {
@@ -812,8 +849,9 @@ fn walk_set(
                     }
                 };
                 let mut out = Vec::new();
-                compare_found(e, &st, fd.as_fd(), &name, hashes, &mut out);
-                if let (true, Some(_), Some(size)) = (hashes, &e.sha256, e.size) {
+                let read = e.sha256.is_some() && depth.reads(&child);
+                compare_found(e, &st, fd.as_fd(), &name, read, &mut out);
+                if let (true, Some(size)) = (read, e.size) {
                     progress.add_bytes(size);
                 }
                 found.extend(out.into_iter().map(|mm| (i, mm)));
@@ -843,9 +881,10 @@ fn walk_set(
 
 /// Checks one manifest entry, found by path below `holder` (the base of
 /// an incremental set), adding what differs to `out`.
-fn check_entry(holder: BorrowedFd<'_>, e: &ManifestEntry, hashes: bool, out: &mut Vec<Mismatch>) {
+fn check_entry(holder: BorrowedFd<'_>, e: &ManifestEntry, depth: &Depth, out: &mut Vec<Mismatch>) {
     use rustix::fs::{AtFlags, statat};
     let rel = e.rel_bytes();
+    let hashes = depth.reads(&rel);
     let found = at(holder, &rel).and_then(|place| {
         statat(place.dir(), place.name(), AtFlags::SYMLINK_NOFOLLOW).map(|st| (place, st))
     });
@@ -856,7 +895,10 @@ fn check_entry(holder: BorrowedFd<'_>, e: &ManifestEntry, hashes: bool, out: &mu
 }
 
 /// Compares what was found at `name` in the folder `dir` (its metadata
-/// `st`) with the manifest entry `e`; the first difference goes to `out`.
+/// `st`) with the manifest entry `e`, its content too if `hashes` (and a
+/// sha256 is recorded); the first difference goes to `out`. Owner, group
+/// and mtime are compared only where the manifest recorded them (older
+/// manifests did not).
 fn compare_found(
     e: &ManifestEntry,
     st: &rustix::fs::Stat,
@@ -906,6 +948,29 @@ fn compare_found(
         out.push(changed(format!("mode {mode:o}, was {:o}", e.mode)));
         return;
     }
+    if let Some(uid) = e.uid
+        && st.st_uid != uid
+    {
+        out.push(changed(format!("owner {}, was {uid}", st.st_uid)));
+        return;
+    }
+    if let Some(gid) = e.gid
+        && st.st_gid != gid
+    {
+        out.push(changed(format!("group {}, was {gid}", st.st_gid)));
+        return;
+    }
+    if let Some(mtime) = e.mtime_ns {
+        // `time_t` is narrower than i64 on some targets: the cast is for them.
+        #[allow(clippy::unnecessary_cast)]
+        let now = (st.st_mtime as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(st.st_mtime_nsec as i64);
+        if now != mtime {
+            out.push(changed(format!("mtime {now} ns, was {mtime} ns")));
+            return;
+        }
+    }
     if let (true, Some(sum)) = (hashes, &e.sha256) {
         let now = rustix::fs::openat(
             dir,
@@ -917,6 +982,17 @@ fn compare_found(
         .and_then(|fd| sha256_of(std::fs::File::from(fd)));
         match now {
             Ok(now) if &now == sum => {}
+            // A hard-linked snapshot shares its unchanged files with the
+            // snapshots before and after it and with `current`: one
+            // physical copy, so the damage is in all of them at once.
+            Ok(_) if st.st_nlink > 1 => out.push(Mismatch {
+                shared: true,
+                ..changed(format!(
+                    "content differs (sha256); the file has {} names (hard links): the damage \
+                     is shared by every snapshot (and `current`) holding this file",
+                    st.st_nlink
+                ))
+            }),
             Ok(_) => out.push(changed("content differs (sha256)".into())),
             Err(err) => out.push(changed(format!("unreadable: {err}"))),
         }
@@ -1036,15 +1112,66 @@ mod tests {
         assert_eq!(s.phase, Some("hashing"));
         assert_eq!((s.files, s.files_total), (3, Some(3)));
         assert_eq!((s.bytes, s.bytes_total), (6000, Some(6000)));
-        let found = compare(&set, &m, false, true, 2, &progress).expect("compare");
+        let found = compare(&set, &m, false, &Depth::Full, 2, &progress).expect("compare");
         assert!(found.is_empty(), "{found:?}");
         let s = progress.sample();
         assert_eq!(s.phase, Some("checking"));
         assert_eq!((s.files, s.files_total), (6, Some(6)));
         assert_eq!((s.bytes, s.bytes_total), (6000, Some(6000)));
         // Without hashes the bytes have no total (nothing is read).
-        compare(&set, &m, false, false, 2, &progress).expect("compare");
+        compare(&set, &m, false, &Depth::Structure, 2, &progress).expect("compare");
         assert_eq!(progress.sample().bytes_total, None);
+    }
+
+    #[test]
+    fn owner_group_and_mtime_are_checked_where_recorded_and_skipped_where_not() {
+        use crate::progress::Progress;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        for name in ["a", "b", "c", "d"] {
+            std::fs::write(src.join(name), name).expect("write");
+        }
+        let set = dir.path().join("set");
+        let progress = Progress::default();
+        let stop = AtomicBool::new(false);
+        let entries =
+            crate::fs::tree::link_tree_since(&src, None, &set, 1, &stop, &progress).expect("link");
+        let info = ManifestInfo {
+            name: "set".into(),
+            host: "h".into(),
+            run_id: "r".into(),
+            playbook_hash: "p".into(),
+            hash_all: true,
+            kind: "full",
+            base: None,
+            playbook: None,
+            scope: None,
+        };
+        let mut m = build(&set, &entries, &info, 1, &stop, &progress).expect("build");
+        let meta = |name: &str| std::fs::symlink_metadata(set.join(name)).expect("stat");
+        let mtime = |name: &str| meta(name).mtime() * 1_000_000_000 + meta(name).mtime_nsec();
+        for e in &mut m.entries {
+            match e.path.as_str() {
+                // Recorded and right.
+                "a" => {
+                    e.uid = Some(meta("a").uid());
+                    e.gid = Some(meta("a").gid());
+                    e.mtime_ns = Some(mtime("a"));
+                }
+                "b" => e.uid = Some(meta("b").uid() + 1),
+                "c" => e.mtime_ns = Some(mtime("c") - 1),
+                "d" => e.gid = Some(meta("d").gid() + 1),
+                _ => {}
+            }
+        }
+        let found = compare(&set, &m, false, &Depth::Structure, 1, &progress).expect("compare");
+        let shown: Vec<String> = found
+            .iter()
+            .map(|mm| format!("{} {}", mm.path, mm.detail.split(' ').next().unwrap_or("")))
+            .collect();
+        assert_eq!(shown, ["b owner", "c mtime", "d group"], "{found:?}");
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub mod dumpcheck;
 pub mod manifest;
 pub mod restore_marker;
 pub mod snapshots;
+pub mod spot;
 pub mod tree;
 pub mod trust;
+pub mod verified;
 
 pub use atomic::{AtomicFile, sync_dir, write_atomic};
 

@@ -10,10 +10,19 @@ use chrono::{NaiveDate, NaiveDateTime};
 use super::FsError;
 use super::manifest;
 
-/// The marker `rotate` looks for: `<dir>/.<name>.verified` next to the set.
+/// The marker `rotate` looks for: `<dir>/.<name>.verified` next to the set
+/// (its format: [`super::verified`]).
 pub fn marker_path(set: &std::path::Path) -> Option<std::path::PathBuf> {
-    let name = set.file_name()?.to_string_lossy().into_owned();
-    Some(set.parent()?.join(format!(".{name}.verified")))
+    super::verified::path(set)
+}
+
+/// True if the last verify of `set` passed, and was of the manifest beside
+/// it when that manifest's checksum can be read from its tail (cheap: no
+/// parse of a 100,000-entry manifest per snapshot listed). A marker written
+/// before a manifest was replaced no longer counts.
+pub fn last_verify_passed(set: &Path) -> bool {
+    let sum = manifest::located(set).and_then(|m| manifest::recorded_checksum(&m));
+    super::verified::passed(set, sum.as_deref())
 }
 
 /// `NAME` for the first snapshot of a name, `NAME.2`, `NAME.3`, ... for
@@ -106,7 +115,8 @@ pub struct Snapshot {
     pub time: NaiveDateTime,
     /// It has a manifest (the snapshot completed).
     pub complete: bool,
-    /// It has a verified marker.
+    /// Its last verify passed (a marker that records a failure, is of
+    /// another manifest or cannot be read does not count).
     pub verified: bool,
     /// For incremental snapshots: the base it needs.
     pub base: Option<String>,
@@ -213,7 +223,7 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, FsError> {
             // unverified snapshot is never deleted), so an unreadable
             // manifest or marker cannot cost a backup.
             complete: manifest::present(&path),
-            verified: marker_path(&path).is_some_and(|m| m.is_file()),
+            verified: last_verify_passed(&path),
             base,
             name,
             time,

@@ -221,7 +221,7 @@ fn verify_copy(name: String, src: &Path, dest: &Path, mode: &str) -> CheckResult
         dest,
         &sub,
         false,
-        true,
+        &crate::fs::verified::Depth::Full,
         crate::fs::default_threads(),
         &crate::progress::Progress::default(),
     );

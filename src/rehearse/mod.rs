@@ -142,6 +142,9 @@ pub fn fence(plan: &mut Plan, r: &Rehearse, ward: &Path) -> Vec<Fenced> {
             if p.get("hashes").and_then(|v| v.as_bool()) == Some(false) {
                 argv.push("--no-hashes".into());
             }
+            if let Some(read) = p.get("read").and_then(|v| v.as_str()) {
+                argv.extend(["--read".into(), read.to_owned()]);
+            }
             step.body = ResolvedBody::Cmd(argv);
             out.push(Fenced {
                 id: step.id.clone(),

@@ -39,7 +39,7 @@ impl Candidate {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             path: path.to_path_buf(),
-            verified: snapshots::marker_path(path).is_some_and(|m| m.is_file()),
+            verified: crate::fs::verified::passed(path, Some(&f.manifest.checksum)),
             manifest: f.manifest,
         }))
     }

@@ -50,3 +50,4 @@ mod state_upgrade;
 mod system;
 mod validate;
 mod vars;
+mod verify_read;

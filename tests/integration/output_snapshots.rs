@@ -454,3 +454,69 @@ fn json_of_the_other_read_commands() {
 
     assert_snapshot!("actions_json", json(&["actions", "--json"], 0));
 }
+
+/// `ward verify --status --json` of a snapshots folder: one snapshot read
+/// back in full, one by a slice of three (times checked to be RFC 3339,
+/// then replaced), one never verified.
+#[test]
+fn verify_status_of_a_snapshots_folder() {
+    let s = Scratch::new();
+    s.write("data/a.txt", "alpha\n");
+    s.write("data/sub/b.txt", "beta\n");
+    let playbook = |read: &str| {
+        format!(
+            "ward: 1\nname: snap\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    \
+             with: {{ src: data, dir: backup, hash: all }}\n  - id: verify\n    needs: [snapshot]\n    \
+             action: verify\n    with: {{ path: backup/latest, read: \"{read}\" }}\n"
+        )
+    };
+    let mut run_ids = Vec::new();
+    for (day, read) in [(21, "all"), (22, "1/3")] {
+        s.write("snap.yml", &playbook(read));
+        s.ward()
+            .args(["run", "snap.yml"])
+            .env("WARD_NOW", &format!("2026-11-{day}T02:00:00"))
+            .run()
+            .expect_code(0);
+        run_ids.push(s.status(None)["id"].as_str().expect("run id").to_owned());
+    }
+    s.write(
+        "only.yml",
+        "ward: 1\nname: only\nsteps:\n  - id: snapshot\n    action: snapshot.hardlink\n    \
+         with: { src: data, dir: backup }\n",
+    );
+    s.ward().args(["run", "only.yml"]).run().expect_code(0);
+    let out = s
+        .ward()
+        .args(["verify", "--status", "--json", "backup"])
+        .run()
+        .expect_code(0)
+        .stdout;
+    fn times(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    if key == "at" {
+                        let t = value.as_str().expect("a time");
+                        chrono::DateTime::parse_from_rfc3339(t).expect("an RFC 3339 time");
+                        *value = serde_json::json!("[time]");
+                    } else {
+                        times(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(times),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    times(&mut v);
+    let mut text = serde_json::to_string_pretty(&v).expect("JSON");
+    for (i, id) in run_ids.iter().enumerate() {
+        text = text.replace(id, &format!("[run {}]", i + 1));
+    }
+    for name in scratch_names(s.path()) {
+        text = text.replace(&name, "[scratch]");
+    }
+    assert_snapshot!("verify_status_json", text);
+}
