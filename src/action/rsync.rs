@@ -317,7 +317,7 @@ fn protect_history(
             };
             let lines: Vec<u8> = pending.drain(..end).collect();
             if let Ok(mut found) = found.lock() {
-                found.read(&String::from_utf8_lossy(&lines));
+                found.read(&lines);
             }
         }) as crate::action::context::StdoutFilter
     };
@@ -380,15 +380,23 @@ struct ItemLines {
 }
 
 impl ItemLines {
-    fn read(&mut self, text: &str) {
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix(ITEM) {
+    /// Reads whole lines of the dry run's output, as bytes: with `-8` in
+    /// `args` rsync prints a name's high bytes as they are, which need not
+    /// be UTF-8.
+    fn read(&mut self, text: &[u8]) {
+        for line in text.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(ITEM.as_bytes()) {
                 let (item, rest) = rest.split_at(rest.len().min(11));
-                let Some((_size, name)) = rest.trim_start().split_once(' ') else {
+                let rest = rest.trim_ascii_start();
+                let Some(space) = rest.iter().position(|&b| b == b' ') else {
                     continue;
                 };
-                self.items.extend(unshare::in_place(item, name));
-            } else if line.starts_with("Number of files:") {
+                let Ok(item) = std::str::from_utf8(item) else {
+                    continue;
+                };
+                self.items
+                    .extend(unshare::in_place(item, &rest[space + 1..]));
+            } else if line.starts_with(b"Number of files:") {
                 self.stats_seen = true;
             }
         }
@@ -1001,6 +1009,7 @@ fn dry_run_flags(argv: &mut Vec<String>) {
         [
             "--dry-run".to_owned(),
             "--no-human-readable".to_owned(),
+            "--stats".to_owned(),
             format!("--out-format={ITEM}%i %l %n"),
         ],
     );
@@ -1135,7 +1144,7 @@ fn dry_run(
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = ItemLines::default();
-    lines.read(&text);
+    lines.read(&out.stdout);
     Ok((classify(&text, dest, local_dest), lines.items))
 }
 
@@ -1243,7 +1252,11 @@ fn deleted_size(path: &Path) -> u64 {
 /// rsync prints unusual bytes of a name as `\#ooo` (octal).
 fn unescape(name: &str) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
-    let b = name.as_bytes();
+    std::ffi::OsString::from_vec(unescape_bytes(name.as_bytes()))
+}
+
+/// [`unescape`] of raw bytes.
+fn unescape_bytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -1259,7 +1272,7 @@ fn unescape(name: &str) -> std::ffi::OsString {
             i += 1;
         }
     }
-    std::ffi::OsString::from_vec(out)
+    out
 }
 
 #[cfg(test)]
@@ -1275,6 +1288,19 @@ mod tests {
         assert_eq!((t.deleted.count, t.deleted.bytes), (1, 0));
         assert_eq!((t.unchanged.count, t.unchanged.bytes), (3, 5));
         assert_eq!(unescape("sub\\#012x"), std::ffi::OsString::from("sub\nx"));
+    }
+
+    #[test]
+    fn the_dry_run_names_what_would_change_in_place_as_bytes() {
+        let mut lines = ItemLines::default();
+        let out = b"ward-item .f...p..... 3 a b\xff\nward-item >f..t...... 3 moved\nward-item hf..t...... 3 sub/c\nward-item .d..t...... 4096 sub/\n\nNumber of files: 4 (reg: 3, dir: 1)\n";
+        lines.read(out);
+        let names: Vec<&[u8]> = lines.items.iter().map(|i| i.rel.as_slice()).collect();
+        assert_eq!(names, [&b"a b\xff"[..], b"sub/c"]);
+        assert!(lines.stats_seen);
+        let mut quiet = ItemLines::default();
+        quiet.read(b"");
+        assert!(!quiet.stats_seen);
     }
 
     #[test]

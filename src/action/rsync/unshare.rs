@@ -61,7 +61,7 @@ pub(super) struct InPlace {
 /// (any letter after the type: `t`/`T` times, `p` permissions, `o` owner,
 /// `g` group, `u`/`n`/`b` access, change or creation time, `a` ACL, `x`
 /// extended attributes).
-pub(super) fn in_place(item: &str, name: &str) -> Option<InPlace> {
+pub(super) fn in_place(item: &str, name: &[u8]) -> Option<InPlace> {
     let b = item.as_bytes();
     if b.len() != 11 || !matches!(b[0], b'.' | b'h') {
         return None;
@@ -76,8 +76,7 @@ pub(super) fn in_place(item: &str, name: &str) -> Option<InPlace> {
     if !b[2..].iter().any(u8::is_ascii_alphabetic) {
         return None;
     }
-    use std::os::unix::ffi::OsStringExt;
-    let rel = super::unescape(name).into_vec();
+    let rel = super::unescape_bytes(name);
     (!rel.is_empty()).then_some(InPlace { kind, rel })
 }
 
@@ -564,7 +563,7 @@ mod tests {
 
     #[test]
     fn itemized_attribute_changes_are_read() {
-        let f = |i: &str| in_place(i, "a b").map(|x| x.kind);
+        let f = |i: &str| in_place(i, b"a b").map(|x| x.kind);
         assert_eq!(f(".f...p....."), Some(Kind::File));
         assert_eq!(f(".f..t......"), Some(Kind::File));
         assert_eq!(f(".f....og..."), Some(Kind::File));
@@ -580,8 +579,8 @@ mod tests {
         assert_eq!(f(".d..t......"), None);
         assert_eq!(f(".f         "), None);
         assert_eq!(
-            in_place(".f...p.....", "sub/x\\#012y").map(|x| x.rel),
-            Some(b"sub/x\ny".to_vec())
+            in_place(".f...p.....", b"sub/x\\#012y\xff").map(|x| x.rel),
+            Some(b"sub/x\ny\xff".to_vec())
         );
     }
 
@@ -609,7 +608,7 @@ mod tests {
             (".f...p.....", "gone"),
         ]
         .iter()
-        .filter_map(|(i, n)| in_place(i, n))
+        .filter_map(|(i, n)| in_place(i, n.as_bytes()))
         .collect();
         let done = unshare(&dest, &items, 2, &AtomicBool::new(false)).expect("unshare");
         assert_eq!((done.shared, done.inodes, done.relinked), (3, 2, 1));
@@ -654,7 +653,7 @@ mod tests {
         std::fs::write(dir.path().join("elsewhere/f"), b"x").expect("f");
         std::fs::hard_link(dir.path().join("elsewhere/f"), dir.path().join("f2")).expect("link");
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), dest.join("sub")).expect("sym");
-        let items = vec![in_place(".f...p.....", "sub/f").expect("item")];
+        let items = vec![in_place(".f...p.....", b"sub/f").expect("item")];
         let err = unshare(&dest, &items, 1, &AtomicBool::new(false)).expect_err("symlink");
         assert!(
             err.to_string().contains("without following a symlink"),
