@@ -17,7 +17,7 @@
 //! name; the other names the old inode had among the listed entries are
 //! linked to the new one, so a hard-link group in `dest` stays one group.
 //! Each folder touched is fsynced at the end. Every step is on descriptors
-//! of folders opened from `dest` without following symlinks.
+//! of folders opened from `dest` without following symlinks below it.
 //!
 //! The old inode is never written: a crash anywhere leaves each name on
 //! the old inode (unchanged) or on a complete new one (fsynced before the
@@ -121,8 +121,15 @@ pub(super) fn unshare(
     threads: usize,
     cancelled: &AtomicBool,
 ) -> Result<Unshared, FsError> {
-    let root = rustix::fs::openat(rustix::fs::CWD, dest, dir_flags(), Mode::empty())
-        .map_err(|e| FsError::new(format!("cannot open folder {}: {e}", dest.display())))?;
+    // `dest` itself is followed if it is a symlink, as rsync follows it;
+    // nothing below it is.
+    let root = rustix::fs::openat(
+        rustix::fs::CWD,
+        dest,
+        dir_flags() - OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| FsError::new(format!("cannot open folder {}: {e}", dest.display())))?;
     let show =
         |rel: &[u8]| dest.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel));
     let mut folders: HashMap<Vec<u8>, Arc<OwnedFd>> = HashMap::new();
@@ -642,6 +649,21 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("ward-unshare"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_dest_given_as_a_symlink_is_followed_as_rsync_follows_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("real");
+        std::fs::write(real.join("f"), b"x").expect("f");
+        std::fs::hard_link(real.join("f"), dir.path().join("snap-f")).expect("link");
+        std::os::unix::fs::symlink(&real, dir.path().join("dest")).expect("symlink");
+        let items = vec![in_place(".f...p.....", b"f").expect("item")];
+        let done =
+            unshare(&dir.path().join("dest"), &items, 1, &AtomicBool::new(false)).expect("unshare");
+        assert_eq!(done.inodes, 1);
+        assert_eq!(std::fs::metadata(real.join("f")).expect("f").nlink(), 1);
     }
 
     #[test]
