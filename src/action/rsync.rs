@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::inspect::{self, Change, Check, ProbeCtx, Tally, TreeDiff, Verdict};
@@ -14,6 +15,8 @@ use super::{
 };
 use crate::fs::changed::{self, Changes};
 use std::path::Path;
+
+mod unshare;
 
 /// Runs rsync with an argv (no shell): `-a -H --delete` by default, never
 /// `--inplace`, exit 24 (files vanished) a warning unless told otherwise.
@@ -102,6 +105,22 @@ const FORBIDDEN_ARGS: &[(&str, &str)] = &[
     ),
     ("--write-devices", "it would write into device files"),
 ];
+
+/// Refused with a local `dest` only: ward reads rsync's dry run there.
+const FORBIDDEN_LOCAL_ARGS: &[(&str, &str)] = &[
+    (
+        "--quiet",
+        "it hides rsync's dry run, which ward reads to keep older snapshots' files unchanged",
+    ),
+    (
+        "-q",
+        "it hides rsync's dry run, which ward reads to keep older snapshots' files unchanged",
+    ),
+];
+
+/// rsync's short options that take a value (`-e ssh` as `-essh`): the
+/// rest of such a cluster is the value, not options.
+const SHORT_WITH_VALUE: &str = "BefMT@";
 
 impl RsyncParams {
     /// The filter rules this mode implies.
@@ -217,6 +236,170 @@ fn changed_pass(
         // Stopped (a timeout or a signal): no rsync is started.
         Err(crate::fs::FsError::Stopped) => Pass::Stopped,
         Err(e) => Pass::Full(Some(format!("the changes could not be listed: {e}"))),
+    }
+}
+
+/// What was done for the older snapshots before the copy.
+enum History {
+    /// `dest` is local: what rsync would set in place was looked up.
+    Kept(Kept),
+    /// `dest` is remote: nothing could be done.
+    Unprotected,
+}
+
+/// The figures of [`protect_history`] for a local `dest`.
+struct Kept {
+    /// Entries rsync's dry run would change in place.
+    in_place: u64,
+    /// Of them, names whose inode was shared.
+    shared: u64,
+    /// New inodes made.
+    inodes: u64,
+    /// Bytes copied for them (not counting cloned ones).
+    bytes: u64,
+    /// Seconds taken (dry run and new inodes).
+    secs: f64,
+}
+
+/// Before rsync sets attributes in place in `dest` (a mode, owner, group
+/// or time change of a file whose content is unchanged), gives each such
+/// entry whose inode is shared (with a hard-linked snapshot) an inode of
+/// its own (see `rsync/unshare.rs`). The entries are what rsync's own dry
+/// run with the same command line (and the same `list` of changed paths
+/// on stdin, for a `changed_since` pass) itemizes, so they match rsync's
+/// decisions: filters, `--checksum`, `--size-only`, `--chmod`, `-L` and
+/// remote sources included.
+fn protect_history(
+    ctx: &ActionCtx,
+    p: &RsyncParams,
+    from: &str,
+    dest: &str,
+    list: Option<&Vec<u8>>,
+) -> Result<Option<History>, ActionError> {
+    if is_remote(dest) {
+        ctx.log(format!(
+            "{dest} is remote: files there that older snapshots share (hard links) are not \
+             protected; a mode, owner or time change in the source will change them in every \
+             snapshot that shares them"
+        ));
+        return Ok(Some(History::Unprotected));
+    }
+    // A first copy into an empty folder changes nothing in place.
+    let empty = std::fs::read_dir(dest)
+        .map_err(|e| ActionError::new(format!("cannot read {dest}: {e}")))?
+        .next()
+        .is_none();
+    if empty {
+        return Ok(None);
+    }
+    let mut argv = match list {
+        Some(_) => p.argv_listed(from, dest),
+        None => p.argv(from, dest),
+    };
+    dry_run_flags(&mut argv);
+    ctx.progress()
+        .restart("looking for in-place changes", None, None);
+    let began = Instant::now();
+    let found = Arc::new(Mutex::new(ItemLines::default()));
+    let filter = {
+        let found = found.clone();
+        let mut pending = Vec::new();
+        Box::new(move |chunk: &[u8], _keep: &mut Vec<u8>| {
+            let last = chunk.is_empty();
+            pending.extend_from_slice(chunk);
+            let end = if last {
+                pending.len()
+            } else {
+                match pending.iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None => return,
+                }
+            };
+            let lines: Vec<u8> = pending.drain(..end).collect();
+            if let Ok(mut found) = found.lock() {
+                found.read(&lines);
+            }
+        }) as crate::action::context::StdoutFilter
+    };
+    let done = ctx.run_program_filtered(&argv, list.cloned(), filter)?;
+    ctx.check()?;
+    let found = std::mem::take(
+        &mut *found
+            .lock()
+            .map_err(|_| ActionError::new("the dry run's reader failed; rsync was not run"))?,
+    );
+    let code = done.status.code();
+    // 23 and 24: some files could not be read or vanished; the copy goes
+    // on with the others (and fails or warns as usual), so their entries
+    // are protected.
+    if !matches!(code, Some(0 | 23 | 24)) {
+        return Err(ActionError::new(format!(
+            "rsync --dry-run failed: {}{}; the copy was not started, since what it would \
+             change in place in files that older snapshots share could not be known",
+            describe_status(&done.status),
+            code.and_then(exit_meaning)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )));
+    }
+    if !found.stats_seen {
+        return Err(ActionError::new(
+            "rsync --dry-run printed no statistics (its output was suppressed); the copy was \
+             not started, since what it would change in place could not be known",
+        ));
+    }
+    let in_place = found.items.len() as u64;
+    let threads = ctx.threads;
+    let unshared = unshare::unshare(Path::new(dest), &found.items, threads, ctx.cancel_flag())?;
+    ctx.log(format!(
+        "kept older snapshots unchanged: rsync would set attributes in place on {in_place} \
+         entries; {} of their names shared an inode, now {} new inodes ({} cloned, {} bytes \
+         copied, {} more names relinked) in {:.2}s",
+        unshared.shared,
+        unshared.inodes,
+        unshared.cloned,
+        unshared.bytes,
+        unshared.relinked,
+        began.elapsed().as_secs_f64()
+    ));
+    Ok(Some(History::Kept(Kept {
+        in_place,
+        shared: unshared.shared,
+        inodes: unshared.inodes,
+        bytes: unshared.bytes,
+        secs: began.elapsed().as_secs_f64(),
+    })))
+}
+
+/// What a dry run's output says: the in-place entries, and whether its
+/// `--stats` block came (so that the output was not silenced).
+#[derive(Default)]
+struct ItemLines {
+    items: Vec<unshare::InPlace>,
+    stats_seen: bool,
+}
+
+impl ItemLines {
+    /// Reads whole lines of the dry run's output, as bytes: with `-8` in
+    /// `args` rsync prints a name's high bytes as they are, which need not
+    /// be UTF-8.
+    fn read(&mut self, text: &[u8]) {
+        for line in text.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(ITEM.as_bytes()) {
+                let (item, rest) = rest.split_at(rest.len().min(11));
+                let rest = rest.trim_ascii_start();
+                let Some(space) = rest.iter().position(|&b| b == b' ') else {
+                    continue;
+                };
+                let Ok(item) = std::str::from_utf8(item) else {
+                    continue;
+                };
+                self.items
+                    .extend(unshare::in_place(item, &rest[space + 1..]));
+            } else if line.starts_with(b"Number of files:") {
+                self.stats_seen = true;
+            }
+        }
     }
 }
 
@@ -552,6 +735,14 @@ impl Action for Rsync {
             _ => {}
         }
         out.extend(forbidden_args("args", &p.args, FORBIDDEN_ARGS, ""));
+        if !is_remote(&p.dest) {
+            out.extend(forbidden_args(
+                "args",
+                &p.args,
+                FORBIDDEN_LOCAL_ARGS,
+                SHORT_WITH_VALUE,
+            ));
+        }
         if p.changed_since.is_some() {
             out.extend(changed_since_problems(p));
         }
@@ -623,6 +814,14 @@ impl Action for Rsync {
         if let Pass::Full(Some(why)) = &pass {
             ctx.log(format!("copying everything: {why}"));
         }
+        // Older snapshots share `dest`'s inodes: the entries whose
+        // attributes rsync would set in place get inodes of their own first.
+        let history = match &pass {
+            Pass::Stopped => None,
+            Pass::Changed(c) if c.listed == 0 => None,
+            Pass::Changed(c) => protect_history(ctx, p, &from, &dest, Some(&c.list))?,
+            Pass::Full(_) => protect_history(ctx, p, &from, &dest, None)?,
+        };
         let done = match &pass {
             Pass::Stopped => Err(ActionError::stopped()),
             Pass::Changed(c) if c.listed == 0 => {
@@ -690,6 +889,25 @@ impl Action for Rsync {
             count("files_transferred"),
             count("bytes_sent")
         );
+        match &history {
+            Some(History::Kept(h)) => {
+                if h.inodes > 0 {
+                    summary.push_str(&format!(
+                        "; {} shared files given their own inode first",
+                        h.inodes
+                    ));
+                }
+                stats.insert("in_place".into(), h.in_place.into());
+                stats.insert("unshared".into(), h.inodes.into());
+                stats.insert("unshared_names".into(), h.shared.into());
+                stats.insert("unshared_bytes".into(), h.bytes.into());
+                stats.insert("history_secs".into(), h.secs.into());
+            }
+            Some(History::Unprotected) => {
+                stats.insert("history".into(), "unprotected (remote dest)".into());
+            }
+            None => {}
+        }
         if let Some(since) = &p.changed_since {
             match &pass {
                 Pass::Changed(c) => {
@@ -774,18 +992,27 @@ impl RsyncParams {
     /// itemized change, its size and its name).
     pub fn argv_dry_run(&self, src: &str, dest: &str) -> Vec<String> {
         let mut argv = self.argv(src, dest);
-        argv.retain(|a| a != "--info=progress2");
-        let at = argv.iter().rposition(|a| a == "--").unwrap_or(argv.len());
-        argv.splice(
-            at..at,
-            [
-                "--dry-run".to_owned(),
-                "--no-human-readable".to_owned(),
-                format!("--out-format={ITEM}%i %l %n"),
-            ],
-        );
+        dry_run_flags(&mut argv);
         argv
     }
+}
+
+/// Makes a copy's command line its dry run: no progress updates, and
+/// `--dry-run` with one line per entry that would change (its itemized
+/// change, its size and its name) after the step's own `args` (the last
+/// `--out-format` is the one rsync uses).
+fn dry_run_flags(argv: &mut Vec<String>) {
+    argv.retain(|a| a != "--info=progress2");
+    let at = argv.iter().rposition(|a| a == "--").unwrap_or(argv.len());
+    argv.splice(
+        at..at,
+        [
+            "--dry-run".to_owned(),
+            "--no-human-readable".to_owned(),
+            "--stats".to_owned(),
+            format!("--out-format={ITEM}%i %l %n"),
+        ],
+    );
 }
 
 /// The probe of a copy: rsync there, the source, the destination, and
@@ -846,7 +1073,10 @@ fn inspect_copy(p: &RsyncParams, ctx: &ProbeCtx<'_>) -> Vec<Check> {
     }
     let argv = p.argv_dry_run(&src, &dest);
     match dry_run(&argv, ctx.env, &dest, !is_remote(&p.dest)) {
-        Ok(tree) => {
+        Ok((tree, in_place)) => {
+            if is_remote(&p.dest) || !in_place.is_empty() {
+                out.push(history_check(&p.dest, &dest, &in_place));
+            }
             let need = tree.restored.bytes.saturating_add(tree.replaced.bytes);
             let summary = tree.summary();
             out.push(Check {
@@ -885,7 +1115,7 @@ fn dry_run(
     env: &[(String, String)],
     dest: &str,
     local_dest: bool,
-) -> Result<TreeDiff, String> {
+) -> Result<(TreeDiff, Vec<unshare::InPlace>), String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
@@ -913,7 +1143,43 @@ fn dry_run(
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(classify(&text, dest, local_dest))
+    let mut lines = ItemLines::default();
+    lines.read(&out.stdout);
+    Ok((classify(&text, dest, local_dest), lines.items))
+}
+
+/// What the copy would do for older snapshots: how many of the entries
+/// the dry run would change in place share their inode in `dest` (and so
+/// get an inode of their own first), or that a remote `dest` is not
+/// protected.
+fn history_check(given: &str, dest: &str, in_place: &[unshare::InPlace]) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    if is_remote(given) {
+        return Check::unknown(
+            "history",
+            "dest is remote: a mode, owner or time change will reach every older snapshot \
+             there that shares the file (hard links)",
+        );
+    }
+    let shared = in_place
+        .iter()
+        .filter(|e| {
+            let path = Path::new(dest).join(os_str(&e.rel));
+            std::fs::symlink_metadata(path).is_ok_and(|m| m.nlink() > 1)
+        })
+        .count();
+    Check::pass(
+        "history",
+        format!(
+            "{} entries would change only in attributes; {shared} of them share their inode \
+             (older snapshots) and get an inode of their own before the copy",
+            in_place.len()
+        ),
+    )
+}
+
+fn os_str(rel: &[u8]) -> &std::ffi::OsStr {
+    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)
 }
 
 /// Reads a dry run's output (see [`RsyncParams::argv_dry_run`]): each
@@ -986,7 +1252,11 @@ fn deleted_size(path: &Path) -> u64 {
 /// rsync prints unusual bytes of a name as `\#ooo` (octal).
 fn unescape(name: &str) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
-    let b = name.as_bytes();
+    std::ffi::OsString::from_vec(unescape_bytes(name.as_bytes()))
+}
+
+/// [`unescape`] of raw bytes.
+fn unescape_bytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -1002,7 +1272,7 @@ fn unescape(name: &str) -> std::ffi::OsString {
             i += 1;
         }
     }
-    std::ffi::OsString::from_vec(out)
+    out
 }
 
 #[cfg(test)]
@@ -1018,6 +1288,19 @@ mod tests {
         assert_eq!((t.deleted.count, t.deleted.bytes), (1, 0));
         assert_eq!((t.unchanged.count, t.unchanged.bytes), (3, 5));
         assert_eq!(unescape("sub\\#012x"), std::ffi::OsString::from("sub\nx"));
+    }
+
+    #[test]
+    fn the_dry_run_names_what_would_change_in_place_as_bytes() {
+        let mut lines = ItemLines::default();
+        let out = b"ward-item .f...p..... 3 a b\xff\nward-item >f..t...... 3 moved\nward-item hf..t...... 3 sub/c\nward-item .d..t...... 4096 sub/\n\nNumber of files: 4 (reg: 3, dir: 1)\n";
+        lines.read(out);
+        let names: Vec<&[u8]> = lines.items.iter().map(|i| i.rel.as_slice()).collect();
+        assert_eq!(names, [&b"a b\xff"[..], b"sub/c"]);
+        assert!(lines.stats_seen);
+        let mut quiet = ItemLines::default();
+        quiet.read(b"");
+        assert!(!quiet.stats_seen);
     }
 
     #[test]
