@@ -1,7 +1,8 @@
 //! File-system work the actions share: parallel tree operations
 //! ([`tree`]), what changed in a tree since a moment ([`changed`]),
 //! snapshot manifests ([`manifest`]), snapshots folders
-//! ([`snapshots`]) and durable file writes ([`AtomicFile`], [`sync_dir`]).
+//! ([`snapshots`]), what deleting a snapshot frees ([`unique`]) and
+//! durable file writes ([`AtomicFile`], [`sync_dir`]).
 //!
 //! This is a library below the actions: it imports nothing from
 //! `crate::action` and reports its own [`FsError`], which the actions turn
@@ -13,6 +14,7 @@ pub mod manifest;
 pub mod restore_marker;
 pub mod snapshots;
 pub mod tree;
+pub mod unique;
 
 pub use atomic::{AtomicFile, sync_dir, write_atomic};
 
