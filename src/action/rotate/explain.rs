@@ -117,3 +117,81 @@ pub fn table(sel: &Selection, unique: Option<&HashMap<String, Unique>>) -> Vec<S
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::snapshots::{Listing, Snapshot};
+
+    #[test]
+    fn a_budget_counts_the_first_snapshots_and_skips_the_rest() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for (name, files) in [("new", 2), ("old", 5)] {
+            for i in 0..files {
+                let path = d.path().join(name).join(format!("f{i}"));
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, "12345").expect("write");
+            }
+        }
+        let never = AtomicBool::new(false);
+        let (u, spent) =
+            count(d.path(), &["new", "old", "gone"], 2, &never, Some(4)).expect("count");
+        assert!(spent);
+        assert_eq!(u["new"], Unique::Bytes(10));
+        assert_eq!(u["old"], Unique::Skipped);
+        assert_eq!(u["gone"], Unique::Skipped);
+        let (u, spent) = count(d.path(), &["new", "old", "gone"], 2, &never, None).expect("count");
+        assert!(!spent);
+        assert_eq!(u["old"], Unique::Bytes(25));
+        assert!(matches!(u["gone"], Unique::Failed(_)));
+
+        // The table: a column for the bytes, the legend, the failure named.
+        let snap = |name: &str, day, verified| Snapshot {
+            name: name.into(),
+            time: chrono::NaiveDate::from_ymd_opt(2026, 1, day)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("t"),
+            complete: true,
+            verified,
+            base: None,
+        };
+        let listing = Listing {
+            snapshots: vec![
+                snap("new", 3, true),
+                snap("old", 1, true),
+                snap("gone", 2, false),
+            ],
+            latest_target: None,
+            deleting: vec![],
+        };
+        let p: super::super::RotateParams =
+            serde_json::from_value(serde_json::json!({"dir": "x", "keep_last": 1}))
+                .expect("params");
+        let now = listing.snapshots[0].time;
+        let sel = super::super::select(&p, &listing, now);
+        let lines = table(&sel, Some(&u));
+        assert_eq!(lines[0], "SNAPSHOT  DECISION  UNIQUE  WHY");
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                "old       delete      25 B  no rule keeps it: keep_last 1: it is #2"
+            )),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("gone      keep*          ?  not counted: not verified")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("keep* = ")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("unique bytes of gone not counted: cannot open folder")),
+            "{lines:#?}"
+        );
+    }
+}
