@@ -30,6 +30,12 @@ use explain::Unique;
 /// `ward probe` counts them all.
 const PLAN_BUDGET: u64 = 20_000;
 
+/// A run counts what deleting a snapshot frees only up to this many
+/// entries: the count keeps each file with more than one name in memory
+/// (measured: about 80 bytes each), so a snapshot of this size costs up to
+/// about 160 MB; a larger one is deleted without the figure.
+const RUN_BUDGET: u64 = 2_000_000;
+
 /// Keeps snapshots by keep_last / daily / weekly / monthly / within; counts
 /// only complete, verified snapshots, never deletes the `latest` target and
 /// never leaves fewer than `min_keep`.
@@ -125,7 +131,7 @@ impl Action for Rotate {
             // up to what the rotation frees.
             let counted = p
                 .count_freed
-                .then(|| scan(&path, ctx.threads, ctx.cancel_flag(), None));
+                .then(|| scan(&path, ctx.threads, ctx.cancel_flag(), Some(RUN_BUDGET)));
             let frees = match counted {
                 None => None,
                 Some(Ok(links)) => Some(links.unique()),
