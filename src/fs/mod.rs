@@ -2,7 +2,10 @@
 //! ([`tree`]), what changed in a tree since a moment ([`changed`]),
 //! snapshot manifests ([`manifest`]), snapshots folders
 //! ([`snapshots`]), whether the way to a folder is safe from other users
-//! ([`trust`]) and durable file writes ([`AtomicFile`], [`sync_dir`]).
+//! ([`trust`]), what deleting a snapshot frees ([`unique`]), dumps read to
+//! their last line ([`dumpcheck`]), verify's markers ([`verified`]), the
+//! spot check against a live source ([`spot`]) and durable file writes
+//! ([`AtomicFile`], [`sync_dir`]).
 //!
 //! This is a library below the actions: it imports nothing from
 //! `crate::action` and reports its own [`FsError`], which the actions turn
@@ -17,6 +20,7 @@ pub mod snapshots;
 pub mod spot;
 pub mod tree;
 pub mod trust;
+pub mod unique;
 pub mod verified;
 
 pub use atomic::{AtomicFile, sync_dir, write_atomic};

@@ -38,6 +38,7 @@ mod rehearse;
 mod report;
 mod reporting;
 mod resume;
+mod rotate_explain;
 mod rsync_changed;
 mod run;
 mod schedule;
