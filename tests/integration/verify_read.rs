@@ -303,7 +303,11 @@ fn rotate_never_counts_a_snapshot_whose_last_verify_failed() {
     );
     let log = s.ward().args(["log", "last", "rotate"]).run().stdout;
     assert!(
-        log.contains("keeping 2026-11-01: min_keep is 2") && log.contains("2026-11-02"),
+        log.lines()
+            .any(|l| l.starts_with("2026-11-01") && l.contains("keep") && l.contains("min_keep 2"))
+            && log.lines().any(|l| l.starts_with("2026-11-02")
+                && l.contains("keep*")
+                && l.contains("not counted: not verified")),
         "{log}"
     );
     let status = s
