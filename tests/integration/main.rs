@@ -12,6 +12,7 @@ mod fs_actions;
 mod fuzz;
 mod guided;
 mod harness;
+mod hash_all;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
 mod injection;
