@@ -295,6 +295,42 @@ impl Carry {
                 == (seen.dev, seen.ino, seen.size, seen.mtime_ns))
             .then_some(sum.as_str())
     }
+
+    /// The recorded hash of a file with several names in the tree (`names`,
+    /// all linked by this snapshot), and the ctime its last link left. Each
+    /// link of a name moves the ctime the later names see, so the rule of
+    /// [`Carry::hash_of`] becomes: every name was recorded with the same
+    /// identity and hash, size and mtime never changed, and every ctime
+    /// seen before a link is the recorded one or one that an earlier link
+    /// of the same file left. Then nothing but this snapshot's links
+    /// touched the file between the stats (a change between a name's stat
+    /// and its link is the exception of [`build_counted`]).
+    fn hash_of_names(&self, names: &[&Entry]) -> Option<(&str, i64)> {
+        let first = names.first()?;
+        let (recorded, sum) = self.by_path.get(&first.rel)?;
+        let unchanged = |id: &Identity| {
+            (id.dev, id.ino, id.size, id.mtime_ns)
+                == (recorded.dev, recorded.ino, recorded.size, recorded.mtime_ns)
+        };
+        let left: Vec<i64> = names.iter().map(|e| e.identity().ctime_ns).collect();
+        for (i, e) in names.iter().enumerate() {
+            let seen = e.seen?;
+            let (r, s) = self.by_path.get(&e.rel)?;
+            let after_earlier_link = left
+                .iter()
+                .enumerate()
+                .any(|(j, &c)| j != i && c == seen.ctime_ns && c <= left[i]);
+            if r != recorded
+                || s != sum
+                || !unchanged(&seen)
+                || !unchanged(&e.identity())
+                || !(seen.ctime_ns == recorded.ctime_ns || after_earlier_link)
+            {
+                return None;
+            }
+        }
+        Some((sum.as_str(), *left.iter().max()?))
+    }
 }
 
 /// How the hashes of a manifest were come by.
@@ -332,7 +368,9 @@ pub fn build(
 
 /// A file that gets a hash: taken from the previous manifest, or read.
 enum Job<'a> {
-    Carry(&'a Entry, &'a str),
+    /// The hash, and the ctime the file must still have (the one its
+    /// last link in this snapshot left).
+    Carry(&'a Entry, &'a str, i64),
     Read(&'a Entry),
 }
 
@@ -424,6 +462,16 @@ pub fn build_counted(
             .map(str::to_owned)
     });
 
+    // Files with several names in the tree, by inode (see `hash_of_names`).
+    let mut names: HashMap<(u64, u64), Vec<&Entry>> = HashMap::new();
+    if !info.carry.is_empty() {
+        for e in entries
+            .iter()
+            .filter(|e| e.kind == Kind::File && !e.in_base)
+        {
+            names.entry((e.dev, e.ino)).or_default().push(e);
+        }
+    }
     let jobs: Vec<Job<'_>> = entries
         .iter()
         .filter(|e| {
@@ -431,9 +479,18 @@ pub fn build_counted(
                 && !known.contains_key(&e.rel)
                 && (info.hash_all || sampled(&e.rel))
         })
-        .map(|e| match info.carry.hash_of(e) {
-            Some(sum) => Job::Carry(e, sum),
-            None => Job::Read(e),
+        .map(|e| {
+            let carried = match names.get(&(e.dev, e.ino)) {
+                Some(names) if names.len() > 1 && !e.in_base => info.carry.hash_of_names(names),
+                _ => info
+                    .carry
+                    .hash_of(e)
+                    .map(|sum| (sum, e.identity().ctime_ns)),
+            };
+            match carried {
+                Some((sum, ctime)) => Job::Carry(e, sum, ctime),
+                None => Job::Read(e),
+            }
         })
         .collect();
     let read_bytes: u64 = jobs
@@ -466,20 +523,21 @@ pub fn build_counted(
                             return Err(FsError::Stopped);
                         }
                         let e = match job {
-                            Job::Carry(e, _) | Job::Read(e) => *e,
+                            Job::Carry(e, ..) | Job::Read(e) => *e,
                         };
                         let (from, from_fd) = match (&info.base, base_fd, e.in_base) {
                             (Some((_, base)), Some(fd), true) => (base.as_path(), fd.as_fd()),
                             _ => (root, root_fd.as_fd()),
                         };
                         let carried = match (job, stamp) {
-                            (Job::Carry(_, sum), Some(stamp)) => still_linked(from_fd, e, stamp)
-                                .map(|st| Hashed {
+                            (Job::Carry(_, sum, ctime), Some(stamp)) => {
+                                still_linked(from_fd, e, *ctime, stamp).map(|st| Hashed {
                                     sum: Some((*sum).to_owned()),
                                     st,
                                     carried: true,
                                     ctime_proven: true,
-                                }),
+                                })
+                            }
                             _ => None,
                         };
                         let hashed = match carried {
@@ -624,15 +682,23 @@ pub fn build_counted(
 }
 
 /// The metadata of `e` (found below `holder`) if it is still exactly what
-/// the link left (same identity, mode and owner: every change since would
-/// have moved its ctime) and that ctime is before `stamp`; else None.
-fn still_linked(holder: BorrowedFd<'_>, e: &Entry, stamp: i64) -> Option<rustix::fs::Stat> {
+/// the link left (same identity, mode and owner, and `ctime`, the one the
+/// last link of the file left: every change since would have moved it)
+/// and that ctime is before `stamp`; else None.
+fn still_linked(
+    holder: BorrowedFd<'_>,
+    e: &Entry,
+    ctime: i64,
+    stamp: i64,
+) -> Option<rustix::fs::Stat> {
     use rustix::fs::{AtFlags, statat};
     let place = at(holder, &e.rel).ok()?;
     let st = statat(place.dir(), place.name(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
     let id = Identity::of(&st);
-    (id == e.identity()
-        && st.st_mode & 0o7777 == e.mode
+    (id == Identity {
+        ctime_ns: ctime,
+        ..e.identity()
+    } && st.st_mode & 0o7777 == e.mode
         && (st.st_uid, st.st_gid) == (e.uid, e.gid)
         && id.ctime_ns < stamp)
         .then_some(st)
@@ -1616,6 +1682,39 @@ mod carry_tests {
         )
         .expect("compare");
         assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_file_with_several_names_keeps_its_hash_though_each_link_moves_its_ctime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("gold")).expect("mkdir");
+        std::fs::create_dir_all(src.join("files")).expect("mkdir");
+        std::fs::write(src.join("gold/archive"), "archive").expect("write");
+        std::fs::hard_link(src.join("gold/archive"), src.join("files/archive")).expect("link");
+        std::fs::write(src.join("other"), "other").expect("write");
+        let (m1, s1) = snapshot(&src, dir.path(), "s1", None);
+        assert_eq!((s1.read, s1.carried), (3, 0));
+        let (m2, s2) = snapshot(&src, dir.path(), "s2", Some(&m1));
+        assert_eq!((s2.read, s2.carried), (0, 3));
+        let (m3, s3) = snapshot(&src, dir.path(), "s3", Some(&m2));
+        assert_eq!((s3.read, s3.carried), (0, 3));
+        // Both names of the edited file are read again.
+        let f = src.join("gold/archive");
+        let mtime = std::fs::metadata(&f)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        std::fs::write(&f, "ARCHIVE").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_modified(mtime))
+            .expect("set mtime back");
+        let (m4, s4) = snapshot(&src, dir.path(), "s4", Some(&m3));
+        assert_eq!((s4.read, s4.carried), (2, 1));
+        assert_eq!(sum(&m4, "files/archive"), Some(sha(b"ARCHIVE")));
+        assert_eq!(sum(&m4, "gold/archive"), Some(sha(b"ARCHIVE")));
     }
 
     #[test]

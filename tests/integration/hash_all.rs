@@ -25,7 +25,8 @@ fn sha(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// A tree of 24 files in folders, a symlink and an empty file.
+/// A tree of 24 files in folders, a symlink, an empty file and a second
+/// name of one file (as FOSSology keeps archives in gold/ and files/).
 fn make_tree(s: &Scratch) -> usize {
     for d in 0..4 {
         for f in 0..6 {
@@ -37,7 +38,12 @@ fn make_tree(s: &Scratch) -> usize {
     }
     s.write("current/empty", "");
     std::os::unix::fs::symlink("d0/sub/f0.txt", s.path().join("current/link")).expect("symlink");
-    25
+    std::fs::hard_link(
+        s.path().join("current/d0/sub/f1.txt"),
+        s.path().join("current/d3/f1-again.txt"),
+    )
+    .expect("hard link");
+    26
 }
 
 /// Runs the playbook and returns the snapshot step's details.
@@ -112,6 +118,8 @@ fn an_unchanged_tree_is_not_read_again_and_changed_files_are() {
 
     let first = snapshot(&s, "p.yml");
     assert_eq!(counts(&first), (n, 0), "{first}");
+    let log = s.ward().args(["log", "last", "snapshot"]).run().stdout;
+    assert!(log.contains("no earlier snapshot in"), "{log}");
     let m1 = every_file_hashed(&s, "2026-11-23");
     assert!(m1["source"]["ino"].is_u64(), "the source tree is recorded");
 
