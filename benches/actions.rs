@@ -10,6 +10,11 @@
 //! - snapshot.hardlink of ~100,000 files / ~600 MB vs `cp -al` and `rsync -a --link-dest`
 //! - rotate deleting one such snapshot vs `rm -rf`
 //! - pg.dumpall (gzip, and parallel gzip) vs `pg_dumpall | gzip > f` on a pgbench -s 20 database
+//! - `cargo bench --bench actions hash`: the nightly snapshot of an unchanged
+//!   tree with `hash: all` (hashes carried from the previous manifest) vs
+//!   `hash: sample`, and a first snapshot's hashing vs `sha256sum` and `cat`
+//!   over the same files on two threads. `WARD_BENCH_HASH_FILES=N` sets the
+//!   tree's size (default 100,000 files of 0-12 KiB).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -250,4 +255,149 @@ fn main() {
     if only.is_empty() || only == "dump" {
         dumps(&base);
     }
+    if only.is_empty() || only == "hash" {
+        hashing(&base);
+    }
+}
+
+/// `n` files of 0-12 KiB, 250 to a folder.
+fn make_tree_of(root: &Path, n: usize) {
+    let mut rng = fastrand::Rng::with_seed(11);
+    let block: Vec<u8> = (0..12 * 1024).map(|i| (i % 251) as u8).collect();
+    for i in 0..n {
+        let dir = root.join(format!("{:02x}/{:02x}", i / 250 / 20, i / 250 % 20));
+        if i % 250 == 0 {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+        }
+        let len = rng.usize(0..12 * 1024);
+        std::fs::write(dir.join(format!("file{:03}.dat", i % 250)), &block[..len]).expect("write");
+    }
+}
+
+/// The snapshot step's details of the last run in the state at `state`.
+fn snapshot_details(dir: &Path, state: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .current_dir(dir)
+        .args(["status", "--json"])
+        .env("WARD_STATE", state)
+        .output()
+        .expect("ward status");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["steps"][0]["attempt_list"][0]["details"].clone()
+}
+
+/// `hash: all` with carried hashes vs `hash: sample` on an unchanged tree,
+/// and a first snapshot's hashing vs sha256sum and cat (two threads).
+/// Rounds are interleaved; snapshots are never deleted between rounds
+/// (deleting one would move the ctime of every file in it, and the next
+/// snapshot would read them all: see docs/design.md).
+fn hashing(base: &Path) {
+    let n: usize = std::env::var("WARD_BENCH_HASH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = base.join("hash");
+    let tree = dir.join("current");
+    println!("generating {n} files in {}", tree.display());
+    make_tree_of(&tree, n);
+    // Each series snapshots its own copy (other inodes): a snapshot of the
+    // same tree by another series would link, and a deletion unlink, its
+    // files, which moves their ctimes and makes the next `all` read them.
+    for copy in ["current-sample", "current-first"] {
+        assert!(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&tree)
+                .arg(dir.join(copy))
+                .status()
+                .expect("cp")
+                .success()
+        );
+    }
+    let _ = Command::new("sync").status();
+    let playbook = |name: &str, src: &str, snaps: &str, hash: &str| {
+        std::fs::write(
+            dir.join(name),
+            format!(
+                "ward: 1\nname: {hash}\nsteps:\n  - id: snap\n    action: snapshot.hardlink\n    with: {{ src: {src}, dir: {snaps}, hash: {hash}, threads: 2 }}\n"
+            ),
+        )
+        .expect("write");
+    };
+    playbook("all.yml", "current", "snaps-all", "all");
+    playbook("sample.yml", "current-sample", "snaps-sample", "sample");
+    playbook("first.yml", "current-first", "snaps-first", "all");
+    let run = |yml: &str, state: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
+        c.current_dir(&dir)
+            .args(["run", "--quiet", yml])
+            .env("WARD_STATE", state);
+        time(&mut c)
+    };
+    // The first snapshot of each series: everything is read.
+    let (all_state, sample_state) = (dir.join("state-all/w.db"), dir.join("state-sample/w.db"));
+    run("all.yml", &all_state);
+    run("sample.yml", &sample_state);
+    let list = dir.join("files.list");
+    assert!(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "cd {} && find current-first -type f -print0 > {}",
+                dir.display(),
+                list.display()
+            ))
+            .status()
+            .expect("find")
+            .success()
+    );
+    let xargs = |tool: &str| {
+        let mut c = Command::new("bash");
+        c.arg("-c").arg(format!(
+            "cd {} && xargs -0 -P 2 -n 1000 {tool} < {} > /dev/null",
+            dir.display(),
+            list.display()
+        ));
+        c
+    };
+    let (mut all, mut sample, mut first, mut sha, mut cat) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut carried = Vec::new();
+    for round in 0..ROUNDS {
+        all.push(run("all.yml", &all_state));
+        let d = snapshot_details(&dir, &all_state);
+        carried.push((
+            d["hashed_read"].as_u64().unwrap_or(0),
+            d["hashed_carried"].as_u64().unwrap_or(0),
+        ));
+        sample.push(run("sample.yml", &sample_state));
+        // A first snapshot: nothing to carry (a new folder and state each round).
+        rm(&dir.join("snaps-first"));
+        first.push(run(
+            "first.yml",
+            &dir.join(format!("state-first-{round}/w.db")),
+        ));
+        sha.push(time(&mut xargs("sha256sum")));
+        cat.push(time(&mut xargs("cat")));
+    }
+    let (all, sample, first, sha, cat) = (
+        median(all),
+        median(sample),
+        median(first),
+        median(sha),
+        median(cat),
+    );
+    println!(
+        "nightly snapshot, unchanged tree of {n} files: hash: all {} | hash: sample {} | all/sample {:.2}x | read/carried per round {carried:?}",
+        secs(all),
+        secs(sample),
+        all.as_secs_f64() / sample.as_secs_f64()
+    );
+    println!(
+        "first snapshot (link + hash every file, 2 threads) {} | sha256sum -P2 {} | cat -P2 {} | ward/sha256sum {:.2}x (page cache warm)",
+        secs(first),
+        secs(sha),
+        secs(cat),
+        first.as_secs_f64() / sha.as_secs_f64()
+    );
 }

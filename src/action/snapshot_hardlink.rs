@@ -49,7 +49,7 @@ pub struct SnapshotHardlinkParams {
     pub cycle: Option<u32>,
     /// Threads that link in parallel (default: number of CPUs).
     pub threads: Option<u32>,
-    /// Files whose sha256 goes into the manifest: `sample` (1 in 32, the default) or `all`.
+    /// Files whose sha256 goes into the manifest: `all` (the default; files unchanged since the previous snapshot keep its hash, unread) or `sample` (1 in 32: damage to the other files goes unnoticed).
     #[serde(default)]
     pub hash: HashMode,
     /// What the backup holds, in the playbook's words (`full`, `gold-only`):
@@ -61,10 +61,10 @@ pub struct SnapshotHardlinkParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HashMode {
-    /// A fixed 1-in-32 sample by path, plus every dump.
-    #[default]
+    /// A fixed 1-in-32 sample by path, plus every dump: damage to a file outside the sample is not found by `verify`.
     Sample,
-    /// Every regular file.
+    /// Every regular file (unchanged ones keep the previous snapshot's hash).
+    #[default]
     All,
 }
 
@@ -225,15 +225,16 @@ impl Action for SnapshotHardlink {
                 }
             }
         }
-        let m = made?;
+        let (m, stats) = made?;
         switch_latest(&dir, &p.latest, &slot)?;
         let hashed = m.entries.iter().filter(|e| e.sha256.is_some()).count();
         Ok(ActionOutput {
             summary: Some(format!(
-                "{}: {} files, {} bytes, {hashed} hashed",
+                "{}: {} files, {} bytes, {hashed} hashed ({} read)",
                 done.display(),
                 m.files,
-                m.bytes
+                m.bytes,
+                stats.read
             )),
             details: serde_json::json!({
                 "snapshot": done.display().to_string(),
@@ -241,6 +242,10 @@ impl Action for SnapshotHardlink {
                 "bytes": m.bytes,
                 "entries": m.entries.len(),
                 "hashed": hashed,
+                "hashed_read": stats.read,
+                "hashed_carried": stats.carried,
+                "bytes_read": stats.bytes_read,
+                "unhashed_changing": stats.unstable.len(),
             }),
             ..ActionOutput::default()
         })
@@ -297,7 +302,7 @@ fn make(
     dir: &Path,
     slot: &str,
     threads: usize,
-) -> Result<manifest::Manifest, ActionError> {
+) -> Result<(manifest::Manifest, manifest::HashStats), ActionError> {
     let done = dir.join(slot);
     let partial = dir.join(format!("{slot}.partial"));
     ctx.log(format!(
@@ -340,6 +345,14 @@ fn make(
     ));
     ctx.check()?;
     let clock = std::time::Instant::now();
+    let source = manifest::Source::of(src)?;
+    let carry = if p.hash == HashMode::All {
+        let (carry, said) = previous_hashes(dir, &p.latest, slot, &source);
+        ctx.log(said);
+        carry
+    } else {
+        manifest::Carry::default()
+    };
     let info = ManifestInfo {
         name: slot.to_owned(),
         host: ctx.facts.host.clone(),
@@ -356,8 +369,10 @@ fn make(
             .find(|(k, _)| k == "WARD_PLAYBOOK")
             .map(|(_, v)| v.clone()),
         scope: p.scope.clone(),
+        source: Some(source),
+        carry,
     };
-    let mut m = manifest::build(
+    let (mut m, stats) = manifest::build_counted(
         &partial,
         &entries,
         &info,
@@ -365,6 +380,31 @@ fn make(
         ctx.cancel_flag(),
         ctx.progress(),
     )?;
+    ctx.log(format!(
+        "hashed {} files: {} read ({} bytes), {} unchanged since the previous snapshot (not read)",
+        stats.read + stats.carried,
+        stats.read,
+        stats.bytes_read,
+        stats.carried
+    ));
+    if stats.no_clock {
+        ctx.log(format!(
+            "the clock of the file system of {} could not be read: no hash was reused and \
+             the next snapshot reads every file again",
+            partial.display()
+        ));
+    }
+    for path in stats.unstable.iter().take(20) {
+        ctx.log(format!(
+            "{path} kept changing while it was read: recorded without a hash"
+        ));
+    }
+    if stats.unstable.len() > 20 {
+        ctx.log(format!(
+            "... and {} more files that kept changing",
+            stats.unstable.len() - 20
+        ));
+    }
     let json = manifest::encode(&mut m)?;
     let manifest_path = manifest::outside_path(&done)
         .ok_or_else(|| ActionError::new(format!("{} is not a snapshot path", done.display())))?;
@@ -394,7 +434,111 @@ fn make(
         ))
     })?;
     sync_dir(dir)?;
-    Ok(m)
+    Ok((m, stats))
+}
+
+/// The hashes the previous snapshot's manifest lets this one reuse, and
+/// what to log about it. The previous snapshot is the one `latest`
+/// points at (else the newest complete one); its manifest is used only
+/// if ward wrote it (owned by this user or root, writable by nobody
+/// else), it is intact, and it was made from the same tree (`source`).
+/// Whatever is amiss, nothing is reused: every file is read.
+fn previous_hashes(
+    dir: &Path,
+    latest: &str,
+    slot: &str,
+    source: &manifest::Source,
+) -> (manifest::Carry, String) {
+    use std::os::unix::fs::MetadataExt;
+    let none = |why: String| {
+        (
+            manifest::Carry::default(),
+            format!("{why}; hashing every file"),
+        )
+    };
+    let listing = match list(dir, latest) {
+        Ok(l) => l,
+        Err(e) => return none(format!("cannot list the earlier snapshots ({e})")),
+    };
+    let complete = |name: &str| {
+        listing
+            .snapshots
+            .iter()
+            .find(|s| s.name == name && s.complete && s.name != slot)
+    };
+    let previous = listing
+        .latest_target
+        .as_deref()
+        .and_then(complete)
+        .or_else(|| {
+            listing
+                .snapshots
+                .iter()
+                .filter(|s| s.complete && s.name != slot)
+                .max_by(|a, b| a.age_order().cmp(&b.age_order()))
+        });
+    let Some(previous) = previous else {
+        return none(format!("no earlier snapshot in {}", dir.display()));
+    };
+    let set = dir.join(&previous.name);
+    let found = match manifest::find(&set) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return none(format!(
+                "the previous snapshot {} has no manifest",
+                set.display()
+            ));
+        }
+        Err(e) => {
+            return none(format!(
+                "the manifest of the previous snapshot {} cannot be used ({e})",
+                set.display()
+            ));
+        }
+    };
+    let me = rustix::process::geteuid().as_raw();
+    match std::fs::symlink_metadata(&found.path) {
+        Ok(meta) if (meta.uid() == me || meta.uid() == 0) && meta.mode() & 0o022 == 0 => {}
+        Ok(_) => {
+            return none(format!(
+                "the manifest {} is not ward's own (another owner, or others may write it)",
+                found.path.display()
+            ));
+        }
+        Err(e) => return none(format!("cannot read {}: {e}", found.path.display())),
+    }
+    let m = &found.manifest;
+    match &m.source {
+        None => {
+            return none(format!(
+                "the manifest {} does not record which tree it was made from (an older ward wrote it)",
+                found.path.display()
+            ));
+        }
+        Some(s) if (s.dev, s.ino) != (source.dev, source.ino) => {
+            return none(format!(
+                "the previous snapshot {} was made from another tree ({})",
+                set.display(),
+                s.path
+            ));
+        }
+        Some(_) => {}
+    }
+    let carry = manifest::Carry::from_manifest(m);
+    if carry.is_empty() {
+        return none(format!(
+            "the manifest {} records no file identities to compare with",
+            found.path.display()
+        ));
+    }
+    let n = carry.len();
+    (
+        carry,
+        format!(
+            "files unchanged since {} (same inode, size, mtime and change time) keep its hashes ({n} recorded)",
+            set.display()
+        ),
+    )
 }
 
 /// Why `name` cannot name a snapshot in `dir`, if it cannot: it must be

@@ -22,8 +22,8 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::FsError;
 use super::tree::{
-    Entry, Kind, at, child_rel, join, map_chunks, open_dir, open_file_below, open_level_errno,
-    poisoned, read_names, walk,
+    Entry, Identity, Kind, at, child_rel, join, map_chunks, nanos, open_dir, open_file_below,
+    open_level_errno, poisoned, read_names, walk,
 };
 use super::verified::Depth;
 
@@ -77,6 +77,11 @@ pub struct Manifest {
     /// `scope`, e.g. `full`, `gold-only`); absent when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The tree the snapshot was made from (absent in manifests written
+    /// before ward recorded it): the next snapshot reuses this manifest's
+    /// hashes only if it is made from the same tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// Every entry, sorted by path.
     pub entries: Vec<ManifestEntry>,
     /// sha256 of this manifest with `checksum` empty.
@@ -130,6 +135,33 @@ pub struct ManifestEntry {
     /// See `dev`: the inode's change time, nanoseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctime_ns: Option<i64>,
+}
+
+/// The tree a snapshot was made from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Source {
+    /// Its path, resolved (for people; `dev` and `ino` decide).
+    pub path: String,
+    /// Device of its root folder.
+    pub dev: u64,
+    /// Inode of its root folder.
+    pub ino: u64,
+}
+
+impl Source {
+    /// The identity of the folder at `path`.
+    pub fn of(path: &Path) -> Result<Source, FsError> {
+        use std::os::unix::fs::MetadataExt;
+        let real = std::fs::canonicalize(path)
+            .map_err(|e| FsError::new(format!("cannot read {}: {e}", path.display())))?;
+        let meta = std::fs::metadata(&real)
+            .map_err(|e| FsError::new(format!("cannot read {}: {e}", real.display())))?;
+        Ok(Source {
+            path: real.display().to_string(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 fn full_kind() -> String {
@@ -201,6 +233,124 @@ pub struct ManifestInfo {
     pub playbook: Option<String>,
     /// `scope`, as given.
     pub scope: Option<String>,
+    /// The tree the snapshot is made from.
+    pub source: Option<Source>,
+    /// Hashes the previous snapshot's manifest recorded (empty: none).
+    pub carry: Carry,
+}
+
+/// The hashes of a previous manifest of the same tree, by path, each with
+/// the identity of the file it was recorded for (see [`build`]).
+#[derive(Debug, Default)]
+pub struct Carry {
+    by_path: HashMap<Vec<u8>, (Identity, String)>,
+}
+
+impl Carry {
+    /// The hashes of `m` that can be reused: regular files with a hash and
+    /// a complete identity (manifests written before ward recorded
+    /// identities have none).
+    pub fn from_manifest(m: &Manifest) -> Carry {
+        let by_path = m
+            .entries
+            .iter()
+            .filter(|e| e.kind == "file")
+            .filter_map(|e| {
+                let id = Identity {
+                    dev: e.dev?,
+                    ino: e.ino?,
+                    size: e.size?,
+                    mtime_ns: e.mtime_ns?,
+                    ctime_ns: e.ctime_ns?,
+                };
+                let sum = e.sha256.as_ref()?;
+                // Only a well-formed hash is carried: a manifest's content
+                // is checksummed, not signed.
+                (sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .then(|| (e.rel_bytes(), (id, sum.clone())))
+            })
+            .collect();
+        Carry { by_path }
+    }
+
+    /// How many hashes can be reused.
+    pub fn len(&self) -> usize {
+        self.by_path.len()
+    }
+
+    /// No hash can be reused.
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+
+    /// The recorded hash of `e`, if the file is the one it was recorded
+    /// for: the identity seen before this snapshot linked it is exactly
+    /// the recorded one, and the link changed nothing but the change time
+    /// (the same inode, size and mtime after it).
+    fn hash_of(&self, e: &Entry) -> Option<&str> {
+        let seen = e.seen?;
+        let (recorded, sum) = self.by_path.get(&e.rel)?;
+        let now = e.identity();
+        (*recorded == seen
+            && (now.dev, now.ino, now.size, now.mtime_ns)
+                == (seen.dev, seen.ino, seen.size, seen.mtime_ns))
+            .then_some(sum.as_str())
+    }
+
+    /// The recorded hash of a file with several names in the tree (`names`,
+    /// all linked by this snapshot), and the ctime its last link left. Each
+    /// link of a name moves the ctime the later names see, so the rule of
+    /// [`Carry::hash_of`] becomes: every name was recorded with the same
+    /// identity and hash, size and mtime never changed, and every ctime
+    /// seen before a link is the recorded one or one that an earlier link
+    /// of the same file left. Then nothing but this snapshot's links
+    /// touched the file between the stats (a change between a name's stat
+    /// and its link is the exception of [`build_counted`]).
+    fn hash_of_names(&self, names: &[&Entry]) -> Option<(&str, i64)> {
+        let first = names.first()?;
+        let (recorded, sum) = self.by_path.get(&first.rel)?;
+        let unchanged = |id: &Identity| {
+            (id.dev, id.ino, id.size, id.mtime_ns)
+                == (recorded.dev, recorded.ino, recorded.size, recorded.mtime_ns)
+        };
+        let left: Vec<i64> = names.iter().map(|e| e.identity().ctime_ns).collect();
+        for (i, e) in names.iter().enumerate() {
+            let seen = e.seen?;
+            let (r, s) = self.by_path.get(&e.rel)?;
+            let after_earlier_link = left
+                .iter()
+                .enumerate()
+                .any(|(j, &c)| j != i && c == seen.ctime_ns && c <= left[i]);
+            if r != recorded
+                || s != sum
+                || !unchanged(&seen)
+                || !unchanged(&e.identity())
+                || !(seen.ctime_ns == recorded.ctime_ns || after_earlier_link)
+            {
+                return None;
+            }
+        }
+        Some((sum.as_str(), *left.iter().max()?))
+    }
+}
+
+/// How the hashes of a manifest were come by.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HashStats {
+    /// Files read and hashed.
+    pub read: u64,
+    /// Files whose hash was taken from the previous manifest (not read).
+    pub carried: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Files that kept changing while they were read: recorded without a
+    /// hash (their paths).
+    pub unstable: Vec<String>,
+    /// The file system's clock could not be read (no `O_TMPFILE` and no
+    /// writable folder next to the snapshot): nothing was carried and no
+    /// change time was recorded for hashed files, so the next snapshot
+    /// reads every file again.
+    pub no_clock: bool,
 }
 
 /// Builds the manifest of the tree at `root` from its entries, hashing the
@@ -214,6 +364,72 @@ pub fn build(
     cancelled: &AtomicBool,
     progress: &crate::progress::Progress,
 ) -> Result<Manifest, FsError> {
+    build_counted(root, entries, info, threads, cancelled, progress).map(|(m, _)| m)
+}
+
+/// A file that gets a hash: taken from the previous manifest, or read.
+enum Job<'a> {
+    /// The hash, and the ctime the file must still have (the one its
+    /// last link in this snapshot left).
+    Carry(&'a Entry, &'a str, i64),
+    Read(&'a Entry),
+}
+
+/// What a job found: the hash (None: the file kept changing) and the
+/// file's metadata at the moment the hash was proven right.
+struct Hashed {
+    sum: Option<String>,
+    st: rustix::fs::Stat,
+    carried: bool,
+    /// The recorded change time can be compared next time (see [`build_counted`]).
+    ctime_proven: bool,
+}
+
+/// Attempts at reading a file that changes while it is read.
+const READ_ATTEMPTS: usize = 3;
+
+/// [`build`], also saying how many files were read and how many hashes
+/// were carried from `info.carry`.
+///
+/// Why a carried hash is right (docs/design.md, "Every file hashed"): a
+/// hash is recorded with the file's identity (dev, ino, size, mtime,
+/// ctime), and taken again later only where the file still has exactly
+/// that identity. Every change to an inode (a write, a truncate, setting
+/// its mtime back, a chmod, a link or unlink) sets its ctime to the file
+/// system's clock, which nobody can set back (short of stepping the
+/// system clock back). So the recorded ctime must be one that any change
+/// after the hash was proven right moves away from:
+///
+/// - The stamp `S` is the file system's clock read after every file was
+///   linked, waiting for it to tick once more: every link's ctime is
+///   before `S`, and every change after `S` gets a ctime at or after it.
+/// - A file read here is opened after `S`, and its metadata is read before
+///   and after its content. The hash counts only if both are the same and
+///   the ctime is before `S`: nothing changed it while it was read (a
+///   change then would have a ctime at or after `S`), and any later change
+///   moves its ctime. That ctime is recorded.
+/// - A carried hash needs the file's identity before this snapshot linked
+///   it to be exactly the recorded one (unchanged since it was proven),
+///   the link to have changed nothing but the ctime (same inode, size and
+///   mtime, read by `link_tree_since` right after the link), and the same
+///   metadata again here, after `S` (nothing changed it after the link).
+///   The ctime left by this snapshot's link is recorded: the next
+///   snapshot, before its own link, sees exactly that ctime if nothing
+///   touched the file since.
+///
+/// What is not caught (documented): a change that keeps size and mtime
+/// (mtime set back) made in the instant between the pre-link `stat` and
+/// the link, or within the same clock tick as the link; and an unlink of
+/// another name of the file (a rotation deleting an old snapshot) makes
+/// the next snapshot read the file again, as it cannot tell that from a write.
+pub fn build_counted(
+    root: &Path,
+    entries: &[Entry],
+    info: &ManifestInfo,
+    threads: usize,
+    cancelled: &AtomicBool,
+    progress: &crate::progress::Progress,
+) -> Result<(Manifest, HashStats), FsError> {
     let mut dumps = Vec::new();
     let mut known: HashMap<Vec<u8>, String> = HashMap::new();
     // Files are opened relative to the trees' folders: any depth works.
@@ -247,49 +463,100 @@ pub fn build(
             .map(str::to_owned)
     });
 
-    // Hash in parallel: each worker takes every n-th file to hash.
-    let to_hash: Vec<&Entry> = entries
+    // Files with several names in the tree, by inode (see `hash_of_names`).
+    let mut names: HashMap<(u64, u64), Vec<&Entry>> = HashMap::new();
+    if !info.carry.is_empty() {
+        for e in entries
+            .iter()
+            .filter(|e| e.kind == Kind::File && !e.in_base)
+        {
+            names.entry((e.dev, e.ino)).or_default().push(e);
+        }
+    }
+    let jobs: Vec<Job<'_>> = entries
         .iter()
         .filter(|e| {
             e.kind == Kind::File
                 && !known.contains_key(&e.rel)
                 && (info.hash_all || sampled(&e.rel))
         })
+        .map(|e| {
+            let carried = match names.get(&(e.dev, e.ino)) {
+                Some(names) if names.len() > 1 && !e.in_base => info.carry.hash_of_names(names),
+                _ => info
+                    .carry
+                    .hash_of(e)
+                    .map(|sum| (sum, e.identity().ctime_ns)),
+            };
+            match carried {
+                Some((sum, ctime)) => Job::Carry(e, sum, ctime),
+                None => Job::Read(e),
+            }
+        })
         .collect();
-    progress.restart(
-        "hashing",
-        Some(to_hash.len() as u64),
-        Some(to_hash.iter().map(|e| e.size).sum()),
-    );
+    let read_bytes: u64 = jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Read(e) => Some(e.size),
+            Job::Carry(..) => None,
+        })
+        .sum();
+    progress.restart("hashing", Some(jobs.len() as u64), Some(read_bytes));
+    let clock = FsClock::new(root, root_fd.as_fd());
+    // After every link (the entries are complete), one tick later.
+    let stamp = if jobs.is_empty() {
+        None
+    } else {
+        clock.now().and_then(|linked| clock.after(linked))
+    };
     let threads = threads.max(1);
-    type Hashed = Result<Vec<(Vec<u8>, String)>, FsError>;
-    let hashed: Vec<Hashed> = std::thread::scope(|scope| {
+    type Part = Result<Vec<(Vec<u8>, Hashed)>, FsError>;
+    // Each worker takes every n-th job.
+    let parts: Vec<Part> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let to_hash = &to_hash;
+                let (jobs, clock) = (&jobs, &clock);
                 let (root_fd, base_fd) = (&root_fd, &base_fd);
                 scope.spawn(move || {
                     let mut out = Vec::new();
-                    for e in to_hash.iter().skip(t).step_by(threads) {
+                    for job in jobs.iter().skip(t).step_by(threads) {
                         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
                             return Err(FsError::Stopped);
                         }
-                        let (from, from_fd) = match (&info.base, &base_fd, e.in_base) {
+                        let e = match job {
+                            Job::Carry(e, ..) | Job::Read(e) => *e,
+                        };
+                        let (from, from_fd) = match (&info.base, base_fd, e.in_base) {
                             (Some((_, base)), Some(fd), true) => (base.as_path(), fd.as_fd()),
                             _ => (root, root_fd.as_fd()),
                         };
-                        let sum = open_file_below(from_fd, &e.rel)
-                            .map_err(std::io::Error::from)
-                            .and_then(sha256_of)
-                            .map_err(|err| {
-                                FsError::new(format!(
-                                    "cannot hash {}: {err}",
-                                    join(from, &e.rel).display()
-                                ))
-                            })?;
-                        out.push((e.rel.clone(), sum));
+                        let carried = match (job, stamp) {
+                            (Job::Carry(_, sum, ctime), Some(stamp)) => {
+                                still_linked(from_fd, e, *ctime, stamp).map(|st| Hashed {
+                                    sum: Some((*sum).to_owned()),
+                                    st,
+                                    carried: true,
+                                    ctime_proven: true,
+                                })
+                            }
+                            _ => None,
+                        };
+                        let hashed = match carried {
+                            Some(h) => h,
+                            None => {
+                                let h =
+                                    read_stable(from_fd, &e.rel, stamp, clock).map_err(|err| {
+                                        FsError::new(format!(
+                                            "cannot hash {}: {err}",
+                                            join(from, &e.rel).display()
+                                        ))
+                                    })?;
+                                progress.add_bytes(h.st.st_size as u64);
+                                h
+                            }
+                        };
                         progress.add_files(1);
-                        progress.add_bytes(e.size);
+                        out.push((e.rel.clone(), hashed));
                     }
                     Ok(out)
                 })
@@ -303,9 +570,14 @@ pub fn build(
             })
             .collect()
     });
-    for part in hashed {
-        known.extend(part?);
+    let mut hashed: HashMap<Vec<u8>, Hashed> = HashMap::new();
+    for part in parts {
+        hashed.extend(part?);
     }
+    let mut stats = HashStats {
+        no_clock: stamp.is_none() && !jobs.is_empty(),
+        ..HashStats::default()
+    };
 
     let mut seen_inodes = HashSet::new();
     let mut files = 0;
@@ -313,42 +585,77 @@ pub fn build(
     let manifest_entries = entries
         .iter()
         .map(|e| {
-            let (kind, size, target) = match &e.kind {
-                Kind::File => {
-                    files += 1;
-                    if seen_inodes.insert(e.ino) {
-                        bytes += e.size;
-                    }
-                    ("file", Some(e.size), None)
-                }
-                Kind::Dir => ("dir", None, None),
-                Kind::Symlink(t) => (
-                    "symlink",
-                    None,
-                    Some(String::from_utf8_lossy(t).into_owned()),
-                ),
-                Kind::Special => ("special", None, None),
-            };
             let utf8 = std::str::from_utf8(&e.rel).ok();
-            ManifestEntry {
-                path: utf8.map_or_else(
-                    || String::from_utf8_lossy(&e.rel).into_owned(),
-                    str::to_owned,
-                ),
+            let path = utf8.map_or_else(
+                || String::from_utf8_lossy(&e.rel).into_owned(),
+                str::to_owned,
+            );
+            // What the entry records of the file: the metadata read when
+            // its hash was proven right, else the walk's.
+            let mut out = ManifestEntry {
                 path_hex: utf8.is_none().then(|| hex(&e.rel)),
-                kind: kind.to_owned(),
-                size,
+                kind: String::new(),
+                size: None,
                 mode: e.mode,
-                target,
-                sha256: known.get(&e.rel).cloned(),
+                target: None,
+                sha256: None,
                 in_base: e.in_base,
-                uid: None,
-                gid: None,
+                uid: Some(e.uid),
+                gid: Some(e.gid),
                 mtime_ns: None,
                 dev: None,
                 ino: None,
                 ctime_ns: None,
+                path,
+            };
+            let mtime = nanos(e.mtime, e.mtime_nsec);
+            match &e.kind {
+                Kind::File => {
+                    let (id, mode, uid, gid, sum, ctime) = match hashed.get(&e.rel) {
+                        Some(h) => {
+                            if h.sum.is_none() {
+                                stats.unstable.push(out.path.clone());
+                            } else if h.carried {
+                                stats.carried += 1;
+                            } else {
+                                stats.read += 1;
+                                stats.bytes_read += h.st.st_size as u64;
+                            }
+                            let id = Identity::of(&h.st);
+                            let ctime = (h.ctime_proven && h.sum.is_some()).then_some(id.ctime_ns);
+                            let mode = h.st.st_mode & 0o7777;
+                            (id, mode, h.st.st_uid, h.st.st_gid, h.sum.clone(), ctime)
+                        }
+                        None => {
+                            let id = e.identity();
+                            let sum = known.get(&e.rel).cloned();
+                            (id, e.mode, e.uid, e.gid, sum, Some(id.ctime_ns))
+                        }
+                    };
+                    files += 1;
+                    if seen_inodes.insert((id.dev, id.ino)) {
+                        bytes += id.size;
+                    }
+                    out.kind = "file".into();
+                    out.size = Some(id.size);
+                    out.mode = mode;
+                    out.uid = Some(uid);
+                    out.gid = Some(gid);
+                    out.sha256 = sum;
+                    out.mtime_ns = Some(id.mtime_ns);
+                    out.dev = Some(id.dev);
+                    out.ino = Some(id.ino);
+                    out.ctime_ns = ctime;
+                }
+                Kind::Dir => out.kind = "dir".into(),
+                Kind::Symlink(t) => {
+                    out.kind = "symlink".into();
+                    out.target = Some(String::from_utf8_lossy(t).into_owned());
+                    out.mtime_ns = Some(mtime);
+                }
+                Kind::Special => out.kind = "special".into(),
             }
+            out
         })
         .collect();
     let m = Manifest {
@@ -368,10 +675,163 @@ pub fn build(
         base: info.base.as_ref().map(|(name, _)| name.clone()),
         playbook: info.playbook.clone(),
         scope: info.scope.clone(),
+        source: info.source.clone(),
         entries: manifest_entries,
         checksum: String::new(),
     };
-    Ok(m)
+    Ok((m, stats))
+}
+
+/// The metadata of `e` (found below `holder`) if it is still exactly what
+/// the link left (same identity, mode and owner, and `ctime`, the one the
+/// last link of the file left: every change since would have moved it)
+/// and that ctime is before `stamp`; else None.
+fn still_linked(
+    holder: BorrowedFd<'_>,
+    e: &Entry,
+    ctime: i64,
+    stamp: i64,
+) -> Option<rustix::fs::Stat> {
+    use rustix::fs::{AtFlags, statat};
+    let place = at(holder, &e.rel).ok()?;
+    let st = statat(place.dir(), place.name(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let id = Identity::of(&st);
+    (id == Identity {
+        ctime_ns: ctime,
+        ..e.identity()
+    } && st.st_mode & 0o7777 == e.mode
+        && (st.st_uid, st.st_gid) == (e.uid, e.gid)
+        && id.ctime_ns < stamp)
+        .then_some(st)
+}
+
+/// Reads and hashes `rel` below `holder`, proving that the hash is the
+/// content's (see [`build_counted`]): the file's metadata is the same
+/// before and after the read, and its ctime is before the stamp (read
+/// again after the clock has passed it, when it is not). A file that
+/// keeps changing gets no hash. Without a stamp (no clock), the hash is
+/// kept when the metadata did not change, but its ctime is not trusted.
+fn read_stable(
+    holder: BorrowedFd<'_>,
+    rel: &[u8],
+    stamp: Option<i64>,
+    clock: &FsClock<'_>,
+) -> std::io::Result<Hashed> {
+    use rustix::fs::fstat;
+    let mut stamp = stamp;
+    let mut last = None;
+    for _ in 0..READ_ATTEMPTS {
+        let file = open_file_below(holder, rel)?;
+        let before = fstat(&file)?;
+        let sum = sha256_of(&file)?;
+        let after = fstat(&file)?;
+        let same = Identity::of(&before) == Identity::of(&after)
+            && (before.st_mode, before.st_uid, before.st_gid)
+                == (after.st_mode, after.st_uid, after.st_gid);
+        let ctime = Identity::of(&before).ctime_ns;
+        match stamp {
+            Some(s) if same && ctime < s => {
+                return Ok(Hashed {
+                    sum: Some(sum),
+                    st: before,
+                    carried: false,
+                    ctime_proven: true,
+                });
+            }
+            None if same => {
+                return Ok(Hashed {
+                    sum: Some(sum),
+                    st: before,
+                    carried: false,
+                    ctime_proven: false,
+                });
+            }
+            _ => {}
+        }
+        // Changed during the snapshot: read again once the clock has
+        // passed its latest change.
+        let latest = ctime.max(Identity::of(&after).ctime_ns);
+        stamp = clock.after(latest);
+        last = Some(after);
+    }
+    let Some(st) = last else {
+        return Err(std::io::Error::other("not read"));
+    };
+    Ok(Hashed {
+        sum: None,
+        st,
+        carried: false,
+        ctime_proven: false,
+    })
+}
+
+/// The clock of the file system a snapshot is on, as it stamps changes:
+/// the ctime a new inode gets. Read with an unnamed file (`O_TMPFILE`) in
+/// the snapshot (never linked, so never in it); where the file system has
+/// none (or the folder is read-only), a file created and removed next to
+/// the snapshot.
+struct FsClock<'a> {
+    root: BorrowedFd<'a>,
+    parent: Option<OwnedFd>,
+}
+
+impl<'a> FsClock<'a> {
+    fn new(root_path: &Path, root: BorrowedFd<'a>) -> FsClock<'a> {
+        let parent = root_path.parent().and_then(|p| open_dir(p).ok());
+        FsClock { root, parent }
+    }
+
+    /// The clock now, or None if it cannot be read.
+    fn now(&self) -> Option<i64> {
+        use rustix::fs::{Mode, OFlags, fstat, openat};
+        let mode = Mode::from_raw_mode(0o600);
+        let stamp = |fd: &OwnedFd| {
+            fstat(fd)
+                .ok()
+                .map(|st| nanos(st.st_ctime, st.st_ctime_nsec as i64))
+        };
+        if let Ok(fd) = openat(
+            self.root,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            mode,
+        ) {
+            return stamp(&fd);
+        }
+        let parent = self.parent.as_ref()?;
+        let name = format!(
+            ".ward-clock-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let fd = openat(
+            parent,
+            name.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            mode,
+        )
+        .ok()?;
+        let now = stamp(&fd);
+        let _ = rustix::fs::unlinkat(parent, name.as_str(), rustix::fs::AtFlags::empty());
+        now
+    }
+
+    /// The clock once it reads later than `t` (it ticks every few
+    /// milliseconds, every second or two on coarse file systems); None if
+    /// it cannot be read or has not passed `t` within 3 seconds.
+    fn after(&self, t: i64) -> Option<i64> {
+        let start = std::time::Instant::now();
+        loop {
+            let now = self.now()?;
+            if now > t {
+                return Some(now);
+            }
+            if start.elapsed() > std::time::Duration::from_secs(3) {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 /// The manifest as compact JSON with its checksum filled in: the sha256 of
@@ -1106,6 +1566,8 @@ mod tests {
             base: None,
             playbook: None,
             scope: None,
+            source: None,
+            carry: Carry::default(),
         };
         let m = build(&set, &entries, &info, 2, &stop, &progress).expect("build");
         let s = progress.sample();
@@ -1148,6 +1610,8 @@ mod tests {
             base: None,
             playbook: None,
             scope: None,
+            source: None,
+            carry: Carry::default(),
         };
         let mut m = build(&set, &entries, &info, 1, &stop, &progress).expect("build");
         let meta = |name: &str| std::fs::symlink_metadata(set.join(name)).expect("stat");
@@ -1230,5 +1694,256 @@ mod tests {
         );
         std::fs::write(&outside, "{}").expect("damaged");
         assert!(find(&set).is_err(), "a damaged manifest next to the set");
+    }
+}
+
+#[cfg(test)]
+mod carry_tests {
+    use super::*;
+    use crate::fs::tree::link_tree_since;
+    use crate::progress::Progress;
+    use std::os::unix::fs::MetadataExt;
+
+    fn info(name: &str, carry: Carry) -> ManifestInfo {
+        ManifestInfo {
+            name: name.into(),
+            host: "h".into(),
+            run_id: "r".into(),
+            playbook_hash: "p".into(),
+            hash_all: true,
+            kind: "full",
+            base: None,
+            playbook: None,
+            scope: None,
+            source: None,
+            carry,
+        }
+    }
+
+    /// Links `src` to `dir/name` and builds its manifest, reusing `prev`'s hashes.
+    fn snapshot(
+        src: &Path,
+        dir: &Path,
+        name: &str,
+        prev: Option<&Manifest>,
+    ) -> (Manifest, HashStats) {
+        let (stop, progress) = (AtomicBool::new(false), Progress::default());
+        let set = dir.join(name);
+        let entries = link_tree_since(src, None, &set, 2, &stop, &progress).expect("link");
+        let carry = prev.map(Carry::from_manifest).unwrap_or_default();
+        build_counted(&set, &entries, &info(name, carry), 2, &stop, &progress).expect("build")
+    }
+
+    fn sum(m: &Manifest, path: &str) -> Option<String> {
+        m.entries
+            .iter()
+            .find(|e| e.path == path)
+            .and_then(|e| e.sha256.clone())
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        hex(&Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn unchanged_files_keep_their_hash_and_changed_ones_are_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("a/b")).expect("mkdir");
+        for (name, body) in [("a/one", "one"), ("a/b/two", "two"), ("three", "three")] {
+            std::fs::write(src.join(name), body).expect("write");
+        }
+        std::os::unix::fs::symlink("three", src.join("link")).expect("symlink");
+        let (m1, s1) = snapshot(&src, dir.path(), "s1", None);
+        assert_eq!((s1.read, s1.carried), (3, 0));
+        for e in m1.entries.iter().filter(|e| e.kind == "file") {
+            assert!(
+                e.sha256.is_some() && e.dev.is_some() && e.ino.is_some(),
+                "{e:?}"
+            );
+            assert!(
+                e.ctime_ns.is_some() && e.mtime_ns.is_some() && e.uid.is_some(),
+                "{e:?}"
+            );
+        }
+        let link = m1.entries.iter().find(|e| e.path == "link").expect("link");
+        assert!(link.mtime_ns.is_some() && link.ctime_ns.is_none());
+        // The recorded ctime is the one the link left, which the next
+        // snapshot sees before its own link.
+        let now = std::fs::metadata(src.join("three")).expect("meta");
+        let three = m1
+            .entries
+            .iter()
+            .find(|e| e.path == "three")
+            .expect("three");
+        assert_eq!(
+            three.ctime_ns,
+            Some(now.ctime() * 1_000_000_000 + now.ctime_nsec())
+        );
+
+        let (m2, s2) = snapshot(&src, dir.path(), "s2", Some(&m1));
+        assert_eq!((s2.read, s2.carried), (0, 3));
+        assert_eq!(sum(&m2, "a/one"), Some(sha(b"one")));
+
+        // Same size, mtime set back: only the ctime tells.
+        let f = src.join("a/one");
+        let mtime = std::fs::metadata(&f)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        std::fs::write(&f, "ONE").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_modified(mtime))
+            .expect("set mtime back");
+        let (m3, s3) = snapshot(&src, dir.path(), "s3", Some(&m2));
+        assert_eq!((s3.read, s3.carried), (1, 2));
+        assert_eq!(sum(&m3, "a/one"), Some(sha(b"ONE")));
+        // Nothing of it differs from what is there.
+        let found = compare(
+            &dir.path().join("s3"),
+            &m3,
+            false,
+            &Depth::Full,
+            2,
+            &Progress::default(),
+        )
+        .expect("compare");
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_file_with_several_names_keeps_its_hash_though_each_link_moves_its_ctime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("gold")).expect("mkdir");
+        std::fs::create_dir_all(src.join("files")).expect("mkdir");
+        std::fs::write(src.join("gold/archive"), "archive").expect("write");
+        std::fs::hard_link(src.join("gold/archive"), src.join("files/archive")).expect("link");
+        std::fs::write(src.join("other"), "other").expect("write");
+        let (m1, s1) = snapshot(&src, dir.path(), "s1", None);
+        assert_eq!((s1.read, s1.carried), (3, 0));
+        let (m2, s2) = snapshot(&src, dir.path(), "s2", Some(&m1));
+        assert_eq!((s2.read, s2.carried), (0, 3));
+        let (m3, s3) = snapshot(&src, dir.path(), "s3", Some(&m2));
+        assert_eq!((s3.read, s3.carried), (0, 3));
+        // Both names of the edited file are read again.
+        let f = src.join("gold/archive");
+        let mtime = std::fs::metadata(&f)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        std::fs::write(&f, "ARCHIVE").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_modified(mtime))
+            .expect("set mtime back");
+        let (m4, s4) = snapshot(&src, dir.path(), "s4", Some(&m3));
+        assert_eq!((s4.read, s4.carried), (2, 1));
+        assert_eq!(sum(&m4, "files/archive"), Some(sha(b"ARCHIVE")));
+        assert_eq!(sum(&m4, "gold/archive"), Some(sha(b"ARCHIVE")));
+    }
+
+    #[test]
+    fn a_hash_is_carried_only_for_the_identity_it_was_recorded_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(src.join("f"), "data").expect("write");
+        let (m1, _) = snapshot(&src, dir.path(), "s1", None);
+        let e1 = m1
+            .entries
+            .iter()
+            .find(|e| e.path == "f")
+            .expect("f")
+            .clone();
+        let entries = link_tree_since(
+            &src,
+            None,
+            &dir.path().join("s2"),
+            1,
+            &AtomicBool::new(false),
+            &Progress::default(),
+        )
+        .expect("link");
+        let e = entries.iter().find(|e| e.rel == b"f").expect("f");
+        let with = |change: &dyn Fn(&mut ManifestEntry)| {
+            let mut m = m1.clone();
+            for x in m.entries.iter_mut().filter(|x| x.path == "f") {
+                change(x);
+            }
+            Carry::from_manifest(&m).hash_of(e).map(str::to_owned)
+        };
+        assert_eq!(with(&|_| {}), e1.sha256);
+        for change in [
+            &(|x: &mut ManifestEntry| x.dev = x.dev.map(|d| d + 1)) as &dyn Fn(&mut ManifestEntry),
+            &|x| x.ino = x.ino.map(|i| i + 1),
+            &|x| x.size = x.size.map(|s| s + 1),
+            &|x| x.mtime_ns = x.mtime_ns.map(|t| t + 1),
+            &|x| x.ctime_ns = x.ctime_ns.map(|t| t - 1),
+            // A manifest written before identities were recorded.
+            &|x| x.ctime_ns = None,
+            &|x| x.sha256 = Some("not a hash".into()),
+        ] {
+            assert_eq!(with(change), None);
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_identities_still_reads_and_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(src.join("f"), "data").expect("write");
+        let (mut m, _) = snapshot(&src, dir.path(), "s1", None);
+        m.source = None;
+        for e in &mut m.entries {
+            (e.uid, e.gid, e.mtime_ns, e.dev, e.ino, e.ctime_ns) =
+                (None, None, None, None, None, None);
+        }
+        let bytes = encode(&mut m).expect("encode");
+        let text = String::from_utf8(bytes.clone()).expect("utf8");
+        assert!(
+            !text.contains("ctime_ns") && !text.contains("\"source\""),
+            "{text}"
+        );
+        let path = dir.path().join(".s1.manifest.json");
+        std::fs::write(&path, &bytes).expect("write");
+        let old = read(&path).expect("an old manifest reads");
+        assert!(Carry::from_manifest(&old).is_empty());
+        let found = compare(
+            &dir.path().join("s1"),
+            &old,
+            false,
+            &Depth::Full,
+            2,
+            &Progress::default(),
+        )
+        .expect("compare");
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn the_file_system_clock_ticks_past_every_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("set");
+        std::fs::create_dir(&root).expect("mkdir");
+        let before = std::fs::metadata(&root).expect("meta");
+        let fd = open_dir(&root).expect("open");
+        let clock = FsClock::new(&root, fd.as_fd());
+        std::fs::write(dir.path().join("changed"), "x").expect("write");
+        let meta = std::fs::metadata(dir.path().join("changed")).expect("meta");
+        let changed = nanos(meta.ctime(), meta.ctime_nsec());
+        let later = clock.after(changed).expect("the clock ticks");
+        assert!(later > changed);
+        // Reading the clock leaves nothing in the set, nor touches it.
+        assert_eq!(std::fs::read_dir(&root).expect("list").count(), 0);
+        let after = std::fs::metadata(&root).expect("meta");
+        assert_eq!(
+            (before.mtime(), before.mtime_nsec()),
+            (after.mtime(), after.mtime_nsec())
+        );
     }
 }

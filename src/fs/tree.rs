@@ -60,8 +60,69 @@ pub struct Entry {
     pub gid: u32,
     /// Inode number (to count hard links once).
     pub ino: u64,
+    /// Device of the file system that holds it.
+    pub dev: u64,
+    /// Change time, seconds. For a regular file that was linked, the one
+    /// read right after the link (which sets it), see [`Entry::seen`].
+    pub ctime: i64,
+    /// Change time, nanoseconds.
+    pub ctime_nsec: i64,
     /// The content is the base snapshot's (an incremental snapshot did not link it).
     pub in_base: bool,
+    /// Regular files: the source file as read just before it was linked,
+    /// before the link moved its change time. A previous manifest's hash
+    /// is reused only if that manifest recorded exactly this identity.
+    pub seen: Option<Identity>,
+}
+
+/// What a regular file's content is recognised by without reading it:
+/// the inode (`dev`, `ino`), `size`, `mtime` and the change time. Writing
+/// to a file sets its change time to the clock, and so does setting its
+/// mtime back (`touch -d`); no user can set a change time back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Device.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+}
+
+impl Identity {
+    /// The identity in `st`.
+    pub fn of(st: &rustix::fs::Stat) -> Identity {
+        Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime_ns: nanos(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime_ns: nanos(st.st_ctime, st.st_ctime_nsec as i64),
+        }
+    }
+}
+
+/// Seconds and nanoseconds as nanoseconds since the epoch (saturating:
+/// years far beyond 2262 read as that year).
+pub fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+impl Entry {
+    /// The identity of the file as this copy left it (after its link).
+    pub fn identity(&self) -> Identity {
+        Identity {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime_ns: nanos(self.mtime, self.mtime_nsec),
+            ctime_ns: nanos(self.ctime, self.ctime_nsec),
+        }
+    }
 }
 
 /// Folders waiting for a worker. Each worker keeps its own stack of
@@ -454,7 +515,11 @@ fn entry_from_stat(rel: Vec<u8>, st: &rustix::fs::Stat, kind: Kind) -> Entry {
         uid: st.st_uid,
         gid: st.st_gid,
         ino: st.st_ino,
+        dev: st.st_dev,
+        ctime: st.st_ctime,
+        ctime_nsec: st.st_ctime_nsec as i64,
         in_base: false,
+        seen: None,
     }
 }
 
@@ -598,8 +663,31 @@ pub fn link_tree_since(
                         ))
                     })?;
                 }
-                let mut entry = entry_from_stat(rel_child, &st, kind);
+                // A regular file is read again right after its link: the
+                // link set its change time, and the entry describes the
+                // inode now in the copy (the one `linkat` found by name,
+                // which is `st`'s unless the name was replaced between).
+                // `seen` keeps what was there before the link, for the
+                // comparison with the previous manifest (manifest::build).
+                let linked = if kind == Kind::File && !unchanged {
+                    let now = statat(to, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| io_err("read", &join(dest, &rel_child), e))?;
+                    if FileType::from_raw_mode(now.st_mode as _) != FileType::RegularFile {
+                        return Err(FsError::new(format!(
+                            "{} was replaced by something else than a file while it was linked; \
+                             run the snapshot again",
+                            at().display()
+                        )));
+                    }
+                    now
+                } else {
+                    st
+                };
+                let mut entry = entry_from_stat(rel_child, &linked, kind);
                 entry.in_base = unchanged;
+                if entry.kind == Kind::File {
+                    entry.seen = Some(Identity::of(&st));
+                }
                 local.push(entry);
             }
             // Every entry of this folder exists now, and what happens inside

@@ -13,6 +13,7 @@ mod fs_actions;
 mod fuzz;
 mod guided;
 mod harness;
+mod hash_all;
 mod history;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
