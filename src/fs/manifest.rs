@@ -1420,6 +1420,7 @@ fn compare_found(
         out.push(changed(format!("group {}, was {gid}", st.st_gid)));
         return;
     }
+    let mut mtime_moved = None;
     if let Some(mtime) = e.mtime_ns {
         // `time_t` is narrower than i64 on some targets: the cast is for them.
         #[allow(clippy::unnecessary_cast)]
@@ -1427,15 +1428,23 @@ fn compare_found(
             .saturating_mul(1_000_000_000)
             .saturating_add(st.st_mtime_nsec as i64);
         if now != mtime {
-            out.push(changed(format!("mtime {now} ns, was {mtime} ns")));
-            return;
+            // Not the end of the check: damage that also moved the mtime
+            // (a write) must still be reported as content, with whether
+            // every snapshot shares it.
+            mtime_moved = Some(format!("mtime {now} ns, was {mtime} ns"));
         }
     }
+    let before = out.len();
     if let (true, Some(sum)) = (hashes, &e.sha256) {
         let now = rustix::fs::openat(
             dir,
             name,
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+            // Non-blocking: a file swapped for a fifo must not hang the
+            // check (a regular file reads the same either way).
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NONBLOCK,
             rustix::fs::Mode::empty(),
         )
         .map_err(std::io::Error::from)
@@ -1456,6 +1465,11 @@ fn compare_found(
             Ok(_) => out.push(changed("content differs (sha256)".into())),
             Err(err) => out.push(changed(format!("unreadable: {err}"))),
         }
+    }
+    if out.len() == before
+        && let Some(moved) = mtime_moved
+    {
+        out.push(changed(moved));
     }
 }
 

@@ -325,6 +325,9 @@ fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
     // Snapshots are hard links: break the link first so `data/` stays intact.
     let blob = set.join("blob");
     let mut bytes = std::fs::read(&blob).expect("read");
+    let mtime = std::fs::metadata(&blob)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     std::fs::remove_file(&blob).expect("unlink");
     bytes[50_000] ^= 1;
     std::fs::write(&blob, &bytes).expect("flip");
@@ -336,6 +339,12 @@ fn verify_catches_flipped_byte_truncation_deletion_and_corrupt_manifest() {
     std::fs::remove_file(&blob).expect("unlink");
     check("missing blob");
     std::fs::write(&blob, &bytes).expect("restore");
+    // The manifest records the mtime too: a restored copy has it back.
+    std::fs::File::options()
+        .write(true)
+        .open(&blob)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set mtime");
     s.ward().args(["verify"]).arg(&set).run().expect_code(0);
     s.write("backup/snapshots/2026-11-23/new-file", "surprise");
     check("extra new-file");

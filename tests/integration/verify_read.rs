@@ -39,9 +39,18 @@ fn flip(set: &Path, files: &[String]) {
     for f in files {
         let path = set.join(f);
         let mut bytes = std::fs::read(&path).expect("read");
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
         let at = bytes.len() / 2;
         bytes[at] ^= 0x20;
         std::fs::write(&path, bytes).expect("write in place");
+        // Bit rot moves no time: only reading the content finds it.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("set mtime back");
     }
 }
 
