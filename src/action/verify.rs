@@ -191,7 +191,7 @@ impl Action for Verify {
                     Depth::Slice { k, n } if read => {
                         let history = set
                             .parent()
-                            .map(|dir| verified::history(dir, n))
+                            .map(|dir| verified::history(dir, n, now.date()))
                             .unwrap_or_default();
                         Some(verified::record(n, history, read_of(Some(k))))
                     }
