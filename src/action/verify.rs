@@ -96,12 +96,28 @@ impl VerifyParams {
     }
 }
 
+/// `text` with its control characters escaped (`\u{1b}`), as the step's
+/// log shows them: the names of files in a set are chosen by whoever wrote
+/// the source, and one with escape sequences must not drive the terminal
+/// that shows the step's failure or `ward verify --status`.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The first few mismatches, for a one-line message.
 fn first_of(mismatches: &[Mismatch]) -> String {
     let first: Vec<String> = mismatches
         .iter()
         .take(5)
-        .map(|m| format!("{} {}", m.kind, m.path))
+        .map(|m| format!("{} {}", m.kind, plain(&m.path)))
         .collect();
     format!(
         "{}{}",
@@ -320,10 +336,10 @@ impl Action for Verify {
             &m.checksum,
             true,
             mismatches.len() as u64,
-            others_failed.then(|| failures.join("; ")),
+            others_failed.then(|| plain(&failures.join("; "))),
         )?;
         if !failures.is_empty() {
-            return Err(ActionError::new(failures.join("; ")));
+            return Err(ActionError::new(plain(&failures.join("; "))));
         }
         let hashed = m
             .entries
