@@ -186,3 +186,34 @@ fn escape_sequences_in_file_names_do_not_reach_the_terminal() {
         "{status:?}"
     );
 }
+
+#[test]
+fn a_manifest_cut_short_after_its_verify_passed_stops_the_snapshot_counting() {
+    let s = Scratch::new();
+    fill(&s, 8);
+    s.write("nightly.yml", &nightly("all"));
+    s.ward()
+        .args(["run", "nightly.yml"])
+        .env("WARD_NOW", "2026-11-23T02:00:00")
+        .run()
+        .expect_code(0);
+    let status = |s: &Scratch| {
+        s.ward()
+            .args(["verify", "--status", "--json", "snaps"])
+            .run()
+            .expect_code(0)
+            .json()["snapshots"][0]["verified"]
+            .clone()
+    };
+    assert_eq!(status(&s), true);
+    // The manifest loses its last bytes (a disk error, a bad copy): the set
+    // can no longer be checked, and its old good marker must not count.
+    let path = s.path().join("snaps/.2026-11-23.manifest.json");
+    let bytes = std::fs::read(&path).expect("manifest");
+    std::fs::write(&path, &bytes[..bytes.len() - 40]).expect("cut");
+    assert_eq!(status(&s), false);
+    s.ward()
+        .args(["verify", "snaps/2026-11-23"])
+        .run()
+        .expect_code(1);
+}
