@@ -2,6 +2,8 @@
 //! rolling slice of its content, optionally spot-check it against the live
 //! source, and record the result in the set's verified marker.
 
+use std::path::Path;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +168,34 @@ impl Action for Verify {
         let set = std::fs::canonicalize(&given).map_err(|e| {
             ActionError::new(format!("cannot open backup set {}: {e}", given.display()))
         })?;
+        // A link (`latest`) names a snapshot of its own folder, as
+        // `snapshot.hardlink` makes it. One pointed at a folder elsewhere
+        // that is no snapshot (by whoever can write the link's folder)
+        // would have this step write a failed marker beside any folder.
+        if p.manifest.is_none()
+            && manifest::located(&set).is_none()
+            && std::fs::symlink_metadata(&given).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            let home = given
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                })
+                .and_then(|p| std::fs::canonicalize(p).ok());
+            if home.as_deref() != set.parent() {
+                return Err(ActionError::new(format!(
+                    "{} is a link to {}, outside its own folder, which has no manifest: a \
+                     snapshots folder's link names one of its snapshots; nothing was \
+                     verified or recorded",
+                    given.display(),
+                    set.display()
+                )));
+            }
+        }
         let previous =
             verified::path(&set).and_then(|marker| verified::read(&marker).ok().flatten());
         let set_name = set

@@ -217,3 +217,37 @@ fn a_manifest_cut_short_after_its_verify_passed_stops_the_snapshot_counting() {
         .run()
         .expect_code(1);
 }
+
+#[test]
+fn a_latest_link_pointed_outside_its_folder_is_refused_and_nothing_is_written_there() {
+    let s = Scratch::new();
+    fill(&s, 4);
+    s.write("nightly.yml", &nightly("all"));
+    s.ward()
+        .args(["run", "nightly.yml"])
+        .env("WARD_NOW", "2026-11-23T02:00:00")
+        .run()
+        .expect_code(0);
+    // Someone who can write the snapshots folder points `latest` at a
+    // folder elsewhere.
+    std::fs::create_dir_all(s.path().join("victim/conf")).expect("victim");
+    let latest = s.path().join("snaps/latest");
+    std::fs::remove_file(&latest).expect("rm latest");
+    std::os::unix::fs::symlink(s.path().join("victim/conf"), &latest).expect("link");
+    s.write(
+        "check.yml",
+        "ward: 1\nname: check\nsteps:\n  - id: verify\n    action: verify\n    \
+         with: { path: snaps/latest }\n",
+    );
+    let run = s.ward().args(["run", "check.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr.contains("outside its own folder"),
+        "{}",
+        run.stderr
+    );
+    assert!(!s.path().join("victim/.conf.verified").exists());
+    // A link to a snapshot of its own folder is verified as before.
+    std::fs::remove_file(&latest).expect("rm latest");
+    std::os::unix::fs::symlink("2026-11-23", &latest).expect("link");
+    s.ward().args(["run", "check.yml"]).run().expect_code(0);
+}
