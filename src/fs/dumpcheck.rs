@@ -692,8 +692,25 @@ pub fn check_file(
     expected: &Expected,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<DumpCheck, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display().to_string();
-    let outcome = match std::fs::File::open(path) {
+    // A regular file only, opened without waiting: a FIFO or a device
+    // (`/dev/zero`) given or linked here must not hang the check.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .and_then(|f| {
+            if f.metadata()?.is_file() {
+                Ok(f)
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file",
+                ))
+            }
+        });
+    let outcome = match opened {
         Ok(f) => check_reader(f, expected, cancelled, &mut |_| {})?,
         Err(e) => unreadable(e.to_string()),
     };
@@ -1048,6 +1065,27 @@ mod tests {
             (e.file_bytes, e.raw_bytes, e.databases),
             (Some(10), Some(20), vec!["a".to_owned()])
         );
+    }
+
+    #[test]
+    fn a_dump_given_as_a_fifo_or_device_is_unreadable_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("all.sql.gz");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            let c = check_file(path, &Expected::default(), &|| false).expect("checked");
+            assert!(
+                matches!(&c.outcome, Outcome::Damaged(d) if d.problem == Problem::Unreadable),
+                "{c}"
+            );
+        }
     }
 
     #[test]
