@@ -2,6 +2,8 @@
 //! rolling slice of its content, optionally spot-check it against the live
 //! source, and record the result in the set's verified marker.
 
+use std::path::Path;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -96,12 +98,28 @@ impl VerifyParams {
     }
 }
 
+/// `text` with its control characters escaped (`\u{1b}`), as the step's
+/// log shows them: the names of files in a set are chosen by whoever wrote
+/// the source, and one with escape sequences must not drive the terminal
+/// that shows the step's failure or `ward verify --status`.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The first few mismatches, for a one-line message.
 fn first_of(mismatches: &[Mismatch]) -> String {
     let first: Vec<String> = mismatches
         .iter()
         .take(5)
-        .map(|m| format!("{} {}", m.kind, m.path))
+        .map(|m| format!("{} {}", m.kind, plain(&m.path)))
         .collect();
     format!(
         "{}{}",
@@ -150,6 +168,34 @@ impl Action for Verify {
         let set = std::fs::canonicalize(&given).map_err(|e| {
             ActionError::new(format!("cannot open backup set {}: {e}", given.display()))
         })?;
+        // A link (`latest`) names a snapshot of its own folder, as
+        // `snapshot.hardlink` makes it. One pointed at a folder elsewhere
+        // that is no snapshot (by whoever can write the link's folder)
+        // would have this step write a failed marker beside any folder.
+        if p.manifest.is_none()
+            && manifest::located(&set).is_none()
+            && std::fs::symlink_metadata(&given).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            let home = given
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                })
+                .and_then(|p| std::fs::canonicalize(p).ok());
+            if home.as_deref() != set.parent() {
+                return Err(ActionError::new(format!(
+                    "{} is a link to {}, outside its own folder, which has no manifest: a \
+                     snapshots folder's link names one of its snapshots; nothing was \
+                     verified or recorded",
+                    given.display(),
+                    set.display()
+                )));
+            }
+        }
         let previous =
             verified::path(&set).and_then(|marker| verified::read(&marker).ok().flatten());
         let set_name = set
@@ -191,7 +237,7 @@ impl Action for Verify {
                     Depth::Slice { k, n } if read => {
                         let history = set
                             .parent()
-                            .map(|dir| verified::history(dir, n))
+                            .map(|dir| verified::history(dir, n, now.date()))
                             .unwrap_or_default();
                         Some(verified::record(n, history, read_of(Some(k))))
                     }
@@ -320,10 +366,10 @@ impl Action for Verify {
             &m.checksum,
             true,
             mismatches.len() as u64,
-            others_failed.then(|| failures.join("; ")),
+            others_failed.then(|| plain(&failures.join("; "))),
         )?;
         if !failures.is_empty() {
-            return Err(ActionError::new(failures.join("; ")));
+            return Err(ActionError::new(plain(&failures.join("; "))));
         }
         let hashed = m
             .entries

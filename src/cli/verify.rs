@@ -123,17 +123,23 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
             }
         )?;
         if !dumps.is_empty() {
-            writeln!(out, "ok: {}", crate::fs::dumpcheck::summary(&dumps))?;
+            writeln!(out, "ok: {}", plain(&crate::fs::dumpcheck::summary(&dumps)))?;
         }
     } else {
         for mm in &mismatches {
-            writeln!(out, "{:<9} {}  ({})", mm.kind, mm.path, mm.detail)?;
+            writeln!(
+                out,
+                "{:<9} {}  ({})",
+                mm.kind,
+                plain(&mm.path),
+                plain(&mm.detail)
+            )?;
         }
         if mismatches.iter().any(|m| m.shared) {
             writeln!(out, "{}.", verified::SHARED_NOTE)?;
         }
         if let Some(msg) = &damaged {
-            writeln!(out, "{}: {msg}", Style::stdout().error("damaged"))?;
+            writeln!(out, "{}: {}", Style::stdout().error("damaged"), plain(msg))?;
         }
         writeln!(
             out,
@@ -146,6 +152,15 @@ pub(super) fn verify(args: &VerifyArgs) -> Result<i32, WardError> {
     }
     out.flush()?;
     Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+/// `text` for a terminal: names of files in a backup set are chosen by
+/// whoever wrote the source, and a name (or a marker's text that quotes
+/// it) with escape sequences must not drive the operator's terminal.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// A marker's local time (`YYYY-MM-DDTHH:MM:SS`) as RFC 3339, as the other
@@ -191,9 +206,14 @@ fn marker_json(m: &Marker) -> serde_json::Value {
 /// One line of what a read found.
 fn found_text(r: &Read1) -> String {
     if r.ok {
-        format!("{}  ok  (on {})", r.at, r.set)
+        format!("{}  ok  (on {})", plain(&r.at), plain(&r.set))
     } else {
-        format!("{}  {} problem(s)  (on {})", r.at, r.problems, r.set)
+        format!(
+            "{}  {} problem(s)  (on {})",
+            plain(&r.at),
+            r.problems,
+            plain(&r.set)
+        )
     }
 }
 
@@ -264,11 +284,11 @@ fn status(args: &VerifyArgs) -> Result<i32, WardError> {
             shown
         };
         let level = m.as_ref().map_or(String::new(), |m| match &m.slice {
-            Some(slice) => format!("{} {slice}", m.level),
-            None => m.level.clone(),
+            Some(slice) => plain(&format!("{} {slice}", m.level)),
+            None => plain(&m.level),
         });
-        let when = m.as_ref().map_or("", |m| m.at.as_str());
-        writeln!(out, "{:<20} {shown} {level:<13} {when}", s.name)?;
+        let when = m.as_ref().map_or(String::new(), |m| plain(&m.at));
+        writeln!(out, "{:<20} {shown} {level:<13} {when}", plain(&s.name))?;
         if state == "stale" {
             writeln!(
                 out,
@@ -276,12 +296,12 @@ fn status(args: &VerifyArgs) -> Result<i32, WardError> {
             )?;
         }
         if let Some(e) = unreadable {
-            writeln!(out, "    {e}")?;
+            writeln!(out, "    {}", plain(e))?;
         }
         let Some(m) = m else { continue };
         if !m.ok {
             match &m.error {
-                Some(e) => writeln!(out, "    {e}")?,
+                Some(e) => writeln!(out, "    {}", plain(e))?,
                 None => writeln!(out, "    {} problem(s)", m.problems)?,
             }
         }

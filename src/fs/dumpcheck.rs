@@ -30,7 +30,6 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -634,19 +633,55 @@ fn quote(line: &str) -> String {
 /// Opens `rel` below `root` for reading: a regular file only (a FIFO put
 /// in its place must not hang the check), no symlink followed.
 fn open_below(root: &Path, rel: &[u8]) -> Result<std::fs::File, String> {
+    open_file_below(root, rel).map_err(|e| e.to_string())
+}
+
+/// Opens the regular file `rel` below the folder `root` for reading,
+/// following no symlink: neither a folder on the way (each is opened by
+/// name with `O_NOFOLLOW`, so a folder swapped for a symlink by whoever
+/// can write the tree leads nowhere else) nor the file itself. Opened
+/// `O_NONBLOCK`: a FIFO put in the file's place must not hang the reader;
+/// anything but a regular file is refused (`InvalidInput`; a symlink is
+/// `ELOOP`). A name that is gone is `NotFound`.
+pub(super) fn open_file_below(root: &Path, rel: &[u8]) -> std::io::Result<std::fs::File> {
     use rustix::fs::{FileType, Mode, OFlags};
-    let dir = super::tree::open_dir(root).map_err(|e| e.to_string())?;
-    let place = super::tree::at(dir.as_fd(), rel).map_err(|e| e.to_string())?;
-    let fd = rustix::fs::openat(
-        place.dir(),
-        place.name(),
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+    let io = |e: rustix::io::Errno| std::io::Error::from_raw_os_error(e.raw_os_error());
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let mut dir = rustix::fs::openat(
+        rustix::fs::CWD,
+        root,
+        dir_flags - OFlags::NOFOLLOW,
         Mode::empty(),
     )
-    .map_err(|e| e.to_string())?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| e.to_string())?;
+    .map_err(io)?;
+    let parts: Vec<&[u8]> = rel
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let Some((name, folders)) = parts.split_last() else {
+        return Err(std::io::Error::other("an empty path"));
+    };
+    for part in folders.iter().chain(std::iter::once(name)) {
+        if *part == b".." {
+            return Err(std::io::Error::other("a path with `..`"));
+        }
+    }
+    for part in folders {
+        dir = rustix::fs::openat(&dir, *part, dir_flags, Mode::empty()).map_err(io)?;
+    }
+    let fd = rustix::fs::openat(
+        &dir,
+        *name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(io)?;
+    let st = rustix::fs::fstat(&fd).map_err(io)?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err("not a regular file".into());
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     Ok(std::fs::File::from(fd))
 }
@@ -657,8 +692,25 @@ pub fn check_file(
     expected: &Expected,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<DumpCheck, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display().to_string();
-    let outcome = match std::fs::File::open(path) {
+    // A regular file only, opened without waiting: a FIFO or a device
+    // (`/dev/zero`) given or linked here must not hang the check.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .and_then(|f| {
+            if f.metadata()?.is_file() {
+                Ok(f)
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file",
+                ))
+            }
+        });
+    let outcome = match opened {
         Ok(f) => check_reader(f, expected, cancelled, &mut |_| {})?,
         Err(e) => unreadable(e.to_string()),
     };
@@ -1013,6 +1065,27 @@ mod tests {
             (e.file_bytes, e.raw_bytes, e.databases),
             (Some(10), Some(20), vec!["a".to_owned()])
         );
+    }
+
+    #[test]
+    fn a_dump_given_as_a_fifo_or_device_is_unreadable_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("all.sql.gz");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            let c = check_file(path, &Expected::default(), &|| false).expect("checked");
+            assert!(
+                matches!(&c.outcome, Outcome::Damaged(d) if d.problem == Problem::Unreadable),
+                "{c}"
+            );
+        }
     }
 
     #[test]

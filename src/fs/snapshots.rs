@@ -19,10 +19,16 @@ pub fn marker_path(set: &std::path::Path) -> Option<std::path::PathBuf> {
 /// True if the last verify of `set` passed, and was of the manifest beside
 /// it when that manifest's checksum can be read from its tail (cheap: no
 /// parse of a 100,000-entry manifest per snapshot listed). A marker written
-/// before a manifest was replaced no longer counts.
+/// before a manifest was replaced no longer counts, nor does one beside a
+/// manifest whose checksum cannot be read (cut short or damaged since the
+/// verify: ward writes the checksum as its last field): with no checksum
+/// to compare, any passed marker would count.
 pub fn last_verify_passed(set: &Path) -> bool {
-    let sum = manifest::located(set).and_then(|m| manifest::recorded_checksum(&m));
-    super::verified::passed(set, sum.as_deref())
+    match manifest::located(set) {
+        Some(m) => manifest::recorded_checksum(&m)
+            .is_some_and(|sum| super::verified::passed(set, Some(&sum))),
+        None => super::verified::passed(set, None),
+    }
 }
 
 /// `NAME` for the first snapshot of a name, `NAME.2`, `NAME.3`, ... for

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::FsError;
-use super::manifest::{Manifest, ManifestEntry, sha256_file};
+use super::manifest::{Manifest, ManifestEntry};
 
 /// The sample and the tolerances.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,6 +105,41 @@ fn list_source(src: &Path) -> Result<Vec<SrcFile>, FsError> {
         }
     }
     Ok(out)
+}
+
+/// sha256 of the regular file `rel` below `root`, no symlink followed, a
+/// FIFO refused without waiting (see [`super::dumpcheck::open_file_below`]).
+fn sha256_below(root: &Path, rel: &[u8]) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = super::dumpcheck::open_file_below(root, rel)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// True if a source file's read failed because it is no longer a
+/// regular file reached without a symlink (removed, or replaced since it
+/// was listed).
+fn replaced(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::NotFound
+        || err.kind() == std::io::ErrorKind::InvalidInput
+        || err.raw_os_error().is_some_and(|c| {
+            c == rustix::io::Errno::LOOP.raw_os_error()
+                || c == rustix::io::Errno::NOTDIR.raw_os_error()
+        })
 }
 
 /// Percent of `part` in `whole` (0 for an empty whole).
@@ -218,19 +253,29 @@ pub fn check(
                 e.size.unwrap_or(0)
             ))
         } else {
-            let src_sum = sha256_file(&super::tree::join(src, &f.rel)).map_err(|err| {
-                FsError::new(format!(
-                    "spot check: cannot read {} of the source: {err}",
-                    shown
-                ))
-            })?;
+            // The source is live and others write it: a file removed since
+            // it was listed, or replaced by a symlink, a FIFO or a folder,
+            // changed since the snapshot (not a failure, and not read).
+            let src_sum = match sha256_below(src, &f.rel) {
+                Ok(sum) => sum,
+                Err(err) if replaced(&err) => {
+                    report.changed_since += 1;
+                    continue;
+                }
+                Err(err) => {
+                    return Err(FsError::new(format!(
+                        "spot check: cannot read {} of the source: {err}",
+                        shown
+                    )));
+                }
+            };
             let holder = match (&base, e.in_base) {
                 (Some(b), true) => b.as_path(),
                 _ => set,
             };
             let set_sum = match &e.sha256 {
                 Some(sum) => Ok(sum.clone()),
-                None => sha256_file(&super::tree::join(holder, &f.rel)),
+                None => sha256_below(holder, &f.rel),
             };
             match set_sum {
                 Ok(sum) if sum == src_sum => None,
@@ -278,6 +323,46 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_file_replaced_since_it_was_listed_is_not_read_and_does_not_hang() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("d")).expect("src");
+        std::fs::write(src.join("d/f"), b"data").expect("f");
+        assert_eq!(
+            sha256_below(&src, b"d/f").expect("read"),
+            super::super::manifest::sha256_file(&src.join("d/f")).expect("sum")
+        );
+        // A FIFO in its place: refused at once, not waited on.
+        std::fs::remove_file(src.join("d/f")).expect("rm");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            src.join("d/f").as_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        let e = sha256_below(&src, b"d/f").expect_err("fifo");
+        assert!(replaced(&e), "{e}");
+        // A symlink to a file elsewhere, or a folder on the way swapped
+        // for a symlink: not followed.
+        std::fs::write(dir.path().join("secret"), b"s").expect("secret");
+        std::fs::remove_file(src.join("d/f")).expect("rm");
+        std::os::unix::fs::symlink(dir.path().join("secret"), src.join("d/f")).expect("sym");
+        let e = sha256_below(&src, b"d/f").expect_err("symlink");
+        assert!(replaced(&e), "{e}");
+        std::fs::create_dir(dir.path().join("elsewhere")).expect("elsewhere");
+        std::fs::write(dir.path().join("elsewhere/f"), b"data").expect("f");
+        std::fs::remove_dir_all(src.join("d")).expect("rm d");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), src.join("d")).expect("sym");
+        let e = sha256_below(&src, b"d/f").expect_err("folder symlink");
+        assert!(replaced(&e), "{e}");
+        // Gone.
+        let e = sha256_below(&src, b"gone/f").expect_err("gone");
+        assert!(replaced(&e), "{e}");
+    }
 
     #[test]
     fn percent_of_nothing_is_zero() {

@@ -236,6 +236,35 @@ pub fn read(marker: &Path) -> Result<Option<Marker>, FsError> {
     if rustix::fs::FileType::from_raw_mode(st.st_mode as _) != rustix::fs::FileType::RegularFile {
         return Err(cannot(&"not a regular file"));
     }
+    // A marker makes a snapshot count for `rotate` and steers the rolling
+    // read-back: one planted by another user who can write the folder (a
+    // group-writable snapshots folder), or one others can rewrite, is not
+    // ward's word.
+    let folder_owner = marker
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .and_then(|d| rustix::fs::stat(d).ok())
+        .map(|d| d.st_uid);
+    let me = rustix::process::geteuid().as_raw();
+    if st.st_uid != me && st.st_uid != 0 && Some(st.st_uid) != folder_owner {
+        return Err(cannot(&format_args!(
+            "it belongs to user {}, neither ward's user ({me}), root nor the folder's owner: \
+             not trusted",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(cannot(&format_args!(
+            "others can write it (mode {:o}): not trusted",
+            st.st_mode & 0o7777
+        )));
+    }
     if st.st_size as u64 > MAX_BYTES {
         return Err(cannot(&format_args!(
             "{} bytes, more than a marker holds ({MAX_BYTES})",
@@ -302,8 +331,9 @@ pub fn passed(set: &Path, manifest_checksum: Option<&str>) -> bool {
 /// The history of the rolling read-back of `n` slices in the snapshots
 /// folder `dir`: per slice, its latest read over every marker there
 /// (unreadable markers are left out: they only make a slice look older,
-/// so it is read sooner).
-pub fn history(dir: &Path, n: u32) -> Vec<Read1> {
+/// so it is read sooner; so are reads dated after `today`, see
+/// [`choose_slice`]).
+pub fn history(dir: &Path, n: u32, today: chrono::NaiveDate) -> Vec<Read1> {
     let mut last: Vec<Option<Read1>> = vec![None; n as usize];
     let Ok(items) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -324,6 +354,9 @@ pub fn history(dir: &Path, n: u32) -> Vec<Read1> {
             let Some(k) = r.slice.filter(|k| (1..=n).contains(k)) else {
                 continue;
             };
+            if !believable(&r.at, today) {
+                continue;
+            }
             let cell = &mut last[(k - 1) as usize];
             if cell.as_ref().is_none_or(|c| c.at < r.at) {
                 *cell = Some(r);
@@ -331,6 +364,14 @@ pub fn history(dir: &Path, n: u32) -> Vec<Read1> {
         }
     }
     last.into_iter().flatten().collect()
+}
+
+/// True if `at` is a time no later than `today`. A read recorded after
+/// today (a clock that was once set ahead, or a time that is no time in a
+/// marker) is no read: it would stay the newest for years, and its slice
+/// would never be read again.
+fn believable(at: &str, today: chrono::NaiveDate) -> bool {
+    chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S").is_ok_and(|t| t.date() <= today)
 }
 
 /// Which slice of `n` to read tonight.
@@ -354,7 +395,7 @@ pub fn choose_slice(n: u32, history: &[Read1], today: chrono::NaiveDate) -> u32 
     let last_read = |k: u32| {
         history
             .iter()
-            .filter(|r| r.slice == Some(k))
+            .filter(|r| r.slice == Some(k) && believable(&r.at, today))
             .map(|r| r.at.as_str())
             .max()
             .unwrap_or("")
@@ -384,7 +425,10 @@ pub fn depth_for(share: ReadShare, set: &std::path::Path, today: chrono::NaiveDa
         ReadShare::None => Depth::Structure,
         ReadShare::All => Depth::Full,
         ReadShare::Share(n) => {
-            let history = set.parent().map(|dir| history(dir, n)).unwrap_or_default();
+            let history = set
+                .parent()
+                .map(|dir| history(dir, n, today))
+                .unwrap_or_default();
             Depth::Slice {
                 k: choose_slice(n, &history, today),
                 n,
@@ -459,6 +503,64 @@ mod tests {
                 .and_then(|r| r.slice),
             Some(k)
         );
+    }
+
+    #[test]
+    fn a_read_dated_after_today_or_not_a_time_does_not_keep_its_slice_from_being_read() {
+        let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+        // Slice 3 was read by a clock set years ahead, slice 5 carries a
+        // forged time; the others were read on the nights before.
+        let mut history: Vec<Read1> = [1, 2, 4, 6, 7]
+            .iter()
+            .map(|&k| at(k, &format!("2026-11-{:02}T02:00:00", k + 1)))
+            .collect();
+        history.push(at(3, "2031-01-01T02:00:00"));
+        history.push(at(5, "zzzz"));
+        let mut read = Vec::new();
+        for d in 10..12 {
+            let k = choose_slice(7, &history, day(d));
+            read.push(k);
+            history = record(7, history, at(k, &format!("2026-11-{d:02}T02:00:00"))).last;
+        }
+        read.sort_unstable();
+        assert_eq!(read, [3, 5]);
+    }
+
+    #[test]
+    fn a_marker_of_another_user_or_that_others_can_write_does_not_count() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = dir.path().join("2026-11-23");
+        let good = Marker {
+            format: FORMAT.to_owned(),
+            at: "2026-11-23T02:00:00".to_owned(),
+            run_id: "r".to_owned(),
+            manifest_checksum: "c".to_owned(),
+            level: "full".to_owned(),
+            slice: None,
+            ok: true,
+            problems: 0,
+            error: None,
+            slices: None,
+            full: None,
+        };
+        write(&set, &good).expect("write");
+        let marker = path(&set).expect("path");
+        assert!(passed(&set, Some("c")));
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(read(&marker).is_err() && !passed(&set, Some("c")));
+        std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(passed(&set, Some("c")));
+        // Planted by another user (only root can give a file away).
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&marker, Some(54321), None).expect("chown");
+            let e = read(&marker).expect_err("another user's");
+            assert!(e.to_string().contains("user 54321"), "{e}");
+            assert!(!passed(&set, Some("c")));
+            // The folder's owner is trusted: it can write the folder anyway.
+            std::os::unix::fs::chown(dir.path(), Some(54321), None).expect("chown");
+            assert!(passed(&set, Some("c")));
+        }
     }
 
     #[test]

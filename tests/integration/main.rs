@@ -35,6 +35,7 @@ mod progress;
 mod prune;
 mod quickstart;
 mod read_commands;
+mod redteam16;
 mod rehearse;
 mod report;
 mod reporting;

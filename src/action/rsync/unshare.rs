@@ -400,17 +400,33 @@ fn copy_file(
     temp: &CString,
     st: &rustix::fs::Stat,
 ) -> Result<(u64, bool), Why> {
+    // NONBLOCK: a name swapped for a FIFO since it was looked at must not
+    // hang the copy in `open` (the check of the inode below refuses it).
     let from = rustix::fs::openat(
         dir,
         leaf,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
     )
     .map_err(|e| ("open", e))?;
     // The file read is the one looked at (nothing else writes `dest`, but
     // a swapped name would copy another file's data under this one).
     let now = rustix::fs::fstat(&from).map_err(|e| ("read", e))?;
-    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
+    // Not the inode number alone: a name removed and made anew (a FIFO put
+    // in the file's place) may get the freed number back at once.
+    let id = |s: &rustix::fs::Stat| {
+        (
+            s.st_dev,
+            s.st_ino,
+            s.st_mode,
+            s.st_size,
+            s.st_mtime,
+            s.st_mtime_nsec,
+            s.st_ctime,
+            s.st_ctime_nsec,
+        )
+    };
+    if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile || id(&now) != id(st) {
         return Err(("the name changed meanwhile", Errno::STALE));
     }
     let to = rustix::fs::openat(
@@ -649,6 +665,48 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("ward-unshare"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_name_swapped_for_a_fifo_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        std::fs::write(d.join("f"), b"data").expect("f");
+        let st = rustix::fs::stat(d.join("f")).expect("stat");
+        // Between the look and the copy, someone who can write `dest` puts
+        // a FIFO in the file's place: the copy must not wait for a writer.
+        std::fs::remove_file(d.join("f")).expect("rm");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("f").as_path(),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = d.clone();
+        std::thread::spawn(move || {
+            let fd = rustix::fs::open(&at, dir_flags(), Mode::empty()).expect("dir");
+            let r = copy_file(
+                fd.as_fd(),
+                &CString::new("f").expect("name"),
+                &CString::new("t").expect("temp"),
+                &st,
+            );
+            let _ = tx.send(r.map_err(|(w, e)| format!("{w}: {e}")));
+        });
+        let result = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(r) => r,
+            Err(_) => {
+                // Unblock the stuck open before failing.
+                let _ = std::fs::OpenOptions::new().write(true).open(d.join("f"));
+                panic!("copy_file hangs on a FIFO");
+            }
+        };
+        let err = result.expect_err("a FIFO is not the file looked at");
+        assert!(err.contains("changed meanwhile"), "{err}");
+        assert!(!d.join("t").exists());
     }
 
     #[test]
