@@ -496,9 +496,10 @@ fn previous_hashes(
             ));
         }
     };
-    let me = rustix::process::geteuid().as_raw();
     match std::fs::symlink_metadata(&found.path) {
-        Ok(meta) if (meta.uid() == me || meta.uid() == 0) && meta.mode() & 0o022 == 0 => {}
+        Ok(meta)
+            if crate::fs::trust::owned_by_us(meta.uid())
+                && !crate::fs::trust::writable_by_others(meta.mode()) => {}
         Ok(_) => {
             return none(format!(
                 "the manifest {} is not ward's own (another owner, or others may write it)",

@@ -19,14 +19,6 @@ pub struct Marker {
     pub started: String,
 }
 
-/// The folder a marker path is in (`.` for a bare name).
-fn folder_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
 /// Refuses a marker path in a folder another user could write (they could
 /// plant or remove it): every folder on the way must be safe by
 /// [`crate::fs::trust::resolve`]'s rule, and the marker's folder itself
@@ -34,7 +26,7 @@ fn folder_of(path: &Path) -> &Path {
 /// group or others (a sticky shared folder is not enough: others could
 /// plant a marker in it).
 pub fn trusted_marker_folder(path: &Path) -> Result<(), String> {
-    use crate::fs::trust::{Untrusted, owned_by_us, resolve, writable_by_others};
+    use crate::fs::trust::{Untrusted, folder_of, owned_by_us, resolve, writable_by_others};
     use std::os::unix::fs::MetadataExt;
     let dir = folder_of(path);
     let real = resolve(dir, false).map_err(|why| match why {
@@ -188,7 +180,7 @@ pub fn blocking(path: &Path) -> Result<Option<(String, Option<String>)>, String>
     // Missing only counts as absent when nobody else could have removed
     // it: the way to it is checked first.
     if let Err(crate::fs::trust::Untrusted::Missing { .. }) =
-        crate::fs::trust::resolve(folder_of(path), false)
+        crate::fs::trust::resolve(crate::fs::trust::folder_of(path), false)
     {
         return Ok(None);
     }

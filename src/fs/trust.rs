@@ -94,6 +94,14 @@ pub fn sticky(mode: u32) -> bool {
     mode & 0o1000 != 0
 }
 
+/// The folder `path` is in (`.` for a bare name).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Follows `dir` component by component from `/` and checks every folder
 /// passed through before the last one (and every link) by the rule above;
 /// returns the real path of `dir`, which the caller checks itself. With

@@ -240,26 +240,18 @@ pub fn read(marker: &Path) -> Result<Option<Marker>, FsError> {
     // read-back: one planted by another user who can write the folder (a
     // group-writable snapshots folder), or one others can rewrite, is not
     // ward's word.
-    let folder_owner = marker
-        .parent()
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
-            }
-        })
-        .and_then(|d| rustix::fs::stat(d).ok())
+    let folder_owner = rustix::fs::stat(super::trust::folder_of(marker))
+        .ok()
         .map(|d| d.st_uid);
-    let me = rustix::process::geteuid().as_raw();
-    if st.st_uid != me && st.st_uid != 0 && Some(st.st_uid) != folder_owner {
+    if !super::trust::owned_by_us(st.st_uid) && Some(st.st_uid) != folder_owner {
         return Err(cannot(&format_args!(
-            "it belongs to user {}, neither ward's user ({me}), root nor the folder's owner: \
+            "it belongs to user {}, neither ward's user ({}), root nor the folder's owner: \
              not trusted",
-            st.st_uid
+            st.st_uid,
+            rustix::process::geteuid().as_raw()
         )));
     }
-    if st.st_mode & 0o022 != 0 {
+    if super::trust::writable_by_others(st.st_mode) {
         return Err(cannot(&format_args!(
             "others can write it (mode {:o}): not trusted",
             st.st_mode & 0o7777
@@ -526,12 +518,9 @@ mod tests {
         assert_eq!(read, [3, 5]);
     }
 
-    #[test]
-    fn a_marker_of_another_user_or_that_others_can_write_does_not_count() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let set = dir.path().join("2026-11-23");
-        let good = Marker {
+    /// A full read that passed, of manifest `c`.
+    fn passed_full() -> Marker {
+        Marker {
             format: FORMAT.to_owned(),
             at: "2026-11-23T02:00:00".to_owned(),
             run_id: "r".to_owned(),
@@ -543,7 +532,15 @@ mod tests {
             error: None,
             slices: None,
             full: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_marker_of_another_user_or_that_others_can_write_does_not_count() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = dir.path().join("2026-11-23");
+        let good = passed_full();
         write(&set, &good).expect("write");
         let marker = path(&set).expect("path");
         assert!(passed(&set, Some("c")));
@@ -579,19 +576,7 @@ mod tests {
     fn a_marker_is_not_followed_through_a_symlink_nor_read_when_huge() {
         let dir = tempfile::tempdir().expect("tempdir");
         let set = dir.path().join("2026-11-23");
-        let good = Marker {
-            format: FORMAT.to_owned(),
-            at: "2026-11-23T02:00:00".to_owned(),
-            run_id: "r".to_owned(),
-            manifest_checksum: "c".to_owned(),
-            level: "full".to_owned(),
-            slice: None,
-            ok: true,
-            problems: 0,
-            error: None,
-            slices: None,
-            full: None,
-        };
+        let good = passed_full();
         write(&set, &good).expect("write");
         let marker = path(&set).expect("path");
         assert_eq!(read(&marker).expect("read"), Some(good.clone()));
