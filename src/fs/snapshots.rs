@@ -31,6 +31,14 @@ pub fn last_verify_passed(set: &Path) -> bool {
     }
 }
 
+/// True if the last verify of `set`, of the manifest beside it (as in
+/// [`last_verify_passed`]), recorded a failure. Only explains a snapshot
+/// that does not count: false whenever the marker cannot be read.
+pub fn last_verify_failed(set: &Path) -> bool {
+    let sum = manifest::located(set).and_then(|m| manifest::recorded_checksum(&m));
+    super::verified::failed(set, sum.as_deref())
+}
+
 /// `NAME` for the first snapshot of a name, `NAME.2`, `NAME.3`, ... for
 /// the later ones (a second run on the same day).
 pub fn with_suffix(name: &str, k: u32) -> String {
@@ -124,6 +132,9 @@ pub struct Snapshot {
     /// Its last verify passed (a marker that records a failure, is of
     /// another manifest or cannot be read does not count).
     pub verified: bool,
+    /// Its last verify, of the manifest beside it, recorded a failure
+    /// (only to explain why it does not count).
+    pub verify_failed: bool,
     /// For incremental snapshots: the base it needs.
     pub base: Option<String>,
 }
@@ -230,6 +241,7 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, FsError> {
             // manifest or marker cannot cost a backup.
             complete: manifest::present(&path),
             verified: last_verify_passed(&path),
+            verify_failed: last_verify_failed(&path),
             base,
             name,
             time,

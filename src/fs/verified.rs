@@ -320,6 +320,18 @@ pub fn passed(set: &Path, manifest_checksum: Option<&str>) -> bool {
     }
 }
 
+/// True if the last verify of `set` recorded a failure and was of the
+/// manifest whose checksum is `manifest_checksum` (when it is known).
+pub fn failed(set: &Path, manifest_checksum: Option<&str>) -> bool {
+    let Some(marker) = path(set) else {
+        return false;
+    };
+    match read(&marker) {
+        Ok(Some(m)) => !m.ok && manifest_checksum.is_none_or(|sum| sum == m.manifest_checksum),
+        _ => false,
+    }
+}
+
 /// The history of the rolling read-back of `n` slices in the snapshots
 /// folder `dir`: per slice, its latest read over every marker there
 /// (unreadable markers are left out: they only make a slice look older,

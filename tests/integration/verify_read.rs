@@ -316,7 +316,7 @@ fn rotate_never_counts_a_snapshot_whose_last_verify_failed() {
             .any(|l| l.starts_with("2026-11-01") && l.contains("keep") && l.contains("min_keep 2"))
             && log.lines().any(|l| l.starts_with("2026-11-02")
                 && l.contains("keep*")
-                && l.contains("not counted: not verified")),
+                && l.contains("not counted: its last verify failed")),
         "{log}"
     );
     let status = s

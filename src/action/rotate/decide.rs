@@ -126,6 +126,9 @@ pub enum Reason {
     Incomplete,
     /// Not counted and never deleted: no `verify` has passed on it.
     Unverified,
+    /// Not counted and never deleted: its last `verify` found problems
+    /// (`ward verify --status` shows them).
+    VerifyFailed,
 }
 
 fn as_text<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -145,6 +148,7 @@ impl fmt::Display for Reason {
             Reason::BaseOf { incremental } => write!(f, "base of incremental {incremental}"),
             Reason::Incomplete => f.write_str("not counted: incomplete (no manifest)"),
             Reason::Unverified => f.write_str("not counted: not verified"),
+            Reason::VerifyFailed => f.write_str("not counted: its last verify failed"),
         }
     }
 }
@@ -418,7 +422,9 @@ pub fn select(p: &RotateParams, listing: &Listing, now: NaiveDateTime) -> Select
             // First, so that a table reads why it does not count.
             why.insert(
                 0,
-                if s.complete {
+                if s.complete && s.verify_failed {
+                    Reason::VerifyFailed
+                } else if s.complete {
                     Reason::Unverified
                 } else {
                     Reason::Incomplete
@@ -477,6 +483,7 @@ mod tests {
             time: day.and_hms_opt(2, 0, 0).expect("time"),
             complete: true,
             verified,
+            verify_failed: false,
             base: None,
         }
     }
@@ -602,6 +609,7 @@ mod tests {
                 .expect("t"),
             complete: true,
             verified: true,
+            verify_failed: false,
             base: None,
         });
         // `latest` points at an old one (a restore test left it there).

@@ -153,6 +153,7 @@ mod tests {
                 .expect("t"),
             complete: true,
             verified,
+            verify_failed: false,
             base: None,
         };
         let listing = Listing {
