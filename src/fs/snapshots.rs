@@ -16,27 +16,19 @@ pub fn marker_path(set: &std::path::Path) -> Option<std::path::PathBuf> {
     super::verified::path(set)
 }
 
-/// True if the last verify of `set` passed, and was of the manifest beside
+/// Whether the last verify of `set` passed (`Some(true)`) or recorded a
+/// failure (`Some(false)`), counting only a marker of the manifest beside
 /// it when that manifest's checksum can be read from its tail (cheap: no
 /// parse of a 100,000-entry manifest per snapshot listed). A marker written
 /// before a manifest was replaced no longer counts, nor does one beside a
 /// manifest whose checksum cannot be read (cut short or damaged since the
 /// verify: ward writes the checksum as its last field): with no checksum
-/// to compare, any passed marker would count.
-pub fn last_verify_passed(set: &Path) -> bool {
+/// to compare, any passed marker would count. `None`: no marker counts.
+pub fn last_verify(set: &Path) -> Option<bool> {
     match manifest::located(set) {
-        Some(m) => manifest::recorded_checksum(&m)
-            .is_some_and(|sum| super::verified::passed(set, Some(&sum))),
-        None => super::verified::passed(set, None),
+        Some(m) => super::verified::last_result(set, Some(&manifest::recorded_checksum(&m)?)),
+        None => super::verified::last_result(set, None),
     }
-}
-
-/// True if the last verify of `set`, of the manifest beside it (as in
-/// [`last_verify_passed`]), recorded a failure. Only explains a snapshot
-/// that does not count: false whenever the marker cannot be read.
-pub fn last_verify_failed(set: &Path) -> bool {
-    let sum = manifest::located(set).and_then(|m| manifest::recorded_checksum(&m));
-    super::verified::failed(set, sum.as_deref())
 }
 
 /// `NAME` for the first snapshot of a name, `NAME.2`, `NAME.3`, ... for
@@ -235,13 +227,14 @@ pub fn list(dir: &Path, latest: &str) -> Result<Listing, FsError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(unreadable(&marker, e)),
         };
+        let last = last_verify(&path);
         listing.snapshots.push(Snapshot {
             // Both only ever make a snapshot count less (an incomplete or
             // unverified snapshot is never deleted), so an unreadable
             // manifest or marker cannot cost a backup.
             complete: manifest::present(&path),
-            verified: last_verify_passed(&path),
-            verify_failed: last_verify_failed(&path),
+            verified: last == Some(true),
+            verify_failed: last == Some(false),
             base,
             name,
             time,

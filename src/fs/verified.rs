@@ -311,25 +311,18 @@ pub fn write(set: &Path, m: &Marker) -> Result<(), FsError> {
 /// checksum is `manifest_checksum` (when it is known). A marker that cannot
 /// be read counts as not passed: it only ever makes a snapshot count less.
 pub fn passed(set: &Path, manifest_checksum: Option<&str>) -> bool {
-    let Some(marker) = path(set) else {
-        return false;
-    };
-    match read(&marker) {
-        Ok(Some(m)) => m.ok && manifest_checksum.is_none_or(|sum| sum == m.manifest_checksum),
-        _ => false,
-    }
+    last_result(set, manifest_checksum) == Some(true)
 }
 
-/// True if the last verify of `set` recorded a failure and was of the
-/// manifest whose checksum is `manifest_checksum` (when it is known).
-pub fn failed(set: &Path, manifest_checksum: Option<&str>) -> bool {
-    let Some(marker) = path(set) else {
-        return false;
-    };
-    match read(&marker) {
-        Ok(Some(m)) => !m.ok && manifest_checksum.is_none_or(|sum| sum == m.manifest_checksum),
-        _ => false,
-    }
+/// Whether the last verify of `set` passed (`Some(true)`) or recorded a
+/// failure (`Some(false)`), if it was of the manifest whose checksum is
+/// `manifest_checksum` (when it is known); `None` when there is no such
+/// marker or it cannot be read.
+pub fn last_result(set: &Path, manifest_checksum: Option<&str>) -> Option<bool> {
+    let m = read(&path(set)?).ok()??;
+    manifest_checksum
+        .is_none_or(|sum| sum == m.manifest_checksum)
+        .then_some(m.ok)
 }
 
 /// The history of the rolling read-back of `n` slices in the snapshots
