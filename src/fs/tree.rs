@@ -14,17 +14,20 @@
 //! open while any of its sub-folders waits, which is about one per level
 //! of the path being worked on.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use super::FsError;
+use super::unique::{Here, Names, add_names, whole};
 
 /// What a tree entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -861,14 +864,136 @@ impl Drop for RmLevel<'_> {
 /// is read, each folder as soon as its last sub-folder is gone, the root
 /// last. A missing tree is not an error.
 pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Result<(), FsError> {
+    remove_tree_with(path, threads, cancelled, None)
+}
+
+/// What a [`remove_tree_counted`] freed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// Bytes of the regular files whose last name the removal took
+    /// (apparent sizes, as in [`super::unique`]); None when the tree held
+    /// more entries than the budget, so that the count was given up (the
+    /// tree was removed all the same).
+    pub bytes: Option<u64>,
+}
+
+/// [`remove_tree`] that also counts what the removal frees, in the same
+/// walk: one `statx` of each file just before its unlink. With `budget`,
+/// the count is given up (its memory dropped) once more entries than that
+/// were seen. The count never makes the removal fail: a file whose stat
+/// fails (it vanished) is not counted, and errors are those of
+/// [`remove_tree`].
+///
+/// A file with one name frees its size. For a file with more than one
+/// name, the walk keeps by (device, inode) the highest link count its
+/// names showed and how many of them it unlinked; it frees its size iff
+/// those unlinked names are at least that link count. That holds even
+/// with two workers unlinking two names of one file at once: each worker
+/// stats a name before it unlinks it, so the first stat of a file comes
+/// before any unlink of it by this removal and sees all its names (those
+/// inside the tree and any outside); the highest count keeps that figure.
+/// A file all of whose names are inside is then unlinked as many times as
+/// that count; one with a name outside, fewer times. A name whose stat
+/// showed a link count of 1 was the file's last name: it is counted
+/// alone, and the names unlinked before it were stated with a higher
+/// count, so the file is not counted a second time among the shared ones.
+/// A name that was unlinked but whose stat failed is missing from its
+/// file's names: the figure can only come out lower, never higher.
+pub fn remove_tree_counted(
+    path: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+    budget: Option<u64>,
+) -> Result<Freed, FsError> {
+    let count = Counting {
+        budget,
+        entries: AtomicU64::new(0),
+        alone: AtomicU64::new(0),
+        given_up: AtomicBool::new(false),
+        shared: Mutex::new(HashMap::new()),
+    };
+    remove_tree_with(path, threads, cancelled, Some(&count))?;
+    if count.given_up.load(Ordering::Relaxed) {
+        return Ok(Freed { bytes: None });
+    }
+    let Ok(shared) = count.shared.into_inner() else {
+        // A worker panicked while adding to it (and the walk with it).
+        return Ok(Freed { bytes: None });
+    };
+    Ok(Freed {
+        bytes: Some(count.alone.into_inner() + whole(&shared)),
+    })
+}
+
+/// The count of a [`remove_tree_counted`], shared by its workers.
+struct Counting {
+    budget: Option<u64>,
+    /// Entries listed so far.
+    entries: AtomicU64,
+    /// Bytes of the files unlinked while they had one name.
+    alone: AtomicU64,
+    /// The budget was spent: no more stats, and `shared` was emptied.
+    /// Set with the lock of `shared` held, so that no folder adds to the
+    /// map after it was emptied.
+    given_up: AtomicBool,
+    /// Files with more than one name, merged once per folder.
+    shared: Mutex<Names>,
+}
+
+impl Counting {
+    /// Whether to go on counting (and so to stat files).
+    fn counting(&self) -> bool {
+        !self.given_up.load(Ordering::Relaxed)
+    }
+
+    /// Counts a folder of `listed` entries against the budget; gives the
+    /// count up once it is spent.
+    fn listed(&self, listed: usize) {
+        let seen = self.entries.fetch_add(listed as u64, Ordering::Relaxed) + listed as u64;
+        if self.budget.is_some_and(|b| seen > b) {
+            let mut map = relock(&self.shared);
+            self.given_up.store(true, Ordering::Relaxed);
+            *map = HashMap::new();
+        }
+    }
+
+    /// Adds what one folder's unlinks freed.
+    fn add(&self, alone: u64, here: Here) {
+        self.alone.fetch_add(alone, Ordering::Relaxed);
+        if here.is_empty() {
+            return;
+        }
+        match self.shared.lock() {
+            Ok(mut map) if !self.given_up.load(Ordering::Relaxed) => add_names(&mut map, here),
+            Ok(_) => {}
+            // A poisoned map may miss names: the figure would be too high.
+            Err(_) => self.given_up.store(true, Ordering::Relaxed),
+        }
+    }
+}
+
+/// [`remove_tree`], counting what it frees into `count` if given.
+fn remove_tree_with(
+    path: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+    count: Option<&Counting>,
+) -> Result<(), FsError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
             return Err(FsError::new(format!("cannot read {}: {e}", path.display())));
         }
         Ok(m) if !m.is_dir() => {
-            return std::fs::remove_file(path)
-                .map_err(|e| FsError::new(format!("cannot delete {}: {e}", path.display())));
+            std::fs::remove_file(path)
+                .map_err(|e| FsError::new(format!("cannot delete {}: {e}", path.display())))?;
+            if let Some(c) = count
+                && m.is_file()
+            {
+                // Its one name is gone: freed if it had no other.
+                c.add(if m.nlink() <= 1 { m.len() } else { 0 }, Here::new());
+            }
+            return Ok(());
         }
         Ok(_) => {}
     }
@@ -897,7 +1022,7 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
             failed: Mutex::new(None),
             closer,
         };
-        let walked = remove_walk(path, threads, cancelled, &removal);
+        let walked = remove_walk(path, threads, cancelled, &removal, count);
         // Consuming the removal drops the sender: the closers finish what
         // is queued and end before the scope does.
         (
@@ -916,13 +1041,29 @@ pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Resul
         .map_err(|e| FsError::new(format!("cannot delete folder {}: {e}", path.display())))
 }
 
+/// A regular file `st` whose name was just unlinked: its size if that
+/// was its only name (returned), else a name of it added to `here`.
+// `nlink_t` is narrower than u64 on some targets: the cast is for them.
+#[allow(clippy::unnecessary_cast)]
+fn tally(st: &rustix::fs::Stat, here: &mut Here) -> u64 {
+    let size = st.st_size.max(0) as u64;
+    if st.st_nlink <= 1 {
+        size
+    } else {
+        here.push(((st.st_dev, st.st_ino), st.st_nlink as u64, size));
+        0
+    }
+}
+
 /// The walk of [`remove_tree`]: unlinks the files of each folder and
-/// leaves the folders to [`RmLevel`].
+/// leaves the folders to [`RmLevel`]. With `count`, stats each regular
+/// file just before unlinking it (see [`remove_tree_counted`]).
 fn remove_walk(
     path: &Path,
     threads: usize,
     cancelled: &AtomicBool,
     removal: &Removal<'_>,
+    count: Option<&Counting>,
 ) -> Result<(), FsError> {
     walk(
         threads,
@@ -955,25 +1096,46 @@ fn remove_walk(
             let Some(dir) = level.fd.as_ref() else {
                 return Ok((level, Vec::new()));
             };
+            if let Some(c) = count {
+                c.listed(names.len());
+            }
+            let count = count.filter(|c| c.counting());
             let mut subdirs = Vec::new();
+            let mut here_alone = 0u64;
+            let mut here_shared = Here::new();
             for (name, mut ft) in names {
                 let bytes = name.to_bytes();
+                let mut st = None;
                 if ft == FileType::Unknown {
-                    ft = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
-                        .map(|st| FileType::from_raw_mode(st.st_mode as _))
-                        .map_err(|e| {
-                            removal.abandoned.store(true, Ordering::Relaxed);
-                            io_err("read", &here.join(OsStr::from_bytes(bytes)), e)
-                        })?;
+                    let got = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+                        removal.abandoned.store(true, Ordering::Relaxed);
+                        io_err("read", &here.join(OsStr::from_bytes(bytes)), e)
+                    })?;
+                    ft = FileType::from_raw_mode(got.st_mode as _);
+                    st = Some(got);
                 }
                 if ft == FileType::Directory {
                     subdirs.push(child_rel(rel, bytes));
-                } else {
-                    unlinkat(dir, &name, AtFlags::empty()).map_err(|e| {
-                        removal.abandoned.store(true, Ordering::Relaxed);
-                        io_err("delete", &here.join(OsStr::from_bytes(bytes)), e)
-                    })?;
+                    continue;
                 }
+                if count.is_some() && ft == FileType::RegularFile && st.is_none() {
+                    // Read before the unlink (see remove_tree_counted);
+                    // one that cannot be read (gone) is not counted.
+                    st = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).ok();
+                }
+                unlinkat(dir, &name, AtFlags::empty()).map_err(|e| {
+                    removal.abandoned.store(true, Ordering::Relaxed);
+                    io_err("delete", &here.join(OsStr::from_bytes(bytes)), e)
+                })?;
+                if count.is_some()
+                    && let Some(st) = st
+                    && FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
+                {
+                    here_alone += tally(&st, &mut here_shared);
+                }
+            }
+            if let Some(c) = count {
+                c.add(here_alone, here_shared);
             }
             Ok((level, subdirs))
         },
@@ -1035,6 +1197,96 @@ mod tests {
             src.join("a/b/file").exists(),
             "removing the copy keeps the source"
         );
+    }
+
+    #[test]
+    fn counted_removal_frees_files_all_of_whose_names_were_inside() {
+        for threads in [2, 1] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = dir.path().join("doomed");
+            let outside = dir.path().join("outside");
+            for d in 0..8 {
+                std::fs::create_dir_all(root.join(format!("d{d}/sub"))).expect("mkdir");
+            }
+            // A: one name.
+            std::fs::write(root.join("d0/alone"), vec![1u8; 1000]).expect("write");
+            // B: two names, both inside, in folders two workers may take at once.
+            std::fs::write(root.join("d1/twice"), vec![2u8; 300]).expect("write");
+            std::fs::hard_link(root.join("d1/twice"), root.join("d6/sub/twice-again"))
+                .expect("link");
+            // C: one name inside, one outside: not freed.
+            std::fs::write(&outside, b"kept content").expect("write");
+            std::fs::hard_link(&outside, root.join("d3/sub/shared")).expect("link");
+            // Neither adds bytes.
+            symlink("../d0/alone", root.join("d2/link")).expect("symlink");
+            std::fs::create_dir_all(root.join("d4/empty/folder")).expect("mkdir");
+            let freed =
+                remove_tree_counted(&root, threads, &AtomicBool::new(false), None).expect("remove");
+            assert_eq!(freed.bytes, Some(1300), "{threads} thread(s)");
+            assert!(!root.exists(), "{threads} thread(s)");
+            assert_eq!(std::fs::read(&outside).expect("outside"), b"kept content");
+            assert_eq!(std::fs::metadata(&outside).expect("meta").nlink(), 1);
+        }
+    }
+
+    #[test]
+    fn counted_removal_counts_each_file_once_whichever_worker_unlinks_its_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in 0..8 {
+            std::fs::create_dir_all(a.join(format!("x{d}"))).expect("mkdir");
+            std::fs::create_dir_all(a.join(format!("y{d}"))).expect("mkdir");
+        }
+        std::fs::create_dir_all(&b).expect("mkdir");
+        let mut inside = 0u64;
+        for i in 0..400u64 {
+            let first = a.join(format!("x{}/f{i}", i % 8));
+            std::fs::write(&first, vec![0u8; i as usize]).expect("write");
+            // Names in two or three folders, unlinked by whichever worker
+            // gets there: each file is freed once, never twice.
+            std::fs::hard_link(&first, a.join(format!("y{}/f{i}", (i + 3) % 8))).expect("link");
+            if i % 3 == 0 {
+                std::fs::hard_link(&first, a.join(format!("x{}/g{i}", (i + 5) % 8))).expect("link");
+            }
+            // Every fourth also has a name in b: freed with b, not with a.
+            if i % 4 == 0 {
+                std::fs::hard_link(&first, b.join(format!("f{i}"))).expect("link");
+            } else {
+                inside += i;
+            }
+        }
+        let stop = AtomicBool::new(false);
+        let freed_a = remove_tree_counted(&a, 2, &stop, None).expect("remove a");
+        assert_eq!(freed_a.bytes, Some(inside));
+        let in_b: u64 = (0..400u64).filter(|i| i % 4 == 0).sum();
+        let freed_b = remove_tree_counted(&b, 2, &stop, None).expect("remove b");
+        assert_eq!(freed_b.bytes, Some(in_b));
+    }
+
+    #[test]
+    fn counted_removal_gives_the_count_up_past_its_budget_and_removes_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("doomed");
+        std::fs::create_dir_all(root.join("a")).expect("mkdir");
+        for f in 0..5 {
+            std::fs::write(root.join(format!("a/f{f}")), b"x").expect("write");
+        }
+        let stop = AtomicBool::new(false);
+        let freed = remove_tree_counted(&root, 2, &stop, Some(3)).expect("remove");
+        assert_eq!(freed.bytes, None);
+        assert!(!root.exists());
+        // A missing tree frees nothing; a single file frees its size.
+        assert_eq!(
+            remove_tree_counted(&root, 2, &stop, None).expect("missing"),
+            Freed { bytes: Some(0) }
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"12345").expect("write");
+        assert_eq!(
+            remove_tree_counted(&file, 2, &stop, None).expect("file"),
+            Freed { bytes: Some(5) }
+        );
+        assert!(!file.exists());
     }
 
     fn open_descriptors() -> usize {

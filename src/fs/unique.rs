@@ -14,6 +14,11 @@
 //! several trees deleted one after the other, the count of each just
 //! before its deletion is what that deletion frees (a file whose names are
 //! spread over two of them is unique to neither, and freed by the second).
+//! `ward plan` and `ward probe` list unique bytes with [`scan`]; a
+//! deletion that wants the figure does not walk the tree twice:
+//! [`super::tree::remove_tree_counted`] counts the same way (with
+//! [`add_names`] and [`whole`]) in its own walk, one `statx` per file
+//! just before its unlink.
 //!
 //! Sizes are apparent sizes (`st_size`): a sparse file frees fewer disk
 //! blocks than that, a file system with compression or deduplication may
@@ -33,10 +38,38 @@ use super::tree::{child_rel, join, open_level, poisoned, read_names, walk};
 /// A file with more than one name: its link count, its size, and how many
 /// of its names the tree holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Shared {
+pub(super) struct Shared {
     nlink: u64,
     size: u64,
     names: u64,
+}
+
+/// Files with more than one name, by (device, inode).
+pub(super) type Names = HashMap<(u64, u64), Shared>;
+
+/// One folder's files with more than one name, one item per name:
+/// ((device, inode), link count, size).
+pub(super) type Here = Vec<((u64, u64), u64, u64)>;
+
+/// Adds one folder's names of files with more than one name to `map`:
+/// each adds one to its file's names, and the file keeps the highest
+/// link count any of its names showed.
+pub(super) fn add_names(map: &mut Names, here: Here) {
+    for (id, nlink, size) in here {
+        let s = map.entry(id).or_default();
+        s.nlink = s.nlink.max(nlink);
+        s.size = size;
+        s.names += 1;
+    }
+}
+
+/// Bytes of the files of `map` with at least as many names counted as
+/// their (highest) link count: all their names were counted.
+pub(super) fn whole(map: &Names) -> u64 {
+    map.values()
+        .filter(|s| s.names >= s.nlink)
+        .map(|s| s.size)
+        .sum()
 }
 
 /// The regular files of one tree, as far as deleting it is concerned.
@@ -45,7 +78,7 @@ pub struct Links {
     /// Bytes of the files with a single name (in the tree, so unique).
     alone: u64,
     /// Files with more than one name, by (device, inode).
-    shared: HashMap<(u64, u64), Shared>,
+    shared: Names,
     /// Regular files seen (names, a file with two names counts twice).
     pub files: u64,
     /// Entries seen (files, folders, links, ...).
@@ -56,13 +89,7 @@ impl Links {
     /// Bytes of the regular files all of whose names are in this tree:
     /// what deleting it alone frees.
     pub fn unique(&self) -> u64 {
-        self.alone
-            + self
-                .shared
-                .values()
-                .filter(|s| s.names >= s.nlink)
-                .map(|s| s.size)
-                .sum::<u64>()
+        self.alone + whole(&self.shared)
     }
 }
 
@@ -94,7 +121,7 @@ pub fn scan(
     let alone = AtomicU64::new(0);
     let files = AtomicU64::new(0);
     let entries = AtomicU64::new(0);
-    let shared: Mutex<HashMap<(u64, u64), Shared>> = Mutex::new(HashMap::new());
+    let shared: Mutex<Names> = Mutex::new(HashMap::new());
     // The budget stops the walk through an error of its own kind, told
     // apart from a real failure by this flag.
     let over = AtomicBool::new(false);
@@ -109,7 +136,7 @@ pub fn scan(
         let mut subdirs = Vec::new();
         let mut here_alone = 0u64;
         let mut here_files = 0u64;
-        let mut here_shared: Vec<((u64, u64), u64, u64)> = Vec::new();
+        let mut here_shared: Here = Vec::new();
         for (name, ft) in &names {
             let bytes = name.to_bytes();
             // The listing's type spares a stat for folders and links;
@@ -151,12 +178,7 @@ pub fn scan(
         if !here_shared.is_empty() {
             // A poisoned map may miss names: the answer would be too high.
             let mut map = shared.lock().map_err(|_| poisoned("the linked files"))?;
-            for (id, nlink, size) in here_shared {
-                let s = map.entry(id).or_default();
-                s.nlink = s.nlink.max(nlink);
-                s.size = size;
-                s.names += 1;
-            }
+            add_names(&mut map, here_shared);
         }
         Ok((dir, subdirs))
     });

@@ -135,7 +135,27 @@ fn the_log_plan_and_probe_give_each_snapshot_its_rules_and_unique_bytes() {
             && gone.contains("keep_within 14d: it is 14d2h old"),
         "{log}"
     );
-    assert!(log.contains("2026-10-20 (frees 1.0 MB)"), "{log}");
+    // Counted by the deletion itself: said before it starts and, with
+    // the figure, once it is done.
+    let deleting = log.find("deleting ").expect("deleting line");
+    let deleted = log.find("2026-10-20 (freed 1.0 MB)").expect("deleted line");
+    assert!(
+        log[deleting..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .ends_with("2026-10-20"),
+        "{log}"
+    );
+    assert!(deleting < deleted, "{log}");
+    assert!(
+        log[..deleted]
+            .lines()
+            .last()
+            .unwrap_or("")
+            .contains("deleted "),
+        "{log}"
+    );
 
     // The details: every snapshot, typed reasons, the bytes freed.
     let json = s

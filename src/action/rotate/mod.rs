@@ -1,6 +1,7 @@
 //! `rotate`: delete old snapshots by a retention policy, and say for each
 //! snapshot why it is kept or deleted ([`decide`]) and what deleting it
-//! frees ([`explain`], with [`crate::fs::unique`]).
+//! frees ([`explain`], with [`crate::fs::unique`]; a run counts it while
+//! deleting, with [`crate::fs::tree::remove_tree_counted`]).
 
 mod decide;
 mod explain;
@@ -14,9 +15,8 @@ use std::sync::atomic::AtomicBool;
 use super::params::{component_problem, default_latest, facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::fs::snapshots::{base_marker, list, marker_path, remove_if_present};
-use crate::fs::tree::remove_tree;
-use crate::fs::unique::{ScanError, scan};
-use crate::fs::{FsError, manifest, sync_dir};
+use crate::fs::tree::{remove_tree, remove_tree_counted};
+use crate::fs::{manifest, sync_dir};
 use crate::model::Duration;
 use crate::report::fmt_bytes;
 use crate::template::RunFacts;
@@ -33,7 +33,7 @@ const PLAN_BUDGET: u64 = 20_000;
 /// A run counts what deleting a snapshot frees only up to this many
 /// entries: the count keeps each file with more than one name in memory
 /// (measured: about 80 bytes each), so a snapshot of this size costs up to
-/// about 160 MB; a larger one is deleted without the figure.
+/// about 160 MB; past it, the deletion goes on without the figure.
 const RUN_BUDGET: u64 = 2_000_000;
 
 /// Keeps snapshots by keep_last / daily / weekly / monthly / within; counts
@@ -125,26 +125,6 @@ impl Action for Rotate {
         for name in &plan.delete {
             ctx.check()?;
             let path = dir.join(name);
-            // Counted before anything of it goes, after the snapshots
-            // deleted before it: its files' other names may have gone with
-            // them, so this is what deleting it frees, and the figures add
-            // up to what the rotation frees.
-            let counted = p
-                .count_freed
-                .then(|| scan(&path, ctx.threads, ctx.cancel_flag(), Some(RUN_BUDGET)));
-            let frees = match counted {
-                None => None,
-                Some(Ok(links)) => Some(links.unique()),
-                Some(Err(ScanError::Fs(FsError::Stopped))) => return Err(ActionError::stopped()),
-                Some(Err(e)) => {
-                    ctx.log(format!(
-                        "cannot count what deleting {} frees: {}",
-                        path.display(),
-                        scan_error(&e)
-                    ));
-                    None
-                }
-            };
             // Unmark first, then move aside: a crash mid-delete never
             // leaves something that looks like a complete, verified snapshot.
             if let Some(marker) = marker_path(&path) {
@@ -160,15 +140,32 @@ impl Action for Rotate {
             })?;
             remove_side_files(&dir, name)?;
             sync_dir(&dir)?;
-            ctx.log(match frees {
-                Some(n) => format!("deleting {} (frees {})", path.display(), fmt_bytes(n)),
-                None => format!("deleting {}", path.display()),
-            });
-            remove_tree(&doomed, ctx.threads, ctx.cancel_flag())?;
+            ctx.log(format!("deleting {}", path.display()));
+            let frees = if p.count_freed {
+                // Counted by the deletion itself, after the snapshots
+                // deleted before it: a file whose other names went with
+                // them is freed here, so this is what deleting it frees,
+                // and the figures add up to what the rotation frees.
+                let counted =
+                    remove_tree_counted(&doomed, ctx.threads, ctx.cancel_flag(), Some(RUN_BUDGET))?;
+                ctx.log(match counted.bytes {
+                    Some(n) => format!("deleted {} (freed {})", path.display(), fmt_bytes(n)),
+                    None => format!(
+                        "deleted {} (what it freed was not counted: more than {RUN_BUDGET} entries)",
+                        path.display()
+                    ),
+                });
+                counted.bytes
+            } else {
+                remove_tree(&doomed, ctx.threads, ctx.cancel_flag())?;
+                None
+            };
             deleted.push(name.clone());
             freed.push(frees);
         }
-        // Finish deletions a crash interrupted.
+        // Finish deletions a crash interrupted. Not counted: part of such
+        // a leftover is gone already, so its figure would be part of what
+        // it freed, and the summary's figures are for this run's deletions.
         for leftover in &listing.deleting {
             ctx.check()?;
             ctx.log(format!(
@@ -399,14 +396,6 @@ fn headline(plan: &Selection) -> String {
         ));
     }
     line
-}
-
-/// Why a snapshot's bytes could not be counted.
-fn scan_error(e: &ScanError) -> String {
-    match e {
-        ScanError::TooMany(n) => format!("more than {n} entries"),
-        ScanError::Fs(e) => e.to_string(),
-    }
 }
 
 /// The decisions for the step's details: each snapshot's name, time,
