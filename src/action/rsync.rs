@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::inspect::{self, Change, Check, ProbeCtx, Tally, TreeDiff, Verdict};
 use super::params::forbidden_args;
 use super::params::{non_empty, option_like};
-use super::rsync_since::{self, CopyKey, Stamp};
+use super::rsync_since::{self, CopyKey, Prior, Since, Stamp};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
@@ -206,21 +206,8 @@ fn changed_pass(
         Ok(since) => since,
         Err(why) => return Pass::Full(Some(why)),
     };
-    // gold-only copies two top-level folders: the rest need not be read.
-    let top: Option<&[&str]> = match p.mode {
-        RsyncMode::GoldOnly => Some(&["gold", "license"]),
-        RsyncMode::Full | RsyncMode::Filter => None,
-    };
     let began = Instant::now();
-    match changed::list(
-        src,
-        since.from,
-        top,
-        &since.mount_points,
-        since.list_linked.then_some(dest),
-        ctx.threads,
-        ctx.cancel_flag(),
-    ) {
+    match list_since(ctx, p, &since, src, dest) {
         Ok(changes) => {
             ctx.log(format!(
                 "listed {} changed paths ({} folders whole, {} names of unchanged files to \
@@ -237,6 +224,31 @@ fn changed_pass(
         Err(crate::fs::FsError::Stopped) => Pass::Stopped,
         Err(e) => Pass::Full(Some(format!("the changes could not be listed: {e}"))),
     }
+}
+
+/// Lists what changed in `src` (resolved) from `since` on: the walk of a
+/// `changed_since` pass, and of a full pass's narrowed history check.
+fn list_since(
+    ctx: &ActionCtx,
+    p: &RsyncParams,
+    since: &Since,
+    src: &Path,
+    dest: &Path,
+) -> Result<Changes, crate::fs::FsError> {
+    // gold-only copies two top-level folders: the rest need not be read.
+    let top: Option<&[&str]> = match p.mode {
+        RsyncMode::GoldOnly => Some(&["gold", "license"]),
+        RsyncMode::Full | RsyncMode::Filter => None,
+    };
+    changed::list(
+        src,
+        since.from,
+        top,
+        &since.mount_points,
+        since.list_linked.then_some(dest),
+        ctx.threads,
+        ctx.cancel_flag(),
+    )
 }
 
 /// What was done for the older snapshots before the copy.
@@ -259,6 +271,19 @@ struct Kept {
     bytes: u64,
     /// Seconds taken (dry run and new inodes).
     secs: f64,
+    /// Which entries the dry run looked at.
+    scope: Scope,
+}
+
+/// Which entries a history check's dry run looked at.
+enum Scope {
+    /// Those of a `changed_since` pass's list.
+    Pass,
+    /// What changed in `src` since the last successful copy into `dest`,
+    /// which started at this time: so many entries (a full pass).
+    Changed(u64, std::time::SystemTime),
+    /// Everything, and why not only what changed (a full pass).
+    Full(String),
 }
 
 /// Before rsync sets attributes in place in `dest` (a mode, owner, group
@@ -275,6 +300,7 @@ fn protect_history(
     from: &str,
     dest: &str,
     list: Option<&Vec<u8>>,
+    scope: Scope,
 ) -> Result<Option<History>, ActionError> {
     if is_remote(dest) {
         ctx.log(format!(
@@ -285,11 +311,7 @@ fn protect_history(
         return Ok(Some(History::Unprotected));
     }
     // A first copy into an empty folder changes nothing in place.
-    let empty = std::fs::read_dir(dest)
-        .map_err(|e| ActionError::new(format!("cannot read {dest}: {e}")))?
-        .next()
-        .is_none();
-    if empty {
+    if empty_folder(dest)? {
         return Ok(None);
     }
     let mut argv = match list {
@@ -368,7 +390,118 @@ fn protect_history(
         inodes: unshared.inodes,
         bytes: unshared.bytes,
         secs: began.elapsed().as_secs_f64(),
+        scope,
     })))
+}
+
+/// True if the folder `dest` has no entries (a first copy into it).
+fn empty_folder(dest: &str) -> Result<bool, ActionError> {
+    Ok(std::fs::read_dir(dest)
+        .map_err(|e| ActionError::new(format!("cannot read {dest}: {e}")))?
+        .next()
+        .is_none())
+}
+
+/// The stamp the last successful copy into `dest` kept, if this full
+/// pass may narrow its history check by it (see [`full_history`]), and
+/// `src` resolved; else why not. The walk hands rsync's dry run a list of
+/// paths, so the parameters must act on a list as on the whole tree, as
+/// for `changed_since` ([`changed_since_problems`]).
+fn kept_prior(
+    p: &RsyncParams,
+    key: &CopyKey,
+    real_src: &Result<std::path::PathBuf, String>,
+    view: bool,
+    dest: &str,
+) -> Result<(Prior, std::path::PathBuf), String> {
+    let src = real_src.as_ref().map_err(Clone::clone)?;
+    if view {
+        return Err("the source is an incremental snapshot's view".to_owned());
+    }
+    if !changed_since_problems(p).is_empty() {
+        return Err(
+            "`mode: filter` or the step's `args` act differently on a list of paths".to_owned(),
+        );
+    }
+    let prior = rsync_since::kept_threshold(key, src, Path::new(dest))?;
+    Ok((prior, src.clone()))
+}
+
+/// The history check of a full pass: over what changed in `src` since
+/// the last successful copy into `dest` started, when the stamp that copy
+/// kept holds (`prior`), else over the whole tree, saying why.
+///
+/// Why what changed is enough: every change to a source entry's mode,
+/// owner, times or content moves its change time to the kernel's clock,
+/// which nobody can set back. An entry unchanged since the last copy
+/// started therefore already has, in `dest`, exactly the attributes rsync
+/// gave it then, so rsync has nothing to set in place on it now (unless
+/// someone changed `dest` itself: then the damage to shared inodes is done
+/// already, and restoring the source's attributes restores the ones the
+/// snapshots recorded). An entry missed here would only mean an older
+/// snapshot's metadata rewritten, which its next verify reports; an entry
+/// missed by the copy would lose data, so the copy stays a full pass.
+fn full_history(
+    ctx: &ActionCtx,
+    p: &RsyncParams,
+    from: &str,
+    dest: &str,
+    prior: Result<(Prior, std::path::PathBuf), String>,
+) -> Result<Option<History>, ActionError> {
+    // Nothing to narrow: protect_history says what it does there.
+    if is_remote(dest) || empty_folder(dest)? {
+        return protect_history(ctx, p, from, dest, None, Scope::Full(String::new()));
+    }
+    let why = match prior {
+        Ok((prior, src)) => {
+            let since_copy = format!("since the copy of {}", local_time(prior.started));
+            let began = Instant::now();
+            match list_since(ctx, p, &prior.since, &src, Path::new(dest)) {
+                Err(crate::fs::FsError::Stopped) => return Err(ActionError::stopped()),
+                Err(e) => format!("the changes {since_copy} could not be listed: {e}"),
+                // The root changed: a pass over everything.
+                Ok(c) if c.list == b".\0" => format!(
+                    "{} itself changed {since_copy} (a name added or removed there)",
+                    src.display()
+                ),
+                Ok(c) => {
+                    let listed_secs = began.elapsed().as_secs_f64();
+                    ctx.log(format!(
+                        "history check over {} entries changed {since_copy} ({} folders \
+                         whole; {} folders read in {listed_secs:.2}s)",
+                        c.listed, c.whole_folders, c.folders_read
+                    ));
+                    let scope = Scope::Changed(c.listed, prior.started);
+                    let mut history = if c.listed == 0 {
+                        Some(History::Kept(Kept {
+                            in_place: 0,
+                            shared: 0,
+                            inodes: 0,
+                            bytes: 0,
+                            secs: 0.0,
+                            scope,
+                        }))
+                    } else {
+                        protect_history(ctx, p, from, dest, Some(&c.list), scope)?
+                    };
+                    if let Some(History::Kept(k)) = &mut history {
+                        k.secs += listed_secs;
+                    }
+                    return Ok(history);
+                }
+            }
+        }
+        Err(why) => why,
+    };
+    ctx.log(format!("history check over the whole tree: {why}"));
+    protect_history(ctx, p, from, dest, None, Scope::Full(why))
+}
+
+/// A moment as local `YYYY-MM-DD HH:MM:SS`, for the log.
+fn local_time(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// What a dry run's output says: the in-place entries, and whether its
@@ -803,6 +936,17 @@ impl Action for Rsync {
             .as_ref()
             .ok()
             .and_then(|real| Stamp::take(key.clone(), real, std::path::Path::new(&dest)));
+        // The stamp the last successful copy into `dest` kept, read before
+        // it is removed: nothing that fails from here on leaves one.
+        let prior = kept_prior(p, &key, &real_src, view.is_some(), &dest);
+        if !is_remote(&p.dest) {
+            rsync_since::forget(Path::new(&dest)).map_err(|e| {
+                ActionError::new(format!(
+                    "{e}; nothing was copied (if this copy failed, the stamp would still \
+                     narrow the next copy's check of what older snapshots share)"
+                ))
+            })?;
+        }
         let pass = match (&p.changed_since, &view, &real_src) {
             (Some(since), None, Ok(real)) => changed_pass(ctx, p, since, &key, real),
             (Some(_), None, Err(why)) => Pass::Full(Some(why.clone())),
@@ -819,8 +963,8 @@ impl Action for Rsync {
         let history = match &pass {
             Pass::Stopped => None,
             Pass::Changed(c) if c.listed == 0 => None,
-            Pass::Changed(c) => protect_history(ctx, p, &from, &dest, Some(&c.list))?,
-            Pass::Full(_) => protect_history(ctx, p, &from, &dest, None)?,
+            Pass::Changed(c) => protect_history(ctx, p, &from, &dest, Some(&c.list), Scope::Pass)?,
+            Pass::Full(_) => full_history(ctx, p, &from, &dest, prior)?,
         };
         let done = match &pass {
             Pass::Stopped => Err(ActionError::stopped()),
@@ -878,8 +1022,22 @@ impl Action for Rsync {
                 }
             }
         }
-        // This copy succeeded: a later pass of the same copy may start from it.
+        // This copy succeeded: a later pass of the same copy may start from
+        // it, in this process, and a later full pass, in another run, may
+        // check only what changed since for older snapshots. A pass over
+        // what changed since an earlier copy keeps a stamp too: entries
+        // unchanged since that copy started are as it left them, and the
+        // others this pass copied, so `dest` is as complete for what did
+        // not change since this pass started as after a full pass (and
+        // FOSSology's nightly copy ends with such a pass).
         if let Some(stamp) = stamp {
+            if view.is_none()
+                && let Err(e) = rsync_since::save(&stamp, Path::new(&dest))
+            {
+                ctx.log(format!(
+                    "the next full pass will check the whole tree for older snapshots: {e}"
+                ));
+            }
             rsync_since::record(&ctx.attempt.run_id, &ctx.attempt.step, stamp);
         }
         let count = |k: &str| stats.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
@@ -902,6 +1060,25 @@ impl Action for Rsync {
                 stats.insert("unshared_names".into(), h.shared.into());
                 stats.insert("unshared_bytes".into(), h.bytes.into());
                 stats.insert("history_secs".into(), h.secs.into());
+                match &h.scope {
+                    Scope::Pass => {
+                        stats.insert("history_scope".into(), "changed".into());
+                    }
+                    Scope::Changed(listed, started) => {
+                        stats.insert("history_scope".into(), "changed".into());
+                        stats.insert("history_listed".into(), (*listed).into());
+                        stats.insert(
+                            "history_since".into(),
+                            chrono::DateTime::<chrono::Local>::from(*started)
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
+                                .into(),
+                        );
+                    }
+                    Scope::Full(why) => {
+                        stats.insert("history_scope".into(), "full".into());
+                        stats.insert("history_why_full".into(), why.clone().into());
+                    }
+                }
             }
             Some(History::Unprotected) => {
                 stats.insert("history".into(), "unprotected (remote dest)".into());

@@ -11,14 +11,27 @@
 //!
 //! Times are compared with a margin (two seconds before the earlier copy
 //! started), which covers the coarse clock the kernel stamps files with.
+//!
+//! Across runs, a copy that succeeded leaves its stamp beside its
+//! destination ([`save`], removed by [`forget`] before every copy into it,
+//! so a copy that fails or is killed leaves none). A later full pass of the
+//! same copy narrows its history check (rsync's dry run, `rsync.rs`) to
+//! what changed in the source since that stamp ([`kept_threshold`]); the
+//! copy itself stays a full pass. The in-process clock timer cannot span
+//! processes, so the stamp records the boot (`boot_id`) and the distance
+//! CLOCK_REALTIME - CLOCK_BOOTTIME, which only a set of the wall clock
+//! moves (NTP's slewing moves both clocks alike): a step since the stamp
+//! shows as a new distance, two steps that cancel out do not.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fd::OwnedFd;
+use serde::{Deserialize, Serialize};
 
 /// How long before the earlier copy's start a change still counts.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -37,11 +50,14 @@ pub struct Stamp {
     wall: SystemTime,
     /// The wall clock's generation when it started ([`clock_generation`]).
     clock: u64,
+    /// CLOCK_REALTIME - CLOCK_BOOTTIME (ns) when it started, for a stamp
+    /// kept across runs ([`boot_offset`]); None before 1970.
+    offset: Option<i64>,
 }
 
 /// What makes two rsync copies the same copy: everything that decides
 /// which entries reach `dest` and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyKey {
     pub src: String,
     pub dest: String,
@@ -59,11 +75,14 @@ impl Stamp {
     pub fn take(copy: CopyKey, src: &Path, dest: &Path) -> Option<Stamp> {
         // The generation first: a clock set after it is seen by the pass.
         let clock = clock_generation()?;
+        let (src_id, dest_id, mounts) = (folder_id(src)?, folder_id(dest)?, mounts_around(src)?);
+        let wall = SystemTime::now();
         Some(Stamp {
-            src_id: folder_id(src)?,
-            dest_id: folder_id(dest)?,
-            mounts: mounts_around(src)?,
-            wall: SystemTime::now(),
+            src_id,
+            dest_id,
+            mounts,
+            offset: boot_offset(wall),
+            wall,
             clock,
             copy,
         })
@@ -277,9 +296,20 @@ pub fn threshold(
             src.display()
         ));
     }
+    since_from(stamp.wall, MARGIN, &stamp.mounts, src, list_linked)
+}
+
+/// Changes count from `slack` before `wall`; the mount points below `src`
+/// among `mounts` are copied whole.
+fn since_from(
+    wall: SystemTime,
+    slack: Duration,
+    mounts: &[(u64, Vec<u8>)],
+    src: &Path,
+    list_linked: bool,
+) -> Result<Since, WhyFull> {
     let src_bytes = src.as_os_str().as_bytes();
-    let below: HashSet<Vec<u8>> = stamp
-        .mounts
+    let below: HashSet<Vec<u8>> = mounts
         .iter()
         .filter_map(|(_, point)| {
             point
@@ -289,9 +319,8 @@ pub fn threshold(
                 .map(<[u8]>::to_vec)
         })
         .collect();
-    let from = stamp
-        .wall
-        .checked_sub(MARGIN)
+    let from = wall
+        .checked_sub(slack)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .ok_or_else(|| "the clock reads before 1970".to_owned())?;
     Ok(Since {
@@ -299,6 +328,239 @@ pub fn threshold(
         mount_points: below,
         list_linked,
     })
+}
+
+/// How far CLOCK_REALTIME - CLOCK_BOOTTIME may have moved since a kept
+/// stamp was written and the stamp still be trusted (a leap second moves
+/// it by one; a resume from suspend by the hardware clock's rounding); the
+/// listing then starts that much earlier still.
+const DRIFT: Duration = Duration::from_secs(1);
+
+/// What a kept stamp says it is (and its format's version).
+const KEPT_FORMAT: &str = "ward rsync copy stamp 1";
+
+/// The largest kept stamp read (a few mounts make one a few KiB).
+const KEPT_MAX: u64 = 1 << 20;
+
+/// CLOCK_REALTIME - CLOCK_BOOTTIME in nanoseconds, `wall` read just
+/// before: the wall clock's distance from the boot. Setting the wall clock
+/// moves it; NTP's slewing does not (it adjusts both clocks' rate alike),
+/// nor does a suspend (the kernel advances both by the time asleep).
+fn boot_offset(wall: SystemTime) -> Option<i64> {
+    let boot = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let wall = i64::try_from(wall.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()?;
+    Some(wall - boot.tv_sec.checked_mul(1_000_000_000)? - boot.tv_nsec)
+}
+
+/// This boot's id (the kernel draws a new one at every boot).
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// A [`Stamp`] as kept beside the destination, across runs.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    /// [`KEPT_FORMAT`].
+    format: String,
+    copy: CopyKey,
+    src_id: (u64, u64),
+    dest_id: (u64, u64),
+    mounts: Vec<(u64, Vec<u8>)>,
+    /// The copy's wall-clock start: seconds and nanoseconds since 1970.
+    start: (u64, u32),
+    boot_id: String,
+    /// [`boot_offset`] at the start.
+    realtime_minus_boottime_ns: i64,
+}
+
+/// Where the stamp of the last successful copy into `dest` is kept:
+/// beside the folder, resolved (so every path to it finds the same file,
+/// and a copy through one path removes what another left), as
+/// `.<name>.ward-copy.json`. None for `/` or a `dest` that cannot be
+/// resolved.
+pub fn kept_file(dest: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(dest).ok()?;
+    let mut name = OsString::from(".");
+    name.push(real.file_name()?);
+    name.push(".ward-copy.json");
+    Some(real.parent()?.join(name))
+}
+
+/// Removes the stamp kept beside `dest`: done before every copy into it
+/// (whatever its source or settings), so one that fails or is killed
+/// leaves none. Not made durable: after a crash of the machine the boot
+/// id refuses a stamp that came back.
+pub fn forget(dest: &Path) -> Result<(), String> {
+    let Some(file) = kept_file(dest) else {
+        return Ok(());
+    };
+    match std::fs::remove_file(&file) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "cannot remove {}, the stamp of an earlier copy: {e}",
+            file.display()
+        )),
+    }
+}
+
+/// Keeps `stamp` beside `dest` once its copy succeeded (temp name, fsync,
+/// rename, mode 0644): a later full pass of the same copy may narrow its
+/// history check to what changed since (see [`kept_threshold`]).
+pub fn save(stamp: &Stamp, dest: &Path) -> Result<(), String> {
+    let file = kept_file(dest)
+        .ok_or_else(|| format!("{} has no folder to keep a stamp in", dest.display()))?;
+    let start = stamp
+        .wall
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| "the clock reads before 1970".to_owned())?;
+    let kept = Saved {
+        format: KEPT_FORMAT.to_owned(),
+        copy: stamp.copy.clone(),
+        src_id: stamp.src_id,
+        dest_id: stamp.dest_id,
+        mounts: stamp.mounts.clone(),
+        start: (start.as_secs(), start.subsec_nanos()),
+        boot_id: boot_id().ok_or("cannot read /proc/sys/kernel/random/boot_id")?,
+        realtime_minus_boottime_ns: stamp.offset.ok_or("the clock reads before 1970")?,
+    };
+    let bytes = serde_json::to_vec(&kept).map_err(|e| format!("cannot encode a stamp: {e}"))?;
+    crate::fs::write_atomic(&file, &bytes, 0o644).map_err(|e| e.to_string())
+}
+
+/// What a kept stamp allows: changes count from `since` (the copy's start
+/// less the margins), and that copy started at `started`.
+#[derive(Debug)]
+pub struct Prior {
+    pub since: Since,
+    pub started: SystemTime,
+}
+
+/// From when changes in `src` (resolved) count for the history check of
+/// a full pass of `copy` into `dest`, by the stamp the last successful
+/// copy into `dest` kept; or why the whole tree must be checked. The
+/// stamp holds if it is ward's own (root's or this user's, not writable by
+/// others, in a folder others cannot replace it in), of this boot, of the
+/// same copy (`hard_links` aside: `-H` decides which names share an inode,
+/// not an entry's mode, owner or times, and FOSSology's warm pass runs
+/// without it), of the same source and destination folders with the same
+/// mounts around the source, and if the wall clock was not set since
+/// (CLOCK_REALTIME - CLOCK_BOOTTIME within [`DRIFT`] of what it was; two
+/// sets that cancel out are not seen, unlike the in-process timer).
+pub fn kept_threshold(copy: &CopyKey, src: &Path, dest: &Path) -> Result<Prior, WhyFull> {
+    let file = kept_file(dest)
+        .ok_or_else(|| format!("{} has no folder to keep a stamp in", dest.display()))?;
+    let kept = read_kept(&file)?;
+    if boot_id().as_ref() != Some(&kept.boot_id) {
+        return Err("the machine restarted since the last copy".to_owned());
+    }
+    let as_this = CopyKey {
+        hard_links: copy.hard_links,
+        ..kept.copy.clone()
+    };
+    if as_this != *copy {
+        return Err(format!(
+            "the last copy into {} was another copy (from {}, or with other filters or \
+             arguments)",
+            kept.copy.dest, kept.copy.src
+        ));
+    }
+    if folder_id(src) != Some(kept.src_id) || folder_id(dest) != Some(kept.dest_id) {
+        return Err("the source or destination folder was replaced since the last copy".to_owned());
+    }
+    if mounts_around(src).as_ref() != Some(&kept.mounts) {
+        return Err(format!(
+            "a file system was mounted, unmounted or remounted at or below {} since the last \
+             copy",
+            src.display()
+        ));
+    }
+    let now = boot_offset(SystemTime::now()).ok_or("the clock reads before 1970")?;
+    let drift = Duration::from_nanos(now.abs_diff(kept.realtime_minus_boottime_ns));
+    if drift > DRIFT {
+        return Err(format!(
+            "the wall clock was set since the last copy started (by {:.1}s against the time \
+             since boot)",
+            drift.as_secs_f64()
+        ));
+    }
+    let started = UNIX_EPOCH
+        .checked_add(Duration::from_secs(kept.start.0))
+        .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(kept.start.1))))
+        .ok_or_else(|| format!("{} holds an impossible time", file.display()))?;
+    let since = since_from(started, MARGIN + drift, &kept.mounts, src, false)?;
+    Ok(Prior { since, started })
+}
+
+/// Reads a kept stamp, if it is ward's own: a regular file of root or
+/// this user that others cannot write, in a folder where others cannot
+/// replace it (not writable by them, or sticky).
+fn read_kept(file: &Path) -> Result<Saved, WhyFull> {
+    use crate::fs::trust::{folder_of, owned_by_us, sticky, writable_by_others};
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read;
+    let shown = file.display();
+    let fd = match rustix::fs::open(
+        file,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => {
+            return Err(format!(
+                "no copy into it succeeded since the last one that failed or was stopped, or \
+                 none yet (no stamp {shown})"
+            ));
+        }
+        Err(e) => return Err(format!("cannot open the stamp {shown}: {e}")),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if FileType::from_raw_mode(st.st_mode as _) != FileType::RegularFile {
+        return Err(format!("the stamp {shown} is not a file"));
+    }
+    if !owned_by_us(st.st_uid) {
+        return Err(format!(
+            "the stamp {shown} belongs to uid {}, not to ward's user or root",
+            st.st_uid
+        ));
+    }
+    if writable_by_others(st.st_mode as u32) {
+        return Err(format!(
+            "the stamp {shown} can be written by others (mode {:04o})",
+            st.st_mode as u32 & 0o7777
+        ));
+    }
+    let folder = folder_of(file);
+    let dir =
+        std::fs::metadata(folder).map_err(|e| format!("cannot read {}: {e}", folder.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = dir.permissions().mode();
+        if writable_by_others(mode) && !sticky(mode) {
+            return Err(format!(
+                "others can replace the stamp {shown}: its folder is writable by them (mode \
+                 {:04o})",
+                mode & 0o7777
+            ));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(KEPT_MAX)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let kept: Saved = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("the stamp {shown} cannot be read: {e}"))?;
+    if kept.format != KEPT_FORMAT {
+        return Err(format!(
+            "the stamp {shown} is of another format ({:?})",
+            kept.format
+        ));
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -389,5 +651,68 @@ mod tests {
         assert!(!clock_was_set(&watch));
         let generation = clock_generation().expect("generation");
         assert_eq!(clock_generation(), Some(generation));
+    }
+
+    #[test]
+    fn a_kept_stamp_holds_for_the_same_copy_only_and_is_gone_once_forgotten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, dest) = (dir.path().join("s"), dir.path().join("d"));
+        std::fs::create_dir(&src).expect("src");
+        std::fs::create_dir(&dest).expect("dest");
+        let src = std::fs::canonicalize(&src).expect("real");
+        let why = kept_threshold(&key("/s"), &src, &dest).expect_err("none yet");
+        assert!(why.contains("no stamp"), "{why}");
+        let stamp = Stamp::take(key("/s"), &src, &dest).expect("stamp");
+        save(&stamp, &dest).expect("save");
+        let file = kept_file(&dest).expect("file");
+        assert_eq!(
+            file,
+            std::fs::canonicalize(dir.path())
+                .expect("real")
+                .join(".d.ward-copy.json")
+        );
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o022, 0, "{mode:o}");
+        let prior = kept_threshold(&key("/s"), &src, &dest).expect("same copy");
+        assert_eq!(prior.started, stamp.wall);
+        let wall = stamp.wall.duration_since(UNIX_EPOCH).expect("after 1970");
+        assert!(prior.since.from.0 <= wall.as_secs() as i64 - 2, "{prior:?}");
+        // hard_links decides links, not attributes: the same copy here.
+        let mut unlinked = key("/s");
+        unlinked.hard_links = false;
+        assert!(kept_threshold(&unlinked, &src, &dest).is_ok());
+        let mut filtered = key("/s");
+        filtered.filters = vec!["- /cache/".into()];
+        let why = kept_threshold(&filtered, &src, &dest).expect_err("other filters");
+        assert!(why.contains("another copy"), "{why}");
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).expect("other");
+        let why = kept_threshold(&key("/s"), &other, &dest).expect_err("other source");
+        assert!(why.contains("replaced"), "{why}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let why = kept_threshold(&key("/s"), &src, &dest).expect_err("open to others");
+        assert!(why.contains("written by others"), "{why}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let text = std::fs::read_to_string(&file).expect("read");
+        let moved = text.replace(
+            &format!("\"boot_id\":\"{}\"", boot_id().expect("boot id")),
+            "\"boot_id\":\"another\"",
+        );
+        assert_ne!(moved, text);
+        std::fs::write(&file, moved).expect("write");
+        let why = kept_threshold(&key("/s"), &src, &dest).expect_err("another boot");
+        assert!(why.contains("restarted"), "{why}");
+        forget(&dest).expect("forget");
+        assert!(!file.exists());
+        forget(&dest).expect("nothing to forget");
+    }
+
+    #[test]
+    fn the_boot_offset_holds_still_while_the_clock_is_not_set() {
+        let a = boot_offset(SystemTime::now()).expect("offset");
+        std::thread::sleep(Duration::from_millis(50));
+        let b = boot_offset(SystemTime::now()).expect("offset");
+        assert!(a.abs_diff(b) < 20_000_000, "{a} {b}");
     }
 }

@@ -15,6 +15,7 @@ mod guided;
 mod harness;
 mod hash_all;
 mod history;
+mod history_stamp;
 // Shared with the benchmarks; each uses a different part.
 mod hostile;
 mod injection;
