@@ -63,8 +63,8 @@ pub struct RotateParams {
     /// Name of the `latest` symlink, whose target is never deleted (default `latest`).
     #[serde(default = "default_latest")]
     pub latest: String,
-    /// Count what deleting each snapshot frees (its unique bytes) just
-    /// before deleting it, for the log and the details (default true).
+    /// Count what deleting each snapshot frees (its unique bytes) while
+    /// deleting it, for the log and the details (default true).
     /// Costs one `statx` per file of the deleted snapshots and memory for
     /// their multiply-linked files; `false` for very large trees.
     #[serde(default = "yes")]
