@@ -335,7 +335,13 @@ fn make(
     let previous = (p.hash == HashMode::All).then(|| {
         let (dir, latest, slot) = (dir.to_path_buf(), p.latest.clone(), slot.to_owned());
         let source = source.clone();
-        std::thread::spawn(move || previous_hashes(&dir, &latest, &slot, &source))
+        std::thread::spawn(move || {
+            // The lowest priority: the reading fills the moments the linking
+            // waits, and never takes a core from it (a failure to lower it
+            // only costs that).
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+            previous_hashes(&dir, &latest, &slot, &source)
+        })
     });
     // No total while linking: the tree is counted by linking it (last
     // night's manifest would only be a guess).
