@@ -457,6 +457,10 @@ async fn execute_recorded(
             kill_grace,
             state_flag: crate::report::state_flag(session.given.as_deref()),
             confirm: settings.confirm.clone(),
+            // In the state folder, not beside the copies: a stamp there
+            // would be hard-linked into every snapshot, or left in a
+            // restored tree.
+            copies_dir: Some(session.store.folder().join("copies")),
         },
     };
     execute::execute(exec, session.store.as_mut(), reporter).await

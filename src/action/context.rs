@@ -96,6 +96,11 @@ pub struct ActionCtx {
     pub playbook_hash: String,
     /// Threads an action may use (the machine's CPUs unless told otherwise).
     pub threads: usize,
+    /// Where `rsync` keeps, across runs, the stamp of each destination's
+    /// last successful copy: `copies/` in ward's state folder (private to
+    /// ward's user). None where there is no state folder: then no stamp is
+    /// read or written.
+    pub copies_dir: Option<PathBuf>,
     log: Mutex<Option<File>>,
     cancel: Arc<CancelCell>,
     param_vars: Vec<(String, String)>,
@@ -118,6 +123,7 @@ impl ActionCtx {
             facts,
             playbook_hash,
             threads: crate::fs::default_threads(),
+            copies_dir: None,
             log: Mutex::new(None),
             cancel: cancel.clone(),
             param_vars,

@@ -402,16 +402,22 @@ fn empty_folder(dest: &str) -> Result<bool, ActionError> {
         .is_none())
 }
 
+/// Why a full pass checks the whole tree when the run has no state
+/// folder (an [`ActionCtx`] built outside a recorded run).
+const NO_COPIES: &str = "no state folder to keep copy stamps in";
+
 /// The stamp the last successful copy into `dest` kept, if this full
 /// pass may narrow its history check by it (see [`full_history`]), and
 /// `src` resolved; else why not. The walk hands rsync's dry run a list of
 /// paths, so the parameters must act on a list as on the whole tree, as
-/// for `changed_since` ([`changed_since_problems`]).
+/// for `changed_since` ([`changed_since_problems`]). Stamps are kept in
+/// `copies` (ward's state folder); without one there is none to read.
 fn kept_prior(
     p: &RsyncParams,
     key: &CopyKey,
     real_src: &Result<std::path::PathBuf, String>,
     view: bool,
+    copies: Option<&Path>,
     dest: &str,
 ) -> Result<(Prior, std::path::PathBuf), String> {
     let src = real_src.as_ref().map_err(Clone::clone)?;
@@ -423,7 +429,8 @@ fn kept_prior(
             "`mode: filter` or the step's `args` act differently on a list of paths".to_owned(),
         );
     }
-    let prior = rsync_since::kept_threshold(key, src, Path::new(dest))?;
+    let copies = copies.ok_or_else(|| NO_COPIES.to_owned())?;
+    let prior = rsync_since::kept_threshold(key, src, copies, Path::new(dest))?;
     Ok((prior, src.clone()))
 }
 
@@ -938,9 +945,12 @@ impl Action for Rsync {
             .and_then(|real| Stamp::take(key.clone(), real, std::path::Path::new(&dest)));
         // The stamp the last successful copy into `dest` kept, read before
         // it is removed: nothing that fails from here on leaves one.
-        let prior = kept_prior(p, &key, &real_src, view.is_some(), &dest);
-        if !is_remote(&p.dest) {
-            rsync_since::forget(Path::new(&dest)).map_err(|e| {
+        let copies = ctx.copies_dir.as_deref();
+        let prior = kept_prior(p, &key, &real_src, view.is_some(), copies, &dest);
+        if let Some(copies) = copies
+            && !is_remote(&p.dest)
+        {
+            rsync_since::forget(copies, Path::new(&dest)).map_err(|e| {
                 ActionError::new(format!(
                     "{e}; nothing was copied (if this copy failed, the stamp would still \
                      narrow the next copy's check of what older snapshots share)"
@@ -1032,7 +1042,8 @@ impl Action for Rsync {
         // FOSSology's nightly copy ends with such a pass).
         if let Some(stamp) = stamp {
             if view.is_none()
-                && let Err(e) = rsync_since::save(&stamp, Path::new(&dest))
+                && let Some(copies) = copies
+                && let Err(e) = rsync_since::save(&stamp, copies, Path::new(&dest))
             {
                 ctx.log(format!(
                     "the next full pass will check the whole tree for older snapshots: {e}"

@@ -12,8 +12,9 @@
 //! Times are compared with a margin (two seconds before the earlier copy
 //! started), which covers the coarse clock the kernel stamps files with.
 //!
-//! Across runs, a copy that succeeded leaves its stamp beside its
-//! destination ([`save`], removed by [`forget`] before every copy into it,
+//! Across runs, a copy that succeeded leaves its stamp in the `copies`
+//! folder of ward's state folder ([`save`], [`kept_file`]; removed by
+//! [`forget`] before every copy into the same destination,
 //! so a copy that fails or is killed leaves none). A later full pass of the
 //! same copy narrows its history check (rsync's dry run, `rsync.rs`) to
 //! what changed in the source since that stamp ([`kept_threshold`]); the
@@ -24,7 +25,6 @@
 //! shows as a new distance, two steps that cancel out do not.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -359,7 +359,7 @@ fn boot_id() -> Option<String> {
     (!id.is_empty()).then(|| id.to_owned())
 }
 
-/// A [`Stamp`] as kept beside the destination, across runs.
+/// A [`Stamp`] as kept in ward's state folder, across runs.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Saved {
@@ -376,43 +376,75 @@ struct Saved {
     realtime_minus_boottime_ns: i64,
 }
 
-/// Where the stamp of the last successful copy into `dest` is kept:
-/// beside the folder, resolved (so every path to it finds the same file,
-/// and a copy through one path removes what another left), as
-/// `.<name>.ward-copy.json`. None for `/` or a `dest` that cannot be
+/// What a stamp's folder is called in refusals of it.
+const COPIES_WHAT: &str = "copy stamp folder";
+
+/// Where the stamp of the last successful copy into `dest` is kept: in
+/// `copies` (the `copies` folder of ward's state folder, private to ward's
+/// user), named by the first 128 bits of the sha256 of `dest` resolved (so
+/// every path to `dest` finds the same file, and a copy through one path
+/// removes what another left). Not beside or in `dest`: there it would be
+/// hard-linked into every snapshot taken of `dest`'s folder, and a restore
+/// would leave it in the live tree. None for a `dest` that cannot be
 /// resolved.
-pub fn kept_file(dest: &Path) -> Option<PathBuf> {
+pub fn kept_file(copies: &Path, dest: &Path) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
     let real = std::fs::canonicalize(dest).ok()?;
-    let mut name = OsString::from(".");
-    name.push(real.file_name()?);
-    name.push(".ward-copy.json");
-    Some(real.parent()?.join(name))
+    let digest = Sha256::digest(real.as_os_str().as_bytes());
+    let mut name = String::with_capacity(37);
+    for b in &digest[..16] {
+        let _ = write!(name, "{b:02x}");
+    }
+    name.push_str(".json");
+    Some(copies.join(name))
 }
 
-/// Removes the stamp kept beside `dest`: done before every copy into it
-/// (whatever its source or settings), so one that fails or is killed
+/// `copies` may hold stamps ward trusts: missing (no stamp yet), or a
+/// folder (not a link) of ward's user that others cannot write, as the
+/// state folder's own `locks/` and `logs/` are checked.
+fn check_copies(copies: &Path) -> Result<(), String> {
+    crate::state::private::check_dir(copies, COPIES_WHAT).map_err(|e| one_line(&e))
+}
+
+/// A refusal of the state folder's checks on one line (for the log and
+/// the step's details).
+fn one_line(e: &crate::state::StateError) -> String {
+    e.to_string().replace("\n  ", "; ")
+}
+
+/// Removes the stamp of `dest` from `copies`: done before every copy into
+/// it (whatever its source or settings), so one that fails or is killed
 /// leaves none. Not made durable: after a crash of the machine the boot
-/// id refuses a stamp that came back.
-pub fn forget(dest: &Path) -> Result<(), String> {
-    let Some(file) = kept_file(dest) else {
+/// id refuses a stamp that came back. A `copies` that fails
+/// [`check_copies`] is left alone: no stamp in it is ever read.
+pub fn forget(copies: &Path, dest: &Path) -> Result<(), String> {
+    let Some(file) = kept_file(copies, dest) else {
         return Ok(());
     };
+    if check_copies(copies).is_err() {
+        return Ok(());
+    }
     match std::fs::remove_file(&file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!(
-            "cannot remove {}, the stamp of an earlier copy: {e}",
-            file.display()
+            "cannot remove {}, the stamp of an earlier copy into {}: {e}",
+            file.display(),
+            dest.display()
         )),
     }
 }
 
-/// Keeps `stamp` beside `dest` once its copy succeeded (temp name, fsync,
-/// rename, mode 0644): a later full pass of the same copy may narrow its
-/// history check to what changed since (see [`kept_threshold`]).
-pub fn save(stamp: &Stamp, dest: &Path) -> Result<(), String> {
-    let file = kept_file(dest)
-        .ok_or_else(|| format!("{} has no folder to keep a stamp in", dest.display()))?;
+/// Keeps `stamp` of a copy into `dest` in `copies` once the copy
+/// succeeded (`copies` made 0700 if missing; temp name, fsync, rename,
+/// mode 0600 as every file of the state folder): a later full pass of the
+/// same copy may narrow its history check to what changed since (see
+/// [`kept_threshold`]).
+pub fn save(stamp: &Stamp, copies: &Path, dest: &Path) -> Result<(), String> {
+    let file = kept_file(copies, dest)
+        .ok_or_else(|| format!("cannot resolve {} to name its stamp", dest.display()))?;
+    crate::state::private::ensure_dir(copies, COPIES_WHAT).map_err(|e| one_line(&e))?;
     let start = stamp
         .wall
         .duration_since(UNIX_EPOCH)
@@ -428,7 +460,8 @@ pub fn save(stamp: &Stamp, dest: &Path) -> Result<(), String> {
         realtime_minus_boottime_ns: stamp.offset.ok_or("the clock reads before 1970")?,
     };
     let bytes = serde_json::to_vec(&kept).map_err(|e| format!("cannot encode a stamp: {e}"))?;
-    crate::fs::write_atomic(&file, &bytes, 0o644).map_err(|e| e.to_string())
+    crate::fs::write_atomic(&file, &bytes, crate::state::private::FILE_MODE)
+        .map_err(|e| e.to_string())
 }
 
 /// What a kept stamp allows: changes count from `since` (the copy's start
@@ -441,18 +474,25 @@ pub struct Prior {
 
 /// From when changes in `src` (resolved) count for the history check of
 /// a full pass of `copy` into `dest`, by the stamp the last successful
-/// copy into `dest` kept; or why the whole tree must be checked. The
-/// stamp holds if it is ward's own (root's or this user's, not writable by
-/// others, in a folder others cannot replace it in), of this boot, of the
+/// copy into `dest` kept in `copies`; or why the whole tree must be
+/// checked. The stamp holds if it is ward's own (root's or this user's, not
+/// writable by others, in a `copies` that passes [`check_copies`] and that
+/// others cannot replace it in), of this boot, of the
 /// same copy (`hard_links` aside: `-H` decides which names share an inode,
 /// not an entry's mode, owner or times, and FOSSology's warm pass runs
 /// without it), of the same source and destination folders with the same
 /// mounts around the source, and if the wall clock was not set since
 /// (CLOCK_REALTIME - CLOCK_BOOTTIME within [`DRIFT`] of what it was; two
 /// sets that cancel out are not seen, unlike the in-process timer).
-pub fn kept_threshold(copy: &CopyKey, src: &Path, dest: &Path) -> Result<Prior, WhyFull> {
-    let file = kept_file(dest)
-        .ok_or_else(|| format!("{} has no folder to keep a stamp in", dest.display()))?;
+pub fn kept_threshold(
+    copy: &CopyKey,
+    src: &Path,
+    copies: &Path,
+    dest: &Path,
+) -> Result<Prior, WhyFull> {
+    let file = kept_file(copies, dest)
+        .ok_or_else(|| format!("cannot resolve {} to find its stamp", dest.display()))?;
+    check_copies(copies)?;
     let kept = read_kept(&file)?;
     if boot_id().as_ref() != Some(&kept.boot_id) {
         return Err("the machine restarted since the last copy".to_owned());
@@ -658,42 +698,71 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let (src, dest) = (dir.path().join("s"), dir.path().join("d"));
+        let copies = dir.path().join("state/copies");
         std::fs::create_dir(&src).expect("src");
         std::fs::create_dir(&dest).expect("dest");
+        std::fs::create_dir(dir.path().join("state")).expect("state");
         let src = std::fs::canonicalize(&src).expect("real");
-        let why = kept_threshold(&key("/s"), &src, &dest).expect_err("none yet");
+        let why = kept_threshold(&key("/s"), &src, &copies, &dest).expect_err("none yet");
         assert!(why.contains("no stamp"), "{why}");
+        forget(&copies, &dest).expect("no folder, nothing to forget");
         let stamp = Stamp::take(key("/s"), &src, &dest).expect("stamp");
-        save(&stamp, &dest).expect("save");
-        let file = kept_file(&dest).expect("file");
-        assert_eq!(
-            file,
-            std::fs::canonicalize(dir.path())
-                .expect("real")
-                .join(".d.ward-copy.json")
+        save(&stamp, &copies, &dest).expect("save");
+        let mode = std::fs::metadata(&copies)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o700, "{mode:o}");
+        let file = kept_file(&copies, &dest).expect("file");
+        assert_eq!(file.parent(), Some(copies.as_path()));
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.len() == 37
+                && name.ends_with(".json")
+                && name[..32].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}"
         );
+        // Every path to dest names the same stamp; another dest another.
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).expect("other");
+        let via = other.join("../d");
+        assert_eq!(kept_file(&copies, &via), Some(file.clone()));
+        assert_ne!(kept_file(&copies, &other), Some(file.clone()));
+        // Nothing beside dest or in it.
+        let names = |d: &Path| -> Vec<_> {
+            std::fs::read_dir(d)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name())
+                .collect()
+        };
+        assert!(names(&dest).is_empty());
+        let mut beside = names(dir.path());
+        beside.sort();
+        assert_eq!(beside, ["d", "other", "s", "state"]);
         let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o022, 0, "{mode:o}");
-        let prior = kept_threshold(&key("/s"), &src, &dest).expect("same copy");
+        assert_eq!(mode & 0o7777, 0o600, "{mode:o}");
+        let prior = kept_threshold(&key("/s"), &src, &copies, &dest).expect("same copy");
         assert_eq!(prior.started, stamp.wall);
         let wall = stamp.wall.duration_since(UNIX_EPOCH).expect("after 1970");
         assert!(prior.since.from.0 <= wall.as_secs() as i64 - 2, "{prior:?}");
         // hard_links decides links, not attributes: the same copy here.
         let mut unlinked = key("/s");
         unlinked.hard_links = false;
-        assert!(kept_threshold(&unlinked, &src, &dest).is_ok());
+        assert!(kept_threshold(&unlinked, &src, &copies, &dest).is_ok());
         let mut filtered = key("/s");
         filtered.filters = vec!["- /cache/".into()];
-        let why = kept_threshold(&filtered, &src, &dest).expect_err("other filters");
+        let why = kept_threshold(&filtered, &src, &copies, &dest).expect_err("other filters");
         assert!(why.contains("another copy"), "{why}");
-        let other = dir.path().join("other");
-        std::fs::create_dir(&other).expect("other");
-        let why = kept_threshold(&key("/s"), &other, &dest).expect_err("other source");
+        let why = kept_threshold(&key("/s"), &other, &copies, &dest).expect_err("other source");
         assert!(why.contains("replaced"), "{why}");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-        let why = kept_threshold(&key("/s"), &src, &dest).expect_err("open to others");
+        let why = kept_threshold(&key("/s"), &src, &copies, &dest).expect_err("open to others");
         assert!(why.contains("written by others"), "{why}");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let text = std::fs::read_to_string(&file).expect("read");
         let moved = text.replace(
             &format!("\"boot_id\":\"{}\"", boot_id().expect("boot id")),
@@ -701,11 +770,41 @@ mod tests {
         );
         assert_ne!(moved, text);
         std::fs::write(&file, moved).expect("write");
-        let why = kept_threshold(&key("/s"), &src, &dest).expect_err("another boot");
+        let why = kept_threshold(&key("/s"), &src, &copies, &dest).expect_err("another boot");
         assert!(why.contains("restarted"), "{why}");
-        forget(&dest).expect("forget");
+        forget(&copies, &dest).expect("forget");
         assert!(!file.exists());
-        forget(&dest).expect("nothing to forget");
+        forget(&copies, &dest).expect("nothing to forget");
+    }
+
+    #[test]
+    fn a_copies_folder_that_is_a_link_or_open_to_others_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, dest) = (dir.path().join("s"), dir.path().join("d"));
+        std::fs::create_dir(&src).expect("src");
+        std::fs::create_dir(&dest).expect("dest");
+        let src = std::fs::canonicalize(&src).expect("real");
+        let (real, copies) = (dir.path().join("real"), dir.path().join("copies"));
+        let stamp = Stamp::take(key("/s"), &src, &dest).expect("stamp");
+        save(&stamp, &real, &dest).expect("save");
+        std::os::unix::fs::symlink(&real, &copies).expect("symlink");
+        // O_NOFOLLOW | O_DIRECTORY on a link: ENOTDIR (or ELOOP).
+        let refused = |why: &str| why.contains("symbolic link") || why.contains("not a folder");
+        let why = kept_threshold(&key("/s"), &src, &copies, &dest).expect_err("a link");
+        assert!(refused(&why), "{why}");
+        assert!(!why.contains('\n'), "{why}");
+        let why = save(&stamp, &copies, &dest).expect_err("a link");
+        assert!(refused(&why), "{why}");
+        // Left alone: no stamp there is read.
+        forget(&copies, &dest).expect("forget");
+        assert!(kept_file(&real, &dest).expect("file").exists());
+        std::fs::remove_file(&copies).expect("unlink");
+        std::fs::rename(&real, &copies).expect("rename");
+        assert!(kept_threshold(&key("/s"), &src, &copies, &dest).is_ok());
+        std::fs::set_permissions(&copies, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let why = kept_threshold(&key("/s"), &src, &copies, &dest).expect_err("open");
+        assert!(why.contains("other users can write"), "{why}");
     }
 
     #[test]

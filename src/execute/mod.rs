@@ -60,6 +60,9 @@ pub struct ExecOptions {
     pub state_flag: String,
     /// How `confirm:` steps are confirmed.
     pub confirm: confirm::ConfirmSetup,
+    /// The folder of ward's state where `rsync` steps keep the stamps of
+    /// their copies across runs (`ActionCtx::copies_dir`); None: not kept.
+    pub copies_dir: Option<PathBuf>,
 }
 
 /// Default wait between SIGTERM and SIGKILL; `WARD_KILL_GRACE` overrides it.

@@ -805,12 +805,14 @@ impl Scheduler<'_, '_> {
 
     /// The context for an action attempt, and the cell that cancels it.
     fn action_ctx(&self, i: usize, attempt: Attempt) -> (ActionCtx, Arc<CancelCell>) {
-        ActionCtx::new(
+        let (mut ctx, cancel) = ActionCtx::new(
             attempt,
             self.v.facts.clone(),
             self.playbook_hash.clone(),
             self.steps[i].param_vars.clone(),
-        )
+        );
+        ctx.copies_dir = self.options.copies_dir.clone();
+        (ctx, cancel)
     }
 
     /// The one value an attempt of step `i` is run from (a command step's

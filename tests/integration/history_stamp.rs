@@ -1,5 +1,6 @@
 //! The history check of a full `rsync` pass narrowed across runs: a copy
-//! that succeeded leaves a stamp beside `dest`, and the next full pass of
+//! that succeeded leaves a stamp in ward's state folder (`copies/`, named
+//! by a hash of `dest` resolved), and the next full pass of
 //! the same copy runs rsync's dry run only over what changed in the source
 //! since that copy started, while older snapshots still keep their files.
 
@@ -70,8 +71,45 @@ fn details(s: &Scratch) -> serde_json::Value {
     step["attempt_list"][0]["details"].clone()
 }
 
+/// The stamp of copies into `backup/current`: in the state folder's
+/// `copies/`, named by the first 32 hex digits of the sha256 of the
+/// destination's resolved path.
 fn stamp(s: &Scratch) -> PathBuf {
-    s.path().join("backup/.current.ward-copy.json")
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    let real = std::fs::canonicalize(s.path().join("backup/current")).expect("resolve dest");
+    let hex: String = Sha256::digest(real.as_os_str().as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    s.state()
+        .parent()
+        .expect("state folder")
+        .join("copies")
+        .join(format!("{hex}.json"))
+}
+
+/// No file of ward's among the backups: nothing named `*.ward-copy.json`
+/// beside `dest` or anywhere in it (and so in no snapshot of it).
+fn nothing_beside_dest(s: &Scratch) {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("list") {
+            let e = e.expect("entry");
+            let path = e.path();
+            if e.file_name().to_string_lossy().contains("ward-copy") {
+                found.push(path.clone());
+            }
+            if e.file_type().expect("type").is_dir() {
+                walk(&path, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&s.path().join("backup"), &mut found);
+    assert!(
+        found.is_empty(),
+        "ward's stamps among the backups: {found:?}"
+    );
 }
 
 /// An older snapshot sharing every file of `current` (as
@@ -126,7 +164,10 @@ fn a_second_run_checks_only_what_changed_since_the_first() {
     playbook(&s, "p.yml", ", args: [--checksum]");
     run(&s, "p.yml").expect_code(0);
     let m = stat(&stamp(&s));
-    assert_eq!(m.mode() & 0o7777, 0o644, "the stamp's mode");
+    assert_eq!(m.mode() & 0o7777, 0o600, "the stamp's mode");
+    let copies = stamp(&s).parent().expect("copies").to_path_buf();
+    assert_eq!(stat(&copies).mode() & 0o7777, 0o700, "the stamps' folder");
+    nothing_beside_dest(&s);
     let snap = snapshot(&s, "snap-1");
     change_attributes(&src);
     // So that the next run, which lists from its start less the margin,
@@ -182,7 +223,7 @@ fn a_stamp_open_to_others_or_of_another_copy_is_not_trusted() {
     assert!(why.contains("written by others"), "{d}");
     check_kept(&s, &snap);
     // The copy wrote a stamp of its own again.
-    assert_eq!(stat(&stamp(&s)).mode() & 0o7777, 0o644);
+    assert_eq!(stat(&stamp(&s)).mode() & 0o7777, 0o600);
     // Another copy into the same folder (other filters): its stamp does
     // not narrow this copy's check, nor this one's that copy's.
     playbook(&s, "gold.yml", ", mode: gold-only, args: [--checksum]");
@@ -258,4 +299,5 @@ fn a_failed_copy_leaves_no_stamp() {
         "{d}"
     );
     assert!(stamp(&s).exists());
+    nothing_beside_dest(&s);
 }
