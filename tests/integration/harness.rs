@@ -333,3 +333,24 @@ pub fn json_ms(v: &serde_json::Value) -> i64 {
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .timestamp_millis()
 }
+
+/// The metadata of `p` itself (a link is not followed).
+pub fn stat(p: &Path) -> std::fs::Metadata {
+    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Sets `path`'s mtime to `secs` after the epoch.
+pub fn set_mtime(path: &Path, secs: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .expect("mtime");
+}
+
+/// Sets `path`'s permission bits.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use crate::harness::{Scratch, status_step};
+use crate::harness::{Scratch, set_mtime, stat, status_step};
 
 /// What must not change in an older snapshot: per path, its inode, mode,
 /// owner, group and mtime (not followed through symlinks).
@@ -44,10 +44,6 @@ fn picture(root: &Path) -> Picture {
     out
 }
 
-fn stat(p: &Path) -> std::fs::Metadata {
-    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 fn is_root() -> bool {
     let out = std::process::Command::new("id")
         .arg("-u")
@@ -63,15 +59,6 @@ fn chown(path: &Path, uid: u32, gid: u32, follow: bool) {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid))
     };
     r.unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
-}
-
-fn set_mtime(path: &Path, secs: u64) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .expect("open")
-        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .expect("mtime");
 }
 
 fn write(path: &Path, body: &str) {

@@ -4,31 +4,14 @@
 //! the same copy runs rsync's dry run only over what changed in the source
 //! since that copy started, while older snapshots still keep their files.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::harness::{Scratch, status_step};
+use crate::harness::{Scratch, chmod, set_mtime, stat, status_step};
 
 fn write(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, body).expect("write");
-}
-
-fn stat(p: &Path) -> std::fs::Metadata {
-    std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn set_mtime(path: &Path, secs: u64) {
-    std::fs::File::options()
-        .write(true)
-        .open(path)
-        .expect("open")
-        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .expect("mtime");
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// A source of a few folders, then a wait until every change in it is

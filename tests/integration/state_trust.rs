@@ -2,17 +2,13 @@
 //! commands never create state; damaged databases and lock faults are state
 //! errors (exit 4), a missing database exit 5; concurrent creation works.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{Run, Scratch};
+use crate::harness::{Run, Scratch, chmod};
 
 const PLAYBOOK: &str = "ward: 1\nname: demo\nsteps:\n  - id: hello\n    run: echo hi\n";
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).expect("stat").mode() & 0o7777
