@@ -183,7 +183,7 @@ pub fn wards_own(meta: &std::fs::Metadata) -> bool {
 /// the one `latest` points at if it is complete, else the newest complete
 /// one; snapshots for which `skip` is true are not considered (the one
 /// being made; those a rotation deletes).
-pub fn carried_from<'a>(listing: &'a Listing, skip: impl Fn(&str) -> bool) -> Option<&'a Snapshot> {
+pub fn carried_from(listing: &Listing, skip: impl Fn(&str) -> bool) -> Option<&Snapshot> {
     let usable = |s: &&Snapshot| s.complete && !skip(&s.name);
     listing
         .latest_target

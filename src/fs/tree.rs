@@ -1283,6 +1283,8 @@ mod tests {
     }
 
     #[test]
+    // `nlink_t` is narrower than u64 on some targets: the cast is for them.
+    #[allow(clippy::unnecessary_cast)]
     fn an_observed_removal_shows_each_file_name_as_it_was_just_before_its_unlink() {
         for (threads, count) in [(2, None), (1, None), (2, Some(None)), (2, Some(Some(1)))] {
             let dir = tempfile::tempdir().expect("tempdir");
