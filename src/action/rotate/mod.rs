@@ -1,7 +1,8 @@
 //! `rotate`: delete old snapshots by a retention policy, and say for each
 //! snapshot why it is kept or deleted ([`decide`]) and what deleting it
 //! frees ([`explain`], with [`crate::fs::unique`]; a run counts it while
-//! deleting, with [`crate::fs::tree::remove_tree_counted`]).
+//! deleting, with [`crate::fs::tree::remove_tree_counted`]), and record for
+//! the next snapshot which files its unlinks left unchanged ([`unlinks`]).
 
 mod decide;
 mod explain;
