@@ -9,7 +9,8 @@ use super::params::{component_problem, default_latest, facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::fs::manifest::{self, ManifestInfo};
 use crate::fs::snapshots::{
-    base_marker, list, marker_path, remove_if_present, split_suffix, suffix_number, with_suffix,
+    base_marker, carried_from, list, marker_path, remove_if_present, split_suffix, suffix_number,
+    wards_own, with_suffix,
 };
 use crate::fs::sync_dir;
 use crate::fs::tree::{link_tree_since, remove_tree};
@@ -197,6 +198,7 @@ impl Action for SnapshotHardlink {
             manifest::outside_path(&done),
             marker_path(&done),
             Some(base_marker(&dir, &slot)),
+            manifest::unlinks_path(&done),
         ]
         .into_iter()
         .flatten()
@@ -363,7 +365,9 @@ fn make(
     let clock = std::time::Instant::now();
     let carry = match previous.map(std::thread::JoinHandle::join) {
         Some(Ok((carry, said))) => {
-            ctx.log(said);
+            for line in said {
+                ctx.log(line);
+            }
             carry
         }
         Some(Err(_)) => {
@@ -458,45 +462,31 @@ fn make(
 
 /// The hashes the previous snapshot's manifest lets this one reuse, and
 /// what to log about it. The previous snapshot is the one `latest`
-/// points at (else the newest complete one); its manifest is used only
-/// if ward wrote it (owned by this user or root, writable by nobody
-/// else), it is intact, and it was made from the same tree (`source`).
-/// Whatever is amiss, nothing is reused: every file is read.
+/// points at (else the newest complete one; [`carried_from`]); its
+/// manifest is used only if ward wrote it (owned by this user or root,
+/// writable by nobody else: [`wards_own`]), it is intact, and it was made
+/// from the same tree (`source`). Whatever is amiss, nothing is reused:
+/// every file is read. The unlinks file a rotation left beside it
+/// ([`manifest::Unlinks`]) is used under the same conditions and only for
+/// that manifest; else it is ignored (a line says why), and the files a
+/// rotation unlinked a name of are read again.
 fn previous_hashes(
     dir: &Path,
     latest: &str,
     slot: &str,
     source: &manifest::Source,
-) -> (manifest::Carry, String) {
-    use std::os::unix::fs::MetadataExt;
+) -> (manifest::Carry, Vec<String>) {
     let none = |why: String| {
         (
             manifest::Carry::default(),
-            format!("{why}; hashing every file"),
+            vec![format!("{why}; hashing every file")],
         )
     };
     let listing = match list(dir, latest) {
         Ok(l) => l,
         Err(e) => return none(format!("cannot list the earlier snapshots ({e})")),
     };
-    let complete = |name: &str| {
-        listing
-            .snapshots
-            .iter()
-            .find(|s| s.name == name && s.complete && s.name != slot)
-    };
-    let previous = listing
-        .latest_target
-        .as_deref()
-        .and_then(complete)
-        .or_else(|| {
-            listing
-                .snapshots
-                .iter()
-                .filter(|s| s.complete && s.name != slot)
-                .max_by(|a, b| a.age_order().cmp(&b.age_order()))
-        });
-    let Some(previous) = previous else {
+    let Some(previous) = carried_from(&listing, |name| name == slot) else {
         return none(format!("no earlier snapshot in {}", dir.display()));
     };
     let set = dir.join(&previous.name);
@@ -516,9 +506,7 @@ fn previous_hashes(
         }
     };
     match std::fs::symlink_metadata(&found.path) {
-        Ok(meta)
-            if crate::fs::trust::owned_by_us(meta.uid())
-                && !crate::fs::trust::writable_by_others(meta.mode()) => {}
+        Ok(meta) if wards_own(&meta) => {}
         Ok(_) => {
             return none(format!(
                 "the manifest {} is not ward's own (another owner, or others may write it)",
@@ -543,7 +531,7 @@ fn previous_hashes(
         }
         Some(_) => {}
     }
-    let carry = found.carry;
+    let mut carry = found.carry;
     if carry.is_empty() {
         return none(format!(
             "the manifest {} records no file identities to compare with",
@@ -551,20 +539,37 @@ fn previous_hashes(
         ));
     }
     let n = carry.len();
-    (
-        carry,
-        format!(
-            "files unchanged since {} (same inode, size, mtime and change time) keep its hashes ({n} recorded)",
+    let mut said = vec![format!(
+        "files unchanged since {} (same inode, size, mtime and change time) keep its hashes ({n} recorded)",
+        set.display()
+    )];
+    match manifest::read_unlinks(&set, &found.checksum) {
+        Ok(None) => {}
+        Ok(Some(unlinks)) => {
+            let files: usize = unlinks.windows.iter().map(|w| w.inodes.len()).sum();
+            said.push(format!(
+                "a change time a rotation's unlink left counts as unchanged for the {files} files \
+                 it unlinked a name of unchanged ({} rotation(s) since {})",
+                unlinks.windows.len(),
+                set.display()
+            ));
+            carry.accept_unlinks(unlinks);
+        }
+        Err(why) => said.push(format!(
+            "ignoring what rotations recorded beside {}: {why}; files they unlinked a name of \
+             are read again",
             set.display()
-        ),
-    )
+        )),
+    }
+    (carry, said)
 }
 
 /// Why `name` cannot name a snapshot in `dir`, if it cannot: it must be
 /// one plain name, and not one of ward's own names there (the `latest`
 /// link, `.partial` folders being linked, and the dot files next to each
 /// snapshot: `.NAME.manifest.json`, `.NAME.verified`, `.NAME.base`,
-/// `.NAME.deleting`), or rotation could delete what `latest` points at.
+/// `.NAME.unlinks.json`, `.NAME.deleting`), or rotation could delete what
+/// `latest` points at.
 pub(super) fn name_problem(name: &str, latest: &str) -> Option<String> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Some("it must be one plain name inside `dir` (no `/`, not `.` or `..`)".into());
@@ -572,7 +577,8 @@ pub(super) fn name_problem(name: &str, latest: &str) -> Option<String> {
     if name.starts_with('.') {
         return Some(
             "names starting with `.` are reserved for ward's own files next to each snapshot \
-             (`.NAME.manifest.json`, `.NAME.verified`, `.NAME.base`, `.NAME.deleting`)"
+             (`.NAME.manifest.json`, `.NAME.verified`, `.NAME.base`, `.NAME.unlinks.json`, \
+             `.NAME.deleting`)"
                 .into(),
         );
     }
@@ -590,12 +596,13 @@ pub(super) fn name_problem(name: &str, latest: &str) -> Option<String> {
 }
 
 /// Endings ward gives its own files and folders in a snapshot folder.
-const RESERVED_SUFFIXES: [&str; 5] = [
+const RESERVED_SUFFIXES: [&str; 6] = [
     ".partial",
     ".deleting",
     ".verified",
     ".base",
     manifest::SUFFIX,
+    manifest::UNLINKS_SUFFIX,
 ];
 
 /// Refuses a snapshot folder inside (or equal to) the tree it snapshots:
@@ -838,6 +845,7 @@ mod tests {
             "x.verified",
             "x.base",
             "x.manifest.json",
+            "x.unlinks.json",
             "latest",
             "current",
         ] {

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::FsError;
+use super::clock::FsClock;
 use super::tree::{
     Entry, Identity, Kind, at, child_rel, join, map_chunks, nanos, open_dir, open_file_below,
     open_level_errno, poisoned, read_names, walk,
@@ -281,6 +282,10 @@ pub struct Carry {
     paths: Vec<u8>,
     /// One per reusable hash, sorted by path, no path twice.
     files: Vec<Recorded>,
+    /// The ctime moves of rotations since the manifest was written, each
+    /// an unlink of a name of a file unchanged until then (see
+    /// [`Unlinks::accepts`]); empty: none accepted.
+    unlinks: Unlinks,
 }
 
 /// A reusable hash: the file's path (a range of [`Carry::paths`]), the
@@ -372,6 +377,33 @@ impl Carry {
         self
     }
 
+    /// Accepts, besides the recorded identities, the ctime moves that
+    /// `unlinks` records (rotations since the manifest was written; the
+    /// caller checked it is of this manifest and ward's own).
+    pub fn accept_unlinks(&mut self, unlinks: Unlinks) {
+        self.unlinks = unlinks;
+    }
+
+    /// The identity recorded for each file, by (device, inode), for a
+    /// rotation to compare with what it unlinks. A file recorded with two
+    /// different identities under two names is left out: which one holds
+    /// is not known.
+    pub fn identities(&self) -> HashMap<(u64, u64), Identity> {
+        let mut out: HashMap<(u64, u64), Option<Identity>> = HashMap::new();
+        for r in &self.files {
+            out.entry((r.id.dev, r.id.ino))
+                .and_modify(|known| {
+                    if *known != Some(r.id) {
+                        *known = None;
+                    }
+                })
+                .or_insert(Some(r.id));
+        }
+        out.into_iter()
+            .filter_map(|(k, id)| Some((k, id?)))
+            .collect()
+    }
+
     /// How many hashes can be reused.
     pub fn len(&self) -> usize {
         self.files.len()
@@ -423,12 +455,13 @@ impl Carry {
 
     /// `recorded`'s hash if `e` is the file it was recorded for: the
     /// identity seen before this snapshot linked it is exactly the
-    /// recorded one, and the link changed nothing but the change time (the
-    /// same inode, size and mtime after it).
+    /// recorded one (or differs only by a ctime a rotation's unlink left,
+    /// [`Unlinks::accepts`]), and the link changed nothing but the change
+    /// time (the same inode, size and mtime after it).
     fn reusable(&self, recorded: &Recorded, e: &Entry) -> Option<[u8; 32]> {
         let seen = e.seen?;
         let now = e.identity();
-        (recorded.id == seen
+        ((recorded.id == seen || self.unlinks.accepts(&recorded.id, &seen))
             && (now.dev, now.ino, now.size, now.mtime_ns)
                 == (seen.dev, seen.ino, seen.size, seen.mtime_ns))
             .then_some(recorded.sum)
@@ -467,7 +500,9 @@ impl Carry {
                 || r.sum != recorded.sum
                 || !unchanged(&seen)
                 || !unchanged(&e.identity())
-                || !(seen.ctime_ns == recorded.id.ctime_ns || after_earlier_link)
+                || !(seen.ctime_ns == recorded.id.ctime_ns
+                    || after_earlier_link
+                    || self.unlinks.accepts(&recorded.id, &seen))
             {
                 return None;
             }
@@ -573,9 +608,23 @@ const READ_ATTEMPTS: usize = 3;
 ///
 /// What is not caught (documented): a change that keeps size and mtime
 /// (mtime set back) made in the instant between the pre-link `stat` and
-/// the link, or within the same clock tick as the link; and an unlink of
-/// another name of the file (a rotation deleting an old snapshot) makes
-/// the next snapshot read the file again, as it cannot tell that from a write.
+/// the link, or within the same clock tick as the link.
+///
+/// A rotation between two snapshots unlinks a name of most files (the old
+/// snapshot it deletes shares them), which moves their ctime. `rotate`
+/// stats each file just before its unlink and lists, with the window of
+/// the file system's clock its unlinks fall in, the files whose stat was
+/// exactly the recorded identity ([`Unlinks`], beside the snapshot this
+/// one carries from). A seen ctime later than the recorded one, inside
+/// such a window, with the same inode, size and mtime, then counts as
+/// unchanged ([`Unlinks::accepts`]): the pre-unlink stat proves the file
+/// unchanged from its recorded proof up to its unlink, and the unlink
+/// moved the ctime into the window; any change after the rotation gets a
+/// later ctime. Not caught: a change keeping size and mtime made during
+/// the rotation after the file's own pre-unlink stat (the same kind of
+/// gap as the link's, as long as the rotation). Any other unlink or link
+/// of another name makes the next snapshot read the file again, as it
+/// cannot tell that from a write.
 pub fn build_counted(
     root: &Path,
     entries: &[Entry],
@@ -683,7 +732,7 @@ pub fn build_counted(
         Some(read_bytes),
     );
     progress.add_files(carried);
-    let clock = FsClock::new(root, root_fd.as_fd());
+    let clock = FsClock::open(root);
     // After every link (the entries are complete), one tick later.
     let stamp = if reads.is_empty() {
         None
@@ -858,7 +907,7 @@ fn read_stable(
     holder: BorrowedFd<'_>,
     rel: &[u8],
     stamp: Option<i64>,
-    clock: &FsClock<'_>,
+    clock: &FsClock,
 ) -> std::io::Result<Hashed> {
     use rustix::fs::fstat;
     let mut stamp = stamp;
@@ -891,75 +940,6 @@ fn read_stable(
         return Err(std::io::Error::other("not read"));
     };
     Ok(Hashed::read(None, &st, false))
-}
-
-/// The clock of the file system a snapshot is on, as it stamps changes:
-/// the ctime a new inode gets. Read with an unnamed file (`O_TMPFILE`) in
-/// the snapshot (never linked, so never in it); where the file system has
-/// none (or the folder is read-only), a file created and removed next to
-/// the snapshot.
-struct FsClock<'a> {
-    root: BorrowedFd<'a>,
-    parent: Option<OwnedFd>,
-}
-
-impl<'a> FsClock<'a> {
-    fn new(root_path: &Path, root: BorrowedFd<'a>) -> FsClock<'a> {
-        let parent = root_path.parent().and_then(|p| open_dir(p).ok());
-        FsClock { root, parent }
-    }
-
-    /// The clock now, or None if it cannot be read.
-    fn now(&self) -> Option<i64> {
-        use rustix::fs::{Mode, OFlags, fstat, openat};
-        let mode = Mode::from_raw_mode(0o600);
-        let stamp = |fd: &OwnedFd| {
-            fstat(fd)
-                .ok()
-                .map(|st| nanos(st.st_ctime, st.st_ctime_nsec as i64))
-        };
-        if let Ok(fd) = openat(
-            self.root,
-            ".",
-            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-            mode,
-        ) {
-            return stamp(&fd);
-        }
-        let parent = self.parent.as_ref()?;
-        let name = format!(
-            ".ward-clock-{}-{:08x}",
-            std::process::id(),
-            fastrand::u32(..)
-        );
-        let fd = openat(
-            parent,
-            name.as_str(),
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            mode,
-        )
-        .ok()?;
-        let now = stamp(&fd);
-        let _ = rustix::fs::unlinkat(parent, name.as_str(), rustix::fs::AtFlags::empty());
-        now
-    }
-
-    /// The clock once it reads later than `t` (it ticks every few
-    /// milliseconds, every second or two on coarse file systems); None if
-    /// it cannot be read or has not passed `t` within 3 seconds.
-    fn after(&self, t: i64) -> Option<i64> {
-        let start = std::time::Instant::now();
-        loop {
-            let now = self.now()?;
-            if now > t {
-                return Some(now);
-            }
-            if start.elapsed() > std::time::Duration::from_secs(3) {
-                return None;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
 }
 
 /// How a manifest's JSON ends: the checksum is its last field.
@@ -1090,6 +1070,8 @@ pub struct Previous {
     pub source: Option<Source>,
     /// Its reusable hashes.
     pub carry: Carry,
+    /// Its checksum (checked): what a `.NAME.unlinks.json` names it by.
+    pub checksum: String,
 }
 
 /// The parts of a manifest [`previous`] reads: strings borrowed from the
@@ -1139,16 +1121,17 @@ pub fn previous(set: &Path) -> Result<Option<Previous>, FsError> {
     };
     let bytes = std::fs::read(&path);
     let quick = bytes.as_ref().ok().and_then(|bytes| {
-        encoded_checksum(bytes)?;
+        let checksum = encoded_checksum(bytes)?;
         let sketch: Sketch<'_> = serde_json::from_slice(bytes).ok()?;
-        (sketch.format == FORMAT).then_some(sketch)
+        (sketch.format == FORMAT).then_some((sketch, checksum.to_owned()))
     });
-    let Some(sketch) = quick else {
+    let Some((sketch, checksum)) = quick else {
         // Damaged, unreadable, or written another way: the full read says which.
         return Ok(find(set)?.map(|found| Previous {
             carry: Carry::from_manifest(&found.manifest),
             source: found.manifest.source,
             path: found.path,
+            checksum: found.manifest.checksum,
         }));
     };
     let mut carry = Carry::default();
@@ -1175,7 +1158,136 @@ pub fn previous(set: &Path) -> Result<Option<Previous>, FsError> {
         path,
         source: sketch.source,
         carry: carry.sorted(),
+        checksum,
     }))
+}
+
+/// The ending of `<dir>/.<name>.unlinks.json`, beside a snapshot.
+pub const UNLINKS_SUFFIX: &str = ".unlinks.json";
+
+/// The format tag of a `.NAME.unlinks.json`.
+pub const UNLINKS_FORMAT: &str = "ward-unlinks/1";
+
+/// What rotations did to the files of a snapshot since its manifest was
+/// written: `rotate` writes it beside the snapshot the next one takes its
+/// hashes from (`<dir>/.<name>.unlinks.json`), and that next snapshot
+/// accepts the ctime moves it records ([`Unlinks::accepts`]).
+///
+/// Deleting an old snapshot unlinks a name of every file it shares with
+/// the latest one and with `current`, and each unlink moves the file's
+/// ctime: without this, the next snapshot could not tell those moves from
+/// writes and would read the whole tree again after every rotation.
+/// Each window is one rotation: the file system's clock before its first
+/// unlink (`from`) and once every unlink was done (`to`), and the files
+/// (device, inode) whose stat just before an unlink was the identity the
+/// manifest recorded (or one an earlier window accepts): unchanged from
+/// the manifest's proof up to that unlink.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unlinks {
+    /// [`UNLINKS_FORMAT`].
+    pub format: String,
+    /// The checksum of the manifest whose identities the windows were
+    /// compared with: another manifest (a snapshot made again under the
+    /// same name) makes the file count for nothing.
+    pub manifest_checksum: String,
+    /// One per rotation since the manifest was written, oldest first.
+    pub windows: Vec<UnlinkWindow>,
+}
+
+/// One rotation's unlinks (see [`Unlinks`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnlinkWindow {
+    /// The file system's clock before the rotation's first unlink (ns).
+    pub from: i64,
+    /// The clock after its last unlink (ns); every later change of a file
+    /// gets a later ctime.
+    pub to: i64,
+    /// (device, inode) of the files it unlinked a name of unchanged,
+    /// sorted.
+    pub inodes: Vec<(u64, u64)>,
+}
+
+impl Unlinks {
+    /// No window yet, for the manifest with this checksum.
+    pub fn new(manifest_checksum: &str) -> Unlinks {
+        Unlinks {
+            format: UNLINKS_FORMAT.to_owned(),
+            manifest_checksum: manifest_checksum.to_owned(),
+            windows: Vec::new(),
+        }
+    }
+
+    /// Whether `seen` is the file recorded as `recorded` with nothing
+    /// changed but the ctime a rotation's unlink left: the same inode,
+    /// size and mtime, a ctime later than the recorded one and within a
+    /// window that lists the inode. Proof and gap: docs/design.md, "What
+    /// a rotation's unlinks leave".
+    pub fn accepts(&self, recorded: &Identity, seen: &Identity) -> bool {
+        (seen.dev, seen.ino, seen.size, seen.mtime_ns)
+            == (recorded.dev, recorded.ino, recorded.size, recorded.mtime_ns)
+            && seen.ctime_ns > recorded.ctime_ns
+            && self.windows.iter().any(|w| {
+                (w.from..=w.to).contains(&seen.ctime_ns)
+                    && w.inodes.binary_search(&(seen.dev, seen.ino)).is_ok()
+            })
+    }
+}
+
+/// `<dir>/.<name>.unlinks.json`, beside the set `<dir>/<name>`.
+pub fn unlinks_path(set: &Path) -> Option<PathBuf> {
+    let name = set.file_name()?;
+    let mut file = std::ffi::OsString::from(".");
+    file.push(name);
+    file.push(UNLINKS_SUFFIX);
+    Some(set.parent()?.join(file))
+}
+
+/// The unlinks file of `set` if it counts: None if there is none; an error
+/// saying why it does not count if it is not ward's own (see
+/// [`super::snapshots::wards_own`]), cannot be read or parsed, or is of
+/// another manifest than the one with `checksum`.
+pub fn read_unlinks(set: &Path, checksum: &str) -> Result<Option<Unlinks>, String> {
+    let Some(path) = unlinks_path(set) else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {shown}: {e}")),
+        Ok(meta) if !meta.is_file() || !super::snapshots::wards_own(&meta) => {
+            return Err(format!(
+                "{shown} is not ward's own (not a plain file, another owner, or others may write it)"
+            ));
+        }
+        Ok(_) => {}
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut unlinks: Unlinks =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{shown} is damaged: {e}"))?;
+    if unlinks.format != UNLINKS_FORMAT {
+        return Err(format!("{shown} has unknown format `{}`", unlinks.format));
+    }
+    if unlinks.manifest_checksum != checksum {
+        return Err(format!(
+            "{shown} is of another manifest than the one beside {} (its checksum differs)",
+            set.display()
+        ));
+    }
+    // Searched by halves: sorted here, whatever the file holds.
+    for w in &mut unlinks.windows {
+        w.inodes.sort_unstable();
+        w.inodes.dedup();
+    }
+    Ok(Some(unlinks))
+}
+
+/// Writes the unlinks file of `set` (temp file, fsync, rename; mode 0644).
+pub fn write_unlinks(set: &Path, unlinks: &Unlinks) -> Result<(), FsError> {
+    let path = unlinks_path(set)
+        .ok_or_else(|| FsError::new(format!("{} is not a folder with a name", set.display())))?;
+    let bytes = serde_json::to_vec(unlinks)
+        .map_err(|e| FsError::new(format!("cannot encode {}: {e}", path.display())))?;
+    write_file(&path, &bytes, 0o644)
 }
 
 /// `<dir>/.<name>.manifest.json`, where the manifest of the set `<dir>/<name>` lives.
@@ -2038,11 +2150,159 @@ mod carry_tests {
         name: &str,
         prev: Option<&Manifest>,
     ) -> (Manifest, HashStats) {
+        let carry = prev.map(Carry::from_manifest).unwrap_or_default();
+        snapshot_with(src, dir, name, carry)
+    }
+
+    /// [`snapshot`] with the given hashes to reuse.
+    fn snapshot_with(src: &Path, dir: &Path, name: &str, carry: Carry) -> (Manifest, HashStats) {
         let (stop, progress) = (AtomicBool::new(false), Progress::default());
         let set = dir.join(name);
         let entries = link_tree_since(src, None, &set, 2, &stop, &progress).expect("link");
-        let carry = prev.map(Carry::from_manifest).unwrap_or_default();
         build_counted(&set, &entries, &info(name, carry), 2, &stop, &progress).expect("build")
+    }
+
+    #[test]
+    fn a_change_time_a_rotations_unlink_left_counts_only_in_its_window_for_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("gold")).expect("mkdir");
+        std::fs::create_dir_all(src.join("files")).expect("mkdir");
+        for name in ["a", "b", "c", "gold/x"] {
+            std::fs::write(src.join(name), name).expect("write");
+        }
+        std::fs::hard_link(src.join("gold/x"), src.join("files/x")).expect("link");
+        let (m1, _) = snapshot(&src, dir.path(), "s1", None);
+        let (m2, s2) = snapshot(&src, dir.path(), "s2", Some(&m1));
+        assert_eq!((s2.read, s2.carried), (0, 5));
+        assert_eq!(Carry::from_manifest(&m2).identities().len(), 4);
+        // The rotation: deleting s1 unlinks a name of every file.
+        let clock = crate::fs::clock::FsClock::open(dir.path());
+        let from = clock.now().expect("clock");
+        crate::fs::tree::remove_tree(&dir.path().join("s1"), 2, &AtomicBool::new(false))
+            .expect("remove");
+        let to = clock.now().expect("clock");
+        clock.after(to).expect("tick");
+        let ino = |path: &str| {
+            let e = m2.entries.iter().find(|e| e.path == path).expect("entry");
+            (e.dev.expect("dev"), e.ino.expect("ino"))
+        };
+        let mut inodes = vec![ino("a"), ino("b"), ino("gold/x")];
+        inodes.sort_unstable();
+        let mut unlinks = Unlinks::new(&m2.checksum);
+        unlinks.windows.push(UnlinkWindow { from, to, inodes });
+        // After the rotation: `b` rewritten with its size and mtime kept.
+        let f = src.join("b");
+        let mtime = std::fs::metadata(&f)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&f, "B").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_modified(mtime))
+            .expect("set mtime back");
+
+        // What the window accepts: the unlinked, unchanged file `a`; not
+        // `b` (changed after the window), nor `c` (not listed).
+        let seen = |path: &str| {
+            let m = std::fs::metadata(src.join(path)).expect("meta");
+            Identity {
+                dev: m.dev(),
+                ino: m.ino(),
+                size: m.len(),
+                mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
+                ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
+            }
+        };
+        let recorded = |path: &str| {
+            let e = m2.entries.iter().find(|e| e.path == path).expect("entry");
+            Identity {
+                dev: e.dev.expect("dev"),
+                ino: e.ino.expect("ino"),
+                size: e.size.expect("size"),
+                mtime_ns: e.mtime_ns.expect("mtime"),
+                ctime_ns: e.ctime_ns.expect("ctime"),
+            }
+        };
+        assert!(unlinks.accepts(&recorded("a"), &seen("a")));
+        assert!(
+            !unlinks.accepts(&recorded("a"), &recorded("a")),
+            "not later than recorded"
+        );
+        let mut late = unlinks.clone();
+        late.windows[0].to = i64::MAX;
+        assert!(
+            !unlinks.accepts(&recorded("b"), &seen("b")),
+            "changed after the window"
+        );
+        assert!(
+            late.accepts(&recorded("b"), &seen("b")),
+            "inside a longer window"
+        );
+        assert!(!late.accepts(&recorded("c"), &seen("c")), "not listed");
+        let mut moved = seen("a");
+        moved.ctime_ns = from;
+        assert!(unlinks.accepts(&recorded("a"), &moved));
+        moved.ctime_ns = from - 1;
+        assert!(
+            !unlinks.accepts(&recorded("a"), &moved),
+            "before the window"
+        );
+        moved.ctime_ns = to;
+        moved.size += 1;
+        assert!(!unlinks.accepts(&recorded("a"), &moved), "another size");
+    }
+
+    #[test]
+    fn after_a_rotation_the_files_it_unlinked_unchanged_keep_their_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("gold")).expect("mkdir");
+        std::fs::create_dir_all(src.join("files")).expect("mkdir");
+        for name in ["a", "b", "c", "gold/x"] {
+            std::fs::write(src.join(name), name).expect("write");
+        }
+        std::fs::hard_link(src.join("gold/x"), src.join("files/x")).expect("link");
+        let (m1, _) = snapshot(&src, dir.path(), "s1", None);
+        let (m2, _) = snapshot(&src, dir.path(), "s2", Some(&m1));
+        let clock = crate::fs::clock::FsClock::open(dir.path());
+        let from = clock.now().expect("clock");
+        crate::fs::tree::remove_tree(&dir.path().join("s1"), 2, &AtomicBool::new(false))
+            .expect("remove");
+        let to = clock.now().expect("clock");
+        clock.after(to).expect("tick");
+        let listed = |path: &str| {
+            let e = m2.entries.iter().find(|e| e.path == path).expect("entry");
+            (e.dev.expect("dev"), e.ino.expect("ino"))
+        };
+        let mut inodes = vec![listed("a"), listed("b"), listed("gold/x")];
+        inodes.sort_unstable();
+        let mut unlinks = Unlinks::new(&m2.checksum);
+        unlinks.windows.push(UnlinkWindow { from, to, inodes });
+        // `b` rewritten after the rotation, size and mtime kept.
+        let f = src.join("b");
+        let mtime = std::fs::metadata(&f)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&f, "B").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .and_then(|h| h.set_modified(mtime))
+            .expect("set mtime back");
+        let mut carry = Carry::from_manifest(&m2);
+        carry.accept_unlinks(unlinks);
+        let (m3, s3) = snapshot_with(&src, dir.path(), "s3", carry);
+        // `a` and both names of `x` carried; `b` (changed) and `c` (not
+        // listed) read.
+        assert_eq!((s3.read, s3.carried), (2, 3));
+        assert_eq!(sum(&m3, "b"), Some(sha(b"B")));
+        assert_eq!(sum(&m3, "files/x"), Some(sha(b"gold/x")));
+        // The ctime recorded is the one this snapshot's link left.
+        let now = std::fs::metadata(src.join("a")).expect("meta");
+        let a = m3.entries.iter().find(|e| e.path == "a").expect("a");
+        assert_eq!(a.ctime_ns, Some(nanos(now.ctime(), now.ctime_nsec())));
     }
 
     fn sum(m: &Manifest, path: &str) -> Option<String> {
@@ -2309,8 +2569,7 @@ mod carry_tests {
         let root = dir.path().join("set");
         std::fs::create_dir(&root).expect("mkdir");
         let before = std::fs::metadata(&root).expect("meta");
-        let fd = open_dir(&root).expect("open");
-        let clock = FsClock::new(&root, fd.as_fd());
+        let clock = FsClock::open(&root);
         std::fs::write(dir.path().join("changed"), "x").expect("write");
         let meta = std::fs::metadata(dir.path().join("changed")).expect("meta");
         let changed = nanos(meta.ctime(), meta.ctime_nsec());

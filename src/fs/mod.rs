@@ -13,6 +13,7 @@
 
 mod atomic;
 pub mod changed;
+pub(crate) mod clock;
 pub mod dumpcheck;
 pub mod manifest;
 pub mod restore_marker;

@@ -1,7 +1,8 @@
 //! A snapshots folder, as `snapshot.hardlink` makes it and `rotate` and
 //! `verify` read it: snapshot names with same-day suffixes (`NAME`,
-//! `NAME.2`), the markers beside each snapshot (`.NAME.verified`,
-//! `.NAME.base`), and a listing by age.
+//! `NAME.2`), the files beside each snapshot (`.NAME.manifest.json`,
+//! `.NAME.verified`, `.NAME.base`, `.NAME.unlinks.json`; files, so never
+//! listed as snapshots), and a listing by age.
 
 use std::path::{Path, PathBuf};
 
@@ -167,6 +168,40 @@ pub fn time_from_name(name: &str) -> Option<NaiveDateTime> {
         _ => (0, 0, 0),
     };
     date.and_hms_opt(h, m, s)
+}
+
+/// Whether a file ward reads beside a snapshot (a manifest, an unlinks
+/// file) is ward's own as far as its metadata tells: owned by this user
+/// or root, and writable by nobody else. A hash taken from a file anyone
+/// else could write would let them hide a change from `verify`.
+pub fn wards_own(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    super::trust::owned_by_us(meta.uid()) && !super::trust::writable_by_others(meta.mode())
+}
+
+/// The snapshot the next snapshot of the folder takes its hashes from:
+/// the one `latest` points at if it is complete, else the newest complete
+/// one; snapshots for which `skip` is true are not considered (the one
+/// being made; those a rotation deletes).
+pub fn carried_from(listing: &Listing, skip: impl Fn(&str) -> bool) -> Option<&Snapshot> {
+    let usable = |s: &&Snapshot| s.complete && !skip(&s.name);
+    listing
+        .latest_target
+        .as_deref()
+        .and_then(|name| {
+            listing
+                .snapshots
+                .iter()
+                .filter(usable)
+                .find(|s| s.name == name)
+        })
+        .or_else(|| {
+            listing
+                .snapshots
+                .iter()
+                .filter(usable)
+                .max_by(|a, b| a.age_order().cmp(&b.age_order()))
+        })
 }
 
 /// Lists `dir` (read-only); `latest` is the name of the link to protect.

@@ -864,7 +864,7 @@ impl Drop for RmLevel<'_> {
 /// is read, each folder as soon as its last sub-folder is gone, the root
 /// last. A missing tree is not an error.
 pub fn remove_tree(path: &Path, threads: usize, cancelled: &AtomicBool) -> Result<(), FsError> {
-    remove_tree_with(path, threads, cancelled, None)
+    remove_tree_with(path, threads, cancelled, None, None)
 }
 
 /// What a [`remove_tree_counted`] freed.
@@ -905,6 +905,42 @@ pub fn remove_tree_counted(
     cancelled: &AtomicBool,
     budget: Option<u64>,
 ) -> Result<Freed, FsError> {
+    remove_counting(path, threads, cancelled, Some(budget), None)
+}
+
+/// What a removal shows of each regular file it unlinks: the file's
+/// `stat` from just before its unlink, after the unlink succeeded. Called
+/// from the removal's workers, several at once.
+pub type Observer<'a> = &'a (dyn Fn(&rustix::fs::Stat) + Sync);
+
+/// [`remove_tree`] (with `count: None`) or [`remove_tree_counted`] (with
+/// `count: Some(budget)`) that also shows `observe` each regular file it
+/// unlinks, with the `stat` read just before the unlink (the one the count
+/// reads; read for `observe` alone when nothing is counted). A file whose
+/// stat fails (it vanished) is not shown. The budget gives up the count
+/// only: every file is still shown.
+pub fn remove_tree_observed(
+    path: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+    count: Option<Option<u64>>,
+    observe: Observer<'_>,
+) -> Result<Freed, FsError> {
+    remove_counting(path, threads, cancelled, count, Some(observe))
+}
+
+/// The removal behind [`remove_tree_counted`] and [`remove_tree_observed`].
+fn remove_counting(
+    path: &Path,
+    threads: usize,
+    cancelled: &AtomicBool,
+    count: Option<Option<u64>>,
+    observe: Option<Observer<'_>>,
+) -> Result<Freed, FsError> {
+    let Some(budget) = count else {
+        remove_tree_with(path, threads, cancelled, None, observe)?;
+        return Ok(Freed { bytes: None });
+    };
     let count = Counting {
         budget,
         entries: AtomicU64::new(0),
@@ -912,7 +948,7 @@ pub fn remove_tree_counted(
         given_up: AtomicBool::new(false),
         shared: Mutex::new(HashMap::new()),
     };
-    remove_tree_with(path, threads, cancelled, Some(&count))?;
+    remove_tree_with(path, threads, cancelled, Some(&count), observe)?;
     if count.given_up.load(Ordering::Relaxed) {
         return Ok(Freed { bytes: None });
     }
@@ -972,12 +1008,14 @@ impl Counting {
     }
 }
 
-/// [`remove_tree`], counting what it frees into `count` if given.
+/// [`remove_tree`], counting what it frees into `count` and showing each
+/// file to `observe`, if given.
 fn remove_tree_with(
     path: &Path,
     threads: usize,
     cancelled: &AtomicBool,
     count: Option<&Counting>,
+    observe: Option<Observer<'_>>,
 ) -> Result<(), FsError> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -985,8 +1023,14 @@ fn remove_tree_with(
             return Err(FsError::new(format!("cannot read {}: {e}", path.display())));
         }
         Ok(m) if !m.is_dir() => {
+            let st = observe
+                .and_then(|_| rustix::fs::lstat(path).ok())
+                .filter(|st| FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile);
             std::fs::remove_file(path)
                 .map_err(|e| FsError::new(format!("cannot delete {}: {e}", path.display())))?;
+            if let (Some(observe), Some(st)) = (observe, st) {
+                observe(&st);
+            }
             if let Some(c) = count
                 && m.is_file()
             {
@@ -1022,7 +1066,7 @@ fn remove_tree_with(
             failed: Mutex::new(None),
             closer,
         };
-        let walked = remove_walk(path, threads, cancelled, &removal, count);
+        let walked = remove_walk(path, threads, cancelled, &removal, count, observe);
         // Consuming the removal drops the sender: the closers finish what
         // is queued and end before the scope does.
         (
@@ -1056,14 +1100,16 @@ fn tally(st: &rustix::fs::Stat, here: &mut Here) -> u64 {
 }
 
 /// The walk of [`remove_tree`]: unlinks the files of each folder and
-/// leaves the folders to [`RmLevel`]. With `count`, stats each regular
-/// file just before unlinking it (see [`remove_tree_counted`]).
+/// leaves the folders to [`RmLevel`]. With `count` or `observe`, stats
+/// each regular file just before unlinking it (see [`remove_tree_counted`]
+/// and [`remove_tree_observed`]).
 fn remove_walk(
     path: &Path,
     threads: usize,
     cancelled: &AtomicBool,
     removal: &Removal<'_>,
     count: Option<&Counting>,
+    observe: Option<Observer<'_>>,
 ) -> Result<(), FsError> {
     walk(
         threads,
@@ -1118,7 +1164,10 @@ fn remove_walk(
                     subdirs.push(child_rel(rel, bytes));
                     continue;
                 }
-                if count.is_some() && ft == FileType::RegularFile && st.is_none() {
+                if (count.is_some() || observe.is_some())
+                    && ft == FileType::RegularFile
+                    && st.is_none()
+                {
                     // Read before the unlink (see remove_tree_counted);
                     // one that cannot be read (gone) is not counted.
                     st = statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).ok();
@@ -1127,11 +1176,15 @@ fn remove_walk(
                     removal.abandoned.store(true, Ordering::Relaxed);
                     io_err("delete", &here.join(OsStr::from_bytes(bytes)), e)
                 })?;
-                if count.is_some()
-                    && let Some(st) = st
+                if let Some(st) = st
                     && FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
                 {
-                    here_alone += tally(&st, &mut here_shared);
+                    if count.is_some() {
+                        here_alone += tally(&st, &mut here_shared);
+                    }
+                    if let Some(observe) = observe {
+                        observe(&st);
+                    }
                 }
             }
             if let Some(c) = count {
@@ -1226,6 +1279,54 @@ mod tests {
             assert!(!root.exists(), "{threads} thread(s)");
             assert_eq!(std::fs::read(&outside).expect("outside"), b"kept content");
             assert_eq!(std::fs::metadata(&outside).expect("meta").nlink(), 1);
+        }
+    }
+
+    #[test]
+    // `nlink_t` is narrower than u64 on some targets: the cast is for them.
+    #[allow(clippy::unnecessary_cast)]
+    fn an_observed_removal_shows_each_file_name_as_it_was_just_before_its_unlink() {
+        for (threads, count) in [(2, None), (1, None), (2, Some(None)), (2, Some(Some(1)))] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = dir.path().join("doomed");
+            let outside = dir.path().join("outside");
+            std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+            std::fs::write(root.join("a/one"), b"one").expect("write");
+            std::fs::write(&outside, b"shared").expect("write");
+            std::fs::hard_link(&outside, root.join("a/shared")).expect("link");
+            std::fs::hard_link(&outside, root.join("a/b/shared-again")).expect("link");
+            symlink("one", root.join("a/link")).expect("symlink");
+            let before = std::fs::metadata(&outside).expect("meta");
+            let seen = Mutex::new(Vec::new());
+            let freed = remove_tree_observed(
+                &root,
+                threads,
+                &AtomicBool::new(false),
+                count,
+                &|st: &rustix::fs::Stat| {
+                    relock(&seen).push((st.st_ino, st.st_nlink as u64, st.st_size))
+                },
+            )
+            .expect("remove");
+            assert!(!root.exists());
+            let mut seen = seen.into_inner().expect("seen");
+            seen.sort_unstable();
+            // Regular files only, once per name; the shared file's names
+            // were stated before their unlinks: three names, then two.
+            let shared: Vec<u64> = seen
+                .iter()
+                .filter(|s| s.0 == before.ino())
+                .map(|s| s.1)
+                .collect();
+            assert_eq!(seen.len(), 3, "{seen:?}");
+            assert_eq!(shared, vec![2, 3], "{seen:?}");
+            assert!(seen.iter().any(|s| s.1 == 1 && s.2 == 3), "{seen:?}");
+            // The count is as without an observer (given up past its budget).
+            let expected = match count {
+                None | Some(Some(1)) => None,
+                _ => Some(3),
+            };
+            assert_eq!(freed.bytes, expected, "{threads} {count:?}");
         }
     }
 

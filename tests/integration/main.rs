@@ -42,6 +42,7 @@ mod report;
 mod reporting;
 mod resume;
 mod rotate_explain;
+mod rotate_unlinks;
 mod rsync_changed;
 mod run;
 mod schedule;

@@ -1,10 +1,12 @@
 //! `rotate`: delete old snapshots by a retention policy, and say for each
 //! snapshot why it is kept or deleted ([`decide`]) and what deleting it
 //! frees ([`explain`], with [`crate::fs::unique`]; a run counts it while
-//! deleting, with [`crate::fs::tree::remove_tree_counted`]).
+//! deleting, with [`crate::fs::tree::remove_tree_counted`]), and record for
+//! the next snapshot which files its unlinks left unchanged ([`unlinks`]).
 
 mod decide;
 mod explain;
+mod unlinks;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use super::params::{component_problem, default_latest, facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::fs::snapshots::{base_marker, list, marker_path, remove_if_present};
-use crate::fs::tree::{remove_tree, remove_tree_counted};
+use crate::fs::tree::{Freed, remove_tree, remove_tree_counted, remove_tree_observed};
 use crate::fs::{manifest, sync_dir};
 use crate::model::Duration;
 use crate::report::fmt_bytes;
@@ -120,6 +122,20 @@ impl Action for Rotate {
                 ctx.log(line);
             }
         }
+        // What the unlinks below do to the files the latest snapshot shares
+        // with the deleted ones, for the next snapshot (see `unlinks`).
+        let watch = if plan.delete.is_empty() && listing.deleting.is_empty() {
+            None
+        } else {
+            unlinks::Watch::start(&dir, &listing, &plan.delete)
+                .inspect_err(|why| {
+                    ctx.log(format!(
+                        "not recording which files the deletions leave unchanged: {why}; the \
+                         next snapshot reads the files they unlink a name of again"
+                    ));
+                })
+                .ok()
+        };
         let mut deleted = Vec::new();
         let mut freed: Vec<Option<u64>> = Vec::new();
         for name in &plan.delete {
@@ -146,8 +162,7 @@ impl Action for Rotate {
                 // deleted before it: a file whose other names went with
                 // them is freed here, so this is what deleting it frees,
                 // and the figures add up to what the rotation frees.
-                let counted =
-                    remove_tree_counted(&doomed, ctx.threads, ctx.cancel_flag(), Some(RUN_BUDGET))?;
+                let counted = delete(&doomed, Some(Some(RUN_BUDGET)), watch.as_ref(), ctx)?;
                 ctx.log(match counted.bytes {
                     Some(n) => format!("deleted {} (freed {})", path.display(), fmt_bytes(n)),
                     None => format!(
@@ -157,7 +172,7 @@ impl Action for Rotate {
                 });
                 counted.bytes
             } else {
-                remove_tree(&doomed, ctx.threads, ctx.cancel_flag())?;
+                delete(&doomed, None, watch.as_ref(), ctx)?;
                 None
             };
             deleted.push(name.clone());
@@ -172,7 +187,7 @@ impl Action for Rotate {
                 "finishing the deletion of {}",
                 dir.join(leftover).display()
             ));
-            remove_tree(&dir.join(leftover), ctx.threads, ctx.cancel_flag())?;
+            delete(&dir.join(leftover), None, watch.as_ref(), ctx)?;
             // The side files belong to the deleted snapshot only while no
             // new snapshot of that name exists.
             if let Some(name) = leftover
@@ -184,6 +199,9 @@ impl Action for Rotate {
             }
         }
         sync_dir(&dir)?;
+        if let Some(watch) = watch {
+            ctx.log(watch.finish());
+        }
         let unverified = plan.not_counted.len();
         if unverified > 0 {
             ctx.log(format!(
@@ -373,12 +391,38 @@ impl Action for Rotate {
     }
 }
 
+/// Deletes a tree, counting what it frees with `count` (see
+/// [`remove_tree_observed`]) and showing each file it unlinks to `watch`.
+fn delete(
+    path: &Path,
+    count: Option<Option<u64>>,
+    watch: Option<&unlinks::Watch>,
+    ctx: &ActionCtx,
+) -> Result<Freed, crate::fs::FsError> {
+    match (watch, count) {
+        (Some(w), count) => remove_tree_observed(
+            path,
+            ctx.threads,
+            ctx.cancel_flag(),
+            count,
+            &|st: &rustix::fs::Stat| w.observe(st),
+        ),
+        (None, Some(budget)) => remove_tree_counted(path, ctx.threads, ctx.cancel_flag(), budget),
+        (None, None) => {
+            remove_tree(path, ctx.threads, ctx.cancel_flag()).map(|()| Freed::default())
+        }
+    }
+}
+
 /// Removes the files next to snapshot `name` that belong to it: its
-/// manifest and its base marker.
+/// manifest, its base marker and what rotations recorded for it.
 fn remove_side_files(dir: &Path, name: &str) -> Result<(), ActionError> {
     let set = dir.join(name);
-    if let Some(m) = manifest::outside_path(&set) {
-        remove_if_present(&m)?;
+    for file in [manifest::outside_path(&set), manifest::unlinks_path(&set)]
+        .into_iter()
+        .flatten()
+    {
+        remove_if_present(&file)?;
     }
     Ok(remove_if_present(&base_marker(dir, name))?)
 }
