@@ -67,8 +67,8 @@ pub struct RotateParams {
     pub latest: String,
     /// Count what deleting each snapshot frees (its unique bytes) while
     /// deleting it, for the log and the details (default true).
-    /// Costs one `statx` per file of the deleted snapshots and memory for
-    /// their multiply-linked files; `false` for very large trees.
+    /// Costs memory for their multiply-linked files (the deletion reads
+    /// each file's metadata anyway); `false` for very large trees.
     #[serde(default = "yes")]
     pub count_freed: bool,
 }
