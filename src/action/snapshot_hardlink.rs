@@ -9,8 +9,8 @@ use super::params::{component_problem, default_latest, facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::fs::manifest::{self, ManifestInfo};
 use crate::fs::snapshots::{
-    base_marker, carried_from, list, marker_path, remove_if_present, split_suffix, suffix_number,
-    wards_own, with_suffix,
+    base_marker, carried_from, list, marker_path, own_previous, remove_if_present, split_suffix,
+    suffix_number, with_suffix,
 };
 use crate::fs::sync_dir;
 use crate::fs::tree::{link_tree_since, remove_tree};
@@ -464,7 +464,7 @@ fn make(
 /// what to log about it. The previous snapshot is the one `latest`
 /// points at (else the newest complete one; [`carried_from`]); its
 /// manifest is used only if ward wrote it (owned by this user or root,
-/// writable by nobody else: [`wards_own`]), it is intact, and it was made
+/// writable by nobody else: [`own_previous`]), it is intact, and it was made
 /// from the same tree (`source`). Whatever is amiss, nothing is reused:
 /// every file is read. The unlinks file a rotation left beside it
 /// ([`manifest::Unlinks`]) is used under the same conditions and only for
@@ -490,31 +490,10 @@ fn previous_hashes(
         return none(format!("no earlier snapshot in {}", dir.display()));
     };
     let set = dir.join(&previous.name);
-    let found = match manifest::previous(&set) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return none(format!(
-                "the previous snapshot {} has no manifest",
-                set.display()
-            ));
-        }
-        Err(e) => {
-            return none(format!(
-                "the manifest of the previous snapshot {} cannot be used ({e})",
-                set.display()
-            ));
-        }
+    let found = match own_previous(&set) {
+        Ok(found) => found,
+        Err(why) => return none(format!("the previous snapshot's manifest: {why}")),
     };
-    match std::fs::symlink_metadata(&found.path) {
-        Ok(meta) if wards_own(&meta) => {}
-        Ok(_) => {
-            return none(format!(
-                "the manifest {} is not ward's own (another owner, or others may write it)",
-                found.path.display()
-            ));
-        }
-        Err(e) => return none(format!("cannot read {}: {e}", found.path.display())),
-    }
     match &found.source {
         None => {
             return none(format!(

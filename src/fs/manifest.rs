@@ -2162,25 +2162,25 @@ mod carry_tests {
         build_counted(&set, &entries, &info(name, carry), 2, &stop, &progress).expect("build")
     }
 
-    #[test]
-    fn a_change_time_a_rotations_unlink_left_counts_only_in_its_window_for_its_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let src = dir.path().join("src");
+    /// Two snapshots in `dir` of a tree of `a`, `b`, `c` and `gold/x`
+    /// (also named `files/x`), then a rotation deleting the first one, with
+    /// the window it would record listing `a`, `b` and `x`; after it, `b`
+    /// rewritten with its size and mtime kept. The source, the second
+    /// snapshot's manifest and stats, and the recorded unlinks.
+    fn rotated(dir: &Path) -> (PathBuf, Manifest, HashStats, Unlinks) {
+        let src = dir.join("src");
         std::fs::create_dir_all(src.join("gold")).expect("mkdir");
         std::fs::create_dir_all(src.join("files")).expect("mkdir");
         for name in ["a", "b", "c", "gold/x"] {
             std::fs::write(src.join(name), name).expect("write");
         }
         std::fs::hard_link(src.join("gold/x"), src.join("files/x")).expect("link");
-        let (m1, _) = snapshot(&src, dir.path(), "s1", None);
-        let (m2, s2) = snapshot(&src, dir.path(), "s2", Some(&m1));
-        assert_eq!((s2.read, s2.carried), (0, 5));
-        assert_eq!(Carry::from_manifest(&m2).identities().len(), 4);
+        let (m1, _) = snapshot(&src, dir, "s1", None);
+        let (m2, s2) = snapshot(&src, dir, "s2", Some(&m1));
         // The rotation: deleting s1 unlinks a name of every file.
-        let clock = crate::fs::clock::FsClock::open(dir.path());
+        let clock = crate::fs::clock::FsClock::open(dir);
         let from = clock.now().expect("clock");
-        crate::fs::tree::remove_tree(&dir.path().join("s1"), 2, &AtomicBool::new(false))
-            .expect("remove");
+        crate::fs::tree::remove_tree(&dir.join("s1"), 2, &AtomicBool::new(false)).expect("remove");
         let to = clock.now().expect("clock");
         clock.after(to).expect("tick");
         let ino = |path: &str| {
@@ -2202,6 +2202,16 @@ mod carry_tests {
             .open(&f)
             .and_then(|h| h.set_modified(mtime))
             .expect("set mtime back");
+        (src, m2, s2, unlinks)
+    }
+
+    #[test]
+    fn a_change_time_a_rotations_unlink_left_counts_only_in_its_window_for_its_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, m2, s2, unlinks) = rotated(dir.path());
+        assert_eq!((s2.read, s2.carried), (0, 5));
+        assert_eq!(Carry::from_manifest(&m2).identities().len(), 4);
+        let (from, to) = (unlinks.windows[0].from, unlinks.windows[0].to);
 
         // What the window accepts: the unlinked, unchanged file `a`; not
         // `b` (changed after the window), nor `c` (not listed).
@@ -2257,40 +2267,7 @@ mod carry_tests {
     #[test]
     fn after_a_rotation_the_files_it_unlinked_unchanged_keep_their_hashes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("gold")).expect("mkdir");
-        std::fs::create_dir_all(src.join("files")).expect("mkdir");
-        for name in ["a", "b", "c", "gold/x"] {
-            std::fs::write(src.join(name), name).expect("write");
-        }
-        std::fs::hard_link(src.join("gold/x"), src.join("files/x")).expect("link");
-        let (m1, _) = snapshot(&src, dir.path(), "s1", None);
-        let (m2, _) = snapshot(&src, dir.path(), "s2", Some(&m1));
-        let clock = crate::fs::clock::FsClock::open(dir.path());
-        let from = clock.now().expect("clock");
-        crate::fs::tree::remove_tree(&dir.path().join("s1"), 2, &AtomicBool::new(false))
-            .expect("remove");
-        let to = clock.now().expect("clock");
-        clock.after(to).expect("tick");
-        let listed = |path: &str| {
-            let e = m2.entries.iter().find(|e| e.path == path).expect("entry");
-            (e.dev.expect("dev"), e.ino.expect("ino"))
-        };
-        let mut inodes = vec![listed("a"), listed("b"), listed("gold/x")];
-        inodes.sort_unstable();
-        let mut unlinks = Unlinks::new(&m2.checksum);
-        unlinks.windows.push(UnlinkWindow { from, to, inodes });
-        // `b` rewritten after the rotation, size and mtime kept.
-        let f = src.join("b");
-        let mtime = std::fs::metadata(&f)
-            .and_then(|m| m.modified())
-            .expect("mtime");
-        std::fs::write(&f, "B").expect("write");
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .and_then(|h| h.set_modified(mtime))
-            .expect("set mtime back");
+        let (src, m2, _, unlinks) = rotated(dir.path());
         let mut carry = Carry::from_manifest(&m2);
         carry.accept_unlinks(unlinks);
         let (m3, s3) = snapshot_with(&src, dir.path(), "s3", carry);

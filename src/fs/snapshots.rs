@@ -179,6 +179,31 @@ pub fn wards_own(meta: &std::fs::Metadata) -> bool {
     super::trust::owned_by_us(meta.uid()) && !super::trust::writable_by_others(meta.mode())
 }
 
+/// The manifest of `set` as the next snapshot would take hashes from it
+/// ([`manifest::previous`]), only if it is ward's own ([`wards_own`]);
+/// Err says why not. The snapshot that reuses its hashes and the rotation
+/// that records its unlinks for that snapshot take it by the same rule.
+pub fn own_previous(set: &Path) -> Result<manifest::Previous, String> {
+    let previous = match manifest::previous(set) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(format!("{} has no manifest", set.display())),
+        Err(e) => {
+            return Err(format!(
+                "the manifest of {} cannot be used ({e})",
+                set.display()
+            ));
+        }
+    };
+    match std::fs::symlink_metadata(&previous.path) {
+        Ok(meta) if wards_own(&meta) => Ok(previous),
+        Ok(_) => Err(format!(
+            "the manifest {} is not ward's own (another owner, or others may write it)",
+            previous.path.display()
+        )),
+        Err(e) => Err(format!("cannot read {}: {e}", previous.path.display())),
+    }
+}
+
 /// The snapshot the next snapshot of the folder takes its hashes from:
 /// the one `latest` points at if it is complete, else the newest complete
 /// one; snapshots for which `skip` is true are not considered (the one

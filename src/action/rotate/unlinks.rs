@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use crate::fs::clock::FsClock;
 use crate::fs::manifest::{self, UnlinkWindow, Unlinks};
-use crate::fs::snapshots::{Listing, carried_from, wards_own};
+use crate::fs::snapshots::{Listing, carried_from, own_previous};
 use crate::fs::tree::Identity;
 
 /// A rotation's watch over its unlinks: started before its first unlink,
@@ -58,28 +58,9 @@ struct Seen {
 /// Reads what the manifest of `set` recorded (see [`Loaded`]); Err says
 /// why nothing is recorded.
 fn load(set: &Path) -> Result<Loaded, String> {
-    let previous = match manifest::previous(set) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(format!("{} has no manifest", set.display())),
-        Err(e) => {
-            return Err(format!(
-                "the manifest of {} cannot be used ({e})",
-                set.display()
-            ));
-        }
-    };
-    // The same check as the next snapshot's: a manifest that is not
-    // ward's own is not used there, so nothing is recorded for it.
-    match std::fs::symlink_metadata(&previous.path) {
-        Ok(meta) if wards_own(&meta) => {}
-        Ok(_) => {
-            return Err(format!(
-                "the manifest {} is not ward's own (another owner, or others may write it)",
-                previous.path.display()
-            ));
-        }
-        Err(e) => return Err(format!("cannot read {}: {e}", previous.path.display())),
-    }
+    // The same rule as the next snapshot's: a manifest it would not use
+    // gets nothing recorded for it.
+    let previous = own_previous(set)?;
     let recorded = previous.carry.identities();
     if recorded.is_empty() {
         return Err(format!(
