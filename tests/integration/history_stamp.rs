@@ -180,12 +180,17 @@ fn a_second_run_checks_only_what_changed_since_the_first() {
     // A name added at the top of the source: the whole tree is checked.
     write(&src.join("new.txt"), "new");
     run(&s, "p.yml").expect_code(0);
-    let d = details(&s);
+    assert_full(&s, "itself changed");
+}
+
+/// The last run's history check was full, for a reason containing `why`.
+fn assert_full(s: &Scratch, why: &str) {
+    let d = details(s);
     assert_eq!(d["history_scope"], "full", "{d}");
     assert!(
         d["history_why_full"]
             .as_str()
-            .is_some_and(|w| w.contains("itself changed")),
+            .is_some_and(|w| w.contains(why)),
         "{d}"
     );
 }
@@ -200,10 +205,7 @@ fn a_stamp_open_to_others_or_of_another_copy_is_not_trusted() {
     change_attributes(&src);
     chmod(&stamp(&s), 0o666);
     run(&s, "p.yml").expect_code(0);
-    let d = details(&s);
-    assert_eq!(d["history_scope"], "full", "{d}");
-    let why = d["history_why_full"].as_str().unwrap_or_default();
-    assert!(why.contains("written by others"), "{d}");
+    assert_full(&s, "written by others");
     check_kept(&s, &snap);
     // The copy wrote a stamp of its own again.
     assert_eq!(stat(&stamp(&s)).mode() & 0o7777, 0o600);
@@ -211,33 +213,13 @@ fn a_stamp_open_to_others_or_of_another_copy_is_not_trusted() {
     // not narrow this copy's check, nor this one's that copy's.
     playbook(&s, "gold.yml", ", mode: gold-only, args: [--checksum]");
     run(&s, "gold.yml").expect_code(0);
-    let d = details(&s);
-    assert_eq!(d["history_scope"], "full", "{d}");
-    assert!(
-        d["history_why_full"]
-            .as_str()
-            .is_some_and(|w| w.contains("another copy")),
-        "{d}"
-    );
+    assert_full(&s, "another copy");
     run(&s, "p.yml").expect_code(0);
-    let d = details(&s);
-    assert_eq!(d["history_scope"], "full", "{d}");
-    assert!(
-        d["history_why_full"]
-            .as_str()
-            .is_some_and(|w| w.contains("another copy")),
-        "{d}"
-    );
+    assert_full(&s, "another copy");
     // Other arguments are another copy too.
     playbook(&s, "p.yml", ", args: [--checksum, --numeric-ids]");
     run(&s, "p.yml").expect_code(0);
-    let d = details(&s);
-    assert!(
-        d["history_why_full"]
-            .as_str()
-            .is_some_and(|w| w.contains("another copy")),
-        "{d}"
-    );
+    assert_full(&s, "another copy");
     // And the same copy again narrows.
     run(&s, "p.yml").expect_code(0);
     assert_eq!(details(&s)["history_scope"], "changed");
@@ -273,14 +255,7 @@ fn a_failed_copy_leaves_no_stamp() {
     check_kept(&s, &snap);
     std::fs::remove_file(s.path().join("fail")).expect("marker");
     run(&s, "p.yml").expect_code(0);
-    let d = details(&s);
-    assert_eq!(d["history_scope"], "full", "{d}");
-    assert!(
-        d["history_why_full"]
-            .as_str()
-            .is_some_and(|w| w.contains("no stamp")),
-        "{d}"
-    );
+    assert_full(&s, "no stamp");
     assert!(stamp(&s).exists());
     nothing_beside_dest(&s);
 }
