@@ -14,6 +14,7 @@ use super::{
     Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem, describe_status,
 };
 use crate::fs::changed::{self, Changes};
+use crate::fs::compare::{self, Compared};
 use std::path::Path;
 
 mod unshare;
@@ -84,6 +85,30 @@ pub struct RsyncParams {
     // their step definitions (and resume as unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_since: Option<String>,
+    /// Who finds what a full pass into a local `dest` copies: `ward`
+    /// (default) reads both trees in parallel and hands rsync only what
+    /// rsync's own quick check would act on (`fs/compare.rs`); `rsync`
+    /// lets rsync list both trees itself.
+    // Left out when default, like `changed_since`.
+    #[serde(default, skip_serializing_if = "Compare::is_ward")]
+    pub compare: Compare,
+}
+
+/// Who compares the source with `dest` on a full pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compare {
+    /// ward, in parallel, by rsync's quick-check rule (default).
+    #[default]
+    Ward,
+    /// rsync, listing both trees itself.
+    Rsync,
+}
+
+impl Compare {
+    fn is_ward(&self) -> bool {
+        *self == Compare::Ward
+    }
 }
 
 fn yes() -> bool {
@@ -141,11 +166,21 @@ impl RsyncParams {
     /// (NUL-separated, relative to `src`): listed folders are copied
     /// recursively, and with `--delete` cleaned of what is gone.
     pub fn argv_listed(&self, src: &str, dest: &str) -> Vec<String> {
+        self.argv_list_with(src, dest, "-r")
+    }
+
+    /// The command line of a pass that sets the attributes of the folders
+    /// read from stdin without copying what is in them (`-d`).
+    pub fn argv_folders_only(&self, src: &str, dest: &str) -> Vec<String> {
+        self.argv_list_with(src, dest, "-d")
+    }
+
+    fn argv_list_with(&self, src: &str, dest: &str, recursion: &str) -> Vec<String> {
         let mut argv = self.argv(src, dest);
         let at = argv.iter().rposition(|a| a == "--").unwrap_or(argv.len());
         argv.splice(
             at..at,
-            ["-r", "--from0", "--files-from=-"].map(String::from),
+            [recursion, "--from0", "--files-from=-"].map(String::from),
         );
         argv
     }
@@ -188,6 +223,9 @@ enum Pass {
     Changed(Changes),
     /// Everything, and why not only the changes (when they were asked for).
     Full(Option<String>),
+    /// What differs between `src` and `dest` (ward compared them), and
+    /// why not only the changes (when they were asked for).
+    Compared(Compared, Option<String>),
     /// Nothing: the step was stopped while the changes were listed.
     Stopped,
 }
@@ -279,6 +317,9 @@ struct Kept {
 enum Scope {
     /// Those of a `changed_since` pass's list.
     Pass,
+    /// Those that differ between `src` and `dest` (a full pass that ward
+    /// compared).
+    Compared,
     /// What changed in `src` since the last successful copy into `dest`,
     /// which started at this time: so many entries (a full pass).
     Changed(u64, std::time::SystemTime),
@@ -392,6 +433,147 @@ fn protect_history(
         secs: began.elapsed().as_secs_f64(),
         scope,
     })))
+}
+
+/// Compares `src` (resolved) with `dest` for a full pass, or says why
+/// rsync lists everything itself. `why` is why the pass is not only what
+/// changed since an earlier copy (`changed_since`), kept either way.
+fn compared_pass(
+    ctx: &ActionCtx,
+    p: &RsyncParams,
+    real_src: &Result<std::path::PathBuf, String>,
+    dest: &str,
+    view: bool,
+    why: Option<String>,
+) -> Pass {
+    let not = match (p.compare, real_src) {
+        (Compare::Rsync, _) => Some("`compare: rsync`".to_owned()),
+        (_, Err(e)) => Some(e.clone()),
+        _ if view => Some("the source is an incremental snapshot's view".to_owned()),
+        // The quick check ward repeats is the one of `-a` alone:
+        // `--checksum`, `--size-only`, `-A`, `-X` and the like change it.
+        _ if !p.args.is_empty() => Some("the step has extra rsync `args`".to_owned()),
+        _ if p.mode == RsyncMode::Filter => Some("`mode: filter`".to_owned()),
+        _ => match empty_folder(dest) {
+            Ok(true) => Some("the copy is empty".to_owned()),
+            Ok(false) => None,
+            Err(e) => Some(e.to_string()),
+        },
+    };
+    let Ok(src) = real_src else {
+        return Pass::Full(why);
+    };
+    if let Some(not) = not {
+        ctx.log(format!("rsync lists both trees: {not}"));
+        return Pass::Full(why);
+    }
+    let rules = compare::Rules {
+        only_top: match p.mode {
+            RsyncMode::GoldOnly => Some(&["gold", "license"]),
+            RsyncMode::Full | RsyncMode::Filter => None,
+        },
+        delete: p.delete,
+        hard_links: p.hard_links,
+        owners: rustix::process::geteuid().is_root(),
+    };
+    ctx.progress().restart("comparing", None, None);
+    let began = Instant::now();
+    match compare::list(src, Path::new(dest), rules, ctx.threads, ctx.cancel_flag()) {
+        Ok(c) => {
+            ctx.log(format!(
+                "compared {} entries in {} folders with the copy in {:.2}s: {}",
+                c.entries,
+                c.folders_read,
+                began.elapsed().as_secs_f64(),
+                compared_summary(&c)
+            ));
+            Pass::Compared(c, why)
+        }
+        Err(crate::fs::FsError::Stopped) => Pass::Stopped,
+        Err(e) => {
+            ctx.log(format!(
+                "rsync lists both trees: the comparison failed: {e}"
+            ));
+            Pass::Full(why)
+        }
+    }
+}
+
+/// What a comparison found, in words.
+fn compared_summary(c: &Compared) -> String {
+    format!(
+        "{} paths differ ({} folders whole, {} names linked), {} folders' own attributes",
+        c.listed, c.whole_folders, c.linked, c.shallow_listed
+    )
+}
+
+/// Runs rsync over what a comparison found: the listed paths, then the
+/// folders whose own attributes alone differ. The first run's output is
+/// the pass's (its statistics); both must succeed.
+fn run_compared(
+    ctx: &ActionCtx,
+    p: &RsyncParams,
+    from: &str,
+    dest: &str,
+    c: &Compared,
+) -> Result<Option<crate::process::Finished>, ActionError> {
+    let mut first = None;
+    for (argv, list, count, what) in [
+        (
+            p.argv_listed(from, dest),
+            &c.list,
+            c.listed,
+            "paths that differ",
+        ),
+        (
+            p.argv_folders_only(from, dest),
+            &c.shallow,
+            c.shallow_listed,
+            "folders whose own attributes differ",
+        ),
+    ] {
+        if count == 0 {
+            continue;
+        }
+        ctx.log(format!(
+            "running: {} (with {count} {what} on stdin)",
+            argv.join(" ")
+        ));
+        ctx.progress().restart("copying", None, None);
+        let done = ctx.run_program_filtered(&argv, Some(list.clone()), Progress2::filter(ctx))?;
+        // A failed first run starts no second one. The first run's
+        // warning is the pass's (read again by the caller); a later one
+        // is logged.
+        if let Some(warning) = rsync_outcome(p, &done.status)?
+            && first.is_some()
+        {
+            ctx.log(warning);
+        }
+        first.get_or_insert(done);
+    }
+    Ok(first)
+}
+
+/// Whether an rsync run succeeded: a warning for vanished files (exit 24)
+/// unless `vanished: fail`, an error for any other failure.
+fn rsync_outcome(
+    p: &RsyncParams,
+    status: &std::process::ExitStatus,
+) -> Result<Option<String>, ActionError> {
+    let code = status.code();
+    match code {
+        Some(0) => Ok(None),
+        Some(24) if p.vanished == Vanished::Warn => Ok(Some(
+            "some source files vanished during the transfer (rsync exit 24)".to_owned(),
+        )),
+        _ => Err(ActionError::new(format!(
+            "rsync failed: {}{}",
+            describe_status(status),
+            code.and_then(exit_meaning)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ))),
+    }
 }
 
 /// True if the folder `dest` has no entries (a first copy into it).
@@ -965,6 +1147,10 @@ impl Action for Rsync {
             )),
             (None, _, _) => Pass::Full(None),
         };
+        let pass = match pass {
+            Pass::Full(why) => compared_pass(ctx, p, &real_src, &dest, view.is_some(), why),
+            other => other,
+        };
         if let Pass::Full(Some(why)) = &pass {
             ctx.log(format!("copying everything: {why}"));
         }
@@ -974,6 +1160,12 @@ impl Action for Rsync {
             Pass::Stopped => None,
             Pass::Changed(c) if c.listed == 0 => None,
             Pass::Changed(c) => protect_history(ctx, p, &from, &dest, Some(&c.list), Scope::Pass)?,
+            // Folders alone (the shallow list) are never shared with a
+            // snapshot: only the listed paths are checked.
+            Pass::Compared(c, _) if c.listed == 0 => None,
+            Pass::Compared(c, _) => {
+                protect_history(ctx, p, &from, &dest, Some(&c.list), Scope::Compared)?
+            }
             Pass::Full(_) => full_history(ctx, p, &from, &dest, prior)?,
         };
         let done = match &pass {
@@ -993,6 +1185,11 @@ impl Action for Rsync {
                 ctx.run_program_filtered(&argv, Some(c.list.clone()), Progress2::filter(ctx))
                     .map(Some)
             }
+            Pass::Compared(c, _) if c.is_empty() => {
+                ctx.log("nothing differs between the source and the copy; rsync not run");
+                Ok(None)
+            }
+            Pass::Compared(c, _) => run_compared(ctx, p, &from, &dest, c),
             Pass::Full(_) => {
                 let argv = p.argv(&from, &dest);
                 ctx.log(format!("running: {}", argv.join(" ")));
@@ -1013,24 +1210,7 @@ impl Action for Rsync {
         let mut warning = None;
         if let Some(done) = &done {
             stats = parse_stats(&String::from_utf8_lossy(&done.stdout));
-            let code = done.status.code();
-            match code {
-                Some(0) => {}
-                Some(24) if p.vanished == Vanished::Warn => {
-                    warning = Some(
-                        "some source files vanished during the transfer (rsync exit 24)".to_owned(),
-                    );
-                }
-                _ => {
-                    return Err(ActionError::new(format!(
-                        "rsync failed: {}{}",
-                        describe_status(&done.status),
-                        code.and_then(exit_meaning)
-                            .map(|m| format!(" ({m})"))
-                            .unwrap_or_default()
-                    )));
-                }
-            }
+            warning = rsync_outcome(p, &done.status)?;
         }
         // This copy succeeded: a later pass of the same copy may start from
         // it, in this process, and a later full pass, in another run, may
@@ -1075,6 +1255,9 @@ impl Action for Rsync {
                     Scope::Pass => {
                         stats.insert("history_scope".into(), "changed".into());
                     }
+                    Scope::Compared => {
+                        stats.insert("history_scope".into(), "compared".into());
+                    }
                     Scope::Changed(listed, started) => {
                         stats.insert("history_scope".into(), "changed".into());
                         stats.insert("history_listed".into(), (*listed).into());
@@ -1096,6 +1279,17 @@ impl Action for Rsync {
             }
             None => {}
         }
+        if let Pass::Compared(c, _) = &pass {
+            if p.changed_since.is_none() {
+                summary = format!("{}; {summary}", compared_summary(c));
+            }
+            stats.insert("compared".into(), c.entries.into());
+            stats.insert("compared_folders".into(), c.folders_read.into());
+            stats.insert("differ".into(), c.listed.into());
+            stats.insert("differ_whole_folders".into(), c.whole_folders.into());
+            stats.insert("differ_linked".into(), c.linked.into());
+            stats.insert("differ_folders_only".into(), c.shallow_listed.into());
+        }
         if let Some(since) = &p.changed_since {
             match &pass {
                 Pass::Changed(c) => {
@@ -1108,6 +1302,17 @@ impl Action for Rsync {
                     stats.insert("whole_folders".into(), c.whole_folders.into());
                     stats.insert("linked".into(), c.linked.into());
                     stats.insert("folders_read".into(), c.folders_read.into());
+                }
+                Pass::Compared(c, why) => {
+                    summary = format!(
+                        "everything compared (not only what changed since `{since}`): {}; \
+                         {summary}",
+                        compared_summary(c)
+                    );
+                    stats.insert("pass".into(), "full".into());
+                    if let Some(why) = why {
+                        stats.insert("why_full".into(), why.clone().into());
+                    }
                 }
                 Pass::Full(why) => {
                     summary =

@@ -14,6 +14,7 @@
 mod atomic;
 pub mod changed;
 pub(crate) mod clock;
+pub mod compare;
 pub mod dumpcheck;
 pub mod manifest;
 pub mod restore_marker;

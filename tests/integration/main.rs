@@ -3,6 +3,7 @@
 mod catchup;
 mod children;
 mod cli_surface;
+mod compare;
 mod dumpcheck;
 mod exit_codes;
 mod finalizers;

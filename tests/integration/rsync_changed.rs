@@ -11,7 +11,7 @@ use crate::harness::{Scratch, status_step};
 /// Everything a full `rsync -aH --delete` pass makes equal: per path its
 /// kind, content or link target, mode, mtime, and which paths share an
 /// inode.
-fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
+pub(crate) fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
     let mut out = BTreeMap::new();
     let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -32,6 +32,8 @@ fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
                     "symlink -> {}",
                     std::fs::read_link(&path).expect("link").display()
                 )
+            } else if !meta.is_file() {
+                format!("special {:o} {}", meta.mode(), meta.mtime())
             } else {
                 if meta.nlink() > 1 {
                     groups.entry(meta.ino()).or_default().push(rel.clone());
@@ -56,13 +58,13 @@ fn picture(root: &Path) -> (BTreeMap<String, String>, BTreeSet<Vec<String>>) {
     (out, links)
 }
 
-fn write(path: &Path, body: &str) {
+pub(crate) fn write(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, body).expect("write");
 }
 
 /// A tree with a folder per kind of change, a deep one, hard links.
-fn make_tree(src: &Path, outside: &Path) {
+pub(crate) fn make_tree(src: &Path, outside: &Path) {
     for (rel, body) in [
         ("a/same.txt", "abcd"),
         ("a/keep.txt", "kept"),
@@ -89,7 +91,7 @@ fn make_tree(src: &Path, outside: &Path) {
 }
 
 /// Every kind of change, none of them at the top level.
-const CHANGES: &str = r#"set -eu
+pub(crate) const CHANGES: &str = r#"set -eu
 cd "$SRC"
 echo new > a/new.txt
 printf 'WXYZ' > a/same.txt
@@ -170,7 +172,7 @@ fn run_changes(s: &Scratch, fail_warm: bool, warm_hard_links: bool) -> crate::ha
     s.ward().args(["run", "p.yml"]).run()
 }
 
-fn details(s: &Scratch, step: &str) -> serde_json::Value {
+pub(crate) fn details(s: &Scratch, step: &str) -> serde_json::Value {
     let status = s.status(None);
     let step = status_step(&status, step);
     assert_eq!(step["state"], "succeeded", "{step}");
