@@ -32,7 +32,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, statat};
 
 use super::FsError;
-use super::tree::{child_rel, join, open_dir, open_level, poisoned, read_names, walk};
+use super::tree::{child_rel, join, open_dir, open_level, poisoned, read_names, stat_entry, walk};
 
 /// File systems whose change times this machine's kernel clock sets.
 /// Anything else (NFS, SMB, FUSE, Lustre, GPFS, Ceph, ...) has its times
@@ -147,17 +147,10 @@ pub fn list(
             {
                 continue;
             }
-            let st = match statat(&dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Gone since the folder was read: nothing to copy; its
-                // folder changed, so the next pass looks again.
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => {
-                    return Err(FsError::new(format!(
-                        "cannot read {}: {e}",
-                        join(src, &child_rel(rel, bytes)).display()
-                    )));
-                }
+            // Gone since the folder was read: nothing to copy; its folder
+            // changed, so the next pass looks again.
+            let Some(st) = stat_entry(&dir, name.as_c_str(), src, rel)? else {
+                continue;
             };
             let is_dir = FileType::from_raw_mode(st.st_mode as _) == FileType::Directory;
             let child = child_rel(rel, bytes);
@@ -172,7 +165,7 @@ pub fn list(
                 whole += u64::from(is_dir);
                 here.push(child);
             } else if links_in.is_some() && st.st_nlink > 1 {
-                names_of_linked.push(((st.st_dev, st.st_ino), st.st_nlink as u64, child));
+                names_of_linked.push(((st.st_dev, st.st_ino), st.st_nlink, child));
             }
         }
         if !here.is_empty() {

@@ -42,10 +42,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Stat, readlinkat, statat};
+use rustix::fs::{FileType, Stat, readlinkat};
 
 use super::FsError;
-use super::tree::{child_rel, join, open_dir, open_level_errno, poisoned, read_names, walk};
+use super::tree::{
+    child_rel, join, open_dir, open_level_errno, poisoned, read_names, stat_entry, walk,
+};
 
 /// What [`list`] found.
 #[derive(Debug, Default)]
@@ -200,29 +202,13 @@ pub fn list(
             }
             seen += 1;
             let child = child_rel(rel, bytes);
-            let st = match statat(&src_dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Gone since the folder was read: rsync would not see it
-                // either; the next pass looks again.
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => {
-                    return Err(FsError::new(format!(
-                        "cannot read {}: {e}",
-                        join(src, &child).display()
-                    )));
-                }
+            // Gone since the folder was read: rsync would not see it
+            // either; the next pass looks again.
+            let Some(st) = stat_entry(&src_dir, name.as_c_str(), src, rel)? else {
+                continue;
             };
             let copy = if dest_set.contains(bytes) {
-                match statat(&dest_dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(d) => Some(d),
-                    Err(rustix::io::Errno::NOENT) => None,
-                    Err(e) => {
-                        return Err(FsError::new(format!(
-                            "cannot read {}: {e}",
-                            join(dest, &child).display()
-                        )));
-                    }
-                }
+                stat_entry(&dest_dir, name.as_c_str(), dest, rel)?
             } else {
                 None
             };
@@ -235,7 +221,7 @@ pub fn list(
                         differs: true,
                         copy: None,
                     };
-                    linked_here.push(((st.st_dev, st.st_ino), st.st_nlink as u64, name));
+                    linked_here.push(((st.st_dev, st.st_ino), st.st_nlink, name));
                 } else {
                     here.push(child);
                 }
@@ -268,7 +254,7 @@ pub fn list(
                     differs,
                     copy: Some((d.st_dev, d.st_ino)),
                 };
-                linked_here.push(((st.st_dev, st.st_ino), st.st_nlink as u64, name));
+                linked_here.push(((st.st_dev, st.st_ino), st.st_nlink, name));
             } else if differs {
                 here.push(child);
             }

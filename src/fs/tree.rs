@@ -396,6 +396,27 @@ pub(super) fn open_level_errno(
     }
 }
 
+/// The status of entry `name` (not followed if a link) of the open folder
+/// `dir`, which is `rel` below `root`: None when it is gone since the
+/// folder was read (every walk that lists, then looks, meets that on a
+/// live tree); any other failure names the entry.
+pub(super) fn stat_entry(
+    dir: &OwnedFd,
+    name: &CStr,
+    root: &Path,
+    rel: &[u8],
+) -> Result<Option<rustix::fs::Stat>, FsError> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(io_err(
+            "read",
+            &join(root, &child_rel(rel, name.to_bytes())),
+            e,
+        )),
+    }
+}
+
 /// The names in an open folder (without `.` and `..`) and their types as
 /// the folder listing gives them.
 ///

@@ -30,10 +30,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, statat};
+use rustix::fs::FileType;
 
 use super::FsError;
-use super::tree::{child_rel, join, open_level, poisoned, read_names, walk};
+use super::tree::{child_rel, join, open_level, poisoned, read_names, stat_entry, walk};
 
 /// A file with more than one name: its link count, its size, and how many
 /// of its names the tree holds.
@@ -148,16 +148,9 @@ pub fn scan(
             if *ft != FileType::RegularFile && *ft != FileType::Unknown {
                 continue;
             }
-            let st = match statat(&dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                // Gone since the folder was read: it frees nothing.
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => {
-                    return Err(FsError::new(format!(
-                        "cannot read {}: {e}",
-                        join(path, &child_rel(rel, bytes)).display()
-                    )));
-                }
+            // Gone since the folder was read: it frees nothing.
+            let Some(st) = stat_entry(&dir, name.as_c_str(), path, rel)? else {
+                continue;
             };
             match FileType::from_raw_mode(st.st_mode as _) {
                 FileType::Directory => subdirs.push(child_rel(rel, bytes)),
@@ -167,7 +160,7 @@ pub fn scan(
                     if st.st_nlink <= 1 {
                         here_alone += size;
                     } else {
-                        here_shared.push(((st.st_dev, st.st_ino), st.st_nlink as u64, size));
+                        here_shared.push(((st.st_dev, st.st_ino), st.st_nlink, size));
                     }
                 }
                 _ => {}
