@@ -8,6 +8,7 @@ mod cron;
 mod due;
 mod help;
 mod inspect;
+mod items;
 mod man;
 mod next;
 mod plan;
@@ -70,6 +71,8 @@ enum Command {
     Runs(RunsArgs),
     /// Print the output of a run's steps.
     Log(LogArgs),
+    /// List the items of a run's `for_each` steps: state, attempts, exit code.
+    Items(ItemsArgs),
     /// Write a run's report (steps, timings, checks, notes) as Markdown, HTML with a timeline, or JSON.
     #[command(after_long_help = REPORT_HELP)]
     Report(ReportArgs),
@@ -398,6 +401,34 @@ struct LogArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ItemsArgs {
+    /// The run (`last` for the most recent one).
+    #[arg(value_name = "RUN_ID")]
+    run_id: String,
+    /// Only items in this state: pending, running, succeeded, failed, skipped.
+    #[arg(long = "state", value_name = "S")]
+    state_filter: Option<String>,
+    /// Only the items of this step.
+    #[arg(long, value_name = "STEP")]
+    step: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: ItemsStateArgs,
+}
+
+/// `--state` names an item state in `ward items`, so the state database
+/// is given with `--db` there (or `$WARD_STATE`).
+#[derive(Debug, clap::Args)]
+struct ItemsStateArgs {
+    /// State database (default: $WARD_STATE, else /var/lib/ward/ward.db for root,
+    /// else $XDG_STATE_HOME/ward/ward.db).
+    #[arg(long = "db", value_name = "PATH")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct VerifyArgs {
     /// The backup set (a snapshot folder, or the `latest` link); with
     /// `--status`, the snapshots folder.
@@ -563,6 +594,7 @@ pub fn main() -> i32 {
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
+        Command::Items(args) => items::items(&args),
         Command::Report(args) => report::report(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Check(args) => check::check(&args),
@@ -596,6 +628,7 @@ fn ending_code(ending: Ending) -> i32 {
     match ending {
         Ending::Succeeded => exit::OK,
         Ending::Failed => exit::FAILED,
+        Ending::ItemsFailed => exit::ITEMS_FAILED,
         Ending::StateLost => exit::STATE,
         Ending::Skipped => exit::SKIPPED,
         Ending::NotConfirmed => exit::NOT_CONFIRMED,

@@ -24,7 +24,9 @@
 //!   consistent: the run is still recorded `running`, so the next ward finds
 //!   it crashed (recovery rule 1) and a resume redoes whole windows (rule 4).
 
-use std::collections::HashSet;
+mod fan_out;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +46,10 @@ use crate::action::{Action, ActionCtx, ServiceStart};
 use crate::model::When;
 use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 use crate::process::CancelCell;
-use crate::state::{AttemptOutcome, Change, NoteKind, RunState, StepState, Store, Unflushed};
+use crate::state::{
+    AttemptOutcome, Change, ItemRecord, NoteKind, RunState, StepState, Store, Unflushed,
+};
+use fan_out::{Fan, ItemLaunch};
 
 /// A run to carry out.
 pub struct Execution<'a> {
@@ -100,6 +105,13 @@ enum Done {
     Flushed {
         step: usize,
         result: Result<(), FlushError>,
+    },
+    /// An item of a `for_each` step ended its attempt.
+    Item {
+        step: usize,
+        item: usize,
+        log: PathBuf,
+        result: AttemptResult,
     },
 }
 
@@ -168,6 +180,14 @@ struct Scheduler<'a, 'r> {
     not_confirmed: Option<String>,
     /// The run's secrets, masked in what steps print (built once).
     mask: Option<std::sync::Arc<crate::process::Mask>>,
+    /// The `for_each` steps in progress, by step index (`fan_out.rs`).
+    fans: Vec<Option<Fan>>,
+    /// What a resumed run recorded of its items, by step id; taken when
+    /// the step starts.
+    recorded_items: HashMap<String, Vec<ItemRecord>>,
+    /// `for_each` steps that failed because some of their items failed:
+    /// a run whose only failures are these ends `ItemsFailed`.
+    items_failed: HashSet<usize>,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -231,6 +251,9 @@ pub async fn execute(
         ask_task: None,
         not_confirmed: None,
         mask: v.output_mask(),
+        fans: (0..v.steps.len()).map(|_| None).collect(),
+        recorded_items: HashMap::new(),
+        items_failed: HashSet::new(),
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -241,6 +264,25 @@ pub async fn execute(
         let mut outcome = s.finish(store, started, Some(message)).await;
         outcome.state = RunState::Failed;
         return outcome;
+    }
+    if exec.start.resumed && v.steps.iter().any(|st| st.fan_out.is_some()) {
+        // What each item did before: succeeded items never run again.
+        match store.items(exec.run_id, None, None).await {
+            Ok(items) => {
+                for item in items {
+                    s.recorded_items
+                        .entry(item.step_id.clone())
+                        .or_default()
+                        .push(item);
+                }
+            }
+            Err(e) => {
+                let message = format!("cannot read the run's recorded items: {e}");
+                let mut outcome = s.finish(store, started, Some(message)).await;
+                outcome.state = RunState::Failed;
+                return outcome;
+            }
+        }
     }
 
     // Normal steps are stopped by the first signal (or a lost state);
@@ -275,7 +317,18 @@ pub async fn execute(
     }
 
     loop {
-        let launch = s.decide();
+        // A `for_each` step that ends lets its dependents start: decide
+        // again until nothing more changes.
+        let mut launch = Vec::new();
+        let mut item_launch = Vec::new();
+        loop {
+            launch.extend(s.decide());
+            let (items, fans_ended) = s.next_items();
+            item_launch.extend(items);
+            if !fans_ended {
+                break;
+            }
+        }
         for step in std::mem::take(&mut s.to_ask) {
             let answer = s.ask(step);
             s.ask_task = Some(tasks.spawn(async move {
@@ -340,6 +393,58 @@ pub async fn execute(
                 }
             });
         }
+        for ItemLaunch {
+            step,
+            item,
+            attempt,
+            log,
+            work,
+        } in item_launch
+        {
+            let echo = s.options.echo_output.then(|| out_tx.clone());
+            let spec = s.item_spec(step, item, &work, attempt, &log, echo);
+            let cancel = if s.is_finalizer(step) {
+                late_rx.clone()
+            } else {
+                cancel_rx.clone()
+            };
+            let cleanup = (!keeps_children(&s.steps[step])).then(|| Cleanup {
+                attempt_id: spec
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == super::orphans::ATTEMPT_VAR)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                grace: s.options.kill_grace,
+            });
+            if let ResolvedBody::Action(params) = &work.body {
+                let (ctx, cell) = s.action_ctx(step, spec);
+                let started = start_action(params.clone(), ctx, cell);
+                let timeout = s.steps[step].timeout.map(|t| t.std());
+                tasks.spawn(async move {
+                    let result = wait_action(started, timeout, cancel.clone()).await;
+                    let result = after_attempt(result, cleanup, &cancel).await;
+                    Done::Item {
+                        step,
+                        item,
+                        log,
+                        result,
+                    }
+                });
+                continue;
+            }
+            let started = spawn_attempt(&spec);
+            tasks.spawn(async move {
+                let result = wait_attempt(started, spec, cancel.clone()).await;
+                let result = after_attempt(result, cleanup, &cancel).await;
+                Done::Item {
+                    step,
+                    item,
+                    log,
+                    result,
+                }
+            });
+        }
         if s.commit(store).await {
             // Without checkpoints no new work may start; the normal steps
             // that run are stopped so that the finalizers come sooner.
@@ -363,6 +468,9 @@ pub async fn execute(
                 Some(Ok(Done::RetryDue { step })) => { s.retry_waiting.remove(&step); }
                 Some(Ok(Done::Confirmed { step, answer })) => s.answered(step, answer),
                 Some(Ok(Done::Flushed { step, result })) => s.flushed(step, result),
+                Some(Ok(Done::Item { step, item, log, result })) => {
+                    s.item_done(step, item, &log, &result);
+                }
                 Some(Err(e)) if e.is_cancelled() => {}
                 Some(Err(e)) => s.internal_failure(format!("internal error in a step task: {e}")),
                 None => {}
@@ -601,7 +709,12 @@ impl Scheduler<'_, '_> {
                         continue;
                     }
                 }
-                launch.push(self.start_attempt(i));
+                if self.steps[i].fan_out.is_some() {
+                    // Its items are started by `next_items`.
+                    self.start_fan(i);
+                } else {
+                    launch.push(self.start_attempt(i));
+                }
                 progressed = true;
             }
             if !progressed {
@@ -1270,9 +1383,23 @@ impl Scheduler<'_, '_> {
             (None, Some(f)) if self.not_confirmed.is_some() => {
                 (RunState::Failed, Ending::NotConfirmed, Some(f))
             }
+            (None, Some(f)) if self.only_items_failed() => {
+                (RunState::Failed, Ending::ItemsFailed, Some(f))
+            }
             (None, Some(f)) => (RunState::Failed, Ending::Failed, Some(f)),
             (None, None) => (RunState::Succeeded, Ending::Succeeded, None),
         }
+    }
+}
+
+impl Scheduler<'_, '_> {
+    /// True when the run failed only because items of `for_each` steps
+    /// failed: every failed step is such a step (exit 10, not 1).
+    fn only_items_failed(&self) -> bool {
+        let mut failed = (0..self.steps.len())
+            .filter(|&i| self.state[i] == StepState::Failed)
+            .peekable();
+        failed.peek().is_some() && failed.all(|i| self.items_failed.contains(&i))
     }
 }
 

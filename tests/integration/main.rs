@@ -5,6 +5,7 @@ mod children;
 mod cli_surface;
 mod dumpcheck;
 mod exit_codes;
+mod fanout;
 mod finalizers;
 mod fossology;
 mod fossology_conf;

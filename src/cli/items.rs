@@ -1,0 +1,92 @@
+//! `ward items RUN_ID [--state S] [--json]`: the items of a run's
+//! `for_each` steps, read-only, like `ward status` for steps.
+
+use std::io::Write;
+
+use super::ItemsArgs;
+use super::inspect::find_run;
+use crate::error::{WardError, exit};
+use crate::report::Style;
+use crate::session::{StateSession, block_on};
+use crate::state::{Access, ItemRecord, ItemState};
+
+pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
+    let state = args
+        .state_filter
+        .as_deref()
+        .map(|word| {
+            ItemState::parse(word.trim()).ok_or_else(|| {
+                WardError::Usage(format!(
+                    "--state {word}: not an item state; use one of pending, running, \
+                     succeeded, failed, skipped"
+                ))
+            })
+        })
+        .transpose()?;
+    let (run, items) = block_on(async {
+        let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
+        let run = find_run(&session, Some(&args.run_id)).await?;
+        let items = session
+            .store
+            .items(&run.id, args.step.as_deref(), state)
+            .await?;
+        Ok::<_, WardError>((run, items))
+    })??;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &items).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else if items.is_empty() {
+        let which = state.map(|s| format!(" {s}")).unwrap_or_default();
+        writeln!(out, "run {} has no{which} items", run.id)?;
+    } else {
+        render(&mut out, &items, Style::stdout())?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+/// One line per item: step, place in its list, key, state, attempts, exit
+/// code, and why (for the ones that did not succeed).
+fn render(out: &mut dyn Write, items: &[ItemRecord], style: Style) -> std::io::Result<()> {
+    let step_w = items
+        .iter()
+        .map(|i| i.step_id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let key_w = items
+        .iter()
+        .map(|i| i.key.chars().count())
+        .max()
+        .unwrap_or(3)
+        .clamp(3, 40);
+    writeln!(
+        out,
+        "{:<step_w$}  {:>6}  {:<key_w$}  {:<9}  ATTEMPTS  EXIT  MESSAGE",
+        "STEP", "#", "KEY", "STATE"
+    )?;
+    for i in items {
+        let state = format!("{:<9}", i.state.as_str());
+        let state = match i.state {
+            ItemState::Failed => style.error(&state),
+            ItemState::Succeeded => state,
+            _ => style.warning(&state),
+        };
+        let exit = i
+            .exit_code
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        writeln!(
+            out,
+            "{:<step_w$}  {:>6}  {:<key_w$}  {state}  {:>8}  {:>4}  {}",
+            i.step_id,
+            i.position + 1,
+            i.key,
+            i.attempts,
+            exit,
+            i.message.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
