@@ -42,7 +42,7 @@ pub mod exit {
     /// step ran.
     pub const GUARD: i32 = 9;
     /// Items of a `for_each` step failed and nothing else did: the other
-    /// items ran, `ward items RUN_ID --state failed` lists the failed ones
+    /// items ran, `ward items RUN_ID --status failed` lists the failed ones
     /// and `ward resume` runs them again. Never 0 while an item failed.
     pub const ITEMS_FAILED: i32 = 10;
     /// The run was stopped by SIGHUP (128 + 1).

@@ -47,7 +47,7 @@ const EXIT_CODES: &[(i32, &str)] = &[
     ),
     (
         exit::ITEMS_FAILED,
-        "items of a `for_each` step failed (see ward items RUN_ID --state failed)",
+        "items of a `for_each` step failed (see ward items RUN_ID --status failed)",
     ),
     (exit::HANGUP, "stopped by SIGHUP"),
     (exit::INTERRUPT, "stopped by SIGINT (Ctrl-C)"),

@@ -1,4 +1,4 @@
-//! `ward items RUN_ID [--state S] [--json]`: the items of a run's
+//! `ward items RUN_ID [--status S] [--step STEP] [--json]`: the items of a run's
 //! `for_each` steps, read-only, like `ward status` for steps.
 
 use std::io::Write;
@@ -12,17 +12,29 @@ use crate::state::{Access, ItemRecord, ItemState};
 
 pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
     let state = args
-        .state_filter
+        .status
         .as_deref()
         .map(|word| {
             ItemState::parse(word.trim()).ok_or_else(|| {
                 WardError::Usage(format!(
-                    "--state {word}: not an item state; use one of pending, running, \
+                    "--status {word}: not an item state; use one of pending, running, \
                      succeeded, failed, skipped"
                 ))
             })
         })
         .transpose()?;
+    // `--state failed` is an easy slip (the issue spelled it so): said
+    // plainly instead of "no state database at failed".
+    if let Some(db) = &args.state.state
+        && ItemState::parse(&db.to_string_lossy()).is_some()
+        && !db.exists()
+    {
+        return Err(WardError::Usage(format!(
+            "--state names the state database; to list the {} items write `--status {}`",
+            db.display(),
+            db.display()
+        )));
+    }
     let (run, items) = block_on(async {
         let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
         let run = find_run(&session, Some(&args.run_id)).await?;

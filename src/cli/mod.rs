@@ -96,6 +96,41 @@ enum Command {
     Completions(CompletionsArgs),
     /// Print ward's manual page (roff), or write one page per command into a folder.
     Man(ManArgs),
+    /// Not built yet (issue 17): said plainly instead of "unrecognized
+    /// subcommand", so nobody hunts for a typo. Hidden from help and the
+    /// manual until it exists.
+    #[command(hide = true)]
+    Pause(NotYetArgs),
+    #[command(hide = true)]
+    Unpause(NotYetArgs),
+    #[command(hide = true)]
+    Retry(NotYetArgs),
+    #[command(hide = true)]
+    Worker(NotYetArgs),
+}
+
+/// Whatever follows a command that is not built yet.
+#[derive(Debug, clap::Args)]
+struct NotYetArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+/// What a fan-out command that is not built yet says (exit 2).
+fn not_built_yet(command: &str) -> Result<i32, WardError> {
+    let instead = match command {
+        "worker" => {
+            "items run in the `ward run` or `ward resume` that reaches their step, on SQLite; \
+             PostgreSQL state and workers on many hosts are not built yet"
+        }
+        _ => {
+            "`ward resume RUN_ID` runs every failed, skipped or unfinished item again (never a \
+             succeeded one); `ward items RUN_ID` lists them"
+        }
+    };
+    Err(WardError::Usage(format!(
+        "`ward {command}` is not built yet (docs/design.md, \"Fan-out\"): {instead}"
+    )))
 }
 
 #[derive(Debug, clap::Args)]
@@ -405,9 +440,11 @@ struct ItemsArgs {
     /// The run (`last` for the most recent one).
     #[arg(value_name = "RUN_ID")]
     run_id: String,
-    /// Only items in this state: pending, running, succeeded, failed, skipped.
-    #[arg(long = "state", value_name = "S")]
-    state_filter: Option<String>,
+    /// Only items in this state: pending, running, succeeded, failed,
+    /// skipped (`--status`, as for `ward runs`: `--state` names the state
+    /// database).
+    #[arg(long = "status", value_name = "S")]
+    status: Option<String>,
     /// Only the items of this step.
     #[arg(long, value_name = "STEP")]
     step: Option<String>,
@@ -415,17 +452,7 @@ struct ItemsArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    state: ItemsStateArgs,
-}
-
-/// `--state` names an item state in `ward items`, so the state database
-/// is given with `--db` there (or `$WARD_STATE`).
-#[derive(Debug, clap::Args)]
-struct ItemsStateArgs {
-    /// State database (default: $WARD_STATE, else /var/lib/ward/ward.db for root,
-    /// else $XDG_STATE_HOME/ward/ward.db).
-    #[arg(long = "db", value_name = "PATH")]
-    state: Option<PathBuf>,
+    state: StateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -606,6 +633,10 @@ pub fn main() -> i32 {
         Command::Actions(args) => actions::actions(&args),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man(args) => man::man(args.out.as_deref()),
+        Command::Pause(_) => not_built_yet("pause"),
+        Command::Unpause(_) => not_built_yet("unpause"),
+        Command::Retry(_) => not_built_yet("retry"),
+        Command::Worker(_) => not_built_yet("worker"),
     };
     match result {
         Ok(code) => code,

@@ -21,7 +21,7 @@ fn line_counts(s: &Scratch, name: &str) -> BTreeMap<String, usize> {
 fn items(s: &Scratch, state: Option<&str>) -> Vec<(String, String)> {
     let mut args = vec!["items", "last", "--json"];
     if let Some(st) = state {
-        args.extend(["--state", st]);
+        args.extend(["--status", st]);
     }
     let json = s.ward().args(args).run().expect_code(0).json();
     json.as_array()
@@ -189,7 +189,7 @@ fn a_failed_item_gives_exit_10_and_is_listed_and_resume_runs_only_it() {
     );
     let listed = s
         .ward()
-        .args(["items", "last", "--state", "failed"])
+        .args(["items", "last", "--status", "failed"])
         .run()
         .expect_code(0)
         .stdout;
@@ -198,6 +198,13 @@ fn a_failed_item_gives_exit_10_and_is_listed_and_resume_runs_only_it() {
         "{listed}"
     );
     assert!(!listed.contains(" a "), "{listed}");
+    // `--state` names the database, as everywhere; the slip is explained.
+    let slip = s
+        .ward()
+        .args(["items", "last", "--state", "failed"])
+        .run()
+        .expect_code(2);
+    assert!(slip.stderr.contains("--status failed"), "{}", slip.stderr);
     let counts = line_counts(&s, "journal");
     assert_eq!(counts.get("other"), Some(&1), "other steps still ran");
     assert_eq!(counts.get("after"), None, "`after` needs the failed step");

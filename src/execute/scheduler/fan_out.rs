@@ -466,7 +466,7 @@ impl Scheduler<'_, '_> {
             (
                 StepState::Failed,
                 format!(
-                    "{failed} of {total} items failed{first}; `ward items{} {} --state failed` \
+                    "{failed} of {total} items failed{first}; `ward items{} {} --status failed` \
                      lists them, `ward resume` runs them again",
                     self.options.state_flag, self.run_id
                 ),
