@@ -424,6 +424,7 @@ pub async fn execute(
                 tasks.spawn(async move {
                     let result = wait_action(started, timeout, cancel.clone()).await;
                     let result = after_attempt(result, cleanup, &cancel).await;
+                    let result = fan_out::flushed_item(result).await;
                     Done::Item {
                         step,
                         item,
@@ -1445,26 +1446,29 @@ fn jittered(d: Duration) -> Duration {
 /// Flushes the file systems holding `paths` on a blocking thread, started
 /// at once (not when the task is first polled, after the next checkpoint).
 fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
-    let flush = tokio::task::spawn_blocking(move || {
-        for path in &paths {
-            // A later step may already have removed the output (a staging
-            // folder): then its nearest remaining folder is flushed, which
-            // is on the same file system and makes the removal durable.
-            let dir = path
-                .ancestors()
-                .find_map(|p| std::fs::File::open(p).ok())
-                .ok_or_else(|| FlushError::NoFolder(path.clone()))?;
-            rustix::fs::syncfs(&dir).map_err(|error| FlushError::FileSystem {
-                path: path.clone(),
-                error,
-            })?;
-        }
-        Ok(())
-    });
+    let flush = tokio::task::spawn_blocking(move || flush_paths(&paths));
     tasks.spawn(async move {
         let result = flush.await.unwrap_or_else(|e| Err(FlushError::Stopped(e)));
         Done::Flushed { step, result }
     });
+}
+
+/// Flushes the file systems holding `paths` (blocking).
+fn flush_paths(paths: &[PathBuf]) -> Result<(), FlushError> {
+    for path in paths {
+        // A later step may already have removed the output (a staging
+        // folder): then its nearest remaining folder is flushed, which
+        // is on the same file system and makes the removal durable.
+        let dir = path
+            .ancestors()
+            .find_map(|p| std::fs::File::open(p).ok())
+            .ok_or_else(|| FlushError::NoFolder(path.clone()))?;
+        rustix::fs::syncfs(&dir).map_err(|error| FlushError::FileSystem {
+            path: path.clone(),
+            error,
+        })?;
+    }
+    Ok(())
 }
 
 /// Makes a `creates` path (file or folder) and its folder entry durable.

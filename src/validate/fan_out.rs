@@ -155,7 +155,8 @@ pub fn item_text(item: &serde_json::Value) -> String {
 fn with_item(ctx: &TemplateContext, item: &serde_json::Value) -> TemplateContext {
     let mut ctx = ctx.clone();
     let item = Value::from(minijinja::value::Serde(item));
-    ctx.value = minijinja::value::merge_maps([minijinja::context! { item }, ctx.value]);
+    // The last map wins a lookup in minijinja 3 (`merge_maps`).
+    ctx.value = minijinja::value::merge_maps([ctx.value, minijinja::context! { item }]);
     ctx
 }
 
@@ -342,5 +343,58 @@ fn refuse_item_in_step_fields(step: &Step, templates: &Templates, diags: &mut Di
                 .with_help("use `item` in `run`, `cmd`, `with`, `env` or `key`"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_is_its_text_or_its_json() {
+        assert_eq!(item_text(&serde_json::json!("alice")), "alice");
+        assert_eq!(item_text(&serde_json::json!(7)), "7");
+        assert_eq!(
+            item_text(&serde_json::json!({"name": "bob"})),
+            r#"{"name":"bob"}"#
+        );
+    }
+
+    #[test]
+    fn each_item_renders_its_own_body_env_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.yml");
+        std::fs::write(
+            &path,
+            "ward: 1\nname: p\nvars:\n  item: hidden\n  users: [{name: a, n: 1}, {name: b, n: 2}]\n\
+             steps:\n  - id: s\n    for_each: \"{{ users }}\"\n    key: \"{{ item.name }}\"\n    \
+             cmd: [echo, \"{{ item.n }}\"]\n    env: { WHO: \"{{ item.name }}\" }\n",
+        )
+        .expect("write");
+        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
+        let plan = crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .plan
+            .expect("valid");
+        let fan = plan.steps[0].fan_out.as_ref().expect("a fan-out step");
+        let Items::List(items) = &fan.items else {
+            panic!("a list");
+        };
+        assert_eq!(items.len(), 2);
+        // `item` is the item, not the playbook's var of that name.
+        let work = fan.each.work(&items[1]).expect("renders");
+        assert!(
+            matches!(&work.body, ResolvedBody::Cmd(argv) if argv == &["echo", "2"]),
+            "{:?}",
+            work.body
+        );
+        assert_eq!(work.env, [("WHO".to_owned(), "b".to_owned())]);
+        assert_eq!(fan.each.key(&items[0]).as_deref(), Ok("a"));
+        // An item without the field fails with the template's place.
+        let err = fan
+            .each
+            .work(&serde_json::json!("plain"))
+            .expect_err("no `n`");
+        assert!(err.contains("p.yml:10:"), "{err}");
     }
 }

@@ -159,9 +159,11 @@ fn crash_mid_fan_out(n: u32) {
 
 #[test]
 fn kill_9_in_the_middle_of_a_fan_out_then_resume_never_reruns_a_succeeded_item() {
-    // Commits: the run, `first` started, `first` done + `each` started with
-    // its first items, then about one per item end.
-    for n in [6, 17, 33] {
+    // Commits: the run, `first` started, `first` done with `each` started
+    // and its first 3 items, then one per scheduler turn in which items
+    // ended (1 to 3 of them): 60 items take at least 20 more commits, so
+    // every one of these falls inside the fan-out, whatever the load.
+    for n in [6, 12, 19] {
         crash_mid_fan_out(n);
     }
 }
@@ -282,4 +284,48 @@ fn a_bad_for_each_is_reported_with_file_line_and_column() {
     }
     // `ward run` refuses it the same way, before anything runs.
     s.ward().args(["run", "p.yml"]).run().expect_code(2);
+}
+
+#[test]
+fn sigterm_mid_fan_out_leaves_unfinished_items_pending_and_resume_finishes_them() {
+    let s = Scratch::new();
+    write_lines(&s, "users.txt", 6);
+    // u00001 and u00002 finish at once; the others wait for `go`, so the
+    // signal falls while items run.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: sig\nsteps:\n  \
+         - id: each\n    for_each: { lines: users.txt }\n    max_parallel: 2\n    \
+           run: |\n      case {{ item }} in u0000[12]) ;; *) touch waiting; \
+           while [ ! -e go ]; do sleep 0.05; done ;; esac\n      echo {{ item }} >> journal\n",
+    );
+    let mut child = s.ward().args(["run", "p.yml"]).spawn();
+    assert!(crate::harness::wait_for(10, || {
+        s.path().join("waiting").exists() && items(&s, Some("succeeded")).len() == 2
+    }));
+    let sent = std::process::Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    assert_eq!(child.wait().expect("wait").code(), Some(143));
+    assert_eq!(s.step_states()["each"], "interrupted");
+    let all = items(&s, None);
+    assert!(!all.iter().any(|(_, st)| st == "failed"), "{all:?}");
+    let done: Vec<&String> = all
+        .iter()
+        .filter(|(_, st)| st == "succeeded")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(done, ["u00001", "u00002"], "{all:?}");
+    assert_eq!(
+        all.iter().filter(|(_, st)| st == "pending").count(),
+        4,
+        "stopped and unstarted items are pending: {all:?}"
+    );
+    s.write("go", "");
+    s.ward().args(["resume", "--last"]).run().expect_code(0);
+    let counts = line_counts(&s, "journal");
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }

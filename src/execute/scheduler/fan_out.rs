@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::super::events::{Event, StepEnd};
 use super::super::process::{Attempt, AttemptEnd, AttemptResult, Exit};
-use super::{Scheduler, failure_message};
+use super::{Scheduler, failure_message, flush_paths};
 use crate::model::When;
 use crate::plan::{ItemWork, Items};
 use crate::state::{AttemptOutcome, Change, ItemState, NewItem, StepState};
@@ -551,4 +551,28 @@ impl Scheduler<'_, '_> {
             at: crate::clock::wall_ms(),
         });
     }
+}
+
+/// An item's output that an action left unflushed (a local `rsync`) is
+/// flushed before the item's success is recorded: a step defers that flush
+/// and records it (recovery rule 6), but an item has no such record, so a
+/// succeeded item is one whose output is on disk. A flush that fails
+/// fails the item.
+pub(super) async fn flushed_item(mut result: AttemptResult) -> AttemptResult {
+    if result.unflushed.is_empty() {
+        return result;
+    }
+    let paths = std::mem::take(&mut result.unflushed);
+    let flushed = tokio::task::spawn_blocking(move || flush_paths(&paths)).await;
+    let problem = match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("the flush stopped unexpectedly: {e}")),
+    };
+    if let Some(problem) = problem {
+        result.end = result.end.failed_after(format!(
+            "its output could not be written to disk: {problem}"
+        ));
+    }
+    result
 }
