@@ -35,6 +35,10 @@ pub(super) struct Fan {
     items: Vec<FanItem>,
     /// Items of this step running now.
     running: usize,
+    /// Items before this one are not pending and will not be again while
+    /// items still start (only a stop puts one back to pending, and then
+    /// none starts): each turn looks from here, not through the whole list.
+    next: usize,
     /// The step's attempt (one per run or resume).
     attempt: u32,
     /// The step attempt's log: one line per item that ended.
@@ -128,6 +132,7 @@ impl Scheduler<'_, '_> {
         self.fans[i] = Some(Fan {
             items,
             running: 0,
+            next: 0,
             attempt,
             log,
             started: Instant::now(),
@@ -271,7 +276,10 @@ impl Scheduler<'_, '_> {
     }
 
     fn can_start_more(&self, i: usize, fan: &Fan) -> bool {
-        self.stop_reason(i).is_none() && fan.items.iter().any(|it| it.state == ItemState::Pending)
+        self.stop_reason(i).is_none()
+            && fan.items[fan.next..]
+                .iter()
+                .any(|it| it.state == ItemState::Pending)
     }
 
     fn start_items(&mut self, i: usize, fan: &mut Fan, launch: &mut Vec<ItemLaunch>) {
@@ -301,7 +309,11 @@ impl Scheduler<'_, '_> {
             return;
         }
         let each = spec.each.clone();
-        for (k, it) in fan.items.iter_mut().enumerate() {
+        while fan.next < fan.items.len() && fan.items[fan.next].state != ItemState::Pending {
+            fan.next += 1;
+        }
+        let from = fan.next;
+        for (k, it) in fan.items.iter_mut().enumerate().skip(from) {
             if fan.running >= spec.max_parallel {
                 break;
             }
