@@ -106,23 +106,93 @@ impl ItemResolver {
 
     /// The item's id: `key:` rendered, or the item's own text.
     pub fn key(&self, item: &serde_json::Value) -> Result<String, String> {
+        self.key_or_diagnostic(item).map_err(|d| self.shown(&d))
+    }
+
+    /// [`ItemResolver::key`], with a problem as a diagnostic at `key:`.
+    fn key_or_diagnostic(&self, item: &serde_json::Value) -> Result<String, Diagnostic> {
         let Some(key) = self.step.for_each.as_ref().and_then(|f| f.key.as_ref()) else {
             return Ok(item_text(item));
         };
         let ctx = with_item(&self.ctx, item);
         let text = key.as_str().unwrap_or("");
         match self.templates.render(text, &ctx.value) {
-            Ok(k) if k.trim().is_empty() => Err(format!(
-                "`key` of step `{}` is empty for item {} ({}:{})",
-                self.step.id.value,
-                item_text(item),
-                self.source.path().display(),
-                key.span
-            )),
+            Ok(k) if k.trim().is_empty() => Err(Diagnostic::error(
+                "invalid-value",
+                key.span,
+                format!(
+                    "`key` of step `{}` is empty for item {}",
+                    self.step.id.value,
+                    self.ctx.redactor.apply(&item_text(item))
+                ),
+            )
+            .with_help("each item needs an id: make `key` give text for every item")),
             Ok(k) => Ok(k),
-            Err(e) => {
-                let d = template_diagnostic(&e, key, &self.source, "`key`");
-                Err(self.shown(&d))
+            Err(e) => Err(template_diagnostic(
+                &e,
+                key,
+                &self.source,
+                &format!("`key` of step `{}`", self.step.id.value),
+            )),
+        }
+    }
+
+    /// Checks the keys of a list known at validation: each one renders,
+    /// is not empty, and is unique (a `lines:` list is checked when its
+    /// step starts, with the same rule).
+    fn check_keys(
+        &self,
+        items: &[serde_json::Value],
+        span: crate::source::Span,
+        diags: &mut Diagnostics,
+    ) {
+        let mut seen: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::with_capacity(items.len());
+        for (position, item) in items.iter().enumerate() {
+            let key = match self.key_or_diagnostic(item) {
+                Ok(k) => k,
+                Err(d) => {
+                    // One is enough: the same template fails the same way.
+                    diags.push(d);
+                    return;
+                }
+            };
+            if key.is_empty() {
+                diags.push(Diagnostic::error(
+                    "invalid-value",
+                    span,
+                    format!(
+                        "item {} of `for_each` in step `{}` is empty; each item needs an id",
+                        position + 1,
+                        self.step.id.value
+                    ),
+                ));
+                return;
+            }
+            if let Some(first) = seen.insert(key.clone(), position) {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-key",
+                        span,
+                        format!(
+                            "items {} and {} of `for_each` in step `{}` both have the key `{}`",
+                            first + 1,
+                            position + 1,
+                            self.step.id.value,
+                            self.ctx.redactor.apply(&key)
+                        ),
+                    )
+                    .with_help(
+                        if self.step.for_each.as_ref().is_some_and(|f| f.key.is_some()) {
+                            "each item needs its own id, kept across resumes: make `key:` give \
+                         every item a different one"
+                        } else {
+                            "each item needs its own id, kept across resumes: remove the repeated \
+                         item, or set `key:` to something unique, e.g. `key: \"{{ item.name }}\"`"
+                        },
+                    ),
+                );
+                return;
             }
         }
     }
@@ -238,6 +308,9 @@ pub(super) fn resolve(
         ctx: ctx.clone(),
         templates: Templates::new(),
     });
+    if let Items::List(list) = &items {
+        each.check_keys(list, node.span, diags);
+    }
     let fan = FanOut {
         items,
         key: for_each
