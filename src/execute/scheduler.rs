@@ -49,7 +49,7 @@ use crate::process::CancelCell;
 use crate::state::{
     AttemptOutcome, Change, ItemRecord, NoteKind, RunState, StepState, Store, Unflushed,
 };
-use fan_out::{Fan, ItemLaunch};
+use fan_out::Fan;
 
 /// A run to carry out.
 pub struct Execution<'a> {
@@ -393,58 +393,14 @@ pub async fn execute(
                 }
             });
         }
-        for ItemLaunch {
-            step,
-            item,
-            attempt,
-            log,
-            work,
-        } in item_launch
-        {
+        for launch in item_launch {
             let echo = s.options.echo_output.then(|| out_tx.clone());
-            let spec = s.item_spec(step, item, &work, attempt, &log, echo);
-            let cancel = if s.is_finalizer(step) {
+            let cancel = if s.is_finalizer(launch.step) {
                 late_rx.clone()
             } else {
                 cancel_rx.clone()
             };
-            let cleanup = (!keeps_children(&s.steps[step])).then(|| Cleanup {
-                attempt_id: spec
-                    .env
-                    .iter()
-                    .find(|(k, _)| k == super::orphans::ATTEMPT_VAR)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-                grace: s.options.kill_grace,
-            });
-            if let ResolvedBody::Action(params) = &work.body {
-                let (ctx, cell) = s.action_ctx(step, spec);
-                let started = start_action(params.clone(), ctx, cell);
-                let timeout = s.steps[step].timeout.map(|t| t.std());
-                tasks.spawn(async move {
-                    let result = wait_action(started, timeout, cancel.clone()).await;
-                    let result = after_attempt(result, cleanup, &cancel).await;
-                    let result = fan_out::flushed_item(result).await;
-                    Done::Item {
-                        step,
-                        item,
-                        log,
-                        result,
-                    }
-                });
-                continue;
-            }
-            let started = spawn_attempt(&spec);
-            tasks.spawn(async move {
-                let result = wait_attempt(started, spec, cancel.clone()).await;
-                let result = after_attempt(result, cleanup, &cancel).await;
-                Done::Item {
-                    step,
-                    item,
-                    log,
-                    result,
-                }
-            });
+            s.spawn_item(launch, &mut tasks, echo, cancel);
         }
         if s.commit(store).await {
             // Without checkpoints no new work may start; the normal steps

@@ -20,11 +20,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
+use super::super::action_run::{start_action, wait_action};
 use super::super::events::{Event, StepEnd};
-use super::super::process::{Attempt, AttemptEnd, AttemptResult, Exit};
-use super::{Scheduler, failure_message, flush_paths};
+use super::super::process::{
+    Attempt, AttemptEnd, AttemptResult, Cancel, Exit, spawn_attempt, wait_attempt,
+};
+use super::{
+    Cleanup, Done, Scheduler, after_attempt, failure_message, flush_paths, keeps_children,
+};
 use crate::model::When;
 use crate::plan::{ItemWork, Items};
 use crate::state::{AttemptOutcome, Change, ItemState, NewItem, StepState};
@@ -61,10 +67,10 @@ struct FanItem {
 /// An item to start now.
 pub(super) struct ItemLaunch {
     pub step: usize,
-    pub item: usize,
-    pub attempt: u32,
-    pub log: PathBuf,
-    pub work: ItemWork,
+    item: usize,
+    attempt: u32,
+    log: PathBuf,
+    work: ItemWork,
 }
 
 /// Why a fan-out step could not list its items.
@@ -362,10 +368,66 @@ impl Scheduler<'_, '_> {
         }
     }
 
+    /// Starts an item's attempt (a process, or an action) as a task that
+    /// ends in `Done::Item`.
+    pub(super) fn spawn_item(
+        &self,
+        launch: ItemLaunch,
+        tasks: &mut JoinSet<Done>,
+        echo: Option<mpsc::UnboundedSender<(usize, String)>>,
+        cancel: watch::Receiver<Cancel>,
+    ) {
+        let ItemLaunch {
+            step,
+            item,
+            attempt,
+            log,
+            work,
+        } = launch;
+        let spec = self.item_spec(step, item, &work, attempt, &log, echo);
+        let cleanup = (!keeps_children(&self.steps[step])).then(|| Cleanup {
+            attempt_id: spec
+                .env
+                .iter()
+                .find(|(k, _)| k == super::super::orphans::ATTEMPT_VAR)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            grace: self.options.kill_grace,
+        });
+        if let crate::plan::ResolvedBody::Action(params) = &work.body {
+            let (ctx, cell) = self.action_ctx(step, spec);
+            let started = start_action(params.clone(), ctx, cell);
+            let timeout = self.steps[step].timeout.map(|t| t.std());
+            tasks.spawn(async move {
+                let result = wait_action(started, timeout, cancel.clone()).await;
+                let result = after_attempt(result, cleanup, &cancel).await;
+                let result = flushed_item(result).await;
+                Done::Item {
+                    step,
+                    item,
+                    log,
+                    result,
+                }
+            });
+            return;
+        }
+        let started = spawn_attempt(&spec);
+        tasks.spawn(async move {
+            let result = wait_attempt(started, spec, cancel.clone()).await;
+            let result = after_attempt(result, cleanup, &cancel).await;
+            Done::Item {
+                step,
+                item,
+                log,
+                result,
+            }
+        });
+    }
+
     /// What an item's attempt is run from: the step's attempt with the
     /// item's body and environment, `WARD_ITEM_KEY`, and an attempt id of
     /// its own (so what it leaves running is told apart from its siblings).
-    pub(super) fn item_spec(
+    fn item_spec(
         &self,
         i: usize,
         k: usize,
