@@ -185,9 +185,12 @@ struct Scheduler<'a, 'r> {
     /// What a resumed run recorded of its items, by step id; taken when
     /// the step starts.
     recorded_items: HashMap<String, Vec<ItemRecord>>,
-    /// `for_each` steps that failed because some of their items failed:
-    /// a run whose only failures are these ends `ItemsFailed`.
+    /// `for_each` steps that failed because some of their items failed, or
+    /// were not started after the run failed: a run whose only failed steps
+    /// are these, with at least one failed item, ends `ItemsFailed`.
     items_failed: HashSet<usize>,
+    /// Some item failed in this process.
+    item_failed: bool,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -254,6 +257,7 @@ pub async fn execute(
         fans: (0..v.steps.len()).map(|_| None).collect(),
         recorded_items: HashMap::new(),
         items_failed: HashSet::new(),
+        item_failed: false,
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -1356,7 +1360,9 @@ impl Scheduler<'_, '_> {
         let mut failed = (0..self.steps.len())
             .filter(|&i| self.state[i] == StepState::Failed)
             .peekable();
-        failed.peek().is_some() && failed.all(|i| self.items_failed.contains(&i))
+        failed.peek().is_some()
+            && failed.all(|i| self.items_failed.contains(&i))
+            && self.item_failed
     }
 }
 

@@ -350,3 +350,34 @@ fn commands_not_built_yet_say_so() {
         );
     }
 }
+
+#[test]
+fn items_not_started_after_another_fan_out_failed_are_skipped_and_the_exit_is_still_10() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: two\nsteps:\n  \
+         - id: quick\n    for_each: [bad]\n    run: touch quick.failed; false\n  \
+         - id: slow\n    for_each: [b1, b2, b3]\n    max_parallel: 1\n    \
+           run: |\n      while [ ! -e quick.failed ]; do sleep 0.02; done; sleep 0.5\n      \
+           echo {{ item }} >> journal\n",
+    );
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(10);
+    assert!(run.stderr.contains("step `quick` failed"), "{}", run.stderr);
+    assert_eq!(
+        items(&s, Some("skipped")),
+        [
+            ("b2".to_owned(), "skipped".to_owned()),
+            ("b3".to_owned(), "skipped".to_owned())
+        ]
+    );
+    assert_eq!(line_counts(&s, "journal").len(), 1, "b1 ran to its end");
+    s.write("p.yml", &s.read("p.yml").replace("; false", ""));
+    s.ward()
+        .args(["resume", "--last", "--allow-changed"])
+        .run()
+        .expect_code(0);
+    let counts = line_counts(&s, "journal");
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}

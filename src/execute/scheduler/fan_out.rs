@@ -525,6 +525,7 @@ impl Scheduler<'_, '_> {
         );
         let (state, message) = if failed > 0 {
             self.items_failed.insert(i);
+            self.item_failed = true;
             let first = fan
                 .items
                 .iter()
@@ -551,6 +552,9 @@ impl Scheduler<'_, '_> {
                 format!("{left} of {total} items did not finish; `ward resume` runs them"),
             )
         } else if skipped > 0 {
+            // Its own items did not fail: the run's exit code is decided by
+            // the failure that stopped them (exit 10 if that was items too).
+            self.items_failed.insert(i);
             (
                 StepState::Failed,
                 format!("{skipped} of {total} items were not started: the run failed"),
