@@ -6,7 +6,7 @@ use std::io::Write;
 use super::ItemsArgs;
 use super::inspect::find_run;
 use crate::error::{WardError, exit};
-use crate::report::Style;
+use crate::report::{Style, times_to_rfc3339};
 use crate::session::{StateSession, block_on};
 use crate::state::{Access, ItemRecord, ItemState};
 
@@ -47,7 +47,14 @@ pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &items).map_err(std::io::Error::from)?;
+        // Times as in every JSON document of ward: RFC 3339 (cli.md, "JSON output").
+        let mut json = serde_json::to_value(&items).map_err(std::io::Error::from)?;
+        if let Some(list) = json.as_array_mut() {
+            for item in list {
+                times_to_rfc3339(item, &["started_at", "finished_at"]);
+            }
+        }
+        serde_json::to_writer_pretty(&mut out, &json).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else if items.is_empty() {
         let which = state.map(|s| format!(" {s}")).unwrap_or_default();
