@@ -6,9 +6,9 @@ use std::io::Write;
 use super::ItemsArgs;
 use super::inspect::find_run;
 use crate::error::{WardError, exit};
-use crate::report::{Style, times_to_rfc3339};
+use crate::report::{Style, recorded_running_but_gone, times_to_rfc3339};
 use crate::session::{StateSession, block_on};
-use crate::state::{Access, ItemRecord, ItemState};
+use crate::state::{Access, ItemRecord, ItemState, RunState};
 
 pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
     let state = args
@@ -35,7 +35,7 @@ pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
             db.display()
         )));
     }
-    let (run, items) = block_on(async {
+    let (run, mut items) = block_on(async {
         let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
         let run = find_run(&session, Some(&args.run_id)).await?;
         let items = session
@@ -44,6 +44,18 @@ pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
             .await?;
         Ok::<_, WardError>((run, items))
     })??;
+    // An item recorded `running` in a run whose ward is gone (a crash,
+    // `kill -9`) will not end by itself: said, as `ward status` says it of
+    // steps, rather than shown as if it still ran.
+    let live = run.state == RunState::Running && !recorded_running_but_gone(&run);
+    if !live {
+        for item in items.iter_mut().filter(|i| i.state == ItemState::Running) {
+            item.message = Some(
+                "its end was not recorded (ward's process is gone); `ward resume` runs it again"
+                    .to_owned(),
+            );
+        }
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {

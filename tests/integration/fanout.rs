@@ -126,6 +126,21 @@ fn crash_mid_fan_out(n: u32) {
         "commit {n}: the kill should fall in the middle of the fan-out ({} done)",
         done_before.len()
     );
+    // Items whose ward died are not shown as if they still ran.
+    let running = s
+        .ward()
+        .args(["items", "last", "--json", "--status", "running"])
+        .run()
+        .expect_code(0)
+        .json();
+    for item in running.as_array().expect("a list") {
+        assert!(
+            item["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("its end was not recorded")),
+            "commit {n}: {item}"
+        );
+    }
     let before = line_counts(&s, "journal");
     s.ward().args(["resume", "--last"]).run().expect_code(0);
     let all = items(&s, None);
