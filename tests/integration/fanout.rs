@@ -396,3 +396,54 @@ fn items_not_started_after_another_fan_out_failed_are_skipped_and_the_exit_is_st
     assert_eq!(counts.len(), 3, "{counts:?}");
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 }
+
+#[test]
+fn a_lines_file_that_is_a_fifo_or_a_device_fails_the_step_without_hanging() {
+    let s = Scratch::new();
+    let fifo = s.path().join("users.txt");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    // Were ward to block opening the FIFO, this writer unblocks it after a
+    // while, so the test fails on its assertions instead of hanging.
+    let writer = fifo.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&writer)
+        {
+            let _ = std::io::Write::write_all(&mut f, b"late\n");
+        }
+    });
+    std::os::unix::fs::symlink("/dev/zero", s.path().join("zero.txt")).expect("symlink");
+    for (file, what) in [("users.txt", "a FIFO"), ("zero.txt", "a device")] {
+        s.write(
+            "p.yml",
+            &format!(
+                "ward: 1\nname: odd\nsteps:\n  \
+                 - id: each\n    for_each: {{ lines: {file} }}\n    run: echo {{{{ item }}}} >> journal\n  \
+                 - id: fin\n    when: always\n    run: echo fin >> finals\n"
+            ),
+        );
+        let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+        assert!(
+            run.stderr
+                .contains(&format!("is {what}, not a regular file")),
+            "{}",
+            run.stderr
+        );
+        assert!(!s.path().join("journal").exists(), "no item ran");
+    }
+    assert_eq!(
+        line_counts(&s, "finals").get("fin"),
+        Some(&2),
+        "finalizer ran"
+    );
+}

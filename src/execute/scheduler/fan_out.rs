@@ -94,6 +94,73 @@ enum ListError {
     EmptyKey { position: usize },
     #[error("{0}")]
     Key(String),
+    #[error(
+        "its `for_each` file {} is {what}, not a regular file; write the list to a file first",
+        path.display()
+    )]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "its `for_each` file {} is larger than {} MiB; split the list into several steps",
+        path.display(),
+        MAX_LINES_FILE >> 20
+    )]
+    TooLarge { path: PathBuf },
+}
+
+/// The largest `lines:` file read (a million items of 64 bytes): read whole
+/// into memory and each item recorded in the state, so a runaway file (a
+/// log, `/dev/zero` through a symlink) fails the step instead of ward.
+const MAX_LINES_FILE: u64 = 64 << 20;
+
+/// A `lines:` file's text. It is opened without blocking and must be a
+/// regular file (after symlinks): reading a FIFO or a terminal would block
+/// the scheduler, and with it the signals that could stop ward.
+fn read_lines_file(path: &Path) -> Result<String, ListError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read = |error| ListError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK (libc is no dependency of ward; rustix has the flag).
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(ListError::NotAFile {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    if meta.len() > MAX_LINES_FILE {
+        return Err(ListError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let mut text = String::new();
+    // A file that grows while it is read is cut at the limit, and refused.
+    file.take(MAX_LINES_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > MAX_LINES_FILE {
+        return Err(ListError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(text)
 }
 
 impl Scheduler<'_, '_> {
@@ -189,8 +256,7 @@ impl Scheduler<'_, '_> {
             Items::List(items) => items.clone(),
             Items::Lines(path) => {
                 let path = self.resolve(path);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|error| ListError::Read { path, error })?;
+                let text = read_lines_file(&path)?;
                 // One item per line; blank lines (a trailing newline, a
                 // spacer) are no items.
                 text.lines()
