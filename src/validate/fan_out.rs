@@ -263,21 +263,32 @@ pub(super) fn resolve(
     let node = match &for_each.source {
         ItemSource::List(n) | ItemSource::Lines(n) => n,
     };
-    let mut names = std::collections::HashSet::new();
-    templates.node_names(node, &mut names);
-    if let Some(used) = ctx.secrets.used_by(&names) {
-        // Items reach command lines, `ward items` and the state database.
-        diags.push(
-            Diagnostic::error(
-                "secret-in-for-each",
-                locate_name(node, source, &used.var),
-                format!(
-                    "`for_each` of step `{id}` uses {}; items are shown and recorded",
-                    used.describe()
+    // Items and keys reach command lines, `ward items`, the step's log and
+    // the state database in the clear: neither may be made from a secret.
+    let mut secret = false;
+    for (field, n) in [("for_each", Some(node)), ("key", for_each.key.as_ref())] {
+        let Some(n) = n else { continue };
+        let mut names = std::collections::HashSet::new();
+        templates.node_names(n, &mut names);
+        if let Some(used) = ctx.secrets.used_by(&names) {
+            secret = true;
+            diags.push(
+                Diagnostic::error(
+                    "secret-in-for-each",
+                    locate_name(n, source, &used.var),
+                    format!(
+                        "`{field}` of step `{id}` uses {}; items and their keys are shown and \
+                         recorded",
+                        used.describe()
+                    ),
+                )
+                .with_help(
+                    "list what is not secret (e.g. user names) and read secrets through `env:`",
                 ),
-            )
-            .with_help("list what is not secret (e.g. user names) and read secrets through `env:`"),
-        );
+            );
+        }
+    }
+    if secret {
         return None;
     }
     let items = match &for_each.source {

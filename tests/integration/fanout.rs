@@ -447,3 +447,30 @@ fn a_lines_file_that_is_a_fifo_or_a_device_fails_the_step_without_hanging() {
         "finalizer ran"
     );
 }
+
+#[test]
+fn a_list_or_a_key_made_from_a_secret_is_refused_with_its_place() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: sec\nvars:\n  db_password: \"\"\n  users: [a, b]\nsteps:\n  \
+         - id: k\n    for_each: \"{{ users }}\"\n    key: \"{{ item }}-{{ db_password }}\"\n    \
+           run: echo {{ item }}\n  \
+         - id: l\n    for_each: { lines: \"{{ db_password }}.txt\" }\n    run: echo {{ item }}\n",
+    );
+    let out = s
+        .ward()
+        .args(["validate", "p.yml", "--var", "db_password=hunter2secret"])
+        .run()
+        .expect_code(2);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(text.contains("p.yml:9:"), "{text}");
+    assert!(text.contains("`key` of step `k` uses"), "{text}");
+    assert!(text.contains("`for_each` of step `l` uses"), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+    // Nothing ran, nothing was recorded with the secret in it.
+    s.ward()
+        .args(["run", "p.yml", "--var", "db_password=hunter2secret"])
+        .run()
+        .expect_code(2);
+}
