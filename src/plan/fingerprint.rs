@@ -181,14 +181,8 @@ fn v1(s: &ResolvedStep, key: Option<&FingerprintKey>) -> String {
         compensation_only: s.compensation_only,
         secrets,
         for_each: s.fan_out.as_ref().map(|f| ForEachV1 {
-            items: match &f.items {
-                super::Items::List(items) => Some(items.as_slice()),
-                super::Items::Lines(_) => None,
-            },
-            lines: match &f.items {
-                super::Items::Lines(path) => Some(path.as_str()),
-                super::Items::List(_) => None,
-            },
+            items: f.list(),
+            lines: f.lines(),
             key: f.key.as_deref(),
             max_parallel: f.max_parallel,
         }),

@@ -132,14 +132,8 @@ fn step_json(s: &ResolvedStep, layer: Option<usize>) -> StepJson<'_> {
             word: &c.word,
         }),
         for_each: s.fan_out.as_ref().map(|f| ForEachJson {
-            items: match &f.items {
-                crate::plan::Items::List(items) => Some(items.as_slice()),
-                crate::plan::Items::Lines(_) => None,
-            },
-            lines: match &f.items {
-                crate::plan::Items::Lines(path) => Some(path.as_str()),
-                crate::plan::Items::List(_) => None,
-            },
+            items: f.list(),
+            lines: f.lines(),
             key: f.key.as_deref(),
             max_parallel: f.max_parallel,
         }),

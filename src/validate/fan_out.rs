@@ -36,6 +36,24 @@ pub struct FanOut {
     pub each: Arc<ItemResolver>,
 }
 
+impl FanOut {
+    /// The items, when known at validation (a YAML list, a variable).
+    pub fn list(&self) -> Option<&[serde_json::Value]> {
+        match &self.items {
+            Items::List(items) => Some(items),
+            Items::Lines(_) => None,
+        }
+    }
+
+    /// The `lines:` file, when the items are read from one.
+    pub fn lines(&self) -> Option<&str> {
+        match &self.items {
+            Items::Lines(path) => Some(path),
+            Items::List(_) => None,
+        }
+    }
+}
+
 /// Where a fan-out step's items come from, after validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Items {
