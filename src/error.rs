@@ -41,6 +41,10 @@ pub mod exit {
     /// match this system) and was not overridden with `--override`; no
     /// step ran.
     pub const GUARD: i32 = 9;
+    /// Items of a `for_each` step failed and nothing else did: the other
+    /// items ran, `ward items RUN_ID --status failed` lists the failed ones
+    /// and `ward resume` runs them again. Never 0 while an item failed.
+    pub const ITEMS_FAILED: i32 = 10;
     /// The run was stopped by SIGHUP (128 + 1).
     pub const HANGUP: i32 = 129;
     /// The run was stopped by SIGINT, Ctrl-C (128 + 2).
@@ -62,6 +66,7 @@ pub mod exit {
         (STALE, "older than its `max_age`"),
         (NOT_CONFIRMED, "not confirmed"),
         (GUARD, "a restore guard refused"),
+        (ITEMS_FAILED, "items of a `for_each` step failed"),
         (HANGUP, "SIGHUP"),
         (INTERRUPT, "SIGINT"),
         (QUIT, "SIGQUIT"),

@@ -37,6 +37,8 @@ pub fn playbook_schema() -> Value {
 /// Definitions of the playbook document itself, whose values are not templated.
 const DOCUMENT_DEFS: &[&str] = &[
     "StepDoc",
+    "ForEachDoc",
+    "LinesDoc",
     "DefaultsDoc",
     "RetryDoc",
     "RetryPolicy",

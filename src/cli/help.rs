@@ -45,6 +45,10 @@ const EXIT_CODES: &[(i32, &str)] = &[
         exit::GUARD,
         "a restore guard refused the snapshot (see --override); nothing ran",
     ),
+    (
+        exit::ITEMS_FAILED,
+        "items of a `for_each` step failed (see ward items RUN_ID --status failed)",
+    ),
     (exit::HANGUP, "stopped by SIGHUP"),
     (exit::INTERRUPT, "stopped by SIGINT (Ctrl-C)"),
     (exit::QUIT, "abandoned on SIGQUIT"),

@@ -8,6 +8,7 @@ mod cron;
 mod due;
 mod help;
 mod inspect;
+mod items;
 mod man;
 mod next;
 mod plan;
@@ -70,6 +71,8 @@ enum Command {
     Runs(RunsArgs),
     /// Print the output of a run's steps.
     Log(LogArgs),
+    /// List the items of a run's `for_each` steps: state, attempts, exit code.
+    Items(ItemsArgs),
     /// Write a run's report (steps, timings, checks, notes) as Markdown, HTML with a timeline, or JSON.
     #[command(after_long_help = REPORT_HELP)]
     Report(ReportArgs),
@@ -93,6 +96,29 @@ enum Command {
     Completions(CompletionsArgs),
     /// Print ward's manual page (roff), or write one page per command into a folder.
     Man(ManArgs),
+}
+
+/// Commands of issue 17 that this ward does not have yet. They are no clap
+/// subcommands (help, the manual and completions would offer them); an
+/// unknown subcommand that is one of them is answered by [`not_built_yet`]
+/// instead of clap's "unrecognized subcommand", so nobody hunts for a typo.
+const NOT_BUILT_YET: &[&str] = &["pause", "unpause", "retry", "worker"];
+
+/// What a command that is not built yet says (exit 2).
+fn not_built_yet(command: &str) -> WardError {
+    let instead = match command {
+        "worker" => {
+            "items run in the `ward run` or `ward resume` that reaches their step, on SQLite; \
+             PostgreSQL state and workers on many hosts are not built yet"
+        }
+        _ => {
+            "`ward resume RUN_ID` runs every failed, skipped or unfinished item again (never a \
+             succeeded one); `ward items RUN_ID` lists them"
+        }
+    };
+    WardError::Usage(format!(
+        "`ward {command}` is not built yet (docs/design.md, \"Fan-out\"): {instead}"
+    ))
 }
 
 #[derive(Debug, clap::Args)]
@@ -398,6 +424,26 @@ struct LogArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ItemsArgs {
+    /// The run (`last` for the most recent one).
+    #[arg(value_name = "RUN_ID")]
+    run_id: String,
+    /// Only items in this state: pending, running, succeeded, failed,
+    /// skipped (`--status`, as for `ward runs`: `--state` names the state
+    /// database).
+    #[arg(long = "status", value_name = "S")]
+    status: Option<String>,
+    /// Only the items of this step.
+    #[arg(long, value_name = "STEP")]
+    step: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(Debug, clap::Args)]
 struct VerifyArgs {
     /// The backup set (a snapshot folder, or the `latest` link); with
     /// `--status`, the snapshots folder.
@@ -542,6 +588,15 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand
+                && let Some(clap::error::ContextValue::String(word)) =
+                    e.get(clap::error::ContextKind::InvalidSubcommand)
+                && NOT_BUILT_YET.contains(&word.as_str())
+            {
+                let style = Style::stderr();
+                eprintln!("{}: {}", style.error("error"), not_built_yet(word));
+                return exit::USAGE;
+            }
             // A closed stderr or stdout must not hide the code.
             let _ = e.print();
             // --help and --version "fail" to parse, on stdout.
@@ -563,6 +618,7 @@ pub fn main() -> i32 {
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
+        Command::Items(args) => items::items(&args),
         Command::Report(args) => report::report(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Check(args) => check::check(&args),
@@ -596,6 +652,7 @@ fn ending_code(ending: Ending) -> i32 {
     match ending {
         Ending::Succeeded => exit::OK,
         Ending::Failed => exit::FAILED,
+        Ending::ItemsFailed => exit::ITEMS_FAILED,
         Ending::StateLost => exit::STATE,
         Ending::Skipped => exit::SKIPPED,
         Ending::NotConfirmed => exit::NOT_CONFIRMED,

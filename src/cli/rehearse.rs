@@ -488,7 +488,7 @@ fn report(args: &RehearseArgs, e: &Ended) -> Result<i32, WardError> {
             "ok": code == exit::OK,
             "run": match e.ending {
                 Some(Ending::Succeeded) => "succeeded",
-                Some(Ending::Failed) => "failed",
+                Some(Ending::Failed | Ending::ItemsFailed) => "failed",
                 Some(Ending::StateLost) => "state-lost",
                 Some(Ending::Skipped) => "skipped",
                 Some(Ending::NotConfirmed) => "not-confirmed",

@@ -28,6 +28,9 @@ pub enum Ending {
     Succeeded,
     /// A step failed (after its retries).
     Failed,
+    /// Items of `for_each` steps failed, and nothing else did (the other
+    /// items and steps ran as usual).
+    ItemsFailed,
     /// A checkpoint could not be written: the run went on from memory for
     /// its finalizers, and what is recorded is an earlier picture.
     StateLost,

@@ -24,7 +24,9 @@
 //!   consistent: the run is still recorded `running`, so the next ward finds
 //!   it crashed (recovery rule 1) and a resume redoes whole windows (rule 4).
 
-use std::collections::HashSet;
+mod fan_out;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +46,10 @@ use crate::action::{Action, ActionCtx, ServiceStart};
 use crate::model::When;
 use crate::plan::{EdgeKind, Plan, ResolvedBody, ResolvedStep};
 use crate::process::CancelCell;
-use crate::state::{AttemptOutcome, Change, NoteKind, RunState, StepState, Store, Unflushed};
+use crate::state::{
+    AttemptOutcome, Change, ItemRecord, NoteKind, RunState, StepState, Store, Unflushed,
+};
+use fan_out::Fan;
 
 /// A run to carry out.
 pub struct Execution<'a> {
@@ -100,6 +105,13 @@ enum Done {
     Flushed {
         step: usize,
         result: Result<(), FlushError>,
+    },
+    /// An item of a `for_each` step ended its attempt.
+    Item {
+        step: usize,
+        item: usize,
+        log: PathBuf,
+        result: AttemptResult,
     },
 }
 
@@ -168,6 +180,17 @@ struct Scheduler<'a, 'r> {
     not_confirmed: Option<String>,
     /// The run's secrets, masked in what steps print (built once).
     mask: Option<std::sync::Arc<crate::process::Mask>>,
+    /// The `for_each` steps in progress, by step index (`fan_out.rs`).
+    fans: Vec<Option<Fan>>,
+    /// What a resumed run recorded of its items, by step id; taken when
+    /// the step starts.
+    recorded_items: HashMap<String, Vec<ItemRecord>>,
+    /// `for_each` steps that failed because some of their items failed, or
+    /// were not started after the run failed: a run whose only failed steps
+    /// are these, with at least one failed item, ends `ItemsFailed`.
+    items_failed: HashSet<usize>,
+    /// Some item failed in this process.
+    item_failed: bool,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -231,6 +254,10 @@ pub async fn execute(
         ask_task: None,
         not_confirmed: None,
         mask: v.output_mask(),
+        fans: (0..v.steps.len()).map(|_| None).collect(),
+        recorded_items: HashMap::new(),
+        items_failed: HashSet::new(),
+        item_failed: false,
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -241,6 +268,25 @@ pub async fn execute(
         let mut outcome = s.finish(store, started, Some(message)).await;
         outcome.state = RunState::Failed;
         return outcome;
+    }
+    if exec.start.resumed && v.steps.iter().any(|st| st.fan_out.is_some()) {
+        // What each item did before: succeeded items never run again.
+        match store.items(exec.run_id, None, None).await {
+            Ok(items) => {
+                for item in items {
+                    s.recorded_items
+                        .entry(item.step_id.clone())
+                        .or_default()
+                        .push(item);
+                }
+            }
+            Err(e) => {
+                let message = format!("cannot read the run's recorded items: {e}");
+                let mut outcome = s.finish(store, started, Some(message)).await;
+                outcome.state = RunState::Failed;
+                return outcome;
+            }
+        }
     }
 
     // Normal steps are stopped by the first signal (or a lost state);
@@ -275,7 +321,18 @@ pub async fn execute(
     }
 
     loop {
-        let launch = s.decide();
+        // A `for_each` step that ends lets its dependents start: decide
+        // again until nothing more changes.
+        let mut launch = Vec::new();
+        let mut item_launch = Vec::new();
+        loop {
+            launch.extend(s.decide());
+            let (items, fans_ended) = s.next_items();
+            item_launch.extend(items);
+            if !fans_ended {
+                break;
+            }
+        }
         for step in std::mem::take(&mut s.to_ask) {
             let answer = s.ask(step);
             s.ask_task = Some(tasks.spawn(async move {
@@ -340,6 +397,15 @@ pub async fn execute(
                 }
             });
         }
+        for launch in item_launch {
+            let echo = s.options.echo_output.then(|| out_tx.clone());
+            let cancel = if s.is_finalizer(launch.step) {
+                late_rx.clone()
+            } else {
+                cancel_rx.clone()
+            };
+            s.spawn_item(launch, &mut tasks, echo, cancel);
+        }
         if s.commit(store).await {
             // Without checkpoints no new work may start; the normal steps
             // that run are stopped so that the finalizers come sooner.
@@ -354,19 +420,18 @@ pub async fn execute(
             // Only a reporter that draws progress asks for a timer; it
             // samples counters, so a tick costs the steps nothing.
             () = tick(&mut ticker) => s.reporter.tick(),
-            joined = tasks.join_next() => match joined {
-                Some(Ok(Done::Attempt { step, attempt, log, result })) => {
-                    // A finalizer's retry wait is not cut short by the first signal.
-                    let cancel = if s.is_finalizer(step) { &late_rx } else { &cancel_rx };
-                    s.attempt_done(step, attempt, &log, &result, &mut tasks, cancel);
+            joined = tasks.join_next() => {
+                let cancels = [&cancel_rx, &late_rx];
+                if let Some(joined) = joined {
+                    s.joined(joined, &mut tasks, cancels);
                 }
-                Some(Ok(Done::RetryDue { step })) => { s.retry_waiting.remove(&step); }
-                Some(Ok(Done::Confirmed { step, answer })) => s.answered(step, answer),
-                Some(Ok(Done::Flushed { step, result })) => s.flushed(step, result),
-                Some(Err(e)) if e.is_cancelled() => {}
-                Some(Err(e)) => s.internal_failure(format!("internal error in a step task: {e}")),
-                None => {}
-            },
+                // What ended meanwhile (items of a fan-out end by the
+                // hundred) is taken in this turn too, so that its records
+                // share one commit, one fsync, instead of one each.
+                while let Some(joined) = tasks.try_join_next() {
+                    s.joined(joined, &mut tasks, cancels);
+                }
+            }
             Some(sig) = next_signal(&mut signals) => s.on_signal(sig, &senders),
             Some((step, line)) = out_rx.recv() => {
                 s.reporter.event(&Event::Output { step: &s.steps[step].id, line: &line });
@@ -601,7 +666,12 @@ impl Scheduler<'_, '_> {
                         continue;
                     }
                 }
-                launch.push(self.start_attempt(i));
+                if self.steps[i].fan_out.is_some() {
+                    // Its items are started by `next_items`.
+                    self.start_fan(i);
+                } else {
+                    launch.push(self.start_attempt(i));
+                }
                 progressed = true;
             }
             if !progressed {
@@ -1270,9 +1340,64 @@ impl Scheduler<'_, '_> {
             (None, Some(f)) if self.not_confirmed.is_some() => {
                 (RunState::Failed, Ending::NotConfirmed, Some(f))
             }
+            (None, Some(f)) if self.only_items_failed() => {
+                (RunState::Failed, Ending::ItemsFailed, Some(f))
+            }
             (None, Some(f)) => (RunState::Failed, Ending::Failed, Some(f)),
             (None, None) => (RunState::Succeeded, Ending::Succeeded, None),
         }
+    }
+}
+
+impl Scheduler<'_, '_> {
+    /// A task ended: its result is taken in (`cancels`: the normal steps'
+    /// and the finalizers' cancel signals).
+    fn joined(
+        &mut self,
+        joined: Result<Done, tokio::task::JoinError>,
+        tasks: &mut JoinSet<Done>,
+        [cancel_rx, late_rx]: [&watch::Receiver<Cancel>; 2],
+    ) {
+        match joined {
+            Ok(Done::Attempt {
+                step,
+                attempt,
+                log,
+                result,
+            }) => {
+                // A finalizer's retry wait is not cut short by the first signal.
+                let cancel = if self.is_finalizer(step) {
+                    late_rx
+                } else {
+                    cancel_rx
+                };
+                self.attempt_done(step, attempt, &log, &result, tasks, cancel);
+            }
+            Ok(Done::RetryDue { step }) => {
+                self.retry_waiting.remove(&step);
+            }
+            Ok(Done::Confirmed { step, answer }) => self.answered(step, answer),
+            Ok(Done::Flushed { step, result }) => self.flushed(step, result),
+            Ok(Done::Item {
+                step,
+                item,
+                log,
+                result,
+            }) => self.item_done(step, item, &log, &result),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => self.internal_failure(format!("internal error in a step task: {e}")),
+        }
+    }
+
+    /// True when the run failed only because items of `for_each` steps
+    /// failed: every failed step is such a step (exit 10, not 1).
+    fn only_items_failed(&self) -> bool {
+        let mut failed = (0..self.steps.len())
+            .filter(|&i| self.state[i] == StepState::Failed)
+            .peekable();
+        failed.peek().is_some()
+            && failed.all(|i| self.items_failed.contains(&i))
+            && self.item_failed
     }
 }
 
@@ -1318,26 +1443,29 @@ fn jittered(d: Duration) -> Duration {
 /// Flushes the file systems holding `paths` on a blocking thread, started
 /// at once (not when the task is first polled, after the next checkpoint).
 fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
-    let flush = tokio::task::spawn_blocking(move || {
-        for path in &paths {
-            // A later step may already have removed the output (a staging
-            // folder): then its nearest remaining folder is flushed, which
-            // is on the same file system and makes the removal durable.
-            let dir = path
-                .ancestors()
-                .find_map(|p| std::fs::File::open(p).ok())
-                .ok_or_else(|| FlushError::NoFolder(path.clone()))?;
-            rustix::fs::syncfs(&dir).map_err(|error| FlushError::FileSystem {
-                path: path.clone(),
-                error,
-            })?;
-        }
-        Ok(())
-    });
+    let flush = tokio::task::spawn_blocking(move || flush_paths(&paths));
     tasks.spawn(async move {
         let result = flush.await.unwrap_or_else(|e| Err(FlushError::Stopped(e)));
         Done::Flushed { step, result }
     });
+}
+
+/// Flushes the file systems holding `paths` (blocking).
+fn flush_paths(paths: &[PathBuf]) -> Result<(), FlushError> {
+    for path in paths {
+        // A later step may already have removed the output (a staging
+        // folder): then its nearest remaining folder is flushed, which
+        // is on the same file system and makes the removal durable.
+        let dir = path
+            .ancestors()
+            .find_map(|p| std::fs::File::open(p).ok())
+            .ok_or_else(|| FlushError::NoFolder(path.clone()))?;
+        rustix::fs::syncfs(&dir).map_err(|error| FlushError::FileSystem {
+            path: path.clone(),
+            error,
+        })?;
+    }
+    Ok(())
 }
 
 /// Makes a `creates` path (file or folder) and its folder entry durable.

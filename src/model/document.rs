@@ -250,6 +250,38 @@ pub struct StepDoc {
     /// `{prompt, word}`; the operator types `word` (default: the playbook's
     /// name). Without a terminal the run needs `--yes` (else exit 8).
     pub confirm: Option<ConfirmDoc>,
+    /// Run the step once per item, with `{{ item }}` in its templates: a
+    /// list, one template giving a list (`"{{ users }}"`), or `{lines:
+    /// FILE}` (docs/playbook.md, "Fan-out").
+    pub for_each: Option<ForEachDoc>,
+    /// With `for_each`: a template giving each item's stable id (default:
+    /// the item's own text). Ids must be unique within the step.
+    #[schemars(length(min = 1))]
+    pub key: Option<String>,
+    /// With `for_each`: how many items of this step run at once (default:
+    /// the playbook's `max_parallel`).
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<u32>,
+}
+
+/// `for_each:`: where a fan-out step's items come from.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ForEachDoc {
+    /// The items themselves.
+    List(Vec<serde_json::Value>),
+    /// One template that gives a list, e.g. `"{{ users }}"`.
+    Template(String),
+    /// One item per non-blank line of a file (read when the step starts).
+    Lines(LinesDoc),
+}
+
+/// `for_each: {lines: FILE}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinesDoc {
+    /// The file, relative to the playbook's folder (may be a template).
+    pub lines: String,
 }
 
 /// `confirm:`: a question, or a question and the word to type.

@@ -37,8 +37,37 @@ pub struct Step {
     /// `confirm:`, a question the operator answers by typing a word before
     /// the step starts (docs/playbook.md, "Confirm").
     pub confirm: Option<Confirm>,
+    /// `for_each:` with `key:` and `max_parallel:`: the step runs once per
+    /// item (docs/playbook.md, "Fan-out").
+    pub for_each: Option<ForEach>,
     /// The whole step mapping.
     pub span: Span,
+}
+
+/// A fan-out step's work list as written: where the items come from, how
+/// each is named, how many run at once.
+#[derive(Clone, Debug)]
+pub struct ForEach {
+    /// Where the items come from.
+    pub source: ItemSource,
+    /// `key:`, a template giving each item's stable id (`None`: the item's
+    /// own text).
+    pub key: Option<Node>,
+    /// `max_parallel:`, how many items of this step run at once.
+    pub max_parallel: Option<Spanned<usize>>,
+    /// The `for_each` value.
+    pub span: Span,
+}
+
+/// Where a fan-out step's items come from.
+#[derive(Clone, Debug)]
+pub enum ItemSource {
+    /// A YAML list, or one template (`"{{ users }}"`) that must give a list;
+    /// rendered during validation.
+    List(Node),
+    /// `{ lines: PATH }`: the non-empty lines of a file, read when the step
+    /// starts (an earlier step may write it). PATH may be a template.
+    Lines(Node),
 }
 
 /// Exactly one of `action:`, `run:` or `cmd:`.

@@ -42,7 +42,7 @@ impl RunResult {
     pub fn of(ending: Ending) -> RunResult {
         match ending {
             Ending::Succeeded => RunResult::Succeeded,
-            Ending::Failed => RunResult::Failed,
+            Ending::Failed | Ending::ItemsFailed => RunResult::Failed,
             Ending::StateLost => RunResult::StateLost,
             Ending::Interrupted(_) | Ending::Abandoned(_) => RunResult::Interrupted,
             Ending::Skipped => RunResult::Skipped,

@@ -52,6 +52,9 @@ pub const STEP_KEYS: &[&str] = &[
     "ok_codes",
     "keep_children",
     "confirm",
+    "for_each",
+    "key",
+    "max_parallel",
 ];
 
 /// The longest playbook name or step id. They name files (a step's log is

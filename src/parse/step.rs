@@ -2,7 +2,7 @@
 
 use super::fields::{Ctx, MAX_NAME, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::model::{Confirm, Spanned, Step, StepBody, When};
+use crate::model::{Confirm, ForEach, ItemSource, Spanned, Step, StepBody, When};
 use crate::yaml::{Node, NodeKind};
 
 /// Decodes every step; broken steps are reported and left out.
@@ -122,11 +122,20 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
             "ok_codes" => b.ok_codes = ok_codes(&ctx, value, diags),
             "keep_children" => b.keep_children = ctx.value::<bool>("keep_children", value, diags),
             "confirm" => b.confirm = confirm(&ctx, value, diags),
+            "for_each" => b.for_each = Some(for_each(&ctx, value, diags)),
+            "key" => b.key = item_key(&ctx, value, diags).map(|k| (entry.key.span, k)),
+            "max_parallel" => {
+                b.max_parallel = step_max_parallel(&ctx, value, diags).map(|m| (entry.key.span, m));
+            }
+            key if FAN_OUT_LATER.iter().any(|(k, _)| *k == key) => {
+                not_built_yet(&ctx, &entry.key, diags);
+            }
             _ => ctx.unknown_key(&entry.key, STEP_KEYS, diags),
         }
     }
 
     let body = b.body(&ctx, node, diags);
+    let for_each = b.fan_out(&ctx, diags);
     let id = id?;
     Some(Step {
         id,
@@ -146,6 +155,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
         ok_codes: b.ok_codes,
         keep_children: b.keep_children,
         confirm: b.confirm,
+        for_each: for_each?,
         span: node.span,
     })
 }
@@ -170,9 +180,54 @@ struct StepBuilder {
     ok_codes: Option<Spanned<Vec<i32>>>,
     keep_children: Option<Spanned<bool>>,
     confirm: Option<Confirm>,
+    /// `for_each` (the source, if it could be read).
+    for_each: Option<Option<ItemSource>>,
+    /// `key` (its key's span, the template).
+    key: Option<(crate::source::Span, Node)>,
+    /// `max_parallel` (its key's span, the number).
+    max_parallel: Option<(crate::source::Span, Spanned<usize>)>,
 }
 
 impl StepBuilder {
+    /// Puts `for_each`, `key` and `max_parallel` together. `None`: one of
+    /// them was wrong (already reported), so the step is left out; `Some(None)`:
+    /// the step has no fan-out.
+    fn fan_out(&mut self, ctx: &Ctx<'_>, diags: &mut Diagnostics) -> Option<Option<ForEach>> {
+        let Some(source) = self.for_each.take() else {
+            // `key` and `max_parallel` only mean something for a work list;
+            // said here, so a step-level `max_parallel` is not mistaken for
+            // a limit on something else.
+            for (name, at) in [
+                ("key", self.key.as_ref().map(|k| k.0)),
+                ("max_parallel", self.max_parallel.as_ref().map(|m| m.0)),
+            ] {
+                if let Some(at) = at {
+                    diags.push(
+                        Diagnostic::error(
+                            "without-for-each",
+                            at,
+                            format!("`{name}` in {} has no `for_each` to apply to", ctx.owner),
+                        )
+                        .with_help(
+                            "`key` and `max_parallel` on a step belong to its `for_each:` list; \
+                             the playbook's own `max_parallel` limits steps",
+                        ),
+                    );
+                }
+            }
+            return (self.key.is_none() && self.max_parallel.is_none()).then_some(None);
+        };
+        let source = source?;
+        Some(Some(ForEach {
+            span: match &source {
+                ItemSource::List(n) | ItemSource::Lines(n) => n.span,
+            },
+            source,
+            key: self.key.take().map(|(_, k)| k),
+            max_parallel: self.max_parallel.take().map(|(_, m)| m),
+        }))
+    }
+
     /// Checks that exactly one of action/run/cmd is given and builds the body.
     fn body(&mut self, ctx: &Ctx<'_>, step: &Node, diags: &mut Diagnostics) -> Option<StepBody> {
         if let Some((with_span, _)) = &self.with
@@ -400,4 +455,152 @@ fn confirm(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Confir
         word,
         span: node.span,
     })
+}
+
+/// Fan-out keys of issue 17 that this ward does not have yet: refused with
+/// a message that says so, rather than "unknown key", so nobody thinks a
+/// typo is the problem.
+const FAN_OUT_LATER: &[(&str, &str)] = &[
+    ("priority", "items run in list order"),
+    ("on_item", "there is no per-item notification yet"),
+    (
+        "max_failed",
+        "every item runs; the run then exits 10 if any failed",
+    ),
+];
+
+fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
+    let name = key.as_str().unwrap_or("?");
+    let instead = FAN_OUT_LATER
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map_or("", |(_, why)| why);
+    diags.push(
+        Diagnostic::error(
+            "not-supported",
+            key.span,
+            format!("`{name}` in {} is not built yet: {instead}", ctx.owner),
+        )
+        .with_help(
+            "fan-out has `for_each`, `key` and `max_parallel` on SQLite so far \
+             (docs/design.md, \"Fan-out\")",
+        ),
+    );
+}
+
+/// `for_each:` a YAML list, one template that gives a list (`"{{ users }}"`),
+/// or `{ lines: PATH }`. `None` when it is none of those (reported).
+fn for_each(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemSource> {
+    let help = "write a list (`for_each: [a, b]`), a variable holding one \
+                (`for_each: \"{{ users }}\"`), or `for_each: { lines: users.txt }`";
+    match &node.kind {
+        NodeKind::Seq(_) => Some(ItemSource::List(node.clone())),
+        NodeKind::Scalar(s) if !node.is_null() && crate::template::is_template(&s.text) => {
+            Some(ItemSource::List(node.clone()))
+        }
+        NodeKind::Map(entries) => {
+            let mut lines = None;
+            for entry in entries {
+                match entry.key.as_str().unwrap_or("") {
+                    "lines" => {
+                        let path = ctx.value::<String>("for_each.lines", &entry.value, diags)?;
+                        if path.value.trim().is_empty() {
+                            diags.push(Diagnostic::error(
+                                "invalid-value",
+                                entry.value.span,
+                                format!("`for_each.lines` in {} is empty", ctx.owner),
+                            ));
+                            return None;
+                        }
+                        lines = Some(entry.value.clone());
+                    }
+                    other @ ("json" | "csv" | "command" | "query") => {
+                        diags.push(
+                            Diagnostic::error(
+                                "not-supported",
+                                entry.key.span,
+                                format!(
+                                    "`for_each.{other}` in {} is not built yet; only `lines` reads \
+                                     items from a file",
+                                    ctx.owner
+                                ),
+                            )
+                            .with_help(help),
+                        );
+                        return None;
+                    }
+                    _ => {
+                        ctx.unknown_key(&entry.key, &["lines"], diags);
+                        return None;
+                    }
+                }
+            }
+            match lines {
+                Some(path) => Some(ItemSource::Lines(path)),
+                None => {
+                    diags.push(
+                        Diagnostic::error(
+                            "missing-key",
+                            node.span,
+                            format!("`for_each` in {} has no `lines`", ctx.owner),
+                        )
+                        .with_help(help),
+                    );
+                    None
+                }
+            }
+        }
+        NodeKind::Scalar(_) => {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-type",
+                    node.span,
+                    format!(
+                        "invalid `for_each` in {}: expected a list, found {}",
+                        ctx.owner,
+                        node.kind_name()
+                    ),
+                )
+                .with_help(help),
+            );
+            None
+        }
+    }
+}
+
+/// `key:`, a template naming each item: text that is not empty.
+fn item_key(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Node> {
+    let text = ctx.value::<String>("key", node, diags)?;
+    if text.value.trim().is_empty() {
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                node.span,
+                format!("`key` in {} is empty; each item needs an id", ctx.owner),
+            )
+            .with_help(
+                "e.g. `key: \"{{ item.name }}\"`, or leave `key` out to use the item's own text",
+            ),
+        );
+        return None;
+    }
+    Some(node.clone())
+}
+
+/// A step's `max_parallel:`, at least 1.
+fn step_max_parallel(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<usize>> {
+    let n = ctx.value::<usize>("max_parallel", node, diags)?;
+    if n.value == 0 {
+        diags.push(Diagnostic::error(
+            "invalid-value",
+            node.span,
+            format!("`max_parallel` in {} must be at least 1", ctx.owner),
+        ));
+        return None;
+    }
+    Some(n)
 }

@@ -109,6 +109,21 @@ struct StepV1<'a> {
     /// Keyed fingerprint of the secret values.
     #[serde(skip_serializing_if = "Option::is_none")]
     secrets: Option<String>,
+    /// A fan-out step's work list. Left out for other steps, so that what
+    /// version 1 wrote for them stays byte for byte the same (no ward
+    /// before this field recorded a `for_each` step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    for_each: Option<ForEachV1<'a>>,
+}
+
+#[derive(Serialize)]
+struct ForEachV1<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a [serde_json::Value]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<&'a str>,
+    key: Option<&'a str>,
+    max_parallel: usize,
 }
 
 #[derive(Serialize)]
@@ -165,6 +180,12 @@ fn v1(s: &ResolvedStep, key: Option<&FingerprintKey>) -> String {
         ok_codes: &s.ok_codes,
         compensation_only: s.compensation_only,
         secrets,
+        for_each: s.fan_out.as_ref().map(|f| ForEachV1 {
+            items: f.list(),
+            lines: f.lines(),
+            key: f.key.as_deref(),
+            max_parallel: f.max_parallel,
+        }),
     };
     // Every field is a string, number, list or string-keyed map, which JSON
     // always holds; were it ever to fail, the empty text differs from every

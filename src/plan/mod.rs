@@ -19,7 +19,8 @@ use crate::template::{FingerprintKey, RunFacts};
 use crate::validate::Validated;
 
 pub use crate::validate::{
-    Check, Condition, ResolvedBody, ResolvedConfirm, ResolvedPrecondition, ResolvedStep,
+    Check, Condition, FanOut, ItemWork, Items, ResolvedBody, ResolvedConfirm, ResolvedPrecondition,
+    ResolvedStep, item_text,
 };
 pub use graph::{EdgeKind, StepGraph};
 

@@ -63,6 +63,20 @@ struct StepJson<'a> {
     /// `confirm:`, when the step has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     confirm: Option<ConfirmJson<'a>>,
+    /// `for_each:`, when the step has one (`run`, `cmd`, `params` above
+    /// are rendered for its first item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    for_each: Option<ForEachJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ForEachJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a [serde_json::Value]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<&'a str>,
+    key: Option<&'a str>,
+    max_parallel: usize,
 }
 
 #[derive(Serialize)]
@@ -116,6 +130,12 @@ fn step_json(s: &ResolvedStep, layer: Option<usize>) -> StepJson<'_> {
         confirm: s.confirm.as_ref().map(|c| ConfirmJson {
             prompt: &c.prompt,
             word: &c.word,
+        }),
+        for_each: s.fan_out.as_ref().map(|f| ForEachJson {
+            items: f.list(),
+            lines: f.lines(),
+            key: f.key.as_deref(),
+            max_parallel: f.max_parallel,
         }),
     }
 }

@@ -71,6 +71,31 @@ pub fn render(out: &mut dyn Write, v: &Plan, style: Style) -> io::Result<()> {
     Ok(())
 }
 
+/// A fan-out step's list in one line: how many items (or which file),
+/// their ids, how many at once, and which item `does` shows.
+fn for_each(fan: &crate::plan::FanOut) -> String {
+    let key = fan
+        .key
+        .as_deref()
+        .map(|k| format!(", key `{k}`"))
+        .unwrap_or_default();
+    let at_once = format!("{} at a time", fan.max_parallel);
+    match &fan.items {
+        crate::plan::Items::List(items) if items.is_empty() => {
+            format!("none: `for_each` is empty, the step will succeed at once{key}")
+        }
+        crate::plan::Items::List(items) => format!(
+            "{} (`for_each`){key}, {at_once}; `does` shows the first, `{}`",
+            items.len(),
+            crate::plan::item_text(&items[0])
+        ),
+        crate::plan::Items::Lines(path) => format!(
+            "the lines of {path}, read when the step starts{key}; {at_once}; \
+             `does` shows the stand-in `item`"
+        ),
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -95,6 +120,10 @@ fn step(out: &mut dyn Write, v: &Plan, s: &ResolvedStep, style: Style) -> io::Re
     // A multi-line `run:` keeps its lines under the field's column.
     let does = s.body.shown().replace('\n', "\n               ");
     field(out, "does", &does)?;
+    if let Some(fan) = &s.fan_out {
+        // `does` above is rendered for one item: say which, and how many.
+        field(out, "items", &for_each(fan))?;
+    }
     if let ResolvedBody::Action(p) = &s.body {
         let work_dir = crate::source::playbook_folder(v.playbook.source.path());
         for line in p.probe(work_dir, &v.facts) {

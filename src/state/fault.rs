@@ -11,7 +11,9 @@ use std::path::Path;
 
 use super::host::HostIdentity;
 use super::lease::{LeaseFuture, LeaseHolder};
-use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
+use super::records::{
+    AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, RunRecord, StepRecord, UnrunRun,
+};
 use super::{EventRecord, RunFilter, Store, StoreFuture};
 
 /// The environment variable that arms the fault.
@@ -121,6 +123,15 @@ impl Store for KillAfter {
 
     fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>> {
         self.inner.attempts(run_id, step)
+    }
+
+    fn items(
+        &self,
+        run_id: &str,
+        step: Option<&str>,
+        state: Option<ItemState>,
+    ) -> StoreFuture<'_, Vec<ItemRecord>> {
+        self.inner.items(run_id, step, state)
     }
 
     fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>> {

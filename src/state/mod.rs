@@ -38,8 +38,9 @@ pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
 pub use location::{open, shown as shown_location};
 pub use preflight::{CheckRecord, PreconditionsRecord};
 pub use records::{
-    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RecordedFacts,
-    RunRecord, RunState, StepRecord, StepState, Unflushed, Unreadable, UnrunRun,
+    AttemptOutcome, AttemptRecord, Change, ItemRecord, ItemState, NewItem, NewRun, NewStep,
+    NoteKind, Recorded, RecordedFacts, RunRecord, RunState, StepRecord, StepState, Unflushed,
+    Unreadable, UnrunRun,
 };
 
 /// Which runs [`Store::runs_matching`] lists; every part that is set must
@@ -106,6 +107,14 @@ pub trait Store: Send + Sync {
     fn steps(&self, run_id: &str) -> StoreFuture<'_, Vec<StepRecord>>;
     /// Attempts of a run (optionally of one step), in order.
     fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>>;
+    /// The items of a run's `for_each` steps (optionally of one step, in
+    /// one state), in step order, then list order.
+    fn items(
+        &self,
+        run_id: &str,
+        step: Option<&str>,
+        state: Option<ItemState>,
+    ) -> StoreFuture<'_, Vec<ItemRecord>>;
     /// The run's event log, in the order it was recorded.
     fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>>;
     /// Runs still marked `running` that use this lock.

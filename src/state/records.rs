@@ -88,6 +88,30 @@ text_enum!(StepState {
     Compensated = "compensated",
 });
 
+/// The state of one item of a `for_each` step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemState {
+    /// Not started in this run yet (or stopped, to run again).
+    Pending,
+    /// Started; one found `running` by a later process runs again.
+    Running,
+    /// Done; never run again by `resume`.
+    Succeeded,
+    /// Its attempt failed; `resume` runs it again.
+    Failed,
+    /// Not started because the run failed elsewhere; `resume` runs it.
+    Skipped,
+}
+
+text_enum!(ItemState {
+    Pending = "pending",
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Skipped = "skipped",
+});
+
 /// How one attempt ended, as recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -358,6 +382,44 @@ pub struct AttemptRecord {
     pub details: Option<serde_json::Value>,
 }
 
+/// An item of a `for_each` step as first recorded (`pending`).
+#[derive(Clone, Debug)]
+pub struct NewItem {
+    /// Its stable id within the step (`key:`, or the item's text).
+    pub key: String,
+    /// Its place in the step's list, from 0.
+    pub position: usize,
+    /// The item itself (the `{{ item }}` its templates see).
+    pub value: serde_json::Value,
+}
+
+/// A recorded item of a `for_each` step.
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemRecord {
+    /// Its step's id.
+    pub step_id: String,
+    /// Its stable id within the step.
+    pub key: String,
+    /// Its place in the step's list, from 0.
+    pub position: usize,
+    /// The item itself.
+    pub item: serde_json::Value,
+    /// State.
+    pub state: ItemState,
+    /// Attempts so far (across resumes).
+    pub attempts: u32,
+    /// Exit code of the last attempt.
+    pub exit_code: Option<i32>,
+    /// Why it failed, was skipped or stopped.
+    pub message: Option<String>,
+    /// Unix ms of the last attempt's start.
+    pub started_at: Option<i64>,
+    /// Unix ms of its end.
+    pub finished_at: Option<i64>,
+    /// Log of the last attempt.
+    pub log_path: Option<String>,
+}
+
 /// What a [`Change::Note`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoteKind {
@@ -453,6 +515,43 @@ pub enum Change {
         step: String,
         /// What is not yet on disk.
         unflushed: Option<Unflushed>,
+    },
+    /// A `for_each` step's items, recorded `pending` when it starts; items
+    /// already recorded for the step (a resume) are left as they are.
+    ItemsListed {
+        /// Step id.
+        step: String,
+        /// The items.
+        items: Vec<NewItem>,
+    },
+    /// An item's attempt starts.
+    ItemStarted {
+        /// Step id.
+        step: String,
+        /// The item's key.
+        key: String,
+        /// Its attempt number (across resumes).
+        attempt: u32,
+        /// Its log file.
+        log_path: String,
+        /// Unix ms.
+        at: i64,
+    },
+    /// An item changes state: its attempt ended (`exit_code`), or it was
+    /// skipped or put back to pending.
+    ItemFinished {
+        /// Step id.
+        step: String,
+        /// The item's key.
+        key: String,
+        /// Its new state.
+        state: ItemState,
+        /// Exit code of the attempt, if it exited.
+        exit_code: Option<i32>,
+        /// Why, in words.
+        message: Option<String>,
+        /// Unix ms.
+        at: i64,
     },
     /// A step changes state without an attempt (skipped, reset, compensated).
     Step {

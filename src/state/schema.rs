@@ -19,6 +19,8 @@ pub const VERSIONS: &[&str] = &[
      recorded once (run state `missed`)",
     "history_policies: each playbook's `history:` policy as its latest run recorded it \
      (`ward prune`)",
+    "items: each item of a `for_each` step with its state, attempts and exit code \
+     (`ward items`)",
 ];
 
 /// The version this ward writes.

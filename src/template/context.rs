@@ -100,7 +100,9 @@ pub enum OverrideError {
     Value(#[from] crate::yaml::DeError),
 }
 
-/// Everything templates can see, resolved once per run.
+/// Everything templates can see, resolved once per run. Cloned for each
+/// item of a `for_each` step, with `item` added.
+#[derive(Clone)]
 pub struct TemplateContext {
     /// Resolved variables, secrets in the clear (for rendering only).
     pub vars: BTreeMap<String, serde_json::Value>,

@@ -9,6 +9,7 @@
 //! for cycles when a step failed here, and builds no plan.
 
 mod copy_refs;
+mod fan_out;
 mod preconditions;
 mod references;
 mod resolve;
@@ -23,6 +24,7 @@ use crate::diagnostic::Diagnostics;
 use crate::model::Playbook;
 use crate::template::{RunFacts, TemplateContext, Templates};
 
+pub use fan_out::{FanOut, ItemResolver, ItemWork, Items, item_text};
 pub use preconditions::{Check, ResolvedPrecondition};
 pub use resolve::{Condition, ResolvedBody, ResolvedConfirm, ResolvedStep};
 pub use restore::ResolvedRestore;

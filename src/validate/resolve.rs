@@ -3,7 +3,7 @@
 use crate::action::{self, ActionParams, ParamsError};
 use crate::diagnostic::{Diagnostic, Diagnostics, suggest};
 use crate::model::{Duration, Playbook, RetryPolicy, Step, StepBody, When};
-use crate::source::Span;
+use crate::source::{SourceFile, Span};
 use crate::template::{
     MASK, SecretUse, TemplateContext, Templates, is_secret_name, locate_name, template_diagnostic,
 };
@@ -58,6 +58,9 @@ pub struct ResolvedStep {
     pub compensation_only: bool,
     /// `confirm:`, rendered: asked before the step starts.
     pub confirm: Option<ResolvedConfirm>,
+    /// `for_each:`: the step runs once per item (`body` and `env` above
+    /// are rendered for the first item, or a stand-in, for plans).
+    pub fan_out: Option<super::fan_out::FanOut>,
     /// Where the step is written.
     pub span: Span,
 }
@@ -184,100 +187,43 @@ pub(super) fn step(
         return None;
     }
 
-    let secrets = &ctx.secrets;
-    // A secret on a command line is visible to every user (`ps`, /proc) and
-    // would be recorded with the step: refuse it and point at `env:`.
-    let refuse = |node: &Node, key: &str, used: &SecretUse| {
-        Diagnostic::error(
-            "secret-in-command",
-            locate_name(node, source, &used.var),
-            format!(
-                "`{key}` of step `{id}` uses {}; a command line is visible to every user of the machine",
-                used.describe()
-            ),
-        )
-        .with_help(format!(
-            "pass it through `env:` instead, e.g. `env: {{ SECRET_VALUE: \"{{{{ {} }}}}\" }}`, and read `$SECRET_VALUE` in the command",
-            used.var
-        ))
-    };
-    let body = match &step.body {
-        StepBody::Run(node) => templates
-            .render_scalar(
-                node,
-                &ctx.value,
-                secrets,
-                source,
-                &format!("`run` of step `{id}`"),
+    // A fan-out step's templates are checked with `item` bound (to the
+    // first item, or a stand-in); each item is rendered again at run time.
+    if let Some(f) = step.for_each.as_ref().filter(|_| compensation_only) {
+        // A compensation runs once, outside the DAG, to undo one step.
+        diags.push(
+            Diagnostic::error(
+                "not-supported",
+                f.span,
+                format!("step `{id}` is a compensation step and cannot have `for_each`"),
             )
-            .map_err(|d| diags.push(d))
-            .ok()
-            .and_then(|r| match &r.secret {
-                Some(used) => {
-                    diags.push(refuse(node, "run", used));
-                    None
-                }
-                None => Some(ResolvedBody::Run(r.text)),
-            }),
-        StepBody::Cmd(items) => {
-            let argv: Vec<Option<String>> = items
-                .iter()
-                .map(|item| {
-                    let r = templates
-                        .render_scalar(
-                            item,
-                            &ctx.value,
-                            secrets,
-                            source,
-                            &format!("`cmd` of step `{id}`"),
-                        )
-                        .map_err(|d| diags.push(d))
-                        .ok()?;
-                    if let Some(used) = &r.secret {
-                        diags.push(refuse(item, "cmd", used));
-                        return None;
-                    }
-                    Some(r.text)
-                })
-                .collect();
-            argv.into_iter()
-                .collect::<Option<Vec<_>>>()
-                .map(ResolvedBody::Cmd)
-        }
-        StepBody::Action { name, with, anchor } => action_params(
-            id,
-            name,
-            with.as_ref(),
-            *anchor,
-            playbook,
+            .with_help(
+                "undo the whole list in one command, or give the compensation its own list later",
+            ),
+        );
+        return None;
+    }
+    let fan = match &step.for_each {
+        Some(f) => Some(super::fan_out::resolve(
+            step,
+            f,
+            source,
             ctx,
             templates,
+            playbook.max_parallel,
             diags,
-        )
-        .map(ResolvedBody::Action),
+        )?),
+        None => None,
     };
+    let (fan_out, ctx) = match fan {
+        Some((fan, item_ctx)) => (Some(fan), std::borrow::Cow::Owned(item_ctx)),
+        None => (None, std::borrow::Cow::Borrowed(ctx)),
+    };
+    let ctx: &TemplateContext = &ctx;
 
-    let mut secret_env = Vec::new();
-    let env: Vec<(String, String)> = step
-        .env
-        .iter()
-        .filter_map(|(k, v)| {
-            let r = templates
-                .render_scalar(
-                    v,
-                    &ctx.value,
-                    secrets,
-                    source,
-                    &format!("`env.{}` of step `{id}`", k.value),
-                )
-                .map_err(|d| diags.push(d))
-                .ok()?;
-            if r.secret.is_some() || is_secret_name(&k.value) {
-                secret_env.push(k.value.clone());
-            }
-            Some((k.value.clone(), r.text))
-        })
-        .collect();
+    let secrets = &ctx.secrets;
+    let body = body(id, &step.body, source, ctx, templates, diags);
+    let (env, secret_env) = env(id, step, source, ctx, templates, diags);
 
     let mut secret_creates = false;
     let creates = step.creates.as_ref().and_then(|node| {
@@ -412,10 +358,13 @@ pub(super) fn step(
             .as_ref()
             .or(playbook.defaults.timeout.as_ref())
             .map(|t| t.value),
+        // Items have one attempt per run (`retry` on a fan-out step is
+        // refused); `defaults.retry` is not theirs either.
         retry: step
             .retry
             .as_ref()
             .or(playbook.defaults.retry.as_ref())
+            .filter(|_| fan_out.is_none())
             .map(|r| r.value.clone())
             .unwrap_or_default(),
         compensate: step.compensate.as_ref().map(|c| c.value.clone()),
@@ -433,8 +382,129 @@ pub(super) fn step(
         },
         compensation_only,
         confirm,
+        fan_out,
         span: step.span,
     })
+}
+
+/// Renders a step's `run`, `cmd` or action parameters; `None` when a
+/// problem was reported. Also used per item of a fan-out step
+/// ([`super::fan_out`]), with `item` in `ctx`.
+pub(super) fn body(
+    id: &str,
+    body: &StepBody,
+    source: &SourceFile,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+) -> Option<ResolvedBody> {
+    let secrets = &ctx.secrets;
+    // A secret on a command line is visible to every user (`ps`, /proc) and
+    // would be recorded with the step: refuse it and point at `env:`.
+    let refuse = |node: &Node, key: &str, used: &SecretUse| {
+        Diagnostic::error(
+            "secret-in-command",
+            locate_name(node, source, &used.var),
+            format!(
+                "`{key}` of step `{id}` uses {}; a command line is visible to every user of the machine",
+                used.describe()
+            ),
+        )
+        .with_help(format!(
+            "pass it through `env:` instead, e.g. `env: {{ SECRET_VALUE: \"{{{{ {} }}}}\" }}`, and read `$SECRET_VALUE` in the command",
+            used.var
+        ))
+    };
+    match body {
+        StepBody::Run(node) => templates
+            .render_scalar(
+                node,
+                &ctx.value,
+                secrets,
+                source,
+                &format!("`run` of step `{id}`"),
+            )
+            .map_err(|d| diags.push(d))
+            .ok()
+            .and_then(|r| match &r.secret {
+                Some(used) => {
+                    diags.push(refuse(node, "run", used));
+                    None
+                }
+                None => Some(ResolvedBody::Run(r.text)),
+            }),
+        StepBody::Cmd(items) => {
+            let argv: Vec<Option<String>> = items
+                .iter()
+                .map(|item| {
+                    let r = templates
+                        .render_scalar(
+                            item,
+                            &ctx.value,
+                            secrets,
+                            source,
+                            &format!("`cmd` of step `{id}`"),
+                        )
+                        .map_err(|d| diags.push(d))
+                        .ok()?;
+                    if let Some(used) = &r.secret {
+                        diags.push(refuse(item, "cmd", used));
+                        return None;
+                    }
+                    Some(r.text)
+                })
+                .collect();
+            argv.into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(ResolvedBody::Cmd)
+        }
+        StepBody::Action { name, with, anchor } => action_params(
+            id,
+            name,
+            with.as_ref(),
+            *anchor,
+            source,
+            ctx,
+            templates,
+            diags,
+        )
+        .map(ResolvedBody::Action),
+    }
+}
+
+/// Renders a step's `env:`: the values, and the names whose values are
+/// secret. Also used per item of a fan-out step.
+pub(super) fn env(
+    id: &str,
+    step: &Step,
+    source: &SourceFile,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let secrets = &ctx.secrets;
+    let mut secret_env = Vec::new();
+    let env: Vec<(String, String)> = step
+        .env
+        .iter()
+        .filter_map(|(k, v)| {
+            let r = templates
+                .render_scalar(
+                    v,
+                    &ctx.value,
+                    secrets,
+                    source,
+                    &format!("`env.{}` of step `{id}`", k.value),
+                )
+                .map_err(|d| diags.push(d))
+                .ok()?;
+            if r.secret.is_some() || is_secret_name(&k.value) {
+                secret_env.push(k.value.clone());
+            }
+            Some((k.value.clone(), r.text))
+        })
+        .collect();
+    (env, secret_env)
 }
 
 /// The top-level parameters of `with` that are exactly `{{ var }}` for a
@@ -482,6 +552,16 @@ fn reads_unrendered(step: &Step, ctx: &TemplateContext, templates: &Templates) -
     if let Some(c) = &step.condition {
         names.extend(templates.condition_names(&c.value));
     }
+    if let Some(f) = &step.for_each {
+        match &f.source {
+            crate::model::ItemSource::List(n) | crate::model::ItemSource::Lines(n) => {
+                templates.node_names(n, &mut names);
+            }
+        }
+        if let Some(k) = &f.key {
+            templates.node_names(k, &mut names);
+        }
+    }
     ctx.reads_unrendered(&names)
 }
 
@@ -491,7 +571,7 @@ fn action_params(
     name: &crate::model::Spanned<String>,
     with: Option<&Node>,
     anchor: Span,
-    playbook: &Playbook,
+    source: &SourceFile,
     ctx: &TemplateContext,
     templates: &Templates,
     diags: &mut Diagnostics,
@@ -522,13 +602,7 @@ fn action_params(
     };
     let with = with.unwrap_or(&empty);
     let what = || format!("`with` of step `{id}`");
-    let rendered = match templates.render_node(
-        with,
-        &ctx.value,
-        &ctx.secrets,
-        &playbook.source,
-        &what,
-    ) {
+    let rendered = match templates.render_node(with, &ctx.value, &ctx.secrets, source, &what) {
         Ok((n, tainted)) if tainted.is_empty() => n,
         Ok((_, tainted)) => {
             // Parameters reach programs' command lines (rsync, pg_dumpall,

@@ -6,6 +6,7 @@ mod cli_surface;
 mod compare;
 mod dumpcheck;
 mod exit_codes;
+mod fanout;
 mod finalizers;
 mod fossology;
 mod fossology_conf;

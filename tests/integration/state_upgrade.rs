@@ -49,6 +49,12 @@ const FIXTURES: &[Fixture] = &[
         succeeded: "20261202-123333-dcfc",
         failed: "20261202-123333-50b9",
     },
+    Fixture {
+        file: "v6.db",
+        version: 6,
+        succeeded: "20261203-101956-5f7b8a53",
+        failed: "20261203-101956-25d732e6",
+    },
 ];
 
 fn user_version(db: &Path) -> i64 {

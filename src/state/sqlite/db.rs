@@ -13,8 +13,8 @@ use rusqlite::{
 };
 
 use super::super::records::{
-    AttemptOutcome, AttemptRecord, Change, NewRun, NewStep, NoteKind, Recorded, RunRecord,
-    RunState, StepRecord, StepState, Unreadable, UnrunRun,
+    AttemptOutcome, AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, NoteKind,
+    Recorded, RunRecord, RunState, StepRecord, StepState, Unreadable, UnrunRun,
 };
 use super::super::schema::{self, Upgrade};
 use super::super::{EventKind, EventRecord, RunFilter, StateError, private};
@@ -658,6 +658,64 @@ impl Db {
             .collect()
     }
 
+    pub(super) fn items(
+        &self,
+        run_id: &str,
+        step: Option<&str>,
+        state: Option<ItemState>,
+    ) -> Result<Vec<ItemRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.step_id, i.item_key, i.position, i.item_json, i.state, i.attempts, \
+                 i.exit_code, i.message, i.started_at, i.finished_at, i.log_path \
+                 FROM items i JOIN steps s ON s.run_id = i.run_id AND s.step_id = i.step_id \
+                 WHERE i.run_id = ?1 AND (?2 IS NULL OR i.step_id = ?2) \
+                 AND (?3 IS NULL OR i.state = ?3) ORDER BY s.position, i.position",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id, step, state.map(ItemState::as_str)], |r| {
+                Ok((
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    ItemRecord {
+                        step_id: r.get(0)?,
+                        key: r.get(1)?,
+                        position: r.get::<_, i64>(2)? as usize,
+                        item: serde_json::Value::Null,
+                        state: ItemState::Pending,
+                        attempts: r.get(5)?,
+                        exit_code: r.get(6)?,
+                        message: r.get(7)?,
+                        started_at: r.get(8)?,
+                        finished_at: r.get(9)?,
+                        log_path: r.get(10)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (json, state, mut rec) = row.map_err(|e| self.err(e))?;
+            // An item that cannot be read back cannot be run again as it
+            // was: a damaged record, never silently another item.
+            rec.item = serde_json::from_str(&json).map_err(|e| StateError::Corrupt {
+                db: shown(&self.path),
+                message: format!(
+                    "step `{}`, item `{}`: unreadable item record: {e}",
+                    rec.step_id, rec.key
+                ),
+            })?;
+            rec.state = ItemState::parse(&state).ok_or_else(|| StateError::Corrupt {
+                db: shown(&self.path),
+                message: format!("unknown item state `{state}`"),
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
     pub(super) fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StateError> {
         let mut stmt = self
             .conn
@@ -871,6 +929,61 @@ fn apply_one(
                 "UPDATE steps SET unflushed = ?3 WHERE run_id = ?1 AND step_id = ?2",
             )?
             .execute(params![run_id, step, text])?;
+            Ok(())
+        }
+        Change::ItemsListed { step, items } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO items (run_id, step_id, item_key, position, item_json, state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+            )?;
+            for item in items {
+                insert.execute(params![
+                    run_id,
+                    step,
+                    item.key,
+                    i64::try_from(item.position).unwrap_or(i64::MAX),
+                    json(&item.value)?
+                ])?;
+            }
+            Ok(())
+        }
+        Change::ItemStarted {
+            step,
+            key,
+            attempt,
+            log_path,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE items SET state = 'running', attempts = ?4, log_path = ?5, started_at = ?6, \
+                 finished_at = NULL, exit_code = NULL, message = NULL \
+                 WHERE run_id = ?1 AND step_id = ?2 AND item_key = ?3",
+            )?
+            .execute(params![run_id, step, key, attempt, log_path, at])?;
+            Ok(())
+        }
+        Change::ItemFinished {
+            step,
+            key,
+            state,
+            exit_code,
+            message,
+            at,
+        } => {
+            let finished = (*state != ItemState::Pending).then_some(*at);
+            tx.prepare_cached(
+                "UPDATE items SET state = ?4, exit_code = ?5, message = ?6, finished_at = ?7 \
+                 WHERE run_id = ?1 AND step_id = ?2 AND item_key = ?3",
+            )?
+            .execute(params![
+                run_id,
+                step,
+                key,
+                state.as_str(),
+                exit_code,
+                message,
+                finished
+            ])?;
             Ok(())
         }
         Change::Step {

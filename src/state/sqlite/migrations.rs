@@ -111,6 +111,30 @@ pub const MIGRATIONS: &[&str] = &[
         recorded_at   INTEGER NOT NULL
     );
     "#,
+    // 6: each item of a `for_each` step (fan-out), keyed by its stable id
+    // within the step, so a resume finds what each item did. Clustered on
+    // that key like steps: a checkpoint touches one page. `item_json` is
+    // the item itself, so a resume runs the items it recorded even if the
+    // `lines:` file changed since. No per-item rows in `events`: with
+    // thousands of items they would cost a page per checkpoint each.
+    r#"
+    CREATE TABLE items (
+        run_id      TEXT NOT NULL,
+        step_id     TEXT NOT NULL,
+        item_key    TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        item_json   TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        exit_code   INTEGER,
+        message     TEXT,
+        started_at  INTEGER,
+        finished_at INTEGER,
+        log_path    TEXT,
+        PRIMARY KEY (run_id, step_id, item_key),
+        FOREIGN KEY (run_id, step_id) REFERENCES steps (run_id, step_id)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 // One migration per version of the logical schema, no more, no less.

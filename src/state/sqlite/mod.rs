@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
-use super::records::{AttemptRecord, Change, NewRun, NewStep, RunRecord, StepRecord, UnrunRun};
+use super::records::{
+    AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, RunRecord, StepRecord, UnrunRun,
+};
 use super::retention::{PruneRequest, PrunedRun};
 use super::{Access, EventRecord, RunFilter, StateError, Store, StoreFuture};
 use db::Db;
@@ -141,6 +143,16 @@ impl Store for SqliteStore {
     fn attempts(&self, run_id: &str, step: Option<&str>) -> StoreFuture<'_, Vec<AttemptRecord>> {
         let (run_id, step) = (run_id.to_owned(), step.map(str::to_owned));
         self.call(move |db| db.attempts(&run_id, step.as_deref()))
+    }
+
+    fn items(
+        &self,
+        run_id: &str,
+        step: Option<&str>,
+        state: Option<ItemState>,
+    ) -> StoreFuture<'_, Vec<ItemRecord>> {
+        let (run_id, step) = (run_id.to_owned(), step.map(str::to_owned));
+        self.call(move |db| db.items(&run_id, step.as_deref(), state))
     }
 
     fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>> {

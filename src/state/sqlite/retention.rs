@@ -123,9 +123,10 @@ impl Db {
             .collect();
         out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         if request.apply {
-            // Children first: attempts reference steps, steps and events
-            // reference runs (foreign keys are on).
+            // Children first: attempts and items reference steps, steps
+            // and events reference runs (foreign keys are on).
             for sql in [
+                "DELETE FROM items WHERE run_id = ?1",
                 "DELETE FROM attempts WHERE run_id = ?1",
                 "DELETE FROM steps WHERE run_id = ?1",
                 "DELETE FROM events WHERE run_id = ?1",

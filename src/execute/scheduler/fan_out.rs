@@ -1,0 +1,722 @@
+//! `for_each` steps: one attempt per item, each item checkpointed.
+//!
+//! A fan-out step starts like any step (one step attempt, recorded
+//! `running`); then `next_items` starts its items, up to the step's
+//! `max_parallel` at once, and records each item's start and end in the
+//! same turn-by-turn commits as steps (`Change::Item*`). The step ends when
+//! no item runs and none can start: `succeeded` if every item succeeded.
+//!
+//! Why a resume never runs a succeeded item again: an item is recorded
+//! `succeeded` only after its process ended well, and a resume takes the
+//! items the run recorded (not the list again) and starts only those not
+//! recorded `succeeded`. The last item's end and the step's end are pushed
+//! in the same scheduler turn, so they are committed together: a step
+//! whose recorded items all succeeded was itself recorded `succeeded`. If
+//! a resume runs such a step again anyway, the crash rules reopened its
+//! window (state/recovery.rs, rules 4, 6, 7), and then all its items run
+//! again, as the window's other steps do.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::super::action_run::{start_action, wait_action};
+use super::super::events::{Event, StepEnd};
+use super::super::process::{
+    Attempt, AttemptEnd, AttemptResult, Cancel, Exit, spawn_attempt, wait_attempt,
+};
+use super::{
+    Cleanup, Done, Scheduler, after_attempt, failure_message, flush_paths, keeps_children,
+};
+use crate::model::When;
+use crate::plan::{ItemWork, Items};
+use crate::state::{AttemptOutcome, Change, ItemState, NewItem, StepState};
+
+/// A `for_each` step in progress.
+pub(super) struct Fan {
+    /// Its items, in list order.
+    items: Vec<FanItem>,
+    /// Items of this step running now.
+    running: usize,
+    /// Items before this one are not pending and will not be again while
+    /// items still start (only a stop puts one back to pending, and then
+    /// none starts): each turn looks from here, not through the whole list.
+    next: usize,
+    /// The step's attempt (one per run or resume).
+    attempt: u32,
+    /// The step attempt's log: one line per item that ended.
+    log: PathBuf,
+    /// When the step started, for its duration.
+    started: Instant,
+}
+
+/// One item, as the scheduler tracks it.
+struct FanItem {
+    key: String,
+    position: usize,
+    value: serde_json::Value,
+    state: ItemState,
+    attempts: u32,
+    /// Why it failed (the first failure is quoted in the step's message).
+    message: Option<String>,
+}
+
+/// An item to start now.
+pub(super) struct ItemLaunch {
+    pub step: usize,
+    item: usize,
+    attempt: u32,
+    log: PathBuf,
+    work: ItemWork,
+}
+
+/// Why a fan-out step could not list its items.
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    #[error("cannot read its `for_each` file {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "items {first} and {second} both have the key `{key}`; each item needs its own id \
+         (set `key:` to something unique, e.g. `key: \"{{{{ item.name }}}}\"`)"
+    )]
+    DuplicateKey {
+        key: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("item {position} has an empty key; each item needs an id")]
+    EmptyKey { position: usize },
+    #[error("{0}")]
+    Key(String),
+    #[error(
+        "its `for_each` file {} is {what}, not a regular file; write the list to a file first",
+        path.display()
+    )]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "its `for_each` file {} is larger than {} MiB; split the list into several steps",
+        path.display(),
+        MAX_LINES_FILE >> 20
+    )]
+    TooLarge { path: PathBuf },
+}
+
+/// The largest `lines:` file read (a million items of 64 bytes): read whole
+/// into memory and each item recorded in the state, so a runaway file (a
+/// log, `/dev/zero` through a symlink) fails the step instead of ward.
+const MAX_LINES_FILE: u64 = 64 << 20;
+
+/// A `lines:` file's text. It is opened without blocking and must be a
+/// regular file (after symlinks): reading a FIFO or a terminal would block
+/// the scheduler, and with it the signals that could stop ward.
+fn read_lines_file(path: &Path) -> Result<String, ListError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read = |error| ListError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK (libc is no dependency of ward; rustix has the flag).
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(ListError::NotAFile {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    if meta.len() > MAX_LINES_FILE {
+        return Err(ListError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let mut text = String::new();
+    // A file that grows while it is read is cut at the limit, and refused.
+    file.take(MAX_LINES_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(read)?;
+    if text.len() as u64 > MAX_LINES_FILE {
+        return Err(ListError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(text)
+}
+
+impl Scheduler<'_, '_> {
+    /// Starts fan-out step `i`: its step attempt, then its items (listed
+    /// now, or as a resumed run recorded them). A list that cannot be made
+    /// (an unreadable file, two items with one key) fails the step before
+    /// any item runs.
+    pub(super) fn start_fan(&mut self, i: usize) {
+        let (_, attempt, log) = self.start_attempt(i);
+        let step = &self.steps[i];
+        self.reporter.event(&Event::StepStarted {
+            step: &step.id,
+            attempt,
+            of: 1,
+            progress: None,
+        });
+        let recorded = self.recorded_items.remove(&step.id).unwrap_or_default();
+        let items = if recorded.is_empty() {
+            match self.list_items(i) {
+                Ok(items) => {
+                    self.changes.push(Change::ItemsListed {
+                        step: step.id.clone(),
+                        items: items
+                            .iter()
+                            .map(|it| NewItem {
+                                key: it.key.clone(),
+                                position: it.position,
+                                value: it.value.clone(),
+                            })
+                            .collect(),
+                    });
+                    items
+                }
+                Err(e) => {
+                    self.fan_failed_to_start(i, attempt, &log, e.to_string());
+                    return;
+                }
+            }
+        } else {
+            self.resumed_items(i, recorded)
+        };
+        self.fans[i] = Some(Fan {
+            items,
+            running: 0,
+            next: 0,
+            attempt,
+            log,
+            started: Instant::now(),
+        });
+    }
+
+    /// A resumed step's items as recorded: succeeded ones stay done, the
+    /// rest are pending again (all of them when the step was reopened, see
+    /// the module's comment).
+    fn resumed_items(&mut self, i: usize, recorded: Vec<crate::state::ItemRecord>) -> Vec<FanItem> {
+        let reopened = recorded.iter().all(|r| r.state == ItemState::Succeeded);
+        let step_id = self.steps[i].id.clone();
+        let mut items = Vec::with_capacity(recorded.len());
+        for r in recorded {
+            let keep = r.state == ItemState::Succeeded && !reopened;
+            let state = if keep {
+                ItemState::Succeeded
+            } else {
+                ItemState::Pending
+            };
+            if r.state != state {
+                self.changes.push(Change::ItemFinished {
+                    step: step_id.clone(),
+                    key: r.key.clone(),
+                    state,
+                    exit_code: None,
+                    message: Some(format!("runs again: it was {} before the resume", r.state)),
+                    at: crate::clock::wall_ms(),
+                });
+            }
+            items.push(FanItem {
+                key: r.key,
+                position: r.position,
+                value: r.item,
+                state,
+                attempts: r.attempts,
+                message: None,
+            });
+        }
+        items.sort_by_key(|it| it.position);
+        items
+    }
+
+    /// The items of step `i`, each with its key; keys must be unique.
+    fn list_items(&self, i: usize) -> Result<Vec<FanItem>, ListError> {
+        let fan = self.steps[i].fan_out.as_ref().expect("a for_each step");
+        let values: Vec<serde_json::Value> = match &fan.items {
+            Items::List(items) => items.clone(),
+            Items::Lines(path) => {
+                let path = self.resolve(path);
+                let text = read_lines_file(&path)?;
+                // One item per line; blank lines (a trailing newline, a
+                // spacer) are no items.
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::Value::String(l.to_owned()))
+                    .collect()
+            }
+        };
+        let mut seen: HashMap<String, usize> = HashMap::with_capacity(values.len());
+        let mut items = Vec::with_capacity(values.len());
+        for (position, value) in values.into_iter().enumerate() {
+            let key = fan.each.key(&value).map_err(ListError::Key)?;
+            if key.is_empty() {
+                return Err(ListError::EmptyKey {
+                    position: position + 1,
+                });
+            }
+            if let Some(first) = seen.insert(key.clone(), position) {
+                return Err(ListError::DuplicateKey {
+                    key,
+                    first: first + 1,
+                    second: position + 1,
+                });
+            }
+            items.push(FanItem {
+                key,
+                position,
+                value,
+                state: ItemState::Pending,
+                attempts: 0,
+                message: None,
+            });
+        }
+        Ok(items)
+    }
+
+    /// The step's attempt fails before any item ran.
+    fn fan_failed_to_start(&mut self, i: usize, attempt: u32, log: &Path, why: String) {
+        self.running -= 1;
+        let elapsed = std::time::Duration::ZERO;
+        self.end_fan_attempt(i, attempt, log, StepState::Failed, why, None, elapsed);
+    }
+
+    /// Starts what items can start now and ends the fan-out steps that are
+    /// done. Returns the items to spawn, and whether a step ended (its
+    /// dependents may then be decided).
+    pub(super) fn next_items(&mut self) -> (Vec<ItemLaunch>, bool) {
+        let mut launch = Vec::new();
+        let mut ended = false;
+        for i in 0..self.steps.len() {
+            let Some(mut fan) = self.fans[i].take() else {
+                continue;
+            };
+            self.start_items(i, &mut fan, &mut launch);
+            if fan.running == 0 && !self.can_start_more(i, &fan) {
+                self.finish_fan(i, fan);
+                ended = true;
+            } else {
+                self.fans[i] = Some(fan);
+            }
+        }
+        (launch, ended)
+    }
+
+    /// Why no more items of step `i` start, if so: ward stops or abandons,
+    /// the state is lost, or (for a normal step) the run failed elsewhere.
+    fn stop_reason(&self, i: usize) -> Option<String> {
+        if self.abandoned.is_some() {
+            return Some("not started: ward abandoned the run".into());
+        }
+        if let Some(sig) = self.interrupted
+            && self.steps[i].when != When::Always
+        {
+            return Some(format!(
+                "not started: ward was interrupted ({})",
+                sig.name()
+            ));
+        }
+        if self.state_lost.is_some() {
+            return Some("not started: the state could not be recorded".into());
+        }
+        match &self.failure {
+            Some(f) if self.steps[i].when == When::Success => {
+                Some(format!("not started: the run has failed ({f})"))
+            }
+            _ => None,
+        }
+    }
+
+    fn can_start_more(&self, i: usize, fan: &Fan) -> bool {
+        self.stop_reason(i).is_none()
+            && fan.items[fan.next..]
+                .iter()
+                .any(|it| it.state == ItemState::Pending)
+    }
+
+    fn start_items(&mut self, i: usize, fan: &mut Fan, launch: &mut Vec<ItemLaunch>) {
+        let Some(spec) = self.steps[i].fan_out.as_ref() else {
+            return;
+        };
+        if let Some(reason) = self.stop_reason(i) {
+            // Left pending after a signal or a lost state (a resume runs
+            // them); skipped, with the reason, after a failure elsewhere.
+            if self.failure.is_some() && self.interrupted.is_none() && self.state_lost.is_none() {
+                for it in fan
+                    .items
+                    .iter_mut()
+                    .filter(|it| it.state == ItemState::Pending)
+                {
+                    it.state = ItemState::Skipped;
+                    self.changes.push(Change::ItemFinished {
+                        step: self.steps[i].id.clone(),
+                        key: it.key.clone(),
+                        state: ItemState::Skipped,
+                        exit_code: None,
+                        message: Some(reason.clone()),
+                        at: crate::clock::wall_ms(),
+                    });
+                }
+            }
+            return;
+        }
+        let each = spec.each.clone();
+        while fan.next < fan.items.len() && fan.items[fan.next].state != ItemState::Pending {
+            fan.next += 1;
+        }
+        let from = fan.next;
+        for (k, it) in fan.items.iter_mut().enumerate().skip(from) {
+            if fan.running >= spec.max_parallel {
+                break;
+            }
+            if it.state != ItemState::Pending {
+                continue;
+            }
+            let work = match each.work(&it.value) {
+                Ok(work) => work,
+                Err(why) => {
+                    it.state = ItemState::Failed;
+                    it.message = Some(why.clone());
+                    self.changes.push(Change::ItemFinished {
+                        step: self.steps[i].id.clone(),
+                        key: it.key.clone(),
+                        state: ItemState::Failed,
+                        exit_code: None,
+                        message: Some(why),
+                        at: crate::clock::wall_ms(),
+                    });
+                    continue;
+                }
+            };
+            it.attempts += 1;
+            it.state = ItemState::Running;
+            fan.running += 1;
+            let log = self.options.log_dir.join(format!(
+                "{}.item-{}.{}.log",
+                self.steps[i].id,
+                it.position + 1,
+                it.attempts
+            ));
+            self.changes.push(Change::ItemStarted {
+                step: self.steps[i].id.clone(),
+                key: it.key.clone(),
+                attempt: it.attempts,
+                log_path: log.display().to_string(),
+                at: crate::clock::wall_ms(),
+            });
+            launch.push(ItemLaunch {
+                step: i,
+                item: k,
+                attempt: it.attempts,
+                log,
+                work,
+            });
+        }
+    }
+
+    /// Starts an item's attempt (a process, or an action) as a task that
+    /// ends in `Done::Item`.
+    pub(super) fn spawn_item(
+        &self,
+        launch: ItemLaunch,
+        tasks: &mut JoinSet<Done>,
+        echo: Option<mpsc::UnboundedSender<(usize, String)>>,
+        cancel: watch::Receiver<Cancel>,
+    ) {
+        let ItemLaunch {
+            step,
+            item,
+            attempt,
+            log,
+            work,
+        } = launch;
+        let spec = self.item_spec(step, item, &work, attempt, &log, echo);
+        let cleanup = (!keeps_children(&self.steps[step])).then(|| Cleanup {
+            attempt_id: spec
+                .env
+                .iter()
+                .find(|(k, _)| k == super::super::orphans::ATTEMPT_VAR)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            grace: self.options.kill_grace,
+        });
+        if let crate::plan::ResolvedBody::Action(params) = &work.body {
+            let (ctx, cell) = self.action_ctx(step, spec);
+            let started = start_action(params.clone(), ctx, cell);
+            let timeout = self.steps[step].timeout.map(|t| t.std());
+            tasks.spawn(async move {
+                let result = wait_action(started, timeout, cancel.clone()).await;
+                let result = after_attempt(result, cleanup, &cancel).await;
+                let result = flushed_item(result).await;
+                Done::Item {
+                    step,
+                    item,
+                    log,
+                    result,
+                }
+            });
+            return;
+        }
+        let started = spawn_attempt(&spec);
+        tasks.spawn(async move {
+            let result = wait_attempt(started, spec, cancel.clone()).await;
+            let result = after_attempt(result, cleanup, &cancel).await;
+            Done::Item {
+                step,
+                item,
+                log,
+                result,
+            }
+        });
+    }
+
+    /// What an item's attempt is run from: the step's attempt with the
+    /// item's body and environment, `WARD_ITEM_KEY`, and an attempt id of
+    /// its own (so what it leaves running is told apart from its siblings).
+    fn item_spec(
+        &self,
+        i: usize,
+        k: usize,
+        work: &ItemWork,
+        attempt: u32,
+        log: &Path,
+        echo: Option<mpsc::UnboundedSender<(usize, String)>>,
+    ) -> Attempt {
+        let fan = self.fans[i].as_ref().expect("a started for_each step");
+        let item = &fan.items[k];
+        let mut spec = self.attempt_spec(i, fan.attempt, log, echo);
+        spec.argv = match &work.body {
+            crate::plan::ResolvedBody::Run(line) => [
+                "bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", line,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            crate::plan::ResolvedBody::Cmd(argv) => argv.clone(),
+            crate::plan::ResolvedBody::Action(_) => Vec::new(),
+        };
+        let step_env = self.steps[i].env.len();
+        spec.env.truncate(spec.env.len() - step_env);
+        for (name, value) in &mut spec.env {
+            if name == super::super::orphans::ATTEMPT_VAR {
+                value.push_str(&format!("/item-{}.{attempt}", item.position + 1));
+            }
+        }
+        spec.env
+            .push(("WARD_ITEM_KEY".to_owned(), item.key.clone()));
+        spec.env.extend(work.env.iter().cloned());
+        spec
+    }
+
+    /// An item's attempt ended: record its state (a stopped one is pending
+    /// again, for a resume).
+    pub(super) fn item_done(&mut self, i: usize, k: usize, log: &Path, r: &AttemptResult) {
+        let Some(mut fan) = self.fans[i].take() else {
+            return;
+        };
+        fan.running -= 1;
+        if !r.left_behind.is_empty() {
+            self.report_left_behind(i, log, &r.left_behind);
+        }
+        let step = &self.steps[i];
+        let ok = matches!(r.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
+        let (state, message) = if ok {
+            (ItemState::Succeeded, None)
+        } else if matches!(r.end, AttemptEnd::Stopped { .. }) {
+            let why = match self.interrupted {
+                Some(sig) => format!("stopped because ward was interrupted ({})", sig.name()),
+                None => "stopped because the state could not be recorded".to_owned(),
+            };
+            (ItemState::Pending, Some(why))
+        } else {
+            (ItemState::Failed, Some(failure_message(r, step, "stopped")))
+        };
+        let item = &mut fan.items[k];
+        item.state = state;
+        item.message.clone_from(&message);
+        let line = format!(
+            "item {} `{}`: {state}{}; log {}\n",
+            item.position + 1,
+            item.key,
+            message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default(),
+            log.display()
+        );
+        // The step's log is a summary, best effort like any output.
+        if let Ok(mut f) = crate::state::private::open_log(&fan.log) {
+            let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+        }
+        self.changes.push(Change::ItemFinished {
+            step: step.id.clone(),
+            key: item.key.clone(),
+            state,
+            exit_code: r.end.exit_code(),
+            message,
+            at: crate::clock::wall_ms(),
+        });
+        self.fans[i] = Some(fan);
+    }
+
+    /// No item of step `i` runs and none will start: the step ends.
+    fn finish_fan(&mut self, i: usize, fan: Fan) {
+        self.running -= 1;
+        let count = |s: ItemState| fan.items.iter().filter(|it| it.state == s).count();
+        let (total, failed, left, skipped) = (
+            fan.items.len(),
+            count(ItemState::Failed),
+            count(ItemState::Pending),
+            count(ItemState::Skipped),
+        );
+        let (state, message) = if failed > 0 {
+            self.items_failed.insert(i);
+            self.item_failed = true;
+            let first = fan
+                .items
+                .iter()
+                .find(|it| it.state == ItemState::Failed)
+                .map(|it| {
+                    format!(
+                        " (first: `{}`: {})",
+                        it.key,
+                        it.message.as_deref().unwrap_or("failed")
+                    )
+                })
+                .unwrap_or_default();
+            (
+                StepState::Failed,
+                format!(
+                    "{failed} of {total} items failed{first}; `ward items{} {} --status failed` \
+                     lists them, `ward resume` runs them again",
+                    self.options.state_flag, self.run_id
+                ),
+            )
+        } else if left > 0 {
+            (
+                StepState::Interrupted,
+                format!("{left} of {total} items did not finish; `ward resume` runs them"),
+            )
+        } else if skipped > 0 {
+            // Its own items did not fail: the run's exit code is decided by
+            // the failure that stopped them (exit 10 if that was items too).
+            self.items_failed.insert(i);
+            (
+                StepState::Failed,
+                format!("{skipped} of {total} items were not started: the run failed"),
+            )
+        } else {
+            (StepState::Succeeded, format!("{total} items succeeded"))
+        };
+        let summary = serde_json::json!({
+            "items": total,
+            "succeeded": count(ItemState::Succeeded),
+            "failed": failed,
+            "pending": left,
+            "skipped": skipped,
+        });
+        let elapsed = fan.started.elapsed();
+        self.end_fan_attempt(
+            i,
+            fan.attempt,
+            &fan.log,
+            state,
+            message,
+            Some(summary),
+            elapsed,
+        );
+    }
+
+    /// Records and reports the end of a fan-out step's attempt.
+    #[allow(clippy::too_many_arguments)]
+    fn end_fan_attempt(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        log: &Path,
+        state: StepState,
+        message: String,
+        details: Option<serde_json::Value>,
+        elapsed: std::time::Duration,
+    ) {
+        let step = &self.steps[i];
+        let outcome = match state {
+            StepState::Succeeded => AttemptOutcome::Succeeded,
+            StepState::Interrupted => AttemptOutcome::Interrupted,
+            _ => AttemptOutcome::Failed,
+        };
+        self.reporter.event(&Event::StepFinished(StepEnd {
+            step: &step.id,
+            state,
+            attempt,
+            elapsed,
+            exit_code: None,
+            message: (state != StepState::Succeeded).then_some(message.as_str()),
+            log,
+            will_retry: false,
+        }));
+        self.state[i] = state;
+        match state {
+            StepState::Succeeded => self.finished_order.push(i),
+            StepState::Failed if self.failure.is_none() => {
+                self.failure = Some(format!("step `{}` failed: {message}", step.id));
+            }
+            _ => {}
+        }
+        self.changes.push(Change::AttemptFinished {
+            step: step.id.clone(),
+            attempt,
+            state,
+            outcome,
+            exit_code: None,
+            signal: None,
+            message: Some(message),
+            details,
+            at: crate::clock::wall_ms(),
+        });
+    }
+}
+
+/// An item's output that an action left unflushed (a local `rsync`) is
+/// flushed before the item's success is recorded: a step defers that flush
+/// and records it (recovery rule 6), but an item has no such record, so a
+/// succeeded item is one whose output is on disk. A flush that fails
+/// fails the item.
+pub(super) async fn flushed_item(mut result: AttemptResult) -> AttemptResult {
+    if result.unflushed.is_empty() {
+        return result;
+    }
+    let paths = std::mem::take(&mut result.unflushed);
+    let flushed = tokio::task::spawn_blocking(move || flush_paths(&paths)).await;
+    let problem = match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("the flush stopped unexpectedly: {e}")),
+    };
+    if let Some(problem) = problem {
+        result.end = result.end.failed_after(format!(
+            "its output could not be written to disk: {problem}"
+        ));
+    }
+    result
+}

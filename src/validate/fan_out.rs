@@ -1,0 +1,502 @@
+//! `for_each:` steps (fan-out): the item list, and each item's rendering.
+//!
+//! Validation renders the list (a YAML list or one template giving a list;
+//! a `lines:` file is only named here, since an earlier step may write it)
+//! and checks the step's templates once with a stand-in `item`, so that a
+//! typo is reported with its file:line:column before anything runs. The
+//! executor then renders the step once per item with [`ItemResolver`]:
+//! templates are rendered here, in validate, and the executor below only
+//! asks for the result (the pipeline's layering).
+
+use std::sync::Arc;
+
+use minijinja::Value;
+
+use super::resolve::{self, ResolvedBody};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::model::{ForEach, ItemSource, Step};
+use crate::source::SourceFile;
+use crate::template::{TemplateContext, Templates, locate_name, template_diagnostic};
+use crate::yaml::{Node, NodeKind, from_node};
+
+/// The item a step's templates are checked with when the real items are
+/// only known at run time (a `lines:` file, an empty list).
+const STAND_IN: &str = "item";
+
+/// A fan-out step's work list, resolved.
+#[derive(Debug)]
+pub struct FanOut {
+    /// Where the items come from.
+    pub items: Items,
+    /// `key:` as written (`None`: each item's own text).
+    pub key: Option<String>,
+    /// How many items of the step run at once.
+    pub max_parallel: usize,
+    /// Renders the step for one item.
+    pub each: Arc<ItemResolver>,
+}
+
+impl FanOut {
+    /// The items, when known at validation (a YAML list, a variable).
+    pub fn list(&self) -> Option<&[serde_json::Value]> {
+        match &self.items {
+            Items::List(items) => Some(items),
+            Items::Lines(_) => None,
+        }
+    }
+
+    /// The `lines:` file, when the items are read from one.
+    pub fn lines(&self) -> Option<&str> {
+        match &self.items {
+            Items::Lines(path) => Some(path),
+            Items::List(_) => None,
+        }
+    }
+}
+
+/// Where a fan-out step's items come from, after validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Items {
+    /// Known now: the rendered list.
+    List(Vec<serde_json::Value>),
+    /// The lines of this file (rendered path, relative to the playbook's
+    /// folder), read when the step starts.
+    Lines(String),
+}
+
+/// One item's work: what runs, with which environment.
+#[derive(Debug)]
+pub struct ItemWork {
+    /// The step's body rendered for the item.
+    pub body: ResolvedBody,
+    /// The step's `env:` rendered for the item.
+    pub env: Vec<(String, String)>,
+}
+
+/// Renders a fan-out step for one item at run time. Holds what rendering
+/// needs (the step as written, the run's template context), so that the
+/// executor needs nothing from the parse or template stages.
+pub struct ItemResolver {
+    step: Step,
+    source: Arc<SourceFile>,
+    ctx: TemplateContext,
+    templates: Templates,
+}
+
+impl std::fmt::Debug for ItemResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The context holds secrets in the clear: never printed.
+        f.debug_struct("ItemResolver")
+            .field("step", &self.step.id.value)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ItemResolver {
+    /// The step's body and environment for `item`; on a template or
+    /// parameter problem, what is wrong, with the file:line:column of the
+    /// template, in one line.
+    pub fn work(&self, item: &serde_json::Value) -> Result<ItemWork, String> {
+        let ctx = with_item(&self.ctx, item);
+        let mut diags = Diagnostics::default();
+        let id = &self.step.id.value;
+        let body = resolve::body(
+            id,
+            &self.step.body,
+            &self.source,
+            &ctx,
+            &self.templates,
+            &mut diags,
+        );
+        let (env, _) = resolve::env(
+            id,
+            &self.step,
+            &self.source,
+            &ctx,
+            &self.templates,
+            &mut diags,
+        );
+        match body {
+            Some(body) if !diags.has_errors() => Ok(ItemWork { body, env }),
+            _ => Err(self.first_problem(&diags)),
+        }
+    }
+
+    /// The item's id: `key:` rendered, or the item's own text.
+    pub fn key(&self, item: &serde_json::Value) -> Result<String, String> {
+        self.key_or_diagnostic(item).map_err(|d| self.shown(&d))
+    }
+
+    /// [`ItemResolver::key`], with a problem as a diagnostic at `key:`.
+    fn key_or_diagnostic(&self, item: &serde_json::Value) -> Result<String, Diagnostic> {
+        let Some(key) = self.step.for_each.as_ref().and_then(|f| f.key.as_ref()) else {
+            return Ok(item_text(item));
+        };
+        let ctx = with_item(&self.ctx, item);
+        let text = key.as_str().unwrap_or("");
+        match self.templates.render(text, &ctx.value) {
+            Ok(k) if k.trim().is_empty() => Err(Diagnostic::error(
+                "invalid-value",
+                key.span,
+                format!(
+                    "`key` of step `{}` is empty for item {}",
+                    self.step.id.value,
+                    self.ctx.redactor.apply(&item_text(item))
+                ),
+            )
+            .with_help("each item needs an id: make `key` give text for every item")),
+            Ok(k) => Ok(k),
+            Err(e) => Err(template_diagnostic(
+                &e,
+                key,
+                &self.source,
+                &format!("`key` of step `{}`", self.step.id.value),
+            )),
+        }
+    }
+
+    /// Checks the keys of a list known at validation: each one renders,
+    /// is not empty, and is unique (a `lines:` list is checked when its
+    /// step starts, with the same rule).
+    fn check_keys(
+        &self,
+        items: &[serde_json::Value],
+        span: crate::source::Span,
+        diags: &mut Diagnostics,
+    ) {
+        let mut seen: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::with_capacity(items.len());
+        for (position, item) in items.iter().enumerate() {
+            let key = match self.key_or_diagnostic(item) {
+                Ok(k) => k,
+                Err(d) => {
+                    // One is enough: the same template fails the same way.
+                    diags.push(d);
+                    return;
+                }
+            };
+            if key.is_empty() {
+                diags.push(Diagnostic::error(
+                    "invalid-value",
+                    span,
+                    format!(
+                        "item {} of `for_each` in step `{}` is empty; each item needs an id",
+                        position + 1,
+                        self.step.id.value
+                    ),
+                ));
+                return;
+            }
+            if let Some(first) = seen.insert(key.clone(), position) {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-key",
+                        span,
+                        format!(
+                            "items {} and {} of `for_each` in step `{}` both have the key `{}`",
+                            first + 1,
+                            position + 1,
+                            self.step.id.value,
+                            self.ctx.redactor.apply(&key)
+                        ),
+                    )
+                    .with_help(
+                        if self.step.for_each.as_ref().is_some_and(|f| f.key.is_some()) {
+                            "each item needs its own id, kept across resumes: make `key:` give \
+                         every item a different one"
+                        } else {
+                            "each item needs its own id, kept across resumes: remove the repeated \
+                         item, or set `key:` to something unique, e.g. `key: \"{{ item.name }}\"`"
+                        },
+                    ),
+                );
+                return;
+            }
+        }
+    }
+
+    fn first_problem(&self, diags: &Diagnostics) -> String {
+        diags
+            .as_slice()
+            .first()
+            .map(|d| self.shown(d))
+            .unwrap_or_else(|| "the step could not be rendered for this item".to_owned())
+    }
+
+    /// A diagnostic as one line, with its place and secrets masked.
+    fn shown(&self, d: &Diagnostic) -> String {
+        let message = self.ctx.redactor.apply(&d.message);
+        format!("{message} ({}:{})", self.source.path().display(), d.span)
+    }
+}
+
+/// An item as text: a string as it is, anything else as compact JSON (the
+/// default key, and what `ward items` shows).
+pub fn item_text(item: &serde_json::Value) -> String {
+    match item {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `ctx` with `item` bound (an `item` var of the playbook is hidden by it).
+fn with_item(ctx: &TemplateContext, item: &serde_json::Value) -> TemplateContext {
+    let mut ctx = ctx.clone();
+    let item = Value::from(minijinja::value::Serde(item));
+    // The last map wins a lookup in minijinja 3 (`merge_maps`).
+    ctx.value = minijinja::value::merge_maps([ctx.value, minijinja::context! { item }]);
+    ctx
+}
+
+/// Resolves a step's `for_each:`: the list (or the file to read it from),
+/// and the context to check the step's templates with (`item` bound to the
+/// first item, or a stand-in). `None` when something was wrong (reported).
+pub(super) fn resolve(
+    step: &Step,
+    for_each: &ForEach,
+    source: &Arc<SourceFile>,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    default_parallel: usize,
+    diags: &mut Diagnostics,
+) -> Option<(FanOut, TemplateContext)> {
+    let id = &step.id.value;
+    // Problems with the step's other fields are reported and the step
+    // still checked (the caller drops it); only a list that cannot be
+    // made stops here.
+    refuse_item_in_step_fields(step, templates, diags);
+    if let Some(r) = &step.retry {
+        diags.push(
+            Diagnostic::error(
+                "not-supported",
+                r.span,
+                format!("`retry` of step `{id}` is not built yet for a `for_each` step"),
+            )
+            .with_help(
+                "each item has one attempt per run; `ward resume RUN_ID` runs the failed \
+                 items again (and never a succeeded one)",
+            ),
+        );
+    }
+    let node = match &for_each.source {
+        ItemSource::List(n) | ItemSource::Lines(n) => n,
+    };
+    // Items and keys reach command lines, `ward items`, the step's log and
+    // the state database in the clear: neither may be made from a secret.
+    let mut secret = false;
+    for (field, n) in [("for_each", Some(node)), ("key", for_each.key.as_ref())] {
+        let Some(n) = n else { continue };
+        let mut names = std::collections::HashSet::new();
+        templates.node_names(n, &mut names);
+        if let Some(used) = ctx.secrets.used_by(&names) {
+            secret = true;
+            diags.push(
+                Diagnostic::error(
+                    "secret-in-for-each",
+                    locate_name(n, source, &used.var),
+                    format!(
+                        "`{field}` of step `{id}` uses {}; items and their keys are shown and \
+                         recorded",
+                        used.describe()
+                    ),
+                )
+                .with_help(
+                    "list what is not secret (e.g. user names) and read secrets through `env:`",
+                ),
+            );
+        }
+    }
+    if secret {
+        return None;
+    }
+    let items = match &for_each.source {
+        ItemSource::List(node) => Items::List(list(id, node, source, ctx, templates, diags)?),
+        ItemSource::Lines(node) => {
+            let r = templates
+                .render_scalar(
+                    node,
+                    &ctx.value,
+                    &ctx.secrets,
+                    source,
+                    &format!("`for_each.lines` of step `{id}`"),
+                )
+                .map_err(|d| diags.push(d))
+                .ok()?;
+            Items::Lines(r.text)
+        }
+    };
+    let stand_in = match &items {
+        Items::List(list) => list.first().cloned(),
+        Items::Lines(_) => None,
+    }
+    .unwrap_or_else(|| serde_json::Value::String(STAND_IN.to_owned()));
+    let item_ctx = with_item(ctx, &stand_in);
+    let each = Arc::new(ItemResolver {
+        step: step.clone(),
+        source: source.clone(),
+        ctx: ctx.clone(),
+        templates: Templates::new(),
+    });
+    if let Items::List(list) = &items {
+        each.check_keys(list, node.span, diags);
+    }
+    let fan = FanOut {
+        items,
+        key: for_each
+            .key
+            .as_ref()
+            .and_then(|k| k.as_str().map(str::to_owned)),
+        max_parallel: for_each
+            .max_parallel
+            .as_ref()
+            .map_or(default_parallel, |m| m.value),
+        each,
+    };
+    Some((fan, item_ctx))
+}
+
+/// The list a `for_each:` list or template gives, as JSON values.
+fn list(
+    id: &str,
+    node: &Node,
+    source: &SourceFile,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+) -> Option<Vec<serde_json::Value>> {
+    let what = || format!("`for_each` of step `{id}`");
+    let rendered = match templates.render_node(node, &ctx.value, &ctx.secrets, source, &what) {
+        Ok((n, _)) => n,
+        Err(errors) => {
+            diags.extend(errors);
+            return None;
+        }
+    };
+    if !matches!(rendered.kind, NodeKind::Seq(_)) {
+        let found = if rendered.as_map().is_some() {
+            "a mapping".to_owned()
+        } else {
+            format!(
+                "{} `{}`",
+                rendered.kind_name(),
+                rendered.as_str().unwrap_or("")
+            )
+        };
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!("`for_each` of step `{id}` must give a list, but gives {found}"),
+            )
+            .with_help(
+                "give a variable that holds a list (`vars: { users: [alice, bob] }`), or \
+                 `for_each: { lines: FILE }` for one item per line",
+            ),
+        );
+        return None;
+    }
+    match from_node::<Vec<serde_json::Value>>(&rendered) {
+        Ok(items) => Some(items),
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                "invalid-value",
+                e.span.unwrap_or(node.span),
+                format!("invalid `for_each` in step `{id}`: {}", e.message),
+            ));
+            None
+        }
+    }
+}
+
+/// `if`, `creates` and `confirm` belong to the step as a whole (decided
+/// once, before any item runs): an `item` there would silently mean the
+/// first item, so it is refused.
+fn refuse_item_in_step_fields(step: &Step, templates: &Templates, diags: &mut Diagnostics) {
+    let id = &step.id.value;
+    let mut fields: Vec<(&str, crate::source::Span, std::collections::HashSet<String>)> =
+        Vec::new();
+    if let Some(c) = &step.condition {
+        fields.push(("if", c.span, templates.condition_names(&c.value)));
+    }
+    if let Some(c) = &step.creates {
+        let mut names = std::collections::HashSet::new();
+        templates.node_names(c, &mut names);
+        fields.push(("creates", c.span, names));
+    }
+    if let Some(c) = &step.confirm {
+        let mut names = std::collections::HashSet::new();
+        templates.node_names(&c.prompt, &mut names);
+        if let Some(w) = &c.word {
+            templates.node_names(w, &mut names);
+        }
+        fields.push(("confirm", c.span, names));
+    }
+    for (field, span, names) in fields {
+        if names.contains("item") {
+            diags.push(
+                Diagnostic::error(
+                    "item-outside-item",
+                    span,
+                    format!(
+                        "`{field}` of step `{id}` uses `item`, but it is decided once for the \
+                         whole `for_each` step"
+                    ),
+                )
+                .with_help("use `item` in `run`, `cmd`, `with`, `env` or `key`"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_is_its_text_or_its_json() {
+        assert_eq!(item_text(&serde_json::json!("alice")), "alice");
+        assert_eq!(item_text(&serde_json::json!(7)), "7");
+        assert_eq!(
+            item_text(&serde_json::json!({"name": "bob"})),
+            r#"{"name":"bob"}"#
+        );
+    }
+
+    #[test]
+    fn each_item_renders_its_own_body_env_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.yml");
+        std::fs::write(
+            &path,
+            "ward: 1\nname: p\nvars:\n  item: hidden\n  users: [{name: a, n: 1}, {name: b, n: 2}]\n\
+             steps:\n  - id: s\n    for_each: \"{{ users }}\"\n    key: \"{{ item.name }}\"\n    \
+             cmd: [echo, \"{{ item.n }}\"]\n    env: { WHO: \"{{ item.name }}\" }\n",
+        )
+        .expect("write");
+        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
+        let plan = crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .plan
+            .expect("valid");
+        let fan = plan.steps[0].fan_out.as_ref().expect("a fan-out step");
+        let Items::List(items) = &fan.items else {
+            panic!("a list");
+        };
+        assert_eq!(items.len(), 2);
+        // `item` is the item, not the playbook's var of that name.
+        let work = fan.each.work(&items[1]).expect("renders");
+        assert!(
+            matches!(&work.body, ResolvedBody::Cmd(argv) if argv == &["echo", "2"]),
+            "{:?}",
+            work.body
+        );
+        assert_eq!(work.env, [("WHO".to_owned(), "b".to_owned())]);
+        assert_eq!(fan.each.key(&items[0]).as_deref(), Ok("a"));
+        // An item without the field fails with the template's place.
+        let err = fan
+            .each
+            .work(&serde_json::json!("plain"))
+            .expect_err("no `n`");
+        assert!(err.contains("p.yml:10:"), "{err}");
+    }
+}
