@@ -273,20 +273,24 @@ fn list_since(
     src: &Path,
     dest: &Path,
 ) -> Result<Changes, crate::fs::FsError> {
-    // gold-only copies two top-level folders: the rest need not be read.
-    let top: Option<&[&str]> = match p.mode {
-        RsyncMode::GoldOnly => Some(&["gold", "license"]),
-        RsyncMode::Full | RsyncMode::Filter => None,
-    };
     changed::list(
         src,
         since.from,
-        top,
+        top_names(p),
         &since.mount_points,
         since.list_linked.then_some(dest),
         ctx.threads,
         ctx.cancel_flag(),
     )
+}
+
+/// The top-level names a mode copies, when it copies only some: gold-only
+/// copies two folders, and the rest of the tree need not be read.
+fn top_names(p: &RsyncParams) -> Option<&'static [&'static str]> {
+    match p.mode {
+        RsyncMode::GoldOnly => Some(&["gold", "license"]),
+        RsyncMode::Full | RsyncMode::Filter => None,
+    }
 }
 
 /// What was done for the older snapshots before the copy.
@@ -460,18 +464,18 @@ fn compared_pass(
             Err(e) => Some(e.to_string()),
         },
     };
-    let Ok(src) = real_src else {
-        return Pass::Full(why);
+    let src = match (not, real_src) {
+        (None, Ok(src)) => src,
+        (not, _) => {
+            ctx.log(format!(
+                "rsync lists both trees: {}",
+                not.unwrap_or_default()
+            ));
+            return Pass::Full(why);
+        }
     };
-    if let Some(not) = not {
-        ctx.log(format!("rsync lists both trees: {not}"));
-        return Pass::Full(why);
-    }
     let rules = compare::Rules {
-        only_top: match p.mode {
-            RsyncMode::GoldOnly => Some(&["gold", "license"]),
-            RsyncMode::Full | RsyncMode::Filter => None,
-        },
+        only_top: top_names(p),
         delete: p.delete,
         hard_links: p.hard_links,
         owners: rustix::process::geteuid().is_root(),
