@@ -10,22 +10,8 @@ use std::process::{Command, Stdio};
 
 use sha2::Digest;
 
-use crate::harness::Scratch;
+use crate::harness::{SNAP_AND_VERIFY, Scratch};
 use crate::pg_cluster::Cluster;
-
-/// A snapshot of `current` and the `verify` step on it.
-const SNAP: &str = "\
-ward: 1
-name: snap
-steps:
-  - id: snapshot
-    action: snapshot.hardlink
-    with: { src: current, dir: snaps }
-  - id: verify
-    needs: [snapshot]
-    action: verify
-    with: { path: snaps/latest }
-";
 
 /// `program args` with `input` on stdin; its stdout.
 fn filter(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
@@ -123,7 +109,7 @@ fn damaged_dumps_fail_verify_with_their_offset_and_whole_ones_pass() {
             c.conn()
         ),
     );
-    s.write("snap.yml", SNAP);
+    s.write("snap.yml", SNAP_AND_VERIFY);
     s.ward().args(["run", "dump.yml"]).run().expect_code(0);
 
     // The side file records the databases and their tables' row estimates.
@@ -240,7 +226,7 @@ fn a_point_dump_is_checked_and_records_its_row_estimates() {
             c.conn()
         ),
     );
-    s.write("snap.yml", SNAP);
+    s.write("snap.yml", SNAP_AND_VERIFY);
     s.ward().args(["run", "dump.yml"]).run().expect_code(0);
     let side: serde_json::Value = serde_json::from_slice(
         &std::fs::read(s.path().join("current/db/all.sql.zst.ward.json")).expect("side"),

@@ -354,3 +354,27 @@ pub fn chmod(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+/// A snapshot of `current` into `snaps` and the `verify` step on it, as a
+/// nightly playbook runs them before it rotates.
+pub const SNAP_AND_VERIFY: &str = "\
+ward: 1
+name: snap
+steps:
+  - id: snapshot
+    action: snapshot.hardlink
+    with: { src: current, dir: snaps }
+  - id: verify
+    needs: [snapshot]
+    action: verify
+    with: { path: snaps/latest }
+";
+
+/// The sha256 of `bytes` in lowercase hex, as manifests record it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

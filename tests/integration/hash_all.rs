@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use crate::harness::{Scratch, status_step};
+use crate::harness::{Scratch, sha256_hex, status_step};
 
 /// One snapshot step with the default `hash`.
 const SNAP: &str = "\
@@ -17,13 +15,6 @@ steps:
     action: snapshot.hardlink
     with: { src: current, dir: snaps }
 ";
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A tree of 24 files in folders, a symlink, an empty file and a second
 /// name of one file (as FOSSology keeps archives in gold/ and files/).
@@ -88,7 +79,11 @@ fn every_file_hashed(s: &Scratch, name: &str) -> serde_json::Value {
                 .join(e["path"].as_str().expect("path")),
         )
         .expect("read");
-        assert_eq!(e["sha256"].as_str(), Some(sha(&body).as_str()), "{e}");
+        assert_eq!(
+            e["sha256"].as_str(),
+            Some(sha256_hex(&body).as_str()),
+            "{e}"
+        );
         for key in ["dev", "ino", "ctime_ns", "mtime_ns", "uid", "gid"] {
             assert!(e[key].is_u64() || e[key].is_i64(), "{key} missing in {e}");
         }
@@ -168,10 +163,10 @@ fn an_unchanged_tree_is_not_read_again_and_changed_files_are() {
     let third = snapshot(&s, "p.yml");
     assert_eq!(counts(&third), (2, n - 2), "{third}");
     let m3 = every_file_hashed(&s, "2026-11-23.3");
-    assert_eq!(entry(&m3, "d1/sub/f2.txt")["sha256"], sha(&after));
+    assert_eq!(entry(&m3, "d1/sub/f2.txt")["sha256"], sha256_hex(&after));
     assert_eq!(
         entry(&m3, "d2/sub/f0.txt")["sha256"],
-        sha("R".repeat(size).as_bytes())
+        sha256_hex("R".repeat(size).as_bytes())
     );
 
     let run = verify(&s, "2026-11-23.3");
@@ -221,7 +216,7 @@ fn a_flipped_byte_in_a_snapshot_made_with_reused_hashes_is_found() {
     assert_eq!(counts(&third).0, 1, "{third}");
     assert_eq!(
         entry(&manifest(&s, "2026-11-23.3"), "d3/sub/f5.txt")["sha256"],
-        sha(&body)
+        sha256_hex(&body)
     );
 }
 
@@ -312,7 +307,11 @@ fn every_file_hashed_incremental(s: &Scratch, name: &str) -> serde_json::Value {
                 .join(e["path"].as_str().expect("path")),
         )
         .expect("read");
-        assert_eq!(e["sha256"].as_str(), Some(sha(&body).as_str()), "{e}");
+        assert_eq!(
+            e["sha256"].as_str(),
+            Some(sha256_hex(&body).as_str()),
+            "{e}"
+        );
     }
     m
 }

@@ -6,23 +6,7 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
-use crate::harness::{Scratch, status_step};
-
-/// Snapshot and verify, as a nightly playbook does before it rotates.
-const SNAP: &str = "\
-ward: 1
-name: snap
-steps:
-  - id: snapshot
-    action: snapshot.hardlink
-    with: { src: current, dir: snaps }
-  - id: verify
-    needs: [snapshot]
-    action: verify
-    with: { path: snaps/latest }
-";
+use crate::harness::{SNAP_AND_VERIFY, Scratch, sha256_hex, status_step};
 
 /// A rotation keeping the newest `keep` snapshots.
 fn rotation(keep: u32) -> String {
@@ -34,13 +18,6 @@ fn rotation(keep: u32) -> String {
 
 fn night(day: u32) -> String {
     format!("2026-11-{day:02}T02:00:00")
-}
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// `current`: 30 files in folders and a second name of one of them.
@@ -113,7 +90,7 @@ fn rewrite_keeping_size_and_mtime(path: &Path) -> Vec<u8> {
 /// Nights 1 and 2: snapshot and verify; night 2 rotates 01 away.
 fn two_nights_and_a_rotation(s: &Scratch) -> u64 {
     let n = fill(s);
-    s.write("snap.yml", SNAP);
+    s.write("snap.yml", SNAP_AND_VERIFY);
     s.write("rot.yml", &rotation(1));
     assert_eq!(snapshot(s, 1), (n, 0));
     assert_eq!(snapshot(s, 2), (0, n));
@@ -183,8 +160,8 @@ fn a_file_changed_before_or_after_the_rotation_is_read_again() {
     // Changed after the rotation: its change time is past the window.
     let after = rewrite_keeping_size_and_mtime(&s.path().join("current/d2/f10.txt"));
     assert_eq!(snapshot(&s, 3), (2, n - 2));
-    assert_eq!(sum_of(&s, "2026-11-03", "d1/f05.txt"), sha(&before));
-    assert_eq!(sum_of(&s, "2026-11-03", "d2/f10.txt"), sha(&after));
+    assert_eq!(sum_of(&s, "2026-11-03", "d1/f05.txt"), sha256_hex(&before));
+    assert_eq!(sum_of(&s, "2026-11-03", "d2/f10.txt"), sha256_hex(&after));
 }
 
 #[test]
@@ -223,7 +200,7 @@ fn an_unlinks_file_others_may_write_or_of_another_manifest_is_ignored() {
 fn a_second_rotation_before_the_next_snapshot_adds_its_window() {
     let s = Scratch::new();
     let n = fill(&s);
-    s.write("snap.yml", SNAP);
+    s.write("snap.yml", SNAP_AND_VERIFY);
     for day in 1..=3 {
         snapshot(&s, day);
     }
