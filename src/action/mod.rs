@@ -14,6 +14,7 @@
 //! action, see [`inspect`]).
 
 mod context;
+mod folder_lock;
 pub mod inspect;
 mod params;
 mod pg_dump;

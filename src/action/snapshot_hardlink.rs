@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
+use super::folder_lock::lock_folder;
 use super::params::{component_problem, default_latest, facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::fs::manifest::{self, ManifestInfo};
@@ -144,7 +145,7 @@ impl Action for SnapshotHardlink {
         // Two runs (of different playbooks: one playbook's runs share its
         // lock) making a snapshot in the same folder would pick the same
         // name and remove each other's `.partial`; one waits for the other.
-        let _folder_lock = lock_folder(&dir, ctx)?;
+        let _folder_lock = lock_folder(&dir, ctx, "making the snapshot")?;
         let (slot, stale) = match choose_slot(&dir, &name, &ctx.attempt.run_id)? {
             Slot::Done(slot) => {
                 // A resume after "renamed, but not yet recorded": the
@@ -696,47 +697,6 @@ fn choose_slot(dir: &Path, name: &str, run_id: &str) -> Result<Slot, ActionError
         slot: with_suffix(name, next),
         stale,
     })
-}
-
-/// Holds `<dir>/.ward-snapshot.lock` (a `flock`, freed by the kernel if
-/// ward dies) until dropped, waiting while another run holds it.
-fn lock_folder(dir: &Path, ctx: &ActionCtx) -> Result<std::fs::File, ActionError> {
-    use rustix::fs::{FlockOperation, flock};
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join(".ward-snapshot.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&path)
-        .map_err(|e| ActionError::new(format!("cannot open {}: {e}", path.display())))?;
-    let mut told = false;
-    loop {
-        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(file),
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                if !told {
-                    ctx.log(format!(
-                        "another run is making a snapshot in {}; waiting for it",
-                        dir.display()
-                    ));
-                    told = true;
-                }
-                if ctx.cancelled() {
-                    return Err(ActionError::stopped());
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(e) => {
-                return Err(ActionError::new(format!(
-                    "cannot lock {}: {e}",
-                    path.display()
-                )));
-            }
-        }
-    }
 }
 
 /// The snapshot `latest` points at when it is complete and newer than

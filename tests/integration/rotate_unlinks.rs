@@ -230,3 +230,54 @@ fn a_second_rotation_before_the_next_snapshot_adds_its_window() {
     );
     assert_eq!(snapshot(&s, 4), (0, n));
 }
+
+/// A rotation waits for the snapshot folder's lock (held here by the test,
+/// as a snapshot being made would hold it) and deletes nothing until it
+/// gets it; then it rotates as usual.
+#[test]
+fn a_rotation_waits_while_another_run_holds_the_snapshot_folder() {
+    use rustix::fs::{FlockOperation, flock};
+    let s = Scratch::new();
+    two_nights_and_a_rotation(&s);
+    let names = crate::harness::snapshot_names(&s.path().join("snaps"));
+    assert_eq!(names.len(), 2, "{names:?}");
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(s.path().join("snaps/.ward-snapshot.lock"))
+        .expect("the snapshot made the lock file");
+    flock(&lock, FlockOperation::NonBlockingLockExclusive).expect("lock");
+    let mut rotating = s
+        .ward()
+        .args(["run", "rot.yml"])
+        .env("WARD_NOW", &night(3))
+        .spawn();
+    // Long enough for an unlocked rotation of 31 files to be done many
+    // times over.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        rotating.try_wait().expect("wait").is_none(),
+        "the rotation ended while the folder was locked"
+    );
+    assert_eq!(
+        crate::harness::snapshot_names(&s.path().join("snaps")),
+        names,
+        "a snapshot was deleted while the folder was locked"
+    );
+    drop(lock);
+    assert!(rotating.wait().expect("wait").success());
+    assert_eq!(
+        crate::harness::snapshot_names(&s.path().join("snaps")),
+        names[1..].to_vec(),
+        "the rotation deleted the oldest snapshot once it had the lock"
+    );
+    let said = s
+        .ward()
+        .args(["log", "last", "rotate"])
+        .run()
+        .expect_code(0)
+        .stdout;
+    assert!(
+        said.contains("waiting for it") && said.contains("is free now; rotating it"),
+        "the rotation's log says it waited: {said}"
+    );
+}

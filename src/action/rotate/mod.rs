@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use super::folder_lock::lock_folder;
 use super::params::{component_problem, default_latest, facts_now, non_empty};
 use super::{Action, ActionCtx, ActionError, ActionOutput, ActionResult, ParamProblem};
 use crate::fs::snapshots::{base_marker, list, marker_path, remove_if_present};
@@ -114,6 +115,15 @@ impl Action for Rotate {
     fn perform(p: &RotateParams, ctx: &ActionCtx) -> ActionResult {
         let dir = ctx.path(&p.dir);
         let now = facts_now(&ctx.facts);
+        // Listed under the folder's lock, and held to the end: a snapshot
+        // being made there is finished first (its base is never deleted
+        // under it), and a second rotation waits instead of deleting the
+        // same snapshots. A missing folder gets `list`'s own error.
+        let _folder_lock = if dir.is_dir() {
+            Some(lock_folder(&dir, ctx, "rotating it")?)
+        } else {
+            None
+        };
         let listing = list(&dir, &p.latest)?;
         let plan = select(p, &listing, now);
         if !plan.snapshots.is_empty() {
