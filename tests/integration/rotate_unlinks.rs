@@ -281,3 +281,47 @@ fn a_rotation_waits_while_another_run_holds_the_snapshot_folder() {
         "the rotation's log says it waited: {said}"
     );
 }
+
+/// SIGTERM twice (as GNU `timeout` sends it) to a rotation waiting for
+/// the folder's lock: it stops without deleting anything, exit 143, and a
+/// resume rotates.
+#[test]
+fn a_rotation_stopped_by_two_sigterms_while_waiting_deletes_nothing_and_resumes() {
+    use rustix::fs::{FlockOperation, flock};
+    let s = Scratch::new();
+    two_nights_and_a_rotation(&s);
+    let names = crate::harness::snapshot_names(&s.path().join("snaps"));
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(s.path().join("snaps/.ward-snapshot.lock"))
+        .expect("the snapshot made the lock file");
+    flock(&lock, FlockOperation::NonBlockingLockExclusive).expect("lock");
+    let mut rotating = s
+        .ward()
+        .args(["run", "rot.yml"])
+        .env("WARD_NOW", &night(3))
+        .spawn();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    for _ in 0..2 {
+        let pid = rustix::process::Pid::from_raw(rotating.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = rotating.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    drop(lock);
+    assert_eq!(
+        crate::harness::snapshot_names(&s.path().join("snaps")),
+        names,
+        "a stopped rotation deleted a snapshot"
+    );
+    s.ward()
+        .args(["resume", "last"])
+        .env("WARD_NOW", &night(3))
+        .run()
+        .expect_code(0);
+    assert_eq!(
+        crate::harness::snapshot_names(&s.path().join("snaps")),
+        names[1..].to_vec()
+    );
+}
