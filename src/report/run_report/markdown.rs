@@ -211,6 +211,9 @@ fn what(s: &StepReport) -> String {
 fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Result {
     let rec = &s.record;
     writeln!(out, "### {} ({})\n", md_code(&rec.id), rec.state)?;
+    if let Some(items) = &s.items {
+        writeln!(out, "- {}", md(&items.counts.line()))?;
+    }
     if let Some(reason) = s.reason() {
         writeln!(out, "- reason: {}", md(reason))?;
     }
@@ -264,7 +267,6 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
         writeln!(out, "  {fence}")?;
     }
     if let Some(items) = &s.items {
-        writeln!(out, "- {}", md(&items.counts.line()))?;
         if !items.failed.is_empty() {
             writeln!(
                 out,
