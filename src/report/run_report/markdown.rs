@@ -266,33 +266,33 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
         }
         writeln!(out, "  {fence}")?;
     }
-    if let Some(items) = &s.items {
-        if !items.failed.is_empty() {
+    if let Some(items) = &s.items
+        && !items.failed.is_empty()
+    {
+        writeln!(
+            out,
+            "\n| item | key | exit | attempts | why | log |\n|---|---|---|---|---|---|"
+        )?;
+        for it in items.failed.iter().take(super::html::MAX_FAILED_ROWS) {
             writeln!(
                 out,
-                "\n| item | key | exit | attempts | why | log |\n|---|---|---|---|---|---|"
+                "| {} | {} | {} | {} | {} | {} |",
+                it.position + 1,
+                md_code(&it.key),
+                it.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                it.attempts,
+                it.message.as_deref().map_or(String::new(), md),
+                it.log_path.as_deref().map_or(String::new(), md_code)
             )?;
-            for it in items.failed.iter().take(super::html::MAX_FAILED_ROWS) {
-                writeln!(
-                    out,
-                    "| {} | {} | {} | {} | {} | {} |",
-                    it.position + 1,
-                    md_code(&it.key),
-                    it.exit_code.map_or("-".to_owned(), |c| c.to_string()),
-                    it.attempts,
-                    it.message.as_deref().map_or(String::new(), md),
-                    it.log_path.as_deref().map_or(String::new(), md_code)
-                )?;
-            }
-            if items.failed.len() > super::html::MAX_FAILED_ROWS {
-                writeln!(
-                    out,
-                    "\nand {} more failed items: `ward items {} --step {} --status failed` lists them all.",
-                    items.failed.len() - super::html::MAX_FAILED_ROWS,
-                    r.run.id,
-                    crate::shell::quote(&rec.id)
-                )?;
-            }
+        }
+        if items.failed.len() > super::html::MAX_FAILED_ROWS {
+            writeln!(
+                out,
+                "\nand {} more failed items: `ward items {} --step {} --status failed` lists them all.",
+                items.failed.len() - super::html::MAX_FAILED_ROWS,
+                r.run.id,
+                crate::shell::quote(&rec.id)
+            )?;
         }
     }
     writeln!(out)
