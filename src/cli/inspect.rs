@@ -52,15 +52,18 @@ fn print_json(value: &serde_json::Value) -> Result<(), WardError> {
 }
 
 pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
-    let (run, steps, attempts) = block_on(async {
+    let (run, steps, attempts, items) = block_on(async {
         let session = StateSession::open(args.state.state.as_deref(), Access::Read).await?;
         let run = find_run(&session, args.run_id.as_deref()).await?;
         let steps = session.store.steps(&run.id).await?;
         let attempts = session.store.attempts(&run.id, None).await?;
-        Ok::<_, WardError>((run, steps, attempts))
+        // Counted in Rust (`report::item_counts`): 10,000 items read and
+        // counted take milliseconds, well under what `status` may cost.
+        let items = session.store.items(&run.id, None, None).await?;
+        Ok::<_, WardError>((run, steps, attempts, items))
     })??;
     if args.json {
-        let json = status_json(&run, &steps, &attempts, args.state.state.as_deref())
+        let json = status_json(&run, &steps, &attempts, &items, args.state.state.as_deref())
             .map_err(|e| WardError::Internal(format!("cannot print the run as JSON: {e}")))?;
         print_json(&json)?;
     } else {
@@ -71,6 +74,7 @@ pub(super) fn status(args: &StatusArgs) -> Result<i32, WardError> {
             &run,
             &steps,
             &attempts,
+            &items,
             Style::stdout(),
             args.state.state.as_deref(),
         )?;

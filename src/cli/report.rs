@@ -77,13 +77,9 @@ async fn build(store: &dyn Store, run_id: &str) -> Result<RunReport, WardError> 
     let steps = store.steps(run_id).await?;
     let attempts = store.attempts(run_id, None).await?;
     let events = store.events(run_id).await?;
-    Ok(RunReport::build(
-        run,
-        steps,
-        attempts,
-        events,
-        crate::clock::wall_ms(),
-    ))
+    // The items of its `for_each` steps: counts, failed items, timeline.
+    let items = store.items(run_id, None, None).await?;
+    Ok(RunReport::build(run, steps, attempts, events, crate::clock::wall_ms()).with_items(items))
 }
 
 /// The report in `format`, as text.

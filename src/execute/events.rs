@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::StopSignal;
 use crate::progress::Progress;
-use crate::state::{RunState, StepState};
+use crate::state::{ItemState, RunState, StepState};
 
 /// How an attempt or step ended, for reporters.
 #[derive(Clone, Debug)]
@@ -66,6 +66,19 @@ pub enum Event<'a> {
     },
     /// An attempt ended.
     StepFinished(StepEnd<'a>),
+    /// An item of a `for_each` step ended: its attempt succeeded or failed,
+    /// or it was stopped (`Pending` again). Reporters count these; they
+    /// print nothing per item (10,000 items must not mean 10,000 lines).
+    ItemFinished {
+        /// The `for_each` step.
+        step: &'a str,
+        /// The item's key.
+        key: &'a str,
+        /// Its new state.
+        state: ItemState,
+        /// Items in the step's list.
+        total: usize,
+    },
     /// A step will not run.
     StepSkipped {
         /// The step.

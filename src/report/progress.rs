@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::Style;
 use crate::execute::{Event, Reporter, StepEnd};
 use crate::progress::{Progress, Sample};
-use crate::state::{RunState, StepState};
+use crate::state::{ItemState, RunState, StepState};
 
 /// Human-friendly duration: `850ms`, `4.2s`, `3m12s`, `1h02m`.
 pub fn fmt_duration(d: Duration) -> String {
@@ -183,6 +183,18 @@ struct RunningStep {
     /// Where the rate for the ETA is measured from: the counters'
     /// generation, when it was first seen, and the amount done then.
     rate_from: Option<(u64, Instant, u64)>,
+    /// A `for_each` step's items, once one of them ended.
+    items: Option<ItemTally>,
+}
+
+/// The items of a running `for_each` step, as their ends were reported
+/// ([`Event::ItemFinished`]): the items this ward ran, so after a resume
+/// `done` counts this run's items of the step's `total`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ItemTally {
+    total: usize,
+    done: usize,
+    failed: usize,
 }
 
 /// Live progress: every start, end, skip and (optionally) output line; and
@@ -333,7 +345,24 @@ impl<W: Write> ProgressReporter<W> {
                     progress: progress.cloned(),
                     printed: now,
                     rate_from: None,
+                    items: None,
                 });
+            }
+            Event::ItemFinished {
+                step, state, total, ..
+            } => {
+                if let Some(r) = self.running.iter_mut().find(|r| r.step == *step) {
+                    let t = r.items.get_or_insert_with(ItemTally::default);
+                    t.total = *total;
+                    // A stopped item (pending again) did not end: it runs
+                    // again on a resume.
+                    if matches!(state, ItemState::Succeeded | ItemState::Failed) {
+                        t.done += 1;
+                    }
+                    if *state == ItemState::Failed {
+                        t.failed += 1;
+                    }
+                }
             }
             Event::StepFinished(end) => {
                 self.running.retain(|r| r.step != end.step);
@@ -351,7 +380,29 @@ impl RunningStep {
     /// `running 1m20s, 12,345 files, 1.2 GB of 4.0 GB (30%), ETA 2m10s`
     /// (plain) or the same with `·` between the parts (live).
     fn describe(&mut self, now: Instant, plain: bool) -> String {
-        let mut parts = vec![fmt_elapsed(now.duration_since(self.started))];
+        let elapsed = now.duration_since(self.started);
+        let mut parts = vec![fmt_elapsed(elapsed)];
+        if let Some(t) = self.items {
+            parts.push(format!(
+                "{}/{} items",
+                thousands(t.done as u64),
+                thousands(t.total as u64)
+            ));
+            if t.failed > 0 {
+                parts.push(format!("{} failed", thousands(t.failed as u64)));
+            }
+            // Over the step's time so far; an ETA only after a second of it.
+            let secs = elapsed.as_secs_f64();
+            if secs >= 1.0 && t.done > 0 {
+                let rate = t.done as f64 / secs;
+                parts.push(format!("{} items/s", super::runs::fmt_rate(rate)));
+                let left = t.total.saturating_sub(t.done);
+                if left > 0 {
+                    let eta = (left as f64 / rate).ceil().min(1e7) as u64;
+                    parts.push(format!("ETA {}", fmt_elapsed(Duration::from_secs(eta))));
+                }
+            }
+        }
         if let Some(p) = &self.progress {
             let s = p.sample();
             if let Some(phase) = s.phase {
@@ -493,6 +544,10 @@ impl<W: Write> Reporter for ProgressReporter<W> {
         let s = self.style;
         self.follow(e);
         match e {
+            // Counted only: shown by the live lines (redrawn at the next
+            // tick) or the next plain line; never a line or an erase per
+            // item.
+            Event::ItemFinished { .. } => return,
             // The question is written by the executor; nothing is drawn
             // or printed until it is answered, so it stays readable.
             Event::ConfirmAsked { .. } => {
@@ -517,7 +572,9 @@ impl<W: Write> Reporter for ProgressReporter<W> {
         let mut out: Vec<u8> = Vec::new();
         // A closed terminal must not stop the run: ignore write errors.
         let _ = match e {
-            Event::ConfirmAsked { .. } | Event::ConfirmAnswered { .. } => Ok(()),
+            Event::ConfirmAsked { .. }
+            | Event::ConfirmAnswered { .. }
+            | Event::ItemFinished { .. } => Ok(()),
             Event::RunStarted {
                 run_id,
                 playbook,
@@ -794,6 +851,7 @@ mod tests {
             progress,
             printed: started,
             rate_from: None,
+            items: None,
         }
     }
 
@@ -862,6 +920,100 @@ mod tests {
              ▶ a-step-with-a-rather-long-name-indeed\n\
              [0/2] a-step-with-a-rather-long-name-i…\n\
              \x1b[1A\x1b[Ja-step-with-a-rather-long-name-indeed │ hello\n"
+        );
+    }
+
+    fn fan_started(r: &mut ProgressReporter<&mut Vec<u8>>) {
+        r.event(&Event::RunStarted {
+            run_id: "r1",
+            playbook: "p",
+            resumed: false,
+            kept: 0,
+            total: 1,
+        });
+        r.event(&Event::StepStarted {
+            step: "each",
+            attempt: 1,
+            of: 1,
+            progress: None,
+        });
+    }
+
+    fn item(r: &mut ProgressReporter<&mut Vec<u8>>, key: &str, state: ItemState) {
+        r.event(&Event::ItemFinished {
+            step: "each",
+            key,
+            state,
+            total: 10_000,
+        });
+    }
+
+    #[test]
+    fn item_ends_are_counted_silently_and_shown_in_the_next_plain_line() {
+        let mut out = Vec::new();
+        {
+            let mut r = ProgressReporter::new(&mut out, Style::plain()).periodic(Duration::ZERO);
+            fan_started(&mut r);
+            for k in 0..3_000 {
+                let state = if k % 1_000 == 7 {
+                    ItemState::Failed
+                } else {
+                    ItemState::Succeeded
+                };
+                item(&mut r, &format!("u{k}"), state);
+            }
+            // Stopped by a signal: pending again, not done.
+            item(&mut r, "u-stopped", ItemState::Pending);
+            r.tick();
+        }
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        // 3,001 item ends: no line of their own; one periodic line says them.
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[2],
+            "[0/1] each running 0s, 3,000/10,000 items, 3 failed"
+        );
+    }
+
+    #[test]
+    fn a_running_fan_out_shows_its_rate_and_eta_after_a_second() {
+        let t0 = Instant::now();
+        let mut r = step(None, t0);
+        r.items = Some(ItemTally {
+            total: 1_000,
+            done: 250,
+            failed: 2,
+        });
+        assert_eq!(
+            r.describe(t0 + Duration::from_millis(500), true),
+            "running 0s, 250/1,000 items, 2 failed"
+        );
+        // 250 in 10 s: 25/s, 750 left: 30 s.
+        assert_eq!(
+            r.describe(t0 + Duration::from_secs(10), false),
+            "10s · 250/1,000 items · 2 failed · 25.0 items/s · ETA 30s"
+        );
+    }
+
+    #[test]
+    fn item_ends_do_not_erase_the_live_lines() {
+        let mut out = Vec::new();
+        {
+            let mut r = ProgressReporter::new(&mut out, Style::plain()).redrawing(80, 24);
+            fan_started(&mut r);
+            r.tick();
+            for k in 0..50 {
+                item(&mut r, &format!("u{k}"), ItemState::Succeeded);
+            }
+            r.tick();
+        }
+        let text = String::from_utf8(out).expect("utf-8");
+        // One erase: the redraw with the new count, none per item.
+        assert_eq!(text.matches("\x1b[1A\x1b[J").count(), 1, "{text:?}");
+        assert!(
+            text.ends_with("[0/1] each 0s · 50/10,000 items\n"),
+            "{text:?}"
         );
     }
 

@@ -1,12 +1,177 @@
 //! `ward status` and `ward runs` for people and machines.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::progress::thousands;
 use super::{Style, fmt_duration};
-use crate::state::{AttemptRecord, RunRecord, RunState, StepRecord, StepState};
+use crate::state::{
+    AttemptRecord, ItemRecord, ItemState, RunRecord, RunState, StepRecord, StepState,
+};
+
+/// A `for_each` step's items counted by state, the rate at which they
+/// ended, and (while the step runs) an estimate of the time left. Counted
+/// in one pass over the recorded items (`Store::items`): 10,000 items are
+/// a few milliseconds, so `ward status` needs no query of its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ItemCounts {
+    /// Items in the step's list.
+    pub total: u64,
+    /// Items that succeeded (in this run or, kept by a resume, before).
+    pub succeeded: u64,
+    /// Items whose attempt failed.
+    pub failed: u64,
+    /// Items running now (for a run whose ward is gone: whose end was
+    /// not recorded).
+    pub running: u64,
+    /// Items not started yet (`pending`): what is left besides `running`.
+    pub pending: u64,
+    /// Items not started because the run failed elsewhere.
+    pub skipped: u64,
+    /// Items that ended (succeeded or failed) during the step's last
+    /// attempt: what the rate counts (a resume does not count the items
+    /// an earlier attempt ran).
+    pub ended: u64,
+    /// The time the rate is measured over: the step's last attempt from
+    /// its start to its end, or to now while it runs.
+    pub elapsed_ms: Option<u64>,
+    /// `ended` per second of `elapsed_ms`; `None` before any item ended.
+    pub rate_per_s: Option<f64>,
+    /// While the step runs: the items left (pending and running) at that
+    /// rate, in ms.
+    pub eta_ms: Option<u64>,
+}
+
+impl ItemCounts {
+    /// Items that will still run in this attempt: not started or running.
+    pub fn left(&self) -> u64 {
+        self.pending + self.running
+    }
+
+    /// `items of 12: 6 succeeded, 2 failed, 1 running, 3 left · 3.4 items/s
+    /// · ETA 1s` (skipped only when there are some).
+    pub fn line(&self) -> String {
+        let mut text = format!(
+            "items of {}: {} succeeded, {} failed, {} running, {} left",
+            thousands(self.total),
+            thousands(self.succeeded),
+            thousands(self.failed),
+            thousands(self.running),
+            thousands(self.pending)
+        );
+        if self.skipped > 0 {
+            text.push_str(&format!(", {} skipped", thousands(self.skipped)));
+        }
+        if let Some(rate) = self.rate_per_s {
+            text.push_str(&format!(" · {} items/s", fmt_rate(rate)));
+        }
+        if let Some(eta) = self.eta_ms {
+            text.push_str(&format!(
+                " · ETA {}",
+                fmt_duration(Duration::from_millis(eta))
+            ));
+        }
+        text
+    }
+}
+
+/// A rate with as many decimals as it needs to say something: `0.25`,
+/// `3.4`, `152`.
+pub fn fmt_rate(rate: f64) -> String {
+    if rate >= 100.0 {
+        format!("{rate:.0}")
+    } else if rate >= 10.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.2}")
+    }
+}
+
+/// The items of each `for_each` step of a run, counted (by step id; steps
+/// without recorded items are not in it). `now` is where a live step's
+/// time so far ends.
+pub fn item_counts(
+    run: &RunRecord,
+    steps: &[StepRecord],
+    attempts: &[AttemptRecord],
+    items: &[ItemRecord],
+    now: i64,
+) -> HashMap<String, ItemCounts> {
+    let mut out: HashMap<String, ItemCounts> = HashMap::new();
+    if items.is_empty() {
+        return out;
+    }
+    let live = run.state == RunState::Running && !recorded_running_but_gone(run);
+    // Each step's last attempt: the window its rate is measured over.
+    let mut last: HashMap<&str, &AttemptRecord> = HashMap::new();
+    for a in attempts {
+        let e = last.entry(a.step_id.as_str()).or_insert(a);
+        if a.attempt > e.attempt {
+            *e = a;
+        }
+    }
+    let running: HashMap<&str, bool> = steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.state == StepState::Running))
+        .collect();
+    // Items come grouped by step: one lookup per step, not per item.
+    let mut current: Option<(&str, Option<i64>)> = None;
+    let mut latest_end: HashMap<&str, i64> = HashMap::new();
+    for it in items {
+        let from = match current {
+            Some((id, from)) if id == it.step_id => from,
+            _ => {
+                let from = last.get(it.step_id.as_str()).map(|a| a.started_at);
+                current = Some((it.step_id.as_str(), from));
+                from
+            }
+        };
+        let c = out.entry(it.step_id.clone()).or_default();
+        c.total += 1;
+        match it.state {
+            ItemState::Succeeded => c.succeeded += 1,
+            ItemState::Failed => c.failed += 1,
+            ItemState::Running => c.running += 1,
+            ItemState::Pending => c.pending += 1,
+            ItemState::Skipped => c.skipped += 1,
+        }
+        if matches!(it.state, ItemState::Succeeded | ItemState::Failed)
+            && let (Some(from), Some(end)) = (from, it.finished_at)
+            && end >= from
+        {
+            c.ended += 1;
+            let e = latest_end.entry(it.step_id.as_str()).or_insert(end);
+            *e = (*e).max(end);
+        }
+    }
+    for (id, c) in &mut out {
+        let Some(a) = last.get(id.as_str()) else {
+            continue;
+        };
+        let step_running = running.get(id.as_str()).copied().unwrap_or(false);
+        // Over the whole attempt once it ended; to now while it runs; for
+        // a run whose ward is gone, to the last item's recorded end.
+        let end = a
+            .finished_at
+            .or_else(|| (live && step_running).then_some(now))
+            .or_else(|| latest_end.get(id.as_str()).copied());
+        let Some(end) = end else { continue };
+        let elapsed = (end - a.started_at).max(0) as u64;
+        c.elapsed_ms = Some(elapsed);
+        if c.ended > 0 && elapsed > 0 {
+            let rate = c.ended as f64 * 1000.0 / elapsed as f64;
+            c.rate_per_s = Some(rate);
+            if live && step_running && a.finished_at.is_none() && c.left() > 0 {
+                c.eta_ms = Some((c.left() as f64 / rate * 1000.0).ceil().min(1e12) as u64);
+            }
+        }
+    }
+    out
+}
 
 /// Unix milliseconds as local `YYYY-MM-DD HH:MM:SS`.
 pub fn local_time(ms: i64) -> String {
@@ -101,9 +266,11 @@ pub fn render_status(
     run: &RunRecord,
     steps: &[StepRecord],
     attempts: &[AttemptRecord],
+    items: &[ItemRecord],
     style: Style,
     state: Option<&std::path::Path>,
 ) -> io::Result<()> {
+    let counts = item_counts(run, steps, attempts, items, crate::clock::wall_ms());
     let good = run.state == RunState::Succeeded;
     let bad = matches!(
         run.state,
@@ -186,6 +353,14 @@ pub fn render_status(
                 })
                 .unwrap_or("-")
         )?;
+        if let Some(c) = counts.get(&s.id) {
+            writeln!(
+                out,
+                "  {:<width$}  {}",
+                "",
+                style.dim(&format!("↳ {}", c.line()))
+            )?;
+        }
         if let Some(reason) = s
             .reason
             .as_deref()
@@ -271,13 +446,16 @@ pub fn runs_json(runs: &[RunRecord]) -> serde_json::Result<Value> {
 
 /// `ward status --json`. A record that cannot be turned into JSON is an
 /// error, never a `null` in its place. A live run's running steps have
-/// `running_ms`: how long their current attempt has run so far.
+/// `running_ms`: how long their current attempt has run so far; `for_each`
+/// steps have `items` ([`ItemCounts`]).
 pub fn status_json(
     run: &RunRecord,
     steps: &[StepRecord],
     attempts: &[AttemptRecord],
+    items: &[ItemRecord],
     state: Option<&std::path::Path>,
 ) -> serde_json::Result<Value> {
+    let counts = item_counts(run, steps, attempts, items, crate::clock::wall_ms());
     let steps = steps
         .iter()
         .map(|s| {
@@ -292,6 +470,9 @@ pub fn status_json(
                 .filter(|a| a.step_id == s.id)
                 .map(attempt_json)
                 .collect::<serde_json::Result<Value>>()?;
+            if let Some(c) = counts.get(&s.id) {
+                v["items"] = serde_json::to_value(c)?;
+            }
             Ok(v)
         })
         .collect::<serde_json::Result<Vec<Value>>>()?;

@@ -11,7 +11,11 @@
 use std::fmt::Write as _;
 
 use super::text::{attempt_end, detail_lines, duration, offset, time, value_text, xml};
-use super::{RunReport, StepReport, outcome_class, run_class, state_class};
+use super::{RunReport, StepItems, StepReport, outcome_class, run_class, state_class};
+
+/// The most failed items a report lists one row each (the rest are
+/// counted; `ward items RUN --status failed` lists them all).
+pub(super) const MAX_FAILED_ROWS: usize = 200;
 
 const STYLE: &str = "
 body { font-family: sans-serif; margin: 2em auto; max-width: 1000px; color: #222222; padding: 0 1em; }
@@ -322,5 +326,85 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
                 .join("\n")
         )?;
     }
-    writeln!(out, "</ul>")
+    writeln!(out, "</ul>")?;
+    if let Some(items) = &s.items {
+        items_section(out, r, &rec.id, items)?;
+    }
+    Ok(())
+}
+
+/// A `for_each` step's items: counts, the strip, the failed items.
+fn items_section(
+    out: &mut String,
+    r: &RunReport,
+    step: &str,
+    items: &StepItems,
+) -> std::fmt::Result {
+    let c = &items.counts;
+    writeln!(
+        out,
+        r#"<p class="item-counts" data-step="{}" data-total="{}" data-succeeded="{}" data-failed="{}" data-running="{}" data-pending="{}" data-skipped="{}">{}</p>"#,
+        xml(step),
+        c.total,
+        c.succeeded,
+        c.failed,
+        c.running,
+        c.pending,
+        c.skipped,
+        xml(&c.line())
+    )?;
+    let strip = &items.strip;
+    if !strip.bars.is_empty() || !strip.buckets.is_empty() {
+        writeln!(out, "<figure>")?;
+        out.push_str(&super::svg::render_items(step, strip));
+        let how = if strip.bars.is_empty() {
+            format!(
+                "How many items ended in each {} of the time axis, by state (too many items for a bar each)",
+                duration(strip.buckets.first().map(|b| b.end_ms - b.start_ms))
+            )
+        } else {
+            format!(
+                "Each bar is one item's last attempt; items that ran at the same time are side by side ({} lane(s))",
+                strip.lanes
+            )
+        };
+        writeln!(
+            out,
+            "<figcaption>{how}; time from the first item's start ({}).</figcaption>",
+            xml(&time(Some(strip.origin)))
+        )?;
+        writeln!(out, "</figure>")?;
+    }
+    if items.failed.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        r#"<table class="failed-items" data-step="{}"><tr><th>item</th><th>key</th><th>exit</th><th>attempts</th><th>why</th><th>log</th></tr>"#,
+        xml(step)
+    )?;
+    for it in items.failed.iter().take(MAX_FAILED_ROWS) {
+        writeln!(
+            out,
+            r#"<tr data-key="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            xml(&it.key),
+            it.position + 1,
+            code(&it.key),
+            it.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+            it.attempts,
+            it.message.as_deref().map_or(String::new(), xml),
+            it.log_path.as_deref().map_or(String::new(), code)
+        )?;
+    }
+    writeln!(out, "</table>")?;
+    if items.failed.len() > MAX_FAILED_ROWS {
+        writeln!(
+            out,
+            "<p>and {} more failed items: <code>ward items {} --step {} --status failed</code> lists them all.</p>",
+            items.failed.len() - MAX_FAILED_ROWS,
+            xml(&r.run.id),
+            xml(&crate::shell::quote(step))
+        )?;
+    }
+    Ok(())
 }

@@ -12,13 +12,33 @@ use crate::report::{json_time, status_json};
 pub fn render(r: &RunReport) -> serde_json::Result<Value> {
     let records: Vec<_> = r.steps.iter().map(|s| s.record.clone()).collect();
     let attempts: Vec<_> = r.steps.iter().flat_map(|s| s.attempts.clone()).collect();
-    let mut v = status_json(&r.run, &records, &attempts, None)?;
+    // The items were counted when the report was built (`with_items`).
+    let mut v = status_json(&r.run, &records, &attempts, &[], None)?;
     if let Some(steps) = v["steps"].as_array_mut() {
         for (step, s) in steps.iter_mut().zip(&r.steps) {
             step["name"] = json!(s.definition.name);
             step["action"] = json!(s.definition.action);
             step["summary"] = json!(s.definition.what);
             step["output_tail"] = json!(s.failure_tail);
+            if let Some(items) = &s.items {
+                step["items"] = serde_json::to_value(&items.counts)?;
+                step["failed_items"] = items
+                    .failed
+                    .iter()
+                    .map(|it| {
+                        json!({
+                            "key": it.key,
+                            "position": it.position,
+                            "exit_code": it.exit_code,
+                            "attempts": it.attempts,
+                            "message": it.message,
+                            "log_path": it.log_path,
+                            "started_at": json_time(it.started_at),
+                            "finished_at": json_time(it.finished_at),
+                        })
+                    })
+                    .collect();
+            }
         }
     }
     v["vars"] = match &r.vars {

@@ -211,6 +211,9 @@ fn what(s: &StepReport) -> String {
 fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Result {
     let rec = &s.record;
     writeln!(out, "### {} ({})\n", md_code(&rec.id), rec.state)?;
+    if let Some(items) = &s.items {
+        writeln!(out, "- {}", md(&items.counts.line()))?;
+    }
     if let Some(reason) = s.reason() {
         writeln!(out, "- reason: {}", md(reason))?;
     }
@@ -262,6 +265,35 @@ fn step_section(out: &mut String, r: &RunReport, s: &StepReport) -> std::fmt::Re
             writeln!(out, "  {line}")?;
         }
         writeln!(out, "  {fence}")?;
+    }
+    if let Some(items) = &s.items
+        && !items.failed.is_empty()
+    {
+        writeln!(
+            out,
+            "\n| item | key | exit | attempts | why | log |\n|---|---|---|---|---|---|"
+        )?;
+        for it in items.failed.iter().take(super::html::MAX_FAILED_ROWS) {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                it.position + 1,
+                md_code(&it.key),
+                it.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                it.attempts,
+                it.message.as_deref().map_or(String::new(), md),
+                it.log_path.as_deref().map_or(String::new(), md_code)
+            )?;
+        }
+        if items.failed.len() > super::html::MAX_FAILED_ROWS {
+            writeln!(
+                out,
+                "\nand {} more failed items: `ward items {} --step {} --status failed` lists them all.",
+                items.failed.len() - super::html::MAX_FAILED_ROWS,
+                r.run.id,
+                crate::shell::quote(&rec.id)
+            )?;
+        }
     }
     writeln!(out)
 }

@@ -18,8 +18,10 @@ mod text;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::report::runs::{ItemCounts, item_counts};
 use crate::state::{
-    AttemptOutcome, AttemptRecord, EventRecord, RunRecord, RunState, StepRecord, StepState,
+    AttemptOutcome, AttemptRecord, EventRecord, ItemRecord, ItemState, RunRecord, RunState,
+    StepRecord, StepState,
 };
 
 pub use html::render as render_html;
@@ -113,6 +115,158 @@ pub struct StepReport {
     /// not succeed (control characters written out; empty when there was
     /// no output, or the log is gone).
     pub failure_tail: Vec<String>,
+    /// A `for_each` step's items (`None` for other steps, and for a
+    /// fan-out step whose items were never listed).
+    pub items: Option<StepItems>,
+}
+
+/// What a report shows of a `for_each` step's items.
+#[derive(Clone, Debug)]
+pub struct StepItems {
+    /// Counted by state, with the rate (as `ward status`).
+    pub counts: ItemCounts,
+    /// The failed items, in list order.
+    pub failed: Vec<ItemRecord>,
+    /// The items' timeline.
+    pub strip: ItemStrip,
+}
+
+/// The most items drawn one bar each; a step with more is drawn as
+/// [`ItemStrip::buckets`], so that 10,000 items make a picture of a few
+/// kilobytes, not megabytes.
+pub const MAX_ITEM_BARS: usize = 200;
+/// The most lanes of item bars (items that ran at once); more are drawn as
+/// buckets too, so the picture stays a strip.
+pub const MAX_ITEM_LANES: usize = 24;
+/// How many time buckets a strip of many items has.
+pub const ITEM_BUCKETS: usize = 100;
+
+/// A `for_each` step's items on a time axis of their own: from the first
+/// item's start to the last one's end (items are many and short; on the
+/// run's axis they would be a smudge).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemStrip {
+    /// Time 0 of the axis (Unix ms).
+    pub origin: i64,
+    /// The axis' end, ms after `origin` (at least 1).
+    pub span_ms: i64,
+    /// One bar per item that started, in lanes (at most
+    /// [`MAX_ITEM_BARS`] items and [`MAX_ITEM_LANES`] lanes); else empty.
+    pub bars: Vec<ItemBar>,
+    /// How many lanes the bars need.
+    pub lanes: usize,
+    /// With more items: how many ended in each slice of the axis, by
+    /// state; else empty.
+    pub buckets: Vec<ItemBucket>,
+}
+
+/// One item on the strip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemBar {
+    /// Its key.
+    pub key: String,
+    /// Start and end, ms after the strip's origin (a running item ends
+    /// at the report's time, or the run's end).
+    pub start_ms: i64,
+    /// End.
+    pub end_ms: i64,
+    /// Its state.
+    pub state: ItemState,
+    /// Its lane, from 0 at the top.
+    pub lane: usize,
+}
+
+/// The items that ended in one slice of the strip's axis.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemBucket {
+    /// The slice, ms after the strip's origin.
+    pub start_ms: i64,
+    /// Its end.
+    pub end_ms: i64,
+    /// Items that succeeded in it.
+    pub succeeded: u64,
+    /// Items that failed in it.
+    pub failed: u64,
+    /// Items stopped in it (pending again, for a resume).
+    pub stopped: u64,
+    /// Items still running (or whose end was not recorded): in the last
+    /// slice.
+    pub running: u64,
+}
+
+impl ItemStrip {
+    fn build(items: &[ItemRecord], open_end: i64) -> Option<ItemStrip> {
+        // Items that ran: a start, and an end (or still running).
+        let ran: Vec<(&ItemRecord, i64, i64)> = items
+            .iter()
+            .filter_map(|it| {
+                let start = it.started_at?;
+                let end = match it.state {
+                    ItemState::Running => open_end.max(start),
+                    _ => it.finished_at?.max(start),
+                };
+                Some((it, start, end))
+            })
+            .collect();
+        let origin = ran.iter().map(|r| r.1).min()?;
+        let span_ms = ran.iter().map(|r| r.2 - origin).max().unwrap_or(0).max(1);
+        let mut bars: Vec<ItemBar> = Vec::new();
+        let mut lanes = 0;
+        if ran.len() <= MAX_ITEM_BARS {
+            bars = ran
+                .iter()
+                .map(|(it, start, end)| ItemBar {
+                    key: it.key.clone(),
+                    start_ms: start - origin,
+                    end_ms: end - origin,
+                    state: it.state,
+                    lane: 0,
+                })
+                .collect();
+            bars.sort_by_key(|b| (b.start_ms, b.end_ms));
+            let spans: Vec<(i64, i64)> = bars.iter().map(|b| (b.start_ms, b.end_ms)).collect();
+            let (chosen, n) = lanes_for(&spans);
+            for (b, lane) in bars.iter_mut().zip(chosen) {
+                b.lane = lane;
+            }
+            lanes = n;
+            if lanes > MAX_ITEM_LANES {
+                bars.clear();
+                lanes = 0;
+            }
+        }
+        let mut buckets = Vec::new();
+        if bars.is_empty() {
+            let n = ITEM_BUCKETS as i64;
+            // Whole ms per slice, so slices meet exactly.
+            let width = (span_ms + n - 1) / n;
+            let slices = ((span_ms + width - 1) / width).max(1);
+            buckets = (0..slices)
+                .map(|k| ItemBucket {
+                    start_ms: k * width,
+                    end_ms: ((k + 1) * width).min(span_ms),
+                    ..ItemBucket::default()
+                })
+                .collect();
+            for (it, _, end) in &ran {
+                let k = (((end - origin) / width) as usize).min(buckets.len() - 1);
+                let b = &mut buckets[k];
+                match it.state {
+                    ItemState::Succeeded => b.succeeded += 1,
+                    ItemState::Failed => b.failed += 1,
+                    ItemState::Running => b.running += 1,
+                    ItemState::Pending | ItemState::Skipped => b.stopped += 1,
+                }
+            }
+        }
+        Some(ItemStrip {
+            origin,
+            span_ms,
+            bars,
+            lanes,
+            buckets,
+        })
+    }
 }
 
 /// How many lines of a failed attempt's output a report shows.
@@ -232,6 +386,52 @@ pub struct Downtime {
 }
 
 impl RunReport {
+    /// Adds the items of the run's `for_each` steps (`Store::items`, in
+    /// step order): their counts, failed items and timeline.
+    pub fn with_items(mut self, items: Vec<ItemRecord>) -> RunReport {
+        if items.is_empty() {
+            return self;
+        }
+        let records: Vec<StepRecord> = self.steps.iter().map(|s| s.record.clone()).collect();
+        let attempts: Vec<AttemptRecord> =
+            self.steps.iter().flat_map(|s| s.attempts.clone()).collect();
+        let mut counts = item_counts(&self.run, &records, &attempts, &items, self.generated_at);
+        let live =
+            self.run.state == RunState::Running && !super::recorded_running_but_gone(&self.run);
+        let open_end = if live {
+            self.generated_at
+        } else {
+            self.run.finished_at.unwrap_or(self.generated_at)
+        };
+        for s in &mut self.steps {
+            let Some(c) = counts.remove(&s.record.id) else {
+                continue;
+            };
+            // In list order (one pass per fan-out step; there are few).
+            let mine: Vec<ItemRecord> = items
+                .iter()
+                .filter(|it| it.step_id == s.record.id)
+                .cloned()
+                .collect();
+            s.items = Some(StepItems {
+                counts: c,
+                failed: mine
+                    .iter()
+                    .filter(|it| it.state == ItemState::Failed)
+                    .cloned()
+                    .collect(),
+                strip: ItemStrip::build(&mine, open_end).unwrap_or(ItemStrip {
+                    origin: 0,
+                    span_ms: 1,
+                    bars: Vec::new(),
+                    lanes: 0,
+                    buckets: Vec::new(),
+                }),
+            });
+        }
+        self
+    }
+
     /// The report of a run from its records; `now` (Unix ms) is when it is
     /// made, which is also where a live run's unfinished attempts end.
     pub fn build(
@@ -271,6 +471,7 @@ impl RunReport {
                     attempts: mine,
                     duration_ms,
                     failure_tail,
+                    items: None,
                 }
             })
             .collect();
@@ -488,20 +689,32 @@ impl Timeline {
 /// lane. That uses as few lanes as attempts ever overlap, and keeps a
 /// chain of steps in one lane. Returns the number of lanes.
 fn assign_lanes(bars: &mut [Bar]) -> usize {
+    let spans: Vec<(i64, i64)> = bars.iter().map(|b| (b.start_ms, b.end_ms)).collect();
+    let (chosen, n) = lanes_for(&spans);
+    for (bar, lane) in bars.iter_mut().zip(chosen) {
+        bar.lane = lane;
+    }
+    n
+}
+
+/// The lane of each `(start, end)` span (sorted by start), as
+/// [`assign_lanes`] chooses them, and how many lanes there are.
+fn lanes_for(spans: &[(i64, i64)]) -> (Vec<usize>, usize) {
     let mut lane_ends: Vec<i64> = Vec::new();
-    for bar in bars.iter_mut() {
-        match lane_ends.iter().position(|end| *end <= bar.start_ms) {
+    let mut chosen = Vec::with_capacity(spans.len());
+    for &(start, end) in spans {
+        match lane_ends.iter().position(|e| *e <= start) {
             Some(lane) => {
-                bar.lane = lane;
-                lane_ends[lane] = bar.end_ms;
+                chosen.push(lane);
+                lane_ends[lane] = end;
             }
             None => {
-                bar.lane = lane_ends.len();
-                lane_ends.push(bar.end_ms);
+                chosen.push(lane_ends.len());
+                lane_ends.push(end);
             }
         }
     }
-    lane_ends.len()
+    (chosen, lane_ends.len())
 }
 
 /// The downtime window: from the first attempt of the first `service.stop`

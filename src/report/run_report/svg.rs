@@ -12,8 +12,8 @@
 use std::fmt::Write as _;
 
 use super::text::{duration, offset, xml};
-use super::{Bar, Timeline, outcome_class};
-use crate::state::AttemptOutcome;
+use super::{Bar, ItemStrip, Timeline, outcome_class};
+use crate::state::{AttemptOutcome, ItemState};
 
 /// The picture's width in SVG units (pixels at 100%).
 const WIDTH: f64 = 960.0;
@@ -111,7 +111,7 @@ fn write_svg(out: &mut String, t: &Timeline) -> std::fmt::Result {
             TOP - 8.0
         )?;
     }
-    axis(out, t, &x, lanes_bottom)?;
+    axis(out, t.span_ms, &x, TOP, lanes_bottom)?;
     for &ms in &t.resumes {
         let xr = x(ms);
         writeln!(
@@ -231,8 +231,9 @@ pub(super) fn tick_label(ms: i64, step: i64) -> String {
 
 fn axis(
     out: &mut String,
-    t: &Timeline,
+    span_ms: i64,
     x: &dyn Fn(i64) -> f64,
+    top: f64,
     lanes_bottom: f64,
 ) -> std::fmt::Result {
     let y = lanes_bottom + 6.0;
@@ -241,15 +242,15 @@ fn axis(
         r##"<line class="axis" x1="{PAD}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555555"/>"##,
         WIDTH - PAD
     )?;
-    let step = tick_step(t.span_ms);
+    let step = tick_step(span_ms);
     let mut ms = 0;
-    while ms <= t.span_ms {
+    while ms <= span_ms {
         let tx = x(ms);
         let anchor = if ms == 0 { "start" } else { "middle" };
         writeln!(
             out,
             r##"<line class="tick" x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#dddddd"/><text class="tick-label" x="{tx:.1}" y="{:.1}" text-anchor="{anchor}" fill="#555555">{}</text>"##,
-            TOP - 4.0,
+            top - 4.0,
             y + 4.0,
             y + 18.0,
             xml(&tick_label(ms, step))
@@ -317,6 +318,163 @@ fn bar(
         )?;
     }
     writeln!(out, "</g>")
+}
+
+/// Height of one lane of item bars, and of an item's bar in it: items
+/// are many, so their lanes are thin.
+const ITEM_LANE: f64 = 12.0;
+const ITEM_BAR: f64 = 9.0;
+/// Height of the histogram of a strip of many items.
+const HISTOGRAM: f64 = 90.0;
+/// Height of the legend row above a strip.
+const ITEM_TOP: f64 = 30.0;
+
+/// The fill of an item by its state.
+fn item_colour(state: ItemState) -> &'static str {
+    match state {
+        ItemState::Succeeded => "#2e7d32",
+        ItemState::Failed => "#c62828",
+        ItemState::Running => "#78909c",
+        // Stopped by a signal: pending again.
+        ItemState::Pending | ItemState::Skipped => "#6a1b9a",
+    }
+}
+
+/// The word a strip's legend uses for a state (pending items on it were
+/// stopped: they ran, and will run again).
+fn item_word(state: ItemState) -> &'static str {
+    match state {
+        ItemState::Pending | ItemState::Skipped => "stopped",
+        s => s.as_str(),
+    }
+}
+
+/// A `for_each` step's items as one `<svg>` strip: a bar per item in
+/// lanes, or, for many items, a histogram of how many ended in each slice
+/// of the time axis, stacked by state.
+pub fn render_items(step: &str, strip: &ItemStrip) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_items(&mut out, step, strip);
+    out
+}
+
+fn write_items(out: &mut String, step: &str, s: &ItemStrip) -> std::fmt::Result {
+    let plot_h = if s.bars.is_empty() {
+        HISTOGRAM
+    } else {
+        s.lanes.max(1) as f64 * ITEM_LANE
+    };
+    let height = ITEM_TOP + plot_h + AXIS;
+    let plot_w = WIDTH - 2.0 * PAD;
+    let span = s.span_ms.max(1) as f64;
+    let x = |ms: i64| PAD + (ms.clamp(0, s.span_ms) as f64 / span) * plot_w;
+    let kind = if s.bars.is_empty() { "buckets" } else { "bars" };
+    writeln!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="items" data-step="{}" data-kind="{kind}" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="Items of step {} over {}" font-family="sans-serif" font-size="11">"##,
+        xml(step),
+        xml(step),
+        xml(&duration(Some(s.span_ms)))
+    )?;
+    writeln!(
+        out,
+        r##"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/><rect x="{PAD}" y="{ITEM_TOP}" width="{plot_w:.1}" height="{plot_h:.1}" fill="#f5f5f5"/>"##
+    )?;
+    let mut lx = PAD;
+    for state in [
+        ItemState::Succeeded,
+        ItemState::Failed,
+        ItemState::Pending,
+        ItemState::Running,
+    ] {
+        let word = item_word(state);
+        writeln!(
+            out,
+            r##"<rect x="{lx:.1}" y="8" width="10" height="10" fill="{}"/><text x="{:.1}" y="17" fill="#333333">{word}</text>"##,
+            item_colour(state),
+            lx + 14.0
+        )?;
+        lx += 14.0 + word.len() as f64 * CHAR + 14.0;
+    }
+    axis(out, s.span_ms, &x, ITEM_TOP, ITEM_TOP + plot_h)?;
+    for b in &s.bars {
+        let x0 = x(b.start_ms);
+        let w = (x(b.end_ms) - x0).max(MIN_BAR / 2.0);
+        let y = ITEM_TOP + b.lane as f64 * ITEM_LANE + (ITEM_LANE - ITEM_BAR) / 2.0;
+        writeln!(
+            out,
+            r##"<rect class="item {}" data-key="{}" data-start-ms="{}" data-end-ms="{}" x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{ITEM_BAR}" fill="{}"><title>{}</title></rect>"##,
+            item_word(b.state),
+            xml(&b.key),
+            b.start_ms,
+            b.end_ms,
+            item_colour(b.state),
+            xml(&format!(
+                "{}: {}, {} to {} ({})",
+                b.key,
+                item_word(b.state),
+                offset(b.start_ms),
+                offset(b.end_ms),
+                duration(Some(b.end_ms - b.start_ms))
+            ))
+        )?;
+    }
+    let most = s
+        .buckets
+        .iter()
+        .map(|b| b.succeeded + b.failed + b.stopped + b.running)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    for b in &s.buckets {
+        let total = b.succeeded + b.failed + b.stopped + b.running;
+        if total == 0 {
+            continue;
+        }
+        let x0 = x(b.start_ms);
+        let w = (x(b.end_ms) - x0).max(1.0);
+        write!(
+            out,
+            r##"<g class="bucket" data-start-ms="{}" data-end-ms="{}" data-succeeded="{}" data-failed="{}" data-stopped="{}" data-running="{}"><title>{}</title>"##,
+            b.start_ms,
+            b.end_ms,
+            b.succeeded,
+            b.failed,
+            b.stopped,
+            b.running,
+            xml(&format!(
+                "{} to {}: {} succeeded, {} failed, {} stopped, {} running",
+                offset(b.start_ms),
+                offset(b.end_ms),
+                b.succeeded,
+                b.failed,
+                b.stopped,
+                b.running
+            ))
+        )?;
+        // Stacked from the bottom: succeeded, then failed, stopped, running.
+        let mut y = ITEM_TOP + plot_h;
+        for (n, state) in [
+            (b.succeeded, ItemState::Succeeded),
+            (b.failed, ItemState::Failed),
+            (b.stopped, ItemState::Pending),
+            (b.running, ItemState::Running),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            let h = (n as f64 / most * plot_h).max(1.0);
+            y -= h;
+            write!(
+                out,
+                r##"<rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" fill="{}"/>"##,
+                item_colour(state)
+            )?;
+        }
+        writeln!(out, "</g>")?;
+    }
+    writeln!(out, "</svg>")
 }
 
 #[cfg(test)]

@@ -410,3 +410,104 @@ fn bidirectional_controls_are_written_out_in_every_rendering() {
         assert!(text.contains("\\u{202e}"), "{text}");
     }
 }
+
+fn item(key: &str, position: usize, state: ItemState, at: Option<(i64, i64)>) -> ItemRecord {
+    ItemRecord {
+        step_id: "each".into(),
+        key: key.into(),
+        position,
+        item: serde_json::json!(key),
+        state,
+        attempts: u32::from(at.is_some()),
+        exit_code: (state == ItemState::Failed).then_some(2),
+        message: None,
+        started_at: at.map(|a| T0 + a.0),
+        finished_at: at.filter(|_| state != ItemState::Running).map(|a| T0 + a.1),
+        log_path: None,
+    }
+}
+
+#[test]
+fn a_few_items_are_bars_in_lanes_and_a_running_one_ends_at_the_runs_end() {
+    let items = vec![
+        item("a", 0, ItemState::Succeeded, Some((1_000, 2_000))),
+        item("b", 1, ItemState::Failed, Some((1_000, 3_000))),
+        item("c", 2, ItemState::Running, Some((2_000, 0))),
+        item("d", 3, ItemState::Pending, None),
+    ];
+    // The run ended at T0 + 10 s with `c` not recorded as ended.
+    let strip = ItemStrip::build(&items, T0 + 10_000).expect("items ran");
+    assert_eq!(
+        (strip.origin, strip.span_ms, strip.lanes),
+        (T0 + 1_000, 9_000, 2)
+    );
+    let shown: Vec<(&str, i64, i64, usize)> = strip
+        .bars
+        .iter()
+        .map(|b| (b.key.as_str(), b.start_ms, b.end_ms, b.lane))
+        .collect();
+    // `c` starts when `a` ends: the same lane.
+    assert_eq!(
+        shown,
+        [
+            ("a", 0, 1_000, 0),
+            ("b", 0, 2_000, 1),
+            ("c", 1_000, 9_000, 0)
+        ]
+    );
+    assert!(strip.buckets.is_empty());
+    assert!(ItemStrip::build(&items[3..], T0).is_none(), "nothing ran");
+}
+
+#[test]
+fn many_items_are_counted_into_buckets_by_their_end() {
+    let items: Vec<ItemRecord> = (0..1_000)
+        .map(|k| {
+            let state = if k % 10 == 0 {
+                ItemState::Failed
+            } else {
+                ItemState::Succeeded
+            };
+            let start = k as i64 * 10;
+            item(&format!("k{k}"), k, state, Some((start, start + 5)))
+        })
+        .collect();
+    let strip = ItemStrip::build(&items, T0).expect("items ran");
+    assert!(strip.bars.is_empty());
+    assert_eq!(strip.buckets.len(), ITEM_BUCKETS);
+    assert_eq!(strip.buckets.last().unwrap().end_ms, strip.span_ms);
+    let failed: u64 = strip.buckets.iter().map(|b| b.failed).sum();
+    let succeeded: u64 = strip.buckets.iter().map(|b| b.succeeded).sum();
+    assert_eq!((succeeded, failed), (900, 100));
+    // About 10 s over 100 buckets of 100 ms: ten items end in each.
+    assert!(strip.buckets.iter().all(|b| b.succeeded + b.failed == 10));
+    let svg = super::svg::render_items("each", &strip);
+    assert!(svg.len() < 40_000, "{} bytes", svg.len());
+}
+
+#[test]
+fn item_counts_measure_the_rate_over_the_last_attempt_and_only_its_items() {
+    let r = run(RunState::Failed);
+    let mut s = step("each", 0, None, StepState::Failed);
+    s.finished_at = Some(T0 + 5_000);
+    let a = attempt("each", 1, 1_000, 5_000, AttemptOutcome::Failed);
+    let items = vec![
+        // Ended before this attempt (kept by a resume): not in the rate.
+        item("old", 0, ItemState::Succeeded, Some((-5_000, -4_000))),
+        item("a", 1, ItemState::Succeeded, Some((1_000, 2_000))),
+        item("b", 2, ItemState::Failed, Some((1_000, 3_000))),
+        item("c", 3, ItemState::Skipped, None),
+    ];
+    let c = &crate::report::runs::item_counts(&r, &[s], &[a], &items, T0 + 60_000)["each"];
+    assert_eq!(
+        (c.total, c.succeeded, c.failed, c.skipped, c.ended),
+        (4, 2, 1, 1, 2)
+    );
+    assert_eq!(c.elapsed_ms, Some(4_000));
+    assert_eq!(c.rate_per_s, Some(0.5));
+    assert_eq!(c.eta_ms, None, "the step ended");
+    assert_eq!(
+        c.line(),
+        "items of 4: 2 succeeded, 1 failed, 0 running, 0 left, 1 skipped · 0.50 items/s"
+    );
+}
