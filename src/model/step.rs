@@ -55,8 +55,42 @@ pub struct ForEach {
     pub key: Option<Node>,
     /// `max_parallel:`, how many items of this step run at once.
     pub max_parallel: Option<Spanned<usize>>,
+    /// `priority:`, a template giving each item a number; higher runs first.
+    pub priority: Option<Node>,
+    /// `max_failed:`, past how many failed items no new item starts.
+    pub max_failed: Option<Spanned<MaxFailed>>,
     /// The `for_each` value.
     pub span: Span,
+}
+
+/// `max_failed:` of a fan-out step: once more items than this failed, no
+/// new item of the step starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxFailed {
+    /// `N`: more than N failed items.
+    Count(usize),
+    /// `P%`: more than P percent of the step's items (0 to 100).
+    Percent(u8),
+}
+
+impl MaxFailed {
+    /// The largest number of failed items still allowed among `total`.
+    pub fn bound(self, total: usize) -> usize {
+        match self {
+            MaxFailed::Count(n) => n,
+            // Rounded down: `10%` of 15 items allows 1 failure, stops at 2.
+            MaxFailed::Percent(p) => total * usize::from(p) / 100,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxFailed::Count(n) => write!(f, "{n}"),
+            MaxFailed::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// Where a fan-out step's items come from.

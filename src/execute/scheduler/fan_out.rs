@@ -37,7 +37,7 @@ use crate::state::{AttemptOutcome, Change, ItemState, NewItem, StepState};
 
 /// A `for_each` step in progress.
 pub(super) struct Fan {
-    /// Its items, in list order.
+    /// Its items, in the order they start (list order, or by `priority:`).
     items: Vec<FanItem>,
     /// Items of this step running now.
     running: usize,
@@ -62,6 +62,8 @@ struct FanItem {
     attempts: u32,
     /// Why it failed (the first failure is quoted in the step's message).
     message: Option<String>,
+    /// Its `priority:` (0 without one); the list is sorted by it.
+    priority: f64,
 }
 
 /// An item to start now.
@@ -94,6 +96,8 @@ enum ListError {
     EmptyKey { position: usize },
     #[error("{0}")]
     Key(String),
+    #[error("{0}")]
+    Priority(String),
     #[error(
         "its `for_each` file {} is {what}, not a regular file; write the list to a file first",
         path.display()
@@ -200,7 +204,13 @@ impl Scheduler<'_, '_> {
                 }
             }
         } else {
-            self.resumed_items(i, recorded)
+            match self.resumed_items(i, recorded) {
+                Ok(items) => items,
+                Err(e) => {
+                    self.fan_failed_to_start(i, attempt, &log, e.to_string());
+                    return;
+                }
+            }
         };
         self.fans[i] = Some(Fan {
             items,
@@ -215,7 +225,11 @@ impl Scheduler<'_, '_> {
     /// A resumed step's items as recorded: succeeded ones stay done, the
     /// rest are pending again (all of them when the step was reopened, see
     /// the module's comment).
-    fn resumed_items(&mut self, i: usize, recorded: Vec<crate::state::ItemRecord>) -> Vec<FanItem> {
+    fn resumed_items(
+        &mut self,
+        i: usize,
+        recorded: Vec<crate::state::ItemRecord>,
+    ) -> Result<Vec<FanItem>, ListError> {
         let reopened = recorded.iter().all(|r| r.state == ItemState::Succeeded);
         let step_id = self.steps[i].id.clone();
         let mut items = Vec::with_capacity(recorded.len());
@@ -243,10 +257,32 @@ impl Scheduler<'_, '_> {
                 state,
                 attempts: r.attempts,
                 message: None,
+                priority: 0.0,
             });
         }
         items.sort_by_key(|it| it.position);
-        items
+        self.order_by_priority(i, &mut items)?;
+        Ok(items)
+    }
+
+    /// Puts the items in the order they start: higher `priority` first,
+    /// ties in list order (a stable sort of the list). On a resume the
+    /// priorities are computed again from the recorded items, with the
+    /// run's recorded variables and facts, so they are the same as when
+    /// the run started (a changed playbook is refused before that).
+    fn order_by_priority(&self, i: usize, items: &mut [FanItem]) -> Result<(), ListError> {
+        let fan = self.steps[i].fan_out.as_ref().expect("a for_each step");
+        if fan.priority.is_none() {
+            return Ok(());
+        }
+        for it in items.iter_mut() {
+            it.priority = fan
+                .each
+                .priority(&it.key, &it.value)
+                .map_err(ListError::Priority)?;
+        }
+        items.sort_by(|a, b| b.priority.total_cmp(&a.priority));
+        Ok(())
     }
 
     /// The items of step `i`, each with its key; keys must be unique.
@@ -289,8 +325,10 @@ impl Scheduler<'_, '_> {
                 state: ItemState::Pending,
                 attempts: 0,
                 message: None,
+                priority: 0.0,
             });
         }
+        self.order_by_priority(i, &mut items)?;
         Ok(items)
     }
 
