@@ -2,7 +2,44 @@
 //! pause|unpause|retry` from a second process while the run goes on or
 //! before a resume, and `max_failed:` (no new item past a bound).
 
-use crate::harness::Scratch;
+use crate::harness::{Scratch, wait_for};
+
+/// `ward items last --json`: (key, state, attempts) per item.
+fn items(s: &Scratch) -> Vec<(String, String, u64)> {
+    let json = s
+        .ward()
+        .args(["items", "last", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    json.as_array()
+        .expect("a list of items")
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().expect("key").to_owned(),
+                i["state"].as_str().expect("state").to_owned(),
+                i["attempts"].as_u64().expect("attempts"),
+            )
+        })
+        .collect()
+}
+
+/// An item's state, or "" (also before the run recorded anything).
+fn state_of(s: &Scratch, key: &str) -> String {
+    let run = s.ward().args(["items", "last", "--json"]).run();
+    if run.code != 0 {
+        return String::new();
+    }
+    run.json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["key"] == key)
+        .and_then(|i| i["state"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
 
 /// The lines of a file the items append to, in order.
 fn lines(s: &Scratch, name: &str) -> Vec<String> {
@@ -63,4 +100,148 @@ fn a_priority_that_is_no_number_names_the_item_and_the_step() {
         out.stderr
     );
     assert!(lines(&s, "ran").is_empty());
+}
+
+/// Items that append their key to `journal`; `a` first waits for `go`.
+const WAIT_FOR_GO: &str = "ward: 1\nname: ctl\nsteps:\n  \
+     - id: each\n    for_each: [a, b, c, d]\n    max_parallel: 1\n    \
+       run: |\n      if [ {{ item }} = a ]; then touch a-started; \
+       while [ ! -e go ]; do sleep 0.05; done; fi\n      echo {{ item }} >> journal\n";
+
+#[test]
+fn a_pause_from_another_process_holds_an_item_back_until_unpause_and_resume() {
+    let s = Scratch::new();
+    s.write("p.yml", WAIT_FOR_GO);
+    let run = s.ward().args(["run", "p.yml"]).spawn();
+    assert!(wait_for(20, || s.path().join("a-started").exists()));
+    // While `a` runs (and holds the run's lock): pause `c`; `a` itself is
+    // running, so it is refused, with exit 1, and `c` is still paused.
+    let out = s
+        .ward()
+        .args(["pause", "last", "c", "a"])
+        .run()
+        .expect_code(1);
+    assert!(
+        out.stdout.contains("paused item `c` of step `each`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("not paused: item `a` of step `each` is running"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(state_of(&s, "c"), "paused");
+    // Pausing it again is no change and no error.
+    let out = s.ward().args(["pause", "last", "c"]).run().expect_code(0);
+    assert!(out.stdout.contains("already paused"), "{}", out.stdout);
+    std::fs::write(s.path().join("go"), "").expect("go");
+    let ended = run.wait_with_output().expect("ward ends");
+    // Only paused items are left: the step fails, exit 10.
+    assert_eq!(
+        ended.status.code(),
+        Some(10),
+        "{}{}{:?}",
+        String::from_utf8_lossy(&ended.stdout),
+        String::from_utf8_lossy(&ended.stderr),
+        items(&s)
+    );
+    assert_eq!(lines(&s, "journal"), ["a", "b", "d"]);
+    assert_eq!(state_of(&s, "c"), "paused");
+    assert_eq!(s.step_states()["each"], "failed");
+    let listed = s.ward().args(["items", "last"]).run().expect_code(0);
+    assert!(listed.stdout.contains("paused"), "{}", listed.stdout);
+    // A resume while it is still paused runs nothing and says so again.
+    let out = s.ward().args(["resume", "last"]).run().expect_code(10);
+    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    assert_eq!(lines(&s, "journal"), ["a", "b", "d"]);
+    s.ward().args(["unpause", "last", "c"]).run().expect_code(0);
+    assert_eq!(state_of(&s, "c"), "pending");
+    s.ward().args(["resume", "last"]).run().expect_code(0);
+    assert_eq!(lines(&s, "journal"), ["a", "b", "d", "c"]);
+    assert!(
+        items(&s)
+            .iter()
+            .all(|(_, st, n)| st == "succeeded" && *n == 1)
+    );
+}
+
+#[test]
+fn retry_of_a_failed_item_keeps_its_attempts_and_resume_runs_it() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: ctl\nsteps:\n  - id: each\n    for_each: [x, y]\n    \
+           run: |\n      if [ {{ item }} = y ] && [ ! -e fixed ]; then exit 3; fi\n      \
+           echo {{ item }} >> journal\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(10);
+    // Unknown run or item: exit 2, nothing changed.
+    let out = s.ward().args(["retry", "nope", "y"]).run().expect_code(2);
+    assert!(out.stderr.contains("no run `nope`"), "{}", out.stderr);
+    let out = s
+        .ward()
+        .args(["retry", "last", "y", "zz"])
+        .run()
+        .expect_code(2);
+    assert!(out.stderr.contains("no item `zz` in run"), "{}", out.stderr);
+    assert_eq!(state_of(&s, "y"), "failed");
+    // A succeeded item is not retried.
+    let out = s.ward().args(["retry", "last", "x"]).run().expect_code(1);
+    assert!(out.stderr.contains("never runs again"), "{}", out.stderr);
+    s.write("fixed", "");
+    let out = s
+        .ward()
+        .args(["retry", "last", "--all-failed"])
+        .run()
+        .expect_code(0);
+    assert!(
+        out.stdout.contains("retried item `y` of step `each`"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(state_of(&s, "y"), "pending");
+    s.ward().args(["resume", "last"]).run().expect_code(0);
+    assert_eq!(lines(&s, "journal"), ["x", "y"]);
+    let all = items(&s);
+    assert!(
+        all.contains(&("y".to_owned(), "succeeded".to_owned(), 2)),
+        "{all:?}"
+    );
+    assert!(
+        all.contains(&("x".to_owned(), "succeeded".to_owned(), 1)),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn a_retry_while_the_step_still_runs_is_picked_up_by_the_running_ward() {
+    let s = Scratch::new();
+    // `f` fails until `fixed` exists; `slow` keeps the step running until
+    // `go` exists.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: ctl\nsteps:\n  - id: each\n    for_each: [f, slow]\n    \
+           max_parallel: 2\n    run: |\n      if [ {{ item }} = f ] && [ ! -e fixed ]; then \
+           exit 3; fi\n      if [ {{ item }} = slow ]; then while [ ! -e go ]; do sleep 0.05; \
+           done; fi\n      echo {{ item }} >> journal\n",
+    );
+    let mut run = s.ward().args(["run", "p.yml"]).spawn();
+    assert!(wait_for(20, || state_of(&s, "f") == "failed"));
+    s.write("fixed", "");
+    s.ward().args(["retry", "last", "f"]).run().expect_code(0);
+    // The running ward starts it again while `slow` still runs.
+    assert!(
+        wait_for(20, || lines(&s, "journal") == ["f"]),
+        "{:?}",
+        items(&s)
+    );
+    std::fs::write(s.path().join("go"), "").expect("go");
+    assert_eq!(run.wait().expect("ward ends").code(), Some(0));
+    let all = items(&s);
+    assert!(
+        all.contains(&("f".to_owned(), "succeeded".to_owned(), 2)),
+        "{all:?}"
+    );
 }

@@ -33,7 +33,17 @@ use super::{
 };
 use crate::model::When;
 use crate::plan::{ItemWork, Items};
-use crate::state::{AttemptOutcome, Change, ItemState, NewItem, StepState};
+use crate::state::{
+    AttemptOutcome, Change, ItemControl, ItemControlled, ItemState, NewItem, StepState, Store,
+};
+
+/// How often the run's ward wakes to ask the store for item controls
+/// (`ward pause|unpause|retry` from other processes) while items run and
+/// none ends: it also asks once per scheduler turn (a launch batch, which
+/// already costs a commit), before it starts items. Each ask is one
+/// indexed lookup of the run's last event, and reads the control events
+/// since the last ask only when there are new events.
+pub(super) const CONTROL_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A `for_each` step in progress.
 pub(super) struct Fan {
@@ -41,9 +51,9 @@ pub(super) struct Fan {
     items: Vec<FanItem>,
     /// Items of this step running now.
     running: usize,
-    /// Items before this one are not pending and will not be again while
-    /// items still start (only a stop puts one back to pending, and then
-    /// none starts): each turn looks from here, not through the whole list.
+    /// Items before this one are not pending (only a stop puts one back to
+    /// pending, and then none starts; an unpause or a retry moves this
+    /// back to it): each turn looks from here, not through the whole list.
     next: usize,
     /// The step's attempt (one per run or resume).
     attempt: u32,
@@ -237,6 +247,9 @@ impl Scheduler<'_, '_> {
             let keep = r.state == ItemState::Succeeded && !reopened;
             let state = if keep {
                 ItemState::Succeeded
+            } else if r.state == ItemState::Paused {
+                // Paused stays paused until `ward unpause`, across resumes.
+                ItemState::Paused
             } else {
                 ItemState::Pending
             };
@@ -337,6 +350,72 @@ impl Scheduler<'_, '_> {
         self.running -= 1;
         let elapsed = std::time::Duration::ZERO;
         self.end_fan_attempt(i, attempt, log, StepState::Failed, why, None, elapsed);
+    }
+
+    /// Takes in the item controls recorded since the last look (each turn
+    /// while items of the run are listed or run): a paused item that has not started is held
+    /// back, an unpaused or retried one may start again, in the step that
+    /// runs its items or, for a step not started yet, in what the resumed
+    /// run recorded. A store that cannot be read now is asked again later.
+    pub(super) async fn take_controls(&mut self, store: &mut dyn Store) {
+        if self.fans.iter().all(Option::is_none) && self.recorded_items.is_empty() {
+            return;
+        }
+        let controls = match store.item_controls(self.run_id, self.control_seq).await {
+            Ok((last, controls)) => {
+                self.control_seq = last;
+                controls
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the run's item controls: {e}");
+                return;
+            }
+        };
+        for c in controls {
+            self.take_control(&c);
+        }
+    }
+
+    fn take_control(&mut self, c: &ItemControlled) {
+        if let Some(recorded) = self.recorded_items.get_mut(&c.step) {
+            if let Some(r) = recorded.iter_mut().find(|r| r.key == c.key) {
+                r.state = c.control.to();
+            }
+            return;
+        }
+        let Some(i) = self.steps.iter().position(|st| st.id == c.step) else {
+            return;
+        };
+        let Some(fan) = self.fans[i].as_mut() else {
+            // Its step is not running items: the next resume takes it in.
+            return;
+        };
+        let Some(k) = fan.items.iter().position(|it| it.key == c.key) else {
+            return;
+        };
+        let item = &mut fan.items[k];
+        match (c.control, item.state) {
+            (ItemControl::Pause, ItemState::Pending) => item.state = ItemState::Paused,
+            (ItemControl::Unpause, ItemState::Paused) | (ItemControl::Retry, ItemState::Failed) => {
+                item.state = ItemState::Pending;
+                item.message = None;
+                // It may be before the cursor of items left to start.
+                fan.next = fan.next.min(k);
+            }
+            (ItemControl::Pause, ItemState::Running) => {
+                // The pause and the item's start crossed: it runs to its
+                // end (recorded `running`, then its outcome).
+                let line = format!(
+                    "item {} `{}`: paused as it started; it runs to its end\n",
+                    item.position + 1,
+                    item.key
+                );
+                if let Ok(mut f) = crate::state::private::open_log(&fan.log) {
+                    let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Starts what items can start now and ends the fan-out steps that are
@@ -621,12 +700,21 @@ impl Scheduler<'_, '_> {
     fn finish_fan(&mut self, i: usize, fan: Fan) {
         self.running -= 1;
         let count = |s: ItemState| fan.items.iter().filter(|it| it.state == s).count();
-        let (total, failed, left, skipped) = (
+        let (total, failed, left, skipped, paused) = (
             fan.items.len(),
             count(ItemState::Failed),
             count(ItemState::Pending),
             count(ItemState::Skipped),
+            count(ItemState::Paused),
         );
+        let paused_note = if paused > 0 {
+            format!(
+                "; {paused} paused (`ward unpause{} {} ITEM...`, then `ward resume`)",
+                self.options.state_flag, self.run_id
+            )
+        } else {
+            String::new()
+        };
         let (state, message) = if failed > 0 {
             self.items_failed.insert(i);
             self.item_failed = true;
@@ -646,7 +734,7 @@ impl Scheduler<'_, '_> {
                 StepState::Failed,
                 format!(
                     "{failed} of {total} items failed{first}; `ward items{} {} --status failed` \
-                     lists them, `ward resume` runs them again",
+                     lists them, `ward resume` runs them again{paused_note}",
                     self.options.state_flag, self.run_id
                 ),
             )
@@ -654,6 +742,20 @@ impl Scheduler<'_, '_> {
             (
                 StepState::Interrupted,
                 format!("{left} of {total} items did not finish; `ward resume` runs them"),
+            )
+        } else if paused > 0 && skipped == 0 {
+            // Not done: the step fails (its dependents do not run) as if
+            // items had failed, exit 10; a resume after `ward unpause` runs
+            // the paused items.
+            self.items_failed.insert(i);
+            self.item_failed = true;
+            (
+                StepState::Failed,
+                format!(
+                    "{paused} of {total} items are paused and did not run; `ward unpause{} {} \
+                     ITEM...`, then `ward resume`, runs them",
+                    self.options.state_flag, self.run_id
+                ),
             )
         } else if skipped > 0 {
             // Its own items did not fail: the run's exit code is decided by
@@ -672,6 +774,7 @@ impl Scheduler<'_, '_> {
             "failed": failed,
             "pending": left,
             "skipped": skipped,
+            "paused": paused,
         });
         let elapsed = fan.started.elapsed();
         self.end_fan_attempt(
