@@ -245,3 +245,78 @@ fn a_retry_while_the_step_still_runs_is_picked_up_by_the_running_ward() {
         "{all:?}"
     );
 }
+
+#[test]
+fn max_failed_stops_claiming_items_past_its_bound_and_leaves_the_rest_pending() {
+    for bound in ["2", "20%"] {
+        let s = Scratch::new();
+        // Ten items, one at a time; each fails until `fixed` exists.
+        s.write(
+            "p.yml",
+            &format!(
+                "ward: 1\nname: mf\nsteps:\n  - id: each\n    \
+                 for_each: [i1, i2, i3, i4, i5, i6, i7, i8, i9, i10]\n    max_parallel: 1\n    \
+                 max_failed: \"{bound}\"\n    run: |\n      echo {{{{ item }}}} >> started\n      \
+                 [ -e fixed ]\n  - id: after\n    needs: [each]\n    run: echo after >> started\n"
+            ),
+        );
+        let out = s.ward().args(["run", "p.yml"]).run().expect_code(10);
+        // 2 (20% of 10) failures are allowed: the third stops the step.
+        assert_eq!(lines(&s, "started"), ["i1", "i2", "i3"], "{bound}");
+        assert!(
+            out.stderr.contains(&format!(
+                "3 items failed, more than `max_failed: {bound}` allows (2 of 10); 7 items were \
+                 not started"
+            )),
+            "{}",
+            out.stderr
+        );
+        let all = items(&s);
+        assert_eq!(all.iter().filter(|(_, st, _)| st == "failed").count(), 3);
+        assert_eq!(all.iter().filter(|(_, st, _)| st == "pending").count(), 7);
+        assert_eq!(s.step_states()["after"], "skipped");
+        // Fixed: a resume runs the failed items and the rest.
+        s.write("fixed", "");
+        s.ward().args(["resume", "last"]).run().expect_code(0);
+        assert_eq!(lines(&s, "started").len(), 3 + 10 + 1);
+        assert!(items(&s).iter().all(|(_, st, _)| st == "succeeded"));
+    }
+}
+
+#[test]
+fn a_bad_max_failed_or_priority_is_reported_with_its_place() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: bad\nsteps:\n  \
+         - id: a\n    for_each: [x]\n    max_failed: 120%\n    run: echo {{ item }}\n  \
+         - id: b\n    for_each: [x]\n    max_failed: lots\n    run: echo {{ item }}\n  \
+         - id: c\n    for_each: [x]\n    max_failed: -1\n    run: echo {{ item }}\n  \
+         - id: d\n    max_failed: 3\n    run: echo d\n  \
+         - id: e\n    for_each: [x]\n    priority: \"\"\n    run: echo {{ item }}\n",
+    );
+    let out = s.ward().args(["validate", "p.yml"]).run().expect_code(2);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    for (place, words) in [
+        (
+            "p.yml:6:17",
+            "`max_failed` in step `a` must be a number of items",
+        ),
+        (
+            "p.yml:10:17",
+            "`max_failed` in step `b` must be a number of items",
+        ),
+        (
+            "p.yml:14:17",
+            "`max_failed` in step `c` must be a number of items",
+        ),
+        (
+            "p.yml:17:5",
+            "`max_failed` in step `d` has no `for_each` to apply to",
+        ),
+        ("p.yml:21:15", "`priority` in step `e` is empty"),
+    ] {
+        assert!(text.contains(place), "no {place} in:\n{text}");
+        assert!(text.contains(words), "no `{words}` in:\n{text}");
+    }
+}

@@ -51,6 +51,8 @@ pub(super) struct Fan {
     items: Vec<FanItem>,
     /// Items of this step running now.
     running: usize,
+    /// Items that failed in this attempt of the step (for `max_failed`).
+    failed: usize,
     /// Items before this one are not pending (only a stop puts one back to
     /// pending, and then none starts; an unpause or a retry moves this
     /// back to it): each turn looks from here, not through the whole list.
@@ -225,6 +227,7 @@ impl Scheduler<'_, '_> {
         self.fans[i] = Some(Fan {
             items,
             running: 0,
+            failed: 0,
             next: 0,
             attempt,
             log,
@@ -397,6 +400,9 @@ impl Scheduler<'_, '_> {
         match (c.control, item.state) {
             (ItemControl::Pause, ItemState::Pending) => item.state = ItemState::Paused,
             (ItemControl::Unpause, ItemState::Paused) | (ItemControl::Retry, ItemState::Failed) => {
+                if item.state == ItemState::Failed {
+                    fan.failed = fan.failed.saturating_sub(1);
+                }
                 item.state = ItemState::Pending;
                 item.message = None;
                 // It may be before the cursor of items left to start.
@@ -464,8 +470,16 @@ impl Scheduler<'_, '_> {
         }
     }
 
+    /// `max_failed:` of step `i` and its bound, when more items failed.
+    fn past_max_failed(&self, i: usize, fan: &Fan) -> Option<(crate::model::MaxFailed, usize)> {
+        let max = self.steps[i].fan_out.as_ref()?.max_failed?;
+        let bound = max.bound(fan.items.len());
+        (fan.failed > bound).then_some((max, bound))
+    }
+
     fn can_start_more(&self, i: usize, fan: &Fan) -> bool {
         self.stop_reason(i).is_none()
+            && self.past_max_failed(i, fan).is_none()
             && fan.items[fan.next..]
                 .iter()
                 .any(|it| it.state == ItemState::Pending)
@@ -497,7 +511,12 @@ impl Scheduler<'_, '_> {
             }
             return;
         }
+        if self.past_max_failed(i, fan).is_some() {
+            // No new item; those running finish, the rest stay pending.
+            return;
+        }
         let each = spec.each.clone();
+        let bound = spec.max_failed.map(|m| m.bound(fan.items.len()));
         while fan.next < fan.items.len() && fan.items[fan.next].state != ItemState::Pending {
             fan.next += 1;
         }
@@ -513,6 +532,7 @@ impl Scheduler<'_, '_> {
                 Ok(work) => work,
                 Err(why) => {
                     it.state = ItemState::Failed;
+                    fan.failed += 1;
                     it.message = Some(why.clone());
                     self.changes.push(Change::ItemFinished {
                         step: self.steps[i].id.clone(),
@@ -522,6 +542,9 @@ impl Scheduler<'_, '_> {
                         message: Some(why),
                         at: crate::clock::wall_ms(),
                     });
+                    if bound.is_some_and(|b| fan.failed > b) {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -668,6 +691,9 @@ impl Scheduler<'_, '_> {
         } else {
             (ItemState::Failed, Some(failure_message(r, step, "stopped")))
         };
+        if state == ItemState::Failed {
+            fan.failed += 1;
+        }
         let item = &mut fan.items[k];
         item.state = state;
         item.message.clone_from(&message);
@@ -715,7 +741,20 @@ impl Scheduler<'_, '_> {
         } else {
             String::new()
         };
-        let (state, message) = if failed > 0 {
+        let bound = self.past_max_failed(i, &fan);
+        let (state, message) = if let Some((max, bound)) = bound {
+            self.items_failed.insert(i);
+            self.item_failed = true;
+            (
+                StepState::Failed,
+                format!(
+                    "{} items failed, more than `max_failed: {max}` allows ({bound} of {total}); \
+                     {left} items were not started; `ward items{} {} --status failed` lists the \
+                     failed ones, `ward resume` runs them and the rest{paused_note}",
+                    fan.failed, self.options.state_flag, self.run_id
+                ),
+            )
+        } else if failed > 0 {
             self.items_failed.insert(i);
             self.item_failed = true;
             let first = fan
