@@ -25,9 +25,7 @@ fn refusal(control: ItemControl, state: ItemState) -> &'static str {
             "it is running; a running item is not stopped (pause it before it starts, or `ward \
              retry` it later if it fails)"
         }
-        (ItemControl::Pause, ItemState::Succeeded) | (_, ItemState::Succeeded) => {
-            "it succeeded; a succeeded item never runs again"
-        }
+        (_, ItemState::Succeeded) => "it succeeded; a succeeded item never runs again",
         (ItemControl::Pause, _) => "only a pending item can be paused",
         (ItemControl::Unpause, _) => "only a paused item can be unpaused",
         (ItemControl::Retry, ItemState::Running) => "it is running",
@@ -80,7 +78,7 @@ pub(super) fn control(control: ItemControl, args: &ControlArgs) -> Result<i32, W
         let name = format!("item `{}` of step `{}`", it.key, it.step_id);
         if it.state == control.from() && state == control.to() {
             println!("{verb} {name}");
-        } else if it.state == control.to() && control != ItemControl::Retry {
+        } else if it.state == control.to() {
             println!("{name} is already {}", control.to());
         } else {
             refused += 1;
@@ -94,7 +92,12 @@ pub(super) fn control(control: ItemControl, args: &ControlArgs) -> Result<i32, W
         ItemControl::Pause => {}
         _ if refused < chosen.len() => println!(
             "if the run is going on, its ward starts them while their step still runs; \
-             otherwise `ward resume {run_id}` runs them"
+             otherwise `ward resume{} {run_id}` runs them",
+            args.state
+                .state
+                .as_ref()
+                .map(|p| format!(" --state {}", p.display()))
+                .unwrap_or_default()
         ),
         _ => {}
     }

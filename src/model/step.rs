@@ -145,3 +145,18 @@ pub struct Confirm {
     /// The `confirm` value.
     pub span: Span,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MaxFailed;
+
+    #[test]
+    fn a_percentage_bound_is_rounded_down_and_a_count_is_itself() {
+        assert_eq!(MaxFailed::Count(3).bound(1000), 3);
+        assert_eq!(MaxFailed::Percent(10).bound(15), 1);
+        assert_eq!(MaxFailed::Percent(20).bound(10), 2);
+        assert_eq!(MaxFailed::Percent(0).bound(10), 0);
+        assert_eq!(MaxFailed::Percent(100).bound(7), 7);
+        assert_eq!(MaxFailed::Percent(50).to_string(), "50%");
+    }
+}

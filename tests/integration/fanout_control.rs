@@ -320,3 +320,39 @@ fn a_bad_max_failed_or_priority_is_reported_with_its_place() {
         assert!(text.contains(words), "no `{words}` in:\n{text}");
     }
 }
+
+#[test]
+fn a_key_in_two_steps_needs_step() {
+    let s = Scratch::new();
+    // `one` fails; `two` (a `when: always` step after it) runs anyway;
+    // both have an item `k`.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: two\nsteps:\n  - id: one\n    for_each: [k]\n    \
+           run: '[ -e fixed ]'\n  - id: two\n    after: [one]\n    for_each: [k, m]\n    \
+           when: always\n    run: echo {{ item }} >> journal\n",
+    );
+    s.ward().args(["run", "p.yml"]).run().expect_code(10);
+    let out = s.ward().args(["retry", "last", "k"]).run().expect_code(2);
+    assert!(
+        out.stderr
+            .contains("item `k` is in steps `one`, `two` of run")
+            && out.stderr.contains("--step STEP"),
+        "{}",
+        out.stderr
+    );
+    s.ward()
+        .args(["retry", "last", "k", "--step", "one"])
+        .run()
+        .expect_code(0);
+    s.write("fixed", "");
+    s.ward().args(["resume", "last"]).run().expect_code(0);
+    let one = s
+        .ward()
+        .args(["items", "last", "--step", "one", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(one[0]["state"], "succeeded");
+    assert_eq!(one[0]["attempts"], 2);
+}

@@ -1142,4 +1142,80 @@ mod tests {
             assert_eq!(v, MIGRATIONS.len() as i64);
         }
     }
+
+    #[test]
+    fn an_item_control_changes_only_an_item_in_its_from_state_and_is_read_back_once() {
+        use crate::state::{ItemControl, NewItem};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ward.db");
+        Db::create(&path).expect("create");
+        let mut db = Db::open(&path, true).expect("open");
+        let step = NewStep {
+            id: "s".into(),
+            position: 0,
+            definition: "{}".into(),
+            compensation: false,
+        };
+        db.create_run(&super::super::tests::new_run("r1"), &[step])
+            .expect("run");
+        let item = |key: &str, position| NewItem {
+            key: key.into(),
+            position,
+            value: serde_json::json!(key),
+        };
+        let listed = Change::ItemsListed {
+            step: "s".into(),
+            items: vec![item("a", 0), item("b", 1)],
+        };
+        db.apply("r1", &[listed]).expect("listed");
+        let (cursor, none) = db.item_controls("r1", i64::MAX).expect("cursor");
+        assert!(none.is_empty());
+        let control = |key: &str, control| Change::ItemControl {
+            step: "s".into(),
+            key: key.into(),
+            control,
+            at: 5,
+        };
+        // `b` is pending, not failed: its retry changes nothing and is not
+        // recorded; `a`'s pause is.
+        db.apply(
+            "r1",
+            &[
+                control("a", ItemControl::Pause),
+                control("b", ItemControl::Retry),
+            ],
+        )
+        .expect("controls");
+        let state = |db: &Db, key: &str| {
+            db.items("r1", None, None)
+                .expect("items")
+                .into_iter()
+                .find(|i| i.key == key)
+                .map(|i| i.state)
+        };
+        assert_eq!(state(&db, "a"), Some(ItemState::Paused));
+        assert_eq!(state(&db, "b"), Some(ItemState::Pending));
+        let (last, seen) = db.item_controls("r1", cursor).expect("controls");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].key.as_str(), seen[0].control),
+            ("a", ItemControl::Pause)
+        );
+        assert!(db.item_controls("r1", last).expect("again").1.is_empty());
+        // The run's ward, which had not seen the pause, skips it: it stays
+        // paused. Only an attempt it started overrides it.
+        let skipped = Change::ItemFinished {
+            step: "s".into(),
+            key: "a".into(),
+            state: ItemState::Skipped,
+            exit_code: None,
+            message: None,
+            at: 6,
+        };
+        db.apply("r1", &[skipped]).expect("skip");
+        assert_eq!(state(&db, "a"), Some(ItemState::Paused));
+        db.apply("r1", &[control("a", ItemControl::Unpause)])
+            .expect("unpause");
+        assert_eq!(state(&db, "a"), Some(ItemState::Pending));
+    }
 }
