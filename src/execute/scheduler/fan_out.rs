@@ -356,10 +356,11 @@ impl Scheduler<'_, '_> {
     }
 
     /// Takes in the item controls recorded since the last look (each turn
-    /// while items of the run are listed or run): a paused item that has not started is held
-    /// back, an unpaused or retried one may start again, in the step that
-    /// runs its items or, for a step not started yet, in what the resumed
-    /// run recorded. A store that cannot be read now is asked again later.
+    /// while items of the run are listed or run): a paused item that has
+    /// not started is held back, an unpaused or retried one may start
+    /// again, in the step that runs its items or, for a step not started
+    /// yet, in what the resumed run recorded. A store that cannot be read
+    /// now is asked again at the next turn.
     pub(super) async fn take_controls(&mut self, store: &mut dyn Store) {
         if self.fans.iter().all(Option::is_none) && self.recorded_items.is_empty() {
             return;
@@ -780,7 +781,9 @@ impl Scheduler<'_, '_> {
         } else if left > 0 {
             (
                 StepState::Interrupted,
-                format!("{left} of {total} items did not finish; `ward resume` runs them"),
+                format!(
+                    "{left} of {total} items did not finish; `ward resume` runs them{paused_note}"
+                ),
             )
         } else if paused > 0 && skipped == 0 {
             // Not done: the step fails (its dependents do not run) as if
@@ -802,7 +805,7 @@ impl Scheduler<'_, '_> {
             self.items_failed.insert(i);
             (
                 StepState::Failed,
-                format!("{skipped} of {total} items were not started: the run failed"),
+                format!("{skipped} of {total} items were not started: the run failed{paused_note}"),
             )
         } else {
             (StepState::Succeeded, format!("{total} items succeeded"))
