@@ -524,7 +524,7 @@ fn refuse_item_in_step_fields(step: &Step, templates: &Templates, diags: &mut Di
                          whole `for_each` step"
                     ),
                 )
-                .with_help("use `item` in `run`, `cmd`, `with`, `env` or `key`"),
+                .with_help("use `item` in `run`, `cmd`, `with`, `env`, `key` or `priority`"),
             );
         }
     }
