@@ -18,7 +18,7 @@ pub(super) fn items(args: &ItemsArgs) -> Result<i32, WardError> {
             ItemState::parse(word.trim()).ok_or_else(|| {
                 WardError::Usage(format!(
                     "--status {word}: not an item state; use one of pending, running, \
-                     succeeded, failed, skipped"
+                     succeeded, failed, skipped, paused"
                 ))
             })
         })

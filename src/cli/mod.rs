@@ -11,6 +11,7 @@ mod inspect;
 mod items;
 mod man;
 mod next;
+mod pause;
 mod plan;
 mod probe;
 mod prune;
@@ -73,6 +74,15 @@ enum Command {
     Log(LogArgs),
     /// List the items of a run's `for_each` steps: state, attempts, exit code.
     Items(ItemsArgs),
+    /// Hold back pending items of a run (by key) so that no ward starts them.
+    #[command(after_long_help = PAUSE_HELP)]
+    Pause(PauseArgs),
+    /// Let paused items of a run run again.
+    #[command(after_long_help = PAUSE_HELP)]
+    Unpause(PauseArgs),
+    /// Run failed items of a run again (while the run goes on, or at its resume).
+    #[command(after_long_help = PAUSE_HELP)]
+    Retry(RetryArgs),
     /// Write a run's report (steps, timings, checks, notes) as Markdown, HTML with a timeline, or JSON.
     #[command(after_long_help = REPORT_HELP)]
     Report(ReportArgs),
@@ -102,20 +112,12 @@ enum Command {
 /// subcommands (help, the manual and completions would offer them); an
 /// unknown subcommand that is one of them is answered by [`not_built_yet`]
 /// instead of clap's "unrecognized subcommand", so nobody hunts for a typo.
-const NOT_BUILT_YET: &[&str] = &["pause", "unpause", "retry", "worker"];
+const NOT_BUILT_YET: &[&str] = &["worker"];
 
 /// What a command that is not built yet says (exit 2).
 fn not_built_yet(command: &str) -> WardError {
-    let instead = match command {
-        "worker" => {
-            "items run in the `ward run` or `ward resume` that reaches their step, on SQLite; \
-             PostgreSQL state and workers on many hosts are not built yet"
-        }
-        _ => {
-            "`ward resume RUN_ID` runs every failed, skipped or unfinished item again (never a \
-             succeeded one); `ward items RUN_ID` lists them"
-        }
-    };
+    let instead = "items run in the `ward run` or `ward resume` that reaches their step, on \
+                   SQLite; PostgreSQL state and workers on many hosts are not built yet";
     WardError::Usage(format!(
         "`ward {command}` is not built yet (docs/design.md, \"Fan-out\"): {instead}"
     ))
@@ -423,13 +425,98 @@ struct LogArgs {
     state: StateArgs,
 }
 
+const PAUSE_HELP: &str = "\
+ITEM is an item's key (`ward items RUN_ID` lists them); --step says which
+step's item when keys repeat across steps. These commands do not take the
+run's lock: use them while the run goes on (its ward notices within about
+0.2 s, before it starts more items) or before `ward resume`.
+
+  pause    pending -> paused: no ward starts it until `ward unpause`. A
+           running item is not stopped (refused, exit 1). When only paused
+           items are left, the step ends failed and the run exits 10.
+  unpause  paused -> pending: the running ward starts it if its step still
+           runs items; otherwise `ward resume RUN_ID` does.
+  retry    failed -> pending (its attempts are kept), likewise.
+
+Exit: 0 each item was changed (or already was so); 1 some item was in
+another state (said, the others are changed); 2 an unknown run or item,
+or a key found in several steps without --step (nothing is changed).";
+
+/// The items `ward pause|unpause|retry` change.
+#[derive(Debug, clap::Args)]
+struct PauseArgs {
+    /// The run (`last` for the most recent one).
+    #[arg(value_name = "RUN_ID")]
+    run_id: String,
+    /// The items' keys.
+    #[arg(value_name = "ITEM", required = true)]
+    items: Vec<String>,
+    /// Only items of this step (for keys that repeat across steps).
+    #[arg(long, value_name = "STEP")]
+    step: Option<String>,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// `ward retry`: items by key, or every failed one.
+#[derive(Debug, clap::Args)]
+struct RetryArgs {
+    /// The run (`last` for the most recent one).
+    #[arg(value_name = "RUN_ID")]
+    run_id: String,
+    /// The items' keys.
+    #[arg(value_name = "ITEM", required_unless_present = "all_failed")]
+    items: Vec<String>,
+    /// Only items of this step (for keys that repeat across steps).
+    #[arg(long, value_name = "STEP")]
+    step: Option<String>,
+    /// Every failed item of the run (or of --step).
+    #[arg(long)]
+    all_failed: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// What [`pause::control`] is asked to change.
+struct ControlArgs {
+    run_id: String,
+    items: Vec<String>,
+    step: Option<String>,
+    all_failed: bool,
+    state: StateArgs,
+}
+
+impl From<PauseArgs> for ControlArgs {
+    fn from(a: PauseArgs) -> ControlArgs {
+        ControlArgs {
+            run_id: a.run_id,
+            items: a.items,
+            step: a.step,
+            all_failed: false,
+            state: a.state,
+        }
+    }
+}
+
+impl From<RetryArgs> for ControlArgs {
+    fn from(a: RetryArgs) -> ControlArgs {
+        ControlArgs {
+            run_id: a.run_id,
+            items: a.items,
+            step: a.step,
+            all_failed: a.all_failed,
+            state: a.state,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct ItemsArgs {
     /// The run (`last` for the most recent one).
     #[arg(value_name = "RUN_ID")]
     run_id: String,
     /// Only items in this state: pending, running, succeeded, failed,
-    /// skipped (`--status`, as for `ward runs`: `--state` names the state
+    /// skipped, paused (`--status`, as for `ward runs`: `--state` names the state
     /// database).
     #[arg(long = "status", value_name = "S")]
     status: Option<String>,
@@ -619,6 +706,9 @@ pub fn main() -> i32 {
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
         Command::Items(args) => items::items(&args),
+        Command::Pause(args) => pause::control(crate::state::ItemControl::Pause, &args.into()),
+        Command::Unpause(args) => pause::control(crate::state::ItemControl::Unpause, &args.into()),
+        Command::Retry(args) => pause::control(crate::state::ItemControl::Retry, &args.into()),
         Command::Report(args) => report::report(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Check(args) => check::check(&args),

@@ -189,8 +189,11 @@ struct Scheduler<'a, 'r> {
     /// were not started after the run failed: a run whose only failed steps
     /// are these, with at least one failed item, ends `ItemsFailed`.
     items_failed: HashSet<usize>,
-    /// Some item failed in this process.
+    /// Some item failed, or was left paused, in this process.
     item_failed: bool,
+    /// The last event of the run whose item controls (`ward pause`,
+    /// `unpause`, `retry` from other processes) were taken in.
+    control_seq: i64,
     reporter: &'r mut dyn Reporter,
 }
 
@@ -258,6 +261,7 @@ pub async fn execute(
         recorded_items: HashMap::new(),
         items_failed: HashSet::new(),
         item_failed: false,
+        control_seq: 0,
         reporter,
     };
     if let Err(e) = crate::state::private::ensure_log_dir(&s.options.log_dir) {
@@ -269,7 +273,18 @@ pub async fn execute(
         outcome.state = RunState::Failed;
         return outcome;
     }
-    if exec.start.resumed && v.steps.iter().any(|st| st.fan_out.is_some()) {
+    let fans = v.steps.iter().any(|st| st.fan_out.is_some());
+    if fans {
+        // Item controls recorded from here on are taken in while the run
+        // goes on; those before are in the items as read below. (Read
+        // first, so that none falls between.) Without it they wait for a
+        // resume, so a failure only costs that.
+        match store.item_controls(exec.run_id, i64::MAX).await {
+            Ok((last, _)) => s.control_seq = last,
+            Err(e) => tracing::warn!("cannot read the run's item controls: {e}"),
+        }
+    }
+    if exec.start.resumed && fans {
         // What each item did before: succeeded items never run again.
         match store.items(exec.run_id, None, None).await {
             Ok(items) => {
@@ -320,7 +335,17 @@ pub async fn execute(
         spawn_flush(&mut tasks, step, paths);
     }
 
+    // While items run, the scheduler wakes this often to take in item
+    // controls, even if no item ends meanwhile.
+    let mut control_ticker = fans.then(|| {
+        let mut t = tokio::time::interval(fan_out::CONTROL_POLL);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
     loop {
+        if fans {
+            s.take_controls(store).await;
+        }
         // A `for_each` step that ends lets its dependents start: decide
         // again until nothing more changes.
         let mut launch = Vec::new();
@@ -420,6 +445,7 @@ pub async fn execute(
             // Only a reporter that draws progress asks for a timer; it
             // samples counters, so a tick costs the steps nothing.
             () = tick(&mut ticker) => s.reporter.tick(),
+            () = tick(&mut control_ticker), if s.fans.iter().any(Option::is_some) => {}
             joined = tasks.join_next() => {
                 let cancels = [&cancel_rx, &late_rx];
                 if let Some(joined) = joined {

@@ -262,6 +262,23 @@ pub struct StepDoc {
     /// the playbook's `max_parallel`).
     #[schemars(range(min = 1))]
     pub max_parallel: Option<u32>,
+    /// With `for_each`: a template giving each item a number; higher runs
+    /// first, ties in list order.
+    #[schemars(length(min = 1))]
+    pub priority: Option<String>,
+    /// With `for_each`: once more items than this failed (a number, or a
+    /// percentage of the step's items such as `"10%"`), no new item starts.
+    pub max_failed: Option<MaxFailedDoc>,
+}
+
+/// `max_failed:`: a number of items or a percentage of them.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MaxFailedDoc {
+    /// A number of failed items.
+    Count(u32),
+    /// A percentage of the step's items, `0%` to `100%`.
+    Percent(#[schemars(regex(pattern = r"^\s*(100|[1-9]?[0-9])\s*%\s*$"))] String),
 }
 
 /// `for_each:`: where a fan-out step's items come from.

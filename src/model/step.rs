@@ -55,8 +55,42 @@ pub struct ForEach {
     pub key: Option<Node>,
     /// `max_parallel:`, how many items of this step run at once.
     pub max_parallel: Option<Spanned<usize>>,
+    /// `priority:`, a template giving each item a number; higher runs first.
+    pub priority: Option<Node>,
+    /// `max_failed:`, past how many failed items no new item starts.
+    pub max_failed: Option<Spanned<MaxFailed>>,
     /// The `for_each` value.
     pub span: Span,
+}
+
+/// `max_failed:` of a fan-out step: once more items than this failed, no
+/// new item of the step starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxFailed {
+    /// `N`: more than N failed items.
+    Count(usize),
+    /// `P%`: more than P percent of the step's items (0 to 100).
+    Percent(u8),
+}
+
+impl MaxFailed {
+    /// The largest number of failed items still allowed among `total`.
+    pub fn bound(self, total: usize) -> usize {
+        match self {
+            MaxFailed::Count(n) => n,
+            // Rounded down: `10%` of 15 items allows 1 failure, stops at 2.
+            MaxFailed::Percent(p) => total * usize::from(p) / 100,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxFailed::Count(n) => write!(f, "{n}"),
+            MaxFailed::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// Where a fan-out step's items come from.
@@ -110,4 +144,19 @@ pub struct Confirm {
     pub word: Option<Node>,
     /// The `confirm` value.
     pub span: Span,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MaxFailed;
+
+    #[test]
+    fn a_percentage_bound_is_rounded_down_and_a_count_is_itself() {
+        assert_eq!(MaxFailed::Count(3).bound(1000), 3);
+        assert_eq!(MaxFailed::Percent(10).bound(15), 1);
+        assert_eq!(MaxFailed::Percent(20).bound(10), 2);
+        assert_eq!(MaxFailed::Percent(0).bound(10), 0);
+        assert_eq!(MaxFailed::Percent(100).bound(7), 7);
+        assert_eq!(MaxFailed::Percent(50).to_string(), "50%");
+    }
 }

@@ -55,6 +55,8 @@ pub const STEP_KEYS: &[&str] = &[
     "for_each",
     "key",
     "max_parallel",
+    "priority",
+    "max_failed",
 ];
 
 /// The longest playbook name or step id. They name files (a step's log is

@@ -2,7 +2,7 @@
 
 use super::fields::{Ctx, MAX_NAME, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::model::{Confirm, ForEach, ItemSource, Spanned, Step, StepBody, When};
+use crate::model::{Confirm, ForEach, ItemSource, MaxFailed, Spanned, Step, StepBody, When};
 use crate::yaml::{Node, NodeKind};
 
 /// Decodes every step; broken steps are reported and left out.
@@ -127,6 +127,13 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
             "max_parallel" => {
                 b.max_parallel = step_max_parallel(&ctx, value, diags).map(|m| (entry.key.span, m));
             }
+            "priority" => {
+                b.priority =
+                    item_template(&ctx, "priority", value, diags).map(|p| (entry.key.span, p));
+            }
+            "max_failed" => {
+                b.max_failed = max_failed(&ctx, value, diags).map(|m| (entry.key.span, m));
+            }
             key if FAN_OUT_LATER.iter().any(|(k, _)| *k == key) => {
                 not_built_yet(&ctx, &entry.key, diags);
             }
@@ -186,6 +193,10 @@ struct StepBuilder {
     key: Option<(crate::source::Span, Node)>,
     /// `max_parallel` (its key's span, the number).
     max_parallel: Option<(crate::source::Span, Spanned<usize>)>,
+    /// `priority` (its key's span, the template).
+    priority: Option<(crate::source::Span, Node)>,
+    /// `max_failed` (its key's span, the bound).
+    max_failed: Option<(crate::source::Span, Spanned<MaxFailed>)>,
 }
 
 impl StepBuilder {
@@ -200,6 +211,8 @@ impl StepBuilder {
             for (name, at) in [
                 ("key", self.key.as_ref().map(|k| k.0)),
                 ("max_parallel", self.max_parallel.as_ref().map(|m| m.0)),
+                ("priority", self.priority.as_ref().map(|p| p.0)),
+                ("max_failed", self.max_failed.as_ref().map(|m| m.0)),
             ] {
                 if let Some(at) = at {
                     diags.push(
@@ -209,13 +222,17 @@ impl StepBuilder {
                             format!("`{name}` in {} has no `for_each` to apply to", ctx.owner),
                         )
                         .with_help(
-                            "`key` and `max_parallel` on a step belong to its `for_each:` list; \
-                             the playbook's own `max_parallel` limits steps",
+                            "`key`, `max_parallel`, `priority` and `max_failed` on a step belong \
+                             to its `for_each:` list; the playbook's own `max_parallel` limits steps",
                         ),
                     );
                 }
             }
-            return (self.key.is_none() && self.max_parallel.is_none()).then_some(None);
+            return (self.key.is_none()
+                && self.max_parallel.is_none()
+                && self.priority.is_none()
+                && self.max_failed.is_none())
+            .then_some(None);
         };
         let source = source?;
         Some(Some(ForEach {
@@ -225,6 +242,8 @@ impl StepBuilder {
             source,
             key: self.key.take().map(|(_, k)| k),
             max_parallel: self.max_parallel.take().map(|(_, m)| m),
+            priority: self.priority.take().map(|(_, p)| p),
+            max_failed: self.max_failed.take().map(|(_, m)| m),
         }))
     }
 
@@ -460,14 +479,7 @@ fn confirm(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Confir
 /// Fan-out keys of issue 17 that this ward does not have yet: refused with
 /// a message that says so, rather than "unknown key", so nobody thinks a
 /// typo is the problem.
-const FAN_OUT_LATER: &[(&str, &str)] = &[
-    ("priority", "items run in list order"),
-    ("on_item", "there is no per-item notification yet"),
-    (
-        "max_failed",
-        "every item runs; the run then exits 10 if any failed",
-    ),
-];
+const FAN_OUT_LATER: &[(&str, &str)] = &[("on_item", "there is no per-item notification yet")];
 
 fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
     let name = key.as_str().unwrap_or("?");
@@ -482,7 +494,8 @@ fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
             format!("`{name}` in {} is not built yet: {instead}", ctx.owner),
         )
         .with_help(
-            "fan-out has `for_each`, `key` and `max_parallel` on SQLite so far \
+            "fan-out has `for_each`, `key`, `max_parallel`, `priority` and `max_failed` on \
+             SQLite so far \
              (docs/design.md, \"Fan-out\")",
         ),
     );
@@ -585,6 +598,58 @@ fn item_key(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Node>
         return None;
     }
     Some(node.clone())
+}
+
+/// A per-item template that must be text (`priority:`): rendered for each
+/// item later, in validate.
+fn item_template(ctx: &Ctx<'_>, name: &str, node: &Node, diags: &mut Diagnostics) -> Option<Node> {
+    let text = ctx.value::<String>(name, node, diags)?;
+    if text.value.trim().is_empty() {
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                node.span,
+                format!("`{name}` in {} is empty", ctx.owner),
+            )
+            .with_help("e.g. `priority: \"{{ item.blocks + item.files * 3 }}\"`"),
+        );
+        return None;
+    }
+    Some(node.clone())
+}
+
+/// `max_failed:` a number of items (`3`) or a percentage of the step's
+/// items (`"10%"`, 0 to 100).
+fn max_failed(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Spanned<MaxFailed>> {
+    let bad = |diags: &mut Diagnostics| {
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                node.span,
+                format!(
+                    "`max_failed` in {} must be a number of items (`3`) or a percentage of \
+                     them (`10%`, 0 to 100)",
+                    ctx.owner
+                ),
+            )
+            .with_help("once more items than that failed, no new item of the step starts"),
+        );
+        None
+    };
+    let Some(text) = node.as_str().map(str::trim) else {
+        return bad(diags);
+    };
+    let value = match text.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u8>() {
+            Ok(p) if p <= 100 => MaxFailed::Percent(p),
+            _ => return bad(diags),
+        },
+        None => match text.parse::<usize>() {
+            Ok(n) => MaxFailed::Count(n),
+            Err(_) => return bad(diags),
+        },
+    };
+    Some(Spanned::new(value, node.span))
 }
 
 /// A step's `max_parallel:`, at least 1.

@@ -38,9 +38,9 @@ pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
 pub use location::{open, shown as shown_location};
 pub use preflight::{CheckRecord, PreconditionsRecord};
 pub use records::{
-    AttemptOutcome, AttemptRecord, Change, ItemRecord, ItemState, NewItem, NewRun, NewStep,
-    NoteKind, Recorded, RecordedFacts, RunRecord, RunState, StepRecord, StepState, Unflushed,
-    Unreadable, UnrunRun,
+    AttemptOutcome, AttemptRecord, Change, ItemControl, ItemControlled, ItemRecord, ItemState,
+    NewItem, NewRun, NewStep, NoteKind, Recorded, RecordedFacts, RunRecord, RunState, StepRecord,
+    StepState, Unflushed, Unreadable, UnrunRun,
 };
 
 /// Which runs [`Store::runs_matching`] lists; every part that is set must
@@ -137,6 +137,21 @@ pub trait Store: Send + Sync {
     /// The run ids the leases name: the current or last holder of each
     /// lock (read without taking any lock).
     fn lease_holders(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// What operators changed in the run's items from other processes
+    /// (`ward pause|unpause|retry`), recorded after event `after`, in
+    /// order; and the run's last event number (the next call's `after`).
+    /// The run's ward asks at most a few times a second while items run
+    /// (docs/design.md, "Fan-out"). A store without it reports nothing
+    /// (the changes then take effect at the next `ward resume`).
+    fn item_controls(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> StoreFuture<'_, (i64, Vec<ItemControlled>)> {
+        let _ = (run_id, after);
+        Box::pin(std::future::ready(Ok((after, Vec::new()))))
+    }
 
     /// Logs of one run: `<folder>/logs/<run id>/`.
     fn run_logs(&self, run_id: &str) -> PathBuf {

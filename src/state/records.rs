@@ -102,6 +102,8 @@ pub enum ItemState {
     Failed,
     /// Not started because the run failed elsewhere; `resume` runs it.
     Skipped,
+    /// Held back by `ward pause`: no ward starts it until `ward unpause`.
+    Paused,
 }
 
 text_enum!(ItemState {
@@ -110,7 +112,68 @@ text_enum!(ItemState {
     Succeeded = "succeeded",
     Failed = "failed",
     Skipped = "skipped",
+    Paused = "paused",
 });
+
+/// A change an operator makes to one item from outside the run's ward
+/// (`ward pause|unpause|retry`), while the run goes on or before a resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemControl {
+    /// `pending` -> `paused`.
+    Pause,
+    /// `paused` -> `pending`.
+    Unpause,
+    /// `failed` -> `pending` (its attempts are kept).
+    Retry,
+}
+
+impl ItemControl {
+    /// The state the item must be in for the change to apply.
+    pub fn from(self) -> ItemState {
+        match self {
+            ItemControl::Pause => ItemState::Pending,
+            ItemControl::Unpause => ItemState::Paused,
+            ItemControl::Retry => ItemState::Failed,
+        }
+    }
+
+    /// The state it takes.
+    pub fn to(self) -> ItemState {
+        match self {
+            ItemControl::Pause => ItemState::Paused,
+            ItemControl::Unpause | ItemControl::Retry => ItemState::Pending,
+        }
+    }
+
+    /// The kind of the event that records it (its message is the key).
+    pub fn event_kind(self) -> &'static str {
+        match self {
+            ItemControl::Pause => "item-paused",
+            ItemControl::Unpause => "item-unpaused",
+            ItemControl::Retry => "item-retried",
+        }
+    }
+
+    /// Reads an event kind back.
+    pub fn from_event_kind(kind: &str) -> Option<ItemControl> {
+        [ItemControl::Pause, ItemControl::Unpause, ItemControl::Retry]
+            .into_iter()
+            .find(|c| c.event_kind() == kind)
+    }
+}
+
+/// An [`ItemControl`] as the run's ward reads it back, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemControlled {
+    /// Its event's sequence number.
+    pub seq: i64,
+    /// Step id.
+    pub step: String,
+    /// The item's key.
+    pub key: String,
+    /// What was done.
+    pub control: ItemControl,
+}
 
 /// How one attempt ended, as recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -550,6 +613,22 @@ pub enum Change {
         exit_code: Option<i32>,
         /// Why, in words.
         message: Option<String>,
+        /// Unix ms.
+        at: i64,
+    },
+    /// An operator changes an item from another process (`ward pause`,
+    /// `unpause`, `retry`): it takes `control.to()` only if it is in
+    /// `control.from()` when committed (else nothing happens; the caller
+    /// reads the item back to tell), and an event records it (kind
+    /// `control.event_kind()`, message: the key) for the run's ward to
+    /// notice ([`super::Store::item_controls`]).
+    ItemControl {
+        /// Step id.
+        step: String,
+        /// The item's key.
+        key: String,
+        /// What to do.
+        control: ItemControl,
         /// Unix ms.
         at: i64,
     },

@@ -32,6 +32,10 @@ pub struct FanOut {
     pub key: Option<String>,
     /// How many items of the step run at once.
     pub max_parallel: usize,
+    /// `priority:` as written (`None`: items run in list order).
+    pub priority: Option<String>,
+    /// `max_failed:`: past this many failed items no new item starts.
+    pub max_failed: Option<crate::model::MaxFailed>,
     /// Renders the step for one item.
     pub each: Arc<ItemResolver>,
 }
@@ -152,6 +156,78 @@ impl ItemResolver {
                 &self.source,
                 &format!("`key` of step `{}`", self.step.id.value),
             )),
+        }
+    }
+
+    /// The item's `priority:` (0 without one): higher runs first. A
+    /// result that is not a number is an error naming the item's key and
+    /// the step, with the place of `priority:`.
+    pub fn priority(&self, key: &str, item: &serde_json::Value) -> Result<f64, String> {
+        self.priority_or_diagnostic(key, item)
+            .map_err(|d| self.shown(&d))
+    }
+
+    fn priority_or_diagnostic(
+        &self,
+        key: &str,
+        item: &serde_json::Value,
+    ) -> Result<f64, Diagnostic> {
+        let Some(node) = self
+            .step
+            .for_each
+            .as_ref()
+            .and_then(|f| f.priority.as_ref())
+        else {
+            return Ok(0.0);
+        };
+        let ctx = with_item(&self.ctx, item);
+        let what = format!("`priority` of step `{}`", self.step.id.value);
+        let text = match self
+            .templates
+            .render(node.as_str().unwrap_or(""), &ctx.value)
+        {
+            Ok(text) => text,
+            Err(e) => return Err(template_diagnostic(&e, node, &self.source, &what)),
+        };
+        match text.trim().parse::<f64>() {
+            Ok(p) if p.is_finite() => Ok(p),
+            _ => Err(Diagnostic::error(
+                "invalid-value",
+                node.span,
+                format!(
+                    "{what} gives `{}` for item `{}`, not a number",
+                    self.ctx.redactor.apply(text.trim()),
+                    self.ctx.redactor.apply(key)
+                ),
+            )
+            .with_help(
+                "make `priority` give a number for every item, e.g. \
+                 `priority: \"{{ item.blocks + item.files * 3 }}\"`",
+            )),
+        }
+    }
+
+    /// Checks the priority of each item of a list known at validation
+    /// (a `lines:` list is checked when its step starts). The keys were
+    /// checked first, so each renders.
+    fn check_priorities(&self, items: &[serde_json::Value], diags: &mut Diagnostics) {
+        if self
+            .step
+            .for_each
+            .as_ref()
+            .is_none_or(|f| f.priority.is_none())
+        {
+            return;
+        }
+        for item in items {
+            let Ok(key) = self.key_or_diagnostic(item) else {
+                return;
+            };
+            if let Err(d) = self.priority_or_diagnostic(&key, item) {
+                // One is enough: the others are likely the same mistake.
+                diags.push(d);
+                return;
+            }
         }
     }
 
@@ -339,6 +415,7 @@ pub(super) fn resolve(
     });
     if let Items::List(list) = &items {
         each.check_keys(list, node.span, diags);
+        each.check_priorities(list, diags);
     }
     let fan = FanOut {
         items,
@@ -350,6 +427,11 @@ pub(super) fn resolve(
             .max_parallel
             .as_ref()
             .map_or(default_parallel, |m| m.value),
+        priority: for_each
+            .priority
+            .as_ref()
+            .and_then(|p| p.as_str().map(str::to_owned)),
+        max_failed: for_each.max_failed.as_ref().map(|m| m.value),
         each,
     };
     Some((fan, item_ctx))
@@ -442,7 +524,7 @@ fn refuse_item_in_step_fields(step: &Step, templates: &Templates, diags: &mut Di
                          whole `for_each` step"
                     ),
                 )
-                .with_help("use `item` in `run`, `cmd`, `with`, `env` or `key`"),
+                .with_help("use `item` in `run`, `cmd`, `with`, `env`, `key` or `priority`"),
             );
         }
     }

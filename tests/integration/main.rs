@@ -7,6 +7,7 @@ mod compare;
 mod dumpcheck;
 mod exit_codes;
 mod fanout;
+mod fanout_control;
 mod fanout_report;
 mod finalizers;
 mod fossology;

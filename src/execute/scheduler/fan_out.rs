@@ -33,17 +33,29 @@ use super::{
 };
 use crate::model::When;
 use crate::plan::{ItemWork, Items};
-use crate::state::{AttemptOutcome, Change, ItemState, NewItem, StepState};
+use crate::state::{
+    AttemptOutcome, Change, ItemControl, ItemControlled, ItemState, NewItem, StepState, Store,
+};
+
+/// How often the run's ward wakes to ask the store for item controls
+/// (`ward pause|unpause|retry` from other processes) while items run and
+/// none ends: it also asks once per scheduler turn (a launch batch, which
+/// already costs a commit), before it starts items. Each ask is one
+/// indexed lookup of the run's last event, and reads the control events
+/// since the last ask only when there are new events.
+pub(super) const CONTROL_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A `for_each` step in progress.
 pub(super) struct Fan {
-    /// Its items, in list order.
+    /// Its items, in the order they start (list order, or by `priority:`).
     items: Vec<FanItem>,
     /// Items of this step running now.
     running: usize,
-    /// Items before this one are not pending and will not be again while
-    /// items still start (only a stop puts one back to pending, and then
-    /// none starts): each turn looks from here, not through the whole list.
+    /// Items that failed in this attempt of the step (for `max_failed`).
+    failed: usize,
+    /// Items before this one are not pending (only a stop puts one back to
+    /// pending, and then none starts; an unpause or a retry moves this
+    /// back to it): each turn looks from here, not through the whole list.
     next: usize,
     /// The step's attempt (one per run or resume).
     attempt: u32,
@@ -62,6 +74,8 @@ struct FanItem {
     attempts: u32,
     /// Why it failed (the first failure is quoted in the step's message).
     message: Option<String>,
+    /// Its `priority:` (0 without one); the list is sorted by it.
+    priority: f64,
 }
 
 /// An item to start now.
@@ -94,6 +108,8 @@ enum ListError {
     EmptyKey { position: usize },
     #[error("{0}")]
     Key(String),
+    #[error("{0}")]
+    Priority(String),
     #[error(
         "its `for_each` file {} is {what}, not a regular file; write the list to a file first",
         path.display()
@@ -200,11 +216,18 @@ impl Scheduler<'_, '_> {
                 }
             }
         } else {
-            self.resumed_items(i, recorded)
+            match self.resumed_items(i, recorded) {
+                Ok(items) => items,
+                Err(e) => {
+                    self.fan_failed_to_start(i, attempt, &log, e.to_string());
+                    return;
+                }
+            }
         };
         self.fans[i] = Some(Fan {
             items,
             running: 0,
+            failed: 0,
             next: 0,
             attempt,
             log,
@@ -215,7 +238,11 @@ impl Scheduler<'_, '_> {
     /// A resumed step's items as recorded: succeeded ones stay done, the
     /// rest are pending again (all of them when the step was reopened, see
     /// the module's comment).
-    fn resumed_items(&mut self, i: usize, recorded: Vec<crate::state::ItemRecord>) -> Vec<FanItem> {
+    fn resumed_items(
+        &mut self,
+        i: usize,
+        recorded: Vec<crate::state::ItemRecord>,
+    ) -> Result<Vec<FanItem>, ListError> {
         let reopened = recorded.iter().all(|r| r.state == ItemState::Succeeded);
         let step_id = self.steps[i].id.clone();
         let mut items = Vec::with_capacity(recorded.len());
@@ -223,6 +250,9 @@ impl Scheduler<'_, '_> {
             let keep = r.state == ItemState::Succeeded && !reopened;
             let state = if keep {
                 ItemState::Succeeded
+            } else if r.state == ItemState::Paused {
+                // Paused stays paused until `ward unpause`, across resumes.
+                ItemState::Paused
             } else {
                 ItemState::Pending
             };
@@ -243,10 +273,32 @@ impl Scheduler<'_, '_> {
                 state,
                 attempts: r.attempts,
                 message: None,
+                priority: 0.0,
             });
         }
         items.sort_by_key(|it| it.position);
-        items
+        self.order_by_priority(i, &mut items)?;
+        Ok(items)
+    }
+
+    /// Puts the items in the order they start: higher `priority` first,
+    /// ties in list order (a stable sort of the list). On a resume the
+    /// priorities are computed again from the recorded items, with the
+    /// run's recorded variables and facts, so they are the same as when
+    /// the run started (a changed playbook is refused before that).
+    fn order_by_priority(&self, i: usize, items: &mut [FanItem]) -> Result<(), ListError> {
+        let fan = self.steps[i].fan_out.as_ref().expect("a for_each step");
+        if fan.priority.is_none() {
+            return Ok(());
+        }
+        for it in items.iter_mut() {
+            it.priority = fan
+                .each
+                .priority(&it.key, &it.value)
+                .map_err(ListError::Priority)?;
+        }
+        items.sort_by(|a, b| b.priority.total_cmp(&a.priority));
+        Ok(())
     }
 
     /// The items of step `i`, each with its key; keys must be unique.
@@ -289,8 +341,10 @@ impl Scheduler<'_, '_> {
                 state: ItemState::Pending,
                 attempts: 0,
                 message: None,
+                priority: 0.0,
             });
         }
+        self.order_by_priority(i, &mut items)?;
         Ok(items)
     }
 
@@ -299,6 +353,76 @@ impl Scheduler<'_, '_> {
         self.running -= 1;
         let elapsed = std::time::Duration::ZERO;
         self.end_fan_attempt(i, attempt, log, StepState::Failed, why, None, elapsed);
+    }
+
+    /// Takes in the item controls recorded since the last look (each turn
+    /// while items of the run are listed or run): a paused item that has
+    /// not started is held back, an unpaused or retried one may start
+    /// again, in the step that runs its items or, for a step not started
+    /// yet, in what the resumed run recorded. A store that cannot be read
+    /// now is asked again at the next turn.
+    pub(super) async fn take_controls(&mut self, store: &mut dyn Store) {
+        if self.fans.iter().all(Option::is_none) && self.recorded_items.is_empty() {
+            return;
+        }
+        let controls = match store.item_controls(self.run_id, self.control_seq).await {
+            Ok((last, controls)) => {
+                self.control_seq = last;
+                controls
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the run's item controls: {e}");
+                return;
+            }
+        };
+        for c in controls {
+            self.take_control(&c);
+        }
+    }
+
+    fn take_control(&mut self, c: &ItemControlled) {
+        if let Some(recorded) = self.recorded_items.get_mut(&c.step) {
+            if let Some(r) = recorded.iter_mut().find(|r| r.key == c.key) {
+                r.state = c.control.to();
+            }
+            return;
+        }
+        let Some(i) = self.steps.iter().position(|st| st.id == c.step) else {
+            return;
+        };
+        let Some(fan) = self.fans[i].as_mut() else {
+            // Its step is not running items: the next resume takes it in.
+            return;
+        };
+        let Some(k) = fan.items.iter().position(|it| it.key == c.key) else {
+            return;
+        };
+        let item = &mut fan.items[k];
+        match (c.control, item.state) {
+            (ItemControl::Pause, ItemState::Pending) => item.state = ItemState::Paused,
+            (ItemControl::Unpause, ItemState::Paused) | (ItemControl::Retry, ItemState::Failed) => {
+                if item.state == ItemState::Failed {
+                    fan.failed = fan.failed.saturating_sub(1);
+                }
+                item.state = ItemState::Pending;
+                item.message = None;
+                // It may be before the cursor of items left to start.
+                fan.next = fan.next.min(k);
+            }
+            (ItemControl::Pause, ItemState::Running) => {
+                // The pause and the item's start crossed: it runs to its
+                // end (recorded `running`, then its outcome).
+                let line = format!(
+                    "item {} `{}`: paused as it started; it runs to its end\n",
+                    item.position + 1,
+                    item.key
+                );
+                if let Ok(mut f) = crate::state::private::open_log(&fan.log) {
+                    let _ = std::io::Write::write_all(&mut f, line.as_bytes());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Starts what items can start now and ends the fan-out steps that are
@@ -347,8 +471,16 @@ impl Scheduler<'_, '_> {
         }
     }
 
+    /// `max_failed:` of step `i` and its bound, when more items failed.
+    fn past_max_failed(&self, i: usize, fan: &Fan) -> Option<(crate::model::MaxFailed, usize)> {
+        let max = self.steps[i].fan_out.as_ref()?.max_failed?;
+        let bound = max.bound(fan.items.len());
+        (fan.failed > bound).then_some((max, bound))
+    }
+
     fn can_start_more(&self, i: usize, fan: &Fan) -> bool {
         self.stop_reason(i).is_none()
+            && self.past_max_failed(i, fan).is_none()
             && fan.items[fan.next..]
                 .iter()
                 .any(|it| it.state == ItemState::Pending)
@@ -380,7 +512,12 @@ impl Scheduler<'_, '_> {
             }
             return;
         }
+        if self.past_max_failed(i, fan).is_some() {
+            // No new item; those running finish, the rest stay pending.
+            return;
+        }
         let each = spec.each.clone();
+        let bound = spec.max_failed.map(|m| m.bound(fan.items.len()));
         while fan.next < fan.items.len() && fan.items[fan.next].state != ItemState::Pending {
             fan.next += 1;
         }
@@ -396,6 +533,7 @@ impl Scheduler<'_, '_> {
                 Ok(work) => work,
                 Err(why) => {
                     it.state = ItemState::Failed;
+                    fan.failed += 1;
                     it.message = Some(why.clone());
                     self.changes.push(Change::ItemFinished {
                         step: self.steps[i].id.clone(),
@@ -405,6 +543,9 @@ impl Scheduler<'_, '_> {
                         message: Some(why),
                         at: crate::clock::wall_ms(),
                     });
+                    if bound.is_some_and(|b| fan.failed > b) {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -551,6 +692,9 @@ impl Scheduler<'_, '_> {
         } else {
             (ItemState::Failed, Some(failure_message(r, step, "stopped")))
         };
+        if state == ItemState::Failed {
+            fan.failed += 1;
+        }
         let item = &mut fan.items[k];
         item.state = state;
         item.message.clone_from(&message);
@@ -583,13 +727,35 @@ impl Scheduler<'_, '_> {
     fn finish_fan(&mut self, i: usize, fan: Fan) {
         self.running -= 1;
         let count = |s: ItemState| fan.items.iter().filter(|it| it.state == s).count();
-        let (total, failed, left, skipped) = (
+        let (total, failed, left, skipped, paused) = (
             fan.items.len(),
             count(ItemState::Failed),
             count(ItemState::Pending),
             count(ItemState::Skipped),
+            count(ItemState::Paused),
         );
-        let (state, message) = if failed > 0 {
+        let paused_note = if paused > 0 {
+            format!(
+                "; {paused} paused (`ward unpause{} {} ITEM...`, then `ward resume`)",
+                self.options.state_flag, self.run_id
+            )
+        } else {
+            String::new()
+        };
+        let bound = self.past_max_failed(i, &fan);
+        let (state, message) = if let Some((max, bound)) = bound {
+            self.items_failed.insert(i);
+            self.item_failed = true;
+            (
+                StepState::Failed,
+                format!(
+                    "{} items failed, more than `max_failed: {max}` allows ({bound} of {total}); \
+                     {left} items were not started; `ward items{} {} --status failed` lists the \
+                     failed ones, `ward resume` runs them and the rest{paused_note}",
+                    fan.failed, self.options.state_flag, self.run_id
+                ),
+            )
+        } else if failed > 0 {
             self.items_failed.insert(i);
             self.item_failed = true;
             let first = fan
@@ -608,14 +774,30 @@ impl Scheduler<'_, '_> {
                 StepState::Failed,
                 format!(
                     "{failed} of {total} items failed{first}; `ward items{} {} --status failed` \
-                     lists them, `ward resume` runs them again",
+                     lists them, `ward resume` runs them again{paused_note}",
                     self.options.state_flag, self.run_id
                 ),
             )
         } else if left > 0 {
             (
                 StepState::Interrupted,
-                format!("{left} of {total} items did not finish; `ward resume` runs them"),
+                format!(
+                    "{left} of {total} items did not finish; `ward resume` runs them{paused_note}"
+                ),
+            )
+        } else if paused > 0 && skipped == 0 {
+            // Not done: the step fails (its dependents do not run) as if
+            // items had failed, exit 10; a resume after `ward unpause` runs
+            // the paused items.
+            self.items_failed.insert(i);
+            self.item_failed = true;
+            (
+                StepState::Failed,
+                format!(
+                    "{paused} of {total} items are paused and did not run; `ward unpause{} {} \
+                     ITEM...`, then `ward resume`, runs them",
+                    self.options.state_flag, self.run_id
+                ),
             )
         } else if skipped > 0 {
             // Its own items did not fail: the run's exit code is decided by
@@ -623,7 +805,7 @@ impl Scheduler<'_, '_> {
             self.items_failed.insert(i);
             (
                 StepState::Failed,
-                format!("{skipped} of {total} items were not started: the run failed"),
+                format!("{skipped} of {total} items were not started: the run failed{paused_note}"),
             )
         } else {
             (StepState::Succeeded, format!("{total} items succeeded"))
@@ -634,6 +816,7 @@ impl Scheduler<'_, '_> {
             "failed": failed,
             "pending": left,
             "skipped": skipped,
+            "paused": paused,
         });
         let elapsed = fan.started.elapsed();
         self.end_fan_attempt(

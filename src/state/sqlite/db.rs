@@ -13,8 +13,9 @@ use rusqlite::{
 };
 
 use super::super::records::{
-    AttemptOutcome, AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, NoteKind,
-    Recorded, RunRecord, RunState, StepRecord, StepState, Unreadable, UnrunRun,
+    AttemptOutcome, AttemptRecord, Change, ItemControl, ItemControlled, ItemRecord, ItemState,
+    NewRun, NewStep, NoteKind, Recorded, RunRecord, RunState, StepRecord, StepState, Unreadable,
+    UnrunRun,
 };
 use super::super::schema::{self, Upgrade};
 use super::super::{EventKind, EventRecord, RunFilter, StateError, private};
@@ -716,6 +717,60 @@ impl Db {
         Ok(out)
     }
 
+    /// The item controls recorded after event `after`, and the run's
+    /// last event number. Both use the `events_by_run` index: a lookup and
+    /// a short range, cheap enough to ask a few times a second.
+    pub(super) fn item_controls(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<(i64, Vec<ItemControlled>), StateError> {
+        let last: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if last <= after {
+            return Ok((last, Vec::new()));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, step_id, kind, message FROM events \
+                 WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 \
+                 AND kind IN ('item-paused', 'item-unpaused', 'item-retried') ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id, after, last], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, step, kind, key) = row.map_err(|e| self.err(e))?;
+            if let (Some(step), Some(key), Some(control)) =
+                (step, key, ItemControl::from_event_kind(&kind))
+            {
+                out.push(ItemControlled {
+                    seq,
+                    step,
+                    key,
+                    control,
+                });
+            }
+        }
+        Ok((last, out))
+    }
+
     pub(super) fn events(&self, run_id: &str) -> Result<Vec<EventRecord>, StateError> {
         let mut stmt = self
             .conn
@@ -971,9 +1026,14 @@ fn apply_one(
             at,
         } => {
             let finished = (*state != ItemState::Pending).then_some(*at);
+            // An item an operator paused meanwhile (`ward pause` from
+            // another process) stays paused when the run's ward, which
+            // had not noticed yet, would skip it or put it back to pending;
+            // only the end of an attempt it ran overrides the pause.
             tx.prepare_cached(
                 "UPDATE items SET state = ?4, exit_code = ?5, message = ?6, finished_at = ?7 \
-                 WHERE run_id = ?1 AND step_id = ?2 AND item_key = ?3",
+                 WHERE run_id = ?1 AND step_id = ?2 AND item_key = ?3 \
+                 AND NOT (state = 'paused' AND ?4 IN ('skipped', 'pending'))",
             )?
             .execute(params![
                 run_id,
@@ -984,6 +1044,37 @@ fn apply_one(
                 message,
                 finished
             ])?;
+            Ok(())
+        }
+        Change::ItemControl {
+            step,
+            key,
+            control,
+            at,
+        } => {
+            let message = match control {
+                ItemControl::Pause => Some("paused with `ward pause`".to_owned()),
+                ItemControl::Unpause => None,
+                ItemControl::Retry => Some("to run again: `ward retry`".to_owned()),
+            };
+            // Only from the state the control expects: an item that started
+            // or ended since the operator looked is left as it is.
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE items SET state = ?5, message = ?6, finished_at = NULL \
+                     WHERE run_id = ?1 AND step_id = ?2 AND item_key = ?3 AND state = ?4",
+                )?
+                .execute(params![
+                    run_id,
+                    step,
+                    key,
+                    control.from().as_str(),
+                    control.to().as_str(),
+                    message
+                ])?;
+            if changed == 1 {
+                event(tx, run_id, *at, Some(step), control.event_kind(), Some(key))?;
+            }
             Ok(())
         }
         Change::Step {
@@ -1050,5 +1141,81 @@ mod tests {
                 .expect("version");
             assert_eq!(v, MIGRATIONS.len() as i64);
         }
+    }
+
+    #[test]
+    fn an_item_control_changes_only_an_item_in_its_from_state_and_is_read_back_once() {
+        use crate::state::{ItemControl, NewItem};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ward.db");
+        Db::create(&path).expect("create");
+        let mut db = Db::open(&path, true).expect("open");
+        let step = NewStep {
+            id: "s".into(),
+            position: 0,
+            definition: "{}".into(),
+            compensation: false,
+        };
+        db.create_run(&super::super::tests::new_run("r1"), &[step])
+            .expect("run");
+        let item = |key: &str, position| NewItem {
+            key: key.into(),
+            position,
+            value: serde_json::json!(key),
+        };
+        let listed = Change::ItemsListed {
+            step: "s".into(),
+            items: vec![item("a", 0), item("b", 1)],
+        };
+        db.apply("r1", &[listed]).expect("listed");
+        let (cursor, none) = db.item_controls("r1", i64::MAX).expect("cursor");
+        assert!(none.is_empty());
+        let control = |key: &str, control| Change::ItemControl {
+            step: "s".into(),
+            key: key.into(),
+            control,
+            at: 5,
+        };
+        // `b` is pending, not failed: its retry changes nothing and is not
+        // recorded; `a`'s pause is.
+        db.apply(
+            "r1",
+            &[
+                control("a", ItemControl::Pause),
+                control("b", ItemControl::Retry),
+            ],
+        )
+        .expect("controls");
+        let state = |db: &Db, key: &str| {
+            db.items("r1", None, None)
+                .expect("items")
+                .into_iter()
+                .find(|i| i.key == key)
+                .map(|i| i.state)
+        };
+        assert_eq!(state(&db, "a"), Some(ItemState::Paused));
+        assert_eq!(state(&db, "b"), Some(ItemState::Pending));
+        let (last, seen) = db.item_controls("r1", cursor).expect("controls");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            (seen[0].key.as_str(), seen[0].control),
+            ("a", ItemControl::Pause)
+        );
+        assert!(db.item_controls("r1", last).expect("again").1.is_empty());
+        // The run's ward, which had not seen the pause, skips it: it stays
+        // paused. Only an attempt it started overrides it.
+        let skipped = Change::ItemFinished {
+            step: "s".into(),
+            key: "a".into(),
+            state: ItemState::Skipped,
+            exit_code: None,
+            message: None,
+            at: 6,
+        };
+        db.apply("r1", &[skipped]).expect("skip");
+        assert_eq!(state(&db, "a"), Some(ItemState::Paused));
+        db.apply("r1", &[control("a", ItemControl::Unpause)])
+            .expect("unpause");
+        assert_eq!(state(&db, "a"), Some(ItemState::Pending));
     }
 }

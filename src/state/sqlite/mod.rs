@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
 use super::records::{
-    AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, RunRecord, StepRecord, UnrunRun,
+    AttemptRecord, Change, ItemControlled, ItemRecord, ItemState, NewRun, NewStep, RunRecord,
+    StepRecord, UnrunRun,
 };
 use super::retention::{PruneRequest, PrunedRun};
 use super::{Access, EventRecord, RunFilter, StateError, Store, StoreFuture};
@@ -153,6 +154,15 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, Vec<ItemRecord>> {
         let (run_id, step) = (run_id.to_owned(), step.map(str::to_owned));
         self.call(move |db| db.items(&run_id, step.as_deref(), state))
+    }
+
+    fn item_controls(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> StoreFuture<'_, (i64, Vec<ItemControlled>)> {
+        let run_id = run_id.to_owned();
+        self.call(move |db| db.item_controls(&run_id, after))
     }
 
     fn events(&self, run_id: &str) -> StoreFuture<'_, Vec<EventRecord>> {
