@@ -32,6 +32,9 @@ pub struct ItemCounts {
     pub pending: u64,
     /// Items not started because the run failed elsewhere.
     pub skipped: u64,
+    /// Items held by `ward pause` (they run after `ward unpause` and a
+    /// resume).
+    pub paused: u64,
     /// Items that ended (succeeded or failed) during the step's last
     /// attempt: what the rate counts (a resume does not count the items
     /// an earlier attempt ran).
@@ -65,6 +68,9 @@ impl ItemCounts {
         );
         if self.skipped > 0 {
             text.push_str(&format!(", {} skipped", thousands(self.skipped)));
+        }
+        if self.paused > 0 {
+            text.push_str(&format!(", {} paused", thousands(self.paused)));
         }
         if let Some(rate) = self.rate_per_s {
             text.push_str(&format!(" · {} items/s", fmt_rate(rate)));
@@ -138,6 +144,7 @@ pub fn item_counts(
             ItemState::Running => c.running += 1,
             ItemState::Pending => c.pending += 1,
             ItemState::Skipped => c.skipped += 1,
+            ItemState::Paused => c.paused += 1,
         }
         if matches!(it.state, ItemState::Succeeded | ItemState::Failed)
             && let (Some(from), Some(end)) = (from, it.finished_at)

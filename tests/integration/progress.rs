@@ -359,3 +359,31 @@ fn a_compensation_after_a_failure_has_its_live_line_too() {
     );
     assert!(out.contains(" failed"), "{out:?}");
 }
+
+/// A `for_each` step's live line counts its items as they end (done of
+/// the list, failed, a rate), without a line per item.
+#[test]
+fn a_fan_out_step_shows_its_items_done_and_failed_at_a_terminal() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: each\nsteps:\n  - id: each\n    for_each: [a, b, c, d, e, f, g, h]\n    \
+         max_parallel: 1\n    run: \"sleep 0.4; test {{ item }} != c\"\n",
+    );
+    let (code, out) = run_at_terminal(
+        s.ward()
+            .env("TERM", "xterm")
+            .args(["run", "p.yml"])
+            .command(),
+    );
+    assert_eq!(code, 10, "only items failed: {out}");
+    let line = out
+        .split(['\r', '\n'])
+        .find(|l| l.contains("[0/1] each") && l.contains("/8 items") && l.contains("1 failed"))
+        .unwrap_or_else(|| panic!("no live line counting the items:\n{out:?}"));
+    assert!(line.contains("items/s"), "{line}");
+    // Counted, never printed per item while the step runs (the failed
+    // step's log, a line per item, is shown after it ends).
+    let running = out.split("✘ each failed").next().unwrap_or("");
+    assert!(!running.contains("item 3 `c`"), "{out:?}");
+}

@@ -695,6 +695,7 @@ impl Scheduler<'_, '_> {
         if state == ItemState::Failed {
             fan.failed += 1;
         }
+        let total = fan.items.len();
         let item = &mut fan.items[k];
         item.state = state;
         item.message.clone_from(&message);
@@ -719,6 +720,13 @@ impl Scheduler<'_, '_> {
             exit_code: r.end.exit_code(),
             message,
             at: crate::clock::wall_ms(),
+        });
+        // Counted by the progress display, never printed per item.
+        self.reporter.event(&Event::ItemFinished {
+            step: &step.id,
+            key: &item.key,
+            state,
+            total,
         });
         self.fans[i] = Some(fan);
     }

@@ -255,7 +255,7 @@ impl ItemStrip {
                     ItemState::Succeeded => b.succeeded += 1,
                     ItemState::Failed => b.failed += 1,
                     ItemState::Running => b.running += 1,
-                    ItemState::Pending | ItemState::Skipped => b.stopped += 1,
+                    ItemState::Pending | ItemState::Skipped | ItemState::Paused => b.stopped += 1,
                 }
             }
         }

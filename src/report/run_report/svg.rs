@@ -335,8 +335,8 @@ fn item_colour(state: ItemState) -> &'static str {
         ItemState::Succeeded => "#2e7d32",
         ItemState::Failed => "#c62828",
         ItemState::Running => "#78909c",
-        // Stopped by a signal: pending again.
-        ItemState::Pending | ItemState::Skipped => "#6a1b9a",
+        // Stopped by a signal: pending again (or held by `ward pause`).
+        ItemState::Pending | ItemState::Skipped | ItemState::Paused => "#6a1b9a",
     }
 }
 
@@ -344,7 +344,7 @@ fn item_colour(state: ItemState) -> &'static str {
 /// stopped: they ran, and will run again).
 fn item_word(state: ItemState) -> &'static str {
     match state {
-        ItemState::Pending | ItemState::Skipped => "stopped",
+        ItemState::Pending | ItemState::Skipped | ItemState::Paused => "stopped",
         s => s.as_str(),
     }
 }
