@@ -471,3 +471,24 @@ fn a_list_or_a_key_made_from_a_secret_is_refused_with_its_place() {
         .run()
         .expect_code(2);
 }
+
+/// A `lines:` file that is not UTF-8 fails the step before any item runs,
+/// naming the file, the line and the bad bytes.
+#[test]
+fn a_lines_file_that_is_not_utf8_names_its_line() {
+    let s = Scratch::new();
+    std::fs::write(s.path().join("users.txt"), b"alice\nbob\nj\xe9r\xf4me\n").expect("write");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: odd\nsteps:\n  \
+         - id: each\n    for_each: { lines: users.txt }\n    run: echo {{ item }} >> journal\n",
+    );
+    let run = s.ward().args(["run", "p.yml"]).run().expect_code(1);
+    assert!(
+        run.stderr
+            .contains("users.txt:3 is not UTF-8 text (bytes 0xe9)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!s.path().join("journal").exists(), "no item ran");
+}

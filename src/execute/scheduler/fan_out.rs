@@ -121,6 +121,16 @@ enum ListError {
         MAX_LINES_FILE >> 20
     )]
     TooLarge { path: PathBuf },
+    #[error(
+        "its `for_each` file {}:{line} is not UTF-8 text (bytes {bytes}); items are \
+         text: convert the file (e.g. with `iconv -t UTF-8`) or list names some other way",
+        path.display()
+    )]
+    NotText {
+        path: PathBuf,
+        line: usize,
+        bytes: String,
+    },
 }
 
 /// The largest `lines:` file read (a million items of 64 bytes): read whole
@@ -166,17 +176,35 @@ fn read_lines_file(path: &Path) -> Result<String, ListError> {
             path: path.to_owned(),
         });
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     // A file that grows while it is read is cut at the limit, and refused.
     file.take(MAX_LINES_FILE + 1)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .map_err(read)?;
-    if text.len() as u64 > MAX_LINES_FILE {
+    if bytes.len() as u64 > MAX_LINES_FILE {
         return Err(ListError::TooLarge {
             path: path.to_owned(),
         });
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| not_text(path, e.as_bytes(), e.utf8_error()))
+}
+
+/// Names the line of a `lines:` file that is not UTF-8 and shows its first
+/// bad bytes, so that the operator can find it (a Latin-1 user name, a
+/// binary file given by mistake).
+fn not_text(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> ListError {
+    let at = e.valid_up_to();
+    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let bad = e.error_len().unwrap_or(bytes.len() - at).min(4);
+    ListError::NotText {
+        path: path.to_owned(),
+        line,
+        bytes: bytes[at..at + bad]
+            .iter()
+            .map(|b| format!("{b:#04x}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 impl Scheduler<'_, '_> {
