@@ -8,8 +8,9 @@
 //! (`location.rs`) and returns a `Box<dyn Store>`; a backend owns its
 //! connection, its run lock ([`Lease`]), its migrations (to the versions of
 //! `schema.rs`), and turns its errors into [`StateError`]. SQLite is the
-//! embedded default (`sqlite/`); a PostgreSQL store shared by many hosts
-//! is a new file beside it and a line of the `--state` parse. Crash and
+//! embedded default (`sqlite/`); `postgres/` keeps the runs of many hosts
+//! in one PostgreSQL database (`--state postgres://...`), its run lock a
+//! lease row renewed by a heartbeat. Crash and
 //! resume rules live in `recovery.rs`, the host identity they need in
 //! `host.rs`.
 
@@ -19,6 +20,7 @@ mod fault;
 pub mod host;
 mod lease;
 mod location;
+mod postgres;
 mod preflight;
 pub mod private;
 mod records;

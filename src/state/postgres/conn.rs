@@ -1,0 +1,168 @@
+//! Reaching the PostgreSQL state: the address turned into a tokio-postgres
+//! configuration (password from the address, a passfile or `PGPASSWORD`,
+//! as libpq orders them; `src/pg.rs` does the parsing for the `pg.*`
+//! actions too), connecting without TLS, and the errors in words that
+//! never hold the password.
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::super::StateError;
+
+/// How often a lost connection is tried again before a call fails, and
+/// the pause before each try (doubling): about 15 s in all, long enough
+/// for a PostgreSQL restart (`systemctl restart postgresql`), short
+/// enough that a run whose state is gone stops soon.
+pub const RECONNECT_TRIES: u32 = 5;
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+
+/// The pause before reconnect try `n` (from 1).
+pub fn pause(n: u32) -> Duration {
+    FIRST_PAUSE * 2u32.saturating_pow(n.saturating_sub(1))
+}
+
+/// The tokio-postgres configuration of a `postgres://` address, or why it
+/// cannot be used. `shown` is the address with its password masked.
+pub fn config(address: &str, shown: &str) -> Result<Config, StateError> {
+    let unsupported = |why: String| StateError::Unsupported {
+        value: shown.to_owned(),
+        why,
+    };
+    let conn = crate::pg::PgConn {
+        dbname: Some(address.to_owned()),
+        ..Default::default()
+    };
+    let words = crate::pg::keywords(&conn).map_err(|e| unsupported(conn_error(&e)))?;
+    let word = |k: &str| {
+        words
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let sslmode = word("sslmode").or_else(|| std::env::var("PGSSLMODE").ok());
+    match sslmode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => {}
+        Some(mode @ ("require" | "verify-ca" | "verify-full")) => {
+            return Err(unsupported(format!(
+                "`sslmode={mode}`: TLS to a PostgreSQL state is not built yet; connect over \
+                 a local socket, an SSH tunnel or a trusted network with `sslmode=disable` \
+                 (or `prefer`)"
+            )));
+        }
+        Some(other) => return Err(unsupported(format!("unknown `sslmode={other}`"))),
+    }
+    for key in ["service", "hostaddr"] {
+        if word(key).is_some() {
+            return Err(unsupported(format!(
+                "`{key}` is not supported in a state address; name `host` (and `port`)"
+            )));
+        }
+    }
+    if word("host").is_some_and(|h| h.contains(',')) {
+        return Err(unsupported(
+            "a state address names one host (no fail-over list)".to_owned(),
+        ));
+    }
+    let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let mut cfg =
+        crate::pg::native_config(&conn, &[], &here).map_err(|e| unsupported(conn_error(&e)))?;
+    cfg.application_name("ward state")
+        .connect_timeout(Duration::from_secs(10))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    Ok(cfg)
+}
+
+fn conn_error(e: &crate::pg::ConnError) -> String {
+    e.to_string()
+}
+
+/// A connection; its driver runs as a task on the caller's runtime.
+pub async fn connect(cfg: &Config, shown: &str) -> Result<Client, StateError> {
+    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| StateError::Backend {
+        db: shown.to_owned(),
+        detail: format!("cannot connect: {}", crate::pg::native_error(&e)),
+    })?;
+    tokio::spawn(async move {
+        // Its error also reaches the next call on the client, which says it.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// True when the connection (not the statement) failed: the server went
+/// away or restarts, the socket broke. Work not yet committed can be
+/// done again on a new connection.
+pub fn is_lost(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A PostgreSQL error for the operator.
+pub fn backend(shown: &str, e: &tokio_postgres::Error) -> StateError {
+    StateError::Backend {
+        db: shown.to_owned(),
+        detail: crate::pg::native_error(e),
+    }
+}
+
+/// Why a piece of work failed: the connection (safe to do again: nothing
+/// was committed), or anything else.
+pub enum Fail {
+    /// The connection was lost before the commit was sent.
+    Lost(tokio_postgres::Error),
+    /// Final.
+    State(StateError),
+}
+
+impl From<StateError> for Fail {
+    fn from(e: StateError) -> Fail {
+        Fail::State(e)
+    }
+}
+
+/// Sorts a tokio-postgres error of work before its commit.
+pub fn fail(shown: &str) -> impl Fn(tokio_postgres::Error) -> Fail + '_ {
+    move |e| {
+        if is_lost(&e) {
+            Fail::Lost(e)
+        } else {
+            Fail::State(backend(shown, &e))
+        }
+    }
+}
+
+/// An error of `COMMIT` itself: never done again, since a commit whose
+/// answer was lost may have happened.
+pub fn commit_failed(shown: &str, e: &tokio_postgres::Error) -> Fail {
+    let detail = if is_lost(e) {
+        format!(
+            "the connection was lost during COMMIT, so whether the change was recorded is \
+             unknown ({})",
+            crate::pg::native_error(e)
+        )
+    } else {
+        crate::pg::native_error(e)
+    };
+    Fail::State(StateError::Backend {
+        db: shown.to_owned(),
+        detail,
+    })
+}
