@@ -200,8 +200,11 @@ fn a_kill_9_mid_run_then_resume_finishes_without_redoing_finished_steps() {
          - id: c\n    needs: [b]\n    run: echo c >> journal\n",
     );
     let mut child = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    // b runs (it sleeps) and a's success is recorded (the scheduler may
+    // start b just before that commit).
     assert!(
-        wait_for(30, || s.read("journal").contains("b\n")),
+        wait_for(30, || s.read("journal").contains("b\n")
+            && step_state(&status(&s, &c), "a") == "succeeded"),
         "b started"
     );
     child.kill().expect("kill -9");

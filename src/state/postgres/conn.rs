@@ -80,15 +80,27 @@ fn conn_error(e: &crate::pg::ConnError) -> String {
 }
 
 /// A connection; its driver runs as a task on the caller's runtime.
-pub async fn connect(cfg: &Config, shown: &str) -> Result<Client, StateError> {
-    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| StateError::Backend {
+///
+/// The server ends a transaction of it left idle for `idle` (half a
+/// lease): every transaction of ward's is short and never waits for a
+/// person, so one left open is a ward frozen (`SIGSTOP`, a host cut off)
+/// in the middle of a write; its `FOR SHARE` on its lease row would
+/// otherwise keep every other host from ever taking the lock.
+pub async fn connect(cfg: &Config, shown: &str, idle: Duration) -> Result<Client, StateError> {
+    let cannot = |e: tokio_postgres::Error| StateError::Backend {
         db: shown.to_owned(),
         detail: format!("cannot connect: {}", crate::pg::native_error(&e)),
-    })?;
+    };
+    let (client, connection) = cfg.connect(NoTls).await.map_err(cannot)?;
     tokio::spawn(async move {
         // Its error also reaches the next call on the client, which says it.
         let _ = connection.await;
     });
+    let ms = idle.as_millis().max(1);
+    client
+        .batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+        .await
+        .map_err(cannot)?;
     Ok(client)
 }
 

@@ -49,7 +49,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// it), so that an expiry can be waited for.
 pub const LEASE_ENV: &str = "WARD_TEST_PG_LEASE_MS";
 
-fn lease_length() -> Duration {
+pub fn lease_length() -> Duration {
     std::env::var(LEASE_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -213,7 +213,7 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
     } else {
         length / 6
     };
-    let mut client = match conn::connect(&request.cfg, &request.shown).await {
+    let mut client = match conn::connect(&request.cfg, &request.shown, length / 2).await {
         Ok(c) => c,
         Err(e) => {
             let _ = answer.send(Err(LeaseError::State(e)));
@@ -240,7 +240,7 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
             message = &mut stop => {
                 let result = match &client {
                     Some(c) => release(c, &request, token).await,
-                    None => match conn::connect(&request.cfg, &request.shown).await {
+                    None => match conn::connect(&request.cfg, &request.shown, length / 2).await {
                         Ok(c) => release(&c, &request, token).await,
                         Err(e) => Err(e),
                     },
@@ -253,7 +253,9 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
             () = tokio::time::sleep(beat) => {}
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = conn::connect(&request.cfg, &request.shown).await.ok();
+            client = conn::connect(&request.cfg, &request.shown, length / 2)
+                .await
+                .ok();
         }
         let Some(c) = &client else {
             if renewed.elapsed() >= length && !warned {
@@ -348,10 +350,24 @@ async fn take(client: &mut Client, r: &Request, length: Duration) -> Result<i64,
     let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
     let pid = i64::from(r.holder.pid);
     let tx = client.transaction().await.map_err(err)?;
-    let row = tx
-        .query_opt(&format!("{ROW} FOR UPDATE"), &[&r.name])
+    // Never wait long for the row: a holder in the middle of a write
+    // holds it `FOR SHARE` for a moment; one that holds it longer is
+    // frozen, and its transaction ends by the server's idle timeout.
+    let wait = length.as_millis().clamp(1, 5000);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = {wait}"))
         .await
         .map_err(err)?;
+    let row = match tx.query_opt(&format!("{ROW} FOR UPDATE"), &[&r.name]).await {
+        Ok(row) => row,
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            drop(tx);
+            return Err(LeaseError::Held {
+                name: r.name.clone(),
+                holder: holder(client, &r.name).await.map_err(err)?,
+            });
+        }
+        Err(e) => return Err(err(e)),
+    };
     let taken = match row {
         None => {
             tx.execute(

@@ -59,7 +59,7 @@ macro_rules! with_client {
             let mut tries = 0;
             loop {
                 if slot.as_ref().is_none_or(Client::is_closed) {
-                    match conn::connect(&cfg, &shown).await {
+                    match conn::connect(&cfg, &shown, lease::lease_length() / 2).await {
                         Ok(c) => *slot = Some(c),
                         Err(e) if tries >= conn::RECONNECT_TRIES => return Err(e),
                         Err(e) => {
