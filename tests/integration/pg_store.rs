@@ -151,6 +151,10 @@ fn a_run_is_recorded_in_postgres_and_every_read_command_reads_it() {
     for text in &shown {
         assert!(!text.contains(SECRET), "{text}");
     }
+    // Pruning reads and deletes in PostgreSQL (nothing is old enough here).
+    let prune = ward(&s, &c).args(["prune", "--json"]).run().expect_code(0);
+    assert!(!prune.stdout.contains(SECRET));
+    assert_eq!(c.psql("wardstate", "SELECT count(*) FROM ward.runs"), "1");
     // A password in a `--state` address: warned about, never shown (here
     // in the error of a database that does not exist).
     let url = format!("postgres://ward:{SECRET}@127.0.0.1:{}/nosuchdb", c.port);
@@ -369,4 +373,48 @@ fn two_wards_on_an_empty_database_migrate_it_once() {
         "1|6"
     );
     assert_eq!(c.psql("wardstate", "SELECT count(*) FROM ward.runs"), "2");
+}
+
+/// Restarts the cluster's server at once (as a crash and a restart would),
+/// on the same port and socket folder.
+fn restart(c: &Cluster) {
+    c.stop_immediately();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let opts = format!(
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        c.port,
+        c.socket.display()
+    );
+    let mut start = std::process::Command::new("runuser");
+    start
+        .args(["-u", "postgres", "--"])
+        .arg(c.bin().join("pg_ctl"))
+        .args(["-w", "-t", "60", "-D"])
+        .arg(c.data())
+        .args(["-o", &opts, "-l"])
+        .arg(c.data().join("restart.log"))
+        .arg("start");
+    crate::pg_cluster::run_ok(&mut start, "pg_ctl start");
+}
+
+#[test]
+fn a_run_goes_on_when_postgresql_restarts_under_it() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: restarted\nsteps:\n  \
+         - id: a\n    run: echo a >> journal\n  \
+         - id: b\n    needs: [a]\n    run: echo b >> journal; sleep 3\n  \
+         - id: c\n    needs: [b]\n    run: echo c >> journal\n",
+    );
+    let child = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    assert!(wait_for(30, || s.read("journal").contains("b\n")), "b runs");
+    restart(&c);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(s.read("journal"), "a\nb\nc\n");
+    let st = status(&s, &c);
+    assert_eq!(st["state"], "succeeded", "{st}");
 }

@@ -178,3 +178,46 @@ pub fn commit_failed(shown: &str, e: &tokio_postgres::Error) -> Fail {
         detail,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_modes_are_refused_and_plain_ones_are_read() {
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let err = config(
+                &format!("postgres://u:pw@db.example/ward?sslmode={mode}"),
+                "shown",
+            )
+            .expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains("TLS") && text.contains("not built yet"),
+                "{text}"
+            );
+            assert!(!text.contains("pw@"), "{text}");
+        }
+        for mode in ["disable", "prefer", "allow"] {
+            let cfg = config(
+                &format!("postgres://u:pw@db.example:5433/ward?sslmode={mode}"),
+                "shown",
+            )
+            .expect("plain");
+            assert_eq!(cfg.get_user(), Some("u"));
+            assert_eq!(cfg.get_dbname(), Some("ward"));
+            assert_eq!(cfg.get_ports(), [5433]);
+            assert_eq!(cfg.get_password(), Some(&b"pw"[..]));
+        }
+        let err = config("postgres://a,b/ward", "shown").expect_err("a host list");
+        assert!(err.to_string().contains("one host"), "{err}");
+    }
+
+    #[test]
+    fn reconnect_pauses_double() {
+        let pauses: Vec<u128> = (1..=RECONNECT_TRIES)
+            .map(|n| pause(n).as_millis())
+            .collect();
+        assert_eq!(pauses, [500, 1000, 2000, 4000, 8000]);
+    }
+}

@@ -238,15 +238,30 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
     loop {
         tokio::select! {
             message = &mut stop => {
-                let result = match &client {
-                    Some(c) => release(c, &request, token).await,
-                    None => match conn::connect(&request.cfg, &request.shown, length / 2).await {
-                        Ok(c) => release(&c, &request, token).await,
-                        Err(e) => Err(e),
-                    },
+                let mut result = match &client {
+                    Some(c) if !c.is_closed() => release(c, &request, token).await,
+                    _ => Err(None),
                 };
+                if result.is_err() {
+                    // The connection went away (a server restart): once more
+                    // on a new one.
+                    result = match conn::connect(&request.cfg, &request.shown, length / 2).await {
+                        Ok(c) => release(&c, &request, token).await,
+                        Err(e) => Err(Some(e)),
+                    };
+                }
+                if let Err(e) = &result {
+                    // The run's end is recorded: a lease that could not be
+                    // given back only keeps others out until it expires.
+                    let why = e.as_ref().map_or_else(String::new, |e| format!(": {e}"));
+                    tracing::warn!(
+                        "run lock `{}` not released{why}; it is free again in at most {}s",
+                        request.name,
+                        length.as_secs()
+                    );
+                }
                 if let Ok(Some(done)) = message {
-                    let _ = done.send(result);
+                    let _ = done.send(Ok(()));
                 }
                 return;
             }
@@ -461,14 +476,14 @@ async fn renew(
 }
 
 /// Gives the lease back: expired now, still naming its last holder.
-async fn release(client: &Client, r: &Request, token: i64) -> Result<(), StateError> {
+async fn release(client: &Client, r: &Request, token: i64) -> Result<(), Option<StateError>> {
     client
         .execute(
             "UPDATE ward.leases SET expires_at = now() WHERE name = $1 AND token = $2",
             &[&r.name, &token],
         )
         .await
-        .map_err(|e| conn::backend(&r.shown, &e))?;
+        .map_err(|e| Some(conn::backend(&r.shown, &e)))?;
     tracing::info!("lock `{}` released", r.name);
     Ok(())
 }
