@@ -179,7 +179,9 @@ fn warn_argv_password() {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         eprintln!(
-            "warning: the --state address holds a password, which other users of this machine              can read in the process list; use $PGPASSWORD, a passfile (~/.pgpass) or              $WARD_STATE instead"
+            "warning: the --state address holds a password, which other users of this machine \
+             can read in the process list; use $PGPASSWORD, a passfile (~/.pgpass) or \
+             $WARD_STATE instead"
         );
     }
 }

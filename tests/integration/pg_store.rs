@@ -168,13 +168,6 @@ fn a_run_is_recorded_in_postgres_and_every_read_command_reads_it() {
     assert!(missing.stderr.contains("nosuchdb"), "{}", missing.stderr);
     assert!(!missing.stderr.contains(SECRET), "{}", missing.stderr);
     assert!(!missing.stdout.contains(SECRET), "{}", missing.stdout);
-    // TLS is refused as not built, before any connection.
-    let tls = ward(&s, &c)
-        .args(["status"])
-        .env("WARD_STATE", &format!("{}?sslmode=require", address(&c)))
-        .run();
-    assert_eq!(tls.code, 2, "{}", tls.stderr);
-    assert!(tls.stderr.contains("TLS"), "{}", tls.stderr);
 }
 
 #[test]
@@ -417,4 +410,117 @@ fn a_run_goes_on_when_postgresql_restarts_under_it() {
     assert_eq!(s.read("journal"), "a\nb\nc\n");
     let st = status(&s, &c);
     assert_eq!(st["state"], "succeeded", "{st}");
+}
+
+/// Makes a certificate authority and a server certificate for `localhost`
+/// only (not `127.0.0.1`) in `dir`; returns the authority's PEM file.
+fn certificates(dir: &std::path::Path, ca: &str) -> PathBuf {
+    let sh = |script: &str| {
+        crate::pg_cluster::run_ok(
+            std::process::Command::new("sh")
+                .args(["-ec", script])
+                .current_dir(dir),
+            script,
+        )
+    };
+    sh(&format!(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout {ca}.key -out {ca}.pem -days 2 \
+         -subj /CN={ca} 2>/dev/null"
+    ));
+    sh(&format!(
+        "openssl req -newkey rsa:2048 -nodes -keyout server-{ca}.key -out server.csr \
+         -subj /CN=localhost 2>/dev/null; \
+         printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext; \
+         openssl x509 -req -in server.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial \
+         -out server-{ca}.crt -days 2 -extfile ext 2>/dev/null"
+    ));
+    dir.join(format!("{ca}.pem"))
+}
+
+#[test]
+fn tls_to_the_state_is_checked_as_sslmode_says() {
+    let c = cluster();
+    let s = Scratch::new();
+    let certs = tempfile::tempdir().expect("tempdir");
+    let ca = certificates(certs.path(), "ward-ca");
+    let other_ca = certificates(certs.path(), "other-ca");
+    // The server: its certificate, TLS on, plain TCP refused.
+    for (from, to) in [
+        ("server-ward-ca.crt", "server.crt"),
+        ("server-ward-ca.key", "server.key"),
+    ] {
+        let dest = c.data().join(to);
+        std::fs::copy(certs.path().join(from), &dest).expect("copy");
+        crate::pg_cluster::run_ok(
+            std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&dest),
+            "chown",
+        );
+        crate::harness::chmod(&dest, 0o600);
+    }
+    std::fs::write(
+        c.data().join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .expect("pg_hba.conf");
+    c.psql("postgres", "ALTER SYSTEM SET ssl = on");
+    c.psql("postgres", "SELECT pg_reload_conf()");
+    assert!(
+        wait_for(10, || c.psql("postgres", "SHOW ssl") == "on"),
+        "ssl on"
+    );
+    s.write(
+        "p.yml",
+        "ward: 1\nname: tls\nsteps:\n  - id: a\n    run: echo a\n",
+    );
+    let at =
+        |host: &str, query: &str| format!("postgres://ward@{host}:{}/wardstate?{query}", c.port);
+    let roots = |pem: &PathBuf| format!("sslrootcert={}", pem.display());
+    let run = |address: String| {
+        ward(&s, &c)
+            .args(["run", "p.yml"])
+            .env("WARD_STATE", &address)
+            .run()
+    };
+    // Plain TCP is refused by the server: what works below is TLS.
+    let plain = run(at("127.0.0.1", "sslmode=disable"));
+    assert_eq!(plain.code, 4, "{}", plain.stderr);
+    for ok in [
+        at("localhost", &format!("sslmode=verify-full&{}", roots(&ca))),
+        at("127.0.0.1", &format!("sslmode=verify-ca&{}", roots(&ca))),
+        at("127.0.0.1", "sslmode=require"),
+    ] {
+        let r = run(ok.clone());
+        assert_eq!(r.code, 0, "{ok}: {}", r.stderr);
+    }
+    // The certificate names `localhost`, not the address; another
+    // authority signed nothing here.
+    for (bad, why) in [
+        (
+            at("127.0.0.1", &format!("sslmode=verify-full&{}", roots(&ca))),
+            "",
+        ),
+        (
+            at(
+                "localhost",
+                &format!("sslmode=verify-ca&{}", roots(&other_ca)),
+            ),
+            "",
+        ),
+    ] {
+        let r = run(bad.clone());
+        assert_eq!(r.code, 4, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("cannot connect"), "{why}{}", r.stderr);
+    }
+    let runs = ward(&s, &c)
+        .args(["runs", "--json"])
+        .env(
+            "WARD_STATE",
+            &at("localhost", &format!("sslmode=verify-full&{}", roots(&ca))),
+        )
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(runs.as_array().map(Vec::len), Some(3), "{runs}");
 }

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::super::StateError;
+use super::tls::{Check, MakeRustls};
 
 /// How often a lost connection is tried again before a call fails, and
 /// the pause before each try (doubling): about 15 s in all, long enough
@@ -23,9 +25,10 @@ pub fn pause(n: u32) -> Duration {
     FIRST_PAUSE * 2u32.saturating_pow(n.saturating_sub(1))
 }
 
-/// The tokio-postgres configuration of a `postgres://` address, or why it
-/// cannot be used. `shown` is the address with its password masked.
-pub fn config(address: &str, shown: &str) -> Result<Config, StateError> {
+/// The tokio-postgres configuration of a `postgres://` address (and its
+/// TLS), or why it cannot be used. `shown` is the address with its
+/// password masked.
+pub fn config(address: &str, shown: &str) -> Result<Target, StateError> {
     let unsupported = |why: String| StateError::Unsupported {
         value: shown.to_owned(),
         why,
@@ -42,17 +45,29 @@ pub fn config(address: &str, shown: &str) -> Result<Config, StateError> {
             .map(|(_, v)| v.clone())
     };
     let sslmode = word("sslmode").or_else(|| std::env::var("PGSSLMODE").ok());
-    match sslmode.as_deref() {
-        None | Some("disable" | "allow" | "prefer") => {}
-        Some(mode @ ("require" | "verify-ca" | "verify-full")) => {
+    let rootcert = word("sslrootcert").or_else(|| std::env::var("PGSSLROOTCERT").ok());
+    let check = match sslmode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => None,
+        Some("require") if rootcert.is_none() => Some(Check::Nothing),
+        // libpq: `require` with a root certificate checks as `verify-ca`.
+        Some("require" | "verify-ca") => Some(Check::Authority),
+        Some("verify-full") => Some(Check::Full),
+        Some(other) => return Err(unsupported(format!("unknown `sslmode={other}`"))),
+    };
+    for key in ["sslcert", "sslkey"] {
+        if word(key).is_some() {
             return Err(unsupported(format!(
-                "`sslmode={mode}`: TLS to a PostgreSQL state is not built yet; connect over \
-                 a local socket, an SSH tunnel or a trusted network with `sslmode=disable` \
-                 (or `prefer`)"
+                "`{key}`: client certificates are not supported for the state; use a password"
             )));
         }
-        Some(other) => return Err(unsupported(format!("unknown `sslmode={other}`"))),
     }
+    let tls = match check {
+        None => None,
+        Some(check) => Some(
+            MakeRustls::new(check, rootcert.as_deref())
+                .map_err(|e| unsupported(format!("TLS: {e}")))?,
+        ),
+    };
     for key in ["service", "hostaddr"] {
         if word(key).is_some() {
             return Err(unsupported(format!(
@@ -72,7 +87,27 @@ pub fn config(address: &str, shown: &str) -> Result<Config, StateError> {
         .connect_timeout(Duration::from_secs(10))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
-    Ok(cfg)
+    if tls.is_some() {
+        // Never fall back to a plain connection.
+        cfg.ssl_mode(SslMode::Require);
+    } else {
+        cfg.ssl_mode(SslMode::Disable);
+    }
+    Ok(Target { cfg, tls })
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    cfg: Config,
+    tls: Option<MakeRustls>,
+}
+
+impl std::fmt::Debug for Target {
+    // Never the configuration: it holds the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target {{ tls: {} }}", self.tls.is_some())
+    }
 }
 
 fn conn_error(e: &crate::pg::ConnError) -> String {
@@ -86,16 +121,29 @@ fn conn_error(e: &crate::pg::ConnError) -> String {
 /// person, so one left open is a ward frozen (`SIGSTOP`, a host cut off)
 /// in the middle of a write; its `FOR SHARE` on its lease row would
 /// otherwise keep every other host from ever taking the lock.
-pub async fn connect(cfg: &Config, shown: &str, idle: Duration) -> Result<Client, StateError> {
+pub async fn connect(target: &Target, shown: &str, idle: Duration) -> Result<Client, StateError> {
     let cannot = |e: tokio_postgres::Error| StateError::Backend {
         db: shown.to_owned(),
         detail: format!("cannot connect: {}", crate::pg::native_error(&e)),
     };
-    let (client, connection) = cfg.connect(NoTls).await.map_err(cannot)?;
-    tokio::spawn(async move {
-        // Its error also reaches the next call on the client, which says it.
-        let _ = connection.await;
-    });
+    // The connection's error also reaches the next call on the client,
+    // which says it.
+    let client = match &target.tls {
+        None => {
+            let (client, connection) = target.cfg.connect(NoTls).await.map_err(cannot)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+        Some(tls) => {
+            let (client, connection) = target.cfg.connect(tls.clone()).await.map_err(cannot)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+        }
+    };
     let ms = idle.as_millis().max(1);
     client
         .batch_execute(&format!("SET idle_in_transaction_session_timeout = {ms}"))
@@ -184,16 +232,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls_modes_are_refused_and_plain_ones_are_read() {
-        for mode in ["require", "verify-ca", "verify-full"] {
+    fn tls_modes_need_their_roots_and_plain_ones_are_read() {
+        config("postgres://u:pw@db.example/ward?sslmode=require", "shown").expect("require");
+        for mode in ["verify-ca", "verify-full"] {
             let err = config(
-                &format!("postgres://u:pw@db.example/ward?sslmode={mode}"),
+                &format!(
+                    "postgres://u:pw@db.example/ward?sslmode={mode}&sslrootcert=/nonexistent/ca.pem"
+                ),
                 "shown",
             )
-            .expect_err("refused");
+            .expect_err("no roots");
             let text = err.to_string();
             assert!(
-                text.contains("TLS") && text.contains("not built yet"),
+                text.contains("TLS") && text.contains("/nonexistent/ca.pem"),
                 "{text}"
             );
             assert!(!text.contains("pw@"), "{text}");
@@ -204,10 +255,11 @@ mod tests {
                 "shown",
             )
             .expect("plain");
-            assert_eq!(cfg.get_user(), Some("u"));
-            assert_eq!(cfg.get_dbname(), Some("ward"));
-            assert_eq!(cfg.get_ports(), [5433]);
-            assert_eq!(cfg.get_password(), Some(&b"pw"[..]));
+            assert_eq!(cfg.cfg.get_user(), Some("u"));
+            assert_eq!(cfg.cfg.get_dbname(), Some("ward"));
+            assert_eq!(cfg.cfg.get_ports(), [5433]);
+            assert_eq!(cfg.cfg.get_password(), Some(&b"pw"[..]));
+            assert!(cfg.tls.is_none());
         }
         let err = config("postgres://a,b/ward", "shown").expect_err("a host list");
         assert!(err.to_string().contains("one host"), "{err}");

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 
 use super::super::StateError;
 use super::super::lease::{LeaseError, LeaseGuard, LeaseHolder};
@@ -98,7 +98,7 @@ pub fn lost_error(shown: &str, name: &str) -> StateError {
 
 /// What a keeper needs.
 pub struct Request {
-    pub cfg: Config,
+    pub target: conn::Target,
     pub shown: String,
     pub name: String,
     pub holder: LeaseHolder,
@@ -213,7 +213,7 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
     } else {
         length / 6
     };
-    let mut client = match conn::connect(&request.cfg, &request.shown, length / 2).await {
+    let mut client = match conn::connect(&request.target, &request.shown, length / 2).await {
         Ok(c) => c,
         Err(e) => {
             let _ = answer.send(Err(LeaseError::State(e)));
@@ -245,7 +245,7 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
                 if result.is_err() {
                     // The connection went away (a server restart): once more
                     // on a new one.
-                    result = match conn::connect(&request.cfg, &request.shown, length / 2).await {
+                    result = match conn::connect(&request.target, &request.shown, length / 2).await {
                         Ok(c) => release(&c, &request, token).await,
                         Err(e) => Err(Some(e)),
                     };
@@ -268,7 +268,7 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
             () = tokio::time::sleep(beat) => {}
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = conn::connect(&request.cfg, &request.shown, length / 2)
+            client = conn::connect(&request.target, &request.shown, length / 2)
                 .await
                 .ok();
         }

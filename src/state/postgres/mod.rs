@@ -15,12 +15,13 @@ mod conn;
 mod db;
 mod lease;
 mod migrations;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
 
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
@@ -33,7 +34,7 @@ use conn::Fail;
 
 /// A run-state database in PostgreSQL.
 pub struct PgStore {
-    cfg: Config,
+    target: conn::Target,
     /// The connection; `None` after it was lost, until the next call makes
     /// a new one.
     client: Arc<Mutex<Option<Client>>>,
@@ -49,8 +50,8 @@ pub struct PgStore {
 /// was sent.
 macro_rules! with_client {
     ($store:expr, |$client:ident| $work:expr) => {{
-        let (cfg, shown, slot) = (
-            $store.cfg.clone(),
+        let (target, shown, slot) = (
+            $store.target.clone(),
             $store.shown.clone(),
             $store.client.clone(),
         );
@@ -59,7 +60,7 @@ macro_rules! with_client {
             let mut tries = 0;
             loop {
                 if slot.as_ref().is_none_or(Client::is_closed) {
-                    match conn::connect(&cfg, &shown, lease::lease_length() / 2).await {
+                    match conn::connect(&target, &shown, lease::lease_length() / 2).await {
                         Ok(c) => *slot = Some(c),
                         Err(e) if tries >= conn::RECONNECT_TRIES => return Err(e),
                         Err(e) => {
@@ -117,15 +118,20 @@ impl PgStore {
         access: Access,
         host: HostIdentity,
     ) -> Result<PgStore, StateError> {
-        let cfg = conn::config(address, &shown)?;
+        let target = conn::config(address, &shown)?;
         let store = PgStore {
-            cfg,
+            target,
             client: Arc::new(Mutex::new(None)),
             shown: shown.into(),
             folder,
             host,
             held: lease::Held::default(),
         };
+        // The first connection is not tried again: a wrong address,
+        // password or certificate is said at once. Only a connection lost
+        // later (a server restarting under a run) is made again.
+        let first = conn::connect(&store.target, &store.shown, lease::lease_length() / 2).await?;
+        *store.client.lock().await = Some(first);
         let (create, write) = (access == Access::Create, access != Access::Read);
         with_client!(store, |client| async |shown: &str| {
             if write {
@@ -154,7 +160,7 @@ impl Store for PgStore {
 
     fn acquire_lease<'a>(&'a self, name: &'a str, holder: &'a LeaseHolder) -> LeaseFuture<'a> {
         let request = lease::Request {
-            cfg: self.cfg.clone(),
+            target: self.target.clone(),
             shown: self.shown.to_string(),
             name: name.to_owned(),
             holder: holder.clone(),
