@@ -1,8 +1,8 @@
 //! Reaching the PostgreSQL state: the address turned into a tokio-postgres
 //! configuration (password from the address, a passfile or `PGPASSWORD`,
 //! as libpq orders them; `src/pg.rs` does the parsing for the `pg.*`
-//! actions too), connecting without TLS, and the errors in words that
-//! never hold the password.
+//! actions too), connecting (with TLS as `sslmode` says, `tls.rs`), and
+//! the errors in words that never hold the password.
 
 use std::time::Duration;
 
