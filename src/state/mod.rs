@@ -82,7 +82,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>>
 /// all, and is durable when its future resolves. A store never blocks the
 /// async runtime that awaits it.
 pub trait Store: Send + Sync {
-    /// The database as the operator names it (a path; never a password).
+    /// The database as the operator names it (a path, or an address with
+    /// its password masked; never a password).
     fn describe(&self) -> &str;
     /// The private local folder of this state: `logs/` and the
     /// fingerprint key live there.

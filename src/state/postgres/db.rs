@@ -17,6 +17,10 @@ use super::super::retention::{self, PruneRequest, PrunedRun, Retention, RunBrief
 use super::super::{EventKind, EventRecord, RunFilter, StateError};
 use super::conn::{Fail, commit_failed, fail};
 
+// Text is ordered by bytes (`COLLATE "C"`), as SQLite orders it, whatever
+// the database's collation: run ids and playbook names list the same on
+// both stores.
+
 /// The run columns, in the order [`run_row`] reads them.
 const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
      vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, finished_at, \
@@ -560,7 +564,7 @@ pub async fn runs_matching(
         "SELECT {RUN_COLUMNS} FROM ward.runs WHERE ($1::text IS NULL OR playbook_name = $1) \
          AND ($2::bigint IS NULL OR started_at >= $2) AND ($3::bigint IS NULL OR started_at < $3) \
          AND (cardinality($4::text[]) = 0 OR state = ANY($4)) \
-         ORDER BY started_at DESC, id DESC LIMIT $5"
+         ORDER BY started_at DESC, id COLLATE \"C\" DESC LIMIT $5"
     );
     let rows = client
         .query(
@@ -740,7 +744,7 @@ pub async fn running_with_lock(
 ) -> Result<Vec<RunRecord>, Fail> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM ward.runs WHERE state = 'running' AND lock_name = $1 \
-         ORDER BY started_at"
+         ORDER BY started_at, id COLLATE \"C\""
     );
     let rows = client.query(&sql, &[&lock]).await.map_err(fail(shown))?;
     Ok(run_rows(shown, &rows)?)
@@ -753,7 +757,7 @@ pub async fn last_succeeded(
 ) -> Result<Option<RunRecord>, Fail> {
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM ward.runs WHERE playbook_name = $1 AND state = 'succeeded' \
-         ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
+         ORDER BY finished_at DESC NULLS LAST, id COLLATE \"C\" DESC LIMIT 1"
     );
     let row = client
         .query_opt(&sql, &[&playbook])

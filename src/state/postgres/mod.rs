@@ -273,7 +273,7 @@ impl Store for PgStore {
             db::strings(
                 client,
                 shown,
-                "SELECT DISTINCT playbook_name FROM ward.runs ORDER BY playbook_name",
+                "SELECT DISTINCT playbook_name FROM ward.runs ORDER BY playbook_name COLLATE \"C\"",
             )
             .await
         }))
