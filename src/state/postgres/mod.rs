@@ -273,7 +273,7 @@ impl Store for PgStore {
             db::strings(
                 client,
                 shown,
-                "SELECT DISTINCT playbook_name FROM ward.runs ORDER BY playbook_name COLLATE \"C\"",
+                "SELECT DISTINCT playbook_name COLLATE \"C\" FROM ward.runs ORDER BY 1",
             )
             .await
         }))
@@ -301,5 +301,383 @@ impl Store for PgStore {
             )
             .await
         }))
+    }
+}
+
+// The throwaway cluster of the integration tests, for the unit tests below.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../tests/support/pg_cluster.rs"]
+mod pg_cluster;
+
+#[cfg(test)]
+mod tests {
+    //! The PostgreSQL store against a real server, side by side with the
+    //! SQLite store: the same calls must read back the same records.
+
+    use super::pg_cluster;
+    use super::*;
+    use crate::state::retention::{PolicyRecord, Retention};
+    use crate::state::sqlite::{SqliteStore, StatePaths};
+    use crate::state::{
+        AttemptOutcome, CheckRecord, LeaseError, NewItem, NoteKind, PreconditionsRecord,
+        RecordedFacts, RunState, StepState, Unflushed,
+    };
+
+    fn new_run(id: &str, started_at: i64) -> NewRun {
+        NewRun {
+            id: id.into(),
+            playbook_name: "p".into(),
+            playbook_path: "/p.yml".into(),
+            playbook_hash: "hash".into(),
+            playbook_text: "text ' \" \\ ü".into(),
+            lock_name: "p".into(),
+            vars: [("v".to_owned(), serde_json::json!({"a": [1, "x"]}))].into(),
+            overrides: Default::default(),
+            facts: RecordedFacts {
+                date: "2026-12-02".into(),
+                time: "04:00:00".into(),
+                timestamp: "2026-12-02T04:00:00".into(),
+                weekday: "Wed".into(),
+                host: "h".into(),
+                run_id: id.into(),
+                playbook_dir: "/".into(),
+            },
+            host: "h".into(),
+            pid: 42,
+            ward_version: "0".into(),
+            started_at,
+            max_age_ms: Some(86_400_000),
+            preconditions: Some(PreconditionsRecord {
+                skipped_by_operator: false,
+                checks: vec![CheckRecord {
+                    check: "tcp db:5432".into(),
+                    passed: true,
+                    detail: "open".into(),
+                }],
+                log_path: None,
+            }),
+        }
+    }
+
+    fn steps() -> Vec<NewStep> {
+        ["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| NewStep {
+                id: (*id).into(),
+                position: i,
+                definition: format!("{{\"run\":\"{id}\"}}"),
+                compensation: i == 1,
+            })
+            .collect()
+    }
+
+    /// Every kind of change, in one run's life.
+    fn changes() -> Vec<Vec<Change>> {
+        let items = |keys: &[&str]| Change::ItemsListed {
+            step: "b".into(),
+            items: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| NewItem {
+                    key: (*k).into(),
+                    position: i,
+                    value: serde_json::json!({ "name": k }),
+                })
+                .collect(),
+        };
+        vec![
+            vec![
+                Change::AttemptStarted {
+                    step: "a".into(),
+                    attempt: 1,
+                    log_path: "/logs/a.1.log".into(),
+                    at: 10,
+                },
+                Change::Note {
+                    kind: NoteKind::SnapshotChosen,
+                    message: "snap 3".into(),
+                    at: 10,
+                },
+            ],
+            vec![
+                Change::AttemptFinished {
+                    step: "a".into(),
+                    attempt: 1,
+                    state: StepState::Succeeded,
+                    outcome: AttemptOutcome::Succeeded,
+                    exit_code: Some(0),
+                    signal: None,
+                    message: None,
+                    details: Some(serde_json::json!({"bytes": 12})),
+                    at: 20,
+                },
+                Change::Durability {
+                    step: "a".into(),
+                    unflushed: Some(Unflushed {
+                        boot_id: "boot".into(),
+                        paths: vec!["/x".into()],
+                    }),
+                },
+                items(&["alice", "bob"]),
+            ],
+            vec![
+                Change::Durability {
+                    step: "a".into(),
+                    unflushed: None,
+                },
+                items(&["alice", "bob", "carol"]),
+                Change::ItemStarted {
+                    step: "b".into(),
+                    key: "bob".into(),
+                    attempt: 1,
+                    log_path: "/logs/b.bob.log".into(),
+                    at: 30,
+                },
+            ],
+            vec![
+                Change::ItemFinished {
+                    step: "b".into(),
+                    key: "bob".into(),
+                    state: ItemState::Failed,
+                    exit_code: Some(3),
+                    message: Some("exit 3".into()),
+                    at: 40,
+                },
+                Change::Step {
+                    step: "b".into(),
+                    state: StepState::Failed,
+                    reason: Some("an item failed".into()),
+                    at: 40,
+                },
+                Change::Run {
+                    state: RunState::Failed,
+                    message: Some("b failed".into()),
+                    at: 41,
+                },
+            ],
+            vec![Change::Resumed {
+                pid: 43,
+                host: "h2".into(),
+                at: 50,
+            }],
+            vec![Change::Run {
+                state: RunState::Succeeded,
+                message: None,
+                at: 60,
+            }],
+        ]
+    }
+
+    /// What every read of `store` says, as JSON.
+    async fn readings(store: &mut dyn Store) -> Vec<(String, serde_json::Value)> {
+        let json = |v: &dyn Erased| v.json();
+        trait Erased {
+            fn json(&self) -> serde_json::Value;
+        }
+        impl<T: serde::Serialize> Erased for T {
+            fn json(&self) -> serde_json::Value {
+                serde_json::to_value(self).expect("json")
+            }
+        }
+        let filter = RunFilter {
+            playbook: Some("p".into()),
+            states: vec![RunState::Succeeded, RunState::Missed],
+            since_ms: Some(1),
+            until_ms: Some(10_000_000),
+            limit: 10,
+        };
+        let r = "20260101-000000-0001";
+        let run = store.run(r).await.expect("run").expect("recorded");
+        assert!(run.vars.is_ok() && run.facts.is_ok() && run.overrides.is_ok());
+        assert_eq!(run.playbook_text, "text ' \" \\ ü");
+        let definitions: Vec<String> = store
+            .steps(r)
+            .await
+            .expect("steps")
+            .into_iter()
+            .map(|s| s.definition)
+            .collect();
+        vec![
+            ("run".into(), json(&run)),
+            (
+                "runs".into(),
+                json(&store.runs(None, 10).await.expect("runs")),
+            ),
+            (
+                "matching".into(),
+                json(&store.runs_matching(&filter).await.expect("m")),
+            ),
+            ("steps".into(), json(&store.steps(r).await.expect("steps"))),
+            ("definitions".into(), json(&definitions)),
+            (
+                "attempts".into(),
+                json(&store.attempts(r, None).await.expect("a")),
+            ),
+            (
+                "attempts a".into(),
+                json(&store.attempts(r, Some("a")).await.expect("a")),
+            ),
+            (
+                "items".into(),
+                json(&store.items(r, None, None).await.expect("i")),
+            ),
+            (
+                "items failed".into(),
+                json(
+                    &store
+                        .items(r, Some("b"), Some(ItemState::Failed))
+                        .await
+                        .expect("i"),
+                ),
+            ),
+            ("events".into(), json(&store.events(r).await.expect("e"))),
+            (
+                "running".into(),
+                json(&store.running_with_lock("p").await.expect("r")),
+            ),
+            (
+                "last".into(),
+                json(&store.last_succeeded("p").await.expect("l")),
+            ),
+            (
+                "names".into(),
+                json(&store.playbook_names().await.expect("n")),
+            ),
+            (
+                "ids".into(),
+                json(&{
+                    let mut ids = store.run_ids().await.expect("ids");
+                    ids.sort();
+                    ids
+                }),
+            ),
+        ]
+    }
+
+    async fn exercise(store: &mut dyn Store) -> Vec<(String, serde_json::Value)> {
+        let r = "20260101-000000-0001";
+        store
+            .create_run(new_run(r, 5), steps())
+            .await
+            .expect("create");
+        for batch in changes() {
+            store.apply(r, batch).await.expect("apply");
+        }
+        let missed = |id: &str| UnrunRun {
+            id: id.into(),
+            state: RunState::Missed,
+            playbook_name: "p".into(),
+            playbook_path: "/p.yml".into(),
+            playbook_hash: "hash".into(),
+            playbook_text: "text".into(),
+            lock_name: "p".into(),
+            host: "h".into(),
+            pid: 1,
+            ward_version: "0".into(),
+            at: 3,
+            message: "the machine was off".into(),
+            slot_at: Some(3),
+            max_age_ms: None,
+        };
+        assert!(
+            store
+                .record_unrun(missed("20260101-000000-0002"))
+                .await
+                .expect("missed")
+        );
+        assert!(
+            !store
+                .record_unrun(missed("20260101-000000-0003"))
+                .await
+                .expect("again")
+        );
+        let mut out = readings(store).await;
+        let request = PruneRequest {
+            playbook: None,
+            now_ms: 400 * 86_400_000,
+            protect: Default::default(),
+            apply: true,
+            record: Some(PolicyRecord {
+                playbook: "p".into(),
+                policy: Some(Retention {
+                    keep_days: 0,
+                    keep_runs: 0,
+                }),
+                run_id: r.into(),
+                at: 70,
+            }),
+        };
+        let pruned = store.prune_runs(&request).await.expect("prune");
+        out.push((
+            "pruned".into(),
+            serde_json::to_value(&pruned).expect("json"),
+        ));
+        out.push((
+            "ids after".into(),
+            serde_json::to_value(store.run_ids().await.expect("ids")).expect("json"),
+        ));
+        out
+    }
+
+    #[test]
+    fn the_same_calls_read_back_the_same_as_sqlite() {
+        let cluster = pg_cluster::Cluster::start();
+        cluster.psql("postgres", "CREATE DATABASE w");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let address = format!("postgres://postgres@127.0.0.1:{}/w", cluster.port);
+            let mut pg = PgStore::open(
+                &address,
+                address.clone(),
+                dir.path().join("pg"),
+                Access::Create,
+                HostIdentity::current(),
+            )
+            .await
+            .expect("open postgres");
+            let mut sqlite = SqliteStore::open(
+                StatePaths {
+                    db: dir.path().join("sqlite").join("ward.db"),
+                },
+                Access::Create,
+                HostIdentity::current(),
+            )
+            .await
+            .expect("open sqlite");
+            let from_pg = exercise(&mut pg).await;
+            let from_sqlite = exercise(&mut sqlite).await;
+            for ((what, p), (_, s)) in from_pg.iter().zip(&from_sqlite) {
+                assert_eq!(p, s, "{what}");
+            }
+            assert_eq!(from_pg.len(), from_sqlite.len());
+
+            // The lease: held, refused with its holder, released, taken again.
+            let holder = |run: &str| LeaseHolder {
+                run_id: run.into(),
+                pid: std::process::id(),
+                host: "h".into(),
+                since: "now".into(),
+            };
+            let lease = pg.acquire_lease("p", &holder("r1")).await.expect("lease");
+            match pg.acquire_lease("p", &holder("r2")).await {
+                Err(LeaseError::Held {
+                    holder: Some(h), ..
+                }) => assert_eq!(h.run_id, "r1"),
+                other => panic!("expected Held, got {other:?}"),
+            }
+            lease.release().await.expect("release");
+            drop(
+                pg.acquire_lease("p", &holder("r3"))
+                    .await
+                    .expect("free again"),
+            );
+            assert_eq!(pg.lease_holders().await.expect("holders"), ["r3"]);
+        });
     }
 }
