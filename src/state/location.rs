@@ -4,20 +4,36 @@
 //! A value with a `scheme://` is a store address; anything else is the
 //! path of an SQLite database. A new backend adds its scheme to
 //! [`Location`] and its arm to [`open`].
+//!
+//! A PostgreSQL state keeps its logs, lock tickets and fingerprint key in
+//! a local folder ([`pg_folder`]): `$WARD_STATE_FOLDER`, else a folder of
+//! its own, named after the database's address, in the default state
+//! folder (`/var/lib/ward/` for root, `$XDG_STATE_HOME/ward/` else). Of
+//! its own because `ward prune` removes the log folders whose run its
+//! store does not know: an SQLite state and a PostgreSQL one (or two
+//! PostgreSQL databases) sharing one `logs/` would remove each other's.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::host::HostIdentity;
+use super::postgres::PgStore;
 use super::sqlite::{SqliteStore, StatePaths};
-use super::{Access, StateError, Store};
+use super::{Access, StateError, Store, private};
 
 /// A store, as `--state` names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     /// An SQLite database file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: its address (`postgres://` or
+    /// `postgresql://`, password and all; shown only through [`redacted`]).
+    Postgres(String),
 }
+
+/// The environment variable that names the local folder of a PostgreSQL
+/// state (logs, lock tickets, the fingerprint key).
+pub const FOLDER_ENV: &str = "WARD_STATE_FOLDER";
 
 /// Opens the state `--state` names (`given`), else `$WARD_STATE`, else the
 /// default place, after checking what its backend checks (SQLite: that no
@@ -30,6 +46,13 @@ pub async fn open(given: Option<&Path>, access: Access) -> Result<Box<dyn Store>
             tracing::info!("state: opening {} ({access:?})", db.display());
             Box::new(SqliteStore::open(StatePaths { db }, access, host).await?)
         }
+        Location::Postgres(address) => {
+            let shown = redacted(&address);
+            tracing::info!("state: opening {shown} ({access:?})");
+            let folder = pg_folder(&address)?;
+            local_folder(&folder, access)?;
+            Box::new(PgStore::open(&address, shown, folder, access, host).await?)
+        }
     };
     Ok(super::fault::wrap(store))
 }
@@ -39,7 +62,13 @@ pub async fn open(given: Option<&Path>, access: Access) -> Result<Box<dyn Store>
 pub fn locate(given: Option<&Path>) -> Result<Location, StateError> {
     if let Some(value) = given {
         tracing::info!("state: the database given by --state");
-        return parse(value.as_os_str());
+        let location = parse(value.as_os_str())?;
+        if let Location::Postgres(address) = &location
+            && has_password(address)
+        {
+            warn_argv_password();
+        }
+        return Ok(location);
     }
     if let Some(value) = std::env::var_os("WARD_STATE").filter(|v| !v.is_empty()) {
         tracing::info!("state: the database named by $WARD_STATE (no --state given)");
@@ -47,7 +76,19 @@ pub fn locate(given: Option<&Path>) -> Result<Location, StateError> {
     }
     if rustix::process::geteuid().is_root() {
         tracing::info!("state: root's default database (no --state, no $WARD_STATE)");
-        return Ok(Location::Sqlite(PathBuf::from("/var/lib/ward/ward.db")));
+    } else {
+        tracing::info!(
+            "state: the default database under $XDG_STATE_HOME or ~/.local/state (no --state, no $WARD_STATE)"
+        );
+    }
+    Ok(Location::Sqlite(default_folder().join("ward.db")))
+}
+
+/// The default state folder: `/var/lib/ward` for root, else
+/// `$XDG_STATE_HOME/ward` (default `~/.local/state/ward`).
+fn default_folder() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/ward");
     }
     // The XDG spec: a relative path is invalid and must be ignored
     // (it would put the state wherever ward happens to be started).
@@ -56,10 +97,93 @@ pub fn locate(given: Option<&Path>) -> Result<Location, StateError> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
-    tracing::info!(
-        "state: the default database under $XDG_STATE_HOME or ~/.local/state (no --state, no $WARD_STATE)"
-    );
-    Ok(Location::Sqlite(base.join("ward").join("ward.db")))
+    base.join("ward")
+}
+
+/// The local folder of the PostgreSQL state at `address`:
+/// `$WARD_STATE_FOLDER` (absolute), else `<default state folder>/pg-<host>-<port>-<database>`
+/// (characters other than letters, digits, `.`, `_` and `-` become `_`;
+/// never the user or password).
+pub fn pg_folder(address: &str) -> Result<PathBuf, StateError> {
+    if let Some(folder) = std::env::var_os(FOLDER_ENV).filter(|v| !v.is_empty()) {
+        let folder = PathBuf::from(folder);
+        if !folder.is_absolute() {
+            return Err(StateError::Unsupported {
+                value: folder.display().to_string(),
+                why: format!("${FOLDER_ENV} must be an absolute path"),
+            });
+        }
+        return Ok(folder);
+    }
+    let words = crate::pg::parse_conninfo(address).unwrap_or_default();
+    let word = |k: &str| {
+        words
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let host = word("host")
+        .or_else(|| std::env::var("PGHOST").ok())
+        .unwrap_or_else(|| "local".to_owned());
+    let port = word("port")
+        .or_else(|| std::env::var("PGPORT").ok())
+        .unwrap_or_else(|| "5432".to_owned());
+    let db = word("dbname")
+        .or_else(|| std::env::var("PGDATABASE").ok())
+        .unwrap_or_else(|| "postgres".to_owned());
+    let name: String = format!("pg-{host}-{port}-{db}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(default_folder().join(name))
+}
+
+/// Checks (and, for writers, makes) a PostgreSQL state's local folder as
+/// the SQLite state folder is checked: private to this user on the whole
+/// way (`private.rs`), with private `locks/` and `logs/`. Read commands
+/// create nothing; a missing folder just has no logs.
+fn local_folder(folder: &Path, access: Access) -> Result<(), StateError> {
+    if access == Access::Read && std::fs::symlink_metadata(folder).is_err() {
+        return Ok(());
+    }
+    private::trusted_folder(folder, folder, access != Access::Read)?;
+    for (path, what) in [
+        (folder.join("locks"), "locks folder"),
+        (folder.join("logs"), "logs folder"),
+    ] {
+        if access == Access::Read {
+            private::check_dir(&path, what)?;
+        } else {
+            private::ensure_dir(&path, what)?;
+        }
+    }
+    Ok(())
+}
+
+/// True when the address itself holds a password (`user:secret@`, or a
+/// `password=` parameter).
+fn has_password(address: &str) -> bool {
+    redacted(address) != address
+}
+
+/// Warns (once per process) that a password given with `--state` is on
+/// the command line, which other local users can read (`ps`, `/proc`).
+fn warn_argv_password() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "warning: the --state address holds a password, which other users of this machine \
+             can read in the process list; use $PGPASSWORD, a passfile (~/.pgpass) or \
+             $WARD_STATE instead"
+        );
+    }
 }
 
 /// Reads one `--state` value: `scheme://...` names a store by address,
@@ -71,17 +195,28 @@ pub fn parse(value: &OsStr) -> Result<Location, StateError> {
         return Ok(Location::Sqlite(PathBuf::from(value)));
     };
     let shown = redacted(&value.to_string_lossy());
-    let why = match scheme.to_ascii_lowercase().as_str() {
-        "postgres" | "postgresql" => "PostgreSQL state is not built yet (issue 17)".to_owned(),
-        other => format!("ward knows no state store of scheme `{other}`"),
-    };
-    Err(StateError::Unsupported {
-        value: shown,
-        why: format!(
-            "{why}; for now the state is an SQLite database: pass its file path (a value with \
-             `://` is read as an address, not a path)"
-        ),
-    })
+    match scheme.to_ascii_lowercase().as_str() {
+        "postgres" | "postgresql" => {
+            let Some(address) = value.to_str() else {
+                return Err(StateError::Unsupported {
+                    value: shown,
+                    why: "a PostgreSQL address must be UTF-8".to_owned(),
+                });
+            };
+            // tokio-postgres and `pg.rs` read the lower-case schemes.
+            let rest = &address[scheme.len()..];
+            let scheme = scheme.to_ascii_lowercase();
+            Ok(Location::Postgres(format!("{scheme}{rest}")))
+        }
+        other => Err(StateError::Unsupported {
+            value: shown,
+            why: format!(
+                "ward knows no state store of scheme `{other}`; the state is an SQLite \
+                 database (pass its file path; a value with `://` is read as an address, not a \
+                 path) or a PostgreSQL database (`postgres://...`)"
+            ),
+        }),
+    }
 }
 
 /// A `--state` value as hints may repeat it: a path as it is, an address
@@ -198,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_sqlite_and_addresses_are_refused_without_their_password() {
+    fn paths_are_sqlite_postgres_addresses_are_postgres_and_others_refused() {
         for path in [
             "ward.db",
             "/var/lib/ward/ward.db",
@@ -211,23 +346,34 @@ mod tests {
                 "{path}"
             );
         }
-        let err = parse(OsStr::new(
-            "postgres://ward:hunter22@db.example/ward?sslmode=require",
-        ))
-        .expect_err("not built");
+        assert_eq!(
+            parse(OsStr::new("PostgreSQL://db/ward")).ok(),
+            Some(Location::Postgres("postgresql://db/ward".into()))
+        );
+        assert_eq!(
+            parse(OsStr::new("postgres://u:p@db/ward")).ok(),
+            Some(Location::Postgres("postgres://u:p@db/ward".into()))
+        );
+        let err = parse(OsStr::new("s3://ward:hunter22@bucket/ward")).expect_err("unknown");
         let text = err.to_string();
-        assert!(
-            text.contains("PostgreSQL state is not built yet (issue 17)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("postgres://ward:********@db.example/ward?sslmode=require"),
-            "{text}"
-        );
+        assert!(text.contains("scheme `s3`"), "{text}");
         assert!(!text.contains("hunter22"), "{text}");
-        let err = parse(OsStr::new("postgresql://db/ward")).expect_err("not built");
-        assert!(err.to_string().contains("PostgreSQL"), "{err}");
-        let err = parse(OsStr::new("s3://bucket/ward")).expect_err("unknown");
-        assert!(err.to_string().contains("scheme `s3`"), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_folder_is_named_after_the_address_without_user_or_password() {
+        let folder =
+            pg_folder("postgres://ward:hunter22@db.example:5433/ward%2Fstate?sslmode=disable")
+                .expect("folder");
+        let name = folder
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(name, "pg-db.example-5433-ward_state");
+        assert!(!folder.display().to_string().contains("hunter22"));
+        assert!(has_password("postgres://u:x@h/db"));
+        assert!(has_password("postgres://u@h/db?password=x"));
+        assert!(!has_password("postgres://u@h/db"));
     }
 }

@@ -8,8 +8,9 @@
 //! (`location.rs`) and returns a `Box<dyn Store>`; a backend owns its
 //! connection, its run lock ([`Lease`]), its migrations (to the versions of
 //! `schema.rs`), and turns its errors into [`StateError`]. SQLite is the
-//! embedded default (`sqlite/`); a PostgreSQL store shared by many hosts
-//! is a new file beside it and a line of the `--state` parse. Crash and
+//! embedded default (`sqlite/`); `postgres/` keeps the runs of many hosts
+//! in one PostgreSQL database (`--state postgres://...`), its run lock a
+//! lease row renewed by a heartbeat. Crash and
 //! resume rules live in `recovery.rs`, the host identity they need in
 //! `host.rs`.
 
@@ -19,6 +20,7 @@ mod fault;
 pub mod host;
 mod lease;
 mod location;
+mod postgres;
 mod preflight;
 pub mod private;
 mod records;
@@ -80,7 +82,8 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StateError>>
 /// all, and is durable when its future resolves. A store never blocks the
 /// async runtime that awaits it.
 pub trait Store: Send + Sync {
-    /// The database as the operator names it (a path; never a password).
+    /// The database as the operator names it (a path, or an address with
+    /// its password masked; never a password).
     fn describe(&self) -> &str;
     /// The private local folder of this state: `logs/` and the
     /// fingerprint key live there.

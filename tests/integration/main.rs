@@ -32,6 +32,7 @@ mod pg;
 #[path = "../support/pg_cluster.rs"]
 mod pg_cluster;
 mod pg_snapshot;
+mod pg_store;
 mod plan;
 mod preconditions;
 mod probe;
