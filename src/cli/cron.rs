@@ -193,12 +193,30 @@ pub(super) fn ward_binary() -> Result<PathBuf, WardError> {
 
 /// `--state`, absolute (cron runs in the home folder).
 pub(super) fn absolute_state(state: Option<&Path>) -> Result<Option<PathBuf>, WardError> {
-    state
-        .map(|s| {
-            std::path::absolute(s)
-                .map_err(|e| WardError::Usage(format!("--state {}: {e}", s.display())))
-        })
-        .transpose()
+    let Some(s) = state else {
+        return Ok(None);
+    };
+    match crate::state::parse_location(s.as_os_str()) {
+        // An address stays an address (made absolute it would name an
+        // SQLite file `./postgres:/...`); one holding a password is
+        // refused, since the entry is written where other tools and users
+        // read it.
+        Ok(crate::state::Location::Postgres(address)) => {
+            if crate::state::address_has_password(&address) {
+                return Err(WardError::Usage(format!(
+                    "--state {}: the address holds a password, which would be written into the \
+                     entry in the clear; give the address without it and keep the password in \
+                     the passfile (~/.pgpass) of the user the entry runs as",
+                    crate::state::shown_location(s)
+                )));
+            }
+            Ok(Some(PathBuf::from(address)))
+        }
+        Ok(crate::state::Location::Sqlite(_)) => std::path::absolute(s)
+            .map(Some)
+            .map_err(|e| WardError::Usage(format!("--state {}: {e}", s.display()))),
+        Err(e) => Err(WardError::Usage(e.to_string())),
+    }
 }
 
 /// The crontab entry of a scheduled playbook.

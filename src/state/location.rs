@@ -169,7 +169,7 @@ fn local_folder(folder: &Path, access: Access) -> Result<(), StateError> {
 
 /// True when the address itself holds a password (`user:secret@`, or a
 /// `password=` parameter).
-fn has_password(address: &str) -> bool {
+pub fn has_password(address: &str) -> bool {
     redacted(address) != address
 }
 

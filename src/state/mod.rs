@@ -37,7 +37,10 @@ pub use error::StateError;
 pub use events::{EventKind, EventRecord};
 pub use host::HostIdentity;
 pub use lease::{Lease, LeaseError, LeaseFuture, LeaseGuard, LeaseHolder};
-pub use location::{open, shown as shown_location};
+pub use location::{
+    Location, has_password as address_has_password, open, parse as parse_location,
+    shown as shown_location,
+};
 pub use preflight::{CheckRecord, PreconditionsRecord};
 pub use records::{
     AttemptOutcome, AttemptRecord, Change, ItemControl, ItemControlled, ItemRecord, ItemState,

@@ -524,3 +524,55 @@ fn tls_to_the_state_is_checked_as_sslmode_says() {
         .json();
     assert_eq!(runs.as_array().map(Vec::len), Some(3), "{runs}");
 }
+
+/// `ward pause` and `ward retry` from other processes reach a ward running
+/// on PostgreSQL while its fan-out step goes on: the paused item does not
+/// run, the retried one runs again in the same run, each recorded once.
+#[test]
+fn pause_and_retry_from_other_processes_reach_the_running_ward_on_postgres() {
+    let c = cluster();
+    let s = Scratch::new();
+    // One at a time, in list order: `f` fails until `fixed` exists, then
+    // `slow` holds the step until `go` exists, with `p` still pending.
+    s.write(
+        "p.yml",
+        "ward: 1\nname: ctl\nsteps:\n  - id: each\n    for_each: [f, slow, p]\n    \
+         max_parallel: 1\n    run: |\n      if [ {{ item }} = f ] && [ ! -e fixed ]; then \
+         exit 3; fi\n      if [ {{ item }} = slow ]; then while [ ! -e go ]; do sleep 0.05; \
+         done; fi\n      echo {{ item }} >> journal\n",
+    );
+    let state = |key: &str| -> String {
+        let run = ward(&s, &c).args(["items", "last", "--json"]).run();
+        if run.code != 0 {
+            return String::new();
+        }
+        run.json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["key"] == key)
+            .and_then(|i| i["state"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let journal = || std::fs::read_to_string(s.path().join("journal")).unwrap_or_default();
+    let mut run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    assert!(wait_for(20, || state("slow") == "running"));
+    assert_eq!(state("f"), "failed");
+    ward(&s, &c)
+        .args(["pause", "last", "p"])
+        .run()
+        .expect_code(0);
+    s.write("fixed", "");
+    ward(&s, &c)
+        .args(["retry", "last", "f"])
+        .run()
+        .expect_code(0);
+    std::fs::write(s.path().join("go"), "").expect("go");
+    // The running ward ran `f` again after `slow` and left `p` alone: only
+    // the paused item is left, exit 10.
+    assert_eq!(run.wait().expect("ward ends").code(), Some(10));
+    assert_eq!(journal(), "slow\nf\n");
+    assert_eq!(state("f"), "succeeded");
+    assert_eq!(state("p"), "paused");
+}

@@ -576,3 +576,48 @@ fn cron_print_notes_a_shell_zone_that_is_not_crons() {
     );
     assert!(run.stdout.contains("\n30 2 * * * "), "{}", run.stdout);
 }
+
+/// A PostgreSQL `--state` stays an address in the entry (never made into a
+/// path), and one holding a password is refused without showing it.
+#[test]
+fn a_postgres_state_stays_an_address_and_a_password_in_it_is_refused() {
+    let Some(spool) = Spool::new() else { return };
+    let s = Scratch::new();
+    let a = playbook(&s, "alpha", "schedule: \"30 2 * * *\"");
+    let run = spool
+        .ward(&s)
+        .args([
+            "cron",
+            "print",
+            "--state",
+            "postgres://ward@127.0.0.1:5999/wardstate",
+        ])
+        .arg(&a)
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stdout
+            .contains(" --state postgres://ward@127.0.0.1:5999/wardstate\n"),
+        "{}",
+        run.stdout
+    );
+    for cmd in [["cron", "print"], ["systemd", "print"]] {
+        let run = spool
+            .ward(&s)
+            .args(cmd)
+            .args([
+                "--state",
+                "postgres://ward:TOPSECRET@127.0.0.1:5999/wardstate",
+            ])
+            .arg(&a)
+            .run()
+            .expect_code(2);
+        assert!(run.stderr.contains("holds a password"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("TOPSECRET") && !run.stdout.contains("TOPSECRET"),
+            "{}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}

@@ -10,8 +10,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Transaction};
 
 use super::super::records::{
-    AttemptOutcome, AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, Recorded,
-    RunRecord, RunState, StepRecord, StepState, Unreadable, UnrunRun,
+    AttemptOutcome, AttemptRecord, Change, ItemControl, ItemControlled, ItemRecord, ItemState,
+    NewRun, NewStep, Recorded, RunRecord, RunState, StepRecord, StepState, Unreadable, UnrunRun,
 };
 use super::super::retention::{self, PruneRequest, PrunedRun, Retention, RunBrief};
 use super::super::{EventKind, EventRecord, RunFilter, StateError};
@@ -114,6 +114,31 @@ fn run_rows(shown: &str, rows: &[Row]) -> Result<Vec<RunRecord>, StateError> {
     rows.iter().map(|r| run_row(shown, r)).collect()
 }
 
+/// The first key of the per-run lock (`lock_run`): "ward" in ASCII.
+const RUN_LOCK_CLASS: i32 = 0x7761_7264;
+
+/// Takes the run's write lock until the commit (a transaction lock; taking
+/// it again in the same transaction costs nothing). Every write to a run
+/// takes it first (`apply`, and any transaction that records an event):
+/// - a run's events then commit in the order of their numbers: an
+///   identity hands out numbers when rows are inserted, not when they
+///   commit, so a `ward pause` numbered 100 could otherwise commit after
+///   the run's own event 101, and a running ward that had read up to 101
+///   (`item_controls`) would never see it;
+/// - and the run's ward and a `ward pause|unpause|retry` never deadlock on
+///   an item's row and the events, since both take this first.
+///
+/// Two keys, so it never meets the migration's one-key lock.
+async fn lock_run(tx: &Transaction<'_>, shown: &str, run_id: &str) -> Result<(), Fail> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&RUN_LOCK_CLASS, &run_id],
+    )
+    .await
+    .map_err(fail(shown))?;
+    Ok(())
+}
+
 async fn event(
     tx: &Transaction<'_>,
     shown: &str,
@@ -123,6 +148,7 @@ async fn event(
     kind: &str,
     message: Option<&str>,
 ) -> Result<(), Fail> {
+    lock_run(tx, shown, run_id).await?;
     tx.execute(
         "INSERT INTO ward.events (run_id, at, step_id, kind, message) VALUES ($1, $2, $3, $4, $5)",
         &[&run_id, &at, &step, &kind, &message],
@@ -329,6 +355,7 @@ pub async fn apply(
 ) -> Result<(), Fail> {
     let tx = client.transaction().await.map_err(fail(shown))?;
     fence(&tx, shown, tokens).await?;
+    lock_run(&tx, shown, run_id).await?;
     for change in changes {
         apply_one(&tx, shown, run_id, change).await?;
     }
@@ -513,9 +540,13 @@ async fn apply_one(
             at,
         } => {
             let finished = (*state != ItemState::Pending).then_some(*at);
+            // An item an operator paused meanwhile stays paused when the
+            // run's ward, which had not noticed yet, would skip it or put
+            // it back to pending (as in the SQLite store).
             exec(
                 "UPDATE ward.items SET state = $4, exit_code = $5, message = $6, finished_at = $7 \
-                 WHERE run_id = $1 AND step_id = $2 AND item_key = $3",
+                 WHERE run_id = $1 AND step_id = $2 AND item_key = $3 \
+                 AND NOT (state = 'paused' AND $4 IN ('skipped', 'pending'))",
                 &[
                     &run_id,
                     step,
@@ -527,6 +558,46 @@ async fn apply_one(
                 ],
             )
             .await?;
+            Ok(())
+        }
+        Change::ItemControl {
+            step,
+            key,
+            control,
+            at,
+        } => {
+            let message = match control {
+                ItemControl::Pause => Some("paused with `ward pause`"),
+                ItemControl::Unpause => None,
+                ItemControl::Retry => Some("to run again: `ward retry`"),
+            };
+            // Only from the state the control expects: an item that
+            // started or ended since the operator looked is left as it is.
+            let changed = exec(
+                "UPDATE ward.items SET state = $5, message = $6, finished_at = NULL \
+                 WHERE run_id = $1 AND step_id = $2 AND item_key = $3 AND state = $4",
+                &[
+                    &run_id,
+                    step,
+                    key,
+                    &control.from().as_str(),
+                    &control.to().as_str(),
+                    &message,
+                ],
+            )
+            .await?;
+            if changed == 1 {
+                event(
+                    tx,
+                    shown,
+                    run_id,
+                    *at,
+                    Some(step),
+                    control.event_kind(),
+                    Some(key),
+                )
+                .await?;
+            }
             Ok(())
         }
         Change::Step {
@@ -735,6 +806,53 @@ pub async fn events(client: &Client, shown: &str, run_id: &str) -> Result<Vec<Ev
         });
     }
     Ok(out)
+}
+
+/// The item controls recorded after event `after`, and the run's last
+/// event number (see `event` for why that number is safe to read up to).
+pub async fn item_controls(
+    client: &Client,
+    shown: &str,
+    run_id: &str,
+    after: i64,
+) -> Result<(i64, Vec<ItemControlled>), Fail> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(seq), 0) FROM ward.events WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(fail(shown))?;
+    let last: i64 = get(shown, &row, 0)?;
+    if last <= after {
+        return Ok((last, Vec::new()));
+    }
+    let rows = client
+        .query(
+            "SELECT seq, step_id, kind, message FROM ward.events \
+             WHERE run_id = $1 AND seq > $2 AND seq <= $3 \
+             AND kind IN ('item-paused', 'item-unpaused', 'item-retried') ORDER BY seq",
+            &[&run_id, &after, &last],
+        )
+        .await
+        .map_err(fail(shown))?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let step: Option<String> = get(shown, r, 1)?;
+        let kind: String = get(shown, r, 2)?;
+        let key: Option<String> = get(shown, r, 3)?;
+        if let (Some(step), Some(key), Some(control)) =
+            (step, key, ItemControl::from_event_kind(&kind))
+        {
+            out.push(ItemControlled {
+                seq: get(shown, r, 0)?,
+                step,
+                key,
+                control,
+            });
+        }
+    }
+    Ok((last, out))
 }
 
 pub async fn running_with_lock(

@@ -26,7 +26,8 @@ use tokio_postgres::Client;
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
 use super::records::{
-    AttemptRecord, Change, ItemRecord, ItemState, NewRun, NewStep, RunRecord, StepRecord, UnrunRun,
+    AttemptRecord, Change, ItemControlled, ItemRecord, ItemState, NewRun, NewStep, RunRecord,
+    StepRecord, UnrunRun,
 };
 use super::retention::{PruneRequest, PrunedRun};
 use super::{Access, EventRecord, RunFilter, StateError, Store, StoreFuture};
@@ -251,6 +252,17 @@ impl Store for PgStore {
         let run_id = run_id.to_owned();
         Box::pin(with_client!(self, |client| async |shown: &str| {
             db::events(client, shown, &run_id).await
+        }))
+    }
+
+    fn item_controls(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> StoreFuture<'_, (i64, Vec<ItemControlled>)> {
+        let run_id = run_id.to_owned();
+        Box::pin(with_client!(self, |client| async |shown: &str| {
+            db::item_controls(client, shown, &run_id, after).await
         }))
     }
 
