@@ -179,6 +179,7 @@ fn state_code(e: &crate::state::StateError) -> i32 {
         StateError::Missing { .. } => exit::NO_STATE,
         StateError::Unsupported { .. } => exit::USAGE,
         StateError::Backend { .. }
+        | StateError::LeaseLost { .. }
         | StateError::TooNew { .. }
         | StateError::Io { .. }
         | StateError::Untrusted { .. }

@@ -163,6 +163,9 @@ struct Scheduler<'a, 'r> {
     abandoned: Option<Received>,
     /// Why the state database could not be written, from the first failure on.
     state_lost: Option<String>,
+    /// That failure was the run lock's lease lost to another run (a shared
+    /// store): the message then points at that run, not at disk space.
+    lease_lost: bool,
     changes: Vec<Change>,
     /// This boot of the machine (recorded with unflushed output).
     boot_id: String,
@@ -240,6 +243,7 @@ pub async fn execute(
         signals_seen: 0,
         abandoned: None,
         state_lost: None,
+        lease_lost: false,
         changes: Vec::new(),
         boot_id: store.host().boot_id.clone(),
         // An attempt starts only after its confirmation: a step that had
@@ -585,6 +589,7 @@ impl Scheduler<'_, '_> {
             Err(e) => {
                 let message = e.to_string();
                 self.reporter.event(&Event::StateLost { message: &message });
+                self.lease_lost = matches!(e, crate::state::StateError::LeaseLost { .. });
                 self.state_lost = Some(message);
                 true
             }
@@ -1328,11 +1333,22 @@ impl Scheduler<'_, '_> {
             } else {
                 RunState::Failed
             };
-            let mut message = format!(
-                "the state could not be recorded ({lost}); the outcomes printed above are not in \
-                 the state database: make room, then run `ward resume{} {}`",
-                self.options.state_flag, self.run_id
-            );
+            let mut message = if self.lease_lost {
+                // Another run holds the lock now: a resume would be refused
+                // while it runs, and that run records this one `crashed`.
+                format!(
+                    "the state could not be recorded ({lost}); the outcomes printed above are \
+                     not in the state database: see `ward status{} {}` once the run holding the \
+                     lock ended, then `ward resume` it if it is still to finish",
+                    self.options.state_flag, self.run_id
+                )
+            } else {
+                format!(
+                    "the state could not be recorded ({lost}); the outcomes printed above are \
+                     not in the state database: make room, then run `ward resume{} {}`",
+                    self.options.state_flag, self.run_id
+                )
+            };
             if let Some(f) = failure {
                 message.push_str(&format!("; before that, {f}"));
             }

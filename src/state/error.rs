@@ -119,6 +119,17 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
+    /// The run lock was lost: this ward could not renew its lease in time
+    /// and another run took it (a shared store's lease; a local lock
+    /// cannot be lost). Nothing more may be recorded for this run.
+    #[error("state database {db}: {detail}")]
+    LeaseLost {
+        /// The database.
+        db: String,
+        /// Which lock, for how long it went unrenewed, and what the new
+        /// holder does with this run.
+        detail: String,
+    },
     /// `--state` (or `$WARD_STATE`) names a kind of store this ward does
     /// not have (e.g. a `postgres://` address before PostgreSQL state is
     /// built). Nothing was opened or created.
