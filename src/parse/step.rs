@@ -500,7 +500,8 @@ fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
 }
 
 /// `for_each:` a YAML list, one template that gives a list (`"{{ users }}"`),
-/// or `{ lines: PATH }`. `None` when it is none of those (reported).
+/// or `{ lines | json | csv: PATH }` / `{ command: [ARGV] }` with their
+/// options. `None` when it is none of those (reported).
 fn for_each(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemSource> {
     let help = "write a list (`for_each: [a, b]`), a variable holding one \
                 (`for_each: \"{{ users }}\"`), or items read when the step starts: \
