@@ -251,8 +251,9 @@ pub struct StepDoc {
     /// name). Without a terminal the run needs `--yes` (else exit 8).
     pub confirm: Option<ConfirmDoc>,
     /// Run the step once per item, with `{{ item }}` in its templates: a
-    /// list, one template giving a list (`"{{ users }}"`), or `{lines:
-    /// FILE}` (docs/playbook.md, "Fan-out").
+    /// list, one template giving a list (`"{{ users }}"`), `{lines: FILE}`,
+    /// `{json: FILE}`, `{csv: FILE}` or `{command: [ARGV...]}`
+    /// (docs/playbook.md, "Fan-out").
     pub for_each: Option<ForEachDoc>,
     /// With `for_each`: a template giving each item's stable id (default:
     /// the item's own text). Ids must be unique within the step.
@@ -291,6 +292,12 @@ pub enum ForEachDoc {
     Template(String),
     /// One item per non-blank line of a file (read when the step starts).
     Lines(LinesDoc),
+    /// The JSON array in a file (read when the step starts).
+    Json(JsonDoc),
+    /// The rows of a CSV file (read when the step starts).
+    Csv(CsvDoc),
+    /// What a program prints (run when the step starts).
+    Command(ListCommandDoc),
 }
 
 /// `for_each: {lines: FILE}`.
@@ -299,6 +306,57 @@ pub enum ForEachDoc {
 pub struct LinesDoc {
     /// The file, relative to the playbook's folder (may be a template).
     pub lines: String,
+}
+
+/// `for_each: {json: FILE, at: POINTER}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonDoc {
+    /// The file, relative to the playbook's folder (may be a template); it
+    /// holds a JSON array of items (text, numbers or objects).
+    #[schemars(length(min = 1))]
+    pub json: String,
+    /// A JSON pointer to the array inside the document, e.g. `/users`.
+    #[schemars(regex(pattern = r"^(/.*)?$"))]
+    pub at: Option<String>,
+}
+
+/// `for_each: {csv: FILE, delimiter: C, header: B}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CsvDoc {
+    /// The file, relative to the playbook's folder (may be a template).
+    #[schemars(length(min = 1))]
+    pub csv: String,
+    /// The field separator, one character (default `,`).
+    #[schemars(length(min = 1, max = 1))]
+    pub delimiter: Option<String>,
+    /// `true` (default): the first row names the fields and each item is an
+    /// object; `false`: each row is a list of its fields.
+    pub header: Option<bool>,
+}
+
+/// `for_each: {command: [PROGRAM, ARG...], format: lines|json}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListCommandDoc {
+    /// The program and its arguments (templates), run without a shell in
+    /// the playbook's folder, within the step's `timeout` (default 60s).
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// How its output is read: one item per non-blank line (default) or a
+    /// JSON array.
+    pub format: Option<ListFormatDoc>,
+}
+
+/// How a `for_each.command`'s output is read.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormatDoc {
+    /// One item per non-blank line.
+    Lines,
+    /// A JSON array.
+    Json,
 }
 
 /// `confirm:`: a question, or a question and the word to type.

@@ -102,6 +102,45 @@ pub enum ItemSource {
     /// `{ lines: PATH }`: the non-empty lines of a file, read when the step
     /// starts (an earlier step may write it). PATH may be a template.
     Lines(Node),
+    /// `{ json: PATH, at: POINTER }`: a JSON array in a file (or the array
+    /// at a JSON pointer in it), read when the step starts.
+    Json {
+        /// The file (may be a template).
+        path: Node,
+        /// `at:`, a JSON pointer (`/users`) to the array in the document.
+        at: Option<Spanned<String>>,
+    },
+    /// `{ csv: PATH, delimiter: C, header: B }`: the rows of a CSV file
+    /// (RFC 4180), read when the step starts.
+    Csv {
+        /// The file (may be a template).
+        path: Node,
+        /// `delimiter:`, one character (default `,`).
+        delimiter: Option<Spanned<char>>,
+        /// `header:` false: rows are lists, not objects keyed by the first row.
+        header: Option<Spanned<bool>>,
+    },
+    /// `{ command: [ARGV...], format: lines|json }`: what a program prints,
+    /// run when the step starts (argv elements may be templates).
+    Command {
+        /// The program and its arguments, no shell.
+        argv: Vec<Node>,
+        /// `format: json`: its output is a JSON array (default: lines).
+        json: bool,
+    },
+}
+
+impl ItemSource {
+    /// The nodes that are templates (checked for secrets, rendered).
+    pub fn nodes(&self) -> Vec<&Node> {
+        match self {
+            ItemSource::List(n)
+            | ItemSource::Lines(n)
+            | ItemSource::Json { path: n, .. }
+            | ItemSource::Csv { path: n, .. } => vec![n],
+            ItemSource::Command { argv, .. } => argv.iter().collect(),
+        }
+    }
 }
 
 /// Exactly one of `action:`, `run:` or `cmd:`.

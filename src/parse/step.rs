@@ -236,9 +236,7 @@ impl StepBuilder {
         };
         let source = source?;
         Some(Some(ForEach {
-            span: match &source {
-                ItemSource::List(n) | ItemSource::Lines(n) => n.span,
-            },
+            span: source.nodes()[0].span,
             source,
             key: self.key.take().map(|(_, k)| k),
             max_parallel: self.max_parallel.take().map(|(_, m)| m),
@@ -502,67 +500,19 @@ fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
 }
 
 /// `for_each:` a YAML list, one template that gives a list (`"{{ users }}"`),
-/// or `{ lines: PATH }`. `None` when it is none of those (reported).
+/// or `{ lines | json | csv: PATH }` / `{ command: [ARGV] }` with their
+/// options. `None` when it is none of those (reported).
 fn for_each(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemSource> {
     let help = "write a list (`for_each: [a, b]`), a variable holding one \
-                (`for_each: \"{{ users }}\"`), or `for_each: { lines: users.txt }`";
+                (`for_each: \"{{ users }}\"`), or items read when the step starts: \
+                `{ lines: users.txt }`, `{ json: users.json }`, `{ csv: users.csv }`, \
+                `{ command: [ls, /srv/homes] }`";
     match &node.kind {
         NodeKind::Seq(_) => Some(ItemSource::List(node.clone())),
         NodeKind::Scalar(s) if !node.is_null() && crate::template::is_template(&s.text) => {
             Some(ItemSource::List(node.clone()))
         }
-        NodeKind::Map(entries) => {
-            let mut lines = None;
-            for entry in entries {
-                match entry.key.as_str().unwrap_or("") {
-                    "lines" => {
-                        let path = ctx.value::<String>("for_each.lines", &entry.value, diags)?;
-                        if path.value.trim().is_empty() {
-                            diags.push(Diagnostic::error(
-                                "invalid-value",
-                                entry.value.span,
-                                format!("`for_each.lines` in {} is empty", ctx.owner),
-                            ));
-                            return None;
-                        }
-                        lines = Some(entry.value.clone());
-                    }
-                    other @ ("json" | "csv" | "command" | "query") => {
-                        diags.push(
-                            Diagnostic::error(
-                                "not-supported",
-                                entry.key.span,
-                                format!(
-                                    "`for_each.{other}` in {} is not built yet; only `lines` reads \
-                                     items from a file",
-                                    ctx.owner
-                                ),
-                            )
-                            .with_help(help),
-                        );
-                        return None;
-                    }
-                    _ => {
-                        ctx.unknown_key(&entry.key, &["lines"], diags);
-                        return None;
-                    }
-                }
-            }
-            match lines {
-                Some(path) => Some(ItemSource::Lines(path)),
-                None => {
-                    diags.push(
-                        Diagnostic::error(
-                            "missing-key",
-                            node.span,
-                            format!("`for_each` in {} has no `lines`", ctx.owner),
-                        )
-                        .with_help(help),
-                    );
-                    None
-                }
-            }
-        }
+        NodeKind::Map(_) => for_each_source(ctx, node, help, diags),
         NodeKind::Scalar(_) => {
             diags.push(
                 Diagnostic::error(
@@ -579,6 +529,234 @@ fn for_each(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemS
             None
         }
     }
+}
+
+/// The keys each `for_each:` mapping may have, by its source key.
+const SOURCE_KEYS: &[(&str, &[&str])] = &[
+    ("lines", &["lines"]),
+    ("json", &["json", "at"]),
+    ("csv", &["csv", "delimiter", "header"]),
+    ("command", &["command", "format"]),
+];
+
+/// `for_each: { lines | json | csv | command: ... }` with its options.
+/// Exactly one source key; the options of another source are refused.
+fn for_each_source(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    help: &str,
+    diags: &mut Diagnostics,
+) -> Option<ItemSource> {
+    let entries = node.as_map()?;
+    let sources: Vec<&crate::yaml::Entry> = entries
+        .iter()
+        .filter(|e| SOURCE_KEYS.iter().any(|(k, _)| e.key.as_str() == Some(k)))
+        .collect();
+    if let Some(q) = entries.iter().find(|e| e.key.as_str() == Some("query")) {
+        diags.push(
+            Diagnostic::error(
+                "not-supported",
+                q.key.span,
+                format!(
+                    "`for_each.query` in {} is not built yet; items come from `lines`, `json`, `csv` or `command`",
+                    ctx.owner
+                ),
+            )
+            .with_help(
+                "e.g. `for_each: { command: [psql, -AtXc, \"select name from users\"] }`",
+            ),
+        );
+        return None;
+    }
+    let source = match sources.as_slice() {
+        [one] => *one,
+        [] => {
+            diags.push(
+                Diagnostic::error(
+                    "missing-key",
+                    node.span,
+                    format!(
+                        "`for_each` in {} has none of `lines`, `json`, `csv` or `command`",
+                        ctx.owner
+                    ),
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+        [_, second, ..] => {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    second.key.span,
+                    format!(
+                        "`for_each` in {} has more than one source; give one of `lines`, `json`, `csv` or `command`",
+                        ctx.owner
+                    ),
+                )
+                .with_help(help),
+            );
+            return None;
+        }
+    };
+    let kind = source.key.as_str().unwrap_or("");
+    let allowed = SOURCE_KEYS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(&[][..], |(_, keys)| *keys);
+    let mut ok = true;
+    for entry in entries {
+        if !allowed.contains(&entry.key.as_str().unwrap_or("")) {
+            ctx.unknown_key(&entry.key, allowed, diags);
+            ok = false;
+        }
+    }
+    let option = |name: &str| entries.iter().find(|e| e.key.as_str() == Some(name));
+    let path = |diags: &mut Diagnostics| -> Option<Node> {
+        let what = format!("for_each.{kind}");
+        let text = ctx.value::<String>(&what, &source.value, diags)?;
+        if text.value.trim().is_empty() {
+            diags.push(Diagnostic::error(
+                "invalid-value",
+                source.value.span,
+                format!("`for_each.{kind}` in {} is empty", ctx.owner),
+            ));
+            return None;
+        }
+        Some(source.value.clone())
+    };
+    let made = match kind {
+        "lines" => path(diags).map(ItemSource::Lines),
+        "json" => {
+            let path = path(diags);
+            let at = match option("at") {
+                Some(e) => {
+                    let at = ctx.value::<String>("for_each.at", &e.value, diags)?;
+                    if !(at.value.is_empty() || at.value.starts_with('/')) {
+                        diags.push(
+                            Diagnostic::error(
+                                "invalid-value",
+                                e.value.span,
+                                format!(
+                                    "`for_each.at` in {} is not a JSON pointer: it starts with `/`",
+                                    ctx.owner
+                                ),
+                            )
+                            .with_help("e.g. `at: /users` for the list under `users`"),
+                        );
+                        return None;
+                    }
+                    Some(at)
+                }
+                None => None,
+            };
+            path.map(|path| ItemSource::Json { path, at })
+        }
+        "csv" => {
+            let path = path(diags);
+            let delimiter = match option("delimiter") {
+                Some(e) => {
+                    let d = ctx.value::<String>("for_each.delimiter", &e.value, diags)?;
+                    let mut chars = d.value.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) if c != '"' && c != '\n' && c != '\r' => {
+                            Some(Spanned::new(c, e.value.span))
+                        }
+                        _ => {
+                            diags.push(
+                                Diagnostic::error(
+                                    "invalid-value",
+                                    e.value.span,
+                                    format!(
+                                        "`for_each.delimiter` in {} must be one character \
+                                         (not a quote or a line break)",
+                                        ctx.owner
+                                    ),
+                                )
+                                .with_help("e.g. `delimiter: \";\"` or `delimiter: \"\\t\"`"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                None => None,
+            };
+            let header = match option("header") {
+                Some(e) => Some(ctx.value::<bool>("for_each.header", &e.value, diags)?),
+                None => None,
+            };
+            path.map(|path| ItemSource::Csv {
+                path,
+                delimiter,
+                header,
+            })
+        }
+        _ => {
+            let json = match option("format") {
+                Some(e) => match e.value.as_str() {
+                    Some("json") => true,
+                    Some("lines") => false,
+                    _ => {
+                        diags.push(
+                            Diagnostic::error(
+                                "invalid-value",
+                                e.value.span,
+                                format!(
+                                    "`for_each.format` in {} must be `lines` or `json`",
+                                    ctx.owner
+                                ),
+                            )
+                            .with_help(
+                                "`lines`: one item per non-blank line it prints; `json`: it \
+                                 prints a JSON array",
+                            ),
+                        );
+                        return None;
+                    }
+                },
+                None => false,
+            };
+            let argv = match source.value.as_seq() {
+                Some(argv) if !argv.is_empty() => argv,
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "invalid-value",
+                            source.value.span,
+                            format!(
+                                "`for_each.command` in {} must be a list of words that is not \
+                                 empty: the program and its arguments (no shell)",
+                                ctx.owner
+                            ),
+                        )
+                        .with_help(
+                            "e.g. `for_each: { command: [ls, /srv/homes] }`; for a pipe, \
+                             `command: [bash, -c, \"ls /srv | grep -v tmp\"]`",
+                        ),
+                    );
+                    return None;
+                }
+            };
+            let mut words = Vec::with_capacity(argv.len());
+            for word in argv {
+                let text = ctx.value::<String>("for_each.command", word, diags)?;
+                if text.value.is_empty() && words.is_empty() {
+                    diags.push(Diagnostic::error(
+                        "invalid-value",
+                        word.span,
+                        format!(
+                            "the program of `for_each.command` in {} is empty",
+                            ctx.owner
+                        ),
+                    ));
+                    return None;
+                }
+                words.push(word.clone());
+            }
+            Some(ItemSource::Command { argv: words, json })
+        }
+    };
+    if ok { made } else { None }
 }
 
 /// `key:`, a template naming each item: text that is not empty.

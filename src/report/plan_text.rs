@@ -89,9 +89,11 @@ fn for_each(fan: &crate::plan::FanOut) -> String {
             items.len(),
             crate::plan::item_text(&items[0])
         ),
-        crate::plan::Items::Lines(path) => format!(
-            "the lines of {path}, read when the step starts{key}; {at_once}; \
-             `does` shows the stand-in `item`"
+        // A file or a program's output: items listed when the step starts.
+        other => format!(
+            "{}, items listed when the step starts{key}; {at_once}; \
+             `does` shows the stand-in `item`",
+            other.described().unwrap_or_default()
         ),
     }
 }

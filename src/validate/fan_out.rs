@@ -45,7 +45,7 @@ impl FanOut {
     pub fn list(&self) -> Option<&[serde_json::Value]> {
         match &self.items {
             Items::List(items) => Some(items),
-            Items::Lines(_) => None,
+            _ => None,
         }
     }
 
@@ -53,7 +53,7 @@ impl FanOut {
     pub fn lines(&self) -> Option<&str> {
         match &self.items {
             Items::Lines(path) => Some(path),
-            Items::List(_) => None,
+            _ => None,
         }
     }
 }
@@ -66,6 +66,53 @@ pub enum Items {
     /// The lines of this file (rendered path, relative to the playbook's
     /// folder), read when the step starts.
     Lines(String),
+    /// The JSON array in this file (at the JSON pointer `at`, "" for the
+    /// whole document), read when the step starts.
+    Json {
+        /// The rendered path, relative to the playbook's folder.
+        path: String,
+        /// A JSON pointer (RFC 6901); "" is the whole document.
+        at: String,
+    },
+    /// The rows of this CSV file, read when the step starts.
+    Csv {
+        /// The rendered path, relative to the playbook's folder.
+        path: String,
+        /// The field separator.
+        delimiter: char,
+        /// The first row names the fields (items are objects), else items
+        /// are lists of fields.
+        header: bool,
+    },
+    /// What this program prints, run when the step starts.
+    Command {
+        /// The rendered argv (no shell).
+        argv: Vec<String>,
+        /// Its output is a JSON array (else one item per non-blank line).
+        json: bool,
+    },
+}
+
+impl Items {
+    /// Where items read when the step starts come from, for `ward plan`
+    /// ("the lines of users.txt"); `None` for a list known now.
+    pub fn described(&self) -> Option<String> {
+        match self {
+            Items::List(_) => None,
+            Items::Lines(path) => Some(format!("the lines of {path}")),
+            Items::Json { path, at } if at.is_empty() => Some(format!("the JSON array in {path}")),
+            Items::Json { path, at } => Some(format!("the JSON array at `{at}` in {path}")),
+            Items::Csv { path, header, .. } => Some(format!(
+                "the rows of the CSV file {path}{}",
+                if *header { "" } else { " (no header)" }
+            )),
+            Items::Command { argv, json } => Some(format!(
+                "the {} printed by `{}`",
+                if *json { "JSON array" } else { "lines" },
+                argv.join(" ")
+            )),
+        }
+    }
 }
 
 /// One item's work: what runs, with which environment.
@@ -124,6 +171,22 @@ impl ItemResolver {
             Some(body) if !diags.has_errors() => Ok(ItemWork { body, env }),
             _ => Err(self.first_problem(&diags)),
         }
+    }
+
+    /// The names of the step's `env:` variables that do not use `item`:
+    /// a `for_each.command` runs with those (the others mean something
+    /// only per item).
+    pub fn env_without_item(&self) -> Vec<String> {
+        self.step
+            .env
+            .iter()
+            .filter(|(_, v)| {
+                let mut names = std::collections::HashSet::new();
+                self.templates.node_names(v, &mut names);
+                !names.contains("item")
+            })
+            .map(|(k, _)| k.value.clone())
+            .collect()
     }
 
     /// The item's id: `key:` rendered, or the item's own text.
@@ -315,10 +378,32 @@ pub fn item_text(item: &serde_json::Value) -> String {
     }
 }
 
+/// The stand-in `item` of a step whose items may be objects or lists
+/// known only when it starts: every field and index of it is one too.
+#[derive(Debug)]
+struct AnyItem;
+
+impl minijinja::value::Object for AnyItem {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from_object(AnyItem))
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(STAND_IN)
+    }
+}
+
 /// `ctx` with `item` bound (an `item` var of the playbook is hidden by it).
 fn with_item(ctx: &TemplateContext, item: &serde_json::Value) -> TemplateContext {
+    with_item_value(ctx, Value::from(minijinja::value::Serde(item)))
+}
+
+fn with_item_value(ctx: &TemplateContext, item: Value) -> TemplateContext {
     let mut ctx = ctx.clone();
-    let item = Value::from(minijinja::value::Serde(item));
     // The last map wins a lookup in minijinja 3 (`merge_maps`).
     ctx.value = minijinja::value::merge_maps([ctx.value, minijinja::context! { item }]);
     ctx
@@ -354,14 +439,24 @@ pub(super) fn resolve(
             ),
         );
     }
-    let node = match &for_each.source {
-        ItemSource::List(n) | ItemSource::Lines(n) => n,
-    };
+    let nodes = for_each.source.nodes();
+    let node = nodes
+        .first()
+        .copied()
+        .unwrap_or_else(|| match &for_each.source {
+            ItemSource::List(n) => n,
+            _ => unreachable!("a command has one word at least"),
+        });
     // Items and keys reach command lines, `ward items`, the step's log and
-    // the state database in the clear: neither may be made from a secret.
+    // the state database in the clear: neither may be made from a secret
+    // (nor may a `command:` that lists them take one in its argv: its
+    // output is recorded as the items).
     let mut secret = false;
-    for (field, n) in [("for_each", Some(node)), ("key", for_each.key.as_ref())] {
-        let Some(n) = n else { continue };
+    let fields = nodes
+        .iter()
+        .map(|n| ("for_each", *n))
+        .chain(for_each.key.as_ref().map(|k| ("key", k)));
+    for (field, n) in fields {
         let mut names = std::collections::HashSet::new();
         templates.node_names(n, &mut names);
         if let Some(used) = ctx.secrets.used_by(&names) {
@@ -385,28 +480,72 @@ pub(super) fn resolve(
     if secret {
         return None;
     }
+    let render = |node: &Node, what: &str, diags: &mut Diagnostics| {
+        templates
+            .render_scalar(
+                node,
+                &ctx.value,
+                &ctx.secrets,
+                source,
+                &format!("`for_each.{what}` of step `{id}`"),
+            )
+            .map_err(|d| diags.push(d))
+            .ok()
+            .map(|r| r.text)
+    };
     let items = match &for_each.source {
         ItemSource::List(node) => Items::List(list(id, node, source, ctx, templates, diags)?),
-        ItemSource::Lines(node) => {
-            let r = templates
-                .render_scalar(
-                    node,
-                    &ctx.value,
-                    &ctx.secrets,
-                    source,
-                    &format!("`for_each.lines` of step `{id}`"),
-                )
-                .map_err(|d| diags.push(d))
-                .ok()?;
-            Items::Lines(r.text)
+        ItemSource::Lines(node) => Items::Lines(render(node, "lines", diags)?),
+        ItemSource::Json { path, at } => Items::Json {
+            path: render(path, "json", diags)?,
+            at: at.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+        },
+        ItemSource::Csv {
+            path,
+            delimiter,
+            header,
+        } => Items::Csv {
+            path: render(path, "csv", diags)?,
+            delimiter: delimiter.as_ref().map_or(',', |d| d.value),
+            header: header.as_ref().is_none_or(|h| h.value),
+        },
+        ItemSource::Command { argv, json } => {
+            let mut words = Vec::with_capacity(argv.len());
+            let mut failed = false;
+            for word in argv {
+                match render(word, "command", diags) {
+                    Some(w) => words.push(w),
+                    None => failed = true,
+                }
+            }
+            if failed {
+                return None;
+            }
+            Items::Command {
+                argv: words,
+                json: *json,
+            }
         }
     };
-    let stand_in = match &items {
-        Items::List(list) => list.first().cloned(),
-        Items::Lines(_) => None,
-    }
-    .unwrap_or_else(|| serde_json::Value::String(STAND_IN.to_owned()));
-    let item_ctx = with_item(ctx, &stand_in);
+    let item_ctx = match &items {
+        Items::List(list) => with_item(
+            ctx,
+            &list
+                .first()
+                .cloned()
+                .unwrap_or_else(|| serde_json::Value::String(STAND_IN.to_owned())),
+        ),
+        Items::Lines(_) | Items::Command { json: false, .. } => {
+            with_item(ctx, &serde_json::Value::String(STAND_IN.to_owned()))
+        }
+        // Objects or lists whose fields are known only when the step
+        // starts: any field of the stand-in is a stand-in too, so
+        // `{{ item.name }}` is checked as far as it can be (a typo in
+        // another variable is still caught) and renders as `item`.
+        Items::Json { .. } | Items::Csv { .. } | Items::Command { json: true, .. } => {
+            with_item_value(ctx, Value::from_object(AnyItem))
+        }
+    };
     let each = Arc::new(ItemResolver {
         step: step.clone(),
         source: source.clone(),

@@ -553,10 +553,8 @@ fn reads_unrendered(step: &Step, ctx: &TemplateContext, templates: &Templates) -
         names.extend(templates.condition_names(&c.value));
     }
     if let Some(f) = &step.for_each {
-        match &f.source {
-            crate::model::ItemSource::List(n) | crate::model::ItemSource::Lines(n) => {
-                templates.node_names(n, &mut names);
-            }
+        for n in f.source.nodes() {
+            templates.node_names(n, &mut names);
         }
         if let Some(k) = &f.key {
             templates.node_names(k, &mut names);

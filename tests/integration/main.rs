@@ -9,6 +9,7 @@ mod exit_codes;
 mod fanout;
 mod fanout_control;
 mod fanout_report;
+mod fanout_sources;
 mod finalizers;
 mod fossology;
 mod fossology_conf;

@@ -16,6 +16,9 @@
 //! window (state/recovery.rs, rules 4, 6, 7), and then all its items run
 //! again, as the window's other steps do.
 
+#[path = "lists.rs"]
+mod lists;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,6 +134,86 @@ enum ListError {
         line: usize,
         bytes: String,
     },
+    #[error(
+        "its `for_each` {place}:{line}:{column} is not JSON: {error}; fix it there (items are \
+         a JSON array, e.g. `[\"alice\", {{\"name\": \"bob\"}}]`)"
+    )]
+    Json {
+        place: String,
+        line: usize,
+        column: usize,
+        error: String,
+    },
+    #[error(
+        "its `for_each` {place} holds {found}{}, not a JSON array of items; write `[...]`, or \
+         name the array inside with `at:` (e.g. `at: /users`)",
+        at_text(at)
+    )]
+    NotArray {
+        place: String,
+        at: String,
+        found: &'static str,
+    },
+    #[error(
+        "its `for_each` {place} has nothing at `at: {at}`; check the JSON pointer (`/users`, \
+         `/data/0/names`)"
+    )]
+    NoPointer { place: String, at: String },
+    #[error("its `for_each` CSV file {}:{line}: {why}", path.display())]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+    #[error("{0}")]
+    Command(String),
+}
+
+fn at_text(at: &str) -> String {
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{at}`")
+    }
+}
+
+/// The largest list read (a file, or a command's output), in bytes:
+/// `WARD_TEST_FOR_EACH_LIMIT` lowers it, for tests only (never raises it).
+fn list_limit() -> u64 {
+    std::env::var("WARD_TEST_FOR_EACH_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(MAX_LINES_FILE, |n| n.min(MAX_LINES_FILE))
+}
+
+/// How long a `for_each.command` may run when its step has no `timeout:`.
+/// It only lists names, and the scheduler waits for it before the step's
+/// items start (other steps' ends are taken in after it).
+const LIST_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A JSON list problem, placed.
+fn json_error(place: String, at: &str, p: lists::JsonProblem) -> ListError {
+    match p {
+        lists::JsonProblem::Syntax {
+            line,
+            column,
+            error,
+        } => ListError::Json {
+            place,
+            line,
+            column,
+            error,
+        },
+        lists::JsonProblem::NoPointer => ListError::NoPointer {
+            place,
+            at: at.to_owned(),
+        },
+        lists::JsonProblem::NotArray(found) => ListError::NotArray {
+            place,
+            at: at.to_owned(),
+            found,
+        },
+    }
 }
 
 /// The largest `lines:` file read (a million items of 64 bytes): read whole
@@ -171,17 +254,16 @@ fn read_lines_file(path: &Path) -> Result<String, ListError> {
             what,
         });
     }
-    if meta.len() > MAX_LINES_FILE {
+    let limit = list_limit();
+    if meta.len() > limit {
         return Err(ListError::TooLarge {
             path: path.to_owned(),
         });
     }
     let mut bytes = Vec::new();
     // A file that grows while it is read is cut at the limit, and refused.
-    file.take(MAX_LINES_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read)?;
-    if bytes.len() as u64 > MAX_LINES_FILE {
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > limit {
         return Err(ListError::TooLarge {
             path: path.to_owned(),
         });
@@ -336,14 +418,64 @@ impl Scheduler<'_, '_> {
             Items::List(items) => items.clone(),
             Items::Lines(path) => {
                 let path = self.resolve(path);
-                let text = read_lines_file(&path)?;
                 // One item per line; blank lines (a trailing newline, a
                 // spacer) are no items.
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(|l| serde_json::Value::String(l.to_owned()))
-                    .collect()
+                lists::line_items(&read_lines_file(&path)?)
+            }
+            Items::Json { path, at } => {
+                let full = self.resolve(path);
+                let text = read_lines_file(&full)?;
+                lists::json_items(&text, at)
+                    .map_err(|p| json_error(format!("file {}", full.display()), at, p))?
+            }
+            Items::Csv {
+                path,
+                delimiter,
+                header,
+            } => {
+                let full = self.resolve(path);
+                let text = read_lines_file(&full)?;
+                lists::csv_items(&text, *delimiter, *header).map_err(|p| ListError::Csv {
+                    path: full,
+                    line: p.line,
+                    why: p.why,
+                })?
+            }
+            Items::Command { argv, json } => {
+                let step = &self.steps[i];
+                // ward's variables for the step, and those of its `env:`
+                // that do not depend on an item.
+                let keep = fan.each.env_without_item();
+                let mut env = self
+                    .attempt_spec(i, self.attempts[i], Path::new(""), None)
+                    .env;
+                let base = env.len() - step.env.len();
+                let mut k = 0;
+                env.retain(|(name, _)| {
+                    k += 1;
+                    k <= base || keep.contains(name)
+                });
+                let timeout = step.timeout.map_or(LIST_COMMAND_TIMEOUT, |t| t.std());
+                let out =
+                    lists::run_command(argv, &self.options.work_dir, &env, timeout, list_limit())
+                        .map_err(ListError::Command)?;
+                let shown = format!("command `{}` output", argv.join(" "));
+                let text = String::from_utf8(out).map_err(|e| {
+                    let bad = not_text(Path::new(""), e.as_bytes(), e.utf8_error());
+                    ListError::Command(match bad {
+                        ListError::NotText { line, bytes, .. } => format!(
+                            "its `for_each` command `{}` printed text that is not UTF-8 on \
+                             line {line} (bytes {bytes}); items are text",
+                            argv.join(" ")
+                        ),
+                        other => other.to_string(),
+                    })
+                })?;
+                if *json {
+                    lists::json_items(&text, "").map_err(|p| json_error(shown, "", p))?
+                } else {
+                    lists::line_items(&text)
+                }
             }
         };
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(values.len());
