@@ -10,6 +10,9 @@
 #   (10000 items, 3 rounds, 8 at once by default)
 #
 # Needs a release ward (./target/release/ward, or WARD=path), python3.
+# With WARD_PG=postgres://... the runs are recorded in that PostgreSQL
+# database instead (password from PGPASSWORD or a passfile; every round's
+# runs stay there), each with its own local folder.
 # Prints per round: seconds and items/s of the loop and of ward (the whole
 # `ward run`: process start, validation, state), then the resume figures.
 set -euo pipefail
@@ -43,7 +46,7 @@ steps:
 YML
 now() { date +%s.%N; }
 for ((r = 1; r <= rounds; r++)); do
-    export WARD_STATE=$dir/state-$r/ward.db
+    export WARD_STATE=${WARD_PG:-$dir/state-$r/ward.db} WARD_STATE_FOLDER=$dir/local-$r
     start=$(now)
     for ((i = 0; i < items; i++)); do /bin/true; done
     loop=$(echo "$(now) - $start" | bc)
@@ -52,7 +55,7 @@ for ((r = 1; r <= rounds; r++)); do
     run=$(echo "$(now) - $start" | bc)
     echo "round $r: loop ${loop}s ($(echo "$items / $loop" | bc)/s), ward ${run}s ($(echo "$items / $run" | bc)/s), ward/loop $(echo "scale=2; $run / $loop" | bc)x"
     # Killed after about a quarter of the items, then resumed.
-    export WARD_STATE=$dir/kill-$r/ward.db
+    export WARD_STATE=${WARD_PG:-$dir/kill-$r/ward.db} WARD_STATE_FOLDER=$dir/klocal-$r
     : >journal
     "$ward" run k.yml >/dev/null 2>&1 &
     pid=$!
