@@ -58,7 +58,14 @@ const EXIT_CODES: &[(i32, &str)] = &[
 /// The environment variables ward reads, one short line each (docs/cli.md,
 /// "Environment", has the full text).
 const ENVIRONMENT: &[(&str, &str)] = &[
-    ("WARD_STATE", "the state database, unless --state is given"),
+    (
+        "WARD_STATE",
+        "the state database (a path or postgres://), unless --state is given",
+    ),
+    (
+        "WARD_STATE_FOLDER",
+        "the local folder (logs, key) of a PostgreSQL state",
+    ),
     (
         "WARD_NOW",
         "pretend the local time is this (rehearsals, tests)",
@@ -73,6 +80,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "test hook: die after the N-th state commit",
     ),
     ("WARD_BOOT_ID", "test hook: pretend this boot id"),
+    (
+        "WARD_TEST_PG_LEASE_MS",
+        "test hook: a PostgreSQL run lock's lease in ms",
+    ),
+    (
+        "WARD_TEST_FOR_EACH_LIMIT",
+        "test hook: lower the 64 MiB limit of for_each lists",
+    ),
     (
         "WARD_TEST_POWER_SUPPLY_DIR",
         "test hook: where `on_ac_power` looks",
