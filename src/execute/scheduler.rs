@@ -106,6 +106,14 @@ enum Done {
         step: usize,
         result: Result<(), FlushError>,
     },
+    /// A `for_each` command listed a step's items (or failed to).
+    Listed {
+        step: usize,
+        attempt: u32,
+        log: PathBuf,
+        listing: fan_out::Listing,
+        output: Result<Vec<u8>, String>,
+    },
     /// An item of a `for_each` step ended its attempt.
     Item {
         step: usize,
@@ -188,6 +196,8 @@ struct Scheduler<'a, 'r> {
     /// What a resumed run recorded of its items, by step id; taken when
     /// the step starts.
     recorded_items: HashMap<String, Vec<ItemRecord>>,
+    /// `for_each` commands to start on tasks: (step, attempt, log, what).
+    listings: Vec<(usize, u32, PathBuf, fan_out::Listing)>,
     /// `for_each` steps that failed because some of their items failed, or
     /// were not started after the run failed: a run whose only failed steps
     /// are these, with at least one failed item, ends `ItemsFailed`.
@@ -263,6 +273,7 @@ pub async fn execute(
         mask: v.output_mask(),
         fans: (0..v.steps.len()).map(|_| None).collect(),
         recorded_items: HashMap::new(),
+        listings: Vec::new(),
         items_failed: HashSet::new(),
         item_failed: false,
         control_seq: 0,
@@ -423,6 +434,44 @@ pub async fn execute(
                     attempt,
                     log,
                     result,
+                }
+            });
+        }
+        for (step, attempt, log, listing) in std::mem::take(&mut s.listings) {
+            let mut cancel = if s.is_finalizer(step) {
+                late_rx.clone()
+            } else {
+                cancel_rx.clone()
+            };
+            tasks.spawn(async move {
+                // The command runs on a blocking thread, which polls `stop`:
+                // a stop of the run kills it there.
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let listing = std::sync::Arc::new(listing);
+                let mut running = tokio::task::spawn_blocking({
+                    let (stop, listing) = (stop.clone(), listing.clone());
+                    move || listing.run(&stop)
+                });
+                let joined = tokio::select! {
+                    joined = &mut running => joined,
+                    _ = crate::process::wait_cancel(&mut cancel) => {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        running.await
+                    }
+                };
+                let output = joined.unwrap_or_else(|e| {
+                    Err(format!(
+                        "its `for_each` command could not be waited for: {e}"
+                    ))
+                });
+                let listing = std::sync::Arc::try_unwrap(listing)
+                    .unwrap_or_else(|shared| shared.as_ref().clone());
+                Done::Listed {
+                    step,
+                    attempt,
+                    log,
+                    listing,
+                    output,
                 }
             });
         }
@@ -1426,6 +1475,13 @@ impl Scheduler<'_, '_> {
                 log,
                 result,
             }) => self.item_done(step, item, &log, &result),
+            Ok(Done::Listed {
+                step,
+                attempt,
+                log,
+                listing,
+                output,
+            }) => self.listed(step, attempt, log, &listing, output),
             Err(e) if e.is_cancelled() => {}
             Err(e) => self.internal_failure(format!("internal error in a step task: {e}")),
         }

@@ -371,3 +371,40 @@ fn kill_9_mid_command_fan_out_then_resume_uses_the_recorded_items() {
     }
     assert!(items(&s).iter().all(|(_, st)| st == "succeeded"));
 }
+
+/// A `for_each` command that hangs does not keep ward from its signals:
+/// SIGTERM to ward's pid alone (not its group, so the command does not
+/// get it) stops the listing at once, kills the command, runs the
+/// finalizer, and ward exits 143.
+#[test]
+fn sigterm_to_ward_alone_stops_a_hanging_list_command() {
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: hang\nsteps:\n  - id: each\n    for_each: { command: [sh, -c, \
+         \"echo $$ > lister.pid; exec sleep 30\"] }\n    run: echo {{ item }}\n  \
+         - id: fin\n    when: always\n    run: echo fin > fin.txt\n",
+    );
+    let mut child = s.ward().args(["run", "p.yml"]).spawn();
+    assert!(crate::harness::wait_for(20, || s
+        .path()
+        .join("lister.pid")
+        .exists()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let lister = s.read("lister.pid").trim().to_owned();
+    let started = std::time::Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "ward waited for the list command ({:?})",
+        started.elapsed()
+    );
+    assert!(s.path().join("fin.txt").exists(), "the finalizer ran");
+    assert!(
+        crate::harness::wait_for(5, || !crate::harness::alive(&lister)),
+        "the list command was killed"
+    );
+}

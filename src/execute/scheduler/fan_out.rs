@@ -216,6 +216,61 @@ fn json_error(place: String, at: &str, p: lists::JsonProblem) -> ListError {
     }
 }
 
+/// What listing a step's items gives at once: the values, or a command
+/// to run first.
+enum Listed {
+    Values(Vec<serde_json::Value>),
+    Command(Listing),
+}
+
+/// A `for_each` command to run for a step's list, on a blocking thread
+/// of its own (`lists::run_command` waits for it), so that the
+/// scheduler's loop goes on meanwhile.
+#[derive(Clone)]
+pub(super) struct Listing {
+    pub(super) argv: Vec<String>,
+    /// Its output is a JSON array (else one item per line).
+    json: bool,
+    pub(super) cwd: PathBuf,
+    pub(super) env: Vec<(String, String)>,
+    pub(super) timeout: std::time::Duration,
+}
+
+impl Listing {
+    /// Runs the command; `stop` set makes it kill the command and fail.
+    pub(super) fn run(&self, stop: &std::sync::atomic::AtomicBool) -> Result<Vec<u8>, String> {
+        lists::run_command(
+            &self.argv,
+            &self.cwd,
+            &self.env,
+            self.timeout,
+            list_limit(),
+            stop,
+        )
+    }
+
+    /// The values its output holds.
+    fn values(&self, out: Vec<u8>) -> Result<Vec<serde_json::Value>, ListError> {
+        let shown = format!("command `{}` output", self.argv.join(" "));
+        let text = String::from_utf8(out).map_err(|e| {
+            let bad = not_text(Path::new(""), e.as_bytes(), e.utf8_error());
+            ListError::Command(match bad {
+                ListError::NotText { line, bytes, .. } => format!(
+                    "its `for_each` command `{}` printed text that is not UTF-8 on line {line} \
+                     (bytes {bytes}); items are text",
+                    self.argv.join(" ")
+                ),
+                other => other.to_string(),
+            })
+        })?;
+        if self.json {
+            lists::json_items(&text, "").map_err(|p| json_error(shown, "", p))
+        } else {
+            Ok(lists::line_items(&text))
+        }
+    }
+}
+
 /// The largest `lines:` file read (a million items of 64 bytes): read whole
 /// into memory and each item recorded in the state, so a runaway file (a
 /// log, `/dev/zero` through a symlink) fails the step instead of ward.
@@ -304,36 +359,76 @@ impl Scheduler<'_, '_> {
             progress: None,
         });
         let recorded = self.recorded_items.remove(&step.id).unwrap_or_default();
-        let items = if recorded.is_empty() {
-            match self.list_items(i) {
-                Ok(items) => {
-                    self.changes.push(Change::ItemsListed {
-                        step: step.id.clone(),
-                        items: items
-                            .iter()
-                            .map(|it| NewItem {
-                                key: it.key.clone(),
-                                position: it.position,
-                                value: it.value.clone(),
-                            })
-                            .collect(),
-                    });
-                    items
-                }
-                Err(e) => {
-                    self.fan_failed_to_start(i, attempt, &log, e.to_string());
-                    return;
-                }
-            }
-        } else {
+        if !recorded.is_empty() {
             match self.resumed_items(i, recorded) {
-                Ok(items) => items,
-                Err(e) => {
-                    self.fan_failed_to_start(i, attempt, &log, e.to_string());
-                    return;
-                }
+                Ok(items) => self.start_items_of(i, attempt, log, items),
+                Err(e) => self.fan_failed_to_start(i, attempt, &log, e.to_string()),
+            }
+            return;
+        }
+        let items = match self.list_values(i) {
+            Ok(Listed::Values(values)) => self.items_of(i, values),
+            Ok(Listed::Command(listing)) => {
+                // Run on a task: the loop goes on taking signals and
+                // output meanwhile (`listed` takes it from there).
+                self.listings.push((i, attempt, log, listing));
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        self.begin_items(i, attempt, log, items);
+    }
+
+    /// A `for_each` command of step `i` ended (or could not run, or was
+    /// stopped): its output becomes the step's items, or the step fails
+    /// before any item ran.
+    pub(super) fn listed(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        log: PathBuf,
+        listing: &Listing,
+        output: Result<Vec<u8>, String>,
+    ) {
+        let items = output
+            .map_err(ListError::Command)
+            .and_then(|out| listing.values(out))
+            .and_then(|values| self.items_of(i, values));
+        self.begin_items(i, attempt, log, items);
+    }
+
+    /// Records a freshly listed step's items and lets them start, or fails
+    /// the step when its list could not be made.
+    fn begin_items(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        log: PathBuf,
+        items: Result<Vec<FanItem>, ListError>,
+    ) {
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => {
+                self.fan_failed_to_start(i, attempt, &log, e.to_string());
+                return;
             }
         };
+        self.changes.push(Change::ItemsListed {
+            step: self.steps[i].id.clone(),
+            items: items
+                .iter()
+                .map(|it| NewItem {
+                    key: it.key.clone(),
+                    position: it.position,
+                    value: it.value.clone(),
+                })
+                .collect(),
+        });
+        self.start_items_of(i, attempt, log, items);
+    }
+
+    /// Step `i`'s items (listed now or as recorded) may start.
+    fn start_items_of(&mut self, i: usize, attempt: u32, log: PathBuf, items: Vec<FanItem>) {
         self.fans[i] = Some(Fan {
             items,
             running: 0,
@@ -411,8 +506,9 @@ impl Scheduler<'_, '_> {
         Ok(())
     }
 
-    /// The items of step `i`, each with its key; keys must be unique.
-    fn list_items(&self, i: usize) -> Result<Vec<FanItem>, ListError> {
+    /// The list of step `i`: its values, or for a `command:` source what
+    /// to run (on a task of the scheduler's loop, see [`Listing`]).
+    fn list_values(&self, i: usize) -> Result<Listed, ListError> {
         let fan = self.steps[i].fan_out.as_ref().expect("a for_each step");
         let values: Vec<serde_json::Value> = match &fan.items {
             Items::List(items) => items.clone(),
@@ -456,28 +552,26 @@ impl Scheduler<'_, '_> {
                     k <= base || keep.contains(name)
                 });
                 let timeout = step.timeout.map_or(LIST_COMMAND_TIMEOUT, |t| t.std());
-                let out =
-                    lists::run_command(argv, &self.options.work_dir, &env, timeout, list_limit())
-                        .map_err(ListError::Command)?;
-                let shown = format!("command `{}` output", argv.join(" "));
-                let text = String::from_utf8(out).map_err(|e| {
-                    let bad = not_text(Path::new(""), e.as_bytes(), e.utf8_error());
-                    ListError::Command(match bad {
-                        ListError::NotText { line, bytes, .. } => format!(
-                            "its `for_each` command `{}` printed text that is not UTF-8 on \
-                             line {line} (bytes {bytes}); items are text",
-                            argv.join(" ")
-                        ),
-                        other => other.to_string(),
-                    })
-                })?;
-                if *json {
-                    lists::json_items(&text, "").map_err(|p| json_error(shown, "", p))?
-                } else {
-                    lists::line_items(&text)
-                }
+                return Ok(Listed::Command(Listing {
+                    argv: argv.clone(),
+                    json: *json,
+                    cwd: self.options.work_dir.clone(),
+                    env,
+                    timeout,
+                }));
             }
         };
+        Ok(Listed::Values(values))
+    }
+
+    /// The items of step `i` made of its list's values, each with its key
+    /// (keys must be unique), in the order they start.
+    fn items_of(
+        &self,
+        i: usize,
+        values: Vec<serde_json::Value>,
+    ) -> Result<Vec<FanItem>, ListError> {
+        let fan = self.steps[i].fan_out.as_ref().expect("a for_each step");
         let mut seen: HashMap<String, usize> = HashMap::with_capacity(values.len());
         let mut items = Vec::with_capacity(values.len());
         for (position, value) in values.into_iter().enumerate() {

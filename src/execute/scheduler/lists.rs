@@ -259,6 +259,7 @@ pub(super) fn run_command(
     env: &[(String, String)],
     timeout: Duration,
     limit: u64,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Vec<u8>, String> {
     let shown = format!("`{}`", argv.join(" "));
     let (program, args) = argv.split_first().ok_or("an empty command")?;
@@ -327,6 +328,12 @@ pub(super) fn run_command(
                     "its `for_each` command {shown} could not be waited for: {e}"
                 ));
             }
+        }
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            kill(&mut child);
+            return Err(format!(
+                "its `for_each` command {shown} was stopped: ward was asked to stop"
+            ));
         }
         if Instant::now() >= deadline {
             kill(&mut child);
@@ -473,12 +480,14 @@ mod tests {
         let dir = std::env::temp_dir();
         let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let env = [("WHO".to_owned(), "x".to_owned())];
+        let go = std::sync::atomic::AtomicBool::new(false);
         let out = run_command(
             &argv(&["sh", "-c", "echo $WHO; echo b"]),
             &dir,
             &env,
             Duration::from_secs(10),
             1000,
+            &go,
         )
         .expect("runs");
         assert_eq!(out, b"x\nb\n");
@@ -488,6 +497,7 @@ mod tests {
             &[],
             Duration::from_secs(10),
             1000,
+            &go,
         )
         .expect_err("exit 3");
         assert!(e.contains("exited with code 3; it said: oops"), "{e}");
@@ -497,6 +507,7 @@ mod tests {
             &[],
             Duration::from_secs(10),
             1000,
+            &go,
         )
         .expect_err("too much");
         assert!(e.contains("more than 1000 bytes"), "{e}");
@@ -506,8 +517,23 @@ mod tests {
             &[],
             Duration::from_millis(100),
             1000,
+            &go,
         )
         .expect_err("timeout");
         assert!(e.contains("did not end within"), "{e}");
+        // A stop kills it at once, long before its timeout.
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        let started = std::time::Instant::now();
+        let e = run_command(
+            &argv(&["sleep", "30"]),
+            &dir,
+            &[],
+            Duration::from_secs(60),
+            1000,
+            &stop,
+        )
+        .expect_err("stopped");
+        assert!(e.contains("was stopped"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
