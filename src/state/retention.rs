@@ -153,6 +153,34 @@ pub fn select(
     out
 }
 
+/// The runs of `runs` that the policies let go ([`select`]), as a store's
+/// `prune_runs` returns them: each with its policy, oldest first. Every
+/// backend reads its runs and policies its own way, then asks this.
+pub fn pruned(
+    runs: &[RunBrief],
+    policies: &BTreeMap<String, Retention>,
+    request: &PruneRequest,
+) -> Vec<PrunedRun> {
+    let mut out: Vec<PrunedRun> = select(runs, policies, &request.protect, request.now_ms)
+        .into_iter()
+        .map(|i| {
+            let r = &runs[i];
+            PrunedRun {
+                id: r.id.clone(),
+                playbook: r.playbook_name.clone(),
+                state: r.state,
+                started_at: r.started_at,
+                policy: policies
+                    .get(&r.playbook_name)
+                    .copied()
+                    .unwrap_or(Retention::DEFAULT),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+    out
+}
+
 /// The runs of one playbook's `group` (newest first) that stay.
 fn kept_of(
     runs: &[RunBrief],

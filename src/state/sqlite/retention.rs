@@ -104,24 +104,7 @@ impl Db {
                 });
             }
         }
-        let gone = retention::select(&runs, &policies, &request.protect, request.now_ms);
-        let mut out: Vec<PrunedRun> = gone
-            .into_iter()
-            .map(|i| {
-                let r = &runs[i];
-                PrunedRun {
-                    id: r.id.clone(),
-                    playbook: r.playbook_name.clone(),
-                    state: r.state,
-                    started_at: r.started_at,
-                    policy: policies
-                        .get(&r.playbook_name)
-                        .copied()
-                        .unwrap_or(Retention::DEFAULT),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        let out = retention::pruned(&runs, &policies, request);
         if request.apply {
             // Children first: attempts and items reference steps, steps
             // and events reference runs (foreign keys are on).
