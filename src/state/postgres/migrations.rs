@@ -25,9 +25,15 @@ use super::conn::{Fail, backend, fail};
 /// the issue).
 pub const MIGRATION_LOCK: i64 = 0x7761_7264_0000_0017;
 
-/// The schema and the version table, made before the first migration.
-const BOOTSTRAP: &str = "CREATE SCHEMA IF NOT EXISTS ward; \
-     CREATE TABLE IF NOT EXISTS ward.schema_version (version BIGINT NOT NULL); \
+/// The schema, made before the first migration only when absent: `CREATE SCHEMA IF NOT EXISTS`
+/// asks for `CREATE` on the database even when the schema exists, which a
+/// role given only its own schema lacks.
+const SCHEMA: &str = "DO $$ BEGIN \
+     IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ward') THEN \
+     CREATE SCHEMA ward; END IF; END $$;";
+
+/// The version table, made before the first migration.
+const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS ward.schema_version (version BIGINT NOT NULL); \
      INSERT INTO ward.schema_version (version) \
      SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM ward.schema_version);";
 
@@ -171,18 +177,27 @@ pub enum Found {
 }
 
 /// Looks without changing anything: refuses a schema `ward` that is not
-/// ward's (no version table, or other tables only).
+/// ward's (no version table, or other tables only). An empty schema `ward`
+/// is a database ward never used: a DBA who grants no `CREATE` on the
+/// database makes it for ward's role (`CREATE SCHEMA ward AUTHORIZATION
+/// ...`), and ward fills it as it would an empty database.
 pub async fn inspect(client: &Client, shown: &str) -> Result<Found, Fail> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ward'), \
-             to_regclass('ward.schema_version') IS NOT NULL",
+             to_regclass('ward.schema_version') IS NOT NULL, \
+             EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'ward') \
+             OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                     WHERE n.nspname = 'ward') \
+             OR EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                     WHERE n.nspname = 'ward')",
             &[],
         )
         .await
         .map_err(fail(shown))?;
-    let (schema, versioned): (bool, bool) = (row.get(0), row.get(1));
-    if !schema {
+    let (schema, versioned, anything): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if !schema || !anything {
         return Ok(Found::Nothing);
     }
     if !versioned {
@@ -228,6 +243,7 @@ pub async fn migrate(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(fail(shown))?;
+    tx.batch_execute(SCHEMA).await.map_err(fail(shown))?;
     tx.batch_execute(BOOTSTRAP).await.map_err(fail(shown))?;
     let from: i64 = tx
         .query_one("SELECT max(version) FROM ward.schema_version", &[])

@@ -1,0 +1,277 @@
+//! Red-team tests of the PostgreSQL state store: a password that must not
+//! reach the processes ward starts or the mails it sends, ids and item
+//! keys made of quotes and backslashes, a `ward` schema made by a DBA or
+//! by a newer ward, and read commands under a read-only role.
+
+use std::path::PathBuf;
+
+use crate::harness::{Scratch, Ward};
+use crate::pg_cluster::Cluster;
+
+const SECRET: &str = "s3cr3t-REDTEAM-pw";
+
+fn cluster() -> Cluster {
+    let c = Cluster::start();
+    c.psql(
+        "postgres",
+        &format!("CREATE ROLE ward LOGIN PASSWORD '{SECRET}'"),
+    );
+    c.psql("postgres", "CREATE DATABASE wardstate OWNER ward");
+    c
+}
+
+fn address(c: &Cluster) -> String {
+    format!("postgres://ward@127.0.0.1:{}/wardstate", c.port)
+}
+
+fn local(s: &Scratch) -> PathBuf {
+    s.path().join("local")
+}
+
+fn ward(s: &Scratch, c: &Cluster) -> Ward {
+    s.ward()
+        .env("WARD_STATE", &address(c))
+        .env("PGPASSWORD", SECRET)
+        .env("WARD_STATE_FOLDER", &local(s).display().to_string())
+}
+
+/// A password given in `$WARD_STATE` itself (no `PGPASSWORD`): a `run:`
+/// step's environment must not hold it.
+#[test]
+#[ignore = "needs src/execute: steps inherit $WARD_STATE (see report)"]
+fn a_password_in_ward_state_does_not_reach_a_run_step() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: envdump\nsteps:\n  - id: dump\n    run: env > step-env.txt\n",
+    );
+    let url = format!("postgres://ward:{SECRET}@127.0.0.1:{}/wardstate", c.port);
+    let out = s
+        .ward()
+        .env("WARD_STATE", &url)
+        .env("WARD_STATE_FOLDER", &local(&s).display().to_string())
+        .args(["run", "p.yml"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
+    let env = s.read("step-env.txt");
+    assert!(!env.is_empty());
+    assert!(
+        !env.contains(SECRET),
+        "a step sees the state's password:\n{env}"
+    );
+}
+
+/// A failed run's notification names the commands to resume it, with the
+/// `--state` ward was given: an address with its password masked, and not
+/// made into a path.
+#[test]
+#[ignore = "needs src/notify/summary.rs next_commands to mask addresses (see report)"]
+fn a_notification_never_holds_the_state_password() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: mailed\nnotify:\n  command:\n    cmd: [sh, -c, 'cat > hook.json']\n    \
+         on: [failure]\nsteps:\n  - id: bad\n    run: exit 3\n",
+    );
+    let url = format!("postgres://ward:{SECRET}@127.0.0.1:{}/wardstate", c.port);
+    let out = s
+        .ward()
+        .env("WARD_STATE_FOLDER", &local(&s).display().to_string())
+        .args(["run", "--state", &url, "p.yml"])
+        .run();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    let hook = s.read("hook.json");
+    assert!(hook.contains("ward resume"), "{hook}");
+    assert!(
+        !hook.contains(SECRET),
+        "the summary holds the password:\n{hook}"
+    );
+    assert!(
+        hook.contains("--state 'postgres://ward:********@127.0.0.1"),
+        "the address is kept an address:\n{hook}"
+    );
+}
+
+/// Step ids, a lock name and item keys with quotes, backslashes, `$$`,
+/// SQL comments and non-ASCII text are stored and read back as they are.
+#[test]
+fn hostile_ids_and_item_keys_are_stored_as_data() {
+    let c = cluster();
+    let s = Scratch::new();
+    let keys = [
+        "o'brien",
+        "back\\slash",
+        "x'); DROP TABLE ward.runs; --",
+        "$$dollar$$",
+        "caf\u{e9} \u{1f600}",
+        "\"quoted\"",
+    ];
+    s.write("keys.txt", &(keys.join("\n") + "\n"));
+    s.write(
+        "p.yml",
+        "ward: 1\nname: evil\nsteps:\n  \
+         - id: each\n    for_each: { lines: keys.txt }\n    run: printf '%s\\n' {{ item | quote }} >> journal\n",
+    );
+    let run = ward(&s, &c).args(["run", "p.yml"]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let items = ward(&s, &c)
+        .args(["items", "last", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    let got: Vec<&str> = items
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["key"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(got, keys, "{items}");
+    assert_eq!(c.psql("wardstate", "SELECT count(*) FROM ward.runs"), "1");
+    // A run id given by hand, quotes and all, is looked up as data.
+    let odd = ward(&s, &c).args(["status", "x' OR '1'='1"]).run();
+    assert_ne!(odd.code, 0, "{}", odd.stdout);
+    let st = ward(&s, &c)
+        .args(["status", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(st["state"], "succeeded", "{st}");
+}
+
+/// A DBA who may not give ward `CREATE` on the database makes an empty
+/// schema `ward` owned by ward's role: that is ward's to fill, not a
+/// foreign schema.
+#[test]
+fn an_empty_ward_schema_made_by_a_dba_is_used() {
+    let c = Cluster::start();
+    c.psql(
+        "postgres",
+        &format!("CREATE ROLE ward LOGIN PASSWORD '{SECRET}'"),
+    );
+    c.psql("postgres", "CREATE DATABASE wardstate");
+    c.psql(
+        "wardstate",
+        "REVOKE CREATE ON DATABASE wardstate FROM PUBLIC; \
+         CREATE SCHEMA ward AUTHORIZATION ward",
+    );
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: n\nsteps:\n  - id: x\n    run: \"true\"\n",
+    );
+    // Read commands still find no state there, and create nothing.
+    let read = ward(&s, &c).args(["status"]).run();
+    assert_eq!(read.code, 5, "{}", read.stderr);
+    assert_eq!(
+        c.psql(
+            "wardstate",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ward'"
+        ),
+        "0"
+    );
+    let run = ward(&s, &c).args(["run", "p.yml"]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(c.psql("wardstate", "SELECT count(*) FROM ward.runs"), "1");
+}
+
+/// A schema `ward` of another program (tables, no version table) and a
+/// schema of a newer ward: refused in words, nothing changed.
+#[test]
+fn a_foreign_or_newer_ward_schema_is_refused_and_left_alone() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: n\nsteps:\n  - id: x\n    run: \"true\"\n",
+    );
+    c.psql(
+        "wardstate",
+        "SET ROLE ward; CREATE SCHEMA ward; CREATE TABLE ward.runs (id int); \
+         CREATE TABLE ward.schema_version (version BIGINT NOT NULL)",
+    );
+    // An empty version table beside another program's tables.
+    let run = ward(&s, &c).args(["run", "p.yml"]).run();
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("ward"), "{}", run.stderr);
+    assert_eq!(
+        c.psql(
+            "wardstate",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ward'"
+        ),
+        "2",
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        c.psql("wardstate", "SELECT count(*) FROM ward.schema_version"),
+        "0"
+    );
+    // A newer ward's schema.
+    c.psql("wardstate", "DROP SCHEMA ward CASCADE");
+    ward(&s, &c).args(["run", "p.yml"]).run().expect_code(0);
+    c.psql("wardstate", "UPDATE ward.schema_version SET version = 99");
+    for args in [vec!["run", "p.yml"], vec!["status"], vec!["runs"]] {
+        let out = ward(&s, &c).args(&args).run();
+        assert_ne!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("99"), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(c.psql("wardstate", "SELECT count(*) FROM ward.runs"), "1");
+    assert_eq!(
+        c.psql("wardstate", "SELECT version FROM ward.schema_version"),
+        "99"
+    );
+}
+
+/// A read-only role (`SELECT` only, in a read-only transaction by
+/// default): every read command works.
+#[test]
+fn read_commands_work_for_a_read_only_role() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: n\nsteps:\n  - id: x\n    run: echo out\n  \
+         - id: each\n    needs: [x]\n    for_each: { lines: ab.txt }\n    run: echo {{ item }}\n",
+    );
+    s.write("ab.txt", "a\nb\n");
+    ward(&s, &c).args(["run", "p.yml"]).run().expect_code(0);
+    c.psql(
+        "postgres",
+        "CREATE ROLE reader LOGIN PASSWORD 'readerpw'; \
+         ALTER ROLE reader SET default_transaction_read_only = on",
+    );
+    c.psql(
+        "wardstate",
+        "GRANT USAGE ON SCHEMA ward TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA ward TO reader",
+    );
+    let before = c.psql("wardstate", "SELECT count(*), max(seq) FROM ward.events");
+    let reader = |args: &[&str]| {
+        s.ward()
+            .env(
+                "WARD_STATE",
+                &format!("postgres://reader@127.0.0.1:{}/wardstate", c.port),
+            )
+            .env("PGPASSWORD", "readerpw")
+            .env("WARD_STATE_FOLDER", &local(&s).display().to_string())
+            .args(args)
+            .run()
+    };
+    for args in [
+        vec!["status", "--json"],
+        vec!["status"],
+        vec!["runs"],
+        vec!["runs", "--json"],
+        vec!["log", "last", "x"],
+        vec!["items", "last", "--json"],
+    ] {
+        let out = reader(&args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(
+        c.psql("wardstate", "SELECT count(*), max(seq) FROM ward.events"),
+        before
+    );
+}
