@@ -275,3 +275,88 @@ fn read_commands_work_for_a_read_only_role() {
         before
     );
 }
+
+/// Starts the cluster's server again after [`Cluster::stop_immediately`].
+fn start_again(c: &Cluster) {
+    let opts = format!(
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        c.port,
+        c.socket.display()
+    );
+    let mut start = std::process::Command::new("runuser");
+    start
+        .args(["-u", "postgres", "--"])
+        .arg(c.bin().join("pg_ctl"))
+        .args(["-w", "-t", "60", "-D"])
+        .arg(c.data())
+        .args(["-o", &opts, "-l"])
+        .arg(c.data().join("restart.log"))
+        .arg("start");
+    crate::pg_cluster::run_ok(&mut start, "pg_ctl start");
+}
+
+/// PostgreSQL stopped for longer than the reconnect budget while a step
+/// runs: ward stops with the state error's exit code, its `when: always`
+/// step still runs, the password never shows; once PostgreSQL is back,
+/// `ward resume` finishes without redoing what was recorded done.
+#[test]
+fn postgresql_down_past_the_reconnect_budget_then_resume() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: outage\nsteps:\n  \
+         - id: stop\n    run: echo stop >> journal\n  \
+         - id: work\n    needs: [stop]\n    run: echo work >> journal; touch work.started; \
+           while [ ! -f release ]; do sleep 0.05; done\n  \
+         - id: start\n    after: [stop, work]\n    when: always\n    run: echo start >> journal\n",
+    );
+    let child = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    assert!(
+        crate::harness::wait_for(30, || s.path().join("work.started").exists()),
+        "work runs"
+    );
+    // `stop`'s success is committed (the scheduler may start `work` just
+    // before that commit).
+    assert!(
+        crate::harness::wait_for(30, || {
+            let st = ward(&s, &c).args(["status", "--json"]).run();
+            st.code == 0 && crate::harness::status_step(&st.json(), "stop")["state"] == "succeeded"
+        }),
+        "stop recorded"
+    );
+    c.stop_immediately();
+    s.write("release", "");
+    let t0 = std::time::Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let took = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("ward ended after {took:?}: {:?}\n{stderr}", out.status.code());
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        s.read("journal").contains("start\n"),
+        "the finalizer ran: {}",
+        s.read("journal")
+    );
+    start_again(&c);
+    // Recorded: `stop` done, `work` running (its end not recorded).
+    assert_eq!(
+        c.psql("wardstate", "SELECT step_id, state FROM ward.steps ORDER BY step_id"),
+        "start|pending\nstop|succeeded\nwork|running"
+    );
+    let resumed = ward(&s, &c).args(["resume", "--last"]).run();
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    // The finalizer ran after ward lost its state, so its window (`stop`,
+    // `work`) runs again and is closed again (docs/cli.md, `resume`).
+    assert_eq!(
+        s.read("journal"),
+        "stop\nwork\nstart\nstop\nwork\nstart\n"
+    );
+    let st = ward(&s, &c)
+        .args(["status", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    assert_eq!(st["state"], "succeeded", "{st}");
+}
