@@ -360,3 +360,138 @@ fn postgresql_down_past_the_reconnect_budget_then_resume() {
         .json();
     assert_eq!(st["state"], "succeeded", "{st}");
 }
+
+/// Another host takes the run lock (here: the row rewritten, as a taker
+/// whose clock saw the lease expire would) while a step of the holder
+/// runs: the holder must not go on working under a lock it lost. Its
+/// running step is stopped (not left to finish beside the new holder's
+/// run), nothing more is recorded, and it exits non-zero naming the lock.
+#[test]
+#[ignore = "needs src/execute: a lost lease must stop the running steps (see report)"]
+fn a_holder_that_loses_its_lease_stops_its_running_step() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: held\nlock: shared-lock\nsteps:\n  \
+         - id: hold\n    run: echo hold >> journal; sleep 6; echo hold-end >> journal\n  \
+         - id: after\n    needs: [hold]\n    run: echo after >> journal\n",
+    );
+    let child = ward(&s, &c)
+        .args(["run", "p.yml"])
+        .env("WARD_TEST_PG_LEASE_MS", "1200")
+        .spawn();
+    assert!(
+        crate::harness::wait_for(30, || s.read("journal").contains("hold")),
+        "holding"
+    );
+    c.psql(
+        "wardstate",
+        "UPDATE ward.leases SET run_id = 'other-run', host = 'host-b', pid = 1, \
+         token = token + 1, expires_at = now() + interval '1 hour'",
+    );
+    let t0 = std::time::Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("ended after {:?}: {:?}\n{stderr}", t0.elapsed(), out.status.code());
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("shared-lock"), "{stderr}");
+    assert!(stderr.contains("other-run"), "the new holder is named: {stderr}");
+    let journal = s.read("journal");
+    assert!(!journal.contains("after"), "{journal}");
+    assert!(
+        !journal.contains("hold-end"),
+        "the step went on under a lost lock: {journal}"
+    );
+}
+
+/// A password with `@`, `/`, `:` and `%` in the address itself (raw and
+/// percent-encoded forms), and a wrong one: never in any output, the
+/// local folder, or a `run:` step's command line.
+#[test]
+fn an_odd_password_in_the_address_never_shows() {
+    let c = Cluster::start();
+    let pw = "p@ss/w:rd%Z-odd";
+    c.psql(
+        "postgres",
+        &format!("CREATE ROLE ward LOGIN PASSWORD '{pw}'"),
+    );
+    c.psql("postgres", "CREATE DATABASE wardstate OWNER ward");
+    password_auth(&c);
+    let encoded = "p%40ss%2Fw%3Ard%25Z-odd";
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: odd\nsteps:\n  - id: x\n    run: ps -eo args > ps.txt; echo out\n  \
+         - id: bad\n    needs: [x]\n    run: exit 1\n",
+    );
+    let url = format!("postgres://ward:{encoded}@127.0.0.1:{}/wardstate", c.port);
+    let wrong = format!("postgres://ward:WRONG-{encoded}@127.0.0.1:{}/wardstate", c.port);
+    let folder = local(&s).display().to_string();
+    let w = |url: &str, args: &[&str]| {
+        s.ward()
+            .env("WARD_STATE_FOLDER", &folder)
+            .arg(args[0])
+            .arg("--state")
+            .arg(url)
+            .args(&args[1..])
+            .run()
+    };
+    let mut shown = Vec::new();
+    let run = w(&url, &["run", "p.yml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    shown.push(run);
+    for args in [
+        vec!["status", "--json"],
+        vec!["status"],
+        vec!["runs", "--json"],
+        vec!["log", "last", "x"],
+        vec!["items", "last"],
+    ] {
+        shown.push(w(&url, &args));
+    }
+    let bad = w(&wrong, &["status"]);
+    assert_eq!(bad.code, 4, "{}", bad.stderr);
+    assert!(bad.stderr.contains("password"), "{}", bad.stderr);
+    shown.push(bad);
+    let mut files = Vec::new();
+    walk(&local(&s), &mut files);
+    let ps = s.read("ps.txt");
+    for secret in [pw, encoded, "WRONG-", "w:rd"] {
+        for out in &shown {
+            assert!(!out.stdout.contains(secret), "{secret}: {}", out.stdout);
+            assert!(!out.stderr.contains(secret), "{secret}: {}", out.stderr);
+        }
+        for (path, text) in &files {
+            assert!(!text.contains(secret), "{secret} in {}", path.display());
+        }
+        // ward's own argv holds it (documented); a step's must not.
+        for line in ps.lines().filter(|l| !l.contains("target/debug/ward")) {
+            assert!(!line.contains(secret), "{secret} in ps: {line}");
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<(PathBuf, String)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+}
+
+/// TCP connections of every role but the superuser check the password
+/// (the test cluster trusts everyone otherwise, so a wrong password would
+/// pass); psql, over the socket, still gets in.
+fn password_auth(c: &Cluster) {
+    let hba = "local all all trust\nhost all postgres 127.0.0.1/32 trust\n\
+               host all all 127.0.0.1/32 scram-sha-256\n";
+    std::fs::write(c.data().join("pg_hba.conf"), hba).expect("pg_hba.conf");
+    c.psql("postgres", "SELECT pg_reload_conf()");
+}
