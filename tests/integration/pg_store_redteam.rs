@@ -495,3 +495,85 @@ fn password_auth(c: &Cluster) {
     std::fs::write(c.data().join("pg_hba.conf"), hba).expect("pg_hba.conf");
     c.psql("postgres", "SELECT pg_reload_conf()");
 }
+
+/// Four wards of one playbook started at once as four hosts (each its own
+/// boot id and local folder): exactly one runs, each other exits 3 naming
+/// the holder's run.
+#[test]
+fn four_hosts_starting_at_once_run_exactly_one() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: raced\nlock: shared-lock\nsteps:\n  \
+         - id: x\n    run: echo \"$WARD_RUN_ID\" >> journal; sleep 2\n",
+    );
+    // The database exists before the race (the migration race is tested
+    // elsewhere).
+    s.write("warm.yml", "ward: 1\nname: warm\nsteps:\n  - id: x\n    run: \"true\"\n");
+    ward(&s, &c).args(["run", "warm.yml"]).run().expect_code(0);
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            ward(&s, &c)
+                .env("WARD_BOOT_ID", &format!("boot-{i}"))
+                .env("WARD_STATE_FOLDER", &s.path().join(format!("host{i}")).display().to_string())
+                .args(["run", "p.yml"])
+                .spawn()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(0)).count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(codes.iter().filter(|c| **c == Some(3)).count(), 3, "{codes:?}");
+    let journal = s.read("journal");
+    assert_eq!(journal.lines().count(), 1, "{journal}");
+    let winner = journal.trim();
+    for o in outs.iter().filter(|o| o.status.code() == Some(3)) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("run {winner}")), "{err}");
+    }
+    assert_eq!(
+        c.psql("wardstate", "SELECT count(*) FROM ward.runs WHERE playbook_name = 'raced'"),
+        "1"
+    );
+}
+
+/// A fan-out of 500 items on PostgreSQL: each item recorded once, and
+/// `ward status` counts them.
+#[test]
+fn a_fan_out_of_500_items_is_recorded_once_each() {
+    let c = cluster();
+    let s = Scratch::new();
+    let keys: Vec<String> = (0..500).map(|i| format!("item-{i:03}")).collect();
+    s.write("keys.txt", &(keys.join("\n") + "\n"));
+    s.write(
+        "p.yml",
+        "ward: 1\nname: wide\nsteps:\n  \
+         - id: each\n    for_each: { lines: keys.txt }\n    run: echo {{ item | quote }} >> journal\n",
+    );
+    let t0 = std::time::Instant::now();
+    let run = ward(&s, &c).args(["run", "p.yml"]).run();
+    let took = t0.elapsed();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!("500 items on PostgreSQL: {took:?} (load average {load})");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(s.read("journal").lines().count(), 500);
+    assert_eq!(
+        c.psql(
+            "wardstate",
+            "SELECT count(*), count(DISTINCT item_key), sum(attempts) FROM ward.items WHERE state = 'succeeded'"
+        ),
+        "500|500|500"
+    );
+    let st = ward(&s, &c).args(["status", "--json"]).run().expect_code(0).json();
+    assert_eq!(st["state"], "succeeded", "{st}");
+    let text = ward(&s, &c).args(["status"]).run().expect_code(0);
+    assert!(text.stdout.contains("500"), "{}", text.stdout);
+}
