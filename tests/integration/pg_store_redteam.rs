@@ -331,7 +331,10 @@ fn postgresql_down_past_the_reconnect_budget_then_resume() {
     let out = child.wait_with_output().expect("wait");
     let took = t0.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("ward ended after {took:?}: {:?}\n{stderr}", out.status.code());
+    eprintln!(
+        "ward ended after {took:?}: {:?}\n{stderr}",
+        out.status.code()
+    );
     assert!(!stderr.contains(SECRET), "{stderr}");
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(
@@ -342,17 +345,17 @@ fn postgresql_down_past_the_reconnect_budget_then_resume() {
     start_again(&c);
     // Recorded: `stop` done, `work` running (its end not recorded).
     assert_eq!(
-        c.psql("wardstate", "SELECT step_id, state FROM ward.steps ORDER BY step_id"),
+        c.psql(
+            "wardstate",
+            "SELECT step_id, state FROM ward.steps ORDER BY step_id"
+        ),
         "start|pending\nstop|succeeded\nwork|running"
     );
     let resumed = ward(&s, &c).args(["resume", "--last"]).run();
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     // The finalizer ran after ward lost its state, so its window (`stop`,
     // `work`) runs again and is closed again (docs/cli.md, `resume`).
-    assert_eq!(
-        s.read("journal"),
-        "stop\nwork\nstart\nstop\nwork\nstart\n"
-    );
+    assert_eq!(s.read("journal"), "stop\nwork\nstart\nstop\nwork\nstart\n");
     let st = ward(&s, &c)
         .args(["status", "--json"])
         .run()
@@ -393,10 +396,17 @@ fn a_holder_that_loses_its_lease_stops_its_running_step() {
     let t0 = std::time::Instant::now();
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    eprintln!("ended after {:?}: {:?}\n{stderr}", t0.elapsed(), out.status.code());
+    eprintln!(
+        "ended after {:?}: {:?}\n{stderr}",
+        t0.elapsed(),
+        out.status.code()
+    );
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("shared-lock"), "{stderr}");
-    assert!(stderr.contains("other-run"), "the new holder is named: {stderr}");
+    assert!(
+        stderr.contains("other-run"),
+        "the new holder is named: {stderr}"
+    );
     let journal = s.read("journal");
     assert!(!journal.contains("after"), "{journal}");
     assert!(
@@ -426,7 +436,10 @@ fn an_odd_password_in_the_address_never_shows() {
          - id: bad\n    needs: [x]\n    run: exit 1\n",
     );
     let url = format!("postgres://ward:{encoded}@127.0.0.1:{}/wardstate", c.port);
-    let wrong = format!("postgres://ward:WRONG-{encoded}@127.0.0.1:{}/wardstate", c.port);
+    let wrong = format!(
+        "postgres://ward:WRONG-{encoded}@127.0.0.1:{}/wardstate",
+        c.port
+    );
     let folder = local(&s).display().to_string();
     let w = |url: &str, args: &[&str]| {
         s.ward()
@@ -510,13 +523,19 @@ fn four_hosts_starting_at_once_run_exactly_one() {
     );
     // The database exists before the race (the migration race is tested
     // elsewhere).
-    s.write("warm.yml", "ward: 1\nname: warm\nsteps:\n  - id: x\n    run: \"true\"\n");
+    s.write(
+        "warm.yml",
+        "ward: 1\nname: warm\nsteps:\n  - id: x\n    run: \"true\"\n",
+    );
     ward(&s, &c).args(["run", "warm.yml"]).run().expect_code(0);
     let children: Vec<_> = (0..4)
         .map(|i| {
             ward(&s, &c)
                 .env("WARD_BOOT_ID", &format!("boot-{i}"))
-                .env("WARD_STATE_FOLDER", &s.path().join(format!("host{i}")).display().to_string())
+                .env(
+                    "WARD_STATE_FOLDER",
+                    &s.path().join(format!("host{i}")).display().to_string(),
+                )
                 .args(["run", "p.yml"])
                 .spawn()
         })
@@ -531,7 +550,11 @@ fn four_hosts_starting_at_once_run_exactly_one() {
         1,
         "{codes:?}"
     );
-    assert_eq!(codes.iter().filter(|c| **c == Some(3)).count(), 3, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(3)).count(),
+        3,
+        "{codes:?}"
+    );
     let journal = s.read("journal");
     assert_eq!(journal.lines().count(), 1, "{journal}");
     let winner = journal.trim();
@@ -540,7 +563,10 @@ fn four_hosts_starting_at_once_run_exactly_one() {
         assert!(err.contains(&format!("run {winner}")), "{err}");
     }
     assert_eq!(
-        c.psql("wardstate", "SELECT count(*) FROM ward.runs WHERE playbook_name = 'raced'"),
+        c.psql(
+            "wardstate",
+            "SELECT count(*) FROM ward.runs WHERE playbook_name = 'raced'"
+        ),
         "1"
     );
 }
@@ -572,8 +598,109 @@ fn a_fan_out_of_500_items_is_recorded_once_each() {
         ),
         "500|500|500"
     );
-    let st = ward(&s, &c).args(["status", "--json"]).run().expect_code(0).json();
+    let st = ward(&s, &c)
+        .args(["status", "--json"])
+        .run()
+        .expect_code(0)
+        .json();
     assert_eq!(st["state"], "succeeded", "{st}");
     let text = ward(&s, &c).args(["status"]).run().expect_code(0);
     assert!(text.stdout.contains("500"), "{}", text.stdout);
+}
+
+/// `kill -9` of ward while it commits item after item, then `ward
+/// resume`: every item ends recorded once, and no item recorded succeeded
+/// before the kill runs again.
+#[test]
+fn a_kill_9_among_item_commits_then_resume_redoes_no_recorded_item() {
+    let c = cluster();
+    let s = Scratch::new();
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i:03}")).collect();
+    s.write("keys.txt", &(keys.join("\n") + "\n"));
+    s.write(
+        "p.yml",
+        "ward: 1\nname: killed\nsteps:\n  \
+         - id: each\n    for_each: { lines: keys.txt }\n    run: echo {{ item | quote }} >> journal\n  \
+         - id: last\n    needs: [each]\n    run: echo last >> journal\n",
+    );
+    let mut child = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    assert!(
+        crate::harness::wait_for(60, || s.read("journal").lines().count() >= 120),
+        "items run"
+    );
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let done: Vec<String> = c
+        .psql(
+            "wardstate",
+            "SELECT item_key FROM ward.items WHERE state = 'succeeded' ORDER BY item_key",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(!done.is_empty());
+    let resumed = ward(&s, &c).args(["resume", "--last"]).run();
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let journal = s.read("journal");
+    for key in &done {
+        let n = journal.lines().filter(|l| l == key).count();
+        assert_eq!(n, 1, "{key} recorded done before the kill ran {n} times");
+    }
+    for key in &keys {
+        let n = journal.lines().filter(|l| l == key).count();
+        assert!((1..=2).contains(&n), "{key} ran {n} times");
+    }
+    assert_eq!(
+        c.psql(
+            "wardstate",
+            "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded') FROM ward.items"
+        ),
+        "300|300"
+    );
+    assert_eq!(
+        c.psql("wardstate", "SELECT state FROM ward.runs"),
+        "succeeded"
+    );
+}
+
+/// Two containers of one machine share its boot id and may share its
+/// host name (`--uts=host`, a pod on the host's network), but not their
+/// pids: a ward in another pid namespace must not take a live holder's
+/// lock because that pid number is free in its own namespace.
+#[test]
+fn a_ward_in_another_pid_namespace_does_not_take_a_live_holders_lock() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: unshare --pid needs root");
+        return;
+    }
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: held\nlock: shared-lock\nsteps:\n  \
+         - id: hold\n    run: echo hold >> journal; sleep 30\n",
+    );
+    let mut first = ward(&s, &c)
+        .env("WARD_BOOT_ID", "one-machine")
+        .args(["run", "p.yml"])
+        .spawn();
+    assert!(
+        crate::harness::wait_for(30, || s.read("journal").contains("hold")),
+        "holding"
+    );
+    let second = s
+        .ward_via(&["unshare", "--pid", "--fork", "--mount-proc"])
+        .env("WARD_STATE", &address(&c))
+        .env("PGPASSWORD", SECRET)
+        .env(
+            "WARD_STATE_FOLDER",
+            &s.path().join("container-b").display().to_string(),
+        )
+        .env("WARD_BOOT_ID", "one-machine")
+        .args(["run", "p.yml"])
+        .run();
+    first.kill().expect("kill");
+    let _ = first.wait();
+    assert_eq!(second.code, 3, "{}", second.stderr);
+    assert_eq!(s.read("journal"), "hold\n");
 }
