@@ -704,3 +704,70 @@ fn a_ward_in_another_pid_namespace_does_not_take_a_live_holders_lock() {
     assert_eq!(second.code, 3, "{}", second.stderr);
     assert_eq!(s.read("journal"), "hold\n");
 }
+
+/// A run left `running` by a `kill -9`, read by a read-only role: the
+/// read commands say so without trying to record anything (nor does a
+/// `ward pause` that finds nothing to pause), and no password shows.
+#[test]
+fn a_read_only_role_reads_a_crashed_run_and_is_refused_writes() {
+    let c = cluster();
+    let s = Scratch::new();
+    let keys: String = ('a'..='t').map(|k| format!("{k}\n")).collect();
+    s.write("keys.txt", &keys);
+    s.write(
+        "p.yml",
+        "ward: 1\nname: n\nsteps:\n  - id: x\n    run: echo x >> journal\n  \
+         - id: each\n    needs: [x]\n    for_each: { lines: keys.txt }\n    \
+           run: echo {{ item }} >> journal; sleep 30\n",
+    );
+    let mut child = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    assert!(crate::harness::wait_for(30, || s
+        .read("journal")
+        .contains("a")));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    c.psql(
+        "postgres",
+        "CREATE ROLE reader LOGIN PASSWORD 'readerpw'; \
+         ALTER ROLE reader SET default_transaction_read_only = on",
+    );
+    c.psql(
+        "wardstate",
+        "GRANT USAGE ON SCHEMA ward TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA ward TO reader",
+    );
+    let before = c.psql(
+        "wardstate",
+        "SELECT count(*), max(seq), (SELECT string_agg(state, ',') FROM ward.runs) FROM ward.events",
+    );
+    let reader = |args: &[&str]| {
+        s.ward()
+            .env(
+                "WARD_STATE",
+                &format!("postgres://reader@127.0.0.1:{}/wardstate", c.port),
+            )
+            .env("PGPASSWORD", "readerpw")
+            .env("WARD_STATE_FOLDER", &local(&s).display().to_string())
+            .args(args)
+            .run()
+    };
+    for args in [
+        vec!["status", "--json"],
+        vec!["status"],
+        vec!["runs"],
+        vec!["log", "last", "x"],
+    ] {
+        let out = reader(&args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let pause = reader(&["pause", "last", "t"]);
+    assert_ne!(pause.code, 0, "{}", pause.stdout);
+    assert!(!pause.stderr.contains("readerpw"), "{}", pause.stderr);
+    eprintln!("pause as reader: {} {}", pause.code, pause.stderr);
+    assert_eq!(
+        c.psql(
+            "wardstate",
+            "SELECT count(*), max(seq), (SELECT string_agg(state, ',') FROM ward.runs) FROM ward.events",
+        ),
+        before
+    );
+}
