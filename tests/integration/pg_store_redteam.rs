@@ -194,8 +194,12 @@ fn a_foreign_or_newer_ward_schema_is_refused_and_left_alone() {
     );
     // An empty version table beside another program's tables.
     let run = ward(&s, &c).args(["run", "p.yml"]).run();
-    assert_ne!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("ward"), "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("holds tables ward did not make"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         c.psql(
             "wardstate",
@@ -770,4 +774,49 @@ fn a_read_only_role_reads_a_crashed_run_and_is_refused_writes() {
         ),
         before
     );
+}
+
+/// Other programs' `ward.schema_version` tables: a text column, and a
+/// version row without ward's tables. Refused (or failed) in words,
+/// nothing changed, nothing created.
+#[test]
+fn odd_version_tables_are_refused_and_left_alone() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write(
+        "p.yml",
+        "ward: 1\nname: n\nsteps:\n  - id: x\n    run: \"true\"\n",
+    );
+    c.psql(
+        "wardstate",
+        "SET ROLE ward; CREATE SCHEMA ward; \
+         CREATE TABLE ward.schema_version (version TEXT); \
+         INSERT INTO ward.schema_version VALUES ('v2')",
+    );
+    let tables = || {
+        c.psql(
+            "wardstate",
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'ward'",
+        )
+    };
+    for args in [vec!["run", "p.yml"], vec!["status"]] {
+        let out = ward(&s, &c).args(&args).run();
+        eprintln!("{args:?} text version: {} {}", out.code, out.stderr);
+        assert_eq!(out.code, 4, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("schema_version"), "{}", out.stderr);
+    }
+    assert_eq!(tables(), "schema_version");
+    c.psql(
+        "wardstate",
+        "DROP TABLE ward.schema_version; \
+         CREATE TABLE ward.schema_version (version BIGINT NOT NULL); \
+         INSERT INTO ward.schema_version VALUES (6); ALTER TABLE ward.schema_version OWNER TO ward",
+    );
+    for args in [vec!["run", "p.yml"], vec!["status"]] {
+        let out = ward(&s, &c).args(&args).run();
+        eprintln!("{args:?} version 6, no tables: {} {}", out.code, out.stderr);
+        assert_ne!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    assert_eq!(tables(), "schema_version");
 }

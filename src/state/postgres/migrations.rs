@@ -206,6 +206,31 @@ pub async fn inspect(client: &Client, shown: &str) -> Result<Found, Fail> {
             problem: "it has a schema `ward` without ward's `ward.schema_version` table".to_owned(),
         }));
     }
+    let foreign = |problem: String| {
+        Fail::State(StateError::Foreign {
+            db: shown.to_owned(),
+            problem,
+        })
+    };
+    // Another program's table of that name: its `version` is read only
+    // once it is known to be ward's whole number.
+    let kind: Option<String> = client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'ward.schema_version'::regclass AND attname = 'version' \
+             AND NOT attisdropped",
+            &[],
+        )
+        .await
+        .map_err(fail(shown))?
+        .map(|row| row.get(0));
+    if kind.as_deref() != Some("bigint") {
+        return Err(foreign(
+            "its `ward.schema_version` table is not ward's: it has no whole-number column \
+             `version`"
+                .to_owned(),
+        ));
+    }
     let version: i64 = client
         .query_one("SELECT max(version) FROM ward.schema_version", &[])
         .await
@@ -213,6 +238,35 @@ pub async fn inspect(client: &Client, shown: &str) -> Result<Found, Fail> {
         .try_get::<_, Option<i64>>(0)
         .map_err(|e| Fail::State(backend(shown, &e)))?
         .unwrap_or(0);
+    if version < 0 {
+        return Err(foreign(format!(
+            "its `ward.schema_version` says version {version}"
+        )));
+    }
+    let row = client
+        .query_one(
+            "SELECT to_regclass('ward.runs') IS NOT NULL, \
+             EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'ward' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                     AND c.relname <> 'schema_version')",
+            &[],
+        )
+        .await
+        .map_err(fail(shown))?;
+    let (runs, others): (bool, bool) = (row.get(0), row.get(1));
+    if version >= 1 && !runs {
+        return Err(foreign(format!(
+            "its `ward.schema_version` says version {version}, but ward's table `ward.runs` \
+             is not there"
+        )));
+    }
+    // Version 0 is a migration that never committed: nothing else is
+    // ward's yet, so other tables are another program's.
+    if version == 0 && others {
+        return Err(foreign(
+            "its schema `ward` holds tables ward did not make".to_owned(),
+        ));
+    }
     Ok(Found::Version(version))
 }
 
