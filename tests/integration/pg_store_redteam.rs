@@ -820,3 +820,38 @@ fn odd_version_tables_are_refused_and_left_alone() {
     }
     assert_eq!(tables(), "schema_version");
 }
+
+/// A NUL byte in an item's line: PostgreSQL's text cannot hold one. The
+/// run must not lose its state over it (as it would if the INSERT failed):
+/// either the playbook refuses the line before anything runs, or the item
+/// is stored and read back.
+#[test]
+fn an_item_key_with_a_nul_byte_does_not_lose_the_state() {
+    let c = cluster();
+    let s = Scratch::new();
+    std::fs::write(s.path().join("keys.txt"), b"a\nb\0c\n").expect("write");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: nul\nsteps:\n  \
+         - id: each\n    for_each: { lines: keys.txt }\n    run: echo item >> journal\n",
+    );
+    let run = ward(&s, &c).args(["run", "p.yml"]).run();
+    eprintln!("NUL item: {} {}", run.code, run.stderr);
+    assert!(
+        !run.stderr.contains("could not be recorded"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("0x00"), "{}", run.stderr);
+    // The item cannot start (no NUL in an argument), so the run failed,
+    // and that is recorded.
+    assert_eq!(run.code, 10, "{}", run.stderr);
+    assert_eq!(c.psql("wardstate", "SELECT state FROM ward.runs"), "failed");
+    assert_eq!(
+        c.psql(
+            "wardstate",
+            "SELECT count(*) FROM ward.items WHERE item_key = 'b' || chr(65533) || 'c'"
+        ),
+        "1"
+    );
+}
