@@ -129,10 +129,15 @@ pub fn pg_folder(address: &str) -> Result<PathBuf, StateError> {
     let port = word("port")
         .or_else(|| std::env::var("PGPORT").ok())
         .unwrap_or_else(|| "5432".to_owned());
+    // As the server reads it: without a database, the user's name (so
+    // `postgres://alice@db/` and `postgres://bob@db/` are two databases).
     let db = word("dbname")
         .or_else(|| std::env::var("PGDATABASE").ok())
+        .or_else(|| word("user"))
+        .or_else(|| std::env::var("PGUSER").ok())
         .unwrap_or_else(|| "postgres".to_owned());
-    let name: String = format!("pg-{host}-{port}-{db}")
+    let exact = format!("pg-{host}-{port}-{db}");
+    let mut name: String = exact
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -142,6 +147,16 @@ pub fn pg_folder(address: &str) -> Result<PathBuf, StateError> {
             }
         })
         .collect();
+    // Two databases whose names differ only in replaced characters
+    // (`wärd` and `wörd`, `a b` and `a_b`) must not share a folder: `ward
+    // prune` of one would remove the other's logs. A replaced name gets a
+    // short hash of the exact host, port and database.
+    if name != exact {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(format!("{host}\0{port}\0{db}").as_bytes());
+        let short: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        name = format!("{name}-{short}");
+    }
     Ok(default_folder().join(name))
 }
 
@@ -370,10 +385,39 @@ mod tests {
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        assert_eq!(name, "pg-db.example-5433-ward_state");
+        assert!(name.starts_with("pg-db.example-5433-ward_state-"), "{name}");
+        assert_eq!(
+            name.len(),
+            "pg-db.example-5433-ward_state-".len() + 8,
+            "{name}"
+        );
         assert!(!folder.display().to_string().contains("hunter22"));
         assert!(has_password("postgres://u:x@h/db"));
         assert!(has_password("postgres://u@h/db?password=x"));
         assert!(!has_password("postgres://u@h/db"));
+    }
+
+    #[test]
+    fn two_databases_never_share_a_local_folder() {
+        let name = |a: &str| {
+            pg_folder(a)
+                .expect("folder")
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
+        };
+        if std::env::var_os(FOLDER_ENV).is_some() {
+            return;
+        }
+        assert_eq!(name("postgres://u@db:5432/plain"), "pg-db-5432-plain");
+        assert_ne!(
+            name("postgres://u@db/w%C3%A4rd"),
+            name("postgres://u@db/w%C3%B6rd")
+        );
+        assert_ne!(name("postgres://u@db/a%20b"), name("postgres://u@db/a_b"));
+        // No database: the user's, as the server reads it.
+        assert_ne!(name("postgres://alice@db/"), name("postgres://bob@db/"));
+        assert!(name("postgres://alice@db").ends_with("-alice"));
     }
 }

@@ -34,6 +34,7 @@ mod pg;
 mod pg_cluster;
 mod pg_snapshot;
 mod pg_store;
+mod pg_store_redteam;
 mod plan;
 mod preconditions;
 mod probe;

@@ -114,6 +114,23 @@ fn run_rows(shown: &str, rows: &[Row]) -> Result<Vec<RunRecord>, StateError> {
     rows.iter().map(|r| run_row(shown, r)).collect()
 }
 
+/// Text as PostgreSQL can hold it: a NUL byte (which `TEXT` refuses,
+/// failing the whole transaction, so the run would lose its state over
+/// one line of a `lines:` file or one message) becomes U+FFFD, as an
+/// undecodable byte does. Item keys and messages only; JSON escapes NUL.
+fn no_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// [`no_nul`] of an optional text.
+fn no_nul_opt(s: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    s.map(no_nul)
+}
+
 /// The first key of the per-run lock (`lock_run`): "ward" in ASCII.
 const RUN_LOCK_CLASS: i32 = 0x7761_7264;
 
@@ -149,6 +166,8 @@ async fn event(
     message: Option<&str>,
 ) -> Result<(), Fail> {
     lock_run(tx, shown, run_id).await?;
+    let message = no_nul_opt(message);
+    let message = message.as_deref();
     tx.execute(
         "INSERT INTO ward.events (run_id, at, step_id, kind, message) VALUES ($1, $2, $3, $4, $5)",
         &[&run_id, &at, &step, &kind, &message],
@@ -376,9 +395,11 @@ async fn apply_one(
     match change {
         Change::Run { state, message, at } => {
             let finished = (*state != RunState::Running).then_some(*at);
+            let text = no_nul_opt(message.as_deref());
+            let text = text.as_deref();
             exec(
                 "UPDATE ward.runs SET state = $2, message = $3, finished_at = $4 WHERE id = $1",
-                &[&run_id, &state.as_str(), message, &finished],
+                &[&run_id, &state.as_str(), &text, &finished],
             )
             .await?;
             let kind = format!("run-{state}");
@@ -438,17 +459,12 @@ async fn apply_one(
             at,
         } => {
             let finished = state.is_terminal().then_some(*at);
+            let text = no_nul_opt(message.as_deref());
+            let text = text.as_deref();
             exec(
                 "UPDATE ward.steps SET state = $3, reason = $4, exit_code = $5, finished_at = $6 \
                  WHERE run_id = $1 AND step_id = $2",
-                &[
-                    &run_id,
-                    step,
-                    &state.as_str(),
-                    message,
-                    exit_code,
-                    &finished,
-                ],
+                &[&run_id, step, &state.as_str(), &text, exit_code, &finished],
             )
             .await?;
             let details = details.as_ref().map(|d| json(shown, d)).transpose()?;
@@ -464,7 +480,7 @@ async fn apply_one(
                     exit_code,
                     signal,
                     &outcome.as_str(),
-                    message,
+                    &text,
                     &details,
                 ],
             )
@@ -500,7 +516,9 @@ async fn apply_one(
             }
             // One statement for the whole list (thousands of items would
             // otherwise be thousands of round trips): arrays unnested.
-            let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+            let keys: Vec<std::borrow::Cow<'_, str>> =
+                items.iter().map(|i| no_nul(&i.key)).collect();
+            let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
             let positions: Vec<i64> = items.iter().map(|i| clamp(i.position)).collect();
             let values = items
                 .iter()
@@ -522,11 +540,13 @@ async fn apply_one(
             log_path,
             at,
         } => {
+            let key = no_nul(key);
+            let key = key.as_ref();
             exec(
                 "UPDATE ward.items SET state = 'running', attempts = $4, log_path = $5, \
                  started_at = $6, finished_at = NULL, exit_code = NULL, message = NULL \
                  WHERE run_id = $1 AND step_id = $2 AND item_key = $3",
-                &[&run_id, step, key, &i64::from(*attempt), log_path, at],
+                &[&run_id, step, &key, &i64::from(*attempt), log_path, at],
             )
             .await?;
             Ok(())
@@ -540,6 +560,10 @@ async fn apply_one(
             at,
         } => {
             let finished = (*state != ItemState::Pending).then_some(*at);
+            let key = no_nul(key);
+            let key = key.as_ref();
+            let text = no_nul_opt(message.as_deref());
+            let text = text.as_deref();
             // An item an operator paused meanwhile stays paused when the
             // run's ward, which had not noticed yet, would skip it or put
             // it back to pending (as in the SQLite store).
@@ -550,10 +574,10 @@ async fn apply_one(
                 &[
                     &run_id,
                     step,
-                    key,
+                    &key,
                     &state.as_str(),
                     exit_code,
-                    message,
+                    &text,
                     &finished,
                 ],
             )
@@ -573,13 +597,15 @@ async fn apply_one(
             };
             // Only from the state the control expects: an item that
             // started or ended since the operator looked is left as it is.
+            let key = no_nul(key);
+            let key = key.as_ref();
             let changed = exec(
                 "UPDATE ward.items SET state = $5, message = $6, finished_at = NULL \
                  WHERE run_id = $1 AND step_id = $2 AND item_key = $3 AND state = $4",
                 &[
                     &run_id,
                     step,
-                    key,
+                    &key,
                     &control.from().as_str(),
                     &control.to().as_str(),
                     &message,

@@ -11,8 +11,9 @@
 //! expired (the row keeps naming its last holder, as a lock file does).
 //!
 //! A row is free when it expired, or when its holder was a ward of this
-//! very host and boot whose pid is gone (a `kill -9`: the local case is
-//! as quick as SQLite's file lock; other hosts wait for the expiry).
+//! very host, boot and pid namespace whose pid is gone (a `kill -9`: the
+//! local case is as quick as SQLite's file lock; other hosts, and other
+//! containers of this machine, wait for the expiry).
 //!
 //! If a renewal finds the row taken (this ward could not renew for a whole
 //! [`LEASE`] and another took it), the lease is lost: the keeper logs it as
@@ -355,6 +356,24 @@ fn pid_gone(pid: u32) -> bool {
     )
 }
 
+/// The `boot_id` a lease row records: the boot id and this process's pid
+/// namespace. Containers of one machine share its boot id (and may share
+/// its host name), not their pids: a pid free in one namespace may be a
+/// live ward in another, so only a ward of the same boot *and* namespace
+/// may call the holder gone. Empty (never "gone here") when the boot id
+/// or the namespace is unknown.
+fn boot_and_namespace(boot: &str) -> String {
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if boot.is_empty() || ns.is_empty() {
+        String::new()
+    } else {
+        format!("{boot} {ns}")
+    }
+}
+
 /// Takes the row in one transaction: an absent row is inserted (a
 /// concurrent insert by another host makes this one wait for it, then
 /// find it held); a present one is locked `FOR UPDATE`, so of two hosts
@@ -364,6 +383,7 @@ async fn take(client: &mut Client, r: &Request, length: Duration) -> Result<i64,
     let token = fastrand::i64(..);
     let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
     let pid = i64::from(r.holder.pid);
+    let boot_id = boot_and_namespace(&r.boot_id);
     let tx = client.transaction().await.map_err(err)?;
     // Never wait long for the row: a holder in the middle of a write
     // holds it `FOR SHARE` for a moment; one that holds it longer is
@@ -393,7 +413,7 @@ async fn take(client: &mut Client, r: &Request, length: Duration) -> Result<i64,
                     &r.name,
                     &r.holder.run_id,
                     &r.holder.host,
-                    &r.boot_id,
+                    &boot_id,
                     &pid,
                     &r.holder.since,
                     &token,
@@ -410,7 +430,7 @@ async fn take(client: &mut Client, r: &Request, length: Duration) -> Result<i64,
             let was = holder_of(&row);
             let dead_here = host == r.hostname
                 && !boot.is_empty()
-                && boot == r.boot_id
+                && boot == boot_id
                 && was.pid != r.holder.pid
                 && pid_gone(was.pid);
             if expired || dead_here {
@@ -429,7 +449,7 @@ async fn take(client: &mut Client, r: &Request, length: Duration) -> Result<i64,
                         &r.name,
                         &r.holder.run_id,
                         &r.holder.host,
-                        &r.boot_id,
+                        &boot_id,
                         &pid,
                         &r.holder.since,
                         &token,

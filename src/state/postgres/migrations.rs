@@ -25,9 +25,15 @@ use super::conn::{Fail, backend, fail};
 /// the issue).
 pub const MIGRATION_LOCK: i64 = 0x7761_7264_0000_0017;
 
-/// The schema and the version table, made before the first migration.
-const BOOTSTRAP: &str = "CREATE SCHEMA IF NOT EXISTS ward; \
-     CREATE TABLE IF NOT EXISTS ward.schema_version (version BIGINT NOT NULL); \
+/// The schema, made before the first migration only when absent: `CREATE SCHEMA IF NOT EXISTS`
+/// asks for `CREATE` on the database even when the schema exists, which a
+/// role given only its own schema lacks.
+const SCHEMA: &str = "DO $$ BEGIN \
+     IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ward') THEN \
+     CREATE SCHEMA ward; END IF; END $$;";
+
+/// The version table, made before the first migration.
+const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS ward.schema_version (version BIGINT NOT NULL); \
      INSERT INTO ward.schema_version (version) \
      SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM ward.schema_version);";
 
@@ -171,18 +177,27 @@ pub enum Found {
 }
 
 /// Looks without changing anything: refuses a schema `ward` that is not
-/// ward's (no version table, or other tables only).
+/// ward's (no version table, or other tables only). An empty schema `ward`
+/// is a database ward never used: a DBA who grants no `CREATE` on the
+/// database makes it for ward's role (`CREATE SCHEMA ward AUTHORIZATION
+/// ...`), and ward fills it as it would an empty database.
 pub async fn inspect(client: &Client, shown: &str) -> Result<Found, Fail> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'ward'), \
-             to_regclass('ward.schema_version') IS NOT NULL",
+             to_regclass('ward.schema_version') IS NOT NULL, \
+             EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'ward') \
+             OR EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                     WHERE n.nspname = 'ward') \
+             OR EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+                     WHERE n.nspname = 'ward')",
             &[],
         )
         .await
         .map_err(fail(shown))?;
-    let (schema, versioned): (bool, bool) = (row.get(0), row.get(1));
-    if !schema {
+    let (schema, versioned, anything): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    if !schema || !anything {
         return Ok(Found::Nothing);
     }
     if !versioned {
@@ -191,6 +206,31 @@ pub async fn inspect(client: &Client, shown: &str) -> Result<Found, Fail> {
             problem: "it has a schema `ward` without ward's `ward.schema_version` table".to_owned(),
         }));
     }
+    let foreign = |problem: String| {
+        Fail::State(StateError::Foreign {
+            db: shown.to_owned(),
+            problem,
+        })
+    };
+    // Another program's table of that name: its `version` is read only
+    // once it is known to be ward's whole number.
+    let kind: Option<String> = client
+        .query_opt(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'ward.schema_version'::regclass AND attname = 'version' \
+             AND NOT attisdropped",
+            &[],
+        )
+        .await
+        .map_err(fail(shown))?
+        .map(|row| row.get(0));
+    if kind.as_deref() != Some("bigint") {
+        return Err(foreign(
+            "its `ward.schema_version` table is not ward's: it has no whole-number column \
+             `version`"
+                .to_owned(),
+        ));
+    }
     let version: i64 = client
         .query_one("SELECT max(version) FROM ward.schema_version", &[])
         .await
@@ -198,6 +238,35 @@ pub async fn inspect(client: &Client, shown: &str) -> Result<Found, Fail> {
         .try_get::<_, Option<i64>>(0)
         .map_err(|e| Fail::State(backend(shown, &e)))?
         .unwrap_or(0);
+    if version < 0 {
+        return Err(foreign(format!(
+            "its `ward.schema_version` says version {version}"
+        )));
+    }
+    let row = client
+        .query_one(
+            "SELECT to_regclass('ward.runs') IS NOT NULL, \
+             EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = 'ward' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                     AND c.relname <> 'schema_version')",
+            &[],
+        )
+        .await
+        .map_err(fail(shown))?;
+    let (runs, others): (bool, bool) = (row.get(0), row.get(1));
+    if version >= 1 && !runs {
+        return Err(foreign(format!(
+            "its `ward.schema_version` says version {version}, but ward's table `ward.runs` \
+             is not there"
+        )));
+    }
+    // Version 0 is a migration that never committed: nothing else is
+    // ward's yet, so other tables are another program's.
+    if version == 0 && others {
+        return Err(foreign(
+            "its schema `ward` holds tables ward did not make".to_owned(),
+        ));
+    }
     Ok(Found::Version(version))
 }
 
@@ -228,6 +297,7 @@ pub async fn migrate(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(fail(shown))?;
+    tx.batch_execute(SCHEMA).await.map_err(fail(shown))?;
     tx.batch_execute(BOOTSTRAP).await.map_err(fail(shown))?;
     let from: i64 = tx
         .query_one("SELECT max(version) FROM ward.schema_version", &[])
