@@ -987,24 +987,7 @@ pub async fn prune_runs(
             id,
         });
     }
-    let gone = retention::select(&runs, &policies, &request.protect, request.now_ms);
-    let mut out: Vec<PrunedRun> = gone
-        .into_iter()
-        .map(|i| {
-            let r = &runs[i];
-            PrunedRun {
-                id: r.id.clone(),
-                playbook: r.playbook_name.clone(),
-                state: r.state,
-                started_at: r.started_at,
-                policy: policies
-                    .get(&r.playbook_name)
-                    .copied()
-                    .unwrap_or(Retention::DEFAULT),
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+    let out = retention::pruned(&runs, &policies, request);
     if request.apply && !out.is_empty() {
         let ids: Vec<&str> = out.iter().map(|r| r.id.as_str()).collect();
         // Children first: the foreign keys.

@@ -86,7 +86,7 @@ impl Held {
 
 /// Why a write is refused after its run lock was taken over.
 pub fn lost_error(shown: &str, name: &str) -> StateError {
-    StateError::Backend {
+    StateError::LeaseLost {
         db: shown.to_owned(),
         detail: format!(
             "the run lock `{name}` was lost: this ward could not renew it for {}s and another \
