@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::model::notify::CommandHook;
@@ -18,7 +18,7 @@ const KEEP: usize = 16 * 1024;
 pub fn run(hook: &CommandHook, json: &[u8], work_dir: &Path, hide: &[&str]) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let program = &hook.argv[0];
-    let mut cmd = Command::new(program);
+    let mut cmd = crate::process::new_command(program);
     cmd.args(&hook.argv[1..])
         .current_dir(work_dir)
         .stdin(Stdio::piped())

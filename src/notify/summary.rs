@@ -208,9 +208,17 @@ fn rfc3339(ms: i64) -> String {
 /// The commands to look at and continue a run, with `--state` when one
 /// was given (absolute: the mail is read elsewhere than where ward ran).
 pub fn next_commands(run_id: &str, state: Option<&Path>, succeeded: bool) -> NextCommands {
+    // A path is made absolute (the command may be pasted anywhere); an
+    // address is shown with its password masked, never made a path.
     let flag = state
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
-        .map(|p| format!(" --state {}", crate::shell::quote(&p.display().to_string())))
+        .map(|p| match crate::state::parse_location(p.as_os_str()) {
+            Ok(crate::state::Location::Sqlite(_)) => std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string(),
+            _ => crate::state::shown_location(p),
+        })
+        .map(|p| format!(" --state {}", crate::shell::quote(&p)))
         .unwrap_or_default();
     let id = crate::shell::quote(run_id);
     NextCommands {

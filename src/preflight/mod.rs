@@ -12,7 +12,7 @@ mod power;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::model::{ByteSize, MinFree};
@@ -296,7 +296,7 @@ fn command(
         .map_err(|e| format!("cannot write its log: {e}"))?;
     let mut child = {
         use std::os::unix::process::CommandExt;
-        Command::new(program)
+        crate::process::new_command(program)
             .args(args)
             .current_dir(ctx.work_dir)
             .env("WARD_RUN_ID", ctx.run_id)

@@ -151,7 +151,7 @@ pub fn command<'a>(
     cwd: &Path,
     shield: bool,
 ) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
+    let mut cmd = new_command(program);
     cmd.args(args)
         .envs(env.into_iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
@@ -159,6 +159,28 @@ pub fn command<'a>(
         .process_group(0);
     if shield {
         ward_fork::start_by_fork(&mut cmd);
+    }
+    cmd
+}
+
+/// `Command::new` for every program ward starts on a playbook's behalf
+/// (steps, actions' programs, preconditions, hooks, `for_each` commands):
+/// without `$WARD_STATE` when that is a PostgreSQL address holding a
+/// password, so that no step or hook inherits the state's password (a
+/// step that runs `ward` itself then needs `--state`, or a passfile).
+pub fn new_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    static HOLDS_PASSWORD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let holds = *HOLDS_PASSWORD.get_or_init(|| {
+        std::env::var_os("WARD_STATE").is_some_and(|v| {
+            matches!(
+                crate::state::parse_location(&v),
+                Ok(crate::state::Location::Postgres(a)) if crate::state::address_has_password(&a)
+            )
+        })
+    });
+    let mut cmd = std::process::Command::new(program);
+    if holds {
+        cmd.env_remove("WARD_STATE");
     }
     cmd
 }

@@ -38,7 +38,6 @@ fn ward(s: &Scratch, c: &Cluster) -> Ward {
 /// A password given in `$WARD_STATE` itself (no `PGPASSWORD`): a `run:`
 /// step's environment must not hold it.
 #[test]
-#[ignore = "needs src/execute: steps inherit $WARD_STATE (see report)"]
 fn a_password_in_ward_state_does_not_reach_a_run_step() {
     let c = cluster();
     let s = Scratch::new();
@@ -67,7 +66,6 @@ fn a_password_in_ward_state_does_not_reach_a_run_step() {
 /// `--state` ward was given: an address with its password masked, and not
 /// made into a path.
 #[test]
-#[ignore = "needs src/notify/summary.rs next_commands to mask addresses (see report)"]
 fn a_notification_never_holds_the_state_password() {
     let c = cluster();
     let s = Scratch::new();

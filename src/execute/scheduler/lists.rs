@@ -6,7 +6,7 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -263,7 +263,7 @@ pub(super) fn run_command(
 ) -> Result<Vec<u8>, String> {
     let shown = format!("`{}`", argv.join(" "));
     let (program, args) = argv.split_first().ok_or("an empty command")?;
-    let mut child = Command::new(program)
+    let mut child = crate::process::new_command(program)
         .args(args)
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
