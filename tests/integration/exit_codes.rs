@@ -121,37 +121,50 @@ fn exit_2_for_a_ward_now_that_is_not_a_time() {
     );
 }
 
-/// A `postgres://` state (issue 17) is refused as a wrong command line,
-/// by every command and from `$WARD_STATE` too, before anything is opened
-/// or created: never a file `ward` in a folder `postgres:`, never the
-/// password in the message.
+/// A `postgres://` state that cannot be reached fails every command with
+/// exit 4 (the state), from `--state` and from `$WARD_STATE` alike, before
+/// anything runs: never a file `ward` in a folder `postgres:`, never the
+/// password in the message. (`.invalid` never resolves: RFC 6761.)
 #[test]
-fn exit_2_for_a_postgres_state_that_is_not_built_yet() {
+fn exit_4_for_a_postgres_state_that_cannot_be_reached() {
     let s = Scratch::new();
     s.write(
         "p.yml",
         "ward: 1\nname: p\nsteps:\n  - id: a\n    run: touch ran\n",
     );
-    let url = "postgres://ward:hunter22@db.example/ward";
+    let url = "postgres://ward:hunter22@db.example.invalid/ward";
+    let folder = s.path().join("local").display().to_string();
     let runs = [
-        s.ward().args(["run", "p.yml", "--state", url]).run(),
-        s.ward().args(["runs", "--state", url]).run(),
-        s.ward().args(["status", "--state", url]).run(),
-        s.ward().args(["resume", "--last", "--state", url]).run(),
-        s.ward().args(["run", "p.yml"]).env("WARD_STATE", url).run(),
+        s.ward()
+            .args(["run", "p.yml", "--state", url])
+            .env("WARD_STATE_FOLDER", &folder)
+            .run(),
+        s.ward()
+            .args(["runs", "--state", url])
+            .env("WARD_STATE_FOLDER", &folder)
+            .run(),
+        s.ward()
+            .args(["status", "--state", url])
+            .env("WARD_STATE_FOLDER", &folder)
+            .run(),
+        s.ward()
+            .args(["resume", "--last", "--state", url])
+            .env("WARD_STATE_FOLDER", &folder)
+            .run(),
+        s.ward()
+            .args(["run", "p.yml"])
+            .env("WARD_STATE", url)
+            .env("WARD_STATE_FOLDER", &folder)
+            .run(),
         s.ward()
             .args(["log", "last"])
-            .env("WARD_STATE", "postgresql://db.example/ward")
+            .env("WARD_STATE", "postgresql://db.example.invalid/ward")
+            .env("WARD_STATE_FOLDER", &folder)
             .run(),
     ];
     for run in runs {
-        let run = run.expect_code(2);
-        assert!(
-            run.stderr
-                .contains("PostgreSQL state is not built yet (issue 17)"),
-            "{}",
-            run.stderr
-        );
+        let run = run.expect_code(4);
+        assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
         assert!(!run.stderr.contains("hunter22"), "{}", run.stderr);
     }
     assert!(!s.path().join("postgres:").exists());
