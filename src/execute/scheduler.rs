@@ -357,7 +357,19 @@ pub async fn execute(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         t
     });
+    // A shared store's lease can be lost while nothing is committed (a
+    // long step): asked at least this often.
+    let mut lease_ticker = Some({
+        let mut t = tokio::time::interval(LEASE_CHECK);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
     loop {
+        if !s.lease_lost
+            && let Some(lost) = store.lease_lost()
+        {
+            s.lose_lease(&lost, &senders);
+        }
         if fans {
             s.take_controls(store).await;
         }
@@ -499,6 +511,7 @@ pub async fn execute(
             // samples counters, so a tick costs the steps nothing.
             () = tick(&mut ticker) => s.reporter.tick(),
             () = tick(&mut control_ticker), if s.fans.iter().any(Option::is_some) => {}
+            () = tick(&mut lease_ticker), if !s.lease_lost => {}
             joined = tasks.join_next() => {
                 let cancels = [&cancel_rx, &late_rx];
                 if let Some(joined) = joined {
@@ -541,6 +554,9 @@ fn ticker(every: Option<Duration>) -> Option<tokio::time::Interval> {
 }
 
 /// The reporter's next tick; never, without a timer.
+/// How often the scheduler asks the store whether its lease was lost.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
+
 async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     match ticker {
         Some(t) => {
@@ -643,6 +659,21 @@ impl Scheduler<'_, '_> {
                 true
             }
         }
+    }
+
+    /// The run lock's lease was lost to another run: nothing more can be
+    /// recorded, and the running steps are stopped as for a first SIGTERM
+    /// (two runs must not work side by side); `when: always` steps still
+    /// run, as after any loss of the state.
+    fn lose_lease(&mut self, lost: &crate::state::StateError, senders: &Senders) {
+        let message = lost.to_string();
+        self.reporter.event(&Event::StateLost { message: &message });
+        self.lease_lost = true;
+        if self.state_lost.is_none() {
+            self.state_lost = Some(message);
+        }
+        self.changes.clear();
+        let _ = senders.normal.send(Cancel::Terminate);
     }
 
     /// What to stop after attempt `attempt` of step `i` (nothing for a step

@@ -70,6 +70,18 @@ impl Store for KillAfter {
         self.inner.acquire_lease(name, holder)
     }
 
+    fn lease_lost(&self) -> Option<super::StateError> {
+        self.inner.lease_lost()
+    }
+
+    fn item_controls(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> StoreFuture<'_, (i64, Vec<super::ItemControlled>)> {
+        self.inner.item_controls(run_id, after)
+    }
+
     fn create_run(&mut self, run: NewRun, steps: Vec<NewStep>) -> StoreFuture<'_, ()> {
         let at = self.at;
         let commits = &mut self.commits;

@@ -159,6 +159,16 @@ pub trait Store: Send + Sync {
         Box::pin(std::future::ready(Ok((after, Vec::new()))))
     }
 
+    /// Why this store may record nothing more for the run whose lease it
+    /// holds: the lease was lost to another run (a shared store's lease,
+    /// which a heartbeat renews). A local lock cannot be lost: None. The
+    /// executor asks every turn and at least once a second, and stops the
+    /// running steps as for a first SIGTERM: the lock exists so that two
+    /// runs never work side by side.
+    fn lease_lost(&self) -> Option<StateError> {
+        None
+    }
+
     /// Logs of one run: `<folder>/logs/<run id>/`.
     fn run_logs(&self, run_id: &str) -> PathBuf {
         self.folder().join("logs").join(run_id)

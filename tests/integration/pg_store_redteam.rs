@@ -372,7 +372,6 @@ fn postgresql_down_past_the_reconnect_budget_then_resume() {
 /// running step is stopped (not left to finish beside the new holder's
 /// run), nothing more is recorded, and it exits non-zero naming the lock.
 #[test]
-#[ignore = "needs src/execute: a lost lease must stop the running steps (see report)"]
 fn a_holder_that_loses_its_lease_stops_its_running_step() {
     let c = cluster();
     let s = Scratch::new();

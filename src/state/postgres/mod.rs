@@ -151,6 +151,10 @@ impl Store for PgStore {
         &self.shown
     }
 
+    fn lease_lost(&self) -> Option<StateError> {
+        self.held.tokens(&self.shown).err()
+    }
+
     fn folder(&self) -> &Path {
         &self.folder
     }
