@@ -27,7 +27,13 @@ fn items(s: &Scratch) -> Vec<(String, String, u64)> {
 
 /// An item's state, or "" (also before the run recorded anything).
 fn state_of(s: &Scratch, key: &str) -> String {
-    let run = s.ward().args(["items", "last", "--json"]).run();
+    item_state(s.ward(), key)
+}
+
+/// An item's state of the last run as `ward` (on any state) lists it, or
+/// "" (also before the run recorded anything).
+pub(crate) fn item_state(ward: crate::harness::Ward, key: &str) -> String {
+    let run = ward.args(["items", "last", "--json"]).run();
     if run.code != 0 {
         return String::new();
     }

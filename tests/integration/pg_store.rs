@@ -11,11 +11,11 @@ use crate::harness::{Scratch, Ward, wait_for};
 use crate::pg_cluster::Cluster;
 
 /// The password of the state's role; must never be shown anywhere.
-const SECRET: &str = "hunter2-PGSTATE-SECRET";
+pub(crate) const SECRET: &str = "hunter2-PGSTATE-SECRET";
 
 /// A cluster with a role `ward` (password [`SECRET`]) owning an empty
 /// database `wardstate`.
-fn cluster() -> Cluster {
+pub(crate) fn cluster() -> Cluster {
     let c = Cluster::start();
     c.psql(
         "postgres",
@@ -26,17 +26,17 @@ fn cluster() -> Cluster {
 }
 
 /// The state's address, without its password (that comes from `PGPASSWORD`).
-fn address(c: &Cluster) -> String {
+pub(crate) fn address(c: &Cluster) -> String {
     format!("postgres://ward@127.0.0.1:{}/wardstate", c.port)
 }
 
 /// The local folder of the state in this scratch folder.
-fn local(s: &Scratch) -> PathBuf {
+pub(crate) fn local(s: &Scratch) -> PathBuf {
     s.path().join("local")
 }
 
 /// `ward` in `s` on the PostgreSQL state.
-fn ward(s: &Scratch, c: &Cluster) -> Ward {
+pub(crate) fn ward(s: &Scratch, c: &Cluster) -> Ward {
     s.ward()
         .env("WARD_STATE", &address(c))
         .env("PGPASSWORD", SECRET)
@@ -61,7 +61,7 @@ fn step_state(status: &serde_json::Value, id: &str) -> String {
 }
 
 /// Every file under `dir`, as text (lossy).
-fn all_files(dir: &std::path::Path, out: &mut Vec<(PathBuf, String)>) {
+pub(crate) fn all_files(dir: &std::path::Path, out: &mut Vec<(PathBuf, String)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -541,20 +541,7 @@ fn pause_and_retry_from_other_processes_reach_the_running_ward_on_postgres() {
          exit 3; fi\n      if [ {{ item }} = slow ]; then while [ ! -e go ]; do sleep 0.05; \
          done; fi\n      echo {{ item }} >> journal\n",
     );
-    let state = |key: &str| -> String {
-        let run = ward(&s, &c).args(["items", "last", "--json"]).run();
-        if run.code != 0 {
-            return String::new();
-        }
-        run.json()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|i| i["key"] == key)
-            .and_then(|i| i["state"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let state = |key: &str| crate::fanout_control::item_state(ward(&s, &c), key);
     let journal = || std::fs::read_to_string(s.path().join("journal")).unwrap_or_default();
     let mut run = ward(&s, &c).args(["run", "p.yml"]).spawn();
     assert!(wait_for(20, || state("slow") == "running"));

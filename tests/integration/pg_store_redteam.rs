@@ -3,37 +3,9 @@
 //! keys made of quotes and backslashes, a `ward` schema made by a DBA or
 //! by a newer ward, and read commands under a read-only role.
 
-use std::path::PathBuf;
-
-use crate::harness::{Scratch, Ward};
+use crate::harness::Scratch;
 use crate::pg_cluster::Cluster;
-
-const SECRET: &str = "s3cr3t-REDTEAM-pw";
-
-fn cluster() -> Cluster {
-    let c = Cluster::start();
-    c.psql(
-        "postgres",
-        &format!("CREATE ROLE ward LOGIN PASSWORD '{SECRET}'"),
-    );
-    c.psql("postgres", "CREATE DATABASE wardstate OWNER ward");
-    c
-}
-
-fn address(c: &Cluster) -> String {
-    format!("postgres://ward@127.0.0.1:{}/wardstate", c.port)
-}
-
-fn local(s: &Scratch) -> PathBuf {
-    s.path().join("local")
-}
-
-fn ward(s: &Scratch, c: &Cluster) -> Ward {
-    s.ward()
-        .env("WARD_STATE", &address(c))
-        .env("PGPASSWORD", SECRET)
-        .env("WARD_STATE_FOLDER", &local(s).display().to_string())
-}
+use crate::pg_store::{SECRET, address, cluster, local, ward};
 
 /// A password given in `$WARD_STATE` itself (no `PGPASSWORD`): a `run:`
 /// step's environment must not hold it.
@@ -469,7 +441,7 @@ fn an_odd_password_in_the_address_never_shows() {
     assert!(bad.stderr.contains("password"), "{}", bad.stderr);
     shown.push(bad);
     let mut files = Vec::new();
-    walk(&local(&s), &mut files);
+    crate::pg_store::all_files(&local(&s), &mut files);
     let ps = s.read("ps.txt");
     for secret in [pw, encoded, "WRONG-", "w:rd"] {
         for out in &shown {
@@ -482,20 +454,6 @@ fn an_odd_password_in_the_address_never_shows() {
         // ward's own argv holds it (documented); a step's must not.
         for line in ps.lines().filter(|l| !l.contains("target/debug/ward")) {
             assert!(!line.contains(secret), "{secret} in ps: {line}");
-        }
-    }
-}
-
-fn walk(dir: &std::path::Path, out: &mut Vec<(PathBuf, String)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
         }
     }
 }
