@@ -620,7 +620,9 @@ fn while_a_question_is_on_the_screen_other_steps_run_but_print_after_the_answer(
     let s = Scratch::new();
     let book = s.write(
         "chatty.yml",
-        "ward: 1\nname: chatty\nsteps:\n  - id: chatty\n    run: \"touch chatting; while [ ! -e wiped ]; do echo tick; sleep 0.05; done; echo chatty-done\"\n  - id: wipe\n    confirm: Wipe it?\n    run: \"while [ ! -e chatting ]; do sleep 0.05; done; touch wiped\"\n",
+        // `wipe` waits until `chatty` printed two ticks: under load `chatty`
+        // may start only after the answer, and must not end without one.
+        "ward: 1\nname: chatty\nsteps:\n  - id: chatty\n    run: \"n=0; while [ ! -e wiped ]; do echo tick; n=$((n+1)); if [ $n -ge 2 ]; then touch chatting; fi; sleep 0.05; done; echo chatty-done\"\n  - id: wipe\n    confirm: Wipe it?\n    run: \"while [ ! -e chatting ]; do sleep 0.05; done; touch wiped\"\n",
     );
     let cmd = s.ward().arg("run").arg(&book).command();
     let (code, out) = run_answering(cmd, &[("to go on", "chatty")]);
