@@ -5,6 +5,7 @@
 //! what is wrong is said with its line so that the operator can fix it.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -250,8 +251,11 @@ pub(super) fn line_items(text: &str) -> Vec<Value> {
 
 /// Runs a `for_each.command` program and gives what it printed on stdout
 /// (at most `limit` bytes). It runs in `cwd`, with ward's environment and
-/// `env`, stdin from /dev/null, in ward's process group (so that a Ctrl-C
-/// at the terminal stops it too), and is killed after `timeout`. The
+/// `env`, stdin from /dev/null, in a process group of its own like every
+/// child ward starts (ward reaps children outside such groups as orphans
+/// handed to it, `orphans::reap_orphans`, which would take this one's exit
+/// status), and its group is killed after `timeout` or on `stop` (the
+/// run's stop: a Ctrl-C at the terminal reaches ward, which sets it). The
 /// error is one line: the command, what happened, the tail of its stderr.
 pub(super) fn run_command(
     argv: &[String],
@@ -270,6 +274,7 @@ pub(super) fn run_command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("its `for_each` command {shown} could not start: {e}"))?;
     let (out_tx, out_rx) = mpsc::channel();
@@ -301,7 +306,11 @@ pub(super) fn run_command(
     });
     let deadline = Instant::now() + timeout;
     let mut output: Option<std::io::Result<Vec<u8>>> = None;
+    // The whole group: what `sh -c` started goes with it.
     let kill = |child: &mut std::process::Child| {
+        if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = child.kill();
         let _ = child.wait();
     };
