@@ -111,8 +111,7 @@ enum Done {
         step: usize,
         attempt: u32,
         log: PathBuf,
-        listing: fan_out::Listing,
-        output: Result<Vec<u8>, String>,
+        values: Result<Vec<serde_json::Value>, fan_out::ListError>,
     },
     /// An item of a `for_each` step ended its attempt.
     Item {
@@ -459,10 +458,9 @@ pub async fn execute(
                 // The command runs on a blocking thread, which polls `stop`:
                 // a stop of the run kills it there.
                 let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let listing = std::sync::Arc::new(listing);
                 let mut running = tokio::task::spawn_blocking({
-                    let (stop, listing) = (stop.clone(), listing.clone());
-                    move || listing.run(&stop)
+                    let stop = stop.clone();
+                    move || listing.list(&stop)
                 });
                 let joined = tokio::select! {
                     joined = &mut running => joined,
@@ -471,19 +469,16 @@ pub async fn execute(
                         running.await
                     }
                 };
-                let output = joined.unwrap_or_else(|e| {
-                    Err(format!(
+                let values = joined.unwrap_or_else(|e| {
+                    Err(fan_out::ListError::Command(format!(
                         "its `for_each` command could not be waited for: {e}"
-                    ))
+                    )))
                 });
-                let listing = std::sync::Arc::try_unwrap(listing)
-                    .unwrap_or_else(|shared| shared.as_ref().clone());
                 Done::Listed {
                     step,
                     attempt,
                     log,
-                    listing,
-                    output,
+                    values,
                 }
             });
         }
@@ -672,7 +667,7 @@ impl Scheduler<'_, '_> {
         if self.state_lost.is_none() {
             self.state_lost = Some(message);
         }
-        self.changes.clear();
+        // Changes still queued are dropped by `commit`, as after any loss.
         let _ = senders.normal.send(Cancel::Terminate);
     }
 
@@ -1510,9 +1505,8 @@ impl Scheduler<'_, '_> {
                 step,
                 attempt,
                 log,
-                listing,
-                output,
-            }) => self.listed(step, attempt, log, &listing, output),
+                values,
+            }) => self.listed(step, attempt, log, values),
             Err(e) if e.is_cancelled() => {}
             Err(e) => self.internal_failure(format!("internal error in a step task: {e}")),
         }

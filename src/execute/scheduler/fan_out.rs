@@ -92,7 +92,7 @@ pub(super) struct ItemLaunch {
 
 /// Why a fan-out step could not list its items.
 #[derive(Debug, thiserror::Error)]
-enum ListError {
+pub(super) enum ListError {
     #[error("cannot read its `for_each` file {}: {error}", path.display())]
     Read {
         path: PathBuf,
@@ -226,7 +226,6 @@ enum Listed {
 /// A `for_each` command to run for a step's list, on a blocking thread
 /// of its own (`lists::run_command` waits for it), so that the
 /// scheduler's loop goes on meanwhile.
-#[derive(Clone)]
 pub(super) struct Listing {
     pub(super) argv: Vec<String>,
     /// Its output is a JSON array (else one item per line).
@@ -237,9 +236,13 @@ pub(super) struct Listing {
 }
 
 impl Listing {
-    /// Runs the command; `stop` set makes it kill the command and fail.
-    pub(super) fn run(&self, stop: &std::sync::atomic::AtomicBool) -> Result<Vec<u8>, String> {
-        lists::run_command(
+    /// Runs the command and reads its output as the list's values; `stop`
+    /// set makes it kill the command and fail.
+    pub(super) fn list(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<serde_json::Value>, ListError> {
+        let out = lists::run_command(
             &self.argv,
             &self.cwd,
             &self.env,
@@ -247,6 +250,8 @@ impl Listing {
             list_limit(),
             stop,
         )
+        .map_err(ListError::Command)?;
+        self.values(out)
     }
 
     /// The values its output holds.
@@ -387,13 +392,9 @@ impl Scheduler<'_, '_> {
         i: usize,
         attempt: u32,
         log: PathBuf,
-        listing: &Listing,
-        output: Result<Vec<u8>, String>,
+        values: Result<Vec<serde_json::Value>, ListError>,
     ) {
-        let items = output
-            .map_err(ListError::Command)
-            .and_then(|out| listing.values(out))
-            .and_then(|values| self.items_of(i, values));
+        let items = values.and_then(|values| self.items_of(i, values));
         self.begin_items(i, attempt, log, items);
     }
 
