@@ -18,7 +18,7 @@ fn line_counts(s: &Scratch, name: &str) -> BTreeMap<String, usize> {
 }
 
 /// `ward items last --json` (optionally of one state): (key, state) pairs.
-fn items(s: &Scratch, state: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn items(s: &Scratch, state: Option<&str>) -> Vec<(String, String)> {
     let mut args = vec!["items", "last", "--json"];
     if let Some(st) = state {
         args.extend(["--status", st]);

@@ -20,22 +20,7 @@ fn journal(s: &Scratch) -> Vec<String> {
 
 /// `ward items last --json`: (key, state) pairs.
 fn items(s: &Scratch) -> Vec<(String, String)> {
-    let json = s
-        .ward()
-        .args(["items", "last", "--json"])
-        .run()
-        .expect_code(0)
-        .json();
-    json.as_array()
-        .expect("a list of items")
-        .iter()
-        .map(|i| {
-            (
-                i["key"].as_str().expect("key").to_owned(),
-                i["state"].as_str().expect("state").to_owned(),
-            )
-        })
-        .collect()
+    crate::fanout::items(s, None)
 }
 
 fn keys(s: &Scratch) -> Vec<String> {

@@ -373,21 +373,7 @@ fn two_wards_on_an_empty_database_migrate_it_once() {
 fn restart(c: &Cluster) {
     c.stop_immediately();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let opts = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-        c.port,
-        c.socket.display()
-    );
-    let mut start = std::process::Command::new("runuser");
-    start
-        .args(["-u", "postgres", "--"])
-        .arg(c.bin().join("pg_ctl"))
-        .args(["-w", "-t", "60", "-D"])
-        .arg(c.data())
-        .args(["-o", &opts, "-l"])
-        .arg(c.data().join("restart.log"))
-        .arg("start");
-    crate::pg_cluster::run_ok(&mut start, "pg_ctl start");
+    c.start_again();
 }
 
 #[test]

@@ -212,27 +212,9 @@ fn read_commands_work_for_a_read_only_role() {
     );
     s.write("ab.txt", "a\nb\n");
     ward(&s, &c).args(["run", "p.yml"]).run().expect_code(0);
-    c.psql(
-        "postgres",
-        "CREATE ROLE reader LOGIN PASSWORD 'readerpw'; \
-         ALTER ROLE reader SET default_transaction_read_only = on",
-    );
-    c.psql(
-        "wardstate",
-        "GRANT USAGE ON SCHEMA ward TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA ward TO reader",
-    );
+    read_only_role(&c);
     let before = c.psql("wardstate", "SELECT count(*), max(seq) FROM ward.events");
-    let reader = |args: &[&str]| {
-        s.ward()
-            .env(
-                "WARD_STATE",
-                &format!("postgres://reader@127.0.0.1:{}/wardstate", c.port),
-            )
-            .env("PGPASSWORD", "readerpw")
-            .env("WARD_STATE_FOLDER", &local(&s).display().to_string())
-            .args(args)
-            .run()
-    };
+    let reader = |args: &[&str]| as_reader(&s, &c).args(args).run();
     for args in [
         vec!["status", "--json"],
         vec!["status"],
@@ -250,23 +232,29 @@ fn read_commands_work_for_a_read_only_role() {
     );
 }
 
-/// Starts the cluster's server again after [`Cluster::stop_immediately`].
-fn start_again(c: &Cluster) {
-    let opts = format!(
-        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-        c.port,
-        c.socket.display()
+/// A role `reader` (password `readerpw`) that may read ward's tables
+/// and whose transactions are read-only.
+fn read_only_role(c: &Cluster) {
+    c.psql(
+        "postgres",
+        "CREATE ROLE reader LOGIN PASSWORD 'readerpw'; \
+         ALTER ROLE reader SET default_transaction_read_only = on",
     );
-    let mut start = std::process::Command::new("runuser");
-    start
-        .args(["-u", "postgres", "--"])
-        .arg(c.bin().join("pg_ctl"))
-        .args(["-w", "-t", "60", "-D"])
-        .arg(c.data())
-        .args(["-o", &opts, "-l"])
-        .arg(c.data().join("restart.log"))
-        .arg("start");
-    crate::pg_cluster::run_ok(&mut start, "pg_ctl start");
+    c.psql(
+        "wardstate",
+        "GRANT USAGE ON SCHEMA ward TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA ward TO reader",
+    );
+}
+
+/// `ward` in `s` on the state as the role of [`read_only_role`].
+fn as_reader(s: &Scratch, c: &Cluster) -> crate::harness::Ward {
+    s.ward()
+        .env(
+            "WARD_STATE",
+            &format!("postgres://reader@127.0.0.1:{}/wardstate", c.port),
+        )
+        .env("PGPASSWORD", "readerpw")
+        .env("WARD_STATE_FOLDER", &local(s).display().to_string())
 }
 
 /// PostgreSQL stopped for longer than the reconnect budget while a step
@@ -316,7 +304,7 @@ fn postgresql_down_past_the_reconnect_budget_then_resume() {
         "the finalizer ran: {}",
         s.read("journal")
     );
-    start_again(&c);
+    c.start_again();
     // Recorded: `stop` done, `work` running (its end not recorded).
     assert_eq!(
         c.psql(
@@ -685,30 +673,12 @@ fn a_read_only_role_reads_a_crashed_run_and_is_refused_writes() {
         .contains("a")));
     child.kill().expect("kill -9");
     let _ = child.wait();
-    c.psql(
-        "postgres",
-        "CREATE ROLE reader LOGIN PASSWORD 'readerpw'; \
-         ALTER ROLE reader SET default_transaction_read_only = on",
-    );
-    c.psql(
-        "wardstate",
-        "GRANT USAGE ON SCHEMA ward TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA ward TO reader",
-    );
+    read_only_role(&c);
     let before = c.psql(
         "wardstate",
         "SELECT count(*), max(seq), (SELECT string_agg(state, ',') FROM ward.runs) FROM ward.events",
     );
-    let reader = |args: &[&str]| {
-        s.ward()
-            .env(
-                "WARD_STATE",
-                &format!("postgres://reader@127.0.0.1:{}/wardstate", c.port),
-            )
-            .env("PGPASSWORD", "readerpw")
-            .env("WARD_STATE_FOLDER", &local(&s).display().to_string())
-            .args(args)
-            .run()
-    };
+    let reader = |args: &[&str]| as_reader(&s, &c).args(args).run();
     for args in [
         vec!["status", "--json"],
         vec!["status"],

@@ -96,27 +96,40 @@ impl Cluster {
                 .arg(&data),
             "initdb",
         );
-        let port = free_port();
+        let cluster = Cluster {
+            data,
+            socket,
+            port: free_port(),
+            bin,
+            _dir: dir,
+        };
+        cluster.serve(&cluster._dir.path().join("server.log"));
+        cluster
+    }
+
+    /// Starts the server (on the cluster's port and socket folder, loopback
+    /// only), logging to `log`, and waits until it takes connections.
+    fn serve(&self, log: &Path) {
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            socket.display()
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.socket.display()
         );
         run_ok(
-            as_postgres(&bin, "pg_ctl")
+            as_postgres(&self.bin, "pg_ctl")
                 .args(["-w", "-t", "60", "-D"])
-                .arg(&data)
+                .arg(&self.data)
                 .args(["-o", &opts, "-l"])
-                .arg(dir.path().join("server.log"))
+                .arg(log)
                 .arg("start"),
             "pg_ctl start",
         );
-        Cluster {
-            _dir: dir,
-            data,
-            socket,
-            port,
-            bin,
-        }
+    }
+
+    /// Starts the server again after [`Cluster::stop_immediately`], on the
+    /// same port and socket folder.
+    pub fn start_again(&self) {
+        self.serve(&self.data.join("restart.log"));
     }
 
     /// Runs SQL with psql as the superuser; returns the output (unaligned, tuples only).
