@@ -221,6 +221,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, WardError> {
 /// checked with (templates may use it). `lease`: the run lock if the
 /// caller already took it (a scheduled run that waited for it, see
 /// `overlap:`); otherwise it is taken here, without waiting.
+/// A `workers:` step hands its items to `ward worker`s through a shared
+/// store: refused before anything runs when the state is local.
+fn check_workers(v: &Plan, session: &StateSession) -> Result<(), WardError> {
+    if session.store.queue().is_some() {
+        return Ok(());
+    }
+    match v
+        .steps
+        .iter()
+        .find(|s| s.fan_out.as_ref().is_some_and(|f| f.workers.is_some()))
+    {
+        Some(step) => Err(WardError::Usage(format!(
+            "step `{}` hands its items to `ward worker`s (`workers:`), which claim them from a \
+             shared state: run it with `--state postgres://...` (or `WARD_STATE`), or remove \
+             `workers:` to run the items here; the state now is {}",
+            step.id,
+            session.store.describe()
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn start(
     v: &Plan,
     run_id: &str,
@@ -230,6 +252,7 @@ pub async fn start(
     reporter: &mut dyn Reporter,
     lease: Option<crate::state::Lease>,
 ) -> Result<Outcome, WardError> {
+    check_workers(v, session)?;
     let grace = kill_grace()?;
     let holder = holder(run_id, session.store.as_ref());
     let lease = match lease {
@@ -620,6 +643,7 @@ pub async fn resume(
     settings: &RunSettings,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, WardError> {
+    check_workers(v, session)?;
     let grace = kill_grace()?;
     let holder = holder(&run.id, session.store.as_ref());
     let lease = session

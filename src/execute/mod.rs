@@ -8,10 +8,12 @@
 mod action_run;
 pub mod confirm;
 mod events;
+mod item;
 pub mod orphans;
 mod process;
 mod scheduler;
 mod signals;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::time::Duration;

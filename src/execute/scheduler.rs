@@ -124,7 +124,7 @@ enum Done {
 
 /// Why output could not be made durable; said as the step's failure.
 #[derive(Debug, thiserror::Error)]
-enum FlushError {
+pub(super) enum FlushError {
     /// Neither the output nor any folder above it could be opened.
     #[error("cannot open {} or any folder above it", .0.display())]
     NoFolder(PathBuf),
@@ -371,6 +371,7 @@ pub async fn execute(
         }
         if fans {
             s.take_controls(store).await;
+            s.poll_workers(store).await;
         }
         // A `for_each` step that ends lets its dependents start: decide
         // again until nothing more changes.
@@ -498,7 +499,7 @@ pub async fn execute(
             // Steps that became startable meanwhile are skipped now.
             continue;
         }
-        if tasks.is_empty() {
+        if tasks.is_empty() && !s.waits_for_workers() {
             break;
         }
         tokio::select! {
@@ -571,18 +572,18 @@ pub fn keeps_children(step: &ResolvedStep) -> bool {
 }
 
 /// What to stop once an attempt's process ended.
-struct Cleanup {
+pub(super) struct Cleanup {
     /// The attempt's `WARD_ATTEMPT_ID`.
-    attempt_id: String,
+    pub attempt_id: String,
     /// Wait between SIGTERM and SIGKILL.
-    grace: Duration,
+    pub grace: Duration,
 }
 
 /// Stops what the attempt left running (unless its step keeps it), on a
 /// blocking thread since it reads /proc and waits out the grace. Done
 /// before the attempt counts as ended, so no dependent step starts while
 /// a leftover still holds files or ports.
-async fn after_attempt(
+pub(super) async fn after_attempt(
     mut result: AttemptResult,
     cleanup: Option<Cleanup>,
     cancel: &watch::Receiver<Cancel>,
@@ -1535,7 +1536,7 @@ fn past_tense(state: StepState) -> &'static str {
     }
 }
 
-fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) -> String {
+pub(super) fn failure_message(r: &AttemptResult, step: &ResolvedStep, stopped_why: &str) -> String {
     match &r.end {
         AttemptEnd::TimedOut(_) => {
             let limit = step.timeout.map(|t| t.to_string()).unwrap_or_default();
@@ -1574,7 +1575,7 @@ fn spawn_flush(tasks: &mut JoinSet<Done>, step: usize, paths: Vec<PathBuf>) {
 }
 
 /// Flushes the file systems holding `paths` (blocking).
-fn flush_paths(paths: &[PathBuf]) -> Result<(), FlushError> {
+pub(super) fn flush_paths(paths: &[PathBuf]) -> Result<(), FlushError> {
     for path in paths {
         // A later step may already have removed the output (a staging
         // folder): then its nearest remaining folder is flushed, which

@@ -59,6 +59,9 @@ pub struct ForEach {
     pub priority: Option<Node>,
     /// `max_failed:`, past how many failed items no new item starts.
     pub max_failed: Option<Spanned<MaxFailed>>,
+    /// `workers:`: the items are run by `ward worker` processes (which
+    /// must carry all these tags), not by the run's ward.
+    pub workers: Option<Spanned<Vec<String>>>,
     /// The `for_each` value.
     pub span: Span,
 }

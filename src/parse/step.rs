@@ -134,6 +134,10 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
             "max_failed" => {
                 b.max_failed = max_failed(&ctx, value, diags).map(|m| (entry.key.span, m));
             }
+            "workers" => {
+                // `workers: false` is the same as none.
+                b.workers = workers(&ctx, value, diags).map(|w| w.map(|w| (entry.key.span, w)));
+            }
             key if FAN_OUT_LATER.iter().any(|(k, _)| *k == key) => {
                 not_built_yet(&ctx, &entry.key, diags);
             }
@@ -197,6 +201,8 @@ struct StepBuilder {
     priority: Option<(crate::source::Span, Node)>,
     /// `max_failed` (its key's span, the bound).
     max_failed: Option<(crate::source::Span, Spanned<MaxFailed>)>,
+    /// `workers` (`None`: not given or broken; `Some(None)`: `false`).
+    workers: Option<Option<(crate::source::Span, Spanned<Vec<String>>)>>,
 }
 
 impl StepBuilder {
@@ -213,6 +219,10 @@ impl StepBuilder {
                 ("max_parallel", self.max_parallel.as_ref().map(|m| m.0)),
                 ("priority", self.priority.as_ref().map(|p| p.0)),
                 ("max_failed", self.max_failed.as_ref().map(|m| m.0)),
+                (
+                    "workers",
+                    self.workers.as_ref().and_then(|w| w.as_ref()).map(|w| w.0),
+                ),
             ] {
                 if let Some(at) = at {
                     diags.push(
@@ -222,8 +232,9 @@ impl StepBuilder {
                             format!("`{name}` in {} has no `for_each` to apply to", ctx.owner),
                         )
                         .with_help(
-                            "`key`, `max_parallel`, `priority` and `max_failed` on a step belong \
-                             to its `for_each:` list; the playbook's own `max_parallel` limits steps",
+                            "`key`, `max_parallel`, `priority`, `max_failed` and `workers` on a \
+                             step belong to its `for_each:` list; the playbook's own \
+                             `max_parallel` limits steps",
                         ),
                     );
                 }
@@ -231,7 +242,8 @@ impl StepBuilder {
             return (self.key.is_none()
                 && self.max_parallel.is_none()
                 && self.priority.is_none()
-                && self.max_failed.is_none())
+                && self.max_failed.is_none()
+                && self.workers.as_ref().is_none_or(Option::is_none))
             .then_some(None);
         };
         let source = source?;
@@ -242,6 +254,7 @@ impl StepBuilder {
             max_parallel: self.max_parallel.take().map(|(_, m)| m),
             priority: self.priority.take().map(|(_, p)| p),
             max_failed: self.max_failed.take().map(|(_, m)| m),
+            workers: self.workers.take().flatten().map(|(_, w)| w),
         }))
     }
 
@@ -794,6 +807,62 @@ fn item_template(ctx: &Ctx<'_>, name: &str, node: &Node, diags: &mut Diagnostics
         return None;
     }
     Some(node.clone())
+}
+
+/// `workers:` `true` (any `ward worker` claims the items), `false` (none:
+/// the run's ward runs them), or `{ tags: [T, ...] }` (only workers
+/// started with every one of these `--tag`s). `Some(None)`: `false`.
+fn workers(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Option<Spanned<Vec<String>>>> {
+    let help = "write `workers: true`, or `workers: { tags: [lustre] }` so that only workers \
+                started with `ward worker --tag lustre` claim the items";
+    let Some(map) = node.as_map() else {
+        // `true`/`false` (anything else is said by `value`).
+        let on = ctx.value::<bool>("workers", node, diags)?;
+        return Some(on.value.then(|| Spanned::new(Vec::new(), node.span)));
+    };
+    let mut tags = Vec::new();
+    for entry in map {
+        match entry.key.as_str() {
+            Some("tags") => {
+                let list = ctx.value::<Vec<String>>("workers.tags", &entry.value, diags)?;
+                for tag in list.value {
+                    if !is_tag(&tag) {
+                        diags.push(
+                            Diagnostic::error(
+                                "invalid-value",
+                                entry.value.span,
+                                format!(
+                                    "tag `{tag}` of `workers` in {} is not a tag: use letters, \
+                                     digits, `-`, `_` and `.`",
+                                    ctx.owner
+                                ),
+                            )
+                            .with_help(help),
+                        );
+                        return None;
+                    }
+                    if !tags.contains(&tag) {
+                        tags.push(tag);
+                    }
+                }
+            }
+            _ => ctx.unknown_key(&entry.key, &["tags"], diags),
+        }
+    }
+    Some(Some(Spanned::new(tags, node.span)))
+}
+
+/// A worker tag (`ward worker --tag`): a short word.
+pub fn is_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 64
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// `max_failed:` a number of items (`3`) or a percentage of the step's

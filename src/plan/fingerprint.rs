@@ -124,6 +124,10 @@ struct ForEachV1<'a> {
     lines: Option<&'a str>,
     key: Option<&'a str>,
     max_parallel: usize,
+    /// Left out when the step has none, so that fingerprints recorded
+    /// before `workers:` existed stay the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<&'a [String]>,
 }
 
 #[derive(Serialize)]
@@ -185,6 +189,7 @@ fn v1(s: &ResolvedStep, key: Option<&FingerprintKey>) -> String {
             lines: f.lines(),
             key: f.key.as_deref(),
             max_parallel: f.max_parallel,
+            workers: f.workers.as_deref(),
         }),
     };
     // Every field is a string, number, list or string-keyed map, which JSON

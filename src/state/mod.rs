@@ -23,6 +23,7 @@ mod location;
 mod postgres;
 mod preflight;
 pub mod private;
+pub mod queue;
 mod records;
 pub mod recovery;
 pub mod retention;
@@ -166,6 +167,12 @@ pub trait Store: Send + Sync {
     /// running steps as for a first SIGTERM: the lock exists so that two
     /// runs never work side by side.
     fn lease_lost(&self) -> Option<StateError> {
+        None
+    }
+
+    /// The queue that hands items to `ward worker`s: only a shared store
+    /// (PostgreSQL) has one.
+    fn queue(&self) -> Option<&dyn queue::Queue> {
         None
     }
 

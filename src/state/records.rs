@@ -454,6 +454,8 @@ pub struct NewItem {
     pub position: usize,
     /// The item itself (the `{{ item }}` its templates see).
     pub value: serde_json::Value,
+    /// Its `priority:` (0 without one): workers claim the highest first.
+    pub priority: f64,
 }
 
 /// A recorded item of a `for_each` step.
@@ -481,6 +483,10 @@ pub struct ItemRecord {
     pub finished_at: Option<i64>,
     /// Log of the last attempt.
     pub log_path: Option<String>,
+    /// The `ward worker` that claimed it last (`host:pid:tag`), for an item
+    /// handed to workers; its log is on that host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// What a [`Change::Note`] is about.
@@ -629,6 +635,32 @@ pub enum Change {
         key: String,
         /// What to do.
         control: ItemControl,
+        /// Unix ms.
+        at: i64,
+    },
+    /// A `for_each` step's items may be claimed by `ward worker`s
+    /// (`workers:`; a shared store): its offer opens (again, on a resume).
+    Offered {
+        /// Step id.
+        step: String,
+        /// Tags a worker must all carry to claim them.
+        tags: Vec<String>,
+        /// How many of them one worker runs at once.
+        max_parallel: usize,
+        /// Unix ms.
+        at: i64,
+    },
+    /// No worker claims the step's items any more: they all ended, or the
+    /// run stops or failed. With `stop`, workers also stop those they run
+    /// (each goes back to pending); `skip` marks the pending ones skipped
+    /// with that reason (only those still pending when it commits).
+    OfferClosed {
+        /// Step id.
+        step: String,
+        /// Workers stop the items they run.
+        stop: bool,
+        /// Why pending items are skipped, if they are.
+        skip: Option<String>,
         /// Unix ms.
         at: i64,
     },

@@ -21,6 +21,8 @@ pub const VERSIONS: &[&str] = &[
      (`ward prune`)",
     "items: each item of a `for_each` step with its state, attempts and exit code \
      (`ward items`)",
+    "items.priority and items.worker, offers, claims: `for_each` items handed to `ward worker`s \
+     (a step's offer, each item's claimant, every claim and release with host and pid)",
 ];
 
 /// The version this ward writes.

@@ -36,6 +36,9 @@ pub struct FanOut {
     pub priority: Option<String>,
     /// `max_failed:`: past this many failed items no new item starts.
     pub max_failed: Option<crate::model::MaxFailed>,
+    /// `workers:`: `ward worker` processes carrying all these tags run the
+    /// items (claimed from a shared store), not the run's ward.
+    pub workers: Option<Vec<String>>,
     /// Renders the step for one item.
     pub each: Arc<ItemResolver>,
 }
@@ -571,6 +574,7 @@ pub(super) fn resolve(
             .as_ref()
             .and_then(|p| p.as_str().map(str::to_owned)),
         max_failed: for_each.max_failed.as_ref().map(|m| m.value),
+        workers: for_each.workers.as_ref().map(|w| w.value.clone()),
         each,
     };
     Some((fan, item_ctx))

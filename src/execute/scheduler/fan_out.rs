@@ -18,6 +18,8 @@
 
 #[path = "lists.rs"]
 mod lists;
+#[path = "remote.rs"]
+mod remote;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,14 +28,10 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::super::action_run::{start_action, wait_action};
 use super::super::events::{Event, StepEnd};
-use super::super::process::{
-    Attempt, AttemptEnd, AttemptResult, Cancel, Exit, spawn_attempt, wait_attempt,
-};
-use super::{
-    Cleanup, Done, Scheduler, after_attempt, failure_message, flush_paths, keeps_children,
-};
+use super::super::item::{ActionEnv, ItemRun, start_item};
+use super::super::process::{AttemptEnd, AttemptResult, Cancel, Exit};
+use super::{Done, Scheduler, failure_message};
 use crate::model::When;
 use crate::plan::{ItemWork, Items};
 use crate::state::{
@@ -66,6 +64,9 @@ pub(super) struct Fan {
     log: PathBuf,
     /// When the step started, for its duration.
     started: Instant,
+    /// `workers:`: `ward worker`s run the items, and this ward watches
+    /// them in the store (`remote.rs`); `items` is filled only at the end.
+    remote: Option<remote::Remote>,
 }
 
 /// One item, as the scheduler tracks it.
@@ -422,6 +423,7 @@ impl Scheduler<'_, '_> {
                     key: it.key.clone(),
                     position: it.position,
                     value: it.value.clone(),
+                    priority: it.priority,
                 })
                 .collect(),
         });
@@ -430,14 +432,17 @@ impl Scheduler<'_, '_> {
 
     /// Step `i`'s items (listed now or as recorded) may start.
     fn start_items_of(&mut self, i: usize, attempt: u32, log: PathBuf, items: Vec<FanItem>) {
+        let remote = self.offer(i, items.len());
         self.fans[i] = Some(Fan {
-            items,
+            // The workers' records are the truth from here on.
+            items: if remote.is_some() { Vec::new() } else { items },
             running: 0,
             failed: 0,
             next: 0,
             attempt,
             log,
             started: Instant::now(),
+            remote,
         });
     }
 
@@ -452,10 +457,19 @@ impl Scheduler<'_, '_> {
         let reopened = recorded.iter().all(|r| r.state == ItemState::Succeeded);
         let step_id = self.steps[i].id.clone();
         let mut items = Vec::with_capacity(recorded.len());
+        let remote = self.steps[i]
+            .fan_out
+            .as_ref()
+            .is_some_and(|f| f.workers.is_some());
         for r in recorded {
             let keep = r.state == ItemState::Succeeded && !reopened;
             let state = if keep {
                 ItemState::Succeeded
+            } else if remote && r.state == ItemState::Running {
+                // Claimed by a worker, which may still run it: it records
+                // its end, or its claim runs out and another worker takes
+                // it (state/queue.rs).
+                ItemState::Running
             } else if r.state == ItemState::Paused {
                 // Paused stays paused until `ward unpause`, across resumes.
                 ItemState::Paused
@@ -690,6 +704,15 @@ impl Scheduler<'_, '_> {
             let Some(mut fan) = self.fans[i].take() else {
                 continue;
             };
+            if let Some(r) = &fan.remote {
+                if r.done {
+                    self.finish_fan(i, fan);
+                    ended = true;
+                } else {
+                    self.fans[i] = Some(fan);
+                }
+                continue;
+            }
             self.start_items(i, &mut fan, &mut launch);
             if fan.running == 0 && !self.can_start_more(i, &fan) {
                 self.finish_fan(i, fan);
@@ -846,82 +869,39 @@ impl Scheduler<'_, '_> {
             log,
             work,
         } = launch;
-        let spec = self.item_spec(step, item, &work, attempt, &log, echo);
-        let cleanup = (!keeps_children(&self.steps[step])).then(|| Cleanup {
-            attempt_id: spec
-                .env
-                .iter()
-                .find(|(k, _)| k == super::super::orphans::ATTEMPT_VAR)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default(),
-            grace: self.options.kill_grace,
-        });
-        if let crate::plan::ResolvedBody::Action(params) = &work.body {
-            let (ctx, cell) = self.action_ctx(step, spec);
-            let started = start_action(params.clone(), ctx, cell);
-            let timeout = self.steps[step].timeout.map(|t| t.std());
-            tasks.spawn(async move {
-                let result = wait_action(started, timeout, cancel.clone()).await;
-                let result = after_attempt(result, cleanup, &cancel).await;
-                let result = flushed_item(result).await;
-                Done::Item {
-                    step,
-                    item,
-                    log,
-                    result,
-                }
-            });
-            return;
+        let fan = self.fans[step].as_ref().expect("a started for_each step");
+        let it = &fan.items[item];
+        let spec = ItemRun {
+            run_id: self.run_id,
+            playbook: &self.v.playbook.name.value,
+            step: &self.steps[step],
+            index: step,
+            step_attempt: fan.attempt,
+            position: it.position,
+            key: &it.key,
+            attempt,
+            work: &work,
+            log: &log,
+            cwd: &self.options.work_dir,
+            kill_grace: self.options.kill_grace,
+            shield: self.is_finalizer(step) || self.interrupted.is_some(),
+            mask: self.mask.clone(),
         }
-        let started = spawn_attempt(&spec);
+        .attempt(echo);
+        let env = ActionEnv {
+            facts: self.v.facts.clone(),
+            playbook_hash: self.playbook_hash.clone(),
+            copies_dir: self.options.copies_dir.clone(),
+        };
+        let running = start_item(&self.steps[step], spec, &work, env, cancel);
         tasks.spawn(async move {
-            let result = wait_attempt(started, spec, cancel.clone()).await;
-            let result = after_attempt(result, cleanup, &cancel).await;
             Done::Item {
                 step,
                 item,
                 log,
-                result,
+                result: running.await,
             }
         });
-    }
-
-    /// What an item's attempt is run from: the step's attempt with the
-    /// item's body and environment, `WARD_ITEM_KEY`, and an attempt id of
-    /// its own (so what it leaves running is told apart from its siblings).
-    fn item_spec(
-        &self,
-        i: usize,
-        k: usize,
-        work: &ItemWork,
-        attempt: u32,
-        log: &Path,
-        echo: Option<mpsc::UnboundedSender<(usize, String)>>,
-    ) -> Attempt {
-        let fan = self.fans[i].as_ref().expect("a started for_each step");
-        let item = &fan.items[k];
-        let mut spec = self.attempt_spec(i, fan.attempt, log, echo);
-        spec.argv = match &work.body {
-            crate::plan::ResolvedBody::Run(line) => [
-                "bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", line,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            crate::plan::ResolvedBody::Cmd(argv) => argv.clone(),
-            crate::plan::ResolvedBody::Action(_) => Vec::new(),
-        };
-        let step_env = self.steps[i].env.len();
-        spec.env.truncate(spec.env.len() - step_env);
-        for (name, value) in &mut spec.env {
-            if name == super::super::orphans::ATTEMPT_VAR {
-                value.push_str(&format!("/item-{}.{attempt}", item.position + 1));
-            }
-        }
-        spec.env
-            .push(("WARD_ITEM_KEY".to_owned(), item.key.clone()));
-        spec.env.extend(work.env.iter().cloned());
-        spec
     }
 
     /// An item's attempt ended: record its state (a stopped one is pending
@@ -1141,28 +1121,4 @@ impl Scheduler<'_, '_> {
             at: crate::clock::wall_ms(),
         });
     }
-}
-
-/// An item's output that an action left unflushed (a local `rsync`) is
-/// flushed before the item's success is recorded: a step defers that flush
-/// and records it (recovery rule 6), but an item has no such record, so a
-/// succeeded item is one whose output is on disk. A flush that fails
-/// fails the item.
-pub(super) async fn flushed_item(mut result: AttemptResult) -> AttemptResult {
-    if result.unflushed.is_empty() {
-        return result;
-    }
-    let paths = std::mem::take(&mut result.unflushed);
-    let flushed = tokio::task::spawn_blocking(move || flush_paths(&paths)).await;
-    let problem = match flushed {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(format!("the flush stopped unexpectedly: {e}")),
-    };
-    if let Some(problem) = problem {
-        result.end = result.end.failed_after(format!(
-            "its output could not be written to disk: {problem}"
-        ));
-    }
-    result
 }

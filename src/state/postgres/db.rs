@@ -524,11 +524,12 @@ async fn apply_one(
                 .iter()
                 .map(|i| json(shown, &i.value))
                 .collect::<Result<Vec<String>, StateError>>()?;
+            let priorities: Vec<f64> = items.iter().map(|i| i.priority).collect();
             exec(
-                "INSERT INTO ward.items (run_id, step_id, item_key, position, item_json, state) \
-                 SELECT $1, $2, k, p, v, 'pending' FROM unnest($3::text[], $4::bigint[], \
-                 $5::text[]) AS u (k, p, v) ON CONFLICT DO NOTHING",
-                &[&run_id, step, &keys, &positions, &values],
+                "INSERT INTO ward.items (run_id, step_id, item_key, position, item_json, state, \
+                 priority) SELECT $1, $2, k, p, v, 'pending', r FROM unnest($3::text[], \
+                 $4::bigint[], $5::text[], $6::float8[]) AS u (k, p, v, r) ON CONFLICT DO NOTHING",
+                &[&run_id, step, &keys, &positions, &values, &priorities],
             )
             .await?;
             Ok(())
@@ -625,6 +626,50 @@ async fn apply_one(
                 .await?;
             }
             Ok(())
+        }
+        Change::Offered {
+            step,
+            tags,
+            max_parallel,
+            at,
+        } => {
+            let tags = json(shown, tags)?;
+            exec(
+                "INSERT INTO ward.offers (run_id, step_id, tags_json, max_parallel, state, \
+                 opened_at) VALUES ($1, $2, $3, $4, 'open', $5) ON CONFLICT (run_id, step_id) \
+                 DO UPDATE SET tags_json = excluded.tags_json, max_parallel = \
+                 excluded.max_parallel, state = 'open', opened_at = excluded.opened_at, \
+                 closed_at = NULL",
+                &[&run_id, step, &tags, &clamp(*max_parallel), at],
+            )
+            .await?;
+            event(tx, shown, run_id, *at, Some(step), "offer-opened", None).await
+        }
+        Change::OfferClosed {
+            step,
+            stop,
+            skip,
+            at,
+        } => {
+            let state = if *stop { "stopping" } else { "closed" };
+            exec(
+                "UPDATE ward.offers SET state = $3, closed_at = $4 \
+                 WHERE run_id = $1 AND step_id = $2",
+                &[&run_id, step, &state, at],
+            )
+            .await?;
+            if let Some(why) = skip {
+                // Only those still pending: a claim that committed first
+                // made its item `running`, and its worker records its end.
+                let why = no_nul(why);
+                exec(
+                    "UPDATE ward.items SET state = 'skipped', message = $3, finished_at = $4 \
+                     WHERE run_id = $1 AND step_id = $2 AND state = 'pending'",
+                    &[&run_id, step, &why.as_ref(), at],
+                )
+                .await?;
+            }
+            event(tx, shown, run_id, *at, Some(step), "offer-closed", Some(state)).await
         }
         Change::Step {
             step,
@@ -774,7 +819,7 @@ pub async fn items(
     let rows = client
         .query(
             "SELECT i.step_id, i.item_key, i.position, i.item_json, i.state, i.attempts, \
-             i.exit_code, i.message, i.started_at, i.finished_at, i.log_path \
+             i.exit_code, i.message, i.started_at, i.finished_at, i.log_path, i.worker \
              FROM ward.items i JOIN ward.steps s ON s.run_id = i.run_id AND s.step_id = i.step_id \
              WHERE i.run_id = $1 AND ($2::text IS NULL OR i.step_id = $2) \
              AND ($3::text IS NULL OR i.state = $3) ORDER BY s.position, i.position",
@@ -806,6 +851,7 @@ pub async fn items(
             started_at: get(shown, r, 8)?,
             finished_at: get(shown, r, 9)?,
             log_path: get(shown, r, 10)?,
+            worker: get(shown, r, 11)?,
             step_id,
             key,
         });
@@ -992,6 +1038,8 @@ pub async fn prune_runs(
         let ids: Vec<&str> = out.iter().map(|r| r.id.as_str()).collect();
         // Children first: the foreign keys.
         for sql in [
+            "DELETE FROM ward.claims WHERE run_id = ANY($1)",
+            "DELETE FROM ward.offers WHERE run_id = ANY($1)",
             "DELETE FROM ward.items WHERE run_id = ANY($1)",
             "DELETE FROM ward.attempts WHERE run_id = ANY($1)",
             "DELETE FROM ward.steps WHERE run_id = ANY($1)",

@@ -50,6 +50,14 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// it), so that an expiry can be waited for.
 pub const LEASE_ENV: &str = "WARD_TEST_PG_LEASE_MS";
 
+/// Leases of `ward worker`s are named `worker/<id>`: their items may be
+/// claimed by others once the lease expired, so the lease is strict. A
+/// renewal after the expiry fails (the worker is lost even if nobody took
+/// its items yet), and a worker that could not renew for half the lease
+/// counts itself lost: it stops its items before any other worker may
+/// claim them (the other half is for the kill grace).
+pub const WORKER_PREFIX: &str = "worker/";
+
 pub fn lease_length() -> Duration {
     std::env::var(LEASE_ENV)
         .ok()
@@ -236,6 +244,7 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
     let mut client = Some(client);
     let mut renewed = Instant::now();
     let mut warned = false;
+    let strict = request.name.starts_with(WORKER_PREFIX);
     loop {
         tokio::select! {
             message = &mut stop => {
@@ -268,8 +277,18 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
             }
             () = tokio::time::sleep(beat) => {}
         }
+        if strict && renewed.elapsed() >= length / 2 {
+            lost.store(true, Ordering::SeqCst);
+            tracing::error!(
+                "worker lease `{}` not renewed for {}s: this worker stops its items, which \
+                 other workers may claim once the lease ran out",
+                request.name,
+                renewed.elapsed().as_secs()
+            );
+            return;
+        }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = conn::connect(&request.target, &request.shown, length / 2)
+            client = conn::connect(&request.target, &request.shown, length / 4)
                 .await
                 .ok();
         }
@@ -286,10 +305,21 @@ async fn keep(request: Request, answer: Answer, mut stop: Stop, lost: Arc<Atomic
             }
             continue;
         };
-        match renew(c, &request, token, length).await {
+        let sent = Instant::now();
+        match renew(c, &request, token, length, strict).await {
             Ok(true) => {
-                renewed = Instant::now();
+                // From before the ask: the server's expiry is later still.
+                renewed = sent;
                 warned = false;
+            }
+            Ok(false) if strict => {
+                lost.store(true, Ordering::SeqCst);
+                tracing::error!(
+                    "worker lease `{}` expired before it was renewed: this worker stops its \
+                     items, which other workers may claim now",
+                    request.name
+                );
+                return;
             }
             Ok(false) => {
                 lost.store(true, Ordering::SeqCst);
@@ -483,13 +513,14 @@ async fn renew(
     r: &Request,
     token: i64,
     length: Duration,
+    strict: bool,
 ) -> Result<bool, tokio_postgres::Error> {
     let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
     let n = client
         .execute(
             "UPDATE ward.leases SET expires_at = now() + $3::bigint * interval '1 millisecond' \
-             WHERE name = $1 AND token = $2",
-            &[&r.name, &token, &ms],
+             WHERE name = $1 AND token = $2 AND (NOT $4 OR expires_at > now())",
+            &[&r.name, &token, &ms, &strict],
         )
         .await?;
     Ok(n == 1)

@@ -162,6 +162,41 @@ pub const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (run_id, step_id) REFERENCES ward.steps (run_id, step_id)
     );
     "#,
+    // 7: items handed to `ward worker`s (state/queue.rs). The partial index
+    // is what a claim walks: the step's items that may be claimed, highest
+    // priority first, so a claim reads a few index entries however many
+    // items already ended.
+    r#"
+    ALTER TABLE ward.items ADD COLUMN priority DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE ward.items ADD COLUMN worker TEXT;
+    CREATE INDEX items_claimable ON ward.items (run_id, step_id, priority DESC, position)
+        WHERE state IN ('pending', 'running');
+    CREATE TABLE ward.offers (
+        run_id       TEXT NOT NULL,
+        step_id      TEXT NOT NULL,
+        tags_json    TEXT NOT NULL,
+        max_parallel BIGINT NOT NULL,
+        state        TEXT NOT NULL,
+        opened_at    BIGINT NOT NULL,
+        closed_at    BIGINT,
+        PRIMARY KEY (run_id, step_id),
+        FOREIGN KEY (run_id, step_id) REFERENCES ward.steps (run_id, step_id)
+    );
+    CREATE TABLE ward.claims (
+        seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id   TEXT NOT NULL,
+        step_id  TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        worker   TEXT NOT NULL,
+        host     TEXT NOT NULL,
+        pid      BIGINT NOT NULL,
+        attempt  BIGINT NOT NULL,
+        kind     TEXT NOT NULL,
+        state    TEXT,
+        at       BIGINT NOT NULL
+    );
+    CREATE INDEX claims_by_run ON ward.claims (run_id, seq);
+    "#,
 ];
 
 // One migration per version of the logical schema, no more, no less.

@@ -15,6 +15,7 @@ mod conn;
 mod db;
 mod lease;
 mod migrations;
+mod queue;
 mod tls;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use super::records::{
     AttemptRecord, Change, ItemControlled, ItemRecord, ItemState, NewRun, NewStep, RunRecord,
     StepRecord, UnrunRun,
 };
+use super::queue::{ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, Queue, WorkerId};
 use super::retention::{PruneRequest, PrunedRun};
 use super::{Access, EventRecord, RunFilter, StateError, Store, StoreFuture};
 use conn::Fail;
@@ -149,6 +151,10 @@ impl PgStore {
 impl Store for PgStore {
     fn describe(&self) -> &str {
         &self.shown
+    }
+
+    fn queue(&self) -> Option<&dyn Queue> {
+        Some(self)
     }
 
     fn lease_lost(&self) -> Option<StateError> {
@@ -316,6 +322,69 @@ impl Store for PgStore {
                 "SELECT run_id FROM ward.leases ORDER BY name",
             )
             .await
+        }))
+    }
+}
+
+impl Queue for PgStore {
+    fn offers(&self, run: Option<&str>) -> StoreFuture<'_, Vec<Offer>> {
+        let run = run.map(str::to_owned);
+        Box::pin(with_client!(self, |client| async |shown: &str| {
+            queue::offers(client, shown, run.as_deref()).await
+        }))
+    }
+
+    fn claim(
+        &self,
+        worker: &WorkerId,
+        run: &str,
+        step: &str,
+        n: usize,
+        running: &[String],
+    ) -> StoreFuture<'_, Vec<Claimed>> {
+        let (worker, run, step) = (worker.clone(), run.to_owned(), step.to_owned());
+        let running = running.to_vec();
+        let at = crate::clock::wall_ms();
+        // Each item's log is recorded as the claim is: on the worker's host.
+        let logs = self.run_logs(&run).display().to_string();
+        Box::pin(with_client!(self, |client| async |shown: &str| {
+            let claim = queue::Claim {
+                worker: &worker,
+                run: &run,
+                step: &step,
+                n,
+                running: &running,
+                logs: &logs,
+                at,
+            };
+            queue::claim(client, shown, &claim).await
+        }))
+    }
+
+    fn finish(
+        &self,
+        worker: &WorkerId,
+        run: &str,
+        step: &str,
+        ends: Vec<ItemEnd>,
+    ) -> StoreFuture<'_, Vec<bool>> {
+        let (worker, run, step) = (worker.clone(), run.to_owned(), step.to_owned());
+        Box::pin(with_client!(self, |client| async |shown: &str| {
+            queue::finish(client, shown, &worker, &run, &step, &ends).await
+        }))
+    }
+
+    fn counts(&self, run: &str, step: &str) -> StoreFuture<'_, (ItemCounts, Option<OfferState>)> {
+        let (run, step) = (run.to_owned(), step.to_owned());
+        Box::pin(with_client!(self, |client| async |shown: &str| {
+            queue::counts(client, shown, &run, &step).await
+        }))
+    }
+
+    fn claims(&self, run: &str) -> StoreFuture<'_, Vec<ClaimRecord>> {
+        let run = run.to_owned();
+        Box::pin(with_client!(self, |client| async |shown: &str| {
+            queue::claims(client, shown, &run).await
         }))
     }
 }

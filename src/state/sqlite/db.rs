@@ -669,7 +669,7 @@ impl Db {
             .conn
             .prepare(
                 "SELECT i.step_id, i.item_key, i.position, i.item_json, i.state, i.attempts, \
-                 i.exit_code, i.message, i.started_at, i.finished_at, i.log_path \
+                 i.exit_code, i.message, i.started_at, i.finished_at, i.log_path, i.worker \
                  FROM items i JOIN steps s ON s.run_id = i.run_id AND s.step_id = i.step_id \
                  WHERE i.run_id = ?1 AND (?2 IS NULL OR i.step_id = ?2) \
                  AND (?3 IS NULL OR i.state = ?3) ORDER BY s.position, i.position",
@@ -692,6 +692,7 @@ impl Db {
                         started_at: r.get(8)?,
                         finished_at: r.get(9)?,
                         log_path: r.get(10)?,
+                        worker: r.get(11)?,
                     },
                 ))
             })
@@ -988,8 +989,8 @@ fn apply_one(
         }
         Change::ItemsListed { step, items } => {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO items (run_id, step_id, item_key, position, item_json, state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+                "INSERT OR IGNORE INTO items (run_id, step_id, item_key, position, item_json, state, \
+                 priority) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
             )?;
             for item in items {
                 insert.execute(params![
@@ -997,7 +998,8 @@ fn apply_one(
                     step,
                     item.key,
                     i64::try_from(item.position).unwrap_or(i64::MAX),
-                    json(&item.value)?
+                    json(&item.value)?,
+                    item.priority
                 ])?;
             }
             Ok(())
@@ -1044,6 +1046,52 @@ fn apply_one(
                 message,
                 finished
             ])?;
+            Ok(())
+        }
+        Change::Offered {
+            step,
+            tags,
+            max_parallel,
+            at,
+        } => {
+            // Kept for the one logical schema; no worker reads SQLite.
+            tx.prepare_cached(
+                "INSERT INTO offers (run_id, step_id, tags_json, max_parallel, state, opened_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5) ON CONFLICT (run_id, step_id) DO UPDATE \
+                 SET tags_json = excluded.tags_json, max_parallel = excluded.max_parallel, \
+                 state = 'open', opened_at = excluded.opened_at, closed_at = NULL",
+            )?
+            .execute(params![
+                run_id,
+                step,
+                json(tags)?,
+                i64::try_from(*max_parallel).unwrap_or(i64::MAX),
+                at
+            ])?;
+            Ok(())
+        }
+        Change::OfferClosed {
+            step,
+            stop,
+            skip,
+            at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE offers SET state = ?3, closed_at = ?4 WHERE run_id = ?1 AND step_id = ?2",
+            )?
+            .execute(params![
+                run_id,
+                step,
+                if *stop { "stopping" } else { "closed" },
+                at
+            ])?;
+            if let Some(why) = skip {
+                tx.prepare_cached(
+                    "UPDATE items SET state = 'skipped', message = ?3, finished_at = ?4 \
+                     WHERE run_id = ?1 AND step_id = ?2 AND state = 'pending'",
+                )?
+                .execute(params![run_id, step, why, at])?;
+            }
             Ok(())
         }
         Change::ItemControl {

@@ -135,6 +135,41 @@ pub const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (run_id, step_id) REFERENCES steps (run_id, step_id)
     ) WITHOUT ROWID;
     "#,
+    // 7: items handed to `ward worker`s (a shared store's queue; SQLite
+    // keeps the same tables so the logical schema is one, and they stay
+    // empty: workers need PostgreSQL). `priority` is kept so that a claim
+    // can take the highest first; `worker` is the claimant of a running
+    // item. `offers`: a step whose items workers may claim, and whether
+    // they still may. `claims`: every claim and release, with host and pid.
+    r#"
+    ALTER TABLE items ADD COLUMN priority REAL NOT NULL DEFAULT 0;
+    ALTER TABLE items ADD COLUMN worker TEXT;
+    CREATE TABLE offers (
+        run_id       TEXT NOT NULL,
+        step_id      TEXT NOT NULL,
+        tags_json    TEXT NOT NULL,
+        max_parallel INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        opened_at    INTEGER NOT NULL,
+        closed_at    INTEGER,
+        PRIMARY KEY (run_id, step_id),
+        FOREIGN KEY (run_id, step_id) REFERENCES steps (run_id, step_id)
+    );
+    CREATE TABLE claims (
+        seq      INTEGER PRIMARY KEY,
+        run_id   TEXT NOT NULL,
+        step_id  TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        worker   TEXT NOT NULL,
+        host     TEXT NOT NULL,
+        pid      INTEGER NOT NULL,
+        attempt  INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        state    TEXT,
+        at       INTEGER NOT NULL
+    );
+    CREATE INDEX claims_by_run ON claims (run_id, seq);
+    "#,
 ];
 
 // One migration per version of the logical schema, no more, no less.

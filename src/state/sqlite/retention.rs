@@ -109,6 +109,8 @@ impl Db {
             // Children first: attempts and items reference steps, steps
             // and events reference runs (foreign keys are on).
             for sql in [
+                "DELETE FROM claims WHERE run_id = ?1",
+                "DELETE FROM offers WHERE run_id = ?1",
                 "DELETE FROM items WHERE run_id = ?1",
                 "DELETE FROM attempts WHERE run_id = ?1",
                 "DELETE FROM steps WHERE run_id = ?1",
