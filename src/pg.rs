@@ -151,6 +151,16 @@ pub fn is_conninfo(dbname: &str) -> bool {
     dbname.contains('=') || dbname.starts_with("postgresql://") || dbname.starts_with("postgres://")
 }
 
+/// The database a connection names (`postgres` by default), for messages
+/// and plans: never its other words, since a connection string may hold a
+/// password.
+pub fn database_name(conn: &PgConn) -> String {
+    keywords(conn)
+        .ok()
+        .and_then(|w| w.into_iter().find(|(k, _)| k == "dbname"))
+        .map_or_else(|| "postgres".to_owned(), |(_, v)| v)
+}
+
 /// A connection's parameters as libpq keywords (`host`, `dbname`,
 /// `password`, ...): a connection string in `dbname` taken apart, then the
 /// explicit fields, which win.
@@ -471,6 +481,149 @@ pub fn native_error(e: &tokio_postgres::Error) -> String {
             None => e.to_string(),
         },
     }
+}
+
+/// Bounds on [`fetch_rows`]: none for `pg.query` (the step's own timeout
+/// applies), all three for a `for_each` list, which runs beside the
+/// scheduler's loop and must end when told.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowBounds<'a> {
+    /// The most bytes the rows may hold (column names and values, counted
+    /// per row, as the items are recorded).
+    pub max_bytes: Option<u64>,
+    /// How long connecting and querying may take.
+    pub timeout: Option<std::time::Duration>,
+    /// Set by another thread to give up now.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
+/// Why [`fetch_rows`] gave no rows. The texts never hold a password: the
+/// server's messages and the client's errors do not carry one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowsError {
+    /// No runtime could be started.
+    Runtime(String),
+    /// The server could not be reached or refused the login.
+    Connect(String),
+    /// The server refused or failed the SQL (syntax, permission, ...).
+    Query(String),
+    /// The rows hold more than `max_bytes`.
+    TooLarge(u64),
+    /// `timeout` passed first; the query was cancelled.
+    TimedOut(std::time::Duration),
+    /// `stop` was set; the query was cancelled.
+    Stopped,
+}
+
+impl std::fmt::Display for RowsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowsError::Runtime(e) => write!(f, "cannot start a runtime: {e}"),
+            RowsError::Connect(e) => write!(f, "cannot connect to PostgreSQL: {e}"),
+            RowsError::Query(e) => write!(f, "query failed: {e}"),
+            RowsError::TooLarge(n) => write!(f, "the rows hold more than {n} bytes"),
+            RowsError::TimedOut(t) => {
+                write!(
+                    f,
+                    "no answer within {}s; the query was cancelled",
+                    t.as_secs()
+                )
+            }
+            RowsError::Stopped => write!(f, "the query was cancelled: ward was asked to stop"),
+        }
+    }
+}
+
+/// Connects with `cfg`, runs `sql` and gives its rows as JSON objects,
+/// column name to PostgreSQL's text for the value (or null): the simple
+/// protocol, so every statement of `sql` runs in one implicit transaction
+/// and the rows are those of the statements that return some. What
+/// `pg.query` saves and what a `for_each: { pg_query: ... }` lists, alike.
+/// Blocking (its own runtime); on a timeout or a stop the query is
+/// cancelled on the server and the connection dropped, so neither waits for
+/// a slow query.
+pub fn fetch_rows(
+    cfg: &tokio_postgres::Config,
+    sql: &str,
+    bounds: RowBounds<'_>,
+) -> Result<Vec<serde_json::Value>, RowsError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RowsError::Runtime(e.to_string()))?;
+    runtime.block_on(async {
+        let deadline = bounds.timeout.map(|t| tokio::time::Instant::now() + t);
+        // Resolves when the caller gives up (never without a bound).
+        let give_up = || async {
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let stopped = async {
+                match bounds.stop {
+                    Some(stop) => {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = expired => RowsError::TimedOut(bounds.timeout.unwrap_or_default()),
+                () = stopped => RowsError::Stopped,
+            }
+        };
+        let (client, connection) = tokio::select! {
+            c = cfg.connect(tokio_postgres::NoTls) => {
+                c.map_err(|e| RowsError::Connect(native_error(&e)))?
+            }
+            why = give_up() => return Err(why),
+        };
+        let conn_task = tokio::spawn(connection);
+        let messages = tokio::select! {
+            m = client.simple_query(sql) => m.map_err(|e| RowsError::Query(native_error(&e)))?,
+            why = give_up() => {
+                // Dropping the connection alone would leave the server
+                // running the query until it next writes to the socket.
+                let cancel = client.cancel_token();
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    cancel.cancel_query(tokio_postgres::NoTls),
+                )
+                .await;
+                conn_task.abort();
+                return Err(why);
+            }
+        };
+        drop(client);
+        let _ = conn_task.await;
+        let mut rows = Vec::new();
+        let mut bytes: u64 = 0;
+        for m in messages {
+            let tokio_postgres::SimpleQueryMessage::Row(row) = m else {
+                continue;
+            };
+            let mut obj = serde_json::Map::new();
+            for (i, col) in row.columns().iter().enumerate() {
+                let value = row.get(i);
+                bytes += (col.name().len() + value.map_or(0, str::len)) as u64;
+                let v = value.map_or(serde_json::Value::Null, |s| {
+                    serde_json::Value::String(s.to_owned())
+                });
+                obj.insert(col.name().to_owned(), v);
+            }
+            if let Some(max) = bounds.max_bytes
+                && bytes > max
+            {
+                return Err(RowsError::TooLarge(max));
+            }
+            rows.push(serde_json::Value::Object(obj));
+        }
+        Ok(rows)
+    })
 }
 
 /// The databases `pg_dumpall` dumps, in its order: template1 first.

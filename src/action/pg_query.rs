@@ -38,38 +38,9 @@ impl Action for PgQuery {
 
     fn perform(p: &PgQueryParams, ctx: &ActionCtx) -> ActionResult {
         let cfg = pg::native_config(&p.db, &ctx.attempt.env, &ctx.attempt.cwd)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ActionError::new(format!("cannot start a runtime: {e}")))?;
-        let rows = runtime.block_on(async {
-            let (client, connection) = cfg
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| ActionError::new(format!("cannot connect to PostgreSQL: {e}")))?;
-            let conn_task = tokio::spawn(connection);
-            // The simple protocol runs every statement of `sql` in one implicit transaction.
-            let messages = client
-                .simple_query(&p.sql)
-                .await
-                .map_err(|e| ActionError::new(format!("query failed: {}", pg::native_error(&e))))?;
-            drop(client);
-            let _ = conn_task.await;
-            let mut rows = Vec::new();
-            for m in messages {
-                if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
-                    let mut obj = serde_json::Map::new();
-                    for (i, col) in row.columns().iter().enumerate() {
-                        let v = row.get(i).map_or(serde_json::Value::Null, |s| {
-                            serde_json::Value::String(s.to_owned())
-                        });
-                        obj.insert(col.name().to_owned(), v);
-                    }
-                    rows.push(serde_json::Value::Object(obj));
-                }
-            }
-            Ok::<_, ActionError>(rows)
-        })?;
+        // No bounds of its own: the step's `timeout` stops the action.
+        let rows = pg::fetch_rows(&cfg, &p.sql, pg::RowBounds::default())
+            .map_err(|e| ActionError::new(e.to_string()))?;
         let count = rows.len();
         if let Some(save) = &p.save {
             let path = ctx.path(save);
@@ -111,10 +82,7 @@ impl Action for PgQuery {
     fn describe(p: &PgQueryParams) -> String {
         let sql: String = p.sql.split_whitespace().collect::<Vec<_>>().join(" ");
         // The database's name only: a connection string may hold a password.
-        let db = pg::keywords(&p.db)
-            .ok()
-            .and_then(|w| w.into_iter().find(|(k, _)| k == "dbname"))
-            .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+        let db = pg::database_name(&p.db);
         match &p.save {
             Some(path) => format!("query {db} ({}): {sql} -> {path}", p.db.describe()),
             None => format!("query {db} ({}): {sql}", p.db.describe()),

@@ -131,6 +131,14 @@ pub enum ItemSource {
         /// `format: json`: its output is a JSON array (default: lines).
         json: bool,
     },
+    /// `{ pg_query: { sql: SQL, db: CONN } }`: the rows of a query, run
+    /// when the step starts (`sql` and `db`'s values may be templates).
+    PgQuery {
+        /// `sql:`, text that is not empty.
+        sql: Node,
+        /// `db:`, pg.query's connection mapping (checked once rendered).
+        db: Option<Node>,
+    },
 }
 
 impl ItemSource {
@@ -142,6 +150,7 @@ impl ItemSource {
             | ItemSource::Json { path: n, .. }
             | ItemSource::Csv { path: n, .. } => vec![n],
             ItemSource::Command { argv, .. } => argv.iter().collect(),
+            ItemSource::PgQuery { sql, db } => std::iter::once(sql).chain(db).collect(),
         }
     }
 }

@@ -513,13 +513,14 @@ fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
 }
 
 /// `for_each:` a YAML list, one template that gives a list (`"{{ users }}"`),
-/// or `{ lines | json | csv: PATH }` / `{ command: [ARGV] }` with their
-/// options. `None` when it is none of those (reported).
+/// or `{ lines | json | csv: PATH }` / `{ command: [ARGV] }` /
+/// `{ pg_query: { sql, db } }` with their options. `None` when it is none of those (reported).
 fn for_each(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemSource> {
     let help = "write a list (`for_each: [a, b]`), a variable holding one \
                 (`for_each: \"{{ users }}\"`), or items read when the step starts: \
                 `{ lines: users.txt }`, `{ json: users.json }`, `{ csv: users.csv }`, \
-                `{ command: [ls, /srv/homes] }`";
+                `{ command: [ls, /srv/homes] }`, \
+                `{ pg_query: { sql: \"SELECT name FROM users\", db: { dbname: app } } }`";
     match &node.kind {
         NodeKind::Seq(_) => Some(ItemSource::List(node.clone())),
         NodeKind::Scalar(s) if !node.is_null() && crate::template::is_template(&s.text) => {
@@ -550,9 +551,11 @@ const SOURCE_KEYS: &[(&str, &[&str])] = &[
     ("json", &["json", "at"]),
     ("csv", &["csv", "delimiter", "header"]),
     ("command", &["command", "format"]),
+    ("pg_query", &["pg_query"]),
 ];
 
-/// `for_each: { lines | json | csv | command: ... }` with its options.
+/// `for_each: { lines | json | csv | command | pg_query: ... }` with its
+/// options.
 /// Exactly one source key; the options of another source are refused.
 fn for_each_source(
     ctx: &Ctx<'_>,
@@ -565,18 +568,22 @@ fn for_each_source(
         .iter()
         .filter(|e| SOURCE_KEYS.iter().any(|(k, _)| e.key.as_str() == Some(k)))
         .collect();
+    // `query` was the name this source had in the plans (and the docs of
+    // wards without it): said plainly, not as a typo.
     if let Some(q) = entries.iter().find(|e| e.key.as_str() == Some("query")) {
         diags.push(
             Diagnostic::error(
-                "not-supported",
+                "invalid-value",
                 q.key.span,
                 format!(
-                    "`for_each.query` in {} is not built yet; items come from `lines`, `json`, `csv` or `command`",
+                    "`for_each.query` in {} is not a source: the rows of a PostgreSQL query \
+                     are `for_each: {{ pg_query: {{ sql: ..., db: ... }} }}`",
                     ctx.owner
                 ),
             )
             .with_help(
-                "e.g. `for_each: { command: [psql, -AtXc, \"select name from users\"] }`",
+                "e.g. `for_each: { pg_query: { sql: \"SELECT name FROM users\", \
+                 db: { host: db1, dbname: app, user: ward } } }`",
             ),
         );
         return None;
@@ -589,7 +596,7 @@ fn for_each_source(
                     "missing-key",
                     node.span,
                     format!(
-                        "`for_each` in {} has none of `lines`, `json`, `csv` or `command`",
+                        "`for_each` in {} has none of `lines`, `json`, `csv`, `command` or `pg_query`",
                         ctx.owner
                     ),
                 )
@@ -603,7 +610,8 @@ fn for_each_source(
                     "invalid-value",
                     second.key.span,
                     format!(
-                        "`for_each` in {} has more than one source; give one of `lines`, `json`, `csv` or `command`",
+                        "`for_each` in {} has more than one source; give one of `lines`, `json`, `csv`, \
+                         `command` or `pg_query`",
                         ctx.owner
                     ),
                 )
@@ -640,6 +648,7 @@ fn for_each_source(
     };
     let made = match kind {
         "lines" => path(diags).map(ItemSource::Lines),
+        "pg_query" => pg_query(ctx, &source.value, diags),
         "json" => {
             let path = path(diags);
             let at = match option("at") {
@@ -770,6 +779,52 @@ fn for_each_source(
         }
     };
     if ok { made } else { None }
+}
+
+/// `for_each: { pg_query: { sql: SQL, db: { host, port, user, dbname,
+/// passfile } } }`: pg.query's `sql` and `db` (no `save`: the rows are the
+/// items). `db` is checked as pg.query's is once rendered, in validate.
+fn pg_query(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemSource> {
+    let entries = ctx.mapping("for_each.pg_query", node, diags)?;
+    let (mut sql, mut db, mut ok) = (None, None, true);
+    for entry in entries {
+        match entry.key.as_str().unwrap_or("") {
+            "sql" => {
+                let text = ctx.value::<String>("for_each.pg_query.sql", &entry.value, diags)?;
+                if text.value.trim().is_empty() {
+                    diags.push(Diagnostic::error(
+                        "invalid-value",
+                        entry.value.span,
+                        format!("`for_each.pg_query.sql` in {} is empty", ctx.owner),
+                    ));
+                    return None;
+                }
+                sql = Some(entry.value.clone());
+            }
+            "db" => {
+                ctx.mapping("for_each.pg_query.db", &entry.value, diags)?;
+                db = Some(entry.value.clone());
+            }
+            _ => {
+                ctx.unknown_key(&entry.key, &["sql", "db"], diags);
+                ok = false;
+            }
+        }
+    }
+    let Some(sql) = sql else {
+        diags.push(
+            Diagnostic::error(
+                "missing-key",
+                node.span,
+                format!("`for_each.pg_query` in {} has no `sql`", ctx.owner),
+            )
+            .with_help(
+                "e.g. `pg_query: { sql: \"SELECT name, blocks FROM users\", db: { dbname: app } }`",
+            ),
+        );
+        return None;
+    };
+    ok.then_some(ItemSource::PgQuery { sql, db })
 }
 
 /// `key:`, a template naming each item: text that is not empty.

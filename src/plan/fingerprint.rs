@@ -128,6 +128,34 @@ struct ForEachV1<'a> {
     /// before `workers:` existed stay the same.
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<&'a [String]>,
+    /// A `pg_query` source. Left out for the other sources, so what version
+    /// 1 wrote for them stays the same (no ward before this field had the
+    /// source): a new field, not a new version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pg_query: Option<PgQueryV1<'a>>,
+}
+
+/// A `pg_query` source: its SQL and how the server is reached, as libpq
+/// keywords (a connection string in `dbname` taken apart) without any
+/// password, so that a changed query or server makes the step changed.
+#[derive(Serialize)]
+struct PgQueryV1<'a> {
+    sql: &'a str,
+    db: BTreeMap<String, String>,
+}
+
+impl<'a> PgQueryV1<'a> {
+    fn of(items: &'a super::Items) -> Option<PgQueryV1<'a>> {
+        let super::Items::PgQuery { sql, db } = items else {
+            return None;
+        };
+        let db = crate::pg::keywords(db)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "password")
+            .collect();
+        Some(PgQueryV1 { sql, db })
+    }
 }
 
 #[derive(Serialize)]
@@ -190,6 +218,7 @@ fn v1(s: &ResolvedStep, key: Option<&FingerprintKey>) -> String {
             key: f.key.as_deref(),
             max_parallel: f.max_parallel,
             workers: f.workers.as_deref(),
+            pg_query: PgQueryV1::of(&f.items),
         }),
     };
     // Every field is a string, number, list or string-keyed map, which JSON
@@ -242,6 +271,33 @@ mod tests {
             )
         );
         assert_eq!(recorded_version(&fp.steps[0].1), Some(1));
+    }
+
+    /// A `for_each` step of another source keeps its version 1 text (no
+    /// `pg_query` field); a `pg_query` one records its SQL and connection,
+    /// never a password.
+    #[test]
+    fn a_pg_query_source_is_fingerprinted_without_a_password() {
+        let p = plan(
+            "ward: 1\nname: p\nsteps:\n  \
+             - id: a\n    for_each: [x, y]\n    run: echo {{ item }}\n  \
+             - id: b\n    for_each:\n      pg_query:\n        sql: SELECT name FROM users\n        \
+               db: { host: db1, port: 5433, user: ward, dbname: app }\n    \
+               key: \"{{ item.name }}\"\n    run: echo {{ item.name }}\n",
+        );
+        let fp = p.fingerprint(None);
+        assert_eq!(
+            fp.steps[0].1,
+            r#"{"id":"a","layer":null,"kind":"run","run":"echo x","needs":[],"after":[],"when":"success","env":{},"timeout":null,"retry":{"attempts":1,"delay":"10s","backoff":2.0,"max_delay":"5m"},"compensate":null,"creates":null,"ok_codes":[0],"compensation_only":false,"for_each":{"items":["x","y"],"key":null,"max_parallel":4}}"#
+        );
+        assert!(
+            fp.steps[1].1.ends_with(
+                r#""for_each":{"key":"{{ item.name }}","max_parallel":4,"pg_query":{"sql":"SELECT name FROM users","db":{"dbname":"app","host":"db1","port":"5433","user":"ward"}}}}"#
+            ),
+            "{}",
+            fp.steps[1].1
+        );
+        assert!(!fp.steps[1].1.contains("password"));
     }
 
     #[test]

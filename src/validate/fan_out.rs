@@ -94,6 +94,14 @@ pub enum Items {
         /// Its output is a JSON array (else one item per non-blank line).
         json: bool,
     },
+    /// The rows of this SQL, run when the step starts.
+    PgQuery {
+        /// The rendered SQL.
+        sql: String,
+        /// How to reach the server (rendered; never a password: that comes
+        /// from `passfile`, `PGPASSFILE` or `PGPASSWORD`).
+        db: crate::pg::PgConn,
+    },
 }
 
 impl Items {
@@ -113,6 +121,12 @@ impl Items {
                 "the {} printed by `{}`",
                 if *json { "JSON array" } else { "lines" },
                 argv.join(" ")
+            )),
+            Items::PgQuery { sql, db } => Some(format!(
+                "the rows of `{}` on {} ({})",
+                sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                crate::pg::database_name(db),
+                db.describe()
             )),
         }
     }
@@ -529,6 +543,11 @@ pub(super) fn resolve(
                 json: *json,
             }
         }
+        ItemSource::PgQuery { sql, db } => {
+            let sql = render(sql, "pg_query.sql", diags)?;
+            let db = pg_conn(id, &sql, db.as_ref(), source, ctx, templates, diags)?;
+            Items::PgQuery { sql, db }
+        }
     };
     let item_ctx = match &items {
         Items::List(list) => with_item(
@@ -545,9 +564,10 @@ pub(super) fn resolve(
         // starts: any field of the stand-in is a stand-in too, so
         // `{{ item.name }}` is checked as far as it can be (a typo in
         // another variable is still caught) and renders as `item`.
-        Items::Json { .. } | Items::Csv { .. } | Items::Command { json: true, .. } => {
-            with_item_value(ctx, Value::from_object(AnyItem))
-        }
+        Items::Json { .. }
+        | Items::Csv { .. }
+        | Items::Command { json: true, .. }
+        | Items::PgQuery { .. } => with_item_value(ctx, Value::from_object(AnyItem)),
     };
     let each = Arc::new(ItemResolver {
         step: step.clone(),
@@ -578,6 +598,87 @@ pub(super) fn resolve(
         each,
     };
     Some((fan, item_ctx))
+}
+
+/// `for_each.pg_query.db` rendered and checked as pg.query's `db` is; a
+/// password in it is refused (it would be shown in `ward plan` and kept in
+/// the run's fingerprint): it comes from `passfile` or `PGPASSWORD`.
+fn pg_conn(
+    id: &str,
+    sql: &str,
+    node: Option<&Node>,
+    source: &SourceFile,
+    ctx: &TemplateContext,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+) -> Option<crate::pg::PgConn> {
+    let Some(node) = node else {
+        return Some(crate::pg::PgConn::default());
+    };
+    let what = || format!("`for_each.pg_query.db` of step `{id}`");
+    let rendered = match templates.render_node(node, &ctx.value, &ctx.secrets, source, &what) {
+        Ok((n, _)) => n,
+        Err(errors) => {
+            diags.extend(errors);
+            return None;
+        }
+    };
+    let conn = match from_node::<crate::pg::PgConn>(&rendered) {
+        Ok(conn) => conn,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    e.span.unwrap_or(node.span),
+                    format!(
+                        "invalid `for_each.pg_query.db` in step `{id}`: {}",
+                        e.message
+                    ),
+                )
+                .with_help("`db` takes pg.query's keys: host, port, user, dbname, passfile"),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    // pg.query's own checks of its parameters, so both read `db` alike.
+    let params = crate::action::PgQueryParams {
+        sql: sql.to_owned(),
+        db: conn.clone(),
+        save: None,
+    };
+    for p in <crate::action::PgQuery as crate::action::Action>::check(&params) {
+        ok = false;
+        let d = Diagnostic::error(
+            "invalid-value",
+            node.span,
+            format!("`for_each.pg_query` of step `{id}`: {}", p.message),
+        );
+        diags.push(match p.help {
+            Some(h) => d.with_help(h),
+            None => d,
+        });
+    }
+    let has_password =
+        crate::pg::keywords(&conn).is_ok_and(|w| w.iter().any(|(k, _)| k == "password"));
+    if has_password {
+        ok = false;
+        diags.push(
+            Diagnostic::error(
+                "invalid-value",
+                node.span,
+                format!(
+                    "`for_each.pg_query.db` of step `{id}` holds a password; it would be shown \
+                     and recorded with the step"
+                ),
+            )
+            .with_help(
+                "put it in a `.pgpass` file (`db.passfile`, mode 0600) or in `PGPASSWORD` \
+                 (the step's `env:` or ward's environment)",
+            ),
+        );
+    }
+    ok.then_some(conn)
 }
 
 /// The list a `for_each:` list or template gives, as JSON values.

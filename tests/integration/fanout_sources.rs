@@ -294,7 +294,7 @@ fn bad_shapes_are_refused_by_validate_with_their_place() {
         ),
         (
             "p.yml:22:17",
-            "`for_each.query` in step `f` is not built yet",
+            "`for_each.query` in step `f` is not a source",
         ),
         ("p.yml:25:", "`for_each` of step `g` uses"),
         (

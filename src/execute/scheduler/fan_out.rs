@@ -168,6 +168,9 @@ pub(super) enum ListError {
     },
     #[error("{0}")]
     Command(String),
+    /// A `pg_query` source's connection or query failed.
+    #[error("{0}")]
+    Query(String),
 }
 
 fn at_text(at: &str) -> String {
@@ -187,9 +190,8 @@ fn list_limit() -> u64 {
         .map_or(MAX_LINES_FILE, |n| n.min(MAX_LINES_FILE))
 }
 
-/// How long a `for_each.command` may run when its step has no `timeout:`.
-/// It only lists names, and the scheduler waits for it before the step's
-/// items start (other steps' ends are taken in after it).
+/// How long a `for_each.command` or `pg_query` may run when its step has
+/// no `timeout:`. It only lists names, and the step's items wait for it.
 const LIST_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A JSON list problem, placed.
@@ -218,58 +220,121 @@ fn json_error(place: String, at: &str, p: lists::JsonProblem) -> ListError {
 }
 
 /// What listing a step's items gives at once: the values, or a command
-/// to run first.
+/// or query to run first.
 enum Listed {
     Values(Vec<serde_json::Value>),
     Command(Listing),
 }
 
-/// A `for_each` command to run for a step's list, on a blocking thread
-/// of its own (`lists::run_command` waits for it), so that the
-/// scheduler's loop goes on meanwhile.
+/// A `for_each` command or query to run for a step's list, on a blocking
+/// thread of its own (`lists::run_command` or `pg::fetch_rows` waits for
+/// it), so that the scheduler's loop goes on meanwhile.
 pub(super) struct Listing {
-    pub(super) argv: Vec<String>,
-    /// Its output is a JSON array (else one item per line).
-    json: bool,
+    /// What to run.
+    source: ListSource,
     pub(super) cwd: PathBuf,
     pub(super) env: Vec<(String, String)>,
     pub(super) timeout: std::time::Duration,
 }
 
+/// What a [`Listing`] runs.
+enum ListSource {
+    /// A program; its output is a JSON array with `json`, else one item
+    /// per line.
+    Command { argv: Vec<String>, json: bool },
+    /// SQL on a server; each row is an item.
+    PgQuery { sql: String, db: crate::pg::PgConn },
+}
+
 impl Listing {
-    /// Runs the command and reads its output as the list's values; `stop`
-    /// set makes it kill the command and fail.
+    /// Runs the command (or query) and reads its output as the list's
+    /// values; `stop` set makes it kill the command (cancel the query) and
+    /// fail.
     pub(super) fn list(
         &self,
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<Vec<serde_json::Value>, ListError> {
-        let out = lists::run_command(
-            &self.argv,
-            &self.cwd,
-            &self.env,
-            self.timeout,
-            list_limit(),
-            stop,
-        )
-        .map_err(ListError::Command)?;
-        self.values(out)
+        let (argv, json) = match &self.source {
+            ListSource::Command { argv, json } => (argv, *json),
+            ListSource::PgQuery { sql, db } => return self.query(sql, db, stop),
+        };
+        let out = lists::run_command(argv, &self.cwd, &self.env, self.timeout, list_limit(), stop)
+            .map_err(ListError::Command)?;
+        Self::values(argv, json, out)
     }
 
-    /// The values its output holds.
-    fn values(&self, out: Vec<u8>) -> Result<Vec<serde_json::Value>, ListError> {
-        let shown = format!("command `{}` output", self.argv.join(" "));
+    /// The rows of a `pg_query` source, each an object of its columns (as
+    /// pg.query saves them). The connection takes its password as pg.query
+    /// does (`passfile`, `PGPASSFILE`, `PGPASSWORD` of the step's `env:` or
+    /// ward's); no message below can hold it (server and client errors do
+    /// not carry it, and `describe` leaves it out).
+    fn query(
+        &self,
+        sql: &str,
+        db: &crate::pg::PgConn,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<serde_json::Value>, ListError> {
+        use crate::pg::RowsError;
+        let on = format!("{} ({})", crate::pg::database_name(db), db.describe());
+        let cfg = crate::pg::native_config(db, &self.env, &self.cwd).map_err(|e| {
+            ListError::Query(format!(
+                "its `for_each` query cannot use `for_each.pg_query.db`: {e}"
+            ))
+        })?;
+        let bounds = crate::pg::RowBounds {
+            max_bytes: Some(list_limit()),
+            timeout: Some(self.timeout),
+            stop: Some(stop),
+        };
+        crate::pg::fetch_rows(&cfg, sql, bounds).map_err(|e| {
+            ListError::Query(match e {
+                RowsError::Connect(why) => format!(
+                    "its `for_each` query cannot connect to PostgreSQL on {on}: {why}; check \
+                     `for_each.pg_query.db`, that the server takes connections, and the \
+                     password in `db.passfile` or `PGPASSWORD`"
+                ),
+                RowsError::Query(why) => format!(
+                    "its `for_each` query failed on {on}: {why}; fix `for_each.pg_query.sql` \
+                     (or grant the role what the query reads)"
+                ),
+                RowsError::TooLarge(n) => format!(
+                    "its `for_each` query on {on} gave rows of more than {n} bytes; list fewer \
+                     items per step (a narrower `WHERE`, or several steps)"
+                ),
+                RowsError::TimedOut(t) => format!(
+                    "its `for_each` query on {on} did not end within {}s; it was cancelled (a \
+                     longer step `timeout:` gives it more time)",
+                    t.as_secs()
+                ),
+                RowsError::Stopped => {
+                    format!("its `for_each` query on {on} was cancelled: ward was asked to stop")
+                }
+                RowsError::Runtime(why) => {
+                    format!("its `for_each` query could not start: {why}")
+                }
+            })
+        })
+    }
+
+    /// The values a command's output holds.
+    fn values(
+        argv: &[String],
+        json: bool,
+        out: Vec<u8>,
+    ) -> Result<Vec<serde_json::Value>, ListError> {
+        let shown = format!("command `{}` output", argv.join(" "));
         let text = String::from_utf8(out).map_err(|e| {
             let bad = not_text(Path::new(""), e.as_bytes(), e.utf8_error());
             ListError::Command(match bad {
                 ListError::NotText { line, bytes, .. } => format!(
                     "its `for_each` command `{}` printed text that is not UTF-8 on line {line} \
                      (bytes {bytes}); items are text",
-                    self.argv.join(" ")
+                    argv.join(" ")
                 ),
                 other => other.to_string(),
             })
         })?;
-        if self.json {
+        if json {
             lists::json_items(&text, "").map_err(|p| json_error(shown, "", p))
         } else {
             Ok(lists::line_items(&text))
@@ -521,8 +586,9 @@ impl Scheduler<'_, '_> {
         Ok(())
     }
 
-    /// The list of step `i`: its values, or for a `command:` source what
-    /// to run (on a task of the scheduler's loop, see [`Listing`]).
+    /// The list of step `i`: its values, or for a `command:` or `pg_query:`
+    /// source what to run (on a task of the scheduler's loop, see
+    /// [`Listing`]).
     fn list_values(&self, i: usize) -> Result<Listed, ListError> {
         let fan = self.steps[i].fan_out.as_ref().expect("a for_each step");
         let values: Vec<serde_json::Value> = match &fan.items {
@@ -553,30 +619,50 @@ impl Scheduler<'_, '_> {
                 })?
             }
             Items::Command { argv, json } => {
-                let step = &self.steps[i];
-                // ward's variables for the step, and those of its `env:`
-                // that do not depend on an item.
-                let keep = fan.each.env_without_item();
-                let mut env = self
-                    .attempt_spec(i, self.attempts[i], Path::new(""), None)
-                    .env;
-                let base = env.len() - step.env.len();
-                let mut k = 0;
-                env.retain(|(name, _)| {
-                    k += 1;
-                    k <= base || keep.contains(name)
-                });
-                let timeout = step.timeout.map_or(LIST_COMMAND_TIMEOUT, |t| t.std());
-                return Ok(Listed::Command(Listing {
-                    argv: argv.clone(),
-                    json: *json,
-                    cwd: self.options.work_dir.clone(),
-                    env,
-                    timeout,
-                }));
+                return Ok(Listed::Command(self.listing(
+                    i,
+                    ListSource::Command {
+                        argv: argv.clone(),
+                        json: *json,
+                    },
+                )));
+            }
+            Items::PgQuery { sql, db } => {
+                return Ok(Listed::Command(self.listing(
+                    i,
+                    ListSource::PgQuery {
+                        sql: sql.clone(),
+                        db: db.clone(),
+                    },
+                )));
             }
         };
         Ok(Listed::Values(values))
+    }
+
+    /// What runs to list step `i`'s items: `source` in the playbook's
+    /// folder, within the step's `timeout` (default [`LIST_COMMAND_TIMEOUT`]),
+    /// with ward's variables for the step and those of its `env:` that do
+    /// not depend on an item (a `PGPASSWORD` there reaches a query).
+    fn listing(&self, i: usize, source: ListSource) -> Listing {
+        let step = &self.steps[i];
+        let fan = step.fan_out.as_ref().expect("a for_each step");
+        let keep = fan.each.env_without_item();
+        let mut env = self
+            .attempt_spec(i, self.attempts[i], Path::new(""), None)
+            .env;
+        let base = env.len() - step.env.len();
+        let mut k = 0;
+        env.retain(|(name, _)| {
+            k += 1;
+            k <= base || keep.contains(name)
+        });
+        Listing {
+            source,
+            cwd: self.options.work_dir.clone(),
+            env,
+            timeout: step.timeout.map_or(LIST_COMMAND_TIMEOUT, |t| t.std()),
+        }
     }
 
     /// The items of step `i` made of its list's values, each with its key
