@@ -118,7 +118,7 @@ pub fn run_id_at(stamp: impl std::fmt::Display) -> String {
 /// runs: a mistyped value must not silently become the default (a service
 /// given 10 s instead of the 2 min it needs to flush would be killed
 /// mid-write).
-fn kill_grace() -> Result<Duration, WardError> {
+pub fn kill_grace() -> Result<Duration, WardError> {
     match std::env::var("WARD_KILL_GRACE") {
         Err(_) => Ok(execute::DEFAULT_KILL_GRACE),
         Ok(t) => crate::model::Duration::parse(&t)

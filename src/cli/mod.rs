@@ -12,6 +12,7 @@ mod items;
 mod man;
 mod next;
 mod pause;
+mod worker;
 mod plan;
 mod probe;
 mod prune;
@@ -83,6 +84,9 @@ enum Command {
     /// Run failed items of a run again (while the run goes on, or at its resume).
     #[command(after_long_help = PAUSE_HELP)]
     Retry(RetryArgs),
+    /// Run the items of `workers:` steps, claimed from a shared PostgreSQL state.
+    #[command(after_long_help = WORKER_HELP)]
+    Worker(WorkerArgs),
     /// Write a run's report (steps, timings, checks, notes) as Markdown, HTML with a timeline, or JSON.
     #[command(after_long_help = REPORT_HELP)]
     Report(ReportArgs),
@@ -442,6 +446,51 @@ Exit: 0 each item was changed (or already was so); 1 some item was in
 another state (said, the others are changed); 2 an unknown run or item,
 or a key found in several steps without --step (nothing is changed).";
 
+const WORKER_HELP: &str = "\
+A `for_each` step with `workers:` is not run by the run's ward: that ward
+lists the items and waits, and `ward worker`s on this host or others claim
+them from the shared state (highest `priority` first), each up to the
+step's `max_parallel` at once, and record how each ended.
+
+A worker reads the run's playbook from the path the run recorded, with the
+run's variables (secrets given again with --var, or from their sources
+here), and refuses a step that differs from the run's. It holds a lease
+(60s, renewed every 10s); an item claimed by a worker whose lease ran out
+(a crash, a lost host) is claimed by another, its attempt counted. Every
+claim and release is recorded with host and pid.
+
+A first SIGTERM/SIGINT stops claiming and stops the items running here
+(they go back to pending for other workers); a second kills them.
+
+Exit: 0 when --run's run has ended; 128+N after signal N; 4 when the
+lease was lost (the state could not be reached for half the lease);
+2 for a local (SQLite) state or bad options.
+
+Examples:
+  ward worker --state postgres://ward@db/ward --run 20261203-040000-1a2b3c4d
+  ward worker --state postgres://ward@db/ward --tag lustre --max-parallel 8";
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Only this run's items; the worker ends when the run has ended
+    /// (without it the worker serves every run until stopped).
+    #[arg(long, value_name = "RUN_ID")]
+    run: Option<String>,
+    /// A tag this worker carries (repeatable): it also claims items of
+    /// steps whose `workers: {tags: [...]}` it all carries.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// At most N items at once over all steps (each step's own
+    /// `max_parallel` limits it too).
+    #[arg(long, value_name = "N")]
+    max_parallel: Option<usize>,
+    /// Give again a `--var` whose value was a secret (not recorded).
+    #[command(flatten)]
+    vars: VarArgs,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
 /// The items `ward pause|unpause|retry` change.
 #[derive(Debug, clap::Args)]
 struct PauseArgs {
@@ -706,6 +755,7 @@ pub fn main() -> i32 {
         Command::Runs(args) => inspect::runs(&args),
         Command::Log(args) => inspect::log(&args),
         Command::Items(args) => items::items(&args),
+        Command::Worker(args) => worker::worker(&args),
         Command::Pause(args) => pause::control(crate::state::ItemControl::Pause, &args.into()),
         Command::Unpause(args) => pause::control(crate::state::ItemControl::Unpause, &args.into()),
         Command::Retry(args) => pause::control(crate::state::ItemControl::Retry, &args.into()),

@@ -177,13 +177,14 @@ pub async fn serve(
             w.lost = Some(e);
             w.stop_all(Cancel::Terminate);
         }
+        // Ends first: a claim then has room for as many new items.
+        w.record_ends().await;
         if w.interrupted.is_none() && w.lost.is_none() {
             if Instant::now() >= w.next_look {
                 w.look(load).await;
             }
             w.claim_all().await;
         }
-        w.record_ends().await;
         let running = w.tasks.len();
         if running == 0 {
             if let Some(e) = w.lost.take() {
@@ -363,7 +364,14 @@ impl Worker<'_> {
             if n == 0 {
                 continue;
             }
-            let running: Vec<String> = job.running.keys().cloned().collect();
+            // Items whose end is not recorded yet are still this worker's
+            // claims too (a claim takes back only those it lost track of).
+            let running: Vec<String> = job
+                .running
+                .keys()
+                .cloned()
+                .chain(job.ends.iter().map(|e| e.key.clone()))
+                .collect();
             let claimed = self
                 .queue
                 .claim(&self.opts.id, &key.0, &key.1, n, &running)

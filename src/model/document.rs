@@ -270,6 +270,24 @@ pub struct StepDoc {
     /// With `for_each`: once more items than this failed (a number, or a
     /// percentage of the step's items such as `"10%"`), no new item starts.
     pub max_failed: Option<MaxFailedDoc>,
+    /// With `for_each`: `ward worker` processes run the items, claimed from
+    /// a shared PostgreSQL state (`true`, or `{tags: [...]}` that a worker
+    /// must all carry); the run's own ward only lists and watches them.
+    pub workers: Option<WorkersDoc>,
+}
+
+/// `workers:` of a fan-out step.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum WorkersDoc {
+    /// `true`: any worker; `false`: none (the run's ward runs them).
+    On(bool),
+    /// Only workers started with every one of these `--tag`s.
+    Tags {
+        /// The tags.
+        #[schemars(inner(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$")))]
+        tags: Vec<String>,
+    },
 }
 
 /// `max_failed:`: a number of items or a percentage of them.
@@ -298,6 +316,29 @@ pub enum ForEachDoc {
     Csv(CsvDoc),
     /// What a program prints (run when the step starts).
     Command(ListCommandDoc),
+    /// The rows of a PostgreSQL query (run when the step starts).
+    PgQuery(PgQueryListDoc),
+}
+
+/// `for_each: {pg_query: {sql: SQL, db: {...}}}`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgQueryListDoc {
+    /// The query and the server, as `pg.query` takes them (no password:
+    /// a passfile or `PGPASSWORD`).
+    pub pg_query: PgQueryDoc,
+}
+
+/// The query of a `for_each.pg_query`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgQueryDoc {
+    /// The SQL; each row is an item, an object keyed by column name (may
+    /// use variables, not `item`).
+    #[schemars(length(min = 1))]
+    pub sql: String,
+    /// How to reach the server (`dbname` is the database to query).
+    pub db: Option<crate::pg::PgConn>,
 }
 
 /// `for_each: {lines: FILE}`.

@@ -22,6 +22,7 @@ use crate::source::SourceFile;
 use crate::yaml::{self, Limits};
 
 pub use fields::{DEFAULTS_KEYS, PLAYBOOK_KEYS, STEP_KEYS, is_identifier, is_name};
+pub use step::is_tag;
 pub(crate) use precondition::example as precondition_example;
 
 /// Largest playbook file ward reads. A 5,000-step playbook is about 1 MiB.

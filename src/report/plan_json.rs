@@ -77,6 +77,13 @@ struct ForEachJson<'a> {
     lines: Option<&'a str>,
     key: Option<&'a str>,
     max_parallel: usize,
+    /// Where a query or other source reads the items (`None` for a list or
+    /// a `lines:` file, shown above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    /// `workers:`: the tags a `ward worker` must carry to run the items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<&'a [String]>,
 }
 
 #[derive(Serialize)]
@@ -136,6 +143,10 @@ fn step_json(s: &ResolvedStep, layer: Option<usize>) -> StepJson<'_> {
             lines: f.lines(),
             key: f.key.as_deref(),
             max_parallel: f.max_parallel,
+            source: (f.list().is_none() && f.lines().is_none())
+                .then(|| f.items.described())
+                .flatten(),
+            workers: f.workers.as_deref(),
         }),
     }
 }

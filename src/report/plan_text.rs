@@ -79,7 +79,17 @@ fn for_each(fan: &crate::plan::FanOut) -> String {
         .as_deref()
         .map(|k| format!(", key `{k}`"))
         .unwrap_or_default();
-    let at_once = format!("{} at a time", fan.max_parallel);
+    let at_once = match &fan.workers {
+        Some(tags) if tags.is_empty() => {
+            format!("run by `ward worker`s, {} at a time each", fan.max_parallel)
+        }
+        Some(tags) => format!(
+            "run by `ward worker`s tagged {}, {} at a time each",
+            tags.join(", "),
+            fan.max_parallel
+        ),
+        None => format!("{} at a time", fan.max_parallel),
+    };
     match &fan.items {
         crate::plan::Items::List(items) if items.is_empty() => {
             format!("none: `for_each` is empty, the step will succeed at once{key}")

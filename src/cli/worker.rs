@@ -1,0 +1,174 @@
+//! `ward worker`: runs the items of `workers:` steps, claimed from a shared
+//! PostgreSQL state (`execute/worker.rs` has the loop, `state/queue.rs`
+//! the claims).
+//!
+//! A run's plan is read here as `ward resume` reads it: the playbook file
+//! the run recorded (the same path on every host), the run's recorded
+//! variables and facts, secrets given again (`--var`, or the playbook's
+//! own sources on this host); a step whose definition differs from the
+//! one the run recorded is refused, so that every item runs the same
+//! step whichever host claims it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::WorkerArgs;
+use crate::error::{WardError, exit};
+use crate::execute::worker::{Loaded, PlanSource, WorkerEnd, WorkerOptions, serve};
+use crate::session::{StateSession, block_on};
+use crate::state::queue::{Offer, WorkerId};
+use crate::state::{Access, Store};
+
+pub(super) fn worker(args: &WorkerArgs) -> Result<i32, WardError> {
+    if let Some(bad) = args.tags.iter().find(|t| !crate::parse::is_tag(t)) {
+        return Err(WardError::Usage(format!(
+            "`--tag {bad}` is not a tag: use letters, digits, `-`, `_` and `.` (at most 64)"
+        )));
+    }
+    if args.max_parallel == Some(0) {
+        return Err(WardError::Usage(
+            "`--max-parallel 0` would run nothing; give at least 1".into(),
+        ));
+    }
+    block_on(work(args))?
+}
+
+async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
+    let session = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
+    let store = session.store.as_ref();
+    if store.queue().is_none() {
+        return Err(WardError::Usage(format!(
+            "`ward worker` claims items from a shared state: give `--state postgres://...` (or \
+             set WARD_STATE); {} is a local database, whose runs run their own items",
+            store.describe()
+        )));
+    }
+    if let Some(run) = &args.run
+        && store.run(run).await?.is_none()
+    {
+        return Err(WardError::RunNotFound(format!("no run {run} in {}", store.describe())));
+    }
+    let host = store.host().hostname.clone();
+    let pid = std::process::id();
+    let id = WorkerId {
+        id: format!("{host}:{pid}:{:08x}", fastrand::u32(..)),
+        host,
+        pid,
+    };
+    let holder = crate::state::LeaseHolder {
+        run_id: format!("worker {}", id.id),
+        pid,
+        host: id.host.clone(),
+        since: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
+    };
+    let lease = store
+        .acquire_lease(&id.lease_name(), &holder)
+        .await
+        .map_err(|e| WardError::Usage(format!("cannot start the worker: {e}")))?;
+    let tags = if args.tags.is_empty() {
+        String::new()
+    } else {
+        format!(" with tags {}", args.tags.join(", "))
+    };
+    eprintln!(
+        "worker {}{tags}: claiming items {} from {}",
+        id.id,
+        args.run
+            .as_deref()
+            .map_or_else(|| "of any run".to_owned(), |r| format!("of run {r}")),
+        store.describe()
+    );
+    let options = WorkerOptions {
+        id: id.clone(),
+        tags: args.tags.clone(),
+        run: args.run.clone(),
+        max_parallel: args.max_parallel,
+        kill_grace: crate::session::kill_grace()?,
+        copies_dir: Some(store.folder().join("copies")),
+    };
+    let mut source = Playbooks {
+        vars: args.vars.vars.clone(),
+    };
+    let summary = serve(store, options, &mut source).await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!("worker lease not released: {e}");
+    }
+    eprintln!(
+        "worker {}: {} items succeeded, {} failed, {} stopped (pending again){}",
+        id.id,
+        summary.succeeded,
+        summary.failed,
+        summary.stopped,
+        if summary.lost > 0 {
+            format!(", {} ends not recorded (claims lost)", summary.lost)
+        } else {
+            String::new()
+        }
+    );
+    Ok(match summary.end {
+        WorkerEnd::RunEnded => exit::OK,
+        WorkerEnd::Interrupted(sig) => super::signal_code(sig),
+        WorkerEnd::LeaseLost(e) => {
+            eprintln!("error: {e}");
+            exit::STATE
+        }
+    })
+}
+
+/// Reads a run's plan from its playbook, as `ward resume` does.
+struct Playbooks {
+    vars: Vec<String>,
+}
+
+impl PlanSource for Playbooks {
+    fn load<'a>(
+        &'a mut self,
+        store: &'a dyn Store,
+        offer: &'a Offer,
+    ) -> Pin<Box<dyn Future<Output = Result<Loaded, String>> + 'a>> {
+        Box::pin(async move {
+            let run = store
+                .run(&offer.run_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "the run is no longer recorded".to_owned())?;
+            let overrides =
+                super::vars::for_resume(&run, &self.vars).map_err(|e| e.to_string())?;
+            let facts = crate::session::recorded_facts_of(&run).map_err(|e| e.to_string())?;
+            let path = std::path::PathBuf::from(&run.playbook_path);
+            let checked =
+                crate::check_file_with(&path, &overrides, facts).map_err(|e| e.to_string())?;
+            let errors = checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .count();
+            let plan = checked.plan.ok_or_else(|| {
+                format!(
+                    "its playbook {} has {errors} errors here (`ward validate` shows them)",
+                    run.playbook_path
+                )
+            })?;
+            let records = store.steps(&run.id).await.map_err(|e| e.to_string())?;
+            let changed = crate::session::changed_steps(&plan, &records, store)
+                .map_err(|e| e.to_string())?;
+            if changed.contains(&offer.step_id) {
+                return Err(format!(
+                    "its playbook {} or its variables differ here from what the run recorded \
+                     for this step; every worker must run the same step (same file, same \
+                     `--var`s and secrets)",
+                    run.playbook_path
+                ));
+            }
+            let step_attempt = records
+                .iter()
+                .find(|r| r.id == offer.step_id)
+                .map_or(1, |r| r.attempts);
+            Ok(Loaded {
+                plan: Arc::new(plan),
+                step_attempt,
+            })
+        })
+    }
+}
