@@ -57,6 +57,7 @@ pub const STEP_KEYS: &[&str] = &[
     "max_parallel",
     "priority",
     "max_failed",
+    "on_item",
 ];
 
 /// The longest playbook name or step id. They name files (a step's log is

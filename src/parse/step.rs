@@ -2,7 +2,10 @@
 
 use super::fields::{Ctx, MAX_NAME, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::model::{Confirm, ForEach, ItemSource, MaxFailed, Spanned, Step, StepBody, When};
+use crate::model::{
+    Confirm, ForEach, ItemEmail, ItemEnd, ItemSource, MaxFailed, OnItem, Spanned, Step, StepBody,
+    When,
+};
 use crate::yaml::{Node, NodeKind};
 
 /// Decodes every step; broken steps are reported and left out.
@@ -134,6 +137,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
             "max_failed" => {
                 b.max_failed = max_failed(&ctx, value, diags).map(|m| (entry.key.span, m));
             }
+            "on_item" => b.on_item = Some((entry.key.span, on_item(&ctx, value, diags))),
             key if FAN_OUT_LATER.iter().any(|(k, _)| *k == key) => {
                 not_built_yet(&ctx, &entry.key, diags);
             }
@@ -163,6 +167,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
         keep_children: b.keep_children,
         confirm: b.confirm,
         for_each: for_each?,
+        on_item: b.on_item.and_then(|(_, o)| o),
         span: node.span,
     })
 }
@@ -197,6 +202,8 @@ struct StepBuilder {
     priority: Option<(crate::source::Span, Node)>,
     /// `max_failed` (its key's span, the bound).
     max_failed: Option<(crate::source::Span, Spanned<MaxFailed>)>,
+    /// `on_item` (its key's span, the notification if it could be read).
+    on_item: Option<(crate::source::Span, Option<OnItem>)>,
 }
 
 impl StepBuilder {
@@ -213,6 +220,7 @@ impl StepBuilder {
                 ("max_parallel", self.max_parallel.as_ref().map(|m| m.0)),
                 ("priority", self.priority.as_ref().map(|p| p.0)),
                 ("max_failed", self.max_failed.as_ref().map(|m| m.0)),
+                ("on_item", self.on_item.as_ref().map(|o| o.0)),
             ] {
                 if let Some(at) = at {
                     diags.push(
@@ -222,8 +230,9 @@ impl StepBuilder {
                             format!("`{name}` in {} has no `for_each` to apply to", ctx.owner),
                         )
                         .with_help(
-                            "`key`, `max_parallel`, `priority` and `max_failed` on a step belong \
-                             to its `for_each:` list; the playbook's own `max_parallel` limits steps",
+                            "`key`, `max_parallel`, `priority`, `max_failed` and `on_item` on a \
+                             step belong to its `for_each:` list; the playbook's own \
+                             `max_parallel` limits steps",
                         ),
                     );
                 }
@@ -231,7 +240,8 @@ impl StepBuilder {
             return (self.key.is_none()
                 && self.max_parallel.is_none()
                 && self.priority.is_none()
-                && self.max_failed.is_none())
+                && self.max_failed.is_none()
+                && self.on_item.is_none())
             .then_some(None);
         };
         let source = source?;
@@ -477,7 +487,7 @@ fn confirm(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Confir
 /// Fan-out keys of issue 17 that this ward does not have yet: refused with
 /// a message that says so, rather than "unknown key", so nobody thinks a
 /// typo is the problem.
-const FAN_OUT_LATER: &[(&str, &str)] = &[("on_item", "there is no per-item notification yet")];
+const FAN_OUT_LATER: &[(&str, &str)] = &[];
 
 fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
     let name = key.as_str().unwrap_or("?");
@@ -757,6 +767,196 @@ fn for_each_source(
         }
     };
     if ok { made } else { None }
+}
+
+/// `on_item: { on: [succeeded, failed], email: { to, subject, body },
+/// command: [ARGV...] }`: the templates are kept as written (rendered per
+/// item at run time; checked in validate).
+fn on_item(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<OnItem> {
+    let help = "e.g. `on_item: { on: [failed], email: { to: \"{{ item }}@example.org\" } }`";
+    let Some(entries) = node.as_map() else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!(
+                    "invalid `on_item` in {}: expected a mapping, found {}",
+                    ctx.owner,
+                    node.kind_name()
+                ),
+            )
+            .with_help(help),
+        );
+        return None;
+    };
+    let (mut on, mut email, mut command, mut ok) = (None, None, None, true);
+    for entry in entries {
+        let value = &entry.value;
+        match entry.key.as_str().unwrap_or("") {
+            "on" => {
+                let items: Vec<&Node> = match &value.kind {
+                    NodeKind::Seq(items) => items.iter().collect(),
+                    _ => vec![value],
+                };
+                let mut words = Vec::new();
+                for item in items {
+                    match ctx.value::<ItemEnd>("on_item.on", item, diags) {
+                        Some(w) if !words.contains(&w.value) => words.push(w.value),
+                        Some(_) => {}
+                        None => ok = false,
+                    }
+                }
+                if words.is_empty() && ok {
+                    diags.push(
+                        Diagnostic::error(
+                            "invalid-value",
+                            value.span,
+                            format!(
+                                "`on_item.on` in {} is empty: nothing would be sent",
+                                ctx.owner
+                            ),
+                        )
+                        .with_help("list `succeeded`, `failed` or both, or remove `on_item`"),
+                    );
+                    ok = false;
+                }
+                on = Some(words);
+            }
+            "email" => match item_email(ctx, value, diags) {
+                Some(e) => email = Some(e),
+                None => ok = false,
+            },
+            "command" => match on_item_argv(ctx, value, diags) {
+                Some(c) => command = Some(c),
+                None => ok = false,
+            },
+            _ => {
+                ctx.unknown_key(&entry.key, &["on", "email", "command"], diags);
+                ok = false;
+            }
+        }
+    }
+    if ok && email.is_none() && command.is_none() {
+        diags.push(
+            Diagnostic::error(
+                "missing-key",
+                node.span,
+                format!(
+                    "`on_item` in {} has neither `email` nor `command`",
+                    ctx.owner
+                ),
+            )
+            .with_help(help),
+        );
+        ok = false;
+    }
+    ok.then(|| OnItem {
+        on: on.unwrap_or_else(|| vec![ItemEnd::Failed]),
+        email,
+        command,
+        span: node.span,
+    })
+}
+
+/// `on_item.email: { to, subject, body }`; each a template that must be text.
+fn item_email(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemEmail> {
+    let entries = ctx.mapping("on_item.email", node, diags)?;
+    let text = |key: &str, n: &Node, diags: &mut Diagnostics| {
+        let t = ctx.value::<String>(key, n, diags)?;
+        if t.value.trim().is_empty() {
+            diags.push(Diagnostic::error(
+                "invalid-value",
+                n.span,
+                format!("`{key}` in {} is empty", ctx.owner),
+            ));
+            return None;
+        }
+        Some(n.clone())
+    };
+    let (mut to, mut subject, mut body, mut ok) = (None, None, None, true);
+    for entry in entries {
+        let value = &entry.value;
+        match entry.key.as_str().unwrap_or("") {
+            "to" => {
+                let items: Vec<&Node> = match &value.kind {
+                    NodeKind::Seq(items) => items.iter().collect(),
+                    _ => vec![value],
+                };
+                let mut out = Vec::new();
+                for item in items {
+                    match text("on_item.email.to", item, diags) {
+                        Some(n) => out.push(n),
+                        None => ok = false,
+                    }
+                }
+                to = Some(out);
+            }
+            "subject" => {
+                subject = text("on_item.email.subject", value, diags).or_else(|| {
+                    ok = false;
+                    None
+                })
+            }
+            "body" => {
+                body = text("on_item.email.body", value, diags).or_else(|| {
+                    ok = false;
+                    None
+                })
+            }
+            _ => {
+                ctx.unknown_key(&entry.key, &["to", "subject", "body"], diags);
+                ok = false;
+            }
+        }
+    }
+    let to = match to {
+        Some(to) if !to.is_empty() => to,
+        _ => {
+            if ok {
+                diags.push(
+                    Diagnostic::error(
+                        "missing-key",
+                        node.span,
+                        format!("`on_item.email` in {} has no `to`", ctx.owner),
+                    )
+                    .with_help("e.g. `to: \"{{ item }}@example.org\"`"),
+                );
+            }
+            return None;
+        }
+    };
+    ok.then_some(ItemEmail {
+        to,
+        subject,
+        body,
+        span: node.span,
+    })
+}
+
+/// `on_item.command: [PROGRAM, ARG...]`: words that are text (templates).
+fn on_item_argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<Node>> {
+    let words = node.as_seq().filter(|w| !w.is_empty());
+    let Some(words) = words else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!(
+                    "invalid `on_item.command` in {}: expected a list of words that is not empty",
+                    ctx.owner
+                ),
+            )
+            .with_help("e.g. `command: [notify-user, \"{{ item }}\"]`; no shell reads it"),
+        );
+        return None;
+    };
+    let mut ok = true;
+    for w in words {
+        if ctx.value::<String>("on_item.command", w, diags).is_none() {
+            ok = false;
+        }
+    }
+    ok.then(|| words.to_vec())
 }
 
 /// `key:`, a template naming each item: text that is not empty.
