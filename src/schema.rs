@@ -38,6 +38,8 @@ pub fn playbook_schema() -> Value {
 const DOCUMENT_DEFS: &[&str] = &[
     "StepDoc",
     "ForEachDoc",
+    "OnItemDoc",
+    "ItemEnd",
     "LinesDoc",
     "DefaultsDoc",
     "RetryDoc",

@@ -63,6 +63,8 @@ pub struct RunSettings {
     /// `restore.marker`: written before the first step, removed when every
     /// step succeeded.
     pub marker: Option<(PathBuf, crate::restore::Marker)>,
+    /// Told when an item of a `for_each` step ends (`on_item:`).
+    pub item_notifier: Option<std::sync::Arc<dyn execute::ItemNotifier>>,
 }
 
 /// Refuses a run (before anything is recorded or changed) that would
@@ -484,6 +486,7 @@ async fn execute_recorded(
             // would be hard-linked into every snapshot, or left in a
             // restored tree.
             copies_dir: Some(session.store.folder().join("copies")),
+            item_notifier: settings.item_notifier.clone(),
         },
     };
     execute::execute(exec, session.store.as_mut(), reporter).await

@@ -12,7 +12,6 @@ mod items;
 mod man;
 mod next;
 mod pause;
-mod worker;
 mod plan;
 mod probe;
 mod prune;
@@ -25,6 +24,7 @@ mod validate;
 pub mod vars;
 mod verbosity;
 mod verify;
+mod worker;
 
 use std::path::PathBuf;
 

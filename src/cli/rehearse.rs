@@ -437,6 +437,7 @@ fn reporter(
         // Never the production marker: a rehearsal leaves the real system
         // as it found it.
         marker: None,
+        item_notifier: None,
     };
     if output.progress && !json {
         let shown = crate::report::ProgressReporter::new(std::io::stdout(), Style::stdout())

@@ -2,12 +2,13 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{OutputArgs, ResumeArgs, RunArgs};
 use super::{due, vars};
 use crate::error::{WardError, exit};
-use crate::execute::Reporter;
 use crate::execute::confirm::ConfirmSetup;
+use crate::execute::{ItemNotifier, Reporter};
 use crate::model::Overlap;
 use crate::notify;
 use crate::report::{ProgressReporter, QuietReporter, Style, local_time};
@@ -34,6 +35,7 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
                 confirm: ConfirmSetup::new(false, Vec::new()),
                 notes: Vec::new(),
                 marker: None,
+                item_notifier: None,
             },
         )
     } else {
@@ -45,6 +47,7 @@ fn reporter(output: &OutputArgs, state: Option<&Path>) -> (Box<dyn Reporter>, Ru
                 confirm: ConfirmSetup::new(false, Vec::new()),
                 notes: Vec::new(),
                 marker: None,
+                item_notifier: None,
             },
         )
     }
@@ -138,6 +141,8 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
     settings.marker = guided.marker;
     session::check_confirmable(&v, &settings, |_| false)?;
     let setup = notify::Setup::of(&v.playbook);
+    let notices = notify::item::ItemNotices::of(&v, &setup);
+    settings.item_notifier = notices.clone().map(|n| n as Arc<dyn ItemNotifier>);
     let name = v.playbook.name.value.clone();
     let lock = v.playbook.lock_name().to_owned();
     let overlap = v.playbook.overlap;
@@ -248,8 +253,9 @@ pub(super) fn run(args: &RunArgs) -> Result<i32, WardError> {
             }
             other => other?,
         };
-        let start_ping = pinging.finish();
-        after_run(&mut state, &setup, &run_id, &outcome, false, start_ping).await;
+        let mut undelivered: Vec<_> = pinging.finish().into_iter().collect();
+        undelivered.extend(finish_notices(notices.as_deref()));
+        after_run(&mut state, &setup, &run_id, &outcome, false, undelivered).await;
         if let Some(target) = &report {
             super::report::write_after_run(state.store.as_ref(), &run_id, target).await;
         }
@@ -319,7 +325,7 @@ async fn notify_missed(
             resumed: false,
             state: shown_state.as_deref(),
         };
-        notify::after_run(state.store.as_mut(), &quiet, &end, None).await;
+        notify::after_run(state.store.as_mut(), &quiet, &end, Vec::new()).await;
     }
 }
 
@@ -331,7 +337,7 @@ async fn after_run(
     run_id: &str,
     outcome: &session::Outcome,
     resumed: bool,
-    start_ping: Option<notify::Undelivered>,
+    earlier: Vec<notify::Undelivered>,
 ) {
     let shown_state = notify::state_for_commands(state.given.as_deref());
     let end = notify::RunEnd {
@@ -341,7 +347,13 @@ async fn after_run(
         resumed,
         state: shown_state.as_deref(),
     };
-    notify::after_run(state.store.as_mut(), setup, &end, start_ping).await;
+    notify::after_run(state.store.as_mut(), setup, &end, earlier).await;
+}
+
+/// Waits (at most `notify::item::FINISH_WAIT`) for the `on_item:`
+/// notifications still being sent once the run has ended; what was not sent.
+fn finish_notices(notices: Option<&notify::item::ItemNotices>) -> Option<notify::Undelivered> {
+    notices?.finish(notify::item::FINISH_WAIT)
 }
 
 /// Why resuming `run` did nothing. With `--last` the operator may have
@@ -475,10 +487,13 @@ async fn resume_recorded(
         })
     })?;
     let setup = notify::Setup::of(&v.playbook);
+    let notices = notify::item::ItemNotices::of(&v, &setup);
+    settings.item_notifier = notices.clone().map(|n| n as Arc<dyn ItemNotifier>);
     let mut pinging = notify::PingStart::new(reporter.as_mut(), &setup);
     let outcome = session::resume(&v, &run, &mut state, &settings, &mut pinging).await?;
-    let start_ping = pinging.finish();
-    after_run(&mut state, &setup, &run.id, &outcome, true, start_ping).await;
+    let mut undelivered: Vec<_> = pinging.finish().into_iter().collect();
+    undelivered.extend(finish_notices(notices.as_deref()));
+    after_run(&mut state, &setup, &run.id, &outcome, true, undelivered).await;
     if let Some(target) = &report {
         super::report::write_after_run(state.store.as_ref(), &run.id, target).await;
     }

@@ -47,7 +47,10 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
     if let Some(run) = &args.run
         && store.run(run).await?.is_none()
     {
-        return Err(WardError::RunNotFound(format!("no run {run} in {}", store.describe())));
+        return Err(WardError::RunNotFound(format!(
+            "no run {run} in {}",
+            store.describe()
+        )));
     }
     let host = store.host().hostname.clone();
     let pid = std::process::id();
@@ -133,17 +136,12 @@ impl PlanSource for Playbooks {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| "the run is no longer recorded".to_owned())?;
-            let overrides =
-                super::vars::for_resume(&run, &self.vars).map_err(|e| e.to_string())?;
+            let overrides = super::vars::for_resume(&run, &self.vars).map_err(|e| e.to_string())?;
             let facts = crate::session::recorded_facts_of(&run).map_err(|e| e.to_string())?;
             let path = std::path::PathBuf::from(&run.playbook_path);
             let checked =
                 crate::check_file_with(&path, &overrides, facts).map_err(|e| e.to_string())?;
-            let errors = checked
-                .diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .count();
+            let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
             let plan = checked.plan.ok_or_else(|| {
                 format!(
                     "its playbook {} has {errors} errors here (`ward validate` shows them)",
@@ -151,8 +149,8 @@ impl PlanSource for Playbooks {
                 )
             })?;
             let records = store.steps(&run.id).await.map_err(|e| e.to_string())?;
-            let changed = crate::session::changed_steps(&plan, &records, store)
-                .map_err(|e| e.to_string())?;
+            let changed =
+                crate::session::changed_steps(&plan, &records, store).map_err(|e| e.to_string())?;
             if changed.contains(&offer.step_id) {
                 return Err(format!(
                     "its playbook {} or its variables differ here from what the run recorded \

@@ -8,6 +8,35 @@ use super::StopSignal;
 use crate::progress::Progress;
 use crate::state::{ItemState, RunState, StepState};
 
+/// Told when an item of a `for_each` step ends (succeeded, failed, or
+/// stopped to run again), for `on_item:` notifications. Called from the
+/// scheduler's loop: it must return at once and never fail (sending is the
+/// notifier's business, on threads of its own).
+pub trait ItemNotifier: Send + Sync + std::fmt::Debug {
+    /// One item ended.
+    fn item_ended(&self, ended: ItemEnded<'_>);
+}
+
+/// An item that ended, as [`ItemNotifier::item_ended`] is told.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemEnded<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The `for_each` step.
+    pub step: &'a str,
+    /// The item's key.
+    pub key: &'a str,
+    /// The item itself.
+    pub item: &'a serde_json::Value,
+    /// Its new state.
+    pub state: ItemState,
+    /// Why it failed (or was stopped).
+    pub message: Option<&'a str>,
+    /// The step attempt's log (one line per item), where a notification
+    /// that could not be sent is said.
+    pub step_log: &'a Path,
+}
+
 /// How an attempt or step ended, for reporters.
 #[derive(Clone, Debug)]
 pub struct StepEnd<'a> {

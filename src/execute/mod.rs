@@ -18,7 +18,7 @@ pub mod worker;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use events::{Event, Reporter, StepEnd};
+pub use events::{Event, ItemEnded, ItemNotifier, Reporter, StepEnd};
 pub use scheduler::{Execution, Outcome, Start, execute, keeps_children};
 pub use signals::{Received as StopSignal, Signals};
 
@@ -68,6 +68,8 @@ pub struct ExecOptions {
     /// The folder of ward's state where `rsync` steps keep the stamps of
     /// their copies across runs (`ActionCtx::copies_dir`); None: not kept.
     pub copies_dir: Option<PathBuf>,
+    /// Told when an item of a `for_each` step ends (`on_item:`); None: nobody.
+    pub item_notifier: Option<std::sync::Arc<dyn ItemNotifier>>,
 }
 
 /// Default wait between SIGTERM and SIGKILL; `WARD_KILL_GRACE` overrides it.

@@ -262,8 +262,7 @@ impl Worker<'_> {
             let key = (offer.run_id.clone(), offer.step_id.clone());
             if let Some(job) = self.jobs.get_mut(&key) {
                 job.listed = true;
-                if offer.state == OfferState::Stopping && job.offer.state != OfferState::Stopping
-                {
+                if offer.state == OfferState::Stopping && job.offer.state != OfferState::Stopping {
                     tracing::info!(
                         "run {} stops: stopping the items of step `{}` here",
                         key.0,
@@ -498,7 +497,8 @@ impl Worker<'_> {
             return;
         };
         let step = &loaded.plan.steps[*index];
-        let ok = matches!(e.result.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
+        let ok =
+            matches!(e.result.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
         let (state, message) = if ok {
             (ItemState::Succeeded, None)
         } else if matches!(e.result.end, AttemptEnd::Stopped { .. }) {
@@ -513,7 +513,10 @@ impl Worker<'_> {
             };
             (ItemState::Pending, Some(why))
         } else {
-            (ItemState::Failed, Some(failure_message(&e.result, step, "stopped")))
+            (
+                ItemState::Failed,
+                Some(failure_message(&e.result, step, "stopped")),
+            )
         };
         if state == ItemState::Failed {
             tracing::warn!(

@@ -270,6 +270,10 @@ pub struct StepDoc {
     /// With `for_each`: once more items than this failed (a number, or a
     /// percentage of the step's items such as `"10%"`), no new item starts.
     pub max_failed: Option<MaxFailedDoc>,
+    /// With `for_each`: a mail and/or a command per item as it ends
+    /// (templates with `{{ item }}`); the mail goes through `notify.email`'s
+    /// server.
+    pub on_item: Option<OnItemDoc>,
     /// With `for_each`: `ward worker` processes run the items, claimed from
     /// a shared PostgreSQL state (`true`, or `{tags: [...]}` that a worker
     /// must all carry); the run's own ward only lists and watches them.
@@ -288,6 +292,32 @@ pub enum WorkersDoc {
         #[schemars(inner(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$")))]
         tags: Vec<String>,
     },
+}
+
+/// `on_item:` of a `for_each` step.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnItemDoc {
+    /// Which item ends send (default `[failed]`).
+    #[schemars(length(min = 1))]
+    pub on: Option<Vec<crate::model::ItemEnd>>,
+    /// A mail per item, through the server of `notify.email`.
+    pub email: Option<OnItemEmailDoc>,
+    /// A program run per item (no shell), the item's end as JSON on stdin.
+    #[schemars(length(min = 1))]
+    pub command: Option<Vec<String>>,
+}
+
+/// `on_item.email`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnItemEmailDoc {
+    /// Recipients (templates), one or a list.
+    pub to: crate::model::notify::MailboxesDoc,
+    /// Subject (template; default names the step, the item and its end).
+    pub subject: Option<String>,
+    /// Body (template; default names the item, its end, the run and the host).
+    pub body: Option<String>,
 }
 
 /// `max_failed:`: a number of items or a percentage of them.

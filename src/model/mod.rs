@@ -25,7 +25,9 @@ pub use precondition::{ByteSize, MinFree, Precondition, PreconditionKind};
 pub use restore::{GUARD_NAMES, Guards, NoServer, PostgresGuard, Restore, RestoreSpec};
 pub use retry::RetryPolicy;
 pub use spanned::Spanned;
-pub use step::{Confirm, ForEach, ItemSource, MaxFailed, Step, StepBody};
+pub use step::{
+    Confirm, ForEach, ItemEmail, ItemEnd, ItemSource, MaxFailed, OnItem, Step, StepBody,
+};
 pub use when::When;
 
 /// True for names usable as template variables: `[A-Za-z_][A-Za-z0-9_]*`.

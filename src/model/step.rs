@@ -40,8 +40,67 @@ pub struct Step {
     /// `for_each:` with `key:` and `max_parallel:`: the step runs once per
     /// item (docs/playbook.md, "Fan-out").
     pub for_each: Option<ForEach>,
+    /// `on_item:`, a notification per item of a `for_each` step as it ends
+    /// (docs/playbook.md, "Fan-out").
+    pub on_item: Option<OnItem>,
     /// The whole step mapping.
     pub span: Span,
+}
+
+/// `on_item:` of a `for_each` step as written: which item ends are told,
+/// and how (templates, rendered per item with the item's context).
+#[derive(Clone, Debug)]
+pub struct OnItem {
+    /// `on:`, the item ends that send (default: failed only).
+    pub on: Vec<ItemEnd>,
+    /// `email:`, a mail sent through the playbook's `notify.email` server.
+    pub email: Option<ItemEmail>,
+    /// `command:`, an argv (no shell) run per item, as `notify.command`.
+    pub command: Option<Vec<Node>>,
+    /// The `on_item` value.
+    pub span: Span,
+}
+
+/// An item end `on_item.on` can name: the states that end an item.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemEnd {
+    /// The item's process ended well.
+    Succeeded,
+    /// The item's process failed (exit code, signal, timeout).
+    Failed,
+}
+
+/// `on_item.email`: who gets the mail and what it says (templates).
+#[derive(Clone, Debug)]
+pub struct ItemEmail {
+    /// `to:`, one mailbox template or a list of them.
+    pub to: Vec<Node>,
+    /// `subject:` (default: names the step, the item and its end).
+    pub subject: Option<Node>,
+    /// `body:` (default: the item, its end, the run id and the host).
+    pub body: Option<Node>,
+    /// The `email` value.
+    pub span: Span,
+}
+
+impl OnItem {
+    /// Every template, with the field it is in (checked for secrets and
+    /// rendered per item).
+    pub fn nodes(&self) -> Vec<(&'static str, &Node)> {
+        let mut out = Vec::new();
+        if let Some(e) = &self.email {
+            out.extend(e.to.iter().map(|n| ("on_item.email.to", n)));
+            out.extend(e.subject.iter().map(|n| ("on_item.email.subject", n)));
+            out.extend(e.body.iter().map(|n| ("on_item.email.body", n)));
+        }
+        if let Some(c) = &self.command {
+            out.extend(c.iter().map(|n| ("on_item.command", n)));
+        }
+        out
+    }
 }
 
 /// A fan-out step's work list as written: where the items come from, how

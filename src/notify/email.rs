@@ -20,7 +20,12 @@ use crate::model::notify::{Email, PasswordSource, SmtpTls, UserSource, resolve};
 /// at the deadline ward stops waiting for it and reports the mail as not
 /// sent (the thread ends with the process, moments later).
 pub fn send(email: &Email, summary: &Summary, playbook_dir: &Path) -> Result<(), String> {
-    let message = message(email, summary)?;
+    send_message(email, message(email, summary)?, playbook_dir)
+}
+
+/// Sends `message` through `email`'s server, within its timeout (as
+/// [`send`]); `on_item:` mails go this way too.
+pub fn send_message(email: &Email, message: Message, playbook_dir: &Path) -> Result<(), String> {
     let (transport, secret) = transport(email, playbook_dir)?;
     let timeout = email.timeout.std();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -112,6 +117,33 @@ pub fn message(email: &Email, summary: &Summary) -> Result<Message, String> {
     }
     builder
         .body(summary.text())
+        .map_err(|e| format!("cannot build the mail: {e}"))
+}
+
+/// An `on_item:` mail: `notify.email`'s sender, the item's recipients,
+/// subject and body.
+pub fn item_message(
+    email: &Email,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<Message, String> {
+    let mailbox = |text: &str| {
+        text.trim()
+            .parse::<Mailbox>()
+            .map_err(|e| format!("`{text}` is not a mail address: {e}"))
+    };
+    let mut builder = Message::builder()
+        .from(mailbox(&email.from)?)
+        // One line: a template may have given several.
+        .subject(subject.split_whitespace().collect::<Vec<_>>().join(" "))
+        .message_id(None)
+        .header(ContentType::TEXT_PLAIN);
+    for t in to {
+        builder = builder.to(mailbox(t)?);
+    }
+    builder
+        .body(body.to_owned())
         .map_err(|e| format!("cannot build the mail: {e}"))
 }
 

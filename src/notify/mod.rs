@@ -11,6 +11,7 @@
 pub mod command;
 pub mod email;
 pub mod http;
+pub mod item;
 pub mod metrics;
 pub mod summary;
 
@@ -164,16 +165,18 @@ impl Reporter for PingStart<'_> {
 
 /// Everything after a run: builds the summary from the store, writes the
 /// metrics, sends what `notify:` asks for (at the same time, each within
-/// its own timeout), then reports and records what could not be sent.
+/// its own timeout), then reports and records what could not be sent
+/// (with `earlier`: what failed during the run).
 /// Never fails: the run's result is already decided.
 pub async fn after_run(
     store: &mut dyn Store,
     setup: &Setup,
     end: &RunEnd<'_>,
-    start_ping: Option<Undelivered>,
+    earlier: Vec<Undelivered>,
 ) -> Vec<Undelivered> {
-    let mut failed: Vec<Undelivered> = start_ping.into_iter().collect();
-    if setup.is_empty() {
+    let mut failed = earlier;
+    // What failed earlier (the start ping, `on_item:`) is still recorded.
+    if setup.is_empty() && failed.is_empty() {
         return failed;
     }
     let summary = match summary::build(store, end).await {

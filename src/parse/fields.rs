@@ -58,6 +58,7 @@ pub const STEP_KEYS: &[&str] = &[
     "priority",
     "max_failed",
     "workers",
+    "on_item",
 ];
 
 /// The longest playbook name or step id. They name files (a step's log is

@@ -22,8 +22,8 @@ use crate::source::SourceFile;
 use crate::yaml::{self, Limits};
 
 pub use fields::{DEFAULTS_KEYS, PLAYBOOK_KEYS, STEP_KEYS, is_identifier, is_name};
-pub use step::is_tag;
 pub(crate) use precondition::example as precondition_example;
+pub use step::is_tag;
 
 /// Largest playbook file ward reads. A 5,000-step playbook is about 1 MiB.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;

@@ -2,7 +2,10 @@
 
 use super::fields::{Ctx, MAX_NAME, STEP_KEYS, is_identifier, is_name, read_retry};
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::model::{Confirm, ForEach, ItemSource, MaxFailed, Spanned, Step, StepBody, When};
+use crate::model::{
+    Confirm, ForEach, ItemEmail, ItemEnd, ItemSource, MaxFailed, OnItem, Spanned, Step, StepBody,
+    When,
+};
 use crate::yaml::{Node, NodeKind};
 
 /// Decodes every step; broken steps are reported and left out.
@@ -138,9 +141,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
                 // `workers: false` is the same as none.
                 b.workers = workers(&ctx, value, diags).map(|w| w.map(|w| (entry.key.span, w)));
             }
-            key if FAN_OUT_LATER.iter().any(|(k, _)| *k == key) => {
-                not_built_yet(&ctx, &entry.key, diags);
-            }
+            "on_item" => b.on_item = Some((entry.key.span, on_item(&ctx, value, diags))),
             _ => ctx.unknown_key(&entry.key, STEP_KEYS, diags),
         }
     }
@@ -167,6 +168,7 @@ fn decode(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Step> {
         keep_children: b.keep_children,
         confirm: b.confirm,
         for_each: for_each?,
+        on_item: b.on_item.and_then(|(_, o)| o),
         span: node.span,
     })
 }
@@ -203,6 +205,8 @@ struct StepBuilder {
     max_failed: Option<(crate::source::Span, Spanned<MaxFailed>)>,
     /// `workers` (`None`: not given or broken; `Some(None)`: `false`).
     workers: Option<Option<(crate::source::Span, Spanned<Vec<String>>)>>,
+    /// `on_item` (its key's span, the notification if it could be read).
+    on_item: Option<(crate::source::Span, Option<OnItem>)>,
 }
 
 impl StepBuilder {
@@ -223,6 +227,7 @@ impl StepBuilder {
                     "workers",
                     self.workers.as_ref().and_then(|w| w.as_ref()).map(|w| w.0),
                 ),
+                ("on_item", self.on_item.as_ref().map(|o| o.0)),
             ] {
                 if let Some(at) = at {
                     diags.push(
@@ -232,8 +237,8 @@ impl StepBuilder {
                             format!("`{name}` in {} has no `for_each` to apply to", ctx.owner),
                         )
                         .with_help(
-                            "`key`, `max_parallel`, `priority`, `max_failed` and `workers` on a \
-                             step belong to its `for_each:` list; the playbook's own \
+                            "`key`, `max_parallel`, `priority`, `max_failed`, `workers` and `on_item` \
+                             on a step belong to its `for_each:` list; the playbook's own \
                              `max_parallel` limits steps",
                         ),
                     );
@@ -243,7 +248,8 @@ impl StepBuilder {
                 && self.max_parallel.is_none()
                 && self.priority.is_none()
                 && self.max_failed.is_none()
-                && self.workers.as_ref().is_none_or(Option::is_none))
+                && self.workers.as_ref().is_none_or(Option::is_none)
+                && self.on_item.is_none())
             .then_some(None);
         };
         let source = source?;
@@ -490,28 +496,6 @@ fn confirm(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Confir
 /// Fan-out keys of issue 17 that this ward does not have yet: refused with
 /// a message that says so, rather than "unknown key", so nobody thinks a
 /// typo is the problem.
-const FAN_OUT_LATER: &[(&str, &str)] = &[("on_item", "there is no per-item notification yet")];
-
-fn not_built_yet(ctx: &Ctx<'_>, key: &Node, diags: &mut Diagnostics) {
-    let name = key.as_str().unwrap_or("?");
-    let instead = FAN_OUT_LATER
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map_or("", |(_, why)| why);
-    diags.push(
-        Diagnostic::error(
-            "not-supported",
-            key.span,
-            format!("`{name}` in {} is not built yet: {instead}", ctx.owner),
-        )
-        .with_help(
-            "fan-out has `for_each`, `key`, `max_parallel`, `priority` and `max_failed` on \
-             SQLite so far \
-             (docs/design.md, \"Fan-out\")",
-        ),
-    );
-}
-
 /// `for_each:` a YAML list, one template that gives a list (`"{{ users }}"`),
 /// or `{ lines | json | csv: PATH }` / `{ command: [ARGV] }` /
 /// `{ pg_query: { sql, db } }` with their options. `None` when it is none of those (reported).
@@ -862,6 +846,196 @@ fn item_template(ctx: &Ctx<'_>, name: &str, node: &Node, diags: &mut Diagnostics
         return None;
     }
     Some(node.clone())
+}
+
+/// `on_item: { on: [succeeded, failed], email: { to, subject, body },
+/// command: [ARGV...] }`: the templates are kept as written (rendered per
+/// item at run time; checked in validate).
+fn on_item(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<OnItem> {
+    let help = "e.g. `on_item: { on: [failed], email: { to: \"{{ item }}@example.org\" } }`";
+    let Some(entries) = node.as_map() else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!(
+                    "invalid `on_item` in {}: expected a mapping, found {}",
+                    ctx.owner,
+                    node.kind_name()
+                ),
+            )
+            .with_help(help),
+        );
+        return None;
+    };
+    let (mut on, mut email, mut command, mut ok) = (None, None, None, true);
+    for entry in entries {
+        let value = &entry.value;
+        match entry.key.as_str().unwrap_or("") {
+            "on" => {
+                let items: Vec<&Node> = match &value.kind {
+                    NodeKind::Seq(items) => items.iter().collect(),
+                    _ => vec![value],
+                };
+                let mut words = Vec::new();
+                for item in items {
+                    match ctx.value::<ItemEnd>("on_item.on", item, diags) {
+                        Some(w) if !words.contains(&w.value) => words.push(w.value),
+                        Some(_) => {}
+                        None => ok = false,
+                    }
+                }
+                if words.is_empty() && ok {
+                    diags.push(
+                        Diagnostic::error(
+                            "invalid-value",
+                            value.span,
+                            format!(
+                                "`on_item.on` in {} is empty: nothing would be sent",
+                                ctx.owner
+                            ),
+                        )
+                        .with_help("list `succeeded`, `failed` or both, or remove `on_item`"),
+                    );
+                    ok = false;
+                }
+                on = Some(words);
+            }
+            "email" => match item_email(ctx, value, diags) {
+                Some(e) => email = Some(e),
+                None => ok = false,
+            },
+            "command" => match on_item_argv(ctx, value, diags) {
+                Some(c) => command = Some(c),
+                None => ok = false,
+            },
+            _ => {
+                ctx.unknown_key(&entry.key, &["on", "email", "command"], diags);
+                ok = false;
+            }
+        }
+    }
+    if ok && email.is_none() && command.is_none() {
+        diags.push(
+            Diagnostic::error(
+                "missing-key",
+                node.span,
+                format!(
+                    "`on_item` in {} has neither `email` nor `command`",
+                    ctx.owner
+                ),
+            )
+            .with_help(help),
+        );
+        ok = false;
+    }
+    ok.then(|| OnItem {
+        on: on.unwrap_or_else(|| vec![ItemEnd::Failed]),
+        email,
+        command,
+        span: node.span,
+    })
+}
+
+/// `on_item.email: { to, subject, body }`; each a template that must be text.
+fn item_email(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemEmail> {
+    let entries = ctx.mapping("on_item.email", node, diags)?;
+    let text = |key: &str, n: &Node, diags: &mut Diagnostics| {
+        let t = ctx.value::<String>(key, n, diags)?;
+        if t.value.trim().is_empty() {
+            diags.push(Diagnostic::error(
+                "invalid-value",
+                n.span,
+                format!("`{key}` in {} is empty", ctx.owner),
+            ));
+            return None;
+        }
+        Some(n.clone())
+    };
+    let (mut to, mut subject, mut body, mut ok) = (None, None, None, true);
+    for entry in entries {
+        let value = &entry.value;
+        match entry.key.as_str().unwrap_or("") {
+            "to" => {
+                let items: Vec<&Node> = match &value.kind {
+                    NodeKind::Seq(items) => items.iter().collect(),
+                    _ => vec![value],
+                };
+                let mut out = Vec::new();
+                for item in items {
+                    match text("on_item.email.to", item, diags) {
+                        Some(n) => out.push(n),
+                        None => ok = false,
+                    }
+                }
+                to = Some(out);
+            }
+            "subject" => {
+                subject = text("on_item.email.subject", value, diags).or_else(|| {
+                    ok = false;
+                    None
+                })
+            }
+            "body" => {
+                body = text("on_item.email.body", value, diags).or_else(|| {
+                    ok = false;
+                    None
+                })
+            }
+            _ => {
+                ctx.unknown_key(&entry.key, &["to", "subject", "body"], diags);
+                ok = false;
+            }
+        }
+    }
+    let to = match to {
+        Some(to) if !to.is_empty() => to,
+        _ => {
+            if ok {
+                diags.push(
+                    Diagnostic::error(
+                        "missing-key",
+                        node.span,
+                        format!("`on_item.email` in {} has no `to`", ctx.owner),
+                    )
+                    .with_help("e.g. `to: \"{{ item }}@example.org\"`"),
+                );
+            }
+            return None;
+        }
+    };
+    ok.then_some(ItemEmail {
+        to,
+        subject,
+        body,
+        span: node.span,
+    })
+}
+
+/// `on_item.command: [PROGRAM, ARG...]`: words that are text (templates).
+fn on_item_argv(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Vec<Node>> {
+    let words = node.as_seq().filter(|w| !w.is_empty());
+    let Some(words) = words else {
+        diags.push(
+            Diagnostic::error(
+                "invalid-type",
+                node.span,
+                format!(
+                    "invalid `on_item.command` in {}: expected a list of words that is not empty",
+                    ctx.owner
+                ),
+            )
+            .with_help("e.g. `command: [notify-user, \"{{ item }}\"]`; no shell reads it"),
+        );
+        return None;
+    };
+    let mut ok = true;
+    for w in words {
+        if ctx.value::<String>("on_item.command", w, diags).is_none() {
+            ok = false;
+        }
+    }
+    ok.then(|| words.to_vec())
 }
 
 /// `workers:` `true` (any `ward worker` claims the items), `false` (none:

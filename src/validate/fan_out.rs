@@ -141,6 +141,19 @@ pub struct ItemWork {
     pub env: Vec<(String, String)>,
 }
 
+/// An `on_item:` notification rendered for one item that ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemNotice {
+    /// `email.to`, rendered (empty: no mail).
+    pub to: Vec<String>,
+    /// `email.subject`, rendered (`None`: the default).
+    pub subject: Option<String>,
+    /// `email.body`, rendered (`None`: the default).
+    pub body: Option<String>,
+    /// `command`, rendered (`None`: no command).
+    pub command: Option<Vec<String>>,
+}
+
 /// Renders a fan-out step for one item at run time. Holds what rendering
 /// needs (the step as written, the run's template context), so that the
 /// executor needs nothing from the parse or template stages.
@@ -188,6 +201,64 @@ impl ItemResolver {
             Some(body) if !diags.has_errors() => Ok(ItemWork { body, env }),
             _ => Err(self.first_problem(&diags)),
         }
+    }
+
+    /// The step's `on_item:`, if it has one.
+    pub fn on_item(&self) -> Option<&crate::model::OnItem> {
+        self.step.on_item.as_ref()
+    }
+
+    /// The step's `on_item:` rendered for `item`, which ended in `state`
+    /// (`item_state` in the templates); `None` without `on_item`. A
+    /// problem is one line with the template's file:line:column.
+    pub fn notice(
+        &self,
+        item: &serde_json::Value,
+        state: &str,
+    ) -> Option<Result<ItemNotice, String>> {
+        let on_item = self.step.on_item.as_ref()?;
+        let ctx = with_item_state(&with_item(&self.ctx, item), state);
+        let id = &self.step.id.value;
+        let render = |field: &str, node: &Node| {
+            self.templates
+                .render(node.as_str().unwrap_or(""), &ctx.value)
+                .map_err(|e| {
+                    let what = format!("`{field}` of step `{id}`");
+                    self.shown(&template_diagnostic(&e, node, &self.source, &what))
+                })
+        };
+        let rendered = (|| {
+            let mut notice = ItemNotice {
+                to: Vec::new(),
+                subject: None,
+                body: None,
+                command: None,
+            };
+            if let Some(e) = &on_item.email {
+                for n in &e.to {
+                    notice.to.push(render("on_item.email.to", n)?);
+                }
+                notice.subject = e
+                    .subject
+                    .as_ref()
+                    .map(|n| render("on_item.email.subject", n))
+                    .transpose()?;
+                notice.body = e
+                    .body
+                    .as_ref()
+                    .map(|n| render("on_item.email.body", n))
+                    .transpose()?;
+            }
+            if let Some(c) = &on_item.command {
+                let mut argv = Vec::with_capacity(c.len());
+                for n in c {
+                    argv.push(render("on_item.command", n)?);
+                }
+                notice.command = Some(argv);
+            }
+            Ok(notice)
+        })();
+        Some(rendered)
     }
 
     /// The names of the step's `env:` variables that do not use `item`:
@@ -419,6 +490,14 @@ fn with_item(ctx: &TemplateContext, item: &serde_json::Value) -> TemplateContext
     with_item_value(ctx, Value::from(minijinja::value::Serde(item)))
 }
 
+/// `ctx` with `item_state` bound: how the item ended, for `on_item:`.
+fn with_item_state(ctx: &TemplateContext, state: &str) -> TemplateContext {
+    let mut ctx = ctx.clone();
+    ctx.value =
+        minijinja::value::merge_maps([ctx.value, minijinja::context! { item_state => state }]);
+    ctx
+}
+
 fn with_item_value(ctx: &TemplateContext, item: Value) -> TemplateContext {
     let mut ctx = ctx.clone();
     // The last map wins a lookup in minijinja 3 (`merge_maps`).
@@ -435,7 +514,7 @@ pub(super) fn resolve(
     source: &Arc<SourceFile>,
     ctx: &TemplateContext,
     templates: &Templates,
-    default_parallel: usize,
+    playbook: &crate::model::Playbook,
     diags: &mut Diagnostics,
 ) -> Option<(FanOut, TemplateContext)> {
     let id = &step.id.value;
@@ -579,6 +658,17 @@ pub(super) fn resolve(
         each.check_keys(list, node.span, diags);
         each.check_priorities(list, diags);
     }
+    if let Some(on_item) = &step.on_item {
+        check_on_item(
+            step,
+            on_item,
+            &playbook.notify,
+            source,
+            &item_ctx,
+            templates,
+            diags,
+        );
+    }
     let fan = FanOut {
         items,
         key: for_each
@@ -588,7 +678,7 @@ pub(super) fn resolve(
         max_parallel: for_each
             .max_parallel
             .as_ref()
-            .map_or(default_parallel, |m| m.value),
+            .map_or(playbook.max_parallel, |m| m.value),
         priority: for_each
             .priority
             .as_ref()
@@ -679,6 +769,67 @@ fn pg_conn(
         );
     }
     ok.then_some(conn)
+}
+
+/// `on_item:`: a mail needs `notify.email` (its server and sender); no
+/// template may use a secret (recipients, subjects and bodies leave the
+/// machine and reach the step's log when a mail fails, in the clear); each
+/// template renders with the stand-in item.
+fn check_on_item(
+    step: &Step,
+    on_item: &crate::model::OnItem,
+    notify: &crate::model::Notify,
+    source: &Arc<SourceFile>,
+    item_ctx: &TemplateContext,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+) {
+    let id = &step.id.value;
+    if let (Some(e), None) = (&on_item.email, &notify.email) {
+        diags.push(
+            Diagnostic::error(
+                "missing-key",
+                e.span,
+                format!(
+                    "`on_item.email` of step `{id}` needs the playbook's `notify.email`: its \
+                     server, port, tls, sender and login send the mails"
+                ),
+            )
+            .with_help(
+                "add `notify: { email: { to: ops@example.org, from: ward@example.org, host: \
+                 smtp.example.org } }` to the playbook",
+            ),
+        );
+    }
+    let ctx = with_item_state(item_ctx, "failed");
+    for (field, n) in on_item.nodes() {
+        let mut names = std::collections::HashSet::new();
+        templates.node_names(n, &mut names);
+        if let Some(used) = ctx.secrets.used_by(&names) {
+            diags.push(
+                Diagnostic::error(
+                    "secret-in-on-item",
+                    locate_name(n, source, &used.var),
+                    format!(
+                        "`{field}` of step `{id}` uses {}; notifications are sent and logged \
+                         in the clear",
+                        used.describe()
+                    ),
+                )
+                .with_help("name the item or its state, never a secret"),
+            );
+            continue;
+        }
+        if let Err(d) = templates.render_scalar(
+            n,
+            &ctx.value,
+            &ctx.secrets,
+            source,
+            &format!("`{field}` of step `{id}`"),
+        ) {
+            diags.push(d);
+        }
+    }
 }
 
 /// The list a `for_each:` list or template gives, as JSON values.
@@ -824,5 +975,41 @@ mod tests {
             .work(&serde_json::json!("plain"))
             .expect_err("no `n`");
         assert!(err.contains("p.yml:10:"), "{err}");
+    }
+    #[test]
+    fn on_item_renders_per_item_with_its_state_and_vars() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.yml");
+        std::fs::write(
+            &path,
+            "ward: 1\nname: p\nvars:\n  domain: example.org\nnotify:\n  email:\n    \
+             to: ops@example.org\n    from: ward@example.org\n    host: localhost\n\
+             steps:\n  - id: s\n    for_each: [alice, bob]\n    run: echo {{ item }}\n    \
+             on_item:\n      email:\n        to: [\"{{ item }}@{{ domain }}\"]\n        \
+             subject: \"{{ item }} {{ item_state }}\"\n      command: [tell, \"{{ item }}\"]\n",
+        )
+        .expect("write");
+        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
+        let plan = crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .plan
+            .expect("valid");
+        let fan = plan.steps[0].fan_out.as_ref().expect("a fan-out step");
+        let on = fan.each.on_item().expect("on_item");
+        assert_eq!(on.on, [crate::model::ItemEnd::Failed], "the default");
+        let notice = fan
+            .each
+            .notice(&serde_json::json!("bob"), "failed")
+            .expect("on_item")
+            .expect("renders");
+        assert_eq!(
+            notice,
+            ItemNotice {
+                to: vec!["bob@example.org".into()],
+                subject: Some("bob failed".into()),
+                body: None,
+                command: Some(vec!["tell".into(), "bob".into()]),
+            }
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::diagnostic::Diagnostics;
 use crate::model::Playbook;
 use crate::template::{RunFacts, TemplateContext, Templates};
 
-pub use fan_out::{FanOut, ItemResolver, ItemWork, Items, item_text};
+pub use fan_out::{FanOut, ItemNotice, ItemResolver, ItemWork, Items, item_text};
 pub use preconditions::{Check, ResolvedPrecondition};
 pub use resolve::{Condition, ResolvedBody, ResolvedConfirm, ResolvedStep};
 pub use restore::ResolvedRestore;

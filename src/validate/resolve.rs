@@ -205,13 +205,7 @@ pub(super) fn step(
     }
     let fan = match &step.for_each {
         Some(f) => Some(super::fan_out::resolve(
-            step,
-            f,
-            source,
-            ctx,
-            templates,
-            playbook.max_parallel,
-            diags,
+            step, f, source, ctx, templates, playbook, diags,
         )?),
         None => None,
     };

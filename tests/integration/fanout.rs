@@ -293,7 +293,10 @@ fn a_bad_for_each_is_reported_with_file_line_and_column() {
         ),
         ("p.yml:10:15", "`for_each` of step `b` must give a list"),
         ("p.yml:14:10", "`key` in step `c` is empty"),
-        ("p.yml:18:5", "`on_item` in step `d` is not built yet"),
+        (
+            "p.yml:18:14",
+            "invalid `on_item` in step `d`: expected a mapping",
+        ),
         (
             "p.yml:21:15",
             "items 1 and 3 of `for_each` in step `e` both have the key `x`",

@@ -8,6 +8,7 @@ mod dumpcheck;
 mod exit_codes;
 mod fanout;
 mod fanout_control;
+mod fanout_notify;
 mod fanout_pg;
 mod fanout_report;
 mod fanout_sources;

@@ -12,7 +12,7 @@ use crate::harness::{Scratch, repo_path};
 
 /// A Python that can import `module` (Debian's first: python3-aiosmtpd
 /// installs there, whatever `python3` on PATH is).
-fn python_with(module: &str) -> Option<&'static str> {
+pub(crate) fn python_with(module: &str) -> Option<&'static str> {
     ["/usr/bin/python3", "python3"].into_iter().find(|py| {
         Command::new(py)
             .args(["-c", &format!("import {module}")])
@@ -23,9 +23,9 @@ fn python_with(module: &str) -> Option<&'static str> {
 }
 
 /// A server started from tests/support, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -36,7 +36,7 @@ impl Drop for Server {
 }
 
 /// Starts `python script args` and waits for its `READY <port>` line.
-fn start(python: &str, script: &str, args: &[&str]) -> Server {
+pub(crate) fn start(python: &str, script: &str, args: &[&str]) -> Server {
     let mut child = Command::new(python)
         .arg(repo_path(script))
         .args(args)
@@ -64,7 +64,7 @@ fn start(python: &str, script: &str, args: &[&str]) -> Server {
 
 /// An SMTP server writing each mail to `out`; `None` (with the reason
 /// printed) where aiosmtpd is not installed.
-fn smtp_server(out: &Path, extra: &[&str]) -> Option<Server> {
+pub(crate) fn smtp_server(out: &Path, extra: &[&str]) -> Option<Server> {
     let Some(python) = python_with("aiosmtpd") else {
         eprintln!(
             "skipped: aiosmtpd is not installed (apt-get install python3-aiosmtpd; .ci/run does)"
@@ -92,7 +92,7 @@ fn http_server(log: &Path, tls: Option<(&Path, &Path)>) -> Option<Server> {
 }
 
 /// The mails received so far, in order, as the server recorded them.
-fn mails(out: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn mails(out: &Path) -> Vec<serde_json::Value> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(out)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
@@ -110,13 +110,13 @@ fn mails(out: &Path) -> Vec<serde_json::Value> {
 }
 
 /// The parsed mail: headers (name -> value, unfolded) and decoded body.
-struct Mail {
+pub(crate) struct Mail {
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Mail {
-    fn parse(record: &serde_json::Value) -> Mail {
+    pub(crate) fn parse(record: &serde_json::Value) -> Mail {
         let raw = record["data"].as_str().expect("data").replace("\r\n", "\n");
         let (head, body) = raw.split_once("\n\n").expect("head and body");
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -141,7 +141,7 @@ impl Mail {
         Mail { body, ..mail }
     }
 
-    fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -172,7 +172,7 @@ fn decode_qp(text: &str) -> String {
 }
 
 /// The run ids of a state, newest first.
-fn run_ids(s: &Scratch) -> Vec<String> {
+pub(crate) fn run_ids(s: &Scratch) -> Vec<String> {
     let runs = s
         .ward()
         .args(["runs", "--json"])
@@ -187,7 +187,7 @@ fn run_ids(s: &Scratch) -> Vec<String> {
 }
 
 /// `kind: message` of a run's events of `kind`.
-fn events(s: &Scratch, run: &str, kind: &str) -> Vec<String> {
+pub(crate) fn events(s: &Scratch, run: &str, kind: &str) -> Vec<String> {
     let db = rusqlite::Connection::open(s.state()).expect("open state");
     let mut stmt = db
         .prepare("SELECT message FROM events WHERE run_id = ?1 AND kind = ?2 ORDER BY rowid")

@@ -1034,6 +1034,18 @@ impl Scheduler<'_, '_> {
         if let Ok(mut f) = crate::state::private::open_log(&fan.log) {
             let _ = std::io::Write::write_all(&mut f, line.as_bytes());
         }
+        // `on_item:`: the notifier only queues; it sends on its own threads.
+        if let Some(notifier) = &self.options.item_notifier {
+            notifier.item_ended(super::super::events::ItemEnded {
+                run_id: self.run_id,
+                step: &step.id,
+                key: &item.key,
+                item: &item.value,
+                state,
+                message: message.as_deref(),
+                step_log: &fan.log,
+            });
+        }
         self.changes.push(Change::ItemFinished {
             step: step.id.clone(),
             key: item.key.clone(),

@@ -117,7 +117,10 @@ impl Scheduler<'_, '_> {
         remote.counts = counts;
         let (was_ok, was_failed) = remote.reported;
         for (n, state) in [
-            (counts.succeeded.saturating_sub(was_ok), ItemState::Succeeded),
+            (
+                counts.succeeded.saturating_sub(was_ok),
+                ItemState::Succeeded,
+            ),
             (counts.failed.saturating_sub(was_failed), ItemState::Failed),
         ] {
             for _ in 0..n {
@@ -143,9 +146,8 @@ impl Scheduler<'_, '_> {
             // A stop of this ward stops the workers' items too; a failure
             // elsewhere skips what has not started (as a local fan-out
             // does), and a step past `max_failed` leaves it pending.
-            let halted = self.interrupted.is_some()
-                || self.abandoned.is_some()
-                || self.state_lost.is_some();
+            let halted =
+                self.interrupted.is_some() || self.abandoned.is_some() || self.state_lost.is_some();
             let skip = stop.filter(|_| !halted && self.failure.is_some());
             self.changes.push(Change::OfferClosed {
                 step: step.clone(),

@@ -669,7 +669,16 @@ async fn apply_one(
                 )
                 .await?;
             }
-            event(tx, shown, run_id, *at, Some(step), "offer-closed", Some(state)).await
+            event(
+                tx,
+                shown,
+                run_id,
+                *at,
+                Some(step),
+                "offer-closed",
+                Some(state),
+            )
+            .await
         }
         Change::Step {
             step,

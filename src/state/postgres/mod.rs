@@ -26,11 +26,11 @@ use tokio_postgres::Client;
 
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
+use super::queue::{ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, Queue, WorkerId};
 use super::records::{
     AttemptRecord, Change, ItemControlled, ItemRecord, ItemState, NewRun, NewStep, RunRecord,
     StepRecord, UnrunRun,
 };
-use super::queue::{ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, Queue, WorkerId};
 use super::retention::{PruneRequest, PrunedRun};
 use super::{Access, EventRecord, RunFilter, StateError, Store, StoreFuture};
 use conn::Fail;

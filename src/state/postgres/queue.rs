@@ -6,9 +6,7 @@
 use tokio_postgres::{Client, Transaction};
 
 use super::super::StateError;
-use super::super::queue::{
-    ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, WorkerId,
-};
+use super::super::queue::{ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, WorkerId};
 use super::super::records::ItemState;
 use super::conn::{Fail, commit_failed, fail};
 use super::lease::WORKER_PREFIX;
@@ -65,7 +63,10 @@ pub async fn offers(client: &Client, shown: &str, run: Option<&str>) -> Result<V
             tags,
             max_parallel: usize::try_from(r.get::<_, i64>(3)).unwrap_or(1).max(1),
             state: OfferState::parse(&state).ok_or_else(|| {
-                corrupt(shown, format!("offer of {run_id}/{step_id}: state `{state}`"))
+                corrupt(
+                    shown,
+                    format!("offer of {run_id}/{step_id}: state `{state}`"),
+                )
             })?,
             run_id,
             step_id,
