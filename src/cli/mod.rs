@@ -112,21 +112,6 @@ enum Command {
     Man(ManArgs),
 }
 
-/// Commands of issue 17 that this ward does not have yet. They are no clap
-/// subcommands (help, the manual and completions would offer them); an
-/// unknown subcommand that is one of them is answered by [`not_built_yet`]
-/// instead of clap's "unrecognized subcommand", so nobody hunts for a typo.
-const NOT_BUILT_YET: &[&str] = &["worker"];
-
-/// What a command that is not built yet says (exit 2).
-fn not_built_yet(command: &str) -> WardError {
-    let instead = "items run in the `ward run` or `ward resume` that reaches their step, on \
-                   SQLite; PostgreSQL state and workers on many hosts are not built yet";
-    WardError::Usage(format!(
-        "`ward {command}` is not built yet (docs/design.md, \"Fan-out\"): {instead}"
-    ))
-}
-
 #[derive(Debug, clap::Args)]
 struct CompletionsArgs {
     /// The shell to complete for.
@@ -724,15 +709,6 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            if e.kind() == clap::error::ErrorKind::InvalidSubcommand
-                && let Some(clap::error::ContextValue::String(word)) =
-                    e.get(clap::error::ContextKind::InvalidSubcommand)
-                && NOT_BUILT_YET.contains(&word.as_str())
-            {
-                let style = Style::stderr();
-                eprintln!("{}: {}", style.error("error"), not_built_yet(word));
-                return exit::USAGE;
-            }
             // A closed stderr or stdout must not hide the code.
             let _ = e.print();
             // --help and --version "fail" to parse, on stdout.

@@ -467,16 +467,48 @@ impl Worker<'_> {
             playbook_hash: plan.playbook.source.sha256(),
             copies_dir: self.opts.copies_dir.clone(),
         };
-        let running = start_item(step, spec, &work, env, job.cancel.subscribe());
+        // A worker of this host whose lease ran out (killed with SIGKILL)
+        // may have left the item's processes running: they are stopped
+        // before the item starts again, so it never runs twice at once
+        // here. (On another host they end with that host, or run on
+        // until they end: docs/design.md, "Workers".)
+        let stale = c
+            .expired_from
+            .as_deref()
+            .filter(|w| w.rsplitn(3, ':').nth(2) == Some(self.opts.id.host.as_str()))
+            .map(|_| {
+                format!(
+                    "{}/item-{}.{}",
+                    super::orphans::attempt_id(&key.0, &step.id, loaded.step_attempt),
+                    c.position + 1,
+                    c.attempt.saturating_sub(1)
+                )
+            });
+        let (cancel, index, grace) = (job.cancel.subscribe(), *index, self.opts.kill_grace);
         job.running.insert(c.key.clone(), ());
         let (job_key, key, position, attempt) = (key.clone(), c.key, c.position, c.attempt);
         self.tasks.spawn(async move {
+            if let Some(old) = stale {
+                let left = tokio::task::spawn_blocking(move || {
+                    super::orphans::stop_left_behind(&old, grace)
+                })
+                .await
+                .unwrap_or_default();
+                if !left.is_empty() {
+                    tracing::warn!(
+                        "item `{key}`: stopped {} processes its earlier attempt left running \
+                         on this host",
+                        left.len()
+                    );
+                }
+            }
+            let result = start_item(&plan.steps[index], spec, &work, env, cancel).await;
             Ended {
                 job: job_key,
                 key,
                 position,
                 attempt,
-                result: running.await,
+                result,
             }
         });
     }

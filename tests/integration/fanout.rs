@@ -354,19 +354,6 @@ fn sigterm_mid_fan_out_leaves_unfinished_items_pending_and_resume_finishes_them(
 }
 
 #[test]
-fn commands_not_built_yet_say_so() {
-    let run = crate::harness::ward()
-        .args(["worker", "some-run", "some-item"])
-        .run()
-        .expect_code(2);
-    assert!(
-        run.stderr.contains("`ward worker` is not built yet"),
-        "{}",
-        run.stderr
-    );
-}
-
-#[test]
 fn items_not_started_after_another_fan_out_failed_are_skipped_and_the_exit_is_still_10() {
     let s = Scratch::new();
     s.write(

@@ -66,3 +66,4 @@ mod system;
 mod validate;
 mod vars;
 mod verify_read;
+mod workers;

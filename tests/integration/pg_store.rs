@@ -124,7 +124,7 @@ fn a_run_is_recorded_in_postgres_and_every_read_command_reads_it() {
     // What PostgreSQL holds: the rows, in ward's own schema.
     assert_eq!(
         c.psql("wardstate", "SELECT version FROM ward.schema_version"),
-        "6"
+        "7"
     );
     assert_eq!(
         c.psql("wardstate", "SELECT state FROM ward.runs"),
@@ -363,7 +363,7 @@ fn two_wards_on_an_empty_database_migrate_it_once() {
             "wardstate",
             "SELECT count(*), max(version) FROM ward.schema_version"
         ),
-        "1|6"
+        "1|7"
     );
     assert_eq!(c.psql("wardstate", "SELECT count(*) FROM ward.runs"), "2");
 }

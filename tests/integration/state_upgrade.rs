@@ -55,6 +55,12 @@ const FIXTURES: &[Fixture] = &[
         succeeded: "20261203-101956-5f7b8a53",
         failed: "20261203-101956-25d732e6",
     },
+    Fixture {
+        file: "v7.db",
+        version: 7,
+        succeeded: "20261203-160805-5425dd1f",
+        failed: "20261203-160805-0eb38a0a",
+    },
 ];
 
 fn user_version(db: &Path) -> i64 {

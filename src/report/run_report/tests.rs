@@ -424,6 +424,7 @@ fn item(key: &str, position: usize, state: ItemState, at: Option<(i64, i64)>) ->
         started_at: at.map(|a| T0 + a.0),
         finished_at: at.filter(|_| state != ItemState::Running).map(|a| T0 + a.1),
         log_path: None,
+        worker: None,
     }
 }
 

@@ -469,6 +469,7 @@ mod tests {
                     key: (*k).into(),
                     position: i,
                     value: serde_json::json!({ "name": k }),
+                    priority: i as f64,
                 })
                 .collect(),
         };

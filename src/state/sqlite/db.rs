@@ -1210,6 +1210,7 @@ mod tests {
             key: key.into(),
             position,
             value: serde_json::json!(key),
+            priority: 0.0,
         };
         let listed = Change::ItemsListed {
             step: "s".into(),
