@@ -35,7 +35,7 @@ pub(super) fn worker(args: &WorkerArgs) -> Result<i32, WardError> {
 }
 
 async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
-    let session = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
+    let mut session = StateSession::open(args.state.state.as_deref(), Access::Write).await?;
     let store = session.store.as_ref();
     if store.queue().is_none() {
         return Err(WardError::Usage(format!(
@@ -92,8 +92,23 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
     };
     let mut source = Playbooks {
         vars: args.vars.vars.clone(),
+        notices: Vec::new(),
     };
     let summary = serve(store, options, &mut source).await;
+    // What `on_item:` could not send is said, and noted in its run.
+    for (run, notices) in source.notices {
+        if let Some(u) = notices.finish(crate::notify::item::FINISH_WAIT) {
+            eprintln!("warning: run {run}: {} not sent: {}", u.channel, u.message);
+            let note = crate::state::Change::Note {
+                kind: crate::state::NoteKind::NotifyFailed,
+                message: format!("worker {}: {}: {}", id.id, u.channel, u.message),
+                at: crate::clock::wall_ms(),
+            };
+            if let Err(e) = session.store.apply(&run, vec![note]).await {
+                tracing::warn!("cannot note it in run {run}: {e}");
+            }
+        }
+    }
     if let Err(e) = lease.release().await {
         tracing::warn!("worker lease not released: {e}");
     }
@@ -122,6 +137,8 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
 /// Reads a run's plan from its playbook, as `ward resume` does.
 struct Playbooks {
     vars: Vec<String>,
+    /// The `on_item:` senders made for each run's step, to finish at the end.
+    notices: Vec<(String, Arc<crate::notify::item::ItemNotices>)>,
 }
 
 impl PlanSource for Playbooks {
@@ -163,9 +180,16 @@ impl PlanSource for Playbooks {
                 .iter()
                 .find(|r| r.id == offer.step_id)
                 .map_or(1, |r| r.attempts);
+            // `on_item:` is told by whoever records the item's end: here.
+            let setup = crate::notify::Setup::of(&plan.playbook);
+            let notices = crate::notify::item::ItemNotices::of(&plan, &setup);
+            if let Some(n) = &notices {
+                self.notices.push((run.id.clone(), n.clone()));
+            }
             Ok(Loaded {
                 plan: Arc::new(plan),
                 step_attempt,
+                notifier: notices.map(|n| n as Arc<dyn crate::execute::ItemNotifier>),
             })
         })
     }

@@ -68,6 +68,9 @@ pub struct WorkerOptions {
 pub struct Loaded {
     pub plan: Arc<Plan>,
     pub step_attempt: u32,
+    /// Told each item's recorded end (`on_item:`), as the run's ward
+    /// would tell it.
+    pub notifier: Option<Arc<dyn super::ItemNotifier>>,
 }
 
 /// How the worker gets a run's plan (the CLI reads the playbook, as
@@ -112,6 +115,9 @@ struct Job {
     offer: Offer,
     /// None: this worker cannot run the step's items (said once).
     loaded: Option<(Loaded, usize)>,
+    /// Its items running here, or whose end is not recorded yet: each
+    /// item's value and log (for `on_item:`).
+    items: HashMap<String, (serde_json::Value, PathBuf)>,
     /// Keys of its items running here.
     running: HashMap<String, ()>,
     /// Ends to record at the next turn.
@@ -316,6 +322,7 @@ impl Worker<'_> {
                 Job {
                     offer,
                     loaded,
+                    items: HashMap::new(),
                     running: HashMap::new(),
                     ends: Vec::new(),
                     cancel,
@@ -486,6 +493,7 @@ impl Worker<'_> {
             });
         let (cancel, index, grace) = (job.cancel.subscribe(), *index, self.opts.kill_grace);
         job.running.insert(c.key.clone(), ());
+        job.items.insert(c.key.clone(), (c.item, log));
         let (job_key, key, position, attempt) = (key.clone(), c.key, c.position, c.attempt);
         self.tasks.spawn(async move {
             if let Some(old) = stale {
@@ -595,7 +603,27 @@ impl Worker<'_> {
                 .await
             {
                 Ok(kept) => {
+                    let job = self.jobs.get_mut(&key);
+                    let (notifier, mut items) = match job {
+                        Some(j) => (
+                            j.loaded.as_ref().and_then(|(l, _)| l.notifier.clone()),
+                            Some(&mut j.items),
+                        ),
+                        None => (None, None),
+                    };
                     for (end, kept) in ends.iter().zip(kept) {
+                        let item = items.as_mut().and_then(|m| m.remove(&end.key));
+                        if kept && let (Some(n), Some((value, log))) = (&notifier, &item) {
+                            n.item_ended(super::ItemEnded {
+                                run_id: &key.0,
+                                step: &key.1,
+                                key: &end.key,
+                                item: value,
+                                state: end.state,
+                                message: end.message.as_deref(),
+                                step_log: log,
+                            });
+                        }
                         if !kept {
                             self.summary.3 += 1;
                             tracing::warn!(

@@ -319,3 +319,59 @@ fn a_local_state_refuses_workers_before_anything_runs() {
     let out = s.ward().args(["worker"]).run().expect_code(2);
     assert!(out.stderr.contains("shared state"), "{}", out.stderr);
 }
+
+#[test]
+fn a_worker_mails_each_item_it_ran_through_the_real_server() {
+    let out_dir = Scratch::new();
+    let out = out_dir.path().join("mails");
+    let Some(server) = crate::notify::smtp_server(&out, &[]) else {
+        return;
+    };
+    let c = cluster();
+    let s = Scratch::new();
+    s.write("users.txt", "alice\nbob\ncarol\n");
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: homes\nnotify:\n  email:\n    to: ops@example.org\n    \
+             from: ward@example.org\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    \
+             timeout: 2s\n    on: [skipped]\nsteps:\n  - id: migrate\n    \
+             for_each: {{ lines: users.txt }}\n    workers: true\n    \
+             run: test {{{{ item }}}} != bob\n    on_item:\n      on: [succeeded, failed]\n      \
+             email:\n        to: \"{{{{ item }}}}@example.org\"\n        \
+             subject: \"{{{{ item }}}}: {{{{ item_state }}}}\"\n",
+            server.port
+        ),
+    );
+    let run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    let id = offered(&s, &c);
+    let worker = ward(&s, &c).args(["worker", "--run", &id]).spawn();
+    let (code, err) = finish(run, 60);
+    assert_eq!(code, Some(10), "bob failed: {err}");
+    let (code, err) = finish(worker, 60);
+    assert_eq!(code, Some(0), "{err}");
+    let mut got: Vec<(String, String)> = crate::notify::mails(&out)
+        .iter()
+        .map(|m| {
+            (
+                m["rcpt_tos"][0].as_str().unwrap_or("").to_owned(),
+                crate::notify::Mail::parse(m).header("subject"),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "alice@example.org".to_owned(),
+                "alice: succeeded".to_owned()
+            ),
+            ("bob@example.org".to_owned(), "bob: failed".to_owned()),
+            (
+                "carol@example.org".to_owned(),
+                "carol: succeeded".to_owned()
+            ),
+        ]
+    );
+}
