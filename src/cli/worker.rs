@@ -112,8 +112,14 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
     if let Err(e) = lease.release().await {
         tracing::warn!("worker lease not released: {e}");
     }
+    let pct = |p: usize| {
+        let t = &summary.claim_times;
+        t.get((t.len() * p / 100).min(t.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     eprintln!(
-        "worker {}: {} items succeeded, {} failed, {} stopped (pending again){}",
+        "worker {}: {} items succeeded, {} failed, {} stopped (pending again){}; {} claims, \
+         p50 {:.1} ms, p99 {:.1} ms",
         id.id,
         summary.succeeded,
         summary.failed,
@@ -122,7 +128,10 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
             format!(", {} ends not recorded (claims lost)", summary.lost)
         } else {
             String::new()
-        }
+        },
+        summary.claim_times.len(),
+        pct(50),
+        pct(99)
     );
     Ok(match summary.end {
         WorkerEnd::RunEnded => exit::OK,

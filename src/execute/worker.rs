@@ -108,6 +108,9 @@ pub struct WorkerSummary {
     pub stopped: usize,
     /// Item ends not recorded because the claim was gone.
     pub lost: usize,
+    /// How long each claim that took items took, sorted (for its
+    /// percentiles: the store's side of a worker's pace).
+    pub claim_times: Vec<Duration>,
 }
 
 /// One offer this worker works on.
@@ -157,6 +160,7 @@ pub async fn serve(
             failed: 0,
             stopped: 0,
             lost: 0,
+            claim_times: Vec::new(),
         };
     };
     super::orphans::become_subreaper();
@@ -170,6 +174,7 @@ pub async fn serve(
         signals_seen: 0,
         lost: None,
         summary: (0, 0, 0, 0),
+        claim_times: Vec::new(),
         next_look: Instant::now(),
     };
     let mut signals = Signals::install().ok();
@@ -183,14 +188,10 @@ pub async fn serve(
             w.lost = Some(e);
             w.stop_all(Cancel::Terminate);
         }
-        // Ends first: a claim then has room for as many new items.
-        w.record_ends().await;
-        if w.interrupted.is_none() && w.lost.is_none() {
-            if Instant::now() >= w.next_look {
-                w.look(load).await;
-            }
-            w.claim_all().await;
+        if w.interrupted.is_none() && w.lost.is_none() && Instant::now() >= w.next_look {
+            w.look(load).await;
         }
+        w.turn().await;
         let running = w.tasks.len();
         if running == 0 {
             if let Some(e) = w.lost.take() {
@@ -214,14 +215,17 @@ pub async fn serve(
             Some(sig) = next_signal(&mut signals) => w.on_signal(sig),
         }
     };
-    w.record_ends().await;
+    w.turn().await;
     let (succeeded, failed, stopped, lost) = w.summary;
+    let mut claim_times = w.claim_times;
+    claim_times.sort();
     WorkerSummary {
         end,
         succeeded,
         failed,
         stopped,
         lost,
+        claim_times,
     }
 }
 
@@ -243,6 +247,7 @@ struct Worker<'s> {
     lost: Option<StateError>,
     /// Succeeded, failed, stopped, lost.
     summary: (usize, usize, usize, usize),
+    claim_times: Vec<Duration>,
     next_look: Instant,
 }
 
@@ -346,52 +351,76 @@ impl Worker<'_> {
         self.jobs.values().map(|j| j.running.len()).sum()
     }
 
-    async fn claim_all(&mut self) {
+    /// One turn: for each step, the ends gathered since the last turn are
+    /// recorded and new items claimed (up to the step's `max_parallel`,
+    /// and `--max-parallel` over all), in one transaction per step. No
+    /// claims after a stop; nothing at all once the lease is lost (the
+    /// fence would refuse it).
+    async fn turn(&mut self) {
+        if self.lost.is_some() {
+            for job in self.jobs.values_mut() {
+                job.ends.clear();
+            }
+            return;
+        }
+        let claiming = self.interrupted.is_none();
         let keys: Vec<JobKey> = self.jobs.keys().cloned().collect();
         for key in keys {
             let cap = self
                 .opts
                 .max_parallel
                 .map_or(usize::MAX, |m| m.saturating_sub(self.running()));
-            let Some(job) = self.jobs.get(&key) else {
+            let Some(job) = self.jobs.get_mut(&key) else {
                 continue;
             };
-            if job.loaded.is_none()
-                || job.offer.state != OfferState::Open
-                || job.rest_until.is_some_and(|t| Instant::now() < t)
-            {
+            let may_claim = claiming
+                && job.loaded.is_some()
+                && job.offer.state == OfferState::Open
+                && job.rest_until.is_none_or(|t| Instant::now() >= t);
+            let n = if may_claim {
+                job.offer
+                    .max_parallel
+                    .saturating_sub(job.running.len())
+                    .min(cap)
+            } else {
+                0
+            };
+            if n == 0 && job.ends.is_empty() {
                 continue;
             }
-            let n = job
-                .offer
-                .max_parallel
-                .saturating_sub(job.running.len())
-                .min(cap);
-            if n == 0 {
-                continue;
-            }
-            // Items whose end is not recorded yet are still this worker's
-            // claims too (a claim takes back only those it lost track of).
-            let running: Vec<String> = job
-                .running
-                .keys()
-                .cloned()
-                .chain(job.ends.iter().map(|e| e.key.clone()))
-                .collect();
-            let claimed = self
+            let ends = std::mem::take(&mut job.ends);
+            // Items whose end is recorded in this very turn are no longer
+            // claimed; the others still running here are (a claim takes
+            // back only those this worker lost track of).
+            let running: Vec<String> = job.running.keys().cloned().collect();
+            let asked = Instant::now();
+            let answer = self
                 .queue
-                .claim(&self.opts.id, &key.0, &key.1, n, &running)
+                .exchange(&self.opts.id, &key.0, &key.1, ends.clone(), n, &running)
                 .await;
-            let claimed = match claimed {
-                Ok(c) => c,
+            let (kept, claimed) = match answer {
+                Ok(answer) => answer,
                 Err(e) => {
-                    tracing::warn!("run {}, step `{}`: cannot claim items: {e}", key.0, key.1);
-                    if let Some(job) = self.jobs.get_mut(&key) {
+                    tracing::warn!(
+                        "run {}, step `{}`: cannot record item ends or claim items: {e}",
+                        key.0,
+                        key.1
+                    );
+                    if matches!(e, StateError::LeaseLost { .. }) {
+                        self.lost.get_or_insert(e);
+                        self.stop_all(Cancel::Terminate);
+                    } else if let Some(job) = self.jobs.get_mut(&key) {
+                        // Tried again next turn (the store reconnects).
+                        job.ends.extend(ends);
                         job.rest_until = Some(Instant::now() + CLAIM_PAUSE);
                     }
                     continue;
                 }
             };
+            if !claimed.is_empty() {
+                self.claim_times.push(asked.elapsed());
+            }
+            self.recorded(&key, &ends, kept);
             if let Some(job) = self.jobs.get_mut(&key) {
                 job.rest_until = (claimed.len() < n).then(|| Instant::now() + CLAIM_PAUSE);
             }
@@ -577,82 +606,46 @@ impl Worker<'_> {
         });
     }
 
-    /// Records the ends gathered this turn, one batch per step. A worker
-    /// whose lease is lost records nothing (its fence would refuse).
-    async fn record_ends(&mut self) {
-        if self.lost.is_some() {
-            for job in self.jobs.values_mut() {
-                job.ends.clear();
+    /// What a turn recorded of `ends`: `on_item:` is told of each kept
+    /// end, a lost one is said, and each is counted.
+    fn recorded(&mut self, key: &JobKey, ends: &[ItemEnd], kept: Vec<bool>) {
+        let job = self.jobs.get_mut(key);
+        let (notifier, mut items) = match job {
+            Some(j) => (
+                j.loaded.as_ref().and_then(|(l, _)| l.notifier.clone()),
+                Some(&mut j.items),
+            ),
+            None => (None, None),
+        };
+        for (end, kept) in ends.iter().zip(kept) {
+            let item = items.as_mut().and_then(|m| m.remove(&end.key));
+            if kept && let (Some(n), Some((value, log))) = (&notifier, &item) {
+                n.item_ended(super::ItemEnded {
+                    run_id: &key.0,
+                    step: &key.1,
+                    key: &end.key,
+                    item: value,
+                    state: end.state,
+                    message: end.message.as_deref(),
+                    step_log: log,
+                });
             }
-            return;
-        }
-        let keys: Vec<JobKey> = self
-            .jobs
-            .iter()
-            .filter(|(_, j)| !j.ends.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
-            let Some(job) = self.jobs.get_mut(&key) else {
+            if !kept {
+                self.summary.3 += 1;
+                tracing::warn!(
+                    "item `{}` of step `{}`: its end ({}) is not recorded: its \
+                     claim was gone (another worker took it after this worker's \
+                     lease ran out, or an operator changed it)",
+                    end.key,
+                    key.1,
+                    end.state
+                );
                 continue;
-            };
-            let ends = std::mem::take(&mut job.ends);
-            match self
-                .queue
-                .finish(&self.opts.id, &key.0, &key.1, ends.clone())
-                .await
-            {
-                Ok(kept) => {
-                    let job = self.jobs.get_mut(&key);
-                    let (notifier, mut items) = match job {
-                        Some(j) => (
-                            j.loaded.as_ref().and_then(|(l, _)| l.notifier.clone()),
-                            Some(&mut j.items),
-                        ),
-                        None => (None, None),
-                    };
-                    for (end, kept) in ends.iter().zip(kept) {
-                        let item = items.as_mut().and_then(|m| m.remove(&end.key));
-                        if kept && let (Some(n), Some((value, log))) = (&notifier, &item) {
-                            n.item_ended(super::ItemEnded {
-                                run_id: &key.0,
-                                step: &key.1,
-                                key: &end.key,
-                                item: value,
-                                state: end.state,
-                                message: end.message.as_deref(),
-                                step_log: log,
-                            });
-                        }
-                        if !kept {
-                            self.summary.3 += 1;
-                            tracing::warn!(
-                                "item `{}` of step `{}`: its end ({}) is not recorded: its \
-                                 claim was gone (another worker took it after this worker's \
-                                 lease ran out, or an operator changed it)",
-                                end.key,
-                                key.1,
-                                end.state
-                            );
-                            continue;
-                        }
-                        match end.state {
-                            ItemState::Succeeded => self.summary.0 += 1,
-                            ItemState::Failed => self.summary.1 += 1,
-                            _ => self.summary.2 += 1,
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("cannot record how items ended: {e}");
-                    if matches!(e, StateError::LeaseLost { .. }) {
-                        self.lost.get_or_insert(e);
-                        self.stop_all(Cancel::Terminate);
-                    } else if let Some(job) = self.jobs.get_mut(&key) {
-                        // Tried again next turn (the store reconnects).
-                        job.ends.extend(ends);
-                    }
-                }
+            }
+            match end.state {
+                ItemState::Succeeded => self.summary.0 += 1,
+                ItemState::Failed => self.summary.1 += 1,
+                _ => self.summary.2 += 1,
             }
         }
     }

@@ -176,27 +176,22 @@ pub trait Queue: Send + Sync {
     /// Offers of running runs (only of `run`, if given) that are not
     /// closed, oldest first.
     fn offers(&self, run: Option<&str>) -> StoreFuture<'_, Vec<Offer>>;
-    /// Claims up to `n` items of the step for `worker`, if its offer is
-    /// open: pending ones, and running ones whose worker's lease ran out.
-    /// `running`: the keys this worker runs now (any other item recorded
-    /// as its claim is one it lost track of, and is claimed again).
-    fn claim(
-        &self,
-        worker: &WorkerId,
-        run: &str,
-        step: &str,
-        n: usize,
-        running: &[String],
-    ) -> StoreFuture<'_, Vec<Claimed>>;
-    /// Records how the worker's items ended; for each, whether it was
-    /// still the worker's claim (else nothing was recorded for it).
-    fn finish(
+    /// One turn of `worker` on a step, in one transaction: records how
+    /// its items `ends` ended (for each, whether it was still the
+    /// worker's claim; else nothing was recorded for it), then claims up
+    /// to `n` items if the step's offer is open: pending ones, and running
+    /// ones whose worker's lease ran out. `running`: the keys this worker
+    /// runs now (any other item recorded as its claim is one it lost
+    /// track of, and is claimed again).
+    fn exchange(
         &self,
         worker: &WorkerId,
         run: &str,
         step: &str,
         ends: Vec<ItemEnd>,
-    ) -> StoreFuture<'_, Vec<bool>>;
+        n: usize,
+        running: &[String],
+    ) -> StoreFuture<'_, (Vec<bool>, Vec<Claimed>)>;
     /// How many of the step's items are in each state, and its offer's
     /// state (None: never offered).
     fn counts(&self, run: &str, step: &str) -> StoreFuture<'_, (ItemCounts, Option<OfferState>)>;

@@ -334,14 +334,15 @@ impl Queue for PgStore {
         }))
     }
 
-    fn claim(
+    fn exchange(
         &self,
         worker: &WorkerId,
         run: &str,
         step: &str,
+        ends: Vec<ItemEnd>,
         n: usize,
         running: &[String],
-    ) -> StoreFuture<'_, Vec<Claimed>> {
+    ) -> StoreFuture<'_, (Vec<bool>, Vec<Claimed>)> {
         let (worker, run, step) = (worker.clone(), run.to_owned(), step.to_owned());
         let running = running.to_vec();
         let at = crate::clock::wall_ms();
@@ -357,20 +358,7 @@ impl Queue for PgStore {
                 logs: &logs,
                 at,
             };
-            queue::claim(client, shown, &claim).await
-        }))
-    }
-
-    fn finish(
-        &self,
-        worker: &WorkerId,
-        run: &str,
-        step: &str,
-        ends: Vec<ItemEnd>,
-    ) -> StoreFuture<'_, Vec<bool>> {
-        let (worker, run, step) = (worker.clone(), run.to_owned(), step.to_owned());
-        Box::pin(with_client!(self, |client| async |shown: &str| {
-            queue::finish(client, shown, &worker, &run, &step, &ends).await
+            queue::exchange(client, shown, &claim, &ends).await
         }))
     }
 

@@ -97,7 +97,7 @@ pub struct Claim<'a> {
     pub at: i64,
 }
 
-pub async fn claim(client: &mut Client, shown: &str, c: &Claim<'_>) -> Result<Vec<Claimed>, Fail> {
+async fn claim_in(tx: &Transaction<'_>, shown: &str, c: &Claim<'_>) -> Result<Vec<Claimed>, Fail> {
     let Claim {
         worker,
         run,
@@ -107,8 +107,9 @@ pub async fn claim(client: &mut Client, shown: &str, c: &Claim<'_>) -> Result<Ve
         logs,
         at,
     } = *c;
-    let tx = client.transaction().await.map_err(fail(shown))?;
-    fence(&tx, shown, worker).await?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
     let open = tx
         .query_opt(
             "SELECT 1 FROM ward.offers WHERE run_id = $1 AND step_id = $2 AND state = 'open' \
@@ -117,7 +118,7 @@ pub async fn claim(client: &mut Client, shown: &str, c: &Claim<'_>) -> Result<Ve
         )
         .await
         .map_err(fail(shown))?;
-    if open.is_none() || n == 0 {
+    if open.is_none() {
         return Ok(Vec::new());
     }
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
@@ -201,15 +202,30 @@ pub async fn claim(client: &mut Client, shown: &str, c: &Claim<'_>) -> Result<Ve
             expired_from,
         });
     }
-    log.insert(&tx, shown, run, step, at).await?;
-    tx.commit().await.map_err(|e| commit_failed(shown, &e))?;
+    log.insert(tx, shown, run, step, at).await?;
     Ok(out)
+}
+
+/// One turn of a worker on one step, in one transaction (one WAL flush):
+/// the ends of its items recorded, then up to `c.n` new items claimed.
+pub async fn exchange(
+    client: &mut Client,
+    shown: &str,
+    c: &Claim<'_>,
+    ends: &[ItemEnd],
+) -> Result<(Vec<bool>, Vec<Claimed>), Fail> {
+    let tx = client.transaction().await.map_err(fail(shown))?;
+    fence(&tx, shown, c.worker).await?;
+    let kept = finish_in(&tx, shown, c.worker, c.run, c.step, ends).await?;
+    let claimed = claim_in(&tx, shown, c).await?;
+    tx.commit().await.map_err(|e| commit_failed(shown, &e))?;
+    Ok((kept, claimed))
 }
 
 /// Records the ends of the worker's items that are still its claims (same
 /// worker, same attempt, still `running`): one statement for the batch.
-pub async fn finish(
-    client: &mut Client,
+async fn finish_in(
+    tx: &Transaction<'_>,
     shown: &str,
     worker: &WorkerId,
     run: &str,
@@ -219,8 +235,6 @@ pub async fn finish(
     if ends.is_empty() {
         return Ok(Vec::new());
     }
-    let tx = client.transaction().await.map_err(fail(shown))?;
-    fence(&tx, shown, worker).await?;
     let keys: Vec<&str> = ends.iter().map(|e| e.key.as_str()).collect();
     let attempts: Vec<i64> = ends.iter().map(|e| i64::from(e.attempt)).collect();
     let states: Vec<&str> = ends.iter().map(|e| e.state.as_str()).collect();
@@ -265,8 +279,7 @@ pub async fn finish(
         out.push(ours);
     }
     let at = ends.iter().map(|e| e.at).max().unwrap_or(0);
-    log.insert(&tx, shown, run, step, at).await?;
-    tx.commit().await.map_err(|e| commit_failed(shown, &e))?;
+    log.insert(tx, shown, run, step, at).await?;
     Ok(out)
 }
 
