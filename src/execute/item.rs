@@ -53,17 +53,7 @@ impl ItemRun<'_> {
     /// item's own (so that what it leaves running is told apart from its
     /// siblings), `WARD_ITEM_KEY`, then the step's `env:` rendered for it.
     pub fn attempt(&self, echo: Option<mpsc::UnboundedSender<(usize, String)>>) -> Attempt {
-        let argv = match &self.work.body {
-            ResolvedBody::Run(line) => [
-                "bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", line,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            ResolvedBody::Cmd(argv) => argv.clone(),
-            // An action starts its own programs (`ActionCtx::spawn`).
-            ResolvedBody::Action(_) => Vec::new(),
-        };
+        let argv = argv_of(&self.work.body);
         let step = &self.step.id;
         let mut env = vec![
             ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
@@ -96,6 +86,22 @@ impl ItemRun<'_> {
             echo,
             mask: self.mask.clone(),
         }
+    }
+}
+
+/// The program an attempt of `body` starts: `run:` through bash with
+/// errexit, nounset and pipefail; `cmd:` as written; none for an action,
+/// which starts its own programs (`ActionCtx::spawn`).
+pub fn argv_of(body: &ResolvedBody) -> Vec<String> {
+    match body {
+        ResolvedBody::Run(line) => [
+            "bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", line,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        ResolvedBody::Cmd(argv) => argv.clone(),
+        ResolvedBody::Action(_) => Vec::new(),
     }
 }
 

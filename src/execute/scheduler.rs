@@ -1002,17 +1002,7 @@ impl Scheduler<'_, '_> {
         echo: Option<mpsc::UnboundedSender<(usize, String)>>,
     ) -> Attempt {
         let step = &self.steps[i];
-        let argv = match &step.body {
-            ResolvedBody::Run(line) => [
-                "bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", line,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            ResolvedBody::Cmd(argv) => argv.clone(),
-            // An action starts its own programs (`ActionCtx::spawn`).
-            ResolvedBody::Action(_) => Vec::new(),
-        };
+        let argv = super::item::argv_of(&step.body);
         let mut env = vec![
             ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
             ("WARD_STEP".to_owned(), step.id.clone()),

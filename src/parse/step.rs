@@ -873,10 +873,7 @@ fn on_item(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<OnItem
         let value = &entry.value;
         match entry.key.as_str().unwrap_or("") {
             "on" => {
-                let items: Vec<&Node> = match &value.kind {
-                    NodeKind::Seq(items) => items.iter().collect(),
-                    _ => vec![value],
-                };
+                let items = one_or_many(value);
                 let mut words = Vec::new();
                 for item in items {
                     match ctx.value::<ItemEnd>("on_item.on", item, diags) {
@@ -937,6 +934,15 @@ fn on_item(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<OnItem
     })
 }
 
+/// A value that may be one node or a list of them (`on: failed`, `on:
+/// [succeeded, failed]`), as its nodes.
+fn one_or_many(value: &Node) -> Vec<&Node> {
+    match &value.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        _ => vec![value],
+    }
+}
+
 /// `on_item.email: { to, subject, body }`; each a template that must be text.
 fn item_email(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<ItemEmail> {
     let entries = ctx.mapping("on_item.email", node, diags)?;
@@ -957,10 +963,7 @@ fn item_email(ctx: &Ctx<'_>, node: &Node, diags: &mut Diagnostics) -> Option<Ite
         let value = &entry.value;
         match entry.key.as_str().unwrap_or("") {
             "to" => {
-                let items: Vec<&Node> = match &value.kind {
-                    NodeKind::Seq(items) => items.iter().collect(),
-                    _ => vec![value],
-                };
+                let items = one_or_many(value);
                 let mut out = Vec::new();
                 for item in items {
                     match text("on_item.email.to", item, diags) {

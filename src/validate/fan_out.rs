@@ -927,6 +927,19 @@ fn refuse_item_in_step_fields(step: &Step, templates: &Templates, diags: &mut Di
 
 #[cfg(test)]
 mod tests {
+    /// The plan of a playbook of this text (in a folder that is gone
+    /// afterwards: the tests only render templates).
+    fn plan_of(text: &str) -> crate::plan::Plan {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.yml");
+        std::fs::write(&path, text).expect("write");
+        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
+        crate::check_file_with(&path, &[], facts)
+            .expect("read")
+            .plan
+            .expect("valid")
+    }
+
     use super::*;
 
     #[test]
@@ -941,20 +954,11 @@ mod tests {
 
     #[test]
     fn each_item_renders_its_own_body_env_and_key() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("p.yml");
-        std::fs::write(
-            &path,
+        let plan = plan_of(
             "ward: 1\nname: p\nvars:\n  item: hidden\n  users: [{name: a, n: 1}, {name: b, n: 2}]\n\
              steps:\n  - id: s\n    for_each: \"{{ users }}\"\n    key: \"{{ item.name }}\"\n    \
              cmd: [echo, \"{{ item.n }}\"]\n    env: { WHO: \"{{ item.name }}\" }\n",
-        )
-        .expect("write");
-        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
-        let plan = crate::check_file_with(&path, &[], facts)
-            .expect("read")
-            .plan
-            .expect("valid");
+        );
         let fan = plan.steps[0].fan_out.as_ref().expect("a fan-out step");
         let Items::List(items) = &fan.items else {
             panic!("a list");
@@ -978,22 +982,13 @@ mod tests {
     }
     #[test]
     fn on_item_renders_per_item_with_its_state_and_vars() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("p.yml");
-        std::fs::write(
-            &path,
+        let plan = plan_of(
             "ward: 1\nname: p\nvars:\n  domain: example.org\nnotify:\n  email:\n    \
              to: ops@example.org\n    from: ward@example.org\n    host: localhost\n\
              steps:\n  - id: s\n    for_each: [alice, bob]\n    run: echo {{ item }}\n    \
              on_item:\n      email:\n        to: [\"{{ item }}@{{ domain }}\"]\n        \
              subject: \"{{ item }} {{ item_state }}\"\n      command: [tell, \"{{ item }}\"]\n",
-        )
-        .expect("write");
-        let facts = crate::template::RunFacts::new(chrono::NaiveDateTime::default(), "r", &path);
-        let plan = crate::check_file_with(&path, &[], facts)
-            .expect("read")
-            .plan
-            .expect("valid");
+        );
         let fan = plan.steps[0].fan_out.as_ref().expect("a fan-out step");
         let on = fan.each.on_item().expect("on_item");
         assert_eq!(on.on, [crate::model::ItemEnd::Failed], "the default");
