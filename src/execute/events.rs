@@ -108,6 +108,16 @@ pub enum Event<'a> {
         /// Items in the step's list.
         total: usize,
     },
+    /// A resumed `for_each` step's items that succeeded before the resume
+    /// (they do not run again): counted as done, not in the rate.
+    ItemsKept {
+        /// The `for_each` step.
+        step: &'a str,
+        /// Items that succeeded earlier.
+        kept: usize,
+        /// Items in the step's list.
+        total: usize,
+    },
     /// A step will not run.
     StepSkipped {
         /// The step.

@@ -193,6 +193,8 @@ struct RunningStep {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ItemTally {
     total: usize,
+    /// Succeeded before a resume: done, but not this ward's pace.
+    kept: usize,
     done: usize,
     failed: usize,
 }
@@ -348,6 +350,13 @@ impl<W: Write> ProgressReporter<W> {
                     items: None,
                 });
             }
+            Event::ItemsKept { step, kept, total } => {
+                if let Some(r) = self.running.iter_mut().find(|r| r.step == *step) {
+                    let t = r.items.get_or_insert_with(ItemTally::default);
+                    t.total = *total;
+                    t.kept = *kept;
+                }
+            }
             Event::ItemFinished {
                 step, state, total, ..
             } => {
@@ -385,7 +394,7 @@ impl RunningStep {
         if let Some(t) = self.items {
             parts.push(format!(
                 "{}/{} items",
-                thousands(t.done as u64),
+                thousands((t.kept + t.done) as u64),
                 thousands(t.total as u64)
             ));
             if t.failed > 0 {
@@ -396,7 +405,7 @@ impl RunningStep {
             if secs >= 1.0 && t.done > 0 {
                 let rate = t.done as f64 / secs;
                 parts.push(format!("{} items/s", super::runs::fmt_rate(rate)));
-                let left = t.total.saturating_sub(t.done);
+                let left = t.total.saturating_sub(t.kept + t.done);
                 if left > 0 {
                     let eta = (left as f64 / rate).ceil().min(1e7) as u64;
                     parts.push(format!("ETA {}", fmt_elapsed(Duration::from_secs(eta))));
@@ -547,7 +556,7 @@ impl<W: Write> Reporter for ProgressReporter<W> {
             // Counted only: shown by the live lines (redrawn at the next
             // tick) or the next plain line; never a line or an erase per
             // item.
-            Event::ItemFinished { .. } => return,
+            Event::ItemFinished { .. } | Event::ItemsKept { .. } => return,
             // The question is written by the executor; nothing is drawn
             // or printed until it is answered, so it stays readable.
             Event::ConfirmAsked { .. } => {
@@ -574,7 +583,8 @@ impl<W: Write> Reporter for ProgressReporter<W> {
         let _ = match e {
             Event::ConfirmAsked { .. }
             | Event::ConfirmAnswered { .. }
-            | Event::ItemFinished { .. } => Ok(()),
+            | Event::ItemFinished { .. }
+            | Event::ItemsKept { .. } => Ok(()),
             Event::RunStarted {
                 run_id,
                 playbook,
@@ -977,11 +987,33 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_fan_out_counts_the_items_kept_from_before_as_done() {
+        let mut out = Vec::new();
+        {
+            let mut r = ProgressReporter::new(&mut out, Style::plain()).periodic(Duration::ZERO);
+            fan_started(&mut r);
+            r.event(&Event::ItemsKept {
+                step: "each",
+                kept: 7_000,
+                total: 10_000,
+            });
+            for k in 0..500 {
+                item(&mut r, &format!("u{k}"), ItemState::Succeeded);
+            }
+            r.tick();
+        }
+        let text = String::from_utf8(out).expect("utf-8");
+        let last = text.lines().last().unwrap_or_default();
+        assert_eq!(last, "[0/1] each running 0s, 7,500/10,000 items");
+    }
+
+    #[test]
     fn a_running_fan_out_shows_its_rate_and_eta_after_a_second() {
         let t0 = Instant::now();
         let mut r = step(None, t0);
         r.items = Some(ItemTally {
             total: 1_000,
+            kept: 0,
             done: 250,
             failed: 2,
         });

@@ -432,7 +432,20 @@ impl Scheduler<'_, '_> {
         let recorded = self.recorded_items.remove(&step.id).unwrap_or_default();
         if !recorded.is_empty() {
             match self.resumed_items(i, recorded) {
-                Ok(items) => self.start_items_of(i, attempt, log, items),
+                Ok(items) => {
+                    let kept = items
+                        .iter()
+                        .filter(|it| it.state == ItemState::Succeeded)
+                        .count();
+                    if kept > 0 {
+                        self.reporter.event(&Event::ItemsKept {
+                            step: &self.steps[i].id,
+                            kept,
+                            total: items.len(),
+                        });
+                    }
+                    self.start_items_of(i, attempt, log, items);
+                }
                 Err(e) => self.fan_failed_to_start(i, attempt, &log, e.to_string()),
             }
             return;
@@ -497,7 +510,7 @@ impl Scheduler<'_, '_> {
 
     /// Step `i`'s items (listed now or as recorded) may start.
     fn start_items_of(&mut self, i: usize, attempt: u32, log: PathBuf, items: Vec<FanItem>) {
-        let remote = self.offer(i, items.len());
+        let remote = self.offer(i, &items);
         self.fans[i] = Some(Fan {
             // The workers' records are the truth from here on.
             items: if remote.is_some() { Vec::new() } else { items },

@@ -35,7 +35,7 @@ pub(in super::super) struct Remote {
 impl Scheduler<'_, '_> {
     /// Opens step `i`'s offer to workers if it has `workers:` (listed or
     /// resumed: either way its items wait for workers now).
-    pub(super) fn offer(&mut self, i: usize, items: usize) -> Option<Remote> {
+    pub(super) fn offer(&mut self, i: usize, items: &[FanItem]) -> Option<Remote> {
         let fan = self.steps[i].fan_out.as_ref()?;
         let tags = fan.workers.clone()?;
         self.changes.push(Change::Offered {
@@ -44,16 +44,23 @@ impl Scheduler<'_, '_> {
             max_parallel: fan.max_parallel,
             at: crate::clock::wall_ms(),
         });
+        // Those that succeeded before a resume are kept (`ItemsKept`), not
+        // this run's pace.
+        let kept = items
+            .iter()
+            .filter(|it| it.state == ItemState::Succeeded)
+            .count();
         tracing::info!(
-            "step `{}`: {items} items wait for workers (`ward worker{} --run {}`)",
+            "step `{}`: {} items wait for workers (`ward worker{} --run {}`)",
             self.steps[i].id,
+            items.len() - kept,
             self.options.state_flag,
             self.run_id
         );
         Some(Remote {
             polled: None,
             counts: ItemCounts::default(),
-            reported: (0, 0),
+            reported: (kept, 0),
             closed: false,
             done: false,
         })
