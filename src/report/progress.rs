@@ -188,8 +188,8 @@ struct RunningStep {
 }
 
 /// The items of a running `for_each` step, as their ends were reported
-/// ([`Event::ItemFinished`]): the items this ward ran, so after a resume
-/// `done` counts this run's items of the step's `total`.
+/// ([`Event::ItemFinished`], and [`Event::ItemsKept`] for those that
+/// succeeded before a resume): `done` is this ward's pace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ItemTally {
     total: usize,
