@@ -93,9 +93,24 @@ fn render(out: &mut dyn Write, items: &[ItemRecord], style: Style) -> std::io::R
         .max()
         .unwrap_or(3)
         .clamp(3, 40);
+    // Items of a `workers:` step name the worker that claimed them last
+    // (`host:pid`, where its log is); other runs keep the narrower table.
+    let worker_of = |i: &ItemRecord| {
+        i.worker.as_deref().map_or_else(String::new, |w| {
+            w.rsplit_once(':')
+                .map_or(w, |(host_pid, _)| host_pid)
+                .to_owned()
+        })
+    };
+    let worker_w = items.iter().map(|i| worker_of(i).len()).max().unwrap_or(0);
+    let worker_head = if worker_w > 0 {
+        format!("{:<worker_w$}  ", "WORKER", worker_w = worker_w.max(6))
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{:<step_w$}  {:>6}  {:<key_w$}  {:<9}  ATTEMPTS  EXIT  MESSAGE",
+        "{:<step_w$}  {:>6}  {:<key_w$}  {:<9}  ATTEMPTS  EXIT  {worker_head}MESSAGE",
         "STEP", "#", "KEY", "STATE"
     )?;
     for i in items {
@@ -108,9 +123,14 @@ fn render(out: &mut dyn Write, items: &[ItemRecord], style: Style) -> std::io::R
         let exit = i
             .exit_code
             .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let worker = if worker_w > 0 {
+            format!("{:<worker_w$}  ", worker_of(i), worker_w = worker_w.max(6))
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{:<step_w$}  {:>6}  {:<key_w$}  {state}  {:>8}  {:>4}  {}",
+            "{:<step_w$}  {:>6}  {:<key_w$}  {state}  {:>8}  {:>4}  {worker}{}",
             i.step_id,
             i.position + 1,
             i.key,

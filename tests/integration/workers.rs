@@ -266,6 +266,18 @@ fn tags_choose_the_workers_and_priority_orders_the_claims() {
         .map(|r| r.0)
         .collect();
     assert_eq!(order, ["i06", "i05", "i04", "i03", "i02", "i01"]);
+    // `ward items` names the worker (host:pid) of each item.
+    let items = ward(&s, &c).args(["items", &id]).run().expect_code(0);
+    let worker = claims(&c, &id)[0]
+        .1
+        .rsplit_once(':')
+        .map(|(w, _)| w.to_owned());
+    assert!(items.stdout.contains("WORKER"), "{}", items.stdout);
+    assert!(
+        worker.is_some_and(|w| items.stdout.contains(&w)),
+        "{}",
+        items.stdout
+    );
 }
 
 #[test]
