@@ -325,9 +325,35 @@ impl Worker<'_> {
             );
         }
         // Offers gone (closed, or their run ended): no more claims; a job
-        // is forgotten once its items here ended and were recorded.
-        for job in self.jobs.values_mut() {
-            if !job.listed && job.offer.state == OfferState::Open {
+        // is forgotten once its items here ended and were recorded. The
+        // listing shows only running runs, and a stopped run's ward sets
+        // its offer `stopping` just before its run ends: an offer that went
+        // unseen between two looks is read once more, so that a stop is not
+        // taken for a close (the items would run on to their end).
+        let gone: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.listed && j.offer.state == OfferState::Open)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            let stopping = !self.jobs[&key].running.is_empty()
+                && matches!(
+                    self.queue.counts(&key.0, &key.1).await,
+                    Ok((_, Some(OfferState::Stopping)))
+                );
+            let Some(job) = self.jobs.get_mut(&key) else {
+                continue;
+            };
+            if stopping {
+                tracing::info!(
+                    "run {} stopped: stopping the items of step `{}` here",
+                    key.0,
+                    key.1
+                );
+                job.offer.state = OfferState::Stopping;
+                let _ = job.cancel.send(Cancel::Terminate);
+            } else {
                 job.offer.state = OfferState::Closed;
             }
         }
