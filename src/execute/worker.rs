@@ -170,9 +170,18 @@ pub async fn serve(
     let mut tick = tokio::time::interval(OFFER_POLL / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let end = loop {
-        if w.lost.is_none()
-            && let Some(e) = store.lease_lost()
-        {
+        if w.lost.is_none() && store.lease_lost().is_some() {
+            // The store's words are a run lock's (another run took it); a
+            // worker's lease is only this worker's.
+            let e = StateError::LeaseLost {
+                db: store.describe().to_owned(),
+                detail: format!(
+                    "the lease of worker {} could not be renewed in time: its items are \
+                     stopped and their ends not recorded; other workers claim them once the \
+                     lease ran out",
+                    w.opts.id.id
+                ),
+            };
             tracing::error!("{e}");
             w.lost = Some(e);
             w.stop_all(Cancel::Terminate);
@@ -283,21 +292,22 @@ impl Worker<'_> {
                     match index {
                         Some(i) => Some((loaded, i)),
                         None => {
-                            tracing::error!(
-                                "run {}: its playbook has no `for_each` step `{}` here; this \
-                                 worker leaves its items to others",
-                                offer.run_id,
-                                offer.step_id
+                            // On standard error whatever `-v` says: a worker
+                            // that claims nothing must say why.
+                            eprintln!(
+                                "warning: run {}: its playbook has no `for_each` step `{}` \
+                                 here; this worker leaves its items to others",
+                                offer.run_id, offer.step_id
                             );
                             None
                         }
                     }
                 }
                 Err(why) => {
-                    tracing::error!(
-                        "run {}, step `{}`: {why}; this worker leaves its items to others",
-                        offer.run_id,
-                        offer.step_id
+                    eprintln!(
+                        "warning: run {}, step `{}`: {why}; this worker leaves its items to \
+                         others",
+                        offer.run_id, offer.step_id
                     );
                     None
                 }
@@ -600,6 +610,9 @@ impl Worker<'_> {
     async fn record_ends(&mut self) {
         if self.lost.is_some() {
             for job in self.jobs.values_mut() {
+                // Counted as ends not recorded, so that the summary does
+                // not read as if nothing had run here.
+                self.summary.3 += job.ends.len();
                 job.ends.clear();
             }
             return;

@@ -1,7 +1,12 @@
 //! `workers:` steps red-teamed on a real PostgreSQL, with real processes:
 //! the run's ward stopped under running workers (its workers stop their
-//! items, a resume offers them again).
+//! items, a resume offers them again); a worker frozen (SIGSTOP) past its
+//! lease and woken (it records nothing, says so, exits 4); a playbook
+//! changed on disk (the worker refuses the step, on standard error); and
+//! 2,000 items over three workers (each claimed and recorded exactly once,
+//! no claim taken from a live worker).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Scratch, wait_for};
@@ -90,4 +95,161 @@ fn a_stopped_run_stops_its_workers_items_and_a_resume_offers_them_again() {
     for i in 1..=6 {
         assert_eq!(s.read(&format!("done/i{i:02}")).lines().count(), 1);
     }
+}
+
+#[test]
+fn a_frozen_worker_past_its_lease_records_nothing_and_its_items_run_once() {
+    let c = cluster();
+    let s = Scratch::new();
+    playbook(&s, 4, "6", "    workers: true\n");
+    let lease = ("WARD_TEST_PG_LEASE_MS", "3000");
+    let run = ward(&s, &c)
+        .env(lease.0, lease.1)
+        .args(["run", "p.yml"])
+        .spawn();
+    let id = offered(&s, &c);
+    let worker = || {
+        ward(&s, &c)
+            .env(lease.0, lease.1)
+            .env("WARD_KILL_GRACE", "2s")
+            .args(["worker", "--run", &id])
+            .spawn()
+    };
+    let frozen = worker();
+    let frozen_pid = frozen.id();
+    let mine = format!(":{frozen_pid}:");
+    assert!(
+        wait_for(30, || claims(&c, &id)
+            .iter()
+            .filter(|r| r.1.contains(&mine))
+            .count()
+            == 3),
+        "the worker claims three items"
+    );
+    kill("STOP", frozen_pid);
+    let other = worker();
+    // Its claims run out; the other worker takes them (stopping what the
+    // frozen one's items still run on this host first).
+    assert!(
+        wait_for(30, || claims(&c, &id)
+            .iter()
+            .filter(|r| r.3 == "expired")
+            .count()
+            == 3),
+        "the frozen worker's claims run out: {:?}",
+        claims(&c, &id)
+    );
+    kill("CONT", frozen_pid);
+    let (code, err) = finish(frozen, 30);
+    assert_eq!(code, Some(4), "a worker that lost its lease: {err}");
+    let (code, run_err) = finish(run, 90);
+    assert_eq!(code, Some(0), "{run_err}");
+    let (code, other_err) = finish(other, 30);
+    assert_eq!(code, Some(0), "{other_err}");
+    let rows = claims(&c, &id);
+    let states = item_states(&s, &c, &id);
+    assert!(
+        states.values().all(|st| st == "succeeded"),
+        "{states:?} {rows:?}"
+    );
+    // An item may have run to its end while its worker was frozen (its
+    // end then not recorded) and run again: never twice at once (its lock
+    // would have failed it).
+    for i in 1..=4 {
+        assert!(
+            !s.read(&format!("done/i{i:02}")).is_empty(),
+            "item i{i:02} ran: {rows:?}\nfrozen: {err}\nother: {other_err}"
+        );
+    }
+    assert!(
+        err.contains("lease of worker") && err.contains("ends not recorded"),
+        "the frozen worker says what happened to it: {err}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.1.contains(&mine) && r.3 == "released"),
+        "the frozen worker recorded nothing: {rows:?}"
+    );
+    let released = rows.iter().filter(|r| r.3 == "released").count();
+    assert_eq!(released, 4, "{rows:?}");
+}
+
+#[test]
+fn a_changed_playbook_is_refused_by_the_worker_and_many_items_run_once() {
+    let c = cluster();
+    let s = Scratch::new();
+    let n = 2000;
+    playbook(&s, n, "0", "    workers: true\n");
+    let p = s
+        .read("p.yml")
+        .replace("max_parallel: 3", "max_parallel: 8");
+    s.write("p.yml", &p);
+    let run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    let id = offered(&s, &c);
+    // The playbook changes on disk: a worker refuses the step, says why,
+    // and runs nothing.
+    let original = s.read("p.yml");
+    s.write("p.yml", &original.replace("sleep 0", "sleep 1"));
+    let refusing = ward(&s, &c).args(["worker", "--run", &id]).spawn();
+    std::thread::sleep(Duration::from_secs(3));
+    let claimed = claims(&c, &id).len();
+    kill("TERM", refusing.id());
+    let (code, err) = finish(refusing, 20);
+    assert_eq!(claimed, 0, "nothing claimed: {err}");
+    assert_eq!(code, Some(143), "{err}");
+    assert!(err.contains("differ here"), "{err}");
+    s.write("p.yml", &original);
+    let workers: Vec<_> = (0..3)
+        .map(|_| ward(&s, &c).args(["worker", "--run", &id]).spawn())
+        .collect();
+    let (code, err) = finish(run, 500);
+    let mut errs = String::new();
+    for w in workers {
+        let (wcode, werr) = finish(w, 30);
+        errs.push_str(&format!("{wcode:?}: {werr}\n"));
+    }
+    let rows = claims(&c, &id);
+    let failed: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.4 == "failed")
+        .map(|r| r.0.as_str())
+        .collect();
+    let of_failed: Vec<_> = rows
+        .iter()
+        .filter(|r| failed.contains(r.0.as_str()))
+        .collect();
+    assert_eq!(code, Some(0), "{err}\n{errs}\n{of_failed:?}");
+    assert!(
+        !errs.contains("None") && !errs.contains("Some(4)"),
+        "{errs}"
+    );
+    let mut released = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.3 == "released") {
+        *released.entry(r.0.clone()).or_insert(0) += 1;
+        assert_eq!(r.4, "succeeded", "{r:?}");
+    }
+    assert_eq!(released.len(), n);
+    assert!(released.values().all(|&k| k == 1));
+    let mut claimed = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.3 == "claimed") {
+        *claimed.entry(r.0.as_str()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = rows
+        .iter()
+        .filter(|r| claimed.get(r.0.as_str()).is_some_and(|&k| k > 1))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "claimed more than once: {twice:?}\n{errs}"
+    );
+    // No worker lost its lease: no claim ran out, no end went unrecorded
+    // (a claim committed by one worker while another's statement ran was
+    // once taken again by the latter, as if it had expired).
+    let odd: Vec<_> = rows
+        .iter()
+        .filter(|r| r.3 == "expired" || r.3 == "lost")
+        .collect();
+    assert!(odd.is_empty(), "{odd:?}\n{errs}");
+    assert_eq!(marks(&s), n);
 }
