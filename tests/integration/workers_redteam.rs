@@ -253,3 +253,127 @@ fn a_changed_playbook_is_refused_by_the_worker_and_many_items_run_once() {
     assert!(odd.is_empty(), "{odd:?}\n{errs}");
     assert_eq!(marks(&s), n);
 }
+
+/// `copy` hands 8 items to workers (two at once); item `i01` exits 3,
+/// the others sleep 2s. `extra` is added to the step, `other` to the
+/// playbook's steps.
+fn failing_playbook(s: &Scratch, extra: &str, other: &str) {
+    let items: String = (1..=8).map(|i| format!("i{i:02}\n")).collect();
+    s.write("items.txt", &items);
+    s.write(
+        "p.yml",
+        &format!(
+            "ward: 1\nname: fleet\nsteps:\n  \
+             - id: copy\n    for_each: {{ lines: items.txt }}\n    max_parallel: 2\n    \
+             workers: true\n{extra}    \
+             run: |\n      if [ \"{{{{ item }}}}\" = i01 ]; then exit 3; fi\n      \
+             sleep 2\n      touch \"{{{{ item }}}}.done\"\n  \
+             - id: after\n    needs: [copy]\n    run: touch after\n{other}"
+        ),
+    );
+}
+
+#[test]
+fn max_failed_closes_the_offer_and_the_run_ends_with_10() {
+    let c = cluster();
+    let s = Scratch::new();
+    failing_playbook(&s, "    max_failed: 0\n", "");
+    let run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    let id = offered(&s, &c);
+    let worker = ward(&s, &c).args(["worker", "--run", &id]).spawn();
+    let (code, err) = finish(run, 60);
+    assert_eq!(code, Some(10), "{err}");
+    let (code, werr) = finish(worker, 30);
+    assert_eq!(code, Some(0), "{werr}");
+    let states = item_states(&s, &c, &id);
+    assert_eq!(states["i01"], "failed", "{states:?}");
+    assert!(
+        !states.values().any(|st| st == "running"),
+        "nothing left running: {states:?}"
+    );
+    assert!(
+        states.values().any(|st| st == "pending"),
+        "items not started stay pending: {states:?}"
+    );
+    // The item that ran beside i01 ran to its end and was recorded.
+    for (k, st) in &states {
+        assert_eq!(
+            st == "succeeded",
+            s.path().join(format!("{k}.done")).exists()
+        );
+    }
+    assert!(!s.path().join("after").exists());
+}
+
+#[test]
+fn a_failure_elsewhere_skips_the_pending_items_of_a_workers_step() {
+    let c = cluster();
+    let s = Scratch::new();
+    failing_playbook(&s, "", "  - id: boom\n    run: sleep 1.5; exit 1\n");
+    let p = s.read("p.yml").replace("exit 3", "sleep 2");
+    s.write("p.yml", &p);
+    let run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    let id = offered(&s, &c);
+    let worker = ward(&s, &c).args(["worker", "--run", &id]).spawn();
+    let (code, err) = finish(run, 60);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, werr) = finish(worker, 30);
+    assert_eq!(code, Some(0), "{werr}");
+    let states = item_states(&s, &c, &id);
+    assert!(
+        !states.values().any(|st| st == "running" || st == "pending"),
+        "running items ended, pending ones skipped: {states:?}"
+    );
+    assert!(states.values().any(|st| st == "skipped"), "{states:?}");
+    for (k, st) in &states {
+        assert_eq!(
+            st == "succeeded",
+            s.path().join(format!("{k}.done")).exists()
+        );
+    }
+}
+
+#[test]
+fn a_worker_without_the_runs_secret_refuses_its_step_and_one_with_it_runs() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write("items.txt", "a\nb\n");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: fleet\nvars:\n  db_password: changeme\nsteps:\n  \
+         - id: copy\n    for_each: { lines: items.txt }\n    workers: true\n    \
+         env: { PGPASSWORD: \"{{ db_password }}\" }\n    \
+         run: printf %s \"$PGPASSWORD\" > \"{{ item }}.pw\"\n",
+    );
+    let run = ward(&s, &c)
+        .args(["run", "p.yml", "--var", "db_password=S3cr3t-xyz"])
+        .spawn();
+    let id = offered(&s, &c);
+    for vars in [&[][..], &["--var", "db_password=wrong"][..]] {
+        let refusing = ward(&s, &c)
+            .args(["worker", "--run", &id])
+            .args(vars)
+            .spawn();
+        std::thread::sleep(Duration::from_secs(2));
+        let claimed = claims(&c, &id).len();
+        kill("TERM", refusing.id());
+        let (code, err) = finish(refusing, 20);
+        assert_eq!(code, Some(143), "{err}");
+        assert_eq!(claimed, 0, "{vars:?}: nothing claimed: {err}");
+        // Missing: named; another value: the step's fingerprint differs.
+        let why = if vars.is_empty() {
+            "db_password"
+        } else {
+            "`copy` changed"
+        };
+        assert!(err.contains(why), "{vars:?}: {err}");
+    }
+    let worker = ward(&s, &c)
+        .args(["worker", "--run", &id, "--var", "db_password=S3cr3t-xyz"])
+        .spawn();
+    let (code, err) = finish(run, 60);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = finish(worker, 30);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s.read("a.pw"), "S3cr3t-xyz");
+}
