@@ -128,6 +128,10 @@ type JobKey = (String, String);
 
 struct Ended {
     job: JobKey,
+    /// The plan the item ran from, and its step's index: its end is
+    /// judged by that step (the job may have read its plan again since).
+    plan: Arc<Plan>,
+    index: usize,
     key: String,
     position: usize,
     attempt: u32,
@@ -269,6 +273,16 @@ impl Worker<'_> {
                 continue;
             }
             let key = (offer.run_id.clone(), offer.step_id.clone());
+            // An offer open again after it closed or stopped: the run was
+            // resumed (a new step attempt, its stop signal spent); its plan
+            // is read again and its items get a new stop signal, while what
+            // still runs or waits to be recorded here is kept.
+            let mut kept = None;
+            if self.jobs.get(&key).is_some_and(|j| {
+                j.offer.state != OfferState::Open && offer.state == OfferState::Open
+            }) {
+                kept = self.jobs.remove(&key).map(|j| (j.running, j.ends));
+            }
             if let Some(job) = self.jobs.get_mut(&key) {
                 job.listed = true;
                 if offer.state == OfferState::Stopping && job.offer.state != OfferState::Stopping {
@@ -321,13 +335,14 @@ impl Worker<'_> {
                 );
             }
             let (cancel, _) = watch::channel(Cancel::No);
+            let (running, ends) = kept.unwrap_or_default();
             self.jobs.insert(
                 key,
                 Job {
                     offer,
                     loaded,
-                    running: HashMap::new(),
-                    ends: Vec::new(),
+                    running,
+                    ends,
                     cancel,
                     rest_until: None,
                     listed: true,
@@ -541,6 +556,8 @@ impl Worker<'_> {
             let result = start_item(&plan.steps[index], spec, &work, env, cancel).await;
             Ended {
                 job: job_key,
+                plan,
+                index,
                 key,
                 position,
                 attempt,
@@ -561,10 +578,7 @@ impl Worker<'_> {
             return;
         };
         job.running.remove(&e.key);
-        let Some((loaded, index)) = &job.loaded else {
-            return;
-        };
-        let step = &loaded.plan.steps[*index];
+        let step = &e.plan.steps[e.index];
         let ok =
             matches!(e.result.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
         let (state, message) = if ok {

@@ -377,3 +377,58 @@ fn a_worker_without_the_runs_secret_refuses_its_step_and_one_with_it_runs() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(s.read("a.pw"), "S3cr3t-xyz");
 }
+
+#[test]
+fn a_worker_serving_any_run_takes_a_resumed_steps_new_attempt() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write("items.txt", "a\nb\n");
+    std::fs::create_dir_all(s.path().join("att")).expect("att");
+    // A worker without `--run` outlives the stopped run: it stops the
+    // first attempt's items, and runs them again in the resumed attempt
+    // (its plan read again, `WARD_ATTEMPT` the new one).
+    s.write(
+        "p.yml",
+        "ward: 1\nname: fleet\nsteps:\n  \
+         - id: copy\n    for_each: { lines: items.txt }\n    max_parallel: 2\n    \
+         workers: true\n    \
+         run: |\n      echo \"$WARD_ATTEMPT\" >> \"att/{{ item }}\"\n      \
+         if [ \"$WARD_ATTEMPT\" = 1 ]; then trap '' TERM; sleep 6; fi\n",
+    );
+    let run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    let id = offered(&s, &c);
+    let worker = ward(&s, &c)
+        .env("WARD_KILL_GRACE", "4s")
+        .args(["worker"])
+        .spawn();
+    assert!(
+        wait_for(30, || s.path().join("att/b").exists()
+            && s.path().join("att/a").exists()),
+        "both items run"
+    );
+    kill("TERM", run.id());
+    let (code, err) = finish(run, 20);
+    assert_eq!(code, Some(143), "{err}");
+    let (code, err) = ward(&s, &c)
+        .args(["resume", &id])
+        .spawn()
+        .wait_with_output()
+        .map(|o| {
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .expect("resume");
+    kill("TERM", worker.id());
+    let (_, werr) = finish(worker, 30);
+    assert_eq!(code, Some(0), "{err}\n{werr}");
+    for k in ["a", "b"] {
+        let lines = s.read(&format!("att/{k}"));
+        assert_eq!(
+            lines.lines().last(),
+            Some("2"),
+            "item {k} ran in the resumed attempt: {lines:?}\n{werr}"
+        );
+    }
+}
