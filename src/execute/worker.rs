@@ -584,14 +584,17 @@ impl Worker<'_> {
         let (state, message) = if ok {
             (ItemState::Succeeded, None)
         } else if matches!(e.result.end, AttemptEnd::Stopped { .. }) {
-            let why = match (self.interrupted, job.offer.state) {
+            let why = match (self.interrupted, &self.lost) {
                 (Some(sig), _) => format!(
                     "stopped because worker {} was interrupted ({})",
                     self.opts.id.id,
                     sig.name()
                 ),
-                (None, OfferState::Stopping) => "stopped because the run's ward stopped".into(),
-                _ => format!("stopped because worker {} lost its lease", self.opts.id.id),
+                (None, _) if self.lost.is_some() => {
+                    format!("stopped because worker {} lost its lease", self.opts.id.id)
+                }
+                // A stopping offer (it may be open again by now: a resume).
+                _ => "stopped because the run's ward stopped".into(),
             };
             (ItemState::Pending, Some(why))
         } else {

@@ -75,6 +75,20 @@ fn a_stopped_run_stops_its_workers_items_and_a_resume_offers_them_again() {
         "the worker stopped its items rather than running them to their end: {err}"
     );
     assert_eq!(marks(&s), 0, "no item ran to its end: {err}");
+    let items = ward(&s, &c)
+        .args(["items", &id, "--json"])
+        .run()
+        .expect_code(0)
+        .json();
+    let said = items
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|i| i["message"] == "stopped because the run's ward stopped")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(said, 3, "{items}");
     let states = item_states(&s, &c, &id);
     assert!(
         states.values().all(|st| st == "pending"),
