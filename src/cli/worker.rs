@@ -177,11 +177,18 @@ impl PlanSource for Playbooks {
             let records = store.steps(&run.id).await.map_err(|e| e.to_string())?;
             let changed =
                 crate::session::changed_steps(&plan, &records, store).map_err(|e| e.to_string())?;
-            if changed.contains(&offer.step_id) {
+            // Said in words (as `ward resume` shows them): "`<id>` changed",
+            // "`<id>` is new", or, not about one step, a fingerprint this
+            // ward cannot make; either of the last two refuses too.
+            let mine = format!("`{}` ", offer.step_id);
+            if let Some(why) = changed
+                .iter()
+                .find(|c| c.starts_with(&mine) || !c.starts_with('`'))
+            {
                 return Err(format!(
                     "its playbook {} or its variables differ here from what the run recorded \
-                     for this step; every worker must run the same step (same file, same \
-                     `--var`s and secrets)",
+                     for this step ({why}); every worker must run the same step (same file, \
+                     same `--var`s and secrets)",
                     run.playbook_path
                 ));
             }

@@ -137,6 +137,10 @@ type JobKey = (String, String);
 
 struct Ended {
     job: JobKey,
+    /// The plan the item ran from, and its step's index: its end is
+    /// judged by that step (the job may have read its plan again since).
+    plan: Arc<Plan>,
+    index: usize,
     key: String,
     position: usize,
     attempt: u32,
@@ -181,9 +185,18 @@ pub async fn serve(
     let mut tick = tokio::time::interval(OFFER_POLL / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let end = loop {
-        if w.lost.is_none()
-            && let Some(e) = store.lease_lost()
-        {
+        if w.lost.is_none() && store.lease_lost().is_some() {
+            // The store's words are a run lock's (another run took it); a
+            // worker's lease is only this worker's.
+            let e = StateError::LeaseLost {
+                db: store.describe().to_owned(),
+                detail: format!(
+                    "the lease of worker {} could not be renewed in time: its items are \
+                     stopped and their ends not recorded; other workers claim them once the \
+                     lease ran out",
+                    w.opts.id.id
+                ),
+            };
             tracing::error!("{e}");
             w.lost = Some(e);
             w.stop_all(Cancel::Terminate);
@@ -271,6 +284,16 @@ impl Worker<'_> {
                 continue;
             }
             let key = (offer.run_id.clone(), offer.step_id.clone());
+            // An offer open again after it closed or stopped: the run was
+            // resumed (a new step attempt, its stop signal spent); its plan
+            // is read again and its items get a new stop signal, while what
+            // still runs or waits to be recorded here is kept.
+            let mut kept = None;
+            if self.jobs.get(&key).is_some_and(|j| {
+                j.offer.state != OfferState::Open && offer.state == OfferState::Open
+            }) {
+                kept = self.jobs.remove(&key).map(|j| (j.items, j.running, j.ends));
+            }
             if let Some(job) = self.jobs.get_mut(&key) {
                 job.listed = true;
                 if offer.state == OfferState::Stopping && job.offer.state != OfferState::Stopping {
@@ -294,21 +317,22 @@ impl Worker<'_> {
                     match index {
                         Some(i) => Some((loaded, i)),
                         None => {
-                            tracing::error!(
-                                "run {}: its playbook has no `for_each` step `{}` here; this \
-                                 worker leaves its items to others",
-                                offer.run_id,
-                                offer.step_id
+                            // On standard error whatever `-v` says: a worker
+                            // that claims nothing must say why.
+                            eprintln!(
+                                "warning: run {}: its playbook has no `for_each` step `{}` \
+                                 here; this worker leaves its items to others",
+                                offer.run_id, offer.step_id
                             );
                             None
                         }
                     }
                 }
                 Err(why) => {
-                    tracing::error!(
-                        "run {}, step `{}`: {why}; this worker leaves its items to others",
-                        offer.run_id,
-                        offer.step_id
+                    eprintln!(
+                        "warning: run {}, step `{}`: {why}; this worker leaves its items to \
+                         others",
+                        offer.run_id, offer.step_id
                     );
                     None
                 }
@@ -322,14 +346,15 @@ impl Worker<'_> {
                 );
             }
             let (cancel, _) = watch::channel(Cancel::No);
+            let (items, running, ends) = kept.unwrap_or_default();
             self.jobs.insert(
                 key,
                 Job {
                     offer,
                     loaded,
-                    items: HashMap::new(),
-                    running: HashMap::new(),
-                    ends: Vec::new(),
+                    items,
+                    running,
+                    ends,
                     cancel,
                     rest_until: None,
                     listed: true,
@@ -337,9 +362,35 @@ impl Worker<'_> {
             );
         }
         // Offers gone (closed, or their run ended): no more claims; a job
-        // is forgotten once its items here ended and were recorded.
-        for job in self.jobs.values_mut() {
-            if !job.listed && job.offer.state == OfferState::Open {
+        // is forgotten once its items here ended and were recorded. The
+        // listing shows only running runs, and a stopped run's ward sets
+        // its offer `stopping` just before its run ends: an offer that went
+        // unseen between two looks is read once more, so that a stop is not
+        // taken for a close (the items would run on to their end).
+        let gone: Vec<JobKey> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.listed && j.offer.state == OfferState::Open)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            let stopping = !self.jobs[&key].running.is_empty()
+                && matches!(
+                    self.queue.counts(&key.0, &key.1).await,
+                    Ok((_, Some(OfferState::Stopping)))
+                );
+            let Some(job) = self.jobs.get_mut(&key) else {
+                continue;
+            };
+            if stopping {
+                tracing::info!(
+                    "run {} stopped: stopping the items of step `{}` here",
+                    key.0,
+                    key.1
+                );
+                job.offer.state = OfferState::Stopping;
+                let _ = job.cancel.send(Cancel::Terminate);
+            } else {
                 job.offer.state = OfferState::Closed;
             }
         }
@@ -359,6 +410,9 @@ impl Worker<'_> {
     async fn turn(&mut self) {
         if self.lost.is_some() {
             for job in self.jobs.values_mut() {
+                // Counted as ends not recorded, so that the summary does
+                // not read as if nothing had run here.
+                self.summary.3 += job.ends.len();
                 job.ends.clear();
             }
             return;
@@ -542,6 +596,8 @@ impl Worker<'_> {
             let result = start_item(&plan.steps[index], spec, &work, env, cancel).await;
             Ended {
                 job: job_key,
+                plan,
+                index,
                 key,
                 position,
                 attempt,
@@ -562,23 +618,23 @@ impl Worker<'_> {
             return;
         };
         job.running.remove(&e.key);
-        let Some((loaded, index)) = &job.loaded else {
-            return;
-        };
-        let step = &loaded.plan.steps[*index];
+        let step = &e.plan.steps[e.index];
         let ok =
             matches!(e.result.end, AttemptEnd::Exited(Exit::Code(c)) if step.ok_codes.contains(&c));
         let (state, message) = if ok {
             (ItemState::Succeeded, None)
         } else if matches!(e.result.end, AttemptEnd::Stopped { .. }) {
-            let why = match (self.interrupted, job.offer.state) {
+            let why = match (self.interrupted, &self.lost) {
                 (Some(sig), _) => format!(
                     "stopped because worker {} was interrupted ({})",
                     self.opts.id.id,
                     sig.name()
                 ),
-                (None, OfferState::Stopping) => "stopped because the run's ward stopped".into(),
-                _ => format!("stopped because worker {} lost its lease", self.opts.id.id),
+                (None, _) if self.lost.is_some() => {
+                    format!("stopped because worker {} lost its lease", self.opts.id.id)
+                }
+                // A stopping offer (it may be open again by now: a resume).
+                _ => "stopped because the run's ward stopped".into(),
             };
             (ItemState::Pending, Some(why))
         } else {

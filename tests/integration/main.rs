@@ -67,3 +67,4 @@ mod validate;
 mod vars;
 mod verify_read;
 mod workers;
+mod workers_redteam;

@@ -14,7 +14,7 @@ use crate::pg_cluster::Cluster;
 use crate::pg_store::{cluster, ward};
 
 /// The claims of `run`, as rows `(item, worker, attempt, kind, state)`.
-fn claims(c: &Cluster, run: &str) -> Vec<(String, String, u32, String, String)> {
+pub(crate) fn claims(c: &Cluster, run: &str) -> Vec<(String, String, u32, String, String)> {
     c.psql(
         "wardstate",
         &format!(
@@ -38,7 +38,7 @@ fn claims(c: &Cluster, run: &str) -> Vec<(String, String, u32, String, String)> 
 }
 
 /// Waits for the run (the only one) to open its step's offer; its id.
-fn offered(s: &Scratch, c: &Cluster) -> String {
+pub(crate) fn offered(s: &Scratch, c: &Cluster) -> String {
     let mut id = String::new();
     assert!(
         wait_for(30, || {
@@ -60,7 +60,7 @@ fn offered(s: &Scratch, c: &Cluster) -> String {
     id
 }
 
-fn item_states(s: &Scratch, c: &Cluster, run: &str) -> BTreeMap<String, String> {
+pub(crate) fn item_states(s: &Scratch, c: &Cluster, run: &str) -> BTreeMap<String, String> {
     let items = ward(s, c)
         .args(["items", run, "--json"])
         .run()
@@ -82,7 +82,7 @@ fn item_states(s: &Scratch, c: &Cluster, run: &str) -> BTreeMap<String, String> 
 }
 
 /// Waits for `child` at most `secs`; its exit code.
-fn finish(child: Child, secs: u64) -> (Option<i32>, String) {
+pub(crate) fn finish(child: Child, secs: u64) -> (Option<i32>, String) {
     let pid = child.id();
     let guard = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(secs));
@@ -102,7 +102,7 @@ fn finish(child: Child, secs: u64) -> (Option<i32>, String) {
 /// takes a lock folder (so two attempts at once would fail: `mkdir`
 /// refuses), sleeps `secs`, and writes its mark. A stopped attempt gives
 /// the lock back (its trap) before it ends.
-fn playbook(s: &Scratch, n: usize, secs: &str, extra: &str) {
+pub(crate) fn playbook(s: &Scratch, n: usize, secs: &str, extra: &str) {
     let items: String = (1..=n).map(|i| format!("i{i:02}\n")).collect();
     s.write("items.txt", &items);
     std::fs::create_dir_all(s.path().join("locks")).expect("locks");
@@ -129,13 +129,15 @@ fn three_workers_share_a_step_and_a_killed_ones_items_are_claimed_again() {
     // Items outlast the lease: the killed worker's items still run (its
     // children live on) when another worker claims them, which stops them
     // first (same host), so that no item runs twice at once.
-    playbook(&s, 12, "6", "    workers: true\n");
+    playbook(&s, 12, "8", "    workers: true\n");
     let p = s
         .read("p.yml")
         .replace("max_parallel: 3", "max_parallel: 6");
     s.write("p.yml", &p);
-    // A short lease, so that the killed worker's claims run out soon.
-    let lease = ("WARD_TEST_PG_LEASE_MS", "3000");
+    // A short lease, so that the killed worker's claims run out soon (not
+    // shorter: a worker gives up after half of it without a renewal, which
+    // a loaded CI machine must not reach).
+    let lease = ("WARD_TEST_PG_LEASE_MS", "5000");
     let run = ward(&s, &c)
         .env(lease.0, lease.1)
         .args(["run", "p.yml"])

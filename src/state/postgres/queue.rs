@@ -82,6 +82,11 @@ pub async fn offers(client: &Client, shown: &str, run: Option<&str>) -> Result<V
 /// items, running ones whose worker's lease ran out (recorded `expired`
 /// for that worker), and running ones claimed by this very worker that it
 /// no longer runs (a claim whose commit it did not hear back from).
+/// The lease is looked at in a sub-select, not a join: an item another
+/// worker claimed (and committed) after this statement's snapshot is
+/// checked again on its new row when it is locked, and a join would check
+/// it against the lease row (none: the item was pending) joined before,
+/// taking a live worker's fresh claim for an expired one.
 /// What a claim asks for.
 pub struct Claim<'a> {
     pub worker: &'a WorkerId,
@@ -125,22 +130,23 @@ async fn claim_in(tx: &Transaction<'_>, shown: &str, c: &Claim<'_>) -> Result<Ve
     let rows = tx
         .query(
             "WITH picked AS ( \
-               SELECT i.item_key, i.state AS was_state, i.worker AS was, \
-                      l.host AS was_host, l.pid AS was_pid \
-               FROM ward.items i LEFT JOIN ward.leases l ON l.name = $7 || i.worker \
+               SELECT i.item_key, i.state AS was_state, i.worker AS was \
+               FROM ward.items i \
                WHERE i.run_id = $1 AND i.step_id = $2 AND i.state IN ('pending', 'running') \
                AND (i.state = 'pending' \
-                    OR (i.worker IS NOT NULL AND (l.expires_at IS NULL OR l.expires_at <= now()) \
-                        AND i.worker <> $4) \
+                    OR (i.worker IS NOT NULL AND i.worker <> $4 AND NOT EXISTS ( \
+                        SELECT 1 FROM ward.leases l \
+                        WHERE l.name = $7 || i.worker AND l.expires_at > now())) \
                     OR (i.worker = $4 AND NOT (i.item_key = ANY($6)))) \
-               ORDER BY i.priority DESC, i.position LIMIT $3 FOR UPDATE OF i SKIP LOCKED) \
+               ORDER BY i.priority DESC, i.position LIMIT $3 FOR UPDATE SKIP LOCKED) \
              UPDATE ward.items t SET state = 'running', worker = $4, attempts = t.attempts + 1, \
                started_at = $5, finished_at = NULL, exit_code = NULL, message = NULL, \
                log_path = $8 || '/' || t.step_id || '.item-' || (t.position + 1) || '.' \
                  || (t.attempts + 1) || '.log' \
              FROM picked p WHERE t.run_id = $1 AND t.step_id = $2 AND t.item_key = p.item_key \
              RETURNING t.item_key, t.position, t.item_json, t.attempts, p.was_state, p.was, \
-               p.was_host, p.was_pid",
+               (SELECT l.host FROM ward.leases l WHERE l.name = $7 || p.was), \
+               (SELECT l.pid FROM ward.leases l WHERE l.name = $7 || p.was)",
             &[
                 &run,
                 &step,
