@@ -50,6 +50,7 @@ for ((r = 1; r <= rounds; r++)); do
             id=$(q "SELECT run_id FROM ward.offers o JOIN ward.runs r ON r.id = o.run_id \
                     WHERE r.state = 'running' AND r.playbook_name = 'worker-cost' LIMIT 1" 2>/dev/null || true)
         done
+        rm -f w*.err
         pids=()
         for ((k = 1; k <= w; k++)); do
             "$ward" worker --run "$id" 2>"w$k.err" &

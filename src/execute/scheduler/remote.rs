@@ -3,7 +3,7 @@
 //! (`state/queue.rs`); the run's ward only lists them, opens the step's
 //! offer, and watches.
 //!
-//! It asks the store for the step's counts every [`CONTROL_POLL`] (one
+//! It asks the store for the step's counts every [`WORKERS_POLL`] (one
 //! indexed `GROUP BY`, however many workers there are). The step ends when
 //! no item is pending or claimed; a `max_failed:` past its bound, a
 //! failure elsewhere or a stop closes the offer first (a stop also tells
@@ -14,9 +14,14 @@
 use std::time::Instant;
 
 use super::super::super::events::Event;
-use super::{CONTROL_POLL, Fan, FanItem, Scheduler};
+use super::{Fan, FanItem, Scheduler};
 use crate::state::queue::{ItemCounts, OfferState};
 use crate::state::{Change, ItemState, Store};
+
+/// How often the run's ward counts a `workers:` step's items: each count
+/// reads the step's rows (an indexed `GROUP BY`), which the workers' claims
+/// on the same server pay for; a step's end is seen at most this late.
+const WORKERS_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the run's ward knows of a `workers:` step's items.
 pub(in super::super) struct Remote {
@@ -76,7 +81,7 @@ impl Scheduler<'_, '_> {
     }
 
     /// Asks the store how the `workers:` steps' items stand (at most every
-    /// [`CONTROL_POLL`], at once when the run stops or failed), closes
+    /// [`WORKERS_POLL`], at once when the run stops or failed), closes
     /// offers that must close, and reads back the items of a step that is
     /// done.
     pub(in super::super) async fn poll_workers(&mut self, store: &mut dyn Store) {
@@ -96,7 +101,7 @@ impl Scheduler<'_, '_> {
         let Some(remote) = fan.remote.as_mut() else {
             return;
         };
-        let due = remote.polled.is_none_or(|t| t.elapsed() >= CONTROL_POLL);
+        let due = remote.polled.is_none_or(|t| t.elapsed() >= WORKERS_POLL);
         if !due && (stop.is_none() || remote.closed) {
             return;
         }

@@ -21,6 +21,10 @@ use super::conn::{Fail, commit_failed, fail};
 // the database's collation: run ids and playbook names list the same on
 // both stores.
 
+/// A step listing at least this many items refreshes the items' planner
+/// statistics (`Change::ItemsListed`).
+const ANALYZE_FROM: usize = 100;
+
 /// The run columns, in the order [`run_row`] reads them.
 const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, playbook_text, lock_name, \
      vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, finished_at, \
@@ -532,6 +536,15 @@ async fn apply_one(
                 &[&run_id, step, &keys, &positions, &values, &priorities],
             )
             .await?;
+            // Fresh statistics for the new rows: without them the planner
+            // takes a step's thousands of items for one, and a worker's
+            // claim reads them all through the primary key and sorts them
+            // (milliseconds per claim, growing with the list) instead of
+            // walking the claimable index in priority order. A role that
+            // does not own the table gets a warning, not an error.
+            if items.len() >= ANALYZE_FROM {
+                exec("ANALYZE ward.items", &[]).await?;
+            }
             Ok(())
         }
         Change::ItemStarted {
