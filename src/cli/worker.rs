@@ -185,10 +185,22 @@ impl PlanSource for Playbooks {
                 .iter()
                 .find(|c| c.starts_with(&mine) || !c.starts_with('`'))
             {
+                // Secrets are fingerprinted with the state folder's key,
+                // which is per host: another host's worker needs the run
+                // host's key to see the same step.
+                let key_hint = if plan.needs_fingerprint_key() {
+                    format!(
+                        "; the playbook has secrets, fingerprinted with {}: on another host \
+                         than the run's, copy the run host's key there (mode 0600)",
+                        store.folder().join("fingerprint.key").display()
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(format!(
                     "its playbook {} or its variables differ here from what the run recorded \
                      for this step ({why}); every worker must run the same step (same file, \
-                     same `--var`s and secrets)",
+                     same `--var`s and secrets){key_hint}",
                     run.playbook_path
                 ));
             }
