@@ -461,6 +461,8 @@ impl Worker<'_> {
                         key.1
                     );
                     if matches!(e, StateError::LeaseLost { .. }) {
+                        // Its fence refused them: not recorded, and said so.
+                        self.summary.3 += ends.len();
                         self.lost.get_or_insert(e);
                         self.stop_all(Cancel::Terminate);
                     } else if let Some(job) = self.jobs.get_mut(&key) {

@@ -37,6 +37,29 @@ pub(crate) fn claims(c: &Cluster, run: &str) -> Vec<(String, String, u32, String
     .collect()
 }
 
+/// A lease short enough that a dead or frozen worker's claims run out
+/// soon in a test (not shorter: a worker gives up after half of it without
+/// a renewal, which a loaded CI machine must not reach).
+const SHORT_LEASE: (&str, &str) = ("WARD_TEST_PG_LEASE_MS", "5000");
+
+/// `ward run p.yml` with the short lease, once it opened its offer; its id.
+pub(crate) fn short_lease_run(s: &Scratch, c: &Cluster) -> (Child, String) {
+    let run = ward(s, c)
+        .env(SHORT_LEASE.0, SHORT_LEASE.1)
+        .args(["run", "p.yml"])
+        .spawn();
+    (run, offered(s, c))
+}
+
+/// `ward worker --run id` with the short lease and a 2 s kill grace.
+pub(crate) fn short_lease_worker(s: &Scratch, c: &Cluster, id: &str) -> Child {
+    ward(s, c)
+        .env(SHORT_LEASE.0, SHORT_LEASE.1)
+        .env("WARD_KILL_GRACE", "2s")
+        .args(["worker", "--run", id])
+        .spawn()
+}
+
 /// Waits for the run (the only one) to open its step's offer; its id.
 pub(crate) fn offered(s: &Scratch, c: &Cluster) -> String {
     let mut id = String::new();
@@ -134,22 +157,8 @@ fn three_workers_share_a_step_and_a_killed_ones_items_are_claimed_again() {
         .read("p.yml")
         .replace("max_parallel: 3", "max_parallel: 6");
     s.write("p.yml", &p);
-    // A short lease, so that the killed worker's claims run out soon (not
-    // shorter: a worker gives up after half of it without a renewal, which
-    // a loaded CI machine must not reach).
-    let lease = ("WARD_TEST_PG_LEASE_MS", "5000");
-    let run = ward(&s, &c)
-        .env(lease.0, lease.1)
-        .args(["run", "p.yml"])
-        .spawn();
-    let id = offered(&s, &c);
-    let worker = || {
-        ward(&s, &c)
-            .env(lease.0, lease.1)
-            .env("WARD_KILL_GRACE", "2s")
-            .args(["worker", "--run", &id])
-            .spawn()
-    };
+    let (run, id) = short_lease_run(&s, &c);
+    let worker = || short_lease_worker(&s, &c, &id);
     // The doomed worker claims first, and is killed mid-item; the two
     // others then have room (6 each) for the rest and, once its lease ran
     // out, for its items, which its children still run.

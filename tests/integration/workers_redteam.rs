@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Scratch, wait_for};
 use crate::pg_store::{cluster, ward};
-use crate::workers::{claims, finish, item_states, offered, playbook};
+use crate::workers::{
+    claims, finish, item_states, offered, playbook, short_lease_run, short_lease_worker,
+};
 
 fn kill(sig: &str, pid: u32) {
     let _ = std::process::Command::new("kill")
@@ -116,19 +118,8 @@ fn a_frozen_worker_past_its_lease_records_nothing_and_its_items_run_once() {
     let c = cluster();
     let s = Scratch::new();
     playbook(&s, 4, "6", "    workers: true\n");
-    let lease = ("WARD_TEST_PG_LEASE_MS", "5000");
-    let run = ward(&s, &c)
-        .env(lease.0, lease.1)
-        .args(["run", "p.yml"])
-        .spawn();
-    let id = offered(&s, &c);
-    let worker = || {
-        ward(&s, &c)
-            .env(lease.0, lease.1)
-            .env("WARD_KILL_GRACE", "2s")
-            .args(["worker", "--run", &id])
-            .spawn()
-    };
+    let (run, id) = short_lease_run(&s, &c);
+    let worker = || short_lease_worker(&s, &c, &id);
     let frozen = worker();
     let frozen_pid = frozen.id();
     let mine = format!(":{frozen_pid}:");
