@@ -68,7 +68,12 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
     let lease = store
         .acquire_lease(&id.lease_name(), &holder)
         .await
-        .map_err(|e| WardError::Usage(format!("cannot start the worker: {e}")))?;
+        .map_err(|e| match e {
+            // The state could not be written: exit 4, as for any command.
+            crate::state::LeaseError::State(e) => WardError::State(e),
+            // A random id already leased (never in practice).
+            held => WardError::Usage(format!("cannot start the worker: {held}")),
+        })?;
     let tags = if args.tags.is_empty() {
         String::new()
     } else {
