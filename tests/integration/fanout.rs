@@ -68,6 +68,51 @@ fn a_thousand_items_all_succeed_each_once() {
     assert_eq!(each["attempts"], 1);
 }
 
+/// The issue's own case: 10,000 items on SQLite, ward killed with SIGKILL
+/// in the middle, then resumed: every item ends succeeded, and none that
+/// was recorded succeeded before the kill runs again.
+#[test]
+fn ten_thousand_items_killed_mid_way_resume_and_no_recorded_success_runs_again() {
+    let s = Scratch::new();
+    write_lines(&s, "users.txt", 10_000);
+    s.write(
+        "p.yml",
+        "ward: 1\nname: tenk\nsteps:\n  \
+         - id: each\n    for_each: { lines: users.txt }\n    max_parallel: 8\n    \
+           cmd: [sh, -c, 'echo \"$WARD_ITEM_KEY\" >> journal']\n",
+    );
+    let mut run = s.ward().args(["run", "p.yml"]).spawn();
+    assert!(
+        crate::harness::wait_for(120, || line_counts(&s, "journal").len() >= 3_000),
+        "items run"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &run.id().to_string()])
+        .status();
+    let _ = run.wait();
+    let done_before: Vec<String> = items(&s, Some("succeeded"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        done_before.len() >= 1_000 && done_before.len() < 10_000,
+        "killed in the middle: {} recorded succeeded",
+        done_before.len()
+    );
+    s.ward().args(["resume", "--last"]).run().expect_code(0);
+    let all = items(&s, None);
+    assert_eq!(all.len(), 10_000);
+    assert!(all.iter().all(|(_, st)| st == "succeeded"));
+    let counts = line_counts(&s, "journal");
+    assert_eq!(counts.len(), 10_000, "every item ran");
+    for key in &done_before {
+        assert_eq!(counts.get(key), Some(&1), "{key} succeeded before the kill");
+    }
+    // Only those running or ended-but-not-committed at the kill run twice.
+    let twice = counts.values().filter(|&&n| n > 1).count();
+    assert!(twice <= 64, "{twice} items ran twice");
+}
+
 #[test]
 fn a_list_variable_with_a_key_template_gives_item_fields_and_stable_ids() {
     let s = Scratch::new();
