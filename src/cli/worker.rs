@@ -59,12 +59,7 @@ async fn work(args: &WorkerArgs) -> Result<i32, WardError> {
         host,
         pid,
     };
-    let holder = crate::state::LeaseHolder {
-        run_id: format!("worker {}", id.id),
-        pid,
-        host: id.host.clone(),
-        since: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
-    };
+    let holder = crate::session::holder(&format!("worker {}", id.id), store);
     let lease = store
         .acquire_lease(&id.lease_name(), &holder)
         .await

@@ -55,22 +55,21 @@ impl ItemRun<'_> {
     pub fn attempt(&self, echo: Option<mpsc::UnboundedSender<(usize, String)>>) -> Attempt {
         let argv = argv_of(&self.work.body);
         let step = &self.step.id;
-        let mut env = vec![
-            ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
-            ("WARD_STEP".to_owned(), step.clone()),
-            ("WARD_PLAYBOOK".to_owned(), self.playbook.to_owned()),
-            ("WARD_ATTEMPT".to_owned(), self.step_attempt.to_string()),
-            (
-                orphans::ATTEMPT_VAR.to_owned(),
-                format!(
-                    "{}/item-{}.{}",
-                    orphans::attempt_id(self.run_id, step, self.step_attempt),
-                    self.position + 1,
-                    self.attempt
-                ),
-            ),
-            ("WARD_ITEM_KEY".to_owned(), self.key.to_owned()),
-        ];
+        let attempt_id = item_attempt_id(
+            self.run_id,
+            step,
+            self.step_attempt,
+            self.position,
+            self.attempt,
+        );
+        let mut env = ward_env(
+            self.run_id,
+            self.playbook,
+            step,
+            self.step_attempt,
+            attempt_id,
+        );
+        env.push(("WARD_ITEM_KEY".to_owned(), self.key.to_owned()));
         env.extend(self.work.env.iter().cloned());
         Attempt {
             step: step.clone(),
@@ -87,6 +86,41 @@ impl ItemRun<'_> {
             mask: self.mask.clone(),
         }
     }
+}
+
+/// The `WARD_*` variables every attempt of a step gets (an item's too),
+/// with its attempt id (`orphans::ATTEMPT_VAR`), which finds what it left
+/// running.
+pub fn ward_env(
+    run_id: &str,
+    playbook: &str,
+    step: &str,
+    attempt: u32,
+    attempt_id: String,
+) -> Vec<(String, String)> {
+    vec![
+        ("WARD_RUN_ID".to_owned(), run_id.to_owned()),
+        ("WARD_STEP".to_owned(), step.to_owned()),
+        ("WARD_PLAYBOOK".to_owned(), playbook.to_owned()),
+        ("WARD_ATTEMPT".to_owned(), attempt.to_string()),
+        (orphans::ATTEMPT_VAR.to_owned(), attempt_id),
+    ]
+}
+
+/// The attempt id of an item's attempt: its step attempt's, extended, so
+/// that what it leaves running is told apart from its siblings'.
+pub fn item_attempt_id(
+    run_id: &str,
+    step: &str,
+    step_attempt: u32,
+    position: usize,
+    attempt: u32,
+) -> String {
+    format!(
+        "{}/item-{}.{attempt}",
+        orphans::attempt_id(run_id, step, step_attempt),
+        position + 1
+    )
 }
 
 /// The program an attempt of `body` starts: `run:` through bash with

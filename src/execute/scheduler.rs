@@ -620,7 +620,8 @@ struct Senders {
     finalizers: watch::Sender<Cancel>,
 }
 
-async fn next_signal(signals: &mut Option<Signals>) -> Option<Received> {
+/// The next stop signal; never, when signals could not be installed.
+pub(super) async fn next_signal(signals: &mut Option<Signals>) -> Option<Received> {
     match signals {
         Some(s) => Some(s.recv().await),
         None => std::future::pending().await,
@@ -1003,19 +1004,13 @@ impl Scheduler<'_, '_> {
     ) -> Attempt {
         let step = &self.steps[i];
         let argv = super::item::argv_of(&step.body);
-        let mut env = vec![
-            ("WARD_RUN_ID".to_owned(), self.run_id.to_owned()),
-            ("WARD_STEP".to_owned(), step.id.clone()),
-            (
-                "WARD_PLAYBOOK".to_owned(),
-                self.v.playbook.name.value.clone(),
-            ),
-            ("WARD_ATTEMPT".to_owned(), attempt.to_string()),
-            (
-                super::orphans::ATTEMPT_VAR.to_owned(),
-                super::orphans::attempt_id(self.run_id, &step.id, attempt),
-            ),
-        ];
+        let mut env = super::item::ward_env(
+            self.run_id,
+            &self.v.playbook.name.value,
+            &step.id,
+            attempt,
+            super::orphans::attempt_id(self.run_id, &step.id, attempt),
+        );
         env.extend(step.env.iter().cloned());
         Attempt {
             step: step.id.clone(),

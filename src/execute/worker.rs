@@ -18,7 +18,7 @@
 //! a second kills them at once. An offer the run's ward sets `stopping`
 //! (it was interrupted) stops that step's items the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use super::item::{ActionEnv, ItemRun, start_item};
 use super::process::{AttemptEnd, AttemptResult, Cancel, Exit};
-use super::scheduler::failure_message;
+use super::scheduler::{failure_message, next_signal};
 use super::signals::{Received, Signals};
 use crate::plan::Plan;
 use crate::state::queue::{Claimed, ItemEnd, Offer, OfferState, Queue, WorkerId};
@@ -122,7 +122,7 @@ struct Job {
     /// item's value and log (for `on_item:`).
     items: HashMap<String, (serde_json::Value, PathBuf)>,
     /// Keys of its items running here.
-    running: HashMap<String, ()>,
+    running: HashSet<String>,
     /// Ends to record at the next turn.
     ends: Vec<ItemEnd>,
     /// Stops this step's items.
@@ -239,13 +239,6 @@ pub async fn serve(
         stopped,
         lost,
         claim_times,
-    }
-}
-
-async fn next_signal(signals: &mut Option<Signals>) -> Option<Received> {
-    match signals {
-        Some(s) => Some(s.recv().await),
-        None => std::future::pending().await,
     }
 }
 
@@ -446,7 +439,7 @@ impl Worker<'_> {
             // Items whose end is recorded in this very turn are no longer
             // claimed; the others still running here are (a claim takes
             // back only those this worker lost track of).
-            let running: Vec<String> = job.running.keys().cloned().collect();
+            let running: Vec<String> = job.running.iter().cloned().collect();
             let asked = Instant::now();
             let answer = self
                 .queue
@@ -569,15 +562,16 @@ impl Worker<'_> {
             .as_deref()
             .filter(|w| w.rsplitn(3, ':').nth(2) == Some(self.opts.id.host.as_str()))
             .map(|_| {
-                format!(
-                    "{}/item-{}.{}",
-                    super::orphans::attempt_id(&key.0, &step.id, loaded.step_attempt),
-                    c.position + 1,
-                    c.attempt.saturating_sub(1)
+                super::item::item_attempt_id(
+                    &key.0,
+                    &step.id,
+                    loaded.step_attempt,
+                    c.position,
+                    c.attempt.saturating_sub(1),
                 )
             });
         let (cancel, index, grace) = (job.cancel.subscribe(), *index, self.opts.kill_grace);
-        job.running.insert(c.key.clone(), ());
+        job.running.insert(c.key.clone());
         job.items.insert(c.key.clone(), (c.item, log));
         let (job_key, key, position, attempt) = (key.clone(), c.key, c.position, c.attempt);
         self.tasks.spawn(async move {

@@ -139,36 +139,6 @@ impl ItemCounts {
     pub fn total(&self) -> usize {
         self.pending + self.running + self.succeeded + self.failed + self.paused + self.skipped
     }
-
-    /// Items that ended (succeeded, failed, skipped).
-    pub fn ended(&self) -> usize {
-        self.succeeded + self.failed + self.skipped
-    }
-}
-
-/// One claim, release or expiry, as recorded.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ClaimRecord {
-    /// The step.
-    pub step_id: String,
-    /// The item's key.
-    pub key: String,
-    /// The worker.
-    pub worker: String,
-    /// Its host.
-    pub host: String,
-    /// Its pid.
-    pub pid: u32,
-    /// The attempt.
-    pub attempt: u32,
-    /// `claimed`, `released` (the worker recorded the item's end),
-    /// `expired` (its lease ran out and another worker claimed it), or
-    /// `lost` (its end came after the claim was gone: not recorded).
-    pub kind: String,
-    /// The item's state it released it in.
-    pub state: Option<String>,
-    /// Unix ms.
-    pub at: i64,
 }
 
 /// A shared store's queue of items for workers.
@@ -195,6 +165,4 @@ pub trait Queue: Send + Sync {
     /// How many of the step's items are in each state, and its offer's
     /// state (None: never offered).
     fn counts(&self, run: &str, step: &str) -> StoreFuture<'_, (ItemCounts, Option<OfferState>)>;
-    /// Every claim, release and expiry of the run, in order.
-    fn claims(&self, run: &str) -> StoreFuture<'_, Vec<ClaimRecord>>;
 }

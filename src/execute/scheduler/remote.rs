@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::super::super::events::Event;
 use super::{Fan, FanItem, Scheduler};
-use crate::state::queue::{ItemCounts, OfferState};
+use crate::state::queue::OfferState;
 use crate::state::{Change, ItemState, Store};
 
 /// How often the run's ward counts a `workers:` step's items: each count
@@ -27,8 +27,6 @@ const WORKERS_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 pub(in super::super) struct Remote {
     /// When the store was last asked.
     polled: Option<Instant>,
-    /// The counts it gave.
-    counts: ItemCounts,
     /// Items counted as ended so far (for the progress display).
     reported: (usize, usize),
     /// This ward closed the offer.
@@ -64,7 +62,6 @@ impl Scheduler<'_, '_> {
         );
         Some(Remote {
             polled: None,
-            counts: ItemCounts::default(),
             reported: (kept, 0),
             closed: false,
             done: false,
@@ -126,7 +123,6 @@ impl Scheduler<'_, '_> {
                 return;
             }
         };
-        remote.counts = counts;
         let (was_ok, was_failed) = remote.reported;
         for (n, state) in [
             (

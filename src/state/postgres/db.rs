@@ -30,7 +30,7 @@ const RUN_COLUMNS: &str = "id, playbook_name, playbook_path, playbook_hash, play
      vars_json, overrides_json, facts_json, state, host, pid, ward_version, started_at, finished_at, \
      resumes, message, max_age_ms, preconditions_json, slot_at";
 
-fn corrupt(shown: &str, message: String) -> StateError {
+pub(super) fn corrupt(shown: &str, message: String) -> StateError {
     StateError::Corrupt {
         db: shown.to_owned(),
         message,

@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 
 use super::host::HostIdentity;
 use super::lease::{Lease, LeaseFuture, LeaseHolder};
-use super::queue::{ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, Queue, WorkerId};
+use super::queue::{Claimed, ItemCounts, ItemEnd, Offer, OfferState, Queue, WorkerId};
 use super::records::{
     AttemptRecord, Change, ItemControlled, ItemRecord, ItemState, NewRun, NewStep, RunRecord,
     StepRecord, UnrunRun,
@@ -366,13 +366,6 @@ impl Queue for PgStore {
         let (run, step) = (run.to_owned(), step.to_owned());
         Box::pin(with_client!(self, |client| async |shown: &str| {
             queue::counts(client, shown, &run, &step).await
-        }))
-    }
-
-    fn claims(&self, run: &str) -> StoreFuture<'_, Vec<ClaimRecord>> {
-        let run = run.to_owned();
-        Box::pin(with_client!(self, |client| async |shown: &str| {
-            queue::claims(client, shown, &run).await
         }))
     }
 }

@@ -6,16 +6,13 @@
 use tokio_postgres::{Client, Transaction};
 
 use super::super::StateError;
-use super::super::queue::{ClaimRecord, Claimed, ItemCounts, ItemEnd, Offer, OfferState, WorkerId};
+use super::super::queue::{Claimed, ItemCounts, ItemEnd, Offer, OfferState, WorkerId};
 use super::super::records::ItemState;
 use super::conn::{Fail, commit_failed, fail};
 use super::lease::WORKER_PREFIX;
 
 fn corrupt(shown: &str, message: String) -> Fail {
-    Fail::State(StateError::Corrupt {
-        db: shown.to_owned(),
-        message,
-    })
+    Fail::State(super::db::corrupt(shown, message))
 }
 
 /// Fails unless the worker's lease is still its own and not expired
@@ -320,31 +317,6 @@ pub async fn counts(
         .map_err(fail(shown))?
         .and_then(|r| OfferState::parse(r.get(0)));
     Ok((counts, offer))
-}
-
-pub async fn claims(client: &Client, shown: &str, run: &str) -> Result<Vec<ClaimRecord>, Fail> {
-    let rows = client
-        .query(
-            "SELECT step_id, item_key, worker, host, pid, attempt, kind, state, at \
-             FROM ward.claims WHERE run_id = $1 ORDER BY seq",
-            &[&run],
-        )
-        .await
-        .map_err(fail(shown))?;
-    Ok(rows
-        .iter()
-        .map(|r| ClaimRecord {
-            step_id: r.get(0),
-            key: r.get(1),
-            worker: r.get(2),
-            host: r.get(3),
-            pid: u32::try_from(r.get::<_, i64>(4)).unwrap_or(0),
-            attempt: u32::try_from(r.get::<_, i64>(5)).unwrap_or(0),
-            kind: r.get(6),
-            state: r.get(7),
-            at: r.get(8),
-        })
-        .collect())
 }
 
 /// Rows of `ward.claims` to insert in one statement.
