@@ -500,7 +500,7 @@ pub fn changed_steps(
     v: &Plan,
     recorded: &[crate::state::StepRecord],
     store: &dyn Store,
-) -> Result<Vec<String>, WardError> {
+) -> Result<Vec<recovery::StepChange>, WardError> {
     let key = key_if_needed(v, store.folder())?;
     // One ward records every step of a run, so one version for all of them;
     // a record in no known form compares in the current version (and so
@@ -510,11 +510,10 @@ pub fn changed_steps(
         .find_map(|r| fingerprint::recorded_version(&r.definition))
         .unwrap_or(fingerprint::VERSION);
     let Some(planned) = Fingerprint::in_version(v, key.as_ref(), version) else {
-        return Ok(vec![format!(
-            "its steps were recorded by a newer ward (step fingerprint version {version}; this \
-             ward knows up to {})",
-            fingerprint::VERSION
-        )]);
+        return Ok(vec![recovery::StepChange::NewerWard {
+            version,
+            known: fingerprint::VERSION,
+        }]);
     };
     Ok(recovery::changed_steps(&planned.steps, recorded))
 }

@@ -465,7 +465,11 @@ async fn resume_recorded(
              start a new run, or pass --allow-changed if the change is intended",
             run.playbook_path,
             run.id,
-            changed.join(", ")
+            changed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     if changed.is_empty() && v.playbook.source.sha256() != run.playbook_hash {

@@ -177,13 +177,11 @@ impl PlanSource for Playbooks {
             let records = store.steps(&run.id).await.map_err(|e| e.to_string())?;
             let changed =
                 crate::session::changed_steps(&plan, &records, store).map_err(|e| e.to_string())?;
-            // Said in words (as `ward resume` shows them): "`<id>` changed",
-            // "`<id>` is new", or, not about one step, a fingerprint this
-            // ward cannot make; either of the last two refuses too.
-            let mine = format!("`{}` ", offer.step_id);
+            // This step changed, or none could be compared (a newer
+            // ward's record): refused. Other steps are not this worker's.
             if let Some(why) = changed
                 .iter()
-                .find(|c| c.starts_with(&mine) || !c.starts_with('`'))
+                .find(|c| c.step().is_none_or(|s| s == offer.step_id))
             {
                 // Secrets are fingerprinted with the state folder's key,
                 // which is per host: another host's worker needs the run

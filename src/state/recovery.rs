@@ -406,11 +406,56 @@ fn ancestors(steps: &[StepShape], from: &[usize]) -> HashSet<usize> {
     seen
 }
 
+/// How a run's steps differ from the plan (rule 5). Said in words by its
+/// `Display` ("`copy` changed"); [`StepChange::step`] names the step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepChange {
+    /// The plan has a step the run did not record.
+    New(String),
+    /// The step's definition differs from the recorded one.
+    Changed(String),
+    /// The run recorded a step the plan no longer has.
+    Removed(String),
+    /// The run's steps were recorded in a fingerprint version newer than
+    /// this ward knows: no step can be compared.
+    NewerWard {
+        /// The recorded version.
+        version: u32,
+        /// The newest this ward knows.
+        known: u32,
+    },
+}
+
+impl StepChange {
+    /// The step it is about; `None` when it is about all of them.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            StepChange::New(id) | StepChange::Changed(id) | StepChange::Removed(id) => Some(id),
+            StepChange::NewerWard { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StepChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepChange::New(id) => write!(f, "`{id}` is new"),
+            StepChange::Changed(id) => write!(f, "`{id}` changed"),
+            StepChange::Removed(id) => write!(f, "`{id}` was removed"),
+            StepChange::NewerWard { version, known } => write!(
+                f,
+                "its steps were recorded by a newer ward (step fingerprint version {version}; \
+                 this ward knows up to {known})"
+            ),
+        }
+    }
+}
+
 /// Rule 5: the steps whose definition differs between `planned` (the
 /// plan's fingerprint, `(id, definition)` in the version the run recorded)
-/// and `recorded`, each said in words; empty if the run may be resumed as
-/// it is. A changed secret counts (through its keyed fingerprint).
-pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> Vec<String> {
+/// and `recorded`; empty if the run may be resumed as it is. A changed
+/// secret counts (through its keyed fingerprint).
+pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> Vec<StepChange> {
     let by_id: HashMap<&str, &str> = recorded
         .iter()
         .map(|r| (r.id.as_str(), r.definition.as_str()))
@@ -418,15 +463,15 @@ pub fn changed_steps(planned: &[(String, String)], recorded: &[StepRecord]) -> V
     let mut out = Vec::new();
     for (id, definition) in planned {
         match by_id.get(id.as_str()) {
-            None => out.push(format!("`{id}` is new")),
-            Some(def) if *def != definition => out.push(format!("`{id}` changed")),
+            None => out.push(StepChange::New(id.clone())),
+            Some(def) if *def != definition => out.push(StepChange::Changed(id.clone())),
             Some(_) => tracing::debug!("resume: step `{id}` has the fingerprint the run recorded"),
         }
     }
     let now: HashSet<&str> = planned.iter().map(|(id, _)| id.as_str()).collect();
     for r in recorded {
         if !now.contains(r.id.as_str()) {
-            out.push(format!("`{}` was removed", r.id));
+            out.push(StepChange::Removed(r.id.clone()));
         }
     }
     out
@@ -604,10 +649,11 @@ mod tests {
             .iter()
             .map(|(id, d)| ((*id).to_owned(), (*d).to_owned()))
             .collect();
-        assert_eq!(
-            changed_steps(&planned, &recorded),
-            ["`b` changed", "`c` is new", "`gone` was removed"]
-        );
+        let changed: Vec<String> = changed_steps(&planned, &recorded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(changed, ["`b` changed", "`c` is new", "`gone` was removed"]);
         assert!(changed_steps(&planned[..1], &recorded[..1]).is_empty());
     }
 }
