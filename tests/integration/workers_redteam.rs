@@ -437,3 +437,56 @@ fn a_worker_serving_any_run_takes_a_resumed_steps_new_attempt() {
         );
     }
 }
+
+/// Two SIGTERMs to a worker whose items ignore SIGTERM: the first stops
+/// claiming and asks them to stop, the second kills them at once (not
+/// after the 60 s grace); they are recorded pending, and another worker
+/// then runs them all.
+#[test]
+fn a_second_sigterm_kills_a_workers_stubborn_items_at_once() {
+    let c = cluster();
+    let s = Scratch::new();
+    s.write("items.txt", "a\nb\n");
+    s.write(
+        "p.yml",
+        "ward: 1\nname: stubborn\nsteps:\n  - id: each\n    for_each: { lines: items.txt }\n    \
+         workers: true\n    run: |\n      \
+         if [ ! -e second ]; then trap 'echo {{ item }} >> terms' TERM; \
+         while true; do sleep 0.1; done; fi\n      echo {{ item }} >> done\n",
+    );
+    let run = ward(&s, &c).args(["run", "p.yml"]).spawn();
+    let id = offered(&s, &c);
+    let worker = ward(&s, &c)
+        .env("WARD_KILL_GRACE", "60s")
+        .args(["worker", "--run", &id])
+        .spawn();
+    assert!(
+        wait_for(30, || claims(&c, &id).len() == 2),
+        "both items claimed"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    kill("TERM", worker.id());
+    assert!(
+        wait_for(10, || s.read("terms").lines().count() == 2),
+        "asked to stop"
+    );
+    let started = Instant::now();
+    kill("TERM", worker.id());
+    let (code, err) = finish(worker, 30);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "killed at once, not after the grace: {:?}",
+        started.elapsed()
+    );
+    let states = item_states(&s, &c, &id);
+    assert!(states.values().all(|st| st == "pending"), "{states:?}");
+    // Another worker runs them (the stubborn branch is off now).
+    s.write("second", "");
+    let other = ward(&s, &c).args(["worker", "--run", &id]).spawn();
+    let (code, err) = finish(run, 60);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = finish(other, 30);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(s.read("done").lines().count(), 2);
+}
